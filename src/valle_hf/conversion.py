@@ -1,0 +1,230 @@
+"""Conversion of the original project's checkpoints (`fp32.sft` / `.pth`) to a `from_pretrained` directory.
+
+The original exporter writes plain `nn.Module` state-dict names plus a JSON `config` (the `Model` dataclass) as
+safetensors metadata (`.sft`) or beside the tensors in a pickled dict (`.pth`, read here with `weights_only=True`).
+Every tensor is either mapped to our layout or on the list of tensors the original never reads at inference;
+anything else is an error that names the key, so a wrong checkpoint never loads silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import safe_open
+
+from .configuration import VallEConfig
+
+# Original size presets (vall_e/config.py: Model.dim/heads/layers).
+SIZE_PRESETS = {"full": (1024, 16, 12), "half": (512, 8, 12), "quarter": (256, 4, 12), "double": (1024, 16, 24)}
+# Tensors that exist in every export but are never read by the ar+nar inference or training paths.
+ALWAYS_UNUSED = ("langs_emb.weight", "tasks_emb.weight", "tones_emb.weight", "dropout_token", "model.embed_tokens.weight")
+
+
+class CheckpointError(ValueError):
+    """The file is not a VALL-E checkpoint this package can convert; the message says why."""
+
+
+def load_original_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and the embedded `config` dict of an original `.sft`/`.safetensors` or `.pth`/`.pt` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix in (".sft", ".safetensors"):
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        config = json.loads(metadata["config"]) if "config" in metadata else {}
+    elif path.suffix in (".pth", ".pt"):
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # pickles with arbitrary objects are refused on purpose
+            raise CheckpointError(f"{path}: cannot be read safely with weights_only=True ({error})") from None
+        if not isinstance(payload, dict):
+            raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
+        config = payload.get("config") or {}
+        tensors = payload.get("module", payload)
+    else:
+        raise CheckpointError(f"{path}: unknown checkpoint format {path.suffix!r} (expected .sft, .safetensors, .pth)")
+    tensors = {re.sub(r"^retnet\.", "model.", key): value for key, value in tensors.items() if torch.is_tensor(value)}
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors")
+    return tensors, config
+
+
+def original_config_from_yaml(path: str | Path) -> dict:
+    """The `models:` entry the original would build from a YAML config (the training one, else the first)."""
+    data = yaml.safe_load(Path(path).read_text())
+    models = (data or {}).get("models") or []
+    if not models:
+        raise CheckpointError(f"{path}: no `models:` entry")
+    return next((model for model in models if model.get("training")), models[0])
+
+
+def _size(original: dict) -> tuple[int, int, int]:
+    size = original.get("size", "full")
+    if isinstance(size, dict):  # honoured here (the original silently ignores a dict size: a bug)
+        return int(size.get("dim", 1024)), int(size.get("heads", 16)), int(size.get("layers", 12))
+    if isinstance(size, (int, float)) and not isinstance(size, bool):
+        return int(1024 * size), int(16 * size), 12
+    if size not in SIZE_PRESETS:
+        raise CheckpointError(f"unknown model size {size!r} (expected one of {sorted(SIZE_PRESETS)}, a float or a dict)")
+    return SIZE_PRESETS[size]
+
+
+def config_from_original(original: dict, **overrides) -> VallEConfig:
+    """A `VallEConfig` equivalent to the original's `Model` config dict (as stored in the checkpoint metadata)."""
+    if original.get("arch_type", "llama") != "llama" or int(original.get("experts", 1)) > 1:
+        raise CheckpointError(
+            f"unsupported architecture {original.get('arch_type')!r} with {original.get('experts', 1)} experts: "
+            "only the llama backbone (the released ar+nar-llama-8) is supported"
+        )
+    experimental = original.get("experimental") or {}
+    for flag in ("interleave", "hf", "layerskip"):
+        if experimental.get(flag):
+            raise CheckpointError(f"unsupported experimental setting {flag}=True in the checkpoint's config")
+    if int(experimental.get("causal_size", 1)) != 1 or experimental.get("audio_embedding_mode"):
+        raise CheckpointError("unsupported experimental causal_size / audio_embedding_mode in the checkpoint's config")
+    dim, heads, layers = _size(original)
+    values = dict(
+        hidden_size=dim,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        num_rvq_levels=int(original.get("resp_levels", 8)),
+        num_tasks=int(original.get("tasks", 8)),
+        num_languages=int(original.get("langs", 1)),
+        num_tones=int(original.get("tones", 1)),
+        version=int(original.get("version", 5)),
+        capabilities=list(original.get("capabilities", ["ar", "nar"])),
+        audio_embedding_sums=bool(experimental.get("audio_embedding_sums", False)),
+        split_classifiers=bool(experimental.get("split_classifiers", False)),
+        unified_position_ids=bool(experimental.get("unified_position_ids", True)),
+    )
+    values.update(overrides)
+    return VallEConfig(**values)
+
+
+def key_map(config: VallEConfig) -> dict[str, str]:
+    """Original state-dict name -> our name, for every tensor the model uses."""
+    mapping = {
+        "text_emb.weight": "model.embed_text.weight",
+        "rvq_l_emb.weight": "model.embed_level.weight",
+        "sep": "model.separator",
+        "model.norm.weight": "model.backbone.norm.weight",
+    }
+    for level in range(config.num_rvq_levels - 2):
+        mapping[f"proms_emb.embeddings.{level}.weight"] = f"model.embed_prompt.levels.{level}.weight"
+    for level in range(config.num_rvq_levels - 1):
+        mapping[f"resps_emb.embeddings.{level}.weight"] = f"model.embed_response.levels.{level}.weight"
+    for head in range(config.num_rvq_levels + 1):
+        for part in ("weight", "bias"):
+            mapping[f"classifiers.proj.{head}.{part}"] = f"classifiers.{head}.{part}"
+    for layer in range(config.num_hidden_layers):
+        for name in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm"):
+            mapping[f"model.layers.{layer}.{name}.weight"] = f"model.backbone.layers.{layer}.{name}.weight"
+    return mapping
+
+
+def unused_keys(config: VallEConfig) -> set[str]:
+    """Tensors the original stores but never reads (see architecture.md §2): dropped without complaint."""
+    levels = config.num_rvq_levels
+    unreachable = {f"proms_emb.embeddings.{j}.weight" for j in range(levels - 2, levels)}
+    return set(ALWAYS_UNUSED) | unreachable | {f"resps_emb.embeddings.{levels - 1}.weight"}
+
+
+def convert_state_dict(
+    tensors: dict[str, torch.Tensor], config: VallEConfig, expected_shapes: dict[str, torch.Size]
+) -> dict[str, torch.Tensor]:
+    """Rename every used tensor, check its shape, and fail on missing or unknown keys (naming them)."""
+    if any("lora_" in key for key in tensors):
+        raise CheckpointError("this is a LoRA checkpoint: convert the base model and load the LoRA with peft")
+    mapping = key_map(config)
+    missing = sorted(key for key in mapping if key not in tensors)
+    if missing:
+        raise CheckpointError(f"checkpoint is missing {len(missing)} tensor(s), first: {missing[0]!r}")
+    unknown = sorted(set(tensors) - set(mapping) - unused_keys(config))
+    if unknown:
+        raise CheckpointError(f"checkpoint has {len(unknown)} unexpected tensor(s), first: {unknown[0]!r}")
+    converted = {}
+    for original_key, key in mapping.items():
+        tensor = tensors[original_key]
+        if tensor.shape != expected_shapes[key]:
+            raise CheckpointError(
+                f"shape mismatch for {original_key!r}: checkpoint {tuple(tensor.shape)}, "
+                f"model expects {tuple(expected_shapes[key])}"
+            )
+        converted[key] = tensor
+    return converted
+
+
+def convert_checkpoint(
+    checkpoint: str | Path,
+    config_yaml: str | Path | None = None,
+    codec: str = "facebook/encodec_24khz",
+    dtype: torch.dtype = torch.float32,
+):
+    """Build a `VallEForConditionalGeneration` holding the weights of an original checkpoint.
+
+    `codec` names the EnCodec weights attached for decoding: a Hub id or local directory for
+    `EncodecModel.from_pretrained`, or "tiny-random" for a small random codec (installation checks, tests).
+    """
+    from .codec import load_codec, tiny_random_codec
+    from .modeling import VallEForConditionalGeneration
+
+    tensors, original = load_original_checkpoint(checkpoint)
+    if config_yaml is not None:
+        original = original_config_from_yaml(config_yaml)
+    if not original:
+        raise CheckpointError(f"{checkpoint}: no embedded config; pass the original config.yaml with --config")
+    codec_model = tiny_random_codec() if codec == "tiny-random" else load_codec(codec)
+    config = config_from_original(original, codec_config=codec_model.config.to_dict())
+    model = VallEForConditionalGeneration(config)
+    expected = {key: value.shape for key, value in model.state_dict().items()}
+    state = convert_state_dict(tensors, config, expected)
+    state.update({f"codec_model.{key}": value for key, value in codec_model.state_dict().items()})
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    unexpected = [key for key in unexpected if not key.startswith("codec_model.")]
+    missing = [key for key in missing if key != "model.backbone.embed_tokens.weight"]
+    if missing or unexpected:
+        raise CheckpointError(f"internal conversion error: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.to(dtype).eval()
+
+
+def save_converted(model, output_dir: str | Path, tokenizer: str | Path | None = None) -> Path:
+    """Write config.json, model.safetensors, generation_config.json (and the processor when a tokenizer is given)."""
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    if tokenizer is not None:
+        from .processing import VallEProcessor
+
+        VallEProcessor.from_tokenizer_file(tokenizer).save_pretrained(output_dir)
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m valle_hf.convert",
+        description="Convert an original e-c-k-e-r/vall-e checkpoint (fp32.sft or .pth) to a from_pretrained directory.",
+    )
+    parser.add_argument("--checkpoint", required=True, help="original fp32.sft / .safetensors / .pth file")
+    parser.add_argument("--output-dir", required=True, help="directory to write")
+    parser.add_argument("--config", default=None, help="original config.yaml (default: the checkpoint's own config)")
+    parser.add_argument("--tokenizer", default=None, help="original tokenizer.json, saved with the model")
+    parser.add_argument("--codec", default="facebook/encodec_24khz",
+                        help="EnCodec weights: Hub id, local directory, or 'tiny-random'")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    args = parser.parse_args(argv)
+    try:
+        model = convert_checkpoint(args.checkpoint, args.config, args.codec, getattr(torch, args.dtype))
+        save_converted(model, args.output_dir, args.tokenizer)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output_dir}")
+    return 0

@@ -1,0 +1,76 @@
+"""The original's sequence layouts, written in the unified id space of `VallEConfig`.
+
+TTS (AR at level 0, NAR at level k):  ``text SEP [level] SEP prompt SEP response``
+STT:                                  ``audio SEP [level 0] SEP text``
+
+Segments are joined by one separator between consecutive segments (none at the ends); an empty segment still gets
+its separators, as in the original. Prompt frames and multi-level response frames are placeholders whose codes
+travel beside the ids (`prompt_codes`, `audio_codes`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .configuration import VallEConfig
+
+
+def _join(config: VallEConfig, segments: list[torch.Tensor]) -> torch.LongTensor:
+    separator = torch.tensor([config.separator_token_id], dtype=torch.long, device=segments[0].device)
+    pieces = []
+    for index, segment in enumerate(segments):
+        if index:
+            pieces.append(separator)
+        pieces.append(segment.long())
+    return torch.cat(pieces)
+
+
+def tts_sequence(
+    config: VallEConfig,
+    text_ids: torch.LongTensor,
+    level: int,
+    prompt_frames: int | None,
+    response: torch.LongTensor | None = None,
+    response_frames: int = 0,
+) -> torch.LongTensor:
+    """A TTS sequence: `response` holds level-0 ids (AR), or `response_frames` placeholders are used (NAR).
+
+    `prompt_frames=None` omits the prompt segment (no voice prompt); 0 keeps an empty one.
+    """
+    device = text_ids.device
+    segments = [
+        text_ids.long() + config.text_token_offset,
+        torch.tensor([config.level_token_offset + level], device=device),
+    ]
+    if prompt_frames is not None:
+        segments.append(torch.full((prompt_frames,), config.prompt_frame_token_id, device=device))
+    if response is None:
+        response = torch.full((response_frames,), config.audio_frame_token_id, device=device)
+    segments.append(response)
+    return _join(config, segments)
+
+
+def stt_sequence(config: VallEConfig, audio_frames: int, text_ids: torch.LongTensor) -> torch.LongTensor:
+    """An STT sequence over `audio_frames` placeholders; `text_ids` (response so far, from BOS) are raw ids."""
+    device = text_ids.device
+    segments = [
+        torch.full((audio_frames,), config.audio_frame_token_id, device=device),
+        torch.tensor([config.level_token_offset], device=device),
+        text_ids,
+    ]
+    return _join(config, segments)
+
+
+def pad(sequences: list[torch.Tensor], pad_value: int, side: str = "left") -> tuple[torch.Tensor, torch.LongTensor]:
+    """Stack 1-D sequences (or [T, n] code tensors) padded on `side`, with a 0/1 mask of the real entries."""
+    if side not in ("left", "right"):
+        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
+    length = max(len(sequence) for sequence in sequences)
+    first = sequences[0]
+    padded = first.new_full((len(sequences), length, *first.shape[1:]), pad_value)
+    mask = torch.zeros(len(sequences), length, dtype=torch.long, device=first.device)
+    for row, sequence in enumerate(sequences):
+        start = length - len(sequence) if side == "left" else 0
+        padded[row, start : start + len(sequence)] = sequence
+        mask[row, start : start + len(sequence)] = 1
+    return padded, mask

@@ -1,0 +1,295 @@
+"""The VALL-E model: segment embeddings, a stock Llama backbone and one classifier head per RVQ level.
+
+One forward pass computes one of the original's three passes, chosen by `task` and `level`:
+
+* AR (TTS, level 0):  ``text SEP [level 0] SEP prompt SEP response``  -> next level-0 code or the stop token;
+* NAR (TTS, level k): ``text SEP [level k] SEP prompt SEP frames``    -> level k of every response frame;
+* STT:                ``frames SEP [level 0] SEP text``               -> next phoneme id.
+
+Every position is an id of the unified space described in `VallEConfig`; frames whose embedding needs more than one
+RVQ level are placeholders whose codes arrive in `prompt_codes` / `audio_codes`, the i-th placeholder of a row taking
+the i-th frame. Attention is causal for all three passes (the NAR included), exactly as the released weights were
+trained.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import nn
+from transformers import EncodecModel, LlamaModel, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .configuration import VallEConfig
+from .generation import VallEGenerationMixin
+
+# transformers 5.24 renamed the cache keyword and output field from `past_key_values` to `cache`.
+CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
+CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+TASKS = ("tts", "stt")
+
+
+def segment_position_ids(input_ids: torch.LongTensor, config: VallEConfig) -> torch.LongTensor:
+    """Position ids as the original assigns them: they restart at 0 in every segment.
+
+    Each segment's range also covers the separator that follows it, except for the response (audio) segment, which
+    has no such slot: once it has been passed, every separator opens the range of the segment after it instead
+    (STT: ``frames 0..T-1, SEP 0, level 1, SEP 0, text 1..n``). Padding gets 1, as in the original. With
+    `unified_position_ids` the ids simply count the real tokens.
+    """
+    is_pad = input_ids == config.pad_token_id
+    if config.unified_position_ids:
+        return ((~is_pad).long().cumsum(-1) - 1).clamp(min=0).masked_fill(is_pad, 1)
+
+    def previous(mask: torch.Tensor, fill: bool) -> torch.Tensor:
+        return torch.cat([torch.full_like(mask[:, :1], fill), mask[:, :-1]], dim=1)
+
+    is_sep = input_ids == config.separator_token_id
+    no_slot = (input_ids < config.text_token_offset) | (input_ids == config.audio_frame_token_id)
+    sep_opens = is_sep & previous(no_slot.long().cumsum(dim=1) > 0, False)
+    starts = (~is_pad & previous(is_pad, True)) | sep_opens | (previous(is_sep, False) & ~previous(sep_opens, False))
+    index = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    range_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
+    return (index - range_start).masked_fill(is_pad, 1)
+
+
+def frames_at_placeholders(mask: torch.BoolTensor, codes: torch.LongTensor, name: str) -> torch.LongTensor:
+    """Codes [B, L, n] aligned with the sequence: the i-th True of `mask` in a row takes frame i of `codes[b]`."""
+    if codes.dim() != 3 or codes.shape[0] != mask.shape[0]:
+        raise ValueError(f"{name} must have shape [batch={mask.shape[0]}, frames, levels], got {tuple(codes.shape)}")
+    if mask.any() and int(mask.sum(dim=1).max()) > codes.shape[1]:
+        raise ValueError(f"the sequence has more {name} placeholders than {name} has frames ({codes.shape[1]})")
+    index = (mask.long().cumsum(dim=1) - 1).clamp(min=0, max=max(codes.shape[1] - 1, 0))
+    return torch.gather(codes, 1, index.unsqueeze(-1).expand(-1, -1, codes.shape[-1]))
+
+
+class VallEAudioEmbedding(nn.Module):
+    """One embedding table per RVQ level; a frame is embedded as a (weighted) sum over some of its levels."""
+
+    def __init__(self, table_sizes: list[int], hidden_size: int):
+        super().__init__()
+        self.levels = nn.ModuleList(nn.Embedding(size, hidden_size) for size in table_sizes)
+
+    def forward(self, codes: torch.LongTensor, first_table: int = 0, weights: list[float] | None = None) -> torch.Tensor:
+        """Sum of ``weights[j] * levels[first_table + j](codes[..., j])`` over the given levels j."""
+        total = 0
+        for j in range(codes.shape[-1]):
+            term = self.levels[first_table + j](codes[..., j])
+            total = total + (term if weights is None else weights[j] * term)
+        return total
+
+
+class VallEPreTrainedModel(PreTrainedModel):
+    config: VallEConfig
+    config_class = VallEConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+    output_modalities = ("audio",)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """The original's initialisation: unit-normal segment embeddings and separator, Llama's init elsewhere."""
+        if isinstance(module, VallEModel):
+            nn.init.normal_(module.separator)
+            nn.init.normal_(module.embed_text.weight)
+            nn.init.normal_(module.embed_level.weight)
+        elif isinstance(module, VallEAudioEmbedding):
+            for table in module.levels:
+                nn.init.normal_(table.weight)
+        elif isinstance(module, nn.Embedding) and module.weight.shape[-1] == self.config.hidden_size:
+            return  # our tables, handled above through their parents
+        else:
+            super()._init_weights(module)
+
+
+class VallEModel(VallEPreTrainedModel):
+    """Segment embeddings and the Llama backbone; returns the backbone's (normed) hidden states."""
+
+    def __init__(self, config: VallEConfig):
+        super().__init__(config)
+        levels, hidden = config.num_rvq_levels, config.hidden_size
+        self.embed_text = nn.Embedding(config.text_vocab_size, hidden)
+        self.embed_level = nn.Embedding(levels, hidden)
+        self.separator = nn.Parameter(torch.zeros(hidden))
+        # The original's off-by-one (kept: the weights were trained with it) leaves prompt tables 6-7 and response
+        # table 7 unreachable, so they are not built: prompt levels 0..L-3, response tables 0..L-2.
+        self.embed_prompt = VallEAudioEmbedding([config.audio_vocab_size] * (levels - 2), hidden)
+        self.embed_response = VallEAudioEmbedding(
+            [config.audio_vocab_size + 1] + [config.audio_vocab_size] * (levels - 2), hidden
+        )
+        self.backbone = LlamaModel(config.backbone_config())
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed_text
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.embed_text = value
+
+    def embed(
+        self,
+        input_ids: torch.LongTensor,
+        level: int = 0,
+        task: str = "tts",
+        prompt_codes: torch.LongTensor | None = None,
+        audio_codes: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """`inputs_embeds` for a unified-id sequence, built segment by segment as the original does."""
+        config = self.config
+        ids = input_ids
+        if task == "stt":
+            response = self.embed_text(ids.clamp(0, config.text_vocab_size - 1))
+        else:
+            response = self.embed_response.levels[0](ids.clamp(0, config.audio_vocab_size))
+        embeds = torch.where((ids < config.text_token_offset).unsqueeze(-1), response, 0.0)
+
+        is_text = (ids >= config.text_token_offset) & (ids < config.separator_token_id)
+        text = self.embed_text((ids - config.text_token_offset).clamp(0, config.text_vocab_size - 1))
+        embeds = torch.where(is_text.unsqueeze(-1), text, embeds)
+        embeds = torch.where((ids == config.separator_token_id).unsqueeze(-1), self.separator.to(embeds.dtype), embeds)
+        is_level = (ids >= config.level_token_offset) & (ids < config.prompt_frame_token_id)
+        level_tokens = self.embed_level((ids - config.level_token_offset).clamp(0, config.num_rvq_levels - 1))
+        embeds = torch.where(is_level.unsqueeze(-1), level_tokens, embeds)
+
+        # Levels a frame contributes at target level q (the original's off-by-one): max(q - 1, 1) levels.
+        num_summed = max(level - 1, 1)
+        is_prompt = ids == config.prompt_frame_token_id
+        if prompt_codes is not None:
+            frames = frames_at_placeholders(is_prompt, prompt_codes, "prompt_codes")[..., :num_summed]
+            embeds = torch.where(is_prompt.unsqueeze(-1), self.embed_prompt(frames), embeds)
+        is_audio = ids == config.audio_frame_token_id
+        if audio_codes is not None:
+            frames = frames_at_placeholders(is_audio, audio_codes, "audio_codes")
+            embeds = torch.where(is_audio.unsqueeze(-1), self.embed_audio_frames(frames, level, task), embeds)
+        return embeds
+
+    def embed_audio_frames(self, frames: torch.LongTensor, level: int, task: str) -> torch.Tensor:
+        """Multi-level response frames: the NAR's input at `level`, or the audio of an STT item."""
+        if task == "stt":
+            # resps_emb[0](L0) + sum_{l=1..L-2} sum_{j<l} resps_emb[j+1](L_j): level j counts (L-2-j) times.
+            depth = self.config.num_rvq_levels - 2
+            weights = [float(depth - j) for j in range(depth)]
+            return self.embed_response(frames[..., :1]) + self.embed_response(frames[..., :depth], 1, weights)
+        return self.embed_response(frames[..., : max(level - 1, 1)], first_table=1)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        inputs_embeds: torch.Tensor | None = None,
+        prompt_codes: torch.LongTensor | None = None,
+        audio_codes: torch.LongTensor | None = None,
+        level: int = 0,
+        task: str = "tts",
+        use_cache: bool | None = None,
+        **kwargs,
+    ):
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if not 0 <= level < self.config.num_rvq_levels or (task == "stt" and level != 0):
+            raise ValueError(f"level must be 0..{self.config.num_rvq_levels - 1} (0 for STT), got {level}")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed(input_ids, level, task, prompt_codes, audio_codes)
+        past = cache.get_seq_length() if cache is not None else 0
+        if position_ids is None:
+            if input_ids is None or (torch.is_tensor(past) or past > 0):
+                raise ValueError("position_ids are required with inputs_embeds or a non-empty cache")
+            position_ids = segment_position_ids(input_ids, self.config)
+        if attention_mask is None:
+            # Always pass a mask: without one, transformers reads restarting position ids as packed sequences.
+            batch, length = inputs_embeds.shape[:2]
+            attention_mask = torch.ones(batch, past + length, dtype=torch.long, device=inputs_embeds.device)
+        return self.backbone(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            **{CACHE_KWARG: cache},
+            **kwargs,
+        )
+
+
+class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
+    """VALL-E with its classifier heads and the EnCodec codec that turns codes into audio.
+
+    `forward` runs one pass (AR step, NAR level or STT step); `generate` runs text -> level 0 (AR, cached) ->
+    levels 1..7 (NAR) -> audio, or audio -> phonemes for STT.
+    """
+
+    _keys_to_ignore_on_load_unexpected = [r"^codec_model\.quantizer\..*\.(inited|cluster_size|embed_avg)$"]
+
+    def __init__(self, config: VallEConfig):
+        super().__init__(config)
+        self.model = VallEModel(config)
+        self.classifiers = nn.ModuleList(
+            nn.Linear(config.hidden_size, config.head_size(level), bias=True)
+            for level in range(config.num_rvq_levels + 1)
+        )
+        self.codec_model = EncodecModel(config.codec_config)
+        self.codec_model.requires_grad_(False)  # the codec is never trained with the model
+        self.post_init()
+
+    def head_index(self, level: int, task: str) -> int:
+        """Index of the classifier a pass uses: level k for TTS, the text head for STT."""
+        return self.config.num_rvq_levels if task == "stt" else level
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache=None,
+        past_key_values=None,
+        inputs_embeds: torch.Tensor | None = None,
+        prompt_codes: torch.LongTensor | None = None,
+        audio_codes: torch.LongTensor | None = None,
+        level: int = 0,
+        task: str = "tts",
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        r"""One pass of the model over a unified-id sequence.
+
+        Args:
+            input_ids: `[B, L]` ids of the unified space (`VallEConfig`), left-padded with `pad_token_id`.
+            prompt_codes: `[B, Tp, 8]` codes of the voice prompt, one frame per `prompt_frame_token_id`.
+            audio_codes: `[B, T, n]` codes for the `audio_frame_token_id` placeholders (NAR response or STT audio).
+            level: the RVQ level predicted (0 = AR; 1..7 = NAR). task: "tts" or "stt".
+            logits_to_keep: compute logits for the last N positions only (0 = all).
+        """
+        cache = cache if cache is not None else past_key_values
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            prompt_codes=prompt_codes,
+            audio_codes=audio_codes,
+            level=level,
+            task=task,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden = outputs.last_hidden_state
+        if logits_to_keep:
+            hidden = hidden[:, -logits_to_keep:]
+        logits = self.classifiers[self.head_index(level, task)](hidden)
+        return CausalLMOutputWithPast(
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD, None)},
+        )
