@@ -22,7 +22,7 @@ from transformers import EncodecModel, LlamaModel, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from .configuration import VallEConfig
-from .generation import VallEGenerationMixin
+from .generation import VallEGenerationMixin, default_generation_config
 
 # transformers 5.24 renamed the cache keyword and output field from `past_key_values` to `cache`.
 CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
@@ -239,6 +239,7 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         self.codec_model = EncodecModel(config.codec_config)
         self.codec_model.requires_grad_(False)  # the codec is never trained with the model
         self.post_init()
+        self.generation_config = default_generation_config(config)
 
     def head_index(self, level: int, task: str) -> int:
         """Index of the classifier a pass uses: level k for TTS, the text head for STT."""

@@ -1,0 +1,26 @@
+"""valle-hf: VALL-E (e-c-k-e-r/vall-e flavour) text-to-speech and speech-to-text on Hugging Face Transformers.
+
+Importing the package registers the model with the Auto classes, so `AutoModelForTextToWaveform`,
+`AutoProcessor` and `pipeline("text-to-speech", model=<directory>)` find it like a built-in model.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform
+
+from .configuration import VallEConfig
+from .generation import VallEGenerateOutput, VallEGenerationMixin
+from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
+
+__version__ = "0.1.0"
+
+AutoConfig.register("valle", VallEConfig, exist_ok=True)
+AutoModel.register(VallEConfig, VallEModel, exist_ok=True)
+AutoModelForTextToWaveform.register(VallEConfig, VallEForConditionalGeneration, exist_ok=True)
+
+__all__ = [
+    "VallEConfig",
+    "VallEForConditionalGeneration",
+    "VallEGenerateOutput",
+    "VallEGenerationMixin",
+    "VallEModel",
+    "VallEPreTrainedModel",
+]

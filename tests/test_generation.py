@@ -1,0 +1,191 @@
+"""model.generate(): the original's end-to-end greedy runs, cache/batch/static-cache equivalences, STT, options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_config
+
+
+def e2e_case(fixtures, name):
+    if name not in fixtures.cases:
+        pytest.skip(f"fixture set has no {name} case")
+    return fixtures.cases[name]
+
+
+def tts_inputs(fixtures, case):
+    return dict(input_ids=fixtures.case_tensor(case, "text")[None], prompt_codes=fixtures.case_tensor(case, "prom")[None])
+
+
+@pytest.mark.parametrize("name", ["tts_e2e_greedy", "tts_e2e_greedy_prefix_silence"])
+def test_tts_greedy_reproduces_original(fixtures, fixture_model, name):
+    case = e2e_case(fixtures, name)
+    settings = case["ar_kwargs"]
+    with pytest.warns(UserWarning, match="without a stop token") if not case["stop_token_emitted"] else _no_warning():
+        out = fixture_model.generate(
+            **tts_inputs(fixtures, case), temperature=0.0, max_new_tokens=settings["max_steps"],
+            prefix_silence=settings["prefix_silence"], nar_temperature=case["nar_kwargs"]["sampling_temperature"],
+            output_audio=False, return_dict_in_generate=True,
+        )
+    # The original returns its silence prefix as part of the output; we drop it (it only conditions the model).
+    expected = fixtures.case_tensor(case, "codes")[case["prefix_silence_frames"]:]
+    assert out.lengths.tolist() == [len(expected)]
+    assert torch.equal(out.codes[0, : out.lengths[0]], expected)
+    assert out.stopped.tolist() == [case["stop_token_emitted"]]
+
+
+def test_stt_greedy_reproduces_original(fixtures, fixture_model):
+    case = e2e_case(fixtures, "stt_e2e_greedy")
+    text = fixture_model.generate(
+        audio_codes=fixtures.case_tensor(case, "resp")[None], task="stt", temperature=0.0,
+        max_new_tokens=case["kwargs"]["max_steps"],
+    )
+    assert torch.equal(text[0], fixtures.case_tensor(case, "text_tokens"))
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._context = warnings.catch_warnings()
+        self._context.__enter__()
+        warnings.simplefilter("error", UserWarning)
+
+    def __exit__(self, *exc):
+        return self._context.__exit__(*exc)
+
+
+def _greedy(model, **kwargs):
+    return model.generate(temperature=0.0, output_audio=False, return_dict_in_generate=True, **kwargs)
+
+
+def _batch_inputs(config, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    texts = [torch.randint(3, config.text_vocab_size, (n,), generator=generator) for n in (7, 12, 4)]
+    prompts = [torch.randint(0, config.audio_vocab_size, (t, config.num_rvq_levels), generator=generator)
+               for t in (20, 9, 31)]
+    return texts, prompts
+
+
+def test_cache_and_no_cache_agree(fixtures, fixture_model):
+    case = e2e_case(fixtures, "tts_e2e_greedy")
+    inputs = tts_inputs(fixtures, case)
+    steps = case["ar_kwargs"]["max_steps"]
+    cached = _greedy(fixture_model, **inputs, max_new_tokens=steps)
+    uncached = _greedy(fixture_model, **inputs, max_new_tokens=steps, use_cache=False)
+    assert torch.equal(cached.codes, uncached.codes)
+
+
+def test_static_cache_matches_dynamic(fixtures, fixture_model):
+    case = e2e_case(fixtures, "tts_e2e_greedy")
+    inputs = tts_inputs(fixtures, case)
+    steps = case["ar_kwargs"]["max_steps"]
+    dynamic = _greedy(fixture_model, **inputs, max_new_tokens=steps)
+    static = _greedy(fixture_model, **inputs, max_new_tokens=steps, cache_implementation="static")
+    assert torch.equal(dynamic.codes, static.codes)
+
+
+def test_compiled_forward_matches(fixtures, fixture_model):
+    case = e2e_case(fixtures, "tts_e2e_greedy")
+    inputs = tts_inputs(fixtures, case)
+    steps = case["ar_kwargs"]["max_steps"]
+    expected = _greedy(fixture_model, **inputs, max_new_tokens=steps)
+    torch._dynamo.reset()
+    original_forward = fixture_model.forward
+    fixture_model.forward = torch.compile(original_forward, backend="aot_eager")
+    try:
+        compiled = _greedy(fixture_model, **inputs, max_new_tokens=steps, cache_implementation="static")
+    finally:
+        fixture_model.forward = original_forward
+    assert torch.equal(expected.codes, compiled.codes)
+
+
+def test_tts_batch_equals_items_alone():
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    torch.manual_seed(1)
+    model = VallEForConditionalGeneration(tiny_config()).eval()
+    texts, prompts = _batch_inputs(model.config)
+    from valle_hf.layout import pad
+
+    ids, mask = pad(texts, 0, side="right")
+    codes, codes_mask = pad(prompts, 0, side="right")
+    batch = _greedy(model, input_ids=ids, attention_mask=mask, prompt_codes=codes, prompt_attention_mask=codes_mask,
+                    max_new_tokens=15)
+    for row, (text, prompt) in enumerate(zip(texts, prompts)):
+        alone = _greedy(model, input_ids=text[None], prompt_codes=prompt[None], max_new_tokens=15)
+        assert batch.lengths[row] == alone.lengths[0]
+        assert torch.equal(batch.codes[row, : batch.lengths[row]], alone.codes[0, : alone.lengths[0]])
+
+
+def test_stt_batch_equals_items_alone():
+    from valle_hf.layout import pad
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    torch.manual_seed(2)
+    model = VallEForConditionalGeneration(tiny_config()).eval()
+    _, audios = _batch_inputs(model.config, seed=3)
+    codes, mask = pad(audios, 0, side="right")
+    batch = model.generate(audio_codes=codes, audio_attention_mask=mask, task="stt", temperature=0.0,
+                           max_new_tokens=12)
+    for row, audio in enumerate(audios):
+        alone = model.generate(audio_codes=audio[None], task="stt", temperature=0.0, max_new_tokens=12)
+        assert torch.equal(batch[row], alone[0])
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    kwargs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], do_sample=True, temperature=1.0,
+                  nar_temperature=1.0, max_new_tokens=10, output_audio=False, return_dict_in_generate=True)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        runs.append(tiny_model.generate(**kwargs).codes)
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_audio_output_and_levels(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    out = tiny_model.generate(input_ids=texts[0][None], prompt_codes=prompts[0][None], temperature=0.0,
+                              max_new_tokens=6, min_new_tokens=6, max_levels=3, return_dict_in_generate=True)
+    frames = int(out.lengths[0])
+    assert out.codes.shape[-1] == 4  # level 0 plus NAR levels 1..3
+    assert len(out.audio) == 1 and out.audio[0].dim() == 1
+    assert out.audio[0].numel() == frames * tiny_model.config.sampling_rate // tiny_model.config.frame_rate
+    audio = tiny_model.generate(input_ids=texts[0][None], prompt_codes=prompts[0][None], temperature=0.0,
+                                max_new_tokens=6, min_new_tokens=6)
+    assert torch.equal(audio[0], out.audio[0])
+
+
+def test_input_prompt_prefix_and_no_prompt(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    out = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], input_prompt_prefix=True,
+                  max_new_tokens=5, min_new_tokens=5)
+    assert out.lengths.tolist() == [5]  # the prompt prefix is not part of the output
+    out = _greedy(tiny_model, input_ids=texts[0][None], max_new_tokens=5, min_new_tokens=5)
+    assert out.codes.shape == (1, 5, tiny_model.config.num_rvq_levels)
+
+
+def test_shipped_generation_config(tiny_model):
+    config = tiny_model.generation_config
+    assert config.max_new_tokens == 12 * tiny_model.config.frame_rate
+    assert config.top_k == 0 and config.eos_token_id == tiny_model.config.stop_token_id
+    assert config.pad_token_id == tiny_model.config.pad_token_id
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(input_ids=torch.zeros(1, 0, dtype=torch.long)), "empty text"),
+        (dict(input_ids=torch.tensor([[1, 300, 2]])), "phoneme ids"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.zeros(1, 4, 3, dtype=torch.long)), "RVQ levels"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.full((1, 4, 8), 5000)), "EnCodec codes"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), task="asr"), "unknown task"),
+        (dict(task="stt"), "audio_codes"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), max_levels=9), "max_levels"),
+    ],
+)
+def test_bad_inputs_give_clear_errors(tiny_model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model.generate(max_new_tokens=2, output_audio=False, **kwargs)
