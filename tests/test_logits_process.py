@@ -1,0 +1,418 @@
+"""Tests for valle_hf.logits_process against the reference fixtures and by property.
+
+Reference values come from the fixture folder named by $VALLE_FIXTURES (default: ../shared/fixtures/tiny
+relative to the repository root); fixture-based tests are skipped when it is absent.  Where the port
+deliberately differs from the original (sign handling), the expected value is derived from the fixture's
+output, not copied from it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from valle_hf.logits_process import (
+    DRYLogitsProcessor,
+    DynamicTemperatureLogitsWarper,
+    MirostatLogitsWarper,
+    StopTokenLengthPenaltyLogitsProcessor,
+    VallERepetitionPenaltyLogitsProcessor,
+    build_sampler_processors,
+    response_mask,
+)
+
+# ----------------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="module")
+def cases(fixtures) -> dict:
+    return fixtures.cases
+
+
+@pytest.fixture(scope="module")
+def tensors(fixtures) -> dict:
+    return fixtures.tensors
+
+
+def _ids(response: torch.Tensor, vocab: int, prefix: int = 5) -> torch.LongTensor:
+    """One row of input_ids: ``prefix`` ids >= vocab (text/prompt placeholders), then the response."""
+    head = vocab + torch.arange(prefix, dtype=torch.long)
+    return torch.cat([head, response.to(torch.long)])[None]
+
+
+def _sign_aware(inputs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """The port's expected output, from the original's divide-only output: negatives get multiplied."""
+    divisor = inputs / reference
+    expected = torch.where(inputs > 0, reference, inputs * divisor)
+    return torch.where(inputs == reference, inputs, expected)
+
+
+def _same_filter(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert torch.equal(torch.isinf(actual), torch.isinf(expected))
+    keep = torch.isfinite(expected)
+    torch.testing.assert_close(actual[keep], expected[keep], rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------
+# response mask
+
+
+def test_response_mask_is_contiguous_tail():
+    ids = torch.tensor([[9, 1, 9, 2, 3], [9, 9, 9, 9, 9], [0, 1, 2, 3, 4]])
+    expected = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert torch.equal(response_mask(ids, 5), expected)
+
+
+# ----------------------------------------------------------------------------------------------------
+# repetition penalty
+
+
+@pytest.mark.parametrize("name", ["rep_pen", "rep_pen_decay", "rep_pen_one_time", "rep_pen_multirow"])
+def test_repetition_penalty_matches_reference(name, cases, tensors):
+    case = cases[name]
+    params = case["params"]
+    logits = tensors[case["tensors"]["inputs"][0]]
+    vocab = logits.shape[-1]
+    history = tensors[params["previous"]]
+    history = history[history < vocab]  # the multirow case drops the stop id that its heads lack
+    ids = _ids(history, vocab).expand(logits.shape[0], -1)
+    processor = VallERepetitionPenaltyLogitsProcessor(
+        params["factor"], params["decay"], window=params["limit"], one_time=params["one_time"]
+    )
+    out = processor(ids, logits.clone())
+    reference = tensors[case["tensors"]["output"]]
+    positive = logits > 0
+    torch.testing.assert_close(out[positive], reference[positive], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, _sign_aware(logits, reference), rtol=1e-5, atol=1e-6)
+
+
+def test_repetition_penalty_lowers_never_boosts():
+    gen = torch.Generator().manual_seed(0)
+    vocab = 20
+    scores = torch.randn(1, vocab, generator=gen) * 3
+    history = torch.randint(0, vocab, (30,), generator=gen)
+    # decay < 0 gives the original's boosting factors (< 1) at larger distances: they must be clamped
+    out = VallERepetitionPenaltyLogitsProcessor(2.0, decay=-1.0)(_ids(history, vocab), scores.clone())
+    seen = torch.zeros(vocab, dtype=torch.bool)
+    seen[history] = True
+    assert torch.all(out <= scores)
+    assert torch.equal(out[0, ~seen], scores[0, ~seen])
+    last = history[-1]  # distance 1: factor exactly 2, on a positive or a negative logit
+    assert out[0, last] <= scores[0, last] / 2 if scores[0, last] > 0 else out[0, last] <= scores[0, last] * 2
+
+
+def test_repetition_penalty_only_sees_recent_response():
+    vocab, window = 10, 4
+    scores = torch.full((1, vocab), 2.0)
+    # prefix holds an in-range id (3) that must not count; 1 is older than the window
+    ids = torch.tensor([[vocab + 1, 3, vocab + 2, 1, 5, 6, 5, 7]])
+    out = VallERepetitionPenaltyLogitsProcessor(2.0, window=window)(ids, scores.clone())
+    expected = scores.clone()
+    expected[0, 5] = 2.0 / 4  # two occurrences compound
+    expected[0, 6] = 2.0 / 2
+    expected[0, 7] = 2.0 / 2
+    torch.testing.assert_close(out, expected)
+
+
+def test_repetition_penalty_rows_independent():
+    gen = torch.Generator().manual_seed(1)
+    vocab = 16
+    scores = torch.randn(2, vocab, generator=gen)
+    a = torch.randint(0, vocab, (12,), generator=gen)
+    b = torch.randint(0, vocab, (7,), generator=gen)
+    rows = torch.cat([_ids(a, vocab, prefix=3), _ids(b, vocab, prefix=8)])  # left padding differs
+    processor = VallERepetitionPenaltyLogitsProcessor(1.5, decay=0.5, window=10)
+    batched = processor(rows, scores.clone())
+    torch.testing.assert_close(batched[:1], processor(_ids(a, vocab, 3), scores[:1].clone()))
+    torch.testing.assert_close(batched[1:], processor(_ids(b, vocab, 8), scores[1:].clone()))
+
+
+def test_repetition_penalty_validation():
+    with pytest.raises(ValueError):
+        VallERepetitionPenaltyLogitsProcessor(0.0)
+    with pytest.raises(ValueError):
+        VallERepetitionPenaltyLogitsProcessor(-1.5)
+    with pytest.warns(UserWarning):
+        VallERepetitionPenaltyLogitsProcessor(0.5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# stop-token length penalty
+
+
+def test_stop_length_penalty_matches_reference(cases, tensors):
+    case = cases["len_pen"]
+    params = case["params"]
+    logits = tensors[case["tensors"]["inputs"][0]]
+    vocab = logits.shape[-1]
+    # the original divides by length**factor with length = response length + 1
+    response = torch.zeros(params["length"] - 1, dtype=torch.long)
+    processor = StopTokenLengthPenaltyLogitsProcessor(params["factor"], params["token"])
+    out = processor(_ids(response, vocab), logits.clone())
+    torch.testing.assert_close(out, _sign_aware(logits, tensors[case["tensors"]["output"]]), rtol=1e-6, atol=0)
+
+
+def test_stop_length_penalty_sign_aware_and_per_row():
+    vocab, stop = 256, 2  # STT shape
+    scores = torch.zeros(3, vocab)
+    scores[:, stop] = torch.tensor([1.5, -1.5, -1.5])
+    ids = torch.cat([_ids(torch.arange(8), vocab, prefix=2), _ids(torch.arange(3), vocab, prefix=7),
+                     _ids(torch.arange(0), vocab, prefix=10)])
+    out = StopTokenLengthPenaltyLogitsProcessor(0.5, stop)(ids, scores.clone())
+    expected = torch.tensor([1.5 / 3.0, -1.5 * 2.0, -1.5])  # lengths 8, 3, 0
+    torch.testing.assert_close(out[:, stop], expected)
+    assert torch.equal(out[:, 3:], scores[:, 3:])
+    longer = StopTokenLengthPenaltyLogitsProcessor(-0.5, stop)(ids, scores.clone())
+    assert torch.all(longer[:2, stop] > scores[:2, stop])  # factor < 0 makes stopping likelier
+    with pytest.raises(ValueError):
+        StopTokenLengthPenaltyLogitsProcessor(0.5, 1024)(ids, scores)
+
+
+# ----------------------------------------------------------------------------------------------------
+# filters (transformers warpers) and temperature
+
+
+@pytest.mark.parametrize(
+    "name", ["top_k", "top_p", "top_k_top_p", "top_k_top_p_multirow", "min_p", "min_p_multirow"]
+)
+def test_filters_match_reference(name, cases, tensors):
+    case = cases[name]
+    params = case["params"]
+    logits = tensors[case["tensors"]["inputs"][0]]
+    chain = build_sampler_processors(
+        top_k=params.get("top_k", 0), top_p=params.get("top_p", 1.0), min_p=params.get("min_p", 0.0)
+    )
+    if "min_tokens_to_keep" in params:
+        assert chain[0].min_tokens_to_keep == params["min_tokens_to_keep"]
+    ids = _ids(torch.arange(0), logits.shape[-1]).expand(logits.shape[0], -1)
+    _same_filter(chain(ids, logits.clone()), tensors[case["tensors"]["output"]])
+
+
+@pytest.mark.parametrize("name", ["dyn_temp", "dyn_temp_multirow"])
+def test_dynamic_temperature_matches_reference(name, cases, tensors):
+    case = cases[name]
+    params = case["params"]
+    logits = tensors[case["tensors"]["inputs"][0]]
+    warper = DynamicTemperatureLogitsWarper(
+        params["temperature"], params["min_temperature"], k=params["k"], center=params["sigmoidCenterPoint"]
+    )
+    out = warper(_ids(torch.arange(0), logits.shape[-1]), logits.clone())
+    torch.testing.assert_close(out, tensors[case["tensors"]["output"]], rtol=1e-5, atol=1e-6)
+
+
+def test_dynamic_temperature_bounds_and_validation():
+    scores = torch.zeros(2, 64)
+    scores[:, 0] = torch.tensor([12.0, 1.0])  # a confident row and a nearly flat one
+    out = DynamicTemperatureLogitsWarper(2.0, 0.5)(torch.zeros(2, 1, dtype=torch.long), scores)
+    applied = scores[:, 0] / out[:, 0]
+    assert 0.5 < applied[0] < 0.6 and 1.9 < applied[1] < 2.0  # near T_min and near T respectively
+    with pytest.raises(ValueError):
+        DynamicTemperatureLogitsWarper(0.5, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# DRY
+
+
+def _brute_force_dry(history, vocab, multiplier, base, allowed, max_match, breakers=()):
+    """Penalty per token by definition: the longest n such that the last n tokens followed by t already
+    occur in the history (n capped, contexts may not contain breakers); penalised iff n >= allowed."""
+    size = len(history)
+    penalty = [0.0] * vocab
+    for token in range(vocab):
+        best = 0
+        for n in range(1, min(max_match, size) + 1):
+            context = history[size - n :]
+            if any(b in context for b in breakers):
+                break
+            gram = context + [token]
+            if any(history[j : j + n + 1] == gram for j in range(size - n)):
+                best = n
+        if token not in breakers and best >= allowed:
+            penalty[token] = multiplier * base ** (best - allowed)
+    return penalty
+
+
+@pytest.mark.parametrize("breakers", [(), (0,)])
+def test_dry_penalises_exactly_repeat_extensions(breakers):
+    rng = random.Random(7)
+    vocab, multiplier, base, allowed, max_match = 5, 0.8, 1.75, 2, 6
+    for _ in range(15):
+        alphabet = 2 + len(breakers)
+        histories = [[rng.randrange(alphabet) for _ in range(rng.randrange(1, 28))] for _ in range(3)]
+        width = max(len(h) for h in histories) + 2
+        rows = [[vocab + 3] * (width - len(h)) + h for h in histories]  # left padding ids >= vocab
+        processor = DRYLogitsProcessor(multiplier, base, allowed, max_match, sequence_breakers=breakers)
+        out = processor(torch.tensor(rows), torch.zeros(3, vocab))
+        expected = [_brute_force_dry(h, vocab, multiplier, base, allowed, max_match, breakers) for h in histories]
+        torch.testing.assert_close(-out, torch.tensor(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_dry_known_repeat_and_no_self_match():
+    vocab = 5
+    processor = DRYLogitsProcessor(1.0, base=2.0, allowed_length=2)
+    out = processor(torch.tensor([[1, 2, 3, 1, 2, 3, 1, 2]]), torch.zeros(1, vocab))
+    assert torch.equal(out, torch.tensor([[0.0, 0.0, 0.0, -8.0, 0.0]]))  # match length 5 -> 2**3
+    windowed = DRYLogitsProcessor(1.0, base=2.0, allowed_length=2, window=5)
+    out = windowed(torch.tensor([[1, 2, 3, 1, 2, 3, 1, 2]]), torch.zeros(1, vocab))
+    assert torch.equal(out, torch.tensor([[0.0, 0.0, 0.0, -1.0, 0.0]]))  # only [1, 2, 3, 1, 2] searched
+    # a fresh last token (never seen before) leaves everything alone: the original penalises itself
+    out = processor(torch.tensor([[1, 2, 3, 1, 2, 4]]), torch.zeros(1, vocab))
+    assert torch.equal(out, torch.zeros(1, vocab))
+
+
+def test_dry_fixture_history(cases, tensors):
+    case = cases["dry"]
+    params = case["params"]
+    logits, history = (tensors[name] for name in case["tensors"]["inputs"])
+    vocab = logits.shape[-1]
+    processor = DRYLogitsProcessor(params["factor"], params["base"], params["allowed_length"])
+    out = processor(_ids(history, vocab), logits.clone())
+    expected = _brute_force_dry(history.tolist(), vocab, params["factor"], params["base"],
+                                params["allowed_length"], 50)
+    torch.testing.assert_close(logits - out, torch.tensor([expected]), rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------
+# mirostat
+
+
+def test_mirostat_reproduces_reference_mu_updates(cases, tensors):
+    case = cases["mirostat"]
+    state = case["params"]["initial_state"]
+    logits = tensors[case["tensors"]["inputs"][0]]
+    vocab = logits.shape[-1]
+    warper = MirostatLogitsWarper(state["tau"], state["eta"], initial_mu=state["max_surprise"], zipf_n=state["n"])
+    ids = _ids(torch.arange(0), vocab)
+    warper(ids, logits.clone())
+    torch.testing.assert_close(warper.mu, torch.tensor([state["max_surprise"]]))
+    for after in case["states_after_each_step"]:
+        ids = torch.cat([ids, torch.tensor([[after["token"]]])], dim=1)
+        out = warper(ids, logits.clone())
+        torch.testing.assert_close(warper.last_surprise, torch.tensor([after["index_surprise"]]), rtol=1e-5, atol=0)
+        torch.testing.assert_close(warper.mu, torch.tensor([after["max_surprise"]]), rtol=1e-5, atol=0)
+        assert torch.isfinite(out[0, after["token"]])
+
+
+def _zipf_logits(rows: int, vocab: int, exponent: float, seed: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    ranked = -exponent * torch.log(torch.arange(1, vocab + 1, dtype=torch.float32))
+    return torch.stack([ranked[torch.randperm(vocab, generator=gen)] for _ in range(rows)])
+
+
+@pytest.fixture
+def single_thread():
+    """Hundreds of tiny steps: intra-op threading only adds overhead (and stalls on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_mirostat_average_surprise_tracks_tau(single_thread):
+    rows, vocab, tau, steps = 3, 1025, 3.0, 250
+    logits = _zipf_logits(rows, vocab, 1.1, seed=3)
+    true_surprise = -logits.log_softmax(-1) / math.log(2)
+    warper = MirostatLogitsWarper(tau, eta=0.2)
+    gen = torch.Generator().manual_seed(4)
+    ids = vocab + torch.zeros(rows, 3, dtype=torch.long)
+    total = torch.zeros(rows)
+    for _ in range(steps):
+        out = warper(ids, logits.clone())
+        token = torch.multinomial(out.softmax(-1), 1, generator=gen)
+        total += true_surprise.gather(1, token)[:, 0]
+        ids = torch.cat([ids, token], dim=1)
+    assert torch.all((total / steps - tau).abs() < 0.15), total / steps
+    untruncated = (true_surprise * logits.softmax(-1)).sum(-1)  # expected surprise without mirostat
+    assert torch.all((untruncated - tau).abs() > 1.0)
+
+
+def test_mirostat_rows_independent_and_robust():
+    vocab = 60  # below the 101 probabilities the estimate normally uses
+    logits = _zipf_logits(2, vocab, 1.3, seed=5)
+    logits[1, logits[1].argsort()[:30]] = -math.inf  # zeros after an earlier filter
+    forced = torch.tensor([[int(logits[0].argmax())], [int(logits[1].argmax())]])
+    batched, single = MirostatLogitsWarper(2.0, 0.3), [MirostatLogitsWarper(2.0, 0.3) for _ in range(2)]
+    ids = vocab + torch.zeros(2, 2, dtype=torch.long)
+    for _ in range(4):
+        out = batched(ids, logits.clone())
+        for row in range(2):
+            alone = single[row](ids[row : row + 1], logits[row : row + 1].clone())
+            assert torch.equal(out[row : row + 1], alone)
+            assert torch.equal(batched.mu[row : row + 1], single[row].mu)
+        ids = torch.cat([ids, forced], dim=1)
+    assert not torch.equal(batched.mu, torch.full((2,), 4.0))  # mu moved
+    batched(ids[:, :3], logits.clone())  # not a continuation: state resets to 2 * tau
+    assert torch.equal(batched.mu, torch.full((2,), 4.0))
+
+
+# ----------------------------------------------------------------------------------------------------
+# builder
+
+
+def test_builder_greedy_penalties_match_reference(cases, tensors):
+    case = cases["sample_ar_greedy_penalties"]
+    params = case["params"]
+    seq_logits, history = (tensors[name] for name in case["tensors"]["inputs"])
+    vocab = seq_logits.shape[-1]
+    chain = build_sampler_processors(
+        temperature=params["temperature"],
+        top_k=params["top_k"],
+        top_p=params["top_p"],
+        min_p=params["min_p"],
+        repetition_penalty=params["repetition_penalty"],
+        repetition_penalty_decay=params["repetition_penalty_decay"],
+        stop_length_penalty=params["length_penalty"],
+        stop_token_id=cases["len_pen"]["params"]["token"],
+    )
+    scores = chain(_ids(history, vocab), seq_logits[-1:].clone())
+    assert torch.equal(scores.argmax(-1), tensors[case["tensors"]["tokens"]])
+
+
+def _kinds(chain):
+    return [type(p) for p in chain]
+
+
+def test_builder_order_and_omission():
+    settings = {
+        "temperature": 0.8, "min_temperature": 0.2, "top_k": 40, "top_p": 0.9, "min_p": 0.05,
+        "repetition_penalty": 1.3, "stop_length_penalty": 0.5, "stop_token_id": 1024,
+        "dry_multiplier": 0.8, "mirostat_tau": 3.0,
+    }
+    penalties = [VallERepetitionPenaltyLogitsProcessor, StopTokenLengthPenaltyLogitsProcessor]
+    assert _kinds(build_sampler_processors(**settings)) == penalties + [
+        MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, DynamicTemperatureLogitsWarper,
+        DRYLogitsProcessor, MirostatLogitsWarper,
+    ]
+    assert _kinds(build_sampler_processors(**settings, order="transformers")) == penalties + [
+        DRYLogitsProcessor, DynamicTemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
+        MinPLogitsWarper, MirostatLogitsWarper,
+    ]
+    static = build_sampler_processors(temperature=0.7, min_temperature=-1.0, top_k=5)
+    assert _kinds(static) == [TopKLogitsWarper, TemperatureLogitsWarper]
+    greedy = build_sampler_processors(**{**settings, "temperature": 0.0, "min_temperature": -1.0})
+    assert _kinds(greedy) == penalties + [MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, DRYLogitsProcessor]
+    assert len(build_sampler_processors()) == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}, {"min_p": -0.1}, {"repetition_penalty": 0.0},
+        {"temperature": 0.5, "min_temperature": 0.9}, {"stop_length_penalty": 0.5},
+        {"dry_multiplier": -1.0}, {"mirostat_tau": -1.0}, {"order": "hf"},
+    ],
+)
+def test_builder_validation(bad):
+    with pytest.raises(ValueError):
+        build_sampler_processors(**bad)
