@@ -1,0 +1,213 @@
+"""EnCodec 24 kHz codes for VALL-E, through transformers' `EncodecModel` (no torchaudio, no `encodec` package).
+
+VALL-E reads and writes EnCodec codes at 6 kbps: 8 residual-VQ levels of 1024 codes, 75 frames per second, one
+frame per 320 samples at 24 kHz. Codes are kept as `[T, levels]` (time first), the layout of the original's
+`qnt.encode_from_file`; `EncodecModel` wants `[chunks=1, batch, levels, T]`.
+
+Two traps of `EncodecModel` are handled here (spec/hf_anchors.md §5): `encode()` defaults to the *lowest* bandwidth
+(1.5 kbps, 2 levels), so the bandwidth is always passed; and a freshly built model has all-zero codebooks, so
+`tiny_random_codec` fills them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import EncodecConfig, EncodecModel
+
+SAMPLING_RATE = 24000
+HOP_LENGTH = 320
+FRAME_RATE = 75
+NUM_LEVELS = 8
+CODEBOOK_SIZE = 1024
+BANDWIDTH = 6.0
+
+__all__ = [
+    "BANDWIDTH",
+    "CODEBOOK_SIZE",
+    "FRAME_RATE",
+    "HOP_LENGTH",
+    "NUM_LEVELS",
+    "SAMPLING_RATE",
+    "decode",
+    "decode_batch",
+    "encode",
+    "encode_batch",
+    "load_codec",
+    "num_frames",
+    "tiny_random_codec",
+]
+
+
+def num_frames(num_samples: int) -> int:
+    """Number of codec frames for `num_samples` samples at 24 kHz: ceil(samples / 320)."""
+    return -(-num_samples // HOP_LENGTH)
+
+
+def _check_layout(codec: EncodecModel) -> None:
+    """Refuse codecs whose frame layout is not the one VALL-E was trained on (24 kHz, hop 320, 75 Hz, 1024 codes)."""
+    config = codec.config
+    if (config.sampling_rate, config.hop_length, config.codebook_size) != (SAMPLING_RATE, HOP_LENGTH, CODEBOOK_SIZE):
+        raise ValueError(
+            f"codec has sampling_rate={config.sampling_rate}, hop_length={config.hop_length}, "
+            f"codebook_size={config.codebook_size}; VALL-E needs the EnCodec 24 kHz layout "
+            f"({SAMPLING_RATE}, {HOP_LENGTH}, {CODEBOOK_SIZE})"
+        )
+    if config.audio_channels != 1:
+        raise ValueError(f"codec expects {config.audio_channels} audio channels; VALL-E needs a mono codec")
+
+
+def load_codec(name_or_path: str = "facebook/encodec_24khz", **from_pretrained_kwargs) -> EncodecModel:
+    """Load the EnCodec model (by default the 24 kHz one VALL-E uses) in eval mode and check its frame layout."""
+    codec = EncodecModel.from_pretrained(name_or_path, **from_pretrained_kwargs)
+    _check_layout(codec)
+    return codec.eval()
+
+
+def tiny_random_codec(seed: int = 0) -> EncodecModel:
+    """A 0.17 M-parameter EnCodec with the 24 kHz / hop 320 / 75 Hz / 8-levels-at-6-kbps layout, for tests.
+
+    `EncodecModel`'s init zeroes the codebooks, which would encode everything to code 0. The codebooks are filled the
+    way EnCodec's k-means init starts: with (jittered) encoder outputs of a fixed random signal, level by level on
+    the residual, so that different inputs give different codes at every level. Deterministic for a given `seed`;
+    the global RNG state is left untouched.
+    """
+    config = EncodecConfig(num_filters=4, hidden_size=16, num_lstm_layers=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        codec = EncodecModel(config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    num_samples = 4 * SAMPLING_RATE
+    envelope = torch.rand(num_samples // 2400 + 1, generator=generator).repeat_interleave(2400)[:num_samples]
+    signal = 0.3 * envelope * torch.randn(num_samples, generator=generator)
+    with torch.no_grad():
+        residual = codec.encoder(signal[None, None])[0].T  # [frames, codebook_dim]
+        for layer in codec.quantizer.layers:
+            book = layer.codebook
+            picks = torch.randint(0, residual.shape[0], (config.codebook_size,), generator=generator)
+            jitter = torch.randn(config.codebook_size, residual.shape[1], generator=generator)
+            embed = residual[picks] + 0.1 * residual.std(dim=0, keepdim=True) * jitter
+            book.embed.copy_(embed)
+            book.embed_avg.copy_(embed)
+            residual = residual - book.decode(book.encode(residual[None]))[0]
+    _check_layout(codec)
+    return codec
+
+
+def _codec_device_dtype(codec: EncodecModel) -> tuple[torch.device, torch.dtype]:
+    parameter = next(codec.parameters())
+    return parameter.device, parameter.dtype
+
+
+def _check_waveform(waveform: torch.Tensor, name: str = "waveform") -> torch.Tensor:
+    waveform = torch.as_tensor(waveform)
+    if waveform.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D (mono, 24 kHz) tensor, got shape {tuple(waveform.shape)}")
+    if waveform.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    if not waveform.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {waveform.dtype}")
+    return waveform
+
+
+@torch.no_grad()
+def encode(codec: EncodecModel, waveform: torch.Tensor, bandwidth: float = BANDWIDTH) -> torch.LongTensor:
+    """Encode a 1-D float waveform at 24 kHz into codes `[T, levels]` with T = ceil(samples / 320).
+
+    `bandwidth` 6.0 gives the 8 levels VALL-E uses (1.5 → 2, 3.0 → 4). It is always passed on, because
+    `EncodecModel.encode` would otherwise fall back to 1.5 kbps. The codes are on the codec's device.
+    """
+    waveform = _check_waveform(waveform)
+    device, dtype = _codec_device_dtype(codec)
+    input_values = waveform.to(device=device, dtype=dtype)[None, None]
+    codes = codec.encode(input_values, bandwidth=bandwidth, return_dict=True).audio_codes  # [1, 1, levels, T]
+    return codes[0, 0].T.long().contiguous()
+
+
+@torch.no_grad()
+def encode_batch(
+    codec: EncodecModel, waveforms: Sequence[torch.Tensor], bandwidth: float = BANDWIDTH
+) -> list[torch.LongTensor]:
+    """Encode several 1-D waveforms in one padded pass; returns one `[ceil(len_i / 320), levels]` tensor each.
+
+    EnCodec 24 kHz is causal (causal convolutions, one-way LSTM), so zero right-padding leaves the frames of a
+    shorter item unchanged but for its last one (alone, the encoder sees a reflect-padded edge there; in the batch,
+    zeros) and for float rounding, which differs between batched and single matrix products and can flip a code
+    that sits on a quantiser boundary. Use `encode` per item where bit-exact codes matter.
+    """
+    waveforms = [_check_waveform(w, f"waveforms[{i}]") for i, w in enumerate(waveforms)]
+    if not waveforms:
+        raise ValueError("waveforms is empty")
+    device, dtype = _codec_device_dtype(codec)
+    lengths = [w.numel() for w in waveforms]
+    batch = torch.zeros(len(waveforms), 1, max(lengths), device=device, dtype=dtype)
+    for row, waveform in enumerate(waveforms):
+        batch[row, 0, : lengths[row]] = waveform.to(device=device, dtype=dtype)
+    codes = codec.encode(batch, bandwidth=bandwidth, return_dict=True).audio_codes[0]  # [B, levels, T]
+    return [codes[row, :, : num_frames(length)].T.long().contiguous() for row, length in enumerate(lengths)]
+
+
+def _check_codes(codes: torch.Tensor, expected_dims: int, layout: str) -> torch.Tensor:
+    codes = torch.as_tensor(codes)
+    if codes.ndim != expected_dims:
+        raise ValueError(f"codes must have shape {layout}, got {codes.ndim} dims (shape {tuple(codes.shape)})")
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise ValueError(f"codes must be an integer tensor, got dtype {codes.dtype}")
+    levels = codes.shape[-1]
+    if not 1 <= levels <= NUM_LEVELS:
+        raise ValueError(f"codes must have 1..{NUM_LEVELS} RVQ levels in the last dim, got {levels} (shape {layout})")
+    return codes
+
+
+def _check_code_range(codes: torch.Tensor) -> None:
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= CODEBOOK_SIZE):
+        raise ValueError(
+            f"codes must lie in 0..{CODEBOOK_SIZE - 1}, got values in {int(codes.min())}..{int(codes.max())} "
+            f"(strip stop/pad tokens before decoding)"
+        )
+
+
+@torch.no_grad()
+def decode(codec: EncodecModel, codes: torch.Tensor) -> torch.Tensor:
+    """Decode codes `[T, n_levels]` (1 ≤ n_levels ≤ 8, values 0..1023) to a 1-D float32 waveform of T * 320 samples.
+
+    Fewer than 8 levels decode as the sum of the given levels' embeddings (a coarser reconstruction).
+    """
+    codes = _check_codes(codes, 2, "[T, n_levels]")
+    _check_code_range(codes)
+    device, _ = _codec_device_dtype(codec)
+    if codes.shape[0] == 0:
+        return torch.zeros(0, device=device, dtype=torch.float32)
+    audio_codes = codes.to(device=device, dtype=torch.long).T[None, None]  # [1, 1, levels, T]
+    audio = codec.decode(audio_codes, [None], return_dict=True).audio_values  # [1, 1, T * 320]
+    return audio[0, 0].float()
+
+
+@torch.no_grad()
+def decode_batch(
+    codec: EncodecModel, codes: torch.Tensor, lengths: Sequence[int] | torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Decode a right-padded batch `[B, T, n_levels]` into B 1-D float32 waveforms of `lengths[i] * 320` samples.
+
+    Only the first `lengths[i]` frames of a row are read (and range-checked); whatever pads the rest (a stop or pad
+    id, say) is ignored. The decoder is causal, so the padding cannot leak into the kept samples.
+    """
+    codes = _check_codes(codes, 3, "[B, T, n_levels]")
+    batch_size, max_frames, _ = codes.shape
+    if lengths is None:
+        lengths = [max_frames] * batch_size
+    lengths = [int(length) for length in torch.as_tensor(lengths).reshape(-1).tolist()]
+    if len(lengths) != batch_size:
+        raise ValueError(f"lengths has {len(lengths)} entries for a batch of {batch_size} rows")
+    if any(not 0 <= length <= max_frames for length in lengths):
+        raise ValueError(f"lengths must lie in 0..{max_frames} (the padded T), got {lengths}")
+    valid = torch.arange(max_frames, device=codes.device)[None, :] < torch.tensor(lengths, device=codes.device)[:, None]
+    _check_code_range(codes[valid])
+    device, _ = _codec_device_dtype(codec)
+    if max(lengths, default=0) == 0:
+        return [torch.zeros(0, device=device, dtype=torch.float32) for _ in lengths]
+    codes = codes.masked_fill(~valid[..., None], 0)[:, : max(lengths)]
+    audio_codes = codes.to(device=device, dtype=torch.long).transpose(1, 2)[None]  # [1, B, levels, T]
+    audio = codec.decode(audio_codes, [None], return_dict=True).audio_values  # [B, 1, T * 320]
+    return [audio[row, 0, : length * HOP_LENGTH].float() for row, length in enumerate(lengths)]

@@ -1,0 +1,153 @@
+"""EnCodec wrapper: layout, shapes, ranges and errors, on a tiny random codec (no download)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import EncodecConfig, EncodecModel
+
+from valle_hf.codec import (
+    CODEBOOK_SIZE,
+    HOP_LENGTH,
+    NUM_LEVELS,
+    decode,
+    decode_batch,
+    encode,
+    encode_batch,
+    load_codec,
+    num_frames,
+    tiny_random_codec,
+)
+
+
+@pytest.fixture(scope="module")
+def codec() -> EncodecModel:
+    return tiny_random_codec()
+
+
+def _speechlike(num_samples: int, seed: int = 0) -> torch.Tensor:
+    """A 220 Hz tone under a slowly changing envelope, plus a little noise."""
+    generator = torch.Generator().manual_seed(seed)
+    t = torch.arange(num_samples) / 24000
+    envelope = 0.5 + 0.4 * torch.sin(2 * math.pi * 3 * t)
+    return 0.4 * envelope * torch.sin(2 * math.pi * 220 * t) + 0.02 * torch.randn(num_samples, generator=generator)
+
+
+def test_tiny_codec_keeps_the_valle_layout(codec):
+    config = codec.config
+    assert (config.sampling_rate, config.hop_length, config.frame_rate, config.codebook_size) == (24000, 320, 75, 1024)
+    assert codec.quantizer.get_num_quantizers_for_bandwidth(6.0) == NUM_LEVELS
+    assert all(layer.codebook.embed.abs().sum() > 0 for layer in codec.quantizer.layers)  # not the zero init
+
+
+def test_encode_one_second_gives_75_frames_of_8_levels(codec):
+    codes = encode(codec, _speechlike(24000))
+    assert codes.shape == (75, NUM_LEVELS)
+    assert codes.dtype == torch.long
+    assert 0 <= int(codes.min()) and int(codes.max()) < CODEBOOK_SIZE
+    assert all(codes[:, level].unique().numel() > 1 for level in range(NUM_LEVELS))  # codes actually vary
+
+
+@pytest.mark.parametrize("num_samples, frames", [(1, 1), (320, 1), (321, 2), (24001, 76)])
+def test_frame_count_is_ceil_of_samples_over_hop(codec, num_samples, frames):
+    assert num_frames(num_samples) == frames
+    assert encode(codec, _speechlike(num_samples)).shape == (frames, NUM_LEVELS)
+
+
+def test_bandwidth_is_honoured(codec):
+    assert encode(codec, _speechlike(3200), bandwidth=1.5).shape == (10, 2)
+    assert encode(codec, _speechlike(3200), bandwidth=3.0).shape == (10, 4)
+
+
+def test_tiny_codec_is_deterministic_per_seed():
+    waveform = _speechlike(6400)
+    first, again, other = tiny_random_codec(0), tiny_random_codec(0), tiny_random_codec(1)
+    assert torch.equal(encode(first, waveform), encode(again, waveform))
+    assert not torch.equal(encode(first, waveform), encode(other, waveform))
+
+
+def test_decode_gives_320_samples_per_frame(codec):
+    codes = encode(codec, _speechlike(24000))
+    waveform = decode(codec, codes)
+    assert waveform.shape == (24000,)
+    assert waveform.dtype == torch.float32 and torch.isfinite(waveform).all()
+    assert decode(codec, codes[:, :2]).shape == (24000,)  # fewer levels: coarser, same length
+
+
+def test_decode_batch_trims_each_row_and_ignores_padding(codec):
+    full = encode(codec, _speechlike(24000, seed=1))
+    short = encode(codec, _speechlike(12800, seed=2))  # 40 frames
+    batch = torch.full((2, 75, NUM_LEVELS), 1024)  # padded with the stop id, out of codec range on purpose
+    batch[0], batch[1, :40] = full, short
+    waveforms = decode_batch(codec, batch, lengths=torch.tensor([75, 40]))
+    assert [w.shape[0] for w in waveforms] == [75 * HOP_LENGTH, 40 * HOP_LENGTH]
+    torch.testing.assert_close(waveforms[0], decode(codec, full), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(waveforms[1], decode(codec, short), atol=1e-5, rtol=1e-4)  # causal: no leak
+    assert [w.shape[0] for w in decode_batch(codec, batch[:1])] == [75 * HOP_LENGTH]  # lengths default to T
+
+
+def test_encode_batch_matches_single_encodes_but_the_last_frame(codec):
+    waveforms = [_speechlike(24000, seed=3), _speechlike(9000, seed=4)]
+    batched = encode_batch(codec, waveforms)
+    assert [c.shape for c in batched] == [(75, 8), (29, 8)]
+    # equal up to float rounding, which may flip a code on a quantiser boundary now and then
+    assert (batched[0] == encode(codec, waveforms[0])).float().mean() > 0.95
+    assert (batched[1][:-1] == encode(codec, waveforms[1])[:-1]).float().mean() > 0.95
+    assert torch.equal(encode_batch(codec, waveforms[:1])[0], encode(codec, waveforms[0]))
+
+
+@pytest.mark.parametrize(
+    "codes, message",
+    [
+        (torch.zeros(75, dtype=torch.long), "shape"),
+        (torch.zeros(1, 75, 8, dtype=torch.long), "shape"),
+        (torch.zeros(75, 9, dtype=torch.long), "1..8 RVQ levels"),
+        (torch.zeros(75, 0, dtype=torch.long), "1..8 RVQ levels"),
+        (torch.full((75, 8), 1024), "0..1023"),
+        (torch.full((75, 8), -1), "0..1023"),
+        (torch.zeros(75, 8), "integer"),
+    ],
+)
+def test_decode_rejects_bad_codes(codec, codes, message):
+    with pytest.raises(ValueError, match=message) as raised:
+        decode(codec, codes)
+    assert "\n" not in str(raised.value)
+
+
+def test_decode_batch_rejects_bad_shapes_and_lengths(codec):
+    codes = torch.zeros(2, 10, 8, dtype=torch.long)
+    with pytest.raises(ValueError, match="shape"):
+        decode_batch(codec, codes[0])
+    with pytest.raises(ValueError, match="lengths has 1 entries"):
+        decode_batch(codec, codes, lengths=[10])
+    with pytest.raises(ValueError, match="lengths must lie in 0..10"):
+        decode_batch(codec, codes, lengths=[10, 11])
+    codes[1, 3, 0] = 5000
+    with pytest.raises(ValueError, match="0..1023"):
+        decode_batch(codec, codes, lengths=[10, 4])
+    decode_batch(codec, codes, lengths=[10, 3])  # the bad code lies in the padding: fine
+
+
+@pytest.mark.parametrize(
+    "waveform, message",
+    [(torch.zeros(2, 100), "1-D"), (torch.zeros(0), "empty"), (torch.zeros(100, dtype=torch.long), "float")],
+)
+def test_encode_rejects_bad_waveforms(codec, waveform, message):
+    with pytest.raises(ValueError, match=message):
+        encode(codec, waveform)
+
+
+def test_load_codec_reads_a_saved_codec_and_checks_its_layout(codec, tmp_path):
+    codec.save_pretrained(tmp_path / "codec")
+    loaded = load_codec(str(tmp_path / "codec"))
+    assert not loaded.training
+    waveform = _speechlike(3200)
+    assert torch.equal(encode(loaded, waveform), encode(codec, waveform))
+
+    EncodecModel(EncodecConfig(num_filters=4, hidden_size=16, num_lstm_layers=1, sampling_rate=16000)).save_pretrained(
+        tmp_path / "wrong"
+    )
+    with pytest.raises(ValueError, match="24 kHz layout"):
+        load_codec(str(tmp_path / "wrong"))
