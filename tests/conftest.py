@@ -86,3 +86,16 @@ def tiny_model():
 
     torch.manual_seed(0)
     return VallEForConditionalGeneration(tiny_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def converted_dir(tmp_path_factory, fixture_model, tokenizer_file) -> Path:
+    """The fixture model saved with the reference phoneme tokenizer: a directory `from_pretrained` loads."""
+    from valle_hf.conversion import save_converted
+
+    return save_converted(fixture_model, tmp_path_factory.mktemp("converted"), tokenizer_file)
+
+
+@pytest.fixture(scope="session")
+def prompt_wav() -> Path:
+    return REPO / "examples" / "prompt.wav"

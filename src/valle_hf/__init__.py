@@ -4,17 +4,19 @@ Importing the package registers the model with the Auto classes, so `AutoModelFo
 `AutoProcessor` and `pipeline("text-to-speech", model=<directory>)` find it like a built-in model.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform
+from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor
 
 from .configuration import VallEConfig
 from .generation import VallEGenerateOutput, VallEGenerationMixin
 from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
+from .processing import VallEProcessor
 
 __version__ = "0.1.0"
 
 AutoConfig.register("valle", VallEConfig, exist_ok=True)
 AutoModel.register(VallEConfig, VallEModel, exist_ok=True)
 AutoModelForTextToWaveform.register(VallEConfig, VallEForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(VallEConfig, VallEProcessor, exist_ok=True)
 
 __all__ = [
     "VallEConfig",
@@ -23,4 +25,5 @@ __all__ = [
     "VallEGenerationMixin",
     "VallEModel",
     "VallEPreTrainedModel",
+    "VallEProcessor",
 ]

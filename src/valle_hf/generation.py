@@ -199,7 +199,9 @@ class VallEGenerationMixin(GenerationMixin):
         if generation_config.temperature is not None and generation_config.temperature <= 0:
             generation_config.temperature, generation_config.do_sample = 1.0, False  # the original's greedy
         if not generation_config.do_sample:
-            generation_config.top_k = None  # filters cannot change an argmax; unset so transformers does not warn
+            # Filters cannot change an argmax (our processors get top_k 0 when greedy); 50 is transformers' own
+            # default, the one value its validation does not flag as "set but unused" in greedy mode.
+            generation_config.top_k = 50
         generation_config.return_dict_in_generate = True
         return generation_config, model_kwargs
 

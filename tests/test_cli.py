@@ -1,0 +1,111 @@
+"""`python -m valle_hf`: TTS and STT end to end on the fixture model, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import soundfile
+import torch
+
+from valle_hf.cli import main
+
+
+def run(argv, capsys):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_tts_writes_a_24khz_wav_of_the_generated_length(tmp_path, converted_dir, prompt_wav, capsys):
+    from valle_hf.loading import load_model_and_processor
+
+    out = tmp_path / "speech.wav"
+    text = "Hello there."
+    status, _, err = run([text, prompt_wav, out, "--model", converted_dir, "--ar-temp", 0, "--max-ar-steps", 30,
+                          "--seed", 0, "--repetition-penalty", 1.0], capsys)
+    assert status == 0, err
+    audio, rate = soundfile.read(out)
+    assert rate == 24000 and audio.ndim == 1
+    model, processor = load_model_and_processor(str(converted_dir))
+    batch = processor([text], prompt_audio=str(prompt_wav), input_prompt_length=3.0)
+    expected = model.generate(**batch, temperature=0.0, max_new_tokens=30, return_dict_in_generate=True)
+    assert len(audio) == int(expected.lengths.sum()) * model.config.sampling_rate // model.config.frame_rate
+
+
+def test_stt_prints_ipa(converted_dir, prompt_wav, capsys):
+    from valle_hf.loading import load_model_and_processor
+
+    status, out, err = run(["", prompt_wav, "--task", "stt", "--model", converted_dir, "--ar-temp", 0,
+                            "--max-ar-steps", 12, "--repetition-penalty", 1.0], capsys)
+    assert status == 0, err
+    model, processor = load_model_and_processor(str(converted_dir))
+    ids = model.generate(**processor(audio=str(prompt_wav)), task="stt", temperature=0.0, max_new_tokens=12)
+    assert out.strip() == processor.decode(ids[0]).strip()
+    assert out.strip()
+
+
+def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokenizer_file, prompt_wav, capsys):
+    out = tmp_path / "speech.wav"
+    status, _, err = run(["Hi.", prompt_wav, out, "--model", fixtures.checkpoint, "--tokenizer", tokenizer_file,
+                          "--codec", "tiny-random", "--max-ar-steps", 5, "--seed", 1], capsys)
+    assert status == 0, err
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_reference", "not found"),
+        ("unreadable_reference", "audio"),
+        ("empty_text", "empty text"),
+        ("unknown_language", "language"),
+        ("unwritable_output", "cannot write"),
+        ("missing_model", "tiny-random"),
+    ],
+)
+def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):
+    reference, text, out, model, extra = prompt_wav, "Hello.", tmp_path / "o.wav", converted_dir, []
+    if case == "missing_reference":
+        reference = tmp_path / "nope.wav"
+    elif case == "unreadable_reference":
+        reference = tmp_path / "bad.wav"
+        reference.write_bytes(b"this is not audio")
+    elif case == "empty_text":
+        text = "   "
+    elif case == "unknown_language":
+        extra = ["--language", "xx-nope"]
+    elif case == "unwritable_output":
+        out = tmp_path / "no" / "such" / "dir" / "o.wav"
+    elif case == "missing_model":
+        model = tmp_path / "no-model-here"
+    status, _, err = run([text, reference, out, "--model", model, "--max-ar-steps", 3, *extra], capsys)
+    assert status == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert expected in lines[0].lower(), lines[0]
+    assert "Traceback" not in err
+
+
+def test_module_entry_point_runs_the_embedded_model(tmp_path, prompt_wav):
+    out = tmp_path / "noise.wav"
+    result = subprocess.run(
+        [sys.executable, "-m", "valle_hf", "Hi.", str(prompt_wav), str(out), "--model", "tiny-random",
+         "--max-ar-steps", "4", "--seed", "0"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    audio, rate = soundfile.read(out)
+    assert rate == 24000 and 0 < len(audio) <= 4 * 320
+
+
+def test_generation_kwargs_map_every_sampler_flag():
+    from valle_hf.cli import build_parser, generation_kwargs
+
+    args = build_parser().parse_args(["t", "r.wav", "o.wav", "--beam-width", "3", "--length-penalty", "0.5",
+                                      "--min-ar-temp", "0.2", "--ar-temp", "0.9", "--max-ar-steps", "7"])
+    kwargs = generation_kwargs(args)
+    assert kwargs["num_beams"] == 3 and kwargs["stop_length_penalty"] == 0.5
+    assert kwargs["min_temperature"] == 0.2 and kwargs["do_sample"] and kwargs["max_new_tokens"] == 7
+    assert torch.is_tensor(torch.tensor(kwargs["temperature"]))
