@@ -10,6 +10,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# The test models are tiny: one thread avoids intra-op overhead and contention on small shared machines.
+torch.set_num_threads(1)
 SHARED = REPO.parent / "shared"
 
 

@@ -69,8 +69,12 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
     audio: one 1-D waveform per row at `config.sampling_rate` (when a codec decoded them).
     text_ids: one LongTensor of phoneme ids per row (STT; without BOS/EOS).
     stopped: whether each row emitted its stop token before `max_new_tokens`.
+    sequences_scores, beam_indices: as in `GenerateBeamDecoderOnlyOutput` (beam search only).
+    With `num_return_sequences=n` every per-row field has `n` consecutive rows per input row.
     """
 
+    sequences_scores: torch.FloatTensor | None = None
+    beam_indices: torch.LongTensor | None = None
     codes: torch.LongTensor | None = None
     lengths: torch.LongTensor | None = None
     audio: list[torch.Tensor] | None = None
@@ -90,6 +94,11 @@ def _rows(tensor: torch.Tensor, mask: torch.Tensor | None, name: str, dims: int)
     if mask.shape != tensor.shape[:2]:
         raise ValueError(f"the mask of {name} must have shape {tuple(tensor.shape[:2])}, got {tuple(mask.shape)}")
     return [row[row_mask.bool()] for row, row_mask in zip(tensor, mask)]
+
+
+def _repeat_rows(rows: list, copies: int) -> list:
+    """Each row `copies` times in a row (the order of `num_return_sequences` outputs)."""
+    return [row for row in rows for _ in range(copies)]
 
 
 class VallEGenerationMixin(GenerationMixin):
@@ -195,6 +204,7 @@ class VallEGenerationMixin(GenerationMixin):
         generation_config = copy.deepcopy(generation_config or self.generation_config)
         for name, default in VALLE_GENERATION_DEFAULTS.items():
             setattr(generation_config, name, kwargs.pop(name, getattr(generation_config, name, default)))
+        generation_config.return_dict_in_generate = True  # before update(), which warns about output_* without it
         model_kwargs = generation_config.update(**kwargs)
         if generation_config.temperature is not None and generation_config.temperature <= 0:
             generation_config.temperature, generation_config.do_sample = 1.0, False  # the original's greedy
@@ -202,7 +212,6 @@ class VallEGenerationMixin(GenerationMixin):
             # Filters cannot change an argmax (our processors get top_k 0 when greedy); 50 is transformers' own
             # default, the one value its validation does not flag as "set but unused" in greedy mode.
             generation_config.top_k = 50
-        generation_config.return_dict_in_generate = True
         return generation_config, model_kwargs
 
     def _text_rows(self, input_ids, attention_mask) -> list[torch.Tensor]:
@@ -260,9 +269,15 @@ class VallEGenerationMixin(GenerationMixin):
             self, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=prompt_batch, task="tts", level=0,
             generation_config=config, **kwargs,
         )
+        copies = output.sequences.shape[0] // len(texts)  # num_return_sequences: consecutive rows per input row
+        if copies > 1:
+            texts, prefixes = _repeat_rows(texts, copies), _repeat_rows(prefixes, copies)
+            prompts = None if prompts is None else _repeat_rows(prompts, copies)
+            ar_mask = ar_mask.repeat_interleave(copies, dim=0)
+            prompt_batch = None if prompt_batch is None else prompt_batch.repeat_interleave(copies, dim=0)
         generated, stopped = self._cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id)
         if config.refine_on_stop:
-            generated = self._refine(output.sequences, ar_ids.shape[1], prompt_batch, generated)
+            generated = self._refine(output.sequences, ar_mask, prompt_batch, generated)
         self._warn_unstopped(stopped, config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated)]
         codes = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature)
@@ -273,7 +288,8 @@ class VallEGenerationMixin(GenerationMixin):
         padded = pad(rows, 0, side="right")[0] if rows else None
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, codes=padded, lengths=lengths,
-            audio=audio, stopped=stopped,
+            audio=audio, stopped=stopped, sequences_scores=getattr(output, "sequences_scores", None),
+            beam_indices=getattr(output, "beam_indices", None),
         )
 
     def _response_prefixes(self, texts, prompts, config) -> list[torch.LongTensor]:
@@ -304,11 +320,18 @@ class VallEGenerationMixin(GenerationMixin):
                 stacklevel=5,  # the caller of generate()
             )
 
-    def _refine(self, sequences, prefix_length, prompt_batch, generated) -> list[torch.LongTensor]:
-        """Refine-on-stop: one teacher-forced pass over the final sequences; argmax at every response position."""
-        logits = self(input_ids=sequences, prompt_codes=prompt_batch, task="tts", level=0).logits
-        refined = logits[:, prefix_length - 1 : -1].argmax(dim=-1)
-        return [row[: len(tokens)] for row, tokens in zip(refined, generated)]
+    def _refine(self, sequences, prefix_mask, prompt_batch, generated) -> list[torch.LongTensor]:
+        """Refine-on-stop: one teacher-forced pass over the final sequences; argmax at every response position.
+
+        Stop tokens the argmax predicts inside the response are removed (the original keeps them).
+        """
+        prefix_length = prefix_mask.shape[1]
+        mask = torch.cat([prefix_mask, torch.ones_like(sequences[:, prefix_length:])], dim=1)  # left padding
+        logits = self(input_ids=sequences, attention_mask=mask, prompt_codes=prompt_batch, task="tts", level=0,
+                      logits_to_keep=sequences.shape[1] - prefix_length + 1).logits
+        refined = logits[:, :-1].argmax(dim=-1)
+        rows = [row[: len(tokens)] for row, tokens in zip(refined, generated)]
+        return [row[row != self.config.stop_token_id] for row in rows]
 
     # ------------------------------------------------------------------ NAR
     def _generate_nar(self, texts, prompts, level0, max_levels: int, temperature: float) -> list[torch.LongTensor]:
