@@ -21,15 +21,6 @@ MAX_NEW_TOKENS = 40
 PENALTIES = dict(repetition_penalty=1.5, repetition_penalty_decay=0.5, stop_length_penalty=-0.06)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matmuls: a second intra-op thread only adds synchronisation (tens of times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def case(fixtures):
     if "tts_e2e_greedy" not in fixtures.cases:
