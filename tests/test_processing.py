@@ -375,8 +375,21 @@ def test_processor_speech_to_text_audio(processor):
 
 @needs_tokenizer
 def test_processor_works_as_the_text_to_speech_pipeline_calls_it(processor):
-    # transformers' TextToAudioPipeline.preprocess: `preprocessor(text_list, **processor_kwargs, return_tensors="pt")`
+    # transformers' TextToAudioPipeline.preprocess: `preprocessor(text_list, return_tensors="pt")` (plus
+    # `processor_kwargs={...}` when the pipeline was given some: see the next test)
     batch = processor(["Hello world."], language="en", prompt_audio=_tone(0.2, 24000), return_tensors="pt")
     batch = batch.to(torch.float16)  # the pipeline casts a BatchFeature to the model dtype
     assert batch["input_ids"].dtype == torch.long and batch["prompt_audio"][0].dtype == torch.float16
     assert processor.model_input_names == ["input_ids", "attention_mask", "prompt_audio", "audio"]
+
+
+@needs_tokenizer
+def test_processor_kwargs_of_the_pipeline_are_merged_in(processor):
+    # pipeline("text-to-speech")(text, processor_kwargs={...}) calls `processor(texts, processor_kwargs={...}, ...)`
+    merged = processor(["Bonjour."], processor_kwargs={"language": "fr", "prompt_audio": _tone(2.0, 24000),
+                                                       "input_prompt_length": 1.0}, return_tensors="pt")
+    direct = processor(["Bonjour."], language="fr", prompt_audio=_tone(2.0, 24000), input_prompt_length=1.0)
+    assert merged["input_ids"].tolist() == direct["input_ids"].tolist()
+    assert merged["prompt_audio"][0].numel() == direct["prompt_audio"][0].numel() == 24000
+    with pytest.raises(TypeError, match="processor_kwargs: nope"):
+        processor("Hello.", processor_kwargs={"nope": 1})

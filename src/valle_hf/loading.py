@@ -23,6 +23,12 @@ _TINY_SYMBOLS = (
 )
 
 
+# <unk> <bos> </eos> <mask>, then one token per symbol: the tiny model's text vocabulary matches it exactly, so random
+# weights can only produce ids the tiny processor decodes (speech-to-text with tiny-random prints IPA noise, no error).
+_TINY_SPECIALS = ("<unk>", "<bos>", "</eos>", "<mask>")
+_TINY_VOCAB = _TINY_SPECIALS + tuple(dict.fromkeys(_TINY_SYMBOLS))
+
+
 class ModelNotFoundError(OSError):
     """No model could be loaded; the message says how to get one (including offline)."""
 
@@ -47,8 +53,7 @@ def tiny_random_processor():
 
     from .processing import VallEProcessor
 
-    specials = ["<unk>", "<bos>", "</eos>", "<mask>"]
-    vocab = {token: index for index, token in enumerate(specials + list(dict.fromkeys(_TINY_SYMBOLS)))}
+    vocab = {token: index for index, token in enumerate(_TINY_VOCAB)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     backend.post_processor = processors.TemplateProcessing(
         single="<bos> $A </eos>", special_tokens=[("<bos>", 1), ("</eos>", 2)]
@@ -68,7 +73,8 @@ def tiny_random_model(seed: int = 0):
     codec = tiny_random_codec(seed)
     torch.manual_seed(seed)
     model = VallEForConditionalGeneration(
-        VallEConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, codec_config=codec.config.to_dict())
+        VallEConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, text_vocab_size=len(_TINY_VOCAB),
+                    codec_config=codec.config.to_dict())
     )
     model.codec_model.load_state_dict(codec.state_dict())
     model.generation_config.max_new_tokens = 2 * model.config.frame_rate  # random weights rarely stop by themselves
@@ -111,6 +117,14 @@ def _released_tokenizer() -> str:
     )
 
 
+def released_model_directory(cache_dir: str | Path | None = None, codec: str = "facebook/encodec_24khz") -> Path:
+    """The converted directory of the released ar+nar-llama-8 (downloaded from ecker/vall-e and converted on first use).
+
+    For APIs that take a model path, like `pipeline("text-to-speech", model=str(released_model_directory()))`.
+    """
+    return _released_directory(Path(cache_dir) if cache_dir else default_cache_dir(), codec)
+
+
 def load_model_and_processor(
     name: str | None = None,
     *,
@@ -134,7 +148,7 @@ def load_model_and_processor(
     if name == TINY_RANDOM:
         return tiny_random_model().to(dtype), tiny_random_processor()
     if name is None:
-        name = str(_released_directory(Path(cache_dir) if cache_dir else default_cache_dir(), codec))
+        name = str(released_model_directory(cache_dir, codec))
     path = Path(name)
     if path.suffix in ORIGINAL_SUFFIXES:
         if tokenizer is None:

@@ -484,6 +484,7 @@ class VallEProcessor(ProcessorMixin):
         return_tensors: str | None = "pt",
         padding: bool | str = True,
         sampling_rate: int = SAMPLING_RATE,
+        processor_kwargs: dict[str, Any] | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Prepare a TTS batch (`text`, optional `prompt_audio`) or an STT batch (`audio`).
@@ -497,9 +498,19 @@ class VallEProcessor(ProcessorMixin):
         trimmed / looped to `input_prompt_length` seconds when that is > 0.
         STT: `audio` is one source or a list with one source per row; it comes back as `audio`, a list of 1-D
         tensors at 24 kHz (full length: the original's silent loop/cut to exactly 5 s is not done here).
-        `sampling_rate` is the rate of array inputs. Works as the text-to-speech pipeline calls it:
-        `processor(list_of_texts, return_tensors="pt", **processor_kwargs)`.
+        `sampling_rate` is the rate of array inputs. `processor_kwargs`: a dict of these arguments, merged in.
+        Works as the text-to-speech pipeline calls it, `processor(list_of_texts, processor_kwargs=..., return_tensors=
+        "pt")` (transformers passes the pipeline's `processor_kwargs` as one dict), so `tts(text, processor_kwargs=
+        {"language": "fr", "prompt_audio": path, "input_prompt_length": 3.0})` works.
         """
+        if processor_kwargs:
+            arguments = dict(text=text, prompt_audio=prompt_audio, audio=audio, language=language,
+                             input_prompt_length=input_prompt_length, return_tensors=return_tensors, padding=padding,
+                             sampling_rate=sampling_rate)
+            unknown = sorted(set(processor_kwargs) - set(arguments))
+            if unknown:
+                raise TypeError(f"VallEProcessor got unexpected processor_kwargs: {', '.join(unknown)}")
+            return self(**{**arguments, **processor_kwargs}, **kwargs)
         if kwargs:
             raise TypeError(f"VallEProcessor got unexpected arguments: {', '.join(sorted(kwargs))}")
         if return_tensors not in ("pt", "np", None):

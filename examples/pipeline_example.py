@@ -1,0 +1,76 @@
+"""Text-to-speech with `transformers.pipeline("text-to-speech")`.
+
+    python examples/pipeline_example.py "Hello there." examples/prompt.wav out.wav --model user/repo
+    python examples/pipeline_example.py "Hello there." examples/prompt.wav out.wav --model tiny-random  # offline, noise
+
+The voice prompt goes in `forward_params={"prompt_audio": ...}`, sampler settings in `generate_kwargs`, processor
+settings (the text's language) in `processor_kwargs`. `import valle_hf` first: it registers the `valle` model type,
+so the pipeline finds the model and its processor (no `trust_remote_code`). `--model`: nothing for the released
+ar+nar-llama-8, a converted directory, a Hub id, or "tiny-random" (which shows the other way in: a model instance
+with its processor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import soundfile
+import torch
+from transformers import pipeline
+
+import valle_hf  # noqa: F401  (registers the model with the Auto classes: required before pipeline(...))
+from valle_hf.loading import TINY_RANDOM, load_model_and_processor, released_model_directory
+from valle_hf.processing import load_prompt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("text", nargs="+", help="one or more texts (each becomes one output file)")
+    parser.add_argument("prompt", help="reference audio of the voice to clone")
+    parser.add_argument("output", help="WAV file to write (with several texts: name-0.wav, name-1.wav, ...)")
+    parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
+    parser.add_argument("--language", default="en", help="espeak language of the text (en, fr, de, ja, auto, ...)")
+    parser.add_argument("--input-prompt-length", type=float, default=3.0, help="seconds of the prompt used (0 = all)")
+    parser.add_argument("--temperature", type=float, default=0.5, help="AR temperature; 0 = greedy")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="AR steps (75 per second of speech)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def build_pipeline(model_name: str | None, device: str):
+    if model_name == TINY_RANDOM:
+        # A model instance: give the pipeline its processor and tokenizer too.
+        model, processor = load_model_and_processor(TINY_RANDOM)
+        return pipeline("text-to-speech", model=model, tokenizer=processor.tokenizer, processor=processor,
+                        device=device)
+    # A directory or Hub id: the pipeline loads model and processor (AutoProcessor) by itself.
+    return pipeline("text-to-speech", model=model_name or str(released_model_directory()), device=device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.manual_seed(args.seed)
+    tts = build_pipeline(args.model, args.device)
+    generate_kwargs = {"do_sample": args.temperature > 0, "temperature": args.temperature or 1.0,
+                       "repetition_penalty": 1.5}
+    if args.max_new_tokens is not None:
+        generate_kwargs["max_new_tokens"] = args.max_new_tokens
+    # `generate` would take the path itself, but then it encodes the whole file: load_prompt keeps the first 3 s (looped
+    # when shorter), the prompt length the model was tuned with. It returns a 24 kHz waveform, which `generate` accepts.
+    # (processor_kwargs={"prompt_audio": path, "input_prompt_length": 3.0} does the same through the processor.)
+    prompt = load_prompt(args.prompt, args.input_prompt_length)
+    results = tts(args.text, forward_params={"prompt_audio": prompt}, generate_kwargs=generate_kwargs,
+                  processor_kwargs={"language": args.language})
+    results = [results] if isinstance(results, dict) else results
+    stem, suffix = (args.output[:-4], ".wav") if args.output.lower().endswith(".wav") else (args.output, ".wav")
+    for index, result in enumerate(results):
+        path = args.output if len(results) == 1 else f"{stem}-{index}{suffix}"
+        soundfile.write(path, result["audio"], result["sampling_rate"], subtype="PCM_16")
+        print(f"{path}: {len(result['audio']) / result['sampling_rate']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

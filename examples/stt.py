@@ -1,0 +1,48 @@
+"""Speech-to-text: transcribe WAV files to IPA phonemes with the model's STT task.
+
+    python examples/stt.py speech.wav [more.wav ...]
+    python examples/stt.py examples/prompt.wav --model tiny-random --max-new-tokens 8  # offline, prints noise
+
+The model transcribes to phonemes (IPA as espeak-ng writes it), not to words. Several files are transcribed as one
+batch. `--model`: nothing for the released ar+nar-llama-8, a converted directory, a Hub id, or "tiny-random".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+import valle_hf  # noqa: F401  (registers the model with the Auto classes)
+from valle_hf.loading import load_model_and_processor
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audio", nargs="+", help="audio files to transcribe (any sample rate, mono or stereo)")
+    parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="phoneme tokens at most per file")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser
+
+
+def transcribe(model, processor, audio: list[str], max_new_tokens: int | None = None) -> list[str]:
+    """IPA transcriptions of `audio` (paths or waveforms at 24 kHz), greedy, as one batch."""
+    inputs = processor(audio=audio).to(model.device)  # waveforms at 24 kHz, mono; encoded by the model's codec
+    settings = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    text_ids = model.generate(**inputs, task="stt", temperature=0.0, repetition_penalty=1.0, **settings)
+    return [processor.decode(ids.cpu()) for ids in text_ids]  # one LongTensor of phoneme ids per file
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    model, processor = load_model_and_processor(args.model)
+    model.to(args.device)
+    for path, ipa in zip(args.audio, transcribe(model, processor, args.audio, args.max_new_tokens), strict=True):
+        print(f"{path}\t{ipa}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Convert a VALL-E checkpoint and upload it to the Hub with its model card, in one commit.
+
+    # an original checkpoint (fp32.sft / .pth) and the original's phoneme tokenizer
+    python scripts/convert_and_upload.py --checkpoint fp32.sft --tokenizer tokenizer.json --repo-id you/valle-llama-8
+    # a directory written by `python -m valle_hf.convert` (add --tokenizer if it was converted without one)
+    python scripts/convert_and_upload.py --model-dir converted/ --repo-id you/valle-llama-8 --private
+    # the released ar+nar-llama-8 of ecker/vall-e (downloaded and converted once, as the CLI does)
+    python scripts/convert_and_upload.py --released --repo-id you/valle-llama-8
+
+The commit holds everything `VallEForConditionalGeneration.from_pretrained(repo)`,
+`VallEProcessor.from_pretrained(repo)` and `pipeline("text-to-speech", model=repo)` read (config.json,
+model.safetensors, generation_config.json, tokenizer.json, tokenizer_config.json, processor_config.json) and
+README.md: the card template (`--card`, default model_cards/valle-ar-nar-llama-8.md) with its "{{ name }}"
+placeholders filled in. The files are checked before anything is uploaded. Log in first (`hf auth login`) or pass
+`--token` / set HF_TOKEN. Loading needs `import valle_hf` first (no `trust_remote_code`): the card says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CARD = REPO_ROOT / "model_cards" / "valle-ar-nar-llama-8.md"
+MODEL_FILES = ("config.json", "generation_config.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "processor_config.json")
+DEFAULT_INSTALL = "pip install valle-hf"
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_TEMPLATE_NOTE = re.compile(r"<!--\s*TEMPLATE:.*?-->\n*", re.S)
+
+
+class UploadError(ValueError):
+    """Something to fix before uploading; the message says what."""
+
+
+def render_card(template: str, values: dict[str, str]) -> str:
+    """Fill every `{{ name }}` placeholder of a card template and drop its `<!-- TEMPLATE: ... -->` note.
+
+    A placeholder without a value is an error (naming it), so no card goes up half-filled.
+    """
+    missing = sorted({name for name in _PLACEHOLDER.findall(template) if name not in values})
+    if missing:
+        raise UploadError(f"the card template has placeholders with no value: {', '.join(missing)}")
+    return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), _TEMPLATE_NOTE.sub("", template, count=1))
+
+
+def describe_weights(model_dir: Path) -> tuple[str, str]:
+    """(architecture line, dtype) of a converted directory, from config.json and the safetensors headers only."""
+    from safetensors import safe_open
+
+    config = json.loads((model_dir / "config.json").read_text())
+    shards = sorted(model_dir.glob("model*.safetensors"))
+    parameters, dtypes = 0, set()
+    for shard in shards:
+        with safe_open(str(shard), framework="pt") as handle:
+            for key in handle.keys():
+                if key.startswith("codec_model."):
+                    continue
+                tensor = handle.get_slice(key)
+                count = 1
+                for size in tensor.get_shape():
+                    count *= size
+                parameters += count
+                dtypes.add(tensor.get_dtype())
+    names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+    dtype = ", ".join(sorted(names.get(dtype, dtype) for dtype in dtypes)) or str(config.get("dtype", "unknown"))
+    architecture = (
+        f"{config['num_hidden_layers']} layers, hidden size {config['hidden_size']}, "
+        f"{config['num_attention_heads']} attention heads, {config['num_rvq_levels']} RVQ levels, "
+        f"{parameters / 1e6:.1f} M parameters (without the codec)"
+    )
+    return architecture, dtype
+
+
+def check_files(files: dict[str, Path]) -> None:
+    """Fail (before any upload) unless the files make a model and processor `from_pretrained` can load."""
+    missing = [name for name in MODEL_FILES + PROCESSOR_FILES if name not in files]
+    if not any(name in files for name in WEIGHT_FILES):
+        missing.append("model.safetensors")
+    if missing:
+        hint = " (pass --tokenizer with the original's tokenizer.json)" if set(missing) & set(PROCESSOR_FILES) else ""
+        raise UploadError(f"not uploading: missing {', '.join(missing)}{hint}")
+    config = json.loads(files["config.json"].read_text())
+    if config.get("model_type") != "valle":
+        raise UploadError(f"not uploading: config.json has model_type {config.get('model_type')!r}, expected 'valle'")
+    processor = json.loads(files["processor_config.json"].read_text())
+    if processor.get("processor_class") != "VallEProcessor":
+        raise UploadError("not uploading: processor_config.json does not name VallEProcessor")
+
+
+def directory_files(directory: Path) -> dict[str, Path]:
+    """path in repo -> local file, for every file under `directory` (hidden files and README.md left out)."""
+    return {
+        path.relative_to(directory).as_posix(): path
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+        and path.relative_to(directory).as_posix() != "README.md"
+    }
+
+
+def gather(args: argparse.Namespace, workdir: Path) -> tuple[Path, dict[str, Path], str]:
+    """(model directory, files to upload, source description), converting first when given a checkpoint."""
+    import torch
+
+    from valle_hf.conversion import convert_checkpoint, save_converted
+    from valle_hf.loading import RELEASED_CHECKPOINT, RELEASED_REPO, released_model_directory
+
+    if args.checkpoint:
+        if not args.tokenizer:
+            raise UploadError("--checkpoint needs --tokenizer (the original's tokenizer.json) for the processor")
+        checkpoint = Path(args.checkpoint)
+        model = convert_checkpoint(checkpoint, args.config, args.codec, getattr(torch, args.dtype))
+        model_dir = save_converted(model, workdir / "model", args.tokenizer)
+        source = f"{checkpoint.parent.name}/{checkpoint.name}" if checkpoint.parent.name else checkpoint.name
+        return model_dir, directory_files(model_dir), args.source or source
+    if args.released:
+        model_dir = released_model_directory(codec=args.codec)
+        source = f"{RELEASED_REPO}: {RELEASED_CHECKPOINT}"
+    else:
+        model_dir = Path(args.model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise UploadError(f"{model_dir} is not a converted model directory (no config.json)")
+        source = "a directory converted with valle-hf"
+    files = directory_files(model_dir)
+    if args.tokenizer:  # (re)build the processor from the original tokenizer.json
+        from valle_hf.processing import VallEProcessor
+
+        processor_dir = workdir / "processor"
+        VallEProcessor.from_tokenizer_file(args.tokenizer).save_pretrained(processor_dir)
+        files.update(directory_files(processor_dir))
+    return model_dir, files, args.source or source
+
+
+def upload(repo_id: str, files: dict[str, Path], card_for, *, private: bool, token: str | None, message: str):
+    """Create the repository (if needed) and commit `files` plus README.md (`card_for(final_repo_id)`) at once."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(token=token)
+    try:
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id  # "name" becomes "user/name"
+        card = card_for(repo_id).encode("utf-8")
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
+        return repo_id, api.create_commit(repo_id, operations=operations, commit_message=message)
+    except UploadError:
+        raise
+    except Exception as error:  # network, authentication, permissions: one line, not a traceback
+        raise UploadError(f"upload to {repo_id} failed: {type(error).__name__}: {error}") from error
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python scripts/convert_and_upload.py",
+        description="Convert a VALL-E checkpoint (or take a converted directory) and upload model, processor and "
+                    "model card to a Hub repository in one commit.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="original fp32.sft / .safetensors / .pth to convert")
+    source.add_argument("--model-dir", help="directory written by python -m valle_hf.convert (or save_pretrained)")
+    source.add_argument("--released", action="store_true", help="the released ar+nar-llama-8 of ecker/vall-e")
+    parser.add_argument("--repo-id", required=True, help="target repository, 'user/name' (or 'name' in your namespace)")
+    parser.add_argument("--tokenizer", help="the original's tokenizer.json (required with --checkpoint)")
+    parser.add_argument("--config", help="the original's config.yaml (default: the checkpoint's embedded config)")
+    parser.add_argument("--codec", default="facebook/encodec_24khz",
+                        help="EnCodec weights attached when converting: Hub id, local directory, or 'tiny-random'")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--card", default=str(DEFAULT_CARD), help="model card template (default: %(default)s)")
+    parser.add_argument("--base-model", default="ecker/vall-e", help="Hub repository of the original weights")
+    parser.add_argument("--source", help="how the card names the converted checkpoint (default: its file name)")
+    parser.add_argument("--install-command", default=DEFAULT_INSTALL, help="install line shown in the card")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    parser.add_argument("--token", default=None, help="Hub token (default: the stored login or HF_TOKEN)")
+    parser.add_argument("--commit-message", default="Upload VALL-E (converted with valle-hf)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import valle_hf
+
+        template = Path(args.card).read_text(encoding="utf-8")
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir, files, source = gather(args, Path(tmp))
+            check_files(files)
+            architecture, dtype = describe_weights(model_dir)
+            values = dict(base_model=args.base_model, source=source, codec=args.codec, dtype=dtype,
+                          architecture=architecture, valle_hf_version=valle_hf.__version__,
+                          install_command=args.install_command)
+            render_card(template, {**values, "repo_id": args.repo_id})  # fail on a bad template before uploading
+            card_for = lambda repo: render_card(template, {**values, "repo_id": repo})  # noqa: E731
+            repo_id, commit = upload(args.repo_id, files, card_for, private=args.private, token=args.token,
+                                     message=args.commit_message)
+    except (OSError, ValueError) as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    print(f"uploaded {len(files) + 1} files to {repo_id}: {getattr(commit, 'commit_url', commit)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

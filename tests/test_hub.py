@@ -1,0 +1,226 @@
+"""Hub uploads, offline: `push_to_hub` of model and processor, and scripts/convert_and_upload.py.
+
+The Hub is faked at the `huggingface_hub` calls transformers' `PushToHubMixin` makes (`HfApi.create_repo`,
+`HfApi.create_commit`, and `ModelCard.load` in `create_and_tag_model_card`), which the upload script uses too: a
+commit copies its files into `<hub root>/<repo_id>/`. Loading then reads that folder; the tests run from the hub
+root, so the repo id itself ("someone/valle-tiny") is the path `from_pretrained` and `pipeline` are given.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.hf_api import CommitInfo, RepoUrl
+from transformers import AutoProcessor, pipeline
+
+import valle_hf
+from valle_hf.loading import load_model_and_processor, tiny_random_model, tiny_random_processor
+
+REPO = Path(__file__).resolve().parents[1]
+NEEDED = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+          "processor_config.json", "README.md"}
+
+
+class FakeHub:
+    """Records repositories and commits; a commit writes its files under `root / repo_id`."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.repos: dict[str, dict] = {}
+        self.commits: list[dict] = []
+
+    def create_repo(self, api, repo_id, *, token=None, private=None, repo_type=None, exist_ok=False, **kwargs):
+        if repo_id in self.repos and not exist_ok:
+            raise FileExistsError(repo_id)
+        self.repos.setdefault(repo_id, {"private": private})
+        (self.root / repo_id).mkdir(parents=True, exist_ok=True)
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_commit(self, api, repo_id, operations, *, commit_message, **kwargs):
+        if repo_id not in self.repos:
+            raise FileNotFoundError(f"repository {repo_id} was never created")
+        paths = []
+        for operation in operations:
+            assert isinstance(operation, CommitOperationAdd), operation
+            target = self.root / repo_id / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = operation.path_or_fileobj
+            if isinstance(source, (str, os.PathLike)):
+                shutil.copyfile(source, target)
+            elif isinstance(source, bytes):
+                target.write_bytes(source)
+            else:
+                target.write_bytes(source.read())
+            paths.append(operation.path_in_repo)
+        self.commits.append({"repo_id": repo_id, "message": commit_message, "paths": sorted(paths)})
+        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{len(self.commits):040x}",
+                          commit_message=commit_message, commit_description="", oid=f"{len(self.commits):040x}")
+
+    def load_card(self, repo_id_or_path, **kwargs) -> ModelCard:
+        card = self.root / repo_id_or_path / "README.md"
+        if not card.is_file():
+            raise EntryNotFoundError(f"{repo_id_or_path} has no README.md")
+        return ModelCard(card.read_text(encoding="utf-8"))
+
+    def files(self, repo_id: str) -> set[str]:
+        return {path.name for path in (self.root / repo_id).iterdir()}
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch) -> FakeHub:
+    hub = FakeHub(tmp_path / "hub")
+    hub.root.mkdir()
+    monkeypatch.setattr(HfApi, "create_repo", lambda api, *args, **kwargs: hub.create_repo(api, *args, **kwargs))
+    monkeypatch.setattr(HfApi, "create_commit", lambda api, *args, **kwargs: hub.create_commit(api, *args, **kwargs))
+    monkeypatch.setattr(ModelCard, "load", classmethod(lambda cls, *args, **kwargs: hub.load_card(*args, **kwargs)))
+    monkeypatch.chdir(hub.root)  # so that "user/name" resolves to the uploaded folder
+    return hub
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("convert_and_upload", REPO / "scripts" / "convert_and_upload.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_push_to_hub_uploads_what_from_pretrained_and_pipeline_need(fake_hub, prompt_wav):
+    repo_id = "someone/valle-tiny"
+    model, processor = tiny_random_model(), tiny_random_processor()
+    model.push_to_hub(repo_id, private=True)
+    processor.push_to_hub(repo_id)
+
+    assert fake_hub.files(repo_id) == NEEDED
+    assert fake_hub.repos[repo_id] == {"private": True}
+    assert [commit["message"] for commit in fake_hub.commits] == ["Upload VallEForConditionalGeneration",
+                                                                  "Upload processor"]
+
+    loaded = valle_hf.VallEForConditionalGeneration.from_pretrained(repo_id)
+    expected = model.state_dict()
+    assert set(loaded.state_dict()) == set(expected)
+    assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())
+    assert loaded.generation_config.max_new_tokens == model.generation_config.max_new_tokens
+
+    reloaded = valle_hf.VallEProcessor.from_pretrained(repo_id)
+    assert isinstance(AutoProcessor.from_pretrained(repo_id), valle_hf.VallEProcessor)
+    text = "ðə bˈɜːtʃ kənˈuː"  # IPA: no espeak needed to compare the tokenizers
+    assert reloaded(text)["input_ids"].tolist() == processor(text)["input_ids"].tolist()
+
+    tts = pipeline("text-to-speech", model=repo_id)
+    result = tts("Hello.", forward_params={"prompt_audio": str(prompt_wav)},
+                 generate_kwargs={"temperature": 0.0, "max_new_tokens": 3, "min_new_tokens": 3})
+    assert result["sampling_rate"] == 24000 and result["audio"].shape == (3 * 320,)
+
+    model2, processor2 = load_model_and_processor(repo_id)  # what the CLI's --model user/name does
+    assert isinstance(processor2, valle_hf.VallEProcessor) and model2.config.model_type == "valle"
+
+
+def test_processor_push_keeps_the_card_already_on_the_hub(fake_hub):
+    repo_id = "someone/with-card"
+    HfApi().create_repo(repo_id)
+    HfApi().create_commit(repo_id, [CommitOperationAdd("README.md", b"---\nlicense: agpl-3.0\n---\n# My card\n")],
+                          commit_message="card")
+    tiny_random_processor().push_to_hub(repo_id)
+    card = (fake_hub.root / repo_id / "README.md").read_text()
+    assert "# My card" in card and "agpl-3.0" in card
+
+
+def run_script(argv, capsys):
+    status = load_script().main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def check_card(path: Path, repo_id: str) -> ModelCard:
+    text = path.read_text(encoding="utf-8")
+    assert "{{" not in text and "TEMPLATE" not in text
+    assert f'from_pretrained("{repo_id}")' in text and f'model="{repo_id}"' in text
+    card = ModelCard(text)
+    assert card.data.pipeline_tag == "text-to-speech"
+    assert card.data.library_name == "transformers"
+    assert card.data.license == "agpl-3.0"
+    assert card.data.base_model == "ecker/vall-e"
+    return card
+
+
+def test_script_converts_a_checkpoint_and_uploads_model_processor_and_card(
+    fake_hub, fixtures, fixture_model, tokenizer_file, capsys
+):
+    repo_id = "someone/valle-fixture"
+    status, out, err = run_script(["--checkpoint", fixtures.checkpoint, "--tokenizer", tokenizer_file,
+                                   "--codec", "tiny-random", "--repo-id", repo_id, "--private"], capsys)
+    assert status == 0, err
+    assert repo_id in out
+    assert fake_hub.files(repo_id) == NEEDED
+    assert fake_hub.repos[repo_id] == {"private": True}
+    assert len(fake_hub.commits) == 1  # one commit: the repository is never half uploaded
+
+    card = check_card(fake_hub.root / repo_id / "README.md", repo_id)
+    assert "`tiny/fp32.sft`" in card.text  # the checkpoint's folder and name, not the local path
+    assert "2 layers, hidden size 64" in card.text and "float32" in card.text
+
+    loaded = valle_hf.VallEForConditionalGeneration.from_pretrained(repo_id).state_dict()
+    expected = fixture_model.state_dict()
+    unused = {"model.backbone.embed_tokens.weight"}  # never read (not in the checkpoint): random per conversion
+    assert set(loaded) == set(expected)
+    assert all(torch.equal(loaded[key], expected[key]) for key in set(expected) - unused)
+    processor = valle_hf.VallEProcessor.from_pretrained(repo_id)
+    reference = valle_hf.VallEProcessor.from_tokenizer_file(tokenizer_file)
+    assert processor("ðə bˈɜːtʃ")["input_ids"].tolist() == reference("ðə bˈɜːtʃ")["input_ids"].tolist()
+
+
+def test_script_uploads_a_converted_directory(fake_hub, converted_dir, capsys):
+    status, _, err = run_script(["--model-dir", converted_dir, "--repo-id", "someone/from-dir",
+                                 "--install-command", "pip install valle-hf==0.1.0"], capsys)
+    assert status == 0, err
+    assert fake_hub.files("someone/from-dir") == NEEDED
+    card = check_card(fake_hub.root / "someone/from-dir" / "README.md", "someone/from-dir")
+    assert "pip install valle-hf==0.1.0" in card.text
+    assert fake_hub.repos["someone/from-dir"] == {"private": False}
+
+
+def test_script_uploads_the_released_model(fake_hub, converted_dir, monkeypatch, capsys):
+    import valle_hf.loading
+
+    codecs = []  # downloading and converting the release needs the network: its converted result is faked
+    fake = lambda codec: codecs.append(codec) or converted_dir  # noqa: E731
+    monkeypatch.setattr(valle_hf.loading, "released_model_directory", fake)
+    status, _, err = run_script(["--released", "--repo-id", "someone/released"], capsys)
+    assert status == 0, err
+    assert codecs == ["facebook/encodec_24khz"]
+    card = check_card(fake_hub.root / "someone/released" / "README.md", "someone/released")
+    assert "`ecker/vall-e: models/ckpt/ar+nar-llama-8/fp32.sft`" in card.text
+
+
+def test_script_refuses_a_directory_without_processor(fake_hub, tmp_path, fixture_model, capsys):
+    model_only = tmp_path / "model-only"
+    fixture_model.save_pretrained(model_only)
+    capsys.readouterr()  # the save's progress bar
+    status, _, err = run_script(["--model-dir", model_only, "--repo-id", "someone/broken"], capsys)
+    assert status == 1
+    assert "tokenizer" in err and len(err.strip().splitlines()) == 1
+    assert fake_hub.commits == [] and fake_hub.repos == {}
+
+
+def test_card_template_placeholders_are_all_filled_or_refused():
+    script = load_script()
+    template = (REPO / "model_cards" / "valle-ar-nar-llama-8.md").read_text(encoding="utf-8")
+    with pytest.raises(script.UploadError, match="repo_id"):
+        script.render_card(template, {"base_model": "ecker/vall-e"})
+    assert script.render_card("<!-- TEMPLATE: note -->\na {{ x }} b {{y}}", {"x": 1, "y": "2"}) == "a 1 b 2"
+
+
+def test_upload_errors_are_one_line(monkeypatch, converted_dir, capsys):
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(HfApi, "create_repo", offline)
+    status, _, err = run_script(["--model-dir", converted_dir, "--repo-id", "someone/offline"], capsys)
+    assert status == 1 and "no network" in err and len(err.strip().splitlines()) == 1
