@@ -15,6 +15,7 @@ trained.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -63,6 +64,51 @@ def frames_at_placeholders(mask: torch.BoolTensor, codes: torch.LongTensor, name
         raise ValueError(f"the sequence has more {name} placeholders than {name} has frames ({codes.shape[1]})")
     index = (mask.long().cumsum(dim=1) - 1).clamp(min=0, max=max(codes.shape[1] - 1, 0))
     return torch.gather(codes, 1, index.unsqueeze(-1).expand(-1, -1, codes.shape[-1]))
+
+
+def is_mixed_batch(level, task) -> bool:
+    """Whether `level` / `task` are given per row (a training batch) rather than once for the whole batch."""
+    return (torch.is_tensor(level) and level.dim() > 0) or not isinstance(task, str)
+
+
+def row_passes(level, task, batch_size: int, device=None) -> list[tuple[int, str, torch.LongTensor]]:
+    """Group the rows of a batch by pass: `(level, task, row indices)` per distinct pair, in order of first row.
+
+    `level` is an int or a LongTensor `[B]`; `task` a str, a sequence of str, or a LongTensor `[B]` of indices into
+    `TASKS` (0 = tts, 1 = stt), the form a data collator can hand through accelerate.
+    """
+    levels = level.reshape(-1).tolist() if torch.is_tensor(level) else [int(level)] * batch_size
+    if isinstance(task, str):
+        tasks = [task] * batch_size
+    elif torch.is_tensor(task):
+        tasks = [TASKS[index] if 0 <= index < len(TASKS) else index for index in task.reshape(-1).tolist()]
+    else:
+        tasks = list(task)
+    if len(levels) != batch_size or len(tasks) != batch_size:
+        raise ValueError(f"level and task need one value per row ({batch_size}), got {len(levels)} and {len(tasks)}")
+    groups: dict[tuple[int, str], list[int]] = {}
+    for row, key in enumerate(zip(levels, tasks, strict=True)):
+        groups.setdefault(key, []).append(row)
+    return [(lvl, tsk, torch.tensor(rows, device=device)) for (lvl, tsk), rows in groups.items()]
+
+
+def check_pass(level: int, task: str, num_levels: int) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if not 0 <= level < num_levels or (task == "stt" and level != 0):
+        raise ValueError(f"level must be 0..{num_levels - 1} (0 for STT), got {level}")
+
+
+@dataclass
+class VallEOutput(CausalLMOutputWithPast):
+    r"""`CausalLMOutputWithPast` plus the per-item terms of the training loss (when `labels` were given).
+
+    item_losses: `[B]` each item's token-mean cross-entropy; `loss` is their mean (the original's `nll`).
+    token_losses: `[B, L]` cross-entropy of every logit row against its (shifted) target, 0 where ignored.
+    """
+
+    item_losses: torch.FloatTensor | None = None
+    token_losses: torch.FloatTensor | None = None
 
 
 class VallEAudioEmbedding(nn.Module):
@@ -143,14 +189,22 @@ class VallEModel(VallEPreTrainedModel):
         prompt_codes: torch.LongTensor | None = None,
         audio_codes: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """`inputs_embeds` for a unified-id sequence, built segment by segment as the original does."""
+        """`inputs_embeds` for a unified-id sequence, built segment by segment as the original does.
+
+        `level` / `task` may be given per row (LongTensor `[B]`; see `row_passes`) for a batch that mixes passes.
+        """
+        if is_mixed_batch(level, task):
+            return self._embed_mixed(input_ids, level, task, prompt_codes, audio_codes)
         config = self.config
         ids = input_ids
+        # Response ids are text (STT) or level-0 codes (AR). A NAR sequence has none (its frames are placeholders), so
+        # it does not read level 0's table and training leaves that table without a gradient, as the original does.
+        is_response = (ids < config.text_token_offset).unsqueeze(-1)
+        embeds = 0.0
         if task == "stt":
-            response = self.embed_text(ids.clamp(0, config.text_vocab_size - 1))
-        else:
-            response = self.embed_response.levels[0](ids.clamp(0, config.audio_vocab_size))
-        embeds = torch.where((ids < config.text_token_offset).unsqueeze(-1), response, 0.0)
+            embeds = torch.where(is_response, self.embed_text(ids.clamp(0, config.text_vocab_size - 1)), 0.0)
+        elif level == 0:
+            embeds = torch.where(is_response, self.embed_response.levels[0](ids.clamp(0, config.audio_vocab_size)), 0.0)
 
         is_text = (ids >= config.text_token_offset) & (ids < config.separator_token_id)
         text = self.embed_text((ids - config.text_token_offset).clamp(0, config.text_vocab_size - 1))
@@ -172,6 +226,26 @@ class VallEModel(VallEPreTrainedModel):
             embeds = torch.where(is_audio.unsqueeze(-1), self.embed_audio_frames(frames, level, task), embeds)
         return embeds
 
+    def _embed_mixed(self, input_ids, level, task, prompt_codes, audio_codes) -> torch.Tensor:
+        """A batch whose rows run different passes (a training batch): each pass embeds its own rows.
+
+        Every row gets exactly what the single-pass path gives it, and only the tables some row reads are used, so
+        the others receive no gradient (as in the original, where the optimiser then skips them).
+        """
+        embeds = None
+        for row_level, row_task, rows in row_passes(level, task, input_ids.shape[0], input_ids.device):
+            part = self.embed(
+                input_ids[rows],
+                row_level,
+                row_task,
+                None if prompt_codes is None else prompt_codes[rows],
+                None if audio_codes is None else audio_codes[rows],
+            )
+            if embeds is None:
+                embeds = part.new_zeros(*input_ids.shape, part.shape[-1])
+            embeds[rows] = part
+        return embeds
+
     def embed_audio_frames(self, frames: torch.LongTensor, level: int, task: str) -> torch.Tensor:
         """Multi-level response frames: the NAR's input at `level`, or the audio of an STT item."""
         if task == "stt":
@@ -190,15 +264,17 @@ class VallEModel(VallEPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         prompt_codes: torch.LongTensor | None = None,
         audio_codes: torch.LongTensor | None = None,
-        level: int = 0,
-        task: str = "tts",
+        level: int | torch.LongTensor = 0,
+        task: str | list[str] | torch.LongTensor = "tts",
         use_cache: bool | None = None,
         **kwargs,
     ):
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-        if not 0 <= level < self.config.num_rvq_levels or (task == "stt" and level != 0):
-            raise ValueError(f"level must be 0..{self.config.num_rvq_levels - 1} (0 for STT), got {level}")
+        if is_mixed_batch(level, task):
+            batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
+            for row_level, row_task, _ in row_passes(level, task, batch):
+                check_pass(row_level, row_task, self.config.num_rvq_levels)
+        else:
+            check_pass(level, task, self.config.num_rvq_levels)
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids, level, task, prompt_codes, audio_codes)
         past = cache.get_seq_length() if cache is not None else 0
@@ -228,6 +304,9 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     """
 
     _keys_to_ignore_on_load_unexpected = [r"^codec_model\.quantizer\..*\.(inited|cluster_size|embed_avg)$"]
+    # The loss is a mean of per-item means (the original's), not a sum over tokens: the Trainer must not pass
+    # `num_items_in_batch`, and divides the loss by the gradient-accumulation steps itself.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: VallEConfig):
         super().__init__(config)
@@ -245,6 +324,23 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         """Index of the classifier a pass uses: level k for TTS, the text head for STT."""
         return self.config.num_rvq_levels if task == "stt" else level
 
+    def mixed_logits(self, hidden: torch.Tensor, level, task) -> torch.Tensor:
+        """Logits of a batch whose rows use different heads: each row through its own head.
+
+        Narrower heads are right-padded with -inf to the widest one present, as in the original; that changes
+        neither the softmax nor the cross-entropy of a row.
+        """
+        passes = row_passes(level, task, hidden.shape[0], hidden.device)
+        heads = [(self.classifiers[self.head_index(row_level, row_task)], rows) for row_level, row_task, rows in passes]
+        width = max(head.out_features for head, _ in heads)
+        logits = None
+        for head, rows in heads:
+            part = head(hidden[rows])
+            if logits is None:
+                logits = part.new_full((*hidden.shape[:2], width), float("-inf"))
+            logits[rows, :, : part.shape[-1]] = part
+        return logits
+
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -255,20 +351,27 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         prompt_codes: torch.LongTensor | None = None,
         audio_codes: torch.LongTensor | None = None,
-        level: int = 0,
-        task: str = "tts",
+        level: int | torch.LongTensor = 0,
+        task: str | list[str] | torch.LongTensor = "tts",
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        labels: torch.LongTensor | None = None,
         **kwargs,
-    ) -> CausalLMOutputWithPast:
+    ) -> VallEOutput:
         r"""One pass of the model over a unified-id sequence.
 
         Args:
             input_ids: `[B, L]` ids of the unified space (`VallEConfig`), left-padded with `pad_token_id`.
             prompt_codes: `[B, Tp, 8]` codes of the voice prompt, one frame per `prompt_frame_token_id`.
             audio_codes: `[B, T, n]` codes for the `audio_frame_token_id` placeholders (NAR response or STT audio).
-            level: the RVQ level predicted (0 = AR; 1..7 = NAR). task: "tts" or "stt".
+            level: the RVQ level predicted (0 = AR; 1..7 = NAR). task: "tts" or "stt". Both may be given per row
+                (`level` a LongTensor `[B]`, `task` a list of str or a LongTensor of `TASKS` indices) for a training
+                batch that mixes passes; rows with different heads then get -inf-padded logits (`mixed_logits`).
             logits_to_keep: compute logits for the last N positions only (0 = all).
+            labels: `[B, L]` training targets aligned with `input_ids`, in each row's head classes, -100 where not
+                scored (`valle_hf.training.build_training_sequence` makes them). The returned `loss` is then the
+                original's: per-row cross-entropy with a one-step shift for level-0 rows (AR and STT), none for NAR
+                rows, a token mean per row and a mean over rows (`valle_hf.training.valle_loss`).
         """
         cache = cache if cache is not None else past_key_values
         outputs = self.model(
@@ -286,9 +389,23 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         )
         hidden = outputs.last_hidden_state
         if logits_to_keep:
+            if labels is not None:
+                raise ValueError("labels need the logits of every position: do not pass logits_to_keep with labels")
             hidden = hidden[:, -logits_to_keep:]
-        logits = self.classifiers[self.head_index(level, task)](hidden)
-        return CausalLMOutputWithPast(
+        if is_mixed_batch(level, task):
+            logits = self.mixed_logits(hidden, level, task)
+        else:
+            logits = self.classifiers[self.head_index(level, task)](hidden)
+        loss = item_losses = token_losses = None
+        if labels is not None:
+            from .training import valle_loss
+
+            shift = torch.as_tensor(level == 0, device=logits.device).expand(logits.shape[0])  # AR and STT rows
+            loss, item_losses, token_losses, _ = valle_loss(logits, labels, shift, attention_mask)
+        return VallEOutput(
+            loss=loss,
+            item_losses=item_losses,
+            token_losses=token_losses,
             logits=logits,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,

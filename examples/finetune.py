@@ -1,0 +1,181 @@
+"""Fine-tune VALL-E with `transformers.Trainer`: full fine-tuning or LoRA, with the original's loss and optimiser.
+
+    # 1. prepare the data once (phoneme ids + EnCodec codes):
+    python scripts/prepare_dataset.py my_audio/ my_data/ --tokenizer MODEL_DIR
+    # 2. train (one GPU or CPU):
+    python examples/finetune.py --model MODEL_DIR --data my_data/ --output runs/my_voice [--lora]
+    # 2'. several GPUs / nodes: the same script under accelerate (or torchrun); the Trainer does the rest
+    accelerate launch --multi_gpu --num_processes 8 examples/finetune.py --model MODEL_DIR --data my_data/ ...
+
+MODEL_DIR is a converted model (`valle-hf convert`, or any `save_pretrained` folder / hub id). The result is a plain
+checkpoint in OUTPUT/final that `VallEForConditionalGeneration.from_pretrained` loads (with --lora the adapter is
+merged into it; the adapter alone is also kept in OUTPUT/adapter).
+
+The loss is the original's, number for number (`valle_hf.training`): one RVQ level per item drawn with
+P(k) = (8 - k)/36, AR items shifted over the whole sequence with the stop token, NAR items unshifted, STT items
+scoring only the level token and the text; per-item token means averaged over items.
+
+Optimiser defaults are the original's dataclass defaults (spec/architecture.md §6.6), which the Trainer expresses
+exactly: AdamW (torch) with lr 3.25e-4, betas (0.9, 0.96), eps 1e-7, weight decay 0.01 on *every* parameter (the
+Trainer's own default would exempt biases and norms), a constant learning rate with no warm-up, gradient clipping
+at global norm 10, batch 8 with 32 gradient-accumulation steps (the loss of each micro-batch divided by 32, as the
+original does), attention dropout 0.1. The released model's own `data/config.yaml` used Prodigy (lr 1.0, d_coef
+1.0), batch 16 x 4, clipping 1.0 and 100 warm-up steps instead; Prodigy is not a Trainer optimiser and is not used
+here. Mixed precision: --bf16 / --fp16 keep float32 master weights under autocast (the original's amp setting).
+Fine-tuning in the original is the same training started from the released weights, with no separate recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainingArguments, set_seed
+
+from valle_hf import VallEForConditionalGeneration
+from valle_hf.dataset import VallEDataset
+from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
+
+# transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name warns).
+CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+                 else "gradient_checkpointing")
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "processor_config.json")
+
+
+class VallETrainer(Trainer):
+    """`Trainer` with the original's weight decay: AdamW decays every parameter, biases and norms included."""
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        return [name for name, _ in model.named_parameters()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model", required=True, help="converted VALL-E model folder or hub id")
+    parser.add_argument("--data", required=True, type=Path, help="folder made by scripts/prepare_dataset.py")
+    parser.add_argument("--output", required=True, type=Path, help="output folder (checkpoints, final model)")
+    lora = parser.add_argument_group("LoRA (the original's targets: q/v/o/gate/up/down projections)")
+    lora.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of every weight")
+    lora.add_argument("--lora-rank", type=int, default=128, help="LoRA rank (original default 128)")
+    lora.add_argument("--lora-alpha", type=float, default=128.0, help="LoRA alpha (original default 128)")
+    lora.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the LoRA input (original 0.1)")
+    train = parser.add_argument_group("training (defaults: the original's)")
+    train.add_argument("--tasks", default="tts", help="comma-separated tasks drawn per item: tts, stt (e.g. tts,stt)")
+    train.add_argument("--max-steps", type=int, default=-1, help="optimiser steps (-1: run --epochs)")
+    train.add_argument("--epochs", type=float, default=1.0)
+    train.add_argument("--batch-size", type=int, default=8, help="items per device and micro-batch")
+    train.add_argument("--gradient-accumulation-steps", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=3.25e-4)
+    train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--adam-beta1", type=float, default=0.9)
+    train.add_argument("--adam-beta2", type=float, default=0.96)
+    train.add_argument("--adam-epsilon", type=float, default=1e-7)
+    train.add_argument("--max-grad-norm", type=float, default=10.0)
+    train.add_argument("--lr-scheduler", default="constant", help="transformers scheduler name (original: constant)")
+    train.add_argument("--warmup-steps", type=int, default=0)
+    train.add_argument("--attention-dropout", type=float, default=0.1)
+    train.add_argument("--prompt-duration", type=float, nargs=2, default=(3.0, 6.0), metavar=("MIN", "MAX"),
+                       help="prompt length drawn per item, seconds")
+    train.add_argument("--duration-range", type=float, nargs=2, default=(1.0, 12.0), metavar=("MIN", "MAX"),
+                       help="utterances outside this duration (seconds) are not used")
+    train.add_argument("--padding-side", choices=("right", "left"), default="right")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 master weights)")
+    train.add_argument("--fp16", action="store_true", help="float16 autocast with loss scaling")
+    train.add_argument("--gradient-checkpointing", action="store_true")
+    train.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
+    train.add_argument("--logging-steps", type=int, default=10)
+    train.add_argument("--save-steps", type=int, default=250, help="checkpoint every N steps (0: only at the end)")
+    train.add_argument("--save-total-limit", type=int, default=2)
+    train.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output")
+    train.add_argument("--report-to", default="none", help="tensorboard, wandb, ... (default: none)")
+    return parser.parse_args(argv)
+
+
+def training_arguments(args: argparse.Namespace) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(args.output),
+        max_steps=args.max_steps,
+        num_train_epochs=args.epochs,
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        adam_beta1=args.adam_beta1,
+        adam_beta2=args.adam_beta2,
+        adam_epsilon=args.adam_epsilon,
+        max_grad_norm=args.max_grad_norm,
+        optim="adamw_torch",
+        lr_scheduler_type=args.lr_scheduler,
+        warmup_steps=args.warmup_steps,
+        bf16=args.bf16,
+        fp16=args.fp16,
+        **({CHECKPOINTING: True, f"{CHECKPOINTING}_kwargs": {"use_reentrant": False}} if args.gradient_checkpointing
+           else {}),
+        dataloader_num_workers=args.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        logging_steps=args.logging_steps,
+        save_strategy="steps" if args.save_steps > 0 else "no",
+        save_steps=max(args.save_steps, 1),
+        save_total_limit=args.save_total_limit,
+        seed=args.seed,
+        report_to=args.report_to,
+        # Items are dicts the collator turns into model inputs; the Trainer must not drop their keys.
+        remove_unused_columns=False,
+        # Each batch reads only its items' heads and embedding tables: the others have no gradient in that step.
+        ddp_find_unused_parameters=True,
+        label_names=["labels"],
+    )
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Train, then save the (merged) model to OUTPUT/final; returns that folder."""
+    args = parse_args(argv)
+    tasks = tuple(task.strip() for task in args.tasks.split(",") if task.strip())
+    set_seed(args.seed)
+
+    model = VallEForConditionalGeneration.from_pretrained(args.model)
+    set_attention_dropout(model, args.attention_dropout)
+    if args.lora:
+        model = add_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout)
+        model.print_trainable_parameters()
+    dataset = VallEDataset(args.data, prompt_duration=tuple(args.prompt_duration),
+                           duration_range=tuple(args.duration_range), task=tasks[0] if len(tasks) == 1 else None,
+                           seed=args.seed)
+    collator = VallEDataCollator(model.config, padding_side=args.padding_side, seed=args.seed, tasks=tasks)
+    trainer = VallETrainer(model=model, args=training_arguments(args), train_dataset=dataset, data_collator=collator)
+    last = None
+    if args.resume:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(args.output)) if args.output.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+
+    final = args.output / "final"
+    if args.lora:
+        adapted = trainer.accelerator.unwrap_model(trainer.model)
+        if trainer.is_world_process_zero():
+            adapted.save_pretrained(str(args.output / "adapter"))
+            adapted.merge_and_unload().save_pretrained(str(final))  # a plain VallEForConditionalGeneration
+    else:
+        trainer.save_model(str(final))
+    if trainer.is_world_process_zero():
+        copy_processor_files(args.model, final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def copy_processor_files(model: str, destination: Path) -> None:
+    """Keep the tokenizer / processor files next to the trained weights, so the folder is a complete model."""
+    source = Path(model)
+    for name in PROCESSOR_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, destination / name)
+
+
+if __name__ == "__main__":
+    print(f"saved to {main(sys.argv[1:])}")

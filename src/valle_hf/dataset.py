@@ -1,0 +1,145 @@
+"""A prepared training set on disk, and the `torch.utils.data.Dataset` that reads it (no `datasets` dependency).
+
+Layout of a prepared folder (written once by `scripts/prepare_dataset.py`, appended to as it goes, so an interrupted
+run resumes where it stopped)::
+
+    manifest.jsonl            one JSON record per utterance: id, speaker, text, phonemes, frames, file, ...
+    utterances/<id>.safetensors   `text_ids` (phoneme ids with BOS/EOS) and `codes` ([T, 8] EnCodec codes), int16
+    prepare_config.json       codec, tokenizer and language the folder was made with
+    failed.jsonl              the inputs the last run could not use, with the reason
+
+An utterance's file is written (atomically) before its manifest line, so every manifest line names a whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+MANIFEST = "manifest.jsonl"
+UTTERANCES = "utterances"
+FRAME_RATE = 75
+
+
+def utterance_path(root: str | os.PathLike, utterance_id: str) -> Path:
+    return Path(root) / UTTERANCES / f"{utterance_id}.safetensors"
+
+
+def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.Tensor, codes: torch.Tensor) -> str:
+    """Write one utterance's tensors atomically (temporary file, then rename); returns its path relative to root."""
+    path = utterance_path(root, utterance_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"text_ids": torch.as_tensor(text_ids).to(torch.int16).contiguous(),
+               "codes": torch.as_tensor(codes).to(torch.int16).contiguous()}
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(temporary))
+    os.replace(temporary, path)
+    return path.relative_to(root).as_posix()
+
+
+def append_manifest(root: str | os.PathLike, record: dict) -> None:
+    with open(Path(root) / MANIFEST, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+
+
+def read_manifest(root: str | os.PathLike) -> list[dict]:
+    """The manifest's records whose files exist; a line cut off by a crash (the last one) is ignored."""
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return []
+    records = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "id" in record and (Path(root) / record.get("file", "")).is_file():
+            records[record["id"]] = record  # a re-done utterance replaces its earlier line
+    return list(records.values())
+
+
+def load_utterance(root: str | os.PathLike, record: dict) -> dict[str, torch.LongTensor]:
+    tensors = load_file(str(Path(root) / record["file"]))
+    return {"text_ids": tensors["text_ids"].long(), "codes": tensors["codes"].long()}
+
+
+class VallEDataset(torch.utils.data.Dataset):
+    """Items for `VallEDataCollator` from a prepared folder: `text_ids`, `codes` and a voice `prompt_codes`.
+
+    The prompt is sampled as the original does (`vall_e/data.py:sample_prompts`): a target length drawn uniformly
+    from `prompt_duration` seconds, then up to `prompt_max_samples` random utterances of the same speaker other
+    than the target (the target itself when it is the speaker's only one), each cut to its first frames, joined and
+    cut to the target length. The original's "most similar utterance" preference needs similarity metadata that
+    is not prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it (the
+    original's default is (1, 12)); `task` fixes every item's task (else the collator draws it).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        prompt_duration: tuple[float, float] | None = (3.0, 6.0),
+        prompt_max_samples: int = 3,
+        duration_range: tuple[float, float] | None = None,
+        task: str | None = None,
+        seed: int = 0,
+    ):
+        self.root = Path(root)
+        records = read_manifest(self.root)
+        if duration_range is not None:
+            low, high = duration_range
+            records = [r for r in records if low <= r["frames"] / FRAME_RATE <= high]
+        if not records:
+            raise ValueError(f"no usable utterances in {self.root} (run scripts/prepare_dataset.py first?)")
+        self.records = sorted(records, key=lambda record: record["id"])
+        self.prompt_duration = prompt_duration
+        self.prompt_max_samples = prompt_max_samples
+        self.task = task
+        self.seed = seed
+        self._rngs: dict = {}
+        self.by_speaker: dict[str, list[int]] = {}
+        for index, record in enumerate(self.records):
+            self.by_speaker.setdefault(record.get("speaker", ""), []).append(index)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _rng(self) -> random.Random:
+        """A seeded generator per process / DataLoader worker (workers get their own, reproducible, seeds)."""
+        info = torch.utils.data.get_worker_info()
+        key = None if info is None else info.seed
+        if key not in self._rngs:
+            self._rngs[key] = random.Random(self.seed if info is None else hash((self.seed, info.seed)))
+        return self._rngs[key]
+
+    def sample_prompt(self, index: int, rng: random.Random) -> torch.LongTensor:
+        record = self.records[index]
+        pool = self.by_speaker[record.get("speaker", "")]
+        others = [other for other in pool if other != index] or pool
+        trim = None if self.prompt_duration is None else int(rng.uniform(*self.prompt_duration) * FRAME_RATE)
+        pieces, total = [], 0
+        for _ in range(max(self.prompt_max_samples, 1)):
+            codes = load_utterance(self.root, self.records[rng.choice(others)])["codes"]
+            codes = codes if trim is None else codes[:trim]
+            pieces.append(codes)
+            total += len(codes)
+            if trim is None or total >= trim:
+                break
+        prompt = torch.cat(pieces)
+        return prompt if trim is None else prompt[:trim]
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        item = load_utterance(self.root, record)
+        item["id"] = record["id"]
+        if self.task is not None:
+            item["task"] = self.task
+        if self.task != "stt":
+            item["prompt_codes"] = self.sample_prompt(index, self._rng())
+        return item
+

@@ -1,0 +1,326 @@
+"""Training: the original's loss, its per-item RVQ level draw, training sequences and a data collator.
+
+The released weights were trained with one exact objective (spec/architecture.md §6); a fine-tune that computes a
+different one quietly pulls the model away from what it learned. Everything here reproduces the original
+(e-c-k-e-r/vall-e `AR_NAR.forward` training branch and `Base.calc_loss`, "naive" whole-sequence path):
+
+* each item gets its own RVQ level k, drawn from P(k) = (8 - k) / 36 (`sample_levels`), 0 for STT;
+* AR items (k = 0) see ``text SEP [0] SEP prompt SEP codes[:, 0] 1024``; NAR items (k >= 1) see the response as
+  multi-level frames; STT items see ``audio SEP [0] SEP text`` (`build_training_sequence`);
+* targets are aligned with the input rows: text ids (through the item's own head, even for audio heads), the level
+  token k, the response's level-k codes (plus the stop 1024 for the AR); -100 on separators, prompt and STT audio;
+* the loss shifts by one position over the whole joined sequence for level-0 items (AR and STT) and not at all for
+  NAR items, takes each item's token mean and then the mean over items (`valle_loss`).
+
+`VallEForConditionalGeneration.forward(..., labels=...)` computes this loss in one backbone pass for a batch that
+mixes levels and tasks; `VallEDataCollator` builds such batches from (phoneme ids, prompt codes, codes, task) items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .configuration import VallEConfig
+from .layout import pad, stt_sequence, tts_sequence
+
+IGNORE_INDEX = -100
+TASKS = ("tts", "stt")  # index order of the per-row `task` tensor (as modeling.TASKS)
+
+# Segment of each target token (the loss fixtures' labels): which part of the sequence a target belongs to.
+SEGMENT_TEXT, SEGMENT_SEP, SEGMENT_LEVEL, SEGMENT_PROMPT, SEGMENT_RESPONSE, SEGMENT_STOP = range(6)
+
+
+# ---------------------------------------------------------------------------------------------------- levels
+
+
+def level_pool(num_levels: int = 8) -> list[int]:
+    """The original's pool of RVQ levels: level k appears (num_levels - k) times, so P(k) = (8 - k) / 36 for 8.
+
+    The original's "equal" setting builds the same pool (a bug: the string is cleared before it is compared), so
+    this is the distribution every released-config training run used.
+    """
+    return [level for level in range(num_levels) for _ in range(num_levels - level)]
+
+
+def sample_levels(count: int, generator: torch.Generator | None = None, num_levels: int = 8) -> torch.LongTensor:
+    """Draw `count` levels uniformly from `level_pool` (the original's `random.choice(pool)` per item)."""
+    pool = torch.tensor(level_pool(num_levels))
+    return pool[torch.randint(len(pool), (count,), generator=generator)]
+
+
+# ---------------------------------------------------------------------------------------------------- sequences
+
+
+@dataclass
+class TrainingSequence:
+    """One item as the model reads it: unified ids, the targets aligned with them, and the codes behind the frames.
+
+    `labels[j]` is the class row j's *target* (the original's target vector, before any shift); `segments[j]` says
+    which part of the sequence that target belongs to (SEGMENT_*), for diagnostics and tests.
+    """
+
+    input_ids: torch.LongTensor
+    labels: torch.LongTensor
+    segments: torch.LongTensor
+    level: int
+    task: str
+    prompt_codes: torch.LongTensor | None = None
+    audio_codes: torch.LongTensor | None = None
+
+
+def _joined(parts: list[tuple[torch.Tensor, int]]) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """Targets and segment labels of consecutive segments, with IGNORE_INDEX (segment SEP) between them."""
+    labels, segments = [], []
+    for index, (targets, segment) in enumerate(parts):
+        if index:
+            labels.append(torch.tensor([IGNORE_INDEX]))
+            segments.append(torch.tensor([SEGMENT_SEP]))
+        labels.append(targets.long().cpu())
+        segments.append(torch.full((len(targets),), segment, dtype=torch.long))
+    return torch.cat(labels), torch.cat(segments)
+
+
+def build_training_sequence(
+    config: VallEConfig,
+    text_ids: torch.LongTensor,
+    codes: torch.LongTensor,
+    level: int,
+    task: str = "tts",
+    prompt_codes: torch.LongTensor | None = None,
+) -> TrainingSequence:
+    """The original's training input and targets for one item (spec §6.2, §6.5).
+
+    `text_ids`: phoneme ids with BOS/EOS; `codes`: `[T, levels]` target codes (TTS) or the audio to transcribe
+    (STT); `prompt_codes`: `[Tp, levels]` voice prompt or None (TTS only). `level` is the item's RVQ level (0 for
+    STT). The AR response is level 0 plus the stop token as ids; NAR responses and STT audio are placeholders whose
+    codes travel in `audio_codes` (the embedding reads only the levels the original reads).
+    """
+    text_ids = torch.as_tensor(text_ids).long().reshape(-1)
+    codes = torch.as_tensor(codes).long()
+    if codes.dim() != 2:
+        raise ValueError(f"codes must have shape [frames, levels], got {tuple(codes.shape)}")
+    if task == "stt":
+        if level != 0:
+            raise ValueError(f"STT items are always level 0, got level {level}")
+        if codes.shape[1] < config.num_rvq_levels - 2:  # the STT embedding sums levels 0..L-3
+            raise ValueError(f"STT audio needs {config.num_rvq_levels - 2}+ code levels, got {codes.shape[1]}")
+        ids = stt_sequence(config, len(codes), text_ids)
+        labels, segments = _joined(
+            [(torch.full((len(codes),), IGNORE_INDEX), SEGMENT_RESPONSE), (torch.tensor([0]), SEGMENT_LEVEL),
+             (text_ids, SEGMENT_TEXT)]
+        )
+        return TrainingSequence(ids, labels, segments, 0, task, None, codes)
+    if task != "tts":
+        raise ValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
+    if not 0 <= level < min(config.num_rvq_levels, codes.shape[1]):
+        raise ValueError(f"level {level} needs codes with more than {level} levels, got {codes.shape[1]}")
+    prompt_frames = None if prompt_codes is None else len(prompt_codes)
+    parts = [(text_ids, SEGMENT_TEXT), (torch.tensor([level]), SEGMENT_LEVEL)]
+    if prompt_codes is not None:
+        parts.append((torch.full((prompt_frames,), IGNORE_INDEX), SEGMENT_PROMPT))
+    if level == 0:
+        response = torch.cat([codes[:, 0], torch.tensor([config.stop_token_id])])
+        ids = tts_sequence(config, text_ids, 0, prompt_frames, response)
+        labels, segments = _joined(parts + [(response, SEGMENT_RESPONSE)])
+        segments[-1] = SEGMENT_STOP
+        audio_codes = None
+    else:
+        ids = tts_sequence(config, text_ids, level, prompt_frames, response_frames=len(codes))
+        labels, segments = _joined(parts + [(codes[:, level], SEGMENT_RESPONSE)])
+        audio_codes = codes
+    prompt = None if prompt_codes is None else torch.as_tensor(prompt_codes).long()
+    return TrainingSequence(ids, labels, segments, level, task, prompt, audio_codes)
+
+
+# ---------------------------------------------------------------------------------------------------- loss
+
+
+def shift_targets(
+    labels: torch.LongTensor, shift: torch.BoolTensor, attention_mask: torch.Tensor | None = None
+) -> torch.LongTensor:
+    """The target of every logit row: `labels[j + 1]` for rows that shift (level 0: AR, STT), `labels[j]` otherwise.
+
+    The original shifts over the whole joined sequence (row j predicts target j + 1 across segment boundaries), so
+    an item's first target is never scored and its last row predicts nothing. Padding rows score nothing either,
+    whichever side the padding is on.
+    """
+    next_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    targets = torch.where(shift.to(labels.device).reshape(-1, 1), next_labels, labels)
+    if attention_mask is not None:
+        targets = targets.masked_fill(attention_mask[:, -labels.shape[1]:] == 0, IGNORE_INDEX)
+    return targets
+
+
+def valle_loss(
+    logits: torch.Tensor,
+    labels: torch.LongTensor,
+    shift: torch.BoolTensor,
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.LongTensor]:
+    """The original's training loss (spec §6.5): the mean over items of each item's token-mean cross-entropy.
+
+    `logits` `[B, L, V]` (rows of narrower heads padded with -inf), `labels` `[B, L]` aligned with the input rows,
+    `shift` `[B]` True for level-0 items. Cross-entropy runs in float32, as the original's does under autocast.
+    A short item weighs as much as a long one, and padding never changes an item's loss.
+    Returns `(loss, item_losses [B], token_losses [B, L], targets [B, L])`; token_losses[b, j] is row j's CE
+    against targets[b, j] (0 where that is IGNORE_INDEX).
+    """
+    targets = shift_targets(labels, shift, attention_mask)
+    token_losses = F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+    ).view_as(targets)
+    counts = (targets != IGNORE_INDEX).sum(dim=1)
+    item_losses = token_losses.sum(dim=1) / counts.clamp(min=1)
+    return item_losses.mean(), item_losses, token_losses, targets
+
+
+# ---------------------------------------------------------------------------------------------------- collator
+
+
+def _rank() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank()
+    return 0
+
+
+@dataclass
+class VallEDataCollator:
+    """Turns items into a padded training batch for `VallEForConditionalGeneration.forward(**batch)`.
+
+    An item is a dict with `text_ids` (phoneme ids with BOS/EOS), `codes` (`[T, levels]`: the target, or the audio
+    for STT), optionally `prompt_codes` (`[Tp, levels]`, TTS), `task` ("tts"/"stt"; drawn uniformly from `tasks`
+    when absent, as the original draws from `tasks_list`) and `level` (drawn from P(k) = (8 - k)/36 when absent,
+    capped to the levels present, as the original does; always 0 for STT).
+
+    The batch holds `input_ids`, `attention_mask`, `labels`, `level` `[B]`, `task` `[B]` (indices into TASKS, so
+    that it travels through accelerate like any tensor), and `prompt_codes` / `audio_codes` (right-padded; the i-th
+    placeholder of a row reads frame i whatever the padding side of the ids). `padding_side` is "right" (the
+    original's) or "left"; neither changes any item's loss.
+
+    Draws come from a seeded `torch.Generator`, so runs reproduce. Inside DataLoader workers the seed is combined
+    with the worker's own seed (different per worker and per epoch, reproducible under the Trainer's seed), and with
+    the process rank under torch.distributed.
+    """
+
+    config: VallEConfig
+    padding_side: str = "right"
+    seed: int = 0
+    tasks: Sequence[str] = ("tts",)
+    _generators: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
+        unknown = [task for task in self.tasks if task not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks must be a non-empty list of {TASKS}, got {list(self.tasks)}")
+
+    def generator(self) -> torch.Generator:
+        info = torch.utils.data.get_worker_info()
+        key = (_rank(), None if info is None else info.seed)
+        if key not in self._generators:
+            seed = self.seed + 1_000_003 * key[0] + (0 if info is None else 7_919 * (info.seed % 2**31 + 1))
+            self._generators[key] = torch.Generator().manual_seed(seed % 2**63)
+        return self._generators[key]
+
+    def item_sequence(self, item: dict, generator: torch.Generator) -> TrainingSequence:
+        """Task, level (drawn or given, then capped) and the training sequence of one item."""
+        task = item.get("task")
+        if task is None:
+            task = self.tasks[int(torch.randint(len(self.tasks), (1,), generator=generator))]
+        codes = torch.as_tensor(item["codes"])
+        prompt = item.get("prompt_codes") if task == "tts" else None
+        level = item.get("level")
+        drawn = int(sample_levels(1, generator, self.config.num_rvq_levels)) if level is None else int(level)
+        # The original caps the level to the levels the response and the prompt have; STT is always level 0.
+        caps = [codes.shape[-1] - 1] + ([] if prompt is None else [torch.as_tensor(prompt).shape[-1] - 1])
+        level = 0 if task == "stt" else min(drawn, *caps)
+        return build_training_sequence(self.config, item["text_ids"], codes, level, task, prompt)
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        generator = self.generator()
+        sequences = [self.item_sequence(item, generator) for item in items]
+        return collate_sequences(self.config, sequences, self.padding_side)
+
+
+def collate_sequences(
+    config: VallEConfig, sequences: list[TrainingSequence], padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
+    """Pad training sequences into one batch (see `VallEDataCollator`)."""
+    input_ids, attention_mask = pad([s.input_ids for s in sequences], config.pad_token_id, side=padding_side)
+    labels, _ = pad([s.labels for s in sequences], IGNORE_INDEX, side=padding_side)
+    batch = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "level": torch.tensor([s.level for s in sequences]),
+        "task": torch.tensor([TASKS.index(s.task) for s in sequences]),
+    }
+    for name in ("prompt_codes", "audio_codes"):
+        rows = [getattr(s, name) for s in sequences]
+        present = [row for row in rows if row is not None]
+        if present:
+            width = max(row.shape[-1] for row in present)
+            filled = [torch.zeros(0, width, dtype=torch.long) if row is None else _widen(row, width) for row in rows]
+            batch[name] = pad(filled, 0, side="right")[0]
+    return batch
+
+
+def _widen(codes: torch.LongTensor, width: int) -> torch.LongTensor:
+    """Codes with fewer levels than the batch's widest: the missing levels are never read, so zeros do."""
+    return F.pad(codes.long(), (0, width - codes.shape[-1]))
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def set_attention_dropout(model, probability: float) -> None:
+    """Attention-probability dropout of the backbone (the original trains with 0.1; the config default is 0).
+
+    The Llama attention layers read their dropout once at construction, so it is set on each of them too.
+    """
+    model.config.attention_dropout = probability
+    for module in model.modules():
+        if hasattr(module, "attention_dropout") and hasattr(module, "q_proj"):
+            module.attention_dropout = probability
+
+
+# ---------------------------------------------------------------------------------------------------- LoRA
+
+# The original's LoRA policy for Llama (`vall_e/models/lora.py`): the attention's q, v, o and the MLP's gate, up,
+# down projections of every backbone layer (k_proj excluded); nothing outside the backbone (heads, embeddings, codec).
+LORA_TARGET_MODULES = ("q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_TARGET_PATTERN = r"(.*\.)?backbone\.layers\.\d+\.(self_attn|mlp)\.(" + "|".join(LORA_TARGET_MODULES) + ")"
+
+
+def add_lora(model, rank: int = 128, alpha: float = 128.0, dropout: float = 0.1):
+    """Wrap `model` in a peft LoRA on the original's targets; only the adapters are trainable afterwards.
+
+    peft's LoRA is the original's `LoRALinear`: y = x W^T + b + dropout(x) A^T B^T * alpha / rank, with A
+    kaiming-uniform and B zero at the start. Defaults are the original's (rank = alpha = 128, dropout 0.1).
+    `merge_and_unload()` on the result gives back a plain `VallEForConditionalGeneration` with merged weights.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGET_PATTERN, bias="none")
+    return get_peft_model(model, config)
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "TrainingSequence",
+    "LORA_TARGET_MODULES",
+    "VallEDataCollator",
+    "add_lora",
+    "build_training_sequence",
+    "collate_sequences",
+    "level_pool",
+    "sample_levels",
+    "set_attention_dropout",
+    "shift_targets",
+    "valle_loss",
+]

@@ -1,0 +1,334 @@
+"""Training: loss parity with the original (fixture loss cases), collator, padding, overfit, LoRA, scripts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, tiny_config
+
+from valle_hf.conversion import key_map
+from valle_hf.dataset import VallEDataset, append_manifest, read_manifest, save_utterance
+from valle_hf.modeling import VallEForConditionalGeneration
+from valle_hf.training import (
+    IGNORE_INDEX,
+    VallEDataCollator,
+    add_lora,
+    build_training_sequence,
+    collate_sequences,
+    level_pool,
+    sample_levels,
+    shift_targets,
+)
+
+LOSS_TOLERANCE = 1e-5
+TOKEN_LOSS_TOLERANCE = 1e-4
+
+
+def load_script(path: Path):
+    """Import a script (scripts/, examples/) as a module, to call its main(argv) in-process."""
+    name = f"_valle_script_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script is executed
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------------- loss parity
+
+
+def case_sequences(config, tensors, name, case):
+    """The case's items as training sequences, from the stored inputs and forced levels."""
+    sequences = []
+    for index, item in enumerate(case["items"]):
+        text, resp, prom = (tensors.get(f"{name}/item{index}/{key}") for key in ("text", "resp", "prom"))
+        sequences.append(build_training_sequence(config, text, resp, item["forced_rvq_level"], item["task"], prom))
+    return sequences
+
+
+def scored_rows(sequence, tensor_row, mask_row):
+    """An item's per-row values without padding, cut to the rows the original scores (L - 1 when it shifts)."""
+    rows = tensor_row[mask_row.bool()]
+    return rows[: len(rows) - 1] if sequence.level == 0 else rows
+
+
+@pytest.fixture(scope="module")
+def loss_cases(fixtures):
+    meta, tensors = fixtures.loss_cases()
+    assert meta["cases"], "the fixture set has no loss cases"
+    return meta, tensors
+
+
+def test_loss_matches_original(loss_cases, fixture_model):
+    """Every loss case: batch loss and item losses within 1e-5, per-token losses within 1e-4, same targets."""
+    meta, tensors = loss_cases
+    config = fixture_model.config
+    for name, case in meta["cases"].items():
+        sequences = case_sequences(config, tensors, name, case)
+        for side in ("right", "left") if len(sequences) > 1 else ("right",):
+            batch = collate_sequences(config, sequences, side)
+            with torch.no_grad():
+                output = fixture_model(**batch)
+            assert abs(float(output.loss) - case["nll"]) <= LOSS_TOLERANCE, (name, side, float(output.loss))
+            targets = shift_targets(batch["labels"], batch["level"] == 0, batch["attention_mask"])
+            for index, (sequence, item) in enumerate(zip(sequences, case["items"], strict=True)):
+                where = f"{name}/item{index} ({side} padding)"
+                assert len(sequence.input_ids) == item["seq_len"], where
+                assert abs(float(output.item_losses[index]) - item["item_loss"]) <= LOSS_TOLERANCE, where
+                mask = batch["attention_mask"][index]
+                expected_targets = tensors[f"{name}/item{index}/targets"]
+                assert torch.equal(scored_rows(sequence, targets[index], mask), expected_targets), where
+                segments = sequence.segments[1:] if sequence.level == 0 else sequence.segments
+                assert torch.equal(segments, tensors[f"{name}/item{index}/segment"]), where
+                token_loss = scored_rows(sequence, output.token_losses[index], mask)
+                expected = tensors[f"{name}/item{index}/token_loss"]
+                assert (token_loss - expected).abs().max() <= TOKEN_LOSS_TOLERANCE, where
+                assert int((expected_targets != IGNORE_INDEX).sum()) == item["n_loss_tokens"], where
+
+
+def test_gradients_reach_what_the_original_trains(loss_cases, fixture_model):
+    """Backward of each case's loss: the same parameters get a gradient (and the same total norm) as the original."""
+    meta, tensors = loss_cases
+    config = fixture_model.config
+    ours_to_original = {ours: original for original, ours in key_map(config).items()}
+    try:
+        for name, case in meta["cases"].items():
+            if "params_without_grad" not in case:
+                continue
+            fixture_model.zero_grad(set_to_none=True)
+            fixture_model(**collate_sequences(config, case_sequences(config, tensors, name, case))).loss.backward()
+            with_grad = {ours_to_original[n] for n, p in fixture_model.named_parameters()
+                         if p.grad is not None and n in ours_to_original}
+            expected = set(ours_to_original.values()) - set(case["params_without_grad"])
+            assert with_grad == expected, (name, sorted(with_grad ^ expected))
+            if "grad_total_norm" in case:
+                norm = torch.linalg.vector_norm(torch.stack([
+                    p.grad.norm() for p in fixture_model.parameters() if p.grad is not None]))
+                assert math.isclose(float(norm), case["grad_total_norm"], rel_tol=1e-4), name
+    finally:
+        fixture_model.zero_grad(set_to_none=True)
+
+
+def test_level_distribution_is_the_originals(loss_cases, fixture_model):
+    meta, _ = loss_cases
+    levels = fixture_model.config.num_rvq_levels
+    for case in meta["cases"].values():
+        if "rvq_levels_p_seen_by_random_choice" in case:
+            assert level_pool(levels) == case["rvq_levels_p_seen_by_random_choice"]
+    draws = sample_levels(36_000, torch.Generator().manual_seed(0), levels)
+    assert torch.equal(draws, sample_levels(36_000, torch.Generator().manual_seed(0), levels))
+    frequencies = torch.bincount(draws, minlength=levels).float() / len(draws)
+    expected = torch.tensor([(levels - k) / (levels * (levels + 1) / 2) for k in range(levels)])
+    assert (frequencies - expected).abs().max() < 0.01
+
+
+# ---------------------------------------------------------------------------------------------------- batching
+
+
+def random_item(generator, text_length, frames, prompt_frames=None, **extra):
+    item = {
+        "text_ids": torch.cat([torch.tensor([1]), torch.randint(3, 256, (text_length,), generator=generator),
+                               torch.tensor([2])]),
+        "codes": torch.randint(0, 1024, (frames, 8), generator=generator),
+    }
+    if prompt_frames is not None:
+        item["prompt_codes"] = torch.randint(0, 1024, (prompt_frames, 8), generator=generator)
+    return {**item, **extra}
+
+
+def test_padding_never_changes_an_item_loss(tiny_model):
+    """AR, NAR (with and without prompt) and STT items of different lengths: batched = alone, either padding side."""
+    generator = torch.Generator().manual_seed(0)
+    items = [random_item(generator, 7, 9, 4, level=0), random_item(generator, 3, 5, 6, level=3),
+             random_item(generator, 5, 11, task="stt"), random_item(generator, 4, 6, None, level=7),
+             random_item(generator, 6, 4, 3, level=1)]
+    collator = VallEDataCollator(tiny_model.config)
+    with torch.no_grad():
+        alone = torch.stack([tiny_model(**collator([item])).loss for item in items])
+        for side in ("right", "left"):
+            batch = VallEDataCollator(tiny_model.config, padding_side=side)(items)
+            output = tiny_model(**batch)
+            assert (output.item_losses - alone).abs().max() <= LOSS_TOLERANCE, side
+            assert abs(float(output.loss) - float(alone.mean())) <= LOSS_TOLERANCE, side
+
+
+def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
+    config = tiny_model.config
+    generator = torch.Generator().manual_seed(1)
+    items = [random_item(generator, 4, 5, 3) for _ in range(16)]
+    first = VallEDataCollator(config, seed=7, tasks=("tts", "stt"))(items)
+    again = VallEDataCollator(config, seed=7, tasks=("tts", "stt"))(items)
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert set(first) == {"input_ids", "attention_mask", "labels", "level", "task", "prompt_codes", "audio_codes"}
+    assert set(first["task"].tolist()) == {0, 1}  # both tasks drawn
+    assert (first["level"][first["task"] == 1] == 0).all()  # STT is always level 0
+    assert len(set(first["level"].tolist())) > 2
+    capped = VallEDataCollator(config)([{**items[0], "codes": items[0]["codes"][:, :3], "level": 6}])
+    assert capped["level"].tolist() == [2]  # capped to the levels present, as the original does
+    with pytest.raises(ValueError, match="padding_side"):
+        VallEDataCollator(config, padding_side="middle")
+
+
+# ---------------------------------------------------------------------------------------------------- overfit
+
+
+def test_overfit_one_utterance_then_generate_reproduces_it():
+    """Train on one utterance until the loss falls by >= 90 %; greedy AR + NAR must then return its codes exactly."""
+    torch.manual_seed(0)
+    config = tiny_config(hidden_size=32, num_attention_heads=2, num_hidden_layers=1, intermediate_size=64)
+    model = VallEForConditionalGeneration(config)
+    item = random_item(torch.Generator().manual_seed(1), 6, 8, 5)
+    batch = VallEDataCollator(config)([{**item, "level": level} for level in range(config.num_rvq_levels)])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    model.train()
+    losses = []
+    for _ in range(60):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] <= 0.1 * losses[0], losses[::10]
+    model.eval()
+    codes = model.generate(input_ids=item["text_ids"][None], prompt_codes=item["prompt_codes"][None],
+                           temperature=0.0, max_new_tokens=20, output_audio=False)[0]
+    assert torch.equal(codes, item["codes"]), (codes.T, item["codes"].T)
+
+
+# ---------------------------------------------------------------------------------------------------- LoRA
+
+
+def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = VallEForConditionalGeneration(tiny_config())
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    adapted = add_lora(model, rank=4, alpha=8.0)
+    trainable = [name for name, p in adapted.named_parameters() if p.requires_grad]
+    targets = {name.split(".lora_")[0].split("backbone.")[1] for name in trainable}
+    layers = model.config.num_hidden_layers
+    assert all("lora_" in name for name in trainable)
+    assert targets == {f"layers.{i}.{module}" for i in range(layers) for module in (
+        "self_attn.q_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")}
+    generator = torch.Generator().manual_seed(2)
+    batch = VallEDataCollator(model.config)([random_item(generator, 5, 6, 4, level=level) for level in (0, 2, 5)])
+    optimizer = torch.optim.AdamW([p for p in adapted.parameters() if p.requires_grad], lr=1e-2)
+    adapted.train()
+    for _ in range(2):
+        adapted(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    base = adapted.get_base_model().state_dict()
+    base = {name.replace(".base_layer", ""): value for name, value in base.items() if "lora_" not in name}
+    assert set(base) == set(before)
+    assert all(torch.equal(base[name], before[name]) for name in before), "a non-adapter weight changed"
+    adapted.eval()
+    with torch.no_grad():
+        expected = adapted(**batch).logits
+        merged = adapted.merge_and_unload()
+        merged.save_pretrained(tmp_path / "merged")
+        reloaded = VallEForConditionalGeneration.from_pretrained(tmp_path / "merged").eval()
+        logits = reloaded(**batch).logits
+    assert not any("lora" in name for name in reloaded.state_dict())
+    finite = torch.isfinite(expected)
+    assert torch.equal(finite, torch.isfinite(logits))
+    assert (logits[finite] - expected[finite]).abs().max() <= 1e-5
+    assert not torch.equal(reloaded.model.backbone.layers[0].self_attn.q_proj.weight,
+                           before["model.backbone.layers.0.self_attn.q_proj.weight"])
+
+
+# ---------------------------------------------------------------------------------------------------- scripts
+
+
+def write_tiny_dataset(root: Path, speakers: int = 2, per_speaker: int = 2) -> None:
+    generator = torch.Generator().manual_seed(3)
+    for speaker in range(speakers):
+        for index in range(per_speaker):
+            item = random_item(generator, 4 + index, 80 + 5 * index)
+            utterance = f"spk{speaker}/utt{index}"
+            file = save_utterance(root, utterance, item["text_ids"], item["codes"])
+            append_manifest(root, {"id": utterance, "speaker": f"spk{speaker}", "frames": len(item["codes"]),
+                                   "file": file})
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_finetune_example_runs_end_to_end(tmp_path, lora):
+    torch.manual_seed(0)
+    VallEForConditionalGeneration(tiny_config()).save_pretrained(tmp_path / "model")
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    argv = ["--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
+            "--max-steps", "2", "--batch-size", "2", "--gradient-accumulation-steps", "2", "--save-steps", "0",
+            "--tasks", "tts,stt", "--prompt-duration", "0.2", "0.5", "--logging-steps", "1"]
+    if lora:
+        argv += ["--lora", "--lora-rank", "4", "--lora-alpha", "8"]
+    final = finetune.main(argv)
+    trained = VallEForConditionalGeneration.from_pretrained(final)
+    original = VallEForConditionalGeneration.from_pretrained(tmp_path / "model")
+    name = "model.backbone.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(trained.state_dict()[name], original.state_dict()[name])
+    if lora:
+        assert (tmp_path / "out" / "adapter").is_dir()
+        assert torch.equal(trained.model.embed_text.weight, original.model.embed_text.weight)
+
+
+def write_wav(path: Path, seconds: float, frequency: float) -> None:
+    samples = np.arange(int(24000 * seconds)) / 24000
+    pcm = (0.3 * np.sin(2 * np.pi * frequency * samples) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(24000)
+        handle.writeframes(pcm.tobytes())
+
+
+def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
+    """Folder of WAVs + transcripts, one unreadable WAV and one without transcript: reported, skipped, resumable."""
+    prepare = load_script(REPO / "scripts" / "prepare_dataset.py")
+    audio = tmp_path / "audio"
+    for speaker, text in (("anna", "həlˈoʊ wˈɜːld."), ("ben", "Good morning.")):  # IPA passes, English is phonemised
+        (audio / speaker).mkdir(parents=True)
+        for index in range(2):
+            write_wav(audio / speaker / f"u{index}.wav", 0.4 + 0.1 * index, 200 + 50 * index)
+            (audio / speaker / f"u{index}.txt").write_text(text)
+    (audio / "ben" / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav file")
+    (audio / "ben" / "broken.txt").write_text("bɹˈoʊkən")
+    write_wav(audio / "ben" / "untranscribed.wav", 0.3, 300)
+    output = tmp_path / "prepared"
+    argv = [str(audio), str(output), "--tokenizer", str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]
+    assert prepare.main(argv) == 0
+    report = capsys.readouterr().out
+    assert "prepared 4 new utterance(s)" in report and "could not use 2 file(s)" in report
+    assert "broken.wav" in report and "untranscribed.wav" in report
+    failed = [json.loads(line) for line in (output / "failed.jsonl").read_text().splitlines()]
+    assert {Path(entry["audio"]).name for entry in failed} == {"broken.wav", "untranscribed.wav"}
+    records = read_manifest(output)
+    assert {record["id"] for record in records} == {"anna/u0", "anna/u1", "ben/u0", "ben/u1"}
+    assert {record["speaker"] for record in records} == {"anna", "ben"}
+    first = next(record for record in records if record["id"] == "anna/u0")
+    assert first["frames"] == math.ceil(0.4 * 24000 / 320)
+    assert next(record for record in records if record["id"] == "ben/u1")["phonemes"] == "ɡˈʊd mˈɔːɹnɪŋ."
+
+    (audio / "anna" / "u2.wav").write_bytes((audio / "anna" / "u0.wav").read_bytes())  # resume: only the new file
+    (audio / "anna" / "u2.txt").write_text("həlˈoʊ.")
+    assert prepare.main(argv) == 0
+    assert "prepared 1 new utterance(s), 4 already done" in capsys.readouterr().out
+
+    dataset = VallEDataset(output, prompt_duration=(0.1, 0.2))
+    item = dataset[0]
+    assert item["codes"].shape[1] == 8 and item["text_ids"][0] == 1 and item["text_ids"][-1] == 2
+    assert 1 <= len(item["prompt_codes"]) <= 15
+    csv_output = tmp_path / "from_csv"
+    (tmp_path / "audio" / "metadata.csv").write_text(
+        "file|text|speaker\nanna/u0.wav|həlˈoʊ wˈɜːld.|anna\nben/broken.wav|bɹˈoʊkən|ben\n")
+    assert prepare.main([str(audio), str(csv_output), "--metadata", str(audio / "metadata.csv"), "--tokenizer",
+                         str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]) == 0
+    assert [record["id"] for record in read_manifest(csv_output)] == ["anna/u0"]
+    assert "could not use 1 file(s)" in capsys.readouterr().out
