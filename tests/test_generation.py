@@ -189,3 +189,17 @@ def test_shipped_generation_config(tiny_model):
 def test_bad_inputs_give_clear_errors(tiny_model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny_model.generate(max_new_tokens=2, output_audio=False, **kwargs)
+
+
+def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    prompt = prompts[0]  # 20 frames
+    frame_rate = tiny_model.config.frame_rate
+    for seconds, expected in ((30 / frame_rate, torch.cat([prompt, prompt[:10]])), (8 / frame_rate, prompt[:8])):
+        trimmed = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompt[None], max_new_tokens=4,
+                          input_prompt_length=seconds)
+        explicit = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=expected[None], max_new_tokens=4)
+        assert torch.equal(trimmed.codes, explicit.codes)
+    with pytest.raises(ValueError, match="input_prompt_length"):
+        _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompt[None], max_new_tokens=2,
+                input_prompt_length=-1.0)

@@ -38,6 +38,7 @@ VALLE_GENERATION_DEFAULTS = {
     "nar_temperature": 0.0,
     "max_levels": None,
     "prefix_silence": 0.0,
+    "input_prompt_length": None,
     "input_prompt_prefix": False,
     "refine_on_stop": False,
     "output_audio": True,
@@ -177,7 +178,8 @@ class VallEGenerationMixin(GenerationMixin):
         `repetition_penalty`, `num_beams`, `max_new_tokens`, ...), it takes the original's settings listed in
         `VALLE_GENERATION_DEFAULTS`: `min_temperature`, `repetition_penalty_decay`, `stop_length_penalty`, `dry_*`,
         `mirostat_*`, `sampler_order` ("original": filters before temperature, or "transformers"),
-        `nar_temperature`, `max_levels`, `prefix_silence` (seconds), `input_prompt_prefix`, `refine_on_stop`,
+        `nar_temperature`, `max_levels`, `prefix_silence` (seconds), `input_prompt_length` (seconds of prompt kept,
+        looped when shorter), `input_prompt_prefix`, `refine_on_stop`,
         `output_audio`.
 
         Returns a `VallEGenerateOutput` when `return_dict_in_generate`; otherwise the list of waveforms (TTS, or the
@@ -257,6 +259,8 @@ class VallEGenerationMixin(GenerationMixin):
             raise ValueError(f"max_levels must be 0..{self.config.num_rvq_levels - 1}, got {max_levels}")
         texts = self._text_rows(input_ids, attention_mask)
         prompts = self._code_rows(prompt_codes, prompt_mask, prompt_audio, "prompt_codes", len(texts))
+        if prompts is not None and config.input_prompt_length:
+            prompts = [self._trim_prompt(prompt, config.input_prompt_length) for prompt in prompts]
         prefixes = self._response_prefixes(texts, prompts, config)
         sequences = [
             tts_sequence(self.config, text, 0, None if prompt is None else (0 if config.input_prompt_prefix
@@ -291,6 +295,14 @@ class VallEGenerationMixin(GenerationMixin):
             audio=audio, stopped=stopped, sequences_scores=getattr(output, "sequences_scores", None),
             beam_indices=getattr(output, "beam_indices", None),
         )
+
+    def _trim_prompt(self, prompt: torch.LongTensor, seconds: float) -> torch.LongTensor:
+        """Exactly `seconds` of prompt from its start, looping a shorter one (the original's repeat_extend_audio)."""
+        frames = int(seconds * self.config.frame_rate)
+        if seconds < 0 or frames == 0 or len(prompt) == 0:
+            raise ValueError(f"input_prompt_length must be at least one frame (1/{self.config.frame_rate} s), "
+                             f"got {seconds}")
+        return prompt.repeat(-(-frames // len(prompt)), 1)[:frames]
 
     def _response_prefixes(self, texts, prompts, config) -> list[torch.LongTensor]:
         """Level-0 frames the AR response starts from: the prompt itself, or `prefix_silence` seconds of silence."""
