@@ -20,6 +20,7 @@ import torch
 from transformers import GenerationConfig, GenerationMixin
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
+from .layer_skip import LayerSkip
 from .layout import pad, stt_sequence, tts_sequence
 from .logits_process import build_sampler_processors
 
@@ -41,6 +42,10 @@ VALLE_GENERATION_DEFAULTS = {
     "input_prompt_length": None,
     "input_prompt_prefix": False,
     "refine_on_stop": False,
+    "layer_skip": False,
+    "layer_skip_exit_layer": -1,
+    "layer_skip_entropy_threshold": 0.1,
+    "layer_skip_varentropy_threshold": 0.1,
     "output_audio": True,
 }
 # Samplers we apply ourselves (in the original's order); transformers' own versions are switched off.
@@ -70,6 +75,8 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
     audio: one 1-D waveform per row at `config.sampling_rate` (when a codec decoded them).
     text_ids: one LongTensor of phoneme ids per row (STT; without BOS/EOS).
     stopped: whether each row emitted its stop token before `max_new_tokens`.
+    exit_layers: `[B, steps]` layers each row ran at every AR step (with `layer_skip`); `nar_exit_layers`:
+    `[B, levels]` the same for the NAR passes.
     sequences_scores, beam_indices: as in `GenerateBeamDecoderOnlyOutput` (beam search only).
     With `num_return_sequences=n` every per-row field has `n` consecutive rows per input row.
     """
@@ -81,6 +88,8 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
     audio: list[torch.Tensor] | None = None
     text_ids: list[torch.LongTensor] | None = None
     stopped: torch.BoolTensor | None = None
+    exit_layers: torch.LongTensor | None = None
+    nar_exit_layers: torch.LongTensor | None = None
 
 
 def _rows(tensor: torch.Tensor, mask: torch.Tensor | None, name: str, dims: int) -> list[torch.Tensor]:
@@ -179,7 +188,8 @@ class VallEGenerationMixin(GenerationMixin):
         `VALLE_GENERATION_DEFAULTS`: `min_temperature`, `repetition_penalty_decay`, `stop_length_penalty`, `dry_*`,
         `mirostat_*`, `sampler_order` ("original": filters before temperature, or "transformers"),
         `nar_temperature`, `max_levels`, `prefix_silence` (seconds), `input_prompt_length` (seconds of prompt kept,
-        looped when shorter), `input_prompt_prefix`, `refine_on_stop`,
+        looped when shorter), `input_prompt_prefix`, `refine_on_stop`, `layer_skip` (with
+        `layer_skip_exit_layer`, `layer_skip_entropy_threshold`, `layer_skip_varentropy_threshold`; see `layer_skip.py`),
         `output_audio`.
 
         Returns a `VallEGenerateOutput` when `return_dict_in_generate`; otherwise the list of waveforms (TTS, or the
@@ -269,9 +279,10 @@ class VallEGenerationMixin(GenerationMixin):
         ]
         ar_ids, ar_mask = pad(sequences, self.config.pad_token_id)
         prompt_batch = None if prompts is None else pad(prompts, 0, side="right")[0]
+        ar_skip, nar_skip = self._layer_skip(config), self._layer_skip(config)
         output = GenerationMixin.generate(
             self, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=prompt_batch, task="tts", level=0,
-            generation_config=config, **kwargs,
+            generation_config=config, **({"early_exit": ar_skip} if ar_skip else {}), **kwargs,
         )
         copies = output.sequences.shape[0] // len(texts)  # num_return_sequences: consecutive rows per input row
         if copies > 1:
@@ -284,7 +295,7 @@ class VallEGenerationMixin(GenerationMixin):
             generated = self._refine(output.sequences, ar_mask, prompt_batch, generated)
         self._warn_unstopped(stopped, config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated)]
-        codes = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature)
+        codes = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature, nar_skip)
         # The response prefix (silence or the prompt itself) conditioned the model but is not part of the output.
         rows = [row[len(prefix):] for row, prefix in zip(codes, prefixes)]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
@@ -292,9 +303,21 @@ class VallEGenerationMixin(GenerationMixin):
         padded = pad(rows, 0, side="right")[0] if rows else None
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, codes=padded, lengths=lengths,
-            audio=audio, stopped=stopped, sequences_scores=getattr(output, "sequences_scores", None),
+            audio=audio, stopped=stopped, exit_layers=self._exit_trace(ar_skip), nar_exit_layers=self._exit_trace(nar_skip),
+            sequences_scores=getattr(output, "sequences_scores", None),
             beam_indices=getattr(output, "beam_indices", None),
         )
+
+    @staticmethod
+    def _layer_skip(config) -> LayerSkip | None:
+        if not config.layer_skip:
+            return None
+        return LayerSkip(config.layer_skip_exit_layer, config.layer_skip_entropy_threshold,
+                         config.layer_skip_varentropy_threshold)
+
+    @staticmethod
+    def _exit_trace(skip: LayerSkip | None) -> torch.LongTensor | None:
+        return torch.stack(skip.exit_layers, dim=1) if skip and skip.exit_layers else None
 
     def _trim_prompt(self, prompt: torch.LongTensor, seconds: float) -> torch.LongTensor:
         """Exactly `seconds` of prompt from its start, looping a shorter one (the original's repeat_extend_audio)."""
@@ -346,7 +369,8 @@ class VallEGenerationMixin(GenerationMixin):
         return [row[row != self.config.stop_token_id] for row in rows]
 
     # ------------------------------------------------------------------ NAR
-    def _generate_nar(self, texts, prompts, level0, max_levels: int, temperature: float) -> list[torch.LongTensor]:
+    def _generate_nar(self, texts, prompts, level0, max_levels: int, temperature: float,
+                      layer_skip: LayerSkip | None = None) -> list[torch.LongTensor]:
         """Levels 1..max_levels, one batched forward per level, each row conditioned on its levels so far."""
         codes = [row.unsqueeze(-1) for row in level0]
         frames = max(len(row) for row in codes)
@@ -364,7 +388,7 @@ class VallEGenerationMixin(GenerationMixin):
             prompt_batch = None if prompts is None else pad(prompts, 0, side="right")[0]
             logits = self(
                 input_ids=ids, attention_mask=mask, prompt_codes=prompt_batch, audio_codes=audio_batch,
-                level=level, task="tts", logits_to_keep=frames,
+                level=level, task="tts", logits_to_keep=frames, early_exit=layer_skip,
             ).logits
             rows_logits = logits[(ids == self.config.audio_frame_token_id)[:, -frames:]]
             new_level = torch.zeros_like(valid)
@@ -391,12 +415,14 @@ class VallEGenerationMixin(GenerationMixin):
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
         config.eos_token_id = self.config.text_eos_token_id
+        skip = self._layer_skip(config)
         output = GenerationMixin.generate(
             self, input_ids=ids, attention_mask=mask, audio_codes=pad(rows, 0, side="right")[0], task="stt",
-            level=0, generation_config=config, **kwargs,
+            level=0, generation_config=config, **({"early_exit": skip} if skip else {}), **kwargs,
         )
         text_ids, stopped = self._cut_at_stop(output.sequences[:, ids.shape[1]:], self.config.text_eos_token_id)
         self._warn_unstopped(stopped, config)
         return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits, text_ids=text_ids, stopped=stopped
+            sequences=output.sequences, scores=output.scores, logits=output.logits, text_ids=text_ids, stopped=stopped,
+            exit_layers=self._exit_trace(skip),
         )

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import EncodecModel, LlamaModel, PreTrainedModel
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from .configuration import VallEConfig
 from .generation import VallEGenerationMixin, default_generation_config
+from .layer_skip import LayerSkip, early_exit_forward
 
 # transformers 5.24 renamed the cache keyword and output field from `past_key_values` to `cache`.
 CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
@@ -267,8 +268,13 @@ class VallEModel(VallEPreTrainedModel):
         level: int | torch.LongTensor = 0,
         task: str | list[str] | torch.LongTensor = "tts",
         use_cache: bool | None = None,
+        early_exit: LayerSkip | None = None,
+        exit_head: nn.Module | None = None,
+        scored_rows: int = 0,
         **kwargs,
     ):
+        """Hidden states of the backbone (normed). With `early_exit`, layers run until the rows' early exit, scored
+        on the last `scored_rows` positions (0 = all) through `exit_head` (the pass's classifier)."""
         if is_mixed_batch(level, task):
             batch = (input_ids if input_ids is not None else inputs_embeds).shape[0]
             for row_level, row_task, _ in row_passes(level, task, batch):
@@ -286,6 +292,10 @@ class VallEModel(VallEPreTrainedModel):
             # Always pass a mask: without one, transformers reads restarting position ids as packed sequences.
             batch, length = inputs_embeds.shape[:2]
             attention_mask = torch.ones(batch, past + length, dtype=torch.long, device=inputs_embeds.device)
+        if early_exit is not None:
+            hidden, _ = early_exit_forward(self.backbone, exit_head, inputs_embeds, attention_mask, position_ids, cache,
+                                           early_exit, scored_rows or inputs_embeds.shape[1], CACHE_KWARG)
+            return BaseModelOutputWithPast(last_hidden_state=hidden, **{CACHE_FIELD: cache})
         return self.backbone(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -356,6 +366,7 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         labels: torch.LongTensor | None = None,
+        early_exit: LayerSkip | None = None,
         **kwargs,
     ) -> VallEOutput:
         r"""One pass of the model over a unified-id sequence.
@@ -372,7 +383,14 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
                 scored (`valle_hf.training.build_training_sequence` makes them). The returned `loss` is then the
                 original's: per-row cross-entropy with a one-step shift for level-0 rows (AR and STT), none for NAR
                 rows, a token mean per row and a mean over rows (`valle_hf.training.valle_loss`).
+            early_exit: layer-skip settings (`valle_hf.layer_skip.LayerSkip`); the layers each row ran are appended
+                to `early_exit.exit_layers`.
         """
+        if early_exit is not None:
+            if is_mixed_batch(level, task):
+                raise ValueError("early_exit runs one pass at a time: give one level and task for the batch")
+            kwargs.update(early_exit=early_exit, exit_head=self.classifiers[self.head_index(level, task)],
+                          scored_rows=logits_to_keep)
         cache = cache if cache is not None else past_key_values
         outputs = self.model(
             input_ids=input_ids,
