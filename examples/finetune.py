@@ -7,7 +7,8 @@
     # 2'. several GPUs / nodes: the same script under accelerate (or torchrun); the Trainer does the rest
     accelerate launch --multi_gpu --num_processes 8 examples/finetune.py --model MODEL_DIR --data my_data/ ...
 
-MODEL_DIR is a converted model (`python -m valle_hf.convert`, or any `save_pretrained` folder / hub id). The result is a plain
+MODEL_DIR is a converted model (`python -m valle_hf.convert`, or any `save_pretrained` folder / hub id). The result
+is a plain
 checkpoint in OUTPUT/final that `VallEForConditionalGeneration.from_pretrained` loads (with --lora the adapter is
 merged into it; the adapter alone is also kept in OUTPUT/adapter).
 

@@ -44,7 +44,8 @@ class FixtureSet:
     def loss_cases(self):
         from safetensors.torch import load_file
 
-        return json.loads((self.root / "loss_cases.json").read_text()), load_file(str(self.root / "loss_cases.safetensors"))
+        meta = json.loads((self.root / "loss_cases.json").read_text())
+        return meta, load_file(str(self.root / "loss_cases.safetensors"))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import tiny_config
 
 
@@ -15,7 +14,8 @@ def e2e_case(fixtures, name):
 
 
 def tts_inputs(fixtures, case):
-    return dict(input_ids=fixtures.case_tensor(case, "text")[None], prompt_codes=fixtures.case_tensor(case, "prom")[None])
+    return dict(input_ids=fixtures.case_tensor(case, "text")[None],
+                prompt_codes=fixtures.case_tensor(case, "prom")[None])
 
 
 @pytest.mark.parametrize("name", ["tts_e2e_greedy", "tts_e2e_greedy_prefix_silence"])
@@ -113,7 +113,7 @@ def test_tts_batch_equals_items_alone():
     codes, codes_mask = pad(prompts, 0, side="right")
     batch = _greedy(model, input_ids=ids, attention_mask=mask, prompt_codes=codes, prompt_attention_mask=codes_mask,
                     max_new_tokens=15)
-    for row, (text, prompt) in enumerate(zip(texts, prompts)):
+    for row, (text, prompt) in enumerate(zip(texts, prompts, strict=True)):
         alone = _greedy(model, input_ids=text[None], prompt_codes=prompt[None], max_new_tokens=15)
         assert batch.lengths[row] == alone.lengths[0]
         assert torch.equal(batch.codes[row, : batch.lengths[row]], alone.codes[0, : alone.lengths[0]])

@@ -15,7 +15,8 @@ from valle_hf.layout import tts_sequence
 @pytest.fixture(scope="module")
 def inputs(fixtures):
     case = fixtures.cases["tts_e2e_greedy"]
-    return dict(input_ids=fixtures.case_tensor(case, "text")[None], prompt_codes=fixtures.case_tensor(case, "prom")[None],
+    return dict(input_ids=fixtures.case_tensor(case, "text")[None],
+                prompt_codes=fixtures.case_tensor(case, "prom")[None],
                 temperature=0.0, max_new_tokens=case["ar_kwargs"]["max_steps"], output_audio=False,
                 return_dict_in_generate=True)
 
@@ -38,8 +39,8 @@ def test_entropy_and_varentropy_in_bits():
     surprisal = torch.tensor([math.log2(4 / 3), 2.0])
     mean = 0.75 * surprisal[0] + 0.25 * surprisal[1]
     assert torch.allclose(entropy, mean.reshape(1), atol=1e-5)
-    assert torch.allclose(varentropy, (0.75 * (surprisal[0] - mean) ** 2 + 0.25 * (surprisal[1] - mean) ** 2).reshape(1),
-                          atol=1e-5)
+    variance = 0.75 * (surprisal[0] - mean) ** 2 + 0.25 * (surprisal[1] - mean) ** 2
+    assert torch.allclose(varentropy, variance.reshape(1), atol=1e-5)
 
 
 def test_a_threshold_that_never_fires_equals_plain_generation(fixture_model, inputs):

@@ -93,7 +93,8 @@ class VallEConfig(PretrainedConfig):
         self.sampling_rate = sampling_rate
         self.codec_bandwidth = codec_bandwidth
         # Level 0..7 codes of the original's "silence" frame (emb/qnt.py:get_silence).
-        self.silence_codes = list(silence_codes) if silence_codes is not None else [62, 424, 786, 673, 622, 986, 570, 948]
+        default_silence = [62, 424, 786, 673, 622, 986, 570, 948]
+        self.silence_codes = list(silence_codes) if silence_codes is not None else default_silence
         if isinstance(codec_config, dict):
             codec_config = EncodecConfig(**codec_config)
         self.codec_config = codec_config if codec_config is not None else EncodecConfig()

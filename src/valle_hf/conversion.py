@@ -23,7 +23,9 @@ from .configuration import VallEConfig
 # Original size presets (vall_e/config.py: Model.dim/heads/layers).
 SIZE_PRESETS = {"full": (1024, 16, 12), "half": (512, 8, 12), "quarter": (256, 4, 12), "double": (1024, 16, 24)}
 # Tensors that exist in every export but are never read by the ar+nar inference or training paths.
-ALWAYS_UNUSED = ("langs_emb.weight", "tasks_emb.weight", "tones_emb.weight", "dropout_token", "model.embed_tokens.weight")
+ALWAYS_UNUSED = (
+    "langs_emb.weight", "tasks_emb.weight", "tones_emb.weight", "dropout_token", "model.embed_tokens.weight"
+)
 
 
 class CheckpointError(ValueError):
@@ -73,7 +75,9 @@ def _size(original: dict) -> tuple[int, int, int]:
     if isinstance(size, (int, float)) and not isinstance(size, bool):
         return int(1024 * size), int(16 * size), 12
     if size not in SIZE_PRESETS:
-        raise CheckpointError(f"unknown model size {size!r} (expected one of {sorted(SIZE_PRESETS)}, a float or a dict)")
+        raise CheckpointError(
+            f"unknown model size {size!r} (expected one of {sorted(SIZE_PRESETS)}, a float or a dict)"
+        )
     return SIZE_PRESETS[size]
 
 
@@ -210,7 +214,8 @@ def save_converted(model, output_dir: str | Path, tokenizer: str | Path | None =
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m valle_hf.convert",
-        description="Convert an original e-c-k-e-r/vall-e checkpoint (fp32.sft or .pth) to a from_pretrained directory.",
+        description="Convert an original e-c-k-e-r/vall-e checkpoint (fp32.sft or .pth) to a from_pretrained "
+        "directory.",
     )
     parser.add_argument("--checkpoint", required=True, help="original fp32.sft / .safetensors / .pth file")
     parser.add_argument("--output-dir", required=True, help="directory to write")

@@ -103,7 +103,7 @@ def _rows(tensor: torch.Tensor, mask: torch.Tensor | None, name: str, dims: int)
         return list(tensor)
     if mask.shape != tensor.shape[:2]:
         raise ValueError(f"the mask of {name} must have shape {tuple(tensor.shape[:2])}, got {tuple(mask.shape)}")
-    return [row[row_mask.bool()] for row, row_mask in zip(tensor, mask)]
+    return [row[row_mask.bool()] for row, row_mask in zip(tensor, mask, strict=True)]
 
 
 def _repeat_rows(rows: list, copies: int) -> list:
@@ -189,7 +189,8 @@ class VallEGenerationMixin(GenerationMixin):
         `mirostat_*`, `sampler_order` ("original": filters before temperature, or "transformers"),
         `nar_temperature`, `max_levels`, `prefix_silence` (seconds), `input_prompt_length` (seconds of prompt kept,
         looped when shorter), `input_prompt_prefix`, `refine_on_stop`, `layer_skip` (with
-        `layer_skip_exit_layer`, `layer_skip_entropy_threshold`, `layer_skip_varentropy_threshold`; see `layer_skip.py`),
+        `layer_skip_exit_layer`, `layer_skip_entropy_threshold`, `layer_skip_varentropy_threshold`; see
+        `layer_skip.py`),
         `output_audio`.
 
         Returns a `VallEGenerateOutput` when `return_dict_in_generate`; otherwise the list of waveforms (TTS, or the
@@ -208,7 +209,7 @@ class VallEGenerationMixin(GenerationMixin):
             return result
         if result.audio is not None:
             return result.audio
-        return [codes[:length] for codes, length in zip(result.codes, result.lengths)]
+        return [codes[:length] for codes, length in zip(result.codes, result.lengths, strict=True)]
 
     # ------------------------------------------------------------------ inputs
     def _merge_generation_config(self, generation_config, kwargs) -> tuple[GenerationConfig, dict]:
@@ -275,7 +276,7 @@ class VallEGenerationMixin(GenerationMixin):
         sequences = [
             tts_sequence(self.config, text, 0, None if prompt is None else (0 if config.input_prompt_prefix
                                                                             else len(prompt)), prefix)
-            for text, prompt, prefix in zip(texts, prompts or [None] * len(texts), prefixes)
+            for text, prompt, prefix in zip(texts, prompts or [None] * len(texts), prefixes, strict=True)
         ]
         ar_ids, ar_mask = pad(sequences, self.config.pad_token_id)
         prompt_batch = None if prompts is None else pad(prompts, 0, side="right")[0]
@@ -294,16 +295,17 @@ class VallEGenerationMixin(GenerationMixin):
         if config.refine_on_stop:
             generated = self._refine(output.sequences, ar_mask, prompt_batch, generated)
         self._warn_unstopped(stopped, config)
-        level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated)]
+        level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated, strict=True)]
         codes = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature, nar_skip)
         # The response prefix (silence or the prompt itself) conditioned the model but is not part of the output.
-        rows = [row[len(prefix):] for row, prefix in zip(codes, prefixes)]
+        rows = [row[len(prefix):] for row, prefix in zip(codes, prefixes, strict=True)]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
         audio = self._decode(rows) if config.output_audio else None
         padded = pad(rows, 0, side="right")[0] if rows else None
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, codes=padded, lengths=lengths,
-            audio=audio, stopped=stopped, exit_layers=self._exit_trace(ar_skip), nar_exit_layers=self._exit_trace(nar_skip),
+            audio=audio, stopped=stopped, exit_layers=self._exit_trace(ar_skip),
+            nar_exit_layers=self._exit_trace(nar_skip),
             sequences_scores=getattr(output, "sequences_scores", None),
             beam_indices=getattr(output, "beam_indices", None),
         )
@@ -343,8 +345,8 @@ class VallEGenerationMixin(GenerationMixin):
         """Each row up to (excluding) its first stop token; rows without one are kept whole."""
         is_stop = tokens == stop
         stopped = is_stop.any(dim=1)
-        ends = torch.where(stopped, is_stop.long().argmax(dim=1), torch.full_like(stopped, tokens.shape[1], dtype=torch.long))
-        return [row[:end] for row, end in zip(tokens, ends.tolist())], stopped
+        ends = torch.where(stopped, is_stop.long().argmax(dim=1), tokens.shape[1])
+        return [row[:end] for row, end in zip(tokens, ends.tolist(), strict=True)], stopped
 
     def _warn_unstopped(self, stopped: torch.BoolTensor, config) -> None:
         if not bool(stopped.all()):
@@ -365,7 +367,7 @@ class VallEGenerationMixin(GenerationMixin):
         logits = self(input_ids=sequences, attention_mask=mask, prompt_codes=prompt_batch, task="tts", level=0,
                       logits_to_keep=sequences.shape[1] - prefix_length + 1).logits
         refined = logits[:, :-1].argmax(dim=-1)
-        rows = [row[: len(tokens)] for row, tokens in zip(refined, generated)]
+        rows = [row[: len(tokens)] for row, tokens in zip(refined, generated, strict=True)]
         return [row[row != self.config.stop_token_id] for row in rows]
 
     # ------------------------------------------------------------------ NAR
@@ -381,7 +383,7 @@ class VallEGenerationMixin(GenerationMixin):
             sequences = [
                 tts_sequence(self.config, text, level, None if prompt is None else len(prompt),
                              response_frames=len(row))
-                for text, prompt, row in zip(texts, prompts or [None] * len(texts), codes)
+                for text, prompt, row in zip(texts, prompts or [None] * len(texts), codes, strict=True)
             ]
             ids, mask = pad(sequences, self.config.pad_token_id)
             audio_batch, valid = pad(codes, 0, side="right")

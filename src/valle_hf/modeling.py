@@ -119,7 +119,9 @@ class VallEAudioEmbedding(nn.Module):
         super().__init__()
         self.levels = nn.ModuleList(nn.Embedding(size, hidden_size) for size in table_sizes)
 
-    def forward(self, codes: torch.LongTensor, first_table: int = 0, weights: list[float] | None = None) -> torch.Tensor:
+    def forward(
+        self, codes: torch.LongTensor, first_table: int = 0, weights: list[float] | None = None
+    ) -> torch.Tensor:
         """Sum of ``weights[j] * levels[first_table + j](codes[..., j])`` over the given levels j."""
         total = 0
         for j in range(codes.shape[-1]):
