@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from valle_hf.layout import stt_sequence, tts_sequence
-from valle_hf.modeling import VallEForConditionalGeneration, segment_position_ids
+from valle_hf.layout import segment_position_ids, stt_sequence, tts_sequence
+from valle_hf.modeling import VallEForConditionalGeneration
 
 TOLERANCE = 1e-4
 

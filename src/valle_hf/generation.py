@@ -21,7 +21,7 @@ from transformers import GenerationConfig, GenerationMixin
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .layer_skip import LayerSkip
-from .layout import pad, stt_sequence, tts_sequence
+from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import build_sampler_processors
 
 # Sampler settings of the original CLI that transformers has no field for (or names differently), with the values
@@ -120,8 +120,6 @@ class VallEGenerationMixin(GenerationMixin):
 
     def prepare_inputs_for_generation(self, input_ids, **kwargs):
         inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
-        from .modeling import segment_position_ids
-
         length = inputs["input_ids"].shape[1]
         inputs["position_ids"] = segment_position_ids(input_ids, self.config)[:, -length:]
         if length < input_ids.shape[1]:  # a cached step: the prefix frames are already in the cache
@@ -135,7 +133,10 @@ class VallEGenerationMixin(GenerationMixin):
         for field in _TRANSFORMERS_SAMPLER_FIELDS:
             setattr(neutral, field, None)
         processors = super()._get_logits_processor(neutral, *args, **kwargs)
-        get = lambda name: getattr(generation_config, name, VALLE_GENERATION_DEFAULTS.get(name))  # noqa: E731
+
+        def get(name):
+            return getattr(generation_config, name, VALLE_GENERATION_DEFAULTS[name])
+
         sampling = bool(generation_config.do_sample)
         eos = generation_config.eos_token_id
         processors.extend(

@@ -25,36 +25,13 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from .configuration import VallEConfig
 from .generation import VallEGenerationMixin, default_generation_config
 from .layer_skip import LayerSkip, early_exit_forward
+from .layout import segment_position_ids
 
 # transformers 5.24 renamed the cache keyword and output field from `past_key_values` to `cache`.
 CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
 CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 TASKS = ("tts", "stt")
-
-
-def segment_position_ids(input_ids: torch.LongTensor, config: VallEConfig) -> torch.LongTensor:
-    """Position ids as the original assigns them: they restart at 0 in every segment.
-
-    Each segment's range also covers the separator that follows it, except for the response (audio) segment, which
-    has no such slot: once it has been passed, every separator opens the range of the segment after it instead
-    (STT: ``frames 0..T-1, SEP 0, level 1, SEP 0, text 1..n``). Padding gets 1, as in the original. With
-    `unified_position_ids` the ids simply count the real tokens.
-    """
-    is_pad = input_ids == config.pad_token_id
-    if config.unified_position_ids:
-        return ((~is_pad).long().cumsum(-1) - 1).clamp(min=0).masked_fill(is_pad, 1)
-
-    def previous(mask: torch.Tensor, fill: bool) -> torch.Tensor:
-        return torch.cat([torch.full_like(mask[:, :1], fill), mask[:, :-1]], dim=1)
-
-    is_sep = input_ids == config.separator_token_id
-    no_slot = (input_ids < config.text_token_offset) | (input_ids == config.audio_frame_token_id)
-    sep_opens = is_sep & previous(no_slot.long().cumsum(dim=1) > 0, False)
-    starts = (~is_pad & previous(is_pad, True)) | sep_opens | (previous(is_sep, False) & ~previous(sep_opens, False))
-    index = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-    range_start = torch.where(starts, index, torch.zeros_like(index)).cummax(dim=1).values
-    return (index - range_start).masked_fill(is_pad, 1)
 
 
 def frames_at_placeholders(mask: torch.BoolTensor, codes: torch.LongTensor, name: str) -> torch.LongTensor:
