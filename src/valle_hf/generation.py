@@ -366,7 +366,7 @@ class VallEGenerationMixin(GenerationMixin):
         prefix_length = prefix_mask.shape[1]
         mask = torch.cat([prefix_mask, torch.ones_like(sequences[:, prefix_length:])], dim=1)  # left padding
         logits = self(input_ids=sequences, attention_mask=mask, prompt_codes=prompt_batch, task="tts", level=0,
-                      logits_to_keep=sequences.shape[1] - prefix_length + 1).logits
+                      use_cache=False, logits_to_keep=sequences.shape[1] - prefix_length + 1).logits
         refined = logits[:, :-1].argmax(dim=-1)
         rows = [row[: len(tokens)] for row, tokens in zip(refined, generated, strict=True)]
         return [row[row != self.config.stop_token_id] for row in rows]
@@ -391,7 +391,7 @@ class VallEGenerationMixin(GenerationMixin):
             prompt_batch = None if prompts is None else pad(prompts, 0, side="right")[0]
             logits = self(
                 input_ids=ids, attention_mask=mask, prompt_codes=prompt_batch, audio_codes=audio_batch,
-                level=level, task="tts", logits_to_keep=frames, early_exit=layer_skip,
+                level=level, task="tts", logits_to_keep=frames, early_exit=layer_skip, use_cache=False,
             ).logits
             rows_logits = logits[(ids == self.config.audio_frame_token_id)[:, -frames:]]
             new_level = torch.zeros_like(valid)
