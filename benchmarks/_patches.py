@@ -8,8 +8,6 @@ are in `src/valle_hf`, this module (and the flag) can go.
    position id (`response_position_offset`, kept in `model_kwargs` by `generate`). A cached step's new tokens are
    always response tokens of the last segment, so their ids are `column - offset`. The current code re-derives the
    whole row's segment ids (~15 tensor ops over `[B, L]`) at every step.
-4. The NAR's forwards (and refine-on-stop's) pass `use_cache=False`: they are single full passes, yet the backbone
-   builds and fills a `DynamicCache` for each of them (one KV copy of the whole sequence per level, ~100 MB at 10 s).
 3. `PreallocatedDynamicCache`: a `DynamicCache` whose layers write into buffers allocated once (grown by doubling
    when full) and hand attention views of the filled part. A stock `DynamicCache` `torch.cat`s every layer's K and V
    at every step: O(length) copies plus, on glibc, fresh page-faulting allocations (the buffers grow past malloc's
@@ -29,9 +27,15 @@ from transformers.cache_utils import DynamicLayer
 _ORIGINAL = {}
 
 
-def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
-    from valle_hf.modeling import segment_position_ids
+def segment_position_ids(input_ids, config):
+    try:
+        from valle_hf.layout import segment_position_ids as function
+    except ImportError:  # before it moved to layout.py
+        from valle_hf.modeling import segment_position_ids as function
+    return function(input_ids, config)
 
+
+def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
     if torch.is_tensor(inputs_tensor) and inputs_tensor.dim() == 2 and inputs_tensor.shape[1] > 0:
         # Position the first generated token will get: append one response token (id 0 is a response id for both TTS
         # and STT) and read its segment position. Any later response token at column c gets c - offset.
@@ -42,8 +46,6 @@ def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
 
 
 def prepare_inputs_for_generation(self, input_ids, response_position_offset=None, **kwargs):
-    from valle_hf.modeling import segment_position_ids
-
     first_iteration = bool(kwargs.get("is_first_iteration"))
     inputs = GenerationMixin.prepare_inputs_for_generation(self, input_ids, **kwargs)
     length, total = inputs["input_ids"].shape[1], input_ids.shape[1]
@@ -111,32 +113,16 @@ class PreallocatedDynamicCache(DynamicCache):
         self.layers = [PreallocatedLayer(capacity) for _ in self.layers]
 
 
-def _without_cache(name):
-    original = _ORIGINAL[name]
-
-    def wrapper(self, *args, **kwargs):
-        forward = self.forward  # the passes call self(...); give them use_cache=False
-        self.forward = lambda *a, **k: forward(*a, **{**k, "use_cache": False})
-        try:
-            return original(self, *args, **kwargs)
-        finally:
-            del self.forward
-
-    return wrapper
-
-
 def apply() -> None:
     from valle_hf import generation
 
     cls = generation.VallEGenerationMixin
     if _ORIGINAL:
         return
-    for name in ("_prepare_position_ids_for_generation", "prepare_inputs_for_generation", "_generate_nar", "_refine"):
+    for name in ("_prepare_position_ids_for_generation", "prepare_inputs_for_generation"):
         _ORIGINAL[name] = getattr(cls, name)
     cls._prepare_position_ids_for_generation = _prepare_position_ids_for_generation
     cls.prepare_inputs_for_generation = prepare_inputs_for_generation
-    cls._generate_nar = _without_cache("_generate_nar")
-    cls._refine = _without_cache("_refine")
 
 
 def remove() -> None:

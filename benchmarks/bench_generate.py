@@ -691,7 +691,7 @@ def run_e2e(model, args, device, results) -> None:
 
 
 def host_work_row(model, processors, ids, scores, offset, device) -> dict:
-    from valle_hf.modeling import segment_position_ids
+    segment_position_ids = load_patches().segment_position_ids
 
     config = model.config
     last, total = ids[:, -1:], ids.shape[1]
