@@ -377,6 +377,7 @@ class VallEGenerationMixin(GenerationMixin):
         """Levels 1..max_levels, one batched forward per level, each row conditioned on its levels so far."""
         codes = [row.unsqueeze(-1) for row in level0]
         frames = max(len(row) for row in codes)
+        prompt_batch = None if prompts is None else pad(prompts, 0, side="right")[0]  # the same at every level
         for level in range(1, max_levels + 1):
             if frames == 0:
                 codes = [torch.cat([row, row[:, :1]], dim=1) for row in codes]
@@ -388,7 +389,6 @@ class VallEGenerationMixin(GenerationMixin):
             ]
             ids, mask = pad(sequences, self.config.pad_token_id)
             audio_batch, valid = pad(codes, 0, side="right")
-            prompt_batch = None if prompts is None else pad(prompts, 0, side="right")[0]
             logits = self(
                 input_ids=ids, attention_mask=mask, prompt_codes=prompt_batch, audio_codes=audio_batch,
                 level=level, task="tts", logits_to_keep=frames, early_exit=layer_skip, use_cache=False,
