@@ -74,7 +74,52 @@ def test_cache_and_no_cache_agree(fixtures, fixture_model):
     steps = case["ar_kwargs"]["max_steps"]
     cached = _greedy(fixture_model, **inputs, max_new_tokens=steps)
     uncached = _greedy(fixture_model, **inputs, max_new_tokens=steps, use_cache=False)
+    stock = _greedy(fixture_model, **inputs, max_new_tokens=steps, cache_implementation="dynamic")
     assert torch.equal(cached.codes, uncached.codes)
+    assert torch.equal(cached.codes, stock.codes)
+
+
+def _record_forward_kwargs(model):
+    """Every forward call's keyword arguments during the `with` block."""
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs), with_kwargs=True)
+    return calls, handle
+
+
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_cached_steps_get_the_positions_and_embeddings_of_the_whole_sequence(tiny_model, task):
+    """The O(1) cached-step inputs equal what the full sequence gives those columns (left-padded rows of different
+    lengths, a silence prefix in the TTS response), and the default cache is the preallocated one."""
+    from valle_hf.cache import CACHE_KWARG, PreallocatedDynamicCache
+    from valle_hf.layout import pad, segment_position_ids
+
+    texts, prompts = _batch_inputs(tiny_model.config)
+    codes, codes_mask = pad(prompts, 0, side="right")
+    steps = 6
+    calls, handle = _record_forward_kwargs(tiny_model)
+    try:
+        if task == "tts":
+            ids, mask = pad(texts, 0, side="right")
+            out = _greedy(tiny_model, input_ids=ids, attention_mask=mask, prompt_codes=codes,
+                          prompt_attention_mask=codes_mask, prefix_silence=0.05, max_new_tokens=steps,
+                          min_new_tokens=steps, max_levels=0)
+        else:
+            out = _greedy(tiny_model, task="stt", audio_codes=codes, audio_attention_mask=codes_mask,
+                          max_new_tokens=steps, min_new_tokens=steps)
+    finally:
+        handle.remove()
+    sequences = out.sequences
+    positions = segment_position_ids(sequences, tiny_model.config)
+    embeds = tiny_model.model.embed(sequences, 0, task)
+    first_column = sequences.shape[1] - steps
+    cached_steps = calls[1:steps]  # calls[0] is the prefill over the whole input
+    assert len(cached_steps) == steps - 1
+    for offset, call in enumerate(cached_steps):
+        column = first_column + offset
+        assert isinstance(call[CACHE_KWARG], PreallocatedDynamicCache)
+        assert call["input_ids"] is None
+        assert torch.equal(call["position_ids"], positions[:, column : column + 1])
+        assert torch.equal(call["inputs_embeds"], embeds[:, column : column + 1])
 
 
 def test_static_cache_matches_dynamic(fixtures, fixture_model):

@@ -283,6 +283,104 @@ def test_dry_fixture_history(cases, tensors):
     torch.testing.assert_close(logits - out, torch.tensor([expected]), rtol=1e-5, atol=1e-6)
 
 
+def _dry_rows_step(rng, rows, vocab, breakers, finished):
+    """Append one token per row: mostly a copy from ``period`` back (long verbatim repeats), sometimes a random
+    token or a breaker; a finished row gets padding (an id >= vocab), as ``generate`` appends to it."""
+    for row, (tokens, period) in enumerate(rows):
+        if finished[row]:
+            tokens.append(vocab + 1)
+        elif len(tokens) >= period and tokens[-period] < vocab and rng.random() < 0.8:
+            tokens.append(tokens[-period])
+        elif breakers and rng.random() < 0.1:
+            tokens.append(rng.choice(breakers))
+        else:
+            tokens.append(rng.randrange(3))
+
+
+def _count_full_recomputes(processor):
+    calls = []
+    full = processor._match_lengths
+    processor._match_lengths = lambda *args: calls.append(1) or full(*args)
+    return calls
+
+
+@pytest.mark.parametrize("window, max_match", [(None, 4), (None, 50), (7, 4), (5, 6)])
+@pytest.mark.parametrize("breakers", [(), (3,)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dry_incremental_steps_equal_full_recompute(window, max_match, breakers, seed):
+    rng = random.Random(seed)
+    vocab, batch, steps, allowed = 6, 4, 45, 1 + seed % 2
+    params = dict(multiplier=0.8, base=1.75, allowed_length=allowed, max_match_length=max_match,
+                  sequence_breakers=breakers, window=window)
+    # real layout: left padding and text/prompt ids >= vocab (different lengths per row), then the response;
+    # a stray in-range id inside the prefix (row 1) must never count as history
+    rows = [([vocab + 2] * rng.randrange(3) + [vocab + 5 + rng.randrange(4) for _ in range(rng.randrange(1, 6))]
+             + [1, vocab + 3] * (row == 1) + [rng.randrange(3) for _ in range(rng.randrange(4))], rng.randrange(1, 5))
+            for row in range(batch)]
+    width = max(len(tokens) for tokens, _ in rows)
+    rows = [([vocab] * (width - len(tokens)) + tokens, period) for tokens, period in rows]
+    finished = [False] * batch
+    processor = DRYLogitsProcessor(**params)
+    full_recomputes = _count_full_recomputes(processor)
+    longest, penalised = 0, 0
+    for step in range(steps):
+        ids = torch.tensor([tokens for tokens, _ in rows])
+        scores = torch.randn(batch, vocab, generator=torch.Generator().manual_seed(seed * 1000 + step))
+        out = processor(ids, scores.clone())
+        fresh = DRYLogitsProcessor(**params)
+        expected = fresh(ids, scores.clone())
+        assert torch.equal(processor._lengths, fresh._lengths), f"step {step}"
+        assert torch.equal(out, expected), f"step {step}"
+        longest = max(longest, int(processor._lengths.max()))
+        penalised += int((out != scores).sum())
+        if step == steps - 10:
+            finished[0] = True  # row 0 stops: padding follows
+        _dry_rows_step(rng, rows, vocab, breakers, finished)
+    assert len(full_recomputes) == 1, "every call after the first must take the incremental path"
+    assert penalised > 0 and longest >= allowed
+    cap = max_match if window is None else min(max_match, window - 1)  # n(i) <= i inside a window
+    if cap < steps // 2:
+        assert longest == cap, "setup: repeats should run past max_match_length (or the window)"
+
+
+@pytest.mark.parametrize("window", [None, 6])
+def test_dry_non_continuing_calls_recompute(window):
+    vocab, allowed = 5, 2
+    params = dict(multiplier=1.0, base=2.0, allowed_length=allowed, max_match_length=4, window=window)
+    gen = torch.Generator().manual_seed(11)
+    pattern = torch.tensor([[0, 1, 2, 0, 1], [1, 1, 2, 0, 2], [2, 0, 0, 1, 0]])
+    ids = torch.cat([torch.full((3, 2), vocab + 1), pattern.repeat(1, 3)], dim=1)  # prefix, then repeats
+    processor = DRYLogitsProcessor(**params)
+    full_recomputes = _count_full_recomputes(processor)
+
+    def check(batch_ids, recomputed):
+        scores = torch.randn(batch_ids.shape[0], vocab, generator=gen)
+        before = len(full_recomputes)
+        out = processor(batch_ids, scores.clone())
+        fresh = DRYLogitsProcessor(**params)
+        assert torch.equal(out, fresh(batch_ids, scores.clone()))
+        assert torch.equal(processor._lengths, fresh._lengths)
+        assert len(full_recomputes) - before == int(recomputed)
+        return out
+
+    for step in range(4):  # a few continuing steps first
+        check(ids[:, : ids.shape[1] - 3 + step], recomputed=step == 0)
+    order = torch.tensor([2, 0, 1])
+    grown = torch.cat([ids[order], torch.tensor([[1], [2], [0]])], dim=1)
+    check(grown, recomputed=True)  # beam search reordered the rows
+    check(torch.cat([grown, grown[:, -4:-3]], dim=1), recomputed=False)  # ... and continues from there
+    check(grown[:2], recomputed=True)  # a different batch
+    check(grown, recomputed=True)
+    altered = grown.clone()
+    altered[:, -2] = (altered[:, -2] + 1) % 3  # same length as a continuation, but an earlier token changed
+    check(torch.cat([altered, altered[:, -5:-4]], dim=1), recomputed=True)
+    check(ids[:, :9], recomputed=True)  # a new, shorter sequence (a new generate call)
+    check(ids[:, :9], recomputed=True)  # the same ids again: not one token longer
+    processor.reset()
+    check(ids[:, :10], recomputed=True)
+    check(ids[:, :11], recomputed=False)
+
+
 # ----------------------------------------------------------------------------------------------------
 # mirostat
 

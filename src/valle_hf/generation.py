@@ -17,9 +17,10 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig, GenerationMixin
+from transformers import DynamicCache, GenerationConfig, GenerationMixin
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
+from .cache import CACHE_KWARG, PreallocatedDynamicCache
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import build_sampler_processors
@@ -116,16 +117,45 @@ class VallEGenerationMixin(GenerationMixin):
 
     # ------------------------------------------------------------------ hooks of GenerationMixin
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
-        return None  # derived from the ids at every step (prepare_inputs_for_generation): they restart per segment
+        """No position ids up front (they restart per segment); records where the response's positions start.
 
-    def prepare_inputs_for_generation(self, input_ids, **kwargs):
+        Every token a cached step feeds extends the response, the last segment, so its position id is its column
+        minus a per-row offset that the input fixes once: `response_position_offset`, read off the position the
+        first generated token gets (a response id appended to the input).
+        """
+        if torch.is_tensor(inputs_tensor) and inputs_tensor.dim() == 2 and inputs_tensor.shape[1] > 0:
+            probe = torch.cat([inputs_tensor, inputs_tensor.new_zeros(inputs_tensor.shape[0], 1)], dim=1)
+            first = segment_position_ids(probe, self.config)[:, -1:]
+            model_kwargs["response_position_offset"] = inputs_tensor.shape[1] - first
+        return None
+
+    def prepare_inputs_for_generation(self, input_ids, response_position_offset=None, **kwargs):
+        """Model inputs of one step; a cached step's new response tokens cost O(1), whatever the sequence length."""
         inputs = super().prepare_inputs_for_generation(input_ids, **kwargs)
-        length = inputs["input_ids"].shape[1]
-        inputs["position_ids"] = segment_position_ids(input_ids, self.config)[:, -length:]
-        if length < input_ids.shape[1]:  # a cached step: the prefix frames are already in the cache
+        new_ids, total = inputs["input_ids"], input_ids.shape[1]
+        cached_step = new_ids.shape[1] < total and not kwargs.get("is_first_iteration")
+        if cached_step and response_position_offset is not None:
+            columns = torch.arange(total - new_ids.shape[1], total, device=input_ids.device)
+            inputs["position_ids"] = columns.unsqueeze(0) - response_position_offset
+            inputs["inputs_embeds"] = self.model.embed_response_tokens(new_ids, kwargs.get("task", "tts"))
+            inputs["input_ids"] = None
+        else:  # the first step (the whole input, or whatever a caller's cache does not hold yet) or no cache
+            inputs["position_ids"] = segment_position_ids(input_ids, self.config)[:, -new_ids.shape[1]:]
+        if new_ids.shape[1] < total:  # the prefix frames are already in the cache
             inputs.pop("prompt_codes", None)
             inputs.pop("audio_codes", None)
         return inputs
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, generation_mode, batch_size,
+                                      max_cache_length):
+        """transformers' cache choice, except that its default `DynamicCache` becomes a `PreallocatedDynamicCache`
+        with room for the whole generation (`max_cache_length`: the final sequence length)."""
+        super()._prepare_cache_for_generation(generation_config, model_kwargs, generation_mode, batch_size,
+                                              max_cache_length)
+        cache = model_kwargs.get(CACHE_KWARG)
+        chosen = generation_config.cache_implementation is not None or getattr(cache, "_is_user_defined", False)
+        if type(cache) is DynamicCache and not chosen:
+            model_kwargs[CACHE_KWARG] = PreallocatedDynamicCache(self.config.backbone_config(), max_cache_length)
 
     def _get_logits_processor(self, generation_config, *args, **kwargs):
         """transformers' processors without its samplers, then ours in the configured (by default original) order."""

@@ -203,9 +203,30 @@ class DRYLogitsProcessor(LogitsProcessor):
     history) and would be wrong if it did (it compares against the context *before* the last token, so the
     last token always self-matches; it stops at the first short match with ``break``).
 
-    Vectorised: match lengths for every position come from one gather of the last ``max_match_length``
-    shifted copies of the history, so a step costs ``O(L * max_match_length)`` element ops.  ``window``
-    optionally bounds how many trailing positions are searched.
+    ``window`` optionally bounds how many trailing positions are searched (the history is the last
+    ``window`` tokens, and matches cannot reach before it).
+
+    Cost: ``O(B * L)`` element ops per decoding step (plus ``O(B * V)`` for the penalty scatter), with no
+    Python loops over rows or positions.  The processor keeps the previous call's (windowed) history and
+    match lengths.  When a call continues the previous one -- same batch size, vocabulary size, device and
+    dtype, and the new history without its last token ``t`` equals the previous history (after dropping
+    the ``d >= 0`` leading columns that the window pushed out) -- the lengths follow from the old ones by
+    the recurrence, in the new history's coordinates (``i >= 1``; ``n(0) = 0``)::
+
+        n'(i) = min(n(i - 1 + d) + 1, max_match_length, i)  if usable(i - 1) and usable(last) and p[i - 1] == t
+        n'(i) = 0                                            otherwise
+
+    This is exact, not an approximation: the ``k = 1`` term of the common-suffix comparison is the test on
+    ``p[i - 1]`` and ``t``, and the terms ``k >= 2`` are, shifted by one, exactly the terms that defined the
+    old ``n(i - 1 + d)``; ``min(., i)`` re-applies the left edge of the history after ``d`` columns were
+    dropped (a no-op when ``d = 0``).  Old "usable" flags stay valid: appending an in-range token leaves
+    the response mask of earlier positions unchanged, and appending a prefix id (e.g. the padding of a
+    finished row) makes ``usable(last)`` false, so every ``n'`` is 0, as a recompute would give.  Anything
+    else (first call, a new ``generate``, beam search reordering rows, a different batch) falls back to the
+    full recompute in ``_match_lengths``, a vectorised gather of the last ``max_match_length`` shifted
+    copies of the history costing ``O(B * L * max_match_length)``.  The continuation check is one
+    ``torch.equal`` over ``[B, L]`` (one host sync per step on an accelerator).  Call :meth:`reset` to
+    drop the state explicitly.
     """
 
     def __init__(
@@ -231,14 +252,29 @@ class DRYLogitsProcessor(LogitsProcessor):
         self.multiplier, self.base = multiplier, base
         self.allowed_length, self.max_match_length, self.window = allowed_length, max_match_length, window
         self.sequence_breakers = torch.tensor(sorted({int(t) for t in sequence_breakers}), dtype=torch.long)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the previous call; the next call recomputes every match length from scratch."""
+        self._history: torch.LongTensor | None = None  # previous call's (windowed) history, a private copy
+        self._lengths: torch.LongTensor | None = None  # its match lengths n(i)
+        self._vocab: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         history = input_ids if self.window is None else input_ids[:, -self.window :]
-        in_response = response_mask(history, scores.shape[-1])
+        vocab = scores.shape[-1]
+        in_response = response_mask(history, vocab)
         if self.sequence_breakers.device != history.device:  # move once, not on every step
             self.sequence_breakers = self.sequence_breakers.to(history.device)
-        usable = in_response & ~torch.isin(history, self.sequence_breakers)
-        lengths = self._match_lengths(history, usable)
+        usable = in_response
+        if self.sequence_breakers.numel():  # isin costs as much as the whole update: skip it when there are none
+            usable = usable & ~torch.isin(history, self.sequence_breakers)
+        dropped = self._dropped_columns(history, vocab)
+        if dropped is None:
+            lengths = self._match_lengths(history, usable)
+        else:
+            lengths = self._extend_match_lengths(history, usable, self._lengths[:, dropped:])
+        self._history, self._lengths, self._vocab = history.clone(), lengths, vocab
         penalised = usable & (lengths >= self.allowed_length)
         exponent = (lengths - self.allowed_length).to(scores.dtype)
         penalty = torch.where(penalised, self.multiplier * torch.pow(self.base, exponent), 0.0)
@@ -246,8 +282,49 @@ class DRYLogitsProcessor(LogitsProcessor):
         per_token = torch.zeros_like(scores).scatter_reduce(1, tokens, penalty, reduce="amax")
         return scores - per_token
 
+    def _dropped_columns(self, history: torch.LongTensor, vocab: int) -> int | None:
+        """``d`` if ``history[:, :-1]`` equals the previous history without its first ``d`` columns, else None.
+
+        ``d`` is 0 while the history grows and 1 once a window slides; the match lengths are a function of the
+        (windowed) history alone, so this is all the incremental update needs.
+        """
+        previous = self._history
+        if (
+            previous is None
+            or self._vocab != vocab
+            or previous.shape[0] != history.shape[0]
+            or previous.device != history.device
+            or previous.dtype != history.dtype
+            or history.shape[1] < 1
+        ):
+            return None
+        dropped = previous.shape[1] - (history.shape[1] - 1)
+        if dropped < 0 or not torch.equal(history[:, :-1], previous[:, dropped:]):
+            return None
+        return dropped
+
+    def _extend_match_lengths(
+        self, history: torch.LongTensor, usable: torch.BoolTensor, previous: torch.LongTensor
+    ) -> torch.LongTensor:
+        """``n`` for ``history`` from ``previous``, the old lengths of ``history[:, :-1]`` (see the class doc).
+
+        ``previous[:, j]`` is the old ``n`` of the position that is now ``j``; it may exceed ``j`` when columns
+        were dropped on the left, which ``min(., i)`` corrects.
+        """
+        length = history.shape[1]
+        last = history[:, -1:]
+        extends = usable[:, :-1] & usable[:, -1:] & (history[:, :-1] == last)  # k = 1 term, for i = 1..N
+        longer = (previous + 1).clamp_max(self.max_match_length)
+        edge = torch.arange(1, length, device=history.device)  # at most i: matches end at the history start
+        grown = torch.where(extends, torch.minimum(longer, edge), 0)
+        return torch.cat([grown.new_zeros(history.shape[0], 1), grown], dim=1)  # n(0) = 0: nothing before it
+
     def _match_lengths(self, history: torch.LongTensor, usable: torch.BoolTensor) -> torch.LongTensor:
-        """``n(i)`` for every position ``i``: common-suffix length of ``p[..i-1]`` and the whole history."""
+        """``n(i)`` for every position ``i``: common-suffix length of ``p[..i-1]`` and the whole history.
+
+        The full recompute (first call, or a call that does not continue the previous one), and the reference
+        for the incremental ``_extend_match_lengths``.
+        """
         length = history.shape[1]
         device = history.device
         shift = torch.arange(1, self.max_match_length + 1, device=device)  # k = 1..M

@@ -14,7 +14,6 @@ trained.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -22,14 +21,11 @@ from torch import nn
 from transformers import EncodecModel, LlamaModel, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
+from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig
 from .generation import VallEGenerationMixin, default_generation_config
 from .layer_skip import LayerSkip, early_exit_forward
 from .layout import segment_position_ids
-
-# transformers 5.24 renamed the cache keyword and output field from `past_key_values` to `cache`.
-CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
-CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 TASKS = ("tts", "stt")
 
@@ -181,10 +177,8 @@ class VallEModel(VallEPreTrainedModel):
         # it does not read level 0's table and training leaves that table without a gradient, as the original does.
         is_response = (ids < config.text_token_offset).unsqueeze(-1)
         embeds = 0.0
-        if task == "stt":
-            embeds = torch.where(is_response, self.embed_text(ids.clamp(0, config.text_vocab_size - 1)), 0.0)
-        elif level == 0:
-            embeds = torch.where(is_response, self.embed_response.levels[0](ids.clamp(0, config.audio_vocab_size)), 0.0)
+        if task == "stt" or level == 0:
+            embeds = torch.where(is_response, self.embed_response_tokens(ids, task), 0.0)
 
         is_text = (ids >= config.text_token_offset) & (ids < config.separator_token_id)
         text = self.embed_text((ids - config.text_token_offset).clamp(0, config.text_vocab_size - 1))
@@ -205,6 +199,17 @@ class VallEModel(VallEPreTrainedModel):
             frames = frames_at_placeholders(is_audio, audio_codes, "audio_codes")
             embeds = torch.where(is_audio.unsqueeze(-1), self.embed_audio_frames(frames, level, task), embeds)
         return embeds
+
+    def embed_response_tokens(self, ids: torch.LongTensor, task: str = "tts") -> torch.Tensor:
+        """The response ids of an AR (level-0 codes) or STT (phoneme ids) row: one table lookup.
+
+        A cached decoding step feeds response ids only, so `generate` embeds them here rather than through `embed`,
+        whose per-segment lookups would all be discarded. Ids outside the table (padding of finished rows) are
+        clamped into it; those rows' outputs are never used.
+        """
+        if task == "stt":
+            return self.embed_text(ids.clamp(0, self.config.text_vocab_size - 1))
+        return self.embed_response.levels[0](ids.clamp(0, self.config.audio_vocab_size))
 
     def _embed_mixed(self, input_ids, level, task, prompt_codes, audio_codes) -> torch.Tensor:
         """A batch whose rows run different passes (a training batch): each pass embeds its own rows.

@@ -1,0 +1,74 @@
+"""PreallocatedDynamicCache: the keys and values of a stock DynamicCache, in buffers allocated once."""
+
+from __future__ import annotations
+
+import torch
+from conftest import tiny_config
+from transformers import DynamicCache
+
+from valle_hf.cache import PreallocatedDynamicCache
+
+
+def _states(batch, length, seed):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, 2, length, 4, generator=generator) for _ in range(2)]
+
+
+def _fill(cache, chunks, batch=3, layer=0):
+    for index, length in enumerate(chunks):
+        keys, values = cache.update(*_states(batch, length, seed=index), layer)
+    return keys, values
+
+
+def _pair(capacity):
+    config = tiny_config().backbone_config()
+    return DynamicCache(config=config), PreallocatedDynamicCache(config, capacity)
+
+
+def test_updates_match_the_stock_cache_and_stay_in_one_buffer():
+    stock, prealloc = _pair(capacity=16)
+    _fill(stock, [5])
+    _fill(prealloc, [5])
+    first = prealloc.layers[0].keys.data_ptr()
+    for step in range(1, 9):
+        expected = stock.update(*_states(3, 1, seed=100 + step), 0)
+        got = prealloc.update(*_states(3, 1, seed=100 + step), 0)
+        for a, b in zip(expected, got, strict=True):
+            assert torch.equal(a, b)
+        assert prealloc.layers[0].keys.data_ptr() == first  # no new allocation per step
+    assert prealloc.get_seq_length() == stock.get_seq_length() == 13
+
+
+def test_grows_past_its_capacity():
+    stock, prealloc = _pair(capacity=4)
+    for a, b in zip(_fill(stock, [3, 2, 1, 6]), _fill(prealloc, [3, 2, 1, 6]), strict=True):
+        assert torch.equal(a, b)
+    assert prealloc.layers[0]._key_buffer.shape[-2] >= 12
+
+
+def test_beam_reorder_and_batch_selection_match_the_stock_cache():
+    stock, prealloc = _pair(capacity=32)
+    _fill(stock, [4, 1])
+    _fill(prealloc, [4, 1])
+    order = torch.tensor([2, 2, 0])
+    stock.reorder_cache(order)
+    prealloc.reorder_cache(order)
+    stock.batch_select_indices(torch.tensor([0, 2]))
+    prealloc.batch_select_indices(torch.tensor([0, 2]))
+    expected = stock.update(*_states(2, 1, seed=7), 0)
+    got = prealloc.update(*_states(2, 1, seed=7), 0)
+    for a, b in zip(expected, got, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_reset_and_crop_keep_working():
+    stock, prealloc = _pair(capacity=32)
+    for cache in (stock, prealloc):
+        _fill(cache, [6, 1, 1])
+        cache.crop(-2)
+        cache.update(*_states(3, 1, seed=9), 0)
+    assert torch.equal(stock.layers[0].keys, prealloc.layers[0].keys)
+    prealloc.reset()
+    assert prealloc.get_seq_length() == 0
+    keys, _ = prealloc.update(*_states(3, 2, seed=10), 0)
+    assert torch.equal(keys, _states(3, 2, seed=10)[0])
