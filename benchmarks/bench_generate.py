@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import math
@@ -70,10 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "is retried")
     parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes of the AR matrix")
     parser.add_argument("--dtypes", default="fp32,bf16", help="comma-separated: fp32, bf16, fp16")
-    parser.add_argument("--cache", default="dynamic,static,prealloc",
-                        help="comma-separated cache kinds: dynamic, static, prealloc (a DynamicCache writing into "
-                             "preallocated buffers: the change recommended in benchmarks/README.md, from "
-                             "benchmarks/_patches.py; eager only)")
+    parser.add_argument("--cache", default="prealloc,dynamic,static",
+                        help="comma-separated cache kinds: prealloc (valle_hf's default, PreallocatedDynamicCache), "
+                             "dynamic (transformers' stock DynamicCache), static (StaticCache)")
+    parser.add_argument("--onednn", action=argparse.BooleanOptionalAction, default=None,
+                        help="also run the prealloc configuration with valle_hf's opt-in oneDNN linears "
+                             "(valle_hf.onednn: prepacked weights; eager, fp32, CPU); default: on for CPU")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                         help="also run every static-cache configuration under torch.compile (transformers' "
                              "CompileConfig path); compile time is measured separately")
@@ -91,8 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="batch sizes of the baseline at the start of the response (batch 1 is also measured "
                              "after --e2e-seconds of audio)")
     parser.add_argument("--e2e-seconds", type=float, default=10.0, help="seconds of audio of the end-to-end run")
-    parser.add_argument("--e2e-cache", default="static", choices=["dynamic", "static", "prealloc"],
-                        help="cache of the end-to-end run (fp32, batch 1)")
+    parser.add_argument("--e2e-cache", default="prealloc", choices=["dynamic", "static", "prealloc"],
+                        help="cache of the end-to-end run (fp32, batch 1; prealloc = what generate() uses by default)")
     parser.add_argument("--e2e-compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the end-to-end run (default: when --compile and --e2e-cache static)")
     parser.add_argument("--no-e2e", dest="e2e", action="store_false", help="skip the end-to-end run")
@@ -114,9 +117,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="print a torch.profiler table of 20 cached steps per dtype and cache kind (smallest "
                              "batch, eager)")
-    parser.add_argument("--patch", action="store_true",
-                        help="monkeypatch the step-path changes recommended in benchmarks/README.md into valle_hf "
-                             "for this process (experiment; see benchmarks/_patches.py)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run (~1-2 min on 2 CPU cores): fp32 only, eager only, 12 steps, batch 1 and 2, "
                              "1 s end-to-end, one baseline step")
@@ -126,6 +126,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.steps, args.budget_s = 12, 6.0
         args.dtypes, args.batch_sizes = "fp32", "1,2"
         args.compile = args.compile_dynamic = False
+        args.onednn = bool(args.onednn)  # off unless asked for
         args.baseline_steps, args.baseline_batch_sizes = 1, "1"
         args.retries = 0
         args.long_batch_sizes, args.long_steps = "1", 12
@@ -142,6 +143,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     for cache in args.cache:
         if cache not in ("dynamic", "static", "prealloc"):
             parser.error(f"unknown cache {cache!r}; choose from dynamic, static, prealloc")
+    if args.onednn is None:
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        args.onednn = "fp32" in args.dtypes and device == "cpu"
     if args.e2e_compile is None:
         args.e2e_compile = bool(args.compile and args.e2e_cache == "static")
     return args
@@ -278,10 +282,14 @@ def build_model(device: torch.device, seed: int):
     return model
 
 
+def step_linears(model) -> list[torch.nn.Linear]:
+    """The linears one cached AR step runs: every linear of the decoder layers and the level-0 head."""
+    linears = [module for module in model.model.backbone.layers.modules() if isinstance(module, torch.nn.Linear)]
+    return linears + [model.classifiers[0]]
+
+
 def step_weights(model) -> list[torch.Tensor]:
-    """The matrices one cached AR step reads: every linear of the decoder layers and the level-0 head."""
-    weights = [module.weight for module in model.model.backbone.layers.modules() if isinstance(module, torch.nn.Linear)]
-    return weights + [model.classifiers[0].weight]
+    return [module.weight for module in step_linears(model)]
 
 
 def parameter_counts(model) -> dict:
@@ -397,17 +405,40 @@ def compile_config(args, device):
 
 
 # ---------------------------------------------------------------------------------------------------- measurements
-def floor_ms(model, batch: int, device: torch.device, repeats: int) -> float:
-    """Median time of one pass of `F.linear` over exactly the weights a cached AR step reads (`batch` rows)."""
-    weights = step_weights(model)
-    inputs = {w.shape[1]: torch.randn(batch, w.shape[1], dtype=w.dtype, device=device) for w in weights}
-
-    def stream():
-        for weight in weights:
-            torch.nn.functional.linear(inputs[weight.shape[1]], weight)
-
+def floor_ms(model, batch: int, device: torch.device, repeats: int) -> dict:
+    """Median time of one pass over exactly the weights a cached AR step reads (`batch` rows): through `F.linear`,
+    and (fp32 CPU) through oneDNN on prepacked weights, as `valle_hf.onednn` runs them; `ms` is the lower one."""
+    linears = step_linears(model)
+    inputs = {m.in_features: torch.randn(batch, m.in_features, dtype=model.dtype, device=device) for m in linears}
+    result = {}
     with torch.no_grad():
-        return median_time_ms(stream, repeats, warmup=1, device=device)
+        result["linear_ms"] = median_time_ms(
+            lambda: [torch.nn.functional.linear(inputs[m.in_features], m.weight) for m in linears], repeats,
+            warmup=1, device=device)
+        if onednn_applies(model, device):
+            from valle_hf.onednn import PrepackedForward
+
+            packed = [PrepackedForward(m) for m in linears]
+            result["onednn_ms"] = median_time_ms(lambda: [p(inputs[p.module.in_features]) for p in packed], repeats,
+                                                 warmup=1, device=device)
+    result["ms"] = min(result.values())
+    return result
+
+
+def onednn_applies(model, device: torch.device) -> bool:
+    return device.type == "cpu" and model.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+
+
+@contextlib.contextmanager
+def onednn_linears(model):
+    """valle_hf's opt-in oneDNN linears (`valle_hf.onednn`) for one block."""
+    from valle_hf.onednn import disable_onednn_linears, enable_onednn_linears
+
+    enable_onednn_linears(model)
+    try:
+        yield
+    finally:
+        disable_onednn_linears(model)
 
 
 def measure_floor(model, dtype_name: str, batch_sizes: list[int], device: torch.device, repeats: int) -> dict:
@@ -415,10 +446,11 @@ def measure_floor(model, dtype_name: str, batch_sizes: list[int], device: torch.
     nbytes = sum(w.numel() * w.element_size() for w in weights)
     result = {"bytes": nbytes}
     for batch in batch_sizes:
-        ms = floor_ms(model, batch, device, repeats)
-        result[batch] = {"ms": ms, "gb_per_s": nbytes / ms / 1e6}
-        log(f"floor {dtype_name} batch {batch}: {ms:.1f} ms for {nbytes / 1e9:.3f} GB "
-            f"({nbytes / ms / 1e6:.1f} GB/s)")
+        floor = floor_ms(model, batch, device, repeats)
+        result[batch] = {**floor, "gb_per_s": nbytes / floor["ms"] / 1e6}
+        log(f"floor {dtype_name} batch {batch}: {floor['ms']:.1f} ms for {nbytes / 1e9:.3f} GB "
+            f"({nbytes / floor['ms'] / 1e6:.1f} GB/s; F.linear {floor['linear_ms']:.1f} ms, oneDNN prepacked "
+            f"{fmt(floor.get('onednn_ms'))} ms)")
     return result
 
 
@@ -453,10 +485,12 @@ class CacheFactory:
     def make(self, kind: str, kv, dtype: torch.dtype):
         from transformers import DynamicCache, StaticCache
 
+        from valle_hf.cache import PreallocatedDynamicCache
+
         if kind == "dynamic":
             cache = DynamicCache(config=self.model.config)
         elif kind == "prealloc":
-            cache = load_patches().PreallocatedDynamicCache(self.model.config, capacity=self.max_cache_len)
+            cache = PreallocatedDynamicCache(self.model.config.backbone_config(), self.max_cache_len)
         else:
             key = (dtype, kv[0][0].shape[0])
             cache = self.static.get(key)
@@ -469,13 +503,6 @@ class CacheFactory:
 
     def clear(self):
         self.static.clear()
-
-
-def load_patches():
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import _patches
-
-    return _patches
 
 
 def ar_run(model, text, prompt, steps, args, device, *, cache=None, budget=None, **extra) -> dict:
@@ -522,7 +549,12 @@ def matrix_combos(args, compiled: bool = True) -> list[tuple[str, bool]]:
             combos.append((cache_kind, True))
         if compiled and cache_kind in ("dynamic", "prealloc") and args.compile_dynamic:
             combos.append((cache_kind, True))
+    if args.onednn:
+        combos.append((ONEDNN_KIND, False))
     return combos
+
+
+ONEDNN_KIND = "prealloc+onednn"  # the row label of the opt-in: prealloc cache, valle_hf.onednn linears
 
 
 def run_ar_matrix(model, dtype_name, args, device, kv_by_batch, factory, results, *, batch_sizes, steps, combos,
@@ -532,6 +564,8 @@ def run_ar_matrix(model, dtype_name, args, device, kv_by_batch, factory, results
     for batch in batch_sizes:
         text, prompt, kv, prefix_len = kv_by_batch[batch]
         for cache_kind, use_compile in combos:
+            if cache_kind == ONEDNN_KIND and not onednn_applies(model, device):
+                continue
             name = (f"{dtype_name} b{batch} {cache_kind}{' compiled' if use_compile else ''}"
                     + (f" after {start_s:g} s" if start_s else ""))
             row = {"dtype": dtype_name, "batch": batch, "cache": cache_kind, "compile": use_compile,
@@ -542,15 +576,18 @@ def run_ar_matrix(model, dtype_name, args, device, kv_by_batch, factory, results
                 extra["compile_config"] = compile_config(args, device)
             elif use_compile:
                 context = compiled_forward(model, dynamic=True, args=args, device=device)
+            elif cache_kind == ONEDNN_KIND:
+                context = onednn_linears(model)
+            cache_kind_made = cache_kind.split("+")[0]
             try:
                 with context:
                     if use_compile:  # compile (and any recompile of the first steps) outside the timed run
                         warm_steps = 4
                         warm = ar_run(model, text, prompt, warm_steps, args, device,
-                                      cache=factory.make(cache_kind, kv, dtype), **extra)
+                                      cache=factory.make(cache_kind_made, kv, dtype), **extra)
                         row["compile_s"] = warm["wall_s"] - sum(sorted(warm["steps_ms"])[:1]) / 1e3 * warm_steps
                         log(f"{name}: first call (compile + {warm_steps} steps) {warm['wall_s']:.1f} s")
-                    runs, floors = [], [floor_ms(model, batch, device, 5)]
+                    runs, floors = [], [floor_ms(model, batch, device, 5)["ms"]]
                     retries = args.retries
                     while len(runs) < max(1, args.repeats) or (
                         retries > 0 and all((r["foreign_load"] or 0) > args.max_foreign_load for r in runs)
@@ -559,9 +596,10 @@ def run_ar_matrix(model, dtype_name, args, device, kv_by_batch, factory, results
                             retries -= 1
                             log(f"{name}: other processes used {fmt_pct(runs[-1]['foreign_load'])} of the CPU "
                                 "during the run; running it again")
-                        runs.append(ar_run(model, text, prompt, steps, args, device,
-                                           cache=factory.make(cache_kind, kv, dtype), budget=args.budget_s, **extra))
-                    floors.append(floor_ms(model, batch, device, 5))
+                        cache = factory.make(cache_kind_made, kv, dtype)
+                        runs.append(ar_run(model, text, prompt, steps, args, device, cache=cache,
+                                           budget=args.budget_s, **extra))
+                    floors.append(floor_ms(model, batch, device, 5)["ms"])
                     # Prefer runs that were not disturbed; among those, the lowest median.
                     calm = [r for r in runs if (r["foreign_load"] or 0) <= args.max_foreign_load] or runs
                     run = min(calm, key=lambda r: statistics.median(r["steps_ms"]) if r["steps_ms"] else math.inf)
@@ -620,9 +658,7 @@ def run_e2e(model, args, device, results) -> None:
         nar_time["s"] = time.perf_counter() - start
         return out
 
-    extra = {}
-    if args.e2e_cache == "prealloc":
-        extra["cache"] = load_patches().PreallocatedDynamicCache(model.config, capacity=results["max_cache_len"])
+    extra = {"cache_implementation": "dynamic"} if args.e2e_cache == "dynamic" else {}  # prealloc: the default
     if args.e2e_cache == "static":
         extra["cache_implementation"] = "static"
         extra["max_cache_len"] = results["max_cache_len"]  # same shape as the AR matrix: its compiled step is reused
@@ -690,30 +726,25 @@ def run_e2e(model, args, device, results) -> None:
         f"peak RSS {peak / 2**30:.2f} GiB")
 
 
-def host_work_row(model, processors, ids, scores, offset, device) -> dict:
-    segment_position_ids = load_patches().segment_position_ids
-
-    config = model.config
-    last, total = ids[:, -1:], ids.shape[1]
-
-    def time_it(fn):
-        return median_time_ms(fn, 30, device=device)
-
-    with torch.no_grad():
-        return {
-            "batch": ids.shape[0], "sequence_len": total,
-            "position_ids_ms": time_it(lambda: segment_position_ids(ids, config)[:, -1:]),
-            "position_ids_o1_ms": time_it(lambda: torch.arange(total - 1, total, device=device)[None] - offset),
-            "embed_ms": time_it(lambda: model.model.embed(last)),
-            "embed_lookup_ms": time_it(
-                lambda: model.model.embed_response.levels[0](last.clamp(0, config.audio_vocab_size))),
-            "processors_ms": {type(p).__name__: time_it(lambda p=p: p(ids, scores.clone())) for p in processors},
-        }
+def continuing_call_ms(processor, ids, scores, device) -> float:
+    """Median time of a processor's call at `ids` right after its call at `ids[:, :-1]`: a decoding step (stateful
+    processors such as DRY update their state instead of recomputing it)."""
+    times = []
+    for _ in range(30):
+        processor(ids[:, :-1], scores.clone())
+        synchronize(device)
+        start = time.perf_counter()
+        processor(ids, scores.clone())
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
 
 
 def measure_host_overheads(model, args, device, results) -> None:
-    """Per-step work outside the backbone, timed on its own (fp32): position ids, embedding of the new token and the
-    sampler processors, each as the current code does it and as the recommended change (benchmarks/_patches.py)."""
+    """Per-step work outside the backbone, timed on its own (fp32) at the start of the response and after
+    `--e2e-seconds` of audio: the step's model inputs (`prepare_inputs_for_generation`: position ids and the
+    embedding of the new token) and each sampler processor of the 'full' chain. None of it should grow with the
+    sequence."""
     from valle_hf.logits_process import build_sampler_processors
 
     config = model.config
@@ -728,13 +759,18 @@ def measure_host_overheads(model, args, device, results) -> None:
             response = torch.randint(0, config.audio_vocab_size, (batch, round(audio_s * FRAME_RATE) + 1),
                                      device=device)
             ids = torch.cat([prefix, response], dim=1)
+            mask = torch.ones_like(ids)
             scores = torch.randn(batch, config.audio_vocab_size + 1, device=device)
-            row = host_work_row(model, processors, ids, scores, offset, device)
-            row["processors_total_ms"] = sum(row["processors_ms"].values())
+            step_inputs = functools.partial(model.prepare_inputs_for_generation, ids, next_sequence_length=1,
+                                            attention_mask=mask, response_position_offset=offset, task="tts", level=0)
+            with torch.no_grad():
+                inputs_ms = median_time_ms(step_inputs, 30, device=device)
+                per_processor = {type(p).__name__: continuing_call_ms(p, ids, scores, device) for p in processors}
+            row = {"batch": batch, "sequence_len": ids.shape[1], "step_inputs_ms": inputs_ms,
+                   "processors_ms": per_processor, "processors_total_ms": sum(per_processor.values())}
             rows.append(row)
-            log(f"host work b{batch} L={ids.shape[1]}: position ids {row['position_ids_ms']:.3f} ms "
-                f"(O(1): {row['position_ids_o1_ms']:.3f}), embed {row['embed_ms']:.3f} ms (one lookup: "
-                f"{row['embed_lookup_ms']:.3f}), full sampler chain {row['processors_total_ms']:.2f} ms")
+            log(f"host work b{batch} L={ids.shape[1]}: step inputs {inputs_ms:.3f} ms, full sampler chain "
+                f"{row['processors_total_ms']:.2f} ms")
     results["host_overheads"] = rows
 
 
@@ -774,9 +810,10 @@ def report(results: dict, args) -> None:
     print("ratios to the floor use the floor measured right before/after each run (same load); medians are over the "
           "measured steps" + (f", best of {args.repeats} runs" if args.repeats > 1 else ""))
 
-    print("\n-- weight-read floor (F.linear over the step's own weights) --")
+    print("\n-- weight-read floor (the step's own weights: the faster of F.linear and oneDNN on prepacked weights) --")
     for dtype_name, floor in results["floor"].items():
-        parts = [f"b{b}: {floor[b]['ms']:.1f} ms ({floor[b]['gb_per_s']:.1f} GB/s)" for b in floor if b != "bytes"]
+        parts = [f"b{b}: {floor[b]['ms']:.1f} ms ({floor[b]['gb_per_s']:.1f} GB/s; F.linear {floor[b]['linear_ms']:.1f}"
+                 f", oneDNN {fmt(floor[b].get('onednn_ms'))})" for b in floor if b != "bytes"]
         print(f"  {dtype_name}: {floor['bytes'] / 1e9:.3f} GB  " + "  ".join(parts))
     if "fp32" in results["floor"] and "bf16" in results["floor"]:
         fp32 = results["floor"]["fp32"]
@@ -784,7 +821,7 @@ def report(results: dict, args) -> None:
               f"{results['floor']['bf16']['bytes'] / fp32[1]['gb_per_s'] / 1e6:.1f} ms" if 1 in fp32 else "")
 
     print("\n-- cached AR step (model.generate, stop suppressed) --")
-    header = f"  {'after':>5} {'dtype':5} {'batch':>5} {'cache':8} {'compile':8} {'ms/step':>8} {'p10':>7} " \
+    header = f"  {'after':>5} {'dtype':5} {'batch':>5} {'cache':15} {'compile':8} {'ms/step':>8} {'p10':>7} " \
              f"{'p90':>7} {'steps':>5} " \
              f"{'floor':>7} {'x floor':>7} {'frames/s':>9} {'vs b1':>6} {'compile s':>9} {'others':>6}"
     print(header)
@@ -792,14 +829,14 @@ def report(results: dict, args) -> None:
           if r["batch"] == 1 and "step_ms" in r}
     for row in results["ar"]:
         if "error" in row:
-            print(f"  {row['start_s']:>4g}s {row['dtype']:5} {row['batch']:>5} {row['cache']:8} "
+            print(f"  {row['start_s']:>4g}s {row['dtype']:5} {row['batch']:>5} {row['cache']:15} "
                   f"{str(row['compile']):8} FAILED: {row['error']}")
             continue
         floor = row.get("adjacent_floor_ms") or results["floor"].get(row["dtype"], {}).get(row["batch"], {}).get("ms")
         med = row["step_ms"].get("median")
         base = b1.get((row["dtype"], row["cache"], row["compile"], row["start_s"]))
         speedup = row["frames_per_s"] / base["frames_per_s"] if base and row["frames_per_s"] else None
-        print(f"  {row['start_s']:>4g}s {row['dtype']:5} {row['batch']:>5} {row['cache']:8} {str(row['compile']):8} "
+        print(f"  {row['start_s']:>4g}s {row['dtype']:5} {row['batch']:>5} {row['cache']:15} {str(row['compile']):8} "
               f"{fmt(med):>8} "
               f"{fmt(row['step_ms'].get('p10')):>7} {fmt(row['step_ms'].get('p90')):>7} {row['steps_measured']:>5} "
               f"{fmt(floor):>7} {fmt(med / floor if floor and med else None, '.2f'):>7} "
@@ -836,13 +873,13 @@ def report(results: dict, args) -> None:
             print(f"  (compile warm-up before the timed call: {e2e['warmup_s']:.1f} s)")
 
     if results.get("host_overheads"):
-        print("\n-- per-step host work outside the backbone, timed alone (current code -> recommended change) --")
+        print("\n-- per-step host work outside the backbone, timed alone (a continuing call at each length) --")
         for row in results["host_overheads"]:
             procs = ", ".join(f"{name.replace('LogitsProcessor', '').replace('LogitsWarper', '')} {ms:.2f}"
                               for name, ms in row["processors_ms"].items())
-            print(f"  b{row['batch']} L={row['sequence_len']}: position ids {row['position_ids_ms']:.3f} -> "
-                  f"{row['position_ids_o1_ms']:.3f} ms; embed {row['embed_ms']:.3f} -> {row['embed_lookup_ms']:.3f} ms;"
-                  f" 'full' sampler chain {row['processors_total_ms']:.2f} ms ({procs})")
+            print(f"  b{row['batch']} L={row['sequence_len']}: step inputs (position ids + embedding) "
+                  f"{row['step_inputs_ms']:.3f} ms; 'full' sampler chain {row['processors_total_ms']:.2f} ms "
+                  f"({procs})")
 
     print("\n-- targets --")
     for line in verdicts(results, args):
@@ -943,9 +980,6 @@ def main(argv=None) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
-    if args.patch:
-        load_patches().apply()
-        log("applied the recommended step-path patches (benchmarks/_patches.py)")
     if args.e2e_only_json:
         e2e_only(args, device)
         return {}
