@@ -4,10 +4,13 @@
 Everything is measured in one run and printed at the end (and optionally written as JSON with ``--json``):
 
 * **floor**: the time to stream exactly the weights one cached AR step reads (the 12 decoder layers and the level-0
-  head) through matrix-vector products (``F.linear`` on the model's own weight tensors, in the run's dtype), i.e. the
-  memory-bandwidth floor of a decode step; at batch 8 the same with 8 rows.
-* **AR matrix**: ms per cached AR step (median) for every dtype x cache (dynamic, static) x compile (eager,
-  ``torch.compile``) x batch size, with the stop token suppressed (``min_new_tokens``) so the step count is fixed.
+  head) through matrix-vector products on the model's own weight tensors, in the run's dtype: the faster of
+  ``F.linear`` and (fp32 on CPU) oneDNN on prepacked weights, i.e. the memory-bandwidth floor of a decode step; at
+  batch 8 the same with 8 rows.
+* **AR matrix**: ms per cached AR step (median) for every dtype x cache (prealloc: valle_hf's default; dynamic:
+  transformers' stock DynamicCache; static) x compile (eager, ``torch.compile`` for the static cache) x batch size,
+  plus the opt-in oneDNN linears (``valle_hf.onednn``; fp32 CPU), with the stop token suppressed
+  (``min_new_tokens``) so the step count is fixed.
   Every run goes through ``model.generate`` (transformers' decoding loop, processors, stopping criteria, cache).
   To keep the run short, the prompt's KV cache is computed once per batch size and copied into each run's cache
   (the first generated position is still computed by ``generate``); prefill time is measured in the end-to-end run.
@@ -20,7 +23,7 @@ Everything is measured in one run and printed at the end (and optionally written
 Examples::
 
     python benchmarks/bench_generate.py --quick            # ~1-2 minutes smoke run (fp32, eager, short runs)
-    python benchmarks/bench_generate.py                    # the full default matrix (~15 minutes on 2 CPU cores)
+    python benchmarks/bench_generate.py                    # the full default matrix (~13 minutes on 2 CPU cores)
     python benchmarks/bench_generate.py --dtypes fp32 --cache static --batch-sizes 1 --steps 300 --no-compile
 
 On CUDA the same script runs on the GPU (``--device cuda``, the default when one is available).

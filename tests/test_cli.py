@@ -18,13 +18,14 @@ def run(argv, capsys):
     return status, captured.out, captured.err
 
 
-def test_tts_writes_a_24khz_wav_of_the_generated_length(tmp_path, converted_dir, prompt_wav, capsys):
+@pytest.mark.parametrize("extra", [[], ["--onednn"]], ids=["default", "onednn"])
+def test_tts_writes_a_24khz_wav_of_the_generated_length(tmp_path, converted_dir, prompt_wav, capsys, extra):
     from valle_hf.loading import load_model_and_processor
 
     out = tmp_path / "speech.wav"
     text = "Hello there."
     status, _, err = run([text, prompt_wav, out, "--model", converted_dir, "--ar-temp", 0, "--max-ar-steps", 30,
-                          "--seed", 0, "--repetition-penalty", 1.0], capsys)
+                          "--seed", 0, "--repetition-penalty", 1.0, *extra], capsys)
     assert status == 0, err
     audio, rate = soundfile.read(out)
     assert rate == 24000 and audio.ndim == 1
@@ -63,6 +64,7 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("unknown_language", "language"),
         ("unwritable_output", "cannot write"),
         ("missing_model", "tiny-random"),
+        ("onednn_in_bfloat16", "fp32"),
     ],
 )
 def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):
@@ -80,6 +82,8 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
         out = tmp_path / "no" / "such" / "dir" / "o.wav"
     elif case == "missing_model":
         model = tmp_path / "no-model-here"
+    elif case == "onednn_in_bfloat16":
+        extra = ["--onednn", "--dtype", "bfloat16"]
     status, _, err = run([text, reference, out, "--model", model, "--max-ar-steps", 3, *extra], capsys)
     assert status == 1
     lines = err.strip().splitlines()

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--task", default="tts", choices=["tts", "stt"])
     add("--device", default=None, help="cuda when available, else cpu")
     add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    add("--onednn", action="store_true", help="CPU, float32: run the decoder's linears through oneDNN on prepacked "
+        "weights (faster decoding; a second copy of those weights in memory)")
     add("--seed", type=int, default=None, help="random seed (printed when not given)")
     add("--max-ar-steps", type=int, default=None, help="AR step limit (default: the model's, 12 s for real models)")
     add("--max-nar-levels", type=int, default=7)
@@ -193,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec, dtype=dtype
         )
         model.to(device)
+        if args.onednn:
+            from .onednn import enable_onednn_linears
+
+            enable_onednn_linears(model)
         _seed(args.seed)
         (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs)
     except (ValueError, OSError, TypeError, RuntimeError) as error:
