@@ -64,7 +64,7 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("unknown_language", "language"),
         ("unwritable_output", "cannot write"),
         ("missing_model", "tiny-random"),
-        ("onednn_in_bfloat16", "fp32"),
+        ("onednn_in_bfloat16", "--onednn needs the cpu and float32"),
     ],
 )
 def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):

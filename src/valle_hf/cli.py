@@ -122,9 +122,11 @@ def _device_and_dtype(args) -> tuple[str, torch.dtype]:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device} requested but CUDA is not available")
-    if args.dtype == "auto":
-        return device, torch.float16 if device.startswith("cuda") else torch.float32
-    return device, getattr(torch, args.dtype)
+    dtype = getattr(torch, args.dtype) if args.dtype != "auto" else (
+        torch.float16 if device.startswith("cuda") else torch.float32)
+    if args.onednn and (device != "cpu" or dtype != torch.float32):
+        raise ValueError("--onednn needs the CPU and float32 (drop --onednn, or use --device cpu --dtype float32)")
+    return device, dtype
 
 
 def _check_output(path: str | None) -> Path:
