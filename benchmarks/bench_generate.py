@@ -581,13 +581,13 @@ def run_ar_matrix(model, dtype_name, args, device, kv_by_batch, factory, results
                 context = compiled_forward(model, dynamic=True, args=args, device=device)
             elif cache_kind == ONEDNN_KIND:
                 context = onednn_linears(model)
-            cache_kind_made = cache_kind.split("+")[0]
+            base_cache = cache_kind.split("+")[0]
             try:
                 with context:
                     if use_compile:  # compile (and any recompile of the first steps) outside the timed run
                         warm_steps = 4
                         warm = ar_run(model, text, prompt, warm_steps, args, device,
-                                      cache=factory.make(cache_kind_made, kv, dtype), **extra)
+                                      cache=factory.make(base_cache, kv, dtype), **extra)
                         row["compile_s"] = warm["wall_s"] - sum(sorted(warm["steps_ms"])[:1]) / 1e3 * warm_steps
                         log(f"{name}: first call (compile + {warm_steps} steps) {warm['wall_s']:.1f} s")
                     runs, floors = [], [floor_ms(model, batch, device, 5)["ms"]]
@@ -599,7 +599,7 @@ def run_ar_matrix(model, dtype_name, args, device, kv_by_batch, factory, results
                             retries -= 1
                             log(f"{name}: other processes used {fmt_pct(runs[-1]['foreign_load'])} of the CPU "
                                 "during the run; running it again")
-                        cache = factory.make(cache_kind_made, kv, dtype)
+                        cache = factory.make(base_cache, kv, dtype)
                         runs.append(ar_run(model, text, prompt, steps, args, device, cache=cache,
                                            budget=args.budget_s, **extra))
                     floors.append(floor_ms(model, batch, device, 5)["ms"])
