@@ -87,8 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also torch.compile the dynamic and prealloc cache configurations (model.forward compiled "
                              "with dynamic shapes; transformers itself never compiles a DynamicCache)")
     parser.add_argument("--freezing", action=argparse.BooleanOptionalAction, default=None,
-                        help="inductor freezing (weights become constants, prepacked for oneDNN on CPU: much faster "
-                             "small-batch GEMMs, at the cost of a second copy of the weights); default: on for CPU")
+                        help="inductor freezing of the compiled configurations (meant to fold and prepack the "
+                             "weights; measured here it did not speed up the compiled steps, see README); default: on "
+                             "for CPU")
     parser.add_argument("--compile-mode", default=None,
                         help="torch.compile mode (default: 'default' on CPU, 'reduce-overhead' on CUDA)")
     parser.add_argument("--baseline-steps", type=int, default=2,
