@@ -63,12 +63,15 @@ ORIGINAL_CLASSES = {
 # The frozen EnCodec model inside a checkpoint's feature extractor: only its codebooks (copied into
 # `feature_extractor.codebook_weights`) are needed to decode.
 IGNORED_PREFIX = "feature_extractor.encodec."
-# (original key prefix, our key prefix); "{}" stands for a layer number. The first matching rule applies; keys
-# matching none are the same in both.
+# (original key, our key); "*" stands for one dotted component. The first rule matching the whole key applies; keys
+# matching none are the same in both. The original's AdaLayerNorm tables are nn.Embeddings ("scale.weight"); ours are
+# plain parameters ("scale").
 KEY_RENAMES = (
     ("feature_extractor.codebook_weights", "codebooks.weight"),
-    ("backbone.convnext.{}.gamma", "backbone.layers.{}.layer_scale"),
-    ("backbone.convnext.{}.", "backbone.layers.{}."),
+    ("backbone.norm.*.weight", "backbone.norm.*"),
+    ("backbone.convnext.*.norm.*.weight", "backbone.layers.*.norm.*"),
+    ("backbone.convnext.*.gamma", "backbone.layers.*.layer_scale"),
+    ("backbone.convnext.*.*.*", "backbone.layers.*.*.*"),
     ("head.istft.window", "head.window"),
 )
 
@@ -254,18 +257,20 @@ class VocosOutput(ModelOutput):
 class VocosAdaLayerNorm(nn.Module):
     """LayerNorm without affine parameters, then a scale and shift looked up by bandwidth id.
 
-    Source: vocos/modules.py `AdaLayerNorm`. Input `[batch, frames, dim]`, `bandwidth_id` LongTensor `[batch]`.
+    Source: vocos/modules.py `AdaLayerNorm` (its nn.Embedding tables are plain `[num_bandwidths, dim]` parameters
+    here, so that transformers' initialisation visits this module). Input `[batch, frames, dim]`, `bandwidth_id`
+    LongTensor `[batch]`.
     """
 
-    def __init__(self, num_embeddings: int, dim: int, eps: float):
+    def __init__(self, num_bandwidths: int, dim: int, eps: float):
         super().__init__()
         self.eps = eps
-        self.scale = nn.Embedding(num_embeddings, dim)
-        self.shift = nn.Embedding(num_embeddings, dim)
+        self.scale = nn.Parameter(torch.ones(num_bandwidths, dim))
+        self.shift = nn.Parameter(torch.zeros(num_bandwidths, dim))
 
     def forward(self, hidden_states: torch.Tensor, bandwidth_id: torch.LongTensor) -> torch.Tensor:
         normed = nn.functional.layer_norm(hidden_states, hidden_states.shape[-1:], eps=self.eps)
-        return normed * self.scale(bandwidth_id)[:, None] + self.shift(bandwidth_id)[:, None]
+        return normed * self.scale[bandwidth_id][:, None] + self.shift[bandwidth_id][:, None]
 
 
 class VocosConvNeXtBlock(nn.Module):
@@ -379,8 +384,8 @@ class VocosModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """Vocos' initialisation (vocos/models.py, vocos/modules.py); the codebooks (trained by EnCodec) unit-normal."""
         if isinstance(module, VocosAdaLayerNorm):
-            init.ones_(module.scale.weight)
-            init.zeros_(module.shift.weight)
+            init.ones_(module.scale)
+            init.zeros_(module.shift)
         elif isinstance(module, VocosConvNeXtBlock):
             init.constant_(module.layer_scale, 1 / self.config.num_layers)
         elif isinstance(module, VocosISTFTHead):
@@ -600,9 +605,9 @@ def _rename(key: str, to_original: bool = False) -> str:
     """An original state-dict key in our naming (or back, with `to_original`)."""
     for original, ours in KEY_RENAMES:
         source, target = (ours, original) if to_original else (original, ours)
-        match = re.match(re.escape(source).replace(r"\{\}", r"(\d+)"), key)
+        match = re.fullmatch(re.escape(source).replace(r"\*", r"([^.]+)"), key)
         if match:
-            return target.format(*match.groups()) + key[match.end() :]
+            return target.replace("*", "{}").format(*match.groups())
     return key
 
 
