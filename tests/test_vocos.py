@@ -7,6 +7,7 @@ VALLE_VOCOS_FIXTURES environment variable; every case in its cases.json is check
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -112,6 +113,48 @@ def test_decode_matches_vocos_per_row(vocos_fixtures, original_model):
         for row, codes in enumerate(vocos_fixtures.codes(case)):
             audio = original_model.decode(codes, bandwidth_id=case["bandwidth_id"])
             assert max_diff(audio, expected[row]) <= TOLERANCE, (case["name"], row)
+
+
+def test_constants_the_fixture_cannot_see(tiny_model):
+    """LayerNorm eps 1e-6, exact (erf) GELU and the magnitude clip at 1e2 (vocos/modules.py, vocos/heads.py).
+
+    On random fixture weights these change the audio by less than the parity tolerance (eps 1e-5: ~5e-6, tanh GELU:
+    ~1.5e-5, and the clip never engages), so they are checked here on inputs where they matter.
+    """
+    generator = torch.Generator().manual_seed(1)
+    dim = tiny_model.config.hidden_size
+    # Variance ~1e-6: the same order as eps, so a different eps changes the result by tens of percent.
+    hidden = torch.randn(2, 5, dim, generator=generator) * 1e-3
+    centred = hidden - hidden.mean(-1, keepdim=True)
+    normed = centred / torch.sqrt(centred.square().mean(-1, keepdim=True) + 1e-6)
+    bandwidth_id = torch.tensor([0, len(tiny_model.config.bandwidths) - 1])
+    with torch.no_grad():
+        for norm in [tiny_model.backbone.norm] + [layer.norm for layer in tiny_model.backbone.layers]:
+            expected = normed * norm.scale[bandwidth_id][:, None] + norm.shift[bandwidth_id][:, None]
+            assert torch.allclose(norm(hidden, bandwidth_id), expected, atol=1e-5)
+        final = tiny_model.backbone.final_layer_norm
+        assert torch.allclose(final(hidden), normed * final.weight + final.bias, atol=1e-5)
+
+        points = torch.linspace(-3, 3, 61)
+        exact_gelu = points * 0.5 * (1 + torch.erf(points / 2**0.5))
+        for layer in tiny_model.backbone.layers:
+            assert torch.allclose(layer.act(points), exact_gelu, atol=1e-6)
+
+        # Log-magnitudes all far above log(1e2): with the clip, raising them further changes nothing.
+        head = tiny_model.head
+        hidden = torch.randn(1, 6, dim, generator=generator)
+        bins, mask = head.n_fft // 2 + 1, torch.ones(1, 6)
+        original_bias = head.out.bias.clone()
+        try:
+            head.out.bias[:bins] = 20.0
+            assert head.out(hidden)[..., :bins].min() > math.log(1e2) + 1
+            clipped = head(hidden, mask)
+            head.out.bias[:bins] += 1
+            raised = head(hidden, mask)
+        finally:
+            head.out.bias.copy_(original_bias)
+    assert clipped.abs().max() > 0
+    assert torch.allclose(raised, clipped, atol=1e-6)
 
 
 # --- batching --------------------------------------------------------------------------------------------------
