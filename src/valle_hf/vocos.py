@@ -55,6 +55,8 @@ KERNEL_SIZE = 7
 MAX_MAGNITUDE = 1e2
 # The EnCodec models Vocos' EncodecFeatures knows; only the 24 kHz one has a released Vocos decoder.
 ENCODEC_SAMPLING_RATES = {"encodec_24khz": 24000}
+# Codes per EnCodec RVQ level; a Vocos config.yaml does not state it.
+ENCODEC_CODEBOOK_SIZE = 1024
 ORIGINAL_CLASSES = {
     "feature_extractor": "vocos.feature_extractors.EncodecFeatures",
     "backbone": "vocos.models.VocosBackbone",
@@ -79,6 +81,14 @@ KEY_RENAMES = (
 def _kbps_per_level(codebook_size: int, sampling_rate: int, hop_length: int) -> float:
     """Bit rate of one RVQ level in kbps: log2(codebook_size) bits per frame at sampling_rate / hop_length frames/s."""
     return math.log2(codebook_size) * sampling_rate / hop_length / 1000
+
+
+def _levels_within(bandwidth: float, kbps_per_level: float) -> int:
+    """How many RVQ levels fit in `bandwidth` kbps (EnCodec's get_num_quantizers_for_bandwidth, without its floor of 1).
+
+    The tolerance keeps an exact fit (e.g. 12 / 0.75 = 16) from being lost to float rounding.
+    """
+    return int(bandwidth / kbps_per_level + 1e-9)
 
 
 class VocosConfig(PretrainedConfig):
@@ -160,14 +170,17 @@ class VocosConfig(PretrainedConfig):
         """
         if num_levels < 1:
             raise ValueError(f"num_levels must be >= 1, got {num_levels}")
-        needed = num_levels * self.kbps_per_level
-        # A tolerance keeps an exact fit (e.g. 8 x 0.75 = 6.0) from being lost to float rounding.
-        fitting = [index for index, bandwidth in enumerate(self.bandwidths) if bandwidth >= needed - 1e-9]
+        per_level = self.kbps_per_level
+        fitting = [
+            index
+            for index, bandwidth in enumerate(self.bandwidths)
+            if _levels_within(bandwidth, per_level) >= num_levels
+        ]
         if not fitting:
+            largest = max(self.bandwidths)
             raise ValueError(
-                f"{num_levels} RVQ levels need {needed:g} kbps, more than the largest bandwidth "
-                f"{max(self.bandwidths):g} kbps (at most {int(max(self.bandwidths) / self.kbps_per_level + 1e-9)} "
-                "levels)"
+                f"{num_levels} RVQ levels need {num_levels * per_level:g} kbps, more than the largest bandwidth "
+                f"{largest:g} kbps (at most {_levels_within(largest, per_level)} levels)"
             )
         return min(fitting, key=lambda index: self.bandwidths[index])
 
@@ -223,8 +236,7 @@ class VocosConfig(PretrainedConfig):
             raise ValueError(f"{path}: head dim {head['dim']} differs from backbone dim {dim}")
         sampling_rate = ENCODEC_SAMPLING_RATES[encodec_model]
         hop_length = required("head", "hop_length")
-        codebook_size = 1024  # EnCodec's bins; the yaml does not state it
-        levels = int(max(bandwidths) / _kbps_per_level(codebook_size, sampling_rate, hop_length) + 1e-9)
+        per_level = _kbps_per_level(ENCODEC_CODEBOOK_SIZE, sampling_rate, hop_length)
         values = dict(
             input_channels=required("backbone", "input_channels"),
             hidden_size=dim,
@@ -234,8 +246,8 @@ class VocosConfig(PretrainedConfig):
             n_fft=required("head", "n_fft"),
             hop_length=hop_length,
             padding=head.get("padding", "same"),
-            codebook_size=codebook_size,
-            num_codebooks=max(1, levels),
+            codebook_size=ENCODEC_CODEBOOK_SIZE,
+            num_codebooks=max(1, _levels_within(max(bandwidths), per_level)),
             sampling_rate=sampling_rate,
         )
         values.update(overrides)
