@@ -1,0 +1,34 @@
+"""The package's own error types: a user's mistake raises one of these, with a one-line message that says what is
+wrong, where, and how to fix it.
+
+Every entry point (CLI, converter, scripts) turns exactly these into ``error: <message>`` and exit status 1; any
+other exception is a bug and keeps its traceback. Each type also derives from the built-in exception a Python
+caller would expect (``ValueError`` for a bad value, ``OSError`` for a missing file or model, ``ImportError`` for a
+missing optional package), so ``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class VallEError(Exception):
+    """Base class of every error this package raises for a user's input or environment."""
+
+
+class VallEValueError(VallEError, ValueError):
+    """A setting, input or file content the package cannot use."""
+
+
+class CheckpointError(VallEValueError):
+    """A file is not a checkpoint (or tokenizer) this package can convert or load; the message says why."""
+
+
+class ModelNotFoundError(VallEError, OSError):
+    """No model could be loaded; the message says how to get one (including offline)."""
+
+
+class VallEFileNotFoundError(VallEError, FileNotFoundError):
+    """An input file or directory the user named does not exist or is not a file."""
+
+
+class MissingDependencyError(VallEError, ImportError):
+    """An optional package is needed for what was asked; the message names the ``pip install`` that adds it."""

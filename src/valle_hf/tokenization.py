@@ -1,0 +1,171 @@
+"""The phoneme tokenizer: IPA ↔ ids with the released model's BPE `tokenizer.json`, shipped with this package.
+
+The original (e-c-k-e-r/vall-e) keeps its tokenizer in its source tree (`data/tokenizer.json`), not on the Hub, so
+the package ships a copy (`assets/tokenizer.json`, with its attribution in `assets/TOKENIZER_NOTICE.md`). It wraps
+every text in `<bos>`=1 … `</eos>`=2 and maps unknown characters to `<unk>`=0. Its vocabulary has aliases (several
+symbols share one id), which the `tokenizers` library cannot round-trip, so it is loaded through an alias-free
+rewrite with identical ids (`dealias_tokenizer_json`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from .errors import CheckpointError, VallEFileNotFoundError
+
+BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<bos>", "</eos>", "<unk>"
+
+__all__ = [
+    "BOS_TOKEN",
+    "EOS_TOKEN",
+    "UNK_TOKEN",
+    "check_symmap",
+    "dealias_tokenizer",
+    "ids_to_phonemes",
+    "load_phoneme_tokenizer",
+    "packaged_tokenizer_file",
+]
+
+
+def packaged_tokenizer_file() -> Path:
+    """Path of the released model's `tokenizer.json` shipped inside the package."""
+    return Path(str(resources.files("valle_hf") / "assets" / "tokenizer.json"))
+
+
+def ids_to_phonemes(tokens: Sequence[str]) -> str:
+    """Join token strings into IPA as the original STT does: join with spaces, then "   "→"_", " "→"", "_"→" ".
+
+    A real space token becomes "sep space sep", three spaces, so word spaces survive the removal of the separators
+    (e-c-k-e-r/vall-e `vall_e/inference.py`, STT branch).
+    """
+    return " ".join(tokens).replace("   ", "_").replace(" ", "").replace("_", " ")
+
+
+def _read_tokenizer_json(tokenizer_file: str | os.PathLike) -> dict[str, Any]:
+    path = Path(tokenizer_file)
+    if not path.is_file():
+        raise VallEFileNotFoundError(f"tokenizer file not found: {path} (give the original's tokenizer.json)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path} is not a tokenizer.json (not JSON text: {error.__class__.__name__}); "
+                              "give the original's data/tokenizer.json") from None
+    vocab = data.get("model", {}).get("vocab") if isinstance(data, dict) else None
+    if not isinstance(vocab, dict) or not vocab:
+        raise CheckpointError(f"{path} is not a tokenizer.json (no model.vocab); give the original's "
+                              "data/tokenizer.json")
+    return data
+
+
+def check_symmap(tokenizer_file: str | os.PathLike, symmap: Mapping[str, int], checkpoint: str = "checkpoint") -> None:
+    """Refuse a tokenizer whose vocabulary differs from a checkpoint's `userdata.symmap`, naming the first difference.
+
+    The original exporter records the tokenizer vocabulary it trained with as `userdata.symmap` (`vall_e/export.py`),
+    exactly as `tokenizer.json` holds it, aliases included, so the two must be equal entry for entry. The comparison
+    is made on the raw file, before any de-aliasing. Raises `CheckpointError`.
+    """
+    vocab = _read_tokenizer_json(tokenizer_file)["model"]["vocab"]
+    if dict(vocab) == dict(symmap):
+        return
+    def first_id(symbol: str) -> tuple[int, str]:
+        return min(vocab.get(symbol, 1 << 30), symmap.get(symbol, 1 << 30)), symbol
+
+    for symbol in sorted(set(vocab) | set(symmap), key=first_id):
+        ours, theirs = vocab.get(symbol), symmap.get(symbol)
+        if ours != theirs:
+            raise CheckpointError(
+                f"the tokenizer {tokenizer_file} does not match {checkpoint}: symbol {symbol!r} has id {ours} in the "
+                f"tokenizer and {theirs} in the checkpoint's symmap; give the tokenizer.json the model was trained "
+                "with (--tokenizer)"
+            )
+
+
+def dealias_tokenizer_json(data: dict[str, Any], vocab: dict[str, int]) -> dict[str, Any] | None:
+    """Rewrite a BPE tokenizer whose vocab maps several strings to one id into an equivalent alias-free one.
+
+    The original vocab has aliases (" " and "ᵝ" are both 4; "a", "ä", "ɒ" are 16; ...). The `tokenizers` library
+    keeps one string per id in a hash map whose order changes per process, so with aliases (1) id → token decoding
+    is not deterministic (the original's STT can print "ᵝ" for a space, losing the word break) and (2) the file it
+    saves is broken: aliases are dropped and merges are written with whichever alias won, naming tokens that are not
+    in the vocab, so `save_pretrained` output cannot be loaded again. Here each id keeps one canonical string (the
+    smallest, which is the first listed in the reference file) and the other single-character aliases become
+    `Replace` normalizers. BPE merges act on ids, so the ids of every input are unchanged. Returns None when the
+    vocab has no aliases.
+    """
+    groups: dict[int, list[str]] = {}
+    for token, index in vocab.items():
+        groups.setdefault(index, []).append(token)
+    if all(len(tokens) == 1 for tokens in groups.values()):
+        return None
+    if data.get("model", {}).get("type") != "BPE":
+        raise CheckpointError("the phoneme tokenizer has aliased vocab entries but is not a BPE model: cannot "
+                              "rewrite it")
+    canonical = {index: min(tokens) for index, tokens in groups.items()}
+    merges = []
+    for merge in data["model"]["merges"]:
+        left, right = merge.split(" ") if isinstance(merge, str) else merge
+        left_id, right_id = vocab[left], vocab[right]
+        merged_ids = {vocab[a + b] for a in groups[left_id] for b in groups[right_id] if a + b in vocab}
+        if len(merged_ids) != 1 or canonical[left_id] + canonical[right_id] != canonical[merged_ids.pop()]:
+            raise CheckpointError(f"the phoneme tokenizer's merge {left!r} + {right!r} cannot be written without "
+                                  "aliases")
+        merges.append([canonical[left_id], canonical[right_id]])
+    replacements = []
+    for index, tokens in sorted(groups.items()):
+        for token in sorted(tokens):
+            # multi-character aliases are only reached through merges, which now use the canonical strings
+            if token != canonical[index] and len(token) == 1:
+                replacements.append({"type": "Replace", "pattern": {"String": token}, "content": canonical[index]})
+    rewritten = json.loads(json.dumps(data))
+    rewritten["model"]["vocab"] = {canonical[index]: index for index in sorted(canonical)}
+    rewritten["model"]["merges"] = merges
+    previous = [data["normalizer"]] if data.get("normalizer") else []
+    rewritten["normalizer"] = {"type": "Sequence", "normalizers": previous + replacements}
+    return rewritten
+
+
+def dealias_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Swap a fast tokenizer's backend for its alias-free equivalent (see `dealias_tokenizer_json`), in place."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return
+    rewritten = dealias_tokenizer_json(json.loads(backend.to_str()), backend.get_vocab(with_added_tokens=False))
+    if rewritten is not None:
+        tokenizer._tokenizer = Tokenizer.from_str(json.dumps(rewritten, ensure_ascii=False))
+
+
+def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> PreTrainedTokenizerFast:
+    """A phoneme BPE tokenizer as a `PreTrainedTokenizerFast`: `<bos>`=1, `</eos>`=2, `<unk>`=0.
+
+    `tokenizer_file`: an original `tokenizer.json`; None takes the released model's, shipped with the package. The
+    file's own post-processor adds `<bos>` … `</eos>` around every text, exactly as in the original. Padding is on the
+    right with id 0 (`<unk>`, as the vocab has no pad token; the attention mask tells padding apart). The backend is
+    made alias-free, with identical ids (see `dealias_tokenizer_json`). Raises `VallEFileNotFoundError` for a missing
+    file and `CheckpointError` for a file that is not a tokenizer.
+    """
+    path = packaged_tokenizer_file() if tokenizer_file is None else Path(tokenizer_file)
+    _read_tokenizer_json(path)
+    try:
+        tokenizer = PreTrainedTokenizerFast(
+            tokenizer_file=str(path),
+            bos_token=BOS_TOKEN,
+            eos_token=EOS_TOKEN,
+            unk_token=UNK_TOKEN,
+            pad_token=UNK_TOKEN,
+            padding_side="right",
+            model_input_names=["input_ids", "attention_mask"],
+        )
+    except Exception as error:  # the tokenizers library raises a bare Exception for a malformed file
+        reason = " ".join(str(error).split())[:200]
+        raise CheckpointError(f"{path} could not be read as a tokenizer ({reason})") from None
+    dealias_tokenizer(tokenizer)
+    return tokenizer

@@ -1,0 +1,78 @@
+"""A local stand-in for the Hugging Face Hub: serves chosen files on 127.0.0.1 the way `huggingface_hub` reads them.
+
+`hf_hub_download` (and so `from_pretrained`) fetches `{HF_ENDPOINT}/{repo_id}/resolve/{revision}/{path}`: a HEAD for
+the metadata (commit, ETag, size) and a GET for the bytes. This server answers both for the files it is given, a 404
+with the Hub's `X-Error-Code` header for anything else, and records every request, so a test can point
+`HF_ENDPOINT` at it and check what a command downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$")
+
+
+class LocalHub:
+    """`with LocalHub({"user/repo": {"path/in/repo": local_path}}) as hub:` serves those files at `hub.endpoint`."""
+
+    def __init__(self, repos: dict[str, dict[str, Path]]):
+        self.repos = {repo: {name: Path(path) for name, path in files.items()} for repo, files in repos.items()}
+        self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of every request
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_HEAD(self):  # noqa: N802 (http.server's naming)
+                hub._answer(self, body=False)
+
+            def do_GET(self):  # noqa: N802
+                hub._answer(self, body=True)
+
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LocalHub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def downloads(self) -> list[str]:
+        """Paths of the files sent (GET requests answered with a file)."""
+        return [path for method, path, status in self.requests if method == "GET" and status == 200]
+
+    def _answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
+        match = _RESOLVE.match(handler.path.split("?")[0])
+        repo = self.repos.get(match["repo"]) if match else None
+        local = None if repo is None else repo.get(match["path"])
+        status = 401 if repo is None else 404 if local is None else 200
+        self.requests.append((handler.command, handler.path, status))
+        if local is None:
+            return self._error(handler, status, "RepoNotFound" if repo is None else "EntryNotFound")
+        data = local.read_bytes()
+        handler.send_response(200)
+        handler.send_header("X-Repo-Commit", COMMIT)
+        handler.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.end_headers()
+        if body:
+            handler.wfile.write(data)
+
+    @staticmethod
+    def _error(handler: BaseHTTPRequestHandler, status: int, code: str) -> None:
+        handler.send_response(status)
+        handler.send_header("X-Error-Code", code)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
