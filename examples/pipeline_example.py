@@ -21,7 +21,6 @@ from transformers import pipeline
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes: required before pipeline(...))
 from valle_hf.loading import TINY_RANDOM, load_model_and_processor, released_model_directory
-from valle_hf.processing import load_prompt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("output", help="WAV file to write (with several texts: name-0.wav, name-1.wav, ...)")
     parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
     parser.add_argument("--language", default="en", help="espeak language of the text (en, fr, de, ja, auto, ...)")
-    parser.add_argument("--input-prompt-length", type=float, default=3.0, help="seconds of the prompt used (0 = all)")
-    parser.add_argument("--temperature", type=float, default=0.5, help="AR temperature; 0 = greedy")
+    parser.add_argument("--input-prompt-length", type=float, default=None,
+                        help="seconds of the prompt used, 0 = all (default: the model's, 3 s for the release)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="AR temperature; 0 = greedy (default: the model's, 0.5 for the release)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="AR steps (75 per second of speech)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -53,15 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.manual_seed(args.seed)
     tts = build_pipeline(args.model, args.device)
-    generate_kwargs = {"do_sample": args.temperature > 0, "temperature": args.temperature or 1.0,
-                       "repetition_penalty": 1.5}
+    # The model's generation_config.json holds the original CLI's tuned settings (AR temperature 0.5, repetition
+    # penalty 1.5, a 3 s prompt): pass only what you want to change.
+    generate_kwargs = {}
+    if args.temperature is not None:
+        generate_kwargs.update(temperature=args.temperature, do_sample=args.temperature > 0)
+    if args.input_prompt_length is not None:
+        generate_kwargs["input_prompt_length"] = args.input_prompt_length
     if args.max_new_tokens is not None:
         generate_kwargs["max_new_tokens"] = args.max_new_tokens
-    # `generate` would take the path itself, but then it encodes the whole file: load_prompt keeps the first 3 s (looped
-    # when shorter), the prompt length the model was tuned with. It returns a 24 kHz waveform, which `generate` accepts.
-    # (processor_kwargs={"prompt_audio": path, "input_prompt_length": 3.0} does the same through the processor.)
-    prompt = load_prompt(args.prompt, args.input_prompt_length)
-    results = tts(args.text, forward_params={"prompt_audio": prompt}, generate_kwargs=generate_kwargs,
+    # The model encodes the whole reference with its codec, then loops or trims the codes to input_prompt_length.
+    results = tts(args.text, forward_params={"prompt_audio": args.prompt}, generate_kwargs=generate_kwargs,
                   processor_kwargs={"language": args.language})
     results = [results] if isinstance(results, dict) else results
     stem, suffix = (args.output[:-4], ".wav") if args.output.lower().endswith(".wav") else (args.output, ".wav")

@@ -112,15 +112,15 @@ def gather(args: argparse.Namespace, workdir: Path) -> tuple[Path, dict[str, Pat
     from valle_hf.loading import RELEASED_CHECKPOINT, RELEASED_REPO, released_model_directory
 
     if args.checkpoint:
-        if not args.tokenizer:
-            raise UploadError("--checkpoint needs --tokenizer (the original's tokenizer.json) for the processor")
         checkpoint = Path(args.checkpoint)
-        model = convert_checkpoint(checkpoint, args.config, args.codec, getattr(torch, args.dtype))
-        model_dir = save_converted(model, workdir / "model", args.tokenizer)
+        model, processor = convert_checkpoint(checkpoint, args.config, tokenizer=args.tokenizer, codec=args.codec,
+                                              vocoder=None if args.vocoder == "none" else args.vocoder,
+                                              dtype=getattr(torch, args.dtype))
+        model_dir = save_converted(model, processor, workdir / "model")
         source = f"{checkpoint.parent.name}/{checkpoint.name}" if checkpoint.parent.name else checkpoint.name
         return model_dir, directory_files(model_dir), args.source or source
     if args.released:
-        model_dir = released_model_directory(codec=args.codec)
+        model_dir = released_model_directory(codec=args.codec, vocoder=args.vocoder)
         source = f"{RELEASED_REPO}: {RELEASED_CHECKPOINT}"
     else:
         model_dir = Path(args.model_dir)
@@ -165,10 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model-dir", help="directory written by python -m valle_hf.convert (or save_pretrained)")
     source.add_argument("--released", action="store_true", help="the released ar+nar-llama-8 of ecker/vall-e")
     parser.add_argument("--repo-id", required=True, help="target repository, 'user/name' (or 'name' in your namespace)")
-    parser.add_argument("--tokenizer", help="the original's tokenizer.json (required with --checkpoint)")
+    parser.add_argument("--tokenizer", help="the original's tokenizer.json (default with --checkpoint: the released "
+                        "model's, shipped with valle-hf)")
     parser.add_argument("--config", help="the original's config.yaml (default: the checkpoint's embedded config)")
     parser.add_argument("--codec", default="facebook/encodec_24khz",
                         help="EnCodec weights attached when converting: Hub id, local directory, or 'tiny-random'")
+    parser.add_argument("--vocoder", default="charactr/vocos-encodec-24khz",
+                        help="Vocos decoder saved with the model (Hub id, directory, 'tiny-random' or 'none')")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--card", default=str(DEFAULT_CARD), help="model card template (default: %(default)s)")
     parser.add_argument("--base-model", default="ecker/vall-e", help="Hub repository of the original weights")

@@ -19,6 +19,19 @@ def fixture_dir() -> Path:
     return Path(os.environ.get("VALLE_FIXTURES", SHARED / "fixtures" / "tiny"))
 
 
+def vocos_fixture_dir() -> Path:
+    """The Vocos fixture set (a checkpoint in the Hub repo's layout, and cases the vocos package computed)."""
+    return Path(os.environ.get("VALLE_VOCOS_FIXTURES", SHARED / "fixtures" / "vocos-tiny"))
+
+
+@pytest.fixture(scope="session")
+def vocos_checkpoint_dir() -> Path:
+    root = vocos_fixture_dir()
+    if not (root / "config.yaml").is_file():
+        pytest.skip(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
+    return root
+
+
 class FixtureSet:
     """One fixture set: the original's checkpoint, its cases (json metadata + tensors) and loss cases."""
 
@@ -48,6 +61,50 @@ class FixtureSet:
         return meta, load_file(str(self.root / "loss_cases.safetensors"))
 
 
+# `generate` settings with every sampler off and the prompt kept whole, as before the shipped generation config held
+# the original CLI's tuned defaults: tests that exercise one setting start from these, so the defaults never leak in.
+PLAIN_SETTINGS = dict(temperature=1.0, repetition_penalty=1.0, input_prompt_length=0)
+
+
+def original_generate_kwargs(case: dict) -> dict:
+    """The settings the original ran an end-to-end fixture case with, as `generate` keyword arguments.
+
+    Every sampler setting is passed, so the model's own (tuned) generation defaults never leak into a parity run. The
+    case's prompt is stored as the codes the original used, so it is kept whole (`input_prompt_length=0`).
+    """
+    ar = case.get("ar_kwargs") or case["kwargs"]
+    kwargs = dict(
+        max_new_tokens=ar["max_steps"],
+        temperature=ar["sampling_temperature"],
+        min_temperature=ar["sampling_min_temperature"],
+        top_p=ar["sampling_top_p"],
+        top_k=ar["sampling_top_k"],
+        min_p=ar["sampling_min_p"],
+        repetition_penalty=ar["sampling_repetition_penalty"],
+        repetition_penalty_decay=ar["sampling_repetition_penalty_decay"],
+        stop_length_penalty=ar["sampling_length_penalty"],
+        mirostat_tau=ar["sampling_mirostat_tau"],
+        mirostat_eta=ar["sampling_mirostat_eta"],
+        dry_multiplier=ar["sampling_dry_multiplier"],
+        dry_base=ar["sampling_dry_base"],
+        dry_allowed_length=ar["sampling_dry_allowed_length"],
+    )
+    for flag in ("layer_skip", "refine_on_stop"):  # off in the shipped config too; passed when a case turns one on
+        if ar[f"sampling_{flag}"]:
+            kwargs[flag] = True
+    if ar["sampling_beam_width"] > 1:
+        kwargs["num_beams"] = ar["sampling_beam_width"]
+    if "nar_kwargs" in case:
+        kwargs.update(
+            prefix_silence=ar["prefix_silence"],
+            input_prompt_prefix=ar["input_prompt_prefix"],
+            input_prompt_length=0,
+            max_levels=case["nar_kwargs"]["max_levels"],
+            nar_temperature=case["nar_kwargs"]["sampling_temperature"],
+        )
+    return kwargs
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> FixtureSet:
     root = fixture_dir()
@@ -57,19 +114,26 @@ def fixtures() -> FixtureSet:
 
 
 @pytest.fixture(scope="session")
-def fixture_model(fixtures):
-    """The fixture set's original checkpoint converted to our layout (float32, tiny random codec), in eval mode."""
+def converted(fixtures):
+    """The fixture set's original checkpoint converted to our layout (float32, tiny random codec and Vocos), with
+    the processor of the released tokenizer shipped in the package."""
     from valle_hf.conversion import convert_checkpoint
 
-    return convert_checkpoint(fixtures.checkpoint, codec="tiny-random")
+    return convert_checkpoint(fixtures.checkpoint, codec="tiny-random", vocoder="tiny-random")
+
+
+@pytest.fixture(scope="session")
+def fixture_model(converted):
+    """The converted fixture model, in eval mode."""
+    return converted[0]
 
 
 @pytest.fixture(scope="session")
 def tokenizer_file() -> Path:
-    path = SHARED / "reference" / "tokenizer.json"
-    if not path.is_file():
-        pytest.skip(f"reference tokenizer not found at {path}")
-    return path
+    """The released model's phoneme tokenizer, as the package ships it."""
+    from valle_hf.tokenization import packaged_tokenizer_file
+
+    return packaged_tokenizer_file()
 
 
 def tiny_config(**overrides):
@@ -85,18 +149,22 @@ def tiny_config(**overrides):
 
 @pytest.fixture(scope="session")
 def tiny_model():
+    """A tiny random model whose codec encodes (its codebooks are filled, see `tiny_random_codec`)."""
+    from valle_hf.codec import tiny_random_codec
     from valle_hf.modeling import VallEForConditionalGeneration
 
     torch.manual_seed(0)
-    return VallEForConditionalGeneration(tiny_config()).eval()
+    model = VallEForConditionalGeneration(tiny_config()).eval()
+    model.codec_model.load_state_dict(tiny_random_codec().state_dict())
+    return model
 
 
 @pytest.fixture(scope="session")
-def converted_dir(tmp_path_factory, fixture_model, tokenizer_file) -> Path:
-    """The fixture model saved with the reference phoneme tokenizer: a directory `from_pretrained` loads."""
+def converted_dir(tmp_path_factory, converted) -> Path:
+    """The converted fixture model saved with its processor: a directory `from_pretrained` loads."""
     from valle_hf.conversion import save_converted
 
-    return save_converted(fixture_model, tmp_path_factory.mktemp("converted"), tokenizer_file)
+    return save_converted(*converted, tmp_path_factory.mktemp("converted"), overwrite=True)
 
 
 @pytest.fixture(scope="session")

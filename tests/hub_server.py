@@ -13,6 +13,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$")
@@ -48,16 +49,20 @@ class LocalHub:
         self._server.shutdown()
         self._server.server_close()
 
+    def file_requests(self) -> list[tuple[str, str, int]]:
+        """Every request for a file (`/resolve/`), answered or not; huggingface_hub's own API calls left out."""
+        return [request for request in self.requests if "/resolve/" in request[1]]
+
     def downloads(self) -> list[str]:
         """Paths of the files sent (GET requests answered with a file)."""
         return [path for method, path, status in self.requests if method == "GET" and status == 200]
 
     def _answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
-        match = _RESOLVE.match(handler.path.split("?")[0])
+        match = _RESOLVE.match(unquote(handler.path.split("?")[0]))
         repo = self.repos.get(match["repo"]) if match else None
         local = None if repo is None else repo.get(match["path"])
         status = 401 if repo is None else 404 if local is None else 200
-        self.requests.append((handler.command, handler.path, status))
+        self.requests.append((handler.command, unquote(handler.path), status))
         if local is None:
             return self._error(handler, status, "RepoNotFound" if repo is None else "EntryNotFound")
         data = local.read_bytes()

@@ -50,7 +50,8 @@ def test_stt_prints_ipa(converted_dir, prompt_wav, capsys):
 def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokenizer_file, prompt_wav, capsys):
     out = tmp_path / "speech.wav"
     status, _, err = run(["Hi.", prompt_wav, out, "--model", fixtures.checkpoint, "--tokenizer", tokenizer_file,
-                          "--codec", "tiny-random", "--max-ar-steps", 5, "--seed", 1], capsys)
+                          "--codec", "tiny-random", "--vocoder", "tiny-random", "--max-ar-steps", 5, "--seed", 1],
+                         capsys)
     assert status == 0, err
     assert out.is_file()
 
@@ -113,3 +114,35 @@ def test_generation_kwargs_map_every_sampler_flag():
     assert kwargs["num_beams"] == 3 and kwargs["stop_length_penalty"] == 0.5
     assert kwargs["min_temperature"] == 0.2 and kwargs["do_sample"] and kwargs["max_new_tokens"] == 7
     assert torch.is_tensor(torch.tensor(kwargs["temperature"]))
+
+
+def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_path, converted_dir, prompt_wav, capsys):
+    """One seed, no sampler settings: the CLI, `pipeline("text-to-speech")` and `generate` all take the model's
+    generation config (the original CLI's tuned defaults) and the same prompt rule, so they give the same audio."""
+    from transformers import pipeline
+
+    from valle_hf.loading import load_model_and_processor
+
+    text, seed, steps = "Hello there.", 3, 30
+    out = tmp_path / "cli.wav"
+    status, _, err = run([text, prompt_wav, out, "--model", converted_dir, "--seed", seed, "--max-ar-steps", steps],
+                         capsys)
+    assert status == 0, err
+    cli_audio = torch.from_numpy(soundfile.read(out, dtype="float32")[0])
+
+    model, processor = load_model_and_processor(str(converted_dir))
+    torch.manual_seed(seed)
+    generated = model.generate(**processor([text], prompt_audio=str(prompt_wav)), max_new_tokens=steps,
+                               return_dict_in_generate=True)
+    tts = pipeline("text-to-speech", model=str(converted_dir))
+    torch.manual_seed(seed)
+    piped = tts(text, forward_params={"prompt_audio": str(prompt_wav), "max_new_tokens": steps})
+
+    audio = generated.audio[0].clamp(-1, 1)
+    assert torch.equal(cli_audio, audio)
+    assert torch.equal(torch.as_tensor(piped["audio"]).reshape(-1), generated.audio[0])
+    # the shared settings are the tuned ones, and they matter: plain sampling at temperature 1 speaks differently
+    torch.manual_seed(seed)
+    plain = model.generate(**processor([text], prompt_audio=str(prompt_wav)), max_new_tokens=steps, temperature=1.0,
+                           repetition_penalty=1.0, return_dict_in_generate=True)
+    assert not torch.equal(plain.codes, generated.codes)

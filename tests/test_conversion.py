@@ -13,12 +13,21 @@ from valle_hf.conversion import CheckpointError, convert_checkpoint, load_origin
 
 
 def original_tensors(fixtures):
-    return load_original_checkpoint(fixtures.checkpoint)
+    original = load_original_checkpoint(fixtures.checkpoint)
+    return original.tensors, original.config
 
 
-def write_sft(path, tensors, config):
-    save_file(tensors, str(path), metadata={"config": json.dumps(config)})
+def write_sft(path, tensors, config, symmap=None):
+    metadata = {"config": json.dumps(config)}
+    if symmap is not None:
+        metadata["userdata"] = json.dumps({"symmap": symmap})
+    save_file(tensors, str(path), metadata=metadata)
     return path
+
+
+def convert(path, **kwargs):
+    """The model converted from `path` with the test codec and vocoder."""
+    return convert_checkpoint(path, codec="tiny-random", vocoder="tiny-random", **kwargs)[0]
 
 
 def test_embedded_config_is_honoured(fixtures, fixture_model):
@@ -48,9 +57,10 @@ def test_pth_checkpoint_loads_with_weights_only(tmp_path, fixtures, fixture_mode
     tensors, original = original_tensors(fixtures)
     path = tmp_path / "fp32.pth"
     torch.save({"module": tensors, "config": original, "stats": {"global_step": 0}}, path)
-    model = convert_checkpoint(path, codec="tiny-random")
+    model = convert(path)
     for key, value in model.state_dict().items():
-        if not key.startswith("codec_model.") and "embed_tokens" not in key:  # the backbone's unused table
+        # the codec and vocoder are random test ones; embed_tokens is the backbone's unused table
+        if not key.startswith(("codec_model.", "vocoder.")) and "embed_tokens" not in key:
             assert torch.equal(value, fixture_model.state_dict()[key]), key
 
 
@@ -61,9 +71,10 @@ def test_yaml_config_overrides_metadata(tmp_path, fixtures):
         pytest.skip("fixture set has no config.yaml")
     path = tmp_path / "bare.safetensors"
     save_file(tensors, str(path))  # no metadata at all
-    with pytest.raises(CheckpointError, match="no embedded config"):
-        convert_checkpoint(path, codec="tiny-random")
-    model = convert_checkpoint(path, config_yaml=yaml_file, codec="tiny-random")
+    with pytest.raises(CheckpointError, match="no embedded config"), pytest.warns(UserWarning, match="symmap"):
+        convert(path)
+    with pytest.warns(UserWarning, match="could not be checked"):
+        model = convert(path, config_yaml=yaml_file)
     assert model.config.num_rvq_levels == 8
 
 
@@ -84,7 +95,62 @@ def test_wrong_checkpoints_name_the_key(tmp_path, fixtures, problem):
         tensors["model.layers.0.self_attn.q_proj.lora_A"] = torch.zeros(2, 2)
         match = "LoRA"
     with pytest.raises(CheckpointError, match=match):
-        convert_checkpoint(write_sft(tmp_path / "bad.sft", tensors, original), codec="tiny-random")
+        convert(write_sft(tmp_path / "bad.sft", tensors, original, packaged_vocab()))
+
+
+def packaged_vocab() -> dict[str, int]:
+    """The symmap a checkpoint records for the packaged tokenizer (its vocabulary, aliases included)."""
+    from valle_hf.tokenization import packaged_tokenizer_file
+
+    return json.loads(packaged_tokenizer_file().read_text(encoding="utf-8"))["model"]["vocab"]
+
+
+def test_the_tokenizer_is_checked_against_the_checkpoints_symmap(tmp_path, fixtures, tokenizer_file):
+    original = load_original_checkpoint(fixtures.checkpoint)
+    if original.symmap is None:
+        pytest.skip("the fixture checkpoint records no symmap")
+    assert original.symmap == packaged_vocab()
+    # a tokenizer that maps one symbol to another id is refused, naming the symbol
+    data = json.loads(tokenizer_file.read_text(encoding="utf-8"))
+    symbol = sorted(data["model"]["vocab"], key=data["model"]["vocab"].get)[40]
+    data["model"]["vocab"][symbol] = (data["model"]["vocab"][symbol] + 1) % 256
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=f"symbol {symbol!r} has id"):
+        convert(fixtures.checkpoint, tokenizer=other)
+    # a symbol the checkpoint lacks is named too
+    symmap = dict(original.symmap)
+    extra = sorted(symmap, key=symmap.get)[-1]
+    del symmap[extra]
+    with pytest.raises(CheckpointError, match=f"symbol {extra!r}"):
+        convert(write_sft(tmp_path / "fewer.sft", original.tensors, original.config, symmap))
+    # without a symmap the packaged tokenizer is used, with a warning that it could not be checked
+    with pytest.warns(UserWarning, match="could not be checked"):
+        model = convert(write_sft(tmp_path / "bare.sft", original.tensors, original.config))
+    assert model.config.text_head
+
+
+def test_a_checkpoint_without_the_text_head_refuses_stt(tmp_path, fixtures):
+    original = load_original_checkpoint(fixtures.checkpoint)
+    levels = original.config.get("resp_levels", 8)
+    text_head = f"classifiers.proj.{levels}."
+    tensors = {key: value for key, value in original.tensors.items() if not key.startswith(text_head)}
+    model = convert(write_sft(tmp_path / "tts_only.sft", tensors, original.config, original.symmap))
+    assert not model.config.text_head and len(model.classifiers) == levels
+    with pytest.raises(ValueError, match="no text head"):
+        model.generate(audio_codes=torch.zeros(1, 5, levels, dtype=torch.long), task="stt", max_new_tokens=2)
+
+
+def test_an_existing_output_directory_is_refused_and_kept(tmp_path, fixtures, capsys):
+    out = tmp_path / "converted"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    argv = ["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(out), "--codec", "tiny-random",
+            "--vocoder", "tiny-random"]
+    assert main(argv) == 1
+    assert "already exists" in capsys.readouterr().err and (out / "mine.txt").read_text() == "keep me"
+    assert main([*argv, "--overwrite"]) == 0
+    assert (out / "config.json").is_file() and not (out / "mine.txt").exists()
 
 
 def test_unknown_format_and_missing_file(tmp_path):
@@ -100,7 +166,7 @@ def test_unsupported_architecture(tmp_path, fixtures):
     tensors, original = original_tensors(fixtures)
     original = dict(original, arch_type="retnet")
     with pytest.raises(CheckpointError, match="architecture"):
-        convert_checkpoint(write_sft(tmp_path / "r.sft", tensors, original), codec="tiny-random")
+        convert(write_sft(tmp_path / "r.sft", tensors, original, packaged_vocab()))
 
 
 def test_command_line_writes_a_loadable_directory(tmp_path, fixtures, fixture_model, tokenizer_file, capsys):
@@ -110,11 +176,17 @@ def test_command_line_writes_a_loadable_directory(tmp_path, fixtures, fixture_mo
 
     out = tmp_path / "converted"
     assert main(["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(out), "--codec", "tiny-random",
-                 "--tokenizer", str(tokenizer_file)]) == 0
+                 "--vocoder", "tiny-random", "--tokenizer", str(tokenizer_file)]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["converted"]  # no staging directory left behind
     for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json"):
         assert (out / name).is_file(), name
     generation = json.loads((out / "generation_config.json").read_text())
+    # the original CLI's tuned defaults, so that generate and the pipeline speak as the CLI does
     assert generation["max_new_tokens"] == 12 * fixture_model.config.frame_rate and generation["top_k"] == 0
+    assert (generation["temperature"], generation["nar_temperature"], generation["repetition_penalty"],
+            generation["input_prompt_length"], generation["do_sample"]) == (0.5, 0.0, 1.5, 3.0, True)
+    config = json.loads((out / "config.json").read_text())
+    assert config["audio_backend"] == "vocos" and config["vocoder_config"]["model_type"] == "valle_vocos"
     with safe_open(str(out / "model.safetensors"), "pt") as handle:
         assert "model.separator" in handle.keys()
     model = AutoModelForTextToWaveform.from_pretrained(out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import PLAIN_SETTINGS, original_generate_kwargs, tiny_config
 
 
 def e2e_case(fixtures, name):
@@ -21,13 +21,9 @@ def tts_inputs(fixtures, case):
 @pytest.mark.parametrize("name", ["tts_e2e_greedy", "tts_e2e_greedy_prefix_silence"])
 def test_tts_greedy_reproduces_original(fixtures, fixture_model, name):
     case = e2e_case(fixtures, name)
-    settings = case["ar_kwargs"]
     with pytest.warns(UserWarning, match="without a stop token") if not case["stop_token_emitted"] else _no_warning():
-        out = fixture_model.generate(
-            **tts_inputs(fixtures, case), temperature=0.0, max_new_tokens=settings["max_steps"],
-            prefix_silence=settings["prefix_silence"], nar_temperature=case["nar_kwargs"]["sampling_temperature"],
-            output_audio=False, return_dict_in_generate=True,
-        )
+        out = fixture_model.generate(**tts_inputs(fixtures, case), **original_generate_kwargs(case), output_audio=False,
+                                     return_dict_in_generate=True)
     # The original returns its silence prefix as part of the output; we drop it (it only conditions the model).
     expected = fixtures.case_tensor(case, "codes")[case["prefix_silence_frames"]:]
     assert out.lengths.tolist() == [len(expected)]
@@ -37,10 +33,8 @@ def test_tts_greedy_reproduces_original(fixtures, fixture_model, name):
 
 def test_stt_greedy_reproduces_original(fixtures, fixture_model):
     case = e2e_case(fixtures, "stt_e2e_greedy")
-    text = fixture_model.generate(
-        audio_codes=fixtures.case_tensor(case, "resp")[None], task="stt", temperature=0.0,
-        max_new_tokens=case["kwargs"]["max_steps"],
-    )
+    text = fixture_model.generate(audio_codes=fixtures.case_tensor(case, "resp")[None], task="stt",
+                                  **original_generate_kwargs(case))
     assert torch.equal(text[0], fixtures.case_tensor(case, "text_tokens"))
 
 
@@ -57,7 +51,8 @@ class _no_warning:
 
 
 def _greedy(model, **kwargs):
-    return model.generate(temperature=0.0, output_audio=False, return_dict_in_generate=True, **kwargs)
+    return model.generate(**{**PLAIN_SETTINGS, "temperature": 0.0, "output_audio": False,
+                             "return_dict_in_generate": True, **kwargs})
 
 
 def _batch_inputs(config, seed=0):
@@ -199,8 +194,11 @@ def test_audio_output_and_levels(tiny_model):
     assert len(out.audio) == 1 and out.audio[0].dim() == 1
     assert out.audio[0].numel() == frames * tiny_model.config.sampling_rate // tiny_model.config.frame_rate
     audio = tiny_model.generate(input_ids=texts[0][None], prompt_codes=prompts[0][None], temperature=0.0,
-                                max_new_tokens=6, min_new_tokens=6)
+                                max_new_tokens=6, min_new_tokens=6, max_levels=3)
     assert torch.equal(audio[0], out.audio[0])
+    all_levels = tiny_model.generate(input_ids=texts[0][None], prompt_codes=prompts[0][None], temperature=0.0,
+                                     max_new_tokens=6, min_new_tokens=6)
+    assert not torch.equal(all_levels[0], out.audio[0])  # the decoder hears the levels it is given
 
 
 def test_input_prompt_prefix_and_no_prompt(tiny_model):
@@ -243,8 +241,80 @@ def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):
     for seconds, expected in ((30 / frame_rate, torch.cat([prompt, prompt[:10]])), (8 / frame_rate, prompt[:8])):
         trimmed = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompt[None], max_new_tokens=4,
                           input_prompt_length=seconds)
-        explicit = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=expected[None], max_new_tokens=4)
+        explicit = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=expected[None], max_new_tokens=4,
+                           input_prompt_length=0)
         assert torch.equal(trimmed.codes, explicit.codes)
     with pytest.raises(ValueError, match="input_prompt_length"):
         _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompt[None], max_new_tokens=2,
                 input_prompt_length=-1.0)
+
+
+def _prompt_codes_seen(model, **kwargs):
+    """The `prompt_codes` the model's first forward receives from `generate(**kwargs)`."""
+    calls, handle = _record_forward_kwargs(model)
+    try:
+        _greedy(model, max_new_tokens=1, max_levels=0, **kwargs)
+    finally:
+        handle.remove()
+    return calls[0]["prompt_codes"][0]
+
+
+def test_each_whole_reference_is_encoded_then_its_codes_looped_or_trimmed(tiny_model, tmp_path):
+    """The original's prompt rule (`encode_audio`): encode each reference whole and alone, join the codes, then
+    loop or cut them to int(75 * seconds) frames; never cut the waveform."""
+    import numpy as np
+    import soundfile
+
+    from valle_hf.codec import encode
+    from valle_hf.processing import load_audio
+
+    rate = tiny_model.config.sampling_rate
+    generator = np.random.default_rng(0)
+    first, second = tmp_path / "a.wav", tmp_path / "b.wav"
+    soundfile.write(first, 0.3 * generator.standard_normal(int(3.7 * rate)).astype(np.float32), rate)
+    soundfile.write(second, 0.3 * generator.standard_normal(int(0.55 * rate)).astype(np.float32), 16000)
+    whole = [encode(tiny_model.codec_model, load_audio(path)) for path in (first, second)]
+    joined = torch.cat(whole)
+    text = torch.tensor([[1, 40, 41, 2]])
+    for seconds in (0.5, 3.0):
+        frames = int(seconds * tiny_model.config.frame_rate)
+        expected = joined.repeat(-(-frames // len(joined)), 1)[:frames]
+        seen = _prompt_codes_seen(tiny_model, input_ids=text, prompt_audio=f"{first};{second}",
+                                  input_prompt_length=seconds)
+        assert torch.equal(seen, expected)
+    # 0 keeps every frame; the codes of the joined waveform would differ (the codec carries state across the join)
+    seen = _prompt_codes_seen(tiny_model, input_ids=text, prompt_audio=[[str(first), str(second)]],
+                              input_prompt_length=0)
+    assert torch.equal(seen, joined)
+    together = encode(tiny_model.codec_model, torch.cat([load_audio(first), load_audio(second)]))
+    assert not torch.equal(together[: len(joined)], joined)
+
+
+@pytest.mark.parametrize("max_levels", [7, 1, 3])
+def test_vocos_decodes_by_default_at_the_bandwidth_of_the_levels_and_encodec_on_request(fixture_model, max_levels):
+    from valle_hf.codec import decode
+
+    texts, prompts = _batch_inputs(fixture_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=8, min_new_tokens=8,
+                  max_levels=max_levels)
+    assert fixture_model.config.audio_backend == "vocos"  # a converted original checkpoint, as the original
+    vocos = _greedy(fixture_model, **inputs, output_audio=True)
+    codes = vocos.codes[0, : vocos.lengths[0]]
+    levels = max_levels + 1
+    bandwidth = fixture_model.vocoder.bandwidth_id_for_levels(levels)
+    assert bandwidth == {2: 0, 4: 1, 8: 2}[levels]  # 1.5, 3 and 6 kbps; the original always used 2
+    assert torch.allclose(vocos.audio[0], fixture_model.vocoder.decode(codes, bandwidth_id=bandwidth), atol=1e-6)
+    assert not torch.allclose(vocos.audio[0], fixture_model.vocoder.decode(codes, bandwidth_id=(bandwidth + 1) % 4))
+    encodec = _greedy(fixture_model, **inputs, output_audio=True, audio_backend="encodec")
+    assert torch.equal(encodec.codes, vocos.codes)
+    assert torch.allclose(encodec.audio[0], decode(fixture_model.codec_model, codes), atol=1e-6)
+    assert not torch.allclose(encodec.audio[0], vocos.audio[0])
+
+
+def test_audio_backend_errors(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=2, output_audio=True)
+    with pytest.raises(ValueError, match="no Vocos|has none"):
+        _greedy(tiny_model, **inputs, audio_backend="vocos")
+    with pytest.raises(ValueError, match="audio_backend must be"):
+        _greedy(tiny_model, **inputs, audio_backend="griffin-lim")

@@ -11,6 +11,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import PLAIN_SETTINGS
 
 from valle_hf.layout import pad, tts_sequence
 from valle_hf.logits_process import MIN_P_MIN_TOKENS_TO_KEEP, build_sampler_processors
@@ -33,8 +34,8 @@ def _generate(model, texts, prompts, **kwargs):
     """Level 0 only (no NAR, no audio) for a list of rows; returns the `VallEGenerateOutput`."""
     ids, mask = pad(texts, 0, side="right")
     codes, codes_mask = pad(prompts, 0, side="right")
-    kwargs = dict(dict(max_new_tokens=MAX_NEW_TOKENS, max_levels=0, output_audio=False, return_dict_in_generate=True),
-                  **kwargs)
+    kwargs = {**PLAIN_SETTINGS, "max_new_tokens": MAX_NEW_TOKENS, "max_levels": 0, "output_audio": False,
+              "return_dict_in_generate": True, **kwargs}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*without a stop token")
         return model.generate(input_ids=ids, attention_mask=mask, prompt_codes=codes,

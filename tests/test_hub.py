@@ -155,7 +155,8 @@ def test_script_converts_a_checkpoint_and_uploads_model_processor_and_card(
 ):
     repo_id = "someone/valle-fixture"
     status, out, err = run_script(["--checkpoint", fixtures.checkpoint, "--tokenizer", tokenizer_file,
-                                   "--codec", "tiny-random", "--repo-id", repo_id, "--private"], capsys)
+                                   "--codec", "tiny-random", "--vocoder", "tiny-random", "--repo-id", repo_id,
+                                   "--private"], capsys)
     assert status == 0, err
     assert repo_id in out
     assert fake_hub.files(repo_id) == NEEDED
@@ -164,7 +165,9 @@ def test_script_converts_a_checkpoint_and_uploads_model_processor_and_card(
 
     card = check_card(fake_hub.root / repo_id / "README.md", repo_id)
     assert "`tiny/fp32.sft`" in card.text  # the checkpoint's folder and name, not the local path
-    assert "2 layers, hidden size 64" in card.text and "float32" in card.text
+    config = fixture_model.config
+    assert f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}" in card.text
+    assert "float32" in card.text
 
     loaded = valle_hf.VallEForConditionalGeneration.from_pretrained(repo_id).state_dict()
     expected = fixture_model.state_dict()
@@ -189,12 +192,12 @@ def test_script_uploads_a_converted_directory(fake_hub, converted_dir, capsys):
 def test_script_uploads_the_released_model(fake_hub, converted_dir, monkeypatch, capsys):
     import valle_hf.loading
 
-    codecs = []  # downloading and converting the release needs the network: its converted result is faked
-    fake = lambda codec: codecs.append(codec) or converted_dir  # noqa: E731
+    calls = []  # downloading and converting the release needs the network: its converted result is faked
+    fake = lambda **kwargs: calls.append(kwargs) or converted_dir  # noqa: E731
     monkeypatch.setattr(valle_hf.loading, "released_model_directory", fake)
     status, _, err = run_script(["--released", "--repo-id", "someone/released"], capsys)
     assert status == 0, err
-    assert codecs == ["facebook/encodec_24khz"]
+    assert calls == [{"codec": "facebook/encodec_24khz", "vocoder": "charactr/vocos-encodec-24khz"}]
     card = check_card(fake_hub.root / "someone/released" / "README.md", "someone/released")
     assert "`ecker/vall-e: models/ckpt/ar+nar-llama-8/fp32.sft`" in card.text
 

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import original_generate_kwargs
 
 from valle_hf.layer_skip import entropy_and_varentropy
 from valle_hf.layout import tts_sequence
@@ -16,9 +17,8 @@ from valle_hf.layout import tts_sequence
 def inputs(fixtures):
     case = fixtures.cases["tts_e2e_greedy"]
     return dict(input_ids=fixtures.case_tensor(case, "text")[None],
-                prompt_codes=fixtures.case_tensor(case, "prom")[None],
-                temperature=0.0, max_new_tokens=case["ar_kwargs"]["max_steps"], output_audio=False,
-                return_dict_in_generate=True)
+                prompt_codes=fixtures.case_tensor(case, "prom")[None], **original_generate_kwargs(case),
+                output_audio=False, return_dict_in_generate=True)
 
 
 def truncated(model, layers: int):

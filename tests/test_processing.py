@@ -19,27 +19,23 @@ from valle_hf.processing import (
     ids_to_phonemes,
     load_audio,
     load_phoneme_tokenizer,
-    load_prompt,
+    load_references,
     looks_like_ipa,
     phonemize,
     split_sentences,
 )
+from valle_hf.tokenization import packaged_tokenizer_file
 
 REPO = Path(__file__).resolve().parents[1]
-TOKENIZER_FILE = REPO.parent / "shared" / "reference" / "tokenizer.json"
+TOKENIZER_FILE = packaged_tokenizer_file()
 EXAMPLE_PROMPT = REPO / "examples" / "prompt.wav"
 HELLO_IPA = "həlˈoʊ wˈɜːld."
 HELLO_IDS = [1, 22, 111, 100, 4, 37, 115, 169, 11, 2]  # spec/samplers_inference.md §2.3 item 7 [run]
 
-needs_tokenizer = pytest.mark.skipif(
-    not TOKENIZER_FILE.is_file(), reason=f"reference tokenizer not found at {TOKENIZER_FILE}"
-)
 
 
 @pytest.fixture(scope="module")
 def processor() -> VallEProcessor:
-    if not TOKENIZER_FILE.is_file():
-        pytest.skip(f"reference tokenizer not found at {TOKENIZER_FILE}")
     return VallEProcessor.from_tokenizer_file(TOKENIZER_FILE)
 
 
@@ -143,7 +139,6 @@ def test_split_sentences():
 # ---------------------------------------------------------------------------------------------------- tokenizer
 
 
-@needs_tokenizer
 def test_tokenizer_round_trip_with_the_reference_file(processor):
     tokenizer = processor.tokenizer
     special_ids = (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
@@ -158,7 +153,6 @@ def test_tokenizer_round_trip_with_the_reference_file(processor):
         processor.decode([1, 300])
 
 
-@needs_tokenizer
 def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
     """The reference vocab gives several strings one id; ids must match the original file, decoding must not vary."""
     original = Tokenizer.from_file(str(TOKENIZER_FILE))
@@ -177,7 +171,6 @@ def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
     assert processor.decode([16, 4, 23, 4, 35, 4, 37, 4, 7, 8]) == "a i u w ()"
 
 
-@needs_tokenizer
 def test_processor_save_and_load_round_trip(processor, tmp_path):
     processor.save_pretrained(tmp_path)
     assert {"tokenizer.json", "tokenizer_config.json", "processor_config.json"} <= {p.name for p in tmp_path.iterdir()}
@@ -192,7 +185,6 @@ def test_processor_save_and_load_round_trip(processor, tmp_path):
     assert loaded.tokenizer.pad_token_id == 0 and loaded.tokenizer.padding_side == "right"
 
 
-@needs_tokenizer
 def test_processor_accepts_a_tokenizer_loaded_straight_from_the_original_file(tmp_path):
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(TOKENIZER_FILE), bos_token="<bos>", eos_token="</eos>", unk_token="<unk>"
@@ -280,45 +272,24 @@ def test_example_prompt_is_about_three_seconds_of_24k_mono():
 # ---------------------------------------------------------------------------------------------------- prompts
 
 
-def test_prompt_trim_and_loop():
-    one_second = torch.from_numpy(_tone(1.0, 24000, 0.5, 333.0))
-    looped = load_prompt(one_second.numpy(), input_prompt_length=3.0)
-    assert looped.numel() == int(75 * 3.0) * 320
-    assert torch.equal(looped[24000:48000], one_second) and torch.equal(looped[48000:], one_second[: 72000 - 48000])
-    cut = load_prompt(one_second.numpy(), input_prompt_length=0.5)
-    assert cut.numel() == int(75 * 0.5) * 320 and torch.equal(cut, one_second[: cut.numel()])
-    assert torch.equal(load_prompt(one_second.numpy(), 0), one_second)
-    assert torch.equal(load_prompt(one_second.numpy(), None), one_second)
-    padded = load_prompt(np.ones(1000, dtype=np.float32))  # each reference padded to whole frames
-    assert padded.numel() == 1280 and float(padded[1000:].abs().max()) == 0.0
-
-
-def test_prompt_length_errors():
-    with pytest.raises(ValueError, match=">= 0"):
-        load_prompt(np.ones(24000, dtype=np.float32), -1.0)
-    with pytest.raises(ValueError, match="one codec frame"):
-        load_prompt(np.ones(24000, dtype=np.float32), 0.001)
-    with pytest.raises(ValueError, match="no prompt audio"):
-        load_prompt(" ; ")
-
-
-def test_semicolon_joined_references_are_concatenated_in_order(tmp_path):
+def test_references_stay_whole_and_separate(tmp_path):
     first, second = tmp_path / "a.wav", tmp_path / "b.wav"
     soundfile.write(first, _tone(0.5, 24000, 0.2), 24000)
     soundfile.write(second, _tone(0.25, 48000, 0.6), 48000)
-    joined = load_prompt(f"{first};{second}")
-    # 12000 and 6000 samples: each padded with zeros to whole frames (38 and 19) before the join
-    assert joined.numel() == (38 + 19) * 320
-    assert torch.equal(joined[:12000], load_audio(first)) and float(joined[12000:12160].abs().max()) == 0.0
-    assert torch.equal(joined[12160:18160], load_audio(second)) and float(joined[18160:].abs().max()) == 0.0
-    assert torch.equal(load_prompt([first, str(second)]), joined)
-    assert load_prompt(f"{first};{second}", input_prompt_length=0.6).numel() == 45 * 320
+    joined = load_references(f"{first};{second}")
+    # nothing is cut, padded or looped: the model encodes each reference alone and trims the joined codes
+    assert [w.numel() for w in joined] == [12000, 6000]
+    assert torch.equal(joined[0], load_audio(first)) and torch.equal(joined[1], load_audio(second))
+    assert all(torch.equal(a, b) for a, b in zip(load_references([first, str(second)]), joined, strict=True))
+    one_second = _tone(1.0, 24000, 0.5, 333.0)
+    assert torch.equal(load_references(one_second)[0], torch.from_numpy(one_second))
+    with pytest.raises(ValueError, match="no reference audio"):
+        load_references(" ; ")
 
 
 # ---------------------------------------------------------------------------------------------------- processor call
 
 
-@needs_tokenizer
 def test_processor_call_pads_a_list_of_texts_on_the_right(processor):
     batch = processor(["Hello world.", "Hi.", HELLO_IPA], language=["en", "en", "de"])
     assert isinstance(batch, BatchFeature)
@@ -330,7 +301,6 @@ def test_processor_call_pads_a_list_of_texts_on_the_right(processor):
     assert mask[1, :short].all()
 
 
-@needs_tokenizer
 def test_processor_call_options_and_errors(processor):
     listed = processor("Hello world.", return_tensors=None, language="auto")
     assert listed["input_ids"] == [HELLO_IDS]
@@ -347,49 +317,48 @@ def test_processor_call_options_and_errors(processor):
         processor(["Hello", " "])
 
 
-@needs_tokenizer
 def test_processor_prompt_audio_broadcast_and_per_row(processor, tmp_path):
     path = tmp_path / "voice.wav"
     soundfile.write(path, _tone(1.0, 22050, 0.3), 22050)
     broadcast = processor(["Hello.", "World."], prompt_audio=str(path), input_prompt_length=0.5)
     prompts = broadcast["prompt_audio"]
-    assert isinstance(prompts, list) and len(prompts) == 2
-    assert all(p.ndim == 1 and p.dtype == torch.float32 and p.numel() == 37 * 320 for p in prompts)
+    assert isinstance(prompts, list) and len(prompts) == 2 and prompts[0] is prompts[1]  # loaded once
+    assert [[w.numel() for w in row] for row in prompts] == [[24000], [24000]]  # whole: generate trims the codes
+    assert prompts[0][0].dtype == torch.float32 and broadcast["input_prompt_length"] == 0.5  # passed through
     per_row = processor(["Hello.", "World."], prompt_audio=[path, np.zeros(800, dtype=np.float32)])
-    assert [p.numel() for p in per_row["prompt_audio"]] == [24000, 960]
+    assert [[w.numel() for w in row] for row in per_row["prompt_audio"]] == [[24000], [800]]
+    assert "input_prompt_length" not in per_row
     joined = processor("Hello.", prompt_audio=[[path, path]])  # several references for one row
-    assert joined["prompt_audio"][0].numel() == 48000
+    assert [w.numel() for w in joined["prompt_audio"][0]] == [24000, 24000]
     with pytest.raises(ValueError, match="list of 2 prompts for 3 texts"):
         processor(["a", "b", "c"], prompt_audio=[path, path])
     with pytest.raises(FileNotFoundError):
         processor("Hello.", prompt_audio=tmp_path / "nope.wav")
 
 
-@needs_tokenizer
 def test_processor_speech_to_text_audio(processor):
     batch = processor(audio=[_tone(1.0, 16000), _tone(6.4, 16000)], sampling_rate=16000)
     assert "input_ids" not in batch
-    assert [a.numel() for a in batch["audio"]] == [24000, 153600]  # full length: no loop or cut to 5 s
+    assert [[a.numel() for a in row] for row in batch["audio"]] == [[24000], [153600]]  # no loop or cut to 5 s
     assert len(processor(audio=_tone(1.0, 24000))["audio"]) == 1
 
 
-@needs_tokenizer
 def test_processor_works_as_the_text_to_speech_pipeline_calls_it(processor):
     # transformers' TextToAudioPipeline.preprocess: `preprocessor(text_list, return_tensors="pt")` (plus
     # `processor_kwargs={...}` when the pipeline was given some: see the next test)
     batch = processor(["Hello world."], language="en", prompt_audio=_tone(0.2, 24000), return_tensors="pt")
     batch = batch.to(torch.float16)  # the pipeline casts a BatchFeature to the model dtype
-    assert batch["input_ids"].dtype == torch.long and batch["prompt_audio"][0].dtype == torch.float16
+    assert batch["input_ids"].dtype == torch.long and batch["prompt_audio"][0][0].dtype == torch.float16
     assert processor.model_input_names == ["input_ids", "attention_mask", "prompt_audio", "audio"]
 
 
-@needs_tokenizer
 def test_processor_kwargs_of_the_pipeline_are_merged_in(processor):
     # pipeline("text-to-speech")(text, processor_kwargs={...}) calls `processor(texts, processor_kwargs={...}, ...)`
     merged = processor(["Bonjour."], processor_kwargs={"language": "fr", "prompt_audio": _tone(2.0, 24000),
                                                        "input_prompt_length": 1.0}, return_tensors="pt")
     direct = processor(["Bonjour."], language="fr", prompt_audio=_tone(2.0, 24000), input_prompt_length=1.0)
     assert merged["input_ids"].tolist() == direct["input_ids"].tolist()
-    assert merged["prompt_audio"][0].numel() == direct["prompt_audio"][0].numel() == 24000
+    assert merged["prompt_audio"][0][0].numel() == direct["prompt_audio"][0][0].numel() == 48000
+    assert merged["input_prompt_length"] == direct["input_prompt_length"] == 1.0
     with pytest.raises(TypeError, match="processor_kwargs: nope"):
         processor("Hello.", processor_kwargs={"nope": 1})

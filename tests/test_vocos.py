@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import vocos_fixture_dir
 
+from valle_hf.errors import CheckpointError
 from valle_hf.vocos import VocosConfig, VocosModel, VocosOutput, load_original_vocos
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vocos-tiny"
 TOLERANCE = 1e-4
 
 
@@ -42,7 +42,7 @@ class VocosFixtures:
 
 @pytest.fixture(scope="module")
 def vocos_fixtures() -> VocosFixtures:
-    root = Path(os.environ.get("VALLE_VOCOS_FIXTURES", DEFAULT_FIXTURES))
+    root = vocos_fixture_dir()
     if not (root / "cases.json").is_file():
         pytest.skip(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
     return VocosFixtures(root)
@@ -386,7 +386,7 @@ def test_loading_errors(checkpoint_copy, tmp_path_factory):
 def test_corrupt_checkpoint(checkpoint_copy):
     path, _ = checkpoint_copy
     (path / "pytorch_model.bin").write_bytes(b"this is not a checkpoint")
-    with pytest.raises(OSError, match=f"{path / 'pytorch_model.bin'} is not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match=f"{path / 'pytorch_model.bin'} is not a readable PyTorch checkpoint"):
         load_original_vocos(path)
     torch.save([torch.zeros(1)], path / "pytorch_model.bin")
     with pytest.raises(ValueError, match="holds a list, not a Vocos state dict"):

@@ -7,7 +7,6 @@ no model) ends with exit status 1 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from pathlib import Path
@@ -32,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tokenizer", default=None, help="the original's tokenizer.json (needed with an original checkpoint)")
     add("--yaml", default=None, help="the original's config.yaml for an original checkpoint")
     add("--codec", default="facebook/encodec_24khz", help="EnCodec weights used when converting a checkpoint")
+    add("--vocoder", default="charactr/vocos-encodec-24khz",
+        help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
     add("--language", default="en", help="espeak language code (en, fr, de, ja, ...) or 'auto'")
     add("--task", default="tts", choices=["tts", "stt"])
     add("--device", default=None, help="cuda when available, else cpu")
@@ -39,33 +40,40 @@ def build_parser() -> argparse.ArgumentParser:
     add("--onednn", action="store_true", help="CPU, float32: run the decoder's linears through oneDNN on prepacked "
         "weights (faster decoding; a second copy of those weights in memory)")
     add("--seed", type=int, default=None, help="random seed (printed when not given)")
-    add("--max-ar-steps", type=int, default=None, help="AR step limit (default: the model's, 12 s for real models)")
-    add("--max-nar-levels", type=int, default=7)
-    add("--ar-temp", type=float, default=0.5, help="AR temperature; 0 = greedy")
-    add("--nar-temp", type=float, default=0.0, help="NAR temperature; 0 = greedy")
-    add("--min-ar-temp", type=float, default=-1.0, help="dynamic temperature lower bound (< 0: off)")
-    add("--input-prompt-length", type=float, default=3.0, help="seconds of prompt kept (looped if shorter); 0 = all")
-    add("--input-prompt-prefix", action="store_true", help="start the AR response with the prompt itself")
-    add("--prefix-silence", type=float, default=0.0, help="seconds of silence the AR response starts from")
-    add("--top-p", type=float, default=1.0)
-    add("--top-k", type=int, default=0)
-    add("--min-p", type=float, default=0.0)
-    add("--repetition-penalty", type=float, default=1.5)
-    add("--repetition-penalty-decay", type=float, default=0.0)
-    add("--length-penalty", type=float, default=0.0, help="penalty on the stop token by current length")
-    add("--beam-width", type=int, default=0, help="beam search width (real beam search); 0/1 = off")
-    add("--mirostat-tau", type=float, default=0.0)
-    add("--mirostat-eta", type=float, default=0.1)
-    add("--dry-multiplier", type=float, default=0.0)
-    add("--dry-base", type=float, default=1.75)
-    add("--dry-allowed-length", type=int, default=2)
-    add("--layer-skip", action="store_true", help="early exit by entropy/varentropy (lossy, faster)")
-    add("--layer-skip-exit-layer", type=int, default=-1, help="forced exit layer (-1: the last)")
-    add("--layer-skip-entropy-threshold", type=float, default=0.1)
-    add("--layer-skip-varentropy-threshold", type=float, default=0.1)
-    add("--refine-on-stop", action="store_true", help="re-predict the whole AR output in one teacher-forced pass")
-    add("--sampler-order", default="original", choices=["original", "transformers"],
-        help="original: penalties and filters before temperature (as the model was tuned)")
+    add("--audio-backend", default=None, choices=["vocos", "encodec"],
+        help="decoder of the codes (default: the model's; vocos for converted original checkpoints, as the original)")
+    # Sampler flags default to None: the model's generation_config.json decides (for a converted original
+    # checkpoint, the original CLI's tuned values, given in brackets).
+    add("--max-ar-steps", type=int, default=None, help="AR step limit [900 = 12 s]")
+    add("--max-nar-levels", type=int, default=None, help="NAR levels to fill, 0 = level 0 only [7]")
+    add("--ar-temp", type=float, default=None, help="AR temperature; 0 = greedy [0.5]")
+    add("--nar-temp", type=float, default=None, help="NAR temperature; 0 = greedy [0.0]")
+    add("--min-ar-temp", type=float, default=None, help="dynamic temperature lower bound, < 0 = off [-1]")
+    add("--input-prompt-length", type=float, default=None,
+        help="seconds of prompt codes kept (looped if shorter); 0 = all [3.0]")
+    add("--input-prompt-prefix", action="store_true", default=None,
+        help="start the AR response with the prompt itself")
+    add("--prefix-silence", type=float, default=None, help="seconds of silence the AR response starts from [0.0]")
+    add("--top-p", type=float, default=None, help="[1.0 = off]")
+    add("--top-k", type=int, default=None, help="[0 = off]")
+    add("--min-p", type=float, default=None, help="[0.0 = off]")
+    add("--repetition-penalty", type=float, default=None, help="[1.5]")
+    add("--repetition-penalty-decay", type=float, default=None, help="[0.0]")
+    add("--length-penalty", type=float, default=None, help="penalty on the stop token by current length [0.0]")
+    add("--beam-width", type=int, default=None, help="beam search width (real beam search); 0/1 = off [0]")
+    add("--mirostat-tau", type=float, default=None, help="[0.0 = off]")
+    add("--mirostat-eta", type=float, default=None, help="[0.1]")
+    add("--dry-multiplier", type=float, default=None, help="[0.0 = off]")
+    add("--dry-base", type=float, default=None, help="[1.75]")
+    add("--dry-allowed-length", type=int, default=None, help="[2]")
+    add("--layer-skip", action="store_true", default=None, help="early exit by entropy/varentropy (lossy, faster)")
+    add("--layer-skip-exit-layer", type=int, default=None, help="forced exit layer, -1 = the last [-1]")
+    add("--layer-skip-entropy-threshold", type=float, default=None, help="[0.1]")
+    add("--layer-skip-varentropy-threshold", type=float, default=None, help="[0.1]")
+    add("--refine-on-stop", action="store_true", default=None,
+        help="re-predict the whole AR output in one teacher-forced pass")
+    add("--sampler-order", default=None, choices=["original", "transformers"],
+        help="original: penalties and filters before temperature, as the model was tuned [original]")
     return parser
 
 
@@ -80,41 +88,51 @@ class StepProgress(StoppingCriteria):
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
+# Each sampler flag of the original CLI and the `generate` setting it sets.
+FLAG_SETTINGS = {
+    "max_ar_steps": "max_new_tokens",
+    "max_nar_levels": "max_levels",
+    "ar_temp": "temperature",
+    "nar_temp": "nar_temperature",
+    "min_ar_temp": "min_temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "repetition_penalty": "repetition_penalty",
+    "repetition_penalty_decay": "repetition_penalty_decay",
+    "length_penalty": "stop_length_penalty",
+    "beam_width": "num_beams",
+    "mirostat_tau": "mirostat_tau",
+    "mirostat_eta": "mirostat_eta",
+    "dry_multiplier": "dry_multiplier",
+    "dry_base": "dry_base",
+    "dry_allowed_length": "dry_allowed_length",
+    "layer_skip": "layer_skip",
+    "layer_skip_exit_layer": "layer_skip_exit_layer",
+    "layer_skip_entropy_threshold": "layer_skip_entropy_threshold",
+    "layer_skip_varentropy_threshold": "layer_skip_varentropy_threshold",
+    "refine_on_stop": "refine_on_stop",
+    "sampler_order": "sampler_order",
+    "input_prompt_length": "input_prompt_length",
+    "input_prompt_prefix": "input_prompt_prefix",
+    "prefix_silence": "prefix_silence",
+    "audio_backend": "audio_backend",
+}
+# Settings that only mean something for text-to-speech.
+TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "input_prompt_length", "input_prompt_prefix", "prefix_silence",
+                     "audio_backend")
+
+
 def generation_kwargs(args: argparse.Namespace) -> dict:
-    """The original CLI's sampler flags as `generate` keyword arguments."""
-    kwargs = dict(
-        max_levels=args.max_nar_levels,
-        temperature=args.ar_temp,
-        do_sample=args.ar_temp > 0,
-        min_temperature=args.min_ar_temp,
-        nar_temperature=args.nar_temp,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        min_p=args.min_p,
-        repetition_penalty=args.repetition_penalty,
-        repetition_penalty_decay=args.repetition_penalty_decay,
-        stop_length_penalty=args.length_penalty,
-        mirostat_tau=args.mirostat_tau,
-        mirostat_eta=args.mirostat_eta,
-        dry_multiplier=args.dry_multiplier,
-        dry_base=args.dry_base,
-        dry_allowed_length=args.dry_allowed_length,
-        refine_on_stop=args.refine_on_stop,
-        sampler_order=args.sampler_order,
-        input_prompt_prefix=args.input_prompt_prefix,
-        prefix_silence=args.prefix_silence,
-    )
-    if args.max_ar_steps is not None:
-        kwargs["max_new_tokens"] = args.max_ar_steps
-    if args.beam_width > 1:
-        kwargs["num_beams"] = args.beam_width
-    if args.layer_skip:
-        kwargs.update(
-            layer_skip=True,
-            layer_skip_exit_layer=args.layer_skip_exit_layer,
-            layer_skip_entropy_threshold=args.layer_skip_entropy_threshold,
-            layer_skip_varentropy_threshold=args.layer_skip_varentropy_threshold,
-        )
+    """The sampler flags the user gave, as `generate` keyword arguments; the rest come from the generation config."""
+    given = {flag: getattr(args, flag) for flag in FLAG_SETTINGS}
+    kwargs = {FLAG_SETTINGS[flag]: value for flag, value in given.items() if value is not None}
+    if "temperature" in kwargs:
+        kwargs["do_sample"] = kwargs["temperature"] > 0
+    if "num_beams" in kwargs:
+        kwargs["num_beams"] = max(kwargs["num_beams"], 1)  # the original's 0 means off
+    if args.task == "stt":
+        kwargs = {key: value for key, value in kwargs.items() if key not in TTS_ONLY_SETTINGS}
     return kwargs
 
 
@@ -129,15 +147,12 @@ def _device_and_dtype(args) -> tuple[str, torch.dtype]:
     return device, dtype
 
 
-def _check_output(path: str | None) -> Path:
+def _check_output(path: str | None, references: str) -> Path:
+    from .processing import _prompt_sources, check_output_path
+
     if not path:
         raise ValueError("no output path: give OUT_PATH (or --out-path) for text-to-speech")
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"output path is a directory: {out}")
-    if not out.parent.exists() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ValueError(f"cannot write the output file: {out}")
-    return out
+    return check_output_path(path, [source for source in _prompt_sources(references) if isinstance(source, str)])
 
 
 def _seed(seed: int | None) -> int:
@@ -150,39 +165,39 @@ def _seed(seed: int | None) -> int:
 
 def prepare_inputs(args) -> dict:
     """Check and load everything the user gave before any model is loaded, so bad input fails fast, in one line."""
-    from .processing import load_prompt, resolve_language, split_sentences
+    from .processing import load_references, resolve_language, split_sentences
 
     if args.task == "stt":
-        return {"audio": load_prompt(args.references)}
-    out = _check_output(args.out_path_option or args.out_path)
+        return {"audio": load_references(args.references)}
+    out = _check_output(args.out_path_option or args.out_path, args.references)
     if not args.text.strip():
         raise ValueError("empty text: nothing to speak")
     sentences = split_sentences(args.text)
     for sentence in sentences:
         resolve_language(sentence, args.language)
-    prompt = load_prompt(args.references, args.input_prompt_length) if args.references else None
+    prompt = load_references(args.references) if args.references else None
     return {"out": out, "sentences": sentences, "prompt": prompt}
 
 
 def run_tts(args, model, processor, inputs: dict) -> None:
-    import soundfile
     from tqdm import tqdm
 
+    from .processing import save_audio
+
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language)
-    steps = args.max_ar_steps or model.generation_config.max_new_tokens
+    kwargs = generation_kwargs(args)
+    steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
     with tqdm(total=steps, desc="AR", unit="step", disable=None) as bar:
         audio = model.generate(**batch.to(model.device), stopping_criteria=StoppingCriteriaList([StepProgress(bar)]),
-                               **generation_kwargs(args))
-    waveform = torch.cat([piece.float().cpu() for piece in audio]).clamp(-1.0, 1.0)
-    soundfile.write(str(inputs["out"]), waveform.numpy(), model.config.sampling_rate, subtype="PCM_16")
+                               **kwargs)
+    waveform = torch.cat([piece.float().cpu() for piece in audio])
+    save_audio(inputs["out"], waveform, model.config.sampling_rate)
     print(f"wrote {inputs['out']} ({waveform.numel() / model.config.sampling_rate:.2f} s)", file=sys.stderr)
 
 
 def run_stt(args, model, processor, inputs: dict) -> None:
-    kwargs = generation_kwargs(args)
-    for key in ("max_levels", "nar_temperature", "input_prompt_prefix", "prefix_silence"):
-        kwargs.pop(key)
-    text_ids = model.generate(**processor(audio=inputs["audio"]).to(model.device), task="stt", **kwargs)
+    text_ids = model.generate(**processor(audio=[inputs["audio"]]).to(model.device), task="stt",
+                              **generation_kwargs(args))
     print(processor.decode(text_ids[0].cpu()))
 
 
@@ -194,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         device, dtype = _device_and_dtype(args)
         inputs = prepare_inputs(args)
         model, processor = load_model_and_processor(
-            args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec, dtype=dtype
+            args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,
+            vocoder=None if args.vocoder == "none" else args.vocoder, dtype=dtype,
         )
         model.to(device)
         if args.onednn:

@@ -12,9 +12,13 @@ Two traps of `EncodecModel` are handled here (spec/hf_anchors.md §5): `encode()
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from transformers import EncodecConfig, EncodecModel
+
+from .errors import ModelNotFoundError
+from .hub import check_reachable
 
 SAMPLING_RATE = 24000
 HOP_LENGTH = 320
@@ -59,8 +63,19 @@ def _check_layout(codec: EncodecModel) -> None:
 
 
 def load_codec(name_or_path: str = "facebook/encodec_24khz", **from_pretrained_kwargs) -> EncodecModel:
-    """Load the EnCodec model (by default the 24 kHz one VALL-E uses) in eval mode and check its frame layout."""
-    codec = EncodecModel.from_pretrained(name_or_path, **from_pretrained_kwargs)
+    """Load the EnCodec model (by default the 24 kHz one VALL-E uses) in eval mode and check its frame layout.
+
+    Raises `ModelNotFoundError` (at once, naming `--codec DIR` and `--codec tiny-random`) when it cannot be had.
+    """
+    instead = ("VALL-E needs it to encode voice prompts: give --codec DIR (a local copy of facebook/encodec_24khz) or "
+               "--codec tiny-random (a test codec that makes noise)")
+    if not Path(name_or_path).is_dir():
+        check_reachable(str(name_or_path), "config.json", "the EnCodec codec", instead)
+    try:
+        codec = EncodecModel.from_pretrained(name_or_path, **from_pretrained_kwargs)
+    except OSError as error:
+        raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} "
+                                 f"({' '.join(str(error).split())[:200]}); {instead}") from None
     _check_layout(codec)
     return codec.eval()
 

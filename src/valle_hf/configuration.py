@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from transformers import EncodecConfig, LlamaConfig, PretrainedConfig
 
+from .vocos import VocosConfig
+
 SUPPORTED_CAPABILITIES = ("ar", "nar")
+AUDIO_BACKENDS = ("vocos", "encodec")
 
 
 class VallEConfig(PretrainedConfig):
@@ -30,7 +33,7 @@ class VallEConfig(PretrainedConfig):
     """
 
     model_type = "valle"
-    sub_configs = {"codec_config": EncodecConfig}
+    sub_configs = {"codec_config": EncodecConfig, "vocoder_config": VocosConfig}
 
     def __init__(
         self,
@@ -62,6 +65,9 @@ class VallEConfig(PretrainedConfig):
         codec_bandwidth: float = 6.0,
         silence_codes: list[int] | None = None,
         codec_config: dict | EncodecConfig | None = None,
+        vocoder_config: dict | VocosConfig | None = None,
+        audio_backend: str | None = None,
+        text_head: bool = True,
         **kwargs,
     ):
         self.hidden_size = hidden_size
@@ -98,6 +104,12 @@ class VallEConfig(PretrainedConfig):
         if isinstance(codec_config, dict):
             codec_config = EncodecConfig(**codec_config)
         self.codec_config = codec_config if codec_config is not None else EncodecConfig()
+        if isinstance(vocoder_config, dict):
+            vocoder_config = VocosConfig(**vocoder_config)
+        self.vocoder_config = vocoder_config
+        # The original decodes with Vocos (its default `audio_backend`); a model without one decodes with EnCodec.
+        self.audio_backend = audio_backend or ("vocos" if vocoder_config is not None else "encodec")
+        self.text_head = text_head
         kwargs.setdefault("pad_token_id", self.pad_token_id_for(audio_vocab_size, text_vocab_size, num_rvq_levels))
         kwargs.setdefault("eos_token_id", self.stop_token_id)
         kwargs.setdefault("tie_word_embeddings", False)
@@ -137,6 +149,11 @@ class VallEConfig(PretrainedConfig):
     @property
     def unified_vocab_size(self) -> int:
         return self.pad_token_id_for(self.audio_vocab_size, self.text_vocab_size, self.num_rvq_levels) + 1
+
+    @property
+    def num_heads(self) -> int:
+        """Classifier heads: one per RVQ level, plus the text head (STT) when the checkpoint has one."""
+        return self.num_rvq_levels + (1 if self.text_head else 0)
 
     def head_size(self, level: int) -> int:
         """Width of the classifier for RVQ `level` (0..7), or of the text head for `level = num_rvq_levels` (STT)."""
@@ -198,6 +215,10 @@ class VallEConfig(PretrainedConfig):
             )
         if self.rms_norm_eps <= 0 or self.rope_theta <= 0:
             raise ValueError("VallEConfig.rms_norm_eps and rope_theta must be positive")
+        if self.audio_backend not in AUDIO_BACKENDS:
+            raise ValueError(f"VallEConfig.audio_backend must be one of {AUDIO_BACKENDS}, got {self.audio_backend!r}")
+        if self.audio_backend == "vocos" and self.vocoder_config is None:
+            raise ValueError("VallEConfig.audio_backend='vocos' needs a vocoder_config (convert with a Vocos decoder)")
         if len(self.silence_codes) != self.num_rvq_levels:
             raise ValueError(
                 f"VallEConfig.silence_codes needs one code per RVQ level ({self.num_rvq_levels}), "

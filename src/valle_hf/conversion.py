@@ -3,15 +3,23 @@
 The original exporter writes plain `nn.Module` state-dict names plus a JSON `config` (the `Model` dataclass) as
 safetensors metadata (`.sft`) or beside the tensors in a pickled dict (`.pth`, read here with `weights_only=True`).
 Every tensor is either mapped to our layout or on the list of tensors the original never reads at inference;
-anything else is an error that names the key, so a wrong checkpoint never loads silently.
+anything else is an error that names the key, so a wrong checkpoint never loads silently. The phoneme tokenizer (by
+default the released one, shipped with the package) is checked against the vocabulary the checkpoint records, and the
+codec (EnCodec) and the original's decoder (Vocos) are fetched once and saved inside the converted directory, so that
+it works offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shutil
 import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,6 +27,11 @@ import yaml
 from safetensors import safe_open
 
 from .configuration import VallEConfig
+from .errors import CheckpointError, VallEError, VallEFileNotFoundError
+from .tokenization import check_symmap, packaged_tokenizer_file
+
+DEFAULT_CODEC = "facebook/encodec_24khz"
+DEFAULT_VOCODER = "charactr/vocos-encodec-24khz"
 
 # Original size presets (vall_e/config.py: Model.dim/heads/layers).
 SIZE_PRESETS = {"full": (1024, 16, 12), "half": (512, 8, 12), "quarter": (256, 4, 12), "double": (1024, 16, 24)}
@@ -28,43 +41,77 @@ ALWAYS_UNUSED = (
 )
 
 
-class CheckpointError(ValueError):
-    """The file is not a VALL-E checkpoint this package can convert; the message says why."""
+@dataclass
+class OriginalCheckpoint:
+    """What an original checkpoint file holds: its tensors, its `config` dict and its tokenizer vocabulary."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    config: dict
+    symmap: dict[str, int] | None
 
 
-def load_original_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and the embedded `config` dict of an original `.sft`/`.safetensors` or `.pth`/`.pt` file."""
+def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
+    """Read an original `.sft`/`.safetensors` or `.pth`/`.pt` file (`vall_e/utils/io.py:torch_load`).
+
+    Returns the tensors, the embedded `config` (the original's `Model` dataclass; {} when absent) and
+    `userdata.symmap` (the tokenizer vocabulary it was trained with; None when absent). Raises
+    `VallEFileNotFoundError` for a missing file and `CheckpointError` for anything that is not such a checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise VallEFileNotFoundError(f"checkpoint not found: {path}")
+    metadata: dict = {}
     if path.suffix in (".sft", ".safetensors"):
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-        config = json.loads(metadata["config"]) if "config" in metadata else {}
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        except Exception as error:  # safetensors raises its own SafetensorError (an Exception) for a damaged file
+            raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({_one_line(error)}); "
+                                  "download it again") from None
+        try:
+            metadata = {key: json.loads(value) for key, value in metadata.items() if key in ("config", "userdata")}
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{path}: its metadata is not valid JSON ({error})") from None
     elif path.suffix in (".pth", ".pt"):
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # pickles with arbitrary objects are refused on purpose
-            raise CheckpointError(f"{path}: cannot be read safely with weights_only=True ({error})") from None
+            raise CheckpointError(f"{path}: cannot be read safely with weights_only=True ({_one_line(error)})") \
+                from None
         if not isinstance(payload, dict):
             raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
-        config = payload.get("config") or {}
+        metadata = payload
         tensors = payload.get("module", payload)
     else:
         raise CheckpointError(f"{path}: unknown checkpoint format {path.suffix!r} (expected .sft, .safetensors, .pth)")
     tensors = {re.sub(r"^retnet\.", "model.", key): value for key, value in tensors.items() if torch.is_tensor(value)}
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
-    return tensors, config
+    config = metadata.get("config") or {}
+    symmap = (metadata.get("userdata") or {}).get("symmap")
+    if not isinstance(config, dict) or (symmap is not None and not isinstance(symmap, dict)):
+        raise CheckpointError(f"{path}: its config / userdata metadata is not what the original's exporter writes")
+    return OriginalCheckpoint(path, tensors, config, symmap)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300] or type(error).__name__
 
 
 def original_config_from_yaml(path: str | Path) -> dict:
     """The `models:` entry the original would build from a YAML config (the training one, else the first)."""
-    data = yaml.safe_load(Path(path).read_text())
-    models = (data or {}).get("models") or []
-    if not models:
-        raise CheckpointError(f"{path}: no `models:` entry")
+    path = Path(path)
+    if not path.is_file():
+        raise VallEFileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid YAML ({_one_line(error)})") from None
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list) or not models or not all(isinstance(model, dict) for model in models):
+        raise CheckpointError(f"{path}: no `models:` list (the original's config.yaml has one)")
     return next((model for model in models if model.get("training")), models[0])
 
 
@@ -125,7 +172,7 @@ def key_map(config: VallEConfig) -> dict[str, str]:
         mapping[f"proms_emb.embeddings.{level}.weight"] = f"model.embed_prompt.levels.{level}.weight"
     for level in range(config.num_rvq_levels - 1):
         mapping[f"resps_emb.embeddings.{level}.weight"] = f"model.embed_response.levels.{level}.weight"
-    for head in range(config.num_rvq_levels + 1):
+    for head in range(config.num_heads):
         for part in ("weight", "bias"):
             mapping[f"classifiers.proj.{head}.{part}"] = f"classifiers.{head}.{part}"
     for layer in range(config.num_hidden_layers):
@@ -170,44 +217,81 @@ def convert_state_dict(
 def convert_checkpoint(
     checkpoint: str | Path,
     config_yaml: str | Path | None = None,
-    codec: str = "facebook/encodec_24khz",
+    *,
+    tokenizer: str | Path | None = None,
+    codec: str = DEFAULT_CODEC,
+    vocoder: str | None = DEFAULT_VOCODER,
     dtype: torch.dtype = torch.float32,
 ):
-    """Build a `VallEForConditionalGeneration` holding the weights of an original checkpoint.
+    """Build `(VallEForConditionalGeneration, VallEProcessor)` from an original checkpoint.
 
-    `codec` names the EnCodec weights attached for decoding: a Hub id or local directory for
-    `EncodecModel.from_pretrained`, or "tiny-random" for a small random codec (installation checks, tests).
+    `tokenizer`: the original's tokenizer.json (default: the released one, shipped with the package); it must match
+    the vocabulary the checkpoint records (`userdata.symmap`), and a checkpoint without one is converted with a
+    warning that it could not be checked. `codec`: the EnCodec weights (Hub id or directory, or "tiny-random");
+    `vocoder`: the original's Vocos decoder (Hub id or directory in the Vocos repository layout, "tiny-random", or
+    None for none: the model then decodes with EnCodec). A checkpoint without the text head (an export with
+    `--split-classifiers`) converts to a model that refuses speech-to-text.
     """
     from .codec import load_codec, tiny_random_codec
     from .modeling import VallEForConditionalGeneration
+    from .processing import VallEProcessor
+    from .vocos import load_original_vocos, tiny_random_vocos
 
-    tensors, original = load_original_checkpoint(checkpoint)
-    if config_yaml is not None:
-        original = original_config_from_yaml(config_yaml)
-    if not original:
+    original = load_original_checkpoint(checkpoint)
+    tokenizer = packaged_tokenizer_file() if tokenizer is None else Path(tokenizer)
+    if original.symmap is None:
+        warnings.warn(f"{original.path} records no tokenizer vocabulary (userdata.symmap): the tokenizer {tokenizer} "
+                      "could not be checked against it", stacklevel=2)
+    else:
+        check_symmap(tokenizer, original.symmap, str(original.path))
+    processor = VallEProcessor.from_tokenizer_file(tokenizer)
+    config_dict = original.config if config_yaml is None else original_config_from_yaml(config_yaml)
+    if not config_dict:
         raise CheckpointError(f"{checkpoint}: no embedded config; pass the original config.yaml with --config")
+    levels = int(config_dict.get("resp_levels", 8))
+    text_head = f"classifiers.proj.{levels}.weight" in original.tensors
     codec_model = tiny_random_codec() if codec == "tiny-random" else load_codec(codec)
-    config = config_from_original(original, codec_config=codec_model.config.to_dict())
+    vocoder_model = None
+    if vocoder is not None:
+        vocoder_model = tiny_random_vocos() if vocoder == "tiny-random" else load_original_vocos(vocoder)
+    config = config_from_original(
+        config_dict, codec_config=codec_model.config.to_dict(), text_head=text_head,
+        vocoder_config=None if vocoder_model is None else vocoder_model.config.to_dict(),
+    )
     model = VallEForConditionalGeneration(config)
     expected = {key: value.shape for key, value in model.state_dict().items()}
-    state = convert_state_dict(tensors, config, expected)
+    state = convert_state_dict(original.tensors, config, expected)
     state.update({f"codec_model.{key}": value for key, value in codec_model.state_dict().items()})
+    if vocoder_model is not None:
+        state.update({f"vocoder.{key}": value for key, value in vocoder_model.state_dict().items()})
     missing, unexpected = model.load_state_dict(state, strict=False)
     unexpected = [key for key in unexpected if not key.startswith("codec_model.")]
     missing = [key for key in missing if key != "model.backbone.embed_tokens.weight"]
     if missing or unexpected:
-        raise CheckpointError(f"internal conversion error: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model.to(dtype).eval()
+        raise RuntimeError(f"internal conversion error: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.to(dtype).eval(), processor
 
 
-def save_converted(model, output_dir: str | Path, tokenizer: str | Path | None = None) -> Path:
-    """Write config.json, model.safetensors, generation_config.json (and the processor when a tokenizer is given)."""
+def save_converted(model, processor, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Write a `from_pretrained` directory (config, weights, generation config, processor), all or nothing.
+
+    Everything is written to a temporary directory beside `output_dir` and moved into place at the end, so a failure
+    leaves no half-written directory. An existing non-empty `output_dir` is refused unless `overwrite`.
+    """
     output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
-    if tokenizer is not None:
-        from .processing import VallEProcessor
-
-        VallEProcessor.from_tokenizer_file(tokenizer).save_pretrained(output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
+        raise VallEError(f"{output_dir} already exists and is not empty: choose another --output-dir, or pass "
+                         "--overwrite to replace it")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        if output_dir.exists():
+            shutil.rmtree(output_dir) if output_dir.is_dir() else output_dir.unlink()
+        os.replace(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return output_dir
 
 
@@ -219,16 +303,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--checkpoint", required=True, help="original fp32.sft / .safetensors / .pth file")
     parser.add_argument("--output-dir", required=True, help="directory to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--config", default=None, help="original config.yaml (default: the checkpoint's own config)")
-    parser.add_argument("--tokenizer", default=None, help="original tokenizer.json, saved with the model")
-    parser.add_argument("--codec", default="facebook/encodec_24khz",
-                        help="EnCodec weights: Hub id, local directory, or 'tiny-random'")
+    parser.add_argument("--tokenizer", default=None,
+                        help="original tokenizer.json (default: the released model's, shipped with valle-hf)")
+    parser.add_argument("--codec", default=DEFAULT_CODEC, help="EnCodec weights: Hub id, local directory, or "
+                        "'tiny-random'")
+    parser.add_argument("--vocoder", default=DEFAULT_VOCODER, help="Vocos decoder: Hub id or local directory in the "
+                        "Vocos layout (config.yaml + pytorch_model.bin), 'tiny-random', or 'none'")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args(argv)
     try:
-        model = convert_checkpoint(args.checkpoint, args.config, args.codec, getattr(torch, args.dtype))
-        save_converted(model, args.output_dir, args.tokenizer)
-    except (OSError, ValueError) as error:
+        model, processor = convert_checkpoint(
+            args.checkpoint, args.config, tokenizer=args.tokenizer, codec=args.codec,
+            vocoder=None if args.vocoder == "none" else args.vocoder, dtype=getattr(torch, args.dtype),
+        )
+        save_converted(model, processor, args.output_dir, args.overwrite)
+    except VallEError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"wrote {args.output_dir}")

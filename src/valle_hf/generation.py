@@ -21,9 +21,11 @@ from transformers import DynamicCache, GenerationConfig, GenerationMixin
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .cache import CACHE_KWARG, PreallocatedDynamicCache
+from .codec import decode_batch, encode
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import build_sampler_processors
+from .processing import load_references
 
 # Sampler settings of the original CLI that transformers has no field for (or names differently), with the values
 # that switch them off. They live on the generation config and may be passed to `generate` as keyword arguments.
@@ -48,23 +50,34 @@ VALLE_GENERATION_DEFAULTS = {
     "layer_skip_entropy_threshold": 0.1,
     "layer_skip_varentropy_threshold": 0.1,
     "output_audio": True,
+    "audio_backend": None,
 }
 # Samplers we apply ourselves (in the original's order); transformers' own versions are switched off.
 _TRANSFORMERS_SAMPLER_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
 
 
+# The original CLI's tuned defaults (`vall_e/__main__.py`), the settings the released model is meant to be used with.
+TUNED_DEFAULTS = {
+    "temperature": 0.5,
+    "repetition_penalty": 1.5,
+    "nar_temperature": 0.0,
+    "input_prompt_length": 3.0,
+}
+MAX_SECONDS = 12  # the original CLI's `--max-ar-steps` default: 12 s of audio
+
+
 def default_generation_config(config) -> GenerationConfig:
-    """The shipped `generation_config.json`: 12 s of audio at most, plain sampling, no implicit top-k."""
+    """The shipped `generation_config.json`: the original CLI's tuned defaults, so `generate`, the pipeline and the
+    CLI speak alike (AR temperature 0.5, greedy NAR, repetition penalty 1.5, a 3 s prompt, 12 s at most)."""
+    settings = {**VALLE_GENERATION_DEFAULTS, **TUNED_DEFAULTS}
     return GenerationConfig(
-        max_new_tokens=12 * config.frame_rate,
+        max_new_tokens=MAX_SECONDS * config.frame_rate,
         do_sample=True,
-        temperature=1.0,
         top_k=0,
         top_p=1.0,
-        repetition_penalty=1.0,
         eos_token_id=config.stop_token_id,
         pad_token_id=config.pad_token_id,
-        **VALLE_GENERATION_DEFAULTS,
+        **settings,
     )
 
 
@@ -270,17 +283,17 @@ class VallEGenerationMixin(GenerationMixin):
                 raise ValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
         return rows
 
-    def _code_rows(self, codes, mask, waveforms, name: str, batch: int | None) -> list[torch.Tensor] | None:
-        """Per-row `[T, 8]` codes from padded codes or from waveforms/paths (encoded with the attached codec)."""
-        if codes is None and waveforms is None:
+    def _code_rows(self, codes, mask, references, name: str, batch: int | None) -> list[torch.Tensor] | None:
+        """Per-row `[T, 8]` codes, from padded codes or from reference audio encoded with the attached codec.
+
+        `references`: one source for every row, or a list with one per row; a source is a 24 kHz waveform, a path,
+        a ';'-joined string of paths or a list of those (see `load_references`).
+        """
+        if codes is None and references is None:
             return None
         if codes is None:
-            from .codec import encode
-            from .processing import load_audio
-
-            sources = waveforms if isinstance(waveforms, (list, tuple)) else [waveforms]
-            rows = [encode(self.codec_model, load_audio(source).to(self.device), self.config.codec_bandwidth)
-                    for source in sources]
+            rows = list(references) if isinstance(references, (list, tuple)) else [references]
+            rows = self._encode_references(rows)
         else:
             rows = _rows(codes.to(self.device), None if mask is None else mask.to(self.device), name, 3)
         if batch is not None and len(rows) == 1 and batch > 1:
@@ -293,6 +306,27 @@ class VallEGenerationMixin(GenerationMixin):
             if row.numel() and (row.min() < 0 or row.max() >= self.config.audio_vocab_size):
                 raise ValueError(f"{name} must be EnCodec codes in 0..{self.config.audio_vocab_size - 1}")
         return [row.long() for row in rows]
+
+    def _encode_references(self, rows: list) -> list[torch.LongTensor]:
+        """Each row's references encoded whole and on their own, their codes joined, as the original does
+        (`vall_e/inference.py:encode_audio`). Rows with the same audio (a prompt broadcast to a batch) are encoded
+        once."""
+        def same(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
+            return len(first) == len(second) and all(
+                a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, second, strict=True)
+            )
+
+        encoded: list[tuple[list[torch.Tensor], torch.LongTensor]] = []
+        codes_per_row = []
+        for row in rows:
+            waveforms = load_references(row)
+            codes = next((codes for seen, codes in encoded if same(seen, waveforms)), None)
+            if codes is None:
+                codes = torch.cat([encode(self.codec_model, waveform.to(self.device), self.config.codec_bandwidth)
+                                   for waveform in waveforms])
+                encoded.append((waveforms, codes))
+            codes_per_row.append(codes)
+        return codes_per_row
 
     # ------------------------------------------------------------------ TTS
     def _generate_tts(self, input_ids, attention_mask, prompt_codes, prompt_mask, prompt_audio, config, kwargs):
@@ -331,7 +365,7 @@ class VallEGenerationMixin(GenerationMixin):
         # The response prefix (silence or the prompt itself) conditioned the model but is not part of the output.
         rows = [row[len(prefix):] for row, prefix in zip(codes, prefixes, strict=True)]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
-        audio = self._decode(rows) if config.output_audio else None
+        audio = self._decode(rows, config.audio_backend) if config.output_audio else None
         padded = pad(rows, 0, side="right")[0] if rows else None
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, codes=padded, lengths=lengths,
@@ -435,13 +469,25 @@ class VallEGenerationMixin(GenerationMixin):
             return logits.argmax(dim=-1)
         return torch.multinomial(torch.softmax(logits.float() / temperature, dim=-1), 1).squeeze(-1)
 
-    def _decode(self, rows: list[torch.LongTensor]) -> list[torch.Tensor]:
-        from .codec import decode
-
-        return [decode(self.codec_model, row) for row in rows]
+    def _decode(self, rows: list[torch.LongTensor], backend: str | None) -> list[torch.Tensor]:
+        """Waveforms of code rows `[T_i, levels]` with `backend` ("vocos", "encodec"; None: the model's own)."""
+        backend = backend or self.config.audio_backend
+        if backend == "vocos" and self.vocoder is None:
+            raise ValueError("audio_backend='vocos' needs a model converted with the Vocos decoder; this one has "
+                             "none: use audio_backend='encodec'")
+        if backend not in ("vocos", "encodec"):
+            raise ValueError(f"audio_backend must be 'vocos' or 'encodec', got {backend!r}")
+        if not rows:
+            return []
+        codes, mask = pad(rows, 0, side="right")
+        lengths = mask.sum(dim=1)
+        if backend == "vocos":
+            return self.vocoder.decode(codes, lengths=lengths)
+        return decode_batch(self.codec_model, codes, lengths)
 
     # ------------------------------------------------------------------ STT
     def _generate_stt(self, audio_codes, audio_mask, audio, config, kwargs) -> VallEGenerateOutput:
+        self.head_index(0, "stt")  # refuses a checkpoint without the text head, before any work
         rows = self._code_rows(audio_codes, audio_mask, audio, "audio_codes", None)
         if rows is None:
             raise ValueError("speech-to-text needs audio_codes or audio")

@@ -10,9 +10,12 @@ from pathlib import Path
 
 import torch
 
+from .conversion import DEFAULT_CODEC, DEFAULT_VOCODER
+from .errors import ModelNotFoundError
+from .hub import check_reachable, hub_file
+
 RELEASED_REPO = "ecker/vall-e"
 RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
-RELEASED_TOKENIZER_CANDIDATES = ("data/tokenizer.json", "tokenizer.json", "models/tokenizer.json")
 TINY_RANDOM = "tiny-random"
 ORIGINAL_SUFFIXES = (".sft", ".safetensors", ".pth", ".pt")
 
@@ -27,10 +30,6 @@ _TINY_SYMBOLS = (
 # weights can only produce ids the tiny processor decodes (speech-to-text with tiny-random prints IPA noise, no error).
 _TINY_SPECIALS = ("<unk>", "<bos>", "</eos>", "<mask>")
 _TINY_VOCAB = _TINY_SPECIALS + tuple(dict.fromkeys(_TINY_SYMBOLS))
-
-
-class ModelNotFoundError(OSError):
-    """No model could be loaded; the message says how to get one (including offline)."""
 
 
 OFFLINE_CHOICES = (
@@ -65,64 +64,43 @@ def tiny_random_processor():
 
 
 def tiny_random_model(seed: int = 0):
-    """A tiny random VALL-E with a tiny random codec: checks an installation end to end, produces noise."""
+    """A tiny random VALL-E with a tiny random codec and Vocos: checks an installation end to end, produces noise."""
     from .codec import tiny_random_codec
     from .configuration import VallEConfig
     from .modeling import VallEForConditionalGeneration
+    from .vocos import tiny_random_vocos
 
-    codec = tiny_random_codec(seed)
+    codec, vocoder = tiny_random_codec(seed), tiny_random_vocos(seed)
     torch.manual_seed(seed)
     model = VallEForConditionalGeneration(
         VallEConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, text_vocab_size=len(_TINY_VOCAB),
-                    codec_config=codec.config.to_dict())
+                    codec_config=codec.config.to_dict(), vocoder_config=vocoder.config.to_dict())
     )
     model.codec_model.load_state_dict(codec.state_dict())
+    model.vocoder.load_state_dict(vocoder.state_dict())
     model.generation_config.max_new_tokens = 2 * model.config.frame_rate  # random weights rarely stop by themselves
     return model.eval()
 
 
-def _released_directory(cache_dir: Path, codec: str):
-    """Download the released ar+nar-llama-8 checkpoint once, convert it, and keep the converted directory."""
-    from huggingface_hub import hf_hub_download
+def released_model_directory(cache_dir: str | Path | None = None, codec: str = DEFAULT_CODEC,
+                             vocoder: str = DEFAULT_VOCODER) -> Path:
+    """The converted directory of the released ar+nar-llama-8, made on first use and kept under `cache_dir`.
 
+    The first call downloads `models/ckpt/ar+nar-llama-8/fp32.sft` from the `ecker/vall-e` Hub repository, and the
+    EnCodec (`codec`) and Vocos (`vocoder`) weights, converts them with the phoneme tokenizer shipped in this package,
+    and saves one directory (default `~/.cache/huggingface/valle_hf/ar+nar-llama-8`; `VALLE_HF_CACHE` moves it);
+    later calls only return its path. For APIs that take a path, like
+    `pipeline("text-to-speech", model=str(released_model_directory()))`. Raises `ModelNotFoundError`, naming the
+    offline choices, when a download fails.
+    """
     from .conversion import convert_checkpoint, save_converted
 
-    target = cache_dir / "ar+nar-llama-8"
+    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / "ar+nar-llama-8"
     if (target / "config.json").is_file():
         return target
-    try:
-        checkpoint = hf_hub_download(RELEASED_REPO, RELEASED_CHECKPOINT)
-    except Exception as error:
-        raise ModelNotFoundError(
-            f"could not fetch the released model {RELEASED_REPO}/{RELEASED_CHECKPOINT} "
-            f"({type(error).__name__}); offline: {OFFLINE_CHOICES}"
-        ) from None
-    tokenizer = _released_tokenizer()
-    save_converted(convert_checkpoint(checkpoint, codec=codec), target, tokenizer)
-    return target
-
-
-def _released_tokenizer() -> str:
-    from huggingface_hub import hf_hub_download
-
-    for filename in RELEASED_TOKENIZER_CANDIDATES:
-        try:
-            return hf_hub_download(RELEASED_REPO, filename)
-        except Exception:
-            continue
-    raise ModelNotFoundError(
-        f"the released model's phoneme tokenizer was not found in {RELEASED_REPO}; convert it yourself with "
-        "python -m valle_hf.convert --checkpoint fp32.sft --tokenizer <the original's data/tokenizer.json> "
-        "--output-dir DIR, then use --model DIR"
-    )
-
-
-def released_model_directory(cache_dir: str | Path | None = None, codec: str = "facebook/encodec_24khz") -> Path:
-    """The converted directory of the released ar+nar-llama-8 (downloaded from ecker/vall-e and converted on first use).
-
-    For APIs that take a model path, like `pipeline("text-to-speech", model=str(released_model_directory()))`.
-    """
-    return _released_directory(Path(cache_dir) if cache_dir else default_cache_dir(), codec)
+    checkpoint = hub_file(RELEASED_REPO, RELEASED_CHECKPOINT, "the released model", f"offline: {OFFLINE_CHOICES}")
+    model, processor = convert_checkpoint(checkpoint, codec=codec, vocoder=vocoder)
+    return save_converted(model, processor, target, overwrite=True)
 
 
 def load_model_and_processor(
@@ -130,7 +108,8 @@ def load_model_and_processor(
     *,
     tokenizer: str | None = None,
     config_yaml: str | None = None,
-    codec: str = "facebook/encodec_24khz",
+    codec: str = DEFAULT_CODEC,
+    vocoder: str | None = DEFAULT_VOCODER,
     dtype: torch.dtype = torch.float32,
     cache_dir: str | Path | None = None,
 ):
@@ -138,8 +117,8 @@ def load_model_and_processor(
 
     `None`: the released ar+nar-llama-8 (downloaded and converted once, cached under `cache_dir`);
     "tiny-random": the embedded installation check; a directory: `from_pretrained`; a `.sft`/`.pth` file: an
-    original checkpoint converted in memory (needs `tokenizer`, the original's tokenizer.json); anything else: a
-    Hub id for `from_pretrained`.
+    original checkpoint converted in memory (`tokenizer`, `codec`, `vocoder` as for `convert_checkpoint`); anything
+    else: a Hub id for `from_pretrained`.
     """
     from .conversion import convert_checkpoint
     from .modeling import VallEForConditionalGeneration
@@ -148,15 +127,14 @@ def load_model_and_processor(
     if name == TINY_RANDOM:
         return tiny_random_model().to(dtype), tiny_random_processor()
     if name is None:
-        name = str(released_model_directory(cache_dir, codec))
+        name = str(released_model_directory(cache_dir, codec, vocoder))
     path = Path(name)
     if path.suffix in ORIGINAL_SUFFIXES:
-        if tokenizer is None:
-            raise ValueError(f"{name} is an original checkpoint: pass its tokenizer.json with --tokenizer")
-        model = convert_checkpoint(path, config_yaml, codec, dtype)
-        return model, VallEProcessor.from_tokenizer_file(tokenizer)
+        return convert_checkpoint(path, config_yaml, tokenizer=tokenizer, codec=codec, vocoder=vocoder, dtype=dtype)
     if not path.exists() and (name.startswith((".", "/")) or name.count("/") != 1):
         raise ModelNotFoundError(f"model not found: {name}; {OFFLINE_CHOICES}")
+    if not path.exists():
+        check_reachable(name, "config.json", f"the model {name}", f"offline: {OFFLINE_CHOICES}")
     try:
         model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype)
         processor = VallEProcessor.from_tokenizer_file(tokenizer) if tokenizer else VallEProcessor.from_pretrained(name)

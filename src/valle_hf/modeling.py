@@ -26,6 +26,7 @@ from .configuration import VallEConfig
 from .generation import VallEGenerationMixin, default_generation_config
 from .layer_skip import LayerSkip, early_exit_forward
 from .layout import segment_position_ids
+from .vocos import VocosModel
 
 TASKS = ("tts", "stt")
 
@@ -306,16 +307,22 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         super().__init__(config)
         self.model = VallEModel(config)
         self.classifiers = nn.ModuleList(
-            nn.Linear(config.hidden_size, config.head_size(level), bias=True)
-            for level in range(config.num_rvq_levels + 1)
+            nn.Linear(config.hidden_size, config.head_size(level), bias=True) for level in range(config.num_heads)
         )
         self.codec_model = EncodecModel(config.codec_config)
         self.codec_model.requires_grad_(False)  # the codec is never trained with the model
+        self.vocoder = VocosModel(config.vocoder_config) if config.vocoder_config is not None else None
+        if self.vocoder is not None:
+            self.vocoder.requires_grad_(False)
         self.post_init()
         self.generation_config = default_generation_config(config)
 
     def head_index(self, level: int, task: str) -> int:
         """Index of the classifier a pass uses: level k for TTS, the text head for STT."""
+        if task == "stt" and not self.config.text_head:
+            raise ValueError("this checkpoint has no text head (it was exported without one): it cannot transcribe "
+                             "speech (task='stt'); use a checkpoint with the STT head, such as the released "
+                             "ar+nar-llama-8")
         return self.config.num_rvq_levels if task == "stt" else level
 
     def mixed_logits(self, hidden: torch.Tensor, level, task) -> torch.Tensor:

@@ -14,10 +14,9 @@ stereo prompts averaged to mono (as the training data was), and `split_sentences
 from __future__ import annotations
 
 import functools
-import json
-import math
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,16 +25,15 @@ import numpy as np
 import soundfile
 import soxr
 import torch
-from transformers import BatchFeature, PreTrainedTokenizerBase, PreTrainedTokenizerFast, ProcessorMixin
+from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
-from .codec import FRAME_RATE, HOP_LENGTH, SAMPLING_RATE
+from .codec import SAMPLING_RATE
+from .tokenization import dealias_tokenizer, ids_to_phonemes, load_phoneme_tokenizer
 
 # The released model's language ids, in order ({"en": 0, "ja": 1, "de": 2, "fr": 3} in the original).
 MODEL_LANGUAGES = ("en", "ja", "de", "fr")
 # The original's `coerce_language`; every other code goes to espeak-ng as given.
 _ESPEAK_VOICE = {"en": "en-us", "fr": "fr-fr"}
-
-BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<bos>", "</eos>", "<unk>"
 
 AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -46,9 +44,12 @@ __all__ = [
     "ids_to_phonemes",
     "load_audio",
     "load_phoneme_tokenizer",
-    "load_prompt",
+    "load_references",
     "looks_like_ipa",
+    "check_output_path",
+    "output_format",
     "phonemize",
+    "save_audio",
     "split_sentences",
 ]
 
@@ -212,95 +213,6 @@ def split_sentences(text: str) -> list[str]:
     return pieces
 
 
-# ---------------------------------------------------------------------------------------------------- IPA ↔ ids
-
-
-def ids_to_phonemes(tokens: Sequence[str]) -> str:
-    """Join token strings into IPA as the original STT does: join with spaces, then "   "→"_", " "→"", "_"→" ".
-
-    A real space token becomes "sep space sep", three spaces, so word spaces survive the removal of the separators.
-    """
-    return " ".join(tokens).replace("   ", "_").replace(" ", "").replace("_", " ")
-
-
-def _dealias_tokenizer_json(data: dict[str, Any], vocab: dict[str, int]) -> dict[str, Any] | None:
-    """Rewrite a BPE tokenizer whose vocab maps several strings to one id into an equivalent alias-free one.
-
-    The original vocab has aliases (" " and "ᵝ" are both 4; "a", "ä", "ɒ" are 16; ...). The `tokenizers` library
-    keeps one string per id in a hash map whose order changes per process, so with aliases (1) id → token decoding
-    is not deterministic (the original's STT can print "ᵝ" for a space, losing the word break) and (2) the file it
-    saves is broken: aliases are dropped and merges are written with whichever alias won, naming tokens that are not
-    in the vocab, so `save_pretrained` output cannot be loaded again. Here each id keeps one canonical string (the
-    smallest, which is the first listed in the reference file) and the other single-character aliases become
-    `Replace` normalizers. BPE merges act on ids, so the ids of every input are unchanged. Returns None when the
-    vocab has no aliases.
-    """
-    groups: dict[int, list[str]] = {}
-    for token, index in vocab.items():
-        groups.setdefault(index, []).append(token)
-    if all(len(tokens) == 1 for tokens in groups.values()):
-        return None
-    if data.get("model", {}).get("type") != "BPE":
-        raise ValueError("the phoneme tokenizer has aliased vocab entries but is not a BPE model: cannot rewrite it")
-    canonical = {index: min(tokens) for index, tokens in groups.items()}
-    merges = []
-    for merge in data["model"]["merges"]:
-        left, right = merge.split(" ") if isinstance(merge, str) else merge
-        left_id, right_id = vocab[left], vocab[right]
-        merged_ids = {vocab[a + b] for a in groups[left_id] for b in groups[right_id] if a + b in vocab}
-        if len(merged_ids) != 1 or canonical[left_id] + canonical[right_id] != canonical[merged_ids.pop()]:
-            raise ValueError(f"the phoneme tokenizer's merge {left!r} + {right!r} cannot be written without aliases")
-        merges.append([canonical[left_id], canonical[right_id]])
-    replacements = []
-    for index, tokens in sorted(groups.items()):
-        for token in sorted(tokens):
-            if token != canonical[index]:
-                if len(token) != 1:
-                    continue  # multi-character tokens are only reached through merges, which now use canonical ones
-                replacements.append({"type": "Replace", "pattern": {"String": token}, "content": canonical[index]})
-    rewritten = json.loads(json.dumps(data))
-    rewritten["model"]["vocab"] = {canonical[index]: index for index in sorted(canonical)}
-    rewritten["model"]["merges"] = merges
-    previous = [data["normalizer"]] if data.get("normalizer") else []
-    rewritten["normalizer"] = {"type": "Sequence", "normalizers": previous + replacements}
-    return rewritten
-
-
-def _dealias_backend(tokenizer: PreTrainedTokenizerBase) -> None:
-    """Swap a fast tokenizer's backend for its alias-free equivalent (see `_dealias_tokenizer_json`), in place."""
-    from tokenizers import Tokenizer
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        return
-    rewritten = _dealias_tokenizer_json(json.loads(backend.to_str()), backend.get_vocab(with_added_tokens=False))
-    if rewritten is not None:
-        tokenizer._tokenizer = Tokenizer.from_str(json.dumps(rewritten, ensure_ascii=False))
-
-
-def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike) -> PreTrainedTokenizerFast:
-    """The original phoneme BPE tokenizer as a `PreTrainedTokenizerFast`: `<bos>`=1, `</eos>`=2, `<unk>`=0.
-
-    The file's own post-processor adds `<bos>` … `</eos>` around every text, exactly as in the original. Padding is
-    on the right with id 0 (`<unk>`, as the vocab has no pad token; the attention mask tells padding apart). The
-    backend is made alias-free, with identical ids (see `_dealias_tokenizer_json`).
-    """
-    path = Path(tokenizer_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer file not found: {path}")
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(path),
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        unk_token=UNK_TOKEN,
-        pad_token=UNK_TOKEN,
-        padding_side="right",
-        model_input_names=["input_ids", "attention_mask"],
-    )
-    _dealias_backend(tokenizer)
-    return tokenizer
-
-
 # ---------------------------------------------------------------------------------------------------- audio
 
 
@@ -374,6 +286,69 @@ def load_audio(source: AudioSource, sampling_rate: int | None = None) -> torch.T
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
+# The sample format written per container: 32-bit float WAV, as the original writes (torchaudio.save of a float
+# tensor); the container's own default for the rest (FLAC 16-bit, Ogg Vorbis, MP3).
+_OUTPUT_SUBTYPES = {"WAV": "FLOAT"}
+_OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
+
+
+def output_format(path: str | os.PathLike) -> tuple[str, str]:
+    """The soundfile `(format, subtype)` an output file is written with, chosen by its extension.
+
+    Raises ValueError naming the supported extensions when the extension is missing or not one soundfile (the
+    libsndfile build at hand) can write.
+    """
+    suffix = Path(path).suffix.lower().lstrip(".")
+    container = _OUTPUT_FORMATS.get(suffix)
+    writable = [ext for ext, fmt in _OUTPUT_FORMATS.items() if fmt in soundfile.available_formats()]
+    if container not in soundfile.available_formats():
+        raise ValueError(f"cannot write {path}: the output file must end in one of "
+                         f"{', '.join('.' + ext for ext in writable)}")
+    return container, _OUTPUT_SUBTYPES.get(container, soundfile.default_subtype(container))
+
+
+def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+    """Check, before any work, that audio can be written to `path`; returns it as a Path.
+
+    Refuses a directory, a missing or read-only parent directory, an unsupported extension (`output_format`) and a
+    path that is one of the `inputs` (the reference audio would be overwritten). Raises ValueError.
+    """
+    out = Path(path)
+    output_format(out)
+    if out.is_dir():
+        raise ValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"cannot write the output file {out}: its folder does not exist or is not writable")
+    for source in inputs:
+        if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
+            raise ValueError(f"the output path {out} is also an input: writing it would destroy the reference audio")
+    return out
+
+
+def save_audio(
+    path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sampling_rate: int = SAMPLING_RATE
+) -> Path:
+    """Write a mono waveform to `path` (format by extension, see `output_format`), all or nothing.
+
+    The file is written under a temporary name in the same folder and renamed into place when complete, so an
+    interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
+    """
+    out = Path(path)
+    container, subtype = output_format(out)
+    data = waveform.detach().float().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
+    if data.ndim != 1:
+        raise ValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    os.close(handle)
+    try:
+        soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
+        os.replace(temporary, out)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return out
+
+
 def _prompt_sources(sources: Any) -> list[AudioSource]:
     """Flatten the original's prompt syntaxes: "a.wav;b.wav", [path, path, ...], an array, or a mix in a list."""
     if isinstance(sources, str):
@@ -387,34 +362,18 @@ def _prompt_sources(sources: Any) -> list[AudioSource]:
     )
 
 
-def load_prompt(
-    sources: Any, input_prompt_length: float | None = None, sampling_rate: int = SAMPLING_RATE
-) -> torch.Tensor:
-    """Load a voice prompt (1-D float32, 24 kHz) from one or several references, concatenated in order.
+def load_references(sources: Any, sampling_rate: int = SAMPLING_RATE) -> list[torch.Tensor]:
+    """Load the reference audio of one voice prompt (or one STT input): a list of whole 1-D float32 24 kHz waveforms.
 
-    `sources`: a path, a ';'-joined string of paths (the original CLI syntax), an array / tensor at `sampling_rate`,
-    or a list of those. Each reference is loaded on its own (`load_audio`) and zero-padded to whole 320-sample codec
-    frames, as the original encoded each file separately and concatenated the codes.
-    `input_prompt_length` (seconds): > 0 keeps exactly int(75 * seconds) frames (int(75 * s) * 320 samples) from
-    the start, looping (tiling) a shorter prompt as the original does; 0 or None keeps everything; < 0 is an error.
+    `sources`: a path, a ';'-joined string of paths (the original CLI's syntax), an array / tensor at
+    `sampling_rate`, or a list of those. Each reference stays whole and separate: the model encodes each one on its
+    own, joins the codes and only then loops or trims them to `input_prompt_length`, as the original does
+    (`vall_e/inference.py:encode_audio`), so nothing is cut here.
     """
-    if input_prompt_length is not None and input_prompt_length < 0:
-        raise ValueError(f"input_prompt_length must be >= 0 seconds (0/None keeps all), got {input_prompt_length}")
     parts = _prompt_sources(sources)
     if not parts:
-        raise ValueError("no prompt audio given (empty source list or string)")
-    waveforms = []
-    for part in parts:
-        waveform = load_audio(part, None if isinstance(part, (str, os.PathLike)) else sampling_rate)
-        waveforms.append(torch.nn.functional.pad(waveform, (0, -waveform.numel() % HOP_LENGTH)))
-    prompt = torch.cat(waveforms)
-    if input_prompt_length:
-        frames = int(FRAME_RATE * input_prompt_length)
-        if frames == 0:
-            raise ValueError(f"input_prompt_length={input_prompt_length} s is shorter than one codec frame (1/75 s)")
-        target = frames * HOP_LENGTH
-        prompt = prompt.repeat(math.ceil(target / prompt.numel()))[:target]
-    return prompt
+        raise ValueError("no reference audio given (an empty path, list or ';'-joined string)")
+    return [load_audio(part, None if isinstance(part, (str, os.PathLike)) else sampling_rate) for part in parts]
 
 
 # ---------------------------------------------------------------------------------------------------- processor
@@ -431,7 +390,7 @@ class VallEProcessor(ProcessorMixin):
         """Wrap a phoneme tokenizer. A fast tokenizer read straight from the original (aliased) `tokenizer.json` has
         its backend swapped in place for the alias-free equivalent (same ids), and a missing pad token becomes
         `<unk>` (id 0)."""
-        _dealias_backend(tokenizer)
+        dealias_tokenizer(tokenizer)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token
         super().__init__(tokenizer, chat_template=chat_template)
@@ -493,11 +452,13 @@ class VallEProcessor(ProcessorMixin):
         list with one per row; see `phonemize`) unless already IPA. Returns `input_ids` and `attention_mask`: the
         phoneme ids with `<bos>`=1 … `</eos>`=2, right-padded with id 0 (mask 0) when `padding` is True/"longest".
         `prompt_audio` (optional) is either one prompt for all rows or a list with one prompt per row; a prompt is
-        anything `load_prompt` accepts (to concatenate several references for a row, join the paths with ';' or
-        nest them in a list). It comes back as `prompt_audio`: a list of 1-D float32 24 kHz tensors, one per row,
-        trimmed / looped to `input_prompt_length` seconds when that is > 0.
-        STT: `audio` is one source or a list with one source per row; it comes back as `audio`, a list of 1-D
-        tensors at 24 kHz (full length: the original's silent loop/cut to exactly 5 s is not done here).
+        anything `load_references` accepts (to join several references for a row, join the paths with ';' or nest
+        them in a list). It comes back as `prompt_audio`: one list of whole 1-D float32 24 kHz waveforms per row (the
+        same list object for every row when one prompt was broadcast, so the model encodes it once).
+        `input_prompt_length` (seconds) is not applied here: it is passed through to `generate` in the output, which
+        loops or trims the prompt's *codes*, as the original does.
+        STT: `audio` is one source or a list with one source per row; it comes back as `audio`, one list of whole
+        waveforms per row (the original's silent loop/cut to exactly 5 s is not done).
         `sampling_rate` is the rate of array inputs. `processor_kwargs`: a dict of these arguments, merged in.
         Works as the text-to-speech pipeline calls it, `processor(list_of_texts, processor_kwargs=..., return_tensors=
         "pt")` (transformers passes the pipeline's `processor_kwargs` as one dict), so `tts(text, processor_kwargs=
@@ -528,7 +489,7 @@ class VallEProcessor(ProcessorMixin):
             rows = audio if isinstance(audio, (list, tuple)) else [audio]
             if not rows:
                 raise ValueError("audio is an empty list")
-            waveforms = [load_prompt(source, None, sampling_rate) for source in rows]
+            waveforms = [load_references(source, sampling_rate) for source in rows]
             return BatchFeature({"audio": waveforms}, tensor_type=return_tensors, skip_tensor_conversion=skip)
 
         texts = [text] if isinstance(text, str) else list(text)
@@ -547,21 +508,21 @@ class VallEProcessor(ProcessorMixin):
         )
         data = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         if prompt_audio is not None:
-            data["prompt_audio"] = self._prompts_per_row(prompt_audio, len(texts), input_prompt_length, sampling_rate)
-        return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip)
+            data["prompt_audio"] = self._prompts_per_row(prompt_audio, len(texts), sampling_rate)
+        if input_prompt_length is not None:
+            data["input_prompt_length"] = input_prompt_length
+        return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip + ["input_prompt_length"])
 
     @staticmethod
-    def _prompts_per_row(
-        prompt_audio: Any, num_rows: int, input_prompt_length: float | None, sampling_rate: int
-    ) -> list[torch.Tensor]:
-        """One prompt (broadcast, loaded once) or a list of exactly one prompt per row."""
+    def _prompts_per_row(prompt_audio: Any, num_rows: int, sampling_rate: int) -> list[list[torch.Tensor]]:
+        """One prompt (broadcast: loaded once, the same list for every row) or a list of exactly one prompt per row."""
         if isinstance(prompt_audio, (list, tuple)) and len(prompt_audio) != 1:
             if len(prompt_audio) != num_rows:
                 raise ValueError(
                     f"prompt_audio is a list of {len(prompt_audio)} prompts for {num_rows} texts: give one prompt, "
                     f"or one per text (join several references for one text with ';' or nest them in a list)"
                 )
-            return [load_prompt(source, input_prompt_length, sampling_rate) for source in prompt_audio]
+            return [load_references(source, sampling_rate) for source in prompt_audio]
         if isinstance(prompt_audio, (list, tuple)):
             prompt_audio = prompt_audio[0]
-        return [load_prompt(prompt_audio, input_prompt_length, sampling_rate)] * num_rows
+        return [load_references(prompt_audio, sampling_rate)] * num_rows

@@ -35,6 +35,9 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .errors import CheckpointError, VallEFileNotFoundError
+from .hub import hub_file
+
 __all__ = [
     "VocosAdaLayerNorm",
     "VocosBackbone",
@@ -44,6 +47,7 @@ __all__ = [
     "VocosModel",
     "VocosOutput",
     "load_original_vocos",
+    "tiny_random_vocos",
 ]
 
 DEFAULT_REPO = "charactr/vocos-encodec-24khz"
@@ -586,17 +590,17 @@ def _resolve_files(name_or_path: str | Path, hub_kwargs: dict) -> tuple[Path, Pa
         files = local / CONFIG_NAME, local / WEIGHTS_NAME
         for file in files:
             if not file.is_file():
-                raise FileNotFoundError(f"{file} not found: a Vocos checkpoint holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+                raise VallEFileNotFoundError(
+                    f"{file} not found: a Vocos checkpoint holds {CONFIG_NAME} and {WEIGHTS_NAME}"
+                )
         return files
     # Hub repo ids never start like a path; a missing local directory should not turn into a Hub lookup.
     if local.exists() or str(name_or_path).startswith(("/", ".", "~")):
-        raise FileNotFoundError(f"{name_or_path} is not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
-    from huggingface_hub import hf_hub_download
-
-    config_file, weights_file = (
-        Path(hf_hub_download(str(name_or_path), filename, **hub_kwargs)) for filename in (CONFIG_NAME, WEIGHTS_NAME)
-    )
-    return config_file, weights_file
+        raise VallEFileNotFoundError(f"{name_or_path} is not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+    instead = ("give --vocoder DIR (a local copy of charactr/vocos-encodec-24khz), --vocoder tiny-random (a test "
+               "decoder that makes noise) or --vocoder none (decode with EnCodec)")
+    return tuple(hub_file(str(name_or_path), name, "the Vocos decoder", instead, **hub_kwargs)
+                 for name in (CONFIG_NAME, WEIGHTS_NAME))
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -605,11 +609,13 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises pickle, zip, EOF or runtime errors for a corrupt file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise OSError(f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {reason})") from error
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({type(error).__name__}: {reason})"
+        ) from None
     if not isinstance(state_dict, dict) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
     ):
-        raise ValueError(f"{path} holds a {type(state_dict).__name__}, not a Vocos state dict (name -> tensor)")
+        raise CheckpointError(f"{path} holds a {type(state_dict).__name__}, not a Vocos state dict (name -> tensor)")
     return state_dict
 
 
@@ -638,11 +644,11 @@ def load_original_vocos(name_or_path: str | Path = DEFAULT_REPO, **hub_kwargs) -
         The model in eval mode, float32, on CPU.
 
     Raises:
-        FileNotFoundError: a local directory without one of the two files.
-        OSError: `pytorch_model.bin` is not a readable PyTorch checkpoint.
-        ValueError: a bad config (see `VocosConfig.from_original_yaml`), a checkpoint that is not a dict of tensors,
-            or one whose keys/shapes do not match the config (the first missing key, unexpected key or shape
-            mismatch is named).
+        VallEFileNotFoundError: a local directory without one of the two files.
+        ModelNotFoundError: the download failed.
+        CheckpointError: `pytorch_model.bin` is not a readable PyTorch checkpoint, not a dict of tensors, or its
+            keys/shapes do not match the config (the first missing key, unexpected key or shape mismatch is named).
+        ValueError: a bad config (see `VocosConfig.from_original_yaml`).
     """
     config_file, weights_file = _resolve_files(name_or_path, hub_kwargs)
     config = VocosConfig.from_original_yaml(config_file)
@@ -650,9 +656,9 @@ def load_original_vocos(name_or_path: str | Path = DEFAULT_REPO, **hub_kwargs) -
     state_dict = {_rename(key): value for key, value in original.items() if not key.startswith(IGNORED_PREFIX)}
     table = state_dict.get("codebooks.weight")
     if table is None:
-        raise ValueError(f"{weights_file}: missing key 'feature_extractor.codebook_weights'")
+        raise CheckpointError(f"{weights_file}: missing key 'feature_extractor.codebook_weights'")
     if table.dim() != 2 or table.shape[0] % config.codebook_size or table.shape[1] != config.input_channels:
-        raise ValueError(
+        raise CheckpointError(
             f"{weights_file}: feature_extractor.codebook_weights has shape {tuple(table.shape)}, expected "
             f"[levels * {config.codebook_size}, {config.input_channels}]"
         )
@@ -661,14 +667,32 @@ def load_original_vocos(name_or_path: str | Path = DEFAULT_REPO, **hub_kwargs) -
     expected = model.state_dict()
     for key in expected:
         if key not in state_dict:
-            raise ValueError(f"{weights_file}: missing key {_rename(key, to_original=True)!r}")
+            raise CheckpointError(f"{weights_file}: missing key {_rename(key, to_original=True)!r}")
     for key, value in state_dict.items():
         if key not in expected:
-            raise ValueError(f"{weights_file}: unexpected key {_rename(key, to_original=True)!r}")
+            raise CheckpointError(f"{weights_file}: unexpected key {_rename(key, to_original=True)!r}")
         if value.shape != expected[key].shape:
-            raise ValueError(
+            raise CheckpointError(
                 f"{weights_file}: {_rename(key, to_original=True)!r} has shape {tuple(value.shape)}, "
                 f"the config expects {tuple(expected[key].shape)}"
             )
     model.load_state_dict(state_dict)
     return model.eval()
+
+
+def tiny_random_vocos(seed: int = 0) -> VocosModel:
+    """A small random Vocos with the released STFT layout (n_fft 1280, hop 320), for tests and `tiny-random`.
+
+    Unlike a freshly initialised Vocos, whose AdaLayerNorm tables are all ones and zeros, every bandwidth id gets its
+    own random scale and shift, so the output depends on the bandwidth as a trained model's does. Deterministic for a
+    given `seed`; the global RNG state is left untouched. It makes noise, not speech.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = VocosModel(VocosConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_codebooks=8)).eval()
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, VocosAdaLayerNorm):
+                    module.scale.add_(0.5 * torch.randn_like(module.scale))
+                    module.shift.add_(0.5 * torch.randn_like(module.shift))
+    return model

@@ -1,0 +1,48 @@
+"""Downloads from the Hugging Face Hub that fail fast, in one line, with what to do instead.
+
+`huggingface_hub` retries a file it cannot reach for about half a minute before it gives up, and then says only
+that it could not connect. Every download of this package goes through `hub_file`, which first asks for the file's
+metadata once, without retries: an unreachable Hub, a missing repository or file is reported at once as a
+`ModelNotFoundError` that names what was wanted and the offline alternative. `HF_ENDPOINT`, `HF_HUB_OFFLINE` and the
+cache apply as usual.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ModelNotFoundError
+
+
+def _first_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+
+
+def check_reachable(repo_id: str, filename: str, what: str, instead: str) -> None:
+    """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` is cached or the Hub answers for it."""
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(repo_id, filename), str):
+        return
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename), retry_on_errors=False)
+    except Exception as error:  # huggingface_hub raises HTTP, connection, timeout and not-found errors alike
+        raise ModelNotFoundError(f"could not download {what} ({repo_id}/{filename}: {_first_line(error)}); {instead}") \
+            from None
+
+
+def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kwargs) -> Path:
+    """The local path of `filename` in the Hub repository `repo_id`, downloaded (once) if needed.
+
+    `what` names the download in the error message ("the released model"), `instead` says what to do offline.
+    Raises `ModelNotFoundError`.
+    """
+    from huggingface_hub import hf_hub_download
+
+    check_reachable(repo_id, filename, what, instead)
+    try:
+        return Path(hf_hub_download(repo_id, filename, **download_kwargs))
+    except Exception as error:  # as above, for a failure during the download itself
+        raise ModelNotFoundError(f"could not download {what} ({repo_id}/{filename}: {_first_line(error)}); {instead}") \
+            from None
