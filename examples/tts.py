@@ -17,6 +17,7 @@ import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes; needed before from_pretrained / pipeline)
 from valle_hf.loading import load_model_and_processor
+from valle_hf.phonemes import split_sentences
 
 # A few sampler settings for `model.generate`; every GenerationConfig field and the original's samplers can be mixed.
 PRESETS = {
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Text -> IPA (espeak-ng) -> phoneme ids; the prompt is loaded, resampled to 24 kHz and cut/looped to 3 s.
     # The model encodes the prompt with its EnCodec inside `generate`.
-    sentences = valle_hf.processing.split_sentences(args.text)
+    sentences = split_sentences(args.text)
     inputs = processor(sentences, prompt_audio=args.prompt, input_prompt_length=args.input_prompt_length,
                        language=args.language).to(model.device)
 

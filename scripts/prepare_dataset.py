@@ -139,7 +139,7 @@ def entries_from_csv(root: Path, metadata: Path) -> list[Entry]:
 
 
 def load_tokenizer(path: Path):
-    from valle_hf.processing import load_phoneme_tokenizer
+    from valle_hf.tokenization import load_phoneme_tokenizer
 
     file = path / "tokenizer.json" if path.is_dir() else path
     return load_phoneme_tokenizer(file)
@@ -156,8 +156,9 @@ def prepare_one(
     entry: Entry, tokenizer, codec, language: str, bandwidth: float
 ) -> tuple[dict, torch.LongTensor, torch.LongTensor]:
     """Phoneme ids and codes of one utterance; raises with a readable message if it cannot be used."""
+    from valle_hf.audio import load_audio
     from valle_hf.codec import encode
-    from valle_hf.processing import load_audio, phonemize
+    from valle_hf.phonemes import phonemize
 
     if entry.error:
         raise ValueError(entry.error)

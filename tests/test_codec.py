@@ -9,9 +9,6 @@ import torch
 from transformers import EncodecConfig, EncodecModel
 
 from valle_hf.codec import (
-    CODEBOOK_SIZE,
-    HOP_LENGTH,
-    NUM_LEVELS,
     decode,
     decode_batch,
     encode,
@@ -20,6 +17,10 @@ from valle_hf.codec import (
     num_frames,
     tiny_random_codec,
 )
+from valle_hf.configuration import CODEC_CODEBOOK_SIZE as CODEBOOK_SIZE
+from valle_hf.configuration import CODEC_HOP_LENGTH as HOP_LENGTH
+
+NUM_LEVELS = 8  # the released model's RVQ levels (6 kbps)
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,8 @@ def test_encode_batch_matches_single_encodes_but_the_last_frame(codec):
     [
         (torch.zeros(75, dtype=torch.long), "shape"),
         (torch.zeros(1, 75, 8, dtype=torch.long), "shape"),
-        (torch.zeros(75, 9, dtype=torch.long), "1..8 RVQ levels"),
-        (torch.zeros(75, 0, dtype=torch.long), "1..8 RVQ levels"),
+        (torch.zeros(75, 33, dtype=torch.long), "1..32 RVQ levels"),  # EnCodec 24 kHz has 32 (at 24 kbps)
+        (torch.zeros(75, 0, dtype=torch.long), "1..32 RVQ levels"),
         (torch.full((75, 8), 1024), "0..1023"),
         (torch.full((75, 8), -1), "0..1023"),
         (torch.zeros(75, 8), "integer"),

@@ -45,7 +45,7 @@ def test_every_tensor_is_used_or_known_unused(fixtures, fixture_model):
     """The converted weights are exactly the stored (float16) values, in float32."""
     tensors, _ = original_tensors(fixtures)
     state = fixture_model.state_dict()
-    assert torch.equal(state["model.separator"], tensors["sep"].float())
+    assert torch.equal(state["model.embeddings.separator"], tensors["sep"].float())
     assert torch.equal(state["classifiers.8.weight"], tensors["classifiers.proj.8.weight"].float())
     layers = fixture_model.config.num_hidden_layers
     key = f"model.layers.{layers - 1}.mlp.down_proj.weight"
@@ -188,9 +188,10 @@ def test_command_line_writes_a_loadable_directory(tmp_path, fixtures, fixture_mo
     config = json.loads((out / "config.json").read_text())
     assert config["audio_backend"] == "vocos" and config["vocoder_config"]["model_type"] == "valle_vocos"
     with safe_open(str(out / "model.safetensors"), "pt") as handle:
-        assert "model.separator" in handle.keys()
+        assert "model.embeddings.separator" in handle.keys()
     model = AutoModelForTextToWaveform.from_pretrained(out)
-    assert torch.equal(model.state_dict()["model.separator"], fixture_model.state_dict()["model.separator"])
+    key = "model.embeddings.separator"
+    assert torch.equal(model.state_dict()[key], fixture_model.state_dict()[key])
 
 
 def test_command_line_reports_errors_in_one_line(tmp_path, capsys):

@@ -105,7 +105,7 @@ def test_cached_steps_get_the_positions_and_embeddings_of_the_whole_sequence(tin
         handle.remove()
     sequences = out.sequences
     positions = segment_position_ids(sequences, tiny_model.config)
-    embeds = tiny_model.model.embed(sequences, 0, task)
+    embeds = tiny_model.model.embeddings.embed_pass(sequences, 0, task, None, None)
     first_column = sequences.shape[1] - steps
     cached_steps = calls[1:steps]  # calls[0] is the prefill over the whole input
     assert len(cached_steps) == steps - 1
@@ -265,8 +265,8 @@ def test_each_whole_reference_is_encoded_then_its_codes_looped_or_trimmed(tiny_m
     import numpy as np
     import soundfile
 
+    from valle_hf.audio import load_audio
     from valle_hf.codec import encode
-    from valle_hf.processing import load_audio
 
     rate = tiny_model.config.sampling_rate
     generator = np.random.default_rng(0)

@@ -16,16 +16,15 @@ from conftest import REPO, tiny_config
 
 from valle_hf.conversion import key_map
 from valle_hf.dataset import VallEDataset, append_manifest, read_manifest, save_utterance
+from valle_hf.loss import IGNORE_INDEX, shift_targets
 from valle_hf.modeling import VallEForConditionalGeneration
 from valle_hf.training import (
-    IGNORE_INDEX,
     VallEDataCollator,
     add_lora,
     build_training_sequence,
     collate_sequences,
     level_pool,
     sample_levels,
-    shift_targets,
 )
 
 LOSS_TOLERANCE = 1e-5
@@ -276,7 +275,7 @@ def test_finetune_example_runs_end_to_end(tmp_path, lora):
     assert not torch.equal(trained.state_dict()[name], original.state_dict()[name])
     if lora:
         assert (tmp_path / "out" / "adapter").is_dir()
-        assert torch.equal(trained.model.embed_text.weight, original.model.embed_text.weight)
+        assert torch.equal(trained.model.embeddings.text.weight, original.model.embeddings.text.weight)
 
 
 def write_wav(path: Path, seconds: float, frequency: float) -> None:

@@ -6,14 +6,16 @@ Importing the package registers the model with the Auto classes, so `AutoModelFo
 
 from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor
 
-from .configuration import VallEConfig
+from .configuration import VallEConfig, VallEGenerationConfig
 from .generation import VallEGenerateOutput, VallEGenerationMixin
 from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
 from .processing import VallEProcessor
+from .vocos import VocosConfig, VocosModel
 
 __version__ = "0.1.0"
 
 AutoConfig.register("valle", VallEConfig, exist_ok=True)
+AutoConfig.register("valle_vocos", VocosConfig, exist_ok=True)
 AutoModel.register(VallEConfig, VallEModel, exist_ok=True)
 AutoModelForTextToWaveform.register(VallEConfig, VallEForConditionalGeneration, exist_ok=True)
 AutoProcessor.register(VallEConfig, VallEProcessor, exist_ok=True)
@@ -21,9 +23,12 @@ AutoProcessor.register(VallEConfig, VallEProcessor, exist_ok=True)
 __all__ = [
     "VallEConfig",
     "VallEForConditionalGeneration",
+    "VallEGenerationConfig",
     "VallEGenerateOutput",
     "VallEGenerationMixin",
     "VallEModel",
     "VallEPreTrainedModel",
     "VallEProcessor",
+    "VocosConfig",
+    "VocosModel",
 ]

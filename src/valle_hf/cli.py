@@ -148,11 +148,11 @@ def _device_and_dtype(args) -> tuple[str, torch.dtype]:
 
 
 def _check_output(path: str | None, references: str) -> Path:
-    from .processing import _prompt_sources, check_output_path
+    from .audio import check_output_path, reference_paths
 
     if not path:
         raise ValueError("no output path: give OUT_PATH (or --out-path) for text-to-speech")
-    return check_output_path(path, [source for source in _prompt_sources(references) if isinstance(source, str)])
+    return check_output_path(path, reference_paths(references))
 
 
 def _seed(seed: int | None) -> int:
@@ -165,7 +165,8 @@ def _seed(seed: int | None) -> int:
 
 def prepare_inputs(args) -> dict:
     """Check and load everything the user gave before any model is loaded, so bad input fails fast, in one line."""
-    from .processing import load_references, resolve_language, split_sentences
+    from .audio import load_references
+    from .phonemes import resolve_language, split_sentences
 
     if args.task == "stt":
         return {"audio": load_references(args.references)}
@@ -182,7 +183,7 @@ def prepare_inputs(args) -> dict:
 def run_tts(args, model, processor, inputs: dict) -> None:
     from tqdm import tqdm
 
-    from .processing import save_audio
+    from .audio import save_audio
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language)
     kwargs = generation_kwargs(args)

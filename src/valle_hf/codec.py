@@ -4,9 +4,10 @@ VALL-E reads and writes EnCodec codes at 6 kbps: 8 residual-VQ levels of 1024 co
 frame per 320 samples at 24 kHz. Codes are kept as `[T, levels]` (time first), the layout of the original's
 `qnt.encode_from_file`; `EncodecModel` wants `[chunks=1, batch, levels, T]`.
 
-Two traps of `EncodecModel` are handled here (spec/hf_anchors.md §5): `encode()` defaults to the *lowest* bandwidth
-(1.5 kbps, 2 levels), so the bandwidth is always passed; and a freshly built model has all-zero codebooks, so
-`tiny_random_codec` fills them.
+Two traps of `EncodecModel` are handled here: `encode()` defaults to the *lowest* bandwidth (1.5 kbps, 2 levels), so
+the bandwidth is always passed; and a freshly built model has all-zero codebooks, so `tiny_random_codec` fills them.
+The layout VALL-E needs (24 kHz, hop 320, 1024 codes) is `valle_hf.configuration`'s; everything else is read from the
+codec's own config.
 """
 
 from __future__ import annotations
@@ -17,23 +18,15 @@ from pathlib import Path
 import torch
 from transformers import EncodecConfig, EncodecModel
 
+from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
 from .errors import ModelNotFoundError
 from .hub import check_reachable
 
-SAMPLING_RATE = 24000
-HOP_LENGTH = 320
-FRAME_RATE = 75
-NUM_LEVELS = 8
-CODEBOOK_SIZE = 1024
+# The bandwidth of the 8 RVQ levels the released model reads (0.75 kbps per level).
 BANDWIDTH = 6.0
 
 __all__ = [
     "BANDWIDTH",
-    "CODEBOOK_SIZE",
-    "FRAME_RATE",
-    "HOP_LENGTH",
-    "NUM_LEVELS",
-    "SAMPLING_RATE",
     "decode",
     "decode_batch",
     "encode",
@@ -44,19 +37,20 @@ __all__ = [
 ]
 
 
-def num_frames(num_samples: int) -> int:
-    """Number of codec frames for `num_samples` samples at 24 kHz: ceil(samples / 320)."""
-    return -(-num_samples // HOP_LENGTH)
+def num_frames(num_samples: int, hop_length: int = CODEC_HOP_LENGTH) -> int:
+    """Number of codec frames for `num_samples` samples: ceil(samples / hop_length)."""
+    return -(-num_samples // hop_length)
 
 
 def _check_layout(codec: EncodecModel) -> None:
     """Refuse codecs whose frame layout is not the one VALL-E was trained on (24 kHz, hop 320, 75 Hz, 1024 codes)."""
     config = codec.config
-    if (config.sampling_rate, config.hop_length, config.codebook_size) != (SAMPLING_RATE, HOP_LENGTH, CODEBOOK_SIZE):
+    layout = (config.sampling_rate, config.hop_length, config.codebook_size)
+    if layout != (CODEC_SAMPLING_RATE, CODEC_HOP_LENGTH, CODEC_CODEBOOK_SIZE):
         raise ValueError(
             f"codec has sampling_rate={config.sampling_rate}, hop_length={config.hop_length}, "
             f"codebook_size={config.codebook_size}; VALL-E needs the EnCodec 24 kHz layout "
-            f"({SAMPLING_RATE}, {HOP_LENGTH}, {CODEBOOK_SIZE})"
+            f"({CODEC_SAMPLING_RATE}, {CODEC_HOP_LENGTH}, {CODEC_CODEBOOK_SIZE})"
         )
     if config.audio_channels != 1:
         raise ValueError(f"codec expects {config.audio_channels} audio channels; VALL-E needs a mono codec")
@@ -93,7 +87,7 @@ def tiny_random_codec(seed: int = 0) -> EncodecModel:
         torch.manual_seed(seed)
         codec = EncodecModel(config).eval()
     generator = torch.Generator().manual_seed(seed)
-    num_samples = 4 * SAMPLING_RATE
+    num_samples = 4 * config.sampling_rate
     envelope = torch.rand(num_samples // 2400 + 1, generator=generator).repeat_interleave(2400)[:num_samples]
     signal = 0.3 * envelope * torch.randn(num_samples, generator=generator)
     with torch.no_grad():
@@ -160,25 +154,26 @@ def encode_batch(
     for row, waveform in enumerate(waveforms):
         batch[row, 0, : lengths[row]] = waveform.to(device=device, dtype=dtype)
     codes = codec.encode(batch, bandwidth=bandwidth, return_dict=True).audio_codes[0]  # [B, levels, T]
-    return [codes[row, :, : num_frames(length)].T.long().contiguous() for row, length in enumerate(lengths)]
+    hop = codec.config.hop_length
+    return [codes[row, :, : num_frames(length, hop)].T.long().contiguous() for row, length in enumerate(lengths)]
 
 
-def _check_codes(codes: torch.Tensor, expected_dims: int, layout: str) -> torch.Tensor:
+def _check_codes(codec: EncodecModel, codes: torch.Tensor, expected_dims: int, layout: str) -> torch.Tensor:
     codes = torch.as_tensor(codes)
     if codes.ndim != expected_dims:
         raise ValueError(f"codes must have shape {layout}, got {codes.ndim} dims (shape {tuple(codes.shape)})")
     if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
         raise ValueError(f"codes must be an integer tensor, got dtype {codes.dtype}")
-    levels = codes.shape[-1]
-    if not 1 <= levels <= NUM_LEVELS:
-        raise ValueError(f"codes must have 1..{NUM_LEVELS} RVQ levels in the last dim, got {levels} (shape {layout})")
+    levels, most = codes.shape[-1], len(codec.quantizer.layers)
+    if not 1 <= levels <= most:
+        raise ValueError(f"codes must have 1..{most} RVQ levels in the last dim, got {levels} (shape {layout})")
     return codes
 
 
-def _check_code_range(codes: torch.Tensor) -> None:
-    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= CODEBOOK_SIZE):
+def _check_code_range(codes: torch.Tensor, codebook_size: int) -> None:
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= codebook_size):
         raise ValueError(
-            f"codes must lie in 0..{CODEBOOK_SIZE - 1}, got values in {int(codes.min())}..{int(codes.max())} "
+            f"codes must lie in 0..{codebook_size - 1}, got values in {int(codes.min())}..{int(codes.max())} "
             f"(strip stop/pad tokens before decoding)"
         )
 
@@ -189,8 +184,8 @@ def decode(codec: EncodecModel, codes: torch.Tensor) -> torch.Tensor:
 
     Fewer than 8 levels decode as the sum of the given levels' embeddings (a coarser reconstruction).
     """
-    codes = _check_codes(codes, 2, "[T, n_levels]")
-    _check_code_range(codes)
+    codes = _check_codes(codec, codes, 2, "[T, n_levels]")
+    _check_code_range(codes, codec.config.codebook_size)
     device, _ = _codec_device_dtype(codec)
     if codes.shape[0] == 0:
         return torch.zeros(0, device=device, dtype=torch.float32)
@@ -208,7 +203,7 @@ def decode_batch(
     Only the first `lengths[i]` frames of a row are read (and range-checked); whatever pads the rest (a stop or pad
     id, say) is ignored. The decoder is causal, so the padding cannot leak into the kept samples.
     """
-    codes = _check_codes(codes, 3, "[B, T, n_levels]")
+    codes = _check_codes(codec, codes, 3, "[B, T, n_levels]")
     batch_size, max_frames, _ = codes.shape
     if lengths is None:
         lengths = [max_frames] * batch_size
@@ -218,11 +213,11 @@ def decode_batch(
     if any(not 0 <= length <= max_frames for length in lengths):
         raise ValueError(f"lengths must lie in 0..{max_frames} (the padded T), got {lengths}")
     valid = torch.arange(max_frames, device=codes.device)[None, :] < torch.tensor(lengths, device=codes.device)[:, None]
-    _check_code_range(codes[valid])
+    _check_code_range(codes[valid], codec.config.codebook_size)
     device, _ = _codec_device_dtype(codec)
     if max(lengths, default=0) == 0:
         return [torch.zeros(0, device=device, dtype=torch.float32) for _ in lengths]
     codes = codes.masked_fill(~valid[..., None], 0)[:, : max(lengths)]
     audio_codes = codes.to(device=device, dtype=torch.long).transpose(1, 2)[None]  # [1, B, levels, T]
     audio = codec.decode(audio_codes, [None], return_dict=True).audio_values  # [B, 1, T * 320]
-    return [audio[row, 0, : length * HOP_LENGTH].float() for row, length in enumerate(lengths)]
+    return [audio[row, 0, : length * codec.config.hop_length].float() for row, length in enumerate(lengths)]

@@ -1,13 +1,30 @@
-"""Configuration of the VALL-E model (e-c-k-e-r/vall-e flavour, "ar+nar-llama-8")."""
+"""Configuration of the VALL-E model (e-c-k-e-r/vall-e flavour, "ar+nar-llama-8") and of its generation.
+
+Every fact the model computes with lives here: the sizes, the unified id space, the tasks, the original's level rules
+(which RVQ levels each pass reads), the codec layout (read from `codec_config`), and the sampling settings of the
+original CLI (`VallEGenerationConfig`).
+"""
 
 from __future__ import annotations
 
-from transformers import EncodecConfig, LlamaConfig, PretrainedConfig
+import copy
+import math
+
+from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 
 from .vocos import VocosConfig
 
 SUPPORTED_CAPABILITIES = ("ar", "nar")
 AUDIO_BACKENDS = ("vocos", "encodec")
+# The tasks a forward pass runs, in the index order a per-row `task` tensor uses.
+TASKS = ("tts", "stt")
+# The codec of every original checkpoint: EnCodec 24 kHz, one frame per 320 samples (75 frames/s), 1024 codes per
+# RVQ level; the released model reads 8 levels (6 kbps).
+CODEC_SAMPLING_RATE = 24000
+CODEC_HOP_LENGTH = 320
+CODEC_CODEBOOK_SIZE = 1024
+# Level 0..7 codes of the original's "silence" frame (`vall_e/emb/qnt.py:get_silence`).
+SILENCE_CODES = (62, 424, 786, 673, 622, 986, 570, 948)
 
 
 class VallEConfig(PretrainedConfig):
@@ -15,7 +32,7 @@ class VallEConfig(PretrainedConfig):
 
     The backbone is a stock Llama decoder (GeGLU MLP, RMSNorm, RoPE, full multi-head attention); the model around it
     embeds text, audio-prompt and response segments from separate tables and predicts one RVQ level per pass through
-    its own classifier head (see `spec/architecture.md`).
+    its own classifier head.
 
     Besides the original's own token ids (text ids 0..255, audio codes 0..1023, stop 1024) the model reads one
     *unified* id space in `input_ids`, so that a whole sequence fits in one tensor that `generate()` can cache, pad and
@@ -30,6 +47,10 @@ class VallEConfig(PretrainedConfig):
     `audio_frame_token_id`      one multi-level audio frame (codes come in `audio_codes`)
     `pad_token_id`              padding
     ==========================  =========================================================
+
+    Sub-configs: `codec_config` (EnCodec 24 kHz, which encodes prompts; its sampling rate and hop length are the
+    model's), `vocoder_config` (the original's Vocos decoder, or None), and `audio_backend` ("vocos" or "encodec")
+    chooses the decoder. `text_head` is False for a checkpoint exported without the STT head.
     """
 
     model_type = "valle"
@@ -48,7 +69,7 @@ class VallEConfig(PretrainedConfig):
         attention_dropout: float = 0.0,
         initializer_range: float = 0.02,
         text_vocab_size: int = 256,
-        audio_vocab_size: int = 1024,
+        audio_vocab_size: int = CODEC_CODEBOOK_SIZE,
         num_rvq_levels: int = 8,
         num_tasks: int = 9,
         num_languages: int = 4,
@@ -60,9 +81,6 @@ class VallEConfig(PretrainedConfig):
         unified_position_ids: bool = False,
         text_bos_token_id: int = 1,
         text_eos_token_id: int = 2,
-        frame_rate: int = 75,
-        sampling_rate: int = 24000,
-        codec_bandwidth: float = 6.0,
         silence_codes: list[int] | None = None,
         codec_config: dict | EncodecConfig | None = None,
         vocoder_config: dict | VocosConfig | None = None,
@@ -95,26 +113,46 @@ class VallEConfig(PretrainedConfig):
         self.unified_position_ids = unified_position_ids
         self.text_bos_token_id = text_bos_token_id
         self.text_eos_token_id = text_eos_token_id
-        self.frame_rate = frame_rate
-        self.sampling_rate = sampling_rate
-        self.codec_bandwidth = codec_bandwidth
-        # Level 0..7 codes of the original's "silence" frame (emb/qnt.py:get_silence).
-        default_silence = [62, 424, 786, 673, 622, 986, 570, 948]
-        self.silence_codes = list(silence_codes) if silence_codes is not None else default_silence
-        if isinstance(codec_config, dict):
-            codec_config = EncodecConfig(**codec_config)
-        self.codec_config = codec_config if codec_config is not None else EncodecConfig()
-        if isinstance(vocoder_config, dict):
-            vocoder_config = VocosConfig(**vocoder_config)
-        self.vocoder_config = vocoder_config
+        self.silence_codes = list(silence_codes) if silence_codes is not None else list(SILENCE_CODES)
+        self.codec_config = EncodecConfig(**codec_config) if isinstance(codec_config, dict) else codec_config
+        if self.codec_config is None:
+            self.codec_config = EncodecConfig()
+        self.vocoder_config = VocosConfig(**vocoder_config) if isinstance(vocoder_config, dict) else vocoder_config
         # The original decodes with Vocos (its default `audio_backend`); a model without one decodes with EnCodec.
-        self.audio_backend = audio_backend or ("vocos" if vocoder_config is not None else "encodec")
+        self.audio_backend = audio_backend or ("vocos" if self.vocoder_config is not None else "encodec")
         self.text_head = text_head
-        kwargs.setdefault("pad_token_id", self.pad_token_id_for(audio_vocab_size, text_vocab_size, num_rvq_levels))
+        for derived in ("frame_rate", "sampling_rate", "codec_bandwidth"):  # read from codec_config now
+            kwargs.pop(derived, None)
+        kwargs.setdefault("pad_token_id", self.prompt_frame_token_id + 2)
         kwargs.setdefault("eos_token_id", self.stop_token_id)
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
         self.validate()
+
+    # ---------------------------------------------------------------- codec layout
+    @property
+    def sampling_rate(self) -> int:
+        """Audio samples per second of every waveform the model reads or writes (the codec's)."""
+        return self.codec_config.sampling_rate
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per codec frame."""
+        return self.codec_config.hop_length
+
+    @property
+    def frame_rate(self) -> int:
+        """Codec frames (AR steps) per second of audio."""
+        return self.sampling_rate // self.hop_length
+
+    @property
+    def codec_bandwidth(self) -> float:
+        """The codec bandwidth (kbps) that yields `num_rvq_levels` levels: 0.75 kbps per level at 75 frames/s."""
+        return self.num_rvq_levels * self.frame_rate * math.log2(self.audio_vocab_size) / 1000
+
+    def seconds_to_frames(self, seconds: float) -> int:
+        """Whole codec frames in `seconds` of audio, counted as the original does: int(frame_rate * seconds)."""
+        return int(self.frame_rate * seconds)
 
     # ---------------------------------------------------------------- unified id space
     @property
@@ -142,13 +180,32 @@ class VallEConfig(PretrainedConfig):
     def audio_frame_token_id(self) -> int:
         return self.prompt_frame_token_id + 1
 
-    @staticmethod
-    def pad_token_id_for(audio_vocab_size: int, text_vocab_size: int, num_rvq_levels: int) -> int:
-        return audio_vocab_size + 1 + text_vocab_size + 1 + num_rvq_levels + 2
+    # ---------------------------------------------------------------- the original's level rules
+    def summed_levels(self, level: int) -> int:
+        """How many RVQ levels of a prompt or NAR-response frame are embedded when predicting `level`.
+
+        The original's off-by-one, kept because the weights were trained with it (`vall_e/models/base.py`,
+        `AudioEmbedding` with sums): at level k >= 2 the levels 0..k-2 are summed (level k-1 itself is never read), at
+        k <= 1 level 0 alone.
+        """
+        return max(level - 1, 1)
 
     @property
-    def unified_vocab_size(self) -> int:
-        return self.pad_token_id_for(self.audio_vocab_size, self.text_vocab_size, self.num_rvq_levels) + 1
+    def num_prompt_tables(self) -> int:
+        """Prompt embedding tables the model can reach (levels 0..L-3): `summed_levels` never reads the last two."""
+        return self.num_rvq_levels - 2
+
+    @property
+    def num_response_tables(self) -> int:
+        """Response embedding tables the model can reach: table 0 (AR, level 0 and the stop token) and tables
+        1..L-2 (NAR inputs, table i embedding level i-1)."""
+        return self.num_rvq_levels - 1
+
+    @property
+    def stt_levels(self) -> int:
+        """RVQ levels of the STT audio the model reads: 0..L-3 (`vall_e/models/base.py`, the stt branch of
+        `inputs_to_embeddings`)."""
+        return self.num_rvq_levels - 2
 
     @property
     def num_heads(self) -> int:
@@ -189,7 +246,7 @@ class VallEConfig(PretrainedConfig):
     def validate(self) -> None:
         """Reject values the model cannot compute, naming the field (the original would fail deep inside torch)."""
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "text_vocab_size", "audio_vocab_size", "frame_rate", "sampling_rate"):
+                     "text_vocab_size", "audio_vocab_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"VallEConfig.{name} must be a positive integer, got {value!r}")
@@ -198,8 +255,8 @@ class VallEConfig(PretrainedConfig):
                 f"VallEConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})"
             )
-        if self.num_rvq_levels < 2:
-            raise ValueError(f"VallEConfig.num_rvq_levels must be at least 2, got {self.num_rvq_levels}")
+        if self.num_rvq_levels < 3:
+            raise ValueError(f"VallEConfig.num_rvq_levels must be at least 3, got {self.num_rvq_levels}")
         if self.version < 5:
             raise ValueError(f"VallEConfig.version {self.version} is not supported (only version >= 5 models)")
         unknown = sorted(set(self.capabilities) - set(SUPPORTED_CAPABILITIES))
@@ -215,6 +272,13 @@ class VallEConfig(PretrainedConfig):
             )
         if self.rms_norm_eps <= 0 or self.rope_theta <= 0:
             raise ValueError("VallEConfig.rms_norm_eps and rope_theta must be positive")
+        codec = self.codec_config
+        layout = (codec.sampling_rate, codec.hop_length, codec.codebook_size, codec.audio_channels)
+        if layout != (CODEC_SAMPLING_RATE, CODEC_HOP_LENGTH, self.audio_vocab_size, 1):
+            raise ValueError(
+                f"VallEConfig.codec_config has sampling_rate, hop_length, codebook_size, channels = {layout}; VALL-E "
+                f"reads EnCodec 24 kHz codes: ({CODEC_SAMPLING_RATE}, {CODEC_HOP_LENGTH}, {self.audio_vocab_size}, 1)"
+            )
         if self.audio_backend not in AUDIO_BACKENDS:
             raise ValueError(f"VallEConfig.audio_backend must be one of {AUDIO_BACKENDS}, got {self.audio_backend!r}")
         if self.audio_backend == "vocos" and self.vocoder_config is None:
@@ -224,3 +288,95 @@ class VallEConfig(PretrainedConfig):
                 f"VallEConfig.silence_codes needs one code per RVQ level ({self.num_rvq_levels}), "
                 f"got {len(self.silence_codes)}"
             )
+
+
+# The original's sampler settings that transformers has no field for (or names differently), with the values that
+# switch them off.
+VALLE_GENERATION_DEFAULTS = {
+    "min_temperature": -1.0,
+    "repetition_penalty_decay": 0.0,
+    "stop_length_penalty": 0.0,
+    "dry_multiplier": 0.0,
+    "dry_base": 1.75,
+    "dry_allowed_length": 2,
+    "mirostat_tau": 0.0,
+    "mirostat_eta": 0.1,
+    "sampler_order": "original",
+    "nar_temperature": 0.0,
+    "max_levels": None,
+    "prefix_silence": 0.0,
+    "input_prompt_length": None,
+    "input_prompt_prefix": False,
+    "refine_on_stop": False,
+    "layer_skip": False,
+    "layer_skip_exit_layer": -1,
+    "layer_skip_entropy_threshold": 0.1,
+    "layer_skip_varentropy_threshold": 0.1,
+    "output_audio": True,
+    "audio_backend": None,
+}
+# The original CLI's tuned settings (`vall_e/__main__.py`), which the released model is meant to be used with.
+TUNED_SETTINGS = {"temperature": 0.5, "repetition_penalty": 1.5, "nar_temperature": 0.0, "input_prompt_length": 3.0}
+MAX_SECONDS = 12  # the original CLI's `--max-ar-steps` default: 12 s of audio
+# transformers' sampler fields whose values VALL-E's own processors apply (in the original's order, with its
+# semantics); transformers must not apply them a second time.
+VALLE_SAMPLER_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+
+
+class VallEGenerationConfig(GenerationConfig):
+    """A `GenerationConfig` with the original's sampler settings (`VALLE_GENERATION_DEFAULTS`) as fields of its own.
+
+    transformers' own fields keep their meaning, with one addition from the original: `temperature <= 0` is greedy
+    decoding (as `do_sample=False`). `temperature`, `top_k`, `top_p`, `min_p` and `repetition_penalty` are applied by
+    VALL-E's own processors, in the original's order by default (`sampler_order`); see `valle_hf.logits_process`.
+    The other settings:
+
+    - `min_temperature` (dynamic temperature lower bound; < 0 off), `repetition_penalty_decay`, `stop_length_penalty`,
+      `dry_multiplier` / `dry_base` / `dry_allowed_length`, `mirostat_tau` / `mirostat_eta`, `sampler_order`
+      ("original" or "transformers");
+    - `nar_temperature` (0 = greedy), `max_levels` (NAR levels to fill; None = all);
+    - `input_prompt_length` (seconds of prompt codes kept, looped when shorter; 0/None = all), `input_prompt_prefix`,
+      `prefix_silence` (seconds);
+    - `refine_on_stop`, `layer_skip` with `layer_skip_exit_layer`, `layer_skip_entropy_threshold`,
+      `layer_skip_varentropy_threshold`;
+    - `output_audio`, `audio_backend` ("vocos" / "encodec"; None = the model's).
+    """
+
+    def __init__(self, **kwargs):
+        for name, default in VALLE_GENERATION_DEFAULTS.items():
+            setattr(self, name, kwargs.pop(name, default))
+        super().__init__(**kwargs)
+
+    @classmethod
+    def from_model_config(cls, model_config: VallEConfig) -> VallEGenerationConfig:
+        """What a model built from `model_config` generates with: the tuned settings (`tuned`)."""
+        return cls.tuned(model_config)
+
+    @classmethod
+    def tuned(cls, config: VallEConfig, **overrides) -> VallEGenerationConfig:
+        """The shipped `generation_config.json`: the original CLI's tuned settings (AR temperature 0.5, greedy NAR,
+        repetition penalty 1.5, a 3 s prompt, 12 s at most), so that `generate`, the pipeline and the CLI speak
+        alike."""
+        settings = dict(max_new_tokens=MAX_SECONDS * config.frame_rate, do_sample=True, top_k=0, top_p=1.0,
+                        eos_token_id=config.stop_token_id, pad_token_id=config.pad_token_id, **TUNED_SETTINGS)
+        return cls(**{**settings, **overrides})
+
+    def validate(self, strict: bool = False, user_set_attributes: set[str] | None = None) -> None:
+        """transformers' checks; in greedy mode without its warnings about the sampler fields VALL-E applies itself
+        (the original's `temperature` 0 means greedy, and a model's tuned temperature stays set while unused)."""
+        if self.do_sample is False:
+            user_set_attributes = {"do_sample"} | (set(user_set_attributes or ()) - set(VALLE_SAMPLER_FIELDS))
+        super().validate(strict, user_set_attributes)
+
+    @property
+    def is_sampling(self) -> bool:
+        """Whether the AR samples: `do_sample` and a positive temperature (the original's 0 means greedy)."""
+        return bool(self.do_sample) and (self.temperature is None or self.temperature > 0)
+
+    def for_transformers(self) -> GenerationConfig:
+        """A copy for transformers' own processor builder: without the sampler fields VALL-E applies itself
+        (`VALLE_SAMPLER_FIELDS`), so that nothing is applied twice."""
+        other = copy.copy(self)
+        for name in VALLE_SAMPLER_FIELDS:
+            setattr(other, name, None)
+        return other

@@ -163,15 +163,15 @@ def config_from_original(original: dict, **overrides) -> VallEConfig:
 def key_map(config: VallEConfig) -> dict[str, str]:
     """Original state-dict name -> our name, for every tensor the model uses."""
     mapping = {
-        "text_emb.weight": "model.embed_text.weight",
-        "rvq_l_emb.weight": "model.embed_level.weight",
-        "sep": "model.separator",
+        "text_emb.weight": "model.embeddings.text.weight",
+        "rvq_l_emb.weight": "model.embeddings.level.weight",
+        "sep": "model.embeddings.separator",
         "model.norm.weight": "model.backbone.norm.weight",
     }
-    for level in range(config.num_rvq_levels - 2):
-        mapping[f"proms_emb.embeddings.{level}.weight"] = f"model.embed_prompt.levels.{level}.weight"
-    for level in range(config.num_rvq_levels - 1):
-        mapping[f"resps_emb.embeddings.{level}.weight"] = f"model.embed_response.levels.{level}.weight"
+    for level in range(config.num_prompt_tables):
+        mapping[f"proms_emb.embeddings.{level}.weight"] = f"model.embeddings.prompt.levels.{level}.weight"
+    for level in range(config.num_response_tables):
+        mapping[f"resps_emb.embeddings.{level}.weight"] = f"model.embeddings.response.levels.{level}.weight"
     for head in range(config.num_heads):
         for part in ("weight", "bias"):
             mapping[f"classifiers.proj.{head}.{part}"] = f"classifiers.{head}.{part}"
@@ -183,10 +183,12 @@ def key_map(config: VallEConfig) -> dict[str, str]:
 
 
 def unused_keys(config: VallEConfig) -> set[str]:
-    """Tensors the original stores but never reads (see architecture.md §2): dropped without complaint."""
+    """Tensors the original stores but never reads (the tables past `num_prompt_tables` / `num_response_tables`, and
+    the embeddings of features the released model does not have): dropped without complaint."""
     levels = config.num_rvq_levels
-    unreachable = {f"proms_emb.embeddings.{j}.weight" for j in range(levels - 2, levels)}
-    return set(ALWAYS_UNUSED) | unreachable | {f"resps_emb.embeddings.{levels - 1}.weight"}
+    prompt = {f"proms_emb.embeddings.{j}.weight" for j in range(config.num_prompt_tables, levels)}
+    response = {f"resps_emb.embeddings.{j}.weight" for j in range(config.num_response_tables, levels)}
+    return set(ALWAYS_UNUSED) | prompt | response
 
 
 def convert_state_dict(

@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
+
 MANIFEST = "manifest.jsonl"
 UTTERANCES = "utterances"
-FRAME_RATE = 75
+FRAME_RATE = CODEC_SAMPLING_RATE // CODEC_HOP_LENGTH  # codec frames per second
 
 
 def utterance_path(root: str | os.PathLike, utterance_id: str) -> Path:

@@ -1,13 +1,16 @@
-"""Generation: the AR stage through transformers' own loop (KV cache, processors, stopping), then the NAR, then audio.
+"""Generation: the voice prompt, the AR stage through transformers' own loop, the NAR, then audio.
 
 `VallEGenerationMixin.generate` turns phoneme ids and a voice prompt into codes and audio:
 
-1. each row becomes ``text SEP [level 0] SEP prompt SEP response`` in the unified id space, left-padded;
-2. `GenerationMixin.generate` samples level 0 until the stop token (cached, batched, any decoding strategy);
-3. one parallel forward per NAR level fills levels 1..7 (argmax, or sampling at `nar_temperature`);
-4. the attached EnCodec decodes the codes.
+1. the voice prompt: codes as given, or each reference encoded whole by the attached EnCodec; then looped or cut to
+   `input_prompt_length` seconds (`prompt_rows`; this is the only place that sets the prompt's length);
+2. each row becomes ``text SEP [level 0] SEP prompt SEP response`` in the unified id space, left-padded;
+3. `GenerationMixin.generate` samples level 0 until the stop token (cached, batched, any decoding strategy);
+4. one parallel forward per NAR level fills levels 1..`max_levels` (argmax, or sampling at `nar_temperature`);
+5. the decoder (Vocos or EnCodec, `audio_backend`) turns the codes into audio.
 
-STT (`task="stt"`) runs step 2 over ``audio SEP [level 0] SEP <bos> ...`` with the text head and returns phoneme ids.
+STT (`task="stt"`) runs step 3 over ``audio SEP [level 0] SEP <bos> ...`` with the text head and returns phoneme ids.
+The sampler settings live in `VallEGenerationConfig`; the processors they make are in `valle_hf.logits_process`.
 """
 
 from __future__ import annotations
@@ -20,65 +23,15 @@ import torch
 from transformers import DynamicCache, GenerationConfig, GenerationMixin
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
+from .audio import load_references
 from .cache import CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
+from .configuration import VallEGenerationConfig
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
-from .logits_process import build_sampler_processors
-from .processing import load_references
+from .logits_process import sampler_processors
 
-# Sampler settings of the original CLI that transformers has no field for (or names differently), with the values
-# that switch them off. They live on the generation config and may be passed to `generate` as keyword arguments.
-VALLE_GENERATION_DEFAULTS = {
-    "min_temperature": -1.0,
-    "repetition_penalty_decay": 0.0,
-    "stop_length_penalty": 0.0,
-    "dry_multiplier": 0.0,
-    "dry_base": 1.75,
-    "dry_allowed_length": 2,
-    "mirostat_tau": 0.0,
-    "mirostat_eta": 0.1,
-    "sampler_order": "original",
-    "nar_temperature": 0.0,
-    "max_levels": None,
-    "prefix_silence": 0.0,
-    "input_prompt_length": None,
-    "input_prompt_prefix": False,
-    "refine_on_stop": False,
-    "layer_skip": False,
-    "layer_skip_exit_layer": -1,
-    "layer_skip_entropy_threshold": 0.1,
-    "layer_skip_varentropy_threshold": 0.1,
-    "output_audio": True,
-    "audio_backend": None,
-}
-# Samplers we apply ourselves (in the original's order); transformers' own versions are switched off.
-_TRANSFORMERS_SAMPLER_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
-
-
-# The original CLI's tuned defaults (`vall_e/__main__.py`), the settings the released model is meant to be used with.
-TUNED_DEFAULTS = {
-    "temperature": 0.5,
-    "repetition_penalty": 1.5,
-    "nar_temperature": 0.0,
-    "input_prompt_length": 3.0,
-}
-MAX_SECONDS = 12  # the original CLI's `--max-ar-steps` default: 12 s of audio
-
-
-def default_generation_config(config) -> GenerationConfig:
-    """The shipped `generation_config.json`: the original CLI's tuned defaults, so `generate`, the pipeline and the
-    CLI speak alike (AR temperature 0.5, greedy NAR, repetition penalty 1.5, a 3 s prompt, 12 s at most)."""
-    settings = {**VALLE_GENERATION_DEFAULTS, **TUNED_DEFAULTS}
-    return GenerationConfig(
-        max_new_tokens=MAX_SECONDS * config.frame_rate,
-        do_sample=True,
-        top_k=0,
-        top_p=1.0,
-        eos_token_id=config.stop_token_id,
-        pad_token_id=config.pad_token_id,
-        **settings,
-    )
+__all__ = ["VallEGenerateOutput", "VallEGenerationMixin"]
 
 
 @dataclass
@@ -86,7 +39,7 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
     """`GenerateDecoderOnlyOutput` plus what a TTS/STT call produces.
 
     codes: `[B, T_max, levels]` EnCodec codes, right-padded; `lengths`: frames per row.
-    audio: one 1-D waveform per row at `config.sampling_rate` (when a codec decoded them).
+    audio: one 1-D waveform per row at `config.sampling_rate` (when a decoder decoded them).
     text_ids: one LongTensor of phoneme ids per row (STT; without BOS/EOS).
     stopped: whether each row emitted its stop token before `max_new_tokens`.
     exit_layers: `[B, steps]` layers each row ran at every AR step (with `layer_skip`); `nar_exit_layers`:
@@ -125,10 +78,57 @@ def _repeat_rows(rows: list, copies: int) -> list:
     return [row for row in rows for _ in range(copies)]
 
 
+def _same_audio(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
+    return len(first) == len(second) and all(
+        a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, second, strict=True)
+    )
+
+
+def _cut_at_stop(tokens: torch.LongTensor, stop: int) -> tuple[list[torch.LongTensor], torch.BoolTensor]:
+    """Each row up to (excluding) its first stop token; rows without one are kept whole."""
+    is_stop = tokens == stop
+    stopped = is_stop.any(dim=1)
+    ends = torch.where(stopped, is_stop.long().argmax(dim=1), tokens.shape[1])
+    return [row[:end] for row, end in zip(tokens, ends.tolist(), strict=True)], stopped
+
+
+def _layer_skip(config: VallEGenerationConfig) -> LayerSkip | None:
+    if not config.layer_skip:
+        return None
+    return LayerSkip(config.layer_skip_exit_layer, config.layer_skip_entropy_threshold,
+                     config.layer_skip_varentropy_threshold)
+
+
+@dataclass
+class _Prompts:
+    """The voice prompt of a batch, padded once: `codes` `[B, Tp, levels]` (right padding) and `lengths` `[B]`."""
+
+    codes: torch.LongTensor
+    lengths: list[int]
+
+    def repeat(self, copies: int) -> _Prompts:
+        return _Prompts(self.codes.repeat_interleave(copies, dim=0), _repeat_rows(self.lengths, copies))
+
+
 class VallEGenerationMixin(GenerationMixin):
     """`generate()` for VALL-E; everything step-wise is left to `GenerationMixin` (cache, processors, stopping)."""
 
     # ------------------------------------------------------------------ hooks of GenerationMixin
+    def adjust_generation_fn(self, *args, **kwargs):
+        """`from_pretrained` loads `generation_config.json` as a plain `GenerationConfig`: read it as ours."""
+        super().adjust_generation_fn(*args, **kwargs)
+        if not isinstance(self.generation_config, VallEGenerationConfig):
+            self.generation_config = VallEGenerationConfig.from_dict(self.generation_config.to_dict())
+
+    def _prepare_generation_config(self, generation_config: GenerationConfig | None, **kwargs):
+        """transformers' merge (model config < `generation_config` < keyword arguments), as a `VallEGenerationConfig`;
+        a temperature <= 0 means greedy decoding, as in the original."""
+        generation_config, model_kwargs = super()._prepare_generation_config(generation_config, **kwargs)
+        if not isinstance(generation_config, VallEGenerationConfig):
+            generation_config = VallEGenerationConfig.from_dict(generation_config.to_dict())
+        generation_config.do_sample = generation_config.is_sampling
+        return generation_config, model_kwargs
+
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
         """No position ids up front (they restart per segment); records where the response's positions start.
 
@@ -150,7 +150,7 @@ class VallEGenerationMixin(GenerationMixin):
         if cached_step and response_position_offset is not None:
             columns = torch.arange(total - new_ids.shape[1], total, device=input_ids.device)
             inputs["position_ids"] = columns.unsqueeze(0) - response_position_offset
-            inputs["inputs_embeds"] = self.model.embed_response_tokens(new_ids, kwargs.get("task", "tts"))
+            inputs["inputs_embeds"] = self.model.embeddings.response_tokens(new_ids, kwargs.get("task", "tts"))
             inputs["input_ids"] = None
         else:  # the first step (the whole input, or whatever a caller's cache does not hold yet) or no cache
             inputs["position_ids"] = segment_position_ids(input_ids, self.config)[:, -new_ids.shape[1]:]
@@ -170,37 +170,11 @@ class VallEGenerationMixin(GenerationMixin):
         if type(cache) is DynamicCache and not chosen:
             model_kwargs[CACHE_KWARG] = PreallocatedDynamicCache(self.config.backbone_config(), max_cache_length)
 
-    def _get_logits_processor(self, generation_config, *args, **kwargs):
-        """transformers' processors without its samplers, then ours in the configured (by default original) order."""
-        neutral = copy.deepcopy(generation_config)
-        for field in _TRANSFORMERS_SAMPLER_FIELDS:
-            setattr(neutral, field, None)
-        processors = super()._get_logits_processor(neutral, *args, **kwargs)
-
-        def get(name):
-            return getattr(generation_config, name, VALLE_GENERATION_DEFAULTS[name])
-
-        sampling = bool(generation_config.do_sample)
-        eos = generation_config.eos_token_id
-        processors.extend(
-            build_sampler_processors(
-                temperature=(generation_config.temperature or 1.0) if sampling else 0.0,
-                min_temperature=get("min_temperature"),
-                top_k=(generation_config.top_k or 0) if sampling else 0,
-                top_p=generation_config.top_p if sampling and generation_config.top_p is not None else 1.0,
-                min_p=(generation_config.min_p or 0.0) if sampling else 0.0,
-                repetition_penalty=generation_config.repetition_penalty or 1.0,
-                repetition_penalty_decay=get("repetition_penalty_decay"),
-                stop_length_penalty=get("stop_length_penalty"),
-                stop_token_id=eos[0] if isinstance(eos, (list, tuple)) else eos,
-                dry_multiplier=get("dry_multiplier"),
-                dry_base=get("dry_base"),
-                dry_allowed_length=get("dry_allowed_length"),
-                mirostat_tau=get("mirostat_tau") if sampling else 0.0,
-                mirostat_eta=get("mirostat_eta"),
-                order=get("sampler_order"),
-            )
-        )
+    def _get_logits_processor(self, generation_config: VallEGenerationConfig, *args, **kwargs):
+        """transformers' processors for everything but the samplers VALL-E applies itself, then VALL-E's samplers in
+        the configured (by default the original's) order."""
+        processors = super()._get_logits_processor(generation_config.for_transformers(), *args, **kwargs)
+        processors.extend(sampler_processors(generation_config))
         return processors
 
     # ------------------------------------------------------------------ public entry point
@@ -223,32 +197,28 @@ class VallEGenerationMixin(GenerationMixin):
         r"""Text-to-speech (default) or speech-to-text.
 
         TTS: `input_ids` `[B, L]` phoneme ids with BOS/EOS (any padding side, given `attention_mask`), and a voice
-        prompt as `prompt_codes` `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (waveforms at 24 kHz or
-        file paths, one per row or one for all). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or
+        prompt as `prompt_codes` `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for every
+        row, or one per row; a prompt is a 24 kHz waveform, a path, a ';'-joined string of paths or a list of those:
+        see `valle_hf.audio.load_references`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or
         `audio`, with `task="stt"`.
 
-        Besides every `GenerationConfig` field (`do_sample`, `temperature` (0 = greedy), `top_k`, `top_p`, `min_p`,
-        `repetition_penalty`, `num_beams`, `max_new_tokens`, ...), it takes the original's settings listed in
-        `VALLE_GENERATION_DEFAULTS`: `min_temperature`, `repetition_penalty_decay`, `stop_length_penalty`, `dry_*`,
-        `mirostat_*`, `sampler_order` ("original": filters before temperature, or "transformers"),
-        `nar_temperature`, `max_levels`, `prefix_silence` (seconds), `input_prompt_length` (seconds of prompt kept,
-        looped when shorter), `input_prompt_prefix`, `refine_on_stop`, `layer_skip` (with
-        `layer_skip_exit_layer`, `layer_skip_entropy_threshold`, `layer_skip_varentropy_threshold`; see
-        `layer_skip.py`),
-        `output_audio`.
+        Settings: every `GenerationConfig` field (`do_sample`, `temperature` (0 = greedy), `top_k`, `top_p`,
+        `min_p`, `repetition_penalty`, `num_beams`, `max_new_tokens`, ...) and the original's own, listed in
+        `VallEGenerationConfig`. Defaults come from the model's generation config (the original CLI's tuned values
+        for converted checkpoints).
 
         Returns a `VallEGenerateOutput` when `return_dict_in_generate`; otherwise the list of waveforms (TTS, or the
-        codes when `output_audio=False`) or the list of phoneme-id tensors (STT).
+        codes when `output_audio=False`) or the list of phoneme-id tensors (STT). Raises ValueError for inputs or
+        settings it cannot use.
         """
-        generation_config, kwargs = self._merge_generation_config(generation_config, kwargs)
+        config, model_kwargs = self._merge_settings(generation_config, kwargs)
         if task == "stt":
-            result = self._generate_stt(audio_codes, audio_attention_mask, audio, generation_config, kwargs)
+            result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
             return result if return_dict_in_generate else result.text_ids
         if task != "tts":
             raise ValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
-        result = self._generate_tts(
-            input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio, generation_config, kwargs
-        )
+        result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio,
+                                    config, model_kwargs)
         if return_dict_in_generate:
             return result
         if result.audio is not None:
@@ -256,20 +226,16 @@ class VallEGenerationMixin(GenerationMixin):
         return [codes[:length] for codes, length in zip(result.codes, result.lengths, strict=True)]
 
     # ------------------------------------------------------------------ inputs
-    def _merge_generation_config(self, generation_config, kwargs) -> tuple[GenerationConfig, dict]:
-        """A per-call copy of the generation config with the keyword arguments applied; returns the model kwargs."""
-        generation_config = copy.deepcopy(generation_config or self.generation_config)
-        for name, default in VALLE_GENERATION_DEFAULTS.items():
-            setattr(generation_config, name, kwargs.pop(name, getattr(generation_config, name, default)))
-        generation_config.return_dict_in_generate = True  # before update(), which warns about output_* without it
-        model_kwargs = generation_config.update(**kwargs)
-        if generation_config.temperature is not None and generation_config.temperature <= 0:
-            generation_config.temperature, generation_config.do_sample = 1.0, False  # the original's greedy
-        if not generation_config.do_sample:
-            # Filters cannot change an argmax (our processors get top_k 0 when greedy); 50 is transformers' own
-            # default, the one value its validation does not flag as "set but unused" in greedy mode.
-            generation_config.top_k = 50
-        return generation_config, model_kwargs
+    def _merge_settings(self, generation_config, kwargs) -> tuple[VallEGenerationConfig, dict]:
+        """This call's settings: a copy of `generation_config` (default: the model's) updated with the keyword
+        arguments it knows; returns it and the other keyword arguments (model inputs for the AR loop)."""
+        config = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
+        if not isinstance(config, VallEGenerationConfig):
+            config = VallEGenerationConfig.from_dict(config.to_dict())
+        config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
+        model_kwargs = config.update(**kwargs)
+        config.do_sample = config.is_sampling
+        return config, model_kwargs
 
     def _text_rows(self, input_ids, attention_mask) -> list[torch.Tensor]:
         if input_ids is None:
@@ -286,14 +252,12 @@ class VallEGenerationMixin(GenerationMixin):
     def _code_rows(self, codes, mask, references, name: str, batch: int | None) -> list[torch.Tensor] | None:
         """Per-row `[T, 8]` codes, from padded codes or from reference audio encoded with the attached codec.
 
-        `references`: one source for every row, or a list with one per row; a source is a 24 kHz waveform, a path,
-        a ';'-joined string of paths or a list of those (see `load_references`).
+        `references`: one source for every row, or a list with one per row (see `load_references`).
         """
         if codes is None and references is None:
             return None
         if codes is None:
-            rows = list(references) if isinstance(references, (list, tuple)) else [references]
-            rows = self._encode_references(rows)
+            rows = self._encode_references(list(references) if isinstance(references, (list, tuple)) else [references])
         else:
             rows = _rows(codes.to(self.device), None if mask is None else mask.to(self.device), name, 3)
         if batch is not None and len(rows) == 1 and batch > 1:
@@ -311,16 +275,11 @@ class VallEGenerationMixin(GenerationMixin):
         """Each row's references encoded whole and on their own, their codes joined, as the original does
         (`vall_e/inference.py:encode_audio`). Rows with the same audio (a prompt broadcast to a batch) are encoded
         once."""
-        def same(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
-            return len(first) == len(second) and all(
-                a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, second, strict=True)
-            )
-
         encoded: list[tuple[list[torch.Tensor], torch.LongTensor]] = []
         codes_per_row = []
         for row in rows:
             waveforms = load_references(row)
-            codes = next((codes for seen, codes in encoded if same(seen, waveforms)), None)
+            codes = next((codes for seen, codes in encoded if _same_audio(seen, waveforms)), None)
             if codes is None:
                 codes = torch.cat([encode(self.codec_model, waveform.to(self.device), self.config.codec_bandwidth)
                                    for waveform in waveforms])
@@ -328,71 +287,87 @@ class VallEGenerationMixin(GenerationMixin):
             codes_per_row.append(codes)
         return codes_per_row
 
+    def prompt_rows(self, prompt_codes, prompt_mask, prompt_audio, batch: int,
+                    seconds: float | None) -> list[torch.LongTensor] | None:
+        """The voice prompt of each row as the model reads it: `[frames, levels]` codes, or None without a prompt.
+
+        The codes are `prompt_codes` or the encoded `prompt_audio`, then looped or cut to exactly
+        `int(75 * seconds)` frames from their start (the original's `repeat_extend_audio`); `seconds` 0 or None keeps
+        them all. The one place where a prompt's length is decided.
+        """
+        prompts = self._code_rows(prompt_codes, prompt_mask, prompt_audio, "prompt_codes", batch)
+        if prompts is None or not seconds:
+            return prompts
+        frames = self.config.seconds_to_frames(seconds)
+        if seconds < 0 or frames == 0:
+            raise ValueError(f"input_prompt_length must be at least one frame (1/{self.config.frame_rate} s), "
+                             f"got {seconds}")
+        for prompt in prompts:
+            if len(prompt) == 0:
+                raise ValueError("prompt_codes: a row has an empty voice prompt (0 frames)")
+        return [prompt.repeat(-(-frames // len(prompt)), 1)[:frames] for prompt in prompts]
+
     # ------------------------------------------------------------------ TTS
     def _generate_tts(self, input_ids, attention_mask, prompt_codes, prompt_mask, prompt_audio, config, kwargs):
         max_levels = config.max_levels if config.max_levels is not None else self.config.num_rvq_levels - 1
         if not 0 <= max_levels < self.config.num_rvq_levels:
             raise ValueError(f"max_levels must be 0..{self.config.num_rvq_levels - 1}, got {max_levels}")
         texts = self._text_rows(input_ids, attention_mask)
-        prompts = self._code_rows(prompt_codes, prompt_mask, prompt_audio, "prompt_codes", len(texts))
-        if prompts is not None and config.input_prompt_length:
-            prompts = [self._trim_prompt(prompt, config.input_prompt_length) for prompt in prompts]
-        prefixes = self._response_prefixes(texts, prompts, config)
+        prompt_list = self.prompt_rows(prompt_codes, prompt_mask, prompt_audio, len(texts), config.input_prompt_length)
+        prompts = None if prompt_list is None else _Prompts(pad(prompt_list, 0, side="right")[0],
+                                                            [len(prompt) for prompt in prompt_list])
+        prefixes = self._response_prefixes(texts, prompt_list, config)
         sequences = [
-            tts_sequence(self.config, text, 0, None if prompt is None else (0 if config.input_prompt_prefix
-                                                                            else len(prompt)), prefix)
-            for text, prompt, prefix in zip(texts, prompts or [None] * len(texts), prefixes, strict=True)
+            tts_sequence(self.config, text, 0, self._prompt_frames(prompts, row, config.input_prompt_prefix), prefix)
+            for row, (text, prefix) in enumerate(zip(texts, prefixes, strict=True))
         ]
         ar_ids, ar_mask = pad(sequences, self.config.pad_token_id)
-        prompt_batch = None if prompts is None else pad(prompts, 0, side="right")[0]
-        ar_skip, nar_skip = self._layer_skip(config), self._layer_skip(config)
-        output = GenerationMixin.generate(
-            self, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=prompt_batch, task="tts", level=0,
-            generation_config=config, **({"early_exit": ar_skip} if ar_skip else {}), **kwargs,
+        skip = _layer_skip(config)
+        output, exit_layers = self._traced_generate(
+            skip, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
+            task="tts", level=0, generation_config=config, **kwargs,
         )
         copies = output.sequences.shape[0] // len(texts)  # num_return_sequences: consecutive rows per input row
         if copies > 1:
             texts, prefixes = _repeat_rows(texts, copies), _repeat_rows(prefixes, copies)
-            prompts = None if prompts is None else _repeat_rows(prompts, copies)
+            prompts = None if prompts is None else prompts.repeat(copies)
             ar_mask = ar_mask.repeat_interleave(copies, dim=0)
-            prompt_batch = None if prompt_batch is None else prompt_batch.repeat_interleave(copies, dim=0)
-        generated, stopped = self._cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id)
+        generated, stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id)
         if config.refine_on_stop:
-            generated = self._refine(output.sequences, ar_mask, prompt_batch, generated)
+            generated = self._refine(output.sequences, ar_mask, prompts, generated)
         self._warn_unstopped(stopped, config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated, strict=True)]
-        codes = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature, nar_skip)
+        codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature, skip)
         # The response prefix (silence or the prompt itself) conditioned the model but is not part of the output.
         rows = [row[len(prefix):] for row, prefix in zip(codes, prefixes, strict=True)]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
         audio = self._decode(rows, config.audio_backend) if config.output_audio else None
-        padded = pad(rows, 0, side="right")[0] if rows else None
         return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits, codes=padded, lengths=lengths,
-            audio=audio, stopped=stopped, exit_layers=self._exit_trace(ar_skip),
-            nar_exit_layers=self._exit_trace(nar_skip),
+            sequences=output.sequences, scores=output.scores, logits=output.logits,
+            codes=pad(rows, 0, side="right")[0] if rows else None, lengths=lengths, audio=audio, stopped=stopped,
+            exit_layers=exit_layers, nar_exit_layers=nar_exit_layers,
             sequences_scores=getattr(output, "sequences_scores", None),
             beam_indices=getattr(output, "beam_indices", None),
         )
 
     @staticmethod
-    def _layer_skip(config) -> LayerSkip | None:
-        if not config.layer_skip:
+    def _prompt_frames(prompts: _Prompts | None, row: int, as_prefix: bool) -> int | None:
+        """Prompt placeholders of a row's TTS sequence: none without a prompt, 0 when the prompt is the AR prefix."""
+        if prompts is None:
             return None
-        return LayerSkip(config.layer_skip_exit_layer, config.layer_skip_entropy_threshold,
-                         config.layer_skip_varentropy_threshold)
+        return 0 if as_prefix else prompts.lengths[row]
 
-    @staticmethod
-    def _exit_trace(skip: LayerSkip | None) -> torch.LongTensor | None:
-        return torch.stack(skip.exit_layers, dim=1) if skip and skip.exit_layers else None
-
-    def _trim_prompt(self, prompt: torch.LongTensor, seconds: float) -> torch.LongTensor:
-        """Exactly `seconds` of prompt from its start, looping a shorter one (the original's repeat_extend_audio)."""
-        frames = int(seconds * self.config.frame_rate)
-        if seconds < 0 or frames == 0 or len(prompt) == 0:
-            raise ValueError(f"input_prompt_length must be at least one frame (1/{self.config.frame_rate} s), "
-                             f"got {seconds}")
-        return prompt.repeat(-(-frames // len(prompt)), 1)[:frames]
+    def _traced_generate(self, skip: LayerSkip | None, **generate_kwargs):
+        """`GenerationMixin.generate`, and with layer skip the layers each row ran at every step (`[B, steps]`)."""
+        if skip is None:
+            return GenerationMixin.generate(self, **generate_kwargs), None
+        trace = []
+        handle = self.register_forward_hook(lambda module, args, output: trace.append(output.exit_layers))
+        try:
+            output = GenerationMixin.generate(self, early_exit=skip, **generate_kwargs)
+        finally:
+            handle.remove()
+        return output, torch.stack(trace, dim=1)
 
     def _response_prefixes(self, texts, prompts, config) -> list[torch.LongTensor]:
         """Level-0 frames the AR response starts from: the prompt itself, or `prefix_silence` seconds of silence."""
@@ -402,16 +377,8 @@ class VallEGenerationMixin(GenerationMixin):
             return [prompt[:, 0] for prompt in prompts]
         if config.prefix_silence < 0:
             raise ValueError(f"prefix_silence must be >= 0 seconds, got {config.prefix_silence}")
-        frames = int(config.prefix_silence * self.config.frame_rate)
+        frames = self.config.seconds_to_frames(config.prefix_silence)
         return [torch.full((frames,), self.config.silence_codes[0], device=self.device) for _ in texts]
-
-    @staticmethod
-    def _cut_at_stop(tokens: torch.LongTensor, stop: int) -> tuple[list[torch.LongTensor], torch.BoolTensor]:
-        """Each row up to (excluding) its first stop token; rows without one are kept whole."""
-        is_stop = tokens == stop
-        stopped = is_stop.any(dim=1)
-        ends = torch.where(stopped, is_stop.long().argmax(dim=1), tokens.shape[1])
-        return [row[:end] for row, end in zip(tokens, ends.tolist(), strict=True)], stopped
 
     def _warn_unstopped(self, stopped: torch.BoolTensor, config) -> None:
         if not bool(stopped.all()):
@@ -422,46 +389,53 @@ class VallEGenerationMixin(GenerationMixin):
                 stacklevel=5,  # the caller of generate()
             )
 
-    def _refine(self, sequences, prefix_mask, prompt_batch, generated) -> list[torch.LongTensor]:
+    def _refine(self, sequences, prefix_mask, prompts: _Prompts | None, generated) -> list[torch.LongTensor]:
         """Refine-on-stop: one teacher-forced pass over the final sequences; argmax at every response position.
 
         Stop tokens the argmax predicts inside the response are removed (the original keeps them).
         """
         prefix_length = prefix_mask.shape[1]
         mask = torch.cat([prefix_mask, torch.ones_like(sequences[:, prefix_length:])], dim=1)  # left padding
-        logits = self(input_ids=sequences, attention_mask=mask, prompt_codes=prompt_batch, task="tts", level=0,
-                      use_cache=False, logits_to_keep=sequences.shape[1] - prefix_length + 1).logits
+        logits = self(input_ids=sequences, attention_mask=mask, prompt_codes=None if prompts is None else prompts.codes,
+                      task="tts", level=0, use_cache=False,
+                      logits_to_keep=sequences.shape[1] - prefix_length + 1).logits
         refined = logits[:, :-1].argmax(dim=-1)
         rows = [row[: len(tokens)] for row, tokens in zip(refined, generated, strict=True)]
         return [row[row != self.config.stop_token_id] for row in rows]
 
     # ------------------------------------------------------------------ NAR
-    def _generate_nar(self, texts, prompts, level0, max_levels: int, temperature: float,
-                      layer_skip: LayerSkip | None = None) -> list[torch.LongTensor]:
-        """Levels 1..max_levels, one batched forward per level, each row conditioned on its levels so far."""
+    def _generate_nar(self, texts, prompts: _Prompts | None, level0, max_levels: int, temperature: float,
+                      skip: LayerSkip | None) -> tuple[list[torch.LongTensor], torch.LongTensor | None]:
+        """Levels 1..max_levels, one batched forward per level, each row conditioned on its levels so far.
+
+        Returns the codes of each row `[T_i, max_levels + 1]` and, with layer skip, the layers each row ran per level.
+        """
         codes = [row.unsqueeze(-1) for row in level0]
         frames = max(len(row) for row in codes)
-        prompt_batch = None if prompts is None else pad(prompts, 0, side="right")[0]  # the same at every level
+        exit_layers = []
         for level in range(1, max_levels + 1):
             if frames == 0:
                 codes = [torch.cat([row, row[:, :1]], dim=1) for row in codes]
                 continue
             sequences = [
-                tts_sequence(self.config, text, level, None if prompt is None else len(prompt),
-                             response_frames=len(row))
-                for text, prompt, row in zip(texts, prompts or [None] * len(texts), codes, strict=True)
+                tts_sequence(self.config, text, level, self._prompt_frames(prompts, row, False),
+                             response_frames=len(frame_codes))
+                for row, (text, frame_codes) in enumerate(zip(texts, codes, strict=True))
             ]
             ids, mask = pad(sequences, self.config.pad_token_id)
             audio_batch, valid = pad(codes, 0, side="right")
-            logits = self(
-                input_ids=ids, attention_mask=mask, prompt_codes=prompt_batch, audio_codes=audio_batch,
-                level=level, task="tts", logits_to_keep=frames, early_exit=layer_skip, use_cache=False,
-            ).logits
-            rows_logits = logits[(ids == self.config.audio_frame_token_id)[:, -frames:]]
+            output = self(
+                input_ids=ids, attention_mask=mask, prompt_codes=None if prompts is None else prompts.codes,
+                audio_codes=audio_batch, level=level, task="tts", logits_to_keep=frames, early_exit=skip,
+                use_cache=False,
+            )
+            exit_layers.append(output.exit_layers)
+            rows_logits = output.logits[(ids == self.config.audio_frame_token_id)[:, -frames:]]
             new_level = torch.zeros_like(valid)
             new_level[valid.bool()] = self._sample_frames(rows_logits, temperature)
             codes = [torch.cat([row, new_level[index, : len(row), None]], dim=1) for index, row in enumerate(codes)]
-        return codes
+        traced = [layers for layers in exit_layers if layers is not None]
+        return codes, torch.stack(traced, dim=1) if traced else None
 
     @staticmethod
     def _sample_frames(logits: torch.Tensor, temperature: float) -> torch.LongTensor:
@@ -494,14 +468,13 @@ class VallEGenerationMixin(GenerationMixin):
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
         config.eos_token_id = self.config.text_eos_token_id
-        skip = self._layer_skip(config)
-        output = GenerationMixin.generate(
-            self, input_ids=ids, attention_mask=mask, audio_codes=pad(rows, 0, side="right")[0], task="stt",
-            level=0, generation_config=config, **({"early_exit": skip} if skip else {}), **kwargs,
+        output, exit_layers = self._traced_generate(
+            _layer_skip(config), input_ids=ids, attention_mask=mask, audio_codes=pad(rows, 0, side="right")[0],
+            task="stt", level=0, generation_config=config, **kwargs,
         )
-        text_ids, stopped = self._cut_at_stop(output.sequences[:, ids.shape[1]:], self.config.text_eos_token_id)
+        text_ids, stopped = _cut_at_stop(output.sequences[:, ids.shape[1]:], self.config.text_eos_token_id)
         self._warn_unstopped(stopped, config)
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, text_ids=text_ids, stopped=stopped,
-            exit_layers=self._exit_trace(skip),
+            exit_layers=exit_layers,
         )

@@ -1,39 +1,42 @@
-"""Layer skip: the original's entropy/varentropy early exit (`--layer-skip*`), done inside the forward pass.
+"""Layer skip: the original's entropy/varentropy early exit (`--layer-skip*`), as a decoder layer that can step aside.
 
-After each layer from the middle of the stack on, the hidden state of the rows that will be sampled is passed
-through the final norm and the pass's own classifier; a batch row whose mean entropy and varentropy (in bits) are
-both at or below the thresholds stops there, and `exit_layer` caps how many layers run at all. Unlike the original,
-the metric is taken on the normed state of the sampled rows only, a forced exit runs exactly `exit_layer` layers,
-and the KV cache stays consistent: every skipped layer still receives keys and values for the new positions,
-computed from the exit state (LayerSkip-style state propagation), so later steps attend over a complete cache.
+`VallEDecoderLayer` is transformers' `LlamaDecoderLayer`; given an `EarlyExit` (through the backbone's keyword
+arguments) it lets the rows that have exited pass through unchanged. After each layer from the middle of the stack
+on, the hidden state of the rows that will be sampled goes through the final norm and the pass's own classifier; a
+row whose mean entropy and varentropy (in bits) are both at or below the thresholds stops there, and `exit_layer`
+caps how many layers run at all (e-c-k-e-r/vall-e `vall_e/models/arch/llama.py`, `LlamaModel_Adapted`).
+
+Unlike the original, the metric is taken on the normed state of the sampled rows only, a forced exit runs exactly
+`exit_layer` layers, and the KV cache stays consistent: every skipped layer still receives keys and values for the
+new positions, computed from the exit state (LayerSkip-style state propagation), so later steps attend over a
+complete cache.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import LlamaModel
-from transformers.masking_utils import create_causal_mask
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_rotary_pos_emb
+
+from .cache import CACHE_KWARG
 
 LN2 = 0.6931471805599453
 
+__all__ = ["EarlyExit", "LayerSkip", "VallEDecoderLayer", "entropy_and_varentropy"]
 
-@dataclass
+
+@dataclass(frozen=True)
 class LayerSkip:
-    """Early-exit settings for one `generate` call; `exit_layers` collects the layers run per forward, per row.
-
-    exit_layer: run at most this many layers (-1: all). The thresholds are in bits; exits are considered from
-    `min_layers` layers on (default: half the stack, as in the original).
-    """
+    """Early-exit settings: run at most `exit_layer` layers (-1: all); a row exits once the entropy and varentropy
+    (bits) of its scored rows are at or below the thresholds, considered from `min_layers` layers on (default: half
+    the stack, as in the original)."""
 
     exit_layer: int = -1
     entropy_threshold: float = 0.1
     varentropy_threshold: float = 0.1
     min_layers: int | None = None
-    exit_layers: list[torch.Tensor] = field(default_factory=list, repr=False)
 
     def layer_limit(self, num_layers: int) -> int:
         if self.exit_layer == -1:
@@ -53,53 +56,60 @@ def entropy_and_varentropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return entropy, varentropy
 
 
-def _fill_cache(layer: nn.Module, hidden: torch.Tensor, position_embeddings, cache) -> None:
-    """Write a skipped layer's keys and values for the new positions, computed from the exit hidden state."""
-    attention = layer.self_attn
-    normed = layer.input_layernorm(hidden)
-    shape = (*hidden.shape[:-1], -1, attention.head_dim)
-    key = attention.k_proj(normed).view(shape).transpose(1, 2)
-    value = attention.v_proj(normed).view(shape).transpose(1, 2)
-    cos, sin = position_embeddings
-    key = apply_rotary_pos_emb(key, key, cos, sin)[1]
-    cache.update(key, value, attention.layer_idx)
+class EarlyExit:
+    """The early exit of one forward pass: which batch rows have exited, and after how many layers (`layers_run`).
 
+    Made by `VallEForConditionalGeneration.forward` for an `early_exit` pass and handed to every `VallEDecoderLayer`
+    through the backbone's keyword arguments (`exit_state`). `head` is the pass's classifier, `norm` the backbone's
+    final norm, `scored_rows` how many trailing positions the metric reads.
+    """
 
-def early_exit_forward(
-    backbone: LlamaModel,
-    head: nn.Module,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
-    position_ids: torch.LongTensor,
-    cache,
-    skip: LayerSkip,
-    scored_rows: int,
-    cache_kwarg: str,
-) -> tuple[torch.Tensor, torch.LongTensor]:
-    """The backbone's layer loop with early exit; returns the normed hidden states and the layers run per row."""
-    num_layers = len(backbone.layers)
-    limit = skip.layer_limit(num_layers)
-    first_check = skip.min_layers if skip.min_layers is not None else num_layers // 2
-    mask = create_causal_mask(config=backbone.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                              position_ids=position_ids, **{cache_kwarg: cache})
-    position_embeddings = backbone.rotary_emb(inputs_embeds, position_ids=position_ids)
-    batch = inputs_embeds.shape[0]
-    layers_run = torch.full((batch,), limit, dtype=torch.long, device=inputs_embeds.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=inputs_embeds.device)
-    hidden = inputs_embeds
-    for index, layer in enumerate(backbone.layers):
-        if index >= limit or bool(done.all()):
-            if cache is not None:
-                _fill_cache(layer, hidden, position_embeddings, cache)
-            continue
-        output = layer(hidden, attention_mask=mask, position_embeddings=position_embeddings,
-                       position_ids=position_ids, use_cache=cache is not None, **{cache_kwarg: cache})
-        hidden = torch.where(done[:, None, None], hidden, output)  # exited rows keep their exit state
-        if first_check <= index + 1 < limit:
-            logits = head(backbone.norm(hidden[:, -scored_rows:]))
+    def __init__(self, settings: LayerSkip, head: nn.Module, norm: nn.Module, scored_rows: int, batch_size: int,
+                 num_layers: int, device: torch.device):
+        self.settings, self.head, self.norm, self.scored_rows = settings, head, norm, scored_rows
+        self.limit = settings.layer_limit(num_layers)
+        self.first_check = settings.min_layers if settings.min_layers is not None else num_layers // 2
+        self.done = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        self.layers_run = torch.full((batch_size,), self.limit, dtype=torch.long, device=device)
+
+    def skips(self, index: int) -> bool:
+        """Whether layer `index` runs for no row (it is past the limit, or every row has exited)."""
+        return index >= self.limit or bool(self.done.all())
+
+    def update(self, index: int, hidden: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """The hidden state after layer `index`: exited rows keep their exit state; rows that exit now are marked."""
+        hidden = torch.where(self.done[:, None, None], hidden, output)
+        if self.first_check <= index + 1 < self.limit:
+            logits = self.head(self.norm(hidden[:, -self.scored_rows:]))
             entropy, varentropy = (metric.mean(dim=1) for metric in entropy_and_varentropy(logits))
-            exits = ~done & (entropy <= skip.entropy_threshold) & (varentropy <= skip.varentropy_threshold)
-            layers_run = torch.where(exits, index + 1, layers_run)
-            done = done | exits
-    skip.exit_layers.append(layers_run)
-    return backbone.norm(hidden), layers_run
+            exits = ~self.done & (entropy <= self.settings.entropy_threshold) & (
+                varentropy <= self.settings.varentropy_threshold)
+            self.layers_run = torch.where(exits, index + 1, self.layers_run)
+            self.done = self.done | exits
+        return hidden
+
+
+class VallEDecoderLayer(LlamaDecoderLayer):
+    """`LlamaDecoderLayer` that an `EarlyExit` can step around; without one it is the stock layer."""
+
+    def forward(self, hidden_states: torch.Tensor, *args, exit_state: EarlyExit | None = None, **kwargs):
+        if exit_state is None:
+            return super().forward(hidden_states, *args, **kwargs)
+        index = self.self_attn.layer_idx
+        if exit_state.skips(index):
+            cache = kwargs.get(CACHE_KWARG)
+            if cache is not None:
+                self._fill_cache(hidden_states, kwargs["position_embeddings"], cache)
+            return hidden_states
+        return exit_state.update(index, hidden_states, super().forward(hidden_states, *args, **kwargs))
+
+    def _fill_cache(self, hidden: torch.Tensor, position_embeddings, cache) -> None:
+        """Write this skipped layer's keys and values for the new positions, computed from the exit hidden state."""
+        attention = self.self_attn
+        normed = self.input_layernorm(hidden)
+        shape = (*hidden.shape[:-1], -1, attention.head_dim)
+        key = attention.k_proj(normed).view(shape).transpose(1, 2)
+        value = attention.v_proj(normed).view(shape).transpose(1, 2)
+        cos, sin = position_embeddings
+        key = apply_rotary_pos_emb(key, key, cos, sin)[1]
+        cache.update(key, value, attention.layer_idx)

@@ -44,6 +44,7 @@ __all__ = [
     "VallERepetitionPenaltyLogitsProcessor",
     "build_sampler_processors",
     "response_mask",
+    "sampler_processors",
 ]
 
 # The original's min-p never keeps fewer than 32 tokens (``min_p_filtering(min_tokens_to_keep=32)``).
@@ -534,3 +535,30 @@ def build_sampler_processors(
     else:
         chain = penalties + dry + temp + top_k_ + top_p_ + min_p_ + mirostat
     return LogitsProcessorList(chain)
+
+
+def sampler_processors(config) -> LogitsProcessorList:
+    """The sampler chain a `VallEGenerationConfig` asks for (see `build_sampler_processors`).
+
+    Greedy decoding (`config.is_sampling` False) keeps the penalties and drops what only shapes a distribution that
+    is sampled from (temperature, filters, mirostat), as the original does before its argmax.
+    """
+    sampling = config.is_sampling
+    eos = config.eos_token_id
+    return build_sampler_processors(
+        temperature=(config.temperature or 1.0) if sampling else 0.0,
+        min_temperature=config.min_temperature,
+        top_k=(config.top_k or 0) if sampling else 0,
+        top_p=config.top_p if sampling and config.top_p is not None else 1.0,
+        min_p=(config.min_p or 0.0) if sampling else 0.0,
+        repetition_penalty=config.repetition_penalty or 1.0,
+        repetition_penalty_decay=config.repetition_penalty_decay,
+        stop_length_penalty=config.stop_length_penalty,
+        stop_token_id=eos[0] if isinstance(eos, (list, tuple)) else eos,
+        dry_multiplier=config.dry_multiplier,
+        dry_base=config.dry_base,
+        dry_allowed_length=config.dry_allowed_length,
+        mirostat_tau=config.mirostat_tau if sampling else 0.0,
+        mirostat_eta=config.mirostat_eta,
+        order=config.sampler_order,
+    )

@@ -1,8 +1,8 @@
-"""Training: the original's loss, its per-item RVQ level draw, training sequences and a data collator.
+"""Training: the original's per-item RVQ level draw, training sequences, a data collator and LoRA.
 
-The released weights were trained with one exact objective (spec/architecture.md §6); a fine-tune that computes a
-different one quietly pulls the model away from what it learned. Everything here reproduces the original
-(e-c-k-e-r/vall-e `AR_NAR.forward` training branch and `Base.calc_loss`, "naive" whole-sequence path):
+The released weights were trained with one exact recipe; a fine-tune that differs quietly pulls the model away from
+what it learned. Everything here reproduces the original (e-c-k-e-r/vall-e `vall_e/models/ar_nar.py:AR_NAR.forward`,
+its training branch; the loss itself is `valle_hf.loss`):
 
 * each item gets its own RVQ level k, drawn from P(k) = (8 - k) / 36 (`sample_levels`), 0 for STT;
 * AR items (k = 0) see ``text SEP [0] SEP prompt SEP codes[:, 0] 1024``; NAR items (k >= 1) see the response as
@@ -10,7 +10,7 @@ different one quietly pulls the model away from what it learned. Everything here
 * targets are aligned with the input rows: text ids (through the item's own head, even for audio heads), the level
   token k, the response's level-k codes (plus the stop 1024 for the AR); -100 on separators, prompt and STT audio;
 * the loss shifts by one position over the whole joined sequence for level-0 items (AR and STT) and not at all for
-  NAR items, takes each item's token mean and then the mean over items (`valle_loss`).
+  NAR items, takes each item's token mean and then the mean over items (`valle_hf.loss.valle_loss`).
 
 `VallEForConditionalGeneration.forward(..., labels=...)` computes this loss in one backbone pass for a batch that
 mixes levels and tasks; `VallEDataCollator` builds such batches from (phoneme ids, prompt codes, codes, task) items.
@@ -24,11 +24,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .configuration import VallEConfig
+from .configuration import TASKS, VallEConfig
 from .layout import pad, stt_sequence, tts_sequence
-
-IGNORE_INDEX = -100
-TASKS = ("tts", "stt")  # index order of the per-row `task` tensor (as modeling.TASKS)
+from .loss import IGNORE_INDEX
 
 # Segment of each target token (the loss fixtures' labels): which part of the sequence a target belongs to.
 SEGMENT_TEXT, SEGMENT_SEP, SEGMENT_LEVEL, SEGMENT_PROMPT, SEGMENT_RESPONSE, SEGMENT_STOP = range(6)
@@ -92,7 +90,7 @@ def build_training_sequence(
     task: str = "tts",
     prompt_codes: torch.LongTensor | None = None,
 ) -> TrainingSequence:
-    """The original's training input and targets for one item (spec §6.2, §6.5).
+    """The original's training input and targets for one item (`AR_NAR.forward` and `Base.calc_loss` targets).
 
     `text_ids`: phoneme ids with BOS/EOS; `codes`: `[T, levels]` target codes (TTS) or the audio to transcribe
     (STT); `prompt_codes`: `[Tp, levels]` voice prompt or None (TTS only). `level` is the item's RVQ level (0 for
@@ -106,8 +104,8 @@ def build_training_sequence(
     if task == "stt":
         if level != 0:
             raise ValueError(f"STT items are always level 0, got level {level}")
-        if codes.shape[1] < config.num_rvq_levels - 2:  # the STT embedding sums levels 0..L-3
-            raise ValueError(f"STT audio needs {config.num_rvq_levels - 2}+ code levels, got {codes.shape[1]}")
+        if codes.shape[1] < config.stt_levels:
+            raise ValueError(f"STT audio needs {config.stt_levels}+ code levels, got {codes.shape[1]}")
         ids = stt_sequence(config, len(codes), text_ids)
         labels, segments = _joined(
             [(torch.full((len(codes),), IGNORE_INDEX), SEGMENT_RESPONSE), (torch.tensor([0]), SEGMENT_LEVEL),
@@ -134,48 +132,6 @@ def build_training_sequence(
         audio_codes = codes
     prompt = None if prompt_codes is None else torch.as_tensor(prompt_codes).long()
     return TrainingSequence(ids, labels, segments, level, task, prompt, audio_codes)
-
-
-# ---------------------------------------------------------------------------------------------------- loss
-
-
-def shift_targets(
-    labels: torch.LongTensor, shift: torch.BoolTensor, attention_mask: torch.Tensor | None = None
-) -> torch.LongTensor:
-    """The target of every logit row: `labels[j + 1]` for rows that shift (level 0: AR, STT), `labels[j]` otherwise.
-
-    The original shifts over the whole joined sequence (row j predicts target j + 1 across segment boundaries), so
-    an item's first target is never scored and its last row predicts nothing. Padding rows score nothing either,
-    whichever side the padding is on.
-    """
-    next_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-    targets = torch.where(shift.to(labels.device).reshape(-1, 1), next_labels, labels)
-    if attention_mask is not None:
-        targets = targets.masked_fill(attention_mask[:, -labels.shape[1]:] == 0, IGNORE_INDEX)
-    return targets
-
-
-def valle_loss(
-    logits: torch.Tensor,
-    labels: torch.LongTensor,
-    shift: torch.BoolTensor,
-    attention_mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.LongTensor]:
-    """The original's training loss (spec §6.5): the mean over items of each item's token-mean cross-entropy.
-
-    `logits` `[B, L, V]` (rows of narrower heads padded with -inf), `labels` `[B, L]` aligned with the input rows,
-    `shift` `[B]` True for level-0 items. Cross-entropy runs in float32, as the original's does under autocast.
-    A short item weighs as much as a long one, and padding never changes an item's loss.
-    Returns `(loss, item_losses [B], token_losses [B, L], targets [B, L])`; token_losses[b, j] is row j's CE
-    against targets[b, j] (0 where that is IGNORE_INDEX).
-    """
-    targets = shift_targets(labels, shift, attention_mask)
-    token_losses = F.cross_entropy(
-        logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
-    ).view_as(targets)
-    counts = (targets != IGNORE_INDEX).sum(dim=1)
-    item_losses = token_losses.sum(dim=1) / counts.clamp(min=1)
-    return item_losses.mean(), item_losses, token_losses, targets
 
 
 # ---------------------------------------------------------------------------------------------------- collator
@@ -311,7 +267,6 @@ def add_lora(model, rank: int = 128, alpha: float = 128.0, dropout: float = 0.1)
 
 
 __all__ = [
-    "IGNORE_INDEX",
     "TrainingSequence",
     "LORA_TARGET_MODULES",
     "VallEDataCollator",
@@ -321,6 +276,4 @@ __all__ = [
     "level_pool",
     "sample_levels",
     "set_attention_dropout",
-    "shift_targets",
-    "valle_loss",
 ]

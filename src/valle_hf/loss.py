@@ -1,0 +1,58 @@
+"""The original's training loss (e-c-k-e-r/vall-e `vall_e/models/base.py:Base.calc_loss`, its whole-sequence path).
+
+The released weights were trained with exactly this objective, so a fine-tune that computes another one quietly pulls
+the model away from what it learned:
+
+* targets are aligned with the input rows (see `valle_hf.training.build_training_sequence`), -100 where not scored;
+* level-0 rows (AR and STT) are shifted by one position over the whole joined sequence, NAR rows not at all;
+* each row's token mean, then the mean over rows: a short item weighs as much as a long one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+__all__ = ["IGNORE_INDEX", "shift_targets", "valle_loss"]
+
+
+def shift_targets(
+    labels: torch.LongTensor, shift: torch.BoolTensor, attention_mask: torch.Tensor | None = None
+) -> torch.LongTensor:
+    """The target of every logit row: `labels[j + 1]` for rows that shift (level 0: AR, STT), `labels[j]` otherwise.
+
+    The original shifts over the whole joined sequence (row j predicts target j + 1 across segment boundaries), so
+    an item's first target is never scored and its last row predicts nothing. Padding rows score nothing either,
+    whichever side the padding is on.
+    """
+    next_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    targets = torch.where(shift.to(labels.device).reshape(-1, 1), next_labels, labels)
+    if attention_mask is not None:
+        targets = targets.masked_fill(attention_mask[:, -labels.shape[1]:] == 0, IGNORE_INDEX)
+    return targets
+
+
+def valle_loss(
+    logits: torch.Tensor,
+    labels: torch.LongTensor,
+    shift: torch.BoolTensor,
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.LongTensor]:
+    """The original's training loss: the mean over items of each item's token-mean cross-entropy.
+
+    `logits` `[B, L, V]` (rows of narrower heads padded with -inf), `labels` `[B, L]` aligned with the input rows,
+    `shift` `[B]` True for level-0 items. Cross-entropy runs in float32, as the original's does under autocast.
+    A short item weighs as much as a long one, and padding never changes an item's loss.
+    Returns `(loss, item_losses [B], token_losses [B, L], targets [B, L])`; token_losses[b, j] is row j's CE
+    against targets[b, j] (0 where that is IGNORE_INDEX).
+    """
+    targets = shift_targets(labels, shift, attention_mask)
+    token_losses = F.cross_entropy(
+        logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+    ).view_as(targets)
+    counts = (targets != IGNORE_INDEX).sum(dim=1)
+    item_losses = token_losses.sum(dim=1) / counts.clamp(min=1)
+    return item_losses.mean(), item_losses, token_losses, targets
+

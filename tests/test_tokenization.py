@@ -1,0 +1,57 @@
+"""The released phoneme tokenizer shipped with the package: ids as the original's, deterministic decoding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer
+
+from valle_hf.phonemes import phonemize
+from valle_hf.processing import VallEProcessor
+from valle_hf.tokenization import ids_to_phonemes, load_phoneme_tokenizer, packaged_tokenizer_file
+
+TOKENIZER_FILE = packaged_tokenizer_file()
+HELLO_IPA = "həlˈoʊ wˈɜːld."
+HELLO_IDS = [1, 22, 111, 100, 4, 37, 115, 169, 11, 2]  # the original tokenizer's ids for HELLO_IPA
+
+
+@pytest.fixture(scope="module")
+def processor() -> VallEProcessor:
+    return VallEProcessor.from_tokenizer_file(TOKENIZER_FILE)
+
+
+def test_tokenizer_round_trip_with_the_reference_file(processor):
+    tokenizer = processor.tokenizer
+    special_ids = (tokenizer.unk_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    assert special_ids == (0, 1, 2, 0)
+    assert tokenizer(HELLO_IPA)["input_ids"] == HELLO_IDS
+    assert processor.decode(HELLO_IDS) == HELLO_IPA
+    assert processor.decode(torch.tensor(HELLO_IDS[1:-1])) == HELLO_IPA
+    assert processor.decode(HELLO_IDS, skip_special_tokens=False) == f"<bos>{HELLO_IPA}</eos>"
+    assert processor.batch_decode(torch.tensor([HELLO_IDS, HELLO_IDS])) == [HELLO_IPA, HELLO_IPA]
+    assert ids_to_phonemes(["h", "əl", "ˈoʊ", " ", "w"]) == "həlˈoʊ w"
+    with pytest.raises(ValueError, match="0..255"):
+        processor.decode([1, 300])
+
+
+def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
+    """The reference vocab gives several strings one id; ids must match the original file, decoding must not vary."""
+    original = Tokenizer.from_file(str(TOKENIZER_FILE))
+    aliased = "ä ɒ ĩ ũ ø œ y ɣ ʍ ɸ ɽ ʁ ɲ ɴ e̞ ᵝ {x} [y] ĩː"
+    texts = [
+        HELLO_IPA,
+        aliased,
+        phonemize("Guten Tag, schöne Welt!", "de"),
+        phonemize("Une œuvre très réussie.", "fr"),
+        phonemize("こんにちは、せかい", "ja"),
+        "<bos>a<unk>b€",
+    ]
+    for text in texts:
+        assert processor.tokenizer(text)["input_ids"] == original.encode(text).ids, text
+    # one canonical string per id: a space stays a space (the original may print "ᵝ"), "w" stays "w" (not "ʍ")
+    assert processor.decode([16, 4, 23, 4, 35, 4, 37, 4, 7, 8]) == "a i u w ()"
+
+
+def test_load_phoneme_tokenizer_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothere.json"):
+        load_phoneme_tokenizer(tmp_path / "nothere.json")
