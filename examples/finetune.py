@@ -16,9 +16,9 @@ The loss is the original's, number for number (`valle_hf.training`): one RVQ lev
 P(k) = (8 - k)/36, AR items shifted over the whole sequence with the stop token, NAR items unshifted, STT items
 scoring only the level token and the text; per-item token means averaged over items.
 
-Optimiser defaults are the original's dataclass defaults (spec/architecture.md §6.6), which the Trainer expresses
-exactly: AdamW (torch) with lr 3.25e-4, betas (0.9, 0.96), eps 1e-7, weight decay 0.01 on *every* parameter (the
-Trainer's own default would exempt biases and norms), a constant learning rate with no warm-up, gradient clipping
+Optimiser defaults are the original's dataclass defaults (`vall_e/config.py`, `vall_e/engines`), which the Trainer
+expresses exactly: AdamW (torch) with lr 3.25e-4, betas (0.9, 0.96), eps 1e-7, weight decay 0.01 on *every* parameter
+(the Trainer's own default would exempt biases and norms), a constant learning rate with no warm-up, gradient clipping
 at global norm 10, batch 8 with 32 gradient-accumulation steps (the loss of each micro-batch divided by 32, as the
 original does), attention dropout 0.1. The released model's own `data/config.yaml` used Prodigy (lr 1.0, d_coef
 1.0), batch 16 x 4, clipping 1.0 and 100 warm-up steps instead; Prodigy is not a Trainer optimiser and is not used

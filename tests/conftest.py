@@ -128,6 +128,19 @@ def fixture_model(converted):
     return converted[0]
 
 
+# The released tokenizer's ids for an IPA text, as the original's tokenizer.json gives them.
+HELLO_IPA = "həlˈoʊ wˈɜːld."
+HELLO_IDS = [1, 22, 111, 100, 4, 37, 115, 169, 11, 2]
+
+
+@pytest.fixture(scope="session")
+def processor():
+    """The processor of the released phoneme tokenizer shipped with the package."""
+    from valle_hf.processing import VallEProcessor
+
+    return VallEProcessor.from_tokenizer_file()
+
+
 @pytest.fixture(scope="session")
 def tokenizer_file() -> Path:
     """The released model's phoneme tokenizer, as the package ships it."""

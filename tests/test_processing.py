@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import HELLO_IDS, HELLO_IPA
 from tokenizers import Tokenizer
 from transformers import BatchFeature, PreTrainedTokenizerFast
 
@@ -15,13 +16,6 @@ from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import packaged_tokenizer_file
 
 TOKENIZER_FILE = packaged_tokenizer_file()
-HELLO_IPA = "həlˈoʊ wˈɜːld."
-HELLO_IDS = [1, 22, 111, 100, 4, 37, 115, 169, 11, 2]  # the original tokenizer's ids for HELLO_IPA
-
-
-@pytest.fixture(scope="module")
-def processor() -> VallEProcessor:
-    return VallEProcessor.from_tokenizer_file(TOKENIZER_FILE)
 
 
 def _tone(seconds: float, rate: int, amplitude: float = 0.5, frequency: float = 440.0) -> np.ndarray:

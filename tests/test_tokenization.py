@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import HELLO_IDS, HELLO_IPA
 from tokenizers import Tokenizer
 
 from valle_hf.phonemes import phonemize
-from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import ids_to_phonemes, load_phoneme_tokenizer, packaged_tokenizer_file
 
 TOKENIZER_FILE = packaged_tokenizer_file()
-HELLO_IPA = "həlˈoʊ wˈɜːld."
-HELLO_IDS = [1, 22, 111, 100, 4, 37, 115, 169, 11, 2]  # the original tokenizer's ids for HELLO_IPA
-
-
-@pytest.fixture(scope="module")
-def processor() -> VallEProcessor:
-    return VallEProcessor.from_tokenizer_file(TOKENIZER_FILE)
 
 
 def test_tokenizer_round_trip_with_the_reference_file(processor):

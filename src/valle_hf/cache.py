@@ -36,6 +36,7 @@ class PreallocatedLayer(DynamicLayer):
         self._value_buffer: torch.Tensor | None = None
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        """Write the new positions' keys/values `[B, heads, new, head_dim]` in place; returns the filled views."""
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         start = self.get_seq_length()

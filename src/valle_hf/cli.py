@@ -16,6 +16,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI's arguments: the original's positional text, references and output path, and its flags."""
     parser = argparse.ArgumentParser(
         prog="python -m valle_hf",
         description="VALL-E text-to-speech (and --task stt speech-to-text) with the original project's flags.",
@@ -181,6 +182,7 @@ def prepare_inputs(args) -> dict:
 
 
 def run_tts(args, model, processor, inputs: dict) -> None:
+    """Speak the text's sentences as one batch in the prompt's voice and write them, joined, to the output file."""
     from tqdm import tqdm
 
     from .audio import save_audio
@@ -197,12 +199,14 @@ def run_tts(args, model, processor, inputs: dict) -> None:
 
 
 def run_stt(args, model, processor, inputs: dict) -> None:
+    """Print the IPA transcription of the reference audio."""
     text_ids = model.generate(**processor(audio=[inputs["audio"]]).to(model.device), task="stt",
                               **generation_kwargs(args))
     print(processor.decode(text_ids[0].cpu()))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0, or 1 with one `error:` line on stderr for a user's mistake)."""
     args = build_parser().parse_args(argv)
     try:
         from .loading import load_model_and_processor

@@ -162,22 +162,27 @@ class VallEConfig(PretrainedConfig):
 
     @property
     def text_token_offset(self) -> int:
+        """Unified id of text (phoneme) id 0; text id t is `text_token_offset + t`."""
         return self.audio_vocab_size + 1
 
     @property
     def separator_token_id(self) -> int:
+        """Unified id of the learned separator between segments."""
         return self.text_token_offset + self.text_vocab_size
 
     @property
     def level_token_offset(self) -> int:
+        """Unified id of the "RVQ level 0" token; level k is `level_token_offset + k`."""
         return self.separator_token_id + 1
 
     @property
     def prompt_frame_token_id(self) -> int:
+        """Unified id of a voice-prompt frame placeholder (its codes travel in `prompt_codes`)."""
         return self.level_token_offset + self.num_rvq_levels
 
     @property
     def audio_frame_token_id(self) -> int:
+        """Unified id of a multi-level audio frame placeholder (its codes travel in `audio_codes`)."""
         return self.prompt_frame_token_id + 1
 
     # ---------------------------------------------------------------- the original's level rules

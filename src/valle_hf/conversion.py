@@ -298,6 +298,7 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m valle_hf.convert`; returns the exit status (1 with one `error:` line for a user's mistake)."""
     parser = argparse.ArgumentParser(
         prog="python -m valle_hf.convert",
         description="Convert an original e-c-k-e-r/vall-e checkpoint (fp32.sft or .pth) to a from_pretrained "

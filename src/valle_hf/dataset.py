@@ -29,6 +29,7 @@ FRAME_RATE = CODEC_SAMPLING_RATE // CODEC_HOP_LENGTH  # codec frames per second
 
 
 def utterance_path(root: str | os.PathLike, utterance_id: str) -> Path:
+    """The tensors file of utterance `utterance_id` in the prepared folder `root`."""
     return Path(root) / UTTERANCES / f"{utterance_id}.safetensors"
 
 
@@ -45,6 +46,7 @@ def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.T
 
 
 def append_manifest(root: str | os.PathLike, record: dict) -> None:
+    """Append one utterance's record to the manifest (after its tensors file is complete)."""
     with open(Path(root) / MANIFEST, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         handle.flush()
@@ -67,6 +69,7 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
 
 
 def load_utterance(root: str | os.PathLike, record: dict) -> dict[str, torch.LongTensor]:
+    """An utterance's `text_ids` `[n]` and `codes` `[frames, 8]`, as int64."""
     tensors = load_file(str(Path(root) / record["file"]))
     return {"text_ids": tensors["text_ids"].long(), "codes": tensors["codes"].long()}
 
@@ -120,6 +123,7 @@ class VallEDataset(torch.utils.data.Dataset):
         return self._rngs[key]
 
     def sample_prompt(self, index: int, rng: random.Random) -> torch.LongTensor:
+        """A voice prompt `[frames, 8]` for item `index`, drawn as described in the class docstring."""
         record = self.records[index]
         pool = self.by_speaker[record.get("speaker", "")]
         others = [other for other in pool if other != index] or pool

@@ -39,6 +39,7 @@ class LayerSkip:
     min_layers: int | None = None
 
     def layer_limit(self, num_layers: int) -> int:
+        """Layers that run at most, of `num_layers`; raises ValueError for an exit layer outside 1..num_layers."""
         if self.exit_layer == -1:
             return num_layers
         if not 1 <= self.exit_layer <= num_layers:

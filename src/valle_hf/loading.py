@@ -39,6 +39,7 @@ OFFLINE_CHOICES = (
 
 
 def default_cache_dir() -> Path:
+    """Where converted models are kept: `$VALLE_HF_CACHE`, else `$HF_HOME/valle_hf` (~/.cache/huggingface/valle_hf)."""
     base = os.environ.get("VALLE_HF_CACHE") or os.path.join(
         os.environ.get("HF_HOME", os.path.join(Path.home(), ".cache", "huggingface")), "valle_hf"
     )

@@ -14,8 +14,8 @@ Convention shared by all processors (set by how the model lays out ``input_ids``
 * ``scores`` ``[B, V]`` are the next-token logits: ``V = 1025`` for TTS (codes 0..1023, stop 1024),
   ``V = 256`` for STT (stop 2).
 
-Where the original is buggy (spec ``samplers_inference.md`` section 5) these processors do the intended
-thing instead; each deviation is documented on the class.  The filters (top-k, top-p, min-p) and static
+Where the original is buggy these processors do the intended thing instead; each deviation is documented on
+the class.  The filters (top-k, top-p, min-p) and static
 temperature reuse the ``transformers`` warpers, whose semantics match the original's (checked against the
 reference fixtures).
 """

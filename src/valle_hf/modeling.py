@@ -49,6 +49,8 @@ class VallEOutput(CausalLMOutputWithPast):
 
 
 class VallEPreTrainedModel(PreTrainedModel):
+    """Shared `PreTrainedModel` settings (config class, attention backends, compile) and the original's init."""
+
     config: VallEConfig
     config_class = VallEConfig
     base_model_prefix = "model"

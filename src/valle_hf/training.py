@@ -176,6 +176,7 @@ class VallEDataCollator:
             raise ValueError(f"tasks must be a non-empty list of {TASKS}, got {list(self.tasks)}")
 
     def generator(self) -> torch.Generator:
+        """The seeded generator of this process and DataLoader worker."""
         info = torch.utils.data.get_worker_info()
         key = (_rank(), None if info is None else info.seed)
         if key not in self._generators:
