@@ -146,3 +146,55 @@ def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_pat
     plain = model.generate(**processor([text], prompt_audio=str(prompt_wav)), max_new_tokens=steps, temperature=1.0,
                            repetition_penalty=1.0, return_dict_in_generate=True)
     assert not torch.equal(plain.codes, generated.codes)
+
+
+@pytest.mark.parametrize("flag, value, rule", [
+    ("--ar-temp", "nan", "finite number >= 0"), ("--ar-temp", "inf", "finite number >= 0"),
+    ("--min-ar-temp", "nan", "finite number"), ("--mirostat-tau", "nan", "finite number >= 0"),
+    ("--repetition-penalty", "0", ">= 1"), ("--beam-width", "-1", "integer >= 1"),
+    ("--layer-skip-entropy-threshold", "nan", "bits >= 0"), ("--layer-skip-varentropy-threshold", "-1", "bits >= 0"),
+    ("--nar-temp", "-1", "finite number >= 0"), ("--min-p-keep", "0", "integer >= 1"),
+    ("--top-p", "0", "(0, 1]"), ("--input-prompt-length", "inf", "seconds >= 0"),
+])
+def test_every_flag_is_checked_before_any_model_loads(tmp_path, prompt_wav, capsys, flag, value, rule):
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", flag, value, "--model", tmp_path / "no-such-model"],
+                         capsys)
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 1, err
+    assert lines[0].startswith(f"error: {flag} ") and "is not allowed" in lines[0] and rule in lines[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "the following arguments are required"), (["Hi.", "x.wav", "--bogus"], "unrecognized arguments: --bogus"),
+    (["Hi.", "x.wav", "--ar-temp", "warm"], "invalid float value"),
+    (["Hi.", "x.wav", "--task", "asr"], "invalid choice"),
+    (["Hi.", "x.wav", "--dry-sequence-breakers", "a,b"], "comma-separated token ids"),
+])
+def test_argparse_errors_are_one_line_with_status_1(argv, message, capsys):
+    status, _, err = run(argv, capsys)
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+
+
+def test_yaml_selects_the_checkpoint_it_names_as_the_original_does(tmp_path, fixtures, prompt_wav, capsys):
+    import shutil
+
+    yaml_file = fixtures.root / "config.yaml"
+    if not yaml_file.is_file():
+        pytest.skip("fixture set has no config.yaml")
+    from valle_hf.conversion import original_config_from_yaml
+
+    model = original_config_from_yaml(yaml_file)
+    name = f"{model.get('name', 'ar+nar')}-{model.get('arch_type', 'llama')}-{model.get('resp_levels', 8)}"
+    folder = tmp_path / "ckpt" / name
+    folder.mkdir(parents=True)
+    shutil.copy(yaml_file, tmp_path / "config.yaml")
+    common = ["--codec", "tiny-random", "--vocoder", "tiny-random", "--max-ar-steps", 3]
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "a.wav", "--yaml", tmp_path / "config.yaml", *common], capsys)
+    assert status == 1 and f"no checkpoint at {folder}/fp32.sft" in err  # where the original looks for it
+    shutil.copy(fixtures.checkpoint, folder / "fp32.sft")
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "a.wav", "--yaml", tmp_path / "config.yaml", *common], capsys)
+    assert status == 0, err
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "b.wav", "--yaml", tmp_path / "config.yaml", "--model",
+                          "tiny-random", *common], capsys)
+    assert status == 1 and "--yaml applies to original checkpoints" in err and not (tmp_path / "b.wav").exists()

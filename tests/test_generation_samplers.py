@@ -7,6 +7,7 @@ disagreement with `generate` points at the wiring (kwargs merge, processor list,
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -92,10 +93,12 @@ def test_repetition_penalty_decay_and_length_penalty_each_matter(fixture_model, 
     text, prompt = case
     base = dict(repetition_penalty=1.5)
     penalised = _greedy_tokens(fixture_model, text, prompt, **base)
-    # decay < 0 lowers far occurrences' factor below 1 (clamped: no penalty), so code 549 repeats as in plain greedy
-    decayed = _greedy_tokens(fixture_model, text, prompt, repetition_penalty_decay=-0.5, **base)
+    # the original's decay < 0 lowers far occurrences' factor below 1 (clamped: no penalty), so the greedy run
+    # repeats as without the penalty
+    legacy = dict(repetition_penalty_decay=-0.5, repetition_penalty_decay_mode="original", **base)
+    decayed = _greedy_tokens(fixture_model, text, prompt, **legacy)
     assert decayed == _greedy_tokens(fixture_model, text, prompt) != penalised
-    assert decayed == stepwise_greedy(fixture_model, text, prompt, repetition_penalty_decay=-0.5, **base)
+    assert decayed == stepwise_greedy(fixture_model, text, prompt, **legacy)
     # a positive length penalty delays the stop token, a negative one brings it forward
     plain, stopped = _greedy_tokens(fixture_model, text, prompt)
     longer, longer_stopped = _greedy_tokens(fixture_model, text, prompt, stop_length_penalty=0.5)
@@ -176,7 +179,7 @@ def test_each_sampler_kwarg_reaches_the_processors(fixture_model, case):
     assert not torch.allclose(dynamic, plain) and kept(dynamic) == vocab
     assert torch.equal(scores(temperature=1.0, min_temperature=1.0), plain)  # T_min == T: off
     assert kept(scores(top_k=10)) == 10
-    assert MIN_P_MIN_TOKENS_TO_KEEP <= kept(scores(min_p=0.5)) < vocab
+    assert 1 <= kept(scores(min_p=0.5)) < MIN_P_MIN_TOKENS_TO_KEEP <= kept(scores(min_p=0.5, min_p_keep=32))
     assert 1 <= kept(scores(top_p=0.5)) < vocab
     assert 1 <= kept(scores(mirostat_tau=2.0)) < vocab
     # sampler_order: "original" filters the untempered distribution, "transformers" the tempered one
@@ -285,3 +288,71 @@ def test_refine_on_stop_batch_equals_rows_alone(fixture_model, case):
     batch = _generate(fixture_model, texts, prompts, **settings)
     for row, (t, p) in enumerate(zip(texts, prompts, strict=True)):
         assert _tokens(batch, row) == _tokens(_generate(fixture_model, [t], [p], **settings))
+
+
+@torch.no_grad()
+def test_stt_refine_on_stop_is_the_teacher_forced_argmax(fixture_model, fixtures):
+    """Speech-to-text refines too: after a sampled run, one teacher-forced pass over the final sequence, argmax at
+    every generated position, stop ids removed (here temperature 1 samples ids the argmax disagrees with)."""
+    from valle_hf.layout import stt_sequence
+
+    if "stt_e2e_greedy" not in fixtures.cases:
+        pytest.skip("fixture set has no stt_e2e_greedy case")
+    audio = fixtures.case_tensor(fixtures.cases["stt_e2e_greedy"], "resp")
+    settings = dict(audio_codes=audio[None], task="stt", temperature=1.0, repetition_penalty=1.0, max_new_tokens=12,
+                    return_dict_in_generate=True)
+    torch.manual_seed(1)
+    sampled = fixture_model.generate(**settings)
+    torch.manual_seed(1)
+    refined = fixture_model.generate(**settings, refine_on_stop=True)
+    tokens = sampled.text_ids[0]
+    assert torch.equal(refined.sequences, sampled.sequences)  # the same run, then refined
+    config = fixture_model.config
+    response = torch.cat([torch.tensor([config.text_bos_token_id]), tokens,
+                          torch.tensor([config.text_eos_token_id] * bool(sampled.stopped[0]))])
+    ids = stt_sequence(config, len(audio), response)[None]
+    logits = fixture_model(input_ids=ids, audio_codes=audio[None], task="stt").logits[0]
+    argmax = logits[-len(response): -1].argmax(-1)[: len(tokens)]
+    expected = argmax[argmax != config.text_eos_token_id]
+    assert not torch.equal(argmax, tokens)
+    assert torch.equal(refined.text_ids[0], expected)
+
+
+def test_mirostat_with_beam_search_is_refused_in_one_line(fixture_model, case):
+    text, prompt = case
+    with pytest.raises(ValueError, match="mirostat_tau=3.0 is not allowed: it must be 0 with beam search") as error:
+        _generate(fixture_model, [text], [prompt], do_sample=True, mirostat_tau=3.0, num_beams=2)
+    assert "\n" not in str(error.value)
+
+
+BAD_SETTINGS = [
+    ("temperature", math.nan), ("temperature", math.inf), ("temperature", -1.0), ("min_temperature", math.nan),
+    ("mirostat_tau", math.nan), ("repetition_penalty", 0.0), ("num_beams", -1), ("layer_skip_entropy_threshold", -1.0),
+    ("layer_skip_varentropy_threshold", math.nan), ("nar_temperature", -1.0), ("top_p", 0.0), ("top_k", -3),
+    ("min_p_keep", 0), ("dry_allowed_length", 0), ("prefix_silence", math.inf), ("input_prompt_length", -2.0),
+    ("repetition_penalty_mode", "sometimes"), ("sampler_order", "random"),
+]
+
+
+@pytest.mark.parametrize("setting, value", BAD_SETTINGS)
+def test_every_setting_is_checked_by_generate(fixture_model, case, setting, value):
+    text, prompt = case
+    with pytest.raises(ValueError, match=f"^{setting}=.* is not allowed: it must be ") as error:
+        _generate(fixture_model, [text], [prompt], **{setting: value})
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("setting, value", BAD_SETTINGS[:6])
+def test_a_saved_generation_config_is_checked_when_loaded(tmp_path, setting, value):
+    import json
+
+    from transformers import GenerationConfig
+
+    from valle_hf.configuration import VallEGenerationConfig
+
+    GenerationConfig().save_pretrained(tmp_path)
+    path = tmp_path / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), setting: value}))
+    plain = GenerationConfig.from_pretrained(tmp_path)  # what from_pretrained reads, before it becomes ours
+    with pytest.raises(ValueError, match=f"{setting}=.* is not allowed"):
+        VallEGenerationConfig.from_dict(plain.to_dict())

@@ -45,7 +45,7 @@ def test_entropy_and_varentropy_in_bits():
 
 def test_a_threshold_that_never_fires_equals_plain_generation(fixture_model, inputs):
     plain = fixture_model.generate(**inputs)
-    skipped = fixture_model.generate(**inputs, layer_skip=True, layer_skip_entropy_threshold=-1.0)
+    skipped = fixture_model.generate(**inputs, layer_skip=True, layer_skip_entropy_threshold=0.0)
     assert torch.equal(plain.codes, skipped.codes)
     layers = fixture_model.config.num_hidden_layers
     prefix = tts_sequence(fixture_model.config, inputs["input_ids"][0], 0, inputs["prompt_codes"].shape[1],
@@ -71,7 +71,7 @@ def test_a_forced_exit_equals_a_truncated_model(fixture_model, inputs, cache_imp
 def test_exits_at_the_first_allowed_layer_when_every_step_is_confident(fixture_model, inputs):
     out = fixture_model.generate(**inputs, layer_skip=True, layer_skip_entropy_threshold=1e9,
                                  layer_skip_varentropy_threshold=1e9)
-    first = max(fixture_model.config.num_hidden_layers // 2, 1)
+    first = fixture_model.config.num_hidden_layers // 2 + 1  # the original: from layer index n // 2 on
     assert (out.exit_layers == first).all()
     assert torch.equal(out.codes, truncated(fixture_model, first).generate(**inputs).codes)
 

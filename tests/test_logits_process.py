@@ -21,6 +21,7 @@ from transformers.generation.logits_process import (
 )
 
 from valle_hf.logits_process import (
+    MIN_P_MIN_TOKENS_TO_KEEP,
     DRYLogitsProcessor,
     DynamicTemperatureLogitsWarper,
     MirostatLogitsWarper,
@@ -86,8 +87,8 @@ def test_repetition_penalty_matches_reference(name, cases, tensors):
     history = tensors[params["previous"]]
     history = history[history < vocab]  # the multirow case drops the stop id that its heads lack
     ids = _ids(history, vocab).expand(logits.shape[0], -1)
-    processor = VallERepetitionPenaltyLogitsProcessor(
-        params["factor"], params["decay"], window=params["limit"], one_time=params["one_time"]
+    processor = VallERepetitionPenaltyLogitsProcessor(  # the original's decay direction, explicitly
+        params["factor"], params["decay"], window=params["limit"], one_time=params["one_time"], original_decay=True
     )
     out = processor(ids, logits.clone())
     reference = tensors[case["tensors"]["output"]]
@@ -101,8 +102,9 @@ def test_repetition_penalty_lowers_never_boosts():
     vocab = 20
     scores = torch.randn(1, vocab, generator=gen) * 3
     history = torch.randint(0, vocab, (30,), generator=gen)
-    # decay < 0 gives the original's boosting factors (< 1) at larger distances: they must be clamped
-    out = VallERepetitionPenaltyLogitsProcessor(2.0, decay=-1.0)(_ids(history, vocab), scores.clone())
+    # the original's decay < 0 gives boosting factors (< 1) at larger distances: they must be clamped
+    out = VallERepetitionPenaltyLogitsProcessor(2.0, decay=-1.0, original_decay=True)(_ids(history, vocab),
+                                                                                       scores.clone())
     seen = torch.zeros(vocab, dtype=torch.bool)
     seen[history] = True
     assert torch.all(out <= scores)
@@ -137,13 +139,50 @@ def test_repetition_penalty_rows_independent():
     torch.testing.assert_close(batched[1:], processor(_ids(b, vocab, 8), scores[1:].clone()))
 
 
-def test_repetition_penalty_validation():
-    with pytest.raises(ValueError):
-        VallERepetitionPenaltyLogitsProcessor(0.0)
-    with pytest.raises(ValueError):
-        VallERepetitionPenaltyLogitsProcessor(-1.5)
-    with pytest.warns(UserWarning):
-        VallERepetitionPenaltyLogitsProcessor(0.5)
+@pytest.mark.parametrize("penalty, decay", [(0.0, 0.0), (-1.5, 0.0), (0.5, 0.0), (math.nan, 0.0), (math.inf, 0.0),
+                                            (1.5, -1.0), (1.5, math.nan)])
+def test_repetition_penalty_validation(penalty, decay):
+    with pytest.raises(ValueError, match=">= 1|>= 0"):
+        VallERepetitionPenaltyLogitsProcessor(penalty, decay)
+
+
+def test_repetition_penalty_decay_fades_with_distance():
+    """rho = 2, delta = 1: the token seen 1 step ago is divided by 2, the one seen 2 steps ago by 1 + 1/2 (nearer is
+    penalised more); the original's rho * d**delta divides them by 2 and 4 (older more), on request only."""
+    vocab, near, far = 8, 3, 5
+    scores = torch.full((1, vocab), 6.0)
+    ids = _ids(torch.tensor([far, near]), vocab)
+    out = VallERepetitionPenaltyLogitsProcessor(2.0, decay=1.0)(ids, scores.clone())
+    assert out[0, near].item() == pytest.approx(6.0 / 2.0) and out[0, far].item() == pytest.approx(6.0 / 1.5)
+    assert out[0, near] <= out[0, far]
+    original = VallERepetitionPenaltyLogitsProcessor(2.0, decay=1.0, original_decay=True)(ids, scores.clone())
+    assert original[0, near].item() == pytest.approx(6.0 / 2.0) and original[0, far].item() == pytest.approx(6.0 / 4.0)
+    # nearer at least as penalised as older, for any distances and decays
+    history = torch.arange(1, 7)  # six tokens, distances 6..1
+    for decay in (0.0, 0.3, 1.0, 2.5):
+        out = VallERepetitionPenaltyLogitsProcessor(1.8, decay=decay)(_ids(history, vocab), scores.clone())[0]
+        assert torch.all(out[1:7].diff() <= 1e-6)  # token 6 (distance 1) lowest
+
+
+def test_repetition_penalty_compounds_per_occurrence_unless_per_token():
+    vocab, token = 8, 2
+    scores = torch.full((1, vocab), 10.0)
+    ids = _ids(torch.full((10,), token), vocab)  # ten occurrences
+    compound = VallERepetitionPenaltyLogitsProcessor(1.5)(ids, scores.clone())[0, token]
+    assert compound.item() == pytest.approx(10.0 / 1.5**10)  # 1.5**10 = 57.7
+    once = VallERepetitionPenaltyLogitsProcessor(1.5, one_time=True)(ids, scores.clone())[0, token]
+    assert once.item() == pytest.approx(10.0 / 1.5)
+    chain = build_sampler_processors(repetition_penalty=1.5, repetition_penalty_mode="per_token")
+    assert chain(ids, scores.clone())[0, token].item() == pytest.approx(10.0 / 1.5)
+
+
+def test_min_p_keeps_what_its_threshold_keeps_unless_asked_for_the_original_floor():
+    row = torch.zeros(1, 100)
+    row[0, 0] = 10.0
+    ids = _ids(torch.arange(0), 100)
+    kept = lambda chain: int(torch.isfinite(chain(ids, row.clone())).sum())  # noqa: E731
+    assert kept(build_sampler_processors(min_p=0.5)) == 1
+    assert kept(build_sampler_processors(min_p=0.5, min_p_keep=MIN_P_MIN_TOKENS_TO_KEEP)) == 32
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -189,8 +228,9 @@ def test_filters_match_reference(name, cases, tensors):
     case = cases[name]
     params = case["params"]
     logits = tensors[case["tensors"]["inputs"][0]]
-    chain = build_sampler_processors(
-        top_k=params.get("top_k", 0), top_p=params.get("top_p", 1.0), min_p=params.get("min_p", 0.0)
+    chain = build_sampler_processors(  # the original's min-p floor, explicitly
+        top_k=params.get("top_k", 0), top_p=params.get("top_p", 1.0), min_p=params.get("min_p", 0.0),
+        min_p_keep=params.get("min_tokens_to_keep", 1),
     )
     if "min_tokens_to_keep" in params:
         assert chain[0].min_tokens_to_keep == params["min_tokens_to_keep"]
@@ -281,6 +321,23 @@ def test_dry_fixture_history(cases, tensors):
     expected = _brute_force_dry(history.tolist(), vocab, params["factor"], params["base"],
                                 params["allowed_length"], 50)
     torch.testing.assert_close(logits - out, torch.tensor([expected]), rtol=1e-5, atol=1e-6)
+
+
+def test_dry_runs_before_temperature_in_the_original_order_and_takes_long_allowed_lengths():
+    """The penalty is not scaled by 1/T: (logits - penalty) / T, with the original order's other penalties."""
+    vocab, temperature = 5, 0.5
+    history = torch.tensor([1, 2, 3, 1, 2, 3, 1, 2])
+    logits = torch.linspace(-1.0, 2.0, vocab)[None]
+    penalty = -DRYLogitsProcessor(1.0, base=2.0, allowed_length=2)(_ids(history, vocab), torch.zeros(1, vocab))
+    chain = build_sampler_processors(temperature=temperature, dry_multiplier=1.0, dry_base=2.0, dry_allowed_length=2)
+    torch.testing.assert_close(chain(_ids(history, vocab), logits.clone()), (logits - penalty) / temperature)
+    # an allowed length past the original's cap of 50 is its own cap (max(allowed, 50)): matches up to it count
+    repeat = torch.tensor([1, 2] * 40)
+    long = DRYLogitsProcessor(1.0, base=1.0, allowed_length=60)
+    assert long.max_match_length == 60
+    assert long(_ids(repeat, vocab), torch.zeros(1, vocab))[0, 1] == -1.0
+    breakers = build_sampler_processors(dry_multiplier=1.0, dry_base=2.0, dry_sequence_breakers=[3])
+    assert torch.equal(breakers(_ids(history, vocab), torch.zeros(1, vocab)), torch.zeros(1, vocab))
 
 
 def _dry_rows_step(rng, rows, vocab, breakers, finished):
@@ -461,6 +518,8 @@ def test_builder_greedy_penalties_match_reference(cases, tensors):
         min_p=params["min_p"],
         repetition_penalty=params["repetition_penalty"],
         repetition_penalty_decay=params["repetition_penalty_decay"],
+        repetition_penalty_decay_mode="original",
+        min_p_keep=MIN_P_MIN_TOKENS_TO_KEEP,
         stop_length_penalty=params["length_penalty"],
         stop_token_id=cases["len_pen"]["params"]["token"],
     )
@@ -478,19 +537,17 @@ def test_builder_order_and_omission():
         "repetition_penalty": 1.3, "stop_length_penalty": 0.5, "stop_token_id": 1024,
         "dry_multiplier": 0.8, "mirostat_tau": 3.0,
     }
-    penalties = [VallERepetitionPenaltyLogitsProcessor, StopTokenLengthPenaltyLogitsProcessor]
+    penalties = [VallERepetitionPenaltyLogitsProcessor, StopTokenLengthPenaltyLogitsProcessor, DRYLogitsProcessor]
     assert _kinds(build_sampler_processors(**settings)) == penalties + [
-        MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, DynamicTemperatureLogitsWarper,
-        DRYLogitsProcessor, MirostatLogitsWarper,
+        MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, DynamicTemperatureLogitsWarper, MirostatLogitsWarper,
     ]
     assert _kinds(build_sampler_processors(**settings, order="transformers")) == penalties + [
-        DRYLogitsProcessor, DynamicTemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper,
-        MinPLogitsWarper, MirostatLogitsWarper,
+        DynamicTemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper, MirostatLogitsWarper,
     ]
     static = build_sampler_processors(temperature=0.7, min_temperature=-1.0, top_k=5)
     assert _kinds(static) == [TopKLogitsWarper, TemperatureLogitsWarper]
     greedy = build_sampler_processors(**{**settings, "temperature": 0.0, "min_temperature": -1.0})
-    assert _kinds(greedy) == penalties + [MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, DRYLogitsProcessor]
+    assert _kinds(greedy) == penalties + [MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper]
     assert len(build_sampler_processors()) == 0
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 from transformers import pipeline
 
 import valle_hf  # noqa: F401  (registers the Auto classes)
@@ -26,3 +29,11 @@ def test_pipeline_with_a_model_instance_and_a_batch(converted_dir, prompt_wav):
                   generate_kwargs=GENERATE)
     assert len(results) == 2
     assert all(result["audio"].shape == (8 * 320,) for result in results)
+
+
+@pytest.mark.parametrize("setting, value", [("temperature", math.nan), ("repetition_penalty", 0.0), ("num_beams", -1),
+                                            ("layer_skip_entropy_threshold", -1.0), ("nar_temperature", -1.0)])
+def test_the_pipeline_checks_every_setting(converted_dir, prompt_wav, setting, value):
+    tts = pipeline("text-to-speech", model=str(converted_dir))
+    with pytest.raises(ValueError, match=f"{setting}=.* is not allowed: it must be "):
+        tts("Hello.", forward_params={"prompt_audio": str(prompt_wav)}, generate_kwargs={setting: value})

@@ -14,10 +14,28 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from .configuration import SettingError, check_settings
+from .errors import UsageError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _token_ids(text: str) -> list[int]:
+    """A comma-separated list of token ids, e.g. "1,2,3" (argparse type)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token ids such as 12,40, got {text!r}") from None
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments: the original's positional text, references and output path, and its flags."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m valle_hf",
         description="VALL-E text-to-speech (and --task stt speech-to-text) with the original project's flags.",
     )
@@ -30,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model", default=None, help="converted directory, Hub id, original fp32.sft/.pth, or 'tiny-random' "
         "(default: the released ar+nar-llama-8, downloaded and converted once)")
     add("--tokenizer", default=None, help="the original's tokenizer.json (needed with an original checkpoint)")
-    add("--yaml", default=None, help="the original's config.yaml for an original checkpoint")
+    add("--yaml", default=None, help="the original's config.yaml: without --model, loads the checkpoint it names "
+        "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
+        "config")
     add("--codec", default="facebook/encodec_24khz", help="EnCodec weights used when converting a checkpoint")
     add("--vocoder", default="charactr/vocos-encodec-24khz",
         help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
@@ -58,8 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--top-p", type=float, default=None, help="[1.0 = off]")
     add("--top-k", type=int, default=None, help="[0 = off]")
     add("--min-p", type=float, default=None, help="[0.0 = off]")
+    add("--min-p-keep", type=int, default=None, help="tokens min-p always keeps (the original kept 32) [1]")
     add("--repetition-penalty", type=float, default=None, help="[1.5]")
-    add("--repetition-penalty-decay", type=float, default=None, help="[0.0]")
+    add("--repetition-penalty-decay", type=float, default=None,
+        help="fades the penalty with distance: 1 + (penalty - 1) / d**decay [0.0]")
+    add("--repetition-penalty-mode", default=None, choices=["per_occurrence", "per_token"],
+        help="per_occurrence: every occurrence penalises again, as the original (the tuned 1.5 assumes it); "
+        "per_token: once per token, as transformers [per_occurrence]")
+    add("--repetition-penalty-decay-mode", default=None, choices=["nearer", "original"],
+        help="original: the original's penalty * d**decay, which penalises older occurrences more [nearer]")
     add("--length-penalty", type=float, default=None, help="penalty on the stop token by current length [0.0]")
     add("--beam-width", type=int, default=None, help="beam search width (real beam search); 0/1 = off [0]")
     add("--mirostat-tau", type=float, default=None, help="[0.0 = off]")
@@ -67,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dry-multiplier", type=float, default=None, help="[0.0 = off]")
     add("--dry-base", type=float, default=None, help="[1.75]")
     add("--dry-allowed-length", type=int, default=None, help="[2]")
+    add("--dry-sequence-breakers", type=_token_ids, default=None,
+        help="comma-separated token ids that end a DRY match (audio codes for TTS, phoneme ids for STT) [none]")
     add("--layer-skip", action="store_true", default=None, help="early exit by entropy/varentropy (lossy, faster)")
     add("--layer-skip-exit-layer", type=int, default=None, help="forced exit layer, -1 = the last [-1]")
     add("--layer-skip-entropy-threshold", type=float, default=None, help="[0.1]")
@@ -101,6 +130,10 @@ FLAG_SETTINGS = {
     "min_p": "min_p",
     "repetition_penalty": "repetition_penalty",
     "repetition_penalty_decay": "repetition_penalty_decay",
+    "repetition_penalty_mode": "repetition_penalty_mode",
+    "repetition_penalty_decay_mode": "repetition_penalty_decay_mode",
+    "min_p_keep": "min_p_keep",
+    "dry_sequence_breakers": "dry_sequence_breakers",
     "length_penalty": "stop_length_penalty",
     "beam_width": "num_beams",
     "mirostat_tau": "mirostat_tau",
@@ -125,15 +158,25 @@ TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "input_prompt_length", "in
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict:
-    """The sampler flags the user gave, as `generate` keyword arguments; the rest come from the generation config."""
+    """The sampler flags the user gave, as `generate` keyword arguments; the rest come from the generation config.
+
+    Raises `UsageError`, naming the flag and its allowed range, for a value outside it (checked before any model
+    loads, with the rules `generate` applies).
+    """
     given = {flag: getattr(args, flag) for flag in FLAG_SETTINGS}
     kwargs = {FLAG_SETTINGS[flag]: value for flag, value in given.items() if value is not None}
     if "temperature" in kwargs:
         kwargs["do_sample"] = kwargs["temperature"] > 0
-    if "num_beams" in kwargs:
-        kwargs["num_beams"] = max(kwargs["num_beams"], 1)  # the original's 0 means off
+    if kwargs.get("num_beams") == 0:
+        kwargs["num_beams"] = 1  # the original's 0 means off
     if args.task == "stt":
         kwargs = {key: value for key, value in kwargs.items() if key not in TTS_ONLY_SETTINGS}
+    try:
+        check_settings(kwargs)
+    except SettingError as error:
+        flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
+        value = getattr(args, flag)
+        raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {error.rule}") from None
     return kwargs
 
 
@@ -207,11 +250,12 @@ def run_stt(args, model, processor, inputs: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0, or 1 with one `error:` line on stderr for a user's mistake)."""
-    args = build_parser().parse_args(argv)
     try:
         from .loading import load_model_and_processor
 
+        args = build_parser().parse_args(argv)
         device, dtype = _device_and_dtype(args)
+        generation_kwargs(args)
         inputs = prepare_inputs(args)
         model, processor = load_model_and_processor(
             args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,

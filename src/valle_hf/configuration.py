@@ -12,6 +12,7 @@ import math
 
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 
+from .errors import VallEValueError
 from .vocos import VocosConfig
 
 SUPPORTED_CAPABILITIES = ("ar", "nar")
@@ -300,10 +301,14 @@ class VallEConfig(PretrainedConfig):
 VALLE_GENERATION_DEFAULTS = {
     "min_temperature": -1.0,
     "repetition_penalty_decay": 0.0,
+    "repetition_penalty_mode": "per_occurrence",
+    "repetition_penalty_decay_mode": "nearer",
+    "min_p_keep": 1,
     "stop_length_penalty": 0.0,
     "dry_multiplier": 0.0,
     "dry_base": 1.75,
     "dry_allowed_length": 2,
+    "dry_sequence_breakers": [],
     "mirostat_tau": 0.0,
     "mirostat_eta": 0.1,
     "sampler_order": "original",
@@ -320,6 +325,85 @@ VALLE_GENERATION_DEFAULTS = {
     "output_audio": True,
     "audio_backend": None,
 }
+
+
+class SettingError(VallEValueError):
+    """A generation setting outside its allowed range; `setting` names it, so the CLI can name its flag instead."""
+
+    def __init__(self, setting: str, value, rule: str):
+        self.setting, self.value, self.rule = setting, value, rule
+        super().__init__(f"{setting}={value!r} is not allowed: it must be {rule}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Every setting `check_settings` knows: (the rule, as the error message states it; the test).
+SETTING_RULES = {
+    "temperature": ("a finite number >= 0 (0 = greedy)", lambda v: _is_number(v) and v >= 0),
+    "min_temperature": ("a finite number (< 0 = off)", _is_number),
+    "top_k": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
+    "top_p": ("a number in (0, 1] (1 = off)", lambda v: _is_number(v) and 0 < v <= 1),
+    "min_p": ("a number in [0, 1] (0 = off)", lambda v: _is_number(v) and 0 <= v <= 1),
+    "min_p_keep": ("an integer >= 1 (the original kept 32)", lambda v: _is_int(v) and v >= 1),
+    "repetition_penalty": ("a finite number >= 1 (1 = off)", lambda v: _is_number(v) and v >= 1),
+    "repetition_penalty_decay": ("a finite number (0 = off)", _is_number),
+    "repetition_penalty_mode": ("'per_occurrence' (the original's) or 'per_token' (transformers')",
+                                lambda v: v in ("per_occurrence", "per_token")),
+    "repetition_penalty_decay_mode": ("'nearer' or 'original'", lambda v: v in ("nearer", "original")),
+    "stop_length_penalty": ("a finite number (0 = off)", _is_number),
+    "dry_multiplier": ("a finite number >= 0 (0 = off)", lambda v: _is_number(v) and v >= 0),
+    "dry_base": ("a finite number >= 1", lambda v: _is_number(v) and v >= 1),
+    "dry_allowed_length": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "dry_sequence_breakers": ("a list of token ids (integers >= 0)",
+                              lambda v: isinstance(v, (list, tuple)) and all(_is_int(t) and t >= 0 for t in v)),
+    "mirostat_tau": ("a finite number >= 0 (0 = off)", lambda v: _is_number(v) and v >= 0),
+    "mirostat_eta": ("a finite number >= 0", lambda v: _is_number(v) and v >= 0),
+    "sampler_order": ("'original' or 'transformers'", lambda v: v in ("original", "transformers")),
+    "nar_temperature": ("a finite number >= 0 (0 = greedy)", lambda v: _is_number(v) and v >= 0),
+    "max_levels": ("None or an integer >= 0 (0 = level 0 only)", lambda v: v is None or (_is_int(v) and v >= 0)),
+    "prefix_silence": ("a finite number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
+    "input_prompt_length": ("None or a finite number of seconds >= 0 (0 = the whole prompt)",
+                            lambda v: v is None or (_is_number(v) and v >= 0)),
+    "input_prompt_prefix": ("True or False", lambda v: isinstance(v, bool)),
+    "refine_on_stop": ("True or False", lambda v: isinstance(v, bool)),
+    "layer_skip": ("True or False", lambda v: isinstance(v, bool)),
+    "layer_skip_exit_layer": ("-1 (all layers) or a layer count >= 1", lambda v: _is_int(v) and (v == -1 or v >= 1)),
+    "layer_skip_entropy_threshold": ("a finite number of bits >= 0", lambda v: _is_number(v) and v >= 0),
+    "layer_skip_varentropy_threshold": ("a finite number of bits >= 0", lambda v: _is_number(v) and v >= 0),
+    "output_audio": ("True or False", lambda v: isinstance(v, bool)),
+    "audio_backend": (f"None or one of {AUDIO_BACKENDS}", lambda v: v is None or v in AUDIO_BACKENDS),
+    "num_beams": ("an integer >= 1 (1 = no beam search)", lambda v: v is None or (_is_int(v) and v >= 1)),
+}
+
+
+def check_settings(settings: dict) -> None:
+    """Refuse any generation setting outside its range (`SETTING_RULES`) or any combination that cannot work.
+
+    None means "not set" (transformers' own defaults are None). Raises `SettingError` naming the first offending
+    setting and its allowed range. Settings not in `SETTING_RULES` are left to their owners (transformers checks its
+    own).
+    """
+    for name, value in settings.items():
+        if value is not None and name in SETTING_RULES and not SETTING_RULES[name][1](value):
+            raise SettingError(name, value, SETTING_RULES[name][0])
+    temperature, floor = settings.get("temperature") or 0, settings.get("min_temperature", -1)
+    if temperature > 0 and floor is not None and floor > temperature:
+        raise SettingError("min_temperature", floor, f"at most temperature ({temperature}), or < 0 for off")
+    decay = settings.get("repetition_penalty_decay") or 0
+    if decay < 0 and settings.get("repetition_penalty_decay_mode", "nearer") != "original":
+        raise SettingError("repetition_penalty_decay", decay,
+                           ">= 0 (0 = off); a negative decay exists only with repetition_penalty_decay_mode='original'")
+    if (settings.get("mirostat_tau") or 0) > 0 and (settings.get("num_beams") or 1) > 1:
+        raise SettingError("mirostat_tau", settings["mirostat_tau"],
+                           "0 with beam search (num_beams > 1): mirostat's per-row state cannot follow the beams")
+
+
 # The original CLI's tuned settings (`vall_e/__main__.py`), which the released model is meant to be used with.
 TUNED_SETTINGS = {"temperature": 0.5, "repetition_penalty": 1.5, "nar_temperature": 0.0, "input_prompt_length": 3.0}
 MAX_SECONDS = 12  # the original CLI's `--max-ar-steps` default: 12 s of audio
@@ -367,8 +451,10 @@ class VallEGenerationConfig(GenerationConfig):
         return cls(**{**settings, **overrides})
 
     def validate(self, strict: bool = False, user_set_attributes: set[str] | None = None) -> None:
-        """transformers' checks; in greedy mode without its warnings about the sampler fields VALL-E applies itself
-        (the original's `temperature` 0 means greedy, and a model's tuned temperature stays set while unused)."""
+        """Every VALL-E setting in its range (`check_settings`, raising `SettingError`), then transformers' checks; in
+        greedy mode without its warnings about the sampler fields VALL-E applies itself (the original's `temperature`
+        0 means greedy, and a model's tuned temperature stays set while unused)."""
+        check_settings({name: getattr(self, name, None) for name in SETTING_RULES})
         if self.do_sample is False:
             user_set_attributes = {"do_sample"} | (set(user_set_attributes or ()) - set(VALLE_SAMPLER_FIELDS))
         super().validate(strict, user_set_attributes)

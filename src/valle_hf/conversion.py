@@ -115,6 +115,32 @@ def original_config_from_yaml(path: str | Path) -> dict:
     return next((model for model in models if model.get("training")), models[0])
 
 
+def checkpoint_of_yaml(path: str | Path) -> Path:
+    """The checkpoint the original loads for `--yaml config.yaml`: `<yaml dir>/ckpt/<full name>/fp32.<suffix>`.
+
+    The full name is the original's `Model.full_name` (`vall_e/config.py`): the model's name, its size when a preset
+    other than "full", its architecture (with the expert count when > 1) and its RVQ levels, joined with "-" (e.g.
+    "ar+nar-llama-8"); suffixes are tried in the original's order (.sft, .safetensors, .pt, .pth). Raises
+    `VallEFileNotFoundError` when none exists.
+    """
+    model = original_config_from_yaml(path)
+    name = [str(model.get("name", "ar+nar"))]
+    size = model.get("size", "full")
+    if isinstance(size, str) and size != "full":
+        name.append(size)
+    experts, arch = int(model.get("experts", 1)), str(model.get("arch_type", "llama")).replace("/", "-")
+    name.append(f"{experts}x{arch}" if experts > 1 else arch)
+    name.append(str(model.get("resp_levels", 8)))
+    folder = Path(path).parent / "ckpt" / "-".join(name)
+    for suffix in (".sft", ".safetensors", ".pt", ".pth"):
+        if (folder / f"fp32{suffix}").is_file():
+            return folder / f"fp32{suffix}"
+    raise VallEFileNotFoundError(
+        f"--yaml {path}: no checkpoint at {folder}/fp32.sft (nor .safetensors, .pt, .pth), where the original looks "
+        "for it; put it there, or give it with --model path/to/fp32.sft"
+    )
+
+
 def _size(original: dict) -> tuple[int, int, int]:
     size = original.get("size", "full")
     if isinstance(size, dict):  # honoured here (the original silently ignores a dict size: a bug)

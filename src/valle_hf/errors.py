@@ -30,5 +30,9 @@ class VallEFileNotFoundError(VallEError, FileNotFoundError):
     """An input file or directory the user named does not exist or is not a file."""
 
 
+class UsageError(VallEValueError):
+    """A command line that cannot be parsed (a missing argument, an unknown flag, a malformed value)."""
+
+
 class MissingDependencyError(VallEError, ImportError):
     """An optional package is needed for what was asked; the message names the ``pip install`` that adds it."""

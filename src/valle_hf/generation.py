@@ -334,7 +334,8 @@ class VallEGenerationMixin(GenerationMixin):
             ar_mask = ar_mask.repeat_interleave(copies, dim=0)
         generated, stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id)
         if config.refine_on_stop:
-            generated = self._refine(output.sequences, ar_mask, prompts, generated)
+            generated = self._refine(output.sequences, ar_mask, generated, self.config.stop_token_id, task="tts",
+                                     prompt_codes=None if prompts is None else prompts.codes)
         self._warn_unstopped(stopped, config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated, strict=True)]
         codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature, skip)
@@ -389,19 +390,19 @@ class VallEGenerationMixin(GenerationMixin):
                 stacklevel=5,  # the caller of generate()
             )
 
-    def _refine(self, sequences, prefix_mask, prompts: _Prompts | None, generated) -> list[torch.LongTensor]:
+    def _refine(self, sequences, prefix_mask, generated, stop: int, **pass_inputs) -> list[torch.LongTensor]:
         """Refine-on-stop: one teacher-forced pass over the final sequences; argmax at every response position.
 
-        Stop tokens the argmax predicts inside the response are removed (the original keeps them).
+        `pass_inputs`: the pass's `task` and its `prompt_codes` (TTS) or `audio_codes` (STT). Stop tokens the argmax
+        predicts inside the response are removed (the original keeps them).
         """
         prefix_length = prefix_mask.shape[1]
         mask = torch.cat([prefix_mask, torch.ones_like(sequences[:, prefix_length:])], dim=1)  # left padding
-        logits = self(input_ids=sequences, attention_mask=mask, prompt_codes=None if prompts is None else prompts.codes,
-                      task="tts", level=0, use_cache=False,
-                      logits_to_keep=sequences.shape[1] - prefix_length + 1).logits
+        logits = self(input_ids=sequences, attention_mask=mask, level=0, use_cache=False,
+                      logits_to_keep=sequences.shape[1] - prefix_length + 1, **pass_inputs).logits
         refined = logits[:, :-1].argmax(dim=-1)
         rows = [row[: len(tokens)] for row, tokens in zip(refined, generated, strict=True)]
-        return [row[row != self.config.stop_token_id] for row in rows]
+        return [row[row != stop] for row in rows]
 
     # ------------------------------------------------------------------ NAR
     def _generate_nar(self, texts, prompts: _Prompts | None, level0, max_levels: int, temperature: float,
@@ -467,12 +468,18 @@ class VallEGenerationMixin(GenerationMixin):
             raise ValueError("speech-to-text needs audio_codes or audio")
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
-        config.eos_token_id = self.config.text_eos_token_id
+        audio_batch = pad(rows, 0, side="right")[0]
+        stop = self.config.text_eos_token_id
+        config.eos_token_id = stop
         output, exit_layers = self._traced_generate(
-            _layer_skip(config), input_ids=ids, attention_mask=mask, audio_codes=pad(rows, 0, side="right")[0],
-            task="stt", level=0, generation_config=config, **kwargs,
+            _layer_skip(config), input_ids=ids, attention_mask=mask, audio_codes=audio_batch, task="stt", level=0,
+            generation_config=config, **kwargs,
         )
-        text_ids, stopped = _cut_at_stop(output.sequences[:, ids.shape[1]:], self.config.text_eos_token_id)
+        text_ids, stopped = _cut_at_stop(output.sequences[:, ids.shape[1]:], stop)
+        if config.refine_on_stop:
+            copies = output.sequences.shape[0] // len(rows)
+            text_ids = self._refine(output.sequences, mask.repeat_interleave(copies, dim=0), text_ids, stop,
+                                    task="stt", audio_codes=audio_batch.repeat_interleave(copies, dim=0))
         self._warn_unstopped(stopped, config)
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, text_ids=text_ids, stopped=stopped,

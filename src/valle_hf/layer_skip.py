@@ -1,10 +1,11 @@
 """Layer skip: the original's entropy/varentropy early exit (`--layer-skip*`), as a decoder layer that can step aside.
 
 `VallEDecoderLayer` is transformers' `LlamaDecoderLayer`; given an `EarlyExit` (through the backbone's keyword
-arguments) it lets the rows that have exited pass through unchanged. After each layer from the middle of the stack
-on, the hidden state of the rows that will be sampled goes through the final norm and the pass's own classifier; a
-row whose mean entropy and varentropy (in bits) are both at or below the thresholds stops there, and `exit_layer`
-caps how many layers run at all (e-c-k-e-r/vall-e `vall_e/models/arch/llama.py`, `LlamaModel_Adapted`).
+arguments) it lets the rows that have exited pass through unchanged. After each layer from layer n//2 (0-based) on,
+that is after n//2 + 1 layers as in the original, the hidden state of the rows that will be sampled goes through the
+final norm and the pass's own classifier; a row whose mean entropy and varentropy (in bits) are both at or below the
+thresholds stops there, and `exit_layer` caps how many layers run at all (e-c-k-e-r/vall-e
+`vall_e/models/arch/llama.py`, `LlamaModel_Adapted`).
 
 Unlike the original, the metric is taken on the normed state of the sampled rows only, a forced exit runs exactly
 `exit_layer` layers, and the KV cache stays consistent: every skipped layer still receives keys and values for the
@@ -30,8 +31,8 @@ __all__ = ["EarlyExit", "LayerSkip", "VallEDecoderLayer", "entropy_and_varentrop
 @dataclass(frozen=True)
 class LayerSkip:
     """Early-exit settings: run at most `exit_layer` layers (-1: all); a row exits once the entropy and varentropy
-    (bits) of its scored rows are at or below the thresholds, considered from `min_layers` layers on (default: half
-    the stack, as in the original)."""
+    (bits) of its scored rows are at or below the thresholds, considered once `min_layers` layers have run (default:
+    n//2 + 1, the original's `min_layer = n_layers // 2` counted as a 0-based layer index)."""
 
     exit_layer: int = -1
     entropy_threshold: float = 0.1
@@ -69,7 +70,7 @@ class EarlyExit:
                  num_layers: int, device: torch.device):
         self.settings, self.head, self.norm, self.scored_rows = settings, head, norm, scored_rows
         self.limit = settings.layer_limit(num_layers)
-        self.first_check = settings.min_layers if settings.min_layers is not None else num_layers // 2
+        self.first_check = settings.min_layers if settings.min_layers is not None else num_layers // 2 + 1
         self.done = torch.zeros(batch_size, dtype=torch.bool, device=device)
         self.layers_run = torch.full((batch_size,), self.limit, dtype=torch.long, device=device)
 

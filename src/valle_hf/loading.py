@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .conversion import DEFAULT_CODEC, DEFAULT_VOCODER
-from .errors import ModelNotFoundError
+from .errors import ModelNotFoundError, VallEValueError
 from .hub import check_reachable, hub_file
 
 RELEASED_REPO = "ecker/vall-e"
@@ -116,15 +116,22 @@ def load_model_and_processor(
 ):
     """Resolve `name` to `(model, processor)`.
 
-    `None`: the released ar+nar-llama-8 (downloaded and converted once, cached under `cache_dir`);
+    `None`: the released ar+nar-llama-8 (downloaded and converted once, cached under `cache_dir`), or with
+    `config_yaml` the checkpoint that config names, as the original's `--yaml` does (`checkpoint_of_yaml`);
     "tiny-random": the embedded installation check; a directory: `from_pretrained`; a `.sft`/`.pth` file: an
-    original checkpoint converted in memory (`tokenizer`, `codec`, `vocoder` as for `convert_checkpoint`); anything
-    else: a Hub id for `from_pretrained`.
+    original checkpoint converted in memory (`config_yaml`, `tokenizer`, `codec`, `vocoder` as for
+    `convert_checkpoint`); anything else: a Hub id for `from_pretrained`. `config_yaml` with anything but an
+    original checkpoint (or none) is refused, as it could not be honoured.
     """
-    from .conversion import convert_checkpoint
+    from .conversion import checkpoint_of_yaml, convert_checkpoint
     from .modeling import VallEForConditionalGeneration
     from .processing import VallEProcessor
 
+    if config_yaml is not None and name is None:
+        name = str(checkpoint_of_yaml(config_yaml))
+    if config_yaml is not None and Path(name).suffix not in ORIGINAL_SUFFIXES:
+        raise VallEValueError(f"--yaml applies to original checkpoints, not to {name}: drop --yaml, or give the "
+                              "original's fp32.sft with --model")
     if name == TINY_RANDOM:
         return tiny_random_model().to(dtype), tiny_random_processor()
     if name is None:

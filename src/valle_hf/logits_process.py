@@ -23,7 +23,6 @@ reference fixtures).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 
 import torch
@@ -34,6 +33,8 @@ from transformers.generation.logits_process import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+
+from .configuration import check_settings
 
 __all__ = [
     "MIN_P_MIN_TOKENS_TO_KEEP",
@@ -47,7 +48,8 @@ __all__ = [
     "sampler_processors",
 ]
 
-# The original's min-p never keeps fewer than 32 tokens (``min_p_filtering(min_tokens_to_keep=32)``).
+# The original's min-p never keeps fewer than 32 tokens (``min_p_filtering(min_tokens_to_keep=32)``); available
+# as ``min_p_keep=MIN_P_MIN_TOKENS_TO_KEEP``.
 MIN_P_MIN_TOKENS_TO_KEEP = 32
 # Below this gap the original treats dynamic temperature as off (``abs(T - T_min) >= 0.001``).
 _DYNAMIC_TEMPERATURE_EPS = 0.001
@@ -69,40 +71,38 @@ def _penalise(scores: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
 
 
 class VallERepetitionPenaltyLogitsProcessor(LogitsProcessor):
-    """The original's repetition penalty: per occurrence, over the last ``window`` response tokens.
+    """The original's repetition penalty, over the last ``window`` response tokens (distance ``d`` = 1 for the last).
 
-    For every occurrence of a token among the last ``window`` response tokens (distance ``d`` = 1 for the
-    last token) the token's logit is penalised by ``penalty * d**decay``; occurrences compound
-    (``one_time=True`` penalises each token once, by its most recent occurrence, as the original's
-    ``one_time`` does).  Text and prompt positions are never counted.
+    Per occurrence (the default, ``one_time=False``): every occurrence of a token among the last ``window``
+    response tokens penalises it again, so the factors compound (ten occurrences at 1.5 divide by 57.7). This is the
+    original's rule (``vall_e/samplers.py:reptition_penalize``), and the released model's tuned 1.5 was chosen with
+    it. ``one_time=True`` penalises each token once, by its most recent occurrence: transformers' semantics (through
+    `generate`'s ``repetition_penalty_mode="per_token"``). Text and prompt positions are never counted.
 
-    Deviations from the original, which only ever divides:
+    The factor of an occurrence at distance ``d`` is ``1 + (penalty - 1) / d**decay``: ``penalty`` for the last
+    token, fading towards 1 (no penalty) with distance, so nearer occurrences are always penalised at least as much
+    as older ones. ``original_decay=True`` uses the original's ``penalty * d**decay`` instead, which penalises
+    *older* occurrences more (its documentation promises the opposite); it is kept for parity checks only.
 
-    * sign-aware: a negative logit is multiplied, so the penalty always lowers the token's logit (the
-      original raises negative logits, i.e. boosts them);
-    * never a boost: each occurrence's factor is clamped to ``>= 1``.  The original's ``decay < 0`` (or
-      ``penalty < 1``) yields factors below 1 that push repeated tokens *up*; here those occurrences are
-      simply not penalised.  A ``penalty`` in ``(0, 1)`` is therefore a no-op (warned at construction);
-    * ``penalty <= 0`` is rejected (the original would flip signs).
+    Deviations from the original, which only ever divides: sign-aware (a negative logit is multiplied, so the
+    penalty always lowers the token's logit; the original raises negative logits), and never a boost (the
+    original's ``decay < 0`` gives factors below 1; here such factors are clamped to 1).
 
-    Note ``decay > 0`` penalises *older* occurrences more, exactly like the original (its name suggests the
-    opposite); kept so that existing settings mean the same thing.
+    Raises ValueError for ``penalty`` < 1 or not finite (1 = off), a decay that is not finite (or negative without
+    ``original_decay``), and a window < 1.
     """
 
-    def __init__(self, penalty: float, decay: float = 0.0, window: int = 75, one_time: bool = False):
+    def __init__(self, penalty: float, decay: float = 0.0, window: int = 75, one_time: bool = False,
+                 original_decay: bool = False):
         penalty, decay = float(penalty), float(decay)
-        if not (penalty > 0 and math.isfinite(penalty)):
-            raise ValueError(f"repetition penalty must be a finite float > 0, got {penalty}")
-        if not math.isfinite(decay):
-            raise ValueError(f"repetition penalty decay must be finite, got {decay}")
+        if not (penalty >= 1 and math.isfinite(penalty)):
+            raise ValueError(f"repetition_penalty must be a finite number >= 1 (1 = off), got {penalty}")
+        if not math.isfinite(decay) or (decay < 0 and not original_decay):
+            raise ValueError(f"repetition_penalty_decay must be a finite number >= 0 (0 = off), got {decay}")
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"repetition penalty window must be a positive int, got {window!r}")
-        if penalty < 1.0:
-            warnings.warn(
-                f"repetition penalty {penalty} < 1 has no effect: per-occurrence factors are clamped to >= 1",
-                stacklevel=2,
-            )
         self.penalty, self.decay, self.window, self.one_time = penalty, decay, window, one_time
+        self.original_decay = original_decay
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         recent = input_ids[:, -self.window :]
@@ -118,10 +118,12 @@ class VallERepetitionPenaltyLogitsProcessor(LogitsProcessor):
         return _penalise(scores, divisor)
 
     def _factor(self, distance: torch.Tensor) -> torch.Tensor:
-        return (self.penalty * distance.pow(self.decay)).clamp_min(1.0)
+        if self.original_decay:
+            return (self.penalty * distance.pow(self.decay)).clamp_min(1.0)
+        return 1.0 + (self.penalty - 1.0) * distance.pow(-self.decay)
 
     def _compound_divisor(self, tokens, in_response, distance, scores) -> torch.Tensor:
-        """Product over occurrences of ``max(1, penalty * d**decay)``, per row and token."""
+        """Product over occurrences of the factor of each, per row and token."""
         factor = torch.where(in_response, self._factor(distance), 1.0)
         return torch.ones_like(scores).scatter_reduce(1, tokens, factor, reduce="prod")
 
@@ -235,7 +237,7 @@ class DRYLogitsProcessor(LogitsProcessor):
         multiplier: float,
         base: float = 1.75,
         allowed_length: int = 2,
-        max_match_length: int = 50,
+        max_match_length: int | None = None,
         sequence_breakers: Iterable[int] = (),
         window: int | None = None,
     ):
@@ -246,6 +248,8 @@ class DRYLogitsProcessor(LogitsProcessor):
             raise ValueError(f"DRY base must be >= 1, got {base}")
         if not isinstance(allowed_length, int) or allowed_length < 1:
             raise ValueError(f"DRY allowed_length must be a positive int, got {allowed_length!r}")
+        if max_match_length is None:  # the original's cap (`vall_e/samplers.py:dry_sampling`)
+            max_match_length = max(allowed_length, 50)
         if not isinstance(max_match_length, int) or max_match_length < allowed_length:
             raise ValueError(f"DRY max_match_length must be an int >= allowed_length, got {max_match_length!r}")
         if window is not None and (not isinstance(window, int) or window < 2):
@@ -445,31 +449,6 @@ class MirostatLogitsWarper(LogitsProcessor):
         return numerator / denominator  # NaN when no valid term; handled by the caller
 
 
-def _validate_builder_args(
-    temperature, min_temperature, top_k, top_p, min_p, repetition_penalty, stop_length_penalty,
-    stop_token_id, dry_multiplier, dry_base, dry_allowed_length, mirostat_tau, mirostat_eta, order,
-) -> None:
-    """One-line ValueErrors for settings the original accepted silently."""
-    if order not in ("original", "transformers"):
-        raise ValueError(f"order must be 'original' or 'transformers', got {order!r}")
-    if temperature > 0 and min_temperature > temperature:
-        raise ValueError(f"min_temperature ({min_temperature}) must not exceed temperature ({temperature})")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise ValueError(f"top_k must be an int >= 0 (0 = off), got {top_k!r}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
-    if not 0 <= min_p <= 1:
-        raise ValueError(f"min_p must be in [0, 1] (0 = off), got {min_p}")
-    if not repetition_penalty > 0:
-        raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
-    if stop_length_penalty != 0 and stop_token_id is None:
-        raise ValueError("stop_length_penalty needs stop_token_id")
-    if dry_multiplier < 0 or dry_base < 1 or dry_allowed_length < 1:
-        raise ValueError("DRY needs dry_multiplier >= 0, dry_base >= 1 and dry_allowed_length >= 1")
-    if mirostat_tau < 0 or mirostat_eta < 0:
-        raise ValueError(f"mirostat tau and eta must be >= 0, got {mirostat_tau}, {mirostat_eta}")
-
-
 def _temperature_processor(temperature: float, min_temperature: float) -> LogitsProcessor | None:
     """Static or dynamic temperature, or None when greedy (T <= 0) or a no-op (T = 1, no dynamic)."""
     if temperature <= 0:
@@ -488,52 +467,74 @@ def build_sampler_processors(
     top_k: int = 0,
     top_p: float = 1.0,
     min_p: float = 0.0,
+    min_p_keep: int = 1,
     repetition_penalty: float = 1.0,
     repetition_penalty_decay: float = 0.0,
+    repetition_penalty_mode: str = "per_occurrence",
+    repetition_penalty_decay_mode: str = "nearer",
     stop_length_penalty: float = 0.0,
     stop_token_id: int | None = None,
     dry_multiplier: float = 0.0,
     dry_base: float = 1.75,
     dry_allowed_length: int = 2,
+    dry_sequence_breakers: Iterable[int] = (),
     mirostat_tau: float = 0.0,
     mirostat_eta: float = 0.1,
     order: str = "original",
 ) -> LogitsProcessorList:
     """Build the VALL-E sampler chain as a ``LogitsProcessorList`` (pass it as ``logits_processor=``).
 
-    ``order="original"`` (default) follows ``Base.sample``: repetition penalty -> stop length penalty ->
-    min-p (keeps >= 32) -> top-k -> top-p -> temperature or dynamic temperature -> DRY -> mirostat, so the
-    filters see the un-tempered distribution.  ``order="transformers"`` follows ``generate``'s own order:
-    penalties (repetition, stop length, DRY) -> temperature -> top-k -> top-p -> min-p -> mirostat.
+    ``order="original"`` (default) follows the original's ``Base.sample``, except that DRY joins the other
+    penalties: repetition penalty -> stop length penalty -> DRY -> min-p -> top-k -> top-p -> temperature or
+    dynamic temperature -> mirostat, so the filters see the un-tempered distribution and no penalty is scaled by
+    ``1 / T``. (The original applies DRY after temperature, where a high temperature shrinks its penalty.)
+    ``order="transformers"`` follows ``generate``'s own order: penalties (repetition, stop length, DRY) ->
+    temperature -> top-k -> top-p -> min-p -> mirostat.
 
     Disabled samplers are omitted (penalty 1, factor 0, top_k 0, top_p 1, min_p 0, multiplier 0, tau 0).
     ``min_temperature < 0`` means "same as temperature" (dynamic temperature off), as in the original.
     ``temperature <= 0`` means greedy: the caller decodes with ``do_sample=False``, so the temperature and
-    mirostat are omitted while the penalties and filters stay (the original also penalises before its
-    argmax).  The original lets mirostat override greedy; here greedy wins.  ``generate``'s own warpers must
-    be disabled (``temperature=1.0, top_k=0 or None, top_p=1.0, min_p=None``) or they apply twice.
+    mirostat are omitted while the penalties and filters stay (the original also penalises before its argmax).
+    The original lets mirostat override greedy; here greedy wins. ``min_p_keep``: tokens min-p always keeps (1, as
+    min-p's own definition; the original's 32 on request). The repetition-penalty options are those of
+    `VallERepetitionPenaltyLogitsProcessor` (``repetition_penalty_mode="per_token"`` is its ``one_time``;
+    ``repetition_penalty_decay_mode="original"`` its ``original_decay``). ``generate``'s own warpers must be
+    disabled or they apply twice (`VallEGenerationConfig.for_transformers` does that).
+
+    Raises `SettingError` for a setting outside its range (see `check_settings`).
     """
-    _validate_builder_args(
-        temperature, min_temperature, top_k, top_p, min_p, repetition_penalty, stop_length_penalty,
-        stop_token_id, dry_multiplier, dry_base, dry_allowed_length, mirostat_tau, mirostat_eta, order,
-    )
+    check_settings(dict(
+        temperature=temperature, min_temperature=min_temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+        min_p_keep=min_p_keep, repetition_penalty=repetition_penalty, repetition_penalty_decay=repetition_penalty_decay,
+        repetition_penalty_mode=repetition_penalty_mode, repetition_penalty_decay_mode=repetition_penalty_decay_mode,
+        stop_length_penalty=stop_length_penalty,
+        dry_multiplier=dry_multiplier, dry_base=dry_base, dry_allowed_length=dry_allowed_length,
+        mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, sampler_order=order,
+    ))
+    original_decay = repetition_penalty_decay_mode == "original"
+    if stop_length_penalty != 0 and stop_token_id is None:
+        raise ValueError("stop_length_penalty needs stop_token_id")
     penalties = []
     if repetition_penalty != 1.0:
-        penalties.append(VallERepetitionPenaltyLogitsProcessor(repetition_penalty, repetition_penalty_decay))
+        penalties.append(VallERepetitionPenaltyLogitsProcessor(
+            repetition_penalty, repetition_penalty_decay, one_time=repetition_penalty_mode == "per_token",
+            original_decay=original_decay,
+        ))
     if stop_length_penalty != 0.0:
         penalties.append(StopTokenLengthPenaltyLogitsProcessor(stop_length_penalty, stop_token_id))
-    keep = MIN_P_MIN_TOKENS_TO_KEEP
-    min_p_ = [MinPLogitsWarper(float(min_p), min_tokens_to_keep=keep)] if min_p > 0 else []
+    if dry_multiplier > 0:
+        penalties.append(DRYLogitsProcessor(dry_multiplier, dry_base, int(dry_allowed_length),
+                                            sequence_breakers=dry_sequence_breakers))
+    min_p_ = [MinPLogitsWarper(float(min_p), min_tokens_to_keep=min_p_keep)] if min_p > 0 else []
     top_k_ = [TopKLogitsWarper(top_k)] if top_k > 0 else []
     top_p_ = [TopPLogitsWarper(float(top_p))] if top_p < 1.0 else []
-    dry = [DRYLogitsProcessor(dry_multiplier, dry_base, int(dry_allowed_length))] if dry_multiplier > 0 else []
     temp = [p for p in [_temperature_processor(temperature, min_temperature)] if p is not None]
     sampling = temperature > 0
     mirostat = [MirostatLogitsWarper(mirostat_tau, mirostat_eta)] if sampling and mirostat_tau > 0 else []
     if order == "original":
-        chain = penalties + min_p_ + top_k_ + top_p_ + temp + dry + mirostat
+        chain = penalties + min_p_ + top_k_ + top_p_ + temp + mirostat
     else:
-        chain = penalties + dry + temp + top_k_ + top_p_ + min_p_ + mirostat
+        chain = penalties + temp + top_k_ + top_p_ + min_p_ + mirostat
     return LogitsProcessorList(chain)
 
 
@@ -551,13 +552,17 @@ def sampler_processors(config) -> LogitsProcessorList:
         top_k=(config.top_k or 0) if sampling else 0,
         top_p=config.top_p if sampling and config.top_p is not None else 1.0,
         min_p=(config.min_p or 0.0) if sampling else 0.0,
+        min_p_keep=config.min_p_keep,
         repetition_penalty=config.repetition_penalty or 1.0,
         repetition_penalty_decay=config.repetition_penalty_decay,
+        repetition_penalty_mode=config.repetition_penalty_mode,
+        repetition_penalty_decay_mode=config.repetition_penalty_decay_mode,
         stop_length_penalty=config.stop_length_penalty,
         stop_token_id=eos[0] if isinstance(eos, (list, tuple)) else eos,
         dry_multiplier=config.dry_multiplier,
         dry_base=config.dry_base,
         dry_allowed_length=config.dry_allowed_length,
+        dry_sequence_breakers=config.dry_sequence_breakers,
         mirostat_tau=config.mirostat_tau if sampling else 0.0,
         mirostat_eta=config.mirostat_eta,
         order=config.sampler_order,
