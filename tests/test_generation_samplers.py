@@ -356,3 +356,32 @@ def test_a_saved_generation_config_is_checked_when_loaded(tmp_path, setting, val
     plain = GenerationConfig.from_pretrained(tmp_path)  # what from_pretrained reads, before it becomes ours
     with pytest.raises(ValueError, match=f"{setting}=.* is not allowed"):
         VallEGenerationConfig.from_dict(plain.to_dict())
+
+
+def test_repetition_penalty_dry_and_min_p_options_reach_generate(fixture_model, case):
+    """The options added beside the original's flags act through `generate`: the response starts with `frames`
+    silence codes, a history in which one token occurs `frames` times at distances 1..frames."""
+    text, prompt = case
+    config = fixture_model.config
+    silence, seconds = config.silence_codes[0], 0.2
+    frames = config.seconds_to_frames(seconds)
+    scores = lambda **kwargs: _first_scores(fixture_model, text, prompt, do_sample=True, prefix_silence=seconds,  # noqa: E731
+                                            **kwargs)[silence].item()
+    plain = scores()
+
+    def penalised(divisor):
+        return plain / divisor if plain > 0 else plain * divisor
+
+    distances = torch.arange(1, frames + 1, dtype=torch.float64)
+    assert scores(repetition_penalty=1.5) == pytest.approx(penalised(1.5**frames), rel=1e-4)
+    once = scores(repetition_penalty=1.5, repetition_penalty_mode="per_token")
+    assert once == pytest.approx(penalised(1.5), rel=1e-4)
+    faded = float((1 + 0.5 / distances).prod())
+    assert scores(repetition_penalty=1.5, repetition_penalty_decay=1.0) == pytest.approx(penalised(faded), rel=1e-4)
+    original = float((1.5 * distances).prod())
+    assert scores(repetition_penalty=1.5, repetition_penalty_decay=1.0,
+                  repetition_penalty_decay_mode="original") == pytest.approx(penalised(original), rel=1e-4)
+    # the run of silence codes is a repeat DRY penalises; a sequence breaker ends it
+    dry = dict(dry_multiplier=1.0, dry_allowed_length=2)
+    assert scores(**dry) < plain
+    assert scores(**dry, dry_sequence_breakers=[silence]) == pytest.approx(plain)
