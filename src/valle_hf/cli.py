@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--onednn", action="store_true", help="CPU, float32: run the decoder's linears through oneDNN on prepacked "
         "weights (faster decoding; a second copy of those weights in memory)")
     add("--seed", type=int, default=None, help="random seed (printed when not given)")
+    add("--stream", action="store_true", help="write the output as it is generated: a file beside OUT_PATH grows "
+        "chunk by chunk (printed at the start) and becomes OUT_PATH when complete")
+    add("--stream-chunk", type=float, default=0.5, help="seconds of codes per streamed chunk [0.5]")
     add("--audio-backend", default=None, choices=["vocos", "encodec"],
         help="decoder of the codes (default: the model's; vocos for converted original checkpoints, as the original)")
     # Sampler flags default to None: the model's generation_config.json decides (for a converted original
@@ -229,15 +232,28 @@ def run_tts(args, model, processor, inputs: dict) -> None:
     from tqdm import tqdm
 
     from .audio import save_audio
+    from .streaming import AudioFileStreamer
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language)
     kwargs = generation_kwargs(args)
     steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
-    with tqdm(total=steps, desc="AR", unit="step", disable=None) as bar:
-        audio = model.generate(**batch.to(model.device), stopping_criteria=StoppingCriteriaList([StepProgress(bar)]),
-                               **kwargs)
+    streamer = None
+    if args.stream:
+        streamer = AudioFileStreamer(inputs["out"], model.config.sampling_rate, args.stream_chunk)
+        print(f"streaming into {streamer.partial}", file=sys.stderr)
+    try:
+        with tqdm(total=steps, desc="AR", unit="step", disable=None) as bar:
+            audio = model.generate(**batch.to(model.device), audio_streamer=streamer,
+                                   stopping_criteria=StoppingCriteriaList([StepProgress(bar)]), **kwargs)
+    except BaseException:
+        if streamer is not None:
+            streamer.abort()
+        raise
     waveform = torch.cat([piece.float().cpu() for piece in audio])
-    save_audio(inputs["out"], waveform, model.config.sampling_rate)
+    if streamer is not None:
+        streamer.commit()
+    else:
+        save_audio(inputs["out"], waveform, model.config.sampling_rate)
     print(f"wrote {inputs['out']} ({waveform.numel() / model.config.sampling_rate:.2f} s)", file=sys.stderr)
 
 

@@ -30,6 +30,7 @@ from .configuration import VallEGenerationConfig
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors
+from .streaming import AudioStreamer, StreamingTTS
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin"]
 
@@ -84,11 +85,12 @@ def _same_audio(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
     )
 
 
-def _cut_at_stop(tokens: torch.LongTensor, stop: int) -> tuple[list[torch.LongTensor], torch.BoolTensor]:
-    """Each row up to (excluding) its first stop token; rows without one are kept whole."""
-    is_stop = tokens == stop
-    stopped = is_stop.any(dim=1)
-    ends = torch.where(stopped, is_stop.long().argmax(dim=1), tokens.shape[1])
+def _cut_at_stop(tokens: torch.LongTensor, stop: int, vocab: int) -> tuple[list[torch.LongTensor], torch.BoolTensor]:
+    """Each row up to (excluding) its first stop token, or its first padding (an id >= `vocab`: the row was ended by
+    a stopping criterion); returns the rows and whether each emitted its stop token."""
+    ended = (tokens == stop) | (tokens >= vocab)
+    stopped = (tokens == stop).any(dim=1) & ((tokens == stop).long().argmax(dim=1) == ended.long().argmax(dim=1))
+    ends = torch.where(ended.any(dim=1), ended.long().argmax(dim=1), tokens.shape[1])
     return [row[:end] for row, end in zip(tokens, ends.tolist(), strict=True)], stopped
 
 
@@ -192,6 +194,7 @@ class VallEGenerationMixin(GenerationMixin):
         task: str = "tts",
         generation_config: GenerationConfig | None = None,
         return_dict_in_generate: bool | None = None,
+        audio_streamer: AudioStreamer | None = None,
         **kwargs,
     ):
         r"""Text-to-speech (default) or speech-to-text.
@@ -207,11 +210,20 @@ class VallEGenerationMixin(GenerationMixin):
         `VallEGenerationConfig`. Defaults come from the model's generation config (the original CLI's tuned values
         for converted checkpoints).
 
+        `audio_streamer` (TTS): an `valle_hf.streaming.AudioStreamer` that receives each row's audio in chunks while the
+        AR runs (greedy codes equal a non-streamed run's); beams, `refine_on_stop` and `num_return_sequences` > 1
+        cannot be streamed and are refused.
+
         Returns a `VallEGenerateOutput` when `return_dict_in_generate`; otherwise the list of waveforms (TTS, or the
         codes when `output_audio=False`) or the list of phoneme-id tensors (STT). Raises ValueError for inputs or
         settings it cannot use.
         """
         config, model_kwargs = self._merge_settings(generation_config, kwargs)
+        if audio_streamer is not None:
+            if task != "tts":
+                raise ValueError("audio_streamer streams speech: it works with task='tts' only")
+            return self._streamed(audio_streamer, return_dict_in_generate, input_ids, attention_mask, prompt_codes,
+                                  prompt_attention_mask, prompt_audio, config, model_kwargs)
         if task == "stt":
             result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
             return result if return_dict_in_generate else result.text_ids
@@ -219,11 +231,23 @@ class VallEGenerationMixin(GenerationMixin):
             raise ValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
         result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio,
                                     config, model_kwargs)
+        return self._tts_return(result, return_dict_in_generate)
+
+    @staticmethod
+    def _tts_return(result: VallEGenerateOutput, return_dict_in_generate: bool | None):
         if return_dict_in_generate:
             return result
         if result.audio is not None:
             return result.audio
         return [codes[:length] for codes, length in zip(result.codes, result.lengths, strict=True)]
+
+    def _streamed(self, streamer, return_dict_in_generate, *inputs):
+        """`generate` with an audio streamer; the streamer's `end` is called however the call ends."""
+        try:
+            result = self._generate_tts(*inputs, streamer=streamer)
+        finally:
+            streamer.end()
+        return self._tts_return(result, return_dict_in_generate)
 
     # ------------------------------------------------------------------ inputs
     def _merge_settings(self, generation_config, kwargs) -> tuple[VallEGenerationConfig, dict]:
@@ -308,7 +332,8 @@ class VallEGenerationMixin(GenerationMixin):
         return [prompt.repeat(-(-frames // len(prompt)), 1)[:frames] for prompt in prompts]
 
     # ------------------------------------------------------------------ TTS
-    def _generate_tts(self, input_ids, attention_mask, prompt_codes, prompt_mask, prompt_audio, config, kwargs):
+    def _generate_tts(self, input_ids, attention_mask, prompt_codes, prompt_mask, prompt_audio, config, kwargs,
+                      streamer: AudioStreamer | None = None):
         max_levels = config.max_levels if config.max_levels is not None else self.config.num_rvq_levels - 1
         if not 0 <= max_levels < self.config.num_rvq_levels:
             raise ValueError(f"max_levels must be 0..{self.config.num_rvq_levels - 1}, got {max_levels}")
@@ -323,6 +348,9 @@ class VallEGenerationMixin(GenerationMixin):
         ]
         ar_ids, ar_mask = pad(sequences, self.config.pad_token_id)
         skip = _layer_skip(config)
+        if streamer is not None:
+            return self._generate_streamed(streamer, texts, prompts, prefixes, ar_ids, ar_mask, max_levels, skip,
+                                           config, kwargs)
         output, exit_layers = self._traced_generate(
             skip, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
             task="tts", level=0, generation_config=config, **kwargs,
@@ -332,7 +360,8 @@ class VallEGenerationMixin(GenerationMixin):
             texts, prefixes = _repeat_rows(texts, copies), _repeat_rows(prefixes, copies)
             prompts = None if prompts is None else prompts.repeat(copies)
             ar_mask = ar_mask.repeat_interleave(copies, dim=0)
-        generated, stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id)
+        generated, stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id,
+                                          self.config.head_size(0))
         if config.refine_on_stop:
             generated = self._refine(output.sequences, ar_mask, generated, self.config.stop_token_id, task="tts",
                                      prompt_codes=None if prompts is None else prompts.codes)
@@ -349,6 +378,34 @@ class VallEGenerationMixin(GenerationMixin):
             exit_layers=exit_layers, nar_exit_layers=nar_exit_layers,
             sequences_scores=getattr(output, "sequences_scores", None),
             beam_indices=getattr(output, "beam_indices", None),
+        )
+
+    def _generate_streamed(self, streamer, texts, prompts, prefixes, ar_ids, ar_mask, max_levels, skip, config,
+                           kwargs) -> VallEGenerateOutput:
+        """The AR with a `StreamingTTS` as transformers' streamer: NAR and decoding chunk by chunk as codes arrive."""
+        if config.num_beams and config.num_beams > 1:
+            raise ValueError("beam search cannot be streamed: its beams are reordered until the end (num_beams=1)")
+        if config.refine_on_stop:
+            raise ValueError("refine_on_stop cannot be streamed: it re-predicts the whole output at the end")
+        if (config.num_return_sequences or 1) > 1:
+            raise ValueError("num_return_sequences > 1 cannot be streamed: give one sequence per row")
+        capacity = max(len(prefix) for prefix in prefixes) + config.max_new_tokens
+        driver = StreamingTTS(self, texts, None if prompts is None else prompts.codes,
+                              None if prompts is None else prompts.lengths, prefixes, config, streamer, max_levels,
+                              skip, capacity)
+        output = GenerationMixin.generate(
+            self, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
+            task="tts", level=0, generation_config=config, streamer=driver,
+            **({"early_exit": skip} if skip else {}), **kwargs,
+        )
+        rows, audio = driver.finish()
+        stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id,
+                               self.config.head_size(0))[1]
+        self._warn_unstopped(stopped, config)
+        return VallEGenerateOutput(
+            sequences=output.sequences, scores=output.scores, logits=output.logits,
+            codes=pad(rows, 0, side="right")[0], lengths=torch.tensor([len(row) for row in rows], device=self.device),
+            audio=audio, stopped=stopped,
         )
 
     @staticmethod
@@ -475,7 +532,7 @@ class VallEGenerationMixin(GenerationMixin):
             _layer_skip(config), input_ids=ids, attention_mask=mask, audio_codes=audio_batch, task="stt", level=0,
             generation_config=config, **kwargs,
         )
-        text_ids, stopped = _cut_at_stop(output.sequences[:, ids.shape[1]:], stop)
+        text_ids, stopped = _cut_at_stop(output.sequences[:, ids.shape[1]:], stop, self.config.text_vocab_size)
         if config.refine_on_stop:
             copies = output.sequences.shape[0] // len(rows)
             text_ids = self._refine(output.sequences, mask.repeat_interleave(copies, dim=0), text_ids, stop,

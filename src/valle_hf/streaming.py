@@ -1,0 +1,300 @@
+"""Streaming text-to-speech: audio while the AR runs, equal to what `generate` returns without streaming.
+
+Every forward of the model is causal, the NAR included, and position ids restart in every segment, so NAR level k at
+frame t depends only on frames up to t. `generate(..., audio_streamer=streamer)` therefore gathers the level-0 codes
+as the AR emits them and, every `streamer.chunk_seconds` of them, runs each NAR level over the new frames only, with a
+KV cache per level that holds that level's prefix (text, level token, prompt), computed once. The codes are then
+exactly those of a non-streamed run (greedy), whatever the chunk size.
+
+The decoders are not causal (Vocos has convolutions on both sides and an overlap-add ISTFT; EnCodec's decoder has an
+LSTM and transposed convolutions), so each chunk of audio is decoded from a window with `left` frames of context
+before it and `right` frames after it, and only the settled part is sent: a chunk's audio waits for `right` further
+frames (`decoder_context`). Vocos' window covers its whole receptive field, so its chunks equal the non-streamed
+audio to float precision; EnCodec's LSTM state is approximated by its left context.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from .audio import output_format
+from .cache import PreallocatedDynamicCache
+from .layout import pad, segment_position_ids, tts_sequence
+
+__all__ = ["AudioChunk", "AudioFileStreamer", "AudioIteratorStreamer", "AudioStreamer", "decoder_context"]
+
+
+@dataclass
+class AudioChunk:
+    """A piece of one batch row's speech.
+
+    row: the batch row. audio: 1-D float32 waveform at the model's sampling rate (None with `output_audio=False`).
+    codes: `[frames, levels]` the codes that audio decodes. start_frame: the index of its first frame in the row's
+    output. final: the row's last chunk (its stream is complete).
+    """
+
+    row: int
+    audio: torch.Tensor | None
+    codes: torch.LongTensor
+    start_frame: int
+    final: bool
+
+
+class AudioStreamer:
+    """Receives audio while `generate` runs (transformers' `BaseStreamer` style, for audio): subclass and implement
+    `put`. `chunk_seconds`: how much level-0 audio the AR produces between two NAR + decoding rounds (the chunk's
+    audio follows after the decoder's look-ahead, see `decoder_context`)."""
+
+    def __init__(self, chunk_seconds: float = 0.5):
+        if not (isinstance(chunk_seconds, (int, float)) and math.isfinite(chunk_seconds) and chunk_seconds > 0):
+            raise ValueError(f"chunk_seconds must be a finite number of seconds > 0, got {chunk_seconds!r}")
+        self.chunk_seconds = float(chunk_seconds)
+
+    def put(self, chunk: AudioChunk) -> None:
+        """Called with every new chunk, row by row, in order within each row."""
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """Called once when generation ends (also when it fails)."""
+
+
+class AudioIteratorStreamer(AudioStreamer):
+    """An `AudioStreamer` to iterate over: run `generate` in a thread and `for chunk in streamer: ...` in yours.
+
+        streamer = AudioIteratorStreamer()
+        thread = threading.Thread(target=model.generate, kwargs=dict(**inputs, audio_streamer=streamer))
+        thread.start()
+        for chunk in streamer:
+            play(chunk.audio)
+
+    `timeout` (seconds) bounds each wait for the next chunk (None: wait as long as it takes); the iteration ends when
+    `generate` ends, also when it fails (its exception stays in its thread).
+    """
+
+    def __init__(self, chunk_seconds: float = 0.5, timeout: float | None = None):
+        super().__init__(chunk_seconds)
+        self.timeout = timeout
+        self._queue: queue.Queue = queue.Queue()
+        self._end = object()
+
+    def put(self, chunk: AudioChunk) -> None:
+        self._queue.put(chunk)
+
+    def end(self) -> None:
+        self._queue.put(self._end)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> AudioChunk:
+        chunk = self._queue.get(timeout=self.timeout)
+        if chunk is self._end:
+            raise StopIteration
+        return chunk
+
+
+class AudioFileStreamer(AudioStreamer):
+    """Writes the rows' audio, one row after the other, into a file that grows as chunks arrive (`partial`, beside
+    `path`, flushed after every chunk so that players can follow it); `commit` renames the complete file to `path`,
+    `abort` removes it, so `path` is only ever replaced by a whole file. The format follows `path`'s extension.
+    """
+
+    def __init__(self, path: str | os.PathLike, sampling_rate: int, chunk_seconds: float = 0.5):
+        super().__init__(chunk_seconds)
+        self.path = Path(path)
+        container, subtype = output_format(self.path)
+        handle, partial = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        os.close(handle)
+        self.partial = Path(partial)
+        self._file = soundfile.SoundFile(partial, "w", sampling_rate, 1, subtype, format=container)
+        self._next_row, self._waiting = 0, {}
+        self.seconds = 0.0
+
+    def put(self, chunk: AudioChunk) -> None:
+        self._waiting.setdefault(chunk.row, []).append(chunk)
+        while self._next_row in self._waiting:  # rows in order: a later row waits for the earlier ones to end
+            chunks = self._waiting[self._next_row]
+            for piece in chunks:
+                audio = piece.audio.detach().float().cpu().numpy()
+                self._file.write(np.clip(audio, -1.0, 1.0))
+                self.seconds += len(audio) / self._file.samplerate
+            self._file.flush()
+            if not chunks or not chunks[-1].final:
+                self._waiting[self._next_row] = []
+                break
+            del self._waiting[self._next_row]
+            self._next_row += 1
+
+    def end(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def commit(self) -> Path:
+        """The complete file, renamed to `path`."""
+        self.end()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the partial file (the output path is left as it was)."""
+        self.end()
+        self.partial.unlink(missing_ok=True)
+
+
+def decoder_context(model, backend: str) -> tuple[int, int]:
+    """Frames of context `(left, right)` a decoded chunk needs so that its audio is settled.
+
+    Vocos: its receptive field, `(num_layers + 1) * 3` frames for the kernel-7 convolutions, plus 2 frames for the
+    overlap-add of 4-hop windows (exact). EnCodec: 2 frames to the right for its transposed convolutions, 2 s of
+    left context for its LSTM (an approximation). The right context is the latency streaming adds after each chunk.
+    """
+    if backend == "vocos":
+        config = model.vocoder.config
+        frames = (config.num_layers + 1) * 3 + math.ceil(config.n_fft / config.hop_length / 2)
+        return frames, frames
+    return 2 * model.config.frame_rate, 2
+
+
+class StreamingTTS:
+    """Drives one streamed TTS call: takes the AR's level-0 codes step by step (as transformers' `streamer`), runs
+    the NAR levels chunk by chunk with one KV cache per level, decodes settled audio and hands it to `streamer`.
+
+    `prefixes`: each row's level-0 response prefix (silence or the prompt), which conditions the model but is not
+    part of the output; `prompt_codes` `[B, Tp, levels]` (right-padded) and `prompt_lengths`, or None without a
+    prompt; `capacity`: the most frames a row can reach.
+    """
+
+    def __init__(self, model, texts, prompt_codes, prompt_lengths, prefixes, config, streamer: AudioStreamer,
+                 max_levels: int, skip, capacity: int):
+        self.model, self.config, self.streamer = model, config, streamer
+        self.texts, self.prompt_codes, self.prompt_lengths = texts, prompt_codes, prompt_lengths
+        self.max_levels, self.skip = max_levels, skip
+        self.chunk_frames = max(model.config.seconds_to_frames(streamer.chunk_seconds), 1)
+        self.backend = config.audio_backend or model.config.audio_backend
+        self.left, self.right = decoder_context(model, self.backend) if config.output_audio else (0, 0)
+        self.prefix_lengths = [len(prefix) for prefix in prefixes]
+        self.frames = [prefix.tolist() for prefix in prefixes]  # level-0 codes per row, prefix included
+        self.stopped = [False] * len(texts)
+        self.codes = [torch.zeros(0, max_levels + 1, dtype=torch.long, device=model.device) for _ in texts]
+        self.sent = [0] * len(texts)  # output frames of each row already sent
+        self.finished = [False] * len(texts)
+        self.audio: list[list[torch.Tensor]] = [[] for _ in texts]
+        self.capacity = capacity
+        self.caches: dict[int, tuple] = {}
+        self.seen_prompt = False
+
+    # ------------------------------------------------------------------ transformers' streamer interface
+    def put(self, value: torch.Tensor) -> None:
+        """Receive the AR's input ids (first call), then each step's new level-0 code per row."""
+        if not self.seen_prompt:
+            self.seen_prompt = True
+            return
+        stop = self.model.config.stop_token_id
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            if self.stopped[row]:
+                continue
+            if token == stop or token >= self.model.config.audio_vocab_size:
+                self.stopped[row] = True
+            else:
+                self.frames[row].append(token)
+        pending = max(len(frames) - len(codes) for frames, codes in zip(self.frames, self.codes, strict=True))
+        if pending >= self.chunk_frames:
+            self._advance()
+
+    def end(self) -> None:
+        """transformers' end of the AR loop; `finish` completes the stream."""
+
+    def finish(self) -> tuple[list[torch.LongTensor], list[torch.Tensor] | None]:
+        """After the AR: the remaining NAR chunks and audio, the final chunks; returns each row's codes (output
+        frames, `[T_i, levels]`) and audio (or None)."""
+        self.stopped = [True] * len(self.stopped)
+        self._advance()
+        outputs = [codes[prefix:] for codes, prefix in zip(self.codes, self.prefix_lengths, strict=True)]
+        audio = [torch.cat(pieces) if pieces else torch.zeros(0) for pieces in self.audio]
+        return outputs, audio if self.config.output_audio else None
+
+    # ------------------------------------------------------------------ NAR, chunk by chunk
+    def _advance(self) -> None:
+        new = [torch.tensor(frames[len(codes):], dtype=torch.long, device=self.model.device)
+               for frames, codes in zip(self.frames, self.codes, strict=True)]
+        if any(len(rows) for rows in new):
+            levels = [row.unsqueeze(-1) for row in new]
+            for level in range(1, self.max_levels + 1):
+                levels = self._nar_chunk(level, levels)
+            self.codes = [torch.cat([codes, chunk]) for codes, chunk in zip(self.codes, levels, strict=True)]
+        for row in range(len(self.codes)):
+            self._send(row)
+
+    def _nar_chunk(self, level: int, chunk: list[torch.LongTensor]) -> list[torch.LongTensor]:
+        """Level `level` of each row's new frames `[n_i, level]` (levels 0..level-1), through the level's cache."""
+        cache, prefix_mask = self._level_cache(level)
+        done = [len(codes) for codes in self.codes]  # frames each row already has in the cache
+        width = max(len(rows) for rows in chunk)
+        model_config = self.model.config
+        ids = torch.full((len(chunk), width), model_config.pad_token_id, device=self.model.device)
+        valid = torch.zeros(len(chunk), width, dtype=torch.long, device=self.model.device)
+        positions = torch.ones(len(chunk), width, dtype=torch.long, device=self.model.device)
+        for row, rows in enumerate(chunk):
+            ids[row, : len(rows)] = model_config.audio_frame_token_id
+            valid[row, : len(rows)] = 1
+            positions[row, : len(rows)] = torch.arange(done[row], done[row] + len(rows), device=self.model.device)
+        codes = pad([rows if len(rows) else rows.new_zeros(0, level) for rows in chunk], 0, side="right")[0]
+        mask = torch.cat([prefix_mask, valid], dim=1)
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, audio_codes=codes, level=level, task="tts",
+            cache=cache, use_cache=True, early_exit=self.skip,
+        ).logits
+        self.caches[level] = (cache, mask)
+        sampled = self.model._sample_frames(logits[valid.bool()], self.config.nar_temperature)
+        new_level, start = [], 0
+        for rows in chunk:
+            new_level.append(torch.cat([rows, sampled[start: start + len(rows), None]], dim=1))
+            start += len(rows)
+        return new_level
+
+    def _level_cache(self, level: int):
+        """The level's cache and attention mask, filled with its prefix on first use."""
+        if level not in self.caches:
+            lengths = self.prompt_lengths or [None] * len(self.texts)
+            sequences = [tts_sequence(self.model.config, text, level, prompt, response_frames=0)
+                         for text, prompt in zip(self.texts, lengths, strict=True)]
+            ids, mask = pad(sequences, self.model.config.pad_token_id)
+            cache = PreallocatedDynamicCache(self.model.config.backbone_config(), ids.shape[1] + self.capacity)
+            self.model(input_ids=ids, attention_mask=mask, position_ids=segment_position_ids(ids, self.model.config),
+                       prompt_codes=self.prompt_codes, level=level, task="tts", cache=cache, use_cache=True,
+                       logits_to_keep=1)
+            self.caches[level] = (cache, mask)
+        return self.caches[level]
+
+    # ------------------------------------------------------------------ decoding
+    def _send(self, row: int) -> None:
+        """Decode and send the row's settled output frames that were not sent yet (all of them once it stopped)."""
+        if self.finished[row]:
+            return
+        codes = self.codes[row][self.prefix_lengths[row]:]
+        final = self.stopped[row] and len(self.codes[row]) == len(self.frames[row])
+        settled = len(codes) if final else max(len(codes) - self.right, 0)
+        start = self.sent[row]
+        if settled <= start and not final:
+            return
+        audio = None
+        if self.config.output_audio and settled > start:
+            first = max(start - self.left, 0)
+            last = len(codes) if final else min(settled + self.right, len(codes))
+            window = self.model._decode([codes[first:last]], self.config.audio_backend)[0]
+            hop = self.model.config.hop_length
+            audio = window[(start - first) * hop: (settled - first) * hop]
+            self.audio[row].append(audio)
+        elif self.config.output_audio:
+            audio = torch.zeros(0, device=self.model.device)
+        self.streamer.put(AudioChunk(row, audio, codes[start:settled], start, final))
+        self.sent[row], self.finished[row] = settled, final

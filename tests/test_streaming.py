@@ -1,0 +1,189 @@
+"""Streaming TTS: codes equal to a non-streamed run, audio within 30 dB of it, chunks before the AR ends, refusals."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+
+import pytest
+import soundfile
+import torch
+from conftest import PLAIN_SETTINGS
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from valle_hf.cli import main
+from valle_hf.streaming import AudioIteratorStreamer, AudioStreamer, decoder_context
+
+
+class Recorder(AudioStreamer):
+    """Keeps every chunk, and the AR steps taken when it arrived (read from `steps`, a StepCounter)."""
+
+    def __init__(self, chunk_seconds, steps=None):
+        super().__init__(chunk_seconds)
+        self.chunks, self.arrivals, self.steps, self.ended = [], [], steps, False
+
+    def put(self, chunk):
+        self.chunks.append(chunk)
+        self.arrivals.append(None if self.steps is None else self.steps.count)
+
+    def end(self):
+        self.ended = True
+
+    def row(self, row):
+        return [chunk for chunk in self.chunks if chunk.row == row]
+
+
+class RowLimits(StoppingCriteria):
+    """Ends row i after `limits[i]` generated frames (as a user's stopping criterion would), so that the rows of a
+    batch stop at different steps whatever the random model does."""
+
+    def __init__(self, start: int, limits: list[int]):
+        self.start, self.limits = start, torch.tensor(limits)
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return (input_ids.shape[1] - self.start) >= self.limits.to(input_ids.device)
+
+
+class StepCounter(StoppingCriteria):
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.count += 1
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+@pytest.fixture(scope="module")
+def case(fixtures):
+    if "tts_e2e_greedy" not in fixtures.cases:
+        pytest.skip("fixture set has no tts_e2e_greedy case")
+    case = fixtures.cases["tts_e2e_greedy"]
+    return fixtures.case_tensor(case, "text"), fixtures.case_tensor(case, "prom"), case["ar_kwargs"]["max_steps"]
+
+
+def _inputs(text, prompt, rows, with_prompt):
+    """`rows` rows cut from the fixture's text and prompt, so that they stop at different steps."""
+    from valle_hf.layout import pad
+
+    texts = [text, text[2:-3], text[4:]][:rows]
+    ids, mask = pad(texts, 0, side="right")
+    inputs = dict(input_ids=ids, attention_mask=mask)
+    if with_prompt:
+        prompts = [prompt, prompt[: len(prompt) // 2], prompt[len(prompt) // 3:]][:rows]
+        codes, codes_mask = pad(prompts, 0, side="right")
+        inputs.update(prompt_codes=codes, prompt_attention_mask=codes_mask)
+    return inputs
+
+
+def _ar_length(model, inputs) -> int:
+    """Columns of the AR's input (the prefix every generated frame follows)."""
+    from valle_hf.layout import pad, tts_sequence
+
+    texts = [row[mask.bool()] for row, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)]
+    prompts = inputs.get("prompt_attention_mask")
+    lengths = [None] * len(texts) if prompts is None else prompts.sum(dim=1).tolist()
+    return pad([tts_sequence(model.config, text, 0, length, torch.zeros(0, dtype=torch.long))
+                for text, length in zip(texts, lengths, strict=True)], 0)[0].shape[1]
+
+
+def _snr(reference, other):
+    return 10 * torch.log10(reference.pow(2).sum() / (reference - other).pow(2).sum().clamp_min(1e-30)).item()
+
+
+@pytest.mark.parametrize("backend", ["vocos", "encodec"])
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("with_prompt", [True, False], ids=["prompt", "no-prompt"])
+def test_streamed_codes_equal_generate_and_audio_is_within_30_db(fixture_model, case, backend, rows, with_prompt):
+    text, prompt, steps = case
+    settings = {**PLAIN_SETTINGS, "temperature": 0.0, "max_new_tokens": steps, "audio_backend": backend,
+                "return_dict_in_generate": True}
+    inputs = _inputs(text, prompt, rows, with_prompt)
+    limits = []
+    if rows > 1:  # rows end at different steps: by a stopping criterion, if not by their stop token first
+        start = _ar_length(fixture_model, inputs)
+        limits = [RowLimits(start, [steps - 3 * row for row in range(rows)])]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*without a stop token")
+        expected = fixture_model.generate(**inputs, **settings, stopping_criteria=StoppingCriteriaList(limits))
+        counter = StepCounter()
+        recorder = Recorder(chunk_seconds=4 / fixture_model.config.frame_rate, steps=counter)
+        streamed = fixture_model.generate(**inputs, **settings, audio_streamer=recorder,
+                                          stopping_criteria=StoppingCriteriaList([counter, *limits]))
+    assert recorder.ended
+    assert torch.equal(streamed.codes, expected.codes) and torch.equal(streamed.lengths, expected.lengths)
+    for row in range(rows):
+        chunks = recorder.row(row)
+        assert chunks[-1].final and not any(chunk.final for chunk in chunks[:-1])
+        length = int(expected.lengths[row])
+        assert torch.equal(torch.cat([chunk.codes for chunk in chunks]), expected.codes[row, :length])
+        audio = torch.cat([chunk.audio for chunk in chunks])
+        assert audio.shape == expected.audio[row].shape
+        assert _snr(expected.audio[row], audio) >= 30
+    if rows > 1:
+        assert len(set(expected.lengths.tolist())) > 1  # the rows stopped at different steps
+    # audio came out while the AR was still running: after a chunk and the decoder's look-ahead, not at the end
+    _, right = decoder_context(fixture_model, backend)
+    first = next(arrival for arrival, chunk in zip(recorder.arrivals, recorder.chunks, strict=True) if len(chunk.codes))
+    if max(expected.lengths) > 4 + right + 1:
+        assert first < counter.count
+
+
+def test_what_cannot_be_streamed_is_refused_in_one_line(fixture_model, case):
+    text, prompt, _ = case
+    inputs = dict(input_ids=text[None], prompt_codes=prompt[None], max_new_tokens=4)
+    for settings, message in (
+        (dict(num_beams=2), "beam search cannot be streamed"),
+        (dict(refine_on_stop=True), "refine_on_stop cannot be streamed"),
+        (dict(num_return_sequences=2, do_sample=True), "num_return_sequences > 1 cannot be streamed"),
+    ):
+        recorder = Recorder(0.1)
+        with pytest.raises(ValueError, match=message) as error:
+            fixture_model.generate(**inputs, **settings, audio_streamer=recorder)
+        assert "\n" not in str(error.value) and recorder.ended and not recorder.chunks
+    with pytest.raises(ValueError, match="task='tts' only"):
+        fixture_model.generate(audio_codes=prompt[None], task="stt", audio_streamer=Recorder(0.1))
+    with pytest.raises(ValueError, match="chunk_seconds"):
+        AudioStreamer(0.0)
+
+
+def test_iterator_streamer_yields_the_chunks_of_a_generate_in_a_thread(fixture_model, case):
+    text, prompt, steps = case
+    streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=60)
+    kwargs = {**PLAIN_SETTINGS, "input_ids": text[None], "prompt_codes": prompt[None], "temperature": 0.0,
+              "max_new_tokens": steps, "audio_streamer": streamer, "return_dict_in_generate": True}
+    results = []
+    thread = threading.Thread(target=lambda: results.append(fixture_model.generate(**kwargs)))
+    thread.start()
+    chunks = list(streamer)
+    thread.join()
+    assert chunks[-1].final and torch.equal(torch.cat([chunk.audio for chunk in chunks]), results[0].audio[0])
+
+
+def test_cli_stream_writes_the_same_speech_and_leaves_no_partial_file(tmp_path, converted_dir, prompt_wav, capsys):
+    common = ["Hello there. And again.", str(prompt_wav), "--model", str(converted_dir), "--seed", "3",
+              "--max-ar-steps", "30"]
+    assert main([*common[:2], str(tmp_path / "plain.wav"), *common[2:]]) == 0
+    assert main([*common[:2], str(tmp_path / "streamed.wav"), *common[2:], "--stream", "--stream-chunk", "0.1"]) == 0
+    assert "streaming into" in capsys.readouterr().err
+    plain = torch.from_numpy(soundfile.read(tmp_path / "plain.wav", dtype="float32")[0])
+    streamed = torch.from_numpy(soundfile.read(tmp_path / "streamed.wav", dtype="float32")[0])
+    assert streamed.shape == plain.shape and _snr(plain, streamed) >= 30
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["plain.wav", "streamed.wav"]
+
+
+def test_a_failed_stream_leaves_the_previous_output_and_no_partial_file(tmp_path, converted_dir, prompt_wav,
+                                                                        monkeypatch, capsys):
+    from valle_hf import streaming
+
+    out = tmp_path / "speech.wav"
+    out.write_bytes(b"previous")
+
+    def fail(self, chunk):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(streaming.AudioFileStreamer, "put", fail)
+    with contextlib.suppress(OSError):  # however the CLI reports it
+        main(["Hello.", str(prompt_wav), str(out), "--model", str(converted_dir), "--max-ar-steps", "20",
+              "--stream", "--stream-chunk", "0.05"])
+    assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]
