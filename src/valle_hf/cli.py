@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-nar-levels", type=int, default=None, help="NAR levels to fill, 0 = level 0 only [7]")
     add("--ar-temp", type=float, default=None, help="AR temperature; 0 = greedy [0.5]")
     add("--nar-temp", type=float, default=None, help="NAR temperature; 0 = greedy [0.0]")
+    add("--nar-dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"],
+        help="precision of the NAR's matrix products; auto: bfloat16 where the hardware multiplies it fast [auto]")
     add("--min-ar-temp", type=float, default=None, help="dynamic temperature lower bound, < 0 = off [-1]")
     add("--input-prompt-length", type=float, default=None,
         help="seconds of prompt codes kept (looped if shorter); 0 = all [3.0]")
@@ -127,6 +129,7 @@ FLAG_SETTINGS = {
     "max_nar_levels": "max_levels",
     "ar_temp": "temperature",
     "nar_temp": "nar_temperature",
+    "nar_dtype": "nar_dtype",
     "min_ar_temp": "min_temperature",
     "top_p": "top_p",
     "top_k": "top_k",
@@ -156,8 +159,8 @@ FLAG_SETTINGS = {
     "audio_backend": "audio_backend",
 }
 # Settings that only mean something for text-to-speech.
-TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "input_prompt_length", "input_prompt_prefix", "prefix_silence",
-                     "audio_backend")
+TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "nar_dtype", "input_prompt_length", "input_prompt_prefix",
+                     "prefix_silence", "audio_backend")
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict:

@@ -13,6 +13,7 @@ import math
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 
 from .errors import VallEValueError
+from .hardware import NAR_DTYPES
 from .vocos import VocosConfig
 
 SUPPORTED_CAPABILITIES = ("ar", "nar")
@@ -313,6 +314,7 @@ VALLE_GENERATION_DEFAULTS = {
     "mirostat_eta": 0.1,
     "sampler_order": "original",
     "nar_temperature": 0.0,
+    "nar_dtype": "auto",
     "max_levels": None,
     "prefix_silence": 0.0,
     "input_prompt_length": None,
@@ -366,6 +368,7 @@ SETTING_RULES = {
     "mirostat_eta": ("a finite number >= 0", lambda v: _is_number(v) and v >= 0),
     "sampler_order": ("'original' or 'transformers'", lambda v: v in ("original", "transformers")),
     "nar_temperature": ("a finite number >= 0 (0 = greedy)", lambda v: _is_number(v) and v >= 0),
+    "nar_dtype": ("'auto', 'float32', 'bfloat16' or 'float16'", lambda v: v in NAR_DTYPES),
     "max_levels": ("None or an integer >= 0 (0 = level 0 only)", lambda v: v is None or (_is_int(v) and v >= 0)),
     "prefix_silence": ("a finite number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
     "input_prompt_length": ("None or a finite number of seconds >= 0 (0 = the whole prompt)",
@@ -423,7 +426,9 @@ class VallEGenerationConfig(GenerationConfig):
     - `min_temperature` (dynamic temperature lower bound; < 0 off), `repetition_penalty_decay`, `stop_length_penalty`,
       `dry_multiplier` / `dry_base` / `dry_allowed_length`, `mirostat_tau` / `mirostat_eta`, `sampler_order`
       ("original" or "transformers");
-    - `nar_temperature` (0 = greedy), `max_levels` (NAR levels to fill; None = all);
+    - `nar_temperature` (0 = greedy), `max_levels` (NAR levels to fill; None = all), `nar_dtype` (the precision of
+      the NAR's matrix products: "auto" picks bfloat16 where the hardware multiplies it fast, see
+      `valle_hf.hardware`);
     - `input_prompt_length` (seconds of prompt codes kept, looped when shorter; 0/None = all), `input_prompt_prefix`,
       `prefix_silence` (seconds);
     - `refine_on_stop`, `layer_skip` with `layer_skip_exit_layer`, `layer_skip_entropy_threshold`,

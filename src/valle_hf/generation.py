@@ -15,6 +15,7 @@ The sampler settings live in `VallEGenerationConfig`; the processors they make a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from .audio import load_references
 from .cache import CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig
+from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors
@@ -367,7 +369,9 @@ class VallEGenerationMixin(GenerationMixin):
                                      prompt_codes=None if prompts is None else prompts.codes)
         self._warn_unstopped(stopped, config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated, strict=True)]
-        codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature, skip)
+        with self.nar_precision(config):
+            codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature,
+                                                        skip)
         # The response prefix (silence or the prompt itself) conditioned the model but is not part of the output.
         rows = [row[len(prefix):] for row, prefix in zip(codes, prefixes, strict=True)]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
@@ -393,12 +397,14 @@ class VallEGenerationMixin(GenerationMixin):
         driver = StreamingTTS(self, texts, None if prompts is None else prompts.codes,
                               None if prompts is None else prompts.lengths, prefixes, config, streamer, max_levels,
                               skip, capacity)
-        output = GenerationMixin.generate(
-            self, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
-            task="tts", level=0, generation_config=config, streamer=driver,
-            **({"early_exit": skip} if skip else {}), **kwargs,
-        )
-        rows, audio = driver.finish()
+        # An outer autocast region, off for the AR, keeps the NAR chunks' weight casts for the whole call.
+        with torch.autocast(self.device.type, enabled=False):
+            output = GenerationMixin.generate(
+                self, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
+                task="tts", level=0, generation_config=config, streamer=driver,
+                **({"early_exit": skip} if skip else {}), **kwargs,
+            )
+            rows, audio = driver.finish()
         stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id,
                                self.config.head_size(0))[1]
         self._warn_unstopped(stopped, config)
@@ -462,6 +468,13 @@ class VallEGenerationMixin(GenerationMixin):
         return [row[row != stop] for row in rows]
 
     # ------------------------------------------------------------------ NAR
+    def nar_precision(self, config: VallEGenerationConfig):
+        """The context the NAR's forwards run in: `torch.autocast` to `config.nar_dtype` where that pays
+        (`valle_hf.hardware.nar_autocast_dtype`), else nothing. Within one outer autocast region, each weight is cast
+        once and reused by every level and chunk."""
+        dtype = nar_autocast_dtype(config.nar_dtype, self.device, self.dtype)
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
     def _generate_nar(self, texts, prompts: _Prompts | None, level0, max_levels: int, temperature: float,
                       skip: LayerSkip | None) -> tuple[list[torch.LongTensor], torch.LongTensor | None]:
         """Levels 1..max_levels, one batched forward per level, each row conditioned on its levels so far.

@@ -32,7 +32,8 @@ class PrepackedForward:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.module.weight
-        if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad):
+        training = torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad)
+        if training or torch.is_autocast_enabled(x.device.type):  # autocast casts the weights itself (the NAR)
             return F.linear(x, weight, self.module.bias)
         source = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
         if source != self.packed_from:

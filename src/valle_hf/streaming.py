@@ -228,8 +228,9 @@ class StreamingTTS:
                for frames, codes in zip(self.frames, self.codes, strict=True)]
         if any(len(rows) for rows in new):
             levels = [row.unsqueeze(-1) for row in new]
-            for level in range(1, self.max_levels + 1):
-                levels = self._nar_chunk(level, levels)
+            with self.model.nar_precision(self.config):
+                for level in range(1, self.max_levels + 1):
+                    levels = self._nar_chunk(level, levels)
             self.codes = [torch.cat([codes, chunk]) for codes, chunk in zip(self.codes, levels, strict=True)]
         for row in range(len(self.codes)):
             self._send(row)
