@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import PLAIN_SETTINGS, original_generate_kwargs, tiny_config
+from conftest import PLAIN_SETTINGS, original_generate_kwargs, reactive_model
 
 
 def e2e_case(fixtures, name):
@@ -142,10 +142,8 @@ def test_compiled_forward_matches(fixtures, fixture_model):
 
 
 def test_tts_batch_equals_items_alone():
-    from valle_hf.modeling import VallEForConditionalGeneration
 
-    torch.manual_seed(1)
-    model = VallEForConditionalGeneration(tiny_config()).eval()
+    model = reactive_model(seed=1)
     texts, prompts = _batch_inputs(model.config)
     from valle_hf.layout import pad
 
@@ -161,10 +159,8 @@ def test_tts_batch_equals_items_alone():
 
 def test_stt_batch_equals_items_alone():
     from valle_hf.layout import pad
-    from valle_hf.modeling import VallEForConditionalGeneration
 
-    torch.manual_seed(2)
-    model = VallEForConditionalGeneration(tiny_config()).eval()
+    model = reactive_model(seed=2)
     _, audios = _batch_inputs(model.config, seed=3)
     codes, mask = pad(audios, 0, side="right")
     batch = model.generate(audio_codes=codes, audio_attention_mask=mask, task="stt", temperature=0.0,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, tiny_config
+from conftest import PLAIN_SETTINGS, REPO, reactive_model, tiny_config
 
 from valle_hf.conversion import key_map
 from valle_hf.dataset import VallEDataset, append_manifest, read_manifest, save_utterance
@@ -182,9 +182,8 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
 
 def test_overfit_one_utterance_then_generate_reproduces_it():
     """Train on one utterance until the loss falls by >= 90 %; greedy AR + NAR must then return its codes exactly."""
-    torch.manual_seed(0)
     config = tiny_config(hidden_size=32, num_attention_heads=2, num_hidden_layers=1, intermediate_size=64)
-    model = VallEForConditionalGeneration(config)
+    model = reactive_model(config)
     item = random_item(torch.Generator().manual_seed(1), 6, 8, 5)
     batch = VallEDataCollator(config)([{**item, "level": level} for level in range(config.num_rvq_levels)])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
@@ -199,7 +198,7 @@ def test_overfit_one_utterance_then_generate_reproduces_it():
     assert losses[-1] <= 0.1 * losses[0], losses[::10]
     model.eval()
     codes = model.generate(input_ids=item["text_ids"][None], prompt_codes=item["prompt_codes"][None],
-                           temperature=0.0, max_new_tokens=20, output_audio=False)[0]
+                           **{**PLAIN_SETTINGS, "temperature": 0.0}, max_new_tokens=20, output_audio=False)[0]
     assert torch.equal(codes, item["codes"]), (codes.T, item["codes"].T)
 
 
@@ -207,8 +206,7 @@ def test_overfit_one_utterance_then_generate_reproduces_it():
 
 
 def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
-    torch.manual_seed(0)
-    model = VallEForConditionalGeneration(tiny_config())
+    model = reactive_model()
     before = {name: value.clone() for name, value in model.state_dict().items()}
     adapted = add_lora(model, rank=4, alpha=8.0)
     trainable = [name for name, p in adapted.named_parameters() if p.requires_grad]
@@ -260,8 +258,7 @@ def write_tiny_dataset(root: Path, speakers: int = 2, per_speaker: int = 2) -> N
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 def test_finetune_example_runs_end_to_end(tmp_path, lora):
-    torch.manual_seed(0)
-    VallEForConditionalGeneration(tiny_config()).save_pretrained(tmp_path / "model")
+    reactive_model().save_pretrained(tmp_path / "model")
     write_tiny_dataset(tmp_path / "data")
     finetune = load_script(REPO / "examples" / "finetune.py")
     argv = ["--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
