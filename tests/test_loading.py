@@ -89,3 +89,23 @@ def test_with_the_hub_unreachable_one_line_names_the_offline_choices(tmp_path, p
     assert len(errors) == 1 and "Traceback" not in result.stderr
     assert RELEASED_REPO in errors[0] and "--model tiny-random" in errors[0] and "--model DIR" in errors[0]
     assert not (work / "out.wav").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- tiny-random
+
+
+def test_tiny_random_is_deterministic_and_leaves_the_global_rng_alone():
+    import torch
+
+    from valle_hf.loading import tiny_random_model
+
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    first = tiny_random_model().state_dict()
+    assert torch.equal(torch.get_rng_state(), state)  # neither reseeded nor advanced
+    torch.manual_seed(6)  # another global state: the same model
+    again = tiny_random_model().state_dict()
+    assert all(torch.equal(value, again[key]) for key, value in first.items())
+    other = tiny_random_model(seed=1).state_dict()
+    assert not torch.equal(first["model.embed_text.weight"], other["model.embed_text.weight"])
+    assert not torch.equal(first["classifiers.0.weight"], other["classifiers.0.weight"])

@@ -67,18 +67,22 @@ def tiny_random_processor():
 
 
 def tiny_random_model(seed: int = 0):
-    """A tiny random VALL-E with a tiny random codec and Vocos: checks an installation end to end, produces noise."""
+    """A tiny random VALL-E with a tiny random codec and Vocos: checks an installation end to end, produces noise.
+
+    Its decoder reacts to the prompt, the text and the level (`reactive_init_`). Deterministic for a given `seed`;
+    the global RNG state is left untouched.
+    """
     from .codec import tiny_random_codec
     from .configuration import VallEConfig
     from .modeling import VallEForConditionalGeneration
     from .vocos import tiny_random_vocos
 
     codec, vocoder = tiny_random_codec(seed), tiny_random_vocos(seed)
-    torch.manual_seed(seed)
-    model = VallEForConditionalGeneration(
-        VallEConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, text_vocab_size=len(_TINY_VOCAB),
-                    codec_config=codec.config.to_dict(), vocoder_config=vocoder.config.to_dict())
-    )
+    config = VallEConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, text_vocab_size=len(_TINY_VOCAB),
+                         codec_config=codec.config.to_dict(), vocoder_config=vocoder.config.to_dict())
+    with torch.random.fork_rng(devices=[]):  # construction draws initial weights, all replaced below
+        model = VallEForConditionalGeneration(config)
+    reactive_init_(model, torch.Generator().manual_seed(seed))
     model.codec_model.load_state_dict(codec.state_dict())
     model.vocoder.load_state_dict(vocoder.state_dict())
     model.generation_config.max_new_tokens = 2 * model.config.frame_rate  # random weights rarely stop by themselves
