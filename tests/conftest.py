@@ -230,6 +230,14 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def tiny_random():
+    """The embedded `tiny-random` model and its processor (`load_model_and_processor("tiny-random")`)."""
+    from valle_hf.loading import load_model_and_processor
+
+    return load_model_and_processor("tiny-random")
+
+
+@pytest.fixture(scope="session")
 def converted_dir(tmp_path_factory, converted) -> Path:
     """The converted fixture model saved with its processor: a directory `from_pretrained` loads."""
     from valle_hf.conversion import save_converted

@@ -143,3 +143,110 @@ def test_forward_rejects_bad_arguments(tiny_model):
         tiny_model(input_ids=ids, level=9)
     with pytest.raises(ValueError, match="placeholders"):
         tiny_model(input_ids=ids, prompt_codes=torch.zeros(1, 2, 8, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------------- reactive models
+# The tiny test models must react to every input, or no test can see an input being dropped, trimmed or swapped: the
+# default init (N(0, 0.02)) moved level-0 logits by 0.002 against a spread of 0.11 when the whole prompt was replaced.
+MARGIN = 0.1  # smallest change of the logits, relative to their spread, that counts as a reaction
+
+
+def relative_change(base: torch.Tensor, other: torch.Tensor) -> float:
+    return float((other - base).std() / base.std())
+
+
+@pytest.fixture(params=["tiny_model", "tiny_random"])
+def reactive(request):
+    """Each tiny model the tests use: the conftest one and the embedded tiny-random."""
+    model = request.getfixturevalue(request.param)
+    return model[0] if isinstance(model, tuple) else model
+
+
+def random_inputs(config, seed, text_length=10, prompt_frames=30):
+    generator = torch.Generator().manual_seed(seed)
+    text = torch.randint(3, config.text_vocab_size, (text_length,), generator=generator)
+    prompt = torch.randint(0, config.audio_vocab_size, (prompt_frames, config.num_rvq_levels), generator=generator)
+    return text, prompt
+
+
+@torch.no_grad()
+def ar_logits(model, text, prompt, response):
+    ids = tts_sequence(model.config, text, 0, len(prompt), response)[None]
+    return model(input_ids=ids, prompt_codes=prompt[None]).logits[0, -1]
+
+
+@torch.no_grad()
+def nar_logits(model, text, prompt, frames, level):
+    ids = tts_sequence(model.config, text, level, len(prompt), response_frames=len(frames))[None]
+    logits = model(input_ids=ids, prompt_codes=prompt[None], audio_codes=frames[None], level=level).logits
+    return logits[0, -len(frames):]
+
+
+def test_the_ar_reacts_to_the_prompt_and_the_text(reactive):
+    text, prompt = random_inputs(reactive.config, 0)
+    other_text, other_prompt = random_inputs(reactive.config, 1)
+    response = prompt[:5, 0]
+    base = ar_logits(reactive, text, prompt, response)
+    assert relative_change(base, ar_logits(reactive, text, other_prompt, response)) > MARGIN
+    assert relative_change(base, ar_logits(reactive, other_text, prompt, response)) > MARGIN
+    # a prompt cut short, looped, or joined with another is seen too
+    for changed in (prompt[:20], torch.cat([prompt, prompt[:10]]), torch.cat([prompt, other_prompt[:10]])):
+        assert relative_change(base, ar_logits(reactive, text, changed, response)) > MARGIN / 4
+    # the AR embeds level 0 of the prompt only
+    upper = prompt.clone()
+    upper[:, 1:] = other_prompt[:, 1:]
+    assert torch.equal(ar_logits(reactive, text, upper, response), base)
+
+
+def test_the_nar_reacts_to_its_level_the_prompt_levels_it_sums_and_the_lower_levels(reactive):
+    config = reactive.config
+    text, prompt = random_inputs(config, 2)
+    _, other = random_inputs(config, 3)
+    frames = other[:6]
+    level = config.num_rvq_levels - 3  # a level whose pass sums several prompt levels
+    base = nar_logits(reactive, text, prompt, frames, level)
+    summed = max(level - 1, 1)  # prompt and response levels a level-k pass embeds (the original's off-by-one)
+    for prompt_level in range(config.num_rvq_levels):
+        changed = prompt.clone()
+        changed[:, prompt_level] = other[:, prompt_level]
+        moved = relative_change(base, nar_logits(reactive, text, changed, frames, level))
+        assert (moved > MARGIN / 2) == (prompt_level < summed), prompt_level
+    for frame_level in range(config.num_rvq_levels):
+        changed = frames.clone()
+        changed[:, frame_level] = prompt[: len(frames), frame_level]
+        moved = relative_change(base, nar_logits(reactive, text, prompt, changed, level))
+        assert (moved > MARGIN / 2) == (frame_level < summed), frame_level
+    # levels 1 and 2 embed the same prompt and response levels: only the level token tells them apart
+    with torch.no_grad():
+        hidden = [reactive.model(input_ids=tts_sequence(config, text, k, len(prompt), response_frames=6)[None],
+                                 prompt_codes=prompt[None], audio_codes=frames[None], level=k).last_hidden_state
+                  for k in (1, 2)]
+    assert relative_change(hidden[0], hidden[1]) > MARGIN
+
+
+def test_greedy_codes_follow_the_prompt_and_the_text(reactive):
+    text, prompt = random_inputs(reactive.config, 4)
+    other_text, other_prompt = random_inputs(reactive.config, 5)
+
+    def greedy(text, prompt):
+        return reactive.generate(input_ids=text[None], prompt_codes=prompt[None], temperature=0.0,
+                                 repetition_penalty=1.0, input_prompt_length=0, max_new_tokens=8, min_new_tokens=8,
+                                 max_levels=2, output_audio=False)[0]
+
+    base = greedy(text, prompt)
+    for changed in (greedy(text, other_prompt), greedy(other_text, prompt), greedy(text, prompt[:20])):
+        assert not torch.equal(changed[:, 0], base[:, 0])
+        assert not torch.equal(changed[:, 1:], base[:, 1:])
+
+
+def test_the_language_reaches_the_model_through_the_phoneme_ids(tiny_model, tokenizer_file):
+    """The released layout has no language token: the language changes the phonemes, and so the logits."""
+    from valle_hf.processing import VallEProcessor
+
+    processor = VallEProcessor.from_tokenizer_file(tokenizer_file)
+    ids = processor(["Guten Tag, meine Damen.", "Guten Tag, meine Damen."], language=["en", "de"])["input_ids"]
+    rows = [row[row != processor.tokenizer.pad_token_id] for row in ids]
+    assert not torch.equal(rows[0], rows[1])
+    _, prompt = random_inputs(tiny_model.config, 6)
+    english, german = (ar_logits(tiny_model, row, prompt, prompt[:3, 0]) for row in rows)
+    assert relative_change(english, german) > MARGIN

@@ -17,7 +17,7 @@ import yaml
 from conftest import vocos_fixture_dir
 
 from valle_hf.errors import CheckpointError
-from valle_hf.vocos import VocosConfig, VocosModel, VocosOutput, load_original_vocos
+from valle_hf.vocos import VocosConfig, VocosModel, VocosOutput, load_original_vocos, tiny_random_vocos
 
 TOLERANCE = 1e-4
 
@@ -188,6 +188,20 @@ def test_full_rows_need_no_mask(tiny_model):
         masked = tiny_model(codes, bandwidth_id=1, attention_mask=torch.ones(2, 9, dtype=torch.long)).audio_values
     assert torch.equal(plain, masked)
     assert tiny_model(codes, bandwidth_id=1, return_dict=False)[0].shape == plain.shape
+
+
+def test_tiny_random_vocos_reacts_to_every_level_and_its_seed():
+    """The tiny-random model's decoder: every level of the codes shapes its audio, and the seed its weights."""
+    model = tiny_random_vocos()
+    levels = model.config.num_codebooks
+    codes, other = random_codes(model, 1, 7, levels, seed=0)[0], random_codes(model, 1, 7, levels, seed=1)[0]
+    audio = model.decode(codes)
+    for level in range(levels):
+        changed = codes.clone()
+        changed[:, level] = other[:, level]
+        assert not torch.allclose(model.decode(changed), audio), level
+    assert torch.equal(tiny_random_vocos().decode(codes), audio)
+    assert not torch.allclose(tiny_random_vocos(seed=1).decode(codes), audio)
 
 
 # --- bandwidth rule ----------------------------------------------------------------------------------------------
