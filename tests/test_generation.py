@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import PLAIN_SETTINGS, original_generate_kwargs, reactive_model
@@ -421,3 +422,21 @@ def test_every_generate_setting_has_a_test():
                                                                                        set(SAMPLER_SETTING_CHECKS))
     for module, name in SETTING_TESTS.values():
         assert callable(getattr(importlib.import_module(module), name, None)), (module, name)
+
+
+@pytest.mark.parametrize("backend", [
+    "encodec",
+    pytest.param("vocos", marks=pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+        "known bug: Vocos decoding refuses a row of 0 frames ('lengths must be ... in 1..0'), so a model that stops "
+        "at once makes generate, the CLI and the pipeline fail"))),
+])
+def test_a_row_that_stops_at_once_gets_empty_audio(tiny_random, backend):
+    from conftest import stop_at
+
+    model, processor = tiny_random
+    inputs = processor(["Hello there."], prompt_audio=np.zeros(2400, dtype=np.float32))
+    stopping = stop_at(model, 0, **inputs)
+    out = stopping.generate(**inputs, **{**PLAIN_SETTINGS, "temperature": 0.0}, max_new_tokens=5, audio_backend=backend,
+                            return_dict_in_generate=True)
+    assert out.lengths.tolist() == [0] and out.stopped.tolist() == [True]
+    assert [audio.numel() for audio in out.audio] == [0]

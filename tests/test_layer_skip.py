@@ -57,15 +57,21 @@ def test_a_threshold_that_never_fires_equals_plain_generation(fixture_model, inp
 
 
 @pytest.mark.parametrize("cache_implementation", [None, "static"])
-def test_a_forced_exit_equals_a_truncated_model(fixture_model, inputs, cache_implementation):
-    layers = fixture_model.config.num_hidden_layers - 1
-    if layers < 1:
-        pytest.skip("the fixture model has a single layer")
-    forced = fixture_model.generate(**inputs, layer_skip=True, layer_skip_exit_layer=layers,
-                                    cache_implementation=cache_implementation)
-    reference = truncated(fixture_model, layers).generate(**inputs, cache_implementation=cache_implementation)
+def test_a_forced_exit_equals_a_truncated_model(cache_implementation):
+    from conftest import greedy_settings, reactive_model, tiny_config
+
+    model = reactive_model(tiny_config(num_hidden_layers=3))
+    generator = torch.Generator().manual_seed(1)
+    inputs = dict(input_ids=torch.randint(3, model.config.text_vocab_size, (1, 8), generator=generator),
+                  prompt_codes=torch.randint(0, model.config.audio_vocab_size, (1, 12, 8), generator=generator),
+                  **greedy_settings(max_new_tokens=10, min_new_tokens=10, max_levels=3))
+    layers = 2
+    forced = model.generate(**inputs, layer_skip=True, layer_skip_exit_layer=layers,
+                            cache_implementation=cache_implementation)
+    reference = truncated(model, layers).generate(**inputs, cache_implementation=cache_implementation)
     assert torch.equal(forced.codes, reference.codes)
-    assert (forced.exit_layers == layers).all()
+    assert not torch.equal(forced.codes, model.generate(**inputs).codes)  # the third layer matters
+    assert (forced.exit_layers == layers).all() and (forced.nar_exit_layers == layers).all()
 
 
 def test_exits_at_the_first_allowed_layer_when_every_step_is_confident(fixture_model, inputs):
@@ -79,9 +85,9 @@ def test_exits_at_the_first_allowed_layer_when_every_step_is_confident(fixture_m
 def test_stt_and_bad_exit_layer(fixture_model, fixtures):
     case = fixtures.cases["stt_e2e_greedy"]
     audio = fixtures.case_tensor(case, "resp")[None]
-    out = fixture_model.generate(audio_codes=audio, task="stt", temperature=0.0, max_new_tokens=5, layer_skip=True,
-                                 layer_skip_exit_layer=1, return_dict_in_generate=True)
-    assert out.exit_layers.shape == (1, 5) and (out.exit_layers == 1).all()  # five steps, no stop token
+    out = fixture_model.generate(audio_codes=audio, task="stt", temperature=0.0, max_new_tokens=5, min_new_tokens=5,
+                                 layer_skip=True, layer_skip_exit_layer=1, return_dict_in_generate=True)
+    assert out.exit_layers.shape == (1, 5) and (out.exit_layers == 1).all()  # five steps (the stop suppressed)
     with pytest.raises(ValueError, match="layer_skip_exit_layer"):
         fixture_model.generate(audio_codes=audio, task="stt", max_new_tokens=2, layer_skip=True,
                                layer_skip_exit_layer=99)

@@ -70,7 +70,8 @@ def test_padding_and_batching_do_not_change_logits(fixtures, fixture_model):
     """Left-padded rows of different lengths give the logits each sequence gives alone."""
     case = next(case for case in forward_cases(fixtures) if case["kind"] == "ar_step" and "resp" in case["tensors"])
     ids, kwargs = case_inputs(fixtures, fixture_model, case)
-    short = ids[: len(ids) - 5]  # the same prefix with a shorter response
+    response_frames = len(fixtures.case_tensor(case, "resp"))
+    short = ids[: len(ids) - (response_frames + 1) // 2]  # the same prefix with a shorter response
     from valle_hf.layout import pad
 
     batch, mask = pad([ids, short], fixture_model.config.pad_token_id)
