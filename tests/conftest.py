@@ -177,6 +177,30 @@ def original_generate_kwargs(case: dict) -> dict:
     return kwargs
 
 
+def case_inputs(fixtures, model, case):
+    """The unified-id sequence and codes of one forward case, rebuilt from the case's stored inputs."""
+    from valle_hf.layout import stt_sequence, tts_sequence
+
+    config = model.config
+    text = fixtures.case_tensor(case, "text")
+    resp = fixtures.case_tensor(case, "resp")
+    if case["kind"] == "stt_step":
+        return stt_sequence(config, len(resp), text), dict(audio_codes=resp[None], task="stt", level=0)
+    prompt = fixtures.case_tensor(case, "prom")
+    level = case["quant_level"]
+    if case["kind"] == "ar_step":
+        response = torch.zeros(0, dtype=torch.long) if resp is None else resp[:, 0]
+        return tts_sequence(config, text, 0, len(prompt), response), dict(prompt_codes=prompt[None], level=0)
+    levels = case["resp_levels_given"]
+    ids = tts_sequence(config, text, level, len(prompt), response_frames=len(resp))
+    return ids, dict(prompt_codes=prompt[None], audio_codes=resp[None, :, : len(levels)], level=level)
+
+
+def forward_cases(fixtures):
+    """The fixture cases of one forward pass (AR step, NAR step, STT step)."""
+    return [case for case in fixtures.meta["cases"] if case["kind"] in ("ar_step", "nar_step", "stt_step")]
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> FixtureSet:
     root = fixture_dir()

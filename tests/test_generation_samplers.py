@@ -248,7 +248,7 @@ def check_dry(model, text, prompt):
     prompt = _repeating_prompt(prompt)
     for dry in (dict(dry_multiplier=2.0), dict(dry_multiplier=0.5, dry_base=3.0, dry_allowed_length=3)):
         settings = {"dry_base": 1.75, "dry_allowed_length": 2, **dry}
-        out = _scored_run(model, text, prompt, do_sample=True, input_prompt_prefix=True, **settings)
+        out = _scored_run(model, text, prompt, steps=3, do_sample=True, input_prompt_prefix=True, **settings)
         for step, (logits, scores, history) in enumerate(_steps(out, prompt[:, 0].tolist())):
             penalty = dry_penalty_by_definition(history, len(logits), settings["dry_multiplier"],
                                                 settings["dry_base"], settings["dry_allowed_length"], 50)

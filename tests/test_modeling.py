@@ -1,35 +1,16 @@
-"""Forward-pass parity with the original (fixture cases), layouts, position ids, save/load, Auto classes."""
+"""Forward-pass parity with the original (fixture cases), save/load, Auto classes, and the tiny models reacting to every
+input."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import case_inputs, forward_cases
 
-from valle_hf.layout import segment_position_ids, stt_sequence, tts_sequence
+from valle_hf.layout import segment_position_ids, tts_sequence
 from valle_hf.modeling import VallEForConditionalGeneration
 
 TOLERANCE = 1e-4
-
-
-def case_inputs(fixtures, model, case):
-    """The unified-id sequence and codes of one forward case, rebuilt from the case's stored inputs."""
-    config = model.config
-    text = fixtures.case_tensor(case, "text")
-    resp = fixtures.case_tensor(case, "resp")
-    if case["kind"] == "stt_step":
-        return stt_sequence(config, len(resp), text), dict(audio_codes=resp[None], task="stt", level=0)
-    prompt = fixtures.case_tensor(case, "prom")
-    level = case["quant_level"]
-    if case["kind"] == "ar_step":
-        response = torch.zeros(0, dtype=torch.long) if resp is None else resp[:, 0]
-        return tts_sequence(config, text, 0, len(prompt), response), dict(prompt_codes=prompt[None], level=0)
-    levels = case["resp_levels_given"]
-    ids = tts_sequence(config, text, level, len(prompt), response_frames=len(resp))
-    return ids, dict(prompt_codes=prompt[None], audio_codes=resp[None, :, : len(levels)], level=level)
-
-
-def forward_cases(fixtures):
-    return [case for case in fixtures.meta["cases"] if case["kind"] in ("ar_step", "nar_step", "stt_step")]
 
 
 def test_fixture_has_forward_cases(fixtures):
@@ -82,16 +63,6 @@ def test_padding_and_batching_do_not_change_logits(fixtures, fixture_model):
     assert (together[1, -len(short):] - alone[0]).abs().max() <= TOLERANCE
 
 
-def test_position_ids_restart_per_segment(tiny_model):
-    config = tiny_model.config
-    text = torch.tensor([1, 5, 2])
-    ids = tts_sequence(config, text, 0, 4, torch.tensor([7, 8]))
-    # text 0..2 + SEP 3, level 0 + SEP 1, prompt 0..3 + SEP 4, response 0..1
-    assert segment_position_ids(ids[None], config)[0].tolist() == [0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 4, 0, 1]
-    stt = stt_sequence(config, 3, torch.tensor([1, 9]))
-    assert segment_position_ids(stt[None], config)[0].tolist() == [0, 1, 2, 0, 1, 0, 1, 2]
-
-
 def test_save_and_reload_give_identical_logits(tmp_path, fixtures, fixture_model):
     from transformers import AutoConfig, AutoModelForTextToWaveform
 
@@ -117,23 +88,6 @@ def test_tiny_random_model_builds_and_runs(tiny_model):
     logits = tiny_model(input_ids=ids, prompt_codes=prompt, audio_codes=audio, level=2).logits
     assert logits.shape == (1, ids.shape[1], config.audio_vocab_size)
     assert torch.isfinite(logits).all()
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(hidden_size=30, num_attention_heads=4), "divisible"),
-        (dict(num_hidden_layers=0), "num_hidden_layers"),
-        (dict(capabilities=["ar", "nar", "len"]), "capabilities"),
-        (dict(split_classifiers=False), "split_classifiers"),
-        (dict(version=4), "version"),
-    ],
-)
-def test_config_rejects_unsupported_values(overrides, message):
-    from valle_hf.configuration import VallEConfig
-
-    with pytest.raises(ValueError, match=message):
-        VallEConfig(**overrides)
 
 
 def test_forward_rejects_bad_arguments(tiny_model):
