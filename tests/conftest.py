@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 # The test models are tiny: one thread avoids intra-op overhead and contention on small shared machines.
 torch.set_num_threads(1)
 SHARED = REPO.parent / "shared"
+
+
+def load_script(path: Path):
+    """Import a script (scripts/, examples/) as a module, to call its main(argv) in-process."""
+    name = f"_valle_script_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script is executed
+    spec.loader.exec_module(module)
+    return module
 
 
 def fixture_dir() -> Path:
@@ -61,10 +73,70 @@ class FixtureSet:
         return meta, load_file(str(self.root / "loss_cases.safetensors"))
 
 
+def dry_penalty_by_definition(history, vocab, multiplier, base, allowed, max_match, breakers=()):
+    """Penalty per token by definition: the longest n such that the last n tokens followed by t already
+    occur in the history (n capped, contexts may not contain breakers); penalised iff n >= allowed."""
+    size = len(history)
+    penalty = [0.0] * vocab
+    for token in range(vocab):
+        best = 0
+        for n in range(1, min(max_match, size) + 1):
+            context = history[size - n :]
+            if any(b in context for b in breakers):
+                break
+            gram = context + [token]
+            if any(history[j : j + n + 1] == gram for j in range(size - n)):
+                best = n
+        if token not in breakers and best >= allowed:
+            penalty[token] = multiplier * base ** (best - allowed)
+    return penalty
+
+
 # `generate` settings with every sampler off and the prompt kept whole, as before the shipped generation config held
 # the original CLI's tuned defaults: tests that exercise one setting start from these, so the defaults never leak in.
 # The NAR runs in float32, where its results do not depend on the batch's shape (bfloat16 rounding can).
 PLAIN_SETTINGS = dict(temperature=1.0, repetition_penalty=1.0, input_prompt_length=0, nar_dtype="float32")
+
+
+def greedy_settings(**overrides) -> dict:
+    """`generate` keyword arguments for a plain greedy run of level 0 only, returning the output object."""
+    return {**PLAIN_SETTINGS, "temperature": 0.0, "max_levels": 0, "output_audio": False,
+            "return_dict_in_generate": True, **overrides}
+
+
+def stop_at(model, step: int, **inputs):
+    """A copy of `model` whose plain greedy run on `inputs` (one row: `input_ids`, `prompt_codes`, ...) makes the
+    model's own tokens and emits the stop token at `step` (0-based), one logit above the top one.
+
+    The level-0 head's stop row is replaced by a vector orthogonal to the hidden states of the earlier steps (the
+    construction the parity fixtures use to make their random model stop), so before `step` the stop logit is its
+    bias: half the smallest top logit of those steps, positive, so that length penalties can move it either way.
+    """
+    import copy
+
+    states = []
+    head = model.classifiers[0]
+    handle = head.register_forward_hook(lambda module, args, output: states.append(args[0][0, -1].double()))
+    try:
+        out = model.generate(**inputs, **greedy_settings(max_new_tokens=step + 1, min_new_tokens=step + 1,
+                                                         output_logits=True))
+    finally:
+        handle.remove()
+    stop = model.config.stop_token_id
+    top = torch.stack([logits[0, :stop].max() for logits in out.logits]).double()
+    assert (top > 0).all(), "the top logit of every step should be positive"
+    bias = 0.5 * float(top[:step].min()) if step else 0.0
+    target = states[step]
+    if step:
+        basis = torch.linalg.qr(torch.stack(states[:step]).T).Q
+        target = target - basis @ (basis.T @ target)
+    stopping = copy.deepcopy(model)
+    with torch.no_grad():
+        stopping.classifiers[0].weight[stop] = (target * (top[step] + 1.0 - bias) / target.dot(target)).float()
+        stopping.classifiers[0].bias[stop] = bias
+    check = stopping.generate(**inputs, **greedy_settings(max_new_tokens=step + 2))
+    assert check.stopped.tolist() == [True] and torch.equal(check.codes[0, :, 0], out.codes[0, :step, 0])
+    return stopping
 
 
 def original_generate_kwargs(case: dict) -> dict:
@@ -105,6 +177,30 @@ def original_generate_kwargs(case: dict) -> dict:
             nar_temperature=case["nar_kwargs"]["sampling_temperature"],
         )
     return kwargs
+
+
+def case_inputs(fixtures, model, case):
+    """The unified-id sequence and codes of one forward case, rebuilt from the case's stored inputs."""
+    from valle_hf.layout import stt_sequence, tts_sequence
+
+    config = model.config
+    text = fixtures.case_tensor(case, "text")
+    resp = fixtures.case_tensor(case, "resp")
+    if case["kind"] == "stt_step":
+        return stt_sequence(config, len(resp), text), dict(audio_codes=resp[None], task="stt", level=0)
+    prompt = fixtures.case_tensor(case, "prom")
+    level = case["quant_level"]
+    if case["kind"] == "ar_step":
+        response = torch.zeros(0, dtype=torch.long) if resp is None else resp[:, 0]
+        return tts_sequence(config, text, 0, len(prompt), response), dict(prompt_codes=prompt[None], level=0)
+    levels = case["resp_levels_given"]
+    ids = tts_sequence(config, text, level, len(prompt), response_frames=len(resp))
+    return ids, dict(prompt_codes=prompt[None], audio_codes=resp[None, :, : len(levels)], level=level)
+
+
+def forward_cases(fixtures):
+    """The fixture cases of one forward pass (AR step, NAR step, STT step)."""
+    return [case for case in fixtures.meta["cases"] if case["kind"] in ("ar_step", "nar_step", "stt_step")]
 
 
 @pytest.fixture(scope="session")
@@ -162,16 +258,34 @@ def tiny_config(**overrides):
     return VallEConfig(**values)
 
 
-@pytest.fixture(scope="session")
-def tiny_model():
-    """A tiny random model whose codec encodes (its codebooks are filled, see `tiny_random_codec`)."""
+def reactive_model(config=None, seed: int = 0):
+    """A tiny random model (default: `tiny_config()`) that reacts to every input, in eval mode.
+
+    Its decoder weights come from `valle_hf.loading.reactive_init_` (the default init makes a model that ignores its
+    prompt and text), drawn from a generator seeded with `seed`; its codec encodes (see `tiny_random_codec`).
+    """
     from valle_hf.codec import tiny_random_codec
+    from valle_hf.loading import reactive_init_
     from valle_hf.modeling import VallEForConditionalGeneration
 
-    torch.manual_seed(0)
-    model = VallEForConditionalGeneration(tiny_config()).eval()
+    model = VallEForConditionalGeneration(config if config is not None else tiny_config())
+    reactive_init_(model, torch.Generator().manual_seed(seed))
     model.codec_model.load_state_dict(tiny_random_codec().state_dict())
-    return model
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The tiny reactive model of `reactive_model()`, shared by the tests that do not change it."""
+    return reactive_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_random():
+    """The embedded `tiny-random` model and its processor (`load_model_and_processor("tiny-random")`)."""
+    from valle_hf.loading import load_model_and_processor
+
+    return load_model_and_processor("tiny-random")
 
 
 @pytest.fixture(scope="session")

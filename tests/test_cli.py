@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 
+import numpy as np
 import pytest
 import soundfile
 import torch
@@ -43,8 +45,7 @@ def test_stt_prints_ipa(converted_dir, prompt_wav, capsys):
     assert status == 0, err
     model, processor = load_model_and_processor(str(converted_dir))
     ids = model.generate(**processor(audio=str(prompt_wav)), task="stt", temperature=0.0, max_new_tokens=12)
-    assert out.strip() == processor.decode(ids[0]).strip()
-    assert out.strip()
+    assert out.strip() == processor.decode(ids[0]).strip()  # (empty when the model stops at once)
 
 
 def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokenizer_file, prompt_wav, capsys):
@@ -105,15 +106,54 @@ def test_module_entry_point_runs_the_embedded_model(tmp_path, prompt_wav):
     assert rate == 24000 and 0 < len(audio) <= 4 * 320
 
 
-def test_generation_kwargs_map_every_sampler_flag():
-    from valle_hf.cli import build_parser, generation_kwargs
+def _sampler_actions():
+    from valle_hf.cli import FLAG_SETTINGS, build_parser
 
-    args = build_parser().parse_args(["t", "r.wav", "o.wav", "--beam-width", "3", "--length-penalty", "0.5",
-                                      "--min-ar-temp", "0.2", "--ar-temp", "0.9", "--max-ar-steps", "7"])
-    kwargs = generation_kwargs(args)
-    assert kwargs["num_beams"] == 3 and kwargs["stop_length_penalty"] == 0.5
-    assert kwargs["min_temperature"] == 0.2 and kwargs["do_sample"] and kwargs["max_new_tokens"] == 7
-    assert torch.is_tensor(torch.tensor(kwargs["temperature"]))
+    return [action for action in build_parser()._actions if action.dest in FLAG_SETTINGS]
+
+
+# Values for flags whose rules tie them to others (min <= temperature, no mirostat with beams) or to a format.
+_FLAG_VALUES = {"min_ar_temp": 0.25, "ar_temp": 0.75, "beam_width": 1, "dry_sequence_breakers": [3, 9]}
+
+
+def _flag_value(action, index: int):
+    """A value for a flag that is not its default and that its setting's rule accepts: a choice, a number of the
+    flag's type, or the switch itself."""
+    from valle_hf.cli import FLAG_SETTINGS
+    from valle_hf.configuration import SETTING_RULES
+
+    if action.dest in _FLAG_VALUES:
+        return _FLAG_VALUES[action.dest]
+    if action.choices:
+        return list(action.choices)[-1]
+    if action.nargs == 0:
+        return True
+    candidates = [3 + index, 2, 1] if action.type is int else [1.25 + index / 8, 0.25 + index / 16, 0.5]
+    rule = SETTING_RULES.get(FLAG_SETTINGS[action.dest], (None, lambda value: True))[1]
+    return next(action.type(value) for value in candidates if rule(action.type(value)))
+
+
+def test_generation_kwargs_map_every_sampler_flag():
+    from valle_hf.cli import FLAG_SETTINGS, TTS_ONLY_SETTINGS, build_parser, generation_kwargs
+
+    actions = _sampler_actions()
+    assert {action.dest for action in actions} == set(FLAG_SETTINGS)
+    argv = ["t", "r.wav", "o.wav"]
+    expected = {}
+    for index, action in enumerate(actions):
+        value = _flag_value(action, index)
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        argv += [action.option_strings[0]] if value is True else [action.option_strings[0], text]
+        expected[FLAG_SETTINGS[action.dest]] = value
+    kwargs = generation_kwargs(build_parser().parse_args(argv))
+    assert kwargs == {**expected, "do_sample": expected["temperature"] > 0}
+    assert all(type(kwargs[name]) is type(value) for name, value in expected.items())
+    # nothing given: nothing set (the model's generation config decides); the original's 0 beams means off
+    assert generation_kwargs(build_parser().parse_args(argv[:3])) == {}
+    off = generation_kwargs(build_parser().parse_args([*argv[:3], "--beam-width", "0", "--ar-temp", "0"]))
+    assert off == {"num_beams": 1, "temperature": 0.0, "do_sample": False}
+    stt = generation_kwargs(build_parser().parse_args([*argv, "--task", "stt"]))
+    assert stt == {name: value for name, value in kwargs.items() if name not in TTS_ONLY_SETTINGS}
 
 
 def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_path, converted_dir, prompt_wav, capsys):
@@ -133,7 +173,7 @@ def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_pat
     model, processor = load_model_and_processor(str(converted_dir))
     torch.manual_seed(seed)
     generated = model.generate(**processor([text], prompt_audio=str(prompt_wav)), max_new_tokens=steps,
-                               return_dict_in_generate=True)
+                               return_dict_in_generate=True, output_scores=True)
     tts = pipeline("text-to-speech", model=str(converted_dir))
     torch.manual_seed(seed)
     piped = tts(text, forward_params={"prompt_audio": str(prompt_wav), "max_new_tokens": steps})
@@ -141,11 +181,12 @@ def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_pat
     audio = generated.audio[0].clamp(-1, 1)
     assert torch.equal(cli_audio, audio)
     assert torch.equal(torch.as_tensor(piped["audio"]).reshape(-1), generated.audio[0])
-    # the shared settings are the tuned ones, and they matter: plain sampling at temperature 1 speaks differently
+    # the shared settings are the tuned ones, and they matter: plain sampling at temperature 1 samples from other
+    # scores (compared at the first step, which exists even when the model stops at once)
     torch.manual_seed(seed)
     plain = model.generate(**processor([text], prompt_audio=str(prompt_wav)), max_new_tokens=steps, temperature=1.0,
-                           repetition_penalty=1.0, return_dict_in_generate=True)
-    assert not torch.equal(plain.codes, generated.codes)
+                           repetition_penalty=1.0, return_dict_in_generate=True, output_scores=True)
+    assert not torch.equal(plain.scores[0], generated.scores[0])
 
 
 @pytest.mark.parametrize("flag, value, rule", [
@@ -198,3 +239,280 @@ def test_yaml_selects_the_checkpoint_it_names_as_the_original_does(tmp_path, fix
     status, _, err = run(["Hi.", prompt_wav, tmp_path / "b.wav", "--yaml", tmp_path / "config.yaml", "--model",
                           "tiny-random", *common], capsys)
     assert status == 1 and "--yaml applies to original checkpoints" in err and not (tmp_path / "b.wav").exists()
+
+
+
+# ---------------------------------------------------------------------------------------------------- every flag
+_LOADED: dict = {}  # tiny-random per dtype (its build takes a while); every run gets its own copy
+_RUNS: dict = {}  # the results of the CLI runs below, by arguments (each run is deterministic: it has a seed)
+
+
+@dataclass
+class CliRun:
+    kwargs: dict  # what `generate` received
+    model: torch.nn.Module  # the model it ran on
+    output: object  # what it computed (the `VallEGenerateOutput`, with the processed scores of every AR step)
+    written: np.ndarray | str  # the audio the CLI wrote, or the text it printed
+
+    def scores(self) -> torch.Tensor:
+        return torch.stack(self.output.scores)
+
+
+class CliRuns:
+    """Runs `main` against the embedded tiny-random model (a model that reacts to every input), recording what every
+    `generate` call received and computed; runs with the same arguments are done once."""
+
+    BASE = ["Hello there.", None, None, "--model", "tiny-random", "--seed", "1", "--max-ar-steps", "12"]
+
+    def __init__(self, tmp_path, prompt_wav, capsys):
+        self.tmp_path, self.prompt_wav, self.capsys = tmp_path, prompt_wav, capsys
+        self.calls: list[tuple] = []
+
+    def __call__(self, *extra) -> CliRun:
+        key = tuple(str(arg) for arg in extra)
+        if key not in _RUNS:
+            out = self.tmp_path / f"run{len(self.calls)}.wav"
+            argv = [str(arg) for arg in self.BASE]
+            argv[1:3] = [str(self.prompt_wav), str(out)]
+            first = len(self.calls)
+            status, printed, err = run([*argv, *key], self.capsys)
+            assert status == 0, err
+            assert len(self.calls) == first + 1, "one generate call per run"
+            written = printed if "stt" in key else soundfile.read(out)[0]
+            _RUNS[key] = CliRun(*self.calls[-1], written)
+        return _RUNS[key]
+
+
+@pytest.fixture
+def cli(tmp_path, prompt_wav, capsys, monkeypatch):
+    import copy
+
+    import valle_hf.loading
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    runs = CliRuns(tmp_path, prompt_wav, capsys)
+    generate = VallEForConditionalGeneration.generate
+    load = valle_hf.loading.load_model_and_processor
+
+    def recording_generate(self, *args, **kwargs):
+        """The real generate, asked for its scores too; returns what the CLI asked for."""
+        out = generate(self, *args, **kwargs, output_scores=True, return_dict_in_generate=True)
+        runs.calls.append((kwargs, self, out))
+        return out.text_ids if kwargs.get("task") == "stt" else out.audio
+
+    def load_once(name=None, **kwargs):
+        if name != "tiny-random":
+            return load(name, **kwargs)
+        if kwargs["dtype"] not in _LOADED:
+            _LOADED[kwargs["dtype"]] = load(name, **kwargs)
+        return copy.deepcopy(_LOADED[kwargs["dtype"]])
+
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", recording_generate)
+    monkeypatch.setattr(valle_hf.loading, "load_model_and_processor", load_once)
+    return runs
+
+
+# Each sampler flag: its arguments, the arguments of the run it is compared with (the two differ in that flag alone),
+# what `generate` must receive, and what must change: the processed scores of the AR steps, or the audio (settings
+# that act after the AR). Penalties need a history that repeats itself: half a second of silence frames.
+SILENCE = ["--prefix-silence", "0.5"]
+SAMPLER_FLAG_CASES = {
+    "--max-ar-steps": (["--max-ar-steps", "5"], [], {"max_new_tokens": 5}, "audio"),
+    "--max-nar-levels": (["--max-nar-levels", "2"], [], {"max_levels": 2}, "audio"),
+    "--ar-temp": (["--ar-temp", "0"], [], {"temperature": 0.0, "do_sample": False}, "scores"),
+    "--nar-temp": (["--nar-temp", "1.0"], [], {"nar_temperature": 1.0}, "audio"),
+    "--min-ar-temp": (["--min-ar-temp", "0.05"], [], {"min_temperature": 0.05}, "scores"),
+    "--top-p": (["--top-p", "0.2"], [], {"top_p": 0.2}, "scores"),
+    "--top-k": (["--top-k", "2"], [], {"top_k": 2}, "scores"),
+    "--min-p": (["--min-p", "0.9"], [], {"min_p": 0.9}, "scores"),
+    "--repetition-penalty": ([*SILENCE, "--repetition-penalty", "1.0"], SILENCE, {"repetition_penalty": 1.0},
+                             "scores"),
+    "--repetition-penalty-decay": ([*SILENCE, "--repetition-penalty-decay", "0.5"], SILENCE,
+                                   {"repetition_penalty_decay": 0.5}, "scores"),
+    "--length-penalty": (["--length-penalty", "0.5"], [], {"stop_length_penalty": 0.5}, "scores"),
+    "--beam-width": (["--beam-width", "2"], [], {"num_beams": 2}, "audio"),
+    "--mirostat-tau": (["--mirostat-tau", "1.0"], [], {"mirostat_tau": 1.0}, "scores"),
+    "--mirostat-eta": (["--mirostat-tau", "1.0", "--mirostat-eta", "2.0"], ["--mirostat-tau", "1.0"],
+                       {"mirostat_eta": 2.0}, "scores"),
+    "--dry-multiplier": ([*SILENCE, "--dry-multiplier", "1.0"], SILENCE, {"dry_multiplier": 1.0}, "scores"),
+    "--dry-base": ([*SILENCE, "--dry-multiplier", "1.0", "--dry-base", "1.01"], [*SILENCE, "--dry-multiplier", "1.0"],
+                   {"dry_base": 1.01}, "scores"),
+    "--dry-allowed-length": ([*SILENCE, "--dry-multiplier", "1.0", "--dry-allowed-length", "4"],
+                             [*SILENCE, "--dry-multiplier", "1.0"], {"dry_allowed_length": 4}, "scores"),
+    "--layer-skip": (["--layer-skip", "--layer-skip-exit-layer", "1"], ["--layer-skip-exit-layer", "1"],
+                     {"layer_skip": True}, "scores"),
+    "--layer-skip-exit-layer": (["--layer-skip", "--layer-skip-exit-layer", "1"], ["--layer-skip"],
+                                {"layer_skip_exit_layer": 1}, "scores"),
+    "--layer-skip-entropy-threshold": (
+        ["--layer-skip", "--layer-skip-varentropy-threshold", "1e9", "--layer-skip-entropy-threshold", "1e9"],
+        ["--layer-skip", "--layer-skip-varentropy-threshold", "1e9"], {"layer_skip_entropy_threshold": 1e9}, "scores"),
+    "--layer-skip-varentropy-threshold": (
+        ["--layer-skip", "--layer-skip-entropy-threshold", "1e9", "--layer-skip-varentropy-threshold", "1e9"],
+        ["--layer-skip", "--layer-skip-entropy-threshold", "1e9"], {"layer_skip_varentropy_threshold": 1e9}, "scores"),
+    "--refine-on-stop": (["--refine-on-stop"], [], {"refine_on_stop": True}, "audio"),
+    "--sampler-order": (["--top-p", "0.5", "--sampler-order", "transformers"], ["--top-p", "0.5"],
+                        {"sampler_order": "transformers"}, "scores"),
+    "--input-prompt-length": (["--input-prompt-length", "0.5"], [], {"input_prompt_length": 0.5}, "audio"),
+    "--input-prompt-prefix": (["--input-prompt-prefix"], [], {"input_prompt_prefix": True}, "audio"),
+    "--prefix-silence": (["--prefix-silence", "0.5"], [], {"prefix_silence": 0.5}, "audio"),
+    "--audio-backend": (["--audio-backend", "encodec"], [], {"audio_backend": "encodec"}, "audio"),
+    "--repetition-penalty-mode": ([*SILENCE, "--repetition-penalty-mode", "per_token"], SILENCE,
+                                  {"repetition_penalty_mode": "per_token"}, "scores"),
+    "--repetition-penalty-decay-mode": (
+        [*SILENCE, "--repetition-penalty-decay", "0.5", "--repetition-penalty-decay-mode", "original"],
+        [*SILENCE, "--repetition-penalty-decay", "0.5"], {"repetition_penalty_decay_mode": "original"}, "scores"),
+    "--min-p-keep": (["--min-p", "0.9", "--min-p-keep", "32"], ["--min-p", "0.9"], {"min_p_keep": 32}, "scores"),
+    "--dry-sequence-breakers": (
+        [*SILENCE, "--dry-multiplier", "1.0", "--dry-sequence-breakers", "62"], [*SILENCE, "--dry-multiplier", "1.0"],
+        {"dry_sequence_breakers": [62]}, "scores"),
+    "--nar-dtype": (["--nar-dtype", "bfloat16"], ["--nar-dtype", "float32"], {"nar_dtype": "bfloat16"}, "audio"),
+}
+
+
+def differ(first: torch.Tensor | np.ndarray, second: torch.Tensor | np.ndarray) -> bool:
+    return first.shape != second.shape or not (first == second).all()
+
+
+@pytest.mark.parametrize("flag", sorted(SAMPLER_FLAG_CASES))
+def test_every_sampler_flag_reaches_generate_and_changes_the_computation(cli, flag):
+    args, baseline_args, expected, changes = SAMPLER_FLAG_CASES[flag]
+    flagged, baseline = cli(*args), cli(*baseline_args)
+    assert {name: flagged.kwargs.get(name) for name in expected} == expected
+    assert all(baseline.kwargs.get(name) != value for name, value in expected.items())
+    if changes == "scores":
+        assert differ(flagged.scores(), baseline.scores())
+    assert differ(flagged.written, baseline.written) or changes == "scores"
+
+
+def test_language_flag_changes_the_phonemes(cli):
+    german, english = cli("--language", "de"), cli()
+    assert differ(german.kwargs["input_ids"], english.kwargs["input_ids"])
+    assert differ(german.written, english.written)
+
+
+def test_task_flag_transcribes_what_generate_computes(cli):
+    from valle_hf.loading import tiny_random_processor
+
+    stt = cli("--task", "stt")
+    assert stt.kwargs["task"] == "stt" and "input_ids" not in stt.kwargs and stt.kwargs["audio"]
+    assert stt.written.strip() == tiny_random_processor().decode(stt.output.text_ids[0]).strip()
+
+
+def test_seed_flag_seeds_the_sampling(cli):
+    assert differ(cli("--seed", "2").written, cli().written)
+    assert differ(cli("--seed", "2", "--nar-temp", "1").written, cli("--nar-temp", "1").written)
+
+
+def test_device_dtype_and_onednn_flags_reach_the_model(cli, capsys):
+    assert cli("--device", "cpu").model.device.type == "cpu"
+    encodec = ["--audio-backend", "encodec"]  # Vocos cannot decode in half precision on the CPU (see below)
+    half, full = cli(*encodec, "--dtype", "bfloat16"), cli(*encodec)
+    assert half.model.dtype == torch.bfloat16 and differ(half.scores(), full.scores())
+    assert full.model.dtype == torch.float32  # auto: float32 on the CPU
+    assert differ(half.written, full.written)
+    if torch.backends.mkldnn.is_available():
+        packed, plain = cli("--onednn"), cli()
+        assert "forward" in packed.model.classifiers[0].__dict__  # the oneDNN linears are in place
+        assert "forward" not in plain.model.classifiers[0].__dict__
+        torch.testing.assert_close(packed.scores(), plain.scores(), rtol=1e-4, atol=1e-4)
+    if not torch.cuda.is_available():
+        status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "o.wav", "--device", "cuda"], capsys)
+        assert status == 1 and "CUDA is not available" in err
+
+
+def test_half_precision_decodes_with_the_default_vocos_backend(cli):
+    """The Vocos head computes its spectrum and inverse FFT in float32 (torch has no complex bfloat16)."""
+    half = cli("--dtype", "bfloat16")
+    assert half.model.dtype == torch.bfloat16 and half.written.dtype.kind == "f" and np.isfinite(half.written).all()
+
+
+def test_out_path_flag_names_the_output(cli, capsys):
+    out = cli.tmp_path / "named.wav"
+    status, _, err = run(["Hi.", cli.prompt_wav, "--out-path", out, "--model", "tiny-random", "--max-ar-steps", 3],
+                         capsys)
+    assert status == 0, err
+    assert soundfile.read(out)[1] == 24000
+    status, _, err = run(["Hi.", cli.prompt_wav, "--model", "tiny-random"], capsys)
+    assert status == 1 and "no output path" in err
+
+
+def test_conversion_flags_reach_the_conversion(cli, tmp_path, fixtures, tokenizer_file, vocos_checkpoint_dir,
+                                               capsys):
+    """--tokenizer, --yaml, --codec and --vocoder: an original checkpoint converted on the fly."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from valle_hf.codec import tiny_random_codec
+    from valle_hf.conversion import load_original_checkpoint
+
+    checkpoint = ["--model", fixtures.checkpoint, "--tokenizer", tokenizer_file, "--ar-temp", "0"]
+    plain = cli(*checkpoint, "--codec", "tiny-random", "--vocoder", "tiny-random")
+    other_codec = tmp_path / "codec"
+    tiny_random_codec(seed=1).save_pretrained(other_codec)
+    codec = cli(*checkpoint, "--codec", other_codec, "--vocoder", "tiny-random")
+    assert torch.equal(codec.model.codec_model.quantizer.layers[0].codebook.embed,
+                       tiny_random_codec(seed=1).quantizer.layers[0].codebook.embed)
+    assert differ(codec.written, plain.written)  # another codec: other prompt codes
+    vocos = cli(*checkpoint, "--codec", "tiny-random", "--vocoder", vocos_checkpoint_dir)
+    assert differ(vocos.written, plain.written) and torch.equal(vocos.scores(), plain.scores())
+    encodec = cli(*checkpoint, "--codec", "tiny-random", "--vocoder", "none")
+    assert encodec.model.vocoder is None and differ(encodec.written, plain.written)
+
+    original = load_original_checkpoint(fixtures.checkpoint)
+    data = json.loads(tokenizer_file.read_text(encoding="utf-8"))  # a tokenizer that disagrees with the checkpoint
+    symbol = sorted(data["model"]["vocab"], key=data["model"]["vocab"].get)[40]
+    data["model"]["vocab"][symbol] = (data["model"]["vocab"][symbol] + 1) % len(data["model"]["vocab"])
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    argv = ["Hi.", cli.prompt_wav, tmp_path / "o.wav", "--codec", "tiny-random", "--vocoder", "tiny-random"]
+    status, _, err = run([*argv, "--model", fixtures.checkpoint, "--tokenizer", wrong], capsys)
+    assert status == 1 and "symbol" in err
+    if original.symmap is not None:
+        bare = tmp_path / "bare.safetensors"  # no embedded config: only --yaml describes the model
+        save_file(original.tensors, str(bare))
+        status, _, err = run([*argv, "--model", bare], capsys)
+        assert status == 1 and "config" in err
+        if (fixtures.root / "config.yaml").is_file():
+            status, _, err = run([*argv, "--model", bare, "--yaml", fixtures.root / "config.yaml", "--max-ar-steps",
+                                  3], capsys)
+            assert status == 0, err
+
+
+# Flags checked by the tests named here rather than in SAMPLER_FLAG_CASES.
+OTHER_FLAG_TESTS = {
+    "--language": "test_language_flag_changes_the_phonemes",
+    "--task": "test_task_flag_transcribes_what_generate_computes",
+    "--seed": "test_seed_flag_seeds_the_sampling",
+    "--device": "test_device_dtype_and_onednn_flags_reach_the_model",
+    "--dtype": "test_device_dtype_and_onednn_flags_reach_the_model",
+    "--onednn": "test_device_dtype_and_onednn_flags_reach_the_model",
+    "--out-path": "test_out_path_flag_names_the_output",
+    "--model": "test_tts_writes_a_24khz_wav_of_the_generated_length",
+    "--tokenizer": "test_conversion_flags_reach_the_conversion",
+    "--yaml": "test_conversion_flags_reach_the_conversion",
+    "--codec": "test_conversion_flags_reach_the_conversion",
+    "--vocoder": "test_conversion_flags_reach_the_conversion",
+    "--stream": "test_stream_flags_stream_into_the_output",
+    "--stream-chunk": "test_stream_flags_stream_into_the_output",
+}
+
+
+def test_stream_flags_stream_into_the_output(cli):
+    from valle_hf.streaming import AudioFileStreamer
+
+    streamed, plain = cli("--stream", "--stream-chunk", "0.04"), cli()
+    streamer = streamed.kwargs["audio_streamer"]
+    assert isinstance(streamer, AudioFileStreamer) and streamer.chunk_seconds == 0.04
+    assert plain.kwargs.get("audio_streamer") is None
+    assert streamed.written.shape == plain.written.shape and not streamer.partial.exists()
+
+
+def test_every_flag_of_the_cli_has_a_test():
+    from valle_hf.cli import build_parser
+
+    options = {option for action in build_parser()._actions for option in action.option_strings
+               if option.startswith("--")} - {"--help"}
+    assert options == set(SAMPLER_FLAG_CASES) | set(OTHER_FLAG_TESTS)
+    assert not set(SAMPLER_FLAG_CASES) & set(OTHER_FLAG_TESTS)
+    assert all(callable(globals().get(name)) for name in OTHER_FLAG_TESTS.values())

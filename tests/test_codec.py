@@ -69,6 +69,14 @@ def test_tiny_codec_is_deterministic_per_seed():
     assert not torch.equal(encode(first, waveform), encode(other, waveform))
 
 
+def test_tiny_codec_reacts_to_the_waveform_at_every_level(codec):
+    """Different audio gives different codes at every level: the tests that check a prompt is encoded, looped or
+    joined rely on it. (Its decoder is nearly deaf to the codes: the audio tests decode with Vocos.)"""
+    first, second = _speechlike(4800, seed=0), 0.7 * _speechlike(4800, seed=1).flip(0)
+    codes, other = encode(codec, first), encode(codec, second)
+    assert all(not torch.equal(codes[:, level], other[:, level]) for level in range(NUM_LEVELS))
+
+
 def test_decode_gives_320_samples_per_frame(codec):
     codes = encode(codec, _speechlike(24000))
     waveform = decode(codec, codes)

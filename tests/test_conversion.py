@@ -65,7 +65,7 @@ def test_pth_checkpoint_loads_with_weights_only(tmp_path, fixtures, fixture_mode
 
 
 def test_yaml_config_overrides_metadata(tmp_path, fixtures):
-    tensors, _ = original_tensors(fixtures)
+    tensors, original = original_tensors(fixtures)
     yaml_file = fixtures.root / "config.yaml"
     if not yaml_file.is_file():
         pytest.skip("fixture set has no config.yaml")
@@ -75,7 +75,7 @@ def test_yaml_config_overrides_metadata(tmp_path, fixtures):
         convert(path)
     with pytest.warns(UserWarning, match="could not be checked"):
         model = convert(path, config_yaml=yaml_file)
-    assert model.config.num_rvq_levels == 8
+    assert model.config.num_rvq_levels == original["resp_levels"]
 
 
 @pytest.mark.parametrize("problem", ["missing", "unexpected", "shape", "lora"])

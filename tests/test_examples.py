@@ -7,8 +7,11 @@ is memoised here: the first call per model name loads for real, the others reuse
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 
@@ -33,35 +36,62 @@ def example(name: str):
     return module
 
 
+def _greedy_audio(model_name, texts, prompt, language, **settings) -> list[np.ndarray]:
+    """What `model.generate` speaks for `texts`, greedy: the route the examples must agree with."""
+    model, processor = _load_once(model_name)
+    out = model.generate(**processor(texts, prompt_audio=str(prompt), language=language), temperature=0.0,
+                         do_sample=False, return_dict_in_generate=True, **settings)
+    return [audio.float().clamp(-1, 1).numpy() for audio in out.audio]
+
+
+def _same_pcm16(written: np.ndarray, expected: np.ndarray) -> bool:
+    """A 16-bit WAV holds the waveform to within one quantisation step."""
+    return written.shape == expected.shape and bool(np.abs(written - expected).max(initial=0.0) <= 1.5 / 32768)
+
+
 @pytest.mark.parametrize("preset", ["greedy", "original", "varied", "dry", "beam"])
 def test_tts_example_writes_a_wav(tmp_path, prompt_wav, capsys, preset):
     out = tmp_path / "speech.wav"
     argv = ["Hello there. A second sentence.", str(prompt_wav), str(out), "--model", "tiny-random",
             "--preset", preset, "--max-new-tokens", "3", "--input-prompt-length", "0.5", "--device", "cpu"]
     assert example("tts").main(argv) == 0
+    printed = capsys.readouterr().out
+    frames = json.loads(re.search(r"frames (\[[\d, ]*\])", printed).group(1))
+    assert "2 sentence(s)" in printed and len(frames) == 2 and all(0 <= count <= 3 for count in frames)
     audio, rate = soundfile.read(out)
-    assert rate == 24000 and audio.ndim == 1 and len(audio) == 2 * 3 * 320  # two sentences of 3 frames
-    assert "2 sentence(s)" in capsys.readouterr().out
+    config = _load_once("tiny-random")[0].config
+    assert rate == config.sampling_rate and audio.ndim == 1
+    assert len(audio) == sum(frames) * config.sampling_rate // config.frame_rate  # the frames printed, no more
+    if preset == "greedy":
+        expected = np.concatenate(_greedy_audio("tiny-random", ["Hello there.", "A second sentence."], prompt_wav,
+                                                "en", repetition_penalty=1.0, max_new_tokens=3,
+                                                input_prompt_length=0.5))
+        assert _same_pcm16(audio, expected)
 
 
 def test_stt_example_prints_ipa_per_file(prompt_wav, capsys):
     argv = [str(prompt_wav), str(prompt_wav), "--model", "tiny-random", "--max-new-tokens", "4", "--device", "cpu"]
     assert example("stt").main(argv) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2
-    for line in lines:
-        path, ipa = line.split("\t")
-        assert path == str(prompt_wav) and 0 < len(ipa) <= 4 * 3  # a few tokens of (random) IPA
+    lines = capsys.readouterr().out.splitlines()
+    model, processor = _load_once("tiny-random")
+    ids = model.generate(**processor(audio=[str(prompt_wav)]), task="stt", temperature=0.0, repetition_penalty=1.0,
+                         max_new_tokens=4)[0]
+    assert 0 <= len(ids) <= 4
+    assert lines == [f"{prompt_wav}\t{processor.decode(ids)}"] * 2
 
 
 def test_pipeline_example_writes_one_wav_per_text(tmp_path, prompt_wav, capsys):
     out = tmp_path / "speech.wav"
-    argv = ["Hello there.", "Bonjour.", str(prompt_wav), str(out), "--model", "tiny-random", "--temperature", "0",
+    texts = ["Hello there.", "Bonjour."]
+    argv = [*texts, str(prompt_wav), str(out), "--model", "tiny-random", "--temperature", "0",
             "--max-new-tokens", "3", "--input-prompt-length", "0.5", "--device", "cpu"]
     assert example("pipeline_example").main(argv) == 0
-    for index in range(2):
+    # the pipeline speaks one text at a time (no batch_size): so does the reference
+    expected = [_greedy_audio("tiny-random", [text], prompt_wav, "en", max_new_tokens=3, input_prompt_length=0.5)[0]
+                for text in texts]
+    for index, waveform in enumerate(expected):
         audio, rate = soundfile.read(tmp_path / f"speech-{index}.wav")
-        assert rate == 24000 and len(audio) == 3 * 320
+        assert rate == 24000 and len(audio) <= 3 * 320 and _same_pcm16(audio, waveform)
     assert capsys.readouterr().out.count(".wav:") == 2
 
 
@@ -70,4 +100,5 @@ def test_pipeline_example_with_a_directory(tmp_path, converted_dir, prompt_wav):
     argv = ["Hello there.", str(prompt_wav), str(out), "--model", str(converted_dir), "--temperature", "0",
             "--max-new-tokens", "3", "--language", "en-gb", "--device", "cpu"]
     assert example("pipeline_example").main(argv) == 0
-    assert len(soundfile.read(out)[0]) == 3 * 320
+    (expected,) = _greedy_audio(str(converted_dir), ["Hello there."], prompt_wav, "en-gb", max_new_tokens=3)
+    assert _same_pcm16(soundfile.read(out)[0], expected)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from conftest import PLAIN_SETTINGS, original_generate_kwargs, tiny_config
+from conftest import PLAIN_SETTINGS, original_generate_kwargs, reactive_model
+
+from valle_hf.layout import tts_sequence
 
 
 def e2e_case(fixtures, name):
@@ -142,10 +145,8 @@ def test_compiled_forward_matches(fixtures, fixture_model):
 
 
 def test_tts_batch_equals_items_alone():
-    from valle_hf.modeling import VallEForConditionalGeneration
 
-    torch.manual_seed(1)
-    model = VallEForConditionalGeneration(tiny_config()).eval()
+    model = reactive_model(seed=1)
     texts, prompts = _batch_inputs(model.config)
     from valle_hf.layout import pad
 
@@ -161,10 +162,8 @@ def test_tts_batch_equals_items_alone():
 
 def test_stt_batch_equals_items_alone():
     from valle_hf.layout import pad
-    from valle_hf.modeling import VallEForConditionalGeneration
 
-    torch.manual_seed(2)
-    model = VallEForConditionalGeneration(tiny_config()).eval()
+    model = reactive_model(seed=2)
     _, audios = _batch_inputs(model.config, seed=3)
     codes, mask = pad(audios, 0, side="right")
     batch = model.generate(audio_codes=codes, audio_attention_mask=mask, task="stt", temperature=0.0,
@@ -201,13 +200,60 @@ def test_audio_output_and_levels(tiny_model):
     assert not torch.equal(all_levels[0], out.audio[0])  # the decoder hears the levels it is given
 
 
-def test_input_prompt_prefix_and_no_prompt(tiny_model):
-    texts, prompts = _batch_inputs(tiny_model.config)
-    out = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], input_prompt_prefix=True,
-                  max_new_tokens=5, min_new_tokens=5)
-    assert out.lengths.tolist() == [5]  # the prompt prefix is not part of the output
+def _forward_inputs(model, **kwargs):
+    """The keyword arguments of every forward pass of `_greedy(model, **kwargs)`, and its output."""
+    calls, handle = _record_forward_kwargs(model)
+    try:
+        out = _greedy(model, **kwargs)
+    finally:
+        handle.remove()
+    return calls, out
+
+
+@pytest.mark.parametrize("setting", ["input_prompt_prefix", "prefix_silence"])
+def test_the_response_prefix_conditions_both_stages_and_is_left_out(tiny_model, setting):
+    """`input_prompt_prefix` starts the AR response with the prompt's level 0 (and leaves the prompt segment empty),
+    `prefix_silence` with that many seconds of the silence code; the NAR sees the prefix too; the output does not."""
+    config = tiny_model.config
+    texts, prompts = _batch_inputs(config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=5, min_new_tokens=5,
+                  max_levels=2)
+    seconds = 0.2
+    if setting == "input_prompt_prefix":
+        prefix = prompts[0][:, 0]
+        prompt_frames = 0
+    else:
+        prefix = torch.full((int(seconds * config.frame_rate),), config.silence_codes[0])
+        prompt_frames = len(prompts[0])
+    calls, out = _forward_inputs(tiny_model, **inputs, **{setting: True if setting == "input_prompt_prefix" else
+                                                          seconds})
+    expected = tts_sequence(config, texts[0], 0, prompt_frames, prefix)
+    assert torch.equal(calls[0]["input_ids"][0], expected)  # the AR's first pass
+    nar = [call for call in calls if call.get("level", 0) > 0]
+    assert len(nar) == 2 and all(torch.equal(call["audio_codes"][0, : len(prefix), 0], prefix) for call in nar)
+    assert out.lengths.tolist() == [5]
+    plain = _greedy(tiny_model, **inputs)
+    assert not torch.equal(out.codes, plain.codes)  # the prefix conditions the output
+    with pytest.raises(ValueError, match="prefix_silence"):
+        _greedy(tiny_model, **inputs, prefix_silence=-1.0)
+
+
+def test_no_prompt_and_a_prompt_prefix_without_a_prompt(tiny_model):
+    texts, _ = _batch_inputs(tiny_model.config)
     out = _greedy(tiny_model, input_ids=texts[0][None], max_new_tokens=5, min_new_tokens=5)
     assert out.codes.shape == (1, 5, tiny_model.config.num_rvq_levels)
+    with pytest.raises(ValueError, match="input_prompt_prefix needs a voice prompt"):
+        _greedy(tiny_model, input_ids=texts[0][None], max_new_tokens=2, input_prompt_prefix=True)
+
+
+def test_max_levels_runs_one_nar_pass_per_level_and_output_audio_decodes(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, min_new_tokens=4)
+    for levels in (0, 2, tiny_model.config.num_rvq_levels - 1):
+        calls, out = _forward_inputs(tiny_model, **inputs, max_levels=levels)
+        assert [call["level"] for call in calls if call.get("level", 0) > 0] == list(range(1, levels + 1))
+        assert out.codes.shape == (1, 4, levels + 1) and out.audio is None
+    assert len(_greedy(tiny_model, **inputs, output_audio=True).audio) == 1
 
 
 def test_shipped_generation_config(tiny_model):
@@ -318,3 +364,101 @@ def test_audio_backend_errors(tiny_model):
         _greedy(tiny_model, **inputs, audio_backend="vocos")
     with pytest.raises(ValueError, match="audio_backend=.griffin-lim. is not allowed"):
         _greedy(tiny_model, **inputs, audio_backend="griffin-lim")
+
+
+# Where each `generate` setting is checked to reach the computation: the original's settings
+# (VALLE_GENERATION_DEFAULTS) and the GenerationConfig fields this model gives a meaning to. The sampler settings are
+# checked in test_generation_samplers.py::test_each_sampler_setting_reaches_the_scores (SAMPLER_SETTING_CHECKS).
+SETTING_TESTS = {
+    "nar_temperature": ("test_generation_samplers",
+                        "test_nar_temperature_samples_each_level_from_the_tempered_distribution"),
+    "max_levels": ("test_generation",
+                   "test_max_levels_runs_one_nar_pass_per_level_and_output_audio_decodes"),
+    "output_audio": ("test_generation",
+                     "test_max_levels_runs_one_nar_pass_per_level_and_output_audio_decodes"),
+    "prefix_silence": ("test_generation",
+                       "test_the_response_prefix_conditions_both_stages_and_is_left_out"),
+    "input_prompt_prefix": ("test_generation",
+                            "test_the_response_prefix_conditions_both_stages_and_is_left_out"),
+    "input_prompt_length": ("test_generation",
+                            "test_each_whole_reference_is_encoded_then_its_codes_looped_or_trimmed"),
+    "refine_on_stop": ("test_generation_samplers",
+                       "test_refine_on_stop_is_the_teacher_forced_argmax_without_stop_tokens"),
+    "layer_skip": ("test_layer_skip",
+                   "test_exits_that_vary_between_steps_keep_the_cache_consistent"),
+    "layer_skip_entropy_threshold": ("test_layer_skip",
+                                     "test_exits_that_vary_between_steps_keep_the_cache_consistent"),
+    "layer_skip_varentropy_threshold": ("test_layer_skip",
+                                        "test_exits_that_vary_between_steps_keep_the_cache_consistent"),
+    "layer_skip_exit_layer": ("test_layer_skip",
+                              "test_a_forced_exit_equals_a_truncated_model"),
+    "audio_backend": ("test_generation",
+                      "test_vocos_decodes_by_default_at_the_bandwidth_of_the_levels_and_encodec_on_request"),
+    "num_beams": ("test_generation_samplers",
+                  "test_beam_search_returns_the_best_beam"),
+    "length_penalty": ("test_generation_samplers",
+                       "test_beam_search_returns_the_best_beam"),
+    "num_return_sequences": ("test_generation_samplers",
+                             "test_beam_search_with_stops_penalties_and_several_returned_sequences"),
+    "use_cache": ("test_generation",
+                  "test_cache_and_no_cache_agree"),
+    "cache_implementation": ("test_generation",
+                             "test_static_cache_matches_dynamic"),
+    "nar_dtype": ("test_generation", "test_nar_dtype_runs_the_nar_matrix_products_in_the_chosen_precision"),
+}
+GENERATION_CONFIG_FIELDS = {"max_new_tokens", "min_new_tokens", "do_sample", "temperature", "top_k", "top_p", "min_p",
+                            "repetition_penalty", "num_beams", "num_return_sequences", "length_penalty", "use_cache",
+                            "cache_implementation"}
+
+
+def test_every_generate_setting_has_a_test():
+    import importlib
+
+    from test_generation_samplers import SAMPLER_SETTING_CHECKS
+
+    from valle_hf.configuration import VALLE_GENERATION_DEFAULTS
+
+    settings = set(VALLE_GENERATION_DEFAULTS) | GENERATION_CONFIG_FIELDS
+    assert settings == set(SETTING_TESTS) | set(SAMPLER_SETTING_CHECKS), settings ^ (set(SETTING_TESTS) |
+                                                                                       set(SAMPLER_SETTING_CHECKS))
+    for module, name in SETTING_TESTS.values():
+        assert callable(getattr(importlib.import_module(module), name, None)), (module, name)
+
+
+@pytest.mark.parametrize("backend", ["encodec", "vocos"])
+def test_a_row_that_stops_at_once_gets_empty_audio(tiny_random, backend):
+    from conftest import stop_at
+
+    model, processor = tiny_random
+    inputs = processor(["Hello there."], prompt_audio=np.zeros(2400, dtype=np.float32))
+    stopping = stop_at(model, 0, **inputs)
+    out = stopping.generate(**inputs, **{**PLAIN_SETTINGS, "temperature": 0.0}, max_new_tokens=5, audio_backend=backend,
+                            return_dict_in_generate=True)
+    assert out.lengths.tolist() == [0] and out.stopped.tolist() == [True]
+    assert [audio.numel() for audio in out.audio] == [0]
+
+
+@pytest.mark.parametrize("setting, fast_bf16, expected", [
+    ("float32", True, None), ("bfloat16", False, torch.bfloat16), ("auto", True, torch.bfloat16),
+    ("auto", False, None),
+])
+def test_nar_dtype_runs_the_nar_matrix_products_in_the_chosen_precision(tiny_model, monkeypatch, setting, fast_bf16,
+                                                                        expected):
+    """Each NAR pass runs under autocast to `nar_dtype` ("auto": bfloat16 only where the CPU multiplies it fast), the
+    AR in the model's dtype."""
+    from valle_hf import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16_matmul", lambda: fast_bf16)
+    seen = []
+    handle = tiny_model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((kwargs.get("level"), torch.is_autocast_enabled("cpu") and
+                                                  torch.get_autocast_dtype("cpu"))), with_kwargs=True)
+    texts, prompts = _batch_inputs(tiny_model.config)
+    try:
+        _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4,
+                min_new_tokens=4, max_levels=2, nar_dtype=setting)
+    finally:
+        handle.remove()
+    assert {precision for level, precision in seen if level == 0} == {False}  # the AR: as loaded
+    assert {precision for level, precision in seen if level != 0} == {expected or False}
+    assert len([level for level, _ in seen if level != 0]) == 2

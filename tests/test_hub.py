@@ -164,7 +164,8 @@ def test_script_converts_a_checkpoint_and_uploads_model_processor_and_card(
     assert len(fake_hub.commits) == 1  # one commit: the repository is never half uploaded
 
     card = check_card(fake_hub.root / repo_id / "README.md", repo_id)
-    assert "`tiny/fp32.sft`" in card.text  # the checkpoint's folder and name, not the local path
+    folder_and_name = f"`{fixtures.checkpoint.parent.name}/{fixtures.checkpoint.name}`"
+    assert folder_and_name in card.text  # the checkpoint's folder and name, not the local path
     config = fixture_model.config
     assert f"{config.num_hidden_layers} layers, hidden size {config.hidden_size}" in card.text
     assert "float32" in card.text

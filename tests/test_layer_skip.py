@@ -57,15 +57,21 @@ def test_a_threshold_that_never_fires_equals_plain_generation(fixture_model, inp
 
 
 @pytest.mark.parametrize("cache_implementation", [None, "static"])
-def test_a_forced_exit_equals_a_truncated_model(fixture_model, inputs, cache_implementation):
-    layers = fixture_model.config.num_hidden_layers - 1
-    if layers < 1:
-        pytest.skip("the fixture model has a single layer")
-    forced = fixture_model.generate(**inputs, layer_skip=True, layer_skip_exit_layer=layers,
-                                    cache_implementation=cache_implementation)
-    reference = truncated(fixture_model, layers).generate(**inputs, cache_implementation=cache_implementation)
+def test_a_forced_exit_equals_a_truncated_model(cache_implementation):
+    from conftest import greedy_settings, reactive_model, tiny_config
+
+    model = reactive_model(tiny_config(num_hidden_layers=3))
+    generator = torch.Generator().manual_seed(1)
+    inputs = dict(input_ids=torch.randint(3, model.config.text_vocab_size, (1, 8), generator=generator),
+                  prompt_codes=torch.randint(0, model.config.audio_vocab_size, (1, 12, 8), generator=generator),
+                  **greedy_settings(max_new_tokens=10, min_new_tokens=10, max_levels=3))
+    layers = 2
+    forced = model.generate(**inputs, layer_skip=True, layer_skip_exit_layer=layers,
+                            cache_implementation=cache_implementation)
+    reference = truncated(model, layers).generate(**inputs, cache_implementation=cache_implementation)
     assert torch.equal(forced.codes, reference.codes)
-    assert (forced.exit_layers == layers).all()
+    assert not torch.equal(forced.codes, model.generate(**inputs).codes)  # the third layer matters
+    assert (forced.exit_layers == layers).all() and (forced.nar_exit_layers == layers).all()
 
 
 def test_exits_at_the_first_allowed_layer_when_every_step_is_confident(fixture_model, inputs):
@@ -79,9 +85,93 @@ def test_exits_at_the_first_allowed_layer_when_every_step_is_confident(fixture_m
 def test_stt_and_bad_exit_layer(fixture_model, fixtures):
     case = fixtures.cases["stt_e2e_greedy"]
     audio = fixtures.case_tensor(case, "resp")[None]
-    out = fixture_model.generate(audio_codes=audio, task="stt", temperature=0.0, max_new_tokens=5, layer_skip=True,
-                                 layer_skip_exit_layer=1, return_dict_in_generate=True)
-    assert out.exit_layers.shape == (1, 5) and (out.exit_layers == 1).all()  # five steps, no stop token
+    out = fixture_model.generate(audio_codes=audio, task="stt", temperature=0.0, max_new_tokens=5, min_new_tokens=5,
+                                 layer_skip=True, layer_skip_exit_layer=1, return_dict_in_generate=True)
+    assert out.exit_layers.shape == (1, 5) and (out.exit_layers == 1).all()  # five steps (the stop suppressed)
     with pytest.raises(ValueError, match="layer_skip_exit_layer"):
         fixture_model.generate(audio_codes=audio, task="stt", max_new_tokens=2, layer_skip=True,
                                layer_skip_exit_layer=99)
+
+
+# ---------------------------------------------------------------------------------------------------- varying exits
+@torch.no_grad()
+def replay(model, sequence: torch.LongTensor, prompt: torch.LongTensor, exits: torch.LongTensor):
+    """The level-0 logits of the last position of `sequence` and its (entropy, varentropy) after each layer, with
+    every position's layers cut at its own exit (`exits`, one per position), without a cache.
+
+    A position that exited after `e` layers keeps its hidden state from there on, and every deeper layer reads its
+    keys and values from that state: the rule `_fill_cache` implements for the skipped layers of a cached step.
+    """
+    from transformers.masking_utils import create_causal_mask
+
+    from valle_hf.cache import CACHE_KWARG
+    from valle_hf.layout import segment_position_ids
+
+    backbone, head = model.model.backbone, model.classifiers[0]
+    ids = sequence[None]
+    hidden = model.model.embeddings.embed_pass(ids, 0, "tts", prompt[None], None)
+    positions = segment_position_ids(ids, model.config)
+    mask = create_causal_mask(config=backbone.config, inputs_embeds=hidden, attention_mask=torch.ones_like(ids),
+                              position_ids=positions, **{CACHE_KWARG: None})
+    embeddings = backbone.rotary_emb(hidden, position_ids=positions)
+    metrics = []
+    for index, layer in enumerate(backbone.layers):
+        out = layer(hidden, attention_mask=mask, position_embeddings=embeddings, position_ids=positions)
+        hidden = torch.where((exits > index)[None, :, None], out, hidden)
+        metrics.append(entropy_and_varentropy(head(backbone.norm(hidden[0, -1]))))
+    return head(backbone.norm(hidden[0, -1])), metrics
+
+
+def test_exits_that_vary_between_steps_keep_the_cache_consistent():
+    """Thresholds that make the exit change from step to step; every step's logits equal a no-cache pass that replays
+    the recorded exits (so the skipped layers' keys and values must have been filled from the exit state), and every
+    exit is where the entropy rule puts it."""
+    from conftest import greedy_settings, reactive_model, tiny_config
+
+    from valle_hf.layout import pad
+
+    model = reactive_model(tiny_config(num_hidden_layers=4))
+    config, layers = model.config, 4
+    first_check = layers // 2 + 1  # exits are considered after n // 2 + 1 layers, as in the original
+    generator = torch.Generator().manual_seed(0)
+    texts = [torch.randint(3, config.text_vocab_size, (n,), generator=generator) for n in (9, 5)]
+    prompts = [torch.randint(0, config.audio_vocab_size, (n, config.num_rvq_levels), generator=generator)
+               for n in (16, 11)]
+    ids, mask = pad(texts, 0, side="right")
+    codes, codes_mask = pad(prompts, 0, side="right")
+    inputs = dict(input_ids=ids, attention_mask=mask, prompt_codes=codes, prompt_attention_mask=codes_mask)
+    steps = 16
+    settings = greedy_settings(max_new_tokens=steps, min_new_tokens=steps, output_logits=True)
+
+    # thresholds at the median entropy of the checked layers on a plain run: some steps exit early, some do not
+    seen = []
+    handles = [layer.register_forward_hook(lambda module, args, out: seen.append(
+        entropy_and_varentropy(model.classifiers[0](model.model.backbone.norm(out[:, -1]))))) for layer in
+        model.model.backbone.layers[first_check - 1 : layers - 1]]
+    try:
+        model.generate(**inputs, **settings)
+    finally:
+        for handle in handles:
+            handle.remove()
+    entropy = torch.cat([metric[0] for metric in seen]).median().item()
+    varentropy = torch.cat([metric[1] for metric in seen]).max().item() + 1.0  # the entropy decides
+    out = model.generate(**inputs, **settings, layer_skip=True, layer_skip_entropy_threshold=entropy,
+                         layer_skip_varentropy_threshold=varentropy)
+    assert out.exit_layers.shape == (2, steps)
+
+    for row, (text, prompt) in enumerate(zip(texts, prompts, strict=True)):
+        exits = out.exit_layers[row]
+        assert len(set(exits[1:].tolist())) > 1, "setup: the exits of the cached steps should vary"
+        filled_then_read = any(exits[t] < layers and exits[t + 1 :].max() > exits[t] for t in range(steps - 1))
+        assert filled_then_read, "setup: a later step should read the keys and values a skipped layer got"
+        prefix = tts_sequence(config, text, 0, len(prompt), torch.zeros(0, dtype=torch.long))
+        generated = out.sequences[row, -steps:]
+        for step in range(steps):
+            sequence = torch.cat([prefix, generated[:step]])
+            per_position = torch.cat([exits[:1].expand(len(prefix)), exits[1 : step + 1]])
+            logits, metrics = replay(model, sequence, prompt, per_position)
+            torch.testing.assert_close(out.logits[step][row], logits, rtol=1e-4, atol=1e-4)
+            assert int(generated[step]) == int(logits.argmax())
+            below = [count for count in range(first_check, layers) if metrics[count - 1][0] <= entropy
+                     and metrics[count - 1][1] <= varentropy]
+            assert int(exits[step]) == (below[0] if below else layers), (row, step)

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 import soundfile
+import torch
 from hub_server import LocalHub
 
-from valle_hf.loading import RELEASED_CHECKPOINT, RELEASED_REPO
+from valle_hf.loading import RELEASED_CHECKPOINT, RELEASED_REPO, load_model_and_processor
 
 REPO = Path(__file__).resolve().parents[1]
 # The README's default commands, word for word.
@@ -61,7 +62,8 @@ def test_readme_default_commands_download_convert_once_cache_and_speak(tmp_path,
     first = _cli(README_TTS, work, env)
     assert first.returncode == 0, first.stderr
     audio, rate = soundfile.read(work / "out.wav")
-    assert rate == 24000 and len(audio) > 0
+    # whole frames, at most the 12 s default (a random model may also stop at once: no length is promised)
+    assert rate == 24000 and len(audio) % 320 == 0 and len(audio) <= 12 * rate
     downloaded = {path.split("/resolve/main/")[-1] for path in local_hub.downloads()}
     assert {RELEASED_CHECKPOINT, "config.yaml", "pytorch_model.bin", "model.safetensors"} <= downloaded
     converted = home / "valle_hf" / "ar+nar-llama-8"
@@ -70,7 +72,7 @@ def test_readme_default_commands_download_convert_once_cache_and_speak(tmp_path,
     requests = len(local_hub.file_requests())
     stt = _cli(README_STT, work, env)
     assert stt.returncode == 0, stt.stderr
-    assert stt.stdout.strip()  # IPA (noise from a random model, but printed)
+    assert len(stt.stdout.splitlines()) == 1  # one line of IPA (noise from a random model; empty if it stops at once)
     again = _cli(README_TTS, work, env)
     assert again.returncode == 0, again.stderr
     assert local_hub.file_requests()[requests:] == []  # converted once: later runs ask the Hub for no file
@@ -89,3 +91,101 @@ def test_with_the_hub_unreachable_one_line_names_the_offline_choices(tmp_path, p
     assert len(errors) == 1 and "Traceback" not in result.stderr
     assert RELEASED_REPO in errors[0] and "--model tiny-random" in errors[0] and "--model DIR" in errors[0]
     assert not (work / "out.wav").exists()
+
+
+# ---------------------------------------------------------------------------------------------------- tiny-random
+
+
+def test_tiny_random_is_deterministic_and_leaves_the_global_rng_alone():
+    from valle_hf.loading import tiny_random_model
+
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    first = tiny_random_model().state_dict()
+    assert torch.equal(torch.get_rng_state(), state)  # neither reseeded nor advanced
+    torch.manual_seed(6)  # another global state: the same model
+    again = tiny_random_model().state_dict()
+    assert all(torch.equal(value, again[key]) for key, value in first.items())
+    other = tiny_random_model(seed=1).state_dict()
+    assert not torch.equal(first["model.embeddings.text.weight"], other["model.embeddings.text.weight"])
+    assert not torch.equal(first["classifiers.0.weight"], other["classifiers.0.weight"])
+
+
+def test_tiny_random_model_and_processor_fit_each_other(tiny_random):
+    model, processor = tiny_random
+    assert len(processor.tokenizer) == model.config.text_vocab_size  # every id the model makes decodes
+    ipa = "həlˈoʊ wˈɜːld."
+    ids = processor(ipa)["input_ids"][0]
+    assert ids[0] == model.config.text_bos_token_id and ids[-1] == model.config.text_eos_token_id
+    assert processor.decode(ids) == ipa
+    assert model.vocoder is not None and model.config.audio_backend == "vocos"
+    assert model.generation_config.max_new_tokens == 2 * model.config.frame_rate
+    half, _ = load_model_and_processor("tiny-random", dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16
+    state, half_state = model.state_dict(), half.state_dict()
+    assert all(torch.equal(half_state[key], value.to(half_state[key].dtype)) for key, value in state.items())
+
+
+# ---------------------------------------------------------------------------------------------------- other sources
+
+
+def _same_weights(model, expected, ignore=("model.backbone.embed_tokens.weight",)) -> bool:
+    """Equal state dicts (bar the backbone's unused token table, random at every conversion)."""
+    state, reference = model.state_dict(), expected.state_dict()
+    return set(state) == set(reference) and all(torch.equal(state[key], reference[key]) for key in reference
+                                                 if key not in ignore)
+
+
+def test_a_converted_directory_loads_with_its_processor_or_another_tokenizer(converted_dir, fixture_model, tmp_path,
+                                                                             tiny_random, tokenizer_file):
+    from valle_hf.processing import VallEProcessor
+
+    model, processor = load_model_and_processor(str(converted_dir))
+    assert not model.training and _same_weights(model, fixture_model)
+    text = "ðə bˈɜːtʃ"
+    packaged = VallEProcessor.from_tokenizer_file(tokenizer_file)  # what the directory was converted with
+    assert processor(text)["input_ids"].tolist() == packaged(text)["input_ids"].tolist()
+    tiny_random[1].save_pretrained(tmp_path / "tiny")  # another tokenizer.json: it replaces the directory's
+    _, other = load_model_and_processor(str(converted_dir), tokenizer=str(tmp_path / "tiny" / "tokenizer.json"))
+    assert other(text)["input_ids"].tolist() == tiny_random[1](text)["input_ids"].tolist()
+    assert other(text)["input_ids"].tolist() != processor(text)["input_ids"].tolist()
+
+
+def test_an_original_checkpoint_is_converted_on_the_fly(fixtures, fixture_model):
+    model, processor = load_model_and_processor(str(fixtures.checkpoint), codec="tiny-random", vocoder="tiny-random")
+    assert not model.training and _same_weights(model, fixture_model)
+    assert processor("ðə")["input_ids"].tolist() == load_model_and_processor(
+        str(fixtures.checkpoint), codec="tiny-random", vocoder="tiny-random")[1]("ðə")["input_ids"].tolist()
+    half, _ = load_model_and_processor(str(fixtures.checkpoint), codec="tiny-random", vocoder=None,
+                                       dtype=torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.vocoder is None and half.config.audio_backend == "encodec"
+
+
+@pytest.mark.parametrize("name", ["no-such-model", "./missing", "/no/such/dir", "a/b/c"])
+def test_a_model_that_does_not_exist_names_the_offline_choices(name):
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.loading import OFFLINE_CHOICES
+
+    with pytest.raises(ModelNotFoundError, match="model not found") as raised:
+        load_model_and_processor(name)
+    assert name in str(raised.value) and OFFLINE_CHOICES in str(raised.value) and "\n" not in str(raised.value)
+    assert isinstance(raised.value, OSError)
+
+
+def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.loading import OFFLINE_CHOICES
+
+    with pytest.raises(FileNotFoundError, match="missing.sft"):
+        load_model_and_processor(str(tmp_path / "missing.sft"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelNotFoundError, match="could not load") as raised:  # a directory without a model
+        load_model_and_processor(str(empty))
+    assert OFFLINE_CHOICES in str(raised.value)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # a Hub id, offline and not cached
+    with pytest.raises(ModelNotFoundError, match="could not load someone/not-cached") as raised:
+        load_model_and_processor("someone/not-cached")
+    assert OFFLINE_CHOICES in str(raised.value) and "\n" not in str(raised.value)

@@ -13,6 +13,7 @@ import random
 
 import pytest
 import torch
+from conftest import dry_penalty_by_definition
 from transformers.generation.logits_process import (
     MinPLogitsWarper,
     TemperatureLogitsWarper,
@@ -264,25 +265,6 @@ def test_dynamic_temperature_bounds_and_validation():
 # DRY
 
 
-def _brute_force_dry(history, vocab, multiplier, base, allowed, max_match, breakers=()):
-    """Penalty per token by definition: the longest n such that the last n tokens followed by t already
-    occur in the history (n capped, contexts may not contain breakers); penalised iff n >= allowed."""
-    size = len(history)
-    penalty = [0.0] * vocab
-    for token in range(vocab):
-        best = 0
-        for n in range(1, min(max_match, size) + 1):
-            context = history[size - n :]
-            if any(b in context for b in breakers):
-                break
-            gram = context + [token]
-            if any(history[j : j + n + 1] == gram for j in range(size - n)):
-                best = n
-        if token not in breakers and best >= allowed:
-            penalty[token] = multiplier * base ** (best - allowed)
-    return penalty
-
-
 @pytest.mark.parametrize("breakers", [(), (0,)])
 def test_dry_penalises_exactly_repeat_extensions(breakers):
     rng = random.Random(7)
@@ -294,7 +276,8 @@ def test_dry_penalises_exactly_repeat_extensions(breakers):
         rows = [[vocab + 3] * (width - len(h)) + h for h in histories]  # left padding ids >= vocab
         processor = DRYLogitsProcessor(multiplier, base, allowed, max_match, sequence_breakers=breakers)
         out = processor(torch.tensor(rows), torch.zeros(3, vocab))
-        expected = [_brute_force_dry(h, vocab, multiplier, base, allowed, max_match, breakers) for h in histories]
+        expected = [dry_penalty_by_definition(h, vocab, multiplier, base, allowed, max_match, breakers)
+                    for h in histories]
         torch.testing.assert_close(-out, torch.tensor(expected), rtol=1e-5, atol=1e-6)
 
 
@@ -318,7 +301,7 @@ def test_dry_fixture_history(cases, tensors):
     vocab = logits.shape[-1]
     processor = DRYLogitsProcessor(params["factor"], params["base"], params["allowed_length"])
     out = processor(_ids(history, vocab), logits.clone())
-    expected = _brute_force_dry(history.tolist(), vocab, params["factor"], params["base"],
+    expected = dry_penalty_by_definition(history.tolist(), vocab, params["factor"], params["base"],
                                 params["allowed_length"], 50)
     torch.testing.assert_close(logits - out, torch.tensor([expected]), rtol=1e-5, atol=1e-6)
 

@@ -1,35 +1,16 @@
-"""Forward-pass parity with the original (fixture cases), layouts, position ids, save/load, Auto classes."""
+"""Forward-pass parity with the original (fixture cases), save/load, Auto classes, and the tiny models reacting to every
+input."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from conftest import case_inputs, forward_cases
 
-from valle_hf.layout import segment_position_ids, stt_sequence, tts_sequence
+from valle_hf.layout import segment_position_ids, tts_sequence
 from valle_hf.modeling import VallEForConditionalGeneration
 
 TOLERANCE = 1e-4
-
-
-def case_inputs(fixtures, model, case):
-    """The unified-id sequence and codes of one forward case, rebuilt from the case's stored inputs."""
-    config = model.config
-    text = fixtures.case_tensor(case, "text")
-    resp = fixtures.case_tensor(case, "resp")
-    if case["kind"] == "stt_step":
-        return stt_sequence(config, len(resp), text), dict(audio_codes=resp[None], task="stt", level=0)
-    prompt = fixtures.case_tensor(case, "prom")
-    level = case["quant_level"]
-    if case["kind"] == "ar_step":
-        response = torch.zeros(0, dtype=torch.long) if resp is None else resp[:, 0]
-        return tts_sequence(config, text, 0, len(prompt), response), dict(prompt_codes=prompt[None], level=0)
-    levels = case["resp_levels_given"]
-    ids = tts_sequence(config, text, level, len(prompt), response_frames=len(resp))
-    return ids, dict(prompt_codes=prompt[None], audio_codes=resp[None, :, : len(levels)], level=level)
-
-
-def forward_cases(fixtures):
-    return [case for case in fixtures.meta["cases"] if case["kind"] in ("ar_step", "nar_step", "stt_step")]
 
 
 def test_fixture_has_forward_cases(fixtures):
@@ -71,7 +52,8 @@ def test_padding_and_batching_do_not_change_logits(fixtures, fixture_model):
     """Left-padded rows of different lengths give the logits each sequence gives alone."""
     case = next(case for case in forward_cases(fixtures) if case["kind"] == "ar_step" and "resp" in case["tensors"])
     ids, kwargs = case_inputs(fixtures, fixture_model, case)
-    short = ids[: len(ids) - 5]  # the same prefix with a shorter response
+    response_frames = len(fixtures.case_tensor(case, "resp"))
+    short = ids[: len(ids) - (response_frames + 1) // 2]  # the same prefix with a shorter response
     from valle_hf.layout import pad
 
     batch, mask = pad([ids, short], fixture_model.config.pad_token_id)
@@ -80,16 +62,6 @@ def test_padding_and_batching_do_not_change_logits(fixtures, fixture_model):
         together = fixture_model(input_ids=batch, attention_mask=mask, prompt_codes=prompt).logits
         alone = fixture_model(input_ids=short[None], prompt_codes=kwargs["prompt_codes"]).logits
     assert (together[1, -len(short):] - alone[0]).abs().max() <= TOLERANCE
-
-
-def test_position_ids_restart_per_segment(tiny_model):
-    config = tiny_model.config
-    text = torch.tensor([1, 5, 2])
-    ids = tts_sequence(config, text, 0, 4, torch.tensor([7, 8]))
-    # text 0..2 + SEP 3, level 0 + SEP 1, prompt 0..3 + SEP 4, response 0..1
-    assert segment_position_ids(ids[None], config)[0].tolist() == [0, 1, 2, 3, 0, 1, 0, 1, 2, 3, 4, 0, 1]
-    stt = stt_sequence(config, 3, torch.tensor([1, 9]))
-    assert segment_position_ids(stt[None], config)[0].tolist() == [0, 1, 2, 0, 1, 0, 1, 2]
 
 
 def test_save_and_reload_give_identical_logits(tmp_path, fixtures, fixture_model):
@@ -119,23 +91,6 @@ def test_tiny_random_model_builds_and_runs(tiny_model):
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(hidden_size=30, num_attention_heads=4), "divisible"),
-        (dict(num_hidden_layers=0), "num_hidden_layers"),
-        (dict(capabilities=["ar", "nar", "len"]), "capabilities"),
-        (dict(split_classifiers=False), "split_classifiers"),
-        (dict(version=4), "version"),
-    ],
-)
-def test_config_rejects_unsupported_values(overrides, message):
-    from valle_hf.configuration import VallEConfig
-
-    with pytest.raises(ValueError, match=message):
-        VallEConfig(**overrides)
-
-
 def test_forward_rejects_bad_arguments(tiny_model):
     ids = tts_sequence(tiny_model.config, torch.tensor([1, 2]), 0, 3, torch.zeros(0, dtype=torch.long))[None]
     with pytest.raises(ValueError, match="task"):
@@ -144,3 +99,110 @@ def test_forward_rejects_bad_arguments(tiny_model):
         tiny_model(input_ids=ids, level=9)
     with pytest.raises(ValueError, match="placeholders"):
         tiny_model(input_ids=ids, prompt_codes=torch.zeros(1, 2, 8, dtype=torch.long))
+
+
+# ---------------------------------------------------------------------------------------------------- reactive models
+# The tiny test models must react to every input, or no test can see an input being dropped, trimmed or swapped: the
+# default init (N(0, 0.02)) moved level-0 logits by 0.002 against a spread of 0.11 when the whole prompt was replaced.
+MARGIN = 0.1  # smallest change of the logits, relative to their spread, that counts as a reaction
+
+
+def relative_change(base: torch.Tensor, other: torch.Tensor) -> float:
+    return float((other - base).std() / base.std())
+
+
+@pytest.fixture(params=["tiny_model", "tiny_random"])
+def reactive(request):
+    """Each tiny model the tests use: the conftest one and the embedded tiny-random."""
+    model = request.getfixturevalue(request.param)
+    return model[0] if isinstance(model, tuple) else model
+
+
+def random_inputs(config, seed, text_length=10, prompt_frames=30):
+    generator = torch.Generator().manual_seed(seed)
+    text = torch.randint(3, config.text_vocab_size, (text_length,), generator=generator)
+    prompt = torch.randint(0, config.audio_vocab_size, (prompt_frames, config.num_rvq_levels), generator=generator)
+    return text, prompt
+
+
+@torch.no_grad()
+def ar_logits(model, text, prompt, response):
+    ids = tts_sequence(model.config, text, 0, len(prompt), response)[None]
+    return model(input_ids=ids, prompt_codes=prompt[None]).logits[0, -1]
+
+
+@torch.no_grad()
+def nar_logits(model, text, prompt, frames, level):
+    ids = tts_sequence(model.config, text, level, len(prompt), response_frames=len(frames))[None]
+    logits = model(input_ids=ids, prompt_codes=prompt[None], audio_codes=frames[None], level=level).logits
+    return logits[0, -len(frames):]
+
+
+def test_the_ar_reacts_to_the_prompt_and_the_text(reactive):
+    text, prompt = random_inputs(reactive.config, 0)
+    other_text, other_prompt = random_inputs(reactive.config, 1)
+    response = prompt[:5, 0]
+    base = ar_logits(reactive, text, prompt, response)
+    assert relative_change(base, ar_logits(reactive, text, other_prompt, response)) > MARGIN
+    assert relative_change(base, ar_logits(reactive, other_text, prompt, response)) > MARGIN
+    # a prompt cut short, looped, or joined with another is seen too
+    for changed in (prompt[:20], torch.cat([prompt, prompt[:10]]), torch.cat([prompt, other_prompt[:10]])):
+        assert relative_change(base, ar_logits(reactive, text, changed, response)) > MARGIN / 4
+    # the AR embeds level 0 of the prompt only
+    upper = prompt.clone()
+    upper[:, 1:] = other_prompt[:, 1:]
+    assert torch.equal(ar_logits(reactive, text, upper, response), base)
+
+
+def test_the_nar_reacts_to_its_level_the_prompt_levels_it_sums_and_the_lower_levels(reactive):
+    config = reactive.config
+    text, prompt = random_inputs(config, 2)
+    _, other = random_inputs(config, 3)
+    frames = other[:6]
+    level = config.num_rvq_levels - 3  # a level whose pass sums several prompt levels
+    base = nar_logits(reactive, text, prompt, frames, level)
+    summed = max(level - 1, 1)  # prompt and response levels a level-k pass embeds (the original's off-by-one)
+    for prompt_level in range(config.num_rvq_levels):
+        changed = prompt.clone()
+        changed[:, prompt_level] = other[:, prompt_level]
+        moved = relative_change(base, nar_logits(reactive, text, changed, frames, level))
+        assert (moved > MARGIN / 2) == (prompt_level < summed), prompt_level
+    for frame_level in range(config.num_rvq_levels):
+        changed = frames.clone()
+        changed[:, frame_level] = prompt[: len(frames), frame_level]
+        moved = relative_change(base, nar_logits(reactive, text, prompt, changed, level))
+        assert (moved > MARGIN / 2) == (frame_level < summed), frame_level
+    # levels 1 and 2 embed the same prompt and response levels: only the level token tells them apart
+    with torch.no_grad():
+        hidden = [reactive.model(input_ids=tts_sequence(config, text, k, len(prompt), response_frames=6)[None],
+                                 prompt_codes=prompt[None], audio_codes=frames[None], level=k).last_hidden_state
+                  for k in (1, 2)]
+    assert relative_change(hidden[0], hidden[1]) > MARGIN
+
+
+def test_greedy_codes_follow_the_prompt_and_the_text(reactive):
+    text, prompt = random_inputs(reactive.config, 4)
+    other_text, other_prompt = random_inputs(reactive.config, 5)
+
+    def greedy(text, prompt):
+        return reactive.generate(input_ids=text[None], prompt_codes=prompt[None], temperature=0.0,
+                                 repetition_penalty=1.0, input_prompt_length=0, max_new_tokens=8, min_new_tokens=8,
+                                 max_levels=2, output_audio=False)[0]
+
+    base = greedy(text, prompt)
+    for changed in (greedy(text, other_prompt), greedy(other_text, prompt), greedy(text, prompt[:20])):
+        assert not torch.equal(changed[:, 0], base[:, 0])
+        assert not torch.equal(changed[:, 1:], base[:, 1:])
+
+
+def test_the_language_reaches_the_model_through_the_phoneme_ids(tiny_model, tokenizer_file):
+    """The released layout has no language token: the language changes the phonemes, and so the logits."""
+    from valle_hf.processing import VallEProcessor
+
+    processor = VallEProcessor.from_tokenizer_file(tokenizer_file)
+    ids = processor(["Guten Tag, meine Damen.", "Guten Tag, meine Damen."], language=["en", "de"])["input_ids"]
+    rows = [row[row != processor.tokenizer.pad_token_id] for row in ids]
+    assert not torch.equal(rows[0], rows[1])
+    _, prompt = random_inputs(tiny_model.config, 6)
+    english, german = (ar_logits(tiny_model, row, prompt, prompt[:3, 0]) for row in rows)
+    assert relative_change(english, german) > MARGIN

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import reactive_model
 
-from valle_hf.modeling import VallEForConditionalGeneration
 from valle_hf.onednn import disable_onednn_linears, enable_onednn_linears
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
@@ -14,8 +13,7 @@ pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason
 
 @pytest.fixture
 def model():
-    torch.manual_seed(3)
-    return VallEForConditionalGeneration(tiny_config()).eval()
+    return reactive_model(seed=3)
 
 
 def _inputs(config):

@@ -62,6 +62,21 @@ def test_processor_call_pads_a_list_of_texts_on_the_right(processor):
     assert mask[1, :short].all()
 
 
+def test_each_row_is_phonemised_in_its_own_language(processor):
+    """Orthographic text (not IPA, which passes through whatever the language), one language per row."""
+    texts = ["Guten Morgen, meine Damen.", "Guten Morgen, meine Damen."]
+
+    def rows(language):
+        batch = processor(texts, language=language)
+        return [ids[mask.bool()].tolist() for ids, mask in zip(batch["input_ids"], batch["attention_mask"],
+                                                                 strict=True)]
+
+    english, mixed, german = rows(["en", "en"]), rows(["en", "de"]), rows(["de", "de"])
+    assert english[1] != german[1]
+    assert mixed == [english[0], german[1]]
+    assert mixed[1] == processor(texts[1], language="de")["input_ids"][0].tolist()
+
+
 def test_processor_call_options_and_errors(processor):
     listed = processor("Hello world.", return_tensors=None, language="auto")
     assert listed["input_ids"] == [HELLO_IDS]

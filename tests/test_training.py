@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
-import sys
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import REPO, tiny_config
+from conftest import PLAIN_SETTINGS, REPO, load_script, reactive_model, tiny_config
 
 from valle_hf.conversion import key_map
-from valle_hf.dataset import VallEDataset, append_manifest, read_manifest, save_utterance
+from valle_hf.dataset import append_manifest, save_utterance
 from valle_hf.loss import IGNORE_INDEX, shift_targets
 from valle_hf.modeling import VallEForConditionalGeneration
 from valle_hf.training import (
@@ -29,16 +24,6 @@ from valle_hf.training import (
 
 LOSS_TOLERANCE = 1e-5
 TOKEN_LOSS_TOLERANCE = 1e-4
-
-
-def load_script(path: Path):
-    """Import a script (scripts/, examples/) as a module, to call its main(argv) in-process."""
-    name = f"_valle_script_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the script is executed
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------------------------------------------- loss parity
@@ -181,9 +166,8 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
 
 def test_overfit_one_utterance_then_generate_reproduces_it():
     """Train on one utterance until the loss falls by >= 90 %; greedy AR + NAR must then return its codes exactly."""
-    torch.manual_seed(0)
     config = tiny_config(hidden_size=32, num_attention_heads=2, num_hidden_layers=1, intermediate_size=64)
-    model = VallEForConditionalGeneration(config)
+    model = reactive_model(config)
     item = random_item(torch.Generator().manual_seed(1), 6, 8, 5)
     batch = VallEDataCollator(config)([{**item, "level": level} for level in range(config.num_rvq_levels)])
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
@@ -198,7 +182,7 @@ def test_overfit_one_utterance_then_generate_reproduces_it():
     assert losses[-1] <= 0.1 * losses[0], losses[::10]
     model.eval()
     codes = model.generate(input_ids=item["text_ids"][None], prompt_codes=item["prompt_codes"][None],
-                           temperature=0.0, max_new_tokens=20, output_audio=False)[0]
+                           **{**PLAIN_SETTINGS, "temperature": 0.0}, max_new_tokens=20, output_audio=False)[0]
     assert torch.equal(codes, item["codes"]), (codes.T, item["codes"].T)
 
 
@@ -206,8 +190,7 @@ def test_overfit_one_utterance_then_generate_reproduces_it():
 
 
 def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
-    torch.manual_seed(0)
-    model = VallEForConditionalGeneration(tiny_config())
+    model = reactive_model()
     before = {name: value.clone() for name, value in model.state_dict().items()}
     adapted = add_lora(model, rank=4, alpha=8.0)
     trainable = [name for name, p in adapted.named_parameters() if p.requires_grad]
@@ -259,8 +242,7 @@ def write_tiny_dataset(root: Path, speakers: int = 2, per_speaker: int = 2) -> N
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 def test_finetune_example_runs_end_to_end(tmp_path, lora):
-    torch.manual_seed(0)
-    VallEForConditionalGeneration(tiny_config()).save_pretrained(tmp_path / "model")
+    reactive_model().save_pretrained(tmp_path / "model")
     write_tiny_dataset(tmp_path / "data")
     finetune = load_script(REPO / "examples" / "finetune.py")
     argv = ["--model", str(tmp_path / "model"), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
@@ -276,58 +258,3 @@ def test_finetune_example_runs_end_to_end(tmp_path, lora):
     if lora:
         assert (tmp_path / "out" / "adapter").is_dir()
         assert torch.equal(trained.model.embeddings.text.weight, original.model.embeddings.text.weight)
-
-
-def write_wav(path: Path, seconds: float, frequency: float) -> None:
-    samples = np.arange(int(24000 * seconds)) / 24000
-    pcm = (0.3 * np.sin(2 * np.pi * frequency * samples) * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(24000)
-        handle.writeframes(pcm.tobytes())
-
-
-def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
-    """Folder of WAVs + transcripts, one unreadable WAV and one without transcript: reported, skipped, resumable."""
-    prepare = load_script(REPO / "scripts" / "prepare_dataset.py")
-    audio = tmp_path / "audio"
-    for speaker, text in (("anna", "həlˈoʊ wˈɜːld."), ("ben", "Good morning.")):  # IPA passes, English is phonemised
-        (audio / speaker).mkdir(parents=True)
-        for index in range(2):
-            write_wav(audio / speaker / f"u{index}.wav", 0.4 + 0.1 * index, 200 + 50 * index)
-            (audio / speaker / f"u{index}.txt").write_text(text)
-    (audio / "ben" / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav file")
-    (audio / "ben" / "broken.txt").write_text("bɹˈoʊkən")
-    write_wav(audio / "ben" / "untranscribed.wav", 0.3, 300)
-    output = tmp_path / "prepared"
-    argv = [str(audio), str(output), "--tokenizer", str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]
-    assert prepare.main(argv) == 0
-    report = capsys.readouterr().out
-    assert "prepared 4 new utterance(s)" in report and "could not use 2 file(s)" in report
-    assert "broken.wav" in report and "untranscribed.wav" in report
-    failed = [json.loads(line) for line in (output / "failed.jsonl").read_text().splitlines()]
-    assert {Path(entry["audio"]).name for entry in failed} == {"broken.wav", "untranscribed.wav"}
-    records = read_manifest(output)
-    assert {record["id"] for record in records} == {"anna/u0", "anna/u1", "ben/u0", "ben/u1"}
-    assert {record["speaker"] for record in records} == {"anna", "ben"}
-    first = next(record for record in records if record["id"] == "anna/u0")
-    assert first["frames"] == math.ceil(0.4 * 24000 / 320)
-    assert next(record for record in records if record["id"] == "ben/u1")["phonemes"] == "ɡˈʊd mˈɔːɹnɪŋ."
-
-    (audio / "anna" / "u2.wav").write_bytes((audio / "anna" / "u0.wav").read_bytes())  # resume: only the new file
-    (audio / "anna" / "u2.txt").write_text("həlˈoʊ.")
-    assert prepare.main(argv) == 0
-    assert "prepared 1 new utterance(s), 4 already done" in capsys.readouterr().out
-
-    dataset = VallEDataset(output, prompt_duration=(0.1, 0.2))
-    item = dataset[0]
-    assert item["codes"].shape[1] == 8 and item["text_ids"][0] == 1 and item["text_ids"][-1] == 2
-    assert 1 <= len(item["prompt_codes"]) <= 15
-    csv_output = tmp_path / "from_csv"
-    (tmp_path / "audio" / "metadata.csv").write_text(
-        "file|text|speaker\nanna/u0.wav|həlˈoʊ wˈɜːld.|anna\nben/broken.wav|bɹˈoʊkən|ben\n")
-    assert prepare.main([str(audio), str(csv_output), "--metadata", str(audio / "metadata.csv"), "--tokenizer",
-                         str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]) == 0
-    assert [record["id"] for record in read_manifest(csv_output)] == ["anna/u0"]
-    assert "could not use 1 file(s)" in capsys.readouterr().out

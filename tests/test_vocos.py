@@ -17,7 +17,7 @@ import yaml
 from conftest import vocos_fixture_dir
 
 from valle_hf.errors import CheckpointError
-from valle_hf.vocos import VocosConfig, VocosModel, VocosOutput, load_original_vocos
+from valle_hf.vocos import VocosConfig, VocosModel, VocosOutput, load_original_vocos, tiny_random_vocos
 
 TOLERANCE = 1e-4
 
@@ -190,6 +190,20 @@ def test_full_rows_need_no_mask(tiny_model):
     assert tiny_model(codes, bandwidth_id=1, return_dict=False)[0].shape == plain.shape
 
 
+def test_tiny_random_vocos_reacts_to_every_level_and_its_seed():
+    """The tiny-random model's decoder: every level of the codes shapes its audio, and the seed its weights."""
+    model = tiny_random_vocos()
+    levels = model.config.num_codebooks
+    codes, other = random_codes(model, 1, 7, levels, seed=0)[0], random_codes(model, 1, 7, levels, seed=1)[0]
+    audio = model.decode(codes)
+    for level in range(levels):
+        changed = codes.clone()
+        changed[:, level] = other[:, level]
+        assert not torch.allclose(model.decode(changed), audio), level
+    assert torch.equal(tiny_random_vocos().decode(codes), audio)
+    assert not torch.allclose(tiny_random_vocos(seed=1).decode(codes), audio)
+
+
 # --- bandwidth rule ----------------------------------------------------------------------------------------------
 
 
@@ -237,9 +251,9 @@ def test_input_errors(tiny_model):
         (lambda: model.decode(codes[0], bandwidth_id=-1), "bandwidth_id .* out of range"),
         (lambda: model.decode(codes, bandwidth_id=torch.tensor([0, 1, 2])), "bandwidth_id must be .* shape \\(3,\\)"),
         (lambda: model.decode(codes[0], bandwidth_id=1.0), "bandwidth_id must be"),
-        (lambda: model.decode(codes, lengths=[6]), r"lengths must be 2 values in 1..6"),
-        (lambda: model.decode(codes, lengths=[6, 0]), r"lengths must be 2 values in 1..6"),
-        (lambda: model.decode(codes, lengths=[6, 7]), r"lengths must be 2 values in 1..6"),
+        (lambda: model.decode(codes, lengths=[6]), r"lengths must be 2 values in 0..6"),
+        (lambda: model.decode(codes, lengths=[6, -1]), r"lengths must be 2 values in 0..6"),
+        (lambda: model.decode(codes, lengths=[6, 7]), r"lengths must be 2 values in 0..6"),
         (lambda: model.decode(codes[0], lengths=[6]), "lengths is only for batched codes"),
         (lambda: model(codes[0]), r"audio_codes must be \[batch, frames, levels\], got shape \(6, 4\)"),
         (lambda: model(codes, attention_mask=torch.ones(2, 5)), r"attention_mask has shape \(2, 5\)"),

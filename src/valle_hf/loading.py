@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import torch
+from torch import nn
+from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from .conversion import DEFAULT_CODEC, DEFAULT_VOCODER
 from .errors import ModelNotFoundError, VallEValueError
@@ -65,22 +68,54 @@ def tiny_random_processor():
 
 
 def tiny_random_model(seed: int = 0):
-    """A tiny random VALL-E with a tiny random codec and Vocos: checks an installation end to end, produces noise."""
+    """A tiny random VALL-E with a tiny random codec and Vocos: checks an installation end to end, produces noise.
+
+    Its decoder reacts to the prompt, the text and the level (`reactive_init_`). Deterministic for a given `seed`;
+    the global RNG state is left untouched.
+    """
     from .codec import tiny_random_codec
     from .configuration import VallEConfig
     from .modeling import VallEForConditionalGeneration
     from .vocos import tiny_random_vocos
 
     codec, vocoder = tiny_random_codec(seed), tiny_random_vocos(seed)
-    torch.manual_seed(seed)
-    model = VallEForConditionalGeneration(
-        VallEConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, text_vocab_size=len(_TINY_VOCAB),
-                    codec_config=codec.config.to_dict(), vocoder_config=vocoder.config.to_dict())
-    )
+    config = VallEConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=4, text_vocab_size=len(_TINY_VOCAB),
+                         codec_config=codec.config.to_dict(), vocoder_config=vocoder.config.to_dict())
+    with torch.random.fork_rng(devices=[]):  # construction draws initial weights, all replaced below
+        model = VallEForConditionalGeneration(config)
+    reactive_init_(model, torch.Generator().manual_seed(seed))
     model.codec_model.load_state_dict(codec.state_dict())
     model.vocoder.load_state_dict(vocoder.state_dict())
     model.generation_config.max_new_tokens = 2 * model.config.frame_rate  # random weights rarely stop by themselves
     return model.eval()
+
+
+def _normal_(tensor: torch.Tensor, generator: torch.Generator, std: float = 1.0, mean: float = 0.0) -> None:
+    tensor.copy_(mean + std * torch.randn(tensor.shape, generator=generator))
+
+
+@torch.no_grad()
+def reactive_init_(model, generator: torch.Generator) -> None:
+    """Random decoder weights under which every input matters: the voice prompt, the text, the RVQ level.
+
+    The default init (N(0, 0.02) linears) makes attention near-uniform and its output negligible next to the
+    residual stream, so such a model ignores its prompt and text, and no test could see them being dropped. Here, as
+    in the parity fixtures: unit-normal embeddings and separator, backbone matrices ~ N(0, 1/fan_in), RMSNorm
+    weights ~ 1 + 0.1 N(0, 1), and heads ~ N(0, 4/hidden) without bias, so logits spread over a few units. Only the
+    decoder and its heads are set (the codec and vocoder keep their weights); every value is drawn from `generator`.
+    """
+    heads = set(model.classifiers)
+    for module in [*model.model.modules(), *model.classifiers]:
+        if isinstance(module, nn.Embedding):
+            _normal_(module.weight, generator)
+        elif isinstance(module, nn.Linear):
+            fan_in = module.in_features
+            _normal_(module.weight, generator, (2.0 if module in heads else 1.0) / math.sqrt(fan_in))
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, LlamaRMSNorm):
+            _normal_(module.weight, generator, 0.1, mean=1.0)
+    _normal_(model.model.embeddings.separator, generator)
 
 
 def released_model_directory(cache_dir: str | Path | None = None, codec: str = DEFAULT_CODEC,

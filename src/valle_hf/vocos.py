@@ -366,14 +366,19 @@ class VocosISTFTHead(nn.Module):
         return summed[:, trim : trim + num_frames * self.hop_length]
 
     def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """`frame_mask` `[batch, frames]` (1 = real frame): padded frames add nothing and their samples are zero."""
-        log_magnitude, phase = self.out(hidden_states).transpose(1, 2).chunk(2, dim=1)
+        """`frame_mask` `[batch, frames]` (1 = real frame): padded frames add nothing and their samples are zero.
+
+        The spectrum and its inverse are computed in float32 whatever the model's dtype (torch has no complex
+        bfloat16, and no float16 FFT on the CPU); the audio is float32.
+        """
+        frame_mask, window = frame_mask.float(), self.window.float()
+        log_magnitude, phase = self.out(hidden_states).float().transpose(1, 2).chunk(2, dim=1)
         magnitude = log_magnitude.exp().clamp(max=MAX_MAGNITUDE) * frame_mask[:, None]
         spectrum = torch.complex(magnitude * phase.cos(), magnitude * phase.sin())
-        frames = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * self.window[:, None]
+        frames = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * window[:, None]
         audio = self._overlap_add(frames)
         # Each row's own envelope: the squared windows of its real frames only, as when it is decoded alone.
-        envelope = self._overlap_add(self.window.square()[None, :, None] * frame_mask[:, None])
+        envelope = self._overlap_add(window.square()[None, :, None] * frame_mask[:, None])
         real = frame_mask.repeat_interleave(self.hop_length, dim=1).bool()
         # Every real sample is covered by a non-zero window value; samples past the row's end are set to zero.
         return torch.where(real, audio / torch.where(real, envelope, 1.0), 0.0)
@@ -555,11 +560,11 @@ class VocosModel(PreTrainedModel):
 
         Returns:
             For `[frames, levels]`: a 1-D waveform of `frames * hop_length` samples. For a batch: a list of 1-D
-            waveforms, row i trimmed to `lengths[i] * hop_length` samples.
+            waveforms, row i trimmed to `lengths[i] * hop_length` samples (a row of 0 frames gives empty audio).
 
         Raises:
             ValueError: codes not 2-D/3-D integer tensors in range, lengths given for 2-D codes, lengths not one per
-                row in 1..frames, bad `bandwidth_id`.
+                row in 0..frames, bad `bandwidth_id`.
         """
         if not isinstance(codes, torch.Tensor) or codes.dim() not in (2, 3):
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
@@ -569,13 +574,15 @@ class VocosModel(PreTrainedModel):
                 raise ValueError(
                     "lengths is only for batched codes [batch, frames, levels], got codes [frames, levels]"
                 )
-            return self(codes[None], bandwidth_id=bandwidth_id, return_dict=True).audio_values[0]
+            return self.decode(codes[None], bandwidth_id)[0]
         batch_size, num_frames = codes.shape[:2]
         if lengths is None:
             lengths = [num_frames] * batch_size
         lengths = [int(length) for length in lengths]
-        if len(lengths) != batch_size or not all(1 <= length <= num_frames for length in lengths):
-            raise ValueError(f"lengths must be {batch_size} values in 1..{num_frames} (one per row), got {lengths}")
+        if len(lengths) != batch_size or not all(0 <= length <= num_frames for length in lengths):
+            raise ValueError(f"lengths must be {batch_size} values in 0..{num_frames} (one per row), got {lengths}")
+        if max(lengths, default=0) == 0:  # nothing to decode: every row is empty
+            return [torch.zeros(0, device=codes.device) for _ in lengths]
         attention_mask = (
             torch.arange(num_frames, device=codes.device) < torch.tensor(lengths, device=codes.device)[:, None]
         )

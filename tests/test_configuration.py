@@ -1,0 +1,111 @@
+"""VallEConfig: validation that names the field, the unified id space, head sizes, sub-configs, the backbone."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_config
+from transformers import EncodecConfig, LlamaConfig
+
+from valle_hf.configuration import VallEConfig
+from valle_hf.vocos import VocosConfig
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(hidden_size=0), "hidden_size"),
+        (dict(hidden_size=30, num_attention_heads=4), "hidden_size"),  # not divisible by the heads
+        (dict(num_hidden_layers=0), "num_hidden_layers"),
+        (dict(num_attention_heads=-2), "num_attention_heads"),
+        (dict(intermediate_size=0), "intermediate_size"),
+        (dict(text_vocab_size=0), "text_vocab_size"),
+        (dict(audio_vocab_size=-1), "audio_vocab_size"),
+        (dict(codec_config=dict(sampling_rate=16000)), "codec_config"),  # VALL-E reads EnCodec 24 kHz codes
+        (dict(codec_config=dict(codebook_size=512)), "codec_config"),  # one code per audio vocabulary entry
+        (dict(num_rvq_levels=1, silence_codes=[0]), "num_rvq_levels"),
+        (dict(version=4), "version"),
+        (dict(capabilities=["ar", "nar", "len"]), "capabilities"),
+        (dict(capabilities=["nar"]), "capabilities"),
+        (dict(audio_embedding_sums=False), "audio_embedding_sums"),
+        (dict(split_classifiers=False), "split_classifiers"),
+        (dict(rms_norm_eps=0.0), "rms_norm_eps"),
+        (dict(rope_theta=-1.0), "rope_theta"),
+        (dict(audio_backend="griffin-lim"), "audio_backend"),
+        (dict(audio_backend="vocos"), "audio_backend"),  # no vocoder_config to decode with
+        (dict(silence_codes=[62, 424]), "silence_codes"),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_field(overrides, field):
+    with pytest.raises(ValueError, match=rf"VallEConfig\.?.*{field}") as raised:
+        VallEConfig(**overrides)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("sizes", [{}, dict(text_vocab_size=130, audio_vocab_size=64, num_rvq_levels=4,
+                                            silence_codes=[1, 2, 3, 4], codec_config=dict(codebook_size=64))])
+def test_the_unified_id_space_tiles_its_vocabulary(sizes):
+    """Response ids, the stop token, text, separator, level tokens, prompt and audio frames, padding: consecutive
+    ranges that cover the unified vocabulary exactly once, whatever the sizes."""
+    config = VallEConfig(**sizes)
+    audio, text, levels = config.audio_vocab_size, config.text_vocab_size, config.num_rvq_levels
+    ranges = [
+        (0, audio),  # audio codes (or STT text ids) of the response
+        (config.stop_token_id, 1),
+        (config.text_token_offset, text),
+        (config.separator_token_id, 1),
+        (config.level_token_offset, levels),
+        (config.prompt_frame_token_id, 1),
+        (config.audio_frame_token_id, 1),
+        (config.pad_token_id, 1),
+    ]
+    ids = [first + offset for first, count in ranges for offset in range(count)]
+    assert ids == list(range(config.pad_token_id + 1))  # padding is the last id
+    assert config.stop_token_id == audio and config.eos_token_id == config.stop_token_id
+
+
+@pytest.mark.parametrize("text_head", [True, False])
+def test_head_sizes_match_the_classifiers(text_head):
+    from conftest import reactive_model
+
+    config = tiny_config(text_head=text_head, num_rvq_levels=4, silence_codes=[0, 0, 0, 0])
+    expected = [config.audio_vocab_size + 1] + [config.audio_vocab_size] * 3 + [config.text_vocab_size] * text_head
+    assert config.num_heads == len(expected)
+    assert [config.head_size(level) for level in range(config.num_heads)] == expected
+    model = reactive_model(config)
+    assert [head.out_features for head in model.classifiers] == expected
+
+
+def test_sub_configs_round_trip_through_save_and_load(tmp_path):
+    from valle_hf.codec import tiny_random_codec
+
+    codec = tiny_random_codec().config
+    vocoder = VocosConfig(hidden_size=32, intermediate_size=64, num_layers=2)
+    config = VallEConfig(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, codec_config=codec.to_dict(),
+                         vocoder_config=vocoder.to_dict(), silence_codes=list(range(8)))
+    assert isinstance(config.codec_config, EncodecConfig) and isinstance(config.vocoder_config, VocosConfig)
+    assert config.audio_backend == "vocos"  # a model with a Vocos decodes with it, as the original
+    config.save_pretrained(tmp_path)
+    loaded = VallEConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded.codec_config, EncodecConfig) and isinstance(loaded.vocoder_config, VocosConfig)
+    assert loaded.codec_config.to_dict() == config.codec_config.to_dict()
+    assert loaded.vocoder_config.to_dict() == config.vocoder_config.to_dict()
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.silence_codes == list(range(8)) and loaded.audio_backend == "vocos"
+    without = VallEConfig(hidden_size=64, num_attention_heads=4)
+    assert without.vocoder_config is None and without.audio_backend == "encodec"
+    assert isinstance(without.codec_config, EncodecConfig)
+
+
+def test_backbone_config_is_the_stock_llama_the_original_builds():
+    config = tiny_config(hidden_size=48, num_attention_heads=3, num_hidden_layers=5, intermediate_size=100,
+                         rms_norm_eps=1e-5, rope_theta=500.0, hidden_act="gelu", max_position_embeddings=4096)
+    backbone = config.backbone_config()
+    assert isinstance(backbone, LlamaConfig)
+    values = {name: getattr(backbone, name) for name in (
+        "hidden_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers", "intermediate_size",
+        "rms_norm_eps", "hidden_act", "max_position_embeddings", "attention_bias", "mlp_bias", "head_dim")}
+    assert values == dict(hidden_size=48, num_attention_heads=3, num_key_value_heads=3, num_hidden_layers=5,
+                          intermediate_size=100, rms_norm_eps=1e-5, hidden_act="gelu", max_position_embeddings=4096,
+                          attention_bias=False, mlp_bias=False, head_dim=16)
+    assert backbone.rope_parameters["rope_theta"] == 500.0
+    assert tiny_config(hidden_size=48, num_attention_heads=3).intermediate_size == 4 * 48  # the original's FFN

@@ -1,0 +1,231 @@
+"""Prepared training sets (valle_hf.dataset): utterance files, the manifest, and VallEDataset's items and prompts;
+and scripts/prepare_dataset.py, which writes them."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, load_script
+
+from valle_hf.dataset import (
+    FRAME_RATE,
+    MANIFEST,
+    VallEDataset,
+    append_manifest,
+    load_utterance,
+    read_manifest,
+    save_utterance,
+    utterance_path,
+)
+
+LEVELS = 8
+
+
+def utterance_codes(tag: int, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """Codes that name their source: level 0 holds `tag` (one per utterance), level 1 the frame index."""
+    codes = torch.randint(0, 1024, (frames, LEVELS), generator=generator)
+    codes[:, 0] = tag
+    codes[:, 1] = torch.arange(frames)
+    return codes
+
+
+def write_dataset(root: Path, frames_per_speaker: dict[str, list[int]]) -> dict[str, dict]:
+    """A prepared folder with one utterance per entry (tag = its index); returns the records by id."""
+    generator = torch.Generator().manual_seed(0)
+    records, tag = {}, 0
+    for speaker, lengths in frames_per_speaker.items():
+        for index, frames in enumerate(lengths):
+            utterance = f"{speaker}/u{index}"
+            text = torch.cat([torch.tensor([1]), torch.randint(3, 256, (4,), generator=generator), torch.tensor([2])])
+            file = save_utterance(root, utterance, text, utterance_codes(tag, frames, generator))
+            record = {"id": utterance, "speaker": speaker, "frames": frames, "file": file, "tag": tag}
+            append_manifest(root, record)
+            records[utterance] = record
+            tag += 1
+    return records
+
+
+def pieces(prompt: torch.Tensor) -> list[tuple[int, int]]:
+    """(tag, frames) of each piece of a joined prompt; each piece must be the start of its utterance."""
+    starts = [index for index in range(len(prompt)) if prompt[index, 1] == 0]
+    assert starts and starts[0] == 0, "every piece starts at the first frame of its utterance"
+    found = []
+    for start, end in zip(starts, [*starts[1:], len(prompt)], strict=True):
+        piece = prompt[start:end]
+        assert (piece[:, 0] == piece[0, 0]).all() and torch.equal(piece[:, 1], torch.arange(len(piece)))
+        found.append((int(piece[0, 0]), len(piece)))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------- files
+
+
+def test_utterances_round_trip_as_int16_files_written_atomically(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    text, codes = torch.tensor([1, 40, 300, 2]), utterance_codes(7, 12, generator)
+    file = save_utterance(tmp_path, "spk/one", text, codes)
+    assert file == "utterances/spk/one.safetensors" and (tmp_path / file) == utterance_path(tmp_path, "spk/one")
+    assert [path.name for path in (tmp_path / "utterances" / "spk").iterdir()] == ["one.safetensors"]  # no .tmp
+    loaded = load_utterance(tmp_path, {"file": file})
+    assert loaded["text_ids"].dtype == loaded["codes"].dtype == torch.long
+    assert torch.equal(loaded["text_ids"], text) and torch.equal(loaded["codes"], codes)
+
+
+def test_manifest_keeps_whole_lines_whose_files_exist(tmp_path):
+    assert read_manifest(tmp_path) == []
+    records = write_dataset(tmp_path, {"a": [5, 6], "b": [7]})
+    append_manifest(tmp_path, {"id": "ghost", "speaker": "a", "frames": 3, "file": "utterances/ghost.safetensors"})
+    redone = {**records["a/u1"], "frames": 99}  # a re-done utterance replaces its earlier line
+    append_manifest(tmp_path, redone)
+    with open(tmp_path / MANIFEST, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(records["b/u0"])[:20])  # the last line, cut off by a crash
+    read = {record["id"]: record for record in read_manifest(tmp_path)}
+    assert set(read) == {"a/u0", "a/u1", "b/u0"}
+    assert read["a/u1"] == redone and read["b/u0"] == records["b/u0"]
+
+
+# ---------------------------------------------------------------------------------------------------- items
+
+
+def test_items_have_text_codes_and_a_prompt_from_the_same_speaker(tmp_path):
+    records = write_dataset(tmp_path, {"a": [80, 90, 100], "b": [70, 85]})
+    dataset = VallEDataset(tmp_path, prompt_duration=(0.2, 0.6))
+    assert len(dataset) == 5 and [record["id"] for record in dataset.records] == sorted(records)
+    tags = {record["tag"]: record for record in records.values()}
+    prompts = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        prompts.append(item["prompt_codes"])
+        record = records[item["id"]]
+        assert torch.equal(item["codes"], load_utterance(tmp_path, record)["codes"])
+        assert item["text_ids"][0] == 1 and item["text_ids"][-1] == 2
+        assert int(0.2 * FRAME_RATE) <= len(item["prompt_codes"]) <= int(0.6 * FRAME_RATE)
+        for tag, _ in pieces(item["prompt_codes"]):
+            assert tags[tag]["speaker"] == record["speaker"] and tag != record["tag"]
+    again = VallEDataset(tmp_path, prompt_duration=(0.2, 0.6))  # the same seed: the same prompts
+    assert all(torch.equal(again[index]["prompt_codes"], prompts[index]) for index in range(len(again)))
+    assert "task" not in dataset[0]
+    assert VallEDataset(tmp_path, task="tts")[0]["task"] == "tts"
+    stt = VallEDataset(tmp_path, task="stt")[0]
+    assert stt["task"] == "stt" and "prompt_codes" not in stt
+
+
+def test_duration_range_filters_and_an_empty_folder_is_refused(tmp_path):
+    write_dataset(tmp_path, {"a": [FRAME_RATE // 2, 2 * FRAME_RATE, 5 * FRAME_RATE]})
+    kept = VallEDataset(tmp_path, duration_range=(1.0, 4.0))
+    assert [record["frames"] for record in kept.records] == [2 * FRAME_RATE]
+    with pytest.raises(ValueError, match="no usable utterances"):
+        VallEDataset(tmp_path, duration_range=(10.0, 20.0))
+    with pytest.raises(ValueError, match="no usable utterances"):
+        VallEDataset(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------------------------------- prompts
+
+
+def test_a_short_utterance_is_joined_with_others_of_its_speaker_and_cut_to_the_drawn_length(tmp_path):
+    """The original's sample_prompts: utterances of the same speaker other than the target, each cut to the drawn
+    length, joined until they reach it, then cut to it."""
+    seconds = 1.0
+    length = int(seconds * FRAME_RATE)
+    short = [length // 3 + 1, length // 4 + 2, length // 3 + 3, length // 5 + 1]  # each shorter than the prompt
+    records = write_dataset(tmp_path, {"short": short, "other": [3 * length, 4 * length]})
+    dataset = VallEDataset(tmp_path, prompt_duration=(seconds, seconds), prompt_max_samples=8)
+    tags = {record["tag"]: record for record in records.values()}
+    joined = 0
+    for index, record in enumerate(dataset.records):
+        for draw in range(5):
+            prompt = dataset.sample_prompt(index, random.Random(draw))
+            assert len(prompt) == length  # exactly the drawn length
+            found = pieces(prompt)
+            for tag, frames in found:
+                source = tags[tag]
+                assert source["speaker"] == record["speaker"] and source["id"] != record["id"]
+                assert frames <= source["frames"]
+            assert all(frames == tags[tag]["frames"] for tag, frames in found[:-1])  # whole until the last
+            joined += len(found) > 1
+            if record["speaker"] == "other":
+                assert len(found) == 1  # one long utterance is enough: cut, not joined
+    assert joined >= 5 * len(short)  # every prompt of the short speaker is joined
+
+
+def test_prompt_samples_cap_the_pieces_and_a_lone_utterance_prompts_itself(tmp_path):
+    frames = 30
+    records = write_dataset(tmp_path, {"duo": [frames, frames + 1], "solo": [frames + 2]})
+    capped = VallEDataset(tmp_path, prompt_duration=(2.0, 2.0), prompt_max_samples=2)
+    solo = next(index for index, record in enumerate(capped.records) if record["speaker"] == "solo")
+    for index in range(len(capped)):
+        found = pieces(capped.sample_prompt(index, random.Random(index)))
+        assert len(found) == 2 and sum(length for _, length in found) < int(2.0 * FRAME_RATE)  # ran out of samples
+        if index == solo:  # the speaker's only utterance: the target itself
+            assert {tag for tag, _ in found} == {records["solo/u0"]["tag"]}
+    whole = VallEDataset(tmp_path, prompt_duration=None)  # no length drawn: one whole other utterance
+    for index, record in enumerate(whole.records):
+        ((tag, length),) = pieces(whole.sample_prompt(index, random.Random(0)))
+        source = next(other for other in records.values() if other["tag"] == tag)
+        assert length == source["frames"] and (source["id"] != record["id"] or record["speaker"] == "solo")
+
+
+# ---------------------------------------------------------------------------------------------------- the script
+
+
+def write_wav(path: Path, seconds: float, frequency: float) -> None:
+    samples = np.arange(int(24000 * seconds)) / 24000
+    pcm = (0.3 * np.sin(2 * np.pi * frequency * samples) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(24000)
+        handle.writeframes(pcm.tobytes())
+
+
+def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
+    """Folder of WAVs + transcripts, one unreadable WAV and one without transcript: reported, skipped, resumable."""
+    prepare = load_script(REPO / "scripts" / "prepare_dataset.py")
+    audio = tmp_path / "audio"
+    for speaker, text in (("anna", "həlˈoʊ wˈɜːld."), ("ben", "Good morning.")):  # IPA passes, English is phonemised
+        (audio / speaker).mkdir(parents=True)
+        for index in range(2):
+            write_wav(audio / speaker / f"u{index}.wav", 0.4 + 0.1 * index, 200 + 50 * index)
+            (audio / speaker / f"u{index}.txt").write_text(text)
+    (audio / "ben" / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav file")
+    (audio / "ben" / "broken.txt").write_text("bɹˈoʊkən")
+    write_wav(audio / "ben" / "untranscribed.wav", 0.3, 300)
+    output = tmp_path / "prepared"
+    argv = [str(audio), str(output), "--tokenizer", str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]
+    assert prepare.main(argv) == 0
+    report = capsys.readouterr().out
+    assert "prepared 4 new utterance(s)" in report and "could not use 2 file(s)" in report
+    assert "broken.wav" in report and "untranscribed.wav" in report
+    failed = [json.loads(line) for line in (output / "failed.jsonl").read_text().splitlines()]
+    assert {Path(entry["audio"]).name for entry in failed} == {"broken.wav", "untranscribed.wav"}
+    records = read_manifest(output)
+    assert {record["id"] for record in records} == {"anna/u0", "anna/u1", "ben/u0", "ben/u1"}
+    assert {record["speaker"] for record in records} == {"anna", "ben"}
+    first = next(record for record in records if record["id"] == "anna/u0")
+    assert first["frames"] == math.ceil(0.4 * 24000 / 320)
+    assert next(record for record in records if record["id"] == "ben/u1")["phonemes"] == "ɡˈʊd mˈɔːɹnɪŋ."
+
+    (audio / "anna" / "u2.wav").write_bytes((audio / "anna" / "u0.wav").read_bytes())  # resume: only the new file
+    (audio / "anna" / "u2.txt").write_text("həlˈoʊ.")
+    assert prepare.main(argv) == 0
+    assert "prepared 1 new utterance(s), 4 already done" in capsys.readouterr().out
+
+    dataset = VallEDataset(output, prompt_duration=(0.1, 0.2))
+    item = dataset[0]
+    assert item["codes"].shape[1] == 8 and item["text_ids"][0] == 1 and item["text_ids"][-1] == 2
+    assert 1 <= len(item["prompt_codes"]) <= 15
+    csv_output = tmp_path / "from_csv"
+    (tmp_path / "audio" / "metadata.csv").write_text(
+        "file|text|speaker\nanna/u0.wav|həlˈoʊ wˈɜːld.|anna\nben/broken.wav|bɹˈoʊkən|ben\n")
+    assert prepare.main([str(audio), str(csv_output), "--metadata", str(audio / "metadata.csv"), "--tokenizer",
+                         str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]) == 0
+    assert [record["id"] for record in read_manifest(csv_output)] == ["anna/u0"]
+    assert "could not use 1 file(s)" in capsys.readouterr().out
