@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 # The test models are tiny: one thread avoids intra-op overhead and contention on small shared machines.
 torch.set_num_threads(1)
 SHARED = REPO.parent / "shared"
+
+
+@contextmanager
+def logged_warnings():
+    """Capture what transformers' logger (and so this package's, its children) prints; `.out` after the block."""
+    from transformers.testing_utils import CaptureLogger
+    from transformers.utils import logging
+
+    with CaptureLogger(logging.get_logger("transformers")) as captured:
+        yield captured
 
 
 def fixture_dir() -> Path:

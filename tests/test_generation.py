@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from conftest import PLAIN_SETTINGS, original_generate_kwargs, tiny_config
+from conftest import PLAIN_SETTINGS, logged_warnings, original_generate_kwargs, tiny_config
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.utils import logging as transformers_logging
 
 
 def e2e_case(fixtures, name):
@@ -21,9 +25,10 @@ def tts_inputs(fixtures, case):
 @pytest.mark.parametrize("name", ["tts_e2e_greedy", "tts_e2e_greedy_prefix_silence"])
 def test_tts_greedy_reproduces_original(fixtures, fixture_model, name):
     case = e2e_case(fixtures, name)
-    with pytest.warns(UserWarning, match="without a stop token") if not case["stop_token_emitted"] else _no_warning():
+    with logged_warnings() as logged:
         out = fixture_model.generate(**tts_inputs(fixtures, case), **original_generate_kwargs(case), output_audio=False,
                                      return_dict_in_generate=True)
+    assert ("without a stop token" in logged.out) == (not case["stop_token_emitted"]), logged.out
     # The original returns its silence prefix as part of the output; we drop it (it only conditions the model).
     expected = fixtures.case_tensor(case, "codes")[case["prefix_silence_frames"]:]
     assert out.lengths.tolist() == [len(expected)]
@@ -36,18 +41,6 @@ def test_stt_greedy_reproduces_original(fixtures, fixture_model):
     text = fixture_model.generate(audio_codes=fixtures.case_tensor(case, "resp")[None], task="stt",
                                   **original_generate_kwargs(case))
     assert torch.equal(text[0], fixtures.case_tensor(case, "text_tokens"))
-
-
-class _no_warning:
-    def __enter__(self):
-        import warnings
-
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
-        warnings.simplefilter("error", UserWarning)
-
-    def __exit__(self, *exc):
-        return self._context.__exit__(*exc)
 
 
 def _greedy(model, **kwargs):
@@ -318,3 +311,49 @@ def test_audio_backend_errors(tiny_model):
         _greedy(tiny_model, **inputs, audio_backend="vocos")
     with pytest.raises(ValueError, match="audio_backend must be"):
         _greedy(tiny_model, **inputs, audio_backend="griffin-lim")
+
+
+class _StopAfter(StoppingCriteria):
+    """A user's stopping criterion: ends the run after `steps` new tokens."""
+
+    def __init__(self, input_length: int, steps: int):
+        self.end = input_length + steps
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), input_ids.shape[1] >= self.end, dtype=torch.bool)
+
+
+def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    # min_new_tokens keeps the stop token away, so no row ever stops by itself
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], min_new_tokens=8)
+    with logged_warnings() as logged:
+        out = _greedy(tiny_model, **inputs, max_new_tokens=8)
+    assert not out.stopped.any() and "reached the length limit (max_new_tokens=8" in logged.out
+    input_length = out.sequences.shape[1] - 8
+    unset = copy.deepcopy(tiny_model)
+    unset.generation_config.max_new_tokens = None
+    with logged_warnings() as logged:
+        _greedy(unset, **{**inputs, "min_new_tokens": 5}, max_length=input_length + 5)
+    assert f"(max_length={input_length + 5}: 5 steps)" in logged.out  # the limit that applied, not max_new_tokens=None
+    with logged_warnings() as logged:
+        cut = _greedy(tiny_model, **inputs, max_new_tokens=8,
+                      stopping_criteria=StoppingCriteriaList([_StopAfter(input_length, 3)]))
+        timed = _greedy(tiny_model, **inputs, max_new_tokens=8, max_time=0.0)
+    assert cut.sequences.shape[1] == input_length + 3 and timed.sequences.shape[1] < input_length + 8
+    assert not cut.stopped.any() and logged.out == ""
+
+
+def test_package_warnings_follow_transformers_verbosity(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, min_new_tokens=4)
+    verbosity = transformers_logging.get_verbosity()
+    try:
+        with logged_warnings() as default:
+            _greedy(tiny_model, **inputs)
+        transformers_logging.set_verbosity_error()
+        with logged_warnings() as silenced:
+            _greedy(tiny_model, **inputs)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    assert "without a stop token" in default.out and silenced.out == ""

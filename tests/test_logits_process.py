@@ -13,6 +13,7 @@ import random
 
 import pytest
 import torch
+from conftest import logged_warnings
 from transformers.generation.logits_process import (
     MinPLogitsWarper,
     TemperatureLogitsWarper,
@@ -142,8 +143,9 @@ def test_repetition_penalty_validation():
         VallERepetitionPenaltyLogitsProcessor(0.0)
     with pytest.raises(ValueError):
         VallERepetitionPenaltyLogitsProcessor(-1.5)
-    with pytest.warns(UserWarning):
+    with logged_warnings() as logged:
         VallERepetitionPenaltyLogitsProcessor(0.5)
+    assert "has no effect" in logged.out
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,10 @@ import yaml
 from safetensors import safe_open
 
 from .configuration import VallEConfig
-from .errors import CheckpointError, VallEError, VallEFileNotFoundError
+from .errors import CheckpointError, VallEError, VallEFileNotFoundError, get_logger
 from .tokenization import check_symmap, packaged_tokenizer_file
+
+logger = get_logger(__name__)
 
 DEFAULT_CODEC = "facebook/encodec_24khz"
 DEFAULT_VOCODER = "charactr/vocos-encodec-24khz"
@@ -242,8 +243,8 @@ def convert_checkpoint(
     original = load_original_checkpoint(checkpoint)
     tokenizer = packaged_tokenizer_file() if tokenizer is None else Path(tokenizer)
     if original.symmap is None:
-        warnings.warn(f"{original.path} records no tokenizer vocabulary (userdata.symmap): the tokenizer {tokenizer} "
-                      "could not be checked against it", stacklevel=2)
+        logger.warning(f"{original.path} records no tokenizer vocabulary (userdata.symmap): the tokenizer {tokenizer} "
+                       "could not be checked against it")
     else:
         check_symmap(tokenizer, original.symmap, str(original.path))
     processor = VallEProcessor.from_tokenizer_file(tokenizer)

@@ -16,7 +16,6 @@ The sampler settings live in `VallEGenerationConfig`; the processors they make a
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -27,11 +26,14 @@ from .audio import load_references
 from .cache import CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig
+from .errors import get_logger
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin"]
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -335,7 +337,7 @@ class VallEGenerationMixin(GenerationMixin):
         generated, stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id)
         if config.refine_on_stop:
             generated = self._refine(output.sequences, ar_mask, prompts, generated)
-        self._warn_unstopped(stopped, config)
+        self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated, strict=True)]
         codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature, skip)
         # The response prefix (silence or the prompt itself) conditioned the model but is not part of the output.
@@ -380,14 +382,31 @@ class VallEGenerationMixin(GenerationMixin):
         frames = self.config.seconds_to_frames(config.prefix_silence)
         return [torch.full((frames,), self.config.silence_codes[0], device=self.device) for _ in texts]
 
-    def _warn_unstopped(self, stopped: torch.BoolTensor, config) -> None:
-        if not bool(stopped.all()):
-            rows = (~stopped).nonzero().flatten().tolist()
-            warnings.warn(
-                f"row(s) {rows} reached max_new_tokens={config.max_new_tokens} without a stop token; "
-                "the output may be cut off (raise max_new_tokens)",
-                stacklevel=5,  # the caller of generate()
-            )
+    def _warn_if_cut(self, stopped: torch.BoolTensor, steps: int, input_length: int, config) -> None:
+        """Warn when the run ended on its length limit with rows that never emitted their stop token.
+
+        A run that a stopping criterion, `max_time` or the stop tokens ended is not cut off, whatever its rows did.
+        """
+        if bool(stopped.all()):
+            return
+        limit, setting = self._length_limit(config, input_length)
+        if limit is not None and steps < limit:
+            return
+        rows = (~stopped).nonzero().flatten().tolist()
+        logger.warning(f"row(s) {rows} reached the length limit ({setting}: {steps} steps) without a stop token; the "
+                       "output may be cut off (raise max_new_tokens)")
+
+    def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
+        """The AR's step limit as transformers applies it, and the setting that made it: `max_new_tokens`, else
+        `max_length` minus the input, where unset (None) values fall back to the model's generation config."""
+        defaults = self.generation_config
+        max_new_tokens = config.max_new_tokens if config.max_new_tokens is not None else defaults.max_new_tokens
+        if max_new_tokens is not None:
+            return max_new_tokens, f"max_new_tokens={max_new_tokens}"
+        max_length = config.max_length if config.max_length is not None else defaults.max_length
+        if max_length is not None:
+            return max_length - input_length, f"max_length={max_length}"
+        return None, "transformers' default max_length"
 
     def _refine(self, sequences, prefix_mask, prompts: _Prompts | None, generated) -> list[torch.LongTensor]:
         """Refine-on-stop: one teacher-forced pass over the final sequences; argmax at every response position.
@@ -473,7 +492,7 @@ class VallEGenerationMixin(GenerationMixin):
             task="stt", level=0, generation_config=config, **kwargs,
         )
         text_ids, stopped = _cut_at_stop(output.sequences[:, ids.shape[1]:], self.config.text_eos_token_id)
-        self._warn_unstopped(stopped, config)
+        self._warn_if_cut(stopped, output.sequences.shape[1] - ids.shape[1], ids.shape[1], config)
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, text_ids=text_ids, stopped=stopped,
             exit_layers=exit_layers,

@@ -23,7 +23,6 @@ reference fixtures).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 
 import torch
@@ -34,6 +33,10 @@ from transformers.generation.logits_process import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+
+from .errors import get_logger
+
+logger = get_logger(__name__)
 
 __all__ = [
     "MIN_P_MIN_TOKENS_TO_KEEP",
@@ -98,10 +101,8 @@ class VallERepetitionPenaltyLogitsProcessor(LogitsProcessor):
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"repetition penalty window must be a positive int, got {window!r}")
         if penalty < 1.0:
-            warnings.warn(
-                f"repetition penalty {penalty} < 1 has no effect: per-occurrence factors are clamped to >= 1",
-                stacklevel=2,
-            )
+            logger.warning(f"repetition penalty {penalty} < 1 has no effect: per-occurrence factors are clamped to "
+                           ">= 1")
         self.penalty, self.decay, self.window, self.one_time = penalty, decay, window, one_time
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
