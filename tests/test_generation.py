@@ -357,3 +357,20 @@ def test_package_warnings_follow_transformers_verbosity(tiny_model):
     finally:
         transformers_logging.set_verbosity(verbosity)
     assert "without a stop token" in default.out and silenced.out == ""
+
+
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_hidden_states_and_attentions_of_every_step_come_back(task):
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = VallEForConditionalGeneration(tiny_config(attn_implementation="eager")).eval()
+    texts, prompts = _batch_inputs(model.config)
+    inputs = (dict(input_ids=texts[0][None], prompt_codes=prompts[0][None]) if task == "tts"
+              else dict(audio_codes=prompts[0][None], task="stt"))
+    out = _greedy(model, **inputs, max_new_tokens=3, min_new_tokens=3, output_hidden_states=True,
+                  output_attentions=True)
+    layers = model.config.num_hidden_layers
+    assert len(out.hidden_states) == 3 and all(len(step) == layers + 1 for step in out.hidden_states)
+    assert len(out.attentions) == 3 and all(len(step) == layers for step in out.attentions)
+    assert out.hidden_states[0][-1].shape[1] == out.sequences.shape[1] - 3  # the first step reads the whole input

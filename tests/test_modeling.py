@@ -144,3 +144,20 @@ def test_forward_rejects_bad_arguments(tiny_model):
         tiny_model(input_ids=ids, level=9)
     with pytest.raises(ValueError, match="placeholders"):
         tiny_model(input_ids=ids, prompt_codes=torch.zeros(1, 2, 8, dtype=torch.long))
+
+
+def test_return_dict_false_gives_the_output_as_a_tuple(tiny_model):
+    from valle_hf.training import build_training_sequence, collate_sequences
+
+    config = tiny_model.config
+    codes = torch.randint(0, config.audio_vocab_size, (6, config.num_rvq_levels), generator=torch.Generator())
+    sequences = [build_training_sequence(config, torch.tensor([1, 5, 6, 2]), codes, level) for level in (0, 3)]
+    batch = collate_sequences(config, sequences)
+    output = tiny_model(**batch)
+    as_tuple = tiny_model(**batch, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(output.to_tuple())
+    assert all(torch.equal(a, b) for a, b in zip(as_tuple, output.to_tuple(), strict=True) if torch.is_tensor(a))
+    hidden = tiny_model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              level=batch["level"], task=batch["task"], audio_codes=batch["audio_codes"],
+                              return_dict=False)
+    assert isinstance(hidden, tuple) and hidden[0].shape[:2] == batch["input_ids"].shape

@@ -47,6 +47,8 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
     exit_layers: `[B, steps]` layers each row ran at every AR step (with `layer_skip`); `nar_exit_layers`:
     `[B, levels]` the same for the NAR passes.
     sequences_scores, beam_indices: as in `GenerateBeamDecoderOnlyOutput` (beam search only).
+    scores, logits, attentions, hidden_states: those of the AR (or STT) steps, per step as transformers returns them
+    (`output_scores`, `output_logits`, `output_attentions`, `output_hidden_states`); the NAR passes add none.
     With `num_return_sequences=n` every per-row field has `n` consecutive rows per input row.
     """
 
@@ -345,7 +347,8 @@ class VallEGenerationMixin(GenerationMixin):
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
         audio = self._decode(rows, config.audio_backend) if config.output_audio else None
         return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits,
+            sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
+            hidden_states=output.hidden_states,
             codes=pad(rows, 0, side="right")[0] if rows else None, lengths=lengths, audio=audio, stopped=stopped,
             exit_layers=exit_layers, nar_exit_layers=nar_exit_layers,
             sequences_scores=getattr(output, "sequences_scores", None),
@@ -494,6 +497,6 @@ class VallEGenerationMixin(GenerationMixin):
         text_ids, stopped = _cut_at_stop(output.sequences[:, ids.shape[1]:], self.config.text_eos_token_id)
         self._warn_if_cut(stopped, output.sequences.shape[1] - ids.shape[1], ids.shape[1], config)
         return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits, text_ids=text_ids, stopped=stopped,
-            exit_layers=exit_layers,
+            sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
+            hidden_states=output.hidden_states, text_ids=text_ids, stopped=stopped, exit_layers=exit_layers,
         )

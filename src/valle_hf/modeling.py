@@ -21,6 +21,7 @@ from torch import nn
 from transformers import EncodecModel, LlamaModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.utils.generic import can_return_tuple
 
 from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig, VallEGenerationConfig
@@ -98,6 +99,7 @@ class VallEModel(VallEPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.embeddings.text = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -180,6 +182,7 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             logits[rows, :, : part.shape[-1]] = part.to(logits.dtype)
         return logits
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -214,7 +217,8 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             early_exit: layer-skip settings (`valle_hf.layer_skip.LayerSkip`) for a single pass; `exit_layers`
                 then holds the decoder layers each row ran.
 
-        Raises ValueError for an unknown task or level, and for layer skip over a batch that mixes passes.
+        Returns a `VallEOutput`, or its non-None fields as a tuple with `return_dict=False`. Raises ValueError for an
+        unknown task or level, and for layer skip over a batch that mixes passes.
         """
         exit_state = None
         if early_exit is not None:
