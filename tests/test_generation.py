@@ -374,3 +374,13 @@ def test_hidden_states_and_attentions_of_every_step_come_back(task):
     assert len(out.hidden_states) == 3 and all(len(step) == layers + 1 for step in out.hidden_states)
     assert len(out.attentions) == 3 and all(len(step) == layers for step in out.attentions)
     assert out.hidden_states[0][-1].shape[1] == out.sequences.shape[1] - 3  # the first step reads the whole input
+
+
+@pytest.mark.parametrize("setting", [dict(assistant_model="self"), dict(prompt_lookup_num_tokens=3),
+                                     dict(assistant_early_exit=1)])
+def test_speculative_decoding_is_refused_in_one_line(tiny_model, setting):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    setting = {name: tiny_model if value == "self" else value for name, value in setting.items()}
+    with pytest.raises(ValueError, match=f"speculative decoding \\({next(iter(setting))}\\)") as raised:
+        _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, **setting)
+    assert "\n" not in str(raised.value)

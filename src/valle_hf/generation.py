@@ -26,7 +26,7 @@ from .audio import load_references
 from .cache import CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig
-from .errors import get_logger
+from .errors import VallEValueError, get_logger
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors
@@ -94,6 +94,19 @@ def _cut_at_stop(tokens: torch.LongTensor, stop: int) -> tuple[list[torch.LongTe
     stopped = is_stop.any(dim=1)
     ends = torch.where(stopped, is_stop.long().argmax(dim=1), tokens.shape[1])
     return [row[:end] for row, end in zip(tokens, ends.tolist(), strict=True)], stopped
+
+
+# The settings that turn transformers' generation into assisted (speculative) decoding.
+SPECULATIVE_SETTINGS = ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit", "use_mtp")
+
+
+def _refuse_speculative_decoding(config: VallEGenerationConfig, model_kwargs: dict) -> None:
+    """Assisted decoding drafts tokens by calling a model's `generate` on the unified ids, which for VALL-E starts a
+    whole TTS run; and its draft steps cannot give the response's positions and prompt codes that each AR step needs."""
+    given = [name for name in SPECULATIVE_SETTINGS if model_kwargs.get(name) or getattr(config, name, None)]
+    if given:
+        raise VallEValueError(f"VALL-E does not support speculative decoding ({', '.join(given)}): drop the "
+                              "setting; its AR steps read segment positions and prompt codes that a draft cannot give")
 
 
 def _layer_skip(config: VallEGenerationConfig) -> LayerSkip | None:
@@ -239,6 +252,7 @@ class VallEGenerationMixin(GenerationMixin):
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
         model_kwargs = config.update(**kwargs)
         config.do_sample = config.is_sampling
+        _refuse_speculative_decoding(config, model_kwargs)
         return config, model_kwargs
 
     def _text_rows(self, input_ids, attention_mask) -> list[torch.Tensor]:
