@@ -161,3 +161,20 @@ def test_return_dict_false_gives_the_output_as_a_tuple(tiny_model):
                               level=batch["level"], task=batch["task"], audio_codes=batch["audio_codes"],
                               return_dict=False)
     assert isinstance(hidden, tuple) and hidden[0].shape[:2] == batch["input_ids"].shape
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_attention_implementation_is_the_backbones_and_the_codec_keeps_its_own(converted_dir, fixtures,
+                                                                               fixture_model, implementation):
+    model = VallEForConditionalGeneration.from_pretrained(converted_dir, attn_implementation=implementation)
+    assert model.model.backbone.config._attn_implementation == implementation
+    assert model.codec_model.config._attn_implementation == "eager"  # EnCodec has no attention: it keeps its own
+    case = forward_cases(fixtures)[0]
+    ids, kwargs = case_inputs(fixtures, model, case)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids[None], **kwargs).logits,
+                                   fixture_model(input_ids=ids[None], **kwargs).logits, atol=TOLERANCE, rtol=0)
+    other = "sdpa" if implementation == "eager" else "eager"
+    model.set_attn_implementation(other)  # switching at run time follows the same rule
+    assert model.model.backbone.config._attn_implementation == other
+    assert model.codec_model.config._attn_implementation == "eager"

@@ -223,6 +223,14 @@ class VallEConfig(PretrainedConfig):
             return self.text_vocab_size
         return self.audio_vocab_size + 1 if level == 0 else self.audio_vocab_size
 
+    # ---------------------------------------------------------------- attention
+    @PretrainedConfig._attn_implementation.setter
+    def _attn_implementation(self, value: str | dict | None) -> None:
+        """A requested attention implementation is the backbone's; the codec and the vocoder, which have no attention
+        layers, keep their own (transformers would hand them a plain string, and EnCodec refuses "sdpa"). A dict
+        keyed by sub-config sets them explicitly, as in transformers."""
+        PretrainedConfig._attn_implementation.fset(self, value if isinstance(value, dict) else {"": value})
+
     # ---------------------------------------------------------------- backbone and validation
     def backbone_config(self) -> LlamaConfig:
         """The stock `LlamaConfig` the original builds (vocab unused: the model always feeds `inputs_embeds`)."""

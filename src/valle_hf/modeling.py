@@ -65,6 +65,13 @@ class VallEPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     output_modalities = ("audio",)
 
+    def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False) -> None:
+        """Switch the backbone's attention implementation; as in `VallEConfig`, a plain string leaves the codec and
+        the vocoder (no attention layers) with their own."""
+        if not isinstance(attn_implementation, dict):
+            attn_implementation = {"": attn_implementation}
+        super().set_attn_implementation(attn_implementation, allow_all_kernels)
+
     def _init_weights(self, module: nn.Module) -> None:
         """The original's initialisation: unit-normal segment embeddings and separator, Llama's init elsewhere."""
         if isinstance(module, SegmentEmbedding):
