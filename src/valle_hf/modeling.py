@@ -160,11 +160,23 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             nn.Linear(config.hidden_size, config.head_size(level), bias=True) for level in range(config.num_heads)
         )
         self.codec_model = EncodecModel(config.codec_config)
-        self.codec_model.requires_grad_(False)  # the codec is never trained with the model
         self.vocoder = VocosModel(config.vocoder_config) if config.vocoder_config is not None else None
+        self._freeze_audio_models()
+        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader puts
+        every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set."""
+        model = super().from_pretrained(*args, **kwargs)
+        model._freeze_audio_models()
+        return model
+
+    def _freeze_audio_models(self) -> None:
+        """The codec and the vocoder are never trained with the model: no gradient, not in an optimizer."""
+        self.codec_model.requires_grad_(False)
         if self.vocoder is not None:
             self.vocoder.requires_grad_(False)
-        self.post_init()
 
     def head_index(self, level: int, task: str) -> int:
         """Index of the classifier a pass uses: level k for TTS, the text head for STT."""
@@ -175,14 +187,18 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         return self.config.num_rvq_levels if task == "stt" else level
 
     def logits(self, hidden: torch.Tensor, level, task) -> torch.Tensor:
-        """Logits `[B, L, V]`: each pass's rows through its own head. Rows of narrower heads in a batch that mixes
-        passes are right-padded with -inf to the widest head present, as in the original; that changes neither the
-        softmax nor the cross-entropy of a row."""
+        """Logits `[B, L, V]`: each pass's rows through its own head.
+
+        One `level` and `task` for the batch give that head's width. Per-row ones (a training batch, which may mix
+        passes) give the width of the model's widest head, every row right-padded with -inf beyond its own head, as
+        in the original; that changes neither the softmax nor the cross-entropy of a row, and every such batch has
+        one width, so that predictions concatenate across batches (`Trainer.predict`).
+        """
         passes = passes_of(level, task, hidden.shape[0], self.config.num_rvq_levels, hidden.device)
         heads = [(self.classifiers[self.head_index(one.level, one.task)], one.rows) for one in passes]
-        if len(heads) == 1:
+        if len(heads) == 1 and isinstance(passes[0].rows, slice):
             return heads[0][0](hidden)
-        width = max(head.out_features for head, _ in heads)
+        width = max(head.out_features for head in self.classifiers)
         logits = hidden.new_full((*hidden.shape[:2], width), float("-inf"))
         for head, rows in heads:
             part = head(hidden[rows])
