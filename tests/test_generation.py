@@ -258,8 +258,11 @@ def test_each_whole_reference_is_encoded_then_its_codes_looped_or_trimmed(tiny_m
     import numpy as np
     import soundfile
 
-    from valle_hf.audio import load_audio
     from valle_hf.codec import encode
+    from valle_hf.feature_extraction import VallEFeatureExtractor
+
+    def load_audio(path):
+        return VallEFeatureExtractor().load(path)[0]
 
     rate = tiny_model.config.sampling_rate
     generator = np.random.default_rng(0)
@@ -281,6 +284,20 @@ def test_each_whole_reference_is_encoded_then_its_codes_looped_or_trimmed(tiny_m
     assert torch.equal(seen, joined)
     together = encode(tiny_model.codec_model, torch.cat([load_audio(first), load_audio(second)]))
     assert not torch.equal(together[: len(joined)], joined)
+
+
+def test_a_prompt_array_is_read_at_its_sampling_rate(tiny_model):
+    import numpy as np
+
+    text, seconds = torch.tensor([[1, 40, 41, 2]]), 2.0
+    for rate in (16000, 48000):
+        samples = 0.3 * np.random.default_rng(0).standard_normal(int(seconds * rate)).astype(np.float32)
+        seen = _prompt_codes_seen(tiny_model, input_ids=text, prompt_audio=samples, sampling_rate=rate,
+                                  input_prompt_length=0)
+        assert len(seen) == int(seconds * tiny_model.config.frame_rate)  # its duration, whatever its rate
+    with pytest.raises(ValueError, match="sampling_rate") as raised:
+        _prompt_codes_seen(tiny_model, input_ids=text, prompt_audio=samples)
+    assert "\n" not in str(raised.value)
 
 
 @pytest.mark.parametrize("max_levels", [7, 1, 3])

@@ -348,7 +348,8 @@ class VallEGenerationConfig(GenerationConfig):
       `dry_multiplier` / `dry_base` / `dry_allowed_length`, `mirostat_tau` / `mirostat_eta`, `sampler_order`
       ("original" or "transformers");
     - `nar_temperature` (0 = greedy), `max_levels` (NAR levels to fill; None = all);
-    - `input_prompt_length` (seconds of prompt codes kept, looped when shorter; 0/None = all), `input_prompt_prefix`,
+    - `input_prompt_length` (seconds of prompt codes kept, looped when shorter; 0/None = all; a list gives one per
+      row, as a pipeline batch does), `input_prompt_prefix`,
       `prefix_silence` (seconds);
     - `refine_on_stop`, `layer_skip` with `layer_skip_exit_layer`, `layer_skip_entropy_threshold`,
       `layer_skip_varentropy_threshold`;

@@ -22,11 +22,11 @@ import torch
 from transformers import DynamicCache, GenerationConfig, GenerationMixin
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from .audio import load_references
 from .cache import CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig
 from .errors import VallEValueError, get_logger
+from .feature_extraction import VallEFeatureExtractor
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors
@@ -75,6 +75,17 @@ def _rows(tensor: torch.Tensor, mask: torch.Tensor | None, name: str, dims: int)
     if mask.shape != tensor.shape[:2]:
         raise ValueError(f"the mask of {name} must have shape {tuple(tensor.shape[:2])}, got {tuple(mask.shape)}")
     return [row[row_mask.bool()] for row, row_mask in zip(tensor, mask, strict=True)]
+
+
+def _per_row(value, count: int, name: str) -> list:
+    """A setting given once for the batch, or once per row (a pipeline batch lists each item's own value)."""
+    if torch.is_tensor(value):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        return [value] * count
+    if len(value) != count:
+        raise VallEValueError(f"{name}: got {len(value)} values for {count} rows; give one, or one per row")
+    return list(value)
 
 
 def _repeat_rows(rows: list, copies: int) -> list:
@@ -206,6 +217,7 @@ class VallEGenerationMixin(GenerationMixin):
         audio_codes: torch.LongTensor | None = None,
         audio_attention_mask: torch.LongTensor | None = None,
         audio=None,
+        sampling_rate: int | list[int] | None = None,
         task: str = "tts",
         generation_config: GenerationConfig | None = None,
         return_dict_in_generate: bool | None = None,
@@ -215,9 +227,10 @@ class VallEGenerationMixin(GenerationMixin):
 
         TTS: `input_ids` `[B, L]` phoneme ids with BOS/EOS (any padding side, given `attention_mask`), and a voice
         prompt as `prompt_codes` `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for every
-        row, or one per row; a prompt is a 24 kHz waveform, a path, a ';'-joined string of paths or a list of those:
-        see `valle_hf.audio.load_references`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or
-        `audio`, with `task="stt"`.
+        row, or one per row; a prompt is a path, a ';'-joined string of paths, a waveform or a list of those: see
+        `VallEFeatureExtractor.load`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or `audio`, with
+        `task="stt"`. `sampling_rate` is the rate (Hz) of waveforms in `prompt_audio` / `audio`, required with them
+        (the processor's output carries it); one value, or one per row as a pipeline batch lists it.
 
         Settings: every `GenerationConfig` field (`do_sample`, `temperature` (0 = greedy), `top_k`, `top_p`,
         `min_p`, `repetition_penalty`, `num_beams`, `max_new_tokens`, ...) and the original's own, listed in
@@ -229,6 +242,7 @@ class VallEGenerationMixin(GenerationMixin):
         settings it cannot use.
         """
         config, model_kwargs = self._merge_settings(generation_config, kwargs)
+        prompt_audio, audio = (self._waveform_rows(references, sampling_rate) for references in (prompt_audio, audio))
         if task == "stt":
             result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
             return result if return_dict_in_generate else result.text_ids
@@ -267,15 +281,25 @@ class VallEGenerationMixin(GenerationMixin):
                 raise ValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
         return rows
 
+    def _waveform_rows(self, references, sampling_rate) -> list[list[torch.Tensor]] | None:
+        """`prompt_audio` / `audio` as each row's whole waveforms at the model's rate (`VallEFeatureExtractor.load`):
+        one source for every row, or a list with one per row; arrays at `sampling_rate`, paths at their own."""
+        if references is None:
+            return None
+        rows = list(references) if isinstance(references, (list, tuple)) else [references]
+        extractor = VallEFeatureExtractor(sampling_rate=self.config.sampling_rate)
+        rates = _per_row(sampling_rate, len(rows), "sampling_rate")
+        return [extractor.load(row, rate) for row, rate in zip(rows, rates, strict=True)]
+
     def _code_rows(self, codes, mask, references, name: str, batch: int | None) -> list[torch.Tensor] | None:
         """Per-row `[T, 8]` codes, from padded codes or from reference audio encoded with the attached codec.
 
-        `references`: one source for every row, or a list with one per row (see `load_references`).
+        `references`: one list of whole waveforms at the model's rate for every row, or one such list per row.
         """
         if codes is None and references is None:
             return None
         if codes is None:
-            rows = self._encode_references(list(references) if isinstance(references, (list, tuple)) else [references])
+            rows = self._encode_references(references)
         else:
             rows = _rows(codes.to(self.device), None if mask is None else mask.to(self.device), name, 3)
         if batch is not None and len(rows) == 1 and batch > 1:
@@ -295,8 +319,7 @@ class VallEGenerationMixin(GenerationMixin):
         once."""
         encoded: list[tuple[list[torch.Tensor], torch.LongTensor]] = []
         codes_per_row = []
-        for row in rows:
-            waveforms = load_references(row)
+        for waveforms in rows:
             codes = next((codes for seen, codes in encoded if _same_audio(seen, waveforms)), None)
             if codes is None:
                 codes = torch.cat([encode(self.codec_model, waveform.to(self.device), self.config.codec_bandwidth)
@@ -306,24 +329,32 @@ class VallEGenerationMixin(GenerationMixin):
         return codes_per_row
 
     def prompt_rows(self, prompt_codes, prompt_mask, prompt_audio, batch: int,
-                    seconds: float | None) -> list[torch.LongTensor] | None:
+                    seconds: float | list[float] | None) -> list[torch.LongTensor] | None:
         """The voice prompt of each row as the model reads it: `[frames, levels]` codes, or None without a prompt.
 
-        The codes are `prompt_codes` or the encoded `prompt_audio`, then looped or cut to exactly
-        `int(75 * seconds)` frames from their start (the original's `repeat_extend_audio`); `seconds` 0 or None keeps
-        them all. The one place where a prompt's length is decided.
+        The codes are `prompt_codes` or the encoded `prompt_audio` (each row's waveforms at the model's rate), then
+        looped or cut to exactly `int(75 * seconds)` frames from their start (the original's `repeat_extend_audio`);
+        `seconds` 0 or None keeps them all, and may be given per row (a pipeline batch lists each item's own). The
+        one place where a prompt's length is decided.
         """
         prompts = self._code_rows(prompt_codes, prompt_mask, prompt_audio, "prompt_codes", batch)
-        if prompts is None or not seconds:
-            return prompts
+        if prompts is None:
+            return None
+        return [self._loop_or_cut(prompt, row_seconds)
+                for prompt, row_seconds in zip(prompts, _per_row(seconds, len(prompts), "input_prompt_length"),
+                                               strict=True)]
+
+    def _loop_or_cut(self, prompt: torch.LongTensor, seconds: float | None) -> torch.LongTensor:
+        """One row's prompt codes looped or cut to `seconds` (0 or None: as they are)."""
+        if not seconds:
+            return prompt
         frames = self.config.seconds_to_frames(seconds)
         if seconds < 0 or frames == 0:
             raise ValueError(f"input_prompt_length must be at least one frame (1/{self.config.frame_rate} s), "
                              f"got {seconds}")
-        for prompt in prompts:
-            if len(prompt) == 0:
-                raise ValueError("prompt_codes: a row has an empty voice prompt (0 frames)")
-        return [prompt.repeat(-(-frames // len(prompt)), 1)[:frames] for prompt in prompts]
+        if len(prompt) == 0:
+            raise ValueError("prompt_codes: a row has an empty voice prompt (0 frames)")
+        return prompt.repeat(-(-frames // len(prompt)), 1)[:frames]
 
     # ------------------------------------------------------------------ TTS
     def _generate_tts(self, input_ids, attention_mask, prompt_codes, prompt_mask, prompt_audio, config, kwargs):
