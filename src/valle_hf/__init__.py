@@ -2,7 +2,9 @@
 
 Importing the package registers the model with the Auto classes, so `AutoModelForTextToWaveform`,
 `AutoProcessor`, `AutoFeatureExtractor` and `pipeline("text-to-speech", model=<directory>)` find it like a built-in
-model.
+model. The classes are also registered for remote code: `save_pretrained` writes an `auto_map` and copies the modules
+that define them (and the modules they import) beside the weights, so that a saved directory or Hub upload loads with
+`trust_remote_code=True` where this package is not installed.
 """
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
@@ -22,6 +24,11 @@ AutoModel.register(VallEConfig, VallEModel, exist_ok=True)
 AutoModelForTextToWaveform.register(VallEConfig, VallEForConditionalGeneration, exist_ok=True)
 AutoFeatureExtractor.register(VallEConfig, VallEFeatureExtractor, exist_ok=True)
 AutoProcessor.register(VallEConfig, VallEProcessor, exist_ok=True)
+
+VallEConfig.register_for_auto_class()
+VallEForConditionalGeneration.register_for_auto_class("AutoModelForTextToWaveform")
+VallEFeatureExtractor.register_for_auto_class()
+VallEProcessor.register_for_auto_class()
 
 __all__ = [
     "VallEConfig",

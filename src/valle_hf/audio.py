@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile
 import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
-from .errors import VallEFileNotFoundError, VallEValueError
+from .errors import VallEFileNotFoundError, VallEValueError, missing_dependency
+
+try:
+    import soundfile
+except ImportError:
+    raise missing_dependency("soundfile", "to read and write audio files") from None
 
 AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
 

@@ -276,7 +276,8 @@ def convert_checkpoint(
 
 
 def save_converted(model, processor, output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Write a `from_pretrained` directory (config, weights, generation config, processor), all or nothing.
+    """Write a `from_pretrained` directory (config, weights, generation config, processor, and the model's code with
+    its `auto_map`, so that it loads with `trust_remote_code=True` where valle-hf is not installed), all or nothing.
 
     Everything is written to a temporary directory beside `output_dir` and moved into place at the end, so a failure
     leaves no half-written directory. An existing non-empty `output_dir` is refused unless `overwrite`.

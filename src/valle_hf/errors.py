@@ -35,7 +35,14 @@ class VallEFileNotFoundError(VallEError, FileNotFoundError):
 
 
 class MissingDependencyError(VallEError, ImportError):
-    """An optional package is needed for what was asked; the message names the ``pip install`` that adds it."""
+    """A package is needed for what was asked; the message names the ``pip install`` that adds it."""
+
+
+def missing_dependency(package: str, purpose: str) -> MissingDependencyError:
+    """The error for a runtime dependency that is not installed: one line naming the pip package. Raised where the
+    package is imported, so that it reads the same when this code runs as a model's remote code (transformers checks
+    only the imports of the module it loads first)."""
+    return MissingDependencyError(f"valle_hf needs the package {package} {purpose}: pip install {package}")
 
 
 def get_logger(name: str) -> logging.Logger:

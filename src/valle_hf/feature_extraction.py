@@ -14,13 +14,17 @@ import os
 from typing import Any
 
 import numpy as np
-import soxr
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 from .audio import load_audio, reference_sources
 from .configuration import CODEC_SAMPLING_RATE
-from .errors import VallEValueError
+from .errors import VallEValueError, missing_dependency
+
+try:
+    import soxr
+except ImportError:
+    raise missing_dependency("soxr", "to resample audio") from None
 
 __all__ = ["VallEFeatureExtractor"]
 
