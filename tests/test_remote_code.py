@@ -14,13 +14,17 @@ SCRIPT = """
 import sys
 
 sys.modules["valle_hf"] = sys.modules["soxr"] = None
-from transformers import pipeline
+from transformers import AutoProcessor, pipeline
 
 directory, prompt = sys.argv[1], sys.argv[2]
 try:
     pipeline("text-to-speech", model=directory)
 except ValueError as error:
     print("@without trust_remote_code:", " ".join(str(error).split()))
+try:
+    print("@processor without trust_remote_code:", type(AutoProcessor.from_pretrained(directory)).__name__)
+except ValueError as error:
+    print("@processor without trust_remote_code:", " ".join(str(error).split()))
 try:
     pipeline("text-to-speech", model=directory, trust_remote_code=True)
 except ImportError as error:
@@ -63,6 +67,7 @@ def test_a_converted_directory_carries_its_code(converted_dir):
 def test_trust_remote_code_speaks_without_valle_hf(tmp_path, converted_dir, prompt_wav):
     printed = run_without_valle_hf(tmp_path, converted_dir, prompt_wav)
     assert "trust_remote_code=True" in printed["without trust_remote_code"]
+    assert "trust_remote_code=True" in printed["processor without trust_remote_code"]  # not a bare tokenizer
     assert "pip install soxr" in printed["without soxr"]  # one line, naming the package
     assert not printed["model"].startswith("valle_hf") and printed["model"].endswith("VallEForConditionalGeneration")
     assert printed["processor"] == "VallEProcessor VallEFeatureExtractor"  # not a bare tokenizer
