@@ -125,8 +125,6 @@ def training_arguments(args: argparse.Namespace) -> TrainingArguments:
         save_total_limit=args.save_total_limit,
         seed=args.seed,
         report_to=args.report_to,
-        # Items are dicts the collator turns into model inputs; the Trainer must not drop their keys.
-        remove_unused_columns=False,
         # Each batch reads only its items' heads and embedding tables: the others have no gradient in that step.
         ddp_find_unused_parameters=True,
         label_names=["labels"],

@@ -27,9 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def transcribe(model, processor, audio: list[str], max_new_tokens: int | None = None) -> list[str]:
-    """IPA transcriptions of `audio` (paths or waveforms at 24 kHz), greedy, as one batch."""
-    inputs = processor(audio=audio).to(model.device)  # waveforms at 24 kHz, mono; encoded by the model's codec
+def transcribe(model, processor, audio: list, max_new_tokens: int | None = None,
+               sampling_rate: int | None = None) -> list[str]:
+    """IPA transcriptions of `audio` (paths, or waveforms at `sampling_rate` Hz), greedy, as one batch."""
+    inputs = processor(audio=audio, sampling_rate=sampling_rate).to(model.device)  # 24 kHz mono, for the codec
     settings = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     text_ids = model.generate(**inputs, task="stt", temperature=0.0, repetition_penalty=1.0, **settings)
     return [processor.decode(ids.cpu()) for ids in text_ids]  # one LongTensor of phoneme ids per file

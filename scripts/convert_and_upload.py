@@ -9,10 +9,13 @@
 
 The commit holds everything `VallEForConditionalGeneration.from_pretrained(repo)`,
 `VallEProcessor.from_pretrained(repo)` and `pipeline("text-to-speech", model=repo)` read (config.json,
-model.safetensors, generation_config.json, tokenizer.json, tokenizer_config.json, processor_config.json) and
-README.md: the card template (`--card`, default model_cards/valle-ar-nar-llama-8.md) with its "{{ name }}"
-placeholders filled in. The files are checked before anything is uploaded. Log in first (`hf auth login`) or pass
-`--token` / set HF_TOKEN. Loading needs `import valle_hf` first (no `trust_remote_code`): the card says so.
+model.safetensors, generation_config.json, tokenizer.json, tokenizer_config.json, processor_config.json), the model's
+code (modeling.py, processing.py and the modules they import, named by the `auto_map` of config.json and
+processor_config.json), and README.md: the card template (`--card`, default model_cards/valle-ar-nar-llama-8.md) with
+its "{{ name }}" placeholders filled in. A directory converted before valle-hf saved the code is re-saved with it (in a
+temporary folder). The files are checked before anything is uploaded. Log in first (`hf auth login`) or pass `--token`
+/ set HF_TOKEN. The upload loads with `import valle_hf`, or without the package with `trust_remote_code=True` (its
+runtime dependencies installed): the card says so.
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ def describe_weights(model_dir: Path) -> tuple[str, str]:
 
 
 def check_files(files: dict[str, Path]) -> None:
-    """Fail (before any upload) unless the files make a model and processor `from_pretrained` can load."""
+    """Fail (before any upload) unless the files make a model and processor `from_pretrained` can load, with and
+    without valle-hf installed (the code that `auto_map` names)."""
     missing = [name for name in MODEL_FILES + PROCESSOR_FILES if name not in files]
     if not any(name in files for name in WEIGHT_FILES):
         missing.append("model.safetensors")
@@ -92,6 +96,27 @@ def check_files(files: dict[str, Path]) -> None:
     processor = json.loads(files["processor_config.json"].read_text())
     if processor.get("processor_class") != "VallEProcessor":
         raise UploadError("not uploading: processor_config.json does not name VallEProcessor")
+    for name, saved in (("config.json", config), ("processor_config.json", processor)):
+        if "auto_map" not in saved:
+            raise UploadError(f"not uploading: {name} has no auto_map, so the model would not load without valle-hf")
+        code = sorted({f"{reference.split('.')[0]}.py" for reference in saved["auto_map"].values()} - set(files))
+        if code:
+            raise UploadError(f"not uploading: {name} names code that is not there: {', '.join(code)}")
+
+
+def with_code(model_dir: Path, workdir: Path) -> Path:
+    """`model_dir`, or, for a directory converted before valle-hf saved the model's code beside it, a copy re-saved
+    with the code (`auto_map` and modules). A directory without a processor is left to `check_files` to refuse."""
+    if "auto_map" in json.loads((model_dir / "config.json").read_text()):
+        return model_dir
+    if not (model_dir / "processor_config.json").is_file():
+        return model_dir
+    from valle_hf.conversion import save_converted
+    from valle_hf.modeling import VallEForConditionalGeneration
+    from valle_hf.processing import VallEProcessor
+
+    model = VallEForConditionalGeneration.from_pretrained(model_dir)
+    return save_converted(model, VallEProcessor.from_pretrained(model_dir), workdir / "with-code")
 
 
 def directory_files(directory: Path) -> dict[str, Path]:
@@ -127,6 +152,7 @@ def gather(args: argparse.Namespace, workdir: Path) -> tuple[Path, dict[str, Pat
         if not (model_dir / "config.json").is_file():
             raise UploadError(f"{model_dir} is not a converted model directory (no config.json)")
         source = "a directory converted with valle-hf"
+    model_dir = with_code(model_dir, workdir)
     files = directory_files(model_dir)
     if args.tokenizer:  # (re)build the processor from the original tokenizer.json
         from valle_hf.processing import VallEProcessor

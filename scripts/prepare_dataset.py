@@ -158,13 +158,14 @@ def prepare_one(
     """Phoneme ids and codes of one utterance; raises with a readable message if it cannot be used."""
     from valle_hf.audio import load_audio
     from valle_hf.codec import encode
+    from valle_hf.feature_extraction import VallEFeatureExtractor
     from valle_hf.phonemes import phonemize
 
     if entry.error:
         raise ValueError(entry.error)
     if not entry.text:
         raise ValueError("empty transcript")
-    waveform = load_audio(entry.audio)
+    waveform = VallEFeatureExtractor().waveform(*load_audio(entry.audio), what=str(entry.audio))
     phonemes = phonemize(entry.text, language)
     text_ids = torch.tensor(tokenizer(phonemes)["input_ids"], dtype=torch.long)
     codes = encode(codec, waveform, bandwidth).cpu()

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,16 @@ def load_script(path: Path):
     sys.modules[name] = module  # dataclasses look their module up while the script is executed
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def logged_warnings():
+    """Capture what transformers' logger (and so this package's, its children) prints; `.out` after the block."""
+    from transformers.testing_utils import CaptureLogger
+    from transformers.utils import logging
+
+    with CaptureLogger(logging.get_logger("transformers")) as captured:
+        yield captured
 
 
 def fixture_dir() -> Path:

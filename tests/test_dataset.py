@@ -74,8 +74,8 @@ def test_utterances_round_trip_as_int16_files_written_atomically(tmp_path):
     assert file == "utterances/spk/one.safetensors" and (tmp_path / file) == utterance_path(tmp_path, "spk/one")
     assert [path.name for path in (tmp_path / "utterances" / "spk").iterdir()] == ["one.safetensors"]  # no .tmp
     loaded = load_utterance(tmp_path, {"file": file})
-    assert loaded["text_ids"].dtype == loaded["codes"].dtype == torch.long
-    assert torch.equal(loaded["text_ids"], text) and torch.equal(loaded["codes"], codes)
+    assert loaded["input_ids"].dtype == loaded["audio_codes"].dtype == torch.long
+    assert torch.equal(loaded["input_ids"], text) and torch.equal(loaded["audio_codes"], codes)
 
 
 def test_manifest_keeps_whole_lines_whose_files_exist(tmp_path):
@@ -104,8 +104,8 @@ def test_items_have_text_codes_and_a_prompt_from_the_same_speaker(tmp_path):
         item = dataset[index]
         prompts.append(item["prompt_codes"])
         record = records[item["id"]]
-        assert torch.equal(item["codes"], load_utterance(tmp_path, record)["codes"])
-        assert item["text_ids"][0] == 1 and item["text_ids"][-1] == 2
+        assert torch.equal(item["audio_codes"], load_utterance(tmp_path, record)["audio_codes"])
+        assert item["input_ids"][0] == 1 and item["input_ids"][-1] == 2
         assert int(0.2 * FRAME_RATE) <= len(item["prompt_codes"]) <= int(0.6 * FRAME_RATE)
         for tag, _ in pieces(item["prompt_codes"]):
             assert tags[tag]["speaker"] == record["speaker"] and tag != record["tag"]
@@ -220,7 +220,7 @@ def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
 
     dataset = VallEDataset(output, prompt_duration=(0.1, 0.2))
     item = dataset[0]
-    assert item["codes"].shape[1] == 8 and item["text_ids"][0] == 1 and item["text_ids"][-1] == 2
+    assert item["audio_codes"].shape[1] == 8 and item["input_ids"][0] == 1 and item["input_ids"][-1] == 2
     assert 1 <= len(item["prompt_codes"]) <= 15
     csv_output = tmp_path / "from_csv"
     (tmp_path / "audio" / "metadata.csv").write_text(

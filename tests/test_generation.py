@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
-from conftest import PLAIN_SETTINGS, original_generate_kwargs, reactive_model
+from conftest import PLAIN_SETTINGS, logged_warnings, original_generate_kwargs, reactive_model, tiny_config
+from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.utils import logging as transformers_logging
 
 from valle_hf.layout import tts_sequence
 
@@ -24,9 +28,10 @@ def tts_inputs(fixtures, case):
 @pytest.mark.parametrize("name", ["tts_e2e_greedy", "tts_e2e_greedy_prefix_silence"])
 def test_tts_greedy_reproduces_original(fixtures, fixture_model, name):
     case = e2e_case(fixtures, name)
-    with pytest.warns(UserWarning, match="without a stop token") if not case["stop_token_emitted"] else _no_warning():
+    with logged_warnings() as logged:
         out = fixture_model.generate(**tts_inputs(fixtures, case), **original_generate_kwargs(case), output_audio=False,
                                      return_dict_in_generate=True)
+    assert ("without a stop token" in logged.out) == (not case["stop_token_emitted"]), logged.out
     # The original returns its silence prefix as part of the output; we drop it (it only conditions the model).
     expected = fixtures.case_tensor(case, "codes")[case["prefix_silence_frames"]:]
     assert out.lengths.tolist() == [len(expected)]
@@ -39,18 +44,6 @@ def test_stt_greedy_reproduces_original(fixtures, fixture_model):
     text = fixture_model.generate(audio_codes=fixtures.case_tensor(case, "resp")[None], task="stt",
                                   **original_generate_kwargs(case))
     assert torch.equal(text[0], fixtures.case_tensor(case, "text_tokens"))
-
-
-class _no_warning:
-    def __enter__(self):
-        import warnings
-
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
-        warnings.simplefilter("error", UserWarning)
-
-    def __exit__(self, *exc):
-        return self._context.__exit__(*exc)
 
 
 def _greedy(model, **kwargs):
@@ -311,8 +304,11 @@ def test_each_whole_reference_is_encoded_then_its_codes_looped_or_trimmed(tiny_m
     import numpy as np
     import soundfile
 
-    from valle_hf.audio import load_audio
     from valle_hf.codec import encode
+    from valle_hf.feature_extraction import VallEFeatureExtractor
+
+    def load_audio(path):
+        return VallEFeatureExtractor().load(path)[0]
 
     rate = tiny_model.config.sampling_rate
     generator = np.random.default_rng(0)
@@ -334,6 +330,20 @@ def test_each_whole_reference_is_encoded_then_its_codes_looped_or_trimmed(tiny_m
     assert torch.equal(seen, joined)
     together = encode(tiny_model.codec_model, torch.cat([load_audio(first), load_audio(second)]))
     assert not torch.equal(together[: len(joined)], joined)
+
+
+def test_a_prompt_array_is_read_at_its_sampling_rate(tiny_model):
+    import numpy as np
+
+    text, seconds = torch.tensor([[1, 40, 41, 2]]), 2.0
+    for rate in (16000, 48000):
+        samples = 0.3 * np.random.default_rng(0).standard_normal(int(seconds * rate)).astype(np.float32)
+        seen = _prompt_codes_seen(tiny_model, input_ids=text, prompt_audio=samples, sampling_rate=rate,
+                                  input_prompt_length=0)
+        assert len(seen) == int(seconds * tiny_model.config.frame_rate)  # its duration, whatever its rate
+    with pytest.raises(ValueError, match="sampling_rate") as raised:
+        _prompt_codes_seen(tiny_model, input_ids=text, prompt_audio=samples)
+    assert "\n" not in str(raised.value)
 
 
 @pytest.mark.parametrize("max_levels", [7, 1, 3])
@@ -430,7 +440,7 @@ def test_a_row_that_stops_at_once_gets_empty_audio(tiny_random, backend):
     from conftest import stop_at
 
     model, processor = tiny_random
-    inputs = processor(["Hello there."], prompt_audio=np.zeros(2400, dtype=np.float32))
+    inputs = processor(["Hello there."], prompt_audio=np.zeros(2400, dtype=np.float32), sampling_rate=24000)
     stopping = stop_at(model, 0, **inputs)
     out = stopping.generate(**inputs, **{**PLAIN_SETTINGS, "temperature": 0.0}, max_new_tokens=5, audio_backend=backend,
                             return_dict_in_generate=True)
@@ -462,3 +472,76 @@ def test_nar_dtype_runs_the_nar_matrix_products_in_the_chosen_precision(tiny_mod
     assert {precision for level, precision in seen if level == 0} == {False}  # the AR: as loaded
     assert {precision for level, precision in seen if level != 0} == {expected or False}
     assert len([level for level, _ in seen if level != 0]) == 2
+
+
+class _StopAfter(StoppingCriteria):
+    """A user's stopping criterion: ends the run after `steps` new tokens."""
+
+    def __init__(self, input_length: int, steps: int):
+        self.end = input_length + steps
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), input_ids.shape[1] >= self.end, dtype=torch.bool)
+
+
+def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    # min_new_tokens keeps the stop token away, so no row ever stops by itself
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], min_new_tokens=8)
+    with logged_warnings() as logged:
+        out = _greedy(tiny_model, **inputs, max_new_tokens=8)
+    assert not out.stopped.any() and "reached the length limit (max_new_tokens=8" in logged.out
+    input_length = out.sequences.shape[1] - 8
+    unset = copy.deepcopy(tiny_model)
+    unset.generation_config.max_new_tokens = None
+    with logged_warnings() as logged:
+        _greedy(unset, **{**inputs, "min_new_tokens": 5}, max_length=input_length + 5)
+    assert f"(max_length={input_length + 5}: 5 steps)" in logged.out  # the limit that applied, not max_new_tokens=None
+    with logged_warnings() as logged:
+        cut = _greedy(tiny_model, **inputs, max_new_tokens=8,
+                      stopping_criteria=StoppingCriteriaList([_StopAfter(input_length, 3)]))
+        timed = _greedy(tiny_model, **inputs, max_new_tokens=8, max_time=0.0)
+    assert cut.sequences.shape[1] == input_length + 3 and timed.sequences.shape[1] < input_length + 8
+    assert not cut.stopped.any() and logged.out == ""
+
+
+def test_package_warnings_follow_transformers_verbosity(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, min_new_tokens=4)
+    verbosity = transformers_logging.get_verbosity()
+    try:
+        with logged_warnings() as default:
+            _greedy(tiny_model, **inputs)
+        transformers_logging.set_verbosity_error()
+        with logged_warnings() as silenced:
+            _greedy(tiny_model, **inputs)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    assert "without a stop token" in default.out and silenced.out == ""
+
+
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_hidden_states_and_attentions_of_every_step_come_back(task):
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = VallEForConditionalGeneration(tiny_config(attn_implementation="eager")).eval()
+    texts, prompts = _batch_inputs(model.config)
+    inputs = (dict(input_ids=texts[0][None], prompt_codes=prompts[0][None]) if task == "tts"
+              else dict(audio_codes=prompts[0][None], task="stt"))
+    out = _greedy(model, **inputs, max_new_tokens=3, min_new_tokens=3, output_hidden_states=True,
+                  output_attentions=True)
+    layers = model.config.num_hidden_layers
+    assert len(out.hidden_states) == 3 and all(len(step) == layers + 1 for step in out.hidden_states)
+    assert len(out.attentions) == 3 and all(len(step) == layers for step in out.attentions)
+    assert out.hidden_states[0][-1].shape[1] == out.sequences.shape[1] - 3  # the first step reads the whole input
+
+
+@pytest.mark.parametrize("setting", [dict(assistant_model="self"), dict(prompt_lookup_num_tokens=3),
+                                     dict(assistant_early_exit=1)])
+def test_speculative_decoding_is_refused_in_one_line(tiny_model, setting):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    setting = {name: tiny_model if value == "self" else value for name, value in setting.items()}
+    with pytest.raises(ValueError, match=f"speculative decoding \\({next(iter(setting))}\\)") as raised:
+        _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, **setting)
+    assert "\n" not in str(raised.value)

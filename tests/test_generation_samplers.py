@@ -12,7 +12,6 @@ Everything runs on the tiny reactive model of conftest (whose every input matter
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -43,10 +42,8 @@ def _generate(model, texts, prompts, **kwargs):
     codes, codes_mask = pad(prompts, 0, side="right")
     kwargs = {**PLAIN_SETTINGS, "max_new_tokens": MAX_NEW_TOKENS, "max_levels": 0, "output_audio": False,
               "return_dict_in_generate": True, **kwargs}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*without a stop token")
-        return model.generate(input_ids=ids, attention_mask=mask, prompt_codes=codes,
-                              prompt_attention_mask=codes_mask, **kwargs)
+    return model.generate(input_ids=ids, attention_mask=mask, prompt_codes=codes, prompt_attention_mask=codes_mask,
+                          **kwargs)
 
 
 def _tokens(out, row=0) -> list[int]:

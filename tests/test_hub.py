@@ -9,6 +9,7 @@ root, so the repo id itself ("someone/valle-tiny") is the path `from_pretrained`
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -19,13 +20,19 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 from huggingface_hub.errors import EntryNotFoundError
 from huggingface_hub.hf_api import CommitInfo, RepoUrl
 from transformers import AutoProcessor, pipeline
+from transformers.dynamic_module_utils import get_relative_import_files
 
 import valle_hf
+from valle_hf import configuration, feature_extraction, modeling, processing
 from valle_hf.loading import load_model_and_processor, tiny_random_model, tiny_random_processor
 
 REPO = Path(__file__).resolve().parents[1]
+# The model's code, as `save_pretrained` copies it for `trust_remote_code`: the modules of the registered classes and
+# every module they import.
+CODE = {Path(path).name for module in (configuration, modeling, processing, feature_extraction)
+        for path in [module.__file__, *get_relative_import_files(module.__file__)]}
 NEEDED = {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-          "processor_config.json", "README.md"}
+          "processor_config.json", "README.md"} | CODE
 
 
 class FakeHub:
@@ -141,7 +148,7 @@ def run_script(argv, capsys):
 def check_card(path: Path, repo_id: str) -> ModelCard:
     text = path.read_text(encoding="utf-8")
     assert "{{" not in text and "TEMPLATE" not in text
-    assert f'from_pretrained("{repo_id}")' in text and f'model="{repo_id}"' in text
+    assert f'from_pretrained("{repo_id}"' in text and f'model="{repo_id}"' in text
     card = ModelCard(text)
     assert card.data.pipeline_tag == "text-to-speech"
     assert card.data.library_name == "transformers"
@@ -188,6 +195,20 @@ def test_script_uploads_a_converted_directory(fake_hub, converted_dir, capsys):
     card = check_card(fake_hub.root / "someone/from-dir" / "README.md", "someone/from-dir")
     assert "pip install valle-hf==0.1.0" in card.text
     assert fake_hub.repos["someone/from-dir"] == {"private": False}
+
+
+def test_script_uploads_an_old_directory_with_the_code(fake_hub, converted_dir, tmp_path, capsys):
+    old = tmp_path / "converted-before-the-code"  # as written before converted directories carried the code
+    shutil.copytree(converted_dir, old, ignore=shutil.ignore_patterns("*.py"))
+    for name in ("config.json", "processor_config.json"):
+        saved = json.loads((old / name).read_text())
+        saved.pop("auto_map")
+        saved.pop("feature_extractor", None)
+        (old / name).write_text(json.dumps(saved))
+    status, _, err = run_script(["--model-dir", old, "--repo-id", "someone/old"], capsys)
+    assert status == 0, err
+    assert fake_hub.files("someone/old") == NEEDED
+    assert "auto_map" in json.loads((fake_hub.root / "someone/old" / "config.json").read_text())
 
 
 def test_script_uploads_the_released_model(fake_hub, converted_dir, monkeypatch, capsys):

@@ -206,3 +206,37 @@ def test_the_language_reaches_the_model_through_the_phoneme_ids(tiny_model, toke
     _, prompt = random_inputs(tiny_model.config, 6)
     english, german = (ar_logits(tiny_model, row, prompt, prompt[:3, 0]) for row in rows)
     assert relative_change(english, german) > MARGIN
+
+
+def test_return_dict_false_gives_the_output_as_a_tuple(tiny_model):
+    from valle_hf.training import build_training_sequence, collate_sequences
+
+    config = tiny_model.config
+    codes = torch.randint(0, config.audio_vocab_size, (6, config.num_rvq_levels), generator=torch.Generator())
+    sequences = [build_training_sequence(config, torch.tensor([1, 5, 6, 2]), codes, level) for level in (0, 3)]
+    batch = collate_sequences(config, sequences)
+    output = tiny_model(**batch)
+    as_tuple = tiny_model(**batch, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(output.to_tuple())
+    assert all(torch.equal(a, b) for a, b in zip(as_tuple, output.to_tuple(), strict=True) if torch.is_tensor(a))
+    hidden = tiny_model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              level=batch["level"], task=batch["task"], audio_codes=batch["audio_codes"],
+                              return_dict=False)
+    assert isinstance(hidden, tuple) and hidden[0].shape[:2] == batch["input_ids"].shape
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_attention_implementation_is_the_backbones_and_the_codec_keeps_its_own(converted_dir, fixtures,
+                                                                               fixture_model, implementation):
+    model = VallEForConditionalGeneration.from_pretrained(converted_dir, attn_implementation=implementation)
+    assert model.model.backbone.config._attn_implementation == implementation
+    assert model.codec_model.config._attn_implementation == "eager"  # EnCodec has no attention: it keeps its own
+    case = forward_cases(fixtures)[0]
+    ids, kwargs = case_inputs(fixtures, model, case)
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids[None], **kwargs).logits,
+                                   fixture_model(input_ids=ids[None], **kwargs).logits, atol=TOLERANCE, rtol=0)
+    other = "sdpa" if implementation == "eager" else "eager"
+    model.set_attn_implementation(other)  # switching at run time follows the same rule
+    assert model.model.backbone.config._attn_implementation == other
+    assert model.codec_model.config._attn_implementation == "eager"

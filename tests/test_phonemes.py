@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from valle_hf import phonemes
@@ -97,3 +99,14 @@ def test_split_sentences():
     ]
     assert split_sentences("No full stop") == ["No full stop"]
     assert split_sentences("  \n ") == []
+
+
+@pytest.mark.parametrize("module, package", [("phonemizer.backend.espeak.wrapper", "phonemizer"),
+                                             ("espeakng_loader", "espeakng-loader")])
+def test_a_missing_runtime_dependency_is_named_in_one_line(monkeypatch, module, package):
+    from valle_hf.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` fails, as where it is not installed
+    monkeypatch.delenv("PHONEMIZER_ESPEAK_LIBRARY", raising=False)
+    with pytest.raises(MissingDependencyError, match=f"pip install {package}$"):
+        phonemes._use_bundled_espeak.__wrapped__()  # past the per-process cache

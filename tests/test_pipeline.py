@@ -1,4 +1,4 @@
-"""pipeline("text-to-speech") with a local directory and with a model instance."""
+"""pipeline("text-to-speech") with a local directory and with a model instance, batched, with a voice prompt."""
 
 from __future__ import annotations
 
@@ -11,10 +11,26 @@ from transformers import pipeline
 import valle_hf  # noqa: F401  (registers the Auto classes)
 
 GENERATE = {"temperature": 0.0, "max_new_tokens": 8, "min_new_tokens": 8}
+TEXTS = ["Hello.", "A second, longer sentence."]
 
 
-def test_pipeline_from_a_directory(converted_dir, prompt_wav):
-    tts = pipeline("text-to-speech", model=str(converted_dir))
+@pytest.fixture(scope="module")
+def tts(converted_dir):
+    return pipeline("text-to-speech", model=str(converted_dir))
+
+
+def prompt_frames_seen(model):
+    """Record the number of prompt frames of every AR prefill (the forward calls that get `prompt_codes`)."""
+    seen = []
+
+    def hook(module, args, kwargs):
+        if kwargs.get("prompt_codes") is not None and kwargs.get("level") == 0:
+            seen.append(kwargs["prompt_codes"].shape[1])
+
+    return seen, model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_pipeline_from_a_directory(tts, prompt_wav):
     assert isinstance(tts.processor, valle_hf.VallEProcessor)
     result = tts("Hello there.", forward_params={"prompt_audio": str(prompt_wav)}, generate_kwargs=GENERATE)
     assert result["sampling_rate"] == 24000
@@ -25,8 +41,7 @@ def test_pipeline_with_a_model_instance_and_a_batch(converted_dir, prompt_wav):
     model = valle_hf.VallEForConditionalGeneration.from_pretrained(converted_dir)
     processor = valle_hf.VallEProcessor.from_pretrained(converted_dir)
     tts = pipeline("text-to-speech", model=model, tokenizer=processor.tokenizer, processor=processor)
-    results = tts(["Hello.", "A second sentence."], forward_params={"prompt_audio": str(prompt_wav)},
-                  generate_kwargs=GENERATE)
+    results = tts(TEXTS, forward_params={"prompt_audio": str(prompt_wav)}, generate_kwargs=GENERATE)
     assert len(results) == 2
     assert all(result["audio"].shape == (8 * 320,) for result in results)
 
@@ -37,3 +52,36 @@ def test_the_pipeline_checks_every_setting(converted_dir, prompt_wav, setting, v
     tts = pipeline("text-to-speech", model=str(converted_dir))
     with pytest.raises(ValueError, match=f"{setting}=.* is not allowed: it must be "):
         tts("Hello.", forward_params={"prompt_audio": str(prompt_wav)}, generate_kwargs={setting: value})
+
+
+def test_batched_pipeline_with_a_prompt_in_processor_kwargs(tts, prompt_wav):
+    frame_rate = tts.model.config.frame_rate
+    processor_kwargs = {"prompt_audio": str(prompt_wav), "input_prompt_length": 1.0}
+    seen, handle = prompt_frames_seen(tts.model)
+    try:
+        batched = tts(TEXTS, processor_kwargs=processor_kwargs, batch_size=2, generate_kwargs=GENERATE)
+        alone = [tts(text, processor_kwargs=processor_kwargs, generate_kwargs=GENERATE) for text in TEXTS]
+    finally:
+        handle.remove()
+    assert seen == [frame_rate] * 3  # one batched run, two runs alone: each row's prompt cut to 1 s
+    for row, single in zip(batched, alone, strict=True):
+        np.testing.assert_allclose(row["audio"], single["audio"], atol=1e-5, rtol=0)
+
+
+def test_input_prompt_length_in_processor_kwargs_applies_to_a_prompt_in_forward_params(tts, prompt_wav):
+    frame_rate = tts.model.config.frame_rate
+    seen, handle = prompt_frames_seen(tts.model)
+    try:
+        tts(TEXTS[0], forward_params={"prompt_audio": str(prompt_wav)}, processor_kwargs={"input_prompt_length": 0.5},
+            generate_kwargs=GENERATE)
+    finally:
+        handle.remove()
+    assert seen == [int(0.5 * frame_rate)]
+
+
+def test_an_array_prompt_needs_its_sampling_rate(tts, prompt_wav):
+    samples = np.zeros(16000, dtype=np.float32)
+    with pytest.raises(ValueError, match="sampling_rate"):
+        tts(TEXTS[0], forward_params={"prompt_audio": samples}, generate_kwargs=GENERATE)
+    result = tts(TEXTS[0], forward_params={"prompt_audio": samples, "sampling_rate": 16000}, generate_kwargs=GENERATE)
+    assert result["audio"].shape == (8 * 320,)

@@ -84,7 +84,7 @@ def test_processor_call_options_and_errors(processor):
     with pytest.raises(TypeError, match="unexpected arguments: bogus"):
         processor("Hello", bogus=1)
     with pytest.raises(ValueError, match="exclusive"):
-        processor("Hello", audio=np.zeros(100, dtype=np.float32))
+        processor("Hello", audio=np.zeros(100, dtype=np.float32), sampling_rate=24000)
     with pytest.raises(ValueError, match="give `text`"):
         processor()
     with pytest.raises(ValueError, match="2 languages for 1 texts"):
@@ -101,8 +101,9 @@ def test_processor_prompt_audio_broadcast_and_per_row(processor, tmp_path):
     assert isinstance(prompts, list) and len(prompts) == 2 and prompts[0] is prompts[1]  # loaded once
     assert [[w.numel() for w in row] for row in prompts] == [[24000], [24000]]  # whole: generate trims the codes
     assert prompts[0][0].dtype == torch.float32 and broadcast["input_prompt_length"] == 0.5  # passed through
-    per_row = processor(["Hello.", "World."], prompt_audio=[path, np.zeros(800, dtype=np.float32)])
-    assert [[w.numel() for w in row] for row in per_row["prompt_audio"]] == [[24000], [800]]
+    per_row = processor(["Hello.", "World."], prompt_audio=[path, np.ones(800, dtype=np.float32)], sampling_rate=8000)
+    assert [[w.numel() for w in row] for row in per_row["prompt_audio"]] == [[24000], [2400]]  # the array resampled
+    assert per_row["sampling_rate"] == broadcast["sampling_rate"] == 24000  # what generate reads them at
     assert "input_prompt_length" not in per_row
     joined = processor("Hello.", prompt_audio=[[path, path]])  # several references for one row
     assert [w.numel() for w in joined["prompt_audio"][0]] == [24000, 24000]
@@ -116,25 +117,63 @@ def test_processor_speech_to_text_audio(processor):
     batch = processor(audio=[_tone(1.0, 16000), _tone(6.4, 16000)], sampling_rate=16000)
     assert "input_ids" not in batch
     assert [[a.numel() for a in row] for row in batch["audio"]] == [[24000], [153600]]  # no loop or cut to 5 s
-    assert len(processor(audio=_tone(1.0, 24000))["audio"]) == 1
+    assert batch["sampling_rate"] == 24000
+    assert len(processor(audio=_tone(1.0, 24000), sampling_rate=24000)["audio"]) == 1
 
 
 def test_processor_works_as_the_text_to_speech_pipeline_calls_it(processor):
     # transformers' TextToAudioPipeline.preprocess: `preprocessor(text_list, return_tensors="pt")` (plus
     # `processor_kwargs={...}` when the pipeline was given some: see the next test)
-    batch = processor(["Hello world."], language="en", prompt_audio=_tone(0.2, 24000), return_tensors="pt")
+    batch = processor(["Hello world."], language="en", prompt_audio=_tone(0.2, 24000), sampling_rate=24000,
+                      return_tensors="pt")
     batch = batch.to(torch.float16)  # the pipeline casts a BatchFeature to the model dtype
     assert batch["input_ids"].dtype == torch.long and batch["prompt_audio"][0][0].dtype == torch.float16
-    assert processor.model_input_names == ["input_ids", "attention_mask", "prompt_audio", "audio"]
+    assert processor.model_input_names == ["input_ids", "attention_mask", "prompt_audio", "audio", "sampling_rate"]
 
 
 def test_processor_kwargs_of_the_pipeline_are_merged_in(processor):
     # pipeline("text-to-speech")(text, processor_kwargs={...}) calls `processor(texts, processor_kwargs={...}, ...)`
     merged = processor(["Bonjour."], processor_kwargs={"language": "fr", "prompt_audio": _tone(2.0, 24000),
-                                                       "input_prompt_length": 1.0}, return_tensors="pt")
-    direct = processor(["Bonjour."], language="fr", prompt_audio=_tone(2.0, 24000), input_prompt_length=1.0)
+                                                       "sampling_rate": 24000, "input_prompt_length": 1.0},
+                       return_tensors="pt")
+    direct = processor(["Bonjour."], language="fr", prompt_audio=_tone(2.0, 24000), sampling_rate=24000,
+                       input_prompt_length=1.0)
     assert merged["input_ids"].tolist() == direct["input_ids"].tolist()
     assert merged["prompt_audio"][0][0].numel() == direct["prompt_audio"][0][0].numel() == 48000
     assert merged["input_prompt_length"] == direct["input_prompt_length"] == 1.0
     with pytest.raises(TypeError, match="processor_kwargs: nope"):
         processor("Hello.", processor_kwargs={"nope": 1})
+
+
+def test_processor_holds_a_feature_extractor_saved_beside_the_tokenizer(processor, tmp_path):
+    from valle_hf.feature_extraction import VallEFeatureExtractor
+
+    assert isinstance(processor.feature_extractor, VallEFeatureExtractor)
+    VallEProcessor(processor.tokenizer, VallEFeatureExtractor(sampling_rate=24000)).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["feature_extractor"]["feature_extractor_type"] == "VallEFeatureExtractor"
+    assert isinstance(VallEProcessor.from_pretrained(tmp_path).feature_extractor, VallEFeatureExtractor)
+
+
+def test_a_directory_saved_before_the_feature_extractor_still_loads(processor, tmp_path):
+    from transformers import AutoProcessor
+
+    import valle_hf  # noqa: F401  (registers the Auto classes)
+
+    processor.save_pretrained(tmp_path)
+    (tmp_path / "processor_config.json").write_text(json.dumps({"processor_class": "VallEProcessor"}))
+    for loader in (VallEProcessor, AutoProcessor):
+        loaded = loader.from_pretrained(tmp_path)
+        assert isinstance(loaded, VallEProcessor) and loaded.feature_extractor.sampling_rate == 24000
+        assert loaded("Hello world.")["input_ids"][0].tolist() == HELLO_IDS
+
+
+def test_save_audio_writes_each_waveform_whole(processor, tmp_path):
+    waveforms = [torch.from_numpy(_tone(0.5, 24000)), _tone(0.25, 24000)]  # as generate returns them, or arrays
+    written = processor.save_audio(waveforms, [tmp_path / "a.wav", tmp_path / "b.flac"])
+    assert [soundfile.info(path).frames for path in written] == [12000, 6000]
+    assert {soundfile.info(path).samplerate for path in written} == {24000}
+    processor.save_audio(waveforms[0], tmp_path / "one.wav")
+    assert soundfile.read(tmp_path / "one.wav")[0].shape == (12000,)
+    with pytest.raises(ValueError, match="2 waveforms for 1 paths"):
+        processor.save_audio(waveforms, tmp_path / "c.wav")

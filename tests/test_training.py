@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import PLAIN_SETTINGS, REPO, load_script, reactive_model, tiny_config
@@ -119,9 +120,9 @@ def test_level_distribution_is_the_originals(loss_cases, fixture_model):
 
 def random_item(generator, text_length, frames, prompt_frames=None, **extra):
     item = {
-        "text_ids": torch.cat([torch.tensor([1]), torch.randint(3, 256, (text_length,), generator=generator),
+        "input_ids": torch.cat([torch.tensor([1]), torch.randint(3, 256, (text_length,), generator=generator),
                                torch.tensor([2])]),
-        "codes": torch.randint(0, 1024, (frames, 8), generator=generator),
+        "audio_codes": torch.randint(0, 1024, (frames, 8), generator=generator),
     }
     if prompt_frames is not None:
         item["prompt_codes"] = torch.randint(0, 1024, (prompt_frames, 8), generator=generator)
@@ -144,6 +145,30 @@ def test_padding_never_changes_an_item_loss(tiny_model):
             assert abs(float(output.loss) - float(alone.mean())) <= LOSS_TOLERANCE, side
 
 
+def test_trainer_with_default_arguments_trains_and_predicts(tmp_path, converted_dir):
+    """Default TrainingArguments (remove_unused_columns=True), a frozen codec, predictions over batches whose
+    passes (and so heads) differ."""
+    from transformers import Trainer, TrainingArguments
+
+    model = VallEForConditionalGeneration.from_pretrained(converted_dir)
+    generator = torch.Generator().manual_seed(0)
+    items = [random_item(generator, 5, 8, task="stt"), random_item(generator, 4, 6, task="stt"),
+             random_item(generator, 6, 9, 4, level=0), random_item(generator, 3, 7, 5, level=3)]
+    arguments = TrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2,
+                                  per_device_eval_batch_size=2, save_strategy="no", report_to="none")
+    assert arguments.remove_unused_columns
+    trainer = Trainer(model=model, args=arguments, train_dataset=items, data_collator=VallEDataCollator(model.config))
+    frozen = {id(parameter) for module in (model.codec_model, model.vocoder) for parameter in module.parameters()}
+    optimized = {id(parameter) for group in trainer.create_optimizer().param_groups for parameter in group["params"]}
+    assert optimized and not optimized & frozen
+    trainer.train()
+    prediction = trainer.predict(items)
+    logits, item_losses, token_losses = prediction.predictions
+    assert logits.shape[:2] == prediction.label_ids.shape == token_losses.shape
+    assert logits.shape[-1] == max(model.config.head_size(level) for level in range(model.config.num_heads))
+    assert item_losses.shape == (len(items),) and np.isfinite(prediction.metrics["test_loss"])
+
+
 def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
     config = tiny_model.config
     generator = torch.Generator().manual_seed(1)
@@ -155,7 +180,7 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
     assert set(first["task"].tolist()) == {0, 1}  # both tasks drawn
     assert (first["level"][first["task"] == 1] == 0).all()  # STT is always level 0
     assert len(set(first["level"].tolist())) > 2
-    capped = VallEDataCollator(config)([{**items[0], "codes": items[0]["codes"][:, :3], "level": 6}])
+    capped = VallEDataCollator(config)([{**items[0], "audio_codes": items[0]["audio_codes"][:, :3], "level": 6}])
     assert capped["level"].tolist() == [2]  # capped to the levels present, as the original does
     with pytest.raises(ValueError, match="padding_side"):
         VallEDataCollator(config, padding_side="middle")
@@ -181,9 +206,9 @@ def test_overfit_one_utterance_then_generate_reproduces_it():
         losses.append(loss.item())
     assert losses[-1] <= 0.1 * losses[0], losses[::10]
     model.eval()
-    codes = model.generate(input_ids=item["text_ids"][None], prompt_codes=item["prompt_codes"][None],
+    codes = model.generate(input_ids=item["input_ids"][None], prompt_codes=item["prompt_codes"][None],
                            **{**PLAIN_SETTINGS, "temperature": 0.0}, max_new_tokens=20, output_audio=False)[0]
-    assert torch.equal(codes, item["codes"]), (codes.T, item["codes"].T)
+    assert torch.equal(codes, item["audio_codes"]), (codes.T, item["audio_codes"].T)
 
 
 # ---------------------------------------------------------------------------------------------------- LoRA
@@ -235,8 +260,8 @@ def write_tiny_dataset(root: Path, speakers: int = 2, per_speaker: int = 2) -> N
         for index in range(per_speaker):
             item = random_item(generator, 4 + index, 80 + 5 * index)
             utterance = f"spk{speaker}/utt{index}"
-            file = save_utterance(root, utterance, item["text_ids"], item["codes"])
-            append_manifest(root, {"id": utterance, "speaker": f"spk{speaker}", "frames": len(item["codes"]),
+            file = save_utterance(root, utterance, item["input_ids"], item["audio_codes"])
+            append_manifest(root, {"id": utterance, "speaker": f"spk{speaker}", "frames": len(item["audio_codes"]),
                                    "file": file})
 
 

@@ -1,12 +1,16 @@
 """valle-hf: VALL-E (e-c-k-e-r/vall-e flavour) text-to-speech and speech-to-text on Hugging Face Transformers.
 
 Importing the package registers the model with the Auto classes, so `AutoModelForTextToWaveform`,
-`AutoProcessor` and `pipeline("text-to-speech", model=<directory>)` find it like a built-in model.
+`AutoProcessor`, `AutoFeatureExtractor` and `pipeline("text-to-speech", model=<directory>)` find it like a built-in
+model. The classes are also registered for remote code: `save_pretrained` writes an `auto_map` and copies the modules
+that define them (and the modules they import) beside the weights, so that a saved directory or Hub upload loads with
+`trust_remote_code=True` where this package is not installed.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
 
 from .configuration import VallEConfig, VallEGenerationConfig
+from .feature_extraction import VallEFeatureExtractor
 from .generation import VallEGenerateOutput, VallEGenerationMixin
 from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
 from .processing import VallEProcessor
@@ -18,10 +22,17 @@ AutoConfig.register("valle", VallEConfig, exist_ok=True)
 AutoConfig.register("valle_vocos", VocosConfig, exist_ok=True)
 AutoModel.register(VallEConfig, VallEModel, exist_ok=True)
 AutoModelForTextToWaveform.register(VallEConfig, VallEForConditionalGeneration, exist_ok=True)
+AutoFeatureExtractor.register(VallEConfig, VallEFeatureExtractor, exist_ok=True)
 AutoProcessor.register(VallEConfig, VallEProcessor, exist_ok=True)
+
+VallEConfig.register_for_auto_class()
+VallEForConditionalGeneration.register_for_auto_class("AutoModelForTextToWaveform")
+VallEFeatureExtractor.register_for_auto_class()
+VallEProcessor.register_for_auto_class()
 
 __all__ = [
     "VallEConfig",
+    "VallEFeatureExtractor",
     "VallEForConditionalGeneration",
     "VallEGenerationConfig",
     "VallEGenerateOutput",

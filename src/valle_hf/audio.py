@@ -1,8 +1,8 @@
-"""Audio in and out: files and arrays → 24 kHz mono float waveforms, and waveforms → files, written whole or not at all.
+"""Audio files in and out: `load_audio` reads a file as it is, `save_audio` writes one whole or not at all.
 
-Every voice prompt and speech-to-text input goes through `load_audio` / `load_references`; every output file through
-`save_audio`. Channels are averaged (the original's training data was), other rates are resampled with soxr, and a
-file is written under a temporary name and renamed into place when complete.
+Turning what was read (or any array) into the model's 24 kHz mono waveforms is the feature extractor's work
+(`valle_hf.feature_extraction`). An output file is written under a temporary name and renamed into place when
+complete.
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile
-import soxr
 import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
+from .errors import VallEFileNotFoundError, VallEValueError, missing_dependency
+
+try:
+    import soundfile
+except ImportError:
+    raise missing_dependency("soundfile", "to read and write audio files") from None
 
 AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -26,9 +30,9 @@ __all__ = [
     "AudioSource",
     "check_output_path",
     "load_audio",
-    "load_references",
     "output_format",
     "reference_paths",
+    "reference_sources",
     "save_audio",
 ]
 
@@ -37,70 +41,20 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _pcm_to_float(array: np.ndarray) -> np.ndarray:
-    """Integer PCM → float32 in [-1, 1) (unsigned 8-bit is centred on 128); floats pass through as float32."""
-    if array.dtype == np.uint8:
-        return (array.astype(np.float32) - 128.0) / 128.0
-    if array.dtype in (np.int8, np.int16, np.int32):
-        return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
-    if np.issubdtype(array.dtype, np.floating):
-        return array.astype(np.float32, copy=False)
-    raise ValueError(f"unsupported audio sample type {array.dtype}: use float, int8/16/32 or uint8 PCM")
+def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...): its samples as float32 in [-1, 1],
+    `[channels, samples]`, and its sampling rate in Hz.
 
-
-def _to_mono(array: np.ndarray) -> np.ndarray:
-    """Average the channels; a 2-D array's shorter axis is taken as the channel axis ([C, N] or [N, C])."""
-    while array.ndim > 2 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim == 1:
-        return array
-    if array.ndim != 2:
-        raise ValueError(f"audio must be 1-D or 2-D (channels x samples), got shape {array.shape}")
-    channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
-    return array.mean(axis=channel_axis)
-
-
-def load_audio(source: AudioSource, sampling_rate: int | None = None) -> torch.Tensor:
-    """Load audio as a 1-D float32 tensor at 24 kHz, mono.
-
-    `source` is a path to a file soundfile reads (WAV, FLAC, OGG, MP3, ...) or a numpy array / torch tensor, 1-D or
-    [channels, samples] / [samples, channels], float in [-1, 1] or integer PCM (uint8, int8, int16, int32).
-    `sampling_rate` is the rate of an array (default 24000); for a file the header gives it, and a different value
-    here is an error. Channels are averaged, as the original's training data was (its inference took channel 0 of
-    stereo prompts only). Resampling uses soxr's high-quality filter (the original used torchaudio's default
-    sinc resampler, so codes can differ slightly at other input rates).
-    Raises FileNotFoundError for a missing file and ValueError for an unreadable file or empty audio.
+    Raises FileNotFoundError for a missing file and ValueError for an unreadable one.
     """
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"audio file not found: {path}")
-        try:
-            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-            raise ValueError(f"could not read audio file {path}: {_one_line(error)}") from error
-        if sampling_rate is not None and sampling_rate != rate:
-            raise ValueError(f"{path} is {rate} Hz but sampling_rate={sampling_rate} was given")
-        what = str(path)
-        array = data.mean(axis=1)
-    elif isinstance(source, (np.ndarray, torch.Tensor)):
-        if isinstance(source, torch.Tensor):
-            source = source.detach().cpu()
-            source = (source.float() if source.dtype in (torch.float16, torch.bfloat16) else source).numpy()
-        rate = SAMPLING_RATE if sampling_rate is None else sampling_rate
-        what = "audio array"
-        array = _to_mono(_pcm_to_float(source))
-    else:
-        raise TypeError(f"audio source must be a path, numpy array or torch tensor, got {type(source).__name__}")
-    if not isinstance(rate, int) or rate <= 0:
-        raise ValueError(f"sampling_rate must be a positive integer, got {rate!r}")
-    if array.size == 0:
-        raise ValueError(f"{what} is empty (no samples)")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{what} contains NaN or infinite samples")
-    if rate != SAMPLING_RATE:
-        array = soxr.resample(array, rate, SAMPLING_RATE, quality="HQ")
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    path = Path(path)
+    if not path.is_file():
+        raise VallEFileNotFoundError(f"audio file not found: {path}")
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise VallEValueError(f"could not read audio file {path}: {_one_line(error)}") from error
+    return data.T, rate
 
 
 # The sample format written per container: 32-bit float WAV, as the original writes (torchaudio.save of a float
@@ -166,33 +120,19 @@ def save_audio(
     return out
 
 
-def _prompt_sources(sources: Any) -> list[AudioSource]:
+def reference_sources(sources: Any) -> list[AudioSource]:
     """Flatten the original's prompt syntaxes: "a.wav;b.wav", [path, path, ...], an array, or a mix in a list."""
     if isinstance(sources, str):
         return [part for part in (piece.strip() for piece in sources.split(";")) if part]
     if isinstance(sources, (os.PathLike, np.ndarray, torch.Tensor)):
         return [sources]
     if isinstance(sources, (list, tuple)):
-        return [item for source in sources for item in _prompt_sources(source)]
+        return [item for source in sources for item in reference_sources(source)]
     raise TypeError(
         f"prompt audio must be a path, a ';'-joined string of paths, an array or a list, got {type(sources).__name__}"
     )
 
 
 def reference_paths(sources: Any) -> list[str | os.PathLike]:
-    """The file paths among `sources` (see `load_references`), e.g. to keep an output from overwriting them."""
-    return [source for source in _prompt_sources(sources) if isinstance(source, (str, os.PathLike))]
-
-
-def load_references(sources: Any, sampling_rate: int = SAMPLING_RATE) -> list[torch.Tensor]:
-    """Load the reference audio of one voice prompt (or one STT input): a list of whole 1-D float32 24 kHz waveforms.
-
-    `sources`: a path, a ';'-joined string of paths (the original CLI's syntax), an array / tensor at
-    `sampling_rate`, or a list of those. Each reference stays whole and separate: the model encodes each one on its
-    own, joins the codes and only then loops or trims them to `input_prompt_length`, as the original does
-    (`vall_e/inference.py:encode_audio`), so nothing is cut here.
-    """
-    parts = _prompt_sources(sources)
-    if not parts:
-        raise ValueError("no reference audio given (an empty path, list or ';'-joined string)")
-    return [load_audio(part, None if isinstance(part, (str, os.PathLike)) else sampling_rate) for part in parts]
+    """The file paths among `sources` (see `reference_sources`), e.g. to keep an output from overwriting them."""
+    return [source for source in reference_sources(sources) if isinstance(source, (str, os.PathLike))]

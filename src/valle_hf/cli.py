@@ -215,18 +215,19 @@ def _seed(seed: int | None) -> int:
 
 def prepare_inputs(args) -> dict:
     """Check and load everything the user gave before any model is loaded, so bad input fails fast, in one line."""
-    from .audio import load_references
+    from .feature_extraction import VallEFeatureExtractor
     from .phonemes import resolve_language, split_sentences
 
+    load = VallEFeatureExtractor().load  # 24 kHz waveforms, passed on with their rate
     if args.task == "stt":
-        return {"audio": load_references(args.references)}
+        return {"audio": load(args.references)}
     out = _check_output(args.out_path_option or args.out_path, args.references)
     if not args.text.strip():
         raise ValueError("empty text: nothing to speak")
     sentences = split_sentences(args.text)
     for sentence in sentences:
         resolve_language(sentence, args.language)
-    prompt = load_references(args.references) if args.references else None
+    prompt = load(args.references) if args.references else None
     return {"out": out, "sentences": sentences, "prompt": prompt}
 
 
@@ -237,7 +238,8 @@ def run_tts(args, model, processor, inputs: dict) -> None:
     from .audio import save_audio
     from .streaming import AudioFileStreamer
 
-    batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language)
+    batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language,
+                      sampling_rate=processor.feature_extractor.sampling_rate)
     kwargs = generation_kwargs(args)
     steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
     streamer = None
@@ -262,8 +264,8 @@ def run_tts(args, model, processor, inputs: dict) -> None:
 
 def run_stt(args, model, processor, inputs: dict) -> None:
     """Print the IPA transcription of the reference audio."""
-    text_ids = model.generate(**processor(audio=[inputs["audio"]]).to(model.device), task="stt",
-                              **generation_kwargs(args))
+    batch = processor(audio=[inputs["audio"]], sampling_rate=processor.feature_extractor.sampling_rate)
+    text_ids = model.generate(**batch.to(model.device), task="stt", **generation_kwargs(args))
     print(processor.decode(text_ids[0].cpu()))
 
 

@@ -225,6 +225,14 @@ class VallEConfig(PretrainedConfig):
             return self.text_vocab_size
         return self.audio_vocab_size + 1 if level == 0 else self.audio_vocab_size
 
+    # ---------------------------------------------------------------- attention
+    @PretrainedConfig._attn_implementation.setter
+    def _attn_implementation(self, value: str | dict | None) -> None:
+        """A requested attention implementation is the backbone's; the codec and the vocoder, which have no attention
+        layers, keep their own (transformers would hand them a plain string, and EnCodec refuses "sdpa"). A dict
+        keyed by sub-config sets them explicitly, as in transformers."""
+        PretrainedConfig._attn_implementation.fset(self, value if isinstance(value, dict) else {"": value})
+
     # ---------------------------------------------------------------- backbone and validation
     def backbone_config(self) -> LlamaConfig:
         """The stock `LlamaConfig` the original builds (vocab unused: the model always feeds `inputs_embeds`)."""
@@ -371,8 +379,9 @@ SETTING_RULES = {
     "nar_dtype": ("'auto', 'float32', 'bfloat16' or 'float16'", lambda v: v in NAR_DTYPES),
     "max_levels": ("None or an integer >= 0 (0 = level 0 only)", lambda v: v is None or (_is_int(v) and v >= 0)),
     "prefix_silence": ("a finite number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
-    "input_prompt_length": ("None or a finite number of seconds >= 0 (0 = the whole prompt)",
-                            lambda v: v is None or (_is_number(v) and v >= 0)),
+    "input_prompt_length": ("None or a finite number of seconds >= 0 (0 = the whole prompt), or a list of them (one "
+                            "per row)", lambda v: all(s is None or (_is_number(s) and s >= 0)
+                                                      for s in (v if isinstance(v, (list, tuple)) else [v]))),
     "input_prompt_prefix": ("True or False", lambda v: isinstance(v, bool)),
     "refine_on_stop": ("True or False", lambda v: isinstance(v, bool)),
     "layer_skip": ("True or False", lambda v: isinstance(v, bool)),
@@ -429,7 +438,8 @@ class VallEGenerationConfig(GenerationConfig):
     - `nar_temperature` (0 = greedy), `max_levels` (NAR levels to fill; None = all), `nar_dtype` (the precision of
       the NAR's matrix products: "auto" picks bfloat16 where the hardware multiplies it fast, see
       `valle_hf.hardware`);
-    - `input_prompt_length` (seconds of prompt codes kept, looped when shorter; 0/None = all), `input_prompt_prefix`,
+    - `input_prompt_length` (seconds of prompt codes kept, looped when shorter; 0/None = all; a list gives one per
+      row, as a pipeline batch does), `input_prompt_prefix`,
       `prefix_silence` (seconds);
     - `refine_on_stop`, `layer_skip` with `layer_skip_exit_layer`, `layer_skip_entropy_threshold`,
       `layer_skip_varentropy_threshold`;

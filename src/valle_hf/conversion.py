@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,10 @@ import yaml
 from safetensors import safe_open
 
 from .configuration import VallEConfig
-from .errors import CheckpointError, VallEError, VallEFileNotFoundError
+from .errors import CheckpointError, VallEError, VallEFileNotFoundError, get_logger
 from .tokenization import check_symmap, packaged_tokenizer_file
+
+logger = get_logger(__name__)
 
 DEFAULT_CODEC = "facebook/encodec_24khz"
 DEFAULT_VOCODER = "charactr/vocos-encodec-24khz"
@@ -268,8 +269,8 @@ def convert_checkpoint(
     original = load_original_checkpoint(checkpoint)
     tokenizer = packaged_tokenizer_file() if tokenizer is None else Path(tokenizer)
     if original.symmap is None:
-        warnings.warn(f"{original.path} records no tokenizer vocabulary (userdata.symmap): the tokenizer {tokenizer} "
-                      "could not be checked against it", stacklevel=2)
+        logger.warning(f"{original.path} records no tokenizer vocabulary (userdata.symmap): the tokenizer {tokenizer} "
+                       "could not be checked against it")
     else:
         check_symmap(tokenizer, original.symmap, str(original.path))
     processor = VallEProcessor.from_tokenizer_file(tokenizer)
@@ -301,7 +302,8 @@ def convert_checkpoint(
 
 
 def save_converted(model, processor, output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Write a `from_pretrained` directory (config, weights, generation config, processor), all or nothing.
+    """Write a `from_pretrained` directory (config, weights, generation config, processor, and the model's code with
+    its `auto_map`, so that it loads with `trust_remote_code=True` where valle-hf is not installed), all or nothing.
 
     Everything is written to a temporary directory beside `output_dir` and moved into place at the end, so a failure
     leaves no half-written directory. An existing non-empty `output_dir` is refused unless `overwrite`.

@@ -69,13 +69,14 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
 
 
 def load_utterance(root: str | os.PathLike, record: dict) -> dict[str, torch.LongTensor]:
-    """An utterance's `text_ids` `[n]` and `codes` `[frames, 8]`, as int64."""
+    """An utterance as a `VallEDataCollator` item: `input_ids` (its `text_ids` `[n]`) and `audio_codes` (its `codes`
+    `[frames, 8]`), as int64."""
     tensors = load_file(str(Path(root) / record["file"]))
-    return {"text_ids": tensors["text_ids"].long(), "codes": tensors["codes"].long()}
+    return {"input_ids": tensors["text_ids"].long(), "audio_codes": tensors["codes"].long()}
 
 
 class VallEDataset(torch.utils.data.Dataset):
-    """Items for `VallEDataCollator` from a prepared folder: `text_ids`, `codes` and a voice `prompt_codes`.
+    """Items for `VallEDataCollator` from a prepared folder: `input_ids`, `audio_codes` and a voice `prompt_codes`.
 
     The prompt is sampled as the original does (`vall_e/data.py:sample_prompts`): a target length drawn uniformly
     from `prompt_duration` seconds, then up to `prompt_max_samples` random utterances of the same speaker other
@@ -130,7 +131,7 @@ class VallEDataset(torch.utils.data.Dataset):
         trim = None if self.prompt_duration is None else int(rng.uniform(*self.prompt_duration) * FRAME_RATE)
         pieces, total = [], 0
         for _ in range(max(self.prompt_max_samples, 1)):
-            codes = load_utterance(self.root, self.records[rng.choice(others)])["codes"]
+            codes = load_utterance(self.root, self.records[rng.choice(others)])["audio_codes"]
             codes = codes if trim is None else codes[:trim]
             pieces.append(codes)
             total += len(codes)

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import warnings
 from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache, GenerationConfig, GenerationMixin
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from .audio import load_references
 from .cache import CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig
+from .errors import VallEValueError, get_logger
+from .feature_extraction import VallEFeatureExtractor
 from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
@@ -35,6 +35,8 @@ from .logits_process import sampler_processors
 from .streaming import AudioStreamer, StreamingTTS
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin"]
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
     exit_layers: `[B, steps]` layers each row ran at every AR step (with `layer_skip`); `nar_exit_layers`:
     `[B, levels]` the same for the NAR passes.
     sequences_scores, beam_indices: as in `GenerateBeamDecoderOnlyOutput` (beam search only).
+    scores, logits, attentions, hidden_states: those of the AR (or STT) steps, per step as transformers returns them
+    (`output_scores`, `output_logits`, `output_attentions`, `output_hidden_states`); the NAR passes add none.
     With `num_return_sequences=n` every per-row field has `n` consecutive rows per input row.
     """
 
@@ -76,6 +80,17 @@ def _rows(tensor: torch.Tensor, mask: torch.Tensor | None, name: str, dims: int)
     return [row[row_mask.bool()] for row, row_mask in zip(tensor, mask, strict=True)]
 
 
+def _per_row(value, count: int, name: str) -> list:
+    """A setting given once for the batch, or once per row (a pipeline batch lists each item's own value)."""
+    if torch.is_tensor(value):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        return [value] * count
+    if len(value) != count:
+        raise VallEValueError(f"{name}: got {len(value)} values for {count} rows; give one, or one per row")
+    return list(value)
+
+
 def _repeat_rows(rows: list, copies: int) -> list:
     """Each row `copies` times in a row (the order of `num_return_sequences` outputs)."""
     return [row for row in rows for _ in range(copies)]
@@ -94,6 +109,19 @@ def _cut_at_stop(tokens: torch.LongTensor, stop: int, vocab: int) -> tuple[list[
     stopped = (tokens == stop).any(dim=1) & ((tokens == stop).long().argmax(dim=1) == ended.long().argmax(dim=1))
     ends = torch.where(ended.any(dim=1), ended.long().argmax(dim=1), tokens.shape[1])
     return [row[:end] for row, end in zip(tokens, ends.tolist(), strict=True)], stopped
+
+
+# The settings that turn transformers' generation into assisted (speculative) decoding.
+SPECULATIVE_SETTINGS = ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit", "use_mtp")
+
+
+def _refuse_speculative_decoding(config: VallEGenerationConfig, model_kwargs: dict) -> None:
+    """Assisted decoding drafts tokens by calling a model's `generate` on the unified ids, which for VALL-E starts a
+    whole TTS run; and its draft steps cannot give the response's positions and prompt codes that each AR step needs."""
+    given = [name for name in SPECULATIVE_SETTINGS if model_kwargs.get(name) or getattr(config, name, None)]
+    if given:
+        raise VallEValueError(f"VALL-E does not support speculative decoding ({', '.join(given)}): drop the "
+                              "setting; its AR steps read segment positions and prompt codes that a draft cannot give")
 
 
 def _layer_skip(config: VallEGenerationConfig) -> LayerSkip | None:
@@ -193,6 +221,7 @@ class VallEGenerationMixin(GenerationMixin):
         audio_codes: torch.LongTensor | None = None,
         audio_attention_mask: torch.LongTensor | None = None,
         audio=None,
+        sampling_rate: int | list[int] | None = None,
         task: str = "tts",
         generation_config: GenerationConfig | None = None,
         return_dict_in_generate: bool | None = None,
@@ -203,9 +232,10 @@ class VallEGenerationMixin(GenerationMixin):
 
         TTS: `input_ids` `[B, L]` phoneme ids with BOS/EOS (any padding side, given `attention_mask`), and a voice
         prompt as `prompt_codes` `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for every
-        row, or one per row; a prompt is a 24 kHz waveform, a path, a ';'-joined string of paths or a list of those:
-        see `valle_hf.audio.load_references`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or
-        `audio`, with `task="stt"`.
+        row, or one per row; a prompt is a path, a ';'-joined string of paths, a waveform or a list of those: see
+        `VallEFeatureExtractor.load`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or `audio`, with
+        `task="stt"`. `sampling_rate` is the rate (Hz) of waveforms in `prompt_audio` / `audio`, required with them
+        (the processor's output carries it); one value, or one per row as a pipeline batch lists it.
 
         Settings: every `GenerationConfig` field (`do_sample`, `temperature` (0 = greedy), `top_k`, `top_p`,
         `min_p`, `repetition_penalty`, `num_beams`, `max_new_tokens`, ...) and the original's own, listed in
@@ -221,9 +251,10 @@ class VallEGenerationMixin(GenerationMixin):
         settings it cannot use.
         """
         config, model_kwargs = self._merge_settings(generation_config, kwargs)
+        prompt_audio, audio = (self._waveform_rows(references, sampling_rate) for references in (prompt_audio, audio))
         if audio_streamer is not None:
             if task != "tts":
-                raise ValueError("audio_streamer streams speech: it works with task='tts' only")
+                raise VallEValueError("audio_streamer streams speech: it works with task='tts' only")
             return self._streamed(audio_streamer, return_dict_in_generate, input_ids, attention_mask, prompt_codes,
                                   prompt_attention_mask, prompt_audio, config, model_kwargs)
         if task == "stt":
@@ -261,6 +292,7 @@ class VallEGenerationMixin(GenerationMixin):
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
         model_kwargs = config.update(**kwargs)
         config.do_sample = config.is_sampling
+        _refuse_speculative_decoding(config, model_kwargs)
         return config, model_kwargs
 
     def _text_rows(self, input_ids, attention_mask) -> list[torch.Tensor]:
@@ -275,15 +307,25 @@ class VallEGenerationMixin(GenerationMixin):
                 raise ValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
         return rows
 
+    def _waveform_rows(self, references, sampling_rate) -> list[list[torch.Tensor]] | None:
+        """`prompt_audio` / `audio` as each row's whole waveforms at the model's rate (`VallEFeatureExtractor.load`):
+        one source for every row, or a list with one per row; arrays at `sampling_rate`, paths at their own."""
+        if references is None:
+            return None
+        rows = list(references) if isinstance(references, (list, tuple)) else [references]
+        extractor = VallEFeatureExtractor(sampling_rate=self.config.sampling_rate)
+        rates = _per_row(sampling_rate, len(rows), "sampling_rate")
+        return [extractor.load(row, rate) for row, rate in zip(rows, rates, strict=True)]
+
     def _code_rows(self, codes, mask, references, name: str, batch: int | None) -> list[torch.Tensor] | None:
         """Per-row `[T, 8]` codes, from padded codes or from reference audio encoded with the attached codec.
 
-        `references`: one source for every row, or a list with one per row (see `load_references`).
+        `references`: one list of whole waveforms at the model's rate for every row, or one such list per row.
         """
         if codes is None and references is None:
             return None
         if codes is None:
-            rows = self._encode_references(list(references) if isinstance(references, (list, tuple)) else [references])
+            rows = self._encode_references(references)
         else:
             rows = _rows(codes.to(self.device), None if mask is None else mask.to(self.device), name, 3)
         if batch is not None and len(rows) == 1 and batch > 1:
@@ -303,8 +345,7 @@ class VallEGenerationMixin(GenerationMixin):
         once."""
         encoded: list[tuple[list[torch.Tensor], torch.LongTensor]] = []
         codes_per_row = []
-        for row in rows:
-            waveforms = load_references(row)
+        for waveforms in rows:
             codes = next((codes for seen, codes in encoded if _same_audio(seen, waveforms)), None)
             if codes is None:
                 codes = torch.cat([encode(self.codec_model, waveform.to(self.device), self.config.codec_bandwidth)
@@ -314,24 +355,32 @@ class VallEGenerationMixin(GenerationMixin):
         return codes_per_row
 
     def prompt_rows(self, prompt_codes, prompt_mask, prompt_audio, batch: int,
-                    seconds: float | None) -> list[torch.LongTensor] | None:
+                    seconds: float | list[float] | None) -> list[torch.LongTensor] | None:
         """The voice prompt of each row as the model reads it: `[frames, levels]` codes, or None without a prompt.
 
-        The codes are `prompt_codes` or the encoded `prompt_audio`, then looped or cut to exactly
-        `int(75 * seconds)` frames from their start (the original's `repeat_extend_audio`); `seconds` 0 or None keeps
-        them all. The one place where a prompt's length is decided.
+        The codes are `prompt_codes` or the encoded `prompt_audio` (each row's waveforms at the model's rate), then
+        looped or cut to exactly `int(75 * seconds)` frames from their start (the original's `repeat_extend_audio`);
+        `seconds` 0 or None keeps them all, and may be given per row (a pipeline batch lists each item's own). The
+        one place where a prompt's length is decided.
         """
         prompts = self._code_rows(prompt_codes, prompt_mask, prompt_audio, "prompt_codes", batch)
-        if prompts is None or not seconds:
-            return prompts
+        if prompts is None:
+            return None
+        return [self._loop_or_cut(prompt, row_seconds)
+                for prompt, row_seconds in zip(prompts, _per_row(seconds, len(prompts), "input_prompt_length"),
+                                               strict=True)]
+
+    def _loop_or_cut(self, prompt: torch.LongTensor, seconds: float | None) -> torch.LongTensor:
+        """One row's prompt codes looped or cut to `seconds` (0 or None: as they are)."""
+        if not seconds:
+            return prompt
         frames = self.config.seconds_to_frames(seconds)
         if seconds < 0 or frames == 0:
             raise ValueError(f"input_prompt_length must be at least one frame (1/{self.config.frame_rate} s), "
                              f"got {seconds}")
-        for prompt in prompts:
-            if len(prompt) == 0:
-                raise ValueError("prompt_codes: a row has an empty voice prompt (0 frames)")
-        return [prompt.repeat(-(-frames // len(prompt)), 1)[:frames] for prompt in prompts]
+        if len(prompt) == 0:
+            raise ValueError("prompt_codes: a row has an empty voice prompt (0 frames)")
+        return prompt.repeat(-(-frames // len(prompt)), 1)[:frames]
 
     # ------------------------------------------------------------------ TTS
     def _generate_tts(self, input_ids, attention_mask, prompt_codes, prompt_mask, prompt_audio, config, kwargs,
@@ -367,7 +416,7 @@ class VallEGenerationMixin(GenerationMixin):
         if config.refine_on_stop:
             generated = self._refine(output.sequences, ar_mask, generated, self.config.stop_token_id, task="tts",
                                      prompt_codes=None if prompts is None else prompts.codes)
-        self._warn_unstopped(stopped, config)
+        self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated, strict=True)]
         with self.nar_precision(config):
             codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature,
@@ -377,7 +426,8 @@ class VallEGenerationMixin(GenerationMixin):
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
         audio = self._decode(rows, config.audio_backend) if config.output_audio else None
         return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits,
+            sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
+            hidden_states=output.hidden_states,
             codes=pad(rows, 0, side="right")[0] if rows else None, lengths=lengths, audio=audio, stopped=stopped,
             exit_layers=exit_layers, nar_exit_layers=nar_exit_layers,
             sequences_scores=getattr(output, "sequences_scores", None),
@@ -407,7 +457,7 @@ class VallEGenerationMixin(GenerationMixin):
             rows, audio = driver.finish()
         stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id,
                                self.config.head_size(0))[1]
-        self._warn_unstopped(stopped, config)
+        self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits,
             codes=pad(rows, 0, side="right")[0], lengths=torch.tensor([len(row) for row in rows], device=self.device),
@@ -444,14 +494,31 @@ class VallEGenerationMixin(GenerationMixin):
         frames = self.config.seconds_to_frames(config.prefix_silence)
         return [torch.full((frames,), self.config.silence_codes[0], device=self.device) for _ in texts]
 
-    def _warn_unstopped(self, stopped: torch.BoolTensor, config) -> None:
-        if not bool(stopped.all()):
-            rows = (~stopped).nonzero().flatten().tolist()
-            warnings.warn(
-                f"row(s) {rows} reached max_new_tokens={config.max_new_tokens} without a stop token; "
-                "the output may be cut off (raise max_new_tokens)",
-                stacklevel=5,  # the caller of generate()
-            )
+    def _warn_if_cut(self, stopped: torch.BoolTensor, steps: int, input_length: int, config) -> None:
+        """Warn when the run ended on its length limit with rows that never emitted their stop token.
+
+        A run that a stopping criterion, `max_time` or the stop tokens ended is not cut off, whatever its rows did.
+        """
+        if bool(stopped.all()):
+            return
+        limit, setting = self._length_limit(config, input_length)
+        if limit is not None and steps < limit:
+            return
+        rows = (~stopped).nonzero().flatten().tolist()
+        logger.warning(f"row(s) {rows} reached the length limit ({setting}: {steps} steps) without a stop token; the "
+                       "output may be cut off (raise max_new_tokens)")
+
+    def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
+        """The AR's step limit as transformers applies it, and the setting that made it: `max_new_tokens`, else
+        `max_length` minus the input, where unset (None) values fall back to the model's generation config."""
+        defaults = self.generation_config
+        max_new_tokens = config.max_new_tokens if config.max_new_tokens is not None else defaults.max_new_tokens
+        if max_new_tokens is not None:
+            return max_new_tokens, f"max_new_tokens={max_new_tokens}"
+        max_length = config.max_length if config.max_length is not None else defaults.max_length
+        if max_length is not None:
+            return max_length - input_length, f"max_length={max_length}"
+        return None, "transformers' default max_length"
 
     def _refine(self, sequences, prefix_mask, generated, stop: int, **pass_inputs) -> list[torch.LongTensor]:
         """Refine-on-stop: one teacher-forced pass over the final sequences; argmax at every response position.
@@ -550,8 +617,8 @@ class VallEGenerationMixin(GenerationMixin):
             copies = output.sequences.shape[0] // len(rows)
             text_ids = self._refine(output.sequences, mask.repeat_interleave(copies, dim=0), text_ids, stop,
                                     task="stt", audio_codes=audio_batch.repeat_interleave(copies, dim=0))
-        self._warn_unstopped(stopped, config)
+        self._warn_if_cut(stopped, output.sequences.shape[1] - ids.shape[1], ids.shape[1], config)
         return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits, text_ids=text_ids, stopped=stopped,
-            exit_layers=exit_layers,
+            sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
+            hidden_states=output.hidden_states, text_ids=text_ids, stopped=stopped, exit_layers=exit_layers,
         )

@@ -35,6 +35,9 @@ from transformers.generation.logits_process import (
 )
 
 from .configuration import check_settings
+from .errors import get_logger
+
+logger = get_logger(__name__)
 
 __all__ = [
     "MIN_P_MIN_TOKENS_TO_KEEP",

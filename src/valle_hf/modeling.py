@@ -21,6 +21,7 @@ from torch import nn
 from transformers import EncodecModel, LlamaModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.utils.generic import can_return_tuple
 
 from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig, VallEGenerationConfig
@@ -64,6 +65,13 @@ class VallEPreTrainedModel(PreTrainedModel):
     _can_compile_fullgraph = True
     output_modalities = ("audio",)
 
+    def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False) -> None:
+        """Switch the backbone's attention implementation; as in `VallEConfig`, a plain string leaves the codec and
+        the vocoder (no attention layers) with their own."""
+        if not isinstance(attn_implementation, dict):
+            attn_implementation = {"": attn_implementation}
+        super().set_attn_implementation(attn_implementation, allow_all_kernels)
+
     def _init_weights(self, module: nn.Module) -> None:
         """The original's initialisation: unit-normal segment embeddings and separator, Llama's init elsewhere."""
         if isinstance(module, SegmentEmbedding):
@@ -98,6 +106,7 @@ class VallEModel(VallEPreTrainedModel):
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.embeddings.text = value
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -151,11 +160,23 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             nn.Linear(config.hidden_size, config.head_size(level), bias=True) for level in range(config.num_heads)
         )
         self.codec_model = EncodecModel(config.codec_config)
-        self.codec_model.requires_grad_(False)  # the codec is never trained with the model
         self.vocoder = VocosModel(config.vocoder_config) if config.vocoder_config is not None else None
+        self._freeze_audio_models()
+        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader puts
+        every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set."""
+        model = super().from_pretrained(*args, **kwargs)
+        model._freeze_audio_models()
+        return model
+
+    def _freeze_audio_models(self) -> None:
+        """The codec and the vocoder are never trained with the model: no gradient, not in an optimizer."""
+        self.codec_model.requires_grad_(False)
         if self.vocoder is not None:
             self.vocoder.requires_grad_(False)
-        self.post_init()
 
     def head_index(self, level: int, task: str) -> int:
         """Index of the classifier a pass uses: level k for TTS, the text head for STT."""
@@ -166,20 +187,25 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         return self.config.num_rvq_levels if task == "stt" else level
 
     def logits(self, hidden: torch.Tensor, level, task) -> torch.Tensor:
-        """Logits `[B, L, V]`: each pass's rows through its own head. Rows of narrower heads in a batch that mixes
-        passes are right-padded with -inf to the widest head present, as in the original; that changes neither the
-        softmax nor the cross-entropy of a row."""
+        """Logits `[B, L, V]`: each pass's rows through its own head.
+
+        One `level` and `task` for the batch give that head's width. Per-row ones (a training batch, which may mix
+        passes) give the width of the model's widest head, every row right-padded with -inf beyond its own head, as
+        in the original; that changes neither the softmax nor the cross-entropy of a row, and every such batch has
+        one width, so that predictions concatenate across batches (`Trainer.predict`).
+        """
         passes = passes_of(level, task, hidden.shape[0], self.config.num_rvq_levels, hidden.device)
         heads = [(self.classifiers[self.head_index(one.level, one.task)], one.rows) for one in passes]
-        if len(heads) == 1:
+        if len(heads) == 1 and isinstance(passes[0].rows, slice):
             return heads[0][0](hidden)
-        width = max(head.out_features for head, _ in heads)
+        width = max(head.out_features for head in self.classifiers)
         logits = hidden.new_full((*hidden.shape[:2], width), float("-inf"))
         for head, rows in heads:
             part = head(hidden[rows])
             logits[rows, :, : part.shape[-1]] = part.to(logits.dtype)
         return logits
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -214,7 +240,8 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             early_exit: layer-skip settings (`valle_hf.layer_skip.LayerSkip`) for a single pass; `exit_layers`
                 then holds the decoder layers each row ran.
 
-        Raises ValueError for an unknown task or level, and for layer skip over a batch that mixes passes.
+        Returns a `VallEOutput`, or its non-None fields as a tuple with `return_dict=False`. Raises ValueError for an
+        unknown task or level, and for layer skip over a batch that mixes passes.
         """
         exit_state = None
         if early_exit is not None:

@@ -15,6 +15,8 @@ import functools
 import os
 import re
 
+from .errors import missing_dependency
+
 # The released model's language ids, in order ({"en": 0, "ja": 1, "de": 2, "fr": 3} in the original).
 MODEL_LANGUAGES = ("en", "ja", "de", "fr")
 # The original's `coerce_language`; every other code goes to espeak-ng as given.
@@ -51,10 +53,16 @@ def detect_language(text: str) -> str:
 @functools.cache
 def _use_bundled_espeak() -> None:
     """Point phonemizer at the espeak-ng library and data of the `espeakng_loader` wheel (once per process)."""
+    try:
+        from phonemizer.backend.espeak.wrapper import EspeakWrapper
+    except ImportError:
+        raise missing_dependency("phonemizer", "to turn text into phonemes") from None
     if "PHONEMIZER_ESPEAK_LIBRARY" in os.environ:  # the user's explicit choice wins
         return
-    import espeakng_loader
-    from phonemizer.backend.espeak.wrapper import EspeakWrapper
+    try:
+        import espeakng_loader
+    except ImportError:
+        raise missing_dependency("espeakng-loader", "for the espeak-ng library phonemizer runs") from None
 
     EspeakWrapper.set_library(espeakng_loader.get_library_path())
     EspeakWrapper.set_data_path(espeakng_loader.get_data_path())

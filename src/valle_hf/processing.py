@@ -1,17 +1,21 @@
-"""The VALL-E processor: text → phoneme ids (`phonemes`, `tokenization`), reference audio → waveforms (`audio`), and
-speech-to-text ids → IPA. The codec runs inside the model; the processor only prepares what `generate` reads."""
+"""The VALL-E processor: text → phoneme ids (`phonemes`, `tokenization`), reference audio → 24 kHz waveforms (the
+feature extractor), speech-to-text ids → IPA, and waveforms → files (`save_audio`). The codec runs inside the model;
+the processor only prepares what `generate` reads."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
-from .audio import load_references
-from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
+from .audio import save_audio
+from .errors import VallEValueError
+from .feature_extraction import VallEFeatureExtractor
 from .phonemes import phonemize
 from .tokenization import dealias_tokenizer, ids_to_phonemes, load_phoneme_tokenizer
 
@@ -21,18 +25,21 @@ __all__ = ["VallEProcessor"]
 class VallEProcessor(ProcessorMixin):
     """Turns text into phoneme ids and prompt / STT audio into 24 kHz waveforms, and STT ids back into IPA.
 
-    It holds the phoneme tokenizer only; the codec runs inside the model. `save_pretrained` / `from_pretrained`
-    store it beside the model (tokenizer.json, tokenizer_config.json, processor_config.json).
+    It holds the phoneme tokenizer and the feature extractor (`VallEFeatureExtractor`: audio at any sampling rate →
+    the model's); the codec runs inside the model. `save_pretrained` / `from_pretrained` store it beside the model
+    (tokenizer.json, tokenizer_config.json, processor_config.json with the feature extractor's settings).
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, chat_template: str | None = None):
-        """Wrap a phoneme tokenizer. A fast tokenizer read straight from the original (aliased) `tokenizer.json` has
-        its backend swapped in place for the alias-free equivalent (same ids), and a missing pad token becomes
-        `<unk>` (id 0)."""
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, feature_extractor: VallEFeatureExtractor | None = None,
+                 chat_template: str | None = None):
+        """Wrap a phoneme tokenizer and a feature extractor (default: 24 kHz, the codec's rate). A fast tokenizer read
+        straight from the original (aliased) `tokenizer.json` has its backend swapped in place for the alias-free
+        equivalent (same ids), and a missing pad token becomes `<unk>` (id 0)."""
         dealias_tokenizer(tokenizer)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token
-        super().__init__(tokenizer, chat_template=chat_template)
+        feature_extractor = feature_extractor if feature_extractor is not None else VallEFeatureExtractor()
+        super().__init__(tokenizer, feature_extractor, chat_template=chat_template)
 
     @classmethod
     def from_tokenizer_file(cls, tokenizer_file: str | os.PathLike | None = None) -> VallEProcessor:
@@ -40,9 +47,19 @@ class VallEProcessor(ProcessorMixin):
         package; see `load_phoneme_tokenizer`)."""
         return cls(load_phoneme_tokenizer(tokenizer_file))
 
+    @classmethod
+    def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
+        """The tokenizer and the feature extractor as saved. Directories converted before the processor had a feature
+        extractor get the default one: it has no learned state, and its settings are the codec's."""
+        if processor_dict is None or "feature_extractor" in processor_dict:
+            return super()._get_arguments_from_pretrained(pretrained_model_name_or_path, processor_dict, **kwargs)
+        tokenizer = cls._load_tokenizer_from_pretrained("tokenizer", pretrained_model_name_or_path,
+                                                        subfolder=kwargs.pop("subfolder", ""), **kwargs)
+        return [tokenizer, VallEFeatureExtractor()]
+
     @property
     def model_input_names(self) -> list[str]:
-        return ["input_ids", "attention_mask", "prompt_audio", "audio"]
+        return ["input_ids", "attention_mask", "prompt_audio", "audio", "sampling_rate"]
 
     # ------------------------------------------------------------------ text
     def phonemize(self, text: str | Sequence[str], language: str = "en") -> str | list[str]:
@@ -82,7 +99,7 @@ class VallEProcessor(ProcessorMixin):
         input_prompt_length: float | None = None,
         return_tensors: str | None = "pt",
         padding: bool | str = True,
-        sampling_rate: int = SAMPLING_RATE,
+        sampling_rate: int | None = None,
         processor_kwargs: dict[str, Any] | None = None,
         **kwargs,
     ) -> BatchFeature:
@@ -92,14 +109,17 @@ class VallEProcessor(ProcessorMixin):
         list with one per row; see `phonemize`) unless already IPA. Returns `input_ids` and `attention_mask`: the
         phoneme ids with `<bos>`=1 … `</eos>`=2, right-padded with id 0 (mask 0) when `padding` is True/"longest".
         `prompt_audio` (optional) is either one prompt for all rows or a list with one prompt per row; a prompt is
-        anything `load_references` accepts (to join several references for a row, join the paths with ';' or nest
-        them in a list). It comes back as `prompt_audio`: one list of whole 1-D float32 24 kHz waveforms per row (the
-        same list object for every row when one prompt was broadcast, so the model encodes it once).
+        anything `VallEFeatureExtractor.load` accepts (to join several references for a row, join the paths with ';'
+        or nest them in a list). It comes back as `prompt_audio`: one list of whole 1-D float32 waveforms per row at
+        the feature extractor's 24 kHz, given in `sampling_rate` (the same list object for every row when one prompt
+        was broadcast, so the model encodes it once).
         `input_prompt_length` (seconds) is not applied here: it is passed through to `generate` in the output, which
         loops or trims the prompt's *codes*, as the original does.
         STT: `audio` is one source or a list with one source per row; it comes back as `audio`, one list of whole
         waveforms per row (the original's silent loop/cut to exactly 5 s is not done).
-        `sampling_rate` is the rate of array inputs. `processor_kwargs`: a dict of these arguments, merged in.
+        `sampling_rate` is the rate (Hz) of array inputs: required with arrays (refused without, as a wrong guess
+        changes the voice silently), resampled when it is not 24 kHz; files carry their own. `processor_kwargs`: a
+        dict of these arguments, merged in.
         Works as the text-to-speech pipeline calls it, `processor(list_of_texts, processor_kwargs=..., return_tensors=
         "pt")` (transformers passes the pipeline's `processor_kwargs` as one dict), so `tts(text, processor_kwargs=
         {"language": "fr", "prompt_audio": path, "input_prompt_length": 3.0})` works.
@@ -122,15 +142,16 @@ class VallEProcessor(ProcessorMixin):
             raise ValueError("give `text` (text-to-speech, with optional `prompt_audio`) or `audio` (speech-to-text)")
         if text is not None and audio is not None:
             raise ValueError("`text` (TTS) and `audio` (STT) are exclusive; a TTS voice prompt goes in `prompt_audio`")
-        skip = ["prompt_audio", "audio"]
+        skip = ["prompt_audio", "audio", "sampling_rate", "input_prompt_length"]
         if audio is not None:
             if prompt_audio is not None:
                 raise ValueError("`prompt_audio` is for text-to-speech; speech-to-text takes `audio` only")
             rows = audio if isinstance(audio, (list, tuple)) else [audio]
             if not rows:
                 raise ValueError("audio is an empty list")
-            waveforms = [load_references(source, sampling_rate) for source in rows]
-            return BatchFeature({"audio": waveforms}, tensor_type=return_tensors, skip_tensor_conversion=skip)
+            waveforms = [self.feature_extractor.load(source, sampling_rate) for source in rows]
+            data = {"audio": waveforms, "sampling_rate": self.feature_extractor.sampling_rate}
+            return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip)
 
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
@@ -149,12 +170,12 @@ class VallEProcessor(ProcessorMixin):
         data = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         if prompt_audio is not None:
             data["prompt_audio"] = self._prompts_per_row(prompt_audio, len(texts), sampling_rate)
+            data["sampling_rate"] = self.feature_extractor.sampling_rate
         if input_prompt_length is not None:
             data["input_prompt_length"] = input_prompt_length
-        return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip + ["input_prompt_length"])
+        return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip)
 
-    @staticmethod
-    def _prompts_per_row(prompt_audio: Any, num_rows: int, sampling_rate: int) -> list[list[torch.Tensor]]:
+    def _prompts_per_row(self, prompt_audio: Any, num_rows: int, sampling_rate: int | None) -> list[list[torch.Tensor]]:
         """One prompt (broadcast: loaded once, the same list for every row) or a list of exactly one prompt per row."""
         if isinstance(prompt_audio, (list, tuple)) and len(prompt_audio) != 1:
             if len(prompt_audio) != num_rows:
@@ -162,7 +183,24 @@ class VallEProcessor(ProcessorMixin):
                     f"prompt_audio is a list of {len(prompt_audio)} prompts for {num_rows} texts: give one prompt, "
                     f"or one per text (join several references for one text with ';' or nest them in a list)"
                 )
-            return [load_references(source, sampling_rate) for source in prompt_audio]
+            return [self.feature_extractor.load(source, sampling_rate) for source in prompt_audio]
         if isinstance(prompt_audio, (list, tuple)):
             prompt_audio = prompt_audio[0]
-        return [load_references(prompt_audio, sampling_rate)] * num_rows
+        return [self.feature_extractor.load(prompt_audio, sampling_rate)] * num_rows
+
+    # ------------------------------------------------------------------ audio out
+    def save_audio(self, audio: Any, saving_path: str | os.PathLike | Sequence[str | os.PathLike],
+                   sampling_rate: int | None = None) -> list[Path]:
+        """Write waveforms to files, each whole or not at all (`valle_hf.audio.save_audio`; format by extension).
+
+        `audio`: one 1-D waveform (tensor or array) or a list of them, as `generate` returns; `saving_path`: one path,
+        or one per waveform. `sampling_rate` defaults to the feature extractor's (24 kHz, the model's). Returns the
+        paths written. Raises `VallEValueError` when the counts differ.
+        """
+        waveforms = [audio] if isinstance(audio, (torch.Tensor, np.ndarray)) else list(audio)
+        paths = [saving_path] if isinstance(saving_path, (str, os.PathLike)) else list(saving_path)
+        if len(waveforms) != len(paths):
+            raise VallEValueError(f"save_audio got {len(waveforms)} waveforms for {len(paths)} paths: give one path "
+                                  "per waveform")
+        rate = sampling_rate if sampling_rate is not None else self.feature_extractor.sampling_rate
+        return [save_audio(path, waveform, rate) for waveform, path in zip(waveforms, paths, strict=True)]

@@ -147,10 +147,12 @@ def _rank() -> int:
 class VallEDataCollator:
     """Turns items into a padded training batch for `VallEForConditionalGeneration.forward(**batch)`.
 
-    An item is a dict with `text_ids` (phoneme ids with BOS/EOS), `codes` (`[T, levels]`: the target, or the audio
-    for STT), optionally `prompt_codes` (`[Tp, levels]`, TTS), `task` ("tts"/"stt"; drawn uniformly from `tasks`
-    when absent, as the original draws from `tasks_list`) and `level` (drawn from P(k) = (8 - k)/36 when absent,
-    capped to the levels present, as the original does; always 0 for STT).
+    An item is a dict with `input_ids` (phoneme ids with BOS/EOS, as the processor gives them), `audio_codes`
+    (`[T, levels]`: the target, or the audio for STT), optionally `prompt_codes` (`[Tp, levels]`, TTS), `task`
+    ("tts"/"stt"; drawn uniformly from `tasks` when absent, as the original draws from `tasks_list`) and `level`
+    (drawn from P(k) = (8 - k)/36 when absent, capped to the levels present, as the original does; always 0 for
+    STT). Every key is an argument of the model's `forward`, so the Trainer's default `remove_unused_columns=True`
+    keeps them all.
 
     The batch holds `input_ids`, `attention_mask`, `labels`, `level` `[B]`, `task` `[B]` (indices into TASKS, so
     that it travels through accelerate like any tensor), and `prompt_codes` / `audio_codes` (right-padded; the i-th
@@ -189,14 +191,14 @@ class VallEDataCollator:
         task = item.get("task")
         if task is None:
             task = self.tasks[int(torch.randint(len(self.tasks), (1,), generator=generator))]
-        codes = torch.as_tensor(item["codes"])
+        codes = torch.as_tensor(item["audio_codes"])
         prompt = item.get("prompt_codes") if task == "tts" else None
         level = item.get("level")
         drawn = int(sample_levels(1, generator, self.config.num_rvq_levels)) if level is None else int(level)
         # The original caps the level to the levels the response and the prompt have; STT is always level 0.
         caps = [codes.shape[-1] - 1] + ([] if prompt is None else [torch.as_tensor(prompt).shape[-1] - 1])
         level = 0 if task == "stt" else min(drawn, *caps)
-        return build_training_sequence(self.config, item["text_ids"], codes, level, task, prompt)
+        return build_training_sequence(self.config, item["input_ids"], codes, level, task, prompt)
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         generator = self.generator()

@@ -1,0 +1,126 @@
+"""Audio in: files and arrays at their own sampling rate → mono float32 waveforms at the model's 24 kHz.
+
+`VallEFeatureExtractor` is the processor's audio half, as transformers' EnCodec and Dia processors have one. The codec
+runs inside the model, so the features are the waveforms themselves. Arrays come with their `sampling_rate` (one
+without is refused, since a wrong guess changes the voice's speed and length silently); files carry their own.
+Integer PCM becomes float in [-1, 1), channels are averaged (the original's training data was), and other rates are
+resampled with soxr's high-quality filter (the original used torchaudio's sinc resampler, so codes can differ
+slightly at other input rates).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import BatchFeature, SequenceFeatureExtractor
+
+from .audio import load_audio, reference_sources
+from .configuration import CODEC_SAMPLING_RATE
+from .errors import VallEValueError, missing_dependency
+
+try:
+    import soxr
+except ImportError:
+    raise missing_dependency("soxr", "to resample audio") from None
+
+__all__ = ["VallEFeatureExtractor"]
+
+
+def _pcm_to_float(array: np.ndarray) -> np.ndarray:
+    """Integer PCM → float32 in [-1, 1) (unsigned 8-bit is centred on 128); floats pass through as float32."""
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) - 128.0) / 128.0
+    if array.dtype in (np.int8, np.int16, np.int32):
+        return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
+    if np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float32, copy=False)
+    raise VallEValueError(f"unsupported audio sample type {array.dtype}: use float, int8/16/32 or uint8 PCM")
+
+
+def _to_mono(array: np.ndarray) -> np.ndarray:
+    """Average the channels; a 2-D array's shorter axis is taken as the channel axis ([C, N] or [N, C])."""
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 1:
+        return array
+    if array.ndim != 2:
+        raise VallEValueError(f"audio must be 1-D or 2-D (channels x samples), got shape {array.shape}")
+    channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
+    return array.mean(axis=channel_axis)
+
+
+class VallEFeatureExtractor(SequenceFeatureExtractor):
+    """Audio → mono float32 waveforms at `sampling_rate` (24 kHz, the codec's): the processor's audio half.
+
+    `__call__` prepares a batch of arrays as transformers' feature extractors do (`input_values`, padded, with a
+    `padding_mask`); `load` reads one voice prompt or speech-to-text input in any of the package's forms (paths,
+    ';'-joined paths, arrays, lists of those) as a list of whole waveforms, which is what `generate` reads.
+    Saved with the processor (`processor_config.json`).
+    """
+
+    model_input_names = ["input_values", "padding_mask"]
+
+    def __init__(self, feature_size: int = 1, sampling_rate: int = CODEC_SAMPLING_RATE, padding_value: float = 0.0,
+                 **kwargs):
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+
+    def waveform(self, array: np.ndarray | torch.Tensor, sampling_rate: int | None, what: str = "audio array"
+                 ) -> torch.Tensor:
+        """One array (1-D, or 2-D channels x samples either way round; float or integer PCM) recorded at
+        `sampling_rate` Hz → a 1-D float32 tensor at `self.sampling_rate`.
+
+        Raises `VallEValueError` for an array without a sampling rate, an empty array, or non-finite samples.
+        """
+        if sampling_rate is None:
+            raise VallEValueError(f"{what} has no sampling_rate: pass sampling_rate=<its rate in Hz> (the model reads "
+                                  f"{self.sampling_rate} Hz and resamples other rates), or give a file path")
+        if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
+            raise VallEValueError(f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}")
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu()
+            array = (array.float() if array.dtype in (torch.float16, torch.bfloat16) else array).numpy()
+        array = np.asarray(array)
+        if array.size == 0:
+            raise VallEValueError(f"{what} is empty (no samples)")
+        samples = _to_mono(_pcm_to_float(array))
+        if not np.isfinite(samples).all():
+            raise VallEValueError(f"{what} contains NaN or infinite samples")
+        if sampling_rate != self.sampling_rate:
+            samples = soxr.resample(samples, int(sampling_rate), self.sampling_rate, quality="HQ")
+        return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+
+    def load(self, sources: Any, sampling_rate: int | None = None) -> list[torch.Tensor]:
+        """The references of one voice prompt (or one speech-to-text input): a list of whole 1-D float32 waveforms.
+
+        `sources`: a path, a ';'-joined string of paths (the original CLI's syntax), an array at `sampling_rate`, or
+        a list of those. Each reference stays whole and separate: the model encodes each one on its own, joins the
+        codes and only then loops or trims them to `input_prompt_length`, as the original does, so nothing is cut
+        here. Raises `VallEValueError` for no reference at all (and as `waveform`), FileNotFoundError for a missing
+        file.
+        """
+        parts = reference_sources(sources)
+        if not parts:
+            raise VallEValueError("no reference audio given (an empty path, list or ';'-joined string)")
+        waveforms = []
+        for part in parts:
+            if isinstance(part, (str, os.PathLike)):
+                waveforms.append(self.waveform(*load_audio(part), what=str(part)))
+            else:
+                waveforms.append(self.waveform(part, sampling_rate))
+        return waveforms
+
+    def __call__(self, raw_audio: Any, sampling_rate: int | None = None, padding: bool = True,
+                 return_tensors: str | None = None) -> BatchFeature:
+        """A batch of arrays (one array, or a list of them) at `sampling_rate` → `input_values`: one 1-D waveform at
+        `self.sampling_rate` per array; with `padding`, right-padded with zeros to `[batch, samples]` beside a
+        `padding_mask` (1 = audio). Raises `VallEValueError` without a `sampling_rate`."""
+        arrays = raw_audio if isinstance(raw_audio, (list, tuple)) else [raw_audio]
+        waveforms = [self.waveform(array, sampling_rate).numpy() for array in arrays]
+        features = BatchFeature({"input_values": waveforms})
+        if padding:
+            features = self.pad(features, padding=True, return_attention_mask=True)
+            features["padding_mask"] = features.pop("attention_mask")
+        return features.convert_to_tensors(return_tensors) if return_tensors else features

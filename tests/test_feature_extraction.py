@@ -1,0 +1,106 @@
+"""The feature extractor: files and arrays at their own rate → 24 kHz mono float waveforms; rate-less arrays refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from transformers import AutoFeatureExtractor
+
+import valle_hf  # noqa: F401  (registers the Auto classes)
+from valle_hf.errors import VallEValueError
+from valle_hf.feature_extraction import VallEFeatureExtractor
+
+RATE = 24000
+
+
+def _tone(seconds: float, rate: int, amplitude: float = 0.5, frequency: float = 440.0) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return VallEFeatureExtractor()
+
+
+def test_an_array_is_resampled_from_its_own_rate(extractor):
+    for rate in (16000, 22050, 44100, 48000):
+        tone = _tone(1.5, rate, 0.4)
+        waveform = extractor.waveform(tone, rate)
+        assert waveform.dtype == torch.float32 and waveform.ndim == 1
+        assert abs(waveform.numel() - round(len(tone) * RATE / rate)) <= 1  # the duration is kept
+        assert abs(float(waveform[500:-500].abs().max()) - 0.4) < 0.01
+    native = _tone(0.1, RATE)
+    assert torch.equal(extractor.waveform(native, RATE), torch.from_numpy(native))  # the model's rate: untouched
+
+
+def test_an_array_without_a_rate_is_refused_in_one_line(extractor, processor):
+    for call in (lambda: extractor.waveform(_tone(0.1, 16000), None), lambda: extractor(_tone(0.1, 16000)),
+                 lambda: extractor.load(torch.zeros(100)), lambda: processor("Hi.", prompt_audio=_tone(0.1, 16000)),
+                 lambda: processor(audio=_tone(0.1, 16000))):
+        with pytest.raises(VallEValueError, match="sampling_rate") as raised:
+            call()
+        assert "\n" not in str(raised.value)
+    with pytest.raises(VallEValueError, match="positive integer"):
+        extractor.waveform(_tone(0.1, 16000), 0)
+
+
+def test_pcm_types_channels_and_tensors(extractor):
+    tone = _tone(0.1, RATE, 0.5)
+    as_int16 = (tone * 32768).astype(np.int16)
+    torch.testing.assert_close(extractor.waveform(as_int16, RATE), torch.from_numpy(tone), atol=1e-4, rtol=0)
+    assert float(extractor.waveform(np.full(10, 128, dtype=np.uint8), RATE).abs().max()) == 0.0
+    stereo = torch.stack([torch.from_numpy(tone), torch.zeros(len(tone))])  # [channels, samples]
+    torch.testing.assert_close(extractor.waveform(stereo, RATE), torch.from_numpy(tone) / 2)
+    torch.testing.assert_close(extractor.waveform(stereo.T.numpy(), RATE), torch.from_numpy(tone) / 2)
+    torch.testing.assert_close(extractor.waveform(stereo.half(), RATE), torch.from_numpy(tone) / 2, atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="is empty"):
+        extractor.waveform(np.zeros(0, dtype=np.float32), RATE)
+    with pytest.raises(ValueError, match="NaN"):
+        extractor.waveform(np.full(10, np.nan, dtype=np.float32), RATE)
+
+
+def test_files_carry_their_own_rate_and_channels_are_averaged(extractor, tmp_path):
+    left, right = _tone(0.5, 44100, 0.6), _tone(0.5, 44100, 0.2)
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(stereo, np.stack([left, right], axis=1), 44100, subtype="PCM_16")
+    unsigned = tmp_path / "u8.wav"
+    soundfile.write(unsigned, _tone(0.25, RATE, 0.5), RATE, subtype="PCM_U8")
+    (averaged,), (centred,) = extractor.load(stereo), extractor.load(str(unsigned), sampling_rate=8000)
+    assert abs(averaged.numel() - 0.5 * RATE) <= 1
+    assert abs(float(averaged[200:-200].abs().max()) - 0.4) < 0.01  # (0.6 + 0.2) / 2, not channel 0's 0.6
+    assert centred.numel() == RATE // 4 and abs(float(centred.mean())) < 0.01  # the file's rate, not the argument's
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), RATE)
+    with pytest.raises(ValueError, match="is empty"):
+        extractor.load(empty)
+
+
+def test_references_stay_whole_and_separate(extractor, tmp_path):
+    first, second = tmp_path / "a.wav", tmp_path / "b.wav"
+    soundfile.write(first, _tone(0.5, RATE, 0.2), RATE)
+    soundfile.write(second, _tone(0.25, 48000, 0.6), 48000)
+    joined = extractor.load(f"{first};{second}")
+    # nothing is cut, padded or looped: the model encodes each reference alone and trims the joined codes
+    assert [w.numel() for w in joined] == [RATE // 2, RATE // 4]
+    assert all(torch.equal(a, b) for a, b in zip(extractor.load([first, str(second)]), joined, strict=True))
+    mixed = extractor.load([first, _tone(1.0, 16000)], sampling_rate=16000)  # the rate is the arrays'
+    assert [w.numel() for w in mixed] == [RATE // 2, RATE]
+    with pytest.raises(ValueError, match="no reference audio"):
+        extractor.load(" ; ")
+
+
+def test_call_pads_a_batch_as_transformers_feature_extractors_do(extractor):
+    batch = extractor([_tone(1.0, 16000), _tone(0.5, 16000)], sampling_rate=16000, return_tensors="pt")
+    assert batch["input_values"].shape == (2, RATE) and batch["padding_mask"].shape == (2, RATE)
+    assert batch["padding_mask"][1].sum() == RATE // 2 and (batch["input_values"][1, RATE // 2:] == 0).all()
+    unpadded = extractor(_tone(1.0, RATE), sampling_rate=RATE, padding=False)
+    assert len(unpadded["input_values"]) == 1 and "padding_mask" not in unpadded
+
+
+def test_save_and_load_with_the_auto_class(extractor, tmp_path):
+    extractor.save_pretrained(tmp_path)
+    loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert isinstance(loaded, VallEFeatureExtractor) and loaded.sampling_rate == RATE and loaded.feature_size == 1
