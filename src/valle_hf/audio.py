@@ -19,6 +19,7 @@ import soxr
 import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
+from .errors import OutputError, VallEFileNotFoundError, VallETypeError, VallEValueError, one_line
 
 AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -33,10 +34,6 @@ __all__ = [
 ]
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _pcm_to_float(array: np.ndarray) -> np.ndarray:
     """Integer PCM → float32 in [-1, 1) (unsigned 8-bit is centred on 128); floats pass through as float32."""
     if array.dtype == np.uint8:
@@ -45,7 +42,7 @@ def _pcm_to_float(array: np.ndarray) -> np.ndarray:
         return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
     if np.issubdtype(array.dtype, np.floating):
         return array.astype(np.float32, copy=False)
-    raise ValueError(f"unsupported audio sample type {array.dtype}: use float, int8/16/32 or uint8 PCM")
+    raise VallEValueError(f"unsupported audio sample type {array.dtype}: use float, int8/16/32 or uint8 PCM")
 
 
 def _to_mono(array: np.ndarray) -> np.ndarray:
@@ -55,7 +52,7 @@ def _to_mono(array: np.ndarray) -> np.ndarray:
     if array.ndim == 1:
         return array
     if array.ndim != 2:
-        raise ValueError(f"audio must be 1-D or 2-D (channels x samples), got shape {array.shape}")
+        raise VallEValueError(f"audio must be 1-D or 2-D (channels x samples), got shape {array.shape}")
     channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
     return array.mean(axis=channel_axis)
 
@@ -66,38 +63,46 @@ def load_audio(source: AudioSource, sampling_rate: int | None = None) -> torch.T
     `source` is a path to a file soundfile reads (WAV, FLAC, OGG, MP3, ...) or a numpy array / torch tensor, 1-D or
     [channels, samples] / [samples, channels], float in [-1, 1] or integer PCM (uint8, int8, int16, int32).
     `sampling_rate` is the rate of an array (default 24000); for a file the header gives it, and a different value
-    here is an error. Channels are averaged, as the original's training data was (its inference took channel 0 of
-    stereo prompts only). Resampling uses soxr's high-quality filter (the original used torchaudio's default
-    sinc resampler, so codes can differ slightly at other input rates).
-    Raises FileNotFoundError for a missing file and ValueError for an unreadable file or empty audio.
+    here is an error. A float array must lie in [-1, 1] (samples beyond it are almost always integer PCM stored as
+    floats, which EnCodec would read as clipped noise); a file's samples are taken as the file holds them. Channels
+    are averaged, as the original's training data was (its inference took channel 0 of stereo prompts only).
+    Resampling uses soxr's high-quality filter (the original used torchaudio's default sinc resampler, so codes can
+    differ slightly at other input rates).
+    Raises `VallEFileNotFoundError` for a missing file or a directory, `VallEValueError` for an unreadable file,
+    empty, non-finite or out-of-range audio, and `VallETypeError` for a source of another type.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        if path.is_dir():
+            raise VallEFileNotFoundError(f"{path} is a directory, not an audio file: give the file itself")
         if not path.is_file():
-            raise FileNotFoundError(f"audio file not found: {path}")
+            raise VallEFileNotFoundError(f"audio file not found: {path}")
         try:
             data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-            raise ValueError(f"could not read audio file {path}: {_one_line(error)}") from error
+            raise VallEValueError(f"could not read audio file {path}: {one_line(error)}") from None
         if sampling_rate is not None and sampling_rate != rate:
-            raise ValueError(f"{path} is {rate} Hz but sampling_rate={sampling_rate} was given")
-        what = str(path)
+            raise VallEValueError(f"{path} is {rate} Hz but sampling_rate={sampling_rate} was given")
+        what, samples = str(path), None
         array = data.mean(axis=1)
     elif isinstance(source, (np.ndarray, torch.Tensor)):
         if isinstance(source, torch.Tensor):
             source = source.detach().cpu()
             source = (source.float() if source.dtype in (torch.float16, torch.bfloat16) else source).numpy()
         rate = SAMPLING_RATE if sampling_rate is None else sampling_rate
-        what = "audio array"
-        array = _to_mono(_pcm_to_float(source))
+        what, samples = "audio array", _pcm_to_float(source)
+        array = _to_mono(samples)
     else:
-        raise TypeError(f"audio source must be a path, numpy array or torch tensor, got {type(source).__name__}")
+        raise VallETypeError(f"audio source must be a path, numpy array or torch tensor, got {type(source).__name__}")
     if not isinstance(rate, int) or rate <= 0:
-        raise ValueError(f"sampling_rate must be a positive integer, got {rate!r}")
+        raise VallEValueError(f"sampling_rate must be a positive integer, got {rate!r}")
     if array.size == 0:
-        raise ValueError(f"{what} is empty (no samples)")
+        raise VallEValueError(f"{what} is empty (no samples)")
     if not np.isfinite(array).all():
-        raise ValueError(f"{what} contains NaN or infinite samples")
+        raise VallEValueError(f"{what} contains NaN or infinite samples")
+    if samples is not None and np.abs(samples).max() > 1.0:
+        raise VallEValueError(f"the audio array has samples outside [-1, 1] (peak {np.abs(samples).max():.4g}): scale "
+                              "float audio to [-1, 1], or pass integer PCM with its integer dtype (e.g. int16)")
     if rate != SAMPLING_RATE:
         array = soxr.resample(array, rate, SAMPLING_RATE, quality="HQ")
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -112,14 +117,14 @@ _OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
 def output_format(path: str | os.PathLike) -> tuple[str, str]:
     """The soundfile `(format, subtype)` an output file is written with, chosen by its extension.
 
-    Raises ValueError naming the supported extensions when the extension is missing or not one soundfile (the
+    Raises `VallEValueError` naming the supported extensions when the extension is missing or not one soundfile (the
     libsndfile build at hand) can write.
     """
     suffix = Path(path).suffix.lower().lstrip(".")
     container = _OUTPUT_FORMATS.get(suffix)
     writable = [ext for ext, fmt in _OUTPUT_FORMATS.items() if fmt in soundfile.available_formats()]
     if container not in soundfile.available_formats():
-        raise ValueError(f"cannot write {path}: the output file must end in one of "
+        raise VallEValueError(f"cannot write {path}: the output file must end in one of "
                          f"{', '.join('.' + ext for ext in writable)}")
     return container, _OUTPUT_SUBTYPES.get(container, soundfile.default_subtype(container))
 
@@ -128,17 +133,19 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
     """Check, before any work, that audio can be written to `path`; returns it as a Path.
 
     Refuses a directory, a missing or read-only parent directory, an unsupported extension (`output_format`) and a
-    path that is one of the `inputs` (the reference audio would be overwritten). Raises ValueError.
+    path that is one of the `inputs` (the same file, whatever the spelling or link: the reference audio would be
+    overwritten). Raises `VallEValueError`.
     """
     out = Path(path)
     output_format(out)
     if out.is_dir():
-        raise ValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
+        raise VallEValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ValueError(f"cannot write the output file {out}: its folder does not exist or is not writable")
+        raise VallEValueError(f"cannot write the output file {out}: its folder does not exist or is not writable")
     for source in inputs:
-        if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
-            raise ValueError(f"the output path {out} is also an input: writing it would destroy the reference audio")
+        if out.exists() and Path(source).exists() and os.path.samefile(out, source):
+            raise VallEValueError(f"the output path {out} is also an input ({source}): writing it would destroy the "
+                                  "reference audio; choose another output file")
     return out
 
 
@@ -149,17 +156,24 @@ def save_audio(
 
     The file is written under a temporary name in the same folder and renamed into place when complete, so an
     interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
+    Raises `OutputError` when the write fails (disk full, file-size limit, ...), with `path` as it was.
     """
     out = Path(path)
     container, subtype = output_format(out)
     data = waveform.detach().float().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
     if data.ndim != 1:
-        raise ValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        raise VallEValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    except OSError as error:
+        raise OutputError(f"could not write {out}: {one_line(error)}") from None
     os.close(handle)
     try:
         soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
         os.replace(temporary, out)
+    except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
+        kept = "left unchanged" if out.exists() else "not created"
+        raise OutputError(f"could not write {out} ({one_line(error)}); it was {kept}") from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
@@ -174,7 +188,7 @@ def _prompt_sources(sources: Any) -> list[AudioSource]:
         return [sources]
     if isinstance(sources, (list, tuple)):
         return [item for source in sources for item in _prompt_sources(source)]
-    raise TypeError(
+    raise VallETypeError(
         f"prompt audio must be a path, a ';'-joined string of paths, an array or a list, got {type(sources).__name__}"
     )
 
@@ -190,9 +204,11 @@ def load_references(sources: Any, sampling_rate: int = SAMPLING_RATE) -> list[to
     `sources`: a path, a ';'-joined string of paths (the original CLI's syntax), an array / tensor at
     `sampling_rate`, or a list of those. Each reference stays whole and separate: the model encodes each one on its
     own, joins the codes and only then loops or trims them to `input_prompt_length`, as the original does
-    (`vall_e/inference.py:encode_audio`), so nothing is cut here.
+    (`vall_e/inference.py:encode_audio`), so nothing is cut here. An empty path, list or ';'-joined string is refused
+    (`VallEValueError`): "no voice prompt" is None, never an empty string, which is usually an unset variable.
     """
     parts = _prompt_sources(sources)
     if not parts:
-        raise ValueError("no reference audio given (an empty path, list or ';'-joined string)")
+        raise VallEValueError("no reference audio given (an empty path, list or ';'-joined string, often an unset "
+                              "variable): give an audio file")
     return [load_audio(part, None if isinstance(part, (str, os.PathLike)) else sampling_rate) for part in parts]
