@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import EncodecConfig, EncodecModel
 
 from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
-from .errors import ModelNotFoundError
+from .errors import CheckpointError, ModelNotFoundError, one_line
 from .hub import check_reachable
 
 # The bandwidth of the 8 RVQ levels the released model reads (0.75 kbps per level).
@@ -47,19 +48,20 @@ def _check_layout(codec: EncodecModel) -> None:
     config = codec.config
     layout = (config.sampling_rate, config.hop_length, config.codebook_size)
     if layout != (CODEC_SAMPLING_RATE, CODEC_HOP_LENGTH, CODEC_CODEBOOK_SIZE):
-        raise ValueError(
+        raise CheckpointError(
             f"codec has sampling_rate={config.sampling_rate}, hop_length={config.hop_length}, "
             f"codebook_size={config.codebook_size}; VALL-E needs the EnCodec 24 kHz layout "
             f"({CODEC_SAMPLING_RATE}, {CODEC_HOP_LENGTH}, {CODEC_CODEBOOK_SIZE})"
         )
     if config.audio_channels != 1:
-        raise ValueError(f"codec expects {config.audio_channels} audio channels; VALL-E needs a mono codec")
+        raise CheckpointError(f"codec expects {config.audio_channels} audio channels; VALL-E needs a mono codec")
 
 
 def load_codec(name_or_path: str = "facebook/encodec_24khz", **from_pretrained_kwargs) -> EncodecModel:
     """Load the EnCodec model (by default the 24 kHz one VALL-E uses) in eval mode and check its frame layout.
 
-    Raises `ModelNotFoundError` (at once, naming `--codec DIR` and `--codec tiny-random`) when it cannot be had.
+    Raises `ModelNotFoundError` (at once, naming `--codec DIR` and `--codec tiny-random`) when it cannot be had, and
+    `CheckpointError` for damaged weights or a codec of another layout.
     """
     instead = ("VALL-E needs it to encode voice prompts: give --codec DIR (a local copy of facebook/encodec_24khz) or "
                "--codec tiny-random (a test codec that makes noise)")
@@ -68,8 +70,11 @@ def load_codec(name_or_path: str = "facebook/encodec_24khz", **from_pretrained_k
     try:
         codec = EncodecModel.from_pretrained(name_or_path, **from_pretrained_kwargs)
     except OSError as error:
-        raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} "
-                                 f"({' '.join(str(error).split())[:200]}); {instead}") from None
+        raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} ({one_line(error)[:200]}); "
+                                 f"{instead}") from None
+    except SafetensorError as error:
+        raise CheckpointError(f"the EnCodec weights in {name_or_path} are damaged ({one_line(error)}): download them "
+                              "again") from None
     _check_layout(codec)
     return codec.eval()
 

@@ -25,6 +25,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig, VallEGenerationConfig
 from .embeddings import SegmentEmbedding, VallEEmbeddings, passes_of
+from .errors import VallEValueError
 from .generation import VallEGenerationMixin
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
 from .layout import segment_position_ids
@@ -160,9 +161,9 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     def head_index(self, level: int, task: str) -> int:
         """Index of the classifier a pass uses: level k for TTS, the text head for STT."""
         if task == "stt" and not self.config.text_head:
-            raise ValueError("this checkpoint has no text head (it was exported without one): it cannot transcribe "
-                             "speech (task='stt'); use a checkpoint with the STT head, such as the released "
-                             "ar+nar-llama-8")
+            raise VallEValueError("this checkpoint has no text head (it was exported without one): it cannot "
+                                  "transcribe speech (task='stt'); use a checkpoint with the STT head, such as the "
+                                  "released ar+nar-llama-8")
         return self.config.num_rvq_levels if task == "stt" else level
 
     def logits(self, hidden: torch.Tensor, level, task) -> torch.Tensor:

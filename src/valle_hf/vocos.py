@@ -197,47 +197,47 @@ class VocosConfig(PretrainedConfig):
         `VocosConfig` last.
 
         Raises:
-            ValueError: not YAML, a missing section or argument, another feature extractor / backbone / head class,
+            CheckpointError: not YAML, a missing section or argument, another feature extractor / backbone / head class,
                 an EnCodec model other than "encodec_24khz", AdaLayerNorm embeddings not one per bandwidth, or head
                 and backbone widths that differ.
         """
         path = Path(path)
         try:
             original = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path} is not valid YAML: {error}") from error
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
         if not isinstance(original, dict):
-            raise ValueError(f"{path} is not a Vocos config: expected a mapping, got {type(original).__name__}")
+            raise CheckpointError(f"{path} is not a Vocos config: expected a mapping, got {type(original).__name__}")
         args = {}
         for section, class_path in ORIGINAL_CLASSES.items():
             entry = original.get(section)
             if not isinstance(entry, dict) or entry.get("class_path") != class_path:
                 found = entry.get("class_path") if isinstance(entry, dict) else entry
-                raise ValueError(f"{path}: section {section!r} must have class_path {class_path!r}, got {found!r}")
+                raise CheckpointError(f"{path}: section {section!r} must have class_path {class_path!r}, got {found!r}")
             args[section] = entry.get("init_args") or {}
 
         def required(section: str, key: str):
             if key not in args[section]:
-                raise ValueError(f"{path}: {section}.init_args.{key} is missing")
+                raise CheckpointError(f"{path}: {section}.init_args.{key} is missing")
             return args[section][key]
 
         features, backbone, head = args["feature_extractor"], args["backbone"], args["head"]
         encodec_model = features.get("encodec_model", "encodec_24khz")
         if encodec_model not in ENCODEC_SAMPLING_RATES:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: encodec_model {encodec_model!r} is not supported, only {list(ENCODEC_SAMPLING_RATES)}"
             )
         # EncodecFeatures' own default when the yaml leaves it out.
         bandwidths = [float(bandwidth) for bandwidth in features.get("bandwidths", [1.5, 3.0, 6.0, 12.0])]
         embeddings = backbone.get("adanorm_num_embeddings")
         if embeddings != len(bandwidths):
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: backbone.init_args.adanorm_num_embeddings is {embeddings}, expected one per bandwidth "
                 f"({len(bandwidths)})"
             )
         dim = required("backbone", "dim")
         if required("head", "dim") != dim:
-            raise ValueError(f"{path}: head dim {head['dim']} differs from backbone dim {dim}")
+            raise CheckpointError(f"{path}: head dim {head['dim']} differs from backbone dim {dim}")
         sampling_rate = ENCODEC_SAMPLING_RATES[encodec_model]
         hop_length = required("head", "hop_length")
         per_level = _kbps_per_level(ENCODEC_CODEBOOK_SIZE, sampling_rate, hop_length)
@@ -648,7 +648,7 @@ def load_original_vocos(name_or_path: str | Path = DEFAULT_REPO, **hub_kwargs) -
         ModelNotFoundError: the download failed.
         CheckpointError: `pytorch_model.bin` is not a readable PyTorch checkpoint, not a dict of tensors, or its
             keys/shapes do not match the config (the first missing key, unexpected key or shape mismatch is named).
-        ValueError: a bad config (see `VocosConfig.from_original_yaml`).
+        CheckpointError: also a bad config (see `VocosConfig.from_original_yaml`).
     """
     config_file, weights_file = _resolve_files(name_or_path, hub_kwargs)
     config = VocosConfig.from_original_yaml(config_file)
