@@ -176,6 +176,33 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
         VallEDataCollator(config, padding_side="middle")
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("codes", lambda item: item["codes"].index_fill(0, torch.tensor([1]), 1024), r"codes must lie in 0\.\.1023, got"),
+    ("codes", lambda item: item["codes"].index_fill(0, torch.tensor([0]), 5000), "codes must lie .* to 5000"),
+    ("codes", lambda item: item["codes"].index_fill(0, torch.tensor([0]), -5), "codes must lie .* from -5"),
+    ("codes", lambda item: item["codes"][:0], r"codes is empty"),
+    ("codes", lambda item: item["codes"].float(), "codes must be integer ids, got dtype torch.float32"),
+    ("text_ids", lambda item: item["text_ids"].index_fill(0, torch.tensor([1]), 9999), r"text_ids must lie in 0\.\."),
+    ("text_ids", lambda item: item["text_ids"][:0], "text_ids is empty"),
+    ("text_ids", lambda item: item["text_ids"].float(), "text_ids must be integer ids, got dtype torch.float32"),
+    ("text_ids", lambda item: item["text_ids"].bool(), "text_ids must be integer ids, got dtype torch.bool"),
+    ("prompt_codes", lambda item: item["prompt_codes"][:0], "prompt_codes is empty"),
+    ("level", lambda item: 9, r"level must be an integer in 0\.\.7, got 9"),
+    ("level", lambda item: True, r"level must be an integer in 0\.\.7, got True"),
+    ("level", lambda item: 2.0, r"level must be an integer in 0\.\.7, got 2.0"),
+])
+def test_the_collator_refuses_what_it_cannot_train_on_naming_the_item(tiny_model, key, value, message):
+    from valle_hf.errors import VallEValueError
+
+    generator = torch.Generator().manual_seed(5)
+    good = random_item(generator, 4, 6, 3, level=1)
+    bad = {**good, key: value(good), "id": "spk/utt7"}
+    with pytest.raises(VallEValueError, match=rf"item 1 \(spk/utt7\) of the batch: {message}"):
+        VallEDataCollator(tiny_model.config)([good, bad])
+    with pytest.raises(VallEValueError, match="batch of 0 items"):
+        VallEDataCollator(tiny_model.config)([])
+
+
 # ---------------------------------------------------------------------------------------------------- overfit
 
 
