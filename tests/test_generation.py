@@ -227,10 +227,22 @@ def test_shipped_generation_config(tiny_model):
         (dict(input_ids=torch.tensor([[1, 5, 2]]), task="asr"), "unknown task"),
         (dict(task="stt"), "audio_codes"),
         (dict(input_ids=torch.tensor([[1, 5, 2]]), max_levels=9), "max_levels"),
+        (dict(input_ids=torch.zeros(0, 3, dtype=torch.long)), "empty batch"),
+        (dict(input_ids=torch.tensor([[1.0, 5.0, 2.0]])), "integer ids, got dtype torch.float32"),
+        (dict(input_ids=torch.tensor([[True, True]])), "integer ids, got dtype torch.bool"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.zeros(1, 4, 8)), "integer ids, got dtype"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.zeros(1, 0, 8, dtype=torch.long),
+              input_prompt_length=0), "prompt_codes: a row has no frames"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.zeros(1, 4, 8, dtype=torch.long),
+              prompt_attention_mask=torch.zeros(1, 4, dtype=torch.long)), "prompt_codes: a row has no frames"),
+        (dict(audio_codes=torch.zeros(1, 0, 8, dtype=torch.long), task="stt"), "audio_codes: a row has no frames"),
+        (dict(audio_codes=torch.zeros(0, 3, 8, dtype=torch.long), task="stt"), "audio_codes is an empty batch"),
     ],
 )
 def test_bad_inputs_give_clear_errors(tiny_model, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=message):
         tiny_model.generate(max_new_tokens=2, output_audio=False, **kwargs)
 
 
