@@ -295,7 +295,7 @@ def test_finetune_example_runs_end_to_end(tmp_path, lora):
             "--tasks", "tts,stt", "--prompt-duration", "0.2", "0.5", "--logging-steps", "1"]
     if lora:
         argv += ["--lora", "--lora-rank", "4", "--lora-alpha", "8"]
-    final = finetune.main(argv)
+    final = finetune.train(argv)
     trained = VallEForConditionalGeneration.from_pretrained(final)
     original = VallEForConditionalGeneration.from_pretrained(tmp_path / "model")
     name = "model.backbone.layers.0.mlp.up_proj.weight"
