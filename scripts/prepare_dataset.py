@@ -176,7 +176,7 @@ def entries_from_metadata(root: Path, metadata: Path, requested: str = "auto") -
 
 def _header_entry(root, metadata, lines, values, extra_cells, audio_column, text_column, speaker_column) -> Entry:
     path = (values.get(audio_column) or "").strip()
-    where = f"{metadata.name} line {lines}"
+    where = f"{metadata.name} {'lines' if '-' in lines else 'line'} {lines}"
     audio = root / path
     if path and not audio.exists() and (root / "clips" / path).exists():  # Common Voice keeps its audio in clips/
         audio = root / "clips" / path

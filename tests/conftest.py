@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 # The test models are tiny: one thread avoids intra-op overhead and contention on small shared machines.
 torch.set_num_threads(1)
 SHARED = REPO.parent / "shared"
+
+
+def load_script(path: Path):
+    """Import a script (scripts/, examples/) as a module, to call its main(argv) in-process."""
+    name = f"_valle_script_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script is executed
+    spec.loader.exec_module(module)
+    return module
 
 
 def fixture_dir() -> Path:
