@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
+from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset
 from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
 from valle_hf.loading import load_model
@@ -57,6 +58,14 @@ class VallETrainer(Trainer):
         return [name for name, _ in model.named_parameters()]
 
 
+def task_list(text: str) -> tuple[str, ...]:
+    """--tasks: comma-separated task names, each one of the model's (argparse type)."""
+    tasks = tuple(task.strip() for task in text.split(",") if task.strip())
+    if not tasks or any(task not in TASKS for task in tasks):
+        raise argparse.ArgumentTypeError(f"expected comma-separated tasks among {', '.join(TASKS)}, got {text!r}")
+    return tasks
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="examples/finetune.py", description=__doc__.split("\n\n")[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -69,7 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lora.add_argument("--lora-alpha", type=float, default=128.0, help="LoRA alpha (original default 128)")
     lora.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the LoRA input (original 0.1)")
     train = parser.add_argument_group("training (defaults: the original's)")
-    train.add_argument("--tasks", default="tts", help="comma-separated tasks drawn per item: tts, stt (e.g. tts,stt)")
+    train.add_argument("--tasks", type=task_list, default=("tts",),
+                       help="comma-separated tasks drawn per item: tts, stt (e.g. tts,stt)")
     train.add_argument("--max-steps", type=int, default=-1, help="optimiser steps (-1: run --epochs)")
     train.add_argument("--epochs", type=float, default=1.0)
     train.add_argument("--batch-size", type=int, default=8, help="items per device and micro-batch")
@@ -153,7 +163,7 @@ def train(argv: list[str] | None = None) -> Path:
     under `main`).
     """
     args = parse_args(argv)
-    tasks = tuple(task.strip() for task in args.tasks.split(",") if task.strip())
+    tasks = args.tasks
     set_seed(args.seed)
 
     dataset = VallEDataset(args.data, prompt_duration=tuple(args.prompt_duration),

@@ -199,9 +199,9 @@ def _check_output(path: str | None, references: str) -> Path:
 
 
 def _seed(seed: int | None) -> int:
+    """Seed torch with `seed`, or with a random seed when None; returns the seed used."""
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-        print(f"seed: {seed}", file=sys.stderr)
     torch.manual_seed(seed)
     return seed
 
@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         from .onednn import enable_onednn_linears
 
         enable_onednn_linears(model)
-    _seed(args.seed)
+    seed = _seed(args.seed)
     (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs)
+    if args.seed is None:  # printed once it worked, so that a failed run still says one line only
+        print(f"seed: {seed} (--seed {seed} repeats this run)", file=sys.stderr)
     return 0

@@ -139,12 +139,13 @@ def load_model_and_processor(
     path = Path(name)
     if path.suffix in ORIGINAL_SUFFIXES:
         return convert_checkpoint(path, config_yaml, tokenizer=tokenizer, codec=codec, vocoder=vocoder, dtype=dtype)
-    model = load_model(name, dtype=dtype)
     if tokenizer:
-        return model, VallEProcessor.from_tokenizer_file(tokenizer)
-    if path.is_dir() and not (path / "tokenizer.json").is_file():
+        processor = VallEProcessor.from_tokenizer_file(tokenizer)
+        return load_model(name, dtype=dtype), processor
+    if path.is_dir() and (path / "config.json").is_file() and not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"{name} has no tokenizer.json: give the model's phoneme tokenizer with --tokenizer, or "
                               "convert the checkpoint again (python -m valle_hf.convert)")
+    model = load_model(name, dtype=dtype)
     try:
         return model, VallEProcessor.from_pretrained(name)
     except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
