@@ -198,3 +198,13 @@ def test_yaml_selects_the_checkpoint_it_names_as_the_original_does(tmp_path, fix
     status, _, err = run(["Hi.", prompt_wav, tmp_path / "b.wav", "--yaml", tmp_path / "config.yaml", "--model",
                           "tiny-random", *common], capsys)
     assert status == 1 and "--yaml applies to original checkpoints" in err and not (tmp_path / "b.wav").exists()
+
+
+def test_a_random_voice_is_an_explicit_choice(tmp_path, capsys):
+    out = tmp_path / "random_voice.wav"
+    status, _, err = run(["Hi.", "", out, "--no-prompt", "--model", "tiny-random", "--max-ar-steps", 3], capsys)
+    assert status == 0, err
+    assert soundfile.read(out)[0].size > 0
+    assert err.strip().splitlines()[-1].startswith("seed: ")  # printed once the run worked, to repeat it
+    status, _, err = run(["Hi.", "", tmp_path / "o.wav", "--model", "tiny-random"], capsys)
+    assert status == 1 and "no reference audio given" in err and not (tmp_path / "o.wav").exists()

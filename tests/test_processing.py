@@ -123,3 +123,11 @@ def test_processor_kwargs_of_the_pipeline_are_merged_in(processor):
     assert merged["input_prompt_length"] == direct["input_prompt_length"] == 1.0
     with pytest.raises(TypeError, match="processor_kwargs: nope"):
         processor("Hello.", processor_kwargs={"nope": 1})
+
+
+@pytest.mark.parametrize("text", [123, [1, 2], ["fine", None]])
+def test_text_of_another_type_is_refused_in_one_line(processor, text):
+    from valle_hf.errors import VallETypeError
+
+    with pytest.raises(VallETypeError, match="text must be a str or a list of str"):
+        processor(text)
