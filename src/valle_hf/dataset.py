@@ -118,7 +118,8 @@ class VallEDataset(torch.utils.data.Dataset):
     than the target (the target itself when it is the speaker's only one), each cut to its first frames, joined and
     cut to the target length. The original's "most similar utterance" preference needs similarity metadata that
     is not prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it (the
-    original's default is (1, 12)); `task` fixes every item's task (else the collator draws it).
+    original's default is (1, 12)); `task` fixes every item's task (else the collator draws it). Raises
+    `VallEFileNotFoundError` when `root` is not a folder and `VallEValueError` when it holds no usable utterance.
     """
 
     def __init__(
