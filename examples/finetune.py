@@ -24,6 +24,9 @@ original does), attention dropout 0.1. The released model's own `data/config.yam
 1.0), batch 16 x 4, clipping 1.0 and 100 warm-up steps instead; Prodigy is not a Trainer optimiser and is not used
 here. Mixed precision: --bf16 / --fp16 keep float32 master weights under autocast (the original's amp setting).
 Fine-tuning in the original is the same training started from the released weights, with no separate recipe.
+
+Exit status: 0 when trained; 1 with one ``error:`` line for a bad argument, model or data set, found before any
+training starts (a model that cannot be had fails at once, without download retries); 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
-from valle_hf import VallEForConditionalGeneration
+from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset
+from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
+from valle_hf.loading import load_model
 from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
 
 # transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name warns).
@@ -53,9 +58,17 @@ class VallETrainer(Trainer):
         return [name for name, _ in model.named_parameters()]
 
 
+def task_list(text: str) -> tuple[str, ...]:
+    """--tasks: comma-separated task names, each one of the model's (argparse type)."""
+    tasks = tuple(task.strip() for task in text.split(",") if task.strip())
+    if not tasks or any(task not in TASKS for task in tasks):
+        raise argparse.ArgumentTypeError(f"expected comma-separated tasks among {', '.join(TASKS)}, got {text!r}")
+    return tasks
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = ArgumentParser(prog="examples/finetune.py", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--model", required=True, help="converted VALL-E model folder or hub id")
     parser.add_argument("--data", required=True, type=Path, help="folder made by scripts/prepare_dataset.py")
     parser.add_argument("--output", required=True, type=Path, help="output folder (checkpoints, final model)")
@@ -65,7 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lora.add_argument("--lora-alpha", type=float, default=128.0, help="LoRA alpha (original default 128)")
     lora.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the LoRA input (original 0.1)")
     train = parser.add_argument_group("training (defaults: the original's)")
-    train.add_argument("--tasks", default="tts", help="comma-separated tasks drawn per item: tts, stt (e.g. tts,stt)")
+    train.add_argument("--tasks", type=task_list, default=("tts",),
+                       help="comma-separated tasks drawn per item: tts, stt (e.g. tts,stt)")
     train.add_argument("--max-steps", type=int, default=-1, help="optimiser steps (-1: run --epochs)")
     train.add_argument("--epochs", type=float, default=1.0)
     train.add_argument("--batch-size", type=int, default=8, help="items per device and micro-batch")
@@ -98,6 +112,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def training_arguments(args: argparse.Namespace) -> TrainingArguments:
+    """The Trainer's arguments; a combination it refuses (e.g. --bf16 where bfloat16 is not supported) is a
+    `UsageError`."""
+    try:
+        return _training_arguments(args)
+    except ValueError as error:
+        raise UsageError(f"the training arguments are not allowed: {one_line(error)[:300]}") from None
+
+
+def _training_arguments(args: argparse.Namespace) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(args.output),
         max_steps=args.max_steps,
@@ -131,22 +154,27 @@ def training_arguments(args: argparse.Namespace) -> TrainingArguments:
     )
 
 
-def main(argv: list[str] | None = None) -> Path:
-    """Train, then save the (merged) model to OUTPUT/final; returns that folder."""
+def train(argv: list[str] | None = None) -> Path:
+    """Train, then save the (merged) model to OUTPUT/final; returns that folder.
+
+    The data set, the model and the settings are checked before any training starts (package errors, one line each
+    under `main`).
+    """
     args = parse_args(argv)
-    tasks = tuple(task.strip() for task in args.tasks.split(",") if task.strip())
+    tasks = args.tasks
     set_seed(args.seed)
 
-    model = VallEForConditionalGeneration.from_pretrained(args.model)
+    dataset = VallEDataset(args.data, prompt_duration=tuple(args.prompt_duration),
+                           duration_range=tuple(args.duration_range), task=tasks[0] if len(tasks) == 1 else None,
+                           seed=args.seed)
+    model = load_model(args.model)
+    collator = VallEDataCollator(model.config, padding_side=args.padding_side, seed=args.seed, tasks=tasks)
+    arguments = training_arguments(args)
     set_attention_dropout(model, args.attention_dropout)
     if args.lora:
         model = add_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout)
         model.print_trainable_parameters()
-    dataset = VallEDataset(args.data, prompt_duration=tuple(args.prompt_duration),
-                           duration_range=tuple(args.duration_range), task=tasks[0] if len(tasks) == 1 else None,
-                           seed=args.seed)
-    collator = VallEDataCollator(model.config, padding_side=args.padding_side, seed=args.seed, tasks=tasks)
-    trainer = VallETrainer(model=model, args=training_arguments(args), train_dataset=dataset, data_collator=collator)
+    trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator)
     last = None
     if args.resume:
         from transformers.trainer_utils import get_last_checkpoint
@@ -176,5 +204,13 @@ def copy_processor_files(model: str, destination: Path) -> None:
             shutil.copy2(source / name, destination / name)
 
 
+@entry_point(interrupted="interrupted: the checkpoints saved so far are kept in --output; --resume continues from the "
+             "last one")
+def main(argv: list[str] | None = None) -> int:
+    """`python examples/finetune.py`: returns the exit status (see the module docstring)."""
+    print(f"saved to {train(argv)}")
+    return 0
+
+
 if __name__ == "__main__":
-    print(f"saved to {main(sys.argv[1:])}")
+    sys.exit(main())

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Text -> IPA (espeak-ng) -> phoneme ids; the prompt is loaded, resampled to 24 kHz and cut/looped to 3 s.
     # The model encodes the prompt with its EnCodec inside `generate`.
-    sentences = split_sentences(args.text)
+    sentences = split_sentences(args.text, args.language)
     inputs = processor(sentences, prompt_audio=args.prompt, input_prompt_length=args.input_prompt_length,
                        language=args.language).to(model.device)
 

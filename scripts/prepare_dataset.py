@@ -8,26 +8,38 @@ Inputs, either:
 * a folder of audio files (wav, flac, ogg, mp3, ...), each with its transcript beside it in a text file of the
   same name (``a.wav`` + ``a.txt``, or ``a.normalized.txt`` / ``a.lab``); the speaker is the first sub-folder
   below DATA_DIR (LibriTTS-style ``speaker/chapter/file.wav``), or "default" for files directly in it; or
-* a metadata CSV (``--metadata``): with a header naming an audio column (audio, file, path, filename, audio_file,
-  wav) and a text column (text, transcript, transcription, sentence, normalized_text), optionally speaker
-  (speaker, speaker_id, speaker_name); or without a header in the LJSpeech layout ``id|text[|normalized text]``
-  with audio at ``wavs/<id>.wav`` (the last column is used). Delimiters ``|``, tab and ``,`` are recognised; audio
-  paths are relative to DATA_DIR.
+* a metadata file (``--metadata``), read in one of three explicit layouts (``--metadata-format``; "auto" picks
+  ``tsv`` for a .tsv file, ``ljspeech`` when the first line has a ``|``, ``csv`` otherwise):
 
-Transcripts are phonemised with espeak-ng in ``--language`` (text that is already IPA passes through) and tokenised
-with the model's ``tokenizer.json``; audio is loaded at 24 kHz mono and encoded at 6 kbps (8 levels). See
-`valle_hf.dataset` for the output layout; `valle_hf.dataset.VallEDataset` reads it.
+  - ``ljspeech``: ``|``-separated, no quoting (quotes are part of the text). LJSpeech's ``id|text|normalized text``
+    without a header, audio at ``wavs/<id>.wav`` (the last column is used); or a header naming the columns.
+  - ``tsv``: tab-separated with a header, no quoting: Common Voice's ``path``, ``sentence`` and ``client_id`` (the
+    speaker), audio at ``<path>`` or ``clips/<path>``.
+  - ``csv``: comma-separated with a header and CSV quoting.
 
-The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped, so an interrupted run (or one that
-failed on some files) can simply be started again. A file that cannot be used (unreadable audio, missing or empty
-transcript, ...) is reported and skipped; the run goes on. The failures are listed at the end and in
-OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance, 1 otherwise.
+  A header names an audio column (audio, file, path, filename, audio_file, wav), a text column (text, transcript,
+  transcription, sentence, normalized_text) and optionally a speaker (speaker, speaker_id, speaker_name,
+  client_id). Audio paths are relative to DATA_DIR. Every line is either prepared or reported: a line with too few
+  columns, or (CSV) an unbalanced quote that would join the lines after it into one record, is reported with its
+  line numbers.
+
+Transcripts are phonemised with espeak-ng in ``--language`` (checked once, up front; text that is already IPA
+passes through) and tokenised with the model's ``tokenizer.json``; audio is loaded at 24 kHz mono and encoded at
+6 kbps (8 levels). See `valle_hf.dataset` for the output layout; `valle_hf.dataset.VallEDataset` reads it.
+
+The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped, so an interrupted run (even one
+killed in the middle of a write) can simply be started again, with the same settings: a resume with another codec,
+bandwidth, tokenizer, language or language-switch choice is refused. A file that cannot be used (unreadable audio,
+missing or empty transcript, ...) is reported and skipped; the run goes on. The failures are listed at the end and
+in OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance; 1 with one ``error:`` line
+otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (what was prepared is kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import sys
@@ -37,13 +49,24 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from valle_hf.dataset import MANIFEST, append_manifest, read_manifest, save_utterance
+from valle_hf.dataset import MANIFEST, append_manifest, read_manifest, repair_manifest, save_utterance
+from valle_hf.errors import (
+    ArgumentParser,
+    MissingDependencyError,
+    OutputError,
+    UsageError,
+    VallEError,
+    VallEValueError,
+    entry_point,
+    one_line,
+)
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif"}
 TRANSCRIPT_SUFFIXES = (".txt", ".normalized.txt", ".lab", ".original.txt")
 AUDIO_COLUMNS = ("audio", "file", "path", "filename", "file_name", "audio_file", "audio_path", "wav")
 TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence", "normalized_text", "normalized")
-SPEAKER_COLUMNS = ("speaker", "speaker_id", "speaker_name")
+SPEAKER_COLUMNS = ("speaker", "speaker_id", "speaker_name", "client_id")
+METADATA_FORMATS = ("auto", "ljspeech", "tsv", "csv")
 CONFIG_FILE = "prepare_config.json"
 FAILED_FILE = "failed.jsonl"
 
@@ -99,40 +122,85 @@ def _pick(header: list[str], names: tuple[str, ...]) -> str | None:
     return next((lowered[name] for name in names if name in lowered), None)
 
 
-def entries_from_csv(root: Path, metadata: Path) -> list[Entry]:
-    content = metadata.read_text(encoding="utf-8-sig")
-    first = content.splitlines()[0] if content.strip() else ""
-    delimiter = max(("|", "\t", ","), key=first.count)
-    rows = list(csv.reader(io.StringIO(content), delimiter=delimiter, quoting=csv.QUOTE_MINIMAL))
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    if not rows:
-        raise SystemExit(f"error: {metadata} is empty")
-    audio_column = _pick(rows[0], AUDIO_COLUMNS)
-    text_column = _pick(rows[0], TEXT_COLUMNS)
-    entries = []
-    if audio_column is not None and text_column is not None:
-        header = rows[0]
-        speaker_column = _pick(header, SPEAKER_COLUMNS)
-        for number, row in enumerate(rows[1:], start=2):
-            values = dict(zip(header, row, strict=False))  # a short row leaves its last columns empty
-            path = (values.get(audio_column) or "").strip()
-            audio = root / path
-            name = Path(path).with_suffix("").as_posix() if path else f"line{number}"
-            speaker = (values.get(speaker_column) or "").strip() if speaker_column else ""
-            entry = Entry(safe_id(name), audio, speaker or "default")
-            entry.text = (values.get(text_column) or "").strip()
-            if not path:
-                entry.error = f"{metadata.name} line {number}: no audio path"
-            entries.append(entry)
-        return entries
-    # LJSpeech: id|text|normalized text, audio in wavs/<id>.wav
-    for row in rows:
-        utterance = row[0].strip()
-        candidates = (root / "wavs" / f"{utterance}.wav", root / f"{utterance}.wav", root / utterance)
-        audio = next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
-        entry = Entry(safe_id(utterance), audio, "default", text=row[-1].strip() if len(row) > 1 else "")
-        entries.append(entry)
-    return entries
+def metadata_format(metadata: Path, first_line: str, requested: str) -> str:
+    """The layout a metadata file is read in: `requested`, or for "auto" the one its name and first line show."""
+    if requested != "auto":
+        return requested
+    if metadata.suffix.lower() == ".tsv":
+        return "tsv"
+    return "ljspeech" if "|" in first_line else "csv"
+
+
+def metadata_records(content: str, layout: str) -> list[tuple[str, list[str]]]:
+    """The file's records as (line numbers, cells), blank lines left out. `ljspeech` and `tsv` split each line on
+    its delimiter, quotes included; `csv` uses CSV quoting, and a record it reads over several lines (an unbalanced
+    quote) comes back as one record whose line numbers say so."""
+    if layout in ("ljspeech", "tsv"):
+        delimiter = "|" if layout == "ljspeech" else "\t"
+        return [(str(number), line.split(delimiter)) for number, line in enumerate(content.splitlines(), start=1)
+                if line.strip()]
+    records, reader, last = [], csv.reader(io.StringIO(content)), 0
+    for cells in reader:
+        first = last + 1
+        last = reader.line_num
+        if any(cell.strip() for cell in cells):
+            records.append((str(first) if first == last else f"{first}-{last}", cells))
+    return records
+
+
+def entries_from_metadata(root: Path, metadata: Path, requested: str = "auto") -> list[Entry]:
+    """One entry per record of the metadata file (see the module docstring); a record it cannot use becomes an
+    entry with its error, naming its line, so that every line is prepared or reported."""
+    try:
+        content = metadata.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise VallEValueError(f"{metadata} is not UTF-8 text: save it as UTF-8") from None
+    first_line = next((line for line in content.splitlines() if line.strip()), "")
+    layout = metadata_format(metadata, first_line, requested)
+    records = metadata_records(content, layout)
+    if not records:
+        raise VallEValueError(f"{metadata} has no records")
+    header = records[0][1]
+    audio_column, text_column = _pick(header, AUDIO_COLUMNS), _pick(header, TEXT_COLUMNS)
+    if audio_column is None or text_column is None:
+        if layout != "ljspeech":
+            raise VallEValueError(
+                f"{metadata}: the {layout} layout needs a header naming an audio column ({', '.join(AUDIO_COLUMNS)}) "
+                f"and a text column ({', '.join(TEXT_COLUMNS)}); the first line is {first_line[:80]!r}"
+            )
+        return [_ljspeech_entry(root, metadata, lines, cells) for lines, cells in records]
+    speaker_column = _pick(header, SPEAKER_COLUMNS)
+    return [_header_entry(root, metadata, lines, dict(zip(header, cells, strict=False)), len(cells) - len(header),
+                          audio_column, text_column, speaker_column) for lines, cells in records[1:]]
+
+
+def _header_entry(root, metadata, lines, values, extra_cells, audio_column, text_column, speaker_column) -> Entry:
+    path = (values.get(audio_column) or "").strip()
+    where = f"{metadata.name} {'lines' if '-' in lines else 'line'} {lines}"
+    audio = root / path
+    if path and not audio.exists() and (root / "clips" / path).exists():  # Common Voice keeps its audio in clips/
+        audio = root / "clips" / path
+    speaker = (values.get(speaker_column) or "").strip() if speaker_column else ""
+    entry = Entry(safe_id(Path(path).with_suffix("").as_posix() if path else f"line{lines}"), audio,
+                  speaker or "default", text=(values.get(text_column) or "").strip())
+    if "-" in lines:
+        entry.error = f"{where}: an unbalanced quote joins these lines into one record; fix the quoting"
+    elif extra_cells < 0 or text_column not in values:
+        entry.error = f"{where}: {len(values)} columns where the header has {len(values) - extra_cells}"
+    elif not path:
+        entry.error = f"{where}: no audio path"
+    return entry
+
+
+def _ljspeech_entry(root: Path, metadata: Path, lines: str, cells: list[str]) -> Entry:
+    """LJSpeech: id|text|normalized text, audio in wavs/<id>.wav (or <id>.wav, or <id> as a path)."""
+    utterance = cells[0].strip()
+    candidates = (root / "wavs" / f"{utterance}.wav", root / f"{utterance}.wav", root / utterance)
+    audio = next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
+    entry = Entry(safe_id(utterance), audio, "default", text=cells[-1].strip() if len(cells) > 1 else "")
+    if len(cells) < 2:
+        entry.error = f"{metadata.name} line {lines}: no '|' between the id and the text"
+    return entry
 
 
 # ---------------------------------------------------------------------------------------------------- processing
@@ -153,24 +221,25 @@ def load_codec_model(name: str, device: str):
 
 
 def prepare_one(
-    entry: Entry, tokenizer, codec, language: str, bandwidth: float
+    entry: Entry, tokenizer, codec, language: str, language_switch: str, bandwidth: float
 ) -> tuple[dict, torch.LongTensor, torch.LongTensor]:
     """Phoneme ids and codes of one utterance; raises with a readable message if it cannot be used."""
     from valle_hf.audio import load_audio
     from valle_hf.codec import encode
     from valle_hf.feature_extraction import VallEFeatureExtractor
     from valle_hf.phonemes import phonemize
+    from valle_hf.tokenization import tokenize_phonemes
 
     if entry.error:
-        raise ValueError(entry.error)
+        raise VallEValueError(entry.error)
     if not entry.text:
-        raise ValueError("empty transcript")
+        raise VallEValueError("empty transcript")
     waveform = VallEFeatureExtractor().waveform(*load_audio(entry.audio), what=str(entry.audio))
-    phonemes = phonemize(entry.text, language)
-    text_ids = torch.tensor(tokenizer(phonemes)["input_ids"], dtype=torch.long)
+    phonemes = phonemize(entry.text, language, language_switch)
+    text_ids = torch.tensor(tokenize_phonemes(tokenizer, [phonemes], padding=False)["input_ids"][0])
     codes = encode(codec, waveform, bandwidth).cpu()
     if len(codes) == 0:
-        raise ValueError("audio too short for one codec frame")
+        raise VallEValueError("audio too short for one codec frame")
     record = {
         "id": entry.id,
         "speaker": entry.speaker,
@@ -184,73 +253,109 @@ def prepare_one(
     return record, text_ids, codes
 
 
-def check_config(output: Path, settings: dict) -> None:
-    """An output folder holds one codec's codes and one tokenizer's ids: refuse to mix them on resume."""
+def run_settings(args, tokenizer) -> dict:
+    """What makes a prepared folder's ids and codes what they are: a resume must use the same."""
+    vocab = json.dumps(tokenizer.get_vocab(), sort_keys=True, ensure_ascii=False).encode()
+    return {"codec": args.codec, "bandwidth": args.bandwidth, "language": args.language,
+            "language_switch": args.language_switch, "tokenizer_sha256": hashlib.sha256(vocab).hexdigest()}
+
+
+def check_resume(output: Path, settings: dict) -> None:
+    """An output folder holds one codec's codes and one tokenizer's ids, in one language: refuse to mix them."""
     path = output / CONFIG_FILE
-    if path.is_file():
-        existing = json.loads(path.read_text())
-        keys = ("codec", "bandwidth", "tokenizer_vocab_size")
-        clashes = [key for key in keys if existing.get(key) != settings.get(key)]
-        if clashes and read_manifest(output):
-            raise SystemExit(
-                f"error: {output} was prepared with {', '.join(f'{k}={existing.get(k)!r}' for k in clashes)}; "
-                f"this run has {', '.join(f'{k}={settings.get(k)!r}' for k in clashes)}. Use a new output folder."
-            )
-    path.write_text(json.dumps(settings, indent=2))
+    if not path.is_file() or not read_manifest(output):
+        return
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise VallEValueError(f"{path} is unreadable ({one_line(error)}): use a new output folder") from None
+    clashes = [key for key in settings if existing.get(key) != settings[key]]
+    if clashes:
+        raise UsageError(
+            f"{output} was prepared with {', '.join(f'{k}={existing.get(k)!r}' for k in clashes)}; this run has "
+            f"{', '.join(f'{k}={settings[k]!r}' for k in clashes)}: resume with the first run's settings, or use a "
+            "new output folder"
+        )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="scripts/prepare_dataset.py", description=__doc__.split("\n\n")[0],
+                            epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path, help="folder with the audio (and transcripts)")
     parser.add_argument("output_dir", type=Path, help="where the prepared set goes (created; resumed if present)")
-    parser.add_argument("--metadata", type=Path, help="metadata CSV instead of transcript files (see above)")
+    parser.add_argument("--metadata", type=Path, help="metadata file instead of transcript files (see above)")
+    parser.add_argument("--metadata-format", choices=METADATA_FORMATS, default="auto",
+                        help="layout of --metadata (see above) [auto]")
     parser.add_argument("--tokenizer", type=Path, required=True,
                         help="the model's tokenizer.json, or a converted model folder that has one")
     parser.add_argument("--codec", default="facebook/encodec_24khz",
                         help="EnCodec 24 kHz model id or folder ('tiny-random': a random test codec)")
     parser.add_argument("--language", default="en", help="espeak-ng language of the transcripts (default en)")
+    parser.add_argument("--language-switch", choices=("keep", "remove"), default="keep",
+                        help="espeak's '(en)...(fr)' markers for words in another language: keep, as the released "
+                        "model was trained, or remove (mixed-language transcripts) [keep]")
     parser.add_argument("--bandwidth", type=float, default=6.0, help="codec bandwidth in kbps (6.0 = 8 levels)")
     parser.add_argument("--device", default="cpu", help="device for the codec (cpu, cuda, ...)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def find_entries(args) -> list[Entry]:
+    """Every input utterance, with an error on those that cannot be prepared (duplicates included)."""
     if not args.data_dir.is_dir():
-        parser.error(f"{args.data_dir} is not a folder")
+        raise UsageError(f"{args.data_dir} is not a folder: give the folder with the audio")
     if args.metadata is not None and not args.metadata.is_file():
-        parser.error(f"metadata file {args.metadata} not found")
-    entries = entries_from_csv(args.data_dir, args.metadata) if args.metadata else entries_from_folder(args.data_dir)
+        raise UsageError(f"metadata file {args.metadata} not found")
+    if args.metadata is not None:
+        entries = entries_from_metadata(args.data_dir, args.metadata, args.metadata_format)
+    else:
+        entries = entries_from_folder(args.data_dir)
     if not entries:
-        print(f"no audio files found in {args.data_dir}", file=sys.stderr)
-        return 1
-    duplicates = len(entries) - len({entry.id for entry in entries})
-    if duplicates:
-        seen = set()
-        for entry in entries:
-            if entry.id in seen:
-                entry.error = f"duplicate utterance id {entry.id!r} (same name with another extension?)"
-            seen.add(entry.id)
+        raise VallEValueError(f"no audio files found in {args.data_dir} ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+    seen = set()
+    for entry in entries:
+        if entry.id in seen and not entry.error:
+            entry.error = f"duplicate utterance id {entry.id!r} (same name with another extension?)"
+        seen.add(entry.id)
+    return entries
 
-    tokenizer = load_tokenizer(args.tokenizer)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    check_config(args.output_dir, {"codec": args.codec, "bandwidth": args.bandwidth, "language": args.language,
-                                   "tokenizer_vocab_size": len(tokenizer)})
-    done = {record["id"] for record in read_manifest(args.output_dir)}
-    pending = [entry for entry in entries if entry.id not in done]
+
+def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) -> list[dict]:
+    """Prepare each pending entry into the output folder; returns the failures (id, audio, error) of those it could
+    not use. The run's settings are written before its first utterance, so that a resume can be checked."""
     failures = []
-    codec = load_codec_model(args.codec, args.device) if pending else None
     progress = tqdm(pending, desc="preparing", unit="file", disable=args.no_progress or None)
     for entry in progress:
         try:
-            record, text_ids, codes = prepare_one(entry, tokenizer, codec, args.language, args.bandwidth)
+            record, text_ids, codes = prepare_one(entry, tokenizer, codec, args.language, args.language_switch,
+                                                  args.bandwidth)
+            (args.output_dir / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
             record["file"] = save_utterance(args.output_dir, entry.id, text_ids, codes)
             append_manifest(args.output_dir, record)
-        except KeyboardInterrupt:
-            raise
-        except Exception as error:  # noqa: BLE001 - any bad input is reported and skipped, never fatal
-            message = " ".join(str(error).split()) or type(error).__name__
-            failures.append({"id": entry.id, "audio": str(entry.audio), "error": message})
-            progress.write(f"skipped {entry.audio}: {message}")
+        except (MissingDependencyError, OutputError):
+            raise  # the environment, not this file: every other file would fail alike
+        except VallEError as error:
+            failures.append({"id": entry.id, "audio": str(entry.audio), "error": one_line(error)})
+            progress.write(f"skipped {entry.audio}: {one_line(error)}")
+    return failures
+
+
+@entry_point(interrupted="interrupted: the utterances prepared so far are kept; run the same command again to resume")
+def main(argv: list[str] | None = None) -> int:
+    from valle_hf.phonemes import resolve_language
+
+    args = build_parser().parse_args(argv)
+    resolve_language("", args.language)  # an unknown language would fail every line: refuse it once, up front
+    entries = find_entries(args)
+    tokenizer = load_tokenizer(args.tokenizer)
+    settings = run_settings(args, tokenizer)
+    check_resume(args.output_dir, settings)
+    done = {record["id"] for record in read_manifest(args.output_dir)}
+    pending = [entry for entry in entries if entry.id not in done]
+    codec = load_codec_model(args.codec, args.device) if pending else None
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    repair_manifest(args.output_dir)
+    failures = prepare_all(args, pending, tokenizer, codec, settings)
     with open(args.output_dir / FAILED_FILE, "w", encoding="utf-8") as handle:
         for failure in failures:
             handle.write(json.dumps(failure, ensure_ascii=False) + "\n")
@@ -262,7 +367,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"could not use {len(failures)} file(s) (listed in {args.output_dir / FAILED_FILE}):")
         for failure in failures:
             print(f"  {failure['audio']}: {failure['error']}")
-    return 0 if total else 1
+    if not total:
+        raise VallEValueError(f"none of the {len(entries)} input(s) could be prepared (listed in "
+                              f"{args.output_dir / FAILED_FILE})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from valle_hf.audio import load_audio, reference_paths, reference_sources
 
@@ -54,3 +55,107 @@ def test_reference_syntaxes(tmp_path):
     assert reference_paths(["a.wav;b.wav", tone]) == ["a.wav", "b.wav"]
     with pytest.raises(TypeError, match="prompt audio must be"):
         reference_sources(3)
+
+
+@pytest.mark.parametrize("extension", ["wav", "flac", "ogg", "mp3"])
+def test_every_supported_format_is_written_whole(tmp_path, extension):
+    from valle_hf.audio import output_format, save_audio
+
+    container, _ = output_format(f"x.{extension}")
+    if container not in soundfile.available_formats():
+        pytest.skip(f"this libsndfile cannot write {container}")
+    tone = _tone(0.5, 24000, 0.5)
+    out = save_audio(tmp_path / f"speech.{extension}", tone)
+    audio, rate = soundfile.read(out, dtype="float32")
+    assert rate == 24000 and abs(len(audio) - len(tone)) <= 2400  # lossy codecs may pad a frame
+    assert [path.name for path in tmp_path.iterdir()] == [out.name]
+
+
+@pytest.mark.parametrize("name", ["o.txt", "out", "speech.wav.part"])
+def test_an_unsupported_output_is_refused_naming_the_supported_ones(tmp_path, name):
+    from valle_hf.audio import check_output_path
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=r"must end in one of \.wav, \.flac, \.ogg"):
+        check_output_path(tmp_path / name)
+
+
+def test_the_reference_is_never_an_output_whatever_the_spelling(tmp_path, monkeypatch):
+    from valle_hf.audio import check_output_path
+    from valle_hf.errors import VallEValueError
+
+    reference = tmp_path / "ref.wav"
+    soundfile.write(reference, _tone(0.1, 24000), 24000)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.wav").symlink_to(reference)
+    monkeypatch.chdir(tmp_path)
+    for out in (reference, tmp_path / "sub" / ".." / "ref.wav", tmp_path / "link.wav", "ref.wav"):
+        with pytest.raises(VallEValueError, match="would destroy the reference audio"):
+            check_output_path(out, [str(reference)])
+    assert check_output_path(tmp_path / "other.wav", [str(reference)]) == tmp_path / "other.wav"
+
+
+def _failing_write(fail_after: int):
+    """A soundfile.write that writes `fail_after` bytes of the file, then fails as a full disk does."""
+
+    def write(file, data, samplerate, **kwargs):
+        with open(file, "wb") as handle:
+            handle.write(b"RIFF" + b"\0" * (fail_after - 4))
+        raise soundfile.LibsndfileError(0, prefix="Error writing: ")
+
+    return write
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    from valle_hf import audio
+    from valle_hf.errors import OutputError
+
+    out = tmp_path / "speech.wav"
+    audio.save_audio(out, _tone(0.2, 24000))
+    before = out.read_bytes()
+    monkeypatch.setattr(audio.soundfile, "write", _failing_write(1000))
+    with pytest.raises(OutputError, match="could not write .*speech.wav.*it was left unchanged"):
+        audio.save_audio(out, _tone(2.0, 24000))
+    assert out.read_bytes() == before and [path.name for path in tmp_path.iterdir()] == ["speech.wav"]
+    with pytest.raises(OutputError, match="it was not created"):
+        audio.save_audio(tmp_path / "new.wav", _tone(2.0, 24000))
+    assert [path.name for path in tmp_path.iterdir()] == ["speech.wav"]
+
+
+def test_a_file_size_limit_keeps_the_previous_file(tmp_path):
+    """The kernel refuses the write past RLIMIT_FSIZE (Python ignores SIGXFSZ), as a full disk would."""
+    import resource
+
+    from valle_hf.audio import save_audio
+    from valle_hf.errors import OutputError
+
+    out = tmp_path / "speech.wav"
+    soundfile.write(out, _tone(0.1, 24000), 24000, subtype="FLOAT")  # the user's earlier output
+    before = out.read_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) * 4, hard))
+    try:
+        with pytest.raises(OutputError, match="could not write"):
+            save_audio(out, _tone(3.0, 24000))  # 30 times the first file
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert out.read_bytes() == before and [path.name for path in tmp_path.iterdir()] == ["speech.wav"]
+
+
+def test_arrays_outside_minus_one_to_one_are_refused():
+    from valle_hf.errors import VallEValueError
+    from valle_hf.feature_extraction import VallEFeatureExtractor
+
+    extractor, tone = VallEFeatureExtractor(), _tone(0.1, 24000, 0.5)
+    with pytest.raises(VallEValueError, match=r"outside \[-1, 1\] \(peak 1.638e\+04\)"):
+        extractor.waveform(tone * 32768, 24000)  # int16 PCM values stored as floats
+    with pytest.raises(VallEValueError, match="outside"):
+        extractor.load([torch.from_numpy(tone) * 3], sampling_rate=24000)
+    assert extractor.waveform((tone * 32767).astype(np.int16), 24000).abs().max() <= 1  # integer PCM is scaled
+
+
+def test_a_directory_is_not_an_audio_file(tmp_path):
+    from valle_hf.errors import VallEFileNotFoundError
+
+    with pytest.raises(VallEFileNotFoundError, match="is a directory, not an audio file"):
+        load_audio(tmp_path)

@@ -268,14 +268,14 @@ class CliRuns:
         self.tmp_path, self.prompt_wav, self.capsys = tmp_path, prompt_wav, capsys
         self.calls: list[tuple] = []
 
-    def __call__(self, *extra) -> CliRun:
-        key = tuple(str(arg) for arg in extra)
+    def __call__(self, *extra, text: str | None = None) -> CliRun:
+        key = (text or self.BASE[0], *(str(arg) for arg in extra))
         if key not in _RUNS:
             out = self.tmp_path / f"run{len(self.calls)}.wav"
             argv = [str(arg) for arg in self.BASE]
-            argv[1:3] = [str(self.prompt_wav), str(out)]
+            argv[:3] = [key[0], str(self.prompt_wav), str(out)]
             first = len(self.calls)
-            status, printed, err = run([*argv, *key], self.capsys)
+            status, printed, err = run([*argv, *key[1:]], self.capsys)
             assert status == 0, err
             assert len(self.calls) == first + 1, "one generate call per run"
             written = printed if "stt" in key else soundfile.read(out)[0]
@@ -495,6 +495,8 @@ OTHER_FLAG_TESTS = {
     "--vocoder": "test_conversion_flags_reach_the_conversion",
     "--stream": "test_stream_flags_stream_into_the_output",
     "--stream-chunk": "test_stream_flags_stream_into_the_output",
+    "--no-prompt": "test_no_prompt_flag_speaks_in_a_random_voice",
+    "--language-switch": "test_language_switch_flag_removes_the_markers",
 }
 
 
@@ -516,3 +518,23 @@ def test_every_flag_of_the_cli_has_a_test():
     assert options == set(SAMPLER_FLAG_CASES) | set(OTHER_FLAG_TESTS)
     assert not set(SAMPLER_FLAG_CASES) & set(OTHER_FLAG_TESTS)
     assert all(callable(globals().get(name)) for name in OTHER_FLAG_TESTS.values())
+
+
+def test_no_prompt_flag_speaks_in_a_random_voice(cli, capsys):
+    out = cli.tmp_path / "random_voice.wav"
+    status, _, err = run(["Hi.", "", out, "--no-prompt", "--model", "tiny-random", "--max-ar-steps", 3], capsys)
+    assert status == 0, err
+    assert cli.calls[-1][0].get("prompt_audio") is None and soundfile.read(out)[0].size > 0
+    assert err.strip().splitlines()[-1].startswith("seed: ")  # printed once the run worked, to repeat it
+    status, _, err = run(["Hi.", "", cli.tmp_path / "o.wav", "--model", "tiny-random"], capsys)
+    assert status == 1 and "no reference audio given" in err and not (cli.tmp_path / "o.wav").exists()
+    status, _, err = run(["Hi.", cli.prompt_wav, out, "--no-prompt", "--model", "tiny-random"], capsys)
+    assert status == 1 and "--no-prompt" in err
+
+
+def test_language_switch_flag_removes_the_markers(cli):
+    """espeak marks the English word in French text with (en)...(fr); the released model was trained with them."""
+    text = "J'aime le football."
+    kept = cli("--language", "fr", text=text)
+    removed = cli("--language", "fr", "--language-switch", "remove", text=text)
+    assert differ(kept.kwargs["input_ids"], removed.kwargs["input_ids"])

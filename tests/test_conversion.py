@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -202,3 +203,46 @@ def test_command_line_reports_errors_in_one_line(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "missing.sft"), "--output-dir", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "missing.sft" in err and "\n" not in err
+
+
+def test_nan_weights_are_refused_naming_the_tensor(tmp_path, fixtures):
+    tensors, original = original_tensors(fixtures)
+    tensors = dict(tensors)
+    name = sorted(key for key in tensors if key.startswith("model.layers."))[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match=f"{name!r} holds NaN or infinite values"):
+        convert(write_sft(tmp_path / "nan.sft", tensors, original, packaged_vocab()))
+
+
+def test_a_failed_save_keeps_the_previous_directory_whole(tmp_path, converted, monkeypatch):
+    import os
+
+    from valle_hf import conversion
+    from valle_hf.errors import OutputError
+
+    model, processor = converted
+    out = conversion.save_converted(model, processor, tmp_path / "converted")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+
+    def disk_full(directory, *args, **kwargs):
+        (Path(directory) / "tokenizer.json").write_text("{")  # half of what it meant to write
+        raise OSError(28, "No space left on device")
+
+    replace = os.replace
+
+    def move_fails(source, target):  # the last step, once the previous directory has been moved aside
+        if Path(source).name.startswith(".converted.") and not Path(source).name.endswith(".previous"):
+            raise OSError(5, "Input/output error")
+        replace(source, target)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(processor, "save_pretrained", disk_full)
+        with pytest.raises(OutputError, match="No space left on device.*left as it was"):
+            conversion.save_converted(model, processor, out, overwrite=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(conversion.os, "replace", move_fails)
+        with pytest.raises(OutputError, match="Input/output error.*left as it was"):
+            conversion.save_converted(model, processor, out, overwrite=True)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    assert [path.name for path in tmp_path.iterdir()] == ["converted"]  # no staging directory left

@@ -123,8 +123,11 @@ def test_duration_range_filters_and_an_empty_folder_is_refused(tmp_path):
     assert [record["frames"] for record in kept.records] == [2 * FRAME_RATE]
     with pytest.raises(ValueError, match="no usable utterances"):
         VallEDataset(tmp_path, duration_range=(10.0, 20.0))
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no usable utterances"):
         VallEDataset(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="missing is not a folder"):
+        VallEDataset(tmp_path / "missing")
 
 
 # ---------------------------------------------------------------------------------------------------- prompts

@@ -266,10 +266,22 @@ def test_shipped_generation_config(tiny_model):
         (dict(input_ids=torch.tensor([[1, 5, 2]]), task="asr"), "unknown task"),
         (dict(task="stt"), "audio_codes"),
         (dict(input_ids=torch.tensor([[1, 5, 2]]), max_levels=9), "max_levels"),
+        (dict(input_ids=torch.zeros(0, 3, dtype=torch.long)), "empty batch"),
+        (dict(input_ids=torch.tensor([[1.0, 5.0, 2.0]])), "integer ids, got dtype torch.float32"),
+        (dict(input_ids=torch.tensor([[True, True]])), "integer ids, got dtype torch.bool"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.zeros(1, 4, 8)), "integer ids, got dtype"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.zeros(1, 0, 8, dtype=torch.long),
+              input_prompt_length=0), "prompt_codes: a row has no frames"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.zeros(1, 4, 8, dtype=torch.long),
+              prompt_attention_mask=torch.zeros(1, 4, dtype=torch.long)), "prompt_codes: a row has no frames"),
+        (dict(audio_codes=torch.zeros(1, 0, 8, dtype=torch.long), task="stt"), "audio_codes: a row has no frames"),
+        (dict(audio_codes=torch.zeros(0, 3, 8, dtype=torch.long), task="stt"), "audio_codes is an empty batch"),
     ],
 )
 def test_bad_inputs_give_clear_errors(tiny_model, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=message):
         tiny_model.generate(max_new_tokens=2, output_audio=False, **kwargs)
 
 
@@ -337,7 +349,7 @@ def test_a_prompt_array_is_read_at_its_sampling_rate(tiny_model):
 
     text, seconds = torch.tensor([[1, 40, 41, 2]]), 2.0
     for rate in (16000, 48000):
-        samples = 0.3 * np.random.default_rng(0).standard_normal(int(seconds * rate)).astype(np.float32)
+        samples = np.random.default_rng(0).uniform(-0.5, 0.5, int(seconds * rate)).astype(np.float32)
         seen = _prompt_codes_seen(tiny_model, input_ids=text, prompt_audio=samples, sampling_rate=rate,
                                   input_prompt_length=0)
         assert len(seen) == int(seconds * tiny_model.config.frame_rate)  # its duration, whatever its rate

@@ -91,14 +91,62 @@ def test_split_sentences():
         "How are you?",
         "I'm fine!",
         'He said "Stop."',
-        "Then...",
-        "pi is 3.14 ...",
+        "Then... pi is 3.14 ...",
         "今日は。",
         "元気？",
         "end",
     ]
     assert split_sentences("No full stop") == ["No full stop"]
     assert split_sentences("  \n ") == []
+    assert split_sentences("line one\nline two") == ["line one", "line two"]  # lines apart, as the original
+
+
+@pytest.mark.parametrize("language, text, sentences", [
+    ("en", "Dr. Smith went home. He was tired.", ["Dr. Smith went home.", "He was tired."]),
+    ("en-gb", "Mr. and Mrs. Jones left at 3 p.m. today. Bye.", ["Mr. and Mrs. Jones left at 3 p.m. today.", "Bye."]),
+    ("de", "Herr Dr. Müller kam z. B. am 3. Mai. Er blieb.", ["Herr Dr. Müller kam z. B. am 3. Mai.", "Er blieb."]),
+])
+def test_split_sentences_keeps_abbreviations(language, text, sentences):
+    assert split_sentences(text, language) == sentences
+
+
+def test_decomposed_and_full_width_text_reads_as_its_composed_ascii_form():
+    import unicodedata
+
+    for text, language in (("Grüße aus Köln, café.", "de"), ("Ça va, garçon?", "fr")):
+        decomposed = unicodedata.normalize("NFD", text)
+        assert decomposed != text
+        assert phonemize(decomposed, language) == phonemize(text, language)
+    assert phonemize("Ｈｅｌｌｏ ｗｏｒｌｄ．") == HELLO_IPA  # U+FF01..FF5E → ASCII
+    assert phonemes.normalize_text("ＡＢＣ！１２３") == "ABC!123"
+
+
+def test_ipa_and_its_modifier_letters_are_never_normalised():
+    # NFKC would turn ʲ into j and ᵝ into β: symbols the tokenizer has ids for. IPA passes through untouched.
+    for ipa in ("mʲˈɛsta", "ˈaᵝa", "ɡˈuːtn̩", "t͡ʃˈiː", "ˈbo\u0303"):  # o + combining tilde, not NFC's "õ"
+        assert phonemize(ipa) == ipa
+    assert phonemes.normalize_text("mʲ ᵝ") == "mʲ ᵝ"
+
+
+def test_language_switch_markers_are_kept_by_default_and_removable():
+    text = "J'aime le football."
+    kept, removed = phonemize(text, "fr"), phonemize(text, "fr", language_switch="remove")
+    assert "(en)" in kept and "(fr)" in kept  # as the released model was trained
+    assert "(" not in removed and kept.replace("(en)", "").replace("(fr)", "") == removed
+    with pytest.raises(ValueError, match="language_switch"):
+        phonemize(text, "fr", language_switch="drop")
+
+
+def test_kanji_without_pykakasi_is_found_before_espeak_runs(monkeypatch):
+    from valle_hf.errors import MissingDependencyError
+
+    monkeypatch.setattr(phonemes, "_kakasi", lambda: None)
+    for language in ("ja", "auto"):
+        with pytest.raises(MissingDependencyError, match=r"valle-hf\[ja\]"):
+            phonemes.resolve_language("今日は", language)
+    assert phonemes.resolve_language("こんにちは", "auto") == "ja"  # kana need no pykakasi
+
+
 
 
 @pytest.mark.parametrize("module, package", [("phonemizer.backend.espeak.wrapper", "phonemizer"),

@@ -177,3 +177,11 @@ def test_save_audio_writes_each_waveform_whole(processor, tmp_path):
     assert soundfile.read(tmp_path / "one.wav")[0].shape == (12000,)
     with pytest.raises(ValueError, match="2 waveforms for 1 paths"):
         processor.save_audio(waveforms, tmp_path / "c.wav")
+
+
+@pytest.mark.parametrize("text", [123, [1, 2], ["fine", None]])
+def test_text_of_another_type_is_refused_in_one_line(processor, text):
+    from valle_hf.errors import VallETypeError
+
+    with pytest.raises(VallETypeError, match="text must be a str or a list of str"):
+        processor(text)

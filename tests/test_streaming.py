@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import warnings
 
 import pytest
 import soundfile
@@ -103,13 +102,11 @@ def test_streamed_codes_equal_generate_and_audio_is_within_30_db(fixture_model, 
     if rows > 1:  # rows end at different steps: by a stopping criterion, if not by their stop token first
         start = _ar_length(fixture_model, inputs)
         limits = [RowLimits(start, [steps - 3 * row for row in range(rows)])]
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*without a stop token")
-        expected = fixture_model.generate(**inputs, **settings, stopping_criteria=StoppingCriteriaList(limits))
-        counter = StepCounter()
-        recorder = Recorder(chunk_seconds=4 / fixture_model.config.frame_rate, steps=counter)
-        streamed = fixture_model.generate(**inputs, **settings, audio_streamer=recorder,
-                                          stopping_criteria=StoppingCriteriaList([counter, *limits]))
+    expected = fixture_model.generate(**inputs, **settings, stopping_criteria=StoppingCriteriaList(limits))
+    counter = StepCounter()
+    recorder = Recorder(chunk_seconds=4 / fixture_model.config.frame_rate, steps=counter)
+    streamed = fixture_model.generate(**inputs, **settings, audio_streamer=recorder,
+                                      stopping_criteria=StoppingCriteriaList([counter, *limits]))
     assert recorder.ended
     assert torch.equal(streamed.codes, expected.codes) and torch.equal(streamed.lengths, expected.lengths)
     for row in range(rows):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import HELLO_IDS, HELLO_IPA
+from conftest import HELLO_IDS, HELLO_IPA, logged_warnings
 from tokenizers import Tokenizer
 
 from valle_hf.phonemes import phonemize
@@ -48,3 +48,24 @@ def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
 def test_load_phoneme_tokenizer_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.json"):
         load_phoneme_tokenizer(tmp_path / "nothere.json")
+
+
+def test_control_tokens_written_in_the_text_are_text(processor):
+    with logged_warnings() as logged:
+        ids = processor(f"{HELLO_IPA} <bos> </eos>")["input_ids"][0].tolist()
+    assert "no id for '/', '<', '>'" in logged.out  # the brackets have no id; the letters have
+    assert ids[0] == processor.tokenizer.bos_token_id and ids[-1] == processor.tokenizer.eos_token_id
+    assert processor.tokenizer.bos_token_id not in ids[1:] and processor.tokenizer.eos_token_id not in ids[:-1]
+
+
+def test_symbols_without_an_id_are_named_in_a_warning(processor):
+    from valle_hf.tokenization import tokenize_phonemes
+
+    with logged_warnings() as logged:
+        known = tokenize_phonemes(processor.tokenizer, [HELLO_IPA, HELLO_IPA[:4]])
+    assert known["input_ids"][0] == HELLO_IDS and "no id" not in logged.out
+    with logged_warnings() as logged:
+        encoded = tokenize_phonemes(processor.tokenizer, ["ħaʕ", HELLO_IPA])
+    assert "no id for 'ħ', 'ʕ'" in logged.out
+    assert encoded["input_ids"][0][:5] == [1, 0, encoded["input_ids"][0][2], 0, 2]  # ħ a ʕ, padded after </eos>
+    assert "offset_mapping" not in encoded

@@ -186,6 +186,38 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
         VallEDataCollator(config, padding_side="middle")
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("audio_codes", lambda item: item["audio_codes"].index_fill(0, torch.tensor([1]), 1024),
+     r"audio_codes must lie in 0\.\.1023, got"),
+    ("audio_codes", lambda item: item["audio_codes"].index_fill(0, torch.tensor([0]), 5000),
+     "audio_codes must lie .* to 5000"),
+    ("audio_codes", lambda item: item["audio_codes"].index_fill(0, torch.tensor([0]), -5),
+     "audio_codes must lie .* from -5"),
+    ("audio_codes", lambda item: item["audio_codes"][:0], r"audio_codes is empty"),
+    ("audio_codes", lambda item: item["audio_codes"].float(),
+     "audio_codes must be integer ids, got dtype torch.float32"),
+    ("input_ids", lambda item: item["input_ids"].index_fill(0, torch.tensor([1]), 9999),
+     r"input_ids must lie in 0\.\."),
+    ("input_ids", lambda item: item["input_ids"][:0], "input_ids is empty"),
+    ("input_ids", lambda item: item["input_ids"].float(), "input_ids must be integer ids, got dtype torch.float32"),
+    ("input_ids", lambda item: item["input_ids"].bool(), "input_ids must be integer ids, got dtype torch.bool"),
+    ("prompt_codes", lambda item: item["prompt_codes"][:0], "prompt_codes is empty"),
+    ("level", lambda item: 9, r"level must be an integer in 0\.\.7, got 9"),
+    ("level", lambda item: True, r"level must be an integer in 0\.\.7, got True"),
+    ("level", lambda item: 2.0, r"level must be an integer in 0\.\.7, got 2.0"),
+])
+def test_the_collator_refuses_what_it_cannot_train_on_naming_the_item(tiny_model, key, value, message):
+    from valle_hf.errors import VallEValueError
+
+    generator = torch.Generator().manual_seed(5)
+    good = random_item(generator, 4, 6, 3, level=1)
+    bad = {**good, key: value(good), "id": "spk/utt7"}
+    with pytest.raises(VallEValueError, match=rf"item 1 \(spk/utt7\) of the batch: {message}"):
+        VallEDataCollator(tiny_model.config)([good, bad])
+    with pytest.raises(VallEValueError, match="batch of 0 items"):
+        VallEDataCollator(tiny_model.config)([])
+
+
 # ---------------------------------------------------------------------------------------------------- overfit
 
 
@@ -275,7 +307,7 @@ def test_finetune_example_runs_end_to_end(tmp_path, lora):
             "--tasks", "tts,stt", "--prompt-duration", "0.2", "0.5", "--logging-steps", "1"]
     if lora:
         argv += ["--lora", "--lora-rank", "4", "--lora-alpha", "8"]
-    final = finetune.main(argv)
+    final = finetune.train(argv)
     trained = VallEForConditionalGeneration.from_pretrained(final)
     original = VallEForConditionalGeneration.from_pretrained(tmp_path / "model")
     name = "model.backbone.layers.0.mlp.up_proj.weight"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
-from .errors import VallEFileNotFoundError, VallEValueError, missing_dependency
+from .errors import OutputError, VallEFileNotFoundError, VallETypeError, VallEValueError, missing_dependency, one_line
 
 try:
     import soundfile
@@ -37,23 +37,21 @@ __all__ = [
 ]
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...): its samples as float32 in [-1, 1],
     `[channels, samples]`, and its sampling rate in Hz.
 
-    Raises FileNotFoundError for a missing file and ValueError for an unreadable one.
+    Raises `VallEFileNotFoundError` for a missing file or a directory and `VallEValueError` for an unreadable one.
     """
     path = Path(path)
+    if path.is_dir():
+        raise VallEFileNotFoundError(f"{path} is a directory, not an audio file: give the file itself")
     if not path.is_file():
         raise VallEFileNotFoundError(f"audio file not found: {path}")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise VallEValueError(f"could not read audio file {path}: {_one_line(error)}") from error
+        raise VallEValueError(f"could not read audio file {path}: {one_line(error)}") from None
     return data.T, rate
 
 
@@ -66,14 +64,14 @@ _OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
 def output_format(path: str | os.PathLike) -> tuple[str, str]:
     """The soundfile `(format, subtype)` an output file is written with, chosen by its extension.
 
-    Raises ValueError naming the supported extensions when the extension is missing or not one soundfile (the
+    Raises `VallEValueError` naming the supported extensions when the extension is missing or not one soundfile (the
     libsndfile build at hand) can write.
     """
     suffix = Path(path).suffix.lower().lstrip(".")
     container = _OUTPUT_FORMATS.get(suffix)
     writable = [ext for ext, fmt in _OUTPUT_FORMATS.items() if fmt in soundfile.available_formats()]
     if container not in soundfile.available_formats():
-        raise ValueError(f"cannot write {path}: the output file must end in one of "
+        raise VallEValueError(f"cannot write {path}: the output file must end in one of "
                          f"{', '.join('.' + ext for ext in writable)}")
     return container, _OUTPUT_SUBTYPES.get(container, soundfile.default_subtype(container))
 
@@ -82,17 +80,19 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
     """Check, before any work, that audio can be written to `path`; returns it as a Path.
 
     Refuses a directory, a missing or read-only parent directory, an unsupported extension (`output_format`) and a
-    path that is one of the `inputs` (the reference audio would be overwritten). Raises ValueError.
+    path that is one of the `inputs` (the same file, whatever the spelling or link: the reference audio would be
+    overwritten). Raises `VallEValueError`.
     """
     out = Path(path)
     output_format(out)
     if out.is_dir():
-        raise ValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
+        raise VallEValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ValueError(f"cannot write the output file {out}: its folder does not exist or is not writable")
+        raise VallEValueError(f"cannot write the output file {out}: its folder does not exist or is not writable")
     for source in inputs:
-        if Path(source).exists() and out.exists() and out.resolve() == Path(source).resolve():
-            raise ValueError(f"the output path {out} is also an input: writing it would destroy the reference audio")
+        if out.exists() and Path(source).exists() and os.path.samefile(out, source):
+            raise VallEValueError(f"the output path {out} is also an input ({source}): writing it would destroy the "
+                                  "reference audio; choose another output file")
     return out
 
 
@@ -103,17 +103,24 @@ def save_audio(
 
     The file is written under a temporary name in the same folder and renamed into place when complete, so an
     interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
+    Raises `OutputError` when the write fails (disk full, file-size limit, ...), with `path` as it was.
     """
     out = Path(path)
     container, subtype = output_format(out)
     data = waveform.detach().float().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
     if data.ndim != 1:
-        raise ValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        raise VallEValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    except OSError as error:
+        raise OutputError(f"could not write {out}: {one_line(error)}") from None
     os.close(handle)
     try:
         soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
         os.replace(temporary, out)
+    except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
+        kept = "left unchanged" if out.exists() else "not created"
+        raise OutputError(f"could not write {out} ({one_line(error)}); it was {kept}") from None
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
@@ -128,7 +135,7 @@ def reference_sources(sources: Any) -> list[AudioSource]:
         return [sources]
     if isinstance(sources, (list, tuple)):
         return [item for source in sources for item in reference_sources(source)]
-    raise TypeError(
+    raise VallETypeError(
         f"prompt audio must be a path, a ';'-joined string of paths, an array or a list, got {type(sources).__name__}"
     )
 

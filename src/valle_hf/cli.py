@@ -1,7 +1,8 @@
 """`python -m valle_hf TEXT REFERENCES OUT_PATH`: the original CLI's flags, on top of `model.generate`.
 
 Every failure a user can cause (missing or unreadable audio, empty text, unknown language, an unwritable output,
-no model) ends with exit status 1 and one line on stderr, never a traceback.
+no model) raises one of the package's error types, which `errors.entry_point` turns into exit status 1 and one line
+on stderr; anything else is a bug and shows its traceback. Ctrl-C ends with one line and status 130.
 """
 
 from __future__ import annotations
@@ -15,14 +16,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .configuration import SettingError, check_settings
-from .errors import UsageError
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other."""
-
-    def error(self, message: str):
-        raise UsageError(f"{message} (see {self.prog} --help)")
+from .errors import ArgumentParser, UsageError, VallEValueError, entry_point
 
 
 def _token_ids(text: str) -> list[int]:
@@ -41,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("text", help="text to speak (ignored for --task stt)")
     parser.add_argument("references", help="reference audio: a voice prompt (TTS) or the speech to transcribe (STT); "
-                        "join several files with ';'")
+                        "join several files with ';'. An empty one is refused: use --no-prompt for a random voice")
     parser.add_argument("out_path", nargs="?", default=None, help="output WAV file (TTS)")
     parser.add_argument("--out-path", dest="out_path_option", default=None, help="same as OUT_PATH")
     add = parser.add_argument
@@ -54,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--codec", default="facebook/encodec_24khz", help="EnCodec weights used when converting a checkpoint")
     add("--vocoder", default="charactr/vocos-encodec-24khz",
         help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
+    add("--no-prompt", action="store_true", help="speak in a random voice, without a voice prompt (REFERENCES must "
+        "then be '')")
     add("--language", default="en", help="espeak language code (en, fr, de, ja, ...) or 'auto'")
+    add("--language-switch", default="keep", choices=["keep", "remove"],
+        help="espeak's markers for words read in another language, '(en)...(fr)': keep (as the model was trained) "
+        "or remove (for mixed-language text) [keep]")
     add("--task", default="tts", choices=["tts", "stt"])
     add("--device", default=None, help="cuda when available, else cpu")
     add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
@@ -189,11 +188,11 @@ def generation_kwargs(args: argparse.Namespace) -> dict:
 def _device_and_dtype(args) -> tuple[str, torch.dtype]:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device} requested but CUDA is not available")
+        raise UsageError(f"--device {device} requested but CUDA is not available: use --device cpu")
     dtype = getattr(torch, args.dtype) if args.dtype != "auto" else (
         torch.float16 if device.startswith("cuda") else torch.float32)
     if args.onednn and (device != "cpu" or dtype != torch.float32):
-        raise ValueError("--onednn needs the CPU and float32 (drop --onednn, or use --device cpu --dtype float32)")
+        raise UsageError("--onednn needs the CPU and float32 (drop --onednn, or use --device cpu --dtype float32)")
     return device, dtype
 
 
@@ -201,16 +200,27 @@ def _check_output(path: str | None, references: str) -> Path:
     from .audio import check_output_path, reference_paths
 
     if not path:
-        raise ValueError("no output path: give OUT_PATH (or --out-path) for text-to-speech")
+        raise UsageError("no output path: give OUT_PATH (or --out-path) for text-to-speech")
     return check_output_path(path, reference_paths(references))
 
 
 def _seed(seed: int | None) -> int:
+    """Seed torch with `seed`, or with a random seed when None; returns the seed used."""
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-        print(f"seed: {seed}", file=sys.stderr)
     torch.manual_seed(seed)
     return seed
+
+
+def _prompt(args, load):
+    """The voice prompt's waveforms (read with `load`), or None for `--no-prompt`: a random voice is a choice, never
+    an empty path."""
+    if not args.no_prompt:
+        return load(args.references)
+    if args.references.strip():
+        raise UsageError(f"--no-prompt speaks without a voice prompt, but a reference was given ({args.references}): "
+                         "drop one of them")
+    return None
 
 
 def prepare_inputs(args) -> dict:
@@ -223,12 +233,11 @@ def prepare_inputs(args) -> dict:
         return {"audio": load(args.references)}
     out = _check_output(args.out_path_option or args.out_path, args.references)
     if not args.text.strip():
-        raise ValueError("empty text: nothing to speak")
-    sentences = split_sentences(args.text)
+        raise VallEValueError("empty text: nothing to speak")
+    sentences = split_sentences(args.text, args.language)
     for sentence in sentences:
         resolve_language(sentence, args.language)
-    prompt = load(args.references) if args.references else None
-    return {"out": out, "sentences": sentences, "prompt": prompt}
+    return {"out": out, "sentences": sentences, "prompt": _prompt(args, load)}
 
 
 def run_tts(args, model, processor, inputs: dict) -> None:
@@ -239,7 +248,7 @@ def run_tts(args, model, processor, inputs: dict) -> None:
     from .streaming import AudioFileStreamer
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language,
-                      sampling_rate=processor.feature_extractor.sampling_rate)
+                      sampling_rate=processor.feature_extractor.sampling_rate, language_switch=args.language_switch)
     kwargs = generation_kwargs(args)
     steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
     streamer = None
@@ -269,31 +278,26 @@ def run_stt(args, model, processor, inputs: dict) -> None:
     print(processor.decode(text_ids[0].cpu()))
 
 
+@entry_point()
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0, or 1 with one `error:` line on stderr for a user's mistake)."""
-    try:
-        from .loading import load_model_and_processor
+    """Run the CLI; returns the exit status (0; 1 with one `error:` line on stderr for a user's mistake)."""
+    from .loading import load_model_and_processor
 
-        args = build_parser().parse_args(argv)
-        device, dtype = _device_and_dtype(args)
-        generation_kwargs(args)
-        inputs = prepare_inputs(args)
-        model, processor = load_model_and_processor(
-            args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,
-            vocoder=None if args.vocoder == "none" else args.vocoder, dtype=dtype,
-        )
-        model.to(device)
-        if args.onednn:
-            from .onednn import enable_onednn_linears
+    args = build_parser().parse_args(argv)
+    device, dtype = _device_and_dtype(args)
+    generation_kwargs(args)
+    inputs = prepare_inputs(args)
+    model, processor = load_model_and_processor(
+        args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,
+        vocoder=None if args.vocoder == "none" else args.vocoder, dtype=dtype,
+    )
+    model.to(device)
+    if args.onednn:
+        from .onednn import enable_onednn_linears
 
-            enable_onednn_linears(model)
-        _seed(args.seed)
-        (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs)
-    except (ValueError, OSError, TypeError, RuntimeError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        enable_onednn_linears(model)
+    seed = _seed(args.seed)
+    (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs)
+    if args.seed is None:  # printed once it worked, so that a failed run still says one line only
+        print(f"seed: {seed} (--seed {seed} repeats this run)", file=sys.stderr)
     return 0

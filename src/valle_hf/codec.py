@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import EncodecConfig, EncodecModel
 
 from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
-from .errors import ModelNotFoundError
+from .errors import CheckpointError, ModelNotFoundError, VallEValueError, one_line
 from .hub import check_reachable
 
 # The bandwidth of the 8 RVQ levels the released model reads (0.75 kbps per level).
@@ -47,19 +48,20 @@ def _check_layout(codec: EncodecModel) -> None:
     config = codec.config
     layout = (config.sampling_rate, config.hop_length, config.codebook_size)
     if layout != (CODEC_SAMPLING_RATE, CODEC_HOP_LENGTH, CODEC_CODEBOOK_SIZE):
-        raise ValueError(
+        raise CheckpointError(
             f"codec has sampling_rate={config.sampling_rate}, hop_length={config.hop_length}, "
             f"codebook_size={config.codebook_size}; VALL-E needs the EnCodec 24 kHz layout "
             f"({CODEC_SAMPLING_RATE}, {CODEC_HOP_LENGTH}, {CODEC_CODEBOOK_SIZE})"
         )
     if config.audio_channels != 1:
-        raise ValueError(f"codec expects {config.audio_channels} audio channels; VALL-E needs a mono codec")
+        raise CheckpointError(f"codec expects {config.audio_channels} audio channels; VALL-E needs a mono codec")
 
 
 def load_codec(name_or_path: str = "facebook/encodec_24khz", **from_pretrained_kwargs) -> EncodecModel:
     """Load the EnCodec model (by default the 24 kHz one VALL-E uses) in eval mode and check its frame layout.
 
-    Raises `ModelNotFoundError` (at once, naming `--codec DIR` and `--codec tiny-random`) when it cannot be had.
+    Raises `ModelNotFoundError` (at once, naming `--codec DIR` and `--codec tiny-random`) when it cannot be had, and
+    `CheckpointError` for damaged weights or a codec of another layout.
     """
     instead = ("VALL-E needs it to encode voice prompts: give --codec DIR (a local copy of facebook/encodec_24khz) or "
                "--codec tiny-random (a test codec that makes noise)")
@@ -68,8 +70,11 @@ def load_codec(name_or_path: str = "facebook/encodec_24khz", **from_pretrained_k
     try:
         codec = EncodecModel.from_pretrained(name_or_path, **from_pretrained_kwargs)
     except OSError as error:
-        raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} "
-                                 f"({' '.join(str(error).split())[:200]}); {instead}") from None
+        raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} ({one_line(error)[:200]}); "
+                                 f"{instead}") from None
+    except SafetensorError as error:
+        raise CheckpointError(f"the EnCodec weights in {name_or_path} are damaged ({one_line(error)}): download them "
+                              "again") from None
     _check_layout(codec)
     return codec.eval()
 
@@ -112,11 +117,11 @@ def _codec_device_dtype(codec: EncodecModel) -> tuple[torch.device, torch.dtype]
 def _check_waveform(waveform: torch.Tensor, name: str = "waveform") -> torch.Tensor:
     waveform = torch.as_tensor(waveform)
     if waveform.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D (mono, 24 kHz) tensor, got shape {tuple(waveform.shape)}")
+        raise VallEValueError(f"{name} must be a 1-D (mono, 24 kHz) tensor, got shape {tuple(waveform.shape)}")
     if waveform.numel() == 0:
-        raise ValueError(f"{name} is empty")
+        raise VallEValueError(f"{name} is empty")
     if not waveform.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor in [-1, 1], got dtype {waveform.dtype}")
+        raise VallEValueError(f"{name} must be a float tensor in [-1, 1], got dtype {waveform.dtype}")
     return waveform
 
 
@@ -147,7 +152,7 @@ def encode_batch(
     """
     waveforms = [_check_waveform(w, f"waveforms[{i}]") for i, w in enumerate(waveforms)]
     if not waveforms:
-        raise ValueError("waveforms is empty")
+        raise VallEValueError("waveforms is empty")
     device, dtype = _codec_device_dtype(codec)
     lengths = [w.numel() for w in waveforms]
     batch = torch.zeros(len(waveforms), 1, max(lengths), device=device, dtype=dtype)
@@ -161,18 +166,18 @@ def encode_batch(
 def _check_codes(codec: EncodecModel, codes: torch.Tensor, expected_dims: int, layout: str) -> torch.Tensor:
     codes = torch.as_tensor(codes)
     if codes.ndim != expected_dims:
-        raise ValueError(f"codes must have shape {layout}, got {codes.ndim} dims (shape {tuple(codes.shape)})")
+        raise VallEValueError(f"codes must have shape {layout}, got {codes.ndim} dims (shape {tuple(codes.shape)})")
     if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-        raise ValueError(f"codes must be an integer tensor, got dtype {codes.dtype}")
+        raise VallEValueError(f"codes must be an integer tensor, got dtype {codes.dtype}")
     levels, most = codes.shape[-1], len(codec.quantizer.layers)
     if not 1 <= levels <= most:
-        raise ValueError(f"codes must have 1..{most} RVQ levels in the last dim, got {levels} (shape {layout})")
+        raise VallEValueError(f"codes must have 1..{most} RVQ levels in the last dim, got {levels} (shape {layout})")
     return codes
 
 
 def _check_code_range(codes: torch.Tensor, codebook_size: int) -> None:
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= codebook_size):
-        raise ValueError(
+        raise VallEValueError(
             f"codes must lie in 0..{codebook_size - 1}, got values in {int(codes.min())}..{int(codes.max())} "
             f"(strip stop/pad tokens before decoding)"
         )
@@ -209,9 +214,9 @@ def decode_batch(
         lengths = [max_frames] * batch_size
     lengths = [int(length) for length in torch.as_tensor(lengths).reshape(-1).tolist()]
     if len(lengths) != batch_size:
-        raise ValueError(f"lengths has {len(lengths)} entries for a batch of {batch_size} rows")
+        raise VallEValueError(f"lengths has {len(lengths)} entries for a batch of {batch_size} rows")
     if any(not 0 <= length <= max_frames for length in lengths):
-        raise ValueError(f"lengths must lie in 0..{max_frames} (the padded T), got {lengths}")
+        raise VallEValueError(f"lengths must lie in 0..{max_frames} (the padded T), got {lengths}")
     valid = torch.arange(max_frames, device=codes.device)[None, :] < torch.tensor(lengths, device=codes.device)[:, None]
     _check_code_range(codes[valid], codec.config.codebook_size)
     device, _ = _codec_device_dtype(codec)

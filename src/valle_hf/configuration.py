@@ -264,42 +264,46 @@ class VallEConfig(PretrainedConfig):
                      "text_vocab_size", "audio_vocab_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"VallEConfig.{name} must be a positive integer, got {value!r}")
+                raise VallEValueError(f"VallEConfig.{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise VallEValueError(
                 f"VallEConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})"
             )
         if self.num_rvq_levels < 3:
-            raise ValueError(f"VallEConfig.num_rvq_levels must be at least 3, got {self.num_rvq_levels}")
+            raise VallEValueError(f"VallEConfig.num_rvq_levels must be at least 3, got {self.num_rvq_levels}")
         if self.version < 5:
-            raise ValueError(f"VallEConfig.version {self.version} is not supported (only version >= 5 models)")
+            raise VallEValueError(f"VallEConfig.version {self.version} is not supported (only version >= 5 models)")
         unknown = sorted(set(self.capabilities) - set(SUPPORTED_CAPABILITIES))
         if unknown or "ar" not in self.capabilities:
-            raise ValueError(
+            raise VallEValueError(
                 f"VallEConfig.capabilities {self.capabilities} is not supported: this implementation runs "
                 f"'ar'+'nar' models (unsupported: {unknown or ['(missing ar)']})"
             )
         if not self.audio_embedding_sums or not self.split_classifiers:
-            raise ValueError(
+            raise VallEValueError(
                 "VallEConfig: only audio_embedding_sums=True and split_classifiers=True models are supported "
                 "(the released ar+nar-llama-8 configuration)"
             )
         if self.rms_norm_eps <= 0 or self.rope_theta <= 0:
-            raise ValueError("VallEConfig.rms_norm_eps and rope_theta must be positive")
+            raise VallEValueError("VallEConfig.rms_norm_eps and rope_theta must be positive")
         codec = self.codec_config
         layout = (codec.sampling_rate, codec.hop_length, codec.codebook_size, codec.audio_channels)
         if layout != (CODEC_SAMPLING_RATE, CODEC_HOP_LENGTH, self.audio_vocab_size, 1):
-            raise ValueError(
+            raise VallEValueError(
                 f"VallEConfig.codec_config has sampling_rate, hop_length, codebook_size, channels = {layout}; VALL-E "
                 f"reads EnCodec 24 kHz codes: ({CODEC_SAMPLING_RATE}, {CODEC_HOP_LENGTH}, {self.audio_vocab_size}, 1)"
             )
         if self.audio_backend not in AUDIO_BACKENDS:
-            raise ValueError(f"VallEConfig.audio_backend must be one of {AUDIO_BACKENDS}, got {self.audio_backend!r}")
+            raise VallEValueError(
+                f"VallEConfig.audio_backend must be one of {AUDIO_BACKENDS}, got {self.audio_backend!r}"
+            )
         if self.audio_backend == "vocos" and self.vocoder_config is None:
-            raise ValueError("VallEConfig.audio_backend='vocos' needs a vocoder_config (convert with a Vocos decoder)")
+            raise VallEValueError(
+                "VallEConfig.audio_backend='vocos' needs a vocoder_config (convert with a Vocos decoder)"
+            )
         if len(self.silence_codes) != self.num_rvq_levels:
-            raise ValueError(
+            raise VallEValueError(
                 f"VallEConfig.silence_codes needs one code per RVQ level ({self.num_rvq_levels}), "
                 f"got {len(self.silence_codes)}"
             )

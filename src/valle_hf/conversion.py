@@ -11,12 +11,10 @@ it works offline.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,16 @@ import yaml
 from safetensors import safe_open
 
 from .configuration import VallEConfig
-from .errors import CheckpointError, VallEError, VallEFileNotFoundError, get_logger
+from .errors import (
+    ArgumentParser,
+    CheckpointError,
+    OutputError,
+    VallEError,
+    VallEFileNotFoundError,
+    entry_point,
+    get_logger,
+    one_line,
+)
 from .tokenization import check_symmap, packaged_tokenizer_file
 
 logger = get_logger(__name__)
@@ -60,6 +67,9 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     `VallEFileNotFoundError` for a missing file and `CheckpointError` for anything that is not such a checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise VallEFileNotFoundError(f"{path} is a directory, not a checkpoint file: give the file itself (e.g. "
+                                     f"{path / 'fp32.sft'})")
     if not path.is_file():
         raise VallEFileNotFoundError(f"checkpoint not found: {path}")
     metadata: dict = {}
@@ -69,7 +79,7 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
                 metadata = handle.metadata() or {}
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         except Exception as error:  # safetensors raises its own SafetensorError (an Exception) for a damaged file
-            raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({_one_line(error)}); "
+            raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({one_line(error)[:300]}); "
                                   "download it again") from None
         try:
             metadata = {key: json.loads(value) for key, value in metadata.items() if key in ("config", "userdata")}
@@ -79,8 +89,8 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # pickles with arbitrary objects are refused on purpose
-            raise CheckpointError(f"{path}: cannot be read safely with weights_only=True ({_one_line(error)})") \
-                from None
+            raise CheckpointError(f"{path}: cannot be read safely with weights_only=True "
+                                  f"({one_line(error)[:300]})") from None
         if not isinstance(payload, dict):
             raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
         metadata = payload
@@ -97,10 +107,6 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     return OriginalCheckpoint(path, tensors, config, symmap)
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300] or type(error).__name__
-
-
 def original_config_from_yaml(path: str | Path) -> dict:
     """The `models:` entry the original would build from a YAML config (the training one, else the first)."""
     path = Path(path)
@@ -109,7 +115,7 @@ def original_config_from_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is not valid YAML ({_one_line(error)})") from None
+        raise CheckpointError(f"{path} is not valid YAML ({one_line(error)[:300]})") from None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list) or not models or not all(isinstance(model, dict) for model in models):
         raise CheckpointError(f"{path}: no `models:` list (the original's config.yaml has one)")
@@ -221,7 +227,10 @@ def unused_keys(config: VallEConfig) -> set[str]:
 def convert_state_dict(
     tensors: dict[str, torch.Tensor], config: VallEConfig, expected_shapes: dict[str, torch.Size]
 ) -> dict[str, torch.Tensor]:
-    """Rename every used tensor, check its shape, and fail on missing or unknown keys (naming them)."""
+    """Rename every used tensor, check its shape and values, and fail on missing or unknown keys (naming them).
+
+    A tensor with NaN or infinite values is refused: the model would convert and then generate only code 0.
+    """
     if any("lora_" in key for key in tensors):
         raise CheckpointError("this is a LoRA checkpoint: convert the base model and load the LoRA with peft")
     mapping = key_map(config)
@@ -239,6 +248,9 @@ def convert_state_dict(
                 f"shape mismatch for {original_key!r}: checkpoint {tuple(tensor.shape)}, "
                 f"model expects {tuple(expected_shapes[key])}"
             )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"the checkpoint's tensor {original_key!r} holds NaN or infinite values: the "
+                                  "file is damaged or the training diverged; use another checkpoint")
         converted[key] = tensor
     return converted
 
@@ -301,6 +313,16 @@ def convert_checkpoint(
     return model.to(dtype).eval(), processor
 
 
+def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Refuse, before any work, an `output_dir` that exists and is not an empty directory, unless `overwrite`."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
+        what = "a file" if not output_dir.is_dir() else "a directory that is not empty"
+        raise VallEError(f"{output_dir} already exists and is {what}: choose another --output-dir, or pass "
+                         "--overwrite to replace it")
+    return output_dir
+
+
 def save_converted(model, processor, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Write a `from_pretrained` directory (config, weights, generation config, processor, and the model's code with
     its `auto_map`, so that it loads with `trust_remote_code=True` where valle-hf is not installed), all or nothing.
@@ -308,26 +330,33 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
     Everything is written to a temporary directory beside `output_dir` and moved into place at the end, so a failure
     leaves no half-written directory. An existing non-empty `output_dir` is refused unless `overwrite`.
     """
-    output_dir = Path(output_dir)
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
-        raise VallEError(f"{output_dir} already exists and is not empty: choose another --output-dir, or pass "
-                         "--overwrite to replace it")
+    output_dir = check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    previous = staging.with_name(staging.name + ".previous")  # the replaced output, kept until the new one is in place
     try:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
         if output_dir.exists():
-            shutil.rmtree(output_dir) if output_dir.is_dir() else output_dir.unlink()
+            os.replace(output_dir, previous)
         os.replace(staging, output_dir)
+    except OSError as error:  # disk full, a file-size limit, permissions
+        if previous.exists():
+            os.replace(previous, output_dir)
+        raise OutputError(f"could not write {output_dir} ({one_line(error)[:200]}); it was left as it was") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if previous.is_dir():
+            shutil.rmtree(previous, ignore_errors=True)
+        else:
+            previous.unlink(missing_ok=True)
     return output_dir
 
 
+@entry_point()
 def main(argv: list[str] | None = None) -> int:
     """`python -m valle_hf.convert`; returns the exit status (1 with one `error:` line for a user's mistake)."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m valle_hf.convert",
         description="Convert an original e-c-k-e-r/vall-e checkpoint (fp32.sft or .pth) to a from_pretrained "
         "directory.",
@@ -344,14 +373,10 @@ def main(argv: list[str] | None = None) -> int:
                         "Vocos layout (config.yaml + pytorch_model.bin), 'tiny-random', or 'none'")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args(argv)
-    try:
-        model, processor = convert_checkpoint(
-            args.checkpoint, args.config, tokenizer=args.tokenizer, codec=args.codec,
-            vocoder=None if args.vocoder == "none" else args.vocoder, dtype=getattr(torch, args.dtype),
-        )
-        save_converted(model, processor, args.output_dir, args.overwrite)
-    except VallEError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.output_dir}")
+    check_output_dir(args.output_dir, args.overwrite)
+    model, processor = convert_checkpoint(
+        args.checkpoint, args.config, tokenizer=args.tokenizer, codec=args.codec,
+        vocoder=None if args.vocoder == "none" else args.vocoder, dtype=getattr(torch, args.dtype),
+    )
+    print(f"wrote {save_converted(model, processor, args.output_dir, args.overwrite)}")
     return 0

@@ -8,7 +8,8 @@ run resumes where it stopped)::
     prepare_config.json       codec, tokenizer and language the folder was made with
     failed.jsonl              the inputs the last run could not use, with the reason
 
-An utterance's file is written (atomically) before its manifest line, so every manifest line names a whole file.
+An utterance's file is written (atomically) before its manifest line, so every manifest line names a whole file; a
+line that a crash cut short is repaired or cut before the next run appends (`repair_manifest`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
+from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
 
 MANIFEST = "manifest.jsonl"
 UTTERANCES = "utterances"
@@ -34,22 +36,56 @@ def utterance_path(root: str | os.PathLike, utterance_id: str) -> Path:
 
 
 def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.Tensor, codes: torch.Tensor) -> str:
-    """Write one utterance's tensors atomically (temporary file, then rename); returns its path relative to root."""
+    """Write one utterance's tensors atomically (temporary file, then rename); returns its path relative to root.
+
+    Raises `OutputError` when the file cannot be written (disk full, ...)."""
     path = utterance_path(root, utterance_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"text_ids": torch.as_tensor(text_ids).to(torch.int16).contiguous(),
                "codes": torch.as_tensor(codes).to(torch.int16).contiguous()}
     temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary))
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(temporary))
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OutputError(f"could not write {path} ({one_line(error)})") from None
     return path.relative_to(root).as_posix()
 
 
 def append_manifest(root: str | os.PathLike, record: dict) -> None:
-    """Append one utterance's record to the manifest (after its tensors file is complete)."""
-    with open(Path(root) / MANIFEST, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
+    """Append one utterance's record to the manifest (after its tensors file is complete); `OutputError` when the
+    line cannot be written (a partial one is repaired by `repair_manifest` on the next run)."""
+    try:
+        with open(Path(root) / MANIFEST, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+    except OSError as error:
+        raise OutputError(f"could not append to {Path(root) / MANIFEST} ({one_line(error)})") from None
+
+
+def repair_manifest(root: str | os.PathLike) -> None:
+    """Make the manifest end with a whole line, so that the next append does not glue its record onto a partial one.
+
+    A crash in the middle of `append_manifest` leaves a last line without its newline: a record that is complete
+    gets its newline back, anything else is cut off (its utterance is not in the manifest, so it is prepared again).
+    """
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if not data or data.endswith(b"\n"):
+            return
+        start = data.rfind(b"\n") + 1
+        try:
+            complete = isinstance(json.loads(data[start:]), dict)
+        except ValueError:  # a cut-off record: not JSON, or not UTF-8 any more
+            complete = False
+        if complete:
+            handle.write(b"\n")
+        else:
+            handle.truncate(start)
 
 
 def read_manifest(root: str | os.PathLike) -> list[dict]:
@@ -83,7 +119,8 @@ class VallEDataset(torch.utils.data.Dataset):
     than the target (the target itself when it is the speaker's only one), each cut to its first frames, joined and
     cut to the target length. The original's "most similar utterance" preference needs similarity metadata that
     is not prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it (the
-    original's default is (1, 12)); `task` fixes every item's task (else the collator draws it).
+    original's default is (1, 12)); `task` fixes every item's task (else the collator draws it). Raises
+    `VallEFileNotFoundError` when `root` is not a folder and `VallEValueError` when it holds no usable utterance.
     """
 
     def __init__(
@@ -96,12 +133,17 @@ class VallEDataset(torch.utils.data.Dataset):
         seed: int = 0,
     ):
         self.root = Path(root)
+        if not self.root.is_dir():
+            raise VallEFileNotFoundError(f"prepared data set not found: {self.root} is not a folder (make one with "
+                                         "scripts/prepare_dataset.py)")
         records = read_manifest(self.root)
         if duration_range is not None:
             low, high = duration_range
             records = [r for r in records if low <= r["frames"] / FRAME_RATE <= high]
         if not records:
-            raise ValueError(f"no usable utterances in {self.root} (run scripts/prepare_dataset.py first?)")
+            within = "" if duration_range is None else f" within {duration_range[0]}-{duration_range[1]} s"
+            raise VallEValueError(f"no usable utterances{within} in {self.root} (prepare it with "
+                                  "scripts/prepare_dataset.py first)")
         self.records = sorted(records, key=lambda record: record["id"])
         self.prompt_duration = prompt_duration
         self.prompt_max_samples = prompt_max_samples

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .configuration import TASKS, VallEConfig
+from .errors import VallEValueError
 
 __all__ = ["Pass", "SegmentEmbedding", "VallEAudioEmbedding", "VallEEmbeddings", "frames_at_placeholders", "passes_of"]
 
@@ -33,9 +34,9 @@ class Pass:
 
 def _check_pass(level: int, task: str, num_levels: int) -> None:
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        raise VallEValueError(f"unknown task {task!r}; expected one of {TASKS}")
     if not 0 <= level < num_levels or (task == "stt" and level != 0):
-        raise ValueError(f"level must be 0..{num_levels - 1} (0 for STT), got {level}")
+        raise VallEValueError(f"level must be 0..{num_levels - 1} (0 for STT), got {level}")
 
 
 def passes_of(
@@ -59,7 +60,9 @@ def passes_of(
     else:
         tasks = list(task)
     if len(levels) != batch_size or len(tasks) != batch_size:
-        raise ValueError(f"level and task need one value per row ({batch_size}), got {len(levels)} and {len(tasks)}")
+        raise VallEValueError(
+            f"level and task need one value per row ({batch_size}), got {len(levels)} and {len(tasks)}"
+        )
     groups: dict[tuple[int, str], list[int]] = {}
     for row, key in enumerate(zip(levels, tasks, strict=True)):
         groups.setdefault(key, []).append(row)
@@ -71,9 +74,11 @@ def passes_of(
 def frames_at_placeholders(mask: torch.BoolTensor, codes: torch.LongTensor, name: str) -> torch.LongTensor:
     """Codes [B, L, n] aligned with the sequence: the i-th True of `mask` in a row takes frame i of `codes[b]`."""
     if codes.dim() != 3 or codes.shape[0] != mask.shape[0]:
-        raise ValueError(f"{name} must have shape [batch={mask.shape[0]}, frames, levels], got {tuple(codes.shape)}")
+        raise VallEValueError(
+            f"{name} must have shape [batch={mask.shape[0]}, frames, levels], got {tuple(codes.shape)}"
+        )
     if mask.any() and int(mask.sum(dim=1).max()) > codes.shape[1]:
-        raise ValueError(f"the sequence has more {name} placeholders than {name} has frames ({codes.shape[1]})")
+        raise VallEValueError(f"the sequence has more {name} placeholders than {name} has frames ({codes.shape[1]})")
     index = (mask.long().cumsum(dim=1) - 1).clamp(min=0, max=max(codes.shape[1] - 1, 0))
     return torch.gather(codes, 1, index.unsqueeze(-1).expand(-1, -1, codes.shape[-1]))
 

@@ -1,15 +1,24 @@
 """The package's own error types: a user's mistake raises one of these, with a one-line message that says what is
-wrong, where, and how to fix it. Warnings go through `get_logger`, transformers' logging.
+wrong, where, and how to fix it; and the one error path every entry point shares. Warnings go through
+`get_logger`, transformers' logging.
 
-Every entry point (CLI, converter, scripts) turns exactly these into ``error: <message>`` and exit status 1; any
-other exception is a bug and keeps its traceback. Each type also derives from the built-in exception a Python
-caller would expect (``ValueError`` for a bad value, ``OSError`` for a missing file or model, ``ImportError`` for a
-missing optional package), so ``except ValueError`` keeps working.
+Every entry point (CLI, converter, scripts) is wrapped in `entry_point`, which turns exactly these into
+``error: <message>`` and exit status 1 (and Ctrl-C into one line and status 130); any other exception is a bug and
+keeps its traceback. Third-party exceptions caused by a user's input (soundfile, safetensors, yaml, tokenizers,
+huggingface_hub) are translated into these where they happen, never caught wholesale at the top.
+
+Each type also derives from the built-in exception a Python caller would expect (``ValueError`` for a bad value,
+``OSError`` for a missing file or model, ``ImportError`` for a missing optional package), so ``except ValueError``
+keeps working.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import logging
+import sys
+from collections.abc import Callable
 
 from transformers.utils import logging as transformers_logging
 
@@ -20,6 +29,10 @@ class VallEError(Exception):
 
 class VallEValueError(VallEError, ValueError):
     """A setting, input or file content the package cannot use."""
+
+
+class VallETypeError(VallEError, TypeError):
+    """An input of a type the package cannot use (a number where text is expected, ...)."""
 
 
 class CheckpointError(VallEValueError):
@@ -34,12 +47,53 @@ class VallEFileNotFoundError(VallEError, FileNotFoundError):
     """An input file or directory the user named does not exist or is not a file."""
 
 
+class OutputError(VallEError, OSError):
+    """An output could not be written (disk full, file-size limit, permissions); what was there before is kept."""
+
+
 class UsageError(VallEValueError):
     """A command line that cannot be parsed (a missing argument, an unknown flag, a malformed value)."""
 
 
 class MissingDependencyError(VallEError, ImportError):
     """A package is needed for what was asked; the message names the ``pip install`` that adds it."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message as one line (runs of whitespace, newlines included, become one space)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def entry_point(interrupted: str = "interrupted") -> Callable:
+    """Decorator for an entry point's `main(argv) -> int`: the one error path of every command.
+
+    A `VallEError` prints ``error: <message>`` (one line) on stderr and returns 1; Ctrl-C prints `interrupted` (one
+    line, which may say what was kept and how to resume) and returns 130, the shell's status for SIGINT. Any other
+    exception is a bug and propagates with its traceback.
+    """
+
+    def decorate(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def run(*args, **kwargs) -> int:
+            try:
+                return main(*args, **kwargs)
+            except VallEError as error:
+                print(f"error: {one_line(error)}", file=sys.stderr)
+                return 1
+            except KeyboardInterrupt:
+                print(interrupted, file=sys.stderr)
+                return 130
+
+        return run
+
+    return decorate
 
 
 def missing_dependency(package: str, purpose: str) -> MissingDependencyError:

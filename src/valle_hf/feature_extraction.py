@@ -72,7 +72,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         """One array (1-D, or 2-D channels x samples either way round; float or integer PCM) recorded at
         `sampling_rate` Hz → a 1-D float32 tensor at `self.sampling_rate`.
 
-        Raises `VallEValueError` for an array without a sampling rate, an empty array, or non-finite samples.
+        Raises `VallEValueError` for an array without a sampling rate, an empty array, non-finite samples, or float
+        samples outside [-1, 1] (almost always integer PCM stored as floats, which EnCodec would read as clipped
+        noise; a file's samples are taken as the file holds them).
         """
         if sampling_rate is None:
             raise VallEValueError(f"{what} has no sampling_rate: pass sampling_rate=<its rate in Hz> (the model reads "
@@ -85,9 +87,14 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         array = np.asarray(array)
         if array.size == 0:
             raise VallEValueError(f"{what} is empty (no samples)")
-        samples = _to_mono(_pcm_to_float(array))
+        floats = _pcm_to_float(array)
+        samples = _to_mono(floats)
         if not np.isfinite(samples).all():
             raise VallEValueError(f"{what} contains NaN or infinite samples")
+        if what == "audio array" and np.abs(floats).max() > 1.0:
+            raise VallEValueError(f"the audio array has samples outside [-1, 1] (peak {np.abs(floats).max():.4g}): "
+                                  "scale float audio to [-1, 1], or pass integer PCM with its integer dtype (e.g. "
+                                  "int16)")
         if sampling_rate != self.sampling_rate:
             samples = soxr.resample(samples, int(sampling_rate), self.sampling_rate, quality="HQ")
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
@@ -102,8 +109,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         file.
         """
         parts = reference_sources(sources)
-        if not parts:
-            raise VallEValueError("no reference audio given (an empty path, list or ';'-joined string)")
+        if not parts:  # "no voice prompt" is None, never an empty string (usually an unset shell variable)
+            raise VallEValueError("no reference audio given (an empty path, list or ';'-joined string, often an unset "
+                                  "variable): give an audio file")
         waveforms = []
         for part in parts:
             if isinstance(part, (str, os.PathLike)):

@@ -67,16 +67,23 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
 
 
 def _rows(tensor: torch.Tensor, mask: torch.Tensor | None, name: str, dims: int) -> list[torch.Tensor]:
-    """Split a padded batch into its rows (any padding side), dropping the masked entries."""
+    """Split a padded batch of ids or codes into its rows (any padding side), dropping the masked entries.
+
+    Raises `VallEValueError` for float or bool values (never cast silently), a wrong shape and a batch of 0 rows.
+    """
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise VallEValueError(f"{name} must be integer ids, got dtype {tensor.dtype}")
     if tensor.dim() == dims - 1:
         tensor = tensor.unsqueeze(0)
         mask = None if mask is None else mask.reshape(1, -1)
     if tensor.dim() != dims:
-        raise ValueError(f"{name} must have {dims} dimensions ([batch, ...]), got shape {tuple(tensor.shape)}")
+        raise VallEValueError(f"{name} must have {dims} dimensions ([batch, ...]), got shape {tuple(tensor.shape)}")
+    if len(tensor) == 0:
+        raise VallEValueError(f"{name} is an empty batch (0 rows): give at least one row")
     if mask is None:
         return list(tensor)
     if mask.shape != tensor.shape[:2]:
-        raise ValueError(f"the mask of {name} must have shape {tuple(tensor.shape[:2])}, got {tuple(mask.shape)}")
+        raise VallEValueError(f"the mask of {name} must have shape {tuple(tensor.shape[:2])}, got {tuple(mask.shape)}")
     return [row[row_mask.bool()] for row, row_mask in zip(tensor, mask, strict=True)]
 
 
@@ -247,8 +254,8 @@ class VallEGenerationMixin(GenerationMixin):
         cannot be streamed and are refused.
 
         Returns a `VallEGenerateOutput` when `return_dict_in_generate`; otherwise the list of waveforms (TTS, or the
-        codes when `output_audio=False`) or the list of phoneme-id tensors (STT). Raises ValueError for inputs or
-        settings it cannot use.
+        codes when `output_audio=False`) or the list of phoneme-id tensors (STT). Raises `VallEValueError` (a
+        ValueError) for inputs or settings it cannot use.
         """
         config, model_kwargs = self._merge_settings(generation_config, kwargs)
         prompt_audio, audio = (self._waveform_rows(references, sampling_rate) for references in (prompt_audio, audio))
@@ -261,7 +268,7 @@ class VallEGenerationMixin(GenerationMixin):
             result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
             return result if return_dict_in_generate else result.text_ids
         if task != "tts":
-            raise ValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
+            raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
         result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio,
                                     config, model_kwargs)
         return self._tts_return(result, return_dict_in_generate)
@@ -297,14 +304,14 @@ class VallEGenerationMixin(GenerationMixin):
 
     def _text_rows(self, input_ids, attention_mask) -> list[torch.Tensor]:
         if input_ids is None:
-            raise ValueError("input_ids (phoneme ids) are required for TTS")
+            raise VallEValueError("input_ids (phoneme ids) are required for TTS")
         rows = _rows(input_ids.to(self.device), None if attention_mask is None else attention_mask.to(self.device),
                      "input_ids", 2)
         for row in rows:
             if len(row) == 0:
-                raise ValueError("empty text: every row of input_ids needs at least one phoneme id")
+                raise VallEValueError("empty text: every row of input_ids needs at least one phoneme id")
             if row.min() < 0 or row.max() >= self.config.text_vocab_size:
-                raise ValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
+                raise VallEValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
         return rows
 
     def _waveform_rows(self, references, sampling_rate) -> list[list[torch.Tensor]] | None:
@@ -331,12 +338,14 @@ class VallEGenerationMixin(GenerationMixin):
         if batch is not None and len(rows) == 1 and batch > 1:
             rows = rows * batch
         if batch is not None and len(rows) != batch:
-            raise ValueError(f"{name}: got {len(rows)} rows for a batch of {batch}")
+            raise VallEValueError(f"{name}: got {len(rows)} rows for a batch of {batch}")
         for row in rows:
+            if len(row) == 0:
+                raise VallEValueError(f"{name}: a row has no frames (0 frames, or an all-zero attention mask)")
             if row.shape[-1] != self.config.num_rvq_levels:
-                raise ValueError(f"{name} must have {self.config.num_rvq_levels} RVQ levels, got {row.shape[-1]}")
+                raise VallEValueError(f"{name} must have {self.config.num_rvq_levels} RVQ levels, got {row.shape[-1]}")
             if row.numel() and (row.min() < 0 or row.max() >= self.config.audio_vocab_size):
-                raise ValueError(f"{name} must be EnCodec codes in 0..{self.config.audio_vocab_size - 1}")
+                raise VallEValueError(f"{name} must be EnCodec codes in 0..{self.config.audio_vocab_size - 1}")
         return [row.long() for row in rows]
 
     def _encode_references(self, rows: list) -> list[torch.LongTensor]:
@@ -376,10 +385,8 @@ class VallEGenerationMixin(GenerationMixin):
             return prompt
         frames = self.config.seconds_to_frames(seconds)
         if seconds < 0 or frames == 0:
-            raise ValueError(f"input_prompt_length must be at least one frame (1/{self.config.frame_rate} s), "
+            raise VallEValueError(f"input_prompt_length must be at least one frame (1/{self.config.frame_rate} s), "
                              f"got {seconds}")
-        if len(prompt) == 0:
-            raise ValueError("prompt_codes: a row has an empty voice prompt (0 frames)")
         return prompt.repeat(-(-frames // len(prompt)), 1)[:frames]
 
     # ------------------------------------------------------------------ TTS
@@ -387,7 +394,7 @@ class VallEGenerationMixin(GenerationMixin):
                       streamer: AudioStreamer | None = None):
         max_levels = config.max_levels if config.max_levels is not None else self.config.num_rvq_levels - 1
         if not 0 <= max_levels < self.config.num_rvq_levels:
-            raise ValueError(f"max_levels must be 0..{self.config.num_rvq_levels - 1}, got {max_levels}")
+            raise VallEValueError(f"max_levels must be 0..{self.config.num_rvq_levels - 1}, got {max_levels}")
         texts = self._text_rows(input_ids, attention_mask)
         prompt_list = self.prompt_rows(prompt_codes, prompt_mask, prompt_audio, len(texts), config.input_prompt_length)
         prompts = None if prompt_list is None else _Prompts(pad(prompt_list, 0, side="right")[0],
@@ -438,11 +445,11 @@ class VallEGenerationMixin(GenerationMixin):
                            kwargs) -> VallEGenerateOutput:
         """The AR with a `StreamingTTS` as transformers' streamer: NAR and decoding chunk by chunk as codes arrive."""
         if config.num_beams and config.num_beams > 1:
-            raise ValueError("beam search cannot be streamed: its beams are reordered until the end (num_beams=1)")
+            raise VallEValueError("beam search cannot be streamed: its beams are reordered until the end (num_beams=1)")
         if config.refine_on_stop:
-            raise ValueError("refine_on_stop cannot be streamed: it re-predicts the whole output at the end")
+            raise VallEValueError("refine_on_stop cannot be streamed: it re-predicts the whole output at the end")
         if (config.num_return_sequences or 1) > 1:
-            raise ValueError("num_return_sequences > 1 cannot be streamed: give one sequence per row")
+            raise VallEValueError("num_return_sequences > 1 cannot be streamed: give one sequence per row")
         capacity = max(len(prefix) for prefix in prefixes) + config.max_new_tokens
         driver = StreamingTTS(self, texts, None if prompts is None else prompts.codes,
                               None if prompts is None else prompts.lengths, prefixes, config, streamer, max_levels,
@@ -487,10 +494,10 @@ class VallEGenerationMixin(GenerationMixin):
         """Level-0 frames the AR response starts from: the prompt itself, or `prefix_silence` seconds of silence."""
         if config.input_prompt_prefix:
             if prompts is None:
-                raise ValueError("input_prompt_prefix needs a voice prompt")
+                raise VallEValueError("input_prompt_prefix needs a voice prompt")
             return [prompt[:, 0] for prompt in prompts]
         if config.prefix_silence < 0:
-            raise ValueError(f"prefix_silence must be >= 0 seconds, got {config.prefix_silence}")
+            raise VallEValueError(f"prefix_silence must be >= 0 seconds, got {config.prefix_silence}")
         frames = self.config.seconds_to_frames(config.prefix_silence)
         return [torch.full((frames,), self.config.silence_codes[0], device=self.device) for _ in texts]
 
@@ -585,10 +592,10 @@ class VallEGenerationMixin(GenerationMixin):
         """Waveforms of code rows `[T_i, levels]` with `backend` ("vocos", "encodec"; None: the model's own)."""
         backend = backend or self.config.audio_backend
         if backend == "vocos" and self.vocoder is None:
-            raise ValueError("audio_backend='vocos' needs a model converted with the Vocos decoder; this one has "
+            raise VallEValueError("audio_backend='vocos' needs a model converted with the Vocos decoder; this one has "
                              "none: use audio_backend='encodec'")
         if backend not in ("vocos", "encodec"):
-            raise ValueError(f"audio_backend must be 'vocos' or 'encodec', got {backend!r}")
+            raise VallEValueError(f"audio_backend must be 'vocos' or 'encodec', got {backend!r}")
         if not rows:
             return []
         codes, mask = pad(rows, 0, side="right")
@@ -602,7 +609,7 @@ class VallEGenerationMixin(GenerationMixin):
         self.head_index(0, "stt")  # refuses a checkpoint without the text head, before any work
         rows = self._code_rows(audio_codes, audio_mask, audio, "audio_codes", None)
         if rows is None:
-            raise ValueError("speech-to-text needs audio_codes or audio")
+            raise VallEValueError("speech-to-text needs audio_codes or audio")
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
         audio_batch = pad(rows, 0, side="right")[0]

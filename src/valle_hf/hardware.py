@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .errors import VallEValueError
+
 __all__ = ["NAR_DTYPES", "cpu_has_fast_bf16_matmul", "nar_autocast_dtype"]
 
 NAR_DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -29,7 +31,7 @@ def nar_autocast_dtype(setting: str, device: torch.device, model_dtype: torch.dt
     bfloat16 matrix products, the model's own dtype elsewhere. A model already loaded in a 16-bit dtype is left as is.
     """
     if setting not in NAR_DTYPES:
-        raise ValueError(f"nar_dtype must be one of {NAR_DTYPES}, got {setting!r}")
+        raise VallEValueError(f"nar_dtype must be one of {NAR_DTYPES}, got {setting!r}")
     if model_dtype != torch.float32:
         return None
     if setting == "auto":

@@ -22,6 +22,7 @@ from torch import nn
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_rotary_pos_emb
 
 from .cache import CACHE_KWARG
+from .errors import VallEValueError
 
 LN2 = 0.6931471805599453
 
@@ -40,11 +41,11 @@ class LayerSkip:
     min_layers: int | None = None
 
     def layer_limit(self, num_layers: int) -> int:
-        """Layers that run at most, of `num_layers`; raises ValueError for an exit layer outside 1..num_layers."""
+        """Layers that run at most, of `num_layers`; raises `VallEValueError` outside 1..num_layers."""
         if self.exit_layer == -1:
             return num_layers
         if not 1 <= self.exit_layer <= num_layers:
-            raise ValueError(f"layer_skip_exit_layer must be 1..{num_layers} layers or -1, got {self.exit_layer}")
+            raise VallEValueError(f"layer_skip_exit_layer must be 1..{num_layers} layers or -1, got {self.exit_layer}")
         return self.exit_layer
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from .configuration import VallEConfig
+from .errors import VallEValueError
 
 
 def _join(config: VallEConfig, segments: list[torch.Tensor]) -> torch.LongTensor:
@@ -64,7 +65,7 @@ def stt_sequence(config: VallEConfig, audio_frames: int, text_ids: torch.LongTen
 def pad(sequences: list[torch.Tensor], pad_value: int, side: str = "left") -> tuple[torch.Tensor, torch.LongTensor]:
     """Stack 1-D sequences (or [T, n] code tensors) padded on `side`, with a 0/1 mask of the real entries."""
     if side not in ("left", "right"):
-        raise ValueError(f"padding side must be 'left' or 'right', got {side!r}")
+        raise VallEValueError(f"padding side must be 'left' or 'right', got {side!r}")
     length = max(len(sequence) for sequence in sequences)
     first = sequences[0]
     padded = first.new_full((len(sequences), length, *first.shape[1:]), pad_value)

@@ -10,11 +10,12 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from .conversion import DEFAULT_CODEC, DEFAULT_VOCODER
-from .errors import ModelNotFoundError, VallEValueError
+from .errors import CheckpointError, ModelNotFoundError, VallEValueError, one_line
 from .hub import check_reachable, hub_file
 
 RELEASED_REPO = "ecker/vall-e"
@@ -159,7 +160,6 @@ def load_model_and_processor(
     original checkpoint (or none) is refused, as it could not be honoured.
     """
     from .conversion import checkpoint_of_yaml, convert_checkpoint
-    from .modeling import VallEForConditionalGeneration
     from .processing import VallEProcessor
 
     if config_yaml is not None and name is None:
@@ -174,13 +174,44 @@ def load_model_and_processor(
     path = Path(name)
     if path.suffix in ORIGINAL_SUFFIXES:
         return convert_checkpoint(path, config_yaml, tokenizer=tokenizer, codec=codec, vocoder=vocoder, dtype=dtype)
+    if tokenizer:
+        processor = VallEProcessor.from_tokenizer_file(tokenizer)
+        return load_model(name, dtype=dtype), processor
+    if path.is_dir() and (path / "config.json").is_file() and not (path / "tokenizer.json").is_file():
+        raise CheckpointError(f"{name} has no tokenizer.json: give the model's phoneme tokenizer with --tokenizer, or "
+                              "convert the checkpoint again (python -m valle_hf.convert)")
+    model = load_model(name, dtype=dtype)
+    try:
+        return model, VallEProcessor.from_pretrained(name)
+    except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
+        raise CheckpointError(f"could not load the processor of {name} ({one_line(error)[:200]})") from None
+
+
+def load_model(name: str, *, dtype: torch.dtype = torch.float32):
+    """A converted model (`from_pretrained` directory or Hub id) in eval mode, or a one-line error at once.
+
+    A name that is neither an existing path nor a Hub id, and a Hub id that cannot be reached, fail before any
+    download is retried (`ModelNotFoundError`, naming the offline choices); a file, a directory that is not a
+    converted model, or one whose files are damaged, raises `CheckpointError`.
+    """
+    from .modeling import VallEForConditionalGeneration
+
+    path = Path(name)
     if not path.exists() and (name.startswith((".", "/")) or name.count("/") != 1):
         raise ModelNotFoundError(f"model not found: {name}; {OFFLINE_CHOICES}")
+    if path.is_file():
+        raise CheckpointError(f"{name} is a file but not an original checkpoint (.sft, .pth): give a converted model "
+                              f"directory; {OFFLINE_CHOICES}")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise CheckpointError(f"{name} is a directory but not a converted model (no config.json): convert an "
+                              "original checkpoint into it with python -m valle_hf.convert")
     if not path.exists():
         check_reachable(name, "config.json", f"the model {name}", f"offline: {OFFLINE_CHOICES}")
     try:
         model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype)
-        processor = VallEProcessor.from_tokenizer_file(tokenizer) if tokenizer else VallEProcessor.from_pretrained(name)
     except OSError as error:
-        raise ModelNotFoundError(f"could not load {name} ({str(error).splitlines()[0]}); {OFFLINE_CHOICES}") from None
-    return model.eval(), processor
+        raise ModelNotFoundError(f"could not load {name} ({one_line(error)[:200]}); {OFFLINE_CHOICES}") from None
+    except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's
+        raise CheckpointError(f"{name} cannot be loaded ({one_line(error)[:200]}): convert it again, or download it "
+                              "again") from None
+    return model.eval()

@@ -35,7 +35,7 @@ from transformers.generation.logits_process import (
 )
 
 from .configuration import check_settings
-from .errors import get_logger
+from .errors import VallEValueError, get_logger
 
 logger = get_logger(__name__)
 
@@ -99,11 +99,11 @@ class VallERepetitionPenaltyLogitsProcessor(LogitsProcessor):
                  original_decay: bool = False):
         penalty, decay = float(penalty), float(decay)
         if not (penalty >= 1 and math.isfinite(penalty)):
-            raise ValueError(f"repetition_penalty must be a finite number >= 1 (1 = off), got {penalty}")
+            raise VallEValueError(f"repetition_penalty must be a finite number >= 1 (1 = off), got {penalty}")
         if not math.isfinite(decay) or (decay < 0 and not original_decay):
-            raise ValueError(f"repetition_penalty_decay must be a finite number >= 0 (0 = off), got {decay}")
+            raise VallEValueError(f"repetition_penalty_decay must be a finite number >= 0 (0 = off), got {decay}")
         if not isinstance(window, int) or window < 1:
-            raise ValueError(f"repetition penalty window must be a positive int, got {window!r}")
+            raise VallEValueError(f"repetition penalty window must be a positive int, got {window!r}")
         self.penalty, self.decay, self.window, self.one_time = penalty, decay, window, one_time
         self.original_decay = original_decay
 
@@ -153,15 +153,15 @@ class StopTokenLengthPenaltyLogitsProcessor(LogitsProcessor):
     def __init__(self, factor: float, stop_token_id: int):
         factor = float(factor)
         if not math.isfinite(factor):
-            raise ValueError(f"stop length penalty factor must be finite, got {factor}")
+            raise VallEValueError(f"stop length penalty factor must be finite, got {factor}")
         if not isinstance(stop_token_id, int) or stop_token_id < 0:
-            raise ValueError(f"stop_token_id must be a non-negative int, got {stop_token_id!r}")
+            raise VallEValueError(f"stop_token_id must be a non-negative int, got {stop_token_id!r}")
         self.factor, self.stop_token_id = factor, stop_token_id
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         vocab = scores.shape[-1]
         if self.stop_token_id >= vocab:
-            raise ValueError(f"stop_token_id {self.stop_token_id} is outside the scores width {vocab}")
+            raise VallEValueError(f"stop_token_id {self.stop_token_id} is outside the scores width {vocab}")
         length = response_mask(input_ids, vocab).sum(-1).to(scores.dtype)
         divisor = (length + 1.0).pow(self.factor)
         stop = self.stop_token_id
@@ -183,9 +183,9 @@ class DynamicTemperatureLogitsWarper(LogitsProcessor):
     def __init__(self, temperature: float, min_temperature: float, k: float = 10.0, center: float = 0.5):
         temperature, min_temperature = float(temperature), float(min_temperature)
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0 for dynamic temperature, got {temperature}")
+            raise VallEValueError(f"temperature must be > 0 for dynamic temperature, got {temperature}")
         if not 0 <= min_temperature <= temperature:
-            raise ValueError(f"min_temperature must be in [0, temperature={temperature}], got {min_temperature}")
+            raise VallEValueError(f"min_temperature must be in [0, temperature={temperature}], got {min_temperature}")
         self.temperature, self.min_temperature = temperature, min_temperature
         self.k, self.center = float(k), float(center)
 
@@ -246,17 +246,17 @@ class DRYLogitsProcessor(LogitsProcessor):
     ):
         multiplier, base = float(multiplier), float(base)
         if not multiplier >= 0:
-            raise ValueError(f"DRY multiplier must be >= 0, got {multiplier}")
+            raise VallEValueError(f"DRY multiplier must be >= 0, got {multiplier}")
         if not base >= 1:
-            raise ValueError(f"DRY base must be >= 1, got {base}")
+            raise VallEValueError(f"DRY base must be >= 1, got {base}")
         if not isinstance(allowed_length, int) or allowed_length < 1:
-            raise ValueError(f"DRY allowed_length must be a positive int, got {allowed_length!r}")
+            raise VallEValueError(f"DRY allowed_length must be a positive int, got {allowed_length!r}")
         if max_match_length is None:  # the original's cap (`vall_e/samplers.py:dry_sampling`)
             max_match_length = max(allowed_length, 50)
         if not isinstance(max_match_length, int) or max_match_length < allowed_length:
-            raise ValueError(f"DRY max_match_length must be an int >= allowed_length, got {max_match_length!r}")
+            raise VallEValueError(f"DRY max_match_length must be an int >= allowed_length, got {max_match_length!r}")
         if window is not None and (not isinstance(window, int) or window < 2):
-            raise ValueError(f"DRY window must be None or an int >= 2, got {window!r}")
+            raise VallEValueError(f"DRY window must be None or an int >= 2, got {window!r}")
         self.multiplier, self.base = multiplier, base
         self.allowed_length, self.max_match_length, self.window = allowed_length, max_match_length, window
         self.sequence_breakers = torch.tensor(sorted({int(t) for t in sequence_breakers}), dtype=torch.long)
@@ -378,13 +378,13 @@ class MirostatLogitsWarper(LogitsProcessor):
     ):
         tau, eta = float(tau), float(eta)
         if not tau > 0:
-            raise ValueError(f"mirostat tau must be > 0, got {tau}")
+            raise VallEValueError(f"mirostat tau must be > 0, got {tau}")
         if not eta >= 0:
-            raise ValueError(f"mirostat eta must be >= 0, got {eta}")
+            raise VallEValueError(f"mirostat eta must be >= 0, got {eta}")
         if zipf_n is not None and (not isinstance(zipf_n, int) or zipf_n < 2):
-            raise ValueError(f"mirostat zipf_n must be None or an int >= 2, got {zipf_n!r}")
+            raise VallEValueError(f"mirostat zipf_n must be None or an int >= 2, got {zipf_n!r}")
         if not isinstance(zipf_terms, int) or zipf_terms < 1:
-            raise ValueError(f"mirostat zipf_terms must be a positive int, got {zipf_terms!r}")
+            raise VallEValueError(f"mirostat zipf_terms must be a positive int, got {zipf_terms!r}")
         self.tau, self.eta = tau, eta
         self.initial_mu = 2.0 * tau if initial_mu is None else float(initial_mu)
         self.zipf_n, self.zipf_terms, self.filter_value = zipf_n, zipf_terms, filter_value
@@ -516,7 +516,7 @@ def build_sampler_processors(
     ))
     original_decay = repetition_penalty_decay_mode == "original"
     if stop_length_penalty != 0 and stop_token_id is None:
-        raise ValueError("stop_length_penalty needs stop_token_id")
+        raise VallEValueError("stop_length_penalty needs stop_token_id")
     penalties = []
     if repetition_penalty != 1.0:
         penalties.append(VallERepetitionPenaltyLogitsProcessor(

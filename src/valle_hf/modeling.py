@@ -26,6 +26,7 @@ from transformers.utils.generic import can_return_tuple
 from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig, VallEGenerationConfig
 from .embeddings import SegmentEmbedding, VallEEmbeddings, passes_of
+from .errors import VallEValueError
 from .generation import VallEGenerationMixin
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
 from .layout import segment_position_ids
@@ -130,7 +131,7 @@ class VallEModel(VallEPreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
             if input_ids is None or (torch.is_tensor(past) or past > 0):
-                raise ValueError("position_ids are required with inputs_embeds or a non-empty cache")
+                raise VallEValueError("position_ids are required with inputs_embeds or a non-empty cache")
             position_ids = segment_position_ids(input_ids, self.config)
         if attention_mask is None:
             # Always pass a mask: without one, transformers reads restarting position ids as packed sequences.
@@ -181,9 +182,9 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     def head_index(self, level: int, task: str) -> int:
         """Index of the classifier a pass uses: level k for TTS, the text head for STT."""
         if task == "stt" and not self.config.text_head:
-            raise ValueError("this checkpoint has no text head (it was exported without one): it cannot transcribe "
-                             "speech (task='stt'); use a checkpoint with the STT head, such as the released "
-                             "ar+nar-llama-8")
+            raise VallEValueError("this checkpoint has no text head (it was exported without one): it cannot "
+                                  "transcribe speech (task='stt'); use a checkpoint with the STT head, such as the "
+                                  "released ar+nar-llama-8")
         return self.config.num_rvq_levels if task == "stt" else level
 
     def logits(self, hidden: torch.Tensor, level, task) -> torch.Tensor:
@@ -246,7 +247,7 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         exit_state = None
         if early_exit is not None:
             if (torch.is_tensor(level) and level.dim()) or not isinstance(task, str):
-                raise ValueError("early_exit runs one pass at a time: give one level and task for the batch")
+                raise VallEValueError("early_exit runs one pass at a time: give one level and task for the batch")
             batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
             head = self.classifiers[self.head_index(level, task)]
             exit_state = EarlyExit(early_exit, head, self.model.backbone.norm, logits_to_keep or length, batch,
@@ -268,7 +269,9 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             if labels is not None:
-                raise ValueError("labels need the logits of every position: do not pass logits_to_keep with labels")
+                raise VallEValueError(
+                    "labels need the logits of every position: do not pass logits_to_keep with labels"
+                )
             hidden = hidden[:, -logits_to_keep:]
         logits = self.logits(hidden, level, task)
         loss = item_losses = token_losses = None

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import MissingDependencyError, VallEValueError
+
 # The batch size oneDNN is told to pack for; that layout serves batch 1 at least as well as one packed for 1 row.
 _PACKED_FOR_ROWS = 8
 
@@ -54,9 +56,10 @@ def enable_onednn_linears(model):
     linears = _decoder_linears(model)
     weight = linears[0].weight
     if weight.device.type != "cpu" or weight.dtype != torch.float32:
-        raise ValueError(f"oneDNN linears need an fp32 model on the CPU, got {weight.dtype} on {weight.device}")
+        raise VallEValueError(f"oneDNN linears need an fp32 model on the CPU, got {weight.dtype} on {weight.device}")
     if not torch.backends.mkldnn.is_available():
-        raise RuntimeError("this torch build has no oneDNN (mkldnn) support")
+        raise MissingDependencyError("this torch build has no oneDNN (mkldnn) support: drop --onednn, or install a "
+                                     "torch build with it (the CPU wheels have it)")
     for module in linears:
         if not isinstance(module.__dict__.get("forward"), PrepackedForward):
             module.forward = PrepackedForward(module)

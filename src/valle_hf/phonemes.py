@@ -1,12 +1,14 @@
 """Text → IPA phonemes: espeak-ng through `phonemizer`, with the original's flags, and sentence splitting.
 
 Text is phonemised as the original does (e-c-k-e-r/vall-e `vall_e/emb/g2p.py`): punctuation kept, stress marks on,
-surrounding whitespace stripped, "en" read as "en-us" and "fr" as "fr-fr", Japanese converted to hiragana first. The
-espeak-ng library and voice data come from the `espeakng_loader` wheel, so no system espeak is needed (set
-`PHONEMIZER_ESPEAK_LIBRARY` to use another library).
+espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitespace stripped, "en" read as "en-us" and
+"fr" as "fr-fr", Japanese converted to hiragana first. The espeak-ng library and voice data come from the
+`espeakng_loader` wheel, so no system espeak is needed (set `PHONEMIZER_ESPEAK_LIBRARY` to use another library).
 
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text
-that is already IPA, clear errors for empty text and unknown languages, and `split_sentences` for long texts.
+that is already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, the
+language-switch markers as an option, clear errors for empty text, unknown languages and a missing pykakasi, and
+`split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -14,15 +16,29 @@ from __future__ import annotations
 import functools
 import os
 import re
+import unicodedata
 
-from .errors import missing_dependency
+from .errors import MissingDependencyError, VallETypeError, VallEValueError, missing_dependency
 
 # The released model's language ids, in order ({"en": 0, "ja": 1, "de": 2, "fr": 3} in the original).
 MODEL_LANGUAGES = ("en", "ja", "de", "fr")
 # The original's `coerce_language`; every other code goes to espeak-ng as given.
 _ESPEAK_VOICE = {"en": "en-us", "fr": "fr-fr"}
 
-__all__ = ["MODEL_LANGUAGES", "detect_language", "looks_like_ipa", "phonemize", "resolve_language", "split_sentences"]
+# espeak's language-switch markers: "keep" writes them as the released model was trained ("(en)fˈʊtbɔːl(fr)"), "remove"
+# drops the markers and keeps the words' phonemes (phonemizer's "remove-flags").
+LANGUAGE_SWITCH = {"keep": "keep-flags", "remove": "remove-flags"}
+
+__all__ = [
+    "LANGUAGE_SWITCH",
+    "MODEL_LANGUAGES",
+    "detect_language",
+    "looks_like_ipa",
+    "normalize_text",
+    "phonemize",
+    "resolve_language",
+    "split_sentences",
+]
 
 # Characters that occur in IPA but in no orthography of the model's languages: the IPA Extensions block, stress and
 # length marks, and the few modifier letters espeak-ng emits (ʰ ʲ ʷ ˞ ᵻ ᵝ).
@@ -77,34 +93,44 @@ def _espeak_languages() -> frozenset[str]:
 
 
 @functools.cache
-def _espeak_backend(voice: str):
-    """One espeak backend per voice, built with the original's flags (the cache key is the voice only)."""
+def _espeak_backend(voice: str, language_switch: str = "keep"):
+    """One espeak backend per voice and marker choice, built with the original's flags."""
     _use_bundled_espeak()
     from phonemizer.backend import EspeakBackend
 
-    return EspeakBackend(voice, preserve_punctuation=True, with_stress=True)
+    return EspeakBackend(voice, preserve_punctuation=True, with_stress=True,
+                         language_switch=LANGUAGE_SWITCH[language_switch])
 
 
 def _check_language(language: str) -> str:
     """Return the espeak-ng voice for a model language or espeak-ng code; reject anything else in one line."""
     if not isinstance(language, str):
-        raise TypeError(f"language must be a str, got {type(language).__name__}")
+        raise VallETypeError(f"language must be a str, got {type(language).__name__}")
     if language in MODEL_LANGUAGES:
         return _ESPEAK_VOICE.get(language, language)
     if language in _espeak_languages():
         return language
-    raise ValueError(
+    raise VallEValueError(
         f"unknown language {language!r}: use 'auto', one of the model's languages {', '.join(MODEL_LANGUAGES)}, "
         f"or an espeak-ng code such as 'en-gb' or 'es' (phonemizer's EspeakBackend.supported_languages())"
     )
 
 
 def resolve_language(text: str, language: str) -> str:
-    """The language `text` is read in: `language` itself, or `detect_language(text)` for "auto"; validated."""
-    if language == "auto":
-        return detect_language(text)
-    _check_language(language)
-    return language
+    """The language `text` is read in: `language` itself, or `detect_language(text)` for "auto"; validated.
+
+    Everything `phonemize` needs is checked here, without running espeak, so that a command can check its text before
+    loading a model: the language exists, and Japanese text with kanji has pykakasi (the `ja` extra). Raises
+    `VallEValueError` for an unknown language and `MissingDependencyError` for kanji without pykakasi.
+    """
+    resolved = detect_language(text) if language == "auto" else language
+    _check_language(resolved)
+    if resolved == "ja" and _HAN.search(text) and _kakasi() is None:
+        raise MissingDependencyError(
+            "Japanese text with kanji needs pykakasi to convert it to hiragana first: pip install 'valle-hf[ja]' "
+            "(or pip install pykakasi), or pass kana or IPA"
+        )
+    return resolved
 
 
 @functools.cache
@@ -119,69 +145,79 @@ def _kakasi():
 def _to_hiragana(text: str) -> str:
     """Japanese text → hiragana with pykakasi, as the original does before espeak (which cannot read kanji).
 
-    pykakasi is optional: kana-only text goes to espeak-ng as it is (espeak reads hiragana and katakana alike), and
-    only text with kanji needs it.
+    pykakasi is optional (the `ja` extra): kana-only text goes to espeak-ng as it is (espeak reads hiragana and
+    katakana alike), and only text with kanji needs it (`resolve_language` checks that).
     """
     kakasi = _kakasi()
-    if kakasi is None:
-        if _HAN.search(text):
-            raise ImportError(
-                "Japanese text with kanji needs pykakasi to be converted to hiragana first: pip install pykakasi "
-                "(or pass kana or IPA)"
-            )
-        return text
-    return "".join(item["hira"] for item in kakasi.convert(text))
+    return text if kakasi is None else "".join(item["hira"] for item in kakasi.convert(text))
 
 
-def phonemize(text: str, language: str = "en") -> str:
+# Full-width ASCII forms (U+FF01..U+FF5E, e.g. "Ｈｅｌｌｏ！") → ASCII: espeak spells them out letter by letter.
+_FULL_WIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+
+
+def normalize_text(text: str) -> str:
+    """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms mapped to ASCII, and
+    runs of whitespace (newlines included) as one space.
+
+    NFC, because espeak reads a decomposed "ü" (u + U+0308) as a plain "u". Never NFKC: it would also rewrite
+    symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
+    """
+    text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII)
+    return " ".join(text.split())
+
+
+def phonemize(text: str, language: str = "en", language_switch: str = "keep") -> str:
     """Text → IPA phonemes with espeak-ng (punctuation kept, stress marked), as the original model was trained.
 
     `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or
-    any espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned as it is, only stripped
-    of surrounding whitespace. Runs of whitespace, newlines included, count as one space (the original split lines
-    before phonemising; use `split_sentences` for long texts). Raises ValueError for empty text or an unknown
-    language, ImportError for Japanese kanji without pykakasi.
+    any espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned exactly as it is, only
+    stripped of surrounding whitespace; other text is normalised first (`normalize_text`; the original split lines
+    before phonemising, use `split_sentences` for long texts). `language_switch`: "keep" (default) writes espeak's
+    markers for words it reads in another language, "(en)fˈʊtbɔːl(fr)", as the released model was trained; "remove"
+    drops the markers and keeps those words' phonemes, which suits mixed-language text. Raises `VallEValueError`
+    for empty text, an unknown language or `language_switch`, `MissingDependencyError` for Japanese kanji without
+    pykakasi.
     """
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+        raise VallETypeError(f"text must be a str, got {type(text).__name__}")
     if not text.strip():
-        raise ValueError("text is empty or only whitespace: there is nothing to phonemize")
+        raise VallEValueError("text is empty or only whitespace: there is nothing to phonemize")
+    if language_switch not in LANGUAGE_SWITCH:
+        raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = " ".join(text.split())
+    text = normalize_text(text)
     if language == "ja":
         text = _to_hiragana(text)
     voice = _check_language(language)
-    phonemes = _espeak_backend(voice).phonemize([text], strip=True)
+    phonemes = _espeak_backend(voice, language_switch).phonemize([text], strip=True)
     if not phonemes or not phonemes[0].strip():
-        raise ValueError(f"espeak-ng ({voice}) produced no phonemes for {text!r}")
+        raise VallEValueError(f"espeak-ng ({voice}) produced no phonemes for {text!r}: give words it can read")
     return phonemes[0]
 
 
-_SENTENCE_BREAK = re.compile(
-    r"(?<=[.!?…])\s+"  # after . ! ? … followed by whitespace
-    r"|(?<=[.!?…][\"'”’»)\]])\s+"  # ... or after a closing quote or bracket that follows them
-    r"|(?<=[。！？])"  # Japanese full stops need no space after them
-    r"|\s*\n\s*"  # and at every line break
-)
+def split_sentences(text: str, language: str = "en") -> list[str]:
+    """Split long text into sentences for piece-by-piece synthesis; punctuation stays with its sentence.
 
-
-def split_sentences(text: str) -> list[str]:
-    """Split long text into sentence pieces for piece-by-piece synthesis; punctuation stays with its sentence.
-
-    Breaks come after `.` `!` `?` `…` followed by whitespace (a closing quote or bracket may sit in between), after
-    Japanese `。！？`, and at newlines. Pieces are stripped; empty ones are dropped and pieces without any letter or
-    digit (a stray "..." say) are glued to the previous piece. "Dr. Smith" splits too: the splitter knows no
-    abbreviations.
+    Every line is split on its own (the original synthesised line by line), by sentencex's rule-based segmenter for
+    `language` (an espeak code's first part: "en-gb" → "en"; "auto" goes by the script, see `detect_language`),
+    which knows each language's abbreviations, so "Dr. Smith went home." stays one sentence; it needs no model
+    download. Pieces are stripped; empty ones are dropped and pieces without any letter or digit (a stray "...")
+    are glued to the previous piece.
     """
+    from sentencex import segment
+
     pieces: list[str] = []
-    for piece in _SENTENCE_BREAK.split(text):
-        piece = piece.strip()
-        if not piece:
-            continue
-        if pieces and not any(char.isalnum() for char in piece):
-            pieces[-1] = f"{pieces[-1]} {piece}"
-        else:
-            pieces.append(piece)
+    for line in text.splitlines():
+        code = (detect_language(line) if language == "auto" else language).split("-")[0]
+        for piece in segment(code, line):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if pieces and not any(char.isalnum() for char in piece):
+                pieces[-1] = f"{pieces[-1]} {piece}"
+            else:
+                pieces.append(piece)
     return pieces

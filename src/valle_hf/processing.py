@@ -14,10 +14,10 @@ import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from .audio import save_audio
-from .errors import VallEValueError
+from .errors import VallETypeError, VallEValueError
 from .feature_extraction import VallEFeatureExtractor
 from .phonemes import phonemize
-from .tokenization import dealias_tokenizer, ids_to_phonemes, load_phoneme_tokenizer
+from .tokenization import dealias_tokenizer, ids_to_phonemes, load_phoneme_tokenizer, tokenize_phonemes
 
 __all__ = ["VallEProcessor"]
 
@@ -74,14 +74,14 @@ class VallEProcessor(ProcessorMixin):
         Special ids (`<unk>`, `<bos>`, `</eos>`, `<mask>`) are left out unless `skip_special_tokens=False`.
         """
         if kwargs:
-            raise TypeError(f"VallEProcessor.decode got unexpected arguments: {sorted(kwargs)}")
+            raise VallETypeError(f"VallEProcessor.decode got unexpected arguments: {sorted(kwargs)}")
         ids = torch.as_tensor(token_ids)
         if ids.ndim > 1:
-            raise ValueError(f"decode takes one sequence of ids, got shape {tuple(ids.shape)}: use batch_decode")
+            raise VallEValueError(f"decode takes one sequence of ids, got shape {tuple(ids.shape)}: use batch_decode")
         ids = ids.reshape(-1).tolist()
         vocab_size = len(self.tokenizer)
         if any(not 0 <= index < vocab_size for index in ids):
-            raise ValueError(f"phoneme ids must lie in 0..{vocab_size - 1}, got {min(ids)}..{max(ids)}")
+            raise VallEValueError(f"phoneme ids must lie in 0..{vocab_size - 1}, got {min(ids)}..{max(ids)}")
         tokens = self.tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
         return ids_to_phonemes(tokens)
 
@@ -96,6 +96,7 @@ class VallEProcessor(ProcessorMixin):
         prompt_audio: Any = None,
         audio: Any = None,
         language: str | Sequence[str] = "en",
+        language_switch: str = "keep",
         input_prompt_length: float | None = None,
         return_tensors: str | None = "pt",
         padding: bool | str = True,
@@ -106,8 +107,9 @@ class VallEProcessor(ProcessorMixin):
         """Prepare a TTS batch (`text`, optional `prompt_audio`) or an STT batch (`audio`).
 
         TTS: `text` is a str or a list of str (one row each), phonemised in `language` (one code for all rows, or a
-        list with one per row; see `phonemize`) unless already IPA. Returns `input_ids` and `attention_mask`: the
-        phoneme ids with `<bos>`=1 … `</eos>`=2, right-padded with id 0 (mask 0) when `padding` is True/"longest".
+        list with one per row; see `phonemize`, also for `language_switch`) unless already IPA. Returns `input_ids`
+        and `attention_mask`: the phoneme ids with `<bos>`=1 … `</eos>`=2, right-padded with id 0 (mask 0) when
+        `padding` is True/"longest" (`tokenize_phonemes`: symbols with no id are named in a warning).
         `prompt_audio` (optional) is either one prompt for all rows or a list with one prompt per row; a prompt is
         anything `VallEFeatureExtractor.load` accepts (to join several references for a row, join the paths with ';'
         or nest them in a list). It comes back as `prompt_audio`: one list of whole 1-D float32 waveforms per row at
@@ -126,47 +128,45 @@ class VallEProcessor(ProcessorMixin):
         """
         if processor_kwargs:
             arguments = dict(text=text, prompt_audio=prompt_audio, audio=audio, language=language,
-                             input_prompt_length=input_prompt_length, return_tensors=return_tensors, padding=padding,
-                             sampling_rate=sampling_rate)
+                             language_switch=language_switch, input_prompt_length=input_prompt_length,
+                             return_tensors=return_tensors, padding=padding, sampling_rate=sampling_rate)
             unknown = sorted(set(processor_kwargs) - set(arguments))
             if unknown:
-                raise TypeError(f"VallEProcessor got unexpected processor_kwargs: {', '.join(unknown)}")
+                raise VallETypeError(f"VallEProcessor got unexpected processor_kwargs: {', '.join(unknown)}")
             return self(**{**arguments, **processor_kwargs}, **kwargs)
         if kwargs:
-            raise TypeError(f"VallEProcessor got unexpected arguments: {', '.join(sorted(kwargs))}")
+            raise VallETypeError(f"VallEProcessor got unexpected arguments: {', '.join(sorted(kwargs))}")
         if return_tensors not in ("pt", "np", None):
-            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+            raise VallEValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         if padding not in (True, False, "longest", "do_not_pad"):
-            raise ValueError(f"padding must be True, False, 'longest' or 'do_not_pad', got {padding!r}")
+            raise VallEValueError(f"padding must be True, False, 'longest' or 'do_not_pad', got {padding!r}")
         if text is None and audio is None:
-            raise ValueError("give `text` (text-to-speech, with optional `prompt_audio`) or `audio` (speech-to-text)")
+            raise VallEValueError("give `text` (text-to-speech, with optional `prompt_audio`) or `audio` "
+                                  "(speech-to-text)")
         if text is not None and audio is not None:
-            raise ValueError("`text` (TTS) and `audio` (STT) are exclusive; a TTS voice prompt goes in `prompt_audio`")
+            raise VallEValueError("`text` (TTS) and `audio` (STT) are exclusive; a TTS voice prompt goes in "
+                                  "`prompt_audio`")
         skip = ["prompt_audio", "audio", "sampling_rate", "input_prompt_length"]
         if audio is not None:
             if prompt_audio is not None:
-                raise ValueError("`prompt_audio` is for text-to-speech; speech-to-text takes `audio` only")
+                raise VallEValueError("`prompt_audio` is for text-to-speech; speech-to-text takes `audio` only")
             rows = audio if isinstance(audio, (list, tuple)) else [audio]
             if not rows:
-                raise ValueError("audio is an empty list")
+                raise VallEValueError("audio is an empty list")
             waveforms = [self.feature_extractor.load(source, sampling_rate) for source in rows]
             data = {"audio": waveforms, "sampling_rate": self.feature_extractor.sampling_rate}
             return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip)
 
+        if not isinstance(text, (str, list, tuple)) or not all(isinstance(item, str) for item in text):
+            raise VallETypeError(f"text must be a str or a list of str, got {text!r:.80}")
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
-            raise ValueError("text is an empty list")
+            raise VallEValueError("text is an empty list")
         languages = [language] * len(texts) if isinstance(language, str) else list(language)
         if len(languages) != len(texts):
-            raise ValueError(f"got {len(languages)} languages for {len(texts)} texts: give one, or one per text")
-        phonemes = [phonemize(item, lang) for item, lang in zip(texts, languages, strict=True)]
-        encoded = self.tokenizer(
-            phonemes,
-            padding=padding,
-            padding_side="right",
-            return_attention_mask=True,
-            return_token_type_ids=False,
-        )
+            raise VallEValueError(f"got {len(languages)} languages for {len(texts)} texts: give one, or one per text")
+        phonemes = [phonemize(item, lang, language_switch) for item, lang in zip(texts, languages, strict=True)]
+        encoded = tokenize_phonemes(self.tokenizer, phonemes, padding)
         data = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         if prompt_audio is not None:
             data["prompt_audio"] = self._prompts_per_row(prompt_audio, len(texts), sampling_rate)
@@ -179,7 +179,7 @@ class VallEProcessor(ProcessorMixin):
         """One prompt (broadcast: loaded once, the same list for every row) or a list of exactly one prompt per row."""
         if isinstance(prompt_audio, (list, tuple)) and len(prompt_audio) != 1:
             if len(prompt_audio) != num_rows:
-                raise ValueError(
+                raise VallEValueError(
                     f"prompt_audio is a list of {len(prompt_audio)} prompts for {num_rows} texts: give one prompt, "
                     f"or one per text (join several references for one text with ';' or nest them in a list)"
                 )

@@ -28,6 +28,7 @@ import torch
 
 from .audio import output_format
 from .cache import PreallocatedDynamicCache
+from .errors import VallEValueError
 from .layout import pad, segment_position_ids, tts_sequence
 
 __all__ = ["AudioChunk", "AudioFileStreamer", "AudioIteratorStreamer", "AudioStreamer", "decoder_context"]
@@ -56,7 +57,7 @@ class AudioStreamer:
 
     def __init__(self, chunk_seconds: float = 0.5):
         if not (isinstance(chunk_seconds, (int, float)) and math.isfinite(chunk_seconds) and chunk_seconds > 0):
-            raise ValueError(f"chunk_seconds must be a finite number of seconds > 0, got {chunk_seconds!r}")
+            raise VallEValueError(f"chunk_seconds must be a finite number of seconds > 0, got {chunk_seconds!r}")
         self.chunk_seconds = float(chunk_seconds)
 
     def put(self, chunk: AudioChunk) -> None:

@@ -18,7 +18,9 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from .errors import CheckpointError, VallEFileNotFoundError
+from .errors import CheckpointError, VallEFileNotFoundError, get_logger
+
+logger = get_logger(__name__)
 
 BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<bos>", "</eos>", "<unk>"
 
@@ -31,6 +33,7 @@ __all__ = [
     "ids_to_phonemes",
     "load_phoneme_tokenizer",
     "packaged_tokenizer_file",
+    "tokenize_phonemes",
 ]
 
 
@@ -169,3 +172,25 @@ def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> P
         raise CheckpointError(f"{path} could not be read as a tokenizer ({reason})") from None
     dealias_tokenizer(tokenizer)
     return tokenizer
+
+
+def tokenize_phonemes(tokenizer: PreTrainedTokenizerBase, phonemes: Sequence[str], padding: bool | str = True):
+    """IPA strings → `input_ids` and `attention_mask` (`<bos>` … `</eos>`, right-padded with id 0 when `padding`).
+
+    Everything in the text is text: `<bos>` or `</eos>` written inside it are read as characters, never as control
+    ids. Symbols with no id become `<unk>` (id 0), as in the original; a warning names them (e.g. Vietnamese tones,
+    "ħ", "ʕ"), since the model hears nothing for them.
+    """
+    encoded = tokenizer(list(phonemes), padding=padding, padding_side="right", return_attention_mask=True,
+                        return_token_type_ids=False, split_special_tokens=True, return_offsets_mapping=True)
+    offsets = encoded.pop("offset_mapping")
+    unknown = {
+        text[start:end]
+        for text, ids, spans in zip(phonemes, encoded["input_ids"], offsets, strict=True)
+        for index, (start, end) in zip(ids, spans, strict=True)
+        if index == tokenizer.unk_token_id and end > start
+    }
+    if unknown:
+        logger.warning(f"the phoneme tokenizer has no id for {', '.join(map(repr, sorted(unknown)))}: read as <unk> "
+                       "(the model was not trained on these symbols)")
+    return encoded

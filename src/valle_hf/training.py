@@ -18,6 +18,7 @@ mixes levels and tasks; `VallEDataCollator` builds such batches from (phoneme id
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .configuration import TASKS, VallEConfig
+from .errors import VallEValueError
 from .layout import pad, stt_sequence, tts_sequence
 from .loss import IGNORE_INDEX
 
@@ -82,56 +84,76 @@ def _joined(parts: list[tuple[torch.Tensor, int]]) -> tuple[torch.LongTensor, to
     return torch.cat(labels), torch.cat(segments)
 
 
+def _checked_ids(value, name: str, dims: int, high: int) -> torch.LongTensor:
+    """An item's ids or codes as int64, checked: an integer dtype (floats and bools are refused, never cast), `dims`
+    dimensions, at least one entry along the first (a token or frame), and every value in 0..high-1."""
+    tensor = torch.as_tensor(value)
+    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise VallEValueError(f"{name} must be integer ids, got dtype {tensor.dtype}")
+    if tensor.dim() != dims:
+        layout = "[tokens]" if dims == 1 else "[frames, levels]"
+        raise VallEValueError(f"{name} must have shape {layout}, got {tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise VallEValueError(f"{name} is empty (shape {tuple(tensor.shape)}): every item needs text and audio")
+    if tensor.min() < 0 or tensor.max() >= high:
+        raise VallEValueError(f"{name} must lie in 0..{high - 1}, got values from {int(tensor.min())} to "
+                              f"{int(tensor.max())}")
+    return tensor.long()
+
+
 def build_training_sequence(
     config: VallEConfig,
-    text_ids: torch.LongTensor,
-    codes: torch.LongTensor,
+    input_ids: torch.LongTensor,
+    audio_codes: torch.LongTensor,
     level: int,
     task: str = "tts",
     prompt_codes: torch.LongTensor | None = None,
 ) -> TrainingSequence:
     """The original's training input and targets for one item (`AR_NAR.forward` and `Base.calc_loss` targets).
 
-    `text_ids`: phoneme ids with BOS/EOS; `codes`: `[T, levels]` target codes (TTS) or the audio to transcribe
+    `input_ids`: phoneme ids with BOS/EOS; `audio_codes`: `[T, levels]` target codes (TTS) or the audio to transcribe
     (STT); `prompt_codes`: `[Tp, levels]` voice prompt or None (TTS only). `level` is the item's RVQ level (0 for
     STT). The AR response is level 0 plus the stop token as ids; NAR responses and STT audio are placeholders whose
-    codes travel in `audio_codes` (the embedding reads only the levels the original reads).
+    codes travel in the sequence's `audio_codes` (the embedding reads only the levels the original reads).
+
+    Raises `VallEValueError` for what the model cannot train on: float or bool ids (never cast), empty text, 0 frames,
+    phoneme ids outside the text vocabulary, codes outside EnCodec's 0..1023, an unknown task or a level the codes do
+    not have.
     """
-    text_ids = torch.as_tensor(text_ids).long().reshape(-1)
-    codes = torch.as_tensor(codes).long()
-    if codes.dim() != 2:
-        raise ValueError(f"codes must have shape [frames, levels], got {tuple(codes.shape)}")
+    input_ids = _checked_ids(input_ids, "input_ids", 1, config.text_vocab_size)
+    audio_codes = _checked_ids(audio_codes, "audio_codes", 2, config.audio_vocab_size)
+    if prompt_codes is not None:
+        prompt_codes = _checked_ids(prompt_codes, "prompt_codes", 2, config.audio_vocab_size)
     if task == "stt":
         if level != 0:
-            raise ValueError(f"STT items are always level 0, got level {level}")
-        if codes.shape[1] < config.stt_levels:
-            raise ValueError(f"STT audio needs {config.stt_levels}+ code levels, got {codes.shape[1]}")
-        ids = stt_sequence(config, len(codes), text_ids)
+            raise VallEValueError(f"STT items are always level 0, got level {level}")
+        if audio_codes.shape[1] < config.stt_levels:
+            raise VallEValueError(f"STT audio needs {config.stt_levels}+ code levels, got {audio_codes.shape[1]}")
+        ids = stt_sequence(config, len(audio_codes), input_ids)
         labels, segments = _joined(
-            [(torch.full((len(codes),), IGNORE_INDEX), SEGMENT_RESPONSE), (torch.tensor([0]), SEGMENT_LEVEL),
-             (text_ids, SEGMENT_TEXT)]
+            [(torch.full((len(audio_codes),), IGNORE_INDEX), SEGMENT_RESPONSE), (torch.tensor([0]), SEGMENT_LEVEL),
+             (input_ids, SEGMENT_TEXT)]
         )
-        return TrainingSequence(ids, labels, segments, 0, task, None, codes)
+        return TrainingSequence(ids, labels, segments, 0, task, None, audio_codes)
     if task != "tts":
-        raise ValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
-    if not 0 <= level < min(config.num_rvq_levels, codes.shape[1]):
-        raise ValueError(f"level {level} needs codes with more than {level} levels, got {codes.shape[1]}")
+        raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
+    if not 0 <= level < min(config.num_rvq_levels, audio_codes.shape[1]):
+        raise VallEValueError(f"level {level} needs codes with more than {level} levels, got {audio_codes.shape[1]}")
     prompt_frames = None if prompt_codes is None else len(prompt_codes)
-    parts = [(text_ids, SEGMENT_TEXT), (torch.tensor([level]), SEGMENT_LEVEL)]
+    parts = [(input_ids, SEGMENT_TEXT), (torch.tensor([level]), SEGMENT_LEVEL)]
     if prompt_codes is not None:
         parts.append((torch.full((prompt_frames,), IGNORE_INDEX), SEGMENT_PROMPT))
     if level == 0:
-        response = torch.cat([codes[:, 0], torch.tensor([config.stop_token_id])])
-        ids = tts_sequence(config, text_ids, 0, prompt_frames, response)
+        response = torch.cat([audio_codes[:, 0], torch.tensor([config.stop_token_id])])
+        ids = tts_sequence(config, input_ids, 0, prompt_frames, response)
         labels, segments = _joined(parts + [(response, SEGMENT_RESPONSE)])
         segments[-1] = SEGMENT_STOP
-        audio_codes = None
+        nar_codes = None
     else:
-        ids = tts_sequence(config, text_ids, level, prompt_frames, response_frames=len(codes))
-        labels, segments = _joined(parts + [(codes[:, level], SEGMENT_RESPONSE)])
-        audio_codes = codes
-    prompt = None if prompt_codes is None else torch.as_tensor(prompt_codes).long()
-    return TrainingSequence(ids, labels, segments, level, task, prompt, audio_codes)
+        ids = tts_sequence(config, input_ids, level, prompt_frames, response_frames=len(audio_codes))
+        labels, segments = _joined(parts + [(audio_codes[:, level], SEGMENT_RESPONSE)])
+        nar_codes = audio_codes
+    return TrainingSequence(ids, labels, segments, level, task, prompt_codes, nar_codes)
 
 
 # ---------------------------------------------------------------------------------------------------- collator
@@ -152,7 +174,8 @@ class VallEDataCollator:
     ("tts"/"stt"; drawn uniformly from `tasks` when absent, as the original draws from `tasks_list`) and `level`
     (drawn from P(k) = (8 - k)/36 when absent, capped to the levels present, as the original does; always 0 for
     STT). Every key is an argument of the model's `forward`, so the Trainer's default `remove_unused_columns=True`
-    keeps them all.
+    keeps them all. A given level outside the model's 0..num_rvq_levels-1, an empty batch, and any item
+    `build_training_sequence` refuses raise `VallEValueError` naming the item, so bad data never trains silently.
 
     The batch holds `input_ids`, `attention_mask`, `labels`, `level` `[B]`, `task` `[B]` (indices into TASKS, so
     that it travels through accelerate like any tensor), and `prompt_codes` / `audio_codes` (right-padded; the i-th
@@ -172,10 +195,10 @@ class VallEDataCollator:
 
     def __post_init__(self):
         if self.padding_side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
+            raise VallEValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
         unknown = [task for task in self.tasks if task not in TASKS]
         if unknown or not self.tasks:
-            raise ValueError(f"tasks must be a non-empty list of {TASKS}, got {list(self.tasks)}")
+            raise VallEValueError(f"tasks must be a non-empty list of {TASKS}, got {list(self.tasks)}")
 
     def generator(self) -> torch.Generator:
         """The seeded generator of this process and DataLoader worker."""
@@ -194,6 +217,8 @@ class VallEDataCollator:
         codes = torch.as_tensor(item["audio_codes"])
         prompt = item.get("prompt_codes") if task == "tts" else None
         level = item.get("level")
+        if level is not None and not _is_level(level, self.config.num_rvq_levels):
+            raise VallEValueError(f"level must be an integer in 0..{self.config.num_rvq_levels - 1}, got {level!r}")
         drawn = int(sample_levels(1, generator, self.config.num_rvq_levels)) if level is None else int(level)
         # The original caps the level to the levels the response and the prompt have; STT is always level 0.
         caps = [codes.shape[-1] - 1] + ([] if prompt is None else [torch.as_tensor(prompt).shape[-1] - 1])
@@ -201,9 +226,26 @@ class VallEDataCollator:
         return build_training_sequence(self.config, item["input_ids"], codes, level, task, prompt)
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        if not items:
+            raise VallEValueError("the collator got a batch of 0 items")
         generator = self.generator()
-        sequences = [self.item_sequence(item, generator) for item in items]
+        sequences = []
+        for index, item in enumerate(items):
+            try:
+                sequences.append(self.item_sequence(item, generator))
+            except VallEValueError as error:
+                name = f" ({item['id']})" if isinstance(item, dict) and "id" in item else ""
+                raise VallEValueError(f"item {index}{name} of the batch: {error}") from None
         return collate_sequences(self.config, sequences, self.padding_side)
+
+
+def _is_level(value, num_levels: int) -> bool:
+    """An integer (Python, numpy or a one-element integer tensor; never a bool or a float) in 0..num_levels-1."""
+    if torch.is_tensor(value):
+        if value.numel() != 1 or value.is_floating_point() or value.dtype == torch.bool:
+            return False
+        value = int(value)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value < num_levels
 
 
 def collate_sequences(

@@ -35,7 +35,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .errors import CheckpointError, VallEFileNotFoundError
+from .errors import CheckpointError, VallEFileNotFoundError, VallEValueError
 from .hub import hub_file
 
 __all__ = [
@@ -137,13 +137,13 @@ class VocosConfig(PretrainedConfig):
         **kwargs,
     ):
         if padding != "same":
-            raise ValueError(f'padding={padding!r} is not supported: only "same" (the released model\'s) is')
+            raise VallEValueError(f'padding={padding!r} is not supported: only "same" (the released model\'s) is')
         if n_fft % 2 or n_fft <= hop_length or (n_fft - hop_length) % 2:
-            raise ValueError(
+            raise VallEValueError(
                 f"n_fft={n_fft}, hop_length={hop_length}: n_fft must be even and exceed hop_length by an even number"
             )
         if not bandwidths:
-            raise ValueError("bandwidths is empty: Vocos needs at least one bandwidth (kbps)")
+            raise VallEValueError("bandwidths is empty: Vocos needs at least one bandwidth (kbps)")
         self.input_channels = input_channels
         self.hidden_size = hidden_size
         self.intermediate_size = intermediate_size
@@ -173,7 +173,7 @@ class VocosConfig(PretrainedConfig):
             ValueError: `num_levels` < 1, or more levels than the largest bandwidth carries.
         """
         if num_levels < 1:
-            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+            raise VallEValueError(f"num_levels must be >= 1, got {num_levels}")
         per_level = self.kbps_per_level
         fitting = [
             index
@@ -182,7 +182,7 @@ class VocosConfig(PretrainedConfig):
         ]
         if not fitting:
             largest = max(self.bandwidths)
-            raise ValueError(
+            raise VallEValueError(
                 f"{num_levels} RVQ levels need {num_levels * per_level:g} kbps, more than the largest bandwidth "
                 f"{largest:g} kbps (at most {_levels_within(largest, per_level)} levels)"
             )
@@ -197,47 +197,47 @@ class VocosConfig(PretrainedConfig):
         `VocosConfig` last.
 
         Raises:
-            ValueError: not YAML, a missing section or argument, another feature extractor / backbone / head class,
+            CheckpointError: not YAML, a missing section or argument, another feature extractor / backbone / head class,
                 an EnCodec model other than "encodec_24khz", AdaLayerNorm embeddings not one per bandwidth, or head
                 and backbone widths that differ.
         """
         path = Path(path)
         try:
             original = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path} is not valid YAML: {error}") from error
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
         if not isinstance(original, dict):
-            raise ValueError(f"{path} is not a Vocos config: expected a mapping, got {type(original).__name__}")
+            raise CheckpointError(f"{path} is not a Vocos config: expected a mapping, got {type(original).__name__}")
         args = {}
         for section, class_path in ORIGINAL_CLASSES.items():
             entry = original.get(section)
             if not isinstance(entry, dict) or entry.get("class_path") != class_path:
                 found = entry.get("class_path") if isinstance(entry, dict) else entry
-                raise ValueError(f"{path}: section {section!r} must have class_path {class_path!r}, got {found!r}")
+                raise CheckpointError(f"{path}: section {section!r} must have class_path {class_path!r}, got {found!r}")
             args[section] = entry.get("init_args") or {}
 
         def required(section: str, key: str):
             if key not in args[section]:
-                raise ValueError(f"{path}: {section}.init_args.{key} is missing")
+                raise CheckpointError(f"{path}: {section}.init_args.{key} is missing")
             return args[section][key]
 
         features, backbone, head = args["feature_extractor"], args["backbone"], args["head"]
         encodec_model = features.get("encodec_model", "encodec_24khz")
         if encodec_model not in ENCODEC_SAMPLING_RATES:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: encodec_model {encodec_model!r} is not supported, only {list(ENCODEC_SAMPLING_RATES)}"
             )
         # EncodecFeatures' own default when the yaml leaves it out.
         bandwidths = [float(bandwidth) for bandwidth in features.get("bandwidths", [1.5, 3.0, 6.0, 12.0])]
         embeddings = backbone.get("adanorm_num_embeddings")
         if embeddings != len(bandwidths):
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: backbone.init_args.adanorm_num_embeddings is {embeddings}, expected one per bandwidth "
                 f"({len(bandwidths)})"
             )
         dim = required("backbone", "dim")
         if required("head", "dim") != dim:
-            raise ValueError(f"{path}: head dim {head['dim']} differs from backbone dim {dim}")
+            raise CheckpointError(f"{path}: head dim {head['dim']} differs from backbone dim {dim}")
         sampling_rate = ENCODEC_SAMPLING_RATES[encodec_model]
         hop_length = required("head", "hop_length")
         per_level = _kbps_per_level(ENCODEC_CODEBOOK_SIZE, sampling_rate, hop_length)
@@ -430,37 +430,39 @@ class VocosModel(PreTrainedModel):
         """Validate `[batch, frames, levels]` codes and the mask; return codes (padded frames set to 0) and the
         float frame mask `[batch, frames]`."""
         if not isinstance(audio_codes, torch.Tensor):
-            raise ValueError(f"audio_codes must be a torch.Tensor, got {type(audio_codes).__name__}")
+            raise VallEValueError(f"audio_codes must be a torch.Tensor, got {type(audio_codes).__name__}")
         if audio_codes.is_floating_point() or audio_codes.is_complex() or audio_codes.dtype == torch.bool:
-            raise ValueError(f"audio_codes must hold integer codes, got dtype {audio_codes.dtype}")
+            raise VallEValueError(f"audio_codes must hold integer codes, got dtype {audio_codes.dtype}")
         if audio_codes.dim() != 3:
-            raise ValueError(f"audio_codes must be [batch, frames, levels], got shape {tuple(audio_codes.shape)}")
+            raise VallEValueError(f"audio_codes must be [batch, frames, levels], got shape {tuple(audio_codes.shape)}")
         batch_size, num_frames, num_levels = audio_codes.shape
         if not 1 <= num_levels <= self.config.num_codebooks:
-            raise ValueError(
+            raise VallEValueError(
                 f"audio_codes has {num_levels} levels (shape {tuple(audio_codes.shape)}), expected 1.."
                 f"{self.config.num_codebooks}"
             )
         if batch_size == 0 or num_frames == 0:
-            raise ValueError(f"audio_codes is empty (shape {tuple(audio_codes.shape)}), expected >= 1 row and frame")
+            raise VallEValueError(
+                f"audio_codes is empty (shape {tuple(audio_codes.shape)}), expected >= 1 row and frame"
+            )
         if attention_mask is None:
             real = torch.ones(batch_size, num_frames, dtype=torch.bool, device=audio_codes.device)
         else:
             attention_mask = torch.as_tensor(attention_mask)
             if tuple(attention_mask.shape) != (batch_size, num_frames):
-                raise ValueError(
+                raise VallEValueError(
                     f"attention_mask has shape {tuple(attention_mask.shape)}, expected [batch, frames] = "
                     f"{(batch_size, num_frames)}"
                 )
             if ((attention_mask != 0) & (attention_mask != 1)).any():
-                raise ValueError("attention_mask must hold only 0 and 1")
+                raise VallEValueError("attention_mask must hold only 0 and 1")
             real = attention_mask.to(device=audio_codes.device, dtype=torch.bool)
             if (real[:, 1:] & ~real[:, :-1]).any() or not real[:, 0].all():
-                raise ValueError("attention_mask must be right padding: each row 1s (at least one) then 0s")
+                raise VallEValueError("attention_mask must be right padding: each row 1s (at least one) then 0s")
         real_codes = audio_codes[real]
         low, high = int(real_codes.min()), int(real_codes.max())
         if low < 0 or high >= self.config.codebook_size:
-            raise ValueError(
+            raise VallEValueError(
                 f"audio_codes range {low}..{high} on real frames, expected 0..{self.config.codebook_size - 1}"
             )
         # Padded frames may hold anything (e.g. a stop or pad id); they are read as code 0 and masked out later.
@@ -502,12 +504,12 @@ class VocosModel(PreTrainedModel):
         ids = torch.as_tensor(bandwidth_id, device=self.device)
         wrong_type = ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool
         if wrong_type or ids.dim() > 1 or ids.numel() not in (1, batch_size):
-            raise ValueError(
+            raise VallEValueError(
                 f"bandwidth_id must be an int or an integer tensor of 1 or {batch_size} (batch) values, got "
                 f"{ids.dtype} of shape {tuple(ids.shape)}"
             )
         if ((ids < 0) | (ids >= len(self.config.bandwidths))).any():
-            raise ValueError(
+            raise VallEValueError(
                 f"bandwidth_id {ids.tolist()} out of range: expected indices 0..{len(self.config.bandwidths) - 1} "
                 f"into bandwidths {self.config.bandwidths} kbps"
             )
@@ -568,10 +570,10 @@ class VocosModel(PreTrainedModel):
         """
         if not isinstance(codes, torch.Tensor) or codes.dim() not in (2, 3):
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
-            raise ValueError(f"codes must be a tensor [frames, levels] or [batch, frames, levels], got {shape}")
+            raise VallEValueError(f"codes must be a tensor [frames, levels] or [batch, frames, levels], got {shape}")
         if codes.dim() == 2:
             if lengths is not None:
-                raise ValueError(
+                raise VallEValueError(
                     "lengths is only for batched codes [batch, frames, levels], got codes [frames, levels]"
                 )
             return self.decode(codes[None], bandwidth_id)[0]
@@ -580,7 +582,9 @@ class VocosModel(PreTrainedModel):
             lengths = [num_frames] * batch_size
         lengths = [int(length) for length in lengths]
         if len(lengths) != batch_size or not all(0 <= length <= num_frames for length in lengths):
-            raise ValueError(f"lengths must be {batch_size} values in 0..{num_frames} (one per row), got {lengths}")
+            raise VallEValueError(
+                f"lengths must be {batch_size} values in 0..{num_frames} (one per row), got {lengths}"
+            )
         if max(lengths, default=0) == 0:  # nothing to decode: every row is empty
             return [torch.zeros(0, device=codes.device) for _ in lengths]
         attention_mask = (
@@ -655,7 +659,7 @@ def load_original_vocos(name_or_path: str | Path = DEFAULT_REPO, **hub_kwargs) -
         ModelNotFoundError: the download failed.
         CheckpointError: `pytorch_model.bin` is not a readable PyTorch checkpoint, not a dict of tensors, or its
             keys/shapes do not match the config (the first missing key, unexpected key or shape mismatch is named).
-        ValueError: a bad config (see `VocosConfig.from_original_yaml`).
+        CheckpointError: also a bad config (see `VocosConfig.from_original_yaml`).
     """
     config_file, weights_file = _resolve_files(name_or_path, hub_kwargs)
     config = VocosConfig.from_original_yaml(config_file)

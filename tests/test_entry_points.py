@@ -1,0 +1,303 @@
+"""Every entry point on a table of bad inputs: exit status 1, one `error:` line on stderr, no traceback, no user file
+changed and nothing half-written left behind (only the reports a tool documents, such as failed.jsonl).
+
+The CLI (`python -m valle_hf`), the converter (`python -m valle_hf.convert`), scripts/prepare_dataset.py and
+examples/finetune.py are called in-process through their `main(argv)`, exactly what their `__main__` runs; the
+converter also runs as a process with the Hub unreachable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, load_script, tiny_config
+
+from valle_hf import phonemes
+
+# Files an entry point may leave after a failure, because it documents them as its report.
+REPORTS = {"failed.jsonl"}
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every path under `root`, with the bytes of each file (None for a directory)."""
+    return {str(path.relative_to(root)): None if path.is_dir() else path.read_bytes() for path in root.rglob("*")}
+
+
+@pytest.fixture
+def workspace(tmp_path, prompt_wav) -> Path:
+    """A user's folder: a reference, an earlier output, a text file, a folder and a file that is not audio."""
+    shutil.copy(prompt_wav, tmp_path / "ref.wav")
+    shutil.copy(prompt_wav, tmp_path / "out.wav")
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "junk.wav").write_text("this is not audio\n")
+    return tmp_path
+
+
+def check_refused(main: Callable[[list[str]], int], argv: list, workspace: Path, capsys, expected: str) -> None:
+    """`main(argv)` fails as a user's mistake must: status 1, one line, no traceback, the workspace as it was."""
+    before = snapshot(workspace)
+    status = main([str(arg) for arg in argv])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert status == 1, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    assert expected in lines[0], lines[0]
+    after = snapshot(workspace)
+    assert {path: after.get(path) for path in before} == before, "a user file changed"
+    new = set(after) - set(before)
+    reports = {path for path in new if Path(path).name in REPORTS}
+    folders_of_reports = {str(folder) for path in reports for folder in Path(path).parents}
+    assert not new - reports - folders_of_reports, f"left behind: {sorted(new - reports)}"
+
+
+# ---------------------------------------------------------------------------------------------------- damaged inputs
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory, fixtures, converted_dir) -> Path:
+    """Checkpoints and model directories broken the ways users meet them (downloads cut short, empty files, ...)."""
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("damaged")
+    data = fixtures.checkpoint.read_bytes()
+    (root / "truncated.sft").write_bytes(data[: len(data) // 2])
+    (root / "empty.sft").write_bytes(b"")
+    (root / "garbage.sft").write_bytes(b"\x00" * 64)
+    (root / "folder.sft").mkdir()
+    torch.save({"module": {}, "config": object()}, root / "pickle.pth")  # an arbitrary object: refused, not run
+    from safetensors import safe_open
+
+    with safe_open(str(fixtures.checkpoint), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(fixtures.checkpoint))
+    tensors["text_emb.weight"] = torch.full_like(tensors["text_emb.weight"], float("nan"))
+    save_file(tensors, str(root / "nan.sft"), metadata=metadata)
+    for name in ("no_tokenizer", "truncated_weights", "empty_weights"):
+        shutil.copytree(converted_dir, root / name)
+    (root / "no_tokenizer" / "tokenizer.json").unlink()
+    weights = (root / "truncated_weights" / "model.safetensors").read_bytes()
+    (root / "truncated_weights" / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    (root / "empty_weights" / "model.safetensors").write_bytes(b"")
+    (root / "not_a_model").mkdir()
+    (root / "bad.yaml").write_text("models: [unclosed\n  - {name: x\n")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------- the CLI
+
+CLI_CASES = {
+    # name: (arguments after the text, the error's telling part); {ws} is the workspace, {dmg} the damaged inputs
+    "missing_reference": (["{ws}/nope.wav", "{ws}/new.wav"], "audio file not found"),
+    "directory_reference": (["{ws}/folder", "{ws}/new.wav"], "is a directory, not an audio file"),
+    "empty_reference": (["", "{ws}/new.wav"], "no reference audio given"),
+    "blank_references": ([" ; ", "{ws}/new.wav"], "no reference audio given"),
+    "no_prompt_and_a_reference": (["{ws}/ref.wav", "{ws}/new.wav", "--no-prompt"], "--no-prompt speaks without"),
+    "unreadable_reference": (["{ws}/junk.wav", "{ws}/new.wav"], "could not read audio file"),
+    "output_is_the_reference": (["{ws}/ref.wav", "{ws}/ref.wav"], "would destroy the reference audio"),
+    "output_links_to_the_reference": (["{ws}/ref.wav", "{ws}/folder/../ref.wav"], "would destroy the reference"),
+    "output_txt": (["{ws}/ref.wav", "{ws}/o.txt"], "must end in one of .wav"),
+    "output_without_extension": (["{ws}/ref.wav", "{ws}/out"], "must end in one of .wav"),
+    "output_folder_missing": (["{ws}/ref.wav", "{ws}/no/such/o.wav"], "cannot write the output file"),
+    "output_is_a_folder": (["{ws}/ref.wav", "{ws}/folder"], "must end in one of"),
+    "no_output": (["{ws}/ref.wav"], "no output path"),
+    "unknown_language": (["{ws}/ref.wav", "{ws}/new.wav", "--language", "xx-nope"], "unknown language"),
+    "infinite_prompt_length": (["{ws}/ref.wav", "{ws}/new.wav", "--input-prompt-length", "inf"], "not allowed"),
+    "infinite_prefix_silence": (["{ws}/ref.wav", "{ws}/new.wav", "--prefix-silence", "inf"], "not allowed"),
+    "nan_temperature": (["{ws}/ref.wav", "{ws}/new.wav", "--ar-temp", "nan"], "not allowed"),
+    "unknown_flag": (["{ws}/ref.wav", "{ws}/new.wav", "--bogus"], "unrecognized arguments"),
+    "cuda_missing": (["{ws}/ref.wav", "{ws}/new.wav", "--device", "cuda"], "CUDA is not available"),
+    "missing_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{ws}/no-model"], "model not found"),
+    "model_folder_not_converted": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/not_a_model"],
+                                   "not a converted model"),
+    "model_without_tokenizer": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/no_tokenizer"],
+                                "has no tokenizer.json"),
+    "model_weights_truncated": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/truncated_weights"],
+                                "cannot be loaded"),
+    "model_weights_empty": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/empty_weights"], "cannot be loaded"),
+    "checkpoint_truncated": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/truncated.sft"],
+                             "not a readable safetensors checkpoint"),
+    "checkpoint_empty": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/empty.sft"], "not a readable"),
+    "checkpoint_garbage": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/garbage.sft"], "not a readable"),
+    "checkpoint_is_a_folder": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/folder.sft"], "is a directory"),
+    "checkpoint_pickle": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/pickle.pth"], "weights_only=True"),
+    "wav_as_tokenizer": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{fx}", "--tokenizer", "{ws}/ref.wav"],
+                         "is not a tokenizer.json"),
+    "invalid_yaml": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{fx}", "--yaml", "{dmg}/bad.yaml"],
+                     "is not valid YAML"),
+    "exit_layer_beyond_the_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "tiny-random", "--seed", "0",
+                                     "--layer-skip", "--layer-skip-exit-layer", "99"], "layer_skip_exit_layer"),
+}
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_cli_refuses_bad_input_in_one_line(case, workspace, damaged, fixtures, capsys):
+    from valle_hf.cli import main
+
+    arguments, expected = CLI_CASES[case]
+    values = {"ws": workspace, "dmg": damaged, "fx": fixtures.checkpoint}
+    argv = ["Hello there.", *(argument.format(**values) for argument in arguments)]
+    check_refused(main, argv, workspace, capsys, expected)
+
+
+@pytest.mark.parametrize("language", ["ja", "auto"])
+def test_cli_refuses_kanji_without_pykakasi_before_loading_a_model(language, workspace, capsys, monkeypatch):
+    from valle_hf.cli import main
+
+    monkeypatch.setattr(phonemes, "_kakasi", lambda: None)
+    argv = ["今日は晴れ。", workspace / "ref.wav", workspace / "new.wav", "--language", language, "--model",
+            workspace / "no-model"]  # the model would fail too: the text is checked first
+    check_refused(main, argv, workspace, capsys, "pip install 'valle-hf[ja]'")
+
+
+# ---------------------------------------------------------------------------------------------------- the converter
+
+CONVERTER_CASES = {
+    "missing_checkpoint": (["--checkpoint", "{ws}/nope.sft"], "checkpoint not found"),
+    "checkpoint_is_a_folder": (["--checkpoint", "{dmg}/folder.sft"], "is a directory"),
+    "truncated": (["--checkpoint", "{dmg}/truncated.sft"], "not a readable safetensors checkpoint"),
+    "empty": (["--checkpoint", "{dmg}/empty.sft"], "not a readable safetensors checkpoint"),
+    "garbage": (["--checkpoint", "{dmg}/garbage.sft"], "not a readable safetensors checkpoint"),
+    "pickle": (["--checkpoint", "{dmg}/pickle.pth"], "cannot be read safely with weights_only=True"),
+    "nan_weights": (["--checkpoint", "{dmg}/nan.sft"], "holds NaN or infinite values"),
+    "wav_as_tokenizer": (["--checkpoint", "{fx}", "--tokenizer", "{ws}/ref.wav"], "is not a tokenizer.json"),
+    "missing_tokenizer": (["--checkpoint", "{fx}", "--tokenizer", "{ws}/nope.json"], "tokenizer file not found"),
+    "invalid_yaml": (["--checkpoint", "{fx}", "--config", "{dmg}/bad.yaml"], "is not valid YAML"),
+    "output_is_an_existing_file": (["--checkpoint", "{fx}", "--output-dir", "{ws}/notes.txt"],
+                                   "already exists and is a file"),
+    "output_is_a_folder_with_files": (["--checkpoint", "{fx}", "--output-dir", "{ws}"], "already exists"),
+    "no_checkpoint_given": (["--output-dir", "{ws}/converted"], "the following arguments are required"),
+    "unknown_dtype": (["--checkpoint", "{fx}", "--dtype", "float8"], "invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", CONVERTER_CASES)
+def test_converter_refuses_bad_input_in_one_line_and_writes_nothing(case, workspace, damaged, fixtures, capsys):
+    from valle_hf.conversion import main
+
+    arguments, expected = CONVERTER_CASES[case]
+    values = {"ws": workspace, "dmg": damaged, "fx": fixtures.checkpoint}
+    argv = [argument.format(**values) for argument in arguments]
+    if "--output-dir" not in argv and "--checkpoint" in argv:
+        argv += ["--output-dir", str(workspace / "converted")]
+    check_refused(main, [*argv, "--codec", "tiny-random", "--vocoder", "tiny-random"], workspace, capsys, expected)
+
+
+def test_converter_offline_names_the_codec_choices_at_once(tmp_path, fixtures):
+    """The default EnCodec is downloaded from the Hub: with the Hub unreachable, the converter says so in one line,
+    naming the offline choices, instead of retrying; the output directory is never created."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "VALLE_HF_"))}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO / "src"))
+    result = subprocess.run([sys.executable, "-m", "valle_hf.convert", "--checkpoint", str(fixtures.checkpoint),
+                             "--output-dir", str(tmp_path / "converted")], env=env, capture_output=True, text=True,
+                            timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "EnCodec" in lines[0] and "--codec DIR" in lines[0] and "--codec tiny-random" in lines[0]
+    assert [path.name for path in tmp_path.iterdir() if path.name != "hf"] == []  # no output, no staging folder
+
+
+# ---------------------------------------------------------------------------------------------------- the scripts
+
+
+@pytest.fixture(scope="module")
+def prepare():
+    return load_script(REPO / "scripts" / "prepare_dataset.py")
+
+
+@pytest.fixture(scope="module")
+def finetune():
+    return load_script(REPO / "examples" / "finetune.py")
+
+
+DATASET_CASES = {
+    "missing_data": (["{ws}/nope", "{ws}/prepared"], "is not a folder"),
+    "missing_metadata": (["{ws}", "{ws}/prepared", "--metadata", "{ws}/nope.csv"], "metadata file"),
+    "unknown_language": (["{ws}", "{ws}/prepared", "--language", "xx-nope"], "unknown language"),
+    "wav_as_tokenizer": (["{ws}", "{ws}/prepared", "--tokenizer", "{ws}/ref.wav"], "is not a tokenizer.json"),
+    "missing_tokenizer": (["{ws}", "{ws}/prepared", "--tokenizer", "{ws}/nope.json"], "tokenizer file not found"),
+    "metadata_not_utf8": (["{ws}", "{ws}/prepared", "--metadata", "{ws}/ref.wav"], "is not UTF-8 text"),
+    "csv_without_header": (["{ws}", "{ws}/prepared", "--metadata", "{ws}/notes.txt", "--metadata-format", "csv"],
+                           "needs a header"),
+    "no_audio": (["{ws}/folder", "{ws}/prepared"], "no audio files found"),
+    "nothing_usable": (["{ws}", "{ws}/prepared"], "none of the 3 input(s) could be prepared"),
+    "unknown_format": (["{ws}", "{ws}/prepared", "--metadata-format", "xml"], "invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", DATASET_CASES)
+def test_dataset_script_refuses_bad_input_in_one_line(case, workspace, prepare, tokenizer_file, capsys):
+    arguments, expected = DATASET_CASES[case]
+    argv = [argument.format(ws=workspace) for argument in arguments]
+    if "--tokenizer" not in argv:
+        argv += ["--tokenizer", str(tokenizer_file)]
+    check_refused(prepare.main, [*argv, "--codec", "tiny-random", "--no-progress"], workspace, capsys, expected)
+
+
+@pytest.fixture(scope="module")
+def training_inputs(tmp_path_factory) -> dict[str, Path]:
+    """A prepared data set of two utterances and a tiny model directory, for the finetune script's cases."""
+    from valle_hf.dataset import append_manifest, save_utterance
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    root = tmp_path_factory.mktemp("training")
+    generator = torch.Generator().manual_seed(0)
+    for index in range(2):
+        frames = 80 + index
+        utterance = f"spk/utt{index}"
+        file = save_utterance(root / "data", utterance, torch.tensor([1, 5, 6, 2]),
+                              torch.randint(0, 1024, (frames, 8), generator=generator))
+        append_manifest(root / "data", {"id": utterance, "speaker": "spk", "frames": frames, "file": file})
+    torch.manual_seed(0)
+    VallEForConditionalGeneration(tiny_config()).save_pretrained(root / "model")
+    shutil.copytree(root / "model", root / "damaged_model")
+    weights = root / "damaged_model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    (root / "empty").mkdir()
+    return {"data": root / "data", "model": root / "model", "damaged": root / "damaged_model", "empty": root / "empty"}
+
+
+FINETUNE_CASES = {
+    "no_data_given": (["--model", "{model}", "--output", "{ws}/run"], "the following arguments are required: --data"),
+    "no_model_given": (["--data", "{data}", "--output", "{ws}/run"], "the following arguments are required: --model"),
+    "missing_data": (["--model", "{model}", "--data", "{ws}/nope", "--output", "{ws}/run"], "not found"),
+    "empty_data": (["--model", "{model}", "--data", "{empty}", "--output", "{ws}/run"], "no usable utterances"),
+    "no_utterance_in_range": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--duration-range",
+                               "100", "200"], "no usable utterances within"),
+    "missing_model": (["--model", "{ws}/no-model", "--data", "{data}", "--output", "{ws}/run"], "model not found"),
+    "model_folder_not_converted": (["--model", "{empty}", "--data", "{data}", "--output", "{ws}/run"],
+                                   "not a converted model"),
+    "damaged_model": (["--model", "{damaged}", "--data", "{data}", "--output", "{ws}/run"], "cannot be loaded"),
+    "unknown_task": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--tasks", "tts,asr"],
+                     "expected comma-separated tasks among tts, stt"),
+}
+
+
+@pytest.mark.parametrize("case", FINETUNE_CASES)
+def test_finetune_script_refuses_bad_input_in_one_line(case, workspace, finetune, training_inputs, capsys):
+    arguments, expected = FINETUNE_CASES[case]
+    argv = [argument.format(ws=workspace, **training_inputs) for argument in arguments]
+    check_refused(finetune.main, argv, workspace, capsys, expected)
+
+
+def test_a_bug_keeps_its_traceback(workspace, monkeypatch, capsys):
+    """Only the package's own errors become one line: anything else is a bug, and the traceback is what fixes it."""
+    from valle_hf import cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "prepare_inputs", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["Hello.", str(workspace / "ref.wav"), str(workspace / "new.wav")])

@@ -1,0 +1,183 @@
+"""scripts/prepare_dataset.py: metadata layouts read explicitly, every line prepared or reported, resumes that lose
+nothing (a manifest line cut by a crash, settings that must not change), and one-line errors before any output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import REPO, load_script
+
+from valle_hf.dataset import MANIFEST, read_manifest
+
+IPA = "həlˈoʊ wˈɜːld."  # already IPA: passes through, so these tests do not depend on espeak's output
+
+
+@pytest.fixture(scope="module")
+def prepare():
+    return load_script(REPO / "scripts" / "prepare_dataset.py")
+
+
+def write_wav(path: Path, seconds: float = 0.2, frequency: float = 220.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    samples = np.arange(int(24000 * seconds)) / 24000
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * frequency * samples)).astype(np.float32), 24000)
+    return path
+
+
+def folder_of_utterances(root: Path, count: int) -> Path:
+    for index in range(count):
+        write_wav(root / f"u{index}.wav", frequency=200.0 + 20 * index)
+        (root / f"u{index}.txt").write_text(IPA, encoding="utf-8")
+    return root
+
+
+def run(prepare, capsys, data: Path, output: Path, *extra) -> tuple[int, str, str]:
+    status = prepare.main([str(data), str(output), "--tokenizer", str(packaged_tokenizer()), "--codec", "tiny-random",
+                           "--no-progress", *map(str, extra)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def packaged_tokenizer() -> Path:
+    from valle_hf.tokenization import packaged_tokenizer_file
+
+    return packaged_tokenizer_file()
+
+
+def manifest_lines(output: Path) -> list[dict]:
+    """Every line of the manifest, each of which must be a whole JSON record."""
+    return [json.loads(line) for line in (output / MANIFEST).read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("cut", ["partial", "no_newline"])
+def test_a_resume_after_a_crash_mid_append_loses_no_record(prepare, capsys, tmp_path, cut):
+    data, output = folder_of_utterances(tmp_path / "audio", 3), tmp_path / "prepared"
+    assert run(prepare, capsys, data, output)[0] == 0
+    manifest = output / MANIFEST
+    content = manifest.read_text(encoding="utf-8")
+    last = content.rstrip("\n").rsplit("\n", 1)[-1]
+    # a crash in the middle of an append: half of the last record, or all of it without its newline
+    kept = content[: len(content) - len(last) - 1] + (last[: len(last) // 2] if cut == "partial" else last)
+    manifest.write_text(kept, encoding="utf-8")
+    write_wav(data / "new.wav")
+    (data / "new.txt").write_text(IPA, encoding="utf-8")
+    status, out, _ = run(prepare, capsys, data, output)
+    assert status == 0, out
+    records = manifest_lines(output)  # no record glued onto the cut line
+    assert sorted(record["id"] for record in records) == ["new", "u0", "u1", "u2"]
+    assert len(records) == 4 and len(read_manifest(output)) == 4
+
+
+# id|text|normalized text: commas outnumber pipes, and quotes (even unbalanced ones) are part of the text
+LJSPEECH = "".join(f"{utterance}|{text}|{normalized or text}\n" for utterance, text, normalized in (
+    ("LJ001-0001", "Printing, in the only sense with which we are at present concerned, differs from most", None),
+    ("LJ001-0002", 'He said "in being comparatively modern," and left.', None),
+    ("LJ001-0003", '"A quote that never closes, in the text only', "A quote that never closes, in the text only"),
+    ("LJ001-0004", "The line after it.", None),
+))
+
+
+def test_ljspeech_metadata_is_read_with_pipes_and_no_quoting(prepare, capsys, tmp_path):
+    data = tmp_path / "LJSpeech"
+    (data / "wavs").mkdir(parents=True)
+    (data / "metadata.csv").write_text(LJSPEECH, encoding="utf-8")
+    ids = [line.split("|")[0] for line in LJSPEECH.splitlines()]
+    for utterance in ids:
+        write_wav(data / "wavs" / f"{utterance}.wav")
+    status, out, err = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "metadata.csv")
+    assert status == 0 and not err.strip(), err
+    records = {record["id"]: record for record in read_manifest(tmp_path / "out")}
+    assert sorted(records) == ids
+    assert records[ids[1]]["text"] == LJSPEECH.splitlines()[1].split("|")[2]  # quotes are text
+    assert records[ids[3]]["text"] == LJSPEECH.splitlines()[3].split("|")[2]
+
+
+def test_common_voice_tsv_with_an_unbalanced_quote_keeps_every_row(prepare, capsys, tmp_path):
+    data = tmp_path / "cv"
+    rows = [("alice", "a.wav", '"Hello, she said and left.'), ("bob", "b.wav", "Next row."), ("bob", "c.wav", "Last.")]
+    for _, path, _ in rows:
+        write_wav(data / "clips" / path)  # Common Voice keeps its audio in clips/
+    lines = ["client_id\tpath\tsentence\tup_votes"] + [f"{who}\t{path}\t{text}\t2" for who, path, text in rows]
+    (data / "validated.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, out, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "validated.tsv",
+                         "--language", "en")
+    assert status == 0, out
+    records = {record["id"]: record for record in read_manifest(tmp_path / "out")}
+    assert sorted(records) == ["a", "b", "c"] and records["a"]["text"] == rows[0][2]
+    assert {record["speaker"] for record in records.values()} == {"alice", "bob"}
+
+
+def test_every_csv_line_is_prepared_or_reported(prepare, capsys, tmp_path):
+    data = tmp_path / "data"
+    for name in ("a", "b", "c", "d", "e"):
+        write_wav(data / f"{name}.wav")
+    csv_text = (
+        "file,text\n"
+        f'a.wav,"{IPA}, quoted"\n'
+        f'b.wav,"{IPA} with a quote that never closes\n'  # joins the lines after it into one record
+        f"c.wav,{IPA}\n"
+        "d.wav\n"  # too few columns
+        f"e.wav,{IPA}\n"
+    )
+    (data / "meta.csv").write_text(csv_text, encoding="utf-8")
+    status, out, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv")
+    assert status == 0
+    prepared = [record["id"] for record in read_manifest(tmp_path / "out")]
+    failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
+    assert prepared == ["a"]
+    assert len(failed) == 1 and "lines 3-6" in failed[0]["error"] and "unbalanced quote" in failed[0]["error"]
+    # without the unbalanced quote, the short row is reported by its line and the others are prepared
+    (data / "meta.csv").write_text(csv_text.replace(f'"{IPA} with a quote that never closes', IPA), encoding="utf-8")
+    status, out, _ = run(prepare, capsys, data, tmp_path / "out2", "--metadata", data / "meta.csv")
+    assert status == 0
+    assert sorted(record["id"] for record in read_manifest(tmp_path / "out2")) == ["a", "b", "c", "e"]
+    failed = [json.loads(line) for line in (tmp_path / "out2" / "failed.jsonl").read_text().splitlines()]
+    assert [entry["id"] for entry in failed] == ["d"]
+    assert "meta.csv line 5: 1 columns where the header has 2" in failed[0]["error"]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("change", [("--language", "fr"), ("--language-switch", "remove"), ("--bandwidth", "3.0"),
+                                    ("--codec", "facebook/encodec_24khz")])
+def test_a_resume_with_other_settings_is_refused_and_changes_nothing(prepare, capsys, tmp_path, change):
+    data, output = folder_of_utterances(tmp_path / "audio", 1), tmp_path / "prepared"
+    assert run(prepare, capsys, data, output)[0] == 0
+    write_wav(data / "more.wav")
+    (data / "more.txt").write_text(IPA, encoding="utf-8")
+    before = snapshot(output)
+    status, _, err = run(prepare, capsys, data, output, *change)
+    assert status == 1 and err.count("\n") == 1 and err.startswith("error: ") and "was prepared with" in err
+    assert snapshot(output) == before
+
+
+def test_an_unknown_language_is_refused_once_before_any_output(prepare, capsys, tmp_path):
+    data = folder_of_utterances(tmp_path / "audio", 2)
+    status, out, err = run(prepare, capsys, data, tmp_path / "prepared", "--language", "xx-nope")
+    assert status == 1 and err.count("\n") == 1 and "unknown language 'xx-nope'" in err and not out
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_ctrl_c_says_one_line_and_keeps_what_was_prepared(prepare, capsys, tmp_path, monkeypatch):
+    data, output = folder_of_utterances(tmp_path / "audio", 3), tmp_path / "prepared"
+    real, calls = prepare.prepare_one, []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "prepare_one", interrupted_on_the_second)
+    status, _, err = run(prepare, capsys, data, output)
+    assert status == 130 and err.count("\n") == 1 and "run the same command again to resume" in err
+    assert [record["id"] for record in read_manifest(output)] == ["u0"]
+    monkeypatch.setattr(prepare, "prepare_one", real)
+    status, out, _ = run(prepare, capsys, data, output)
+    assert status == 0 and "prepared 2 new utterance(s), 1 already done" in out
