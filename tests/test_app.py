@@ -185,15 +185,38 @@ def tiny():
 
 
 @pytest.mark.parametrize("task", ["tts", "stt"])
-def test_every_cli_flag_has_a_control_whose_default_changes_nothing(tiny, task):
-    model, _ = tiny
+def test_every_cli_flag_has_a_control_whose_default_changes_nothing(tiny, task, prompt_wav):
+    model, processor = tiny
     controls = webui.sampler_controls(model.generation_config, model.config, task)
     expected = {flag for flag, setting in FLAG_SETTINGS.items() if task == "tts" or setting not in TTS_ONLY_SETTINGS}
     assert set(controls) == expected
     kwargs = generation_kwargs(webui._arguments(task, {flag: control.value for flag, control in controls.items()}))
+    assert set(kwargs) == {FLAG_SETTINGS[flag] for flag in expected} | {"do_sample"}
+    # Each value is the generation config's; where the config says None, the value None stands for.
+    none_means = {"audio_backend": model.config.audio_backend, "max_levels": model.config.num_rvq_levels - 1,
+                  "min_p": 0.0, "num_beams": 1}
     for setting, value in kwargs.items():
         default = getattr(model.generation_config, setting)
-        assert value == (webui.NONE_MEANS[setting](model.config) if default is None else default), setting
+        assert value == (none_means[setting] if default is None else default), setting
+    # The same run as with the model's own settings (the AR steps cut short, the same seed).
+    kwargs["max_new_tokens"] = 12
+    if task == "tts":
+        inputs = dict(**processor([TEXT], prompt_audio=str(prompt_wav)), output_audio=False)
+    else:
+        inputs = dict(**processor(audio=[str(prompt_wav)]), task="stt")
+    torch.manual_seed(0)
+    with_controls = model.generate(**inputs, **kwargs)
+    torch.manual_seed(0)
+    alone = model.generate(**inputs, max_new_tokens=12)
+    assert all(torch.equal(a, b) for a, b in zip(with_controls, alone, strict=True))
+
+
+def test_both_tabs_queue_for_the_one_model(tiny):
+    page = webui.build_page(*tiny, "`tiny-random`")
+    events = {event.api_name: event for event in page.fns.values()}
+    assert set(events) == {"tts", "stt"}
+    assert all((event.queue, event.concurrency_id, event.concurrency_limit) == (True, "model", 1)
+               for event in events.values())
 
 
 def _chunk(row: int, start: int, length: int, final: bool) -> AudioChunk:
