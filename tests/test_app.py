@@ -253,6 +253,16 @@ def test_the_speech_streams_before_it_ends_and_the_stream_is_the_whole_speech(ti
     torch.testing.assert_close(streamed, saved[0].clamp(-1, 1), atol=1 / 2**15, rtol=0)  # 16-bit WAV pieces
 
 
+def test_without_ffmpeg_the_speech_plays_once_complete(tiny, monkeypatch):
+    monkeypatch.setattr(app.shutil, "which", lambda name: None)
+    page = app.build_demo(*tiny, "tiny-random")
+    assert "tts-stream" not in {block.elem_id for block in page.blocks.values()}
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    updates = list(demo.speak(TEXT, max_ar_steps=10))
+    assert len(updates) == 1 and set(updates[0]) == set(demo.outputs)
+
+
 def test_leaving_the_page_ends_the_run(tiny):
     demo = webui.Demo(*tiny)
     demo.outputs = {"stream": "stream"}

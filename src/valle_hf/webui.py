@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import functools
 import io
 import logging
 import random
@@ -40,10 +41,6 @@ __all__ = ["build_page", "sampler_controls"]
 STREAM_CHUNK_SECONDS = build_parser().get_default("stream_chunk")
 
 logger = logging.getLogger(__name__)
-
-# System fonts only: Gradio's default theme fetches Google Fonts, which an offline machine cannot reach.
-THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-
 
 @contextmanager
 def errors_on_page():
@@ -76,6 +73,7 @@ NONE_MEANS = {
 }
 
 
+@functools.cache
 def _flag_actions() -> dict[str, argparse.Action]:
     """The CLI's sampler flags as its parser declares them (type, choices, help), by destination name."""
     return {action.dest: action for action in build_parser()._actions if action.dest in FLAG_SETTINGS}
@@ -217,10 +215,11 @@ def _reference_paths(files: list[str] | None, recording: str | None) -> list[str
 class Demo:
     """The page's actions on one loaded model: `speak` (TTS, streamed) and `transcribe` (STT)."""
 
-    def __init__(self, model, processor, stream: bool = True):
-        self.model, self.processor, self.stream = model, processor, stream
+    def __init__(self, model, processor):
+        self.model, self.processor = model, processor
         self.sampling_rate = model.config.sampling_rate
-        self.outputs: dict[str, gr.components.Component] = {}  # set by `build_page`
+        # The page's output components by name, set by `build_page`; without "stream", nothing is streamed.
+        self.outputs: dict[str, gr.components.Component] = {}
 
     def _stopping(self, progress: gr.Progress, kwargs: dict, stop: threading.Event) -> StoppingCriteriaList:
         steps = kwargs.get("max_new_tokens", self.model.generation_config.max_new_tokens)
@@ -283,8 +282,10 @@ def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blo
     Both tabs share one queue slot (`concurrency_id="model"`), so requests from any number of browser tabs run one
     at a time on the one model. `stream`: also play the audio while it is generated (Gradio encodes that stream with
     ffmpeg)."""
-    demo = Demo(model, processor, stream)
+    demo = Demo(model, processor)
     outputs = demo.outputs
+    # Every hour, Gradio removes the uploaded and generated files older than an hour: a demo left running for days
+    # does not fill its disk.
     with gr.Blocks(title=f"VALL-E: {model_name}", delete_cache=(3600, 3600)) as page:
         gr.Markdown(f"{INTRO}\nModel: {model_name}")
         with gr.Tab("Text to speech"):
