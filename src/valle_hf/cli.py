@@ -27,6 +27,43 @@ def _token_ids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated token ids such as 12,40, got {text!r}") from None
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options every command shares (the CLI, the web demo, corpus synthesis): which model, and where and
+    in which precision it runs; `load_model(args)` loads what they say."""
+    add = parser.add_argument
+    add("--model", default=None, help="converted directory, Hub id, original fp32.sft/.pth, or 'tiny-random' "
+        "(default: the released ar+nar-llama-8, downloaded and converted once)")
+    add("--tokenizer", default=None, help="the original's tokenizer.json (needed with an original checkpoint)")
+    add("--yaml", default=None, help="the original's config.yaml: without --model, loads the checkpoint it names "
+        "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
+        "config")
+    add("--codec", default="facebook/encodec_24khz", help="EnCodec weights used when converting a checkpoint")
+    add("--vocoder", default="charactr/vocos-encodec-24khz",
+        help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
+    add("--device", default=None, help="cuda when available, else cpu")
+    add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    add("--onednn", action="store_true", help="CPU, float32: run the decoder's linears through oneDNN on prepacked "
+        "weights (faster decoding; a second copy of those weights in memory)")
+
+
+def load_model(args):
+    """The model and processor that `add_model_arguments`' options name, on their device, in their precision.
+    Raises `UsageError` for a device or precision that cannot run here (checked before anything loads)."""
+    from .loading import load_model_and_processor
+
+    device, dtype = device_and_dtype(args)
+    model, processor = load_model_and_processor(
+        args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,
+        vocoder=None if args.vocoder == "none" else args.vocoder, dtype=dtype,
+    )
+    model.to(device)
+    if args.onednn:
+        from .onednn import enable_onednn_linears
+
+        enable_onednn_linears(model)
+    return model, processor
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's arguments: the original's positional text, references and output path, and its flags."""
     parser = ArgumentParser(
@@ -39,15 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("out_path", nargs="?", default=None, help="output WAV file (TTS)")
     parser.add_argument("--out-path", dest="out_path_option", default=None, help="same as OUT_PATH")
     add = parser.add_argument
-    add("--model", default=None, help="converted directory, Hub id, original fp32.sft/.pth, or 'tiny-random' "
-        "(default: the released ar+nar-llama-8, downloaded and converted once)")
-    add("--tokenizer", default=None, help="the original's tokenizer.json (needed with an original checkpoint)")
-    add("--yaml", default=None, help="the original's config.yaml: without --model, loads the checkpoint it names "
-        "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
-        "config")
-    add("--codec", default="facebook/encodec_24khz", help="EnCodec weights used when converting a checkpoint")
-    add("--vocoder", default="charactr/vocos-encodec-24khz",
-        help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
+    add_model_arguments(parser)
     add("--no-prompt", action="store_true", help="speak in a random voice, without a voice prompt (REFERENCES must "
         "then be '')")
     add("--language", default="en", help="espeak language code (en, fr, de, ja, ...) or 'auto'")
@@ -55,10 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="espeak's markers for words read in another language, '(en)...(fr)': keep (as the model was trained) "
         "or remove (for mixed-language text) [keep]")
     add("--task", default="tts", choices=["tts", "stt"])
-    add("--device", default=None, help="cuda when available, else cpu")
-    add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
-    add("--onednn", action="store_true", help="CPU, float32: run the decoder's linears through oneDNN on prepacked "
-        "weights (faster decoding; a second copy of those weights in memory)")
     add("--seed", type=int, default=None, help="random seed (printed when not given)")
     add("--stream", action="store_true", help="write the output as it is generated: a file beside OUT_PATH grows "
         "chunk by chunk (printed at the start) and becomes OUT_PATH when complete")
@@ -185,7 +210,8 @@ def generation_kwargs(args: argparse.Namespace) -> dict:
     return kwargs
 
 
-def _device_and_dtype(args) -> tuple[str, torch.dtype]:
+def device_and_dtype(args) -> tuple[str, torch.dtype]:
+    """The device and dtype that --device, --dtype and --onednn ask for; `UsageError` where they cannot run."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device} requested but CUDA is not available: use --device cpu")
@@ -215,9 +241,11 @@ def _seed(seed: int | None) -> int:
 def _prompt(args, load):
     """The voice prompt's waveforms (read with `load`), or None for `--no-prompt`: a random voice is a choice, never
     an empty path."""
+    from .audio import reference_sources
+
     if not args.no_prompt:
         return load(args.references)
-    if args.references.strip():
+    if reference_sources(args.references):
         raise UsageError(f"--no-prompt speaks without a voice prompt, but a reference was given ({args.references}): "
                          "drop one of them")
     return None
@@ -281,21 +309,11 @@ def run_stt(args, model, processor, inputs: dict) -> None:
 @entry_point()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0; 1 with one `error:` line on stderr for a user's mistake)."""
-    from .loading import load_model_and_processor
-
     args = build_parser().parse_args(argv)
-    device, dtype = _device_and_dtype(args)
+    device_and_dtype(args)
     generation_kwargs(args)
     inputs = prepare_inputs(args)
-    model, processor = load_model_and_processor(
-        args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,
-        vocoder=None if args.vocoder == "none" else args.vocoder, dtype=dtype,
-    )
-    model.to(device)
-    if args.onednn:
-        from .onednn import enable_onednn_linears
-
-        enable_onednn_linears(model)
+    model, processor = load_model(args)
     seed = _seed(args.seed)
     (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs)
     if args.seed is None:  # printed once it worked, so that a failed run still says one line only

@@ -1,0 +1,97 @@
+"""`python -m valle_hf.app`: the web demo (a Gradio page, `valle_hf.webui`) for people who would rather click.
+
+One model per process, loaded once at start-up, before the server starts; the page's requests wait in Gradio's queue
+and run one at a time, so any number of browser tabs share that one model. Gradio is an optional extra
+(`pip install -e ".[webui]"`); without it, and for any other mistake on the command line (an unknown flag, a model
+that cannot be loaded, a port in use), the command ends with one `error:` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+from .cli import add_model_arguments, device_and_dtype, load_model
+from .errors import ArgumentParser, MissingDependencyError, VallEError, entry_point, get_logger, one_line
+from .loading import TINY_RANDOM, load_model_and_processor
+
+__all__ = ["build_demo", "build_parser", "main"]
+
+logger = get_logger(__name__)
+
+RELEASED_NAME = "ar+nar-llama-8"
+
+
+class ServerError(VallEError, OSError):
+    """The web server could not start where it was asked to (a port in use, an address not of this machine)."""
+
+
+def _webui():
+    """The page's module, which needs the optional gradio package."""
+    try:
+        from . import webui
+    except ImportError as error:
+        raise MissingDependencyError(f'the web demo needs gradio ({error}): pip install -e ".[webui]"') from None
+    return webui
+
+
+def build_parser() -> ArgumentParser:
+    """The demo's arguments: which model (as the CLI's `--model` and its companions), where it runs, where to serve."""
+    parser = ArgumentParser(prog="python -m valle_hf.app", description="A web page for VALL-E text-to-speech "
+                            "(with a voice prompt, streamed as it is generated) and speech-to-text.")
+    add_model_arguments(parser)
+    add = parser.add_argument
+    add("--host", default=None, help="address to serve on [127.0.0.1, or $GRADIO_SERVER_NAME]")
+    add("--port", type=int, default=None, help="port to serve on [7860, or $GRADIO_SERVER_PORT]")
+    return parser
+
+
+def build_demo(model=None, processor=None, model_name: str | None = None):
+    """The demo page (a `gradio.Blocks`, queue set up) for a loaded model and processor; without them, for the
+    released model (downloaded and converted on first use). For a Hugging Face Space: `build_demo().launch()`.
+    `model_name` (what `--model` said) names the model on the page.
+
+    The audio also plays while it is generated when ffmpeg is installed (Gradio encodes that stream with it);
+    without ffmpeg it plays when complete.
+    """
+    webui = _webui()
+    if model is None:
+        model, processor = load_model_and_processor(None)
+        model_name = model_name or RELEASED_NAME
+    stream = shutil.which("ffmpeg") is not None
+    if not stream:
+        logger.warning("ffmpeg not found: the page plays the audio once complete (install ffmpeg to hear it while "
+                       "it is generated)")
+    return webui.build_page(model, processor, _describe(model_name or "a model given in Python"), stream=stream)
+
+
+def _describe(model_name: str) -> str:
+    """How the page names the model (Markdown)."""
+    if model_name == TINY_RANDOM:
+        return f"`{TINY_RANDOM}`, an installation check: it makes noise, not speech"
+    return f"`{model_name}`"
+
+
+def _launch(page, host: str | None, port: int | None) -> None:
+    try:
+        page.launch(server_name=host, server_port=port)
+    except OSError as error:
+        where = f"{host or '127.0.0.1'}:{port or 7860}"
+        raise ServerError(f"cannot serve on {where} ({one_line(error)}): choose another --port or "
+                          "--host") from None
+
+
+@entry_point()
+def main(argv: list[str] | None = None) -> int:
+    """Load the model and serve the page until interrupted; returns the exit status (1 with one `error:` line on
+    stderr for a user's mistake)."""
+    args = build_parser().parse_args(argv)
+    _webui()  # before the model loads: a missing gradio should not cost a download first
+    device_and_dtype(args)
+    model, processor = load_model(args)
+    _launch(build_demo(model, processor, args.model or RELEASED_NAME), args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""The web demo's page (Gradio): a text-to-speech tab that streams its audio, and a speech-to-text tab.
+
+Every sampler flag of the command line (`cli.FLAG_SETTINGS`) is a control, declared from the CLI's own parser (type,
+choices, help) with the loaded model's generation config as its default and `SETTING_RULES` as its stated range. What
+a user submits goes through the CLI's own checks (`cli.prepare_inputs`, `cli.generation_kwargs`), so the page refuses
+what the CLI refuses, in the same words, as a message on the page instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import functools
+import io
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import soundfile
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+from .audio import save_audio
+from .cli import FLAG_SETTINGS, TTS_ONLY_SETTINGS, build_parser, generation_kwargs, prepare_inputs
+from .configuration import SETTING_RULES
+from .errors import UsageError, VallEError, one_line
+from .phonemes import MODEL_LANGUAGES
+from .streaming import AudioChunk, AudioIteratorStreamer
+
+__all__ = ["build_page", "sampler_controls"]
+
+# Seconds of codes per streamed chunk, as the CLI's --stream-chunk: the first audio plays after this much AR work plus
+# the decoder's look-ahead.
+STREAM_CHUNK_SECONDS = build_parser().get_default("stream_chunk")
+
+
+@contextmanager
+def errors_on_page():
+    """Show the package's errors (a user's mistake) as a one-line message on the page, never as a traceback; any
+    other exception is a bug and keeps its traceback in the server log."""
+    try:
+        yield
+    except VallEError as error:
+        raise gr.Error(one_line(error), print_exception=False) from None
+
+
+# What None means in a generation config, for the settings where a control can show that value instead of a blank
+# (which would also make the setting a required argument of the page's API).
+NONE_MEANS = {
+    "audio_backend": lambda model_config: model_config.audio_backend,
+    "max_levels": lambda model_config: model_config.num_rvq_levels - 1,  # all NAR levels
+    "min_p": lambda model_config: 0.0,  # off
+    "num_beams": lambda model_config: 1,  # no beam search
+}
+
+
+@functools.cache
+def _flag_actions() -> dict[str, argparse.Action]:
+    """The CLI's sampler flags as its parser declares them (type, choices, help), by destination name."""
+    return {action.dest: action for action in build_parser()._actions if action.dest in FLAG_SETTINGS}
+
+
+def sampler_controls(generation_config, model_config, task: str = "tts") -> dict[str, gr.components.Component]:
+    """One control per CLI sampler flag that applies to `task` ("tts" or "stt"), keyed by the flag's name.
+
+    The controls are not placed yet (`render()` them where they belong). Each default is the model's generation
+    config's value (so a control left alone changes nothing), and each control states its allowed range
+    (`SETTING_RULES`).
+    """
+    controls = {}
+    for flag, action in _flag_actions().items():
+        setting = FLAG_SETTINGS[flag]
+        if task == "stt" and setting in TTS_ONLY_SETTINGS:
+            continue
+        value = getattr(generation_config, setting)
+        if value is None and setting in NONE_MEANS:
+            value = NONE_MEANS[setting](model_config)
+        rule = SETTING_RULES[setting][0] if setting in SETTING_RULES else None  # max_new_tokens: transformers' own
+        controls[flag] = _control(action, value, rule)
+    return controls
+
+
+def _control(action: argparse.Action, value, rule: str | None) -> gr.components.Component:
+    """The control for one flag: a checkbox, a choice, a number or (token ids) a comma-separated text."""
+    label = f"{action.dest.replace('_', ' ')} ({action.option_strings[0]})"
+    meaning = action.help.split("[")[0].strip()  # the help's bracketed default is the released model's, not this one
+    info = "; ".join(part for part in (meaning, rule and f"allowed: {rule}") if part)
+    common = dict(label=label, info=info, render=False)
+    if action.nargs == 0:
+        return gr.Checkbox(value=bool(value), **common)
+    if action.choices:
+        return gr.Dropdown(choices=list(action.choices), value=value, **common)
+    if action.type in (int, float):
+        return gr.Number(value=value, precision=0 if action.type is int else None, **common)
+    return gr.Textbox(value=",".join(str(token) for token in value or ()), **common)
+
+
+def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
+    """What the CLI's parser would have made of these control values (flags without a control are not given)."""
+    actions = _flag_actions()
+    values = dict.fromkeys(FLAG_SETTINGS)
+    for flag, value in flags.items():
+        if isinstance(value, str) and actions[flag].type is not None:  # a text field: parse it as the CLI does
+            try:
+                value = actions[flag].type(value)
+            except argparse.ArgumentTypeError as error:
+                raise UsageError(f"{actions[flag].option_strings[0]}: {error}") from None
+        values[flag] = value
+    return argparse.Namespace(task=task, out_path_option=None, **inputs, **values)
+
+
+def _seed(seed: float | None) -> int:
+    """Seed torch's generators with `seed`, or with a random seed when it is empty or negative (a number field in
+    the browser cannot stay empty); returns the seed used."""
+    seed = random.SystemRandom().randrange(2**31) if seed is None or seed < 0 else int(seed)
+    torch.manual_seed(seed)
+    return seed
+
+
+class StepProgress(StoppingCriteria):
+    """Reports each AR step to the page's progress bar, and ends generation early when `stop` is set (the page was
+    left or the run cancelled), so an abandoned run does not hold the model."""
+
+    def __init__(self, progress: gr.Progress, total: int, stop: threading.Event):
+        self.progress, self.total, self.stop, self.done = progress, total, stop, 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        self.done += 1
+        self.progress((self.done, self.total), desc="generating", unit="steps")
+        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class Generation(threading.Thread):
+    """`model.generate(**kwargs)` in a thread of its own, so that the page can play a streamer's audio meanwhile.
+
+    The thread runs in a copy of the caller's context (where Gradio keeps the request's progress bar). `result()`
+    waits for the end and returns what `generate` returned, or raises what it raised.
+    """
+
+    def __init__(self, model, streamer: AudioIteratorStreamer | None, **kwargs):
+        super().__init__(daemon=True)
+        self.model, self.streamer, self.kwargs = model, streamer, kwargs
+        self.context = contextvars.copy_context()
+        self.output, self.error = None, None
+
+    def run(self) -> None:
+        try:
+            self.output = self.context.run(self.model.generate, audio_streamer=self.streamer, **self.kwargs)
+        except BaseException as error:  # handed to the caller by result()
+            self.error = error
+        finally:
+            if self.streamer is not None:
+                self.streamer.end()  # also when generate failed before it started streaming
+
+    def result(self):
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return self.output
+
+
+def in_row_order(chunks: Iterable[AudioChunk]) -> Iterator[torch.Tensor]:
+    """The audio of a batch's rows, one row after the other, each piece as soon as it can be played in that order
+    (the rows of a batch stream side by side)."""
+    waiting: dict[int, list[AudioChunk]] = {}
+    row = 0
+    for chunk in chunks:
+        waiting.setdefault(chunk.row, []).append(chunk)
+        while row in waiting:
+            pieces = waiting.pop(row)
+            yield from (piece.audio for piece in pieces if piece.audio is not None and piece.audio.numel())
+            if not pieces or not pieces[-1].final:
+                waiting[row] = []
+                break
+            row += 1
+
+
+def wav_bytes(audio: torch.Tensor, sampling_rate: int) -> bytes:
+    """One streamed piece as 16-bit WAV bytes: Gradio's stream reads them as they are (a float array would be
+    normalised piece by piece, so the loudness would jump between pieces)."""
+    buffer = io.BytesIO()
+    samples = np.clip(audio.detach().float().cpu().numpy(), -1.0, 1.0)
+    soundfile.write(buffer, samples, sampling_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _streams(kwargs: dict) -> bool:
+    """Whether these settings can be streamed: beam search and refine-on-stop need the whole output first."""
+    return (kwargs.get("num_beams") or 1) == 1 and not kwargs.get("refine_on_stop")
+
+
+def _reference_paths(files: list[str] | None, recording: str | None) -> list[str]:
+    return [*(files or ()), *([recording] if recording else ())]
+
+
+class Demo:
+    """The page's actions on one loaded model: `speak` (TTS, streamed) and `transcribe` (STT)."""
+
+    def __init__(self, model, processor):
+        self.model, self.processor = model, processor
+        self.sampling_rate = model.config.sampling_rate
+        # The page's output components by name, set by `build_page`; without "stream", nothing is streamed.
+        self.outputs: dict[str, gr.components.Component] = {}
+
+    def _stopping(self, progress: gr.Progress, kwargs: dict, stop: threading.Event) -> StoppingCriteriaList:
+        steps = kwargs.get("max_new_tokens", self.model.generation_config.max_new_tokens)
+        return StoppingCriteriaList([StepProgress(progress, steps, stop)])
+
+    def speak(self, text: str, references: list[str] | None = None, recording: str | None = None,
+              language: str = "en", seed: float | None = None, stream_chunk: float = STREAM_CHUNK_SECONDS,
+              random_voice: bool = False, language_switch: str = "keep", progress=gr.Progress(), **flags):  # noqa: B008 (Gradio's way to ask for a bar)
+        """Text-to-speech: yields the audio as it is generated (streamed output), then the whole WAV, the seed used,
+        its duration and the time taken."""
+        with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page():
+            args = _arguments("tts", flags, text=text, references=_reference_paths(references, recording),
+                              language=language, language_switch=language_switch, no_prompt=random_voice,
+                              out_path=str(Path(folder) / "speech.wav"))
+            inputs = prepare_inputs(args)
+            kwargs = generation_kwargs(args)
+            seed = _seed(seed)
+            batch = self.processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=language,
+                                   sampling_rate=self.processor.feature_extractor.sampling_rate,
+                                   language_switch=language_switch)
+            stream = self.outputs.get("stream")
+            streamer = AudioIteratorStreamer(stream_chunk) if stream is not None and _streams(kwargs) else None
+            stop, started = threading.Event(), time.perf_counter()
+            generation = Generation(self.model, streamer, **batch.to(self.model.device), **kwargs,
+                                    stopping_criteria=self._stopping(progress, kwargs, stop))
+            generation.start()
+            try:
+                for audio in in_row_order(streamer or ()):
+                    yield {stream: wav_bytes(audio, self.sampling_rate)}
+                waveform = torch.cat([row.float().cpu() for row in generation.result()])
+            finally:
+                stop.set()  # the page was left while streaming: end the run early, and wait for it to let go
+                generation.join()
+            elapsed = time.perf_counter() - started
+            save_audio(inputs["out"], waveform, self.sampling_rate)
+            # The temporary folder is removed when Gradio resumes this generator, after it copied the file.
+            yield {self.outputs["audio"]: str(inputs["out"]), self.outputs["seed"]: seed,
+                   self.outputs["duration"]: waveform.numel() / self.sampling_rate, self.outputs["elapsed"]: elapsed}
+
+    def transcribe(self, audio: str | None = None, progress=gr.Progress(), **flags) -> str:  # noqa: B008
+        """Speech-to-text: the IPA transcription of the audio."""
+        with errors_on_page():
+            args = _arguments("stt", flags, references=[audio] if audio else [])
+            inputs = prepare_inputs(args)
+            kwargs = generation_kwargs(args)
+            batch = self.processor(audio=[inputs["audio"]],
+                                   sampling_rate=self.processor.feature_extractor.sampling_rate).to(self.model.device)
+            generation = Generation(self.model, None, **batch, task="stt", **kwargs,
+                                    stopping_criteria=self._stopping(progress, kwargs, threading.Event()))
+            generation.start()
+            return self.processor.decode(generation.result()[0].cpu())
+
+
+INTRO = """# VALL-E text-to-speech
+Type a text, give a reference voice (a few seconds of speech: upload one or more files, or record), and press
+**Speak**: the model answers in that voice. The audio starts playing while the rest is generated. The sampler
+settings are those of the command line (`python -m valle_hf --help`), with this model's defaults.
+"""
+
+
+def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blocks:
+    """The page for one loaded model and processor (`model_name`, Markdown, says which on the page).
+
+    Both tabs share one queue slot (`concurrency_id="model"`), so requests from any number of browser tabs run one
+    at a time on the one model. `stream`: also play the audio while it is generated (Gradio encodes that stream with
+    ffmpeg)."""
+    demo = Demo(model, processor)
+    outputs = demo.outputs
+    # Every hour, Gradio removes the uploaded and generated files older than an hour: a demo left running for days
+    # does not fill its disk.
+    with gr.Blocks(title=f"VALL-E: {model_name}", delete_cache=(3600, 3600)) as page:
+        gr.Markdown(f"{INTRO}\nModel: {model_name}")
+        with gr.Tab("Text to speech"):
+            with gr.Row():
+                with gr.Column():
+                    text = gr.Textbox(label="Text", lines=4, placeholder="The birch canoe slid on the smooth planks.",
+                                      elem_id="tts-text")
+                    references = gr.File(label="Reference voice (one or more audio files)", file_count="multiple",
+                                         file_types=["audio"], elem_id="tts-references")
+                    recording = gr.Audio(label="... or record one", sources=["microphone"], type="filepath")
+                    with gr.Row():
+                        language = gr.Dropdown(["auto", *MODEL_LANGUAGES], value="en", label="Language",
+                                               allow_custom_value=True, info="or an espeak-ng code; IPA passes through")
+                        seed = gr.Number(-1, label="Seed", precision=0, info="-1: a random seed")
+                    with gr.Row():
+                        random_voice = gr.Checkbox(False, label="Random voice (no reference: --no-prompt)",
+                                                   elem_id="tts-random-voice")
+                        language_switch = gr.Dropdown(["keep", "remove"], value="keep",
+                                                      label="Language-switch markers (--language-switch)",
+                                                      info="espeak's (en)...(fr) around a word in another language")
+                    button = gr.Button("Speak", variant="primary", elem_id="tts-button")
+                with gr.Column():
+                    if stream:
+                        outputs["stream"] = gr.Audio(label="Speech, as it is generated", streaming=True, autoplay=True,
+                                                     interactive=False, elem_id="tts-stream")
+                    outputs["audio"] = gr.Audio(label="Speech (WAV)", type="filepath", interactive=False,
+                                                buttons=["download"], elem_id="tts-audio")
+                    with gr.Row():
+                        outputs["seed"] = gr.Number(label="Seed used", precision=0, interactive=False,
+                                                    elem_id="tts-seed")
+                        outputs["duration"] = gr.Number(label="Duration (s)", precision=2, interactive=False,
+                                                        elem_id="tts-duration")
+                        outputs["elapsed"] = gr.Number(label="Time taken (s)", precision=2, interactive=False,
+                                                       elem_id="tts-elapsed")
+            with gr.Accordion("Sampler settings", open=False):
+                tts_settings = _grid(sampler_controls(model.generation_config, model.config, "tts"))
+                stream_chunk = gr.Number(STREAM_CHUNK_SECONDS, label="stream chunk (--stream-chunk)",
+                                         info="seconds of codes per streamed chunk; allowed: a number > 0")
+            button.click(demo.speak, inputs_kwargs=dict(text=text, references=references, recording=recording,
+                                                        language=language, seed=seed, stream_chunk=stream_chunk,
+                                                        random_voice=random_voice, language_switch=language_switch,
+                                                        **tts_settings),
+                         outputs=list(outputs.values()), api_name="tts", concurrency_id="model", concurrency_limit=1)
+        with gr.Tab("Speech to text"):
+            with gr.Row():
+                with gr.Column():
+                    speech = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
+                                      elem_id="stt-audio")
+                    transcribe = gr.Button("Transcribe", variant="primary", elem_id="stt-button")
+                ipa = gr.Textbox(label="IPA", lines=4, interactive=False, elem_id="stt-ipa")
+            with gr.Accordion("Sampler settings", open=False):
+                stt_settings = _grid(sampler_controls(model.generation_config, model.config, "stt"))
+            transcribe.click(demo.transcribe, inputs_kwargs=dict(audio=speech, **stt_settings), outputs=ipa,
+                             api_name="stt", concurrency_id="model", concurrency_limit=1)
+    return page.queue(default_concurrency_limit=1)
+
+
+def _grid(controls: dict[str, gr.components.Component], columns: int = 3) -> dict[str, gr.components.Component]:
+    """Place the controls in rows of `columns`; returns them."""
+    names = list(controls)
+    for start in range(0, len(names), columns):
+        with gr.Row():
+            for name in names[start: start + columns]:
+                controls[name].render()
+    return controls

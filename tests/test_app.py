@@ -1,0 +1,319 @@
+"""The web demo: `python -m valle_hf.app --model tiny-random` driven in headless Chromium and through `gradio_client`,
+and its page logic (controls, streaming, errors) in process.
+
+Needs the `webui` extra (gradio), and for the browser Debian's `chromium` and `chromium-driver`; without them the
+tests skip with the reason, except in CI (`CI` set), which installs all of it, where they fail instead.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import pytest
+import soundfile
+import torch
+
+from valle_hf.streaming import AudioChunk
+
+
+def _missing(reason: str):
+    """Skip for lack of an optional tool; in CI, which installs everything the demo needs, fail instead."""
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+try:
+    import gradio  # noqa: F401
+except ImportError:
+    _missing('the web demo needs gradio: pip install -e ".[webui]"')
+
+from valle_hf import app, webui  # noqa: E402
+from valle_hf.cli import FLAG_SETTINGS, TTS_ONLY_SETTINGS, generation_kwargs  # noqa: E402
+from valle_hf.loading import load_model_and_processor  # noqa: E402
+
+TEXT = "Hello there."
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python -m valle_hf.app --model tiny-random` on 127.0.0.1, once for the module; yields its URL."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log, "w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "valle_hf.app", "--model", "tiny-random", "--host",
+                                    "127.0.0.1", "--port", str(port)], stdout=output, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert process.poll() is None, f"the app exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"the app did not answer in 180 s:\n{log.read_text()}"
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's chromium and chromium-driver, driven by Selenium; nothing downloaded)."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _missing('the browser tests need selenium: pip install -e ".[test]"')
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        _missing("the browser tests need headless Chromium: apt-get install chromium chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
+                     "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
+def _wait_for(driver, script: str, timeout: float = 120):
+    """Wait until the JavaScript expression `script` is truthy; returns its value."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda page: page.execute_script(
+        f"return {script};"), message=f"waiting for {script}")
+
+
+def test_the_page_speaks_in_a_browser(server, browser, tmp_path, prompt_wav):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    _wait_for(browser, "document.querySelector('#tts-text textarea')", timeout=60)
+    browser.find_element(By.CSS_SELECTOR, "#tts-text textarea").send_keys(TEXT)
+    browser.find_element(By.CSS_SELECTOR, "#tts-references input[type=file]").send_keys(str(prompt_wav))
+    # Uploaded once the file is listed (its name is split in two elements: stem and extension).
+    _wait_for(browser, "document.querySelector('#tts-references').innerText.replace(/\\s/g, '')"
+                       f".includes('{prompt_wav.name}')")
+    browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
+
+    # The streamed speech: an audio element with a source that the browser loaded and can play.
+    stream = "document.querySelector('#tts-stream audio')"
+    _wait_for(browser, f"{stream} && {stream}.src !== '' && {stream}.readyState >= 1 && !{stream}.error")
+    played = browser.execute_async_script(f"const done = arguments[0]; {stream}.play().then(() => done('playing'), "
+                                          "error => done(String(error)));")
+    assert played == "playing"
+    # The whole speech, with a download link: a 24 kHz WAV as long as the page says.
+    link = _wait_for(browser, "document.querySelector('#tts-audio a[download]')?.href")
+    assert link.endswith(".wav")
+    shown = _wait_for(browser, "['seed', 'duration', 'elapsed'].map(name => "
+                               "document.querySelector(`#tts-${name} input`).value).every(v => v !== '') && "
+                               "['seed', 'duration', 'elapsed'].map(name => "
+                               "Number(document.querySelector(`#tts-${name} input`).value))")
+    seed, duration, elapsed = shown
+    assert seed >= 0 and duration > 0 and elapsed > 0
+    audio, rate = soundfile.read(io.BytesIO(urllib.request.urlopen(link, timeout=30).read()))
+    assert rate == 24000 and audio.ndim == 1
+    assert len(audio) / rate == pytest.approx(duration, abs=0.01)
+
+    screenshot = tmp_path / "webui.png"
+    assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+    if os.environ.get("VALLE_WEBUI_SCREENSHOT"):  # how docs/webui.png is made
+        shutil.copy(screenshot, os.environ["VALLE_WEBUI_SCREENSHOT"])
+
+
+def test_empty_text_shows_the_message_not_a_traceback(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    _wait_for(browser, "document.querySelector('#tts-button')", timeout=60)
+    browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
+    _wait_for(browser, "document.body.innerText.includes('empty text: nothing to speak')", timeout=60)
+    assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_path):
+    try:
+        from gradio_client import Client, handle_file
+    except ImportError:
+        _missing('the API test needs gradio_client: pip install -e ".[test]"')
+    from gradio_client.exceptions import AppError
+
+    client = Client(server, verbose=False)
+    _, wav, seed, duration, _ = client.predict(text=TEXT, references=[handle_file(prompt_wav)], seed=7,
+                                               max_ar_steps=40, api_name="/tts")
+    info = soundfile.info(wav)
+    assert (info.format, info.samplerate, info.channels) == ("WAV", 24000, 1)
+    assert seed == 7 and info.duration == pytest.approx(duration, abs=0.01)
+    ipa = client.predict(audio=handle_file(prompt_wav), max_ar_steps=20, api_name="/stt")
+    assert isinstance(ipa, str) and ipa
+
+    bad_audio = tmp_path / "bad.wav"
+    bad_audio.write_bytes(b"this is not audio")
+    for kwargs, message in [
+        (dict(text="   ", random_voice=True), "empty text: nothing to speak"),
+        (dict(text=TEXT, random_voice=True, ar_temp=-1),
+         "--ar-temp -1 is not allowed: it must be a finite number >= 0"),
+        (dict(text=TEXT, random_voice=True, dry_sequence_breakers="1,x"),
+         "--dry-sequence-breakers: expected comma-separated token ids"),
+        (dict(text=TEXT, references=[handle_file(bad_audio)]), "could not read audio file"),
+        (dict(text=TEXT), "no reference audio given"),  # a random voice is a choice, never a forgotten upload
+        (dict(text=TEXT, references=[handle_file(prompt_wav)], random_voice=True), "--no-prompt speaks without"),
+    ]:
+        with pytest.raises(AppError, match=message):
+            client.predict(**kwargs, api_name="/tts")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model_and_processor("tiny-random")
+
+
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_every_cli_flag_has_a_control_whose_default_changes_nothing(tiny, task, prompt_wav):
+    model, processor = tiny
+    controls = webui.sampler_controls(model.generation_config, model.config, task)
+    expected = {flag for flag, setting in FLAG_SETTINGS.items() if task == "tts" or setting not in TTS_ONLY_SETTINGS}
+    assert set(controls) == expected
+    kwargs = generation_kwargs(webui._arguments(task, {flag: control.value for flag, control in controls.items()}))
+    assert set(kwargs) == {FLAG_SETTINGS[flag] for flag in expected} | {"do_sample"}
+    # Each value is the generation config's; where the config says None, the value None stands for.
+    none_means = {"audio_backend": model.config.audio_backend, "max_levels": model.config.num_rvq_levels - 1,
+                  "min_p": 0.0, "num_beams": 1}
+    for setting, value in kwargs.items():
+        default = getattr(model.generation_config, setting)
+        assert value == (none_means[setting] if default is None else default), setting
+    # The same run as with the model's own settings (the AR steps cut short, the same seed).
+    kwargs["max_new_tokens"] = 12
+    if task == "tts":
+        inputs = dict(**processor([TEXT], prompt_audio=str(prompt_wav)), output_audio=False)
+    else:
+        inputs = dict(**processor(audio=[str(prompt_wav)]), task="stt")
+    torch.manual_seed(0)
+    with_controls = model.generate(**inputs, **kwargs)
+    torch.manual_seed(0)
+    alone = model.generate(**inputs, max_new_tokens=12)
+    assert all(torch.equal(a, b) for a, b in zip(with_controls, alone, strict=True))
+
+
+def test_both_tabs_queue_for_the_one_model(tiny):
+    page = webui.build_page(*tiny, "`tiny-random`")
+    events = {event.api_name: event for event in page.fns.values()}
+    assert set(events) == {"tts", "stt"}
+    assert all((event.queue, event.concurrency_id, event.concurrency_limit) == (True, "model", 1)
+               for event in events.values())
+
+
+def _chunk(row: int, start: int, length: int, final: bool) -> AudioChunk:
+    return AudioChunk(row, torch.full((length,), float(row)), torch.zeros(length, 8, dtype=torch.long), start, final)
+
+
+def test_rows_are_played_in_order_as_soon_as_they_can_be():
+    chunks = [_chunk(1, 0, 2, False), _chunk(0, 0, 3, False), _chunk(1, 2, 1, True), _chunk(0, 3, 0, True),
+              _chunk(2, 0, 4, True)]
+    consumed = []
+
+    def arriving():
+        for index, chunk in enumerate(chunks):
+            consumed.append(index)
+            yield chunk
+
+    played = [(len(consumed), audio.tolist()) for audio in webui.in_row_order(arriving())]
+    assert played == [(2, [0.0] * 3), (4, [1.0] * 2), (4, [1.0]), (5, [2.0] * 4)]
+
+
+def test_the_speech_streams_before_it_ends_and_the_stream_is_the_whole_speech(tiny, monkeypatch):
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
+    saved = []
+    monkeypatch.setattr(webui, "save_audio", lambda path, waveform, rate: saved.append(waveform))
+    steps = []
+    updates = list(demo.speak("Hi there. And a second sentence.", seed=3, stream_chunk=0.1, random_voice=True,
+                              progress=lambda done, **_: steps.append(done), ar_temp=0, max_ar_steps=40))
+    assert steps == [(step, 40) for step in range(1, 41)]  # the page's progress bar, step by step
+    assert len(updates) > 3 and all(set(update) == {"stream"} for update in updates[:-1])
+    assert updates[-1]["seed"] == 3 and updates[-1]["duration"] == len(saved[0]) / 24000
+    streamed = torch.cat([torch.from_numpy(soundfile.read(io.BytesIO(update["stream"]), dtype="float32")[0])
+                          for update in updates[:-1]])
+    torch.testing.assert_close(streamed, saved[0].clamp(-1, 1), atol=1 / 2**15, rtol=0)  # 16-bit WAV pieces
+
+
+def test_without_ffmpeg_the_speech_plays_once_complete(tiny, monkeypatch):
+    monkeypatch.setattr(app.shutil, "which", lambda name: None)
+    page = app.build_demo(*tiny, "tiny-random")
+    assert "tts-stream" not in {block.elem_id for block in page.blocks.values()}
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    updates = list(demo.speak(TEXT, random_voice=True, max_ar_steps=10))
+    assert len(updates) == 1 and set(updates[0]) == set(demo.outputs)
+
+
+def test_the_language_switch_control_reaches_the_phonemes(tiny):
+    """espeak marks the English word in French text with (en)...(fr); "remove" drops the markers."""
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    processor, seen = demo.processor, []
+
+    class Recording:
+        feature_extractor = processor.feature_extractor
+
+        def __call__(self, *args, **kwargs):
+            batch = processor(*args, **kwargs)
+            seen.append(batch["input_ids"])
+            return batch
+
+    demo.processor = Recording()
+    for switch in ("keep", "remove"):
+        list(demo.speak("J'aime le football.", language="fr", language_switch=switch, random_voice=True,
+                        max_ar_steps=2))
+    assert seen[0].shape != seen[1].shape or not torch.equal(seen[0], seen[1])
+
+
+def test_leaving_the_page_ends_the_run(tiny):
+    demo = webui.Demo(*tiny)
+    demo.outputs = {"stream": "stream"}
+    updates = demo.speak(TEXT, random_voice=True, ar_temp=0, max_ar_steps=5000)
+    next(updates)
+    started = time.perf_counter()
+    updates.close()  # what Gradio does when the browser goes away
+    assert time.perf_counter() - started < 5
+    assert not [thread for thread in threading.enumerate() if isinstance(thread, webui.Generation)]
+
+
+def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys):
+    for argv, message in [
+        (["--port", "many"], "argument --port: invalid int value"),
+        (["--model", str(tmp_path / "missing")], "model not found"),
+    ]:
+        assert app.main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_a_port_in_use_ends_with_one_error_line(capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert app.main(["--model", "tiny-random", "--host", "127.0.0.1", "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: cannot serve on 127.0.0.1:{port}"), err
