@@ -85,3 +85,34 @@ def test_an_array_prompt_needs_its_sampling_rate(tts, prompt_wav):
         tts(TEXTS[0], forward_params={"prompt_audio": samples}, generate_kwargs=GENERATE)
     result = tts(TEXTS[0], forward_params={"prompt_audio": samples, "sampling_rate": 16000}, generate_kwargs=GENERATE)
     assert result["audio"].shape == (8 * 320,)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda tts, prompt: tts([]), ValueError, "empty list of texts"),
+    (lambda tts, prompt: tts("Hi.", forward_params="voice.wav"), TypeError,
+     r"forward_params must be a dict of keyword arguments, got str \('voice.wav'\)"),
+    (lambda tts, prompt: tts("Hi.", generate_kwargs=[("max_new_tokens", 3)]), TypeError, "generate_kwargs must be a"),
+    (lambda tts, prompt: tts("Hi.", forward_params={"prompt_audio": prompt}, generate_kwargs={"output_audio": False}),
+     ValueError, "generate_kwargs has output_audio=False, but the text-to-speech pipeline returns audio"),
+    (lambda tts, prompt: tts("Hi.", forward_params={"output_audio": False}), ValueError, "forward_params has output"),
+    (lambda tts, prompt: tts(123), TypeError, "text must be a str or a list of str"),
+])
+def test_calls_the_pipeline_cannot_run_are_refused_in_one_line(tts, prompt_wav, call, error, message):
+    from valle_hf.errors import VallEError
+
+    with pytest.raises(error, match=message) as raised:
+        call(tts, str(prompt_wav))
+    assert isinstance(raised.value, VallEError) and "\n" not in str(raised.value)
+
+
+def test_other_models_get_transformers_pipeline_unchanged(tts, monkeypatch):
+    from transformers.pipelines.text_to_audio import TextToAudioPipeline
+
+    from valle_hf.pipeline import VallETextToAudioPipeline
+
+    assert isinstance(tts, VallETextToAudioPipeline)
+    calls = []
+    monkeypatch.setattr(TextToAudioPipeline, "__call__", lambda self, text, **kwargs: calls.append((text, kwargs)))
+    monkeypatch.setattr(tts.model.config, "model_type", "bark")  # a model of another type: straight to transformers
+    tts([], forward_params="anything")
+    assert calls == [([], {"forward_params": "anything"})]

@@ -2,9 +2,10 @@
 
 Importing the package registers the model with the Auto classes, so `AutoModelForTextToWaveform`,
 `AutoProcessor`, `AutoFeatureExtractor` and `pipeline("text-to-speech", model=<directory>)` find it like a built-in
-model. The classes are also registered for remote code: `save_pretrained` writes an `auto_map` and copies the modules
-that define them (and the modules they import) beside the weights, so that a saved directory or Hub upload loads with
-`trust_remote_code=True` where this package is not installed.
+model (the pipeline's call is checked first for VALL-E models: `VallETextToAudioPipeline`). The classes are also
+registered for remote code: `save_pretrained` writes an `auto_map` and copies the modules that define them (and the
+modules they import) beside the weights, so that a saved directory or Hub upload loads with `trust_remote_code=True`
+where this package is not installed.
 """
 
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
@@ -13,6 +14,7 @@ from .configuration import VallEConfig, VallEGenerationConfig
 from .feature_extraction import VallEFeatureExtractor
 from .generation import VallEGenerateOutput, VallEGenerationMixin
 from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
+from .pipeline import VallETextToAudioPipeline, register_pipeline
 from .processing import VallEProcessor
 from .vocos import VocosConfig, VocosModel
 
@@ -29,6 +31,7 @@ VallEConfig.register_for_auto_class()
 VallEForConditionalGeneration.register_for_auto_class("AutoModelForTextToWaveform")
 VallEFeatureExtractor.register_for_auto_class()
 VallEProcessor.register_for_auto_class()
+register_pipeline()
 
 __all__ = [
     "VallEConfig",
@@ -40,6 +43,7 @@ __all__ = [
     "VallEModel",
     "VallEPreTrainedModel",
     "VallEProcessor",
+    "VallETextToAudioPipeline",
     "VocosConfig",
     "VocosModel",
 ]
