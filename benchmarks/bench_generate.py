@@ -420,9 +420,9 @@ def floor_ms(model, batch: int, device: torch.device, repeats: int) -> dict:
             lambda: [torch.nn.functional.linear(inputs[m.in_features], m.weight) for m in linears], repeats,
             warmup=1, device=device)
         if onednn_applies(model, device):
-            from valle_hf.onednn import PrepackedForward
+            from valle_hf.onednn import OneDNNLinearForward
 
-            packed = [PrepackedForward(m) for m in linears]
+            packed = [OneDNNLinearForward(m, prepack=True) for m in linears]
             result["onednn_ms"] = median_time_ms(lambda: [p(inputs[p.module.in_features]) for p in packed], repeats,
                                                  warmup=1, device=device)
     result["ms"] = min(result.values())

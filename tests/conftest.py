@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 # The test models are tiny: one thread avoids intra-op overhead and contention on small shared machines.
 torch.set_num_threads(1)
 SHARED = REPO.parent / "shared"
+# What the package caches (converted models, precision measurements) goes to a directory of this run, never to the
+# user's own cache.
+os.environ["VALLE_HF_CACHE"] = tempfile.mkdtemp(prefix="valle_hf_test_cache_")
 
 
 def load_script(path: Path):

@@ -1,4 +1,5 @@
-"""Opt-in oneDNN linears: the same outputs as F.linear, repacked when a weight changes, untouched for training."""
+"""oneDNN linears: by default in generate (float32 CPU), prepacked as an opt-in; the same outputs as F.linear,
+repacked when a weight changes, untouched for training."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 from conftest import reactive_model
 
+from valle_hf import onednn
 from valle_hf.onednn import disable_onednn_linears, enable_onednn_linears
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
@@ -21,7 +23,7 @@ def _inputs(config):
     text = torch.randint(3, config.text_vocab_size, (2, 6), generator=generator)
     prompt = torch.randint(0, config.audio_vocab_size, (2, 9, config.num_rvq_levels), generator=generator)
     return dict(input_ids=text, prompt_codes=prompt, temperature=0.0, max_new_tokens=8, min_new_tokens=8,
-                output_audio=False, return_dict_in_generate=True, output_logits=True)
+                output_audio=False, return_dict_in_generate=True, output_logits=True, nar_dtype="float32")
 
 
 def _logits(model):
@@ -63,3 +65,29 @@ def test_training_still_gets_gradients(model):
 def test_refuses_what_it_cannot_pack(model):
     with pytest.raises(ValueError, match="fp32 model on the CPU"):
         enable_onednn_linears(model.to(torch.bfloat16))
+
+
+def test_generate_runs_the_linears_through_onednn_by_default_and_leaves_them_as_they_were(model, monkeypatch):
+    applied = []
+    applies = onednn._applies
+    monkeypatch.setattr(onednn, "_applies", lambda x, weight: applied.append(applies(x, weight)) or applied[-1])
+    codes, logits = _logits(model)
+    assert applied and all(applied)  # every decoder linear of every step, float32 on the CPU
+    assert all("forward" not in module.__dict__ for module in model.modules())
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # F.linear only
+    applied.clear()
+    plain_codes, plain_logits = _logits(model)
+    assert not applied and torch.equal(codes, plain_codes)
+    torch.testing.assert_close(logits, plain_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_the_default_stands_aside_for_gradients_autocast_and_other_dtypes(model):
+    head, hidden = model.classifiers[0], torch.randn(2, model.config.hidden_size)
+    with onednn.onednn_linears(model):
+        assert onednn._applies(hidden, head.weight) is False  # eval, but gradients are enabled by default here
+        with torch.no_grad():
+            assert onednn._applies(hidden, head.weight)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                assert not onednn._applies(hidden, head.weight)
+            assert not onednn._applies(hidden.bfloat16(), head.weight.bfloat16())
+            torch.testing.assert_close(head(hidden), torch.nn.functional.linear(hidden, head.weight, head.bias))

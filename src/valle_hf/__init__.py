@@ -8,15 +8,18 @@ modules they import) beside the weights, so that a saved directory or Hub upload
 where this package is not installed.
 """
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+from .hardware import quiet_torchao_import
 
-from .configuration import VallEConfig, VallEGenerationConfig
-from .feature_extraction import VallEFeatureExtractor
-from .generation import VallEGenerateOutput, VallEGenerationMixin
-from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
-from .pipeline import VallETextToAudioPipeline, register_pipeline
-from .processing import VallEProcessor
-from .vocos import VocosConfig, VocosModel
+with quiet_torchao_import():  # transformers imports torchao (the [int8] extra) where it is installed
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+
+    from .configuration import VallEConfig, VallEGenerationConfig
+    from .feature_extraction import VallEFeatureExtractor
+    from .generation import VallEGenerateOutput, VallEGenerationMixin
+    from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
+    from .pipeline import VallETextToAudioPipeline, register_pipeline
+    from .processing import VallEProcessor
+    from .vocos import VocosConfig, VocosModel
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import sys
 
-from .cli import add_model_arguments, device_and_dtype, load_model
+from .cli import add_model_arguments, check_device, load_model
 from .errors import ArgumentParser, MissingDependencyError, VallEError, entry_point, get_logger, one_line
 from .loading import TINY_RANDOM, load_model_and_processor
 
@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     stderr for a user's mistake)."""
     args = build_parser().parse_args(argv)
     _webui()  # before the model loads: a missing gradio should not cost a download first
-    device_and_dtype(args)
-    model, processor = load_model(args)
+    check_device(args)
+    model, processor, precision = load_model(args)
+    logger.warning(precision.describe())
     _launch(build_demo(model, processor, args.model or RELEASED_NAME), args.host, args.port)
     return 0
 

@@ -41,27 +41,34 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add("--vocoder", default="charactr/vocos-encodec-24khz",
         help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
     add("--device", default=None, help="cuda when available, else cpu")
-    add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
+    add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+        help="the model's precision; auto: float16 on CUDA, on the CPU float32 or bfloat16, whichever streams the AR "
+        "fastest here (measured once per machine; the choice is printed)")
+    add("--quantize", default=None, choices=["int8"], help="int8 decoder weights (torchao through transformers' "
+        "TorchAoConfig; pip install 'valle-hf[int8]'), applied where they make the AR faster on this machine")
     add("--onednn", action="store_true", help="CPU, float32: run the decoder's linears through oneDNN on prepacked "
-        "weights (faster decoding; a second copy of those weights in memory)")
+        "weights (faster batches; a second copy of those weights in memory)")
 
 
 def load_model(args):
-    """The model and processor that `add_model_arguments`' options name, on their device, in their precision.
-    Raises `UsageError` for a device or precision that cannot run here (checked before anything loads)."""
+    """The model and processor that `add_model_arguments`' options name, on their device, in their precision, and
+    that precision (`hardware.Precision`, chosen for this machine with --dtype auto and --quantize). Raises
+    `UsageError` for a device or precision that cannot run here (checked before anything loads)."""
+    from .hardware import choose_precision
     from .loading import load_model_and_processor
 
-    device, dtype = device_and_dtype(args)
+    device = check_device(args)
+    precision = choose_precision(torch.device(device), "float32" if args.onednn else args.dtype, args.quantize)
     model, processor = load_model_and_processor(
         args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,
-        vocoder=None if args.vocoder == "none" else args.vocoder, dtype=dtype,
+        vocoder=None if args.vocoder == "none" else args.vocoder, dtype=precision.dtype, quantize=precision.quantize,
     )
     model.to(device)
     if args.onednn:
         from .onednn import enable_onednn_linears
 
         enable_onednn_linears(model)
-    return model, processor
+    return model, processor, precision
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,16 +217,20 @@ def generation_kwargs(args: argparse.Namespace) -> dict:
     return kwargs
 
 
-def device_and_dtype(args) -> tuple[str, torch.dtype]:
-    """The device and dtype that --device, --dtype and --onednn ask for; `UsageError` where they cannot run."""
+def check_device(args) -> str:
+    """The device that --device asks for, checked with --dtype, --quantize and --onednn; `UsageError` where they
+    cannot run together here."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device} requested but CUDA is not available: use --device cpu")
-    dtype = getattr(torch, args.dtype) if args.dtype != "auto" else (
-        torch.float16 if device.startswith("cuda") else torch.float32)
-    if args.onednn and (device != "cpu" or dtype != torch.float32):
-        raise UsageError("--onednn needs the CPU and float32 (drop --onednn, or use --device cpu --dtype float32)")
-    return device, dtype
+    if args.onednn and (device != "cpu" or args.dtype not in ("auto", "float32") or args.quantize):
+        raise UsageError("--onednn needs the CPU and float32 (drop --onednn, or use --device cpu --dtype float32 "
+                         "without --quantize)")
+    if args.quantize:
+        from .loading import int8_quantization_config
+
+        int8_quantization_config()  # torchao is installed
+    return device
 
 
 def _check_output(path: str | None, references: str) -> Path:
@@ -310,12 +321,15 @@ def run_stt(args, model, processor, inputs: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0; 1 with one `error:` line on stderr for a user's mistake)."""
     args = build_parser().parse_args(argv)
-    device_and_dtype(args)
+    check_device(args)
     generation_kwargs(args)
     inputs = prepare_inputs(args)
-    model, processor = load_model(args)
+    model, processor, precision = load_model(args)
     seed = _seed(args.seed)
     (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs)
-    if args.seed is None:  # printed once it worked, so that a failed run still says one line only
+    # Printed once it worked, so that a failed run still says one line only.
+    if args.dtype == "auto" or args.quantize:
+        print(precision.describe(), file=sys.stderr)
+    if args.seed is None:
         print(f"seed: {seed} (--seed {seed} repeats this run)", file=sys.stderr)
     return 0

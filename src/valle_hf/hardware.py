@@ -2,20 +2,40 @@
 
 The AR stage multiplies one row by every weight at each step (matrix-vector products, bound by memory bandwidth); the
 NAR multiplies a thousand rows (matrix products, bound by compute). On CPUs, bfloat16 matrix products are several
-times faster than float32 where the CPU has AMX or AVX512-BF16, and slower elsewhere, while bfloat16 matrix-vector
-products are often slower than float32 even there. So the precision is chosen per stage and per machine:
-`nar_autocast_dtype` for the NAR's matrix products; the AR keeps the model's dtype.
+times faster than float32 where the CPU has AMX or AVX512-BF16, and slower elsewhere, while bfloat16 or int8
+matrix-vector products may stream faster or slower than float32 depending on the CPU. So the precision is chosen per
+stage and per machine: `nar_autocast_dtype` for the NAR's matrix products (from the CPU's flags), `choose_precision`
+for the AR (from a measurement of one decoder layer's products on this machine, cached per machine).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
+from torch import nn
 
 from .errors import VallEValueError
 
-__all__ = ["NAR_DTYPES", "cpu_has_fast_bf16_matmul", "nar_autocast_dtype"]
+__all__ = [
+    "NAR_DTYPES",
+    "Precision",
+    "choose_precision",
+    "cpu_has_fast_bf16_matmul",
+    "decoder_layer_step_ms",
+    "nar_autocast_dtype",
+]
 
 NAR_DTYPES = ("auto", "float32", "bfloat16", "float16")
+# A 16-bit AR must be this much faster than float32 to be chosen automatically: float32 is the original's precision.
+_AUTO_MARGIN = 1.1
 
 
 def cpu_has_fast_bf16_matmul() -> bool:
@@ -28,14 +48,178 @@ def nar_autocast_dtype(setting: str, device: torch.device, model_dtype: torch.dt
     """The dtype the NAR's matrix products run in under `torch.autocast`, or None to run in `model_dtype` as is.
 
     `setting`: "float32" / "bfloat16" / "float16", or "auto": bfloat16 on CUDA (where supported) and on CPUs with fast
-    bfloat16 matrix products, the model's own dtype elsewhere. A model already loaded in a 16-bit dtype is left as is.
+    bfloat16 matrix products, the model's own dtype elsewhere. A model already loaded in a 16-bit dtype (or with int8
+    weights, whose activations are 16-bit) is left as is.
     """
     if setting not in NAR_DTYPES:
         raise VallEValueError(f"nar_dtype must be one of {NAR_DTYPES}, got {setting!r}")
     if model_dtype != torch.float32:
         return None
     if setting == "auto":
-        fast = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_fast_bf16_matmul()
-        return torch.bfloat16 if fast and device.type in ("cuda", "cpu") else None
+        return torch.bfloat16 if _fast_bf16_matmul(device) else None
     dtype = getattr(torch, setting)
     return None if dtype == model_dtype else dtype
+
+
+def _fast_bf16_matmul(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_fast_bf16_matmul()
+
+
+# ------------------------------------------------------------------------------------------------ the AR's precision
+def _layer_linears(hidden: int, intermediate: int, kind: str, device: torch.device) -> nn.ModuleList:
+    """The seven linears of one llama decoder layer (q, k, v, o, gate, up, down) in `kind`: a dtype name, or "int8"
+    (weight-only int8 with bfloat16 activations, torchao's `Int8WeightOnlyConfig` as `TorchAoConfig` applies it)."""
+    shapes = [(hidden, hidden)] * 4 + [(intermediate, hidden)] * 2 + [(hidden, intermediate)]
+    dtype = torch.bfloat16 if kind == "int8" else getattr(torch, kind)
+    linears = nn.ModuleList(nn.Linear(fan_in, fan_out, bias=False) for fan_out, fan_in in shapes).to(device, dtype)
+    if kind == "int8":
+        from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+        quantize_(linears, Int8WeightOnlyConfig())
+    return linears.requires_grad_(False)
+
+
+def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: torch.device, repeats: int = 15) -> float:
+    """The median time (ms) of one cached AR step's products through one decoder layer (one row through each of its
+    seven linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as `generate` runs them (float32 on
+    the CPU through oneDNN, `valle_hf.onednn`)."""
+    from .onednn import OneDNNLinearForward
+
+    linears = _layer_linears(hidden, intermediate, kind, device)
+    forwards = [OneDNNLinearForward(linear) if kind == "float32" else linear for linear in linears]
+    activation = torch.bfloat16 if kind == "int8" else linears[0].weight.dtype
+    rows = {size: torch.randn(1, size, device=device, dtype=activation) for size in (hidden, intermediate)}
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats + 2):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for forward, linear in zip(forwards, linears, strict=True):
+                forward(rows[linear.in_features])
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times[2:])
+
+
+def _machine_key(device: torch.device, hidden: int, intermediate: int) -> str:
+    """What a measurement depends on: the processor, torch's build, the thread count and the layer's shapes."""
+    if device.type == "cuda":
+        processor = torch.cuda.get_device_name(device)
+    else:
+        processor = "cpu"
+        with contextlib.suppress(OSError):
+            processor = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                              if line.startswith("model name")), processor)
+        processor += f", {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+    return f"{processor} | torch {torch.__version__} | layer {hidden}x{intermediate}"
+
+
+def _measurements_file() -> Path:
+    from .hub import default_cache_dir
+
+    return default_cache_dir() / "precision_measurements.json"
+
+
+def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, intermediate: int) -> dict[str, float]:
+    """`decoder_layer_step_ms` of each kind, measured once per machine and kept in the cache directory (a file that
+    cannot be read or written only means measuring again)."""
+    path, key = _measurements_file(), _machine_key(device, hidden, intermediate)
+    saved: dict = {}
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    known = saved.get(key, {})
+    missing = [kind for kind in kinds if kind not in known]
+    for kind in missing:
+        known[kind] = decoder_layer_step_ms(hidden, intermediate, kind, device)
+    if missing:
+        saved[key] = known
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.{os.getpid()}")
+            temporary.write_text(json.dumps(saved, indent=1), encoding="utf-8")
+            temporary.replace(path)
+    return {kind: known[kind] for kind in kinds}
+
+
+@dataclass
+class Precision:
+    """The precision of each stage: `dtype` the model loads in, `quantize` ("int8" or None) its decoder's weights,
+    `nar` what the NAR's products run in, and `reason` the measurements behind the choice (one line)."""
+
+    dtype: torch.dtype
+    quantize: str | None
+    nar: str
+    reason: str
+
+    def describe(self) -> str:
+        ar = "int8 weights, bfloat16 activations" if self.quantize else str(self.dtype).removeprefix("torch.")
+        return f"precision: AR {ar}, NAR {self.nar} ({self.reason})"
+
+
+def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.device) -> str:
+    if quantize:
+        return "int8 weights, bfloat16 activations"
+    if dtype == torch.float32 and _fast_bf16_matmul(device):
+        return "bfloat16 (autocast; nar_dtype='auto')"
+    return str(dtype).removeprefix("torch.")
+
+
+def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | None = None, hidden: int = 1024,
+                     intermediate: int = 4096) -> Precision:
+    """The precision a model should load in on `device`, measured on this machine at the layer shapes given (the
+    released model's by default).
+
+    `dtype` "auto": on CUDA float16; on the CPU float32, or bfloat16 where its matrix-vector products stream at least
+    10% faster here. Any other value is kept. `quantize="int8"` (torchao through `TorchAoConfig`; needs the
+    `valle-hf[int8]` extra) is kept where one decoder layer's int8 step is faster than in the chosen dtype, and
+    dropped otherwise: the AR runs in whichever this machine streams fastest. The NAR then runs in bfloat16 where
+    the hardware multiplies it fast (`nar_autocast_dtype`).
+    """
+    if quantize not in (None, "int8"):
+        raise VallEValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    reasons = []
+    if dtype != "auto":
+        chosen = getattr(torch, dtype)
+    elif device.type == "cuda":
+        chosen = torch.float16
+    else:
+        speed = _measured_step_ms(["float32", "bfloat16"], device, hidden, intermediate)
+        faster = speed["float32"] / speed["bfloat16"]
+        chosen = torch.bfloat16 if faster >= _AUTO_MARGIN else torch.float32
+        reasons.append(f"one decoder layer's AR step: float32 {speed['float32']:.2f} ms, bfloat16 "
+                       f"{speed['bfloat16']:.2f} ms")
+    if quantize:
+        name = str(chosen).removeprefix("torch.")
+        speed = _measured_step_ms([name, "int8"], device, hidden, intermediate)
+        if speed["int8"] < speed[name]:
+            reasons.append(f"int8 {speed['int8']:.2f} ms vs {name} {speed[name]:.2f} ms: int8 applied")
+        else:
+            reasons.append(f"int8 {speed['int8']:.2f} ms vs {name} {speed[name]:.2f} ms: int8 streams slower here, "
+                           "not applied")
+            quantize = None
+    if quantize and chosen == torch.float32:
+        chosen = torch.bfloat16  # the int8 kernels are fast with 16-bit activations only
+    reason = "; ".join(reasons) + " (measured on this machine, cached)" if reasons else f"--dtype {dtype}"
+    return Precision(chosen, quantize, _nar_description(chosen, quantize, device), reason)
+
+
+@contextlib.contextmanager
+def quiet_torchao_import():
+    """Import-time messages of torchao that do not concern a CPU user (its CUDA kernels' libraries cannot load there;
+    torch's deprecation notes about its enums) are kept out of the user's terminal during the block."""
+    names = ("torchao", "torch.utils._pytree")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    quiet = not torch.cuda.is_available()
+    for logger in loggers:
+        if quiet:
+            logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -9,9 +9,19 @@ cache apply as usual.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import ModelNotFoundError
+
+
+def default_cache_dir() -> Path:
+    """Where this package keeps what it made from downloads (converted models) and measured on this machine:
+    `$VALLE_HF_CACHE`, else `$HF_HOME/valle_hf` (~/.cache/huggingface/valle_hf)."""
+    base = os.environ.get("VALLE_HF_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.join(Path.home(), ".cache", "huggingface")), "valle_hf"
+    )
+    return Path(base)
 
 
 def _first_line(error: BaseException) -> str:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -15,8 +14,9 @@ from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from .conversion import DEFAULT_CODEC, DEFAULT_VOCODER
-from .errors import CheckpointError, ModelNotFoundError, VallEValueError, one_line
-from .hub import check_reachable, hub_file
+from .errors import CheckpointError, MissingDependencyError, ModelNotFoundError, VallEValueError, one_line
+from .hardware import quiet_torchao_import
+from .hub import check_reachable, default_cache_dir, hub_file
 
 RELEASED_REPO = "ecker/vall-e"
 RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
@@ -40,14 +40,6 @@ OFFLINE_CHOICES = (
     "use --model DIR (a converted directory), --model path/to/fp32.sft (an original checkpoint, converted on the fly)"
     ", or --model tiny-random (an installation check that makes noise)"
 )
-
-
-def default_cache_dir() -> Path:
-    """Where converted models are kept: `$VALLE_HF_CACHE`, else `$HF_HOME/valle_hf` (~/.cache/huggingface/valle_hf)."""
-    base = os.environ.get("VALLE_HF_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.join(Path.home(), ".cache", "huggingface")), "valle_hf"
-    )
-    return Path(base)
 
 
 def tiny_random_processor():
@@ -149,6 +141,7 @@ def load_model_and_processor(
     vocoder: str | None = DEFAULT_VOCODER,
     dtype: torch.dtype = torch.float32,
     cache_dir: str | Path | None = None,
+    quantize: str | None = None,
 ):
     """Resolve `name` to `(model, processor)`.
 
@@ -158,7 +151,13 @@ def load_model_and_processor(
     original checkpoint converted in memory (`config_yaml`, `tokenizer`, `codec`, `vocoder` as for
     `convert_checkpoint`); anything else: a Hub id for `from_pretrained`. `config_yaml` with anything but an
     original checkpoint (or none) is refused, as it could not be honoured.
+
+    `quantize="int8"`: the decoder's linears get int8 weights through transformers' `TorchAoConfig`
+    (`int8_quantization_config`; needs torchao, the `valle-hf[int8]` extra); a model built in memory (tiny-random,
+    an original checkpoint) is saved to a temporary directory and loaded from there to get them.
     """
+    if quantize not in (None, "int8"):
+        raise VallEValueError(f"quantize must be 'int8' (or None), got {quantize!r}")
     from .conversion import checkpoint_of_yaml, convert_checkpoint
     from .processing import VallEProcessor
 
@@ -168,26 +167,55 @@ def load_model_and_processor(
         raise VallEValueError(f"--yaml applies to original checkpoints, not to {name}: drop --yaml, or give the "
                               "original's fp32.sft with --model")
     if name == TINY_RANDOM:
-        return tiny_random_model().to(dtype), tiny_random_processor()
+        return _quantized(tiny_random_model(), dtype, quantize), tiny_random_processor()
     if name is None:
         name = str(released_model_directory(cache_dir, codec, vocoder))
     path = Path(name)
     if path.suffix in ORIGINAL_SUFFIXES:
-        return convert_checkpoint(path, config_yaml, tokenizer=tokenizer, codec=codec, vocoder=vocoder, dtype=dtype)
+        model, processor = convert_checkpoint(path, config_yaml, tokenizer=tokenizer, codec=codec, vocoder=vocoder)
+        return _quantized(model, dtype, quantize), processor
     if tokenizer:
         processor = VallEProcessor.from_tokenizer_file(tokenizer)
-        return load_model(name, dtype=dtype), processor
+        return load_model(name, dtype=dtype, quantize=quantize), processor
     if path.is_dir() and (path / "config.json").is_file() and not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"{name} has no tokenizer.json: give the model's phoneme tokenizer with --tokenizer, or "
                               "convert the checkpoint again (python -m valle_hf.convert)")
-    model = load_model(name, dtype=dtype)
+    model = load_model(name, dtype=dtype, quantize=quantize)
     try:
         return model, VallEProcessor.from_pretrained(name)
     except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
         raise CheckpointError(f"could not load the processor of {name} ({one_line(error)[:200]})") from None
 
 
-def load_model(name: str, *, dtype: torch.dtype = torch.float32):
+def int8_quantization_config():
+    """transformers' `TorchAoConfig` for weight-only int8 (torchao's `Int8WeightOnlyConfig`) of the decoder's linears:
+    the embeddings, classifier heads, codec and vocoder keep their weights. Raises `MissingDependencyError` without
+    torchao."""
+    try:
+        with quiet_torchao_import():
+            from torchao.quantization import Int8WeightOnlyConfig
+    except ImportError:
+        raise MissingDependencyError("int8 weights need torchao: pip install 'valle-hf[int8]' (or pip install "
+                                     "torchao)") from None
+    from transformers import TorchAoConfig
+
+    keep = ["model.embeddings", "classifiers", "codec_model", "vocoder"]
+    return TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=keep)
+
+
+def _quantized(model, dtype: torch.dtype, quantize: str | None):
+    """A model built in memory, in `dtype`; with `quantize="int8"`, saved to a temporary directory and loaded back
+    with int8 decoder weights (`from_pretrained` is where transformers applies a quantization config)."""
+    if quantize is None:
+        return model.to(dtype)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="valle_hf_int8_") as folder:
+        model.save_pretrained(folder)
+        return load_model(folder, dtype=dtype, quantize=quantize)
+
+
+def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None):
     """A converted model (`from_pretrained` directory or Hub id) in eval mode, or a one-line error at once.
 
     A name that is neither an existing path nor a Hub id, and a Hub id that cannot be reached, fail before any
@@ -208,7 +236,8 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32):
     if not path.exists():
         check_reachable(name, "config.json", f"the model {name}", f"offline: {OFFLINE_CHOICES}")
     try:
-        model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype)
+        quantization = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
+        model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, **quantization)
     except OSError as error:
         raise ModelNotFoundError(f"could not load {name} ({one_line(error)[:200]}); {OFFLINE_CHOICES}") from None
     except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's

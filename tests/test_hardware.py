@@ -1,0 +1,92 @@
+"""The precision of each stage, chosen for the machine: the AR's from measurements cached per machine."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+from valle_hf import hardware
+from valle_hf.hardware import choose_precision
+
+CPU = torch.device("cpu")
+
+
+def _measured(monkeypatch, speeds: dict[str, float]) -> list[list[str]]:
+    """Pretend one decoder layer's AR step takes `speeds[kind]` ms here; returns the kinds each call asked for."""
+    asked = []
+
+    def measured(kinds, *args):
+        asked.append(list(kinds))
+        return {kind: speeds[kind] for kind in kinds}
+
+    monkeypatch.setattr(hardware, "_measured_step_ms", measured)
+    return asked
+
+
+@pytest.mark.parametrize("bfloat16_ms, expected", [(1.0, torch.bfloat16), (1.85, torch.float32), (3.0, torch.float32)])
+def test_auto_takes_bfloat16_only_where_it_streams_at_least_ten_percent_faster(monkeypatch, bfloat16_ms, expected):
+    _measured(monkeypatch, {"float32": 2.0, "bfloat16": bfloat16_ms})
+    precision = choose_precision(CPU)
+    assert precision.dtype == expected and precision.quantize is None
+    assert f"bfloat16 {bfloat16_ms:.2f} ms" in precision.describe()
+
+
+@pytest.mark.parametrize("int8_ms, applied", [(1.0, True), (2.5, False)])
+def test_int8_is_applied_only_where_it_streams_faster(monkeypatch, int8_ms, applied):
+    asked = _measured(monkeypatch, {"float32": 2.0, "bfloat16": 2.1, "int8": int8_ms})
+    precision = choose_precision(CPU, quantize="int8")
+    assert asked[-1] == ["float32", "int8"]  # against the dtype auto chose
+    assert precision.quantize == ("int8" if applied else None)
+    # int8 kernels are fast with 16-bit activations: the rest of the model then runs in bfloat16
+    assert precision.dtype == (torch.bfloat16 if applied else torch.float32)
+    assert ("int8 applied" if applied else "not applied") in precision.describe()
+
+
+def test_an_explicit_dtype_is_kept_without_measuring(monkeypatch):
+    asked = _measured(monkeypatch, {})
+    precision = choose_precision(CPU, "bfloat16")
+    assert precision.dtype == torch.bfloat16 and not asked and "--dtype bfloat16" in precision.describe()
+    with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
+        choose_precision(CPU, quantize="int4")
+
+
+def test_the_nar_runs_in_bfloat16_where_the_cpu_multiplies_it_fast(monkeypatch):
+    _measured(monkeypatch, {"float32": 2.0, "bfloat16": 3.0})
+    for fast, nar in ((True, "bfloat16 (autocast"), (False, "float32")):
+        monkeypatch.setattr(hardware, "cpu_has_fast_bf16_matmul", lambda fast=fast: fast)
+        assert choose_precision(CPU).nar.startswith(nar)
+
+
+def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path))
+    made = []
+    monkeypatch.setattr(hardware, "decoder_layer_step_ms",
+                        lambda hidden, intermediate, kind, device: made.append(kind) or 1.5)
+    assert hardware._measured_step_ms(["float32", "bfloat16"], CPU, 64, 128) == {"float32": 1.5, "bfloat16": 1.5}
+    assert hardware._measured_step_ms(["bfloat16", "float32"], CPU, 64, 128) == {"bfloat16": 1.5, "float32": 1.5}
+    assert made == ["float32", "bfloat16"]  # the second call read them back
+    saved = json.loads((tmp_path / "precision_measurements.json").read_text())
+    assert list(saved) == [hardware._machine_key(CPU, 64, 128)] and "torch " + torch.__version__ in list(saved)[0]
+    hardware._measured_step_ms(["float32"], CPU, 64, 256)  # other shapes: measured anew
+    assert made == ["float32", "bfloat16", "float32"]
+    (tmp_path / "precision_measurements.json").write_text("{not json")  # a damaged file only means measuring again
+    hardware._measured_step_ms(["float32"], CPU, 64, 128)
+    assert made[-1] == "float32" and len(made) == 4
+
+
+@pytest.mark.parametrize("kind", ["float32", "bfloat16", "int8"])
+def test_a_decoder_layer_step_is_timed_in_each_precision(kind):
+    if kind == "int8":
+        pytest.importorskip("torchao", reason="int8 needs torchao (the [int8] extra)")
+    assert 0 < hardware.decoder_layer_step_ms(64, 128, kind, CPU, repeats=2) < 1000
+
+
+def test_torchao_import_messages_stay_out_of_a_cpu_users_terminal():
+    logger = logging.getLogger("torchao")
+    before = logger.level
+    with hardware.quiet_torchao_import():
+        assert logger.level == (logging.ERROR if not torch.cuda.is_available() else before)
+    assert logger.level == before
