@@ -72,7 +72,7 @@ def output_format(path: str | os.PathLike) -> tuple[str, str]:
     writable = [ext for ext, fmt in _OUTPUT_FORMATS.items() if fmt in soundfile.available_formats()]
     if container not in soundfile.available_formats():
         raise VallEValueError(f"cannot write {path}: the output file must end in one of "
-                         f"{', '.join('.' + ext for ext in writable)}")
+                              f"{', '.join('.' + ext for ext in writable)}")
     return container, _OUTPUT_SUBTYPES.get(container, soundfile.default_subtype(container))
 
 

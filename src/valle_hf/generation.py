@@ -388,7 +388,7 @@ class VallEGenerationMixin(GenerationMixin):
         frames = self.config.seconds_to_frames(seconds)
         if seconds < 0 or frames == 0:
             raise VallEValueError(f"input_prompt_length must be at least one frame (1/{self.config.frame_rate} s), "
-                             f"got {seconds}")
+                                  f"got {seconds}")
         return prompt.repeat(-(-frames // len(prompt)), 1)[:frames]
 
     # ------------------------------------------------------------------ TTS
@@ -595,7 +595,7 @@ class VallEGenerationMixin(GenerationMixin):
         backend = backend or self.config.audio_backend
         if backend == "vocos" and self.vocoder is None:
             raise VallEValueError("audio_backend='vocos' needs a model converted with the Vocos decoder; this one has "
-                             "none: use audio_backend='encodec'")
+                                  "none: use audio_backend='encodec'")
         if backend not in ("vocos", "encodec"):
             raise VallEValueError(f"audio_backend must be 'vocos' or 'encodec', got {backend!r}")
         if not rows:
