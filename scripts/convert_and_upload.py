@@ -20,12 +20,14 @@ runtime dependencies installed): the card says so.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 import tempfile
 from pathlib import Path
+
+from valle_hf.errors import ArgumentParser, VallEValueError, entry_point, one_line
+from valle_hf.hub import hub_errors
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CARD = REPO_ROOT / "model_cards" / "valle-ar-nar-llama-8.md"
@@ -38,8 +40,8 @@ _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _TEMPLATE_NOTE = re.compile(r"<!--\s*TEMPLATE:.*?-->\n*", re.S)
 
 
-class UploadError(ValueError):
-    """Something to fix before uploading; the message says what."""
+class UploadError(VallEValueError):
+    """Something to fix before uploading, or an upload the Hub refused; the message says what."""
 
 
 def render_card(template: str, values: dict[str, str]) -> str:
@@ -53,15 +55,30 @@ def render_card(template: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), _TEMPLATE_NOTE.sub("", template, count=1))
 
 
+def read_json(path: Path) -> dict:
+    """A JSON object from `path`; `UploadError` for a file that cannot be read or is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UploadError(f"not uploading: {path} cannot be read as JSON ({one_line(error)}): convert again") from None
+    if not isinstance(data, dict):
+        raise UploadError(f"not uploading: {path} is not a JSON object: convert again")
+    return data
+
+
 def describe_weights(model_dir: Path) -> tuple[str, str]:
     """(architecture line, dtype) of a converted directory, from config.json and the safetensors headers only."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    config = json.loads((model_dir / "config.json").read_text())
+    config = read_json(model_dir / "config.json")
     shards = sorted(model_dir.glob("model*.safetensors"))
     parameters, dtypes = 0, set()
     for shard in shards:
-        with safe_open(str(shard), framework="pt") as handle:
+        try:
+            handle = safe_open(str(shard), framework="pt")
+        except (OSError, SafetensorError) as error:
+            raise UploadError(f"not uploading: {shard} is damaged ({one_line(error)}): convert again") from None
+        with handle:
             for key in handle.keys():
                 if key.startswith("codec_model."):
                     continue
@@ -90,10 +107,10 @@ def check_files(files: dict[str, Path]) -> None:
     if missing:
         hint = " (pass --tokenizer with the original's tokenizer.json)" if set(missing) & set(PROCESSOR_FILES) else ""
         raise UploadError(f"not uploading: missing {', '.join(missing)}{hint}")
-    config = json.loads(files["config.json"].read_text())
+    config = read_json(files["config.json"])
     if config.get("model_type") != "valle":
         raise UploadError(f"not uploading: config.json has model_type {config.get('model_type')!r}, expected 'valle'")
-    processor = json.loads(files["processor_config.json"].read_text())
+    processor = read_json(files["processor_config.json"])
     if processor.get("processor_class") != "VallEProcessor":
         raise UploadError("not uploading: processor_config.json does not name VallEProcessor")
     for name, saved in (("config.json", config), ("processor_config.json", processor)):
@@ -107,16 +124,15 @@ def check_files(files: dict[str, Path]) -> None:
 def with_code(model_dir: Path, workdir: Path) -> Path:
     """`model_dir`, or, for a directory converted before valle-hf saved the model's code beside it, a copy re-saved
     with the code (`auto_map` and modules). A directory without a processor is left to `check_files` to refuse."""
-    if "auto_map" in json.loads((model_dir / "config.json").read_text()):
+    if "auto_map" in read_json(model_dir / "config.json"):
         return model_dir
     if not (model_dir / "processor_config.json").is_file():
         return model_dir
     from valle_hf.conversion import save_converted
-    from valle_hf.modeling import VallEForConditionalGeneration
-    from valle_hf.processing import VallEProcessor
+    from valle_hf.loading import load_model_and_processor
 
-    model = VallEForConditionalGeneration.from_pretrained(model_dir)
-    return save_converted(model, VallEProcessor.from_pretrained(model_dir), workdir / "with-code")
+    model, processor = load_model_and_processor(str(model_dir))  # one-line errors for a damaged directory
+    return save_converted(model, processor, workdir / "with-code")
 
 
 def directory_files(directory: Path) -> dict[str, Path]:
@@ -129,7 +145,7 @@ def directory_files(directory: Path) -> dict[str, Path]:
     }
 
 
-def gather(args: argparse.Namespace, workdir: Path) -> tuple[Path, dict[str, Path], str]:
+def gather(args, workdir: Path) -> tuple[Path, dict[str, Path], str]:
     """(model directory, files to upload, source description), converting first when given a checkpoint."""
     import torch
 
@@ -174,14 +190,12 @@ def upload(repo_id: str, files: dict[str, Path], card_for, *, private: bool, tok
         operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
         return repo_id, api.create_commit(repo_id, operations=operations, commit_message=message)
-    except UploadError:
-        raise
-    except Exception as error:  # network, authentication, permissions: one line, not a traceback
-        raise UploadError(f"upload to {repo_id} failed: {type(error).__name__}: {error}") from error
+    except hub_errors() as error:  # network, authentication, permissions: one line, not a traceback
+        raise UploadError(f"upload to {repo_id} failed: {type(error).__name__}: {one_line(error)}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="python scripts/convert_and_upload.py",
         description="Convert a VALL-E checkpoint (or take a converted directory) and upload model, processor and "
                     "model card to a Hub repository in one commit.",
@@ -209,27 +223,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def read_card(path: str) -> str:
     try:
-        import valle_hf
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UploadError(f"cannot read the card template {path} ({one_line(error)}): give a Markdown file with "
+                          "--card") from None
 
-        template = Path(args.card).read_text(encoding="utf-8")
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir, files, source = gather(args, Path(tmp))
-            check_files(files)
-            architecture, dtype = describe_weights(model_dir)
-            values = dict(base_model=args.base_model, source=source, codec=args.codec, dtype=dtype,
-                          architecture=architecture, valle_hf_version=valle_hf.__version__,
-                          install_command=args.install_command)
-            render_card(template, {**values, "repo_id": args.repo_id})  # fail on a bad template before uploading
-            card_for = lambda repo: render_card(template, {**values, "repo_id": repo})  # noqa: E731
-            repo_id, commit = upload(args.repo_id, files, card_for, private=args.private, token=args.token,
-                                     message=args.commit_message)
-    except (OSError, ValueError) as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+
+@entry_point()
+def main(argv: list[str] | None = None) -> int:
+    import valle_hf
+
+    args = build_parser().parse_args(argv)
+    template = read_card(args.card)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, files, source = gather(args, Path(tmp))
+        check_files(files)
+        architecture, dtype = describe_weights(model_dir)
+        values = dict(base_model=args.base_model, source=source, codec=args.codec, dtype=dtype,
+                      architecture=architecture, valle_hf_version=valle_hf.__version__,
+                      install_command=args.install_command)
+        render_card(template, {**values, "repo_id": args.repo_id})  # fail on a bad template before uploading
+        card_for = lambda repo: render_card(template, {**values, "repo_id": repo})  # noqa: E731
+        repo_id, commit = upload(args.repo_id, files, card_for, private=args.private, token=args.token,
+                                 message=args.commit_message)
     print(f"uploaded {len(files) + 1} files to {repo_id}: {getattr(commit, 'commit_url', commit)}")
     return 0
 

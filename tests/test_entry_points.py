@@ -1,7 +1,8 @@
 """Every entry point on a table of bad inputs: exit status 1, one `error:` line on stderr, no traceback, no user file
 changed and nothing half-written left behind (only the reports a tool documents, such as failed.jsonl).
 
-The CLI (`python -m valle_hf`), the converter (`python -m valle_hf.convert`), scripts/prepare_dataset.py and
+The CLI (`python -m valle_hf`), the converter (`python -m valle_hf.convert`), scripts/prepare_dataset.py,
+scripts/convert_and_upload.py and
 examples/finetune.py are called in-process through their `main(argv)`, exactly what their `__main__` runs; the
 converter also runs as a process with the Hub unreachable.
 """
@@ -289,6 +290,37 @@ def test_finetune_script_refuses_bad_input_in_one_line(case, workspace, finetune
     arguments, expected = FINETUNE_CASES[case]
     argv = [argument.format(ws=workspace, **training_inputs) for argument in arguments]
     check_refused(finetune.main, argv, workspace, capsys, expected)
+
+
+@pytest.fixture(scope="module")
+def upload_script():
+    return load_script(REPO / "scripts" / "convert_and_upload.py")
+
+
+UPLOAD_CASES = {
+    "no_source": (["--repo-id", "me/x"], "one of the arguments --checkpoint --model-dir --released is required"),
+    "not_a_model_folder": (["--model-dir", "{empty}", "--repo-id", "me/x"], "not a converted model directory"),
+    "damaged_model": (["--model-dir", "{damaged}", "--tokenizer", "{tokenizer}", "--repo-id", "me/x"],
+                      "model.safetensors is damaged"),
+    "config_not_json": (["--model-dir", "{not_json}", "--repo-id", "me/x"], "cannot be read as JSON"),
+    "missing_card": (["--model-dir", "{model}", "--repo-id", "me/x", "--card", "{ws}/no-card.md"],
+                     "cannot read the card template"),
+    "missing_checkpoint": (["--checkpoint", "{ws}/nope.sft", "--repo-id", "me/x"], "nope.sft"),
+}
+
+
+@pytest.mark.parametrize("case", UPLOAD_CASES)
+def test_upload_script_refuses_bad_input_in_one_line(case, workspace, upload_script, training_inputs, capsys,
+                                                     tmp_path):
+    not_json = tmp_path / "not_json"
+    shutil.copytree(training_inputs["model"], not_json)
+    (not_json / "config.json").write_text("{not json")
+    arguments, expected = UPLOAD_CASES[case]
+    from valle_hf.tokenization import packaged_tokenizer_file
+
+    paths = dict(ws=workspace, not_json=not_json, tokenizer=packaged_tokenizer_file(), **training_inputs)
+    argv = [argument.format(**paths) for argument in arguments]
+    check_refused(upload_script.main, argv, workspace, capsys, expected)
 
 
 def test_a_bug_keeps_its_traceback(workspace, monkeypatch, capsys):

@@ -9,6 +9,8 @@ cache apply as usual.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 from pathlib import Path
 
@@ -24,6 +26,19 @@ def default_cache_dir() -> Path:
     return Path(base)
 
 
+def hub_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub call raises when the Hub cannot give what was asked: HTTP answers (not found, gated, refused; all
+    `OSError`s), no network or offline mode (`OSError`s), transport errors and timeouts (from the HTTP client
+    huggingface_hub uses: httpx, or httpx2 in its newer releases), and a file in neither the cache nor the Hub."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    errors: list[type[BaseException]] = [OSError, EntryNotFoundError]
+    for client in ("httpx", "httpx2"):
+        with contextlib.suppress(ImportError):
+            errors.append(importlib.import_module(client).HTTPError)
+    return tuple(errors)
+
+
 def _first_line(error: BaseException) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
@@ -37,7 +52,7 @@ def check_reachable(repo_id: str, filename: str, what: str, instead: str) -> Non
         return
     try:
         get_hf_file_metadata(hf_hub_url(repo_id, filename), retry_on_errors=False)
-    except Exception as error:  # huggingface_hub raises HTTP, connection, timeout and not-found errors alike
+    except hub_errors() as error:
         raise ModelNotFoundError(f"could not download {what} ({repo_id}/{filename}: {_first_line(error)}); {instead}") \
             from None
 
@@ -53,6 +68,6 @@ def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kw
     check_reachable(repo_id, filename, what, instead)
     try:
         return Path(hf_hub_download(repo_id, filename, **download_kwargs))
-    except Exception as error:  # as above, for a failure during the download itself
+    except hub_errors() as error:  # a failure during the download itself
         raise ModelNotFoundError(f"could not download {what} ({repo_id}/{filename}: {_first_line(error)}); {instead}") \
             from None
