@@ -2,9 +2,8 @@
 changed and nothing half-written left behind (only the reports a tool documents, such as failed.jsonl).
 
 The CLI (`python -m valle_hf`), the converter (`python -m valle_hf.convert`), scripts/prepare_dataset.py,
-scripts/convert_and_upload.py and
-examples/finetune.py are called in-process through their `main(argv)`, exactly what their `__main__` runs; the
-converter also runs as a process with the Hub unreachable.
+scripts/convert_and_upload.py and examples/finetune.py are called in-process through their `main(argv)`, exactly what
+their `__main__` runs; the converter also runs as a process with the Hub unreachable.
 """
 
 from __future__ import annotations
