@@ -426,8 +426,8 @@ def test_device_dtype_and_onednn_flags_reach_the_model(cli, capsys):
     assert status == 0 and "precision: AR int8 weights, bfloat16 activations, NAR int8 weights" in err
     if torch.backends.mkldnn.is_available():
         packed, plain = cli("--onednn"), cli()
-        assert "forward" in packed.model.classifiers[0].__dict__  # the oneDNN linears are in place
-        assert "forward" not in plain.model.classifiers[0].__dict__
+        assert packed.model.classifiers[0].forward.prepack  # the prepacked oneDNN linears are in place
+        assert not plain.model.classifiers[0].forward.prepack  # generate's default
         torch.testing.assert_close(packed.scores(), plain.scores(), rtol=1e-4, atol=1e-4)
     if not torch.cuda.is_available():
         status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "o.wav", "--device", "cuda"], capsys)

@@ -67,13 +67,17 @@ def test_refuses_what_it_cannot_pack(model):
         enable_onednn_linears(model.to(torch.bfloat16))
 
 
-def test_generate_runs_the_linears_through_onednn_by_default_and_leaves_them_as_they_were(model, monkeypatch):
+def test_generate_runs_the_linears_through_onednn_by_default_and_keeps_them_in_place(model, monkeypatch):
     applied = []
     applies = onednn._applies
     monkeypatch.setattr(onednn, "_applies", lambda x, weight: applied.append(applies(x, weight)) or applied[-1])
     codes, logits = _logits(model)
     assert applied and all(applied)  # every decoder linear of every step, float32 on the CPU
-    assert all("forward" not in module.__dict__ for module in model.modules())
+    forwards = [module.__dict__.get("forward") for module in onednn._decoder_linears(model)]
+    assert all(isinstance(forward, onednn.OneDNNLinearForward) and not forward.prepack for forward in forwards)
+    _logits(model)  # the same forward objects from one call to the next (a compiled model is not traced again)
+    assert [module.__dict__["forward"] for module in onednn._decoder_linears(model)] == forwards
+    disable_onednn_linears(model)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # F.linear only
     applied.clear()
     plain_codes, plain_logits = _logits(model)
@@ -83,11 +87,11 @@ def test_generate_runs_the_linears_through_onednn_by_default_and_leaves_them_as_
 
 def test_the_default_stands_aside_for_gradients_autocast_and_other_dtypes(model):
     head, hidden = model.classifiers[0], torch.randn(2, model.config.hidden_size)
-    with onednn.onednn_linears(model):
-        assert onednn._applies(hidden, head.weight) is False  # eval, but gradients are enabled by default here
-        with torch.no_grad():
-            assert onednn._applies(hidden, head.weight)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                assert not onednn._applies(hidden, head.weight)
-            assert not onednn._applies(hidden.bfloat16(), head.weight.bfloat16())
-            torch.testing.assert_close(head(hidden), torch.nn.functional.linear(hidden, head.weight, head.bias))
+    onednn.use_onednn_linears(model)
+    assert onednn._applies(hidden, head.weight) is False  # eval, but gradients are enabled by default here
+    with torch.no_grad():
+        assert onednn._applies(hidden, head.weight)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not onednn._applies(hidden, head.weight)
+        assert not onednn._applies(hidden.bfloat16(), head.weight.bfloat16())
+        torch.testing.assert_close(head(hidden), torch.nn.functional.linear(hidden, head.weight, head.bias))

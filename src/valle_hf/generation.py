@@ -32,7 +32,7 @@ from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors
-from .onednn import onednn_linears
+from .onednn import use_onednn_linears
 from .streaming import AudioStreamer, StreamingTTS
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin"]
@@ -260,20 +260,20 @@ class VallEGenerationMixin(GenerationMixin):
         """
         config, model_kwargs = self._merge_settings(generation_config, kwargs)
         prompt_audio, audio = (self._waveform_rows(references, sampling_rate) for references in (prompt_audio, audio))
-        with onednn_linears(self):  # float32 on the CPU: oneDNN's inner product (see valle_hf.onednn)
-            if audio_streamer is not None:
-                if task != "tts":
-                    raise VallEValueError("audio_streamer streams speech: it works with task='tts' only")
-                return self._streamed(audio_streamer, return_dict_in_generate, input_ids, attention_mask, prompt_codes,
-                                      prompt_attention_mask, prompt_audio, config, model_kwargs)
-            if task == "stt":
-                result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
-                return result if return_dict_in_generate else result.text_ids
+        use_onednn_linears(self)  # float32 on the CPU: oneDNN's inner product (see valle_hf.onednn)
+        if audio_streamer is not None:
             if task != "tts":
-                raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
-            result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio,
-                                        config, model_kwargs)
-            return self._tts_return(result, return_dict_in_generate)
+                raise VallEValueError("audio_streamer streams speech: it works with task='tts' only")
+            return self._streamed(audio_streamer, return_dict_in_generate, input_ids, attention_mask, prompt_codes,
+                                  prompt_attention_mask, prompt_audio, config, model_kwargs)
+        if task == "stt":
+            result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
+            return result if return_dict_in_generate else result.text_ids
+        if task != "tts":
+            raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
+        result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio,
+                                    config, model_kwargs)
+        return self._tts_return(result, return_dict_in_generate)
 
     @staticmethod
     def _tts_return(result: VallEGenerateOutput, return_dict_in_generate: bool | None):

@@ -3,8 +3,8 @@
 A cached decoding step streams every weight once, so its speed is the speed at which the matrix-vector products read
 memory. Through `F.linear` (MKL's sgemm) a CPU reaches well below its bandwidth; oneDNN's inner product on the same
 weights, in their own layout, gets much closer (about 1.7x faster per step on the benchmark machine, and no extra
-memory). So `generate` runs the linears through oneDNN by default (`onednn_linears`), wherever it applies: float32 on
-the CPU, without gradients, outside autocast and torch.compile; everywhere else they run `F.linear` as usual.
+memory). So `generate` runs the linears through oneDNN by default (`use_onednn_linears`), wherever it applies: float32
+on the CPU, without gradients, outside autocast and torch.compile; everywhere else they run `F.linear` as usual.
 
 The opt-in `enable_onednn_linears(model)` (CLI `--onednn`) also prepacks each weight once into oneDNN's blocked
 layout, which is faster again for batches of a few rows (about 1.6x at 8 rows), at the price of a second copy of
@@ -19,15 +19,13 @@ weights.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import MissingDependencyError, VallEValueError
 
-__all__ = ["OneDNNLinearForward", "disable_onednn_linears", "enable_onednn_linears", "onednn_linears"]
+__all__ = ["OneDNNLinearForward", "disable_onednn_linears", "enable_onednn_linears", "use_onednn_linears"]
 
 # The batch size oneDNN is told to pack for; that layout serves batch 1 at least as well as one packed for 1 row.
 _PACKED_FOR_ROWS = 8
@@ -96,21 +94,19 @@ def enable_onednn_linears(model):
 
 
 def disable_onednn_linears(model):
-    """Undo `enable_onednn_linears` (and free the packed copies); returns the model."""
+    """Back to `F.linear` for every decoder linear (until the next `generate`), freeing any packed copies; returns the
+    model."""
     for module in _decoder_linears(model):
         if isinstance(module.__dict__.get("forward"), OneDNNLinearForward):
             del module.forward
     return model
 
 
-@contextlib.contextmanager
-def onednn_linears(model):
-    """Within the block, the model's decoder linears run oneDNN's inner product on their own weights where it applies
-    (see the module's docstring); linears whose forward is already replaced (`enable_onednn_linears`) are left as
-    they are."""
-    changed = _install(_decoder_linears(model), prepack=False) if torch.backends.mkldnn.is_available() else []
-    try:
-        yield
-    finally:
-        for module in changed:
-            del module.forward
+def use_onednn_linears(model):
+    """Give the model's decoder linears the default forward: oneDNN's inner product on their own weights where it
+    applies (see the module's docstring), `F.linear` elsewhere; returns the model. `generate` calls it. Linears
+    whose forward is already replaced (`enable_onednn_linears`) are left as they are, and the forwards stay in place
+    afterwards, so that a compiled model sees the same modules from one call to the next."""
+    if torch.backends.mkldnn.is_available():
+        _install(_decoder_linears(model), prepack=False)
+    return model
