@@ -31,10 +31,13 @@ from .common import (
     fmt_pct,
     log,
     make_inputs,
+    profiler_activities,
     quiet,
     sampler_kwargs,
     summary,
     synchronize,
+    top_ops,
+    top_ops_lines,
 )
 from .floors import onednn_applies, weight_read_ms
 
@@ -70,6 +73,8 @@ def add_arguments(parser) -> None:
                        help="the original's decoding (no cache: the whole sequence recomputed per step) at 0 s and "
                             "after --seconds of audio")
     group.add_argument("--baseline-steps", type=int, default=1, help="no-cache steps per baseline run")
+    group.add_argument("--ar-profile", action="store_true",
+                       help="a torch.profiler table of 20 cached steps per variant (smallest batch, from 0 s)")
 
 
 # ---------------------------------------------------------------------------------------------------- prompt state
@@ -157,7 +162,12 @@ def variant_linears(model, variant: str):
 
 def compile_config(args, device: torch.device):
     """transformers' `CompileConfig` for the static-cache runs (`torch.compile` of the decoding step)."""
+    import torch._dynamo.config
     from transformers import CompileConfig
+
+    # Every compiled generate call recompiles (see `measure`), and the matrix makes several per dtype and batch:
+    # past dynamo's default limit of 8 the step would silently run eager.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
     if args.compile_mode or device.type == "cuda":
         config = CompileConfig(fullgraph=False, mode=args.compile_mode or "reduce-overhead")
@@ -204,6 +214,16 @@ def measure(model, variant: str, state: PromptState, args, device, cache: str = 
     return row
 
 
+def profile_steps(model, variant: str, state: PromptState, args, device, steps: int = 20) -> dict:
+    """torch.profiler over `steps` cached steps of a variant: the top ops by self time per step."""
+    from torch.profiler import profile
+
+    with variant_linears(model, variant), profile(activities=profiler_activities(device)) as prof:
+        ar_run(model, state.text, state.prompt, steps, args, device,
+               cache=state.cache("prealloc", model.config, model.dtype))
+    return {"variant": variant, "batch": state.text.shape[0], **top_ops(prof, args.profile_rows, device, per=steps)}
+
+
 def baseline(model, args, device) -> list[dict]:
     """The original's decoding: the whole sequence re-embedded and recomputed at every step (`use_cache=False`),
     at batch 1 from the start of the response and after `--seconds` of audio."""
@@ -227,19 +247,21 @@ def run(args, context) -> dict:
         raise SystemExit(f"unknown --ar-variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     if not onednn_applies(device) and "float32-prepacked" in variants:
         variants.remove("float32-prepacked")  # oneDNN prepacking is a CPU path
-    rows = []
+    rows, profiles = [], []
     for start_s in starts:
         for batch in batches:
             state = prompt_state(context.model("float32"), batch, start_s, args, device)
             for variant in variants:
                 rows.append(measure(context.model(VARIANTS[variant][0]), variant, state, args, device))
+                if args.ar_profile and batch == min(batches) and start_s == starts[0]:
+                    profiles.append(profile_steps(context.model(VARIANTS[variant][0]), variant, state, args, device))
             if args.cache_matrix:
                 for variant in [v for v in variants if v in ("float32", "bfloat16")]:
                     rows += [measure(context.model(variant), variant, state, args, device, cache, compiled)
                              for cache, compiled in MATRIX]
             del state
     base = baseline(context.model("float32"), args, device) if args.baseline else []
-    return {"rows": rows, "baseline": base}
+    return {"rows": rows, "baseline": base, "profiles": profiles}
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -267,6 +289,8 @@ def report(result: dict) -> list[str]:
     for row in result["baseline"]:
         lines.append(f"  no-cache baseline (float32, b1) after {row['audio_s']:g} s of audio: "
                      f"{fmt(row['step_ms'].get('median'), '.0f')} ms/step (others {fmt_pct(row['foreign_load'])})")
+    for profile in result["profiles"]:
+        lines += top_ops_lines(profile, f"one cached step of {profile['variant']} b{profile['batch']} (per step)")
     return lines
 
 

@@ -239,6 +239,33 @@ def timed_method(obj, name: str, device: torch.device, into: dict):
         delattr(obj, name)  # back to the class's method
 
 
+def top_ops(prof, rows: int, device: torch.device, per: int = 1) -> dict:
+    """A finished `torch.profiler.profile`'s top `rows` ops by self time on the device (CPU, or CUDA kernels),
+    divided by `per` (the number of steps or passes profiled)."""
+    cuda = device.type == "cuda"
+
+    def self_us(event):
+        return (event.self_device_time_total if cuda else event.self_cpu_time_total) / per
+
+    events = sorted(prof.key_averages(), key=self_us, reverse=True)
+    top = [{"op": event.key, "self_ms": self_us(event) / 1e3, "calls": event.count / per} for event in events[:rows]]
+    return {"total_ms": sum(self_us(event) for event in events) / 1e3, "top": top, "on": "CUDA" if cuda else "CPU"}
+
+
+def profiler_activities(device: torch.device) -> list:
+    from torch.profiler import ProfilerActivity
+
+    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+
+
+def top_ops_lines(profile: dict, what: str) -> list[str]:
+    """The report lines of `top_ops`' table."""
+    lines = [f"    {what} under torch.profiler: {profile['total_ms']:.1f} ms of op time; top ops by self "
+             f"{profile['on']} time:"]
+    return lines + [f"      {op['op'][:44]:44} {op['self_ms']:8.2f} ms {op['self_ms'] / profile['total_ms']:6.1%} "
+                    f"{op['calls']:6.0f} calls" for op in profile["top"]]
+
+
 # ---------------------------------------------------------------------------------------------------- memory
 def reset_peak_memory(device: torch.device) -> bool:
     """Reset the process's peak RSS (Linux: ``echo 5 > /proc/self/clear_refs``) and CUDA's peak counter; whether

@@ -24,7 +24,19 @@ import time
 
 import torch
 
-from .common import NAR_LEVELS, Target, calm, fmt_pct, log, make_inputs, median_ms, synchronize
+from .common import (
+    NAR_LEVELS,
+    Target,
+    calm,
+    fmt_pct,
+    log,
+    make_inputs,
+    median_ms,
+    profiler_activities,
+    synchronize,
+    top_ops,
+    top_ops_lines,
+)
 from .floors import nar_floor_ms, nar_kind, nar_length
 
 NAME, TITLE = "nar", "NAR (7 levels, batch 1) against its compute floor"
@@ -39,7 +51,8 @@ def add_arguments(parser) -> None:
                        help="comma-separated: float32, auto (nar_dtype='auto' on the float32 model), int8")
     group.add_argument("--nar-repeats", type=int, default=None,
                        help="timed single passes for the text-segment share and the floor [3; quick 1]")
-    group.add_argument("--profile-rows", type=int, default=8, help="ops in the profile table of one pass (0: none)")
+    group.add_argument("--profile-rows", type=int, default=8,
+                       help="ops in the profile tables (one NAR pass; with --ar-profile, AR steps); 0: none")
 
 
 def nar_inputs(model, args, device: torch.device):
@@ -102,23 +115,15 @@ def profile_pass(model, inputs, nar_dtype: str, rows: int) -> dict:
     """torch.profiler over one NAR pass: the top ops by self time on the device (CPU, or CUDA kernels). An untimed
     pass first, in the same autocast region: a generate call casts each weight once for its 7 levels, so a level's
     pass does not cast."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import profile
 
     arguments = pass_inputs(model, inputs)
-    cuda = model.device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with as_generate(model, nar_dtype):
         model(**arguments)
-        with profile(activities=activities) as prof:
+        with profile(activities=profiler_activities(model.device)) as prof:
             model(**arguments)
             synchronize(model.device)
-
-    def self_us(event):
-        return event.self_device_time_total if cuda else event.self_cpu_time_total
-
-    events = sorted(prof.key_averages(), key=self_us, reverse=True)
-    top = [{"op": event.key, "self_ms": self_us(event) / 1e3, "calls": event.count} for event in events[:rows]]
-    return {"total_ms": sum(self_us(event) for event in events) / 1e3, "top": top, "on": "CUDA" if cuda else "CPU"}
+    return top_ops(prof, rows, model.device)
 
 
 def measure(model, label: str, nar_dtype: str, args, device: torch.device) -> dict:
@@ -161,11 +166,7 @@ def report(result: dict) -> list[str]:
                      f"({fmt_pct(text['share'])}); computing its KV once would save "
                      f"{fmt_pct(text['saving_7_levels'])} of the NAR")
         if "profile" in row:
-            profile = row["profile"]
-            lines.append(f"    one pass under torch.profiler: {profile['total_ms']:.0f} ms of op time; top ops by self "
-                         f"{profile['on']} time:")
-            lines += [f"      {op['op'][:44]:44} {op['self_ms']:8.1f} ms {op['self_ms'] / profile['total_ms']:6.1%} "
-                      f"{op['calls']:5} calls" for op in profile["top"]]
+            lines += top_ops_lines(row["profile"], "one pass")
     return lines
 
 
