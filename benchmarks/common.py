@@ -406,17 +406,21 @@ def sampler_kwargs(name: str) -> dict:
 
 @contextlib.contextmanager
 def quiet():
-    """Silence the expected warnings (the stop token is suppressed on purpose; generation flags; compile)."""
+    """Silence the expected warnings (the stop token is suppressed on purpose; generation flags; compile) and
+    transformers' progress bars (saving and loading the int8 model)."""
     import transformers
 
-    verbosity = transformers.logging.get_verbosity()
+    verbosity, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             yield
         finally:
             transformers.logging.set_verbosity(verbosity)
+            if bars:
+                transformers.logging.enable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------------- reporting

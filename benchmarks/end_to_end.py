@@ -101,7 +101,7 @@ def load_variant(variant: str, args, device: torch.device):
     """The model of a variant and the line that says its precision."""
     model = build_model(device, args.seed)
     if variant == "default":
-        return model, "AR float32 (oneDNN on the plain weights), nar_dtype auto"
+        return model, "AR float32" + (" through oneDNN" if device.type == "cpu" else "") + ", nar_dtype auto"
     from valle_hf.hardware import choose_precision, quiet_torchao_import
 
     with quiet_torchao_import():

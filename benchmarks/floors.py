@@ -33,8 +33,7 @@ KERNELS = {
     "int8 weight-only": ("int8", "linear"),
 }
 PRODUCT_KINDS = ("float32", "bfloat16", "int8")
-COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-                  "int8": torch.bfloat16}
+COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def add_arguments(parser) -> None:
@@ -130,7 +129,7 @@ def nar_products(model, kind: str, rows: int, frames: int, device: torch.device,
     it; a 16-bit dtype on weights cast once, as autocast holds them; int8 on the int8 model's weights): one decoder
     layer's seven linears and its causal SDPA at `rows` positions, and the level's head over `frames` rows."""
     config = model.config
-    dtype = COMPUTE_DTYPES[kind]
+    dtype = model.dtype if kind == "int8" else COMPUTE_DTYPES[kind]  # int8 weights: the model's activations
     layer = model.model.backbone.layers[0]
     linears = [module for module in layer.modules() if isinstance(module, nn.Linear)]
     cast = dtype if model.dtype != dtype else None
@@ -190,6 +189,15 @@ def run(args, context) -> dict:
     return result
 
 
+def ideal_times(weight_read: dict) -> str:
+    """What each precision's step would take streaming its bytes at the best bandwidth any kernel reached: how far
+    a kernel family's own floor is from the memory's."""
+    best = {b: max(row[str(b)]["gb_per_s"] for row in weight_read.values()) for b in BATCHES}
+    sizes = {label.split()[0]: row["bytes"] for label, row in weight_read.items()}
+    return "; ".join(f"{precision} " + "/".join(f"{nbytes / best[b] / 1e6:.1f}" for b in BATCHES) + " ms"
+                     for precision, nbytes in sizes.items())
+
+
 def report(result: dict) -> list[str]:
     counts = result["parameters"]
     lines = [f"model: {counts['decoder'] / 1e6:.1f} M decoder parameters (+{counts['codec_and_vocoder'] / 1e6:.1f} M "
@@ -197,6 +205,8 @@ def report(result: dict) -> list[str]:
     for label, row in result["weight_read"].items():
         per_batch = "  ".join(f"b{b}: {row[str(b)]['ms']:6.1f} ms {row[str(b)]['gb_per_s']:5.1f} GB/s" for b in BATCHES)
         lines.append(f"  {label:37} {row['bytes'] / 1e9:.3f} GB  {per_batch}  others {fmt_pct(row['foreign_load'])}")
+    lines.append(f"  each precision's bytes at the best bandwidth measured above (b{'/b'.join(map(str, BATCHES))}): "
+                 + ideal_times(result["weight_read"]))
     first = next(iter(result["products"].values()), None)
     if first:
         lines.append(f"matrix products at the NAR's shapes ({first['rows']} positions, head over {first['frames']} "
