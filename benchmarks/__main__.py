@@ -1,0 +1,101 @@
+"""The runner: `python -m benchmarks [--quick] [--only floors,ar,...] [--json PATH] [--device cpu|cuda] [--threads N]`.
+
+Prints the machine, then each module's report as it finishes, then the targets (MET / MISSED, every ratio measured
+within this one run). A module that fails is reported as failed; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import traceback
+
+from .common import (
+    DEFAULTS,
+    Context,
+    add_arguments,
+    fill_defaults,
+    load_average,
+    log,
+    machine_info,
+    machine_lines,
+    setup,
+)
+
+# The modules, in the order they run and report; each has NAME (its --only key), TITLE, DEFAULTS, add_arguments,
+# run(args, context) -> dict, report(result) -> list[str] and optionally targets(result) -> list[Target].
+# (benchmarks.synthesis, written on another branch, joins this list.)
+MODULES = ["floors", "ar_steps", "nar", "end_to_end", "streaming", "host_work", "quality"]
+
+
+def load_modules() -> list:
+    return [importlib.import_module(f"benchmarks.{name}") for name in MODULES]
+
+
+def build_parser(modules) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(parser)
+    parser.add_argument("--only", default=None,
+                        help=f"comma-separated modules to run, of: {', '.join(m.NAME for m in modules)} [all]")
+    for module in modules:
+        module.add_arguments(parser)
+    return parser
+
+
+def parse(argv=None, only: list[str] | None = None):
+    """The run's options (module defaults filled in) and the modules it runs."""
+    modules = load_modules()
+    args = build_parser(modules).parse_args(argv)
+    names = only or [name.strip() for name in (args.only or "").split(",") if name.strip()]
+    unknown = set(names) - {module.NAME for module in modules}
+    if unknown:
+        raise SystemExit(f"unknown module(s) {sorted(unknown)}; choose from {', '.join(m.NAME for m in modules)}")
+    fill_defaults(args, DEFAULTS)
+    for module in modules:
+        fill_defaults(args, getattr(module, "DEFAULTS", {}))
+    return args, [module for module in modules if not names or module.NAME in names]
+
+
+def run_module(module, args, context) -> dict:
+    log(f"-- {module.NAME}")
+    try:
+        return module.run(args, context)
+    except Exception as error:  # report it and go on with the other modules
+        traceback.print_exc()
+        return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"}
+
+
+def main(argv=None, only: list[str] | None = None) -> dict:
+    args, modules = parse(argv, only)
+    device = setup(args)
+    machine = machine_info(device)
+    print("=" * 100)
+    print("valle-hf benchmarks" + (" (--quick: a smoke run, not a measurement)" if args.quick else ""))
+    print("\n".join(machine_lines(machine)), flush=True)
+    context = Context(args, device)
+    results, found = {}, []
+    for module in modules:
+        results[module.NAME] = result = run_module(module, args, context)
+        print(f"\n-- {module.TITLE} --")
+        if "error" in result:
+            print(f"  FAILED: {result['error']}", flush=True)
+            continue
+        print("\n".join(module.report(result)), flush=True)
+        found += getattr(module, "targets", lambda _: [])(result)
+    print("\n-- targets (ratios measured in this run) --")
+    print("\n".join("  " + target.line(args.max_foreign_load) for target in found) or "  (none measured)")
+    print(f"load average at the end {'/'.join(f'{x:.2f}' for x in load_average() or [])}")
+    print("=" * 100, flush=True)
+    output = {"machine": machine, "args": vars(args), "results": results,
+              "targets": [{"met": t.met, "text": t.text, "foreign_load": t.load} for t in found]}
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(output, handle, indent=1, default=str)
+        log(f"wrote {args.json}")
+    return output
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""Cached AR steps: ms per step through `model.generate` in each precision, against the step's weight-read floor.
+
+Every run goes through `model.generate` (transformers' decoding loop, processors, stopping criteria, cache) with the
+stop token suppressed (`min_new_tokens`), so the step count is fixed; the gaps between the steps' logits-processor
+calls are the cached steps. The prompt's KV cache is computed once per batch size and copied into each run's cache
+(the first generated position is still computed by `generate`); the prefill is timed end to end instead.
+
+Variants: `float32` (what `generate` runs by default: oneDNN's inner product on the plain weights, the preallocated
+cache), `float32-prepacked` (the `--onednn` opt-in), `bfloat16`, `int8` (decoder weights int8 through transformers'
+`TorchAoConfig`, bfloat16 activations), at batch 1 and 8. Each row's floor (`floors.weight_read_ms`, same kernel
+family) is measured right before and right after its run and the lower one is used: memory bandwidth drifts between
+minutes on shared machines. Options add the cache-kind matrix (transformers' `DynamicCache`, `StaticCache`, static
+under `torch.compile`), runs that start after some seconds of generated audio, and the original's no-cache decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .common import (
+    FRAME_RATE,
+    StepTimer,
+    Target,
+    calm,
+    fmt,
+    fmt_pct,
+    log,
+    make_inputs,
+    profiler_activities,
+    quiet,
+    sampler_kwargs,
+    summary,
+    synchronize,
+    top_ops,
+    top_ops_lines,
+)
+from .floors import onednn_applies, weight_read_ms
+
+NAME, TITLE = "ar", "cached AR steps (model.generate, stop suppressed)"
+DEFAULTS = {"steps": (150, 12), "budget_s": (20.0, 6.0), "batch_sizes": ("1,8", "1,2")}
+# AR variant -> (model precision, how its floor's linears run: the kernel family the variant's steps use)
+VARIANTS = {
+    "float32": ("float32", "onednn"),
+    "float32-prepacked": ("float32", "prepacked"),
+    "bfloat16": ("bfloat16", "linear"),
+    "int8": ("int8", "linear"),
+}
+MATRIX = (("dynamic", False), ("static", False), ("static", True))  # beside the default prealloc cache
+TARGET_RATIO, TARGET_BATCH_GAIN = 1.25, 5.0
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group(NAME)
+    group.add_argument("--steps", type=int, default=None, help="AR steps per run [150; quick 12]")
+    group.add_argument("--budget-s", type=float, default=None,
+                       help="wall-clock cap per run (generate's max_time): slow runs measure fewer steps [20; quick 6]")
+    group.add_argument("--batch-sizes", default=None, help="comma-separated batch sizes [1,8; quick 1,2]")
+    group.add_argument("--ar-variants", default=",".join(VARIANTS), help="comma-separated variants [all]")
+    group.add_argument("--ar-start", default="0",
+                       help="comma-separated seconds of generated audio before the measured steps start [0]")
+    group.add_argument("--cache-matrix", action="store_true",
+                       help="also run the float32 and bfloat16 variants with transformers' DynamicCache, StaticCache "
+                            "and StaticCache under torch.compile (slow: compiles)")
+    group.add_argument("--compile-mode", default=None,
+                       help="torch.compile mode of --cache-matrix (default: inductor freezing on the CPU, "
+                            "'reduce-overhead' on CUDA)")
+    group.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                       help="the original's decoding (no cache: the whole sequence recomputed per step) at 0 s and "
+                            "after --seconds of audio")
+    group.add_argument("--baseline-steps", type=int, default=1, help="no-cache steps per baseline run")
+    group.add_argument("--ar-profile", action="store_true",
+                       help="a torch.profiler table of 20 cached steps per variant (smallest batch, from 0 s)")
+
+
+# ---------------------------------------------------------------------------------------------------- prompt state
+@dataclass
+class PromptState:
+    """A batch's inputs and the KV of its first `length - 1` positions (computed once in float32), after `start_s`
+    seconds of (silence) response; `cache(kind, dtype)` hands each run a fresh cache holding that KV."""
+
+    text: torch.Tensor
+    prompt: torch.Tensor
+    start_s: float
+    kv: list
+    length: int
+    capacity: int
+    static: dict = field(default_factory=dict)
+
+    def cache(self, kind: str, config, dtype: torch.dtype):
+        from transformers import DynamicCache, StaticCache
+
+        from valle_hf.cache import PreallocatedDynamicCache
+
+        if kind == "dynamic":
+            cache = DynamicCache(config=config)
+        elif kind == "prealloc":
+            cache = PreallocatedDynamicCache(config.backbone_config(), self.capacity)
+        else:  # one static cache per dtype: a compiled step would be traced again for every new cache
+            cache = self.static.get(dtype)
+            if cache is None:
+                cache = self.static[dtype] = StaticCache(config=config, max_cache_len=self.capacity)
+            cache.reset()
+        for layer, (keys, values) in enumerate(self.kv):
+            cache.update(keys.to(dtype), values.to(dtype), layer)
+        return cache
+
+
+def prompt_state(model, batch: int, start_s: float, args, device: torch.device) -> PromptState:
+    """The KV of the AR input minus its last position, from one forward pass; `start_s` seconds of silence frames
+    as the response prefix, exactly what `generate(prefix_silence=start_s)` builds: the state after that much audio."""
+    from transformers import DynamicCache
+
+    from valle_hf.layout import tts_sequence
+
+    config = model.config
+    text, prompt = make_inputs(config, batch, args, device)
+    silence = torch.full((config.seconds_to_frames(start_s),), config.silence_codes[0], device=device)
+    ids = torch.stack([tts_sequence(config, row, 0, prompt.shape[1], silence) for row in text])
+    cache = DynamicCache(config=config)
+    started = time.perf_counter()
+    with torch.no_grad():
+        model(input_ids=ids[:, :-1], prompt_codes=prompt, cache=cache, use_cache=True, level=0, task="tts")
+    log(f"KV of {ids.shape[1] - 1} positions at batch {batch}: {time.perf_counter() - started:.1f} s")
+    # Static caches are sized as a generate() call of --seconds sizes them: a static step reads every slot.
+    capacity = ids.shape[1] + max(args.steps, round(args.seconds * FRAME_RATE)) + 1
+    return PromptState(text, prompt, start_s, [(layer.keys, layer.values) for layer in cache.layers], ids.shape[1],
+                       capacity)
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+def ar_run(model, text, prompt, steps: int, args, device: torch.device, **extra) -> dict:
+    """One generate() call of `steps` AR steps (stop suppressed), level 0 only; the step times."""
+    timer = StepTimer(device)
+    synchronize(device)
+    start = time.perf_counter()
+    with quiet(), torch.no_grad():
+        model.generate(input_ids=text, prompt_codes=prompt, max_new_tokens=steps, min_new_tokens=steps, max_levels=0,
+                       output_audio=False, logits_processor=[timer], **sampler_kwargs(args.sampler), **extra)
+    synchronize(device)
+    return {"steps_ms": timer.steps_ms(), "wall_s": time.perf_counter() - start}
+
+
+@contextlib.contextmanager
+def variant_linears(model, variant: str):
+    """The `--onednn` opt-in for the prepacked variant; the others run as `generate` runs them."""
+    if variant != "float32-prepacked":
+        yield
+        return
+    from valle_hf.onednn import disable_onednn_linears, enable_onednn_linears
+
+    enable_onednn_linears(model)
+    try:
+        yield
+    finally:
+        disable_onednn_linears(model)  # generate puts its default forwards back
+
+
+def compile_config(args, device: torch.device):
+    """transformers' `CompileConfig` for the static-cache runs (`torch.compile` of the decoding step)."""
+    from transformers import CompileConfig
+
+    if args.compile_mode or device.type == "cuda":
+        config = CompileConfig(fullgraph=False, mode=args.compile_mode or "reduce-overhead")
+    else:  # torch.compile takes a mode or options, not both
+        config = CompileConfig(fullgraph=False, mode=None, options={"freezing": True})
+    config._compile_all_devices = True  # transformers only auto-compiles on accelerators unless told otherwise
+    return config
+
+
+def measure(model, variant: str, state: PromptState, args, device, cache: str = "prealloc",
+            compiled: bool = False) -> dict:
+    """One row: the median cached step of `variant` from `state`, its floor next to it, frames/s."""
+    batch = state.text.shape[0]
+    how = VARIANTS[variant][1]
+    row = {"variant": variant, "batch": batch, "start_s": state.start_s, "cache": cache, "compile": compiled,
+           "positions": f"{state.length}..{state.length + args.steps}"}
+    name = f"{variant} b{batch} {cache}{' compiled' if compiled else ''} from {state.start_s:g} s"
+    extra = {"prefix_silence": state.start_s} if state.start_s else {}
+    if compiled:
+        extra["compile_config"] = compile_config(args, device)
+
+    def one_run(steps, budget):
+        return ar_run(model, state.text, state.prompt, steps, args, device, max_time=budget,
+                      cache=state.cache(cache, model.config, model.dtype), **extra)
+
+    try:
+        with variant_linears(model, variant):
+            if compiled:  # compile outside the timed run
+                row["compile_s"] = one_run(4, None)["wall_s"]
+            floors = [weight_read_ms(model, how, batch, device, args.floor_repeats)]
+            run = calm(args, name, one_run, args.steps, args.budget_s)
+            floors.append(weight_read_ms(model, how, batch, device, args.floor_repeats))
+    except Exception as error:  # a failing configuration is reported in the table; the others still run
+        log(f"{name}: FAILED {type(error).__name__}: {error}")
+        return {**row, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"}
+    step = summary(run["steps_ms"])
+    row.update(step_ms=step, floor_ms=min(floors), foreign_load=run["foreign_load"], runs=run["runs"],
+               ratio=step["median"] / min(floors) if step["n"] else None,
+               frames_per_s=batch * 1e3 / step["median"] if step["n"] else None)
+    log(f"{name}: {fmt(step.get('median'))} ms/step over {step['n']} steps; floor {min(floors):.1f} ms; "
+        f"others {fmt_pct(run['foreign_load'])}")
+    return row
+
+
+def profile_steps(model, variant: str, state: PromptState, args, device, steps: int = 20) -> dict:
+    """torch.profiler over `steps` cached steps of a variant: the top ops by self time per step. A short run first,
+    so that one-time work (the prepacked variant packs its weights on first use) stays out of the table."""
+    from torch.profiler import profile
+
+    def one_run(count):
+        ar_run(model, state.text, state.prompt, count, args, device,
+               cache=state.cache("prealloc", model.config, model.dtype))
+
+    with variant_linears(model, variant):
+        one_run(2)
+        with profile(activities=profiler_activities(device)) as prof:
+            one_run(steps)
+    return {"variant": variant, "batch": state.text.shape[0], **top_ops(prof, args.profile_rows, device, per=steps)}
+
+
+def baseline(model, args, device) -> list[dict]:
+    """The original's decoding: the whole sequence re-embedded and recomputed at every step (`use_cache=False`),
+    at batch 1 from the start of the response and after `--seconds` of audio."""
+    rows = []
+    for seconds in sorted({0.0, args.seconds}):
+        text, prompt = make_inputs(model.config, 1, args, device)
+        run = calm(args, f"no-cache baseline after {seconds:g} s", ar_run, model, text, prompt,
+                   args.baseline_steps + 1, args, device, use_cache=False, prefix_silence=seconds)
+        rows.append({"audio_s": seconds, "step_ms": summary(run["steps_ms"]), "foreign_load": run["foreign_load"]})
+        log(f"no-cache baseline after {seconds:g} s: {rows[-1]['step_ms']['median']:.0f} ms/step")
+    return rows
+
+
+def run(args, context) -> dict:
+    device = context.device
+    batches = [int(b) for b in str(args.batch_sizes).split(",") if b]
+    starts = [float(s) for s in str(args.ar_start).split(",") if s]
+    variants = [v.strip() for v in args.ar_variants.split(",") if v.strip()]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown --ar-variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    if not onednn_applies(device) and "float32-prepacked" in variants:
+        variants.remove("float32-prepacked")  # oneDNN prepacking is a CPU path
+    rows, profiles = [], []
+    for start_s in starts:
+        for batch in batches:
+            state = prompt_state(context.model("float32"), batch, start_s, args, device)
+            for variant in variants:
+                rows.append(measure(context.model(VARIANTS[variant][0]), variant, state, args, device))
+                if args.ar_profile and batch == min(batches) and start_s == starts[0]:
+                    profiles.append(profile_steps(context.model(VARIANTS[variant][0]), variant, state, args, device))
+            if args.cache_matrix:
+                for variant in [v for v in variants if v in ("float32", "bfloat16")]:
+                    rows += [measure(context.model(variant), variant, state, args, device, cache, compiled)
+                             for cache, compiled in MATRIX]
+            del state
+    base = baseline(context.model("float32"), args, device) if args.baseline else []
+    return {"rows": rows, "baseline": base, "profiles": profiles}
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def _row(result: dict, variant: str, batch: int, start_s: float = 0.0) -> dict | None:
+    return next((r for r in result["rows"] if r["variant"] == variant and r["batch"] == batch
+                 and r["start_s"] == start_s and r["cache"] == "prealloc" and not r["compile"] and r.get("step_ms")
+                 and r["step_ms"]["n"]), None)
+
+
+def report(result: dict) -> list[str]:
+    lines = [f"  {'variant':18} {'batch':>5} {'from':>5} {'cache':8} {'compile':7} {'ms/step':>8} {'p10-p90':>13} "
+             f"{'floor':>6} {'x floor':>7} {'frames/s':>8} {'vs b1':>5} {'others':>6}"]
+    for row in result["rows"]:
+        head = (f"  {row['variant']:18} {row['batch']:>5} {row['start_s']:>4g}s {row['cache']:8} "
+                f"{'yes' if row['compile'] else '-':7}")
+        if "error" in row:
+            lines.append(f"{head} FAILED: {row['error']}")
+            continue
+        step, one = row["step_ms"], _row(result, row["variant"], 1, row["start_s"])
+        gain = row["frames_per_s"] / one["frames_per_s"] if one and row["frames_per_s"] and row["batch"] > 1 else None
+        lines.append(f"{head} {fmt(step.get('median')):>8} {fmt(step.get('p10')):>6}-{fmt(step.get('p90')):<6} "
+                     f"{row['floor_ms']:6.1f} {fmt(row['ratio'], '.2f'):>7} {fmt(row['frames_per_s']):>8} "
+                     f"{fmt(gain, '.2f'):>5} {fmt_pct(row['foreign_load']):>6}"
+                     + (f"  (compile {row['compile_s']:.0f} s)" if "compile_s" in row else ""))
+    for row in result["baseline"]:
+        lines.append(f"  no-cache baseline (float32, b1) after {row['audio_s']:g} s of audio: "
+                     f"{fmt(row['step_ms'].get('median'), '.0f')} ms/step (others {fmt_pct(row['foreign_load'])})")
+    for profile in result["profiles"]:
+        lines += top_ops_lines(profile, f"one cached step of {profile['variant']} b{profile['batch']} (per step)")
+    return lines
+
+
+def targets(result: dict) -> list[Target]:
+    found = []
+    for variant in ("float32", "bfloat16", "int8"):
+        row = _row(result, variant, 1)
+        text = f"AR cached step b1 {variant} <= {TARGET_RATIO}x its floor"
+        if row is None:
+            found.append(Target(None, f"{text}: not measured"))
+            continue
+        found.append(Target(row["ratio"] <= TARGET_RATIO, f"{text}: {row['ratio']:.2f}x "
+                            f"({row['step_ms']['median']:.1f} / {row['floor_ms']:.1f} ms)", row["foreign_load"]))
+    one, eight = _row(result, "float32", 1), _row(result, "float32", 8)
+    text = f"AR batch 8 >= {TARGET_BATCH_GAIN:g}x the frames/s of batch 1 (float32, default path)"
+    if one and eight:
+        gain = eight["frames_per_s"] / one["frames_per_s"]
+        found.append(Target(gain >= TARGET_BATCH_GAIN, f"{text}: {gain:.2f}x ({eight['frames_per_s']:.0f} vs "
+                            f"{one['frames_per_s']:.0f} frames/s)", max(one["foreign_load"], eight["foreign_load"])))
+    else:
+        found.append(Target(None, f"{text}: not measured (needs --batch-sizes with 1 and 8)"))
+    return found
+
+
+if __name__ == "__main__":
+    from .__main__ import main
+
+    main(only=[NAME])

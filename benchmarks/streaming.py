@@ -1,0 +1,92 @@
+"""Streaming: time to first audio and the streamed real-time factor at batch 1.
+
+`generate(audio_streamer=AudioIteratorStreamer(chunk_seconds))` runs in a thread while this one takes the chunks, as
+an application would (`valle_hf.streaming`). The decoder is the default one, Vocos, at the released size
+(`VocosConfig()` defaults: 8 ConvNeXt blocks of width 384; random weights); the model runs as `generate` does by
+default (float32 AR through oneDNN, `nar_dtype="auto"`). Time to first audio is from the call to the first chunk
+with audio: the prefill, `chunk_seconds` of AR steps, the 7 levels' prefix caches and NAR chunk, and the decoder's
+look-ahead (`decoder_context`: the first chunk's audio waits for that many further frames). One short untimed
+streamed call first does the kernels' first-call setup.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import torch
+
+from .common import FRAME_RATE, ForeignLoad, Target, fmt, fmt_pct, log, make_inputs, quiet, sampler_kwargs
+
+NAME, TITLE = "streaming", "streaming: time to first audio, streamed RTF (batch 1, Vocos)"
+TARGET_FIRST_AUDIO_S = 1.5
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group(NAME)
+    group.add_argument("--chunk-seconds", type=float, default=0.5,
+                       help="seconds of level-0 codes between two NAR + decoding rounds (AudioIteratorStreamer)")
+
+
+def streamed(model, kwargs: dict, chunk_seconds: float) -> dict:
+    """One streamed generate() in a thread; when each chunk arrived and how much audio it held."""
+    from valle_hf.streaming import AudioIteratorStreamer
+
+    streamer = AudioIteratorStreamer(chunk_seconds)
+    failure = []
+
+    def target():
+        try:
+            with quiet():
+                model.generate(**kwargs, audio_streamer=streamer)
+        except Exception as error:  # re-raised in the caller's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=target)
+    start = time.perf_counter()
+    thread.start()
+    arrivals = [(time.perf_counter() - start, len(chunk.audio)) for chunk in streamer if chunk.audio is not None]
+    thread.join()
+    if failure:
+        raise failure[0]
+    return {"total_s": time.perf_counter() - start, "arrivals": arrivals}
+
+
+def run(args, context) -> dict:
+    model, device = context.model("float32"), context.device
+    steps = round(args.seconds * FRAME_RATE)
+    text, prompt = make_inputs(model.config, 1, args, device)
+    kwargs = dict(input_ids=text, prompt_codes=prompt, nar_dtype="auto", **sampler_kwargs(args.sampler))
+    warm = round(args.chunk_seconds * FRAME_RATE) + 2
+    streamed(model, {**kwargs, "max_new_tokens": warm, "min_new_tokens": warm}, args.chunk_seconds)
+    load = ForeignLoad()
+    result = streamed(model, {**kwargs, "max_new_tokens": steps, "min_new_tokens": steps}, args.chunk_seconds)
+    first = next((at for at, samples in result["arrivals"] if samples), None)
+    audio_s = sum(samples for _, samples in result["arrivals"]) / model.config.sampling_rate
+    vocoder = sum(p.numel() for p in model.vocoder.parameters())
+    log(f"streaming: first audio after {fmt(first, '.2f')} s, {result['total_s']:.1f} s in all")
+    return {"seconds": args.seconds, "chunk_seconds": args.chunk_seconds, "first_audio_s": first,
+            "total_s": result["total_s"], "audio_s": audio_s, "rtf": result["total_s"] / args.seconds,
+            "chunks": len(result["arrivals"]), "vocoder_params": vocoder, "foreign_load": load.share(),
+            "device": str(device), "threads": torch.get_num_threads()}
+
+
+def report(result: dict) -> list[str]:
+    return [f"  {result['seconds']:g} s of speech in chunks of {result['chunk_seconds']:g} s (Vocos "
+            f"{result['vocoder_params'] / 1e6:.1f} M parameters): first audio after "
+            f"{fmt(result['first_audio_s'], '.2f')} s; "
+            f"{result['chunks']} chunks, {result['audio_s']:.2f} s of audio in {result['total_s']:.2f} s: streamed RTF "
+            f"{result['rtf']:.2f}; others {fmt_pct(result['foreign_load'])}"]
+
+
+def targets(result: dict) -> list[Target]:
+    first = result["first_audio_s"]
+    return [Target(first is not None and first <= TARGET_FIRST_AUDIO_S,
+                   f"time to first audio <= {TARGET_FIRST_AUDIO_S:g} s (b1, chunks of {result['chunk_seconds']:g} s):"
+                   f" {fmt(first, '.2f')} s", result["foreign_load"])]
+
+
+if __name__ == "__main__":
+    from .__main__ import main
+
+    main(only=[NAME])
