@@ -539,6 +539,17 @@ def test_no_prompt_flag_speaks_in_a_random_voice(cli, capsys):
     assert status == 1 and "--no-prompt" in err
 
 
+def test_references_joined_with_a_semicolon_are_one_voice_for_every_sentence(cli, capsys):
+    other = cli.tmp_path / "other.wav"
+    soundfile.write(other, np.zeros(4800, dtype=np.float32), 24000)
+    for text, sentences in (("One sentence.", 1), ("Two sentences. Here is the second.", 2)):
+        status, _, err = run([text, f"{cli.prompt_wav};{other}", cli.tmp_path / "o.wav", "--model", "tiny-random",
+                              "--max-ar-steps", 3], capsys)
+        assert status == 0, err
+        prompts = cli.calls[-1][0]["prompt_audio"]
+        assert [len(references) for references in prompts] == [2] * sentences
+
+
 def test_language_switch_flag_removes_the_markers(cli):
     """espeak marks the English word in French text with (en)...(fr); the released model was trained with them."""
     text = "J'aime le football."

@@ -298,12 +298,13 @@ def run_seed(seed: int | None) -> int:
 
 
 def _prompt(args, load):
-    """The voice prompt's waveforms (read with `load`), or None for `--no-prompt`: a random voice is a choice, never
-    an empty path."""
+    """The voice prompt, as the processor's `prompt_audio` for every sentence: `[waveforms]`, the whole waveforms of
+    its references (read with `load`) as one prompt (a bare list of two would be read as one prompt per sentence);
+    or None for `--no-prompt`: a random voice is a choice, never an empty path."""
     from .audio import reference_sources
 
     if not args.no_prompt:
-        return load(args.references)
+        return [load(args.references)]
     if reference_sources(args.references):
         raise UsageError(f"--no-prompt speaks without a voice prompt, but a reference was given ({args.references}): "
                          "drop one of them")
