@@ -19,13 +19,14 @@ import csv
 import io
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
 
 __all__ = ["LAYOUTS", "Record", "Row", "Table", "append_jsonl", "read_jsonl", "read_table", "repair_jsonl",
-           "table_layout"]
+           "table_layout", "write_jsonl"]
 
 LAYOUTS = ("auto", "ljspeech", "tsv", "csv", "jsonl")
 
@@ -193,3 +194,22 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
+    """Write `records` as a whole JSONL file: under a temporary name beside it, renamed into place when complete, so
+    the file is always the old one or the new one. Raises `OutputError` when it cannot be written."""
+    path = Path(path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as error:
+        raise OutputError(f"could not write {path} ({one_line(error)})") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise OutputError(f"could not write {path} ({one_line(error)}); it was left as it was") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
