@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from valle_hf.errors import VallEValueError
-from valle_hf.manifest import append_jsonl, read_jsonl, read_table, repair_jsonl
+from valle_hf.errors import OutputError, VallEValueError
+from valle_hf.manifest import append_jsonl, read_jsonl, read_table, repair_jsonl, write_jsonl
 
 ROWS = [
     {"id": "a", "text": 'She said "hi", then left.', "prompt": "a.wav"},
@@ -72,3 +72,15 @@ def test_a_jsonl_line_cut_by_a_crash_is_repaired_before_the_next_append(tmp_path
     append_jsonl(path, {"id": "r3"})
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["r0", "r1"] + (["r2"] if cut == "no_newline" else []) + ["r3"]
+
+
+def test_a_jsonl_file_is_written_whole_or_left_as_it_was(tmp_path):
+    path = tmp_path / "failed.jsonl"
+    write_jsonl(path, [{"id": "a"}, {"id": "b"}])
+    write_jsonl(path, [{"id": "c", "text": "été"}])  # replaced, not appended to
+    assert read_jsonl(path) == [{"id": "c", "text": "été"}]
+    with pytest.raises(TypeError):  # a record that is not JSON: a bug, and the old file stays whole
+        write_jsonl(path, [{"id": "d", "value": object()}])
+    assert read_jsonl(path) == [{"id": "c", "text": "été"}] and [p.name for p in tmp_path.iterdir()] == [path.name]
+    with pytest.raises(OutputError, match="could not write"):
+        write_jsonl(tmp_path / "missing" / "failed.jsonl", [])
