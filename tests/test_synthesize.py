@@ -236,6 +236,9 @@ def test_a_rerun_skips_finished_rows_and_redoes_a_deleted_one(corpus, reference,
     assert "wrote 1 row(s)" in err and "(9 done before)" in err
     assert sorted(record["id"] for record in records(out / "done.jsonl")) == sorted(wavs(reference))
     assert_same_wavs(wavs(out), wavs(reference))
+    status, err = synthesize_main([corpus, out, *FLAGS])  # nothing left: no model is loaded, the report says so
+    assert status == synthesis.SOME_ROWS_FAILED and "wrote 0 row(s)" in err and "(10 done before)" in err, err
+    assert len(records(out / "failed.jsonl")) == 2
 
 
 # ---------------------------------------------------------------------------------------------------- real processes

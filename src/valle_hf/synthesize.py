@@ -405,8 +405,10 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
     seconds of audio (None: when stderr is a terminal)."""
     from tqdm.auto import tqdm
 
-    report, prompts, started = ProcessReport(process), PromptCache(model, processor), time.perf_counter()
-    rate = model.config.sampling_rate
+    report, started = ProcessReport(process), time.perf_counter()
+    if not batches:  # nothing left for this process (and no model loaded for it)
+        return report
+    prompts, rate = PromptCache(model, processor), model.config.sampling_rate
     total = sum(len(batch) for batch in batches)
     with tqdm(total=total, unit="row", desc=f"process {process}", position=process, dynamic_ncols=True,
               disable=None if progress is None else not progress) as bar:
@@ -506,6 +508,14 @@ def _broadcast(state, value):
     return broadcast_object_list([value])[0]
 
 
+def _gather(state, report: ProcessReport) -> list[ProcessReport]:
+    if state.num_processes == 1:
+        return [report]
+    from accelerate.utils import gather_object
+
+    return gather_object([report])
+
+
 def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan, failures: list[dict], out: Path,
                   seed_given: bool) -> None:
     rows = sum(report.rows for report in reports)
@@ -555,14 +565,6 @@ def main(argv: list[str] | None = None) -> int:
         _print_report(reports, wall, plan, failures, args.out_dir, args.seed is not None)
     some_failed = plan.failures or any(report.failed for report in reports)
     return SOME_ROWS_FAILED if some_failed and state.num_processes == 1 else 0
-
-
-def _gather(state, report: ProcessReport) -> list[ProcessReport]:
-    if state.num_processes == 1:
-        return [report]
-    from accelerate.utils import gather_object
-
-    return gather_object([report])
 
 
 if __name__ == "__main__":
