@@ -1,17 +1,19 @@
 """Corpus synthesis throughput at the released model's size: rows per second and seconds of audio per second of
 `valle_hf.synthesize` for several batch sizes.
 
-    python -m benchmarks.synthesis                      # batch sizes 1, 4, 8, 16; 16 rows of 1 s at most
+    python -m benchmarks.synthesis                      # batch sizes 1, 4, 8, 16; 16 rows of 40 AR steps
     python -m benchmarks.synthesis --batch-sizes 1,8 --rows 8 --max-ar-steps 75 --json synthesis.json
 
 The model is `VallEConfig()` (the released ar+nar-llama-8 size: 12 layers, d_model 1024) with random weights, a
 full-size random Vocos decoder and the tiny test codec for the prompts, so nothing is downloaded. Every batch size
-speaks the same manifest (one sentence per row, three 3 s voices) through `valle_hf.synthesize.synthesize`, the path
+speaks the same manifest (one sentence per row, three voices) through `valle_hf.synthesize.synthesize`, the path
 the command runs: phonemes, prompt cache, batching by length, `generate` (AR, the 7 NAR levels, Vocos), WAVs and
 done.jsonl. Rows have their own seeds, so every batch size speaks exactly the same rows and the same seconds of
-audio (random weights rarely emit the stop token, so rows run to about --max-ar-steps). The model is built once; its
-first run is preceded by a warm-up row. `others` is the share of the machine's CPU time other processes took during
-a run (this machine is shared): read rows where it is high as slowed down.
+audio (random weights rarely emit the stop token, so rows run to about --max-ar-steps). The defaults (40 steps,
+1 s voice prompts, where the CLI's default is 3 s) keep a run of the four batch sizes to about 10 minutes on 2 CPU
+cores: the NAR's 7 passes over text, prompt and response cost the same per row at any batch size, and dominate short
+rows. The model is built once; a warm-up row runs first. `others` is the share of the machine's CPU time other
+processes took during a run (this machine is shared): read rows where it is high as slowed down.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--batch-sizes", default="1,4,8,16", help="comma-separated batch sizes (sentences per call)")
     parser.add_argument("--rows", type=int, default=16, help="rows of the manifest (one sentence each)")
-    parser.add_argument("--max-ar-steps", type=int, default=75, help="AR step limit per row (75 steps = 1 s)")
-    parser.add_argument("--prompt-seconds", type=float, default=3.0, help="length of each voice prompt")
+    parser.add_argument("--max-ar-steps", type=int, default=40, help="AR step limit per row (75 steps = 1 s)")
+    parser.add_argument("--prompt-seconds", type=float, default=1.0,
+                        help="length of each voice prompt (its input_prompt_length; the CLI's default is 3 s)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None, help="also write the results to this file")
@@ -104,7 +107,7 @@ def _cpu_times() -> tuple[float, float]:
     return busy, own.ru_utime + own.ru_stime
 
 
-def measure(model, processor, manifest: Path, batch_size: int, max_ar_steps: int) -> dict:
+def measure(model, processor, manifest: Path, batch_size: int, max_ar_steps: int, prompt_seconds: float) -> dict:
     """One synthesis of the whole manifest into a fresh folder, timed."""
     from valle_hf.synthesize import synthesize
 
@@ -112,7 +115,7 @@ def measure(model, processor, manifest: Path, batch_size: int, max_ar_steps: int
         busy, own = _cpu_times()
         started = time.perf_counter()
         plan, report = synthesize(manifest, out, model, processor, batch_size=batch_size, progress=False,
-                                  max_ar_steps=max_ar_steps)
+                                  max_ar_steps=max_ar_steps, input_prompt_length=prompt_seconds)
         seconds = time.perf_counter() - started
         busy_after, own_after = _cpu_times()
         audio = {path.name: soundfile.read(path, dtype="float32")[0] for path in Path(out).glob("*.wav")}
@@ -150,10 +153,10 @@ def main(argv=None) -> int:
         manifest = write_corpus(Path(root), args.rows, args.prompt_seconds)
         warm_up = Path(root) / "warm_up"
         warm_up.mkdir()
-        measure(model, processor, write_corpus(warm_up, 1, args.prompt_seconds), 1, 5)
+        measure(model, processor, write_corpus(warm_up, 1, args.prompt_seconds), 1, 5, args.prompt_seconds)
         results = []
         for batch_size in args.batch_sizes:
-            result = measure(model, processor, manifest, batch_size, args.max_ar_steps)
+            result = measure(model, processor, manifest, batch_size, args.max_ar_steps, args.prompt_seconds)
             print(f"batch {batch_size}: {result['rows_per_second']} rows/s, {result['audio_seconds_per_second']} "
                   f"audio s/s ({result['seconds']} s)", file=sys.stderr, flush=True)
             results.append(result)

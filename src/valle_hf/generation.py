@@ -623,25 +623,25 @@ class VallEGenerationMixin(GenerationMixin):
             exit_layers.append(output.exit_layers)
             rows_logits = output.logits[(ids == self.config.audio_frame_token_id)[:, -frames:]]
             new_level = torch.zeros_like(valid)
-            new_level[valid.bool()] = self._sample_frames(rows_logits, temperature, level, valid.sum(dim=1).tolist())
+            new_level[valid.bool()] = self._sample_frames(rows_logits, temperature, level, valid.sum(dim=1))
             codes = [torch.cat([row, new_level[index, : len(row), None]], dim=1) for index, row in enumerate(codes)]
         traced = [layers for layers in exit_layers if layers is not None]
         return codes, torch.stack(traced, dim=1) if traced else None
 
     @staticmethod
     def _sample_frames(logits: torch.Tensor, temperature: float, level: int,
-                       frames_per_row: list[int]) -> torch.LongTensor:
+                       frames_per_row: torch.Tensor | list[int]) -> torch.LongTensor:
         """Level `level`'s codes from its logits `[frames, V]` (the rows' frames one row after the other,
         `frames_per_row`): the argmax at `temperature` <= 0, else a draw at that temperature, from each row's own
-        stream for the level when the call is seeded."""
+        stream for the level when the call is seeded (only then are the counts read on the host)."""
         if temperature <= 0:
             return logits.argmax(dim=-1)
         probs = torch.softmax(logits.float() / temperature, dim=-1)
         generators = active_generators()
         if generators is None:
             return torch.multinomial(probs, 1).squeeze(-1)
-        streams = generators.for_stage(level, len(frames_per_row))
-        return multinomial_per_row(probs, streams, frames_per_row).squeeze(-1)
+        sizes = frames_per_row.tolist() if torch.is_tensor(frames_per_row) else frames_per_row
+        return multinomial_per_row(probs, generators.for_stage(level, len(sizes)), sizes).squeeze(-1)
 
     def _decode(self, rows: list[torch.LongTensor], backend: str | None) -> list[torch.Tensor]:
         """Waveforms of code rows `[T_i, levels]` with `backend` ("vocos", "encodec"; None: the model's own)."""
