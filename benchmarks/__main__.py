@@ -25,7 +25,8 @@ from .common import (
 
 # The modules, in the order they run and report; each has NAME (its --only key), TITLE, DEFAULTS, add_arguments,
 # run(args, context) -> dict, report(result) -> list[str] and optionally targets(result) -> list[Target].
-# (benchmarks.synthesis, written on another branch, joins this list.)
+# Corpus synthesis throughput runs on its own (`python -m benchmarks.synthesis`): it times the whole command,
+# rows and WAVs included, for several batch sizes, about ten minutes.
 MODULES = ["floors", "ar_steps", "nar", "end_to_end", "streaming", "host_work", "quality"]
 
 

@@ -8,20 +8,22 @@ Inputs, either:
 * a folder of audio files (wav, flac, ogg, mp3, ...), each with its transcript beside it in a text file of the
   same name (``a.wav`` + ``a.txt``, or ``a.normalized.txt`` / ``a.lab``); the speaker is the first sub-folder
   below DATA_DIR (LibriTTS-style ``speaker/chapter/file.wav``), or "default" for files directly in it; or
-* a metadata file (``--metadata``), read in one of three explicit layouts (``--metadata-format``; "auto" picks
-  ``tsv`` for a .tsv file, ``ljspeech`` when the first line has a ``|``, ``csv`` otherwise):
+* a metadata file (``--metadata``), read by `valle_hf.manifest.read_table` in one of four explicit layouts
+  (``--metadata-format``; "auto" picks ``jsonl`` for a .jsonl file, ``tsv`` for a .tsv file, ``ljspeech`` when the
+  first line has a ``|``, ``csv`` otherwise):
 
   - ``ljspeech``: ``|``-separated, no quoting (quotes are part of the text). LJSpeech's ``id|text|normalized text``
     without a header, audio at ``wavs/<id>.wav`` (the last column is used); or a header naming the columns.
   - ``tsv``: tab-separated with a header, no quoting: Common Voice's ``path``, ``sentence`` and ``client_id`` (the
     speaker), audio at ``<path>`` or ``clips/<path>``.
   - ``csv``: comma-separated with a header and CSV quoting.
+  - ``jsonl``: one JSON object per line, its keys naming the columns.
 
   A header names an audio column (audio, file, path, filename, audio_file, wav), a text column (text, transcript,
   transcription, sentence, normalized_text) and optionally a speaker (speaker, speaker_id, speaker_name,
-  client_id). Audio paths are relative to DATA_DIR. Every line is either prepared or reported: a line with too few
-  columns, or (CSV) an unbalanced quote that would join the lines after it into one record, is reported with its
-  line numbers.
+  client_id). Audio paths are relative to DATA_DIR. Every line is either prepared or reported: a line with another
+  number of columns than the header, (CSV) an unbalanced quote that would join the lines after it into one record, or
+  (JSONL) a line that is not a JSON object, is reported with its line numbers.
 
 Transcripts are phonemised with espeak-ng in ``--language`` (checked once, up front; text that is already IPA
 passes through) and tokenised with the model's ``tokenizer.json``; audio is loaded at 24 kHz mono and encoded at
@@ -38,9 +40,7 @@ otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (wh
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import sys
 from dataclasses import dataclass
@@ -60,13 +60,14 @@ from valle_hf.errors import (
     entry_point,
     one_line,
 )
+from valle_hf.manifest import LAYOUTS, Row, read_table
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif"}
 TRANSCRIPT_SUFFIXES = (".txt", ".normalized.txt", ".lab", ".original.txt")
 AUDIO_COLUMNS = ("audio", "file", "path", "filename", "file_name", "audio_file", "audio_path", "wav")
 TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence", "normalized_text", "normalized")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "speaker_name", "client_id")
-METADATA_FORMATS = ("auto", "ljspeech", "tsv", "csv")
+METADATA_FORMATS = LAYOUTS
 CONFIG_FILE = "prepare_config.json"
 FAILED_FILE = "failed.jsonl"
 
@@ -122,73 +123,37 @@ def _pick(header: list[str], names: tuple[str, ...]) -> str | None:
     return next((lowered[name] for name in names if name in lowered), None)
 
 
-def metadata_format(metadata: Path, first_line: str, requested: str) -> str:
-    """The layout a metadata file is read in: `requested`, or for "auto" the one its name and first line show."""
-    if requested != "auto":
-        return requested
-    if metadata.suffix.lower() == ".tsv":
-        return "tsv"
-    return "ljspeech" if "|" in first_line else "csv"
-
-
-def metadata_records(content: str, layout: str) -> list[tuple[str, list[str]]]:
-    """The file's records as (line numbers, cells), blank lines left out. `ljspeech` and `tsv` split each line on
-    its delimiter, quotes included; `csv` uses CSV quoting, and a record it reads over several lines (an unbalanced
-    quote) comes back as one record whose line numbers say so."""
-    if layout in ("ljspeech", "tsv"):
-        delimiter = "|" if layout == "ljspeech" else "\t"
-        return [(str(number), line.split(delimiter)) for number, line in enumerate(content.splitlines(), start=1)
-                if line.strip()]
-    records, reader, last = [], csv.reader(io.StringIO(content)), 0
-    for cells in reader:
-        first = last + 1
-        last = reader.line_num
-        if any(cell.strip() for cell in cells):
-            records.append((str(first) if first == last else f"{first}-{last}", cells))
-    return records
-
-
 def entries_from_metadata(root: Path, metadata: Path, requested: str = "auto") -> list[Entry]:
-    """One entry per record of the metadata file (see the module docstring); a record it cannot use becomes an
-    entry with its error, naming its line, so that every line is prepared or reported."""
-    try:
-        content = metadata.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise VallEValueError(f"{metadata} is not UTF-8 text: save it as UTF-8") from None
-    first_line = next((line for line in content.splitlines() if line.strip()), "")
-    layout = metadata_format(metadata, first_line, requested)
-    records = metadata_records(content, layout)
-    if not records:
-        raise VallEValueError(f"{metadata} has no records")
-    header = records[0][1]
-    audio_column, text_column = _pick(header, AUDIO_COLUMNS), _pick(header, TEXT_COLUMNS)
+    """One entry per record of the metadata file (read by `valle_hf.manifest.read_table`; see the module docstring);
+    a record it cannot use becomes an entry with its error, naming its line, so that every line is prepared or
+    reported."""
+    table = read_table(metadata, requested)
+    audio_column, text_column = _pick(table.columns, AUDIO_COLUMNS), _pick(table.columns, TEXT_COLUMNS)
     if audio_column is None or text_column is None:
-        if layout != "ljspeech":
+        if table.layout != "ljspeech":
             raise VallEValueError(
-                f"{metadata}: the {layout} layout needs a header naming an audio column ({', '.join(AUDIO_COLUMNS)}) "
-                f"and a text column ({', '.join(TEXT_COLUMNS)}); the first line is {first_line[:80]!r}"
+                f"{metadata}: the {table.layout} layout needs a header naming an audio column "
+                f"({', '.join(AUDIO_COLUMNS)}) and a text column ({', '.join(TEXT_COLUMNS)}); it has "
+                f"{', '.join(table.columns)[:80]!r}"
             )
-        return [_ljspeech_entry(root, metadata, lines, cells) for lines, cells in records]
-    speaker_column = _pick(header, SPEAKER_COLUMNS)
-    return [_header_entry(root, metadata, lines, dict(zip(header, cells, strict=False)), len(cells) - len(header),
-                          audio_column, text_column, speaker_column) for lines, cells in records[1:]]
+        return [_ljspeech_entry(root, metadata, record.lines, record.cells) for record in table.records]
+    speaker_column = _pick(table.columns, SPEAKER_COLUMNS)
+    return [_header_entry(root, metadata, row, audio_column, text_column, speaker_column) for row in table.rows]
 
 
-def _header_entry(root, metadata, lines, values, extra_cells, audio_column, text_column, speaker_column) -> Entry:
-    path = (values.get(audio_column) or "").strip()
-    where = f"{metadata.name} {'lines' if '-' in lines else 'line'} {lines}"
+def _header_entry(root: Path, metadata: Path, row: Row, audio_column, text_column, speaker_column) -> Entry:
+    values = {column: "" if value is None else str(value) for column, value in row.values.items()}
+    path = values.get(audio_column, "").strip()
     audio = root / path
     if path and not audio.exists() and (root / "clips" / path).exists():  # Common Voice keeps its audio in clips/
         audio = root / "clips" / path
-    speaker = (values.get(speaker_column) or "").strip() if speaker_column else ""
-    entry = Entry(safe_id(Path(path).with_suffix("").as_posix() if path else f"line{lines}"), audio,
-                  speaker or "default", text=(values.get(text_column) or "").strip())
-    if "-" in lines:
-        entry.error = f"{where}: an unbalanced quote joins these lines into one record; fix the quoting"
-    elif extra_cells < 0 or text_column not in values:
-        entry.error = f"{where}: {len(values)} columns where the header has {len(values) - extra_cells}"
+    speaker = values.get(speaker_column, "").strip() if speaker_column else ""
+    entry = Entry(safe_id(Path(path).with_suffix("").as_posix() if path else f"line{row.lines}"), audio,
+                  speaker or "default", text=values.get(text_column, "").strip())
+    if row.error:
+        entry.error = f"{metadata.name} {row.error}"
     elif not path:
-        entry.error = f"{where}: no audio path"
+        entry.error = f"{metadata.name} {row.where}: no audio path"
     return entry
 
 

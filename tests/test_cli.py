@@ -171,21 +171,18 @@ def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_pat
     cli_audio = torch.from_numpy(soundfile.read(out, dtype="float32")[0])
 
     model, processor = load_model_and_processor(str(converted_dir))
-    torch.manual_seed(seed)
     generated = model.generate(**processor([text], prompt_audio=str(prompt_wav)), max_new_tokens=steps,
-                               return_dict_in_generate=True, output_scores=True)
+                               seeds=[seed], return_dict_in_generate=True, output_scores=True)
     tts = pipeline("text-to-speech", model=str(converted_dir))
-    torch.manual_seed(seed)
-    piped = tts(text, forward_params={"prompt_audio": str(prompt_wav), "max_new_tokens": steps})
+    piped = tts(text, forward_params={"prompt_audio": str(prompt_wav), "max_new_tokens": steps, "seeds": [seed]})
 
     audio = generated.audio[0].clamp(-1, 1)
     assert torch.equal(cli_audio, audio)
     assert torch.equal(torch.as_tensor(piped["audio"]).reshape(-1), generated.audio[0])
     # the shared settings are the tuned ones, and they matter: plain sampling at temperature 1 samples from other
     # scores (compared at the first step, which exists even when the model stops at once)
-    torch.manual_seed(seed)
     plain = model.generate(**processor([text], prompt_audio=str(prompt_wav)), max_new_tokens=steps, temperature=1.0,
-                           repetition_penalty=1.0, return_dict_in_generate=True, output_scores=True)
+                           repetition_penalty=1.0, seeds=[seed], return_dict_in_generate=True, output_scores=True)
     assert not torch.equal(plain.scores[0], generated.scores[0])
 
 
@@ -406,9 +403,19 @@ def test_task_flag_transcribes_what_generate_computes(cli):
     assert stt.written.strip() == tiny_random_processor().decode(stt.output.text_ids[0]).strip()
 
 
-def test_seed_flag_seeds_the_sampling(cli):
+def test_seed_flag_seeds_the_sampling(cli, capsys):
+    """Sentence i of the text draws from seed + i (`generate`'s per-row seeds), so a sentence sounds the same
+    whichever text it is in; the seed changes the sampling, of the AR and of the NAR."""
     assert differ(cli("--seed", "2").written, cli().written)
     assert differ(cli("--seed", "2", "--nar-temp", "1").written, cli("--nar-temp", "1").written)
+    assert cli("--seed", "2").kwargs["seeds"] == [2]
+    two = cli("--seed", "2", "--nar-temp", "1", text="Hello there. General Kenobi.")
+    assert two.kwargs["seeds"] == [2, 3]
+    second = cli("--seed", "3", "--nar-temp", "1", text="General Kenobi.")
+    length = second.output.lengths[0]
+    assert torch.equal(two.output.codes[1, : two.output.lengths[1]], second.output.codes[0, :length])
+    status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "o.wav", "--seed", "-1"], capsys)
+    assert status == 1 and "expected an integer >= 0" in err
 
 
 def test_device_dtype_and_onednn_flags_reach_the_model(cli, capsys):
@@ -545,6 +552,17 @@ def test_no_prompt_flag_speaks_in_a_random_voice(cli, capsys):
     assert status == 1 and "no reference audio given" in err and not (cli.tmp_path / "o.wav").exists()
     status, _, err = run(["Hi.", cli.prompt_wav, out, "--no-prompt", "--model", "tiny-random"], capsys)
     assert status == 1 and "--no-prompt" in err
+
+
+def test_references_joined_with_a_semicolon_are_one_voice_for_every_sentence(cli, capsys):
+    other = cli.tmp_path / "other.wav"
+    soundfile.write(other, np.zeros(4800, dtype=np.float32), 24000)
+    for text, sentences in (("One sentence.", 1), ("Two sentences. Here is the second.", 2)):
+        status, _, err = run([text, f"{cli.prompt_wav};{other}", cli.tmp_path / "o.wav", "--model", "tiny-random",
+                              "--max-ar-steps", 3], capsys)
+        assert status == 0, err
+        prompts = cli.calls[-1][0]["prompt_audio"]
+        assert [len(references) for references in prompts] == [2] * sentences
 
 
 def test_language_switch_flag_removes_the_markers(cli):

@@ -1,9 +1,10 @@
 """Every entry point on a table of bad inputs: exit status 1, one `error:` line on stderr, no traceback, no user file
 changed and nothing half-written left behind (only the reports a tool documents, such as failed.jsonl).
 
-The CLI (`python -m valle_hf`), the converter (`python -m valle_hf.convert`), scripts/prepare_dataset.py,
-scripts/convert_and_upload.py and examples/finetune.py are called in-process through their `main(argv)`, exactly what
-their `__main__` runs; the converter also runs as a process with the Hub unreachable.
+The CLI (`python -m valle_hf`), the converter (`python -m valle_hf.convert`), corpus synthesis (`python -m
+valle_hf.synthesize`), scripts/prepare_dataset.py, scripts/convert_and_upload.py and examples/finetune.py are called
+in-process through their `main(argv)`, exactly what their `__main__` runs; the converter also runs as a process with
+the Hub unreachable.
 """
 
 from __future__ import annotations
@@ -156,6 +157,37 @@ def test_cli_refuses_kanji_without_pykakasi_before_loading_a_model(language, wor
     argv = ["今日は晴れ。", workspace / "ref.wav", workspace / "new.wav", "--language", language, "--model",
             workspace / "no-model"]  # the model would fail too: the text is checked first
     check_refused(main, argv, workspace, capsys, "pip install 'valle-hf[ja]'")
+
+
+# ---------------------------------------------------------------------------------------------------- synthesis
+
+SYNTHESIS_CASES = {
+    # name: (arguments, the error's telling part); {ws} is the workspace, whose corpus.csv is a good manifest
+    "missing_manifest": (["{ws}/nope.csv", "{ws}/corpus"], "not found"),
+    "manifest_not_utf8": (["{ws}/ref.wav", "{ws}/corpus", "--manifest-format", "csv"], "is not UTF-8 text"),
+    "manifest_without_columns": (["{ws}/notes.txt", "{ws}/corpus", "--manifest-format", "csv"],
+                                 "has no id, text, prompt column"),
+    "manifest_with_an_unknown_column": (["{ws}/unknown.csv", "{ws}/corpus"], "unknown column(s) ar_tmp"),
+    "output_is_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt"], "is a file"),
+    "flag_out_of_range": (["{ws}/corpus.csv", "{ws}/corpus", "--ar-temp", "nan"], "not allowed"),
+    "batch_size_zero": (["{ws}/corpus.csv", "{ws}/corpus", "--batch-size", "0"], "--batch-size must be >= 1"),
+    "negative_seed": (["{ws}/corpus.csv", "{ws}/corpus", "--seed", "-1"], "expected an integer >= 0"),
+    "unknown_language": (["{ws}/corpus.csv", "{ws}/corpus", "--language", "xx-nope"], "unknown language"),
+    "unknown_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--bogus"], "unrecognized arguments"),
+    "cuda_missing": (["{ws}/corpus.csv", "{ws}/corpus", "--device", "cuda"], "CUDA is not available"),
+    "missing_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "{ws}/no-model"], "model not found"),
+}
+
+
+@pytest.mark.parametrize("case", SYNTHESIS_CASES)
+def test_synthesis_refuses_bad_input_in_one_line_and_writes_nothing(case, workspace, capsys):
+    from valle_hf.synthesize import main
+
+    (workspace / "corpus.csv").write_text("id,text,prompt\nr1,Hello there.,ref.wav\n", encoding="utf-8")
+    (workspace / "unknown.csv").write_text("id,text,prompt,ar_tmp\nr1,Hello there.,ref.wav,0.5\n", encoding="utf-8")
+    arguments, expected = SYNTHESIS_CASES[case]
+    argv = [argument.format(ws=workspace) for argument in arguments]
+    check_refused(main, [*argv, "--no-progress"], workspace, capsys, expected)
 
 
 # ---------------------------------------------------------------------------------------------------- the converter

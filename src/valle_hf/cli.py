@@ -8,6 +8,7 @@ on stderr; anything else is a bug and shows its traceback. Ctrl-C ends with one 
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import sys
 from pathlib import Path
@@ -17,6 +18,18 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .configuration import SettingError, check_settings
 from .errors import ArgumentParser, UsageError, VallEValueError, entry_point
+from .seeding import sentence_seeds
+
+
+def seed_value(text: str) -> int:
+    """A seed: an integer >= 0 (argparse type)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return seed
 
 
 def _token_ids(text: str) -> list[int]:
@@ -91,10 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="espeak's markers for words read in another language, '(en)...(fr)': keep (as the model was trained) "
         "or remove (for mixed-language text) [keep]")
     add("--task", default="tts", choices=["tts", "stt"])
-    add("--seed", type=int, default=None, help="random seed (printed when not given)")
+    add("--seed", type=seed_value, default=None, help="random seed, an integer >= 0: sentence i of the text draws "
+        "from seed + i (a random seed when not given, printed once the run worked)")
     add("--stream", action="store_true", help="write the output as it is generated: a file beside OUT_PATH grows "
         "chunk by chunk (printed at the start) and becomes OUT_PATH when complete")
     add("--stream-chunk", type=float, default=0.5, help="seconds of codes per streamed chunk [0.5]")
+    add_sampler_arguments(parser)
+    return parser
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
+    """The original CLI's sampler flags (`FLAG_SETTINGS`), which every command that speaks shares; each defaults to
+    None, so that a flag left out keeps the model's generation config."""
+    add = parser.add_argument
     add("--audio-backend", default=None, choices=["vocos", "encodec"],
         help="decoder of the codes (default: the model's; vocos for converted original checkpoints, as the original)")
     # Sampler flags default to None: the model's generation_config.json decides (for a converted original
@@ -140,7 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-predict the whole AR output in one teacher-forced pass")
     add("--sampler-order", default=None, choices=["original", "transformers"],
         help="original: penalties and filters before temperature, as the model was tuned [original]")
-    return parser
 
 
 class StepProgress(StoppingCriteria):
@@ -194,6 +215,47 @@ TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "nar_dtype", "input_prompt
                      "prefix_silence", "audio_backend")
 
 
+@functools.cache
+def flag_actions() -> dict[str, argparse.Action]:
+    """The sampler flags as the CLI's parser declares them (type, choices, help), by destination name."""
+    return {action.dest: action for action in build_parser()._actions if action.dest in FLAG_SETTINGS}
+
+
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+_EXPECTED = {int: "an integer", float: "a number", _token_ids: "comma-separated token ids such as 12,40"}
+
+
+def parse_flag(flag: str, value):
+    """A sampler flag's value as the CLI would parse it, from text (a table's cell, a text field) or a JSON value:
+    None (or an empty cell) for not given; for an on/off flag a bool, or true/false/yes/no/1/0.
+
+    Raises `UsageError` naming the flag (`flag`: its destination name, e.g. "ar_temp") for an unknown flag or a value
+    it cannot take; ranges are `generation_kwargs`'s to check.
+    """
+    action = flag_actions().get(flag)
+    if action is None:
+        raise UsageError(f"unknown sampler setting {flag!r}: use one of {', '.join(FLAG_SETTINGS)}")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value).strip()
+    if action.nargs == 0:
+        if isinstance(value, bool) or text.lower() in _TRUE + _FALSE:
+            return value if isinstance(value, bool) else text.lower() in _TRUE
+        expected = "true or false"
+    elif action.choices:
+        if text in action.choices:
+            return text
+        expected = " or ".join(action.choices)
+    else:
+        if not isinstance(value, bool):
+            try:
+                return action.type(text)
+            except (argparse.ArgumentTypeError, ValueError):
+                pass
+        expected = _EXPECTED[action.type]
+    raise UsageError(f"{action.option_strings[0]} {value!r}: expected {expected}")
+
+
 def generation_kwargs(args: argparse.Namespace) -> dict:
     """The sampler flags the user gave, as `generate` keyword arguments; the rest come from the generation config.
 
@@ -241,21 +303,19 @@ def _check_output(path: str | None, references: str) -> Path:
     return check_output_path(path, reference_paths(references))
 
 
-def _seed(seed: int | None) -> int:
-    """Seed torch with `seed`, or with a random seed when None; returns the seed used."""
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    torch.manual_seed(seed)
-    return seed
+def run_seed(seed: int | None) -> int:
+    """The seed of a run: `seed`, or a random one when None (to be printed, so that the run can be repeated)."""
+    return random.SystemRandom().randrange(2**31) if seed is None else seed
 
 
 def _prompt(args, load):
-    """The voice prompt's waveforms (read with `load`), or None for `--no-prompt`: a random voice is a choice, never
-    an empty path."""
+    """The voice prompt, as the processor's `prompt_audio` for every sentence: `[waveforms]`, the whole waveforms of
+    its references (read with `load`) as one prompt (a bare list of two would be read as one prompt per sentence);
+    or None for `--no-prompt`: a random voice is a choice, never an empty path."""
     from .audio import reference_sources
 
     if not args.no_prompt:
-        return load(args.references)
+        return [load(args.references)]
     if reference_sources(args.references):
         raise UsageError(f"--no-prompt speaks without a voice prompt, but a reference was given ({args.references}): "
                          "drop one of them")
@@ -279,8 +339,9 @@ def prepare_inputs(args) -> dict:
     return {"out": out, "sentences": sentences, "prompt": _prompt(args, load)}
 
 
-def run_tts(args, model, processor, inputs: dict) -> None:
-    """Speak the text's sentences as one batch in the prompt's voice and write them, joined, to the output file."""
+def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
+    """Speak the text's sentences as one batch in the prompt's voice and write them, joined, to the output file;
+    sentence i draws from seed + i (`valle_hf.seeding.sentence_seeds`)."""
     from tqdm import tqdm
 
     from .audio import save_audio
@@ -297,6 +358,7 @@ def run_tts(args, model, processor, inputs: dict) -> None:
     try:
         with tqdm(total=steps, desc="AR", unit="step", disable=None) as bar:
             audio = model.generate(**batch.to(model.device), audio_streamer=streamer,
+                                   seeds=sentence_seeds(seed, len(inputs["sentences"])),
                                    stopping_criteria=StoppingCriteriaList([StepProgress(bar)]), **kwargs)
     except BaseException:
         if streamer is not None:
@@ -310,10 +372,10 @@ def run_tts(args, model, processor, inputs: dict) -> None:
     print(f"wrote {inputs['out']} ({waveform.numel() / model.config.sampling_rate:.2f} s)", file=sys.stderr)
 
 
-def run_stt(args, model, processor, inputs: dict) -> None:
+def run_stt(args, model, processor, inputs: dict, seed: int) -> None:
     """Print the IPA transcription of the reference audio."""
     batch = processor(audio=[inputs["audio"]], sampling_rate=processor.feature_extractor.sampling_rate)
-    text_ids = model.generate(**batch.to(model.device), task="stt", **generation_kwargs(args))
+    text_ids = model.generate(**batch.to(model.device), task="stt", seeds=[seed], **generation_kwargs(args))
     print(processor.decode(text_ids[0].cpu()))
 
 
@@ -325,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     generation_kwargs(args)
     inputs = prepare_inputs(args)
     model, processor, precision = load_model(args)
-    seed = _seed(args.seed)
-    (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs)
+    seed = run_seed(args.seed)
+    (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs, seed)
     # Printed once it worked, so that a failed run still says one line only.
     if args.dtype == "auto" or args.quantize:
         print(precision.describe(), file=sys.stderr)

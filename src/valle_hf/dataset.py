@@ -14,7 +14,6 @@ line that a crash cut short is repaired or cut before the next run appends (`rep
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from pathlib import Path
@@ -24,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
+from .manifest import append_jsonl, read_jsonl, repair_jsonl
 
 MANIFEST = "manifest.jsonl"
 UTTERANCES = "utterances"
@@ -56,50 +56,20 @@ def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.T
 def append_manifest(root: str | os.PathLike, record: dict) -> None:
     """Append one utterance's record to the manifest (after its tensors file is complete); `OutputError` when the
     line cannot be written (a partial one is repaired by `repair_manifest` on the next run)."""
-    try:
-        with open(Path(root) / MANIFEST, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-    except OSError as error:
-        raise OutputError(f"could not append to {Path(root) / MANIFEST} ({one_line(error)})") from None
+    append_jsonl(Path(root) / MANIFEST, record)
 
 
 def repair_manifest(root: str | os.PathLike) -> None:
-    """Make the manifest end with a whole line, so that the next append does not glue its record onto a partial one.
-
-    A crash in the middle of `append_manifest` leaves a last line without its newline: a record that is complete
-    gets its newline back, anything else is cut off (its utterance is not in the manifest, so it is prepared again).
-    """
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return
-    with open(path, "rb+") as handle:
-        data = handle.read()
-        if not data or data.endswith(b"\n"):
-            return
-        start = data.rfind(b"\n") + 1
-        try:
-            complete = isinstance(json.loads(data[start:]), dict)
-        except ValueError:  # a cut-off record: not JSON, or not UTF-8 any more
-            complete = False
-        if complete:
-            handle.write(b"\n")
-        else:
-            handle.truncate(start)
+    """Make the manifest end with a whole line (`valle_hf.manifest.repair_jsonl`): a record that a crash cut short is
+    cut off, so its utterance is prepared again."""
+    repair_jsonl(Path(root) / MANIFEST)
 
 
 def read_manifest(root: str | os.PathLike) -> list[dict]:
     """The manifest's records whose files exist; a line cut off by a crash (the last one) is ignored."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return []
     records = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "id" in record and (Path(root) / record.get("file", "")).is_file():
+    for record in read_jsonl(Path(root) / MANIFEST):
+        if "id" in record and (Path(root) / record.get("file", "")).is_file():
             records[record["id"]] = record  # a re-done utterance replaces its earlier line
     return list(records.values())
 

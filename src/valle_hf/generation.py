@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,7 @@ from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors
 from .onednn import use_onednn_linears
+from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, multinomial_per_row, seeded
 from .streaming import AudioStreamer, StreamingTTS
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin"]
@@ -132,6 +134,23 @@ def _refuse_speculative_decoding(config: VallEGenerationConfig, model_kwargs: di
                               "setting; its AR steps read segment positions and prompt codes that a draft cannot give")
 
 
+def _check_seeded_rows(rows: int) -> None:
+    """Refuse a seeded call without one seed per input row."""
+    generators = active_generators()
+    if generators is not None:
+        generators.check_rows(rows)
+
+
+def _ar_generate(model, **generate_kwargs):
+    """`GenerationMixin.generate` for the AR (or STT) stage. A seeded, sampled run returns as its `scores` those its
+    tokens were drawn from, not the one-token distributions `SeededRowSampler` handed on."""
+    output = GenerationMixin.generate(model, **generate_kwargs)
+    generators = active_generators()
+    if generators is not None and generators.drawn_from is not None and output.scores is not None:
+        output.scores = tuple(generators.drawn_from[: len(output.scores)])
+    return output
+
+
 def _layer_skip(config: VallEGenerationConfig) -> LayerSkip | None:
     if not config.layer_skip:
         return None
@@ -215,7 +234,26 @@ class VallEGenerationMixin(GenerationMixin):
         the configured (by default the original's) order."""
         processors = super()._get_logits_processor(generation_config.for_transformers(), *args, **kwargs)
         processors.extend(sampler_processors(generation_config))
+        generators = active_generators()
+        if generators is not None and generation_config.do_sample and (generation_config.num_beams or 1) == 1:
+            generators.drawn_from = [] if generation_config.output_scores else None
+            processors.append(SeededRowSampler(generators))
         return processors
+
+    def _get_top_k_continuations(self, accumulated_log_probs: torch.Tensor, *, do_sample: bool, beams_to_keep: int,
+                                 batch_size: int, **kwargs):
+        """transformers' choice of the next beams; with seeds, a sampled choice draws each row's beams from the row's
+        own stream, then lets transformers keep exactly those (every other continuation -inf, taken by its top-k)."""
+        generators = active_generators()
+        if do_sample and generators is not None:
+            streams = generators.for_stage(AR_STAGE, batch_size)
+            chosen = multinomial_per_row(torch.softmax(accumulated_log_probs, dim=-1), streams,
+                                         num_samples=beams_to_keep)
+            accumulated_log_probs = torch.full_like(accumulated_log_probs, -float("inf")).scatter(
+                1, chosen, accumulated_log_probs.gather(1, chosen))
+            do_sample = False
+        return super()._get_top_k_continuations(accumulated_log_probs, do_sample=do_sample,
+                                                beams_to_keep=beams_to_keep, batch_size=batch_size, **kwargs)
 
     # ------------------------------------------------------------------ public entry point
     @torch.no_grad()
@@ -234,6 +272,7 @@ class VallEGenerationMixin(GenerationMixin):
         generation_config: GenerationConfig | None = None,
         return_dict_in_generate: bool | None = None,
         audio_streamer: AudioStreamer | None = None,
+        seeds: Sequence[int] | None = None,
         **kwargs,
     ):
         r"""Text-to-speech (default) or speech-to-text.
@@ -254,6 +293,11 @@ class VallEGenerationMixin(GenerationMixin):
         AR runs (greedy codes equal a non-streamed run's); beams, `refine_on_stop` and `num_return_sequences` > 1
         cannot be streamed and are refused.
 
+        `seeds`: one integer >= 0 per row of `input_ids` (STT: of the audio). Each row then draws from generators of
+        its own (AR and beam sampling, mirostat, NAR sampling; `valle_hf.seeding`), so its result does not depend on
+        the rest of the batch: a row gives what it gives alone with its seed. Without seeds, draws come from torch's
+        global generator (`torch.manual_seed`), shared by the batch.
+
         Returns a `VallEGenerateOutput` when `return_dict_in_generate`; otherwise the list of waveforms (TTS, or the
         codes when `output_audio=False`) or the list of phoneme-id tensors (STT). Raises `VallEValueError` (a
         ValueError) for inputs or settings it cannot use.
@@ -261,18 +305,19 @@ class VallEGenerationMixin(GenerationMixin):
         config, model_kwargs = self._merge_settings(generation_config, kwargs)
         prompt_audio, audio = (self._waveform_rows(references, sampling_rate) for references in (prompt_audio, audio))
         use_onednn_linears(self)  # float32 on the CPU: oneDNN's inner product (see valle_hf.onednn)
-        if audio_streamer is not None:
+        with seeded(None if seeds is None else RowGenerators(seeds, self.device)):
+            if audio_streamer is not None:
+                if task != "tts":
+                    raise VallEValueError("audio_streamer streams speech: it works with task='tts' only")
+                return self._streamed(audio_streamer, return_dict_in_generate, input_ids, attention_mask,
+                                      prompt_codes, prompt_attention_mask, prompt_audio, config, model_kwargs)
+            if task == "stt":
+                result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
+                return result if return_dict_in_generate else result.text_ids
             if task != "tts":
-                raise VallEValueError("audio_streamer streams speech: it works with task='tts' only")
-            return self._streamed(audio_streamer, return_dict_in_generate, input_ids, attention_mask, prompt_codes,
-                                  prompt_attention_mask, prompt_audio, config, model_kwargs)
-        if task == "stt":
-            result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
-            return result if return_dict_in_generate else result.text_ids
-        if task != "tts":
-            raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
-        result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio,
-                                    config, model_kwargs)
+                raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
+            result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio,
+                                        config, model_kwargs)
         return self._tts_return(result, return_dict_in_generate)
 
     @staticmethod
@@ -398,6 +443,7 @@ class VallEGenerationMixin(GenerationMixin):
         if not 0 <= max_levels < self.config.num_rvq_levels:
             raise VallEValueError(f"max_levels must be 0..{self.config.num_rvq_levels - 1}, got {max_levels}")
         texts = self._text_rows(input_ids, attention_mask)
+        _check_seeded_rows(len(texts))
         prompt_list = self.prompt_rows(prompt_codes, prompt_mask, prompt_audio, len(texts), config.input_prompt_length)
         prompts = None if prompt_list is None else _Prompts(pad(prompt_list, 0, side="right")[0],
                                                             [len(prompt) for prompt in prompt_list])
@@ -458,7 +504,7 @@ class VallEGenerationMixin(GenerationMixin):
                               skip, capacity)
         # An outer autocast region, off for the AR, keeps the NAR chunks' weight casts for the whole call.
         with torch.autocast(self.device.type, enabled=False):
-            output = GenerationMixin.generate(
+            output = _ar_generate(
                 self, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
                 task="tts", level=0, generation_config=config, streamer=driver,
                 **({"early_exit": skip} if skip else {}), **kwargs,
@@ -483,11 +529,11 @@ class VallEGenerationMixin(GenerationMixin):
     def _traced_generate(self, skip: LayerSkip | None, **generate_kwargs):
         """`GenerationMixin.generate`, and with layer skip the layers each row ran at every step (`[B, steps]`)."""
         if skip is None:
-            return GenerationMixin.generate(self, **generate_kwargs), None
+            return _ar_generate(self, **generate_kwargs), None
         trace = []
         handle = self.register_forward_hook(lambda module, args, output: trace.append(output.exit_layers))
         try:
-            output = GenerationMixin.generate(self, early_exit=skip, **generate_kwargs)
+            output = _ar_generate(self, early_exit=skip, **generate_kwargs)
         finally:
             handle.remove()
         return output, torch.stack(trace, dim=1)
@@ -579,16 +625,25 @@ class VallEGenerationMixin(GenerationMixin):
             exit_layers.append(output.exit_layers)
             rows_logits = output.logits[(ids == self.config.audio_frame_token_id)[:, -frames:]]
             new_level = torch.zeros_like(valid)
-            new_level[valid.bool()] = self._sample_frames(rows_logits, temperature)
+            new_level[valid.bool()] = self._sample_frames(rows_logits, temperature, level, valid.sum(dim=1))
             codes = [torch.cat([row, new_level[index, : len(row), None]], dim=1) for index, row in enumerate(codes)]
         traced = [layers for layers in exit_layers if layers is not None]
         return codes, torch.stack(traced, dim=1) if traced else None
 
     @staticmethod
-    def _sample_frames(logits: torch.Tensor, temperature: float) -> torch.LongTensor:
+    def _sample_frames(logits: torch.Tensor, temperature: float, level: int,
+                       frames_per_row: torch.Tensor | list[int]) -> torch.LongTensor:
+        """Level `level`'s codes from its logits `[frames, V]` (the rows' frames one row after the other,
+        `frames_per_row`): the argmax at `temperature` <= 0, else a draw at that temperature, from each row's own
+        stream for the level when the call is seeded (only then are the counts read on the host)."""
         if temperature <= 0:
             return logits.argmax(dim=-1)
-        return torch.multinomial(torch.softmax(logits.float() / temperature, dim=-1), 1).squeeze(-1)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        generators = active_generators()
+        if generators is None:
+            return torch.multinomial(probs, 1).squeeze(-1)
+        sizes = frames_per_row.tolist() if torch.is_tensor(frames_per_row) else frames_per_row
+        return multinomial_per_row(probs, generators.for_stage(level, len(sizes)), sizes).squeeze(-1)
 
     def _decode(self, rows: list[torch.LongTensor], backend: str | None) -> list[torch.Tensor]:
         """Waveforms of code rows `[T_i, levels]` with `backend` ("vocos", "encodec"; None: the model's own)."""
@@ -612,6 +667,7 @@ class VallEGenerationMixin(GenerationMixin):
         rows = self._code_rows(audio_codes, audio_mask, audio, "audio_codes", None)
         if rows is None:
             raise VallEValueError("speech-to-text needs audio_codes or audio")
+        _check_seeded_rows(len(rows))
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
         audio_batch = pad(rows, 0, side="right")[0]

@@ -256,7 +256,8 @@ class StreamingTTS:
             cache=cache, use_cache=True, early_exit=self.skip,
         ).logits
         self.caches[level] = (cache, mask)
-        sampled = self.model._sample_frames(logits[valid.bool()], self.config.nar_temperature)
+        sampled = self.model._sample_frames(logits[valid.bool()], self.config.nar_temperature, level,
+                                           [len(rows) for rows in chunk])
         new_level, start = [], 0
         for rows in chunk:
             new_level.append(torch.cat([rows, sampled[start: start + len(rows), None]], dim=1))

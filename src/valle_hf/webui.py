@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
-import functools
 import io
-import random
 import tempfile
 import threading
 import time
@@ -27,10 +25,19 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .audio import save_audio
-from .cli import FLAG_SETTINGS, TTS_ONLY_SETTINGS, build_parser, generation_kwargs, prepare_inputs
+from .cli import (
+    FLAG_SETTINGS,
+    TTS_ONLY_SETTINGS,
+    build_parser,
+    flag_actions,
+    generation_kwargs,
+    prepare_inputs,
+    run_seed,
+)
 from .configuration import SETTING_RULES
 from .errors import UsageError, VallEError, one_line
 from .phonemes import MODEL_LANGUAGES
+from .seeding import sentence_seeds
 from .streaming import AudioChunk, AudioIteratorStreamer
 
 __all__ = ["build_page", "sampler_controls"]
@@ -60,12 +67,6 @@ NONE_MEANS = {
 }
 
 
-@functools.cache
-def _flag_actions() -> dict[str, argparse.Action]:
-    """The CLI's sampler flags as its parser declares them (type, choices, help), by destination name."""
-    return {action.dest: action for action in build_parser()._actions if action.dest in FLAG_SETTINGS}
-
-
 def sampler_controls(generation_config, model_config, task: str = "tts") -> dict[str, gr.components.Component]:
     """One control per CLI sampler flag that applies to `task` ("tts" or "stt"), keyed by the flag's name.
 
@@ -74,7 +75,7 @@ def sampler_controls(generation_config, model_config, task: str = "tts") -> dict
     (`SETTING_RULES`).
     """
     controls = {}
-    for flag, action in _flag_actions().items():
+    for flag, action in flag_actions().items():
         setting = FLAG_SETTINGS[flag]
         if task == "stt" and setting in TTS_ONLY_SETTINGS:
             continue
@@ -103,7 +104,7 @@ def _control(action: argparse.Action, value, rule: str | None) -> gr.components.
 
 def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
     """What the CLI's parser would have made of these control values (flags without a control are not given)."""
-    actions = _flag_actions()
+    actions = flag_actions()
     values = dict.fromkeys(FLAG_SETTINGS)
     for flag, value in flags.items():
         if isinstance(value, str) and actions[flag].type is not None:  # a text field: parse it as the CLI does
@@ -116,11 +117,10 @@ def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
 
 
 def _seed(seed: float | None) -> int:
-    """Seed torch's generators with `seed`, or with a random seed when it is empty or negative (a number field in
-    the browser cannot stay empty); returns the seed used."""
-    seed = random.SystemRandom().randrange(2**31) if seed is None or seed < 0 else int(seed)
-    torch.manual_seed(seed)
-    return seed
+    """The seed of a run: `seed`, or a random one when it is empty or negative (a number field in the browser cannot
+    stay empty). Sentence i draws from seed + i, as with the CLI's --seed, so a run here repeats on the command
+    line."""
+    return run_seed(None if seed is None or seed < 0 else int(seed))
 
 
 class StepProgress(StoppingCriteria):
@@ -231,6 +231,7 @@ class Demo:
             streamer = AudioIteratorStreamer(stream_chunk) if stream is not None and _streams(kwargs) else None
             stop, started = threading.Event(), time.perf_counter()
             generation = Generation(self.model, streamer, **batch.to(self.model.device), **kwargs,
+                                    seeds=sentence_seeds(seed, len(inputs["sentences"])),
                                     stopping_criteria=self._stopping(progress, kwargs, stop))
             generation.start()
             try:

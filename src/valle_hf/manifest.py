@@ -1,0 +1,215 @@
+"""Tables of inputs (CSV, TSV, LJSpeech, JSONL) read into rows that keep their line numbers, and JSONL records written
+line by line so that a crash loses at most the line being written.
+
+One reader serves every command that takes a table (`scripts/prepare_dataset.py --metadata`, `python -m
+valle_hf.synthesize`), so a file reads the same everywhere and every line is either used or reported by its number.
+Layouts (`read_table`; "auto" picks `jsonl` for a .jsonl file, `tsv` for a .tsv file, `ljspeech` when the first line
+has a ``|``, `csv` otherwise):
+
+* ``csv``: comma-separated with a header and CSV quoting; a record quoted over several lines keeps their numbers
+  ("3-5") and is reported, as an unbalanced quote is the usual cause.
+* ``tsv``: tab-separated with a header, no quoting (Common Voice's files, whose text holds quotes).
+* ``ljspeech``: ``|``-separated, no quoting; the header may be missing (LJSpeech's ``metadata.csv``).
+* ``jsonl``: one JSON object per line; the columns are its keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
+
+__all__ = ["LAYOUTS", "Record", "Row", "Table", "append_jsonl", "read_jsonl", "read_table", "repair_jsonl",
+           "table_layout", "write_jsonl"]
+
+LAYOUTS = ("auto", "ljspeech", "tsv", "csv", "jsonl")
+
+
+@dataclass
+class Record:
+    """One record as the file holds it: `lines` ("3", or "3-5" for a CSV record quoted over several lines) and its
+    `cells` (the split line; for JSONL the decoded value, or None with `error` when the line is not JSON)."""
+
+    lines: str
+    cells: list[str] | dict | None
+    error: str | None = None
+
+
+@dataclass
+class Row:
+    """One row of a table: `values` by column name, and `error` (naming its line) when it cannot be used as read."""
+
+    lines: str
+    values: dict
+    error: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{'lines' if '-' in self.lines else 'line'} {self.lines}"
+
+
+@dataclass
+class Table:
+    """A table as read: its `layout`, its `columns` (the header; for JSONL every key, in order of appearance), its
+    `rows` (every record after the header), and all its `records` (header included, for headerless layouts)."""
+
+    layout: str
+    columns: list[str]
+    rows: list[Row] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+
+
+def table_layout(path: str | os.PathLike, first_line: str, requested: str = "auto") -> str:
+    """The layout `path` is read in: `requested`, or for "auto" the one its name and first line show."""
+    if requested != "auto":
+        return requested
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".tsv"):
+        return suffix[1:]
+    return "ljspeech" if "|" in first_line else "csv"
+
+
+def _records(content: str, layout: str) -> list[Record]:
+    """The file's records, blank lines left out. `ljspeech` and `tsv` split each line on its delimiter, quotes
+    included; `csv` uses CSV quoting; `jsonl` decodes each line."""
+    if layout == "jsonl":
+        return [_json_record(str(number), line) for number, line in enumerate(content.splitlines(), start=1)
+                if line.strip()]
+    if layout in ("ljspeech", "tsv"):
+        delimiter = "|" if layout == "ljspeech" else "\t"
+        return [Record(str(number), line.split(delimiter)) for number, line in enumerate(content.splitlines(), start=1)
+                if line.strip()]
+    records, reader, last = [], csv.reader(io.StringIO(content)), 0
+    for cells in reader:
+        first = last + 1
+        last = reader.line_num
+        if any(cell.strip() for cell in cells):
+            records.append(Record(str(first) if first == last else f"{first}-{last}", cells))
+    return records
+
+
+def _json_record(lines: str, line: str) -> Record:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as error:
+        return Record(lines, None, f"line {lines}: not JSON ({error.msg}, column {error.colno})")
+    if not isinstance(value, dict):
+        return Record(lines, None, f"line {lines}: a JSON {type(value).__name__}, not an object with named fields")
+    return Record(lines, value)
+
+
+def _row(record: Record, header: list[str]) -> Row:
+    """A delimited record read against the header: a record over several lines (an unbalanced quote) or with another
+    number of cells (an unquoted comma in the text, a missing column) is kept with its error."""
+    row = Row(record.lines, dict(zip(header, record.cells, strict=False)))
+    if "-" in record.lines:
+        row.error = f"{row.where}: an unbalanced quote joins these lines into one record; fix the quoting"
+    elif len(record.cells) != len(header):
+        row.error = f"{row.where}: {len(record.cells)} columns where the header has {len(header)}"
+    return row
+
+
+def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
+    """Read a table of inputs in `layout` (see the module docstring); the first record of a delimited layout is its
+    header. Every record comes back, as a row or as a row with its error, so that none is lost silently.
+
+    Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a file that is not UTF-8 text, an
+    unknown layout, or a file without any record.
+    """
+    path = Path(path)
+    if layout not in LAYOUTS:
+        raise VallEValueError(f"unknown table layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    if not path.is_file():
+        raise VallEFileNotFoundError(f"{path} not found (or not a file)")
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise VallEValueError(f"{path} is not UTF-8 text: save it as UTF-8") from None
+    first_line = next((line for line in content.splitlines() if line.strip()), "")
+    layout = table_layout(path, first_line, layout)
+    records = _records(content, layout)
+    if not records:
+        raise VallEValueError(f"{path} has no records")
+    if layout == "jsonl":
+        columns = list(dict.fromkeys(key for record in records if record.cells for key in record.cells))
+        rows = [Row(record.lines, record.cells or {}, record.error) for record in records]
+        return Table(layout, columns, rows, records)
+    header = [column.strip() for column in records[0].cells]
+    return Table(layout, header, [_row(record, header) for record in records[1:]], records)
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Append one record as a line of JSON, flushed at once; `OutputError` when it cannot be written (a line cut
+    short by a crash is repaired by `repair_jsonl` and skipped by `read_jsonl`)."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+    except OSError as error:
+        raise OutputError(f"could not append to {path} ({one_line(error)})") from None
+
+
+def repair_jsonl(path: str | os.PathLike) -> None:
+    """Make a JSONL file end with a whole line, so that the next append does not glue its record onto a partial one.
+
+    A crash in the middle of `append_jsonl` leaves a last line without its newline: a record that is complete gets
+    its newline back, anything else is cut off.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if not data or data.endswith(b"\n"):
+            return
+        start = data.rfind(b"\n") + 1
+        try:
+            complete = isinstance(json.loads(data[start:]), dict)
+        except ValueError:  # a cut-off record: not JSON, or not UTF-8 any more
+            complete = False
+        if complete:
+            handle.write(b"\n")
+        else:
+            handle.truncate(start)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSONL file written by `append_jsonl`, in order; a line cut off by a crash is left out, and a
+    missing file has none."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
+    """Write `records` as a whole JSONL file: under a temporary name beside it, renamed into place when complete, so
+    the file is always the old one or the new one. Raises `OutputError` when it cannot be written."""
+    path = Path(path)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as error:
+        raise OutputError(f"could not write {path} ({one_line(error)})") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        os.replace(temporary, path)
+    except OSError as error:
+        raise OutputError(f"could not write {path} ({one_line(error)}); it was left as it was") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

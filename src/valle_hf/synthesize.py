@@ -1,0 +1,571 @@
+"""`python -m valle_hf.synthesize MANIFEST OUT_DIR`: speak a whole table of texts, batched, resumable, and spread over
+processes, GPUs and nodes by accelerate.
+
+MANIFEST (CSV, TSV or JSONL, read by `valle_hf.manifest.read_table`) has one row per output WAV: `id` (the file's
+name), `text`, `prompt` (the voice: an audio file, relative to the manifest's folder, or several joined by ';'), and
+optionally `language`, `seed` and any sampler flag of the CLI by its name (`ar_temp`, `max_ar_steps`, `nar_temp`,
+...), which overrides the command line's flag for that row. Each row gives the WAV that
+``python -m valle_hf TEXT PROMPT OUT_DIR/ID.wav --language L --seed S [flags]`` gives: its text is split into
+sentences, sentence i draws from seed S + i (`valle_hf.seeding`), and every draw comes from the row's own generators,
+so batching changes nothing. A row without a seed takes `--seed` (a random one when not given, printed at the end).
+
+How it runs: a row that cannot be spoken (missing prompt file, empty text, unknown language, a bad setting, a
+duplicate id) is reported with its line number and the run goes on. The rows left are grouped by their settings,
+sorted by length and cut into batches of at most `--batch-size` sentences (whole rows), so a batch wastes little
+padding; each batch is one `generate` call (AR, NAR, decoding). A voice prompt is encoded once per process and kept.
+Under ``accelerate launch`` the batches are dealt out to the processes, each on its own device, each writing its
+own files; the main process joins the records at the end.
+
+OUT_DIR holds ``<id>.wav`` (each written under a temporary name and renamed when complete), ``done.jsonl`` (one
+record per finished row: id, path, frames, seconds, stopped, seed, line), ``failed.jsonl`` (the rows of the last run
+that could not be spoken: line, id, error) and, while a run is going, ``parts/`` (each process's records). A re-run
+skips the rows in done.jsonl whose WAV exists, so a crash or a kill loses at most the batches in flight. Exit status:
+0 when every row is done, 3 when some rows failed (all in failed.jsonl), 1 (one ``error:`` line) for a usage or set-up
+mistake, 130 after Ctrl-C. Under a launcher with several processes each process exits 0 after a run that ended,
+failures or not, since torchrun would report any other status as a crash: read failed.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+
+from .audio import reference_sources, save_audio
+from .cli import (
+    FLAG_SETTINGS,
+    add_model_arguments,
+    add_sampler_arguments,
+    check_device,
+    generation_kwargs,
+    load_model,
+    parse_flag,
+    run_seed,
+    seed_value,
+)
+from .errors import (
+    ArgumentParser,
+    MissingDependencyError,
+    UsageError,
+    VallEError,
+    VallEFileNotFoundError,
+    VallEValueError,
+    entry_point,
+    get_logger,
+    one_line,
+)
+from .layout import pad
+from .manifest import LAYOUTS, Row, append_jsonl, read_jsonl, read_table, write_jsonl
+from .phonemes import resolve_language, split_sentences
+from .seeding import sentence_seeds
+
+__all__ = ["ProcessReport", "SynthesisPlan", "main", "plan_synthesis", "run_synthesis", "synthesize"]
+
+logger = get_logger(__name__)
+
+COLUMNS = ("id", "text", "prompt", "language", "seed")
+DONE, FAILED, PARTS = "done.jsonl", "failed.jsonl", "parts"
+SOME_ROWS_FAILED = 3  # exit status
+# A process that finished its batches waits for the others at the end; batches are dealt out evenly, but a long corpus
+# can leave one process waiting for hours, beyond torch.distributed's default 30 minutes.
+PROCESS_GROUP_TIMEOUT = timedelta(days=7)
+
+
+# ---------------------------------------------------------------------------------------------------- planning
+@dataclass
+class Job:
+    """One manifest row, checked and ready to speak: its sentences, resolved prompt files, seed and `generate`
+    settings (`settings_key` names them, for grouping)."""
+
+    id: str
+    lines: str
+    sentences: list[str]
+    language: str
+    prompt: tuple[str, ...]
+    seed: int
+    settings: dict
+
+    @property
+    def settings_key(self) -> str:
+        return json.dumps(self.settings, sort_keys=True)
+
+
+@dataclass
+class SynthesisPlan:
+    """What a run will do: `batches` of jobs (each one `generate` call), the rows that cannot be spoken (`failures`,
+    with their line), how many rows earlier runs finished (`done`), and the run's seed (rows without their own)."""
+
+    batches: list[list[Job]]
+    failures: list[dict]
+    done: int
+    seed: int
+
+
+def _text(values: dict, column: str) -> str:
+    value = values.get(column)
+    return "" if value is None else str(value).strip()
+
+
+def _check_id(row_id: str, seen: dict[str, str]) -> None:
+    """An id names a file in OUT_DIR: refuse what is not a plain file name, and a second row with the same id."""
+    if not row_id:
+        raise VallEValueError("no id")
+    if any(char in row_id for char in "/\\\0") or row_id.startswith(".") or not row_id.isprintable():
+        raise VallEValueError(f"id {row_id!r} is not a plain file name (no '/', '\\', leading '.' or control "
+                              "characters)")
+    if row_id in seen:
+        raise VallEValueError(f"id {row_id!r} is also the id of line {seen[row_id]}")
+
+
+def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
+    """The row's reference files (';'-joined, or a JSON list), relative to the manifest's folder, each checked to
+    exist and not to be the row's output; resolved, so that one file has one name in the prompt cache."""
+    value = values.get("prompt")
+    sources = reference_sources(value if isinstance(value, list) else _text(values, "prompt"))
+    if not sources:
+        raise VallEValueError("no prompt: give the voice's audio file in the prompt column")
+    files = tuple((folder / source).resolve() for source in sources)
+    for file in files:
+        if not file.is_file():
+            raise VallEFileNotFoundError(f"prompt file not found: {file}")
+        if output.exists() and os.path.samefile(file, output):
+            raise VallEValueError(f"the prompt {file} is also this row's output: writing it would destroy the voice")
+    return tuple(map(str, files))
+
+
+def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, language: str, seed: int,
+         seen: dict[str, str]) -> Job:
+    """A row as a `Job`; raises the package's errors for a row that cannot be spoken. `seen`: the lines of the ids
+    read so far (this row's is added)."""
+    if row.error:
+        raise VallEValueError(row.error)
+    values = row.values
+    row_id = _text(values, "id")
+    _check_id(row_id, seen)
+    seen[row_id] = row.lines  # taken, even if this row fails below
+    text = _text(values, "text")
+    if not text:
+        raise VallEValueError("empty text: nothing to speak")
+    language = _text(values, "language") or language
+    sentences = split_sentences(text, language)
+    for sentence in sentences:
+        resolve_language(sentence, language)
+    prompt = _prompt_files(values, folder, out.wav(row_id))
+    if _text(values, "seed"):
+        try:
+            seed = seed_value(_text(values, "seed"))
+        except argparse.ArgumentTypeError as error:
+            raise VallEValueError(f"seed: {error}") from None
+    row_flags = argparse.Namespace(**vars(flags))
+    for flag in FLAG_SETTINGS:
+        value = parse_flag(flag, values.get(flag))
+        if value is not None:
+            setattr(row_flags, flag, value)
+    return Job(row_id, row.lines, sentences, language, prompt, seed, generation_kwargs(row_flags))
+
+
+def _check_columns(columns: list[str], manifest: Path) -> None:
+    """A column the run would not read is refused (a misspelt setting must not be ignored in silence)."""
+    missing = [column for column in ("id", "text", "prompt") if column not in columns]
+    if missing:
+        raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt")
+    unknown = [column for column in columns if column not in COLUMNS and column not in FLAG_SETTINGS]
+    if unknown:
+        raise UsageError(f"{manifest}: unknown column(s) {', '.join(unknown)}: the columns are "
+                         f"{', '.join(COLUMNS)} and the CLI's sampler flags by name ({', '.join(FLAG_SETTINGS)})")
+
+
+def _batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
+    """Jobs with the same settings, sorted by length (longest sentence, then sentence count) and cut into batches of
+    at most `batch_size` sentences (a row is never split; a longer row makes a batch of its own)."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.settings_key, []).append(job)
+    batches = []
+    for group in groups.values():
+        group.sort(key=lambda job: (max(map(len, job.sentences)), len(job.sentences)))
+        batch: list[Job] = []
+        for job in group:
+            if batch and sum(len(queued.sentences) for queued in batch) + len(job.sentences) > batch_size:
+                batches.append(batch)
+                batch = []
+            batch.append(job)
+        batches.append(batch)
+    return batches
+
+
+def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argparse.Namespace, language: str = "en",
+                   seed: int | None = None, batch_size: int = 8, layout: str = "auto") -> SynthesisPlan:
+    """Read and check every row of `manifest` and plan the batches of those `out` does not hold yet; no model is
+    needed, and nothing is written.
+
+    `flags`: the CLI's sampler flags (a namespace with every `FLAG_SETTINGS` name, None for not given) that rows
+    override. Raises `UsageError` for a manifest that cannot be used at all (missing, unreadable, without an id, text
+    or prompt column, with an unknown column) and a `batch_size` < 1; a row that cannot be spoken is a failure of the
+    plan, with its line.
+    """
+    manifest = Path(manifest)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    try:
+        table = read_table(manifest, layout)
+    except VallEError as error:
+        raise UsageError(f"manifest: {one_line(error)}") from None
+    _check_columns(table.columns, manifest)
+    seed, done_ids = run_seed(seed), out.done_ids()
+    jobs, failures, seen, done = [], [], {}, 0
+    for row in table.rows:
+        try:
+            job = _job(row, manifest.parent, out, flags, language, seed, seen)
+        except VallEError as error:
+            failures.append({"line": row.lines, "id": _text(row.values, "id"), "error": one_line(error)})
+            continue
+        if job.id in done_ids:
+            done += 1
+        else:
+            jobs.append(job)
+    return SynthesisPlan(_batches(jobs, batch_size), failures, done, seed)
+
+
+# ---------------------------------------------------------------------------------------------------- the output folder
+class OutputFolder:
+    """OUT_DIR: the WAVs, done.jsonl and failed.jsonl, and each process's records under parts/ while a run goes on.
+
+    Only the main process folds the parts into done.jsonl and failed.jsonl (`fold_done`, `write_failures`); each
+    process appends to its own part (`record_done`, `record_failure`).
+    """
+
+    def __init__(self, root: str | os.PathLike, rank: int = 0):
+        self.root, self.rank = Path(root), rank
+        self.parts = self.root / PARTS
+
+    def wav(self, row_id: str) -> Path:
+        return self.root / f"{row_id}.wav"
+
+    def check(self) -> None:
+        """Refuse, before any work, a folder that cannot be made or written: a file, or a read-only place."""
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"the output folder {self.root} is a file: give a folder (it is created if missing)")
+        existing = next(folder for folder in [self.root, *self.root.absolute().parents] if folder.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UsageError(f"cannot write the output folder {self.root}: {existing} is not writable")
+
+    def prepare(self) -> None:
+        """Create the folder, remove the temporary files a killed run left, and fold its records into done.jsonl (a
+        killed run's failures are dropped: those rows are tried again)."""
+        try:
+            self.parts.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot create the output folder {self.root} ({one_line(error)})") from None
+        for leftover in [*self.root.glob(".*.wav.*.part"), *self.root.glob(f".{DONE}.*.part"),
+                         *self.root.glob(f".{FAILED}.*.part"), *self.parts.glob("failed.*.jsonl")]:
+            leftover.unlink()
+        self.fold_done()
+
+    def done_records(self) -> dict[str, dict]:
+        """The finished rows, by id: the records of done.jsonl and of every process's part (the latest per id) whose
+        WAV exists."""
+        records = {}
+        for path in [self.root / DONE, *sorted(self.parts.glob("done.*.jsonl"))]:
+            for record in read_jsonl(path):
+                if isinstance(record.get("id"), str) and self.wav(record["id"]).is_file():
+                    records[record["id"]] = record
+        return records
+
+    def done_ids(self) -> set[str]:
+        return set(self.done_records())
+
+    def fold_done(self) -> int:
+        """Join every record of the finished rows into done.jsonl, written whole; remove the parts. Returns the number
+        of records."""
+        records = self.done_records()
+        write_jsonl(self.root / DONE, list(records.values()))
+        for part in self.parts.glob("done.*.jsonl"):
+            part.unlink()
+        return len(records)
+
+    def write_failures(self, failures: list[dict]) -> list[dict]:
+        """failed.jsonl: `failures` (the plan's) and those every process recorded, by line; returns them all."""
+        recorded = [record for part in sorted(self.parts.glob("failed.*.jsonl")) for record in read_jsonl(part)]
+        everything = sorted(failures + recorded, key=lambda record: int(str(record["line"]).split("-")[0]))
+        write_jsonl(self.root / FAILED, everything)
+        for part in self.parts.glob("failed.*.jsonl"):
+            part.unlink()
+        if self.parts.is_dir() and not any(self.parts.iterdir()):
+            self.parts.rmdir()
+        return everything
+
+    def record_done(self, record: dict) -> None:
+        append_jsonl(self.parts / f"done.{self.rank}.jsonl", record)
+
+    def record_failure(self, job: Job, error: str) -> None:
+        append_jsonl(self.parts / f"failed.{self.rank}.jsonl", {"line": job.lines, "id": job.id, "error": error})
+
+
+# ---------------------------------------------------------------------------------------------------- speaking
+class PromptCache:
+    """Each distinct voice prompt's codes `[frames, 8]`, encoded once (whole, as `generate` encodes a reference) and
+    kept on the CPU as int16."""
+
+    def __init__(self, model, processor):
+        self.model, self.processor = model, processor
+        self.codes: dict[tuple[str, ...], torch.Tensor] = {}
+
+    def __call__(self, files: tuple[str, ...]) -> torch.LongTensor:
+        if files not in self.codes:
+            waveforms = self.processor.feature_extractor.load(list(files))
+            codes = self.model.prompt_rows(None, None, [waveforms], 1, None)[0]
+            self.codes[files] = codes.to("cpu", torch.int16)
+        return self.codes[files].long()
+
+
+@dataclass
+class Spoken:
+    """A row's audio (its sentences joined) and what the record says of it."""
+
+    job: Job
+    audio: torch.Tensor
+    frames: int
+    stopped: bool
+
+
+def _inputs(job: Job, processor, prompts: PromptCache, language_switch: str) -> tuple[list, torch.Tensor]:
+    """The phoneme ids of each of the job's sentences, and its prompt codes."""
+    batch = processor(job.sentences, language=job.language, language_switch=language_switch)
+    texts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
+    return texts, prompts(job.prompt)
+
+
+def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache,
+                language_switch: str = "keep") -> tuple[list[Spoken], list[tuple[Job, str]]]:
+    """Speak a batch of jobs (same settings) in one `generate` call, every sentence a row with its own seed.
+
+    Returns the jobs spoken, and those that could not be (their text, prompt or settings refused), with the error.
+    """
+    ready, failed = [], []
+    for job in jobs:
+        try:
+            ready.append((job, *_inputs(job, processor, prompts, language_switch)))
+        except MissingDependencyError:
+            raise  # the environment, not this row: every row would fail alike
+        except VallEError as error:
+            failed.append((job, one_line(error)))
+    if not ready:
+        return [], failed
+    texts = [text for _, sentences, _ in ready for text in sentences]
+    prompt_rows = [codes for _, sentences, codes in ready for _ in sentences]
+    seeds = [seed for job, sentences, _ in ready for seed in sentence_seeds(job.seed, len(sentences))]
+    input_ids, attention_mask = (tensor.to(model.device) for tensor in pad(texts, 0, side="right"))
+    prompt_codes, prompt_mask = (tensor.to(model.device) for tensor in pad(prompt_rows, 0, side="right"))
+    try:
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
+                             prompt_attention_mask=prompt_mask, seeds=seeds, return_dict_in_generate=True,
+                             **jobs[0].settings)
+    except MissingDependencyError:
+        raise
+    except VallEError as error:  # the settings the rows share: every row of the batch fails alike
+        return [], failed + [(job, one_line(error)) for job, _, _ in ready]
+    spoken, start = [], 0
+    for job, sentences, _ in ready:
+        rows = range(start, start + len(sentences))
+        start += len(sentences)
+        audio = torch.cat([out.audio[row].float().cpu() for row in rows])
+        spoken.append(Spoken(job, audio, int(sum(out.lengths[row] for row in rows)),
+                             bool(all(out.stopped[row] for row in rows))))
+    return spoken, failed
+
+
+@dataclass
+class ProcessReport:
+    """What one process did: rows written and failed, seconds of audio written, seconds it took (model loading not
+    counted), and its throughput in seconds of audio per second."""
+
+    process: int
+    rows: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def speed(self) -> float:
+        return self.audio_seconds / self.seconds if self.seconds else 0.0
+
+
+def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder, language_switch: str = "keep",
+                  progress: bool | None = None, process: int = 0) -> ProcessReport:
+    """Speak `batches` into `out`: each row's WAV, then its record in this process's part of done.jsonl (a row is done
+    only once both are written); failures go to its part of failed.jsonl. `progress`: a progress bar of rows and
+    seconds of audio (None: when stderr is a terminal)."""
+    from tqdm.auto import tqdm
+
+    report, started = ProcessReport(process), time.perf_counter()
+    if not batches:  # nothing left for this process (and no model loaded for it)
+        return report
+    prompts, rate = PromptCache(model, processor), model.config.sampling_rate
+    total = sum(len(batch) for batch in batches)
+    with tqdm(total=total, unit="row", desc=f"process {process}", position=process, dynamic_ncols=True,
+              disable=None if progress is None else not progress) as bar:
+        for batch in batches:
+            spoken, failed = speak_batch(model, processor, batch, prompts, language_switch)
+            for row in spoken:
+                path = save_audio(out.wav(row.job.id), row.audio, rate)
+                seconds = row.audio.numel() / rate
+                out.record_done({"id": row.job.id, "path": path.name, "frames": row.frames,
+                                 "seconds": round(seconds, 4), "stopped": row.stopped, "seed": row.job.seed,
+                                 "line": row.job.lines})
+                report.rows += 1
+                report.audio_seconds += seconds
+            for job, error in failed:
+                out.record_failure(job, error)
+                bar.write(f"line {job.lines} ({job.id}): {error}")
+            report.failed += len(failed)
+            bar.update(len(batch))
+            bar.set_postfix_str(f"{report.audio_seconds:.1f} s of audio")
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------- the Python API
+def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, processor, *, language: str = "en",
+               language_switch: str = "keep", seed: int | None = None, batch_size: int = 8, layout: str = "auto",
+               progress: bool | None = None, **flags) -> tuple[SynthesisPlan, ProcessReport]:
+    """Speak every row of `manifest` not yet done into `out_dir`, in this process (see the module docstring).
+
+    `flags`: the CLI's sampler flags by name (``ar_temp=0.5``, ``max_ar_steps=300``; `valle_hf.cli.FLAG_SETTINGS`)
+    for the rows that do not set them. Returns the plan (its `failures` are the rows that could not be read) and
+    what was done (`ProcessReport`: rows written, rows failed while speaking, seconds of audio, throughput); both kinds
+    of failure are in `out_dir`/failed.jsonl. Raises `UsageError` for an unknown flag, a value outside its range, or
+    a manifest that cannot be used at all.
+    """
+    unknown = sorted(set(flags) - set(FLAG_SETTINGS))
+    if unknown:
+        raise UsageError(f"unknown sampler flag(s) {', '.join(unknown)}: use the CLI's names "
+                         f"({', '.join(FLAG_SETTINGS)})")
+    namespace = argparse.Namespace(task="tts", **{flag: flags.get(flag) for flag in FLAG_SETTINGS})
+    generation_kwargs(namespace)  # the flags' ranges, checked before any row
+    out = OutputFolder(out_dir)
+    out.check()
+    plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout)
+    out.prepare()
+    report = run_synthesis(plan.batches, model, processor, out, language_switch, progress)
+    out.fold_done()
+    out.write_failures(plan.failures)
+    return plan, report
+
+
+# ---------------------------------------------------------------------------------------------------- the command
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="python -m valle_hf.synthesize", description=__doc__.split("\n\n")[0],
+                            epilog="Rows of MANIFEST: id, text, prompt (an audio path), and optionally language, seed "
+                            "and the sampler flags below by name (ar_temp, ...), which override the command line's.")
+    add = parser.add_argument
+    add("manifest", type=Path, help="CSV, TSV or JSONL of rows: id, text, prompt [, language, seed, sampler flags]")
+    add("out_dir", type=Path, help="where the WAVs, done.jsonl and failed.jsonl go (created; a re-run resumes)")
+    add("--manifest-format", choices=LAYOUTS, default="auto",
+        help="layout of MANIFEST: auto (by extension: .jsonl, .tsv, else CSV), csv, tsv, jsonl, ljspeech [auto]")
+    add("--batch-size", type=int, default=8, help="sentences per generate call (a row is never split) [8]")
+    add("--language", default="en", help="language of rows without one: espeak code or 'auto' [en]")
+    add("--language-switch", default="keep", choices=["keep", "remove"],
+        help="espeak's markers for words read in another language: keep (as the model was trained) or remove [keep]")
+    add("--seed", type=seed_value, default=None, help="seed of rows without one, an integer >= 0: sentence i of a row "
+        "draws from seed + i (random when not given, printed at the end)")
+    add("--no-progress", action="store_true", help="no progress bar")
+    add_model_arguments(parser)
+    add_sampler_arguments(parser)
+    return parser
+
+
+def _process_state(args):
+    """accelerate's view of this process (one of `num_processes`, on its own device), and the device the model goes
+    to: the process's own under a launcher with several processes, else what --device says (as the CLI)."""
+    from accelerate import PartialState
+
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    cpu = args.device == "cpu" or use_cpu or (args.device is None and not torch.cuda.is_available())
+    state = PartialState(cpu=cpu, timeout=PROCESS_GROUP_TIMEOUT)
+    if state.num_processes == 1 and use_cpu and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        logger.warning("accelerate started one process: its --cpu launcher starts several only through MPI "
+                       "(--mpirun_hostfile); for several CPU processes run `accelerate launch --multi_gpu "
+                       "--num_processes N -m valle_hf.synthesize ... --device cpu`")
+    if state.num_processes > 1:
+        args.device = "cpu" if state.device.type == "cpu" else str(state.device)
+    return state
+
+
+def _broadcast(state, value):
+    """The main process's `value`, on every process."""
+    if state.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
+
+
+def _gather(state, report: ProcessReport) -> list[ProcessReport]:
+    if state.num_processes == 1:
+        return [report]
+    from accelerate.utils import gather_object
+
+    return gather_object([report])
+
+
+def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan, failures: list[dict], out: Path,
+                  seed_given: bool) -> None:
+    rows = sum(report.rows for report in reports)
+    audio = sum(report.audio_seconds for report in reports)
+    lines = [f"{'process':>9} {'rows':>6} {'audio s':>9} {'wall s':>8} {'audio s/s':>10}"]
+    lines += [f"{report.process:>9} {report.rows:>6} {report.audio_seconds:>9.1f} {report.seconds:>8.1f} "
+              f"{report.speed:>10.2f}" for report in reports]
+    lines.append(f"{'all':>9} {rows:>6} {audio:>9.1f} {wall:>8.1f} {audio / wall if wall else 0.0:>10.2f}")
+    print("\n".join(lines), file=sys.stderr)
+    print(f"wrote {rows} row(s) into {out} ({plan.done} done before); {len(failures)} failed"
+          + (f" (listed in {out / FAILED})" if failures else ""), file=sys.stderr)
+    if not seed_given and rows:
+        print(f"seed: {plan.seed} (--seed {plan.seed} repeats the rows without a seed)", file=sys.stderr)
+
+
+@entry_point(interrupted="interrupted: the rows written so far are kept; run the same command again to resume")
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    check_device(args)
+    flags = argparse.Namespace(task="tts", **{flag: getattr(args, flag) for flag in FLAG_SETTINGS})
+    generation_kwargs(flags)
+    resolve_language("", args.language)  # an unknown default language (or no espeak) would fail every row
+    OutputFolder(args.out_dir).check()
+    state = _process_state(args)
+    out = OutputFolder(args.out_dir, state.process_index)
+    plan = None
+    if state.is_main_process:  # one plan, dealt out: every process must see the same rows
+        plan = plan_synthesis(args.manifest, out, flags, args.language, args.seed, args.batch_size,
+                              args.manifest_format)
+    plan = _broadcast(state, plan)
+    mine = plan.batches[state.process_index:: state.num_processes]
+    model, processor, _ = load_model(args) if mine else (None, None, None)
+    if state.is_main_process:  # nothing is written before the model is loaded
+        out.prepare()
+    state.wait_for_everyone()
+    started = time.perf_counter()
+    report = run_synthesis(mine, model, processor, out, args.language_switch, False if args.no_progress else None,
+                           state.process_index)
+    state.wait_for_everyone()
+    wall = time.perf_counter() - started
+    reports = _gather(state, report)
+    failures = []
+    if state.is_main_process:
+        out.fold_done()
+        failures = out.write_failures(plan.failures)
+        _print_report(reports, wall, plan, failures, args.out_dir, args.seed is not None)
+    some_failed = plan.failures or any(report.failed for report in reports)
+    return SOME_ROWS_FAILED if some_failed and state.num_processes == 1 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""valle_hf.manifest: one reader for CSV, TSV, LJSpeech and JSONL tables (every line a row or a reported error, by
+its number), and JSONL records that survive a crash in the middle of a write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from valle_hf.errors import OutputError, VallEValueError
+from valle_hf.manifest import append_jsonl, read_jsonl, read_table, repair_jsonl, write_jsonl
+
+ROWS = [
+    {"id": "a", "text": 'She said "hi", then left.', "prompt": "a.wav"},
+    {"id": "b", "text": "Plain.", "prompt": "b.wav"},
+]
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("name, content", [
+    ("m.csv", 'id,text,prompt\na,"She said ""hi"", then left.",a.wav\n\nb,Plain.,b.wav\n'),
+    ("m.tsv", 'id\ttext\tprompt\na\tShe said "hi", then left.\ta.wav\n\nb\tPlain.\tb.wav\n'),
+    ("m.txt", 'id|text|prompt\na|She said "hi", then left.|a.wav\n\nb|Plain.|b.wav\n'),
+    ("m.jsonl", "".join(json.dumps(row) + "\n" + ("\n" if index == 0 else "") for index, row in enumerate(ROWS))),
+])
+def test_every_layout_reads_the_same_rows_with_their_line_numbers(tmp_path, name, content):
+    table = read_table(write(tmp_path / name, content))
+    assert table.layout == {"m.csv": "csv", "m.tsv": "tsv", "m.txt": "ljspeech", "m.jsonl": "jsonl"}[name]
+    assert table.columns == ["id", "text", "prompt"]
+    assert [row.values for row in table.rows] == ROWS
+    header = 0 if table.layout == "jsonl" else 1
+    assert [row.lines for row in table.rows] == [str(1 + header), str(3 + header)]  # a blank line is skipped
+    assert all(row.error is None for row in table.rows)
+
+
+def test_a_line_that_cannot_be_read_as_the_header_says_is_reported_by_its_number(tmp_path):
+    table = read_table(write(tmp_path / "m.csv", 'id,text\na,"unbalanced\nb,x\nc\nd,x,extra\ne,fine\n'))
+    errors = {row.lines: row.error for row in table.rows}
+    assert "lines 2-6" in errors["2-6"] and "unbalanced quote" in errors["2-6"]  # it swallows the lines after it
+    table = read_table(write(tmp_path / "m.csv", "id,text\nc\nd,x,extra\ne,fine\n"))
+    assert [row.error for row in table.rows] == ["line 2: 1 columns where the header has 2",
+                                                 "line 3: 3 columns where the header has 2", None]
+    table = read_table(write(tmp_path / "m.jsonl", '{"id": "a"}\n[1, 2]\n{"id": \n{"id": "b", "seed": 3}\n'))
+    assert [row.error for row in table.rows][:3] == [None, "line 2: a JSON list, not an object with named fields",
+                                                     "line 3: not JSON (Expecting value, column 8)"]
+    assert table.rows[3].values == {"id": "b", "seed": 3} and table.columns == ["id", "seed"]  # JSON types kept
+
+
+def test_files_that_are_no_table_are_refused_in_one_line(tmp_path):
+    with pytest.raises(VallEValueError, match="has no records"):
+        read_table(write(tmp_path / "empty.csv", "\n\n"))
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(VallEValueError, match="is not UTF-8 text"):
+        read_table(tmp_path / "binary.csv")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_table(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("cut", ["partial", "no_newline"])
+def test_a_jsonl_line_cut_by_a_crash_is_repaired_before_the_next_append(tmp_path, cut):
+    path = tmp_path / "done.jsonl"
+    for index in range(3):
+        append_jsonl(path, {"id": f"r{index}", "text": "été"})
+    content = path.read_bytes()
+    path.write_bytes(content[:-10] if cut == "partial" else content[:-1])  # the crash: mid-record, or before "\n"
+    assert [record["id"] for record in read_jsonl(path)] == ["r0", "r1"] + (["r2"] if cut == "no_newline" else [])
+    repair_jsonl(path)
+    append_jsonl(path, {"id": "r3"})
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["r0", "r1"] + (["r2"] if cut == "no_newline" else []) + ["r3"]
+
+
+def test_a_jsonl_file_is_written_whole_or_left_as_it_was(tmp_path):
+    path = tmp_path / "failed.jsonl"
+    write_jsonl(path, [{"id": "a"}, {"id": "b"}])
+    write_jsonl(path, [{"id": "c", "text": "été"}])  # replaced, not appended to
+    assert read_jsonl(path) == [{"id": "c", "text": "été"}]
+    with pytest.raises(TypeError):  # a record that is not JSON: a bug, and the old file stays whole
+        write_jsonl(path, [{"id": "d", "value": object()}])
+    assert read_jsonl(path) == [{"id": "c", "text": "été"}] and [p.name for p in tmp_path.iterdir()] == [path.name]
+    with pytest.raises(OutputError, match="could not write"):
+        write_jsonl(tmp_path / "missing" / "failed.jsonl", [])

@@ -1,0 +1,118 @@
+"""Per-row seeds (`generate(..., seeds=...)`, valle_hf.seeding): a seeded row gives exactly what it gives alone, in
+every sampled path (AR sampling, mirostat, beam sampling, returned sequences, NAR sampling, STT), whatever rows share
+its batch and however long they run; and seeds are checked."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import PLAIN_SETTINGS
+
+from valle_hf.errors import VallEValueError
+from valle_hf.layout import pad
+from valle_hf.seeding import sentence_seeds
+
+SEEDS = [5, 6, 7]
+SAMPLED = {
+    "ar_and_nar": dict(temperature=1.0, nar_temperature=1.0),
+    "mirostat": dict(temperature=1.0, mirostat_tau=3.0, mirostat_eta=0.5, nar_temperature=0.7),
+    "penalties_and_filters": dict(temperature=0.8, repetition_penalty=1.3, top_k=40, top_p=0.9, nar_temperature=1.0),
+    "beam_sampling": dict(temperature=1.0, num_beams=2, nar_temperature=1.0),
+    "returned_sequences": dict(temperature=1.0, num_return_sequences=2, nar_temperature=1.0),
+}
+
+
+@pytest.fixture(scope="module")
+def stopping_model(tiny_model):
+    """The tiny reactive model with its stop logit raised so that a sampled row stops after about 10 steps (a step's
+    code logits have a log-sum-exp near 9): the rows of a batch end at different steps."""
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        model.classifiers[0].bias[model.config.stop_token_id] += 6.5
+    return model
+
+
+@pytest.fixture(scope="module")
+def rows(tiny_model):
+    """Three rows of different text and prompt lengths."""
+    config = tiny_model.config
+    generator = torch.Generator().manual_seed(0)
+    texts = [torch.randint(3, config.text_vocab_size, (length,), generator=generator) for length in (12, 5, 9)]
+    prompts = [torch.randint(0, config.audio_vocab_size, (length, config.num_rvq_levels), generator=generator)
+               for length in (40, 20, 30)]
+    return texts, prompts
+
+
+def tts(model, texts, prompts, seeds, **settings):
+    ids, mask = pad(texts, 0, side="right")
+    codes, codes_mask = pad(prompts, 0, side="right")
+    settings = {**PLAIN_SETTINGS, "max_new_tokens": 30, "output_audio": False, "return_dict_in_generate": True,
+                **settings}
+    return model.generate(input_ids=ids, attention_mask=mask, prompt_codes=codes, prompt_attention_mask=codes_mask,
+                          seeds=seeds, **settings)
+
+
+def outputs(out) -> list[torch.Tensor]:
+    return [codes[:length] for codes, length in zip(out.codes, out.lengths, strict=True)]
+
+
+@pytest.mark.parametrize("setting", SAMPLED)
+def test_a_seeded_row_gives_what_it_gives_alone(stopping_model, rows, setting):
+    texts, prompts = rows
+    settings = SAMPLED[setting]
+    batch = tts(stopping_model, texts, prompts, SEEDS, **settings)
+    copies = len(batch.codes) // len(texts)
+    alone = [outputs(tts(stopping_model, [text], [prompt], [seed], **settings))
+             for text, prompt, seed in zip(texts, prompts, SEEDS, strict=True)]
+    for row, expected in enumerate(alone):
+        for copy_index, codes in enumerate(expected):
+            assert torch.equal(outputs(batch)[row * copies + copy_index], codes), (row, copy_index)
+    # the rows ended at different steps, so later rows' AR draws did not shift the others' NAR draws
+    assert len(set(batch.lengths.tolist())) > 1, batch.lengths
+    # another seed for the middle row changes that row only
+    other = outputs(tts(stopping_model, texts, prompts, [SEEDS[0], 99, SEEDS[2]], **settings))
+    middle = slice(copies, 2 * copies)
+    assert all(torch.equal(a, b) for a, b in zip(other[: copies], outputs(batch)[: copies], strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(other[2 * copies:], outputs(batch)[2 * copies:], strict=True))
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(other[middle], outputs(batch)[middle],
+                                                                             strict=True))
+
+
+def test_seeds_do_not_read_the_global_generator_and_keep_the_scores_drawn_from(stopping_model, rows):
+    texts, prompts = rows
+    runs = []
+    for global_seed in (0, 1):
+        torch.manual_seed(global_seed)
+        runs.append(tts(stopping_model, texts, prompts, SEEDS, **SAMPLED["ar_and_nar"], output_scores=True))
+    assert all(torch.equal(a, b) for a, b in zip(outputs(runs[0]), outputs(runs[1]), strict=True))
+    # `scores` are the distributions the tokens were drawn from (the first step's, given the same input, are those
+    # of an unseeded run), not the one-token distributions handed on to transformers' selection
+    unseeded = tts(stopping_model, texts, prompts, None, **SAMPLED["ar_and_nar"], output_scores=True)
+    assert torch.equal(runs[0].scores[0], unseeded.scores[0])
+    assert all(int(torch.isfinite(scores).sum(-1).min()) > 1 for scores in runs[0].scores)
+
+
+def test_a_seeded_stt_row_gives_what_it_gives_alone(stopping_model, rows):
+    _, audios = rows
+    codes, mask = pad(audios, 0, side="right")
+    settings = dict(task="stt", temperature=1.0, max_new_tokens=12)
+    batch = stopping_model.generate(audio_codes=codes, audio_attention_mask=mask, seeds=SEEDS, **settings)
+    for row, (audio, seed) in enumerate(zip(audios, SEEDS, strict=True)):
+        alone = stopping_model.generate(audio_codes=audio[None], seeds=[seed], **settings)
+        assert torch.equal(batch[row], alone[0])
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ([1, 2], "got 2 seeds for 3 rows"), ([1, -2, 3], "integers >= 0"), ([1, True, 3], "integers >= 0"),
+    ([1, 2.0, 3], "integers >= 0"), ("123", "one integer >= 0 per row"), ([], "one integer >= 0 per row"),
+])
+def test_seeds_are_checked(tiny_model, rows, seeds, message):
+    texts, prompts = rows
+    with pytest.raises(VallEValueError, match=message):
+        tts(tiny_model, texts, prompts, seeds, max_new_tokens=2)
+
+
+def test_a_texts_sentences_get_consecutive_seeds():
+    assert sentence_seeds(41, 3) == [41, 42, 43] and sentence_seeds(0, 0) == []

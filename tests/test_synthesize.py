@@ -1,0 +1,297 @@
+"""`python -m valle_hf.synthesize`: a 12-row manifest (3 voices, 4 languages, per-row seeds and settings, 2 bad rows)
+gives 10 WAVs equal to single-row CLI runs and 2 reported failures; the same under `accelerate launch` with two real
+processes; a run killed with SIGKILL and resumed ends with every row done once and no partial file."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import REPO
+
+import valle_hf.loading
+from valle_hf import synthesize as synthesis
+from valle_hf.cli import FLAG_SETTINGS
+from valle_hf.cli import main as cli_main
+from valle_hf.errors import UsageError
+from valle_hf.modeling import VallEForConditionalGeneration
+
+MANIFEST = """\
+id,text,prompt,language,seed,ar_temp,nar_temp
+r01,Hello there.,p1.wav,,11,,
+r02,"The first sentence. And a second one, longer than the first.",p2.wav,en,12,,1.0
+r03,Bonjour tout le monde.,p3.wav,fr,13,0.8,
+r04,Guten Morgen.,p1.wav,de,,,
+r05,This one is read in the language it looks like.,p2.wav,auto,15,,
+r06,A greedy row.,p3.wav,,16,0,
+r07,Missing voice.,nope.wav,,17,,
+r08,,p1.wav,,18,,
+r09,Another English row.,./p2.wav,,19,,
+r10,Une autre phrase.,p3.wav,fr,20,,1.0
+r11,Short.,p1.wav,,21,,
+r12,"A row with a comma, quoted.",p2.wav,en,22,0.8,
+"""
+BAD = {"r07": ("8", "prompt file not found"), "r08": ("9", "empty text")}
+# The run's flags: a seed for the rows without one, a few AR steps, and the NAR in float32, where a row's codes do not
+# depend on the batch's shape (bfloat16 rounding can).
+FLAGS = ["--model", "tiny-random", "--seed", "7", "--max-ar-steps", "12", "--nar-dtype", "float32", "--no-progress"]
+SUBPROCESS_TIMEOUT = 240
+_MODELS: dict = {}
+
+
+def rows_of(manifest: Path) -> dict[str, dict]:
+    from valle_hf.manifest import read_table
+
+    return {row.values["id"]: row.values for row in read_table(manifest).rows}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, prompt_wav) -> Path:
+    """The manifest and its three voices."""
+    root = tmp_path_factory.mktemp("corpus")
+    shutil.copy(prompt_wav, root / "p1.wav")
+    samples = np.arange(24000 * 2) / 24000
+    for name, frequency in (("p2.wav", 300.0), ("p3.wav", 520.0)):
+        noise = np.random.default_rng(int(frequency)).standard_normal(len(samples))
+        soundfile.write(root / name, (0.3 * np.sin(2 * np.pi * frequency * samples) + 0.05 * noise).astype(np.float32),
+                        24000)
+    (root / "manifest.csv").write_text(MANIFEST, encoding="utf-8")
+    return root / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def cached_loading():
+    """tiny-random loaded once (it takes seconds) and copied for every in-process run."""
+    load = valle_hf.loading.load_model_and_processor
+
+    def load_once(name=None, **kwargs):
+        key = (name, kwargs.get("dtype"))
+        if key not in _MODELS:
+            _MODELS[key] = load(name, **kwargs)
+        return copy.deepcopy(_MODELS[key])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(valle_hf.loading, "load_model_and_processor", load_once)
+        yield
+
+
+def synthesize_main(argv) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = synthesis.main([str(arg) for arg in argv])
+    return status, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory, cached_loading) -> Path:
+    """OUT_DIR of one uninterrupted in-process run, batches of 4 sentences."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    status, err = synthesize_main([corpus, out, *FLAGS, "--batch-size", "4"])
+    assert status == synthesis.SOME_ROWS_FAILED, err
+    return out
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def wavs(out: Path) -> dict[str, np.ndarray]:
+    return {path.stem: soundfile.read(path, dtype="float32")[0] for path in sorted(out.glob("*.wav"))}
+
+
+def assert_same_wavs(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> None:
+    """Equal WAVs: the same codes give the same samples up to float32 rounding (a batch's matrix products sum in
+    another order than a row's alone: ~1e-8 here); a different code or seed changes them by orders of magnitude more."""
+    assert sorted(first) == sorted(second)
+    for name, audio in first.items():
+        assert audio.shape == second[name].shape, name
+        np.testing.assert_allclose(audio, second[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_ten_wavs_and_two_reported_failures(reference):
+    assert sorted(wavs(reference)) == [f"r{index:02d}" for index in range(1, 13) if f"r{index:02d}" not in BAD]
+    failed = records(reference / "failed.jsonl")
+    assert [(record["id"], record["line"]) for record in failed] == [(id_, line) for id_, (line, _) in BAD.items()]
+    assert all(BAD[record["id"]][1] in record["error"] for record in failed)
+    done = {record["id"]: record for record in records(reference / "done.jsonl")}
+    assert sorted(done) == sorted(wavs(reference))
+    assert done["r04"]["seed"] == 7 and done["r01"]["seed"] == 11  # the run's seed, and the row's own
+    for row_id, audio in wavs(reference).items():
+        record = done[row_id]
+        assert record["path"] == f"{row_id}.wav" and record["seconds"] == round(len(audio) / 24000, 4)
+        assert record["frames"] * 320 == len(audio) and isinstance(record["stopped"], bool)
+    assert not (reference / "parts").exists() and not list(reference.glob(".*"))
+
+
+def test_each_wav_equals_a_single_row_cli_run_with_the_same_seed(corpus, reference, tmp_path, cached_loading):
+    rows = rows_of(corpus)
+    for row_id, audio in wavs(reference).items():
+        row = rows[row_id]
+        argv = [row["text"], str(corpus.parent / row["prompt"]), str(tmp_path / f"{row_id}.wav"), *FLAGS[:-1],
+                "--seed", row["seed"] or "7"]
+        argv += ["--language", row["language"]] if row["language"] else []
+        for flag in ("ar_temp", "nar_temp"):
+            argv += [f"--{flag.replace('_', '-')}", row[flag]] if row[flag] else []
+        assert cli_main(argv) == 0
+        assert_same_wavs({row_id: audio}, {row_id: soundfile.read(tmp_path / f"{row_id}.wav", dtype="float32")[0]})
+
+
+def test_each_voice_is_encoded_once_and_batches_share_settings(corpus, tmp_path, cached_loading, monkeypatch):
+    encoded = []
+    prompt_rows = VallEForConditionalGeneration.prompt_rows
+
+    def counting(self, *args, **kwargs):
+        encoded.append(args)
+        return prompt_rows(self, *args, **kwargs)
+
+    monkeypatch.setattr(VallEForConditionalGeneration, "prompt_rows", counting)
+    calls = []
+    generate = VallEForConditionalGeneration.generate
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs)
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", recording)
+    status, err = synthesize_main([corpus, tmp_path / "out", *FLAGS, "--batch-size", "4"])
+    assert status == synthesis.SOME_ROWS_FAILED, err
+    # encode calls of the synthesis itself (generate is given codes): one per distinct voice (./p2.wav is p2.wav)
+    assert len([args for args in encoded if args[2] is not None]) == 3
+    assert all(call.get("prompt_audio") is None for call in calls)
+    settings = [{key: call[key] for key in ("temperature", "nar_temperature") if key in call} for call in calls]
+    assert len(calls) == len({json.dumps(item, sort_keys=True) for item in settings}) + 1  # one group needed 2 batches
+    assert all(len(call["seeds"]) == len(call["input_ids"]) <= 4 for call in calls)
+
+
+def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
+    """Rows that cannot be spoken are found before any model loads, each reported with its line."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    lines = [
+        "id,text,prompt,language,seed,ar_temp,top_k",
+        "ok,Fine.,voice.wav,,,,",
+        "ok,Duplicate id.,voice.wav,,,,",
+        "a/b,Bad id.,voice.wav,,,,",
+        ".hidden,Bad id.,voice.wav,,,,",
+        "lang,Unknown language.,voice.wav,xx-nope,,,",
+        "seed,Bad seed.,voice.wav,,-3,,",
+        "temp,Bad setting.,voice.wav,,,hot,",
+        "range,Out of range.,voice.wav,,,nan,",
+        "int,Not an integer.,voice.wav,,,,2.5",
+        "voice,No voice.,,,,,",
+        "cells,Too many, cells,voice.wav,,,,",
+        'quote,"Unbalanced,voice.wav,,,,',
+    ]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert [job.id for batch in plan.batches for job in batch] == ["ok"]
+    errors = {failure["line"]: (failure["id"], failure["error"]) for failure in plan.failures}
+    expected = {
+        "3": "id 'ok' is also the id of line 2", "4": "not a plain file name", "5": "not a plain file name",
+        "6": "unknown language 'xx-nope'", "7": "seed: expected an integer >= 0, got '-3'",
+        "8": "--ar-temp 'hot': expected a number", "9": "--ar-temp nan is not allowed",
+        "10": "--top-k '2.5': expected an integer", "11": "no prompt: give the voice's audio file",
+        "12": "line 12: 8 columns where the header has 7", "13": "line 13: 2 columns where the header has 7",
+    }
+    assert sorted(errors, key=int) == sorted(expected, key=int)
+    assert all(expected[line] in error for line, (_, error) in errors.items()), errors
+    assert errors["8"][0] == "temp"  # each failure names its row's id too
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_python_api_speaks_a_manifest_with_flags_by_name(corpus, tmp_path, reference):
+    from valle_hf.loading import load_model_and_processor
+
+    model, processor = load_model_and_processor("tiny-random")
+    plan, report = synthesis.synthesize(corpus, tmp_path / "out", model, processor, seed=7, max_ar_steps=12,
+                                        nar_dtype="float32", batch_size=16, progress=False)
+    assert report.rows == 10 and report.failed == 0 and len(plan.failures) == 2 and report.audio_seconds > 0
+    assert_same_wavs(wavs(tmp_path / "out"), wavs(reference))
+    with pytest.raises(UsageError, match="unknown sampler flag"):
+        synthesis.synthesize(corpus, tmp_path / "out", model, processor, temperature=0.5)
+
+
+def test_a_rerun_skips_finished_rows_and_redoes_a_deleted_one(corpus, reference, tmp_path, cached_loading):
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    (out / "r03.wav").unlink()
+    before = {path.name: path.stat().st_mtime_ns for path in out.glob("*.wav")}
+    status, err = synthesize_main([corpus, out, *FLAGS])
+    assert status == synthesis.SOME_ROWS_FAILED, err
+    assert {path.name: path.stat().st_mtime_ns for path in out.glob("*.wav") if path.name in before} == before
+    assert "wrote 1 row(s)" in err and "(9 done before)" in err
+    assert sorted(record["id"] for record in records(out / "done.jsonl")) == sorted(wavs(reference))
+    assert_same_wavs(wavs(out), wavs(reference))
+    status, err = synthesize_main([corpus, out, *FLAGS])  # nothing left: no model is loaded, the report says so
+    assert status == synthesis.SOME_ROWS_FAILED and "wrote 0 row(s)" in err and "(10 done before)" in err, err
+    assert len(records(out / "failed.jsonl")) == 2
+
+
+# ---------------------------------------------------------------------------------------------------- real processes
+def _environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_under_accelerate_give_the_same_files(corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               str(_free_port()), "-m", "valle_hf.synthesize", str(corpus), str(out), *FLAGS, "--batch-size", "4",
+               "--device", "cpu"]
+    result = subprocess.run(command, env=_environment(), capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = {line.split()[0]: line.split()[1:] for line in result.stderr.splitlines()
+             if line.split()[:1] in (["0"], ["1"], ["all"])}
+    assert sorted(table) == ["0", "1", "all"] and int(table["0"][0]) > 0 and int(table["1"][0]) > 0, result.stderr
+    assert int(table["0"][0]) + int(table["1"][0]) == int(table["all"][0]) == 10  # the rows were dealt out
+    assert_same_wavs(wavs(out), wavs(reference))
+    key = lambda record: record["id"]  # noqa: E731
+    assert sorted(records(out / "done.jsonl"), key=key) == sorted(records(reference / "done.jsonl"), key=key)
+    assert records(out / "failed.jsonl") == records(reference / "failed.jsonl")
+
+
+def test_a_run_killed_half_way_resumes_with_every_row_done_once(corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "valle_hf.synthesize", str(corpus), str(out), *FLAGS, "--batch-size", "1"]
+    process = subprocess.Popen(command, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    part = out / "parts" / "done.0.jsonl"
+    deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+    while not (part.is_file() and part.read_bytes().count(b"\n") >= 2) and process.poll() is None:
+        assert time.monotonic() < deadline, "no row was finished in time"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-3000:]
+    finished = len(records(part))
+    assert 2 <= finished < 10, f"the kill came after {finished} rows: it must land half-way"
+    # what a kill can also cut: a WAV in the middle of its write, a record in the middle of its line
+    (out / ".r12.wav.killed.part").write_bytes(b"RIFF")
+    with open(part, "ab") as handle:
+        handle.write(b'{"id": "r1')
+    status = subprocess.run(command, env=_environment(), capture_output=True, text=True,
+                            timeout=SUBPROCESS_TIMEOUT).returncode
+    assert status == synthesis.SOME_ROWS_FAILED
+    done = [record["id"] for record in records(out / "done.jsonl")]
+    assert sorted(done) == sorted(wavs(reference)) and len(done) == len(set(done))  # each row once
+    assert not list(out.glob(".*")) and not (out / "parts").exists()  # no partial file
+    assert_same_wavs(wavs(out), wavs(reference))
