@@ -46,6 +46,17 @@ def test_grows_past_its_capacity():
     assert prealloc.layers[0]._key_buffer.shape[-2] >= 12
 
 
+def test_a_huge_step_limit_allocates_a_bounded_headroom_and_still_grows():
+    from valle_hf.cache import MAX_HEADROOM
+
+    stock, prealloc = _pair(capacity=10**12)  # what a generous max_new_tokens asks for: terabytes up front
+    _fill(prealloc, [3])
+    assert prealloc.layers[0]._key_buffer.shape[-2] == 3 + MAX_HEADROOM
+    steps = [3] + [1] * (MAX_HEADROOM + 2)
+    for a, b in zip(_fill(stock, steps), _fill(_pair(capacity=10**12)[1], steps), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_beam_reorder_and_batch_selection_match_the_stock_cache():
     stock, prealloc = _pair(capacity=32)
     _fill(stock, [4, 1])

@@ -135,7 +135,11 @@ CLI_CASES = {
     "invalid_yaml": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{fx}", "--yaml", "{dmg}/bad.yaml"],
                      "is not valid YAML"),
     "exit_layer_beyond_the_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "tiny-random", "--seed", "0",
-                                     "--layer-skip", "--layer-skip-exit-layer", "99"], "layer_skip_exit_layer"),
+                                     "--layer-skip", "--layer-skip-exit-layer", "99"], "--layer-skip-exit-layer 99"),
+    "nar_levels_beyond_the_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "tiny-random", "--seed", "0",
+                                     "--max-nar-levels", "99"], "--max-nar-levels 99 is not allowed"),
+    "zero_ar_steps": (["{ws}/ref.wav", "{ws}/new.wav", "--max-ar-steps", "0"], "--max-ar-steps 0 is not allowed"),
+    "unknown_device": (["{ws}/ref.wav", "{ws}/new.wav", "--device", "tpu"], "--device tpu: not a device"),
 }
 
 
@@ -170,7 +174,11 @@ SYNTHESIS_CASES = {
     "manifest_with_an_unknown_column": (["{ws}/unknown.csv", "{ws}/corpus"], "unknown column(s) ar_tmp"),
     "output_is_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt"], "is a file"),
     "flag_out_of_range": (["{ws}/corpus.csv", "{ws}/corpus", "--ar-temp", "nan"], "not allowed"),
-    "batch_size_zero": (["{ws}/corpus.csv", "{ws}/corpus", "--batch-size", "0"], "--batch-size must be >= 1"),
+    "batch_size_zero": (["{ws}/corpus.csv", "{ws}/corpus", "--batch-size", "0"], "--batch-size must be an integer"),
+    "zero_ar_steps": (["{ws}/corpus.csv", "{ws}/corpus", "--max-ar-steps", "0"], "--max-ar-steps 0 is not allowed"),
+    "nar_levels_beyond_the_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "tiny-random",
+                                     "--max-nar-levels", "99"], "--max-nar-levels 99 is not allowed"),
+    "column_twice": (["{ws}/twice.csv", "{ws}/corpus"], "names the column 'text' twice"),
     "negative_seed": (["{ws}/corpus.csv", "{ws}/corpus", "--seed", "-1"], "expected an integer >= 0"),
     "unknown_language": (["{ws}/corpus.csv", "{ws}/corpus", "--language", "xx-nope"], "unknown language"),
     "unknown_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--bogus"], "unrecognized arguments"),
@@ -185,6 +193,7 @@ def test_synthesis_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
 
     (workspace / "corpus.csv").write_text("id,text,prompt\nr1,Hello there.,ref.wav\n", encoding="utf-8")
     (workspace / "unknown.csv").write_text("id,text,prompt,ar_tmp\nr1,Hello there.,ref.wav,0.5\n", encoding="utf-8")
+    (workspace / "twice.csv").write_text("id,text,prompt,text\nr1,Hello.,ref.wav,Bye.\n", encoding="utf-8")
     arguments, expected = SYNTHESIS_CASES[case]
     argv = [argument.format(ws=workspace) for argument in arguments]
     check_refused(main, [*argv, "--no-progress"], workspace, capsys, expected)

@@ -4,6 +4,7 @@ its number), and JSONL records that survive a crash in the middle of a write."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -40,7 +41,11 @@ def test_every_layout_reads_the_same_rows_with_their_line_numbers(tmp_path, name
 def test_a_line_that_cannot_be_read_as_the_header_says_is_reported_by_its_number(tmp_path):
     table = read_table(write(tmp_path / "m.csv", 'id,text\na,"unbalanced\nb,x\nc\nd,x,extra\ne,fine\n'))
     errors = {row.lines: row.error for row in table.rows}
-    assert "lines 2-6" in errors["2-6"] and "unbalanced quote" in errors["2-6"]  # it swallows the lines after it
+    assert "lines 2-6" in errors["2-6"] and "a quote is unbalanced" in errors["2-6"]  # it swallows the lines after it
+    table = read_table(write(tmp_path / "m.csv", 'id,text\na,"two\nlines"\nb,x\n'))
+    assert "a quoted cell holds a line break" in table.rows[0].error and table.rows[1].error is None
+    with pytest.raises(VallEValueError, match="names the column 'text' twice"):
+        read_table(write(tmp_path / "m.csv", "id,text,text\na,x,y\n"))
     table = read_table(write(tmp_path / "m.csv", "id,text\nc\nd,x,extra\ne,fine\n"))
     assert [row.error for row in table.rows] == ["line 2: 1 columns where the header has 2",
                                                  "line 3: 3 columns where the header has 2", None]
@@ -72,6 +77,15 @@ def test_a_jsonl_line_cut_by_a_crash_is_repaired_before_the_next_append(tmp_path
     append_jsonl(path, {"id": "r3"})
     lines = path.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["r0", "r1"] + (["r2"] if cut == "no_newline" else []) + ["r3"]
+
+
+def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
+    """Outputs are written under a temporary name (private to its owner) and renamed: they must still get the mode
+    the umask gives, or a shared output folder would hold files only their writer can read."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_jsonl(tmp_path / "records.jsonl", [{"id": "a"}])
+    assert (tmp_path / "records.jsonl").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_a_jsonl_file_is_written_whole_or_left_as_it_was(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,9 +44,11 @@ r11,Short.,p1.wav,,21,,
 r12,"A row with a comma, quoted.",p2.wav,en,22,0.8,
 """
 BAD = {"r07": ("8", "prompt file not found"), "r08": ("9", "empty text")}
-# The run's flags: a seed for the rows without one, a few AR steps, and the NAR in float32, where a row's codes do not
-# depend on the batch's shape (bfloat16 rounding can).
-FLAGS = ["--model", "tiny-random", "--seed", "7", "--max-ar-steps", "12", "--nar-dtype", "float32", "--no-progress"]
+# The run's flags: a seed for the rows without one, a few AR steps, and both stages in float32, where a row's codes do
+# not depend on the batch's shape (bfloat16 rounding can). --dtype auto would measure this machine, which can choose
+# bfloat16 in one process and float32 in another.
+FLAGS = ["--model", "tiny-random", "--seed", "7", "--max-ar-steps", "12", "--dtype", "float32", "--nar-dtype",
+         "float32", "--no-progress"]
 SUBPROCESS_TIMEOUT = 240
 _MODELS: dict = {}
 
@@ -193,6 +196,8 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "int,Not an integer.,voice.wav,,,,2.5",
         "voice,No voice.,,,,,",
         "cells,Too many, cells,voice.wav,,,,",
+        f"{'x' * (synthesis.MAX_ID_BYTES + 1)},Long id.,voice.wav,,,,",
+        "folder,A folder as the voice.,.,,,,",
         'quote,"Unbalanced,voice.wav,,,,',
     ]
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -205,11 +210,43 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "6": "unknown language 'xx-nope'", "7": "seed: expected an integer >= 0, got '-3'",
         "8": "--ar-temp 'hot': expected a number", "9": "--ar-temp nan is not allowed",
         "10": "--top-k '2.5': expected an integer", "11": "no prompt: give the voice's audio file",
-        "12": "line 12: 8 columns where the header has 7", "13": "line 13: 2 columns where the header has 7",
+        "12": "line 12: 8 columns where the header has 7", "13": f"at most {synthesis.MAX_ID_BYTES} bytes",
+        "14": "is a folder: give an audio file", "15": "line 15: 2 columns where the header has 7",
     }
     assert sorted(errors, key=int) == sorted(expected, key=int)
     assert all(expected[line] in error for line, (_, error) in errors.items()), errors
     assert errors["8"][0] == "temp"  # each failure names its row's id too
+    assert not (tmp_path / "out").exists()
+
+
+def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    lines = ['{"id": "ok", "text": "Fine.", "prompt": "voice.wav", "seed": 3}',
+             '{"id": "list", "text": ["a", "b"], "prompt": "voice.wav"}',
+             '{"id": "object", "text": {"x": 1}, "prompt": "voice.wav"}',
+             '{"id": "flag", "text": "Fine.", "prompt": "voice.wav", "language": true}',
+             '{"id": "twice", "text": "Fine.", "prompt": "voice.wav", "seed": 1, "seed": 2}']
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert [job.id for batch in plan.batches for job in batch] == ["ok"]
+    errors = {failure["line"]: failure["error"] for failure in plan.failures}
+    assert 'text: expected text, got the JSON ["a", "b"]' in errors["2"]
+    assert 'text: expected text, got the JSON {"x": 1}' in errors["3"]
+    assert "language: expected text, got the JSON true" in errors["4"]
+    assert "the key seed appears twice" in errors["5"]
+
+
+@pytest.mark.parametrize(("argument", "message"), [
+    ({"seed": -1}, "--seed must be an integer >= 0"), ({"seed": "abc"}, "--seed must be an integer >= 0"),
+    ({"batch_size": "4"}, "--batch-size must be an integer >= 1"), ({"language": "xx-nope"}, "unknown language"),
+    ({"ar_temp": "hot"}, "--ar-temp hot is not allowed"), ({"max_nar_levels": 99}, "--max-nar-levels 99"),
+])
+def test_the_python_api_refuses_bad_run_settings_before_any_row(corpus, tmp_path, cached_loading, argument,
+                                                                 message):
+    model, processor = valle_hf.loading.load_model_and_processor("tiny-random")
+    with pytest.raises(UsageError, match=re.escape(message)):
+        synthesis.synthesize(corpus, tmp_path / "out", model, processor, **argument)
     assert not (tmp_path / "out").exists()
 
 

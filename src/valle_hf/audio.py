@@ -8,7 +8,6 @@ complete.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallETypeError, VallEValueError, missing_dependency, one_line
+from .files import temporary_file_beside
 
 try:
     import soundfile
@@ -111,10 +111,9 @@ def save_audio(
     if data.ndim != 1:
         raise VallEValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        temporary = temporary_file_beside(out)
     except OSError as error:
         raise OutputError(f"could not write {out}: {one_line(error)}") from None
-    os.close(handle)
     try:
         soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
         os.replace(temporary, out)

@@ -21,8 +21,14 @@ CACHE_KWARG = "cache" if "cache" in inspect.signature(LlamaModel.forward).parame
 CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
+# The most positions a layer allocates ahead of those it holds: a generous step limit (a user's hours of audio) must
+# not allocate its whole cache up front; a generation that goes on past it grows the buffers by doubling.
+MAX_HEADROOM = 2048
+
+
 class PreallocatedLayer(DynamicLayer):
-    """A `DynamicLayer` backed by buffers with room for `capacity` positions; `keys`/`values` view their filled part.
+    """A `DynamicLayer` backed by buffers with room for `capacity` positions (at most `MAX_HEADROOM` beyond the first
+    update's); `keys`/`values` view their filled part.
 
     Anything that replaces `keys` from outside (`batch_select_indices`, `batch_repeat_interleave`, offloading) is
     noticed at the next update, which then re-seats the new tensors in fresh buffers; the buffers grow by doubling if
@@ -70,7 +76,7 @@ class PreallocatedLayer(DynamicLayer):
     def _reseat(self, start: int, end: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         """New buffers for at least `end` positions, holding the `start` cached ones."""
         old = 0 if self._key_buffer is None else self._key_buffer.shape[-2]
-        capacity = max(end, self.capacity, 2 * old if start else 0)
+        capacity = max(end, min(self.capacity, end + MAX_HEADROOM), 2 * old if start else 0)
         batch, heads = key_states.shape[:2]
         keys = key_states.new_empty(batch, heads, capacity, key_states.shape[-1])
         values = value_states.new_empty(batch, heads, capacity, value_states.shape[-1])

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .configuration import SettingError, check_settings
+from .configuration import SettingError, check_settings, check_settings_fit
 from .errors import ArgumentParser, UsageError, VallEValueError, entry_point
 from .seeding import sentence_seeds
 
@@ -256,26 +256,29 @@ def parse_flag(flag: str, value):
     raise UsageError(f"{action.option_strings[0]} {value!r}: expected {expected}")
 
 
-def generation_kwargs(args: argparse.Namespace) -> dict:
+def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
     """The sampler flags the user gave, as `generate` keyword arguments; the rest come from the generation config.
 
-    Raises `UsageError`, naming the flag and its allowed range, for a value outside it (checked before any model
-    loads, with the rules `generate` applies).
+    Raises `UsageError`, naming the flag and its allowed range, for a value outside it: checked with the rules
+    `generate` applies, before any model loads, and with `model_config` (the loaded model's `VallEConfig`) also
+    against the model's RVQ levels and layers.
     """
     given = {flag: getattr(args, flag) for flag in FLAG_SETTINGS}
     kwargs = {FLAG_SETTINGS[flag]: value for flag, value in given.items() if value is not None}
-    if "temperature" in kwargs:
-        kwargs["do_sample"] = kwargs["temperature"] > 0
     if kwargs.get("num_beams") == 0:
         kwargs["num_beams"] = 1  # the original's 0 means off
     if args.task == "stt":
         kwargs = {key: value for key, value in kwargs.items() if key not in TTS_ONLY_SETTINGS}
     try:
         check_settings(kwargs)
+        if model_config is not None:
+            check_settings_fit(kwargs, model_config)
     except SettingError as error:
         flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
         value = getattr(args, flag)
         raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {error.rule}") from None
+    if "temperature" in kwargs:
+        kwargs["do_sample"] = kwargs["temperature"] > 0
     return kwargs
 
 
@@ -283,6 +286,10 @@ def check_device(args) -> str:
     """The device that --device asks for, checked with --dtype, --quantize and --onednn; `UsageError` where they
     cannot run together here."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device}: not a device torch knows; use cpu, cuda or cuda:N") from None
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device} requested but CUDA is not available: use --device cpu")
     if args.onednn and (device != "cpu" or args.dtype not in ("auto", "float32") or args.quantize):
@@ -349,7 +356,7 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language,
                       sampling_rate=processor.feature_extractor.sampling_rate, language_switch=args.language_switch)
-    kwargs = generation_kwargs(args)
+    kwargs = generation_kwargs(args, model.config)
     steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
     streamer = None
     if args.stream:
@@ -375,7 +382,8 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
 def run_stt(args, model, processor, inputs: dict, seed: int) -> None:
     """Print the IPA transcription of the reference audio."""
     batch = processor(audio=[inputs["audio"]], sampling_rate=processor.feature_extractor.sampling_rate)
-    text_ids = model.generate(**batch.to(model.device), task="stt", seeds=[seed], **generation_kwargs(args))
+    kwargs = generation_kwargs(args, model.config)
+    text_ids = model.generate(**batch.to(model.device), task="stt", seeds=[seed], **kwargs)
     print(processor.decode(text_ids[0].cpu()))
 
 

@@ -395,6 +395,7 @@ SETTING_RULES = {
     "output_audio": ("True or False", lambda v: isinstance(v, bool)),
     "audio_backend": (f"None or one of {AUDIO_BACKENDS}", lambda v: v is None or v in AUDIO_BACKENDS),
     "num_beams": ("an integer >= 1 (1 = no beam search)", lambda v: v is None or (_is_int(v) and v >= 1)),
+    "max_new_tokens": ("an integer >= 1 (AR steps; 75 steps = 1 s)", lambda v: _is_int(v) and v >= 1),
 }
 
 
@@ -418,6 +419,18 @@ def check_settings(settings: dict) -> None:
     if (settings.get("mirostat_tau") or 0) > 0 and (settings.get("num_beams") or 1) > 1:
         raise SettingError("mirostat_tau", settings["mirostat_tau"],
                            "0 with beam search (num_beams > 1): mirostat's per-row state cannot follow the beams")
+
+
+def check_settings_fit(settings: dict, config) -> None:
+    """Refuse settings beyond what the model (`VallEConfig`) has: NAR levels past its last RVQ level, an early-exit
+    layer past its last layer. Raises `SettingError`, as `check_settings` does."""
+    levels, exit_layer = settings.get("max_levels"), settings.get("layer_skip_exit_layer")
+    if levels is not None and levels > config.num_rvq_levels - 1:
+        raise SettingError("max_levels", levels, f"None (all) or an integer 0..{config.num_rvq_levels - 1}: this "
+                           f"model has {config.num_rvq_levels} RVQ levels")
+    if exit_layer is not None and exit_layer > config.num_hidden_layers:
+        raise SettingError("layer_skip_exit_layer", exit_layer, f"-1 (all layers) or a layer count "
+                           f"1..{config.num_hidden_layers}: this model has {config.num_hidden_layers} layers")
 
 
 # The original CLI's tuned settings (`vall_e/__main__.py`), which the released model is meant to be used with.

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from .errors import (
     get_logger,
     one_line,
 )
+from .files import temporary_folder_beside
 from .tokenization import check_symmap, packaged_tokenizer_file
 
 logger = get_logger(__name__)
@@ -332,7 +332,7 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
     """
     output_dir = check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    staging = temporary_folder_beside(output_dir)
     previous = staging.with_name(staging.name + ".previous")  # the replaced output, kept until the new one is in place
     try:
         model.save_pretrained(staging)

@@ -26,7 +26,7 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .cache import CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
-from .configuration import VallEGenerationConfig
+from .configuration import VallEGenerationConfig, check_settings_fit
 from .errors import VallEValueError, get_logger
 from .feature_extraction import VallEFeatureExtractor
 from .hardware import nar_autocast_dtype
@@ -345,6 +345,7 @@ class VallEGenerationMixin(GenerationMixin):
             config = VallEGenerationConfig.from_dict(config.to_dict())
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
         model_kwargs = config.update(**kwargs)
+        check_settings_fit(config.to_dict(), self.config)
         config.do_sample = config.is_sampling
         _refuse_speculative_decoding(config, model_kwargs)
         return config, model_kwargs
@@ -440,8 +441,6 @@ class VallEGenerationMixin(GenerationMixin):
     def _generate_tts(self, input_ids, attention_mask, prompt_codes, prompt_mask, prompt_audio, config, kwargs,
                       streamer: AudioStreamer | None = None):
         max_levels = config.max_levels if config.max_levels is not None else self.config.num_rvq_levels - 1
-        if not 0 <= max_levels < self.config.num_rvq_levels:
-            raise VallEValueError(f"max_levels must be 0..{self.config.num_rvq_levels - 1}, got {max_levels}")
         texts = self._text_rows(input_ids, attention_mask)
         _check_seeded_rows(len(texts))
         prompt_list = self.prompt_rows(prompt_codes, prompt_mask, prompt_audio, len(texts), config.input_prompt_length)

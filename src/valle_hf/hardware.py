@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,9 +82,9 @@ def _layer_linears(hidden: int, intermediate: int, kind: str, device: torch.devi
 
 
 def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: torch.device, repeats: int = 15) -> float:
-    """The median time (ms) of one cached AR step's products through one decoder layer (one row through each of its
-    seven linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as `generate` runs them (float32 on
-    the CPU through oneDNN, `valle_hf.onednn`)."""
+    """The time (ms) of one cached AR step's products through one decoder layer (one row through each of its seven
+    linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as `generate` runs them (float32 on the CPU
+    through oneDNN, `valle_hf.onednn`): the fastest of `repeats` runs, since other processes only ever add time."""
     from .onednn import OneDNNLinearForward
 
     linears = _layer_linears(hidden, intermediate, kind, device)
@@ -102,7 +102,7 @@ def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: tor
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times[2:])
+    return min(times[2:])
 
 
 def _machine_key(device: torch.device, hidden: int, intermediate: int) -> str:
@@ -124,6 +124,9 @@ def _measurements_file() -> Path:
     return default_cache_dir() / "precision_measurements.json"
 
 
+_ROUNDS = 3
+
+
 def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, intermediate: int) -> dict[str, float]:
     """`decoder_layer_step_ms` of each kind, measured once per machine and kept in the cache directory (a file that
     cannot be read or written only means measuring again)."""
@@ -133,8 +136,9 @@ def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, inter
         saved = json.loads(path.read_text(encoding="utf-8"))
     known = saved.get(key, {})
     missing = [kind for kind in kinds if kind not in known]
-    for kind in missing:
-        known[kind] = decoder_layer_step_ms(hidden, intermediate, kind, device)
+    for _ in range(_ROUNDS if missing else 0):  # interleaved, so that a busy moment slows every kind alike
+        for kind in missing:
+            known[kind] = min(known.get(kind, math.inf), decoder_layer_step_ms(hidden, intermediate, kind, device))
     if missing:
         saved[key] = known
         with contextlib.suppress(OSError):

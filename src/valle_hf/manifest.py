@@ -19,11 +19,11 @@ import csv
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
+from .files import temporary_file_beside
 
 __all__ = ["LAYOUTS", "Record", "Row", "Table", "append_jsonl", "read_jsonl", "read_table", "repair_jsonl",
            "table_layout", "write_jsonl"]
@@ -94,11 +94,26 @@ def _records(content: str, layout: str) -> list[Record]:
     return records
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """`json.loads`' object hook: an object that names a key twice is refused (JSON would keep the last in silence)."""
+    keys = [key for key, _ in pairs]
+    repeated = next((key for key in keys if keys.count(key) > 1), None)
+    if repeated is not None:
+        raise _RepeatedKey(repeated)
+    return dict(pairs)
+
+
 def _json_record(lines: str, line: str) -> Record:
     try:
-        value = json.loads(line)
+        value = json.loads(line, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as error:
         return Record(lines, None, f"line {lines}: not JSON ({error.msg}, column {error.colno})")
+    except _RepeatedKey as error:
+        return Record(lines, None, f"line {lines}: the key {error} appears twice; keep one")
     if not isinstance(value, dict):
         return Record(lines, None, f"line {lines}: a JSON {type(value).__name__}, not an object with named fields")
     return Record(lines, value)
@@ -109,7 +124,8 @@ def _row(record: Record, header: list[str]) -> Row:
     number of cells (an unquoted comma in the text, a missing column) is kept with its error."""
     row = Row(record.lines, dict(zip(header, record.cells, strict=False)))
     if "-" in record.lines:
-        row.error = f"{row.where}: an unbalanced quote joins these lines into one record; fix the quoting"
+        row.error = (f"{row.where} are one record: a quoted cell holds a line break (a text must be on one line), "
+                     "or a quote is unbalanced; fix the quoting")
     elif len(record.cells) != len(header):
         row.error = f"{row.where}: {len(record.cells)} columns where the header has {len(header)}"
     return row
@@ -141,6 +157,10 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
         rows = [Row(record.lines, record.cells or {}, record.error) for record in records]
         return Table(layout, columns, rows, records)
     header = [column.strip() for column in records[0].cells]
+    repeated = next((column for column in header if header.count(column) > 1), None)
+    if repeated is not None:
+        raise VallEValueError(f"{path}: the header (line {records[0].lines}) names the column {repeated!r} twice; "
+                              "keep one")
     return Table(layout, header, [_row(record, header) for record in records[1:]], records)
 
 
@@ -201,11 +221,11 @@ def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
     the file is always the old one or the new one. Raises `OutputError` when it cannot be written."""
     path = Path(path)
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        temporary = temporary_file_beside(path)
     except OSError as error:
         raise OutputError(f"could not write {path} ({one_line(error)})") from None
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
+        with open(temporary, "w", encoding="utf-8") as file:
             file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         os.replace(temporary, path)
     except OSError as error:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import queue
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch
 from .audio import output_format
 from .cache import PreallocatedDynamicCache
 from .errors import VallEValueError
+from .files import temporary_file_beside
 from .layout import pad, segment_position_ids, tts_sequence
 
 __all__ = ["AudioChunk", "AudioFileStreamer", "AudioIteratorStreamer", "AudioStreamer", "decoder_context"]
@@ -113,10 +113,8 @@ class AudioFileStreamer(AudioStreamer):
         super().__init__(chunk_seconds)
         self.path = Path(path)
         container, subtype = output_format(self.path)
-        handle, partial = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(handle)
-        self.partial = Path(partial)
-        self._file = soundfile.SoundFile(partial, "w", sampling_rate, 1, subtype, format=container)
+        self.partial = temporary_file_beside(self.path)
+        self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
         self._next_row, self._waiting = 0, {}
         self.seconds = 0.0
 

@@ -37,6 +37,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import torch
+import transformers
 
 from .audio import reference_sources, save_audio
 from .cli import (
@@ -73,6 +74,8 @@ logger = get_logger(__name__)
 COLUMNS = ("id", "text", "prompt", "language", "seed")
 DONE, FAILED, PARTS = "done.jsonl", "failed.jsonl", "parts"
 SOME_ROWS_FAILED = 3  # exit status
+# An id is a file name: `<id>.wav`, written as `.<id>.wav.<random>.part`, must stay within file systems' 255 bytes.
+MAX_ID_BYTES = 200
 # A process that finished its batches waits for the others at the end; batches are dealt out evenly, but a long corpus
 # can leave one process waiting for hours, beyond torch.distributed's default 30 minutes.
 PROCESS_GROUP_TIMEOUT = timedelta(days=7)
@@ -109,7 +112,10 @@ class SynthesisPlan:
 
 
 def _text(values: dict, column: str) -> str:
+    """A cell as text; a JSONL value that is no text or number (a list, an object, true) is refused."""
     value = values.get(column)
+    if isinstance(value, (dict, list, bool)):
+        raise VallEValueError(f"{column}: expected text, got the JSON {json.dumps(value)[:60]}")
     return "" if value is None else str(value).strip()
 
 
@@ -117,6 +123,9 @@ def _check_id(row_id: str, seen: dict[str, str]) -> None:
     """An id names a file in OUT_DIR: refuse what is not a plain file name, and a second row with the same id."""
     if not row_id:
         raise VallEValueError("no id")
+    if len(row_id.encode()) > MAX_ID_BYTES:
+        raise VallEValueError(f"id {row_id[:40]!r}... is {len(row_id.encode())} bytes long: an id names a file, at "
+                              f"most {MAX_ID_BYTES} bytes (UTF-8)")
     if any(char in row_id for char in "/\\\0") or row_id.startswith(".") or not row_id.isprintable():
         raise VallEValueError(f"id {row_id!r} is not a plain file name (no '/', '\\', leading '.' or control "
                               "characters)")
@@ -133,6 +142,8 @@ def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
         raise VallEValueError("no prompt: give the voice's audio file in the prompt column")
     files = tuple((folder / source).resolve() for source in sources)
     for file in files:
+        if file.is_dir():
+            raise VallEValueError(f"prompt {file} is a folder: give an audio file")
         if not file.is_file():
             raise VallEFileNotFoundError(f"prompt file not found: {file}")
         if output.exists() and os.path.samefile(file, output):
@@ -175,7 +186,8 @@ def _check_columns(columns: list[str], manifest: Path) -> None:
     """A column the run would not read is refused (a misspelt setting must not be ignored in silence)."""
     missing = [column for column in ("id", "text", "prompt") if column not in columns]
     if missing:
-        raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt")
+        raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt (is "
+                         "it in another layout? name it .csv, .tsv or .jsonl, or give --manifest-format)")
     unknown = [column for column in columns if column not in COLUMNS and column not in FLAG_SETTINGS]
     if unknown:
         raise UsageError(f"{manifest}: unknown column(s) {', '.join(unknown)}: the columns are "
@@ -201,6 +213,19 @@ def _batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
     return batches
 
 
+def _check_run_settings(language: str, seed, batch_size) -> None:
+    """The run-wide settings every row falls back on (the command's flags, the API's arguments); `UsageError` for a
+    value no row could use."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise UsageError(f"--seed must be an integer >= 0 (or not given, for a random one), got {seed!r}")
+    try:
+        resolve_language("", language)
+    except VallEError as error:
+        raise UsageError(f"--language {language}: {one_line(error)}") from None
+
+
 def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argparse.Namespace, language: str = "en",
                    seed: int | None = None, batch_size: int = 8, layout: str = "auto") -> SynthesisPlan:
     """Read and check every row of `manifest` and plan the batches of those `out` does not hold yet; no model is
@@ -208,12 +233,11 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
 
     `flags`: the CLI's sampler flags (a namespace with every `FLAG_SETTINGS` name, None for not given) that rows
     override. Raises `UsageError` for a manifest that cannot be used at all (missing, unreadable, without an id, text
-    or prompt column, with an unknown column) and a `batch_size` < 1; a row that cannot be spoken is a failure of the
-    plan, with its line.
+    or prompt column, with an unknown column), a `batch_size` < 1, a bad `seed` or an unknown `language`; a row that
+    cannot be spoken is a failure of the plan, with its line.
     """
     manifest = Path(manifest)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    _check_run_settings(language, seed, batch_size)
     try:
         table = read_table(manifest, layout)
     except VallEError as error:
@@ -449,7 +473,7 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
         raise UsageError(f"unknown sampler flag(s) {', '.join(unknown)}: use the CLI's names "
                          f"({', '.join(FLAG_SETTINGS)})")
     namespace = argparse.Namespace(task="tts", **{flag: flags.get(flag) for flag in FLAG_SETTINGS})
-    generation_kwargs(namespace)  # the flags' ranges, checked before any row
+    generation_kwargs(namespace, model.config)  # the flags' ranges, checked before any row
     out = OutputFolder(out_dir)
     out.check()
     plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout)
@@ -468,7 +492,7 @@ def build_parser() -> ArgumentParser:
     add = parser.add_argument
     add("manifest", type=Path, help="CSV, TSV or JSONL of rows: id, text, prompt [, language, seed, sampler flags]")
     add("out_dir", type=Path, help="where the WAVs, done.jsonl and failed.jsonl go (created; a re-run resumes)")
-    add("--manifest-format", choices=LAYOUTS, default="auto",
+    add("--manifest-format", choices=[layout for layout in LAYOUTS if layout != "ljspeech"], default="auto",
         help="layout of MANIFEST: auto (by extension: .jsonl, .tsv, else CSV), csv, tsv, jsonl, ljspeech [auto]")
     add("--batch-size", type=int, default=8, help="sentences per generate call (a row is never split) [8]")
     add("--language", default="en", help="language of rows without one: espeak code or 'auto' [en]")
@@ -535,10 +559,12 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    if args.no_progress:
+        transformers.utils.logging.disable_progress_bar()  # its "Loading weights" bar
     check_device(args)
     flags = argparse.Namespace(task="tts", **{flag: getattr(args, flag) for flag in FLAG_SETTINGS})
     generation_kwargs(flags)
-    resolve_language("", args.language)  # an unknown default language (or no espeak) would fail every row
+    _check_run_settings(args.language, args.seed, args.batch_size)  # in every process, before any waits for another
     OutputFolder(args.out_dir).check()
     state = _process_state(args)
     out = OutputFolder(args.out_dir, state.process_index)
@@ -549,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = _broadcast(state, plan)
     mine = plan.batches[state.process_index:: state.num_processes]
     model, processor, _ = load_model(args) if mine else (None, None, None)
+    if model is not None:
+        generation_kwargs(flags, model.config)  # the flags against this model's RVQ levels and layers
     if state.is_main_process:  # nothing is written before the model is loaded
         out.prepare()
     state.wait_for_everyone()

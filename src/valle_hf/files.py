@@ -1,0 +1,40 @@
+"""Files written whole: each output is made under a temporary name beside its destination and renamed into place
+when complete, so that a reader (or a crash) never sees half of it.
+
+`tempfile` makes its files and folders private to their owner (modes 0600 and 0700). An output is not a secret: it
+gets the mode a plain `open()` or `mkdir()` would give it under the process's umask, so that a shared output folder
+or model folder stays readable by the people it is shared with.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["temporary_file_beside", "temporary_folder_beside"]
+
+
+@functools.cache  # read once: setting it to read it is not thread-safe
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temporary_file_beside(path: Path) -> Path:
+    """A new empty file beside `path` (`.<name>.<random>.part`), with the mode `open(..., "w")` would give; for the
+    caller to fill and rename onto `path`. Raises `OSError` where the folder cannot take it."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    os.chmod(temporary, 0o666 & ~_umask())
+    return Path(temporary)
+
+
+def temporary_folder_beside(path: Path) -> Path:
+    """A new empty folder beside `path` (`.<name>.<random>`), with the mode `mkdir` would give; for the caller to fill
+    and rename onto `path`. Raises `OSError` where the parent cannot take it."""
+    temporary = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(temporary, 0o777 & ~_umask())
+    return Path(temporary)
