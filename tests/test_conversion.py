@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,11 @@ def test_command_line_writes_a_loadable_directory(tmp_path, fixtures, fixture_mo
     assert sorted(path.name for path in tmp_path.iterdir()) == ["converted"]  # no staging directory left behind
     for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json"):
         assert (out / name).is_file(), name
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # a model folder is shared: the umask's modes, though its staging folder and the weights are made owner-only
+    assert {path.stat().st_mode & 0o777 for path in out.iterdir()} == {0o666 & ~umask}
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
     generation = json.loads((out / "generation_config.json").read_text())
     # the original CLI's tuned defaults, so that generate and the pipeline speak as the CLI does
     assert generation["max_new_tokens"] == 12 * fixture_model.config.frame_rate and generation["top_k"] == 0

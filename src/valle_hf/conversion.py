@@ -33,7 +33,7 @@ from .errors import (
     get_logger,
     one_line,
 )
-from .files import temporary_folder_beside
+from .files import plain_file_modes, temporary_folder_beside
 from .tokenization import check_symmap, packaged_tokenizer_file
 
 logger = get_logger(__name__)
@@ -337,6 +337,7 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
     try:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
+        plain_file_modes(staging)
         if output_dir.exists():
             os.replace(output_dir, previous)
         os.replace(staging, output_dir)

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["temporary_file_beside", "temporary_folder_beside"]
+__all__ = ["plain_file_modes", "temporary_file_beside", "temporary_folder_beside"]
 
 
 @functools.cache  # read once: setting it to read it is not thread-safe
@@ -38,3 +38,11 @@ def temporary_folder_beside(path: Path) -> Path:
     temporary = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
     os.chmod(temporary, 0o777 & ~_umask())
     return Path(temporary)
+
+
+def plain_file_modes(folder: Path) -> None:
+    """Give every file under `folder` the mode `open(..., "w")` would give: some writers (the model weights' shards)
+    make theirs owner-only."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, 0o666 & ~_umask())
