@@ -38,6 +38,14 @@ def logged_warnings():
         yield captured
 
 
+def missing_fixtures(message: str):
+    """A fixture set is absent: skip the test, or fail it where `VALLE_REQUIRE_FIXTURES=1` says every fixture set must
+    be there (the mutation run: a skipped test kills no mutant, so a missing set would pass for a surviving one)."""
+    if os.environ.get("VALLE_REQUIRE_FIXTURES", "") not in ("", "0"):
+        pytest.fail(f"{message}; VALLE_REQUIRE_FIXTURES is set, so this is an error", pytrace=False)
+    pytest.skip(message)
+
+
 def fixture_dir() -> Path:
     return Path(os.environ.get("VALLE_FIXTURES", SHARED / "fixtures" / "tiny"))
 
@@ -51,7 +59,7 @@ def vocos_fixture_dir() -> Path:
 def vocos_checkpoint_dir() -> Path:
     root = vocos_fixture_dir()
     if not (root / "config.yaml").is_file():
-        pytest.skip(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
+        missing_fixtures(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
     return root
 
 
@@ -218,7 +226,7 @@ def forward_cases(fixtures):
 def fixtures() -> FixtureSet:
     root = fixture_dir()
     if not (root / "cases.json").is_file():
-        pytest.skip(f"fixture set not found at {root} (set VALLE_FIXTURES to a fixture directory)")
+        missing_fixtures(f"fixture set not found at {root} (set VALLE_FIXTURES to a fixture directory)")
     return FixtureSet(root)
 
 

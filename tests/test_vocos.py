@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import vocos_fixture_dir
+from conftest import missing_fixtures, vocos_fixture_dir
 
 from valle_hf.errors import CheckpointError
 from valle_hf.vocos import VocosConfig, VocosModel, VocosOutput, load_original_vocos, tiny_random_vocos
@@ -44,7 +44,7 @@ class VocosFixtures:
 def vocos_fixtures() -> VocosFixtures:
     root = vocos_fixture_dir()
     if not (root / "cases.json").is_file():
-        pytest.skip(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
+        missing_fixtures(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
     return VocosFixtures(root)
 
 
