@@ -281,6 +281,15 @@ def test_dry_penalises_exactly_repeat_extensions(breakers):
         torch.testing.assert_close(-out, torch.tensor(expected), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("settings", [
+    dict(multiplier=-0.1), dict(multiplier=1.0, base=0.9), dict(multiplier=1.0, allowed_length=0),
+    dict(multiplier=1.0, allowed_length=3, max_match_length=2), dict(multiplier=1.0, window=1),
+])
+def test_dry_settings_out_of_range_are_refused(settings):
+    with pytest.raises(ValueError, match="^DRY "):
+        DRYLogitsProcessor(**settings)
+
+
 def test_dry_known_repeat_and_no_self_match():
     vocab = 5
     processor = DRYLogitsProcessor(1.0, base=2.0, allowed_length=2)
@@ -464,6 +473,26 @@ def test_mirostat_average_surprise_tracks_tau():
     assert torch.all((total / steps - tau).abs() < 0.15), total / steps
     untruncated = (true_surprise * logits.softmax(-1)).sum(-1)  # expected surprise without mirostat
     assert torch.all((untruncated - tau).abs() > 1.0)
+
+
+def test_mirostat_surprise_of_the_last_vocabulary_token_is_its_own():
+    vocab = 8
+    logits = torch.arange(vocab, dtype=torch.float32)[None]  # every token its own probability
+    warper = MirostatLogitsWarper(2.0, 0.1)
+    ids = _ids(torch.arange(0), vocab)
+    warper(ids, logits.clone())
+    warper(torch.cat([ids, torch.tensor([[vocab - 1]])], dim=1), logits.clone())
+    expected = -logits.log_softmax(-1)[0, vocab - 1] / math.log(2.0)
+    torch.testing.assert_close(warper.last_surprise, expected[None])
+
+
+def test_mirostat_keeps_every_token_when_the_top_is_flat():
+    """A flat top (Zipf exponent 0) gives no estimate of k: the row keeps all its tokens."""
+    vocab, terms = 200, 100
+    logits = torch.zeros(1, vocab)
+    logits[0, terms + 20 :] = -1.0  # the top 120 tokens tie, the rest are less likely but possible
+    out = MirostatLogitsWarper(1.0, 0.1, zipf_terms=terms)(_ids(torch.arange(0), vocab), logits.clone())
+    assert torch.equal(out, logits)
 
 
 def test_mirostat_rows_independent_and_robust():
