@@ -46,6 +46,44 @@ def missing_fixtures(message: str):
     pytest.skip(message)
 
 
+# mutmut's first run (MUTANT_UNDER_TEST=stats) maps each mutated function to the tests that called it, collected at
+# each test's teardown; later each mutant runs only those tests. A function that only a session or module fixture
+# calls would be mapped to the first test that set the fixture up, and never tested with the others. These two hooks
+# give every test the calls made while its fixtures were set up (they do nothing outside that run).
+_FIXTURE_CALLS: dict = {}
+
+
+def _mutmut_stats_run() -> bool:
+    return os.environ.get("MUTANT_UNDER_TEST") == "stats"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    if not _mutmut_stats_run():
+        yield
+        return
+    from mutmut.state import state
+
+    calls = state()._stats
+    before = set(calls)
+    calls.clear()
+    try:
+        yield
+    finally:
+        _FIXTURE_CALLS[fixturedef] = set(calls)
+        calls |= before
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    if _mutmut_stats_run():
+        from mutmut.state import state
+
+        for fixturedefs in item._fixtureinfo.name2fixturedefs.values():
+            for fixturedef in fixturedefs:
+                state()._stats.update(_FIXTURE_CALLS.get(fixturedef, ()))
+
+
 def fixture_dir() -> Path:
     return Path(os.environ.get("VALLE_FIXTURES", SHARED / "fixtures" / "tiny"))
 
