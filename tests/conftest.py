@@ -48,40 +48,39 @@ def missing_fixtures(message: str):
 
 # mutmut's first run (MUTANT_UNDER_TEST=stats) maps each mutated function to the tests that called it, collected at
 # each test's teardown; later each mutant runs only those tests. A function that only a session or module fixture
-# calls would be mapped to the first test that set the fixture up, and never tested with the others. These two hooks
-# give every test the calls made while its fixtures were set up (they do nothing outside that run).
-_FIXTURE_CALLS: dict = {}
+# calls would be mapped to the first test that set the fixture up, and never tested with the others. This plugin gives
+# every test the calls made while its fixtures were set up. It is registered as a plugin, not as this conftest's
+# hooks: pytest asks a conftest below the root only about function-scoped fixtures, a session fixture's setup hook
+# goes to the session's (root-level) plugins. Outside that run it is not registered.
+class _FixtureCalls:
+    def __init__(self):
+        self.calls_by_fixture: dict = {}
 
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        from mutmut.state import state
 
-def _mutmut_stats_run() -> bool:
-    return os.environ.get("MUTANT_UNDER_TEST") == "stats"
+        calls = state()._stats
+        before = set(calls)
+        calls.clear()
+        try:
+            yield
+        finally:
+            self.calls_by_fixture[fixturedef] = set(calls)
+            calls |= before
 
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_fixture_setup(fixturedef, request):
-    if not _mutmut_stats_run():
-        yield
-        return
-    from mutmut.state import state
-
-    calls = state()._stats
-    before = set(calls)
-    calls.clear()
-    try:
-        yield
-    finally:
-        _FIXTURE_CALLS[fixturedef] = set(calls)
-        calls |= before
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_teardown(item):
-    if _mutmut_stats_run():
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item):
         from mutmut.state import state
 
         for fixturedefs in item._fixtureinfo.name2fixturedefs.values():
             for fixturedef in fixturedefs:
-                state()._stats.update(_FIXTURE_CALLS.get(fixturedef, ()))
+                state()._stats.update(self.calls_by_fixture.get(fixturedef, ()))
+
+
+def pytest_configure(config):
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        config.pluginmanager.register(_FixtureCalls(), "valle-mutmut-fixture-calls")
 
 
 def fixture_dir() -> Path:
