@@ -197,6 +197,10 @@ def test_a_processor_loads_from_a_subfolder(processor, tmp_path, layout):
         (tmp_path / "processor" / "processor_config.json").write_text(json.dumps({"processor_class": "VallEProcessor"}))
     loaded = VallEProcessor.from_pretrained(tmp_path, subfolder="processor")
     assert loaded("Hello world.")["input_ids"][0].tolist() == processor("Hello world.")["input_ids"][0].tolist()
+    # the other keyword arguments reach the tokenizer too
+    limit = processor.tokenizer.model_max_length // 2
+    assert VallEProcessor.from_pretrained(tmp_path, subfolder="processor",
+                                          model_max_length=limit).tokenizer.model_max_length == limit
 
 
 def test_a_chat_template_given_is_kept(processor):

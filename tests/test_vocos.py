@@ -474,3 +474,9 @@ def test_unreachable_hub_names_every_vocoder_choice(monkeypatch):
     assert str(error.value).startswith("could not download the Vocos decoder (nobody/no-vocos/config.yaml")
     assert ("give --vocoder DIR (a local copy of charactr/vocos-encodec-24khz), --vocoder tiny-random (a test decoder "
             "that makes noise) or --vocoder none (decode with EnCodec)") in str(error.value)
+
+
+def test_config_from_original_yaml_has_exactly_the_config_attributes(vocos_fixtures):
+    """Every value read from the yaml lands on a VocosConfig attribute: nothing is saved under another name."""
+    config = VocosConfig.from_original_yaml(vocos_fixtures.root / "config.yaml")
+    assert set(config.to_dict()) == set(VocosConfig().to_dict())
