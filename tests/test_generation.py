@@ -502,7 +502,7 @@ def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_
     inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], min_new_tokens=8)
     with logged_warnings() as logged:
         out = _greedy(tiny_model, **inputs, max_new_tokens=8)
-    assert not out.stopped.any() and "reached the length limit (max_new_tokens=8" in logged.out
+    assert not out.stopped.any() and "row(s) [0] reached the length limit (max_new_tokens=8" in logged.out
     input_length = out.sequences.shape[1] - 8
     unset = copy.deepcopy(tiny_model)
     unset.generation_config.max_new_tokens = None
