@@ -574,3 +574,18 @@ def test_builder_order_and_omission():
 def test_builder_validation(bad):
     with pytest.raises(ValueError):
         build_sampler_processors(**bad)
+
+
+def test_sampling_without_a_temperature_samples_at_temperature_1():
+    from valle_hf.configuration import VallEGenerationConfig
+    from valle_hf.logits_process import sampler_processors
+
+    scores = torch.randn(2, 40, generator=torch.Generator().manual_seed(0))
+    ids = torch.zeros(2, 1, dtype=torch.long)
+    unset = VallEGenerationConfig(do_sample=True, temperature=None)
+    one = VallEGenerationConfig(do_sample=True, temperature=1.0)
+    def warped(config):
+        return sampler_processors(config)(ids, scores.clone())
+
+    torch.testing.assert_close(warped(unset), warped(one))
+    assert not torch.allclose(warped(VallEGenerationConfig(do_sample=True, temperature=0.5)), warped(one))
