@@ -589,3 +589,25 @@ def test_sampling_without_a_temperature_samples_at_temperature_1():
 
     torch.testing.assert_close(warped(unset), warped(one))
     assert not torch.allclose(warped(VallEGenerationConfig(do_sample=True, temperature=0.5)), warped(one))
+
+
+
+def test_build_sampler_processors_defaults_are_the_generation_config_defaults():
+    """Called directly (without a config), the sampler chain computes what the `VallEGenerationConfig` defaults ask
+    for: the same scores with the config's values given explicitly, and with the defaults left out."""
+    import inspect
+
+    from valle_hf.configuration import VallEGenerationConfig
+
+    config = VallEGenerationConfig()
+    explicit = {name: getattr(config, name) for name in inspect.signature(build_sampler_processors).parameters
+                if getattr(config, name, None) is not None}
+    assert {"dry_allowed_length", "repetition_penalty_decay", "dry_base", "mirostat_eta"} <= set(explicit)
+    active = dict(temperature=0.8, repetition_penalty=1.5, dry_multiplier=1.0, stop_length_penalty=0.5,
+                  stop_token_id=31)
+    vocab = 32
+    history = torch.tensor([[3, 5, 7, 3, 5, 7, 3, 5, 9, 3, 5]])  # repeats, for the penalties and DRY
+    scores = torch.randn(1, vocab, generator=torch.Generator().manual_seed(0))
+    left_out = build_sampler_processors(**active)(history, scores.clone())
+    given = build_sampler_processors(**{**explicit, **active})(history, scores.clone())
+    torch.testing.assert_close(left_out, given)
