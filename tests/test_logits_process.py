@@ -611,3 +611,11 @@ def test_build_sampler_processors_defaults_are_the_generation_config_defaults():
     left_out = build_sampler_processors(**active)(history, scores.clone())
     given = build_sampler_processors(**{**explicit, **active})(history, scores.clone())
     torch.testing.assert_close(left_out, given)
+
+
+@pytest.mark.parametrize("setting", [dict(temperature=-0.5), dict(temperature=math.nan), dict(top_p=1.5),
+                                     dict(min_p=-0.1), dict(repetition_penalty=0.0)])
+def test_build_sampler_processors_refuses_settings_out_of_range(setting):
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name):
+        build_sampler_processors(**setting)
