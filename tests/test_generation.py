@@ -610,3 +610,11 @@ def test_a_prompt_shared_by_the_rows_is_encoded_once(tiny_model, monkeypatch):
                         max_new_tokens=3)
     assert len(calls) == 2
     assert torch.equal(different.codes[0], shared.codes[0])
+
+
+def test_a_sampling_rate_per_row_must_have_one_value_per_row(tiny_model):
+    rate = tiny_model.config.sampling_rate
+    wave = np.zeros(rate // 2, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"^sampling_rate: got 3 values for 2 rows; give one, or one per row$"):
+        _greedy(tiny_model, input_ids=torch.tensor([[1, 40, 2], [1, 41, 2]]), prompt_audio=[wave, wave],
+                sampling_rate=[rate] * 3, max_new_tokens=2)
