@@ -106,3 +106,11 @@ def test_position_ids_do_not_depend_on_which_phonemes_the_text_holds(config):
                      lambda t: tts_sequence(config, t, 2, 2, response_frames=3), lambda t: stt_sequence(config, 3, t)):
             assert torch.equal(segment_position_ids(make(text)[None], config),
                                segment_position_ids(make(reference)[None], config))
+
+
+def test_stt_positions_after_the_audio_do_not_depend_on_its_length(config):
+    """A one-frame audio has no separator slot either: what follows it is numbered as after a longer one."""
+    text = torch.tensor([1, 9, 2])
+    after = [segment_position_ids(stt_sequence(config, frames, text)[None], config)[0, frames:].tolist()
+             for frames in (1, 2, 5)]
+    assert after[0] == after[1] == after[2]
