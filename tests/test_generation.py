@@ -618,3 +618,19 @@ def test_a_sampling_rate_per_row_must_have_one_value_per_row(tiny_model):
     with pytest.raises(ValueError, match=r"^sampling_rate: got 3 values for 2 rows; give one, or one per row$"):
         _greedy(tiny_model, input_ids=torch.tensor([[1, 40, 2], [1, 41, 2]]), prompt_audio=[wave, wave],
                 sampling_rate=[rate] * 3, max_new_tokens=2)
+
+
+def test_each_row_is_cut_at_its_own_stop_token_or_padding():
+    from valle_hf.generation import _cut_at_stop
+
+    vocab, stop = 10, 9
+    tokens = torch.tensor([[5, 6, stop, 1], [5, stop, 2, 3], [4, vocab, stop, 1], [1, 2, 3, 4]])
+    rows, stopped = _cut_at_stop(tokens, stop, vocab)
+    assert [row.tolist() for row in rows] == [[5, 6], [5], [4], [1, 2, 3, 4]]
+    assert stopped.tolist() == [True, True, False, False]  # row 2 was padded (ended by a criterion) first
+
+
+def test_ids_of_the_wrong_rank_are_refused_naming_the_shape(tiny_model):
+    with pytest.raises(ValueError, match=r"^input_ids must have 2 dimensions \(\[batch, \.\.\.\]\), got shape "
+                                         r"\(1, 1, 3\)$"):
+        _greedy(tiny_model, input_ids=torch.tensor([[[1, 40, 2]]]), max_new_tokens=2)
