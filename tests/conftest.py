@@ -42,6 +42,51 @@ def logged_warnings():
         yield captured
 
 
+def missing_fixtures(message: str):
+    """A fixture set is absent: skip the test, or fail it where `VALLE_REQUIRE_FIXTURES=1` says every fixture set must
+    be there (the mutation run: a skipped test kills no mutant, so a missing set would pass for a surviving one)."""
+    if os.environ.get("VALLE_REQUIRE_FIXTURES", "") not in ("", "0"):
+        pytest.fail(f"{message}; VALLE_REQUIRE_FIXTURES is set, so this is an error", pytrace=False)
+    pytest.skip(message)
+
+
+# mutmut's first run (MUTANT_UNDER_TEST=stats) maps each mutated function to the tests that called it, collected at
+# each test's teardown; later each mutant runs only those tests. A function that only a session or module fixture
+# calls would be mapped to the first test that set the fixture up, and never tested with the others. This plugin gives
+# every test the calls made while its fixtures were set up. It is registered as a plugin, not as this conftest's
+# hooks: pytest asks a conftest below the root only about function-scoped fixtures, a session fixture's setup hook
+# goes to the session's (root-level) plugins. Outside that run it is not registered.
+class _FixtureCalls:
+    def __init__(self):
+        self.calls_by_fixture: dict = {}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):
+        from mutmut.state import state
+
+        calls = state()._stats
+        before = set(calls)
+        calls.clear()
+        try:
+            yield
+        finally:
+            self.calls_by_fixture[fixturedef] = set(calls)
+            calls |= before
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_teardown(self, item):
+        from mutmut.state import state
+
+        for fixturedefs in item._fixtureinfo.name2fixturedefs.values():
+            for fixturedef in fixturedefs:
+                state()._stats.update(self.calls_by_fixture.get(fixturedef, ()))
+
+
+def pytest_configure(config):
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        config.pluginmanager.register(_FixtureCalls(), "valle-mutmut-fixture-calls")
+
+
 def fixture_dir() -> Path:
     return Path(os.environ.get("VALLE_FIXTURES", SHARED / "fixtures" / "tiny"))
 
@@ -55,7 +100,7 @@ def vocos_fixture_dir() -> Path:
 def vocos_checkpoint_dir() -> Path:
     root = vocos_fixture_dir()
     if not (root / "config.yaml").is_file():
-        pytest.skip(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
+        missing_fixtures(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
     return root
 
 
@@ -222,7 +267,7 @@ def forward_cases(fixtures):
 def fixtures() -> FixtureSet:
     root = fixture_dir()
     if not (root / "cases.json").is_file():
-        pytest.skip(f"fixture set not found at {root} (set VALLE_FIXTURES to a fixture directory)")
+        missing_fixtures(f"fixture set not found at {root} (set VALLE_FIXTURES to a fixture directory)")
     return FixtureSet(root)
 
 

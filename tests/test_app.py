@@ -104,6 +104,7 @@ def _wait_for(driver, script: str, timeout: float = 120):
         f"return {script};"), message=f"waiting for {script}")
 
 
+@pytest.mark.subprocess
 def test_the_page_speaks_in_a_browser(server, browser, tmp_path, prompt_wav):
     from selenium.webdriver.common.by import By
 
@@ -141,6 +142,7 @@ def test_the_page_speaks_in_a_browser(server, browser, tmp_path, prompt_wav):
         shutil.copy(screenshot, os.environ["VALLE_WEBUI_SCREENSHOT"])
 
 
+@pytest.mark.subprocess
 def test_empty_text_shows_the_message_not_a_traceback(server, browser):
     from selenium.webdriver.common.by import By
 
@@ -151,6 +153,7 @@ def test_empty_text_shows_the_message_not_a_traceback(server, browser):
     assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
 
 
+@pytest.mark.subprocess
 def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_path):
     try:
         from gradio_client import Client, handle_file

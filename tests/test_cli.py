@@ -94,6 +94,7 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
     assert "Traceback" not in err
 
 
+@pytest.mark.subprocess
 def test_module_entry_point_runs_the_embedded_model(tmp_path, prompt_wav):
     out = tmp_path / "noise.wav"
     result = subprocess.run(

@@ -160,3 +160,35 @@ def test_load_codec_reads_a_saved_codec_and_checks_its_layout(codec, tmp_path):
     )
     with pytest.raises(ValueError, match="24 kHz layout"):
         load_codec(str(tmp_path / "wrong"))
+
+
+def test_decode_takes_codes_of_every_level_the_codec_has(codec):
+    most = len(codec.quantizer.layers)
+    codes = torch.randint(0, CODEBOOK_SIZE, (5, most), generator=torch.Generator().manual_seed(0))
+    assert decode(codec, codes).shape[-1] == 5 * HOP_LENGTH
+    assert [row.shape[-1] for row in decode_batch(codec, codes[None])] == [5 * HOP_LENGTH]
+    with pytest.raises(ValueError, match=f"codes must have 1..{most} RVQ levels in the last dim, got {most + 1}"):
+        decode(codec, torch.zeros(5, most + 1, dtype=torch.long))
+
+
+def test_load_codec_with_the_hub_unreachable_names_the_codec_and_the_choices(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from valle_hf.errors import ModelNotFoundError
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    with pytest.raises(ModelNotFoundError, match=r"^could not download the EnCodec codec \(nobody/no-codec/config\.json"
+                       r": .*\); VALL-E needs it to encode voice prompts: give --codec DIR"):
+        load_codec("nobody/no-codec")
+
+
+def test_tiny_codec_is_as_small_as_documented(codec):
+    """`tiny_random_codec`'s docstring: a 0.17 M-parameter EnCodec (what keeps the tests fast)."""
+    documented = float(tiny_random_codec.__doc__.split(" M-parameter")[0].split()[-1])
+    assert round(sum(p.numel() for p in codec.parameters()) / 1e6, 2) == documented

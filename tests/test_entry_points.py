@@ -232,6 +232,7 @@ def test_converter_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
     check_refused(main, [*argv, "--codec", "tiny-random", "--vocoder", "tiny-random"], workspace, capsys, expected)
 
 
+@pytest.mark.subprocess
 def test_converter_offline_names_the_codec_choices_at_once(tmp_path, fixtures):
     """The default EnCodec is downloaded from the Hub: with the Hub unreachable, the converter says so in one line,
     naming the offline choices, instead of retrying; the output directory is never created."""

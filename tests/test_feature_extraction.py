@@ -104,3 +104,11 @@ def test_save_and_load_with_the_auto_class(extractor, tmp_path):
     extractor.save_pretrained(tmp_path)
     loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert isinstance(loaded, VallEFeatureExtractor) and loaded.sampling_rate == RATE and loaded.feature_size == 1
+
+
+def test_a_bad_file_is_named_in_the_error(extractor, tmp_path):
+    good, empty = tmp_path / "good.wav", tmp_path / "empty.wav"
+    soundfile.write(good, np.zeros(2400, dtype=np.float32), 24000)
+    soundfile.write(empty, np.zeros(0, dtype=np.float32), 24000)
+    with pytest.raises(VallEValueError, match=f"^{empty} is empty"):
+        extractor.load(f"{good};{empty}")

@@ -11,6 +11,7 @@ from conftest import PLAIN_SETTINGS, logged_warnings, original_generate_kwargs, 
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.utils import logging as transformers_logging
 
+from valle_hf.codec import encode
 from valle_hf.layout import tts_sequence
 
 
@@ -316,7 +317,6 @@ def test_each_whole_reference_is_encoded_then_its_codes_looped_or_trimmed(tiny_m
     import numpy as np
     import soundfile
 
-    from valle_hf.codec import encode
     from valle_hf.feature_extraction import VallEFeatureExtractor
 
     def load_audio(path):
@@ -462,7 +462,7 @@ def test_a_row_that_stops_at_once_gets_empty_audio(tiny_random, backend):
 
 @pytest.mark.parametrize("setting, fast_bf16, expected", [
     ("float32", True, None), ("bfloat16", False, torch.bfloat16), ("auto", True, torch.bfloat16),
-    ("auto", False, None),
+    ("auto", False, None), ("float16", False, torch.float16),
 ])
 def test_nar_dtype_runs_the_nar_matrix_products_in_the_chosen_precision(tiny_model, monkeypatch, setting, fast_bf16,
                                                                         expected):
@@ -502,7 +502,7 @@ def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_
     inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], min_new_tokens=8)
     with logged_warnings() as logged:
         out = _greedy(tiny_model, **inputs, max_new_tokens=8)
-    assert not out.stopped.any() and "reached the length limit (max_new_tokens=8" in logged.out
+    assert not out.stopped.any() and "row(s) [0] reached the length limit (max_new_tokens=8" in logged.out
     input_length = out.sequences.shape[1] - 8
     unset = copy.deepcopy(tiny_model)
     unset.generation_config.max_new_tokens = None
@@ -557,3 +557,80 @@ def test_speculative_decoding_is_refused_in_one_line(tiny_model, setting):
     with pytest.raises(ValueError, match=f"speculative decoding \\({next(iter(setting))}\\)") as raised:
         _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, **setting)
     assert "\n" not in str(raised.value)
+
+
+# --- mutation-run survivors (tests/MUTATION.md) ----------------------------------------------------------------
+
+
+def test_text_ids_from_the_vocab_size_up_are_refused(tiny_model):
+    size = tiny_model.config.text_vocab_size
+    for top in (size, size + 1):
+        with pytest.raises(ValueError, match=f"^input_ids must be phoneme ids in 0..{size - 1}$"):
+            _greedy(tiny_model, input_ids=torch.tensor([[1, top - 1, top]]), max_new_tokens=2)
+    _greedy(tiny_model, input_ids=torch.tensor([[1, size - 1]]), max_new_tokens=2)  # the last id is a phoneme
+
+
+def test_one_unbatched_row_is_a_batch_of_one(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    kwargs = dict(max_new_tokens=5, min_new_tokens=5)
+    batched = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], **kwargs)
+    alone = _greedy(tiny_model, input_ids=texts[0], prompt_codes=prompts[0], **kwargs)
+    assert torch.equal(alone.codes, batched.codes) and torch.equal(alone.lengths, batched.lengths)
+
+
+def test_stt_returns_the_logits_it_was_asked_for():
+    model = reactive_model(seed=2)
+    _, audios = _batch_inputs(model.config, seed=3)
+    out = model.generate(audio_codes=audios[0][None], task="stt", temperature=0.0, max_new_tokens=6,
+                         min_new_tokens=6, return_dict_in_generate=True, output_logits=True, output_scores=True)
+    assert out.logits is not None and len(out.logits) == len(out.scores) == 6
+    steps = out.sequences[0, -6:]
+    assert torch.equal(torch.stack([step[0].argmax() for step in out.logits]), steps)  # greedy: the argmax of each
+
+
+def test_a_prompt_shared_by_the_rows_is_encoded_once(tiny_model, monkeypatch):
+    from valle_hf import generation
+
+    calls = []
+
+    def counting(codec, waveform, *args, **kwargs):
+        calls.append(waveform.shape)
+        return encode(codec, waveform, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "encode", counting)
+    rate = tiny_model.config.sampling_rate
+    wave = np.random.default_rng(0).uniform(-0.5, 0.5, rate).astype(np.float32)
+    texts = torch.tensor([[1, 40, 41, 2], [1, 42, 43, 2]])
+    shared = _greedy(tiny_model, input_ids=texts, prompt_audio=[wave, wave.copy()], sampling_rate=rate,
+                     max_new_tokens=3)
+    assert len(calls) == 1
+    calls.clear()
+    other = wave[::-1].copy()
+    different = _greedy(tiny_model, input_ids=texts, prompt_audio=[wave, other], sampling_rate=rate,
+                        max_new_tokens=3)
+    assert len(calls) == 2
+    assert torch.equal(different.codes[0], shared.codes[0])
+
+
+def test_a_sampling_rate_per_row_must_have_one_value_per_row(tiny_model):
+    rate = tiny_model.config.sampling_rate
+    wave = np.zeros(rate // 2, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"^sampling_rate: got 3 values for 2 rows; give one, or one per row$"):
+        _greedy(tiny_model, input_ids=torch.tensor([[1, 40, 2], [1, 41, 2]]), prompt_audio=[wave, wave],
+                sampling_rate=[rate] * 3, max_new_tokens=2)
+
+
+def test_each_row_is_cut_at_its_own_stop_token_or_padding():
+    from valle_hf.generation import _cut_at_stop
+
+    vocab, stop = 10, 9
+    tokens = torch.tensor([[5, 6, stop, 1], [5, stop, 2, 3], [4, vocab, stop, 1], [1, 2, 3, 4]])
+    rows, stopped = _cut_at_stop(tokens, stop, vocab)
+    assert [row.tolist() for row in rows] == [[5, 6], [5], [4], [1, 2, 3, 4]]
+    assert stopped.tolist() == [True, True, False, False]  # row 2 was padded (ended by a criterion) first
+
+
+def test_ids_of_the_wrong_rank_are_refused_naming_the_shape(tiny_model):
+    with pytest.raises(ValueError, match=r"^input_ids must have 2 dimensions \(\[batch, \.\.\.\]\), got shape "
+                                         r"\(1, 1, 3\)$"):
+        _greedy(tiny_model, input_ids=torch.tensor([[[1, 40, 2]]]), max_new_tokens=2)

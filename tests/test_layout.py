@@ -96,3 +96,21 @@ def test_sequences_and_positions_match_the_fixtures_recorded_ones(fixtures, fixt
         assert torch.equal(segment_position_ids(ids[None], fixture_model.config)[0], expected), case["name"]
         padded, mask = pad([ids, ids[: len(ids) // 2]], fixture_model.config.pad_token_id)  # left padding
         assert torch.equal(segment_position_ids(padded, fixture_model.config)[0], expected), case["name"]
+
+
+def test_position_ids_do_not_depend_on_which_phonemes_the_text_holds(config):
+    """Every text id is a text token, the first of the vocabulary (id 0, `<unk>`) as much as any other."""
+    for text in (torch.tensor([1, 0, 2]), torch.tensor([0, 0, 0])):
+        reference = torch.full_like(text, 5)
+        for make in (lambda t: tts_sequence(config, t, 0, 4, torch.tensor([7, 8])),
+                     lambda t: tts_sequence(config, t, 2, 2, response_frames=3), lambda t: stt_sequence(config, 3, t)):
+            assert torch.equal(segment_position_ids(make(text)[None], config),
+                               segment_position_ids(make(reference)[None], config))
+
+
+def test_stt_positions_after_the_audio_do_not_depend_on_its_length(config):
+    """A one-frame audio has no separator slot either: what follows it is numbered as after a longer one."""
+    text = torch.tensor([1, 9, 2])
+    after = [segment_position_ids(stt_sequence(config, frames, text)[None], config)[0, frames:].tolist()
+             for frames in (1, 2, 5)]
+    assert after[0] == after[1] == after[2]

@@ -52,6 +52,7 @@ def local_hub(tmp_path_factory, fixtures, vocos_checkpoint_dir):
         yield hub
 
 
+@pytest.mark.subprocess
 def test_readme_default_commands_download_convert_once_cache_and_speak(tmp_path, local_hub, prompt_wav):
     home, work = tmp_path / "hf", tmp_path / "work"
     work.mkdir()
@@ -78,6 +79,7 @@ def test_readme_default_commands_download_convert_once_cache_and_speak(tmp_path,
     assert local_hub.file_requests()[requests:] == []  # converted once: later runs ask the Hub for no file
 
 
+@pytest.mark.subprocess
 def test_with_the_hub_unreachable_one_line_names_the_offline_choices(tmp_path, prompt_wav):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

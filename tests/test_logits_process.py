@@ -281,6 +281,15 @@ def test_dry_penalises_exactly_repeat_extensions(breakers):
         torch.testing.assert_close(-out, torch.tensor(expected), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("settings", [
+    dict(multiplier=-0.1), dict(multiplier=1.0, base=0.9), dict(multiplier=1.0, allowed_length=0),
+    dict(multiplier=1.0, allowed_length=3, max_match_length=2), dict(multiplier=1.0, window=1),
+])
+def test_dry_settings_out_of_range_are_refused(settings):
+    with pytest.raises(ValueError, match="^DRY "):
+        DRYLogitsProcessor(**settings)
+
+
 def test_dry_known_repeat_and_no_self_match():
     vocab = 5
     processor = DRYLogitsProcessor(1.0, base=2.0, allowed_length=2)
@@ -466,6 +475,26 @@ def test_mirostat_average_surprise_tracks_tau():
     assert torch.all((untruncated - tau).abs() > 1.0)
 
 
+def test_mirostat_surprise_of_the_last_vocabulary_token_is_its_own():
+    vocab = 8
+    logits = torch.arange(vocab, dtype=torch.float32)[None]  # every token its own probability
+    warper = MirostatLogitsWarper(2.0, 0.1)
+    ids = _ids(torch.arange(0), vocab)
+    warper(ids, logits.clone())
+    warper(torch.cat([ids, torch.tensor([[vocab - 1]])], dim=1), logits.clone())
+    expected = -logits.log_softmax(-1)[0, vocab - 1] / math.log(2.0)
+    torch.testing.assert_close(warper.last_surprise, expected[None])
+
+
+def test_mirostat_keeps_every_token_when_the_top_is_flat():
+    """A flat top (Zipf exponent 0) gives no estimate of k: the row keeps all its tokens."""
+    vocab, terms = 200, 100
+    logits = torch.zeros(1, vocab)
+    logits[0, terms + 20 :] = -1.0  # the top 120 tokens tie, the rest are less likely but possible
+    out = MirostatLogitsWarper(1.0, 0.1, zipf_terms=terms)(_ids(torch.arange(0), vocab), logits.clone())
+    assert torch.equal(out, logits)
+
+
 def test_mirostat_rows_independent_and_robust():
     vocab = 60  # below the 101 probabilities the estimate normally uses
     logits = _zipf_logits(2, vocab, 1.3, seed=5)
@@ -545,3 +574,48 @@ def test_builder_order_and_omission():
 def test_builder_validation(bad):
     with pytest.raises(ValueError):
         build_sampler_processors(**bad)
+
+
+def test_sampling_without_a_temperature_samples_at_temperature_1():
+    from valle_hf.configuration import VallEGenerationConfig
+    from valle_hf.logits_process import sampler_processors
+
+    scores = torch.randn(2, 40, generator=torch.Generator().manual_seed(0))
+    ids = torch.zeros(2, 1, dtype=torch.long)
+    unset = VallEGenerationConfig(do_sample=True, temperature=None)
+    one = VallEGenerationConfig(do_sample=True, temperature=1.0)
+    def warped(config):
+        return sampler_processors(config)(ids, scores.clone())
+
+    torch.testing.assert_close(warped(unset), warped(one))
+    assert not torch.allclose(warped(VallEGenerationConfig(do_sample=True, temperature=0.5)), warped(one))
+
+
+
+def test_build_sampler_processors_defaults_are_the_generation_config_defaults():
+    """Called directly (without a config), the sampler chain computes what the `VallEGenerationConfig` defaults ask
+    for: the same scores with the config's values given explicitly, and with the defaults left out."""
+    import inspect
+
+    from valle_hf.configuration import VallEGenerationConfig
+
+    config = VallEGenerationConfig()
+    explicit = {name: getattr(config, name) for name in inspect.signature(build_sampler_processors).parameters
+                if getattr(config, name, None) is not None}
+    assert {"dry_allowed_length", "repetition_penalty_decay", "dry_base", "mirostat_eta"} <= set(explicit)
+    active = dict(temperature=0.8, repetition_penalty=1.5, dry_multiplier=1.0, stop_length_penalty=0.5,
+                  stop_token_id=31)
+    vocab = 32
+    history = torch.tensor([[3, 5, 7, 3, 5, 7, 3, 5, 9, 3, 5]])  # repeats, for the penalties and DRY
+    scores = torch.randn(1, vocab, generator=torch.Generator().manual_seed(0))
+    left_out = build_sampler_processors(**active)(history, scores.clone())
+    given = build_sampler_processors(**{**explicit, **active})(history, scores.clone())
+    torch.testing.assert_close(left_out, given)
+
+
+@pytest.mark.parametrize("setting", [dict(temperature=-0.5), dict(temperature=math.nan), dict(top_p=1.5),
+                                     dict(min_p=-0.1), dict(repetition_penalty=0.0)])
+def test_build_sampler_processors_refuses_settings_out_of_range(setting):
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=name):
+        build_sampler_processors(**setting)

@@ -185,3 +185,36 @@ def test_text_of_another_type_is_refused_in_one_line(processor, text):
 
     with pytest.raises(VallETypeError, match="text must be a str or a list of str"):
         processor(text)
+
+
+# --- mutation-run survivors (tests/MUTATION.md) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["current", "before the feature extractor"])
+def test_a_processor_loads_from_a_subfolder(processor, tmp_path, layout):
+    processor.save_pretrained(tmp_path / "processor")
+    if layout != "current":
+        (tmp_path / "processor" / "processor_config.json").write_text(json.dumps({"processor_class": "VallEProcessor"}))
+    loaded = VallEProcessor.from_pretrained(tmp_path, subfolder="processor")
+    assert loaded("Hello world.")["input_ids"][0].tolist() == processor("Hello world.")["input_ids"][0].tolist()
+    # the other keyword arguments reach the tokenizer too
+    limit = processor.tokenizer.model_max_length // 2
+    assert VallEProcessor.from_pretrained(tmp_path, subfolder="processor",
+                                          model_max_length=limit).tokenizer.model_max_length == limit
+
+
+def test_a_chat_template_given_is_kept(processor):
+    template = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+    assert VallEProcessor(processor.tokenizer, chat_template=template).chat_template == template
+
+
+def test_batch_decode_passes_skip_special_tokens_to_each_row(processor):
+    ids = processor("Hello world.")["input_ids"]
+    kept = processor.batch_decode(ids, skip_special_tokens=False)
+    assert kept == [processor.decode(row, skip_special_tokens=False) for row in ids]
+    assert kept != processor.batch_decode(ids)
+
+
+def test_stt_audio_with_a_prompt_is_refused_in_words(processor):
+    with pytest.raises(ValueError, match="^`prompt_audio` is for text-to-speech; speech-to-text takes `audio` only$"):
+        processor(audio=_tone(0.5, 24000), prompt_audio=_tone(0.5, 24000), sampling_rate=24000)

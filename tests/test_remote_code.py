@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # Runs in a fresh interpreter where `import valle_hf` fails, as where it is not installed: transformers has only the
 # code saved in the directory. Loaded once with `soxr` unimportable too, then again with it.
 SCRIPT = """
@@ -64,6 +66,7 @@ def test_a_converted_directory_carries_its_code(converted_dir):
     assert not {"training.py", "conversion.py", "loading.py", "cli.py"} & files  # training (peft) is not model code
 
 
+@pytest.mark.subprocess
 def test_trust_remote_code_speaks_without_valle_hf(tmp_path, converted_dir, prompt_wav):
     printed = run_without_valle_hf(tmp_path, converted_dir, prompt_wav)
     assert "trust_remote_code=True" in printed["without trust_remote_code"]

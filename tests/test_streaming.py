@@ -135,11 +135,14 @@ def test_what_cannot_be_streamed_is_refused_in_one_line(fixture_model, case):
         (dict(num_return_sequences=2, do_sample=True), "num_return_sequences > 1 cannot be streamed"),
     ):
         recorder = Recorder(0.1)
-        with pytest.raises(ValueError, match=message) as error:
+        with pytest.raises(ValueError, match=f"^{message}") as error:
             fixture_model.generate(**inputs, **settings, audio_streamer=recorder)
         assert "\n" not in str(error.value) and recorder.ended and not recorder.chunks
     with pytest.raises(ValueError, match="task='tts' only"):
         fixture_model.generate(audio_codes=prompt[None], task="stt", audio_streamer=Recorder(0.1))
+    recorder = Recorder(0.1)  # one beam is plain search: streamed
+    fixture_model.generate(**inputs, num_beams=1, temperature=0.0, audio_streamer=recorder)
+    assert recorder.ended and recorder.chunks
     with pytest.raises(ValueError, match="chunk_seconds"):
         AudioStreamer(0.0)
 

@@ -69,3 +69,22 @@ def test_symbols_without_an_id_are_named_in_a_warning(processor):
     assert "no id for 'ħ', 'ʕ'" in logged.out
     assert encoded["input_ids"][0][:5] == [1, 0, encoded["input_ids"][0][2], 0, 2]  # ħ a ʕ, padded after </eos>
     assert "offset_mapping" not in encoded
+
+
+def test_dealiasing_keeps_a_normalizer_the_file_had_and_adds_the_aliases_after_it():
+    """A tokenizer with its own normalizer (lowercasing): aliases are replaced after it, the ids are unchanged."""
+    import json
+
+    from valle_hf.tokenization import dealias_tokenizer_json
+
+    vocab = {"<unk>": 0, "a": 1, "ä": 1, "b": 2}
+    data = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer":
+            {"type": "Lowercase"}, "pre_tokenizer": None, "post_processor": None, "decoder": None,
+            "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "vocab": vocab,
+                      "merges": []}}
+    rewritten = dealias_tokenizer_json(data, vocab)
+    tokenizer = Tokenizer.from_str(json.dumps(rewritten))
+    assert tokenizer.encode("ÄBa").ids == [1, 2, 1]  # lowercased, then "ä" read as "a"
+    assert tokenizer.encode("äb").ids == Tokenizer.from_str(json.dumps(data)).encode("ab").ids
+    assert tokenizer.get_vocab() == {"<unk>": 0, "a": 1, "b": 2}

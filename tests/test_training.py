@@ -205,6 +205,8 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
     ("level", lambda item: 9, r"level must be an integer in 0\.\.7, got 9"),
     ("level", lambda item: True, r"level must be an integer in 0\.\.7, got True"),
     ("level", lambda item: 2.0, r"level must be an integer in 0\.\.7, got 2.0"),
+    ("level", lambda item: torch.tensor(True), r"level must be an integer in 0\.\.7, got tensor\(True\)"),
+    ("level", lambda item: torch.tensor(2.0), r"level must be an integer in 0\.\.7, got tensor\(2\.\)"),
 ])
 def test_the_collator_refuses_what_it_cannot_train_on_naming_the_item(tiny_model, key, value, message):
     from valle_hf.errors import VallEValueError
@@ -216,6 +218,18 @@ def test_the_collator_refuses_what_it_cannot_train_on_naming_the_item(tiny_model
         VallEDataCollator(tiny_model.config)([good, bad])
     with pytest.raises(VallEValueError, match="batch of 0 items"):
         VallEDataCollator(tiny_model.config)([])
+
+
+def test_stt_audio_with_fewer_levels_than_the_model_reads_is_refused(tiny_model):
+    from valle_hf.errors import VallEValueError
+
+    config = tiny_model.config
+    item = random_item(torch.Generator().manual_seed(5), 5, 8, task="stt")
+    assert config.stt_levels > 1
+    for few in range(1, config.stt_levels):
+        with pytest.raises(VallEValueError, match=rf"STT audio needs {config.stt_levels}\+ code levels, got {few}$"):
+            VallEDataCollator(config)([{**item, "audio_codes": item["audio_codes"][:, :few]}])
+    assert VallEDataCollator(config)([item])["task"].tolist() == [1]
 
 
 # ---------------------------------------------------------------------------------------------------- overfit

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import vocos_fixture_dir
+from conftest import missing_fixtures, vocos_fixture_dir
 
 from valle_hf.errors import CheckpointError
 from valle_hf.vocos import VocosConfig, VocosModel, VocosOutput, load_original_vocos, tiny_random_vocos
@@ -44,7 +45,7 @@ class VocosFixtures:
 def vocos_fixtures() -> VocosFixtures:
     root = vocos_fixture_dir()
     if not (root / "cases.json").is_file():
-        pytest.skip(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
+        missing_fixtures(f"Vocos fixture set not found at {root} (set VALLE_VOCOS_FIXTURES to a fixture directory)")
     return VocosFixtures(root)
 
 
@@ -405,3 +406,77 @@ def test_corrupt_checkpoint(checkpoint_copy):
     torch.save([torch.zeros(1)], path / "pytorch_model.bin")
     with pytest.raises(ValueError, match="holds a list, not a Vocos state dict"):
         load_original_vocos(path)
+
+
+# --- mutation-run survivors (tests/MUTATION.md) ----------------------------------------------------------------
+
+
+def test_empty_codes_are_refused_naming_their_shape(tiny_model):
+    levels = tiny_model.config.num_codebooks
+    for codes in (torch.zeros(0, 3, levels, dtype=torch.long), torch.zeros(2, 0, levels, dtype=torch.long)):
+        with pytest.raises(ValueError, match=re.escape(f"audio_codes is empty (shape {tuple(codes.shape)})")):
+            tiny_model(codes)
+
+
+def _yaml_with(vocos_fixtures, tmp_path, edit) -> Path:
+    config = yaml.safe_load((vocos_fixtures.root / "config.yaml").read_text())
+    edit(config)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_config_yaml_without_padding_reads_same(vocos_fixtures, tmp_path):
+    path = _yaml_with(vocos_fixtures, tmp_path, lambda config: config["head"]["init_args"].pop("padding", None))
+    assert VocosConfig.from_original_yaml(path).padding == "same"
+
+
+def test_config_yaml_with_another_encodec_is_refused(vocos_fixtures, tmp_path):
+    def edit(config):
+        config["feature_extractor"]["init_args"]["encodec_model"] = "encodec_48khz"
+
+    with pytest.raises(ValueError, match="encodec_model 'encodec_48khz' is not supported"):
+        VocosConfig.from_original_yaml(_yaml_with(vocos_fixtures, tmp_path, edit))
+
+
+def test_checkpoint_with_a_non_tensor_value_is_refused(checkpoint_copy):
+    path, _ = checkpoint_copy
+    torch.save({"backbone.norm.weight": [1.0, 2.0]}, path / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="holds a dict, not a Vocos state dict"):
+        load_original_vocos(path)
+
+
+def test_checkpoint_error_without_a_message_still_names_the_file(checkpoint_copy, monkeypatch):
+    path, _ = checkpoint_copy
+
+    def unreadable(*args, **kwargs):
+        raise EOFError()
+
+    monkeypatch.setattr(torch, "load", unreadable)
+    with pytest.raises(CheckpointError, match=r"is not a readable PyTorch checkpoint \(EOFError: \)"):
+        load_original_vocos(path)
+
+
+def test_unreachable_hub_names_every_vocoder_choice(monkeypatch):
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from valle_hf.errors import ModelNotFoundError
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+    with pytest.raises(ModelNotFoundError) as error:
+        load_original_vocos("nobody/no-vocos")
+    assert str(error.value).startswith("could not download the Vocos decoder (nobody/no-vocos/config.yaml")
+    assert ("give --vocoder DIR (a local copy of charactr/vocos-encodec-24khz), --vocoder tiny-random (a test decoder "
+            "that makes noise) or --vocoder none (decode with EnCodec)") in str(error.value)
+
+
+def test_config_from_original_yaml_has_exactly_the_config_attributes(vocos_fixtures):
+    """Every value read from the yaml lands on a VocosConfig attribute: nothing is saved under another name."""
+    config = VocosConfig.from_original_yaml(vocos_fixtures.root / "config.yaml")
+    assert set(config.to_dict()) == set(VocosConfig().to_dict())
