@@ -129,7 +129,7 @@ def test_every_csv_line_is_prepared_or_reported(prepare, capsys, tmp_path):
     prepared = [record["id"] for record in read_manifest(tmp_path / "out")]
     failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
     assert prepared == ["a"]
-    assert len(failed) == 1 and "lines 3-6" in failed[0]["error"] and "unbalanced quote" in failed[0]["error"]
+    assert len(failed) == 1 and "lines 3-6" in failed[0]["error"] and "a quote is unbalanced" in failed[0]["error"]
     # without the unbalanced quote, the short row is reported by its line and the others are prepared
     (data / "meta.csv").write_text(csv_text.replace(f'"{IPA} with a quote that never closes', IPA), encoding="utf-8")
     status, out, _ = run(prepare, capsys, data, tmp_path / "out2", "--metadata", data / "meta.csv")

@@ -158,7 +158,7 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
         return Table(layout, columns, rows, records)
     header = [column.strip() for column in records[0].cells]
     repeated = next((column for column in header if header.count(column) > 1), None)
-    if repeated is not None:
+    if repeated is not None and layout != "ljspeech":  # LJSpeech's first line may be a row, with its text twice
         raise VallEValueError(f"{path}: the header (line {records[0].lines}) names the column {repeated!r} twice; "
                               "keep one")
     return Table(layout, header, [_row(record, header) for record in records[1:]], records)
