@@ -74,7 +74,7 @@ def as_generate(model, nar_dtype: str):
     config = copy.copy(model.generation_config)
     config.nar_dtype = nar_dtype
     use_onednn_linears(model)
-    with torch.no_grad(), model.nar_precision(config):
+    with torch.no_grad(), model.nar_precision(config, keep_casts=False):
         yield
 
 

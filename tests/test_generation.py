@@ -11,6 +11,7 @@ from conftest import PLAIN_SETTINGS, logged_warnings, original_generate_kwargs, 
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.utils import logging as transformers_logging
 
+from valle_hf.cache import CACHE_KWARG
 from valle_hf.codec import encode
 from valle_hf.layout import tts_sequence
 
@@ -484,6 +485,31 @@ def test_nar_dtype_runs_the_nar_matrix_products_in_the_chosen_precision(tiny_mod
     assert {precision for level, precision in seen if level == 0} == {False}  # the AR: as loaded
     assert {precision for level, precision in seen if level != 0} == {expected or False}
     assert len([level for level, _ in seen if level != 0]) == 2
+
+
+def test_the_nar_holds_neither_the_ar_cache_nor_cast_copies_of_the_weights(tiny_model):
+    """Peak memory: by the NAR, the AR's KV cache is freed, and its autocast casts each weight where it is used
+    instead of keeping a cast copy of the decoder for the whole call (a stream keeps them: its chunks are many)."""
+    import gc
+    import weakref
+
+    caches, seen = [], []
+
+    def hook(module, args, kwargs):
+        if kwargs.get("level") == 0 and kwargs.get(CACHE_KWARG) is not None:
+            caches.append(weakref.ref(kwargs[CACHE_KWARG]))
+        elif kwargs.get("level"):
+            gc.collect()
+            seen.append((all(cache() is None for cache in caches), torch.is_autocast_cache_enabled()))
+
+    handle = tiny_model.register_forward_pre_hook(hook, with_kwargs=True)
+    texts, prompts = _batch_inputs(tiny_model.config)
+    try:
+        _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4,
+                min_new_tokens=4, max_levels=2, nar_dtype="bfloat16")
+    finally:
+        handle.remove()
+    assert caches and seen == [(True, False)] * 2
 
 
 class _StopAfter(StoppingCriteria):

@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache, GenerationConfig, GenerationMixin
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from .cache import CACHE_KWARG, PreallocatedDynamicCache
+from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig, check_settings_fit
 from .errors import VallEValueError, get_logger
@@ -123,6 +123,11 @@ def _cut_at_stop(tokens: torch.LongTensor, stop: int, vocab: int) -> tuple[list[
 
 # The settings that turn transformers' generation into assisted (speculative) decoding.
 SPECULATIVE_SETTINGS = ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit", "use_mtp")
+
+
+def _without_cache(output):
+    """transformers' generate output without its KV cache (a `ModelOutput` keeps it in its dict as well)."""
+    return type(output)(**{key: value for key, value in output.items() if key != CACHE_FIELD})
 
 
 def _refuse_speculative_decoding(config: VallEGenerationConfig, model_kwargs: dict) -> None:
@@ -460,6 +465,7 @@ class VallEGenerationMixin(GenerationMixin):
             skip, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
             task="tts", level=0, generation_config=config, **kwargs,
         )
+        output = _without_cache(output)  # the AR's KV cache is not needed any more: free it before the NAR
         copies = output.sequences.shape[0] // len(texts)  # num_return_sequences: consecutive rows per input row
         if copies > 1:
             texts, prefixes = _repeat_rows(texts, copies), _repeat_rows(prefixes, copies)
@@ -472,7 +478,7 @@ class VallEGenerationMixin(GenerationMixin):
                                      prompt_codes=None if prompts is None else prompts.codes)
         self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated, strict=True)]
-        with self.nar_precision(config):
+        with self.nar_precision(config, keep_casts=False):
             codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature,
                                                         skip)
         # The response prefix (silence or the prompt itself) conditioned the model but is not part of the output.
@@ -589,12 +595,19 @@ class VallEGenerationMixin(GenerationMixin):
         return [row[row != stop] for row in rows]
 
     # ------------------------------------------------------------------ NAR
-    def nar_precision(self, config: VallEGenerationConfig):
+    def nar_precision(self, config: VallEGenerationConfig, keep_casts: bool = True):
         """The context the NAR's forwards run in: `torch.autocast` to `config.nar_dtype` where that pays
-        (`valle_hf.hardware.nar_autocast_dtype`), else nothing. Within one outer autocast region, each weight is cast
-        once and reused by every level and chunk."""
+        (`valle_hf.hardware.nar_autocast_dtype`), else nothing.
+
+        `keep_casts`: keep each weight's cast for the whole outer autocast region, so that the many small chunks of a
+        stream cast every weight once. The NAR of a whole call (`keep_casts=False`) casts the weights again at each
+        of its levels instead (a few percent of its time) rather than hold a cast copy of the decoder beside the
+        weights (0.4 GB at the released size, in bfloat16).
+        """
         dtype = nar_autocast_dtype(config.nar_dtype, self.device, self.dtype)
-        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=keep_casts)
 
     def _generate_nar(self, texts, prompts: _Prompts | None, level0, max_levels: int, temperature: float,
                       skip: LayerSkip | None) -> tuple[list[torch.LongTensor], torch.LongTensor | None]:
