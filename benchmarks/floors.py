@@ -8,9 +8,9 @@
   transformers' `TorchAoConfig` applies it; bfloat16 activations). A step is bound by these reads.
 * **Matrix-product throughput at the NAR's shapes**: one decoder layer's seven linears and its causal SDPA at M = the
   NAR's sequence length (text, level token, prompt and the response of `--seconds` of speech), and the level's head
-  over the response rows, per precision: float32 (oneDNN, as `generate` runs it), bfloat16 (the weights cast once,
-  as `nar_dtype="auto"`'s autocast holds them), int8. A NAR level's compute floor is `layers x (linears + SDPA) +
-  head` at those shapes.
+  over the response rows, per precision: float32 (oneDNN, as `generate` runs it), bfloat16 (on weights cast
+  beforehand; the NAR's autocast casts them again at each level, time above the floor), int8. A NAR level's compute
+  floor is `layers x (linears + SDPA) + head` at those shapes.
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ def nar_length(config, args) -> tuple[int, int]:
 
 def nar_products(model, kind: str, rows: int, frames: int, device: torch.device, repeats: int) -> dict:
     """Times (ms) and FLOPs of one NAR level's matrix products in `kind` (float32 through oneDNN as `generate` runs
-    it; a 16-bit dtype on weights cast once, as autocast holds them; int8 on the int8 model's weights): one decoder
-    layer's seven linears and its causal SDPA at `rows` positions, and the level's head over `frames` rows."""
+    it; a 16-bit dtype on weights cast beforehand; int8 on the int8 model's weights): one decoder layer's seven
+    linears and its causal SDPA at `rows` positions, and the level's head over `frames` rows."""
     config = model.config
     dtype = model.dtype if kind == "int8" else COMPUTE_DTYPES[kind]  # int8 weights: the model's activations
     layer = model.model.backbone.layers[0]
