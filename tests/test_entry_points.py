@@ -179,6 +179,8 @@ SYNTHESIS_CASES = {
     "nar_levels_beyond_the_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "tiny-random",
                                      "--max-nar-levels", "99"], "--max-nar-levels 99 is not allowed"),
     "column_twice": (["{ws}/twice.csv", "{ws}/corpus"], "names the column 'text' twice"),
+    "unknown_key_in_a_jsonl_line": (["{ws}/unknown.jsonl", "{ws}/corpus"],
+                                     "unknown column(s) ar_tmp (first on line 2)"),
     "negative_seed": (["{ws}/corpus.csv", "{ws}/corpus", "--seed", "-1"], "expected an integer >= 0"),
     "unknown_language": (["{ws}/corpus.csv", "{ws}/corpus", "--language", "xx-nope"], "unknown language"),
     "unknown_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--bogus"], "unrecognized arguments"),
@@ -193,6 +195,9 @@ def test_synthesis_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
 
     (workspace / "corpus.csv").write_text("id,text,prompt\nr1,Hello there.,ref.wav\n", encoding="utf-8")
     (workspace / "unknown.csv").write_text("id,text,prompt,ar_tmp\nr1,Hello there.,ref.wav,0.5\n", encoding="utf-8")
+    (workspace / "unknown.jsonl").write_text('{"id": "r1", "text": "Hi.", "prompt": "ref.wav"}\n'
+                                             '{"id": "r2", "text": "Hi.", "prompt": "ref.wav", "ar_tmp": 0.5}\n',
+                                             encoding="utf-8")
     (workspace / "twice.csv").write_text("id,text,prompt,text\nr1,Hello.,ref.wav,Bye.\n", encoding="utf-8")
     arguments, expected = SYNTHESIS_CASES[case]
     argv = [argument.format(ws=workspace) for argument in arguments]

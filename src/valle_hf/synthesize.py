@@ -182,15 +182,18 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
     return Job(row_id, row.lines, sentences, language, prompt, seed, generation_kwargs(row_flags))
 
 
-def _check_columns(columns: list[str], manifest: Path) -> None:
+def _check_columns(table, manifest: Path) -> None:
     """A column the run would not read is refused (a misspelt setting must not be ignored in silence)."""
+    columns = table.columns
     missing = [column for column in ("id", "text", "prompt") if column not in columns]
     if missing:
         raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt (is "
                          "it in another layout? name it .csv, .tsv or .jsonl, or give --manifest-format)")
     unknown = [column for column in columns if column not in COLUMNS and column not in FLAG_SETTINGS]
     if unknown:
-        raise UsageError(f"{manifest}: unknown column(s) {', '.join(unknown)}: the columns are "
+        where = "" if table.layout != "jsonl" else next(
+            f" (first on {row.where})" for row in table.rows if set(unknown) & set(row.values))
+        raise UsageError(f"{manifest}: unknown column(s) {', '.join(unknown)}{where}: the columns are "
                          f"{', '.join(COLUMNS)} and the CLI's sampler flags by name ({', '.join(FLAG_SETTINGS)})")
 
 
@@ -242,7 +245,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
         table = read_table(manifest, layout)
     except VallEError as error:
         raise UsageError(f"manifest: {one_line(error)}") from None
-    _check_columns(table.columns, manifest)
+    _check_columns(table, manifest)
     seed, done_ids = run_seed(seed), out.done_ids()
     jobs, failures, seen, done = [], [], {}, 0
     for row in table.rows:
