@@ -374,3 +374,17 @@ def converted_dir(tmp_path_factory, converted) -> Path:
 @pytest.fixture(scope="session")
 def prompt_wav() -> Path:
     return REPO / "examples" / "prompt.wav"
+
+
+@pytest.fixture
+def hub_unreachable(monkeypatch):
+    """The Hub as seen without a network: nothing in the cache, and every request fails to connect."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)

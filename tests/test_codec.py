@@ -171,18 +171,9 @@ def test_decode_takes_codes_of_every_level_the_codec_has(codec):
         decode(codec, torch.zeros(5, most + 1, dtype=torch.long))
 
 
-def test_load_codec_with_the_hub_unreachable_names_the_codec_and_the_choices(monkeypatch):
-    import huggingface_hub
-    from huggingface_hub import constants
-
+def test_load_codec_with_the_hub_unreachable_names_the_codec_and_the_choices(hub_unreachable):
     from valle_hf.errors import ModelNotFoundError
 
-    def unreachable(*args, **kwargs):
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
-    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
     with pytest.raises(ModelNotFoundError, match=r"^could not download the EnCodec codec \(nobody/no-codec/config\.json"
                        r": .*\); VALL-E needs it to encode voice prompts: give --codec DIR"):
         load_codec("nobody/no-codec")

@@ -457,18 +457,9 @@ def test_checkpoint_error_without_a_message_still_names_the_file(checkpoint_copy
         load_original_vocos(path)
 
 
-def test_unreachable_hub_names_every_vocoder_choice(monkeypatch):
-    import huggingface_hub
-    from huggingface_hub import constants
-
+def test_unreachable_hub_names_every_vocoder_choice(hub_unreachable):
     from valle_hf.errors import ModelNotFoundError
 
-    def unreachable(*args, **kwargs):
-        raise ConnectionError("no network")
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
-    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
     with pytest.raises(ModelNotFoundError) as error:
         load_original_vocos("nobody/no-vocos")
     assert str(error.value).startswith("could not download the Vocos decoder (nobody/no-vocos/config.yaml")
