@@ -262,6 +262,17 @@ def test_the_python_api_speaks_a_manifest_with_flags_by_name(corpus, tmp_path, r
         synthesis.synthesize(corpus, tmp_path / "out", model, processor, temperature=0.5)
 
 
+def test_the_run_seed_is_printed_only_when_a_row_takes_it(tmp_path, prompt_wav, cached_loading):
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    flags = list(FLAGS)
+    del flags[flags.index("--seed"): flags.index("--seed") + 2]  # no run seed given: a random one
+    for name, seeds, printed in (("own", ("1", "2"), False), ("mixed", ("1", ""), True)):
+        rows = [f"{name}{index},Hello.,voice.wav,{seed}" for index, seed in enumerate(seeds)]
+        (tmp_path / f"{name}.csv").write_text("\n".join(["id,text,prompt,seed", *rows]) + "\n", encoding="utf-8")
+        status, err = synthesize_main([tmp_path / f"{name}.csv", tmp_path / name, *flags])
+        assert status == 0 and ("seed: " in err) == printed, err
+
+
 def test_a_rerun_skips_finished_rows_and_redoes_a_deleted_one(corpus, reference, tmp_path, cached_loading):
     out = tmp_path / "out"
     shutil.copytree(reference, out)

@@ -103,12 +103,14 @@ class Job:
 @dataclass
 class SynthesisPlan:
     """What a run will do: `batches` of jobs (each one `generate` call), the rows that cannot be spoken (`failures`,
-    with their line), how many rows earlier runs finished (`done`), and the run's seed (rows without their own)."""
+    with their line), how many rows earlier runs finished (`done`), the run's seed (rows without their own) and whether
+    a row to speak takes it (`seed_used`)."""
 
     batches: list[list[Job]]
     failures: list[dict]
     done: int
     seed: int
+    seed_used: bool = True
 
 
 def _text(values: dict, column: str) -> str:
@@ -247,7 +249,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
         raise UsageError(f"manifest: {one_line(error)}") from None
     _check_columns(table, manifest)
     seed, done_ids = run_seed(seed), out.done_ids()
-    jobs, failures, seen, done = [], [], {}, 0
+    jobs, failures, seen, done, seed_used = [], [], {}, 0, False
     for row in table.rows:
         try:
             job = _job(row, manifest.parent, out, flags, language, seed, seen)
@@ -258,7 +260,8 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
             done += 1
         else:
             jobs.append(job)
-    return SynthesisPlan(_batches(jobs, batch_size), failures, done, seed)
+            seed_used = seed_used or not _text(row.values, "seed")
+    return SynthesisPlan(_batches(jobs, batch_size), failures, done, seed, seed_used)
 
 
 # ---------------------------------------------------------------------------------------------------- the output folder
@@ -554,7 +557,7 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
     print("\n".join(lines), file=sys.stderr)
     print(f"wrote {rows} row(s) into {out} ({plan.done} done before); {len(failures)} failed"
           + (f" (listed in {out / FAILED})" if failures else ""), file=sys.stderr)
-    if not seed_given and rows:
+    if not seed_given and plan.seed_used and rows:
         print(f"seed: {plan.seed} (--seed {plan.seed} repeats the rows without a seed)", file=sys.stderr)
 
 
