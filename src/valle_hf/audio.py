@@ -17,7 +17,7 @@ import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallETypeError, VallEValueError, missing_dependency, one_line
-from .files import temporary_file_beside
+from .files import written_whole
 
 try:
     import soundfile
@@ -111,18 +111,11 @@ def save_audio(
     if data.ndim != 1:
         raise VallEValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
     try:
-        temporary = temporary_file_beside(out)
-    except OSError as error:
-        raise OutputError(f"could not write {out}: {one_line(error)}") from None
-    try:
-        soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
-        os.replace(temporary, out)
+        with written_whole(out) as temporary:
+            soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
     except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
         kept = "left unchanged" if out.exists() else "not created"
         raise OutputError(f"could not write {out} ({one_line(error)}); it was {kept}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return out
 
 

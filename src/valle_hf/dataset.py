@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
+from .files import written_whole
 from .manifest import append_jsonl, read_jsonl, repair_jsonl
 
 MANIFEST = "manifest.jsonl"
@@ -42,13 +43,11 @@ def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.T
     path = utterance_path(root, utterance_id)
     tensors = {"text_ids": torch.as_tensor(text_ids).to(torch.int16).contiguous(),
                "codes": torch.as_tensor(codes).to(torch.int16).contiguous()}
-    temporary = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(temporary))
-        os.replace(temporary, path)
+        with written_whole(path) as temporary:
+            save_file(tensors, str(temporary))
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise OutputError(f"could not write {path} ({one_line(error)})") from None
     return path.relative_to(root).as_posix()
 

@@ -8,12 +8,13 @@ or model folder stays readable by the people it is shared with.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["plain_file_modes", "temporary_file_beside", "temporary_folder_beside"]
+__all__ = ["plain_file_modes", "temporary_file_beside", "temporary_folder_beside", "written_whole"]
 
 
 @functools.cache  # read once: setting it to read it is not thread-safe
@@ -30,6 +31,19 @@ def temporary_file_beside(path: Path) -> Path:
     os.close(handle)
     os.chmod(temporary, 0o666 & ~_umask())
     return Path(temporary)
+
+
+@contextlib.contextmanager
+def written_whole(path: Path):
+    """Yields a temporary file beside `path` (`temporary_file_beside`) for the block to write; when the block ends
+    without an exception it replaces `path`, otherwise it is removed and `path` is left as it was. Raises `OSError`
+    where the folder cannot take it."""
+    temporary = temporary_file_beside(path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def temporary_folder_beside(path: Path) -> Path:

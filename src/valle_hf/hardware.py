@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import VallEValueError
+from .files import written_whole
 
 __all__ = [
     "NAR_DTYPES",
@@ -143,9 +143,8 @@ def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, inter
         saved[key] = known
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{os.getpid()}")
-            temporary.write_text(json.dumps(saved, indent=1), encoding="utf-8")
-            temporary.replace(path)
+            with written_whole(path) as temporary:
+                temporary.write_text(json.dumps(saved, indent=1), encoding="utf-8")
     return {kind: known[kind] for kind in kinds}
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
-from .files import temporary_file_beside
+from .files import written_whole
 
 __all__ = ["LAYOUTS", "Record", "Row", "Table", "append_jsonl", "read_jsonl", "read_table", "repair_jsonl",
            "table_layout", "write_jsonl"]
@@ -221,15 +221,7 @@ def write_jsonl(path: str | os.PathLike, records: list[dict]) -> None:
     the file is always the old one or the new one. Raises `OutputError` when it cannot be written."""
     path = Path(path)
     try:
-        temporary = temporary_file_beside(path)
-    except OSError as error:
-        raise OutputError(f"could not write {path} ({one_line(error)})") from None
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
+        with written_whole(path) as temporary, open(temporary, "w", encoding="utf-8") as file:
             file.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-        os.replace(temporary, path)
     except OSError as error:
         raise OutputError(f"could not write {path} ({one_line(error)}); it was left as it was") from None
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
