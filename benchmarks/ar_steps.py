@@ -7,10 +7,11 @@ calls are the cached steps. The prompt's KV cache is computed once per batch siz
 
 Variants: `float32` (what `generate` runs by default: oneDNN's inner product on the plain weights, the preallocated
 cache), `float32-prepacked` (the `--onednn` opt-in), `bfloat16`, `int8` (decoder weights int8 through transformers'
-`TorchAoConfig`, bfloat16 activations), at batch 1 and 8. Each row's floor (`floors.weight_read_ms`, same kernel
-family) is measured right before and right after its run and the lower one is used: memory bandwidth drifts between
-minutes on shared machines. Options add the cache-kind matrix (transformers' `DynamicCache`, `StaticCache`, static
-under `torch.compile`), runs that start after some seconds of generated audio, and the original's no-cache decoding.
+`TorchAoConfig`, bfloat16 activations, multiplied by ATen's int8 kernel as `generate` runs them), at batch 1 and 8.
+Each row's floor (`floors.weight_read_ms`, same kernel family) is measured right before and right after its run and
+the lower one is used: memory bandwidth drifts between minutes on shared machines. Options add the cache-kind
+matrix (transformers' `DynamicCache`, `StaticCache`, static under `torch.compile`), runs that start after some
+seconds of generated audio, and the original's no-cache decoding.
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ NAME, TITLE = "ar", "cached AR steps (model.generate, stop suppressed)"
 DEFAULTS = {"steps": (150, 12), "budget_s": (20.0, 6.0), "batch_sizes": ("1,8", "1,2")}
 # AR variant -> (model precision, how its floor's linears run: the kernel family the variant's steps use)
 VARIANTS = {
-    "float32": ("float32", "onednn"),
+    "float32": ("float32", "kernels"),
     "float32-prepacked": ("float32", "prepacked"),
     "bfloat16": ("bfloat16", "linear"),
-    "int8": ("int8", "linear"),
+    "int8": ("int8", "kernels"),
 }
 MATRIX = (("dynamic", False), ("static", False), ("static", True))  # beside the default prealloc cache
 TARGET_RATIO, TARGET_BATCH_GAIN = 1.25, 5.0
@@ -151,7 +152,7 @@ def variant_linears(model, variant: str):
     if variant != "float32-prepacked":
         yield
         return
-    from valle_hf.onednn import disable_onednn_linears, enable_onednn_linears
+    from valle_hf.linear_kernels import disable_onednn_linears, enable_onednn_linears
 
     enable_onednn_linears(model)
     try:

@@ -49,7 +49,7 @@ from .common import (
     timed_method,
     trim_heap,
 )
-from .floors import is_int8, nar_floor_ms, nar_kind, nar_length, weight_read_ms
+from .floors import nar_floor_ms, nar_kind, nar_length, weight_read_ms
 
 NAME, TITLE = "e2e", "end to end: one generate() call in a fresh process"
 DEFAULTS = {"e2e_batch": (8, 2)}
@@ -143,8 +143,7 @@ def timed_generate(model, batch: int, args, device: torch.device) -> dict:
 def floor(model, args, device: torch.device) -> dict:
     """The RTF floor of the call: its AR steps at the weight-read floor, its NAR at the compute floor."""
     steps = round(args.seconds * FRAME_RATE)
-    step_ms = weight_read_ms(model, "onednn" if model.dtype == torch.float32 and not is_int8(model) else "linear", 1,
-                             device, args.floor_repeats)
+    step_ms = weight_read_ms(model, "kernels", 1, device, args.floor_repeats)  # the kernels generate runs
     rows, frames = nar_length(model.config, args)
     nar_s = nar_floor_ms(model, nar_kind(model, "auto", device), rows, frames, device, args.nar_repeats) / 1e3
     return {"step_ms": step_ms, "nar_s": nar_s, "rtf": (steps * step_ms / 1e3 + nar_s) / args.seconds}

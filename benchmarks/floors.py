@@ -3,13 +3,14 @@
 * **Weight-read floor of one cached AR step**: one pass over exactly the weights a step reads (every linear of the 12
   decoder layers and the level-0 head) with 1 or 8 rows, through the kernel family the model runs in that precision:
   float32 through oneDNN's inner product on the plain weights (what `generate` runs by default,
-  `valle_hf.onednn.OneDNNLinearForward`), float32 through oneDNN on prepacked weights (the `--onednn` opt-in),
+  `valle_hf.linear_kernels.CPULinearForward`), float32 through oneDNN on prepacked weights (the `--onednn` opt-in),
   float32 `F.linear` (reference), bfloat16 `F.linear`, and int8 weight-only (torchao's `Int8WeightOnlyConfig` as
-  transformers' `TorchAoConfig` applies it; bfloat16 activations). A step is bound by these reads.
+  transformers' `TorchAoConfig` applies it; bfloat16 activations) through ATen's int8 matrix-vector kernel (what
+  `generate` runs) and through torchao's own linear (reference). A step is bound by these reads.
 * **Matrix-product throughput at the NAR's shapes**: one decoder layer's seven linears and its causal SDPA at M = the
   NAR's sequence length (text, level token, prompt and the response of `--seconds` of speech), and the level's head
-  over the response rows, per precision: float32 (oneDNN, as `generate` runs it), bfloat16 (on weights cast
-  beforehand; the NAR's autocast casts them again at each level, time above the floor), int8. A NAR level's compute
+  over the response rows, per precision: float32 and int8 (as `generate` runs them), bfloat16 (on weights cast
+  beforehand; the NAR's autocast casts them again at each level, time above the floor). A NAR level's compute
   floor is `layers x (linears + SDPA) + head` at those shapes.
 """
 
@@ -26,11 +27,12 @@ DEFAULTS = {"floor_repeats": (7, 3)}
 BATCHES = (1, 8)
 # Weight-read kernels: label -> (model precision, how the linears run).
 KERNELS = {
-    "float32 oneDNN (default)": ("float32", "onednn"),
+    "float32 oneDNN (default)": ("float32", "kernels"),
     "float32 oneDNN prepacked (--onednn)": ("float32", "prepacked"),
     "float32 F.linear": ("float32", "linear"),
     "bfloat16 F.linear": ("bfloat16", "linear"),
-    "int8 weight-only": ("int8", "linear"),
+    "int8 ATen int8 kernel (default)": ("int8", "kernels"),
+    "int8 torchao linear": ("int8", "linear"),
 }
 PRODUCT_KINDS = ("float32", "bfloat16", "int8")
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -54,13 +56,14 @@ def _plain(weight: torch.Tensor, bias: torch.Tensor | None):
 
 
 def linear_forwards(linears: list[nn.Linear], how: str, dtype: torch.dtype | None = None) -> list:
-    """Callables running each linear as `how` says: "onednn" (`OneDNNLinearForward` on the plain weight),
-    "prepacked" (on a packed copy), "linear" (`F.linear` on the weight, cast to `dtype` once if given, as autocast's
-    cache holds it; an int8 weight dispatches to torchao's kernel)."""
-    from valle_hf.onednn import OneDNNLinearForward
+    """Callables running each linear as `how` says: "kernels" (`CPULinearForward`, the kernels `generate` runs: oneDNN
+    for float32, ATen's int8 kernel for a few rows of int8), "prepacked" (oneDNN on a packed copy), "linear"
+    (`F.linear` on the weight, cast to `dtype` once if given, as autocast's cache holds it; an int8 weight dispatches
+    to torchao's linear)."""
+    from valle_hf.linear_kernels import CPULinearForward
 
-    if how in ("onednn", "prepacked"):
-        return [OneDNNLinearForward(module, prepack=how == "prepacked") for module in linears]
+    if how in ("kernels", "prepacked"):
+        return [CPULinearForward(module, prepack=how == "prepacked") for module in linears]
 
     def cast(tensor):
         return tensor if tensor is None or dtype is None else tensor.to(dtype)
@@ -125,16 +128,17 @@ def nar_length(config, args) -> tuple[int, int]:
 
 
 def nar_products(model, kind: str, rows: int, frames: int, device: torch.device, repeats: int) -> dict:
-    """Times (ms) and FLOPs of one NAR level's matrix products in `kind` (float32 through oneDNN as `generate` runs
-    it; a 16-bit dtype on weights cast beforehand; int8 on the int8 model's weights): one decoder layer's seven
+    """Times (ms) and FLOPs of one NAR level's matrix products in `kind` (float32 and int8 as `generate` runs them;
+    a 16-bit dtype on weights cast beforehand): one decoder layer's seven
     linears and its causal SDPA at `rows` positions, and the level's head over `frames` rows."""
     config = model.config
     dtype = model.dtype if kind == "int8" else COMPUTE_DTYPES[kind]  # int8 weights: the model's activations
     layer = model.model.backbone.layers[0]
     linears = [module for module in layer.modules() if isinstance(module, nn.Linear)]
     cast = dtype if model.dtype != dtype else None
-    forwards = linear_forwards(linears, "onednn" if kind == "float32" else "linear", cast)
-    head = linear_forwards([model.classifiers[1]], "onednn" if kind == "float32" else "linear", cast)[0]
+    how = "linear" if cast else "kernels"
+    forwards = linear_forwards(linears, how, cast)
+    head = linear_forwards([model.classifiers[1]], how, cast)[0]
     x = {size: torch.randn(rows, size, dtype=dtype, device=device) for size in {m.in_features for m in linears}}
     pairs = list(zip(forwards, [x[m.in_features] for m in linears], strict=True))
     heads, head_dim = config.num_attention_heads, config.hidden_size // config.num_attention_heads

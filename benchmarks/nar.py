@@ -68,12 +68,12 @@ def nar_inputs(model, args, device: torch.device):
 
 @contextlib.contextmanager
 def as_generate(model, nar_dtype: str):
-    """The state `generate` runs the NAR in: no gradients, oneDNN linears (float32 CPU), the NAR's autocast."""
-    from valle_hf.onednn import use_onednn_linears
+    """The state `generate` runs the NAR in: no gradients, the CPU kernels of the linears, the NAR's autocast."""
+    from valle_hf.linear_kernels import use_cpu_kernels
 
     config = copy.copy(model.generation_config)
     config.nar_dtype = nar_dtype
-    use_onednn_linears(model)
+    use_cpu_kernels(model)
     with torch.no_grad(), model.nar_precision(config, keep_casts=False):
         yield
 

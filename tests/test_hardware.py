@@ -82,9 +82,12 @@ def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):
     assert list(saved) == [hardware._machine_key(CPU, 64, 128)] and "torch " + torch.__version__ in list(saved)[0]
     hardware._measured_step_ms(["float32"], CPU, 64, 256)  # other shapes: measured anew
     assert len(made) == 3 * rounds
-    (tmp_path / "precision_measurements.json").write_text("{not json")  # a damaged file only means measuring again
+    monkeypatch.setattr(hardware, "_KERNELS_VERSION", hardware._KERNELS_VERSION + 1)  # other kernels: the same
     hardware._measured_step_ms(["float32"], CPU, 64, 128)
     assert len(made) == 4 * rounds
+    (tmp_path / "precision_measurements.json").write_text("{not json")  # a damaged file only means measuring again
+    hardware._measured_step_ms(["float32"], CPU, 64, 128)
+    assert len(made) == 5 * rounds
 
 
 @pytest.mark.parametrize("kind", ["float32", "bfloat16", "int8"])

@@ -8,8 +8,8 @@ import torch
 from conftest import case_inputs, forward_cases
 
 from valle_hf.layout import segment_position_ids, tts_sequence
+from valle_hf.linear_kernels import disable_onednn_linears
 from valle_hf.modeling import VallEForConditionalGeneration
-from valle_hf.onednn import disable_onednn_linears
 
 TOLERANCE = 1e-4
 

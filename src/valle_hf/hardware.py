@@ -83,12 +83,12 @@ def _layer_linears(hidden: int, intermediate: int, kind: str, device: torch.devi
 
 def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: torch.device, repeats: int = 15) -> float:
     """The time (ms) of one cached AR step's products through one decoder layer (one row through each of its seven
-    linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as `generate` runs them (float32 on the CPU
-    through oneDNN, `valle_hf.onednn`): the fastest of `repeats` runs, since other processes only ever add time."""
-    from .onednn import OneDNNLinearForward
+    linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as `generate` runs them (through the CPU
+    kernels of `valle_hf.linear_kernels`): the fastest of `repeats` runs, since other processes only ever add time."""
+    from .linear_kernels import CPULinearForward
 
     linears = _layer_linears(hidden, intermediate, kind, device)
-    forwards = [OneDNNLinearForward(linear) if kind == "float32" else linear for linear in linears]
+    forwards = [CPULinearForward(linear) for linear in linears]
     activation = torch.bfloat16 if kind == "int8" else linears[0].weight.dtype
     rows = {size: torch.randn(1, size, device=device, dtype=activation) for size in (hidden, intermediate)}
     times = []
@@ -105,8 +105,14 @@ def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: tor
     return min(times[2:])
 
 
+# Changes whenever the kernels `generate` runs the linears with change, so that measurements of the former ones are
+# taken again (2: int8 weights through ATen's int8 matrix-vector kernel).
+_KERNELS_VERSION = 2
+
+
 def _machine_key(device: torch.device, hidden: int, intermediate: int) -> str:
-    """What a measurement depends on: the processor, torch's build, the thread count and the layer's shapes."""
+    """What a measurement depends on: the processor, torch's build, the thread count, the layer's shapes and the
+    kernels."""
     if device.type == "cuda":
         processor = torch.cuda.get_device_name(device)
     else:
@@ -115,7 +121,7 @@ def _machine_key(device: torch.device, hidden: int, intermediate: int) -> str:
             processor = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                               if line.startswith("model name")), processor)
         processor += f", {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
-    return f"{processor} | torch {torch.__version__} | layer {hidden}x{intermediate}"
+    return f"{processor} | torch {torch.__version__} | layer {hidden}x{intermediate} | kernels {_KERNELS_VERSION}"
 
 
 def _measurements_file() -> Path:

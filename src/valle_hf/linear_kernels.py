@@ -1,0 +1,167 @@
+"""The CPU kernels the decoder's linear layers run at inference: oneDNN for float32, ATen's int8 matrix-vector kernel
+for int8 weights.
+
+A cached decoding step streams every weight once, so its speed is the speed at which the matrix-vector products read
+memory, and the default kernels read it slowly on the CPU:
+
+* float32: `F.linear` (MKL's sgemm) reaches well below the memory's bandwidth; oneDNN's inner product on the same
+  weights, in their own layout, gets much closer (about 1.6x faster per step on the benchmark machine, no extra
+  memory).
+* int8 weight-only (torchao's `Int8WeightOnlyConfig`, through transformers' `TorchAoConfig`): torchao's eager linear
+  converts the whole int8 weight to the activations' dtype at every call, then multiplies, so it reads more bytes than
+  float32 does. ATen's `_weight_int8pack_mm` multiplies the int8 weight directly and applies the per-row scales, the
+  same product (about 2x faster than float32 per step here). For many rows (the NAR's thousand) torchao's own product
+  is faster, so this kernel takes a few rows only (`INT8_MAX_ROWS`).
+
+So `generate` installs `CPULinearForward` on the decoder's linears (`use_cpu_kernels`), and each call takes the kernel
+that applies: without gradients on the CPU, outside autocast and torch.compile; everywhere else the linears run as
+they would without it.
+
+The opt-in `enable_onednn_linears(model)` (CLI `--onednn`) also prepacks each float32 weight once into oneDNN's
+blocked layout, which is faster again for batches of a few rows (about 1.6x at 8 rows), at the price of a second copy
+of those weights (0.8 GB for the released model in float32):
+
+    from valle_hf.linear_kernels import enable_onednn_linears
+    enable_onednn_linears(model)   # disable_onednn_linears(model) undoes it
+
+A weight that changes (loading, LoRA merging, training) is repacked or rescaled on its next use, so no kernel ever
+serves stale weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import MissingDependencyError, VallEValueError
+
+__all__ = ["CPULinearForward", "disable_onednn_linears", "enable_onednn_linears", "use_cpu_kernels"]
+
+# The batch size oneDNN is told to pack for; that layout serves batch 1 at least as well as one packed for 1 row.
+_PACKED_FOR_ROWS = 8
+# The most rows the int8 matrix-vector kernel takes: on the benchmark machine it is 2.4x faster than torchao's product
+# at 1 row and 1.6x at 8, and slower from 64 rows on.
+INT8_MAX_ROWS = 16
+# The int8 kernel reads its rows in vector-wide blocks: with an input width that is not a multiple of the block it
+# reads past the end of the row (torch 2.13 crashed on such widths now and then). The released model's are 1024 and
+# 4096; 64 is a multiple of every vector width.
+_INT8_WIDTH_MULTIPLE = 64
+
+
+def _inference_on_cpu(x: torch.Tensor) -> bool:
+    return (
+        x.is_cpu
+        and not (torch.is_grad_enabled() and x.requires_grad)
+        and not torch.is_autocast_enabled("cpu")  # autocast casts the weights itself (the NAR)
+        and not torch.compiler.is_compiling()  # inductor chooses its own kernels
+    )
+
+
+def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether oneDNN's float32 inner product can stand in for `F.linear(x, weight)` here."""
+    return (
+        x.dtype == torch.float32 and weight.dtype == torch.float32
+        and not (torch.is_grad_enabled() and weight.requires_grad)
+        and _inference_on_cpu(x)
+    )
+
+
+def _int8_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether `_weight_int8pack_mm` can stand in for torchao's linear on a weight-only int8 `weight` here: a weight
+    with one scale per output row and nothing applied to the activations, an input width the kernel reads safely, and
+    at most `INT8_MAX_ROWS` rows."""
+    return (
+        type(weight).__name__ == "Int8Tensor"
+        and getattr(weight, "act_quant_kwargs", True) is None
+        and getattr(weight, "act_pre_scale", True) is None
+        and tuple(weight.block_size) == (1, weight.shape[-1])
+        and weight.shape[-1] % _INT8_WIDTH_MULTIPLE == 0
+        and weight.qdata.is_contiguous()
+        and x.dtype in (torch.bfloat16, torch.float16, torch.float32)
+        and x.numel() <= INT8_MAX_ROWS * x.shape[-1]
+        and _inference_on_cpu(x)
+    )
+
+
+class CPULinearForward:
+    """Replaces one `nn.Linear`'s forward (like accelerate's hooks), keeping the module and its state dict as is: the
+    fast CPU kernel where one applies (see the module's docstring), the module's own product elsewhere."""
+
+    def __init__(self, module: nn.Linear, prepack: bool = False):
+        self.module, self.prepack = module, prepack
+        self.derived, self.derived_from = None, None  # the packed float32 weight, or the int8 weight's scales
+
+    def _derive(self, source: torch.Tensor, key, make) -> torch.Tensor:
+        """`make(source)`, kept until `source` (or `key`) changes."""
+        key = (source.data_ptr(), source._version, source.device, key)
+        if key != self.derived_from:
+            self.derived, self.derived_from = make(source), key
+        return self.derived
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.module.weight, self.module.bias
+        if _applies(x, weight):
+            if self.prepack:
+                weight = self._derive(weight, weight.dtype, self._pack)
+            flat = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight, bias, "none", [], "")
+        elif _int8_applies(x, weight):
+            scales = self._derive(weight.scale, x.dtype, lambda scale: scale.reshape(-1).to(x.dtype))
+            flat = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).contiguous(), weight.qdata, scales)
+            if bias is not None:
+                flat = flat + bias
+        else:
+            return F.linear(x, weight, bias)
+        return flat.reshape(*x.shape[:-1], self.module.out_features)
+
+    @staticmethod
+    def _pack(weight: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._reorder_linear_weight(weight, _PACKED_FOR_ROWS)
+
+
+def _decoder_linears(model) -> list[nn.Linear]:
+    """The linears a decoding step runs: every one of the backbone and the classifier heads."""
+    modules = list(model.model.backbone.modules()) + list(model.classifiers)
+    return [module for module in modules if type(module) is nn.Linear]  # not adapter-wrapped layers
+
+
+def _install(linears: list[nn.Linear], prepack: bool) -> list[nn.Linear]:
+    """Give each linear without a replaced forward a `CPULinearForward`; returns the ones it changed."""
+    changed = [module for module in linears if "forward" not in module.__dict__]
+    for module in changed:
+        module.forward = CPULinearForward(module, prepack)
+    return changed
+
+
+def enable_onednn_linears(model):
+    """Run the model's decoder linears through oneDNN on prepacked weights (CPU, float32; a second copy of those
+    weights); returns the model. Raises `VallEValueError` for another device or dtype."""
+    linears = _decoder_linears(model)
+    weight = linears[0].weight
+    if weight.device.type != "cpu" or weight.dtype != torch.float32:
+        raise VallEValueError(f"oneDNN linears need an fp32 model on the CPU, got {weight.dtype} on {weight.device}")
+    if not torch.backends.mkldnn.is_available():
+        raise MissingDependencyError("this torch build has no oneDNN (mkldnn) support: drop --onednn, or install a "
+                                     "torch build with it (the CPU wheels have it)")
+    disable_onednn_linears(model)
+    _install(linears, prepack=True)
+    return model
+
+
+def disable_onednn_linears(model):
+    """Back to each decoder linear's own forward (until the next `generate`), freeing any packed copies; returns the
+    model."""
+    for module in _decoder_linears(model):
+        if isinstance(module.__dict__.get("forward"), CPULinearForward):
+            del module.forward
+    return model
+
+
+def use_cpu_kernels(model):
+    """Give the model's decoder linears the default forward: the fast CPU kernel where one applies (see the module's
+    docstring), their own product elsewhere; returns the model. `generate` calls it. Linears whose forward is already
+    replaced (`enable_onednn_linears`) are left as they are, and the forwards stay in place afterwards, so that a
+    compiled model sees the same modules from one call to the next."""
+    if torch.backends.mkldnn.is_available():
+        _install(_decoder_linears(model), prepack=False)
+    return model

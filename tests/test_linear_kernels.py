@@ -1,0 +1,177 @@
+"""The CPU kernels of the decoder's linears: oneDNN by default in generate (float32), prepacked as an opt-in; ATen's
+int8 kernel for a few rows of int8 weights; the same outputs as the module's own product, re-derived when a weight
+changes, untouched for training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import reactive_model, tiny_config
+from torch import nn
+
+from valle_hf import linear_kernels
+from valle_hf.linear_kernels import disable_onednn_linears, enable_onednn_linears
+
+pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+
+
+@pytest.fixture
+def model():
+    return reactive_model(seed=3)
+
+
+def _inputs(config):
+    generator = torch.Generator().manual_seed(0)
+    text = torch.randint(3, config.text_vocab_size, (2, 6), generator=generator)
+    prompt = torch.randint(0, config.audio_vocab_size, (2, 9, config.num_rvq_levels), generator=generator)
+    return dict(input_ids=text, prompt_codes=prompt, temperature=0.0, max_new_tokens=8, min_new_tokens=8,
+                output_audio=False, return_dict_in_generate=True, output_logits=True, nar_dtype="float32")
+
+
+def _logits(model):
+    out = model.generate(**_inputs(model.config))
+    return out.codes, torch.stack(out.logits, dim=1)
+
+
+def test_same_generation_as_f_linear_and_undone_by_disable(model):
+    codes, logits = _logits(model)
+    enable_onednn_linears(model)
+    packed_codes, packed_logits = _logits(model)
+    assert torch.equal(codes, packed_codes)
+    torch.testing.assert_close(packed_logits, logits, rtol=1e-5, atol=1e-5)
+    assert model.classifiers[0].forward.derived is not None  # the oneDNN path ran
+    disable_onednn_linears(model)
+    assert all("forward" not in module.__dict__ for module in model.modules())
+    assert torch.equal(_logits(model)[1], logits)
+
+
+def test_a_changed_weight_is_repacked(model):
+    enable_onednn_linears(model)
+    _logits(model)  # packs every weight
+    with torch.no_grad():
+        for head in model.classifiers:
+            head.weight.mul_(-1.5)  # in place: the packed copies are now stale
+    changed = _logits(model)[1]
+    disable_onednn_linears(model)
+    torch.testing.assert_close(changed, _logits(model)[1], rtol=1e-5, atol=1e-5)
+
+
+def test_training_still_gets_gradients(model):
+    enable_onednn_linears(model)
+    model.train()
+    hidden = torch.randn(3, model.config.hidden_size)
+    model.classifiers[0](hidden).sum().backward()
+    assert model.classifiers[0].weight.grad is not None
+
+
+def test_refuses_what_it_cannot_pack(model):
+    with pytest.raises(ValueError, match="fp32 model on the CPU"):
+        enable_onednn_linears(model.to(torch.bfloat16))
+
+
+def test_generate_runs_the_linears_through_onednn_by_default_and_keeps_them_in_place(model, monkeypatch):
+    applied = []
+    applies = linear_kernels._applies
+    monkeypatch.setattr(linear_kernels, "_applies", lambda x, weight: applied.append(applies(x, weight)) or applied[-1])
+    codes, logits = _logits(model)
+    assert applied and all(applied)  # every decoder linear of every step, float32 on the CPU
+    forwards = [module.__dict__.get("forward") for module in linear_kernels._decoder_linears(model)]
+    assert all(isinstance(forward, linear_kernels.CPULinearForward) and not forward.prepack for forward in forwards)
+    _logits(model)  # the same forward objects from one call to the next (a compiled model is not traced again)
+    assert [module.__dict__["forward"] for module in linear_kernels._decoder_linears(model)] == forwards
+    disable_onednn_linears(model)
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # F.linear only
+    applied.clear()
+    plain_codes, plain_logits = _logits(model)
+    assert not applied and torch.equal(codes, plain_codes)
+    torch.testing.assert_close(logits, plain_logits, rtol=1e-5, atol=1e-5)
+
+
+def test_the_default_stands_aside_for_gradients_autocast_and_other_dtypes(model):
+    head, hidden = model.classifiers[0], torch.randn(2, model.config.hidden_size)
+    linear_kernels.use_cpu_kernels(model)
+    assert linear_kernels._applies(hidden, head.weight) is False  # eval, but gradients are enabled by default here
+    with torch.no_grad():
+        assert linear_kernels._applies(hidden, head.weight)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not linear_kernels._applies(hidden, head.weight)
+        assert not linear_kernels._applies(hidden.bfloat16(), head.weight.bfloat16())
+        torch.testing.assert_close(head(hidden), torch.nn.functional.linear(hidden, head.weight, head.bias))
+
+
+# ---------------------------------------------------------------------------------------------------- int8 weights
+def _int8_linear(in_features: int, out_features: int = 48) -> nn.Linear:
+    """A linear with torchao's weight-only int8 weights, as transformers' `TorchAoConfig` applies them."""
+    pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    linear = nn.Sequential(nn.Linear(in_features, out_features)).to(torch.bfloat16)
+    quantize_(linear, Int8WeightOnlyConfig())
+    return linear[0].requires_grad_(False)
+
+
+def _exact(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """The product the int8 weights stand for, in float32: x @ (int8 rows x their scales)^T + bias."""
+    weight = linear.weight.qdata.float() * linear.weight.scale.float().reshape(-1, 1)
+    return x.float() @ weight.T + linear.bias.float()
+
+
+@pytest.fixture
+def int8_calls(monkeypatch):
+    """The input shapes of every `torch._weight_int8pack_mm` call."""
+    calls, kernel = [], torch._weight_int8pack_mm
+    monkeypatch.setattr(torch, "_weight_int8pack_mm", lambda x, *args: calls.append(tuple(x.shape)) or kernel(x, *args))
+    return calls
+
+
+def test_int8_weights_take_the_int8_kernel_for_a_few_rows(int8_calls):
+    linear = _int8_linear(128)
+    forward = linear_kernels.CPULinearForward(linear)
+    x = torch.randn(2, 3, 128, dtype=torch.bfloat16)
+    with torch.no_grad():
+        out = forward(x)
+        assert int8_calls == [(6, 128)]
+        assert out.shape == (2, 3, 48) and out.dtype == torch.bfloat16
+        torch.testing.assert_close(out.float(), _exact(linear, x), rtol=1e-2, atol=2e-2)  # bfloat16 output
+        torch.testing.assert_close(out, torch.nn.functional.linear(x, linear.weight, linear.bias), rtol=2e-2, atol=3e-2)
+        many = torch.randn(linear_kernels.INT8_MAX_ROWS + 1, 128, dtype=torch.bfloat16)
+        torch.testing.assert_close(forward(many).float(), _exact(linear, many), rtol=1e-2, atol=2e-2)
+    assert len(int8_calls) == 1  # many rows: torchao's own product, faster there
+    forward(x.requires_grad_())  # an input that wants gradients: torchao's product, which has them
+    assert len(int8_calls) == 1
+
+
+def test_the_int8_kernel_follows_changed_scales_and_skips_widths_it_cannot_read(int8_calls):
+    linear = _int8_linear(128)
+    forward = linear_kernels.CPULinearForward(linear)
+    x = torch.randn(1, 128, dtype=torch.bfloat16)
+    with torch.no_grad():
+        forward(x)
+        linear.weight.scale.mul_(2)  # in place: the scales the kernel was handed are stale
+        torch.testing.assert_close(forward(x).float(), _exact(linear, x), rtol=1e-2, atol=2e-2)
+        narrow, rows = _int8_linear(96), x[:, :96]  # not a multiple of the kernel's safe width
+        out = linear_kernels.CPULinearForward(narrow)(rows)
+        torch.testing.assert_close(out.float(), _exact(narrow, rows), rtol=1e-2, atol=2e-2)
+    assert len(int8_calls) == 2
+
+
+def test_generate_runs_int8_steps_through_the_int8_kernel(int8_calls):
+    pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
+    from valle_hf.loading import _quantized
+
+    model = _quantized(reactive_model(tiny_config(hidden_size=64, intermediate_size=128), seed=3), torch.bfloat16,
+                       "int8")
+    assert type(model.model.backbone.layers[0].mlp.down_proj.weight).__name__ == "Int8Tensor"
+    inputs = _inputs(model.config)
+    codes = model.generate(**inputs).codes
+    batch, steps = inputs["input_ids"].shape[0], inputs["max_new_tokens"]
+    per_step = 7 * model.config.num_hidden_layers  # every decoder linear; the heads keep their weights
+    cached_steps = steps - 1  # the first token comes from the prefill, whose many rows torchao multiplies
+    assert int8_calls.count((batch, 64)) + int8_calls.count((batch, 128)) == cached_steps * per_step
+    int8_calls.clear()
+    linear_kernels.disable_onednn_linears(model)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(linear_kernels, "_int8_applies", lambda x, weight: False)
+        plain = model.generate(**inputs).codes
+    assert not int8_calls
+    assert (codes == plain).float().mean() > 0.5  # the same products up to bfloat16 rounding
