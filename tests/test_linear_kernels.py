@@ -136,7 +136,8 @@ def test_int8_weights_take_the_int8_kernel_for_a_few_rows(int8_calls):
         torch.testing.assert_close(out, torch.nn.functional.linear(x, linear.weight, linear.bias), rtol=2e-2, atol=3e-2)
         many = torch.randn(linear_kernels.INT8_MAX_ROWS + 1, 128, dtype=torch.bfloat16)
         torch.testing.assert_close(forward(many).float(), _exact(linear, many), rtol=1e-2, atol=2e-2)
-    assert len(int8_calls) == 1  # many rows: torchao's own product, faster there
+        forward(x.float())  # float32 activations: torchao's product (the int8 kernel is slow with them on some CPUs)
+    assert len(int8_calls) == 1  # many rows, float32 activations: torchao's own product
     forward(x.requires_grad_())  # an input that wants gradients: torchao's product, which has them
     assert len(int8_calls) == 1
 
