@@ -71,13 +71,14 @@ def _int8_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether `_weight_int8pack_mm` can stand in for torchao's linear on a weight-only int8 `weight` here: a weight
     with one scale per output row and nothing applied to the activations, an input width the kernel reads safely,
     16-bit activations and at most `INT8_MAX_ROWS` rows."""
+    qdata = getattr(weight, "qdata", None)
     return (
-        type(weight).__name__ == "Int8Tensor"
+        type(weight).__name__ == "Int8Tensor"  # torchao's, by name: torchao is an optional dependency
+        and qdata is not None and qdata.is_contiguous() and hasattr(weight, "scale")
         and getattr(weight, "act_quant_kwargs", True) is None
         and getattr(weight, "act_pre_scale", True) is None
-        and tuple(weight.block_size) == (1, weight.shape[-1])
+        and tuple(getattr(weight, "block_size", ())) == (1, weight.shape[-1])
         and weight.shape[-1] % _INT8_WIDTH_MULTIPLE == 0
-        and weight.qdata.is_contiguous()
         and x.dtype in (torch.bfloat16, torch.float16)  # with float32 inputs it is slow on some CPUs
         and x.numel() <= INT8_MAX_ROWS * x.shape[-1]
         and _inference_on_cpu(x)
