@@ -96,6 +96,9 @@ def test_an_array_prompt_needs_its_sampling_rate(tts, prompt_wav):
      ValueError, "generate_kwargs has output_audio=False, but the text-to-speech pipeline returns audio"),
     (lambda tts, prompt: tts("Hi.", forward_params={"output_audio": False}), ValueError, "forward_params has output"),
     (lambda tts, prompt: tts(123), TypeError, "text must be a str or a list of str"),
+    (lambda tts, prompt: tts("Hi.", processor_kwargs={"prompt_audio": prompt, "input_prompt_length": 1.0},
+                             generate_kwargs={"input_prompt_length": 2.0}),
+     ValueError, "input_prompt_length given in both processor_kwargs and generate_kwargs: give each once"),
 ])
 def test_calls_the_pipeline_cannot_run_are_refused_in_one_line(tts, prompt_wav, call, error, message):
     from valle_hf.errors import VallEError

@@ -25,7 +25,8 @@ _KEYWORD_DICTS = ("forward_params", "generate_kwargs", "processor_kwargs")
 
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
-    list of texts or `output_audio=False`, and `VallETypeError` for a keyword dict that is not a dict. The texts
+    list of texts, `output_audio=False` or an argument given both to the processor and to `generate`, and
+    `VallETypeError` for a keyword dict that is not a dict. The texts
     themselves are checked by the processor (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
@@ -35,7 +36,11 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
         if value is not None and not isinstance(value, Mapping):
             raise VallETypeError(f"{name} must be a dict of keyword arguments, got {type(value).__name__} "
                                  f"({value!r:.60}): e.g. {name}={{'prompt_audio': 'voice.wav'}}")
+    processed = kwargs.get("processor_kwargs") or {}
     for name in ("forward_params", "generate_kwargs"):
+        twice = sorted(set(processed) & set(kwargs.get(name) or {}))
+        if twice:  # the processor passes them on to generate, which would get them twice
+            raise VallEValueError(f"{', '.join(twice)} given in both processor_kwargs and {name}: give each once")
         if (kwargs.get(name) or {}).get("output_audio", True) is False:
             raise VallEValueError(f"{name} has output_audio=False, but the text-to-speech pipeline returns audio: "
                                   "drop it (model.generate(..., output_audio=False) returns the codes)")
