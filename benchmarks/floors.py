@@ -94,12 +94,15 @@ def step_bytes(model) -> int:
 
 # ---------------------------------------------------------------------------------------------------- floors
 def weight_read_ms(model, how: str, batch: int, device: torch.device, repeats: int) -> float:
-    """Median time (ms) of one pass over the step's weights with `batch` rows, the linears run as `how` says."""
+    """Median time (ms) of one pass over the step's weights with `batch` rows, the linears run as `how` says (as in
+    a cached decoding step, `valle_hf.linear_kernels.decoding_step`)."""
+    from valle_hf.linear_kernels import decoding_step
+
     linears = step_linears(model)
     forwards = linear_forwards(linears, how)
     rows = {m.in_features: torch.randn(batch, m.in_features, dtype=model.dtype, device=device) for m in linears}
     pairs = list(zip(forwards, [rows[m.in_features] for m in linears], strict=True))
-    with torch.no_grad():  # the first, untimed pass also packs the prepacked weights
+    with torch.no_grad(), decoding_step():  # the first, untimed pass also packs the prepacked weights
         return median_ms(lambda: [forward(x) for forward, x in pairs], repeats, device)
 
 

@@ -43,6 +43,14 @@ def test_int8_is_applied_only_where_it_streams_faster(monkeypatch, int8_ms, appl
     # int8 kernels are fast with 16-bit activations: the rest of the model then runs in bfloat16
     assert precision.dtype == (torch.bfloat16 if applied else torch.float32)
     assert ("int8 applied" if applied else "not applied") in precision.describe()
+    assert ("AR int8 weights, bfloat16 activations" in precision.describe()) == applied
+
+
+def test_int8_is_described_with_the_activations_it_runs_with(monkeypatch):
+    _measured(monkeypatch, {"float16": 2.0, "int8": 1.0})
+    precision = choose_precision(CPU, "float16", quantize="int8")
+    assert precision.dtype == torch.float16
+    assert "AR int8 weights, float16 activations, NAR int8 weights, float16 activations" in precision.describe()
 
 
 def test_an_explicit_dtype_is_kept_without_measuring(monkeypatch):

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import reactive_model, tiny_config
+from conftest import PLAIN_SETTINGS, reactive_model, tiny_config
 from torch import nn
 
 from valle_hf import linear_kernels
 from valle_hf.linear_kernels import disable_onednn_linears, enable_onednn_linears
+from valle_hf.streaming import AudioStreamer
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 
@@ -124,21 +125,24 @@ def int8_calls(monkeypatch):
     return calls
 
 
-def test_int8_weights_take_the_int8_kernel_for_a_few_rows(int8_calls):
+def test_int8_weights_take_the_int8_kernel_in_decoding_steps_only(int8_calls):
     linear = _int8_linear(128)
     forward = linear_kernels.CPULinearForward(linear)
-    x = torch.randn(2, 3, 128, dtype=torch.bfloat16)
+    x = torch.randn(20, 1, 128, dtype=torch.bfloat16)  # 20 rows: more than the kernel is fastest at, taken anyway
     with torch.no_grad():
-        out = forward(x)
-        assert int8_calls == [(6, 128)]
-        assert out.shape == (2, 3, 48) and out.dtype == torch.bfloat16
-        torch.testing.assert_close(out.float(), _exact(linear, x), rtol=1e-2, atol=2e-2)  # bfloat16 output
-        torch.testing.assert_close(out, torch.nn.functional.linear(x, linear.weight, linear.bias), rtol=2e-2, atol=3e-2)
-        many = torch.randn(linear_kernels.INT8_MAX_ROWS + 1, 128, dtype=torch.bfloat16)
-        torch.testing.assert_close(forward(many).float(), _exact(linear, many), rtol=1e-2, atol=2e-2)
-        forward(x.float())  # float32 activations: torchao's product (the int8 kernel is slow with them on some CPUs)
-    assert len(int8_calls) == 1  # many rows, float32 activations: torchao's own product
-    forward(x.requires_grad_())  # an input that wants gradients: torchao's product, which has them
+        torchao = forward(x)  # not a decoding step: torchao's own product
+        assert not int8_calls
+        with linear_kernels.decoding_step():
+            out = forward(x)
+            assert int8_calls == [(20, 128)]
+            forward(x.half())  # float16 and float32 activations: torchao's product (the kernel is slow with them)
+            forward(x.float())
+        assert len(int8_calls) == 1
+    assert out.shape == (20, 1, 48) and out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), _exact(linear, x), rtol=1e-2, atol=2e-2)  # bfloat16 output
+    torch.testing.assert_close(out, torchao, rtol=2e-2, atol=3e-2)
+    with linear_kernels.decoding_step():
+        forward(x.requires_grad_())  # an input that wants gradients: torchao's product, which has them
     assert len(int8_calls) == 1
 
 
@@ -146,7 +150,7 @@ def test_the_int8_kernel_follows_changed_scales_and_skips_widths_it_cannot_read(
     linear = _int8_linear(128)
     forward = linear_kernels.CPULinearForward(linear)
     x = torch.randn(1, 128, dtype=torch.bfloat16)
-    with torch.no_grad():
+    with torch.no_grad(), linear_kernels.decoding_step():
         forward(x)
         linear.weight.scale.mul_(2)  # in place: the scales the kernel was handed are stale
         torch.testing.assert_close(forward(x).float(), _exact(linear, x), rtol=1e-2, atol=2e-2)
@@ -156,23 +160,54 @@ def test_the_int8_kernel_follows_changed_scales_and_skips_widths_it_cannot_read(
     assert len(int8_calls) == 2
 
 
-def test_generate_runs_int8_steps_through_the_int8_kernel(int8_calls):
+@pytest.fixture(scope="module")
+def int8_model():
+    """A tiny reactive model with int8 decoder weights (through transformers' `TorchAoConfig`) and bfloat16
+    activations, at widths the int8 kernel takes."""
     pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
     from valle_hf.loading import _quantized
 
-    model = _quantized(reactive_model(tiny_config(hidden_size=64, intermediate_size=128), seed=3), torch.bfloat16,
-                       "int8")
+    config = tiny_config(hidden_size=64, intermediate_size=128)
+    return _quantized(reactive_model(config, seed=3), torch.bfloat16, "int8")
+
+
+def test_generate_runs_int8_steps_through_the_int8_kernel(int8_model, int8_calls):
+    model = int8_model
     assert type(model.model.backbone.layers[0].mlp.down_proj.weight).__name__ == "Int8Tensor"
     inputs = _inputs(model.config)
     codes = model.generate(**inputs).codes
     batch, steps = inputs["input_ids"].shape[0], inputs["max_new_tokens"]
     per_step = 7 * model.config.num_hidden_layers  # every decoder linear; the heads keep their weights
-    cached_steps = steps - 1  # the first token comes from the prefill, whose many rows torchao multiplies
+    cached_steps = steps - 1  # the first token comes from the prefill, which torchao multiplies
     assert int8_calls.count((batch, 64)) + int8_calls.count((batch, 128)) == cached_steps * per_step
+    assert len(int8_calls) == cached_steps * per_step  # neither the prefill nor the NAR
     int8_calls.clear()
-    linear_kernels.disable_onednn_linears(model)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(linear_kernels, "_int8_applies", lambda x, weight: False)
         plain = model.generate(**inputs).codes
     assert not int8_calls
     assert (codes == plain).float().mean() > 0.5  # the same products up to bfloat16 rounding
+
+
+def test_int8_decoding_gives_a_seeded_row_alone_what_it_gives_in_a_batch_and_streams_exactly(int8_model, int8_calls):
+    class Chunks(AudioStreamer):
+        def put(self, chunk):
+            pass
+
+    config, rows, steps = int8_model.config, 18, 6  # more rows per step than the int8 kernel is fastest at
+    generator = torch.Generator().manual_seed(1)
+    text = torch.randint(3, config.text_vocab_size, (rows, 6), generator=generator)
+    prompt = torch.randint(0, config.audio_vocab_size, (rows, 9, config.num_rvq_levels), generator=generator)
+    settings = dict(PLAIN_SETTINGS, nar_dtype="auto", max_new_tokens=steps, min_new_tokens=steps, output_audio=False,
+                    return_dict_in_generate=True)
+    batch = int8_model.generate(input_ids=text, prompt_codes=prompt, seeds=list(range(rows)), **settings).codes
+    assert (rows, 64) in int8_calls
+    for row in (0, rows - 1):
+        alone = int8_model.generate(input_ids=text[row:row + 1], prompt_codes=prompt[row:row + 1], seeds=[row],
+                                    **settings).codes
+        assert torch.equal(alone[0], batch[row])
+    greedy = dict(settings, temperature=0.0, output_audio=True, audio_backend="encodec")
+    expected = int8_model.generate(input_ids=text[:2], prompt_codes=prompt[:2], **greedy).codes
+    streamer = Chunks(chunk_seconds=1 / config.frame_rate)  # chunks of one frame: one position per row
+    streamed = int8_model.generate(input_ids=text[:2], prompt_codes=prompt[:2], audio_streamer=streamer, **greedy)
+    assert torch.equal(streamed.codes, expected)

@@ -85,14 +85,14 @@ def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: tor
     """The time (ms) of one cached AR step's products through one decoder layer (one row through each of its seven
     linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as `generate` runs them (through the CPU
     kernels of `valle_hf.linear_kernels`): the fastest of `repeats` runs, since other processes only ever add time."""
-    from .linear_kernels import CPULinearForward
+    from .linear_kernels import CPULinearForward, decoding_step
 
     linears = _layer_linears(hidden, intermediate, kind, device)
     forwards = [CPULinearForward(linear) for linear in linears]
     activation = torch.bfloat16 if kind == "int8" else linears[0].weight.dtype
     rows = {size: torch.randn(1, size, device=device, dtype=activation) for size in (hidden, intermediate)}
     times = []
-    with torch.no_grad():
+    with torch.no_grad(), decoding_step():
         for _ in range(repeats + 2):
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
@@ -165,13 +165,17 @@ class Precision:
     reason: str
 
     def describe(self) -> str:
-        ar = "int8 weights, bfloat16 activations" if self.quantize else str(self.dtype).removeprefix("torch.")
+        ar = _int8_description(self.dtype) if self.quantize else str(self.dtype).removeprefix("torch.")
         return f"precision: AR {ar}, NAR {self.nar} ({self.reason})"
+
+
+def _int8_description(dtype: torch.dtype) -> str:
+    return f"int8 weights, {str(dtype).removeprefix('torch.')} activations"
 
 
 def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.device) -> str:
     if quantize:
-        return "int8 weights, bfloat16 activations"
+        return _int8_description(dtype)
     if dtype == torch.float32 and _fast_bf16_matmul(device):
         return "bfloat16 (autocast; nar_dtype='auto')"
     return str(dtype).removeprefix("torch.")

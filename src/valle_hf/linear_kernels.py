@@ -10,8 +10,11 @@ memory, and the default kernels read it slowly on the CPU:
 * int8 weight-only (torchao's `Int8WeightOnlyConfig`, through transformers' `TorchAoConfig`): torchao's eager linear
   converts the whole int8 weight to the activations' dtype at every call, then multiplies, so it reads more bytes than
   float32 does. ATen's `_weight_int8pack_mm` multiplies the int8 weight directly and applies the per-row scales, the
-  same product (about 2x faster than float32 per step here). For many rows (the NAR's thousand) torchao's own product
-  is faster, so this kernel takes a few rows only (`INT8_MAX_ROWS`).
+  same product up to bfloat16 rounding (about 2x faster than float32 per step here). Over many rows (the prefill, the
+  NAR's thousand) torchao's own product is faster. The two round differently, so the choice is made per pass, never
+  per row count: the kernel takes every cached decoding step (`decoding_step`, one new position per row, whatever the
+  batch size), torchao everything else. A row then gets the same products alone or in any batch, and a streamed NAR
+  chunk the same as the whole NAR.
 
 So `generate` installs `CPULinearForward` on the decoder's linears (`use_cpu_kernels`), and each call takes the kernel
 that applies: without gradients on the CPU, outside autocast and torch.compile; everywhere else the linears run as
@@ -30,23 +33,38 @@ serves stale weights.
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import MissingDependencyError, VallEValueError
 
-__all__ = ["CPULinearForward", "disable_onednn_linears", "enable_onednn_linears", "use_cpu_kernels"]
+__all__ = ["CPULinearForward", "decoding_step", "disable_onednn_linears", "enable_onednn_linears", "use_cpu_kernels"]
 
 # The batch size oneDNN is told to pack for; that layout serves batch 1 at least as well as one packed for 1 row.
 _PACKED_FOR_ROWS = 8
-# The most rows the int8 matrix-vector kernel takes: on the benchmark machine it is 2.4x faster than torchao's product
-# at 1 row and 1.6x at 8, and slower from 64 rows on.
-INT8_MAX_ROWS = 16
+# Whether the passes running now are cached decoding steps (`decoding_step`).
+_DECODING_STEP: ContextVar[bool] = ContextVar("valle_hf_decoding_step", default=False)
 # The int8 kernel reads its rows in vector-wide blocks: with an input width that is not a multiple of the block it
 # reads past the end of the row (torch 2.13 crashed on such widths now and then). The released model's are 1024 and
 # 4096; 64 is a multiple of every vector width.
 _INT8_WIDTH_MULTIPLE = 64
+
+
+@contextlib.contextmanager
+def decoding_step(active: bool = True):
+    """Marks the passes inside as cached decoding steps (`active`): one new position per row through every weight,
+    which int8 weights then multiply with ATen's int8 matrix-vector kernel (2.4x faster than torchao's product at one
+    row on the benchmark machine, about even at 16 rows, slower from 64 on). `VallEForConditionalGeneration.forward`
+    marks its level-0 single-position passes."""
+    token = _DECODING_STEP.set(active)
+    try:
+        yield
+    finally:
+        _DECODING_STEP.reset(token)
 
 
 def _inference_on_cpu(x: torch.Tensor) -> bool:
@@ -68,19 +86,19 @@ def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _int8_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `_weight_int8pack_mm` can stand in for torchao's linear on a weight-only int8 `weight` here: a weight
-    with one scale per output row and nothing applied to the activations, an input width the kernel reads safely,
-    16-bit activations and at most `INT8_MAX_ROWS` rows."""
+    """Whether `_weight_int8pack_mm` can stand in for torchao's linear on a weight-only int8 `weight` here: in a
+    decoding step, on a weight with one scale per output row and nothing applied to the activations, an input width
+    the kernel reads safely, and bfloat16 activations."""
     qdata = getattr(weight, "qdata", None)
     return (
-        type(weight).__name__ == "Int8Tensor"  # torchao's, by name: torchao is an optional dependency
+        _DECODING_STEP.get()
+        and type(weight).__name__ == "Int8Tensor"  # torchao's, by name: torchao is an optional dependency
         and qdata is not None and qdata.is_contiguous() and hasattr(weight, "scale")
         and getattr(weight, "act_quant_kwargs", True) is None
         and getattr(weight, "act_pre_scale", True) is None
         and tuple(getattr(weight, "block_size", ())) == (1, weight.shape[-1])
         and weight.shape[-1] % _INT8_WIDTH_MULTIPLE == 0
-        and x.dtype in (torch.bfloat16, torch.float16)  # with float32 inputs it is slow on some CPUs
-        and x.numel() <= INT8_MAX_ROWS * x.shape[-1]
+        and x.dtype == torch.bfloat16  # with float16 or float32 inputs it is several times slower than torchao's
         and _inference_on_cpu(x)
     )
 
@@ -110,7 +128,7 @@ class CPULinearForward:
             scales = self._derive(weight.scale, x.dtype, lambda scale: scale.reshape(-1).to(x.dtype))
             flat = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).contiguous(), weight.qdata, scales)
             if bias is not None:
-                flat = flat + bias
+                flat += bias  # in place, as torchao adds it: the output keeps the activations' dtype
         else:
             return F.linear(x, weight, bias)
         return flat.reshape(*x.shape[:-1], self.module.out_features)

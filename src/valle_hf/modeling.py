@@ -30,6 +30,7 @@ from .errors import VallEValueError
 from .generation import VallEGenerationMixin
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
 from .layout import segment_position_ids
+from .linear_kernels import decoding_step
 from .loss import valle_loss
 from .vocos import VocosModel
 
@@ -253,19 +254,22 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             exit_state = EarlyExit(early_exit, head, self.model.backbone.norm, logits_to_keep or length, batch,
                                    self.config.num_hidden_layers, self.device)
             kwargs["exit_state"] = exit_state
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache if cache is not None else past_key_values,
-            inputs_embeds=inputs_embeds,
-            prompt_codes=prompt_codes,
-            audio_codes=audio_codes,
-            level=level,
-            task=task,
-            use_cache=use_cache,
-            **kwargs,
-        )
+        # A level-0 pass over one new position per row is a cached AR (or STT) step: the CPU kernels for such steps.
+        length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        with decoding_step(length == 1 and isinstance(level, int) and level == 0):
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=cache if cache is not None else past_key_values,
+                inputs_embeds=inputs_embeds,
+                prompt_codes=prompt_codes,
+                audio_codes=audio_codes,
+                level=level,
+                task=task,
+                use_cache=use_cache,
+                **kwargs,
+            )
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             if labels is not None:
