@@ -46,11 +46,13 @@ def test_int8_is_applied_only_where_it_streams_faster(monkeypatch, int8_ms, appl
     assert ("AR int8 weights, bfloat16 activations" in precision.describe()) == applied
 
 
-def test_int8_is_described_with_the_activations_it_runs_with(monkeypatch):
+def test_int8_runs_with_bfloat16_activations_on_the_cpu_and_says_what_it_runs_with(monkeypatch):
     _measured(monkeypatch, {"float16": 2.0, "int8": 1.0})
-    precision = choose_precision(CPU, "float16", quantize="int8")
-    assert precision.dtype == torch.float16
-    assert "AR int8 weights, float16 activations, NAR int8 weights, float16 activations" in precision.describe()
+    on_cpu = choose_precision(CPU, "float16", quantize="int8")  # float16 activations are slow there
+    assert on_cpu.dtype == torch.bfloat16 and "AR int8 weights, bfloat16 activations" in on_cpu.describe()
+    on_gpu = choose_precision(torch.device("cuda"), "float16", quantize="int8")  # measured, not run: no GPU needed
+    assert on_gpu.dtype == torch.float16
+    assert "AR int8 weights, float16 activations, NAR int8 weights, float16 activations" in on_gpu.describe()
 
 
 def test_an_explicit_dtype_is_kept_without_measuring(monkeypatch):

@@ -189,8 +189,9 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
     `dtype` "auto": on CUDA float16; on the CPU float32, or bfloat16 where its matrix-vector products stream at least
     10% faster here. Any other value is kept. `quantize="int8"` (torchao through `TorchAoConfig`; needs the
     `valle-hf[int8]` extra) is kept where one decoder layer's int8 step is faster than in the chosen dtype, and
-    dropped otherwise: the AR runs in whichever this machine streams fastest. The NAR then runs in bfloat16 where
-    the hardware multiplies it fast (`nar_autocast_dtype`).
+    dropped otherwise: the AR runs in whichever this machine streams fastest. With int8 kept, the activations are
+    bfloat16 on the CPU and where the chosen dtype was float32. The NAR then runs in bfloat16 where the hardware
+    multiplies it fast (`nar_autocast_dtype`).
     """
     if quantize not in (None, "int8"):
         raise VallEValueError(f"quantize must be None or 'int8', got {quantize!r}")
@@ -214,8 +215,10 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
             reasons.append(f"int8 {speed['int8']:.2f} ms vs {name} {speed[name]:.2f} ms: int8 streams slower here, "
                            "not applied")
             quantize = None
-    if quantize and chosen == torch.float32:
-        chosen = torch.bfloat16  # the int8 kernels are fast with 16-bit activations only
+    if quantize and (chosen == torch.float32 or device.type == "cpu"):
+        # int8 weights are multiplied fast with 16-bit activations only, and on the CPU with bfloat16 ones only
+        # (float16 ones were several times slower there than bfloat16 ones, through either int8 product)
+        chosen = torch.bfloat16
     reason = "; ".join(reasons) + " (measured on this machine, cached)" if reasons else f"--dtype {dtype}"
     return Precision(chosen, quantize, _nar_description(chosen, quantize, device), reason)
 
