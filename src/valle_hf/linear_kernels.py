@@ -10,8 +10,8 @@ memory, and the default kernels read it slowly on the CPU:
 * int8 weight-only (torchao's `Int8WeightOnlyConfig`, through transformers' `TorchAoConfig`): torchao's eager linear
   converts the whole int8 weight to the activations' dtype at every call, then multiplies, so it reads more bytes than
   float32 does. ATen's `_weight_int8pack_mm` multiplies the int8 weight directly and applies the per-row scales, the
-  same product up to bfloat16 rounding (about 2x faster than float32 per step here). Over many rows (the prefill, the
-  NAR's thousand) torchao's own product is faster. The two round differently, so the choice is made per pass, never
+  same product up to bfloat16 rounding (in about half of float32's time per step here). Over many rows (the prefill,
+  the NAR's thousand) torchao's own product is faster. The two round differently, so the choice is made per pass, never
   per row count: the kernel takes every cached decoding step (`decoding_step`, one new position per row, whatever the
   batch size), torchao everything else. A row then gets the same products alone or in any batch, and a streamed NAR
   chunk the same as the whole NAR.

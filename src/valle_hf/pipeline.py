@@ -26,8 +26,8 @@ _KEYWORD_DICTS = ("forward_params", "generate_kwargs", "processor_kwargs")
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
     list of texts, `output_audio=False` or an argument given both to the processor and to `generate`, and
-    `VallETypeError` for a keyword dict that is not a dict. The texts
-    themselves are checked by the processor (`VallEProcessor.__call__`)."""
+    `VallETypeError` for a keyword dict that is not a dict. The texts themselves are checked by the processor
+    (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
                               "list of str")
