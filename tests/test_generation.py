@@ -139,6 +139,25 @@ def test_compiled_forward_matches(fixtures, fixture_model):
     assert torch.equal(expected.codes, compiled.codes)
 
 
+def test_generate_compiles_its_decoding_steps_into_one_graph():
+    """transformers compiles the cached decoding step (`compile_config` with a static cache); the model's forward
+    must not break that graph (`_can_compile_fullgraph`)."""
+    from transformers import CompileConfig
+
+    model = reactive_model(seed=1)
+    generator = torch.Generator().manual_seed(0)
+    text = torch.randint(3, model.config.text_vocab_size, (2, 6), generator=generator)
+    prompt = torch.randint(0, model.config.audio_vocab_size, (2, 9, model.config.num_rvq_levels), generator=generator)
+    inputs = dict(input_ids=text, prompt_codes=prompt, temperature=0.0, max_new_tokens=6, min_new_tokens=6,
+                  max_levels=0, output_audio=False, return_dict_in_generate=True)
+    expected = model.generate(**inputs).codes
+    config = CompileConfig(fullgraph=True, backend="eager", mode=None)
+    config._compile_all_devices = True  # transformers compiles on accelerators only unless told otherwise
+    torch._dynamo.reset()
+    compiled = model.generate(**inputs, cache_implementation="static", compile_config=config).codes
+    assert torch.equal(compiled, expected)
+
+
 def test_tts_batch_equals_items_alone():
 
     model = reactive_model(seed=1)

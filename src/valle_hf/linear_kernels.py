@@ -54,13 +54,20 @@ _DECODING_STEP: ContextVar[bool] = ContextVar("valle_hf_decoding_step", default=
 _INT8_WIDTH_MULTIPLE = 64
 
 
-@contextlib.contextmanager
 def decoding_step(active: bool = True):
-    """Marks the passes inside as cached decoding steps (`active`): one new position per row through every weight,
-    which int8 weights then multiply with ATen's int8 matrix-vector kernel (2.4x faster than torchao's product at one
-    row on the benchmark machine, about even at 16 rows, slower from 64 on). `VallEForConditionalGeneration.forward`
-    marks its level-0 single-position passes."""
-    token = _DECODING_STEP.set(active)
+    """A context manager that marks the passes inside as cached decoding steps (if `active`): one new position per row
+    through every weight, which int8 weights then multiply with ATen's int8 matrix-vector kernel (2.4x faster than
+    torchao's product at one row on the benchmark machine, about even at 16 rows, slower from 64 on).
+    `VallEForConditionalGeneration.forward` marks its level-0 single-position passes. Under torch.compile it marks
+    nothing (inductor chooses its own kernels), so that a compiled forward stays one graph."""
+    if not active or torch.compiler.is_compiling():
+        return contextlib.nullcontext()
+    return _marked_decoding_step()
+
+
+@contextlib.contextmanager
+def _marked_decoding_step():
+    token = _DECODING_STEP.set(True)
     try:
         yield
     finally:
@@ -91,15 +98,15 @@ def _int8_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     the kernel reads safely, and bfloat16 activations."""
     qdata = getattr(weight, "qdata", None)
     return (
-        _DECODING_STEP.get()
-        and type(weight).__name__ == "Int8Tensor"  # torchao's, by name: torchao is an optional dependency
+        type(weight).__name__ == "Int8Tensor"  # torchao's, by name: torchao is an optional dependency
+        and _inference_on_cpu(x)
+        and _DECODING_STEP.get()
         and qdata is not None and qdata.is_contiguous() and hasattr(weight, "scale")
         and getattr(weight, "act_quant_kwargs", True) is None
         and getattr(weight, "act_pre_scale", True) is None
         and tuple(getattr(weight, "block_size", ())) == (1, weight.shape[-1])
         and weight.shape[-1] % _INT8_WIDTH_MULTIPLE == 0
         and x.dtype == torch.bfloat16  # with float16 or float32 inputs it is several times slower than torchao's
-        and _inference_on_cpu(x)
     )
 
 
