@@ -11,9 +11,8 @@ cache), `float32-prepacked` (the `--onednn` opt-in), `bfloat16`, `int8` (decoder
 A row's steps are measured in rounds (`--ar-rounds`) with the floor (`floors.weight_read_ms`, same kernel family)
 measured before and after each round: memory bandwidth drifts by a third from minute to minute on shared machines, so
 each round's median step is compared with the floor measured around it, and the row's ratio is the median of its
-rounds' ratios. Options add the cache-kind
-matrix (transformers' `DynamicCache`, `StaticCache`, static under `torch.compile`), runs that start after some
-seconds of generated audio, and the original's no-cache decoding.
+rounds' ratios. Options add the cache-kind matrix (transformers' `DynamicCache`, `StaticCache`, static under
+`torch.compile`), runs that start after some seconds of generated audio, and the original's no-cache decoding.
 """
 
 from __future__ import annotations
