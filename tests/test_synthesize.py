@@ -153,27 +153,25 @@ def test_each_wav_equals_a_single_row_cli_run_with_the_same_seed(corpus, referen
         assert_same_wavs({row_id: audio}, {row_id: soundfile.read(tmp_path / f"{row_id}.wav", dtype="float32")[0]})
 
 
+def _spied(monkeypatch, name: str) -> list[tuple[tuple, dict]]:
+    """The positional and keyword arguments of every call of the model's method `name`, which still runs."""
+    calls, method = [], getattr(VallEForConditionalGeneration, name)
+
+    def spy(self, *args, **kwargs):
+        calls.append((args, kwargs))
+        return method(self, *args, **kwargs)
+
+    monkeypatch.setattr(VallEForConditionalGeneration, name, spy)
+    return calls
+
+
 def test_each_voice_is_encoded_once_and_batches_share_settings(corpus, tmp_path, cached_loading, monkeypatch):
-    encoded = []
-    prompt_rows = VallEForConditionalGeneration.prompt_rows
-
-    def counting(self, *args, **kwargs):
-        encoded.append(args)
-        return prompt_rows(self, *args, **kwargs)
-
-    monkeypatch.setattr(VallEForConditionalGeneration, "prompt_rows", counting)
-    calls = []
-    generate = VallEForConditionalGeneration.generate
-
-    def recording(self, *args, **kwargs):
-        calls.append(kwargs)
-        return generate(self, *args, **kwargs)
-
-    monkeypatch.setattr(VallEForConditionalGeneration, "generate", recording)
+    encoded, generated = _spied(monkeypatch, "prompt_rows"), _spied(monkeypatch, "generate")
     status, err = synthesize_main([corpus, tmp_path / "out", *FLAGS, "--batch-size", "4"])
     assert status == synthesis.SOME_ROWS_FAILED, err
     # encode calls of the synthesis itself (generate is given codes): one per distinct voice (./p2.wav is p2.wav)
-    assert len([args for args in encoded if args[2] is not None]) == 3
+    assert len([args for args, _ in encoded if args[2] is not None]) == 3
+    calls = [kwargs for _, kwargs in generated]
     assert all(call.get("prompt_audio") is None for call in calls)
     settings = [{key: call[key] for key in ("temperature", "nar_temperature") if key in call} for call in calls]
     assert len(calls) == len({json.dumps(item, sort_keys=True) for item in settings}) + 1  # one group needed 2 batches
