@@ -157,7 +157,7 @@ def variant_linears(model, variant: str):
     if variant != "float32-prepacked":
         yield
         return
-    from valle_hf.linear_kernels import disable_onednn_linears, enable_onednn_linears
+    from valle_hf.cpu_kernels import disable_onednn_linears, enable_onednn_linears
 
     enable_onednn_linears(model)
     try:

@@ -3,7 +3,7 @@
 * **Weight-read floor of one cached AR step**: one pass over exactly the weights a step reads (every linear of the 12
   decoder layers and the level-0 head) with 1 or 8 rows, through the kernel family the model runs in that precision:
   float32 through oneDNN's inner product on the plain weights (what `generate` runs by default,
-  `valle_hf.linear_kernels.CPULinearForward`), float32 through oneDNN on prepacked weights (the `--onednn` opt-in),
+  `valle_hf.cpu_kernels.CPULinearForward`), float32 through oneDNN on prepacked weights (the `--onednn` opt-in),
   float32 `F.linear` (reference), bfloat16 `F.linear`, and int8 weight-only (torchao's `Int8WeightOnlyConfig` as
   transformers' `TorchAoConfig` applies it; bfloat16 activations) through ATen's int8 matrix-vector kernel (what
   `generate` runs) and through torchao's own linear (reference). A step is bound by these reads.
@@ -60,7 +60,7 @@ def linear_forwards(linears: list[nn.Linear], how: str, dtype: torch.dtype | Non
     for float32, ATen's int8 kernel for a few rows of int8), "prepacked" (oneDNN on a packed copy), "linear"
     (`F.linear` on the weight, cast to `dtype` once if given, as autocast's cache holds it; an int8 weight dispatches
     to torchao's linear)."""
-    from valle_hf.linear_kernels import CPULinearForward
+    from valle_hf.cpu_kernels import CPULinearForward
 
     if how in ("kernels", "prepacked"):
         return [CPULinearForward(module, prepack=how == "prepacked") for module in linears]
@@ -95,8 +95,8 @@ def step_bytes(model) -> int:
 # ---------------------------------------------------------------------------------------------------- floors
 def weight_read_ms(model, how: str, batch: int, device: torch.device, repeats: int) -> float:
     """Median time (ms) of one pass over the step's weights with `batch` rows, the linears run as `how` says (as in
-    a cached decoding step, `valle_hf.linear_kernels.decoding_step`)."""
-    from valle_hf.linear_kernels import decoding_step
+    a cached decoding step, `valle_hf.cpu_kernels.decoding_step`)."""
+    from valle_hf.cpu_kernels import decoding_step
 
     linears = step_linears(model)
     forwards = linear_forwards(linears, how)

@@ -69,7 +69,7 @@ def nar_inputs(model, args, device: torch.device):
 @contextlib.contextmanager
 def as_generate(model, nar_dtype: str):
     """The state `generate` runs the NAR in: no gradients, the CPU kernels of the linears, the NAR's autocast."""
-    from valle_hf.linear_kernels import use_cpu_kernels
+    from valle_hf.cpu_kernels import use_cpu_kernels
 
     config = copy.copy(model.generation_config)
     config.nar_dtype = nar_dtype

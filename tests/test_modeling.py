@@ -7,8 +7,8 @@ import pytest
 import torch
 from conftest import case_inputs, forward_cases
 
+from valle_hf.cpu_kernels import backbone_attention, disable_onednn_linears
 from valle_hf.layout import segment_position_ids, tts_sequence
-from valle_hf.linear_kernels import disable_onednn_linears
 from valle_hf.modeling import VallEForConditionalGeneration
 
 TOLERANCE = 1e-4
@@ -233,7 +233,8 @@ def test_return_dict_false_gives_the_output_as_a_tuple(tiny_model):
 def test_attention_implementation_is_the_backbones_and_the_codec_keeps_its_own(converted_dir, fixtures,
                                                                                fixture_model, implementation):
     model = VallEForConditionalGeneration.from_pretrained(converted_dir, attn_implementation=implementation)
-    assert model.model.backbone.config._attn_implementation == implementation
+    assert model.config._attn_implementation == implementation
+    assert model.model.backbone.config._attn_implementation == backbone_attention(implementation)
     assert model.codec_model.config._attn_implementation == "eager"  # EnCodec has no attention: it keeps its own
     case = forward_cases(fixtures)[0]
     ids, kwargs = case_inputs(fixtures, model, case)
@@ -242,5 +243,5 @@ def test_attention_implementation_is_the_backbones_and_the_codec_keeps_its_own(c
                                    fixture_model(input_ids=ids[None], **kwargs).logits, atol=TOLERANCE, rtol=0)
     other = "sdpa" if implementation == "eager" else "eager"
     model.set_attn_implementation(other)  # switching at run time follows the same rule
-    assert model.model.backbone.config._attn_implementation == other
+    assert model.model.backbone.config._attn_implementation == backbone_attention(other)
     assert model.codec_model.config._attn_implementation == "eager"

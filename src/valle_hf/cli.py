@@ -78,7 +78,7 @@ def load_model(args):
     )
     model.to(device)
     if args.onednn:
-        from .linear_kernels import enable_onednn_linears
+        from .cpu_kernels import enable_onednn_linears
 
         enable_onednn_linears(model)
     return model, processor, precision

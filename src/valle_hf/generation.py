@@ -27,12 +27,12 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig, check_settings_fit
+from .cpu_kernels import use_cpu_kernels
 from .errors import VallEValueError, get_logger
 from .feature_extraction import VallEFeatureExtractor
 from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
-from .linear_kernels import use_cpu_kernels
 from .logits_process import sampler_processors
 from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, multinomial_per_row, seeded
 from .streaming import AudioStreamer, StreamingTTS
@@ -309,7 +309,7 @@ class VallEGenerationMixin(GenerationMixin):
         """
         config, model_kwargs = self._merge_settings(generation_config, kwargs)
         prompt_audio, audio = (self._waveform_rows(references, sampling_rate) for references in (prompt_audio, audio))
-        use_cpu_kernels(self)  # the CPU kernels of float32 and int8 linears (see valle_hf.linear_kernels)
+        use_cpu_kernels(self)  # the CPU kernels of float32 and int8 linears (see valle_hf.cpu_kernels)
         with seeded(None if seeds is None else RowGenerators(seeds, self.device)):
             if audio_streamer is not None:
                 if task != "tts":

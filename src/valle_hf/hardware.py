@@ -84,8 +84,8 @@ def _layer_linears(hidden: int, intermediate: int, kind: str, device: torch.devi
 def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: torch.device, repeats: int = 15) -> float:
     """The time (ms) of one cached AR step's products through one decoder layer (one row through each of its seven
     linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as `generate` runs them (through the CPU
-    kernels of `valle_hf.linear_kernels`): the fastest of `repeats` runs, since other processes only ever add time."""
-    from .linear_kernels import CPULinearForward, decoding_step
+    kernels of `valle_hf.cpu_kernels`): the fastest of `repeats` runs, since other processes only ever add time."""
+    from .cpu_kernels import CPULinearForward, decoding_step
 
     linears = _layer_linears(hidden, intermediate, kind, device)
     forwards = [CPULinearForward(linear) for linear in linears]

@@ -25,12 +25,12 @@ from transformers.utils.generic import can_return_tuple
 
 from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig, VallEGenerationConfig
+from .cpu_kernels import backbone_attention, decoding_step
 from .embeddings import SegmentEmbedding, VallEEmbeddings, passes_of
 from .errors import VallEValueError
 from .generation import VallEGenerationMixin
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
 from .layout import segment_position_ids
-from .linear_kernels import decoding_step
 from .loss import valle_loss
 from .vocos import VocosModel
 
@@ -73,6 +73,9 @@ class VallEPreTrainedModel(PreTrainedModel):
         if not isinstance(attn_implementation, dict):
             attn_implementation = {"": attn_implementation}
         super().set_attn_implementation(attn_implementation, allow_all_kernels)
+        for module in self.modules():
+            if isinstance(module, VallEBackbone):
+                module.config._attn_implementation = backbone_attention(module.config._attn_implementation)
 
     def _init_weights(self, module: nn.Module) -> None:
         """The original's initialisation: unit-normal segment embeddings and separator, Llama's init elsewhere."""
@@ -85,9 +88,12 @@ class VallEPreTrainedModel(PreTrainedModel):
 
 
 class VallEBackbone(LlamaModel):
-    """transformers' `LlamaModel` with `VallEDecoderLayer`s, which layer skip can step around (same weights)."""
+    """transformers' `LlamaModel` with `VallEDecoderLayer`s, which layer skip can step around (same weights). Its
+    "sdpa" is `valle_hf.cpu_kernels.sdpa_attention`: transformers' SDPA, with the CPU's 16-bit decoding steps in
+    float32."""
 
     def __init__(self, config):
+        config._attn_implementation = backbone_attention(config._attn_implementation)
         super().__init__(config)
         self.layers = nn.ModuleList(VallEDecoderLayer(config, index) for index in range(config.num_hidden_layers))
         self.post_init()

@@ -1,6 +1,6 @@
-"""The CPU kernels of the decoder's linears: oneDNN by default in generate (float32), prepacked as an opt-in; ATen's
-int8 kernel for a few rows of int8 weights; the same outputs as the module's own product, re-derived when a weight
-changes, untouched for training."""
+"""The CPU kernels of the decoder: oneDNN by default in generate (float32), prepacked as an opt-in; ATen's int8 kernel
+for the decoding steps of int8 weights; the same outputs as the module's own product, re-derived when a weight
+changes, untouched for training; float32 attention in the decoding steps of a 16-bit model."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import torch
 from conftest import PLAIN_SETTINGS, reactive_model, tiny_config
 from torch import nn
 
-from valle_hf import linear_kernels
-from valle_hf.linear_kernels import disable_onednn_linears, enable_onednn_linears
+from valle_hf import cpu_kernels
+from valle_hf.cpu_kernels import disable_onednn_linears, enable_onednn_linears
 from valle_hf.streaming import AudioStreamer
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
@@ -72,14 +72,14 @@ def test_refuses_what_it_cannot_pack(model):
 
 def test_generate_runs_the_linears_through_onednn_by_default_and_keeps_them_in_place(model, monkeypatch):
     applied = []
-    applies = linear_kernels._applies
-    monkeypatch.setattr(linear_kernels, "_applies", lambda x, weight: applied.append(applies(x, weight)) or applied[-1])
+    applies = cpu_kernels._applies
+    monkeypatch.setattr(cpu_kernels, "_applies", lambda x, weight: applied.append(applies(x, weight)) or applied[-1])
     codes, logits = _logits(model)
     assert applied and all(applied)  # every decoder linear of every step, float32 on the CPU
-    forwards = [module.__dict__.get("forward") for module in linear_kernels._decoder_linears(model)]
-    assert all(isinstance(forward, linear_kernels.CPULinearForward) and not forward.prepack for forward in forwards)
+    forwards = [module.__dict__.get("forward") for module in cpu_kernels._decoder_linears(model)]
+    assert all(isinstance(forward, cpu_kernels.CPULinearForward) and not forward.prepack for forward in forwards)
     _logits(model)  # the same forward objects from one call to the next (a compiled model is not traced again)
-    assert [module.__dict__["forward"] for module in linear_kernels._decoder_linears(model)] == forwards
+    assert [module.__dict__["forward"] for module in cpu_kernels._decoder_linears(model)] == forwards
     disable_onednn_linears(model)
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # F.linear only
     applied.clear()
@@ -90,13 +90,13 @@ def test_generate_runs_the_linears_through_onednn_by_default_and_keeps_them_in_p
 
 def test_the_default_stands_aside_for_gradients_autocast_and_other_dtypes(model):
     head, hidden = model.classifiers[0], torch.randn(2, model.config.hidden_size)
-    linear_kernels.use_cpu_kernels(model)
-    assert linear_kernels._applies(hidden, head.weight) is False  # eval, but gradients are enabled by default here
+    cpu_kernels.use_cpu_kernels(model)
+    assert cpu_kernels._applies(hidden, head.weight) is False  # eval, but gradients are enabled by default here
     with torch.no_grad():
-        assert linear_kernels._applies(hidden, head.weight)
+        assert cpu_kernels._applies(hidden, head.weight)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            assert not linear_kernels._applies(hidden, head.weight)
-        assert not linear_kernels._applies(hidden.bfloat16(), head.weight.bfloat16())
+            assert not cpu_kernels._applies(hidden, head.weight)
+        assert not cpu_kernels._applies(hidden.bfloat16(), head.weight.bfloat16())
         torch.testing.assert_close(head(hidden), torch.nn.functional.linear(hidden, head.weight, head.bias))
 
 
@@ -127,12 +127,12 @@ def int8_calls(monkeypatch):
 
 def test_int8_weights_take_the_int8_kernel_in_decoding_steps_only(int8_calls):
     linear = _int8_linear(128)
-    forward = linear_kernels.CPULinearForward(linear)
+    forward = cpu_kernels.CPULinearForward(linear)
     x = torch.randn(20, 1, 128, dtype=torch.bfloat16)  # 20 rows: more than the kernel is fastest at, taken anyway
     with torch.no_grad():
         torchao = forward(x)  # not a decoding step: torchao's own product
         assert not int8_calls
-        with linear_kernels.decoding_step():
+        with cpu_kernels.decoding_step():
             out = forward(x)
             assert int8_calls == [(20, 128)]
             forward(x.half())  # float16 and float32 activations: torchao's product (the kernel is slow with them)
@@ -141,21 +141,21 @@ def test_int8_weights_take_the_int8_kernel_in_decoding_steps_only(int8_calls):
     assert out.shape == (20, 1, 48) and out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), _exact(linear, x), rtol=1e-2, atol=2e-2)  # bfloat16 output
     torch.testing.assert_close(out, torchao, rtol=2e-2, atol=3e-2)
-    with linear_kernels.decoding_step():
+    with cpu_kernels.decoding_step():
         forward(x.requires_grad_())  # an input that wants gradients: torchao's product, which has them
     assert len(int8_calls) == 1
 
 
 def test_the_int8_kernel_follows_changed_scales_and_skips_widths_it_cannot_read(int8_calls):
     linear = _int8_linear(128)
-    forward = linear_kernels.CPULinearForward(linear)
+    forward = cpu_kernels.CPULinearForward(linear)
     x = torch.randn(1, 128, dtype=torch.bfloat16)
-    with torch.no_grad(), linear_kernels.decoding_step():
+    with torch.no_grad(), cpu_kernels.decoding_step():
         forward(x)
         linear.weight.scale.mul_(2)  # in place: the scales the kernel was handed are stale
         torch.testing.assert_close(forward(x).float(), _exact(linear, x), rtol=1e-2, atol=2e-2)
         narrow, rows = _int8_linear(96), x[:, :96]  # not a multiple of the kernel's safe width
-        out = linear_kernels.CPULinearForward(narrow)(rows)
+        out = cpu_kernels.CPULinearForward(narrow)(rows)
         torch.testing.assert_close(out.float(), _exact(narrow, rows), rtol=1e-2, atol=2e-2)
     assert len(int8_calls) == 2
 
@@ -183,7 +183,7 @@ def test_generate_runs_int8_steps_through_the_int8_kernel(int8_model, int8_calls
     assert len(int8_calls) == cached_steps * per_step  # neither the prefill nor the NAR
     int8_calls.clear()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(linear_kernels, "_int8_applies", lambda x, weight: False)
+        patch.setattr(cpu_kernels, "_int8_applies", lambda x, weight: False)
         plain = model.generate(**inputs).codes
     assert not int8_calls
     assert (codes == plain).float().mean() > 0.5  # the same products up to bfloat16 rounding
@@ -211,3 +211,54 @@ def test_int8_decoding_gives_a_seeded_row_alone_what_it_gives_in_a_batch_and_str
     streamer = Chunks(chunk_seconds=1 / config.frame_rate)  # chunks of one frame: one position per row
     streamed = int8_model.generate(input_ids=text[:2], prompt_codes=prompt[:2], audio_streamer=streamer, **greedy)
     assert torch.equal(streamed.codes, expected)
+
+
+# ---------------------------------------------------------------------------------------------------- attention
+def _attention_inputs(dtype):
+    """One query per row over 37 cached positions, 4 heads; the second row is left-padded (masked) for 11."""
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(2, 4, 1, 16, generator=generator).to(dtype)
+    key, value = (torch.randn(2, 4, 37, 16, generator=generator).to(dtype) for _ in range(2))
+    mask = torch.ones(2, 1, 1, 37, dtype=torch.bool)
+    mask[1, ..., :11] = False
+    return query, key, value, mask
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16bit_decoding_steps_attend_in_float32_and_other_passes_as_transformers_sdpa(dtype):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    module = nn.Module()
+    query, key, value, mask = _attention_inputs(dtype)
+    with torch.no_grad():
+        stock = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)[0]
+        in_float32 = sdpa_attention_forward(module, query.float(), key.float(), value.float(), mask, scaling=0.25)[0]
+        assert torch.equal(cpu_kernels.sdpa_attention(module, query, key, value, mask, scaling=0.25)[0], stock)
+        with cpu_kernels.decoding_step():
+            stepped = cpu_kernels.sdpa_attention(module, query, key, value, mask, scaling=0.25)[0]
+    assert stepped.dtype == dtype and torch.equal(stepped, in_float32.to(dtype))
+    torch.testing.assert_close(stepped, stock, rtol=0, atol=1e-2)  # the same attention, up to 16-bit rounding
+
+
+def test_generate_attends_over_the_cache_in_float32_in_every_16bit_decoding_step(model, monkeypatch):
+    """The backbone's "sdpa" is `sdpa_attention`, from construction and after switching implementations; the
+    prefill and the NAR keep the model's dtype."""
+    import torch.nn.functional as F
+
+    calls, sdpa = [], F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda query, *args, **kwargs: calls.append((query.shape[2], query.dtype)) or sdpa(
+                            query, *args, **kwargs))
+    model = model.to(torch.bfloat16)
+    inputs = _inputs(model.config)
+    cached_steps = (inputs["max_new_tokens"] - 1) * model.config.num_hidden_layers
+    for switch in (None, "eager", "sdpa"):
+        if switch:
+            model.set_attn_implementation(switch)
+        calls.clear()
+        model.generate(**inputs)
+        if switch == "eager":
+            assert not calls
+            continue
+        assert [dtype for length, dtype in calls if length == 1] == [torch.float32] * cached_steps
+        assert {dtype for length, dtype in calls if length > 1} == {torch.bfloat16}  # the prefill and the NAR

@@ -1,5 +1,5 @@
-"""The CPU kernels the decoder's linear layers run at inference: oneDNN for float32, ATen's int8 matrix-vector kernel
-for int8 weights.
+"""The CPU kernels of the decoder at inference: oneDNN for float32 linears, ATen's int8 matrix-vector kernel for int8
+weights, and float32 attention for the cached decoding steps of a 16-bit model.
 
 A cached decoding step streams every weight once, so its speed is the speed at which the matrix-vector products read
 memory, and the default kernels read it slowly on the CPU:
@@ -20,11 +20,17 @@ So `generate` installs `CPULinearForward` on the decoder's linears (`use_cpu_ker
 that applies: without gradients on the CPU, outside autocast and torch.compile; everywhere else the linears run as
 they would without it.
 
+Attention over the KV cache: PyTorch's CPU SDPA kernel is several times slower for one bfloat16 or float16 query than
+for float32 (without AMX it converts the cache block by block; 3x at 280 cached positions, 4x at 1,000 on the
+benchmark machine). So the backbone's "sdpa" is transformers' SDPA with one change (`sdpa_attention`): in a cached
+decoding step on the CPU, 16-bit queries, keys and values are multiplied in float32 (the keys and values exactly, the
+output rounded back), which is both faster and more precise. Everything else runs transformers' SDPA unchanged.
+
 The opt-in `enable_onednn_linears(model)` (CLI `--onednn`) also prepacks each float32 weight once into oneDNN's
 blocked layout, which is faster again for batches of a few rows (about 1.6x at 8 rows), at the price of a second copy
 of those weights (0.8 GB for the released model in float32):
 
-    from valle_hf.linear_kernels import enable_onednn_linears
+    from valle_hf.cpu_kernels import enable_onednn_linears
     enable_onednn_linears(model)   # disable_onednn_linears(model) undoes it
 
 A weight that changes (loading, LoRA merging, training) is repacked or rescaled on its next use, so no kernel ever
@@ -39,10 +45,22 @@ from contextvars import ContextVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from .errors import MissingDependencyError, VallEValueError
 
-__all__ = ["CPULinearForward", "decoding_step", "disable_onednn_linears", "enable_onednn_linears", "use_cpu_kernels"]
+__all__ = [
+    "SDPA",
+    "CPULinearForward",
+    "backbone_attention",
+    "decoding_step",
+    "disable_onednn_linears",
+    "enable_onednn_linears",
+    "sdpa_attention",
+    "use_cpu_kernels",
+]
 
 # The batch size oneDNN is told to pack for; that layout serves batch 1 at least as well as one packed for 1 row.
 _PACKED_FOR_ROWS = 8
@@ -57,7 +75,8 @@ _INT8_WIDTH_MULTIPLE = 64
 def decoding_step(active: bool = True):
     """A context manager that marks the passes inside as cached decoding steps (if `active`): one new position per row
     through every weight, which int8 weights then multiply with ATen's int8 matrix-vector kernel (2.4x faster than
-    torchao's product at one row on the benchmark machine, about even at 16 rows, slower from 64 on).
+    torchao's product at one row on the benchmark machine, about even at 16 rows, slower from 64 on), and whose
+    attention runs in float32 on the CPU (`sdpa_attention`).
     `VallEForConditionalGeneration.forward` marks its level-0 single-position passes. Under torch.compile it marks
     nothing (inductor chooses its own kernels), so that a compiled forward stays one graph."""
     if not active or torch.compiler.is_compiling():
@@ -143,6 +162,34 @@ class CPULinearForward:
     @staticmethod
     def _pack(weight: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._reorder_linear_weight(weight, _PACKED_FOR_ROWS)
+
+
+# The backbone's name for `sdpa_attention` in transformers' registries of attention and mask functions.
+SDPA = "valle_sdpa"
+
+
+def sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   attention_mask: torch.Tensor | None, **kwargs):
+    """transformers' SDPA attention (`sdpa_attention_forward`: the same arguments, shapes and return), except in a
+    cached decoding step on the CPU with bfloat16 or float16 activations: there the query, keys and values are
+    multiplied in float32 and the output `[B, L, heads, head_dim]` is rounded back to the query's dtype."""
+    if query.dtype in (torch.bfloat16, torch.float16) and _DECODING_STEP.get() and _inference_on_cpu(query):
+        if attention_mask is not None and attention_mask.is_floating_point():
+            attention_mask = attention_mask.float()
+        output, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask,
+                                                 **kwargs)
+        return output.to(query.dtype), weights
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def backbone_attention(implementation: str | None) -> str | None:
+    """The attention implementation the backbone runs for a requested one: `SDPA` (`sdpa_attention`) for "sdpa",
+    any other as it is."""
+    return SDPA if implementation == "sdpa" else implementation
+
+
+AttentionInterface.register(SDPA, sdpa_attention)
+AttentionMaskInterface.register(SDPA, sdpa_mask)  # the masks transformers builds for "sdpa"
 
 
 def _decoder_linears(model) -> list[nn.Linear]:
