@@ -190,7 +190,7 @@ def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_pat
 @pytest.mark.parametrize("flag, value, rule", [
     ("--ar-temp", "nan", "finite number >= 0"), ("--ar-temp", "inf", "finite number >= 0"),
     ("--min-ar-temp", "nan", "finite number"), ("--mirostat-tau", "nan", "finite number >= 0"),
-    ("--repetition-penalty", "0", ">= 1"), ("--beam-width", "-1", "integer >= 1"),
+    ("--repetition-penalty", "0", ">= 1"), ("--beam-width", "-1", "integer >= 0 (0 or 1: no beam search)"),
     ("--layer-skip-entropy-threshold", "nan", "bits >= 0"), ("--layer-skip-varentropy-threshold", "-1", "bits >= 0"),
     ("--nar-temp", "-1", "finite number >= 0"), ("--min-p-keep", "0", "integer >= 1"),
     ("--top-p", "0", "(0, 1]"), ("--input-prompt-length", "inf", "seconds >= 0"),

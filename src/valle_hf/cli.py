@@ -256,6 +256,10 @@ def parse_flag(flag: str, value):
     raise UsageError(f"{action.option_strings[0]} {value!r}: expected {expected}")
 
 
+# A flag's range where it differs from its setting's: the original's 0 beams means off.
+FLAG_RULES = {"beam_width": "an integer >= 0 (0 or 1: no beam search)"}
+
+
 def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
     """The sampler flags the user gave, as `generate` keyword arguments; the rest come from the generation config.
 
@@ -276,7 +280,8 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
     except SettingError as error:
         flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
         value = getattr(args, flag)
-        raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {error.rule}") from None
+        rule = FLAG_RULES.get(flag, error.rule)
+        raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {rule}") from None
     if "temperature" in kwargs:
         kwargs["do_sample"] = kwargs["temperature"] > 0
     return kwargs
