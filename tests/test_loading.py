@@ -161,6 +161,24 @@ def test_an_original_checkpoint_is_converted_on_the_fly(fixtures, fixture_model)
     half, _ = load_model_and_processor(str(fixtures.checkpoint), codec="tiny-random", vocoder=None,
                                        dtype=torch.bfloat16)
     assert half.dtype == torch.bfloat16 and half.vocoder is None and half.config.audio_backend == "encodec"
+    assert half.model.backbone.rotary_emb.inv_freq.dtype == torch.float32  # as from_pretrained(dtype=...) keeps it
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_16bit_model_built_in_memory_is_the_same_model_loaded_from_a_directory(tmp_path, dtype):
+    """tiny-random (like an original checkpoint) is built in memory: in a 16-bit dtype it must be exactly what
+    `from_pretrained(dtype=...)` makes of the same weights, where the rotary frequencies stay float32."""
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    built = load_model_and_processor("tiny-random", dtype=dtype)[0]
+    load_model_and_processor("tiny-random")[0].save_pretrained(tmp_path)
+    loaded = VallEForConditionalGeneration.from_pretrained(tmp_path, dtype=dtype)
+    for ours, theirs in ((built.named_parameters(), loaded.named_parameters()),
+                         (built.named_buffers(), loaded.named_buffers())):
+        ours, theirs = dict(ours), dict(theirs)
+        assert ours.keys() == theirs.keys()
+        for name, tensor in ours.items():
+            assert tensor.dtype == theirs[name].dtype and torch.equal(tensor, theirs[name]), name
 
 
 @pytest.mark.parametrize("name", ["no-such-model", "./missing", "/no/such/dir", "a/b/c"])

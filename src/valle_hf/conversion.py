@@ -274,7 +274,7 @@ def convert_checkpoint(
     `--split-classifiers`) converts to a model that refuses speech-to-text.
     """
     from .codec import load_codec, tiny_random_codec
-    from .modeling import VallEForConditionalGeneration
+    from .modeling import VallEForConditionalGeneration, to_dtype
     from .processing import VallEProcessor
     from .vocos import load_original_vocos, tiny_random_vocos
 
@@ -310,7 +310,7 @@ def convert_checkpoint(
     missing = [key for key in missing if key != "model.backbone.embed_tokens.weight"]
     if missing or unexpected:
         raise RuntimeError(f"internal conversion error: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return model.to(dtype).eval(), processor
+    return to_dtype(model, dtype).eval(), processor
 
 
 def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:

@@ -207,7 +207,9 @@ def _quantized(model, dtype: torch.dtype, quantize: str | None):
     """A model built in memory, in `dtype`; with `quantize="int8"`, saved to a temporary directory and loaded back
     with int8 decoder weights (`from_pretrained` is where transformers applies a quantization config)."""
     if quantize is None:
-        return model.to(dtype)
+        from .modeling import to_dtype
+
+        return to_dtype(model, dtype)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="valle_hf_int8_") as folder:

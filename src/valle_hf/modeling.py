@@ -34,7 +34,7 @@ from .layout import segment_position_ids
 from .loss import valle_loss
 from .vocos import VocosModel
 
-__all__ = ["VallEForConditionalGeneration", "VallEModel", "VallEOutput", "VallEPreTrainedModel"]
+__all__ = ["VallEForConditionalGeneration", "VallEModel", "VallEOutput", "VallEPreTrainedModel", "to_dtype"]
 
 
 @dataclass
@@ -298,3 +298,16 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             attentions=outputs.attentions,
             **{CACHE_FIELD: getattr(outputs, CACHE_FIELD, None)},
         )
+
+
+def to_dtype(model: VallEForConditionalGeneration, dtype: torch.dtype) -> VallEForConditionalGeneration:
+    """`model` (changed in place, and returned) in `dtype` as `from_pretrained(dtype=...)` loads it: every floating
+    point parameter and buffer in `dtype` but the rotary embedding's inverse frequencies, which stay float32
+    (transformers computes them in float32; `model.to(dtype)` would round them, and the model would then speak
+    differently from the same checkpoint loaded from a directory)."""
+    rotary = model.model.backbone.rotary_emb
+    frequencies = dict(rotary.named_buffers(recurse=False))
+    model.to(dtype)
+    for name, buffer in frequencies.items():
+        setattr(rotary, name, buffer)
+    return model
