@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 from conftest import REPO
 
 import valle_hf.loading
@@ -314,6 +315,21 @@ def test_two_processes_under_accelerate_give_the_same_files(corpus, reference, t
     key = lambda record: record["id"]  # noqa: E731
     assert sorted(records(out / "done.jsonl"), key=key) == sorted(records(reference / "done.jsonl"), key=key)
     assert records(out / "failed.jsonl") == records(reference / "failed.jsonl")
+
+
+@pytest.mark.parametrize("main", [True, False])
+def test_every_process_runs_in_the_precision_the_main_process_chose(main, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from valle_hf import hardware
+
+    chosen = hardware.Precision(torch.bfloat16, None, "NAR bfloat16", "measured by the main process")
+    other = hardware.Precision(torch.float32, None, "NAR float32", "measured by this process")
+    monkeypatch.setattr(synthesis, "model_precision", lambda args: chosen if main else other)
+    monkeypatch.setattr(synthesis, "_broadcast", lambda state, value: chosen)  # the main process's value
+    state = SimpleNamespace(is_main_process=main, num_processes=2, process_index=0 if main else 1)
+    assert synthesis._run_precision(state, None) is chosen
+    assert ("measured by the main process" in capsys.readouterr().err) is main  # printed once, by the main process
 
 
 def test_a_run_killed_half_way_resumes_with_every_row_done_once(corpus, reference, tmp_path):

@@ -63,15 +63,23 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "weights (faster batches; a second copy of those weights in memory)")
 
 
-def load_model(args):
-    """The model and processor that `add_model_arguments`' options name, on their device, in their precision, and
-    that precision (`hardware.Precision`, chosen for this machine with --dtype auto and --quantize). Raises
-    `UsageError` for a device or precision that cannot run here (checked before anything loads)."""
+def model_precision(args):
+    """The precision (`hardware.Precision`) that `add_model_arguments`' options ask for on this machine: measured
+    here with --dtype auto and --quantize. Raises `UsageError` for a device that cannot run here."""
     from .hardware import choose_precision
+
+    return choose_precision(torch.device(check_device(args)), "float32" if args.onednn else args.dtype,
+                            args.quantize)
+
+
+def load_model(args, precision=None):
+    """The model and processor that `add_model_arguments`' options name, on their device, in `precision` (default:
+    `model_precision(args)`), and that precision. Raises `UsageError` for a device or precision that cannot run here
+    (checked before anything loads)."""
     from .loading import load_model_and_processor
 
     device = check_device(args)
-    precision = choose_precision(torch.device(device), "float32" if args.onednn else args.dtype, args.quantize)
+    precision = precision or model_precision(args)
     model, processor = load_model_and_processor(
         args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,
         vocoder=None if args.vocoder == "none" else args.vocoder, dtype=precision.dtype, quantize=precision.quantize,

@@ -47,6 +47,7 @@ from .cli import (
     check_device,
     generation_kwargs,
     load_model,
+    model_precision,
     parse_flag,
     run_seed,
     seed_value,
@@ -538,6 +539,16 @@ def _broadcast(state, value):
     return broadcast_object_list([value])[0]
 
 
+def _run_precision(state, args):
+    """The run's precision (`hardware.Precision`), chosen by the main process (with --dtype auto it measures the
+    machine; it prints its choice) and used by every process: a process choosing for itself could choose another
+    dtype (a busy CPU, its own thread count) and speak its rows differently."""
+    precision = _broadcast(state, model_precision(args) if state.is_main_process else None)
+    if state.is_main_process:
+        print(precision.describe(), file=sys.stderr)
+    return precision
+
+
 def _gather(state, report: ProcessReport) -> list[ProcessReport]:
     if state.num_processes == 1:
         return [report]
@@ -580,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
                               args.manifest_format)
     plan = _broadcast(state, plan)
     mine = plan.batches[state.process_index:: state.num_processes]
-    model, processor, _ = load_model(args) if mine else (None, None, None)
+    precision = _run_precision(state, args)
+    model, processor, _ = load_model(args, precision) if mine else (None, None, None)
     if model is not None:
         generation_kwargs(flags, model.config)  # the flags against this model's RVQ levels and layers
     if state.is_main_process:  # nothing is written before the model is loaded
