@@ -70,6 +70,28 @@ def test_the_nar_runs_in_bfloat16_where_the_cpu_multiplies_it_fast(monkeypatch):
         assert choose_precision(CPU).nar.startswith(nar)
 
 
+def test_a_float32_nar_makes_auto_float32_and_the_line_names_each_nar(monkeypatch):
+    asked = _measured(monkeypatch, {"float32": 2.0, "bfloat16": 1.0})  # bfloat16 would win the measurement
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16_matmul", lambda: True)
+    precision = choose_precision(CPU, nar_dtype="float32")
+    assert precision.dtype == torch.float32 and not asked  # autocast only narrows: a float32 NAR needs float32
+    assert precision.describe() == "precision: AR float32, NAR float32 (nar_dtype='float32' needs a float32 model)"
+    assert choose_precision(CPU, "float32", nar_dtype="float16").nar == "float16 (autocast; nar_dtype='float16')"
+    assert choose_precision(CPU, "bfloat16", nar_dtype="float32").nar == "bfloat16"  # an explicit dtype is kept
+
+
+def test_a_nar_dtype_a_16bit_model_cannot_run_in_is_named_in_a_warning():
+    from conftest import logged_warnings
+
+    with logged_warnings() as captured:
+        assert hardware.nar_autocast_dtype("float32", CPU, torch.float16) is None
+    assert "nar_dtype='float32' does not apply to a float16 model" in captured.out
+    with logged_warnings() as captured:
+        assert hardware.nar_autocast_dtype("auto", CPU, torch.bfloat16) is None
+        assert hardware.nar_autocast_dtype("bfloat16", CPU, torch.bfloat16) is None
+    assert not captured.out
+
+
 def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):
     monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path))
     made = []

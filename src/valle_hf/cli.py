@@ -69,7 +69,7 @@ def model_precision(args):
     from .hardware import choose_precision
 
     return choose_precision(torch.device(check_device(args)), "float32" if args.onednn else args.dtype,
-                            args.quantize)
+                            args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto")
 
 
 def load_model(args, precision=None):
@@ -296,8 +296,8 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
 
 
 def check_device(args) -> str:
-    """The device that --device asks for, checked with --dtype, --quantize and --onednn; `UsageError` where they
-    cannot run together here."""
+    """The device that --device asks for, checked with --dtype, --quantize, --onednn and --nar-dtype; `UsageError`
+    where they cannot run together here."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         torch.device(device)
@@ -308,6 +308,10 @@ def check_device(args) -> str:
     if args.onednn and (device != "cpu" or args.dtype not in ("auto", "float32") or args.quantize):
         raise UsageError("--onednn needs the CPU and float32 (drop --onednn, or use --device cpu --dtype float32 "
                          "without --quantize)")
+    if getattr(args, "nar_dtype", None) == "float32" and (args.dtype in ("bfloat16", "float16") or args.quantize):
+        model = "int8 weights (bfloat16 activations)" if args.quantize else args.dtype
+        raise UsageError(f"--nar-dtype float32 cannot run with {model}: the NAR runs in the model's dtype or "
+                         "narrower (use --dtype float32 or auto without --quantize, or drop --nar-dtype)")
     if args.quantize:
         from .loading import int8_quantization_config
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import VallEValueError
+from .errors import VallEValueError, get_logger
 from .files import written_whole
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "decoder_layer_step_ms",
     "nar_autocast_dtype",
 ]
+
+logger = get_logger(__name__)
 
 NAR_DTYPES = ("auto", "float32", "bfloat16", "float16")
 # A 16-bit AR must be this much faster than float32 to be chosen automatically: float32 is the original's precision.
@@ -54,6 +56,9 @@ def nar_autocast_dtype(setting: str, device: torch.device, model_dtype: torch.dt
     if setting not in NAR_DTYPES:
         raise VallEValueError(f"nar_dtype must be one of {NAR_DTYPES}, got {setting!r}")
     if model_dtype != torch.float32:
+        if setting not in ("auto", str(model_dtype).removeprefix("torch.")):
+            logger.warning_once(f"nar_dtype={setting!r} does not apply to a {str(model_dtype).removeprefix('torch.')} "
+                                "model: its NAR runs in the model's dtype (load the model in float32 for another)")
         return None
     if setting == "auto":
         return torch.bfloat16 if _fast_bf16_matmul(device) else None
@@ -173,16 +178,17 @@ def _int8_description(dtype: torch.dtype) -> str:
     return f"int8 weights, {str(dtype).removeprefix('torch.')} activations"
 
 
-def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.device) -> str:
+def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.device, nar_dtype: str) -> str:
     if quantize:
         return _int8_description(dtype)
-    if dtype == torch.float32 and _fast_bf16_matmul(device):
-        return "bfloat16 (autocast; nar_dtype='auto')"
-    return str(dtype).removeprefix("torch.")
+    autocast = nar_autocast_dtype(nar_dtype, device, dtype) if dtype == torch.float32 else None
+    if autocast is None:
+        return str(dtype).removeprefix("torch.")
+    return f"{str(autocast).removeprefix('torch.')} (autocast; nar_dtype={nar_dtype!r})"
 
 
 def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | None = None, hidden: int = 1024,
-                     intermediate: int = 4096) -> Precision:
+                     intermediate: int = 4096, nar_dtype: str = "auto") -> Precision:
     """The precision a model should load in on `device`, measured on this machine at the layer shapes given (the
     released model's by default).
 
@@ -191,24 +197,30 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
     `valle-hf[int8]` extra) is kept where one decoder layer's int8 step is faster than in the chosen dtype, and
     dropped otherwise: the AR runs in whichever this machine streams fastest. With int8 kept, the activations are
     bfloat16 on the CPU and where the chosen dtype was float32. The NAR then runs in bfloat16 where the hardware
-    multiplies it fast (`nar_autocast_dtype`).
+    multiplies it fast, or in `nar_dtype` (`nar_autocast_dtype`); `nar_dtype="float32"` makes "auto" float32, since
+    autocast only narrows a model's dtype.
     """
     if quantize not in (None, "int8"):
         raise VallEValueError(f"quantize must be None or 'int8', got {quantize!r}")
-    reasons = []
+    reasons, measured = [], False
     if dtype != "auto":
         chosen = getattr(torch, dtype)
+        reasons.append(f"--dtype {dtype}")
+    elif nar_dtype == "float32" and not quantize:
+        chosen = torch.float32  # autocast only narrows: a float32 NAR needs a float32 model
+        reasons.append("nar_dtype='float32' needs a float32 model")
     elif device.type == "cuda":
         chosen = torch.float16
+        reasons.append("--dtype auto on CUDA")
     else:
-        speed = _measured_step_ms(["float32", "bfloat16"], device, hidden, intermediate)
+        speed, measured = _measured_step_ms(["float32", "bfloat16"], device, hidden, intermediate), True
         faster = speed["float32"] / speed["bfloat16"]
         chosen = torch.bfloat16 if faster >= _AUTO_MARGIN else torch.float32
         reasons.append(f"one decoder layer's AR step: float32 {speed['float32']:.2f} ms, bfloat16 "
                        f"{speed['bfloat16']:.2f} ms")
     if quantize:
         name = str(chosen).removeprefix("torch.")
-        speed = _measured_step_ms([name, "int8"], device, hidden, intermediate)
+        speed, measured = _measured_step_ms([name, "int8"], device, hidden, intermediate), True
         if speed["int8"] < speed[name]:
             reasons.append(f"int8 {speed['int8']:.2f} ms vs {name} {speed[name]:.2f} ms: int8 applied")
         else:
@@ -219,8 +231,8 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
         # int8 weights are multiplied fast with 16-bit activations only, and on the CPU with bfloat16 ones only
         # (float16 ones were several times slower there than bfloat16 ones, through either int8 product)
         chosen = torch.bfloat16
-    reason = "; ".join(reasons) + " (measured on this machine, cached)" if reasons else f"--dtype {dtype}"
-    return Precision(chosen, quantize, _nar_description(chosen, quantize, device), reason)
+    reason = "; ".join(reasons) + (" (measured on this machine, cached)" if measured else "")
+    return Precision(chosen, quantize, _nar_description(chosen, quantize, device, nar_dtype), reason)
 
 
 @contextlib.contextmanager
