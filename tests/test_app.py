@@ -312,6 +312,24 @@ def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys):
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
+def test_the_page_is_served_on_one_port_only(monkeypatch):
+    """Without --port, $GRADIO_SERVER_PORT or 7860, never Gradio's search for the next free port after one in use."""
+    class Page:
+        def launch(self, server_name, server_port):
+            ports.append(server_port)
+
+    ports = []
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    app._launch(Page(), None, None)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    app._launch(Page(), None, None)
+    app._launch(Page(), None, 8123)
+    assert ports == [7860, 7999, 8123]
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "many")
+    with pytest.raises(ValueError, match="GRADIO_SERVER_PORT='many' is not a port number"):
+        app._launch(Page(), None, None)
+
+
 def test_a_port_in_use_ends_with_one_error_line(capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

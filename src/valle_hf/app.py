@@ -8,11 +8,20 @@ that cannot be loaded, a port in use), the command ends with one `error:` line a
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 
 from .cli import add_model_arguments, check_device, load_model
-from .errors import ArgumentParser, MissingDependencyError, VallEError, entry_point, get_logger, one_line
+from .errors import (
+    ArgumentParser,
+    MissingDependencyError,
+    UsageError,
+    VallEError,
+    entry_point,
+    get_logger,
+    one_line,
+)
 from .loading import TINY_RANDOM, load_model_and_processor
 
 __all__ = ["build_demo", "build_parser", "main"]
@@ -72,11 +81,24 @@ def _describe(model_name: str) -> str:
     return f"`{model_name}`"
 
 
+def _port(port: int | None) -> int:
+    """--port, else $GRADIO_SERVER_PORT, else 7860: always one port, since Gradio given none serves on the next free one
+    after a port in use, where the user would not look."""
+    if port is not None:
+        return port
+    value = os.environ.get("GRADIO_SERVER_PORT", "7860")
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"GRADIO_SERVER_PORT={value!r} is not a port number: set it to one, or give --port") from None
+
+
 def _launch(page, host: str | None, port: int | None) -> None:
+    port = _port(port)
     try:
         page.launch(server_name=host, server_port=port)
     except OSError as error:
-        where = f"{host or '127.0.0.1'}:{port or 7860}"
+        where = f"{host or '127.0.0.1'}:{port}"
         raise ServerError(f"cannot serve on {where} ({one_line(error)}): choose another --port or "
                           "--host") from None
 
