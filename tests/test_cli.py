@@ -207,6 +207,19 @@ def test_every_flag_is_checked_before_any_model_loads(tmp_path, prompt_wav, caps
     assert lines[0].startswith(f"error: {flag} ") and "is not allowed" in lines[0] and rule in lines[0]
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--stream-chunk", "0"], "--stream-chunk 0.0 is not allowed: it must be a finite number of seconds > 0"),
+    (["--stream-chunk", "nan"], "--stream-chunk nan is not allowed"),
+    (["--beam-width", "2"], "--stream cannot run with --beam-width 2"),
+    (["--refine-on-stop"], "--stream cannot run with --refine-on-stop"),
+])
+def test_streaming_flags_are_checked_before_any_model_loads(tmp_path, prompt_wav, capsys, flags, message):
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", "--stream", *flags, "--model",
+                          tmp_path / "no-such-model"], capsys)
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), err
+
+
 @pytest.mark.parametrize("argv, message", [
     ([], "the following arguments are required"), (["Hi.", "x.wav", "--bogus"], "unrecognized arguments: --bogus"),
     (["Hi.", "x.wav", "--ar-temp", "warm"], "invalid float value"),

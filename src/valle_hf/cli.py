@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import random
 import sys
 from pathlib import Path
@@ -295,6 +296,22 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
     return kwargs
 
 
+def check_streaming(args) -> None:
+    """--stream's own rules, checked before any model loads: chunks of a finite number of seconds > 0, and nothing that
+    changes the output after the AR's end (beam search, --refine-on-stop). Raises `UsageError` naming the flags."""
+    if not args.stream:
+        return
+    if not (math.isfinite(args.stream_chunk) and args.stream_chunk > 0):
+        raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be a finite number of "
+                         "seconds > 0")
+    if args.beam_width is not None and args.beam_width > 1:
+        raise UsageError(f"--stream cannot run with --beam-width {args.beam_width}: beam search reorders its beams "
+                         "until the end (drop one of the two)")
+    if args.refine_on_stop:
+        raise UsageError("--stream cannot run with --refine-on-stop: it re-predicts the whole output at the end (drop "
+                         "one of the two)")
+
+
 def check_device(args) -> str:
     """The device that --device asks for, checked with --dtype, --quantize, --onednn and --nar-dtype; `UsageError`
     where they cannot run together here."""
@@ -410,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_device(args)
     generation_kwargs(args)
+    check_streaming(args)
     inputs = prepare_inputs(args)
     model, processor, precision = load_model(args)
     seed = run_seed(args.seed)

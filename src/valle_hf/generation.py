@@ -498,7 +498,8 @@ class VallEGenerationMixin(GenerationMixin):
                            kwargs) -> VallEGenerateOutput:
         """The AR with a `StreamingTTS` as transformers' streamer: NAR and decoding chunk by chunk as codes arrive."""
         if config.num_beams and config.num_beams > 1:
-            raise VallEValueError("beam search cannot be streamed: its beams are reordered until the end (num_beams=1)")
+            raise VallEValueError("beam search cannot be streamed: its beams are reordered until the end (use "
+                                  "num_beams=1, or no audio_streamer)")
         if config.refine_on_stop:
             raise VallEValueError("refine_on_stop cannot be streamed: it re-predicts the whole output at the end")
         if (config.num_return_sequences or 1) > 1:
