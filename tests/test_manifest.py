@@ -11,8 +11,8 @@ import pytest
 from valle_hf.errors import OutputError, VallEValueError
 from valle_hf.manifest import append_jsonl, read_jsonl, read_table, repair_jsonl, write_jsonl
 
-ROWS = [
-    {"id": "a", "text": 'She said "hi", then left.', "prompt": "a.wav"},
+ROWS = [  # a line separator and a form feed inside a text split no line (str.splitlines would split there)
+    {"id": "a", "text": 'She said "hi",\u2028then\x0cleft.', "prompt": "a.wav"},
     {"id": "b", "text": "Plain.", "prompt": "b.wav"},
 ]
 
@@ -23,10 +23,11 @@ def write(path, text):
 
 
 @pytest.mark.parametrize("name, content", [
-    ("m.csv", 'id,text,prompt\na,"She said ""hi"", then left.",a.wav\n\nb,Plain.,b.wav\n'),
-    ("m.tsv", 'id\ttext\tprompt\na\tShe said "hi", then left.\ta.wav\n\nb\tPlain.\tb.wav\n'),
-    ("m.txt", 'id|text|prompt\na|She said "hi", then left.|a.wav\n\nb|Plain.|b.wav\n'),
-    ("m.jsonl", "".join(json.dumps(row) + "\n" + ("\n" if index == 0 else "") for index, row in enumerate(ROWS))),
+    ("m.csv", 'id,text,prompt\na,"She said ""hi"",\u2028then\x0cleft.",a.wav\n\nb,Plain.,b.wav\n'),
+    ("m.tsv", 'id\ttext\tprompt\na\tShe said "hi",\u2028then\x0cleft.\ta.wav\n\nb\tPlain.\tb.wav\n'),
+    ("m.txt", 'id|text|prompt\na|She said "hi",\u2028then\x0cleft.|a.wav\n\nb|Plain.|b.wav\n'),
+    ("m.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" + ("\n" if index == 0 else "")
+                        for index, row in enumerate(ROWS))),
 ])
 def test_every_layout_reads_the_same_rows_with_their_line_numbers(tmp_path, name, content):
     table = read_table(write(tmp_path / name, content))

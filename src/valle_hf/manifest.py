@@ -75,15 +75,22 @@ def table_layout(path: str | os.PathLike, first_line: str, requested: str = "aut
     return "ljspeech" if "|" in first_line else "csv"
 
 
+def _lines(content: str) -> list[str]:
+    """The lines of text read in Python's text mode (its newlines already "\n"): split there only, since
+    `str.splitlines` also splits at characters that may stand inside a value (U+2028, form feeds, ...), which would
+    cut a JSON line in two and shift every later line number."""
+    return content.split("\n")
+
+
 def _records(content: str, layout: str) -> list[Record]:
     """The file's records, blank lines left out. `ljspeech` and `tsv` split each line on its delimiter, quotes
     included; `csv` uses CSV quoting; `jsonl` decodes each line."""
     if layout == "jsonl":
-        return [_json_record(str(number), line) for number, line in enumerate(content.splitlines(), start=1)
+        return [_json_record(str(number), line) for number, line in enumerate(_lines(content), start=1)
                 if line.strip()]
     if layout in ("ljspeech", "tsv"):
         delimiter = "|" if layout == "ljspeech" else "\t"
-        return [Record(str(number), line.split(delimiter)) for number, line in enumerate(content.splitlines(), start=1)
+        return [Record(str(number), line.split(delimiter)) for number, line in enumerate(_lines(content), start=1)
                 if line.strip()]
     records, reader, last = [], csv.reader(io.StringIO(content)), 0
     for cells in reader:
@@ -147,7 +154,7 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
         content = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise VallEValueError(f"{path} is not UTF-8 text: save it as UTF-8") from None
-    first_line = next((line for line in content.splitlines() if line.strip()), "")
+    first_line = next((line for line in _lines(content) if line.strip()), "")
     layout = table_layout(path, first_line, layout)
     records = _records(content, layout)
     if not records:
@@ -206,7 +213,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in _lines(path.read_text(encoding="utf-8", errors="replace")):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
