@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,20 @@ def test_an_existing_output_directory_is_refused_and_kept(tmp_path, fixtures, ca
     assert "already exists" in capsys.readouterr().err and (out / "mine.txt").read_text() == "keep me"
     assert main([*argv, "--overwrite"]) == 0
     assert (out / "config.json").is_file() and not (out / "mine.txt").exists()
+
+
+@pytest.mark.parametrize("output", ["folder", "checkpoint"])
+def test_an_output_directory_that_holds_an_input_is_refused_even_with_overwrite(tmp_path, fixtures, capsys, output):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    checkpoint = folder / "fp32.sft"
+    shutil.copyfile(fixtures.checkpoint, checkpoint)
+    out = folder if output == "folder" else checkpoint
+    assert main(["--checkpoint", str(checkpoint), "--output-dir", str(out), "--overwrite", "--codec", "tiny-random",
+                 "--vocoder", "tiny-random"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --output-dir {out} is or holds {checkpoint}") and err.count("\n") == 1, err
+    assert checkpoint.read_bytes() == fixtures.checkpoint.read_bytes()
 
 
 def test_unknown_format_and_missing_file(tmp_path):

@@ -313,9 +313,15 @@ def convert_checkpoint(
     return to_dtype(model, dtype).eval(), processor
 
 
-def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Refuse, before any work, an `output_dir` that exists and is not an empty directory, unless `overwrite`."""
+def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=()) -> Path:
+    """Refuse, before any work, an `output_dir` that exists and is not an empty directory, unless `overwrite`, and one
+    that is or holds any of the paths in `inputs` (the files the conversion reads: replacing it would delete them)."""
     output_dir = Path(output_dir)
+    for source in filter(None, inputs):
+        source, target = Path(source).resolve(), output_dir.resolve()
+        if source == target or target in source.parents:
+            raise VallEError(f"--output-dir {output_dir} is or holds {source}, which the conversion reads: choose "
+                             "another --output-dir")
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
         what = "a file" if not output_dir.is_dir() else "a directory that is not empty"
         raise VallEError(f"{output_dir} already exists and is {what}: choose another --output-dir, or pass "
@@ -374,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
                         "Vocos layout (config.yaml + pytorch_model.bin), 'tiny-random', or 'none'")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = parser.parse_args(argv)
-    check_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite,
+                     [args.checkpoint, args.config, args.tokenizer, args.codec, args.vocoder])
     model, processor = convert_checkpoint(
         args.checkpoint, args.config, tokenizer=args.tokenizer, codec=args.codec,
         vocoder=None if args.vocoder == "none" else args.vocoder, dtype=getattr(torch, args.dtype),
