@@ -218,6 +218,20 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_row_whose_wav_would_replace_any_rows_voice_is_reported_and_the_voice_kept(tmp_path):
+    for name in ("voice.wav", "other.wav"):
+        (tmp_path / name).write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    lines = ["id,text,prompt", "voice,Its WAV is the next row's voice.,other.wav", "next,Spoken.,voice.wav",
+             "other,Its WAV is the first row's voice.,voice.wav"]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path), flags)  # OUT_DIR: the same
+    assert [job.id for batch in plan.batches for job in batch] == ["next"]
+    errors = {failure["line"]: failure["error"] for failure in plan.failures}
+    assert sorted(errors) == ["2", "4"]
+    assert "voice.wav is the prompt of line 3" in errors["2"] and "other.wav is the prompt of line 2" in errors["4"]
+
+
 def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
     lines = ['{"id": "ok", "text": "Fine.", "prompt": "voice.wav", "seed": 3}',

@@ -262,7 +262,27 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
         else:
             jobs.append(job)
             seed_used = seed_used or not _text(row.values, "seed")
-    return SynthesisPlan(_batches(jobs, batch_size), failures, done, seed, seed_used)
+    jobs, clashes = _outputs_apart_from_prompts(jobs, out)
+    return SynthesisPlan(_batches(jobs, batch_size), failures + clashes, done, seed, seed_used)
+
+
+def _outputs_apart_from_prompts(jobs: list[Job], out: OutputFolder) -> tuple[list[Job], list[dict]]:
+    """The jobs whose WAV is no job's prompt file, and a failure for each of the others: writing it would replace a
+    voice that a row (itself or a later one) still reads."""
+    readers = {}
+    for job in jobs:
+        for file in job.prompt:
+            readers.setdefault(file, job.lines)
+    kept, clashes = [], []
+    for job in jobs:
+        line = readers.get(str(out.wav(job.id).resolve()))
+        if line is None:
+            kept.append(job)
+        else:
+            clashes.append({"line": job.lines, "id": job.id, "error": f"its output {out.wav(job.id)} is the prompt "
+                            f"of line {line}: writing it would replace that voice; give this row another id, or move "
+                            "the prompt out of OUT_DIR"})
+    return kept, clashes
 
 
 # ---------------------------------------------------------------------------------------------------- the output folder
