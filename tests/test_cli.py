@@ -192,12 +192,15 @@ def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_pat
 
 
 @pytest.mark.parametrize("flag, value, rule", [
-    ("--ar-temp", "nan", "finite number >= 0"), ("--ar-temp", "inf", "finite number >= 0"),
+    ("--ar-temp", "nan", "finite number >= 1e-06"), ("--ar-temp", "inf", "finite number >= 1e-06"),
     ("--min-ar-temp", "nan", "finite number"), ("--mirostat-tau", "nan", "finite number >= 0"),
     ("--repetition-penalty", "0", ">= 1"), ("--beam-width", "-1", "integer >= 0 (0 or 1: no beam search)"),
     ("--layer-skip-entropy-threshold", "nan", "bits >= 0"), ("--layer-skip-varentropy-threshold", "-1", "bits >= 0"),
-    ("--nar-temp", "-1", "finite number >= 0"), ("--min-p-keep", "0", "integer >= 1"),
-    ("--top-p", "0", "(0, 1]"), ("--input-prompt-length", "inf", "seconds >= 0"),
+    ("--nar-temp", "-1", "finite number >= 1e-06"), ("--min-p-keep", "0", "integer >= 1"),
+    ("--top-p", "0", "(0, 1]"), ("--input-prompt-length", "inf", "seconds in [0, 3600]"),
+    ("--input-prompt-length", "1e308", "seconds in [0, 3600]"), ("--prefix-silence", "1e9", "seconds in [0, 3600]"),
+    ("--ar-temp", "1e-45", "0 (greedy) or a finite number >= 1e-06"), ("--nar-temp", "1e-30", ">= 1e-06"),
+    ("--dry-allowed-length", "99999999999", "an integer in [1, 65536]"),
 ])
 def test_every_flag_is_checked_before_any_model_loads(tmp_path, prompt_wav, capsys, flag, value, rule):
     status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", flag, value, "--model", tmp_path / "no-such-model"],
@@ -208,7 +211,8 @@ def test_every_flag_is_checked_before_any_model_loads(tmp_path, prompt_wav, caps
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--stream-chunk", "0"], "--stream-chunk 0.0 is not allowed: it must be a finite number of seconds > 0"),
+    (["--stream-chunk", "0"], "--stream-chunk 0.0 is not allowed: it must be a number of seconds in (0, 3600]"),
+    (["--stream-chunk", "1e308"], "--stream-chunk 1e+308 is not allowed"),
     (["--stream-chunk", "nan"], "--stream-chunk nan is not allowed"),
     (["--beam-width", "2"], "--stream cannot run with --beam-width 2"),
     (["--refine-on-stop"], "--stream cannot run with --refine-on-stop"),

@@ -109,3 +109,14 @@ def test_backbone_config_is_the_stock_llama_the_original_builds():
                           attention_bias=False, mlp_bias=False, head_dim=16)
     assert backbone.rope_parameters["rope_theta"] == 500.0
     assert tiny_config(hidden_size=48, num_attention_heads=3).intermediate_size == 4 * 48  # the original's FFN
+
+
+def test_length_and_temperature_settings_take_their_whole_range_and_nothing_past_it():
+    from valle_hf.configuration import SettingError, check_settings
+
+    check_settings({"prefix_silence": 3600, "input_prompt_length": [30.0, None], "temperature": 1e-6,
+                    "nar_temperature": 0, "dry_allowed_length": 65536})
+    for name, value in [("prefix_silence", 3600.5), ("input_prompt_length", 1e308), ("temperature", 9e-7),
+                        ("nar_temperature", 1e-45), ("dry_allowed_length", 65537)]:
+        with pytest.raises(SettingError, match=name):
+            check_settings({name: value})

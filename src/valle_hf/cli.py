@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .configuration import SettingError, check_settings, check_settings_fit
+from .configuration import MAX_SETTING_SECONDS, SettingError, check_settings, check_settings_fit
 from .errors import ArgumentParser, UsageError, VallEValueError, entry_point
 from .seeding import sentence_seeds
 
@@ -301,9 +301,9 @@ def check_streaming(args) -> None:
     changes the output after the AR's end (beam search, --refine-on-stop). Raises `UsageError` naming the flags."""
     if not args.stream:
         return
-    if not (math.isfinite(args.stream_chunk) and args.stream_chunk > 0):
-        raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be a finite number of "
-                         "seconds > 0")
+    if not (math.isfinite(args.stream_chunk) and 0 < args.stream_chunk <= MAX_SETTING_SECONDS):
+        raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be a number of seconds in (0, "
+                         f"{MAX_SETTING_SECONDS}]")
     if args.beam_width is not None and args.beam_width > 1:
         raise UsageError(f"--stream cannot run with --beam-width {args.beam_width}: beam search reorders its beams "
                          "until the end (drop one of the two)")

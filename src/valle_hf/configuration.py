@@ -357,9 +357,26 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_temperature(value) -> bool:
+    """0 (greedy) or at least `MIN_TEMPERATURE`: logits divided by less overflow float32, and sampling fails."""
+    return _is_number(value) and (value == 0 or value >= MIN_TEMPERATURE)
+
+
+def _is_seconds(value) -> bool:
+    return _is_number(value) and 0 <= value <= MAX_SETTING_SECONDS
+
+
+# A temperature below this (but 0) is refused; the dynamic temperature is kept above it too.
+MIN_TEMPERATURE = 1e-6
+# The most seconds of audio a length setting may ask for (prefix silence, a prompt's length): far beyond any model's
+# positions, and still memory a machine has.
+MAX_SETTING_SECONDS = 3600
+# The longest repeat DRY may be told to allow, in tokens (a longer one allocates its match table for nothing).
+MAX_DRY_ALLOWED_LENGTH = 65536
+
 # Every setting `check_settings` knows: (the rule, as the error message states it; the test).
 SETTING_RULES = {
-    "temperature": ("a finite number >= 0 (0 = greedy)", lambda v: _is_number(v) and v >= 0),
+    "temperature": (f"0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}", _is_temperature),
     "min_temperature": ("a finite number (< 0 = off)", _is_number),
     "top_k": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
     "top_p": ("a number in (0, 1] (1 = off)", lambda v: _is_number(v) and 0 < v <= 1),
@@ -373,19 +390,21 @@ SETTING_RULES = {
     "stop_length_penalty": ("a finite number (0 = off)", _is_number),
     "dry_multiplier": ("a finite number >= 0 (0 = off)", lambda v: _is_number(v) and v >= 0),
     "dry_base": ("a finite number >= 1", lambda v: _is_number(v) and v >= 1),
-    "dry_allowed_length": ("an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    "dry_allowed_length": (f"an integer in [1, {MAX_DRY_ALLOWED_LENGTH}]",
+                           lambda v: _is_int(v) and 1 <= v <= MAX_DRY_ALLOWED_LENGTH),
     "dry_sequence_breakers": ("a list of token ids (integers >= 0)",
                               lambda v: isinstance(v, (list, tuple)) and all(_is_int(t) and t >= 0 for t in v)),
     "mirostat_tau": ("a finite number >= 0 (0 = off)", lambda v: _is_number(v) and v >= 0),
     "mirostat_eta": ("a finite number >= 0", lambda v: _is_number(v) and v >= 0),
     "sampler_order": ("'original' or 'transformers'", lambda v: v in ("original", "transformers")),
-    "nar_temperature": ("a finite number >= 0 (0 = greedy)", lambda v: _is_number(v) and v >= 0),
+    "nar_temperature": (f"0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}", _is_temperature),
     "nar_dtype": ("'auto', 'float32', 'bfloat16' or 'float16'", lambda v: v in NAR_DTYPES),
     "max_levels": ("None or an integer >= 0 (0 = level 0 only)", lambda v: v is None or (_is_int(v) and v >= 0)),
-    "prefix_silence": ("a finite number of seconds >= 0", lambda v: _is_number(v) and v >= 0),
-    "input_prompt_length": ("None or a finite number of seconds >= 0 (0 = the whole prompt), or a list of them (one "
-                            "per row)", lambda v: all(s is None or (_is_number(s) and s >= 0)
-                                                      for s in (v if isinstance(v, (list, tuple)) else [v]))),
+    "prefix_silence": (f"a number of seconds in [0, {MAX_SETTING_SECONDS}]", _is_seconds),
+    "input_prompt_length": (f"None or a number of seconds in [0, {MAX_SETTING_SECONDS}] (0 = the whole prompt), or "
+                            "a list of them (one per row)",
+                            lambda v: all(s is None or _is_seconds(s) for s in (v if isinstance(v, (list, tuple))
+                                                                                else [v]))),
     "input_prompt_prefix": ("True or False", lambda v: isinstance(v, bool)),
     "refine_on_stop": ("True or False", lambda v: isinstance(v, bool)),
     "layer_skip": ("True or False", lambda v: isinstance(v, bool)),

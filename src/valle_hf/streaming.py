@@ -27,6 +27,7 @@ import torch
 
 from .audio import output_format
 from .cache import PreallocatedDynamicCache
+from .configuration import MAX_SETTING_SECONDS
 from .errors import VallEValueError
 from .files import temporary_file_beside
 from .layout import pad, segment_position_ids, tts_sequence
@@ -56,8 +57,10 @@ class AudioStreamer:
     audio follows after the decoder's look-ahead, see `decoder_context`)."""
 
     def __init__(self, chunk_seconds: float = 0.5):
-        if not (isinstance(chunk_seconds, (int, float)) and math.isfinite(chunk_seconds) and chunk_seconds > 0):
-            raise VallEValueError(f"chunk_seconds must be a finite number of seconds > 0, got {chunk_seconds!r}")
+        if not (isinstance(chunk_seconds, (int, float)) and math.isfinite(chunk_seconds)
+                and 0 < chunk_seconds <= MAX_SETTING_SECONDS):
+            raise VallEValueError(f"chunk_seconds must be a number of seconds in (0, {MAX_SETTING_SECONDS}], got "
+                                  f"{chunk_seconds!r}")
         self.chunk_seconds = float(chunk_seconds)
 
     def put(self, chunk: AudioChunk) -> None:
