@@ -175,7 +175,7 @@ def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_pa
     for kwargs, message in [
         (dict(text="   ", random_voice=True), "empty text: nothing to speak"),
         (dict(text=TEXT, random_voice=True, ar_temp=-1),
-         "--ar-temp -1 is not allowed: it must be a finite number >= 0"),
+         "--ar-temp -1 is not allowed: it must be 0 \\(greedy\\) or a finite number >= 1e-06"),
         (dict(text=TEXT, random_voice=True, dry_sequence_breakers="1,x"),
          "--dry-sequence-breakers: expected comma-separated token ids"),
         (dict(text=TEXT, references=[handle_file(bad_audio)]), "could not read audio file"),

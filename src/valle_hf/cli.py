@@ -47,7 +47,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--model", default=None, help="converted directory, Hub id, original fp32.sft/.pth, or 'tiny-random' "
         "(default: the released ar+nar-llama-8, downloaded and converted once)")
-    add("--tokenizer", default=None, help="the original's tokenizer.json (needed with an original checkpoint)")
+    add("--tokenizer", default=None, help="a phoneme tokenizer.json for the model (default: the model's own; for an "
+        "original checkpoint, the released model's, shipped with valle-hf)")
     add("--yaml", default=None, help="the original's config.yaml: without --model, loads the checkpoint it names "
         "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
         "config")

@@ -520,7 +520,7 @@ def build_parser() -> ArgumentParser:
     add("manifest", type=Path, help="CSV, TSV or JSONL of rows: id, text, prompt [, language, seed, sampler flags]")
     add("out_dir", type=Path, help="where the WAVs, done.jsonl and failed.jsonl go (created; a re-run resumes)")
     add("--manifest-format", choices=[layout for layout in LAYOUTS if layout != "ljspeech"], default="auto",
-        help="layout of MANIFEST: auto (by extension: .jsonl, .tsv, else CSV), csv, tsv, jsonl, ljspeech [auto]")
+        help="layout of MANIFEST: auto (by extension: .jsonl, .tsv, else CSV), csv, tsv, jsonl [auto]")
     add("--batch-size", type=int, default=8, help="sentences per generate call (a row is never split) [8]")
     add("--language", default="en", help="language of rows without one: espeak code or 'auto' [en]")
     add("--language-switch", default="keep", choices=["keep", "remove"],
@@ -561,12 +561,9 @@ def _broadcast(state, value):
 
 def _run_precision(state, args):
     """The run's precision (`hardware.Precision`), chosen by the main process (with --dtype auto it measures the
-    machine; it prints its choice) and used by every process: a process choosing for itself could choose another
-    dtype (a busy CPU, its own thread count) and speak its rows differently."""
-    precision = _broadcast(state, model_precision(args) if state.is_main_process else None)
-    if state.is_main_process:
-        print(precision.describe(), file=sys.stderr)
-    return precision
+    machine) and used by every process: a process choosing for itself could choose another dtype (a busy CPU, its own
+    thread count) and speak its rows differently."""
+    return _broadcast(state, model_precision(args) if state.is_main_process else None)
 
 
 def _gather(state, report: ProcessReport) -> list[ProcessReport]:
@@ -629,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         out.fold_done()
         failures = out.write_failures(plan.failures)
         _print_report(reports, wall, plan, failures, args.out_dir, args.seed is not None)
+        print(precision.describe(), file=sys.stderr)  # once it ran, so that a failed run still says one line only
     some_failed = plan.failures or any(report.failed for report in reports)
     return SOME_ROWS_FAILED if some_failed and state.num_processes == 1 else 0
 
