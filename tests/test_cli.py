@@ -69,6 +69,7 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("onednn_in_bfloat16", "--onednn needs the cpu and float32"),
         ("float32_nar_of_a_bfloat16_model", "--nar-dtype float32 cannot run with bfloat16"),
         ("float32_nar_of_int8_weights", "--nar-dtype float32 cannot run with int8 weights"),
+        ("meta_device", "--device meta: a device without data"),
     ],
 )
 def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):
@@ -88,6 +89,8 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
         model = tmp_path / "no-model-here"
     elif case == "onednn_in_bfloat16":
         extra = ["--onednn", "--dtype", "bfloat16"]
+    elif case == "meta_device":
+        extra = ["--device", "meta"]
     elif case.startswith("float32_nar_of"):
         extra = ["--nar-dtype", "float32", *(["--dtype", "bfloat16"] if "bfloat16" in case else ["--quantize", "int8"])]
     status, _, err = run([text, reference, out, "--model", model, "--max-ar-steps", 3, *extra], capsys)

@@ -318,9 +318,11 @@ def check_device(args) -> str:
     where they cannot run together here."""
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        torch.device(device)
+        kind = torch.device(device).type
     except RuntimeError:
         raise UsageError(f"--device {device}: not a device torch knows; use cpu, cuda or cuda:N") from None
+    if kind == "meta":
+        raise UsageError(f"--device {device}: a device without data, nothing can run on it; use cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device} requested but CUDA is not available: use --device cpu")
     if args.onednn and (device != "cpu" or args.dtype not in ("auto", "float32") or args.quantize):
