@@ -89,6 +89,9 @@ def test_processor_call_options_and_errors(processor):
         processor()
     with pytest.raises(ValueError, match="2 languages for 1 texts"):
         processor("Hello", language=["en", "de"])
+    for language in (None, 3, ["en", None]):
+        with pytest.raises(TypeError, match="language must be a language code"):
+            processor(["Hello", "There"], language=language)
     with pytest.raises(ValueError, match="empty"):
         processor(["Hello", " "])
 

@@ -162,7 +162,9 @@ class VallEProcessor(ProcessorMixin):
         texts = [text] if isinstance(text, str) else list(text)
         if not texts:
             raise VallEValueError("text is an empty list")
-        languages = [language] * len(texts) if isinstance(language, str) else list(language)
+        languages = [language] * len(texts) if isinstance(language, str) else language
+        if not isinstance(languages, (list, tuple)) or not all(isinstance(item, str) for item in languages):
+            raise VallETypeError(f"language must be a language code (str) or a list of them, got {language!r:.80}")
         if len(languages) != len(texts):
             raise VallEValueError(f"got {len(languages)} languages for {len(texts)} texts: give one, or one per text")
         phonemes = [phonemize(item, lang, language_switch) for item, lang in zip(texts, languages, strict=True)]
