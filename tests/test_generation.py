@@ -306,6 +306,13 @@ def test_bad_inputs_give_clear_errors(tiny_model, kwargs, message):
         tiny_model.generate(max_new_tokens=2, output_audio=False, **kwargs)
 
 
+def test_a_generation_config_that_is_not_one_is_refused_naming_what_to_give(tiny_model):
+    from valle_hf.errors import VallETypeError
+
+    with pytest.raises(VallETypeError, match="generation_config must be a GenerationConfig, got dict"):
+        tiny_model.generate(input_ids=torch.tensor([[1, 5, 2]]), generation_config={"temperature": 0.0})
+
+
 def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     prompt = prompts[0]  # 20 frames

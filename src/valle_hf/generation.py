@@ -28,7 +28,7 @@ from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig, check_settings_fit
 from .cpu_kernels import use_cpu_kernels
-from .errors import VallEValueError, get_logger
+from .errors import VallETypeError, VallEValueError, get_logger
 from .feature_extraction import VallEFeatureExtractor
 from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
@@ -345,6 +345,10 @@ class VallEGenerationMixin(GenerationMixin):
     def _merge_settings(self, generation_config, kwargs) -> tuple[VallEGenerationConfig, dict]:
         """This call's settings: a copy of `generation_config` (default: the model's) updated with the keyword
         arguments it knows; returns it and the other keyword arguments (model inputs for the AR loop)."""
+        if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+            raise VallETypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}"
+                                 ": give settings as keyword arguments of generate, or build one with "
+                                 "copy.deepcopy(model.generation_config)")
         config = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
         if not isinstance(config, VallEGenerationConfig):
             config = VallEGenerationConfig.from_dict(config.to_dict())
