@@ -49,6 +49,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from valle_hf.cli import usable_device
 from valle_hf.dataset import MANIFEST, append_manifest, read_manifest, repair_manifest, save_utterance
 from valle_hf.errors import (
     ArgumentParser,
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     resolve_language("", args.language)  # an unknown language would fail every line: refuse it once, up front
+    usable_device(args.device)
     entries = find_entries(args)
     tokenizer = load_tokenizer(args.tokenizer)
     settings = run_settings(args, tokenizer)
@@ -318,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     done = {record["id"] for record in read_manifest(args.output_dir)}
     pending = [entry for entry in entries if entry.id not in done]
     codec = load_codec_model(args.codec, args.device) if pending else None
+    if codec is not None and args.bandwidth not in codec.config.target_bandwidths:
+        raise UsageError(f"--bandwidth {args.bandwidth:g} is not one of the codec's: "
+                         f"{', '.join(f'{b:g}' for b in codec.config.target_bandwidths)} kbps (6 = VALL-E's 8 levels)")
     args.output_dir.mkdir(parents=True, exist_ok=True)
     repair_manifest(args.output_dir)
     failures = prepare_all(args, pending, tokenizer, codec, settings)

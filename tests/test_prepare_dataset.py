@@ -164,6 +164,18 @@ def test_an_unknown_language_is_refused_once_before_any_output(prepare, capsys, 
     assert not (tmp_path / "prepared").exists()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--bandwidth", "0"], "--bandwidth 0 is not one of the codec's"), (["--bandwidth", "nan"], "--bandwidth nan"),
+    (["--device", "meta"], "--device meta: a device without data"),
+])
+def test_a_bandwidth_or_device_that_cannot_run_is_refused_before_any_output(prepare, capsys, tmp_path, flags,
+                                                                             message):
+    data = folder_of_utterances(tmp_path / "audio", 1)
+    status, out, err = run(prepare, capsys, data, tmp_path / "prepared", *flags)
+    assert status == 1 and err.startswith(f"error: {message}") and err.count("\n") == 1 and not out, err
+    assert not (tmp_path / "prepared").exists()
+
+
 def test_ctrl_c_says_one_line_and_keeps_what_was_prepared(prepare, capsys, tmp_path, monkeypatch):
     data, output = folder_of_utterances(tmp_path / "audio", 3), tmp_path / "prepared"
     real, calls = prepare.prepare_one, []

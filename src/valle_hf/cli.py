@@ -313,18 +313,25 @@ def check_streaming(args) -> None:
                          "one of the two)")
 
 
-def check_device(args) -> str:
-    """The device that --device asks for, checked with --dtype, --quantize, --onednn and --nar-dtype; `UsageError`
-    where they cannot run together here."""
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+def usable_device(device: str | None) -> str:
+    """--device checked: one torch knows, with data, and available here (None: CUDA where there is one, else the
+    CPU). Raises `UsageError` naming the flag."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         kind = torch.device(device).type
     except RuntimeError:
         raise UsageError(f"--device {device}: not a device torch knows; use cpu, cuda or cuda:N") from None
     if kind == "meta":
         raise UsageError(f"--device {device}: a device without data, nothing can run on it; use cpu, cuda or cuda:N")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if kind == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {device} requested but CUDA is not available: use --device cpu")
+    return device
+
+
+def check_device(args) -> str:
+    """The device that --device asks for, checked with --dtype, --quantize, --onednn and --nar-dtype; `UsageError`
+    where they cannot run together here."""
+    device = usable_device(args.device)
     if args.onednn and (device != "cpu" or args.dtype not in ("auto", "float32") or args.quantize):
         raise UsageError("--onednn needs the CPU and float32 (drop --onednn, or use --device cpu --dtype float32 "
                          "without --quantize)")
