@@ -32,6 +32,7 @@ training starts (a model that cannot be had fails at once, without download retr
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -111,6 +112,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# Each numeric option's range: out of it the optimiser, the Trainer or the data set would fail mid-run (or train
+# nothing and say it saved a model).
+RANGES = {
+    "epochs": ("a number > 0", lambda v: v > 0),
+    "max_steps": ("-1 (run --epochs) or an integer >= 1", lambda v: v == -1 or v >= 1),
+    "batch_size": ("an integer >= 1", lambda v: v >= 1),
+    "gradient_accumulation_steps": ("an integer >= 1", lambda v: v >= 1),
+    "learning_rate": ("a number >= 0", lambda v: v >= 0),
+    "weight_decay": ("a number >= 0", lambda v: v >= 0),
+    "adam_beta1": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "adam_beta2": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "adam_epsilon": ("a number >= 0", lambda v: v >= 0),
+    "max_grad_norm": ("a number >= 0", lambda v: v >= 0),
+    "warmup_steps": ("an integer >= 0", lambda v: v >= 0),
+    "attention_dropout": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "lora_rank": ("an integer >= 1", lambda v: v >= 1),
+    "lora_alpha": ("a number > 0", lambda v: v > 0),
+    "lora_dropout": ("a number in [0, 1)", lambda v: 0 <= v < 1),
+    "num_workers": ("an integer >= 0", lambda v: v >= 0),
+    "seed": ("an integer >= 0", lambda v: v >= 0),
+    "logging_steps": ("an integer >= 1", lambda v: v >= 1),
+    "save_steps": ("an integer >= 0 (0: only at the end)", lambda v: v >= 0),
+    "save_total_limit": ("an integer >= 1", lambda v: v >= 1),
+}
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse, before anything loads, an option out of its range (`RANGES`), a duration pair with MIN > MAX, an
+    --output that is a file, and one that already holds a trained model (final/) unless --resume continues its run.
+    Raises `UsageError` naming the option."""
+    for name, (rule, allowed) in RANGES.items():
+        value = getattr(args, name)
+        if not (math.isfinite(value) and allowed(value)):
+            raise UsageError(f"--{name.replace('_', '-')} {value} is not allowed: it must be {rule}")
+    for name in ("prompt_duration", "duration_range"):
+        low, high = getattr(args, name)
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+            raise UsageError(f"--{name.replace('_', '-')} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX")
+    if args.output.exists() and not args.output.is_dir():
+        raise UsageError(f"--output {args.output} is a file: give a folder")
+    if (args.output / "final").exists() and not args.resume:
+        raise UsageError(f"--output {args.output} already holds a trained model ({args.output / 'final'}): choose "
+                         "another --output, or --resume to continue its run")
+
+
 def training_arguments(args: argparse.Namespace) -> TrainingArguments:
     """The Trainer's arguments; a combination it refuses (e.g. --bf16 where bfloat16 is not supported) is a
     `UsageError`."""
@@ -161,6 +207,7 @@ def train(argv: list[str] | None = None) -> Path:
     under `main`).
     """
     args = parse_args(argv)
+    check_options(args)
     tasks = args.tasks
     set_seed(args.seed)
 

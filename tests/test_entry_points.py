@@ -312,7 +312,9 @@ def training_inputs(tmp_path_factory) -> dict[str, Path]:
     weights = root / "damaged_model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     (root / "empty").mkdir()
-    return {"data": root / "data", "model": root / "model", "damaged": root / "damaged_model", "empty": root / "empty"}
+    (root / "trained" / "final").mkdir(parents=True)  # an earlier run's output
+    return {"data": root / "data", "model": root / "model", "damaged": root / "damaged_model", "empty": root / "empty",
+            "trained": root / "trained"}
 
 
 FINETUNE_CASES = {
@@ -328,6 +330,21 @@ FINETUNE_CASES = {
     "damaged_model": (["--model", "{damaged}", "--data", "{data}", "--output", "{ws}/run"], "cannot be loaded"),
     "unknown_task": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--tasks", "tts,asr"],
                      "expected comma-separated tasks among tts, stt"),
+    "learning_rate_nan": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--learning-rate", "nan"],
+                          "--learning-rate nan is not allowed: it must be a number >= 0"),
+    "no_epochs": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--epochs", "-1"],
+                  "--epochs -1.0 is not allowed: it must be a number > 0"),
+    "zero_batch": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--batch-size", "0"],
+                   "--batch-size 0 is not allowed"),
+    "lora_dropout_past_one": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--lora",
+                               "--lora-dropout", "2"], "--lora-dropout 2.0 is not allowed: it must be a number in "
+                                                       "[0, 1)"),
+    "prompt_min_past_max": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--prompt-duration",
+                             "5", "1"], "--prompt-duration 5.0 1.0: expected MIN MAX seconds"),
+    "output_is_a_file": (["--model", "{model}", "--data", "{data}", "--output", "{data}/manifest.jsonl"],
+                         "is a file: give a folder"),
+    "output_holds_a_trained_model": (["--model", "{model}", "--data", "{data}", "--output", "{trained}"],
+                                     "already holds a trained model"),
 }
 
 
