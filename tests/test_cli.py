@@ -70,6 +70,8 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("float32_nar_of_a_bfloat16_model", "--nar-dtype float32 cannot run with bfloat16"),
         ("float32_nar_of_int8_weights", "--nar-dtype float32 cannot run with int8 weights"),
         ("meta_device", "--device meta: a device without data"),
+        ("stt_with_an_output_path", "--task stt prints its transcript and writes no file"),
+        ("two_output_paths", "two output paths"),
     ],
 )
 def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):
@@ -91,6 +93,10 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
         extra = ["--onednn", "--dtype", "bfloat16"]
     elif case == "meta_device":
         extra = ["--device", "meta"]
+    elif case == "stt_with_an_output_path":
+        extra = ["--task", "stt"]
+    elif case == "two_output_paths":
+        extra = ["--out-path", tmp_path / "other.wav"]
     elif case.startswith("float32_nar_of"):
         extra = ["--nar-dtype", "float32", *(["--dtype", "bfloat16"] if "bfloat16" in case else ["--quantize", "int8"])]
     status, _, err = run([text, reference, out, "--model", model, "--max-ar-steps", 3, *extra], capsys)
@@ -296,6 +302,8 @@ class CliRuns:
             out = self.tmp_path / f"run{len(self.calls)}.wav"
             argv = [str(arg) for arg in self.BASE]
             argv[:3] = [key[0], str(self.prompt_wav), str(out)]
+            if "stt" in key:  # a transcript is printed: no output path
+                del argv[2]
             first = len(self.calls)
             status, printed, err = run([*argv, *key[1:]], self.capsys)
             assert status == 0, err

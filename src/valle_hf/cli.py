@@ -379,9 +379,14 @@ def prepare_inputs(args) -> dict:
     from .phonemes import resolve_language, split_sentences
 
     load = VallEFeatureExtractor().load  # 24 kHz waveforms, passed on with their rate
+    paths = [path for path in (args.out_path, args.out_path_option) if path]
     if args.task == "stt":
+        if paths:
+            raise UsageError(f"--task stt prints its transcript and writes no file: drop the output path {paths[0]}")
         return {"audio": load(args.references)}
-    out = _check_output(args.out_path_option or args.out_path, args.references)
+    if len(set(paths)) > 1:
+        raise UsageError(f"two output paths, {paths[0]} and --out-path {paths[1]}: give one")
+    out = _check_output(paths[0] if paths else None, args.references)
     if not args.text.strip():
         raise VallEValueError("empty text: nothing to speak")
     sentences = split_sentences(args.text, args.language)
