@@ -250,7 +250,7 @@ class Demo:
     def transcribe(self, audio: str | None = None, progress=gr.Progress(), **flags) -> str:  # noqa: B008
         """Speech-to-text: the IPA transcription of the audio."""
         with errors_on_page():
-            args = _arguments("stt", flags, references=[audio] if audio else [])
+            args = _arguments("stt", flags, references=[audio] if audio else [], out_path=None)
             inputs = prepare_inputs(args)
             kwargs = generation_kwargs(args)
             batch = self.processor(audio=[inputs["audio"]],
