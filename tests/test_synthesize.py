@@ -230,6 +230,14 @@ def test_a_row_whose_wav_would_replace_any_rows_voice_is_reported_and_the_voice_
     errors = {failure["line"]: failure["error"] for failure in plan.failures}
     assert sorted(errors) == ["2", "4"]
     assert "voice.wav is the prompt of line 3" in errors["2"] and "other.wav is the prompt of line 2" in errors["4"]
+    # the only row reading voice.wav was finished by an earlier run: the voice is still kept
+    (tmp_path / "m.csv").write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
+    (tmp_path / "next.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    (tmp_path / synthesis.DONE).write_text(json.dumps({"id": "next", "path": "next.wav"}) + "\n", encoding="utf-8")
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path), flags)
+    assert plan.done == 1 and not plan.batches
+    assert [(failure["line"], "is the prompt of line 3" in failure["error"]) for failure in plan.failures] == [
+        ("2", True)]
 
 
 def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):

@@ -250,32 +250,31 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
         raise UsageError(f"manifest: {one_line(error)}") from None
     _check_columns(table, manifest)
     seed, done_ids = run_seed(seed), out.done_ids()
-    jobs, failures, seen, done, seed_used = [], [], {}, 0, False
+    jobs, failures, seen, done, seed_used, voices = [], [], {}, 0, False, {}
     for row in table.rows:
         try:
             job = _job(row, manifest.parent, out, flags, language, seed, seen)
         except VallEError as error:
             failures.append({"line": row.lines, "id": _text(row.values, "id"), "error": one_line(error)})
             continue
+        for file in job.prompt:
+            voices.setdefault(file, job.lines)
         if job.id in done_ids:
             done += 1
         else:
             jobs.append(job)
             seed_used = seed_used or not _text(row.values, "seed")
-    jobs, clashes = _outputs_apart_from_prompts(jobs, out)
+    jobs, clashes = _outputs_apart_from_prompts(jobs, out, voices)
     return SynthesisPlan(_batches(jobs, batch_size), failures + clashes, done, seed, seed_used)
 
 
-def _outputs_apart_from_prompts(jobs: list[Job], out: OutputFolder) -> tuple[list[Job], list[dict]]:
-    """The jobs whose WAV is no job's prompt file, and a failure for each of the others: writing it would replace a
-    voice that a row (itself or a later one) still reads."""
-    readers = {}
-    for job in jobs:
-        for file in job.prompt:
-            readers.setdefault(file, job.lines)
+def _outputs_apart_from_prompts(jobs: list[Job], out: OutputFolder, voices: dict[str, str]) -> tuple[list[Job],
+                                                                                                       list[dict]]:
+    """The jobs whose WAV is none of the manifest's prompt files (`voices`: each file and the first line reading it,
+    rows done by an earlier run included), and a failure for each of the others: writing it would replace a voice."""
     kept, clashes = [], []
     for job in jobs:
-        line = readers.get(str(out.wav(job.id).resolve()))
+        line = voices.get(str(out.wav(job.id).resolve()))
         if line is None:
             kept.append(job)
         else:
