@@ -72,6 +72,7 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("meta_device", "--device meta: a device without data"),
         ("stt_with_an_output_path", "--task stt prints its transcript and writes no file"),
         ("two_output_paths", "two output paths"),
+        ("text_not_utf8", "the text is not valid utf-8 after 'hello '"),
     ],
 )
 def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):
@@ -95,6 +96,8 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
         extra = ["--device", "meta"]
     elif case == "stt_with_an_output_path":
         extra = ["--task", "stt"]
+    elif case == "text_not_utf8":
+        text = "Hello \udcff\udcfe world."  # bytes 0xff 0xfe of a command line that was not UTF-8
     elif case == "two_output_paths":
         extra = ["--out-path", tmp_path / "other.wav"]
     elif case.startswith("float32_nar_of"):

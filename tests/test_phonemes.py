@@ -74,6 +74,13 @@ def test_empty_text_is_an_error(text):
         phonemize(text)
 
 
+def test_text_that_was_not_utf8_is_refused_naming_where():
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match="not valid UTF-8 after 'Hello '"):
+        phonemize("Hello \udcff world.")  # how Python reads the byte 0xff of a command line that was not UTF-8
+
+
 def test_unknown_language_is_a_one_line_error_listing_the_supported_ones():
     with pytest.raises(ValueError, match="unknown language 'xx'") as raised:
         phonemize("Hello", "xx")

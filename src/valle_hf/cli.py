@@ -376,7 +376,7 @@ def _prompt(args, load):
 def prepare_inputs(args) -> dict:
     """Check and load everything the user gave before any model is loaded, so bad input fails fast, in one line."""
     from .feature_extraction import VallEFeatureExtractor
-    from .phonemes import resolve_language, split_sentences
+    from .phonemes import check_unicode, resolve_language, split_sentences
 
     load = VallEFeatureExtractor().load  # 24 kHz waveforms, passed on with their rate
     paths = [path for path in (args.out_path, args.out_path_option) if path]
@@ -389,7 +389,7 @@ def prepare_inputs(args) -> dict:
     out = _check_output(paths[0] if paths else None, args.references)
     if not args.text.strip():
         raise VallEValueError("empty text: nothing to speak")
-    sentences = split_sentences(args.text, args.language)
+    sentences = split_sentences(check_unicode(args.text), args.language)
     for sentence in sentences:
         resolve_language(sentence, args.language)
     return {"out": out, "sentences": sentences, "prompt": _prompt(args, load)}

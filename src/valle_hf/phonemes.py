@@ -32,6 +32,7 @@ LANGUAGE_SWITCH = {"keep": "keep-flags", "remove": "remove-flags"}
 __all__ = [
     "LANGUAGE_SWITCH",
     "MODEL_LANGUAGES",
+    "check_unicode",
     "detect_language",
     "looks_like_ipa",
     "normalize_text",
@@ -167,6 +168,17 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def check_unicode(text: str) -> str:
+    """`text`, refused (`VallEValueError`) where it holds lone surrogates: what Python makes of bytes that are not
+    UTF-8 (a command-line argument in another encoding); espeak cannot read them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise VallEValueError(f"the text is not valid UTF-8 after {text[max(0, error.start - 20):error.start]!r}: "
+                              "give it as UTF-8 (check the terminal's or the file's encoding)") from None
+    return text
+
+
 def phonemize(text: str, language: str = "en", language_switch: str = "keep") -> str:
     """Text → IPA phonemes with espeak-ng (punctuation kept, stress marked), as the original model was trained.
 
@@ -183,6 +195,7 @@ def phonemize(text: str, language: str = "en", language_switch: str = "keep") ->
         raise VallETypeError(f"text must be a str, got {type(text).__name__}")
     if not text.strip():
         raise VallEValueError("text is empty or only whitespace: there is nothing to phonemize")
+    check_unicode(text)
     if language_switch not in LANGUAGE_SWITCH:
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     language = resolve_language(text, language)
