@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import random
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .configuration import MAX_SETTING_SECONDS, SettingError, check_settings, check_settings_fit
+from .configuration import SettingError, check_settings, check_settings_fit
 from .errors import ArgumentParser, UsageError, VallEValueError, entry_point
 from .seeding import sentence_seeds
 
@@ -300,11 +299,12 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
 def check_streaming(args) -> None:
     """--stream's own rules, checked before any model loads: chunks of a finite number of seconds > 0, and nothing that
     changes the output after the AR's end (beam search, --refine-on-stop). Raises `UsageError` naming the flags."""
+    from .streaming import CHUNK_SECONDS_RULE, chunk_seconds_allowed
+
     if not args.stream:
         return
-    if not (math.isfinite(args.stream_chunk) and 0 < args.stream_chunk <= MAX_SETTING_SECONDS):
-        raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be a number of seconds in (0, "
-                         f"{MAX_SETTING_SECONDS}]")
+    if not chunk_seconds_allowed(args.stream_chunk):
+        raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be {CHUNK_SECONDS_RULE}")
     if args.beam_width is not None and args.beam_width > 1:
         raise UsageError(f"--stream cannot run with --beam-width {args.beam_width}: beam search reorders its beams "
                          "until the end (drop one of the two)")

@@ -32,7 +32,15 @@ from .errors import VallEValueError
 from .files import temporary_file_beside
 from .layout import pad, segment_position_ids, tts_sequence
 
-__all__ = ["AudioChunk", "AudioFileStreamer", "AudioIteratorStreamer", "AudioStreamer", "decoder_context"]
+__all__ = [
+    "CHUNK_SECONDS_RULE",
+    "AudioChunk",
+    "AudioFileStreamer",
+    "AudioIteratorStreamer",
+    "AudioStreamer",
+    "chunk_seconds_allowed",
+    "decoder_context",
+]
 
 
 @dataclass
@@ -51,16 +59,23 @@ class AudioChunk:
     final: bool
 
 
+# A streamed chunk's length, as error messages state it.
+CHUNK_SECONDS_RULE = f"a number of seconds in (0, {MAX_SETTING_SECONDS}]"
+
+
+def chunk_seconds_allowed(value) -> bool:
+    """Whether `value` is a streamed chunk's length (`CHUNK_SECONDS_RULE`)."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= MAX_SETTING_SECONDS
+
+
 class AudioStreamer:
     """Receives audio while `generate` runs (transformers' `BaseStreamer` style, for audio): subclass and implement
     `put`. `chunk_seconds`: how much level-0 audio the AR produces between two NAR + decoding rounds (the chunk's
     audio follows after the decoder's look-ahead, see `decoder_context`)."""
 
     def __init__(self, chunk_seconds: float = 0.5):
-        if not (isinstance(chunk_seconds, (int, float)) and math.isfinite(chunk_seconds)
-                and 0 < chunk_seconds <= MAX_SETTING_SECONDS):
-            raise VallEValueError(f"chunk_seconds must be a number of seconds in (0, {MAX_SETTING_SECONDS}], got "
-                                  f"{chunk_seconds!r}")
+        if not chunk_seconds_allowed(chunk_seconds):
+            raise VallEValueError(f"chunk_seconds must be {CHUNK_SECONDS_RULE}, got {chunk_seconds!r}")
         self.chunk_seconds = float(chunk_seconds)
 
     def put(self, chunk: AudioChunk) -> None:
