@@ -157,6 +157,10 @@ def test_the_int8_kernel_follows_changed_scales_and_skips_widths_it_cannot_read(
         narrow, rows = _int8_linear(96), x[:, :96]  # not a multiple of the kernel's safe width
         out = cpu_kernels.CPULinearForward(narrow)(rows)
         torch.testing.assert_close(out.float(), _exact(narrow, rows), rtol=1e-2, atol=2e-2)
+        assert len(int8_calls) == 2
+        linear.weight = narrow.weight  # the same forward, another weight: checked afresh
+        torch.testing.assert_close(forward(rows).float(), _exact(narrow, rows) - narrow.bias + linear.bias,
+                                   rtol=1e-2, atol=2e-2)
     assert len(int8_calls) == 2
 
 
@@ -183,7 +187,7 @@ def test_generate_runs_int8_steps_through_the_int8_kernel(int8_model, int8_calls
     assert len(int8_calls) == cached_steps * per_step  # neither the prefill nor the NAR
     int8_calls.clear()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cpu_kernels, "_int8_applies", lambda x, weight: False)
+        patch.setattr(cpu_kernels, "_int8_inputs_suit", lambda x: False)
         plain = model.generate(**inputs).codes
     assert not int8_calls
     assert (codes == plain).float().mean() > 0.5  # the same products up to bfloat16 rounding

@@ -41,6 +41,7 @@ serves stale weights.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from contextvars import ContextVar
 
 import torch
@@ -112,31 +113,40 @@ def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def _int8_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `_weight_int8pack_mm` can stand in for torchao's linear on a weight-only int8 `weight` here: in a
-    decoding step, on a weight with one scale per output row and nothing applied to the activations, an input width
-    the kernel reads safely, and bfloat16 activations."""
+def _int8_weight_suits(weight: torch.Tensor) -> bool:
+    """Whether `_weight_int8pack_mm` can multiply a weight-only int8 `weight` (torchao's): one scale per output row,
+    nothing applied to the activations, contiguous int8 data, and an input width the kernel reads safely."""
     qdata = getattr(weight, "qdata", None)
     return (
         type(weight).__name__ == "Int8Tensor"  # torchao's, by name: torchao is an optional dependency
-        and _inference_on_cpu(x)
-        and _DECODING_STEP.get()
         and qdata is not None and qdata.is_contiguous() and hasattr(weight, "scale")
         and getattr(weight, "act_quant_kwargs", True) is None
         and getattr(weight, "act_pre_scale", True) is None
         and tuple(getattr(weight, "block_size", ())) == (1, weight.shape[-1])
         and weight.shape[-1] % _INT8_WIDTH_MULTIPLE == 0
-        and x.dtype == torch.bfloat16  # with float16 or float32 inputs it is several times slower than torchao's
     )
+
+
+def _int8_inputs_suit(x: torch.Tensor) -> bool:
+    """Whether the int8 kernel takes `x`: inference on the CPU in a decoding step, with bfloat16 activations (with
+    float16 or float32 inputs it is several times slower than torchao's product)."""
+    return x.dtype == torch.bfloat16 and _DECODING_STEP.get() and _inference_on_cpu(x)
 
 
 class CPULinearForward:
     """Replaces one `nn.Linear`'s forward (like accelerate's hooks), keeping the module and its state dict as is: the
-    fast CPU kernel where one applies (see the module's docstring), the module's own product elsewhere."""
+    fast CPU kernel where one applies (see the module's docstring), the module's own product elsewhere.
+
+    A decoding step calls every linear once, so what can be is decided once per weight rather than per call: the
+    packed float32 weight or the int8 weight's scales (`derived`, re-derived when their source changes in place),
+    and whether a weight object suits the int8 kernel (checked again when the module holds another weight).
+    """
 
     def __init__(self, module: nn.Linear, prepack: bool = False):
         self.module, self.prepack = module, prepack
         self.derived, self.derived_from = None, None  # the packed float32 weight, or the int8 weight's scales
+        self._checked: weakref.ref | None = None  # the weight last checked for the int8 kernel
+        self._int8_suits = False
 
     def _derive(self, source: torch.Tensor, key, make) -> torch.Tensor:
         """`make(source)`, kept until `source` (or `key`) changes."""
@@ -145,20 +155,27 @@ class CPULinearForward:
             self.derived, self.derived_from = make(source), key
         return self.derived
 
+    def _int8_applies(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Whether `_weight_int8pack_mm` stands in for torchao's linear on `weight` here."""
+        if self._checked is None or self._checked() is not weight:
+            self._checked, self._int8_suits = weakref.ref(weight), _int8_weight_suits(weight)
+        return self._int8_suits and _int8_inputs_suit(x)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        weight, bias = self.module.weight, self.module.bias
+        module = self.module
+        weight, bias = module.weight, module.bias
         if _applies(x, weight):
             if self.prepack:
                 weight = self._derive(weight, weight.dtype, self._pack)
             flat = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight, bias, "none", [], "")
-        elif _int8_applies(x, weight):
+        elif self._int8_applies(x, weight):
             scales = self._derive(weight.scale, x.dtype, lambda scale: scale.reshape(-1).to(x.dtype))
             flat = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).contiguous(), weight.qdata, scales)
             if bias is not None:
                 flat += bias  # in place, as torchao adds it: the output keeps the activations' dtype
         else:
             return F.linear(x, weight, bias)
-        return flat.reshape(*x.shape[:-1], self.module.out_features)
+        return flat.view(*x.shape[:-1], flat.shape[-1])
 
     @staticmethod
     def _pack(weight: torch.Tensor) -> torch.Tensor:
