@@ -63,6 +63,7 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("missing_reference", "not found"),
         ("unreadable_reference", "audio"),
         ("empty_text", "empty text"),
+        ("punctuation_only_text", "has no letter or digit: nothing to speak"),
         ("unknown_language", "language"),
         ("unwritable_output", "cannot write"),
         ("missing_model", "tiny-random"),
@@ -84,6 +85,8 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
         reference.write_bytes(b"this is not audio")
     elif case == "empty_text":
         text = "   "
+    elif case == "punctuation_only_text":
+        text = " ... "
     elif case == "unknown_language":
         extra = ["--language", "xx-nope"]
     elif case == "unwritable_output":

@@ -74,6 +74,13 @@ def test_empty_text_is_an_error(text):
         phonemize(text)
 
 
+@pytest.mark.parametrize("text", ["...", " !? ", "\u2014", "« »"])
+def test_text_without_a_letter_or_digit_is_refused_as_nothing_to_speak(text):
+    with pytest.raises(ValueError, match="has no letter or digit: nothing to speak"):
+        phonemize(text)
+    assert phonemize(f"{text} 7") and phonemize(f"ʃ{text}")  # one digit or one (IPA) letter is enough
+
+
 def test_text_that_was_not_utf8_is_refused_naming_where():
     from valle_hf.errors import VallEValueError
 

@@ -197,6 +197,7 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "cells,Too many, cells,voice.wav,,,,",
         f"{'x' * (synthesis.MAX_ID_BYTES + 1)},Long id.,voice.wav,,,,",
         "folder,A folder as the voice.,.,,,,",
+        "dots,...,voice.wav,,,,",
         'quote,"Unbalanced,voice.wav,,,,',
     ]
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -210,7 +211,8 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "8": "--ar-temp 'hot': expected a number", "9": "--ar-temp nan is not allowed",
         "10": "--top-k '2.5': expected an integer", "11": "no prompt: give the voice's audio file",
         "12": "line 12: 8 columns where the header has 7", "13": f"at most {synthesis.MAX_ID_BYTES} bytes",
-        "14": "is a folder: give an audio file", "15": "line 15: 2 columns where the header has 7",
+        "14": "is a folder: give an audio file", "15": "has no letter or digit: nothing to speak",
+        "16": "line 16: 2 columns where the header has 7",
     }
     assert sorted(errors, key=int) == sorted(expected, key=int)
     assert all(expected[line] in error for line, (_, error) in errors.items()), errors

@@ -17,7 +17,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .configuration import SettingError, check_settings, check_settings_fit
-from .errors import ArgumentParser, UsageError, VallEValueError, entry_point
+from .errors import ArgumentParser, UsageError, entry_point
 from .seeding import sentence_seeds
 
 
@@ -376,7 +376,7 @@ def _prompt(args, load):
 def prepare_inputs(args) -> dict:
     """Check and load everything the user gave before any model is loaded, so bad input fails fast, in one line."""
     from .feature_extraction import VallEFeatureExtractor
-    from .phonemes import check_unicode, resolve_language, split_sentences
+    from .phonemes import check_text, resolve_language, split_sentences
 
     load = VallEFeatureExtractor().load  # 24 kHz waveforms, passed on with their rate
     paths = [path for path in (args.out_path, args.out_path_option) if path]
@@ -387,9 +387,7 @@ def prepare_inputs(args) -> dict:
     if len(set(paths)) > 1:
         raise UsageError(f"two output paths, {paths[0]} and --out-path {paths[1]}: give one")
     out = _check_output(paths[0] if paths else None, args.references)
-    if not args.text.strip():
-        raise VallEValueError("empty text: nothing to speak")
-    sentences = split_sentences(check_unicode(args.text), args.language)
+    sentences = split_sentences(check_text(args.text), args.language)
     for sentence in sentences:
         resolve_language(sentence, args.language)
     return {"out": out, "sentences": sentences, "prompt": _prompt(args, load)}

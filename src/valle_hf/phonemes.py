@@ -7,8 +7,8 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text
 that is already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, the
-language-switch markers as an option, clear errors for empty text, unknown languages and a missing pykakasi, and
-`split_sentences` for long texts.
+language-switch markers as an option, clear errors for text with nothing to speak (empty, or punctuation alone),
+unknown languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ LANGUAGE_SWITCH = {"keep": "keep-flags", "remove": "remove-flags"}
 __all__ = [
     "LANGUAGE_SWITCH",
     "MODEL_LANGUAGES",
+    "check_text",
     "check_unicode",
     "detect_language",
     "looks_like_ipa",
@@ -179,6 +180,18 @@ def check_unicode(text: str) -> str:
     return text
 
 
+def check_text(text: str) -> str:
+    """`text`, refused (`VallEValueError`) where it holds nothing to speak: empty or only whitespace, no letter or
+    digit at all (punctuation alone, "...", would be spoken as noise), or not UTF-8 (`check_unicode`)."""
+    if not text.strip():
+        raise VallEValueError("empty text: nothing to speak")
+    check_unicode(text)
+    if not any(char.isalnum() for char in text):
+        raise VallEValueError(f"the text {text.strip()!r:.40} has no letter or digit: nothing to speak (punctuation "
+                              "alone is not spoken); give it words")
+    return text
+
+
 def phonemize(text: str, language: str = "en", language_switch: str = "keep") -> str:
     """Text → IPA phonemes with espeak-ng (punctuation kept, stress marked), as the original model was trained.
 
@@ -188,14 +201,12 @@ def phonemize(text: str, language: str = "en", language_switch: str = "keep") ->
     before phonemising, use `split_sentences` for long texts). `language_switch`: "keep" (default) writes espeak's
     markers for words it reads in another language, "(en)fˈʊtbɔːl(fr)", as the released model was trained; "remove"
     drops the markers and keeps those words' phonemes, which suits mixed-language text. Raises `VallEValueError`
-    for empty text, an unknown language or `language_switch`, `MissingDependencyError` for Japanese kanji without
-    pykakasi.
+    for text with nothing to speak (`check_text`), an unknown language or `language_switch`,
+    `MissingDependencyError` for Japanese kanji without pykakasi.
     """
     if not isinstance(text, str):
         raise VallETypeError(f"text must be a str, got {type(text).__name__}")
-    if not text.strip():
-        raise VallEValueError("text is empty or only whitespace: there is nothing to phonemize")
-    check_unicode(text)
+    check_text(text)
     if language_switch not in LANGUAGE_SWITCH:
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     language = resolve_language(text, language)

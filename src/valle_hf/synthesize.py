@@ -65,7 +65,7 @@ from .errors import (
 )
 from .layout import pad
 from .manifest import LAYOUTS, Row, append_jsonl, read_jsonl, read_table, write_jsonl
-from .phonemes import resolve_language, split_sentences
+from .phonemes import check_text, resolve_language, split_sentences
 from .seeding import sentence_seeds
 
 __all__ = ["ProcessReport", "SynthesisPlan", "main", "plan_synthesis", "run_synthesis", "synthesize"]
@@ -164,9 +164,7 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
     row_id = _text(values, "id")
     _check_id(row_id, seen)
     seen[row_id] = row.lines  # taken, even if this row fails below
-    text = _text(values, "text")
-    if not text:
-        raise VallEValueError("empty text: nothing to speak")
+    text = check_text(_text(values, "text"))
     language = _text(values, "language") or language
     sentences = split_sentences(text, language)
     for sentence in sentences:
