@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,48 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial_one(tmp_pa
     with pytest.raises(OutputError, match="it was not created"):
         audio.save_audio(tmp_path / "new.wav", _tone(2.0, 24000))
     assert [path.name for path in tmp_path.iterdir()] == ["speech.wav"]
+
+
+@pytest.mark.parametrize(
+    "waveform, rate, expected",
+    [
+        (np.zeros(0, dtype=np.float32), 24000, "the audio is empty (0 samples"),
+        (np.array([0.1, np.nan, 0.2, np.nan], dtype=np.float32), 24000, "2 NaN or infinite samples (the first is "
+                                                                         "sample 1)"),
+        (torch.tensor([0.0, float("inf")]), 24000, "1 NaN or infinite samples (the first is sample 1)"),
+        (np.full(8, 0.1, dtype=np.float32), 0, "the sampling rate must be a positive integer (Hz), got 0"),
+        (np.full(8, 0.1, dtype=np.float32), 24000.5, "got 24000.5"),
+    ],
+)
+def test_audio_no_file_can_hold_is_refused_and_nothing_written(tmp_path, waveform, rate, expected):
+    from valle_hf.audio import save_audio
+    from valle_hf.errors import VallEValueError
+
+    (tmp_path / "kept.wav").write_bytes(b"previous")
+    for name in ("kept.wav", "new.flac"):
+        with pytest.raises(VallEValueError, match=re.escape(expected)):
+            save_audio(tmp_path / name, waveform, rate)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["kept.wav"]
+    assert (tmp_path / "kept.wav").read_bytes() == b"previous"
+
+
+def test_a_stream_that_wrote_nothing_or_a_nan_chunk_leaves_no_file(tmp_path):
+    from valle_hf.errors import VallEValueError
+    from valle_hf.streaming import AudioChunk, AudioFileStreamer
+
+    out = tmp_path / "speech.wav"
+    out.write_bytes(b"previous")
+    codes = torch.zeros(1, 8, dtype=torch.long)
+    streamer = AudioFileStreamer(out, 24000)
+    streamer.put(AudioChunk(0, torch.zeros(0), codes[:0], 0, final=True))  # a row that stopped at once
+    with pytest.raises(VallEValueError, match="speech.wav was not written: the audio is empty"):
+        streamer.commit()
+    streamer = AudioFileStreamer(out, 24000)
+    streamer.put(AudioChunk(0, torch.full((320,), 0.1), codes, 0, final=False))
+    with pytest.raises(VallEValueError, match="1 NaN or infinite samples"):
+        streamer.put(AudioChunk(0, torch.tensor([0.1, float("nan")]), codes, 1, final=True))
+    streamer.abort()  # what the CLI does with an error during generation
+    assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]
 
 
 def test_a_file_size_limit_keeps_the_previous_file(tmp_path):

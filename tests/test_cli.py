@@ -113,6 +113,19 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("extra", [[], ["--stream"]], ids=["whole", "streamed"])
+def test_a_run_that_generates_no_audio_writes_no_file(tmp_path, converted_dir, prompt_wav, capsys, monkeypatch,
+                                                      extra):
+    """A model that stops at its first step gives 0 samples: an error, not an empty file that looks like a result."""
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", lambda self, **kwargs: [torch.zeros(0)])
+    out = tmp_path / "speech.wav"
+    status, _, err = run(["Hello.", prompt_wav, out, "--model", converted_dir, *extra], capsys)
+    assert status == 1 and err.strip().splitlines()[-1].startswith(f"error: {out} was not written: the audio is empty")
+    assert "wrote" not in err and not list(tmp_path.iterdir())
+
+
 @pytest.mark.subprocess
 def test_module_entry_point_runs_the_embedded_model(tmp_path, prompt_wav):
     out = tmp_path / "noise.wav"

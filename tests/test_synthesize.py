@@ -297,6 +297,28 @@ def test_the_run_seed_is_printed_only_when_a_row_takes_it(tmp_path, prompt_wav, 
         assert err.strip().splitlines()[-1] == "precision: AR float32, NAR float32 (--dtype float32)"  # what ran
 
 
+def test_a_row_whose_audio_is_empty_or_nan_is_reported_and_the_run_goes_on(tmp_path, prompt_wav, cached_loading,
+                                                                            monkeypatch):
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    generate = VallEForConditionalGeneration.generate
+
+    def broken_rows(self, **kwargs):  # the batch's first row stopped at once, its second came out as NaN
+        out = generate(self, **kwargs)
+        out.audio[0], out.audio[1] = out.audio[0][:0], torch.full_like(out.audio[1], float("nan"))
+        return out
+
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", broken_rows)
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    rows = [f"r{index},Hello.,voice.wav" for index in range(3)]
+    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt", *rows]) + "\n", encoding="utf-8")
+    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS, "--batch-size", "3"])
+    assert status == synthesis.SOME_ROWS_FAILED, err
+    failed = {record["id"]: record["error"] for record in records(tmp_path / "out" / "failed.jsonl")}
+    assert sorted(failed) == ["r0", "r1"] and "the audio is empty" in failed["r0"] and "NaN" in failed["r1"]
+    assert sorted(wavs(tmp_path / "out")) == ["r2"]
+
+
 def test_a_rerun_skips_finished_rows_and_redoes_a_deleted_one(corpus, reference, tmp_path, cached_loading):
     out = tmp_path / "out"
     shutil.copytree(reference, out)

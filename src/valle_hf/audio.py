@@ -29,6 +29,8 @@ AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
 __all__ = [
     "AudioSource",
     "check_output_path",
+    "check_samples",
+    "empty_audio_error",
     "load_audio",
     "output_format",
     "reference_paths",
@@ -96,6 +98,22 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
     return out
 
 
+def check_samples(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """`data`, refused (`VallEValueError`, naming `path`, the file it was for) if a sample is NaN or infinite: no
+    audio format holds them (they would be written as clicks or silence), and they mean the model's numbers broke."""
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise VallEValueError(f"{path} was not written: the audio has {finite.size - int(finite.sum())} NaN or "
+                              f"infinite samples (the first is sample {int(np.argmin(finite))})")
+    return data
+
+
+def empty_audio_error(path: str | os.PathLike) -> VallEValueError:
+    """The error for audio of 0 samples meant for `path`: an empty file would look like a result."""
+    return VallEValueError(f"{path} was not written: the audio is empty (0 samples; generated audio is empty when "
+                           "the model stopped at its first step: try another seed)")
+
+
 def save_audio(
     path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sampling_rate: int = SAMPLING_RATE
 ) -> Path:
@@ -103,13 +121,20 @@ def save_audio(
 
     The file is written under a temporary name in the same folder and renamed into place when complete, so an
     interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
-    Raises `OutputError` when the write fails (disk full, file-size limit, ...), with `path` as it was.
+    Samples are clipped to [-1, 1]. Raises `VallEValueError` for a waveform that is not 1-D, empty or holds NaN or
+    infinite samples, and for a sampling rate that is not a positive integer; `OutputError` when the write fails
+    (disk full, file-size limit, ...), with `path` as it was.
     """
     out = Path(path)
     container, subtype = output_format(out)
     data = waveform.detach().float().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
     if data.ndim != 1:
         raise VallEValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
+    if data.size == 0:
+        raise empty_audio_error(out)
+    check_samples(data, out)
+    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
+        raise VallEValueError(f"the sampling rate must be a positive integer (Hz), got {sampling_rate!r}")
     try:
         with written_whole(out) as temporary:
             soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile
 import torch
 
-from .audio import output_format
+from .audio import check_samples, empty_audio_error, output_format
 from .cache import PreallocatedDynamicCache
 from .configuration import MAX_SETTING_SECONDS
 from .errors import VallEValueError
@@ -141,7 +141,7 @@ class AudioFileStreamer(AudioStreamer):
         while self._next_row in self._waiting:  # rows in order: a later row waits for the earlier ones to end
             chunks = self._waiting[self._next_row]
             for piece in chunks:
-                audio = piece.audio.detach().float().cpu().numpy()
+                audio = check_samples(piece.audio.detach().float().cpu().numpy(), self.path)
                 self._file.write(np.clip(audio, -1.0, 1.0))
                 self.seconds += len(audio) / self._file.samplerate
             self._file.flush()
@@ -156,7 +156,11 @@ class AudioFileStreamer(AudioStreamer):
             self._file.close()
 
     def commit(self) -> Path:
-        """The complete file, renamed to `path`."""
+        """The complete file, renamed to `path`. Raises `VallEValueError` (and removes the partial file) when no
+        sample was written: an empty file would look like a result."""
+        if self.seconds == 0:
+            self.abort()
+            raise empty_audio_error(self.path)
         self.end()
         os.replace(self.partial, self.path)
         return self.path

@@ -463,7 +463,11 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
         for batch in batches:
             spoken, failed = speak_batch(model, processor, batch, prompts, language_switch)
             for row in spoken:
-                path = save_audio(out.wav(row.job.id), row.audio, rate)
+                try:
+                    path = save_audio(out.wav(row.job.id), row.audio, rate)
+                except VallEValueError as error:  # audio no file holds (empty, NaN): this row fails, the run goes on
+                    failed.append((row.job, one_line(error)))
+                    continue
                 seconds = row.audio.numel() / rate
                 out.record_done({"id": row.job.id, "path": path.name, "frames": row.frames,
                                  "seconds": round(seconds, 4), "stopped": row.stopped, "seed": row.job.seed,
