@@ -43,6 +43,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset
 from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
+from valle_hf.files import check_output_folder
 from valle_hf.loading import load_model
 from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
 
@@ -150,8 +151,7 @@ def check_options(args: argparse.Namespace) -> None:
         low, high = getattr(args, name)
         if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
             raise UsageError(f"--{name.replace('_', '-')} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX")
-    if args.output.exists() and not args.output.is_dir():
-        raise UsageError(f"--output {args.output} is a file: give a folder")
+    check_output_folder(args.output, "--output")
     if (args.output / "final").exists() and not args.resume:
         raise UsageError(f"--output {args.output} already holds a trained model ({args.output / 'final'}): choose "
                          "another --output, or --resume to continue its run")

@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from valle_hf.configuration import DEFAULT_CODEC
 from valle_hf.errors import ArgumentParser, VallEValueError, entry_point, one_line
 from valle_hf.hub import hub_errors
 
@@ -208,7 +209,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--tokenizer", help="the original's tokenizer.json (default with --checkpoint: the released "
                         "model's, shipped with valle-hf)")
     parser.add_argument("--config", help="the original's config.yaml (default: the checkpoint's embedded config)")
-    parser.add_argument("--codec", default="facebook/encodec_24khz",
+    parser.add_argument("--codec", default=DEFAULT_CODEC,
                         help="EnCodec weights attached when converting: Hub id, local directory, or 'tiny-random'")
     parser.add_argument("--vocoder", default="charactr/vocos-encodec-24khz",
                         help="Vocos decoder saved with the model (Hub id, directory, 'tiny-random' or 'none')")

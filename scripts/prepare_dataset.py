@@ -1,7 +1,7 @@
 """Turn audio + transcripts into a VALL-E training set: phoneme ids and EnCodec codes, computed once and cached.
 
-    python scripts/prepare_dataset.py DATA_DIR OUTPUT_DIR --tokenizer tokenizer.json [--codec facebook/encodec_24khz]
     python scripts/prepare_dataset.py DATA_DIR OUTPUT_DIR --tokenizer MODEL_DIR --metadata DATA_DIR/metadata.csv
+    python scripts/prepare_dataset.py DATA_DIR OUTPUT_DIR --tokenizer tokenizer.json [--codec facebook/encodec_24khz]
 
 Inputs, either:
 
@@ -27,7 +27,8 @@ Inputs, either:
 
 Transcripts are phonemised with espeak-ng in ``--language`` (checked once, up front; text that is already IPA
 passes through) and tokenised with the model's ``tokenizer.json``; audio is loaded at 24 kHz mono and encoded at
-6 kbps (8 levels). See `valle_hf.dataset` for the output layout; `valle_hf.dataset.VallEDataset` reads it.
+6 kbps (8 levels) by the codec of the model folder given as ``--tokenizer`` (the codes its model reads), or by
+``--codec``. See `valle_hf.dataset` for the output layout; `valle_hf.dataset.VallEDataset` reads it.
 
 The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped, so an interrupted run (even one
 killed in the middle of a write) can simply be started again, with the same settings: a resume with another codec,
@@ -50,6 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 from valle_hf.cli import usable_device
+from valle_hf.configuration import DEFAULT_CODEC
 from valle_hf.dataset import MANIFEST, append_manifest, read_manifest, repair_manifest, save_utterance
 from valle_hf.errors import (
     ArgumentParser,
@@ -61,6 +63,7 @@ from valle_hf.errors import (
     entry_point,
     one_line,
 )
+from valle_hf.files import check_output_folder
 from valle_hf.manifest import LAYOUTS, Row, read_table
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif"}
@@ -179,10 +182,36 @@ def load_tokenizer(path: Path):
     return load_phoneme_tokenizer(file)
 
 
-def load_codec_model(name: str, device: str):
-    from valle_hf.codec import load_codec, tiny_random_codec
+def codec_name(args) -> str:
+    """The codec the run encodes with: --codec, else the codec of the model folder given as --tokenizer (the codes
+    its model was converted with), else EnCodec 24 kHz from the Hub."""
+    if args.codec is not None:
+        return args.codec
+    return str(args.tokenizer) if is_converted_model(args.tokenizer) else DEFAULT_CODEC
 
-    codec = tiny_random_codec() if name == "tiny-random" else load_codec(name)
+
+def is_converted_model(path: Path) -> bool:
+    """Whether `path` is a folder with a VALL-E `config.json` (a converted model, which holds its codec)."""
+    from valle_hf.configuration import VallEConfig
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("model_type") == VallEConfig.model_type
+
+
+def load_codec_model(name: str, device: str):
+    """The EnCodec model `name` names (see `codec_name`), in eval mode on `device`."""
+    from valle_hf.codec import load_codec, tiny_random_codec
+    from valle_hf.loading import load_model
+
+    if name == "tiny-random":
+        codec = tiny_random_codec()
+    elif is_converted_model(Path(name)):
+        codec = load_model(name).codec_model
+    else:
+        codec = load_codec(name)
     return codec.to(device).eval()
 
 
@@ -254,8 +283,10 @@ def build_parser() -> ArgumentParser:
                         help="layout of --metadata (see above) [auto]")
     parser.add_argument("--tokenizer", type=Path, required=True,
                         help="the model's tokenizer.json, or a converted model folder that has one")
-    parser.add_argument("--codec", default="facebook/encodec_24khz",
-                        help="EnCodec 24 kHz model id or folder ('tiny-random': a random test codec)")
+    parser.add_argument("--codec", default=None,
+                        help="EnCodec 24 kHz: a Hub id or folder, a converted VALL-E model folder (its codec), or "
+                        f"'tiny-random' (a random test codec) [the codec of the model folder given as --tokenizer, "
+                        f"else {DEFAULT_CODEC}]")
     parser.add_argument("--language", default="en", help="espeak-ng language of the transcripts (default en)")
     parser.add_argument("--language-switch", choices=("keep", "remove"), default="keep",
                         help="espeak's '(en)...(fr)' markers for words in another language: keep, as the released "
@@ -311,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     from valle_hf.phonemes import resolve_language
 
     args = build_parser().parse_args(argv)
+    args.codec = codec_name(args)  # resolved first: a resume checks it against the first run's
+    check_output_folder(args.output_dir, "OUTPUT_DIR")
     resolve_language("", args.language)  # an unknown language would fail every line: refuse it once, up front
     usable_device(args.device)
     entries = find_entries(args)

@@ -193,3 +193,46 @@ def test_ctrl_c_says_one_line_and_keeps_what_was_prepared(prepare, capsys, tmp_p
     monkeypatch.setattr(prepare, "prepare_one", real)
     status, out, _ = run(prepare, capsys, data, output)
     assert status == 0 and "prepared 2 new utterance(s), 1 already done" in out
+
+
+def test_a_model_folder_as_tokenizer_encodes_with_that_models_codec(prepare, capsys, tmp_path, converted_dir,
+                                                                    hub_unreachable):
+    """The codes a model reads are its own codec's: with --tokenizer MODEL_DIR and no --codec, that codec encodes
+    (offline; EnCodec from the Hub before), the same as --codec MODEL_DIR, and not the default test codec."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from valle_hf.codec import tiny_random_codec
+    from valle_hf.loading import load_model
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(converted_dir, model_dir)
+    model = load_model(str(model_dir))
+    model.codec_model.load_state_dict(tiny_random_codec(seed=5).state_dict())  # a codec of its own
+    model.save_pretrained(model_dir)
+    data = folder_of_utterances(tmp_path / "data", 2)
+
+    def codes(output: Path, *codec: str) -> list:
+        assert prepare.main([str(data), str(output), "--tokenizer", str(model_dir), *codec, "--no-progress"]) == 0
+        capsys.readouterr()
+        return [load_file(str(output / record["file"]))["codes"] for record in read_manifest(output)]
+
+    own = codes(tmp_path / "own")
+    assert json.loads((tmp_path / "own" / prepare.CONFIG_FILE).read_text())["codec"] == str(model_dir)
+    named = codes(tmp_path / "named", "--codec", str(model_dir))
+    tiny = codes(tmp_path / "tiny", "--codec", "tiny-random")
+    assert all((a == b).all() for a, b in zip(own, named, strict=True))
+    assert not all((a == b).all() for a, b in zip(own, tiny, strict=True))
+
+
+@pytest.mark.parametrize("where", ["file", "under_a_file"])
+def test_an_output_folder_that_is_or_lies_under_a_file_is_refused_first(prepare, capsys, tmp_path, where):
+    data = folder_of_utterances(tmp_path / "data", 1)
+    (tmp_path / "notes.txt").write_text("mine")
+    output = tmp_path / "notes.txt" / ("sub" if where == "under_a_file" else "")
+    status, _, err = run(prepare, capsys, data, output)
+    expected = "is a file" if where == "file" else f"is inside {tmp_path / 'notes.txt'}, which is a file"
+    assert status == 1 and err.strip() == f"error: OUTPUT_DIR {output} {expected}: give a folder (it is created if " \
+                                          "missing)"
+    assert (tmp_path / "notes.txt").read_text() == "mine"

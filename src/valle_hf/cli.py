@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .configuration import SettingError, check_settings, check_settings_fit
+from .configuration import DEFAULT_CODEC, SettingError, check_settings, check_settings_fit
 from .errors import ArgumentParser, UsageError, entry_point
 from .seeding import sentence_seeds
 
@@ -51,7 +51,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add("--yaml", default=None, help="the original's config.yaml: without --model, loads the checkpoint it names "
         "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
         "config")
-    add("--codec", default="facebook/encodec_24khz", help="EnCodec weights used when converting a checkpoint")
+    add("--codec", default=DEFAULT_CODEC, help="EnCodec weights used when converting a checkpoint")
     add("--vocoder", default="charactr/vocos-encodec-24khz",
         help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
     add("--device", default=None, help="cuda when available, else cpu")

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from transformers import EncodecConfig, EncodecModel
 
-from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
+from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE, DEFAULT_CODEC
 from .errors import CheckpointError, ModelNotFoundError, VallEValueError, one_line
 from .hub import check_reachable
 
@@ -57,7 +57,7 @@ def _check_layout(codec: EncodecModel) -> None:
         raise CheckpointError(f"codec expects {config.audio_channels} audio channels; VALL-E needs a mono codec")
 
 
-def load_codec(name_or_path: str = "facebook/encodec_24khz", **from_pretrained_kwargs) -> EncodecModel:
+def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> EncodecModel:
     """Load the EnCodec model (by default the 24 kHz one VALL-E uses) in eval mode and check its frame layout.
 
     Raises `ModelNotFoundError` (at once, naming `--codec DIR` and `--codec tiny-random`) when it cannot be had, and

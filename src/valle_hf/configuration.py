@@ -25,6 +25,8 @@ TASKS = ("tts", "stt")
 CODEC_SAMPLING_RATE = 24000
 CODEC_HOP_LENGTH = 320
 CODEC_CODEBOOK_SIZE = 1024
+# Its weights on the Hub.
+DEFAULT_CODEC = "facebook/encodec_24khz"
 # Level 0..7 codes of the original's "silence" frame (`vall_e/emb/qnt.py:get_silence`).
 SILENCE_CODES = (62, 424, 786, 673, 622, 986, 570, 948)
 

@@ -22,7 +22,7 @@ import torch
 import yaml
 from safetensors import safe_open
 
-from .configuration import VallEConfig
+from .configuration import DEFAULT_CODEC, VallEConfig
 from .errors import (
     ArgumentParser,
     CheckpointError,
@@ -33,12 +33,11 @@ from .errors import (
     get_logger,
     one_line,
 )
-from .files import plain_file_modes, temporary_folder_beside
+from .files import check_output_folder, plain_file_modes, temporary_folder_beside
 from .tokenization import check_symmap, packaged_tokenizer_file
 
 logger = get_logger(__name__)
 
-DEFAULT_CODEC = "facebook/encodec_24khz"
 DEFAULT_VOCODER = "charactr/vocos-encodec-24khz"
 
 # Original size presets (vall_e/config.py: Model.dim/heads/layers).
@@ -322,10 +321,10 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
         if source == target or target in source.parents:
             raise VallEError(f"--output-dir {output_dir} is or holds {source}, which the conversion reads: choose "
                              "another --output-dir")
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())) and not overwrite:
-        what = "a file" if not output_dir.is_dir() else "a directory that is not empty"
-        raise VallEError(f"{output_dir} already exists and is {what}: choose another --output-dir, or pass "
-                         "--overwrite to replace it")
+    check_output_folder(output_dir, "--output-dir")
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise VallEError(f"{output_dir} already exists and is a directory that is not empty: choose another "
+                         "--output-dir, or pass --overwrite to replace it")
     return output_dir
 
 

@@ -14,7 +14,15 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["plain_file_modes", "temporary_file_beside", "temporary_folder_beside", "written_whole"]
+from .errors import UsageError
+
+__all__ = [
+    "check_output_folder",
+    "plain_file_modes",
+    "temporary_file_beside",
+    "temporary_folder_beside",
+    "written_whole",
+]
 
 
 @functools.cache  # read once: setting it to read it is not thread-safe
@@ -60,3 +68,17 @@ def plain_file_modes(folder: Path) -> None:
     for path in folder.rglob("*"):
         if path.is_file() and not path.is_symlink():
             os.chmod(path, 0o666 & ~_umask())
+
+
+def check_output_folder(folder: str | os.PathLike, name: str) -> Path:
+    """`folder` as a Path, refused (`UsageError`) before any work where it cannot be made or written: it or a folder
+    above it is a file, or the nearest one that exists is not writable. `name` is how messages call it ("--output",
+    "the output folder")."""
+    folder = Path(folder)
+    existing = next(path for path in [folder, *folder.absolute().parents] if path.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing is folder else f"is inside {existing}, which is a file"
+        raise UsageError(f"{name} {folder} {where}: give a folder (it is created if missing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {name} {folder}: {existing} is not writable")
+    return folder

@@ -63,6 +63,7 @@ from .errors import (
     get_logger,
     one_line,
 )
+from .files import check_output_folder
 from .layout import pad
 from .manifest import LAYOUTS, Row, append_jsonl, read_jsonl, read_table, write_jsonl
 from .phonemes import check_text, resolve_language, split_sentences
@@ -298,12 +299,8 @@ class OutputFolder:
         return self.root / f"{row_id}.wav"
 
     def check(self) -> None:
-        """Refuse, before any work, a folder that cannot be made or written: a file, or a read-only place."""
-        if self.root.exists() and not self.root.is_dir():
-            raise UsageError(f"the output folder {self.root} is a file: give a folder (it is created if missing)")
-        existing = next(folder for folder in [self.root, *self.root.absolute().parents] if folder.exists())
-        if not os.access(existing, os.W_OK | os.X_OK):
-            raise UsageError(f"cannot write the output folder {self.root}: {existing} is not writable")
+        """Refuse, before any work, a folder that cannot be made or written (`check_output_folder`)."""
+        check_output_folder(self.root, "the output folder")
 
     def prepare(self) -> None:
         """Create the folder, remove the temporary files a killed run left, and fold its records into done.jsonl (a
