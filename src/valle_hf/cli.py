@@ -280,9 +280,7 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
     kwargs = {FLAG_SETTINGS[flag]: value for flag, value in given.items() if value is not None}
     if kwargs.get("num_beams") == 0:
         kwargs["num_beams"] = 1  # the original's 0 means off
-    if args.task == "stt":
-        kwargs = {key: value for key, value in kwargs.items() if key not in TTS_ONLY_SETTINGS}
-    try:
+    try:  # every flag given, even one the task does not use: a value out of range is a mistake either way
         check_settings(kwargs)
         if model_config is not None:
             check_settings_fit(kwargs, model_config)
@@ -291,6 +289,8 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
         value = getattr(args, flag)
         rule = FLAG_RULES.get(flag, error.rule)
         raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {rule}") from None
+    if args.task == "stt":
+        kwargs = {key: value for key, value in kwargs.items() if key not in TTS_ONLY_SETTINGS}
     if "temperature" in kwargs:
         kwargs["do_sample"] = kwargs["temperature"] > 0
     return kwargs
