@@ -112,3 +112,24 @@ def test_a_bad_file_is_named_in_the_error(extractor, tmp_path):
     soundfile.write(empty, np.zeros(0, dtype=np.float32), 24000)
     with pytest.raises(VallEValueError, match=f"^{empty} is empty"):
         extractor.load(f"{good};{empty}")
+
+
+def test_a_reference_shorter_than_a_codec_frame_is_refused_and_a_silent_one_warned_about(extractor, tmp_path):
+    from conftest import logged_warnings
+
+    frame = 320  # samples of one codec frame at 24 kHz
+    for samples, rate in ((1, RATE), (frame - 1, RATE), (212, 16000)):  # 16 kHz: 212 samples resample to 318
+        path = tmp_path / f"short{samples}.wav"
+        soundfile.write(path, _tone(samples / rate, rate), rate)
+        for source in (path, (_tone(samples / rate, rate), rate)):
+            with pytest.raises(VallEValueError, match=r"ms long, shorter than one codec frame \(13.3 ms\)"):
+                extractor.load(*source) if isinstance(source, tuple) else extractor.load(source)
+    assert len(extractor.load(_tone(frame / RATE, RATE), RATE)[0]) == frame and extractor.load(_tone(0.014, 16000),
+                                                                                              16000)
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(RATE, dtype=np.float32), RATE)
+    for source, quiet in ((silent, True), (f"{silent};{silent}", True), (_tone(1.0, RATE, 5e-5), True),
+                          (_tone(1.0, RATE, 2e-4), False)):
+        with logged_warnings() as logged:
+            extractor.load(source, RATE)
+        assert ("is silent (peak" in logged.out) == quiet, logged.out

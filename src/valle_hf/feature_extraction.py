@@ -18,8 +18,8 @@ import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 from .audio import load_audio, reference_sources
-from .configuration import CODEC_SAMPLING_RATE
-from .errors import VallEValueError, missing_dependency
+from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
+from .errors import VallEValueError, get_logger, missing_dependency
 
 try:
     import soxr
@@ -27,6 +27,11 @@ except ImportError:
     raise missing_dependency("soxr", "to resample audio") from None
 
 __all__ = ["VallEFeatureExtractor"]
+
+logger = get_logger(__name__)
+
+# A reference quieter than this everywhere (-80 dBFS) is silence: a failed recording, or the wrong channel or file.
+SILENT_PEAK = 1e-4
 
 
 def _pcm_to_float(array: np.ndarray) -> np.ndarray:
@@ -105,8 +110,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         `sources`: a path, a ';'-joined string of paths (the original CLI's syntax), an array at `sampling_rate`, or
         a list of those. Each reference stays whole and separate: the model encodes each one on its own, joins the
         codes and only then loops or trims them to `input_prompt_length`, as the original does, so nothing is cut
-        here. Raises `VallEValueError` for no reference at all (and as `waveform`), FileNotFoundError for a missing
-        file.
+        here. Raises `VallEValueError` for no reference at all, for one shorter than a codec frame (it holds no
+        voice; and as `waveform`), FileNotFoundError for a missing file; warns about a silent one.
         """
         parts = reference_sources(sources)
         if not parts:  # "no voice prompt" is None, never an empty string (usually an unset shell variable)
@@ -115,10 +120,24 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         waveforms = []
         for part in parts:
             if isinstance(part, (str, os.PathLike)):
-                waveforms.append(self.waveform(*load_audio(part), what=str(part)))
+                waveforms.append(self._reference(self.waveform(*load_audio(part), what=str(part)), str(part)))
             else:
-                waveforms.append(self.waveform(part, sampling_rate))
+                waveforms.append(self._reference(self.waveform(part, sampling_rate), "the audio array"))
         return waveforms
+
+    def _reference(self, waveform: torch.Tensor, what: str) -> torch.Tensor:
+        """`waveform`, refused when shorter than one codec frame and warned about when silent."""
+        frame = CODEC_HOP_LENGTH * self.sampling_rate / CODEC_SAMPLING_RATE  # samples
+        if len(waveform) < frame:
+            milliseconds = 1000 * len(waveform) / self.sampling_rate
+            raise VallEValueError(f"{what} is {milliseconds:.2f} ms long, shorter than one codec frame "
+                                  f"({1000 * frame / self.sampling_rate:.1f} ms): it holds no voice; give a recording "
+                                  "of a few seconds")
+        peak = float(waveform.abs().max())
+        if peak < SILENT_PEAK:
+            logger.warning(f"{what} is silent (peak {peak:.1e}, below -80 dBFS): the voice comes out random; check "
+                           "the recording")
+        return waveform
 
     def __call__(self, raw_audio: Any, sampling_rate: int | None = None, padding: bool = True,
                  return_tensors: str | None = None) -> BatchFeature:
