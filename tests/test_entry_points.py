@@ -240,6 +240,34 @@ def test_converter_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
     check_refused(main, [*argv, "--codec", "tiny-random", "--vocoder", "tiny-random"], workspace, capsys, expected)
 
 
+# Runs the package as `python -m valle_hf` does (runpy, argv[0] "-m" while the package imports), with a Ctrl-C
+# (SIGINT) arriving while transformers loads; ARGV0 replaces "-m" to import it as a program would.
+CTRL_C_WHILE_LOADING = """
+import builtins, os, runpy, signal, sys, time
+real = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "transformers":
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)
+    return real(name, *args, **kwargs)
+builtins.__import__ = interrupted
+sys.argv = [ARGV0, "--help"]
+runpy._run_module_as_main("valle_hf")
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("argv0", ["-m", "program.py"])
+def test_ctrl_c_while_the_package_loads_ends_a_command_in_one_line(argv0):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    result = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_LOADING.replace("ARGV0", repr(argv0))], env=env,
+                            capture_output=True, text=True, timeout=120)
+    if argv0 == "-m":
+        assert result.returncode == 130 and result.stderr == "interrupted\n", result.stderr
+    else:  # a program importing the package gets its KeyboardInterrupt
+        assert "KeyboardInterrupt" in result.stderr and result.returncode != 0
+
+
 @pytest.mark.subprocess
 def test_converter_offline_names_the_codec_choices_at_once(tmp_path, fixtures):
     """The default EnCodec is downloaded from the Hub: with the Hub unreachable, the converter says so in one line,

@@ -8,18 +8,41 @@ modules they import) beside the weights, so that a saved directory or Hub upload
 where this package is not installed.
 """
 
-from .hardware import quiet_torchao_import
+import os
+import signal
+import sys
 
-with quiet_torchao_import():  # transformers imports torchao (the [int8] extra) where it is installed
-    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
 
-    from .configuration import VallEConfig, VallEGenerationConfig
-    from .feature_extraction import VallEFeatureExtractor
-    from .generation import VallEGenerateOutput, VallEGenerationMixin
-    from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
-    from .pipeline import VallETextToAudioPipeline, register_pipeline
-    from .processing import VallEProcessor
-    from .vocos import VocosConfig, VocosModel
+def _interrupted_while_loading(signum, frame):
+    """Ctrl-C while `python -m valle_hf[.module]` loads torch and transformers (seconds), before its entry point runs:
+    nothing is written yet, so the command ends at once, as every command ends on Ctrl-C (`errors.entry_point`), with
+    one line and the shell's status for SIGINT. (Raised inside the libraries' imports, a KeyboardInterrupt can come
+    out as another error, with a traceback.)"""
+    sys.stderr.write("interrupted\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+# argv[0] is "-m" while `python -m` imports the package; a program or notebook importing it keeps its own Ctrl-C.
+_LOADING_AS_A_COMMAND = sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+if _LOADING_AS_A_COMMAND:
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+try:
+    from .hardware import quiet_torchao_import
+
+    with quiet_torchao_import():  # transformers imports torchao (the [int8] extra) where it is installed
+        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+
+        from .configuration import VallEConfig, VallEGenerationConfig
+        from .feature_extraction import VallEFeatureExtractor
+        from .generation import VallEGenerateOutput, VallEGenerationMixin
+        from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
+        from .pipeline import VallETextToAudioPipeline, register_pipeline
+        from .processing import VallEProcessor
+        from .vocos import VocosConfig, VocosModel
+finally:
+    if _LOADING_AS_A_COMMAND:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 __version__ = "0.1.0"
 
