@@ -193,6 +193,14 @@ def test_generation_kwargs_map_every_sampler_flag():
             generation_kwargs(build_parser().parse_args([*argv[:3], "--task", "stt", flag, value]))
 
 
+def test_negative_numbers_in_scientific_notation_are_values_not_options():
+    from valle_hf.cli import build_parser, generation_kwargs
+
+    for text, value in (("-1e-3", -0.001), ("-2.5E+1", -25.0), ("-.5", -0.5)):
+        args = build_parser().parse_args(["t", "r.wav", "o.wav", "--min-ar-temp", text])
+        assert generation_kwargs(args)["min_temperature"] == value
+
+
 def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_path, converted_dir, prompt_wav, capsys):
     """One seed, no sampler settings: the CLI, `pipeline("text-to-speech")` and `generate` all take the model's
     generation config (the original CLI's tuned defaults) and the same prompt rule, so they give the same audio."""

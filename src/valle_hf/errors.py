@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import re
 import sys
 from collections.abc import Callable
 
@@ -59,13 +60,23 @@ class MissingDependencyError(VallEError, ImportError):
     """A package is needed for what was asked; the message names the ``pip install`` that adds it."""
 
 
+# A negative number as argparse should read it: digits with an optional fraction and exponent.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 def one_line(error: BaseException) -> str:
     """An exception's message as one line (runs of whitespace, newlines included, become one space)."""
     return " ".join(str(error).split()) or type(error).__name__
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other."""
+    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other; and a
+    negative number in scientific notation ("--min-ar-temp -1e-3") is read as a value, as "-0.001" is, not as an
+    option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER  # argparse's own matches -1 and -0.5 only
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
