@@ -102,6 +102,9 @@ CLI_CASES = {
     "empty_reference": (["", "{ws}/new.wav"], "no reference audio given"),
     "blank_references": ([" ; ", "{ws}/new.wav"], "no reference audio given"),
     "no_prompt_and_a_reference": (["{ws}/ref.wav", "{ws}/new.wav", "--no-prompt"], "--no-prompt speaks without"),
+    "no_prompt_and_the_output_as_reference": (["--no-prompt", "{ws}/new.wav"],
+                                              "new.wav was read as REFERENCES (the arguments are TEXT REFERENCES "
+                                              "OUT_PATH): give \"\" as REFERENCES, or --out-path"),
     "unreadable_reference": (["{ws}/junk.wav", "{ws}/new.wav"], "could not read audio file"),
     "output_is_the_reference": (["{ws}/ref.wav", "{ws}/ref.wav"], "would destroy the reference audio"),
     "output_links_to_the_reference": (["{ws}/ref.wav", "{ws}/folder/../ref.wav"], "would destroy the reference"),

@@ -362,15 +362,23 @@ def run_seed(seed: int | None) -> int:
 def _prompt(args, load):
     """The voice prompt, as the processor's `prompt_audio` for every sentence: `[waveforms]`, the whole waveforms of
     its references (read with `load`) as one prompt (a bare list of two would be read as one prompt per sentence);
-    or None for `--no-prompt`: a random voice is a choice, never an empty path."""
+    or None for `--no-prompt` (`_check_no_prompt`: a random voice is a choice, never an empty path)."""
+    return None if args.no_prompt else [load(args.references)]
+
+
+def _check_no_prompt(args) -> None:
+    """--no-prompt with a reference given is refused; without an output path, the reference is most likely the output
+    read as REFERENCES (`TEXT --no-prompt out.wav`), and the message says how to write it."""
     from .audio import reference_sources
 
-    if not args.no_prompt:
-        return [load(args.references)]
-    if reference_sources(args.references):
+    if not args.no_prompt or not reference_sources(args.references):
+        return
+    if args.out_path or args.out_path_option:
         raise UsageError(f"--no-prompt speaks without a voice prompt, but a reference was given ({args.references}): "
                          "drop one of them")
-    return None
+    raise UsageError(f"--no-prompt speaks without a voice prompt, but {args.references} was read as REFERENCES (the "
+                     f"arguments are TEXT REFERENCES OUT_PATH): give \"\" as REFERENCES, or --out-path "
+                     f"{args.references}")
 
 
 def prepare_inputs(args) -> dict:
@@ -386,6 +394,7 @@ def prepare_inputs(args) -> dict:
         return {"audio": load(args.references)}
     if len(set(paths)) > 1:
         raise UsageError(f"two output paths, {paths[0]} and --out-path {paths[1]}: give one")
+    _check_no_prompt(args)
     out = _check_output(paths[0] if paths else None, args.references)
     sentences = split_sentences(check_text(args.text), args.language)
     for sentence in sentences:
