@@ -11,6 +11,7 @@ where this package is not installed.
 import os
 import signal
 import sys
+import threading
 
 
 def _interrupted_while_loading(signum, frame):
@@ -24,7 +25,8 @@ def _interrupted_while_loading(signum, frame):
 
 
 # argv[0] is "-m" while `python -m` imports the package; a program or notebook importing it keeps its own Ctrl-C.
-_LOADING_AS_A_COMMAND = sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+_LOADING_AS_A_COMMAND = (sys.argv[:1] == ["-m"] and threading.current_thread() is threading.main_thread()
+                         and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 if _LOADING_AS_A_COMMAND:
     signal.signal(signal.SIGINT, _interrupted_while_loading)
 try:
