@@ -238,7 +238,7 @@ def prepare_one(
     record = {
         "id": entry.id,
         "speaker": entry.speaker,
-        "audio": str(entry.audio),
+        "audio": str(entry.audio.absolute()),  # wherever the run was started from
         "text": entry.text,
         "phonemes": phonemes,
         "language": language,
@@ -332,7 +332,7 @@ def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) ->
         except (MissingDependencyError, OutputError):
             raise  # the environment, not this file: every other file would fail alike
         except VallEError as error:
-            failures.append({"id": entry.id, "audio": str(entry.audio), "error": one_line(error)})
+            failures.append({"id": entry.id, "audio": str(entry.audio.absolute()), "error": one_line(error)})
             progress.write(f"skipped {entry.audio}: {one_line(error)}")
     return failures
 

@@ -236,3 +236,16 @@ def test_an_output_folder_that_is_or_lies_under_a_file_is_refused_first(prepare,
     assert status == 1 and err.strip() == f"error: OUTPUT_DIR {output} {expected}: give a folder (it is created if " \
                                           "missing)"
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_records_name_the_audio_by_an_absolute_path_whatever_the_working_folder(prepare, capsys, tmp_path,
+                                                                               monkeypatch):
+    folder_of_utterances(tmp_path / "data", 1)
+    (tmp_path / "data" / "bad.wav").write_bytes(b"not audio")
+    (tmp_path / "data" / "bad.txt").write_text(IPA, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    status, _, _ = run(prepare, capsys, Path("data"), Path("out"))
+    assert status == 0
+    failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
+    for record in [*read_manifest(tmp_path / "out"), *failed]:
+        assert Path(record["audio"]).is_absolute() and Path(record["audio"]).is_file(), record

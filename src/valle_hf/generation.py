@@ -571,7 +571,7 @@ class VallEGenerationMixin(GenerationMixin):
             return
         rows = (~stopped).nonzero().flatten().tolist()
         logger.warning(f"row(s) {rows} reached the length limit ({setting}: {steps} steps) without a stop token; the "
-                       "output may be cut off (raise max_new_tokens)")
+                       "output may be cut off (raise max_new_tokens; --max-ar-steps on the command line)")
 
     def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
         """The AR's step limit as transformers applies it, and the setting that made it: `max_new_tokens`, else
