@@ -270,6 +270,23 @@ def test_without_ffmpeg_the_speech_plays_once_complete(tiny, monkeypatch):
     assert len(updates) == 1 and set(updates[0]) == set(demo.outputs)
 
 
+def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, monkeypatch):
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    generate = VallEForConditionalGeneration.generate
+
+    def second_stops_at_once(self, **kwargs):
+        audio = generate(self, **kwargs)
+        audio[1] = audio[1][:0]
+        return audio
+
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", second_stops_at_once)
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    with pytest.raises(webui.gr.Error, match=r"sentence 2 \('And a second one.'\) of 2 came out empty"):
+        list(demo.speak("Hi there. And a second one.", random_voice=True, max_ar_steps=10))
+
+
 def test_the_language_switch_control_reaches_the_phonemes(tiny):
     """espeak marks the English word in French text with (en)...(fr); "remove" drops the markers."""
     demo = webui.Demo(*tiny)

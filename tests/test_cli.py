@@ -114,15 +114,20 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
 
 
 @pytest.mark.parametrize("extra", [[], ["--stream"]], ids=["whole", "streamed"])
-def test_a_run_that_generates_no_audio_writes_no_file(tmp_path, converted_dir, prompt_wav, capsys, monkeypatch,
-                                                      extra):
-    """A model that stops at its first step gives 0 samples: an error, not an empty file that looks like a result."""
+@pytest.mark.parametrize("spoken", [(False,), (True, False)], ids=["the_only_sentence", "one_of_two"])
+def test_a_sentence_that_came_out_empty_writes_no_file(tmp_path, converted_dir, prompt_wav, capsys, monkeypatch,
+                                                       extra, spoken):
+    """A sentence whose model stopped at its first step gives 0 samples: an error, not an empty file that looks like
+    a result, nor the other sentences' audio with that one missing."""
     from valle_hf.modeling import VallEForConditionalGeneration
 
-    monkeypatch.setattr(VallEForConditionalGeneration, "generate", lambda self, **kwargs: [torch.zeros(0)])
-    out = tmp_path / "speech.wav"
-    status, _, err = run(["Hello.", prompt_wav, out, "--model", converted_dir, *extra], capsys)
-    assert status == 1 and err.strip().splitlines()[-1].startswith(f"error: {out} was not written: the audio is empty")
+    audio = [torch.full((960,), 0.1) if speaks else torch.zeros(0) for speaks in spoken]
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", lambda self, **kwargs: audio)
+    out, text = tmp_path / "speech.wav", " ".join(["Hello.", "Bye now."][: len(spoken)])
+    status, _, err = run([text, prompt_wav, out, "--model", converted_dir, *extra], capsys)
+    sentence = f"{len(spoken)} ({['Hello.', 'Bye now.'][len(spoken) - 1]!r}) of {len(spoken)} came out empty"
+    assert status == 1 and err.strip().splitlines()[-1] == (f"error: sentence {sentence} (the model stopped at its "
+                                                            "first step), so nothing was written: try another seed")
     assert "wrote" not in err and not list(tmp_path.iterdir())
 
 

@@ -303,20 +303,27 @@ def test_a_row_whose_audio_is_empty_or_nan_is_reported_and_the_run_goes_on(tmp_p
 
     generate = VallEForConditionalGeneration.generate
 
-    def broken_rows(self, **kwargs):  # the batch's first row stopped at once, its second came out as NaN
+    def broken_rows(self, **kwargs):  # rows found by their seeds: r0's and r2's second sentence stop at once, r1 NaN
         out = generate(self, **kwargs)
-        out.audio[0], out.audio[1] = out.audio[0][:0], torch.full_like(out.audio[1], float("nan"))
+        for row, seed in enumerate(kwargs["seeds"]):
+            if seed in (100, 301):
+                out.audio[row] = out.audio[row][:0]
+            elif seed == 200:
+                out.audio[row] = torch.full_like(out.audio[row], float("nan"))
         return out
 
     monkeypatch.setattr(VallEForConditionalGeneration, "generate", broken_rows)
     shutil.copy(prompt_wav, tmp_path / "voice.wav")
-    rows = [f"r{index},Hello.,voice.wav" for index in range(3)]
-    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt", *rows]) + "\n", encoding="utf-8")
-    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS, "--batch-size", "3"])
+    rows = ["r0,Hello.,voice.wav,100", "r1,Hello.,voice.wav,200", "r2,One. Two.,voice.wav,300",
+            "r3,Hello.,voice.wav,400"]
+    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt,seed", *rows]) + "\n", encoding="utf-8")
+    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS, "--batch-size", "8"])  # one batch
     assert status == synthesis.SOME_ROWS_FAILED, err
     failed = {record["id"]: record["error"] for record in records(tmp_path / "out" / "failed.jsonl")}
-    assert sorted(failed) == ["r0", "r1"] and "the audio is empty" in failed["r0"] and "NaN" in failed["r1"]
-    assert sorted(wavs(tmp_path / "out")) == ["r2"]
+    assert sorted(failed) == ["r0", "r1", "r2"], failed
+    assert "sentence 1 ('Hello.') of 1 came out empty" in failed["r0"] and "NaN" in failed["r1"]
+    assert "sentence 2 ('Two.') of 2 came out empty" in failed["r2"]
+    assert sorted(wavs(tmp_path / "out")) == ["r3"]
 
 
 def test_a_rerun_skips_finished_rows_and_redoes_a_deleted_one(corpus, reference, tmp_path, cached_loading):

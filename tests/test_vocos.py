@@ -182,6 +182,20 @@ def test_batch_of_different_lengths_equals_rows_alone(request, model_name):
         assert not padded[row, length * hop :].any(), f"row {row}: samples after its end are not zero"
 
 
+def test_rows_of_no_frames_decode_to_empty_audio_beside_the_others(tiny_model):
+    """A batch whose rows stopped at their first step (0 frames) beside longer ones: the others decode as alone."""
+    model, lengths = tiny_model, [5, 0, 3, 0]
+    codes = random_codes(model, len(lengths), max(lengths), levels=min(4, model.config.num_codebooks))
+    bandwidth_id = torch.arange(len(lengths)) % len(model.config.bandwidths)
+    batched = model.decode(codes, bandwidth_id=bandwidth_id, lengths=lengths)
+    for row, length in enumerate(lengths):
+        if not length:
+            assert batched[row].shape == (0,)
+            continue
+        alone = model.decode(codes[row, :length], bandwidth_id=int(bandwidth_id[row]))
+        assert batched[row].shape == alone.shape and max_diff(batched[row], alone) <= TOLERANCE, f"row {row}"
+
+
 def test_full_rows_need_no_mask(tiny_model):
     codes = random_codes(tiny_model, 2, 9, 3)
     with torch.no_grad():

@@ -30,6 +30,7 @@ __all__ = [
     "AudioSource",
     "check_output_path",
     "check_samples",
+    "check_sentences_spoken",
     "empty_audio_error",
     "load_audio",
     "output_format",
@@ -112,6 +113,16 @@ def empty_audio_error(path: str | os.PathLike) -> VallEValueError:
     """The error for audio of 0 samples meant for `path`: an empty file would look like a result."""
     return VallEValueError(f"{path} was not written: the audio is empty (0 samples; generated audio is empty when "
                            "the model stopped at its first step: try another seed)")
+
+
+def check_sentences_spoken(waveforms: Sequence[torch.Tensor], sentences: Sequence[str]) -> None:
+    """Refuse (`VallEValueError`) the waveforms of a text's sentences when one of them is empty: the model stopped at
+    its first step there, and joined with the others that sentence would be missing from the audio unnoticed."""
+    empty = [index for index, waveform in enumerate(waveforms) if waveform.numel() == 0]
+    if empty:
+        named = ", ".join(f"{index + 1} ({sentences[index]!r:.40})" for index in empty)
+        raise VallEValueError(f"sentence {named} of {len(sentences)} came out empty (the model stopped at its first "
+                              "step), so nothing was written: try another seed")
 
 
 def save_audio(

@@ -407,7 +407,7 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
     sentence i draws from seed + i (`valle_hf.seeding.sentence_seeds`)."""
     from tqdm import tqdm
 
-    from .audio import save_audio
+    from .audio import check_sentences_spoken, save_audio
     from .streaming import AudioFileStreamer
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language,
@@ -423,6 +423,7 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
             audio = model.generate(**batch.to(model.device), audio_streamer=streamer,
                                    seeds=sentence_seeds(seed, len(inputs["sentences"])),
                                    stopping_criteria=StoppingCriteriaList([StepProgress(bar)]), **kwargs)
+        check_sentences_spoken(audio, inputs["sentences"])
     except BaseException:
         if streamer is not None:
             streamer.abort()

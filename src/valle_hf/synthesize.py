@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from .audio import reference_sources, save_audio
+from .audio import check_sentences_spoken, reference_sources, save_audio
 from .cli import (
     FLAG_SETTINGS,
     add_model_arguments,
@@ -421,6 +421,11 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache,
     for job, sentences, _ in ready:
         rows = range(start, start + len(sentences))
         start += len(sentences)
+        try:
+            check_sentences_spoken([out.audio[row] for row in rows], job.sentences)
+        except VallEValueError as error:
+            failed.append((job, one_line(error)))
+            continue
         audio = torch.cat([out.audio[row].float().cpu() for row in rows])
         spoken.append(Spoken(job, audio, int(sum(out.lengths[row] for row in rows)),
                              bool(all(out.stopped[row] for row in rows))))

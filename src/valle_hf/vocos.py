@@ -585,13 +585,19 @@ class VocosModel(PreTrainedModel):
             raise VallEValueError(
                 f"lengths must be {batch_size} values in 0..{num_frames} (one per row), got {lengths}"
             )
-        if max(lengths, default=0) == 0:  # nothing to decode: every row is empty
-            return [torch.zeros(0, device=codes.device) for _ in lengths]
-        attention_mask = (
-            torch.arange(num_frames, device=codes.device) < torch.tensor(lengths, device=codes.device)[:, None]
-        )
-        audio = self(codes, bandwidth_id=bandwidth_id, attention_mask=attention_mask, return_dict=True).audio_values
-        return [row[: length * self.config.hop_length] for row, length in zip(audio, lengths, strict=True)]
+        waveforms = [torch.zeros(0, device=codes.device) for _ in lengths]
+        spoken = [row for row, length in enumerate(lengths) if length > 0]  # a row of 0 frames has nothing to decode
+        if not spoken:
+            return waveforms
+        kept = torch.tensor([lengths[row] for row in spoken], device=codes.device)
+        attention_mask = torch.arange(num_frames, device=codes.device) < kept[:, None]
+        if isinstance(bandwidth_id, torch.Tensor) and bandwidth_id.dim() == 1 and len(bandwidth_id) == batch_size:
+            bandwidth_id = bandwidth_id[spoken]  # one per row: those of the rows decoded
+        audio = self(codes[spoken], bandwidth_id=bandwidth_id, attention_mask=attention_mask,
+                     return_dict=True).audio_values
+        for row, waveform in zip(spoken, audio, strict=True):
+            waveforms[row] = waveform[: lengths[row] * self.config.hop_length]
+        return waveforms
 
 
 def _resolve_files(name_or_path: str | Path, hub_kwargs: dict) -> tuple[Path, Path]:

@@ -24,7 +24,7 @@ import soundfile
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .audio import save_audio
+from .audio import check_sentences_spoken, save_audio
 from .cli import (
     FLAG_SETTINGS,
     TTS_ONLY_SETTINGS,
@@ -237,7 +237,9 @@ class Demo:
             try:
                 for audio in in_row_order(streamer or ()):
                     yield {stream: wav_bytes(audio, self.sampling_rate)}
-                waveform = torch.cat([row.float().cpu() for row in generation.result()])
+                rows = generation.result()
+                check_sentences_spoken(rows, inputs["sentences"])
+                waveform = torch.cat([row.float().cpu() for row in rows])
             finally:
                 stop.set()  # the page was left while streaming: end the run early, and wait for it to let go
                 generation.join()
