@@ -202,3 +202,26 @@ def test_a_directory_is_not_an_audio_file(tmp_path):
 
     with pytest.raises(VallEFileNotFoundError, match="is a directory, not an audio file"):
         load_audio(tmp_path)
+
+
+def test_a_stream_that_fills_the_disk_ends_with_an_output_error_and_leaves_no_file(tmp_path):
+    """The kernel refuses the write past RLIMIT_FSIZE, as a full disk would."""
+    import resource
+
+    from valle_hf.errors import OutputError
+    from valle_hf.streaming import AudioChunk, AudioFileStreamer
+
+    out = tmp_path / "speech.wav"
+    out.write_bytes(b"previous")
+    streamer = AudioFileStreamer(out, 24000)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
+    try:
+        with pytest.raises(OutputError, match="could not write .*speech.wav.*it was left as it was"):
+            for index in range(100):  # 100 chunks of 4800 float32 samples: far past 64 KiB
+                streamer.put(AudioChunk(0, torch.full((4800,), 0.1), torch.zeros(15, 8, dtype=torch.long), 15 * index,
+                                        final=False))
+        streamer.abort()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]

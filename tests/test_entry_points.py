@@ -104,7 +104,7 @@ CLI_CASES = {
     "no_prompt_and_a_reference": (["{ws}/ref.wav", "{ws}/new.wav", "--no-prompt"], "--no-prompt speaks without"),
     "no_prompt_and_the_output_as_reference": (["--no-prompt", "{ws}/new.wav"],
                                               "new.wav was read as REFERENCES (the arguments are TEXT REFERENCES "
-                                              "OUT_PATH): give \"\" as REFERENCES, or --out-path"),
+                                              "OUT_PATH): give \"\" as REFERENCES, as in TEXT \"\" "),
     "unreadable_reference": (["{ws}/junk.wav", "{ws}/new.wav"], "could not read audio file"),
     "output_is_the_reference": (["{ws}/ref.wav", "{ws}/ref.wav"], "would destroy the reference audio"),
     "output_links_to_the_reference": (["{ws}/ref.wav", "{ws}/folder/../ref.wav"], "would destroy the reference"),

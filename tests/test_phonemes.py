@@ -113,6 +113,10 @@ def test_split_sentences():
     assert split_sentences("No full stop") == ["No full stop"]
     assert split_sentences("  \n ") == []
     assert split_sentences("line one\nline two") == ["line one", "line two"]  # lines apart, as the original
+    assert split_sentences("... Hello there. Bye.") == ["... Hello there.", "Bye."]  # word-less start: to the next
+    assert split_sentences("...\n« Hello there. »") == ["... « Hello there. »"]
+    assert split_sentences("Hello there.\n...") == ["Hello there. ..."]
+    assert split_sentences(" ... !") == ["... !"]
 
 
 @pytest.mark.parametrize("language, text, sentences", [

@@ -377,8 +377,8 @@ def _check_no_prompt(args) -> None:
         raise UsageError(f"--no-prompt speaks without a voice prompt, but a reference was given ({args.references}): "
                          "drop one of them")
     raise UsageError(f"--no-prompt speaks without a voice prompt, but {args.references} was read as REFERENCES (the "
-                     f"arguments are TEXT REFERENCES OUT_PATH): give \"\" as REFERENCES, or --out-path "
-                     f"{args.references}")
+                     f"arguments are TEXT REFERENCES OUT_PATH): give \"\" as REFERENCES, as in TEXT \"\" "
+                     f"{args.references} --no-prompt")
 
 
 def prepare_inputs(args) -> dict:

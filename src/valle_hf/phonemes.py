@@ -229,19 +229,23 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
     `language` (an espeak code's first part: "en-gb" → "en"; "auto" goes by the script, see `detect_language`),
     which knows each language's abbreviations, so "Dr. Smith went home." stays one sentence; it needs no model
     download. Pieces are stripped; empty ones are dropped and pieces without any letter or digit (a stray "...")
-    are glued to the previous piece.
+    are glued to the previous piece, or to the next one at the start of the text.
     """
     from sentencex import segment
 
     pieces: list[str] = []
+    leading = ""  # word-less pieces before the first sentence, for the first sentence
     for line in text.splitlines():
         code = (detect_language(line) if language == "auto" else language).split("-")[0]
         for piece in segment(code, line):
             piece = piece.strip()
             if not piece:
                 continue
-            if pieces and not any(char.isalnum() for char in piece):
+            if any(char.isalnum() for char in piece):
+                pieces.append(f"{leading} {piece}".strip())
+                leading = ""
+            elif pieces:
                 pieces[-1] = f"{pieces[-1]} {piece}"
             else:
-                pieces.append(piece)
-    return pieces
+                leading = f"{leading} {piece}".strip()
+    return pieces or ([leading] if leading else [])  # word-less pieces alone: left for `check_text` to refuse

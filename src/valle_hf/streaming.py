@@ -28,7 +28,7 @@ import torch
 from .audio import check_samples, empty_audio_error, output_format
 from .cache import PreallocatedDynamicCache
 from .configuration import MAX_SETTING_SECONDS
-from .errors import VallEValueError
+from .errors import OutputError, VallEValueError, one_line
 from .files import temporary_file_beside
 from .layout import pad, segment_position_ids, tts_sequence
 
@@ -142,14 +142,22 @@ class AudioFileStreamer(AudioStreamer):
             chunks = self._waiting[self._next_row]
             for piece in chunks:
                 audio = check_samples(piece.audio.detach().float().cpu().numpy(), self.path)
-                self._file.write(np.clip(audio, -1.0, 1.0))
+                self._write(np.clip(audio, -1.0, 1.0))
                 self.seconds += len(audio) / self._file.samplerate
-            self._file.flush()
             if not chunks or not chunks[-1].final:
                 self._waiting[self._next_row] = []
                 break
             del self._waiting[self._next_row]
             self._next_row += 1
+
+    def _write(self, audio: np.ndarray) -> None:
+        """Append and flush; a failed write (disk full, file-size limit) raises `OutputError`, the output path kept
+        as it was (the caller aborts the stream)."""
+        try:
+            self._file.write(audio)
+            self._file.flush()
+        except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
+            raise OutputError(f"could not write {self.path} ({one_line(error)}); it was left as it was") from None
 
     def end(self) -> None:
         if not self._file.closed:
@@ -166,9 +174,13 @@ class AudioFileStreamer(AudioStreamer):
         return self.path
 
     def abort(self) -> None:
-        """Remove the partial file (the output path is left as it was)."""
-        self.end()
-        self.partial.unlink(missing_ok=True)
+        """Remove the partial file (the output path is left as it was), even where closing it fails (a full disk)."""
+        try:
+            self.end()
+        except (OSError, soundfile.LibsndfileError, RuntimeError):
+            pass  # the file is removed below, whatever state closing left it in
+        finally:
+            self.partial.unlink(missing_ok=True)
 
 
 def decoder_context(model, backend: str) -> tuple[int, int]:
