@@ -229,12 +229,12 @@ def prepare_one(
         raise VallEValueError(entry.error)
     if not entry.text:
         raise VallEValueError("empty transcript")
-    waveform = VallEFeatureExtractor().waveform(*load_audio(entry.audio), what=str(entry.audio))
+    extractor = VallEFeatureExtractor()
+    waveform = extractor.check_reference(extractor.waveform(*load_audio(entry.audio), what=str(entry.audio)),
+                                         str(entry.audio))
     phonemes = phonemize(entry.text, language, language_switch)
     text_ids = torch.tensor(tokenize_phonemes(tokenizer, [phonemes], padding=False)["input_ids"][0])
     codes = encode(codec, waveform, bandwidth).cpu()
-    if len(codes) == 0:
-        raise VallEValueError("audio too short for one codec frame")
     record = {
         "id": entry.id,
         "speaker": entry.speaker,

@@ -249,3 +249,15 @@ def test_records_name_the_audio_by_an_absolute_path_whatever_the_working_folder(
     failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
     for record in [*read_manifest(tmp_path / "out"), *failed]:
         assert Path(record["audio"]).is_absolute() and Path(record["audio"]).is_file(), record
+
+
+def test_a_clip_shorter_than_a_codec_frame_is_reported_not_prepared(prepare, capsys, tmp_path):
+    data = folder_of_utterances(tmp_path / "data", 1)
+    for name, samples in (("one", 1), ("short", 100)):
+        soundfile.write(data / f"{name}.wav", np.full(samples, 0.1, dtype=np.float32), 24000)
+        (data / f"{name}.txt").write_text(IPA, encoding="utf-8")
+    status, _, _ = run(prepare, capsys, data, tmp_path / "out")
+    assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
+    failed = {json.loads(line)["id"]: json.loads(line)["error"]
+              for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()}
+    assert sorted(failed) == ["one", "short"] and all("shorter than one codec frame" in e for e in failed.values())

@@ -120,13 +120,14 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         waveforms = []
         for part in parts:
             if isinstance(part, (str, os.PathLike)):
-                waveforms.append(self._reference(self.waveform(*load_audio(part), what=str(part)), str(part)))
+                waveforms.append(self.check_reference(self.waveform(*load_audio(part), what=str(part)), str(part)))
             else:
-                waveforms.append(self._reference(self.waveform(part, sampling_rate), "the audio array"))
+                waveforms.append(self.check_reference(self.waveform(part, sampling_rate), "the audio array"))
         return waveforms
 
-    def _reference(self, waveform: torch.Tensor, what: str) -> torch.Tensor:
-        """`waveform`, refused when shorter than one codec frame and warned about when silent."""
+    def check_reference(self, waveform: torch.Tensor, what: str) -> torch.Tensor:
+        """`waveform` (1-D, at `sampling_rate`) as a voice prompt, STT input or training utterance: refused
+        (`VallEValueError`, naming `what`) when shorter than one codec frame, warned about when silent."""
         frame = CODEC_HOP_LENGTH * self.sampling_rate / CODEC_SAMPLING_RATE  # samples
         if len(waveform) < frame:
             milliseconds = 1000 * len(waveform) / self.sampling_rate
