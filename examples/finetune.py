@@ -109,7 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--save-steps", type=int, default=250, help="checkpoint every N steps (0: only at the end)")
     train.add_argument("--save-total-limit", type=int, default=2)
     train.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output")
-    train.add_argument("--report-to", default="none", help="tensorboard, wandb, ... (default: none)")
+    train.add_argument("--report-to", default="none",
+                       help="tensorboard, wandb, ... (comma-separated; installed ones only) (default: none)")
     return parser.parse_args(argv)
 
 
@@ -151,10 +152,29 @@ def check_options(args: argparse.Namespace) -> None:
         low, high = getattr(args, name)
         if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
             raise UsageError(f"--{name.replace('_', '-')} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX")
+    check_report_to(args.report_to)
     check_output_folder(args.output, "--output")
     if (args.output / "final").exists() and not args.resume:
         raise UsageError(f"--output {args.output} already holds a trained model ({args.output / 'final'}): choose "
                          "another --output, or --resume to continue its run")
+
+
+def check_report_to(report_to: str) -> None:
+    """Refuse a --report-to that transformers does not know, or whose package is not installed (the Trainer would
+    fail with a traceback once the model is loaded). "none" and "all" are always allowed."""
+    from transformers.integrations import get_available_reporting_integrations, get_reporting_integration_callbacks
+
+    installed = get_available_reporting_integrations()
+    for name in (part.strip() for part in report_to.split(",")):
+        if name in ("none", "all") or name in installed:
+            continue
+        try:
+            get_reporting_integration_callbacks([name])
+        except ValueError:
+            raise UsageError(f"--report-to {name}: not a reporting integration transformers knows (tensorboard, "
+                             "wandb, mlflow, ...; none for no reporting)") from None
+        raise UsageError(f"--report-to {name} needs its package, which is not installed: pip install {name}, or "
+                         "--report-to none")
 
 
 def training_arguments(args: argparse.Namespace) -> TrainingArguments:

@@ -379,6 +379,10 @@ FINETUNE_CASES = {
                          "is a file: give a folder"),
     "output_under_a_file": (["--model", "{model}", "--data", "{data}", "--output", "{data}/manifest.jsonl/run"],
                             "manifest.jsonl, which is a file: give a folder"),
+    "unknown_report_to": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--report-to", "bogus"],
+                          "--report-to bogus: not a reporting integration transformers knows"),
+    "report_to_not_installed": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--report-to",
+                                 "none,dvclive"], "--report-to dvclive needs its package, which is not installed"),
     "output_holds_a_trained_model": (["--model", "{model}", "--data", "{data}", "--output", "{trained}"],
                                      "already holds a trained model"),
 }
