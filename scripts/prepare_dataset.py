@@ -41,7 +41,6 @@ otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (wh
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -52,7 +51,15 @@ from tqdm.auto import tqdm
 
 from valle_hf.cli import usable_device
 from valle_hf.configuration import DEFAULT_CODEC
-from valle_hf.dataset import MANIFEST, append_manifest, read_manifest, repair_manifest, save_utterance
+from valle_hf.dataset import (
+    MANIFEST,
+    PREPARE_CONFIG,
+    append_manifest,
+    read_manifest,
+    repair_manifest,
+    save_utterance,
+    tokenizer_fingerprint,
+)
 from valle_hf.errors import (
     ArgumentParser,
     MissingDependencyError,
@@ -72,7 +79,7 @@ AUDIO_COLUMNS = ("audio", "file", "path", "filename", "file_name", "audio_file",
 TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence", "normalized_text", "normalized")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "speaker_name", "client_id")
 METADATA_FORMATS = LAYOUTS
-CONFIG_FILE = "prepare_config.json"
+CONFIG_FILE = PREPARE_CONFIG
 FAILED_FILE = "failed.jsonl"
 
 
@@ -250,9 +257,8 @@ def prepare_one(
 
 def run_settings(args, tokenizer) -> dict:
     """What makes a prepared folder's ids and codes what they are: a resume must use the same."""
-    vocab = json.dumps(tokenizer.get_vocab(), sort_keys=True, ensure_ascii=False).encode()
     return {"codec": args.codec, "bandwidth": args.bandwidth, "language": args.language,
-            "language_switch": args.language_switch, "tokenizer_sha256": hashlib.sha256(vocab).hexdigest()}
+            "language_switch": args.language_switch, "tokenizer_sha256": tokenizer_fingerprint(tokenizer)}
 
 
 def check_resume(output: Path, settings: dict) -> None:

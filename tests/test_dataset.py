@@ -232,3 +232,18 @@ def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
                          str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]) == 0
     assert [record["id"] for record in read_manifest(csv_output)] == ["anna/u0"]
     assert "could not use 1 file(s)" in capsys.readouterr().out
+
+
+def test_a_folder_prepared_with_another_tokenizer_is_refused_for_a_model(tmp_path, tokenizer_file):
+    from valle_hf.dataset import PREPARE_CONFIG, check_tokenizer, tokenizer_fingerprint
+    from valle_hf.errors import VallEValueError
+    from valle_hf.tokenization import load_phoneme_tokenizer
+
+    tokenizer = load_phoneme_tokenizer(tokenizer_file)
+    check_tokenizer(tmp_path, tokenizer, "model")  # a folder that records no tokenizer: taken as it is
+    (tmp_path / PREPARE_CONFIG).write_text(json.dumps({"tokenizer_sha256": tokenizer_fingerprint(tokenizer)}))
+    check_tokenizer(tmp_path, tokenizer, "model")
+    other = load_phoneme_tokenizer(tokenizer_file)
+    other.add_tokens(["ʘ"])  # one symbol more: another vocabulary
+    with pytest.raises(VallEValueError, match="prepared with another phoneme tokenizer than model's"):
+        check_tokenizer(tmp_path, other, "model")

@@ -9,6 +9,7 @@ the Hub unreachable.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -329,8 +330,9 @@ def test_dataset_script_refuses_bad_input_in_one_line(case, workspace, prepare, 
 @pytest.fixture(scope="module")
 def training_inputs(tmp_path_factory) -> dict[str, Path]:
     """A prepared data set of two utterances and a tiny model directory, for the finetune script's cases."""
-    from valle_hf.dataset import append_manifest, save_utterance
+    from valle_hf.dataset import PREPARE_CONFIG, append_manifest, save_utterance
     from valle_hf.modeling import VallEForConditionalGeneration
+    from valle_hf.processing import VallEProcessor
 
     root = tmp_path_factory.mktemp("training")
     generator = torch.Generator().manual_seed(0)
@@ -347,8 +349,13 @@ def training_inputs(tmp_path_factory) -> dict[str, Path]:
     weights.write_bytes(weights.read_bytes()[:100])
     (root / "empty").mkdir()
     (root / "trained" / "final").mkdir(parents=True)  # an earlier run's output
+    shutil.copytree(root / "model", root / "model_with_tokenizer")
+    VallEProcessor.from_tokenizer_file().save_pretrained(root / "model_with_tokenizer")
+    shutil.copytree(root / "data", root / "foreign_data")  # prepared with another tokenizer
+    (root / "foreign_data" / PREPARE_CONFIG).write_text(json.dumps({"tokenizer_sha256": "0" * 64}))
     return {"data": root / "data", "model": root / "model", "damaged": root / "damaged_model", "empty": root / "empty",
-            "trained": root / "trained"}
+            "trained": root / "trained", "tokenized_model": root / "model_with_tokenizer",
+            "foreign": root / "foreign_data"}
 
 
 FINETUNE_CASES = {
@@ -379,6 +386,8 @@ FINETUNE_CASES = {
                          "is a file: give a folder"),
     "output_under_a_file": (["--model", "{model}", "--data", "{data}", "--output", "{data}/manifest.jsonl/run"],
                             "manifest.jsonl, which is a file: give a folder"),
+    "data_of_another_tokenizer": (["--model", "{tokenized_model}", "--data", "{foreign}", "--output", "{ws}/run"],
+                                  "was prepared with another phoneme tokenizer than"),
     "unknown_report_to": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--report-to", "bogus"],
                           "--report-to bogus: not a reporting integration transformers knows"),
     "report_to_not_installed": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--report-to",

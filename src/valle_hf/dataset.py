@@ -14,6 +14,8 @@ line that a crash cut short is repaired or cut before the next run appends (`rep
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 from pathlib import Path
@@ -28,7 +30,29 @@ from .manifest import append_jsonl, read_jsonl, repair_jsonl
 
 MANIFEST = "manifest.jsonl"
 UTTERANCES = "utterances"
+PREPARE_CONFIG = "prepare_config.json"
 FRAME_RATE = CODEC_SAMPLING_RATE // CODEC_HOP_LENGTH  # codec frames per second
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A phoneme tokenizer's identity as a prepared folder records it (`tokenizer_sha256`): the SHA-256 of its
+    vocabulary (symbol → id), so that two tokenizers with the same fingerprint give the same ids."""
+    vocab = json.dumps(tokenizer.get_vocab(), sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(vocab).hexdigest()
+
+
+def check_tokenizer(root: str | os.PathLike, tokenizer, model: str) -> None:
+    """Refuse (`VallEValueError`) to train `model` on the prepared folder `root` when the folder's phoneme ids come
+    from another tokenizer than the model's (`tokenizer`): its ids would stand for other phonemes. A folder that
+    records no tokenizer (made by other means) is taken as it is."""
+    path = Path(root) / PREPARE_CONFIG
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("tokenizer_sha256")
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded is not None and recorded != tokenizer_fingerprint(tokenizer):
+        raise VallEValueError(f"{root} was prepared with another phoneme tokenizer than {model}'s: its ids would stand "
+                              f"for other phonemes; prepare it again with --tokenizer {model}")
 
 
 def utterance_path(root: str | os.PathLike, utterance_id: str) -> Path:
