@@ -569,6 +569,30 @@ def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_
     assert not cut.stopped.any() and logged.out == ""
 
 
+def test_rows_that_come_out_unspoken_are_warned_about(tiny_model):
+    """A row that stops at its first step (empty codes and audio) or decodes to NaN is named in a warning: a caller
+    joining or saving the rows would miss it otherwise (the pipeline returns the arrays as they are)."""
+    model = copy.deepcopy(tiny_model)
+    texts, prompts = _batch_inputs(model.config)
+    inputs = dict(input_ids=torch.stack([texts[0], texts[0]]), prompt_codes=torch.stack([prompts[0], prompts[0]]),
+                  max_new_tokens=6)
+    with logged_warnings() as logged:
+        _greedy(model, **inputs, output_audio=True)
+    assert "stopped at their first step" not in logged.out and "NaN" not in logged.out
+    with torch.no_grad():
+        model.classifiers[0].bias[model.config.stop_token_id] = 1e4  # every row stops at once
+    with logged_warnings() as logged:
+        out = _greedy(model, **inputs, output_audio=True)
+    assert out.lengths.tolist() == [0, 0] and [len(row) for row in out.audio] == [0, 0]
+    assert "row(s) [0, 1] stopped at their first step: their codes and audio are empty" in logged.out
+    with torch.no_grad():
+        model.classifiers[0].bias[model.config.stop_token_id] = 0.0
+        model.codec_model.decoder.layers[-1].conv.bias.fill_(float("nan"))  # EnCodec's last layer
+    with logged_warnings() as logged:
+        out = _greedy(model, **inputs, output_audio=True, audio_backend="encodec")
+    assert "row(s) [0, 1] decoded to NaN or infinite samples" in logged.out
+
+
 def test_package_warnings_follow_transformers_verbosity(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, min_new_tokens=4)

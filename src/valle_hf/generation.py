@@ -146,6 +146,19 @@ def _check_seeded_rows(rows: int) -> None:
         generators.check_rows(rows)
 
 
+def _warn_if_unspoken(lengths: torch.Tensor, audio: list[torch.Tensor] | None) -> None:
+    """Warn about rows that came out unspoken, which callers joining or saving the rows would otherwise miss: 0
+    frames (the AR stopped at its first step: empty audio) or audio with NaN or infinite samples."""
+    empty = (lengths == 0).nonzero().flatten().tolist()
+    if empty:
+        logger.warning(f"row(s) {empty} stopped at their first step: their codes and audio are empty (another seed "
+                       "may speak)")
+    broken = [row for row, waveform in enumerate(audio or []) if not bool(torch.isfinite(waveform).all())]
+    if broken:
+        logger.warning(f"row(s) {broken} decoded to NaN or infinite samples: the model's numbers overflowed (in "
+                       "float16? try bfloat16 or float32)")
+
+
 def _ar_generate(model, **generate_kwargs):
     """`GenerationMixin.generate` for the AR (or STT) stage. A seeded, sampled run returns as its `scores` those its
     tokens were drawn from, not the one-token distributions `SeededRowSampler` handed on."""
@@ -489,6 +502,7 @@ class VallEGenerationMixin(GenerationMixin):
         rows = [row[len(prefix):] for row, prefix in zip(codes, prefixes, strict=True)]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
         audio = self._decode(rows, config.audio_backend) if config.output_audio else None
+        _warn_if_unspoken(lengths, audio)
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
             hidden_states=output.hidden_states,
