@@ -182,6 +182,25 @@ def test_save_audio_writes_each_waveform_whole(processor, tmp_path):
         processor.save_audio(waveforms, tmp_path / "c.wav")
 
 
+def test_save_audio_checks_every_waveform_before_writing_any(processor, tmp_path):
+    from valle_hf.errors import VallETypeError
+
+    tone = _tone(0.25, 24000)
+    nan = tone.copy()
+    nan[10] = np.nan
+    cases = [
+        (([tone, nan], [tmp_path / "a.wav", tmp_path / "b.wav"]), ValueError,
+         "b.wav was not written: the audio has 1 NaN"),
+        (([tone, tone], [tmp_path / "a.wav", tmp_path / "x" / ".." / "a.wav"]), ValueError, "the same path for two"),
+        (((tone * 32767).astype(np.int16), tmp_path / "a.wav"), ValueError, "float samples in \\[-1, 1\\], got int16"),
+        ((None, tmp_path / "a.wav"), VallETypeError, "a waveform .* or a list of them, got None"),
+    ]
+    for (audio, paths), error, message in cases:
+        with pytest.raises(error, match=message):
+            processor.save_audio(audio, paths)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("text", [123, [1, 2], ["fine", None]])
 def test_text_of_another_type_is_refused_in_one_line(processor, text):
     from valle_hf.errors import VallETypeError

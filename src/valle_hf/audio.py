@@ -31,6 +31,7 @@ __all__ = [
     "check_output_path",
     "check_samples",
     "check_sentences_spoken",
+    "waveform_samples",
     "empty_audio_error",
     "load_audio",
     "output_format",
@@ -125,6 +126,24 @@ def check_sentences_spoken(waveforms: Sequence[torch.Tensor], sentences: Sequenc
                               "step), so nothing was written: try another seed")
 
 
+def waveform_samples(waveform: torch.Tensor | np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """The samples of a waveform to be written to `path`, as a 1-D float array; refused (`VallEValueError`) when no
+    file should hold them: not 1-D float samples (integer PCM would be clipped to ±1, not scaled), empty, or NaN or
+    infinite (`check_samples`)."""
+    if isinstance(waveform, torch.Tensor):
+        waveform = waveform.detach().cpu()
+        waveform = waveform.float() if waveform.is_floating_point() else waveform
+    data = np.asarray(waveform)
+    if not np.issubdtype(data.dtype, np.floating):
+        raise VallEValueError(f"{path}: save_audio writes float samples in [-1, 1], got {data.dtype}: scale integer "
+                              "PCM first (int16: divide by 32768)")
+    if data.ndim != 1:
+        raise VallEValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
+    if data.size == 0:
+        raise empty_audio_error(path)
+    return check_samples(data, path)
+
+
 def save_audio(
     path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sampling_rate: int = SAMPLING_RATE
 ) -> Path:
@@ -132,18 +151,13 @@ def save_audio(
 
     The file is written under a temporary name in the same folder and renamed into place when complete, so an
     interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
-    Samples are clipped to [-1, 1]. Raises `VallEValueError` for a waveform that is not 1-D, empty or holds NaN or
-    infinite samples, and for a sampling rate that is not a positive integer; `OutputError` when the write fails
+    Samples are clipped to [-1, 1]. Raises `VallEValueError` for samples no file should hold (`waveform_samples`)
+    and for a sampling rate that is not a positive integer; `OutputError` when the write fails
     (disk full, file-size limit, ...), with `path` as it was.
     """
     out = Path(path)
     container, subtype = output_format(out)
-    data = waveform.detach().float().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
-    if data.ndim != 1:
-        raise VallEValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
-    if data.size == 0:
-        raise empty_audio_error(out)
-    check_samples(data, out)
+    data = waveform_samples(waveform, out)
     if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
         raise VallEValueError(f"the sampling rate must be a positive integer (Hz), got {sampling_rate!r}")
     try:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
-from .audio import save_audio
+from .audio import save_audio, waveform_samples
 from .errors import VallETypeError, VallEValueError
 from .feature_extraction import VallEFeatureExtractor
 from .phonemes import phonemize
@@ -195,14 +195,25 @@ class VallEProcessor(ProcessorMixin):
                    sampling_rate: int | None = None) -> list[Path]:
         """Write waveforms to files, each whole or not at all (`valle_hf.audio.save_audio`; format by extension).
 
-        `audio`: one 1-D waveform (tensor or array) or a list of them, as `generate` returns; `saving_path`: one path,
-        or one per waveform. `sampling_rate` defaults to the feature extractor's (24 kHz, the model's). Returns the
-        paths written. Raises `VallEValueError` when the counts differ.
+        `audio`: one 1-D float waveform (tensor or array) or a list of them, as `generate` returns; `saving_path`:
+        one path, or one per waveform. `sampling_rate` defaults to the feature extractor's (24 kHz, the model's).
+        Every waveform is checked before any file is written (`valle_hf.audio.waveform_samples`). Returns the paths
+        written. Raises `VallETypeError` for audio that is no waveform or list, `VallEValueError` when the counts
+        differ, two waveforms share a path, or a waveform is refused.
         """
-        waveforms = [audio] if isinstance(audio, (torch.Tensor, np.ndarray)) else list(audio)
+        if isinstance(audio, (torch.Tensor, np.ndarray)):
+            waveforms = [audio]
+        elif isinstance(audio, (list, tuple)) and all(isinstance(item, (torch.Tensor, np.ndarray)) for item in audio):
+            waveforms = list(audio)
+        else:
+            raise VallETypeError(f"save_audio takes a waveform (tensor or array) or a list of them, got {audio!r:.60}")
         paths = [saving_path] if isinstance(saving_path, (str, os.PathLike)) else list(saving_path)
         if len(waveforms) != len(paths):
             raise VallEValueError(f"save_audio got {len(waveforms)} waveforms for {len(paths)} paths: give one path "
                                   "per waveform")
+        if len({os.path.realpath(path) for path in paths}) != len(paths):
+            raise VallEValueError("save_audio got the same path for two waveforms: the second would replace the first; "
+                                  "give one path per waveform")
+        samples = [waveform_samples(waveform, path) for waveform, path in zip(waveforms, paths, strict=True)]
         rate = sampling_rate if sampling_rate is not None else self.feature_extractor.sampling_rate
-        return [save_audio(path, waveform, rate) for waveform, path in zip(waveforms, paths, strict=True)]
+        return [save_audio(path, data, rate) for data, path in zip(samples, paths, strict=True)]
