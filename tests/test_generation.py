@@ -593,6 +593,24 @@ def test_rows_that_come_out_unspoken_are_warned_about(tiny_model):
     assert "row(s) [0, 1] decoded to NaN or infinite samples" in logged.out
 
 
+def test_the_processors_prompt_is_checked_once_not_again_by_generate(tiny_random, tmp_path):
+    """A float WAV may peak past 1 (the processor takes a file as it is; generate refused the same samples as an
+    array), and a silent prompt is warned about once, not once more per row."""
+    import soundfile
+
+    model, processor = tiny_random
+    tone = np.sin(np.arange(24000) / 24000 * 2 * np.pi * 220).astype(np.float32)
+    soundfile.write(tmp_path / "hot.wav", 1.05 * tone, 24000, subtype="FLOAT")
+    soundfile.write(tmp_path / "silent.wav", np.zeros(24000, dtype=np.float32), 24000)
+    for name, warnings in (("hot.wav", 0), ("silent.wav", 1)):
+        with logged_warnings() as logged:
+            batch = processor(["Hi.", "Bye."], prompt_audio=str(tmp_path / name), sampling_rate=24000)
+            model.generate(**batch, **PLAIN_SETTINGS, max_new_tokens=2, output_audio=False)
+        assert logged.out.count("is silent") == warnings, logged.out
+    with pytest.raises(ValueError, match="outside \\[-1, 1\\]"):  # an array of one's own is checked
+        model.generate(input_ids=batch["input_ids"], prompt_audio=[1.05 * tone], sampling_rate=24000, max_new_tokens=2)
+
+
 def test_package_warnings_follow_transformers_verbosity(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, min_new_tokens=4)

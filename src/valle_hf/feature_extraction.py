@@ -11,6 +11,7 @@ slightly at other input rates).
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,10 @@ logger = get_logger(__name__)
 
 # A reference quieter than this everywhere (-80 dBFS) is silence: a failed recording, or the wrong channel or file.
 SILENT_PEAK = 1e-4
+# The waveforms `VallEFeatureExtractor.load` returned and that are still alive, by id: given back to `load` (by
+# `generate`, from the processor's output), they are not checked again. A file's float samples may go past ±1,
+# which the check of an array refuses.
+_LOADED: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
 
 
 def _pcm_to_float(array: np.ndarray) -> np.ndarray:
@@ -111,19 +116,25 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         a list of those. Each reference stays whole and separate: the model encodes each one on its own, joins the
         codes and only then loops or trims them to `input_prompt_length`, as the original does, so nothing is cut
         here. Raises `VallEValueError` for no reference at all, for one shorter than a codec frame (it holds no
-        voice; and as `waveform`), FileNotFoundError for a missing file; warns about a silent one.
+        voice; and as `waveform`), FileNotFoundError for a missing file; warns about a silent one. A waveform that
+        `load` itself returned, given back at the rate it returned it at (the processor's output, passed on to
+        `generate`), is taken as it is: it was checked, and warned about, once.
         """
         parts = reference_sources(sources)
         if not parts:  # "no voice prompt" is None, never an empty string (usually an unset shell variable)
             raise VallEValueError("no reference audio given (an empty path, list or ';'-joined string, often an unset "
                                   "variable): give an audio file")
-        waveforms = []
-        for part in parts:
-            if isinstance(part, (str, os.PathLike)):
-                waveforms.append(self.check_reference(self.waveform(*load_audio(part), what=str(part)), str(part)))
-            else:
-                waveforms.append(self.check_reference(self.waveform(part, sampling_rate), "the audio array"))
-        return waveforms
+        return [self._reference(part, sampling_rate) for part in parts]
+
+    def _reference(self, part: Any, sampling_rate: int | None) -> torch.Tensor:
+        if _LOADED.get(id(part)) is part and sampling_rate == self.sampling_rate:
+            return part
+        if isinstance(part, (str, os.PathLike)):
+            waveform = self.check_reference(self.waveform(*load_audio(part), what=str(part)), str(part))
+        else:
+            waveform = self.check_reference(self.waveform(part, sampling_rate), "the audio array")
+        _LOADED[id(waveform)] = waveform
+        return waveform
 
     def check_reference(self, waveform: torch.Tensor, what: str) -> torch.Tensor:
         """`waveform` (1-D, at `sampling_rate`) as a voice prompt, STT input or training utterance: refused
