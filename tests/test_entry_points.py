@@ -102,6 +102,11 @@ CLI_CASES = {
     "directory_reference": (["{ws}/folder", "{ws}/new.wav"], "is a directory, not an audio file"),
     "empty_reference": (["", "{ws}/new.wav"], "no reference audio given"),
     "blank_references": ([" ; ", "{ws}/new.wav"], "no reference audio given"),
+    "stream_chunk_out_of_range_without_stream": (["{ws}/ref.wav", "{ws}/new.wav", "--stream-chunk", "nan"],
+                                                 "--stream-chunk nan is not allowed"),
+    "stt_streamed": (["{ws}/ref.wav", "--task", "stt", "--stream"], "--task stt prints a transcript: drop --stream"),
+    "stt_without_a_prompt": (["{ws}/ref.wav", "--task", "stt", "--no-prompt"], "--no-prompt is for text-to-speech"),
+    "stt_in_an_unknown_language": (["{ws}/ref.wav", "--task", "stt", "--language", "xx-nope"], "unknown language"),
     "no_prompt_and_a_reference": (["{ws}/ref.wav", "{ws}/new.wav", "--no-prompt"], "--no-prompt speaks without"),
     "no_prompt_and_the_output_as_reference": (["--no-prompt", "{ws}/new.wav"],
                                               "new.wav was read as REFERENCES (the arguments are TEXT REFERENCES "

@@ -297,20 +297,36 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
 
 
 def check_streaming(args) -> None:
-    """--stream's own rules, checked before any model loads: chunks of a finite number of seconds > 0, and nothing that
-    changes the output after the AR's end (beam search, --refine-on-stop). Raises `UsageError` naming the flags."""
+    """--stream's own rules, checked before any model loads: chunks of a finite number of seconds > 0 (with --stream
+    or not), speech to stream (not --task stt), and nothing that changes the output after the AR's end (beam search,
+    --refine-on-stop). Raises `UsageError` naming the flags."""
     from .streaming import CHUNK_SECONDS_RULE, chunk_seconds_allowed
 
+    if not chunk_seconds_allowed(args.stream_chunk):  # even without --stream: a value out of range is a mistake
+        raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be {CHUNK_SECONDS_RULE}")
     if not args.stream:
         return
-    if not chunk_seconds_allowed(args.stream_chunk):
-        raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be {CHUNK_SECONDS_RULE}")
+    if args.task == "stt":
+        raise UsageError("--stream writes speech as it is generated; --task stt prints a transcript: drop --stream")
     if args.beam_width is not None and args.beam_width > 1:
         raise UsageError(f"--stream cannot run with --beam-width {args.beam_width}: beam search reorders its beams "
                          "until the end (drop one of the two)")
     if args.refine_on_stop:
         raise UsageError("--stream cannot run with --refine-on-stop: it re-predicts the whole output at the end (drop "
                          "one of the two)")
+
+
+def check_task_flags(args) -> None:
+    """The text-to-speech flags given with --task stt, checked before any model loads: --no-prompt is refused (it
+    would be ignored), and --language must still be a language (unused, but a code that does not exist is a
+    mistake). Raises `UsageError`."""
+    from .phonemes import resolve_language
+
+    if args.task != "stt":
+        return
+    if args.no_prompt:
+        raise UsageError("--no-prompt is for text-to-speech; --task stt transcribes REFERENCES: drop --no-prompt")
+    resolve_language("", args.language)
 
 
 def usable_device(device: str | None) -> str:
@@ -451,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     check_device(args)
     generation_kwargs(args)
     check_streaming(args)
+    check_task_flags(args)
     inputs = prepare_inputs(args)
     model, processor, precision = load_model(args)
     seed = run_seed(args.seed)
