@@ -58,7 +58,6 @@ from valle_hf.dataset import (
     read_manifest,
     repair_manifest,
     save_utterance,
-    tokenizer_fingerprint,
 )
 from valle_hf.errors import (
     ArgumentParser,
@@ -72,6 +71,7 @@ from valle_hf.errors import (
 )
 from valle_hf.files import check_output_folder
 from valle_hf.manifest import LAYOUTS, Row, read_table
+from valle_hf.tokenization import tokenizer_fingerprint
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif"}
 TRANSCRIPT_SUFFIXES = (".txt", ".normalized.txt", ".lab", ".original.txt")

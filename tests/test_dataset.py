@@ -235,9 +235,9 @@ def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
 
 
 def test_a_folder_prepared_with_another_tokenizer_is_refused_for_a_model(tmp_path, tokenizer_file):
-    from valle_hf.dataset import PREPARE_CONFIG, check_tokenizer, tokenizer_fingerprint
+    from valle_hf.dataset import PREPARE_CONFIG, check_tokenizer
     from valle_hf.errors import VallEValueError
-    from valle_hf.tokenization import load_phoneme_tokenizer
+    from valle_hf.tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
 
     tokenizer = load_phoneme_tokenizer(tokenizer_file)
     check_tokenizer(tmp_path, tokenizer, "model")  # a folder that records no tokenizer: taken as it is

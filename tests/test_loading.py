@@ -138,8 +138,11 @@ def _same_weights(model, expected, ignore=("model.backbone.embed_tokens.weight",
                                                  if key not in ignore)
 
 
-def test_a_converted_directory_loads_with_its_processor_or_another_tokenizer(converted_dir, fixture_model, tmp_path,
-                                                                             tiny_random, tokenizer_file):
+def test_a_converted_directory_loads_with_its_processor_or_the_same_tokenizer(converted_dir, fixture_model, tmp_path,
+                                                                              tiny_random, tokenizer_file):
+    """--tokenizer with a converted folder: one with the folder's vocabulary is taken, another one is refused (its
+    ids would stand for other phonemes), and so is any with tiny-random, which has its own."""
+    from valle_hf.errors import VallEValueError
     from valle_hf.processing import VallEProcessor
 
     model, processor = load_model_and_processor(str(converted_dir))
@@ -147,10 +150,15 @@ def test_a_converted_directory_loads_with_its_processor_or_another_tokenizer(con
     text = "ðə bˈɜːtʃ"
     packaged = VallEProcessor.from_tokenizer_file(tokenizer_file)  # what the directory was converted with
     assert processor(text)["input_ids"].tolist() == packaged(text)["input_ids"].tolist()
-    tiny_random[1].save_pretrained(tmp_path / "tiny")  # another tokenizer.json: it replaces the directory's
-    _, other = load_model_and_processor(str(converted_dir), tokenizer=str(tmp_path / "tiny" / "tokenizer.json"))
-    assert other(text)["input_ids"].tolist() == tiny_random[1](text)["input_ids"].tolist()
-    assert other(text)["input_ids"].tolist() != processor(text)["input_ids"].tolist()
+    _, same = load_model_and_processor(str(converted_dir), tokenizer=str(tokenizer_file))
+    assert same(text)["input_ids"].tolist() == processor(text)["input_ids"].tolist()
+    tiny_random[1].save_pretrained(tmp_path / "tiny")  # another vocabulary
+    other = str(tmp_path / "tiny" / "tokenizer.json")
+    assert tiny_random[1](text)["input_ids"].tolist() != processor(text)["input_ids"].tolist()
+    with pytest.raises(VallEValueError, match="is not the tokenizer .* was converted with"):
+        load_model_and_processor(str(converted_dir), tokenizer=other)
+    with pytest.raises(VallEValueError, match="--tokenizer does not apply to tiny-random"):
+        load_model_and_processor("tiny-random", tokenizer=str(tokenizer_file))
 
 
 def test_an_original_checkpoint_is_converted_on_the_fly(fixtures, fixture_model):

@@ -14,7 +14,6 @@ line that a crash cut short is repaired or cut before the next run appends (`rep
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -27,18 +26,12 @@ from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
 from .files import written_whole
 from .manifest import append_jsonl, read_jsonl, repair_jsonl
+from .tokenization import tokenizer_fingerprint
 
 MANIFEST = "manifest.jsonl"
 UTTERANCES = "utterances"
 PREPARE_CONFIG = "prepare_config.json"
 FRAME_RATE = CODEC_SAMPLING_RATE // CODEC_HOP_LENGTH  # codec frames per second
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """A phoneme tokenizer's identity as a prepared folder records it (`tokenizer_sha256`): the SHA-256 of its
-    vocabulary (symbol → id), so that two tokenizers with the same fingerprint give the same ids."""
-    vocab = json.dumps(tokenizer.get_vocab(), sort_keys=True, ensure_ascii=False).encode()
-    return hashlib.sha256(vocab).hexdigest()
 
 
 def check_tokenizer(root: str | os.PathLike, tokenizer, model: str) -> None:

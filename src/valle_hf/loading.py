@@ -17,6 +17,7 @@ from .conversion import DEFAULT_CODEC, DEFAULT_VOCODER
 from .errors import CheckpointError, MissingDependencyError, ModelNotFoundError, VallEValueError, one_line
 from .hardware import quiet_torchao_import
 from .hub import check_reachable, default_cache_dir, hub_file
+from .tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
 
 RELEASED_REPO = "ecker/vall-e"
 RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
@@ -167,6 +168,8 @@ def load_model_and_processor(
         raise VallEValueError(f"--yaml applies to original checkpoints, not to {name}: drop --yaml, or give the "
                               "original's fp32.sft with --model")
     if name == TINY_RANDOM:
+        if tokenizer:
+            raise VallEValueError("--tokenizer does not apply to tiny-random, which has its own: drop --tokenizer")
         return _quantized(tiny_random_model(), dtype, quantize), tiny_random_processor()
     if name is None:
         name = str(released_model_directory(cache_dir, codec, vocoder))
@@ -176,6 +179,7 @@ def load_model_and_processor(
         return _quantized(model, dtype, quantize), processor
     if tokenizer:
         processor = VallEProcessor.from_tokenizer_file(tokenizer)
+        _check_own_tokenizer(path, processor.tokenizer, tokenizer)
         return load_model(name, dtype=dtype, quantize=quantize), processor
     if path.is_dir() and (path / "config.json").is_file() and not (path / "tokenizer.json").is_file():
         raise CheckpointError(f"{name} has no tokenizer.json: give the model's phoneme tokenizer with --tokenizer, or "
@@ -185,6 +189,15 @@ def load_model_and_processor(
         return model, VallEProcessor.from_pretrained(name)
     except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
         raise CheckpointError(f"could not load the processor of {name} ({one_line(error)[:200]})") from None
+
+
+def _check_own_tokenizer(model_dir: Path, tokenizer, tokenizer_file: str) -> None:
+    """Refuse a --tokenizer that gives other ids than the tokenizer a converted model folder holds: the model would
+    read every phoneme as another. One with the same vocabulary, or a folder without its own, is taken."""
+    own = model_dir / "tokenizer.json"
+    if own.is_file() and tokenizer_fingerprint(load_phoneme_tokenizer(own)) != tokenizer_fingerprint(tokenizer):
+        raise VallEValueError(f"--tokenizer {tokenizer_file} is not the tokenizer {model_dir} was converted with "
+                              f"({own}): its ids would stand for other phonemes; drop --tokenizer")
 
 
 def int8_quantization_config():

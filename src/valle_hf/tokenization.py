@@ -9,6 +9,7 @@ rewrite with identical ids (`dealias_tokenizer_json`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -34,12 +35,20 @@ __all__ = [
     "load_phoneme_tokenizer",
     "packaged_tokenizer_file",
     "tokenize_phonemes",
+    "tokenizer_fingerprint",
 ]
 
 
 def packaged_tokenizer_file() -> Path:
     """Path of the released model's `tokenizer.json` shipped inside the package."""
     return Path(str(resources.files("valle_hf") / "assets" / "tokenizer.json"))
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A phoneme tokenizer's identity: the SHA-256 of its vocabulary (symbol → id), so that two tokenizers with the
+    same fingerprint give the same ids (a prepared data set records it as `tokenizer_sha256`)."""
+    vocab = json.dumps(tokenizer.get_vocab(), sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(vocab).hexdigest()
 
 
 def ids_to_phonemes(tokens: Sequence[str]) -> str:
