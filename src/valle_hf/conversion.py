@@ -314,9 +314,10 @@ def convert_checkpoint(
 
 def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=()) -> Path:
     """Refuse, before any work, an `output_dir` that exists and is not an empty directory, unless `overwrite`, and one
-    that is or holds any of the paths in `inputs` (the files the conversion reads: replacing it would delete them)."""
+    that is or holds any of the paths in `inputs` (the files the conversion reads: replacing it would delete them;
+    names that are no file or folder here, a Hub id or 'tiny-random', are not paths)."""
     output_dir = Path(output_dir)
-    for source in filter(None, inputs):
+    for source in (name for name in inputs if name and Path(name).exists()):
         source, target = Path(source).resolve(), output_dir.resolve()
         if source == target or target in source.parents:
             raise VallEError(f"--output-dir {output_dir} is or holds {source}, which the conversion reads: choose "
