@@ -31,13 +31,13 @@ __all__ = [
     "check_output_path",
     "check_samples",
     "check_sentences_spoken",
-    "waveform_samples",
     "empty_audio_error",
     "load_audio",
     "output_format",
     "reference_paths",
     "reference_sources",
     "save_audio",
+    "waveform_samples",
 ]
 
 

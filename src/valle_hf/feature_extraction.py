@@ -127,6 +127,7 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         return [self._reference(part, sampling_rate) for part in parts]
 
     def _reference(self, part: Any, sampling_rate: int | None) -> torch.Tensor:
+        """One reference (a path, or an array at `sampling_rate`) as a checked waveform at `self.sampling_rate`."""
         if _LOADED.get(id(part)) is part and sampling_rate == self.sampling_rate:
             return part
         if isinstance(part, (str, os.PathLike)):
