@@ -153,6 +153,9 @@ def check_options(args: argparse.Namespace) -> None:
         low, high = getattr(args, name)
         if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
             raise UsageError(f"--{name.replace('_', '-')} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX")
+    if args.model == "tiny-random":
+        raise UsageError("--model tiny-random is an installation check built in memory, not a model folder to "
+                         "fine-tune: give a converted model's folder (python -m valle_hf.convert)")
     check_report_to(args.report_to)
     check_output_folder(args.output, "--output")
     if (args.output / "final").exists() and not args.resume:

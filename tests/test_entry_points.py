@@ -393,6 +393,8 @@ FINETUNE_CASES = {
                          "is a file: give a folder"),
     "output_under_a_file": (["--model", "{model}", "--data", "{data}", "--output", "{data}/manifest.jsonl/run"],
                             "manifest.jsonl, which is a file: give a folder"),
+    "tiny_random_model": (["--model", "tiny-random", "--data", "{data}", "--output", "{ws}/run"],
+                          "--model tiny-random is an installation check built in memory"),
     "data_of_another_tokenizer": (["--model", "{tokenized_model}", "--data", "{foreign}", "--output", "{ws}/run"],
                                   "was prepared with another phoneme tokenizer than"),
     "unknown_report_to": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--report-to", "bogus"],
