@@ -176,6 +176,9 @@ def _ljspeech_entry(root: Path, metadata: Path, lines: str, cells: list[str]) ->
     entry = Entry(safe_id(utterance), audio, "default", text=cells[-1].strip() if len(cells) > 1 else "")
     if len(cells) < 2:
         entry.error = f"{metadata.name} line {lines}: no '|' between the id and the text"
+    elif len(cells) > 3:  # a '|' inside the text: which part is the transcript cannot be told
+        entry.error = (f"{metadata.name} line {lines}: {len(cells)} '|'-separated columns where LJSpeech has 2 or 3 "
+                       "(id|text|normalized text)")
     return entry
 
 

@@ -94,6 +94,13 @@ def test_ljspeech_metadata_is_read_with_pipes_and_no_quoting(prepare, capsys, tm
     assert sorted(records) == ids
     assert records[ids[1]]["text"] == LJSPEECH.splitlines()[1].split("|")[2]  # quotes are text
     assert records[ids[3]]["text"] == LJSPEECH.splitlines()[3].split("|")[2]
+    with open(data / "metadata.csv", "a", encoding="utf-8") as handle:  # a '|' inside the text: reported
+        handle.write("LJ999-0001|Either this|or that|or that.\n")
+    write_wav(data / "wavs" / "LJ999-0001.wav")
+    status, out, err = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "metadata.csv")
+    failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
+    assert [record["id"] for record in failed] == ["LJ999-0001"]
+    assert "4 '|'-separated columns where LJSpeech has 2 or 3" in failed[0]["error"]
 
 
 def test_common_voice_tsv_with_an_unbalanced_quote_keeps_every_row(prepare, capsys, tmp_path):
