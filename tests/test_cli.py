@@ -198,6 +198,12 @@ def test_generation_kwargs_map_every_sampler_flag():
             generation_kwargs(build_parser().parse_args([*argv[:3], "--task", "stt", flag, value]))
 
 
+def test_positionals_may_come_after_options(tmp_path, prompt_wav, capsys):
+    out = tmp_path / "o.wav"
+    status, _, err = run(["Hi.", prompt_wav, "--seed", 1, out, "--model", "tiny-random", "--max-ar-steps", 3], capsys)
+    assert status == 0 and out.is_file(), err
+
+
 def test_negative_numbers_in_scientific_notation_are_values_not_options():
     from valle_hf.cli import build_parser, generation_kwargs
 

@@ -463,7 +463,7 @@ def run_stt(args, model, processor, inputs: dict, seed: int) -> None:
 @entry_point()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0; 1 with one `error:` line on stderr for a user's mistake)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # `TEXT REF --seed 1 OUT` too: positionals around options
     check_device(args)
     generation_kwargs(args)
     check_streaming(args)
