@@ -268,3 +268,18 @@ def test_a_clip_shorter_than_a_codec_frame_is_reported_not_prepared(prepare, cap
     failed = {json.loads(line)["id"]: json.loads(line)["error"]
               for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()}
     assert sorted(failed) == ["one", "short"] and all("shorter than one codec frame" in e for e in failed.values())
+
+
+def test_a_model_folder_without_weights_as_tokenizer_names_the_codec_flags(prepare, capsys, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(packaged_tokenizer(), folder / "tokenizer.json")
+    (folder / "config.json").write_text(json.dumps({"model_type": "valle"}))  # converted, then its weights lost
+    data = folder_of_utterances(tmp_path / "data", 1)
+    status = prepare.main([str(data), str(tmp_path / "out"), "--tokenizer", str(folder), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert status == 1 and err.startswith(f"error: the codec of the model folder {folder} cannot be loaded"), err
+    assert err.endswith("give the codec with --codec DIR, or --codec tiny-random (a test codec)")
+    assert "--model" not in err and len(err.splitlines()) == 1
