@@ -29,6 +29,7 @@ from pathlib import Path
 from valle_hf.configuration import DEFAULT_CODEC
 from valle_hf.errors import ArgumentParser, VallEValueError, entry_point, one_line
 from valle_hf.hub import hub_errors
+from valle_hf.vocos import DEFAULT_VOCODER
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CARD = REPO_ROOT / "model_cards" / "valle-ar-nar-llama-8.md"
@@ -211,7 +212,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--config", help="the original's config.yaml (default: the checkpoint's embedded config)")
     parser.add_argument("--codec", default=DEFAULT_CODEC,
                         help="EnCodec weights attached when converting: Hub id, local directory, or 'tiny-random'")
-    parser.add_argument("--vocoder", default="charactr/vocos-encodec-24khz",
+    parser.add_argument("--vocoder", default=DEFAULT_VOCODER,
                         help="Vocos decoder saved with the model (Hub id, directory, 'tiny-random' or 'none')")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--card", default=str(DEFAULT_CARD), help="model card template (default: %(default)s)")

@@ -81,7 +81,6 @@ AUDIO_COLUMNS = ("audio", "file", "path", "filename", "file_name", "audio_file",
 TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence", "normalized_text", "normalized")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "speaker_name", "client_id")
 METADATA_FORMATS = LAYOUTS
-CONFIG_FILE = PREPARE_CONFIG
 FAILED_FILE = "failed.jsonl"
 
 
@@ -273,7 +272,7 @@ def run_settings(args, tokenizer) -> dict:
 
 def check_resume(output: Path, settings: dict) -> None:
     """An output folder holds one codec's codes and one tokenizer's ids, in one language: refuse to mix them."""
-    path = output / CONFIG_FILE
+    path = output / PREPARE_CONFIG
     if not path.is_file() or not read_manifest(output):
         return
     try:
@@ -342,7 +341,7 @@ def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) ->
         try:
             record, text_ids, codes = prepare_one(entry, tokenizer, codec, args.language, args.language_switch,
                                                   args.bandwidth)
-            (args.output_dir / CONFIG_FILE).write_text(json.dumps(settings, indent=2))
+            (args.output_dir / PREPARE_CONFIG).write_text(json.dumps(settings, indent=2))
             record["file"] = save_utterance(args.output_dir, entry.id, text_ids, codes)
             append_manifest(args.output_dir, record)
         except (MissingDependencyError, OutputError):

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 from conftest import REPO, load_script
 
-from valle_hf.dataset import MANIFEST, read_manifest
+from valle_hf.dataset import MANIFEST, PREPARE_CONFIG, read_manifest
 
 IPA = "həlˈoʊ wˈɜːld."  # already IPA: passes through, so these tests do not depend on espeak's output
 
@@ -226,7 +226,7 @@ def test_a_model_folder_as_tokenizer_encodes_with_that_models_codec(prepare, cap
         return [load_file(str(output / record["file"]))["codes"] for record in read_manifest(output)]
 
     own = codes(tmp_path / "own")
-    assert json.loads((tmp_path / "own" / prepare.CONFIG_FILE).read_text())["codec"] == str(model_dir)
+    assert json.loads((tmp_path / "own" / PREPARE_CONFIG).read_text())["codec"] == str(model_dir)
     named = codes(tmp_path / "named", "--codec", str(model_dir))
     tiny = codes(tmp_path / "tiny", "--codec", "tiny-random")
     assert all((a == b).all() for a, b in zip(own, named, strict=True))

@@ -19,6 +19,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from .configuration import DEFAULT_CODEC, SettingError, check_settings, check_settings_fit
 from .errors import ArgumentParser, UsageError, entry_point
 from .seeding import sentence_seeds
+from .vocos import DEFAULT_VOCODER
 
 
 def seed_value(text: str) -> int:
@@ -52,7 +53,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
         "config")
     add("--codec", default=DEFAULT_CODEC, help="EnCodec weights used when converting a checkpoint")
-    add("--vocoder", default="charactr/vocos-encodec-24khz",
+    add("--vocoder", default=DEFAULT_VOCODER,
         help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
     add("--device", default=None, help="cuda when available, else cpu")
     add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
@@ -298,16 +299,14 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
 
 def check_streaming(args) -> None:
     """--stream's own rules, checked before any model loads: chunks of a finite number of seconds > 0 (with --stream
-    or not), speech to stream (not --task stt), and nothing that changes the output after the AR's end (beam search,
-    --refine-on-stop). Raises `UsageError` naming the flags."""
+    or not), and nothing that changes the output after the AR's end (beam search, --refine-on-stop). Raises
+    `UsageError` naming the flags."""
     from .streaming import CHUNK_SECONDS_RULE, chunk_seconds_allowed
 
     if not chunk_seconds_allowed(args.stream_chunk):  # even without --stream: a value out of range is a mistake
         raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be {CHUNK_SECONDS_RULE}")
     if not args.stream:
         return
-    if args.task == "stt":
-        raise UsageError("--stream writes speech as it is generated; --task stt prints a transcript: drop --stream")
     if args.beam_width is not None and args.beam_width > 1:
         raise UsageError(f"--stream cannot run with --beam-width {args.beam_width}: beam search reorders its beams "
                          "until the end (drop one of the two)")
@@ -317,13 +316,15 @@ def check_streaming(args) -> None:
 
 
 def check_task_flags(args) -> None:
-    """The text-to-speech flags given with --task stt, checked before any model loads: --no-prompt is refused (it
-    would be ignored), and --language must still be a language (unused, but a code that does not exist is a
-    mistake). Raises `UsageError`."""
+    """The text-to-speech flags given with --task stt, checked before any model loads: --stream and --no-prompt are
+    refused (they would be ignored), and --language must still be a language (unused, but a code that does not exist
+    is a mistake). Raises `UsageError`."""
     from .phonemes import resolve_language
 
     if args.task != "stt":
         return
+    if args.stream:
+        raise UsageError("--stream writes speech as it is generated; --task stt prints a transcript: drop --stream")
     if args.no_prompt:
         raise UsageError("--no-prompt is for text-to-speech; --task stt transcribes REFERENCES: drop --no-prompt")
     resolve_language("", args.language)

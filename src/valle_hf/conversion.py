@@ -35,10 +35,10 @@ from .errors import (
 )
 from .files import check_output_folder, plain_file_modes, temporary_folder_beside
 from .tokenization import check_symmap, packaged_tokenizer_file
+from .vocos import DEFAULT_VOCODER
 
 logger = get_logger(__name__)
 
-DEFAULT_VOCODER = "charactr/vocos-encodec-24khz"
 
 # Original size presets (vall_e/config.py: Model.dim/heads/layers).
 SIZE_PRESETS = {"full": (1024, 16, 12), "half": (512, 8, 12), "quarter": (256, 4, 12), "double": (1024, 16, 24)}

@@ -13,11 +13,12 @@ from safetensors import SafetensorError
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from .conversion import DEFAULT_CODEC, DEFAULT_VOCODER
+from .configuration import DEFAULT_CODEC
 from .errors import CheckpointError, MissingDependencyError, ModelNotFoundError, VallEValueError, one_line
 from .hardware import quiet_torchao_import
 from .hub import check_reachable, default_cache_dir, hub_file
 from .tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
+from .vocos import DEFAULT_VOCODER
 
 RELEASED_REPO = "ecker/vall-e"
 RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"

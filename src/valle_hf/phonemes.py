@@ -180,13 +180,18 @@ def check_unicode(text: str) -> str:
     return text
 
 
+def _has_words(text: str) -> bool:
+    """Whether `text` holds a letter or digit (of any script): punctuation alone has nothing to speak."""
+    return any(char.isalnum() for char in text)
+
+
 def check_text(text: str) -> str:
     """`text`, refused (`VallEValueError`) where it holds nothing to speak: empty or only whitespace, no letter or
     digit at all (punctuation alone, "...", would be spoken as noise), or not UTF-8 (`check_unicode`)."""
     if not text.strip():
         raise VallEValueError("empty text: nothing to speak")
     check_unicode(text)
-    if not any(char.isalnum() for char in text):
+    if not _has_words(text):
         raise VallEValueError(f"the text {text.strip()!r:.40} has no letter or digit: nothing to speak (punctuation "
                               "alone is not spoken); give it words")
     return text
@@ -241,7 +246,7 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
             piece = piece.strip()
             if not piece:
                 continue
-            if any(char.isalnum() for char in piece):
+            if _has_words(piece):
                 pieces.append(f"{leading} {piece}".strip())
                 leading = ""
             elif pieces:

@@ -50,7 +50,7 @@ __all__ = [
     "tiny_random_vocos",
 ]
 
-DEFAULT_REPO = "charactr/vocos-encodec-24khz"
+DEFAULT_VOCODER = "charactr/vocos-encodec-24khz"
 CONFIG_NAME = "config.yaml"
 WEIGHTS_NAME = "pytorch_model.bin"
 # Vocos' convolutions (embedding and depthwise) are fixed at kernel 7, padding 3; they are not in its config.
@@ -646,7 +646,7 @@ def _rename(key: str, to_original: bool = False) -> str:
     return key
 
 
-def load_original_vocos(name_or_path: str | Path = DEFAULT_REPO, **hub_kwargs) -> VocosModel:
+def load_original_vocos(name_or_path: str | Path = DEFAULT_VOCODER, **hub_kwargs) -> VocosModel:
     """Load an original Vocos checkpoint (`config.yaml` + `pytorch_model.bin`, the Hub repo layout) as a VocosModel.
 
     Source layout: vocos/pretrained.py `Vocos.from_pretrained`. `feature_extractor.encodec.*` weights (the frozen
