@@ -45,7 +45,7 @@ from valle_hf.dataset import VallEDataset, check_tokenizer
 from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
 from valle_hf.files import check_output_folder
 from valle_hf.loading import load_model
-from valle_hf.tokenization import load_phoneme_tokenizer
+from valle_hf.tokenization import saved_tokenizer
 from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
 
 # transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name warns).
@@ -238,7 +238,7 @@ def train(argv: list[str] | None = None) -> Path:
     dataset = VallEDataset(args.data, prompt_duration=tuple(args.prompt_duration),
                            duration_range=tuple(args.duration_range), task=tasks[0] if len(tasks) == 1 else None,
                            seed=args.seed)
-    tokenizer = model_tokenizer(args.model)
+    tokenizer = saved_tokenizer(args.model)
     if tokenizer is not None:
         check_tokenizer(args.data, tokenizer, args.model)
     model = load_model(args.model)
@@ -268,13 +268,6 @@ def train(argv: list[str] | None = None) -> Path:
         copy_processor_files(args.model, final)
     trainer.accelerator.wait_for_everyone()
     return final
-
-
-def model_tokenizer(model: str):
-    """The phoneme tokenizer saved in the model folder `model` (read as scripts/prepare_dataset.py reads a
-    --tokenizer folder), or None where there is none to compare (a Hub id, a folder saved without its processor)."""
-    file = Path(model) / "tokenizer.json"
-    return load_phoneme_tokenizer(file) if file.is_file() else None
 
 
 def copy_processor_files(model: str, destination: Path) -> None:

@@ -73,7 +73,7 @@ from valle_hf.errors import (
 )
 from valle_hf.files import check_output_folder
 from valle_hf.manifest import LAYOUTS, Row, read_table
-from valle_hf.tokenization import tokenizer_fingerprint
+from valle_hf.tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif"}
 TRANSCRIPT_SUFFIXES = (".txt", ".normalized.txt", ".lab", ".original.txt")
@@ -184,13 +184,6 @@ def _ljspeech_entry(root: Path, metadata: Path, lines: str, cells: list[str]) ->
 
 
 # ---------------------------------------------------------------------------------------------------- processing
-
-
-def load_tokenizer(path: Path):
-    from valle_hf.tokenization import load_phoneme_tokenizer
-
-    file = path / "tokenizer.json" if path.is_dir() else path
-    return load_phoneme_tokenizer(file)
 
 
 def codec_name(args) -> str:
@@ -362,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     resolve_language("", args.language)  # an unknown language would fail every line: refuse it once, up front
     usable_device(args.device)
     entries = find_entries(args)
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = load_phoneme_tokenizer(args.tokenizer)
     settings = run_settings(args, tokenizer)
     check_resume(args.output_dir, settings)
     done = {record["id"] for record in read_manifest(args.output_dir)}

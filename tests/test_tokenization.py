@@ -8,7 +8,13 @@ from conftest import HELLO_IDS, HELLO_IPA, logged_warnings
 from tokenizers import Tokenizer
 
 from valle_hf.phonemes import phonemize
-from valle_hf.tokenization import ids_to_phonemes, load_phoneme_tokenizer, packaged_tokenizer_file
+from valle_hf.tokenization import (
+    ids_to_phonemes,
+    load_phoneme_tokenizer,
+    packaged_tokenizer_file,
+    saved_tokenizer,
+    tokenizer_fingerprint,
+)
 
 TOKENIZER_FILE = packaged_tokenizer_file()
 
@@ -48,6 +54,20 @@ def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
 def test_load_phoneme_tokenizer_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.json"):
         load_phoneme_tokenizer(tmp_path / "nothere.json")
+
+
+def test_a_model_folder_gives_the_tokenizer_it_holds(tiny_random, tmp_path):
+    """A saved folder's tokenizer (the tiny model's, another vocabulary than the released one) is read from the
+    folder; a folder without one has none to give."""
+    tiny_random[1].save_pretrained(tmp_path / "model")
+    saved = tokenizer_fingerprint(tiny_random[1].tokenizer)
+    assert saved != tokenizer_fingerprint(load_phoneme_tokenizer())
+    assert tokenizer_fingerprint(load_phoneme_tokenizer(tmp_path / "model")) == saved
+    assert tokenizer_fingerprint(saved_tokenizer(tmp_path / "model")) == saved
+    (tmp_path / "empty").mkdir()
+    assert saved_tokenizer(tmp_path / "empty") is None
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        load_phoneme_tokenizer(tmp_path / "empty")
 
 
 def test_control_tokens_written_in_the_text_are_text(processor):

@@ -17,7 +17,7 @@ from .configuration import DEFAULT_CODEC
 from .errors import CheckpointError, MissingDependencyError, ModelNotFoundError, VallEValueError, one_line
 from .hardware import quiet_torchao_import
 from .hub import check_reachable, default_cache_dir, hub_file
-from .tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
+from .tokenization import TOKENIZER_FILE, saved_tokenizer, tokenizer_fingerprint
 from .vocos import DEFAULT_VOCODER
 
 RELEASED_REPO = "ecker/vall-e"
@@ -182,9 +182,9 @@ def load_model_and_processor(
         processor = VallEProcessor.from_tokenizer_file(tokenizer)
         _check_own_tokenizer(path, processor.tokenizer, tokenizer)
         return load_model(name, dtype=dtype, quantize=quantize), processor
-    if path.is_dir() and (path / "config.json").is_file() and not (path / "tokenizer.json").is_file():
-        raise CheckpointError(f"{name} has no tokenizer.json: give the model's phoneme tokenizer with --tokenizer, or "
-                              "convert the checkpoint again (python -m valle_hf.convert)")
+    if path.is_dir() and (path / "config.json").is_file() and not (path / TOKENIZER_FILE).is_file():
+        raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer, "
+                              "or convert the checkpoint again (python -m valle_hf.convert)")
     model = load_model(name, dtype=dtype, quantize=quantize)
     try:
         return model, VallEProcessor.from_pretrained(name)
@@ -195,10 +195,11 @@ def load_model_and_processor(
 def _check_own_tokenizer(model_dir: Path, tokenizer, tokenizer_file: str) -> None:
     """Refuse a --tokenizer that gives other ids than the tokenizer a converted model folder holds: the model would
     read every phoneme as another. One with the same vocabulary, or a folder without its own, is taken."""
-    own = model_dir / "tokenizer.json"
-    if own.is_file() and tokenizer_fingerprint(load_phoneme_tokenizer(own)) != tokenizer_fingerprint(tokenizer):
+    own = saved_tokenizer(model_dir)
+    if own is not None and tokenizer_fingerprint(own) != tokenizer_fingerprint(tokenizer):
         raise VallEValueError(f"--tokenizer {tokenizer_file} is not the tokenizer {model_dir} was converted with "
-                              f"({own}): its ids would stand for other phonemes; drop --tokenizer")
+                              f"({model_dir / TOKENIZER_FILE}): its ids would stand for other phonemes; drop "
+                              "--tokenizer")
 
 
 def int8_quantization_config():

@@ -24,6 +24,8 @@ from .errors import CheckpointError, VallEFileNotFoundError, get_logger
 logger = get_logger(__name__)
 
 BOS_TOKEN, EOS_TOKEN, UNK_TOKEN = "<bos>", "</eos>", "<unk>"
+# The tokenizer's file, in the original's data folder and in a converted or saved model folder.
+TOKENIZER_FILE = "tokenizer.json"
 
 __all__ = [
     "BOS_TOKEN",
@@ -34,6 +36,7 @@ __all__ = [
     "ids_to_phonemes",
     "load_phoneme_tokenizer",
     "packaged_tokenizer_file",
+    "saved_tokenizer",
     "tokenize_phonemes",
     "tokenizer_fingerprint",
 ]
@@ -41,7 +44,7 @@ __all__ = [
 
 def packaged_tokenizer_file() -> Path:
     """Path of the released model's `tokenizer.json` shipped inside the package."""
-    return Path(str(resources.files("valle_hf") / "assets" / "tokenizer.json"))
+    return Path(str(resources.files("valle_hf") / "assets" / TOKENIZER_FILE))
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
@@ -158,13 +161,16 @@ def dealias_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
 def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> PreTrainedTokenizerFast:
     """A phoneme BPE tokenizer as a `PreTrainedTokenizerFast`: `<bos>`=1, `</eos>`=2, `<unk>`=0.
 
-    `tokenizer_file`: an original `tokenizer.json`; None takes the released model's, shipped with the package. The
-    file's own post-processor adds `<bos>` … `</eos>` around every text, exactly as in the original. Padding is on the
-    right with id 0 (`<unk>`, as the vocab has no pad token; the attention mask tells padding apart). The backend is
-    made alias-free, with identical ids (see `dealias_tokenizer_json`). Raises `VallEFileNotFoundError` for a missing
+    `tokenizer_file`: an original `tokenizer.json`, or a model folder holding one (a converted or saved model); None
+    takes the released model's, shipped with the package. The file's own post-processor adds `<bos>` … `</eos>`
+    around every text, exactly as in the original. Padding is on the right with id 0 (`<unk>`, as the vocab has no
+    pad token; the attention mask tells padding apart). The backend is made alias-free, with identical ids (see
+    `dealias_tokenizer_json`). Raises `VallEFileNotFoundError` for a missing
     file and `CheckpointError` for a file that is not a tokenizer.
     """
     path = packaged_tokenizer_file() if tokenizer_file is None else Path(tokenizer_file)
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
     _read_tokenizer_json(path)
     try:
         tokenizer = PreTrainedTokenizerFast(
@@ -181,6 +187,13 @@ def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> P
         raise CheckpointError(f"{path} could not be read as a tokenizer ({reason})") from None
     dealias_tokenizer(tokenizer)
     return tokenizer
+
+
+def saved_tokenizer(model_dir: str | os.PathLike) -> PreTrainedTokenizerFast | None:
+    """The phoneme tokenizer a model folder holds (its `tokenizer.json`, see `load_phoneme_tokenizer`), or None where
+    there is none: a Hub id, a folder saved without its processor."""
+    file = Path(model_dir) / TOKENIZER_FILE
+    return load_phoneme_tokenizer(file) if file.is_file() else None
 
 
 def tokenize_phonemes(tokenizer: PreTrainedTokenizerBase, phonemes: Sequence[str], padding: bool | str = True):
