@@ -216,3 +216,16 @@ def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError, match="could not load someone/not-cached") as raised:
         load_model_and_processor("someone/not-cached")
     assert OFFLINE_CHOICES in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_int8_of_a_model_in_memory_shows_no_progress_bars_of_its_temporary_round_trip(capsys):
+    """tiny-random (and an original checkpoint) gets its int8 weights through a save and a load in a temporary
+    folder: transformers' "Writing model shards" and "Loading weights" bars would report work the user did not ask
+    for. Other loads keep their bars."""
+    from transformers.utils.logging import is_progress_bar_enabled
+
+    model, _ = load_model_and_processor("tiny-random", quantize="int8")
+    assert type(model.model.backbone.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
+    err = capsys.readouterr().err
+    assert "model shards" not in err and "Loading weights" not in err
+    assert is_progress_bar_enabled()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
+from transformers.utils import logging as hf_logging
 
 from .configuration import DEFAULT_CODEC
 from .errors import CheckpointError, MissingDependencyError, ModelNotFoundError, VallEValueError, one_line
@@ -227,9 +229,22 @@ def _quantized(model, dtype: torch.dtype, quantize: str | None):
         return to_dtype(model, dtype)
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="valle_hf_int8_") as folder:
+    with tempfile.TemporaryDirectory(prefix="valle_hf_int8_") as folder, _no_progress_bars():
         model.save_pretrained(folder)
         return load_model(folder, dtype=dtype, quantize=quantize)
+
+
+@contextlib.contextmanager
+def _no_progress_bars():
+    """Without transformers' "Writing model shards" / "Loading weights" bars: a round trip through a temporary folder
+    is not a download or a save the user asked for."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None):
