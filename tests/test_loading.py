@@ -222,10 +222,15 @@ def test_int8_of_a_model_in_memory_shows_no_progress_bars_of_its_temporary_round
     """tiny-random (and an original checkpoint) gets its int8 weights through a save and a load in a temporary
     folder: transformers' "Writing model shards" and "Loading weights" bars would report work the user did not ask
     for. Other loads keep their bars."""
-    from transformers.utils.logging import is_progress_bar_enabled
+    from transformers.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
-    model, _ = load_model_and_processor("tiny-random", quantize="int8")
+    enabled = is_progress_bar_enabled()
+    enable_progress_bar()
+    try:
+        model, _ = load_model_and_processor("tiny-random", quantize="int8")
+        assert is_progress_bar_enabled()
+    finally:
+        enable_progress_bar() if enabled else disable_progress_bar()
     assert type(model.model.backbone.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
     err = capsys.readouterr().err
     assert "model shards" not in err and "Loading weights" not in err
-    assert is_progress_bar_enabled()

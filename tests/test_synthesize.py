@@ -91,12 +91,18 @@ def cached_loading():
 
 
 def synthesize_main(argv) -> tuple[int, str]:
+    """The command run in this process: its status and stderr. It must leave transformers' progress bars as they
+    were (--no-progress turns them off for the run only)."""
     import contextlib
     import io
 
+    from transformers.utils.logging import is_progress_bar_enabled
+
+    bars = is_progress_bar_enabled()
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         status = synthesis.main([str(arg) for arg in argv])
+    assert is_progress_bar_enabled() == bars
     return status, err.getvalue()
 
 

@@ -229,15 +229,15 @@ def _quantized(model, dtype: torch.dtype, quantize: str | None):
         return to_dtype(model, dtype)
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="valle_hf_int8_") as folder, _no_progress_bars():
+    with tempfile.TemporaryDirectory(prefix="valle_hf_int8_") as folder, no_progress_bars():
         model.save_pretrained(folder)
         return load_model(folder, dtype=dtype, quantize=quantize)
 
 
 @contextlib.contextmanager
-def _no_progress_bars():
-    """Without transformers' "Writing model shards" / "Loading weights" bars: a round trip through a temporary folder
-    is not a download or a save the user asked for."""
+def no_progress_bars():
+    """A context without transformers' progress bars ("Writing model shards", "Loading weights"), as they were
+    before after it: a round trip through a temporary folder is not a save or a load the user asked for."""
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:

@@ -28,6 +28,7 @@ failures or not, since torchrun would report any other status as a crash: read f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -37,7 +38,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import torch
-import transformers
 
 from .audio import check_sentences_spoken, reference_sources, save_audio
 from .cli import (
@@ -65,6 +65,7 @@ from .errors import (
 )
 from .files import check_output_folder
 from .layout import pad
+from .loading import no_progress_bars
 from .manifest import LAYOUTS, Row, append_jsonl, read_jsonl, read_table, write_jsonl
 from .phonemes import check_text, resolve_language, split_sentences
 from .seeding import sentence_seeds
@@ -596,8 +597,12 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    if args.no_progress:
-        transformers.utils.logging.disable_progress_bar()  # its "Loading weights" bar
+    with no_progress_bars() if args.no_progress else contextlib.nullcontext():  # transformers' "Loading weights" too
+        return _synthesize(args)
+
+
+def _synthesize(args) -> int:
+    """The command's run, with the parsed arguments; returns the exit status."""
     check_device(args)
     flags = argparse.Namespace(task="tts", **{flag: getattr(args, flag) for flag in FLAG_SETTINGS})
     generation_kwargs(flags)
