@@ -12,7 +12,7 @@ from conftest import PLAIN_SETTINGS
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from valle_hf.cli import main
-from valle_hf.streaming import AudioIteratorStreamer, AudioStreamer, decoder_context
+from valle_hf.streaming import AudioFileStreamer, AudioIteratorStreamer, AudioStreamer, decoder_context
 
 
 class Recorder(AudioStreamer):
@@ -145,6 +145,44 @@ def test_what_cannot_be_streamed_is_refused_in_one_line(fixture_model, case):
     assert recorder.ended and recorder.chunks
     with pytest.raises(ValueError, match="chunk_seconds"):
         AudioStreamer(0.0)
+
+
+def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_model, case, tmp_path):
+    """The streamer's `end` comes however `generate` ends: a consumer iterating over it would otherwise wait for
+    ever for a call that failed on its settings or inputs. A file streamer at another rate than the model's would
+    write audio that plays at the wrong speed: refused."""
+    text, prompt, _ = case
+    inputs = dict(input_ids=text[None], max_new_tokens=4)
+    for settings, error, message in (
+        (dict(prompt_codes=prompt[None], temperature=-1.0), ValueError, "temperature"),
+        (dict(prompt_codes=prompt[None], seeds=[-1]), ValueError, "seed"),
+        (dict(prompt_audio=str(tmp_path / "nope.wav"), sampling_rate=24000), FileNotFoundError, "nope.wav"),
+    ):
+        recorder = Recorder(0.1)
+        with pytest.raises(error, match=message):
+            fixture_model.generate(**inputs, **settings, audio_streamer=recorder)
+        assert recorder.ended and not recorder.chunks
+
+    streamer, failures = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30), []
+
+    def failing_call():
+        try:
+            fixture_model.generate(**inputs, prompt_codes=prompt[None], temperature=-1.0, audio_streamer=streamer)
+        except ValueError as failure:
+            failures.append(failure)
+
+    thread = threading.Thread(target=failing_call)
+    thread.start()
+    assert list(streamer) == []  # ends (a missing end would raise queue.Empty after the timeout)
+    thread.join()
+    assert failures
+
+    rate = fixture_model.config.sampling_rate // 2
+    file_streamer = AudioFileStreamer(tmp_path / "out.wav", rate)
+    with pytest.raises(ValueError, match=f"writes at {rate} Hz but the model's audio is"):
+        fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=file_streamer)
+    file_streamer.abort()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_iterator_streamer_yields_the_chunks_of_a_generate_in_a_thread(fixture_model, case):

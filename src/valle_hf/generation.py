@@ -130,6 +130,17 @@ def _without_cache(output):
     return type(output)(**{key: value for key, value in output.items() if key != CACHE_FIELD})
 
 
+@contextlib.contextmanager
+def _ends(streamer: AudioStreamer | None):
+    """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends: a consumer iterating
+    over the streamer must not wait for ever for a call that failed before its first chunk."""
+    try:
+        yield
+    finally:
+        if streamer is not None:
+            streamer.end()
+
+
 def _refuse_speculative_decoding(config: VallEGenerationConfig, model_kwargs: dict) -> None:
     """Assisted decoding drafts tokens by calling a model's `generate` on the unified ids, which for VALL-E starts a
     whole TTS run; and its draft steps cannot give the response's positions and prompt codes that each AR step needs."""
@@ -320,22 +331,22 @@ class VallEGenerationMixin(GenerationMixin):
         codes when `output_audio=False`) or the list of phoneme-id tensors (STT). Raises `VallEValueError` (a
         ValueError) for inputs or settings it cannot use.
         """
-        config, model_kwargs = self._merge_settings(generation_config, kwargs)
-        prompt_audio, audio = (self._waveform_rows(references, sampling_rate) for references in (prompt_audio, audio))
-        use_cpu_kernels(self)  # the CPU kernels of float32 and int8 linears (see valle_hf.cpu_kernels)
-        with seeded(None if seeds is None else RowGenerators(seeds, self.device)):
-            if audio_streamer is not None:
+        with _ends(audio_streamer):  # however the call ends, before streaming or during it
+            config, model_kwargs = self._merge_settings(generation_config, kwargs)
+            prompt_audio, audio = (self._waveform_rows(references, sampling_rate)
+                                   for references in (prompt_audio, audio))
+            use_cpu_kernels(self)  # the CPU kernels of float32 and int8 linears (see valle_hf.cpu_kernels)
+            with seeded(None if seeds is None else RowGenerators(seeds, self.device)):
+                if task == "stt":
+                    if audio_streamer is not None:
+                        raise VallEValueError("audio_streamer streams speech: it works with task='tts' only")
+                    result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
+                    return result if return_dict_in_generate else result.text_ids
                 if task != "tts":
-                    raise VallEValueError("audio_streamer streams speech: it works with task='tts' only")
-                return self._streamed(audio_streamer, return_dict_in_generate, input_ids, attention_mask,
-                                      prompt_codes, prompt_attention_mask, prompt_audio, config, model_kwargs)
-            if task == "stt":
-                result = self._generate_stt(audio_codes, audio_attention_mask, audio, config, model_kwargs)
-                return result if return_dict_in_generate else result.text_ids
-            if task != "tts":
-                raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
-            result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask, prompt_audio,
-                                        config, model_kwargs)
+                    raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
+                self._check_streamer(audio_streamer)
+                result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask,
+                                            prompt_audio, config, model_kwargs, streamer=audio_streamer)
         return self._tts_return(result, return_dict_in_generate)
 
     @staticmethod
@@ -346,13 +357,13 @@ class VallEGenerationMixin(GenerationMixin):
             return result.audio
         return [codes[:length] for codes, length in zip(result.codes, result.lengths, strict=True)]
 
-    def _streamed(self, streamer, return_dict_in_generate, *inputs):
-        """`generate` with an audio streamer; the streamer's `end` is called however the call ends."""
-        try:
-            result = self._generate_tts(*inputs, streamer=streamer)
-        finally:
-            streamer.end()
-        return self._tts_return(result, return_dict_in_generate)
+    def _check_streamer(self, streamer: AudioStreamer | None) -> None:
+        """A streamer that writes at a rate of its own (`AudioFileStreamer`) must write at the model's."""
+        rate = getattr(streamer, "sampling_rate", None)
+        if rate is not None and rate != self.config.sampling_rate:
+            raise VallEValueError(f"the audio streamer writes at {rate} Hz but the model's audio is "
+                                  f"{self.config.sampling_rate} Hz: make it with "
+                                  "sampling_rate=model.config.sampling_rate")
 
     # ------------------------------------------------------------------ inputs
     def _merge_settings(self, generation_config, kwargs) -> tuple[VallEGenerationConfig, dict]:

@@ -129,7 +129,7 @@ class AudioFileStreamer(AudioStreamer):
 
     def __init__(self, path: str | os.PathLike, sampling_rate: int, chunk_seconds: float = 0.5):
         super().__init__(chunk_seconds)
-        self.path = Path(path)
+        self.path, self.sampling_rate = Path(path), sampling_rate  # `generate` refuses a rate other than the model's
         container, subtype = output_format(self.path)
         self.partial = temporary_file_beside(self.path)
         self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
