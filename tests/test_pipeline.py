@@ -46,6 +46,29 @@ def test_pipeline_with_a_model_instance_and_a_batch(converted_dir, prompt_wav):
     assert all(result["audio"].shape == (8 * 320,) for result in results)
 
 
+def test_a_batch_gives_each_text_its_own_takes_and_what_it_gets_alone(tts, prompt_wav):
+    """num_return_sequences takes stay with their text (transformers' batching took a text's second take for the
+    next text and lost the last texts'), a partial last batch included; one seed serves every text, as it does for
+    texts run one by one, and more seeds than the pipeline can deal out are refused."""
+    settings = {"prompt_audio": str(prompt_wav), "nar_dtype": "float32", "do_sample": True, "temperature": 1.0,
+                "max_new_tokens": 8, "num_return_sequences": 2, "seeds": [5]}
+    texts = [*TEXTS, "Third."]
+    alone = [tts(text, forward_params=settings) for text in texts]
+    batched = tts(texts, batch_size=2, forward_params=settings)
+    assert len(batched) == len(texts)
+    for one, other in zip(alone, batched, strict=True):
+        assert len(one["audio"]) == len(other["audio"]) == 2
+        assert not np.array_equal(*other["audio"])  # two takes
+        for take, same in zip(one["audio"], other["audio"], strict=True):
+            np.testing.assert_allclose(same, take, atol=1e-5)
+    assert not np.array_equal(batched[0]["audio"][1], batched[1]["audio"][0])
+    single = {**settings, "num_return_sequences": 1}
+    for text, other in zip(texts, tts(texts, batch_size=2, forward_params=single), strict=True):
+        np.testing.assert_allclose(other["audio"], tts(text, forward_params=single)["audio"], atol=1e-5)
+    with pytest.raises(ValueError, match="give one seed"):
+        tts(texts, batch_size=2, forward_params={**settings, "seeds": [1, 2]})
+
+
 @pytest.mark.parametrize("setting, value", [("temperature", math.nan), ("repetition_penalty", 0.0), ("num_beams", -1),
                                             ("layer_skip_entropy_threshold", -1.0), ("nar_temperature", -1.0)])
 def test_the_pipeline_checks_every_setting(converted_dir, prompt_wav, setting, value):

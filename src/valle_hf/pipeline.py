@@ -3,8 +3,10 @@
 transformers' `TextToAudioPipeline` indexes, merges and decodes what it is given before the model sees any of it, so
 an empty batch, `forward_params` that is not a dict, or `output_audio=False` (which leaves it codes where it expects
 audio) end in errors from deep inside transformers. `VallETextToAudioPipeline` refuses those in one line, naming the
-argument, for VALL-E models; for every other model it is transformers' pipeline unchanged. Importing the package
-makes it the "text-to-audio" (alias "text-to-speech") task's class.
+argument, for VALL-E models. Its batching splits `generate`'s output into the batch's texts by rows, which with
+`num_return_sequences` > 1 took one text's takes for the next texts, so for VALL-E each text's takes are kept
+together, and one seed serves every text of a batch. For every other model it is transformers' pipeline unchanged.
+Importing the package makes it the "text-to-audio" (alias "text-to-speech") task's class.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ __all__ = ["VallETextToAudioPipeline", "check_pipeline_call", "register_pipeline
 
 # The keyword arguments of the pipeline's call that transformers passes on as dicts of keyword arguments.
 _KEYWORD_DICTS = ("forward_params", "generate_kwargs", "processor_kwargs")
+# The ones that reach `generate`.
+_SETTINGS = ("forward_params", "generate_kwargs")
 
 
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
@@ -46,13 +50,49 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                                   "drop it (model.generate(..., output_audio=False) returns the codes)")
 
 
+def _seeds_for_rows(settings: Mapping[str, Any], rows: int, name: str) -> Mapping[str, Any]:
+    """`settings` with its `seeds` fitted to a batch of `rows` texts: the pipeline gives the same settings to every
+    batch, so one seed serves each text (as it does for texts run one by one); more are refused, as the pipeline
+    cannot tell which batch a text falls in."""
+    seeds = settings.get("seeds")
+    if seeds is None or rows == 1 and len(seeds) == 1:
+        return settings
+    if len(seeds) != 1:
+        raise VallEValueError(f"{name} has {len(seeds)} seeds: the pipeline gives the same settings to each batch of "
+                              "texts, so give one seed (every text gets it), or call model.generate with one seed per "
+                              "row")
+    return {**settings, "seeds": list(seeds) * rows}
+
+
 class VallETextToAudioPipeline(TextToAudioPipeline):
-    """transformers' `TextToAudioPipeline`; for a VALL-E model, the call is checked first (`check_pipeline_call`)."""
+    """transformers' `TextToAudioPipeline`; for a VALL-E model, the call is checked first (`check_pipeline_call`),
+    and each text of a batch gets what it gets alone: its `num_return_sequences` takes as one item, and the same
+    `seeds` (one seed, given once for every batch)."""
 
     def __call__(self, text_inputs, **kwargs):
-        if self.model.config.model_type == "valle":
+        if self._is_valle():
             check_pipeline_call(text_inputs, kwargs)
         return super().__call__(text_inputs, **kwargs)
+
+    def _is_valle(self) -> bool:
+        return self.model.config.model_type == "valle"
+
+    def _forward(self, model_inputs, **kwargs):
+        if not self._is_valle():
+            return super()._forward(model_inputs, **kwargs)
+        rows = model_inputs["input_ids"].shape[0]
+        kwargs = {**kwargs, **{name: _seeds_for_rows(kwargs.get(name) or {}, rows, name) for name in _SETTINGS}}
+        audio = super()._forward(model_inputs, **kwargs).audio
+        takes = len(audio) // rows  # with num_return_sequences: text 0's takes, then text 1's, ...
+        if takes > 1:
+            audio = [audio[row * takes:(row + 1) * takes] for row in range(rows)]
+        # One entry per text, the batch's first field (transformers splits a batch into its items by the first field)
+        return {"audio": audio}
+
+    def postprocess(self, audio):
+        if self._is_valle() and len(audio["audio"]) == 1:  # a batch of one text, not split: its entry
+            audio = {"audio": audio["audio"][0]}
+        return super().postprocess(audio)
 
 
 def register_pipeline() -> None:
