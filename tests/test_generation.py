@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -651,6 +652,26 @@ def test_speculative_decoding_is_refused_in_one_line(tiny_model, setting):
     with pytest.raises(ValueError, match=f"speculative decoding \\({next(iter(setting))}\\)") as raised:
         _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=4, **setting)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("task, extra, message", [
+    ("tts", "audio", "audio is an input of task='stt', not of task='tts': drop it (a voice prompt is prompt_audio"),
+    ("tts", "audio_codes", "audio_codes is an input of task='stt'"),
+    ("stt", "input_ids", "input_ids is an input of task='tts', not of task='stt'"),
+    ("stt", "prompt_audio", "prompt_audio is an input of task='tts'"),
+    ("tts", "prompt_audio", "prompt_codes and prompt_audio given together"),
+    ("stt", "audio", "audio_codes and audio given together"),
+])
+def test_inputs_generate_would_ignore_are_refused(tiny_model, prompt_wav, task, extra, message):
+    """A TTS voice given as `audio` (STT's input) was ignored: the speech came out in a random voice."""
+    texts, codes = _batch_inputs(tiny_model.config)
+    inputs = {"input_ids": texts[0][None], "prompt_codes": codes[0][None]} if task == "tts" else {
+        "audio_codes": codes[0][None]}
+    values = {"audio": str(prompt_wav), "prompt_audio": str(prompt_wav), "audio_codes": codes[0][None],
+              "input_ids": texts[0][None]}
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        _greedy(tiny_model, task=task, **inputs, **{extra: values[extra]}, sampling_rate=24000, max_new_tokens=2)
+    _greedy(tiny_model, task=task, **inputs, max_new_tokens=2)
 
 
 # --- mutation-run survivors (tests/MUTATION.md) ----------------------------------------------------------------

@@ -130,6 +130,28 @@ def _without_cache(output):
     return type(output)(**{key: value for key, value in output.items() if key != CACHE_FIELD})
 
 
+# The inputs of each task; the other task's are refused rather than ignored.
+_TASK_INPUTS = {
+    "tts": ("input_ids", "attention_mask", "prompt_codes", "prompt_attention_mask", "prompt_audio"),
+    "stt": ("audio_codes", "audio_attention_mask", "audio"),
+}
+# Two forms of one input: a call gives one of them.
+_ONE_OF = (("prompt_codes", "prompt_audio"), ("audio_codes", "audio"))
+
+
+def _check_inputs_of(task: str, **inputs) -> None:
+    """Refuse inputs `generate` would ignore: another task's (a TTS voice given as `audio`, the STT task's input,
+    instead of `prompt_audio`), or an input given both as codes and as audio. Raises `VallEValueError`."""
+    given = {name for name, value in inputs.items() if value is not None}
+    for name in sorted(given - set(_TASK_INPUTS.get(task, given))):
+        other = next(other for other, names in _TASK_INPUTS.items() if name in names)
+        hint = " (a voice prompt is prompt_audio or prompt_codes)" if task == "tts" else ""
+        raise VallEValueError(f"{name} is an input of task={other!r}, not of task={task!r}: drop it{hint}")
+    for pair in _ONE_OF:
+        if set(pair) <= given:
+            raise VallEValueError(f"{pair[0]} and {pair[1]} given together: give one of them")
+
+
 @contextlib.contextmanager
 def _ends(streamer: AudioStreamer | None):
     """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends: a consumer iterating
@@ -332,6 +354,9 @@ class VallEGenerationMixin(GenerationMixin):
         ValueError) for inputs or settings it cannot use.
         """
         with _ends(audio_streamer):  # however the call ends, before streaming or during it
+            _check_inputs_of(task, input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
+                             prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
+                             audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
             config, model_kwargs = self._merge_settings(generation_config, kwargs)
             prompt_audio, audio = (self._waveform_rows(references, sampling_rate)
                                    for references in (prompt_audio, audio))
