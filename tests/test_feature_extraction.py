@@ -60,6 +60,11 @@ def test_pcm_types_channels_and_tensors(extractor):
         extractor.waveform(np.zeros(0, dtype=np.float32), RATE)
     with pytest.raises(ValueError, match="NaN"):
         extractor.waveform(np.full(10, np.nan, dtype=np.float32), RATE)
+    batch = np.stack([tone, tone / 2, tone / 4])  # three waveforms in one array: averaged, they were one voice
+    for array in (batch, batch.T):
+        with pytest.raises(ValueError, match=r"has shape \(.*\): an array is one recording, mono or stereo; give "
+                                             "several waveforms as a list"):
+            extractor.waveform(array, RATE)
 
 
 def test_files_carry_their_own_rate_and_channels_are_averaged(extractor, tmp_path):

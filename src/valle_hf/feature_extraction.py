@@ -82,7 +82,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         """One array (1-D, or 2-D channels x samples either way round; float or integer PCM) recorded at
         `sampling_rate` Hz → a 1-D float32 tensor at `self.sampling_rate`.
 
-        Raises `VallEValueError` for an array without a sampling rate, an empty array, non-finite samples, or float
+        Raises `VallEValueError` for an array without a sampling rate, an empty array, a given array with more than 2
+        channels (most likely a batch of waveforms, which would be averaged into one), non-finite samples, or float
         samples outside [-1, 1] (almost always integer PCM stored as floats, which EnCodec would read as clipped
         noise; a file's samples are taken as the file holds them).
         """
@@ -98,6 +99,10 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         if array.size == 0:
             raise VallEValueError(f"{what} is empty (no samples)")
         floats = _pcm_to_float(array)
+        if what == "audio array" and floats.ndim == 2 and min(floats.shape) > 2:
+            raise VallEValueError(f"the audio array has shape {floats.shape}: an array is one recording, mono or "
+                                  "stereo; give several waveforms as a list (one per row of the batch), or average "
+                                  "the channels of a multichannel recording first")
         samples = _to_mono(floats)
         if not np.isfinite(samples).all():
             raise VallEValueError(f"{what} contains NaN or infinite samples")
