@@ -109,6 +109,13 @@ def test_save_and_load_with_the_auto_class(extractor, tmp_path):
     extractor.save_pretrained(tmp_path)
     loaded = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert isinstance(loaded, VallEFeatureExtractor) and loaded.sampling_rate == RATE and loaded.feature_size == 1
+    # another rate would label the model's 24 kHz audio with it when the processor saves it (played 1.5x slow)
+    with pytest.raises(ValueError, match="sampling_rate is the model's, 24000 Hz .* got 16000"):
+        VallEFeatureExtractor(sampling_rate=16000)
+    config = tmp_path / "preprocessor_config.json"
+    config.write_text(config.read_text().replace(f'"sampling_rate": {RATE}', '"sampling_rate": 16000'))
+    with pytest.raises(ValueError, match="got 16000"):
+        AutoFeatureExtractor.from_pretrained(tmp_path)
 
 
 def test_a_bad_file_is_named_in_the_error(extractor, tmp_path):

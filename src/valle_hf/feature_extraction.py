@@ -68,13 +68,18 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
     `__call__` prepares a batch of arrays as transformers' feature extractors do (`input_values`, padded, with a
     `padding_mask`); `load` reads one voice prompt or speech-to-text input in any of the package's forms (paths,
     ';'-joined paths, arrays, lists of those) as a list of whole waveforms, which is what `generate` reads.
-    Saved with the processor (`processor_config.json`).
+    Saved with the processor (`processor_config.json`). Its `sampling_rate` is the model's (another raises
+    `VallEValueError`): the processor writes audio at that rate too (`VallEProcessor.save_audio`).
     """
 
     model_input_names = ["input_values", "padding_mask"]
 
     def __init__(self, feature_size: int = 1, sampling_rate: int = CODEC_SAMPLING_RATE, padding_value: float = 0.0,
                  **kwargs):
+        if sampling_rate != CODEC_SAMPLING_RATE:  # what it returns is what the model reads and writes
+            raise VallEValueError(f"VallEFeatureExtractor's sampling_rate is the model's, {CODEC_SAMPLING_RATE} Hz "
+                                  f"(EnCodec 24 kHz), got {sampling_rate!r}: audio at another rate is resampled when "
+                                  "given with its rate")
         super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
 
     def waveform(self, array: np.ndarray | torch.Tensor, sampling_rate: int | None, what: str = "audio array"
