@@ -216,6 +216,12 @@ def test_stop_length_penalty_sign_aware_and_per_row():
     assert torch.all(longer[:2, stop] > scores[:2, stop])  # factor < 0 makes stopping likelier
     with pytest.raises(ValueError):
         StopTokenLengthPenaltyLogitsProcessor(0.5, 1024)(ids, scores)
+    # a strongly negative factor: (L + 1) ** factor underflows to 0; the stop logit stays finite (1e6 times larger)
+    extreme = StopTokenLengthPenaltyLogitsProcessor(-1000.0, stop)(ids, scores.clone())
+    assert torch.isfinite(extreme).all() and torch.isfinite(torch.softmax(extreme, dim=-1)).all()
+    torch.testing.assert_close(extreme[:2, stop], torch.tensor([1.5e6, -1.5e-6]))
+    torch.testing.assert_close(StopTokenLengthPenaltyLogitsProcessor(1000.0, stop)(ids, scores.clone())[:2, stop],
+                               torch.tensor([1.5e-6, -1.5e6]))
 
 
 # ----------------------------------------------------------------------------------------------------

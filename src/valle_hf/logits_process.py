@@ -138,8 +138,13 @@ class VallERepetitionPenaltyLogitsProcessor(LogitsProcessor):
         return torch.where(seen, self._factor(torch.where(seen, nearest, 1.0)), 1.0)
 
 
+# The most `StopTokenLengthPenaltyLogitsProcessor` scales the stop logit by, either way.
+_MAX_STOP_SCALE = 1e6
+
+
 class StopTokenLengthPenaltyLogitsProcessor(LogitsProcessor):
-    """The original's ``length_penalty``: scale the stop-token logit by ``(L + 1) ** factor``.
+    """The original's ``length_penalty``: scale the stop-token logit by ``(L + 1) ** factor`` (at most by 1e6 either
+    way, where the stop token is already certain or impossible).
 
     ``L`` is the response length so far (all response tokens, including any prompt or silence prefix that
     seeded the response, as in the original).  Unlike ``transformers``' beam ``length_penalty`` this acts on
@@ -163,7 +168,9 @@ class StopTokenLengthPenaltyLogitsProcessor(LogitsProcessor):
         if self.stop_token_id >= vocab:
             raise VallEValueError(f"stop_token_id {self.stop_token_id} is outside the scores width {vocab}")
         length = response_mask(input_ids, vocab).sum(-1).to(scores.dtype)
-        divisor = (length + 1.0).pow(self.factor)
+        # Bounded: a strongly negative factor underflows to 0 (a division to inf, NaN probabilities); a logit scaled
+        # by 1e6 makes the stop token already certain (or impossible), so the bound changes no outcome.
+        divisor = (length + 1.0).pow(self.factor).clamp(1.0 / _MAX_STOP_SCALE, _MAX_STOP_SCALE)
         stop = self.stop_token_id
         scores = scores.clone()
         scores[:, stop] = _penalise(scores[:, stop], divisor)
