@@ -749,3 +749,18 @@ def test_ids_of_the_wrong_rank_are_refused_naming_the_shape(tiny_model):
     with pytest.raises(ValueError, match=r"^input_ids must have 2 dimensions \(\[batch, \.\.\.\]\), got shape "
                                          r"\(1, 1, 3\)$"):
         _greedy(tiny_model, input_ids=torch.tensor([[[1, 40, 2]]]), max_new_tokens=2)
+
+
+def test_inputs_that_are_not_tensors_are_refused_naming_them(tiny_model):
+    """Lists and the processor's numpy output met `.to(device)` deep inside generate (AttributeError)."""
+    texts, codes = _batch_inputs(tiny_model.config)
+    ids, prompt = texts[0][None], codes[0][None]
+    for inputs, name in (
+        (dict(input_ids=ids.tolist(), prompt_codes=prompt), "input_ids"),
+        (dict(input_ids=ids.numpy(), prompt_codes=prompt), "input_ids"),
+        (dict(input_ids=ids, attention_mask=[[1] * ids.shape[1]], prompt_codes=prompt), "the mask of input_ids"),
+        (dict(input_ids=ids, prompt_codes=prompt.numpy()), "prompt_codes"),
+        (dict(audio_codes=prompt.tolist(), task="stt"), "audio_codes"),
+    ):
+        with pytest.raises(TypeError, match=f"^{name} must be a torch tensor, got (list|ndarray): call the processor"):
+            _greedy(tiny_model, **inputs, max_new_tokens=2)

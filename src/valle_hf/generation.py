@@ -408,10 +408,20 @@ class VallEGenerationMixin(GenerationMixin):
         _refuse_speculative_decoding(config, model_kwargs)
         return config, model_kwargs
 
+    def _moved(self, tensor: torch.Tensor | None, name: str) -> torch.Tensor | None:
+        """An input tensor on the model's device (None stays None); raises `VallETypeError` for anything else, such
+        as lists or the processor's numpy output (`return_tensors="np"`)."""
+        if tensor is None:
+            return None
+        if not torch.is_tensor(tensor):
+            raise VallETypeError(f"{name} must be a torch tensor, got {type(tensor).__name__}: call the processor "
+                                 "with return_tensors='pt' (its default), or wrap it in torch.tensor(...)")
+        return tensor.to(self.device)
+
     def _text_rows(self, input_ids, attention_mask) -> list[torch.Tensor]:
         if input_ids is None:
             raise VallEValueError("input_ids (phoneme ids) are required for TTS")
-        rows = _rows(input_ids.to(self.device), None if attention_mask is None else attention_mask.to(self.device),
+        rows = _rows(self._moved(input_ids, "input_ids"), self._moved(attention_mask, "the mask of input_ids"),
                      "input_ids", 2)
         for row in rows:
             if len(row) == 0:
@@ -440,7 +450,7 @@ class VallEGenerationMixin(GenerationMixin):
         if codes is None:
             rows = self._encode_references(references)
         else:
-            rows = _rows(codes.to(self.device), None if mask is None else mask.to(self.device), name, 3)
+            rows = _rows(self._moved(codes, name), self._moved(mask, f"the mask of {name}"), name, 3)
         if batch is not None and len(rows) == 1 and batch > 1:
             rows = rows * batch
         if batch is not None and len(rows) != batch:
