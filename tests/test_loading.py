@@ -234,3 +234,19 @@ def test_int8_of_a_model_in_memory_shows_no_progress_bars_of_its_temporary_round
     assert type(model.model.backbone.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
     err = capsys.readouterr().err
     assert "model shards" not in err and "Loading weights" not in err
+
+
+def test_dtype_is_a_torch_dtype_or_its_name_or_auto(converted_dir):
+    """A dtype's name worked for a converted folder (from_pretrained reads names) and failed deep inside torch for
+    tiny-random (`Invalid device string`)."""
+    from valle_hf.errors import VallEValueError
+    from valle_hf.loading import load_model
+
+    assert load_model_and_processor("tiny-random", dtype="bfloat16")[0].dtype == torch.bfloat16
+    assert load_model_and_processor("tiny-random", dtype="auto")[0].dtype == torch.float32  # as it is built
+    assert load_model(str(converted_dir), dtype="float16").dtype == torch.float16
+    for wrong in ("bf16", "int8", torch.int8, 16):
+        with pytest.raises(VallEValueError, match=r"^dtype must be one of float32, bfloat16, float16 .* or 'auto'"):
+            load_model_and_processor("tiny-random", dtype=wrong)
+        with pytest.raises(VallEValueError, match="^dtype must be one of"):
+            load_model(str(converted_dir), dtype=wrong)

@@ -23,6 +23,8 @@ from .tokenization import TOKENIZER_FILE, saved_tokenizer, tokenizer_fingerprint
 from .vocos import DEFAULT_VOCODER
 
 RELEASED_REPO = "ecker/vall-e"
+# The dtypes a model loads in, by name.
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
 TINY_RANDOM = "tiny-random"
 ORIGINAL_SUFFIXES = (".sft", ".safetensors", ".pth", ".pt")
@@ -156,12 +158,14 @@ def load_model_and_processor(
     `convert_checkpoint`); anything else: a Hub id for `from_pretrained`. `config_yaml` with anything but an
     original checkpoint (or none) is refused, as it could not be honoured.
 
+    `dtype`: torch.float32 (the default), torch.bfloat16 or torch.float16, or their names, or "auto" (`model_dtype`).
     `quantize="int8"`: the decoder's linears get int8 weights through transformers' `TorchAoConfig`
     (`int8_quantization_config`; needs torchao, the `valle-hf[int8]` extra); a model built in memory (tiny-random,
     an original checkpoint) is saved to a temporary directory and loaded from there to get them.
     """
     if quantize not in (None, "int8"):
         raise VallEValueError(f"quantize must be 'int8' (or None), got {quantize!r}")
+    dtype = model_dtype(dtype)
     from .conversion import checkpoint_of_yaml, convert_checkpoint
     from .processing import VallEProcessor
 
@@ -226,7 +230,7 @@ def _quantized(model, dtype: torch.dtype, quantize: str | None):
     if quantize is None:
         from .modeling import to_dtype
 
-        return to_dtype(model, dtype)
+        return model if dtype == "auto" else to_dtype(model, dtype)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="valle_hf_int8_") as folder, no_progress_bars():
@@ -247,6 +251,18 @@ def no_progress_bars():
             hf_logging.enable_progress_bar()
 
 
+def model_dtype(dtype: torch.dtype | str) -> torch.dtype | str:
+    """The `dtype` a model loads in: torch.float32, torch.bfloat16 or torch.float16, given as such or by name, or
+    "auto" (transformers' meaning: the checkpoint's; a model built in memory keeps its own, float32). Raises
+    `VallEValueError` for anything else."""
+    if dtype == "auto" or dtype in _DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in _DTYPES:
+        return _DTYPES[dtype]
+    raise VallEValueError(f"dtype must be one of {', '.join(_DTYPES)} (as torch dtypes or their names) or 'auto', got "
+                          f"{dtype!r}")
+
+
 def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None):
     """A converted model (`from_pretrained` directory or Hub id) in eval mode, or a one-line error at once.
 
@@ -256,6 +272,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
     """
     from .modeling import VallEForConditionalGeneration
 
+    dtype = model_dtype(dtype)
     path = Path(name)
     if not path.exists() and (name.startswith((".", "/")) or name.count("/") != 1):
         raise ModelNotFoundError(f"model not found: {name}; {OFFLINE_CHOICES}")
