@@ -674,6 +674,21 @@ def test_inputs_generate_would_ignore_are_refused(tiny_model, prompt_wav, task, 
     _greedy(tiny_model, task=task, **inputs, max_new_tokens=2)
 
 
+@pytest.mark.parametrize("setting", [dict(guidance_scale=2.0), dict(encoder_repetition_penalty=1.5),
+                                     dict(encoder_no_repeat_ngram_size=2),
+                                     dict(watermarking_config={"bias": 2.0, "seeding_scheme": "lefthash"})])
+def test_transformers_settings_that_cannot_work_on_valle_are_refused_in_one_line(tiny_model, setting):
+    """They failed deep inside transformers (index out of range, no vocab_size) or with a misleading message."""
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=2)
+    with pytest.raises(ValueError, match=f"^VALL-E does not support {next(iter(setting))} \\(") as raised:
+        _greedy(tiny_model, **inputs, **setting)
+    assert "\n" not in str(raised.value)
+    off = {"guidance_scale": 1.0, "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0,
+           "watermarking_config": None}
+    _greedy(tiny_model, **inputs, **{name: off[name] for name in setting})
+
+
 # --- mutation-run survivors (tests/MUTATION.md) ----------------------------------------------------------------
 
 

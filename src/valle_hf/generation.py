@@ -123,6 +123,16 @@ def _cut_at_stop(tokens: torch.LongTensor, stop: int, vocab: int) -> tuple[list[
 
 # The settings that turn transformers' generation into assisted (speculative) decoding.
 SPECULATIVE_SETTINGS = ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit", "use_mtp")
+# transformers' settings that cannot work on VALL-E's passes, with why; each is off at its default or at the values
+# listed. They failed deep inside transformers (an index out of range, a missing vocab_size).
+UNSUPPORTED_SETTINGS = {
+    "guidance_scale": ((None, 1, 1.0), "classifier-free guidance re-runs the model on unconditioned ids, without "
+                                       "the segment positions and prompt codes its passes need"),
+    "encoder_repetition_penalty": ((None, 1, 1.0), "it is for encoder-decoder models (repetition_penalty is the "
+                                                   "original's penalty)"),
+    "encoder_no_repeat_ngram_size": ((None, 0), "it is for encoder-decoder models (no_repeat_ngram_size works)"),
+    "watermarking_config": ((None,), "watermarking works on a text vocabulary"),
+}
 
 
 def _without_cache(output):
@@ -163,13 +173,19 @@ def _ends(streamer: AudioStreamer | None):
             streamer.end()
 
 
-def _refuse_speculative_decoding(config: VallEGenerationConfig, model_kwargs: dict) -> None:
-    """Assisted decoding drafts tokens by calling a model's `generate` on the unified ids, which for VALL-E starts a
-    whole TTS run; and its draft steps cannot give the response's positions and prompt codes that each AR step needs."""
+def _refuse_unsupported(config: VallEGenerationConfig, model_kwargs: dict) -> None:
+    """Refuse transformers' settings that cannot work on VALL-E's passes (`UNSUPPORTED_SETTINGS`) and speculative
+    decoding: assisted decoding drafts tokens by calling a model's `generate` on the unified ids, which for VALL-E
+    starts a whole TTS run, and its draft steps cannot give the response's positions and prompt codes that each AR
+    step needs."""
     given = [name for name in SPECULATIVE_SETTINGS if model_kwargs.get(name) or getattr(config, name, None)]
     if given:
         raise VallEValueError(f"VALL-E does not support speculative decoding ({', '.join(given)}): drop the "
                               "setting; its AR steps read segment positions and prompt codes that a draft cannot give")
+    for name, (off, why) in UNSUPPORTED_SETTINGS.items():
+        value = getattr(config, name, None)
+        if not any(value is setting or value == setting for setting in off):
+            raise VallEValueError(f"VALL-E does not support {name} ({why}): drop the setting")
 
 
 def _check_seeded_rows(rows: int) -> None:
@@ -405,7 +421,7 @@ class VallEGenerationMixin(GenerationMixin):
         model_kwargs = config.update(**kwargs)
         check_settings_fit(config.to_dict(), self.config)
         config.do_sample = config.is_sampling
-        _refuse_speculative_decoding(config, model_kwargs)
+        _refuse_unsupported(config, model_kwargs)
         return config, model_kwargs
 
     def _moved(self, tensor: torch.Tensor | None, name: str) -> torch.Tensor | None:
