@@ -29,7 +29,8 @@ _SETTINGS = ("forward_params", "generate_kwargs")
 
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
-    list of texts, `output_audio=False` or an argument given both to the processor and to `generate`, and
+    list of texts, `output_audio=False`, another task than TTS or an argument given both to the processor and to
+    `generate`, and
     `VallETypeError` for a keyword dict that is not a dict. The texts themselves are checked by the processor
     (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
@@ -45,6 +46,9 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
         twice = sorted(set(processed) & set(kwargs.get(name) or {}))
         if twice:  # the processor passes them on to generate, which would get them twice
             raise VallEValueError(f"{', '.join(twice)} given in both processor_kwargs and {name}: give each once")
+        if (kwargs.get(name) or {}).get("task", "tts") != "tts":
+            raise VallEValueError(f"{name} has task={kwargs[name]['task']!r}, but the text-to-speech pipeline speaks "
+                                  "text: drop it (speech to text is model.generate(audio=..., task='stt'))")
         if (kwargs.get(name) or {}).get("output_audio", True) is False:
             raise VallEValueError(f"{name} has output_audio=False, but the text-to-speech pipeline returns audio: "
                                   "drop it (model.generate(..., output_audio=False) returns the codes)")
