@@ -202,6 +202,10 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
     ("input_ids", lambda item: item["input_ids"].float(), "input_ids must be integer ids, got dtype torch.float32"),
     ("input_ids", lambda item: item["input_ids"].bool(), "input_ids must be integer ids, got dtype torch.bool"),
     ("prompt_codes", lambda item: item["prompt_codes"][:0], "prompt_codes is empty"),
+    ("audio_codes", lambda item: None, "the item has no audio_codes: every item needs input_ids"),
+    ("input_ids", lambda item: None, "the item has no input_ids"),
+    ("audio_codes", lambda item: torch.tensor(5), r"audio_codes must have shape \[frames, levels\], got \(\)"),
+    ("prompt_codes", lambda item: torch.tensor(5), r"prompt_codes must have shape \[frames, levels\], got \(\)"),
     ("level", lambda item: 9, r"level must be an integer in 0\.\.7, got 9"),
     ("level", lambda item: True, r"level must be an integer in 0\.\.7, got True"),
     ("level", lambda item: 2.0, r"level must be an integer in 0\.\.7, got 2.0"),
@@ -218,6 +222,9 @@ def test_the_collator_refuses_what_it_cannot_train_on_naming_the_item(tiny_model
         VallEDataCollator(tiny_model.config)([good, bad])
     with pytest.raises(VallEValueError, match="batch of 0 items"):
         VallEDataCollator(tiny_model.config)([])
+    for row in (None, (good["input_ids"], good["audio_codes"])):
+        with pytest.raises(VallEValueError, match=r"item 1 of the batch: an item is a dict \(input_ids, audio_codes"):
+            VallEDataCollator(tiny_model.config)([good, row])
 
 
 def test_stt_audio_with_fewer_levels_than_the_model_reads_is_refused(tiny_model):

@@ -19,7 +19,7 @@ mixes levels and tasks; `VallEDataCollator` builds such batches from (phoneme id
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -211,17 +211,25 @@ class VallEDataCollator:
 
     def item_sequence(self, item: dict, generator: torch.Generator) -> TrainingSequence:
         """Task, level (drawn or given, then capped) and the training sequence of one item."""
+        if not isinstance(item, Mapping):
+            raise VallEValueError(f"an item is a dict (input_ids, audio_codes, ...), got {type(item).__name__}")
+        missing = [key for key in ("input_ids", "audio_codes") if item.get(key) is None]
+        if missing:
+            raise VallEValueError(f"the item has no {' or '.join(missing)}: every item needs input_ids (phoneme ids) "
+                                  "and audio_codes ([frames, levels])")
         task = item.get("task")
         if task is None:
             task = self.tasks[int(torch.randint(len(self.tasks), (1,), generator=generator))]
-        codes = torch.as_tensor(item["audio_codes"])
+        vocab = self.config.audio_vocab_size
+        codes = _checked_ids(item["audio_codes"], "audio_codes", 2, vocab)
         prompt = item.get("prompt_codes") if task == "tts" else None
+        prompt = None if prompt is None else _checked_ids(prompt, "prompt_codes", 2, vocab)
         level = item.get("level")
         if level is not None and not _is_level(level, self.config.num_rvq_levels):
             raise VallEValueError(f"level must be an integer in 0..{self.config.num_rvq_levels - 1}, got {level!r}")
         drawn = int(sample_levels(1, generator, self.config.num_rvq_levels)) if level is None else int(level)
         # The original caps the level to the levels the response and the prompt have; STT is always level 0.
-        caps = [codes.shape[-1] - 1] + ([] if prompt is None else [torch.as_tensor(prompt).shape[-1] - 1])
+        caps = [codes.shape[-1] - 1] + ([] if prompt is None else [prompt.shape[-1] - 1])
         level = 0 if task == "stt" else min(drawn, *caps)
         return build_training_sequence(self.config, item["input_ids"], codes, level, task, prompt)
 
@@ -234,7 +242,7 @@ class VallEDataCollator:
             try:
                 sequences.append(self.item_sequence(item, generator))
             except VallEValueError as error:
-                name = f" ({item['id']})" if isinstance(item, dict) and "id" in item else ""
+                name = f" ({item['id']})" if isinstance(item, Mapping) and "id" in item else ""
                 raise VallEValueError(f"item {index}{name} of the batch: {error}") from None
         return collate_sequences(self.config, sequences, self.padding_side)
 
