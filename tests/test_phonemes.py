@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -86,6 +87,16 @@ def test_text_that_was_not_utf8_is_refused_naming_where():
 
     with pytest.raises(VallEValueError, match="not valid UTF-8 after 'Hello '"):
         phonemize("Hello \udcff world.")  # how Python reads the byte 0xff of a command line that was not UTF-8
+
+
+def test_control_characters_are_refused_and_whitespace_is_not():
+    """espeak read the text up to a NUL and silently dropped the rest."""
+    from valle_hf.errors import VallEValueError
+
+    for control in ("\x00", "\x07", "\x1b"):
+        with pytest.raises(VallEValueError, match=f"control character {re.escape(repr(control))} after 'Hello'"):
+            phonemize(f"Hello{control}world.")
+    assert phonemize("Hello\tworld.\r\n") == phonemize("Hello world.")
 
 
 def test_unknown_language_is_a_one_line_error_listing_the_supported_ones():

@@ -170,13 +170,19 @@ def normalize_text(text: str) -> str:
 
 
 def check_unicode(text: str) -> str:
-    """`text`, refused (`VallEValueError`) where it holds lone surrogates: what Python makes of bytes that are not
-    UTF-8 (a command-line argument in another encoding); espeak cannot read them."""
+    """`text`, refused (`VallEValueError`) where it holds lone surrogates, what Python makes of bytes that are not
+    UTF-8 (a command-line argument in another encoding), or control characters other than whitespace (a NUL ended
+    espeak's reading); espeak cannot read them."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as error:
         raise VallEValueError(f"the text is not valid UTF-8 after {text[max(0, error.start - 20):error.start]!r}: "
                               "give it as UTF-8 (check the terminal's or the file's encoding)") from None
+    control = next((index for index, char in enumerate(text)
+                    if unicodedata.category(char) == "Cc" and not char.isspace()), None)
+    if control is not None:  # espeak reads C strings: it stopped at a NUL, dropping the rest of the text
+        raise VallEValueError(f"the text has a control character {text[control]!r} after "
+                              f"{text[max(0, control - 20):control]!r}: remove it")
     return text
 
 
