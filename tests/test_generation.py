@@ -288,6 +288,9 @@ def test_shipped_generation_config(tiny_model):
         (dict(input_ids=torch.tensor([[1, 5, 2]]), task="asr"), "unknown task"),
         (dict(task="stt"), "audio_codes"),
         (dict(input_ids=torch.tensor([[1, 5, 2]]), max_levels=9), "max_levels"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prefix_silence=300.5),  # 300 s: 22500 positions (masks of GB)
+         r"prefix_silence=300.5 is not allowed: it must be a number of seconds in \[0, 300\]: this model has"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), input_prompt_length=[1.0, 3600]), "input_prompt_length=.*0, 300"),
         (dict(input_ids=torch.zeros(0, 3, dtype=torch.long)), "empty batch"),
         (dict(input_ids=torch.tensor([[1.0, 5.0, 2.0]])), "integer ids, got dtype torch.float32"),
         (dict(input_ids=torch.tensor([[True, True]])), "integer ids, got dtype torch.bool"),

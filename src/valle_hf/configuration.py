@@ -444,7 +444,16 @@ def check_settings(settings: dict) -> None:
 
 def check_settings_fit(settings: dict, config) -> None:
     """Refuse settings beyond what the model (`VallEConfig`) has: NAR levels past its last RVQ level, an early-exit
-    layer past its last layer. Raises `SettingError`, as `check_settings` does."""
+    layer past its last layer, a prompt or silence prefix longer than its positions (`max_position_embeddings`
+    frames: 300 s for the released model; longer ones asked for attention masks of many GB). Raises
+    `SettingError`, as `check_settings` does."""
+    seconds = config.max_position_embeddings / config.frame_rate
+    for name in ("prefix_silence", "input_prompt_length"):
+        values = settings.get(name)
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            if value is not None and value > seconds:
+                raise SettingError(name, value, f"a number of seconds in [0, {seconds:g}]: this model has positions "
+                                   f"for {config.max_position_embeddings} frames")
     levels, exit_layer = settings.get("max_levels"), settings.get("layer_skip_exit_layer")
     if levels is not None and levels > config.num_rvq_levels - 1:
         raise SettingError("max_levels", levels, f"None (all) or an integer 0..{config.num_rvq_levels - 1}: this "
