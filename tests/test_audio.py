@@ -130,7 +130,9 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial_one(tmp_pa
         (np.array([0.1, np.nan, 0.2, np.nan], dtype=np.float32), 24000, "2 NaN or infinite samples (the first is "
                                                                          "sample 1)"),
         (torch.tensor([0.0, float("inf")]), 24000, "1 NaN or infinite samples (the first is sample 1)"),
-        (np.full(8, 0.1, dtype=np.float32), 0, "the sampling rate must be a positive integer (Hz), got 0"),
+        (np.full(8, 0.1, dtype=np.float32), 0, "the sampling rate must be a positive integer (Hz) up to "
+                                                "2147483647, got 0"),
+        (np.full(8, 0.1, dtype=np.float32), 10**10, "got 10000000000"),  # OverflowError in soundfile
         (np.full(8, 0.1, dtype=np.float32), 24000.5, "got 24000.5"),
     ],
 )

@@ -144,6 +144,10 @@ def waveform_samples(waveform: torch.Tensor | np.ndarray, path: str | os.PathLik
     return check_samples(data, path)
 
 
+# The highest sampling rate (Hz) a file's header holds (a signed 32-bit field in WAV's).
+MAX_FILE_RATE = 2**31 - 1
+
+
 def save_audio(
     path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sampling_rate: int = SAMPLING_RATE
 ) -> Path:
@@ -152,14 +156,16 @@ def save_audio(
     The file is written under a temporary name in the same folder and renamed into place when complete, so an
     interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
     Samples are clipped to [-1, 1]. Raises `VallEValueError` for samples no file should hold (`waveform_samples`)
-    and for a sampling rate that is not a positive integer; `OutputError` when the write fails
+    and for a sampling rate that is not a positive integer a file header holds; `OutputError` when the write fails
     (disk full, file-size limit, ...), with `path` as it was.
     """
     out = Path(path)
     container, subtype = output_format(out)
     data = waveform_samples(waveform, out)
-    if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
-        raise VallEValueError(f"the sampling rate must be a positive integer (Hz), got {sampling_rate!r}")
+    if (isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer))
+            or not 0 < sampling_rate <= MAX_FILE_RATE):
+        raise VallEValueError(f"the sampling rate must be a positive integer (Hz) up to {MAX_FILE_RATE}, got "
+                              f"{sampling_rate!r}")
     try:
         with written_whole(out) as temporary:
             soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)

@@ -351,8 +351,12 @@ class SettingError(VallEValueError):
         super().__init__(f"{setting}={value!r} is not allowed: it must be {rule}")
 
 
+# The largest magnitude a setting may have: the samplers compute in float32 (1e39 overflowed there).
+_MAX_SETTING = 3.4e38
+
+
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= _MAX_SETTING
 
 
 def _is_int(value) -> bool:
