@@ -118,7 +118,8 @@ def test_length_and_temperature_settings_take_their_whole_range_and_nothing_past
                     "nar_temperature": 0, "dry_allowed_length": 65536})
     for name, value in [("prefix_silence", 3600.5), ("input_prompt_length", 1e308), ("temperature", 9e-7),
                         ("nar_temperature", 1e-45), ("dry_allowed_length", 65537),
-                        ("mirostat_tau", 1e39), ("dry_multiplier", 1e39), ("stop_length_penalty", -1e39)]:
+                        ("mirostat_tau", 1e39), ("dry_multiplier", 1e39), ("stop_length_penalty", -1e39),
+                        ("num_return_sequences", 0), ("num_return_sequences", -1), ("do_sample", "yes")]:
         with pytest.raises(SettingError, match=name):  # 1e39 overflowed the samplers' float32
             check_settings({name: value})
     check_settings({"mirostat_tau": 3.4e38, "stop_length_penalty": -3.4e38})

@@ -421,6 +421,8 @@ SETTING_RULES = {
     "audio_backend": (f"None or one of {AUDIO_BACKENDS}", lambda v: v is None or v in AUDIO_BACKENDS),
     "num_beams": ("an integer >= 1 (1 = no beam search)", lambda v: v is None or (_is_int(v) and v >= 1)),
     "max_new_tokens": ("an integer >= 1 (AR steps; 75 steps = 1 s)", lambda v: _is_int(v) and v >= 1),
+    "num_return_sequences": ("an integer >= 1 (takes per input row)", lambda v: _is_int(v) and v >= 1),
+    "do_sample": ("True or False", lambda v: isinstance(v, bool)),
 }
 
 
