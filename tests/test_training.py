@@ -145,6 +145,29 @@ def test_padding_never_changes_an_item_loss(tiny_model):
             assert abs(float(output.loss) - float(alone.mean())) <= LOSS_TOLERANCE, side
 
 
+def test_the_loss_averages_the_items_it_scores_and_refuses_labels_it_cannot_read(tiny_model):
+    """A row whose labels are all -100 has no loss: it counted as 0 and halved a batch of two. Labels of another
+    shape, dtype or range failed inside torch's cross-entropy."""
+    from valle_hf.errors import VallEValueError
+
+    generator = torch.Generator().manual_seed(0)
+    batch = VallEDataCollator(tiny_model.config)([random_item(generator, 5, 7, 4, level=0),
+                                                  random_item(generator, 5, 7, 4, level=2)])
+    with torch.no_grad():
+        both = tiny_model(**batch)
+        unscored = tiny_model(**{**batch, "labels": batch["labels"].index_fill(0, torch.tensor([1]), -100)})
+        nothing = tiny_model(**{**batch, "labels": torch.full_like(batch["labels"], -100)})
+    assert abs(float(unscored.loss) - float(both.item_losses[0])) <= LOSS_TOLERANCE
+    assert float(nothing.loss) == 0.0
+    labels = batch["labels"]
+    for wrong, message in ((labels[:, :-2], r"labels must have the shape of input_ids, \(2, \d+\), got \(2, \d+\)"),
+                           (labels.float(), "labels must be integer ids, got dtype torch.float32"),
+                           (labels.masked_fill(labels >= 0, 5022), r"labels must be ids in 0\.\.\d+ or -100 .*5022"),
+                           (labels.masked_fill(labels >= 0, -3), "got -3")):
+        with pytest.raises(VallEValueError, match=message):
+            tiny_model(**{**batch, "labels": wrong})
+
+
 def test_trainer_with_default_arguments_trains_and_predicts(tmp_path, converted_dir):
     """Default TrainingArguments (remove_unused_columns=True), a frozen codec, predictions over batches whose
     passes (and so heads) differ."""

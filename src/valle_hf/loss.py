@@ -5,13 +5,16 @@ the model away from what it learned:
 
 * targets are aligned with the input rows (see `valle_hf.training.build_training_sequence`), -100 where not scored;
 * level-0 rows (AR and STT) are shifted by one position over the whole joined sequence, NAR rows not at all;
-* each row's token mean, then the mean over rows: a short item weighs as much as a long one.
+* each row's token mean, then the mean over rows: a short item weighs as much as a long one (a row with nothing
+  scored is left out of the mean; the original's items always have targets).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from .errors import VallEValueError
 
 IGNORE_INDEX = -100
 
@@ -48,11 +51,30 @@ def valle_loss(
     Returns `(loss, item_losses [B], token_losses [B, L], targets [B, L])`; token_losses[b, j] is row j's CE
     against targets[b, j] (0 where that is IGNORE_INDEX).
     """
+    _check_labels(labels, logits.shape)
     targets = shift_targets(labels, shift, attention_mask)
     token_losses = F.cross_entropy(
         logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
     ).view_as(targets)
     counts = (targets != IGNORE_INDEX).sum(dim=1)
     item_losses = token_losses.sum(dim=1) / counts.clamp(min=1)
-    return item_losses.mean(), item_losses, token_losses, targets
+    # An item with nothing scored (all labels -100) has no loss to average: counted as 0, it diluted the others'.
+    scored = counts > 0
+    loss = item_losses[scored].mean() if scored.any() else token_losses.sum()  # 0, with the graph kept
+    return loss, item_losses, token_losses, targets
+
+
+def _check_labels(labels: torch.Tensor, logits_shape: torch.Size) -> None:
+    """Refuse labels the loss cannot read (`VallEValueError`): not `[B, L]` like the logits' rows, not integers, or
+    ids outside the heads' width other than IGNORE_INDEX."""
+    if not torch.is_tensor(labels) or labels.shape != logits_shape[:2]:
+        shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
+        raise VallEValueError(f"labels must have the shape of input_ids, {tuple(logits_shape[:2])}, got {shape} "
+                              "(VallEDataCollator builds them)")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise VallEValueError(f"labels must be integer ids, got dtype {labels.dtype}")
+    wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= logits_shape[-1]))
+    if wrong.any():
+        raise VallEValueError(f"labels must be ids in 0..{logits_shape[-1] - 1} or {IGNORE_INDEX} (not scored), got "
+                              f"{int(labels[wrong][0])}")
 
