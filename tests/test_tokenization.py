@@ -31,6 +31,8 @@ def test_tokenizer_round_trip_with_the_reference_file(processor):
     assert ids_to_phonemes(["h", "əl", "ˈoʊ", " ", "w"]) == "həlˈoʊ w"
     with pytest.raises(ValueError, match="0..255"):
         processor.decode([1, 300])
+    with pytest.raises(ValueError, match="integer phoneme ids, got dtype torch.float32"):
+        processor.decode([1.5, 2.7])  # read as no ids at all: ''
 
 
 def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
