@@ -12,19 +12,20 @@ with its processor).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-import soundfile
 import torch
 from transformers import pipeline
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes: required before pipeline(...))
+from valle_hf.audio import check_output_path, save_audio
+from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import TINY_RANDOM, load_model_and_processor, released_model_directory
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> ArgumentParser:
+    # valle_hf's ArgumentParser and entry_point: a mistake ends with one "error: ..." line and exit status 1.
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("text", nargs="+", help="one or more texts (each becomes one output file)")
     parser.add_argument("prompt", help="reference audio of the voice to clone")
     parser.add_argument("output", help="WAV file to write (with several texts: name-0.wav, name-1.wav, ...)")
@@ -50,8 +51,20 @@ def build_pipeline(model_name: str | None, device: str):
     return pipeline("text-to-speech", model=model_name or str(released_model_directory()), device=device)
 
 
+def output_paths(output: str, count: int) -> list[str]:
+    """`output` for one text; name-0.wav, name-1.wav, ... for several."""
+    if count == 1:
+        return [output]
+    stem = output[:-4] if output.lower().endswith(".wav") else output
+    return [f"{stem}-{index}.wav" for index in range(count)]
+
+
+@entry_point()
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    paths = output_paths(args.output, len(args.text))
+    for path in paths:  # before any work: a bad path would fail after generating
+        check_output_path(path, [args.prompt])
     torch.manual_seed(args.seed)
     tts = build_pipeline(args.model, args.device)
     # The model's generation_config.json holds the original CLI's tuned settings (AR temperature 0.5, repetition
@@ -67,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     results = tts(args.text, forward_params={"prompt_audio": args.prompt}, generate_kwargs=generate_kwargs,
                   processor_kwargs={"language": args.language})
     results = [results] if isinstance(results, dict) else results
-    stem, suffix = (args.output[:-4], ".wav") if args.output.lower().endswith(".wav") else (args.output, ".wav")
-    for index, result in enumerate(results):
-        path = args.output if len(results) == 1 else f"{stem}-{index}{suffix}"
-        soundfile.write(path, result["audio"], result["sampling_rate"], subtype="PCM_16")
+    for path, result in zip(paths, results, strict=True):
+        save_audio(path, result["audio"], result["sampling_rate"])  # whole or not at all
         print(f"{path}: {len(result['audio']) / result['sampling_rate']:.2f} s")
     return 0
 

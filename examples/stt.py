@@ -9,17 +9,18 @@ batch. `--model`: nothing for the released ar+nar-llama-8, a converted directory
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes)
+from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> ArgumentParser:
+    # valle_hf's ArgumentParser and entry_point: a mistake ends with one "error: ..." line and exit status 1.
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio", nargs="+", help="audio files to transcribe (any sample rate, mono or stereo)")
     parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="phoneme tokens at most per file")
@@ -36,6 +37,7 @@ def transcribe(model, processor, audio: list, max_new_tokens: int | None = None,
     return [processor.decode(ids.cpu()) for ids in text_ids]  # one LongTensor of phoneme ids per file
 
 
+@entry_point()
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     model, processor = load_model_and_processor(args.model)

@@ -9,15 +9,15 @@ or "tiny-random" (a tiny random model for checking an installation: it makes noi
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-import soundfile
 import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes; needed before from_pretrained / pipeline)
+from valle_hf.audio import check_output_path, save_audio
+from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
-from valle_hf.phonemes import split_sentences
+from valle_hf.phonemes import check_text, split_sentences
 
 # A few sampler settings for `model.generate`; every GenerationConfig field and the original's samplers can be mixed.
 PRESETS = {
@@ -36,8 +36,9 @@ PRESETS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> ArgumentParser:
+    # valle_hf's ArgumentParser and entry_point: a mistake ends with one "error: ..." line and exit status 1.
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("text", help="text to speak (long text: one sentence per batch row is generated at once)")
     parser.add_argument("prompt", help="reference audio of the voice to clone (several files: join with ';')")
     parser.add_argument("output", help="WAV file to write")
@@ -51,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point()
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_output_path(args.output, [args.prompt])  # before any work: a bad path would fail after generating
     torch.manual_seed(args.seed)
 
     # Or: VallEForConditionalGeneration.from_pretrained(dir_or_repo) and VallEProcessor.from_pretrained(dir_or_repo).
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Text -> IPA (espeak-ng) -> phoneme ids; the prompt is loaded, resampled to 24 kHz and cut/looped to 3 s.
     # The model encodes the prompt with its EnCodec inside `generate`.
-    sentences = split_sentences(args.text, args.language)
+    sentences = split_sentences(check_text(args.text), args.language)
     inputs = processor(sentences, prompt_audio=args.prompt, input_prompt_length=args.input_prompt_length,
                        language=args.language).to(model.device)
 
@@ -71,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     out = model.generate(**inputs, return_dict_in_generate=True, **settings)
 
     # out.codes [rows, frames, 8] / out.lengths: EnCodec codes; out.audio: one 24 kHz waveform per row.
-    waveform = torch.cat([row.float().cpu() for row in out.audio]).clamp(-1.0, 1.0)
-    soundfile.write(args.output, waveform.numpy(), model.config.sampling_rate, subtype="PCM_16")
+    waveform = torch.cat([row.float().cpu() for row in out.audio])
+    save_audio(args.output, waveform, model.config.sampling_rate)  # whole or not at all; format by extension
     print(f"{args.output}: {waveform.numel() / model.config.sampling_rate:.2f} s, {len(sentences)} sentence(s), "
           f"frames {out.lengths.tolist()}, stopped by itself {out.stopped.tolist()}")
     return 0
