@@ -319,12 +319,21 @@ def test_leaving_the_page_ends_the_run(tiny):
     assert not [thread for thread in threading.enumerate() if isinstance(thread, webui.Generation)]
 
 
-def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys):
-    for argv, message in [
-        (["--port", "many"], "argument --port: invalid int value"),
-        (["--model", str(tmp_path / "missing")], "model not found"),
+def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys, monkeypatch):
+    """A port out of range ended with a traceback from the socket once the model had loaded."""
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    for argv, environment, message in [
+        (["--port", "many"], None, "argument --port: invalid int value"),
+        (["--model", str(tmp_path / "missing")], None, "model not found"),
+        (["--port", "99999"], None, "--port 99999 is not a port: give one in 1..65535"),
+        (["--port", "-5"], None, "--port -5 is not a port"),
+        ([], "70000", "GRADIO_SERVER_PORT=70000 is not a port"),
+        (["--port", "8000"], "abc", "GRADIO_SERVER_PORT='abc' is not a port number"),  # gradio reads it on import
     ]:
+        if environment is not None:
+            monkeypatch.setenv("GRADIO_SERVER_PORT", environment)
         assert app.main(argv) == 1
+        monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
@@ -337,14 +346,14 @@ def test_the_page_is_served_on_one_port_only(monkeypatch):
 
     ports = []
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
-    app._launch(Page(), None, None)
+    app._launch(Page(), None, app._port(None))
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
-    app._launch(Page(), None, None)
-    app._launch(Page(), None, 8123)
+    app._launch(Page(), None, app._port(None))
+    app._launch(Page(), None, app._port(8123))
     assert ports == [7860, 7999, 8123]
     monkeypatch.setenv("GRADIO_SERVER_PORT", "many")
     with pytest.raises(ValueError, match="GRADIO_SERVER_PORT='many' is not a port number"):
-        app._launch(Page(), None, None)
+        app._port(None)
 
 
 def test_a_port_in_use_ends_with_one_error_line(capsys):

@@ -29,6 +29,7 @@ __all__ = ["build_demo", "build_parser", "main"]
 logger = get_logger(__name__)
 
 RELEASED_NAME = "ar+nar-llama-8"
+MAX_PORT = 65535
 
 
 class ServerError(VallEError, OSError):
@@ -83,18 +84,22 @@ def _describe(model_name: str) -> str:
 
 def _port(port: int | None) -> int:
     """--port, else $GRADIO_SERVER_PORT, else 7860: always one port, since Gradio given none serves on the next free one
-    after a port in use, where the user would not look."""
-    if port is not None:
-        return port
-    value = os.environ.get("GRADIO_SERVER_PORT", "7860")
+    after a port in use, where the user would not look. Raises `UsageError` for a number that is not a port, and for a
+    $GRADIO_SERVER_PORT that is not a number even with --port (Gradio reads it when it is imported)."""
+    value = os.environ.get("GRADIO_SERVER_PORT")
     try:
-        return int(value)
+        preset = None if value is None else int(value)
     except ValueError:
-        raise UsageError(f"GRADIO_SERVER_PORT={value!r} is not a port number: set it to one, or give --port") from None
+        raise UsageError(f"GRADIO_SERVER_PORT={value!r} is not a port number: set it to one, or unset it and give "
+                         "--port") from None
+    chosen = port if port is not None else preset if preset is not None else 7860
+    if not 1 <= chosen <= MAX_PORT:
+        source = "--port" if port is not None else "GRADIO_SERVER_PORT="
+        raise UsageError(f"{source}{'' if port is None else ' '}{chosen} is not a port: give one in 1..{MAX_PORT}")
+    return chosen
 
 
-def _launch(page, host: str | None, port: int | None) -> None:
-    port = _port(port)
+def _launch(page, host: str | None, port: int) -> None:
     try:
         page.launch(server_name=host, server_port=port)
     except OSError as error:
@@ -108,11 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     """Load the model and serve the page until interrupted; returns the exit status (1 with one `error:` line on
     stderr for a user's mistake)."""
     args = build_parser().parse_args(argv)
+    port = _port(args.port)
     _webui()  # before the model loads: a missing gradio should not cost a download first
     check_device(args)
     model, processor, precision = load_model(args)
     logger.warning(precision.describe())
-    _launch(build_demo(model, processor, args.model or RELEASED_NAME), args.host, args.port)
+    _launch(build_demo(model, processor, args.model or RELEASED_NAME), args.host, port)
     return 0
 
 
