@@ -189,6 +189,7 @@ SYNTHESIS_CASES = {
     "nar_levels_beyond_the_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "tiny-random",
                                      "--max-nar-levels", "99"], "--max-nar-levels 99 is not allowed"),
     "column_twice": (["{ws}/twice.csv", "{ws}/corpus"], "names the column 'text' twice"),
+    "header_only": (["{ws}/header.csv", "{ws}/corpus"], "has a header but no rows"),  # was a run of 0 rows
     "unknown_key_in_a_jsonl_line": (["{ws}/unknown.jsonl", "{ws}/corpus"],
                                      "unknown column(s) ar_tmp (first on line 2)"),
     "negative_seed": (["{ws}/corpus.csv", "{ws}/corpus", "--seed", "-1"], "expected an integer >= 0"),
@@ -209,6 +210,7 @@ def test_synthesis_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
                                              '{"id": "r2", "text": "Hi.", "prompt": "ref.wav", "ar_tmp": 0.5}\n',
                                              encoding="utf-8")
     (workspace / "twice.csv").write_text("id,text,prompt,text\nr1,Hello.,ref.wav,Bye.\n", encoding="utf-8")
+    (workspace / "header.csv").write_text("id,text,prompt\n", encoding="utf-8")
     arguments, expected = SYNTHESIS_CASES[case]
     argv = [argument.format(ws=workspace) for argument in arguments]
     check_refused(main, [*argv, "--no-progress"], workspace, capsys, expected)

@@ -249,6 +249,8 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     except VallEError as error:
         raise UsageError(f"manifest: {one_line(error)}") from None
     _check_columns(table, manifest)
+    if not table.rows:
+        raise UsageError(f"manifest: {manifest} has a header but no rows: nothing to synthesize")
     seed, done_ids = run_seed(seed), out.done_ids()
     jobs, failures, seen, done, seed_used, voices = [], [], {}, 0, False, {}
     for row in table.rows:
