@@ -187,7 +187,7 @@ def training_arguments(args: argparse.Namespace) -> TrainingArguments:
     try:
         return _training_arguments(args)
     except ValueError as error:
-        raise UsageError(f"the training arguments are not allowed: {one_line(error)[:300]}") from None
+        raise UsageError(f"the training arguments are not allowed: {one_line(error, 300)}") from None
 
 
 def _training_arguments(args: argparse.Namespace) -> TrainingArguments:

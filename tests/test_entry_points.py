@@ -456,3 +456,17 @@ def test_a_bug_keeps_its_traceback(workspace, monkeypatch, capsys):
     monkeypatch.setattr(cli, "prepare_inputs", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["Hello.", str(workspace / "ref.wav"), str(workspace / "new.wav")])
+
+
+def test_a_long_message_is_cut_between_words_never_inside_an_address():
+    """Messages quoted from other libraries are cut to a length; cut mid-word, one ended in "at 'https://"."""
+    from valle_hf.errors import one_line
+
+    error = OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in "
+                    "the cached files.\nCheck your connection or see how to run the library in offline mode at "
+                    "'https://huggingface.co/docs/transformers/installation#offline-mode'.")
+    whole = one_line(error)
+    assert "\n" not in whole and "  " not in whole and whole.endswith("offline-mode'.")
+    cut = one_line(error, len(whole) - 20)
+    assert cut == whole[:whole.index(" 'https://huggingface.co/docs")] + " …"
+    assert one_line(error, len(whole)) == whole and one_line(OSError("x" * 50), 10) == "x" * 10 + " …"

@@ -70,7 +70,7 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
     try:
         codec = EncodecModel.from_pretrained(name_or_path, **from_pretrained_kwargs)
     except OSError as error:
-        raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} ({one_line(error)[:200]}); "
+        raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} ({one_line(error, 200)}); "
                                  f"{instead}") from None
     except SafetensorError as error:
         raise CheckpointError(f"the EnCodec weights in {name_or_path} are damaged ({one_line(error)}): download them "

@@ -78,7 +78,7 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
                 metadata = handle.metadata() or {}
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         except Exception as error:  # safetensors raises its own SafetensorError (an Exception) for a damaged file
-            raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({one_line(error)[:300]}); "
+            raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({one_line(error, 300)}); "
                                   "download it again") from None
         try:
             metadata = {key: json.loads(value) for key, value in metadata.items() if key in ("config", "userdata")}
@@ -89,7 +89,7 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # pickles with arbitrary objects are refused on purpose
             raise CheckpointError(f"{path}: cannot be read safely with weights_only=True "
-                                  f"({one_line(error)[:300]})") from None
+                                  f"({one_line(error, 300)})") from None
         if not isinstance(payload, dict):
             raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
         metadata = payload
@@ -114,7 +114,7 @@ def original_config_from_yaml(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path} is not valid YAML ({one_line(error)[:300]})") from None
+        raise CheckpointError(f"{path} is not valid YAML ({one_line(error, 300)})") from None
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, list) or not models or not all(isinstance(model, dict) for model in models):
         raise CheckpointError(f"{path}: no `models:` list (the original's config.yaml has one)")
@@ -350,7 +350,7 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
     except OSError as error:  # disk full, a file-size limit, permissions
         if previous.exists():
             os.replace(previous, output_dir)
-        raise OutputError(f"could not write {output_dir} ({one_line(error)[:200]}); it was left as it was") from None
+        raise OutputError(f"could not write {output_dir} ({one_line(error, 200)}); it was left as it was") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if previous.is_dir():

@@ -64,9 +64,15 @@ class MissingDependencyError(VallEError, ImportError):
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-def one_line(error: BaseException) -> str:
-    """An exception's message as one line (runs of whitespace, newlines included, become one space)."""
-    return " ".join(str(error).split()) or type(error).__name__
+def one_line(error: BaseException, limit: int | None = None) -> str:
+    """An exception's message as one line (runs of whitespace, newlines included, become one space); with `limit`,
+    at most that many characters, cut between words (never inside a path or an address) and ended with "…"."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if limit is None or len(text) <= limit:
+        return text
+    head = text[:limit + 1]
+    head = head.rsplit(" ", 1)[0] if " " in head else text[:limit]
+    return head.rstrip(" ,;:(") + " …"
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -195,7 +195,7 @@ def load_model_and_processor(
     try:
         return model, VallEProcessor.from_pretrained(name)
     except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
-        raise CheckpointError(f"could not load the processor of {name} ({one_line(error)[:200]})") from None
+        raise CheckpointError(f"could not load the processor of {name} ({one_line(error, 200)})") from None
 
 
 def _check_own_tokenizer(model_dir: Path, tokenizer, tokenizer_file: str) -> None:
@@ -288,8 +288,8 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
         quantization = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
         model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, **quantization)
     except OSError as error:
-        raise ModelNotFoundError(f"could not load {name} ({one_line(error)[:200]}); {OFFLINE_CHOICES}") from None
+        raise ModelNotFoundError(f"could not load {name} ({one_line(error, 200)}); {OFFLINE_CHOICES}") from None
     except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's
-        raise CheckpointError(f"{name} cannot be loaded ({one_line(error)[:200]}): convert it again, or download it "
+        raise CheckpointError(f"{name} cannot be loaded ({one_line(error, 200)}): convert it again, or download it "
                               "again") from None
     return model.eval()

@@ -19,7 +19,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from .errors import CheckpointError, VallEFileNotFoundError, get_logger
+from .errors import CheckpointError, VallEFileNotFoundError, get_logger, one_line
 
 logger = get_logger(__name__)
 
@@ -183,7 +183,7 @@ def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> P
             model_input_names=["input_ids", "attention_mask"],
         )
     except Exception as error:  # the tokenizers library raises a bare Exception for a malformed file
-        reason = " ".join(str(error).split())[:200]
+        reason = one_line(error, 200)
         raise CheckpointError(f"{path} could not be read as a tokenizer ({reason})") from None
     dealias_tokenizer(tokenizer)
     return tokenizer
