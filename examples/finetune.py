@@ -8,9 +8,8 @@
     accelerate launch --multi_gpu --num_processes 8 examples/finetune.py --model MODEL_DIR --data my_data/ ...
 
 MODEL_DIR is a converted model (`python -m valle_hf.convert`, or any `save_pretrained` folder / hub id). The result
-is a plain
-checkpoint in OUTPUT/final that `VallEForConditionalGeneration.from_pretrained` loads (with --lora the adapter is
-merged into it; the adapter alone is also kept in OUTPUT/adapter).
+is a plain checkpoint in OUTPUT/final that `VallEForConditionalGeneration.from_pretrained` loads (with --lora the
+adapter is merged into it; the adapter alone is also kept in OUTPUT/adapter).
 
 The loss is the original's, number for number (`valle_hf.training`): one RVQ level per item drawn with
 P(k) = (8 - k)/36, AR items shifted over the whole sequence with the stop token, NAR items unshifted, STT items
