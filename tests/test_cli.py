@@ -74,6 +74,8 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("stt_with_an_output_path", "--task stt prints its transcript and writes no file"),
         ("two_output_paths", "two output paths"),
         ("text_not_utf8", "the text is not valid utf-8 after 'hello '"),
+        ("codec_of_a_converted_model", "--codec apply when a checkpoint is converted"),  # was ignored
+        ("vocoder_of_tiny_random", "--vocoder apply when a checkpoint is converted"),
     ],
 )
 def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):
@@ -103,6 +105,10 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
         text = "Hello \udcff\udcfe world."  # bytes 0xff 0xfe of a command line that was not UTF-8
     elif case == "two_output_paths":
         extra = ["--out-path", tmp_path / "other.wav"]
+    elif case == "codec_of_a_converted_model":
+        extra = ["--codec", "tiny-random"]
+    elif case == "vocoder_of_tiny_random":
+        model, extra = "tiny-random", ["--vocoder", "none"]
     elif case.startswith("float32_nar_of"):
         extra = ["--nar-dtype", "float32", *(["--dtype", "bfloat16"] if "bfloat16" in case else ["--quantize", "int8"])]
     status, _, err = run([text, reference, out, "--model", model, "--max-ar-steps", 3, *extra], capsys)
@@ -307,7 +313,7 @@ def test_yaml_selects_the_checkpoint_it_names_as_the_original_does(tmp_path, fix
     status, _, err = run(["Hi.", prompt_wav, tmp_path / "a.wav", "--yaml", tmp_path / "config.yaml", *common], capsys)
     assert status == 0, err
     status, _, err = run(["Hi.", prompt_wav, tmp_path / "b.wav", "--yaml", tmp_path / "config.yaml", "--model",
-                          "tiny-random", *common], capsys)
+                          "tiny-random", "--max-ar-steps", 3], capsys)
     assert status == 1 and "--yaml applies to original checkpoints" in err and not (tmp_path / "b.wav").exists()
 
 

@@ -52,9 +52,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add("--yaml", default=None, help="the original's config.yaml: without --model, loads the checkpoint it names "
         "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
         "config")
-    add("--codec", default=DEFAULT_CODEC, help="EnCodec weights used when converting a checkpoint")
-    add("--vocoder", default=DEFAULT_VOCODER,
-        help="Vocos decoder used when converting a checkpoint (Hub id, directory, 'tiny-random' or 'none')")
+    add("--codec", default=None, help=f"EnCodec weights used when converting a checkpoint [{DEFAULT_CODEC}]")
+    add("--vocoder", default=None, help="Vocos decoder used when converting a checkpoint (Hub id, directory, "
+        f"'tiny-random' or 'none') [{DEFAULT_VOCODER}]")
     add("--device", default=None, help="cuda when available, else cpu")
     add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
         help="the model's precision; auto: float16 on CUDA, on the CPU float32 or bfloat16, whichever streams the AR "
@@ -74,6 +74,17 @@ def model_precision(args):
                             args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto")
 
 
+def _check_converting_flags(args) -> None:
+    """Refuse --codec / --vocoder where no checkpoint is converted (a converted directory, a Hub id, tiny-random): the
+    model has its own, and the flags would be ignored without a word."""
+    from .loading import ORIGINAL_SUFFIXES
+
+    given = [flag for flag, value in (("--codec", args.codec), ("--vocoder", args.vocoder)) if value is not None]
+    if given and args.model is not None and Path(args.model).suffix not in ORIGINAL_SUFFIXES:
+        raise UsageError(f"{' and '.join(given)} apply when a checkpoint is converted (an original fp32.sft / .pth, or "
+                         f"the released model on first use); {args.model} has its own: drop {' and '.join(given)}")
+
+
 def load_model(args, precision=None):
     """The model and processor that `add_model_arguments`' options name, on their device, in `precision` (default:
     `model_precision(args)`), and that precision. Raises `UsageError` for a device or precision that cannot run here
@@ -81,10 +92,12 @@ def load_model(args, precision=None):
     from .loading import load_model_and_processor
 
     device = check_device(args)
+    _check_converting_flags(args)
     precision = precision or model_precision(args)
+    vocoder = args.vocoder or DEFAULT_VOCODER
     model, processor = load_model_and_processor(
-        args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec,
-        vocoder=None if args.vocoder == "none" else args.vocoder, dtype=precision.dtype, quantize=precision.quantize,
+        args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec or DEFAULT_CODEC,
+        vocoder=None if vocoder == "none" else vocoder, dtype=precision.dtype, quantize=precision.quantize,
     )
     model.to(device)
     if args.onednn:
