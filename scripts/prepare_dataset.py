@@ -92,13 +92,15 @@ def safe_id(name: str) -> str:
 
 @dataclass
 class Entry:
-    """One utterance to prepare: its id (relative path without suffix), audio file, transcript or an error."""
+    """One utterance to prepare: its id (relative path without suffix), audio file, transcript or an error, and the
+    metadata file's line(s) it comes from (with --metadata)."""
 
     id: str
     audio: Path
     speaker: str
     text: str | None = None
     error: str | None = None
+    line: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- discovery
@@ -161,7 +163,7 @@ def _header_entry(root: Path, metadata: Path, row: Row, audio_column, text_colum
         audio = root / "clips" / path
     speaker = values.get(speaker_column, "").strip() if speaker_column else ""
     entry = Entry(safe_id(Path(path).with_suffix("").as_posix() if path else f"line{row.lines}"), audio,
-                  speaker or "default", text=values.get(text_column, "").strip())
+                  speaker or "default", text=values.get(text_column, "").strip(), line=row.lines)
     if row.error:
         entry.error = f"{metadata.name} {row.error}"
     elif not path:
@@ -174,7 +176,8 @@ def _ljspeech_entry(root: Path, metadata: Path, lines: str, cells: list[str]) ->
     utterance = cells[0].strip()
     candidates = (root / "wavs" / f"{utterance}.wav", root / f"{utterance}.wav", root / utterance)
     audio = next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
-    entry = Entry(safe_id(utterance), audio, "default", text=cells[-1].strip() if len(cells) > 1 else "")
+    entry = Entry(safe_id(utterance), audio, "default", text=cells[-1].strip() if len(cells) > 1 else "",
+                  line=lines)
     if len(cells) < 2:
         entry.error = f"{metadata.name} line {lines}: no '|' between the id and the text"
     elif len(cells) > 3:  # a '|' inside the text: which part is the transcript cannot be told
@@ -326,8 +329,9 @@ def find_entries(args) -> list[Entry]:
 
 
 def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) -> list[dict]:
-    """Prepare each pending entry into the output folder; returns the failures (id, audio, error) of those it could
-    not use. The run's settings are written before its first utterance, so that a resume can be checked."""
+    """Prepare each pending entry into the output folder; returns the failures (metadata line, id, audio, error) of
+    those it could not use. The run's settings are written before its first utterance, so that a resume can be
+    checked."""
     failures = []
     progress = tqdm(pending, desc="preparing", unit="file", disable=args.no_progress or None)
     for entry in progress:
@@ -340,7 +344,8 @@ def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) ->
         except (MissingDependencyError, OutputError):
             raise  # the environment, not this file: every other file would fail alike
         except VallEError as error:
-            failures.append({"id": entry.id, "audio": str(entry.audio.absolute()), "error": one_line(error)})
+            where = {} if entry.line is None else {"line": entry.line}  # the metadata file's, to find the record
+            failures.append({**where, "id": entry.id, "audio": str(entry.audio.absolute()), "error": one_line(error)})
             progress.write(f"skipped {entry.audio}: {one_line(error)}")
     return failures
 

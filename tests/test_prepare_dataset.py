@@ -138,12 +138,14 @@ def test_every_csv_line_is_prepared_or_reported(prepare, capsys, tmp_path):
     assert prepared == ["a"]
     assert len(failed) == 1 and "lines 3-6" in failed[0]["error"] and "a quote is unbalanced" in failed[0]["error"]
     # without the unbalanced quote, the short row is reported by its line and the others are prepared
-    (data / "meta.csv").write_text(csv_text.replace(f'"{IPA} with a quote that never closes', IPA), encoding="utf-8")
+    missing = f"gone.wav,{IPA}\n"  # a line whose audio is missing: reported with its line too
+    (data / "meta.csv").write_text(csv_text.replace(f'"{IPA} with a quote that never closes', IPA) + missing,
+                                   encoding="utf-8")
     status, out, _ = run(prepare, capsys, data, tmp_path / "out2", "--metadata", data / "meta.csv")
     assert status == 0
     assert sorted(record["id"] for record in read_manifest(tmp_path / "out2")) == ["a", "b", "c", "e"]
     failed = [json.loads(line) for line in (tmp_path / "out2" / "failed.jsonl").read_text().splitlines()]
-    assert [entry["id"] for entry in failed] == ["d"]
+    assert [(entry["line"], entry["id"]) for entry in failed] == [("5", "d"), ("7", "gone")]
     assert "meta.csv line 5: 1 columns where the header has 2" in failed[0]["error"]
 
 
