@@ -179,7 +179,7 @@ def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_pa
         (dict(text=TEXT, random_voice=True, dry_sequence_breakers="1,x"),
          "--dry-sequence-breakers: expected comma-separated token ids"),
         (dict(text=TEXT, references=[handle_file(bad_audio)]), "could not read audio file"),
-        (dict(text=TEXT), "no reference audio given"),  # a random voice is a choice, never a forgotten upload
+        (dict(text=TEXT), "no reference voice: upload or record"),  # a random voice is a choice, not a forgotten upload
         (dict(text=TEXT, references=[handle_file(prompt_wav)], random_voice=True), "--no-prompt speaks without"),
     ]:
         with pytest.raises(AppError, match=message):
@@ -285,6 +285,16 @@ def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, mo
     demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
     with pytest.raises(webui.gr.Error, match=r"sentence 2 \('And a second one.'\) of 2 came out empty"):
         list(demo.speak("Hi there. And a second one.", random_voice=True, max_ar_steps=10))
+
+
+def test_a_missing_recording_is_named_in_the_pages_words(tiny):
+    """The message spoke of an empty path or an unset variable, the CLI's mistakes, on the STT tab too."""
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    with pytest.raises(webui.gr.Error, match="no speech to transcribe: upload or record it"):
+        demo.transcribe(None)
+    with pytest.raises(webui.gr.Error, match="no reference voice: upload or record a few seconds of speech"):
+        list(demo.speak("Hello there.", references=[], recording=None))
 
 
 def test_the_language_switch_control_reaches_the_phonemes(tiny):

@@ -36,7 +36,7 @@ from .cli import (
 )
 from .configuration import SETTING_RULES
 from .errors import UsageError, VallEError, one_line
-from .phonemes import MODEL_LANGUAGES
+from .phonemes import MODEL_LANGUAGES, check_text
 from .seeding import sentence_seeds
 from .streaming import AudioChunk, AudioIteratorStreamer
 
@@ -218,6 +218,9 @@ class Demo:
         """Text-to-speech: yields the audio as it is generated (streamed output), then the whole WAV, the seed used,
         its duration and the time taken."""
         with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page():
+            if check_text(text) and not _reference_paths(references, recording) and not random_voice:
+                # in the page's words (the CLI's message speaks of an empty path, an unset variable)
+                raise UsageError("no reference voice: upload or record a few seconds of speech, or tick Random voice")
             args = _arguments("tts", flags, text=text, references=_reference_paths(references, recording),
                               language=language, language_switch=language_switch, no_prompt=random_voice,
                               out_path=str(Path(folder) / "speech.wav"))
@@ -252,7 +255,9 @@ class Demo:
     def transcribe(self, audio: str | None = None, progress=gr.Progress(), **flags) -> str:  # noqa: B008
         """Speech-to-text: the IPA transcription of the audio."""
         with errors_on_page():
-            args = _arguments("stt", flags, references=[audio] if audio else [], out_path=None)
+            if not audio:
+                raise UsageError("no speech to transcribe: upload or record it")
+            args = _arguments("stt", flags, references=[audio], out_path=None)
             inputs = prepare_inputs(args)
             kwargs = generation_kwargs(args)
             batch = self.processor(audio=[inputs["audio"]],
