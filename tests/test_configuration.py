@@ -33,6 +33,17 @@ from valle_hf.vocos import VocosConfig
         (dict(audio_backend="griffin-lim"), "audio_backend"),
         (dict(audio_backend="vocos"), "audio_backend"),  # no vocoder_config to decode with
         (dict(silence_codes=[62, 424]), "silence_codes"),
+        # values of the wrong type or range, accepted until torch failed on them (or never)
+        (dict(num_rvq_levels=8.0), "num_rvq_levels"),
+        (dict(num_rvq_levels="8"), "num_rvq_levels"),
+        (dict(version="5"), "version"),
+        (dict(rms_norm_eps="x"), "rms_norm_eps"),
+        (dict(hidden_act="bogus"), "hidden_act"),
+        (dict(max_position_embeddings=0), "max_position_embeddings"),
+        (dict(num_tasks=0), "num_tasks"),
+        (dict(attention_dropout=2.0), "attention_dropout"),
+        (dict(silence_codes=[5000] * 8), "silence_codes"),
+        (dict(capabilities=["ar"]), "capabilities"),  # the NAR levels ran all the same
     ],
 )
 def test_invalid_values_are_refused_naming_the_field(overrides, field):

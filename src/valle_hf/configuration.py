@@ -11,6 +11,7 @@ import copy
 import math
 
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
+from transformers.activations import ACT2FN
 
 from .errors import VallEValueError
 from .hardware import NAR_DTYPES
@@ -127,11 +128,11 @@ class VallEConfig(PretrainedConfig):
         self.text_head = text_head
         for derived in ("frame_rate", "sampling_rate", "codec_bandwidth"):  # read from codec_config now
             kwargs.pop(derived, None)
+        self.validate()  # before the token ids below are computed from these fields
         kwargs.setdefault("pad_token_id", self.prompt_frame_token_id + 2)
         kwargs.setdefault("eos_token_id", self.stop_token_id)
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
-        self.validate()
 
     # ---------------------------------------------------------------- codec layout
     @property
@@ -263,9 +264,10 @@ class VallEConfig(PretrainedConfig):
     def validate(self) -> None:
         """Reject values the model cannot compute, naming the field (the original would fail deep inside torch)."""
         for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "text_vocab_size", "audio_vocab_size"):
+                     "text_vocab_size", "audio_vocab_size", "num_rvq_levels", "max_position_embeddings", "num_tasks",
+                     "num_languages", "num_tones", "version"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise VallEValueError(f"VallEConfig.{name} must be a positive integer, got {value!r}")
         if self.hidden_size % self.num_attention_heads:
             raise VallEValueError(
@@ -277,18 +279,26 @@ class VallEConfig(PretrainedConfig):
         if self.version < 5:
             raise VallEValueError(f"VallEConfig.version {self.version} is not supported (only version >= 5 models)")
         unknown = sorted(set(self.capabilities) - set(SUPPORTED_CAPABILITIES))
-        if unknown or "ar" not in self.capabilities:
+        missing = [f"(missing {name})" for name in SUPPORTED_CAPABILITIES if name not in self.capabilities]
+        if unknown or missing:
             raise VallEValueError(
                 f"VallEConfig.capabilities {self.capabilities} is not supported: this implementation runs "
-                f"'ar'+'nar' models (unsupported: {unknown or ['(missing ar)']})"
+                f"'ar'+'nar' models (unsupported: {unknown or missing})"
             )
         if not self.audio_embedding_sums or not self.split_classifiers:
             raise VallEValueError(
                 "VallEConfig: only audio_embedding_sums=True and split_classifiers=True models are supported "
                 "(the released ar+nar-llama-8 configuration)"
             )
-        if self.rms_norm_eps <= 0 or self.rope_theta <= 0:
-            raise VallEValueError("VallEConfig.rms_norm_eps and rope_theta must be positive")
+        for name in ("rms_norm_eps", "rope_theta"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) <= 0:
+                raise VallEValueError(f"VallEConfig.{name} must be a positive number, got {getattr(self, name)!r}")
+        if not _is_number(self.attention_dropout) or not 0 <= self.attention_dropout < 1:
+            raise VallEValueError(f"VallEConfig.attention_dropout must be a probability in [0, 1), got "
+                                  f"{self.attention_dropout!r}")
+        if self.hidden_act not in ACT2FN:
+            raise VallEValueError(f"VallEConfig.hidden_act {self.hidden_act!r} is not an activation transformers "
+                                  "knows (the released model's is 'gelu')")
         codec = self.codec_config
         layout = (codec.sampling_rate, codec.hop_length, codec.codebook_size, codec.audio_channels)
         if layout != (CODEC_SAMPLING_RATE, CODEC_HOP_LENGTH, self.audio_vocab_size, 1):
@@ -309,6 +319,9 @@ class VallEConfig(PretrainedConfig):
                 f"VallEConfig.silence_codes needs one code per RVQ level ({self.num_rvq_levels}), "
                 f"got {len(self.silence_codes)}"
             )
+        if not all(isinstance(code, int) and 0 <= code < self.audio_vocab_size for code in self.silence_codes):
+            raise VallEValueError(f"VallEConfig.silence_codes must be codes in 0..{self.audio_vocab_size - 1}, got "
+                                  f"{self.silence_codes}")
 
 
 # The original's sampler settings that transformers has no field for (or names differently), with the values that
