@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from conftest import PLAIN_SETTINGS
@@ -112,6 +113,16 @@ def test_seeds_are_checked(tiny_model, rows, seeds, message):
     texts, prompts = rows
     with pytest.raises(VallEValueError, match=message):
         tts(tiny_model, texts, prompts, seeds, max_new_tokens=2)
+
+
+def test_seeds_may_be_a_list_a_tensor_or_a_numpy_array(tiny_model, rows):
+    """numpy arrays were refused as "not a list" where tensors were taken."""
+    texts, prompts = rows
+    seeds = [3, 4, 5][:len(texts)]
+    expected = tts(tiny_model, texts, prompts, seeds, max_new_tokens=3, temperature=1.0)
+    for given in (torch.tensor(seeds), np.array(seeds)):
+        assert torch.equal(tts(tiny_model, texts, prompts, given, max_new_tokens=3, temperature=1.0).codes,
+                           expected.codes)
 
 
 def test_a_texts_sentences_get_consecutive_seeds():

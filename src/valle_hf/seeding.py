@@ -58,7 +58,7 @@ class RowGenerators:
     """
 
     def __init__(self, seeds: Sequence[int] | torch.Tensor, device: torch.device | str):
-        seeds = seeds.tolist() if torch.is_tensor(seeds) else seeds
+        seeds = seeds.tolist() if isinstance(seeds, (torch.Tensor, np.ndarray)) else seeds
         if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or not seeds:
             raise VallEValueError(f"seeds must be a list with one integer >= 0 per row, got {seeds!r:.80}")
         bad = [seed for seed in seeds if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0]
