@@ -94,8 +94,8 @@ def _port(port: int | None) -> int:
                          "--port") from None
     chosen = port if port is not None else preset if preset is not None else 7860
     if not 1 <= chosen <= MAX_PORT:
-        source = "--port" if port is not None else "GRADIO_SERVER_PORT="
-        raise UsageError(f"{source}{'' if port is None else ' '}{chosen} is not a port: give one in 1..{MAX_PORT}")
+        given = f"--port {chosen}" if port is not None else f"GRADIO_SERVER_PORT={chosen}"
+        raise UsageError(f"{given} is not a port: give one in 1..{MAX_PORT}")
     return chosen
 
 

@@ -23,11 +23,11 @@ from .tokenization import TOKENIZER_FILE, saved_tokenizer, tokenizer_fingerprint
 from .vocos import DEFAULT_VOCODER
 
 RELEASED_REPO = "ecker/vall-e"
-# The dtypes a model loads in, by name.
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
 TINY_RANDOM = "tiny-random"
 ORIGINAL_SUFFIXES = (".sft", ".safetensors", ".pth", ".pt")
+# The dtypes a model loads in, by name.
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # The phoneme inventory of the embedded tiny-random model's character tokenizer (the real one is the original's BPE).
 _TINY_SYMBOLS = (
