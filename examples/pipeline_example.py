@@ -19,6 +19,7 @@ from transformers import pipeline
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes: required before pipeline(...))
 from valle_hf.audio import check_output_path, save_audio
+from valle_hf.cli import usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import TINY_RANDOM, load_model_and_processor, released_model_directory
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:  # before any work: a bad path would fail after generating
         check_output_path(path, [args.prompt])
     torch.manual_seed(args.seed)
-    tts = build_pipeline(args.model, args.device)
+    tts = build_pipeline(args.model, usable_device(args.device))
     # The model's generation_config.json holds the original CLI's tuned settings (AR temperature 0.5, repetition
     # penalty 1.5, a 3 s prompt): pass only what you want to change.
     generate_kwargs = {}

@@ -14,6 +14,7 @@ import sys
 import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes)
+from valle_hf.cli import usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
 
@@ -40,8 +41,9 @@ def transcribe(model, processor, audio: list, max_new_tokens: int | None = None,
 @entry_point()
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    device = usable_device(args.device)
     model, processor = load_model_and_processor(args.model)
-    model.to(args.device)
+    model.to(device)
     for path, ipa in zip(args.audio, transcribe(model, processor, args.audio, args.max_new_tokens), strict=True):
         print(f"{path}\t{ipa}")
     return 0

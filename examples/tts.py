@@ -15,6 +15,7 @@ import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes; needed before from_pretrained / pipeline)
 from valle_hf.audio import check_output_path, save_audio
+from valle_hf.cli import usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
 from valle_hf.phonemes import check_text, split_sentences
@@ -56,11 +57,12 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_output_path(args.output, [args.prompt])  # before any work: a bad path would fail after generating
+    device = usable_device(args.device)
     torch.manual_seed(args.seed)
 
     # Or: VallEForConditionalGeneration.from_pretrained(dir_or_repo) and VallEProcessor.from_pretrained(dir_or_repo).
     model, processor = load_model_and_processor(args.model)
-    model.to(args.device)
+    model.to(device)
 
     # Text -> IPA (espeak-ng) -> phoneme ids; the prompt is loaded, resampled to 24 kHz and cut/looped to 3 s.
     # The model encodes the prompt with its EnCodec inside `generate`.

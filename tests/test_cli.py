@@ -74,8 +74,8 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("stt_with_an_output_path", "--task stt prints its transcript and writes no file"),
         ("two_output_paths", "two output paths"),
         ("text_not_utf8", "the text is not valid utf-8 after 'hello '"),
-        ("codec_of_a_converted_model", "--codec apply when a checkpoint is converted"),  # was ignored
-        ("vocoder_of_tiny_random", "--vocoder apply when a checkpoint is converted"),
+        ("codec_of_a_converted_model", "--codec applies when a checkpoint is converted"),  # was ignored
+        ("vocoder_of_tiny_random", "--vocoder applies when a checkpoint is converted"),
     ],
 )
 def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):

@@ -110,6 +110,8 @@ def test_pipeline_example_with_a_directory(tmp_path, converted_dir, prompt_wav):
     ("tts", ["", "{prompt}", "{ws}/o.wav"], "empty text: nothing to speak"),
     ("tts", ["Hello.", "{prompt}", "{ws}/o.wav", "--preset", "loud"], "argument --preset: invalid choice"),
     ("stt", ["{ws}/nope.wav"], "audio file not found"),
+    ("stt", ["{prompt}", "--device", "bogus"], "--device bogus: not a device torch knows"),
+    ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--device", "meta"], "--device meta: a device without"),
     ("stt", ["{prompt}", "--max-new-tokens", "0"], "max_new_tokens=0 is not allowed"),
     ("pipeline_example", ["Hi.", "{ws}/nope.wav", "{ws}/o.wav"], "audio file not found"),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.mp4"], "cannot write {ws}/o.mp4"),
@@ -120,7 +122,8 @@ def test_examples_end_a_mistake_with_one_error_line_and_status_1(tmp_path, promp
     """They showed tracebacks (a missing prompt, a bad --max-new-tokens) or failed after generating (an output folder
     that does not exist); argparse's own errors ended with status 2."""
     fill = {"ws": str(tmp_path), "prompt": str(prompt_wav)}
-    argv = [arg.format(**fill) for arg in argv] + ["--model", "tiny-random", "--device", "cpu"]
+    argv = [arg.format(**fill) for arg in argv] + ["--model", "tiny-random"] + ([] if "--device" in argv else
+                                                                               ["--device", "cpu"])
     assert example(name).main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message.format(**fill) in err and err.count("\n") == 1, err

@@ -244,9 +244,11 @@ def test_dtype_is_a_torch_dtype_or_its_name_or_auto(converted_dir):
 
     assert load_model_and_processor("tiny-random", dtype="bfloat16")[0].dtype == torch.bfloat16
     assert load_model_and_processor("tiny-random", dtype="auto")[0].dtype == torch.float32  # as it is built
+    assert load_model_and_processor("tiny-random", dtype=None)[0].dtype == torch.float32  # transformers' None
+    assert load_model(str(converted_dir), dtype=torch.float64).dtype == torch.float64
     assert load_model(str(converted_dir), dtype="float16").dtype == torch.float16
-    for wrong in ("bf16", "int8", torch.int8, 16):
-        with pytest.raises(VallEValueError, match=r"^dtype must be one of float32, bfloat16, float16 .* or 'auto'"):
+    for wrong in ("bf16", "int8", torch.int8, 16, torch.complex64):
+        with pytest.raises(VallEValueError, match=r"^dtype must be one of float32, bfloat16, float16, float64 .* or "):
             load_model_and_processor("tiny-random", dtype=wrong)
         with pytest.raises(VallEValueError, match="^dtype must be one of"):
             load_model(str(converted_dir), dtype=wrong)

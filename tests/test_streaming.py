@@ -177,6 +177,9 @@ def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_
     thread.join()
     assert failures
 
+    with pytest.raises(TypeError, match="audio_streamer must be a valle_hf.streaming.AudioStreamer"):
+        fixture_model.generate(**inputs, prompt_codes=prompt[None], temperature=-1.0, audio_streamer=object())
+
     rate = fixture_model.config.sampling_rate // 2
     file_streamer = AudioFileStreamer(tmp_path / "out.wav", rate)
     with pytest.raises(ValueError, match=f"writes at {rate} Hz but the model's audio is"):

@@ -33,6 +33,7 @@ def test_tokenizer_round_trip_with_the_reference_file(processor):
         processor.decode([1, 300])
     with pytest.raises(ValueError, match="integer phoneme ids, got dtype torch.float32"):
         processor.decode([1.5, 2.7])  # read as no ids at all: ''
+    assert processor.decode([]) == "" and processor.batch_decode([[], HELLO_IDS]) == ["", HELLO_IPA]
 
 
 def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):

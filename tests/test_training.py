@@ -158,6 +158,8 @@ def test_the_loss_averages_the_items_it_scores_and_refuses_labels_it_cannot_read
         unscored = tiny_model(**{**batch, "labels": batch["labels"].index_fill(0, torch.tensor([1]), -100)})
         nothing = tiny_model(**{**batch, "labels": torch.full_like(batch["labels"], -100)})
     assert abs(float(unscored.loss) - float(both.item_losses[0])) <= LOSS_TOLERANCE
+    with torch.no_grad():  # any integer dtype is read as the ids it holds
+        assert torch.equal(tiny_model(**{**batch, "labels": batch["labels"].int()}).loss, both.loss)
     assert float(nothing.loss) == 0.0
     labels = batch["labels"]
     for wrong, message in ((labels[:, :-2], r"labels must have the shape of input_ids, \(2, \d+\), got \(2, \d+\)"),

@@ -81,8 +81,10 @@ def _check_converting_flags(args) -> None:
 
     given = [flag for flag, value in (("--codec", args.codec), ("--vocoder", args.vocoder)) if value is not None]
     if given and args.model is not None and Path(args.model).suffix not in ORIGINAL_SUFFIXES:
-        raise UsageError(f"{' and '.join(given)} apply when a checkpoint is converted (an original fp32.sft / .pth, or "
-                         f"the released model on first use); {args.model} has its own: drop {' and '.join(given)}")
+        flags = " and ".join(given)
+        raise UsageError(f"{flags} {'apply' if len(given) > 1 else 'applies'} when a checkpoint is converted (an "
+                         f"original fp32.sft / .pth, or the released model on first use); {args.model} has its own: "
+                         f"drop {flags}")
 
 
 def load_model(args, precision=None):

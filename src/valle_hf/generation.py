@@ -165,7 +165,11 @@ def _check_inputs_of(task: str, **inputs) -> None:
 @contextlib.contextmanager
 def _ends(streamer: AudioStreamer | None):
     """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends: a consumer iterating
-    over the streamer must not wait for ever for a call that failed before its first chunk."""
+    over the streamer must not wait for ever for a call that failed before its first chunk. Raises `VallETypeError`
+    for a streamer without `put` and `end`."""
+    if streamer is not None and not all(callable(getattr(streamer, name, None)) for name in ("put", "end")):
+        raise VallETypeError(f"audio_streamer must be a valle_hf.streaming.AudioStreamer (put and end), got "
+                             f"{type(streamer).__name__}")
     try:
         yield
     finally:

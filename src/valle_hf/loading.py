@@ -27,7 +27,7 @@ RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
 TINY_RANDOM = "tiny-random"
 ORIGINAL_SUFFIXES = (".sft", ".safetensors", ".pth", ".pt")
 # The dtypes a model loads in, by name.
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 # The phoneme inventory of the embedded tiny-random model's character tokenizer (the real one is the original's BPE).
 _TINY_SYMBOLS = (
@@ -158,7 +158,8 @@ def load_model_and_processor(
     `convert_checkpoint`); anything else: a Hub id for `from_pretrained`. `config_yaml` with anything but an
     original checkpoint (or none) is refused, as it could not be honoured.
 
-    `dtype`: torch.float32 (the default), torch.bfloat16 or torch.float16, or their names, or "auto" (`model_dtype`).
+    `dtype`: torch.float32 (the default), torch.bfloat16, torch.float16 (or float64), or their names, or "auto"
+    (`model_dtype`).
     `quantize="int8"`: the decoder's linears get int8 weights through transformers' `TorchAoConfig`
     (`int8_quantization_config`; needs torchao, the `valle-hf[int8]` extra); a model built in memory (tiny-random,
     an original checkpoint) is saved to a temporary directory and loaded from there to get them.
@@ -251,10 +252,12 @@ def no_progress_bars():
             hf_logging.enable_progress_bar()
 
 
-def model_dtype(dtype: torch.dtype | str) -> torch.dtype | str:
-    """The `dtype` a model loads in: torch.float32, torch.bfloat16 or torch.float16, given as such or by name, or
-    "auto" (transformers' meaning: the checkpoint's; a model built in memory keeps its own, float32). Raises
-    `VallEValueError` for anything else."""
+def model_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:
+    """The `dtype` a model loads in: a floating dtype (float32, bfloat16, float16, float64), given as such or by name;
+    None for float32; or "auto" (transformers' meaning: the checkpoint's; a model built in memory keeps its own,
+    float32). Raises `VallEValueError` for anything else."""
+    if dtype is None:
+        return torch.float32
     if dtype == "auto" or dtype in _DTYPES.values():
         return dtype
     if isinstance(dtype, str) and dtype in _DTYPES:

@@ -51,7 +51,7 @@ def valle_loss(
     Returns `(loss, item_losses [B], token_losses [B, L], targets [B, L])`; token_losses[b, j] is row j's CE
     against targets[b, j] (0 where that is IGNORE_INDEX).
     """
-    _check_labels(labels, logits.shape)
+    labels = _checked_labels(labels, logits.shape)
     targets = shift_targets(labels, shift, attention_mask)
     token_losses = F.cross_entropy(
         logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
@@ -64,17 +64,19 @@ def valle_loss(
     return loss, item_losses, token_losses, targets
 
 
-def _check_labels(labels: torch.Tensor, logits_shape: torch.Size) -> None:
-    """Refuse labels the loss cannot read (`VallEValueError`): not `[B, L]` like the logits' rows, not integers, or
-    ids outside the heads' width other than IGNORE_INDEX."""
+def _checked_labels(labels: torch.Tensor, logits_shape: torch.Size) -> torch.LongTensor:
+    """`labels` as int64 (any integer dtype is taken), refused (`VallEValueError`) where the loss cannot read them: not
+    `[B, L]` like the logits' rows, not integers, or ids outside the heads' width other than IGNORE_INDEX."""
     if not torch.is_tensor(labels) or labels.shape != logits_shape[:2]:
         shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
         raise VallEValueError(f"labels must have the shape of input_ids, {tuple(logits_shape[:2])}, got {shape} "
                               "(VallEDataCollator builds them)")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise VallEValueError(f"labels must be integer ids, got dtype {labels.dtype}")
+    labels = labels.long()
     wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= logits_shape[-1]))
     if wrong.any():
         raise VallEValueError(f"labels must be ids in 0..{logits_shape[-1] - 1} or {IGNORE_INDEX} (not scored), got "
                               f"{int(labels[wrong][0])}")
+    return labels
 

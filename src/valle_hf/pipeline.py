@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.text_to_audio import TextToAudioPipeline
 
@@ -59,8 +61,10 @@ def _seeds_for_rows(settings: Mapping[str, Any], rows: int, name: str) -> Mappin
     batch, so one seed serves each text (as it does for texts run one by one); more are refused, as the pipeline
     cannot tell which batch a text falls in."""
     seeds = settings.get("seeds")
-    if seeds is None or rows == 1 and len(seeds) == 1:
-        return settings
+    if isinstance(seeds, (torch.Tensor, np.ndarray)):
+        seeds = seeds.tolist()
+    if not isinstance(seeds, (list, tuple)) or rows == 1 and len(seeds) == 1:
+        return settings  # none, or not a list: generate refuses it in one line
     if len(seeds) != 1:
         raise VallEValueError(f"{name} has {len(seeds)} seeds: the pipeline gives the same settings to each batch of "
                               "texts, so give one seed (every text gets it), or call model.generate with one seed per "
@@ -94,8 +98,11 @@ class VallETextToAudioPipeline(TextToAudioPipeline):
         return {"audio": audio}
 
     def postprocess(self, audio):
-        if self._is_valle() and len(audio["audio"]) == 1:  # a batch of one text, not split: its entry
-            audio = {"audio": audio["audio"][0]}
+        entries = audio["audio"] if self._is_valle() else None
+        if isinstance(entries, list) and len(entries) == 1:  # a batch of one text, not split: its entry
+            audio = {"audio": entries[0]}
+        elif isinstance(entries, list):  # one item of several rows (a tuple of texts): each row's takes, in order
+            audio = {"audio": [take for entry in entries for take in (entry if isinstance(entry, list) else [entry])]}
         return super().postprocess(audio)
 
 

@@ -78,7 +78,7 @@ class VallEProcessor(ProcessorMixin):
         ids = torch.as_tensor(token_ids)
         if ids.ndim > 1:
             raise VallEValueError(f"decode takes one sequence of ids, got shape {tuple(ids.shape)}: use batch_decode")
-        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        if ids.numel() and (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool):
             raise VallEValueError(f"decode takes integer phoneme ids, got dtype {ids.dtype}")
         ids = ids.reshape(-1).tolist()
         vocab_size = len(self.tokenizer)
