@@ -13,6 +13,7 @@ with its processor).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 from transformers import pipeline
@@ -29,7 +30,8 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("text", nargs="+", help="one or more texts (each becomes one output file)")
     parser.add_argument("prompt", help="reference audio of the voice to clone")
-    parser.add_argument("output", help="WAV file to write (with several texts: name-0.wav, name-1.wav, ...)")
+    parser.add_argument("output", help="audio file to write, .wav, .flac, ... (several texts: name-0.wav, "
+                        "name-1.wav, ...)")
     parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
     parser.add_argument("--language", default="en", help="espeak language of the text (en, fr, de, ja, auto, ...)")
     parser.add_argument("--input-prompt-length", type=float, default=None,
@@ -53,11 +55,11 @@ def build_pipeline(model_name: str | None, device: str):
 
 
 def output_paths(output: str, count: int) -> list[str]:
-    """`output` for one text; name-0.wav, name-1.wav, ... for several."""
+    """`output` for one text; name-0.wav, name-1.wav, ... (its extension kept) for several."""
     if count == 1:
         return [output]
-    stem = output[:-4] if output.lower().endswith(".wav") else output
-    return [f"{stem}-{index}.wav" for index in range(count)]
+    path = Path(output)
+    return [str(path.with_name(f"{path.stem}-{index}{path.suffix}")) for index in range(count)]
 
 
 @entry_point()

@@ -80,8 +80,8 @@ def test_stt_example_prints_ipa_per_file(prompt_wav, capsys):
     assert lines == [f"{prompt_wav}\t{processor.decode(ids)}"] * 2
 
 
-def test_pipeline_example_writes_one_wav_per_text(tmp_path, prompt_wav, capsys):
-    out = tmp_path / "speech.wav"
+def test_pipeline_example_writes_one_file_per_text(tmp_path, prompt_wav, capsys):
+    out = tmp_path / "speech.flac"  # the extension is kept for each text's file (it was speech.flac-0.wav)
     texts = ["Hello there.", "Bonjour."]
     argv = [*texts, str(prompt_wav), str(out), "--model", "tiny-random", "--temperature", "0",
             "--max-new-tokens", "3", "--input-prompt-length", "0.5", "--device", "cpu"]
@@ -90,9 +90,9 @@ def test_pipeline_example_writes_one_wav_per_text(tmp_path, prompt_wav, capsys):
     expected = [_greedy_audio("tiny-random", [text], prompt_wav, "en", max_new_tokens=3, input_prompt_length=0.5)[0]
                 for text in texts]
     for index, waveform in enumerate(expected):
-        audio, rate = soundfile.read(tmp_path / f"speech-{index}.wav")
+        audio, rate = soundfile.read(tmp_path / f"speech-{index}.flac")
         assert rate == 24000 and len(audio) <= 3 * 320 and _same_pcm16(audio, waveform)
-    assert capsys.readouterr().out.count(".wav:") == 2
+    assert capsys.readouterr().out.count(".flac:") == 2
 
 
 def test_pipeline_example_with_a_directory(tmp_path, converted_dir, prompt_wav):
