@@ -32,9 +32,8 @@ _SETTINGS = ("forward_params", "generate_kwargs")
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
     list of texts, `output_audio=False`, another task than TTS or an argument given both to the processor and to
-    `generate`, and
-    `VallETypeError` for a keyword dict that is not a dict. The texts themselves are checked by the processor
-    (`VallEProcessor.__call__`)."""
+    `generate`, and `VallETypeError` for a keyword dict that is not a dict. The texts themselves are checked by the
+    processor (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
                               "list of str")
@@ -44,7 +43,7 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
             raise VallETypeError(f"{name} must be a dict of keyword arguments, got {type(value).__name__} "
                                  f"({value!r:.60}): e.g. {name}={{'prompt_audio': 'voice.wav'}}")
     processed = kwargs.get("processor_kwargs") or {}
-    for name in ("forward_params", "generate_kwargs"):
+    for name in _SETTINGS:
         twice = sorted(set(processed) & set(kwargs.get(name) or {}))
         if twice:  # the processor passes them on to generate, which would get them twice
             raise VallEValueError(f"{', '.join(twice)} given in both processor_kwargs and {name}: give each once")
