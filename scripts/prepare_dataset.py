@@ -231,7 +231,6 @@ def prepare_one(
     entry: Entry, tokenizer, codec, language: str, language_switch: str, bandwidth: float
 ) -> tuple[dict, torch.LongTensor, torch.LongTensor]:
     """Phoneme ids and codes of one utterance; raises with a readable message if it cannot be used."""
-    from valle_hf.audio import load_audio
     from valle_hf.codec import encode
     from valle_hf.feature_extraction import VallEFeatureExtractor
     from valle_hf.phonemes import phonemize
@@ -241,9 +240,7 @@ def prepare_one(
         raise VallEValueError(entry.error)
     if not entry.text:
         raise VallEValueError("empty transcript")
-    extractor = VallEFeatureExtractor()
-    waveform = extractor.check_reference(extractor.waveform(*load_audio(entry.audio), what=str(entry.audio)),
-                                         str(entry.audio))
+    (waveform,) = VallEFeatureExtractor().load(entry.audio)  # checked as a voice prompt is
     phonemes = phonemize(entry.text, language, language_switch)
     text_ids = torch.tensor(tokenize_phonemes(tokenizer, [phonemes], padding=False)["input_ids"][0])
     codes = encode(codec, waveform, bandwidth).cpu()

@@ -150,7 +150,7 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
     def check_reference(self, waveform: torch.Tensor, what: str) -> torch.Tensor:
         """`waveform` (1-D, at `sampling_rate`) as a voice prompt, STT input or training utterance: refused
         (`VallEValueError`, naming `what`) when shorter than one codec frame, warned about when silent."""
-        frame = CODEC_HOP_LENGTH * self.sampling_rate / CODEC_SAMPLING_RATE  # samples
+        frame = CODEC_HOP_LENGTH  # samples, at the codec's rate (the only one this extractor has)
         if len(waveform) < frame:
             milliseconds = 1000 * len(waveform) / self.sampling_rate
             raise VallEValueError(f"{what} is {milliseconds:.2f} ms long, shorter than one codec frame "

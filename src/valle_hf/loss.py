@@ -58,9 +58,9 @@ def valle_loss(
     ).view_as(targets)
     counts = (targets != IGNORE_INDEX).sum(dim=1)
     item_losses = token_losses.sum(dim=1) / counts.clamp(min=1)
-    # An item with nothing scored (all labels -100) has no loss to average: counted as 0, it diluted the others'.
-    scored = counts > 0
-    loss = item_losses[scored].mean() if scored.any() else token_losses.sum()  # 0, with the graph kept
+    # The mean over the items with something scored: an item whose labels are all -100 has no loss (its 0 diluted
+    # the others'); none scored gives 0, with the graph kept. No branch, so no device sync.
+    loss = item_losses.sum() / (counts > 0).sum().clamp(min=1)
     return loss, item_losses, token_losses, targets
 
 

@@ -165,8 +165,8 @@ def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> P
     takes the released model's, shipped with the package. The file's own post-processor adds `<bos>` … `</eos>`
     around every text, exactly as in the original. Padding is on the right with id 0 (`<unk>`, as the vocab has no
     pad token; the attention mask tells padding apart). The backend is made alias-free, with identical ids (see
-    `dealias_tokenizer_json`). Raises `VallEFileNotFoundError` for a missing
-    file and `CheckpointError` for a file that is not a tokenizer.
+    `dealias_tokenizer_json`). Raises `VallEFileNotFoundError` for a missing file and `CheckpointError` for a file
+    that is not a tokenizer.
     """
     path = packaged_tokenizer_file() if tokenizer_file is None else Path(tokenizer_file)
     if path.is_dir():

@@ -218,10 +218,11 @@ class Demo:
         """Text-to-speech: yields the audio as it is generated (streamed output), then the whole WAV, the seed used,
         its duration and the time taken."""
         with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page():
-            if check_text(text) and not _reference_paths(references, recording) and not random_voice:
+            references = _reference_paths(references, recording)
+            if check_text(text) and not references and not random_voice:
                 # in the page's words (the CLI's message speaks of an empty path, an unset variable)
                 raise UsageError("no reference voice: upload or record a few seconds of speech, or tick Random voice")
-            args = _arguments("tts", flags, text=text, references=_reference_paths(references, recording),
+            args = _arguments("tts", flags, text=text, references=references,
                               language=language, language_switch=language_switch, no_prompt=random_voice,
                               out_path=str(Path(folder) / "speech.wav"))
             inputs = prepare_inputs(args)
