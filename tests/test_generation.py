@@ -573,6 +573,21 @@ def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_
     assert not cut.stopped.any() and logged.out == ""
 
 
+def test_warnings_name_rows_by_the_names_given_for_as_many_rows(tiny_model):
+    from valle_hf.generation import row_names
+
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], min_new_tokens=4, max_new_tokens=4)
+    with logged_warnings() as logged, row_names(["utterance 7"]):
+        _greedy(tiny_model, **inputs)
+    assert "row(s) utterance 7 reached the length limit" in logged.out, logged.out
+    with logged_warnings() as logged, row_names(["a", "b"]):  # names for other rows than the output's: positions
+        _greedy(tiny_model, **inputs)
+    with logged_warnings() as after:  # and the names end with their block
+        _greedy(tiny_model, **inputs)
+    assert "row(s) [0] reached the length limit" in logged.out and "row(s) [0] reached" in after.out
+
+
 def test_rows_that_come_out_unspoken_are_warned_about(tiny_model):
     """A row that stops at its first step (empty codes and audio) or decodes to NaN is named in a warning: a caller
     joining or saving the rows would miss it otherwise (the pipeline returns the arrays as they are)."""

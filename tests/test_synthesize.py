@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import REPO
+from conftest import REPO, logged_warnings
 
 import valle_hf.loading
 from valle_hf import synthesize as synthesis
@@ -330,6 +330,21 @@ def test_a_row_whose_audio_is_empty_or_nan_is_reported_and_the_run_goes_on(tmp_p
     assert "sentence 1 ('Hello.') of 1 came out empty" in failed["r0"] and "NaN" in failed["r1"]
     assert "sentence 2 ('Two.') of 2 came out empty" in failed["r2"]
     assert sorted(wavs(tmp_path / "out")) == ["r3"]
+
+
+def test_a_row_cut_at_the_step_limit_is_named_by_its_id(tmp_path, prompt_wav, cached_loading):
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    rows = ["alpha,Hello.,voice.wav,100", "beta,One. Two.,voice.wav,200"]
+    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt,seed", *rows]) + "\n", encoding="utf-8")
+    flags = [*FLAGS[:FLAGS.index("--max-ar-steps") + 1], "1", *FLAGS[FLAGS.index("--max-ar-steps") + 2:]]
+    with logged_warnings() as logged:
+        status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *flags, "--batch-size", "8"])
+    assert status == 0, err
+    stopped = {record["id"]: record["stopped"] for record in records(tmp_path / "out" / "done.jsonl")}
+    assert stopped == {"alpha": False, "beta": False}, stopped  # one step: no row reaches its stop token
+    warning = next(line for line in logged.out.splitlines() if "reached the length limit" in line)
+    named = warning.split(" reached ")[0].removeprefix("row(s) ").split(", ")  # the batch may order its rows anyhow
+    assert sorted(named) == ["id 'alpha'", "id 'beta' (sentence 1 of 2)", "id 'beta' (sentence 2 of 2)"], warning
 
 
 def test_a_rerun_skips_finished_rows_and_redoes_a_deleted_one(corpus, reference, tmp_path, cached_loading):

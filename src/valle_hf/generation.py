@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,7 @@ from .logits_process import sampler_processors
 from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, multinomial_per_row, seeded
 from .streaming import AudioStreamer, StreamingTTS
 
-__all__ = ["VallEGenerateOutput", "VallEGenerationMixin"]
+__all__ = ["VallEGenerateOutput", "VallEGenerationMixin", "row_names"]
 
 logger = get_logger(__name__)
 
@@ -199,17 +200,39 @@ def _check_seeded_rows(rows: int) -> None:
         generators.check_rows(rows)
 
 
+_ROW_NAMES: ContextVar[list[str] | None] = ContextVar("valle_hf_row_names", default=None)
+
+
+@contextlib.contextmanager
+def row_names(names: Sequence[str]) -> Iterator[None]:
+    """Name the output rows of the `generate` calls made inside this context in their warnings (a manifest's row ids,
+    say), instead of batch positions. A call whose output has another number of rows keeps the positions."""
+    token = _ROW_NAMES.set([str(name) for name in names])
+    try:
+        yield
+    finally:
+        _ROW_NAMES.reset(token)
+
+
+def _named_rows(rows: list[int], total: int) -> str:
+    """`rows` (output positions) as a warning names them: by the names `row_names` gave, else by position."""
+    names = _ROW_NAMES.get()
+    if names is None or len(names) != total:
+        return f"row(s) {rows}"
+    return "row(s) " + ", ".join(names[row] for row in rows)
+
+
 def _warn_if_unspoken(lengths: torch.Tensor, audio: list[torch.Tensor] | None) -> None:
     """Warn about rows that came out unspoken, which callers joining or saving the rows would otherwise miss: 0
     frames (the AR stopped at its first step: empty audio) or audio with NaN or infinite samples."""
     empty = (lengths == 0).nonzero().flatten().tolist()
     if empty:
-        logger.warning(f"row(s) {empty} stopped at their first step: their codes and audio are empty (another seed "
-                       "may speak)")
+        logger.warning(f"{_named_rows(empty, len(lengths))} stopped at their first step: their codes and audio are "
+                       "empty (another seed may speak)")
     broken = [row for row, waveform in enumerate(audio or []) if not bool(torch.isfinite(waveform).all())]
     if broken:
-        logger.warning(f"row(s) {broken} decoded to NaN or infinite samples: the model's numbers overflowed (in "
-                       "float16? try bfloat16 or float32)")
+        logger.warning(f"{_named_rows(broken, len(lengths))} decoded to NaN or infinite samples: the model's numbers "
+                       "overflowed (in float16? try bfloat16 or float32)")
 
 
 def _ar_generate(model, **generate_kwargs):
@@ -650,8 +673,9 @@ class VallEGenerationMixin(GenerationMixin):
         if limit is not None and steps < limit:
             return
         rows = (~stopped).nonzero().flatten().tolist()
-        logger.warning(f"row(s) {rows} reached the length limit ({setting}: {steps} steps) without a stop token; the "
-                       "output may be cut off (raise max_new_tokens; --max-ar-steps on the command line)")
+        logger.warning(f"{_named_rows(rows, len(stopped))} reached the length limit ({setting}: {steps} steps) without "
+                       "a stop token; the output may be cut off (raise max_new_tokens; --max-ar-steps on the command "
+                       "line)")
 
     def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
         """The AR's step limit as transformers applies it, and the setting that made it: `max_new_tokens`, else

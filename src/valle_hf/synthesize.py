@@ -64,6 +64,7 @@ from .errors import (
     one_line,
 )
 from .files import check_output_folder
+from .generation import row_names
 from .layout import pad
 from .loading import no_progress_bars
 from .manifest import LAYOUTS, Row, append_jsonl, read_jsonl, read_table, write_jsonl
@@ -391,6 +392,12 @@ def _inputs(job: Job, processor, prompts: PromptCache, language_switch: str) -> 
     return texts, prompts(job.prompt)
 
 
+def _row_names(ready: list) -> list[str]:
+    """What `generate`'s warnings call each row of a batch: its manifest id, and the sentence for a row of several."""
+    return [f"id {job.id!r}" + (f" (sentence {k + 1} of {len(sentences)})" if len(sentences) > 1 else "")
+            for job, sentences, _ in ready for k in range(len(sentences))]
+
+
 def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache,
                 language_switch: str = "keep") -> tuple[list[Spoken], list[tuple[Job, str]]]:
     """Speak a batch of jobs (same settings) in one `generate` call, every sentence a row with its own seed.
@@ -413,9 +420,10 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache,
     input_ids, attention_mask = (tensor.to(model.device) for tensor in pad(texts, 0, side="right"))
     prompt_codes, prompt_mask = (tensor.to(model.device) for tensor in pad(prompt_rows, 0, side="right"))
     try:
-        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
-                             prompt_attention_mask=prompt_mask, seeds=seeds, return_dict_in_generate=True,
-                             **jobs[0].settings)
+        with row_names(_row_names(ready)):
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
+                                 prompt_attention_mask=prompt_mask, seeds=seeds, return_dict_in_generate=True,
+                                 **jobs[0].settings)
     except MissingDependencyError:
         raise
     except VallEError as error:  # the settings the rows share: every row of the batch fails alike
