@@ -93,7 +93,11 @@ def test_the_reference_is_never_an_output_whatever_the_spelling(tmp_path, monkey
     for out in (reference, tmp_path / "sub" / ".." / "ref.wav", tmp_path / "link.wav", "ref.wav"):
         with pytest.raises(VallEValueError, match="would destroy the reference audio"):
             check_output_path(out, [str(reference)])
+    for joined in ("other.wav;ref.wav", ["other.wav;ref.wav"], [" ref.wav ", ""]):  # the prompt syntaxes
+        with pytest.raises(VallEValueError, match="would destroy the reference audio"):
+            check_output_path(reference, joined)
     assert check_output_path(tmp_path / "other.wav", [str(reference)]) == tmp_path / "other.wav"
+    assert check_output_path(reference, "") == reference  # no reference (an empty path is not the folder ".")
 
 
 def _failing_write(fail_after: int):

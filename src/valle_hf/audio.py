@@ -80,12 +80,12 @@ def output_format(path: str | os.PathLike) -> tuple[str, str]:
     return container, _OUTPUT_SUBTYPES.get(container, soundfile.default_subtype(container))
 
 
-def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> Path:
+def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
     """Check, before any work, that audio can be written to `path`; returns it as a Path.
 
     Refuses a directory, a missing or read-only parent directory, an unsupported extension (`output_format`) and a
-    path that is one of the `inputs` (the same file, whatever the spelling or link: the reference audio would be
-    overwritten). Raises `VallEValueError`.
+    path that is one of the `inputs`, given in any syntax `reference_sources` reads ("a.wav;b.wav" included): the same
+    file, whatever the spelling or link, as the reference audio would be overwritten. Raises `VallEValueError`.
     """
     out = Path(path)
     output_format(out)
@@ -93,7 +93,7 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence[str | os.PathLik
         raise VallEValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise VallEValueError(f"cannot write the output file {out}: its folder does not exist or is not writable")
-    for source in inputs:
+    for source in reference_paths(inputs):
         if out.exists() and Path(source).exists() and os.path.samefile(out, source):
             raise VallEValueError(f"the output path {out} is also an input ({source}): writing it would destroy the "
                                   "reference audio; choose another output file")

@@ -379,11 +379,11 @@ def check_device(args) -> str:
 
 
 def _check_output(path: str | None, references: str) -> Path:
-    from .audio import check_output_path, reference_paths
+    from .audio import check_output_path
 
     if not path:
         raise UsageError("no output path: give OUT_PATH (or --out-path) for text-to-speech")
-    return check_output_path(path, reference_paths(references))
+    return check_output_path(path, references)
 
 
 def run_seed(seed: int | None) -> int:
