@@ -79,6 +79,32 @@ def test_readme_default_commands_download_convert_once_cache_and_speak(tmp_path,
     assert local_hub.file_requests()[requests:] == []  # converted once: later runs ask the Hub for no file
 
 
+def test_each_codec_and_vocoder_pair_has_its_own_cached_directory(tmp_path, fixtures, monkeypatch):
+    """A run with another decoder (tiny-random's noise, say) converts into a directory of its own: it must never be
+    what a later run with the defaults (or another pair) finds in the cache."""
+    import valle_hf.conversion
+    import valle_hf.loading
+    from valle_hf.configuration import DEFAULT_CODEC
+    from valle_hf.loading import released_model_directory
+    from valle_hf.vocos import DEFAULT_VOCODER
+
+    converted = []
+
+    def convert(checkpoint, *args, codec, vocoder, **kwargs):  # the defaults would download: all pairs convert tiny
+        converted.append((codec, vocoder))
+        return real_convert(checkpoint, *args, codec="tiny-random", vocoder="tiny-random", **kwargs)
+
+    real_convert = valle_hf.conversion.convert_checkpoint
+    monkeypatch.setattr(valle_hf.conversion, "convert_checkpoint", convert)
+    monkeypatch.setattr(valle_hf.loading, "hub_file", lambda *args, **kwargs: fixtures.checkpoint)
+    pairs = [("tiny-random", "tiny-random"), (DEFAULT_CODEC, DEFAULT_VOCODER), ("tiny-random", None)]
+    folders = [released_model_directory(tmp_path, codec, vocoder) for codec, vocoder in pairs]
+    assert converted == pairs and len(set(folders)) == 3
+    assert folders[1] == tmp_path / "ar+nar-llama-8"  # the defaults' directory, as the README names it
+    assert [released_model_directory(tmp_path, codec, vocoder) for codec, vocoder in pairs] == folders
+    assert len(converted) == 3  # each pair converted once
+
+
 @pytest.mark.subprocess
 def test_with_the_hub_unreachable_one_line_names_the_offline_choices(tmp_path, prompt_wav):
     with socket.socket() as probe:  # a port nothing listens on

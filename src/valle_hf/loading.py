@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .vocos import DEFAULT_VOCODER
 
 RELEASED_REPO = "ecker/vall-e"
 RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
+RELEASED_FOLDER = "ar+nar-llama-8"  # the converted directory in the package cache
 TINY_RANDOM = "tiny-random"
 ORIGINAL_SUFFIXES = (".sft", ".safetensors", ".pth", ".pt")
 # The dtypes a model loads in, by name.
@@ -117,6 +119,15 @@ def reactive_init_(model, generator: torch.Generator) -> None:
     _normal_(model.model.embeddings.separator, generator)
 
 
+def released_folder_name(codec: str | None = DEFAULT_CODEC, vocoder: str | None = DEFAULT_VOCODER) -> str:
+    """The name of the released model's cached directory for this codec and vocoder: "ar+nar-llama-8" for the
+    defaults, "ar+nar-llama-8-<hash of the pair>" for any other pair, so that one run with another decoder (say
+    tiny-random's noise) never serves the runs after it."""
+    if (codec, vocoder) == (DEFAULT_CODEC, DEFAULT_VOCODER):
+        return RELEASED_FOLDER
+    return f"{RELEASED_FOLDER}-{hashlib.sha256(f'{codec}|{vocoder}'.encode()).hexdigest()[:12]}"
+
+
 def released_model_directory(cache_dir: str | Path | None = None, codec: str = DEFAULT_CODEC,
                              vocoder: str = DEFAULT_VOCODER) -> Path:
     """The converted directory of the released ar+nar-llama-8, made on first use and kept under `cache_dir`.
@@ -124,13 +135,14 @@ def released_model_directory(cache_dir: str | Path | None = None, codec: str = D
     The first call downloads `models/ckpt/ar+nar-llama-8/fp32.sft` from the `ecker/vall-e` Hub repository, and the
     EnCodec (`codec`) and Vocos (`vocoder`) weights, converts them with the phoneme tokenizer shipped in this package,
     and saves one directory (default `~/.cache/huggingface/valle_hf/ar+nar-llama-8`; `VALLE_HF_CACHE` moves it);
-    later calls only return its path. For APIs that take a path, like
+    later calls only return its path. Another `codec` or `vocoder` gets a directory of its own beside it
+    (`released_folder_name`). For APIs that take a path, like
     `pipeline("text-to-speech", model=str(released_model_directory()))`. Raises `ModelNotFoundError`, naming the
     offline choices, when a download fails.
     """
     from .conversion import convert_checkpoint, save_converted
 
-    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / "ar+nar-llama-8"
+    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / released_folder_name(codec, vocoder)
     if (target / "config.json").is_file():
         return target
     checkpoint = hub_file(RELEASED_REPO, RELEASED_CHECKPOINT, "the released model", f"offline: {OFFLINE_CHOICES}")
