@@ -145,6 +145,29 @@ def test_calls_the_pipeline_cannot_run_are_refused_in_one_line(tts, prompt_wav, 
     assert isinstance(raised.value, VallEError) and "\n" not in str(raised.value)
 
 
+def test_a_streamer_follows_the_texts_of_one_generate_call_only(tts, prompt_wav):
+    """The pipeline makes one generate call per batch: a streamer given several batches' texts is refused (it got the
+    first text's audio and lost the others'); every text in one batch streams them all, row by row."""
+    from valle_hf.streaming import AudioIteratorStreamer
+
+    texts = [*TEXTS, "Third."]
+    settings = {**GENERATE, "prompt_audio": str(prompt_wav)}
+    for batch_size in (None, 2):
+        streamer = AudioIteratorStreamer(chunk_seconds=0.1)
+        with pytest.raises(ValueError, match=f"makes one per batch of texts \\(3 texts, batch_size={batch_size or 1}"):
+            tts(texts, batch_size=batch_size, forward_params={**settings, "audio_streamer": streamer})
+    streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=60)
+    results = tts(texts, batch_size=len(texts), forward_params={**settings, "audio_streamer": streamer})
+    chunks = list(streamer)
+    assert sorted({chunk.row for chunk in chunks}) == [0, 1, 2]
+    for row, result in enumerate(results):
+        streamed = np.concatenate([chunk.audio.numpy() for chunk in chunks if chunk.row == row])
+        np.testing.assert_allclose(streamed, result["audio"], atol=1e-4)
+    one = AudioIteratorStreamer(chunk_seconds=0.1, timeout=60)
+    tts(TEXTS[0], forward_params={**settings, "audio_streamer": one})
+    assert list(one)
+
+
 def test_other_models_get_transformers_pipeline_unchanged(tts, monkeypatch):
     from transformers.pipelines.text_to_audio import TextToAudioPipeline
 

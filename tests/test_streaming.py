@@ -188,6 +188,40 @@ def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_model, case, tmp_path):
+    """A second call into an iterator or file streamer would put its chunks after the consumer's end, or into a
+    closed file: refused, the first call's chunks kept. A user's streamer may serve several calls."""
+    text, prompt, _ = case
+    inputs = dict(input_ids=text[None], prompt_codes=prompt[None], max_new_tokens=4, temperature=0.0)
+    iterator = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)
+    fixture_model.generate(**inputs, audio_streamer=iterator)
+    with pytest.raises(ValueError, match="AudioIteratorStreamer already served a generate call"):
+        fixture_model.generate(**inputs, audio_streamer=iterator)
+    assert list(iterator) and iterator._queue.empty()  # the first call's chunks, then its end: nothing after it
+    file_streamer = AudioFileStreamer(tmp_path / "out.wav", fixture_model.config.sampling_rate, chunk_seconds=0.1)
+    fixture_model.generate(**inputs, audio_streamer=file_streamer)
+    with pytest.raises(ValueError, match="AudioFileStreamer already served"):
+        fixture_model.generate(**inputs, audio_streamer=file_streamer)
+    file_streamer.commit()
+    recorder = Recorder(0.1)
+    for _ in range(2):
+        fixture_model.generate(**inputs, audio_streamer=recorder)
+    assert len([chunk for chunk in recorder.chunks if chunk.final]) == 2
+
+    with pytest.raises(TypeError, match="got the class AudioIteratorStreamer"):
+        fixture_model.generate(**inputs, audio_streamer=AudioIteratorStreamer)
+    silent = AudioFileStreamer(tmp_path / "codes.wav", fixture_model.config.sampling_rate)
+    with pytest.raises(ValueError, match="output_audio=False makes none"):
+        fixture_model.generate(**inputs, audio_streamer=silent, output_audio=False)
+    silent.abort()
+    for path, rate, message in ((tmp_path / "a.wav", 0, "sampling rate must be a positive integer"),
+                                (tmp_path / "a.wav", "24000", "sampling rate must be a positive integer"),
+                                (tmp_path / "missing" / "a.wav", 24000, "its folder does not exist")):
+        with pytest.raises(ValueError, match=message):
+            AudioFileStreamer(path, rate)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.wav"]  # no partial file left behind
+
+
 def test_iterator_streamer_yields_the_chunks_of_a_generate_in_a_thread(fixture_model, case):
     text, prompt, steps = case
     streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=60)

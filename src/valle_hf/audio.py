@@ -28,6 +28,7 @@ AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
 
 __all__ = [
     "AudioSource",
+    "check_file_rate",
     "check_output_path",
     "check_samples",
     "check_sentences_spoken",
@@ -148,6 +149,14 @@ def waveform_samples(waveform: torch.Tensor | np.ndarray, path: str | os.PathLik
 MAX_FILE_RATE = 2**31 - 1
 
 
+def check_file_rate(sampling_rate: Any) -> None:
+    """Refuse (`VallEValueError`) a sampling rate that is not a positive integer (Hz) a file's header holds."""
+    if (isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer))
+            or not 0 < sampling_rate <= MAX_FILE_RATE):
+        raise VallEValueError(f"the sampling rate must be a positive integer (Hz) up to {MAX_FILE_RATE}, got "
+                              f"{sampling_rate!r}")
+
+
 def save_audio(
     path: str | os.PathLike, waveform: torch.Tensor | np.ndarray, sampling_rate: int = SAMPLING_RATE
 ) -> Path:
@@ -162,10 +171,7 @@ def save_audio(
     out = Path(path)
     container, subtype = output_format(out)
     data = waveform_samples(waveform, out)
-    if (isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer))
-            or not 0 < sampling_rate <= MAX_FILE_RATE):
-        raise VallEValueError(f"the sampling rate must be a positive integer (Hz) up to {MAX_FILE_RATE}, got "
-                              f"{sampling_rate!r}")
+    check_file_rate(sampling_rate)
     try:
         with written_whole(out) as temporary:
             soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)

@@ -167,10 +167,15 @@ def _check_inputs_of(task: str, **inputs) -> None:
 def _ends(streamer: AudioStreamer | None):
     """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends: a consumer iterating
     over the streamer must not wait for ever for a call that failed before its first chunk. Raises `VallETypeError`
-    for a streamer without `put` and `end`."""
-    if streamer is not None and not all(callable(getattr(streamer, name, None)) for name in ("put", "end")):
-        raise VallETypeError(f"audio_streamer must be a valle_hf.streaming.AudioStreamer (put and end), got "
-                             f"{type(streamer).__name__}")
+    for a streamer without `put` and `end` (or a class, not an instance), and what its `start` raises (a streamer
+    that already served a call)."""
+    if streamer is not None and (isinstance(streamer, type) or not all(callable(getattr(streamer, name, None))
+                                                                         for name in ("put", "end"))):
+        name = streamer.__name__ if isinstance(streamer, type) else type(streamer).__name__
+        raise VallETypeError(f"audio_streamer must be a valle_hf.streaming.AudioStreamer instance (put and end), got "
+                             f"{'the class ' if isinstance(streamer, type) else ''}{name}")
+    if callable(getattr(streamer, "start", None)):  # optional: transformers-style streamers have put and end only
+        streamer.start()
     try:
         yield
     finally:
@@ -412,7 +417,7 @@ class VallEGenerationMixin(GenerationMixin):
                     return result if return_dict_in_generate else result.text_ids
                 if task != "tts":
                     raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
-                self._check_streamer(audio_streamer)
+                self._check_streamer(audio_streamer, config)
                 result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask,
                                             prompt_audio, config, model_kwargs, streamer=audio_streamer)
         return self._tts_return(result, return_dict_in_generate)
@@ -425,8 +430,12 @@ class VallEGenerationMixin(GenerationMixin):
             return result.audio
         return [codes[:length] for codes, length in zip(result.codes, result.lengths, strict=True)]
 
-    def _check_streamer(self, streamer: AudioStreamer | None) -> None:
-        """A streamer that writes at a rate of its own (`AudioFileStreamer`) must write at the model's."""
+    def _check_streamer(self, streamer: AudioStreamer | None, config) -> None:
+        """A streamer that writes at a rate of its own (`AudioFileStreamer`) must write at the model's, and one that
+        `needs_audio` must get audio."""
+        if getattr(streamer, "needs_audio", False) and not config.output_audio:
+            raise VallEValueError(f"the {type(streamer).__name__} writes audio, but output_audio=False makes none: "
+                                  "drop output_audio=False")
         rate = getattr(streamer, "sampling_rate", None)
         if rate is not None and rate != self.config.sampling_rate:
             raise VallEValueError(f"the audio streamer writes at {rate} Hz but the model's audio is "

@@ -55,6 +55,19 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                                   "drop it (model.generate(..., output_audio=False) returns the codes)")
 
 
+def check_one_streamed_call(text_inputs: Any, batch_size: int | None, kwargs: Mapping[str, Any]) -> None:
+    """Refuse (`VallEValueError`) an `audio_streamer` when the pipeline would make several `generate` calls (one per
+    batch of texts): a streamer follows one call, so the later texts' audio would be lost."""
+    if not any("audio_streamer" in (kwargs.get(name) or {}) for name in _SETTINGS):
+        return
+    if isinstance(text_inputs, (str, tuple)) or isinstance(text_inputs, list) and len(text_inputs) <= (batch_size or 1):
+        return  # one text, a tuple of texts (one item), or every text in one batch: one call
+    count = f"{len(text_inputs)} texts" if isinstance(text_inputs, list) else "texts from an iterator"
+    raise VallEValueError(f"an audio_streamer follows one generate call, and the pipeline makes one per batch of "
+                          f"texts ({count}, batch_size={batch_size or 1}): give batch_size=len(texts), or stream each "
+                          "text with a streamer of its own")
+
+
 def _seeds_for_rows(settings: Mapping[str, Any], rows: int, name: str) -> Mapping[str, Any]:
     """`settings` with its `seeds` fitted to a batch of `rows` texts: the pipeline gives the same settings to every
     batch, so one seed serves each text (as it does for texts run one by one); more are refused, as the pipeline
@@ -79,6 +92,7 @@ class VallETextToAudioPipeline(TextToAudioPipeline):
     def __call__(self, text_inputs, **kwargs):
         if self._is_valle():
             check_pipeline_call(text_inputs, kwargs)
+            check_one_streamed_call(text_inputs, kwargs.get("batch_size", self._batch_size), kwargs)
         return super().__call__(text_inputs, **kwargs)
 
     def _is_valle(self) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import soundfile
 import torch
 
-from .audio import check_samples, empty_audio_error, output_format
+from .audio import check_file_rate, check_output_path, check_samples, empty_audio_error, output_format
 from .cache import PreallocatedDynamicCache
 from .configuration import MAX_SETTING_SECONDS
 from .errors import OutputError, VallEValueError, one_line
@@ -71,12 +71,29 @@ def chunk_seconds_allowed(value) -> bool:
 class AudioStreamer:
     """Receives audio while `generate` runs (transformers' `BaseStreamer` style, for audio): subclass and implement
     `put`. `chunk_seconds`: how much level-0 audio the AR produces between two NAR + decoding rounds (the chunk's
-    audio follows after the decoder's look-ahead, see `decoder_context`)."""
+    audio follows after the decoder's look-ahead, see `decoder_context`).
+
+    `single_use`: the streamer follows one `generate` call (`start` refuses a second); `needs_audio`: it needs the
+    chunks' audio (`generate` refuses `output_audio=False`).
+    """
+
+    single_use = False
+    needs_audio = False
 
     def __init__(self, chunk_seconds: float = 0.5):
         if not chunk_seconds_allowed(chunk_seconds):
             raise VallEValueError(f"chunk_seconds must be {CHUNK_SECONDS_RULE}, got {chunk_seconds!r}")
         self.chunk_seconds = float(chunk_seconds)
+        self._started = False
+
+    def start(self) -> None:
+        """Called when a `generate` call starts, before any chunk. Raises `VallEValueError` for a `single_use`
+        streamer that already served a call: its consumer or file ended with that call, so a second one's chunks
+        would be lost."""
+        if self.single_use and self._started:
+            raise VallEValueError(f"this {type(self).__name__} already served a generate call, and ended with it: "
+                                  "make a new one for each call (the pipeline makes one call per batch of texts)")
+        self._started = True
 
     def put(self, chunk: AudioChunk) -> None:
         """Called with every new chunk, row by row, in order within each row."""
@@ -96,8 +113,10 @@ class AudioIteratorStreamer(AudioStreamer):
             play(chunk.audio)
 
     `timeout` (seconds) bounds each wait for the next chunk (None: wait as long as it takes); the iteration ends when
-    `generate` ends, also when it fails (its exception stays in its thread).
+    `generate` ends, also when it fails (its exception stays in its thread). It serves one `generate` call.
     """
+
+    single_use = True
 
     def __init__(self, chunk_seconds: float = 0.5, timeout: float | None = None):
         super().__init__(chunk_seconds)
@@ -124,15 +143,25 @@ class AudioIteratorStreamer(AudioStreamer):
 class AudioFileStreamer(AudioStreamer):
     """Writes the rows' audio, one row after the other, into a file that grows as chunks arrive (`partial`, beside
     `path`, flushed after every chunk so that players can follow it); `commit` renames the complete file to `path`,
-    `abort` removes it, so `path` is only ever replaced by a whole file. The format follows `path`'s extension.
+    `abort` removes it, so `path` is only ever replaced by a whole file. The format follows `path`'s extension. It
+    serves one `generate` call, which must return audio. Raises `VallEValueError` for a path or a rate no file takes
+    (`check_output_path`, `check_file_rate`), `OutputError` when the file cannot be made.
     """
+
+    single_use = True
+    needs_audio = True
 
     def __init__(self, path: str | os.PathLike, sampling_rate: int, chunk_seconds: float = 0.5):
         super().__init__(chunk_seconds)
-        self.path, self.sampling_rate = Path(path), sampling_rate  # `generate` refuses a rate other than the model's
+        check_file_rate(sampling_rate)
+        self.path, self.sampling_rate = check_output_path(path), sampling_rate  # `generate` refuses another rate
         container, subtype = output_format(self.path)
         self.partial = temporary_file_beside(self.path)
-        self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
+        try:
+            self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
+        except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
+            self.partial.unlink(missing_ok=True)
+            raise OutputError(f"could not write {self.path} ({one_line(error)})") from None
         self._next_row, self._waiting = 0, {}
         self.seconds = 0.0
 
