@@ -62,6 +62,15 @@ def test_bandwidth_is_honoured(codec):
     assert encode(codec, _speechlike(3200), bandwidth=3.0).shape == (10, 4)
 
 
+def test_a_bandwidth_the_codec_has_no_setting_for_is_refused_in_one_line(codec):
+    from valle_hf.errors import VallEValueError
+
+    for call in (lambda: encode(codec, _speechlike(3200), bandwidth=2.0),
+                 lambda: encode_batch(codec, [_speechlike(3200)], bandwidth=2.0)):
+        with pytest.raises(VallEValueError, match=r"the codec encodes at \[.*\] kbps, not at 2.0 kbps"):
+            call()
+
+
 def test_tiny_codec_is_deterministic_per_seed():
     waveform = _speechlike(6400)
     first, again, other = tiny_random_codec(0), tiny_random_codec(0), tiny_random_codec(1)

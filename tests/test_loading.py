@@ -244,6 +244,56 @@ def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch):
     assert OFFLINE_CHOICES in str(raised.value) and "\n" not in str(raised.value)
 
 
+def _edited_copy(source: Path, target: Path, name: str, edit) -> Path:
+    """A copy of the model directory `source` whose file `name` holds `edit(its JSON)` (or `edit` itself, text)."""
+    import json
+
+    shutil.copytree(source, target)
+    file = target / name
+    file.write_text(edit if isinstance(edit, str) else json.dumps(edit(json.loads(file.read_text()))))
+    return target
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    ("config.json", lambda c: {**c, "num_hidden_layers": c["num_hidden_layers"] + 1}, r"\d+ missing, e\.g\. "),
+    ("config.json", lambda c: {**c, "num_hidden_layers": c["num_hidden_layers"] - 1}, r"\d+ unused, e\.g\. "),
+    ("config.json", lambda c: {**c, "intermediate_size": c["intermediate_size"] * 2}, r"\d+ of another shape"),
+    ("config.json", lambda c: {**c, "hidden_size": str(c["hidden_size"])}, "hidden_size must be a positive integer"),
+    ("config.json", lambda c: {**c, "text_eos_token_id": c["text_vocab_size"]}, "text_eos_token_id must be a phoneme"),
+    ("config.json", "[]", "config.json cannot be read \\(a JSON list, not an object"),
+    ("generation_config.json", "[]", "generation_config.json cannot be read \\(a JSON list"),
+    ("generation_config.json", "{not json", "generation_config.json cannot be read \\(Expecting property name"),
+    ("generation_config.json", lambda g: {**g, "max_new_tokens": "10"}, "max_new_tokens='10' is not allowed"),
+])
+def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(converted_dir, tmp_path, name, edit,
+                                                                             message):
+    """transformers starts weights that config.json does not fit at random (the model speaks noise, with only a
+    load report printed) and fails on files that are not JSON objects with bare TypeErrors."""
+    from valle_hf.errors import CheckpointError
+
+    edited = _edited_copy(converted_dir, tmp_path / "edited", name, edit)
+    with pytest.raises(CheckpointError, match=message) as raised:
+        load_model_and_processor(str(edited))
+    assert "\n" not in str(raised.value)
+
+
+def test_without_generation_config_json_the_tuned_settings_apply_and_streaming_works(converted_dir, tmp_path,
+                                                                                      prompt_wav):
+    from valle_hf.configuration import VallEGenerationConfig
+    from valle_hf.streaming import AudioIteratorStreamer
+
+    shutil.copytree(converted_dir, tmp_path / "model")
+    (tmp_path / "model" / "generation_config.json").unlink()
+    model, processor = load_model_and_processor(str(tmp_path / "model"))
+    tuned = VallEGenerationConfig.tuned(model.config).to_diff_dict()
+    assert model.generation_config.to_diff_dict() == tuned  # not every setting None, nor transformers' 20 tokens
+    inputs = processor("Hello.", prompt_audio=str(prompt_wav), return_tensors="pt")
+    streamer = AudioIteratorStreamer(chunk_seconds=0.1)
+    limit = inputs["input_ids"].shape[1] + 300  # the step limit from max_length
+    model.generate(**inputs, audio_streamer=streamer, max_new_tokens=None, max_length=limit, min_new_tokens=3)
+    assert list(streamer)
+
+
 def test_int8_of_a_model_in_memory_shows_no_progress_bars_of_its_temporary_round_trip(capsys):
     """tiny-random (and an original checkpoint) gets its int8 weights through a save and a load in a temporary
     folder: transformers' "Writing model shards" and "Loading weights" bars would report work the user did not ask

@@ -133,6 +133,7 @@ def encode(codec: EncodecModel, waveform: torch.Tensor, bandwidth: float = BANDW
     `EncodecModel.encode` would otherwise fall back to 1.5 kbps. The codes are on the codec's device.
     """
     waveform = _check_waveform(waveform)
+    _check_bandwidth(codec, bandwidth)
     device, dtype = _codec_device_dtype(codec)
     input_values = waveform.to(device=device, dtype=dtype)[None, None]
     codes = codec.encode(input_values, bandwidth=bandwidth, return_dict=True).audio_codes  # [1, 1, levels, T]
@@ -153,6 +154,7 @@ def encode_batch(
     waveforms = [_check_waveform(w, f"waveforms[{i}]") for i, w in enumerate(waveforms)]
     if not waveforms:
         raise VallEValueError("waveforms is empty")
+    _check_bandwidth(codec, bandwidth)
     device, dtype = _codec_device_dtype(codec)
     lengths = [w.numel() for w in waveforms]
     batch = torch.zeros(len(waveforms), 1, max(lengths), device=device, dtype=dtype)
@@ -161,6 +163,14 @@ def encode_batch(
     codes = codec.encode(batch, bandwidth=bandwidth, return_dict=True).audio_codes[0]  # [B, levels, T]
     hop = codec.config.hop_length
     return [codes[row, :, : num_frames(length, hop)].T.long().contiguous() for row, length in enumerate(lengths)]
+
+
+def _check_bandwidth(codec: EncodecModel, bandwidth: float) -> None:
+    """Refuse (`VallEValueError`) a bandwidth the codec has no setting for (transformers raises a bare ValueError)."""
+    if bandwidth not in (codec.config.target_bandwidths or ()):
+        raise VallEValueError(f"the codec encodes at {list(codec.config.target_bandwidths or ())} kbps, not at "
+                              f"{bandwidth} kbps (the model's RVQ levels): its codec_config does not fit the model; "
+                              "convert it again")
 
 
 def _check_codes(codec: EncodecModel, codes: torch.Tensor, expected_dims: int, layout: str) -> torch.Tensor:

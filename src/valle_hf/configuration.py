@@ -97,7 +97,6 @@ class VallEConfig(PretrainedConfig):
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
         self.num_key_value_heads = num_attention_heads  # the original always uses full multi-head attention
-        self.head_dim = hidden_size // num_attention_heads if num_attention_heads else 0
         self.intermediate_size = intermediate_size if intermediate_size is not None else 4 * hidden_size
         self.hidden_act = hidden_act
         self.rms_norm_eps = rms_norm_eps
@@ -129,6 +128,7 @@ class VallEConfig(PretrainedConfig):
         for derived in ("frame_rate", "sampling_rate", "codec_bandwidth"):  # read from codec_config now
             kwargs.pop(derived, None)
         self.validate()  # before the token ids below are computed from these fields
+        self.head_dim = hidden_size // num_attention_heads
         kwargs.setdefault("pad_token_id", self.prompt_frame_token_id + 2)
         kwargs.setdefault("eos_token_id", self.stop_token_id)
         kwargs.setdefault("tie_word_embeddings", False)
@@ -322,6 +322,11 @@ class VallEConfig(PretrainedConfig):
         if not all(isinstance(code, int) and 0 <= code < self.audio_vocab_size for code in self.silence_codes):
             raise VallEValueError(f"VallEConfig.silence_codes must be codes in 0..{self.audio_vocab_size - 1}, got "
                                   f"{self.silence_codes}")
+        for name in ("text_bos_token_id", "text_eos_token_id"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < self.text_vocab_size:
+                raise VallEValueError(f"VallEConfig.{name} must be a phoneme id in 0..{self.text_vocab_size - 1}, "
+                                      f"got {value!r}")
 
 
 # The original's sampler settings that transformers has no field for (or names differently), with the values that

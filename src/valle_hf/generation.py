@@ -273,9 +273,16 @@ class VallEGenerationMixin(GenerationMixin):
 
     # ------------------------------------------------------------------ hooks of GenerationMixin
     def adjust_generation_fn(self, *args, **kwargs):
-        """`from_pretrained` loads `generation_config.json` as a plain `GenerationConfig`: read it as ours."""
+        """`from_pretrained` loads `generation_config.json` as a plain `GenerationConfig`: read it as ours. Without
+        that file transformers derives one from `config.json`, which holds no VALL-E setting (every sampler None, its
+        own 20-token max_length): the tuned settings (`VallEGenerationConfig.tuned`) stand in for it, as in a model
+        built from its config."""
         super().adjust_generation_fn(*args, **kwargs)
-        if not isinstance(self.generation_config, VallEGenerationConfig):
+        if getattr(self.generation_config, "_from_model_config", False):
+            logger.info("no generation_config.json: generating with the tuned settings of a model built from its "
+                        "config (VallEGenerationConfig.tuned)")
+            self.generation_config = VallEGenerationConfig.tuned(self.config)
+        elif not isinstance(self.generation_config, VallEGenerationConfig):
             self.generation_config = VallEGenerationConfig.from_dict(self.generation_config.to_dict())
 
     def _prepare_generation_config(self, generation_config: GenerationConfig | None, **kwargs):
@@ -620,7 +627,8 @@ class VallEGenerationMixin(GenerationMixin):
             raise VallEValueError("refine_on_stop cannot be streamed: it re-predicts the whole output at the end")
         if (config.num_return_sequences or 1) > 1:
             raise VallEValueError("num_return_sequences > 1 cannot be streamed: give one sequence per row")
-        capacity = max(len(prefix) for prefix in prefixes) + config.max_new_tokens
+        steps = self._length_limit(config, ar_ids.shape[1])[0]  # max_new_tokens may be None (max_length applies)
+        capacity = max(len(prefix) for prefix in prefixes) + (steps or 0)  # the cache grows past it if need be
         driver = StreamingTTS(self, texts, None if prompts is None else prompts.codes,
                               None if prompts is None else prompts.lengths, prefixes, config, streamer, max_levels,
                               skip, capacity)

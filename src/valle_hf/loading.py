@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -297,14 +298,52 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
     if path.is_dir() and not (path / "config.json").is_file():
         raise CheckpointError(f"{name} is a directory but not a converted model (no config.json): convert an "
                               "original checkpoint into it with python -m valle_hf.convert")
+    if path.is_dir():
+        _check_config_files(path)
     if not path.exists():
         check_reachable(name, "config.json", f"the model {name}", f"offline: {OFFLINE_CHOICES}")
     try:
         quantization = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
-        model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, **quantization)
+        # Weights of another shape are reported in the loading info (and refused below), not raised as a bare error.
+        model, info = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, output_loading_info=True,
+                                                                    ignore_mismatched_sizes=True, **quantization)
     except OSError as error:
         raise ModelNotFoundError(f"could not load {name} ({one_line(error, 200)}); {OFFLINE_CHOICES}") from None
     except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's
         raise CheckpointError(f"{name} cannot be loaded ({one_line(error, 200)}): convert it again, or download it "
                               "again") from None
+    _check_weights_fit(name, info)
     return model.eval()
+
+
+def _check_config_files(folder: Path) -> None:
+    """Read a model directory's config.json and generation_config.json before transformers does: its readers fail
+    with a bare TypeError on a file that is not a JSON object or on a generation setting of the wrong type, and
+    replace a generation_config.json that is not JSON by defaults without a word. Raises `CheckpointError`."""
+    from .configuration import VallEGenerationConfig
+
+    for file in (folder / "config.json", folder / "generation_config.json"):
+        if not file.is_file():
+            continue  # generation_config.json is optional: the tuned settings stand in for it
+        try:
+            settings = json.loads(file.read_text(encoding="utf-8"))
+            if not isinstance(settings, dict):
+                raise VallEValueError(f"a JSON {type(settings).__name__}, not an object of settings")
+            if file.name == "generation_config.json":
+                VallEGenerationConfig.from_dict(settings)  # every setting's type and range
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, VallEValueError) as error:
+            raise CheckpointError(f"{file} cannot be read ({one_line(error, 200)}): convert the model again, or "
+                                  "download it again") from None
+
+
+def _check_weights_fit(name: str, info: dict) -> None:
+    """Refuse (`CheckpointError`) a model whose config.json and weights disagree: transformers starts a missing
+    weight, or one of another shape, at random, and the model would speak noise."""
+    found = {label: info[key] for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unused"),
+                                                  ("mismatched_keys", "of another shape")) if info[key]}
+    if found:
+        counts = ", ".join(f"{len(keys)} {label}" for label, keys in found.items())
+        example = sorted(next(iter(found.values())))[0]  # sets and lists: the first by name
+        raise CheckpointError(f"{name}: its config.json does not fit its weights ({counts}, e.g. "
+                              f"{example[0] if isinstance(example, tuple) else example}): the config was edited or "
+                              "the files come from different models; convert it again, or download it again")

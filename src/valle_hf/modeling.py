@@ -176,9 +176,10 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     def from_pretrained(cls, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader puts
         every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set."""
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         model._freeze_audio_models()
-        return model
+        return loaded
 
     def _freeze_audio_models(self) -> None:
         """The codec and the vocoder are never trained with the model: no gradient, not in an optimizer."""
