@@ -15,10 +15,11 @@ import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes; needed before from_pretrained / pipeline)
 from valle_hf.audio import check_output_path, save_audio
-from valle_hf.cli import usable_device
+from valle_hf.cli import seed_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
 from valle_hf.phonemes import check_text, split_sentences
+from valle_hf.seeding import sentence_seeds
 
 # A few sampler settings for `model.generate`; every GenerationConfig field and the original's samplers can be mixed.
 PRESETS = {
@@ -48,7 +49,7 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--language", default="en")
     parser.add_argument("--input-prompt-length", type=float, default=3.0, help="seconds of the prompt used")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="AR steps (75 per second of speech)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_value, default=0, help="sentence i draws from seed + i (an integer >= 0)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser
 
@@ -58,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_output_path(args.output, [args.prompt])  # before any work: a bad path would fail after generating
     device = usable_device(args.device)
-    torch.manual_seed(args.seed)
 
     # Or: VallEForConditionalGeneration.from_pretrained(dir_or_repo) and VallEProcessor.from_pretrained(dir_or_repo).
     model, processor = load_model_and_processor(args.model)
@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = dict(PRESETS[args.preset])
     if args.max_new_tokens is not None:
         settings["max_new_tokens"] = args.max_new_tokens
-    out = model.generate(**inputs, return_dict_in_generate=True, **settings)
+    # One seed per row: each sentence's draws are its own, whatever else is in the batch.
+    out = model.generate(**inputs, seeds=sentence_seeds(args.seed, len(sentences)), return_dict_in_generate=True,
+                         **settings)
 
     # out.codes [rows, frames, 8] / out.lengths: EnCodec codes; out.audio: one 24 kHz waveform per row.
     waveform = torch.cat([row.float().cpu() for row in out.audio])

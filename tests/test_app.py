@@ -297,6 +297,22 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny):
         list(demo.speak("Hello there.", references=[], recording=None))
 
 
+@pytest.mark.parametrize("inputs, message", [
+    (dict(text=None), "text must be a str, got NoneType"),
+    (dict(language=None), "language must be a str, got NoneType"),
+    (dict(seed=1e300), r"Seed must be a whole number from 0 to \d+"),  # ran, then the page could not show it
+    (dict(seed=float("nan")), "Seed must be a whole number"),
+    (dict(seed=float("inf")), "Seed must be a whole number"),
+    (dict(seed=2.5), "Seed must be a whole number"),
+])
+def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs, message):
+    """The page's API takes any JSON: a null text or language, a seed the page's number field cannot hold."""
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    with pytest.raises(webui.gr.Error, match=message):
+        list(demo.speak(**{"text": "Hello there.", "random_voice": True, "max_ar_steps": 3, **inputs}))
+
+
 def test_the_language_switch_control_reaches_the_phonemes(tiny):
     """espeak marks the English word in French text with (en)...(fr); "remove" drops the markers."""
     demo = webui.Demo(*tiny)

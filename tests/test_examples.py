@@ -62,6 +62,9 @@ def test_tts_example_writes_a_wav(tmp_path, prompt_wav, capsys, preset):
     config = _load_once("tiny-random")[0].config
     assert rate == config.sampling_rate and audio.ndim == 1
     assert len(audio) == sum(frames) * config.sampling_rate // config.frame_rate  # the frames printed, no more
+    if preset == "original":  # sampled: one seed per sentence, any size (torch.manual_seed overflowed past 64 bits)
+        again = tmp_path / "again.wav"
+        assert example("tts").main([*argv[:2], str(again), *argv[3:], "--seed", str(2**70)]) == 0
     if preset == "greedy":
         expected = np.concatenate(_greedy_audio("tiny-random", ["Hello there.", "A second sentence."], prompt_wav,
                                                 "en", repetition_penalty=1.0, max_new_tokens=3,
@@ -109,6 +112,7 @@ def test_pipeline_example_with_a_directory(tmp_path, converted_dir, prompt_wav):
     ("tts", ["Hello.", "{prompt}", "{ws}/missing/o.wav"], "cannot write the output file {ws}/missing/o.wav"),
     ("tts", ["", "{prompt}", "{ws}/o.wav"], "empty text: nothing to speak"),
     ("tts", ["Hello.", "{prompt}", "{ws}/o.wav", "--preset", "loud"], "argument --preset: invalid choice"),
+    ("tts", ["Hello.", "{prompt}", "{ws}/o.wav", "--seed", "-1"], "argument --seed: expected an integer >= 0"),
     ("stt", ["{ws}/nope.wav"], "audio file not found"),
     ("stt", ["{prompt}", "--device", "bogus"], "--device bogus: not a device torch knows"),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--device", "meta"], "--device meta: a device without"),

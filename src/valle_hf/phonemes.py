@@ -193,7 +193,10 @@ def _has_words(text: str) -> bool:
 
 def check_text(text: str) -> str:
     """`text`, refused (`VallEValueError`) where it holds nothing to speak: empty or only whitespace, no letter or
-    digit at all (punctuation alone, "...", would be spoken as noise), or not UTF-8 (`check_unicode`)."""
+    digit at all (punctuation alone, "...", would be spoken as noise), or not UTF-8 (`check_unicode`); and
+    (`VallETypeError`) where it is not a str."""
+    if not isinstance(text, str):
+        raise VallETypeError(f"text must be a str, got {type(text).__name__}")
     if not text.strip():
         raise VallEValueError("empty text: nothing to speak")
     check_unicode(text)
@@ -215,8 +218,6 @@ def phonemize(text: str, language: str = "en", language_switch: str = "keep") ->
     for text with nothing to speak (`check_text`), an unknown language or `language_switch`,
     `MissingDependencyError` for Japanese kanji without pykakasi.
     """
-    if not isinstance(text, str):
-        raise VallETypeError(f"text must be a str, got {type(text).__name__}")
     check_text(text)
     if language_switch not in LANGUAGE_SWITCH:
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
@@ -244,6 +245,8 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
     """
     from sentencex import segment
 
+    if language != "auto":
+        _check_language(language)
     pieces: list[str] = []
     leading = ""  # word-less pieces before the first sentence, for the first sentence
     for line in text.splitlines():

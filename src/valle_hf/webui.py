@@ -116,11 +116,20 @@ def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
     return argparse.Namespace(task=task, out_path_option=None, **inputs, **values)
 
 
+# The largest seed the page's number fields hold exactly (a JavaScript number's whole-number range).
+MAX_PAGE_SEED = 2**53 - 1
+
+
 def _seed(seed: float | None) -> int:
     """The seed of a run: `seed`, or a random one when it is empty or negative (a number field in the browser cannot
     stay empty). Sentence i draws from seed + i, as with the CLI's --seed, so a run here repeats on the command
-    line."""
-    return run_seed(None if seed is None or seed < 0 else int(seed))
+    line. Raises `UsageError` for a seed that is not a whole number the page can show back."""
+    if seed is None or seed < 0:
+        return run_seed(None)
+    if not float(seed).is_integer() or seed > MAX_PAGE_SEED:
+        raise UsageError(f"Seed must be a whole number from 0 to {MAX_PAGE_SEED} (or negative for a random one), "
+                         f"got {seed}")
+    return int(seed)
 
 
 class StepProgress(StoppingCriteria):
