@@ -206,6 +206,7 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "dots,...,voice.wav,,,,",
         'quote,"Unbalanced,voice.wav,,,,',
     ]
+    lines.insert(-1, "nul,A NUL in the voice's name.,voi\0ce.wav,,,,")  # stopped the plan of every row
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
@@ -218,12 +219,34 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "10": "--top-k '2.5': expected an integer", "11": "no prompt: give the voice's audio file",
         "12": "line 12: 8 columns where the header has 7", "13": f"at most {synthesis.MAX_ID_BYTES} bytes",
         "14": "is a folder: give an audio file", "15": "has no letter or digit: nothing to speak",
-        "16": "line 16: 2 columns where the header has 7",
+        "16": "the prompt holds a NUL character", "17": "line 17: 2 columns where the header has 7",
     }
     assert sorted(errors, key=int) == sorted(expected, key=int)
     assert all(expected[line] in error for line, (_, error) in errors.items()), errors
     assert errors["8"][0] == "temp"  # each failure names its row's id too
     assert not (tmp_path / "out").exists()
+
+
+def test_folders_in_the_places_of_a_rows_wav_or_of_the_records_are_found_before_any_row(tmp_path):
+    """A folder named like a row's WAV stopped the run when that row was written; one named like failed.jsonl, after
+    every row was spoken."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    (tmp_path / "m.csv").write_text("id,text,prompt\ntaken,Hello.,voice.wav\nfree,Hello.,voice.wav\n",
+                                    encoding="utf-8")
+    out = synthesis.OutputFolder(tmp_path / "out")
+    (tmp_path / "out" / "taken.wav").mkdir(parents=True)
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", out, flags)
+    assert [job.id for batch in plan.batches for job in batch] == ["free"]
+    assert "taken.wav is a folder: move it away" in plan.failures[0]["error"]
+    for name in (synthesis.FAILED, synthesis.DONE):
+        (tmp_path / "out" / name).mkdir()
+        with pytest.raises(UsageError, match=f"{name} is a folder: the run keeps its records there"):
+            out.check()
+        (tmp_path / "out" / name).rmdir()
+    (tmp_path / "out" / synthesis.PARTS).write_text("")
+    with pytest.raises(UsageError, match="parts is a file"):
+        out.check()
 
 
 def test_a_row_whose_wav_would_replace_any_rows_voice_is_reported_and_the_voice_kept(tmp_path):

@@ -146,6 +146,8 @@ def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
     sources = reference_sources(value if isinstance(value, list) else _text(values, "prompt"))
     if not sources:
         raise VallEValueError("no prompt: give the voice's audio file in the prompt column")
+    if any(isinstance(source, str) and "\0" in source for source in sources):  # no file name holds one; every
+        raise VallEValueError("the prompt holds a NUL character: give the audio file's name")  # file call would fail
     files = tuple((folder / source).resolve() for source in sources)
     for file in files:
         if file.is_dir():
@@ -172,6 +174,9 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
     sentences = split_sentences(text, language)
     for sentence in sentences:
         resolve_language(sentence, language)
+    if out.wav(row_id).is_dir():
+        raise VallEValueError(f"the row's output {out.wav(row_id)} is a folder: move it away, or give the row "
+                              "another id")
     prompt = _prompt_files(values, folder, out.wav(row_id))
     if _text(values, "seed"):
         try:
@@ -303,8 +308,14 @@ class OutputFolder:
         return self.root / f"{row_id}.wav"
 
     def check(self) -> None:
-        """Refuse, before any work, a folder that cannot be made or written (`check_output_folder`)."""
+        """Refuse, before any work, a folder that cannot be made or written (`check_output_folder`), or whose
+        records' names are taken by folders (found only when the records are written, after every row)."""
         check_output_folder(self.root, "the output folder")
+        for name in (DONE, FAILED, PARTS):
+            path = self.root / name
+            if path.exists() and path.is_dir() != (name == PARTS):
+                raise UsageError(f"{path} is a {'file' if name == PARTS else 'folder'}: the run keeps its records "
+                                 f"there; move it away or choose another output folder")
 
     def prepare(self) -> None:
         """Create the folder, remove the temporary files a killed run left, and fold its records into done.jsonl (a
