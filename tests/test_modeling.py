@@ -65,6 +65,18 @@ def test_padding_and_batching_do_not_change_logits(fixtures, fixture_model):
     assert (together[1, -len(short):] - alone[0]).abs().max() <= TOLERANCE
 
 
+def test_a_bad_generation_setting_is_refused_before_anything_is_saved(tmp_path):
+    from conftest import reactive_model
+
+    from valle_hf.errors import VallEValueError
+
+    model = reactive_model()
+    model.generation_config.temperature = -5.0
+    with pytest.raises(VallEValueError, match="temperature=-5.0 is not allowed"):
+        model.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()  # not config.json and the code without weights
+
+
 def test_save_and_reload_give_identical_logits(tmp_path, fixtures, fixture_model):
     from transformers import AutoConfig, AutoModelForTextToWaveform
 

@@ -305,8 +305,6 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
         value = getattr(args, flag)
         rule = FLAG_RULES.get(flag, error.rule)
         raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {rule}") from None
-    if args.task == "stt":
-        kwargs = {key: value for key, value in kwargs.items() if key not in TTS_ONLY_SETTINGS}
     if "temperature" in kwargs:
         kwargs["do_sample"] = kwargs["temperature"] > 0
     return kwargs
@@ -331,9 +329,9 @@ def check_streaming(args) -> None:
 
 
 def check_task_flags(args) -> None:
-    """The text-to-speech flags given with --task stt, checked before any model loads: --stream and --no-prompt are
-    refused (they would be ignored), and --language must still be a language (unused, but a code that does not exist
-    is a mistake). Raises `UsageError`."""
+    """The text-to-speech flags given with --task stt, checked before any model loads: --stream, --no-prompt and the
+    settings of `TTS_ONLY_SETTINGS` are refused (they would be ignored), and --language must still be a language
+    (unused, but a code that does not exist is a mistake). Raises `UsageError`."""
     from .phonemes import resolve_language
 
     if args.task != "stt":
@@ -342,6 +340,10 @@ def check_task_flags(args) -> None:
         raise UsageError("--stream writes speech as it is generated; --task stt prints a transcript: drop --stream")
     if args.no_prompt:
         raise UsageError("--no-prompt is for text-to-speech; --task stt transcribes REFERENCES: drop --no-prompt")
+    unused = [f"--{flag.replace('_', '-')}" for flag, setting in FLAG_SETTINGS.items()
+              if setting in TTS_ONLY_SETTINGS and getattr(args, flag) is not None]
+    if unused:
+        raise UsageError(f"{', '.join(unused)}: text-to-speech only; --task stt would ignore it: drop it")
     resolve_language("", args.language)
 
 

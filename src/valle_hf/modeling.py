@@ -181,6 +181,12 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         model._freeze_audio_models()
         return loaded
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with the generation config checked first (`SettingError`): transformers
+        checks it after writing config.json and the code, so a bad setting left a folder without weights."""
+        self.generation_config.validate()
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def _freeze_audio_models(self) -> None:
         """The codec and the vocoder are never trained with the model: no gradient, not in an optimizer."""
         self.codec_model.requires_grad_(False)
