@@ -3,6 +3,7 @@ its number), and JSONL records that survive a crash in the middle of a write."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -54,6 +55,18 @@ def test_a_line_that_cannot_be_read_as_the_header_says_is_reported_by_its_number
     assert [row.error for row in table.rows][:3] == [None, "line 2: a JSON list, not an object with named fields",
                                                      "line 3: not JSON (Expecting value, column 8)"]
     assert table.rows[3].values == {"id": "b", "seed": 3} and table.columns == ["id", "seed"]  # JSON types kept
+
+
+def test_an_unbalanced_quote_in_a_file_past_csvs_cell_limit_is_reported_by_its_lines(tmp_path):
+    """csv stops at a cell longer than its limit (csv.Error, a traceback): a quote left open early in a large file
+    makes such a cell of every line after it."""
+    limit = csv.field_size_limit()
+    row = f"b,{'x' * 99}\n"
+    count = limit // len(row) + 2  # together longer than the limit
+    table = read_table(write(tmp_path / "m.csv", 'id,text\na,"never closed\n' + row * count))
+    assert [(found.lines, found.error is not None) for found in table.rows] == [(f"2-{2 + count}", True)]
+    assert "a quote is unbalanced" in table.rows[0].error
+    assert csv.field_size_limit() == limit  # the process-wide limit is put back
 
 
 def test_files_that_are_no_table_are_refused_in_one_line(tmp_path):

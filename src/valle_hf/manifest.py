@@ -15,6 +15,7 @@ has a ``|``, `csv` otherwise):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -93,12 +94,26 @@ def _records(content: str, layout: str) -> list[Record]:
         return [Record(str(number), line.split(delimiter)) for number, line in enumerate(_lines(content), start=1)
                 if line.strip()]
     records, reader, last = [], csv.reader(io.StringIO(content)), 0
-    for cells in reader:
-        first = last + 1
-        last = reader.line_num
-        if any(cell.strip() for cell in cells):
-            records.append(Record(str(first) if first == last else f"{first}-{last}", cells))
+    with _field_size_limit(len(content) + 1):
+        for cells in reader:
+            first = last + 1
+            last = reader.line_num
+            if any(cell.strip() for cell in cells):
+                records.append(Record(str(first) if first == last else f"{first}-{last}", cells))
     return records
+
+
+@contextlib.contextmanager
+def _field_size_limit(size: int):
+    """csv's limit on the length of one cell raised to `size` for one read, then put back (it is process-wide). A
+    quote left open makes one cell of every line up to the next quote: under the default limit (128 KiB) a large file
+    stopped the read with `csv.Error`, where a file of any size must report that record by its lines (`_row`)."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(max(previous, size))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 class _RepeatedKey(ValueError):
