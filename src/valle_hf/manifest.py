@@ -158,7 +158,7 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     header. Every record comes back, as a row or as a row with its error, so that none is lost silently.
 
     Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a file that is not UTF-8 text, an
-    unknown layout, or a file without any record.
+    unknown layout, a file without any record, or a header (CSV, TSV) with a column unnamed or named twice.
     """
     path = Path(path)
     if layout not in LAYOUTS:
@@ -179,11 +179,21 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
         rows = [Row(record.lines, record.cells or {}, record.error) for record in records]
         return Table(layout, columns, rows, records)
     header = [column.strip() for column in records[0].cells]
-    repeated = next((column for column in header if header.count(column) > 1), None)
-    if repeated is not None and layout != "ljspeech":  # LJSpeech's first line may be a row, with its text twice
-        raise VallEValueError(f"{path}: the header (line {records[0].lines}) names the column {repeated!r} twice; "
-                              "keep one")
+    if layout != "ljspeech":  # LJSpeech's first line may be a row, with its text twice or an empty last column
+        _check_header(path, records[0].lines, header)
     return Table(layout, header, [_row(record, header) for record in records[1:]], records)
+
+
+def _check_header(path: Path, lines: str, header: list[str]) -> None:
+    """Refuse a header with a column no reader can name: one without a name (a comma or tab at the end of the
+    header, which an error message would show as nothing), or a name given twice."""
+    unnamed = next((number for number, column in enumerate(header, start=1) if not column), None)
+    if unnamed is not None:
+        raise VallEValueError(f"{path}: the header (line {lines}) has a column without a name ('', column {unnamed} "
+                              f"of {len(header)}): name it, or remove it (a separator at the end of a line makes one)")
+    repeated = next((column for column in header if header.count(column) > 1), None)
+    if repeated is not None:
+        raise VallEValueError(f"{path}: the header (line {lines}) names the column {repeated!r} twice; keep one")
 
 
 def append_jsonl(path: str | os.PathLike, record: dict) -> None:
