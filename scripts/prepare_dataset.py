@@ -361,8 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     settings = run_settings(args, tokenizer)
     check_resume(args.output_dir, settings)
     done = {record["id"] for record in read_manifest(args.output_dir)}
-    pending = [entry for entry in entries if entry.id not in done]
-    codec = load_codec_model(args.codec, args.device) if pending else None
+    # An entry with an error is reported again on every run: a duplicate of a prepared id is not the input that was
+    # prepared, and leaving it out would drop it from failed.jsonl and count it as done.
+    pending = [entry for entry in entries if entry.error or entry.id not in done]
+    codec = load_codec_model(args.codec, args.device) if any(not entry.error for entry in pending) else None
     if codec is not None and args.bandwidth not in codec.config.target_bandwidths:
         raise UsageError(f"--bandwidth {args.bandwidth:g} is not one of the codec's: "
                          f"{', '.join(f'{b:g}' for b in codec.config.target_bandwidths)} kbps (6 = VALL-E's 8 levels)")

@@ -285,3 +285,24 @@ def test_a_model_folder_without_weights_as_tokenizer_names_the_codec_flags(prepa
     assert status == 1 and err.startswith(f"error: the codec of the model folder {folder} cannot be loaded"), err
     assert err.endswith("give the codec with --codec DIR, or --codec tiny-random (a test codec)")
     assert "--model" not in err and len(err.splitlines()) == 1
+
+
+def failures(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "failed.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_resume_reports_a_duplicate_again_and_counts_what_the_manifest_holds(prepare, capsys, tmp_path,
+                                                                               monkeypatch):
+    """A resume dropped a duplicate id (u0.wav beside u0.flac) from failed.jsonl, its id being done, and counted it
+    as done: "N already done" with N - 1 utterances in the manifest. Reporting it needs no codec."""
+    data, output = folder_of_utterances(tmp_path / "audio", 3), tmp_path / "prepared"
+    write_wav(data / "u0.flac")  # the same name, another extension
+    assert run(prepare, capsys, data, output)[0] == 0
+    failed = failures(output)
+    assert len(failed) == 1 and "duplicate utterance id 'u0'" in failed[0]["error"]
+    monkeypatch.setattr(prepare, "load_codec_model", None)  # nothing left to encode: a call would fail
+    status, out, _ = run(prepare, capsys, data, output)
+    assert status == 0 and failures(output) == failed
+    assert f"prepared 0 new utterance(s), {len(read_manifest(output))} already done" in out
+    assert f"could not use {len(failed)} file(s)" in out
+
