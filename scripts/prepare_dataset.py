@@ -23,7 +23,7 @@ Inputs, either:
   transcription, sentence, normalized_text) and optionally a speaker (speaker, speaker_id, speaker_name,
   client_id). Audio paths are relative to DATA_DIR. Every line is either prepared or reported: a line with another
   number of columns than the header, (CSV) an unbalanced quote that would join the lines after it into one record, or
-  (JSONL) a line that is not a JSON object, is reported with its line numbers.
+  (JSONL) a line that is not a JSON object or a value that is not text (a list), is reported with its line numbers.
 
 Transcripts are phonemised with espeak-ng in ``--language`` (checked once, up front; text that is already IPA
 passes through) and tokenised with the model's ``tokenizer.json``; audio is loaded at 24 kHz mono and encoded at
@@ -156,19 +156,31 @@ def entries_from_metadata(root: Path, metadata: Path, requested: str = "auto") -
 
 
 def _header_entry(root: Path, metadata: Path, row: Row, audio_column, text_column, speaker_column) -> Entry:
-    values = {column: "" if value is None else str(value) for column, value in row.values.items()}
-    path = values.get(audio_column, "").strip()
+    (path, text, speaker), refused = _cells(row, (audio_column, text_column, speaker_column))
     audio = root / path
     if path and not audio.exists() and (root / "clips" / path).exists():  # Common Voice keeps its audio in clips/
         audio = root / "clips" / path
-    speaker = values.get(speaker_column, "").strip() if speaker_column else ""
     entry = Entry(safe_id(Path(path).with_suffix("").as_posix() if path else f"line{row.lines}"), audio,
-                  speaker or "default", text=values.get(text_column, "").strip(), line=row.lines)
-    if row.error:
-        entry.error = f"{metadata.name} {row.error}"
+                  speaker or "default", text=text, line=row.lines)
+    if row.error or refused:
+        entry.error = f"{metadata.name} {row.error or refused}"
     elif not path:
         entry.error = f"{metadata.name} {row.where}: no audio path"
     return entry
+
+
+def _cells(row: Row, columns: tuple[str | None, ...]) -> tuple[list[str], str | None]:
+    """The row's cells in `columns` (None: no such column, "") as stripped text, and an error naming the first that
+    holds no text or number: a JSONL list, object or true, whose Python spelling ("['a', 'b']") would otherwise
+    become a transcript, a path or a speaker (synthesis refuses them alike)."""
+    cells, refused = [], None
+    for column in columns:
+        value = row.values.get(column) if column else None
+        if isinstance(value, (dict, list, bool)):
+            refused = refused or f"{row.where}: {column} is the JSON {json.dumps(value)[:60]}, not text"
+            value = None
+        cells.append("" if value is None else str(value).strip())
+    return cells, refused
 
 
 def _ljspeech_entry(root: Path, metadata: Path, lines: str, cells: list[str]) -> Entry:

@@ -306,3 +306,31 @@ def test_a_resume_reports_a_duplicate_again_and_counts_what_the_manifest_holds(p
     assert f"prepared 0 new utterance(s), {len(read_manifest(output))} already done" in out
     assert f"could not use {len(failed)} file(s)" in out
 
+
+def test_a_jsonl_value_that_is_no_text_is_reported_by_its_line_not_spelt_as_python(prepare, capsys, tmp_path):
+    """`"text": ["list", "text"]` was prepared as the transcript "['list', 'text']"; a number is text, as synthesis
+    reads it."""
+    data = tmp_path / "data"
+    rows = [{"audio": "a.wav", "text": IPA}, {"audio": "b.wav", "text": ["list", "text"]},
+            {"audio": ["c.wav"], "text": IPA}, {"audio": "d.wav", "text": IPA, "speaker": {"name": "d"}},
+            {"audio": "e.wav", "text": IPA, "speaker": 7}, {"audio": "f.wav", "text": True}]
+    for row in rows:
+        write_wav(data / (row["audio"] if isinstance(row["audio"], str) else row["audio"][0]))
+    (data / "meta.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.jsonl")
+    assert status == 0
+
+    def no_text(value) -> bool:
+        return isinstance(value, (list, dict, bool))
+
+    refused = [(str(number), column, value) for number, row in enumerate(rows, start=1)
+               for column, value in row.items() if no_text(value)]
+    failed = failures(tmp_path / "out")
+    assert [record["line"] for record in failed] == [line for line, _, _ in refused]
+    for record, (line, column, value) in zip(failed, refused, strict=True):
+        assert record["error"] == f"meta.jsonl line {line}: {column} is the JSON {json.dumps(value)}, not text"
+    prepared = read_manifest(tmp_path / "out")
+    kept = [row for row in rows if not any(map(no_text, row.values()))]
+    assert sorted(record["audio"] for record in prepared) == sorted(str(data / row["audio"]) for row in kept)
+    assert sorted(record["speaker"] for record in prepared) == sorted(str(row.get("speaker", "default"))
+                                                                      for row in kept)
