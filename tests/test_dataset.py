@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import wave
 from pathlib import Path
 
@@ -128,6 +129,77 @@ def test_duration_range_filters_and_an_empty_folder_is_refused(tmp_path):
         VallEDataset(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="missing is not a folder"):
         VallEDataset(tmp_path / "missing")
+
+
+def rewrite_record(root: Path, utterance: str, **changes) -> None:
+    """Change (or, with None, drop) fields of one manifest record, in place."""
+    lines = [json.loads(line) for line in (root / MANIFEST).read_text(encoding="utf-8").splitlines()]
+    for record in lines:
+        if record["id"] == utterance:
+            record.update(changes)
+            for key in [key for key, value in changes.items() if value is None]:
+                del record[key]
+    (root / MANIFEST).write_text("".join(json.dumps(record) + "\n" for record in lines), encoding="utf-8")
+
+
+# Each damage changes one record (or its file) and returns what the refusal must say about it.
+
+
+def no_frames(root: Path, record: dict) -> str:
+    rewrite_record(root, record["id"], frames=None)
+    return "no 'frames'"
+
+
+def frames_as_text(root: Path, record: dict) -> str:
+    rewrite_record(root, record["id"], frames=str(record["frames"]))
+    return f"'frames' \"{record['frames']}\""
+
+
+def other_frames(root: Path, record: dict) -> str:
+    rewrite_record(root, record["id"], frames=record["frames"] + 1)
+    return f"where its record needs text_ids [n] and codes [{record['frames'] + 1}, levels]"
+
+
+def cut_short(root: Path, record: dict) -> str:
+    path = root / record["file"]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a copy that stopped half-way
+    return "is damaged (Error while deserializing header"
+
+
+def no_codes(root: Path, record: dict) -> str:
+    from safetensors.torch import save_file
+
+    save_file({"text_ids": torch.tensor([1, 2], dtype=torch.int16)}, str(root / record["file"]))
+    return f"holds {{'text_ids': [2]}} where its record needs text_ids [n] and codes [{record['frames']}, levels]"
+
+
+DAMAGES = {damage.__name__: damage for damage in (no_frames, frames_as_text, other_frames, cut_short, no_codes)}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_record_training_cannot_read_is_refused_by_its_line_when_the_dataset_is_built(tmp_path, damage):
+    """A record without frames raised KeyError, and a file cut short SafetensorError in the middle of training."""
+    from valle_hf.errors import VallEValueError
+
+    records = write_dataset(tmp_path, {"a": [20, 21], "b": [22]})
+    index = 1
+    victim, line = list(records.values())[index], index + 1  # written in order, one line each
+    found = DAMAGES[damage](tmp_path, victim)
+    expected = (f"{tmp_path / MANIFEST} line {line} ({victim['id']}): ", found,
+                f"; delete {tmp_path / victim['file']} and run scripts/prepare_dataset.py into {tmp_path} again")
+    with pytest.raises(VallEValueError) as refused:
+        VallEDataset(tmp_path)
+    message = str(refused.value)
+    assert message.startswith(expected[0]) and expected[1] in message and expected[2] in message, message
+
+
+def test_an_utterance_file_that_cannot_be_read_is_named(tmp_path):
+    from valle_hf.errors import VallEValueError
+
+    record = next(iter(write_dataset(tmp_path, {"a": [20]}).values()))
+    cut_short(tmp_path, record)
+    with pytest.raises(VallEValueError, match=re.escape(f"utterance file {tmp_path / record['file']} cannot be read")):
+        load_utterance(tmp_path, record)
 
 
 # ---------------------------------------------------------------------------------------------------- prompts

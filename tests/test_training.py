@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from conftest import PLAIN_SETTINGS, REPO, load_script, reactive_model, tiny_config
 
 from valle_hf.conversion import key_map
-from valle_hf.dataset import append_manifest, save_utterance
+from valle_hf.dataset import MANIFEST, append_manifest, save_utterance
 from valle_hf.loss import IGNORE_INDEX, shift_targets
 from valle_hf.modeling import VallEForConditionalGeneration
 from valle_hf.training import (
@@ -361,3 +362,37 @@ def test_finetune_example_runs_end_to_end(tmp_path, lora):
     if lora:
         assert (tmp_path / "out" / "adapter").is_dir()
         assert torch.equal(trained.model.embeddings.text.weight, original.model.embeddings.text.weight)
+
+
+def damaged_file(root: Path, record: dict) -> str:
+    path = root / record["file"]
+    path.write_bytes(path.read_bytes()[:-8])
+    return f"{root / MANIFEST} line 1 ({record['id']}): {path} is damaged"
+
+
+def record_without_frames(root: Path, record: dict) -> str:
+    (root / MANIFEST).write_text(json.dumps({key: value for key, value in record.items() if key != "frames"}) + "\n" +
+                                 "".join((root / MANIFEST).read_text(encoding="utf-8").splitlines(True)[1:]))
+    return f"{root / MANIFEST} line 1 ({record['id']}): no 'frames'"
+
+
+@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file"])
+def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path, monkeypatch, capsys, case):
+    """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks."""
+    reactive_model().save_pretrained(tmp_path / "model")
+    data, prompt_duration = tmp_path / "data", ["0.2", "0.5"]
+    write_tiny_dataset(data)
+    first = json.loads((data / MANIFEST).read_text(encoding="utf-8").splitlines()[0])
+    if case == "record_without_frames":
+        expected = record_without_frames(data, first)
+    else:
+        expected = damaged_file(data, first)
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    monkeypatch.setattr(finetune.VallETrainer, "train", None)  # training must not start: a call would fail
+    capsys.readouterr()
+    argv = ["--model", tmp_path / "model", "--data", data, "--output", tmp_path / "out", "--max-steps", "1",
+            "--batch-size", "2", "--save-steps", "0", "--tasks", "tts,stt", "--prompt-duration", *prompt_duration]
+    assert finetune.main(list(map(str, argv))) == 1
+    err = capsys.readouterr().err  # after the model's loading bar, when it loads: one error line
+    assert err.splitlines()[-1].startswith(f"error: {expected}") and err.count("error:") == 1, err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()

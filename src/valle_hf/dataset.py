@@ -20,12 +20,13 @@ import random
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
 from .files import written_whole
-from .manifest import append_jsonl, read_jsonl, repair_jsonl
+from .manifest import append_jsonl, numbered_jsonl, repair_jsonl
 from .tokenization import tokenizer_fingerprint
 
 MANIFEST = "manifest.jsonl"
@@ -83,17 +84,55 @@ def repair_manifest(root: str | os.PathLike) -> None:
 
 def read_manifest(root: str | os.PathLike) -> list[dict]:
     """The manifest's records whose files exist; a line cut off by a crash (the last one) is ignored."""
+    return [record for _, record in numbered_manifest(root)]
+
+
+def numbered_manifest(root: str | os.PathLike) -> list[tuple[int, dict]]:
+    """`read_manifest`'s records, each with the number of its line in the manifest."""
     records = {}
-    for record in read_jsonl(Path(root) / MANIFEST):
+    for number, record in numbered_jsonl(Path(root) / MANIFEST):
         if "id" in record and (Path(root) / record.get("file", "")).is_file():
-            records[record["id"]] = record  # a re-done utterance replaces its earlier line
+            records[record["id"]] = (number, record)  # a re-done utterance replaces its earlier line
     return list(records.values())
+
+
+def _prepare_again(root: str | os.PathLike, path: Path) -> str:
+    """How to replace a damaged utterance: `read_manifest` leaves out a record whose file is gone, so the script
+    prepares that utterance again."""
+    return (f"delete {path} and run scripts/prepare_dataset.py into {root} again (the same inputs and settings): it "
+            "prepares that utterance again")
+
+
+def check_record(root: str | os.PathLike, line: int, record: dict) -> None:
+    """Refuse (`VallEValueError` naming the manifest's line and how to redo the utterance) a record that training
+    could not read: no number of frames, or a file that is cut short (a copy that stopped, ...) or does not hold
+    `text_ids` `[n]` and `codes` `[frames, levels]`. Only the file's header is read."""
+    where, path = f"{Path(root) / MANIFEST} line {line} ({record['id']})", Path(root) / record["file"]
+    frames = record.get("frames")
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        found = "no 'frames'" if "frames" not in record else f"'frames' {json.dumps(frames)}"
+        raise VallEValueError(f"{where}: {found}, where a record has its number of codec frames; "
+                              f"{_prepare_again(root, path)}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = {key: handle.get_slice(key).get_shape() for key in handle.keys()}
+    except (SafetensorError, OSError) as error:
+        raise VallEValueError(f"{where}: {path} is damaged ({one_line(error)}); {_prepare_again(root, path)}") from None
+    text, codes = shapes.get("text_ids", []), shapes.get("codes", [])
+    if len(text) != 1 or len(codes) != 2 or codes[0] != frames:
+        raise VallEValueError(f"{where}: {path} holds {shapes or 'no tensors'} where its record needs text_ids [n] "
+                              f"and codes [{frames}, levels]; {_prepare_again(root, path)}")
 
 
 def load_utterance(root: str | os.PathLike, record: dict) -> dict[str, torch.LongTensor]:
     """An utterance as a `VallEDataCollator` item: `input_ids` (its `text_ids` `[n]`) and `audio_codes` (its `codes`
-    `[frames, 8]`), as int64."""
-    tensors = load_file(str(Path(root) / record["file"]))
+    `[frames, 8]`), as int64. Raises `VallEValueError` naming the file when it cannot be read."""
+    path = Path(root) / record["file"]
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise VallEValueError(f"utterance file {path} cannot be read ({one_line(error)}); "
+                              f"{_prepare_again(root, path)}") from None
     return {"input_ids": tensors["text_ids"].long(), "audio_codes": tensors["codes"].long()}
 
 
@@ -106,7 +145,9 @@ class VallEDataset(torch.utils.data.Dataset):
     cut to the target length. The original's "most similar utterance" preference needs similarity metadata that
     is not prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it (the
     original's default is (1, 12)); `task` fixes every item's task (else the collator draws it). Raises
-    `VallEFileNotFoundError` when `root` is not a folder and `VallEValueError` when it holds no usable utterance.
+    `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable utterance, or
+    when a record cannot be read (`check_record`, naming its manifest line: found here, not in the middle of
+    training).
     """
 
     def __init__(
@@ -122,7 +163,10 @@ class VallEDataset(torch.utils.data.Dataset):
         if not self.root.is_dir():
             raise VallEFileNotFoundError(f"prepared data set not found: {self.root} is not a folder (make one with "
                                          "scripts/prepare_dataset.py)")
-        records = read_manifest(self.root)
+        numbered = numbered_manifest(self.root)
+        for line, record in numbered:
+            check_record(self.root, line, record)
+        records = [record for _, record in numbered]
         if duration_range is not None:
             low, high = duration_range
             records = [r for r in records if low <= r["frames"] / FRAME_RATE <= high]

@@ -26,8 +26,8 @@ from pathlib import Path
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
 from .files import written_whole
 
-__all__ = ["LAYOUTS", "Record", "Row", "Table", "append_jsonl", "read_jsonl", "read_table", "repair_jsonl",
-           "table_layout", "write_jsonl"]
+__all__ = ["LAYOUTS", "Record", "Row", "Table", "append_jsonl", "numbered_jsonl", "read_jsonl", "read_table",
+           "repair_jsonl", "table_layout", "write_jsonl"]
 
 LAYOUTS = ("auto", "ljspeech", "tsv", "csv", "jsonl")
 
@@ -234,17 +234,23 @@ def repair_jsonl(path: str | os.PathLike) -> None:
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The records of a JSONL file written by `append_jsonl`, in order; a line cut off by a crash is left out, and a
     missing file has none."""
+    return [record for _, record in numbered_jsonl(path)]
+
+
+def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """`read_jsonl`'s records, each with the number of its line (so that a record found unusable later can be
+    named by it)."""
     path = Path(path)
     if not path.is_file():
         return []
     records = []
-    for line in _lines(path.read_text(encoding="utf-8", errors="replace")):
+    for number, line in enumerate(_lines(path.read_text(encoding="utf-8", errors="replace")), start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(record, dict):
-            records.append(record)
+            records.append((number, record))
     return records
 
 
