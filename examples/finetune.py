@@ -40,7 +40,7 @@ import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from valle_hf.configuration import TASKS
-from valle_hf.dataset import VallEDataset, check_tokenizer
+from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
 from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
 from valle_hf.files import check_output_folder
 from valle_hf.loading import load_model
@@ -141,9 +141,9 @@ RANGES = {
 
 
 def check_options(args: argparse.Namespace) -> None:
-    """Refuse, before anything loads, an option out of its range (`RANGES`), a duration pair with MIN > MAX, an
-    --output that is a file, and one that already holds a trained model (final/) unless --resume continues its run.
-    Raises `UsageError` naming the option."""
+    """Refuse, before anything loads, an option out of its range (`RANGES`), a duration pair with MIN > MAX, a
+    --prompt-duration that gives no prompt, an --output that is a file, and one that already holds a trained model
+    (final/) unless --resume continues its run. Raises `UsageError` (or `VallEValueError`) naming the option."""
     for name, (rule, allowed) in RANGES.items():
         value = getattr(args, name)
         if not (math.isfinite(value) and allowed(value)):
@@ -152,6 +152,7 @@ def check_options(args: argparse.Namespace) -> None:
         low, high = getattr(args, name)
         if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
             raise UsageError(f"--{name.replace('_', '-')} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX")
+    check_prompt_duration(args.prompt_duration, "--prompt-duration")  # MAX 0 passed, then failed at step 1
     if args.model == "tiny-random":
         raise UsageError("--model tiny-random is an installation check built in memory, not a model folder to "
                          "fine-tune: give a converted model's folder (python -m valle_hf.convert)")

@@ -248,6 +248,24 @@ def test_prompt_samples_cap_the_pieces_and_a_lone_utterance_prompts_itself(tmp_p
         assert length == source["frames"] and (source["id"] != record["id"] or record["speaker"] == "solo")
 
 
+@pytest.mark.parametrize("prompt_duration", [(0.0, 0.0), (0.0, 0.5 / FRAME_RATE), (2.0, 1.0), (-1.0, 1.0),
+                                             (1.0, math.inf), (math.nan, 1.0)])
+def test_a_prompt_duration_that_gives_no_prompt_is_refused(tmp_path, prompt_duration):
+    """(0, 0) passed, then every TTS item failed at the first training step with an empty prompt."""
+    from valle_hf.errors import VallEValueError
+
+    write_dataset(tmp_path, {"a": [20, 21]})
+    with pytest.raises(VallEValueError, match=r"prompt_duration .*: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at "
+                                              r"least one codec frame"):
+        VallEDataset(tmp_path, prompt_duration=prompt_duration)
+
+
+def test_a_prompt_drawn_shorter_than_a_frame_is_one_frame_not_empty(tmp_path):
+    write_dataset(tmp_path, {"a": [20, 21, 22]})
+    dataset = VallEDataset(tmp_path, prompt_duration=(0.0, 1 / FRAME_RATE))  # nearly every draw is under a frame
+    assert [len(dataset[index]["prompt_codes"]) for index in range(len(dataset))] == [1] * len(dataset)
+
+
 # ---------------------------------------------------------------------------------------------------- the script
 
 

@@ -376,17 +376,21 @@ def record_without_frames(root: Path, record: dict) -> str:
     return f"{root / MANIFEST} line 1 ({record['id']}): no 'frames'"
 
 
-@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file"])
+@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "prompt_duration_zero"])
 def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path, monkeypatch, capsys, case):
-    """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks."""
+    """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks; --prompt-duration 0 0
+    failed only at the first training step."""
     reactive_model().save_pretrained(tmp_path / "model")
     data, prompt_duration = tmp_path / "data", ["0.2", "0.5"]
     write_tiny_dataset(data)
     first = json.loads((data / MANIFEST).read_text(encoding="utf-8").splitlines()[0])
     if case == "record_without_frames":
         expected = record_without_frames(data, first)
-    else:
+    elif case == "damaged_file":
         expected = damaged_file(data, first)
+    else:
+        prompt_duration = ["0", "0"]
+        expected = "--prompt-duration 0.0 0.0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"
     finetune = load_script(REPO / "examples" / "finetune.py")
     monkeypatch.setattr(finetune.VallETrainer, "train", None)  # training must not start: a call would fail
     capsys.readouterr()

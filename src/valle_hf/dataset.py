@@ -15,6 +15,7 @@ line that a crash cut short is repaired or cut before the next run appends (`rep
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -136,6 +137,18 @@ def load_utterance(root: str | os.PathLike, record: dict) -> dict[str, torch.Lon
     return {"input_ids": tensors["text_ids"].long(), "audio_codes": tensors["codes"].long()}
 
 
+def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str = "prompt_duration") -> None:
+    """Refuse (`VallEValueError` naming `name`) a prompt length range that is not (MIN, MAX) seconds with
+    0 <= MIN <= MAX and MAX at least one codec frame: a prompt is cut to whole frames, and a TTS item without one
+    cannot be trained. None (whole utterances) is allowed."""
+    if prompt_duration is None:
+        return
+    low, high = prompt_duration
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high and high * FRAME_RATE >= 1):
+        raise VallEValueError(f"{name} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one "
+                              f"codec frame (1/{FRAME_RATE} s): a TTS item needs a voice prompt")
+
+
 class VallEDataset(torch.utils.data.Dataset):
     """Items for `VallEDataCollator` from a prepared folder: `input_ids`, `audio_codes` and a voice `prompt_codes`.
 
@@ -145,9 +158,9 @@ class VallEDataset(torch.utils.data.Dataset):
     cut to the target length. The original's "most similar utterance" preference needs similarity metadata that
     is not prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it (the
     original's default is (1, 12)); `task` fixes every item's task (else the collator draws it). Raises
-    `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable utterance, or
+    `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable utterance,
     when a record cannot be read (`check_record`, naming its manifest line: found here, not in the middle of
-    training).
+    training), or for a `prompt_duration` that gives no prompt (`check_prompt_duration`).
     """
 
     def __init__(
@@ -163,6 +176,7 @@ class VallEDataset(torch.utils.data.Dataset):
         if not self.root.is_dir():
             raise VallEFileNotFoundError(f"prepared data set not found: {self.root} is not a folder (make one with "
                                          "scripts/prepare_dataset.py)")
+        check_prompt_duration(prompt_duration)
         numbered = numbered_manifest(self.root)
         for line, record in numbered:
             check_record(self.root, line, record)
@@ -200,7 +214,8 @@ class VallEDataset(torch.utils.data.Dataset):
         record = self.records[index]
         pool = self.by_speaker[record.get("speaker", "")]
         others = [other for other in pool if other != index] or pool
-        trim = None if self.prompt_duration is None else int(rng.uniform(*self.prompt_duration) * FRAME_RATE)
+        # At least one frame: a draw under one frame (MIN 0) would give an empty prompt, which cannot be trained.
+        trim = None if self.prompt_duration is None else max(1, int(rng.uniform(*self.prompt_duration) * FRAME_RATE))
         pieces, total = [], 0
         for _ in range(max(self.prompt_max_samples, 1)):
             codes = load_utterance(self.root, self.records[rng.choice(others)])["audio_codes"]
