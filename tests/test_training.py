@@ -253,6 +253,18 @@ def test_the_collator_refuses_what_it_cannot_train_on_naming_the_item(tiny_model
             VallEDataCollator(tiny_model.config)([good, row])
 
 
+def test_stt_for_a_model_without_a_text_head_is_refused_when_the_collator_is_made():
+    """It was refused only by the first STT item's forward pass, in the middle of training."""
+    from valle_hf.errors import VallEValueError
+
+    config = tiny_config(text_head=False)
+    assert VallEDataCollator(config, tasks=("tts",)).tasks == ("tts",)
+    for tasks in (("stt",), ("tts", "stt")):
+        with pytest.raises(VallEValueError, match=rf"tasks \{list(tasks)!r}\ include 'stt', but the model has no "
+                                                  "text head"):
+            VallEDataCollator(config, tasks=tasks)
+
+
 def test_stt_audio_with_fewer_levels_than_the_model_reads_is_refused(tiny_model):
     from valle_hf.errors import VallEValueError
 
@@ -376,11 +388,12 @@ def record_without_frames(root: Path, record: dict) -> str:
     return f"{root / MANIFEST} line 1 ({record['id']}): no 'frames'"
 
 
-@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "prompt_duration_zero"])
+@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "prompt_duration_zero",
+                                  "stt_without_text_head"])
 def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path, monkeypatch, capsys, case):
     """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks; --prompt-duration 0 0
-    failed only at the first training step."""
-    reactive_model().save_pretrained(tmp_path / "model")
+    and --tasks stt on a model without a text head failed only at the first training step."""
+    reactive_model(tiny_config(text_head=case != "stt_without_text_head")).save_pretrained(tmp_path / "model")
     data, prompt_duration = tmp_path / "data", ["0.2", "0.5"]
     write_tiny_dataset(data)
     first = json.loads((data / MANIFEST).read_text(encoding="utf-8").splitlines()[0])
@@ -388,9 +401,11 @@ def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path
         expected = record_without_frames(data, first)
     elif case == "damaged_file":
         expected = damaged_file(data, first)
-    else:
+    elif case == "prompt_duration_zero":
         prompt_duration = ["0", "0"]
         expected = "--prompt-duration 0.0 0.0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"
+    else:
+        expected = "tasks ['tts', 'stt'] include 'stt', but the model has no text head"
     finetune = load_script(REPO / "examples" / "finetune.py")
     monkeypatch.setattr(finetune.VallETrainer, "train", None)  # training must not start: a call would fail
     capsys.readouterr()

@@ -175,7 +175,8 @@ class VallEDataCollator:
     (drawn from P(k) = (8 - k)/36 when absent, capped to the levels present, as the original does; always 0 for
     STT). Every key is an argument of the model's `forward`, so the Trainer's default `remove_unused_columns=True`
     keeps them all. A given level outside the model's 0..num_rvq_levels-1, an empty batch, and any item
-    `build_training_sequence` refuses raise `VallEValueError` naming the item, so bad data never trains silently.
+    `build_training_sequence` refuses raise `VallEValueError` naming the item, so bad data never trains silently;
+    `tasks` with "stt" for a model without a text head is refused when the collator is made.
 
     The batch holds `input_ids`, `attention_mask`, `labels`, `level` `[B]`, `task` `[B]` (indices into TASKS, so
     that it travels through accelerate like any tensor), and `prompt_codes` / `audio_codes` (right-padded; the i-th
@@ -199,6 +200,10 @@ class VallEDataCollator:
         unknown = [task for task in self.tasks if task not in TASKS]
         if unknown or not self.tasks:
             raise VallEValueError(f"tasks must be a non-empty list of {TASKS}, got {list(self.tasks)}")
+        if "stt" in self.tasks and not self.config.text_head:  # refused here, not at the first STT item's forward
+            raise VallEValueError(f"tasks {list(self.tasks)} include 'stt', but the model has no text head (it was "
+                                  "exported without one): it cannot learn to transcribe; train tts only, or start "
+                                  "from a checkpoint with the STT head, such as the released ar+nar-llama-8")
 
     def generator(self) -> torch.Generator:
         """The seeded generator of this process and DataLoader worker."""
