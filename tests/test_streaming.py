@@ -173,7 +173,7 @@ def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_
 
     thread = threading.Thread(target=failing_call)
     thread.start()
-    assert list(streamer) == []  # ends (a missing end would raise queue.Empty after the timeout)
+    assert list(streamer) == []  # ends (a missing end would raise TimeoutError after the timeout)
     thread.join()
     assert failures
 
@@ -207,6 +207,12 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
     for _ in range(2):
         fixture_model.generate(**inputs, audio_streamer=recorder)
     assert len([chunk for chunk in recorder.chunks if chunk.final]) == 2
+
+    for timeout in (0, -1.0, float("nan"), float("inf"), "5", True):
+        with pytest.raises(ValueError, match="timeout must be None"):
+            AudioIteratorStreamer(timeout=timeout)
+    with pytest.raises(TimeoutError, match="no audio chunk came within 0.01 s"):
+        next(AudioIteratorStreamer(timeout=0.01))  # nothing generates into it
 
     with pytest.raises(TypeError, match="got the class AudioIteratorStreamer"):
         fixture_model.generate(**inputs, audio_streamer=AudioIteratorStreamer)

@@ -112,14 +112,19 @@ class AudioIteratorStreamer(AudioStreamer):
         for chunk in streamer:
             play(chunk.audio)
 
-    `timeout` (seconds) bounds each wait for the next chunk (None: wait as long as it takes); the iteration ends when
-    `generate` ends, also when it fails (its exception stays in its thread). It serves one `generate` call.
+    `timeout` (seconds) bounds each wait for the next chunk (None: wait as long as it takes; past it, `TimeoutError`);
+    the iteration ends when `generate` ends, also when it fails (its exception stays in its thread). It serves one
+    `generate` call.
     """
 
     single_use = True
 
     def __init__(self, chunk_seconds: float = 0.5, timeout: float | None = None):
         super().__init__(chunk_seconds)
+        if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+                                        and 0 < timeout < math.inf):
+            raise VallEValueError(f"timeout must be None (wait as long as it takes) or a number of seconds > 0, got "
+                                  f"{timeout!r}")
         self.timeout = timeout
         self._queue: queue.Queue = queue.Queue()
         self._end = object()
@@ -134,7 +139,10 @@ class AudioIteratorStreamer(AudioStreamer):
         return self
 
     def __next__(self) -> AudioChunk:
-        chunk = self._queue.get(timeout=self.timeout)
+        try:
+            chunk = self._queue.get(timeout=self.timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no audio chunk came within {self.timeout} s (the streamer's timeout)") from None
         if chunk is self._end:
             raise StopIteration
         return chunk
