@@ -424,9 +424,31 @@ def test_every_process_runs_in_the_precision_the_main_process_chose(main, monkey
     chosen = hardware.Precision(torch.bfloat16, None, "NAR bfloat16", "measured by the main process")
     other = hardware.Precision(torch.float32, None, "NAR float32", "measured by this process")
     monkeypatch.setattr(synthesis, "model_precision", lambda args: chosen if main else other)
-    monkeypatch.setattr(synthesis, "_broadcast", lambda state, value: chosen)  # the main process's value
+    monkeypatch.setattr(synthesis, "_broadcast", lambda state, value: (chosen, False))  # the main process's value
     state = SimpleNamespace(is_main_process=main, num_processes=2, process_index=0 if main else 1)
     assert synthesis._run_precision(state, None) is chosen
+
+
+@pytest.mark.parametrize("main", [True, False])
+def test_a_mistake_the_main_process_finds_ends_every_process_with_one_error_line(main, monkeypatch, capsys):
+    """The others waited for a plan that never came, then printed a lost connection's traceback."""
+    from types import SimpleNamespace
+
+    sent = []
+
+    def broadcast(state, value):  # what every process gets: the main process's value
+        sent.append(value)
+        return (None, True) if not main else value
+
+    def plan():
+        raise UsageError("bad manifest")
+
+    monkeypatch.setattr(synthesis, "_broadcast", broadcast)
+    state = SimpleNamespace(is_main_process=main, num_processes=2, process_index=0 if main else 1)
+    with pytest.raises(UsageError if main else SystemExit) as raised:
+        synthesis._on_main(state, plan)
+    assert sent == [(None, True)] if main else raised.value.code == 1
+    assert capsys.readouterr().err == ""  # the main process's entry point prints the one line
 
 
 def test_a_run_killed_half_way_resumes_with_every_row_done_once(corpus, reference, tmp_path):

@@ -584,11 +584,31 @@ def _broadcast(state, value):
     return broadcast_object_list([value])[0]
 
 
+def _on_main(state, work):
+    """`work()`, run by the main process, and its result on every process. Where it raises the package's error, the
+    main process raises it (one `error:` line for the run) and the others end with status 1 and nothing printed,
+    instead of waiting for a result that never comes (and printing a lost connection's traceback)."""
+    if state.num_processes == 1:
+        return work()
+    result, error = None, None
+    if state.is_main_process:
+        try:
+            result = work()
+        except VallEError as failure:
+            error = failure
+    result, failed = _broadcast(state, (result, error is not None))
+    if error is not None:
+        raise error
+    if failed:
+        raise SystemExit(1)
+    return result
+
+
 def _run_precision(state, args):
     """The run's precision (`hardware.Precision`), chosen by the main process (with --dtype auto it measures the
     machine) and used by every process: a process choosing for itself could choose another dtype (a busy CPU, its own
     thread count) and speak its rows differently."""
-    return _broadcast(state, model_precision(args) if state.is_main_process else None)
+    return _on_main(state, lambda: model_precision(args))
 
 
 def _gather(state, report: ProcessReport) -> list[ProcessReport]:
@@ -631,11 +651,8 @@ def _synthesize(args) -> int:
     OutputFolder(args.out_dir).check()
     state = _process_state(args)
     out = OutputFolder(args.out_dir, state.process_index)
-    plan = None
-    if state.is_main_process:  # one plan, dealt out: every process must see the same rows
-        plan = plan_synthesis(args.manifest, out, flags, args.language, args.seed, args.batch_size,
-                              args.manifest_format)
-    plan = _broadcast(state, plan)
+    plan = _on_main(state, lambda: plan_synthesis(args.manifest, out, flags, args.language, args.seed,  # one plan,
+                                                  args.batch_size, args.manifest_format))  # the same rows everywhere
     mine = plan.batches[state.process_index:: state.num_processes]
     precision = _run_precision(state, args)
     model, processor, _ = load_model(args, precision) if mine else (None, None, None)
