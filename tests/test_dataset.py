@@ -92,6 +92,20 @@ def test_manifest_keeps_whole_lines_whose_files_exist(tmp_path):
     assert read["a/u1"] == redone and read["b/u0"] == records["b/u0"]
 
 
+def test_utterances_whose_files_are_gone_are_named_in_a_warning_when_training_reads_the_folder(tmp_path):
+    from conftest import logged_warnings
+
+    records = write_dataset(tmp_path, {"a": [80, 90], "b": [100]})
+    with logged_warnings() as logged:
+        VallEDataset(tmp_path)
+    assert "have no file" not in logged.out
+    Path(tmp_path / records["a/u1"]["file"]).unlink()
+    with logged_warnings() as logged:
+        dataset = VallEDataset(tmp_path)
+    assert len(dataset) == len(records) - 1
+    assert "1 utterance(s) of" in logged.out and "have no file and are left out (the first: 'a/u1')" in logged.out
+
+
 # ---------------------------------------------------------------------------------------------------- items
 
 

@@ -25,10 +25,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
-from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
+from .errors import OutputError, VallEFileNotFoundError, VallEValueError, get_logger, one_line
 from .files import written_whole
 from .manifest import append_jsonl, numbered_jsonl, repair_jsonl
 from .tokenization import tokenizer_fingerprint
+
+logger = get_logger(__name__)
 
 MANIFEST = "manifest.jsonl"
 UTTERANCES = "utterances"
@@ -137,6 +139,16 @@ def load_utterance(root: str | os.PathLike, record: dict) -> dict[str, torch.Lon
     return {"input_ids": tensors["text_ids"].long(), "audio_codes": tensors["codes"].long()}
 
 
+def _warn_if_files_missing(root: Path, kept: list[tuple[int, dict]]) -> None:
+    """Warn about the manifest's utterances whose file is gone: left out of training (and prepared again by the
+    script), which a smaller data set would not show."""
+    listed = {record["id"] for _, record in numbered_jsonl(root / MANIFEST) if isinstance(record.get("id"), str)}
+    missing = sorted(listed - {record["id"] for _, record in kept})
+    if missing:
+        logger.warning(f"{len(missing)} utterance(s) of {root / MANIFEST} have no file and are left out (the first: "
+                       f"{missing[0]!r}); run scripts/prepare_dataset.py into {root} again to prepare them")
+
+
 def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str = "prompt_duration") -> None:
     """Refuse (`VallEValueError` naming `name`) a prompt length range that is not (MIN, MAX) seconds with
     0 <= MIN <= MAX and MAX at least one codec frame: a prompt is cut to whole frames, and a TTS item without one
@@ -180,6 +192,7 @@ class VallEDataset(torch.utils.data.Dataset):
         numbered = numbered_manifest(self.root)
         for line, record in numbered:
             check_record(self.root, line, record)
+        _warn_if_files_missing(self.root, numbered)
         records = [record for _, record in numbered]
         if duration_range is not None:
             low, high = duration_range
