@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from transformers import EncodecConfig, EncodecModel
 
 from valle_hf.codec import (
@@ -169,6 +170,19 @@ def test_load_codec_reads_a_saved_codec_and_checks_its_layout(codec, tmp_path):
     )
     with pytest.raises(ValueError, match="24 kHz layout"):
         load_codec(str(tmp_path / "wrong"))
+
+
+def test_a_folder_that_is_not_an_encodec_checkpoint_is_refused_not_loaded_at_random(codec, tmp_path,
+                                                                                     vocos_checkpoint_dir):
+    """transformers loads any folder with EnCodec's default config and starts the weights it lacks at random."""
+    from valle_hf.errors import CheckpointError
+
+    codec.save_pretrained(tmp_path / "codec")
+    (tmp_path / "codec" / "model.safetensors").rename(tmp_path / "model.safetensors")
+    save_file({"encoder.layers.0.conv.bias": torch.zeros(4)}, tmp_path / "codec" / "model.safetensors")
+    for folder in (vocos_checkpoint_dir, tmp_path / "codec"):  # Vocos' (no config.json), EnCodec's with few weights
+        with pytest.raises(CheckpointError, match=r"is not an EnCodec checkpoint \(\d+ of its weights missing"):
+            load_codec(str(folder))
 
 
 def test_decode_takes_codes_of_every_level_the_codec_has(codec):

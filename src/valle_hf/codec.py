@@ -68,15 +68,31 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
     if not Path(name_or_path).is_dir():
         check_reachable(str(name_or_path), "config.json", "the EnCodec codec", instead)
     try:
-        codec = EncodecModel.from_pretrained(name_or_path, **from_pretrained_kwargs)
+        codec, info = EncodecModel.from_pretrained(name_or_path, output_loading_info=True, ignore_mismatched_sizes=True,
+                                                   **from_pretrained_kwargs)
     except OSError as error:
         raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} ({one_line(error, 200)}); "
                                  f"{instead}") from None
     except SafetensorError as error:
         raise CheckpointError(f"the EnCodec weights in {name_or_path} are damaged ({one_line(error)}): download them "
                               "again") from None
+    _check_loaded(codec, info, name_or_path)
     _check_layout(codec)
     return codec.eval()
+
+
+# EnCodec's k-means training state: a checkpoint may leave it out, and encoding never reads it.
+_TRAINING_BUFFERS = (".inited", ".cluster_size", ".embed_avg")
+
+
+def _check_loaded(codec: EncodecModel, info: dict, name_or_path) -> None:
+    """Refuse (`CheckpointError`) a folder that is not an EnCodec checkpoint (another model's, Vocos'): transformers
+    loads one with the default config and starts every weight it lacks at random, and the codes would be noise."""
+    missing = sorted(key for key in [*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])]
+                     if not key.endswith(_TRAINING_BUFFERS))
+    if missing:
+        raise CheckpointError(f"{name_or_path} is not an EnCodec checkpoint ({len(missing)} of its weights missing, "
+                              f"e.g. {missing[0]}): give --codec a copy of {DEFAULT_CODEC}, or tiny-random")
 
 
 def tiny_random_codec(seed: int = 0) -> EncodecModel:
