@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
 from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
 from valle_hf.files import check_output_folder
-from valle_hf.loading import load_model
+from valle_hf.loading import CONVERTED_CHOICES, load_model
 from valle_hf.tokenization import saved_tokenizer
 from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
 
@@ -161,6 +162,20 @@ def check_options(args: argparse.Namespace) -> None:
     if (args.output / "final").exists() and not args.resume:
         raise UsageError(f"--output {args.output} already holds a trained model ({args.output / 'final'}): choose "
                          "another --output, or --resume to continue its run")
+    if args.resume and last_checkpoint(args.output) is None:  # the Trainer would start afresh without a word
+        raise UsageError(f"--resume: --output {args.output} holds no checkpoint to continue from (checkpoint-N "
+                         "folders, saved every --save-steps): drop --resume to start a run")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+        # transformers' Trainer does not join CPU processes: each would train alone and save over the others
+        raise UsageError("fine-tuning runs in one process on CPUs: launch it without accelerate or torchrun (several "
+                         "processes need GPUs)")
+
+
+def last_checkpoint(output: Path) -> str | None:
+    """The latest checkpoint-N folder a run saved in `output`, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output)) if output.is_dir() else None
 
 
 def check_report_to(report_to: str) -> None:
@@ -208,6 +223,7 @@ def _training_arguments(args: argparse.Namespace) -> TrainingArguments:
         warmup_steps=args.warmup_steps,
         bf16=args.bf16,
         fp16=args.fp16,
+        use_cpu=not torch.accelerator.is_available(),  # transformers refuses --bf16 without a GPU unless it is said
         **({CHECKPOINTING: True, f"{CHECKPOINTING}_kwargs": {"use_reentrant": False}} if args.gradient_checkpointing
            else {}),
         dataloader_num_workers=args.num_workers,
@@ -241,7 +257,7 @@ def train(argv: list[str] | None = None) -> Path:
     tokenizer = saved_tokenizer(args.model)
     if tokenizer is not None:
         check_tokenizer(args.data, tokenizer, args.model)
-    model = load_model(args.model)
+    model = load_model(args.model, choices=CONVERTED_CHOICES)
     collator = VallEDataCollator(model.config, padding_side=args.padding_side, seed=args.seed, tasks=tasks)
     arguments = training_arguments(args)
     set_attention_dropout(model, args.attention_dropout)
@@ -249,12 +265,7 @@ def train(argv: list[str] | None = None) -> Path:
         model = add_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout)
         model.print_trainable_parameters()
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator)
-    last = None
-    if args.resume:
-        from transformers.trainer_utils import get_last_checkpoint
-
-        last = get_last_checkpoint(str(args.output)) if args.output.is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=last_checkpoint(args.output) if args.resume else None)
 
     final = args.output / "final"
     if args.lora:

@@ -223,17 +223,16 @@ def is_converted_model(path: Path) -> bool:
 def load_codec_model(name: str, device: str):
     """The EnCodec model `name` names (see `codec_name`), in eval mode on `device`."""
     from valle_hf.codec import load_codec, tiny_random_codec
-    from valle_hf.loading import OFFLINE_CHOICES, load_model
+    from valle_hf.loading import CONVERTED_CHOICES, load_model
 
     if name == "tiny-random":
         codec = tiny_random_codec()
     elif is_converted_model(Path(name)):
         try:
-            codec = load_model(name).codec_model
-        except (CheckpointError, ModelNotFoundError) as error:  # its advice names the CLI's --model: not here
-            reason = one_line(error).replace(f"; {OFFLINE_CHOICES}", "")
-            raise VallEValueError(f"the codec of the model folder {name} cannot be loaded: {reason}; give the codec "
-                                  "with --codec DIR, or --codec tiny-random (a test codec)") from None
+            codec = load_model(name, choices=CONVERTED_CHOICES).codec_model
+        except (CheckpointError, ModelNotFoundError) as error:  # named as --codec's folder, which it was given as
+            raise VallEValueError(f"the codec of the model folder {name} cannot be loaded: {one_line(error)}; give "
+                                  "the codec with --codec DIR, or --codec tiny-random (a test codec)") from None
     else:
         codec = load_codec(name)
     return codec.to(device).eval()

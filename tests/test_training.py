@@ -376,6 +376,15 @@ def test_finetune_example_runs_end_to_end(tmp_path, lora):
         assert torch.equal(trained.model.embeddings.text.weight, original.model.embeddings.text.weight)
 
 
+def test_finetune_takes_bf16_without_a_gpu(monkeypatch):
+    """transformers refused --bf16 without a GPU unless told to train on the CPU."""
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    arguments = finetune.training_arguments(finetune.parse_args(["--model", "m", "--data", "d", "--output", "o",
+                                                                 "--bf16"]))
+    assert arguments.bf16 and arguments.use_cpu
+
+
 def damaged_file(root: Path, record: dict) -> str:
     path = root / record["file"]
     path.write_bytes(path.read_bytes()[:-8])
@@ -389,12 +398,15 @@ def record_without_frames(root: Path, record: dict) -> str:
 
 
 @pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "prompt_duration_zero",
-                                  "stt_without_text_head"])
+                                  "stt_without_text_head", "resume_without_checkpoint", "several_cpu_processes",
+                                  "original_checkpoint"])
 def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path, monkeypatch, capsys, case):
     """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks; --prompt-duration 0 0
-    and --tasks stt on a model without a text head failed only at the first training step."""
+    and --tasks stt on a model without a text head failed only at the first training step; --resume without a
+    checkpoint started afresh, and CPU processes under a launcher each trained alone, saving over each other; an
+    original checkpoint as --model was called "not an original checkpoint"."""
     reactive_model(tiny_config(text_head=case != "stt_without_text_head")).save_pretrained(tmp_path / "model")
-    data, prompt_duration = tmp_path / "data", ["0.2", "0.5"]
+    data, prompt_duration, model, extra = tmp_path / "data", ["0.2", "0.5"], tmp_path / "model", []
     write_tiny_dataset(data)
     first = json.loads((data / MANIFEST).read_text(encoding="utf-8").splitlines()[0])
     if case == "record_without_frames":
@@ -404,13 +416,23 @@ def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path
     elif case == "prompt_duration_zero":
         prompt_duration = ["0", "0"]
         expected = "--prompt-duration 0.0 0.0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"
-    else:
+    elif case == "stt_without_text_head":
         expected = "tasks ['tts', 'stt'] include 'stt', but the model has no text head"
+    elif case == "resume_without_checkpoint":
+        extra, expected = ["--resume"], f"--resume: --output {tmp_path / 'out'} holds no checkpoint to continue from"
+    elif case == "several_cpu_processes":
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+        expected = "fine-tuning runs in one process on CPUs"
+    else:
+        model = tmp_path / "fp32.sft"
+        model.write_bytes(b"")
+        expected = f"{model} is an original checkpoint, and a converted model is needed here: convert it first"
     finetune = load_script(REPO / "examples" / "finetune.py")
     monkeypatch.setattr(finetune.VallETrainer, "train", None)  # training must not start: a call would fail
     capsys.readouterr()
-    argv = ["--model", tmp_path / "model", "--data", data, "--output", tmp_path / "out", "--max-steps", "1",
-            "--batch-size", "2", "--save-steps", "0", "--tasks", "tts,stt", "--prompt-duration", *prompt_duration]
+    argv = ["--model", model, "--data", data, "--output", tmp_path / "out", "--max-steps", "1", "--batch-size", "2",
+            "--save-steps", "0", "--tasks", "tts,stt", "--prompt-duration", *prompt_duration, *extra]
     assert finetune.main(list(map(str, argv))) == 1
     err = capsys.readouterr().err  # after the model's loading bar, when it loads: one error line
     assert err.splitlines()[-1].startswith(f"error: {expected}") and err.count("error:") == 1, err

@@ -279,36 +279,45 @@ def model_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:
                           f"{dtype!r}")
 
 
-def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None):
+# What a command that loads converted models only (fine-tuning, preparing data) offers instead.
+CONVERTED_CHOICES = ("give a converted model's directory (python -m valle_hf.convert makes one from an original "
+                     "checkpoint) or a Hub id")
+
+
+def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None,
+               choices: str = OFFLINE_CHOICES):
     """A converted model (`from_pretrained` directory or Hub id) in eval mode, or a one-line error at once.
 
     A name that is neither an existing path nor a Hub id, and a Hub id that cannot be reached, fail before any
-    download is retried (`ModelNotFoundError`, naming the offline choices); a file, a directory that is not a
-    converted model, or one whose files are damaged, raises `CheckpointError`.
+    download is retried (`ModelNotFoundError`, naming `choices`: the CLI's by default, `CONVERTED_CHOICES` for the
+    commands that take no original checkpoint); a file, a directory that is not a converted model, or one whose files
+    are damaged, raises `CheckpointError`.
     """
     from .modeling import VallEForConditionalGeneration
 
     dtype = model_dtype(dtype)
     path = Path(name)
     if not path.exists() and (name.startswith((".", "/")) or name.count("/") != 1):
-        raise ModelNotFoundError(f"model not found: {name}; {OFFLINE_CHOICES}")
+        raise ModelNotFoundError(f"model not found: {name}; {choices}")
+    if path.is_file() and path.suffix in ORIGINAL_SUFFIXES:
+        raise CheckpointError(f"{name} is an original checkpoint, and a converted model is needed here: convert it "
+                              f"first (python -m valle_hf.convert --checkpoint {name} --output-dir DIR)")
     if path.is_file():
-        raise CheckpointError(f"{name} is a file but not an original checkpoint (.sft, .pth): give a converted model "
-                              f"directory; {OFFLINE_CHOICES}")
+        raise CheckpointError(f"{name} is a file, not a converted model's directory; {choices}")
     if path.is_dir() and not (path / "config.json").is_file():
         raise CheckpointError(f"{name} is a directory but not a converted model (no config.json): convert an "
                               "original checkpoint into it with python -m valle_hf.convert")
     if path.is_dir():
         _check_config_files(path)
     if not path.exists():
-        check_reachable(name, "config.json", f"the model {name}", f"offline: {OFFLINE_CHOICES}")
+        check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}")
     try:
         quantization = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
         # Weights of another shape are reported in the loading info (and refused below), not raised as a bare error.
         model, info = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, output_loading_info=True,
                                                                     ignore_mismatched_sizes=True, **quantization)
     except OSError as error:
-        raise ModelNotFoundError(f"could not load {name} ({one_line(error, 200)}); {OFFLINE_CHOICES}") from None
+        raise ModelNotFoundError(f"could not load {name} ({one_line(error, 200)}); {choices}") from None
     except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's
         raise CheckpointError(f"{name} cannot be loaded ({one_line(error, 200)}): convert it again, or download it "
                               "again") from None
