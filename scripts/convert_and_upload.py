@@ -233,11 +233,23 @@ def read_card(path: str) -> str:
                           "--card") from None
 
 
+def check_repo_id(repo_id: str) -> None:
+    """Refuse, before any conversion, a --repo-id the Hub would refuse after it (huggingface_hub's own rule)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise UploadError(f"--repo-id {repo_id!r}: {one_line(error, 200)}") from None
+
+
 @entry_point()
 def main(argv: list[str] | None = None) -> int:
     import valle_hf
 
     args = build_parser().parse_args(argv)
+    check_repo_id(args.repo_id)
     template = read_card(args.card)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, files, source = gather(args, Path(tmp))

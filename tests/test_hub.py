@@ -249,3 +249,14 @@ def test_upload_errors_are_one_line(monkeypatch, converted_dir, capsys):
     monkeypatch.setattr(HfApi, "create_repo", offline)
     status, _, err = run_script(["--model-dir", converted_dir, "--repo-id", "someone/offline"], capsys)
     assert status == 1 and "no network" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("repo_id", ["bad id", "a/b/c"])
+def test_a_repo_id_the_hub_would_refuse_is_refused_before_converting(monkeypatch, fixtures, capsys, repo_id):
+    """It failed with a traceback after the whole conversion."""
+    from valle_hf import conversion
+
+    monkeypatch.setattr(conversion, "convert_checkpoint", None)  # converting must not start: a call would fail
+    status, _, err = run_script(["--checkpoint", fixtures.checkpoint, "--repo-id", repo_id, "--codec", "tiny-random",
+                                 "--vocoder", "tiny-random"], capsys)
+    assert status == 1 and err.startswith(f"error: --repo-id {repo_id!r}: Repo id must") and err.count("\n") == 1, err
