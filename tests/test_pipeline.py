@@ -68,11 +68,12 @@ def test_a_batch_gives_each_text_its_own_takes_and_what_it_gets_alone(tts, promp
         np.testing.assert_allclose(other["audio"], tts(text, forward_params=single)["audio"], atol=1e-5)
     with pytest.raises(ValueError, match="give one seed"):
         tts(texts, batch_size=2, forward_params={**settings, "seeds": [1, 2]})
-    as_tensor = tts(texts, batch_size=2, forward_params={**settings, "seeds": torch.tensor([5])})
-    assert all(np.array_equal(take, same) for one, other in zip(batched, as_tensor, strict=True)
-               for take, same in zip(one["audio"], other["audio"], strict=True))
+    for one_seed in (torch.tensor([5]), 5, np.int64(5)):  # one seed as a tensor, or as a number
+        again = tts(texts, batch_size=2, forward_params={**settings, "seeds": one_seed})
+        assert all(np.array_equal(take, same) for one, other in zip(batched, again, strict=True)
+                   for take, same in zip(one["audio"], other["audio"], strict=True))
     with pytest.raises(ValueError, match="seeds must be a list with one integer >= 0 per row"):
-        tts(texts, batch_size=2, forward_params={**settings, "seeds": 5})
+        tts(texts, batch_size=2, forward_params={**settings, "seeds": "5"})
     # a tuple of texts is one item of several rows to transformers: every row's takes, in order, as before
     takes = tts(tuple(texts), forward_params=settings)["audio"]
     assert len(takes) == 2 * len(texts)

@@ -75,7 +75,9 @@ def _seeds_for_rows(settings: Mapping[str, Any], rows: int, name: str) -> Mappin
     seeds = settings.get("seeds")
     if isinstance(seeds, (torch.Tensor, np.ndarray)):
         seeds = seeds.tolist()
-    if not isinstance(seeds, (list, tuple)) or rows == 1 and len(seeds) == 1:
+    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
+        seeds = [seeds]  # one seed, given as a number
+    if not isinstance(seeds, (list, tuple)):
         return settings  # none, or not a list: generate refuses it in one line
     if len(seeds) != 1:
         raise VallEValueError(f"{name} has {len(seeds)} seeds: the pipeline gives the same settings to each batch of "
