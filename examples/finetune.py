@@ -258,6 +258,10 @@ def train(argv: list[str] | None = None) -> Path:
     if tokenizer is not None:
         check_tokenizer(args.data, tokenizer, args.model)
     model = load_model(args.model, choices=CONVERTED_CHOICES)
+    if dataset.rvq_levels < model.config.num_rvq_levels:  # the collator caps levels to those present: no error later
+        print(f"warning: {args.data} holds {dataset.rvq_levels} RVQ levels and the model reads "
+              f"{model.config.num_rvq_levels}: its NAR levels {dataset.rvq_levels}..{model.config.num_rvq_levels - 1}"
+              " are not trained (prepare the data with --bandwidth 6 for 8 levels)", file=sys.stderr)
     collator = VallEDataCollator(model.config, padding_side=args.padding_side, seed=args.seed, tasks=tasks)
     arguments = training_arguments(args)
     set_attention_dropout(model, args.attention_dropout)

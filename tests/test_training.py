@@ -345,13 +345,14 @@ def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
 # ---------------------------------------------------------------------------------------------------- scripts
 
 
-def write_tiny_dataset(root: Path, speakers: int = 2, per_speaker: int = 2) -> None:
+def write_tiny_dataset(root: Path, speakers: int = 2, per_speaker: int = 2, levels: int | None = None) -> None:
+    """`levels`: the RVQ levels kept (None: all of `random_item`'s)."""
     generator = torch.Generator().manual_seed(3)
     for speaker in range(speakers):
         for index in range(per_speaker):
             item = random_item(generator, 4 + index, 80 + 5 * index)
             utterance = f"spk{speaker}/utt{index}"
-            file = save_utterance(root, utterance, item["input_ids"], item["audio_codes"])
+            file = save_utterance(root, utterance, item["input_ids"], item["audio_codes"][:, :levels])
             append_manifest(root, {"id": utterance, "speaker": f"spk{speaker}", "frames": len(item["audio_codes"]),
                                    "file": file})
 
@@ -374,6 +375,25 @@ def test_finetune_example_runs_end_to_end(tmp_path, lora):
     if lora:
         assert (tmp_path / "out" / "adapter").is_dir()
         assert torch.equal(trained.model.embeddings.text.weight, original.model.embeddings.text.weight)
+
+
+def test_finetune_warns_when_the_data_has_fewer_levels_than_the_model(tmp_path, monkeypatch, capsys):
+    """The collator caps the NAR levels to those the data holds: levels past them were never trained, silently."""
+    model = reactive_model()
+    model.save_pretrained(tmp_path / "model")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+
+    def interrupted(self, **kwargs):  # stop where training would start
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune.VallETrainer, "train", interrupted)
+    argv = ["--model", tmp_path / "model", "--output", tmp_path / "out", "--prompt-duration", "0.2", "0.5"]
+    for levels in (None, model.config.num_rvq_levels - 2):
+        write_tiny_dataset(tmp_path / f"data{levels}", levels=levels)
+        capsys.readouterr()
+        assert finetune.main(list(map(str, [*argv, "--data", tmp_path / f"data{levels}"]))) == 130
+        warned = "are not trained (prepare the data with --bandwidth 6" in capsys.readouterr().err
+        assert warned == (levels is not None)
 
 
 def test_finetune_takes_bf16_without_a_gpu(monkeypatch):

@@ -106,10 +106,10 @@ def _prepare_again(root: str | os.PathLike, path: Path) -> str:
             "prepares that utterance again")
 
 
-def check_record(root: str | os.PathLike, line: int, record: dict) -> None:
+def check_record(root: str | os.PathLike, line: int, record: dict) -> int:
     """Refuse (`VallEValueError` naming the manifest's line and how to redo the utterance) a record that training
     could not read: no number of frames, or a file that is cut short (a copy that stopped, ...) or does not hold
-    `text_ids` `[n]` and `codes` `[frames, levels]`. Only the file's header is read."""
+    `text_ids` `[n]` and `codes` `[frames, levels]`. Only the file's header is read. Returns its RVQ levels."""
     where, path = f"{Path(root) / MANIFEST} line {line} ({record['id']})", Path(root) / record["file"]
     frames = record.get("frames")
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
@@ -125,6 +125,7 @@ def check_record(root: str | os.PathLike, line: int, record: dict) -> None:
     if len(text) != 1 or len(codes) != 2 or codes[0] != frames:
         raise VallEValueError(f"{where}: {path} holds {shapes or 'no tensors'} where its record needs text_ids [n] "
                               f"and codes [{frames}, levels]; {_prepare_again(root, path)}")
+    return codes[1]
 
 
 def load_utterance(root: str | os.PathLike, record: dict) -> dict[str, torch.LongTensor]:
@@ -172,7 +173,8 @@ class VallEDataset(torch.utils.data.Dataset):
     original's default is (1, 12)); `task` fixes every item's task (else the collator draws it). Raises
     `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable utterance,
     when a record cannot be read (`check_record`, naming its manifest line: found here, not in the middle of
-    training), or for a `prompt_duration` that gives no prompt (`check_prompt_duration`).
+    training), or for a `prompt_duration` that gives no prompt (`check_prompt_duration`). `rvq_levels`: the RVQ
+    levels every utterance holds (those training can reach).
     """
 
     def __init__(
@@ -190,8 +192,8 @@ class VallEDataset(torch.utils.data.Dataset):
                                          "scripts/prepare_dataset.py)")
         check_prompt_duration(prompt_duration)
         numbered = numbered_manifest(self.root)
-        for line, record in numbered:
-            check_record(self.root, line, record)
+        levels = [check_record(self.root, line, record) for line, record in numbered]
+        self.rvq_levels = min(levels, default=0)  # what every utterance has: the levels training can reach
         _warn_if_files_missing(self.root, numbered)
         records = [record for _, record in numbered]
         if duration_range is not None:
