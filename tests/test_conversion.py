@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -21,17 +22,28 @@ def original_tensors(fixtures):
     return original.tensors, original.config
 
 
-def write_sft(path, tensors, config, symmap=None):
-    metadata = {"config": json.dumps(config)}
-    if symmap is not None:
-        metadata["userdata"] = json.dumps({"symmap": symmap})
-    save_file(tensors, str(path), metadata=metadata)
+def write_sft(path, tensors, config, symmap=None, **entries):
+    """An original `.sft` checkpoint: `config`, `userdata.symmap` and any other `entries` as JSON metadata."""
+    metadata = {"config": config} if symmap is None else {"config": config, "userdata": {"symmap": symmap}}
+    save_file(tensors, str(path), metadata={key: json.dumps(value) for key, value in {**metadata, **entries}.items()})
     return path
 
 
 def convert(path, **kwargs):
     """The model converted from `path` with the test codec and vocoder."""
     return convert_checkpoint(path, codec="tiny-random", vocoder="tiny-random", **kwargs)[0]
+
+
+def assert_refused(path, expected, capsys):
+    """Converting `path` raises a `CheckpointError` that says `expected`, and the command line says it in one `error:`
+    line with status 1."""
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        convert(path)
+    argv = ["--checkpoint", str(path), "--output-dir", str(path.parent / "converted"), "--codec", "tiny-random",
+            "--vocoder", "tiny-random"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err, err
 
 
 def test_embedded_config_is_honoured(fixtures, fixture_model):
@@ -102,6 +114,29 @@ def test_wrong_checkpoints_name_the_key(tmp_path, fixtures, problem):
         match = "LoRA"
     with pytest.raises(CheckpointError, match=match):
         convert(write_sft(tmp_path / "bad.sft", tensors, original, packaged_vocab()))
+
+
+# Checkpoints whose entries are not the dicts the original's exporter writes: (format, entry, its value, what the
+# error says).
+MALFORMED_ENTRIES = {
+    "userdata_a_list": (".sft", "userdata", [1, 2], "'userdata' entry is a list"),
+    "userdata_a_string": (".pth", "userdata", "symmap", "'userdata' entry is a str"),
+    "symmap_a_list": (".sft", "userdata", {"symmap": [1, 2]}, "'userdata.symmap' entry is a list"),
+    "config_a_string": (".pth", "config", "{}", "'config' entry is a str"),
+    "module_a_list": (".pth", "module", [torch.zeros(2)], "'module' entry is a list"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_ENTRIES)
+def test_malformed_checkpoint_entries_are_refused_naming_them(tmp_path, fixtures, capsys, case):
+    suffix, entry, value, expected = MALFORMED_ENTRIES[case]
+    tensors, original = original_tensors(fixtures)
+    path = tmp_path / f"fp32{suffix}"
+    if suffix == ".sft":
+        write_sft(path, tensors, original, **{entry: value})
+    else:
+        torch.save({"module": tensors, "config": original, entry: value}, path)
+    assert_refused(path, expected, capsys)
 
 
 def packaged_vocab() -> dict[str, int]:

@@ -93,17 +93,28 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
         if not isinstance(payload, dict):
             raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
         metadata = payload
-        tensors = payload.get("module", payload)
+        tensors = _mapping(payload.get("module", payload), "module", path)
     else:
         raise CheckpointError(f"{path}: unknown checkpoint format {path.suffix!r} (expected .sft, .safetensors, .pth)")
     tensors = {re.sub(r"^retnet\.", "model.", key): value for key, value in tensors.items() if torch.is_tensor(value)}
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
-    config = metadata.get("config") or {}
-    symmap = (metadata.get("userdata") or {}).get("symmap")
-    if not isinstance(config, dict) or (symmap is not None and not isinstance(symmap, dict)):
-        raise CheckpointError(f"{path}: its config / userdata metadata is not what the original's exporter writes")
+    config = _mapping(metadata.get("config"), "config", path)
+    symmap = _mapping(metadata.get("userdata"), "userdata", path).get("symmap")
+    if symmap is not None:
+        _mapping(symmap, "userdata.symmap", path)
     return OriginalCheckpoint(path, tensors, config, symmap)
+
+
+def _mapping(value, name: str, path: Path) -> dict:
+    """A checkpoint's entry `name` ({} when absent), refused unless it is the dict the original's exporter writes: a
+    hand-edited or foreign file can hold anything there."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: its {name!r} entry is a {type(value).__name__}, not the mapping the "
+                              "original's exporter writes; export the checkpoint again (vall_e.export)")
+    return value
 
 
 def original_config_from_yaml(path: str | Path) -> dict:
