@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -10,11 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import logged_warnings
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from valle_hf.conversion import CheckpointError, convert_checkpoint, load_original_checkpoint, main
+from valle_hf.conversion import (
+    CheckpointError,
+    checkpoint_of_yaml,
+    convert_checkpoint,
+    load_original_checkpoint,
+    main,
+)
 
 
 def original_tensors(fixtures):
@@ -29,19 +37,25 @@ def write_sft(path, tensors, config, symmap=None, **entries):
     return path
 
 
+def write_yaml(path, config):
+    """An original config.yaml whose one model is `config`."""
+    path.write_text(yaml.safe_dump({"models": [config]}), encoding="utf-8")
+    return path
+
+
 def convert(path, **kwargs):
     """The model converted from `path` with the test codec and vocoder."""
     return convert_checkpoint(path, codec="tiny-random", vocoder="tiny-random", **kwargs)[0]
 
 
-def assert_refused(path, expected, capsys):
+def assert_refused(path, expected, capsys, config_yaml=None):
     """Converting `path` raises a `CheckpointError` that says `expected`, and the command line says it in one `error:`
     line with status 1."""
     with pytest.raises(CheckpointError, match=re.escape(expected)):
-        convert(path)
+        convert(path, config_yaml=config_yaml)
     argv = ["--checkpoint", str(path), "--output-dir", str(path.parent / "converted"), "--codec", "tiny-random",
             "--vocoder", "tiny-random"]
-    assert main(argv) == 1
+    assert main(argv if config_yaml is None else [*argv, "--config", str(config_yaml)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and expected in err, err
 
@@ -137,6 +151,52 @@ def test_malformed_checkpoint_entries_are_refused_naming_them(tmp_path, fixtures
     else:
         torch.save({"module": tensors, "config": original, entry: value}, path)
     assert_refused(path, expected, capsys)
+
+
+def with_setting(config: dict, name: str, value) -> dict:
+    """A copy of the original's `config` with its setting `name` (dotted for a nested one: "size.dim") set to
+    `value`."""
+    config = copy.deepcopy(config)
+    *sections, key = name.split(".")
+    settings = config
+    for section in sections:
+        if not isinstance(settings.get(section), dict):
+            settings[section] = {}
+        settings = settings[section]
+    settings[key] = value
+    return config
+
+
+# Settings of the original's config with a value of the wrong type: each once failed with a traceback (or, for the
+# flag, converted silently as true).
+MALFORMED_SETTINGS = [
+    ("size.dim", "abc"), ("size.dim", None), ("size", "0.5"), ("size", float("nan")), ("size", [1]),
+    ("resp_levels", "eight"), ("resp_levels", None), ("experts", "x"), ("tasks", 9.7), ("langs", -1),
+    ("experimental", "abc"), ("experimental", [1, 2]), ("experimental.causal_size", "1"),
+    ("experimental.unified_position_ids", "False"), ("experimental.hf", "no"), ("capabilities", "ar"),
+]
+
+
+@pytest.mark.parametrize("source", ["metadata", "yaml"])
+@pytest.mark.parametrize(("name", "value"), MALFORMED_SETTINGS, ids=[f"{n}={v!r}" for n, v in MALFORMED_SETTINGS])
+def test_malformed_config_settings_are_refused_naming_them(tmp_path, fixtures, capsys, source, name, value):
+    tensors, original = original_tensors(fixtures)
+    config = with_setting(original, name, value)
+    expected = f"sets {name} to {value!r}: it must be"
+    if source == "metadata":
+        path = write_sft(tmp_path / "fp32.sft", tensors, config, packaged_vocab())
+        assert_refused(path, f"the config embedded in {path} {expected}", capsys)
+    else:
+        config_yaml = write_yaml(tmp_path / "config.yaml", config)
+        assert_refused(fixtures.checkpoint, f"{config_yaml} {expected}", capsys, config_yaml)
+
+
+def test_the_checkpoint_a_yaml_names_needs_a_well_formed_config(tmp_path, fixtures):
+    _, original = original_tensors(fixtures)
+    for name, value in (("experts", "x"), ("resp_levels", None)):
+        config_yaml = write_yaml(tmp_path / "config.yaml", with_setting(original, name, value))
+        with pytest.raises(CheckpointError, match=re.escape(f"{config_yaml} sets {name} to {value!r}")):
+            checkpoint_of_yaml(config_yaml)
 
 
 def packaged_vocab() -> dict[str, int]:

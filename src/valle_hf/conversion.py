@@ -12,6 +12,7 @@ it works offline.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -145,9 +146,9 @@ def checkpoint_of_yaml(path: str | Path) -> Path:
     size = model.get("size", "full")
     if isinstance(size, str) and size != "full":
         name.append(size)
-    experts, arch = int(model.get("experts", 1)), str(model.get("arch_type", "llama")).replace("/", "-")
+    experts, arch = _setting(model, "experts", "count", 1, path), str(model.get("arch_type", "llama")).replace("/", "-")
     name.append(f"{experts}x{arch}" if experts > 1 else arch)
-    name.append(str(model.get("resp_levels", 8)))
+    name.append(str(_setting(model, "resp_levels", "count", 8, path)))
     folder = Path(path).parent / "ckpt" / "-".join(name)
     for suffix in (".sft", ".safetensors", ".pt", ".pth"):
         if (folder / f"fp32{suffix}").is_file():
@@ -158,46 +159,87 @@ def checkpoint_of_yaml(path: str | Path) -> Path:
     )
 
 
-def _size(original: dict) -> tuple[int, int, int]:
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_scale(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+# What each kind of setting in the original's config must be (the types of its `Model` dataclass), and how to say so.
+_KINDS = {
+    "count": (_is_count, "a positive integer"),
+    "flag": (lambda value: isinstance(value, bool), "true or false"),
+    "names": (lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+              "a list of names"),
+    "section": (lambda value: value is None or isinstance(value, dict), "a mapping of settings"),
+    "size": (_is_scale, f"one of {sorted(SIZE_PRESETS)}, a positive number, or a mapping of dim, heads and layers"),
+}
+
+
+def _setting(settings: dict, name: str, kind: str, default, source: str | Path):
+    """`settings[name]` (`default` when absent), refused with a `CheckpointError` naming it and `source` unless it is
+    of `kind` (see `_KINDS`). `name` may be dotted ("size.dim", with `settings` the size mapping): its last part is
+    the key. The original uses these values as they are, so a string 'False' would read as true and a null fail deep
+    inside torch."""
+    value = settings.get(name.rpartition(".")[2], default)
+    test, meaning = _KINDS[kind]
+    if not test(value):
+        raise CheckpointError(f"{source} sets {name} to {value!r}: it must be {meaning}")
+    return value
+
+
+def _size(original: dict, source: str | Path) -> tuple[int, int, int]:
     size = original.get("size", "full")
     if isinstance(size, dict):  # honoured here (the original silently ignores a dict size: a bug)
-        return int(size.get("dim", 1024)), int(size.get("heads", 16)), int(size.get("layers", 12))
-    if isinstance(size, (int, float)) and not isinstance(size, bool):
-        return int(1024 * size), int(16 * size), 12
-    if size not in SIZE_PRESETS:
-        raise CheckpointError(
-            f"unknown model size {size!r} (expected one of {sorted(SIZE_PRESETS)}, a float or a dict)"
-        )
-    return SIZE_PRESETS[size]
+        return tuple(_setting(size, f"size.{name}", "count", default, source)
+                     for name, default in zip(("dim", "heads", "layers"), SIZE_PRESETS["full"], strict=True))
+    if isinstance(size, str) and size in SIZE_PRESETS:
+        return SIZE_PRESETS[size]
+    scale = _setting(original, "size", "size", "full", source)  # any other name, a null or a list is refused here
+    return int(1024 * scale), int(16 * scale), 12
 
 
-def config_from_original(original: dict, **overrides) -> VallEConfig:
-    """A `VallEConfig` equivalent to the original's `Model` config dict (as stored in the checkpoint metadata)."""
-    if original.get("arch_type", "llama") != "llama" or int(original.get("experts", 1)) > 1:
+def config_from_original(original: dict, *, source: str | Path = "the checkpoint's config", **overrides) -> VallEConfig:
+    """A `VallEConfig` equivalent to the original's `Model` config dict (as stored in the checkpoint metadata).
+
+    `source` says where `original` comes from in errors: a `CheckpointError` for a setting of the wrong type, or one
+    this package does not support.
+    """
+    def setting(name: str, kind: str, default):
+        return _setting(original, name, kind, default, source)
+
+    def flag(name: str, default: bool = False) -> bool:
+        return _setting(experimental, f"experimental.{name}", "flag", default, source)
+
+    experts = setting("experts", "count", 1)
+    if original.get("arch_type", "llama") != "llama" or experts > 1:
         raise CheckpointError(
-            f"unsupported architecture {original.get('arch_type')!r} with {original.get('experts', 1)} experts: "
+            f"unsupported architecture {original.get('arch_type')!r} with {experts} experts in {source}: "
             "only the llama backbone (the released ar+nar-llama-8) is supported"
         )
-    experimental = original.get("experimental") or {}
-    for flag in ("interleave", "hf", "layerskip"):
-        if experimental.get(flag):
-            raise CheckpointError(f"unsupported experimental setting {flag}=True in the checkpoint's config")
-    if int(experimental.get("causal_size", 1)) != 1 or experimental.get("audio_embedding_mode"):
-        raise CheckpointError("unsupported experimental causal_size / audio_embedding_mode in the checkpoint's config")
-    dim, heads, layers = _size(original)
+    experimental = setting("experimental", "section", None) or {}
+    for name in ("interleave", "hf", "layerskip"):
+        if flag(name):
+            raise CheckpointError(f"unsupported experimental setting {name}=True in {source}")
+    causal_size = _setting(experimental, "experimental.causal_size", "count", 1, source)
+    if causal_size != 1 or experimental.get("audio_embedding_mode"):
+        raise CheckpointError(f"unsupported experimental causal_size / audio_embedding_mode in {source}")
+    dim, heads, layers = _size(original, source)
     values = dict(
         hidden_size=dim,
         num_attention_heads=heads,
         num_hidden_layers=layers,
-        num_rvq_levels=int(original.get("resp_levels", 8)),
-        num_tasks=int(original.get("tasks", 8)),
-        num_languages=int(original.get("langs", 1)),
-        num_tones=int(original.get("tones", 1)),
-        version=int(original.get("version", 5)),
-        capabilities=list(original.get("capabilities", ["ar", "nar"])),
-        audio_embedding_sums=bool(experimental.get("audio_embedding_sums", False)),
-        split_classifiers=bool(experimental.get("split_classifiers", False)),
-        unified_position_ids=bool(experimental.get("unified_position_ids", True)),
+        num_rvq_levels=setting("resp_levels", "count", 8),
+        num_tasks=setting("tasks", "count", 8),
+        num_languages=setting("langs", "count", 1),
+        num_tones=setting("tones", "count", 1),
+        version=setting("version", "count", 5),
+        capabilities=list(setting("capabilities", "names", ["ar", "nar"])),
+        audio_embedding_sums=flag("audio_embedding_sums"),
+        split_classifiers=flag("split_classifiers"),
+        unified_position_ids=flag("unified_position_ids", True),
     )
     values.update(overrides)
     return VallEConfig(**values)
@@ -296,17 +338,20 @@ def convert_checkpoint(
     else:
         check_symmap(tokenizer, original.symmap, str(original.path))
     processor = VallEProcessor.from_tokenizer_file(tokenizer)
-    config_dict = original.config if config_yaml is None else original_config_from_yaml(config_yaml)
+    if config_yaml is None:
+        config_dict, source = original.config, f"the config embedded in {original.path}"
+    else:
+        config_dict, source = original_config_from_yaml(config_yaml), str(config_yaml)
     if not config_dict:
         raise CheckpointError(f"{checkpoint}: no embedded config; pass the original config.yaml with --config")
-    levels = int(config_dict.get("resp_levels", 8))
+    levels = _setting(config_dict, "resp_levels", "count", 8, source)
     text_head = f"classifiers.proj.{levels}.weight" in original.tensors
     codec_model = tiny_random_codec() if codec == "tiny-random" else load_codec(codec)
     vocoder_model = None
     if vocoder is not None:
         vocoder_model = tiny_random_vocos() if vocoder == "tiny-random" else load_original_vocos(vocoder)
     config = config_from_original(
-        config_dict, codec_config=codec_model.config.to_dict(), text_head=text_head,
+        config_dict, source=source, codec_config=codec_model.config.to_dict(), text_head=text_head,
         vocoder_config=None if vocoder_model is None else vocoder_model.config.to_dict(),
     )
     model = VallEForConditionalGeneration(config)
