@@ -138,6 +138,7 @@ MALFORMED_ENTRIES = {
     "symmap_a_list": (".sft", "userdata", {"symmap": [1, 2]}, "'userdata.symmap' entry is a list"),
     "config_a_string": (".pth", "config", "{}", "'config' entry is a str"),
     "module_a_list": (".pth", "module", [torch.zeros(2)], "'module' entry is a list"),
+    "symmap_ids_strings": (".sft", "userdata", {"symmap": {"a": "x"}}, "userdata.symmap maps 'a' to 'x'"),
 }
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 import torch
 from conftest import HELLO_IDS, HELLO_IPA, logged_warnings
 from tokenizers import Tokenizer
 
+from valle_hf.errors import CheckpointError
 from valle_hf.phonemes import phonemize
 from valle_hf.tokenization import (
+    check_symmap,
     ids_to_phonemes,
     load_phoneme_tokenizer,
     packaged_tokenizer_file,
@@ -57,6 +62,28 @@ def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
 def test_load_phoneme_tokenizer_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.json"):
         load_phoneme_tokenizer(tmp_path / "nothere.json")
+
+
+@pytest.mark.parametrize("where", ["tokenizer", "symmap"])
+def test_ids_that_are_not_integers_are_refused_naming_the_symbol(tmp_path, where):
+    """tokenizer.json and a checkpoint's symmap map symbols to integer ids: comparing the two failed with a TypeError
+    when one held a string id."""
+    data = json.loads(TOKENIZER_FILE.read_text(encoding="utf-8"))
+    vocab = data["model"]["vocab"]
+    symbol = sorted(vocab, key=vocab.get)[-1]
+    wrong = {**vocab, symbol: str(vocab[symbol])}
+    expected = re.escape(f"maps {symbol!r} to {wrong[symbol]!r}, not a symbol to an integer id")
+    if where == "symmap":
+        with pytest.raises(CheckpointError, match=f"fp32.sft's userdata.symmap {expected}"):
+            check_symmap(TOKENIZER_FILE, wrong, "fp32.sft")
+        return
+    data["model"]["vocab"] = wrong
+    file = tmp_path / "tokenizer.json"
+    file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=expected):
+        check_symmap(file, vocab, "fp32.sft")
+    with pytest.raises(CheckpointError, match=expected):
+        load_phoneme_tokenizer(file)
 
 
 def test_a_model_folder_gives_the_tokenizer_it_holds(tiny_random, tmp_path):

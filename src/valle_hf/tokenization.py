@@ -76,7 +76,16 @@ def _read_tokenizer_json(tokenizer_file: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(vocab, dict) or not vocab:
         raise CheckpointError(f"{path} is not a tokenizer.json (no model.vocab); give the original's "
                               "data/tokenizer.json")
+    _check_ids(vocab, f"{path} (model.vocab)", "give the original's data/tokenizer.json")
     return data
+
+
+def _check_ids(vocab: Mapping, where: str, fix: str) -> None:
+    """Refuse a vocabulary that is not symbol (a string) -> id (an integer), as tokenizer.json and the original's
+    symmap are: `check_symmap` orders and compares the ids, and the tokenizers library would fail on anything else."""
+    for symbol, index in vocab.items():
+        if not isinstance(symbol, str) or not isinstance(index, int) or isinstance(index, bool):
+            raise CheckpointError(f"{where} maps {symbol!r} to {index!r}, not a symbol to an integer id: {fix}")
 
 
 def check_symmap(tokenizer_file: str | os.PathLike, symmap: Mapping[str, int], checkpoint: str = "checkpoint") -> None:
@@ -87,6 +96,7 @@ def check_symmap(tokenizer_file: str | os.PathLike, symmap: Mapping[str, int], c
     is made on the raw file, before any de-aliasing. Raises `CheckpointError`.
     """
     vocab = _read_tokenizer_json(tokenizer_file)["model"]["vocab"]
+    _check_ids(symmap, f"{checkpoint}'s userdata.symmap", "export the checkpoint again (vall_e.export)")
     if dict(vocab) == dict(symmap):
         return
     def first_id(symbol: str) -> tuple[int, str]:
