@@ -244,16 +244,44 @@ def test_a_checkpoint_without_the_text_head_refuses_stt(tmp_path, fixtures):
         model.generate(audio_codes=torch.zeros(1, 5, levels, dtype=torch.long), task="stt", max_new_tokens=2)
 
 
-def test_an_existing_output_directory_is_refused_and_kept(tmp_path, fixtures, capsys):
+def converter_argv(fixtures, out) -> list[str]:
+    return ["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(out), "--codec", "tiny-random",
+            "--vocoder", "tiny-random"]
+
+
+# Folders that are no converted model: a user's files, another model, a config.json that is not JSON.
+NOT_CONVERTED = {
+    "notes": {"thesis.txt": "keep me"},
+    "another_model": {"config.json": '{"model_type": "bert"}', "model.safetensors": "weights"},
+    "broken_config": {"config.json": "{"},
+}
+
+
+@pytest.mark.parametrize("contents", NOT_CONVERTED)
+def test_an_existing_output_directory_is_refused_and_kept_even_with_overwrite(tmp_path, fixtures, capsys, contents):
     out = tmp_path / "converted"
     out.mkdir()
-    (out / "mine.txt").write_text("keep me")
-    argv = ["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(out), "--codec", "tiny-random",
-            "--vocoder", "tiny-random"]
+    files = NOT_CONVERTED[contents]
+    for name, text in files.items():
+        (out / name).write_text(text)
+    argv = converter_argv(fixtures, out)
     assert main(argv) == 1
-    assert "already exists" in capsys.readouterr().err and (out / "mine.txt").read_text() == "keep me"
+    assert "already exists" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --overwrite replaces only a converted model, and {out} is not one"), err
+    assert err.count("\n") == 1, err
+    assert {path.name: path.read_text() for path in out.iterdir()} == files
+
+
+def test_overwrite_replaces_a_converted_model(tmp_path, fixtures):
+    out = tmp_path / "converted"
+    out.mkdir()  # an empty folder is written into without --overwrite
+    argv = converter_argv(fixtures, out)
+    assert main(argv) == 0
+    (out / "notes.txt").write_text("old")
     assert main([*argv, "--overwrite"]) == 0
-    assert (out / "config.json").is_file() and not (out / "mine.txt").exists()
+    assert (out / "config.json").is_file() and not (out / "notes.txt").exists()
 
 
 @pytest.mark.parametrize("output", ["folder", "checkpoint"])

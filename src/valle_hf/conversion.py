@@ -368,8 +368,19 @@ def convert_checkpoint(
     return to_dtype(model, dtype).eval(), processor
 
 
+def _is_converted_model(folder: Path) -> bool:
+    """Whether `folder` holds a model of this package: a `config.json` naming its model type, as `save_converted`
+    (and `save_pretrained`) write."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # none, unreadable, or not JSON: not one of ours
+        return False
+    return isinstance(config, dict) and config.get("model_type") == VallEConfig.model_type
+
+
 def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=()) -> Path:
-    """Refuse, before any work, an `output_dir` that exists and is not an empty directory, unless `overwrite`, and one
+    """Refuse, before any work, an `output_dir` that exists and is not an empty directory, unless `overwrite` and it
+    is a converted model (replacing it deletes everything in it: a folder of anything else is never replaced), and one
     that is or holds any of the paths in `inputs` (the files the conversion reads: replacing it would delete them;
     names that are no file or folder here, a Hub id or 'tiny-random', are not paths)."""
     output_dir = Path(output_dir)
@@ -379,9 +390,15 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
             raise VallEError(f"--output-dir {output_dir} is or holds {source}, which the conversion reads: choose "
                              "another --output-dir")
     check_output_folder(output_dir, "--output-dir")
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+    if not output_dir.exists() or not any(output_dir.iterdir()):
+        return output_dir
+    if not overwrite:
         raise VallEError(f"{output_dir} already exists and is a directory that is not empty: choose another "
                          "--output-dir, or pass --overwrite to replace it")
+    if not _is_converted_model(output_dir):
+        raise VallEError(f"--overwrite replaces only a converted model, and {output_dir} is not one (no config.json "
+                         f"of a {VallEConfig.model_type} model), so everything in it is kept: choose another "
+                         "--output-dir (or empty this one)")
     return output_dir
 
 
@@ -390,7 +407,8 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
     its `auto_map`, so that it loads with `trust_remote_code=True` where valle-hf is not installed), all or nothing.
 
     Everything is written to a temporary directory beside `output_dir` and moved into place at the end, so a failure
-    leaves no half-written directory. An existing non-empty `output_dir` is refused unless `overwrite`.
+    leaves no half-written directory. An existing non-empty `output_dir` is refused unless `overwrite` and it is a
+    converted model (`check_output_dir`).
     """
     output_dir = check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -426,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--checkpoint", required=True, help="original fp32.sft / .safetensors / .pth file")
     parser.add_argument("--output-dir", required=True, help="directory to write")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace the converted model already in "
+                        "--output-dir (a folder of anything else is never replaced)")
     parser.add_argument("--config", default=None, help="original config.yaml (default: the checkpoint's own config)")
     parser.add_argument("--tokenizer", default=None,
                         help="original tokenizer.json (default: the released model's, shipped with valle-hf)")
