@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from valle_hf.cli import usable_device
 from valle_hf.configuration import DEFAULT_CODEC
+from valle_hf.conversion import is_converted_model
 from valle_hf.dataset import (
     MANIFEST,
     PREPARE_CONFIG,
@@ -207,17 +208,6 @@ def codec_name(args) -> str:
     if args.codec is not None:
         return args.codec
     return str(args.tokenizer) if is_converted_model(args.tokenizer) else DEFAULT_CODEC
-
-
-def is_converted_model(path: Path) -> bool:
-    """Whether `path` is a folder with a VALL-E `config.json` (a converted model, which holds its codec)."""
-    from valle_hf.configuration import VallEConfig
-
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("model_type") == VallEConfig.model_type
 
 
 def load_codec_model(name: str, device: str):

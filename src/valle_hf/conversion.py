@@ -368,7 +368,7 @@ def convert_checkpoint(
     return to_dtype(model, dtype).eval(), processor
 
 
-def _is_converted_model(folder: Path) -> bool:
+def is_converted_model(folder: Path) -> bool:
     """Whether `folder` holds a model of this package: a `config.json` naming its model type, as `save_converted`
     (and `save_pretrained`) write."""
     try:
@@ -395,7 +395,7 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
     if not overwrite:
         raise VallEError(f"{output_dir} already exists and is a directory that is not empty: choose another "
                          "--output-dir, or pass --overwrite to replace it")
-    if not _is_converted_model(output_dir):
+    if not is_converted_model(output_dir):
         raise VallEError(f"--overwrite replaces only a converted model, and {output_dir} is not one (no config.json "
                          f"of a {VallEConfig.model_type} model), so everything in it is kept: choose another "
                          "--output-dir (or empty this one)")
