@@ -178,7 +178,7 @@ def _flag_value(action, index: int):
 
 
 def test_generation_kwargs_map_every_sampler_flag():
-    from valle_hf.cli import FLAG_SETTINGS, TTS_ONLY_SETTINGS, build_parser, generation_kwargs
+    from valle_hf.cli import FLAG_SETTINGS, build_parser, generation_kwargs
     from valle_hf.errors import UsageError
 
     actions = _sampler_actions()
@@ -197,8 +197,6 @@ def test_generation_kwargs_map_every_sampler_flag():
     assert generation_kwargs(build_parser().parse_args(argv[:3])) == {}
     off = generation_kwargs(build_parser().parse_args([*argv[:3], "--beam-width", "0", "--ar-temp", "0"]))
     assert off == {"num_beams": 1, "temperature": 0.0, "do_sample": False}
-    stt = generation_kwargs(build_parser().parse_args([*argv, "--task", "stt"]))
-    assert stt == {name: value for name, value in kwargs.items() if name not in TTS_ONLY_SETTINGS}
     for flag, value in (("--nar-temp", "nan"), ("--prefix-silence", "-1.0"), ("--input-prompt-length", "-3.0")):
         with pytest.raises(UsageError, match=f"{flag} {value} is not allowed"):  # a TTS flag out of range, with STT
             generation_kwargs(build_parser().parse_args([*argv[:3], "--task", "stt", flag, value]))
