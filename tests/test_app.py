@@ -287,7 +287,7 @@ def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, mo
         list(demo.speak("Hi there. And a second one.", random_voice=True, max_ar_steps=10))
 
 
-def test_a_missing_recording_is_named_in_the_pages_words(tiny):
+def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     """The message spoke of an empty path or an unset variable, the CLI's mistakes, on the STT tab too."""
     demo = webui.Demo(*tiny)
     demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
@@ -295,6 +295,8 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny):
         demo.transcribe(None)
     with pytest.raises(webui.gr.Error, match="no reference voice: upload or record a few seconds of speech"):
         list(demo.speak("Hello there.", references=[], recording=None))
+    with pytest.raises(webui.gr.Error, match="Random voice speaks without a reference, but one was given"):
+        list(demo.speak("Hello there.", references=[str(prompt_wav)], random_voice=True))  # not "--no-prompt ..."
 
 
 @pytest.mark.parametrize("inputs, message", [

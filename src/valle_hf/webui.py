@@ -228,9 +228,12 @@ class Demo:
         its duration and the time taken."""
         with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page():
             references = _reference_paths(references, recording)
+            # in the page's words (the CLI's messages speak of an empty path, an unset variable, --no-prompt)
             if check_text(text) and not references and not random_voice:
-                # in the page's words (the CLI's message speaks of an empty path, an unset variable)
                 raise UsageError("no reference voice: upload or record a few seconds of speech, or tick Random voice")
+            if references and random_voice:
+                raise UsageError("Random voice speaks without a reference, but one was given: remove it, or untick "
+                                 "Random voice")
             args = _arguments("tts", flags, text=text, references=references,
                               language=language, language_switch=language_switch, no_prompt=random_voice,
                               out_path=str(Path(folder) / "speech.wav"))
