@@ -158,7 +158,7 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     header. Every record comes back, as a row or as a row with its error, so that none is lost silently.
 
     Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a file that is not UTF-8 text, an
-    unknown layout, a file without any record, or a header (CSV, TSV) with a column unnamed or named twice.
+    unknown layout, a file without any record, or a header (CSV, TSV) that names a column twice.
     """
     path = Path(path)
     if layout not in LAYOUTS:
@@ -185,12 +185,8 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
 
 
 def _check_header(path: Path, lines: str, header: list[str]) -> None:
-    """Refuse a header with a column no reader can name: one without a name (a comma or tab at the end of the
-    header, which an error message would show as nothing), or a name given twice."""
-    unnamed = next((number for number, column in enumerate(header, start=1) if not column), None)
-    if unnamed is not None:
-        raise VallEValueError(f"{path}: the header (line {lines}) has a column without a name ('', column {unnamed} "
-                              f"of {len(header)}): name it, or remove it (a separator at the end of a line makes one)")
+    """Refuse a header that names a column twice (a reader could not tell which one it reads). A column without a
+    name (pandas' index, a separator at the end of the header) is read as the column ''."""
     repeated = next((column for column in header if header.count(column) > 1), None)
     if repeated is not None:
         raise VallEValueError(f"{path}: the header (line {lines}) names the column {repeated!r} twice; keep one")

@@ -202,7 +202,9 @@ def _check_columns(table, manifest: Path) -> None:
     if unknown:
         where = "" if table.layout != "jsonl" else next(
             f" (first on {row.where})" for row in table.rows if set(unknown) & set(row.values))
-        raise UsageError(f"{manifest}: unknown column(s) {', '.join(unknown)}{where}: the columns are "
+        named = ", ".join(column or "'' (a column without a name: a separator at the start or end of the header?)"
+                          for column in unknown)
+        raise UsageError(f"{manifest}: unknown column(s) {named}{where}: the columns are "
                          f"{', '.join(COLUMNS)} and the CLI's sampler flags by name ({', '.join(FLAG_SETTINGS)})")
 
 
