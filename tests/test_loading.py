@@ -264,6 +264,8 @@ def _edited_copy(source: Path, target: Path, name: str, edit) -> Path:
     ("generation_config.json", "[]", "generation_config.json cannot be read \\(a JSON list"),
     ("generation_config.json", "{not json", "generation_config.json cannot be read \\(Expecting property name"),
     ("generation_config.json", lambda g: {**g, "max_new_tokens": "10"}, "max_new_tokens='10' is not allowed"),
+    ("generation_config.json", lambda g: {**g, "cache_implementation": "nope"}, "Invalid `cache_implementation`"),
+    ("generation_config.json", lambda g: {**g, "pad_token_id": "x"}, "generation_config.json cannot be read"),
 ])
 def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(converted_dir, tmp_path, name, edit,
                                                                              message):
@@ -275,6 +277,18 @@ def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(con
     with pytest.raises(CheckpointError, match=message) as raised:
         load_model_and_processor(str(edited))
     assert "\n" not in str(raised.value)
+
+
+def test_a_saved_generation_config_flagged_as_derived_keeps_its_settings(converted_dir, tmp_path):
+    """transformers flags a GenerationConfig made by from_model_config, also once a user set its samplers and saved
+    it: only one that sets none stands for a missing file."""
+    import json
+
+    edited = _edited_copy(converted_dir, tmp_path / "model", "generation_config.json",
+                          lambda g: {**g, "_from_model_config": True, "temperature": 0.8})
+    model, _ = load_model_and_processor(str(edited))
+    assert model.generation_config.temperature == 0.8
+    assert json.loads((edited / "generation_config.json").read_text())["temperature"] == 0.8
 
 
 def test_without_generation_config_json_the_tuned_settings_apply_and_streaming_works(converted_dir, tmp_path,

@@ -167,6 +167,7 @@ def test_a_streamer_follows_the_texts_of_one_generate_call_only(tts, prompt_wav)
     one = AudioIteratorStreamer(chunk_seconds=0.1, timeout=60)
     tts(TEXTS[0], forward_params={**settings, "audio_streamer": one})
     assert list(one)
+    assert len(tts(TEXTS, forward_params={**settings, "audio_streamer": None})) == 2  # no streamer: any batching
 
 
 def test_other_models_get_transformers_pipeline_unchanged(tts, monkeypatch):

@@ -208,6 +208,12 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
         fixture_model.generate(**inputs, audio_streamer=recorder)
     assert len([chunk for chunk in recorder.chunks if chunk.final]) == 2
 
+    class Player(Recorder):  # a user's streamer with a start of its own, which generate must not call
+        def start(self, device):
+            raise AssertionError("generate called the streamer's own start")
+
+    fixture_model.generate(**inputs, audio_streamer=Player(0.1))
+
     for timeout in (0, -1.0, float("nan"), float("inf"), "5", True):
         with pytest.raises(ValueError, match="timeout must be None"):
             AudioIteratorStreamer(timeout=timeout)

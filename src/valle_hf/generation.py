@@ -167,15 +167,15 @@ def _check_inputs_of(task: str, **inputs) -> None:
 def _ends(streamer: AudioStreamer | None):
     """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends: a consumer iterating
     over the streamer must not wait for ever for a call that failed before its first chunk. Raises `VallETypeError`
-    for a streamer without `put` and `end` (or a class, not an instance), and what its `start` raises (a streamer
-    that already served a call)."""
+    for a streamer without `put` and `end` (or a class, not an instance), and what its `start_call` raises (a
+    streamer that already served a call)."""
     if streamer is not None and (isinstance(streamer, type) or not all(callable(getattr(streamer, name, None))
                                                                          for name in ("put", "end"))):
         name = streamer.__name__ if isinstance(streamer, type) else type(streamer).__name__
         raise VallETypeError(f"audio_streamer must be a valle_hf.streaming.AudioStreamer instance (put and end), got "
                              f"{'the class ' if isinstance(streamer, type) else ''}{name}")
-    if callable(getattr(streamer, "start", None)):  # optional: transformers-style streamers have put and end only
-        streamer.start()
+    if isinstance(streamer, AudioStreamer):  # transformers-style streamers have put and end only
+        streamer.start_call()
     try:
         yield
     finally:
@@ -276,9 +276,12 @@ class VallEGenerationMixin(GenerationMixin):
         """`from_pretrained` loads `generation_config.json` as a plain `GenerationConfig`: read it as ours. Without
         that file transformers derives one from `config.json`, which holds no VALL-E setting (every sampler None, its
         own 20-token max_length): the tuned settings (`VallEGenerationConfig.tuned`) stand in for it, as in a model
-        built from its config."""
+        built from its config. (A saved file can carry transformers' `_from_model_config` flag too: one that sets a
+        sampler is kept.)"""
         super().adjust_generation_fn(*args, **kwargs)
-        if getattr(self.generation_config, "_from_model_config", False):
+        derived = self.generation_config
+        unset = derived.max_new_tokens is None and derived.temperature is None  # config.json holds no sampler
+        if getattr(derived, "_from_model_config", False) and unset:
             logger.info("no generation_config.json: generating with the tuned settings of a model built from its "
                         "config (VallEGenerationConfig.tuned)")
             self.generation_config = VallEGenerationConfig.tuned(self.config)

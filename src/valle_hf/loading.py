@@ -340,7 +340,8 @@ def _check_config_files(folder: Path) -> None:
                 raise VallEValueError(f"a JSON {type(settings).__name__}, not an object of settings")
             if file.name == "generation_config.json":
                 VallEGenerationConfig.from_dict(settings)  # every setting's type and range
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, VallEValueError) as error:
+        # transformers' GenerationConfig raises these for settings of the wrong type or value
+        except (OSError, ValueError, TypeError, AttributeError) as error:
             raise CheckpointError(f"{file} cannot be read ({one_line(error, 200)}): convert the model again, or "
                                   "download it again") from None
 

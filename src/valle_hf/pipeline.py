@@ -58,7 +58,7 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
 def check_one_streamed_call(text_inputs: Any, batch_size: int | None, kwargs: Mapping[str, Any]) -> None:
     """Refuse (`VallEValueError`) an `audio_streamer` when the pipeline would make several `generate` calls (one per
     batch of texts): a streamer follows one call, so the later texts' audio would be lost."""
-    if not any("audio_streamer" in (kwargs.get(name) or {}) for name in _SETTINGS):
+    if all((kwargs.get(name) or {}).get("audio_streamer") is None for name in _SETTINGS):
         return
     if isinstance(text_inputs, (str, tuple)) or isinstance(text_inputs, list) and len(text_inputs) <= (batch_size or 1):
         return  # one text, a tuple of texts (one item), or every text in one batch: one call

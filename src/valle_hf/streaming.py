@@ -73,7 +73,7 @@ class AudioStreamer:
     `put`. `chunk_seconds`: how much level-0 audio the AR produces between two NAR + decoding rounds (the chunk's
     audio follows after the decoder's look-ahead, see `decoder_context`).
 
-    `single_use`: the streamer follows one `generate` call (`start` refuses a second); `needs_audio`: it needs the
+    `single_use`: the streamer follows one `generate` call (`start_call` refuses a second); `needs_audio`: it needs the
     chunks' audio (`generate` refuses `output_audio=False`).
     """
 
@@ -86,7 +86,7 @@ class AudioStreamer:
         self.chunk_seconds = float(chunk_seconds)
         self._started = False
 
-    def start(self) -> None:
+    def start_call(self) -> None:
         """Called when a `generate` call starts, before any chunk. Raises `VallEValueError` for a `single_use`
         streamer that already served a call: its consumer or file ended with that call, so a second one's chunks
         would be lost."""
