@@ -153,7 +153,8 @@ def check_options(args: argparse.Namespace) -> None:
         low, high = getattr(args, name)
         if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
             raise UsageError(f"--{name.replace('_', '-')} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX")
-    check_prompt_duration(args.prompt_duration, "--prompt-duration")  # MAX 0 passed, then failed at step 1
+    if "tts" in args.tasks:  # MAX 0 passed, then failed at the first TTS item; STT items read no prompt
+        check_prompt_duration(args.prompt_duration, "--prompt-duration")
     if args.model == "tiny-random":
         raise UsageError("--model tiny-random is an installation check built in memory, not a model folder to "
                          "fine-tune: give a converted model's folder (python -m valle_hf.convert)")
@@ -162,9 +163,9 @@ def check_options(args: argparse.Namespace) -> None:
     if (args.output / "final").exists() and not args.resume:
         raise UsageError(f"--output {args.output} already holds a trained model ({args.output / 'final'}): choose "
                          "another --output, or --resume to continue its run")
-    if args.resume and last_checkpoint(args.output) is None:  # the Trainer would start afresh without a word
-        raise UsageError(f"--resume: --output {args.output} holds no checkpoint to continue from (checkpoint-N "
-                         "folders, saved every --save-steps): drop --resume to start a run")
+    if args.resume and last_checkpoint(args.output) is None:  # a preempted job's first launch: start, and say so
+        print(f"warning: --resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
+              "--save-steps): starting a new run", file=sys.stderr)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
         # transformers' Trainer does not join CPU processes: each would train alone and save over the others
         raise UsageError("fine-tuning runs in one process on CPUs: launch it without accelerate or torchrun (several "

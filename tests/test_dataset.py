@@ -272,6 +272,7 @@ def test_a_prompt_duration_that_gives_no_prompt_is_refused(tmp_path, prompt_dura
     with pytest.raises(VallEValueError, match=r"prompt_duration .*: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at "
                                               r"least one codec frame"):
         VallEDataset(tmp_path, prompt_duration=prompt_duration)
+    assert len(VallEDataset(tmp_path, prompt_duration=prompt_duration, task="stt")) == 2  # STT reads no prompt
 
 
 def test_a_prompt_drawn_shorter_than_a_frame_is_one_frame_not_empty(tmp_path):

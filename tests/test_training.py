@@ -396,6 +396,22 @@ def test_finetune_warns_when_the_data_has_fewer_levels_than_the_model(tmp_path, 
         assert warned == (levels is not None)
 
 
+def test_finetune_resume_and_stt_only_without_a_prompt(tmp_path, monkeypatch, capsys):
+    """--resume on a first launch (a preemptible job's) starts a run and says so; STT alone reads no prompt, so
+    --prompt-duration 0 0 is no mistake there."""
+    reactive_model().save_pretrained(tmp_path / "model")
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    started = []
+    monkeypatch.setattr(finetune.VallETrainer, "train", lambda self, **kwargs: started.append(kwargs))
+    monkeypatch.setattr(finetune.VallETrainer, "save_model", lambda self, path: None)
+    argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output", tmp_path / "out", "--resume",
+            "--tasks", "stt", "--prompt-duration", "0", "0"]
+    finetune.train(list(map(str, argv)))
+    assert started == [{"resume_from_checkpoint": None}]
+    assert "warning: --resume: --output" in capsys.readouterr().err
+
+
 def test_finetune_takes_bf16_without_a_gpu(monkeypatch):
     """transformers refused --bf16 without a GPU unless told to train on the CPU."""
     finetune = load_script(REPO / "examples" / "finetune.py")
@@ -418,13 +434,12 @@ def record_without_frames(root: Path, record: dict) -> str:
 
 
 @pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "prompt_duration_zero",
-                                  "stt_without_text_head", "resume_without_checkpoint", "several_cpu_processes",
-                                  "original_checkpoint"])
+                                  "stt_without_text_head", "several_cpu_processes", "original_checkpoint"])
 def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path, monkeypatch, capsys, case):
     """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks; --prompt-duration 0 0
-    and --tasks stt on a model without a text head failed only at the first training step; --resume without a
-    checkpoint started afresh, and CPU processes under a launcher each trained alone, saving over each other; an
-    original checkpoint as --model was called "not an original checkpoint"."""
+    and --tasks stt on a model without a text head failed only at the first training step; CPU processes under a
+    launcher each trained alone, saving over each other; an original checkpoint as --model was called "not an
+    original checkpoint"."""
     reactive_model(tiny_config(text_head=case != "stt_without_text_head")).save_pretrained(tmp_path / "model")
     data, prompt_duration, model, extra = tmp_path / "data", ["0.2", "0.5"], tmp_path / "model", []
     write_tiny_dataset(data)
@@ -438,8 +453,6 @@ def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path
         expected = "--prompt-duration 0.0 0.0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"
     elif case == "stt_without_text_head":
         expected = "tasks ['tts', 'stt'] include 'stt', but the model has no text head"
-    elif case == "resume_without_checkpoint":
-        extra, expected = ["--resume"], f"--resume: --output {tmp_path / 'out'} holds no checkpoint to continue from"
     elif case == "several_cpu_processes":
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)

@@ -190,7 +190,8 @@ class VallEDataset(torch.utils.data.Dataset):
         if not self.root.is_dir():
             raise VallEFileNotFoundError(f"prepared data set not found: {self.root} is not a folder (make one with "
                                          "scripts/prepare_dataset.py)")
-        check_prompt_duration(prompt_duration)
+        if task != "stt":  # only TTS items read a prompt
+            check_prompt_duration(prompt_duration)
         numbered = numbered_manifest(self.root)
         levels = [check_record(self.root, line, record) for line, record in numbered]
         self.rvq_levels = min(levels, default=0)  # what every utterance has: the levels training can reach
