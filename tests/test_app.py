@@ -306,6 +306,7 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     (dict(seed=float("nan")), "Seed must be a whole number"),
     (dict(seed=float("inf")), "Seed must be a whole number"),
     (dict(seed=2.5), "Seed must be a whole number"),
+    (dict(seed="7"), "Seed must be a number, got '7'"),
 ])
 def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs, message):
     """The page's API takes any JSON: a null text or language, a seed the page's number field cannot hold."""

@@ -98,6 +98,9 @@ def test_the_reference_is_never_an_output_whatever_the_spelling(tmp_path, monkey
             check_output_path(reference, joined)
     assert check_output_path(tmp_path / "other.wav", [str(reference)]) == tmp_path / "other.wav"
     assert check_output_path(reference, "") == reference  # no reference (an empty path is not the folder ".")
+    assert check_output_path(reference, None) == reference
+    with pytest.raises(VallEValueError, match="would destroy the reference audio"):
+        check_output_path(reference, (path for path in [str(reference)]))  # any iterable of paths
 
 
 def _failing_write(fail_after: int):

@@ -68,7 +68,7 @@ def test_a_bandwidth_the_codec_has_no_setting_for_is_refused_in_one_line(codec):
 
     for call in (lambda: encode(codec, _speechlike(3200), bandwidth=2.0),
                  lambda: encode_batch(codec, [_speechlike(3200)], bandwidth=2.0)):
-        with pytest.raises(VallEValueError, match=r"the codec encodes at \[.*\] kbps, not at 2.0 kbps"):
+        with pytest.raises(VallEValueError, match=r"the codec encodes at \[.*\] kbps, not at 2.0 kbps: give one"):
             call()
 
 

@@ -103,6 +103,8 @@ def test_each_codec_and_vocoder_pair_has_its_own_cached_directory(tmp_path, fixt
     assert folders[1] == tmp_path / "ar+nar-llama-8"  # the defaults' directory, as the README names it
     assert [released_model_directory(tmp_path, codec, vocoder) for codec, vocoder in pairs] == folders
     assert len(converted) == 3  # each pair converted once
+    (folders[0] / "config.json").unlink()  # a cache left incomplete is made again
+    assert released_model_directory(tmp_path, *pairs[0]) == folders[0] and (folders[0] / "config.json").is_file()
 
 
 @pytest.mark.subprocess

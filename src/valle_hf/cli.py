@@ -343,7 +343,8 @@ def check_task_flags(args) -> None:
     unused = [f"--{flag.replace('_', '-')}" for flag, setting in FLAG_SETTINGS.items()
               if setting in TTS_ONLY_SETTINGS and getattr(args, flag) is not None]
     if unused:
-        raise UsageError(f"{', '.join(unused)}: text-to-speech only; --task stt would ignore it: drop it")
+        them = "it" if len(unused) == 1 else "them"
+        raise UsageError(f"{', '.join(unused)}: text-to-speech only; --task stt would ignore {them}: drop {them}")
     resolve_language("", args.language)
 
 

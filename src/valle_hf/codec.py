@@ -185,8 +185,8 @@ def _check_bandwidth(codec: EncodecModel, bandwidth: float) -> None:
     """Refuse (`VallEValueError`) a bandwidth the codec has no setting for (transformers raises a bare ValueError)."""
     if bandwidth not in (codec.config.target_bandwidths or ()):
         raise VallEValueError(f"the codec encodes at {list(codec.config.target_bandwidths or ())} kbps, not at "
-                              f"{bandwidth} kbps (the model's RVQ levels): its codec_config does not fit the model; "
-                              "convert it again")
+                              f"{bandwidth} kbps: give one of these (a model's codec_config that lacks its own "
+                              "bandwidth does not fit the model: convert it again)")
 
 
 def _check_codes(codec: EncodecModel, codes: torch.Tensor, expected_dims: int, layout: str) -> torch.Tensor:

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import torch
@@ -148,7 +149,9 @@ def released_model_directory(cache_dir: str | Path | None = None, codec: str = D
         return target
     checkpoint = hub_file(RELEASED_REPO, RELEASED_CHECKPOINT, "the released model", f"offline: {OFFLINE_CHOICES}")
     model, processor = convert_checkpoint(checkpoint, codec=codec, vocoder=vocoder)
-    return save_converted(model, processor, target, overwrite=True)
+    if target.is_dir():  # this package's own cache, left incomplete (by hand: saving is all or nothing): made again
+        shutil.rmtree(target)
+    return save_converted(model, processor, target)
 
 
 def load_model_and_processor(
