@@ -192,6 +192,20 @@ def test_malformed_config_settings_are_refused_naming_them(tmp_path, fixtures, c
         assert_refused(fixtures.checkpoint, f"{config_yaml} {expected}", capsys, config_yaml)
 
 
+def test_settings_the_original_reads_as_plain_values_convert_to_the_same_model(fixtures):
+    """Whole numbers written as floats, and flags as 0, 1 or null (read by truth value, as the original does):
+    accepted, and the same model as their plain spelling."""
+    from valle_hf.conversion import config_from_original
+
+    _, original = original_tensors(fixtures)
+    plain = config_from_original(original)
+    spelled = with_setting(original, "version", float(plain.version))
+    for flag in ("split_classifiers", "audio_embedding_sums", "unified_position_ids"):
+        spelled = with_setting(spelled, f"experimental.{flag}", int(getattr(plain, flag)))
+    assert config_from_original(spelled).to_dict() == plain.to_dict()
+    assert config_from_original(with_setting(original, "experimental.hf", None)).to_dict() == plain.to_dict()
+
+
 def test_the_checkpoint_a_yaml_names_needs_a_well_formed_config(tmp_path, fixtures):
     _, original = original_tensors(fixtures)
     for name, value in (("experts", "x"), ("resp_levels", None)):

@@ -160,7 +160,8 @@ def checkpoint_of_yaml(path: str | Path) -> Path:
 
 
 def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    """A positive whole number, also written as a float (64.0), as the original's int() reads it."""
+    return _is_scale(value) and float(value).is_integer()
 
 
 def _is_scale(value) -> bool:
@@ -168,13 +169,16 @@ def _is_scale(value) -> bool:
 
 
 # What each kind of setting in the original's config must be (the types of its `Model` dataclass), and how to say so.
+# A flag is read as the original reads it, by truth value, but only from values whose truth is plain (a string
+# 'False' would read as true).
 _KINDS = {
-    "count": (_is_count, "a positive integer"),
-    "flag": (lambda value: isinstance(value, bool), "true or false"),
-    "names": (lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
-              "a list of names"),
-    "section": (lambda value: value is None or isinstance(value, dict), "a mapping of settings"),
-    "size": (_is_scale, f"one of {sorted(SIZE_PRESETS)}, a positive number, or a mapping of dim, heads and layers"),
+    "count": (_is_count, "a positive integer", int),
+    "flag": (lambda value: value is None or isinstance(value, bool) or value in (0, 1), "true or false", bool),
+    "names": (lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value),
+              "a list of names", list),
+    "section": (lambda value: value is None or isinstance(value, dict), "a mapping of settings", None),
+    "size": (_is_scale, f"one of {sorted(SIZE_PRESETS)}, a positive number, or a mapping of dim, heads and layers",
+             None),
 }
 
 
@@ -184,10 +188,10 @@ def _setting(settings: dict, name: str, kind: str, default, source: str | Path):
     the key. The original uses these values as they are, so a string 'False' would read as true and a null fail deep
     inside torch."""
     value = settings.get(name.rpartition(".")[2], default)
-    test, meaning = _KINDS[kind]
+    test, meaning, read = _KINDS[kind]
     if not test(value):
         raise CheckpointError(f"{source} sets {name} to {value!r}: it must be {meaning}")
-    return value
+    return value if read is None else read(value)
 
 
 def _size(original: dict, source: str | Path) -> tuple[int, int, int]:
@@ -236,7 +240,7 @@ def config_from_original(original: dict, *, source: str | Path = "the checkpoint
         num_languages=setting("langs", "count", 1),
         num_tones=setting("tones", "count", 1),
         version=setting("version", "count", 5),
-        capabilities=list(setting("capabilities", "names", ["ar", "nar"])),
+        capabilities=setting("capabilities", "names", ["ar", "nar"]),
         audio_embedding_sums=flag("audio_embedding_sums"),
         split_classifiers=flag("split_classifiers"),
         unified_position_ids=flag("unified_position_ids", True),
