@@ -154,16 +154,16 @@ def gather(args, workdir: Path) -> tuple[Path, dict[str, Path], str]:
     from valle_hf.conversion import convert_checkpoint, save_converted
     from valle_hf.loading import RELEASED_CHECKPOINT, RELEASED_REPO, released_model_directory
 
+    vocoder = None if args.vocoder == "none" else args.vocoder
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
         model, processor = convert_checkpoint(checkpoint, args.config, tokenizer=args.tokenizer, codec=args.codec,
-                                              vocoder=None if args.vocoder == "none" else args.vocoder,
-                                              dtype=getattr(torch, args.dtype))
+                                              vocoder=vocoder, dtype=getattr(torch, args.dtype))
         model_dir = save_converted(model, processor, workdir / "model")
         source = f"{checkpoint.parent.name}/{checkpoint.name}" if checkpoint.parent.name else checkpoint.name
         return model_dir, directory_files(model_dir), args.source or source
     if args.released:
-        model_dir = released_model_directory(codec=args.codec, vocoder=args.vocoder)
+        model_dir = released_model_directory(codec=args.codec, vocoder=vocoder)  # "none" too: decode with EnCodec
         source = f"{RELEASED_REPO}: {RELEASED_CHECKPOINT}"
     else:
         model_dir = Path(args.model_dir)

@@ -222,6 +222,8 @@ def test_script_uploads_the_released_model(fake_hub, converted_dir, monkeypatch,
     assert calls == [{"codec": "facebook/encodec_24khz", "vocoder": "charactr/vocos-encodec-24khz"}]
     card = check_card(fake_hub.root / "someone/released" / "README.md", "someone/released")
     assert "`ecker/vall-e: models/ckpt/ar+nar-llama-8/fp32.sft`" in card.text
+    status, _, err = run_script(["--released", "--repo-id", "someone/released", "--vocoder", "none"], capsys)
+    assert status == 0 and calls[-1]["vocoder"] is None, err  # EnCodec decodes (it looked for a Hub repo "none")
 
 
 def test_script_refuses_a_directory_without_processor(fake_hub, tmp_path, fixture_model, capsys):
