@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import logged_warnings
 from safetensors.torch import save_file
 from transformers import EncodecConfig, EncodecModel
 
@@ -181,8 +182,10 @@ def test_a_folder_that_is_not_an_encodec_checkpoint_is_refused_not_loaded_at_ran
     (tmp_path / "codec" / "model.safetensors").rename(tmp_path / "model.safetensors")
     save_file({"encoder.layers.0.conv.bias": torch.zeros(4)}, tmp_path / "codec" / "model.safetensors")
     for folder in (vocos_checkpoint_dir, tmp_path / "codec"):  # Vocos' (no config.json), EnCodec's with few weights
-        with pytest.raises(CheckpointError, match=r"is not an EnCodec checkpoint \(\d+ of its weights missing"):
+        with pytest.raises(CheckpointError, match=r"is not an EnCodec checkpoint \(\d+ of its weights missing"), \
+                logged_warnings() as logged:
             load_codec(str(folder))
+        assert "LOAD REPORT" not in logged.out  # its table (65 lines) came before the one line
 
 
 def test_decode_takes_codes_of_every_level_the_codec_has(codec):

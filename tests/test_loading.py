@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import soundfile
 import torch
+from conftest import logged_warnings
 from hub_server import LocalHub
 
 from valle_hf.loading import RELEASED_CHECKPOINT, RELEASED_REPO, load_model_and_processor
@@ -276,9 +277,9 @@ def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(con
     from valle_hf.errors import CheckpointError
 
     edited = _edited_copy(converted_dir, tmp_path / "edited", name, edit)
-    with pytest.raises(CheckpointError, match=message) as raised:
+    with pytest.raises(CheckpointError, match=message) as raised, logged_warnings() as logged:
         load_model_and_processor(str(edited))
-    assert "\n" not in str(raised.value)
+    assert "\n" not in str(raised.value) and "LOAD REPORT" not in logged.out  # one line, not after its table
 
 
 def test_a_saved_generation_config_flagged_as_derived_keeps_its_settings(converted_dir, tmp_path):

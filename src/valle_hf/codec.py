@@ -67,9 +67,12 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
                "--codec tiny-random (a test codec that makes noise)")
     if not Path(name_or_path).is_dir():
         check_reachable(str(name_or_path), "config.json", "the EnCodec codec", instead)
+    from .loading import without_load_report
+
     try:
-        codec, info = EncodecModel.from_pretrained(name_or_path, output_loading_info=True, ignore_mismatched_sizes=True,
-                                                   **from_pretrained_kwargs)
+        with without_load_report():  # `_check_loaded` says what it would report, in one line
+            codec, info = EncodecModel.from_pretrained(name_or_path, output_loading_info=True,
+                                                       ignore_mismatched_sizes=True, **from_pretrained_kwargs)
     except OSError as error:
         raise ModelNotFoundError(f"could not load the EnCodec codec {name_or_path} ({one_line(error, 200)}); "
                                  f"{instead}") from None

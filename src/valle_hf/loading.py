@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -268,6 +269,24 @@ def no_progress_bars():
             hf_logging.enable_progress_bar()
 
 
+class _WithoutLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def without_load_report():
+    """A context without transformers' LOAD REPORT table (weights missing, unused or of another shape), for loaders
+    that refuse what it reports in one line of their own: printed first, it buried that line."""
+    report = logging.getLogger("transformers.modeling_utils")
+    quiet = _WithoutLoadReport()
+    report.addFilter(quiet)
+    try:
+        yield
+    finally:
+        report.removeFilter(quiet)
+
+
 def model_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:
     """The `dtype` a model loads in: a floating dtype (float32, bfloat16, float16, float64), given as such or by name;
     None for float32; or "auto" (transformers' meaning: the checkpoint's; a model built in memory keeps its own,
@@ -317,8 +336,9 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
     try:
         quantization = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
         # Weights of another shape are reported in the loading info (and refused below), not raised as a bare error.
-        model, info = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, output_loading_info=True,
-                                                                    ignore_mismatched_sizes=True, **quantization)
+        with without_load_report():
+            model, info = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, output_loading_info=True,
+                                                                        ignore_mismatched_sizes=True, **quantization)
     except OSError as error:
         raise ModelNotFoundError(f"could not load {name} ({one_line(error, 200)}); {choices}") from None
     except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's
