@@ -180,7 +180,8 @@ def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_pa
          "--dry-sequence-breakers: expected comma-separated token ids"),
         (dict(text=TEXT, references=[handle_file(bad_audio)]), "could not read audio file"),
         (dict(text=TEXT), "no reference voice: upload or record"),  # a random voice is a choice, not a forgotten upload
-        (dict(text=TEXT, references=[handle_file(prompt_wav)], random_voice=True), "--no-prompt speaks without"),
+        (dict(text=TEXT, references=[handle_file(prompt_wav)], random_voice=True),
+         "Random voice speaks without a reference"),
     ]:
         with pytest.raises(AppError, match=message):
             client.predict(**kwargs, api_name="/tts")

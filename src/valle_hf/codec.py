@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from transformers import EncodecConfig, EncodecModel
 
 from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE, DEFAULT_CODEC
-from .errors import CheckpointError, ModelNotFoundError, VallEValueError, one_line
+from .errors import CheckpointError, ModelNotFoundError, VallEValueError, one_line, without_load_report
 from .hub import check_reachable
 
 # The bandwidth of the 8 RVQ levels the released model reads (0.75 kbps per level).
@@ -67,8 +67,6 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
                "--codec tiny-random (a test codec that makes noise)")
     if not Path(name_or_path).is_dir():
         check_reachable(str(name_or_path), "config.json", "the EnCodec codec", instead)
-    from .loading import without_load_report
-
     try:
         with without_load_report():  # `_check_loaded` says what it would report, in one line
             codec, info = EncodecModel.from_pretrained(name_or_path, output_loading_info=True,

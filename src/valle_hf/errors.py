@@ -15,6 +15,7 @@ keeps working.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import re
@@ -125,3 +126,21 @@ def get_logger(name: str) -> logging.Logger:
     (`transformers.logging.set_verbosity_error()`, TRANSFORMERS_VERBOSITY) and its handler apply to this package's
     warnings too, which a logger named after this package (outside transformers' hierarchy) would escape."""
     return transformers_logging.get_logger(f"transformers.{name}")
+
+
+class _WithoutLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def without_load_report():
+    """A context without transformers' LOAD REPORT table (weights missing, unused or of another shape), for loaders
+    that refuse what it reports in one line of their own: printed first, it buried that line."""
+    report = logging.getLogger("transformers.modeling_utils")
+    quiet = _WithoutLoadReport()
+    report.addFilter(quiet)
+    try:
+        yield
+    finally:
+        report.removeFilter(quiet)

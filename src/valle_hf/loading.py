@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import math
 import shutil
 from pathlib import Path
@@ -20,7 +19,14 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from transformers.utils import logging as hf_logging
 
 from .configuration import DEFAULT_CODEC
-from .errors import CheckpointError, MissingDependencyError, ModelNotFoundError, VallEValueError, one_line
+from .errors import (
+    CheckpointError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    VallEValueError,
+    one_line,
+    without_load_report,
+)
 from .hardware import quiet_torchao_import
 from .hub import check_reachable, default_cache_dir, hub_file
 from .tokenization import TOKENIZER_FILE, saved_tokenizer, tokenizer_fingerprint
@@ -267,24 +273,6 @@ def no_progress_bars():
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
-
-
-class _WithoutLoadReport(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "LOAD REPORT" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def without_load_report():
-    """A context without transformers' LOAD REPORT table (weights missing, unused or of another shape), for loaders
-    that refuse what it reports in one line of their own: printed first, it buried that line."""
-    report = logging.getLogger("transformers.modeling_utils")
-    quiet = _WithoutLoadReport()
-    report.addFilter(quiet)
-    try:
-        yield
-    finally:
-        report.removeFilter(quiet)
 
 
 def model_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str:
