@@ -277,7 +277,8 @@ def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
              '{"id": "list", "text": ["a", "b"], "prompt": "voice.wav"}',
              '{"id": "object", "text": {"x": 1}, "prompt": "voice.wav"}',
              '{"id": "flag", "text": "Fine.", "prompt": "voice.wav", "language": true}',
-             '{"id": "twice", "text": "Fine.", "prompt": "voice.wav", "seed": 1, "seed": 2}']
+             '{"id": "twice", "text": "Fine.", "prompt": "voice.wav", "seed": 1, "seed": 2}',
+             '{"id": ["a"], "text": "Fine.", "prompt": "voice.wav"}']  # stopped the whole plan
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
@@ -287,6 +288,7 @@ def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
     assert 'text: expected text, got the JSON {"x": 1}' in errors["3"]
     assert "language: expected text, got the JSON true" in errors["4"]
     assert "the key seed appears twice" in errors["5"]
+    assert 'id: expected text, got the JSON ["a"]' in errors["6"]
 
 
 @pytest.mark.parametrize(("argument", "message"), [

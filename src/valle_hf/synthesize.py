@@ -125,6 +125,15 @@ def _text(values: dict, column: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _failed_id(values: dict):
+    """A failed row's id in failed.jsonl: as text, or as the manifest wrote it where it is no text (then that is the
+    row's error, which reading it as text would raise again)."""
+    try:
+        return _text(values, "id")
+    except VallEValueError:
+        return values.get("id")
+
+
 def _check_id(row_id: str, seen: dict[str, str]) -> None:
     """An id names a file in OUT_DIR: refuse what is not a plain file name, and a second row with the same id."""
     if not row_id:
@@ -265,7 +274,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
         try:
             job = _job(row, manifest.parent, out, flags, language, seed, seen)
         except VallEError as error:
-            failures.append({"line": row.lines, "id": _text(row.values, "id"), "error": one_line(error)})
+            failures.append({"line": row.lines, "id": _failed_id(row.values), "error": one_line(error)})
             continue
         for file in job.prompt:
             voices.setdefault(file, job.lines)
