@@ -99,6 +99,9 @@ def test_the_reference_is_never_an_output_whatever_the_spelling(tmp_path, monkey
     assert check_output_path(tmp_path / "other.wav", [str(reference)]) == tmp_path / "other.wav"
     assert check_output_path(reference, "") == reference  # no reference (an empty path is not the folder ".")
     assert check_output_path(reference, None) == reference
+    assert check_output_path(reference, _tone(0.1, 24000)) == reference  # a waveform as the prompt: no file
+    with pytest.raises(VallEValueError, match="would destroy the reference audio"):
+        check_output_path(reference, {str(reference)})
     with pytest.raises(VallEValueError, match="would destroy the reference audio"):
         check_output_path(reference, (path for path in [str(reference)]))  # any iterable of paths
 

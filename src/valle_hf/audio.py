@@ -94,8 +94,10 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
         raise VallEValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise VallEValueError(f"cannot write the output file {out}: its folder does not exist or is not writable")
-    if inputs is None or not isinstance(inputs, (str, os.PathLike, list, tuple)):
-        inputs = list(inputs or ())  # no inputs, or an iterable of them
+    if inputs is None:
+        inputs = ()
+    elif not isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor, list, tuple)):
+        inputs = list(inputs)  # any other iterable of them (a set, a generator)
     for source in reference_paths(inputs):
         if out.exists() and Path(source).exists() and os.path.samefile(out, source):
             raise VallEValueError(f"the output path {out} is also an input ({source}): writing it would destroy the "
