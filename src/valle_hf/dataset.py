@@ -92,11 +92,18 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
 
 def numbered_manifest(root: str | os.PathLike) -> list[tuple[int, dict]]:
     """`read_manifest`'s records, each with the number of its line in the manifest."""
-    records = {}
+    return _manifest_records(root)[0]
+
+
+def _manifest_records(root: str | os.PathLike) -> tuple[list[tuple[int, dict]], list[str]]:
+    """`numbered_manifest`'s records, and the ids (text) of the manifest's utterances whose file is gone: one read."""
+    records, listed = {}, set()
     for number, record in numbered_jsonl(Path(root) / MANIFEST):
+        if isinstance(record.get("id"), str):
+            listed.add(record["id"])
         if "id" in record and (Path(root) / record.get("file", "")).is_file():
             records[record["id"]] = (number, record)  # a re-done utterance replaces its earlier line
-    return list(records.values())
+    return list(records.values()), sorted(listed - set(records))
 
 
 def _prepare_again(root: str | os.PathLike, path: Path) -> str:
@@ -140,11 +147,9 @@ def load_utterance(root: str | os.PathLike, record: dict) -> dict[str, torch.Lon
     return {"input_ids": tensors["text_ids"].long(), "audio_codes": tensors["codes"].long()}
 
 
-def _warn_if_files_missing(root: Path, kept: list[tuple[int, dict]]) -> None:
-    """Warn about the manifest's utterances whose file is gone: left out of training (and prepared again by the
-    script), which a smaller data set would not show."""
-    listed = {record["id"] for _, record in numbered_jsonl(root / MANIFEST) if isinstance(record.get("id"), str)}
-    missing = sorted(listed - {record["id"] for _, record in kept})
+def _warn_if_files_missing(root: Path, missing: list[str]) -> None:
+    """Warn about the manifest's utterances whose file is gone (`missing`, their ids): left out of training (and
+    prepared again by the script), which a smaller data set would not show."""
     if missing:
         logger.warning(f"{len(missing)} utterance(s) of {root / MANIFEST} have no file and are left out (the first: "
                        f"{missing[0]!r}); run scripts/prepare_dataset.py into {root} again to prepare them")
@@ -192,10 +197,10 @@ class VallEDataset(torch.utils.data.Dataset):
                                          "scripts/prepare_dataset.py)")
         if task != "stt":  # only TTS items read a prompt
             check_prompt_duration(prompt_duration)
-        numbered = numbered_manifest(self.root)
+        numbered, missing = _manifest_records(self.root)
         levels = [check_record(self.root, line, record) for line, record in numbered]
         self.rvq_levels = min(levels, default=0)  # what every utterance has: the levels training can reach
-        _warn_if_files_missing(self.root, numbered)
+        _warn_if_files_missing(self.root, missing)
         records = [record for _, record in numbered]
         if duration_range is not None:
             low, high = duration_range
