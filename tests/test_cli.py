@@ -184,8 +184,11 @@ def test_generation_kwargs_map_every_sampler_flag():
     actions = _sampler_actions()
     assert {action.dest for action in actions} == set(FLAG_SETTINGS)
     argv = ["t", "r.wav", "o.wav"]
+    alone = {"entropix_sampling": {"entropix": True}}  # it refuses mirostat and dynamic temperature beside it
+    for flag, setting in alone.items():
+        assert generation_kwargs(build_parser().parse_args([*argv, f"--{flag.replace('_', '-')}"])) == setting
     expected = {}
-    for index, action in enumerate(actions):
+    for index, action in enumerate(action for action in actions if action.dest not in alone):
         value = _flag_value(action, index)
         text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         argv += [action.option_strings[0]] if value is True else [action.option_strings[0], text]
@@ -418,6 +421,7 @@ SAMPLER_FLAG_CASES = {
     "--mirostat-tau": (["--mirostat-tau", "1.0"], [], {"mirostat_tau": 1.0}, "scores"),
     "--mirostat-eta": (["--mirostat-tau", "1.0", "--mirostat-eta", "2.0"], ["--mirostat-tau", "1.0"],
                        {"mirostat_eta": 2.0}, "scores"),
+    "--entropix-sampling": (["--entropix-sampling"], [], {"entropix": True}, "scores"),
     "--dry-multiplier": ([*SILENCE, "--dry-multiplier", "1.0"], SILENCE, {"dry_multiplier": 1.0}, "scores"),
     "--dry-base": ([*SILENCE, "--dry-multiplier", "1.0", "--dry-base", "1.01"], [*SILENCE, "--dry-multiplier", "1.0"],
                    {"dry_base": 1.01}, "scores"),

@@ -306,6 +306,21 @@ def check_mirostat_eta(model, text, prompt):
     assert kept[0.0] != kept[1.0]  # eta moves mu by the surprise of every sampled token
 
 
+def check_entropix(model, text, prompt):
+    """Each step keeps a top set of the logits: one token where entropix decides (confident or adaptive branch), or
+    their distribution at a temperature in entropix's [0.5, 1.25], which its branches move away from the run's 1."""
+    temperatures = []
+    for logits, scores, _ in _steps(_scored_run(model, text, prompt, steps=8, do_sample=True, temperature=1.0,
+                                                entropix=True), []):
+        kept = torch.isfinite(scores)
+        assert _is_top_set(logits, kept)
+        torch.testing.assert_close(scores[kept].logsumexp(-1), torch.tensor(0.0))
+        if int(kept.sum()) > 1:
+            slope = (scores[kept] - scores[kept].mean()) / (logits[kept] - logits[kept].mean())
+            temperatures.append(float(1 / slope.median()))
+    assert temperatures and all(0.5 - 1e-4 <= t <= 1.25 + 1e-4 and abs(t - 1) > 1e-3 for t in temperatures)
+
+
 def check_sampler_order(model, text, prompt):
     settings = dict(do_sample=True, temperature=2.0, top_p=0.5)
     for order, filtered in (("original", lambda logits: logits), ("transformers", lambda logits: logits / 2.0)):
@@ -357,6 +372,7 @@ SAMPLER_SETTING_CHECKS = {
     "dry_allowed_length": check_dry,
     "mirostat_tau": check_mirostat_tau,
     "mirostat_eta": check_mirostat_eta,
+    "entropix": check_entropix,
     "sampler_order": check_sampler_order,
     "do_sample": check_do_sample,
     "min_new_tokens": check_min_new_tokens,

@@ -1,6 +1,6 @@
 """Per-row seeds (`generate(..., seeds=...)`, valle_hf.seeding): a seeded row gives exactly what it gives alone, in
-every sampled path (AR sampling, mirostat, beam sampling, returned sequences, NAR sampling, STT), whatever rows share
-its batch and however long they run; and seeds are checked."""
+every sampled path (AR sampling, mirostat, entropix, beam sampling, returned sequences, NAR sampling, STT), whatever
+rows share its batch and however long they run; and seeds are checked."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ SEEDS = [5, 6, 7]
 SAMPLED = {
     "ar_and_nar": dict(temperature=1.0, nar_temperature=1.0),
     "mirostat": dict(temperature=1.0, mirostat_tau=3.0, mirostat_eta=0.5, nar_temperature=0.7),
+    "entropix": dict(temperature=1.0, entropix=True, top_k=50, top_p=0.9, nar_temperature=0.7),
     "penalties_and_filters": dict(temperature=0.8, repetition_penalty=1.3, top_k=40, top_p=0.9, nar_temperature=1.0),
     "beam_sampling": dict(temperature=1.0, num_beams=2, nar_temperature=1.0),
     "returned_sequences": dict(temperature=1.0, num_return_sequences=2, nar_temperature=1.0),

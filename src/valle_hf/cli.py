@@ -174,6 +174,8 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     add("--beam-width", type=int, default=None, help="beam search width (real beam search); 0/1 = off [0]")
     add("--mirostat-tau", type=float, default=None, help="[0.0 = off]")
     add("--mirostat-eta", type=float, default=None, help="[0.1]")
+    add("--entropix-sampling", action="store_true", default=None,
+        help="entropix: each AR step adapts temperature, top-k, top-p and min-p to the model's entropy and attention")
     add("--dry-multiplier", type=float, default=None, help="[0.0 = off]")
     add("--dry-base", type=float, default=None, help="[1.75]")
     add("--dry-allowed-length", type=int, default=None, help="[2]")
@@ -221,6 +223,7 @@ FLAG_SETTINGS = {
     "beam_width": "num_beams",
     "mirostat_tau": "mirostat_tau",
     "mirostat_eta": "mirostat_eta",
+    "entropix_sampling": "entropix",
     "dry_multiplier": "dry_multiplier",
     "dry_base": "dry_base",
     "dry_allowed_length": "dry_allowed_length",

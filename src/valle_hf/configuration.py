@@ -344,6 +344,7 @@ VALLE_GENERATION_DEFAULTS = {
     "dry_sequence_breakers": [],
     "mirostat_tau": 0.0,
     "mirostat_eta": 0.1,
+    "entropix": False,
     "sampler_order": "original",
     "nar_temperature": 0.0,
     "nar_dtype": "auto",
@@ -420,6 +421,7 @@ SETTING_RULES = {
                               lambda v: isinstance(v, (list, tuple)) and all(_is_int(t) and t >= 0 for t in v)),
     "mirostat_tau": ("a finite number >= 0 (0 = off)", lambda v: _is_number(v) and v >= 0),
     "mirostat_eta": ("a finite number >= 0", lambda v: _is_number(v) and v >= 0),
+    "entropix": ("True or False", lambda v: isinstance(v, bool)),
     "sampler_order": ("'original' or 'transformers'", lambda v: v in ("original", "transformers")),
     "nar_temperature": (f"0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}", _is_temperature),
     "nar_dtype": ("'auto', 'float32', 'bfloat16' or 'float16'", lambda v: v in NAR_DTYPES),
@@ -464,6 +466,21 @@ def check_settings(settings: dict) -> None:
     if (settings.get("mirostat_tau") or 0) > 0 and (settings.get("num_beams") or 1) > 1:
         raise SettingError("mirostat_tau", settings["mirostat_tau"],
                            "0 with beam search (num_beams > 1): mirostat's per-row state cannot follow the beams")
+    if settings.get("entropix"):
+        _check_entropix_alone(settings)
+
+
+def _check_entropix_alone(settings: dict) -> None:
+    """Entropix chooses each step's temperature and truncation itself: refuse the samplers that would fight it."""
+    rivals = {
+        "mirostat_tau": (lambda v: (v or 0) > 0, "0 with entropix, which sets each step's truncation itself"),
+        "min_temperature": (lambda v: v is not None and v >= 0,
+                            "< 0 (off) with entropix, which sets each step's temperature itself"),
+        "num_beams": (lambda v: (v or 1) > 1, "1 with entropix, which draws one token per row"),
+    }
+    for name, (clashes, rule) in rivals.items():
+        if clashes(settings.get(name)):
+            raise SettingError(name, settings[name], rule)
 
 
 def check_settings_fit(settings: dict, config) -> None:
@@ -504,8 +521,8 @@ class VallEGenerationConfig(GenerationConfig):
     The other settings:
 
     - `min_temperature` (dynamic temperature lower bound; < 0 off), `repetition_penalty_decay`, `stop_length_penalty`,
-      `dry_multiplier` / `dry_base` / `dry_allowed_length`, `mirostat_tau` / `mirostat_eta`, `sampler_order`
-      ("original" or "transformers");
+      `dry_multiplier` / `dry_base` / `dry_allowed_length`, `mirostat_tau` / `mirostat_eta`, `entropix` (the
+      original's entropix sampling, `valle_hf.entropix`), `sampler_order` ("original" or "transformers");
     - `nar_temperature` (0 = greedy), `max_levels` (NAR levels to fill; None = all), `nar_dtype` (the precision of
       the NAR's matrix products: "auto" picks bfloat16 where the hardware multiplies it fast, see
       `valle_hf.hardware`);

@@ -29,6 +29,7 @@ from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import VallEGenerationConfig, check_settings_fit
 from .cpu_kernels import use_cpu_kernels
+from .entropix import probing_attention
 from .errors import VallETypeError, VallEValueError, get_logger
 from .feature_extraction import VallEFeatureExtractor
 from .hardware import nar_autocast_dtype
@@ -242,8 +243,11 @@ def _warn_if_unspoken(lengths: torch.Tensor, audio: list[torch.Tensor] | None) -
 
 def _ar_generate(model, **generate_kwargs):
     """`GenerationMixin.generate` for the AR (or STT) stage. A seeded, sampled run returns as its `scores` those its
-    tokens were drawn from, not the one-token distributions `SeededRowSampler` handed on."""
-    output = GenerationMixin.generate(model, **generate_kwargs)
+    tokens were drawn from, not the one-token distributions `SeededRowSampler` handed on. With entropix sampling,
+    the attention it reads is recorded meanwhile."""
+    config = generate_kwargs["generation_config"]
+    with probing_attention(bool(config.entropix) and config.is_sampling):
+        output = GenerationMixin.generate(model, **generate_kwargs)
     generators = active_generators()
     if generators is not None and generators.drawn_from is not None and output.scores is not None:
         output.scores = tuple(generators.drawn_from[: len(output.scores)])

@@ -50,10 +50,11 @@ class LayerSkip:
 
 
 def entropy_and_varentropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entropy and varentropy (variance of the surprisal) of softmax(logits) over the last axis, in bits."""
+    """Entropy and varentropy (variance of the surprisal) of softmax(logits) over the last axis, in bits. Tokens a
+    processor made impossible (-inf) count for nothing."""
     log_probs = torch.log_softmax(logits.float(), dim=-1)
     probs = log_probs.exp()
-    surprisal = -log_probs / LN2
+    surprisal = torch.where(probs > 0, -log_probs / LN2, 0.0)
     entropy = (probs * surprisal).sum(-1)
     varentropy = (probs * (surprisal - entropy.unsqueeze(-1)) ** 2).sum(-1)
     return entropy, varentropy

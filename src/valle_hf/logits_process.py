@@ -35,6 +35,7 @@ from transformers.generation.logits_process import (
 )
 
 from .configuration import check_settings
+from .entropix import EntropixLogitsWarper
 from .errors import VallEValueError, get_logger
 
 logger = get_logger(__name__)
@@ -490,6 +491,7 @@ def build_sampler_processors(
     dry_sequence_breakers: Iterable[int] = (),
     mirostat_tau: float = 0.0,
     mirostat_eta: float = 0.1,
+    entropix: bool = False,
     order: str = "original",
 ) -> LogitsProcessorList:
     """Build the VALL-E sampler chain as a ``LogitsProcessorList`` (pass it as ``logits_processor=``).
@@ -508,7 +510,9 @@ def build_sampler_processors(
     The original lets mirostat override greedy; here greedy wins. ``min_p_keep``: tokens min-p always keeps (1, as
     min-p's own definition; the original's 32 on request). The repetition-penalty options are those of
     `VallERepetitionPenaltyLogitsProcessor` (``repetition_penalty_mode="per_token"`` is its ``one_time``;
-    ``repetition_penalty_decay_mode="original"`` its ``original_decay``). ``generate``'s own warpers must be
+    ``repetition_penalty_decay_mode="original"`` its ``original_decay``). ``entropix=True`` (when sampling) puts
+    `EntropixLogitsWarper` after the penalties in place of the filters and the temperature, whose settings it adapts
+    at each step; it reads the attention that `generate` records with it. ``generate``'s own warpers must be
     disabled or they apply twice (`VallEGenerationConfig.for_transformers` does that).
 
     Raises `SettingError` for a setting outside its range (see `check_settings`).
@@ -519,7 +523,7 @@ def build_sampler_processors(
         repetition_penalty_mode=repetition_penalty_mode, repetition_penalty_decay_mode=repetition_penalty_decay_mode,
         stop_length_penalty=stop_length_penalty,
         dry_multiplier=dry_multiplier, dry_base=dry_base, dry_allowed_length=dry_allowed_length,
-        mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, sampler_order=order,
+        mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, entropix=entropix, sampler_order=order,
     ))
     original_decay = repetition_penalty_decay_mode == "original"
     if stop_length_penalty != 0 and stop_token_id is None:
@@ -540,6 +544,8 @@ def build_sampler_processors(
     top_p_ = [TopPLogitsWarper(float(top_p))] if top_p < 1.0 else []
     temp = [p for p in [_temperature_processor(temperature, min_temperature)] if p is not None]
     sampling = temperature > 0
+    if entropix and sampling:
+        return LogitsProcessorList([*penalties, EntropixLogitsWarper(temperature, top_k, top_p, min_p)])
     mirostat = [MirostatLogitsWarper(mirostat_tau, mirostat_eta)] if sampling and mirostat_tau > 0 else []
     if order == "original":
         chain = penalties + min_p_ + top_k_ + top_p_ + temp + mirostat
@@ -575,5 +581,6 @@ def sampler_processors(config) -> LogitsProcessorList:
         dry_sequence_breakers=config.dry_sequence_breakers,
         mirostat_tau=config.mirostat_tau if sampling else 0.0,
         mirostat_eta=config.mirostat_eta,
+        entropix=config.entropix,
         order=config.sampler_order,
     )

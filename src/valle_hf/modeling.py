@@ -27,6 +27,7 @@ from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig, VallEGenerationConfig
 from .cpu_kernels import backbone_attention, decoding_step
 from .embeddings import SegmentEmbedding, VallEEmbeddings, passes_of
+from .entropix import note_layers_run
 from .errors import VallEValueError
 from .generation import VallEGenerationMixin
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
@@ -283,6 +284,8 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
                 use_cache=use_cache,
                 **kwargs,
             )
+        if exit_state is not None:
+            note_layers_run(exit_state.layers_run)  # entropix reads the last layer each row ran
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             if labels is not None:

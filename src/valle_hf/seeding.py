@@ -102,16 +102,17 @@ def active_generators() -> RowGenerators | None:
 
 
 def multinomial_per_row(probs: torch.Tensor, generators: Sequence[torch.Generator], sizes: Sequence[int] | None = None,
-                        num_samples: int = 1) -> torch.LongTensor:
+                        num_samples: int = 1, replacement: bool = False) -> torch.LongTensor:
     """`torch.multinomial` over consecutive blocks of `probs` `[N, V]`, each block with its own generator.
 
-    `sizes`: rows per block (default one row each; a block may be empty); returns `[N, num_samples]` indices. A
-    block's draws depend on that block and its generator only, whatever the other blocks are.
+    `sizes`: rows per block (default one row each; a block may be empty); returns `[N, num_samples]` indices, drawn
+    with or without `replacement`. A block's draws depend on that block and its generator only, whatever the other
+    blocks are.
     """
     sizes = [1] * len(probs) if sizes is None else list(sizes)
     if len(sizes) != len(generators) or sum(sizes) != len(probs):
         raise VallEValueError(f"{len(generators)} generators for blocks {sizes} of {len(probs)} rows")
-    blocks = [torch.multinomial(block, num_samples, generator=generator)
+    blocks = [torch.multinomial(block, num_samples, replacement, generator=generator)
               for block, generator in zip(probs.split(sizes), generators, strict=True) if len(block)]
     return torch.cat(blocks) if blocks else probs.new_zeros(0, num_samples, dtype=torch.long)
 
