@@ -427,10 +427,10 @@ SAMPLER_FLAG_CASES = {
                    {"dry_base": 1.01}, "scores"),
     "--dry-allowed-length": ([*SILENCE, "--dry-multiplier", "1.0", "--dry-allowed-length", "4"],
                              [*SILENCE, "--dry-multiplier", "1.0"], {"dry_allowed_length": 4}, "scores"),
-    "--layer-skip": (["--layer-skip", "--layer-skip-exit-layer", "1"], ["--layer-skip-exit-layer", "1"],
+    "--layer-skip": (["--layer-skip", "--layer-skip-exit-layer", "0"], ["--layer-skip-exit-layer", "0"],
                      {"layer_skip": True}, "scores"),
-    "--layer-skip-exit-layer": (["--layer-skip", "--layer-skip-exit-layer", "1"], ["--layer-skip"],
-                                {"layer_skip_exit_layer": 1}, "scores"),
+    "--layer-skip-exit-layer": (["--layer-skip", "--layer-skip-exit-layer", "0"], ["--layer-skip"],
+                                {"layer_skip_exit_layer": 0}, "scores"),
     "--layer-skip-entropy-threshold": (
         ["--layer-skip", "--layer-skip-varentropy-threshold", "1e9", "--layer-skip-entropy-threshold", "1e9"],
         ["--layer-skip", "--layer-skip-varentropy-threshold", "1e9"], {"layer_skip_entropy_threshold": 1e9}, "scores"),

@@ -185,3 +185,14 @@ def test_generate_samples_with_entropix_and_needs_the_sdpa_attention(tiny_model)
     eager.set_attn_implementation("eager")
     with pytest.raises(VallEValueError, match="attn_implementation='sdpa'"):
         eager.generate(**inputs, **settings)
+
+
+@torch.no_grad()
+def test_with_layer_skip_entropix_reads_the_last_layer_a_row_ran(tiny_model):
+    from valle_hf.layer_skip import LayerSkip
+
+    with probing_attention() as probe:
+        tiny_model(**_pass_inputs(tiny_model), early_exit=LayerSkip(exit_layer=0))
+        first = probe.scores[0]
+        assert probe.layers_run.tolist() == [1, 1]
+        torch.testing.assert_close(probe.last_layer_scores(), first)

@@ -66,12 +66,17 @@ def test_a_forced_exit_equals_a_truncated_model(cache_implementation):
                   prompt_codes=torch.randint(0, model.config.audio_vocab_size, (1, 12, 8), generator=generator),
                   **greedy_settings(max_new_tokens=10, min_new_tokens=10, max_levels=3))
     layers = 2
-    forced = model.generate(**inputs, layer_skip=True, layer_skip_exit_layer=layers,
+    forced = model.generate(**inputs, layer_skip=True, layer_skip_exit_layer=layers - 1,  # the index of the last
                             cache_implementation=cache_implementation)
     reference = truncated(model, layers).generate(**inputs, cache_implementation=cache_implementation)
     assert torch.equal(forced.codes, reference.codes)
-    assert not torch.equal(forced.codes, model.generate(**inputs).codes)  # the third layer matters
+    plain = model.generate(**inputs, cache_implementation=cache_implementation)
+    assert not torch.equal(forced.codes, plain.codes)  # the third layer matters
     assert (forced.exit_layers == layers).all() and (forced.nar_exit_layers == layers).all()
+    # the last layer's index runs every layer (the original's off-by-one ran one more than the flag said)
+    last = model.generate(**inputs, layer_skip=True, layer_skip_exit_layer=2, layer_skip_entropy_threshold=0.0,
+                          cache_implementation=cache_implementation)
+    assert torch.equal(last.codes, plain.codes) and (last.exit_layers == 3).all()
 
 
 def test_exits_at_the_first_allowed_layer_when_every_step_is_confident(fixture_model, inputs):
@@ -86,11 +91,50 @@ def test_stt_and_bad_exit_layer(fixture_model, fixtures):
     case = fixtures.cases["stt_e2e_greedy"]
     audio = fixtures.case_tensor(case, "resp")[None]
     out = fixture_model.generate(audio_codes=audio, task="stt", temperature=0.0, max_new_tokens=5, min_new_tokens=5,
-                                 layer_skip=True, layer_skip_exit_layer=1, return_dict_in_generate=True)
+                                 layer_skip=True, layer_skip_exit_layer=0, return_dict_in_generate=True)
     assert out.exit_layers.shape == (1, 5) and (out.exit_layers == 1).all()  # five steps (the stop suppressed)
+    layers = fixture_model.config.num_hidden_layers
+    with pytest.raises(ValueError, match=f"layer_skip_exit_layer={layers} .*0..{layers - 1}"):
+        fixture_model.generate(audio_codes=audio, task="stt", max_new_tokens=2, layer_skip=True,
+                               layer_skip_exit_layer=layers)
     with pytest.raises(ValueError, match="layer_skip_exit_layer"):
         fixture_model.generate(audio_codes=audio, task="stt", max_new_tokens=2, layer_skip=True,
                                layer_skip_exit_layer=99)
+
+
+@torch.no_grad()
+def test_a_nar_row_exits_alike_alone_and_in_a_batch():
+    """The NAR's metric of a row reads that row's response frames only, so rows of different lengths exit where they
+    would alone (reading the batch's longest response would mix in another row's text and prompt)."""
+    from conftest import reactive_model, tiny_config
+
+    from valle_hf.layer_skip import LayerSkip
+    from valle_hf.layout import pad
+
+    model = reactive_model(tiny_config(num_hidden_layers=4))
+    config = model.config
+    generator = torch.Generator().manual_seed(5)
+    rows = [(torch.randint(3, config.text_vocab_size, (text,), generator=generator),
+             torch.randint(0, config.audio_vocab_size, (prompt, config.num_rvq_levels), generator=generator),
+             torch.randint(0, config.audio_vocab_size, (frames, 1), generator=generator))
+            for text, prompt, frames in ((9, 16, 12), (5, 11, 4))]
+
+    def exits(batch, threshold):
+        ids, mask = pad([tts_sequence(config, text, 1, len(prompt), response_frames=len(codes))
+                         for text, prompt, codes in batch], config.pad_token_id)
+        frames = max(len(codes) for _, _, codes in batch)
+        return model(input_ids=ids, attention_mask=mask, prompt_codes=pad([p for _, p, _ in batch], 0, side="right")[0],
+                     audio_codes=pad([c for _, _, c in batch], 0, side="right")[0], level=1, logits_to_keep=frames,
+                     early_exit=LayerSkip(-1, threshold, 1e9)).exit_layers.tolist()
+
+    for index, row in enumerate(rows):
+        low, high = 0.0, 11.0  # entropies in bits of 1,024 classes: below 10
+        for _ in range(30):  # the threshold at which the row alone starts to exit: its own metric
+            middle = (low + high) / 2
+            low, high = (low, middle) if exits([row], middle)[0] < 4 else (middle, high)
+        for threshold in (high - 1e-3, high + 1e-3):  # just either side of it
+            assert exits(rows, threshold)[index] == exits([row], threshold)[0], (index, threshold)
+        assert exits([row], high - 1e-3) != exits([row], high + 1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------- varying exits

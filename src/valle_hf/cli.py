@@ -182,7 +182,8 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     add("--dry-sequence-breakers", type=_token_ids, default=None,
         help="comma-separated token ids that end a DRY match (audio codes for TTS, phoneme ids for STT) [none]")
     add("--layer-skip", action="store_true", default=None, help="early exit by entropy/varentropy (lossy, faster)")
-    add("--layer-skip-exit-layer", type=int, default=None, help="forced exit layer, -1 = the last [-1]")
+    add("--layer-skip-exit-layer", type=int, default=None,
+        help="the last layer that runs, a 0-based index; -1 = all [-1]")
     add("--layer-skip-entropy-threshold", type=float, default=None, help="[0.1]")
     add("--layer-skip-varentropy-threshold", type=float, default=None, help="[0.1]")
     add("--refine-on-stop", action="store_true", default=None,

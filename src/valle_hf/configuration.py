@@ -434,7 +434,8 @@ SETTING_RULES = {
     "input_prompt_prefix": ("True or False", lambda v: isinstance(v, bool)),
     "refine_on_stop": ("True or False", lambda v: isinstance(v, bool)),
     "layer_skip": ("True or False", lambda v: isinstance(v, bool)),
-    "layer_skip_exit_layer": ("-1 (all layers) or a layer count >= 1", lambda v: _is_int(v) and (v == -1 or v >= 1)),
+    "layer_skip_exit_layer": ("-1 (all layers) or the 0-based index of the last layer to run",
+                              lambda v: _is_int(v) and v >= -1),
     "layer_skip_entropy_threshold": ("a finite number of bits >= 0", lambda v: _is_number(v) and v >= 0),
     "layer_skip_varentropy_threshold": ("a finite number of bits >= 0", lambda v: _is_number(v) and v >= 0),
     "output_audio": ("True or False", lambda v: isinstance(v, bool)),
@@ -499,9 +500,9 @@ def check_settings_fit(settings: dict, config) -> None:
     if levels is not None and levels > config.num_rvq_levels - 1:
         raise SettingError("max_levels", levels, f"None (all) or an integer 0..{config.num_rvq_levels - 1}: this "
                            f"model has {config.num_rvq_levels} RVQ levels")
-    if exit_layer is not None and exit_layer > config.num_hidden_layers:
-        raise SettingError("layer_skip_exit_layer", exit_layer, f"-1 (all layers) or a layer count "
-                           f"1..{config.num_hidden_layers}: this model has {config.num_hidden_layers} layers")
+    if exit_layer is not None and exit_layer >= config.num_hidden_layers:
+        raise SettingError("layer_skip_exit_layer", exit_layer, f"-1 (all layers) or a layer index "
+                           f"0..{config.num_hidden_layers - 1}: this model has {config.num_hidden_layers} layers")
 
 
 # The original CLI's tuned settings (`vall_e/__main__.py`), which the released model is meant to be used with.

@@ -4,13 +4,14 @@
 arguments) it lets the rows that have exited pass through unchanged. After each layer from layer n//2 (0-based) on,
 that is after n//2 + 1 layers as in the original, the hidden state of the rows that will be sampled goes through the
 final norm and the pass's own classifier; a row whose mean entropy and varentropy (in bits) are both at or below the
-thresholds stops there, and `exit_layer` caps how many layers run at all (e-c-k-e-r/vall-e
+thresholds stops there, and `exit_layer` (a 0-based layer index) is the last layer that runs at all (e-c-k-e-r/vall-e
 `vall_e/models/arch/llama.py`, `LlamaModel_Adapted`).
 
-Unlike the original, the metric is taken on the normed state of the sampled rows only, a forced exit runs exactly
-`exit_layer` layers, and the KV cache stays consistent: every skipped layer still receives keys and values for the
-new positions, computed from the exit state (LayerSkip-style state propagation), so later steps attend over a
-complete cache.
+Unlike the original, the metric is taken on the normed state of each row's own sampled positions (so a row exits alike
+alone or in any batch), a forced exit stops after layer `exit_layer` as the flag says (the original ran one layer
+more, and never fewer than n//2 + 2), and the KV cache stays consistent: every skipped layer still receives keys and
+values for the new positions, computed from the exit state (LayerSkip-style state propagation), so later steps attend
+over a complete cache.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ __all__ = ["EarlyExit", "LayerSkip", "VallEDecoderLayer", "entropy_and_varentrop
 
 @dataclass(frozen=True)
 class LayerSkip:
-    """Early-exit settings: run at most `exit_layer` layers (-1: all); a row exits once the entropy and varentropy
+    """Early-exit settings: run layers 0..`exit_layer` at most (a 0-based index; -1: all); a row exits once the
+    entropy and varentropy
     (bits) of its scored rows are at or below the thresholds, considered once `min_layers` layers have run (default:
     n//2 + 1, the original's `min_layer = n_layers // 2` counted as a 0-based layer index)."""
 
@@ -41,12 +43,14 @@ class LayerSkip:
     min_layers: int | None = None
 
     def layer_limit(self, num_layers: int) -> int:
-        """Layers that run at most, of `num_layers`; raises `VallEValueError` outside 1..num_layers."""
+        """Layers that run at most, of `num_layers`; raises `VallEValueError` for an exit layer outside
+        0..num_layers - 1 (or -1)."""
         if self.exit_layer == -1:
             return num_layers
-        if not 1 <= self.exit_layer <= num_layers:
-            raise VallEValueError(f"layer_skip_exit_layer must be 1..{num_layers} layers or -1, got {self.exit_layer}")
-        return self.exit_layer
+        if not 0 <= self.exit_layer < num_layers:
+            raise VallEValueError(f"layer_skip_exit_layer must be a layer index 0..{num_layers - 1} or -1, got "
+                                  f"{self.exit_layer}")
+        return self.exit_layer + 1
 
 
 def entropy_and_varentropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,12 +69,14 @@ class EarlyExit:
 
     Made by `VallEForConditionalGeneration.forward` for an `early_exit` pass and handed to every `VallEDecoderLayer`
     through the backbone's keyword arguments (`exit_state`). `head` is the pass's classifier, `norm` the backbone's
-    final norm, `scored_rows` how many trailing positions the metric reads.
+    final norm; the metric of a row is its mean over the positions `scored` marks among the last `scored.shape[1]`
+    `[B, K]` (the positions it samples from).
     """
 
-    def __init__(self, settings: LayerSkip, head: nn.Module, norm: nn.Module, scored_rows: int, batch_size: int,
-                 num_layers: int, device: torch.device):
-        self.settings, self.head, self.norm, self.scored_rows = settings, head, norm, scored_rows
+    def __init__(self, settings: LayerSkip, head: nn.Module, norm: nn.Module, scored: torch.BoolTensor,
+                 num_layers: int):
+        self.settings, self.head, self.norm, self.scored = settings, head, norm, scored
+        batch_size, device = scored.shape[0], scored.device
         self.limit = settings.layer_limit(num_layers)
         self.first_check = settings.min_layers if settings.min_layers is not None else num_layers // 2 + 1
         self.done = torch.zeros(batch_size, dtype=torch.bool, device=device)
@@ -84,8 +90,10 @@ class EarlyExit:
         """The hidden state after layer `index`: exited rows keep their exit state; rows that exit now are marked."""
         hidden = torch.where(self.done[:, None, None], hidden, output)
         if self.first_check <= index + 1 < self.limit:
-            logits = self.head(self.norm(hidden[:, -self.scored_rows:]))
-            entropy, varentropy = (metric.mean(dim=1) for metric in entropy_and_varentropy(logits))
+            logits = self.head(self.norm(hidden[:, -self.scored.shape[1]:]))
+            counts = self.scored.sum(dim=1).clamp(min=1)
+            entropy, varentropy = (torch.where(self.scored, metric, 0.0).sum(dim=1) / counts
+                                   for metric in entropy_and_varentropy(logits))
             exits = ~self.done & (entropy <= self.settings.entropy_threshold) & (
                 varentropy <= self.settings.varentropy_threshold)
             self.layers_run = torch.where(exits, index + 1, self.layers_run)

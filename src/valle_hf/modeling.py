@@ -194,6 +194,15 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         if self.vocoder is not None:
             self.vocoder.requires_grad_(False)
 
+    def _sampled_positions(self, input_ids, inputs_embeds, level, logits_to_keep: int) -> torch.BoolTensor:
+        """`[B, K]`: which of the last K positions (`logits_to_keep`, 0 = all) each row samples from: a NAR pass's
+        response frames (rows of a batch have different lengths), or every one of them."""
+        batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        kept = logits_to_keep or length
+        if input_ids is not None and not (isinstance(level, int) and level == 0):
+            return (input_ids == self.config.audio_frame_token_id)[:, -kept:]
+        return torch.ones(batch, kept, dtype=torch.bool, device=self.device)
+
     def head_index(self, level: int, task: str) -> int:
         """Index of the classifier a pass uses: level k for TTS, the text head for STT."""
         if task == "stt" and not self.config.text_head:
@@ -263,10 +272,10 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         if early_exit is not None:
             if (torch.is_tensor(level) and level.dim()) or not isinstance(task, str):
                 raise VallEValueError("early_exit runs one pass at a time: give one level and task for the batch")
-            batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
             head = self.classifiers[self.head_index(level, task)]
-            exit_state = EarlyExit(early_exit, head, self.model.backbone.norm, logits_to_keep or length, batch,
-                                   self.config.num_hidden_layers, self.device)
+            exit_state = EarlyExit(early_exit, head, self.model.backbone.norm,
+                                   self._sampled_positions(input_ids, inputs_embeds, level, logits_to_keep),
+                                   self.config.num_hidden_layers)
             kwargs["exit_state"] = exit_state
         # A level-0 pass over one new position per row is a cached AR (or STT) step: the CPU kernels for such steps.
         length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
