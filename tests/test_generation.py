@@ -317,6 +317,29 @@ def test_a_generation_config_that_is_not_one_is_refused_naming_what_to_give(tiny
         tiny_model.generate(input_ids=torch.tensor([[1, 5, 2]]), generation_config={"temperature": 0.0})
 
 
+def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(tiny_model):
+    """As transformers: a plain GenerationConfig, or a VallEGenerationConfig with settings at their defaults, runs
+    with the model's own settings for those (the VALL-E stages once ran with the defaults while transformers' AR
+    loop filled in the model's)."""
+    from transformers import GenerationConfig
+
+    from valle_hf.configuration import VallEGenerationConfig
+
+    model = copy.deepcopy(tiny_model)
+    model.generation_config.update(temperature=0.0, max_levels=2, input_prompt_length=8 / model.config.frame_rate,
+                                   nar_temperature=0.0, output_audio=False)
+    texts, prompts = _batch_inputs(model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], return_dict_in_generate=True)
+    expected = model.generate(**inputs, max_new_tokens=4)
+    assert expected.codes.shape[-1] == 3 and expected.audio is None
+    for config in (GenerationConfig(max_new_tokens=4), VallEGenerationConfig(max_new_tokens=4)):
+        out = model.generate(**inputs, generation_config=config)
+        assert torch.equal(out.sequences, expected.sequences) and torch.equal(out.codes, expected.codes)
+    # what the passed config does set wins
+    out = model.generate(**inputs, generation_config=VallEGenerationConfig(max_new_tokens=4, max_levels=1))
+    assert out.codes.shape[-1] == 2
+
+
 def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     prompt = prompts[0]  # 20 frames

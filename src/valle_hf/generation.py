@@ -27,7 +27,7 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
-from .configuration import VallEGenerationConfig, check_settings_fit
+from .configuration import VALLE_GENERATION_DEFAULTS, VallEGenerationConfig, check_settings_fit
 from .cpu_kernels import use_cpu_kernels
 from .entropix import probing_attention
 from .errors import VallETypeError, VallEValueError, get_logger
@@ -464,15 +464,22 @@ class VallEGenerationMixin(GenerationMixin):
             raise VallETypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}"
                                  ": give settings as keyword arguments of generate, or build one with "
                                  "copy.deepcopy(model.generation_config)")
-        config = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
-        if not isinstance(config, VallEGenerationConfig):
-            config = VallEGenerationConfig.from_dict(config.to_dict())
+        config = copy.deepcopy(self.generation_config if generation_config is None
+                               else self._completed(generation_config))
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
         model_kwargs = config.update(**kwargs)
         check_settings_fit(config.to_dict(), self.config)
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
         return config, model_kwargs
+
+    def _completed(self, generation_config: GenerationConfig) -> VallEGenerationConfig:
+        """A `generation_config` the caller passed, with what it leaves unset taken from the model's, as transformers
+        does: its fields that are None, and the VALL-E settings it lacks (a plain `GenerationConfig`) or leaves at
+        their defaults (so a setting passed at its default value must be a keyword argument of `generate`)."""
+        passed = {name: value for name, value in generation_config.to_dict().items() if value is not None
+                  and not (name in VALLE_GENERATION_DEFAULTS and value == VALLE_GENERATION_DEFAULTS[name])}
+        return VallEGenerationConfig.from_dict({**self.generation_config.to_dict(), **passed})
 
     def _moved(self, tensor: torch.Tensor | None, name: str) -> torch.Tensor | None:
         """An input tensor on the model's device (None stays None); raises `VallETypeError` for anything else, such
