@@ -40,6 +40,11 @@ speech = tts("Hello there.", processor_kwargs={"prompt_audio": prompt, "input_pr
 print("@model:", type(tts.model).__module__, type(tts.model).__name__)
 print("@processor:", type(tts.processor).__name__, type(tts.processor.feature_extractor).__name__)
 print("@spoke:", speech["audio"].size, speech["sampling_rate"])
+print("@pipeline:", type(tts).__module__, type(tts).__name__)
+takes = tts(["Hello there.", "Another, longer text."], batch_size=2, processor_kwargs={"prompt_audio": prompt},
+            generate_kwargs={"num_return_sequences": 2, "max_new_tokens": 4, "min_new_tokens": 4, "seeds": 5})
+print("@takes:", [len(item["audio"]) for item in takes], takes[0]["audio"][0].shape != takes[1]["audio"][0].shape
+      or bool((takes[0]["audio"][0] != takes[1]["audio"][0]).any()))
 """
 
 
@@ -64,6 +69,9 @@ def test_a_converted_directory_carries_its_code(converted_dir):
     files = {path.name for path in converted_dir.iterdir()}
     assert {name.split(".")[0] + ".py" for name in names} <= files
     assert not {"training.py", "conversion.py", "loading.py", "cli.py"} & files  # training (peft) is not model code
+    # transformers' pipeline() builds the pipeline that config.json names, from the code saved beside it
+    assert {task["impl"].split(".")[0] + ".py" for task in config["custom_pipelines"].values()} <= files
+    assert set(config["custom_pipelines"]) == {"text-to-speech", "text-to-audio"}
 
 
 @pytest.mark.subprocess
@@ -76,3 +84,7 @@ def test_trust_remote_code_speaks_without_valle_hf(tmp_path, converted_dir, prom
     assert printed["processor"] == "VallEProcessor VallEFeatureExtractor"  # not a bare tokenizer
     samples, rate = map(int, printed["spoke"].split())
     assert rate == 24000 and samples > 0
+    # VALL-E's pipeline, from the directory: each text keeps its own takes, and one seed serves every text
+    assert printed["pipeline"].startswith("transformers_modules") and printed["pipeline"].endswith(
+        "pipeline VallETextToAudioPipeline")
+    assert printed["takes"] == "[2, 2] True"

@@ -30,6 +30,12 @@ CODEC_CODEBOOK_SIZE = 1024
 DEFAULT_CODEC = "facebook/encodec_24khz"
 # Level 0..7 codes of the original's "silence" frame (`vall_e/emb/qnt.py:get_silence`).
 SILENCE_CODES = (62, 424, 786, 673, 622, 986, 570, 948)
+# transformers' `pipeline()` takes a config's `custom_pipelines` before its own task classes. Saved with the model's
+# code, they make the remote-code text-to-speech pipeline VALL-E's (`valle_hf.pipeline`); where the package itself is
+# imported, the pipeline it registers serves and these are not read.
+CUSTOM_PIPELINES = {task: {"impl": "pipeline.VallETextToAudioPipeline", "pt": ["AutoModelForTextToWaveform"]}
+                    for task in ("text-to-speech", "text-to-audio")}
+_REMOTE_CODE = not __name__.startswith("valle_hf.")
 
 
 class VallEConfig(PretrainedConfig):
@@ -132,7 +138,29 @@ class VallEConfig(PretrainedConfig):
         kwargs.setdefault("pad_token_id", self.prompt_frame_token_id + 2)
         kwargs.setdefault("eos_token_id", self.stop_token_id)
         kwargs.setdefault("tie_word_embeddings", False)
+        custom_pipelines = kwargs.pop("custom_pipelines", None)
         super().__init__(**kwargs)
+        if _REMOTE_CODE and custom_pipelines:
+            self.custom_pipelines = custom_pipelines
+
+    def to_dict(self) -> dict:
+        """`PretrainedConfig.to_dict`, with `CUSTOM_PIPELINES` when the model's code is saved with it."""
+        output = super().to_dict()
+        output.pop("custom_pipelines", None)  # transformers' pipeline() turns their class names into classes
+        if self._auto_class is not None:
+            output["custom_pipelines"] = copy.deepcopy(CUSTOM_PIPELINES)
+        return output
+
+    def save_pretrained(self, save_directory, **kwargs) -> None:
+        """`PretrainedConfig.save_pretrained`; with the model's code (`register_for_auto_class`), the pipeline's code
+        too, which `CUSTOM_PIPELINES` names."""
+        super().save_pretrained(save_directory, **kwargs)
+        if self._auto_class is not None:
+            from transformers.dynamic_module_utils import custom_object_save
+
+            from .pipeline import VallETextToAudioPipeline
+
+            custom_object_save(VallETextToAudioPipeline, save_directory)
 
     # ---------------------------------------------------------------- codec layout
     @property
