@@ -31,9 +31,10 @@ _SETTINGS = ("forward_params", "generate_kwargs")
 
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
-    list of texts, `output_audio=False`, another task than TTS or an argument given both to the processor and to
-    `generate`, and `VallETypeError` for a keyword dict that is not a dict. The texts themselves are checked by the
-    processor (`VallEProcessor.__call__`)."""
+    list of texts, a list of prompts (one per text: the pipeline gives each text the same settings),
+    `output_audio=False`, another task than TTS or an argument given both to the processor and to `generate`, and
+    `VallETypeError` for a keyword dict that is not a dict. The texts themselves are checked by the processor
+    (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
                               "list of str")
@@ -42,6 +43,14 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
         if value is not None and not isinstance(value, Mapping):
             raise VallETypeError(f"{name} must be a dict of keyword arguments, got {type(value).__name__} "
                                  f"({value!r:.60}): e.g. {name}={{'prompt_audio': 'voice.wav'}}")
+    for name in ("processor_kwargs", *_SETTINGS):
+        prompts = (kwargs.get(name) or {}).get("prompt_audio")
+        if isinstance(prompts, (list, tuple)) and len(prompts) > 1:
+            raise VallEValueError(
+                f"{name} has a list of {len(prompts)} prompts, but the pipeline gives every text the same settings: "
+                "give one voice (several references of one voice: nest them, [[a, b]], or join paths with ';'); for "
+                "a voice per text, call the pipeline once per text, or model.generate(**processor(texts, "
+                "prompt_audio=[...]))")
     processed = kwargs.get("processor_kwargs") or {}
     for name in _SETTINGS:
         twice = sorted(set(processed) & set(kwargs.get(name) or {}))
