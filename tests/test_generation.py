@@ -228,7 +228,9 @@ def _forward_inputs(model, **kwargs):
 @pytest.mark.parametrize("setting", ["input_prompt_prefix", "prefix_silence"])
 def test_the_response_prefix_conditions_both_stages_and_is_left_out(tiny_model, setting):
     """`input_prompt_prefix` starts the AR response with the prompt's level 0 (and leaves the prompt segment empty),
-    `prefix_silence` with that many seconds of the silence code; the NAR sees the prefix too; the output does not."""
+    `prefix_silence` with that many seconds of the silence code. The NAR reads the generated frames after the silence
+    prefix, but only the generated ones after a prompt prefix (the prompt is in its own segment), as the original's
+    NAR does; the output holds neither."""
     config = tiny_model.config
     texts, prompts = _batch_inputs(config)
     inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=5, min_new_tokens=5,
@@ -245,8 +247,11 @@ def test_the_response_prefix_conditions_both_stages_and_is_left_out(tiny_model, 
     expected = tts_sequence(config, texts[0], 0, prompt_frames, prefix)
     assert torch.equal(calls[0]["input_ids"][0], expected)  # the AR's first pass
     nar = [call for call in calls if call.get("level", 0) > 0]
-    assert len(nar) == 2 and all(torch.equal(call["audio_codes"][0, : len(prefix), 0], prefix) for call in nar)
     assert out.lengths.tolist() == [5]
+    nar_level0 = torch.cat([prefix if setting == "prefix_silence" else prefix[:0], out.codes[0, :, 0]])
+    assert len(nar) == 2 and all(torch.equal(call["audio_codes"][0, :, 0], nar_level0) for call in nar)
+    frames = [int((call["input_ids"][0] == config.prompt_frame_token_id).sum()) for call in nar]
+    assert frames == [len(prompts[0])] * 2  # the whole prompt in its segment
     plain = _greedy(tiny_model, **inputs)
     assert not torch.equal(out.codes, plain.codes)  # the prefix conditions the output
     with pytest.raises(ValueError, match="prefix_silence"):

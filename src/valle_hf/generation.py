@@ -588,6 +588,9 @@ class VallEGenerationMixin(GenerationMixin):
         prompts = None if prompt_list is None else _Prompts(pad(prompt_list, 0, side="right")[0],
                                                             [len(prompt) for prompt in prompt_list])
         prefixes = self._response_prefixes(texts, prompt_list, config)
+        # The original's NAR reads the generated frames after a prompt prefix (it has the prompt in its own segment),
+        # but a silence prefix with them (`vall_e/models/ar_nar.py`)
+        nar_prefixes = [prefix[:0] for prefix in prefixes] if config.input_prompt_prefix else prefixes
         sequences = [
             tts_sequence(self.config, text, 0, self._prompt_frames(prompts, row, config.input_prompt_prefix), prefix)
             for row, (text, prefix) in enumerate(zip(texts, prefixes, strict=True))
@@ -595,7 +598,7 @@ class VallEGenerationMixin(GenerationMixin):
         ar_ids, ar_mask = pad(sequences, self.config.pad_token_id)
         skip = _layer_skip(config)
         if streamer is not None:
-            return self._generate_streamed(streamer, texts, prompts, prefixes, ar_ids, ar_mask, max_levels, skip,
+            return self._generate_streamed(streamer, texts, prompts, nar_prefixes, ar_ids, ar_mask, max_levels, skip,
                                            config, kwargs)
         output, exit_layers = self._traced_generate(
             skip, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
@@ -604,7 +607,7 @@ class VallEGenerationMixin(GenerationMixin):
         output = _without_cache(output)  # the AR's KV cache is not needed any more: free it before the NAR
         copies = output.sequences.shape[0] // len(texts)  # num_return_sequences: consecutive rows per input row
         if copies > 1:
-            texts, prefixes = _repeat_rows(texts, copies), _repeat_rows(prefixes, copies)
+            texts, nar_prefixes = _repeat_rows(texts, copies), _repeat_rows(nar_prefixes, copies)
             prompts = None if prompts is None else prompts.repeat(copies)
             ar_mask = ar_mask.repeat_interleave(copies, dim=0)
         generated, stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id,
@@ -613,12 +616,12 @@ class VallEGenerationMixin(GenerationMixin):
             generated = self._refine(output.sequences, ar_mask, generated, self.config.stop_token_id, task="tts",
                                      prompt_codes=None if prompts is None else prompts.codes)
         self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
-        level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(prefixes, generated, strict=True)]
+        level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(nar_prefixes, generated, strict=True)]
         with self.nar_precision(config, keep_casts=False):
             codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature,
                                                         skip)
-        # The response prefix (silence or the prompt itself) conditioned the model but is not part of the output.
-        rows = [row[len(prefix):] for row, prefix in zip(codes, prefixes, strict=True)]
+        # A silence prefix conditioned the NAR but is not part of the output.
+        rows = [row[len(prefix):] for row, prefix in zip(codes, nar_prefixes, strict=True)]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
         audio = self._decode(rows, config.audio_backend) if config.output_audio else None
         _warn_if_unspoken(lengths, audio)

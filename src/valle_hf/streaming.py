@@ -238,9 +238,9 @@ class StreamingTTS:
     """Drives one streamed TTS call: takes the AR's level-0 codes step by step (as transformers' `streamer`), runs
     the NAR levels chunk by chunk with one KV cache per level, decodes settled audio and hands it to `streamer`.
 
-    `prefixes`: each row's level-0 response prefix (silence or the prompt), which conditions the model but is not
-    part of the output; `prompt_codes` `[B, Tp, levels]` (right-padded) and `prompt_lengths`, or None without a
-    prompt; `capacity`: the most frames a row can reach.
+    `prefixes`: each row's level-0 frames that the NAR reads before the generated ones (a silence prefix), which
+    condition it but are not part of the output; `prompt_codes` `[B, Tp, levels]` (right-padded) and
+    `prompt_lengths`, or None without a prompt; `capacity`: the most frames a row can reach.
     """
 
     def __init__(self, model, texts, prompt_codes, prompt_lengths, prefixes, config, streamer: AudioStreamer,
