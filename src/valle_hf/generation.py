@@ -92,6 +92,37 @@ def _rows(tensor: torch.Tensor, mask: torch.Tensor | None, name: str, dims: int)
     return [row[row_mask.bool()] for row, row_mask in zip(tensor, mask, strict=True)]
 
 
+# The mask that goes with each padded input of `generate`.
+_MASK_OF = {"input_ids": "attention_mask", "prompt_codes": "prompt_attention_mask",
+            "audio_codes": "audio_attention_mask"}
+# The id the processor pads text with: `<unk>`, as the phoneme vocabulary has no pad token
+# (`valle_hf.tokenization.load_phoneme_tokenizer`).
+TEXT_PADDING_ID = 0
+
+
+def _text_ends_in_padding(row: torch.Tensor, eos: int) -> bool:
+    """Whether a row of phoneme ids is its text, end-of-text id, then padding: the processor ends every text with the
+    end-of-text id, so only padding can follow it."""
+    kept = (row != TEXT_PADDING_ID).nonzero().flatten()
+    return len(kept) > 0 and int(kept[-1]) < len(row) - 1 and int(row[kept[-1]]) == eos
+
+
+def _codes_end_in_padding(rows: list[torch.Tensor]) -> list[bool]:
+    """Which rows of a batch of codes end in an all-zero frame while another row does not: right padding (the longest
+    row has none); EnCodec gives no all-zero frame in practice, so a batch where every row ends in one is left alone."""
+    ends = [len(row) > 0 and not bool(row[-1].any()) for row in rows]
+    return ends if not all(ends) else [False] * len(rows)
+
+
+def _refuse_unmasked_padding(padded: list[bool], name: str, read_as: str, fix: str) -> None:
+    """Refuse a batch given without its mask whose rows end in padding: read as `read_as`, the padding would change
+    those rows' output without a word. Raises `VallEValueError` naming the rows, the mask to pass and `fix`."""
+    rows = [index for index, is_padded in enumerate(padded) if is_padded]
+    if rows:
+        raise VallEValueError(f"row(s) {rows} of {name} end in padding, but no {_MASK_OF[name]} was given, so the "
+                              f"padding would be read as {read_as}: pass {_MASK_OF[name]} ({fix})")
+
+
 def _per_row(value, count: int, name: str) -> list:
     """A setting given once for the batch, or once per row (a pipeline batch lists each item's own value)."""
     if torch.is_tensor(value):
@@ -390,9 +421,10 @@ class VallEGenerationMixin(GenerationMixin):
     ):
         r"""Text-to-speech (default) or speech-to-text.
 
-        TTS: `input_ids` `[B, L]` phoneme ids with BOS/EOS (any padding side, given `attention_mask`), and a voice
-        prompt as `prompt_codes` `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for every
-        row, or one per row; a prompt is a path, a ';'-joined string of paths, a waveform or a list of those: see
+        TTS: `input_ids` `[B, L]` phoneme ids with BOS/EOS (any padding side, given `attention_mask`: padded rows
+        without their mask are refused, as are padded codes without theirs), and a voice prompt as `prompt_codes`
+        `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for every row, or one per row; a
+        prompt is a path, a ';'-joined string of paths, a waveform or a list of those: see
         `VallEFeatureExtractor.load`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or `audio`, with
         `task="stt"`. `sampling_rate` is the rate (Hz) of waveforms in `prompt_audio` / `audio`, required with them
         (the processor's output carries it); one value, or one per row as a pipeline batch lists it.
@@ -496,6 +528,10 @@ class VallEGenerationMixin(GenerationMixin):
             raise VallEValueError("input_ids (phoneme ids) are required for TTS")
         rows = _rows(self._moved(input_ids, "input_ids"), self._moved(attention_mask, "the mask of input_ids"),
                      "input_ids", 2)
+        if attention_mask is None:
+            eos = self.config.text_eos_token_id
+            _refuse_unmasked_padding([_text_ends_in_padding(row, eos) for row in rows], "input_ids", "text",
+                                     "the processor returns it beside input_ids: generate(**processor(texts, ...))")
         for row in rows:
             if len(row) == 0:
                 raise VallEValueError("empty text: every row of input_ids needs at least one phoneme id")
@@ -535,6 +571,10 @@ class VallEGenerationMixin(GenerationMixin):
                 raise VallEValueError(f"{name} must have {self.config.num_rvq_levels} RVQ levels, got {row.shape[-1]}")
             if row.numel() and (row.min() < 0 or row.max() >= self.config.audio_vocab_size):
                 raise VallEValueError(f"{name} must be EnCodec codes in 0..{self.config.audio_vocab_size - 1}")
+        if codes is not None and mask is None:
+            _refuse_unmasked_padding(_codes_end_in_padding(rows), name, "audio frames",
+                                     "1 for each real frame; for generate's codes, torch.arange(out.codes.shape[1]) "
+                                     "< out.lengths[:, None]")
         return [row.long() for row in rows]
 
     def _encode_references(self, rows: list) -> list[torch.LongTensor]:
