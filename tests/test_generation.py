@@ -205,6 +205,16 @@ def test_right_padded_text_without_its_mask_is_refused(tiny_model):
     _greedy(tiny_model, **{**inputs, "input_ids": ids[1:2]})  # a row as the processor makes it: ends in </eos>
 
 
+def test_a_two_channel_array_as_the_prompt_of_two_rows_is_refused_as_ambiguous(tiny_model):
+    """generate read a [2, samples] prompt_audio for two texts as one stereo voice, though it may be two voices."""
+    pair = torch.rand(2, 4800) - 0.5
+    inputs = dict(input_ids=torch.tensor([[1, 5, 2], [1, 6, 2]]), sampling_rate=24000, max_new_tokens=2, max_levels=0)
+    with pytest.raises(ValueError, match=r"^prompt_audio is one array of shape \(2, 4800\) for 2 texts"):
+        _greedy(tiny_model, prompt_audio=pair, **inputs)
+    _greedy(tiny_model, prompt_audio=list(pair), **inputs)
+    _greedy(tiny_model, prompt_audio=pair, **{**inputs, "input_ids": inputs["input_ids"][:1]})  # one text: stereo
+
+
 def test_right_padded_codes_without_their_mask_are_refused():
     """Without audio_attention_mask the zero codes padding a short row of a batch were read as audio: its
     transcription changed without a word (generate's own `codes` are padded so, beside `lengths`)."""

@@ -116,6 +116,24 @@ def test_processor_prompt_audio_broadcast_and_per_row(processor, tmp_path):
         processor("Hello.", prompt_audio=tmp_path / "nope.wav")
 
 
+def test_a_two_channel_array_for_two_texts_is_refused_as_ambiguous(processor):
+    """A [2, samples] array with two texts was averaged into one stereo voice, though it may be two voices."""
+    pair = np.stack([_tone(0.5, 24000), _tone(0.5, 24000, frequency=220.0)])
+    texts = ["Hello.", "World."]
+    for array in (pair, torch.from_numpy(pair)):
+        with pytest.raises(ValueError, match=r"^prompt_audio is one array of shape \(2, 12000\) for 2 texts: one "
+                                             r"stereo voice, or two voices \(one per text\)\? For two voices give a "
+                                             r"list of the two waveforms, \[first, second\]; for one voice give it "
+                                             r"mono .* or the stereo file's path$"):
+            processor(texts, prompt_audio=array, sampling_rate=24000)
+    stereo = processor("Hello.", prompt_audio=pair, sampling_rate=24000)["prompt_audio"]  # one text: one voice
+    assert [[w.numel() for w in row] for row in stereo] == [[12000]]
+    two_voices = processor(texts, prompt_audio=list(pair), sampling_rate=24000)["prompt_audio"]
+    assert not torch.equal(two_voices[0][0], two_voices[1][0])
+    one_voice = processor(texts, prompt_audio=pair.mean(0), sampling_rate=24000)["prompt_audio"]
+    torch.testing.assert_close(one_voice[1][0], stereo[0][0])
+
+
 def test_processor_speech_to_text_audio(processor):
     batch = processor(audio=[_tone(1.0, 16000), _tone(6.4, 16000)], sampling_rate=16000)
     assert "input_ids" not in batch

@@ -27,7 +27,7 @@ try:
 except ImportError:
     raise missing_dependency("soxr", "to resample audio") from None
 
-__all__ = ["VallEFeatureExtractor"]
+__all__ = ["VallEFeatureExtractor", "check_prompt_for_texts"]
 
 logger = get_logger(__name__)
 
@@ -60,6 +60,17 @@ def _to_mono(array: np.ndarray) -> np.ndarray:
         raise VallEValueError(f"audio must be 1-D or 2-D (channels x samples), got shape {array.shape}")
     channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
     return array.mean(axis=channel_axis)
+
+
+def check_prompt_for_texts(prompt: Any, texts: int) -> None:
+    """Refuse one `[2, samples]` array given as the voice prompt of exactly two texts: it reads as one stereo voice
+    (its channels averaged) but may as well be two voices, one per text, and either guess changes the voices without
+    a word. One text keeps it stereo; `[3+, samples]` is refused as a batch whatever the texts (`waveform`)."""
+    if texts == 2 and isinstance(prompt, (np.ndarray, torch.Tensor)) and prompt.ndim == 2 and prompt.shape[0] == 2:
+        raise VallEValueError(f"prompt_audio is one array of shape {tuple(prompt.shape)} for 2 texts: one stereo "
+                              "voice, or two voices (one per text)? For two voices give a list of the two waveforms, "
+                              "[first, second]; for one voice give it mono (its channels averaged, audio.mean(0)) or "
+                              "the stereo file's path")
 
 
 class VallEFeatureExtractor(SequenceFeatureExtractor):

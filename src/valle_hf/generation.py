@@ -31,7 +31,7 @@ from .configuration import VALLE_GENERATION_DEFAULTS, VallEGenerationConfig, che
 from .cpu_kernels import use_cpu_kernels
 from .entropix import probing_attention
 from .errors import VallETypeError, VallEValueError, get_logger
-from .feature_extraction import VallEFeatureExtractor
+from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
 from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
@@ -452,6 +452,8 @@ class VallEGenerationMixin(GenerationMixin):
                              prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
                              audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
             config, model_kwargs = self._merge_settings(generation_config, kwargs)
+            if torch.is_tensor(input_ids) and input_ids.dim() == 2:
+                check_prompt_for_texts(prompt_audio, len(input_ids))
             prompt_audio, audio = (self._waveform_rows(references, sampling_rate)
                                    for references in (prompt_audio, audio))
             use_cpu_kernels(self)  # the CPU kernels of float32 and int8 linears (see valle_hf.cpu_kernels)

@@ -15,7 +15,7 @@ from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from .audio import save_audio, waveform_samples
 from .errors import VallETypeError, VallEValueError
-from .feature_extraction import VallEFeatureExtractor
+from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
 from .phonemes import phonemize
 from .tokenization import dealias_tokenizer, ids_to_phonemes, load_phoneme_tokenizer, tokenize_phonemes
 
@@ -190,6 +190,8 @@ class VallEProcessor(ProcessorMixin):
             return [self.feature_extractor.load(source, sampling_rate) for source in prompt_audio]
         if isinstance(prompt_audio, (list, tuple)):
             prompt_audio = prompt_audio[0]
+        else:  # a list of one prompt says it is one voice; a bare [2, samples] array does not
+            check_prompt_for_texts(prompt_audio, num_rows)
         return [self.feature_extractor.load(prompt_audio, sampling_rate)] * num_rows
 
     # ------------------------------------------------------------------ audio out
