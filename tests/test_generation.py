@@ -763,6 +763,24 @@ def test_inputs_generate_would_ignore_are_refused(tiny_model, prompt_wav, task, 
     _greedy(tiny_model, task=task, **inputs, max_new_tokens=2)
 
 
+def test_a_call_without_its_task_input_is_told_what_is_missing_first(tiny_model, prompt_wav):
+    """generate(**processor(["hi."]), task="stt") said to drop attention_mask: the mistake is that no audio was
+    given (or the task)."""
+    text = dict(input_ids=torch.tensor([[1, 5, 2]]), attention_mask=torch.ones(1, 3, dtype=torch.long))
+    cases = [
+        (dict(**text, task="stt"), "speech-to-text needs audio or audio_codes: generate(**processor(audio=...), "
+                                   "task='stt'); attention_mask, input_ids are inputs of task='tts': for that task "
+                                   "pass task='tts'"),
+        (dict(audio=str(prompt_wav)), "text-to-speech needs input_ids (phoneme ids): generate(**processor(text, "
+                                      "prompt_audio=...)); audio is an input of task='stt': for that task pass "
+                                      "task='stt'"),
+        ({}, "text-to-speech needs input_ids (phoneme ids): generate(**processor(text, prompt_audio=...))"),
+    ]
+    for inputs, message in cases:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            tiny_model.generate(**inputs, max_new_tokens=2)
+
+
 @pytest.mark.parametrize("setting", [dict(guidance_scale=2.0), dict(encoder_repetition_penalty=1.5),
                                      dict(encoder_no_repeat_ngram_size=2),
                                      dict(watermarking_config={"bias": 2.0, "seeding_scheme": "lefthash"})])

@@ -133,12 +133,17 @@ def check_sentences_spoken(waveforms: Sequence[torch.Tensor], sentences: Sequenc
 
 def waveform_samples(waveform: torch.Tensor | np.ndarray, path: str | os.PathLike) -> np.ndarray:
     """The samples of a waveform to be written to `path`, as a 1-D float array; refused (`VallEValueError`) when no
-    file should hold them: not 1-D float samples (integer PCM would be clipped to ±1, not scaled), empty, or NaN or
-    infinite (`check_samples`)."""
+    file should hold them: not 1-D float samples (integer PCM would be clipped to ±1, not scaled; int64 values are
+    codes, not audio), empty, or NaN or infinite (`check_samples`)."""
     if isinstance(waveform, torch.Tensor):
         waveform = waveform.detach().cpu()
         waveform = waveform.float() if waveform.is_floating_point() else waveform
     data = np.asarray(waveform)
+    if data.dtype == np.int64:  # no audio format's samples: the codes generate returns with output_audio=False
+        raise VallEValueError(f"{path}: save_audio writes audio, got int64 values of shape {data.shape}, which look "
+                              "like EnCodec codes (generate's output with output_audio=False): generate without "
+                              "output_audio=False for audio, or decode the codes with model.vocoder.decode(codes) "
+                              "(valle_hf.codec.decode(model.codec_model, codes) for a model without Vocos)")
     if not np.issubdtype(data.dtype, np.floating):
         raise VallEValueError(f"{path}: save_audio writes float samples in [-1, 1], got {data.dtype}: scale integer "
                               "PCM first (int16: divide by 32768)")

@@ -180,12 +180,35 @@ _TASK_INPUTS = {
 }
 # Two forms of one input: a call gives one of them.
 _ONE_OF = (("prompt_codes", "prompt_audio"), ("audio_codes", "audio"))
+# What each task cannot run without (one of the inputs named), and how to make it.
+_REQUIRED = {
+    "tts": (("input_ids",), "text-to-speech needs input_ids (phoneme ids): generate(**processor(text, "
+                            "prompt_audio=...))"),
+    "stt": (("audio", "audio_codes"), "speech-to-text needs audio or audio_codes: generate(**processor("
+                                      "audio=...), task='stt')"),
+}
+
+
+def _refuse_missing_input(task: str, given: set[str]) -> None:
+    """Refuse a call without its task's required input, naming the other task's inputs given instead: the task is
+    most likely the mistake, not those inputs. Raises `VallEValueError`."""
+    required, needs = _REQUIRED.get(task, ((), ""))
+    if not required or given & set(required):
+        return
+    others = sorted(given - set(_TASK_INPUTS[task]))
+    if others:
+        other = next(name for name in _TASK_INPUTS if name != task)
+        verb = "is an input" if len(others) == 1 else "are inputs"
+        needs += f"; {', '.join(others)} {verb} of task={other!r}: for that task pass task={other!r}"
+    raise VallEValueError(needs)
 
 
 def _check_inputs_of(task: str, **inputs) -> None:
-    """Refuse inputs `generate` would ignore: another task's (a TTS voice given as `audio`, the STT task's input,
-    instead of `prompt_audio`), or an input given both as codes and as audio. Raises `VallEValueError`."""
+    """Refuse a call without its task's required input (`_refuse_missing_input`), inputs `generate` would ignore
+    (another task's: a TTS voice given as `audio`, the STT task's input, instead of `prompt_audio`), or an input
+    given both as codes and as audio. Raises `VallEValueError`."""
     given = {name for name, value in inputs.items() if value is not None}
+    _refuse_missing_input(task, given)
     for name in sorted(given - set(_TASK_INPUTS.get(task, given))):
         other = next(other for other, names in _TASK_INPUTS.items() if name in names)
         hint = " (a voice prompt is prompt_audio or prompt_codes)" if task == "tts" else ""
@@ -526,8 +549,6 @@ class VallEGenerationMixin(GenerationMixin):
         return tensor.to(self.device)
 
     def _text_rows(self, input_ids, attention_mask) -> list[torch.Tensor]:
-        if input_ids is None:
-            raise VallEValueError("input_ids (phoneme ids) are required for TTS")
         rows = _rows(self._moved(input_ids, "input_ids"), self._moved(attention_mask, "the mask of input_ids"),
                      "input_ids", 2)
         if attention_mask is None:
@@ -861,9 +882,7 @@ class VallEGenerationMixin(GenerationMixin):
     # ------------------------------------------------------------------ STT
     def _generate_stt(self, audio_codes, audio_mask, audio, config, kwargs) -> VallEGenerateOutput:
         self.head_index(0, "stt")  # refuses a checkpoint without the text head, before any work
-        rows = self._code_rows(audio_codes, audio_mask, audio, "audio_codes", None)
-        if rows is None:
-            raise VallEValueError("speech-to-text needs audio_codes or audio")
+        rows = self._code_rows(audio_codes, audio_mask, audio, "audio_codes", None)  # one is given: _check_inputs_of
         _check_seeded_rows(len(rows))
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
