@@ -781,6 +781,28 @@ def test_a_call_without_its_task_input_is_told_what_is_missing_first(tiny_model,
             tiny_model.generate(**inputs, max_new_tokens=2)
 
 
+def test_generate_in_training_mode_with_dropout_warns_to_call_eval():
+    """After Trainer.train() a model is left in training mode; with attention dropout (examples/finetune.py sets
+    0.1) every generate call then gave other output, greedy and seeded, without a word."""
+    from valle_hf.training import set_attention_dropout
+
+    model = reactive_model()
+    texts, prompts = _batch_inputs(model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=2, max_levels=0)
+    message = "generate runs in training mode with dropout 0.1 active, so every call gives other output"
+    model.train()
+    with logged_warnings() as without_dropout:
+        _greedy(model, **inputs)
+    set_attention_dropout(model, 0.1)
+    with logged_warnings() as training:
+        _greedy(model, **inputs)
+    model.eval()
+    with logged_warnings() as evaluating:
+        _greedy(model, **inputs)
+    assert training.out.count(message) == 1 and "call model.eval() first" in training.out
+    assert "training mode" not in without_dropout.out + evaluating.out
+
+
 @pytest.mark.parametrize("setting", [dict(guidance_scale=2.0), dict(encoder_repetition_penalty=1.5),
                                      dict(encoder_no_repeat_ngram_size=2),
                                      dict(watermarking_config={"bias": 2.0, "seeding_scheme": "lefthash"})])

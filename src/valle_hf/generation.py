@@ -295,6 +295,25 @@ def _warn_if_unspoken(lengths: torch.Tensor, audio: list[torch.Tensor] | None) -
                        "overflowed (in float16? try bfloat16 or float32)")
 
 
+def _active_dropout(model: torch.nn.Module) -> float:
+    """The highest dropout rate a forward of `model` applies in its modules' present modes: an `nn.Dropout` in
+    training mode (a LoRA's, say), or an attention's `attention_dropout`, a rate transformers' attention functions
+    apply in training mode only."""
+    rates = [module.p if isinstance(module, torch.nn.Dropout) else getattr(module, "attention_dropout", 0.0)
+             for module in model.modules() if module.training]
+    return max((rate for rate in rates if isinstance(rate, (int, float))), default=0.0)
+
+
+def _warn_if_dropping_out(model: torch.nn.Module) -> None:
+    """Warn when `generate` runs in training mode with dropout active (`Trainer.train()` leaves a model in training
+    mode, and fine-tuning sets attention dropout): every call then gives other output, greedy or seeded."""
+    rate = _active_dropout(model) if model.training else 0.0
+    if rate > 0:
+        logger.warning(f"generate runs in training mode with dropout {rate:g} active, so every call gives other "
+                       "output, greedy or seeded: call model.eval() first (Trainer.train() leaves the model in "
+                       "training mode)")
+
+
 def _ar_generate(model, **generate_kwargs):
     """`GenerationMixin.generate` for the AR (or STT) stage. A seeded, sampled run returns as its `scores` those its
     tokens were drawn from, not the one-token distributions `SeededRowSampler` handed on. With entropix sampling,
@@ -475,6 +494,7 @@ class VallEGenerationMixin(GenerationMixin):
                              prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
                              audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
             config, model_kwargs = self._merge_settings(generation_config, kwargs)
+            _warn_if_dropping_out(self)
             if torch.is_tensor(input_ids) and input_ids.dim() == 2:
                 check_prompt_for_texts(prompt_audio, len(input_ids))
             prompt_audio, audio = (self._waveform_rows(references, sampling_rate)
