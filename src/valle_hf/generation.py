@@ -56,7 +56,8 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
     `[B, levels]` the same for the NAR passes.
     sequences_scores, beam_indices: as in `GenerateBeamDecoderOnlyOutput` (beam search only).
     scores, logits, attentions, hidden_states: those of the AR (or STT) steps, per step as transformers returns them
-    (`output_scores`, `output_logits`, `output_attentions`, `output_hidden_states`); the NAR passes add none.
+    (`output_scores`, `output_logits`, `output_attentions`, `output_hidden_states`); the NAR passes add none. The
+    attentions need `attn_implementation="eager"`: the default sdpa computes none (each step's tuple is empty).
     With `num_return_sequences=n` every per-row field has `n` consecutive rows per input row.
     """
 
