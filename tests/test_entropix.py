@@ -196,3 +196,21 @@ def test_with_layer_skip_entropix_reads_the_last_layer_a_row_ran(tiny_model):
         first = probe.scores[0]
         assert probe.layers_run.tolist() == [1, 1]
         torch.testing.assert_close(probe.last_layer_scores(), first)
+
+
+def test_streamed_with_layer_skip_it_samples_as_a_whole_run(tiny_model):
+    """A streamed call runs NAR chunks between AR steps: entropix reads each AR step's own attention, not layers
+    those chunks left behind."""
+    from valle_hf.streaming import AudioStreamer
+
+    class Chunks(AudioStreamer):
+        def put(self, chunk):
+            pass
+
+    texts, prompts = _rows(tiny_model)
+    settings = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], entropix=True, temperature=1.0,
+                    layer_skip=True, layer_skip_exit_layer=0, max_new_tokens=20, seeds=[3], output_audio=False,
+                    return_dict_in_generate=True)
+    whole = tiny_model.generate(**settings)
+    streamed = tiny_model.generate(**settings, audio_streamer=Chunks(4 / tiny_model.config.frame_rate))
+    assert torch.equal(streamed.codes, whole.codes)

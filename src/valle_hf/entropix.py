@@ -47,7 +47,7 @@ from .layer_skip import entropy_and_varentropy
 from .seeding import AR_STAGE, active_generators, multinomial_per_row
 
 __all__ = ["AttentionProbe", "EntropixLogitsWarper", "entropix_metrics", "note_layers_run", "probing_attention",
-           "record_attention"]
+           "record_attention", "start_pass"]
 
 # The original's thresholds (`EntropixSamplerConfig`), in bits.
 LOW_ENTROPY, LOW_VARENTROPY = 0.1, 0.1
@@ -112,6 +112,14 @@ def record_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
         mask = attention_mask[:, :, -1, :keys]
         scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else scores + mask.float()
     probe.scores[module.layer_idx] = scores
+
+
+def start_pass() -> None:
+    """Forget what a listening probe holds: every forward pass records its own layers (a streamed NAR chunk runs
+    between two AR steps, and layer skip leaves some layers unrun)."""
+    probe = _PROBE.get()
+    if probe is not None:
+        probe.scores, probe.layers_run = {}, None
 
 
 def note_layers_run(layers_run: torch.LongTensor) -> None:

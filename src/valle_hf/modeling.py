@@ -27,7 +27,7 @@ from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig, VallEGenerationConfig
 from .cpu_kernels import backbone_attention, decoding_step
 from .embeddings import SegmentEmbedding, VallEEmbeddings, passes_of
-from .entropix import note_layers_run
+from .entropix import note_layers_run, start_pass
 from .errors import VallEValueError
 from .generation import VallEGenerationMixin
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
@@ -268,6 +268,7 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         Returns a `VallEOutput`, or its non-None fields as a tuple with `return_dict=False`. Raises ValueError for an
         unknown task or level, and for layer skip over a batch that mixes passes.
         """
+        start_pass()  # entropix reads this pass's attention only
         exit_state = None
         if early_exit is not None:
             if (torch.is_tensor(level) and level.dim()) or not isinstance(task, str):
