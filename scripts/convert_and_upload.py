@@ -118,15 +118,18 @@ def check_files(files: dict[str, Path]) -> None:
     for name, saved in (("config.json", config), ("processor_config.json", processor)):
         if "auto_map" not in saved:
             raise UploadError(f"not uploading: {name} has no auto_map, so the model would not load without valle-hf")
-        code = sorted({f"{reference.split('.')[0]}.py" for reference in saved["auto_map"].values()} - set(files))
+        pipelines = saved.get("custom_pipelines", {}).values()
+        references = [*saved["auto_map"].values(), *(task["impl"] for task in pipelines)]
+        code = sorted({f"{reference.split('.')[0]}.py" for reference in references} - set(files))
         if code:
             raise UploadError(f"not uploading: {name} names code that is not there: {', '.join(code)}")
 
 
 def with_code(model_dir: Path, workdir: Path) -> Path:
-    """`model_dir`, or, for a directory converted before valle-hf saved the model's code beside it, a copy re-saved
-    with the code (`auto_map` and modules). A directory without a processor is left to `check_files` to refuse."""
-    if "auto_map" in read_json(model_dir / "config.json"):
+    """`model_dir`, or, for a directory converted before valle-hf saved the model's code beside it (no `auto_map`) or
+    the pipeline's (no `custom_pipelines`), a copy re-saved with today's code. A directory without a processor is
+    left to `check_files` to refuse."""
+    if {"auto_map", "custom_pipelines"} <= set(read_json(model_dir / "config.json")):
         return model_dir
     if not (model_dir / "processor_config.json").is_file():
         return model_dir

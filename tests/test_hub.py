@@ -197,18 +197,24 @@ def test_script_uploads_a_converted_directory(fake_hub, converted_dir, capsys):
     assert fake_hub.repos["someone/from-dir"] == {"private": False}
 
 
-def test_script_uploads_an_old_directory_with_the_code(fake_hub, converted_dir, tmp_path, capsys):
-    old = tmp_path / "converted-before-the-code"  # as written before converted directories carried the code
-    shutil.copytree(converted_dir, old, ignore=shutil.ignore_patterns("*.py"))
+@pytest.mark.parametrize("before", ["code", "pipeline"])
+def test_script_uploads_an_old_directory_with_todays_code(fake_hub, converted_dir, tmp_path, capsys, before):
+    """A directory converted before converted directories carried the model's code, or the pipeline's, is uploaded
+    re-saved with both."""
+    old = tmp_path / f"converted-before-the-{before}"
+    shutil.copytree(converted_dir, old, ignore=shutil.ignore_patterns("*.py" if before == "code" else "pipeline.py"))
     for name in ("config.json", "processor_config.json"):
         saved = json.loads((old / name).read_text())
-        saved.pop("auto_map")
-        saved.pop("feature_extractor", None)
+        saved.pop("custom_pipelines", None)
+        if before == "code":
+            saved.pop("auto_map")
+            saved.pop("feature_extractor", None)
         (old / name).write_text(json.dumps(saved))
-    status, _, err = run_script(["--model-dir", old, "--repo-id", "someone/old"], capsys)
+    status, _, err = run_script(["--model-dir", old, "--repo-id", f"someone/old-{before}"], capsys)
     assert status == 0, err
-    assert fake_hub.files("someone/old") == NEEDED
-    assert "auto_map" in json.loads((fake_hub.root / "someone/old" / "config.json").read_text())
+    assert fake_hub.files(f"someone/old-{before}") == NEEDED
+    config = json.loads((fake_hub.root / f"someone/old-{before}" / "config.json").read_text())
+    assert {"auto_map", "custom_pipelines"} <= set(config)
 
 
 def test_script_uploads_the_released_model(fake_hub, converted_dir, monkeypatch, capsys):
