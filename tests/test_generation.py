@@ -188,21 +188,26 @@ def test_stt_batch_equals_items_alone():
         assert torch.equal(batch[row], alone[0])
 
 
-def test_right_padded_text_without_its_mask_is_refused(tiny_model):
-    """Without attention_mask the padding (id 0, `<unk>`) after a short row's end-of-text id was read as text: that
-    row spoke other codes than with the mask, without a word."""
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_text_without_its_mask_is_refused(tiny_model, side):
+    """Without attention_mask the padding (id 0, `<unk>`) beside a short row's text was read as text: that row spoke
+    other codes than with the mask, without a word."""
     from valle_hf.layout import pad
 
-    texts = [torch.cat([torch.tensor([1]), text, torch.tensor([2])]) for text in _batch_inputs(tiny_model.config)[0]]
-    ids, mask = pad(texts, 0, side="right")
-    codes = torch.randint(0, tiny_model.config.audio_vocab_size, (1, 9, tiny_model.config.num_rvq_levels),
+    config = tiny_model.config
+    texts = [torch.cat([torch.tensor([config.text_bos_token_id]), text, torch.tensor([config.text_eos_token_id])])
+             for text in _batch_inputs(config)[0]]
+    ids, mask = pad(texts, 0, side=side)
+    codes = torch.randint(0, config.audio_vocab_size, (1, 9, config.num_rvq_levels),
                           generator=torch.Generator().manual_seed(0))
     inputs = dict(input_ids=ids, prompt_codes=codes, max_new_tokens=2, max_levels=0)
-    with pytest.raises(ValueError, match=r"^row\(s\) \[0, 2\] of input_ids end in padding, but no attention_mask "
+    padded = [index for index, row in enumerate(mask) if not row.all()]
+    with pytest.raises(ValueError, match=rf"^row\(s\) \{padded} of input_ids hold padding, but no attention_mask "
                                          r"was given, so the padding would be read as text: pass attention_mask"):
         _greedy(tiny_model, **inputs)
     _greedy(tiny_model, **inputs, attention_mask=mask)
-    _greedy(tiny_model, **{**inputs, "input_ids": ids[1:2]})  # a row as the processor makes it: ends in </eos>
+    longest = [index for index, row in enumerate(mask) if row.all()]
+    _greedy(tiny_model, **{**inputs, "input_ids": ids[longest]})  # rows as the processor makes them: no padding
 
 
 def test_a_two_channel_array_as_the_prompt_of_two_rows_is_refused_as_ambiguous(tiny_model):
@@ -215,16 +220,18 @@ def test_a_two_channel_array_as_the_prompt_of_two_rows_is_refused_as_ambiguous(t
     _greedy(tiny_model, prompt_audio=pair, **{**inputs, "input_ids": inputs["input_ids"][:1]})  # one text: stereo
 
 
-def test_right_padded_codes_without_their_mask_are_refused():
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padded_codes_without_their_mask_are_refused(side):
     """Without audio_attention_mask the zero codes padding a short row of a batch were read as audio: its
     transcription changed without a word (generate's own `codes` are padded so, beside `lengths`)."""
     from valle_hf.layout import pad
 
     model = reactive_model(seed=2)
     _, audios = _batch_inputs(model.config, seed=3)
-    codes, mask = pad(audios, 0, side="right")
+    codes, mask = pad(audios, 0, side=side)
     settings = dict(task="stt", max_new_tokens=2)
-    with pytest.raises(ValueError, match=r"^row\(s\) \[0, 1\] of audio_codes end in padding, but no "
+    padded = [index for index, row in enumerate(mask) if not row.all()]
+    with pytest.raises(ValueError, match=rf"^row\(s\) \{padded} of audio_codes hold padding, but no "
                                          r"audio_attention_mask was given, so the padding would be read as audio"):
         _greedy(model, audio_codes=codes, **settings)
     _greedy(model, audio_codes=codes, audio_attention_mask=mask, **settings)

@@ -101,26 +101,35 @@ _MASK_OF = {"input_ids": "attention_mask", "prompt_codes": "prompt_attention_mas
 TEXT_PADDING_ID = 0
 
 
-def _text_ends_in_padding(row: torch.Tensor, eos: int) -> bool:
-    """Whether a row of phoneme ids is its text, end-of-text id, then padding: the processor ends every text with the
-    end-of-text id, so only padding can follow it."""
+def _text_is_padded(row: torch.Tensor, bos: int, eos: int) -> bool:
+    """Whether a row of phoneme ids is padding, then its text from its begin-of-text id (left padding), or its text up
+    to its end-of-text id, then padding (right padding): the processor frames every text with the two ids, so only
+    padding can precede or follow them."""
     kept = (row != TEXT_PADDING_ID).nonzero().flatten()
-    return len(kept) > 0 and int(kept[-1]) < len(row) - 1 and int(row[kept[-1]]) == eos
+    if len(kept) == 0:
+        return False
+    first, last = int(kept[0]), int(kept[-1])
+    return (first > 0 and int(row[first]) == bos) or (last < len(row) - 1 and int(row[last]) == eos)
 
 
-def _codes_end_in_padding(rows: list[torch.Tensor]) -> list[bool]:
-    """Which rows of a batch of codes end in an all-zero frame while another row does not: right padding (the longest
-    row has none); EnCodec gives no all-zero frame in practice, so a batch where every row ends in one is left alone."""
-    ends = [len(row) > 0 and not bool(row[-1].any()) for row in rows]
-    return ends if not all(ends) else [False] * len(rows)
+def _codes_are_padded(rows: list[torch.Tensor]) -> list[bool]:
+    """Which rows of a batch of codes start or end in an all-zero frame while another row does not at that end: left
+    or right padding (the longest row has none); EnCodec gives no all-zero frame in practice, so a batch where every
+    row has one at that end is left alone."""
+    padded = [False] * len(rows)
+    for end in (0, -1):
+        zero = [len(row) > 0 and not bool(row[end].any()) for row in rows]
+        if not all(zero):
+            padded = [before or now for before, now in zip(padded, zero, strict=True)]
+    return padded
 
 
 def _refuse_unmasked_padding(padded: list[bool], name: str, read_as: str, fix: str) -> None:
-    """Refuse a batch given without its mask whose rows end in padding: read as `read_as`, the padding would change
+    """Refuse a batch given without its mask whose rows hold padding: read as `read_as`, the padding would change
     those rows' output without a word. Raises `VallEValueError` naming the rows, the mask to pass and `fix`."""
     rows = [index for index, is_padded in enumerate(padded) if is_padded]
     if rows:
-        raise VallEValueError(f"row(s) {rows} of {name} end in padding, but no {_MASK_OF[name]} was given, so the "
+        raise VallEValueError(f"row(s) {rows} of {name} hold padding, but no {_MASK_OF[name]} was given, so the "
                               f"padding would be read as {read_as}: pass {_MASK_OF[name]} ({fix})")
 
 
@@ -573,8 +582,8 @@ class VallEGenerationMixin(GenerationMixin):
         rows = _rows(self._moved(input_ids, "input_ids"), self._moved(attention_mask, "the mask of input_ids"),
                      "input_ids", 2)
         if attention_mask is None:
-            eos = self.config.text_eos_token_id
-            _refuse_unmasked_padding([_text_ends_in_padding(row, eos) for row in rows], "input_ids", "text",
+            bos, eos = self.config.text_bos_token_id, self.config.text_eos_token_id
+            _refuse_unmasked_padding([_text_is_padded(row, bos, eos) for row in rows], "input_ids", "text",
                                      "the processor returns it beside input_ids: generate(**processor(texts, ...))")
         for row in rows:
             if len(row) == 0:
@@ -616,7 +625,7 @@ class VallEGenerationMixin(GenerationMixin):
             if row.numel() and (row.min() < 0 or row.max() >= self.config.audio_vocab_size):
                 raise VallEValueError(f"{name} must be EnCodec codes in 0..{self.config.audio_vocab_size - 1}")
         if codes is not None and mask is None:
-            _refuse_unmasked_padding(_codes_end_in_padding(rows), name, "audio frames",
+            _refuse_unmasked_padding(_codes_are_padded(rows), name, "audio frames",
                                      "1 for each real frame; for generate's codes, torch.arange(out.codes.shape[1]) "
                                      "< out.lengths[:, None]")
         return [row.long() for row in rows]
