@@ -390,9 +390,14 @@ def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(t
     for config in (GenerationConfig(max_new_tokens=4), VallEGenerationConfig(max_new_tokens=4)):
         out = model.generate(**inputs, generation_config=config)
         assert torch.equal(out.sequences, expected.sequences) and torch.equal(out.codes, expected.codes)
-    # what the passed config does set wins
+    # what the passed config does set wins, return_dict_in_generate included
     out = model.generate(**inputs, generation_config=VallEGenerationConfig(max_new_tokens=4, max_levels=1))
     assert out.codes.shape[-1] == 2
+    del inputs["return_dict_in_generate"]
+    assert isinstance(model.generate(**inputs, max_new_tokens=4), list)
+    for config in (GenerationConfig(max_new_tokens=4, return_dict_in_generate=True),
+                   VallEGenerationConfig(max_new_tokens=4, return_dict_in_generate=True)):
+        assert torch.equal(model.generate(**inputs, generation_config=config).codes, expected.codes)
 
 
 def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):

@@ -504,6 +504,9 @@ class VallEGenerationMixin(GenerationMixin):
                              prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
                              audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
             config, model_kwargs = self._merge_settings(generation_config, kwargs)
+            if return_dict_in_generate is None:  # as transformers: the keyword, else the (passed or model's) config
+                chosen = generation_config if generation_config is not None else self.generation_config
+                return_dict_in_generate = bool(chosen.return_dict_in_generate)
             _warn_if_dropping_out(self)
             if torch.is_tensor(input_ids) and input_ids.dim() == 2:
                 check_prompt_for_texts(prompt_audio, len(input_ids))
