@@ -101,12 +101,12 @@ def test_the_default_stands_aside_for_gradients_autocast_and_other_dtypes(model)
 
 
 # ---------------------------------------------------------------------------------------------------- int8 weights
-def _int8_linear(in_features: int, out_features: int = 48) -> nn.Linear:
+def _int8_linear(in_features: int, out_features: int = 48, dtype: torch.dtype = torch.bfloat16) -> nn.Linear:
     """A linear with torchao's weight-only int8 weights, as transformers' `TorchAoConfig` applies them."""
     pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
-    linear = nn.Sequential(nn.Linear(in_features, out_features)).to(torch.bfloat16)
+    linear = nn.Sequential(nn.Linear(in_features, out_features)).to(dtype)
     quantize_(linear, Int8WeightOnlyConfig())
     return linear[0].requires_grad_(False)
 
@@ -144,6 +144,20 @@ def test_int8_weights_take_the_int8_kernel_in_decoding_steps_only(int8_calls):
     with cpu_kernels.decoding_step():
         forward(x.requires_grad_())  # an input that wants gradients: torchao's product, which has them
     assert len(int8_calls) == 1
+
+
+def test_int8_weights_of_a_float32_model_take_torchaos_product(int8_calls):
+    """torchao's int8 weight of a float32 model reports float32: it is no weight for oneDNN's float32 product (which
+    raised NotImplementedError), and float32 activations are none for the int8 kernel."""
+    linear = _int8_linear(128, dtype=torch.float32)
+    assert linear.weight.dtype == torch.float32
+    forward = cpu_kernels.CPULinearForward(linear)
+    x = torch.randn(3, 128)
+    with torch.no_grad():
+        for step in (False, True):
+            with cpu_kernels.decoding_step(step):
+                torch.testing.assert_close(forward(x), _exact(linear, x), rtol=1e-4, atol=1e-4)
+    assert not int8_calls
 
 
 def test_the_int8_kernel_follows_changed_scales_and_skips_widths_it_cannot_read(int8_calls):

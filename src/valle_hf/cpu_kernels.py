@@ -109,6 +109,7 @@ def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether oneDNN's float32 inner product can stand in for `F.linear(x, weight)` here."""
     return (
         x.dtype == torch.float32 and weight.dtype == torch.float32
+        and type(weight) in (torch.Tensor, nn.Parameter)  # not a quantized weight that reports float32 (torchao's)
         and not (torch.is_grad_enabled() and weight.requires_grad)
         and _inference_on_cpu(x)
     )
