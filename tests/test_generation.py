@@ -400,6 +400,16 @@ def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(t
         assert torch.equal(model.generate(**inputs, generation_config=config).codes, expected.codes)
 
 
+@pytest.mark.parametrize("setting", ["layer_skip_exit_layer", "nar_temperature", "prefix_silence", "nar_dtype"])
+def test_a_setting_given_as_none_is_not_set(tiny_model, setting):
+    """None means "not set", as in transformers: the model's value (a TypeError deep inside, or a refusal, before)."""
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=3, min_new_tokens=3,
+                  layer_skip=True, output_audio=False, return_dict_in_generate=True)
+    expected = _greedy(tiny_model, **inputs, **{setting: getattr(tiny_model.generation_config, setting)})
+    assert torch.equal(_greedy(tiny_model, **inputs, **{setting: None}).codes, expected.codes)
+
+
 def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     prompt = prompts[0]  # 20 frames

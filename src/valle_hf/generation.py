@@ -558,6 +558,10 @@ class VallEGenerationMixin(GenerationMixin):
                                else self._completed(generation_config))
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
         model_kwargs = config.update(**kwargs)
+        for name, default in VALLE_GENERATION_DEFAULTS.items():  # None is "not set": the model's, else the default
+            if getattr(config, name) is None:
+                model_value = getattr(self.generation_config, name, None)
+                setattr(config, name, default if model_value is None else model_value)
         check_settings_fit(config.to_dict(), self.config)
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
