@@ -365,6 +365,15 @@ def test_bad_inputs_give_clear_errors(tiny_model, kwargs, message):
         tiny_model.generate(max_new_tokens=2, output_audio=False, **kwargs)
 
 
+def test_inputs_is_input_ids_as_in_transformers(tiny_model):
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(prompt_codes=prompts[0][None], max_new_tokens=3)
+    expected = _greedy(tiny_model, input_ids=texts[0][None], **inputs)
+    assert torch.equal(_greedy(tiny_model, inputs=texts[0][None], **inputs).codes, expected.codes)
+    with pytest.raises(ValueError, match="got both inputs and input_ids"):
+        _greedy(tiny_model, inputs=texts[0][None], input_ids=texts[0][None], **inputs)
+
+
 def test_a_generation_config_that_is_not_one_is_refused_naming_what_to_give(tiny_model):
     from valle_hf.errors import VallETypeError
 
@@ -821,7 +830,11 @@ def test_generate_in_training_mode_with_dropout_warns_to_call_eval():
     model.eval()
     with logged_warnings() as evaluating:
         _greedy(model, **inputs)
+    model.model.backbone.train()  # a part in training mode drops out as well
+    with logged_warnings() as part:
+        _greedy(model, **inputs)
     assert training.out.count(message) == 1 and "call model.eval() first" in training.out
+    assert part.out.count(message) == 1
     assert "training mode" not in without_dropout.out + evaluating.out
 
 

@@ -317,7 +317,7 @@ def _active_dropout(model: torch.nn.Module) -> float:
 def _warn_if_dropping_out(model: torch.nn.Module) -> None:
     """Warn when `generate` runs in training mode with dropout active (`Trainer.train()` leaves a model in training
     mode, and fine-tuning sets attention dropout): every call then gives other output, greedy or seeded."""
-    rate = _active_dropout(model) if model.training else 0.0
+    rate = _active_dropout(model)  # any module in training mode: `model.train()` may have been called on a part
     if rate > 0:
         logger.warning(f"generate runs in training mode with dropout {rate:g} active, so every call gives other "
                        "output, greedy or seeded: call model.eval() first (Trainer.train() leaves the model in "
@@ -473,10 +473,10 @@ class VallEGenerationMixin(GenerationMixin):
     ):
         r"""Text-to-speech (default) or speech-to-text.
 
-        TTS: `input_ids` `[B, L]` phoneme ids with BOS/EOS (any padding side, given `attention_mask`: padded rows
-        without their mask are refused, as are padded codes without theirs), and a voice prompt as `prompt_codes`
-        `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for every row, or one per row; a
-        prompt is a path, a ';'-joined string of paths, a waveform or a list of those: see
+        TTS: `input_ids` (or transformers' `inputs`) `[B, L]` phoneme ids with BOS/EOS (any padding side, given
+        `attention_mask`: padded rows without their mask are refused, as are padded codes without theirs), and a
+        voice prompt as `prompt_codes` `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for
+        every row, or one per row; a prompt is a path, a ';'-joined string of paths, a waveform or a list of those: see
         `VallEFeatureExtractor.load`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or `audio`, with
         `task="stt"`. `sampling_rate` is the rate (Hz) of waveforms in `prompt_audio` / `audio`, required with them
         (the processor's output carries it); one value, or one per row as a pipeline batch lists it.
@@ -500,6 +500,10 @@ class VallEGenerationMixin(GenerationMixin):
         ValueError) for inputs or settings it cannot use.
         """
         with _ends(audio_streamer):  # however the call ends, before streaming or during it
+            if "inputs" in kwargs:  # transformers' name for the main input: the phoneme ids here
+                if input_ids is not None:
+                    raise VallEValueError("got both inputs and input_ids: give the phoneme ids once")
+                input_ids = kwargs.pop("inputs")
             _check_inputs_of(task, input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
                              prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
                              audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
