@@ -194,8 +194,7 @@ def sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     cached decoding step on the CPU with bfloat16 or float16 activations: there the query, keys and values are
     multiplied in float32 and the output `[B, L, heads, head_dim]` is rounded back to the query's dtype. While
     entropix samples, it also hands the last position's scores to `valle_hf.entropix.record_attention`."""
-    if not torch.compiler.is_compiling():  # entropix is eager only
-        record_attention(module, query, key, attention_mask, kwargs.get("scaling"))
+    record_attention(module, query, key, attention_mask, kwargs.get("scaling"))
     if query.dtype in (torch.bfloat16, torch.float16) and _DECODING_STEP.get() and _inference_on_cpu(query):
         if attention_mask is not None and attention_mask.is_floating_point():
             attention_mask = attention_mask.float()

@@ -58,6 +58,12 @@ ADAPTIVE_DRAWS = 5
 _PROBE: ContextVar[AttentionProbe | None] = ContextVar("valle_hf_attention_probe", default=None)
 
 
+def _listening() -> AttentionProbe | None:
+    """The probe of the running call, if any; none inside torch.compile, which cannot trace a context variable
+    (entropix runs eagerly)."""
+    return None if torch.compiler.is_compiling() else _PROBE.get()
+
+
 class AttentionProbe:
     """The attention of the last position in the running pass: each layer's pre-softmax scores `[B, heads, keys]`
     (masked keys -inf), and the layers each row ran (all of them, unless layer skip stopped a row early)."""
@@ -101,7 +107,7 @@ def record_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     `query` `[B, heads, L, head_dim]`, `key` `[B, kv_heads, keys, head_dim]` (after the cache), `attention_mask`
     boolean (True = attend) or additive `[B, 1, L, >= keys]`, or None (causal: the last position attends to every
     key)."""
-    probe = _PROBE.get()
+    probe = _listening()
     if probe is None:
         return
     keys = key.shape[-2]
@@ -117,14 +123,14 @@ def record_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
 def start_pass() -> None:
     """Forget what a listening probe holds: every forward pass records its own layers (a streamed NAR chunk runs
     between two AR steps, and layer skip leaves some layers unrun)."""
-    probe = _PROBE.get()
+    probe = _listening()
     if probe is not None:
         probe.scores, probe.layers_run = {}, None
 
 
 def note_layers_run(layers_run: torch.LongTensor) -> None:
     """Tell a listening probe how many layers each row of this pass ran (layer skip)."""
-    probe = _PROBE.get()
+    probe = _listening()
     if probe is not None:
         probe.layers_run = layers_run
 
