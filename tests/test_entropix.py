@@ -188,14 +188,35 @@ def test_generate_samples_with_entropix_and_needs_the_sdpa_attention(tiny_model)
 
 
 @torch.no_grad()
-def test_with_layer_skip_entropix_reads_the_last_layer_a_row_ran(tiny_model):
+def test_with_layer_skip_entropix_reads_the_last_layer_a_row_ran():
+    """Rows of one pass that exit at different layers: each reads the attention of the last layer it ran (later
+    layers still run for the batch's other rows)."""
+    from conftest import reactive_model, tiny_config
+
     from valle_hf.layer_skip import LayerSkip
 
+    model = reactive_model(tiny_config(num_hidden_layers=4))
+    inputs = _pass_inputs(model)
+
+    def layers_run(threshold, rows=slice(None)):
+        batch = {name: value[rows] if torch.is_tensor(value) else value for name, value in inputs.items()}
+        return model(**batch, logits_to_keep=1, early_exit=LayerSkip(-1, threshold, 1e9)).exit_layers.tolist()
+
+    flips = []
+    for row in range(2):  # the entropy (bits) at which the row alone starts to exit after 3 layers
+        low, high = 0.0, 11.0
+        for _ in range(30):
+            middle = (low + high) / 2
+            low, high = (low, middle) if layers_run(middle, slice(row, row + 1)) == [3] else (middle, high)
+        flips.append(high)
+    threshold = sum(flips) / 2
     with probing_attention() as probe:
-        tiny_model(**_pass_inputs(tiny_model), early_exit=LayerSkip(exit_layer=0))
-        first = probe.scores[0]
-        assert probe.layers_run.tolist() == [1, 1]
-        torch.testing.assert_close(probe.last_layer_scores(), first)
+        model(**inputs, logits_to_keep=1, early_exit=LayerSkip(-1, threshold, 1e9))
+        ran, scores = probe.layers_run.tolist(), dict(probe.scores)
+        chosen = probe.last_layer_scores()
+    assert sorted(ran) == [3, 4] and sorted(scores) == [0, 1, 2, 3], (flips, ran)
+    for row, layers in enumerate(ran):
+        torch.testing.assert_close(chosen[row], scores[layers - 1][row])
 
 
 def test_streamed_with_layer_skip_it_samples_as_a_whole_run(tiny_model):

@@ -372,6 +372,7 @@ def test_inputs_is_input_ids_as_in_transformers(tiny_model):
     assert torch.equal(_greedy(tiny_model, inputs=texts[0][None], **inputs).codes, expected.codes)
     with pytest.raises(ValueError, match="got both inputs and input_ids"):
         _greedy(tiny_model, inputs=texts[0][None], input_ids=texts[0][None], **inputs)
+    assert torch.equal(_greedy(tiny_model, inputs=None, input_ids=texts[0][None], **inputs).codes, expected.codes)
 
 
 def test_a_generation_config_that_is_not_one_is_refused_naming_what_to_give(tiny_model):
@@ -407,16 +408,32 @@ def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(t
     for config in (GenerationConfig(max_new_tokens=4, return_dict_in_generate=True),
                    VallEGenerationConfig(max_new_tokens=4, return_dict_in_generate=True)):
         assert torch.equal(model.generate(**inputs, generation_config=config).codes, expected.codes)
+    model.generation_config.return_dict_in_generate = True  # left unset in the passed config: the model's
+    assert torch.equal(model.generate(**inputs, generation_config=GenerationConfig(max_new_tokens=4)).codes,
+                       expected.codes)
 
 
-@pytest.mark.parametrize("setting", ["layer_skip_exit_layer", "nar_temperature", "prefix_silence", "nar_dtype"])
-def test_a_setting_given_as_none_is_not_set(tiny_model, setting):
-    """None means "not set", as in transformers: the model's value (a TypeError deep inside, or a refusal, before)."""
-    texts, prompts = _batch_inputs(tiny_model.config)
+@pytest.mark.parametrize("setting, model_value", [("layer_skip_exit_layer", 0), ("nar_temperature", 1.0),
+                                                   ("prefix_silence", 0.2)])
+def test_a_setting_given_as_none_is_not_set(tiny_model, setting, model_value):
+    """None means "not set", as in transformers: the model's value (a TypeError deep inside, or a refusal, before);
+    but max_levels and input_prompt_length None keep their meaning, "all"."""
+    from valle_hf.configuration import VALLE_GENERATION_DEFAULTS
+
+    model = copy.deepcopy(tiny_model)
+    setattr(model.generation_config, setting, model_value)
+    texts, prompts = _batch_inputs(model.config)
     inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=3, min_new_tokens=3,
-                  layer_skip=True, output_audio=False, return_dict_in_generate=True)
-    expected = _greedy(tiny_model, **inputs, **{setting: getattr(tiny_model.generation_config, setting)})
-    assert torch.equal(_greedy(tiny_model, **inputs, **{setting: None}).codes, expected.codes)
+                  layer_skip=True, output_audio=False, return_dict_in_generate=True, seeds=[0])
+    expected = _greedy(model, **inputs, **{setting: model_value})
+    assert not torch.equal(_greedy(model, **inputs, **{setting: VALLE_GENERATION_DEFAULTS[setting]}).codes,
+                           expected.codes)  # the model's value is not the default, and it matters
+    assert torch.equal(_greedy(model, **inputs, **{setting: None}).codes, expected.codes)
+    model.generation_config.update(max_levels=1, input_prompt_length=0.1)
+    out = _greedy(model, **{**inputs, "input_prompt_length": None, "max_levels": None})
+    assert out.codes.shape[-1] == model.config.num_rvq_levels
+    whole = _greedy(model, **{**inputs, "input_prompt_length": 0, "max_levels": None})
+    assert torch.equal(out.codes, whole.codes)
 
 
 def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):

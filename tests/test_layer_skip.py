@@ -219,3 +219,22 @@ def test_exits_that_vary_between_steps_keep_the_cache_consistent():
             below = [count for count in range(first_check, layers) if metrics[count - 1][0] <= entropy
                      and metrics[count - 1][1] <= varentropy]
             assert int(exits[step]) == (below[0] if below else layers), (row, step)
+
+
+@torch.no_grad()
+def test_a_level_given_as_a_tensor_scores_the_same_positions():
+    """`level` may be an int or a 0-dim tensor: a level-0 pass scores its last position either way (a tensor 0 was
+    taken for a NAR pass, which scores no position, so every row exited at the first check)."""
+    from conftest import reactive_model, tiny_config
+
+    from valle_hf.layer_skip import LayerSkip
+
+    model = reactive_model(tiny_config(num_hidden_layers=4))
+    generator = torch.Generator().manual_seed(0)
+    text = torch.randint(3, model.config.text_vocab_size, (8,), generator=generator)
+    prompt = torch.randint(0, model.config.audio_vocab_size, (1, 12, model.config.num_rvq_levels), generator=generator)
+    ids = tts_sequence(model.config, text, 0, prompt.shape[1])[None]
+    skip = LayerSkip(-1, 1e-4, 1e9)  # no real distribution is that certain: no exit before the last layer
+    exits = [model(input_ids=ids, prompt_codes=prompt, level=level, early_exit=skip, logits_to_keep=1).exit_layers
+             for level in (0, torch.tensor(0))]
+    assert exits[0].tolist() == exits[1].tolist() == [4]

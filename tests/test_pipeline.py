@@ -122,6 +122,21 @@ def test_an_array_prompt_needs_its_sampling_rate(tts, prompt_wav):
     assert result["audio"].shape == (8 * 320,)
 
 
+@pytest.mark.parametrize("where", ["forward_params", "processor_kwargs"])
+def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, where):
+    """generate cannot tell a [2, samples] array given with two texts from two voices and refuses it; the pipeline's
+    prompt is one voice for every text, so a batch of two texts takes it as one stereo voice."""
+    import soundfile
+
+    mono, rate = soundfile.read(prompt_wav, dtype="float32")
+    stereo = np.stack([mono, mono])
+    settings = {where: {"prompt_audio": stereo, "sampling_rate": rate}, "generate_kwargs": GENERATE}
+    batched = tts([*TEXTS, "Third."], batch_size=2, **settings)
+    alone = [tts(text, forward_params={"prompt_audio": mono, "sampling_rate": rate}, generate_kwargs=GENERATE)
+             for text in [*TEXTS, "Third."]]
+    assert all(np.allclose(b["audio"], a["audio"], atol=1e-5) for b, a in zip(batched, alone, strict=True))
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda tts, prompt: tts([]), ValueError, "empty list of texts"),
     (lambda tts, prompt: tts("Hi.", forward_params="voice.wav"), TypeError,

@@ -76,9 +76,12 @@ class AttentionProbe:
         """Each row's scores in the last layer it ran `[B, heads, keys]`; forgets this pass. Raises
         `VallEValueError` when no layer recorded any (an attention other than the backbone's "sdpa")."""
         if not self.scores:
-            raise VallEValueError("entropix reads the attention of the backbone's 'sdpa' implementation, and this pass "
-                                  "recorded none: load the model with attn_implementation='sdpa' (the default)")
-        layers = torch.stack([self.scores[index] for index in sorted(self.scores)])  # [layers, B, heads, keys]
+            raise VallEValueError("entropix reads the attention of the backbone's 'sdpa' implementation run eagerly, "
+                                  "and this pass recorded none: load the model with attn_implementation='sdpa' (the "
+                                  "default), and generate without torch.compile (no compile_config, no compiled "
+                                  "forward)")
+        device = next(iter(self.scores.values())).device  # a model split across devices records on several
+        layers = torch.stack([self.scores[index].to(device) for index in sorted(self.scores)])  # [layers, B, H, keys]
         if self.layers_run is None:
             chosen = layers[-1]
         else:

@@ -500,17 +500,19 @@ class VallEGenerationMixin(GenerationMixin):
         ValueError) for inputs or settings it cannot use.
         """
         with _ends(audio_streamer):  # however the call ends, before streaming or during it
-            if "inputs" in kwargs:  # transformers' name for the main input: the phoneme ids here
+            inputs = kwargs.pop("inputs", None)  # transformers' name for the main input: the phoneme ids here
+            if inputs is not None:
                 if input_ids is not None:
                     raise VallEValueError("got both inputs and input_ids: give the phoneme ids once")
-                input_ids = kwargs.pop("inputs")
+                input_ids = inputs
             _check_inputs_of(task, input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
                              prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
                              audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
             config, model_kwargs = self._merge_settings(generation_config, kwargs)
-            if return_dict_in_generate is None:  # as transformers: the keyword, else the (passed or model's) config
-                chosen = generation_config if generation_config is not None else self.generation_config
-                return_dict_in_generate = bool(chosen.return_dict_in_generate)
+            if return_dict_in_generate is None:  # as transformers: the keyword, the passed config, the model's
+                passed = None if generation_config is None else generation_config.return_dict_in_generate
+                return_dict_in_generate = bool(self.generation_config.return_dict_in_generate if passed is None
+                                               else passed)
             _warn_if_dropping_out(self)
             if torch.is_tensor(input_ids) and input_ids.dim() == 2:
                 check_prompt_for_texts(prompt_audio, len(input_ids))
@@ -562,8 +564,8 @@ class VallEGenerationMixin(GenerationMixin):
                                else self._completed(generation_config))
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
         model_kwargs = config.update(**kwargs)
-        for name, default in VALLE_GENERATION_DEFAULTS.items():  # None is "not set": the model's, else the default
-            if getattr(config, name) is None:
+        for name, default in VALLE_GENERATION_DEFAULTS.items():  # None is "not set" where it is no value of its own
+            if getattr(config, name) is None and default is not None:  # (max_levels None is "all")
                 model_value = getattr(self.generation_config, name, None)
                 setattr(config, name, default if model_value is None else model_value)
         check_settings_fit(config.to_dict(), self.config)

@@ -9,7 +9,7 @@ thresholds stops there, and `exit_layer` (a 0-based layer index) is the last lay
 
 Unlike the original, the metric is taken on the normed state of each row's own sampled positions (so a row exits alike
 alone or in any batch), a forced exit stops after layer `exit_layer` as the flag says (the original ran one layer
-more, and never fewer than n//2 + 2), and the KV cache stays consistent: every skipped layer still receives keys and
+more, and never fewer than n//2 + 1), and the KV cache stays consistent: every skipped layer still receives keys and
 values for the new positions, computed from the exit state (LayerSkip-style state propagation), so later steps attend
 over a complete cache.
 """

@@ -199,7 +199,7 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         response frames (rows of a batch have different lengths), or every one of them."""
         batch, length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         kept = logits_to_keep or length
-        if input_ids is not None and not (isinstance(level, int) and level == 0):
+        if input_ids is not None and int(level) != 0:  # one level for the pass (an int or a 0-dim tensor)
             return (input_ids == self.config.audio_frame_token_id)[:, -kept:]
         return torch.ones(batch, kept, dtype=torch.bool, device=self.device)
 

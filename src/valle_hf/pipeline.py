@@ -77,10 +77,14 @@ def check_one_streamed_call(text_inputs: Any, batch_size: int | None, kwargs: Ma
                           "text with a streamer of its own")
 
 
-def _seeds_for_rows(settings: Mapping[str, Any], rows: int, name: str) -> Mapping[str, Any]:
-    """`settings` with its `seeds` fitted to a batch of `rows` texts: the pipeline gives the same settings to every
-    batch, so one seed serves each text (as it does for texts run one by one); more are refused, as the pipeline
+def _for_batch(settings: Mapping[str, Any], rows: int, name: str) -> Mapping[str, Any]:
+    """`settings` fitted to a batch of `rows` texts, as the pipeline gives the same settings to every batch: a voice
+    prompt is one voice for every text (an array in a list of one, which `generate` cannot take for one per text), and
+    one seed serves each text (as it does for texts run one by one); more seeds are refused, as the pipeline
     cannot tell which batch a text falls in."""
+    prompt = settings.get("prompt_audio")
+    if isinstance(prompt, (torch.Tensor, np.ndarray)):
+        settings = {**settings, "prompt_audio": [prompt]}
     seeds = settings.get("seeds")
     if isinstance(seeds, (torch.Tensor, np.ndarray)):
         seeds = seeds.tolist()
@@ -113,7 +117,7 @@ class VallETextToAudioPipeline(TextToAudioPipeline):
         if not self._is_valle():
             return super()._forward(model_inputs, **kwargs)
         rows = model_inputs["input_ids"].shape[0]
-        kwargs = {**kwargs, **{name: _seeds_for_rows(kwargs.get(name) or {}, rows, name) for name in _SETTINGS}}
+        kwargs = {**kwargs, **{name: _for_batch(kwargs.get(name) or {}, rows, name) for name in _SETTINGS}}
         audio = super()._forward(model_inputs, **kwargs).audio
         takes = len(audio) // rows  # with num_return_sequences: text 0's takes, then text 1's, ...
         if takes > 1:
