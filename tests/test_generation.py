@@ -418,7 +418,7 @@ def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(t
 def test_a_setting_given_as_none_is_not_set(tiny_model, setting, model_value):
     """None means "not set", as in transformers: the model's value (a TypeError deep inside, or a refusal, before);
     but max_levels and input_prompt_length None keep their meaning, "all"."""
-    from valle_hf.configuration import VALLE_GENERATION_DEFAULTS
+    from valle_hf.configuration import VALLE_GENERATION_DEFAULTS, VallEGenerationConfig
 
     model = copy.deepcopy(tiny_model)
     setattr(model.generation_config, setting, model_value)
@@ -429,6 +429,10 @@ def test_a_setting_given_as_none_is_not_set(tiny_model, setting, model_value):
     assert not torch.equal(_greedy(model, **inputs, **{setting: VALLE_GENERATION_DEFAULTS[setting]}).codes,
                            expected.codes)  # the model's value is not the default, and it matters
     assert torch.equal(_greedy(model, **inputs, **{setting: None}).codes, expected.codes)
+    # beside a passed config, the config's value
+    passed = VallEGenerationConfig(**{setting: model_value})
+    setattr(model.generation_config, setting, VALLE_GENERATION_DEFAULTS[setting])
+    assert torch.equal(_greedy(model, **inputs, generation_config=passed, **{setting: None}).codes, expected.codes)
     model.generation_config.update(max_levels=1, input_prompt_length=0.1)
     out = _greedy(model, **{**inputs, "input_prompt_length": None, "max_levels": None})
     assert out.codes.shape[-1] == model.config.num_rvq_levels

@@ -563,11 +563,13 @@ class VallEGenerationMixin(GenerationMixin):
         config = copy.deepcopy(self.generation_config if generation_config is None
                                else self._completed(generation_config))
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
-        model_kwargs = config.update(**kwargs)
-        for name, default in VALLE_GENERATION_DEFAULTS.items():  # None is "not set" where it is no value of its own
-            if getattr(config, name) is None and default is not None:  # (max_levels None is "all")
-                model_value = getattr(self.generation_config, name, None)
-                setattr(config, name, default if model_value is None else model_value)
+        # A VALL-E setting given as None is not set, where None is no value of its own (max_levels None is "all")
+        unset = {name for name, default in VALLE_GENERATION_DEFAULTS.items() if default is not None
+                 and name in kwargs and kwargs[name] is None}
+        model_kwargs = config.update(**{name: value for name, value in kwargs.items() if name not in unset})
+        for name, default in VALLE_GENERATION_DEFAULTS.items():  # a config that holds None: the default
+            if getattr(config, name) is None and default is not None:
+                setattr(config, name, default)
         check_settings_fit(config.to_dict(), self.config)
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
