@@ -508,11 +508,9 @@ class VallEGenerationMixin(GenerationMixin):
             _check_inputs_of(task, input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
                              prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
                              audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
-            config, model_kwargs = self._merge_settings(generation_config, kwargs)
-            if return_dict_in_generate is None:  # as transformers: the keyword, the passed config, the model's
-                passed = None if generation_config is None else generation_config.return_dict_in_generate
-                return_dict_in_generate = bool(self.generation_config.return_dict_in_generate if passed is None
-                                               else passed)
+            config, model_kwargs, configured_dict = self._merge_settings(generation_config, kwargs)
+            if return_dict_in_generate is None:  # as transformers: the keyword, else the config's
+                return_dict_in_generate = configured_dict
             _warn_if_dropping_out(self)
             if torch.is_tensor(input_ids) and input_ids.dim() == 2:
                 check_prompt_for_texts(prompt_audio, len(input_ids))
@@ -553,15 +551,17 @@ class VallEGenerationMixin(GenerationMixin):
                                   "sampling_rate=model.config.sampling_rate")
 
     # ------------------------------------------------------------------ inputs
-    def _merge_settings(self, generation_config, kwargs) -> tuple[VallEGenerationConfig, dict]:
-        """This call's settings: a copy of `generation_config` (default: the model's) updated with the keyword
-        arguments it knows; returns it and the other keyword arguments (model inputs for the AR loop)."""
+    def _merge_settings(self, generation_config, kwargs) -> tuple[VallEGenerationConfig, dict, bool]:
+        """This call's settings: a copy of `generation_config` (default: the model's; `_completed`) updated with the
+        keyword arguments it knows; returns it, the other keyword arguments (model inputs for the AR loop) and the
+        config's `return_dict_in_generate` (the copy always returns a dict internally)."""
         if generation_config is not None and not isinstance(generation_config, GenerationConfig):
             raise VallETypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}"
                                  ": give settings as keyword arguments of generate, or build one with "
                                  "copy.deepcopy(model.generation_config)")
         config = copy.deepcopy(self.generation_config if generation_config is None
                                else self._completed(generation_config))
+        configured_dict = bool(config.return_dict_in_generate)
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
         # A VALL-E setting given as None is not set, where None is no value of its own (max_levels None is "all")
         unset = {name for name, default in VALLE_GENERATION_DEFAULTS.items() if default is not None
@@ -573,7 +573,7 @@ class VallEGenerationMixin(GenerationMixin):
         check_settings_fit(config.to_dict(), self.config)
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
-        return config, model_kwargs
+        return config, model_kwargs, configured_dict
 
     def _completed(self, generation_config: GenerationConfig) -> VallEGenerationConfig:
         """A `generation_config` the caller passed, with what it leaves unset taken from the model's, as transformers
