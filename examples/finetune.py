@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -42,16 +41,16 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
-from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
+from valle_hf.errors import ArgumentParser, CheckpointError, UsageError, entry_point, one_line
 from valle_hf.files import check_output_folder
 from valle_hf.loading import CONVERTED_CHOICES, load_model
+from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import saved_tokenizer
 from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
 
 # transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name warns).
 CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
                  else "gradient_checkpointing")
-PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "processor_config.json")
 
 
 class VallETrainer(Trainer):
@@ -259,6 +258,7 @@ def train(argv: list[str] | None = None) -> Path:
     if tokenizer is not None:
         check_tokenizer(args.data, tokenizer, args.model)
     model = load_model(args.model, choices=CONVERTED_CHOICES)
+    processor = load_processor(args.model)
     if dataset.rvq_levels < model.config.num_rvq_levels:  # the collator caps levels to those present: no error later
         print(f"warning: {args.data} holds {dataset.rvq_levels} RVQ levels and the model reads "
               f"{model.config.num_rvq_levels}: its NAR levels {dataset.rvq_levels}..{model.config.num_rvq_levels - 1}"
@@ -280,18 +280,22 @@ def train(argv: list[str] | None = None) -> Path:
             adapted.merge_and_unload().save_pretrained(str(final))  # a plain VallEForConditionalGeneration
     else:
         trainer.save_model(str(final))
-    if trainer.is_world_process_zero():
-        copy_processor_files(args.model, final)
+    if trainer.is_world_process_zero() and processor is not None:
+        processor.save_pretrained(str(final))
     trainer.accelerator.wait_for_everyone()
     return final
 
 
-def copy_processor_files(model: str, destination: Path) -> None:
-    """Keep the tokenizer / processor files next to the trained weights, so the folder is a complete model."""
-    source = Path(model)
-    for name in PROCESSOR_FILES:
-        if (source / name).is_file():
-            shutil.copy2(source / name, destination / name)
+def load_processor(model: str) -> VallEProcessor | None:
+    """The processor of `model` (a folder or a Hub id), saved beside the trained weights with its code, so that
+    final/ is a complete model folder, for `--model` and for `trust_remote_code=True` alike; None for a folder saved
+    without one (final/ then has none either). Raises `CheckpointError` when it cannot be read."""
+    if Path(model).is_dir() and saved_tokenizer(model) is None:
+        return None
+    try:
+        return VallEProcessor.from_pretrained(model)
+    except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
+        raise CheckpointError(f"could not load the processor of {model} ({one_line(error, 200)})") from None
 
 
 @entry_point(interrupted="interrupted: the checkpoints saved so far are kept in --output; --resume continues from the "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -410,6 +411,29 @@ def test_finetune_resume_and_stt_only_without_a_prompt(tmp_path, monkeypatch, ca
     finetune.train(list(map(str, argv)))
     assert started == [{"resume_from_checkpoint": None}]
     assert "warning: --resume: --output" in capsys.readouterr().err
+
+
+def test_finetune_final_folder_holds_the_processor_and_its_code(tmp_path, monkeypatch):
+    """final/ had the tokenizer's files but not the processor's code (processing.py and what it imports), so
+    `AutoProcessor.from_pretrained(final, trust_remote_code=True)` failed where valle-hf is not installed."""
+    from valle_hf.processing import VallEProcessor
+    from valle_hf.tokenization import tokenizer_fingerprint
+
+    reactive_model().save_pretrained(tmp_path / "model")
+    VallEProcessor.from_tokenizer_file().save_pretrained(tmp_path / "model")
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    monkeypatch.setattr(finetune.VallETrainer, "train", lambda self, **kwargs: None)  # the saving is what is tested
+    final = finetune.train(list(map(str, ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output",
+                                          tmp_path / "out", "--prompt-duration", "0.2", "0.5"])))
+    files = {path.name for path in final.iterdir()}
+    processor = json.loads((final / "processor_config.json").read_text(encoding="utf-8"))
+    named = [*processor["auto_map"].values(), *processor["feature_extractor"]["auto_map"].values()]
+    imported = {match + ".py" for name in files if name.endswith(".py")
+                for match in re.findall(r"^from \.(\w+) import", (final / name).read_text(encoding="utf-8"), re.M)}
+    assert {name.split(".")[0] + ".py" for name in named} | imported <= files
+    assert tokenizer_fingerprint(VallEProcessor.from_pretrained(final).tokenizer) == tokenizer_fingerprint(
+        VallEProcessor.from_pretrained(tmp_path / "model").tokenizer)
 
 
 def test_finetune_takes_bf16_without_a_gpu(monkeypatch):
