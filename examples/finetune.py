@@ -254,11 +254,7 @@ def train(argv: list[str] | None = None) -> Path:
     dataset = VallEDataset(args.data, prompt_duration=tuple(args.prompt_duration),
                            duration_range=tuple(args.duration_range), task=tasks[0] if len(tasks) == 1 else None,
                            seed=args.seed)
-    tokenizer = saved_tokenizer(args.model)
-    if tokenizer is not None:
-        check_tokenizer(args.data, tokenizer, args.model)
-    model = load_model(args.model, choices=CONVERTED_CHOICES)
-    processor = load_processor(args.model)
+    model, processor = model_and_processor(args.model, args.data)
     if dataset.rvq_levels < model.config.num_rvq_levels:  # the collator caps levels to those present: no error later
         print(f"warning: {args.data} holds {dataset.rvq_levels} RVQ levels and the model reads "
               f"{model.config.num_rvq_levels}: its NAR levels {dataset.rvq_levels}..{model.config.num_rvq_levels - 1}"
@@ -284,6 +280,21 @@ def train(argv: list[str] | None = None) -> Path:
         processor.save_pretrained(str(final))
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def model_and_processor(name: str, data: Path) -> tuple:
+    """The model and its processor (`load_processor`), refusing (`check_tokenizer`) data whose phoneme ids come from
+    another tokenizer: a folder's before its model loads, a Hub model's once the model's loading has fetched it (a
+    model that cannot be had fails there, in one line)."""
+    local = Path(name).is_dir()
+    processor = load_processor(name) if local else None
+    if processor is not None:
+        check_tokenizer(data, processor.tokenizer, name)
+    model = load_model(name, choices=CONVERTED_CHOICES)
+    if not local:
+        processor = load_processor(name)
+        check_tokenizer(data, processor.tokenizer, name)
+    return model, processor
 
 
 def load_processor(model: str) -> VallEProcessor | None:

@@ -436,6 +436,30 @@ def test_finetune_final_folder_holds_the_processor_and_its_code(tmp_path, monkey
         VallEProcessor.from_pretrained(tmp_path / "model").tokenizer)
 
 
+def test_finetune_refuses_data_of_another_tokenizer_for_a_hub_model(tmp_path, monkeypatch):
+    """The check that the data's phoneme ids are the model's read the tokenizer from a local folder only: for a Hub
+    id it was skipped, and the model trained on ids that stand for other phonemes."""
+    from valle_hf.dataset import PREPARE_CONFIG
+    from valle_hf.errors import VallEValueError
+    from valle_hf.processing import VallEProcessor
+
+    hub_id, folder = "someone/valle", tmp_path / "model"
+    reactive_model().save_pretrained(folder)
+    VallEProcessor.from_tokenizer_file().save_pretrained(folder)
+    write_tiny_dataset(tmp_path / "data")
+    (tmp_path / "data" / PREPARE_CONFIG).write_text(json.dumps({"tokenizer_sha256": "0" * 64}))
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    from_hub = VallEProcessor.from_pretrained.__func__
+    monkeypatch.setattr(finetune, "load_model", lambda name, **kwargs: VallEForConditionalGeneration.from_pretrained(
+        folder if name == hub_id else name))
+    monkeypatch.setattr(finetune.VallEProcessor, "from_pretrained", classmethod(
+        lambda cls, name, **kwargs: from_hub(cls, folder if name == hub_id else name, **kwargs)))
+    monkeypatch.setattr(finetune.VallETrainer, "train", None)  # training must not start: a call would fail
+    with pytest.raises(VallEValueError, match=f"prepared with another phoneme tokenizer than {hub_id}'s"):
+        finetune.train(list(map(str, ["--model", hub_id, "--data", tmp_path / "data", "--output", tmp_path / "out",
+                                      "--prompt-duration", "0.2", "0.5"])))
+
+
 def test_finetune_takes_bf16_without_a_gpu(monkeypatch):
     """transformers refused --bf16 without a GPU unless told to train on the CPU."""
     finetune = load_script(REPO / "examples" / "finetune.py")
