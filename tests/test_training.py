@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import PLAIN_SETTINGS, REPO, load_script, reactive_model, tiny_config
 
 from valle_hf.conversion import key_map
@@ -226,6 +227,10 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
     ("input_ids", lambda item: item["input_ids"].index_fill(0, torch.tensor([1]), 9999),
      r"input_ids must lie in 0\.\."),
     ("input_ids", lambda item: item["input_ids"][:0], "input_ids is empty"),
+    ("input_ids", lambda item: F.pad(item["input_ids"], (0, 3)), "input_ids must be one text's phoneme ids from"),
+    ("input_ids", lambda item: item["input_ids"][1:], "input_ids must be one text's phoneme ids from"),
+    ("input_ids", lambda item: item["input_ids"][:-1], "input_ids must be one text's phoneme ids from"),
+    ("input_ids", lambda item: item["input_ids"].repeat(2), "input_ids must be one text's phoneme ids from"),
     ("input_ids", lambda item: item["input_ids"].float(), "input_ids must be integer ids, got dtype torch.float32"),
     ("input_ids", lambda item: item["input_ids"].bool(), "input_ids must be integer ids, got dtype torch.bool"),
     ("prompt_codes", lambda item: item["prompt_codes"][:0], "prompt_codes is empty"),

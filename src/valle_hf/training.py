@@ -101,6 +101,21 @@ def _checked_ids(value, name: str, dims: int, high: int) -> torch.LongTensor:
     return tensor.long()
 
 
+def _checked_text(config: VallEConfig, input_ids: torch.LongTensor) -> torch.LongTensor:
+    """One text's ids from BOS to EOS, neither inside: a row of a padded batch (ids after EOS) or ids without BOS/EOS
+    would train every item on targets the model never meets (an STT model that never learns to stop, or to stop
+    and then emit padding)."""
+    bos, eos = config.text_bos_token_id, config.text_eos_token_id
+    inner = input_ids[1:-1]
+    if len(input_ids) < 2 or input_ids[0] != bos or input_ids[-1] != eos or ((inner == bos) | (inner == eos)).any():
+        shown = input_ids.tolist()
+        shown = shown if len(shown) <= 12 else [*shown[:6], "...", *shown[-6:]]
+        raise VallEValueError(f"input_ids must be one text's phoneme ids from <bos> ({bos}) to </eos> ({eos}), neither "
+                              f"inside, as the processor gives them (a padded batch's row: cut it with its "
+                              f"attention_mask), got {shown}")
+    return input_ids
+
+
 def build_training_sequence(
     config: VallEConfig,
     input_ids: torch.LongTensor,
@@ -116,11 +131,12 @@ def build_training_sequence(
     STT). The AR response is level 0 plus the stop token as ids; NAR responses and STT audio are placeholders whose
     codes travel in the sequence's `audio_codes` (the embedding reads only the levels the original reads).
 
-    Raises `VallEValueError` for what the model cannot train on: float or bool ids (never cast), empty text, 0 frames,
+    Raises `VallEValueError` for what the model cannot train on: float or bool ids (never cast), empty text, text ids
+    that are not one text from BOS to EOS (a padded row), 0 frames,
     phoneme ids outside the text vocabulary, codes outside EnCodec's 0..1023, an unknown task or a level the codes do
     not have.
     """
-    input_ids = _checked_ids(input_ids, "input_ids", 1, config.text_vocab_size)
+    input_ids = _checked_text(config, _checked_ids(input_ids, "input_ids", 1, config.text_vocab_size))
     audio_codes = _checked_ids(audio_codes, "audio_codes", 2, config.audio_vocab_size)
     if prompt_codes is not None:
         prompt_codes = _checked_ids(prompt_codes, "prompt_codes", 2, config.audio_vocab_size)
