@@ -173,6 +173,22 @@ def test_the_loss_averages_the_items_it_scores_and_refuses_labels_it_cannot_read
             tiny_model(**{**batch, "labels": wrong})
 
 
+def test_per_row_levels_given_as_a_list_or_array_score_as_a_tensor_and_non_integers_are_refused(tiny_model):
+    """A list of levels was a TypeError deep inside the embedding, and a float or bool level was read as int(level)."""
+    from valle_hf.errors import VallEValueError
+
+    generator = torch.Generator().manual_seed(0)
+    batch = VallEDataCollator(tiny_model.config)([random_item(generator, 5, 7, 4, level=0),
+                                                  random_item(generator, 5, 7, 4, level=2)])
+    with torch.no_grad():
+        expected = tiny_model(**batch).item_losses
+        for levels in (batch["level"].tolist(), tuple(batch["level"].tolist()), batch["level"].numpy()):
+            assert torch.equal(tiny_model(**{**batch, "level": levels}).item_losses, expected), type(levels)
+        for wrong in (batch["level"].float(), batch["level"].tolist() + [0.5], True, 1.5):
+            with pytest.raises(VallEValueError, match="level must be an integer"):
+                tiny_model(**{**batch, "level": wrong})
+
+
 def test_trainer_with_default_arguments_trains_and_predicts(tmp_path, converted_dir):
     """Default TrainingArguments (remove_unused_columns=True), a frozen codec, predictions over batches whose
     passes (and so heads) differ."""

@@ -12,15 +12,18 @@ pass (`passes_of`) and each group is embedded on its own; a batch with one level
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .configuration import TASKS, VallEConfig
 from .errors import VallEValueError
 
-__all__ = ["Pass", "SegmentEmbedding", "VallEAudioEmbedding", "VallEEmbeddings", "frames_at_placeholders", "passes_of"]
+__all__ = ["Pass", "SegmentEmbedding", "VallEAudioEmbedding", "VallEEmbeddings", "frames_at_placeholders",
+           "level_argument", "passes_of"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,22 @@ def _check_pass(level: int, task: str, num_levels: int) -> None:
         raise VallEValueError(f"level must be 0..{num_levels - 1} (0 for STT), got {level}")
 
 
+def level_argument(level):
+    """`level` as the passes and the loss read it: an integer, or an integer tensor with one per row (a list or array
+    of them becomes one). Raises `VallEValueError` for a float or bool level: it was read as int(level), so 1.5 or
+    True ran level 1, and a list was a TypeError deep inside."""
+    if isinstance(level, (list, tuple, np.ndarray)):
+        level = torch.as_tensor(level)
+    if torch.is_tensor(level):
+        integer = not (level.is_floating_point() or level.is_complex() or level.dtype == torch.bool)
+    else:
+        integer = isinstance(level, numbers.Integral) and not isinstance(level, bool)
+    if not integer:
+        raise VallEValueError(f"level must be an integer, or integers with one per row (a LongTensor [B]), got "
+                              f"{level!r:.80}")
+    return level
+
+
 def passes_of(
     level: int | torch.LongTensor, task: str | list[str] | torch.LongTensor, batch_size: int, num_levels: int,
     device: torch.device | None = None,
@@ -49,6 +68,7 @@ def passes_of(
     `TASKS` (0 = tts, 1 = stt), the form a data collator can hand through accelerate. One level and one task give a
     single pass over every row (`rows=slice(None)`). Raises ValueError for an unknown task or level.
     """
+    level = level_argument(level)
     if (not torch.is_tensor(level) or level.dim() == 0) and isinstance(task, str):
         _check_pass(int(level), task, num_levels)
         return [Pass(int(level), task, slice(None))]

@@ -26,7 +26,7 @@ from transformers.utils.generic import can_return_tuple
 from .cache import CACHE_FIELD, CACHE_KWARG
 from .configuration import VallEConfig, VallEGenerationConfig
 from .cpu_kernels import backbone_attention, decoding_step
-from .embeddings import SegmentEmbedding, VallEEmbeddings, passes_of
+from .embeddings import SegmentEmbedding, VallEEmbeddings, level_argument, passes_of
 from .entropix import note_layers_run, start_pass
 from .errors import VallEValueError
 from .generation import VallEGenerationMixin
@@ -269,6 +269,7 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         unknown task or level, and for layer skip over a batch that mixes passes.
         """
         start_pass()  # entropix reads this pass's attention only
+        level = level_argument(level)  # the loss's shift reads it too
         exit_state = None
         if early_exit is not None:
             if (torch.is_tensor(level) and level.dim()) or not isinstance(task, str):
