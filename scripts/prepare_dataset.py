@@ -258,9 +258,15 @@ def prepare_one(
     return record, text_ids, codes
 
 
+def recorded_codec(codec: str) -> str:
+    """A codec folder by its absolute path: the same folder named from another working folder is the same codec, and
+    one relative name from two working folders can be two codecs. A Hub id or "tiny-random" as it is."""
+    return str(Path(codec).resolve()) if Path(codec).is_dir() else codec
+
+
 def run_settings(args, tokenizer) -> dict:
     """What makes a prepared folder's ids and codes what they are: a resume must use the same."""
-    return {"codec": args.codec, "bandwidth": args.bandwidth, "language": args.language,
+    return {"codec": recorded_codec(args.codec), "bandwidth": args.bandwidth, "language": args.language,
             "language_switch": args.language_switch, "tokenizer_sha256": tokenizer_fingerprint(tokenizer)}
 
 
@@ -273,6 +279,8 @@ def check_resume(output: Path, settings: dict) -> None:
         existing = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as error:
         raise VallEValueError(f"{path} is unreadable ({one_line(error)}): use a new output folder") from None
+    if isinstance(existing.get("codec"), str):  # a folder recorded by a relative name, before names were absolute
+        existing["codec"] = recorded_codec(existing["codec"])
     clashes = [key for key in settings if existing.get(key) != settings[key]]
     if clashes:
         raise UsageError(

@@ -166,6 +166,24 @@ def test_a_resume_with_other_settings_is_refused_and_changes_nothing(prepare, ca
     assert snapshot(output) == before
 
 
+def test_a_resume_names_the_same_codec_folder_from_another_working_folder(prepare, capsys, tmp_path, monkeypatch):
+    """The codec folder was recorded as given: the same command with absolute paths (a job script), or from another
+    folder, was refused as another codec."""
+    from valle_hf.codec import tiny_random_codec
+
+    tiny_random_codec().save_pretrained(tmp_path / "encodec")
+    data, output = folder_of_utterances(tmp_path / "audio", 1), tmp_path / "prepared"
+    tokenizer = ["--tokenizer", str(packaged_tokenizer()), "--no-progress"]
+    monkeypatch.chdir(tmp_path)
+    assert prepare.main([str(data), str(output), *tokenizer, "--codec", "encodec"]) == 0
+    write_wav(data / "more.wav")
+    (data / "more.txt").write_text(IPA, encoding="utf-8")
+    monkeypatch.chdir(data)
+    assert prepare.main([str(data), str(output), *tokenizer, "--codec", str(tmp_path / "encodec")]) == 0, \
+        capsys.readouterr().err
+    assert len(read_manifest(output)) == 2
+
+
 def test_an_unknown_language_is_refused_once_before_any_output(prepare, capsys, tmp_path):
     data = folder_of_utterances(tmp_path / "audio", 2)
     status, out, err = run(prepare, capsys, data, tmp_path / "prepared", "--language", "xx-nope")
