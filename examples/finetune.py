@@ -259,6 +259,10 @@ def train(argv: list[str] | None = None) -> Path:
         print(f"warning: {args.data} holds {dataset.rvq_levels} RVQ levels and the model reads "
               f"{model.config.num_rvq_levels}: its NAR levels {dataset.rvq_levels}..{model.config.num_rvq_levels - 1}"
               " are not trained (prepare the data with --bandwidth 6 for 8 levels)", file=sys.stderr)
+    if "stt" in tasks and dataset.rvq_levels < model.config.stt_levels:  # refused by the first STT item, mid-run
+        raise UsageError(f"--tasks {','.join(tasks)}: STT reads {model.config.stt_levels} RVQ levels of its audio and "
+                         f"{args.data} holds {dataset.rvq_levels}: prepare the data with --bandwidth 6 (8 levels), or "
+                         "train tts only")
     collator = VallEDataCollator(model.config, padding_side=args.padding_side, seed=args.seed, tasks=tasks)
     arguments = training_arguments(args)
     set_attention_dropout(model, args.attention_dropout)

@@ -503,15 +503,16 @@ def record_without_frames(root: Path, record: dict) -> str:
 
 
 @pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "prompt_duration_zero",
-                                  "stt_without_text_head", "several_cpu_processes", "original_checkpoint"])
+                                  "stt_without_text_head", "stt_audio_with_too_few_levels", "several_cpu_processes",
+                                  "original_checkpoint"])
 def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path, monkeypatch, capsys, case):
     """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks; --prompt-duration 0 0
-    and --tasks stt on a model without a text head failed only at the first training step; CPU processes under a
-    launcher each trained alone, saving over each other; an original checkpoint as --model was called "not an
-    original checkpoint"."""
+    and --tasks stt on a model without a text head or on data with fewer levels than STT reads failed only at the
+    first training step; CPU processes under a launcher each trained alone, saving over each other; an original
+    checkpoint as --model was called "not an original checkpoint"."""
     reactive_model(tiny_config(text_head=case != "stt_without_text_head")).save_pretrained(tmp_path / "model")
     data, prompt_duration, model, extra = tmp_path / "data", ["0.2", "0.5"], tmp_path / "model", []
-    write_tiny_dataset(data)
+    write_tiny_dataset(data, levels=tiny_config().stt_levels - 1 if case == "stt_audio_with_too_few_levels" else None)
     first = json.loads((data / MANIFEST).read_text(encoding="utf-8").splitlines()[0])
     if case == "record_without_frames":
         expected = record_without_frames(data, first)
@@ -522,6 +523,8 @@ def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path
         expected = "--prompt-duration 0.0 0.0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"
     elif case == "stt_without_text_head":
         expected = "tasks ['tts', 'stt'] include 'stt', but the model has no text head"
+    elif case == "stt_audio_with_too_few_levels":
+        expected = f"--tasks tts,stt: STT reads {tiny_config().stt_levels} RVQ levels of its audio and {data} holds"
     elif case == "several_cpu_processes":
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
