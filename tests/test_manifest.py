@@ -92,6 +92,18 @@ def test_files_that_are_no_table_are_refused_in_one_line(tmp_path):
         read_table(tmp_path / "missing.csv")
 
 
+def test_a_table_that_cannot_be_read_is_refused_in_one_line(tmp_path, monkeypatch):
+    """No read permission (root reads anything, so the refusal is simulated): a traceback ended the command."""
+    path = write(tmp_path / "m.csv", "id,text,prompt\na,Hi.,a.wav\n")
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(path), "read_text", refused)
+    with pytest.raises(VallEValueError, match=f"could not read {path} .*Permission denied.*readable"):
+        read_table(path)
+
+
 @pytest.mark.parametrize("cut", ["partial", "no_newline"])
 def test_a_jsonl_line_cut_by_a_crash_is_repaired_before_the_next_append(tmp_path, cut):
     path = tmp_path / "done.jsonl"

@@ -157,8 +157,8 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     """Read a table of inputs in `layout` (see the module docstring); the first record of a delimited layout is its
     header. Every record comes back, as a row or as a row with its error, so that none is lost silently.
 
-    Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a file that is not UTF-8 text, an
-    unknown layout, a file without any record, or a header (CSV, TSV) that names a column twice.
+    Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a file that cannot be read or is not
+    UTF-8 text, an unknown layout, a file without any record, or a header (CSV, TSV) that names a column twice.
     """
     path = Path(path)
     if layout not in LAYOUTS:
@@ -169,6 +169,8 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
         content = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise VallEValueError(f"{path} is not UTF-8 text: save it as UTF-8") from None
+    except OSError as error:  # no read permission, an I/O error: the user's file, not a bug
+        raise VallEValueError(f"could not read {path} ({one_line(error)}): check that it is readable") from None
     first_line = next((line for line in _lines(content) if line.strip()), "")
     layout = table_layout(path, first_line, layout)
     records = _records(content, layout)
