@@ -271,6 +271,23 @@ def test_a_row_whose_wav_would_replace_any_rows_voice_is_reported_and_the_voice_
         ("2", True)]
 
 
+def test_a_finished_row_whose_voice_moved_away_is_done_not_failed(tmp_path):
+    """A re-run after the voices were moved reported every finished row as failed too (in both records, status 3)."""
+    lines = ["id,text,prompt", "kept,Spoken before.,gone.wav", "kept,A second row with its id.,gone.wav",
+             "new,Not spoken yet.,gone.wav"]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kept.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    (out / synthesis.DONE).write_text(json.dumps({"id": "kept", "path": "kept.wav"}) + "\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(out), flags)
+    assert plan.done == 1 and not plan.batches
+    errors = {failure["line"]: failure["error"] for failure in plan.failures}
+    assert sorted(errors) == ["3", "4"], errors
+    assert "also the id of line 2" in errors["3"] and "prompt file not found" in errors["4"]
+
+
 def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
     lines = ['{"id": "ok", "text": "Fine.", "prompt": "voice.wav", "seed": 3}',

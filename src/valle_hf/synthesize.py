@@ -274,7 +274,10 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
         try:
             job = _job(row, manifest.parent, out, flags, language, seed, seen)
         except VallEError as error:
-            failures.append({"line": row.lines, "id": _failed_id(row.values), "error": one_line(error)})
+            if _done_before(row, done_ids, seen):
+                done += 1
+            else:
+                failures.append({"line": row.lines, "id": _failed_id(row.values), "error": one_line(error)})
             continue
         for file in job.prompt:
             voices.setdefault(file, job.lines)
@@ -285,6 +288,14 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
             seed_used = seed_used or not _text(row.values, "seed")
     jobs, clashes = _outputs_apart_from_prompts(jobs, out, voices)
     return SynthesisPlan(_batches(jobs, batch_size), failures + clashes, done, seed, seed_used)
+
+
+def _done_before(row: Row, done_ids: set[str], seen: dict[str, str]) -> bool:
+    """Whether a row that cannot be spoken now was finished by an earlier run (its id, taken by this row and no
+    earlier one, is in done.jsonl with its WAV): its WAV stands, so a prompt moved away since is no failure, and a row
+    must not be both done and failed."""
+    row_id = _failed_id(row.values)
+    return row.error is None and isinstance(row_id, str) and row_id in done_ids and seen.get(row_id) == row.lines
 
 
 def _outputs_apart_from_prompts(jobs: list[Job], out: OutputFolder, voices: dict[str, str]) -> tuple[list[Job],
