@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import pytest
 
@@ -102,6 +103,21 @@ def test_a_table_that_cannot_be_read_is_refused_in_one_line(tmp_path, monkeypatc
     monkeypatch.setattr(type(path), "read_text", refused)
     with pytest.raises(VallEValueError, match=f"could not read {path} .*Permission denied.*readable"):
         read_table(path)
+
+
+@pytest.mark.parametrize("field", ["id", "text", "prompt", "key"])
+def test_a_jsonl_escape_making_half_a_surrogate_pair_is_reported_by_its_line(tmp_path, field):
+    """Such a string cannot be encoded: synthesis stopped on it with a traceback (as an id, a text, a file name)."""
+    row = {"id": "a", "text": "Hi.", "prompt": "a.wav"}
+    if field == "key":
+        row["x\ud800"] = 1
+    else:
+        row[field] += "\udc80"
+    lines = ['{"id": "ok", "text": "Fine.", "prompt": "a.wav"}', json.dumps(row)]  # ASCII: the escape as written
+    table = read_table(write(tmp_path / "m.jsonl", "\n".join(lines) + "\n"))
+    assert [row.error for row in table.rows][0] is None
+    assert re.fullmatch(r"line 2: the escape \\u(d800|dc80) is half of a surrogate pair.*", table.rows[1].error)
+    json.dumps(table.rows[1].values).encode("utf-8")  # what a report of the row holds can be written
 
 
 @pytest.mark.parametrize("cut", ["partial", "no_newline"])

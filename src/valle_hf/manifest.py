@@ -138,6 +138,11 @@ def _json_record(lines: str, line: str) -> Record:
         return Record(lines, None, f"line {lines}: the key {error} appears twice; keep one")
     if not isinstance(value, dict):
         return Record(lines, None, f"line {lines}: a JSON {type(value).__name__}, not an object with named fields")
+    try:  # JSON's \u escapes can make half a surrogate pair, which no file name, text or record can hold
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        return Record(lines, None, f"line {lines}: the escape \\u{ord(error.object[error.start]):04x} is half of a "
+                                   "surrogate pair, no character: write the character itself, or the whole pair")
     return Record(lines, value)
 
 
