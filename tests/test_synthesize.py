@@ -308,6 +308,15 @@ def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
     assert 'id: expected text, got the JSON ["a"]' in errors["6"]
 
 
+def test_a_jsonl_manifest_without_one_json_line_says_why(tmp_path):
+    """Python's dicts written as lines: the error said the file had no id column and asked to name it .jsonl."""
+    rows = [{"id": "a", "text": "Hello.", "prompt": "voice.wav"}, {"id": "b", "text": "Hi.", "prompt": "voice.wav"}]
+    (tmp_path / "m.jsonl").write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    with pytest.raises(UsageError, match=r"no line can be read \(line 1: not JSON .*write one JSON object per line"):
+        synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
+
+
 @pytest.mark.parametrize(("argument", "message"), [
     ({"seed": -1}, "--seed must be an integer >= 0"), ({"seed": "abc"}, "--seed must be an integer >= 0"),
     ({"batch_size": "4"}, "--batch-size must be an integer >= 1"), ({"language": "xx-nope"}, "unknown language"),

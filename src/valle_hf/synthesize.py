@@ -203,6 +203,9 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
 def _check_columns(table, manifest: Path) -> None:
     """A column the run would not read is refused (a misspelt setting must not be ignored in silence)."""
     columns = table.columns
+    if table.layout == "jsonl" and all(row.error for row in table.rows):  # no columns to name: say what is wrong
+        raise UsageError(f"{manifest}: no line can be read ({table.rows[0].error}): write one JSON object per line, "
+                         'as {"id": "a", "text": "Hello.", "prompt": "voice.wav"}')
     missing = [column for column in ("id", "text", "prompt") if column not in columns]
     if missing:
         raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt (is "
