@@ -383,6 +383,30 @@ def test_a_row_whose_audio_is_empty_or_nan_is_reported_and_the_run_goes_on(tmp_p
     assert sorted(wavs(tmp_path / "out")) == ["r3"]
 
 
+def test_a_batch_out_of_memory_ends_the_run_in_one_line_keeping_the_rows_written(tmp_path, prompt_wav,
+                                                                               cached_loading, monkeypatch):
+    """A --batch-size too large for the GPU ended the run with torch's traceback."""
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    generate, calls = VallEForConditionalGeneration.generate, []
+
+    def second_call_runs_out(self, **kwargs):
+        calls.append(len(kwargs["seeds"]))
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return generate(self, **kwargs)
+
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", second_call_runs_out)
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    rows = ["short,Hi.,voice.wav", "long,The first sentence. And the second one.,voice.wav"]  # shortest first
+    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt", *rows]) + "\n", encoding="utf-8")
+    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS, "--batch-size", "2"])
+    assert status == 1 and calls == [1, 2], err
+    assert re.fullmatch(r"error: out of memory on cpu speaking a batch of 2 sentence\(s\) \(CUDA out of memory\..*"
+                        r"lower --batch-size.*run the same command again to resume", err.strip().splitlines()[-1])
+    assert [path.name for path in (tmp_path / "out").glob("*.wav")] == ["short.wav"]
+
+
 def test_a_row_cut_at_the_step_limit_is_named_by_its_id(tmp_path, prompt_wav, cached_loading):
     shutil.copy(prompt_wav, tmp_path / "voice.wav")
     rows = ["alpha,Hello.,voice.wav,100", "beta,One. Two.,voice.wav,200"]

@@ -479,6 +479,19 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache,
     return spoken, failed
 
 
+def _speak_in_memory(model, processor, jobs: list[Job], prompts: PromptCache,
+                     language_switch: str) -> tuple[list[Spoken], list[tuple[Job, str]]]:
+    """`speak_batch`, where running out of the device's memory ends the run in one line: the batch size is the
+    user's setting to lower, not a bug (and every later batch of that size would run out alike)."""
+    try:
+        return speak_batch(model, processor, jobs, prompts, language_switch)
+    except torch.OutOfMemoryError as error:
+        sentences = sum(len(job.sentences) for job in jobs)
+        raise VallEValueError(f"out of memory on {model.device} speaking a batch of {sentences} sentence(s) "
+                              f"({one_line(error, 100)}): lower --batch-size, or split the longest texts; the rows "
+                              "written so far are kept, run the same command again to resume") from None
+
+
 @dataclass
 class ProcessReport:
     """What one process did: rows written and failed, seconds of audio written, seconds it took (model loading not
@@ -510,7 +523,7 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
     with tqdm(total=total, unit="row", desc=f"process {process}", position=process, dynamic_ncols=True,
               disable=None if progress is None else not progress) as bar:
         for batch in batches:
-            spoken, failed = speak_batch(model, processor, batch, prompts, language_switch)
+            spoken, failed = _speak_in_memory(model, processor, batch, prompts, language_switch)
             for row in spoken:
                 try:
                     path = save_audio(out.wav(row.job.id), row.audio, rate)
