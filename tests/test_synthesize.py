@@ -227,6 +227,20 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_ids_naming_one_file_where_names_ignore_case_or_unicode_form_are_refused(tmp_path):
+    """On macOS and Windows the second row's WAV replaced the first's, and both records named it."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    ids = ["Anna", "anna", "caf\u00e9", "cafe\u0301", "other"]  # é composed, then e + combining accent
+    lines = ["id,text,prompt", *(f"{row_id},Hello.,voice.wav" for row_id in ids)]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert sorted(job.id for batch in plan.batches for job in batch) == sorted([ids[0], ids[2], ids[4]])
+    errors = {failure["line"]: failure["error"] for failure in plan.failures}
+    assert sorted(errors) == ["3", "5"], errors
+    assert "'Anna' of line 2 differ only in case" in errors["3"] and f"{ids[2]!r} of line 4" in errors["5"]
+
+
 def test_folders_in_the_places_of_a_rows_wav_or_of_the_records_are_found_before_any_row(tmp_path):
     """A folder named like a row's WAV stopped the run when that row was written; one named like failed.jsonl, after
     every row was spoken."""

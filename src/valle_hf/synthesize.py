@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -134,8 +135,15 @@ def _failed_id(values: dict):
         return values.get("id")
 
 
-def _check_id(row_id: str, seen: dict[str, str]) -> None:
-    """An id names a file in OUT_DIR: refuse what is not a plain file name, and a second row with the same id."""
+def _file_key(row_id: str) -> str:
+    """What file systems that ignore case and Unicode forms (macOS's, Windows') read of an id: two ids with one key
+    would write one WAV there, the second row's audio under both rows' records."""
+    return unicodedata.normalize("NFC", row_id).casefold()
+
+
+def _check_id(row_id: str, seen: dict[str, tuple[str, str]]) -> None:
+    """An id names a file in OUT_DIR: refuse what is not a plain file name, and a second row with the same id (or
+    with an id naming the same file on some file systems). `seen`: each `_file_key` taken, with its id and lines."""
     if not row_id:
         raise VallEValueError("no id")
     if len(row_id.encode()) > MAX_ID_BYTES:
@@ -144,8 +152,12 @@ def _check_id(row_id: str, seen: dict[str, str]) -> None:
     if any(char in row_id for char in "/\\\0") or row_id.startswith(".") or not row_id.isprintable():
         raise VallEValueError(f"id {row_id!r} is not a plain file name (no '/', '\\', leading '.' or control "
                               "characters)")
-    if row_id in seen:
-        raise VallEValueError(f"id {row_id!r} is also the id of line {seen[row_id]}")
+    other, lines = seen.get(_file_key(row_id), (None, None))
+    if other == row_id:
+        raise VallEValueError(f"id {row_id!r} is also the id of line {lines}")
+    if other is not None:
+        raise VallEValueError(f"id {row_id!r} and the id {other!r} of line {lines} differ only in case or Unicode "
+                              "form: they name one file on macOS and Windows; give this row another id")
 
 
 def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
@@ -169,7 +181,7 @@ def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
 
 
 def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, language: str, seed: int,
-         seen: dict[str, str]) -> Job:
+         seen: dict[str, tuple[str, str]]) -> Job:
     """A row as a `Job`; raises the package's errors for a row that cannot be spoken. `seen`: the lines of the ids
     read so far (this row's is added)."""
     if row.error:
@@ -177,7 +189,7 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
     values = row.values
     row_id = _text(values, "id")
     _check_id(row_id, seen)
-    seen[row_id] = row.lines  # taken, even if this row fails below
+    seen[_file_key(row_id)] = (row_id, row.lines)  # taken, even if this row fails below
     text = check_text(_text(values, "text"))
     language = _text(values, "language") or language
     sentences = split_sentences(text, language)
@@ -293,12 +305,13 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     return SynthesisPlan(_batches(jobs, batch_size), failures + clashes, done, seed, seed_used)
 
 
-def _done_before(row: Row, done_ids: set[str], seen: dict[str, str]) -> bool:
+def _done_before(row: Row, done_ids: set[str], seen: dict[str, tuple[str, str]]) -> bool:
     """Whether a row that cannot be spoken now was finished by an earlier run (its id, taken by this row and no
     earlier one, is in done.jsonl with its WAV): its WAV stands, so a prompt moved away since is no failure, and a row
     must not be both done and failed."""
     row_id = _failed_id(row.values)
-    return row.error is None and isinstance(row_id, str) and row_id in done_ids and seen.get(row_id) == row.lines
+    return (row.error is None and isinstance(row_id, str) and row_id in done_ids
+            and seen.get(_file_key(row_id)) == (row_id, row.lines))
 
 
 def _outputs_apart_from_prompts(jobs: list[Job], out: OutputFolder, voices: dict[str, str]) -> tuple[list[Job],
