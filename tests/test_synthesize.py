@@ -322,6 +322,14 @@ def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
     assert 'id: expected text, got the JSON ["a"]' in errors["6"]
 
 
+def test_a_column_named_twice_in_a_pipe_separated_header_is_refused(tmp_path):
+    """'|'-separated files are read with an optional header: the second text column was spoken in silence."""
+    (tmp_path / "m.csv").write_text("id|text|prompt|text\nx|Hello.|voice.wav|Bye.\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    with pytest.raises(UsageError, match="names the column 'text' twice"):
+        synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+
+
 def test_a_jsonl_manifest_without_one_json_line_says_why(tmp_path):
     """Python's dicts written as lines: the error said the file had no id column and asked to name it .jsonl."""
     rows = [{"id": "a", "text": "Hello.", "prompt": "voice.wav"}, {"id": "b", "text": "Hi.", "prompt": "voice.wav"}]

@@ -218,6 +218,9 @@ def _check_columns(table, manifest: Path) -> None:
     if table.layout == "jsonl" and all(row.error for row in table.rows):  # no columns to name: say what is wrong
         raise UsageError(f"{manifest}: no line can be read ({table.rows[0].error}): write one JSON object per line, "
                          'as {"id": "a", "text": "Hello.", "prompt": "voice.wav"}')
+    repeated = next((column for column in columns if columns.count(column) > 1), None)
+    if repeated is not None:  # the reader lets it pass where a header is optional ('|'-separated): the last one won
+        raise UsageError(f"{manifest}: the header names the column {repeated!r} twice; keep one")
     missing = [column for column in ("id", "text", "prompt") if column not in columns]
     if missing:
         raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt (is "
