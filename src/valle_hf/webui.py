@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import gradio as gr
@@ -151,12 +151,13 @@ class Generation(threading.Thread):
     """`model.generate(**kwargs)` in a thread of its own, so that the page can play a streamer's audio meanwhile.
 
     The thread runs in a copy of the caller's context (where Gradio keeps the request's progress bar). `result()`
-    waits for the end and returns what `generate` returned, or raises what it raised.
+    waits for the end and returns what `generate` returned, or raises what it raised; `close()` ends the run early
+    through `stop`, which the run's stopping criteria read at every AR step.
     """
 
-    def __init__(self, model, streamer: AudioIteratorStreamer | None, **kwargs):
+    def __init__(self, model, streamer: AudioIteratorStreamer | None, stop: threading.Event, **kwargs):
         super().__init__(daemon=True)
-        self.model, self.streamer, self.kwargs = model, streamer, kwargs
+        self.model, self.streamer, self.stop, self.kwargs = model, streamer, stop, kwargs
         self.context = contextvars.copy_context()
         self.output, self.error = None, None
 
@@ -175,6 +176,11 @@ class Generation(threading.Thread):
             raise self.error
         return self.output
 
+    def close(self) -> None:
+        """End the run early (the page was left or the run cancelled) and wait for it to let go of the model."""
+        self.stop.set()
+        self.join()
+
 
 def in_row_order(chunks: Iterable[AudioChunk]) -> Iterator[torch.Tensor]:
     """The audio of a batch's rows, one row after the other, each piece as soon as it can be played in that order
@@ -190,6 +196,19 @@ def in_row_order(chunks: Iterable[AudioChunk]) -> Iterator[torch.Tensor]:
                 waiting[row] = []
                 break
             row += 1
+
+
+# Seconds between two empty updates while a run that does not stream goes on (see `while_running`).
+POLL_SECONDS = 0.5
+
+
+def while_running(generation: threading.Thread) -> Iterator[dict]:
+    """Updates that change nothing, every `POLL_SECONDS` until `generation` ends. Gradio ends an event whose page was
+    left by closing its generator, which it can do only where the generator yields: a run that does not stream
+    (beam search, --refine-on-stop, no ffmpeg, speech-to-text) would otherwise hold the model until its end."""
+    while generation.is_alive():
+        generation.join(POLL_SECONDS)
+        yield gr.skip()
 
 
 def wav_bytes(audio: torch.Tensor, sampling_rate: int) -> bytes:
@@ -219,9 +238,15 @@ class Demo:
         # The page's output components by name, set by `build_page`; without "stream", nothing is streamed.
         self.outputs: dict[str, gr.components.Component] = {}
 
-    def _stopping(self, progress: gr.Progress, kwargs: dict, stop: threading.Event) -> StoppingCriteriaList:
+    def _start(self, progress: gr.Progress, kwargs: dict, streamer: AudioIteratorStreamer | None = None,
+               **inputs) -> Generation:
+        """`generate` started on `inputs` with the sampler settings `kwargs`, its AR steps shown on `progress`."""
         steps = kwargs.get("max_new_tokens", self.model.generation_config.max_new_tokens)
-        return StoppingCriteriaList([StepProgress(progress, steps, stop)])
+        stop = threading.Event()
+        generation = Generation(self.model, streamer, stop, **inputs, **kwargs,
+                                stopping_criteria=StoppingCriteriaList([StepProgress(progress, steps, stop)]))
+        generation.start()
+        return generation
 
     def speak(self, text: str, references: list[str] | None = None, recording: str | None = None,
               language: str = "en", seed: float | None = None, stream_chunk: float = STREAM_CHUNK_SECONDS,
@@ -247,28 +272,26 @@ class Demo:
                                    language_switch=language_switch)
             stream = self.outputs.get("stream")
             streamer = AudioIteratorStreamer(stream_chunk) if stream is not None and _streams(kwargs) else None
-            stop, started = threading.Event(), time.perf_counter()
-            generation = Generation(self.model, streamer, **batch.to(self.model.device), **kwargs,
-                                    seeds=sentence_seeds(seed, len(inputs["sentences"])),
-                                    stopping_criteria=self._stopping(progress, kwargs, stop))
-            generation.start()
-            try:
+            started = time.perf_counter()
+            generation = self._start(progress, kwargs, streamer, **batch.to(self.model.device),
+                                     seeds=sentence_seeds(seed, len(inputs["sentences"])))
+            with closing(generation):  # also when the page was left: end the run early, and wait for it to let go
+                if streamer is None:
+                    yield from while_running(generation)
                 for audio in in_row_order(streamer or ()):
                     yield {stream: wav_bytes(audio, self.sampling_rate)}
                 rows = generation.result()
                 check_sentences_spoken(rows, inputs["sentences"])
                 waveform = torch.cat([row.float().cpu() for row in rows])
-            finally:
-                stop.set()  # the page was left while streaming: end the run early, and wait for it to let go
-                generation.join()
             elapsed = time.perf_counter() - started
             save_audio(inputs["out"], waveform, self.sampling_rate)
             # The temporary folder is removed when Gradio resumes this generator, after it copied the file.
             yield {self.outputs["audio"]: str(inputs["out"]), self.outputs["seed"]: seed,
                    self.outputs["duration"]: waveform.numel() / self.sampling_rate, self.outputs["elapsed"]: elapsed}
 
-    def transcribe(self, audio: str | None = None, progress=gr.Progress(), **flags) -> str:  # noqa: B008
-        """Speech-to-text: the IPA transcription of the audio."""
+    def transcribe(self, audio: str | None = None, progress=gr.Progress(), **flags) -> Iterator:  # noqa: B008
+        """Speech-to-text: yields the IPA transcription of the audio (after updates that change nothing while it
+        runs, see `while_running`)."""
         with errors_on_page():
             if not audio:
                 raise UsageError("no speech to transcribe: upload or record it")
@@ -277,10 +300,10 @@ class Demo:
             kwargs = generation_kwargs(args)
             batch = self.processor(audio=[inputs["audio"]],
                                    sampling_rate=self.processor.feature_extractor.sampling_rate).to(self.model.device)
-            generation = Generation(self.model, None, **batch, task="stt", **kwargs,
-                                    stopping_criteria=self._stopping(progress, kwargs, threading.Event()))
-            generation.start()
-            return self.processor.decode(generation.result()[0].cpu())
+            generation = self._start(progress, kwargs, **batch, task="stt")
+            with closing(generation):  # also when the page was left: end the run early, and wait for it to let go
+                yield from while_running(generation)
+                yield self.processor.decode(generation.result()[0].cpu())
 
 
 INTRO = """# VALL-E text-to-speech
