@@ -11,7 +11,8 @@ import pytest
 import soundfile
 import torch
 
-from valle_hf.cli import main
+from valle_hf.cli import build_parser, generation_kwargs, main
+from valle_hf.errors import UsageError
 
 
 def run(argv, capsys):
@@ -266,6 +267,13 @@ def test_every_flag_is_checked_before_any_model_loads(tmp_path, prompt_wav, caps
     lines = err.strip().splitlines()
     assert status == 1 and len(lines) == 1, err
     assert lines[0].startswith(f"error: {flag} ") and "is not allowed" in lines[0] and rule in lines[0]
+
+
+def test_a_flag_refused_beside_another_names_that_rule_not_its_own_range():
+    """--beam-width 2 with entropix said "it must be an integer >= 0 (0 or 1: no beam search)", which 2 is."""
+    args = build_parser().parse_args(["Hi.", "--no-prompt", "o.wav", "--entropix-sampling", "--beam-width", "2"])
+    with pytest.raises(UsageError, match=r"^--beam-width 2 is not allowed: it must be 1 with entropix"):
+        generation_kwargs(args)
 
 
 @pytest.mark.parametrize("flags, message", [

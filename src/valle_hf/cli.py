@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .configuration import DEFAULT_CODEC, SettingError, check_settings, check_settings_fit
+from .configuration import DEFAULT_CODEC, SETTING_RULES, SettingError, check_settings, check_settings_fit
 from .errors import ArgumentParser, UsageError, entry_point
 from .seeding import sentence_seeds
 from .vocos import DEFAULT_VOCODER
@@ -285,7 +285,8 @@ def parse_flag(flag: str, value):
     raise UsageError(f"{action.option_strings[0]} {value!r}: expected {expected}")
 
 
-# A flag's range where it differs from its setting's: the original's 0 beams means off.
+# A flag's range where it differs from its setting's: the original's 0 beams means off. It replaces that range only,
+# never a rule that ties the setting to another (beams with entropix or mirostat).
 FLAG_RULES = {"beam_width": "an integer >= 0 (0 or 1: no beam search)"}
 
 
@@ -307,7 +308,8 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
     except SettingError as error:
         flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
         value = getattr(args, flag)
-        rule = FLAG_RULES.get(flag, error.rule)
+        own_range = flag in FLAG_RULES and error.rule == SETTING_RULES[error.setting][0]
+        rule = FLAG_RULES[flag] if own_range else error.rule
         raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {rule}") from None
     if "temperature" in kwargs:
         kwargs["do_sample"] = kwargs["temperature"] > 0
