@@ -308,6 +308,8 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     (dict(seed=float("inf")), "Seed must be a whole number"),
     (dict(seed=2.5), "Seed must be a whole number"),
     (dict(seed="7"), "Seed must be a number, got '7'"),
+    (dict(stream_chunk=0), r"--stream-chunk 0 is not allowed: it must be a number of seconds in \(0, 3600\]"),
+    (dict(stream_chunk=-1, beam_width=2), "--stream-chunk -1 is not allowed"),  # checked, though it won't stream
 ])
 def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs, message):
     """The page's API takes any JSON: a null text or language, a seed the page's number field cannot hold."""

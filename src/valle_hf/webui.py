@@ -29,6 +29,7 @@ from .cli import (
     FLAG_SETTINGS,
     TTS_ONLY_SETTINGS,
     build_parser,
+    check_streaming,
     flag_actions,
     generation_kwargs,
     prepare_inputs,
@@ -263,7 +264,8 @@ class Demo:
                                  "Random voice")
             args = _arguments("tts", flags, text=text, references=references,
                               language=language, language_switch=language_switch, no_prompt=random_voice,
-                              out_path=str(Path(folder) / "speech.wav"))
+                              out_path=str(Path(folder) / "speech.wav"), stream_chunk=stream_chunk, stream=False)
+            check_streaming(args)  # --stream-chunk's range, in the CLI's words, also for a run that will not stream
             inputs = prepare_inputs(args)
             kwargs = generation_kwargs(args)
             seed = _seed(seed)
