@@ -310,6 +310,9 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     (dict(seed="7"), "Seed must be a number, got '7'"),
     (dict(stream_chunk=0), r"--stream-chunk 0 is not allowed: it must be a number of seconds in \(0, 3600\]"),
     (dict(stream_chunk=-1, beam_width=2), "--stream-chunk -1 is not allowed"),  # checked, though it won't stream
+    # the controls' names, not the settings' (max_levels=8), also for the rules of this model (tiny-random's 8 levels)
+    (dict(max_nar_levels=8), "--max-nar-levels 8 is not allowed: it must be None \\(all\\) or an integer 0..7"),
+    (dict(layer_skip=True, layer_skip_exit_layer=9), "--layer-skip-exit-layer 9 is not allowed"),
 ])
 def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs, message):
     """The page's API takes any JSON: a null text or language, a seed the page's number field cannot hold."""
