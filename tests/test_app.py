@@ -39,6 +39,7 @@ except ImportError:
 from valle_hf import app, webui  # noqa: E402
 from valle_hf.cli import FLAG_SETTINGS, TTS_ONLY_SETTINGS, generation_kwargs  # noqa: E402
 from valle_hf.loading import load_model_and_processor  # noqa: E402
+from valle_hf.seeding import sentence_seeds  # noqa: E402
 
 TEXT = "Hello there."
 
@@ -269,6 +270,28 @@ def test_without_ffmpeg_the_speech_plays_once_complete(tiny, monkeypatch):
     demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
     updates = [update for update in demo.speak(TEXT, random_voice=True, max_ar_steps=10) if update != webui.gr.skip()]
     assert len(updates) == 1 and set(updates[0]) == set(demo.outputs)
+
+
+def test_the_seed_shown_repeats_the_run(tiny, monkeypatch):
+    """A random run's seed, given back, gives the same speech, that of the CLI's --seed (sentence i draws from seed +
+    i); another seed, other speech."""
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    saved = []
+    monkeypatch.setattr(webui, "save_audio", lambda path, waveform, rate: saved.append(waveform))
+
+    def speak(seed: int) -> int:
+        updates = list(demo.speak("Hi there. And a second one.", seed=seed, random_voice=True, max_ar_steps=8))
+        return updates[-1]["seed"]
+
+    shown = speak(-1)
+    assert speak(shown) == shown and torch.equal(saved[0], saved[1])
+    speak(shown + 1)
+    assert not torch.equal(saved[0], saved[2])
+    model, processor = tiny
+    rows = model.generate(**processor(["Hi there.", "And a second one."]), seeds=sentence_seeds(shown, 2),
+                          max_new_tokens=8)
+    assert torch.equal(saved[0], torch.cat(rows))
 
 
 def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, monkeypatch):
