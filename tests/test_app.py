@@ -294,6 +294,17 @@ def test_the_seed_shown_repeats_the_run(tiny, monkeypatch):
     assert torch.equal(saved[0], torch.cat(rows))
 
 
+def test_the_runs_warnings_are_shown_on_the_page(tiny, prompt_wav, monkeypatch):
+    """Speech cut off by the step limit was said in the server's log only, where the page's user never looks."""
+    shown = []
+    monkeypatch.setattr(webui.gr, "Warning", shown.append)
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    list(demo.speak("Hi there. And a second one.", random_voice=True, ar_temp=0, max_ar_steps=3))
+    list(demo.transcribe(str(prompt_wav), ar_temp=0, max_ar_steps=2))
+    assert len(shown) == 2 and all("reached the length limit (max_new_tokens" in message for message in shown)
+
+
 def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, monkeypatch):
     from valle_hf.modeling import VallEForConditionalGeneration
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextvars
 import io
+import logging
 import tempfile
 import threading
 import time
@@ -36,7 +37,7 @@ from .cli import (
     run_seed,
 )
 from .configuration import SETTING_RULES
-from .errors import UsageError, VallEError, one_line
+from .errors import UsageError, VallEError, get_logger, one_line
 from .phonemes import MODEL_LANGUAGES, check_text
 from .seeding import sentence_seeds
 from .streaming import AudioChunk, AudioIteratorStreamer
@@ -56,6 +57,31 @@ def errors_on_page():
         yield
     except VallEError as error:
         raise gr.Error(one_line(error), print_exception=False) from None
+
+
+class _Collected(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(one_line(record.getMessage()))
+
+
+@contextmanager
+def warnings_on_page():
+    """Show the package's warnings during a run (speech cut off by the AR step limit, a setting that does not apply
+    to this model, symbols read as <unk>) as notices on the page, each once: in the server's log alone, the user who
+    caused them would never see them. The page's runs take turns on the model, so what is logged meanwhile is theirs."""
+    package = get_logger("valle_hf")
+    collected = _Collected()
+    package.addHandler(collected)
+    try:
+        yield
+    finally:
+        package.removeHandler(collected)
+        for message in dict.fromkeys(collected.messages):
+            gr.Warning(message)
 
 
 # What None means in a generation config, for the settings where a control can show that value instead of a blank
@@ -254,7 +280,7 @@ class Demo:
               random_voice: bool = False, language_switch: str = "keep", progress=gr.Progress(), **flags):  # noqa: B008 (Gradio's way to ask for a bar)
         """Text-to-speech: yields the audio as it is generated (streamed output), then the whole WAV, the seed used,
         its duration and the time taken."""
-        with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page():
+        with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page(), warnings_on_page():
             references = _reference_paths(references, recording)
             # in the page's words (the CLI's messages speak of an empty path, an unset variable, --no-prompt)
             if check_text(text) and not references and not random_voice:
@@ -294,7 +320,7 @@ class Demo:
     def transcribe(self, audio: str | None = None, progress=gr.Progress(), **flags) -> Iterator:  # noqa: B008
         """Speech-to-text: yields the IPA transcription of the audio (after updates that change nothing while it
         runs, see `while_running`)."""
-        with errors_on_page():
+        with errors_on_page(), warnings_on_page():
             if not audio:
                 raise UsageError("no speech to transcribe: upload or record it")
             args = _arguments("stt", flags, references=[audio], out_path=None)
