@@ -305,6 +305,23 @@ def test_the_runs_warnings_are_shown_on_the_page(tiny, prompt_wav, monkeypatch):
     assert len(shown) == 2 and all("reached the length limit (max_new_tokens" in message for message in shown)
 
 
+def test_a_run_out_of_memory_is_a_message(tiny, monkeypatch):
+    """--beam-width 1000000000 showed Gradio's bare "Error": the CPU allocator's failure is a plain RuntimeError."""
+    def allocate(**kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 136000000000 bytes.")
+
+    model, processor = tiny
+    demo = webui.Demo(model, processor)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    monkeypatch.setattr(model, "generate", allocate)
+    with pytest.raises(webui.gr.Error, match=r"out of memory for this run \(.*136000000000 bytes.*\): ask for less"):
+        list(demo.speak(TEXT, random_voice=True))
+    monkeypatch.setattr(model, "generate", lambda **kwargs: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback (in the server's log)
+        list(demo.speak(TEXT, random_voice=True))
+
+
 def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, monkeypatch):
     from valle_hf.modeling import VallEForConditionalGeneration
 

@@ -57,6 +57,17 @@ def errors_on_page():
         yield
     except VallEError as error:
         raise gr.Error(one_line(error), print_exception=False) from None
+    except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
+        if not _out_of_memory(error):
+            raise
+        raise gr.Error(f"out of memory for this run ({one_line(error, 200)}): ask for less (a shorter text, a smaller "
+                       "beam width, fewer AR steps)", print_exception=False) from None
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says an allocation failed: on the CPU, torch raises a plain RuntimeError for it. A huge beam
+    width on a public page is a visitor's mistake, not a bug, so it gets a message, not Gradio's bare "Error"."""
+    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(error)
 
 
 class _Collected(logging.Handler):
