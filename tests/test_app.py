@@ -305,6 +305,17 @@ def test_the_runs_warnings_are_shown_on_the_page(tiny, prompt_wav, monkeypatch):
     assert len(shown) == 2 and all("reached the length limit (max_new_tokens" in message for message in shown)
 
 
+def test_an_upload_is_named_as_uploaded_not_by_its_path_on_the_server(tiny, tmp_path, monkeypatch):
+    """The message named /tmp/gradio/<64 hex digits>/short.wav: where Gradio keeps the upload, not what was uploaded."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    upload = tmp_path / ("0123456789abcdef" * 4) / "short.wav"
+    upload.parent.mkdir()
+    soundfile.write(upload, [0.1] * 100, 24000)
+    demo = webui.Demo(*tiny)
+    with pytest.raises(webui.gr.Error, match=r"^'short\.wav is 4\.17 ms long, shorter than one codec frame"):
+        list(demo.speak(TEXT, references=[str(upload)]))
+
+
 def test_a_run_out_of_memory_is_a_message(tiny, monkeypatch):
     """--beam-width 1000000000 showed Gradio's bare "Error": the CPU allocator's failure is a plain RuntimeError."""
     def allocate(**kwargs):

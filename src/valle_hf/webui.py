@@ -12,6 +12,7 @@ import argparse
 import contextvars
 import io
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -20,6 +21,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import gradio as gr
+import gradio.utils as gradio_utils
 import numpy as np
 import soundfile
 import torch
@@ -56,12 +58,19 @@ def errors_on_page():
     try:
         yield
     except VallEError as error:
-        raise gr.Error(one_line(error), print_exception=False) from None
+        raise gr.Error(_as_uploaded(one_line(error)), print_exception=False) from None
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
         if not _out_of_memory(error):
             raise
         raise gr.Error(f"out of memory for this run ({one_line(error, 200)}): ask for less (a shorter text, a smaller "
                        "beam width, fewer AR steps)", print_exception=False) from None
+
+
+def _as_uploaded(message: str) -> str:
+    """`message` with each uploaded file named as the user uploaded it: Gradio keeps an upload as
+    <upload folder>/<64 hex digits>/<name>, a path that means nothing to the user (and tells the server's layout)."""
+    folder = re.escape(str(Path(gradio_utils.get_upload_folder())))
+    return re.sub(rf"{folder}/[0-9a-f]{{64}}/", "", message)
 
 
 def _out_of_memory(error: BaseException) -> bool:
