@@ -43,6 +43,9 @@ from valle_hf.seeding import sentence_seeds  # noqa: E402
 
 TEXT = "Hello there."
 
+# The page's short runs reach their step limit; outside a request, Gradio turns the page's notice into a UserWarning.
+pytestmark = pytest.mark.filterwarnings("ignore:row\\(s\\) .* reached the length limit:UserWarning")
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
