@@ -405,9 +405,15 @@ def test_a_row_whose_audio_is_empty_or_nan_is_reported_and_the_run_goes_on(tmp_p
     assert sorted(wavs(tmp_path / "out")) == ["r3"]
 
 
-def test_a_batch_out_of_memory_ends_the_run_in_one_line_keeping_the_rows_written(tmp_path, prompt_wav,
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 136000000000 bytes."),
+], ids=["cuda", "cpu"])
+def test_a_batch_out_of_memory_ends_the_run_in_one_line_keeping_the_rows_written(error, tmp_path, prompt_wav,
                                                                                cached_loading, monkeypatch):
-    """A --batch-size too large for the GPU ended the run with torch's traceback."""
+    """A --batch-size too large for the device ended the run with torch's traceback (on the CPU, the allocator's
+    failure is a plain RuntimeError)."""
     from valle_hf.modeling import VallEForConditionalGeneration
 
     generate, calls = VallEForConditionalGeneration.generate, []
@@ -415,7 +421,7 @@ def test_a_batch_out_of_memory_ends_the_run_in_one_line_keeping_the_rows_written
     def second_call_runs_out(self, **kwargs):
         calls.append(len(kwargs["seeds"]))
         if len(calls) == 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            raise error
         return generate(self, **kwargs)
 
     monkeypatch.setattr(VallEForConditionalGeneration, "generate", second_call_runs_out)
@@ -424,7 +430,7 @@ def test_a_batch_out_of_memory_ends_the_run_in_one_line_keeping_the_rows_written
     (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt", *rows]) + "\n", encoding="utf-8")
     status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS, "--batch-size", "2"])
     assert status == 1 and calls == [1, 2], err
-    assert re.fullmatch(r"error: out of memory on cpu speaking a batch of 2 sentence\(s\) \(CUDA out of memory\..*"
+    assert re.fullmatch(r"error: out of memory on cpu speaking a batch of 2 sentence\(s\) \(.*memory.*\).*"
                         r"lower --batch-size.*run the same command again to resume", err.strip().splitlines()[-1])
     assert [path.name for path in (tmp_path / "out").glob("*.wav")] == ["short.wav"]
 

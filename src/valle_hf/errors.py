@@ -114,6 +114,15 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
     return decorate
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` says that an allocation failed: `torch.OutOfMemoryError` on an accelerator, a plain
+    RuntimeError from torch's CPU allocator, or Python's MemoryError. A batch or beam too large for the machine is the
+    user's setting to lower, so the entry points that take such settings say so in one line."""
+    import torch
+
+    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(error)
+
+
 def missing_dependency(package: str, purpose: str) -> MissingDependencyError:
     """The error for a runtime dependency that is not installed: one line naming the pip package. Raised where the
     package is imported, so that it reads the same when this code runs as a model's remote code (transformers checks

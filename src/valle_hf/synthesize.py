@@ -63,6 +63,7 @@ from .errors import (
     entry_point,
     get_logger,
     one_line,
+    out_of_memory,
 )
 from .files import check_output_folder
 from .generation import row_names
@@ -501,7 +502,9 @@ def _speak_in_memory(model, processor, jobs: list[Job], prompts: PromptCache,
     user's setting to lower, not a bug (and every later batch of that size would run out alike)."""
     try:
         return speak_batch(model, processor, jobs, prompts, language_switch)
-    except torch.OutOfMemoryError as error:
+    except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not out_of_memory(error):
+            raise
         sentences = sum(len(job.sentences) for job in jobs)
         raise VallEValueError(f"out of memory on {model.device} speaking a batch of {sentences} sentence(s) "
                               f"({one_line(error, 100)}): lower --batch-size, or split the longest texts; the rows "

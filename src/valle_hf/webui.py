@@ -39,7 +39,7 @@ from .cli import (
     run_seed,
 )
 from .configuration import SETTING_RULES
-from .errors import UsageError, VallEError, get_logger, one_line
+from .errors import UsageError, VallEError, get_logger, one_line, out_of_memory
 from .phonemes import MODEL_LANGUAGES, check_text
 from .seeding import sentence_seeds
 from .streaming import AudioChunk, AudioIteratorStreamer
@@ -60,7 +60,7 @@ def errors_on_page():
     except VallEError as error:
         raise gr.Error(_as_uploaded(one_line(error)), print_exception=False) from None
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
-        if not _out_of_memory(error):
+        if not out_of_memory(error):
             raise
         raise gr.Error(f"out of memory for this run ({one_line(error, 200)}): ask for less (a shorter text, a smaller "
                        "beam width, fewer AR steps)", print_exception=False) from None
@@ -72,11 +72,6 @@ def _as_uploaded(message: str) -> str:
     folder = re.escape(str(Path(gradio_utils.get_upload_folder())))
     return re.sub(rf"{folder}/[0-9a-f]{{64}}/", "", message)
 
-
-def _out_of_memory(error: BaseException) -> bool:
-    """Whether `error` says an allocation failed: on the CPU, torch raises a plain RuntimeError for it. A huge beam
-    width on a public page is a visitor's mistake, not a bug, so it gets a message, not Gradio's bare "Error"."""
-    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(error)
 
 
 class _Collected(logging.Handler):
