@@ -138,6 +138,28 @@ def test_a_sentence_that_came_out_empty_writes_no_file(tmp_path, converted_dir, 
     assert "wrote" not in err and not list(tmp_path.iterdir())
 
 
+def test_running_out_of_memory_is_one_line_and_any_other_failure_keeps_its_traceback(tmp_path, converted_dir,
+                                                                                     prompt_wav, capsys, monkeypatch):
+    """--beam-width 1000000000 ended with torch's traceback: the CPU allocator's failure is a plain RuntimeError."""
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    def fails(error):
+        def generate(self, **kwargs):
+            raise error
+        return generate
+
+    argv = ["Hello.", prompt_wav, tmp_path / "speech.wav", "--model", converted_dir]
+    allocation = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                              "memory: you tried to allocate 136000000000 bytes.")
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", fails(allocation))
+    status, _, err = run(argv, capsys)
+    assert status == 1 and err.strip().splitlines()[-1].startswith("error: out of memory ([enforce fail"), err
+    assert "136000000000 bytes" in err and "smaller batch or beam width" in err and not list(tmp_path.iterdir())
+    monkeypatch.setattr(VallEForConditionalGeneration, "generate", fails(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):
+        run(argv, capsys)
+
+
 @pytest.mark.subprocess
 def test_module_entry_point_runs_the_embedded_model(tmp_path, prompt_wav):
     out = tmp_path / "noise.wav"

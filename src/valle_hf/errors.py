@@ -92,7 +92,8 @@ class ArgumentParser(argparse.ArgumentParser):
 def entry_point(interrupted: str = "interrupted") -> Callable:
     """Decorator for an entry point's `main(argv) -> int`: the one error path of every command.
 
-    A `VallEError` prints ``error: <message>`` (one line) on stderr and returns 1; Ctrl-C prints `interrupted` (one
+    A `VallEError` prints ``error: <message>`` (one line) on stderr and returns 1, as does running out of memory (a
+    setting too large for the machine, see `out_of_memory`); Ctrl-C prints `interrupted` (one
     line, which may say what was kept and how to resume) and returns 130, the shell's status for SIGINT. Any other
     exception is a bug and propagates with its traceback.
     """
@@ -108,6 +109,12 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
             except KeyboardInterrupt:
                 print(interrupted, file=sys.stderr)
                 return 130
+            except (MemoryError, RuntimeError) as error:
+                if not out_of_memory(error):
+                    raise
+                print(f"error: out of memory ({one_line(error, 200)}): ask for less (a shorter text, a smaller "
+                      "batch or beam width, fewer steps)", file=sys.stderr)
+                return 1
 
         return run
 
