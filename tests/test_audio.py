@@ -41,6 +41,15 @@ def test_audio_errors(tmp_path):
     assert "\n" not in str(raised.value)
 
 
+def test_a_file_that_is_not_the_audio_its_name_says_is_not_reported_missing(tmp_path):
+    """libsndfile says an MP3 it cannot decode "does not exist"; the file is there, its content is the problem."""
+    fake = tmp_path / "fake.mp3"
+    fake.write_bytes(b"ID3garbage" * 10)
+    with pytest.raises(ValueError, match=r"could not read audio file .*fake\.mp3: its content is not audio") as raised:
+        load_audio(fake)
+    assert "does not exist" not in str(raised.value)
+
+
 def test_example_prompt_is_about_three_seconds_of_24k_mono():
     info = soundfile.info(EXAMPLE_PROMPT)
     assert (info.samplerate, info.channels, info.subtype) == (24000, 1, "PCM_16")

@@ -56,8 +56,16 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise VallEValueError(f"could not read audio file {path}: {one_line(error)}") from None
+        raise VallEValueError(f"could not read audio file {path}: {_read_failure(error)}") from None
     return data.T, rate
+
+
+def _read_failure(error: Exception) -> str:
+    """Why soundfile could not read a file that exists. libsndfile reports an MP3 it cannot decode as "File does not
+    exist or is not a regular file", which misleads: the file was found, its content is what it cannot read."""
+    if "does not exist" in str(error):
+        return "its content is not audio libsndfile can decode (a damaged file, or not the format its name says)"
+    return one_line(error)
 
 
 # The sample format written per container: 32-bit float WAV, as the original writes (torchaudio.save of a float
