@@ -196,6 +196,19 @@ def tiny():
     return load_model_and_processor("tiny-random")
 
 
+def test_each_control_states_the_range_its_flag_takes(tiny):
+    """The beam width's hint said "0/1 = off; allowed: an integer >= 1", though the page, as the CLI, takes 0."""
+    from valle_hf.cli import FLAG_RULES
+    from valle_hf.configuration import SETTING_RULES
+
+    model, _ = tiny
+    controls = webui.sampler_controls(model.generation_config, model.config, "tts")
+    for flag, control in controls.items():
+        rule = FLAG_RULES.get(flag) or SETTING_RULES.get(FLAG_SETTINGS[flag], (None,))[0]
+        assert rule is None or control.info.endswith(f"allowed: {rule}"), (flag, control.info)
+    assert FLAG_RULES and set(FLAG_RULES) <= set(controls)
+
+
 @pytest.mark.parametrize("task", ["tts", "stt"])
 def test_every_cli_flag_has_a_control_whose_default_changes_nothing(tiny, task, prompt_wav):
     model, processor = tiny

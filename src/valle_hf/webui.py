@@ -29,6 +29,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .audio import check_sentences_spoken, save_audio
 from .cli import (
+    FLAG_RULES,
     FLAG_SETTINGS,
     TTS_ONLY_SETTINGS,
     build_parser,
@@ -113,8 +114,8 @@ def sampler_controls(generation_config, model_config, task: str = "tts") -> dict
     """One control per CLI sampler flag that applies to `task` ("tts" or "stt"), keyed by the flag's name.
 
     The controls are not placed yet (`render()` them where they belong). Each default is the model's generation
-    config's value (so a control left alone changes nothing), and each control states its allowed range
-    (`SETTING_RULES`).
+    config's value (so a control left alone changes nothing), and each control states its flag's allowed range
+    (`FLAG_RULES`, else its setting's `SETTING_RULES`).
     """
     controls = {}
     for flag, action in flag_actions().items():
@@ -124,7 +125,8 @@ def sampler_controls(generation_config, model_config, task: str = "tts") -> dict
         value = getattr(generation_config, setting)
         if value is None and setting in NONE_MEANS:
             value = NONE_MEANS[setting](model_config)
-        rule = SETTING_RULES[setting][0] if setting in SETTING_RULES else None  # max_new_tokens: transformers' own
+        # The flag's own range where it differs from its setting's (--beam-width 0 is off); max_new_tokens has none
+        rule = FLAG_RULES.get(flag) or (SETTING_RULES[setting][0] if setting in SETTING_RULES else None)
         controls[flag] = _control(action, value, rule)
     return controls
 
