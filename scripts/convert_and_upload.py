@@ -176,10 +176,14 @@ def gather(args, workdir: Path) -> tuple[Path, dict[str, Path], str]:
     model_dir = with_code(model_dir, workdir)
     files = directory_files(model_dir)
     if args.tokenizer:  # (re)build the processor from the original tokenizer.json
+        from valle_hf.loading import check_own_tokenizer
         from valle_hf.processing import VallEProcessor
 
+        processor = VallEProcessor.from_tokenizer_file(args.tokenizer)
+        # The upload would otherwise pair the weights with ids that stand for other phonemes, unseen until it speaks.
+        check_own_tokenizer(model_dir, processor.tokenizer, args.tokenizer)
         processor_dir = workdir / "processor"
-        VallEProcessor.from_tokenizer_file(args.tokenizer).save_pretrained(processor_dir)
+        processor.save_pretrained(processor_dir)
         files.update(directory_files(processor_dir))
     return model_dir, files, args.source or source
 

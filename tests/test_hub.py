@@ -232,6 +232,20 @@ def test_script_uploads_the_released_model(fake_hub, converted_dir, monkeypatch,
     assert status == 0 and calls[-1]["vocoder"] is None, err  # EnCodec decodes (it looked for a Hub repo "none")
 
 
+def test_script_refuses_a_tokenizer_other_than_the_directorys_own(fake_hub, converted_dir, tmp_path, capsys):
+    """--tokenizer replaced the directory's tokenizer unchecked: the upload paired the weights with ids that stand
+    for other phonemes (the CLI refuses the same pair)."""
+    other = tmp_path / "other"
+    tiny_random_processor().save_pretrained(other)
+    status, _, err = run_script(["--model-dir", converted_dir, "--tokenizer", other / "tokenizer.json",
+                                 "--repo-id", "someone/mismatch"], capsys)
+    assert status == 1 and err.startswith("error: --tokenizer") and err.count("\n") == 1, err
+    assert fake_hub.commits == [] and fake_hub.repos == {}
+    status, _, err = run_script(["--model-dir", converted_dir, "--tokenizer", converted_dir / "tokenizer.json",
+                                 "--repo-id", "someone/same"], capsys)
+    assert status == 0, err  # its own tokenizer (the same ids) is taken
+
+
 def test_script_refuses_a_directory_without_processor(fake_hub, tmp_path, fixture_model, capsys):
     model_only = tmp_path / "model-only"
     fixture_model.save_pretrained(model_only)

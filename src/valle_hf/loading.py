@@ -210,7 +210,7 @@ def load_model_and_processor(
         return _quantized(model, dtype, quantize), processor
     if tokenizer:
         processor = VallEProcessor.from_tokenizer_file(tokenizer)
-        _check_own_tokenizer(path, processor.tokenizer, tokenizer)
+        check_own_tokenizer(path, processor.tokenizer, tokenizer)
         return load_model(name, dtype=dtype, quantize=quantize), processor
     if path.is_dir() and (path / "config.json").is_file() and not (path / TOKENIZER_FILE).is_file():
         raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer, "
@@ -222,7 +222,7 @@ def load_model_and_processor(
         raise CheckpointError(f"could not load the processor of {name} ({one_line(error, 200)})") from None
 
 
-def _check_own_tokenizer(model_dir: Path, tokenizer, tokenizer_file: str) -> None:
+def check_own_tokenizer(model_dir: Path, tokenizer, tokenizer_file: str) -> None:
     """Refuse a --tokenizer that gives other ids than the tokenizer a converted model folder holds: the model would
     read every phoneme as another. One with the same vocabulary, or a folder without its own, is taken."""
     own = saved_tokenizer(model_dir)
