@@ -108,6 +108,40 @@ def test_each_codec_and_vocoder_pair_has_its_own_cached_directory(tmp_path, fixt
     assert released_model_directory(tmp_path, *pairs[0]) == folders[0] and (folders[0] / "config.json").is_file()
 
 
+@pytest.mark.parametrize("other_run_saves", ["while_this_one_converts", "just_before_this_one_saves"])
+def test_a_cache_another_run_made_meanwhile_is_used_as_it_is(tmp_path, fixtures, converted, monkeypatch,
+                                                             other_run_saves):
+    """Two first runs at once share one cache: the second to finish deleted the first's directory (which that run
+    may be reading), or failed when the first moved its directory in just before its own."""
+    import valle_hf.conversion
+    import valle_hf.loading
+    from valle_hf.loading import released_model_directory
+
+    target = tmp_path / "ar+nar-llama-8"
+    real_save = valle_hf.conversion.save_converted
+
+    def other_run():
+        real_save(*converted, target)
+        (target / "read by the other run").touch()  # gone if this run replaces the directory
+
+    def convert(*args, **kwargs):
+        if other_run_saves == "while_this_one_converts":
+            other_run()
+        return converted
+
+    def save(*args, **kwargs):
+        if other_run_saves == "just_before_this_one_saves":
+            other_run()
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(valle_hf.conversion, "convert_checkpoint", convert)
+    monkeypatch.setattr(valle_hf.conversion, "save_converted", save)
+    monkeypatch.setattr(valle_hf.loading, "hub_file", lambda *args, **kwargs: fixtures.checkpoint)
+    assert released_model_directory(tmp_path) == target
+    assert (target / "read by the other run").is_file()
+    assert [path.name for path in tmp_path.iterdir()] == [target.name]  # and no leftover of this run's
+
+
 @pytest.mark.subprocess
 def test_with_the_hub_unreachable_one_line_names_the_offline_choices(tmp_path, prompt_wav):
     with socket.socket() as probe:  # a port nothing listens on

@@ -23,6 +23,7 @@ from .errors import (
     CheckpointError,
     MissingDependencyError,
     ModelNotFoundError,
+    VallEError,
     VallEValueError,
     one_line,
     without_load_report,
@@ -149,16 +150,32 @@ def released_model_directory(cache_dir: str | Path | None = None, codec: str = D
     `pipeline("text-to-speech", model=str(released_model_directory()))`. Raises `ModelNotFoundError`, naming the
     offline choices, when a download fails.
     """
-    from .conversion import convert_checkpoint, save_converted
+    from .conversion import convert_checkpoint
 
     target = (Path(cache_dir) if cache_dir else default_cache_dir()) / released_folder_name(codec, vocoder)
     if (target / "config.json").is_file():
         return target
     checkpoint = hub_file(RELEASED_REPO, RELEASED_CHECKPOINT, "the released model", f"offline: {OFFLINE_CHOICES}")
     model, processor = convert_checkpoint(checkpoint, codec=codec, vocoder=vocoder)
+    return _save_released(model, processor, target)
+
+
+def _save_released(model, processor, target: Path) -> Path:
+    """Save the released model's conversion to `target`, unless another run sharing the cache (a second process
+    started at the same time) saved it while this one converted: its directory is then kept as it is, since that run
+    may be reading it, and replacing it would fail once it is there."""
+    from .conversion import save_converted
+
+    if (target / "config.json").is_file():
+        return target
     if target.is_dir():  # this package's own cache, left incomplete (by hand: saving is all or nothing): made again
         shutil.rmtree(target)
-    return save_converted(model, processor, target)
+    try:
+        return save_converted(model, processor, target)
+    except VallEError:
+        if (target / "config.json").is_file():  # the other run moved its directory in first
+            return target
+        raise
 
 
 def load_model_and_processor(
