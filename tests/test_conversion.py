@@ -298,6 +298,26 @@ def test_overwrite_replaces_a_converted_model(tmp_path, fixtures):
     assert (out / "config.json").is_file() and not (out / "notes.txt").exists()
 
 
+@pytest.mark.parametrize(("existing", "overwrite"), [("empty", []), ("converted", ["--overwrite"])])
+def test_an_existing_output_directory_in_a_folder_that_cannot_be_written_is_refused_first(
+    tmp_path, fixtures, converted_dir, capsys, monkeypatch, existing, overwrite
+):
+    """The new directory is made beside the old one and renamed over it: with the folder around them not writable,
+    the converter failed with a traceback after the whole conversion."""
+    parent = tmp_path / "read-only"
+    out = parent / "converted"
+    if existing == "empty":
+        out.mkdir(parents=True)
+    else:
+        shutil.copytree(converted_dir, out)
+    access = os.access  # the tests may run as root, who may write anywhere: the folder is read-only for os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != parent and access(path, mode))
+    assert main([*converter_argv(fixtures, out), *overwrite]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write --output-dir {out}") and f"{parent} is not writable" in err, err
+    assert err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("output", ["folder", "checkpoint"])
 def test_an_output_directory_that_holds_an_input_is_refused_even_with_overwrite(tmp_path, fixtures, capsys, output):
     folder = tmp_path / "models"

@@ -28,6 +28,7 @@ from .errors import (
     ArgumentParser,
     CheckpointError,
     OutputError,
+    UsageError,
     VallEError,
     VallEFileNotFoundError,
     entry_point,
@@ -394,6 +395,11 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
             raise VallEError(f"--output-dir {output_dir} is or holds {source}, which the conversion reads: choose "
                              "another --output-dir")
     check_output_folder(output_dir, "--output-dir")
+    parent = output_dir.absolute().parent
+    # An existing directory, even an empty one, is replaced by one made beside it: its parent must take that one.
+    if output_dir.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write --output-dir {output_dir}: it is replaced by a directory made beside it, and "
+                         f"{parent} is not writable; choose another --output-dir")
     if not output_dir.exists() or not any(output_dir.iterdir()):
         return output_dir
     if not overwrite:
