@@ -142,6 +142,25 @@ def test_a_cache_another_run_made_meanwhile_is_used_as_it_is(tmp_path, fixtures,
     assert [path.name for path in tmp_path.iterdir()] == [target.name]  # and no leftover of this run's
 
 
+def test_a_cache_that_cannot_be_written_is_refused_before_downloading(tmp_path, converted_dir, monkeypatch):
+    """Its error came after the download and the conversion, and named an --output-dir no one gave; a cache that
+    already holds the converted model is only read, so it may be read-only."""
+    import valle_hf.loading
+    from valle_hf.errors import UsageError
+    from valle_hf.loading import RELEASED_FOLDER, released_model_directory
+
+    def download(*args, **kwargs):
+        raise AssertionError("downloaded into a cache that cannot keep the conversion")
+
+    monkeypatch.setattr(valle_hf.loading, "hub_file", download)
+    access = os.access  # the tests may run as root, who may write anywhere: the folder is read-only for os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and access(path, mode))
+    with pytest.raises(UsageError, match=f"{tmp_path} is not writable; set VALLE_HF_CACHE to a folder"):
+        released_model_directory(tmp_path)
+    shutil.copytree(converted_dir, tmp_path / RELEASED_FOLDER)
+    assert released_model_directory(tmp_path) == tmp_path / RELEASED_FOLDER
+
+
 @pytest.mark.subprocess
 def test_with_the_hub_unreachable_one_line_names_the_offline_choices(tmp_path, prompt_wav):
     with socket.socket() as probe:  # a port nothing listens on

@@ -23,11 +23,13 @@ from .errors import (
     CheckpointError,
     MissingDependencyError,
     ModelNotFoundError,
+    UsageError,
     VallEError,
     VallEValueError,
     one_line,
     without_load_report,
 )
+from .files import check_output_folder
 from .hardware import quiet_torchao_import
 from .hub import check_reachable, default_cache_dir, hub_file
 from .tokenization import TOKENIZER_FILE, saved_tokenizer, tokenizer_fingerprint
@@ -155,9 +157,19 @@ def released_model_directory(cache_dir: str | Path | None = None, codec: str = D
     target = (Path(cache_dir) if cache_dir else default_cache_dir()) / released_folder_name(codec, vocoder)
     if (target / "config.json").is_file():
         return target
+    _check_cache_folder(target)
     checkpoint = hub_file(RELEASED_REPO, RELEASED_CHECKPOINT, "the released model", f"offline: {OFFLINE_CHOICES}")
     model, processor = convert_checkpoint(checkpoint, codec=codec, vocoder=vocoder)
     return _save_released(model, processor, target)
+
+
+def _check_cache_folder(target: Path) -> None:
+    """Refuse, before a download of hundreds of megabytes and its conversion, a cache where the converted directory
+    cannot be saved, saying how to move the cache (the save's own error named an --output-dir no one gave)."""
+    try:
+        check_output_folder(target, "the converted model's cache folder")
+    except UsageError as error:
+        raise UsageError(f"{error}; set VALLE_HF_CACHE to a folder you can write, or {OFFLINE_CHOICES}") from None
 
 
 def _save_released(model, processor, target: Path) -> Path:
