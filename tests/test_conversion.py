@@ -94,6 +94,34 @@ def test_pth_checkpoint_loads_with_weights_only(tmp_path, fixtures, fixture_mode
             assert torch.equal(value, fixture_model.state_dict()[key]), key
 
 
+class _RunsCode:
+    """A pickle payload that runs code when loaded (a file named `marker` is made)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("damage", ["code", "truncated"])
+def test_a_pth_that_would_run_code_or_is_damaged_is_refused_saying_which(tmp_path, fixtures, capsys, damage):
+    """A pickle that runs code must never be loaded (weights_only=True); the error said 'cannot be read safely' for a
+    merely truncated file too, and passed on torch's advice to load with weights_only=False."""
+    tensors, original = original_tensors(fixtures)
+    marker, path = tmp_path / "code-ran", tmp_path / "fp32.pth"
+    torch.save({"module": tensors, "config": original, "stats": _RunsCode(marker)}, path)
+    if damage == "truncated":
+        torch.save({"module": tensors, "config": original}, path)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    expected = "holds objects other than tensors" if damage == "code" else "is not a readable .pth checkpoint"
+    assert_refused(path, expected, capsys)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError) as refused:
+        load_original_checkpoint(path)
+    assert "weights_only" not in str(refused.value)
+
+
 def test_yaml_config_overrides_metadata(tmp_path, fixtures):
     tensors, original = original_tensors(fixtures)
     yaml_file = fixtures.root / "config.yaml"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 from dataclasses import dataclass
@@ -89,9 +90,13 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     elif path.suffix in (".pth", ".pt"):
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickles with arbitrary objects are refused on purpose
-            raise CheckpointError(f"{path}: cannot be read safely with weights_only=True "
-                                  f"({one_line(error, 300)})") from None
+        except pickle.UnpicklingError:  # torch's weights-only unpickler met an object that only code could build
+            raise CheckpointError(f"{path} holds objects other than tensors and plain data, and reading them could "
+                                  "run any code, so it is refused; export the checkpoint as .sft (python -m "
+                                  "vall_e.export writes fp32.sft), or download it again if it is damaged") from None
+        except Exception as error:  # a truncated or foreign file: torch raises what its reader met
+            raise CheckpointError(f"{path} is not a readable .pth checkpoint ({one_line(error, 200)}); download it "
+                                  "again") from None
         if not isinstance(payload, dict):
             raise CheckpointError(f"{path}: expected a dict of tensors, got {type(payload).__name__}")
         metadata = payload
