@@ -243,6 +243,19 @@ def test_a_converted_directory_loads_with_its_processor_or_the_same_tokenizer(co
         load_model_and_processor("tiny-random", tokenizer=str(tokenizer_file))
 
 
+def test_a_directory_without_tokenizer_config_json_pads_and_decodes_as_a_whole_one(converted_dir, tmp_path):
+    """A folder (or Hub upload) with tokenizer.json but not tokenizer_config.json gave a tokenizer with no special
+    tokens: a batch of texts failed with a traceback (no pad token), and decoding printed <bos> and </eos>."""
+    partial = tmp_path / "without-tokenizer-config"
+    shutil.copytree(converted_dir, partial, ignore=shutil.ignore_patterns("tokenizer_config.json"))
+    whole, processor = (load_model_and_processor(str(folder))[1] for folder in (converted_dir, partial))
+    texts = ["ðə", "ðə bˈɜːtʃ"]
+    expected = whole(texts)
+    assert {key: value.tolist() for key, value in processor(texts).items()} == {
+        key: value.tolist() for key, value in expected.items()}
+    assert [processor.decode(ids) for ids in expected["input_ids"]] == texts
+
+
 def test_an_original_checkpoint_is_converted_on_the_fly(fixtures, fixture_model):
     model, processor = load_model_and_processor(str(fixtures.checkpoint), codec="tiny-random", vocoder="tiny-random")
     assert not model.training and _same_weights(model, fixture_model)

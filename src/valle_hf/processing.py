@@ -17,9 +17,28 @@ from .audio import save_audio, waveform_samples
 from .errors import VallETypeError, VallEValueError
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
 from .phonemes import phonemize
-from .tokenization import dealias_tokenizer, ids_to_phonemes, load_phoneme_tokenizer, tokenize_phonemes
+from .tokenization import (
+    BOS_TOKEN,
+    EOS_TOKEN,
+    UNK_TOKEN,
+    dealias_tokenizer,
+    ids_to_phonemes,
+    load_phoneme_tokenizer,
+    tokenize_phonemes,
+)
 
 __all__ = ["VallEProcessor"]
+
+
+def _name_special_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Name the phoneme vocabulary's `<unk>`, `<bos>` and `</eos>` where the tokenizer knows none, as
+    `load_phoneme_tokenizer` does: one read from a folder or Hub upload with tokenizer.json but no
+    tokenizer_config.json has no special tokens, so it could not pad a batch and decoding printed `<bos>` and
+    `</eos>`."""
+    vocab = tokenizer.get_vocab()
+    for name, token in (("unk_token", UNK_TOKEN), ("bos_token", BOS_TOKEN), ("eos_token", EOS_TOKEN)):
+        if getattr(tokenizer, name) is None and token in vocab:
+            setattr(tokenizer, name, token)
 
 
 class VallEProcessor(ProcessorMixin):
@@ -36,6 +55,7 @@ class VallEProcessor(ProcessorMixin):
         straight from the original (aliased) `tokenizer.json` has its backend swapped in place for the alias-free
         equivalent (same ids), and a missing pad token becomes `<unk>` (id 0)."""
         dealias_tokenizer(tokenizer)
+        _name_special_tokens(tokenizer)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token
         feature_extractor = feature_extractor if feature_extractor is not None else VallEFeatureExtractor()
