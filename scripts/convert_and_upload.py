@@ -136,7 +136,8 @@ def with_code(model_dir: Path, workdir: Path) -> Path:
     from valle_hf.conversion import save_converted
     from valle_hf.loading import load_model_and_processor
 
-    model, processor = load_model_and_processor(str(model_dir))  # one-line errors for a damaged directory
+    # "auto": in the dtype it was saved in (the default, float32, turned a 16-bit directory into a float32 upload)
+    model, processor = load_model_and_processor(str(model_dir), dtype="auto")  # one-line errors for a damaged one
     return save_converted(model, processor, workdir / "with-code")
 
 

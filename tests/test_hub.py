@@ -200,9 +200,13 @@ def test_script_uploads_a_converted_directory(fake_hub, converted_dir, capsys):
 @pytest.mark.parametrize("before", ["code", "pipeline"])
 def test_script_uploads_an_old_directory_with_todays_code(fake_hub, converted_dir, tmp_path, capsys, before):
     """A directory converted before converted directories carried the model's code, or the pipeline's, is uploaded
-    re-saved with both."""
+    re-saved with both, in the dtype it was converted in (float16 here; it was re-saved in float32)."""
     old = tmp_path / f"converted-before-the-{before}"
-    shutil.copytree(converted_dir, old, ignore=shutil.ignore_patterns("*.py" if before == "code" else "pipeline.py"))
+    model, processor = load_model_and_processor(str(converted_dir), dtype=torch.float16)
+    model.save_pretrained(old)
+    processor.save_pretrained(old)
+    for code in old.glob("*.py" if before == "code" else "pipeline.py"):
+        code.unlink()
     for name in ("config.json", "processor_config.json"):
         saved = json.loads((old / name).read_text())
         saved.pop("custom_pipelines", None)
@@ -215,6 +219,8 @@ def test_script_uploads_an_old_directory_with_todays_code(fake_hub, converted_di
     assert fake_hub.files(f"someone/old-{before}") == NEEDED
     config = json.loads((fake_hub.root / f"someone/old-{before}" / "config.json").read_text())
     assert {"auto_map", "custom_pipelines"} <= set(config)
+    uploaded = valle_hf.VallEForConditionalGeneration.from_pretrained(f"someone/old-{before}", dtype="auto")
+    assert uploaded.dtype == torch.float16
 
 
 def test_script_uploads_the_released_model(fake_hub, converted_dir, monkeypatch, capsys):
