@@ -302,6 +302,46 @@ def test_a_finished_row_whose_voice_moved_away_is_done_not_failed(tmp_path):
     assert "also the id of line 2" in errors["3"] and "prompt file not found" in errors["4"]
 
 
+def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, cached_loading):
+    """A re-run skipped a done row whose text had been edited: its WAV kept speaking the old text, without a word."""
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+
+    def run(texts):
+        rows = [f"{row_id},{text},voice.wav" for row_id, text in texts.items()]
+        (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt", *rows]) + "\n", encoding="utf-8")
+        status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS])
+        assert status == 0, err
+        return next(line for line in err.splitlines() if line.startswith("wrote ")), wavs(tmp_path / "out")
+
+    _, first = run({"kept": "Hello there.", "edited": "Good morning."})
+    report, second = run({"kept": "Hello there.", "edited": "Good evening to all of you."})
+    assert "wrote 1 row(s)" in report and "(1 done before, 1 edited since they were spoken, spoken again)" in report
+    np.testing.assert_array_equal(first["kept"], second["kept"])
+    assert first["edited"].shape != second["edited"].shape or not np.allclose(first["edited"], second["edited"])
+    report, third = run({"kept": "Hello there.", "edited": "Good evening to all of you."})
+    assert "wrote 0 row(s)" in report and "(2 done before)" in report
+
+
+def test_a_done_row_edited_into_one_that_cannot_be_spoken_fails_and_an_older_record_is_taken_as_unedited(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("edited", "older"):
+        (out / f"{name}.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    lines = ["id,text,prompt", "edited,Spoken before.,gone.wav", "older,Spoken before.,gone.wav"]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table = synthesis.read_table(tmp_path / "m.csv", "auto")
+    digest = synthesis.row_digest(table.rows[0])
+    records = [{"id": "edited", "path": "edited.wav", "cells": digest.translate(str.maketrans("0123456789abcdef",
+                                                                                            "123456789abcdef0"))},
+               {"id": "older", "path": "older.wav"}]  # written before done records kept the cells
+    (out / synthesis.DONE).write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(out), flags)
+    assert plan.done == 1 and not plan.batches
+    assert [(failure["id"], "prompt file not found" in failure["error"]) for failure in plan.failures] == [
+        ("edited", True)]
+
+
 def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
     lines = ['{"id": "ok", "text": "Fine.", "prompt": "voice.wav", "seed": 3}',

@@ -17,9 +17,10 @@ Under ``accelerate launch`` the batches are dealt out to the processes, each on 
 own files; the main process joins the records at the end.
 
 OUT_DIR holds ``<id>.wav`` (each written under a temporary name and renamed when complete), ``done.jsonl`` (one
-record per finished row: id, path, frames, seconds, stopped, seed, line), ``failed.jsonl`` (the rows of the last run
-that could not be spoken: line, id, error) and, while a run is going, ``parts/`` (each process's records). A re-run
-skips the rows in done.jsonl whose WAV exists, so a crash or a kill loses at most the batches in flight. Exit status:
+record per finished row: id, path, frames, seconds, stopped, seed, line, cells), ``failed.jsonl`` (the rows of the
+last run that could not be spoken: line, id, error) and, while a run is going, ``parts/`` (each process's records). A
+re-run skips the rows in done.jsonl whose WAV exists and whose cells are unedited, so a crash or a kill loses at most
+the batches in flight. Exit status:
 0 when every row is done, 3 when some rows failed (all in failed.jsonl), 1 (one ``error:`` line) for a usage or set-up
 mistake, 130 after Ctrl-C. Under a launcher with several processes each process exits 0 after a run that ended,
 failures or not, since torchrun would report any other status as a crash: read failed.jsonl.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -91,7 +93,7 @@ PROCESS_GROUP_TIMEOUT = timedelta(days=7)
 @dataclass
 class Job:
     """One manifest row, checked and ready to speak: its sentences, resolved prompt files, seed and `generate`
-    settings (`settings_key` names them, for grouping)."""
+    settings (`settings_key` names them, for grouping), and `cells`, a digest of the row as written (`row_digest`)."""
 
     id: str
     lines: str
@@ -100,6 +102,7 @@ class Job:
     prompt: tuple[str, ...]
     seed: int
     settings: dict
+    cells: str = ""
 
     @property
     def settings_key(self) -> str:
@@ -109,14 +112,15 @@ class Job:
 @dataclass
 class SynthesisPlan:
     """What a run will do: `batches` of jobs (each one `generate` call), the rows that cannot be spoken (`failures`,
-    with their line), how many rows earlier runs finished (`done`), the run's seed (rows without their own) and whether
-    a row to speak takes it (`seed_used`)."""
+    with their line), how many rows earlier runs finished (`done`; rows edited since are spoken again, and counted in
+    `edited`), the run's seed (rows without their own) and whether a row to speak takes it (`seed_used`)."""
 
     batches: list[list[Job]]
     failures: list[dict]
     done: int
     seed: int
     seed_used: bool = True
+    edited: int = 0
 
 
 def _text(values: dict, column: str) -> str:
@@ -210,7 +214,14 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
         value = parse_flag(flag, values.get(flag))
         if value is not None:
             setattr(row_flags, flag, value)
-    return Job(row_id, row.lines, sentences, language, prompt, seed, generation_kwargs(row_flags))
+    return Job(row_id, row.lines, sentences, language, prompt, seed, generation_kwargs(row_flags), row_digest(row))
+
+
+def row_digest(row: Row) -> str:
+    """A digest of a row's cells as the manifest holds them. done.jsonl keeps it, so that a re-run speaks again a row
+    whose text, prompt, seed or settings were edited since: its WAV is no longer what the row asks for."""
+    cells = json.dumps(row.values, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(cells.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _check_columns(table, manifest: Path) -> None:
@@ -287,35 +298,39 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     _check_columns(table, manifest)
     if not table.rows:
         raise UsageError(f"manifest: {manifest} has a header but no rows: nothing to synthesize")
-    seed, done_ids = run_seed(seed), out.done_ids()
-    jobs, failures, seen, done, seed_used, voices = [], [], {}, 0, False, {}
+    seed, done_records = run_seed(seed), out.done_records()
+    done_ids = set(done_records)
+    jobs, failures, seen, done, edited, seed_used, voices = [], [], {}, 0, 0, False, {}
     for row in table.rows:
         try:
             job = _job(row, manifest.parent, out, flags, language, seed, seen)
         except VallEError as error:
-            if _done_before(row, done_ids, seen):
+            if _done_before(row, done_records, seen):
                 done += 1
             else:
                 failures.append({"line": row.lines, "id": _failed_id(row.values), "error": one_line(error)})
             continue
         for file in job.prompt:
             voices.setdefault(file, job.lines)
-        if job.id in done_ids:
+        if job.id in done_ids and done_records[job.id].get("cells", job.cells) == job.cells:  # older records: none
             done += 1
         else:
+            edited += job.id in done_ids
             jobs.append(job)
             seed_used = seed_used or not _text(row.values, "seed")
     jobs, clashes = _outputs_apart_from_prompts(jobs, out, voices)
-    return SynthesisPlan(_batches(jobs, batch_size), failures + clashes, done, seed, seed_used)
+    return SynthesisPlan(_batches(jobs, batch_size), failures + clashes, done, seed, seed_used, edited)
 
 
-def _done_before(row: Row, done_ids: set[str], seen: dict[str, tuple[str, str]]) -> bool:
-    """Whether a row that cannot be spoken now was finished by an earlier run (its id, taken by this row and no
-    earlier one, is in done.jsonl with its WAV): its WAV stands, so a prompt moved away since is no failure, and a row
-    must not be both done and failed."""
+def _done_before(row: Row, done_records: dict[str, dict], seen: dict[str, tuple[str, str]]) -> bool:
+    """Whether a row that cannot be spoken now was finished by an earlier run as it reads now (its id, taken by this
+    row and no earlier one, is in done.jsonl with its WAV and its cells' digest): its WAV stands, so a prompt moved
+    away since is no failure, and a row must not be both done and failed."""
     row_id = _failed_id(row.values)
-    return (row.error is None and isinstance(row_id, str) and row_id in done_ids
-            and seen.get(_file_key(row_id)) == (row_id, row.lines))
+    if row.error is not None or not isinstance(row_id, str) or row_id not in done_records:
+        return False
+    unedited = done_records[row_id].get("cells", row_digest(row)) == row_digest(row)
+    return unedited and seen.get(_file_key(row_id)) == (row_id, row.lines)
 
 
 def _outputs_apart_from_prompts(jobs: list[Job], out: OutputFolder, voices: dict[str, str]) -> tuple[list[Job],
@@ -552,7 +567,7 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
                 seconds = row.audio.numel() / rate
                 out.record_done({"id": row.job.id, "path": path.name, "frames": row.frames,
                                  "seconds": round(seconds, 4), "stopped": row.stopped, "seed": row.job.seed,
-                                 "line": row.job.lines})
+                                 "line": row.job.lines, "cells": row.job.cells})
                 report.rows += 1
                 report.audio_seconds += seconds
             for job, error in failed:
@@ -685,7 +700,8 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
               f"{report.speed:>10.2f}" for report in reports]
     lines.append(f"{'all':>9} {rows:>6} {audio:>9.1f} {wall:>8.1f} {audio / wall if wall else 0.0:>10.2f}")
     print("\n".join(lines), file=sys.stderr)
-    print(f"wrote {rows} row(s) into {out} ({plan.done} done before); {len(failures)} failed"
+    edited = f", {plan.edited} edited since they were spoken, spoken again" if plan.edited else ""
+    print(f"wrote {rows} row(s) into {out} ({plan.done} done before{edited}); {len(failures)} failed"
           + (f" (listed in {out / FAILED})" if failures else ""), file=sys.stderr)
     if not seed_given and plan.seed_used and rows:
         print(f"seed: {plan.seed} (--seed {plan.seed} repeats the rows without a seed)", file=sys.stderr)

@@ -168,7 +168,8 @@ def _seed(seed: float | None) -> int:
     """The seed of a run: `seed`, or a random one when it is empty or negative (a number field in the browser cannot
     stay empty). Sentence i draws from seed + i, as with the CLI's --seed, so a run here repeats on the command
     line with `--stream --stream-chunk` of the page's chunk (a bfloat16 NAR, as "auto" picks on some CPUs, rounds
-    by the chunk's shape, so only a float32 NAR gives the same codes unstreamed). Raises `UsageError` for a seed that is not a whole number the page can show back."""
+    by the chunk's shape, so only a float32 NAR gives the same codes unstreamed). Raises `UsageError` for a seed that
+    is not a whole number the page can show back."""
     if not isinstance(seed, (int, float, type(None))) or isinstance(seed, bool):  # the page's API takes any JSON
         raise UsageError(f"Seed must be a number, got {seed!r}")
     if seed is None or seed < 0:
