@@ -52,6 +52,15 @@ def test_invalid_values_are_refused_naming_the_field(overrides, field):
     assert "\n" not in str(raised.value)
 
 
+def test_a_model_of_fewer_rvq_levels_takes_the_silence_codes_of_its_levels():
+    """A yaml with resp_levels: 4 was refused for silence_codes, a setting no yaml holds: EnCodec's silence at each
+    level does not depend on how many levels the model reads."""
+    from valle_hf.configuration import SILENCE_CODES
+
+    for levels in (3, 4):
+        assert VallEConfig(num_rvq_levels=levels).silence_codes == list(SILENCE_CODES[:levels])
+
+
 @pytest.mark.parametrize("sizes", [{}, dict(text_vocab_size=130, audio_vocab_size=64, num_rvq_levels=4,
                                             silence_codes=[1, 2, 3, 4], codec_config=dict(codebook_size=64))])
 def test_the_unified_id_space_tiles_its_vocabulary(sizes):

@@ -123,7 +123,10 @@ class VallEConfig(PretrainedConfig):
         self.unified_position_ids = unified_position_ids
         self.text_bos_token_id = text_bos_token_id
         self.text_eos_token_id = text_eos_token_id
-        self.silence_codes = list(silence_codes) if silence_codes is not None else list(SILENCE_CODES)
+        # EnCodec's code of silence at each level: a model of fewer levels reads the first ones (`validate` refuses a
+        # num_rvq_levels that is no integer)
+        silence = SILENCE_CODES[:num_rvq_levels] if isinstance(num_rvq_levels, int) else SILENCE_CODES
+        self.silence_codes = list(silence_codes if silence_codes is not None else silence)
         self.codec_config = EncodecConfig(**codec_config) if isinstance(codec_config, dict) else codec_config
         if self.codec_config is None:
             self.codec_config = EncodecConfig()
