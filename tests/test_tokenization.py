@@ -86,6 +86,26 @@ def test_ids_that_are_not_integers_are_refused_naming_the_symbol(tmp_path, where
         load_phoneme_tokenizer(file)
 
 
+def test_a_converted_models_tokenizer_matches_the_checkpoint_it_came_from(fixtures, converted_dir, tmp_path):
+    """A converted model's tokenizer.json (aliases folded by normalizers) was refused for its own checkpoint: "symbol
+    'ᵝ' has id None in the tokenizer"."""
+    from valle_hf.conversion import load_original_checkpoint
+
+    symmap = load_original_checkpoint(fixtures.checkpoint).symmap
+    if symmap is None:
+        pytest.skip(f"{fixtures.checkpoint} records no tokenizer vocabulary (userdata.symmap)")
+    saved = converted_dir / "tokenizer.json"
+    data = json.loads(saved.read_text(encoding="utf-8"))
+    assert data["model"]["vocab"] != symmap, "the converted tokenizer is not de-aliased: nothing to test"
+    check_symmap(saved, symmap, "fp32.sft")
+    vocab = data["model"]["vocab"]
+    first, second = sorted(vocab, key=vocab.get)[-2:]
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="does not match fp32.sft"):
+        check_symmap(tmp_path / "tokenizer.json", symmap, "fp32.sft")
+
+
 def test_a_model_folder_gives_the_tokenizer_it_holds(tiny_random, tmp_path):
     """A saved folder's tokenizer (the tiny model's, another vocabulary than the released one) is read from the
     folder; a folder without one has none to give."""

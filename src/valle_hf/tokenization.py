@@ -92,11 +92,13 @@ def check_symmap(tokenizer_file: str | os.PathLike, symmap: Mapping[str, int], c
     """Refuse a tokenizer whose vocabulary differs from a checkpoint's `userdata.symmap`, naming the first difference.
 
     The original exporter records the tokenizer vocabulary it trained with as `userdata.symmap` (`vall_e/export.py`),
-    exactly as `tokenizer.json` holds it, aliases included, so the two must be equal entry for entry. The comparison
-    is made on the raw file, before any de-aliasing. Raises `CheckpointError`.
+    exactly as `tokenizer.json` holds it, aliases included, so the two must be equal entry for entry. A tokenizer.json
+    a converted model saved (de-aliased, see `dealias_tokenizer_json`) is read with its aliases restored, so the
+    tokenizer of a model converted from this checkpoint matches it. Raises `CheckpointError`.
     """
-    vocab = _read_tokenizer_json(tokenizer_file)["model"]["vocab"]
+    data = _read_tokenizer_json(tokenizer_file)
     _check_ids(symmap, f"{checkpoint}'s userdata.symmap", "export the checkpoint again (vall_e.export)")
+    vocab = _with_aliases(data, symmap)
     if dict(vocab) == dict(symmap):
         return
     def first_id(symbol: str) -> tuple[int, str]:
@@ -110,6 +112,24 @@ def check_symmap(tokenizer_file: str | os.PathLike, symmap: Mapping[str, int], c
                 f"tokenizer and {theirs} in the checkpoint's symmap; give the tokenizer.json the model was trained "
                 "with (--tokenizer)"
             )
+
+
+def _with_aliases(data: dict[str, Any], symmap: Mapping[str, int]) -> dict[str, int]:
+    """A tokenizer.json's vocab, plus each symbol of `symmap` it folds into one of its entries by the `Replace`
+    normalizers `dealias_tokenizer_json` writes: the id that symbol is read as. A raw file's vocab comes back as it
+    is."""
+    vocab = dict(data["model"]["vocab"])
+    normalizer = data.get("normalizer") or {}
+    rules = (normalizer.get("normalizers") or []) if normalizer.get("type") == "Sequence" else [normalizer]
+    folds = {rule["pattern"]["String"]: rule["content"] for rule in rules
+             if rule.get("type") == "Replace" and isinstance(rule.get("pattern"), dict) and "String" in rule["pattern"]}
+    if not folds:
+        return vocab
+    for symbol in symmap:
+        folded = "".join(folds.get(character, character) for character in symbol)
+        if symbol not in vocab and folded in vocab:
+            vocab[symbol] = vocab[folded]
+    return vocab
 
 
 def dealias_tokenizer_json(data: dict[str, Any], vocab: dict[str, int]) -> dict[str, Any] | None:
