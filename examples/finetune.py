@@ -36,6 +36,10 @@ import os
 import sys
 from pathlib import Path
 
+# valle_hf first: it imports transformers without torchao's import-time messages for CUDA
+import valle_hf  # noqa: F401
+
+# isort: split
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 

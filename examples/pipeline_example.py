@@ -15,10 +15,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# valle_hf first: it registers the model with the Auto classes (required before pipeline(...)), and it imports
+# transformers without torchao's import-time messages for CUDA
+import valle_hf  # noqa: F401
+
+# isort: split
 import torch
 from transformers import pipeline
 
-import valle_hf  # noqa: F401  (registers the model with the Auto classes: required before pipeline(...))
 from valle_hf.audio import check_output_path, save_audio
 from valle_hf.cli import usable_device
 from valle_hf.errors import ArgumentParser, entry_point

@@ -301,6 +301,21 @@ def test_converter_offline_names_the_codec_choices_at_once(tmp_path, fixtures):
     assert [path.name for path in tmp_path.iterdir() if path.name != "hf"] == []  # no output, no staging folder
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("script, argv", [
+    ("examples/pipeline_example.py", ["Hello.", "{ws}/ref.wav", "{ws}/speech.txt", "--model", "tiny-random"]),
+    ("examples/finetune.py", ["--model", "tiny-random", "--data", "{ws}/no_data", "--output", "{ws}/run"]),
+], ids=["pipeline_example", "finetune"])
+def test_an_example_run_as_a_program_says_one_line_for_a_mistake(workspace, script, argv):
+    """Run as programs, the examples that import transformers printed torchao's import-time messages for CUDA (four
+    lines, where the [int8] extra is installed) before their one error line."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run([sys.executable, str(REPO / script), *(arg.format(ws=workspace) for arg in argv)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
 # ---------------------------------------------------------------------------------------------------- the scripts
 
 
