@@ -231,7 +231,9 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
         # int8 weights are multiplied fast with 16-bit activations only, and on the CPU with bfloat16 ones only
         # (float16 ones were several times slower there than bfloat16 ones, through either int8 product)
         chosen = torch.bfloat16
-    reason = "; ".join(reasons) + (" (measured on this machine, cached)" if measured else "")
+    # measured once per machine: a busy moment can tip the choice, so say where it is kept and how to measure again
+    kept = f" (measured on this machine; kept in {_measurements_file()}: delete it to measure again)"
+    reason = "; ".join(reasons) + (kept if measured else "")
     return Precision(chosen, quantize, _nar_description(chosen, quantize, device, nar_dtype), reason)
 
 
