@@ -41,8 +41,9 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     for name in _KEYWORD_DICTS:
         value = kwargs.get(name)
         if value is not None and not isinstance(value, Mapping):
+            example = "{'temperature': 0.5}" if name == "generate_kwargs" else "{'prompt_audio': 'voice.wav'}"
             raise VallETypeError(f"{name} must be a dict of keyword arguments, got {type(value).__name__} "
-                                 f"({value!r:.60}): e.g. {name}={{'prompt_audio': 'voice.wav'}}")
+                                 f"({value!r:.60}): e.g. {name}={example}")
     for name in ("processor_kwargs", *_SETTINGS):
         prompts = (kwargs.get(name) or {}).get("prompt_audio")
         if isinstance(prompts, (list, tuple)) and len(prompts) > 1:
