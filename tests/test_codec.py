@@ -205,6 +205,19 @@ def test_load_codec_with_the_hub_unreachable_names_the_codec_and_the_choices(hub
         load_codec("nobody/no-codec")
 
 
+def test_load_codec_offline_says_that_hf_hub_offline_is_set(monkeypatch):
+    """Offline, the error quoted the Hub's advice to check the connection, cut mid-sentence, and never named the
+    variable that made it offline."""
+    import huggingface_hub.constants
+
+    from valle_hf.errors import ModelNotFoundError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotFoundError, match=r"^the EnCodec codec \(nobody/no-codec/config\.json\) is not in the "
+                       r"Hugging Face cache, and HF_HUB_OFFLINE is set, so it cannot be downloaded; VALL-E needs it"):
+        load_codec("nobody/no-codec")
+
+
 def test_tiny_codec_is_as_small_as_documented(codec):
     """`tiny_random_codec`'s docstring: a 0.17 M-parameter EnCodec (what keeps the tests fast)."""
     documented = float(tiny_random_codec.__doc__.split(" M-parameter")[0].split()[-1])

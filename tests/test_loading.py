@@ -308,7 +308,8 @@ def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="is a directory but not a converted model"):
         load_model_and_processor(str(empty))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # a Hub id, offline and not cached
-    with pytest.raises(ModelNotFoundError, match="could not load someone/not-cached") as raised:
+    with pytest.raises(ModelNotFoundError, match=r"^the model someone/not-cached \(someone/not-cached/config\.json\) "
+                       "is not in the Hugging Face cache, and HF_HUB_OFFLINE is set") as raised:
         load_model_and_processor("someone/not-cached")
     assert OFFLINE_CHOICES in str(raised.value) and "\n" not in str(raised.value)
 

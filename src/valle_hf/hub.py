@@ -14,7 +14,7 @@ import importlib
 import os
 from pathlib import Path
 
-from .errors import ModelNotFoundError
+from .errors import ModelNotFoundError, one_line
 
 
 def default_cache_dir() -> Path:
@@ -39,22 +39,32 @@ def hub_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _first_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+def _download_error(what: str, repo_id: str, filename: str, error: BaseException | None,
+                    instead: str) -> ModelNotFoundError:
+    """The one-line error for a file that cannot be had; offline (HF_HUB_OFFLINE), the Hub's words about the
+    connection would mislead, so it says that the file is not cached and the variable is set."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or error is None:
+        return ModelNotFoundError(f"{what} ({repo_id}/{filename}) is not in the Hugging Face cache, and HF_HUB_OFFLINE "
+                                  f"is set, so it cannot be downloaded; {instead}")
+    return ModelNotFoundError(f"could not download {what} ({repo_id}/{filename}: {type(error).__name__}: "
+                              f"{one_line(error, 240)}); {instead}")
 
 
 def check_reachable(repo_id: str, filename: str, what: str, instead: str) -> None:
-    """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` is cached or the Hub answers for it."""
+    """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` is cached or the Hub answers for it (offline,
+    unless it is cached)."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
-    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(repo_id, filename), str):
+    if isinstance(try_to_load_from_cache(repo_id, filename), str):
         return
+    if constants.HF_HUB_OFFLINE:
+        raise _download_error(what, repo_id, filename, None, instead)
     try:
         get_hf_file_metadata(hf_hub_url(repo_id, filename), retry_on_errors=False)
     except hub_errors() as error:
-        raise ModelNotFoundError(f"could not download {what} ({repo_id}/{filename}: {_first_line(error)}); {instead}") \
-            from None
+        raise _download_error(what, repo_id, filename, error, instead) from None
 
 
 def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kwargs) -> Path:
@@ -69,5 +79,4 @@ def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kw
     try:
         return Path(hf_hub_download(repo_id, filename, **download_kwargs))
     except hub_errors() as error:  # a failure during the download itself
-        raise ModelNotFoundError(f"could not download {what} ({repo_id}/{filename}: {_first_line(error)}); {instead}") \
-            from None
+        raise _download_error(what, repo_id, filename, error, instead) from None
