@@ -502,7 +502,18 @@ def record_without_frames(root: Path, record: dict) -> str:
     return f"{root / MANIFEST} line 1 ({record['id']}): no 'frames'"
 
 
-@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "prompt_duration_zero",
+def text_without_eos(root: Path, record: dict) -> str:
+    """An utterance written by other means than prepare_dataset.py, whose text ids miss their EOS: the first batch
+    holding it refused it as "item 0 of the batch", without a word of which utterance it was."""
+    from safetensors.torch import load_file, save_file
+
+    path = root / record["file"]
+    tensors = load_file(str(path))
+    save_file({**tensors, "text_ids": tensors["text_ids"][:-1].clone()}, str(path))
+    return f"{path} ({record['id']}): input_ids must be one text's phoneme ids from <bos>"
+
+
+@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "text_without_eos", "prompt_duration_zero",
                                   "stt_without_text_head", "stt_audio_with_too_few_levels", "several_cpu_processes",
                                   "original_checkpoint"])
 def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path, monkeypatch, capsys, case):
@@ -518,6 +529,8 @@ def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path
         expected = record_without_frames(data, first)
     elif case == "damaged_file":
         expected = damaged_file(data, first)
+    elif case == "text_without_eos":
+        expected = text_without_eos(data, first)
     elif case == "prompt_duration_zero":
         prompt_duration = ["0", "0"]
         expected = "--prompt-duration 0.0 0.0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"

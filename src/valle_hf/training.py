@@ -116,6 +116,12 @@ def _checked_text(config: VallEConfig, input_ids: torch.LongTensor) -> torch.Lon
     return input_ids
 
 
+def check_text_ids(config: VallEConfig, input_ids) -> torch.LongTensor:
+    """An item's `input_ids` as int64, refused (`VallEValueError`) unless they are integer phoneme ids of `config`'s
+    text vocabulary that make one text from BOS to EOS."""
+    return _checked_text(config, _checked_ids(input_ids, "input_ids", 1, config.text_vocab_size))
+
+
 def build_training_sequence(
     config: VallEConfig,
     input_ids: torch.LongTensor,
@@ -136,7 +142,7 @@ def build_training_sequence(
     phoneme ids outside the text vocabulary, codes outside EnCodec's 0..1023, an unknown task or a level the codes do
     not have.
     """
-    input_ids = _checked_text(config, _checked_ids(input_ids, "input_ids", 1, config.text_vocab_size))
+    input_ids = check_text_ids(config, input_ids)
     audio_codes = _checked_ids(audio_codes, "audio_codes", 2, config.audio_vocab_size)
     if prompt_codes is not None:
         prompt_codes = _checked_ids(prompt_codes, "prompt_codes", 2, config.audio_vocab_size)
