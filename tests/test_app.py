@@ -7,6 +7,7 @@ tests skip with the reason, except in CI (`CI` set), which installs all of it, w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -146,6 +147,47 @@ def test_the_page_speaks_in_a_browser(server, browser, tmp_path, prompt_wav):
         shutil.copy(screenshot, os.environ["VALLE_WEBUI_SCREENSHOT"])
 
 
+def _set_number(browser, selector: str, value) -> None:
+    """Type `value` into the number field under `selector` (Gradio reads it when the field loses focus)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    field = browser.find_element(By.CSS_SELECTOR, f"{selector} input")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", field)
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(value), Keys.TAB)
+
+
+@pytest.mark.subprocess
+def test_the_stop_button_ends_the_run_and_frees_the_model(server, browser):
+    """There was no Stop: a run of many steps held the model (the queue runs one at a time) until it ended. Here a
+    run of 100,000 greedy steps is stopped, and a run of 3 steps after it must end long before the first could."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    _wait_for(browser, "document.querySelector('#tts-text textarea')", timeout=60)
+    browser.find_element(By.CSS_SELECTOR, "#tts-text textarea").send_keys(TEXT)
+    browser.find_element(By.CSS_SELECTOR, "#tts-random-voice input").click()
+    browser.find_element(By.XPATH, "//button[.//*[contains(text(), 'Sampler settings')]]").click()
+    _wait_for(browser, "document.querySelector('#tts-max-ar-steps input')", timeout=30)
+    _set_number(browser, "#tts-ar-temp", 0)
+    _set_number(browser, "#tts-max-ar-steps", 100000)
+    browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
+    time.sleep(3)  # the run is under way
+    browser.find_element(By.CSS_SELECTOR, "#tts-stop").click()
+    _wait_for(browser, "!document.querySelector('#tts-audio .progress-bar')", timeout=30)  # a run left going keeps it
+    _set_number(browser, "#tts-max-ar-steps", 3)
+    # Gradio drops a click on Speak until the page has heard that the stopped run ended (a moment after its bar
+    # went): click until the new run shows its bar. Its speech must come long before 100,000 steps could end.
+    for _ in range(5):
+        browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
+        with contextlib.suppress(TimeoutException):
+            _wait_for(browser, "document.querySelector('#tts-audio .progress-bar, #tts-audio a[download]')", 5)
+            break
+    _wait_for(browser, "document.querySelector('#tts-audio a[download]')?.href", timeout=90)
+
+
 @pytest.mark.subprocess
 def test_empty_text_shows_the_message_not_a_traceback(server, browser):
     from selenium.webdriver.common.by import By
@@ -236,12 +278,19 @@ def test_every_cli_flag_has_a_control_whose_default_changes_nothing(tiny, task, 
     assert all(torch.equal(a, b) for a, b in zip(with_controls, alone, strict=True))
 
 
-def test_both_tabs_queue_for_the_one_model(tiny):
+def test_both_tabs_queue_for_the_one_model_and_each_stop_button_cancels_its_tab_s_run(tiny):
     page = webui.build_page(*tiny, "`tiny-random`")
-    events = {event.api_name: event for event in page.fns.values()}
+    events = {event.api_name: event for event in page.fns.values() if event.fn is not None}
     assert set(events) == {"tts", "stt"}
     assert all((event.queue, event.concurrency_id, event.concurrency_limit) == (True, "model", 1)
                for event in events.values())
+    clicked = {page.blocks[block_id].elem_id: event for event in page.fns.values() for block_id, _ in event.targets}
+    run_of = {event.api_name: index for index, event in page.fns.items() if event.fn is not None}
+    for tab in ("tts", "stt"):
+        cancels = [event.cancels for event in page.fns.values()
+                   if any(page.blocks[block_id].elem_id == f"{tab}-stop" for block_id, _ in event.targets)]
+        assert [run_of[tab]] in cancels, (tab, cancels)
+        assert clicked[f"{tab}-button"].api_name == tab
 
 
 def _chunk(row: int, start: int, length: int, final: bool) -> AudioChunk:
@@ -268,8 +317,9 @@ def test_the_speech_streams_before_it_ends_and_the_stream_is_the_whole_speech(ti
     saved = []
     monkeypatch.setattr(webui, "save_audio", lambda path, waveform, rate: saved.append(waveform))
     steps = []
-    updates = list(demo.speak("Hi there. And a second sentence.", seed=3, stream_chunk=0.1, random_voice=True,
-                              progress=lambda done, **_: steps.append(done), ar_temp=0, max_ar_steps=40))
+    updates = [update for update in demo.speak("Hi there. And a second sentence.", seed=3, stream_chunk=0.1,
+                                               random_voice=True, progress=lambda done, **_: steps.append(done),
+                                               ar_temp=0, max_ar_steps=40) if update != webui.gr.skip()]
     assert steps == [(step, 40) for step in range(1, 41)]  # the page's progress bar, step by step
     assert len(updates) > 3 and all(set(update) == {"stream"} for update in updates[:-1])
     assert updates[-1]["seed"] == 3 and updates[-1]["duration"] == len(saved[0]) / 24000
@@ -438,6 +488,19 @@ def test_leaving_the_page_ends_the_run(tiny, prompt_wav, monkeypatch, run):
     updates.close()  # what Gradio does when the browser goes away
     assert time.perf_counter() - started < 5
     assert not [thread for thread in threading.enumerate() if isinstance(thread, webui.Generation)]
+
+
+@pytest.mark.parametrize("tab", ["tts", "stt"])
+def test_a_run_yields_before_it_starts_so_that_it_can_be_cancelled_at_once(tiny, prompt_wav, tab):
+    """Gradio registers a run's generator, which Stop (or a page left) closes, only at its first update: a Stop
+    before the first streamed piece was lost, and the run held the model to its end."""
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
+    long = dict(ar_temp=0, max_ar_steps=3000)
+    updates = demo.transcribe(str(prompt_wav), **long) if tab == "stt" else demo.speak(TEXT, random_voice=True, **long)
+    assert next(updates) == webui.gr.skip()
+    assert not [thread for thread in threading.enumerate() if isinstance(thread, webui.Generation)]
+    updates.close()
 
 
 def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys, monkeypatch):

@@ -127,16 +127,16 @@ def sampler_controls(generation_config, model_config, task: str = "tts") -> dict
             value = NONE_MEANS[setting](model_config)
         # The flag's own range where it differs from its setting's (--beam-width 0 is off); max_new_tokens has none
         rule = FLAG_RULES.get(flag) or (SETTING_RULES[setting][0] if setting in SETTING_RULES else None)
-        controls[flag] = _control(action, value, rule)
+        controls[flag] = _control(action, value, rule, elem_id=f"{task}-{flag.replace('_', '-')}")
     return controls
 
 
-def _control(action: argparse.Action, value, rule: str | None) -> gr.components.Component:
+def _control(action: argparse.Action, value, rule: str | None, elem_id: str) -> gr.components.Component:
     """The control for one flag: a checkbox, a choice, a number or (token ids) a comma-separated text."""
     label = f"{action.dest.replace('_', ' ')} ({action.option_strings[0]})"
     meaning = action.help.split("[")[0].strip()  # the help's bracketed default is the released model's, not this one
     info = "; ".join(part for part in (meaning, rule and f"allowed: {rule}") if part)
-    common = dict(label=label, info=info, render=False)
+    common = dict(label=label, info=info, elem_id=elem_id, render=False)
     if action.nargs == 0:
         return gr.Checkbox(value=bool(value), **common)
     if action.choices:
@@ -299,6 +299,7 @@ class Demo:
               random_voice: bool = False, language_switch: str = "keep", progress=gr.Progress(), **flags):  # noqa: B008 (Gradio's way to ask for a bar)
         """Text-to-speech: yields the audio as it is generated (streamed output), then the whole WAV, the seed used,
         its duration and the time taken."""
+        yield gr.skip()  # at once: Gradio can cancel a run (Stop, a page left) only once it has had its first update
         with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page(), warnings_on_page():
             references = _reference_paths(references, recording)
             # in the page's words (the CLI's messages speak of an empty path, an unset variable, --no-prompt)
@@ -339,6 +340,7 @@ class Demo:
     def transcribe(self, audio: str | None = None, progress=gr.Progress(), **flags) -> Iterator:  # noqa: B008
         """Speech-to-text: yields the IPA transcription of the audio (after updates that change nothing while it
         runs, see `while_running`)."""
+        yield gr.skip()  # at once, as in `speak`
         with errors_on_page(), warnings_on_page():
             if not audio:
                 raise UsageError("no speech to transcribe: upload or record it")
@@ -390,7 +392,9 @@ def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blo
                         language_switch = gr.Dropdown(["keep", "remove"], value="keep",
                                                       label="Language-switch markers (--language-switch)",
                                                       info="espeak's (en)...(fr) around a word in another language")
-                    button = gr.Button("Speak", variant="primary", elem_id="tts-button")
+                    with gr.Row():
+                        button = gr.Button("Speak", variant="primary", elem_id="tts-button")
+                        stop_speaking = gr.Button("Stop", variant="stop", elem_id="tts-stop")
                 with gr.Column():
                     if stream:
                         outputs["stream"] = gr.Audio(label="Speech, as it is generated", streaming=True, autoplay=True,
@@ -408,22 +412,28 @@ def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blo
                 tts_settings = _grid(sampler_controls(model.generation_config, model.config, "tts"))
                 stream_chunk = gr.Number(STREAM_CHUNK_SECONDS, label="stream chunk (--stream-chunk)",
                                          info="seconds of codes per streamed chunk; allowed: a number > 0")
-            button.click(demo.speak, inputs_kwargs=dict(text=text, references=references, recording=recording,
-                                                        language=language, seed=seed, stream_chunk=stream_chunk,
-                                                        random_voice=random_voice, language_switch=language_switch,
-                                                        **tts_settings),
-                         outputs=list(outputs.values()), api_name="tts", concurrency_id="model", concurrency_limit=1)
+            speaking = button.click(demo.speak, inputs_kwargs=dict(text=text, references=references,
+                                                                  recording=recording, language=language, seed=seed,
+                                                                  stream_chunk=stream_chunk, random_voice=random_voice,
+                                                                  language_switch=language_switch, **tts_settings),
+                                    outputs=list(outputs.values()), api_name="tts", concurrency_id="model",
+                                    concurrency_limit=1)
+            # Gradio closes a cancelled run's generator, which ends the generation and lets the model go
+            stop_speaking.click(None, cancels=[speaking], api_visibility="private")
         with gr.Tab("Speech to text"):
             with gr.Row():
                 with gr.Column():
                     speech = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
                                       elem_id="stt-audio")
-                    transcribe = gr.Button("Transcribe", variant="primary", elem_id="stt-button")
+                    with gr.Row():
+                        transcribe = gr.Button("Transcribe", variant="primary", elem_id="stt-button")
+                        stop_transcribing = gr.Button("Stop", variant="stop", elem_id="stt-stop")
                 ipa = gr.Textbox(label="IPA", lines=4, interactive=False, elem_id="stt-ipa")
             with gr.Accordion("Sampler settings", open=False):
                 stt_settings = _grid(sampler_controls(model.generation_config, model.config, "stt"))
-            transcribe.click(demo.transcribe, inputs_kwargs=dict(audio=speech, **stt_settings), outputs=ipa,
-                             api_name="stt", concurrency_id="model", concurrency_limit=1)
+            transcribing = transcribe.click(demo.transcribe, inputs_kwargs=dict(audio=speech, **stt_settings),
+                                            outputs=ipa, api_name="stt", concurrency_id="model", concurrency_limit=1)
+            stop_transcribing.click(None, cancels=[transcribing], api_visibility="private")
     return page.queue(default_concurrency_limit=1)
 
 
