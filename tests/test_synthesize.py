@@ -320,6 +320,16 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
     assert first["edited"].shape != second["edited"].shape or not np.allclose(first["edited"], second["edited"])
     report, third = run({"kept": "Hello there.", "edited": "Good evening to all of you."})
     assert "wrote 0 row(s)" in report and "(2 done before)" in report
+    # What the run reads is unchanged: a column added empty, a cell's spaces, the same rows as JSONL
+    rows = ["kept,Hello there.,voice.wav,", "edited, Good evening to all of you. ,voice.wav,"]
+    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt,seed", *rows]) + "\n", encoding="utf-8")
+    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS])
+    assert status == 0 and "wrote 0 row(s)" in err and "(2 done before)" in err, err
+    lines = [json.dumps({"id": row_id, "text": text, "prompt": "voice.wav", "seed": None})
+             for row_id, text in [("kept", "Hello there."), ("edited", "Good evening to all of you.")]]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, err = synthesize_main([tmp_path / "m.jsonl", tmp_path / "out", *FLAGS])
+    assert status == 0 and "wrote 0 row(s)" in err and "(2 done before)" in err, err
 
 
 def test_a_done_row_edited_into_one_that_cannot_be_spoken_fails_and_an_older_record_is_taken_as_unedited(tmp_path):

@@ -102,7 +102,7 @@ class Job:
     prompt: tuple[str, ...]
     seed: int
     settings: dict
-    cells: str = ""
+    cells: str
 
     @property
     def settings_key(self) -> str:
@@ -218,10 +218,19 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
 
 
 def row_digest(row: Row) -> str:
-    """A digest of a row's cells as the manifest holds them. done.jsonl keeps it, so that a re-run speaks again a row
-    whose text, prompt, seed or settings were edited since: its WAV is no longer what the row asks for."""
-    cells = json.dumps(row.values, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(cells.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    """A digest of a row's cells as the run reads them (as text, stripped; an empty cell is no cell), so that neither
+    a column added empty nor another manifest format changes it. done.jsonl keeps it, so that a re-run speaks again a
+    row whose text, prompt, seed or settings were edited since: its WAV is no longer what the row asks for."""
+    cells = {column: str(value).strip() for column, value in row.values.items()
+             if value is not None and str(value).strip()}
+    text = json.dumps(cells, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _unedited(record: dict, digest: str) -> bool:
+    """Whether a done.jsonl record was spoken from the cells of `digest` (a record written before records kept
+    their digest counts as unedited)."""
+    return record.get("cells", digest) == digest
 
 
 def _check_columns(table, manifest: Path) -> None:
@@ -312,7 +321,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
             continue
         for file in job.prompt:
             voices.setdefault(file, job.lines)
-        if job.id in done_ids and done_records[job.id].get("cells", job.cells) == job.cells:  # older records: none
+        if job.id in done_ids and _unedited(done_records[job.id], job.cells):
             done += 1
         else:
             edited += job.id in done_ids
@@ -329,8 +338,7 @@ def _done_before(row: Row, done_records: dict[str, dict], seen: dict[str, tuple[
     row_id = _failed_id(row.values)
     if row.error is not None or not isinstance(row_id, str) or row_id not in done_records:
         return False
-    unedited = done_records[row_id].get("cells", row_digest(row)) == row_digest(row)
-    return unedited and seen.get(_file_key(row_id)) == (row_id, row.lines)
+    return _unedited(done_records[row_id], row_digest(row)) and seen.get(_file_key(row_id)) == (row_id, row.lines)
 
 
 def _outputs_apart_from_prompts(jobs: list[Job], out: OutputFolder, voices: dict[str, str]) -> tuple[list[Job],
@@ -395,9 +403,6 @@ class OutputFolder:
                 if isinstance(record.get("id"), str) and self.wav(record["id"]).is_file():
                     records[record["id"]] = record
         return records
-
-    def done_ids(self) -> set[str]:
-        return set(self.done_records())
 
     def fold_done(self) -> int:
         """Join every record of the finished rows into done.jsonl, written whole; remove the parts. Returns the number
