@@ -288,3 +288,27 @@ def test_a_repo_id_the_hub_would_refuse_is_refused_before_converting(monkeypatch
     status, _, err = run_script(["--checkpoint", fixtures.checkpoint, "--repo-id", repo_id, "--codec", "tiny-random",
                                  "--vocoder", "tiny-random"], capsys)
     assert status == 1 and err.startswith(f"error: --repo-id {repo_id!r}: Repo id must") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("revision", [None, "v1"])
+def test_offline_a_file_cached_in_another_cache_dir_or_at_a_revision_is_found(tmp_path, monkeypatch, revision):
+    """Offline, the pre-check looked only in the default cache at main, so a file hf_hub_download finds in the
+    cache_dir (or at the revision) it was given was refused as not cached."""
+    import huggingface_hub.constants
+
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.hub import hub_file
+
+    commit = "0" * 40
+    repo = tmp_path / "cache" / "models--someone--vocos"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.yaml").write_text("sample_rate: 24000\n")
+    (repo / "refs").mkdir()
+    (repo / "refs" / (revision or "main")).write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    found = hub_file("someone/vocos", "config.yaml", "the Vocos decoder", "offline: give a folder",
+                     cache_dir=tmp_path / "cache", revision=revision)
+    assert found.read_text() == "sample_rate: 24000\n"
+    with pytest.raises(ModelNotFoundError, match="not in the Hugging Face cache, and HF_HUB_OFFLINE is set"):
+        hub_file("someone/vocos", "config.yaml", "the Vocos decoder", "offline: give a folder",
+                 cache_dir=tmp_path / "elsewhere", revision=revision)

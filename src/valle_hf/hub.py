@@ -52,12 +52,14 @@ def _download_error(what: str, repo_id: str, filename: str, error: BaseException
                               f"{one_line(error, 240)}); {instead}")
 
 
-def check_reachable(repo_id: str, filename: str, what: str, instead: str) -> None:
-    """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` is cached or the Hub answers for it (offline,
-    unless it is cached)."""
+def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_dir=None, revision=None,
+                    **download_kwargs) -> None:
+    """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` (at `revision`) is cached (in `cache_dir`, or
+    the default cache) or the Hub answers for it (offline, unless it is cached). Other download keyword arguments are
+    taken and ignored, so that a caller passes its own on."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(repo_id, filename), str):
+    if isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str):
         return
     if constants.HF_HUB_OFFLINE:
         raise _download_error(what, repo_id, filename, None, instead)
@@ -75,7 +77,7 @@ def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kw
     """
     from huggingface_hub import hf_hub_download
 
-    check_reachable(repo_id, filename, what, instead)
+    check_reachable(repo_id, filename, what, instead, **download_kwargs)
     try:
         return Path(hf_hub_download(repo_id, filename, **download_kwargs))
     except hub_errors() as error:  # a failure during the download itself
