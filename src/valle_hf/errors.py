@@ -127,7 +127,8 @@ def out_of_memory(error: BaseException) -> bool:
     user's setting to lower, so the entry points that take such settings say so in one line."""
     import torch
 
-    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "can't allocate memory" in str(error)
+    # torch.cuda.OutOfMemoryError: the name since torch 1.13 (torch.OutOfMemoryError, the same class, since 2.5)
+    return isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)) or "can't allocate memory" in str(error)
 
 
 def missing_dependency(package: str, purpose: str) -> MissingDependencyError:
