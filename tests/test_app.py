@@ -484,7 +484,9 @@ def test_leaving_the_page_ends_the_run(tiny, prompt_wav, monkeypatch, run):
         updates = demo.transcribe(str(prompt_wav), **long)
     else:
         updates = demo.speak(TEXT, random_voice=True, beam_width=2 if run == "beam search" else 1, **long)
+    assert next(updates) == webui.gr.skip()  # before the run starts
     assert set(next(updates)) <= {"stream", "__type__"}  # a piece of speech, or an update that changes nothing
+    assert [thread for thread in threading.enumerate() if isinstance(thread, webui.Generation)]  # under way
     updates.close()  # what Gradio does when the browser goes away
     assert time.perf_counter() - started < 5
     assert not [thread for thread in threading.enumerate() if isinstance(thread, webui.Generation)]

@@ -234,7 +234,8 @@ def _unedited(record: dict, digest: str) -> bool:
 
 
 def _check_columns(table, manifest: Path) -> None:
-    """A column the run would not read is refused (a misspelt setting must not be ignored in silence)."""
+    """Refuse a manifest whose columns cannot be read as meant: a JSONL file none of whose lines can be read (saying
+    why), a column named twice, or one the run would not read (a misspelt setting must not be ignored in silence)."""
     columns = table.columns
     if table.layout == "jsonl" and all(row.error for row in table.rows):  # no columns to name: say what is wrong
         raise UsageError(f"{manifest}: no line can be read ({table.rows[0].error}): write one JSON object per line, "

@@ -297,8 +297,9 @@ class Demo:
     def speak(self, text: str, references: list[str] | None = None, recording: str | None = None,
               language: str = "en", seed: float | None = None, stream_chunk: float = STREAM_CHUNK_SECONDS,
               random_voice: bool = False, language_switch: str = "keep", progress=gr.Progress(), **flags):  # noqa: B008 (Gradio's way to ask for a bar)
-        """Text-to-speech: yields the audio as it is generated (streamed output), then the whole WAV, the seed used,
-        its duration and the time taken."""
+        """Text-to-speech: yields the audio as it is generated (streamed output; updates that change nothing before
+        the run starts and while a run that does not stream goes on, see `while_running`), then the whole WAV, the
+        seed used, its duration and the time taken."""
         yield gr.skip()  # at once: Gradio can cancel a run (Stop, a page left) only once it has had its first update
         with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page(), warnings_on_page():
             references = _reference_paths(references, recording)
