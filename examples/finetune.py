@@ -45,9 +45,9 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
-from valle_hf.errors import ArgumentParser, CheckpointError, UsageError, entry_point, one_line
+from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
 from valle_hf.files import check_output_folder
-from valle_hf.loading import CONVERTED_CHOICES, load_model
+from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor
 from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import saved_tokenizer
 from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
@@ -292,30 +292,27 @@ def train(argv: list[str] | None = None) -> Path:
 
 
 def model_and_processor(name: str, data: Path) -> tuple:
-    """The model and its processor (`load_processor`), refusing (`check_tokenizer`) data whose phoneme ids come from
+    """The model and its processor (`model_processor`), refusing (`check_tokenizer`) data whose phoneme ids come from
     another tokenizer: a folder's before its model loads, a Hub model's once the model's loading has fetched it (a
     model that cannot be had fails there, in one line)."""
     local = Path(name).is_dir()
-    processor = load_processor(name) if local else None
+    processor = model_processor(name) if local else None
     if processor is not None:
         check_tokenizer(data, processor.tokenizer, name)
     model = load_model(name, choices=CONVERTED_CHOICES)
     if not local:
-        processor = load_processor(name)
+        processor = model_processor(name)
         check_tokenizer(data, processor.tokenizer, name)
     return model, processor
 
 
-def load_processor(model: str) -> VallEProcessor | None:
+def model_processor(model: str) -> VallEProcessor | None:
     """The processor of `model` (a folder or a Hub id), saved beside the trained weights with its code, so that
     final/ is a complete model folder, for `--model` and for `trust_remote_code=True` alike; None for a folder saved
     without one (final/ then has none either). Raises `CheckpointError` when it cannot be read."""
     if Path(model).is_dir() and saved_tokenizer(model) is None:
         return None
-    try:
-        return VallEProcessor.from_pretrained(model)
-    except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
-        raise CheckpointError(f"could not load the processor of {model} ({one_line(error, 200)})") from None
+    return load_processor(model)
 
 
 @entry_point(interrupted="interrupted: the checkpoints saved so far are kept in --output; --resume continues from the "

@@ -245,8 +245,16 @@ def load_model_and_processor(
         raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer, "
                               "or convert the checkpoint again (python -m valle_hf.convert)")
     model = load_model(name, dtype=dtype, quantize=quantize)
+    return model, load_processor(name)
+
+
+def load_processor(name: str):
+    """The `VallEProcessor` saved with the converted model `name` (a folder or a Hub id). Raises `CheckpointError`
+    when it cannot be read."""
+    from .processing import VallEProcessor
+
     try:
-        return model, VallEProcessor.from_pretrained(name)
+        return VallEProcessor.from_pretrained(name)
     except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
         raise CheckpointError(f"could not load the processor of {name} ({one_line(error, 200)})") from None
 
