@@ -27,7 +27,8 @@ def _measured(monkeypatch, speeds: dict[str, float]) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("bfloat16_ms, expected", [(1.0, torch.bfloat16), (1.85, torch.float32), (3.0, torch.float32)])
-def test_auto_takes_bfloat16_only_where_it_streams_at_least_ten_percent_faster(monkeypatch, bfloat16_ms, expected):
+def test_auto_takes_bfloat16_only_where_it_streams_at_least_ten_percent_faster(monkeypatch, tmp_path, bfloat16_ms,
+                                                                              expected):
     _measured(monkeypatch, {"float32": 2.0, "bfloat16": bfloat16_ms})
     precision = choose_precision(CPU)
     assert precision.dtype == expected and precision.quantize is None
@@ -35,6 +36,9 @@ def test_auto_takes_bfloat16_only_where_it_streams_at_least_ten_percent_faster(m
     # a choice made once per machine, which a busy moment can tip: the line says where it is kept, to measure again
     assert precision.describe().endswith(f"(measured on this machine; kept in {hardware._measurements_file()}: "
                                          "delete it to measure again))")
+    monkeypatch.setattr(hardware, "_measurements_file", lambda: tmp_path / "unwritable" / "measurements.json")
+    assert choose_precision(CPU).describe().endswith(f"not kept, as {tmp_path / 'unwritable'} cannot be written: "
+                                                     "measured again at each run))")
 
 
 @pytest.mark.parametrize("int8_ms, applied", [(1.0, True), (2.5, False)])

@@ -159,6 +159,14 @@ def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, inter
     return {kind: known[kind] for kind in kinds}
 
 
+def _where_kept() -> str:
+    """Where the measurements are kept: a busy moment can tip the choice, so say how to measure again."""
+    kept = _measurements_file()
+    if kept.is_file():
+        return f" (measured on this machine; kept in {kept}: delete it to measure again)"
+    return f" (measured on this machine; not kept, as {kept.parent} cannot be written: measured again at each run)"
+
+
 @dataclass
 class Precision:
     """The precision of each stage: `dtype` the model loads in, `quantize` ("int8" or None) its decoder's weights,
@@ -231,9 +239,7 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
         # int8 weights are multiplied fast with 16-bit activations only, and on the CPU with bfloat16 ones only
         # (float16 ones were several times slower there than bfloat16 ones, through either int8 product)
         chosen = torch.bfloat16
-    # measured once per machine: a busy moment can tip the choice, so say where it is kept and how to measure again
-    kept = f" (measured on this machine; kept in {_measurements_file()}: delete it to measure again)"
-    reason = "; ".join(reasons) + (kept if measured else "")
+    reason = "; ".join(reasons) + (_where_kept() if measured else "")
     return Precision(chosen, quantize, _nar_description(chosen, quantize, device, nar_dtype), reason)
 
 
