@@ -93,7 +93,7 @@ PROCESS_GROUP_TIMEOUT = timedelta(days=7)
 @dataclass
 class Job:
     """One manifest row, checked and ready to speak: its sentences, resolved prompt files, seed and `generate`
-    settings (`settings_key` names them, for grouping), and `cells`, a digest of the row as written (`row_digest`)."""
+    settings (`settings_key` names them, for grouping), and `cells`, a digest of the row's cells (`row_digest`)."""
 
     id: str
     lines: str
@@ -309,7 +309,6 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     if not table.rows:
         raise UsageError(f"manifest: {manifest} has a header but no rows: nothing to synthesize")
     seed, done_records = run_seed(seed), out.done_records()
-    done_ids = set(done_records)
     jobs, failures, seen, done, edited, seed_used, voices = [], [], {}, 0, 0, False, {}
     for row in table.rows:
         try:
@@ -322,10 +321,10 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
             continue
         for file in job.prompt:
             voices.setdefault(file, job.lines)
-        if job.id in done_ids and _unedited(done_records[job.id], job.cells):
+        if job.id in done_records and _unedited(done_records[job.id], job.cells):
             done += 1
         else:
-            edited += job.id in done_ids
+            edited += job.id in done_records
             jobs.append(job)
             seed_used = seed_used or not _text(row.values, "seed")
     jobs, clashes = _outputs_apart_from_prompts(jobs, out, voices)

@@ -74,8 +74,9 @@ def _as_uploaded(message: str) -> str:
     return re.sub(rf"{folder}/[0-9a-f]{{64}}/", "", message)
 
 
-
 class _Collected(logging.Handler):
+    """Keeps the message of each warning logged while it is attached, in one line."""
+
     def __init__(self):
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
