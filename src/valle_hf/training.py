@@ -138,9 +138,8 @@ def build_training_sequence(
     codes travel in the sequence's `audio_codes` (the embedding reads only the levels the original reads).
 
     Raises `VallEValueError` for what the model cannot train on: float or bool ids (never cast), empty text, text ids
-    that are not one text from BOS to EOS (a padded row), 0 frames,
-    phoneme ids outside the text vocabulary, codes outside EnCodec's 0..1023, an unknown task or a level the codes do
-    not have.
+    that are not one text from BOS to EOS (a padded row), 0 frames, phoneme ids outside the text vocabulary, codes
+    outside EnCodec's 0..1023, an unknown task or a level the codes do not have.
     """
     input_ids = check_text_ids(config, input_ids)
     audio_codes = _checked_ids(audio_codes, "audio_codes", 2, config.audio_vocab_size)
