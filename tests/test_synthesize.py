@@ -372,6 +372,20 @@ def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
     assert 'id: expected text, got the JSON ["a"]' in errors["6"]
 
 
+def test_whole_number_seeds_written_as_decimals_are_those_integers(tmp_path):
+    """JSON writers and spreadsheets store an integer column with missing cells as floats (3.0): it was refused."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    lines = ['{"id": "float", "text": "Fine.", "prompt": "voice.wav", "seed": 3.0}',
+             '{"id": "text", "text": "Fine.", "prompt": "voice.wav", "seed": "1e3"}',
+             '{"id": "half", "text": "Fine.", "prompt": "voice.wav", "seed": 3.5}']
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert {job.id: job.seed for batch in plan.batches for job in batch} == {"float": 3, "text": 1000}
+    assert [(failure["id"], failure["error"]) for failure in plan.failures] == [
+        ("half", "seed: expected an integer >= 0, got '3.5'")]
+
+
 def test_a_column_named_twice_in_a_pipe_separated_header_is_refused(tmp_path):
     """'|'-separated files are read with an optional header: the second text column was spoken in silence."""
     (tmp_path / "m.csv").write_text("id|text|prompt|text\nx|Hello.|voice.wav|Bye.\n", encoding="utf-8")

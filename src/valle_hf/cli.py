@@ -11,6 +11,7 @@ import argparse
 import functools
 import random
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import torch
@@ -23,14 +24,16 @@ from .vocos import DEFAULT_VOCODER
 
 
 def seed_value(text: str) -> int:
-    """A seed: an integer >= 0 (argparse type)."""
+    """A seed: an integer >= 0 (argparse type). A whole number written with a decimal point or an exponent (3.0, 1e3)
+    is that integer: spreadsheets and JSON writers store integer columns that way."""
     try:
-        seed = int(text)
-    except ValueError:
-        seed = -1
-    if seed < 0:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        number = Decimal(-1)
+    # the digit limit keeps int() from building a huge number out of a short "1e999999999"
+    if not number.is_finite() or number < 0 or number != number.to_integral_value() or number.adjusted() > 4000:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return seed
+    return int(number)
 
 
 def _token_ids(text: str) -> list[int]:
