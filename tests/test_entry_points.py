@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -488,3 +490,26 @@ def test_a_long_message_is_cut_between_words_never_inside_an_address():
     cut = one_line(error, len(whole) - 20)
     assert cut == whole[:whole.index(" 'https://huggingface.co/docs")] + " …"
     assert one_line(error, len(whole)) == whole and one_line(OSError("x" * 50), 10) == "x" * 10 + " …"
+
+
+@pytest.mark.subprocess
+def test_sigterm_ends_a_streamed_run_like_ctrl_c(tmp_path, prompt_wav):
+    """`kill`, `timeout` and job schedulers send SIGTERM: the process died at once, in silence, and left the growing
+    stream file beside the output. Now the run unwinds: one line, status 143, nothing half-written left."""
+    shutil.copy(prompt_wav, tmp_path / "ref.wav")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    command = [sys.executable, "-m", "valle_hf", "Hello there.", str(tmp_path / "ref.wav"), str(tmp_path / "out.wav"),
+               "--model", "tiny-random", "--stream", "--stream-chunk", "0.04", "--ar-temp", "0",
+               "--max-ar-steps", "100000"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.wav.*.part")) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert process.poll() is None, process.communicate()[1]  # still running, streaming into the partial file
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and err.strip().splitlines()[-1] == "interrupted", err
+    assert "Traceback" not in err and sorted(path.name for path in tmp_path.iterdir()) == ["ref.wav"], err

@@ -2,7 +2,8 @@
 
 Every failure a user can cause (missing or unreadable audio, empty text, unknown language, an unwritable output,
 no model) raises one of the package's error types, which `errors.entry_point` turns into exit status 1 and one line
-on stderr; anything else is a bug and shows its traceback. Ctrl-C ends with one line and status 130.
+on stderr; anything else is a bug and shows its traceback. Ctrl-C ends with one line and status 130, a SIGTERM
+with the same line and 143.
 """
 
 from __future__ import annotations

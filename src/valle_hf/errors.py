@@ -3,9 +3,10 @@ wrong, where, and how to fix it; and the one error path every entry point shares
 `get_logger`, transformers' logging.
 
 Every entry point (CLI, converter, scripts) is wrapped in `entry_point`, which turns exactly these into
-``error: <message>`` and exit status 1 (and Ctrl-C into one line and status 130); any other exception is a bug and
-keeps its traceback. Third-party exceptions caused by a user's input (soundfile, safetensors, yaml, tokenizers,
-huggingface_hub) are translated into these where they happen, never caught wholesale at the top.
+``error: <message>`` and exit status 1 (and Ctrl-C into one line and status 130, a SIGTERM into the same line and
+143); any other exception is a bug and keeps its traceback. Third-party exceptions caused by a user's input
+(soundfile, safetensors, yaml, tokenizers, huggingface_hub) are translated into these where they happen, never
+caught wholesale at the top.
 
 Each type also derives from the built-in exception a Python caller would expect (``ValueError`` for a bad value,
 ``OSError`` for a missing file or model, ``ImportError`` for a missing optional package), so ``except ValueError``
@@ -19,7 +20,9 @@ import contextlib
 import functools
 import logging
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from transformers.utils import logging as transformers_logging
@@ -89,26 +92,51 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM (`kill`, `timeout`, a job scheduler's time limit, `docker stop`) received by an entry point. It
+    unwinds the run as Ctrl-C does, so that the same clean-up runs (no partial file is left) and the same line says
+    what was kept; the signal's default action would end the process at once, in silence."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Within the block, a SIGTERM raises `Terminated` in the main thread (signal handlers can be set only there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def entry_point(interrupted: str = "interrupted") -> Callable:
     """Decorator for an entry point's `main(argv) -> int`: the one error path of every command.
 
     A `VallEError` prints ``error: <message>`` (one line) on stderr and returns 1, as does running out of memory (a
     setting too large for the machine, see `out_of_memory`); Ctrl-C prints `interrupted` (one
-    line, which may say what was kept and how to resume) and returns 130, the shell's status for SIGINT. Any other
-    exception is a bug and propagates with its traceback.
+    line, which may say what was kept and how to resume) and returns 130, the shell's status for SIGINT; a SIGTERM
+    (`Terminated`) prints the same line and returns 143, the shell's status for SIGTERM. Any other exception is a bug
+    and propagates with its traceback.
     """
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             try:
-                return main(*args, **kwargs)
+                with _sigterm_unwinds():
+                    return main(*args, **kwargs)
             except VallEError as error:
                 print(f"error: {one_line(error)}", file=sys.stderr)
                 return 1
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as interrupt:
                 print(interrupted, file=sys.stderr)
-                return 130
+                return 143 if isinstance(interrupt, Terminated) else 130
             except (MemoryError, RuntimeError) as error:
                 if not out_of_memory(error):
                     raise

@@ -22,8 +22,8 @@ last run that could not be spoken: line, id, error) and, while a run is going, `
 re-run skips the rows in done.jsonl whose WAV exists and whose cells are unedited, so a crash or a kill loses at most
 the batches in flight. Exit status:
 0 when every row is done, 3 when some rows failed (all in failed.jsonl), 1 (one ``error:`` line) for a usage or set-up
-mistake, 130 after Ctrl-C. Under a launcher with several processes each process exits 0 after a run that ended,
-failures or not, since torchrun would report any other status as a crash: read failed.jsonl.
+mistake, 130 after Ctrl-C, 143 after a SIGTERM. Under a launcher with several processes each process exits 0 after a
+run that ended, failures or not, since torchrun would report any other status as a crash: read failed.jsonl.
 """
 
 from __future__ import annotations
