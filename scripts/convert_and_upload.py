@@ -151,6 +151,20 @@ def directory_files(directory: Path) -> dict[str, Path]:
     }
 
 
+def codec_of(args, model_dir: Path | None = None) -> str:
+    """The EnCodec weights to convert with (`--codec`, else the default), or, given the `model_dir` to upload, the
+    ones it holds: as its config.json records them (conversions record --codec), else as --codec names them. Raises
+    `UploadError` for a directory that records none when --codec is not given: the card would name a codec it may
+    not hold."""
+    recorded = read_json(model_dir / "config.json").get("codec_config", {}).get("_name_or_path") if model_dir else None
+    if recorded or not args.model_dir:
+        return recorded or args.codec or DEFAULT_CODEC
+    if not args.codec:
+        raise UploadError(f"{model_dir}/config.json does not say which EnCodec weights it holds (converted by an "
+                          "older valle-hf): name them with --codec, e.g. --codec facebook/encodec_24khz")
+    return args.codec
+
+
 def gather(args, workdir: Path) -> tuple[Path, dict[str, Path], str]:
     """(model directory, files to upload, source description), converting first when given a checkpoint."""
     import torch
@@ -161,13 +175,13 @@ def gather(args, workdir: Path) -> tuple[Path, dict[str, Path], str]:
     vocoder = None if args.vocoder == "none" else args.vocoder
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
-        model, processor = convert_checkpoint(checkpoint, args.config, tokenizer=args.tokenizer, codec=args.codec,
+        model, processor = convert_checkpoint(checkpoint, args.config, tokenizer=args.tokenizer, codec=codec_of(args),
                                               vocoder=vocoder, dtype=getattr(torch, args.dtype))
         model_dir = save_converted(model, processor, workdir / "model")
         source = f"{checkpoint.parent.name}/{checkpoint.name}" if checkpoint.parent.name else checkpoint.name
         return model_dir, directory_files(model_dir), args.source or source
     if args.released:
-        model_dir = released_model_directory(codec=args.codec, vocoder=vocoder)  # "none" too: decode with EnCodec
+        model_dir = released_model_directory(codec=codec_of(args), vocoder=vocoder)  # "none" too: decode with EnCodec
         source = f"{RELEASED_REPO}: {RELEASED_CHECKPOINT}"
     else:
         model_dir = Path(args.model_dir)
@@ -218,8 +232,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--tokenizer", help="the original's tokenizer.json (default with --checkpoint: the released "
                         "model's, shipped with valle-hf)")
     parser.add_argument("--config", help="the original's config.yaml (default: the checkpoint's embedded config)")
-    parser.add_argument("--codec", default=DEFAULT_CODEC,
-                        help="EnCodec weights attached when converting: Hub id, local directory, or 'tiny-random'")
+    parser.add_argument("--codec", default=None,
+                        help=f"EnCodec weights attached when converting: Hub id, local directory, or 'tiny-random' "
+                        f"(default: {DEFAULT_CODEC}); with --model-dir, the card's name for the directory's codec "
+                        "where its config.json does not record it")
     parser.add_argument("--vocoder", default=DEFAULT_VOCODER,
                         help="Vocos decoder saved with the model (Hub id, directory, 'tiny-random' or 'none')")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
@@ -263,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         model_dir, files, source = gather(args, Path(tmp))
         check_files(files)
         architecture, dtype = describe_weights(model_dir)
-        values = dict(base_model=args.base_model, source=source, codec=args.codec, dtype=dtype,
+        values = dict(base_model=args.base_model, source=source, codec=codec_of(args, model_dir), dtype=dtype,
                       architecture=architecture, valle_hf_version=valle_hf.__version__,
                       install_command=args.install_command)
         render_card(template, {**values, "repo_id": args.repo_id})  # fail on a bad template before uploading

@@ -24,6 +24,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 
 import valle_hf
 from valle_hf import configuration, feature_extraction, modeling, processing
+from valle_hf.configuration import DEFAULT_CODEC
 from valle_hf.loading import load_model_and_processor, tiny_random_model, tiny_random_processor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,6 +196,29 @@ def test_script_uploads_a_converted_directory(fake_hub, converted_dir, capsys):
     card = check_card(fake_hub.root / "someone/from-dir" / "README.md", "someone/from-dir")
     assert "pip install valle-hf==0.1.0" in card.text
     assert fake_hub.repos["someone/from-dir"] == {"private": False}
+
+
+def test_the_card_names_the_codec_the_directory_holds(fake_hub, converted_dir, tmp_path, capsys):
+    """The card named --codec's default (facebook/encodec_24khz) for any --model-dir: conversions record the codec
+    now; a directory without the record needs --codec to name it."""
+    recorded = json.loads((converted_dir / "config.json").read_text())["codec_config"]["_name_or_path"]
+    assert recorded != DEFAULT_CODEC  # the fixture model's codec is another
+    status, _, err = run_script(["--model-dir", converted_dir, "--repo-id", "someone/recorded"], capsys)
+    assert status == 0, err
+    card = (fake_hub.root / "someone/recorded" / "README.md").read_text(encoding="utf-8")
+    assert f"({recorded})" in card and DEFAULT_CODEC not in card
+    unrecorded = tmp_path / "unrecorded"
+    shutil.copytree(converted_dir, unrecorded)
+    config = json.loads((unrecorded / "config.json").read_text())
+    del config["codec_config"]["_name_or_path"]
+    (unrecorded / "config.json").write_text(json.dumps(config))
+    status, _, err = run_script(["--model-dir", unrecorded, "--repo-id", "someone/unrecorded"], capsys)
+    assert status == 1 and "name them with --codec" in err and err.count("\n") == 1, err
+    assert "someone/unrecorded" not in fake_hub.repos
+    status, _, err = run_script(["--model-dir", unrecorded, "--repo-id", "someone/unrecorded", "--codec", "my/encodec"],
+                                capsys)
+    assert status == 0, err
+    assert "(my/encodec)" in (fake_hub.root / "someone/unrecorded" / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("before", ["code", "pipeline"])

@@ -357,6 +357,7 @@ def convert_checkpoint(
     levels = _setting(config_dict, "resp_levels", "count", 8, source)
     text_head = f"classifiers.proj.{levels}.weight" in original.tensors
     codec_model = tiny_random_codec() if codec == "tiny-random" else load_codec(codec)
+    codec_model.config._name_or_path = codec  # saved in codec_config: the model card names where the codec came from
     vocoder_model = None
     if vocoder is not None:
         vocoder_model = tiny_random_vocos() if vocoder == "tiny-random" else load_original_vocos(vocoder)
