@@ -326,6 +326,20 @@ def test_overwrite_replaces_a_converted_model(tmp_path, fixtures):
     assert (out / "config.json").is_file() and not (out / "notes.txt").exists()
 
 
+def test_overwrite_through_a_symbolic_link_replaces_the_folder_it_points_to(tmp_path, fixtures):
+    """The link was moved aside and left behind as `.NAME.XXXX.previous`, a real folder took its place, and the model
+    it pointed to stayed where it was: now the link stays and points to the new model, and nothing is left over."""
+    disk, links = tmp_path / "disk", tmp_path / "links"
+    links.mkdir()
+    assert main(converter_argv(fixtures, disk / "model")) == 0
+    (disk / "model" / "notes.txt").write_text("old")
+    (links / "model").symlink_to(disk / "model", target_is_directory=True)
+    assert main([*converter_argv(fixtures, links / "model"), "--overwrite"]) == 0
+    assert (links / "model").is_symlink() and (links / "model").resolve() == (disk / "model").resolve()
+    assert (disk / "model" / "config.json").is_file() and not (disk / "model" / "notes.txt").exists()
+    assert [path.name for path in links.iterdir()] == ["model"] and [path.name for path in disk.iterdir()] == ["model"]
+
+
 @pytest.mark.parametrize(("existing", "overwrite"), [("empty", []), ("converted", ["--overwrite"])])
 def test_an_existing_output_directory_in_a_folder_that_cannot_be_written_is_refused_first(
     tmp_path, fixtures, converted_dir, capsys, monkeypatch, existing, overwrite

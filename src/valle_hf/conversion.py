@@ -393,8 +393,10 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
     """Refuse, before any work, an `output_dir` that exists and is not an empty directory, unless `overwrite` and it
     is a converted model (replacing it deletes everything in it: a folder of anything else is never replaced), and one
     that is or holds any of the paths in `inputs` (the files the conversion reads: replacing it would delete them;
-    names that are no file or folder here, a Hub id or 'tiny-random', are not paths)."""
+    names that are no file or folder here, a Hub id or 'tiny-random', are not paths). Returns the directory to write:
+    where `output_dir` is a symbolic link, the folder it points to (the link is kept, pointing to the new model)."""
     output_dir = Path(output_dir)
+    output_dir = output_dir.resolve() if output_dir.is_symlink() else output_dir
     for source in (name for name in inputs if name and Path(name).exists()):
         source, target = Path(source).resolve(), output_dir.resolve()
         if source == target or target in source.parents:
