@@ -246,3 +246,39 @@ def test_a_stream_that_fills_the_disk_ends_with_an_output_error_and_leaves_no_fi
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]
+
+
+def test_a_file_stream_is_committed_once_and_a_refused_partial_file_or_rename_leaves_no_file(tmp_path):
+    """A second commit, or one after abort, has no partial file left to rename; a folder that refuses the partial
+    file (a name its longer name makes too long) or the rename (the output became a folder meanwhile) is an output
+    error, not a traceback, and leaves no partial file."""
+    import os
+
+    from valle_hf.errors import OutputError, VallEValueError
+    from valle_hf.streaming import AudioChunk, AudioFileStreamer
+
+    out = tmp_path / "speech.wav"
+    chunk = AudioChunk(0, torch.full((320,), 0.1), torch.zeros(1, 8, dtype=torch.long), 0, final=True)
+    streamer = AudioFileStreamer(out, 24000)
+    streamer.put(chunk)
+    assert streamer.commit() == out
+    written = out.read_bytes()
+    streamer.abort()  # after commit: changes nothing
+    with pytest.raises(VallEValueError, match="speech.wav was already committed: commit it once"):
+        streamer.commit()
+    aborted = AudioFileStreamer(out, 24000)
+    aborted.put(chunk)
+    aborted.abort()
+    with pytest.raises(VallEValueError, match="speech.wav was already aborted"):
+        aborted.commit()
+    assert out.read_bytes() == written
+
+    blocked = AudioFileStreamer(tmp_path / "blocked.wav", 24000)
+    blocked.put(chunk)
+    (tmp_path / "blocked.wav").mkdir()
+    with pytest.raises(OutputError, match="could not write .*blocked.wav .*it was left as it was"):
+        blocked.commit()
+    longest = "a" * (os.pathconf(tmp_path, "PC_NAME_MAX") - len(".wav")) + ".wav"
+    with pytest.raises(OutputError, match="could not write .*File name too long"):
+        AudioFileStreamer(tmp_path / longest, 24000)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["blocked.wav", "speech.wav"]

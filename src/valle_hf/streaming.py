@@ -59,6 +59,9 @@ class AudioChunk:
     final: bool
 
 
+# What writing the partial file or renaming it raises where the disk or the folder refuses it.
+_WRITE_ERRORS = (OSError, soundfile.LibsndfileError, RuntimeError)
+
 # A streamed chunk's length, as error messages state it.
 CHUNK_SECONDS_RULE = f"a number of seconds in (0, {MAX_SETTING_SECONDS}]"
 
@@ -164,14 +167,17 @@ class AudioFileStreamer(AudioStreamer):
         check_file_rate(sampling_rate)
         self.path, self.sampling_rate = check_output_path(path), sampling_rate  # `generate` refuses another rate
         container, subtype = output_format(self.path)
-        self.partial = temporary_file_beside(self.path)
-        try:
+        self.partial: Path | None = None
+        try:  # the folder may refuse the partial file itself (a name too long for it, a read-only file system)
+            self.partial = temporary_file_beside(self.path)
             self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
-        except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
-            self.partial.unlink(missing_ok=True)
+        except _WRITE_ERRORS as error:
+            if self.partial is not None:
+                self.partial.unlink(missing_ok=True)
             raise OutputError(f"could not write {self.path} ({one_line(error)})") from None
         self._next_row, self._waiting = 0, {}
         self.seconds = 0.0
+        self._outcome: str | None = None  # "committed" or "aborted", once it is
 
     def put(self, chunk: AudioChunk) -> None:
         self._waiting.setdefault(chunk.row, []).append(chunk)
@@ -193,7 +199,7 @@ class AudioFileStreamer(AudioStreamer):
         try:
             self._file.write(audio)
             self._file.flush()
-        except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
+        except _WRITE_ERRORS as error:
             raise OutputError(f"could not write {self.path} ({one_line(error)}); it was left as it was") from None
 
     def end(self) -> None:
@@ -201,23 +207,34 @@ class AudioFileStreamer(AudioStreamer):
             self._file.close()
 
     def commit(self) -> Path:
-        """The complete file, renamed to `path`. Raises `VallEValueError` (and removes the partial file) when no
-        sample was written: an empty file would look like a result."""
+        """The complete file, renamed to `path`. Raises `VallEValueError` when no sample was written (an empty file
+        would look like a result) or the stream was already committed or aborted, and `OutputError` when the file
+        cannot be completed or renamed; the partial file is removed and `path` left as it was."""
+        if self._outcome is not None:
+            raise VallEValueError(f"the stream into {self.path} was already {self._outcome}: commit it once, after "
+                                  "the generate call it served (make a new streamer for another call)")
         if self.seconds == 0:
             self.abort()
             raise empty_audio_error(self.path)
-        self.end()
-        os.replace(self.partial, self.path)
+        try:
+            self.end()
+            os.replace(self.partial, self.path)
+        except _WRITE_ERRORS as error:
+            self.abort()
+            raise OutputError(f"could not write {self.path} ({one_line(error)}); it was left as it was") from None
+        self._outcome = "committed"
         return self.path
 
     def abort(self) -> None:
-        """Remove the partial file (the output path is left as it was), even where closing it fails (a full disk)."""
+        """Remove the partial file (the output path is left as it was), even where closing it fails (a full disk).
+        After `commit` it changes nothing."""
         try:
             self.end()
-        except (OSError, soundfile.LibsndfileError, RuntimeError):
+        except _WRITE_ERRORS:
             pass  # the file is removed below, whatever state closing left it in
         finally:
             self.partial.unlink(missing_ok=True)
+            self._outcome = self._outcome or "aborted"
 
 
 def decoder_context(model, backend: str) -> tuple[int, int]:
