@@ -274,3 +274,20 @@ def test_a_failed_stream_leaves_the_previous_output_and_no_partial_file(tmp_path
         main(["Hello.", str(prompt_wav), str(out), "--model", str(converted_dir), "--max-ar-steps", "20",
               "--stream", "--stream-chunk", "0.05"])
     assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]
+
+
+def test_a_streamed_call_returns_the_ar_fields_a_plain_call_returns(fixture_model, case):
+    """The AR's hidden states and, with layer skip, the layers each AR step ran are those of a plain call (the NAR
+    chunks that run between the AR steps are not AR steps)."""
+    text, prompt, steps = case
+    settings = {**PLAIN_SETTINGS, "input_ids": text[None], "prompt_codes": prompt[None], "temperature": 0.0,
+                "max_new_tokens": min(steps, 8), "layer_skip": True, "output_hidden_states": True,
+                "return_dict_in_generate": True}
+    expected = fixture_model.generate(**settings)
+    streamed = fixture_model.generate(**settings, audio_streamer=Recorder(1 / fixture_model.config.frame_rate))
+    assert torch.equal(streamed.codes, expected.codes)
+    assert streamed.exit_layers is not None and torch.equal(streamed.exit_layers, expected.exit_layers)
+    assert len(streamed.hidden_states) == len(expected.hidden_states)
+    for got, want in zip(streamed.hidden_states, expected.hidden_states, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+

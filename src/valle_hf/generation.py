@@ -53,7 +53,7 @@ class VallEGenerateOutput(GenerateDecoderOnlyOutput):
     text_ids: one LongTensor of phoneme ids per row (STT; without BOS/EOS).
     stopped: whether each row emitted its stop token before `max_new_tokens`.
     exit_layers: `[B, steps]` layers each row ran at every AR step (with `layer_skip`); `nar_exit_layers`:
-    `[B, levels]` the same for the NAR passes.
+    `[B, levels]` the same for the NAR passes (None when streamed: the NAR runs chunk by chunk).
     sequences_scores, beam_indices: as in `GenerateBeamDecoderOnlyOutput` (beam search only).
     scores, logits, attentions, hidden_states: those of the AR (or STT) steps, per step as transformers returns them
     (`output_scores`, `output_logits`, `output_attentions`, `output_hidden_states`); the NAR passes add none. The
@@ -759,19 +759,19 @@ class VallEGenerationMixin(GenerationMixin):
                               skip, capacity)
         # An outer autocast region, off for the AR, keeps the NAR chunks' weight casts for the whole call.
         with torch.autocast(self.device.type, enabled=False):
-            output = _ar_generate(
-                self, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
-                task="tts", level=0, generation_config=config, streamer=driver,
-                **({"early_exit": skip} if skip else {}), **kwargs,
+            output, exit_layers = self._traced_generate(
+                skip, input_ids=ar_ids, attention_mask=ar_mask, prompt_codes=None if prompts is None else prompts.codes,
+                task="tts", level=0, generation_config=config, streamer=driver, **kwargs,
             )
             rows, audio = driver.finish()
         stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id,
                                self.config.head_size(0))[1]
         self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
+        lengths = torch.tensor([len(row) for row in rows], device=self.device)
         return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits,
-            codes=pad(rows, 0, side="right")[0], lengths=torch.tensor([len(row) for row in rows], device=self.device),
-            audio=audio, stopped=stopped,
+            sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
+            hidden_states=output.hidden_states, codes=pad(rows, 0, side="right")[0], lengths=lengths, audio=audio,
+            stopped=stopped, exit_layers=exit_layers,
         )
 
     @staticmethod
@@ -786,7 +786,12 @@ class VallEGenerationMixin(GenerationMixin):
         if skip is None:
             return _ar_generate(self, **generate_kwargs), None
         trace = []
-        handle = self.register_forward_hook(lambda module, args, output: trace.append(output.exit_layers))
+
+        def record(module, args, kwargs, output):
+            if kwargs.get("level") == generate_kwargs["level"]:  # a streamed call runs NAR chunks between the steps
+                trace.append(output.exit_layers)
+
+        handle = self.register_forward_hook(record, with_kwargs=True)
         try:
             output = _ar_generate(self, early_exit=skip, **generate_kwargs)
         finally:
