@@ -291,3 +291,21 @@ def test_a_streamed_call_returns_the_ar_fields_a_plain_call_returns(fixture_mode
     for got, want in zip(streamed.hidden_states, expected.hidden_states, strict=True):
         assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
 
+
+def test_rows_that_come_out_unspoken_are_warned_about_when_streamed_too(tiny_model):
+    """A streamed row that stops at its first step has empty codes and audio: named in a warning, as without
+    streaming (an iterating consumer joining the rows would miss it otherwise)."""
+    import copy
+
+    from conftest import logged_warnings
+
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        model.classifiers[0].bias[model.config.stop_token_id] = 1e4  # every row stops at once
+    text = torch.tensor([model.config.text_bos_token_id, 5, 6, model.config.text_eos_token_id])
+    recorder = Recorder(0.1)
+    with logged_warnings() as logged:
+        out = model.generate(input_ids=torch.stack([text, text]), **{**PLAIN_SETTINGS, "temperature": 0.0},
+                             max_new_tokens=4, audio_streamer=recorder, return_dict_in_generate=True)
+    assert out.lengths.tolist() == [0, 0] and [len(chunk.audio) for chunk in recorder.chunks] == [0, 0]
+    assert "row(s) [0, 1] stopped at their first step: their codes and audio are empty" in logged.out

@@ -768,6 +768,7 @@ class VallEGenerationMixin(GenerationMixin):
                                self.config.head_size(0))[1]
         self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
+        _warn_if_unspoken(lengths, audio)
         return VallEGenerateOutput(
             sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
             hidden_states=output.hidden_states, codes=pad(rows, 0, side="right")[0], lengths=lengths, audio=audio,
