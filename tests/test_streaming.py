@@ -143,8 +143,9 @@ def test_what_cannot_be_streamed_is_refused_in_one_line(fixture_model, case):
     recorder = Recorder(0.1)  # one beam is plain search: streamed
     fixture_model.generate(**inputs, num_beams=1, temperature=0.0, audio_streamer=recorder)
     assert recorder.ended and recorder.chunks
-    with pytest.raises(ValueError, match="chunk_seconds"):
-        AudioStreamer(0.0)
+    for seconds in (0.0, -1, float("nan"), float("inf"), "0.5", True):
+        with pytest.raises(ValueError, match="chunk_seconds must be a number of seconds"):
+            AudioStreamer(seconds)
 
 
 def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_model, case, tmp_path):

@@ -68,7 +68,8 @@ CHUNK_SECONDS_RULE = f"a number of seconds in (0, {MAX_SETTING_SECONDS}]"
 
 def chunk_seconds_allowed(value) -> bool:
     """Whether `value` is a streamed chunk's length (`CHUNK_SECONDS_RULE`)."""
-    return isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= MAX_SETTING_SECONDS
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)  # True is no number of seconds
+            and math.isfinite(value) and 0 < value <= MAX_SETTING_SECONDS)
 
 
 class AudioStreamer:
