@@ -174,7 +174,8 @@ def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_
 
     thread = threading.Thread(target=failing_call)
     thread.start()
-    assert list(streamer) == []  # ends (a missing end would raise TimeoutError after the timeout)
+    with pytest.raises(ValueError, match="temperature"):  # not a TimeoutError: the end came, after the failure
+        next(streamer)
     thread.join()
     assert failures
 
@@ -187,6 +188,44 @@ def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_
         fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=file_streamer)
     file_streamer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+class StepFailure(Exception):
+    pass
+
+
+class FailAtStep(StoppingCriteria):
+    """Raises `StepFailure` at AR step `step` (1-based), as a failure in the middle of a run would."""
+
+    def __init__(self, step: int):
+        self.step, self.count = step, 0
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.count += 1
+        if self.count == self.step:
+            raise StepFailure(f"step {self.step} failed")
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def test_a_call_that_fails_mid_stream_raises_its_error_in_the_consumer_after_the_chunks_sent(fixture_model, case):
+    """A consumer that saw the stream end normally would take the chunks so far for the whole speech."""
+    text, prompt, _ = case
+    streamer = AudioIteratorStreamer(chunk_seconds=1 / fixture_model.config.frame_rate, timeout=60)
+
+    def failing_call():
+        with contextlib.suppress(StepFailure):
+            fixture_model.generate(input_ids=text[None], prompt_codes=prompt[None], temperature=0.0, min_new_tokens=8,
+                                   max_new_tokens=8, output_audio=False, audio_streamer=streamer,
+                                   stopping_criteria=StoppingCriteriaList([FailAtStep(6)]))
+
+    thread = threading.Thread(target=failing_call)
+    thread.start()
+    chunks = []
+    with pytest.raises(StepFailure, match="step 6 failed"):
+        for chunk in streamer:
+            chunks.append(chunk)
+    thread.join()
+    assert chunks and not any(chunk.final for chunk in chunks)
 
 
 def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_model, case, tmp_path):

@@ -230,8 +230,9 @@ def _check_inputs_of(task: str, **inputs) -> None:
 
 @contextlib.contextmanager
 def _ends(streamer: AudioStreamer | None):
-    """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends: a consumer iterating
-    over the streamer must not wait for ever for a call that failed before its first chunk. Raises `VallETypeError`
+    """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends, and before it an
+    `AudioStreamer`'s `fail(error)` when the block raises: a consumer iterating over the streamer must not wait for
+    ever for a call that failed before its first chunk, nor take a cut stream for a whole one. Raises `VallETypeError`
     for a streamer without `put` and `end` (or a class, not an instance), and what its `start_call` raises (a
     streamer that already served a call)."""
     if streamer is not None and (isinstance(streamer, type) or not all(callable(getattr(streamer, name, None))
@@ -243,6 +244,10 @@ def _ends(streamer: AudioStreamer | None):
         streamer.start_call()
     try:
         yield
+    except BaseException as error:
+        if isinstance(streamer, AudioStreamer):
+            streamer.fail(error)
+        raise
     finally:
         if streamer is not None:
             streamer.end()

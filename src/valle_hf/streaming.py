@@ -103,6 +103,9 @@ class AudioStreamer:
         """Called with every new chunk, row by row, in order within each row."""
         raise NotImplementedError
 
+    def fail(self, error: BaseException) -> None:
+        """Called when `generate` raises `error`, before `end`: the rows' streams are cut short."""
+
     def end(self) -> None:
         """Called once when generation ends (also when it fails)."""
 
@@ -117,8 +120,9 @@ class AudioIteratorStreamer(AudioStreamer):
             play(chunk.audio)
 
     `timeout` (seconds) bounds each wait for the next chunk (None: wait as long as it takes; past it, `TimeoutError`);
-    the iteration ends when `generate` ends, also when it fails (its exception stays in its thread). It serves one
-    `generate` call.
+    the iteration ends when `generate` ends. When `generate` fails, the iteration raises its exception (as
+    `Future.result` does) once the chunks sent before the failure are read: a cut stream never looks complete. It
+    serves one `generate` call.
     """
 
     single_use = True
@@ -132,9 +136,13 @@ class AudioIteratorStreamer(AudioStreamer):
         self.timeout = timeout
         self._queue: queue.Queue = queue.Queue()
         self._end = object()
+        self._error: BaseException | None = None
 
     def put(self, chunk: AudioChunk) -> None:
         self._queue.put(chunk)
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error  # read by the consumer after the end, which `end` queues after this
 
     def end(self) -> None:
         self._queue.put(self._end)
@@ -148,6 +156,8 @@ class AudioIteratorStreamer(AudioStreamer):
         except queue.Empty:
             raise TimeoutError(f"no audio chunk came within {self.timeout} s (the streamer's timeout)") from None
         if chunk is self._end:
+            if self._error is not None:
+                raise self._error
             raise StopIteration
         return chunk
 
