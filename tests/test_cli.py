@@ -180,7 +180,8 @@ def _sampler_actions():
 
 
 # Values for flags whose rules tie them to others (min <= temperature, no mirostat with beams) or to a format.
-_FLAG_VALUES = {"min_ar_temp": 0.25, "ar_temp": 0.75, "beam_width": 1, "dry_sequence_breakers": [3, 9]}
+_FLAG_VALUES = {"min_ar_temp": 0.25, "ar_temp": 0.75, "min_nar_temp": 0.25, "beam_width": 1,
+                "dry_sequence_breakers": [3, 9]}
 
 
 def _flag_value(action, index: int):
@@ -439,6 +440,8 @@ SAMPLER_FLAG_CASES = {
     "--ar-temp": (["--ar-temp", "0"], [], {"temperature": 0.0, "do_sample": False}, "scores"),
     "--nar-temp": (["--nar-temp", "1.0"], [], {"nar_temperature": 1.0}, "audio"),
     "--min-ar-temp": (["--min-ar-temp", "0.05"], [], {"min_temperature": 0.05}, "scores"),
+    "--min-nar-temp": (["--nar-temp", "1.0", "--min-nar-temp", "0.05"], ["--nar-temp", "1.0"],
+                       {"nar_min_temperature": 0.05}, "audio"),
     "--top-p": (["--top-p", "0.2"], [], {"top_p": 0.2}, "scores"),
     "--top-k": (["--top-k", "2"], [], {"top_k": 2}, "scores"),
     "--min-p": (["--min-p", "0.9"], [], {"min_p": 0.9}, "scores"),

@@ -548,6 +548,7 @@ def test_audio_backend_errors(tiny_model):
 SETTING_TESTS = {
     "nar_temperature": ("test_generation_samplers",
                         "test_nar_temperature_samples_each_level_from_the_tempered_distribution"),
+    "nar_min_temperature": ("test_generation_samplers", "test_nar_min_temperature_reaches_the_nar_sampling"),
     "max_levels": ("test_generation",
                    "test_max_levels_runs_one_nar_pass_per_level_and_output_audio_decodes"),
     "output_audio": ("test_generation",

@@ -472,6 +472,62 @@ def test_nar_temperature_samples_each_level_from_the_tempered_distribution(tiny_
     assert not torch.equal(sampled[1, 0.5], sampled[1, 1.0]) and not torch.equal(sampled[1, 1.0], sampled[1, 4.0])
 
 
+def test_nar_min_temperature_samples_each_frame_at_its_dynamic_temperature():
+    """`nar_min_temperature` >= 0 gives each NAR frame the dynamic temperature of the AR's `min_temperature`:
+    T - (T - T_min) / (1 + exp(-10 (p_max - 0.5))), p_max the frame's top probability (computed here from that
+    formula); below 0, or equal to the temperature, every frame samples at the temperature itself."""
+    from valle_hf.generation import VallEGenerationMixin
+
+    frames, vocab, temperature, floor = 400, 16, 1.5, 0.1
+    spread = torch.linspace(0.1, 8.0, frames)[:, None]  # from unsure frames to confident ones
+    logits = torch.randn(frames, vocab, generator=torch.Generator().manual_seed(0)) * spread
+    p_max = logits.softmax(-1).max(-1).values
+    dynamic = temperature - (temperature - floor) / (1 + torch.exp(-10 * (p_max - 0.5)))
+
+    def draw(min_temperature):
+        torch.manual_seed(3)
+        return VallEGenerationMixin._sample_frames(logits, temperature, 1, [frames], min_temperature)
+
+    def expected(divisor):
+        torch.manual_seed(3)
+        return torch.multinomial(torch.softmax(logits / divisor, dim=-1), 1).squeeze(-1)
+
+    assert torch.equal(draw(floor), expected(dynamic[:, None]))
+    assert torch.equal(draw(-1.0), expected(temperature)) and torch.equal(draw(temperature), expected(temperature))
+    assert not torch.equal(draw(floor), draw(-1.0))
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_nar_min_temperature_reaches_the_nar_sampling(tiny_model, case, monkeypatch, streamed):
+    """Both NAR paths (a whole call, a streamed one) sample with `nar_min_temperature`, and the AR never does."""
+    from valle_hf.generation import VallEGenerationMixin
+    from valle_hf.streaming import AudioStreamer
+
+    _, text, prompt = case
+    sample_frames, seen = VallEGenerationMixin._sample_frames, []
+
+    def spy(logits, temperature, level, frames_per_row, min_temperature=-1.0):
+        seen.append((temperature, min_temperature))
+        return sample_frames(logits, temperature, level, frames_per_row, min_temperature)
+
+    class Discard(AudioStreamer):
+        def put(self, chunk):
+            pass
+
+        def end(self):
+            pass
+
+    monkeypatch.setattr(VallEGenerationMixin, "_sample_frames", staticmethod(spy))
+    settings = {**PLAIN_SETTINGS, "temperature": 0.0, "max_new_tokens": 6, "min_new_tokens": 6, "max_levels": 2,
+                "nar_temperature": 0.9, "nar_min_temperature": 0.2}
+    tiny_model.generate(input_ids=text[None], prompt_codes=prompt[None], output_audio=streamed,
+                        audio_streamer=Discard(0.05) if streamed else None, **settings)
+    assert seen and set(seen) == {(0.9, 0.2)}
+    with pytest.raises(ValueError, match=r"^nar_min_temperature=1.5 is not allowed: it must be at most "
+                                         r"nar_temperature \(0.9\)"):
+        tiny_model.generate(input_ids=text[None], prompt_codes=prompt[None], **{**settings, "nar_min_temperature": 1.5})
+
+
 # ---------------------------------------------------------------------------------------------- beam search
 def test_beam_search_returns_the_best_beam(case):
     """Fixed length (stop suppressed), so the beam objective is the total log-probability we compare."""

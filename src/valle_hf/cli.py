@@ -157,6 +157,8 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     add("--nar-dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"],
         help="precision of the NAR's matrix products; auto: bfloat16 where the hardware multiplies it fast [auto]")
     add("--min-ar-temp", type=float, default=None, help="dynamic temperature lower bound, < 0 = off [-1]")
+    add("--min-nar-temp", type=float, default=None, help="the NAR's dynamic temperature lower bound (per frame, with "
+        "--nar-temp > 0), < 0 = off [-1]")
     add("--input-prompt-length", type=float, default=None,
         help="seconds of prompt codes kept (looped if shorter); 0 = all [3.0]")
     add("--input-prompt-prefix", action="store_true", default=None,
@@ -215,6 +217,7 @@ FLAG_SETTINGS = {
     "nar_temp": "nar_temperature",
     "nar_dtype": "nar_dtype",
     "min_ar_temp": "min_temperature",
+    "min_nar_temp": "nar_min_temperature",
     "top_p": "top_p",
     "top_k": "top_k",
     "min_p": "min_p",
@@ -244,8 +247,8 @@ FLAG_SETTINGS = {
     "audio_backend": "audio_backend",
 }
 # Settings that only mean something for text-to-speech.
-TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "nar_dtype", "input_prompt_length", "input_prompt_prefix",
-                     "prefix_silence", "audio_backend")
+TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "nar_min_temperature", "nar_dtype", "input_prompt_length",
+                     "input_prompt_prefix", "prefix_silence", "audio_backend")
 
 
 @functools.cache

@@ -378,6 +378,7 @@ VALLE_GENERATION_DEFAULTS = {
     "entropix": False,
     "sampler_order": "original",
     "nar_temperature": 0.0,
+    "nar_min_temperature": -1.0,
     "nar_dtype": "auto",
     "max_levels": None,
     "prefix_silence": 0.0,
@@ -455,6 +456,7 @@ SETTING_RULES = {
     "entropix": ("True or False", lambda v: isinstance(v, bool)),
     "sampler_order": ("'original' or 'transformers'", lambda v: v in ("original", "transformers")),
     "nar_temperature": (f"0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}", _is_temperature),
+    "nar_min_temperature": ("a finite number (< 0 = off)", _is_number),
     "nar_dtype": ("'auto', 'float32', 'bfloat16' or 'float16'", lambda v: v in NAR_DTYPES),
     "max_levels": ("None or an integer >= 0 (0 = level 0 only)", lambda v: v is None or (_is_int(v) and v >= 0)),
     "prefix_silence": (f"a number of seconds in [0, {MAX_SETTING_SECONDS}]", _is_seconds),
@@ -478,6 +480,10 @@ SETTING_RULES = {
 }
 
 
+# Each sampling temperature and its dynamic temperature's lower bound (the AR's, the NAR's).
+_TEMPERATURE_FLOORS = (("temperature", "min_temperature"), ("nar_temperature", "nar_min_temperature"))
+
+
 def check_settings(settings: dict) -> None:
     """Refuse any generation setting outside its range (`SETTING_RULES`) or any combination that cannot work.
 
@@ -488,9 +494,10 @@ def check_settings(settings: dict) -> None:
     for name, value in settings.items():
         if value is not None and name in SETTING_RULES and not SETTING_RULES[name][1](value):
             raise SettingError(name, value, SETTING_RULES[name][0])
-    temperature, floor = settings.get("temperature") or 0, settings.get("min_temperature", -1)
-    if temperature > 0 and floor is not None and floor > temperature:
-        raise SettingError("min_temperature", floor, f"at most temperature ({temperature}), or < 0 for off")
+    for name, floor_name in _TEMPERATURE_FLOORS:
+        temperature, floor = settings.get(name) or 0, settings.get(floor_name, -1)
+        if temperature > 0 and floor is not None and floor > temperature:
+            raise SettingError(floor_name, floor, f"at most {name} ({temperature}), or < 0 for off")
     decay = settings.get("repetition_penalty_decay") or 0
     if decay < 0 and settings.get("repetition_penalty_decay_mode", "nearer") != "original":
         raise SettingError("repetition_penalty_decay", decay,
@@ -555,7 +562,8 @@ class VallEGenerationConfig(GenerationConfig):
     - `min_temperature` (dynamic temperature lower bound; < 0 off), `repetition_penalty_decay`, `stop_length_penalty`,
       `dry_multiplier` / `dry_base` / `dry_allowed_length`, `mirostat_tau` / `mirostat_eta`, `entropix` (the
       original's entropix sampling, `valle_hf.entropix`), `sampler_order` ("original" or "transformers");
-    - `nar_temperature` (0 = greedy), `max_levels` (NAR levels to fill; None = all), `nar_dtype` (the precision of
+    - `nar_temperature` (0 = greedy), `nar_min_temperature` (the NAR's dynamic temperature lower bound, per frame; < 0
+      off), `max_levels` (NAR levels to fill; None = all), `nar_dtype` (the precision of
       the NAR's matrix products: "auto" picks bfloat16 where the hardware multiplies it fast, see
       `valle_hf.hardware`);
     - `input_prompt_length` (seconds of prompt codes kept, looped when shorter; 0/None = all; a list gives one per

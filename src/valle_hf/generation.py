@@ -6,7 +6,8 @@
    `input_prompt_length` seconds (`prompt_rows`; this is the only place that sets the prompt's length);
 2. each row becomes ``text SEP [level 0] SEP prompt SEP response`` in the unified id space, left-padded;
 3. `GenerationMixin.generate` samples level 0 until the stop token (cached, batched, any decoding strategy);
-4. one parallel forward per NAR level fills levels 1..`max_levels` (argmax, or sampling at `nar_temperature`);
+4. one parallel forward per NAR level fills levels 1..`max_levels` (argmax, or sampling at `nar_temperature`, dynamic
+   per frame with `nar_min_temperature`);
 5. the decoder (Vocos or EnCodec, `audio_backend`) turns the codes into audio.
 
 STT (`task="stt"`) runs step 3 over ``audio SEP [level 0] SEP <bos> ...`` with the text head and returns phoneme ids.
@@ -35,7 +36,7 @@ from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
 from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
-from .logits_process import sampler_processors
+from .logits_process import sampler_processors, temperature_processor
 from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, multinomial_per_row, seeded
 from .streaming import AudioStreamer, StreamingTTS
 
@@ -732,7 +733,7 @@ class VallEGenerationMixin(GenerationMixin):
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(nar_prefixes, generated, strict=True)]
         with self.nar_precision(config, keep_casts=False):
             codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature,
-                                                        skip)
+                                                        skip, min_temperature=config.nar_min_temperature)
         # A silence prefix conditioned the NAR but is not part of the output.
         rows = [row[len(prefix):] for row, prefix in zip(codes, nar_prefixes, strict=True)]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
@@ -872,8 +873,10 @@ class VallEGenerationMixin(GenerationMixin):
         return torch.autocast(self.device.type, dtype=dtype, cache_enabled=keep_casts)
 
     def _generate_nar(self, texts, prompts: _Prompts | None, level0, max_levels: int, temperature: float,
-                      skip: LayerSkip | None) -> tuple[list[torch.LongTensor], torch.LongTensor | None]:
-        """Levels 1..max_levels, one batched forward per level, each row conditioned on its levels so far.
+                      skip: LayerSkip | None, min_temperature: float = -1.0,
+                      ) -> tuple[list[torch.LongTensor], torch.LongTensor | None]:
+        """Levels 1..max_levels, one batched forward per level, each row conditioned on its levels so far, sampled at
+        `temperature` (dynamic down to `min_temperature` >= 0, see `_sample_frames`).
 
         Returns the codes of each row `[T_i, max_levels + 1]` and, with layer skip, the layers each row ran per level.
         """
@@ -899,20 +902,24 @@ class VallEGenerationMixin(GenerationMixin):
             exit_layers.append(output.exit_layers)
             rows_logits = output.logits[(ids == self.config.audio_frame_token_id)[:, -frames:]]
             new_level = torch.zeros_like(valid)
-            new_level[valid.bool()] = self._sample_frames(rows_logits, temperature, level, valid.sum(dim=1))
+            new_level[valid.bool()] = self._sample_frames(rows_logits, temperature, level, valid.sum(dim=1),
+                                                          min_temperature)
             codes = [torch.cat([row, new_level[index, : len(row), None]], dim=1) for index, row in enumerate(codes)]
         traced = [layers for layers in exit_layers if layers is not None]
         return codes, torch.stack(traced, dim=1) if traced else None
 
     @staticmethod
     def _sample_frames(logits: torch.Tensor, temperature: float, level: int,
-                       frames_per_row: torch.Tensor | list[int]) -> torch.LongTensor:
+                       frames_per_row: torch.Tensor | list[int], min_temperature: float = -1.0) -> torch.LongTensor:
         """Level `level`'s codes from its logits `[frames, V]` (the rows' frames one row after the other,
-        `frames_per_row`): the argmax at `temperature` <= 0, else a draw at that temperature, from each row's own
+        `frames_per_row`): the argmax at `temperature` <= 0, else a draw at that temperature (with `min_temperature`
+        >= 0, each frame's dynamic temperature between the two, as the AR's `min_temperature`), from each row's own
         stream for the level when the call is seeded (only then are the counts read on the host)."""
         if temperature <= 0:
             return logits.argmax(dim=-1)
-        probs = torch.softmax(logits.float() / temperature, dim=-1)
+        processor = temperature_processor(temperature, min_temperature)
+        scores = logits.float() if processor is None else processor(None, logits.float())
+        probs = torch.softmax(scores, dim=-1)
         generators = active_generators()
         if generators is None:
             return torch.multinomial(probs, 1).squeeze(-1)

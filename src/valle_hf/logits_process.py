@@ -50,6 +50,7 @@ __all__ = [
     "build_sampler_processors",
     "response_mask",
     "sampler_processors",
+    "temperature_processor",
 ]
 
 # The original's min-p never keeps fewer than 32 tokens (``min_p_filtering(min_tokens_to_keep=32)``); available
@@ -460,8 +461,10 @@ class MirostatLogitsWarper(LogitsProcessor):
         return numerator / denominator  # NaN when no valid term; handled by the caller
 
 
-def _temperature_processor(temperature: float, min_temperature: float) -> LogitsProcessor | None:
-    """Static or dynamic temperature, or None when greedy (T <= 0) or a no-op (T = 1, no dynamic)."""
+def temperature_processor(temperature: float, min_temperature: float) -> LogitsProcessor | None:
+    """Static or dynamic temperature (`DynamicTemperatureLogitsWarper` when ``min_temperature >= 0`` differs from
+    ``temperature``), or None when greedy (``temperature <= 0``) or a no-op (T = 1, no dynamic). Each row of the
+    scores it is applied to gets its own dynamic temperature: the AR's rows, or the NAR's frames."""
     if temperature <= 0:
         return None
     if min_temperature >= 0 and abs(temperature - min_temperature) >= _DYNAMIC_TEMPERATURE_EPS:
@@ -542,7 +545,7 @@ def build_sampler_processors(
     min_p_ = [MinPLogitsWarper(float(min_p), min_tokens_to_keep=min_p_keep)] if min_p > 0 else []
     top_k_ = [TopKLogitsWarper(top_k)] if top_k > 0 else []
     top_p_ = [TopPLogitsWarper(float(top_p))] if top_p < 1.0 else []
-    temp = [p for p in [_temperature_processor(temperature, min_temperature)] if p is not None]
+    temp = [p for p in [temperature_processor(temperature, min_temperature)] if p is not None]
     sampling = temperature > 0
     if entropix and sampling:
         return LogitsProcessorList([*penalties, EntropixLogitsWarper(temperature, top_k, top_p, min_p)])

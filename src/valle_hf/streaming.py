@@ -354,7 +354,7 @@ class StreamingTTS:
         ).logits
         self.caches[level] = (cache, mask)
         sampled = self.model._sample_frames(logits[valid.bool()], self.config.nar_temperature, level,
-                                           [len(rows) for rows in chunk])
+                                           [len(rows) for rows in chunk], self.config.nar_min_temperature)
         new_level, start = [], 0
         for rows in chunk:
             new_level.append(torch.cat([rows, sampled[start: start + len(rows), None]], dim=1))
