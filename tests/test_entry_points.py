@@ -127,6 +127,9 @@ CLI_CASES = {
     "infinite_prompt_length": (["{ws}/ref.wav", "{ws}/new.wav", "--input-prompt-length", "inf"], "not allowed"),
     "infinite_prefix_silence": (["{ws}/ref.wav", "{ws}/new.wav", "--prefix-silence", "inf"], "not allowed"),
     "nan_temperature": (["{ws}/ref.wav", "{ws}/new.wav", "--ar-temp", "nan"], "not allowed"),
+    "prompt_prefix_and_prefix_silence": (["{ws}/ref.wav", "{ws}/new.wav", "--input-prompt-prefix", "--prefix-silence",
+                                          "0.5"], "--prefix-silence 0.5 is not allowed: it must be 0 with "
+                                                  "input_prompt_prefix"),
     "unknown_flag": (["{ws}/ref.wav", "{ws}/new.wav", "--bogus"], "unrecognized arguments"),
     "cuda_missing": (["{ws}/ref.wav", "{ws}/new.wav", "--device", "cuda"], "CUDA is not available"),
     "missing_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{ws}/no-model"], "model not found"),

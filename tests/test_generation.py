@@ -275,6 +275,14 @@ def _forward_inputs(model, **kwargs):
     return calls, out
 
 
+def test_a_prompt_prefix_and_a_silence_prefix_are_refused_together(tiny_model):
+    """The response starts with the prompt or with silence: given both, the silence was dropped without a word."""
+    texts, prompts = _batch_inputs(tiny_model.config)
+    with pytest.raises(ValueError, match=r"^prefix_silence=0.2 is not allowed: it must be 0 with input_prompt_prefix"):
+        _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=2,
+                input_prompt_prefix=True, prefix_silence=0.2)
+
+
 @pytest.mark.parametrize("setting", ["input_prompt_prefix", "prefix_silence"])
 def test_the_response_prefix_conditions_both_stages_and_is_left_out(tiny_model, setting):
     """`input_prompt_prefix` starts the AR response with the prompt's level 0 (and leaves the prompt segment empty),

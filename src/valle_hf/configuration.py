@@ -502,6 +502,9 @@ def check_settings(settings: dict) -> None:
     if decay < 0 and settings.get("repetition_penalty_decay_mode", "nearer") != "original":
         raise SettingError("repetition_penalty_decay", decay,
                            ">= 0 (0 = off); a negative decay exists only with repetition_penalty_decay_mode='original'")
+    if settings.get("input_prompt_prefix") and (settings.get("prefix_silence") or 0) > 0:
+        raise SettingError("prefix_silence", settings["prefix_silence"],
+                           "0 with input_prompt_prefix, which starts the response with the prompt instead of silence")
     if (settings.get("mirostat_tau") or 0) > 0 and (settings.get("num_beams") or 1) > 1:
         raise SettingError("mirostat_tau", settings["mirostat_tau"],
                            "0 with beam search (num_beams > 1): mirostat's per-row state cannot follow the beams")
