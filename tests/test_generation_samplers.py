@@ -641,6 +641,27 @@ def test_stt_refine_on_stop_is_the_teacher_forced_argmax(tiny_model):
     assert torch.equal(refined.text_ids[0], expected)
 
 
+def test_stt_length_penalty_scales_the_text_stop_logit_by_the_text_so_far(tiny_model):
+    """Speech-to-text's length penalty acts on its own stop id (the text's end), at (L + 1) ** factor with L the text
+    so far, its begin-of-text id included; the original aimed at the audio stop id 1024, past the text head's 256
+    ids (IndexError)."""
+    config = tiny_model.config
+    audio = torch.randint(0, config.audio_vocab_size, (30, config.num_rvq_levels),
+                          generator=torch.Generator().manual_seed(4))
+    factor, stop = 0.7, config.text_eos_token_id
+    out = tiny_model.generate(audio_codes=audio[None], task="stt", temperature=0.0, repetition_penalty=1.0,
+                              stop_length_penalty=factor, max_new_tokens=5, output_scores=True, output_logits=True,
+                              return_dict_in_generate=True)
+    assert len(out.scores) > 1
+    for step, (raw, processed) in enumerate(zip(out.logits, out.scores, strict=True)):
+        divisor = (step + 2) ** factor  # the text so far: its begin-of-text id and `step` generated ids
+        logit = raw[0, stop].item()
+        expected = logit / divisor if logit > 0 else logit * divisor
+        assert processed[0, stop].item() == pytest.approx(expected, rel=1e-5)
+        others = torch.arange(raw.shape[-1]) != stop
+        assert torch.equal(processed[0, others], raw[0, others].to(processed.dtype))
+
+
 def test_mirostat_with_beam_search_is_refused_in_one_line(case):
     model, text, prompt = case
     with pytest.raises(ValueError, match="mirostat_tau=3.0 is not allowed: it must be 0 with beam search") as error:
