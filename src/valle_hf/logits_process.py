@@ -17,7 +17,8 @@ Convention shared by all processors (set by how the model lays out ``input_ids``
 Where the original is buggy these processors do the intended thing instead; each deviation is documented on
 the class.  The filters (top-k, top-p, min-p) and static
 temperature reuse the ``transformers`` warpers, whose semantics match the original's (checked against the
-reference fixtures).
+reference fixtures), but for one tie: where the more likely tokens hold exactly ``top_p`` of the mass, top-p stops
+there, while the original kept one token more.
 """
 
 from __future__ import annotations
