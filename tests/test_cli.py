@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -557,6 +558,22 @@ def test_device_dtype_and_onednn_flags_reach_the_model(cli, capsys):
         assert status == 1 and "CUDA is not available" in err
 
 
+def test_the_original_attention_and_amp_flags(cli, capsys):
+    """An original command line with --attention or --amp ended in 'unrecognized arguments'. --attention picks the
+    backbone's attention implementation (the same scores); --amp is refused, naming what to use instead."""
+    backbone = lambda run: run.model.model.backbone.config._attn_implementation  # noqa: E731
+    eager, auto = cli("--attention", "eager"), cli()
+    assert backbone(eager) == "eager" and backbone(auto) != "eager"
+    torch.testing.assert_close(eager.scores(), auto.scores(), rtol=1e-4, atol=1e-4)
+    argv = ["Hi.", cli.prompt_wav, cli.tmp_path / "o.wav", "--model", "tiny-random", "--max-ar-steps", 2]
+    status, _, err = run([*argv, "--amp"], capsys)
+    assert status == 1 and err.startswith("error: --amp: ") and "--nar-dtype" in err and err.count("\n") == 1, err
+    if importlib.util.find_spec("flash_attn") is None:
+        status, _, err = run([*argv, "--attention", "flash_attention_2"], capsys)
+        assert status == 1 and err.startswith("error: --attention flash_attention_2 cannot run here"), err
+        assert err.count("\n") == 1 and not (cli.tmp_path / "o.wav").exists()
+
+
 def test_half_precision_decodes_with_the_default_vocos_backend(cli):
     """The Vocos head computes its spectrum and inverse FFT in float32 (torch has no complex bfloat16)."""
     half = cli("--dtype", "bfloat16")
@@ -624,6 +641,8 @@ OTHER_FLAG_TESTS = {
     "--device": "test_device_dtype_and_onednn_flags_reach_the_model",
     "--dtype": "test_device_dtype_and_onednn_flags_reach_the_model",
     "--onednn": "test_device_dtype_and_onednn_flags_reach_the_model",
+    "--attention": "test_the_original_attention_and_amp_flags",
+    "--amp": "test_the_original_attention_and_amp_flags",
     "--quantize": "test_device_dtype_and_onednn_flags_reach_the_model",
     "--out-path": "test_out_path_flag_names_the_output",
     "--model": "test_tts_writes_a_24khz_wav_of_the_generated_length",

@@ -19,7 +19,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .configuration import DEFAULT_CODEC, SETTING_RULES, SettingError, check_settings, check_settings_fit
-from .errors import ArgumentParser, UsageError, entry_point
+from .errors import ArgumentParser, UsageError, entry_point, one_line
 from .seeding import sentence_seeds
 from .vocos import DEFAULT_VOCODER
 
@@ -67,6 +67,26 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "TorchAoConfig; pip install 'valle-hf[int8]'), applied where they make the AR faster on this machine")
     add("--onednn", action="store_true", help="CPU, float32: run the decoder's linears through oneDNN on prepacked "
         "weights (faster batches; a second copy of those weights in memory)")
+    add("--attention", default="auto", choices=ATTENTION_IMPLEMENTATIONS,
+        help="the backbone's attention (transformers' attn_implementation); auto: sdpa [auto]")
+    add("--amp", action="store_true", help="the original's mixed precision: refused with what to use instead, "
+        "--dtype and --nar-dtype")
+
+
+# --attention's choices: "auto" (the default, sdpa) and transformers' attention implementations.
+ATTENTION_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
+
+
+def _set_attention(model, name: str) -> None:
+    """Switch `model` to the attention implementation --attention names. Raises `UsageError` where it cannot run here
+    (flash attention without its package or a GPU)."""
+    if name == "auto":
+        return
+    try:
+        model.set_attn_implementation(name)
+    except (ImportError, ValueError) as error:
+        raise UsageError(f"--attention {name} cannot run here ({one_line(error, 200)}): use --attention sdpa or "
+                         "eager") from None
 
 
 def model_precision(args):
@@ -83,6 +103,10 @@ def _check_converting_flags(args) -> None:
     model has its own, and the flags would be ignored without a word."""
     from .loading import ORIGINAL_SUFFIXES
 
+    if args.amp:
+        raise UsageError("--amp: valle-hf sets each stage's precision instead of one autocast: --dtype for the "
+                         "weights and the AR, --nar-dtype for the NAR (--dtype float32 --nar-dtype bfloat16 is "
+                         "closest to the original's --amp --dtype bfloat16); drop --amp")
     given = [flag for flag, value in (("--codec", args.codec), ("--vocoder", args.vocoder)) if value is not None]
     if given and args.model is not None and Path(args.model).suffix not in ORIGINAL_SUFFIXES:
         flags = " and ".join(given)
@@ -106,6 +130,7 @@ def load_model(args, precision=None):
         vocoder=None if vocoder == "none" else vocoder, dtype=precision.dtype, quantize=precision.quantize,
     )
     model.to(device)
+    _set_attention(model, args.attention)
     if args.onednn:
         from .cpu_kernels import enable_onednn_linears
 
