@@ -1,5 +1,6 @@
 """A converted directory carries its code: in a process where `import valle_hf` fails, `trust_remote_code=True`
-loads it and it speaks; without it, transformers asks for it; a missing runtime dependency is named in one line."""
+loads it (with `AutoModel` too, the decoder alone) and it speaks; without it, transformers asks for it; a missing
+runtime dependency is named in one line."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ SCRIPT = """
 import sys
 
 sys.modules["valle_hf"] = sys.modules["soxr"] = None
-from transformers import AutoProcessor, pipeline
+import torch
+from transformers import AutoModel, AutoProcessor, pipeline
 
 directory, prompt = sys.argv[1], sys.argv[2]
 try:
@@ -41,6 +43,10 @@ print("@model:", type(tts.model).__module__, type(tts.model).__name__)
 print("@processor:", type(tts.processor).__name__, type(tts.processor.feature_extractor).__name__)
 print("@spoke:", speech["audio"].size, speech["sampling_rate"])
 print("@pipeline:", type(tts).__module__, type(tts).__name__)
+decoder = AutoModel.from_pretrained(directory, trust_remote_code=True)
+same = all(torch.equal(mine, its) for mine, its in zip(decoder.state_dict().values(),
+                                                       tts.model.model.state_dict().values(), strict=True))
+print("@decoder:", type(decoder).__name__, same)
 takes = tts(["Hello there.", "Another, longer text."], batch_size=2, processor_kwargs={"prompt_audio": prompt},
             generate_kwargs={"num_return_sequences": 2, "max_new_tokens": 4, "min_new_tokens": 4, "seeds": 5})
 print("@takes:", [len(item["audio"]) for item in takes], takes[0]["audio"][0].shape != takes[1]["audio"][0].shape
@@ -88,3 +94,14 @@ def test_trust_remote_code_speaks_without_valle_hf(tmp_path, converted_dir, prom
     assert printed["pipeline"].startswith("transformers_modules") and printed["pipeline"].endswith(
         "pipeline VallETextToAudioPipeline")
     assert printed["takes"] == "[2, 2] True"
+    assert printed["decoder"] == "VallEModel True"  # AutoModel: the decoder alone, with the saved weights
+
+
+def test_the_decoder_alone_is_saved_with_its_code(tmp_path):
+    from conftest import tiny_config
+
+    from valle_hf import VallEModel
+
+    VallEModel(tiny_config()).save_pretrained(tmp_path)
+    module, name = json.loads((tmp_path / "config.json").read_text())["auto_map"]["AutoModel"].split(".")
+    assert name == "VallEModel" and (tmp_path / f"{module}.py").is_file()

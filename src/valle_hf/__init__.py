@@ -1,11 +1,11 @@
 """valle-hf: VALL-E (e-c-k-e-r/vall-e flavour) text-to-speech and speech-to-text on Hugging Face Transformers.
 
-Importing the package registers the model with the Auto classes, so `AutoModelForTextToWaveform`,
-`AutoProcessor`, `AutoFeatureExtractor` and `pipeline("text-to-speech", model=<directory>)` find it like a built-in
-model (the pipeline's call is checked first for VALL-E models: `VallETextToAudioPipeline`). The classes are also
-registered for remote code: `save_pretrained` writes an `auto_map` and copies the modules that define them (and the
-modules they import) beside the weights, so that a saved directory or Hub upload loads with `trust_remote_code=True`
-where this package is not installed.
+Importing the package registers the model with the Auto classes, so `AutoModelForTextToWaveform`, `AutoModel` (the
+decoder alone, `VallEModel`), `AutoProcessor`, `AutoFeatureExtractor` and `pipeline("text-to-speech",
+model=<directory>)` find it like a built-in model (the pipeline's call is checked first for VALL-E models:
+`VallETextToAudioPipeline`). The classes are also registered for remote code: `save_pretrained` writes an `auto_map` and
+copies the modules that define them (and the modules they import) beside the weights, so that a saved directory or Hub
+upload loads with `trust_remote_code=True` where this package is not installed.
 """
 
 import os
@@ -56,6 +56,7 @@ AutoFeatureExtractor.register(VallEConfig, VallEFeatureExtractor, exist_ok=True)
 AutoProcessor.register(VallEConfig, VallEProcessor, exist_ok=True)
 
 VallEConfig.register_for_auto_class()
+VallEModel.register_for_auto_class("AutoModel")
 VallEForConditionalGeneration.register_for_auto_class("AutoModelForTextToWaveform")
 VallEFeatureExtractor.register_for_auto_class()
 VallEProcessor.register_for_auto_class()
