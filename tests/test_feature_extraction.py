@@ -105,6 +105,23 @@ def test_call_pads_a_batch_as_transformers_feature_extractors_do(extractor):
     assert len(unpadded["input_values"]) == 1 and "padding_mask" not in unpadded
 
 
+@pytest.mark.parametrize(("call", "message"), [
+    (dict(raw_audio=_tone(0.1, RATE), return_tensors="tf"), "return_tensors must be 'pt', 'np' or None"),
+    (dict(raw_audio=[_tone(0.1, RATE), _tone(0.2, RATE)], padding=False, return_tensors="pt"), "padding=True"),
+    (dict(raw_audio=[_tone(0.1, RATE), _tone(0.2, RATE)], padding=False, return_tensors="np"), "padding=True"),
+    (dict(raw_audio=[]), "empty list"),
+    (dict(raw_audio="voice.wav"), r"VallEFeatureExtractor.load\(path\)"),
+])
+def test_call_refuses_a_batch_it_cannot_make_in_one_line(extractor, call, message):
+    """transformers' BatchFeature failed on these with a bare, multi-line error (or made an array of objects for
+    ragged "np"); an empty list came back as an empty batch, a path as an unsupported sample type "<U9"."""
+    with pytest.raises(VallEValueError, match=message) as caught:
+        extractor(**call, sampling_rate=RATE)
+    assert "\n" not in str(caught.value)
+    same = extractor([_tone(0.1, RATE)] * 2, sampling_rate=RATE, padding=False, return_tensors="pt")
+    assert same["input_values"].shape == (2, RATE // 10)  # rows of one length stack without padding
+
+
 def test_save_and_load_with_the_auto_class(extractor, tmp_path):
     extractor.save_pretrained(tmp_path)
     loaded = AutoFeatureExtractor.from_pretrained(tmp_path)

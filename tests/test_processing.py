@@ -12,6 +12,7 @@ from conftest import HELLO_IDS, HELLO_IPA
 from tokenizers import Tokenizer
 from transformers import BatchFeature, PreTrainedTokenizerFast
 
+from valle_hf.errors import VallEValueError
 from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import packaged_tokenizer_file
 
@@ -94,6 +95,13 @@ def test_processor_call_options_and_errors(processor):
             processor(["Hello", "There"], language=language)
     with pytest.raises(ValueError, match="empty"):
         processor(["Hello", " "])
+    # rows of different lengths do not stack without padding (transformers failed with a bare, multi-line error)
+    for return_tensors in ("pt", "np"):
+        with pytest.raises(VallEValueError, match="texts of different lengths .* pass padding=True"):
+            processor(["Hello", "Hello world."], padding=False, return_tensors=return_tensors)
+    assert processor(["Hello", "Hello"], padding=False)["input_ids"].shape[0] == 2
+    listed = processor(["Hello", "Hello world."], padding=False, return_tensors=None)["input_ids"]
+    assert len({len(ids) for ids in listed}) == 2  # as lists, each row keeps its length
 
 
 def test_processor_prompt_audio_broadcast_and_per_row(processor, tmp_path):

@@ -27,7 +27,7 @@ try:
 except ImportError:
     raise missing_dependency("soxr", "to resample audio") from None
 
-__all__ = ["VallEFeatureExtractor", "check_prompt_for_texts"]
+__all__ = ["VallEFeatureExtractor", "check_prompt_for_texts", "check_return_tensors", "check_stackable"]
 
 logger = get_logger(__name__)
 
@@ -60,6 +60,24 @@ def _to_mono(array: np.ndarray) -> np.ndarray:
         raise VallEValueError(f"audio must be 1-D or 2-D (channels x samples), got shape {array.shape}")
     channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
     return array.mean(axis=channel_axis)
+
+
+def check_return_tensors(return_tensors: Any) -> None:
+    """Refuse (`VallEValueError`) a `return_tensors` other than "pt", "np" or None: transformers' `BatchFeature`
+    raises a bare ValueError for it, after the work is done."""
+    if return_tensors not in ("pt", "np", None):
+        raise VallEValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+
+
+def check_stackable(lengths: list[int], padding: Any, return_tensors: str | None, what: str, unit: str) -> None:
+    """Refuse (`VallEValueError`, naming `what`) rows of different `lengths` (in `unit`) as tensors without
+    padding: they cannot be stacked, and transformers' `BatchFeature` fails with a bare multi-line ValueError (or,
+    for "np", silently makes an array of objects)."""
+    if return_tensors is None or (padding and padding != "do_not_pad") or len(set(lengths)) < 2:
+        return
+    raise VallEValueError(f"{what} of different lengths ({min(lengths)} to {max(lengths)} {unit}) cannot be "
+                          f"returned as one {return_tensors!r} tensor without padding: pass padding=True, or "
+                          "return_tensors=None for a list per row")
 
 
 def check_prompt_for_texts(prompt: Any, texts: int) -> None:
@@ -177,9 +195,18 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                  return_tensors: str | None = None) -> BatchFeature:
         """A batch of arrays (one array, or a list of them) at `sampling_rate` → `input_values`: one 1-D waveform at
         `self.sampling_rate` per array; with `padding`, right-padded with zeros to `[batch, samples]` beside a
-        `padding_mask` (1 = audio). Raises `VallEValueError` without a `sampling_rate`."""
+        `padding_mask` (1 = audio). Raises `VallEValueError` without a `sampling_rate`, for no array at all, a path
+        (files go to `load`), a `return_tensors` other than "pt", "np" or None, and arrays of different lengths
+        returned as tensors without padding."""
+        check_return_tensors(return_tensors)
         arrays = raw_audio if isinstance(raw_audio, (list, tuple)) else [raw_audio]
+        if not arrays:
+            raise VallEValueError("the feature extractor got an empty list: give an audio array or a list of them")
+        if any(isinstance(array, (str, os.PathLike)) for array in arrays):
+            raise VallEValueError("the feature extractor takes audio arrays, not paths: read files with "
+                                  "VallEFeatureExtractor.load(path), or give them to the processor")
         waveforms = [self.waveform(array, sampling_rate).numpy() for array in arrays]
+        check_stackable([len(waveform) for waveform in waveforms], padding, return_tensors, "audio arrays", "samples")
         features = BatchFeature({"input_values": waveforms})
         if padding:
             features = self.pad(features, padding=True, return_attention_mask=True)

@@ -15,7 +15,7 @@ from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from .audio import save_audio, waveform_samples
 from .errors import VallETypeError, VallEValueError
-from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
+from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .phonemes import phonemize
 from .tokenization import (
     BOS_TOKEN,
@@ -158,8 +158,7 @@ class VallEProcessor(ProcessorMixin):
             return self(**{**arguments, **processor_kwargs}, **kwargs)
         if kwargs:
             raise VallETypeError(f"VallEProcessor got unexpected arguments: {', '.join(sorted(kwargs))}")
-        if return_tensors not in ("pt", "np", None):
-            raise VallEValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        check_return_tensors(return_tensors)
         if padding not in (True, False, "longest", "do_not_pad"):
             raise VallEValueError(f"padding must be True, False, 'longest' or 'do_not_pad', got {padding!r}")
         if text is None and audio is None:
@@ -191,6 +190,7 @@ class VallEProcessor(ProcessorMixin):
             raise VallEValueError(f"got {len(languages)} languages for {len(texts)} texts: give one, or one per text")
         phonemes = [phonemize(item, lang, language_switch) for item, lang in zip(texts, languages, strict=True)]
         encoded = tokenize_phonemes(self.tokenizer, phonemes, padding)
+        check_stackable([len(ids) for ids in encoded["input_ids"]], padding, return_tensors, "texts", "phoneme ids")
         data = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         if prompt_audio is not None:
             data["prompt_audio"] = self._prompts_per_row(prompt_audio, len(texts), sampling_rate)
