@@ -47,6 +47,20 @@ def test_pipeline_with_a_model_instance_and_a_batch(converted_dir, prompt_wav):
     assert all(result["audio"].shape == (8 * 320,) for result in results)
 
 
+def test_a_model_instance_with_its_tokenizer_only_phonemises_the_text(converted_dir):
+    """transformers needs `tokenizer=` with a model instance, and without `processor=` the pipeline tokenized the
+    text's letters as phonemes: the model spoke "h e l l o", silently."""
+    model = valle_hf.VallEForConditionalGeneration.from_pretrained(converted_dir)
+    processor = valle_hf.VallEProcessor.from_pretrained(converted_dir)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"]), with_kwargs=True)
+    tts = pipeline("text-to-speech", model=model, tokenizer=processor.tokenizer)
+    assert isinstance(tts.processor, valle_hf.VallEProcessor)
+    tts("Hello.", generate_kwargs=GENERATE)
+    text = processor("Hello.")["input_ids"][0] + model.config.text_token_offset
+    assert torch.equal(seen[0][0, :len(text)], text)
+
+
 def test_a_batch_gives_each_text_its_own_takes_and_what_it_gets_alone(tts, prompt_wav):
     """num_return_sequences takes stay with their text (transformers' batching took a text's second take for the
     next text and lost the last texts'), a partial last batch included; one seed serves every text, as it does for

@@ -5,7 +5,9 @@ an empty batch, `forward_params` that is not a dict, or `output_audio=False` (wh
 audio) end in errors from deep inside transformers. `VallETextToAudioPipeline` refuses those in one line, naming the
 argument, for VALL-E models. Its batching splits `generate`'s output into the batch's texts by rows, which with
 `num_return_sequences` > 1 took one text's takes for the next texts, so for VALL-E each text's takes are kept
-together, and one seed serves every text of a batch. For every other model it is transformers' pipeline unchanged.
+together, and one seed serves every text of a batch; and a VALL-E pipeline built with a tokenizer but no processor
+(a model instance needs `tokenizer=`) phonemises its texts all the same. For every other model it is transformers'
+pipeline unchanged.
 Importing the package makes it the "text-to-audio" (alias "text-to-speech") task's class.
 """
 
@@ -20,6 +22,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.text_to_audio import TextToAudioPipeline
 
 from .errors import VallETypeError, VallEValueError
+from .processing import VallEProcessor
 
 __all__ = ["VallETextToAudioPipeline", "check_pipeline_call", "register_pipeline"]
 
@@ -103,7 +106,14 @@ def _for_batch(settings: Mapping[str, Any], rows: int, name: str) -> Mapping[str
 class VallETextToAudioPipeline(TextToAudioPipeline):
     """transformers' `TextToAudioPipeline`; for a VALL-E model, the call is checked first (`check_pipeline_call`),
     and each text of a batch gets what it gets alone: its `num_return_sequences` takes as one item, and the same
-    `seeds` (one seed, given once for every batch)."""
+    `seeds` (one seed, given once for every batch). Given a model instance with `tokenizer=` but no `processor=`, it
+    makes the processor around that tokenizer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._is_valle() and self.processor is None:
+            # The phoneme tokenizer alone would read the text's letters as phonemes, and the model would speak them.
+            self.processor = VallEProcessor(self.tokenizer)
 
     def __call__(self, text_inputs, **kwargs):
         if self._is_valle():
