@@ -209,7 +209,8 @@ def test_generation_kwargs_map_every_sampler_flag():
     actions = _sampler_actions()
     assert {action.dest for action in actions} == set(FLAG_SETTINGS)
     argv = ["t", "r.wav", "o.wav"]
-    alone = {"entropix_sampling": {"entropix": True}}  # it refuses mirostat and dynamic temperature beside it
+    # entropix refuses mirostat and dynamic temperature beside it; the prompt prefix refuses a silence prefix
+    alone = {"entropix_sampling": {"entropix": True}, "input_prompt_prefix": {"input_prompt_prefix": True}}
     for flag, setting in alone.items():
         assert generation_kwargs(build_parser().parse_args([*argv, f"--{flag.replace('_', '-')}"])) == setting
     expected = {}
