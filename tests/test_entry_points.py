@@ -180,6 +180,13 @@ def test_cli_refuses_kanji_without_pykakasi_before_loading_a_model(language, wor
     check_refused(main, argv, workspace, capsys, "pip install 'valle-hf[ja]'")
 
 
+def test_cli_refuses_japanese_text_read_as_english_before_loading_a_model(workspace, capsys):
+    from valle_hf.cli import main
+
+    argv = ["今日は晴れ。", workspace / "ref.wav", workspace / "new.wav", "--model", workspace / "no-model"]
+    check_refused(main, argv, workspace, capsys, "give the language 'ja' (or 'auto')")
+
+
 # ---------------------------------------------------------------------------------------------------- synthesis
 
 SYNTHESIS_CASES = {

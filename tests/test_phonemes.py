@@ -177,6 +177,15 @@ def test_kanji_without_pykakasi_is_found_before_espeak_runs(monkeypatch):
     assert phonemes.resolve_language("こんにちは", "auto") == "ja"  # kana need no pykakasi
 
 
+@pytest.mark.parametrize("language", ["en", "de", "fr"])
+@pytest.mark.parametrize("text", ["こんにちは", "I had 寿司 today."])
+def test_chinese_or_japanese_characters_in_a_latin_script_language_are_refused(text, language):
+    # espeak-ng would read each character as the words "Chinese letter" / "Japanese letter"
+    with pytest.raises(ValueError, match=r"Chinese or Japanese characters .*'ja'"):
+        phonemize(text, language)
+    assert phonemize("Hello world.", language)  # Latin text in the same language still reads
+
+
 
 
 @pytest.mark.parametrize("module, package", [("phonemizer.backend.espeak.wrapper", "phonemizer"),

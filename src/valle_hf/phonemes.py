@@ -122,17 +122,33 @@ def resolve_language(text: str, language: str) -> str:
     """The language `text` is read in: `language` itself, or `detect_language(text)` for "auto"; validated.
 
     Everything `phonemize` needs is checked here, without running espeak, so that a command can check its text before
-    loading a model: the language exists, and Japanese text with kanji has pykakasi (the `ja` extra). Raises
-    `VallEValueError` for an unknown language and `MissingDependencyError` for kanji without pykakasi.
+    loading a model: the language exists, it can read the text's script (`_check_script`), and Japanese text with
+    kanji has pykakasi (the `ja` extra). Raises `VallEValueError` for an unknown language or a script it cannot read
+    and `MissingDependencyError` for kanji without pykakasi.
     """
     resolved = detect_language(text) if language == "auto" else language
     _check_language(resolved)
+    _check_script(text, resolved)
     if resolved == "ja" and _HAN.search(text) and _kakasi() is None:
         raise MissingDependencyError(
             "Japanese text with kanji needs pykakasi to convert it to hiragana first: pip install 'valle-hf[ja]' "
             "(or pip install pykakasi), or pass kana or IPA"
         )
     return resolved
+
+
+def _check_script(text: str, language: str) -> None:
+    """Refuse (`VallEValueError`) kana or Han characters in English, German or French text: espeak-ng's voices for
+    these read each one as the words "Chinese letter" or "Japanese letter", so the speech would say those instead
+    (text in "en", the default, is the usual case: Japanese given without a language)."""
+    if language not in MODEL_LANGUAGES or language == "ja":
+        return
+    found = "".join(dict.fromkeys(_KANA.findall(text) + _HAN.findall(text)))
+    if found:
+        raise VallEValueError(f"the text has Chinese or Japanese characters ({found[:10]}), which espeak-ng's "
+                              f"{language!r} voice reads aloud as \"Chinese letter\" or \"Japanese letter\", one per "
+                              "character: for Japanese text give the language 'ja' (or 'auto'), otherwise write those "
+                              "words in Latin letters")
 
 
 @functools.cache
@@ -215,8 +231,9 @@ def phonemize(text: str, language: str = "en", language_switch: str = "keep") ->
     before phonemising, use `split_sentences` for long texts). `language_switch`: "keep" (default) writes espeak's
     markers for words it reads in another language, "(en)fˈʊtbɔːl(fr)", as the released model was trained; "remove"
     drops the markers and keeps those words' phonemes, which suits mixed-language text. Raises `VallEValueError`
-    for text with nothing to speak (`check_text`), an unknown language or `language_switch`,
-    `MissingDependencyError` for Japanese kanji without pykakasi.
+    for text with nothing to speak (`check_text`), an unknown language or `language_switch`, kana or Han characters
+    in English, German or French text (`resolve_language`); `MissingDependencyError` for Japanese kanji without
+    pykakasi.
     """
     check_text(text)
     if language_switch not in LANGUAGE_SWITCH:
