@@ -90,6 +90,29 @@ def test_an_unsupported_output_is_refused_naming_the_supported_ones(tmp_path, na
         check_output_path(tmp_path / name)
 
 
+@pytest.mark.parametrize("route", ["check_output_path", "save_audio"])
+def test_an_output_folder_or_a_missing_one_is_named_as_such(tmp_path, route):
+    """A folder given as the output (which seldom has an audio extension) is said to be a folder, and a missing or
+    mistaken parent folder is named, on the CLI's check and in `save_audio` alike."""
+    from valle_hf import audio
+    from valle_hf.errors import VallEValueError
+
+    def write(path):
+        if route == "check_output_path":
+            return audio.check_output_path(path)
+        return audio.save_audio(path, _tone(0.1, 24000))
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(VallEValueError, match=r"folder is a directory: give a file name such as .*speech\.wav"):
+        write(tmp_path / "folder")
+    with pytest.raises(VallEValueError, match=r"its folder .*missing does not exist: create it first"):
+        write(tmp_path / "missing" / "o.wav")
+    with pytest.raises(VallEValueError, match=r"its folder .*notes\.txt is not a folder"):
+        write(tmp_path / "notes.txt" / "o.wav")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder", "notes.txt"]
+
+
 def test_the_reference_is_never_an_output_whatever_the_spelling(tmp_path, monkeypatch):
     from valle_hf.audio import check_output_path
     from valle_hf.errors import VallEValueError

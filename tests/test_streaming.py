@@ -268,7 +268,7 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
     silent.abort()
     for path, rate, message in ((tmp_path / "a.wav", 0, "sampling rate must be a positive integer"),
                                 (tmp_path / "a.wav", "24000", "sampling rate must be a positive integer"),
-                                (tmp_path / "missing" / "a.wav", 24000, "its folder does not exist")):
+                                (tmp_path / "missing" / "a.wav", 24000, "missing does not exist: create it first")):
         with pytest.raises(ValueError, match=message):
             AudioFileStreamer(path, rate)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.wav"]  # no partial file left behind

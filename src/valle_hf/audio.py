@@ -92,16 +92,21 @@ def output_format(path: str | os.PathLike) -> tuple[str, str]:
 def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
     """Check, before any work, that audio can be written to `path`; returns it as a Path.
 
-    Refuses a directory, a missing or read-only parent directory, an unsupported extension (`output_format`) and a
-    path that is one of the `inputs`, given in any syntax `reference_sources` reads ("a.wav;b.wav" included): the same
-    file, whatever the spelling or link, as the reference audio would be overwritten. Raises `VallEValueError`.
+    Refuses a directory (before its name's extension, which a folder seldom has), an unsupported extension
+    (`output_format`), a missing or read-only parent directory, and a path that is one of the `inputs`, given in any
+    syntax `reference_sources` reads ("a.wav;b.wav" included): the same file, whatever the spelling or link, as the
+    reference audio would be overwritten. Raises `VallEValueError`.
     """
     out = Path(path)
-    output_format(out)
     if out.is_dir():
         raise VallEValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
-    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise VallEValueError(f"cannot write the output file {out}: its folder does not exist or is not writable")
+    output_format(out)
+    if not out.parent.is_dir():
+        problem = "is not a folder" if out.parent.exists() else "does not exist: create it first"
+        raise VallEValueError(f"cannot write the output file {out}: its folder {out.parent} {problem}")
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise VallEValueError(f"cannot write the output file {out}: it or its folder is not writable (choose another "
+                              "path, or change the permissions)")
     if inputs is None:
         inputs = ()
     elif not isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor, list, tuple)):
@@ -181,11 +186,12 @@ def save_audio(
 
     The file is written under a temporary name in the same folder and renamed into place when complete, so an
     interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
-    Samples are clipped to [-1, 1]. Raises `VallEValueError` for samples no file should hold (`waveform_samples`)
-    and for a sampling rate that is not a positive integer a file header holds; `OutputError` when the write fails
-    (disk full, file-size limit, ...), with `path` as it was.
+    Samples are clipped to [-1, 1]. Raises `VallEValueError` for a path that cannot be written (`check_output_path`:
+    a directory, a missing folder, ...), samples no file should hold (`waveform_samples`) and a sampling rate that is
+    not a positive integer a file header holds; `OutputError` when the write fails (disk full, file-size limit, ...),
+    with `path` as it was.
     """
-    out = Path(path)
+    out = check_output_path(path)
     container, subtype = output_format(out)
     data = waveform_samples(waveform, out)
     check_file_rate(sampling_rate)
