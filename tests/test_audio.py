@@ -39,6 +39,7 @@ def test_audio_errors(tmp_path):
     with pytest.raises(ValueError, match="could not read audio file .*junk.wav") as raised:
         load_audio(junk)
     assert "\n" not in str(raised.value)
+    assert "give a WAV, FLAC, OGG or MP3 file (convert other formats first" in str(raised.value)  # how to fix it
 
 
 def test_a_file_that_is_not_the_audio_its_name_says_is_not_reported_missing(tmp_path):

@@ -56,7 +56,8 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise VallEValueError(f"could not read audio file {path}: {_read_failure(error)}") from None
+        raise VallEValueError(f"could not read audio file {path}: {_read_failure(error)}; give a WAV, FLAC, OGG or "
+                              "MP3 file (convert other formats first, e.g. ffmpeg -i voice.m4a voice.wav)") from None
     return data.T, rate
 
 

@@ -131,7 +131,7 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
             array = (array.float() if array.dtype in (torch.float16, torch.bfloat16) else array).numpy()
         array = np.asarray(array)
         if array.size == 0:
-            raise VallEValueError(f"{what} is empty (no samples)")
+            raise VallEValueError(f"{what} is empty (no samples): give a recording of a few seconds")
         floats = _pcm_to_float(array)
         if what == "audio array" and floats.ndim == 2 and min(floats.shape) > 2:
             raise VallEValueError(f"the audio array has shape {floats.shape}: an array is one recording, mono or "
@@ -139,7 +139,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                                   "the channels of a multichannel recording first")
         samples = _to_mono(floats)
         if not np.isfinite(samples).all():
-            raise VallEValueError(f"{what} contains NaN or infinite samples")
+            raise VallEValueError(f"{what} contains NaN or infinite samples, which no voice has (a damaged "
+                                  "recording, or a computation that failed): give a clean recording")
         if what == "audio array" and np.abs(floats).max() > 1.0:
             raise VallEValueError(f"the audio array has samples outside [-1, 1] (peak {np.abs(floats).max():.4g}): "
                                   "scale float audio to [-1, 1], or pass integer PCM with its integer dtype (e.g. "
