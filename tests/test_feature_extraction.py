@@ -162,3 +162,4 @@ def test_a_reference_shorter_than_a_codec_frame_is_refused_and_a_silent_one_warn
         with logged_warnings() as logged:
             extractor.load(source, RATE)
         assert ("is silent (peak" in logged.out) == quiet, logged.out
+        assert ("as speech to transcribe a transcript of noise" in logged.out) == quiet  # STT reads it too

@@ -188,8 +188,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                                   "of a few seconds")
         peak = float(waveform.abs().max())
         if peak < SILENT_PEAK:
-            logger.warning(f"{what} is silent (peak {peak:.1e}, below -80 dBFS): the voice comes out random; check "
-                           "the recording")
+            # the same check serves a voice prompt and speech to transcribe: the warning names what each gets
+            logger.warning(f"{what} is silent (peak {peak:.1e}, below -80 dBFS): as a voice prompt it gives a random "
+                           "voice, as speech to transcribe a transcript of noise; check the recording")
         return waveform
 
     def __call__(self, raw_audio: Any, sampling_rate: int | None = None, padding: bool = True,
