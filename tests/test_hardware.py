@@ -129,6 +129,18 @@ def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):
     assert len(made) == 5 * rounds
 
 
+@pytest.mark.parametrize("kept", [[], None, 3, "a string", [1.0], {"float32": "fast", "bfloat16": None},
+                                  {"float32": 0, "bfloat16": -1.0}, {"float32": True, "bfloat16": float("nan")}])
+def test_a_damaged_measurements_file_only_means_measuring_again(monkeypatch, tmp_path, kept):
+    monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path))
+    monkeypatch.setattr(hardware, "decoder_layer_step_ms", lambda hidden, intermediate, kind, device: len(kind))
+    file, key = tmp_path / "precision_measurements.json", hardware._machine_key(CPU, 64, 128)
+    file.write_text(json.dumps(kept if not isinstance(kept, dict) else {key: kept}), encoding="utf-8")
+    expected = {"float32": len("float32"), "bfloat16": len("bfloat16")}
+    assert hardware._measured_step_ms(["float32", "bfloat16"], CPU, 64, 128) == expected
+    assert json.loads(file.read_text(encoding="utf-8"))[key] == expected  # kept in place of what was there
+
+
 @pytest.mark.parametrize("kind", ["float32", "bfloat16", "int8"])
 def test_a_decoder_layer_step_is_timed_in_each_precision(kind):
     if kind == "int8":

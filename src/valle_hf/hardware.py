@@ -142,9 +142,7 @@ def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, inter
     """`decoder_layer_step_ms` of each kind, measured once per machine and kept in the cache directory (a file that
     cannot be read or written only means measuring again)."""
     path, key = _measurements_file(), _machine_key(device, hidden, intermediate)
-    saved: dict = {}
-    with contextlib.suppress(OSError, ValueError):
-        saved = json.loads(path.read_text(encoding="utf-8"))
+    saved = _saved_measurements(path)
     known = saved.get(key, {})
     missing = [kind for kind in kinds if kind not in known]
     for _ in range(_ROUNDS if missing else 0):  # interleaved, so that a busy moment slows every kind alike
@@ -157,6 +155,23 @@ def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, inter
             with written_whole(path) as temporary:
                 temporary.write_text(json.dumps(saved, indent=1), encoding="utf-8")
     return {kind: known[kind] for kind in kinds}
+
+
+def _saved_measurements(path: Path) -> dict[str, dict[str, float]]:
+    """The times (ms) kept in `path`, by machine key and kind. What is not a time there (a damaged or hand-edited
+    file: not JSON, another structure, a time of 0 or a string) is left out, to be measured again."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict):
+        return {}
+    return {key: {kind: ms for kind, ms in times.items() if _is_time(ms)}
+            for key, times in saved.items() if isinstance(times, dict)}
+
+
+def _is_time(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf
 
 
 def _where_kept() -> str:
