@@ -284,6 +284,23 @@ def test_a_16bit_model_built_in_memory_is_the_same_model_loaded_from_a_directory
             assert tensor.dtype == theirs[name].dtype and torch.equal(tensor, theirs[name]), name
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_16bit_model_encodes_a_voice_prompt_as_the_float32_model_does(tmp_path, prompt_wav, dtype):
+    """EnCodec's quantizer picks each code by distances that 16 bits round to ties: the codec stays float32, built in
+    memory or loaded."""
+    from valle_hf.codec import encode
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    full = load_model_and_processor("tiny-random")[0]
+    full.save_pretrained(tmp_path)
+    waveform = torch.from_numpy(soundfile.read(prompt_wav, dtype="float32")[0])
+    expected = encode(full.codec_model, waveform)
+    for model in (load_model_and_processor("tiny-random", dtype=dtype)[0],
+                  VallEForConditionalGeneration.from_pretrained(tmp_path, dtype=dtype)):
+        assert model.dtype == dtype and model.model.backbone.layers[0].mlp.up_proj.weight.dtype == dtype
+        assert torch.equal(encode(model.codec_model, waveform), expected)
+
+
 @pytest.mark.parametrize("name", ["no-such-model", "./missing", "/no/such/dir", "a/b/c"])
 def test_a_model_that_does_not_exist_names_the_offline_choices(name):
     from valle_hf.errors import ModelNotFoundError

@@ -157,6 +157,10 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     """
 
     _keys_to_ignore_on_load_unexpected = [r"^codec_model\.quantizer\..*\.(inited|cluster_size|embed_avg)$"]
+    # EnCodec's quantizer picks each code by the largest of near-equal distances, sums far larger than their
+    # differences: in 16 bits they round to ties, and a voice prompt's codes come out wrong (the original's EnCodec
+    # kept float32 weights too). So the codec stays float32 in a 16-bit model.
+    _keep_in_fp32_modules_strict = ["codec_model"]
     # The loss is a mean of per-item means (the original's), not a sum over tokens: the Trainer must not pass
     # `num_items_in_batch`, and divides the loss by the gradient-accumulation steps itself.
     accepts_loss_kwargs = False
@@ -331,10 +335,14 @@ def to_dtype(model: VallEForConditionalGeneration, dtype: torch.dtype) -> VallEF
     """`model` (changed in place, and returned) in `dtype` as `from_pretrained(dtype=...)` loads it: every floating
     point parameter and buffer in `dtype` but the rotary embedding's inverse frequencies, which stay float32
     (transformers computes them in float32; `model.to(dtype)` would round them, and the model would then speak
-    differently from the same checkpoint loaded from a directory)."""
+    differently from the same checkpoint loaded from a directory), and, in a 16-bit `dtype`, the modules the model
+    keeps in float32 (`_keep_in_fp32_modules_strict`: the codec)."""
     rotary = model.model.backbone.rotary_emb
     frequencies = dict(rotary.named_buffers(recurse=False))
-    model.to(dtype)
+    kept = model._keep_in_fp32_modules_strict if dtype in (torch.float16, torch.bfloat16) else ()
+    for name, child in model.named_children():  # the model holds no tensor of its own, only its children's
+        if name not in kept:
+            child.to(dtype)
     for name, buffer in frequencies.items():
         setattr(rotary, name, buffer)
     return model
