@@ -575,6 +575,20 @@ def test_the_original_attention_and_amp_flags(cli, capsys):
         assert err.count("\n") == 1 and not (cli.tmp_path / "o.wav").exists()
 
 
+def test_a_model_saved_with_int8_weights_says_so_in_its_precision_line(tmp_path, capsys):
+    """A model saved quantized loads with its int8 weights whatever --dtype and --quantize ask: the line names them,
+    not a dtype its linears lack."""
+    pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
+    from valle_hf.loading import load_model_and_processor
+
+    model, processor = load_model_and_processor("tiny-random", dtype=torch.bfloat16, quantize="int8")
+    model.save_pretrained(tmp_path / "int8")
+    processor.save_pretrained(tmp_path / "int8")
+    status, _, err = run(["Hi.", "", tmp_path / "o.wav", "--no-prompt", "--model", tmp_path / "int8",
+                          "--max-ar-steps", 2], capsys)
+    assert status == 0 and "precision: AR int8 weights, " in err and "saved with int8 weights" in err
+
+
 def test_half_precision_decodes_with_the_default_vocos_backend(cli):
     """The Vocos head computes its spectrum and inverse FFT in float32 (torch has no complex bfloat16)."""
     half = cli("--dtype", "bfloat16")

@@ -117,8 +117,9 @@ def _check_converting_flags(args) -> None:
 
 def load_model(args, precision=None):
     """The model and processor that `add_model_arguments`' options name, on their device, in `precision` (default:
-    `model_precision(args)`), and that precision. Raises `UsageError` for a device or precision that cannot run here
-    (checked before anything loads)."""
+    `model_precision(args)`), and that precision as the model runs it (`loaded_precision`). Raises `UsageError` for a
+    device or precision that cannot run here (checked before anything loads)."""
+    from .hardware import loaded_precision
     from .loading import load_model_and_processor
 
     device = check_device(args)
@@ -135,7 +136,7 @@ def load_model(args, precision=None):
         from .cpu_kernels import enable_onednn_linears
 
         enable_onednn_linears(model)
-    return model, processor, precision
+    return model, processor, loaded_precision(precision, model)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ __all__ = [
     "choose_precision",
     "cpu_has_fast_bf16_matmul",
     "decoder_layer_step_ms",
+    "loaded_precision",
     "nar_autocast_dtype",
 ]
 
@@ -184,8 +185,9 @@ def _where_kept() -> str:
 
 @dataclass
 class Precision:
-    """The precision of each stage: `dtype` the model loads in, `quantize` ("int8" or None) its decoder's weights,
-    `nar` what the NAR's products run in, and `reason` the measurements behind the choice (one line)."""
+    """The precision of each stage: `dtype` the model loads in, `quantize` ("int8", another quantization a saved
+    model came with, or None) its decoder's weights, `nar` what the NAR's products run in, and `reason` the
+    measurements behind the choice (one line)."""
 
     dtype: torch.dtype
     quantize: str | None
@@ -193,17 +195,30 @@ class Precision:
     reason: str
 
     def describe(self) -> str:
-        ar = _int8_description(self.dtype) if self.quantize else str(self.dtype).removeprefix("torch.")
+        ar = str(self.dtype).removeprefix("torch.")
+        ar = _quantized_description(self.quantize, self.dtype) if self.quantize else ar
         return f"precision: AR {ar}, NAR {self.nar} ({self.reason})"
 
 
-def _int8_description(dtype: torch.dtype) -> str:
-    return f"int8 weights, {str(dtype).removeprefix('torch.')} activations"
+def _quantized_description(kind: str, dtype: torch.dtype) -> str:
+    return f"{kind} weights, {str(dtype).removeprefix('torch.')} activations"
+
+
+def loaded_precision(precision: Precision, model) -> Precision:
+    """`precision` as `model` runs: a model saved with quantized weights (a `quantization_config` in its config.json)
+    loads with them whatever was asked, so its line names them rather than a dtype its linears lack."""
+    quantization = getattr(model.config, "quantization_config", None)
+    if quantization is None or precision.quantize:
+        return precision
+    kind = type(getattr(quantization, "quant_type", quantization)).__name__
+    kind = "int8" if kind == "Int8WeightOnlyConfig" else kind
+    return Precision(model.dtype, kind, _quantized_description(kind, model.dtype),
+                     f"{precision.reason}; the model was saved with {kind} weights (its config's quantization_config)")
 
 
 def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.device, nar_dtype: str) -> str:
     if quantize:
-        return _int8_description(dtype)
+        return _quantized_description(quantize, dtype)
     autocast = nar_autocast_dtype(nar_dtype, device, dtype) if dtype == torch.float32 else None
     if autocast is None:
         return str(dtype).removeprefix("torch.")

@@ -733,7 +733,7 @@ def _synthesize(args) -> int:
                                                   args.batch_size, args.manifest_format))  # the same rows everywhere
     mine = plan.batches[state.process_index:: state.num_processes]
     precision = _run_precision(state, args)
-    model, processor, _ = load_model(args, precision) if mine else (None, None, None)
+    model, processor, precision = load_model(args, precision) if mine else (None, None, precision)
     if model is not None:
         generation_kwargs(flags, model.config)  # the flags against this model's RVQ levels and layers
     if state.is_main_process:  # nothing is written before the model is loaded
