@@ -109,6 +109,14 @@ def test_unknown_language_is_a_one_line_error_listing_the_supported_ones():
     assert phonemize("Hola", "es")  # any espeak-ng language code works
 
 
+@pytest.mark.parametrize(("written", "code"), [("EN", "en"), ("en_GB", "en-gb"), (" En-Gb ", "en-gb"), ("FR", "fr")])
+def test_a_language_code_in_any_case_or_with_an_underscore_is_that_code(written, code):
+    """--language EN, en_GB (a locale's spelling) were refused as unknown languages."""
+    text = "Dr. Smith went home. He slept."
+    assert phonemize(text, written) == phonemize(text, code)
+    assert split_sentences(text, written) == split_sentences(text, code)
+
+
 def test_split_sentences():
     text = 'Hello there. How are you?\nI\'m fine!  He said "Stop." Then... pi is 3.14 ...\n\n今日は。元気？ end'
     assert split_sentences(text) == [
