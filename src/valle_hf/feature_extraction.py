@@ -163,7 +163,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         parts = reference_sources(sources)
         if not parts:  # "no voice prompt" is None, never an empty string (usually an unset shell variable)
             raise VallEValueError("no reference audio given (an empty path, list or ';'-joined string, often an unset "
-                                  "variable): give an audio file")
+                                  "variable): give an audio file (for a random voice: prompt_audio=None, or "
+                                  "--no-prompt on the command line)")
         return [self._reference(part, sampling_rate) for part in parts]
 
     def _reference(self, part: Any, sampling_rate: int | None) -> torch.Tensor:
