@@ -20,15 +20,17 @@ Inputs, either:
   - ``jsonl``: one JSON object per line, its keys naming the columns.
 
   A header names an audio column (audio, file, path, filename, audio_file, wav), a text column (text, transcript,
-  transcription, sentence, normalized_text) and optionally a speaker (speaker, speaker_id, speaker_name,
-  client_id). Audio paths are relative to DATA_DIR. Every line is either prepared or reported: a line with another
-  number of columns than the header, (CSV) an unbalanced quote that would join the lines after it into one record, or
-  (JSONL) a line that is not a JSON object or a value that is not text (a list), is reported with its line numbers.
+  transcription, sentence, normalized_text), optionally a speaker (speaker, speaker_id, speaker_name, client_id)
+  and a language (language, lang, locale: an espeak-ng code or "auto", as ``--language``, which rows without one
+  get; a row in a language espeak-ng does not know is reported). Audio paths are relative to DATA_DIR. Every line is
+  either prepared or reported: a line with another number of columns than the header, (CSV) an unbalanced quote that
+  would join the lines after it into one record, or (JSONL) a line that is not a JSON object or a value that is not
+  text (a list), is reported with its line numbers.
 
-Transcripts are phonemised with espeak-ng in ``--language`` (checked once, up front; text that is already IPA
-passes through) and tokenised with the model's ``tokenizer.json``; audio is loaded at 24 kHz mono and encoded at
-6 kbps (8 levels) by the codec of the model folder given as ``--tokenizer`` (the codes its model reads), or by
-``--codec``. See `valle_hf.dataset` for the output layout; `valle_hf.dataset.VallEDataset` reads it.
+Transcripts are phonemised with espeak-ng in their row's language or ``--language`` (checked once, up front; text
+that is already IPA passes through) and tokenised with the model's ``tokenizer.json``; audio is loaded at 24 kHz mono
+and encoded at 6 kbps (8 levels) by the codec of the model folder given as ``--tokenizer`` (the codes its model
+reads), or by ``--codec``. See `valle_hf.dataset` for the output layout; `valle_hf.dataset.VallEDataset` reads it.
 
 The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped, so an interrupted run (even one
 killed in the middle of a write) can simply be started again, with the same settings: a resume with another codec,
@@ -81,6 +83,7 @@ TRANSCRIPT_SUFFIXES = (".txt", ".normalized.txt", ".lab", ".original.txt")
 AUDIO_COLUMNS = ("audio", "file", "path", "filename", "file_name", "audio_file", "audio_path", "wav")
 TEXT_COLUMNS = ("text", "transcript", "transcription", "sentence", "normalized_text", "normalized")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "speaker_name", "client_id")
+LANGUAGE_COLUMNS = ("language", "lang", "locale")
 METADATA_FORMATS = LAYOUTS
 FAILED_FILE = "failed.jsonl"
 
@@ -93,8 +96,8 @@ def safe_id(name: str) -> str:
 
 @dataclass
 class Entry:
-    """One utterance to prepare: its id (relative path without suffix), audio file, transcript or an error, and the
-    metadata file's line(s) it comes from (with --metadata)."""
+    """One utterance to prepare: its id (relative path without suffix), audio file, transcript or an error, and (with
+    --metadata) the metadata file's line(s) it comes from and its row's language (None: --language's)."""
 
     id: str
     audio: Path
@@ -102,6 +105,7 @@ class Entry:
     text: str | None = None
     error: str | None = None
     line: str | None = None
+    language: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- discovery
@@ -152,17 +156,18 @@ def entries_from_metadata(root: Path, metadata: Path, requested: str = "auto") -
                 f"{', '.join(table.columns)[:80]!r}"
             )
         return [_ljspeech_entry(root, metadata, record.lines, record.cells) for record in table.records]
-    speaker_column = _pick(table.columns, SPEAKER_COLUMNS)
-    return [_header_entry(root, metadata, row, audio_column, text_column, speaker_column) for row in table.rows]
+    columns = (audio_column, text_column, _pick(table.columns, SPEAKER_COLUMNS), _pick(table.columns, LANGUAGE_COLUMNS))
+    return [_header_entry(root, metadata, row, columns) for row in table.rows]
 
 
-def _header_entry(root: Path, metadata: Path, row: Row, audio_column, text_column, speaker_column) -> Entry:
-    (path, text, speaker), refused = _cells(row, (audio_column, text_column, speaker_column))
+def _header_entry(root: Path, metadata: Path, row: Row, columns: tuple[str | None, ...]) -> Entry:
+    """The entry of one row, read in `columns`: audio, text, speaker and language (None: the table has none)."""
+    (path, text, speaker, language), refused = _cells(row, columns)
     audio = root / path
     if path and not audio.exists() and (root / "clips" / path).exists():  # Common Voice keeps its audio in clips/
         audio = root / "clips" / path
     entry = Entry(safe_id(Path(path).with_suffix("").as_posix() if path else f"line{row.lines}"), audio,
-                  speaker or "default", text=text, line=row.lines)
+                  speaker or "default", text=text, line=row.lines, language=language or None)
     if row.error or refused:
         entry.error = f"{metadata.name} {row.error or refused}"
     elif not path:
@@ -231,16 +236,19 @@ def load_codec_model(name: str, device: str):
 def prepare_one(
     entry: Entry, tokenizer, codec, language: str, language_switch: str, bandwidth: float
 ) -> tuple[dict, torch.LongTensor, torch.LongTensor]:
-    """Phoneme ids and codes of one utterance; raises with a readable message if it cannot be used."""
+    """Phoneme ids and codes of one utterance, its text read in its own language or else `language`; raises with a
+    readable message if it cannot be used."""
     from valle_hf.codec import encode
     from valle_hf.feature_extraction import VallEFeatureExtractor
-    from valle_hf.phonemes import phonemize
+    from valle_hf.phonemes import phonemize, resolve_language
     from valle_hf.tokenization import tokenize_phonemes
 
     if entry.error:
         raise VallEValueError(entry.error)
     if not entry.text:
         raise VallEValueError("empty transcript")
+    # the row's own language, as detected for "auto": what the phonemes are read in
+    language = resolve_language(entry.text, entry.language or language)
     (waveform,) = VallEFeatureExtractor().load(entry.audio)  # checked as a voice prompt is
     phonemes = phonemize(entry.text, language, language_switch)
     text_ids = torch.tensor(tokenize_phonemes(tokenizer, [phonemes], padding=False)["input_ids"][0])

@@ -352,3 +352,25 @@ def test_a_jsonl_value_that_is_no_text_is_reported_by_its_line_not_spelt_as_pyth
     assert sorted(record["audio"] for record in prepared) == sorted(str(data / row["audio"]) for row in kept)
     assert sorted(record["speaker"] for record in prepared) == sorted(str(row.get("speaker", "default"))
                                                                       for row in kept)
+
+
+def test_a_language_column_reads_each_row_in_its_language_and_reports_an_unknown_one(prepare, capsys, tmp_path):
+    """A metadata language column was ignored: a French row was phonemised as English and trained so."""
+    from valle_hf.phonemes import phonemize
+
+    data, text = tmp_path / "data", "Bonjour le monde."
+    rows = [("a.wav", "en"), ("b.wav", "fr"), ("c.wav", ""), ("d.wav", "xx")]
+    for path, _ in rows:
+        write_wav(data / path)
+    (data / "meta.csv").write_text("audio,text,language\n" + "".join(f"{path},{text},{language}\n"
+                                                                      for path, language in rows), encoding="utf-8")
+    status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv", "--language", "de")
+    assert status == 0
+    records = {record["id"]: record for record in read_manifest(tmp_path / "out")}
+    expected = {"a": "en", "b": "fr", "c": "de"}  # a row without one gets --language
+    assert {key: record["language"] for key, record in records.items()} == expected
+    for key, language in expected.items():
+        assert records[key]["phonemes"] == phonemize(text, language)
+    failed = failures(tmp_path / "out")
+    assert [(record["line"], record["id"]) for record in failed] == [("5", "d")]
+    assert "unknown language 'xx'" in failed[0]["error"]
