@@ -34,10 +34,11 @@ reads), or by ``--codec``. See `valle_hf.dataset` for the output layout; `valle_
 
 The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped, so an interrupted run (even one
 killed in the middle of a write) can simply be started again, with the same settings: a resume with another codec,
-bandwidth, tokenizer, language or language-switch choice is refused. A file that cannot be used (unreadable audio,
-missing or empty transcript, ...) is reported and skipped; the run goes on. The failures are listed at the end and
-in OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance; 1 with one ``error:`` line
-otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (what was prepared is kept).
+bandwidth, tokenizer, language or language-switch choice is refused. A file that cannot be used (unreadable or
+silent audio, missing or empty transcript, ...) is reported and skipped; the run goes on. The failures are listed at
+the end and in OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance; 1 with one
+``error:`` line otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (what was prepared is
+kept).
 """
 
 from __future__ import annotations
@@ -238,8 +239,9 @@ def prepare_one(
 ) -> tuple[dict, torch.LongTensor, torch.LongTensor]:
     """Phoneme ids and codes of one utterance, its text read in its own language or else `language`; raises with a
     readable message if it cannot be used."""
+    from valle_hf.audio import load_audio
     from valle_hf.codec import encode
-    from valle_hf.feature_extraction import VallEFeatureExtractor
+    from valle_hf.feature_extraction import SILENT_PEAK, VallEFeatureExtractor
     from valle_hf.phonemes import phonemize, resolve_language
     from valle_hf.tokenization import tokenize_phonemes
 
@@ -249,7 +251,15 @@ def prepare_one(
         raise VallEValueError("empty transcript")
     # the row's own language, as detected for "auto": what the phonemes are read in
     language = resolve_language(entry.text, entry.language or language)
-    (waveform,) = VallEFeatureExtractor().load(entry.audio)  # checked as a voice prompt is
+    extractor = VallEFeatureExtractor()
+    waveform = extractor.waveform(*load_audio(entry.audio), what=str(entry.audio))
+    # A voice prompt only warns about silence; trained on, it would teach the transcript as silence. (No samples
+    # left after resampling is refused as too short, below.)
+    peak = float(waveform.abs().max()) if waveform.numel() else None
+    if peak is not None and peak < SILENT_PEAK:
+        raise VallEValueError(f"{entry.audio} is silent (peak {peak:.1e}, below -80 dBFS): no speech to learn its "
+                              "transcript from; check the recording (the wrong file or channel?)")
+    extractor.check_reference(waveform, str(entry.audio))  # as a voice prompt is: at least one codec frame
     phonemes = phonemize(entry.text, language, language_switch)
     text_ids = torch.tensor(tokenize_phonemes(tokenizer, [phonemes], padding=False)["input_ids"][0])
     codes = encode(codec, waveform, bandwidth).cpu()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import REPO, load_script
+from conftest import REPO, load_script, logged_warnings
 
 from valle_hf.dataset import MANIFEST, PREPARE_CONFIG, read_manifest
 
@@ -280,14 +280,32 @@ def test_records_name_the_audio_by_an_absolute_path_whatever_the_working_folder(
 
 def test_a_clip_shorter_than_a_codec_frame_is_reported_not_prepared(prepare, capsys, tmp_path):
     data = folder_of_utterances(tmp_path / "data", 1)
-    for name, samples in (("one", 1), ("short", 100)):
-        soundfile.write(data / f"{name}.wav", np.full(samples, 0.1, dtype=np.float32), 24000)
+    # "high": a few samples at 384 kHz, none left at 24 kHz
+    for name, samples, rate in (("one", 1, 24000), ("short", 100, 24000), ("high", 5, 384000)):
+        soundfile.write(data / f"{name}.wav", np.full(samples, 0.1, dtype=np.float32), rate)
         (data / f"{name}.txt").write_text(IPA, encoding="utf-8")
     status, _, _ = run(prepare, capsys, data, tmp_path / "out")
     assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
     failed = {json.loads(line)["id"]: json.loads(line)["error"]
               for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()}
-    assert sorted(failed) == ["one", "short"] and all("shorter than one codec frame" in e for e in failed.values())
+    assert sorted(failed) == ["high", "one", "short"]
+    assert all("shorter than one codec frame" in error for error in failed.values())
+
+
+def test_a_silent_recording_is_reported_not_prepared(prepare, capsys, tmp_path):
+    """Silence was prepared (with a voice prompt's warning) and trained as the speech of its transcript."""
+    from valle_hf.feature_extraction import SILENT_PEAK
+
+    data = folder_of_utterances(tmp_path / "data", 1)
+    for name, level in (("silent", 0.0), ("quiet", SILENT_PEAK / 2)):
+        soundfile.write(data / f"{name}.wav", np.full(24000, level, dtype=np.float32), 24000, subtype="FLOAT")
+        (data / f"{name}.txt").write_text(IPA, encoding="utf-8")
+    with logged_warnings() as logged:
+        status, _, _ = run(prepare, capsys, data, tmp_path / "out")
+    assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
+    failed = {record["id"]: record["error"] for record in failures(tmp_path / "out")}
+    assert sorted(failed) == ["quiet", "silent"] and all("is silent" in error for error in failed.values())
+    assert "random voice" not in logged.out  # the voice prompt's warning does not apply to a training utterance
 
 
 def test_a_model_folder_without_weights_as_tokenizer_names_the_codec_flags(prepare, capsys, tmp_path):
