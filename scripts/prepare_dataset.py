@@ -32,13 +32,13 @@ that is already IPA passes through) and tokenised with the model's ``tokenizer.j
 and encoded at 6 kbps (8 levels) by the codec of the model folder given as ``--tokenizer`` (the codes its model
 reads), or by ``--codec``. See `valle_hf.dataset` for the output layout; `valle_hf.dataset.VallEDataset` reads it.
 
-The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped, so an interrupted run (even one
-killed in the middle of a write) can simply be started again, with the same settings: a resume with another codec,
-bandwidth, tokenizer, language or language-switch choice is refused. A file that cannot be used (unreadable or
-silent audio, missing or empty transcript, ...) is reported and skipped; the run goes on. The failures are listed at
-the end and in OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance; 1 with one
-``error:`` line otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (what was prepared is
-kept).
+The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped (unless their transcript, speaker or
+language was edited since: those are prepared again), so an interrupted run (even one killed in the middle of a
+write) can simply be started again, with the same settings: a resume with another codec, bandwidth, tokenizer,
+language or language-switch choice is refused. A file that cannot be used (unreadable or silent audio, missing or
+empty transcript, ...) is reported and skipped; the run goes on. The failures are listed at the end and in
+OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance; 1 with one ``error:`` line
+otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (what was prepared is kept).
 """
 
 from __future__ import annotations
@@ -308,6 +308,21 @@ def check_resume(output: Path, settings: dict) -> None:
         )
 
 
+def prepared_from(record: dict | None, entry: Entry, language: str) -> bool:
+    """Whether the manifest's `record` (None: none) was prepared from `entry` as it reads now, in its own language or
+    else `language`: a transcript, speaker or language edited since is prepared again (its new line replaces the
+    old one), where a resume would otherwise keep training the old one."""
+    from valle_hf.phonemes import resolve_language
+
+    if record is None:
+        return False
+    try:
+        language = resolve_language(entry.text or "", entry.language or language)
+    except VallEError:  # prepared again, and reported there
+        return False
+    return (record.get("text"), record.get("speaker"), record.get("language")) == (entry.text, entry.speaker, language)
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="scripts/prepare_dataset.py", description=__doc__.split("\n\n")[0],
                             epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -387,10 +402,10 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = load_phoneme_tokenizer(args.tokenizer)
     settings = run_settings(args, tokenizer)
     check_resume(args.output_dir, settings)
-    done = {record["id"] for record in read_manifest(args.output_dir)}
+    done = {record["id"]: record for record in read_manifest(args.output_dir)}
     # An entry with an error is reported again on every run: a duplicate of a prepared id is not the input that was
     # prepared, and leaving it out would drop it from failed.jsonl and count it as done.
-    pending = [entry for entry in entries if entry.error or entry.id not in done]
+    pending = [entry for entry in entries if entry.error or not prepared_from(done.get(entry.id), entry, args.language)]
     codec = load_codec_model(args.codec, args.device) if any(not entry.error for entry in pending) else None
     if codec is not None and args.bandwidth not in codec.config.target_bandwidths:
         raise UsageError(f"--bandwidth {args.bandwidth:g} is not one of the codec's: "

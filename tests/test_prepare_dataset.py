@@ -392,3 +392,30 @@ def test_a_language_column_reads_each_row_in_its_language_and_reports_an_unknown
     failed = failures(tmp_path / "out")
     assert [(record["line"], record["id"]) for record in failed] == [("5", "d")]
     assert "unknown language 'xx'" in failed[0]["error"]
+
+
+def test_a_resume_prepares_again_an_utterance_whose_transcript_or_speaker_was_edited(prepare, capsys, tmp_path):
+    """A corrected transcript was counted as done: training kept the old text's ids."""
+    from valle_hf.dataset import load_utterance
+    from valle_hf.tokenization import load_phoneme_tokenizer, tokenize_phonemes
+
+    data, output = tmp_path / "data", tmp_path / "out"
+    for name in ("a", "b", "c"):
+        write_wav(data / f"{name}.wav")
+    edited = "hˈaɪ ðˈɛɹ."  # another IPA text
+    rows = {"a": (IPA, "s1"), "b": (IPA, "s1"), "c": (IPA, "s1")}
+
+    def prepare_rows() -> str:
+        lines = "".join(f"{name}.wav,{text},{speaker}\n" for name, (text, speaker) in rows.items())
+        (data / "meta.csv").write_text("audio,text,speaker\n" + lines, encoding="utf-8")
+        status, out, _ = run(prepare, capsys, data, output, "--metadata", data / "meta.csv")
+        assert status == 0
+        return out
+
+    prepare_rows()
+    rows.update(a=(edited, "s1"), b=(IPA, "s2"))
+    assert "prepared 2 new utterance(s), 1 already done; 3 in" in prepare_rows()
+    records = {record["id"]: record for record in read_manifest(output)}
+    assert {name: (record["text"], record["speaker"]) for name, record in records.items()} == rows
+    ids = tokenize_phonemes(load_phoneme_tokenizer(packaged_tokenizer()), [edited], padding=False)["input_ids"][0]
+    assert load_utterance(output, records["a"])["input_ids"].tolist() == ids
