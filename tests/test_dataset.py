@@ -133,10 +133,18 @@ def test_items_have_text_codes_and_a_prompt_from_the_same_speaker(tmp_path):
 
 
 def test_duration_range_filters_and_an_empty_folder_is_refused(tmp_path):
+    """The utterances outside the range were left out in silence: a run trained on fewer than it was given."""
+    from conftest import logged_warnings
+
     write_dataset(tmp_path, {"a": [FRAME_RATE // 2, 2 * FRAME_RATE, 5 * FRAME_RATE]})
-    kept = VallEDataset(tmp_path, duration_range=(1.0, 4.0))
+    with logged_warnings() as logged:
+        kept = VallEDataset(tmp_path, duration_range=(1.0, 4.0))
     assert [record["frames"] for record in kept.records] == [2 * FRAME_RATE]
-    with pytest.raises(ValueError, match="no usable utterances"):
+    assert "2 of the 3 utterance(s)" in logged.out and "left out (the first: 'a/u0')" in logged.out
+    with logged_warnings() as logged:
+        VallEDataset(tmp_path, duration_range=(0.0, 5.0))
+    assert "left out" not in logged.out
+    with pytest.raises(ValueError, match="3 of the 3 utterance.* none is left to train; widen the duration range"):
         VallEDataset(tmp_path, duration_range=(10.0, 20.0))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no usable utterances"):

@@ -403,7 +403,7 @@ FINETUNE_CASES = {
     "missing_data": (["--model", "{model}", "--data", "{ws}/nope", "--output", "{ws}/run"], "not found"),
     "empty_data": (["--model", "{model}", "--data", "{empty}", "--output", "{ws}/run"], "no usable utterances"),
     "no_utterance_in_range": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--duration-range",
-                               "100", "200"], "no usable utterances within"),
+                               "100", "200"], "none is left to train; widen the duration range"),
     "missing_model": (["--model", "{ws}/no-model", "--data", "{data}", "--output", "{ws}/run"], "model not found"),
     "model_folder_not_converted": (["--model", "{empty}", "--data", "{data}", "--output", "{ws}/run"],
                                    "not a converted model"),

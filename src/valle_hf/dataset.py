@@ -156,6 +156,27 @@ def _warn_if_files_missing(root: Path, missing: list[str]) -> None:
                        f"{missing[0]!r}); run scripts/prepare_dataset.py into {root} again to prepare them")
 
 
+def _within_duration(root: Path, records: list[dict], duration_range: tuple[float, float] | None) -> list[dict]:
+    """The `records` whose duration lies within `duration_range` (seconds; None: all). Those left out are named in a
+    warning (a smaller data set would not show it), or in the `VallEValueError` when none is left."""
+    if duration_range is None:
+        return records
+    low, high = duration_range
+    kept, outside = [], []
+    for record in records:
+        (kept if low <= record["frames"] / FRAME_RATE <= high else outside).append(record)
+    if not outside:
+        return kept
+    seconds = sorted(record["frames"] / FRAME_RATE for record in records)
+    found = (f"{len(outside)} of the {len(records)} utterance(s) of {root} last outside the duration range "
+             f"{low:g}-{high:g} s (its utterances last {seconds[0]:.2f}-{seconds[-1]:.2f} s)")
+    widen = "widen the duration range (duration_range; examples/finetune.py's --duration-range)"
+    if not kept:
+        raise VallEValueError(f"{found}: none is left to train; {widen}")
+    logger.warning(f"{found} and are left out (the first: {outside[0]['id']!r}); {widen} to use them")
+    return kept
+
+
 def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str = "prompt_duration") -> None:
     """Refuse (`VallEValueError` naming `name`) a prompt length range that is not (MIN, MAX) seconds with
     0 <= MIN <= MAX and MAX at least one codec frame: a prompt is cut to whole frames, and a TTS item without one
@@ -172,15 +193,15 @@ class VallEDataset(torch.utils.data.Dataset):
     """Items for `VallEDataCollator` from a prepared folder: `input_ids`, `audio_codes` and a voice `prompt_codes`.
 
     The prompt is sampled as the original does (`vall_e/data.py:sample_prompts`): a target length drawn uniformly
-    from `prompt_duration` seconds, then up to `prompt_max_samples` random utterances of the same speaker other
-    than the target (the target itself when it is the speaker's only one), each cut to its first frames, joined and
-    cut to the target length. The original's "most similar utterance" preference needs similarity metadata that
-    is not prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it (the
-    original's default is (1, 12)); `task` fixes every item's task (else the collator draws it). Raises
-    `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable utterance,
-    when a record cannot be read (`check_record`, naming its manifest line: found here, not in the middle of
-    training), or for a `prompt_duration` that gives no prompt (`check_prompt_duration`). `rvq_levels`: the RVQ
-    levels every utterance holds (those training can reach).
+    from `prompt_duration` seconds, then up to `prompt_max_samples` random utterances of the same speaker other than
+    the target (the target itself when it is the speaker's only one), each cut to its first frames, joined and cut
+    to the target length. The original's "most similar utterance" preference needs similarity metadata that is not
+    prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it, with a warning that
+    counts them (the original's default is (1, 12)); `task` fixes every item's task (else the collator draws it).
+    Raises `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable
+    utterance (none within `duration_range` included), when a record cannot be read (`check_record`, naming its
+    manifest line: found here, not in the middle of training), or for a `prompt_duration` that gives no prompt
+    (`check_prompt_duration`). `rvq_levels`: the RVQ levels every utterance holds (those training can reach).
     """
 
     def __init__(
@@ -203,14 +224,10 @@ class VallEDataset(torch.utils.data.Dataset):
         self.rvq_levels = min(levels, default=0)  # what every utterance has: the levels training can reach
         _warn_if_files_missing(self.root, missing)
         records = [record for _, record in numbered]
-        if duration_range is not None:
-            low, high = duration_range
-            records = [r for r in records if low <= r["frames"] / FRAME_RATE <= high]
         if not records:
-            within = "" if duration_range is None else f" within {duration_range[0]}-{duration_range[1]} s"
-            raise VallEValueError(f"no usable utterances{within} in {self.root} (prepare it with "
-                                  "scripts/prepare_dataset.py first)")
-        self.records = sorted(records, key=lambda record: record["id"])
+            raise VallEValueError(f"no usable utterances in {self.root} (prepare it with scripts/prepare_dataset.py "
+                                  "first)")
+        self.records = sorted(_within_duration(self.root, records, duration_range), key=lambda record: record["id"])
         self.prompt_duration = prompt_duration
         self.prompt_max_samples = prompt_max_samples
         self.task = task
