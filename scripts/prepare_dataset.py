@@ -130,10 +130,12 @@ def entries_from_folder(root: Path) -> list[Entry]:
         if transcript is None:
             entry.error = f"no transcript ({' / '.join('<name>' + s for s in TRANSCRIPT_SUFFIXES)}) next to it"
         else:
-            try:
-                entry.text = transcript.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as error:
-                entry.error = f"transcript {transcript.name} unreadable: {error}"
+            try:  # utf-8-sig: a byte-order mark (Windows' Notepad writes one) is not part of the text
+                entry.text = transcript.read_text(encoding="utf-8-sig").strip()
+            except UnicodeDecodeError as error:
+                entry.error = f"transcript {transcript.name} is not UTF-8 text ({error.reason}): save it as UTF-8"
+            except OSError as error:
+                entry.error = f"transcript {transcript.name} unreadable: {one_line(error)}"
         entries.append(entry)
     return entries
 

@@ -419,3 +419,17 @@ def test_a_resume_prepares_again_an_utterance_whose_transcript_or_speaker_was_ed
     assert {name: (record["text"], record["speaker"]) for name, record in records.items()} == rows
     ids = tokenize_phonemes(load_phoneme_tokenizer(packaged_tokenizer()), [edited], padding=False)["input_ids"][0]
     assert load_utterance(output, records["a"])["input_ids"].tolist() == ids
+
+
+def test_a_transcript_file_with_a_byte_order_mark_or_not_in_utf8(prepare, capsys, tmp_path):
+    """A byte-order mark stayed at the head of the transcript; a Latin-1 file's error did not say how to fix it."""
+    data = tmp_path / "data"
+    transcripts = {"bom": IPA.encode("utf-8-sig") + b"\r\n", "latin": "café.".encode("latin-1")}
+    for name, content in transcripts.items():
+        write_wav(data / f"{name}.wav")
+        (data / f"{name}.txt").write_bytes(content)
+    assert run(prepare, capsys, data, tmp_path / "out")[0] == 0
+    assert [record["text"] for record in read_manifest(tmp_path / "out")] == [IPA]
+    (failed,) = failures(tmp_path / "out")
+    assert failed["id"] == "latin" and failed["error"].endswith("is not UTF-8 text (invalid continuation byte): "
+                                                                "save it as UTF-8")
