@@ -36,9 +36,10 @@ The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped (u
 language was edited since: those are prepared again), so an interrupted run (even one killed in the middle of a
 write) can simply be started again, with the same settings: a resume with another codec, bandwidth, tokenizer,
 language or language-switch choice is refused. A file that cannot be used (unreadable or silent audio, missing or
-empty transcript, ...) is reported and skipped; the run goes on. The failures are listed at the end and in
-OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance; 1 with one ``error:`` line
-otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (what was prepared is kept).
+empty transcript, phonemes the tokenizer has no id for, ...) is reported and skipped; the run goes on. The failures
+are listed at the end and in OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance; 1
+with one ``error:`` line otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (what was
+prepared is kept).
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ def prepare_one(
     from valle_hf.codec import encode
     from valle_hf.feature_extraction import SILENT_PEAK, VallEFeatureExtractor
     from valle_hf.phonemes import phonemize, resolve_language
-    from valle_hf.tokenization import tokenize_phonemes
+    from valle_hf.tokenization import tokenize_phonemes, unknown_phonemes
 
     if entry.error:
         raise VallEValueError(entry.error)
@@ -263,6 +264,12 @@ def prepare_one(
                               "transcript from; check the recording (the wrong file or channel?)")
     extractor.check_reference(waveform, str(entry.audio))  # as a voice prompt is: at least one codec frame
     phonemes = phonemize(entry.text, language, language_switch)
+    unknown = unknown_phonemes(tokenizer, phonemes)
+    if unknown:  # all trained as the one <unk> id, which says nothing of how they sound
+        raise VallEValueError(f"its phonemes {phonemes!r:.60} hold symbols the phoneme tokenizer has no id for "
+                              f"({', '.join(map(repr, unknown))}), which would all be trained as <unk>: text with an "
+                              "IPA mark (ˈ, ə, ...) is taken as IPA as it is, so write it in plain letters or in the "
+                              "tokenizer's symbols; a language whose sounds it lacks needs another tokenizer")
     text_ids = torch.tensor(tokenize_phonemes(tokenizer, [phonemes], padding=False)["input_ids"][0])
     codes = encode(codec, waveform, bandwidth).cpu()
     record = {

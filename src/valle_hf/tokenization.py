@@ -39,6 +39,7 @@ __all__ = [
     "saved_tokenizer",
     "tokenize_phonemes",
     "tokenizer_fingerprint",
+    "unknown_phonemes",
 ]
 
 
@@ -235,14 +236,25 @@ def tokenize_phonemes(tokenizer: PreTrainedTokenizerBase, phonemes: Sequence[str
     """
     encoded = tokenizer(list(phonemes), padding=padding, padding_side="right", return_attention_mask=True,
                         return_token_type_ids=False, split_special_tokens=True, return_offsets_mapping=True)
-    offsets = encoded.pop("offset_mapping")
-    unknown = {
-        text[start:end]
-        for text, ids, spans in zip(phonemes, encoded["input_ids"], offsets, strict=True)
-        for index, (start, end) in zip(ids, spans, strict=True)
-        if index == tokenizer.unk_token_id and end > start
-    }
+    unknown = _unknown_symbols(tokenizer, phonemes, encoded["input_ids"], encoded.pop("offset_mapping"))
     if unknown:
-        logger.warning(f"the phoneme tokenizer has no id for {', '.join(map(repr, sorted(unknown)))}: read as <unk> "
+        logger.warning(f"the phoneme tokenizer has no id for {', '.join(map(repr, unknown))}: read as <unk> "
                        "(the model was not trained on these symbols)")
     return encoded
+
+
+def unknown_phonemes(tokenizer: PreTrainedTokenizerBase, phonemes: str) -> list[str]:
+    """The symbols of the IPA string `phonemes` that `tokenizer` has no id for (`tokenize_phonemes` reads them as
+    `<unk>`), sorted; none: []."""
+    encoded = tokenizer([phonemes], split_special_tokens=True, return_offsets_mapping=True)
+    return _unknown_symbols(tokenizer, [phonemes], encoded["input_ids"], encoded["offset_mapping"])
+
+
+def _unknown_symbols(tokenizer, phonemes: Sequence[str], input_ids, offsets) -> list[str]:
+    """The parts of `phonemes` whose ids (`input_ids`, spans `offsets`) are the tokenizer's `<unk>`, sorted."""
+    return sorted({
+        text[start:end]
+        for text, ids, spans in zip(phonemes, input_ids, offsets, strict=True)
+        for index, (start, end) in zip(ids, spans, strict=True)
+        if index == tokenizer.unk_token_id and end > start
+    })
