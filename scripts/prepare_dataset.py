@@ -325,11 +325,14 @@ def prepared_from(record: dict | None, entry: Entry, language: str) -> bool:
 
     if record is None:
         return False
+    requested = entry.language or language
     try:
-        language = resolve_language(entry.text or "", entry.language or language)
+        resolved = resolve_language(entry.text or "", requested)
     except VallEError:  # prepared again, and reported there
         return False
-    return (record.get("text"), record.get("speaker"), record.get("language")) == (entry.text, entry.speaker, language)
+    # Records written before rows had their own language hold --language as given ("auto" too), not as resolved.
+    return ((record.get("text"), record.get("speaker")) == (entry.text, entry.speaker)
+            and record.get("language") in (resolved, requested))
 
 
 def build_parser() -> ArgumentParser:

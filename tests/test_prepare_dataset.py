@@ -421,6 +421,23 @@ def test_a_resume_prepares_again_an_utterance_whose_transcript_or_speaker_was_ed
     assert load_utterance(output, records["a"])["input_ids"].tolist() == ids
 
 
+def test_a_folder_prepared_with_language_auto_before_rows_had_their_own_resumes_as_done(prepare, capsys, tmp_path):
+    """Records kept --language as given ("auto"); they now keep the language resolved for the row, and the resume
+    compared the two: every utterance of such a folder was prepared again."""
+    data, output = tmp_path / "data", tmp_path / "out"
+    for name in ("a", "b"):
+        write_wav(data / f"{name}.wav")
+        (data / f"{name}.txt").write_text(IPA, encoding="utf-8")
+    assert run(prepare, capsys, data, output, "--language", "auto")[0] == 0
+    manifest = output / "manifest.jsonl"
+    records = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
+    assert {record["language"] for record in records} != {"auto"}  # resolved now
+    manifest.write_text("".join(json.dumps({**record, "language": "auto"}) + "\n" for record in records),
+                        encoding="utf-8")
+    status, out, _ = run(prepare, capsys, data, output, "--language", "auto")
+    assert status == 0 and "prepared 0 new utterance(s), 2 already done" in out, out
+
+
 def test_a_transcript_file_with_a_byte_order_mark_or_not_in_utf8(prepare, capsys, tmp_path):
     """A byte-order mark stayed at the head of the transcript; a Latin-1 file's error did not say how to fix it."""
     data = tmp_path / "data"
