@@ -1,30 +1,36 @@
 """The runner: `python -m benchmarks [--quick] [--only floors,ar,...] [--json PATH] [--device cpu|cuda] [--threads N]`.
 
 Prints the machine, then each module's report as it finishes, then the targets (MET / MISSED, every ratio measured
-within this one run). A module that fails is reported as failed; the others still run.
+within this one run). A module that fails is reported as failed; the others still run, and the run ends with status
+1. An option no run can use ends it before anything is built: one `error:` line, status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import sys
 import traceback
+
+from valle_hf.errors import ArgumentParser, UsageError, entry_point
 
 from .common import (
     DEFAULTS,
     Context,
     add_arguments,
+    check,
     fill_defaults,
     load_average,
     log,
     machine_info,
     machine_lines,
     setup,
+    write_json,
 )
 
 # The modules, in the order they run and report; each has NAME (its --only key), TITLE, DEFAULTS, add_arguments,
-# run(args, context) -> dict, report(result) -> list[str] and optionally targets(result) -> list[Target].
+# run(args, context) -> dict, report(result) -> list[str], and optionally check(args) (its options, before anything
+# is built) and targets(result) -> list[Target].
 # Corpus synthesis throughput runs on its own (`python -m benchmarks.synthesis`): it times the whole command,
 # rows and WAVs included, for several batch sizes, about ten minutes.
 MODULES = ["floors", "ar_steps", "nar", "end_to_end", "streaming", "host_work", "quality"]
@@ -34,9 +40,17 @@ def load_modules() -> list:
     return [importlib.import_module(f"benchmarks.{name}") for name in MODULES]
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one: options left at None take theirs from the run (the full run's or
+    `--quick`'s, given in their help)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser(modules) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
+                            formatter_class=HelpFormatter)
     add_arguments(parser)
     parser.add_argument("--only", default=None,
                         help=f"comma-separated modules to run, of: {', '.join(m.NAME for m in modules)} [all]")
@@ -46,17 +60,23 @@ def build_parser(modules) -> argparse.ArgumentParser:
 
 
 def parse(argv=None, only: list[str] | None = None):
-    """The run's options (module defaults filled in) and the modules it runs."""
+    """The run's options (module defaults filled in, checked) and the modules it runs. Raises `UsageError` for an
+    option no run can use, before any model is built."""
     modules = load_modules()
     args = build_parser(modules).parse_args(argv)
     names = only or [name.strip() for name in (args.only or "").split(",") if name.strip()]
     unknown = set(names) - {module.NAME for module in modules}
     if unknown:
-        raise SystemExit(f"unknown module(s) {sorted(unknown)}; choose from {', '.join(m.NAME for m in modules)}")
+        raise UsageError(f"--only {args.only}: unknown module(s) {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(m.NAME for m in modules)}")
     fill_defaults(args, DEFAULTS)
     for module in modules:
         fill_defaults(args, getattr(module, "DEFAULTS", {}))
-    return args, [module for module in modules if not names or module.NAME in names]
+    chosen = [module for module in modules if not names or module.NAME in names]
+    check(args)
+    for module in chosen:
+        getattr(module, "check", lambda _: None)(args)
+    return args, chosen
 
 
 def run_module(module, args, context) -> dict:
@@ -68,9 +88,23 @@ def run_module(module, args, context) -> dict:
         return {"error": f"{type(error).__name__}: {str(error).splitlines()[0][:300] if str(error) else ''}"}
 
 
-def main(argv=None, only: list[str] | None = None) -> dict:
+@entry_point()
+def main(argv=None, only: list[str] | None = None) -> int:
+    """Run the benchmarks `argv` asks for; 0, or 1 where a module failed (its traceback is printed above)."""
     args, modules = parse(argv, only)
     device = setup(args)
+    output = run_all(args, modules, device)
+    if args.json:
+        write_json(args.json, output, "--json")
+        log(f"wrote {args.json}")
+    failed = [name for name, result in output["results"].items() if "error" in result]
+    if failed:
+        print(f"error: module(s) {', '.join(failed)} failed (their tracebacks are above)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_all(args, modules, device) -> dict:
+    """Each module's run and report, then the targets; every result, as `--json` writes it."""
     machine = machine_info(device)
     print("=" * 100)
     print("valle-hf benchmarks" + (" (--quick: a smoke run, not a measurement)" if args.quick else ""))
@@ -89,14 +123,9 @@ def main(argv=None, only: list[str] | None = None) -> dict:
     print("\n".join("  " + target.line(args.max_foreign_load) for target in found) or "  (none measured)")
     print(f"load average at the end {'/'.join(f'{x:.2f}' for x in load_average() or [])}")
     print("=" * 100, flush=True)
-    output = {"machine": machine, "args": vars(args), "results": results,
-              "targets": [{"met": t.met, "text": t.text, "foreign_load": t.load} for t in found]}
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(output, handle, indent=1, default=str)
-        log(f"wrote {args.json}")
-    return output
+    return {"machine": machine, "args": vars(args), "results": results,
+            "targets": [{"met": t.met, "text": t.text, "foreign_load": t.load} for t in found]}
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,16 +26,22 @@ from dataclasses import dataclass, field
 import torch
 
 from .common import (
+    COUNT,
     FRAME_RATE,
+    SECONDS,
     StepTimer,
     Target,
+    batch_sizes,
     calm,
     fmt,
     fmt_pct,
     log,
     make_inputs,
+    one_of,
+    option_list,
     profiler_activities,
     quiet,
+    require,
     sampler_kwargs,
     summary,
     synchronize,
@@ -81,6 +87,31 @@ def add_arguments(parser) -> None:
     group.add_argument("--baseline-steps", type=int, default=1, help="no-cache steps per baseline run")
     group.add_argument("--ar-profile", action="store_true",
                        help="a torch.profiler table of 20 cached steps per variant (smallest batch, from 0 s)")
+
+
+def check(args) -> None:
+    """The module's options, before anything is built; `UsageError` for a value it cannot use."""
+    require(args, {"steps": COUNT, "budget_s": SECONDS, "ar_rounds": COUNT, "baseline_steps": COUNT,
+                   "floor_repeats": COUNT})
+    batch_sizes(args)
+    start_seconds(args)
+    variants(args)
+
+
+def start_seconds(args) -> list[float]:
+    """`--ar-start`: seconds of generated audio before the measured steps, each finite and >= 0."""
+
+    def seconds(text: str) -> float:
+        if not 0 <= float(text) < float("inf"):
+            raise ValueError(text)
+        return float(text)
+
+    return option_list(args, "ar_start", seconds, "comma-separated finite seconds >= 0, such as 0,10")
+
+
+def variants(args) -> list[str]:
+    """`--ar-variants`, of `VARIANTS`."""
+    return option_list(args, "ar_variants", one_of(VARIANTS), f"comma-separated variants of: {', '.join(VARIANTS)}")
 
 
 # ---------------------------------------------------------------------------------------------------- prompt state
@@ -254,24 +285,19 @@ def baseline(model, args, device) -> list[dict]:
 
 def run(args, context) -> dict:
     device = context.device
-    batches = [int(b) for b in str(args.batch_sizes).split(",") if b]
-    starts = [float(s) for s in str(args.ar_start).split(",") if s]
-    variants = [v.strip() for v in args.ar_variants.split(",") if v.strip()]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise SystemExit(f"unknown --ar-variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
-    if not onednn_applies(device) and "float32-prepacked" in variants:
-        variants.remove("float32-prepacked")  # oneDNN prepacking is a CPU path
+    batches, starts, chosen = batch_sizes(args), start_seconds(args), variants(args)
+    if not onednn_applies(device) and "float32-prepacked" in chosen:
+        chosen.remove("float32-prepacked")  # oneDNN prepacking is a CPU path
     rows, profiles = [], []
     for start_s in starts:
         for batch in batches:
             state = prompt_state(context.model("float32"), batch, start_s, args, device)
-            for variant in variants:
+            for variant in chosen:
                 rows.append(measure(context.model(VARIANTS[variant][0]), variant, state, args, device))
                 if args.ar_profile and batch == min(batches) and start_s == starts[0]:
                     profiles.append(profile_steps(context.model(VARIANTS[variant][0]), variant, state, args, device))
             if args.cache_matrix:
-                for variant in [v for v in variants if v in ("float32", "bfloat16")]:
+                for variant in [v for v in chosen if v in ("float32", "bfloat16")]:
                     rows += [measure(context.model(variant), variant, state, args, device, cache, compiled)
                              for cache, compiled in MATRIX]
             del state
@@ -333,6 +359,8 @@ def targets(result: dict) -> list[Target]:
 
 
 if __name__ == "__main__":
+    import sys
+
     from .__main__ import main
 
-    main(only=[NAME])
+    sys.exit(main(only=[NAME]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import math
 import os
 import platform
 import statistics
@@ -16,9 +18,13 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+
+from valle_hf.errors import UsageError
 
 FRAME_RATE = 75  # EnCodec 24 kHz frames per second: one AR step per frame
 NAR_LEVELS = 7  # RVQ levels 1..7, one NAR pass each
@@ -62,9 +68,97 @@ def fill_defaults(args, defaults: dict) -> None:
             setattr(args, name, quick if args.quick else full)
 
 
+# ---------------------------------------------------------------------------------------------------- options
+# Rules of numeric options: (whether a value is allowed, what the value must be, as the error says it).
+COUNT = (lambda value: value >= 1, "an integer >= 1")
+NOT_NEGATIVE = (lambda value: value >= 0, "an integer >= 0")
+SECONDS = (lambda value: math.isfinite(value) and value > 0, "a finite number of seconds > 0")
+SHARE = (lambda value: 0 <= value <= 1, "a share of the CPU between 0 and 1")
+
+
+def require(args, rules: dict) -> None:
+    """Each option named in `rules` (by its `args` name) against its rule, a pair such as `COUNT`. Options left at
+    None are not checked. Raises `UsageError` naming the flag, the value and the rule."""
+    for name, (allowed, rule) in rules.items():
+        value = getattr(args, name)
+        if value is not None and not allowed(value):
+            raise UsageError(f"--{name.replace('_', '-')} {value} is not allowed: it must be {rule}")
+
+
+def option_list(args, name: str, item, rule: str) -> list:
+    """A comma-separated option (`args.<name>`) as a list, each entry read by `item` (which raises ValueError for an
+    entry it does not take). Raises `UsageError` naming the flag and `rule` for such an entry, or for no entry."""
+    text = str(getattr(args, name))
+    try:
+        values = [item(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise UsageError(f"--{name.replace('_', '-')} {text} is not allowed: it must be {rule}")
+    return values
+
+
+def one_of(choices) -> Callable[[str], str]:
+    """An `option_list` reader that takes the names in `choices` only."""
+
+    def item(text: str) -> str:
+        if text not in choices:
+            raise ValueError(text)
+        return text
+
+    return item
+
+
+def batch_sizes(args) -> list[int]:
+    """`--batch-sizes` as integers >= 1 (the AR's rows, and host_work's)."""
+
+    def size(text: str) -> int:
+        if int(text) < 1:
+            raise ValueError(text)
+        return int(text)
+
+    return option_list(args, "batch_sizes", size, "comma-separated integers >= 1, such as 1,8")
+
+
+def check(args) -> None:
+    """The common options, checked before anything is built (`UsageError` for a value no run can use)."""
+    require(args, {"threads": COUNT, "seconds": SECONDS, "prompt_seconds": SECONDS, "retries": NOT_NEGATIVE,
+                   "max_foreign_load": SHARE,
+                   "text_tokens": (lambda value: value >= 3, "an integer >= 3 (BOS, one phoneme, EOS)")})
+    if args.json:
+        check_output_file(args.json, "--json")
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Refuse (`UsageError`), before any work, a file path that cannot be written: a folder, a folder that does not
+    exist or is not writable, a read-only file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder: give a file name such as {path / 'results.json'}")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {flag} {path}: its folder does not exist or is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write {flag} {path}: the file is read-only")
+
+
+def write_json(path: str | os.PathLike, data, flag: str) -> None:
+    """`data` as JSON in `path`, written whole (a failure leaves what was there); `OutputError` naming `flag`."""
+    from valle_hf.errors import OutputError
+    from valle_hf.files import written_whole
+
+    try:
+        with written_whole(Path(path)) as temporary:
+            temporary.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise OutputError(f"cannot write {flag} {path}: {error.strerror or error}") from None
+
+
 def setup(args) -> torch.device:
-    """The device of the run (and the CPU thread count, which every timing depends on)."""
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    """The device of the run (and the CPU thread count, which every timing depends on). Raises `UsageError` for a
+    device torch does not know or that is not here."""
+    from valle_hf.cli import usable_device
+
+    args.device = usable_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     return torch.device(args.device)

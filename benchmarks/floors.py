@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import NAR_LEVELS, calm, fmt_pct, log, median_ms, parameter_counts
+from .common import COUNT, NAR_LEVELS, calm, fmt_pct, log, median_ms, parameter_counts, require
 
 NAME, TITLE = "floors", "floors: weight reads of an AR step, matrix products at the NAR's shapes"
 DEFAULTS = {"floor_repeats": (7, 3)}
@@ -41,6 +41,10 @@ COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16
 def add_arguments(parser) -> None:
     group = parser.add_argument_group(NAME)
     group.add_argument("--floor-repeats", type=int, default=None, help="timed passes per floor [7; quick 3]")
+
+
+def check(args) -> None:
+    require(args, {"floor_repeats": COUNT})
 
 
 # ---------------------------------------------------------------------------------------------------- kernels
@@ -227,6 +231,8 @@ def report(result: dict) -> list[str]:
 
 
 if __name__ == "__main__":
+    import sys
+
     from .__main__ import main
 
-    main(only=[NAME])
+    sys.exit(main(only=[NAME]))

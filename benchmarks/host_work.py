@@ -14,13 +14,17 @@ import time
 
 import torch
 
-from .common import FRAME_RATE, make_inputs, median_ms, sampler_kwargs, synchronize
+from .common import FRAME_RATE, batch_sizes, make_inputs, median_ms, sampler_kwargs, synchronize
 
 NAME, TITLE = "host", "per-step host work outside the backbone (timed alone, continuing calls)"
 
 
 def add_arguments(parser) -> None:
     """No options of its own: the batch sizes are the AR's (`--batch-sizes`), the lengths follow `--seconds`."""
+
+
+def check(args) -> None:
+    batch_sizes(args)
 
 
 def continuing_call_ms(processor, ids, scores, device: torch.device, repeats: int = 30) -> float:
@@ -62,7 +66,7 @@ def run(args, context) -> dict:
     model = context.model("float32")
     settings = {k: v for k, v in sampler_kwargs("full").items() if k not in ("do_sample", "input_prompt_length")}
     processors = build_sampler_processors(stop_token_id=model.config.stop_token_id, **settings)
-    batches = sorted({int(b) for b in str(args.batch_sizes).split(",") if b})
+    batches = sorted(set(batch_sizes(args)))
     return {"rows": [measure(model, processors, batch, audio_s, args, context.device)
                      for batch in batches for audio_s in sorted({0.0, args.seconds})]}
 
@@ -78,6 +82,8 @@ def report(result: dict) -> list[str]:
 
 
 if __name__ == "__main__":
+    import sys
+
     from .__main__ import main
 
-    main(only=[NAME])
+    sys.exit(main(only=[NAME]))

@@ -25,14 +25,19 @@ import time
 import torch
 
 from .common import (
+    COUNT,
     NAR_LEVELS,
+    NOT_NEGATIVE,
     Target,
     calm,
     fmt_pct,
     log,
     make_inputs,
     median_ms,
+    one_of,
+    option_list,
     profiler_activities,
+    require,
     synchronize,
     top_ops,
     top_ops_lines,
@@ -53,6 +58,17 @@ def add_arguments(parser) -> None:
                        help="timed single passes for the text-segment share and the floor [3; quick 1]")
     group.add_argument("--profile-rows", type=int, default=8,
                        help="ops in the profile tables (one NAR pass; with --ar-profile, AR steps); 0: none")
+
+
+def check(args) -> None:
+    """The module's options, before anything is built; `UsageError` for a value it cannot use."""
+    require(args, {"nar_repeats": COUNT, "profile_rows": NOT_NEGATIVE})
+    settings(args)
+
+
+def settings(args) -> list[str]:
+    """`--nar-settings`, of `SETTINGS`."""
+    return option_list(args, "nar_settings", one_of(SETTINGS), f"comma-separated settings of: {', '.join(SETTINGS)}")
 
 
 def nar_inputs(model, args, device: torch.device):
@@ -146,12 +162,8 @@ def measure(model, label: str, nar_dtype: str, args, device: torch.device) -> di
 
 
 def run(args, context) -> dict:
-    labels = [label.strip() for label in args.nar_settings.split(",") if label.strip()]
-    unknown = set(labels) - set(SETTINGS)
-    if unknown:
-        raise SystemExit(f"unknown --nar-settings {sorted(unknown)}; choose from {', '.join(SETTINGS)}")
     return {"settings": [measure(context.model(SETTINGS[label][0]), label, SETTINGS[label][1], args, context.device)
-                         for label in labels]}
+                         for label in settings(args)]}
 
 
 def report(result: dict) -> list[str]:
@@ -178,6 +190,8 @@ def targets(result: dict) -> list[Target]:
 
 
 if __name__ == "__main__":
+    import sys
+
     from .__main__ import main
 
-    main(only=[NAME])
+    sys.exit(main(only=[NAME]))

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from valle_hf.errors import UsageError
+
 from .common import NAR_LEVELS, Target, log, model_in, quiet
 from .nar import as_generate
 
@@ -38,6 +40,13 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group(NAME)
     group.add_argument("--fixtures", default=os.environ.get("VALLE_FIXTURES", str(DEFAULT_FIXTURES)),
                        help="the parity fixture set (VALLE_FIXTURES)")
+
+
+def check(args) -> None:
+    """The fixture set exists (`UsageError` naming --fixtures otherwise)."""
+    if not (Path(args.fixtures) / "cases.json").is_file():
+        raise UsageError(f"--fixtures {args.fixtures}: no fixture set there (no cases.json); give the parity fixture "
+                         "set's folder, or set VALLE_FIXTURES")
 
 
 def load_cases(root: Path) -> tuple[list[dict], dict]:
@@ -116,8 +125,6 @@ def run(args, context) -> dict:
     from valle_hf.conversion import convert_checkpoint
 
     root = Path(args.fixtures)
-    if not (root / "cases.json").is_file():
-        raise FileNotFoundError(f"no fixture set at {root} (set VALLE_FIXTURES or --fixtures)")
     cases, tensors = load_cases(root)
     with quiet():
         base = convert_checkpoint(root / "fp32.sft", codec="tiny-random", vocoder="tiny-random")[0]
@@ -164,6 +171,8 @@ def targets(result: dict) -> list[Target]:
 
 
 if __name__ == "__main__":
+    import sys
+
     from .__main__ import main
 
-    main(only=[NAME])
+    sys.exit(main(only=[NAME]))

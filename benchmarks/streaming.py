@@ -17,7 +17,20 @@ import time
 
 import torch
 
-from .common import FRAME_RATE, ForeignLoad, Target, fmt, fmt_pct, log, make_inputs, quiet, sampler_kwargs
+from .common import (
+    FRAME_RATE,
+    ForeignLoad,
+    Target,
+    fmt,
+    fmt_pct,
+    log,
+    make_inputs,
+    one_of,
+    option_list,
+    quiet,
+    require,
+    sampler_kwargs,
+)
 from .floors import is_int8
 
 NAME, TITLE = "streaming", "streaming: time to first audio, streamed RTF (batch 1, Vocos)"
@@ -30,6 +43,20 @@ def add_arguments(parser) -> None:
                        help="seconds of level-0 codes between two NAR + decoding rounds (AudioIteratorStreamer)")
     group.add_argument("--streaming-precisions", default="float32,int8",
                        help="comma-separated model precisions to stream with, of: float32 (the default path), int8")
+
+
+def check(args) -> None:
+    """The module's options, before anything is built; `UsageError` for a value it cannot use."""
+    from valle_hf.streaming import CHUNK_SECONDS_RULE, chunk_seconds_allowed
+
+    require(args, {"chunk_seconds": (chunk_seconds_allowed, CHUNK_SECONDS_RULE)})
+    precisions(args)
+
+
+def precisions(args) -> list[str]:
+    """`--streaming-precisions`: float32, int8."""
+    return option_list(args, "streaming_precisions", one_of(("float32", "int8")),
+                       "comma-separated precisions of: float32, int8")
 
 
 def streamed(model, kwargs: dict, chunk_seconds: float) -> dict:
@@ -57,12 +84,8 @@ def streamed(model, kwargs: dict, chunk_seconds: float) -> dict:
 
 
 def run(args, context) -> dict:
-    precisions = [name.strip() for name in args.streaming_precisions.split(",") if name.strip()]
-    unknown = set(precisions) - {"float32", "int8"}
-    if unknown:
-        raise SystemExit(f"unknown --streaming-precisions {sorted(unknown)}; choose from float32, int8")
     return {"runs": [{"precision": name, **stream_one(context.model(name), args, context.device)}
-                     for name in precisions]}
+                     for name in precisions(args)]}
 
 
 def stream_one(model, args, device: torch.device) -> dict:
@@ -99,6 +122,8 @@ def targets(result: dict) -> list[Target]:
 
 
 if __name__ == "__main__":
+    import sys
+
     from .__main__ import main
 
-    main(only=[NAME])
+    sys.exit(main(only=[NAME]))

@@ -1,0 +1,98 @@
+"""The benchmark runner (`python -m benchmarks`, and each module alone) as an entry point: an option no run can use
+ends it before any model is built, in one `error:` line with status 1, and leaves no file behind; a module that
+fails makes the run end with status 1. Nothing here measures anything: the released-size model is never built.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+
+@pytest.fixture
+def runner(monkeypatch):
+    """`benchmarks.__main__`, with building the released-size model made an immediate failure."""
+    monkeypatch.syspath_prepend(str(REPO))
+    import benchmarks.__main__ as runner
+    from benchmarks import common
+
+    def no_model(*args, **kwargs):
+        raise RuntimeError("the released-size model was built")
+
+    monkeypatch.setattr(common, "build_model", no_model)
+    return runner
+
+
+REFUSED = {
+    # name: (argv, the error's telling part); {tmp} is a fresh folder
+    "unknown_flag": (["--bogus"], "unrecognized arguments: --bogus"),
+    "not_a_number": (["--threads", "x"], "--threads: invalid int value"),
+    "unknown_module": (["--only", "floors,bogus"], "--only floors,bogus: unknown module(s) bogus"),
+    "unknown_device": (["--device", "tpu"], "--device tpu: not a device"),
+    "negative_seconds": (["--seconds", "-1", "--only", "nar"], "--seconds -1.0 is not allowed"),
+    "nan_seconds": (["--seconds", "nan", "--only", "nar"], "--seconds nan is not allowed"),
+    "no_retries_left": (["--retries", "-1", "--only", "floors"], "--retries -1 is not allowed"),
+    "too_few_text_tokens": (["--text-tokens", "2", "--only", "floors"], "--text-tokens 2 is not allowed"),
+    "no_floor_repeats": (["--floor-repeats", "0", "--only", "floors"], "--floor-repeats 0 is not allowed"),
+    "zero_steps": (["--steps", "0", "--only", "ar"], "--steps 0 is not allowed"),
+    "batch_not_a_number": (["--batch-sizes", "1,x", "--only", "ar"], "--batch-sizes 1,x is not allowed"),
+    "batch_of_zero_rows": (["--batch-sizes", "0", "--only", "host"], "--batch-sizes 0 is not allowed"),
+    "negative_ar_start": (["--ar-start", "0,-5", "--only", "ar"], "--ar-start 0,-5 is not allowed"),
+    "unknown_ar_variant": (["--ar-variants", "float64", "--only", "ar"], "--ar-variants float64 is not allowed"),
+    "unknown_nar_setting": (["--nar-settings", "fp8", "--only", "nar"], "--nar-settings fp8 is not allowed"),
+    "unknown_e2e_variant": (["--e2e-variants", "fast", "--only", "e2e"], "--e2e-variants fast is not allowed"),
+    "unknown_precision": (["--streaming-precisions", "int4", "--only", "streaming"],
+                          "--streaming-precisions int4 is not allowed"),
+    "zero_chunk": (["--chunk-seconds", "0", "--only", "streaming"], "--chunk-seconds 0.0 is not allowed"),
+    "no_fixture_set": (["--fixtures", "{tmp}", "--only", "quality"], "no fixture set there"),
+    "json_in_a_missing_folder": (["--json", "{tmp}/no/such/results.json", "--only", "host"], "cannot write --json"),
+    "json_is_a_folder": (["--json", "{tmp}", "--only", "host"], "is a folder: give a file name"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_an_option_no_run_can_use_is_refused_before_anything_runs(case, runner, tmp_path, capsys):
+    argv, expected = REFUSED[case]
+    status = runner.main([arg.format(tmp=tmp_path) for arg in argv])
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert status == 1, err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert out == "", "the run started before refusing"
+    assert list(tmp_path.iterdir()) == [], "a file was left behind"
+
+
+def test_a_module_that_fails_ends_the_run_with_status_1(runner, tmp_path, capsys):
+    """The failure is reported in its section, with its traceback, the run goes on, and the results are written."""
+    status = runner.main(["--only", "floors,host", "--json", str(tmp_path / "results.json")])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "Traceback" in err and "the released-size model was built" in err
+    assert err.strip().splitlines()[-1] == "error: module(s) floors, host failed (their tracebacks are above)"
+    assert out.count("FAILED: RuntimeError") == 2
+    assert (tmp_path / "results.json").read_text().count('"error"') == 2
+    assert [path.name for path in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_help_shows_only_defaults_that_exist(runner, capsys):
+    """Options left at None take the full run's or --quick's default, which their help gives ([10; quick 1])."""
+    with pytest.raises(SystemExit) as exit_info:
+        runner.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "[10; quick 1]" in out and "(default: None)" not in out and "(default: 0.15)" in out
+
+
+@pytest.mark.subprocess
+def test_a_module_run_alone_refuses_in_one_line():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.nar", "--nar-settings", "fp8"], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")}, capture_output=True, text=True,
+                            timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: --nar-settings fp8 is not allowed"), result.stderr
+    assert result.stdout == ""
