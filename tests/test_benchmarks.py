@@ -96,3 +96,13 @@ def test_a_module_run_alone_refuses_in_one_line():
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: --nar-settings fp8 is not allowed"), result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.subprocess
+def test_the_machine_lines_come_without_torchaos_import_messages():
+    """On a CPU, importing torchao for its version logged that its CUDA kernels' libraries cannot load (and a
+    deprecation note of torch's) before the report's first line."""
+    code = "import torch; from benchmarks.common import machine_info; machine_info(torch.device('cpu'))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
