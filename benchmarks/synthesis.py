@@ -32,6 +32,10 @@ import numpy as np
 import soundfile
 import torch
 
+from valle_hf.errors import ArgumentParser, entry_point
+
+from .common import COUNT, SECONDS, batch_sizes, check_output_file, require, setup, write_json
+
 SENTENCES = [
     "The birch canoe slid on the smooth planks.",
     "Glue the sheet to the dark blue background.",
@@ -53,8 +57,9 @@ SENTENCES = [
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """The options, checked before the model is built (`UsageError` for one the run cannot use)."""
+    parser = ArgumentParser(prog="python -m benchmarks.synthesis", description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--batch-sizes", default="1,4,8,16", help="comma-separated batch sizes (sentences per call)")
     parser.add_argument("--rows", type=int, default=16, help="rows of the manifest (one sentence each)")
     parser.add_argument("--max-ar-steps", type=int, default=40, help="AR step limit per row (75 steps = 1 s)")
@@ -64,7 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
-    args.batch_sizes = [int(size) for size in args.batch_sizes.split(",") if size]
+    require(args, {"rows": COUNT, "max_ar_steps": COUNT, "prompt_seconds": SECONDS, "threads": COUNT})
+    args.batch_sizes = batch_sizes(args)
+    if args.json:
+        check_output_file(args.json, "--json")
+    setup(args)
     return args
 
 
@@ -142,9 +151,9 @@ def machine() -> dict:
             "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 
+@entry_point()
 def main(argv=None) -> int:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # random weights rarely stop: every row would warn that it reached the step limit
@@ -175,7 +184,7 @@ def main(argv=None) -> int:
               f"{result['seconds']:>7.1f} {result['rows_per_second']:>7.3f} {result['audio_seconds_per_second']:>9.3f} "
               f"{result['others']:>6.0%}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, report, "--json")
     return 0
 
 

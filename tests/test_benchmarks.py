@@ -106,3 +106,33 @@ def test_the_machine_lines_come_without_torchaos_import_messages():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+SYNTHESIS_REFUSED = {
+    "unknown_flag": (["--bogus"], "unrecognized arguments: --bogus"),
+    "batch_not_a_number": (["--batch-sizes", "1,x"], "--batch-sizes 1,x is not allowed"),
+    "no_batch": (["--batch-sizes", ","], "--batch-sizes , is not allowed"),
+    "no_rows": (["--rows", "0"], "--rows 0 is not allowed"),
+    "no_steps": (["--max-ar-steps", "0"], "--max-ar-steps 0 is not allowed"),
+    "nan_prompt": (["--prompt-seconds", "nan"], "--prompt-seconds nan is not allowed"),
+    "no_threads": (["--threads", "0"], "--threads 0 is not allowed"),
+    "unknown_device": (["--device", "tpu"], "--device tpu: not a device"),
+    "json_in_a_missing_folder": (["--json", "{tmp}/no/such/synthesis.json"], "cannot write --json"),
+}
+
+
+@pytest.mark.parametrize("case", SYNTHESIS_REFUSED)
+def test_synthesis_refuses_an_option_it_cannot_use_before_building_the_model(case, monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import synthesis
+
+    def no_model(*args, **kwargs):
+        raise RuntimeError("the released-size model was built")
+
+    monkeypatch.setattr(synthesis, "build_model", no_model)
+    argv, expected = SYNTHESIS_REFUSED[case]
+    status = synthesis.main([arg.format(tmp=tmp_path) for arg in argv])
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert out == "" and list(tmp_path.iterdir()) == []
