@@ -11,14 +11,17 @@ espeak-ng synthesises at 22050 Hz; the result is resampled to 24 kHz with soxr (
 
 from __future__ import annotations
 
-import argparse
 import ctypes
+import sys
 from pathlib import Path
 
 import espeakng_loader
 import numpy as np
 import soundfile
 import soxr
+
+from valle_hf.errors import ArgumentParser, OutputError, UsageError, entry_point, one_line
+from valle_hf.files import check_output_folder, written_whole
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 TARGET_RATE = 24000
@@ -48,7 +51,7 @@ def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 150) -> 
     library.espeak_SetSynthCallback(callback)
     library.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
     if library.espeak_SetVoiceByName(voice.encode()) != 0:
-        raise ValueError(f"espeak-ng has no voice {voice!r}")
+        raise UsageError(f"--voice {voice}: espeak-ng has no such voice; give one of its voice names, such as en-us")
     library.espeak_SetParameter(1, words_per_minute, 0)  # espeakRATE, absolute
     encoded = text.encode("utf-8")
     library.espeak_Synth.argtypes = [
@@ -68,23 +71,34 @@ def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 150) -> 
     return np.concatenate(chunks), rate
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@entry_point()
+def main(argv=None) -> int:
+    parser = ArgumentParser(prog="scripts/make_example_prompt.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "prompt.wav")
     parser.add_argument("--text", default=TEXT)
     parser.add_argument("--voice", default="en-us")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.out.suffix.lower() != ".wav":
+        raise UsageError(f"--out {args.out}: the prompt is a 16-bit PCM WAV file; give a name ending in .wav")
+    check_output_folder(args.out.parent, "--out's folder")
 
     samples, rate = synthesize(args.text, args.voice)
     audio = samples.astype(np.float32) / 32768.0
     loud = np.flatnonzero(np.abs(audio) > 1e-3)  # trim the leading and trailing silence
+    if not len(loud):
+        raise UsageError(f"--text {args.text!r}: espeak-ng spoke nothing audible; give words to speak")
     audio = audio[loud[0] : loud[-1] + 1]
     audio = soxr.resample(audio, rate, TARGET_RATE, quality="HQ")
     audio = audio / max(np.abs(audio).max(), 1e-9) * 10 ** (-1 / 20)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(args.out, audio, TARGET_RATE, subtype="PCM_16")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with written_whole(args.out) as temporary:
+            soundfile.write(temporary, audio, TARGET_RATE, format="WAV", subtype="PCM_16")
+    except (OSError, soundfile.LibsndfileError) as error:
+        raise OutputError(f"could not write {args.out} ({one_line(error)})") from None
     print(f"wrote {args.out}: {len(audio) / TARGET_RATE:.2f} s at {TARGET_RATE} Hz")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

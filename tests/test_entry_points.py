@@ -2,9 +2,9 @@
 changed and nothing half-written left behind (only the reports a tool documents, such as failed.jsonl).
 
 The CLI (`python -m valle_hf`), the converter (`python -m valle_hf.convert`), corpus synthesis (`python -m
-valle_hf.synthesize`), scripts/prepare_dataset.py, scripts/convert_and_upload.py and examples/finetune.py are called
-in-process through their `main(argv)`, exactly what their `__main__` runs; the converter also runs as a process with
-the Hub unreachable.
+valle_hf.synthesize`), scripts/prepare_dataset.py, scripts/convert_and_upload.py, scripts/make_example_prompt.py and
+examples/finetune.py are called in-process through their `main(argv)`, exactly what their `__main__` runs; the
+converter also runs as a process with the Hub unreachable. The benchmarks' runners have theirs in test_benchmarks.py.
 """
 
 from __future__ import annotations
@@ -474,6 +474,22 @@ def test_upload_script_refuses_bad_input_in_one_line(case, workspace, upload_scr
     paths = dict(ws=workspace, not_json=not_json, tokenizer=packaged_tokenizer_file(), **training_inputs)
     argv = [argument.format(**paths) for argument in arguments]
     check_refused(upload_script.main, argv, workspace, capsys, expected)
+
+
+PROMPT_CASES = {
+    "unknown_voice": (["--voice", "xx-nope", "--out", "{ws}/new.wav"], "--voice xx-nope: espeak-ng has no such voice"),
+    "nothing_to_speak": (["--text", " ", "--out", "{ws}/new.wav"], "spoke nothing audible"),
+    "not_a_wav": (["--out", "{ws}/new.txt"], "give a name ending in .wav"),
+    "folder_is_a_file": (["--out", "{ws}/notes.txt/new.wav"], "notes.txt is a file: give a folder"),
+    "unknown_flag": (["--bogus"], "unrecognized arguments: --bogus"),
+}
+
+
+@pytest.mark.parametrize("case", PROMPT_CASES)
+def test_prompt_script_refuses_bad_input_in_one_line(case, workspace, capsys):
+    script = load_script(REPO / "scripts" / "make_example_prompt.py")
+    arguments, expected = PROMPT_CASES[case]
+    check_refused(script.main, [argument.format(ws=workspace) for argument in arguments], workspace, capsys, expected)
 
 
 def test_a_bug_keeps_its_traceback(workspace, monkeypatch, capsys):
