@@ -32,6 +32,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from valle_hf.errors import ArgumentParser, entry_point
+
 REPO = Path(__file__).resolve().parents[1]
 SEED = 22  # the issue that asked for the run
 SIZE = 320
@@ -171,15 +173,27 @@ def report_row(name: str, row: Counter) -> str:
             f"{row['survived']} | {row['no_tests']} | {row['equivalent']} | {score} |")
 
 
+def count(minimum: int):
+    """An argparse type: an integer >= `minimum`."""
+
+    def read(text: str) -> int:
+        if not text.lstrip("-").isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return int(text)
+
+    return read
+
+
+@entry_point()
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="scripts/mutation_sample.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--size", type=int, default=SIZE, help="mutants in the sample, shared between the modules")
-    parser.add_argument("--minimum", type=int, default=MINIMUM, help="mutants per module at least")
+    parser.add_argument("--size", type=count(1), default=SIZE, help="mutants in the sample, shared between the modules")
+    parser.add_argument("--minimum", type=count(0), default=MINIMUM, help="mutants per module at least")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list")
     run = commands.add_parser("run")
-    run.add_argument("--max-children", type=int, help="mutants run at once (default: mutmut's, the CPU count)")
+    run.add_argument("--max-children", type=count(1), help="mutants run at once (default: mutmut's, the CPU count)")
     run.add_argument("mutants", nargs="*", help="re-run these mutants instead of the sample")
     commands.add_parser("report")
     args = parser.parse_args(argv)

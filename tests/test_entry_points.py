@@ -492,6 +492,18 @@ def test_prompt_script_refuses_bad_input_in_one_line(case, workspace, capsys):
     check_refused(script.main, [argument.format(ws=workspace) for argument in arguments], workspace, capsys, expected)
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["--size", "0", "list"], "argument --size: expected an integer >= 1, got '0'"),
+    (["--minimum", "-1", "list"], "argument --minimum: expected an integer >= 0, got '-1'"),
+    (["run", "--max-children", "x"], "argument --max-children: expected an integer >= 1, got 'x'"),
+    (["bogus"], "invalid choice: 'bogus'"),
+], ids=["no_sample", "negative_minimum", "no_children", "unknown_command"])
+def test_mutation_script_refuses_bad_input_in_one_line(argv, expected, workspace, capsys):
+    """argparse's status 2 and usage for a mistyped command; a negative --minimum failed in random.sample."""
+    script = load_script(REPO / "scripts" / "mutation_sample.py")
+    check_refused(script.main, argv, workspace, capsys, expected)
+
+
 def test_a_bug_keeps_its_traceback(workspace, monkeypatch, capsys):
     """Only the package's own errors become one line: anything else is a bug, and the traceback is what fixes it."""
     from valle_hf import cli
