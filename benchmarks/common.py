@@ -73,6 +73,9 @@ def fill_defaults(args, defaults: dict) -> None:
 COUNT = (lambda value: value >= 1, "an integer >= 1")
 NOT_NEGATIVE = (lambda value: value >= 0, "an integer >= 0")
 SECONDS = (lambda value: math.isfinite(value) and value > 0, "a finite number of seconds > 0")
+# Speech and prompt lengths: at least one frame (a shorter one would round to no frame at all).
+FRAME_SECONDS = (lambda value: math.isfinite(value) and value >= 1 / FRAME_RATE,
+                 f"a finite number of seconds >= 1/{FRAME_RATE} (one frame)")
 SHARE = (lambda value: 0 <= value <= 1, "a share of the CPU between 0 and 1")
 
 
@@ -122,8 +125,8 @@ def batch_sizes(args) -> list[int]:
 
 def check(args) -> None:
     """The common options, checked before anything is built (`UsageError` for a value no run can use)."""
-    require(args, {"threads": COUNT, "seconds": SECONDS, "prompt_seconds": SECONDS, "retries": NOT_NEGATIVE,
-                   "max_foreign_load": SHARE,
+    require(args, {"threads": COUNT, "seconds": FRAME_SECONDS, "prompt_seconds": FRAME_SECONDS,
+                   "retries": NOT_NEGATIVE, "max_foreign_load": SHARE,
                    "text_tokens": (lambda value: value >= 3, "an integer >= 3 (BOS, one phoneme, EOS)")})
     if args.json:
         check_output_file(args.json, "--json")

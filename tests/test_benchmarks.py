@@ -35,6 +35,8 @@ REFUSED = {
     "unknown_device": (["--device", "tpu"], "--device tpu: not a device"),
     "negative_seconds": (["--seconds", "-1", "--only", "nar"], "--seconds -1.0 is not allowed"),
     "nan_seconds": (["--seconds", "nan", "--only", "nar"], "--seconds nan is not allowed"),
+    "less_than_a_frame": (["--seconds", "0.006", "--only", "nar"], "--seconds 0.006 is not allowed"),
+    "prompt_of_no_frame": (["--prompt-seconds", "0.001", "--only", "ar"], "--prompt-seconds 0.001 is not allowed"),
     "no_retries_left": (["--retries", "-1", "--only", "floors"], "--retries -1 is not allowed"),
     "too_few_text_tokens": (["--text-tokens", "2", "--only", "floors"], "--text-tokens 2 is not allowed"),
     "no_floor_repeats": (["--floor-repeats", "0", "--only", "floors"], "--floor-repeats 0 is not allowed"),
