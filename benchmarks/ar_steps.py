@@ -28,6 +28,7 @@ import torch
 from .common import (
     COUNT,
     FRAME_RATE,
+    NOT_NEGATIVE,
     SECONDS,
     StepTimer,
     Target,
@@ -92,7 +93,7 @@ def add_arguments(parser) -> None:
 def check(args) -> None:
     """The module's options, before anything is built; `UsageError` for a value it cannot use."""
     require(args, {"steps": COUNT, "budget_s": SECONDS, "ar_rounds": COUNT, "baseline_steps": COUNT,
-                   "floor_repeats": COUNT})
+                   "floor_repeats": COUNT, "profile_rows": NOT_NEGATIVE})
     batch_sizes(args)
     start_seconds(args)
     variants(args)

@@ -41,6 +41,7 @@ REFUSED = {
     "too_few_text_tokens": (["--text-tokens", "2", "--only", "floors"], "--text-tokens 2 is not allowed"),
     "no_floor_repeats": (["--floor-repeats", "0", "--only", "floors"], "--floor-repeats 0 is not allowed"),
     "zero_steps": (["--steps", "0", "--only", "ar"], "--steps 0 is not allowed"),
+    "negative_profile_rows": (["--ar-profile", "--profile-rows", "-1", "--only", "ar"], "--profile-rows -1 is not"),
     "batch_not_a_number": (["--batch-sizes", "1,x", "--only", "ar"], "--batch-sizes 1,x is not allowed"),
     "batch_of_zero_rows": (["--batch-sizes", "0", "--only", "host"], "--batch-sizes 0 is not allowed"),
     "negative_ar_start": (["--ar-start", "0,-5", "--only", "ar"], "--ar-start 0,-5 is not allowed"),
