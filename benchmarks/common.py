@@ -24,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-from valle_hf.errors import UsageError
+from valle_hf.errors import OutputError, UsageError
+from valle_hf.files import written_whole
 
 FRAME_RATE = 75  # EnCodec 24 kHz frames per second: one AR step per frame
 NAR_LEVELS = 7  # RVQ levels 1..7, one NAR pass each
@@ -146,9 +147,6 @@ def check_output_file(path: str | os.PathLike, flag: str) -> None:
 
 def write_json(path: str | os.PathLike, data, flag: str) -> None:
     """`data` as JSON in `path`, written whole (a failure leaves what was there); `OutputError` naming `flag`."""
-    from valle_hf.errors import OutputError
-    from valle_hf.files import written_whole
-
     try:
         with written_whole(Path(path)) as temporary:
             temporary.write_text(json.dumps(data, indent=1, default=str) + "\n", encoding="utf-8")
