@@ -551,3 +551,27 @@ def test_sigterm_ends_a_streamed_run_like_ctrl_c(tmp_path, prompt_wav):
         process.kill()
     assert process.returncode == 143 and err.strip().splitlines()[-1] == "interrupted", err
     assert "Traceback" not in err and sorted(path.name for path in tmp_path.iterdir()) == ["ref.wav"], err
+
+
+def test_a_program_that_handles_sigterm_itself_keeps_its_handler_during_an_entry_point():
+    """An entry point called from a program (or run where SIGTERM is ignored or handled outside Python) replaced its
+    SIGTERM handling for the run, and one set outside Python could not be set back (restoring None is a TypeError)."""
+    from valle_hf.errors import entry_point
+
+    @entry_point()
+    def main() -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+
+    before = signal.signal(signal.SIGTERM, handler)
+    try:
+        assert main() == 0 and received == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert main() == 143 and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # unwound, and set back

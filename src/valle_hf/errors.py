@@ -104,15 +104,18 @@ def _raise_terminated(signum, frame):
 
 @contextlib.contextmanager
 def _sigterm_unwinds():
-    """Within the block, a SIGTERM raises `Terminated` in the main thread (signal handlers can be set only there)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Within the block, a SIGTERM raises `Terminated` in the main thread (signal handlers can be set only there)
+    where it would end the process (its default action). A program that handles or ignores SIGTERM itself keeps
+    its own handling, as one set outside Python (`getsignal` gives None) would be lost: it cannot be set back."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL):
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def entry_point(interrupted: str = "interrupted") -> Callable:
