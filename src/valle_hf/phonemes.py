@@ -144,11 +144,16 @@ def resolve_language(text: str, language: str) -> str:
     return resolved
 
 
+# The model's languages, Japanese aside: text in them with kana or Han characters is refused (`_check_script`).
+_READS_HAN_AS_LETTERS = ("en", "de", "fr")
+
+
 def _check_script(text: str, language: str) -> None:
     """Refuse (`VallEValueError`) kana or Han characters in English, German or French text: espeak-ng's voices for
     these read each one as the words "Chinese letter" or "Japanese letter", so the speech would say those instead
-    (text in "en", the default, is the usual case: Japanese given without a language)."""
-    if language not in MODEL_LANGUAGES or language == "ja":
+    (text in "en", the default, is the usual case: Japanese given without a language). Their regional voices
+    ("en-us", "en-gb", "fr-fr") read them alike."""
+    if language.split("-")[0].lower() not in _READS_HAN_AS_LETTERS:
         return
     found = "".join(dict.fromkeys(_KANA.findall(text) + _HAN.findall(text)))
     if found:
