@@ -98,15 +98,20 @@ def model_precision(args):
                             args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto")
 
 
+def _refuse_amp(args) -> None:
+    """Refuse the original's --amp (one autocast over every stage), naming the flags that set each stage's precision
+    here: accepted and ignored, it would leave the user believing the run is in mixed precision."""
+    if args.amp:
+        raise UsageError("--amp: valle-hf sets each stage's precision instead of one autocast: --dtype for the "
+                         "weights and the AR, --nar-dtype for the NAR (--dtype float32 --nar-dtype bfloat16 is "
+                         "closest to the original's --amp --dtype bfloat16); drop --amp")
+
+
 def _check_converting_flags(args) -> None:
     """Refuse --codec / --vocoder where no checkpoint is converted (a converted directory, a Hub id, tiny-random): the
     model has its own, and the flags would be ignored without a word."""
     from .loading import ORIGINAL_SUFFIXES
 
-    if args.amp:
-        raise UsageError("--amp: valle-hf sets each stage's precision instead of one autocast: --dtype for the "
-                         "weights and the AR, --nar-dtype for the NAR (--dtype float32 --nar-dtype bfloat16 is "
-                         "closest to the original's --amp --dtype bfloat16); drop --amp")
     given = [flag for flag, value in (("--codec", args.codec), ("--vocoder", args.vocoder)) if value is not None]
     if given and args.model is not None and Path(args.model).suffix not in ORIGINAL_SUFFIXES:
         flags = " and ".join(given)
@@ -123,6 +128,7 @@ def load_model(args, precision=None):
     from .loading import load_model_and_processor
 
     device = check_device(args)
+    _refuse_amp(args)
     _check_converting_flags(args)
     precision = precision or model_precision(args)
     vocoder = args.vocoder or DEFAULT_VOCODER
