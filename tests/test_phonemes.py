@@ -117,6 +117,22 @@ def test_a_language_code_in_any_case_or_with_an_underscore_is_that_code(written,
     assert split_sentences(text, written) == split_sentences(text, code)
 
 
+@pytest.mark.parametrize(("text", "spoken", "emoji"), [
+    ("Hello 😀 there.", "Hello there.", "😀"), ("I ❤️ you.", "I you.", "❤️"), ("Hi 👍🏽 ok.", "Hi ok.", "👍🏽"),
+    ("A family 👨\u200d👩\u200d👧 here.", "A family here.", "👨\u200d👩\u200d👧"), ("Press 1️⃣ now.", "Press 1 now.", ""),
+    ("It is 25°C, © me.", "It is 25°C, © me.", ""),
+])
+def test_emoji_are_left_out_with_a_warning_and_other_symbols_read(text, spoken, emoji):
+    """espeak-ng read an emoji's name aloud ("grinning face", "thumbs medium"); a keycap is its digit; symbols such
+    as ° and © are words."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        phonemes = phonemize(text, "en")
+    assert phonemes == phonemize(spoken, "en")
+    assert (f"emoji ({emoji})" in logged.out) if emoji else "emoji" not in logged.out, logged.out
+
+
 def test_split_sentences():
     text = 'Hello there. How are you?\nI\'m fine!  He said "Stop." Then... pi is 3.14 ...\n\n今日は。元気？ end'
     assert split_sentences(text) == [

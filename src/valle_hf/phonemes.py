@@ -18,7 +18,7 @@ import os
 import re
 import unicodedata
 
-from .errors import MissingDependencyError, VallETypeError, VallEValueError, missing_dependency
+from .errors import MissingDependencyError, VallETypeError, VallEValueError, get_logger, missing_dependency
 
 # The released model's language ids, in order ({"en": 0, "ja": 1, "de": 2, "fr": 3} in the original).
 MODEL_LANGUAGES = ("en", "ja", "de", "fr")
@@ -45,8 +45,18 @@ __all__ = [
 # Characters that occur in IPA but in no orthography of the model's languages: the IPA Extensions block, stress and
 # length marks, and the few modifier letters espeak-ng emits (ʰ ʲ ʷ ˞ ᵻ ᵝ).
 _IPA_ONLY = re.compile("[\u0250-\u02af\u02b0\u02b2\u02b7\u02c8\u02cc\u02d0\u02d1\u02de\u1d5d\u1d7b]")
+logger = get_logger(__name__)
+
 _KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Emoji and pictographs (the blocks of misc technical symbols, misc symbols, dingbats, arrows and symbols, and the
+# pictographs from U+1F000 on), each with what joins or modifies it: variation selectors, skin tones, a keycap,
+# zero-width joiners to the next one.
+_PICTOGRAPH = "\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
+_MODIFIERS = "\ufe0e\ufe0f\u20e3\U0001f3fb-\U0001f3ff"
+_EMOJI = re.compile(f"[{_PICTOGRAPH}][{_MODIFIERS}]*(?:\u200d[{_PICTOGRAPH}][{_MODIFIERS}]*)*")
+# What is left of a keycap emoji ("1" + U+FE0F + U+20E3) once read as its digit: nothing to see or say.
+_EMOJI_MARKS = re.compile("[\ufe0e\ufe0f\u20e3]")
 
 
 def looks_like_ipa(text: str) -> bool:
@@ -197,6 +207,17 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def _without_emoji(text: str) -> str:
+    """`text` without its emoji, with a warning naming them: espeak-ng reads an emoji's name aloud ("grinning face",
+    "thumbs medium"), which the speech should not say. Symbols outside the emoji blocks (°, %, ©) are read as
+    words and kept."""
+    found = _EMOJI.findall(text)
+    if found:
+        logger.warning(f"the text's emoji ({''.join(dict.fromkeys(found))[:20]}) are left out: espeak-ng would read "
+                       "their names aloud; write in words what they should say")
+    return " ".join(_EMOJI_MARKS.sub("", _EMOJI.sub(" ", text)).split())
+
+
 def check_unicode(text: str) -> str:
     """`text`, refused (`VallEValueError`) where it holds lone surrogates, what Python makes of bytes that are not
     UTF-8 (a command-line argument in another encoding), or control characters other than whitespace (a NUL ended
@@ -253,7 +274,7 @@ def phonemize(text: str, language: str = "en", language_switch: str = "keep") ->
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = normalize_text(text)
+    text = _without_emoji(normalize_text(text))
     if language == "ja":
         text = _to_hiragana(text)
     voice = _check_language(language)
