@@ -109,7 +109,7 @@ def test_an_output_folder_or_a_missing_one_is_named_as_such(tmp_path, route):
         write(tmp_path / "folder")
     with pytest.raises(VallEValueError, match=r"its folder .*missing does not exist: create it first"):
         write(tmp_path / "missing" / "o.wav")
-    with pytest.raises(VallEValueError, match=r"its folder .*notes\.txt is not a folder"):
+    with pytest.raises(VallEValueError, match=r"its folder .*notes\.txt is a file, not a folder: choose another path"):
         write(tmp_path / "notes.txt" / "o.wav")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["folder", "notes.txt"]
 

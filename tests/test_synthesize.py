@@ -377,11 +377,12 @@ def test_whole_number_seeds_written_as_decimals_are_those_integers(tmp_path):
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
     lines = ['{"id": "float", "text": "Fine.", "prompt": "voice.wav", "seed": 3.0}',
              '{"id": "text", "text": "Fine.", "prompt": "voice.wav", "seed": "1e3"}',
+             '{"id": "zero", "text": "Fine.", "prompt": "voice.wav", "seed": "0e999999999"}',
              '{"id": "half", "text": "Fine.", "prompt": "voice.wav", "seed": 3.5}']
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
-    assert {job.id: job.seed for batch in plan.batches for job in batch} == {"float": 3, "text": 1000}
+    assert {job.id: job.seed for batch in plan.batches for job in batch} == {"float": 3, "text": 1000, "zero": 0}
     assert [(failure["id"], failure["error"]) for failure in plan.failures] == [
         ("half", "seed: expected an integer >= 0, got '3.5'")]
 

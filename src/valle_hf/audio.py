@@ -103,7 +103,8 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
         raise VallEValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
     output_format(out)
     if not out.parent.is_dir():
-        problem = "is not a folder" if out.parent.exists() else "does not exist: create it first"
+        problem = ("is a file, not a folder: choose another path" if out.parent.exists()
+                   else "does not exist: create it first")
         raise VallEValueError(f"cannot write the output file {out}: its folder {out.parent} {problem}")
     if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise VallEValueError(f"cannot write the output file {out}: it or its folder is not writable (choose another "

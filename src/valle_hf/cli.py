@@ -32,7 +32,8 @@ def seed_value(text: str) -> int:
     except InvalidOperation:
         number = Decimal(-1)
     # the digit limit keeps int() from building a huge number out of a short "1e999999999"
-    if not number.is_finite() or number < 0 or number != number.to_integral_value() or number.adjusted() > 4000:
+    whole = number.is_finite() and number >= 0 and number == number.to_integral_value()
+    if not whole or (number and number.adjusted() > 4000):
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return int(number)
 
