@@ -549,6 +549,9 @@ def test_device_dtype_and_onednn_flags_reach_the_model(cli, capsys):
     status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "q.wav", "--model", "tiny-random", "--quantize", "int8",
                           "--max-ar-steps", 2], capsys)
     assert status == 0 and "precision: AR int8 weights, bfloat16 activations, NAR int8 weights" in err
+    status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "q.wav", "--model", "tiny-random", "--dtype", "float32",
+                          "--max-ar-steps", 2], capsys)  # a dtype given: the NAR's is still chosen here, and said
+    assert status == 0 and "precision: AR float32, NAR " in err and "(--dtype float32" in err, err
     if torch.backends.mkldnn.is_available():
         packed, plain = cli("--onednn"), cli()
         assert packed.model.classifiers[0].forward.prepack  # the prepacked oneDNN linears are in place

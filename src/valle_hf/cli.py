@@ -537,9 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     model, processor, precision = load_model(args)
     seed = run_seed(args.seed)
     (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs, seed)
-    # Printed once it worked, so that a failed run still says one line only.
-    if args.dtype == "auto" or args.quantize:
-        print(precision.describe(), file=sys.stderr)
+    # Printed once it worked, so that a failed run still says one line only; also for a --dtype given, since the NAR's
+    # precision (nar_dtype "auto") is still chosen for the machine.
+    print(precision.describe(), file=sys.stderr)
     if args.seed is None:
         print(f"seed: {seed} (--seed {seed} repeats this run)", file=sys.stderr)
     return 0
