@@ -6,7 +6,7 @@ import pytest
 from conftest import tiny_config
 from transformers import EncodecConfig, LlamaConfig
 
-from valle_hf.configuration import VallEConfig
+from valle_hf.configuration import VallEConfig, VallEGenerationConfig
 from valle_hf.vocos import VocosConfig
 
 
@@ -143,3 +143,16 @@ def test_length_and_temperature_settings_take_their_whole_range_and_nothing_past
         with pytest.raises(SettingError, match=name):  # 1e39 overflowed the samplers' float32
             check_settings({name: value})
     check_settings({"mirostat_tau": 3.4e38, "stop_length_penalty": -3.4e38})
+
+
+@pytest.mark.parametrize(("temperature", "sampling"), [(0.8, True), (0.0, False)])
+def test_a_temperature_without_do_sample_says_which_decoding(temperature, sampling):
+    """transformers warned that temperature=0.8 without do_sample "may be ignored", while generate sampled with it."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        config = VallEGenerationConfig(temperature=temperature)
+        config.validate()
+    assert config.do_sample is sampling and config.is_sampling is sampling
+    assert "not valid" not in logged.out and "temperature" not in logged.out, logged.out
+    assert VallEGenerationConfig(temperature=temperature, do_sample=not sampling).do_sample is (not sampling)

@@ -580,6 +580,11 @@ class VallEGenerationConfig(GenerationConfig):
     def __init__(self, **kwargs):
         for name, default in VALLE_GENERATION_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
+        temperature = kwargs.get("temperature")
+        if kwargs.get("do_sample") is None and _is_number(temperature):
+            # As in the original, a temperature says which decoding: > 0 samples (transformers warned that a
+            # temperature without do_sample "may be ignored", and generate then sampled with it all the same).
+            kwargs["do_sample"] = temperature > 0
         super().__init__(**kwargs)
 
     @classmethod
