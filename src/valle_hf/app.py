@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 
 from .cli import add_model_arguments, check_device, load_model
@@ -99,6 +100,20 @@ def _port(port: int | None) -> int:
     return chosen
 
 
+def _check_free(host: str | None, port: int) -> None:
+    """Refuse (`ServerError`), before the model loads, an address that cannot be served on: a port in use, a host
+    that is not of this machine. Gradio finds out only at launch, after a load that may take minutes."""
+    where = f"{host or '127.0.0.1'}:{port}"
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host or "127.0.0.1", port, type=socket.SOCK_STREAM,
+                                                                flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed port is free
+            probe.bind(address)
+    except OSError as error:
+        raise ServerError(f"cannot serve on {where} ({one_line(error)}): choose another --port or --host") from None
+
+
 def _launch(page, host: str | None, port: int) -> None:
     try:
         page.launch(server_name=host, server_port=port)
@@ -114,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     stderr for a user's mistake)."""
     args = build_parser().parse_args(argv)
     port = _port(args.port)
+    _check_free(args.host, port)
     _webui()  # before the model loads: a missing gradio should not cost a download first
     check_device(args)
     model, processor, precision = load_model(args)
