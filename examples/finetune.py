@@ -74,7 +74,7 @@ def task_list(text: str) -> tuple[str, ...]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="examples/finetune.py", description=__doc__.split("\n\n")[0],
-                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--model", required=True, help="converted VALL-E model folder or hub id")
     parser.add_argument("--data", required=True, type=Path, help="folder made by scripts/prepare_dataset.py")
     parser.add_argument("--output", required=True, type=Path, help="output folder (checkpoints, final model)")

@@ -337,7 +337,7 @@ def prepared_from(record: dict | None, entry: Entry, language: str) -> bool:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="scripts/prepare_dataset.py", description=__doc__.split("\n\n")[0],
-                            epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                            epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=Path, help="folder with the audio (and transcripts)")
     parser.add_argument("output_dir", type=Path, help="where the prepared set goes (created; resumed if present)")
     parser.add_argument("--metadata", type=Path, help="metadata file instead of transcript files (see above)")

@@ -575,3 +575,13 @@ def test_a_program_that_handles_sigterm_itself_keeps_its_handler_during_an_entry
         signal.signal(signal.SIGTERM, before)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert main() == 143 and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # unwound, and set back
+
+
+@pytest.mark.parametrize("script", ["scripts/prepare_dataset.py", "examples/finetune.py"])
+def test_help_states_the_description_once(script, capsys):
+    """The epilog was the whole docstring, so --help printed its first paragraph twice."""
+    module = load_script(REPO / script)
+    with pytest.raises(SystemExit):
+        module.main(["--help"])
+    text = capsys.readouterr().out
+    assert text.count(module.__doc__.split("\n\n")[0].strip().splitlines()[0]) == 1, text
