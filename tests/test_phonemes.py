@@ -120,11 +120,11 @@ def test_a_language_code_in_any_case_or_with_an_underscore_is_that_code(written,
 @pytest.mark.parametrize(("text", "spoken", "emoji"), [
     ("Hello 😀 there.", "Hello there.", "😀"), ("I ❤️ you.", "I you.", "❤️"), ("Hi 👍🏽 ok.", "Hi ok.", "👍🏽"),
     ("A family 👨\u200d👩\u200d👧 here.", "A family here.", "👨\u200d👩\u200d👧"), ("Press 1️⃣ now.", "Press 1 now.", ""),
-    ("It is 25°C, © me.", "It is 25°C, © me.", ""),
+    ("It is 25°C, © me.", "It is 25°C, © me.", ""), ("Play it in F♯, not B♭.", "Play it in F♯, not B♭.", ""),
 ])
 def test_emoji_are_left_out_with_a_warning_and_other_symbols_read(text, spoken, emoji):
     """espeak-ng read an emoji's name aloud ("grinning face", "thumbs medium"); a keycap is its digit; symbols such
-    as ° and © are words."""
+    as ° and © are words, and so are the music signs among the pictographs ("F♯" was read "F")."""
     from conftest import logged_warnings
 
     with logged_warnings() as logged:

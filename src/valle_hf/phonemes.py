@@ -51,8 +51,8 @@ _KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Emoji and pictographs (the blocks of misc technical symbols, misc symbols, dingbats, arrows and symbols, and the
 # pictographs from U+1F000 on), each with what joins or modifies it: variation selectors, skin tones, a keycap,
-# zero-width joiners to the next one.
-_PICTOGRAPH = "\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
+# zero-width joiners to the next one. The music signs ♭ ♮ ♯ (U+266D-266F) are no emoji but words: "F♯" is "F sharp".
+_PICTOGRAPH = "\u2300-\u23ff\u2600-\u266c\u2670-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
 _MODIFIERS = "\ufe0e\ufe0f\u20e3\U0001f3fb-\U0001f3ff"
 _EMOJI = re.compile(f"[{_PICTOGRAPH}][{_MODIFIERS}]*(?:\u200d[{_PICTOGRAPH}][{_MODIFIERS}]*)*")
 # What is left of a keycap emoji ("1" + U+FE0F + U+20E3) once read as its digit: nothing to see or say.
