@@ -552,3 +552,20 @@ def test_a_port_in_use_ends_with_one_error_line_before_the_model_loads(capsys, m
         assert app.main(["--model", "tiny-random", "--host", "127.0.0.1", "--port", str(port)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: cannot serve on 127.0.0.1:{port}"), err
+
+
+def test_the_address_checked_is_the_one_served(capsys, monkeypatch):
+    """Without --host the page is served on $GRADIO_SERVER_NAME, but 127.0.0.1 was checked (and named in the error);
+    Gradio's spelling of an IPv6 address, "[::1]", was refused as an unknown host."""
+    monkeypatch.setattr(app, "load_model", lambda *args: pytest.fail("the model loaded before the address was checked"))
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "192.0.2.1")  # TEST-NET-1: documentation's address, no machine's
+    assert app.main(["--model", "tiny-random", "--port", "8123"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot serve on 192.0.2.1:8123"), err
+    with socket.socket(socket.AF_INET6) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+        port = probe.getsockname()[1]
+    app._check_free("[::1]", port)

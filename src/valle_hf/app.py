@@ -100,27 +100,40 @@ def _port(port: int | None) -> int:
     return chosen
 
 
+def _serving_host(host: str | None) -> str:
+    """The address Gradio serves on: --host, else $GRADIO_SERVER_NAME, else 127.0.0.1; an IPv6 address without the
+    brackets a URL writes around it ("[::1]" is "::1"), as Gradio strips them."""
+    chosen = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    return chosen[1:-1] if chosen.startswith("[") and chosen.endswith("]") else chosen
+
+
 def _check_free(host: str | None, port: int) -> None:
     """Refuse (`ServerError`), before the model loads, an address that cannot be served on: a port in use, a host
-    that is not of this machine. Gradio finds out only at launch, after a load that may take minutes."""
-    where = f"{host or '127.0.0.1'}:{port}"
+    that is not of this machine. Gradio finds out only at launch, after a load that may take minutes. Each of the
+    host's addresses is tried as the server binds it (asyncio's `create_server`: all of them, IPv6 apart from IPv4)."""
+    serving = _serving_host(host)
     try:
-        family, kind, protocol, _, address = socket.getaddrinfo(host or "127.0.0.1", port, type=socket.SOCK_STREAM,
-                                                                flags=socket.AI_PASSIVE)[0]
-        with socket.socket(family, kind, protocol) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: a closed port is free
-            probe.bind(address)
+        for family, kind, protocol, _, address in socket.getaddrinfo(serving, port, type=socket.SOCK_STREAM,
+                                                                     flags=socket.AI_PASSIVE):
+            with socket.socket(family, kind, protocol) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port closed a moment ago is free
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(address)
     except OSError as error:
-        raise ServerError(f"cannot serve on {where} ({one_line(error)}): choose another --port or --host") from None
+        raise _cannot_serve(host, port, error) from None
 
 
 def _launch(page, host: str | None, port: int) -> None:
     try:
         page.launch(server_name=host, server_port=port)
     except OSError as error:
-        where = f"{host or '127.0.0.1'}:{port}"
-        raise ServerError(f"cannot serve on {where} ({one_line(error)}): choose another --port or "
-                          "--host") from None
+        raise _cannot_serve(host, port, error) from None
+
+
+def _cannot_serve(host: str | None, port: int, error: OSError) -> ServerError:
+    return ServerError(f"cannot serve on {_serving_host(host)}:{port} ({one_line(error)}): choose another --port or "
+                       "--host")
 
 
 @entry_point()
