@@ -505,12 +505,19 @@ def test_a_run_yields_before_it_starts_so_that_it_can_be_cancelled_at_once(tiny,
     updates.close()
 
 
+def _free_port() -> int:
+    """A port nothing listens on now: the address is checked before the model loads, so 7860 must not be needed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys, monkeypatch):
     """A port out of range ended with a traceback from the socket once the model had loaded."""
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
     for argv, environment, message in [
         (["--port", "many"], None, "argument --port: invalid int value"),
-        (["--model", str(tmp_path / "missing")], None, "model not found"),
+        (["--model", str(tmp_path / "missing"), "--port", str(_free_port())], None, "model not found"),
         (["--port", "99999"], None, "--port 99999 is not a port: give one in 1..65535"),
         (["--port", "-5"], None, "--port -5 is not a port"),
         ([], "70000", "GRADIO_SERVER_PORT=70000 is not a port"),
