@@ -78,6 +78,7 @@ from valle_hf.errors import (
 )
 from valle_hf.files import check_output_folder
 from valle_hf.manifest import LAYOUTS, Row, read_table
+from valle_hf.phonemes import language_code
 from valle_hf.tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif"}
@@ -293,7 +294,8 @@ def recorded_codec(codec: str) -> str:
 
 def run_settings(args, tokenizer) -> dict:
     """What makes a prepared folder's ids and codes what they are: a resume must use the same."""
-    return {"codec": recorded_codec(args.codec), "bandwidth": args.bandwidth, "language": args.language,
+    return {"codec": recorded_codec(args.codec), "bandwidth": args.bandwidth,
+            "language": language_code(args.language),  # "EN" is "en": the same setting
             "language_switch": args.language_switch, "tokenizer_sha256": tokenizer_fingerprint(tokenizer)}
 
 

@@ -466,3 +466,13 @@ def test_a_transcript_whose_phonemes_the_tokenizer_cannot_read_is_reported(prepa
     assert [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
     (failed,) = failures(tmp_path / "out")
     assert failed["id"] == "mixed" and f"no id for ({', '.join(map(repr, unknown))})" in failed["error"]
+
+
+def test_a_resume_with_the_language_code_spelled_otherwise_is_the_same_setting(prepare, capsys, tmp_path):
+    """A resume with --language en after --language EN (the same code) was refused as another setting."""
+    data, output = tmp_path / "data", tmp_path / "out"
+    write_wav(data / "a.wav")
+    (data / "a.txt").write_text("Hello there.", encoding="utf-8")
+    assert run(prepare, capsys, data, output, "--language", "EN")[0] == 0
+    status, out, err = run(prepare, capsys, data, output, "--language", "en")
+    assert status == 0 and "0 new utterance(s), 1 already done" in out, err

@@ -35,6 +35,7 @@ __all__ = [
     "check_text",
     "check_unicode",
     "detect_language",
+    "language_code",
     "looks_like_ipa",
     "normalize_text",
     "phonemize",
@@ -114,7 +115,7 @@ def _espeak_backend(voice: str, language_switch: str = "keep"):
                          language_switch=LANGUAGE_SWITCH[language_switch])
 
 
-def _language_code(language):
+def language_code(language):
     """`language` as espeak-ng spells its codes, lower case with '-' between the parts: "EN", "en_GB" and " en-GB "
     are "en", "en-gb" and "en-gb". Anything but a str is returned as it is (for `_check_language` to refuse)."""
     return language.strip().lower().replace("_", "-") if isinstance(language, str) else language
@@ -142,7 +143,7 @@ def resolve_language(text: str, language: str) -> str:
     kanji has pykakasi (the `ja` extra). Raises `VallEValueError` for an unknown language or a script it cannot read
     and `MissingDependencyError` for kanji without pykakasi.
     """
-    language = _language_code(language)
+    language = language_code(language)
     resolved = detect_language(text) if language == "auto" else language
     _check_language(resolved)
     _check_script(text, resolved)
@@ -295,7 +296,7 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
     """
     from sentencex import segment
 
-    language = _language_code(language)
+    language = language_code(language)
     if language != "auto":
         _check_language(language)
     pieces: list[str] = []
