@@ -43,11 +43,11 @@ __all__ = [
     "split_sentences",
 ]
 
+logger = get_logger(__name__)
+
 # Characters that occur in IPA but in no orthography of the model's languages: the IPA Extensions block, stress and
 # length marks, and the few modifier letters espeak-ng emits (ʰ ʲ ʷ ˞ ᵻ ᵝ).
 _IPA_ONLY = re.compile("[\u0250-\u02af\u02b0\u02b2\u02b7\u02c8\u02cc\u02d0\u02d1\u02de\u1d5d\u1d7b]")
-logger = get_logger(__name__)
-
 _KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Emoji and pictographs (the blocks of misc technical symbols, misc symbols, dingbats, arrows and symbols, and the
