@@ -180,9 +180,14 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         """`PreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader puts
-        every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set."""
+        every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set. In a 16-bit model the
+        float32 codec owns its memory (it mapped the checkpoint file)."""
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
+        if model.codec_model.dtype != model.dtype:
+            # The codec kept in float32 (`_keep_in_fp32_modules_strict`) is read from the checkpoint file without a
+            # copy, and so kept the whole file mapped (1 GB resident for the released model): it gets its own copy.
+            model.codec_model._apply(torch.Tensor.clone)
         model._freeze_audio_models()
         return loaded
 
