@@ -311,6 +311,7 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
         (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt", *rows]) + "\n", encoding="utf-8")
         status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS])
         assert status == 0, err
+        assert ("audio s/s" in err) == ("wrote 0 row(s)" not in err), err  # a throughput table of what was spoken
         return next(line for line in err.splitlines() if line.startswith("wrote ")), wavs(tmp_path / "out")
 
     _, first = run({"kept": "Hello there.", "edited": "Good morning."})
@@ -325,6 +326,7 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
     (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt,seed", *rows]) + "\n", encoding="utf-8")
     status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS])
     assert status == 0 and "wrote 0 row(s)" in err and "(2 done before)" in err, err
+    assert "audio s/s" not in err  # nothing spoken: no throughput table of zeros
     lines = [json.dumps({"id": row_id, "text": text, "prompt": "voice.wav", "seed": None})
              for row_id, text in [("kept", "Hello there."), ("edited", "Good evening to all of you.")]]
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -704,7 +704,8 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
     lines += [f"{report.process:>9} {report.rows:>6} {report.audio_seconds:>9.1f} {report.seconds:>8.1f} "
               f"{report.speed:>10.2f}" for report in reports]
     lines.append(f"{'all':>9} {rows:>6} {audio:>9.1f} {wall:>8.1f} {audio / wall if wall else 0.0:>10.2f}")
-    print("\n".join(lines), file=sys.stderr)
+    if rows:  # a run with nothing to speak (all done before, or every row failed) has no throughput to show
+        print("\n".join(lines), file=sys.stderr)
     edited = f", {plan.edited} edited since they were spoken, spoken again" if plan.edited else ""
     print(f"wrote {rows} row(s) into {out} ({plan.done} done before{edited}); {len(failures)} failed"
           + (f" (listed in {out / FAILED})" if failures else ""), file=sys.stderr)
