@@ -513,12 +513,14 @@ def test_language_flag_changes_the_phonemes(cli):
     assert differ(german.written, english.written)
 
 
-def test_task_flag_transcribes_what_generate_computes(cli):
+def test_task_flag_transcribes_what_generate_computes(cli, capsys):
     from valle_hf.loading import tiny_random_processor
 
     stt = cli("--task", "stt")
     assert stt.kwargs["task"] == "stt" and "input_ids" not in stt.kwargs and stt.kwargs["audio"]
     assert stt.written.strip() == tiny_random_processor().decode(stt.output.text_ids[0]).strip()
+    status, _, err = run(["", cli.prompt_wav, "--task", "stt", "--model", "tiny-random", "--max-ar-steps", 3], capsys)
+    assert status == 0 and "precision: AR " in err and "NAR" not in err, err  # speech-to-text runs no NAR
 
 
 def test_seed_flag_seeds_the_sampling(cli, capsys):

@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     (run_stt if args.task == "stt" else run_tts)(args, model, processor, inputs, seed)
     # Printed once it worked, so that a failed run still says one line only; also for a --dtype given, since the NAR's
     # precision (nar_dtype "auto") is still chosen for the machine.
-    print(precision.describe(), file=sys.stderr)
+    print(precision.describe(nar=args.task != "stt"), file=sys.stderr)  # speech-to-text runs no NAR
     if args.seed is None:
         print(f"seed: {seed} (--seed {seed} repeats this run)", file=sys.stderr)
     return 0

@@ -194,10 +194,11 @@ class Precision:
     nar: str
     reason: str
 
-    def describe(self) -> str:
+    def describe(self, nar: bool = True) -> str:
+        """The one line a command prints; without the NAR's part for a run that has no NAR (`nar=False`: STT)."""
         ar = str(self.dtype).removeprefix("torch.")
         ar = _quantized_description(self.quantize, self.dtype) if self.quantize else ar
-        return f"precision: AR {ar}, NAR {self.nar} ({self.reason})"
+        return f"precision: AR {ar}{f', NAR {self.nar}' if nar else ''} ({self.reason})"
 
 
 def _quantized_description(kind: str, dtype: torch.dtype) -> str:
