@@ -349,3 +349,23 @@ def test_rows_that_come_out_unspoken_are_warned_about_when_streamed_too(tiny_mod
                              max_new_tokens=4, audio_streamer=recorder, return_dict_in_generate=True)
     assert out.lengths.tolist() == [0, 0] and [len(chunk.audio) for chunk in recorder.chunks] == [0, 0]
     assert "row(s) [0, 1] stopped at their first step: their codes and audio are empty" in logged.out
+
+
+def test_a_consumer_that_has_heard_enough_stops_the_call(fixture_model, case):
+    """Leaving the loop left generate running to its step limit, holding the model: `stop()` ends it at the next AR
+    step, with the speech so far finished and streamed."""
+    text, prompt, _ = case
+    steps = 200
+    streamer = AudioIteratorStreamer(chunk_seconds=2 / fixture_model.config.frame_rate, timeout=60)
+    outputs = []
+    thread = threading.Thread(target=lambda: outputs.append(fixture_model.generate(
+        input_ids=text[None], prompt_codes=prompt[None], temperature=0.0, min_new_tokens=steps, max_new_tokens=steps,
+        output_audio=False, audio_streamer=streamer, return_dict_in_generate=True)))
+    thread.start()
+    chunks = [next(streamer)]
+    streamer.stop()
+    chunks += list(streamer)
+    thread.join()
+    (output,) = outputs
+    assert output.lengths[0] < steps and chunks[-1].final
+    assert torch.equal(torch.cat([chunk.codes for chunk in chunks]), output.codes[0, : output.lengths[0]])

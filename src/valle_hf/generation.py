@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, GenerationConfig, GenerationMixin
+from transformers import DynamicCache, GenerationConfig, GenerationMixin, StoppingCriteriaList
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
@@ -38,7 +38,7 @@ from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors, temperature_processor
 from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, multinomial_per_row, seeded
-from .streaming import AudioStreamer, StreamingTTS
+from .streaming import AudioStreamer, StopRequested, StreamingTTS
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin", "row_names"]
 
@@ -760,6 +760,9 @@ class VallEGenerationMixin(GenerationMixin):
             raise VallEValueError("num_return_sequences > 1 cannot be streamed: give one sequence per row")
         steps = self._length_limit(config, ar_ids.shape[1])[0]  # max_new_tokens may be None (max_length applies)
         capacity = max(len(prefix) for prefix in prefixes) + (steps or 0)  # the cache grows past it if need be
+        if isinstance(streamer, AudioStreamer):  # its consumer may ask the call to end early (`stop_requested`)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*(kwargs.get("stopping_criteria") or []),
+                                                                StopRequested(streamer)])
         driver = StreamingTTS(self, texts, None if prompts is None else prompts.codes,
                               None if prompts is None else prompts.lengths, prefixes, config, streamer, max_levels,
                               skip, capacity)

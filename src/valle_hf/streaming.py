@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 import os
 import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile
 import torch
+from transformers import StoppingCriteria
 
 from .audio import check_file_rate, check_output_path, check_samples, empty_audio_error, output_format
 from .cache import PreallocatedDynamicCache
@@ -38,6 +40,7 @@ __all__ = [
     "AudioFileStreamer",
     "AudioIteratorStreamer",
     "AudioStreamer",
+    "StopRequested",
     "chunk_seconds_allowed",
     "decoder_context",
 ]
@@ -109,6 +112,22 @@ class AudioStreamer:
     def end(self) -> None:
         """Called once when generation ends (also when it fails)."""
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether the `generate` call should end at its next AR step (`AudioIteratorStreamer.stop`)."""
+        return False
+
+
+class StopRequested(StoppingCriteria):
+    """Ends a streamed `generate` call at the AR step after its streamer's `stop_requested` turns true."""
+
+    def __init__(self, streamer: AudioStreamer):
+        self.streamer = streamer
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.streamer.stop_requested, dtype=torch.bool,
+                          device=input_ids.device)
+
 
 class AudioIteratorStreamer(AudioStreamer):
     """An `AudioStreamer` to iterate over: run `generate` in a thread and `for chunk in streamer: ...` in yours.
@@ -121,8 +140,8 @@ class AudioIteratorStreamer(AudioStreamer):
 
     `timeout` (seconds) bounds each wait for the next chunk (None: wait as long as it takes; past it, `TimeoutError`);
     the iteration ends when `generate` ends. When `generate` fails, the iteration raises its exception (as
-    `Future.result` does) once the chunks sent before the failure are read: a cut stream never looks complete. It
-    serves one `generate` call.
+    `Future.result` does) once the chunks sent before the failure are read: a cut stream never looks complete.
+    `stop()` ends the call early (leaving the loop alone leaves it running to its end). It serves one `generate` call.
     """
 
     single_use = True
@@ -137,6 +156,16 @@ class AudioIteratorStreamer(AudioStreamer):
         self._queue: queue.Queue = queue.Queue()
         self._end = object()
         self._error: BaseException | None = None
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """End the `generate` call at its next AR step, for a consumer that has heard enough: the speech so far is
+        finished (its NAR levels and audio) and streamed, then the iteration ends as usual."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
 
     def put(self, chunk: AudioChunk) -> None:
         self._queue.put(chunk)
