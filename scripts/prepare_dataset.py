@@ -247,7 +247,7 @@ def prepare_one(
     from valle_hf.codec import encode
     from valle_hf.feature_extraction import SILENT_PEAK, VallEFeatureExtractor
     from valle_hf.phonemes import phonemize, resolve_language
-    from valle_hf.tokenization import tokenize_phonemes, unknown_phonemes
+    from valle_hf.tokenization import phoneme_ids
 
     if entry.error:
         raise VallEValueError(entry.error)
@@ -265,13 +265,13 @@ def prepare_one(
                               "transcript from; check the recording (the wrong file or channel?)")
     extractor.check_reference(waveform, str(entry.audio))  # as a voice prompt is: at least one codec frame
     phonemes = phonemize(entry.text, language, language_switch)
-    unknown = unknown_phonemes(tokenizer, phonemes)
+    ids, unknown = phoneme_ids(tokenizer, phonemes)
     if unknown:  # all trained as the one <unk> id, which says nothing of how they sound
         raise VallEValueError(f"its phonemes {phonemes!r:.60} hold symbols the phoneme tokenizer has no id for "
                               f"({', '.join(map(repr, unknown))}), which would all be trained as <unk>: text with an "
                               "IPA mark (ˈ, ə, ...) is taken as IPA as it is, so write it in plain letters or in the "
                               "tokenizer's symbols; a language whose sounds it lacks needs another tokenizer")
-    text_ids = torch.tensor(tokenize_phonemes(tokenizer, [phonemes], padding=False)["input_ids"][0])
+    text_ids = torch.tensor(ids)
     codes = encode(codec, waveform, bandwidth).cpu()
     record = {
         "id": entry.id,

@@ -454,12 +454,12 @@ def test_a_transcript_file_with_a_byte_order_mark_or_not_in_utf8(prepare, capsys
 
 def test_a_transcript_whose_phonemes_the_tokenizer_cannot_read_is_reported(prepare, capsys, tmp_path):
     """Letters taken as IPA (a stray stress mark) were trained as <unk> under a warning that named no file."""
-    from valle_hf.tokenization import load_phoneme_tokenizer, unknown_phonemes
+    from valle_hf.tokenization import load_phoneme_tokenizer, phoneme_ids
 
     data = folder_of_utterances(tmp_path / "data", 1)
     text = "Hello world.ˈ"
-    unknown = unknown_phonemes(load_phoneme_tokenizer(packaged_tokenizer()), text)
-    assert unknown and not unknown_phonemes(load_phoneme_tokenizer(packaged_tokenizer()), IPA)
+    unknown = phoneme_ids(load_phoneme_tokenizer(packaged_tokenizer()), text)[1]
+    assert unknown and not phoneme_ids(load_phoneme_tokenizer(packaged_tokenizer()), IPA)[1]
     write_wav(data / "mixed.wav")
     (data / "mixed.txt").write_text(text, encoding="utf-8")
     assert run(prepare, capsys, data, tmp_path / "out")[0] == 0

@@ -36,10 +36,10 @@ __all__ = [
     "ids_to_phonemes",
     "load_phoneme_tokenizer",
     "packaged_tokenizer_file",
+    "phoneme_ids",
     "saved_tokenizer",
     "tokenize_phonemes",
     "tokenizer_fingerprint",
-    "unknown_phonemes",
 ]
 
 
@@ -234,27 +234,28 @@ def tokenize_phonemes(tokenizer: PreTrainedTokenizerBase, phonemes: Sequence[str
     ids. Symbols with no id become `<unk>` (id 0), as in the original; a warning names them (e.g. Vietnamese tones,
     "ħ", "ʕ"), since the model hears nothing for them.
     """
-    encoded = tokenizer(list(phonemes), padding=padding, padding_side="right", return_attention_mask=True,
-                        return_token_type_ids=False, split_special_tokens=True, return_offsets_mapping=True)
-    unknown = _unknown_symbols(tokenizer, phonemes, encoded["input_ids"], encoded.pop("offset_mapping"))
+    encoded, unknown = _encoded(tokenizer, phonemes, padding)
     if unknown:
         logger.warning(f"the phoneme tokenizer has no id for {', '.join(map(repr, unknown))}: read as <unk> "
                        "(the model was not trained on these symbols)")
     return encoded
 
 
-def unknown_phonemes(tokenizer: PreTrainedTokenizerBase, phonemes: str) -> list[str]:
-    """The symbols of the IPA string `phonemes` that `tokenizer` has no id for (`tokenize_phonemes` reads them as
-    `<unk>`), sorted; none: []."""
-    encoded = tokenizer([phonemes], split_special_tokens=True, return_offsets_mapping=True)
-    return _unknown_symbols(tokenizer, [phonemes], encoded["input_ids"], encoded["offset_mapping"])
+def phoneme_ids(tokenizer: PreTrainedTokenizerBase, phonemes: str) -> tuple[list[int], list[str]]:
+    """The ids of one IPA string, as `tokenize_phonemes` gives them, and the symbols in it that have no id (read as
+    `<unk>`), sorted (none: []), for a caller that refuses those instead of warning."""
+    encoded, unknown = _encoded(tokenizer, [phonemes], padding=False)
+    return encoded["input_ids"][0], unknown
 
 
-def _unknown_symbols(tokenizer, phonemes: Sequence[str], input_ids, offsets) -> list[str]:
-    """The parts of `phonemes` whose ids (`input_ids`, spans `offsets`) are the tokenizer's `<unk>`, sorted."""
-    return sorted({
+def _encoded(tokenizer: PreTrainedTokenizerBase, phonemes: Sequence[str], padding: bool | str):
+    """`tokenizer`'s encoding of `phonemes` (ids and attention mask) and the parts of them it read as `<unk>`."""
+    encoded = tokenizer(list(phonemes), padding=padding, padding_side="right", return_attention_mask=True,
+                        return_token_type_ids=False, split_special_tokens=True, return_offsets_mapping=True)
+    unknown = sorted({
         text[start:end]
-        for text, ids, spans in zip(phonemes, input_ids, offsets, strict=True)
+        for text, ids, spans in zip(phonemes, encoded["input_ids"], encoded.pop("offset_mapping"), strict=True)
         for index, (start, end) in zip(ids, spans, strict=True)
         if index == tokenizer.unk_token_id and end > start
     })
+    return encoded, unknown
