@@ -419,7 +419,9 @@ def _is_temperature(value) -> bool:
     return _is_number(value) and (value == 0 or value >= MIN_TEMPERATURE)
 
 
-def _is_seconds(value) -> bool:
+def is_seconds(value) -> bool:
+    """Whether `value` is a length in seconds a setting may have: a number (not a bool, not NaN) in [0,
+    `MAX_SETTING_SECONDS`]."""
     return _is_number(value) and 0 <= value <= MAX_SETTING_SECONDS
 
 
@@ -459,10 +461,10 @@ SETTING_RULES = {
     "nar_min_temperature": ("a finite number (< 0 = off)", _is_number),
     "nar_dtype": ("'auto', 'float32', 'bfloat16' or 'float16'", lambda v: v in NAR_DTYPES),
     "max_levels": ("None or an integer >= 0 (0 = level 0 only)", lambda v: v is None or (_is_int(v) and v >= 0)),
-    "prefix_silence": (f"a number of seconds in [0, {MAX_SETTING_SECONDS}]", _is_seconds),
+    "prefix_silence": (f"a number of seconds in [0, {MAX_SETTING_SECONDS}]", is_seconds),
     "input_prompt_length": (f"None or a number of seconds in [0, {MAX_SETTING_SECONDS}] (0 = the whole prompt), or "
                             "a list of them (one per row)",
-                            lambda v: all(s is None or _is_seconds(s) for s in (v if isinstance(v, (list, tuple))
+                            lambda v: all(s is None or is_seconds(s) for s in (v if isinstance(v, (list, tuple))
                                                                                 else [v]))),
     "input_prompt_prefix": ("True or False", lambda v: isinstance(v, bool)),
     "refine_on_stop": ("True or False", lambda v: isinstance(v, bool)),

@@ -29,7 +29,7 @@ from transformers import StoppingCriteria
 
 from .audio import check_file_rate, check_output_path, check_samples, empty_audio_error, output_format
 from .cache import PreallocatedDynamicCache
-from .configuration import MAX_SETTING_SECONDS
+from .configuration import MAX_SETTING_SECONDS, is_seconds
 from .errors import OutputError, VallEValueError, one_line
 from .files import temporary_file_beside
 from .layout import pad, segment_position_ids, tts_sequence
@@ -71,8 +71,7 @@ CHUNK_SECONDS_RULE = f"a number of seconds in (0, {MAX_SETTING_SECONDS}]"
 
 def chunk_seconds_allowed(value) -> bool:
     """Whether `value` is a streamed chunk's length (`CHUNK_SECONDS_RULE`)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)  # True is no number of seconds
-            and math.isfinite(value) and 0 < value <= MAX_SETTING_SECONDS)
+    return is_seconds(value) and value > 0
 
 
 class AudioStreamer:
