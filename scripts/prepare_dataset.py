@@ -245,7 +245,7 @@ def prepare_one(
     readable message if it cannot be used."""
     from valle_hf.audio import load_audio
     from valle_hf.codec import encode
-    from valle_hf.feature_extraction import SILENT_PEAK, VallEFeatureExtractor
+    from valle_hf.feature_extraction import VallEFeatureExtractor
     from valle_hf.phonemes import phonemize, resolve_language
     from valle_hf.tokenization import phoneme_ids
 
@@ -256,14 +256,8 @@ def prepare_one(
     # the row's own language, as detected for "auto": what the phonemes are read in
     language = resolve_language(entry.text, entry.language or language)
     extractor = VallEFeatureExtractor()
-    waveform = extractor.waveform(*load_audio(entry.audio), what=str(entry.audio))
-    # A voice prompt only warns about silence; trained on, it would teach the transcript as silence. (No samples
-    # left after resampling is refused as too short, below.)
-    peak = float(waveform.abs().max()) if waveform.numel() else None
-    if peak is not None and peak < SILENT_PEAK:
-        raise VallEValueError(f"{entry.audio} is silent (peak {peak:.1e}, below -80 dBFS): no speech to learn its "
-                              "transcript from; check the recording (the wrong file or channel?)")
-    extractor.check_reference(waveform, str(entry.audio))  # as a voice prompt is: at least one codec frame
+    waveform = extractor.check_reference(extractor.waveform(*load_audio(entry.audio), what=str(entry.audio)),
+                                         str(entry.audio), refuse_silence=True)  # a voice prompt's, refusing silence
     phonemes = phonemize(entry.text, language, language_switch)
     ids, unknown = phoneme_ids(tokenizer, phonemes)
     if unknown:  # all trained as the one <unk> id, which says nothing of how they sound

@@ -178,9 +178,10 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         _LOADED[id(waveform)] = waveform
         return waveform
 
-    def check_reference(self, waveform: torch.Tensor, what: str) -> torch.Tensor:
+    def check_reference(self, waveform: torch.Tensor, what: str, refuse_silence: bool = False) -> torch.Tensor:
         """`waveform` (1-D, at `sampling_rate`) as a voice prompt, STT input or training utterance: refused
-        (`VallEValueError`, naming `what`) when shorter than one codec frame, warned about when silent."""
+        (`VallEValueError`, naming `what`) when shorter than one codec frame; when silent, warned about, or refused
+        with `refuse_silence` (a training utterance: trained on, it would teach its transcript as silence)."""
         frame = CODEC_HOP_LENGTH  # samples, at the codec's rate (the only one this extractor has)
         if len(waveform) < frame:
             milliseconds = 1000 * len(waveform) / self.sampling_rate
@@ -188,6 +189,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                                   f"({1000 * frame / self.sampling_rate:.1f} ms): it holds no voice; give a recording "
                                   "of a few seconds")
         peak = float(waveform.abs().max())
+        if peak < SILENT_PEAK and refuse_silence:
+            raise VallEValueError(f"{what} is silent (peak {peak:.1e}, below -80 dBFS): no speech to learn its "
+                                  "transcript from; check the recording (the wrong file or channel?)")
         if peak < SILENT_PEAK:
             # the same check serves a voice prompt and speech to transcribe: the warning names what each gets
             logger.warning(f"{what} is silent (peak {peak:.1e}, below -80 dBFS): as a voice prompt it gives a random "
