@@ -442,9 +442,7 @@ def model_in(model, precision: str):
     """A copy of `model` in `precision`: "float32", "bfloat16", "float16" or "int8"."""
     if precision == "int8":
         return int8_model(model)
-    from valle_hf.modeling import to_dtype
-
-    return to_dtype(copy.deepcopy(model), getattr(torch, precision))
+    return copy.deepcopy(model).to(getattr(torch, precision))
 
 
 class Context:

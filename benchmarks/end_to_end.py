@@ -115,11 +115,9 @@ def load_variant(variant: str, args, device: torch.device):
     if variant == "default":
         return model, "AR float32" + (" through oneDNN" if device.type == "cpu" else "") + ", nar_dtype auto"
     from valle_hf.hardware import choose_precision, quiet_torchao_import
-    from valle_hf.modeling import to_dtype
-
     with quiet_torchao_import():
         precision = choose_precision(device, quantize="int8")
-    model = int8_model(model, precision.dtype) if precision.quantize else to_dtype(model, precision.dtype)
+    model = int8_model(model, precision.dtype) if precision.quantize else model.to(precision.dtype)
     return model, precision.describe()
 
 

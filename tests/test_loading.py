@@ -267,6 +267,15 @@ def test_an_original_checkpoint_is_converted_on_the_fly(fixtures, fixture_model)
     assert half.model.backbone.rotary_emb.inv_freq.dtype == torch.float32  # as from_pretrained(dtype=...) keeps it
 
 
+def _assert_same_tensors(ours, theirs):
+    for mine, other in ((ours.named_parameters(), theirs.named_parameters()),
+                        (ours.named_buffers(), theirs.named_buffers())):
+        mine, other = dict(mine), dict(other)
+        assert mine.keys() == other.keys()
+        for name, tensor in mine.items():
+            assert tensor.dtype == other[name].dtype and torch.equal(tensor, other[name]), name
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_a_16bit_model_built_in_memory_is_the_same_model_loaded_from_a_directory(tmp_path, dtype):
     """tiny-random (like an original checkpoint) is built in memory: in a 16-bit dtype it must be exactly what
@@ -275,13 +284,28 @@ def test_a_16bit_model_built_in_memory_is_the_same_model_loaded_from_a_directory
 
     built = load_model_and_processor("tiny-random", dtype=dtype)[0]
     load_model_and_processor("tiny-random")[0].save_pretrained(tmp_path)
+    _assert_same_tensors(built, VallEForConditionalGeneration.from_pretrained(tmp_path, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_model_cast_by_its_user_is_the_model_loaded_in_that_dtype(tmp_path, dtype):
+    """`model.to(dtype)`, `.half()` and `.bfloat16()` in a notebook keep the codec and the rotary frequencies float32,
+    as `from_pretrained(dtype=...)` does (they rounded both: a voice prompt encoded to wrong codes)."""
+    from valle_hf.modeling import VallEForConditionalGeneration, VallEModel
+
+    load_model_and_processor("tiny-random")[0].save_pretrained(tmp_path)
     loaded = VallEForConditionalGeneration.from_pretrained(tmp_path, dtype=dtype)
-    for ours, theirs in ((built.named_parameters(), loaded.named_parameters()),
-                         (built.named_buffers(), loaded.named_buffers())):
-        ours, theirs = dict(ours), dict(theirs)
-        assert ours.keys() == theirs.keys()
-        for name, tensor in ours.items():
-            assert tensor.dtype == theirs[name].dtype and torch.equal(tensor, theirs[name]), name
+    cast = VallEForConditionalGeneration.from_pretrained(tmp_path)
+    shortcut = cast.half if dtype == torch.float16 else cast.bfloat16
+    for model in (VallEForConditionalGeneration.from_pretrained(tmp_path).to(dtype),
+                  VallEForConditionalGeneration.from_pretrained(tmp_path).to("cpu", dtype=dtype), shortcut()):
+        _assert_same_tensors(model, loaded)
+    decoder = VallEModel.from_pretrained(tmp_path).to(dtype)  # the decoder alone keeps its rotary frequencies too
+    _assert_same_tensors(decoder, VallEModel.from_pretrained(tmp_path, dtype=dtype))
+    assert cast.to(torch.float32).codec_model.dtype == torch.float32 and cast.dtype == torch.float32
+    moved = VallEForConditionalGeneration.from_pretrained(tmp_path).to("meta", dtype)
+    assert {tensor.device.type for tensor in [*moved.parameters(), *moved.buffers()]} == {"meta"}
+    assert moved.dtype == dtype and moved.codec_model.dtype == torch.float32
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -336,7 +336,7 @@ def convert_checkpoint(
     `--split-classifiers`) converts to a model that refuses speech-to-text.
     """
     from .codec import load_codec, tiny_random_codec
-    from .modeling import VallEForConditionalGeneration, to_dtype
+    from .modeling import VallEForConditionalGeneration
     from .processing import VallEProcessor
     from .vocos import load_original_vocos, tiny_random_vocos
 
@@ -376,7 +376,7 @@ def convert_checkpoint(
     missing = [key for key in missing if key != "model.backbone.embed_tokens.weight"]
     if missing or unexpected:
         raise RuntimeError(f"internal conversion error: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return to_dtype(model, dtype).eval(), processor
+    return model.to(dtype).eval(), processor
 
 
 def is_converted_model(folder: Path) -> bool:

@@ -289,9 +289,7 @@ def _quantized(model, dtype: torch.dtype, quantize: str | None):
     """A model built in memory, in `dtype`; with `quantize="int8"`, saved to a temporary directory and loaded back
     with int8 decoder weights (`from_pretrained` is where transformers applies a quantization config)."""
     if quantize is None:
-        from .modeling import to_dtype
-
-        return model if dtype == "auto" else to_dtype(model, dtype)
+        return model if dtype == "auto" else model.to(dtype)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="valle_hf_int8_") as folder, no_progress_bars():

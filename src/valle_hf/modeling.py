@@ -21,6 +21,7 @@ from torch import nn
 from transformers import EncodecModel, LlamaModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 from transformers.utils.generic import can_return_tuple
 
 from .cache import CACHE_FIELD, CACHE_KWARG
@@ -35,7 +36,7 @@ from .layout import segment_position_ids
 from .loss import valle_loss
 from .vocos import VocosModel
 
-__all__ = ["VallEForConditionalGeneration", "VallEModel", "VallEOutput", "VallEPreTrainedModel", "to_dtype"]
+__all__ = ["VallEForConditionalGeneration", "VallEModel", "VallEOutput", "VallEPreTrainedModel"]
 
 
 @dataclass
@@ -77,6 +78,36 @@ class VallEPreTrainedModel(PreTrainedModel):
         for module in self.modules():
             if isinstance(module, VallEBackbone):
                 module.config._attn_implementation = backbone_attention(module.config._attn_implementation)
+
+    def to(self, *args, **kwargs):
+        """`PreTrainedModel.to`, where a floating-point dtype makes the model `from_pretrained(dtype=...)` makes: the
+        rotary embeddings' inverse frequencies stay float32 (transformers computes them in float32; rounded, the model
+        speaks differently from the same checkpoint loaded in that dtype), and so do, in a 16-bit dtype, the modules
+        of `_keep_in_fp32_modules_strict` (the codec). `model.to(torch.bfloat16)` in a notebook rounded both."""
+        device, dtype, non_blocking, _ = torch._C._nn._parse_to(*args, **kwargs)  # nn.Module.to's own parsing
+        if dtype is None or not dtype.is_floating_point:
+            return super().to(*args, **kwargs)
+        if device is not None:
+            super().to(device, non_blocking=non_blocking)
+        rotaries = [module for module in self.modules() if isinstance(module, LlamaRotaryEmbedding)]
+        frequencies = [dict(module.named_buffers(recurse=False)) for module in rotaries]
+        sixteen_bit = dtype in (torch.float16, torch.bfloat16)
+        kept = (self._keep_in_fp32_modules_strict or ()) if sixteen_bit else ()
+        for name, child in self.named_children():  # a model holds no tensor of its own, only its children's
+            if name not in kept:
+                nn.Module.to(child, dtype)
+        for module, buffers in zip(rotaries, frequencies, strict=True):
+            for name, buffer in buffers.items():
+                setattr(module, name, buffer)
+        return self
+
+    def half(self):
+        """`to(torch.float16)`: the codec and the rotary frequencies stay float32 (see `to`)."""
+        return self.to(torch.float16)
+
+    def bfloat16(self):
+        """`to(torch.bfloat16)`: the codec and the rotary frequencies stay float32 (see `to`)."""
+        return self.to(torch.bfloat16)
 
     def _init_weights(self, module: nn.Module) -> None:
         """The original's initialisation: unit-normal segment embeddings and separator, Llama's init elsewhere."""
@@ -334,20 +365,3 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             attentions=outputs.attentions,
             **{CACHE_FIELD: getattr(outputs, CACHE_FIELD, None)},
         )
-
-
-def to_dtype(model: VallEForConditionalGeneration, dtype: torch.dtype) -> VallEForConditionalGeneration:
-    """`model` (changed in place, and returned) in `dtype` as `from_pretrained(dtype=...)` loads it: every floating
-    point parameter and buffer in `dtype` but the rotary embedding's inverse frequencies, which stay float32
-    (transformers computes them in float32; `model.to(dtype)` would round them, and the model would then speak
-    differently from the same checkpoint loaded from a directory), and, in a 16-bit `dtype`, the modules the model
-    keeps in float32 (`_keep_in_fp32_modules_strict`: the codec)."""
-    rotary = model.model.backbone.rotary_emb
-    frequencies = dict(rotary.named_buffers(recurse=False))
-    kept = model._keep_in_fp32_modules_strict if dtype in (torch.float16, torch.bfloat16) else ()
-    for name, child in model.named_children():  # the model holds no tensor of its own, only its children's
-        if name not in kept:
-            child.to(dtype)
-    for name, buffer in frequencies.items():
-        setattr(rotary, name, buffer)
-    return model
