@@ -831,8 +831,8 @@ class VallEGenerationMixin(GenerationMixin):
             return
         rows = (~stopped).nonzero().flatten().tolist()
         logger.warning(f"{_named_rows(rows, len(stopped))} reached the length limit ({setting}: {steps} steps) without "
-                       "a stop token; the output may be cut off (raise max_new_tokens; --max-ar-steps on the command "
-                       "line)")
+                       "a stop token; the output may be cut off (raise max_new_tokens, the --max-ar-steps of "
+                       "`python -m valle_hf`)")
 
     def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
         """The AR's step limit as transformers applies it, and the setting that made it: `max_new_tokens`, else
