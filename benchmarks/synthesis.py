@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import sys
 import tempfile
 import time
@@ -34,7 +31,18 @@ import torch
 
 from valle_hf.errors import ArgumentParser, entry_point
 
-from .common import COUNT, SECONDS, batch_sizes, check_output_file, require, setup, write_json
+from .common import (
+    COUNT,
+    SECONDS,
+    ForeignLoad,
+    batch_sizes,
+    check_output_file,
+    fmt_pct,
+    machine_info,
+    require,
+    setup,
+    write_json,
+)
 
 SENTENCES = [
     "The birch canoe slid on the smooth planks.",
@@ -105,50 +113,23 @@ def write_corpus(root: Path, rows: int, prompt_seconds: float) -> Path:
     return root / "manifest.jsonl"
 
 
-def _cpu_times() -> tuple[float, float]:
-    """(the machine's busy CPU seconds, this process's CPU seconds); the machine's is NaN without /proc/stat."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    try:
-        fields = [int(value) for value in open("/proc/stat").readline().split()[1:]]
-        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        busy = float("nan")
-    return busy, own.ru_utime + own.ru_stime
-
-
 def measure(model, processor, manifest: Path, batch_size: int, max_ar_steps: int, prompt_seconds: float) -> dict:
     """One synthesis of the whole manifest into a fresh folder, timed."""
     from valle_hf.synthesize import synthesize
 
     with tempfile.TemporaryDirectory(prefix="valle_synthesis_") as out:
-        busy, own = _cpu_times()
+        load = ForeignLoad()
         started = time.perf_counter()
         plan, report = synthesize(manifest, out, model, processor, batch_size=batch_size, progress=False,
                                   max_ar_steps=max_ar_steps, input_prompt_length=prompt_seconds)
         seconds = time.perf_counter() - started
-        busy_after, own_after = _cpu_times()
+        others = load.share()
         audio = {path.name: soundfile.read(path, dtype="float32")[0] for path in Path(out).glob("*.wav")}
-    others = (busy_after - busy - (own_after - own)) / (seconds * os.cpu_count())
     assert report.rows == len(audio) and not plan.failures and not report.failed
     return {"batch_size": batch_size, "rows": report.rows, "audio_seconds": round(report.audio_seconds, 3),
             "seconds": round(seconds, 2), "rows_per_second": round(report.rows / seconds, 4),
             "audio_seconds_per_second": round(report.audio_seconds / seconds, 4), "calls": len(plan.batches),
-            "others": round(max(others, 0.0), 3), "audio": audio}
-
-
-def machine() -> dict:
-    model_name, flags = platform.processor(), set()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model_name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return {"cpu": model_name, "logical_cpus": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags,
-            "amx": any(flag.startswith("amx") for flag in flags), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "python": platform.python_version()}
+            "others": None if others is None else round(others, 3), "audio": audio}
 
 
 @entry_point()
@@ -174,15 +155,15 @@ def main(argv=None) -> int:
         audio = result.pop("audio")
         result["max_abs_difference_to_first"] = float(max(np.abs(audio[name] - reference[name]).max()
                                                           for name in reference))
-    report = {"machine": machine(), "settings": {key: value for key, value in vars(args).items() if key != "json"},
-              "results": results}
+    settings = {key: value for key, value in vars(args).items() if key != "json"}
+    report = {"machine": machine_info(torch.device(args.device)), "settings": settings, "results": results}
     print(json.dumps(report, indent=2))
     print(f"\n{'batch':>5} {'calls':>5} {'rows':>4} {'audio s':>8} {'wall s':>7} {'rows/s':>7} {'audio s/s':>9} "
           f"{'others':>6}")
     for result in results:
         print(f"{result['batch_size']:>5} {result['calls']:>5} {result['rows']:>4} {result['audio_seconds']:>8.2f} "
               f"{result['seconds']:>7.1f} {result['rows_per_second']:>7.3f} {result['audio_seconds_per_second']:>9.3f} "
-              f"{result['others']:>6.0%}")
+              f"{fmt_pct(result['others']):>6}")
     if args.json:
         write_json(args.json, report, "--json")
     return 0
