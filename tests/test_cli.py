@@ -592,6 +592,13 @@ def test_a_model_saved_with_int8_weights_says_so_in_its_precision_line(tmp_path,
     status, _, err = run(["Hi.", "", tmp_path / "o.wav", "--no-prompt", "--model", tmp_path / "int8",
                           "--max-ar-steps", 2], capsys)
     assert status == 0 and "precision: AR int8 weights, " in err and "saved with int8 weights" in err
+    # --onednn asks float32 of every flag, but these weights are int8 whatever is asked (it blamed bfloat16)
+    status, _, err = run(["Hi.", "", tmp_path / "p.wav", "--no-prompt", "--model", tmp_path / "int8", "--onednn"],
+                         capsys)
+    last = err.splitlines()[-1]  # after transformers' loading bar
+    assert status == 1 and last.startswith("error: --onednn") and "saved with int8 weights" in last
+    assert "drop --onednn" in last and "Traceback" not in err
+    assert not (tmp_path / "p.wav").exists()
 
 
 def test_half_precision_decodes_with_the_default_vocos_backend(cli):

@@ -139,11 +139,15 @@ def load_model(args, precision=None):
     )
     model.to(device)
     _set_attention(model, args.attention)
+    loaded = loaded_precision(precision, model)
     if args.onednn:
+        if loaded.quantize:  # only the model's own config can say so: it was saved quantized
+            raise UsageError(f"--onednn runs float32 weights, and {args.model} was saved with {loaded.quantize} "
+                             "weights (its config's quantization_config): drop --onednn")
         from .cpu_kernels import enable_onednn_linears
 
         enable_onednn_linears(model)
-    return model, processor, loaded_precision(precision, model)
+    return model, processor, loaded
 
 
 def build_parser() -> argparse.ArgumentParser:
