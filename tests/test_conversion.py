@@ -467,3 +467,20 @@ def test_a_failed_save_keeps_the_previous_directory_whole(tmp_path, converted, m
             conversion.save_converted(model, processor, out, overwrite=True)
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
     assert [path.name for path in tmp_path.iterdir()] == ["converted"]  # no staging directory left
+
+
+def test_a_killed_conversions_staging_folder_is_named_on_the_next_one(tmp_path, converted):
+    """kill -9 leaves the hidden staging folder (a model's size): the next conversion to that folder names it, and
+    removes nothing (it may be a conversion running now)."""
+    from valle_hf import conversion
+
+    model, processor = converted
+    with logged_warnings() as logged:
+        conversion.save_converted(model, processor, tmp_path / "converted")
+    assert "killed" not in logged.out
+    left = tmp_path / ".converted.k1ll3d"
+    left.mkdir()
+    (tmp_path / ".other.k1ll3d").mkdir()  # another output's
+    with logged_warnings() as logged:
+        conversion.save_converted(model, processor, tmp_path / "converted", overwrite=True)
+    assert str(left) in logged.out and "killed" in logged.out and "other" not in logged.out and left.is_dir()

@@ -36,7 +36,7 @@ from .errors import (
     get_logger,
     one_line,
 )
-from .files import check_output_folder, plain_file_modes, temporary_folder_beside
+from .files import check_output_folder, leftovers_beside, plain_file_modes, temporary_folder_beside
 from .tokenization import check_symmap, packaged_tokenizer_file
 from .vocos import DEFAULT_VOCODER
 
@@ -420,6 +420,16 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
     return output_dir
 
 
+def _warn_of_leftovers(output_dir: Path) -> None:
+    """Name the staging folders a killed conversion left beside `output_dir` (a model's size each). They are not
+    removed: one may belong to a conversion running now."""
+    leftovers = leftovers_beside(output_dir)
+    if leftovers:
+        names = ", ".join(str(path) for path in leftovers)
+        logger.warning(f"{names}: left by a conversion to {output_dir} that was killed (or in use by one running now); "
+                       "delete them when no conversion is running, to free their space")
+
+
 def save_converted(model, processor, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Write a `from_pretrained` directory (config, weights, generation config, processor, and the model's code with
     its `auto_map`, so that it loads with `trust_remote_code=True` where valle-hf is not installed), all or nothing.
@@ -430,6 +440,7 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
     """
     output_dir = check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
+    _warn_of_leftovers(output_dir)
     staging = temporary_folder_beside(output_dir)
     previous = staging.with_name(staging.name + ".previous")  # the replaced output, kept until the new one is in place
     try:

@@ -18,6 +18,7 @@ from .errors import UsageError
 
 __all__ = [
     "check_output_folder",
+    "leftovers_beside",
     "plain_file_modes",
     "temporary_file_beside",
     "temporary_folder_beside",
@@ -60,6 +61,12 @@ def temporary_folder_beside(path: Path) -> Path:
     temporary = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
     os.chmod(temporary, 0o777 & ~_umask())
     return Path(temporary)
+
+
+def leftovers_beside(path: Path) -> list[Path]:
+    """The folders `temporary_folder_beside(path)` made that are still there: left by a run that was killed before it
+    could remove them (kill -9, a power cut), or in use by one running now."""
+    return sorted(other for other in path.parent.glob(f".{path.name}.*") if other.is_dir())
 
 
 def plain_file_modes(folder: Path) -> None:
