@@ -502,6 +502,21 @@ def test_a_batch_out_of_memory_ends_the_run_in_one_line_keeping_the_rows_written
     assert [path.name for path in (tmp_path / "out").glob("*.wav")] == ["short.wav"]
 
 
+@pytest.mark.parametrize("launcher", ["ACCELERATE_MIXED_PRECISION", "TORCHELASTIC_RUN_ID"])
+def test_a_run_with_failed_rows_ends_with_0_under_a_launcher_of_one_process(launcher, tmp_path, monkeypatch):
+    """`accelerate launch --cpu` starts one process: its status 3 became accelerate's CalledProcessError traceback
+    (torchrun's crash report with `--multi_gpu --num_processes 1`)."""
+    (tmp_path / "m.csv").write_text("id,text,prompt\nlost,Hello.,missing.wav\n", encoding="utf-8")
+    arguments = [tmp_path / "m.csv", tmp_path / "out", *FLAGS]
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert synthesize_main(arguments)[0] == synthesis.SOME_ROWS_FAILED
+    monkeypatch.setenv(launcher, "no")
+    status, err = synthesize_main(arguments)
+    assert status == 0 and "1 failed" in err, err
+    assert [record["id"] for record in records(tmp_path / "out" / "failed.jsonl")] == ["lost"]
+
+
 def test_a_row_cut_at_the_step_limit_is_named_by_its_id(tmp_path, prompt_wav, cached_loading):
     shutil.copy(prompt_wav, tmp_path / "voice.wav")
     rows = ["alpha,Hello.,voice.wav,100", "beta,One. Two.,voice.wav,200"]

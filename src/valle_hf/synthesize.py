@@ -22,8 +22,9 @@ last run that could not be spoken: line, id, error) and, while a run is going, `
 re-run skips the rows in done.jsonl whose WAV exists and whose cells are unedited, so a crash or a kill loses at most
 the batches in flight. Exit status:
 0 when every row is done, 3 when some rows failed (all in failed.jsonl), 1 (one ``error:`` line) for a usage or set-up
-mistake, 130 after Ctrl-C, 143 after a SIGTERM. Under a launcher with several processes each process exits 0 after a
-run that ended, failures or not, since torchrun would report any other status as a crash: read failed.jsonl.
+mistake, 130 after Ctrl-C, 143 after a SIGTERM. Under a launcher (accelerate launch, torchrun) each process exits 0
+after a run that ended, failures or not, since the launcher would report any other status as a crash: read
+failed.jsonl.
 """
 
 from __future__ import annotations
@@ -753,7 +754,14 @@ def _synthesize(args) -> int:
         _print_report(reports, wall, plan, failures, args.out_dir, args.seed is not None)
         print(precision.describe(), file=sys.stderr)  # once it ran, so that a failed run still says one line only
     some_failed = plan.failures or any(report.failed for report in reports)
-    return SOME_ROWS_FAILED if some_failed and state.num_processes == 1 else 0
+    return SOME_ROWS_FAILED if some_failed and not _launched() else 0
+
+
+def _launched() -> bool:
+    """Whether a launcher started this process: torchrun (`accelerate launch --multi_gpu`, with one process too)
+    reports any status but 0 as a crash, and accelerate's launcher of one process (`--cpu`, or one GPU) as a
+    traceback of its own, so a run that ended with failed rows must end with 0 there (failed.jsonl lists them)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or "ACCELERATE_MIXED_PRECISION" in os.environ
 
 
 if __name__ == "__main__":
