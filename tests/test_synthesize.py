@@ -185,6 +185,18 @@ def test_each_voice_is_encoded_once_and_batches_share_settings(corpus, tmp_path,
     assert all(len(call["seeds"]) == len(call["input_ids"]) <= 4 for call in calls)
 
 
+def test_a_row_longer_than_the_batch_size_is_spoken_in_calls_of_that_size(corpus, reference, tmp_path,
+                                                                           cached_loading, monkeypatch):
+    """A row of more sentences than --batch-size was one `generate` call of all of them: a long text ran the device
+    out of memory whatever --batch-size said."""
+    generated = _spied(monkeypatch, "generate")
+    status, err = synthesize_main([corpus, tmp_path / "out", *FLAGS, "--batch-size", "1"])
+    assert status == synthesis.SOME_ROWS_FAILED, err
+    assert all(len(kwargs["seeds"]) == 1 for _, kwargs in generated)
+    assert len(generated) > len(wavs(reference))  # a row of two sentences was spoken in two calls
+    assert_same_wavs(wavs(tmp_path / "out"), wavs(reference))
+
+
 def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
     """Rows that cannot be spoken are found before any model loads, each reported with its line."""
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())

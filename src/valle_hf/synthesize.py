@@ -12,7 +12,8 @@ so batching changes nothing. A row without a seed takes `--seed` (a random one w
 How it runs: a row that cannot be spoken (missing prompt file, empty text, unknown language, a bad setting, a
 duplicate id) is reported with its line number and the run goes on. The rows left are grouped by their settings,
 sorted by length and cut into batches of at most `--batch-size` sentences (whole rows), so a batch wastes little
-padding; each batch is one `generate` call (AR, NAR, decoding). A voice prompt is encoded once per process and kept.
+padding; each batch is one `generate` call (AR, NAR, decoding), a longer row a batch of its own spoken in calls of
+`--batch-size` sentences. A voice prompt is encoded once per process and kept.
 Under ``accelerate launch`` the batches are dealt out to the processes, each on its own device, each writing its
 own files; the main process joins the records at the end.
 
@@ -260,7 +261,8 @@ def _check_columns(table, manifest: Path) -> None:
 
 def _batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
     """Jobs with the same settings, sorted by length (longest sentence, then sentence count) and cut into batches of
-    at most `batch_size` sentences (a row is never split; a longer row makes a batch of its own)."""
+    at most `batch_size` sentences (a row is never split; a longer row makes a batch of its own, which
+    `speak_batch` speaks in calls of `batch_size` sentences)."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         groups.setdefault(job.settings_key, []).append(job)
@@ -472,9 +474,11 @@ def _row_names(ready: list) -> list[str]:
             for job, sentences, _ in ready for k in range(len(sentences))]
 
 
-def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache,
-                language_switch: str = "keep") -> tuple[list[Spoken], list[tuple[Job, str]]]:
-    """Speak a batch of jobs (same settings) in one `generate` call, every sentence a row with its own seed.
+def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache, language_switch: str = "keep",
+                max_sentences: int | None = None) -> tuple[list[Spoken], list[tuple[Job, str]]]:
+    """Speak a batch of jobs (same settings), every sentence a row with its own seed: one `generate` call, or one
+    per `max_sentences` sentences (None: no limit), so that a row longer than the batch size is spoken in calls of
+    that size (its sentences' seeds and generators are their own, so its audio is the same).
 
     Returns the jobs spoken, and those that could not be (their text, prompt or settings refused), with the error.
     """
@@ -488,45 +492,53 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache,
             failed.append((job, one_line(error)))
     if not ready:
         return [], failed
-    texts = [text for _, sentences, _ in ready for text in sentences]
-    prompt_rows = [codes for _, sentences, codes in ready for _ in sentences]
-    seeds = [seed for job, sentences, _ in ready for seed in sentence_seeds(job.seed, len(sentences))]
-    input_ids, attention_mask = (tensor.to(model.device) for tensor in pad(texts, 0, side="right"))
-    prompt_codes, prompt_mask = (tensor.to(model.device) for tensor in pad(prompt_rows, 0, side="right"))
+    rows = [(text, codes, seed) for job, sentences, codes in ready
+            for text, seed in zip(sentences, sentence_seeds(job.seed, len(sentences)), strict=True)]
+    names, step = _row_names(ready), max_sentences or len(rows)
     try:
-        with row_names(_row_names(ready)):
-            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
-                                 prompt_attention_mask=prompt_mask, seeds=seeds, return_dict_in_generate=True,
-                                 **jobs[0].settings)
+        out = [result for start in range(0, len(rows), step)
+               for result in _generate(model, rows[start:start + step], names[start:start + step], jobs[0].settings)]
     except MissingDependencyError:
         raise
     except VallEError as error:  # the settings the rows share: every row of the batch fails alike
         return [], failed + [(job, one_line(error)) for job, _, _ in ready]
     spoken, start = [], 0
     for job, sentences, _ in ready:
-        rows = range(start, start + len(sentences))
+        audio, lengths, stopped = zip(*out[start:start + len(sentences)], strict=True)
         start += len(sentences)
         try:
-            check_sentences_spoken([out.audio[row] for row in rows], job.sentences)
+            check_sentences_spoken(list(audio), job.sentences)
         except VallEValueError as error:
             failed.append((job, one_line(error)))
             continue
-        audio = torch.cat([out.audio[row].float().cpu() for row in rows])
-        spoken.append(Spoken(job, audio, int(sum(out.lengths[row] for row in rows)),
-                             bool(all(out.stopped[row] for row in rows))))
+        spoken.append(Spoken(job, torch.cat([row.float().cpu() for row in audio]), int(sum(lengths)), all(stopped)))
     return spoken, failed
 
 
-def _speak_in_memory(model, processor, jobs: list[Job], prompts: PromptCache,
-                     language_switch: str) -> tuple[list[Spoken], list[tuple[Job, str]]]:
+def _generate(model, rows: list[tuple], names: list[str], settings: dict) -> list[tuple[torch.Tensor, int, bool]]:
+    """One `generate` call for `rows` (a sentence's phoneme ids, its prompt codes `[frames, 8]` and its seed, each),
+    named in warnings by `names`; each row's audio, frame count and whether it emitted its stop token."""
+    texts, prompt_rows, seeds = zip(*rows, strict=True)
+    input_ids, attention_mask = (tensor.to(model.device) for tensor in pad(list(texts), 0, side="right"))
+    prompt_codes, prompt_mask = (tensor.to(model.device) for tensor in pad(list(prompt_rows), 0, side="right"))
+    with row_names(names):
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
+                             prompt_attention_mask=prompt_mask, seeds=list(seeds), return_dict_in_generate=True,
+                             **settings)
+    return [(out.audio[row], int(out.lengths[row]), bool(out.stopped[row])) for row in range(len(seeds))]
+
+
+def _speak_in_memory(model, processor, jobs: list[Job], prompts: PromptCache, language_switch: str,
+                     batch_size: int | None) -> tuple[list[Spoken], list[tuple[Job, str]]]:
     """`speak_batch`, where running out of the device's memory ends the run in one line: the batch size is the
     user's setting to lower, not a bug (and every later batch of that size would run out alike)."""
     try:
-        return speak_batch(model, processor, jobs, prompts, language_switch)
+        return speak_batch(model, processor, jobs, prompts, language_switch, batch_size)
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
         if not out_of_memory(error):
             raise
         sentences = sum(len(job.sentences) for job in jobs)
+        sentences = min(sentences, batch_size or sentences)  # a long row's batch runs in calls of batch_size
         raise VallEValueError(f"out of memory on {model.device} speaking a batch of {sentences} sentence(s) "
                               f"({one_line(error, 100)}): lower --batch-size, or split the longest texts; the rows "
                               "written so far are kept, run the same command again to resume") from None
@@ -549,10 +561,11 @@ class ProcessReport:
 
 
 def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder, language_switch: str = "keep",
-                  progress: bool | None = None, process: int = 0) -> ProcessReport:
+                  progress: bool | None = None, process: int = 0, batch_size: int | None = None) -> ProcessReport:
     """Speak `batches` into `out`: each row's WAV, then its record in this process's part of done.jsonl (a row is done
     only once both are written); failures go to its part of failed.jsonl. `progress`: a progress bar of rows and
-    seconds of audio (None: when stderr is a terminal)."""
+    seconds of audio (None: when stderr is a terminal). `batch_size`: the most sentences of one `generate` call (a
+    batch of one longer row is spoken in several; None: one call per batch)."""
     from tqdm.auto import tqdm
 
     report, started = ProcessReport(process), time.perf_counter()
@@ -563,7 +576,7 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
     with tqdm(total=total, unit="row", desc=f"process {process}", position=process, dynamic_ncols=True,
               disable=None if progress is None else not progress) as bar:
         for batch in batches:
-            spoken, failed = _speak_in_memory(model, processor, batch, prompts, language_switch)
+            spoken, failed = _speak_in_memory(model, processor, batch, prompts, language_switch, batch_size)
             for row in spoken:
                 try:
                     path = save_audio(out.wav(row.job.id), row.audio, rate)
@@ -608,7 +621,7 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
     out.check()
     plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout)
     out.prepare()
-    report = run_synthesis(plan.batches, model, processor, out, language_switch, progress)
+    report = run_synthesis(plan.batches, model, processor, out, language_switch, progress, batch_size=batch_size)
     out.fold_done()
     out.write_failures(plan.failures)
     return plan, report
@@ -624,7 +637,8 @@ def build_parser() -> ArgumentParser:
     add("out_dir", type=Path, help="where the WAVs, done.jsonl and failed.jsonl go (created; a re-run resumes)")
     add("--manifest-format", choices=[layout for layout in LAYOUTS if layout != "ljspeech"], default="auto",
         help="layout of MANIFEST: auto (by extension: .jsonl, .tsv, else CSV), csv, tsv, jsonl [auto]")
-    add("--batch-size", type=int, default=8, help="sentences per generate call (a row is never split) [8]")
+    add("--batch-size", type=int, default=8,
+        help="sentences per generate call (a longer row is spoken alone, in several calls) [8]")
     add("--language", default="en", help="language of rows without one: espeak code or 'auto' [en]")
     add("--language-switch", default="keep", choices=["keep", "remove"],
         help="espeak's markers for words read in another language: keep (as the model was trained) or remove [keep]")
@@ -743,7 +757,7 @@ def _synthesize(args) -> int:
     state.wait_for_everyone()
     started = time.perf_counter()
     report = run_synthesis(mine, model, processor, out, args.language_switch, False if args.no_progress else None,
-                           state.process_index)
+                           state.process_index, args.batch_size)
     state.wait_for_everyone()
     wall = time.perf_counter() - started
     reports = _gather(state, report)
