@@ -388,3 +388,19 @@ def hub_unreachable(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)
     monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", unreachable)
+
+
+@contextmanager
+def served_hub(monkeypatch, repos: dict, revisions: dict | None = None, token: str | None = None):
+    """A `hub_server.LocalHub` serving `repos` (at `revisions`, to `token` only) to this process: huggingface_hub's
+    endpoint points at it, online, for the block; pass each load a fresh `cache_dir` so that nothing cached answers
+    instead."""
+    from hub_server import LocalHub
+    from huggingface_hub import constants
+
+    with LocalHub(repos, revisions, token) as hub:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        yield hub

@@ -1,9 +1,11 @@
 """A local stand-in for the Hugging Face Hub: serves chosen files on 127.0.0.1 the way `huggingface_hub` reads them.
 
 `hf_hub_download` (and so `from_pretrained`) fetches `{HF_ENDPOINT}/{repo_id}/resolve/{revision}/{path}`: a HEAD for
-the metadata (commit, ETag, size) and a GET for the bytes. This server answers both for the files it is given, a 404
-with the Hub's `X-Error-Code` header for anything else, and records every request, so a test can point
-`HF_ENDPOINT` at it and check what a command downloads.
+the metadata (commit, ETag, size) and a GET for the bytes. This server answers both for the files it is given (at
+every revision, or only at those `revisions` names for a repository), with the Hub's `X-Error-Code` header for
+anything else (401 for an unknown repository, 404 for an unknown revision or file, or for a call to the Hub's API
+about a known repository: transformers reads that as "no such folder"), and records every request, so a test can
+point `HF_ENDPOINT` at it and check what a command downloads.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from urllib.parse import unquote
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<revision>[^/]+)/(?P<path>.+)$")
+_API = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/")
 
 
 class LocalHub:
-    """`with LocalHub({"user/repo": {"path/in/repo": local_path}}) as hub:` serves those files at `hub.endpoint`."""
+    """`with LocalHub({"user/repo": {"path/in/repo": local_path}}) as hub:` serves those files at `hub.endpoint`;
+    `revisions={"user/repo": {"v1"}}` serves that repository's files at revision v1 only; with `token`, every
+    repository is gated: a request without that token gets the Hub's 401 for a gated repository."""
 
-    def __init__(self, repos: dict[str, dict[str, Path]]):
+    def __init__(self, repos: dict[str, dict[str, Path]], revisions: dict[str, set[str]] | None = None,
+                 token: str | None = None):
         self.repos = {repo: {name: Path(path) for name, path in files.items()} for repo, files in repos.items()}
+        self.revisions = revisions or {}
+        self.token = token
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of every request
         hub = self
 
@@ -58,13 +66,13 @@ class LocalHub:
         return [path for method, path, status in self.requests if method == "GET" and status == 200]
 
     def _answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
-        match = _RESOLVE.match(unquote(handler.path.split("?")[0]))
-        repo = self.repos.get(match["repo"]) if match else None
-        local = None if repo is None else repo.get(match["path"])
-        status = 401 if repo is None else 404 if local is None else 200
+        code, local = self._find(unquote(handler.path.split("?")[0]))
+        if self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
+            code, local = "GatedRepo", None
+        status = 200 if local else 401 if code in ("RepoNotFound", "GatedRepo") else 404
         self.requests.append((handler.command, unquote(handler.path), status))
         if local is None:
-            return self._error(handler, status, "RepoNotFound" if repo is None else "EntryNotFound")
+            return self._error(handler, status, code)
         data = local.read_bytes()
         handler.send_response(200)
         handler.send_header("X-Repo-Commit", COMMIT)
@@ -74,6 +82,20 @@ class LocalHub:
         handler.end_headers()
         if body:
             handler.wfile.write(data)
+
+    def _find(self, path: str) -> tuple[str, Path | None]:
+        """The Hub's error code for `path` ("RepoNotFound", "RevisionNotFound", "EntryNotFound"), or "" and the
+        local file it serves."""
+        match = _RESOLVE.match(path) or _API.match(path)
+        files = self.repos.get(match["repo"]) if match else None
+        if files is None:
+            return "RepoNotFound", None
+        if _API.match(path):
+            return "EntryNotFound", None
+        if match["revision"] not in self.revisions.get(match["repo"], {match["revision"]}):
+            return "RevisionNotFound", None
+        local = files.get(match["path"])
+        return ("", local) if local else ("EntryNotFound", None)
 
     @staticmethod
     def _error(handler: BaseHTTPRequestHandler, status: int, code: str) -> None:

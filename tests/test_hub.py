@@ -336,3 +336,38 @@ def test_offline_a_file_cached_in_another_cache_dir_or_at_a_revision_is_found(tm
     with pytest.raises(ModelNotFoundError, match="not in the Hugging Face cache, and HF_HUB_OFFLINE is set"):
         hub_file("someone/vocos", "config.yaml", "the Vocos decoder", "offline: give a folder",
                  cache_dir=tmp_path / "elsewhere", revision=revision)
+
+
+def test_a_hub_download_at_a_revision_in_a_subfolder_is_checked_there(tmp_path, monkeypatch, vocos_checkpoint_dir):
+    """The fast pre-check asked for the file at the repository's root on main, whatever revision and subfolder the
+    download was given: a decoder kept in a folder, or on a branch only, was refused as missing."""
+    from conftest import served_hub
+
+    from valle_hf.codec import load_codec, tiny_random_codec
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.vocos import load_original_vocos
+
+    tiny_random_codec().save_pretrained(tmp_path / "encodec")
+    files = {f"vocos/{path.name}": path for path in vocos_checkpoint_dir.iterdir()}
+    files |= {f"encodec/{path.name}": path for path in (tmp_path / "encodec").iterdir()}
+    with served_hub(monkeypatch, {"someone/decoders": files}, {"someone/decoders": {"v1"}}):
+        vocoder = load_original_vocos("someone/decoders", revision="v1", subfolder="vocos", cache_dir=tmp_path / "a")
+        codec = load_codec("someone/decoders", revision="v1", subfolder="encodec", cache_dir=tmp_path / "b")
+        assert vocoder.config.hop_length == codec.config.hop_length
+        with pytest.raises(ModelNotFoundError, match="someone/decoders/vocos/config.yaml at revision v2: Revision"):
+            load_original_vocos("someone/decoders", revision="v2", subfolder="vocos", cache_dir=tmp_path / "c")
+
+
+def test_a_gated_decoder_is_checked_with_the_token_the_download_is_given(tmp_path, monkeypatch, vocos_checkpoint_dir):
+    """The pre-check asked without the `token` given for the download, so a gated repository was refused as if the
+    token were wrong; without a token, the refusal names the gated repository in one line."""
+    from conftest import served_hub
+
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.vocos import load_original_vocos
+
+    files = {path.name: path for path in vocos_checkpoint_dir.iterdir()}
+    with served_hub(monkeypatch, {"someone/gated": files}, token="secret"):
+        assert load_original_vocos("someone/gated", token="secret", cache_dir=tmp_path / "a").config.hop_length
+        with pytest.raises(ModelNotFoundError, match=r"^could not download the Vocos decoder .*GatedRepoError"):
+            load_original_vocos("someone/gated", cache_dir=tmp_path / "b")

@@ -39,40 +39,52 @@ def hub_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _download_error(what: str, repo_id: str, filename: str, error: BaseException | None,
-                    instead: str) -> ModelNotFoundError:
-    """The one-line error for a file that cannot be had; offline (HF_HUB_OFFLINE), the Hub's words about the
-    connection would mislead, so it says that the file is not cached and the variable is set."""
+def _download_error(what: str, where: str, error: BaseException | None, instead: str) -> ModelNotFoundError:
+    """The one-line error for a file that cannot be had (`where`: repository, path and revision); offline
+    (HF_HUB_OFFLINE), the Hub's words about the connection would mislead, so it says that the file is not cached and
+    the variable is set."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE or error is None:
-        return ModelNotFoundError(f"{what} ({repo_id}/{filename}) is not in the Hugging Face cache, and HF_HUB_OFFLINE "
-                                  f"is set, so it cannot be downloaded; {instead}")
-    return ModelNotFoundError(f"could not download {what} ({repo_id}/{filename}: {type(error).__name__}: "
-                              f"{one_line(error, 240)}); {instead}")
+        return ModelNotFoundError(f"{what} ({where}) is not in the Hugging Face cache, and HF_HUB_OFFLINE is set, so "
+                                  f"it cannot be downloaded; {instead}")
+    return ModelNotFoundError(f"could not download {what} ({where}: {type(error).__name__}: {one_line(error, 240)}); "
+                              f"{instead}")
+
+
+def _in_repo(filename: str, subfolder: str | None) -> str:
+    """The file's path in its repository (`hf_hub_download`'s `subfolder` joined with its `filename`)."""
+    return f"{subfolder}/{filename}" if subfolder else filename
+
+
+def _where(repo_id: str, path: str, revision: str | None) -> str:
+    return f"{repo_id}/{path}" + (f" at revision {revision}" if revision else "")
 
 
 def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_dir=None, revision=None,
-                    **download_kwargs) -> None:
-    """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` (at `revision`) is cached (in `cache_dir`, or
-    the default cache) or the Hub answers for it (offline, unless it is cached). Other download keyword arguments are
-    taken and ignored, so that a caller passes its own on."""
+                    subfolder=None, token=None, **download_kwargs) -> None:
+    """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` (in `subfolder`, at `revision`) is cached (in
+    `cache_dir`, or the default cache) or the Hub answers for it (with `token`; offline, unless it is cached). Other
+    download keyword arguments are taken and ignored, so that a caller passes its own on."""
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision), str):
+    path = _in_repo(filename, subfolder)
+    if isinstance(try_to_load_from_cache(repo_id, path, cache_dir=cache_dir, revision=revision), str):
         return
     if constants.HF_HUB_OFFLINE:
-        raise _download_error(what, repo_id, filename, None, instead)
+        raise _download_error(what, _where(repo_id, path, revision), None, instead)
     try:
-        get_hf_file_metadata(hf_hub_url(repo_id, filename), retry_on_errors=False)
+        # the file that will be downloaded: another revision's or folder's answer would say nothing about it
+        get_hf_file_metadata(hf_hub_url(repo_id, path, revision=revision), token=token, retry_on_errors=False)
     except hub_errors() as error:
-        raise _download_error(what, repo_id, filename, error, instead) from None
+        raise _download_error(what, _where(repo_id, path, revision), error, instead) from None
 
 
 def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kwargs) -> Path:
     """The local path of `filename` in the Hub repository `repo_id`, downloaded (once) if needed.
 
     `what` names the download in the error message ("the released model"), `instead` says what to do offline.
+    `download_kwargs` go to `hf_hub_download` (`revision`, `subfolder`, `cache_dir`, `token`, ...).
     Raises `ModelNotFoundError`.
     """
     from huggingface_hub import hf_hub_download
@@ -81,4 +93,5 @@ def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kw
     try:
         return Path(hf_hub_download(repo_id, filename, **download_kwargs))
     except hub_errors() as error:  # a failure during the download itself
-        raise _download_error(what, repo_id, filename, error, instead) from None
+        where = _where(repo_id, _in_repo(filename, download_kwargs.get("subfolder")), download_kwargs.get("revision"))
+        raise _download_error(what, where, error, instead) from None
