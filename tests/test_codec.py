@@ -140,10 +140,9 @@ def test_decode_batch_rejects_bad_shapes_and_lengths(codec):
     codes = torch.zeros(2, 10, 8, dtype=torch.long)
     with pytest.raises(ValueError, match="shape"):
         decode_batch(codec, codes[0])
-    with pytest.raises(ValueError, match="lengths has 1 entries"):
-        decode_batch(codec, codes, lengths=[10])
-    with pytest.raises(ValueError, match="lengths must lie in 0..10"):
-        decode_batch(codec, codes, lengths=[10, 11])
+    for lengths in ([10], [10, 11], [10, 2.5], "10"):  # a fractional length was cut to whole frames in silence
+        with pytest.raises(ValueError, match=r"^lengths must be 2 whole numbers in 0..10 \(each row's real frames\)"):
+            decode_batch(codec, codes, lengths=lengths)
     codes[1, 3, 0] = 5000
     with pytest.raises(ValueError, match="0..1023"):
         decode_batch(codec, codes, lengths=[10, 4])

@@ -22,6 +22,7 @@ from transformers import EncodecConfig, EncodecModel
 from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE, DEFAULT_CODEC
 from .errors import CheckpointError, ModelNotFoundError, VallEValueError, one_line, without_load_report
 from .hub import check_reachable
+from .vocos import frame_lengths
 
 # The bandwidth of the 8 RVQ levels the released model reads (0.75 kbps per level).
 BANDWIDTH = 6.0
@@ -230,20 +231,15 @@ def decode(codec: EncodecModel, codes: torch.Tensor) -> torch.Tensor:
 def decode_batch(
     codec: EncodecModel, codes: torch.Tensor, lengths: Sequence[int] | torch.Tensor | None = None
 ) -> list[torch.Tensor]:
-    """Decode a right-padded batch `[B, T, n_levels]` into B 1-D float32 waveforms of `lengths[i] * 320` samples.
+    """Decode a right-padded batch `[B, T, n_levels]` into B 1-D float32 waveforms of `lengths[i] * 320` samples
+    (`lengths`: B whole numbers of frames, see `valle_hf.vocos.frame_lengths`; default: all T).
 
     Only the first `lengths[i]` frames of a row are read (and range-checked); whatever pads the rest (a stop or pad
     id, say) is ignored. The decoder is causal, so the padding cannot leak into the kept samples.
     """
     codes = _check_codes(codec, codes, 3, "[B, T, n_levels]")
     batch_size, max_frames, _ = codes.shape
-    if lengths is None:
-        lengths = [max_frames] * batch_size
-    lengths = [int(length) for length in torch.as_tensor(lengths).reshape(-1).tolist()]
-    if len(lengths) != batch_size:
-        raise VallEValueError(f"lengths has {len(lengths)} entries for a batch of {batch_size} rows")
-    if any(not 0 <= length <= max_frames for length in lengths):
-        raise VallEValueError(f"lengths must lie in 0..{max_frames} (the padded T), got {lengths}")
+    lengths = frame_lengths(lengths, batch_size, max_frames)
     valid = torch.arange(max_frames, device=codes.device)[None, :] < torch.tensor(lengths, device=codes.device)[:, None]
     _check_code_range(codes[valid], codec.config.codebook_size)
     device, _ = _codec_device_dtype(codec)

@@ -82,6 +82,27 @@ KEY_RENAMES = (
 )
 
 
+def frame_lengths(lengths, batch_size: int, num_frames: int) -> list[int]:
+    """Each row's number of real frames in a right-padded batch `[batch_size, num_frames, levels]` of codes: `lengths`
+    (a sequence or 1-D tensor of `batch_size` integers in 0..`num_frames`), or `num_frames` for every row when None.
+
+    Raises `VallEValueError` for anything else: a fractional length would drop part of a frame's audio in silence.
+    """
+    if lengths is None:
+        return [num_frames] * batch_size
+    refusal = VallEValueError(f"lengths must be {batch_size} whole numbers in 0..{num_frames} (each row's real "
+                              f"frames), got {lengths!r}")
+    try:
+        values = torch.as_tensor(lengths)
+    except (TypeError, ValueError, RuntimeError):  # what torch.as_tensor raises for what holds no numbers (a str)
+        raise refusal from None
+    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool or values.shape != (batch_size,):
+        raise refusal
+    if ((values < 0) | (values > num_frames)).any():
+        raise refusal
+    return values.tolist()
+
+
 def _kbps_per_level(codebook_size: int, sampling_rate: int, hop_length: int) -> float:
     """Bit rate of one RVQ level in kbps: log2(codebook_size) bits per frame at sampling_rate / hop_length frames/s."""
     return math.log2(codebook_size) * sampling_rate / hop_length / 1000
@@ -558,7 +579,8 @@ class VocosModel(PreTrainedModel):
         Args:
             codes: LongTensor `[frames, levels]` or `[batch, frames, levels]`, values 0..`codebook_size - 1`.
             bandwidth_id: as in `forward`.
-            lengths: for a batch, each row's number of real frames (right padding); default: all `frames`.
+            lengths: for a batch, each row's number of real frames (right padding, see `frame_lengths`); default: all
+                `frames`.
 
         Returns:
             For `[frames, levels]`: a 1-D waveform of `frames * hop_length` samples. For a batch: a list of 1-D
@@ -578,13 +600,7 @@ class VocosModel(PreTrainedModel):
                 )
             return self.decode(codes[None], bandwidth_id)[0]
         batch_size, num_frames = codes.shape[:2]
-        if lengths is None:
-            lengths = [num_frames] * batch_size
-        lengths = [int(length) for length in lengths]
-        if len(lengths) != batch_size or not all(0 <= length <= num_frames for length in lengths):
-            raise VallEValueError(
-                f"lengths must be {batch_size} values in 0..{num_frames} (one per row), got {lengths}"
-            )
+        lengths = frame_lengths(lengths, batch_size, num_frames)
         waveforms = [torch.zeros(0, device=codes.device) for _ in lengths]
         spoken = [row for row, length in enumerate(lengths) if length > 0]  # a row of 0 frames has nothing to decode
         if not spoken:
