@@ -71,6 +71,9 @@ def test_a_bandwidth_the_codec_has_no_setting_for_is_refused_in_one_line(codec):
                  lambda: encode_batch(codec, [_speechlike(3200)], bandwidth=2.0)):
         with pytest.raises(VallEValueError, match=r"the codec encodes at \[.*\] kbps, not at 2.0 kbps: give one"):
             call()
+    # a bandwidth given as text ("6.0") was refused as "not at 6.0 kbps", beside 6.0 in the list
+    with pytest.raises(VallEValueError, match=r"\] kbps, not at '6.0' kbps: give one"):
+        encode(codec, _speechlike(3200), bandwidth="6.0")
 
 
 def test_tiny_codec_is_deterministic_per_seed():

@@ -187,7 +187,7 @@ def _check_bandwidth(codec: EncodecModel, bandwidth: float) -> None:
     """Refuse (`VallEValueError`) a bandwidth the codec has no setting for (transformers raises a bare ValueError)."""
     if bandwidth not in (codec.config.target_bandwidths or ()):
         raise VallEValueError(f"the codec encodes at {list(codec.config.target_bandwidths or ())} kbps, not at "
-                              f"{bandwidth} kbps: give one of these (a model's codec_config that lacks its own "
+                              f"{bandwidth!r} kbps: give one of these (a model's codec_config that lacks its own "
                               "bandwidth does not fit the model: convert it again)")
 
 
