@@ -25,13 +25,15 @@ _API = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/")
 class LocalHub:
     """`with LocalHub({"user/repo": {"path/in/repo": local_path}}) as hub:` serves those files at `hub.endpoint`;
     `revisions={"user/repo": {"v1"}}` serves that repository's files at revision v1 only; with `token`, every
-    repository is gated: a request without that token gets the Hub's 401 for a gated repository."""
+    repository is gated: a request without that token gets the Hub's 401 for a gated repository. Setting `outage`
+    makes every request fail with a 503, as during a Hub outage."""
 
     def __init__(self, repos: dict[str, dict[str, Path]], revisions: dict[str, set[str]] | None = None,
                  token: str | None = None):
         self.repos = {repo: {name: Path(path) for name, path in files.items()} for repo, files in repos.items()}
         self.revisions = revisions or {}
         self.token = token
+        self.outage = False
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of every request
         hub = self
 
@@ -70,6 +72,8 @@ class LocalHub:
         if self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
             code, local = "GatedRepo", None
         status = 200 if local else 401 if code in ("RepoNotFound", "GatedRepo") else 404
+        if self.outage:
+            code, local, status = "", None, 503
         self.requests.append((handler.command, unquote(handler.path), status))
         if local is None:
             return self._error(handler, status, code)

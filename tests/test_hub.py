@@ -371,3 +371,26 @@ def test_a_gated_decoder_is_checked_with_the_token_the_download_is_given(tmp_pat
         assert load_original_vocos("someone/gated", token="secret", cache_dir=tmp_path / "a").config.hop_length
         with pytest.raises(ModelNotFoundError, match=r"^could not download the Vocos decoder .*GatedRepoError"):
             load_original_vocos("someone/gated", cache_dir=tmp_path / "b")
+
+
+def test_a_cached_model_and_codec_load_from_the_cache_at_once_while_the_hub_fails(tmp_path, monkeypatch,
+                                                                                converted_dir):
+    """transformers asked a failing Hub again for each optional file the cache lacks (adapter_config.json), retrying
+    it for half a minute per load, before it loaded what was cached."""
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    from valle_hf.codec import load_codec, tiny_random_codec
+    from valle_hf.loading import load_model
+
+    tiny_random_codec().save_pretrained(tmp_path / "encodec")
+    repos = {"someone/encodec": {path.name: path for path in (tmp_path / "encodec").iterdir()},
+             "someone/valle": {path.name: path for path in converted_dir.iterdir() if path.is_file()}}
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with served_hub(monkeypatch, repos) as hub:
+        load_codec("someone/encodec")  # into the cache
+        load_model("someone/valle")
+        hub.outage = True
+        asked = len(hub.requests)
+        assert load_codec("someone/encodec").config.hop_length and load_model("someone/valle").config.hop_length
+        assert len(hub.requests) - asked == 2  # each load's one check, then the cache: nothing asked again

@@ -66,8 +66,9 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
     """
     instead = ("VALL-E needs it to encode voice prompts: give --codec DIR (a local copy of facebook/encodec_24khz) or "
                "--codec tiny-random (a test codec that makes noise)")
-    if not Path(name_or_path).is_dir():
-        check_reachable(str(name_or_path), "config.json", "the EnCodec codec", instead, **from_pretrained_kwargs)
+    if not Path(name_or_path).is_dir() and check_reachable(str(name_or_path), "config.json", "the EnCodec codec",
+                                                           instead, **from_pretrained_kwargs):
+        from_pretrained_kwargs = {**from_pretrained_kwargs, "local_files_only": True}
     try:
         with without_load_report():  # `_check_loaded` says what it would report, in one line
             codec, info = EncodecModel.from_pretrained(name_or_path, output_loading_info=True,

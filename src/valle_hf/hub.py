@@ -62,22 +62,31 @@ def _where(repo_id: str, path: str, revision: str | None) -> str:
 
 
 def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_dir=None, revision=None,
-                    subfolder=None, token=None, **download_kwargs) -> None:
+                    subfolder=None, token=None, **download_kwargs) -> bool:
     """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` (in `subfolder`, at `revision`) is cached (in
     `cache_dir`, or the default cache) or the Hub answers for it (with `token`; offline, unless it is cached). Other
-    download keyword arguments are taken and ignored, so that a caller passes its own on."""
+    download keyword arguments are taken and ignored, so that a caller passes its own on.
+
+    Returns whether the file is cached but the Hub does not give it (no answer, an outage): a load should then read
+    the cache only (`local_files_only=True`), as transformers would ask the Hub again, retrying for half a
+    minute, for each optional file the cache lacks (adapter_config.json).
+    """
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 
     path = _in_repo(filename, subfolder)
-    if isinstance(try_to_load_from_cache(repo_id, path, cache_dir=cache_dir, revision=revision), str):
-        return
+    cached = isinstance(try_to_load_from_cache(repo_id, path, cache_dir=cache_dir, revision=revision), str)
     if constants.HF_HUB_OFFLINE:
-        raise _download_error(what, _where(repo_id, path, revision), None, instead)
+        if not cached:
+            raise _download_error(what, _where(repo_id, path, revision), None, instead)
+        return False  # transformers reads the cache only, as it should
     try:
         # the file that will be downloaded: another revision's or folder's answer would say nothing about it
         get_hf_file_metadata(hf_hub_url(repo_id, path, revision=revision), token=token, retry_on_errors=False)
     except hub_errors() as error:
-        raise _download_error(what, _where(repo_id, path, revision), error, instead) from None
+        if not cached:
+            raise _download_error(what, _where(repo_id, path, revision), error, instead) from None
+        return True
+    return False
 
 
 def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kwargs) -> Path:

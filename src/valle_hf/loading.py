@@ -354,14 +354,15 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
                               "original checkpoint into it with python -m valle_hf.convert")
     if path.is_dir():
         _check_config_files(path)
-    if not path.exists():
-        check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}")
+    cache_only = not path.exists() and check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}")
     try:
-        quantization = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
+        options = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
+        if cache_only:  # the Hub is out of reach: transformers would retry each file the cache lacks
+            options["local_files_only"] = True
         # Weights of another shape are reported in the loading info (and refused below), not raised as a bare error.
         with without_load_report():
             model, info = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, output_loading_info=True,
-                                                                        ignore_mismatched_sizes=True, **quantization)
+                                                                        ignore_mismatched_sizes=True, **options)
     except OSError as error:
         raise ModelNotFoundError(f"could not load {name} ({one_line(error, 200)}); {choices}") from None
     except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's
