@@ -41,6 +41,19 @@ def test_tokenizer_round_trip_with_the_reference_file(processor):
     assert processor.decode([]) == "" and processor.batch_decode([[], HELLO_IDS]) == ["", HELLO_IPA]
 
 
+def test_decoding_leaves_out_every_special_token_of_the_vocabulary(processor):
+    """The vocabulary marks `<mask>` special as well, but it is none of the named special tokens: decoding kept it,
+    so a transcription the model wrote it into printed "<mask>" (the original's decode leaves it out)."""
+    tokenizer = processor.tokenizer
+    special = [index for index, token in tokenizer.added_tokens_decoder.items() if token.special]
+    unnamed = sorted(set(special) - set(tokenizer.all_special_ids))
+    assert unnamed, "the vocabulary should have a special token without a name (<mask>)"
+    text = HELLO_IDS[1:-1]
+    assert processor.decode([*special, *text[:2], *unnamed, *text[2:], *special]) == HELLO_IPA
+    kept = processor.decode(unnamed, skip_special_tokens=False)
+    assert kept == "".join(tokenizer.convert_ids_to_tokens(unnamed)) and kept
+
+
 def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
     """The reference vocab gives several strings one id; ids must match the original file, decoding must not vary."""
     original = Tokenizer.from_file(str(TOKENIZER_FILE))

@@ -104,8 +104,11 @@ class VallEProcessor(ProcessorMixin):
         vocab_size = len(self.tokenizer)
         if any(not 0 <= index < vocab_size for index in ids):
             raise VallEValueError(f"phoneme ids must lie in 0..{vocab_size - 1}, got {min(ids)}..{max(ids)}")
-        tokens = self.tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens)
-        return ids_to_phonemes(tokens)
+        if skip_special_tokens:  # every token the vocabulary marks special: `<mask>` has no name among them
+            special = set(self.tokenizer.all_special_ids) | {
+                index for index, token in self.tokenizer.added_tokens_decoder.items() if token.special}
+            ids = [index for index in ids if index not in special]
+        return ids_to_phonemes(self.tokenizer.convert_ids_to_tokens(ids))
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = True, **kwargs) -> list[str]:
         """`decode` for each row of a 2-D tensor or list of sequences."""
