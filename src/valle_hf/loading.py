@@ -71,6 +71,7 @@ def tiny_random_processor():
 
     vocab = {token: index for index, token in enumerate(_TINY_VOCAB)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.add_special_tokens(list(_TINY_SPECIALS))  # special, as the released tokenizer.json marks them
     backend.post_processor = processors.TemplateProcessing(
         single="<bos> $A </eos>", special_tokens=[("<bos>", 1), ("</eos>", 2)]
     )
