@@ -669,6 +669,31 @@ def test_mirostat_with_beam_search_is_refused_in_one_line(case):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("task", ["tts", "stt"])
+@pytest.mark.parametrize("settings, rule", [
+    (dict(do_sample=True, temperature=0.0, num_return_sequences=2), "it must be 1 with greedy decoding"),
+    (dict(do_sample=False, temperature=1.0, num_return_sequences=2), "it must be 1 with greedy decoding"),
+    (dict(temperature=0.0, num_beams=2, num_return_sequences=3), r"it must be at most num_beams \(2\)"),
+])
+def test_more_takes_than_the_decoding_gives_are_refused_in_our_words(case, task, settings, rule):
+    """transformers refused num_return_sequences with greedy decoding saying "do_sample != True", to a caller who had
+    passed do_sample=True (temperature 0 is greedy here), and not as the package's own error."""
+    from valle_hf.errors import VallEValueError
+
+    model, text, prompt = case
+    inputs = dict(audio_codes=prompt[None], task="stt") if task == "stt" else dict(input_ids=text[None],
+                                                                                      prompt_codes=prompt[None])
+    with pytest.raises(VallEValueError, match=rf"^num_return_sequences={settings['num_return_sequences']} is not "
+                                             rf"allowed: {rule}") as error:
+        model.generate(**inputs, **settings, max_new_tokens=2, max_levels=0, output_audio=False)
+    assert "\n" not in str(error.value)
+    takes = {**settings, "temperature": 1.0, "do_sample": True} if settings.get("num_beams") is None else {
+        **settings, "num_beams": settings["num_return_sequences"]}
+    out = model.generate(**inputs, **takes, max_new_tokens=2, max_levels=0, output_audio=False,
+                         return_dict_in_generate=True)
+    assert len(out.sequences) == settings["num_return_sequences"]
+
+
 BAD_SETTINGS = [
     ("temperature", math.nan), ("temperature", math.inf), ("temperature", -1.0), ("min_temperature", math.nan),
     ("mirostat_tau", math.nan), ("repetition_penalty", 0.0), ("num_beams", -1), ("layer_skip_entropy_threshold", -1.0),

@@ -512,6 +512,23 @@ def check_settings(settings: dict) -> None:
                            "0 with beam search (num_beams > 1): mirostat's per-row state cannot follow the beams")
     if settings.get("entropix"):
         _check_entropix_alone(settings)
+    _check_takes(settings)
+
+
+def _check_takes(settings: dict) -> None:
+    """Refuse more takes per row (`num_return_sequences`) than the decoding gives: one for greedy decoding, which
+    here includes `do_sample=True` at temperature 0 (transformers' own refusal said "do_sample != True" to a caller who
+    had passed it), and at most `num_beams` for beam search."""
+    takes, beams = settings.get("num_return_sequences") or 1, settings.get("num_beams") or 1
+    temperature = settings.get("temperature")
+    sampling = bool(settings.get("do_sample")) and (temperature is None or temperature > 0)
+    if takes > 1 and beams == 1 and not sampling:
+        raise SettingError("num_return_sequences", takes, "1 with greedy decoding (temperature 0 or do_sample=False), "
+                           "which has one result per row: for several takes sample (temperature > 0) or search as "
+                           "many beams (num_beams)")
+    if beams > 1 and takes > beams:
+        raise SettingError("num_return_sequences", takes, f"at most num_beams ({beams}): beam search returns its "
+                           "best beams")
 
 
 def _check_entropix_alone(settings: dict) -> None:
