@@ -111,6 +111,20 @@ def test_decode_batch_trims_each_row_and_ignores_padding(codec):
     assert [w.shape[0] for w in decode_batch(codec, batch[:1])] == [75 * HOP_LENGTH]  # lengths default to T
 
 
+def test_decode_batch_of_rows_too_short_to_reflect_equals_each_row_alone(codec):
+    """The decoder's first convolution pads a row by reflecting its frames, and a row shorter than that padding is
+    extended with zeros first: in a batch it reflected the padding frames after it instead, so a TTS row that stopped
+    within its first few frames decoded to other samples than alone."""
+    reach = int(codec.decoder.layers[0].padding_total)
+    lengths = [*range(1, reach + 2), 3 * reach]
+    codes = torch.randint(0, CODEBOOK_SIZE, (len(lengths), max(lengths), NUM_LEVELS),
+                          generator=torch.Generator().manual_seed(0))
+    waveforms = decode_batch(codec, codes, lengths=lengths)
+    for row, length in enumerate(lengths):
+        torch.testing.assert_close(waveforms[row], decode(codec, codes[row, :length]), atol=1e-6, rtol=1e-5,
+                                   msg=f"row {row} ({length} frames)")
+
+
 def test_encode_batch_matches_single_encodes_but_the_last_frame(codec):
     waveforms = [_speechlike(24000, seed=3), _speechlike(9000, seed=4)]
     batched = encode_batch(codec, waveforms)

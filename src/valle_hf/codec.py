@@ -236,7 +236,8 @@ def decode_batch(
     (`lengths`: B whole numbers of frames, see `valle_hf.vocos.frame_lengths`; default: all T).
 
     Only the first `lengths[i]` frames of a row are read (and range-checked); whatever pads the rest (a stop or pad
-    id, say) is ignored. The decoder is causal, so the padding cannot leak into the kept samples.
+    id, say) is ignored. The decoder is causal, so the padding cannot leak into the kept samples, but for its first
+    convolution's reflected edge: a row too short to reflect (`_reflect_frames`) is decoded on its own.
     """
     codes = _check_codes(codec, codes, 3, "[B, T, n_levels]")
     batch_size, max_frames, _ = codes.shape
@@ -249,4 +250,16 @@ def decode_batch(
     codes = codes.masked_fill(~valid[..., None], 0)[:, : max(lengths)]
     audio_codes = codes.to(device=device, dtype=torch.long).transpose(1, 2)[None]  # [1, B, levels, T]
     audio = codec.decode(audio_codes, [None], return_dict=True).audio_values  # [B, 1, T * 320]
-    return [audio[row, 0, : length * codec.config.hop_length].float() for row, length in enumerate(lengths)]
+    waveforms = [audio[row, 0, : length * codec.config.hop_length].float() for row, length in enumerate(lengths)]
+    for row, length in enumerate(lengths):
+        if 0 < length < _reflect_frames(codec):
+            waveforms[row] = decode(codec, codes[row, :length])
+    return waveforms
+
+
+def _reflect_frames(codec: EncodecModel) -> int:
+    """The fewest frames a row needs for the decoder's first convolution to pad it by reflecting its own frames. A
+    shorter row is first extended with zeros (transformers' `EncodecConv1d._pad1d`), where in a padded batch it
+    reflected the padding frames after it: its first samples differed from the row decoded alone."""
+    first = codec.decoder.layers[0]
+    return int(first.padding_total) + 1 if codec.config.pad_mode == "reflect" else 0
