@@ -523,6 +523,15 @@ def test_task_flag_transcribes_what_generate_computes(cli, capsys):
     assert status == 0 and "precision: AR " in err and "NAR" not in err, err  # speech-to-text runs no NAR
 
 
+@pytest.mark.parametrize("references", ["", " ; "])
+def test_stt_without_audio_asks_for_the_audio_to_transcribe(references, capsys):
+    """An empty REFERENCES with --task stt was told to use --no-prompt for a random voice, which --task stt refuses."""
+    status, out, err = run(["", references, "--task", "stt", "--model", "tiny-random"], capsys)
+    assert status == 1 and not out
+    assert err.startswith("error: no audio to transcribe given") and "give the audio file to transcribe" in err, err
+    assert "--no-prompt" not in err and "voice" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_seed_flag_seeds_the_sampling(cli, capsys):
     """Sentence i of the text draws from seed + i (`generate`'s per-row seeds), so a sentence sounds the same
     whichever text it is in; the seed changes the sampling, of the AR and of the NAR."""

@@ -824,6 +824,22 @@ def test_inputs_generate_would_ignore_are_refused(tiny_model, prompt_wav, task, 
     _greedy(tiny_model, task=task, **inputs, max_new_tokens=2)
 
 
+@pytest.mark.parametrize("call", ["generate", "processor"])
+def test_empty_audio_to_transcribe_is_asked_for_as_such(tiny_model, processor, prompt_wav, call):
+    """Speech to text given an empty path was told "for a random voice: prompt_audio=None", a TTS remedy."""
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=r"^no audio to transcribe given \(an empty path.*: give the audio "
+                                              r"file to transcribe$") as error:
+        if call == "generate":
+            tiny_model.generate(audio=[str(prompt_wav), ""], task="stt")
+        else:
+            processor(audio=[str(prompt_wav), ""])
+    assert "voice" not in str(error.value)
+    with pytest.raises(VallEValueError, match=r"^no reference audio given .*prompt_audio=None"):  # a voice prompt
+        tiny_model.generate(input_ids=torch.tensor([[1, 5, 2]]), prompt_audio="")
+
+
 def test_a_call_without_its_task_input_is_told_what_is_missing_first(tiny_model, prompt_wav):
     """generate(**processor(["hi."]), task="stt") said to drop attention_mask: the mistake is that no audio was
     given (or the task)."""

@@ -476,7 +476,7 @@ def prepare_inputs(args) -> dict:
     if args.task == "stt":
         if paths:
             raise UsageError(f"--task stt prints its transcript and writes no file: drop the output path {paths[0]}")
-        return {"audio": load(args.references)}
+        return {"audio": load(args.references, to_transcribe=True)}
     if len(set(paths)) > 1:
         raise UsageError(f"two output paths, {paths[0]} and --out-path {paths[1]}: give one")
     _check_no_prompt(args)

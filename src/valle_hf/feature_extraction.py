@@ -149,8 +149,10 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
             samples = soxr.resample(samples, int(sampling_rate), self.sampling_rate, quality="HQ")
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
 
-    def load(self, sources: Any, sampling_rate: int | None = None) -> list[torch.Tensor]:
-        """The references of one voice prompt (or one speech-to-text input): a list of whole 1-D float32 waveforms.
+    def load(self, sources: Any, sampling_rate: int | None = None, to_transcribe: bool = False
+             ) -> list[torch.Tensor]:
+        """The references of one voice prompt (or, `to_transcribe`, one speech-to-text input): a list of whole 1-D
+        float32 waveforms.
 
         `sources`: a path, a ';'-joined string of paths (the original CLI's syntax), an array at `sampling_rate`, or
         a list of those. Each reference stays whole and separate: the model encodes each one on its own, joins the
@@ -162,9 +164,11 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         """
         parts = reference_sources(sources)
         if not parts:  # "no voice prompt" is None, never an empty string (usually an unset shell variable)
-            raise VallEValueError("no reference audio given (an empty path, list or ';'-joined string, often an unset "
-                                  "variable): give an audio file (for a random voice: prompt_audio=None, or "
-                                  "--no-prompt on the command line)")
+            what, fix = (("no audio to transcribe", "give the audio file to transcribe") if to_transcribe else
+                         ("no reference audio", "give an audio file (for a random voice: prompt_audio=None, or "
+                                                "--no-prompt on the command line)"))
+            raise VallEValueError(f"{what} given (an empty path, list or ';'-joined string, often an unset "
+                                  f"variable): {fix}")
         return [self._reference(part, sampling_rate) for part in parts]
 
     def _reference(self, part: Any, sampling_rate: int | None) -> torch.Tensor:

@@ -520,8 +520,8 @@ class VallEGenerationMixin(GenerationMixin):
             _warn_if_dropping_out(self)
             if torch.is_tensor(input_ids) and input_ids.dim() == 2:
                 check_prompt_for_texts(prompt_audio, len(input_ids))
-            prompt_audio, audio = (self._waveform_rows(references, sampling_rate)
-                                   for references in (prompt_audio, audio))
+            prompt_audio = self._waveform_rows(prompt_audio, sampling_rate)
+            audio = self._waveform_rows(audio, sampling_rate, to_transcribe=True)
             use_cpu_kernels(self)  # the CPU kernels of float32 and int8 linears (see valle_hf.cpu_kernels)
             with seeded(None if seeds is None else RowGenerators(seeds, self.device)):
                 if task == "stt":
@@ -613,15 +613,17 @@ class VallEGenerationMixin(GenerationMixin):
                 raise VallEValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
         return rows
 
-    def _waveform_rows(self, references, sampling_rate) -> list[list[torch.Tensor]] | None:
-        """`prompt_audio` / `audio` as each row's whole waveforms at the model's rate (`VallEFeatureExtractor.load`):
-        one source for every row, or a list with one per row; arrays at `sampling_rate`, paths at their own."""
+    def _waveform_rows(self, references, sampling_rate, to_transcribe: bool = False
+                       ) -> list[list[torch.Tensor]] | None:
+        """`prompt_audio` / `audio` (`to_transcribe`) as each row's whole waveforms at the model's rate
+        (`VallEFeatureExtractor.load`): one source for every row, or a list with one per row; arrays at
+        `sampling_rate`, paths at their own."""
         if references is None:
             return None
         rows = list(references) if isinstance(references, (list, tuple)) else [references]
         extractor = VallEFeatureExtractor(sampling_rate=self.config.sampling_rate)
         rates = _per_row(sampling_rate, len(rows), "sampling_rate")
-        return [extractor.load(row, rate) for row, rate in zip(rows, rates, strict=True)]
+        return [extractor.load(row, rate, to_transcribe) for row, rate in zip(rows, rates, strict=True)]
 
     def _code_rows(self, codes, mask, references, name: str, batch: int | None) -> list[torch.Tensor] | None:
         """Per-row `[T, 8]` codes, from padded codes or from reference audio encoded with the attached codec.

@@ -177,7 +177,7 @@ class VallEProcessor(ProcessorMixin):
             rows = audio if isinstance(audio, (list, tuple)) else [audio]
             if not rows:
                 raise VallEValueError("audio is an empty list")
-            waveforms = [self.feature_extractor.load(source, sampling_rate) for source in rows]
+            waveforms = [self.feature_extractor.load(source, sampling_rate, to_transcribe=True) for source in rows]
             data = {"audio": waveforms, "sampling_rate": self.feature_extractor.sampling_rate}
             return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip)
 
