@@ -684,6 +684,32 @@ class _StopAfter(StoppingCriteria):
         return torch.full((input_ids.shape[0],), input_ids.shape[1] >= self.end, dtype=torch.bool)
 
 
+def test_the_position_limit_is_on_each_segment_not_on_the_whole_sequence(tiny_model):
+    """Positions restart in every segment: `max_new_tokens` past `max_position_embeddings` is refused, a longer AR
+    sequence is not, and transformers' reminder that it "exceeded the model's predefined maximum length" (which read
+    as a fault on every long text) is left out, but with `unified_position_ids`, which counts positions through."""
+    from transformers.utils import logging as hf_logging
+
+    from valle_hf.configuration import SettingError
+
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], output_audio=False)
+    limit = tiny_model.config.max_position_embeddings
+    with pytest.raises(SettingError, match=f"max_new_tokens={limit + 1} is not allowed.* in \\[1, {limit}\\]"):
+        tiny_model.generate(**inputs, max_new_tokens=limit + 1)
+    short = copy.deepcopy(tiny_model)
+    steps = 4
+    short.config.max_position_embeddings = steps  # shorter than the AR sequence, as long as the response
+    hf_logging.warning_once.cache_clear()  # the reminder is logged once per process
+    with logged_warnings() as logged:
+        out = _greedy(short, **inputs, max_new_tokens=steps, min_new_tokens=steps)
+    assert out.sequences.shape[1] > steps and "maximum length" not in logged.out
+    short.config.unified_position_ids = True
+    with logged_warnings() as logged:
+        _greedy(short, **inputs, max_new_tokens=steps, min_new_tokens=steps)
+    assert f"exceeded the model's predefined maximum length ({steps})" in logged.out
+
+
 def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     # min_new_tokens keeps the stop token away, so no row ever stops by itself

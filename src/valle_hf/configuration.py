@@ -546,8 +546,9 @@ def _check_entropix_alone(settings: dict) -> None:
 
 def check_settings_fit(settings: dict, config) -> None:
     """Refuse settings beyond what the model (`VallEConfig`) has: NAR levels past its last RVQ level, an early-exit
-    layer past its last layer, a prompt or silence prefix longer than its positions (`max_position_embeddings`
-    frames: 300 s for the released model; longer ones asked for attention masks of many GB). Raises
+    layer past its last layer, a prompt, silence prefix or `max_new_tokens` longer than its positions
+    (`max_position_embeddings` frames: 300 s for the released model; longer ones asked for attention masks of many
+    GB; positions restart in every segment, so the limit is on each, not on the whole sequence). Raises
     `SettingError`, as `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
@@ -556,6 +557,10 @@ def check_settings_fit(settings: dict, config) -> None:
             if value is not None and value > seconds:
                 raise SettingError(name, value, f"a number of seconds in [0, {seconds:g}]: this model has positions "
                                    f"for {config.max_position_embeddings} frames")
+    steps = settings.get("max_new_tokens")
+    if steps is not None and steps > config.max_position_embeddings:  # the response's positions start at 0
+        raise SettingError("max_new_tokens", steps, f"an integer in [1, {config.max_position_embeddings}]: this model "
+                           f"has positions for {config.max_position_embeddings} frames ({seconds:g} s)")
     levels, exit_layer = settings.get("max_levels"), settings.get("layer_skip_exit_layer")
     if levels is not None and levels > config.num_rvq_levels - 1:
         raise SettingError("max_levels", levels, f"None (all) or an integer 0..{config.num_rvq_levels - 1}: this "

@@ -23,7 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, GenerationConfig, GenerationMixin, StoppingCriteriaList
+from transformers import DynamicCache, GenerationConfig, GenerationMixin, MaxLengthCriteria, StoppingCriteriaList
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
@@ -441,6 +441,17 @@ class VallEGenerationMixin(GenerationMixin):
             generators.drawn_from = [] if generation_config.output_scores else None
             processors.append(SeededRowSampler(generators))
         return processors
+
+    def _get_stopping_criteria(self, *args, **kwargs) -> StoppingCriteriaList:
+        """transformers' criteria, without the length criterion's "friendly reminder" that the sequence has outgrown
+        `max_position_embeddings`: positions restart in every segment (text, prompt, response), so a long AR sequence
+        holds no position past the model's (`unified_position_ids` counts them through, and keeps the reminder)."""
+        criteria = super()._get_stopping_criteria(*args, **kwargs)
+        if not self.config.unified_position_ids:
+            for criterion in criteria:
+                if isinstance(criterion, MaxLengthCriteria):
+                    criterion.max_position_embeddings = None
+        return criteria
 
     def _get_top_k_continuations(self, accumulated_log_probs: torch.Tensor, *, do_sample: bool, beams_to_keep: int,
                                  batch_size: int, **kwargs):
