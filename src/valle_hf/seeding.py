@@ -1,5 +1,7 @@
 """Per-row random generators: with `generate(..., seeds=[...])` every random draw a row needs comes from generators of
-its own, so a row gives the same result whichever rows share its batch (and however long the others run).
+its own, so a row gives the same result whichever rows share its batch (and however long the others run), exactly
+where the model and the NAR run in float32: in bfloat16 or float16 (`nar_dtype="auto"` on CPUs with fast bfloat16)
+the rounding of the matrix products depends on the batch's shape, and a few codes may differ.
 
 The scheme, defined here once:
 
@@ -10,7 +12,7 @@ The scheme, defined here once:
   streams, and how many AR steps a batch took never shifts the NAR's draws;
 * a text split into sentences with seed ``S`` gives its sentences the seeds ``S, S+1, ...`` (`sentence_seeds`): the
   CLI's ``--seed``, the web demo's seed and each row of a synthesis manifest follow it, so one sentence's audio is
-  the same whichever of them made it.
+  the same whichever of them made it (with the float32 caveat above).
 
 The generators of the running call are found through a context variable (`seeded`), set by `generate` for its
 duration: transformers' decoding loop calls the hooks that draw (`_get_top_k_continuations`, the logits processors)
