@@ -382,6 +382,23 @@ def test_an_upload_is_named_as_uploaded_not_by_its_path_on_the_server(tiny, tmp_
         list(demo.speak(TEXT, references=[str(upload)]))
 
 
+def test_a_warning_names_an_upload_as_uploaded(tiny, tmp_path, prompt_wav, monkeypatch):
+    """A silent upload's warning named /tmp/gradio/<64 hex digits>/silent.wav, on both tabs."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    upload = tmp_path / ("0123456789abcdef" * 4) / "silent.wav"
+    upload.parent.mkdir()
+    rate = soundfile.info(prompt_wav).samplerate
+    soundfile.write(upload, [0.0] * rate, rate)
+    shown = []
+    monkeypatch.setattr(webui.gr, "Warning", shown.append)
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    list(demo.speak(TEXT, references=[str(upload)], max_ar_steps=2))
+    list(demo.transcribe(str(upload), max_ar_steps=2))
+    silent = [message for message in shown if " is silent " in message]
+    assert len(silent) == 2 and all(message.startswith("silent.wav is silent") for message in silent), shown
+
+
 def test_a_run_out_of_memory_is_a_message(tiny, monkeypatch):
     """--beam-width 1000000000 showed Gradio's bare "Error": the CPU allocator's failure is a plain RuntimeError."""
     def allocate(**kwargs):

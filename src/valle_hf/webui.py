@@ -89,7 +89,8 @@ class _Collected(logging.Handler):
 def warnings_on_page():
     """Show the package's warnings during a run (speech cut off by the AR step limit, a setting that does not apply
     to this model, symbols read as <unk>) as notices on the page, each once: in the server's log alone, the user who
-    caused them would never see them. The page's runs take turns on the model, so what is logged meanwhile is theirs."""
+    caused them would never see them. The page's runs take turns on the model, so what is logged meanwhile is theirs.
+    Each upload is named as uploaded, as in the page's errors (a silent voice prompt's warning names its file)."""
     package = get_logger("valle_hf")
     collected = _Collected()
     package.addHandler(collected)
@@ -98,7 +99,7 @@ def warnings_on_page():
     finally:
         package.removeHandler(collected)
         for message in dict.fromkeys(collected.messages):
-            gr.Warning(message)
+            gr.Warning(_as_uploaded(message))
 
 
 # What None means in a generation config, for the settings where a control can show that value instead of a blank
