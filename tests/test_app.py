@@ -467,6 +467,22 @@ def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs
         list(demo.speak(**{"text": "Hello there.", "random_voice": True, "max_ar_steps": 3, **inputs}))
 
 
+
+def test_a_fraction_in_a_whole_number_field_is_refused_not_rounded(tiny):
+    """The page ran --max-ar-steps 3.7 as 4 steps and seed 2.5 as seed 2 without a word: its integer fields rounded
+    what was typed before the page's checks, which refuse it as the CLI does, could see it."""
+    page = webui.build_page(*tiny, "`tiny-random`")
+    fields = {block.label: block for block in page.blocks.values() if isinstance(block, webui.gr.Number)}
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    for label, name, message in [("Seed", "seed", "Seed must be a whole number"),
+                                 ("max ar steps (--max-ar-steps)", "max_ar_steps", "--max-ar-steps 3.7 is not allowed"),
+                                 ("top k (--top-k)", "top_k", "--top-k 3.7 is not allowed")]:
+        typed = fields[label].preprocess(3.7)  # what the page hands the run
+        with pytest.raises(webui.gr.Error, match=message):
+            list(demo.speak(**{"text": TEXT, "random_voice": True, "max_ar_steps": 2, name: typed}))
+
+
 def test_the_language_switch_control_reaches_the_phonemes(tiny):
     """espeak marks the English word in French text with (en)...(fr); "remove" drops the markers."""
     demo = webui.Demo(*tiny)

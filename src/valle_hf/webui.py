@@ -144,7 +144,9 @@ def _control(action: argparse.Action, value, rule: str | None, elem_id: str) -> 
     if action.choices:
         return gr.Dropdown(choices=list(action.choices), value=value, **common)
     if action.type in (int, float):
-        return gr.Number(value=value, precision=0 if action.type is int else None, **common)
+        # No precision, also for an integer: Gradio would round 3.7 to 4 without a word, before the flag's own check
+        # could refuse it as the CLI does
+        return gr.Number(value=value, **common)
     return gr.Textbox(value=",".join(str(token) for token in value or ()), **common)
 
 
@@ -388,7 +390,8 @@ def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blo
                     with gr.Row():
                         language = gr.Dropdown(["auto", *MODEL_LANGUAGES], value="en", label="Language",
                                                allow_custom_value=True, info="or an espeak-ng code; IPA passes through")
-                        seed = gr.Number(-1, label="Seed", precision=0, info="-1: a random seed")
+                        # no precision, as for the integer controls: `_seed` refuses 2.5, which Gradio would round
+                        seed = gr.Number(-1, label="Seed", info="-1: a random seed")
                     with gr.Row():
                         random_voice = gr.Checkbox(False, label="Random voice (no reference: --no-prompt)",
                                                    elem_id="tts-random-voice")
