@@ -458,6 +458,7 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     # the controls' names, not the settings' (max_levels=8), also for the rules of this model (tiny-random's 8 levels)
     (dict(max_nar_levels=8), "--max-nar-levels 8 is not allowed: it must be None \\(all\\) or an integer 0..7"),
     (dict(layer_skip=True, layer_skip_exit_layer=9), "--layer-skip-exit-layer 9 is not allowed"),
+    (dict(dry_sequence_breakers="99999999999999999999"), "--dry-sequence-breakers .* is not allowed"),  # was "Error"
 ])
 def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs, message):
     """The page's API takes any JSON: a null text or language, a seed the page's number field cannot hold."""

@@ -156,3 +156,16 @@ def test_a_temperature_without_do_sample_says_which_decoding(temperature, sampli
     assert config.do_sample is sampling and config.is_sampling is sampling
     assert "not valid" not in logged.out and "temperature" not in logged.out, logged.out
     assert VallEGenerationConfig(temperature=temperature, do_sample=not sampling).do_sample is (not sampling)
+
+
+def test_a_dry_sequence_breaker_past_every_head_is_refused_by_name():
+    """An id past int64 failed inside the DRY processor ("Overflow when unpacking long long"): a traceback from the
+    CLI, a bare "Error" on the web page; an id past the heads' classes breaks nothing, silently."""
+    from valle_hf.configuration import SettingError, check_settings_fit
+
+    config = tiny_config()
+    classes = max(config.head_size(level) for level in range(config.num_heads))
+    check_settings_fit({"dry_sequence_breakers": [0, classes - 1]}, config)
+    for breakers in ([classes], [0, 2**70]):
+        with pytest.raises(SettingError, match=rf"dry_sequence_breakers=.* token ids 0\.\.{classes - 1}"):
+            check_settings_fit({"dry_sequence_breakers": breakers}, config)

@@ -548,7 +548,8 @@ def check_settings_fit(settings: dict, config) -> None:
     """Refuse settings beyond what the model (`VallEConfig`) has: NAR levels past its last RVQ level, an early-exit
     layer past its last layer, a prompt, silence prefix or `max_new_tokens` longer than its positions
     (`max_position_embeddings` frames: 300 s for the released model; longer ones asked for attention masks of many
-    GB; positions restart in every segment, so the limit is on each, not on the whole sequence). Raises
+    GB; positions restart in every segment, so the limit is on each, not on the whole sequence), a DRY sequence
+    breaker that is no class of any of its heads. Raises
     `SettingError`, as `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
@@ -568,6 +569,12 @@ def check_settings_fit(settings: dict, config) -> None:
     if exit_layer is not None and exit_layer >= config.num_hidden_layers:
         raise SettingError("layer_skip_exit_layer", exit_layer, f"-1 (all layers) or a layer index "
                            f"0..{config.num_hidden_layers - 1}: this model has {config.num_hidden_layers} layers")
+    # An id past every head is no token of this model (and one past int64 failed deep in the sampler, unexplained)
+    classes = max(config.head_size(level) for level in range(config.num_heads))
+    breakers = settings.get("dry_sequence_breakers") or ()
+    if any(token >= classes for token in breakers):
+        raise SettingError("dry_sequence_breakers", breakers, f"a list of token ids 0..{classes - 1}: this model's "
+                           f"largest head has {classes} classes")
 
 
 # The original CLI's tuned settings (`vall_e/__main__.py`), which the released model is meant to be used with.
