@@ -320,7 +320,8 @@ def test_no_prompt_and_a_prompt_prefix_without_a_prompt(tiny_model):
     texts, _ = _batch_inputs(tiny_model.config)
     out = _greedy(tiny_model, input_ids=texts[0][None], max_new_tokens=5, min_new_tokens=5)
     assert out.codes.shape == (1, 5, tiny_model.config.num_rvq_levels)
-    with pytest.raises(ValueError, match="input_prompt_prefix needs a voice prompt"):
+    with pytest.raises(ValueError, match="input_prompt_prefix starts the response from the voice prompt, but none was "
+                                         "given: give one, or turn input_prompt_prefix off"):
         _greedy(tiny_model, input_ids=texts[0][None], max_new_tokens=2, input_prompt_prefix=True)
 
 

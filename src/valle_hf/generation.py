@@ -825,7 +825,8 @@ class VallEGenerationMixin(GenerationMixin):
         """Level-0 frames the AR response starts from: the prompt itself, or `prefix_silence` seconds of silence."""
         if config.input_prompt_prefix:
             if prompts is None:
-                raise VallEValueError("input_prompt_prefix needs a voice prompt")
+                raise VallEValueError("input_prompt_prefix starts the response from the voice prompt, but none was "
+                                      "given: give one, or turn input_prompt_prefix off")
             return [prompt[:, 0] for prompt in prompts]
         if config.prefix_silence < 0:
             raise VallEValueError(f"prefix_silence must be >= 0 seconds, got {config.prefix_silence}")
