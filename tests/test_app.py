@@ -328,6 +328,17 @@ def test_the_speech_streams_before_it_ends_and_the_stream_is_the_whole_speech(ti
     torch.testing.assert_close(streamed, saved[0].clamp(-1, 1), atol=1 / 2**15, rtol=0)  # 16-bit WAV pieces
 
 
+def test_an_emptied_field_means_its_default_for_the_stream_chunk_too(tiny, monkeypatch):
+    """An emptied sampler control runs with the model's default, but an emptied stream chunk said "--stream-chunk None
+    is not allowed", a value the user never typed."""
+    chunks = []
+    monkeypatch.setattr(webui, "AudioIteratorStreamer", lambda seconds: chunks.append(seconds))
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
+    list(demo.speak(TEXT, random_voice=True, stream_chunk=None, max_ar_steps=2))
+    assert chunks == [webui.STREAM_CHUNK_SECONDS]
+
+
 def test_without_ffmpeg_the_speech_plays_once_complete(tiny, monkeypatch):
     monkeypatch.setattr(app.shutil, "which", lambda name: None)
     page = app.build_demo(*tiny, "tiny-random")

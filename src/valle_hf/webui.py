@@ -313,6 +313,8 @@ class Demo:
             if references and random_voice:
                 raise UsageError("Random voice speaks without a reference, but one was given: remove it, or untick "
                                  "Random voice")
+            if stream_chunk is None:  # an emptied field: the default, as an emptied sampler control is its own
+                stream_chunk = STREAM_CHUNK_SECONDS
             args = _arguments("tts", flags, text=text, references=references,
                               language=language, language_switch=language_switch, no_prompt=random_voice,
                               out_path=str(Path(folder) / "speech.wav"), stream_chunk=stream_chunk, stream=False)
