@@ -306,3 +306,21 @@ def test_a_file_stream_is_committed_once_and_a_refused_partial_file_or_rename_le
     with pytest.raises(OutputError, match="could not write .*File name too long"):
         AudioFileStreamer(tmp_path / longest, 24000)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["blocked.wav", "speech.wav"]
+
+
+def test_a_file_stream_writes_the_rows_one_after_the_other_clipped_to_one(tmp_path):
+    """Chunks of a batch arrive interleaved (row by row at each NAR round); the file holds row 0's speech, then row
+    1's, whatever the arrival order, and clips samples to [-1, 1] as `save_audio` does."""
+    from valle_hf.streaming import AudioChunk, AudioFileStreamer
+
+    out, rate = tmp_path / "speech.wav", 24000
+    codes = torch.zeros(1, 8, dtype=torch.long)
+    pieces = [(0, torch.full((160,), 0.25), False), (1, torch.full((80,), -0.5), True),
+              (0, torch.full((40,), 2.0), True)]
+    streamer = AudioFileStreamer(out, rate)
+    for row, audio, final in pieces:
+        streamer.put(AudioChunk(row, audio, codes, 0, final))
+    streamer.commit()
+    expected = torch.cat([pieces[0][1], pieces[2][1], pieces[1][1]]).clamp(-1.0, 1.0)
+    written = torch.from_numpy(soundfile.read(out, dtype="float32")[0])
+    assert torch.equal(written, expected)

@@ -369,3 +369,47 @@ def test_a_consumer_that_has_heard_enough_stops_the_call(fixture_model, case):
     (output,) = outputs
     assert output.lengths[0] < steps and chunks[-1].final
     assert torch.equal(torch.cat([chunk.codes for chunk in chunks]), output.codes[0, : output.lengths[0]])
+
+
+def test_vocos_context_covers_exactly_what_a_frame_of_audio_depends_on(fixture_model):
+    """Streamed Vocos audio equals the plain audio only if `decoder_context` covers the vocoder's whole receptive
+    field: codes outside it leave a frame's samples bit for bit as they were (they enter none of its sums)."""
+    left, right = decoder_context(fixture_model, "vocos")
+    config, frame = fixture_model.config, left + 1
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, config.audio_vocab_size, (left + right + 3, config.num_rvq_levels), generator=generator)
+    outside = codes.clone()
+    outside[: frame - left] = (outside[: frame - left] + 1) % config.audio_vocab_size
+    outside[frame + right + 1:] = (outside[frame + right + 1:] + 1) % config.audio_vocab_size
+    samples = slice(frame * config.hop_length, (frame + 1) * config.hop_length)
+    plain, changed = fixture_model._decode([codes, outside], "vocos")
+    assert torch.equal(changed[samples], plain[samples])
+
+
+def test_without_audio_each_chunk_holds_chunk_seconds_of_frames_as_soon_as_the_ar_made_them(fixture_model, case):
+    """With no decoder look-ahead to wait for, a chunk is sent at the AR step that completes its `chunk_seconds`."""
+    text, prompt, steps = case
+    frames = 3
+    counter = StepCounter()
+    recorder = Recorder(chunk_seconds=frames / fixture_model.config.frame_rate, steps=counter)
+    fixture_model.generate(input_ids=text[None], prompt_codes=prompt[None], **{**PLAIN_SETTINGS, "temperature": 0.0},
+                           min_new_tokens=steps, max_new_tokens=steps, output_audio=False, audio_streamer=recorder,
+                           stopping_criteria=StoppingCriteriaList([counter]))
+    *chunks, last = recorder.chunks
+    assert len(chunks) >= 2 and last.final and len(last.codes) <= frames
+    assert [len(chunk.codes) for chunk in chunks] == [frames] * len(chunks)
+    assert [chunk.start_frame for chunk in recorder.chunks] == [frames * index for index in range(len(chunks) + 1)]
+    assert recorder.arrivals[: len(chunks)] == [frames * (index + 1) for index in range(len(chunks))]
+
+
+def test_a_silence_prefix_conditions_the_streamed_nar_and_is_left_out_of_its_output(fixture_model, case):
+    text, _, steps = case
+    settings = {**PLAIN_SETTINGS, "input_ids": text[None], "temperature": 0.0, "max_new_tokens": steps,
+                "prefix_silence": 3 / fixture_model.config.frame_rate, "return_dict_in_generate": True}
+    expected = fixture_model.generate(**settings)
+    recorder = Recorder(chunk_seconds=4 / fixture_model.config.frame_rate)
+    streamed = fixture_model.generate(**settings, audio_streamer=recorder)
+    length = int(expected.lengths[0])
+    assert torch.equal(streamed.codes, expected.codes) and int(streamed.lengths[0]) == length
+    assert torch.equal(torch.cat([chunk.codes for chunk in recorder.chunks]), expected.codes[0, :length])
+    assert torch.cat([chunk.audio for chunk in recorder.chunks]).shape == expected.audio[0].shape
