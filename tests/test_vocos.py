@@ -232,6 +232,11 @@ def test_bandwidth_id_for_levels():
         config.bandwidth_id_for_levels(0)
     with pytest.raises(ValueError, match=r"5 RVQ levels need 3.75 kbps.*3 kbps"):
         VocosConfig(bandwidths=[1.5, 3.0]).bandwidth_id_for_levels(5)
+    # the smallest fitting bandwidth, wherever the list has it
+    assert VocosConfig(bandwidths=[12.0, 1.5, 6.0, 3.0]).bandwidth_id_for_levels(3) == 3
+    # 0.3 kbps carries three levels of 0.1 kbps, though 0.3 / 0.1 is 2.9999999999999996 in floats
+    exact = VocosConfig(bandwidths=[0.3], codebook_size=2, sampling_rate=1000, hop_length=10, n_fft=40)
+    assert exact.kbps_per_level == 0.1 and exact.bandwidth_id_for_levels(3) == 0
 
 
 def test_default_bandwidth_id_follows_levels(tiny_model):
@@ -276,6 +281,7 @@ def test_input_errors(tiny_model):
         (lambda: model(codes[0]), r"audio_codes must be \[batch, frames, levels\], got shape \(6, 4\)"),
         (lambda: model(codes, attention_mask=torch.ones(2, 5)), r"attention_mask has shape \(2, 5\)"),
         (lambda: model(codes, attention_mask=torch.tensor([[0, 1, 1, 1, 1, 1]] * 2)), "right padding"),
+        (lambda: model(codes, attention_mask=torch.tensor([[1] * 6, [0] * 6])), "right padding"),
         (lambda: model(codes, attention_mask=torch.full((2, 6), 2)), "only 0 and 1"),
     ]
     for call, pattern in cases:
