@@ -650,3 +650,47 @@ def test_a_run_killed_half_way_resumes_with_every_row_done_once(corpus, referenc
     assert sorted(done) == sorted(wavs(reference)) and len(done) == len(set(done))  # each row once
     assert not list(out.glob(".*")) and not (out / "parts").exists()  # no partial file
     assert_same_wavs(wavs(out), wavs(reference))
+
+
+def _job(row_id: str, lines: str, sentences: list[str]) -> synthesis.Job:
+    return synthesis.Job(row_id, lines, sentences, "en", ("voice.wav",), 1, {}, "cells")
+
+
+def test_batches_hold_up_to_batch_size_sentences_of_rows_of_like_length(tmp_path):
+    """Rows sorted by length pad little in their batch; a batch is filled up to `batch_size` sentences."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    texts = {"c": "A rather longer sentence to speak.", "a": "Hi.", "d": "The very longest sentence of them all.",
+             "b": "A bit longer."}
+    rows = [f"{row_id},{text},voice.wav" for row_id, text in texts.items()]
+    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt", *rows]) + "\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags,
+                                    batch_size=2)
+    assert [[job.id for job in batch] for batch in plan.batches] == [["a", "b"], ["c", "d"]]
+
+
+def test_failed_jsonl_lists_the_plans_and_every_processs_failures_by_line(tmp_path):
+    out = synthesis.OutputFolder(tmp_path / "out", rank=1)
+    out.prepare()
+    out.record_failure(_job("late", "12-13", ["Late."]), "spoken wrong")
+    out.record_failure(_job("early", "3", ["Early."]), "spoken wrong")
+    everything = out.write_failures([{"line": "9", "id": "planned", "error": "no prompt"}])
+    assert [record["id"] for record in records(out.root / "failed.jsonl")] == ["early", "planned", "late"]
+    assert everything == records(out.root / "failed.jsonl")
+
+
+def test_a_row_is_recorded_as_stopped_only_when_every_sentence_of_it_stopped(processor):
+    """`generate`'s rows are the sentences; a row's record sums their frames and says whether each one stopped."""
+    from types import SimpleNamespace
+
+    class Scripted:
+        device = torch.device("cpu")
+
+        def generate(self, input_ids, **kwargs):
+            return SimpleNamespace(audio=[torch.full((320,), 0.1)] * 3, lengths=torch.tensor([2, 3, 4]),
+                                   stopped=torch.tensor([True, False, True]))
+
+    jobs = [_job("two", "2", ["One here.", "Two here."]), _job("one", "3", ["Three here."])]
+    spoken, failed = synthesis.speak_batch(Scripted(), processor, jobs, lambda files: torch.zeros(5, 8).long())
+    assert not failed
+    assert [(row.job.id, row.frames, row.stopped) for row in spoken] == [("two", 5, False), ("one", 4, True)]
