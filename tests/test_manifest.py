@@ -47,8 +47,9 @@ def test_a_line_that_cannot_be_read_as_the_header_says_is_reported_by_its_number
     assert "lines 2-6" in errors["2-6"] and "a quote is unbalanced" in errors["2-6"]  # it swallows the lines after it
     table = read_table(write(tmp_path / "m.csv", 'id,text\na,"two\nlines"\nb,x\n'))
     assert "a quoted cell holds a line break" in table.rows[0].error and table.rows[1].error is None
-    with pytest.raises(VallEValueError, match="names the column 'text' twice"):
-        read_table(write(tmp_path / "m.csv", "id,text,text\na,x,y\n"))
+    for name, header in (("m.csv", "id,text,text"), ("m.tsv", "id\ttext\ttext")):
+        with pytest.raises(VallEValueError, match="names the column 'text' twice"):
+            read_table(write(tmp_path / name, header + "\n" + header.replace("id", "a") + "\n"))
     table = read_table(write(tmp_path / "m.csv", "id,text\nc\nd,x,extra\ne,fine\n"))
     assert [row.error for row in table.rows] == ["line 2: 1 columns where the header has 2",
                                                  "line 3: 3 columns where the header has 2", None]
@@ -153,3 +154,12 @@ def test_a_jsonl_file_is_written_whole_or_left_as_it_was(tmp_path):
     assert read_jsonl(path) == [{"id": "c", "text": "été"}] and [p.name for p in tmp_path.iterdir()] == [path.name]
     with pytest.raises(OutputError, match="could not write"):
         write_jsonl(tmp_path / "missing" / "failed.jsonl", [])
+
+
+@pytest.mark.parametrize("name, content", [("m.csv", "id,text\na,Hi.\n"), ("m.jsonl", '{"id": "a", "text": "Hi."}\n')])
+def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path, name, content):
+    """Spreadsheets save UTF-8 with a byte order mark: read as a character, the first column would be '\\ufeffid'."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8-sig")
+    table = read_table(path)
+    assert table.columns == ["id", "text"] and table.rows[0].values == {"id": "a", "text": "Hi."}
