@@ -118,6 +118,7 @@ def test_each_branch_scales_the_settings_as_the_original_and_clamps_them():
     assert _settings(1, temperature=2.0)[0] == 1.25  # clamped to [0.5, 1.25]
     assert _settings(2, temperature=0.5, top_k=10) == pytest.approx([0.675, 12, 1.0, 0.01], rel=1e-6)  # k 10 * 1.25
     assert _settings(2, top_k=0)[1] == 1024  # top-k 0 stays off (the original made it 5)
+    assert _settings(2, top_k=2)[1] == 5  # at least 5 in this branch
     assert _settings(3, temperature=0.5, top_p=0.9)[2:] == pytest.approx([0.8, 0.01], rel=1e-6)
     temperature, top_k, top_p, min_p = _settings(4, temperature=0.5, top_k=100, top_p=0.5)
     assert temperature == pytest.approx(0.5 * (1 + 0.3 + 0.2 - 0.1)) and top_k == round(100 * (1 + 0.15 - 0.1))
