@@ -78,6 +78,8 @@ def server(tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=30)
+    # SIGTERM ends the server as it ends every command (Gradio's own wait ended with status 0 and its own line)
+    assert process.returncode == 143 and log.read_text().rstrip().endswith("\ninterrupted"), log.read_text()[-500:]
 
 
 @pytest.fixture(scope="module")

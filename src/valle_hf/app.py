@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 
 from .cli import add_model_arguments, check_device, load_model
 from .errors import (
@@ -125,10 +126,17 @@ def _check_free(host: str | None, port: int) -> None:
 
 
 def _launch(page, host: str | None, port: int) -> None:
+    """Serve `page` until Ctrl-C or SIGTERM, which end the command as they end every command (`entry_point`: one
+    line, status 130 or 143). Gradio's own wait took either for a normal end: its own line, and status 0."""
     try:
-        page.launch(server_name=host, server_port=port)
+        page.launch(server_name=host, server_port=port, prevent_thread_lock=True)
     except OSError as error:
         raise _cannot_serve(host, port, error) from None
+    try:
+        while page.is_running:
+            time.sleep(0.1)
+    finally:
+        page.close()
 
 
 def _cannot_serve(host: str | None, port: int, error: OSError) -> ServerError:
