@@ -581,8 +581,13 @@ def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys, monkeyp
 def test_the_page_is_served_on_one_port_only(monkeypatch):
     """Without --port, $GRADIO_SERVER_PORT or 7860, never Gradio's search for the next free port after one in use."""
     class Page:
-        def launch(self, server_name, server_port):
+        is_running = False  # served, then stopped at once
+
+        def launch(self, server_name, server_port, prevent_thread_lock):
             ports.append(server_port)
+
+        def close(self):
+            pass
 
     ports = []
     monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
