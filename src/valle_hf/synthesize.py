@@ -74,7 +74,7 @@ from .generation import row_names
 from .layout import pad
 from .loading import no_progress_bars
 from .manifest import LAYOUTS, Row, append_jsonl, read_jsonl, read_table, write_jsonl
-from .phonemes import check_text, resolve_language, split_sentences
+from .phonemes import LANGUAGE_SWITCH, check_text, resolve_language, split_sentences
 from .seeding import sentence_seeds
 
 __all__ = ["ProcessReport", "SynthesisPlan", "main", "plan_synthesis", "run_synthesis", "synthesize"]
@@ -611,6 +611,8 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
     of failure are in `out_dir`/failed.jsonl. Raises `UsageError` for an unknown flag, a value outside its range, or
     a manifest that cannot be used at all.
     """
+    if language_switch not in LANGUAGE_SWITCH:  # else every row would fail alike, each reported on its own
+        raise UsageError(f"--language-switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     unknown = sorted(set(flags) - set(FLAG_SETTINGS))
     if unknown:
         raise UsageError(f"unknown sampler flag(s) {', '.join(unknown)}: use the CLI's names "
