@@ -214,9 +214,11 @@ def _check_code_range(codes: torch.Tensor, codebook_size: int) -> None:
 
 @torch.no_grad()
 def decode(codec: EncodecModel, codes: torch.Tensor) -> torch.Tensor:
-    """Decode codes `[T, n_levels]` (1 ≤ n_levels ≤ 8, values 0..1023) to a 1-D float32 waveform of T * 320 samples.
+    """Decode codes `[T, n_levels]` (values 0..1023) to a 1-D float32 waveform of T * 320 samples.
 
-    Fewer than 8 levels decode as the sum of the given levels' embeddings (a coarser reconstruction).
+    n_levels is 1 up to the codec's quantizer levels (32 for EnCodec 24 kHz, of which VALL-E uses 8); a refused shape,
+    dtype or value raises `VallEValueError`. Fewer levels decode as the sum of the given levels' embeddings (a coarser
+    reconstruction).
     """
     codes = _check_codes(codec, codes, 2, "[T, n_levels]")
     _check_code_range(codes, codec.config.codebook_size)
