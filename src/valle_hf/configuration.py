@@ -593,8 +593,10 @@ class VallEGenerationConfig(GenerationConfig):
     VALL-E's own processors, in the original's order by default (`sampler_order`); see `valle_hf.logits_process`.
     The other settings:
 
-    - `min_temperature` (dynamic temperature lower bound; < 0 off), `repetition_penalty_decay`, `stop_length_penalty`,
-      `dry_multiplier` / `dry_base` / `dry_allowed_length`, `mirostat_tau` / `mirostat_eta`, `entropix` (the
+    - `min_temperature` (dynamic temperature lower bound; < 0 off), `repetition_penalty_decay` with
+      `repetition_penalty_decay_mode` ("nearer" or "original"), `repetition_penalty_mode` ("per_occurrence" or
+      "per_token"), `min_p_keep` (tokens min-p always keeps), `stop_length_penalty`, `dry_multiplier` / `dry_base` /
+      `dry_allowed_length` / `dry_sequence_breakers`, `mirostat_tau` / `mirostat_eta`, `entropix` (the
       original's entropix sampling, `valle_hf.entropix`), `sampler_order` ("original" or "transformers");
     - `nar_temperature` (0 = greedy), `nar_min_temperature` (the NAR's dynamic temperature lower bound, per frame; < 0
       off), `max_levels` (NAR levels to fill; None = all), `nar_dtype` (the precision of
