@@ -298,7 +298,8 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         r"""One pass of the model over a unified-id sequence.
 
         Args:
-            input_ids: `[B, L]` ids of the unified space (`VallEConfig`), left-padded with `pad_token_id`.
+            input_ids: `[B, L]` ids of the unified space (`VallEConfig`), padded on either side with `pad_token_id`
+                (0 in `attention_mask`; `VallEDataCollator` pads right by default, `generate` left).
             prompt_codes: `[B, Tp, 8]` codes of the voice prompt, one frame per `prompt_frame_token_id`.
             audio_codes: `[B, T, n]` codes for the `audio_frame_token_id` placeholders (NAR response or STT audio).
             level: the RVQ level predicted (0 = AR; 1..7 = NAR). task: "tts" or "stt". Both may be given per row
