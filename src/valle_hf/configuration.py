@@ -588,9 +588,10 @@ VALLE_SAMPLER_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repetition_pe
 class VallEGenerationConfig(GenerationConfig):
     """A `GenerationConfig` with the original's sampler settings (`VALLE_GENERATION_DEFAULTS`) as fields of its own.
 
-    transformers' own fields keep their meaning, with one addition from the original: `temperature <= 0` is greedy
-    decoding (as `do_sample=False`). `temperature`, `top_k`, `top_p`, `min_p` and `repetition_penalty` are applied by
-    VALL-E's own processors, in the original's order by default (`sampler_order`); see `valle_hf.logits_process`.
+    transformers' own fields keep their meaning, with one addition from the original: `temperature` 0 is greedy
+    decoding (as `do_sample=False`; a negative temperature raises `SettingError`). `temperature`, `top_k`, `top_p`,
+    `min_p` and `repetition_penalty` are applied by VALL-E's own processors, in the original's order by default
+    (`sampler_order`); see `valle_hf.logits_process`.
     The other settings:
 
     - `min_temperature` (dynamic temperature lower bound; < 0 off), `repetition_penalty_decay` with
