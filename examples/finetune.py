@@ -6,6 +6,7 @@
     python examples/finetune.py --model MODEL_DIR --data my_data/ --output runs/my_voice [--lora]
     # 2'. several GPUs / nodes: the same script under accelerate (or torchrun); the Trainer does the rest
     accelerate launch --multi_gpu --num_processes 8 examples/finetune.py --model MODEL_DIR --data my_data/ ...
+    # 2''. several CPU processes: the same launch (torchrun starts them, gloo joins them)
 
 MODEL_DIR is a converted model (`python -m valle_hf.convert`, or any `save_pretrained` folder / hub id). The result
 is a plain checkpoint in OUTPUT/final that `VallEForConditionalGeneration.from_pretrained` loads (with --lora the
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -41,6 +41,7 @@ import valle_hf  # noqa: F401
 
 # isort: split
 import torch
+from accelerate import PartialState
 from transformers import Trainer, TrainingArguments, set_seed
 
 from valle_hf.configuration import TASKS
@@ -169,10 +170,6 @@ def check_options(args: argparse.Namespace) -> None:
     if args.resume and last_checkpoint(args.output) is None:  # a preempted job's first launch: start, and say so
         print(f"warning: --resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
               "--save-steps): starting a new run", file=sys.stderr)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
-        # transformers' Trainer does not join CPU processes: each would train alone and save over the others
-        raise UsageError("fine-tuning runs in one process on CPUs: launch it without accelerate or torchrun (several "
-                         "processes need GPUs)")
 
 
 def last_checkpoint(output: Path) -> str | None:
@@ -319,7 +316,9 @@ def model_processor(model: str) -> VallEProcessor | None:
              "last one")
 def main(argv: list[str] | None = None) -> int:
     """`python examples/finetune.py`: returns the exit status (see the module docstring)."""
-    print(f"saved to {train(argv)}")
+    final = train(argv)
+    if PartialState().is_main_process:  # one line for the run, not one per process
+        print(f"saved to {final}")
     return 0
 
 

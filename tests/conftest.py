@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -45,6 +46,22 @@ def load_script(path: Path):
     sys.modules[name] = module  # dataclasses look their module up while the script is executed
     spec.loader.exec_module(module)
     return module
+
+
+def subprocess_environment() -> dict[str, str]:
+    """The environment of a command the tests start: this checkout's package, one thread per process."""
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def accelerate_launch(processes: int) -> list[str]:
+    """`accelerate launch` of `processes` processes on this machine (on CPUs: torchrun starts them, gloo joins them),
+    on a free port, without accelerate's warnings about defaults; the script or `-m module` and its arguments follow."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(port)]
 
 
 @contextmanager

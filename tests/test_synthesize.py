@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import REPO, logged_warnings
+from conftest import REPO, accelerate_launch, logged_warnings, subprocess_environment
 
 import valle_hf.loading
 from valle_hf import synthesize as synthesis
@@ -562,23 +560,12 @@ def test_a_rerun_skips_finished_rows_and_redoes_a_deleted_one(corpus, reference,
 
 
 # ---------------------------------------------------------------------------------------------------- real processes
-def _environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_processes_under_accelerate_give_the_same_files(corpus, reference, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(_free_port()), "-m", "valle_hf.synthesize", str(corpus), str(out), *FLAGS, "--batch-size", "4",
+    command = [*accelerate_launch(2), "-m", "valle_hf.synthesize", str(corpus), str(out), *FLAGS, "--batch-size", "4",
                "--device", "cpu"]
-    result = subprocess.run(command, env=_environment(), capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    result = subprocess.run(command, env=subprocess_environment(), capture_output=True, text=True,
+                            timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     table = {line.split()[0]: line.split()[1:] for line in result.stderr.splitlines()
              if line.split()[:1] in (["0"], ["1"], ["all"])}
@@ -629,7 +616,7 @@ def test_a_mistake_the_main_process_finds_ends_every_process_with_one_error_line
 def test_a_run_killed_half_way_resumes_with_every_row_done_once(corpus, reference, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "valle_hf.synthesize", str(corpus), str(out), *FLAGS, "--batch-size", "1"]
-    process = subprocess.Popen(command, env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=subprocess_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     part = out / "parts" / "done.0.jsonl"
     deadline = time.monotonic() + SUBPROCESS_TIMEOUT
     while not (part.is_file() and part.read_bytes().count(b"\n") >= 2) and process.poll() is None:
@@ -644,7 +631,7 @@ def test_a_run_killed_half_way_resumes_with_every_row_done_once(corpus, referenc
     (out / ".r12.wav.killed.part").write_bytes(b"RIFF")
     with open(part, "ab") as handle:
         handle.write(b'{"id": "r1')
-    status = subprocess.run(command, env=_environment(), capture_output=True, text=True,
+    status = subprocess.run(command, env=subprocess_environment(), capture_output=True, text=True,
                             timeout=SUBPROCESS_TIMEOUT).returncode
     assert status == synthesis.SOME_ROWS_FAILED
     done = [record["id"] for record in records(out / "done.jsonl")]
