@@ -222,6 +222,32 @@ def test_trainer_with_default_arguments_trains_and_predicts(tmp_path, converted_
     assert item_losses.shape == (len(items),) and np.isfinite(prediction.metrics["test_loss"])
 
 
+@pytest.mark.parametrize("setting", ["label_smoothing_factor", "compute_loss_func"])
+def test_a_trainer_loss_other_than_the_models_is_refused(tmp_path, setting):
+    """The Trainer takes the labels away for label smoothing or a compute_loss_func and scores the logits itself,
+    unshifted and over -inf-padded heads: the loss was infinite, logged as 0, and the model trained on it anyway."""
+    from transformers import Trainer, TrainingArguments
+
+    from valle_hf.errors import VallEValueError
+
+    model = reactive_model()
+    generator = torch.Generator().manual_seed(0)
+    items = [random_item(generator, 5, 7, 4, level=0), random_item(generator, 4, 6, 3, level=3)]
+    smoothing = {"label_smoothing_factor": 0.1} if setting == "label_smoothing_factor" else {}
+    arguments = TrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=2,
+                                  save_strategy="no", report_to="none", **smoothing)
+    loss = {"compute_loss_func": lambda outputs, labels, **kwargs: outputs.logits.float().logsumexp(-1).mean()}
+    trainer = Trainer(model=model, args=arguments, train_dataset=items, data_collator=VallEDataCollator(model.config),
+                      **({} if smoothing else loss))
+    with pytest.raises(VallEValueError, match="came without its labels while training.*label_smoothing_factor at 0"):
+        trainer.train()
+    batch = VallEDataCollator(model.config)(items[:1])
+    del batch["labels"]
+    model.eval()
+    with torch.no_grad():  # outside training, a training batch's logits stay available for inspection
+        assert torch.isfinite(model(**batch).logits).all()
+
+
 def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
     config = tiny_model.config
     generator = torch.Generator().manual_seed(1)

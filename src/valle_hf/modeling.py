@@ -240,6 +240,20 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         if self.vocoder is not None:
             self.vocoder.requires_grad_(False)
 
+    def _check_training_loss(self, level, labels) -> None:
+        """Refuse (`VallEValueError`) a training batch (one level per row, as `VallEDataCollator` makes it) without its
+        labels while training with gradients: the Trainer takes the labels away to compute a loss of its own from the
+        logits (label smoothing, `compute_loss_func`), which cannot read them (rows shift differently, narrower heads
+        are -inf-padded) and trained on an infinite or wrong loss, logged as 0."""
+        per_row = torch.is_tensor(level) and level.dim() > 0
+        if per_row and labels is None and self.training and torch.is_grad_enabled():
+            raise VallEValueError("a training batch (one level per row, from VallEDataCollator) came without its "
+                                  "labels while training: the model computes its loss itself, from labels=. "
+                                  "transformers' Trainer takes them away for label_smoothing_factor > 0 or a "
+                                  "compute_loss_func, whose loss cannot read these logits (level-0 rows shift, NAR "
+                                  "rows do not; narrower heads are -inf-padded): leave label_smoothing_factor at 0 and "
+                                  "compute_loss_func unset (VALL-E trains without label smoothing)")
+
     def _sampled_positions(self, input_ids, inputs_embeds, level, logits_to_keep: int) -> torch.BoolTensor:
         """`[B, K]`: which of the last K positions (`logits_to_keep`, 0 = all) each row samples from: a NAR pass's
         response frames (rows of a batch have different lengths), or every one of them."""
@@ -313,10 +327,12 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
                 then holds the decoder layers each row ran.
 
         Returns a `VallEOutput`, or its non-None fields as a tuple with `return_dict=False`. Raises ValueError for an
-        unknown task or level, and for layer skip over a batch that mixes passes.
+        unknown task or level, for layer skip over a batch that mixes passes, and for a training batch (one level per
+        row) without labels while training with gradients (`_check_training_loss`).
         """
         start_pass()  # entropix reads this pass's attention only
         level = level_argument(level)  # the loss's shift reads it too
+        self._check_training_loss(level, labels)
         exit_state = None
         if early_exit is not None:
             if (torch.is_tensor(level) and level.dim()) or not isinstance(task, str):
