@@ -365,6 +365,7 @@ def test_overfit_one_utterance_then_generate_reproduces_it():
 def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
     model = reactive_model()
     before = {name: value.clone() for name, value in model.state_dict().items()}
+    torch.manual_seed(0)  # peft draws the adapters from the global generator, which the tests before leave anywhere
     adapted = add_lora(model, rank=4, alpha=8.0)
     trainable = [name for name, p in adapted.named_parameters() if p.requires_grad]
     targets = {name.split(".lora_")[0].split("backbone.")[1] for name in trainable}
@@ -394,7 +395,8 @@ def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
     assert not any("lora" in name for name in reloaded.state_dict())
     finite = torch.isfinite(expected)
     assert torch.equal(finite, torch.isfinite(logits))
-    assert (logits[finite] - expected[finite]).abs().max() <= 1e-5
+    # Merged weights round once more than the adapter's separate product: float32 rounding, relative to the logits
+    torch.testing.assert_close(logits[finite], expected[finite], rtol=1e-5, atol=1e-5)
     assert not torch.equal(reloaded.model.backbone.layers[0].self_attn.q_proj.weight,
                            before["model.backbone.layers.0.self_attn.q_proj.weight"])
 
