@@ -316,6 +316,24 @@ def test_a_failed_stream_leaves_the_previous_output_and_no_partial_file(tmp_path
     assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]
 
 
+def test_a_failed_call_removes_its_file_streams_partial_file(fixture_model, case, tmp_path):
+    """A caller without the abort of the README's try/except kept the partial file of a call that failed (a hidden,
+    growing file beside the output); commit after it is refused, naming why."""
+    text, prompt, _ = case
+    out = tmp_path / "out.wav"
+    streamer = AudioFileStreamer(out, fixture_model.config.sampling_rate,
+                                 chunk_seconds=1 / fixture_model.config.frame_rate)
+    failing = decoder_context(fixture_model, "vocos")[1] + 4  # a step after the first chunk's audio was sent
+    with pytest.raises(StepFailure):
+        fixture_model.generate(input_ids=text[None], prompt_codes=prompt[None], temperature=0.0,
+                               min_new_tokens=failing + 1, max_new_tokens=failing + 1, audio_streamer=streamer,
+                               stopping_criteria=StoppingCriteriaList([FailAtStep(failing)]))
+    assert streamer.seconds > 0 and list(tmp_path.iterdir()) == []  # chunks were written, then removed
+    with pytest.raises(ValueError, match="abandoned when its generate call failed"):
+        streamer.commit()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_streamed_call_returns_the_ar_fields_a_plain_call_returns(fixture_model, case):
     """The AR's hidden states and, with layer skip, the layers each AR step ran are those of a plain call (the NAR
     chunks that run between the AR steps are not AR steps)."""

@@ -193,9 +193,10 @@ class AudioIteratorStreamer(AudioStreamer):
 class AudioFileStreamer(AudioStreamer):
     """Writes the rows' audio, one row after the other, into a file that grows as chunks arrive (`partial`, beside
     `path`, flushed after every chunk so that players can follow it); `commit` renames the complete file to `path`,
-    `abort` removes it, so `path` is only ever replaced by a whole file. The format follows `path`'s extension. It
-    serves one `generate` call, which must return audio. Raises `VallEValueError` for a path or a rate no file takes
-    (`check_output_path`, `check_file_rate`), `OutputError` when the file cannot be made.
+    `abort` removes it, so `path` is only ever replaced by a whole file; a `generate` call that fails removes it too
+    (`fail`). The format follows `path`'s extension. It serves one `generate` call, which must return audio. Raises
+    `VallEValueError` for a path or a rate no file takes (`check_output_path`, `check_file_rate`), `OutputError` when
+    the file cannot be made.
     """
 
     single_use = True
@@ -240,6 +241,11 @@ class AudioFileStreamer(AudioStreamer):
             self._file.flush()
         except _WRITE_ERRORS as error:
             raise OutputError(f"could not write {self.path} ({one_line(error)}); it was left as it was") from None
+
+    def fail(self, error: BaseException) -> None:
+        """The call failed, its rows cut short: the partial file is removed (`abort`), and `commit` refused."""
+        self.abort()
+        self._outcome = "abandoned when its generate call failed"
 
     def end(self) -> None:
         if not self._file.closed:
