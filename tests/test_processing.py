@@ -255,6 +255,18 @@ def test_a_processor_loads_from_a_subfolder(processor, tmp_path, layout):
                                           model_max_length=limit).tokenizer.model_max_length == limit
 
 
+def test_a_folder_without_the_tokenizer_is_refused_saying_how_to_fill_it(processor, tmp_path):
+    """A Trainer's checkpoint folder holds no processor unless the Trainer was given one: transformers said only that
+    it "couldn't instantiate the backend tokenizer"."""
+    from valle_hf.errors import CheckpointError
+
+    processor.save_pretrained(tmp_path / "processor")
+    (tmp_path / "processor" / "tokenizer.json").unlink()
+    for folder, subfolder in ((tmp_path, None), (tmp_path, "processor"), (tmp_path / "processor", None)):
+        with pytest.raises(CheckpointError, match="has no tokenizer.json.*processor.save_pretrained"):
+            VallEProcessor.from_pretrained(folder, subfolder=subfolder)
+
+
 def test_a_chat_template_given_is_kept(processor):
     template = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
     assert VallEProcessor(processor.tokenizer, chat_template=template).chat_template == template

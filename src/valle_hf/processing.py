@@ -14,12 +14,13 @@ import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from .audio import save_audio, waveform_samples
-from .errors import VallETypeError, VallEValueError
+from .errors import CheckpointError, VallETypeError, VallEValueError
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .phonemes import phonemize
 from .tokenization import (
     BOS_TOKEN,
     EOS_TOKEN,
+    TOKENIZER_FILE,
     UNK_TOKEN,
     dealias_tokenizer,
     ids_to_phonemes,
@@ -66,6 +67,19 @@ class VallEProcessor(ProcessorMixin):
         """Build the processor from an original `tokenizer.json` (default: the released one shipped with the
         package; see `load_phoneme_tokenizer`)."""
         return cls(load_phoneme_tokenizer(tokenizer_file))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> VallEProcessor:
+        """`ProcessorMixin.from_pretrained`. Raises `CheckpointError` for a local folder (or its `subfolder`) without
+        the tokenizer, saying how to get one there: transformers said it "couldn't instantiate the backend tokenizer"
+        (a Trainer's checkpoint folder holds the processor only when the Trainer was given it)."""
+        folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+        if folder.is_dir() and not (folder / TOKENIZER_FILE).is_file():
+            raise CheckpointError(f"{folder} has no {TOKENIZER_FILE}, so it holds no processor: save one there "
+                                  "(processor.save_pretrained(folder); a Trainer does with "
+                                  "processing_class=processor), or build one from the original tokenizer "
+                                  "(VallEProcessor.from_tokenizer_file())")
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
