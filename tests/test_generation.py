@@ -711,6 +711,20 @@ def test_the_position_limit_is_on_each_segment_not_on_the_whole_sequence(tiny_mo
     assert f"exceeded the model's predefined maximum length ({steps})" in logged.out
 
 
+def test_a_model_of_fewer_positions_than_the_default_step_limit_generates_with_its_own_defaults():
+    """The tuned step limit (12 s) was past the positions of a smaller model, which then refused every call that did
+    not set max_new_tokens itself, for a value its user never gave."""
+    from valle_hf.configuration import MAX_SECONDS
+
+    default = tiny_config()
+    model = reactive_model(tiny_config(max_position_embeddings=MAX_SECONDS * default.frame_rate - 1))
+    assert model.generation_config.max_new_tokens == model.config.max_position_embeddings
+    texts, prompts = _batch_inputs(model.config)
+    out = model.generate(input_ids=texts[0][None], prompt_codes=prompts[0][None], output_audio=False,
+                         stopping_criteria=StoppingCriteriaList([_StopAfter(0, 1)]), return_dict_in_generate=True)
+    assert out.codes.shape[0] == 1
+
+
 def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     # min_new_tokens keeps the stop token away, so no row ever stops by itself

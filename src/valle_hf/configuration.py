@@ -629,9 +629,11 @@ class VallEGenerationConfig(GenerationConfig):
     @classmethod
     def tuned(cls, config: VallEConfig, **overrides) -> VallEGenerationConfig:
         """The shipped `generation_config.json`: the original CLI's tuned settings (AR temperature 0.5, greedy NAR,
-        repetition penalty 1.5, a 3 s prompt, 12 s at most), so that `generate`, the pipeline and the CLI speak
-        alike."""
-        settings = dict(max_new_tokens=MAX_SECONDS * config.frame_rate, do_sample=True, top_k=0, top_p=1.0,
+        repetition penalty 1.5, a 3 s prompt, 12 s at most, or as many frames as the model has positions), so that
+        `generate`, the pipeline and the CLI speak alike."""
+        # `check_settings_fit` refuses more steps than positions: a smaller model's own default must not be refused
+        steps = min(MAX_SECONDS * config.frame_rate, config.max_position_embeddings)
+        settings = dict(max_new_tokens=steps, do_sample=True, top_k=0, top_p=1.0,
                         eos_token_id=config.stop_token_id, pad_token_id=config.pad_token_id, **TUNED_SETTINGS)
         return cls(**{**settings, **overrides})
 
