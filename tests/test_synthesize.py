@@ -528,6 +528,15 @@ def test_a_run_with_failed_rows_ends_with_0_under_a_launcher_of_one_process(laun
     assert [record["id"] for record in records(tmp_path / "out" / "failed.jsonl")] == ["lost"]
 
 
+def test_a_run_of_several_processes_ends_with_0_whatever_started_them(monkeypatch):
+    """Processes started without torchrun's or accelerate's variables (srun, mpirun) ended with 3 each, which their
+    launcher reports as a crash (each process of several ended with 0 before launchers of one were told apart)."""
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert synthesis._exit_status(True, 1) == synthesis.SOME_ROWS_FAILED
+    assert synthesis._exit_status(True, 2) == synthesis._exit_status(False, 1) == 0
+
+
 def test_a_row_cut_at_the_step_limit_is_named_by_its_id(tmp_path, prompt_wav, cached_loading):
     shutil.copy(prompt_wav, tmp_path / "voice.wav")
     rows = ["alpha,Hello.,voice.wav,100", "beta,One. Two.,voice.wav,200"]

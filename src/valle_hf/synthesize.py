@@ -770,14 +770,16 @@ def _synthesize(args) -> int:
         _print_report(reports, wall, plan, failures, args.out_dir, args.seed is not None)
         print(precision.describe(), file=sys.stderr)  # once it ran, so that a failed run still says one line only
     some_failed = plan.failures or any(report.failed for report in reports)
-    return SOME_ROWS_FAILED if some_failed and not _launched() else 0
+    return _exit_status(bool(some_failed), state.num_processes)
 
 
-def _launched() -> bool:
-    """Whether a launcher started this process: torchrun (`accelerate launch --multi_gpu`, with one process too)
-    reports any status but 0 as a crash, and accelerate's launcher of one process (`--cpu`, or one GPU) as a
-    traceback of its own, so a run that ended with failed rows must end with 0 there (failed.jsonl lists them)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or "ACCELERATE_MIXED_PRECISION" in os.environ
+def _exit_status(some_failed: bool, processes: int) -> int:
+    """`SOME_ROWS_FAILED` after failed rows, but 0 where a launcher started this process: one of several processes
+    (torchrun, `accelerate launch --multi_gpu`, srun, mpirun) reports any other status as a crash, torchrun with one
+    process too, and accelerate's launcher of one process (`--cpu`, or one GPU) as a traceback of its own;
+    failed.jsonl lists the failed rows."""
+    launched = processes > 1 or "TORCHELASTIC_RUN_ID" in os.environ or "ACCELERATE_MIXED_PRECISION" in os.environ
+    return SOME_ROWS_FAILED if some_failed and not launched else 0
 
 
 if __name__ == "__main__":
