@@ -484,3 +484,13 @@ def test_a_killed_conversions_staging_folder_is_named_on_the_next_one(tmp_path, 
     with logged_warnings() as logged:
         conversion.save_converted(model, processor, tmp_path / "converted", overwrite=True)
     assert str(left) in logged.out and "killed" in logged.out and "other" not in logged.out and left.is_dir()
+
+
+def test_the_staging_folders_of_an_output_named_like_a_pattern_are_found(tmp_path):
+    """`model[1]` was read as a glob pattern: its leftovers went unnamed, and those of `model1` were named instead."""
+    from valle_hf.files import leftovers_beside, temporary_folder_beside
+
+    output = tmp_path / "model[1]"
+    left = temporary_folder_beside(output)
+    temporary_folder_beside(tmp_path / "model1")  # another output's
+    assert leftovers_beside(output) == [left]

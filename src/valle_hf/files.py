@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -66,7 +67,8 @@ def temporary_folder_beside(path: Path) -> Path:
 def leftovers_beside(path: Path) -> list[Path]:
     """The folders `temporary_folder_beside(path)` made that are still there: left by a run that was killed before it
     could remove them (kill -9, a power cut), or in use by one running now."""
-    return sorted(other for other in path.parent.glob(f".{path.name}.*") if other.is_dir())
+    pattern = f".{glob.escape(path.name)}.*"  # a name holding [ or * is no pattern
+    return sorted(other for other in path.parent.glob(pattern) if other.is_dir())
 
 
 def plain_file_modes(folder: Path) -> None:
