@@ -244,7 +244,8 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         """Refuse (`VallEValueError`) a training batch (one level per row, as `VallEDataCollator` makes it) without its
         labels while training with gradients: the Trainer takes the labels away to compute a loss of its own from the
         logits (label smoothing, `compute_loss_func`), which cannot read them (rows shift differently, narrower heads
-        are -inf-padded) and trained on an infinite or wrong loss, logged as 0."""
+        are -inf-padded) and trained on an infinite or wrong loss, logged as 0. A loop of one's own that computes
+        another loss from the logits passes the labels too (the model's loss then comes beside the logits)."""
         per_row = torch.is_tensor(level) and level.dim() > 0
         if per_row and labels is None and self.training and torch.is_grad_enabled():
             raise VallEValueError("a training batch (one level per row, from VallEDataCollator) came without its "
@@ -252,7 +253,8 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
                                   "transformers' Trainer takes them away for label_smoothing_factor > 0 or a "
                                   "compute_loss_func, whose loss cannot read these logits (level-0 rows shift, NAR "
                                   "rows do not; narrower heads are -inf-padded): leave label_smoothing_factor at 0 and "
-                                  "compute_loss_func unset (VALL-E trains without label smoothing)")
+                                  "compute_loss_func unset (VALL-E trains without label smoothing); a training "
+                                  "loop of your own that computes another loss from the logits passes labels= too")
 
     def _sampled_positions(self, input_ids, inputs_embeds, level, logits_to_keep: int) -> torch.BoolTensor:
         """`[B, K]`: which of the last K positions (`logits_to_keep`, 0 = all) each row samples from: a NAR pass's
