@@ -102,6 +102,79 @@ def test_stt_and_bad_exit_layer(fixture_model, fixtures):
                                layer_skip_exit_layer=99)
 
 
+def test_the_exit_layer_is_a_layer_index_or_minus_one(fixture_model, inputs):
+    """`LayerSkip` given to a forward pass directly (generate's settings check never sees it): -1 runs every layer,
+    an index runs up to and including that layer, anything else is refused naming the range."""
+    from valle_hf.errors import VallEValueError
+    from valle_hf.layer_skip import LayerSkip
+
+    layers = fixture_model.config.num_hidden_layers
+    assert [LayerSkip(index).layer_limit(layers) for index in (-1, 0, layers - 1)] == [layers, 1, layers]
+    ids = tts_sequence(fixture_model.config, inputs["input_ids"][0], 0, inputs["prompt_codes"].shape[1])[None]
+    for index in (layers, -2):
+        with pytest.raises(VallEValueError, match=f"0..{layers - 1} or -1, got {index}"):
+            fixture_model(input_ids=ids, prompt_codes=inputs["prompt_codes"], early_exit=LayerSkip(index))
+
+
+def _rows_metrics(model, batch: dict, scored: torch.BoolTensor) -> torch.Tensor:
+    """`[B, layers]`: each row's mean entropy (bits) over its `scored` positions (`[B, L]`) after each layer, from
+    a pass that runs every layer."""
+    backbone, head = model.model.backbone, model.classifiers[batch["level"]]
+    seen = []
+    handles = [layer.register_forward_hook(lambda module, args, out: seen.append(
+        entropy_and_varentropy(head(backbone.norm(out)))[0])) for layer in backbone.layers]
+    try:
+        model(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.stack([torch.where(scored, entropy, 0.0).sum(1) / scored.sum(1) for entropy in seen], dim=1)
+
+
+@pytest.mark.parametrize("level", [0, 1])
+@torch.no_grad()
+def test_each_row_exits_after_the_first_checked_layer_whose_metric_is_within_the_threshold(level):
+    """For thresholds between every pair of the rows' metrics, and first checks after one or two layers
+    (`min_layers`): a row exits after the first checked layer (not the last) where the mean entropy over the
+    positions it samples (its last one, or at a NAR level its own response frames) is at or below the threshold, and
+    keeps that exit layer while the batch's other rows run on."""
+    from conftest import reactive_model, tiny_config
+
+    from valle_hf.layer_skip import LayerSkip
+    from valle_hf.layout import pad
+
+    model = reactive_model(tiny_config(num_hidden_layers=4))
+    config, layers = model.config, 4
+    generator = torch.Generator().manual_seed(2)
+    rows = [(torch.randint(3, config.text_vocab_size, (text,), generator=generator),
+             torch.randint(0, config.audio_vocab_size, (prompt, config.num_rvq_levels), generator=generator),
+             torch.randint(0, config.audio_vocab_size, (frames * level, 1), generator=generator))
+            for text, prompt, frames in ((9, 16, 12), (5, 11, 4))]
+    ids, mask = pad([tts_sequence(config, text, level, len(prompt), response_frames=len(codes))
+                     for text, prompt, codes in rows], config.pad_token_id)
+    batch = dict(input_ids=ids, attention_mask=mask, prompt_codes=pad([p for _, p, _ in rows], 0, side="right")[0],
+                 level=level)
+    if level:
+        batch["audio_codes"] = pad([codes for _, _, codes in rows], 0, side="right")[0]
+        scored = ids == config.audio_frame_token_id
+    else:
+        scored = torch.zeros_like(ids, dtype=torch.bool)
+        scored[:, -1] = True
+    metrics = _rows_metrics(model, batch, scored)
+    keep = int(scored.sum(1).max())
+    staggered = False
+    for min_layers in (1, 2):
+        values = metrics[:, min_layers - 1 : layers - 1].flatten().sort().values
+        for threshold in torch.cat([values[:1] - 1, (values[1:] + values[:-1]) / 2, values[-1:] + 1]).tolist():
+            exits = model(**batch, logits_to_keep=keep,
+                          early_exit=LayerSkip(-1, threshold, 1e9, min_layers=min_layers)).exit_layers.tolist()
+            expected = [next((count for count in range(min_layers, layers) if metrics[row, count - 1] <= threshold),
+                             layers) for row in range(len(rows))]
+            assert exits == expected, (min_layers, threshold)
+            staggered |= min(exits) < max(exits) and min(exits) < layers - 1
+    assert staggered, "setup: a row should exit while another row runs on through a later check"
+
+
 @torch.no_grad()
 def test_a_nar_row_exits_alike_alone_and_in_a_batch():
     """The NAR's metric of a row reads that row's response frames only, so rows of different lengths exit where they
