@@ -8,6 +8,7 @@ import torch
 from conftest import case_inputs, forward_cases
 
 from valle_hf.cpu_kernels import backbone_attention, disable_onednn_linears
+from valle_hf.errors import VallEValueError
 from valle_hf.layout import segment_position_ids, tts_sequence
 from valle_hf.modeling import VallEForConditionalGeneration
 
@@ -116,6 +117,26 @@ def test_forward_rejects_bad_arguments(tiny_model):
     with pytest.raises(ValueError, match="placeholders"):
         tiny_model(input_ids=ids, prompt_codes=torch.zeros(1, 2, 8, dtype=torch.long))
 
+
+
+def test_a_pass_outside_the_models_levels_and_tasks_is_refused(tiny_model):
+    """The first level past the model's last, a NAR level for STT, and task indices outside `TASKS` (a negative one
+    would pick a task from the end) are refused by name, for the whole batch and per row; the last level runs."""
+    from valle_hf.configuration import TASKS
+
+    levels = tiny_model.config.num_rvq_levels
+    ids = tts_sequence(tiny_model.config, torch.tensor([1, 2]), 0, 3, torch.zeros(0, dtype=torch.long))[None]
+    rows = ids.expand(2, -1)
+    refused = [(dict(input_ids=ids, level=levels), f"level must be 0..{levels - 1} .*got {levels}"),
+               (dict(input_ids=rows, level=torch.tensor([0, levels])), f"got {levels}"),
+               (dict(input_ids=ids, level=1, task="stt"), "0 for STT.*got 1"),
+               (dict(input_ids=rows, level=torch.tensor([0, 1]), task=["tts", "stt"]), "0 for STT.*got 1")]
+    refused += [(dict(input_ids=rows, task=torch.tensor([0, index])), f"unknown task {index}")
+                for index in (-1, len(TASKS))]
+    for kwargs, message in refused:
+        with pytest.raises(VallEValueError, match=message):
+            tiny_model(**kwargs)
+    assert tiny_model(input_ids=ids, level=levels - 1).logits.shape[-1] == tiny_model.config.audio_vocab_size
 
 # ---------------------------------------------------------------------------------------------------- reactive models
 # The tiny test models must react to every input, or no test can see an input being dropped, trimmed or swapped: the
@@ -240,6 +261,29 @@ def test_return_dict_false_gives_the_output_as_a_tuple(tiny_model):
                               return_dict=False)
     assert isinstance(hidden, tuple) and hidden[0].shape[:2] == batch["input_ids"].shape
 
+
+
+@torch.no_grad()
+def test_a_batch_mixing_passes_gives_each_row_the_logits_it_has_alone(tiny_model):
+    """A training batch of several rows per pass (AR, NAR, STT), each with its own text, codes and prompt: each pass's
+    rows are embedded from their own prompt and audio codes, so every row's logits equal its logits alone."""
+    from valle_hf.training import build_training_sequence, collate_sequences
+
+    config = tiny_model.config
+    generator = torch.Generator().manual_seed(3)
+    sequences = []
+    for index, (level, task) in enumerate([(0, "tts"), (2, "tts"), (0, "stt")] * 2):
+        phonemes = torch.randint(3, config.text_vocab_size, (5 + index,), generator=generator)
+        text = torch.cat([torch.tensor([config.text_bos_token_id]), phonemes, torch.tensor([config.text_eos_token_id])])
+        codes, prompt = (torch.randint(0, config.audio_vocab_size, (frames + index, config.num_rvq_levels),
+                                       generator=generator) for frames in (6, 4))
+        prompt = None if task == "stt" else prompt
+        sequences.append(build_training_sequence(config, text, codes, level, task, prompt))
+    batch = collate_sequences(config, sequences)
+    logits = tiny_model(**batch).logits
+    for row, sequence in enumerate(sequences):
+        alone = tiny_model(**collate_sequences(config, [sequence])).logits[0]
+        torch.testing.assert_close(logits[row, : alone.shape[0], : alone.shape[1]], alone, msg=f"row {row}")
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_attention_implementation_is_the_backbones_and_the_codec_keeps_its_own(converted_dir, fixtures,
