@@ -13,7 +13,7 @@ from conftest import PLAIN_SETTINGS
 
 from valle_hf.errors import VallEValueError
 from valle_hf.layout import pad
-from valle_hf.seeding import sentence_seeds
+from valle_hf.seeding import RowGenerators, sentence_seeds
 
 SEEDS = [5, 6, 7]
 SAMPLED = {
@@ -107,8 +107,9 @@ def test_a_seeded_stt_row_gives_what_it_gives_alone(stopping_model, rows):
 
 
 @pytest.mark.parametrize("seeds, message", [
-    ([1, 2], "got 2 seeds for 3 rows"), ([1, -2, 3], "integers >= 0"), ([1, True, 3], "integers >= 0"),
-    ([1, 2.0, 3], "integers >= 0"), ("123", "one integer >= 0 per row"), ([], "one integer >= 0 per row"),
+    ([1, 2], "got 2 seeds for 3 rows"), ([1, 2, 3, 4], "got 4 seeds for 3 rows"), ([1, -2, 3], "integers >= 0"),
+    ([1, True, 3], "integers >= 0"), ([1, 2.0, 3], "integers >= 0"), ("123", "one integer >= 0 per row"),
+    ([], "one integer >= 0 per row"),
 ])
 def test_seeds_are_checked(tiny_model, rows, seeds, message):
     texts, prompts = rows
@@ -128,3 +129,23 @@ def test_seeds_may_be_a_list_a_tensor_or_a_numpy_array(tiny_model, rows):
 
 def test_a_texts_sentences_get_consecutive_seeds():
     assert sentence_seeds(41, 3) == [41, 42, 43] and sentence_seeds(0, 0) == []
+
+
+def test_each_row_and_stage_draws_from_a_stream_of_its_own_that_continues_across_calls(tiny_model):
+    """Every (seed, stage) pair of the AR and the NAR levels has its own stream (no stage repeats another's draws, no
+    seed another seed's at a neighbouring stage), the same pair gives the same stream in every call, and a stage's
+    stream continues from one step to the next rather than starting again."""
+    seeds, stages = [0, 1, 2], range(tiny_model.config.num_rvq_levels)
+
+    def first_draws(generators):
+        return {(seed, stage): tuple(torch.randint(2**62, (4,), generator=stream).tolist())
+                for stage in stages for seed, stream in zip(seeds, generators.for_stage(stage, len(seeds)),
+                                                             strict=True)}
+
+    draws = first_draws(RowGenerators(seeds, "cpu"))
+    assert len(set(draws.values())) == len(draws)
+    assert first_draws(RowGenerators(seeds, "cpu")) == draws
+    generators = RowGenerators(seeds, "cpu")
+    first, again = (tuple(torch.randint(2**62, (4,), generator=generators.for_stage(0, len(seeds))[0]).tolist())
+                    for _ in range(2))
+    assert first == draws[(0, 0)] and again != first
