@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from conftest import tiny_config
 from transformers import DynamicCache
@@ -26,24 +29,33 @@ def _pair(capacity):
 
 
 def test_updates_match_the_stock_cache_and_stay_in_one_buffer():
-    stock, prealloc = _pair(capacity=16)
+    """Up to and including the step that fills the capacity exactly."""
+    capacity = 16
+    stock, prealloc = _pair(capacity)
     _fill(stock, [5])
     _fill(prealloc, [5])
     first = prealloc.layers[0].keys.data_ptr()
-    for step in range(1, 9):
+    for step in range(1, capacity - 5 + 1):
         expected = stock.update(*_states(3, 1, seed=100 + step), 0)
         got = prealloc.update(*_states(3, 1, seed=100 + step), 0)
         for a, b in zip(expected, got, strict=True):
             assert torch.equal(a, b)
         assert prealloc.layers[0].keys.data_ptr() == first  # no new allocation per step
-    assert prealloc.get_seq_length() == stock.get_seq_length() == 13
+    assert prealloc.get_seq_length() == stock.get_seq_length() == capacity
 
 
-def test_grows_past_its_capacity():
+def test_grows_past_its_capacity_by_doubling():
     stock, prealloc = _pair(capacity=4)
     for a, b in zip(_fill(stock, [3, 2, 1, 6]), _fill(prealloc, [3, 2, 1, 6]), strict=True):
         assert torch.equal(a, b)
     assert prealloc.layers[0]._key_buffer.shape[-2] >= 12
+    steps = 64  # one position at a time: a few reallocations, not one per step
+    reallocations, buffer = 0, prealloc.layers[0]._key_buffer.data_ptr()
+    for step in range(steps):
+        prealloc.update(*_states(3, 1, seed=step), 0)
+        reallocations += prealloc.layers[0]._key_buffer.data_ptr() != buffer
+        buffer = prealloc.layers[0]._key_buffer.data_ptr()
+    assert reallocations <= math.log2(steps)
 
 
 def test_a_huge_step_limit_allocates_a_bounded_headroom_and_still_grows():
@@ -57,17 +69,18 @@ def test_a_huge_step_limit_allocates_a_bounded_headroom_and_still_grows():
         assert torch.equal(a, b)
 
 
-def test_beam_reorder_and_batch_selection_match_the_stock_cache():
+@pytest.mark.parametrize("selected", [[0, 2], [2, 0, 1]])  # fewer rows, or as many in another order
+def test_beam_reorder_and_batch_selection_match_the_stock_cache(selected):
     stock, prealloc = _pair(capacity=32)
     _fill(stock, [4, 1])
     _fill(prealloc, [4, 1])
     order = torch.tensor([2, 2, 0])
     stock.reorder_cache(order)
     prealloc.reorder_cache(order)
-    stock.batch_select_indices(torch.tensor([0, 2]))
-    prealloc.batch_select_indices(torch.tensor([0, 2]))
-    expected = stock.update(*_states(2, 1, seed=7), 0)
-    got = prealloc.update(*_states(2, 1, seed=7), 0)
+    stock.batch_select_indices(torch.tensor(selected))
+    prealloc.batch_select_indices(torch.tensor(selected))
+    expected = stock.update(*_states(len(selected), 1, seed=7), 0)
+    got = prealloc.update(*_states(len(selected), 1, seed=7), 0)
     for a, b in zip(expected, got, strict=True):
         assert torch.equal(a, b)
 
@@ -83,3 +96,9 @@ def test_reset_and_crop_keep_working():
     assert prealloc.get_seq_length() == 0
     keys, _ = prealloc.update(*_states(3, 2, seed=10), 0)
     assert torch.equal(keys, _states(3, 2, seed=10)[0])
+    for batch, dtype in ((1, torch.float32), (1, torch.float64)):  # reused for another batch, then dtype
+        prealloc.reset()
+        states = [state.to(dtype) for state in _states(batch, 2, seed=11)]
+        keys, values = prealloc.update(*states, 0)
+        assert keys.dtype == values.dtype == dtype
+        assert torch.equal(keys, states[0]) and torch.equal(values, states[1])
