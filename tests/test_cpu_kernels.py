@@ -101,13 +101,15 @@ def test_the_default_stands_aside_for_gradients_autocast_and_other_dtypes(model)
 
 
 # ---------------------------------------------------------------------------------------------------- int8 weights
-def _int8_linear(in_features: int, out_features: int = 48, dtype: torch.dtype = torch.bfloat16) -> nn.Linear:
-    """A linear with torchao's weight-only int8 weights, as transformers' `TorchAoConfig` applies them."""
+def _int8_linear(in_features: int, out_features: int = 48, dtype: torch.dtype = torch.bfloat16,
+                 config=None) -> nn.Linear:
+    """A linear with torchao's int8 weights (`config`; default weight-only, one scale per row), as transformers'
+    `TorchAoConfig` applies them."""
     pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     linear = nn.Sequential(nn.Linear(in_features, out_features)).to(dtype)
-    quantize_(linear, Int8WeightOnlyConfig())
+    quantize_(linear, config or Int8WeightOnlyConfig())
     return linear[0].requires_grad_(False)
 
 
@@ -178,6 +180,26 @@ def test_the_int8_kernel_follows_changed_scales_and_skips_widths_it_cannot_read(
     assert len(int8_calls) == 2
 
 
+@pytest.mark.parametrize("scheme", ["scales per group", "activations quantized too"])
+def test_int8_weights_the_kernel_cannot_multiply_take_torchaos_product(int8_calls, scheme):
+    """The kernel applies one scale per output row to unquantized activations: int8 weights with a scale per group
+    of inputs, or whose activations torchao quantizes as well, keep torchao's product in a decoding step."""
+    pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
+    from torchao.quantization.granularity import PerGroup
+
+    config = {"scales per group": lambda: Int8WeightOnlyConfig(granularity=PerGroup(32)),
+              "activations quantized too": Int8DynamicActivationInt8WeightConfig}[scheme]()
+    linear = _int8_linear(128, config=config)
+    forward = cpu_kernels.CPULinearForward(linear)
+    x = torch.randn(3, 1, 128, dtype=torch.bfloat16)
+    with torch.no_grad():
+        torchao = forward(x)
+        with cpu_kernels.decoding_step():
+            assert torch.equal(forward(x), torchao)
+    assert not int8_calls
+
+
 @pytest.fixture(scope="module")
 def int8_model():
     """A tiny reactive model with int8 decoder weights (through transformers' `TorchAoConfig`) and bfloat16
@@ -242,15 +264,20 @@ def _attention_inputs(dtype):
     return query, key, value, mask
 
 
+@pytest.mark.parametrize("additive", [False, True], ids=["bool mask", "additive mask"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_16bit_decoding_steps_attend_in_float32_and_other_passes_as_transformers_sdpa(dtype):
+def test_16bit_decoding_steps_attend_in_float32_and_other_passes_as_transformers_sdpa(dtype, additive):
+    """A boolean mask, or an additive one in the model's dtype (as a caller's 4-D mask may come)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     module = nn.Module()
     query, key, value, mask = _attention_inputs(dtype)
+    if additive:
+        mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
     with torch.no_grad():
         stock = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)[0]
-        in_float32 = sdpa_attention_forward(module, query.float(), key.float(), value.float(), mask, scaling=0.25)[0]
+        in_float32 = sdpa_attention_forward(module, query.float(), key.float(), value.float(),
+                                            mask.float() if additive else mask, scaling=0.25)[0]
         assert torch.equal(cpu_kernels.sdpa_attention(module, query, key, value, mask, scaling=0.25)[0], stock)
         with cpu_kernels.decoding_step():
             stepped = cpu_kernels.sdpa_attention(module, query, key, value, mask, scaling=0.25)[0]
