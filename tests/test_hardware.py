@@ -124,9 +124,16 @@ def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):
     monkeypatch.setattr(hardware, "_KERNELS_VERSION", hardware._KERNELS_VERSION + 1)  # other kernels: the same
     hardware._measured_step_ms(["float32"], CPU, 64, 128)
     assert len(made) == 4 * rounds
+    threads = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)  # another thread count streams at another speed: the same
+    try:
+        hardware._measured_step_ms(["float32"], CPU, 64, 128)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(made) == 5 * rounds
     (tmp_path / "precision_measurements.json").write_text("{not json")  # a damaged file only means measuring again
     hardware._measured_step_ms(["float32"], CPU, 64, 128)
-    assert len(made) == 5 * rounds
+    assert len(made) == 6 * rounds
 
 
 @pytest.mark.parametrize("kept", [[], None, 3, "a string", [1.0], {"float32": "fast", "bfloat16": None},
@@ -142,10 +149,14 @@ def test_a_damaged_measurements_file_only_means_measuring_again(monkeypatch, tmp
 
 
 @pytest.mark.parametrize("kind", ["float32", "bfloat16", "int8"])
-def test_a_decoder_layer_step_is_timed_in_each_precision(kind):
+def test_a_decoder_layer_step_is_timed_in_each_precision(kind, monkeypatch):
+    """Timed through the kernels generate's decoding steps run: int8 weights through ATen's int8 kernel."""
     if kind == "int8":
         pytest.importorskip("torchao", reason="int8 needs torchao (the [int8] extra)")
+    calls, kernel = [], torch._weight_int8pack_mm
+    monkeypatch.setattr(torch, "_weight_int8pack_mm", lambda *args: calls.append(args) or kernel(*args))
     assert 0 < hardware.decoder_layer_step_ms(64, 128, kind, CPU, repeats=2) < 1000
+    assert bool(calls) == (kind == "int8")
 
 
 def test_torchao_import_messages_stay_out_of_a_cpu_users_terminal():
