@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import soundfile
@@ -393,6 +394,23 @@ def test_an_upload_is_named_as_uploaded_not_by_its_path_on_the_server(tiny, tmp_
     demo = webui.Demo(*tiny)
     with pytest.raises(webui.gr.Error, match=r"^'short\.wav is 4\.17 ms long, shorter than one codec frame"):
         list(demo.speak(TEXT, references=[str(upload)]))
+
+
+def test_an_upload_path_with_the_separators_of_windows_is_named_as_uploaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    folder = str(Path(webui.gradio_utils.get_upload_folder()))
+    hex_name = "0123456789abcdef" * 4
+    for separator in ("/", "\\"):
+        message = f"could not read {folder}{separator}{hex_name}{separator}voice.wav: not audio"
+        assert webui._as_uploaded(message) == "could not read voice.wav: not audio"
+
+
+def test_the_precision_line_is_printed_as_the_cli_prints_it(capsys, monkeypatch):
+    monkeypatch.setattr(app, "_check_free", lambda *args: None)
+    monkeypatch.setattr(app, "_launch", lambda *args: None)
+    assert app.main(["--model", "tiny-random"]) == 0
+    err = capsys.readouterr().err
+    assert any(line.startswith("precision: AR ") for line in err.splitlines()) and "[transformers] precision" not in err
 
 
 def test_a_warning_names_an_upload_as_uploaded(tiny, tmp_path, prompt_wav, monkeypatch):

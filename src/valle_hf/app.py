@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     _webui()  # before the model loads: a missing gradio should not cost a download first
     check_device(args)
     model, processor, precision = load_model(args)
-    logger.warning(precision.describe())
+    print(precision.describe(), file=sys.stderr)  # as the CLI prints it (the logger put "[transformers]" before it)
     _launch(build_demo(model, processor, args.model or RELEASED_NAME), args.host, port)
     return 0
 

@@ -69,9 +69,10 @@ def errors_on_page():
 
 def _as_uploaded(message: str) -> str:
     """`message` with each uploaded file named as the user uploaded it: Gradio keeps an upload as
-    <upload folder>/<64 hex digits>/<name>, a path that means nothing to the user (and tells the server's layout)."""
+    <upload folder>/<64 hex digits>/<name>, a path that means nothing to the user (and tells the server's layout);
+    its separators are the system's ('\\' on Windows)."""
     folder = re.escape(str(Path(gradio_utils.get_upload_folder())))
-    return re.sub(rf"{folder}/[0-9a-f]{{64}}/", "", message)
+    return re.sub(rf"{folder}[\\/][0-9a-f]{{64}}[\\/]", "", message)
 
 
 class _Collected(logging.Handler):
