@@ -351,7 +351,8 @@ class StreamingTTS:
         self.stopped = [True] * len(self.stopped)
         self._advance()
         outputs = [codes[prefix:] for codes, prefix in zip(self.codes, self.prefix_lengths, strict=True)]
-        audio = [torch.cat(pieces) if pieces else torch.zeros(0) for pieces in self.audio]
+        audio = [torch.cat(pieces) if pieces else torch.zeros(0, device=self.model.device)  # as unstreamed rows
+                 for pieces in self.audio]
         return outputs, audio if self.config.output_audio else None
 
     # ------------------------------------------------------------------ NAR, chunk by chunk
