@@ -252,7 +252,7 @@ def prepare_one(
     if entry.error:
         raise VallEValueError(entry.error)
     if not entry.text:
-        raise VallEValueError("empty transcript")
+        raise VallEValueError("empty transcript: give the utterance's text")
     # the row's own language, as detected for "auto": what the phonemes are read in
     language = resolve_language(entry.text, entry.language or language)
     extractor = VallEFeatureExtractor()
@@ -360,13 +360,15 @@ def find_entries(args) -> list[Entry]:
     if not args.data_dir.is_dir():
         raise UsageError(f"{args.data_dir} is not a folder: give the folder with the audio")
     if args.metadata is not None and not args.metadata.is_file():
-        raise UsageError(f"metadata file {args.metadata} not found")
+        raise UsageError(f"--metadata {args.metadata}: metadata file not found; check the path, or drop --metadata to "
+                         "read the transcript files beside the audio")
     if args.metadata is not None:
         entries = entries_from_metadata(args.data_dir, args.metadata, args.metadata_format)
     else:
         entries = entries_from_folder(args.data_dir)
     if not entries:
-        raise VallEValueError(f"no audio files found in {args.data_dir} ({', '.join(sorted(AUDIO_EXTENSIONS))})")
+        raise VallEValueError(f"no audio files found in {args.data_dir} or its subfolders "
+                              f"({', '.join(sorted(AUDIO_EXTENSIONS))}): give the folder that holds them")
     seen = set()
     for entry in entries:
         if entry.id in seen and not entry.error:

@@ -52,7 +52,7 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     if path.is_dir():
         raise VallEFileNotFoundError(f"{path} is a directory, not an audio file: give the file itself")
     if not path.is_file():
-        raise VallEFileNotFoundError(f"audio file not found: {path}")
+        raise VallEFileNotFoundError(f"audio file not found: {path}: check its name and folder")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:

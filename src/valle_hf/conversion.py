@@ -73,7 +73,8 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
         raise VallEFileNotFoundError(f"{path} is a directory, not a checkpoint file: give the file itself (e.g. "
                                      f"{path / 'fp32.sft'})")
     if not path.is_file():
-        raise VallEFileNotFoundError(f"checkpoint not found: {path}")
+        raise VallEFileNotFoundError(f"checkpoint not found: {path}: check the path of the original fp32.sft (or "
+                                     ".pth)")
     metadata: dict = {}
     if path.suffix in (".sft", ".safetensors"):
         try:
@@ -128,7 +129,7 @@ def original_config_from_yaml(path: str | Path) -> dict:
     """The `models:` entry the original would build from a YAML config (the training one, else the first)."""
     path = Path(path)
     if not path.is_file():
-        raise VallEFileNotFoundError(f"config file not found: {path}")
+        raise VallEFileNotFoundError(f"config file not found: {path}: check the path of the original's config.yaml")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as error:

@@ -169,7 +169,7 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     if layout not in LAYOUTS:
         raise VallEValueError(f"unknown table layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     if not path.is_file():
-        raise VallEFileNotFoundError(f"{path} not found (or not a file)")
+        raise VallEFileNotFoundError(f"{path} not found (or not a file): check the path")
     try:
         content = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -180,7 +180,7 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     layout = table_layout(path, first_line, layout)
     records = _records(content, layout)
     if not records:
-        raise VallEValueError(f"{path} has no records")
+        raise VallEValueError(f"{path} has no records (no line with content): write one record per line")
     if layout == "jsonl":
         columns = list(dict.fromkeys(key for record in records if record.cells for key in record.cells))
         rows = [Row(record.lines, record.cells or {}, record.error) for record in records]

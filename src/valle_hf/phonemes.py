@@ -248,7 +248,7 @@ def check_text(text: str) -> str:
     if not isinstance(text, str):
         raise VallETypeError(f"text must be a str, got {type(text).__name__}")
     if not text.strip():
-        raise VallEValueError("empty text: nothing to speak")
+        raise VallEValueError("empty text: nothing to speak; give the words to speak")
     check_unicode(text)
     if not _has_words(text):
         raise VallEValueError(f"the text {text.strip()!r:.40} has no letter or digit: nothing to speak (punctuation "

@@ -152,7 +152,7 @@ def _check_id(row_id: str, seen: dict[str, tuple[str, str]]) -> None:
     """An id names a file in OUT_DIR: refuse what is not a plain file name, and a second row with the same id (or
     with an id naming the same file on some file systems). `seen`: each `_file_key` taken, with its id and lines."""
     if not row_id:
-        raise VallEValueError("no id")
+        raise VallEValueError("no id: give the row an id (it names the row's WAV file)")
     if len(row_id.encode()) > MAX_ID_BYTES:
         raise VallEValueError(f"id {row_id[:40]!r}... is {len(row_id.encode())} bytes long: an id names a file, at "
                               f"most {MAX_ID_BYTES} bytes (UTF-8)")
@@ -161,7 +161,7 @@ def _check_id(row_id: str, seen: dict[str, tuple[str, str]]) -> None:
                               "characters)")
     other, lines = seen.get(_file_key(row_id), (None, None))
     if other == row_id:
-        raise VallEValueError(f"id {row_id!r} is also the id of line {lines}")
+        raise VallEValueError(f"id {row_id!r} is also the id of line {lines}: give each row an id of its own")
     if other is not None:
         raise VallEValueError(f"id {row_id!r} and the id {other!r} of line {lines} differ only in case or Unicode "
                               "form: they name one file on macOS and Windows; give this row another id")
@@ -181,9 +181,11 @@ def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
         if file.is_dir():
             raise VallEValueError(f"prompt {file} is a folder: give an audio file")
         if not file.is_file():
-            raise VallEFileNotFoundError(f"prompt file not found: {file}")
+            raise VallEFileNotFoundError(f"prompt file not found: {file} (a relative path is read from the "
+                                         "manifest's folder): check the prompt column")
         if output.exists() and os.path.samefile(file, output):
-            raise VallEValueError(f"the prompt {file} is also this row's output: writing it would destroy the voice")
+            raise VallEValueError(f"the prompt {file} is also this row's output: writing it would destroy the voice; "
+                                  "give the row another id")
     return tuple(map(str, files))
 
 
