@@ -220,6 +220,19 @@ def test_malformed_config_settings_are_refused_naming_them(tmp_path, fixtures, c
         assert_refused(fixtures.checkpoint, f"{config_yaml} {expected}", capsys, config_yaml)
 
 
+# Well-formed settings of a model this package cannot run: refused naming the config they were read from (the
+# message was VallEConfig's alone, which says neither which file nor that it is the original's config).
+UNSUPPORTED_SETTINGS = [("version", 4), ("resp_levels", 2), ("capabilities", ["ar"]),
+                        ("experimental.split_classifiers", False)]
+
+
+@pytest.mark.parametrize(("name", "value"), UNSUPPORTED_SETTINGS, ids=[f"{n}={v!r}" for n, v in UNSUPPORTED_SETTINGS])
+def test_unsupported_config_settings_are_refused_naming_the_config(tmp_path, fixtures, capsys, name, value):
+    _, original = original_tensors(fixtures)
+    config_yaml = write_yaml(tmp_path / "config.yaml", with_setting(original, name, value))
+    assert_refused(fixtures.checkpoint, f"{config_yaml} describes a model valle-hf cannot run", capsys, config_yaml)
+
+
 def test_settings_the_original_reads_as_plain_values_convert_to_the_same_model(fixtures):
     """Whole numbers written as floats, and flags as 0, 1 or null (read by truth value, as the original does):
     accepted, and the same model as their plain spelling."""

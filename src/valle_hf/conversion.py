@@ -32,6 +32,7 @@ from .errors import (
     UsageError,
     VallEError,
     VallEFileNotFoundError,
+    VallEValueError,
     entry_point,
     get_logger,
     one_line,
@@ -253,7 +254,10 @@ def config_from_original(original: dict, *, source: str | Path = "the checkpoint
         unified_position_ids=flag("unified_position_ids", True),
     )
     values.update(overrides)
-    return VallEConfig(**values)
+    try:
+        return VallEConfig(**values)
+    except VallEValueError as error:  # well-formed values the model cannot run (version 4, 2 RVQ levels, ...)
+        raise CheckpointError(f"{source} describes a model valle-hf cannot run: {one_line(error)}") from None
 
 
 def key_map(config: VallEConfig) -> dict[str, str]:
