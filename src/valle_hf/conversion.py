@@ -291,6 +291,10 @@ def unused_keys(config: VallEConfig) -> set[str]:
     return set(ALWAYS_UNUSED) | prompt | response
 
 
+# How to fix a checkpoint whose tensors do not fit the config it is converted with.
+_CONFIG_FIT = "give the config.yaml it was trained with, or a checkpoint of the original's ar+nar model"
+
+
 def convert_state_dict(
     tensors: dict[str, torch.Tensor], config: VallEConfig, expected_shapes: dict[str, torch.Size]
 ) -> dict[str, torch.Tensor]:
@@ -303,17 +307,19 @@ def convert_state_dict(
     mapping = key_map(config)
     missing = sorted(key for key in mapping if key not in tensors)
     if missing:
-        raise CheckpointError(f"checkpoint is missing {len(missing)} tensor(s), first: {missing[0]!r}")
+        raise CheckpointError(f"checkpoint is missing {len(missing)} tensor(s) its config calls for, first: "
+                              f"{missing[0]!r}; {_CONFIG_FIT}")
     unknown = sorted(set(tensors) - set(mapping) - unused_keys(config))
     if unknown:
-        raise CheckpointError(f"checkpoint has {len(unknown)} unexpected tensor(s), first: {unknown[0]!r}")
+        raise CheckpointError(f"checkpoint has {len(unknown)} tensor(s) its config has no place for, first: "
+                              f"{unknown[0]!r}; {_CONFIG_FIT}")
     converted = {}
     for original_key, key in mapping.items():
         tensor = tensors[original_key]
         if tensor.shape != expected_shapes[key]:
             raise CheckpointError(
                 f"shape mismatch for {original_key!r}: checkpoint {tuple(tensor.shape)}, "
-                f"model expects {tuple(expected_shapes[key])}"
+                f"model expects {tuple(expected_shapes[key])}; {_CONFIG_FIT}"
             )
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise CheckpointError(f"the checkpoint's tensor {original_key!r} holds NaN or infinite values: the "
