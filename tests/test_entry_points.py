@@ -199,7 +199,7 @@ SYNTHESIS_CASES = {
     "output_is_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt"], "is a file"),
     "output_under_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt/out"], "notes.txt, which is a file: give a folder"),
     "flag_out_of_range": (["{ws}/corpus.csv", "{ws}/corpus", "--ar-temp", "nan"], "not allowed"),
-    "batch_size_zero": (["{ws}/corpus.csv", "{ws}/corpus", "--batch-size", "0"], "--batch-size must be an integer"),
+    "batch_size_zero": (["{ws}/corpus.csv", "{ws}/corpus", "--batch-size", "0"], "--batch-size (batch_size="),
     "zero_ar_steps": (["{ws}/corpus.csv", "{ws}/corpus", "--max-ar-steps", "0"], "--max-ar-steps 0 is not allowed"),
     "nar_levels_beyond_the_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "tiny-random",
                                      "--max-nar-levels", "99"], "--max-nar-levels 99 is not allowed"),

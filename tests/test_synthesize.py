@@ -417,10 +417,11 @@ def test_a_jsonl_manifest_without_one_json_line_says_why(tmp_path):
 
 
 @pytest.mark.parametrize(("argument", "message"), [
-    ({"seed": -1}, "--seed must be an integer >= 0"), ({"seed": "abc"}, "--seed must be an integer >= 0"),
-    ({"batch_size": "4"}, "--batch-size must be an integer >= 1"), ({"language": "xx-nope"}, "unknown language"),
+    ({"seed": -1}, "seed= in Python) must be an integer >= 0"), ({"seed": "abc"}, "must be an integer >= 0"),
+    ({"batch_size": "4"}, "batch_size= in Python) must be an integer >= 1"),
+    ({"language": "xx-nope"}, "unknown language"),
     ({"ar_temp": "hot"}, "--ar-temp hot is not allowed"), ({"max_nar_levels": 99}, "--max-nar-levels 99"),
-    ({"language_switch": "drop"}, "--language-switch must be one of keep, remove"),
+    ({"language_switch": "drop"}, "language_switch must be one of keep, remove"),
 ])
 def test_the_python_api_refuses_bad_run_settings_before_any_row(corpus, tmp_path, cached_loading, argument,
                                                                  message):

@@ -226,11 +226,12 @@ def load_model_and_processor(
     if config_yaml is not None and name is None:
         name = str(checkpoint_of_yaml(config_yaml))
     if config_yaml is not None and Path(name).suffix not in ORIGINAL_SUFFIXES:
-        raise VallEValueError(f"--yaml applies to original checkpoints, not to {name}: drop --yaml, or give the "
-                              "original's fp32.sft with --model")
+        raise VallEValueError(f"--yaml (config_yaml= in Python) applies to original checkpoints, not to {name}: "
+                              "drop it, or give the original's fp32.sft as the model")
     if name == TINY_RANDOM:
         if tokenizer:
-            raise VallEValueError("--tokenizer does not apply to tiny-random, which has its own: drop --tokenizer")
+            raise VallEValueError("--tokenizer (tokenizer= in Python) does not apply to tiny-random, which has its "
+                                  "own: drop it")
         return _quantized(tiny_random_model(), dtype, quantize), tiny_random_processor()
     if name is None:
         name = str(released_model_directory(cache_dir, codec, vocoder))
@@ -243,8 +244,8 @@ def load_model_and_processor(
         check_own_tokenizer(path, processor.tokenizer, tokenizer)
         return load_model(name, dtype=dtype, quantize=quantize), processor
     if path.is_dir() and (path / "config.json").is_file() and not (path / TOKENIZER_FILE).is_file():
-        raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer, "
-                              "or convert the checkpoint again (python -m valle_hf.convert)")
+        raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer "
+                              "(tokenizer= in Python), or convert the checkpoint again (python -m valle_hf.convert)")
     model = load_model(name, dtype=dtype, quantize=quantize)
     return model, load_processor(name)
 
@@ -267,7 +268,7 @@ def check_own_tokenizer(model_dir: Path, tokenizer, tokenizer_file: str) -> None
     if own is not None and tokenizer_fingerprint(own) != tokenizer_fingerprint(tokenizer):
         raise VallEValueError(f"--tokenizer {tokenizer_file} is not the tokenizer {model_dir} was converted with "
                               f"({model_dir / TOKENIZER_FILE}): its ids would stand for other phonemes; drop "
-                              "--tokenizer")
+                              "--tokenizer (tokenizer= in Python)")
 
 
 def int8_quantization_config():

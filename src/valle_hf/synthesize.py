@@ -285,9 +285,10 @@ def _check_run_settings(language: str, seed, batch_size) -> None:
     """The run-wide settings every row falls back on (the command's flags, the API's arguments); `UsageError` for a
     value no row could use."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+        raise UsageError(f"--batch-size (batch_size= in Python) must be an integer >= 1, got {batch_size!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise UsageError(f"--seed must be an integer >= 0 (or not given, for a random one), got {seed!r}")
+        raise UsageError(f"--seed (seed= in Python) must be an integer >= 0 (or not given, for a random one), "
+                         f"got {seed!r}")
     try:
         resolve_language("", language)
     except VallEError as error:
@@ -614,7 +615,7 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
     a manifest that cannot be used at all.
     """
     if language_switch not in LANGUAGE_SWITCH:  # else every row would fail alike, each reported on its own
-        raise UsageError(f"--language-switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
+        raise UsageError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     unknown = sorted(set(flags) - set(FLAG_SETTINGS))
     if unknown:
         raise UsageError(f"unknown sampler flag(s) {', '.join(unknown)}: use the CLI's names "
