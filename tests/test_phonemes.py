@@ -210,6 +210,22 @@ def test_chinese_or_japanese_characters_in_a_latin_script_language_are_refused(t
     assert phonemize("Hello world.", language)  # Latin text in the same language still reads
 
 
+@pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb"])
+@pytest.mark.parametrize("text", ["Say привет.", "مرحبا", "Shalom, שלום.", "สวัสดี", "ሰላም"])
+def test_letters_the_voice_spells_out_by_name_are_refused(text, language):
+    # espeak-ng's voice would say "Cyrillic pe, Cyrillic er, ..." for each letter
+    with pytest.raises(ValueError, match=r"letters of another alphabet .*spells out one by one"):
+        phonemize(text, language)
+
+
+@pytest.mark.parametrize("text, language", [("The ratio is π.", "en"), ("नमस्ते", "en"), ("Γειά", "de"),
+                                            ("привет", "ru"), ("naïve café Ægir", "en")])
+def test_letters_a_voice_reads_are_spoken(text, language):
+    """A Greek letter alone is read as its name, and where espeak-ng switches to a voice that reads the script (or the
+    language is the script's own, or the letters are Latin), nothing is refused."""
+    assert phonemize(text, language)
+
+
 
 
 @pytest.mark.parametrize("module, package", [("phonemizer.backend.espeak.wrapper", "phonemizer"),

@@ -155,16 +155,23 @@ def resolve_language(text: str, language: str) -> str:
     return resolved
 
 
-# The model's languages, Japanese aside: text in them with kana or Han characters is refused (`_check_script`).
-_READS_HAN_AS_LETTERS = ("en", "de", "fr")
+# The model's languages, Japanese aside: text in them with kana or Han characters, or letters of `_SPELLED_SCRIPTS`,
+# is refused (`_check_script`).
+_SPELLS_OTHER_SCRIPTS = ("en", "de", "fr")
+# Scripts whose letters espeak-ng's English, German and French voices spell out one by one, by name ("Cyrillic pe",
+# "Arabic mim", "Hebrew shin", "Thai letter ..."), as their Unicode names begin. For others (Devanagari, Hangul,
+# Armenian, Greek in German and French, ...) they switch to a voice that reads them (`language_switch`), and a Greek
+# letter alone ("π") is read as its name, as it should be.
+_SPELLED_SCRIPTS = ("CYRILLIC", "ARABIC", "HEBREW", "THAI", "ETHIOPIC")
 
 
 def _check_script(text: str, language: str) -> None:
     """Refuse (`VallEValueError`) kana or Han characters in English, German or French text: espeak-ng's voices for
     these read each one as the words "Chinese letter" or "Japanese letter", so the speech would say those instead
     (text in "en", the default, is the usual case: Japanese given without a language). Their regional voices
-    ("en-us", "en-gb", "fr-fr") read them alike."""
-    if language.split("-")[0].lower() not in _READS_HAN_AS_LETTERS:
+    ("en-us", "en-gb", "fr-fr") read them alike. Letters of `_SPELLED_SCRIPTS` are refused too: those voices spell
+    them out by name."""
+    if language.split("-")[0].lower() not in _SPELLS_OTHER_SCRIPTS:
         return
     found = "".join(dict.fromkeys(_KANA.findall(text) + _HAN.findall(text)))
     if found:
@@ -172,6 +179,12 @@ def _check_script(text: str, language: str) -> None:
                               f"{language!r} voice reads aloud as \"Chinese letter\" or \"Japanese letter\", one per "
                               "character: for Japanese text give the language 'ja' (or 'auto'), otherwise write those "
                               "words in Latin letters")
+    spelled = "".join(dict.fromkeys(char for char in text if char.isalpha()
+                                    and unicodedata.name(char, "").split(" ")[0] in _SPELLED_SCRIPTS))
+    if spelled:
+        raise VallEValueError(f"the text has letters of another alphabet ({spelled[:10]}), which espeak-ng's "
+                              f"{language!r} voice spells out one by one, by name (\"Cyrillic pe\", \"Arabic mim\"): "
+                              "write those words in Latin letters, or give their IPA")
 
 
 @functools.cache
