@@ -169,3 +169,59 @@ def test_a_dry_sequence_breaker_past_every_head_is_refused_by_name():
     for breakers in ([classes], [0, 2**70]):
         with pytest.raises(SettingError, match=rf"dry_sequence_breakers=.* token ids 0\.\.{classes - 1}"):
             check_settings_fit({"dry_sequence_breakers": breakers}, config)
+
+
+# Each setting that needs a switch: the settings that leave it without effect, and the same with its switch on.
+SAMPLING = dict(temperature=0.5, do_sample=True, repetition_penalty=1.5)
+INERT_CASES = {
+    "dry_base": (dict(dry_base=2.0), dict(dry_base=2.0, dry_multiplier=0.5)),
+    "dry_allowed_length": (dict(dry_allowed_length=4), dict(dry_allowed_length=4, dry_multiplier=0.5)),
+    "dry_sequence_breakers": (dict(dry_sequence_breakers=[3]), dict(dry_sequence_breakers=[3], dry_multiplier=0.5)),
+    "mirostat_eta": (dict(mirostat_eta=0.5), dict(mirostat_eta=0.5, mirostat_tau=3.0)),
+    "repetition_penalty_decay": (dict(repetition_penalty=1.0, repetition_penalty_decay=0.5),
+                                 dict(repetition_penalty=1.5, repetition_penalty_decay=0.5)),
+    "repetition_penalty_mode": (dict(repetition_penalty=1.0, repetition_penalty_mode="per_token"),
+                                dict(repetition_penalty=1.5, repetition_penalty_mode="per_token")),
+    "repetition_penalty_decay_mode": (dict(repetition_penalty_decay_mode="original"),
+                                      dict(repetition_penalty_decay_mode="original", repetition_penalty_decay=0.5)),
+    "min_p_keep": (dict(min_p_keep=32), dict(min_p_keep=32, min_p=0.1)),
+    "min_temperature": (dict(temperature=0.0, min_temperature=0.1), dict(min_temperature=0.1)),
+    "top_k": (dict(temperature=0.0, top_k=5), dict(top_k=5)),
+    "top_p": (dict(temperature=0.0, top_p=0.5), dict(top_p=0.5)),
+    "min_p": (dict(temperature=0.0, min_p=0.1), dict(min_p=0.1)),
+    "mirostat_tau": (dict(temperature=0.0, mirostat_tau=3.0), dict(mirostat_tau=3.0)),
+    "entropix": (dict(temperature=0.0, entropix=True), dict(entropix=True)),
+    "nar_min_temperature": (dict(nar_min_temperature=0.1), dict(nar_min_temperature=0.1, nar_temperature=0.5)),
+    "layer_skip_exit_layer": (dict(layer_skip_exit_layer=1), dict(layer_skip_exit_layer=1, layer_skip=True)),
+    "layer_skip_entropy_threshold": (dict(layer_skip_entropy_threshold=0.3),
+                                     dict(layer_skip_entropy_threshold=0.3, layer_skip=True)),
+    "layer_skip_varentropy_threshold": (dict(layer_skip_varentropy_threshold=0.3),
+                                        dict(layer_skip_varentropy_threshold=0.3, layer_skip=True)),
+}
+
+
+@pytest.mark.parametrize("setting", sorted(INERT_CASES))
+def test_a_setting_without_its_switch_is_inert_and_with_it_is_not(setting):
+    from valle_hf.configuration import INERT_WITHOUT, inert_settings
+
+    switch, condition = next((switch, condition) for name, switch, condition, _ in INERT_WITHOUT if name == setting)
+    inert, active = (VallEGenerationConfig(**{**SAMPLING, **settings}) for settings in INERT_CASES[setting])
+    assert inert_settings(inert, INERT_CASES[setting][0]) == [(setting, switch, condition)]
+    assert inert_settings(active, INERT_CASES[setting][1]) == []
+    assert inert_settings(inert, set(INERT_CASES[setting][0]) - {setting}) == []  # only a setting asked for
+
+
+def test_every_setting_that_needs_a_switch_has_a_case():
+    from valle_hf.configuration import INERT_WITHOUT
+
+    assert {setting for setting, *_ in INERT_WITHOUT} == set(INERT_CASES)
+
+
+@pytest.mark.parametrize("setting, off", [("top_k", 0), ("top_p", 1.0), ("min_p", 0.0), ("mirostat_tau", 0.0),
+                                          ("min_temperature", -1.0), ("dry_sequence_breakers", []),
+                                          ("layer_skip_exit_layer", -1), ("nar_min_temperature", -1.0)])
+def test_a_setting_at_its_off_value_is_never_inert(setting, off):
+    from valle_hf.configuration import inert_settings
+
+    greedy = VallEGenerationConfig(temperature=0.0, **{setting: off})
+    assert inert_settings(greedy, {setting}) == []

@@ -1030,3 +1030,43 @@ def test_inputs_that_are_not_tensors_are_refused_naming_them(tiny_model):
     ):
         with pytest.raises(TypeError, match=f"^{name} must be a torch tensor, got (list|ndarray): call the processor"):
             _greedy(tiny_model, **inputs, max_new_tokens=2)
+
+
+def _inert_warnings(model, **settings) -> list[str]:
+    """The warnings about settings without effect of one short call of `model` with `settings`."""
+    texts, prompts = _batch_inputs(model.config)
+    with logged_warnings() as logged:
+        model.generate(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=2, max_levels=0,
+                       output_audio=False, **settings)
+    return [line for line in logged.out.splitlines() if "has no effect without" in line]
+
+
+def test_a_setting_without_its_switch_warns_once_and_with_it_does_not(tiny_model):
+    """--dry-base without --dry-multiplier was accepted without a word, as in the original: nothing applied it."""
+    assert _inert_warnings(tiny_model, dry_base=2.0, layer_skip_exit_layer=0) == [
+        "dry_base has no effect without dry_multiplier > 0: set dry_multiplier, or drop dry_base",
+        "layer_skip_exit_layer has no effect without layer_skip=True: set layer_skip, or drop layer_skip_exit_layer"]
+    assert _inert_warnings(tiny_model, dry_base=2.0, dry_multiplier=0.5, layer_skip_exit_layer=0, layer_skip=True) == []
+
+
+def test_a_setting_at_its_default_in_the_models_config_is_not_warned_about_but_one_passed_in_a_config_is(tiny_model):
+    """The model's generation config carries every setting, at its default: that asks for nothing."""
+    assert tiny_model.generation_config.dry_multiplier == 0
+    assert _inert_warnings(tiny_model) == []
+    config = copy.deepcopy(tiny_model.generation_config)
+    config.dry_base = 2.0
+    assert len(_inert_warnings(tiny_model, generation_config=config)) == 1
+
+
+def test_setting_names_name_the_settings_as_the_caller_does_once_per_context(tiny_model):
+    from valle_hf.cli import FLAG_NAMES
+    from valle_hf.generation import setting_names
+
+    with setting_names(FLAG_NAMES):
+        first = _inert_warnings(tiny_model, temperature=0.0, top_k=5, layer_skip_varentropy_threshold=0.3)
+        again = _inert_warnings(tiny_model, temperature=0.0, top_k=5, layer_skip_varentropy_threshold=0.3)
+    assert first == ["--top-k has no effect without --ar-temp > 0: set --ar-temp, or drop --top-k",
+                     "--layer-skip-varentropy-threshold has no effect without --layer-skip: set --layer-skip, or drop "
+                     "--layer-skip-varentropy-threshold"]
+    assert again == []  # a corpus spoken in many calls says it once
+    assert len(_inert_warnings(tiny_model, temperature=0.0, top_k=5)) == 1  # each call again outside the context

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 from transformers.activations import ACT2FN
@@ -575,6 +576,61 @@ def check_settings_fit(settings: dict, config) -> None:
     if any(token >= classes for token in breakers):
         raise SettingError("dry_sequence_breakers", breakers, f"a list of token ids 0..{classes - 1}: this model's "
                            f"largest head has {classes} classes")
+
+
+def _greedy(config) -> bool:
+    """Whether the AR decodes greedily by its temperature (0): nothing that shapes the distribution it would sample
+    from is used then."""
+    return config.temperature is not None and config.temperature <= 0
+
+
+def _no_dry(config) -> bool:
+    return not config.dry_multiplier > 0
+
+
+def _no_repetition_penalty(config) -> bool:
+    return (config.repetition_penalty or 1.0) == 1.0
+
+
+def _no_layer_skip(config) -> bool:
+    return not config.layer_skip
+
+
+# Settings that change nothing unless another one switches their sampler on, which the original accepted without a
+# word: (the setting, its switch, the switch's condition as a message writes it after the switch's name, whether a
+# config leaves the setting unused). A setting at its own "off" value (top_k 0, no breakers) asks for nothing and is
+# never unused.
+INERT_WITHOUT = (
+    ("dry_base", "dry_multiplier", " > 0", _no_dry),
+    ("dry_allowed_length", "dry_multiplier", " > 0", _no_dry),
+    ("dry_sequence_breakers", "dry_multiplier", " > 0", lambda c: bool(c.dry_sequence_breakers) and _no_dry(c)),
+    ("mirostat_eta", "mirostat_tau", " > 0", lambda c: not c.mirostat_tau > 0),
+    ("repetition_penalty_decay", "repetition_penalty", " > 1",
+     lambda c: c.repetition_penalty_decay != 0 and _no_repetition_penalty(c)),
+    ("repetition_penalty_mode", "repetition_penalty", " > 1", _no_repetition_penalty),
+    # at distance**0 both decay modes give the penalty itself
+    ("repetition_penalty_decay_mode", "repetition_penalty_decay", " != 0", lambda c: c.repetition_penalty_decay == 0),
+    ("min_p_keep", "min_p", " > 0", lambda c: not (c.min_p or 0) > 0),
+    ("min_temperature", "temperature", " > 0", lambda c: c.min_temperature >= 0 and _greedy(c)),
+    ("top_k", "temperature", " > 0", lambda c: (c.top_k or 0) > 0 and _greedy(c)),
+    ("top_p", "temperature", " > 0", lambda c: (c.top_p or 1.0) < 1 and _greedy(c)),
+    ("min_p", "temperature", " > 0", lambda c: (c.min_p or 0) > 0 and _greedy(c)),
+    ("mirostat_tau", "temperature", " > 0", lambda c: c.mirostat_tau > 0 and _greedy(c)),
+    ("entropix", "temperature", " > 0", lambda c: c.entropix and _greedy(c)),
+    ("nar_min_temperature", "nar_temperature", " > 0", lambda c: c.nar_min_temperature >= 0 and c.nar_temperature <= 0),
+    ("layer_skip_exit_layer", "layer_skip", "=True", lambda c: c.layer_skip_exit_layer >= 0 and _no_layer_skip(c)),
+    ("layer_skip_entropy_threshold", "layer_skip", "=True", _no_layer_skip),
+    ("layer_skip_varentropy_threshold", "layer_skip", "=True", _no_layer_skip),
+)
+
+
+def inert_settings(config, given: Iterable[str]) -> list[tuple[str, str, str]]:
+    """The settings among `given` that `config` (a `VallEGenerationConfig`, its settings checked) leaves without
+    effect (`INERT_WITHOUT`), each as (the setting, the switch it needs, the switch's condition), in the table's
+    order."""
+    given = set(given)
+    return [(setting, switch, condition) for setting, switch, condition, unused in INERT_WITHOUT
+            if setting in given and unused(config)]
 
 
 # The original CLI's tuned settings (`vall_e/__main__.py`), which the released model is meant to be used with.

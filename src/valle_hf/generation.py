@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -28,7 +28,13 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
-from .configuration import VALLE_GENERATION_DEFAULTS, VallEGenerationConfig, check_settings_fit
+from .configuration import (
+    INERT_WITHOUT,
+    VALLE_GENERATION_DEFAULTS,
+    VallEGenerationConfig,
+    check_settings_fit,
+    inert_settings,
+)
 from .cpu_kernels import use_cpu_kernels
 from .entropix import probing_attention
 from .errors import VallETypeError, VallEValueError, get_logger
@@ -40,7 +46,7 @@ from .logits_process import sampler_processors, temperature_processor
 from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, multinomial_per_row, seeded
 from .streaming import AudioStreamer, StopRequested, StreamingTTS
 
-__all__ = ["VallEGenerateOutput", "VallEGenerationMixin", "row_names"]
+__all__ = ["VallEGenerateOutput", "VallEGenerationMixin", "row_names", "setting_names"]
 
 logger = get_logger(__name__)
 
@@ -296,6 +302,50 @@ def _named_rows(rows: list[int], total: int) -> str:
     if names is None or len(names) != total:
         return f"row(s) {rows}"
     return "row(s) " + ", ".join(names[row] for row in rows)
+
+
+@dataclass
+class _SettingNames:
+    names: Mapping[str, str]
+    warned: set[str]
+
+
+_SETTING_NAMES: ContextVar[_SettingNames | None] = ContextVar("valle_hf_setting_names", default=None)
+
+
+@contextlib.contextmanager
+def setting_names(names: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Name the settings in the warnings of the `generate` calls made inside this context as the caller's interface
+    does (``{"temperature": "--ar-temp"}``; a setting not in `names` keeps its own name), and give each such warning
+    once for the whole context, however many calls it makes (a corpus spoken batch by batch)."""
+    token = _SETTING_NAMES.set(_SettingNames(dict(names or {}), set()))
+    try:
+        yield
+    finally:
+        _SETTING_NAMES.reset(token)
+
+
+def _given_settings(config: VallEGenerationConfig, kwargs: dict) -> set[str]:
+    """The settings a call asks for: those passed as keyword arguments, and those whose value is not their default
+    (set in a passed config, or in the model's own); one merely at its default in the model's config asks for
+    nothing."""
+    differing = {name for name, *_ in INERT_WITHOUT
+                 if getattr(config, name, None) != VALLE_GENERATION_DEFAULTS.get(name)}
+    return differing | {name for name, value in kwargs.items() if value is not None}
+
+
+def _warn_if_inert(config: VallEGenerationConfig, given: set[str]) -> None:
+    """Warn, once per setting, about each given setting that does nothing without its switch (`inert_settings`): the
+    original accepted them without a word, and the caller would believe them applied."""
+    naming = _SETTING_NAMES.get() or _SettingNames({}, set())
+    for setting, switch, condition in inert_settings(config, given):
+        name, switch_name = (naming.names.get(key, key) for key in (setting, switch))
+        # a command line's on/off flag is on by being given
+        needed = switch_name if condition == "=True" and switch_name.startswith("--") else f"{switch_name}{condition}"
+        message = f"{name} has no effect without {needed}: set {switch_name}, or drop {name}"
+        if message not in naming.warned:
+            naming.warned.add(message)
+            logger.warning(message)
 
 
 def _warn_if_unspoken(lengths: torch.Tensor, audio: list[torch.Tensor] | None) -> None:
@@ -588,6 +638,7 @@ class VallEGenerationMixin(GenerationMixin):
             if getattr(config, name) is None and default is not None:
                 setattr(config, name, default)
         check_settings_fit(config.to_dict(), self.config)
+        _warn_if_inert(config, _given_settings(config, kwargs))
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
         return config, model_kwargs, configured_dict
