@@ -743,3 +743,16 @@ def test_language_switch_flag_removes_the_markers(cli):
     kept = cli("--language", "fr", text=text)
     removed = cli("--language", "fr", "--language-switch", "remove", text=text)
     assert differ(kept.kwargs["input_ids"], removed.kwargs["input_ids"])
+
+
+def test_a_flag_without_its_switch_is_warned_about_by_its_flag(cli):
+    """--dry-base without --dry-multiplier was accepted without a word, as the original did: nothing applied it."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        cli("--dry-base", "2.0")
+    with logged_warnings() as transcribing:
+        cli("--task", "stt", "--ar-temp", "0", "--top-k", "5")
+    inert = [line for log in (logged, transcribing) for line in log.out.splitlines() if "has no effect" in line]
+    assert inert == ["--dry-base has no effect without --dry-multiplier > 0: set --dry-multiplier, or drop --dry-base",
+                     "--top-k has no effect without --ar-temp > 0: set --ar-temp, or drop --top-k"]

@@ -215,3 +215,15 @@ def test_other_models_get_transformers_pipeline_unchanged(tts, monkeypatch):
     monkeypatch.setattr(tts.model.config, "model_type", "bark")  # a model of another type: straight to transformers
     tts([], forward_params="anything")
     assert calls == [([], {"forward_params": "anything"})]
+
+
+def test_a_setting_without_its_switch_is_warned_about_once_per_call(tts, prompt_wav):
+    """Each batch of texts warned again about the same setting."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        tts(TEXTS, forward_params={"prompt_audio": str(prompt_wav)}, batch_size=1,
+            generate_kwargs={**GENERATE, "dry_allowed_length": 4})
+    inert = [line for line in logged.out.splitlines() if "has no effect" in line]
+    assert inert == ["dry_allowed_length has no effect without dry_multiplier > 0: set dry_multiplier, or drop "
+                     "dry_allowed_length"]

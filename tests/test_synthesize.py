@@ -692,3 +692,16 @@ def test_a_row_is_recorded_as_stopped_only_when_every_sentence_of_it_stopped(pro
     spoken, failed = synthesis.speak_batch(Scripted(), processor, jobs, lambda files: torch.zeros(5, 8).long())
     assert not failed
     assert [(row.job.id, row.frames, row.stopped) for row in spoken] == [("two", 5, False), ("one", 4, True)]
+
+
+def test_a_flag_without_its_switch_is_warned_about_once_for_the_whole_run(tmp_path, prompt_wav, cached_loading):
+    """Each batch's generate call warned again about the same flag (the rows here take one call each)."""
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    (tmp_path / "m.csv").write_text("id,text,prompt\na,Hello.,voice.wav\nb,Hi.,voice.wav\n", encoding="utf-8")
+    with logged_warnings() as logged:
+        status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS, "--batch-size", "1",
+                                       "--layer-skip-exit-layer", "0"])
+    assert status == 0, err
+    inert = [line for line in logged.out.splitlines() if "has no effect" in line]
+    assert inert == ["--layer-skip-exit-layer has no effect without --layer-skip: set --layer-skip, or drop "
+                     "--layer-skip-exit-layer"]

@@ -283,6 +283,8 @@ FLAG_SETTINGS = {
     "prefix_silence": "prefix_silence",
     "audio_backend": "audio_backend",
 }
+# Each setting as the CLI's warnings name it: by its flag (`valle_hf.generation.setting_names`).
+FLAG_NAMES = {setting: f"--{flag.replace('_', '-')}" for flag, setting in FLAG_SETTINGS.items()}
 # Settings that only mean something for text-to-speech.
 TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "nar_min_temperature", "nar_dtype", "input_prompt_length",
                      "input_prompt_prefix", "prefix_silence", "audio_backend")
@@ -493,6 +495,7 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
     from tqdm import tqdm
 
     from .audio import check_sentences_spoken, save_audio
+    from .generation import setting_names
     from .streaming import AudioFileStreamer
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language,
@@ -504,7 +507,7 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
         streamer = AudioFileStreamer(inputs["out"], model.config.sampling_rate, args.stream_chunk)
         print(f"streaming into {streamer.partial}", file=sys.stderr)
     try:
-        with tqdm(total=steps, desc="AR", unit="step", disable=None) as bar:
+        with tqdm(total=steps, desc="AR", unit="step", disable=None) as bar, setting_names(FLAG_NAMES):
             audio = model.generate(**batch.to(model.device), audio_streamer=streamer,
                                    seeds=sentence_seeds(seed, len(inputs["sentences"])),
                                    stopping_criteria=StoppingCriteriaList([StepProgress(bar)]), **kwargs)
@@ -523,9 +526,12 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
 
 def run_stt(args, model, processor, inputs: dict, seed: int) -> None:
     """Print the IPA transcription of the reference audio."""
+    from .generation import setting_names
+
     batch = processor(audio=[inputs["audio"]], sampling_rate=processor.feature_extractor.sampling_rate)
     kwargs = generation_kwargs(args, model.config)
-    text_ids = model.generate(**batch.to(model.device), task="stt", seeds=[seed], **kwargs)
+    with setting_names(FLAG_NAMES):
+        text_ids = model.generate(**batch.to(model.device), task="stt", seeds=[seed], **kwargs)
     print(processor.decode(text_ids[0].cpu()))
 
 

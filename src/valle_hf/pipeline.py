@@ -22,6 +22,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.text_to_audio import TextToAudioPipeline
 
 from .errors import VallETypeError, VallEValueError
+from .generation import setting_names
 from .processing import VallEProcessor
 
 __all__ = ["VallETextToAudioPipeline", "check_pipeline_call", "register_pipeline"]
@@ -116,10 +117,12 @@ class VallETextToAudioPipeline(TextToAudioPipeline):
             self.processor = VallEProcessor(self.tokenizer)
 
     def __call__(self, text_inputs, **kwargs):
-        if self._is_valle():
-            check_pipeline_call(text_inputs, kwargs)
-            check_one_streamed_call(text_inputs, kwargs.get("batch_size", self._batch_size), kwargs)
-        return super().__call__(text_inputs, **kwargs)
+        if not self._is_valle():
+            return super().__call__(text_inputs, **kwargs)
+        check_pipeline_call(text_inputs, kwargs)
+        check_one_streamed_call(text_inputs, kwargs.get("batch_size", self._batch_size), kwargs)
+        with setting_names():  # a warning about the settings once per call, not once per batch of texts
+            return super().__call__(text_inputs, **kwargs)
 
     def _is_valle(self) -> bool:
         return self.model.config.model_type == "valle"

@@ -46,6 +46,7 @@ import torch
 
 from .audio import check_sentences_spoken, reference_sources, save_audio
 from .cli import (
+    FLAG_NAMES,
     FLAG_SETTINGS,
     add_model_arguments,
     add_sampler_arguments,
@@ -70,7 +71,7 @@ from .errors import (
     out_of_memory,
 )
 from .files import check_output_folder
-from .generation import row_names
+from .generation import row_names, setting_names
 from .layout import pad
 from .loading import no_progress_bars
 from .manifest import LAYOUTS, Row, append_jsonl, read_jsonl, read_table, write_jsonl
@@ -568,7 +569,8 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
     """Speak `batches` into `out`: each row's WAV, then its record in this process's part of done.jsonl (a row is done
     only once both are written); failures go to its part of failed.jsonl. `progress`: a progress bar of rows and
     seconds of audio (None: when stderr is a terminal). `batch_size`: the most sentences of one `generate` call (a
-    batch of one longer row is spoken in several; None: one call per batch)."""
+    batch of one longer row is spoken in several; None: one call per batch). A setting that does nothing without its
+    switch is warned about once for the whole run, named by its flag."""
     from tqdm.auto import tqdm
 
     report, started = ProcessReport(process), time.perf_counter()
@@ -577,7 +579,7 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
     prompts, rate = PromptCache(model, processor), model.config.sampling_rate
     total = sum(len(batch) for batch in batches)
     with tqdm(total=total, unit="row", desc=f"process {process}", position=process, dynamic_ncols=True,
-              disable=None if progress is None else not progress) as bar:
+              disable=None if progress is None else not progress) as bar, setting_names(FLAG_NAMES):
         for batch in batches:
             spoken, failed = _speak_in_memory(model, processor, batch, prompts, language_switch, batch_size)
             for row in spoken:
