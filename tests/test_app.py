@@ -646,3 +646,17 @@ def test_the_address_checked_is_the_one_served(capsys, monkeypatch):
             pytest.skip("no IPv6 loopback here")
         port = probe.getsockname()[1]
     app._check_free("[::1]", port)
+
+
+def test_a_control_without_its_switch_is_warned_about_but_not_one_left_at_its_default(tiny, monkeypatch):
+    """The page sends every control: left alone, --dry-base (1.75) without --dry-multiplier is no choice of the user."""
+    shown = []
+    monkeypatch.setattr(webui.gr, "Warning", shown.append)
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    controls = dict(demo.control_defaults["tts"], max_ar_steps=3)
+    list(demo.speak("Hi there.", random_voice=True, **controls))
+    assert not [message for message in shown if "has no effect" in message], shown
+    list(demo.speak("Hi there.", random_voice=True, **{**controls, "dry_base": 2.0}))
+    assert [message for message in shown if "has no effect" in message] == [
+        "--dry-base has no effect without --dry-multiplier > 0: set --dry-multiplier, or drop --dry-base"]

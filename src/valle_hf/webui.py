@@ -29,6 +29,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .audio import check_sentences_spoken, save_audio
 from .cli import (
+    FLAG_NAMES,
     FLAG_RULES,
     FLAG_SETTINGS,
     TTS_ONLY_SETTINGS,
@@ -41,6 +42,7 @@ from .cli import (
 )
 from .configuration import SETTING_RULES
 from .errors import UsageError, VallEError, get_logger, one_line, out_of_memory
+from .generation import setting_names
 from .phonemes import MODEL_LANGUAGES, check_text
 from .seeding import sentence_seeds
 from .streaming import AudioChunk, AudioIteratorStreamer
@@ -286,16 +288,27 @@ class Demo:
     def __init__(self, model, processor):
         self.model, self.processor = model, processor
         self.sampling_rate = model.config.sampling_rate
+        # What each tab's controls show before a user changes them (the model's generation config).
+        self.control_defaults = {task: {flag: control.value for flag, control in
+                                        sampler_controls(model.generation_config, model.config, task).items()}
+                                 for task in ("tts", "stt")}
         # The page's output components by name, set by `build_page`; without "stream", nothing is streamed.
         self.outputs: dict[str, gr.components.Component] = {}
+
+    def _changed(self, task: str, flags: dict) -> dict:
+        """The controls of `task`'s tab that a user changed: one left at its default is not given, as a flag left out
+        of a command line (the run is the same, and no warning speaks of a control nobody touched)."""
+        defaults = self.control_defaults[task]
+        return {flag: value for flag, value in flags.items() if flag not in defaults or value != defaults[flag]}
 
     def _start(self, progress: gr.Progress, kwargs: dict, streamer: AudioIteratorStreamer | None = None,
                **inputs) -> Generation:
         """`generate` started on `inputs` with the sampler settings `kwargs`, its AR steps shown on `progress`."""
         steps = kwargs.get("max_new_tokens", self.model.generation_config.max_new_tokens)
         stop = threading.Event()
-        generation = Generation(self.model, streamer, stop, **inputs, **kwargs,
-                                stopping_criteria=StoppingCriteriaList([StepProgress(progress, steps, stop)]))
+        with setting_names(FLAG_NAMES):  # the run's context is copied here: its warnings name the controls' flags
+            generation = Generation(self.model, streamer, stop, **inputs, **kwargs,
+                                    stopping_criteria=StoppingCriteriaList([StepProgress(progress, steps, stop)]))
         generation.start()
         return generation
 
@@ -316,7 +329,7 @@ class Demo:
                                  "Random voice")
             if stream_chunk is None:  # an emptied field: the default, as an emptied sampler control is its own
                 stream_chunk = STREAM_CHUNK_SECONDS
-            args = _arguments("tts", flags, text=text, references=references,
+            args = _arguments("tts", self._changed("tts", flags), text=text, references=references,
                               language=language, language_switch=language_switch, no_prompt=random_voice,
                               out_path=str(Path(folder) / "speech.wav"), stream_chunk=stream_chunk, stream=False)
             check_streaming(args)  # --stream-chunk's range, in the CLI's words, also for a run that will not stream
@@ -352,7 +365,7 @@ class Demo:
         with errors_on_page(), warnings_on_page():
             if not audio:
                 raise UsageError("no speech to transcribe: upload or record it")
-            args = _arguments("stt", flags, references=[audio], out_path=None)
+            args = _arguments("stt", self._changed("stt", flags), references=[audio], out_path=None)
             inputs = prepare_inputs(args)
             kwargs = generation_kwargs(args, self.model.config)
             batch = self.processor(audio=[inputs["audio"]],
