@@ -551,7 +551,9 @@ class VallEGenerationMixin(GenerationMixin):
         Settings: every `GenerationConfig` field (`do_sample`, `temperature` (0 = greedy), `top_k`, `top_p`,
         `min_p`, `repetition_penalty`, `num_beams`, `max_new_tokens`, ...) and the original's own, listed in
         `VallEGenerationConfig`. Defaults come from the model's generation config (the original CLI's tuned values
-        for converted checkpoints).
+        for converted checkpoints). A setting given (a keyword argument, or a value off its default) that does nothing
+        without another (`valle_hf.configuration.INERT_WITHOUT`: dry_base without dry_multiplier > 0, ...) is warned
+        about, naming both (as `setting_names` names them).
 
         `audio_streamer` (TTS): an `valle_hf.streaming.AudioStreamer` that receives each row's audio in chunks while the
         AR runs (greedy codes equal a non-streamed run's); beams, `refine_on_stop` and `num_return_sequences` > 1
