@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import unicodedata
 
 import pytest
 
@@ -211,9 +212,13 @@ def test_chinese_or_japanese_characters_in_a_latin_script_language_are_refused(t
 
 
 @pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb"])
-@pytest.mark.parametrize("text", ["Say привет.", "مرحبا", "Shalom, שלום.", "สวัสดี", "ሰላም"])
+@pytest.mark.parametrize("text", ["Say привет.", "مرحبا", "Shalom, שלום.", "สวัสดี", "ሰላም",
+                                  *(unicodedata.lookup(letter) * 2 for letter in (
+                                      "LAO LETTER KO", "KHMER LETTER KA", "TIBETAN LETTER KA", "SYRIAC LETTER ALAPH",
+                                      "CHEROKEE LETTER A"))])
 def test_letters_the_voice_spells_out_by_name_are_refused(text, language):
-    # espeak-ng's voice would say "Cyrillic pe, Cyrillic er, ..." for each letter
+    # espeak-ng's voice would say "Cyrillic pe, Cyrillic er, ..." for each letter, "Lao letter e81" or nothing at all
+    # (Cherokee)
     with pytest.raises(ValueError, match=r"letters of another alphabet .*spells out one by one"):
         phonemize(text, language)
 

@@ -159,10 +159,14 @@ def resolve_language(text: str, language: str) -> str:
 # is refused (`_check_script`).
 _SPELLS_OTHER_SCRIPTS = ("en", "de", "fr")
 # Scripts whose letters espeak-ng's English, German and French voices spell out one by one, by name ("Cyrillic pe",
-# "Arabic mim", "Hebrew shin", "Thai letter ..."), as their Unicode names begin. For others (Devanagari, Hangul,
-# Armenian, Greek in German and French, ...) they switch to a voice that reads them (`language_switch`), and a Greek
-# letter alone ("π") is read as its name, as it should be.
-_SPELLED_SCRIPTS = ("CYRILLIC", "ARABIC", "HEBREW", "THAI", "ETHIOPIC")
+# "Arabic mim", "Thai letter ..."), by code point ("letter 1790") or leave out unspoken (Cherokee, Javanese), as
+# their Unicode names begin: each script those voices were found to have no voice to switch to. For others
+# (Devanagari, Hangul, Armenian, Greek in German and French, ...) they switch to a voice that reads them
+# (`language_switch`), and a Greek letter alone ("π") is read as its name, as it should be.
+_SPELLED_SCRIPTS = ("CYRILLIC", "ARABIC", "HEBREW", "THAI", "ETHIOPIC", "SYRIAC", "THAANA", "NKO", "SAMARITAN",
+                    "MANDAIC", "ORIYA", "LAO", "TIBETAN", "MYANMAR", "KHMER", "MONGOLIAN", "CHEROKEE", "CANADIAN",
+                    "TIFINAGH", "COPTIC", "GLAGOLITIC", "RUNIC", "OGHAM", "YI", "VAI", "LISU", "BAMUM", "JAVANESE",
+                    "BALINESE", "SUNDANESE", "CHAM", "TAI")
 
 
 def _check_script(text: str, language: str) -> None:
@@ -170,7 +174,7 @@ def _check_script(text: str, language: str) -> None:
     these read each one as the words "Chinese letter" or "Japanese letter", so the speech would say those instead
     (text in "en", the default, is the usual case: Japanese given without a language). Their regional voices
     ("en-us", "en-gb", "fr-fr") read them alike. Letters of `_SPELLED_SCRIPTS` are refused too: those voices spell
-    them out by name."""
+    them out by name or leave them out."""
     if language.split("-")[0].lower() not in _SPELLS_OTHER_SCRIPTS:
         return
     found = "".join(dict.fromkeys(_KANA.findall(text) + _HAN.findall(text)))
@@ -183,8 +187,8 @@ def _check_script(text: str, language: str) -> None:
                                     and unicodedata.name(char, "").split(" ")[0] in _SPELLED_SCRIPTS))
     if spelled:
         raise VallEValueError(f"the text has letters of another alphabet ({spelled[:10]}), which espeak-ng's "
-                              f"{language!r} voice spells out one by one, by name (\"Cyrillic pe\", \"Arabic mim\"): "
-                              "write those words in Latin letters, or give their IPA")
+                              f"{language!r} voice spells out one by one, by name (\"Cyrillic pe\", \"Arabic mim\"), "
+                              "or leaves out: write those words in Latin letters, or give their IPA")
 
 
 @functools.cache
