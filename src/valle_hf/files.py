@@ -34,10 +34,15 @@ def _umask() -> int:
     return mask
 
 
+def _hidden_prefix(path: Path) -> str:
+    """The start of the name of every temporary file or folder made beside `path`: hidden, and naming its output."""
+    return f".{path.name}."
+
+
 def temporary_file_beside(path: Path) -> Path:
     """A new empty file beside `path` (`.<name>.<random>.part`), with the mode `open(..., "w")` would give; for the
     caller to fill and rename onto `path`. Raises `OSError` where the folder cannot take it."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=_hidden_prefix(path), suffix=".part", dir=path.parent)
     os.close(handle)
     os.chmod(temporary, 0o666 & ~_umask())
     return Path(temporary)
@@ -59,7 +64,7 @@ def written_whole(path: Path):
 def temporary_folder_beside(path: Path) -> Path:
     """A new empty folder beside `path` (`.<name>.<random>`), with the mode `mkdir` would give; for the caller to fill
     and rename onto `path`. Raises `OSError` where the parent cannot take it."""
-    temporary = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
+    temporary = tempfile.mkdtemp(prefix=_hidden_prefix(path), dir=path.parent)
     os.chmod(temporary, 0o777 & ~_umask())
     return Path(temporary)
 
@@ -67,7 +72,7 @@ def temporary_folder_beside(path: Path) -> Path:
 def leftovers_beside(path: Path) -> list[Path]:
     """The folders `temporary_folder_beside(path)` made that are still there: left by a run that was killed before it
     could remove them (kill -9, a power cut), or in use by one running now."""
-    pattern = f".{glob.escape(path.name)}.*"  # a name holding [ or * is no pattern
+    pattern = glob.escape(_hidden_prefix(path)) + "*"  # a name holding [ or * is no pattern
     return sorted(other for other in path.parent.glob(pattern) if other.is_dir())
 
 
