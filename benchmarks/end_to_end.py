@@ -5,8 +5,10 @@ subprocess so that peak RSS is that of a user process (the model and one call; r
 `/proc/self/clear_refs`, read from `VmHWM`; on CUDA, `max_memory_allocated`). Variants:
 
 * `default`: the float32 model as `generate` runs it by default (float32 AR through oneDNN, `nar_dtype="auto"`);
-* `int8`: what `valle_hf.hardware.choose_precision(device, quantize="int8")` decides on this machine, measured afresh
-  (a temporary package cache), loaded as `load_model_and_processor(quantize=...)` would, `nar_dtype="auto"`.
+* `auto`: what `valle_hf.hardware.choose_precision(device)` decides on this machine (the CLI's `--dtype auto`),
+  measured afresh (a temporary package cache), `nar_dtype="auto"`; the same as `default` where it keeps float32;
+* `int8`: what `choose_precision(device, quantize="int8")` decides (int8 requested), loaded as
+  `load_model_and_processor(quantize=...)` would, `nar_dtype="auto"`.
 
 Reported: prefill, AR steps, NAR and decoding times, the real-time factor (RTF, wall time / seconds of speech), its
 floor (the AR steps at the weight-read floor plus the NAR at its compute floor, `floors`), peak memory; and for the
@@ -58,7 +60,7 @@ from .floors import nar_floor_ms, nar_kind, nar_length, weight_read_ms
 
 NAME, TITLE = "e2e", "end to end: one generate() call in a fresh process"
 DEFAULTS = {"e2e_batch": (8, 2)}
-VARIANTS = ("default", "int8")
+VARIANTS = ("default", "auto", "int8")
 REPO = Path(__file__).resolve().parents[1]
 # The child gets the run's options that shape its measurement.
 FORWARDED = ("device", "seconds", "seed", "prompt_seconds", "text_tokens", "sampler", "e2e_batch", "floor_repeats",
@@ -68,7 +70,7 @@ TARGET_MEMORY_BYTES = 2e9
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group(NAME)
-    group.add_argument("--e2e-variants", default=",".join(VARIANTS), help="comma-separated: default, int8")
+    group.add_argument("--e2e-variants", default=",".join(VARIANTS), help="comma-separated: default, auto, int8")
     group.add_argument("--e2e-batch", type=int, default=None,
                        help="batch size compared with batch 1 (default variant; 0: none) [8; quick 2]")
     group.add_argument("--e2e-child", default=None, help=argparse.SUPPRESS)  # VARIANT:RESULT_PATH, in the child
@@ -116,7 +118,7 @@ def load_variant(variant: str, args, device: torch.device):
         return model, "AR float32" + (" through oneDNN" if device.type == "cpu" else "") + ", nar_dtype auto"
     from valle_hf.hardware import choose_precision, quiet_torchao_import
     with quiet_torchao_import():
-        precision = choose_precision(device, quantize="int8")
+        precision = choose_precision(device, quantize="int8" if variant == "int8" else None)
     model = int8_model(model, precision.dtype) if precision.quantize else model.to(precision.dtype)
     return model, precision.describe()
 

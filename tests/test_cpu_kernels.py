@@ -193,11 +193,65 @@ def test_int8_weights_the_kernel_cannot_multiply_take_torchaos_product(int8_call
     linear = _int8_linear(128, config=config)
     forward = cpu_kernels.CPULinearForward(linear)
     x = torch.randn(3, 1, 128, dtype=torch.bfloat16)
-    with torch.no_grad():
-        torchao = forward(x)
-        with cpu_kernels.decoding_step():
-            assert torch.equal(forward(x), torchao)
+    with torch.no_grad(), cpu_kernels.decoding_step():
+        assert torch.equal(forward(x), torch.nn.functional.linear(x, linear.weight, linear.bias))
     assert not int8_calls
+
+
+# ------------------------------------------------------------------------- float32 products of 16-bit and int8 weights
+@pytest.fixture
+def float32_products(monkeypatch):
+    """Pretend the CPU multiplies 16-bit matrices slowly (fast after `.fast = True`), and record in `.calls`, for each
+    float32 product oneDNN runs, its rows, whether it ran in a cached decoding step, and its input's dtype."""
+    from types import SimpleNamespace
+
+    from valle_hf import hardware
+
+    record, product = SimpleNamespace(calls=[], fast=False), torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: record.fast or dtype == torch.float32)
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda x, *args: record.calls.append(
+        (x.shape[0], cpu_kernels._DECODING_STEP.get(), x.dtype)) or product(x, *args))
+    return record
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "float16", "int8"])
+def test_16bit_and_int8_weights_multiply_in_float32_outside_decoding_steps_on_a_cpu_slow_at_16bit(float32_products,
+                                                                                                  kind):
+    """Where the CPU has no fast 16-bit matrix products (an AVX2-only CPU), a pass that is not a cached decoding step
+    (the prefill, the NAR) multiplies in float32 and rounds back; decoding steps, gradients and CPUs with fast 16-bit
+    products keep the product they had."""
+    linear = _int8_linear(128) if kind == "int8" else nn.Linear(128, 48).to(getattr(torch, kind))
+    linear.requires_grad_(False)
+    weight = linear.weight.dequantize() if kind == "int8" else linear.weight  # the values torchao multiplies by
+    x = torch.randn(20, 1, 128).to(weight.dtype)
+    exact = torch.nn.functional.linear(x.float(), weight.float(), linear.bias.float())
+    forward = cpu_kernels.CPULinearForward(linear)
+    with torch.no_grad():
+        out = forward(x)
+        assert float32_products.calls == [(20, False, torch.float32)]
+        assert out.shape == (20, 1, 48) and out.dtype == x.dtype
+        torch.testing.assert_close(out, exact.to(x.dtype), rtol=1e-2, atol=1e-2)  # rounded once, from float32
+        with cpu_kernels.decoding_step():
+            forward(x)
+        float32_products.fast = True
+        forward(x)
+    forward(x.requires_grad_())
+    assert len(float32_products.calls) == 1
+
+
+def test_generate_multiplies_a_16bit_models_prefill_and_nar_in_float32_on_a_cpu_slow_at_16bit(model,
+                                                                                             float32_products):
+    model = model.to(torch.bfloat16)
+    inputs = dict(_inputs(model.config), nar_dtype="auto")
+    slow = model.generate(**inputs).codes
+    assert float32_products.calls and not any(step for _, step, _ in float32_products.calls)  # never a decoding step
+    per_pass = 7 * model.config.num_hidden_layers + 1  # the decoder's linears and a head
+    assert len(float32_products.calls) == model.config.num_rvq_levels * per_pass  # the prefill, each NAR level
+    float32_products.calls.clear()
+    float32_products.fast = True
+    fast = model.generate(**inputs).codes
+    assert not float32_products.calls
+    assert (slow == fast).float().mean() > 0.5  # the same products up to bfloat16 rounding
 
 
 @pytest.fixture(scope="module")

@@ -634,7 +634,7 @@ def test_nar_dtype_runs_the_nar_matrix_products_in_the_chosen_precision(tiny_mod
     AR in the model's dtype."""
     from valle_hf import hardware
 
-    monkeypatch.setattr(hardware, "cpu_has_fast_bf16_matmul", lambda: fast_bf16)
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: fast_bf16 or dtype == torch.float32)
     seen = []
     handle = tiny_model.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append((kwargs.get("level"), torch.is_autocast_enabled("cpu") and

@@ -73,13 +73,25 @@ def test_an_explicit_dtype_is_kept_without_measuring(monkeypatch):
 def test_the_nar_runs_in_bfloat16_where_the_cpu_multiplies_it_fast(monkeypatch):
     _measured(monkeypatch, {"float32": 2.0, "bfloat16": 3.0})
     for fast, nar in ((True, "bfloat16 (autocast"), (False, "float32")):
-        monkeypatch.setattr(hardware, "cpu_has_fast_bf16_matmul", lambda fast=fast: fast)
+        monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype, fast=fast: fast or dtype == torch.float32)
         assert choose_precision(CPU).nar.startswith(nar)
+
+
+def test_on_a_cpu_slow_at_16bit_products_the_line_says_the_nar_multiplies_in_float32(monkeypatch):
+    _measured(monkeypatch, {"float32": 2.0, "bfloat16": 1.0, "float16": 1.5, "int8": 0.5})
+    for fast in (True, False):
+        monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype, fast=fast: fast or dtype == torch.float32)
+        assert choose_precision(CPU).nar == ("bfloat16" if fast else "float32 products of bfloat16 weights")
+        int8 = choose_precision(CPU, quantize="int8")
+        assert int8.nar == ("int8 weights, bfloat16 activations" if fast else "float32 products of int8 weights")
+        assert choose_precision(CPU, "float16", quantize="int8").describe().startswith(
+            "precision: AR int8 weights, bfloat16 activations, NAR "
+            + ("int8 weights, bfloat16 activations" if fast else "float32 products of int8 weights"))
 
 
 def test_a_float32_nar_makes_auto_float32_and_the_line_names_each_nar(monkeypatch):
     asked = _measured(monkeypatch, {"float32": 2.0, "bfloat16": 1.0})  # bfloat16 would win the measurement
-    monkeypatch.setattr(hardware, "cpu_has_fast_bf16_matmul", lambda: True)
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: True)
     precision = choose_precision(CPU, nar_dtype="float32")
     assert precision.dtype == torch.float32 and not asked  # autocast only narrows: a float32 NAR needs float32
     assert precision.describe() == "precision: AR float32, NAR float32 (nar_dtype='float32' needs a float32 model)"

@@ -1,5 +1,6 @@
 """The CPU kernels of the decoder at inference: oneDNN for float32 linears, ATen's int8 matrix-vector kernel for int8
-weights, and float32 attention for the cached decoding steps of a 16-bit model.
+weights, float32 products for the many-row passes of 16-bit and int8 weights on CPUs without fast 16-bit products, and
+float32 attention for the cached decoding steps of a 16-bit model.
 
 A cached decoding step streams every weight once, so its speed is the speed at which the matrix-vector products read
 memory, and the default kernels read it slowly on the CPU:
@@ -15,6 +16,12 @@ memory, and the default kernels read it slowly on the CPU:
   per row count: the kernel takes every cached decoding step (`decoding_step`, one new position per row, whatever the
   batch size), torchao everything else. A row then gets the same products alone or in any batch, and a streamed NAR
   chunk the same as the whole NAR.
+
+The passes over many rows (the prefill, the NAR's thousand) are bound by compute instead, and a CPU without bfloat16
+matrix hardware (no AMX, no AVX512-BF16: an AVX2-only AMD Zen 3, say) multiplies 16-bit matrices several times slower
+than float32 ones; torchao's int8 product, which converts its weights to bfloat16 first, as slowly. There every pass
+that is not a cached decoding step multiplies in float32: each weight converted (int8 ones dequantized) at the call,
+the result rounded back to the activations' dtype (`valle_hf.hardware.cpu_multiplies_fast`). Again a choice per pass.
 
 So `generate` installs `CPULinearForward` on the decoder's linears (`use_cpu_kernels`), and each call takes the kernel
 that applies: without gradients on the CPU, outside autocast and torch.compile; everywhere else the linears run as
@@ -51,6 +58,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from . import hardware
 from .entropix import record_attention
 from .errors import MissingDependencyError, VallEValueError
 
@@ -115,17 +123,41 @@ def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def _int8_weight_suits(weight: torch.Tensor) -> bool:
-    """Whether `_weight_int8pack_mm` can multiply a weight-only int8 `weight` (torchao's): one scale per output row,
-    nothing applied to the activations, contiguous int8 data, and an input width the kernel reads safely."""
-    qdata = getattr(weight, "qdata", None)
+def _int8_weight_only(weight: torch.Tensor) -> bool:
+    """Whether `weight` is torchao's weight-only int8 (nothing applied to the activations): its product is the
+    activations times its dequantized rows."""
     return (
         type(weight).__name__ == "Int8Tensor"  # torchao's, by name: torchao is an optional dependency
-        and qdata is not None and qdata.is_contiguous() and hasattr(weight, "scale")
         and getattr(weight, "act_quant_kwargs", True) is None
         and getattr(weight, "act_pre_scale", True) is None
+    )
+
+
+def _int8_weight_suits(weight: torch.Tensor) -> bool:
+    """Whether `_weight_int8pack_mm` can multiply a weight-only int8 `weight` (torchao's): one scale per output row,
+    contiguous int8 data, and an input width the kernel reads safely."""
+    qdata = getattr(weight, "qdata", None)
+    return (
+        _int8_weight_only(weight)
+        and qdata is not None and qdata.is_contiguous() and hasattr(weight, "scale")
         and tuple(getattr(weight, "block_size", ())) == (1, weight.shape[-1])
         and weight.shape[-1] % _INT8_WIDTH_MULTIPLE == 0
+    )
+
+
+def _widenable(weight: torch.Tensor) -> bool:
+    """Whether `weight` has a float32 form with the same product: a plain 16-bit weight, or weight-only int8."""
+    if type(weight) in (torch.Tensor, nn.Parameter):
+        return weight.dtype in (torch.bfloat16, torch.float16)
+    return _int8_weight_only(weight)
+
+
+def _widened_inputs(x: torch.Tensor) -> bool:
+    """Whether 16-bit activations `x` are multiplied in float32 here: in a pass that is not a cached decoding step,
+    on a CPU without fast products of their dtype."""
+    return (
+        x.dtype in (torch.bfloat16, torch.float16) and not _DECODING_STEP.get() and _inference_on_cpu(x)
+        and not hardware.cpu_multiplies_fast(x.dtype)
     )
 
 
@@ -141,14 +173,15 @@ class CPULinearForward:
 
     A decoding step calls every linear once, so what can be is decided once per weight rather than per call: the
     packed float32 weight or the int8 weight's scales (`derived`, re-derived when their source changes in place),
-    and whether a weight object suits the int8 kernel (checked again when the module holds another weight).
+    and whether a weight object suits the int8 kernel or a float32 product (checked again when the module holds
+    another weight).
     """
 
     def __init__(self, module: nn.Linear, prepack: bool = False):
         self.module, self.prepack = module, prepack
         self.derived, self.derived_from = None, None  # the packed float32 weight, or the int8 weight's scales
-        self._checked: weakref.ref | None = None  # the weight last checked for the int8 kernel
-        self._int8_suits = False
+        self._checked: weakref.ref | None = None  # the weight last checked for the int8 kernel and for widening
+        self._int8_suits = self._widenable = False
 
     def _derive(self, source: torch.Tensor, key, make) -> torch.Tensor:
         """`make(source)`, kept until `source` (or `key`) changes."""
@@ -157,11 +190,20 @@ class CPULinearForward:
             self.derived, self.derived_from = make(source), key
         return self.derived
 
+    def _check(self, weight: torch.Tensor) -> None:
+        if self._checked is None or self._checked() is not weight:
+            self._checked = weakref.ref(weight)
+            self._int8_suits, self._widenable = _int8_weight_suits(weight), _widenable(weight)
+
     def _int8_applies(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
         """Whether `_weight_int8pack_mm` stands in for torchao's linear on `weight` here."""
-        if self._checked is None or self._checked() is not weight:
-            self._checked, self._int8_suits = weakref.ref(weight), _int8_weight_suits(weight)
+        self._check(weight)
         return self._int8_suits and _int8_inputs_suit(x)
+
+    def _widens(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """Whether the product with `weight` runs in float32 here."""
+        self._check(weight)
+        return self._widenable and _widened_inputs(x)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         module = self.module
@@ -175,6 +217,11 @@ class CPULinearForward:
             flat = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).contiguous(), weight.qdata, scales)
             if bias is not None:
                 flat += bias  # in place, as torchao adds it: the output keeps the activations' dtype
+        elif self._widens(x, weight):
+            wide = weight if type(weight) in (torch.Tensor, nn.Parameter) else weight.dequantize()
+            flat = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).float(), wide.float(),
+                                                      None if bias is None else bias.float(), "none", [], "")
+            flat = flat.to(x.dtype)
         else:
             return F.linear(x, weight, bias)
         return flat.view(*x.shape[:-1], flat.shape[-1])

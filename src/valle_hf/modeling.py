@@ -344,7 +344,8 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
                                    self._sampled_positions(input_ids, inputs_embeds, level, logits_to_keep),
                                    self.config.num_hidden_layers)
             kwargs["exit_state"] = exit_state
-        # A level-0 pass over one new position per row is a cached AR (or STT) step: the CPU kernels for such steps.
+        # A level-0 pass over one new position per row, its head included, is a cached AR (or STT) step: the CPU
+        # kernels for such steps.
         length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         with decoding_step(length == 1 and isinstance(level, int) and level == 0):
             outputs = self.model(
@@ -360,16 +361,16 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
                 use_cache=use_cache,
                 **kwargs,
             )
-        if exit_state is not None:
-            note_layers_run(exit_state.layers_run)  # entropix reads the last layer each row ran
-        hidden = outputs.last_hidden_state
-        if logits_to_keep:
-            if labels is not None:
-                raise VallEValueError(
-                    "labels need the logits of every position: do not pass logits_to_keep with labels"
-                )
-            hidden = hidden[:, -logits_to_keep:]
-        logits = self.logits(hidden, level, task)
+            if exit_state is not None:
+                note_layers_run(exit_state.layers_run)  # entropix reads the last layer each row ran
+            hidden = outputs.last_hidden_state
+            if logits_to_keep:
+                if labels is not None:
+                    raise VallEValueError(
+                        "labels need the logits of every position: do not pass logits_to_keep with labels"
+                    )
+                hidden = hidden[:, -logits_to_keep:]
+            logits = self.logits(hidden, level, task)
         loss = item_losses = token_losses = None
         if labels is not None:
             shift = torch.as_tensor(level == 0, device=logits.device).expand(logits.shape[0])  # AR and STT rows
