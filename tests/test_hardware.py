@@ -41,6 +41,24 @@ def test_auto_takes_bfloat16_only_where_it_streams_at_least_ten_percent_faster(m
                                                      "measured again at each run))")
 
 
+def test_auto_measures_at_the_batch_size_the_model_will_decode(monkeypatch):
+    """On a CPU without 16-bit matrix hardware, bfloat16 streams one row faster than float32 and eight rows several
+    times slower (measured on an AVX2-only AMD Zen 3); corpus synthesis measures at its --batch-size."""
+    from valle_hf import synthesize
+
+    speeds = {1: {"float32": 2.0, "bfloat16": 1.4, "int8": 1.0}, 8: {"float32": 4.0, "bfloat16": 9.0, "int8": 5.0}}
+    asked = []
+    monkeypatch.setattr(hardware, "_measured_step_ms", lambda kinds, device, hidden, intermediate, rows=1: asked.append(
+        rows) or {kind: speeds[rows][kind] for kind in kinds})
+    assert choose_precision(CPU).dtype == torch.bfloat16 and asked == [1]
+    eight = choose_precision(CPU, rows=8)
+    assert eight.dtype == torch.float32 and asked == [1, 8]
+    assert "AR step of 8 rows: float32 4.00 ms, bfloat16 9.00 ms" in eight.describe()
+    assert choose_precision(CPU, quantize="int8", rows=8).quantize is None  # int8 loses at 8 rows here
+    args = synthesize.build_parser().parse_args(["manifest.csv", "out", "--batch-size", "8"])
+    assert synthesize.model_precision(args).dtype == torch.float32 and asked[-1] == 8
+
+
 @pytest.mark.parametrize("int8_ms, applied", [(1.0, True), (2.5, False)])
 def test_int8_is_applied_only_where_it_streams_faster(monkeypatch, int8_ms, applied):
     asked = _measured(monkeypatch, {"float32": 2.0, "bfloat16": 2.1, "int8": int8_ms})
@@ -116,8 +134,8 @@ def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):
     made = []
     times = iter([3.0, 9.0, 1.5, 7.0, 2.0, 8.0] + [5.0] * 99)  # a busy moment slows some rounds: the fastest is kept
 
-    def measure(hidden, intermediate, kind, device):
-        made.append(kind)
+    def measure(hidden, intermediate, kind, device, rows=1):
+        made.append(kind if rows == 1 else (kind, rows))
         return next(times)
 
     monkeypatch.setattr(hardware, "decoder_layer_step_ms", measure)
@@ -133,26 +151,29 @@ def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):
     assert list(saved) == [hardware._machine_key(CPU, 64, 128)] and "torch " + torch.__version__ in list(saved)[0]
     hardware._measured_step_ms(["float32"], CPU, 64, 256)  # other shapes: measured anew
     assert len(made) == 3 * rounds
+    hardware._measured_step_ms(["float32"], CPU, 64, 128, rows=8)  # another batch size: the same, at its rows
+    assert made[-rounds:] == [("float32", 8)] * rounds
+    made[-rounds:] = ["float32"] * rounds
     monkeypatch.setattr(hardware, "_KERNELS_VERSION", hardware._KERNELS_VERSION + 1)  # other kernels: the same
     hardware._measured_step_ms(["float32"], CPU, 64, 128)
-    assert len(made) == 4 * rounds
+    assert len(made) == 5 * rounds
     threads = torch.get_num_threads()
     torch.set_num_threads(threads + 1)  # another thread count streams at another speed: the same
     try:
         hardware._measured_step_ms(["float32"], CPU, 64, 128)
     finally:
         torch.set_num_threads(threads)
-    assert len(made) == 5 * rounds
+    assert len(made) == 6 * rounds
     (tmp_path / "precision_measurements.json").write_text("{not json")  # a damaged file only means measuring again
     hardware._measured_step_ms(["float32"], CPU, 64, 128)
-    assert len(made) == 6 * rounds
+    assert len(made) == 7 * rounds
 
 
 @pytest.mark.parametrize("kept", [[], None, 3, "a string", [1.0], {"float32": "fast", "bfloat16": None},
                                   {"float32": 0, "bfloat16": -1.0}, {"float32": True, "bfloat16": float("nan")}])
 def test_a_damaged_measurements_file_only_means_measuring_again(monkeypatch, tmp_path, kept):
     monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path))
-    monkeypatch.setattr(hardware, "decoder_layer_step_ms", lambda hidden, intermediate, kind, device: len(kind))
+    monkeypatch.setattr(hardware, "decoder_layer_step_ms", lambda hidden, intermediate, kind, device, rows: len(kind))
     file, key = tmp_path / "precision_measurements.json", hardware._machine_key(CPU, 64, 128)
     file.write_text(json.dumps(kept if not isinstance(kept, dict) else {key: kept}), encoding="utf-8")
     expected = {"float32": len("float32"), "bfloat16": len("bfloat16")}
@@ -167,8 +188,8 @@ def test_a_decoder_layer_step_is_timed_in_each_precision(kind, monkeypatch):
         pytest.importorskip("torchao", reason="int8 needs torchao (the [int8] extra)")
     calls, kernel = [], torch._weight_int8pack_mm
     monkeypatch.setattr(torch, "_weight_int8pack_mm", lambda *args: calls.append(args) or kernel(*args))
-    assert 0 < hardware.decoder_layer_step_ms(64, 128, kind, CPU, repeats=2) < 1000
-    assert bool(calls) == (kind == "int8")
+    assert 0 < hardware.decoder_layer_step_ms(64, 128, kind, CPU, repeats=2, rows=3) < 1000
+    assert {args[0].shape[0] for args in calls} == ({3} if kind == "int8" else set())  # a step of 3 rows
 
 
 def test_torchao_import_messages_stay_out_of_a_cpu_users_terminal():

@@ -92,11 +92,13 @@ def _set_attention(model, name: str) -> None:
 
 def model_precision(args):
     """The precision (`hardware.Precision`) that `add_model_arguments`' options ask for on this machine: measured
-    here with --dtype auto and --quantize. Raises `UsageError` for a device that cannot run here."""
+    here with --dtype auto and --quantize, at the rows of --batch-size where the command has one (corpus synthesis).
+    Raises `UsageError` for a device that cannot run here."""
     from .hardware import choose_precision
 
     return choose_precision(torch.device(check_device(args)), "float32" if args.onednn else args.dtype,
-                            args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto")
+                            args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto",
+                            rows=getattr(args, "batch_size", None) or 1)
 
 
 def _refuse_amp(args) -> None:

@@ -100,16 +100,18 @@ def _layer_linears(hidden: int, intermediate: int, kind: str, device: torch.devi
     return linears.requires_grad_(False)
 
 
-def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: torch.device, repeats: int = 15) -> float:
-    """The time (ms) of one cached AR step's products through one decoder layer (one row through each of its seven
-    linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as `generate` runs them (through the CPU
-    kernels of `valle_hf.cpu_kernels`): the fastest of `repeats` runs, since other processes only ever add time."""
+def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: torch.device, repeats: int = 15,
+                          rows: int = 1) -> float:
+    """The time (ms) of one cached AR step's products through one decoder layer (`rows` rows, one per sequence of the
+    batch, through each of its seven linears), in `kind` ("float32", "bfloat16", "float16" or "int8"), run as
+    `generate` runs them (through the CPU kernels of `valle_hf.cpu_kernels`): the fastest of `repeats` runs, since
+    other processes only ever add time."""
     from .cpu_kernels import CPULinearForward, decoding_step
 
     linears = _layer_linears(hidden, intermediate, kind, device)
     forwards = [CPULinearForward(linear) for linear in linears]
     activation = torch.bfloat16 if kind == "int8" else linears[0].weight.dtype
-    rows = {size: torch.randn(1, size, device=device, dtype=activation) for size in (hidden, intermediate)}
+    inputs = {size: torch.randn(rows, size, device=device, dtype=activation) for size in (hidden, intermediate)}
     times = []
     with torch.no_grad(), decoding_step():
         for _ in range(repeats + 2):
@@ -117,7 +119,7 @@ def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: tor
                 torch.cuda.synchronize(device)
             start = time.perf_counter()
             for forward, linear in zip(forwards, linears, strict=True):
-                forward(rows[linear.in_features])
+                forward(inputs[linear.in_features])
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append((time.perf_counter() - start) * 1e3)
@@ -129,9 +131,9 @@ def decoder_layer_step_ms(hidden: int, intermediate: int, kind: str, device: tor
 _KERNELS_VERSION = 2
 
 
-def _machine_key(device: torch.device, hidden: int, intermediate: int) -> str:
-    """What a measurement depends on: the processor, torch's build, the thread count, the layer's shapes and the
-    kernels."""
+def _machine_key(device: torch.device, hidden: int, intermediate: int, rows: int = 1) -> str:
+    """What a measurement depends on: the processor, torch's build, the thread count, the layer's shapes, the rows
+    and the kernels."""
     if device.type == "cuda":
         processor = torch.cuda.get_device_name(device)
     else:
@@ -140,7 +142,8 @@ def _machine_key(device: torch.device, hidden: int, intermediate: int) -> str:
             processor = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                               if line.startswith("model name")), processor)
         processor += f", {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
-    return f"{processor} | torch {torch.__version__} | layer {hidden}x{intermediate} | kernels {_KERNELS_VERSION}"
+    return (f"{processor} | torch {torch.__version__} | layer {hidden}x{intermediate} | rows {rows} | kernels "
+            f"{_KERNELS_VERSION}")
 
 
 def _measurements_file() -> Path:
@@ -152,16 +155,18 @@ def _measurements_file() -> Path:
 _ROUNDS = 3
 
 
-def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, intermediate: int) -> dict[str, float]:
-    """`decoder_layer_step_ms` of each kind, measured once per machine and kept in the cache directory (a file that
-    cannot be read or written only means measuring again)."""
-    path, key = _measurements_file(), _machine_key(device, hidden, intermediate)
+def _measured_step_ms(kinds: list[str], device: torch.device, hidden: int, intermediate: int,
+                      rows: int = 1) -> dict[str, float]:
+    """`decoder_layer_step_ms` of each kind at `rows` rows, measured once per machine and kept in the cache directory
+    (a file that cannot be read or written only means measuring again)."""
+    path, key = _measurements_file(), _machine_key(device, hidden, intermediate, rows)
     saved = _saved_measurements(path)
     known = saved.get(key, {})
     missing = [kind for kind in kinds if kind not in known]
     for _ in range(_ROUNDS if missing else 0):  # interleaved, so that a busy moment slows every kind alike
         for kind in missing:
-            known[kind] = min(known.get(kind, math.inf), decoder_layer_step_ms(hidden, intermediate, kind, device))
+            known[kind] = min(known.get(kind, math.inf),
+                              decoder_layer_step_ms(hidden, intermediate, kind, device, rows=rows))
     if missing:
         saved[key] = known
         with contextlib.suppress(OSError):
@@ -243,9 +248,11 @@ def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.dev
 
 
 def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | None = None, hidden: int = 1024,
-                     intermediate: int = 4096, nar_dtype: str = "auto") -> Precision:
+                     intermediate: int = 4096, nar_dtype: str = "auto", rows: int = 1) -> Precision:
     """The precision a model should load in on `device`, measured on this machine at the layer shapes given (the
-    released model's by default).
+    released model's by default) with `rows` rows per AR step (the batch size the model will decode: a 16-bit
+    product that streams one row faster than float32 may be several times slower at 8, on a CPU without 16-bit matrix
+    hardware).
 
     `dtype` "auto": on CUDA float16; on the CPU float32, or bfloat16 where its matrix-vector products stream at least
     10% faster here. Any other value is kept. `quantize="int8"` (torchao through `TorchAoConfig`; needs the
@@ -268,14 +275,14 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
         chosen = torch.float16
         reasons.append("--dtype auto on CUDA")
     else:
-        speed, measured = _measured_step_ms(["float32", "bfloat16"], device, hidden, intermediate), True
+        speed, measured = _measured_step_ms(["float32", "bfloat16"], device, hidden, intermediate, rows), True
         faster = speed["float32"] / speed["bfloat16"]
         chosen = torch.bfloat16 if faster >= _AUTO_MARGIN else torch.float32
-        reasons.append(f"one decoder layer's AR step: float32 {speed['float32']:.2f} ms, bfloat16 "
-                       f"{speed['bfloat16']:.2f} ms")
+        reasons.append(f"one decoder layer's AR step{f' of {rows} rows' if rows > 1 else ''}: float32 "
+                       f"{speed['float32']:.2f} ms, bfloat16 {speed['bfloat16']:.2f} ms")
     if quantize:
         name = str(chosen).removeprefix("torch.")
-        speed, measured = _measured_step_ms([name, "int8"], device, hidden, intermediate), True
+        speed, measured = _measured_step_ms([name, "int8"], device, hidden, intermediate, rows), True
         if speed["int8"] < speed[name]:
             reasons.append(f"int8 {speed['int8']:.2f} ms vs {name} {speed[name]:.2f} ms: int8 applied")
         else:
