@@ -15,8 +15,10 @@ CPU = torch.device("cpu")
 
 
 def _measured(monkeypatch, speeds: dict[str, float]) -> list[list[str]]:
-    """Pretend one decoder layer's AR step takes `speeds[kind]` ms here; returns the kinds each call asked for."""
+    """Pretend one decoder layer's AR step takes `speeds[kind]` ms here, on a CPU with bfloat16 matrix hardware (where
+    --dtype auto measures); returns the kinds each call asked for."""
     asked = []
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: True)
 
     def measured(kinds, *args):
         asked.append(list(kinds))
@@ -41,13 +43,28 @@ def test_auto_takes_bfloat16_only_where_it_streams_at_least_ten_percent_faster(m
                                                      "measured again at each run))")
 
 
+def test_without_bfloat16_matrix_hardware_auto_is_float32_unmeasured_and_int8_is_measured(monkeypatch):
+    """On an AVX2-only CPU a bfloat16 step's linears stream faster, but its elementwise ops and its NAR cost as much
+    again: float32, without a measurement; int8, asked for, is still measured against it."""
+    asked = _measured(monkeypatch, {"float32": 2.0, "bfloat16": 1.0, "int8": 0.5})
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: dtype == torch.float32)
+    precision = choose_precision(CPU)
+    assert precision.dtype == torch.float32 and not asked
+    assert precision.describe() == ("precision: AR float32, NAR float32 (--dtype auto on a CPU without bfloat16 "
+                                    "matrix hardware)")
+    int8 = choose_precision(CPU, quantize="int8")
+    assert asked == [["float32", "int8"]] and int8.quantize == "int8"
+    assert int8.nar == "float32 products of int8 weights"
+
+
 def test_auto_measures_at_the_batch_size_the_model_will_decode(monkeypatch):
-    """On a CPU without 16-bit matrix hardware, bfloat16 streams one row faster than float32 and eight rows several
-    times slower (measured on an AVX2-only AMD Zen 3); corpus synthesis measures at its --batch-size."""
+    """A kind that streams one row faster may stream eight slower (bfloat16 on an AVX2-only AMD Zen 3: 2.4x slower
+    than float32 at 8 rows); corpus synthesis measures at its --batch-size."""
     from valle_hf import synthesize
 
     speeds = {1: {"float32": 2.0, "bfloat16": 1.4, "int8": 1.0}, 8: {"float32": 4.0, "bfloat16": 9.0, "int8": 5.0}}
     asked = []
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: True)
     monkeypatch.setattr(hardware, "_measured_step_ms", lambda kinds, device, hidden, intermediate, rows=1: asked.append(
         rows) or {kind: speeds[rows][kind] for kind in kinds})
     assert choose_precision(CPU).dtype == torch.bfloat16 and asked == [1]
@@ -99,7 +116,7 @@ def test_on_a_cpu_slow_at_16bit_products_the_line_says_the_nar_multiplies_in_flo
     _measured(monkeypatch, {"float32": 2.0, "bfloat16": 1.0, "float16": 1.5, "int8": 0.5})
     for fast in (True, False):
         monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype, fast=fast: fast or dtype == torch.float32)
-        assert choose_precision(CPU).nar == ("bfloat16" if fast else "float32 products of bfloat16 weights")
+        assert choose_precision(CPU, "bfloat16").nar == ("bfloat16" if fast else "float32 products of bfloat16 weights")
         int8 = choose_precision(CPU, quantize="int8")
         assert int8.nar == ("int8 weights, bfloat16 activations" if fast else "float32 products of int8 weights")
         assert choose_precision(CPU, "float16", quantize="int8").describe().startswith(

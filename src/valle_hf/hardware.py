@@ -250,13 +250,15 @@ def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.dev
 def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | None = None, hidden: int = 1024,
                      intermediate: int = 4096, nar_dtype: str = "auto", rows: int = 1) -> Precision:
     """The precision a model should load in on `device`, measured on this machine at the layer shapes given (the
-    released model's by default) with `rows` rows per AR step (the batch size the model will decode: a 16-bit
-    product that streams one row faster than float32 may be several times slower at 8, on a CPU without 16-bit matrix
-    hardware).
+    released model's by default) with `rows` rows per AR step (the batch size the model will decode: a kind that
+    streams one row fastest may stream eight slower).
 
-    `dtype` "auto": on CUDA float16; on the CPU float32, or bfloat16 where its matrix-vector products stream at least
-    10% faster here. Any other value is kept. `quantize="int8"` (torchao through `TorchAoConfig`; needs the
-    `valle-hf[int8]` extra) is kept where one decoder layer's int8 step is faster than in the chosen dtype, and
+    `dtype` "auto": on CUDA float16; on the CPU float32, or, where the CPU has bfloat16 matrix hardware
+    (`cpu_multiplies_fast`), bfloat16 if its matrix-vector products stream at least 10% faster here. Without that
+    hardware (AVX2 only) float32, unmeasured: there a bfloat16 step's linears stream faster, but its elementwise ops
+    and the NAR's float32 products of its weights cost about as much again (10 s of speech on an AMD Zen 3: 69.4 s in
+    bfloat16, 70.5 s in float32). Any other value is kept. `quantize="int8"` (torchao through `TorchAoConfig`; needs
+    the `valle-hf[int8]` extra) is kept where one decoder layer's int8 step is faster than in the chosen dtype, and
     dropped otherwise: the AR runs in whichever this machine streams fastest. With int8 kept, the activations are
     bfloat16 on the CPU and where the chosen dtype was float32. The NAR then runs in bfloat16 where the hardware
     multiplies it fast, or in `nar_dtype` (`nar_autocast_dtype`); `nar_dtype="float32"` makes "auto" float32, since
@@ -274,6 +276,9 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
     elif device.type == "cuda":
         chosen = torch.float16
         reasons.append("--dtype auto on CUDA")
+    elif not cpu_multiplies_fast(torch.bfloat16):
+        chosen = torch.float32
+        reasons.append("--dtype auto on a CPU without bfloat16 matrix hardware")
     else:
         speed, measured = _measured_step_ms(["float32", "bfloat16"], device, hidden, intermediate, rows), True
         faster = speed["float32"] / speed["bfloat16"]
