@@ -9,9 +9,10 @@
   `generate` runs) and through torchao's own linear (reference). A step is bound by these reads.
 * **Matrix-product throughput at the NAR's shapes**: one decoder layer's seven linears and its causal SDPA at M = the
   NAR's sequence length (text, level token, prompt and the response of `--seconds` of speech), and the level's head
-  over the response rows, per precision: float32 and int8 (as `generate` runs them), bfloat16 (on weights cast
-  beforehand; the NAR's autocast casts them again at each level, time above the floor). A NAR level's compute
-  floor is `layers x (linears + SDPA) + head` at those shapes.
+  over the response rows, per precision, each through the kernels `generate` runs: float32, int8, and bfloat16 on a
+  bfloat16 model's weights (the NAR's autocast of a float32 model casts them again at each level, time above the
+  floor). Where the CPU has no fast bfloat16 products, the bfloat16 and int8 ones run in float32, as the model's do.
+  A NAR level's compute floor is `layers x (linears + SDPA) + head` at those shapes.
 """
 
 from __future__ import annotations
@@ -135,8 +136,8 @@ def nar_length(config, args) -> tuple[int, int]:
 
 
 def nar_products(model, kind: str, rows: int, frames: int, device: torch.device, repeats: int) -> dict:
-    """Times (ms) and FLOPs of one NAR level's matrix products in `kind` (float32 and int8 as `generate` runs them;
-    a 16-bit dtype on weights cast beforehand): one decoder layer's seven
+    """Times (ms) and FLOPs of one NAR level's matrix products in `kind`, as `generate` runs them on `model` (a 16-bit
+    `kind` of a float32 model: on weights cast beforehand, as autocast's cache holds them): one decoder layer's seven
     linears and its causal SDPA at `rows` positions, and the level's head over `frames` rows."""
     config = model.config
     dtype = model.dtype if kind == "int8" else COMPUTE_DTYPES[kind]  # int8 weights: the model's activations
