@@ -214,15 +214,22 @@ def float32_products(monkeypatch):
     return record
 
 
-@pytest.mark.parametrize("kind", ["bfloat16", "float16", "int8"])
+@pytest.mark.parametrize("kind", ["bfloat16", "float16", "int8", "int8 scales per group"])
 def test_16bit_and_int8_weights_multiply_in_float32_outside_decoding_steps_on_a_cpu_slow_at_16bit(float32_products,
                                                                                                   kind):
     """Where the CPU has no fast 16-bit matrix products (an AVX2-only CPU), a pass that is not a cached decoding step
     (the prefill, the NAR) multiplies in float32 and rounds back; decoding steps, gradients and CPUs with fast 16-bit
     products keep the product they had."""
-    linear = _int8_linear(128) if kind == "int8" else nn.Linear(128, 48).to(getattr(torch, kind))
+    if kind.startswith("int8"):
+        pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
+        from torchao.quantization import Int8WeightOnlyConfig
+        from torchao.quantization.granularity import PerGroup
+
+        linear = _int8_linear(128, config=Int8WeightOnlyConfig(granularity=PerGroup(32)) if "group" in kind else None)
+    else:
+        linear = nn.Linear(128, 48).to(getattr(torch, kind))
     linear.requires_grad_(False)
-    weight = linear.weight.dequantize() if kind == "int8" else linear.weight  # the values torchao multiplies by
+    weight = linear.weight.dequantize() if kind.startswith("int8") else linear.weight  # what torchao multiplies by
     x = torch.randn(20, 1, 128).to(weight.dtype)
     exact = torch.nn.functional.linear(x.float(), weight.float(), linear.bias.float())
     forward = cpu_kernels.CPULinearForward(linear)

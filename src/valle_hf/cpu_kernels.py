@@ -134,8 +134,8 @@ def _int8_weight_only(weight: torch.Tensor) -> bool:
 
 
 def _int8_weight_suits(weight: torch.Tensor) -> bool:
-    """Whether `_weight_int8pack_mm` can multiply a weight-only int8 `weight` (torchao's): one scale per output row,
-    contiguous int8 data, and an input width the kernel reads safely."""
+    """Whether `_weight_int8pack_mm` can multiply a weight-only int8 `weight` (torchao's, symmetric: no zero point):
+    one scale per output row, contiguous int8 data, and an input width the kernel reads safely."""
     qdata = getattr(weight, "qdata", None)
     return (
         _int8_weight_only(weight)
@@ -218,13 +218,21 @@ class CPULinearForward:
             if bias is not None:
                 flat += bias  # in place, as torchao adds it: the output keeps the activations' dtype
         elif self._widens(x, weight):
-            wide = weight if type(weight) in (torch.Tensor, nn.Parameter) else weight.dequantize()
-            flat = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).float(), wide.float(),
+            flat = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).float(), self._float32(weight),
                                                       None if bias is None else bias.float(), "none", [], "")
             flat = flat.to(x.dtype)
         else:
             return F.linear(x, weight, bias)
         return flat.view(*x.shape[:-1], flat.shape[-1])
+
+    def _float32(self, weight: torch.Tensor) -> torch.Tensor:
+        """A float32 copy of a 16-bit or int8 `weight`: int8 rows times their scales in one pass where the int8 kernel
+        could take them (torchao's `dequantize` rounds to bfloat16 first, in 30x the time), else dequantized."""
+        if type(weight) in (torch.Tensor, nn.Parameter):
+            return weight.float()
+        if self._int8_suits:
+            return weight.qdata * weight.scale.reshape(-1, 1).float()
+        return weight.dequantize().float()
 
     @staticmethod
     def _pack(weight: torch.Tensor) -> torch.Tensor:
