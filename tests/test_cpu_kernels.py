@@ -73,7 +73,7 @@ def test_refuses_what_it_cannot_pack(model):
 def test_generate_runs_the_linears_through_onednn_by_default_and_keeps_them_in_place(model, monkeypatch):
     applied = []
     applies = cpu_kernels._applies
-    monkeypatch.setattr(cpu_kernels, "_applies", lambda x, weight: applied.append(applies(x, weight)) or applied[-1])
+    monkeypatch.setattr(cpu_kernels, "_applies", lambda *args: applied.append(applies(*args)) or applied[-1])
     codes, logits = _logits(model)
     assert applied and all(applied)  # every decoder linear of every step, float32 on the CPU
     forwards = [module.__dict__.get("forward") for module in cpu_kernels._decoder_linears(model)]
@@ -201,14 +201,15 @@ def test_int8_weights_the_kernel_cannot_multiply_take_torchaos_product(int8_call
 # ------------------------------------------------------------------------- float32 products of 16-bit and int8 weights
 @pytest.fixture
 def float32_products(monkeypatch):
-    """Pretend the CPU multiplies 16-bit matrices slowly (fast after `.fast = True`), and record in `.calls`, for each
-    float32 product oneDNN runs, its rows, whether it ran in a cached decoding step, and its input's dtype."""
+    """Pretend the CPU multiplies 16-bit matrices slowly (but those of the dtypes put in `.fast`), and record in
+    `.calls`, for each float32 product oneDNN runs, its rows, whether it ran in a cached decoding step, and its input's
+    dtype."""
     from types import SimpleNamespace
 
     from valle_hf import hardware
 
-    record, product = SimpleNamespace(calls=[], fast=False), torch.ops.mkldnn._linear_pointwise
-    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: record.fast or dtype == torch.float32)
+    record, product = SimpleNamespace(calls=[], fast=set()), torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: dtype == torch.float32 or dtype in record.fast)
     monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda x, *args: record.calls.append(
         (x.shape[0], cpu_kernels._DECODING_STEP.get(), x.dtype)) or product(x, *args))
     return record
@@ -240,10 +241,55 @@ def test_16bit_and_int8_weights_multiply_in_float32_outside_decoding_steps_on_a_
         torch.testing.assert_close(out, exact.to(x.dtype), rtol=1e-2, atol=1e-2)  # rounded once, from float32
         with cpu_kernels.decoding_step():
             forward(x)
-        float32_products.fast = True
+        float32_products.fast = {torch.bfloat16}  # fast bfloat16 products only: float16 ones are still widened
+        forward(x)
+        float32_products.fast = {torch.bfloat16, torch.float16}
         forward(x)
     forward(x.requires_grad_())
+    assert len(float32_products.calls) == (2 if kind == "float16" else 1)
+
+
+def test_widened_products_leave_no_gradient_out_and_follow_a_changed_weight(float32_products):
+    """oneDNN's product has no gradient: a trainable weight or bias behind a frozen input (a layer trained after
+    frozen ones) keeps the module's own product. A weight cast in place, or replaced, is checked again."""
+    x = torch.randn(5, 64, dtype=torch.bfloat16)  # wants no gradient
+    linear = nn.Linear(64, 32).to(torch.bfloat16)
+    forward = cpu_kernels.CPULinearForward(linear)
+    forward(x).float().sum().backward()
+    linear.weight.requires_grad_(False)
+    forward(x).float().sum().backward()  # the bias alone trains
+    assert linear.weight.grad is not None and linear.bias.grad is not None and not float32_products.calls
+    head = nn.Linear(64, 32)  # float32, the bias alone trainable: oneDNN's product would leave it without a gradient
+    head.weight.requires_grad_(False)
+    cpu_kernels.CPULinearForward(head)(x.float()).sum().backward()
+    assert head.bias.grad is not None and not float32_products.calls
+    plain = nn.Linear(64, 32)
+    forward = cpu_kernels.CPULinearForward(plain)
+    forward(x.float())  # gradients wanted: the module's own product, the float32 weight checked (not widened)
+    plain.to(torch.bfloat16)  # in place: the same weight object in another dtype
+    with torch.no_grad():
+        forward(x)
+        assert len(float32_products.calls) == 1
+        pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig
+
+        # another object of the same dtype that must not be widened: torchao quantizes its activations too
+        plain.weight = _int8_linear(64, 32, config=Int8DynamicActivationInt8WeightConfig()).weight
+        forward(x)
     assert len(float32_products.calls) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_row_alone_gets_the_product_it_gets_among_others(float32_products, dtype):
+    """oneDNN takes another kernel for a single row, whose float32 sums differ in their last bits at the released
+    model's widths: a batch-1 head, a stream's chunk of one frame, must get what a batch or the whole NAR gives."""
+    generator = torch.Generator().manual_seed(0)
+    linear = nn.Linear(1024, 4096).requires_grad_(False).to(dtype)
+    forward = cpu_kernels.CPULinearForward(linear)
+    x = torch.randn(64, 1024, generator=generator).to(dtype)
+    with torch.no_grad():
+        assert torch.equal(forward(x[:1]), forward(x)[:1])
+    assert len(float32_products.calls) == 2  # through oneDNN (widened, in bfloat16)
 
 
 def test_generate_multiplies_a_16bit_models_prefill_and_nar_in_float32_on_a_cpu_slow_at_16bit(model,
@@ -255,7 +301,7 @@ def test_generate_multiplies_a_16bit_models_prefill_and_nar_in_float32_on_a_cpu_
     per_pass = 7 * model.config.num_hidden_layers + 1  # the decoder's linears and a head
     assert len(float32_products.calls) == model.config.num_rvq_levels * per_pass  # the prefill, each NAR level
     float32_products.calls.clear()
-    float32_products.fast = True
+    float32_products.fast = {torch.bfloat16}
     fast = model.generate(**inputs).codes
     assert not float32_products.calls
     assert (slow == fast).float().mean() > 0.5  # the same products up to bfloat16 rounding

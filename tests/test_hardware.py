@@ -122,6 +122,8 @@ def test_on_a_cpu_slow_at_16bit_products_the_line_says_the_nar_multiplies_in_flo
         assert choose_precision(CPU, "float16", quantize="int8").describe().startswith(
             "precision: AR int8 weights, bfloat16 activations, NAR "
             + ("int8 weights, bfloat16 activations" if fast else "float32 products of int8 weights"))
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # no oneDNN: the model's own products
+    assert choose_precision(CPU, "bfloat16").nar == "bfloat16"
 
 
 def test_a_float32_nar_makes_auto_float32_and_the_line_names_each_nar(monkeypatch):
@@ -203,10 +205,30 @@ def test_a_decoder_layer_step_is_timed_in_each_precision(kind, monkeypatch):
     """Timed through the kernels generate's decoding steps run: int8 weights through ATen's int8 kernel."""
     if kind == "int8":
         pytest.importorskip("torchao", reason="int8 needs torchao (the [int8] extra)")
-    calls, kernel = [], torch._weight_int8pack_mm
+    from valle_hf.cpu_kernels import CPULinearForward
+
+    calls, kernel, rows, forward = [], torch._weight_int8pack_mm, [], CPULinearForward.__call__
     monkeypatch.setattr(torch, "_weight_int8pack_mm", lambda *args: calls.append(args) or kernel(*args))
+    monkeypatch.setattr(CPULinearForward, "__call__", lambda self, x: rows.append(x.shape[0]) or forward(self, x))
     assert 0 < hardware.decoder_layer_step_ms(64, 128, kind, CPU, repeats=2, rows=3) < 1000
-    assert {args[0].shape[0] for args in calls} == ({3} if kind == "int8" else set())  # a step of 3 rows
+    assert set(rows) == {3} and bool(calls) == (kind == "int8")  # a step of 3 rows
+
+
+@pytest.mark.parametrize("flags, fast", [
+    ((), set()), (("_is_avx2_supported", "_is_avx512_supported"), set()), (("_is_avx512_bf16_supported",), {"bf16"}),
+    (("_is_amx_tile_supported",), {"bf16"}), (("_is_amx_tile_supported", "_is_amx_fp16_supported"), {"bf16", "fp16"}),
+])
+def test_fast_16bit_products_are_read_from_torchs_cpu_flags(monkeypatch, flags, fast):
+    for name in ("_is_avx2_supported", "_is_avx512_supported", "_is_avx512_bf16_supported", "_is_amx_tile_supported",
+                 "_is_amx_fp16_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda name=name: name in flags, raising=False)
+    hardware._cpu_fast_16bit.cache_clear()
+    try:
+        dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+        assert {name for name, dtype in dtypes.items() if hardware.cpu_multiplies_fast(dtype)} == fast
+        assert hardware.cpu_multiplies_fast(torch.float32)
+    finally:
+        hardware._cpu_fast_16bit.cache_clear()  # read again from the real flags
 
 
 def test_torchao_import_messages_stay_out_of_a_cpu_users_terminal():

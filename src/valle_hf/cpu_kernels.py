@@ -104,22 +104,24 @@ def _marked_decoding_step():
         _DECODING_STEP.reset(token)
 
 
-def _inference_on_cpu(x: torch.Tensor) -> bool:
+def _inference_on_cpu(x: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
+    """Whether `x` is multiplied on the CPU with no gradient to compute for it or for `parameters` (the oneDNN
+    product has none: a trainable weight or bias would be left without one), outside autocast and torch.compile."""
+    wants_gradients = any(tensor is not None and tensor.requires_grad for tensor in (x, *parameters))
     return (
         x.is_cpu
-        and not (torch.is_grad_enabled() and x.requires_grad)
+        and not (torch.is_grad_enabled() and wants_gradients)
         and not torch.is_autocast_enabled("cpu")  # autocast casts the weights itself (the NAR)
         and not torch.compiler.is_compiling()  # inductor chooses its own kernels
     )
 
 
-def _applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether oneDNN's float32 inner product can stand in for `F.linear(x, weight)` here."""
+def _applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether oneDNN's float32 inner product can stand in for `F.linear(x, weight, bias)` here."""
     return (
         x.dtype == torch.float32 and weight.dtype == torch.float32
         and type(weight) in (torch.Tensor, nn.Parameter)  # not a quantized weight that reports float32 (torchao's)
-        and not (torch.is_grad_enabled() and weight.requires_grad)
-        and _inference_on_cpu(x)
+        and _inference_on_cpu(x, weight, bias)
     )
 
 
@@ -152,11 +154,11 @@ def _widenable(weight: torch.Tensor) -> bool:
     return _int8_weight_only(weight)
 
 
-def _widened_inputs(x: torch.Tensor) -> bool:
+def _widened_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether 16-bit activations `x` are multiplied in float32 here: in a pass that is not a cached decoding step,
     on a CPU without fast products of their dtype."""
     return (
-        x.dtype in (torch.bfloat16, torch.float16) and not _DECODING_STEP.get() and _inference_on_cpu(x)
+        x.dtype in (torch.bfloat16, torch.float16) and not _DECODING_STEP.get() and _inference_on_cpu(x, weight, bias)
         and not hardware.cpu_multiplies_fast(x.dtype)
     )
 
@@ -165,6 +167,15 @@ def _int8_inputs_suit(x: torch.Tensor) -> bool:
     """Whether the int8 kernel takes `x`: inference on the CPU in a decoding step, with bfloat16 activations (with
     float16 or float32 inputs it is several times slower than torchao's product)."""
     return x.dtype == torch.bfloat16 and _DECODING_STEP.get() and _inference_on_cpu(x)
+
+
+def _onednn_product(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """oneDNN's float32 inner product of `rows` [M, in_features]. One row is multiplied as two: oneDNN takes another
+    kernel for a single row, whose sums differ in their last bits from the same row's among others, and a row alone
+    must get what it gets in a batch (a stream's chunk of one frame what the whole NAR gives it)."""
+    if rows.shape[0] == 1:
+        return torch.ops.mkldnn._linear_pointwise(rows.expand(2, -1), weight, bias, "none", [], "")[:1]
+    return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
 
 
 class CPULinearForward:
@@ -180,7 +191,8 @@ class CPULinearForward:
     def __init__(self, module: nn.Linear, prepack: bool = False):
         self.module, self.prepack = module, prepack
         self.derived, self.derived_from = None, None  # the packed float32 weight, or the int8 weight's scales
-        self._checked: weakref.ref | None = None  # the weight last checked for the int8 kernel and for widening
+        # the weight (and its dtype, which `.to` changes in place) last checked for the int8 kernel and for widening
+        self._checked: tuple[weakref.ref, torch.dtype] | None = None
         self._int8_suits = self._widenable = False
 
     def _derive(self, source: torch.Tensor, key, make) -> torch.Tensor:
@@ -191,8 +203,8 @@ class CPULinearForward:
         return self.derived
 
     def _check(self, weight: torch.Tensor) -> None:
-        if self._checked is None or self._checked() is not weight:
-            self._checked = weakref.ref(weight)
+        if self._checked is None or self._checked[0]() is not weight or self._checked[1] != weight.dtype:
+            self._checked = weakref.ref(weight), weight.dtype
             self._int8_suits, self._widenable = _int8_weight_suits(weight), _widenable(weight)
 
     def _int8_applies(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -200,27 +212,26 @@ class CPULinearForward:
         self._check(weight)
         return self._int8_suits and _int8_inputs_suit(x)
 
-    def _widens(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+    def _widens(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
         """Whether the product with `weight` runs in float32 here."""
         self._check(weight)
-        return self._widenable and _widened_inputs(x)
+        return self._widenable and _widened_inputs(x, weight, bias)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         module = self.module
         weight, bias = module.weight, module.bias
-        if _applies(x, weight):
+        if _applies(x, weight, bias):
             if self.prepack:
                 weight = self._derive(weight, weight.dtype, self._pack)
-            flat = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), weight, bias, "none", [], "")
+            flat = _onednn_product(x.reshape(-1, x.shape[-1]), weight, bias)
         elif self._int8_applies(x, weight):
             scales = self._derive(weight.scale, x.dtype, lambda scale: scale.reshape(-1).to(x.dtype))
             flat = torch._weight_int8pack_mm(x.reshape(-1, x.shape[-1]).contiguous(), weight.qdata, scales)
             if bias is not None:
                 flat += bias  # in place, as torchao adds it: the output keeps the activations' dtype
-        elif self._widens(x, weight):
-            flat = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]).float(), self._float32(weight),
-                                                      None if bias is None else bias.float(), "none", [], "")
-            flat = flat.to(x.dtype)
+        elif self._widens(x, weight, bias):
+            flat = _onednn_product(x.reshape(-1, x.shape[-1]).float(), self._float32(weight),
+                                   None if bias is None else bias.float()).to(x.dtype)
         else:
             return F.linear(x, weight, bias)
         return flat.view(*x.shape[:-1], flat.shape[-1])

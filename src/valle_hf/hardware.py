@@ -55,6 +55,8 @@ def _cpu_fast_16bit() -> frozenset[torch.dtype]:
     def flag(name: str) -> bool:
         return getattr(torch.cpu, name, lambda: False)()
 
+    # torch reports no AVX512-FP16 flag: float16 counts as slow on CPUs that have only that (Sapphire Rapids), where
+    # its products are then widened to float32, perhaps needlessly (auto never chooses float16 on the CPU)
     fast = {torch.bfloat16: flag("_is_amx_tile_supported") or flag("_is_avx512_bf16_supported"),
             torch.float16: flag("_is_amx_fp16_supported")}
     return frozenset(dtype for dtype, has in fast.items() if has)
@@ -236,7 +238,8 @@ def loaded_precision(precision: Precision, model) -> Precision:
 
 
 def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.device, nar_dtype: str) -> str:
-    widened = device.type == "cpu" and not cpu_multiplies_fast(dtype)  # see valle_hf.cpu_kernels
+    # valle_hf.cpu_kernels multiplies them in float32, through oneDNN
+    widened = device.type == "cpu" and not cpu_multiplies_fast(dtype) and torch.backends.mkldnn.is_available()
     if quantize in (None, "int8") and dtype != torch.float32 and widened:
         return f"float32 products of {quantize or str(dtype).removeprefix('torch.')} weights"
     if quantize:
@@ -260,9 +263,10 @@ def choose_precision(device: torch.device, dtype: str = "auto", quantize: str | 
     bfloat16, 70.5 s in float32). Any other value is kept. `quantize="int8"` (torchao through `TorchAoConfig`; needs
     the `valle-hf[int8]` extra) is kept where one decoder layer's int8 step is faster than in the chosen dtype, and
     dropped otherwise: the AR runs in whichever this machine streams fastest. With int8 kept, the activations are
-    bfloat16 on the CPU and where the chosen dtype was float32. The NAR then runs in bfloat16 where the hardware
-    multiplies it fast, or in `nar_dtype` (`nar_autocast_dtype`); `nar_dtype="float32"` makes "auto" float32, since
-    autocast only narrows a model's dtype.
+    bfloat16 on the CPU and where the chosen dtype was float32. The NAR of a float32 model then runs in bfloat16
+    where the hardware multiplies it fast, or in `nar_dtype` (`nar_autocast_dtype`); `nar_dtype="float32"` makes
+    "auto" float32, since autocast only narrows a model's dtype. A 16-bit or int8 model's NAR multiplies in float32
+    on a CPU without fast products of its dtype (`valle_hf.cpu_kernels`).
     """
     if quantize not in (None, "int8"):
         raise VallEValueError(f"quantize must be None or 'int8', got {quantize!r}")
