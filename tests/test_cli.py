@@ -81,7 +81,8 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("vocoder_of_tiny_random", "--vocoder applies when a checkpoint is converted"),
     ],
 )
-def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, case, expected):
+def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_wav, capsys, monkeypatch, case,
+                                               expected):
     reference, text, out, model, extra = prompt_wav, "Hello.", tmp_path / "o.wav", converted_dir, []
     if case == "missing_reference":
         reference = tmp_path / "nope.wav"
@@ -112,7 +113,8 @@ def test_bad_input_gives_one_line_and_status_1(tmp_path, converted_dir, prompt_w
         extra = ["--codec", "tiny-random"]
     elif case == "vocoder_of_tiny_random":
         model, extra = "tiny-random", ["--vocoder", "none"]
-    elif case.startswith("float32_nar_of"):
+    elif case.startswith("float32_nar_of"):  # on a CPU with fast 16-bit products (elsewhere they run in float32)
+        monkeypatch.setattr("valle_hf.hardware.cpu_multiplies_fast", lambda dtype: True)
         extra = ["--nar-dtype", "float32", *(["--dtype", "bfloat16"] if "bfloat16" in case else ["--quantize", "int8"])]
     status, _, err = run([text, reference, out, "--model", model, "--max-ar-steps", 3, *extra], capsys)
     assert status == 1
@@ -573,6 +575,21 @@ def test_device_dtype_and_onednn_flags_reach_the_model(cli, capsys):
     if not torch.cuda.is_available():
         status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "o.wav", "--device", "cuda"], capsys)
         assert status == 1 and "CUDA is not available" in err
+
+
+@pytest.mark.parametrize("flags", [["--dtype", "bfloat16"], ["--quantize", "int8"]], ids=["bfloat16", "int8"])
+def test_a_float32_nar_of_a_16bit_model_runs_where_the_cpu_multiplies_16bit_matrices_in_float32(cli, capsys,
+                                                                                                 monkeypatch, flags):
+    """Without fast 16-bit products the NAR of a bfloat16 or int8 model already multiplies in float32: asked for,
+    it is what runs, not a mistake."""
+    if flags[0] == "--quantize":
+        pytest.importorskip("torchao", reason="int8 weights need torchao (the [int8] extra)")
+    monkeypatch.setattr("valle_hf.hardware.cpu_multiplies_fast", lambda dtype: dtype == torch.float32)
+    status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "n.wav", "--model", "tiny-random", "--nar-dtype",
+                          "float32", "--max-ar-steps", 2, *flags], capsys)
+    weights = "int8" if flags[0] == "--quantize" else "bfloat16"
+    assert status == 0 and f", NAR float32 products of {weights} weights (" in err, err
+    assert "does not apply" not in err
 
 
 def test_the_original_attention_and_amp_flags(cli, capsys):

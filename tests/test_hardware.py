@@ -136,8 +136,10 @@ def test_a_float32_nar_makes_auto_float32_and_the_line_names_each_nar(monkeypatc
     assert choose_precision(CPU, "bfloat16", nar_dtype="float32").nar == "bfloat16"  # an explicit dtype is kept
 
 
-def test_a_nar_dtype_a_16bit_model_cannot_run_in_is_named_in_a_warning():
+def test_a_nar_dtype_a_16bit_model_cannot_run_in_is_named_in_a_warning(monkeypatch):
     from conftest import logged_warnings
+
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: True)  # its NAR in its own dtype
 
     with logged_warnings() as captured:
         assert hardware.nar_autocast_dtype("float32", CPU, torch.float16) is None
@@ -146,6 +148,19 @@ def test_a_nar_dtype_a_16bit_model_cannot_run_in_is_named_in_a_warning():
         assert hardware.nar_autocast_dtype("auto", CPU, torch.bfloat16) is None
         assert hardware.nar_autocast_dtype("bfloat16", CPU, torch.bfloat16) is None
     assert not captured.out
+
+
+def test_where_a_16bit_nar_multiplies_in_float32_its_warning_says_so(monkeypatch):
+    from conftest import logged_warnings
+
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: dtype == torch.float32)
+    with logged_warnings() as captured:
+        assert hardware.nar_autocast_dtype("float32", CPU, torch.bfloat16) is None  # what runs: no warning
+    assert not captured.out
+    with logged_warnings() as captured:
+        assert hardware.nar_autocast_dtype("float16", CPU, torch.bfloat16) is None
+    assert ("nar_dtype='float16' does not apply to a bfloat16 model: its NAR multiplies its weights in float32 on "
+            "this CPU (no fast bfloat16 products)") in captured.out
 
 
 def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):

@@ -30,6 +30,7 @@ __all__ = [
     "Precision",
     "choose_precision",
     "cpu_multiplies_fast",
+    "widened_to_float32",
     "decoder_layer_step_ms",
     "loaded_precision",
     "nar_autocast_dtype",
@@ -62,6 +63,14 @@ def _cpu_fast_16bit() -> frozenset[torch.dtype]:
     return frozenset(dtype for dtype, has in fast.items() if has)
 
 
+def widened_to_float32(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether a model of 16-bit `dtype` (or int8 weights with `dtype` activations) on `device` multiplies its passes
+    over many rows (the prefill, the NAR) in float32: on a CPU without fast products of that dtype, through oneDNN
+    (`valle_hf.cpu_kernels`)."""
+    return (dtype in (torch.bfloat16, torch.float16) and device.type == "cpu" and not cpu_multiplies_fast(dtype)
+            and torch.backends.mkldnn.is_available())
+
+
 def nar_autocast_dtype(setting: str, device: torch.device, model_dtype: torch.dtype) -> torch.dtype | None:
     """The dtype the NAR's matrix products run in under `torch.autocast`, or None to run in `model_dtype` as is.
 
@@ -72,9 +81,13 @@ def nar_autocast_dtype(setting: str, device: torch.device, model_dtype: torch.dt
     if setting not in NAR_DTYPES:
         raise VallEValueError(f"nar_dtype must be one of {NAR_DTYPES}, got {setting!r}")
     if model_dtype != torch.float32:
-        if setting not in ("auto", str(model_dtype).removeprefix("torch.")):
-            logger.warning_once(f"nar_dtype={setting!r} does not apply to a {str(model_dtype).removeprefix('torch.')} "
-                                "model: its NAR runs in the model's dtype (load the model in float32 for another)")
+        name = str(model_dtype).removeprefix("torch.")
+        runs = "float32" if widened_to_float32(model_dtype, device) else name
+        if setting not in ("auto", runs):
+            where = (f"multiplies its weights in float32 on this CPU (no fast {name} products)" if runs == "float32"
+                     else "runs in the model's dtype")
+            logger.warning_once(f"nar_dtype={setting!r} does not apply to a {name} model: its NAR {where} (load the "
+                                "model in float32 for another)")
         return None
     if setting == "auto":
         return torch.bfloat16 if _fast_bf16_matmul(device) else None
@@ -238,9 +251,7 @@ def loaded_precision(precision: Precision, model) -> Precision:
 
 
 def _nar_description(dtype: torch.dtype, quantize: str | None, device: torch.device, nar_dtype: str) -> str:
-    # valle_hf.cpu_kernels multiplies them in float32, through oneDNN
-    widened = device.type == "cpu" and not cpu_multiplies_fast(dtype) and torch.backends.mkldnn.is_available()
-    if quantize in (None, "int8") and dtype != torch.float32 and widened:
+    if quantize in (None, "int8") and widened_to_float32(dtype, device):
         return f"float32 products of {quantize or str(dtype).removeprefix('torch.')} weights"
     if quantize:
         return _quantized_description(quantize, dtype)
