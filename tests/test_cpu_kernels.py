@@ -282,7 +282,8 @@ def test_widened_products_leave_no_gradient_out_and_follow_a_changed_weight(floa
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_row_alone_gets_the_product_it_gets_among_others(float32_products, dtype):
     """oneDNN takes another kernel for a single row, whose float32 sums differ in their last bits at the released
-    model's widths: a batch-1 head, a stream's chunk of one frame, must get what a batch or the whole NAR gives."""
+    model's widths: outside decoding steps (a stream's chunk of one frame, a batch-1 head) a row gets what a batch or
+    the whole NAR gives it."""
     generator = torch.Generator().manual_seed(0)
     linear = nn.Linear(1024, 4096).requires_grad_(False).to(dtype)
     forward = cpu_kernels.CPULinearForward(linear)

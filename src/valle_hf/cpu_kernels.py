@@ -170,10 +170,12 @@ def _int8_inputs_suit(x: torch.Tensor) -> bool:
 
 
 def _onednn_product(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """oneDNN's float32 inner product of `rows` [M, in_features]. One row is multiplied as two: oneDNN takes another
-    kernel for a single row, whose sums differ in their last bits from the same row's among others, and a row alone
-    must get what it gets in a batch (a stream's chunk of one frame what the whole NAR gives it)."""
-    if rows.shape[0] == 1:
+    """oneDNN's float32 inner product of `rows` [M, in_features]. oneDNN takes another kernel for a single row, whose
+    sums differ in their last bits from the same row's among others: outside decoding steps one row is multiplied as
+    two, so that a stream's chunk of one frame gets what the whole NAR gives it. A decoding step keeps the one-row
+    kernel, which reads the weights nearly twice as fast (a row's step alone and in a batch then differ in the last
+    bits of its logits)."""
+    if rows.shape[0] == 1 and not _DECODING_STEP.get():
         return torch.ops.mkldnn._linear_pointwise(rows.expand(2, -1), weight, bias, "none", [], "")[:1]
     return torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
 
