@@ -156,10 +156,10 @@ def _widenable(weight: torch.Tensor) -> bool:
 
 def _widened_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether 16-bit activations `x` are multiplied in float32 here: in a pass that is not a cached decoding step,
-    on a CPU without fast products of their dtype."""
+    on a CPU without fast products of their dtype (`hardware.widened_to_float32`)."""
     return (
-        x.dtype in (torch.bfloat16, torch.float16) and not _DECODING_STEP.get() and _inference_on_cpu(x, weight, bias)
-        and not hardware.cpu_multiplies_fast(x.dtype)
+        hardware.widened_to_float32(x.dtype, x.device) and not _DECODING_STEP.get()
+        and _inference_on_cpu(x, weight, bias)
     )
 
 
@@ -240,7 +240,7 @@ class CPULinearForward:
 
     def _float32(self, weight: torch.Tensor) -> torch.Tensor:
         """A float32 copy of a 16-bit or int8 `weight`: int8 rows times their scales in one pass where the int8 kernel
-        could take them (torchao's `dequantize` rounds to bfloat16 first, in 30x the time), else dequantized."""
+        could take them (torchao's `dequantize` makes a bfloat16 copy first, then a second one), else dequantized."""
         if type(weight) in (torch.Tensor, nn.Parameter):
             return weight.float()
         if self._int8_suits:
