@@ -116,11 +116,16 @@ def _inference_on_cpu(x: torch.Tensor, *parameters: torch.Tensor | None) -> bool
     )
 
 
+def _plain(weight: torch.Tensor) -> bool:
+    """Whether `weight` holds its values as they are: not a quantized tensor subclass (torchao's reports the dtype of
+    its activations)."""
+    return type(weight) in (torch.Tensor, nn.Parameter)
+
+
 def _applies(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
     """Whether oneDNN's float32 inner product can stand in for `F.linear(x, weight, bias)` here."""
     return (
-        x.dtype == torch.float32 and weight.dtype == torch.float32
-        and type(weight) in (torch.Tensor, nn.Parameter)  # not a quantized weight that reports float32 (torchao's)
+        x.dtype == torch.float32 and weight.dtype == torch.float32 and _plain(weight)
         and _inference_on_cpu(x, weight, bias)
     )
 
@@ -149,7 +154,7 @@ def _int8_weight_suits(weight: torch.Tensor) -> bool:
 
 def _widenable(weight: torch.Tensor) -> bool:
     """Whether `weight` has a float32 form with the same product: a plain 16-bit weight, or weight-only int8."""
-    if type(weight) in (torch.Tensor, nn.Parameter):
+    if _plain(weight):
         return weight.dtype in (torch.bfloat16, torch.float16)
     return _int8_weight_only(weight)
 
@@ -241,7 +246,7 @@ class CPULinearForward:
     def _float32(self, weight: torch.Tensor) -> torch.Tensor:
         """A float32 copy of a 16-bit or int8 `weight`: int8 rows times their scales in one pass where the int8 kernel
         could take them (torchao's `dequantize` makes a bfloat16 copy first, then a second one), else dequantized."""
-        if type(weight) in (torch.Tensor, nn.Parameter):
+        if _plain(weight):
             return weight.float()
         if self._int8_suits:
             return weight.qdata * weight.scale.reshape(-1, 1).float()
