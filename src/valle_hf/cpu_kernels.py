@@ -107,10 +107,10 @@ def _marked_decoding_step():
 def _inference_on_cpu(x: torch.Tensor, *parameters: torch.Tensor | None) -> bool:
     """Whether `x` is multiplied on the CPU with no gradient to compute for it or for `parameters` (the oneDNN
     product has none: a trainable weight or bias would be left without one), outside autocast and torch.compile."""
-    wants_gradients = any(tensor is not None and tensor.requires_grad for tensor in (x, *parameters))
     return (
         x.is_cpu
-        and not (torch.is_grad_enabled() and wants_gradients)
+        and not (torch.is_grad_enabled()  # generate runs without: the tensors are looked at only in training
+                 and any(tensor is not None and tensor.requires_grad for tensor in (x, *parameters)))
         and not torch.is_autocast_enabled("cpu")  # autocast casts the weights itself (the NAR)
         and not torch.compiler.is_compiling()  # inductor chooses its own kernels
     )
@@ -163,8 +163,8 @@ def _widened_inputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     """Whether 16-bit activations `x` are multiplied in float32 here: in a pass that is not a cached decoding step,
     on a CPU without fast products of their dtype (`hardware.widened_to_float32`)."""
     return (
-        hardware.widened_to_float32(x.dtype, x.device) and not _DECODING_STEP.get()
-        and _inference_on_cpu(x, weight, bias)
+        not _DECODING_STEP.get()  # first: the cheapest test, and every 16-bit decoding step's answer
+        and hardware.widened_to_float32(x.dtype, x.device) and _inference_on_cpu(x, weight, bias)
     )
 
 
