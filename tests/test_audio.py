@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -324,3 +325,18 @@ def test_a_file_stream_writes_the_rows_one_after_the_other_clipped_to_one(tmp_pa
     expected = torch.cat([pieces[0][1], pieces[2][1], pieces[1][1]]).clamp(-1.0, 1.0)
     written = torch.from_numpy(soundfile.read(out, dtype="float32")[0])
     assert torch.equal(written, expected)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, a folder where no file can be made")
+def test_a_folder_that_takes_no_files_is_refused_before_any_work_whatever_its_permissions_say(monkeypatch):
+    """Root passes every permission test, yet cannot make a file in /proc or /sys: such an output was found only when
+    the speech, generated, was written."""
+    from valle_hf.audio import check_output_path
+    from valle_hf.errors import UsageError, VallEValueError
+    from valle_hf.files import check_output_folder
+
+    monkeypatch.setattr(os, "access", lambda path, mode: True)  # what root is told
+    with pytest.raises(VallEValueError, match="cannot write the output file /proc/o.wav: it or its folder is not"):
+        check_output_path("/proc/o.wav")
+    with pytest.raises(UsageError, match="cannot write --output /proc/corpus: /proc is not writable"):
+        check_output_folder("/proc/corpus", "--output")

@@ -17,7 +17,7 @@ import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallETypeError, VallEValueError, missing_dependency, one_line
-from .files import written_whole
+from .files import folder_takes_files, written_whole
 
 try:
     import soundfile
@@ -106,7 +106,7 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
         problem = ("is a file, not a folder: choose another path" if out.parent.exists()
                    else "does not exist: create it first")
         raise VallEValueError(f"cannot write the output file {out}: its folder {out.parent} {problem}")
-    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+    if not folder_takes_files(out.parent) or (out.exists() and not os.access(out, os.W_OK)):
         raise VallEValueError(f"cannot write the output file {out}: it or its folder is not writable (choose another "
                               "path, or change the permissions)")
     if inputs is None:

@@ -37,7 +37,13 @@ from .errors import (
     get_logger,
     one_line,
 )
-from .files import check_output_folder, leftovers_beside, plain_file_modes, temporary_folder_beside
+from .files import (
+    check_output_folder,
+    folder_takes_files,
+    leftovers_beside,
+    plain_file_modes,
+    temporary_folder_beside,
+)
 from .tokenization import check_symmap, packaged_tokenizer_file
 from .vocos import DEFAULT_VOCODER
 
@@ -417,7 +423,7 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
     check_output_folder(output_dir, "--output-dir")
     parent = output_dir.absolute().parent
     # An existing directory, even an empty one, is replaced by one made beside it: its parent must take that one.
-    if output_dir.exists() and not os.access(parent, os.W_OK | os.X_OK):
+    if output_dir.exists() and not folder_takes_files(parent):
         raise UsageError(f"cannot write --output-dir {output_dir}: it is replaced by a directory made beside it, and "
                          f"{parent} is not writable; choose another --output-dir")
     if not output_dir.exists() or not any(output_dir.iterdir()):

@@ -19,6 +19,7 @@ from .errors import UsageError
 
 __all__ = [
     "check_output_folder",
+    "folder_takes_files",
     "leftovers_beside",
     "plain_file_modes",
     "temporary_file_beside",
@@ -84,6 +85,18 @@ def plain_file_modes(folder: Path) -> None:
             os.chmod(path, 0o666 & ~_umask())
 
 
+def folder_takes_files(folder: Path) -> bool:
+    """Whether a file can be made in `folder` now. Permissions alone do not say it: root passes every permission test,
+    yet cannot make a file in /sys, /proc or a read-only mount; so a hidden empty file is made and removed."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        temporary_file_beside(folder / "write-test").unlink()
+    except OSError:
+        return False
+    return True
+
+
 def check_output_folder(folder: str | os.PathLike, name: str) -> Path:
     """`folder` as a Path, refused (`UsageError`) before any work where it cannot be made or written: it or a folder
     above it is a file, or the nearest one that exists is not writable. `name` is how messages call it ("--output",
@@ -93,6 +106,6 @@ def check_output_folder(folder: str | os.PathLike, name: str) -> Path:
     if not existing.is_dir():
         where = "is a file" if existing is folder else f"is inside {existing}, which is a file"
         raise UsageError(f"{name} {folder} {where}: give a folder (it is created if missing)")
-    if not os.access(existing, os.W_OK | os.X_OK):
+    if not folder_takes_files(existing):
         raise UsageError(f"cannot write {name} {folder}: {existing} is not writable")
     return folder
