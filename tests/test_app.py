@@ -23,7 +23,7 @@ import pytest
 import soundfile
 import torch
 
-from valle_hf.streaming import AudioChunk
+from valle_hf.streaming import DEFAULT_CHUNK_SECONDS, AudioChunk
 
 
 def _missing(reason: str):
@@ -339,7 +339,7 @@ def test_an_emptied_field_means_its_default_for_the_stream_chunk_too(tiny, monke
     demo = webui.Demo(*tiny)
     demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
     list(demo.speak(TEXT, random_voice=True, stream_chunk=None, max_ar_steps=2))
-    assert chunks == [webui.STREAM_CHUNK_SECONDS]
+    assert chunks == [DEFAULT_CHUNK_SECONDS]
 
 
 def test_without_ffmpeg_the_speech_plays_once_complete(tiny, monkeypatch):

@@ -21,6 +21,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from .configuration import DEFAULT_CODEC, SETTING_RULES, SettingError, check_settings, check_settings_fit
 from .errors import ArgumentParser, UsageError, entry_point, one_line
 from .seeding import sentence_seeds
+from .streaming import CHUNK_SECONDS_RULE, DEFAULT_CHUNK_SECONDS, AudioFileStreamer, chunk_seconds_allowed
 from .vocos import DEFAULT_VOCODER
 
 
@@ -177,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         "from seed + i (a random seed when not given, printed once the run worked)")
     add("--stream", action="store_true", help="write the output as it is generated: a file beside OUT_PATH grows "
         "chunk by chunk (printed at the start) and becomes OUT_PATH when complete")
-    add("--stream-chunk", type=float, default=0.5, help="seconds of codes per streamed chunk [0.5]")
+    add("--stream-chunk", type=float, default=None,
+        help=f"seconds of codes per streamed chunk, with --stream [{DEFAULT_CHUNK_SECONDS}]")
     add_sampler_arguments(parser)
     return parser
 
@@ -366,12 +368,10 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
 
 
 def check_streaming(args) -> None:
-    """--stream's own rules, checked before any model loads: chunks of a finite number of seconds > 0 (with --stream
-    or not), and nothing that changes the output after the AR's end (beam search, --refine-on-stop). Raises
-    `UsageError` naming the flags."""
-    from .streaming import CHUNK_SECONDS_RULE, chunk_seconds_allowed
-
-    if not chunk_seconds_allowed(args.stream_chunk):  # even without --stream: a value out of range is a mistake
+    """--stream's own rules, checked before any model loads: chunks of a finite number of seconds > 0, and nothing
+    that changes the output after the AR's end (beam search, --refine-on-stop). Raises `UsageError` naming the
+    flags."""
+    if args.stream_chunk is not None and not chunk_seconds_allowed(args.stream_chunk):
         raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be {CHUNK_SECONDS_RULE}")
     if not args.stream:
         return
@@ -383,13 +383,16 @@ def check_streaming(args) -> None:
                          "one of the two)")
 
 
-def check_task_flags(args) -> None:
-    """The text-to-speech flags given with --task stt, checked before any model loads: --stream, --no-prompt and the
-    settings of `TTS_ONLY_SETTINGS` are refused (they would be ignored), and --language must still be a language
-    (unused, but a code that does not exist is a mistake). Raises `UsageError`."""
+def check_ignored_flags(args) -> None:
+    """Flags that would be ignored, refused before any model loads (`UsageError`): --stream-chunk without --stream;
+    with --task stt, --stream, --no-prompt and the settings of `TTS_ONLY_SETTINGS`. --language must still be a
+    language with --task stt (unused, but a code that does not exist is a mistake)."""
     from .phonemes import resolve_language
 
     if args.task != "stt":
+        if args.stream_chunk is not None and not args.stream:
+            raise UsageError(f"--stream-chunk {args.stream_chunk} sets the chunks of --stream, which was not given: "
+                             "add --stream, or drop --stream-chunk")
         return
     if args.stream:
         raise UsageError("--stream writes speech as it is generated; --task stt prints a transcript: drop --stream")
@@ -397,6 +400,7 @@ def check_task_flags(args) -> None:
         raise UsageError("--no-prompt is for text-to-speech; --task stt transcribes REFERENCES: drop --no-prompt")
     unused = [f"--{flag.replace('_', '-')}" for flag, setting in FLAG_SETTINGS.items()
               if setting in TTS_ONLY_SETTINGS and getattr(args, flag) is not None]
+    unused += ["--stream-chunk"] if args.stream_chunk is not None else []
     if unused:
         them = "it" if len(unused) == 1 else "them"
         raise UsageError(f"{', '.join(unused)}: text-to-speech only; --task stt would ignore {them}: drop {them}")
@@ -504,7 +508,6 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
 
     from .audio import check_sentences_spoken, save_audio
     from .generation import setting_names
-    from .streaming import AudioFileStreamer
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language,
                       sampling_rate=processor.feature_extractor.sampling_rate, language_switch=args.language_switch)
@@ -512,7 +515,8 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
     steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
     streamer = None
     if args.stream:
-        streamer = AudioFileStreamer(inputs["out"], model.config.sampling_rate, args.stream_chunk)
+        chunk_seconds = DEFAULT_CHUNK_SECONDS if args.stream_chunk is None else args.stream_chunk
+        streamer = AudioFileStreamer(inputs["out"], model.config.sampling_rate, chunk_seconds)
         print(f"streaming into {streamer.partial}", file=sys.stderr)
     try:
         with tqdm(total=steps, desc="AR", unit="step", disable=None) as bar, setting_names(FLAG_NAMES):
@@ -550,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     check_device(args)
     generation_kwargs(args)
     check_streaming(args)
-    check_task_flags(args)
+    check_ignored_flags(args)
     inputs = prepare_inputs(args)
     model, processor, precision = load_model(args)
     seed = run_seed(args.seed)

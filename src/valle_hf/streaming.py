@@ -36,6 +36,7 @@ from .layout import pad, segment_position_ids, tts_sequence
 
 __all__ = [
     "CHUNK_SECONDS_RULE",
+    "DEFAULT_CHUNK_SECONDS",
     "AudioChunk",
     "AudioFileStreamer",
     "AudioIteratorStreamer",
@@ -65,7 +66,9 @@ class AudioChunk:
 # What writing the partial file or renaming it raises where the disk or the folder refuses it.
 _WRITE_ERRORS = (OSError, soundfile.LibsndfileError, RuntimeError)
 
-# A streamed chunk's length, as error messages state it.
+# A streamed chunk's length: by default (a chunk every 0.5 s of level-0 codes, ~38 frames), and as error messages
+# state its range.
+DEFAULT_CHUNK_SECONDS = 0.5
 CHUNK_SECONDS_RULE = f"a number of seconds in (0, {MAX_SETTING_SECONDS}]"
 
 
@@ -86,7 +89,7 @@ class AudioStreamer:
     single_use = False
     needs_audio = False
 
-    def __init__(self, chunk_seconds: float = 0.5):
+    def __init__(self, chunk_seconds: float = DEFAULT_CHUNK_SECONDS):
         if not chunk_seconds_allowed(chunk_seconds):
             raise VallEValueError(f"chunk_seconds must be {CHUNK_SECONDS_RULE}, got {chunk_seconds!r}")
         self.chunk_seconds = float(chunk_seconds)
@@ -145,7 +148,7 @@ class AudioIteratorStreamer(AudioStreamer):
 
     single_use = True
 
-    def __init__(self, chunk_seconds: float = 0.5, timeout: float | None = None):
+    def __init__(self, chunk_seconds: float = DEFAULT_CHUNK_SECONDS, timeout: float | None = None):
         super().__init__(chunk_seconds)
         if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
                                         and 0 < timeout < math.inf):
@@ -202,7 +205,7 @@ class AudioFileStreamer(AudioStreamer):
     single_use = True
     needs_audio = True
 
-    def __init__(self, path: str | os.PathLike, sampling_rate: int, chunk_seconds: float = 0.5):
+    def __init__(self, path: str | os.PathLike, sampling_rate: int, chunk_seconds: float = DEFAULT_CHUNK_SECONDS):
         super().__init__(chunk_seconds)
         check_file_rate(sampling_rate)
         self.path, self.sampling_rate = check_output_path(path), sampling_rate  # `generate` refuses another rate

@@ -33,7 +33,6 @@ from .cli import (
     FLAG_RULES,
     FLAG_SETTINGS,
     TTS_ONLY_SETTINGS,
-    build_parser,
     check_streaming,
     flag_actions,
     generation_kwargs,
@@ -45,13 +44,9 @@ from .errors import UsageError, VallEError, get_logger, one_line, out_of_memory
 from .generation import setting_names
 from .phonemes import MODEL_LANGUAGES, check_text
 from .seeding import sentence_seeds
-from .streaming import AudioChunk, AudioIteratorStreamer
+from .streaming import DEFAULT_CHUNK_SECONDS, AudioChunk, AudioIteratorStreamer
 
 __all__ = ["build_page", "sampler_controls"]
-
-# Seconds of codes per streamed chunk, as the CLI's --stream-chunk: the first audio plays after this much AR work plus
-# the decoder's look-ahead.
-STREAM_CHUNK_SECONDS = build_parser().get_default("stream_chunk")
 
 
 @contextmanager
@@ -313,7 +308,7 @@ class Demo:
         return generation
 
     def speak(self, text: str, references: list[str] | None = None, recording: str | None = None,
-              language: str = "en", seed: float | None = None, stream_chunk: float = STREAM_CHUNK_SECONDS,
+              language: str = "en", seed: float | None = None, stream_chunk: float = DEFAULT_CHUNK_SECONDS,
               random_voice: bool = False, language_switch: str = "keep", progress=gr.Progress(), **flags):  # noqa: B008 (Gradio's way to ask for a bar)
         """Text-to-speech: yields the audio as it is generated (streamed output; updates that change nothing before
         the run starts and while a run that does not stream goes on, see `while_running`), then the whole WAV, the
@@ -328,7 +323,7 @@ class Demo:
                 raise UsageError("Random voice speaks without a reference, but one was given: remove it, or untick "
                                  "Random voice")
             if stream_chunk is None:  # an emptied field: the default, as an emptied sampler control is its own
-                stream_chunk = STREAM_CHUNK_SECONDS
+                stream_chunk = DEFAULT_CHUNK_SECONDS
             args = _arguments("tts", self._changed("tts", flags), text=text, references=references,
                               language=language, language_switch=language_switch, no_prompt=random_voice,
                               out_path=str(Path(folder) / "speech.wav"), stream_chunk=stream_chunk, stream=False)
@@ -432,7 +427,7 @@ def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blo
                                                        elem_id="tts-elapsed")
             with gr.Accordion("Sampler settings", open=False):
                 tts_settings = _grid(sampler_controls(model.generation_config, model.config, "tts"))
-                stream_chunk = gr.Number(STREAM_CHUNK_SECONDS, label="stream chunk (--stream-chunk)",
+                stream_chunk = gr.Number(DEFAULT_CHUNK_SECONDS, label="stream chunk (--stream-chunk)",
                                          info="seconds of codes per streamed chunk; allowed: a number > 0")
             speaking = button.click(demo.speak, inputs_kwargs=dict(text=text, references=references,
                                                                   recording=recording, language=language, seed=seed,
