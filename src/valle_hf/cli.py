@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m valle_hf",
         description="VALL-E text-to-speech (and --task stt speech-to-text) with the original project's flags.",
     )
-    parser.add_argument("text", help="text to speak (ignored for --task stt)")
+    parser.add_argument("text", help="text to speak ('' for --task stt)")
     parser.add_argument("references", help="reference audio: a voice prompt (TTS) or the speech to transcribe (STT); "
                         "join several files with ';'. An empty one is refused: use --no-prompt for a random voice")
     parser.add_argument("out_path", nargs="?", default=None, help="output WAV file (TTS)")
@@ -385,7 +385,7 @@ def check_streaming(args) -> None:
 
 def check_ignored_flags(args) -> None:
     """Flags that would be ignored, refused before any model loads (`UsageError`): --stream-chunk without --stream;
-    with --task stt, --stream, --no-prompt and the settings of `TTS_ONLY_SETTINGS`. --language must still be a
+    with --task stt, a TEXT, --stream, --no-prompt and the settings of `TTS_ONLY_SETTINGS`. --language must still be a
     language with --task stt (unused, but a code that does not exist is a mistake)."""
     from .phonemes import resolve_language
 
@@ -405,6 +405,9 @@ def check_ignored_flags(args) -> None:
         them = "it" if len(unused) == 1 else "them"
         raise UsageError(f"{', '.join(unused)}: text-to-speech only; --task stt would ignore {them}: drop {them}")
     resolve_language("", args.language)
+    if args.text.strip():
+        raise UsageError("--task stt transcribes REFERENCES and reads no text, so TEXT would be ignored: give '' as "
+                         "TEXT")
 
 
 def usable_device(device: str | None) -> str:
