@@ -412,10 +412,13 @@ def served_hub(monkeypatch, repos: dict, revisions: dict | None = None, token: s
     """A `hub_server.LocalHub` serving `repos` (at `revisions`, to `token` only) to this process: huggingface_hub's
     endpoint points at it, online, for the block; pass each load a fresh `cache_dir` so that nothing cached answers
     instead."""
+    import transformers.utils.hub
     from hub_server import LocalHub
     from huggingface_hub import constants
 
     with LocalHub(repos, revisions, token) as hub:
+        # transformers' shared HfApi keeps the endpoint of the first block that made it
+        monkeypatch.setattr(transformers.utils.hub, "_hf_api", None)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",

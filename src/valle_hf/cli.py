@@ -53,6 +53,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--model", default=None, help="converted directory, Hub id, original fp32.sft/.pth, or 'tiny-random' "
         "(default: the released ar+nar-llama-8, downloaded and converted once)")
+    add("--revision", default=None, help="with a Hub id as --model: the branch, tag or commit to load [main]")
     add("--tokenizer", default=None, help="a phoneme tokenizer.json for the model (default: the model's own; for an "
         "original checkpoint, the released model's, shipped with valle-hf)")
     add("--yaml", default=None, help="the original's config.yaml: without --model, loads the checkpoint it names "
@@ -130,16 +131,18 @@ def load_model(args, precision=None):
     `model_precision(args)`), and that precision as the model runs it (`loaded_precision`). Raises `UsageError` for a
     device or precision that cannot run here (checked before anything loads)."""
     from .hardware import loaded_precision
-    from .loading import load_model_and_processor
+    from .loading import check_revision, load_model_and_processor
 
     device = check_device(args)
     _refuse_amp(args)
     _check_converting_flags(args)
+    check_revision(args.model, args.revision, args.yaml)
     precision = precision or model_precision(args)
     vocoder = args.vocoder or DEFAULT_VOCODER
     model, processor = load_model_and_processor(
         args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec or DEFAULT_CODEC,
         vocoder=None if vocoder == "none" else vocoder, dtype=precision.dtype, quantize=precision.quantize,
+        revision=args.revision,
     )
     model.to(device)
     _set_attention(model, args.attention)

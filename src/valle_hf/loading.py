@@ -201,6 +201,7 @@ def load_model_and_processor(
     dtype: torch.dtype = torch.float32,
     cache_dir: str | Path | None = None,
     quantize: str | None = None,
+    revision: str | None = None,
 ):
     """Resolve `name` to `(model, processor)`.
 
@@ -216,9 +217,11 @@ def load_model_and_processor(
     `quantize="int8"`: the decoder's linears get int8 weights through transformers' `TorchAoConfig`
     (`int8_quantization_config`; needs torchao, the `valle-hf[int8]` extra); a model built in memory (tiny-random,
     an original checkpoint) is saved to a temporary directory and loaded from there to get them.
+    `revision`: the branch, tag or commit of a Hub id to load (default: main); refused with any other `name`.
     """
     if quantize not in (None, "int8"):
         raise VallEValueError(f"quantize must be 'int8' (or None), got {quantize!r}")
+    check_revision(name, revision, config_yaml)
     dtype = model_dtype(dtype)
     from .conversion import checkpoint_of_yaml, convert_checkpoint
     from .processing import VallEProcessor
@@ -242,21 +245,30 @@ def load_model_and_processor(
     if tokenizer:
         processor = VallEProcessor.from_tokenizer_file(tokenizer)
         check_own_tokenizer(path, processor.tokenizer, tokenizer)
-        return load_model(name, dtype=dtype, quantize=quantize), processor
+        return load_model(name, dtype=dtype, quantize=quantize, revision=revision), processor
     if path.is_dir() and (path / "config.json").is_file() and not (path / TOKENIZER_FILE).is_file():
         raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer "
                               "(tokenizer= in Python), or convert the checkpoint again (python -m valle_hf.convert)")
-    model = load_model(name, dtype=dtype, quantize=quantize)
-    return model, load_processor(name)
+    model = load_model(name, dtype=dtype, quantize=quantize, revision=revision)
+    return model, load_processor(name, revision=revision)
 
 
-def load_processor(name: str):
-    """The `VallEProcessor` saved with the converted model `name` (a folder or a Hub id). Raises `CheckpointError`
-    when it cannot be read."""
+def check_revision(name: str | None, revision: str | None, config_yaml: str | None = None) -> None:
+    """Refuse (`VallEValueError`) a `revision` given with a model `load_model_and_processor` does not fetch from the
+    Hub by that name (the release, tiny-random, a path, a --yaml's checkpoint): it would be ignored."""
+    if revision is not None and (name in (None, TINY_RANDOM) or config_yaml is not None or Path(name).exists()):
+        what = "the released model" if name is None and config_yaml is None else name or config_yaml
+        raise VallEValueError(f"--revision {revision} (revision= in Python) picks a version of a Hub id, and {what} "
+                              "is not one: drop --revision")
+
+
+def load_processor(name: str, revision: str | None = None):
+    """The `VallEProcessor` saved with the converted model `name` (a folder, or a Hub id at `revision`). Raises
+    `CheckpointError` when it cannot be read."""
     from .processing import VallEProcessor
 
     try:
-        return VallEProcessor.from_pretrained(name)
+        return VallEProcessor.from_pretrained(name, revision=revision)
     except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
         raise CheckpointError(f"could not load the processor of {name} ({one_line(error, 200)})") from None
 
@@ -332,8 +344,9 @@ CONVERTED_CHOICES = ("give a converted model's directory (python -m valle_hf.con
 
 
 def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None,
-               choices: str = OFFLINE_CHOICES):
-    """A converted model (`from_pretrained` directory or Hub id) in eval mode, or a one-line error at once.
+               choices: str = OFFLINE_CHOICES, revision: str | None = None):
+    """A converted model (`from_pretrained` directory, or Hub id at `revision`) in eval mode, or a one-line error at
+    once.
 
     A name that is neither an existing path nor a Hub id, and a Hub id that cannot be reached, fail before any
     download is retried (`ModelNotFoundError`, naming `choices`: the CLI's by default, `CONVERTED_CHOICES` for the
@@ -356,15 +369,17 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
                               "original checkpoint into it with python -m valle_hf.convert")
     if path.is_dir():
         _check_config_files(path)
-    cache_only = not path.exists() and check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}")
+    cache_only = not path.exists() and check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}",
+                                                       revision=revision)
     try:
         options = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
         if cache_only:  # the Hub is out of reach: transformers would retry each file the cache lacks
             options["local_files_only"] = True
         # Weights of another shape are reported in the loading info (and refused below), not raised as a bare error.
         with without_load_report():
-            model, info = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, output_loading_info=True,
-                                                                        ignore_mismatched_sizes=True, **options)
+            model, info = VallEForConditionalGeneration.from_pretrained(
+                name, dtype=dtype, revision=revision, output_loading_info=True, ignore_mismatched_sizes=True, **options
+            )
     except OSError as error:
         raise ModelNotFoundError(f"could not load {name} ({one_line(error, 200)}); {choices}") from None
     except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's
