@@ -702,6 +702,7 @@ OTHER_FLAG_TESTS = {
     "--quantize": "test_device_dtype_and_onednn_flags_reach_the_model",
     "--out-path": "test_out_path_flag_names_the_output",
     "--model": "test_tts_writes_a_24khz_wav_of_the_generated_length",
+    "--revision": "test_revision_flag_loads_the_hub_model_at_that_revision",
     "--tokenizer": "test_conversion_flags_reach_the_conversion",
     "--yaml": "test_conversion_flags_reach_the_conversion",
     "--codec": "test_conversion_flags_reach_the_conversion",
@@ -721,6 +722,28 @@ def test_stream_flags_stream_into_the_output(cli):
     assert isinstance(streamer, AudioFileStreamer) and streamer.chunk_seconds == 0.04
     assert plain.kwargs.get("audio_streamer") is None
     assert streamed.written.shape == plain.written.shape and not streamer.partial.exists()
+
+
+def test_revision_flag_loads_the_hub_model_at_that_revision(tmp_path, monkeypatch, converted_dir, prompt_wav,
+                                                            capsys):
+    """--revision (revision= in Python) pins a branch, tag or commit of a Hub id: here the repository has only v1,
+    so a load that asked for main would fail."""
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.loading import load_model_and_processor
+
+    repos = {"someone/valle": {path.name: path for path in converted_dir.iterdir() if path.is_file()}}
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with served_hub(monkeypatch, repos, {"someone/valle": {"v1"}}) as hub:
+        out = tmp_path / "o.wav"
+        status = main(["Hi.", str(prompt_wav), str(out), "--model", "someone/valle", "--revision", "v1",
+                       "--max-ar-steps", "3", "--seed", "0"])
+        assert status == 0 and out.is_file(), capsys.readouterr().err
+        assert {path.split("/")[4] for _, path, _ in hub.file_requests()} == {"v1"}
+        with pytest.raises(ModelNotFoundError, match="someone/valle"):
+            load_model_and_processor("someone/valle")  # main, which this repository does not have
 
 
 def test_every_flag_of_the_cli_has_a_test():

@@ -396,27 +396,6 @@ def test_a_cached_model_and_codec_load_from_the_cache_at_once_while_the_hub_fail
         assert len(hub.requests) - asked == 2  # each load's one check, then the cache: nothing asked again
 
 
-def test_the_cli_loads_a_hub_model_at_the_revision_given(tmp_path, monkeypatch, converted_dir, prompt_wav, capsys):
-    """--revision (revision= in Python) pins a branch, tag or commit of a Hub id: here the repository has only v1,
-    so a load that asked for main would fail."""
-    from conftest import served_hub
-    from huggingface_hub import constants
-
-    from valle_hf.cli import main
-    from valle_hf.errors import ModelNotFoundError
-
-    repos = {"someone/valle": {path.name: path for path in converted_dir.iterdir() if path.is_file()}}
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
-    with served_hub(monkeypatch, repos, {"someone/valle": {"v1"}}) as hub:
-        out = tmp_path / "o.wav"
-        status = main(["Hi.", str(prompt_wav), str(out), "--model", "someone/valle", "--revision", "v1",
-                       "--max-ar-steps", "3", "--seed", "0"])
-        assert status == 0 and out.is_file(), capsys.readouterr().err
-        assert {path.split("/")[4] for _, path, _ in hub.file_requests()} == {"v1"}
-        with pytest.raises(ModelNotFoundError, match="someone/valle"):
-            load_model_and_processor("someone/valle")  # main, which this repository does not have
-
-
 @pytest.mark.parametrize("name", [None, "tiny-random", "folder"])
 def test_a_revision_of_a_model_not_fetched_by_that_name_is_refused(tmp_path, converted_dir, name):
     """The released model (fetched from its own repository and converted), tiny-random and a folder have no
