@@ -274,9 +274,9 @@ def test_a_stream_that_fills_the_disk_ends_with_an_output_error_and_leaves_no_fi
 
 
 def test_a_file_stream_is_committed_once_and_a_refused_partial_file_or_rename_leaves_no_file(tmp_path):
-    """A second commit, or one after abort, has no partial file left to rename; a folder that refuses the partial
-    file (a name its longer name makes too long) or the rename (the output became a folder meanwhile) is an output
-    error, not a traceback, and leaves no partial file."""
+    """A second commit, or one after abort, has no partial file left to rename; a folder that refuses the rename (the
+    output became a folder meanwhile) is an output error, not a traceback, and leaves no partial file; one that would
+    refuse the partial file (a name its longer name makes too long) is refused before any chunk."""
     import os
 
     from valle_hf.errors import OutputError, VallEValueError
@@ -304,7 +304,7 @@ def test_a_file_stream_is_committed_once_and_a_refused_partial_file_or_rename_le
     with pytest.raises(OutputError, match="could not write .*blocked.wav .*it was left as it was"):
         blocked.commit()
     longest = "a" * (os.pathconf(tmp_path, "PC_NAME_MAX") - len(".wav")) + ".wav"
-    with pytest.raises(OutputError, match="could not write .*File name too long"):
+    with pytest.raises(VallEValueError, match=r"cannot write the output file .* \(File name too long\)"):
         AudioFileStreamer(tmp_path / longest, 24000)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["blocked.wav", "speech.wav"]
 
@@ -336,7 +336,39 @@ def test_a_folder_that_takes_no_files_is_refused_before_any_work_whatever_its_pe
     from valle_hf.files import check_output_folder
 
     monkeypatch.setattr(os, "access", lambda path, mode: True)  # what root is told
-    with pytest.raises(VallEValueError, match="cannot write the output file /proc/o.wav: it or its folder is not"):
+    with pytest.raises(VallEValueError, match=r"cannot write the output file /proc/o.wav \(.+\): choose another path"):
         check_output_path("/proc/o.wav")
-    with pytest.raises(UsageError, match="cannot write --output /proc/corpus: /proc is not writable"):
+    with pytest.raises(UsageError, match=r"cannot write --output /proc/corpus: /proc cannot take a file \(.+\)$"):
         check_output_folder("/proc/corpus", "--output")
+
+
+def test_a_name_the_file_system_cannot_take_is_refused_before_any_work(tmp_path):
+    """A name that fits but whose temporary file (.NAME.XXXXXXXX.part) does not was refused only after generating;
+    one longer than the file system takes raised a traceback."""
+    from valle_hf.audio import check_output_path
+    from valle_hf.errors import UsageError, VallEValueError
+    from valle_hf.files import check_output_folder
+
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    fits_alone = tmp_path / ("a" * (limit - 4) + ".wav")
+    too_long = tmp_path / ("a" * limit + ".wav")
+    for path in (fits_alone, too_long):
+        with pytest.raises(VallEValueError, match=r"cannot write the output file .* \(File name too long\): choose"):
+            check_output_path(path)
+    with pytest.raises(UsageError, match=r"cannot write --output .* \(File name too long\): choose another path$"):
+        check_output_folder(tmp_path / ("d" * (limit + 1)), "--output")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symbolic_link_to_nothing_is_refused_as_an_output_folder(tmp_path):
+    """A link to a folder that does not exist passed the check, then failed to be made after the model loaded; a link
+    to itself raised a traceback."""
+    from valle_hf.errors import UsageError
+    from valle_hf.files import check_output_folder
+
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for name in ("dangling", "loop"):
+        with pytest.raises(UsageError, match=f"--output {tmp_path / name} is a symbolic link to .*, which does not "
+                                             r"exist \(or leads back to itself\): give a folder"):
+            check_output_folder(tmp_path / name, "--output")

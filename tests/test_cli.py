@@ -738,10 +738,14 @@ def test_revision_flag_loads_the_hub_model_at_that_revision(tmp_path, monkeypatc
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     with served_hub(monkeypatch, repos, {"someone/valle": {"v1"}}) as hub:
         out = tmp_path / "o.wav"
-        status = main(["Hi.", str(prompt_wav), str(out), "--model", "someone/valle", "--revision", "v1",
-                       "--max-ar-steps", "3", "--seed", "0"])
-        assert status == 0 and out.is_file(), capsys.readouterr().err
+        status, _, err = run(["Hi.", prompt_wav, out, "--model", "someone/valle", "--revision", "v1", "--max-ar-steps",
+                              3, "--seed", 0], capsys)
+        assert status == 0 and out.is_file(), err
         assert {path.split("/")[4] for _, path, _ in hub.file_requests()} == {"v1"}
+        status, _, err = run(["Hi.", prompt_wav, out, "--model", "someone/valle", "--revision", "v2"], capsys)
+        assert status == 1 and err.count("\n") == 1, err  # not told to go offline: the repository answered
+        assert err.startswith("error: could not download the model someone/valle (someone/valle/config.json at "
+                              "revision v2): the repository has no branch, tag or commit of that name; give one"), err
         with pytest.raises(ModelNotFoundError, match="someone/valle"):
             load_model_and_processor("someone/valle")  # main, which this repository does not have
 

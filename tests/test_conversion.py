@@ -353,6 +353,33 @@ def test_overwrite_through_a_symbolic_link_replaces_the_folder_it_points_to(tmp_
     assert [path.name for path in links.iterdir()] == ["model"] and [path.name for path in disk.iterdir()] == ["model"]
 
 
+@pytest.mark.parametrize("case", ["name_too_long_for_the_staging_folder", "symbolic_link_loop", "mount_point"])
+def test_an_output_directory_that_cannot_be_replaced_is_refused_before_converting(tmp_path, fixtures, capsys,
+                                                                                monkeypatch, case):
+    """Each was found only after the whole conversion (a traceback for the first two): a name that fits but whose
+    staging folder beside it (.NAME.XXXXXXXX) does not; a link to itself; an empty mount point (a Docker volume),
+    which cannot be renamed."""
+    import valle_hf.conversion
+
+    monkeypatch.setattr(valle_hf.conversion, "convert_checkpoint", lambda *args, **kwargs: pytest.fail("converted"))
+    out = tmp_path / "converted"
+    if case == "name_too_long_for_the_staging_folder":
+        out = tmp_path / ("d" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 4))
+        expected = "the model is written to a directory made beside it first, and .* cannot take one \\(File name"
+    elif case == "symbolic_link_loop":
+        out.symlink_to(out)
+        expected = "symbolic link"
+    else:
+        out.mkdir()
+        mount_point = os.path.ismount
+        monkeypatch.setattr(os.path, "ismount", lambda path: Path(path) == out or mount_point(path))
+        expected = f"--output-dir {out} is a mount point, .*: give a folder inside it, such as {out / 'model'}"
+    assert main(converter_argv(fixtures, out)) == 1
+    err = capsys.readouterr().err
+    assert re.match(f"error: .*{expected}", err) and err.count("\n") == 1, err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ([] if "name" in case else [out.name])
+
+
 @pytest.mark.parametrize(("existing", "overwrite"), [("empty", []), ("converted", ["--overwrite"])])
 def test_an_existing_output_directory_in_a_folder_that_cannot_be_written_is_refused_first(
     tmp_path, fixtures, converted_dir, capsys, monkeypatch, existing, overwrite
@@ -369,7 +396,7 @@ def test_an_existing_output_directory_in_a_folder_that_cannot_be_written_is_refu
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != parent and access(path, mode))
     assert main([*converter_argv(fixtures, out), *overwrite]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: cannot write --output-dir {out}") and f"{parent} is not writable" in err, err
+    assert err.startswith(f"error: cannot write --output-dir {out}") and f"{parent} cannot take one" in err, err
     assert err.count("\n") == 1, err
 
 

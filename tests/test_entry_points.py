@@ -108,6 +108,7 @@ CLI_CASES = {
                                                  "--stream-chunk nan is not allowed"),
     "stream_chunk_without_stream": (["{ws}/ref.wav", "{ws}/new.wav", "--stream-chunk", "2"],
                                     "--stream-chunk 2.0 sets the chunks of --stream, which was not given"),
+    "stt_with_the_audio_only": (["--task", "stt"], "with --task stt, give '' as TEXT: python -m valle_hf ''"),
     "stt_with_a_text": (["{ws}/ref.wav", "--task", "stt"], "--task stt transcribes REFERENCES and reads no text"),
     "stt_with_a_stream_chunk": (["{ws}/ref.wav", "--task", "stt", "--stream-chunk", "2"],
                                 "--stream-chunk: text-to-speech only; --task stt would ignore it"),

@@ -354,7 +354,8 @@ def test_a_hub_download_at_a_revision_in_a_subfolder_is_checked_there(tmp_path, 
         vocoder = load_original_vocos("someone/decoders", revision="v1", subfolder="vocos", cache_dir=tmp_path / "a")
         codec = load_codec("someone/decoders", revision="v1", subfolder="encodec", cache_dir=tmp_path / "b")
         assert vocoder.config.hop_length == codec.config.hop_length
-        with pytest.raises(ModelNotFoundError, match="someone/decoders/vocos/config.yaml at revision v2: Revision"):
+        missing = r"decoders/vocos/config.yaml at revision v2\): the repository has no branch"
+        with pytest.raises(ModelNotFoundError, match=missing):
             load_original_vocos("someone/decoders", revision="v2", subfolder="vocos", cache_dir=tmp_path / "c")
 
 
@@ -406,3 +407,15 @@ def test_a_revision_of_a_model_not_fetched_by_that_name_is_refused(tmp_path, con
     what = "the released model" if name is None else name
     with pytest.raises(VallEValueError, match=f"--revision v1 .*, and {what} is not one: drop --revision"):
         load_model_and_processor(name, revision="v1")
+
+
+@pytest.mark.parametrize("revision", ["", " v1", 1])
+def test_a_revision_that_is_no_name_is_refused(revision):
+    """An empty revision was taken as none (main), one with spaces was sent as %20v1, a number failed deep in
+    huggingface_hub with a TypeError about bytes."""
+    from valle_hf.errors import VallETypeError, VallEValueError
+
+    error, message = ((VallETypeError, "revision must be a string") if isinstance(revision, int) else
+                      (VallEValueError, f"--revision {revision!r} .* is no branch, tag or commit name"))
+    with pytest.raises(error, match=message):
+        load_model_and_processor("someone/valle", revision=revision)

@@ -7,6 +7,7 @@ complete.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallETypeError, VallEValueError, missing_dependency, one_line
-from .files import folder_takes_files, written_whole
+from .files import path_errors, why_not_writable, written_whole
 
 try:
     import soundfile
@@ -94,21 +95,25 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
     """Check, before any work, that audio can be written to `path`; returns it as a Path.
 
     Refuses a directory (before its name's extension, which a folder seldom has), an unsupported extension
-    (`output_format`), a missing or read-only parent directory, and a path that is one of the `inputs`, given in any
-    syntax `reference_sources` reads ("a.wav;b.wav" included): the same file, whatever the spelling or link, as the
-    reference audio would be overwritten. Raises `VallEValueError`.
+    (`output_format`), a missing parent directory or one where the file cannot be made (`why_not_writable`: read-only,
+    a name too long), a read-only file, and a path that is one of the `inputs`, given in any syntax
+    `reference_sources` reads ("a.wav;b.wav" included): the same file, whatever the spelling or link, as the reference
+    audio would be overwritten. Raises `VallEValueError`.
     """
     out = Path(path)
-    if out.is_dir():
-        raise VallEValueError(f"the output path {out} is a directory: give a file name such as {out / 'speech.wav'}")
-    output_format(out)
-    if not out.parent.is_dir():
-        problem = ("is a file, not a folder: choose another path" if out.parent.exists()
-                   else "does not exist: create it first")
-        raise VallEValueError(f"cannot write the output file {out}: its folder {out.parent} {problem}")
-    if not folder_takes_files(out.parent) or (out.exists() and not os.access(out, os.W_OK)):
-        raise VallEValueError(f"cannot write the output file {out}: it or its folder is not writable (choose another "
-                              "path, or change the permissions)")
+    with path_errors(f"the output file {out}", VallEValueError):
+        if out.is_dir():
+            raise VallEValueError(f"the output path {out} is a directory: give a file name such as "
+                                  f"{out / 'speech.wav'}")
+        output_format(out)
+        if not out.parent.is_dir():
+            problem = ("is a file, not a folder: choose another path" if out.parent.exists()
+                       else "does not exist: create it first")
+            raise VallEValueError(f"cannot write the output file {out}: its folder {out.parent} {problem}")
+        problem = why_not_writable(out) or (os.strerror(errno.EACCES) if out.exists() and not os.access(out, os.W_OK)
+                                            else None)
+    if problem:
+        raise VallEValueError(f"cannot write the output file {out} ({problem}): choose another path")
     if inputs is None:
         inputs = ()
     elif not isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor, list, tuple)):

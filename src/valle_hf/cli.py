@@ -556,7 +556,14 @@ def run_stt(args, model, processor, inputs: dict, seed: int) -> None:
 @entry_point()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0; 1 with one `error:` line on stderr for a user's mistake)."""
-    args = build_parser().parse_intermixed_args(argv)  # `TEXT REF --seed 1 OUT` too: positionals around options
+    try:
+        args = build_parser().parse_intermixed_args(argv)  # `TEXT REF --seed 1 OUT` too: positionals around options
+    except UsageError as error:
+        given = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
+        if "references" in str(error) and ("stt" in given or "--task=stt" in given):  # the audio was read as TEXT
+            raise UsageError(f"{error}; with --task stt, give '' as TEXT: python -m valle_hf '' speech.wav --task "
+                             "stt") from None
+        raise
     check_device(args)
     generation_kwargs(args)
     check_streaming(args)

@@ -39,10 +39,11 @@ from .errors import (
 )
 from .files import (
     check_output_folder,
-    folder_takes_files,
     leftovers_beside,
+    path_errors,
     plain_file_modes,
     temporary_folder_beside,
+    why_not_writable,
 )
 from .tokenization import check_symmap, packaged_tokenizer_file
 from .vocos import DEFAULT_VOCODER
@@ -414,7 +415,17 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
     names that are no file or folder here, a Hub id or 'tiny-random', are not paths). Returns the directory to write:
     where `output_dir` is a symbolic link, the folder it points to (the link is kept, pointing to the new model)."""
     output_dir = Path(output_dir)
-    output_dir = output_dir.resolve() if output_dir.is_symlink() else output_dir
+    with path_errors(f"--output-dir {output_dir}"):
+        if output_dir.is_symlink():
+            try:
+                output_dir = output_dir.resolve()
+            except RuntimeError:  # Python < 3.13 says so for a loop; later ones raise OSError
+                raise UsageError(f"--output-dir {output_dir} is a symbolic link that leads back to itself: give a "
+                                 "folder") from None
+        return _check_output_dir(output_dir, overwrite, inputs)
+
+
+def _check_output_dir(output_dir: Path, overwrite: bool, inputs) -> Path:
     for source in (name for name in inputs if name and Path(name).exists()):
         source, target = Path(source).resolve(), output_dir.resolve()
         if source == target or target in source.parents:
@@ -422,10 +433,14 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
                              "another --output-dir")
     check_output_folder(output_dir, "--output-dir")
     parent = output_dir.absolute().parent
-    # An existing directory, even an empty one, is replaced by one made beside it: its parent must take that one.
-    if output_dir.exists() and not folder_takes_files(parent):
-        raise UsageError(f"cannot write --output-dir {output_dir}: it is replaced by a directory made beside it, and "
-                         f"{parent} is not writable; choose another --output-dir")
+    # The model is written to a directory made beside it, then renamed (over an existing one, even an empty one).
+    problem = why_not_writable(output_dir.absolute()) if parent.is_dir() else None
+    if problem:
+        raise UsageError(f"cannot write --output-dir {output_dir}: the model is written to a directory made beside it "
+                         f"first, and {parent} cannot take one ({problem}); choose another --output-dir")
+    if os.path.ismount(output_dir):
+        raise UsageError(f"--output-dir {output_dir} is a mount point, which cannot be replaced by the directory the "
+                         f"model is written to beside it: give a folder inside it, such as {output_dir / 'model'}")
     if not output_dir.exists() or not any(output_dir.iterdir()):
         return output_dir
     if not overwrite:

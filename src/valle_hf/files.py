@@ -9,6 +9,7 @@ or model folder stays readable by the people it is shared with.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import glob
 import os
@@ -19,11 +20,12 @@ from .errors import UsageError
 
 __all__ = [
     "check_output_folder",
-    "folder_takes_files",
+    "path_errors",
     "leftovers_beside",
     "plain_file_modes",
     "temporary_file_beside",
     "temporary_folder_beside",
+    "why_not_writable",
     "written_whole",
 ]
 
@@ -85,27 +87,48 @@ def plain_file_modes(folder: Path) -> None:
             os.chmod(path, 0o666 & ~_umask())
 
 
-def folder_takes_files(folder: Path) -> bool:
-    """Whether a file can be made in `folder` now. Permissions alone do not say it: root passes every permission test,
-    yet cannot make a file in /sys, /proc or a read-only mount; so a hidden empty file is made and removed."""
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return False
+def why_not_writable(path: Path) -> str | None:
+    """Why the temporary file an output at `path` is first written to (`temporary_file_beside`) cannot be made now,
+    in the system's words ("Permission denied", "Read-only file system", "File name too long", "No space left on
+    device"), or None where it can. Permissions alone do not say it: root passes every permission test, yet cannot
+    make a file in /sys, /proc or a read-only mount; so that file is made, and removed."""
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return os.strerror(errno.EACCES)
     try:
-        temporary_file_beside(folder / "write-test").unlink()
-    except OSError:
-        return False
-    return True
+        made = temporary_file_beside(path)
+    except OSError as error:
+        return error.strerror or str(error)
+    try:
+        made.unlink()
+    except OSError as error:  # an append-only folder: what is made there stays
+        return f"{error.strerror or error} (removing the test file {made.name}, which is left there)"
+    return None
+
+
+@contextlib.contextmanager
+def path_errors(what: str, error_type: type[Exception] = UsageError):
+    """Within the block, which checks a path the user gave, an `OSError` (a name longer than the file system takes, a
+    symbolic link that leads back to itself) raises `error_type("cannot write <what> (<the system's words>): ...")`."""
+    try:
+        yield
+    except OSError as error:
+        raise error_type(f"cannot write {what} ({error.strerror or error}): choose another path") from None
 
 
 def check_output_folder(folder: str | os.PathLike, name: str) -> Path:
     """`folder` as a Path, refused (`UsageError`) before any work where it cannot be made or written: it or a folder
-    above it is a file, or the nearest one that exists is not writable. `name` is how messages call it ("--output",
-    "the output folder")."""
+    above it is a file, it is a symbolic link to nothing, or the nearest one that exists cannot take a file
+    (`why_not_writable`). `name` is how messages call it ("--output", "the output folder")."""
     folder = Path(folder)
-    existing = next(path for path in [folder, *folder.absolute().parents] if path.exists())
-    if not existing.is_dir():
-        where = "is a file" if existing is folder else f"is inside {existing}, which is a file"
-        raise UsageError(f"{name} {folder} {where}: give a folder (it is created if missing)")
-    if not folder_takes_files(existing):
-        raise UsageError(f"cannot write {name} {folder}: {existing} is not writable")
+    with path_errors(f"{name} {folder}"):
+        if folder.is_symlink() and not folder.exists():
+            raise UsageError(f"{name} {folder} is a symbolic link to {os.readlink(folder)}, which does not exist (or "
+                             "leads back to itself): give a folder")
+        existing = next(path for path in [folder, *folder.absolute().parents] if path.exists())
+        if not existing.is_dir():
+            where = "is a file" if existing is folder else f"is inside {existing}, which is a file"
+            raise UsageError(f"{name} {folder} {where}: give a folder (it is created if missing)")
+        problem = why_not_writable(existing / "write-test")
+    if problem:
+        raise UsageError(f"cannot write {name} {folder}: {existing} cannot take a file ({problem})")
     return folder

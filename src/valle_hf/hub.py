@@ -44,10 +44,14 @@ def _download_error(what: str, where: str, error: BaseException | None, instead:
     (HF_HUB_OFFLINE), the Hub's words about the connection would mislead, so it says that the file is not cached and
     the variable is set."""
     from huggingface_hub import constants
+    from huggingface_hub.errors import RevisionNotFoundError
 
     if constants.HF_HUB_OFFLINE or error is None:
         return ModelNotFoundError(f"{what} ({where}) is not in the Hugging Face cache, and HF_HUB_OFFLINE is set, so "
                                   f"it cannot be downloaded; {instead}")
+    if isinstance(error, RevisionNotFoundError):  # the repository answered: going offline would not help
+        return ModelNotFoundError(f"could not download {what} ({where}): the repository has no branch, tag or commit "
+                                  "of that name; give one it has")
     return ModelNotFoundError(f"could not download {what} ({where}: {type(error).__name__}: {one_line(error, 240)}); "
                               f"{instead}")
 

@@ -25,6 +25,7 @@ from .errors import (
     ModelNotFoundError,
     UsageError,
     VallEError,
+    VallETypeError,
     VallEValueError,
     one_line,
     without_load_report,
@@ -254,9 +255,17 @@ def load_model_and_processor(
 
 
 def check_revision(name: str | None, revision: str | None, config_yaml: str | None = None) -> None:
-    """Refuse (`VallEValueError`) a `revision` given with a model `load_model_and_processor` does not fetch from the
-    Hub by that name (the release, tiny-random, a path, a --yaml's checkpoint): it would be ignored."""
-    if revision is not None and (name in (None, TINY_RANDOM) or config_yaml is not None or Path(name).exists()):
+    """Refuse a `revision` that is no name (`VallETypeError` for another type; `VallEValueError` for an empty one or
+    one with spaces around it), or one given with a model `load_model_and_processor` does not fetch from the Hub by
+    that name (the release, tiny-random, a path, a --yaml's checkpoint): it would be ignored."""
+    if revision is None:
+        return
+    if not isinstance(revision, str):
+        raise VallETypeError(f"revision must be a string (a branch, tag or commit), got {type(revision).__name__}")
+    if not revision or revision != revision.strip():
+        raise VallEValueError(f"--revision {revision!r} (revision= in Python) is no branch, tag or commit name: give "
+                              "one without spaces around it, or drop --revision")
+    if name in (None, TINY_RANDOM) or config_yaml is not None or Path(name).exists():
         what = "the released model" if name is None and config_yaml is None else name or config_yaml
         raise VallEValueError(f"--revision {revision} (revision= in Python) picks a version of a Hub id, and {what} "
                               "is not one: drop --revision")
