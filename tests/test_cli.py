@@ -573,6 +573,9 @@ def test_device_dtype_and_onednn_flags_reach_the_model(cli, capsys):
         assert packed.model.classifiers[0].forward.prepack  # the prepacked oneDNN linears are in place
         assert not plain.model.classifiers[0].forward.prepack  # generate's default
         torch.testing.assert_close(packed.scores(), plain.scores(), rtol=1e-4, atol=1e-4)
+        status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "q.wav", "--model", "tiny-random", "--onednn",
+                              "--max-ar-steps", 2], capsys)  # it named a --dtype float32 no one gave
+        assert status == 0 and "precision: AR float32, NAR " in err and "(--onednn runs float32)" in err, err
     if not torch.cuda.is_available():
         status, _, err = run(["Hi.", cli.prompt_wav, cli.tmp_path / "o.wav", "--device", "cuda"], capsys)
         assert status == 1 and "CUDA is not available" in err

@@ -9,6 +9,7 @@ with the same line and 143.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import random
 import sys
@@ -99,9 +100,12 @@ def model_precision(args):
     Raises `UsageError` for a device that cannot run here."""
     from .hardware import choose_precision
 
-    return choose_precision(torch.device(check_device(args)), "float32" if args.onednn else args.dtype,
-                            args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto",
-                            rows=getattr(args, "batch_size", None) or 1)
+    precision = choose_precision(torch.device(check_device(args)), "float32" if args.onednn else args.dtype,
+                                 args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto",
+                                 rows=getattr(args, "batch_size", None) or 1)
+    if args.onednn and args.dtype == "auto":  # the line named a --dtype float32 no one gave
+        return dataclasses.replace(precision, reason="--onednn runs float32")
+    return precision
 
 
 def _refuse_amp(args) -> None:
