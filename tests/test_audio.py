@@ -360,6 +360,16 @@ def test_a_name_the_file_system_cannot_take_is_refused_before_any_work(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_output_name_in_another_encoding_is_refused_before_any_work(tmp_path):
+    """Bytes that are not UTF-8 in a command line's file name (here 0xff) passed the check, and writing the speech
+    then raised a traceback."""
+    from valle_hf.audio import check_output_path
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=r"the output path .*\\udcff.wav' is not valid utf-8: give the name"):
+        check_output_path(str(tmp_path) + "/\udcff.wav")
+
+
 def test_a_symbolic_link_to_nothing_is_refused_as_an_output_folder(tmp_path):
     """A link to a folder that does not exist passed the check, then failed to be made after the model loaded; a link
     to itself raised a traceback."""

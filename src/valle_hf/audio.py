@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,11 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
     audio would be overwritten. Raises `VallEValueError`.
     """
     out = Path(path)
+    try:  # bytes of another encoding on the command line: soundfile cannot name such a file
+        str(out).encode(sys.getfilesystemencoding())
+    except UnicodeEncodeError:
+        raise VallEValueError(f"the output path {ascii(str(out))} is not valid {sys.getfilesystemencoding()}: give "
+                              "the name in that encoding (check the terminal's)") from None
     with path_errors(f"the output file {out}", VallEValueError):
         if out.is_dir():
             raise VallEValueError(f"the output path {out} is a directory: give a file name such as "

@@ -44,7 +44,7 @@ from .errors import UsageError, VallEError, get_logger, one_line, out_of_memory
 from .generation import setting_names
 from .phonemes import MODEL_LANGUAGES, check_text
 from .seeding import sentence_seeds
-from .streaming import DEFAULT_CHUNK_SECONDS, AudioChunk, AudioIteratorStreamer
+from .streaming import CHUNK_SECONDS_RULE, DEFAULT_CHUNK_SECONDS, AudioChunk, AudioIteratorStreamer
 
 __all__ = ["build_page", "sampler_controls"]
 
@@ -428,7 +428,7 @@ def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blo
             with gr.Accordion("Sampler settings", open=False):
                 tts_settings = _grid(sampler_controls(model.generation_config, model.config, "tts"))
                 stream_chunk = gr.Number(DEFAULT_CHUNK_SECONDS, label="stream chunk (--stream-chunk)",
-                                         info="seconds of codes per streamed chunk; allowed: a number > 0")
+                                         info=f"seconds of codes per streamed chunk; allowed: {CHUNK_SECONDS_RULE}")
             speaking = button.click(demo.speak, inputs_kwargs=dict(text=text, references=references,
                                                                   recording=recording, language=language, seed=seed,
                                                                   stream_chunk=stream_chunk, random_voice=random_voice,
