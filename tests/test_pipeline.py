@@ -227,3 +227,72 @@ def test_a_setting_without_its_switch_is_warned_about_once_per_call(tts, prompt_
     inert = [line for line in logged.out.splitlines() if "has no effect" in line]
     assert inert == ["dry_allowed_length has no effect without dry_multiplier > 0: set dry_multiplier, or drop "
                      "dry_allowed_length"]
+
+
+# ---------------------------------------------------------------------------------------------------- speech to text
+
+@pytest.fixture(scope="module")
+def asr(converted_dir):
+    return pipeline("automatic-speech-recognition", model=str(converted_dir))
+
+
+def _transcribed(pipe, audio, rate: int | None = None) -> str:
+    """What `generate(task="stt")` gives `audio` (a path, or an array at `rate`), greedily, decoded."""
+    batch = pipe.processor(audio=audio, sampling_rate=rate)
+    return pipe.processor.decode(pipe.model.generate(**batch, task="stt", **GENERATE)[0])
+
+
+def test_the_speech_recognition_pipeline_transcribes_each_input_as_generate_does(asr, prompt_wav, monkeypatch):
+    """A path, an array at 24 kHz and a dict of another rate (as `datasets` gives it), alone or in a list; with the
+    model's generation settings, not the pipeline's Whisper defaults (five beams, 256 tokens)."""
+    import soundfile
+    import soxr
+
+    from valle_hf.pipeline import VallESpeechRecognitionPipeline
+
+    assert isinstance(asr, VallESpeechRecognitionPipeline) and isinstance(asr.processor, valle_hf.VallEProcessor)
+    audio, rate = soundfile.read(prompt_wav, dtype="float32")
+    rate, other = 16000, soxr.resample(audio[::-1], rate, 16000)  # the model must react to what it transcribes
+    expected = _transcribed(asr, str(prompt_wav)), _transcribed(asr, other, rate)
+    assert expected[0] != expected[1]
+    calls = []
+    generate = asr.model.generate
+    monkeypatch.setattr(asr.model, "generate", lambda **kwargs: calls.append(kwargs) or generate(**kwargs))
+    assert asr(str(prompt_wav), generate_kwargs=GENERATE) == {"text": expected[0]}
+    assert asr({"array": other, "sampling_rate": rate, "path": "x.wav"}, **GENERATE) == {"text": expected[1]}
+    assert asr([str(prompt_wav), {"raw": other, "sampling_rate": rate}], **GENERATE) == [{"text": text}
+                                                                                         for text in expected]
+    at_24k = asr.processor.feature_extractor(other, sampling_rate=rate)  # the feature extractor resamples
+    assert asr(np.asarray(at_24k["input_values"][0]), **GENERATE)["text"] == _transcribed(
+        asr, np.asarray(at_24k["input_values"][0]), 24000)
+    assert all(call["task"] == "stt" and "num_beams" not in call and call["max_new_tokens"] == 8 for call in calls)
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (dict(batch_size=2), "transcribes one input at a time for VALL-E"),
+    (dict(chunk_length_s=10), "chunk_length_s: VALL-E's speech to text transcribes a whole utterance"),
+    (dict(return_timestamps=True), "return_timestamps: VALL-E's speech to text"),
+])
+def test_what_the_speech_recognition_pipeline_cannot_do_for_vall_e_is_refused_in_one_line(asr, prompt_wav, call,
+                                                                                         message):
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=message):
+        asr(str(prompt_wav), **call)
+    with pytest.raises(VallEValueError, match="needs the audio under 'raw' or 'array' and its 'sampling_rate'"):
+        asr({"array": np.zeros(2400, dtype=np.float32)})
+
+
+def test_other_models_get_transformers_speech_recognition_unchanged(asr, monkeypatch):
+    from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
+
+    calls = []
+    for stage in ("_sanitize_parameters", "preprocess", "_forward", "postprocess"):
+        monkeypatch.setattr(AutomaticSpeechRecognitionPipeline, stage,
+                            lambda self, *args, stage=stage, **kwargs: calls.append(stage) or iter(()))
+    monkeypatch.setattr(asr.model.config, "model_type", "wav2vec2")  # another model: straight to transformers
+    asr._sanitize_parameters(chunk_length_s=10)
+    list(asr.preprocess("speech.wav"))
+    asr._forward({"is_last": True})
+    asr.postprocess([])
+    assert calls == ["_sanitize_parameters", "preprocess", "_forward", "postprocess"]

@@ -3,9 +3,10 @@
 Importing the package registers the model with the Auto classes, so `AutoModelForTextToWaveform`, `AutoModel` (the
 decoder alone, `VallEModel`), `AutoProcessor`, `AutoFeatureExtractor` and `pipeline("text-to-speech",
 model=<directory>)` find it like a built-in model (the pipeline's call is checked first for VALL-E models:
-`VallETextToAudioPipeline`). The classes are also registered for remote code: `save_pretrained` writes an `auto_map` and
-copies the modules that define them (and the modules they import) beside the weights, so that a saved directory or Hub
-upload loads with `trust_remote_code=True` where this package is not installed.
+`VallETextToAudioPipeline`), and `pipeline("automatic-speech-recognition", model=<directory>)` runs its STT task
+(`VallESpeechRecognitionPipeline`). The classes are also registered for remote code: `save_pretrained` writes an
+`auto_map` and copies the modules that define them (and the modules they import) beside the weights, so that a saved
+directory or Hub upload loads with `trust_remote_code=True` where this package is not installed.
 """
 
 import os
@@ -33,13 +34,20 @@ try:
     from .hardware import quiet_torchao_import
 
     with quiet_torchao_import():  # transformers imports torchao (the [int8] extra) where it is installed
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+        from transformers import (
+            AutoConfig,
+            AutoFeatureExtractor,
+            AutoModel,
+            AutoModelForSpeechSeq2Seq,
+            AutoModelForTextToWaveform,
+            AutoProcessor,
+        )
 
         from .configuration import VallEConfig, VallEGenerationConfig
         from .feature_extraction import VallEFeatureExtractor
         from .generation import VallEGenerateOutput, VallEGenerationMixin
         from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
-        from .pipeline import VallETextToAudioPipeline, register_pipeline
+        from .pipeline import VallESpeechRecognitionPipeline, VallETextToAudioPipeline, register_pipeline
         from .processing import VallEProcessor
         from .vocos import VocosConfig, VocosModel
 finally:
@@ -52,6 +60,8 @@ AutoConfig.register("valle", VallEConfig, exist_ok=True)
 AutoConfig.register("valle_vocos", VocosConfig, exist_ok=True)
 AutoModel.register(VallEConfig, VallEModel, exist_ok=True)
 AutoModelForTextToWaveform.register(VallEConfig, VallEForConditionalGeneration, exist_ok=True)
+# the class pipeline("automatic-speech-recognition") loads from a name: VALL-E's STT task (speech in, phonemes out)
+AutoModelForSpeechSeq2Seq.register(VallEConfig, VallEForConditionalGeneration, exist_ok=True)
 AutoFeatureExtractor.register(VallEConfig, VallEFeatureExtractor, exist_ok=True)
 AutoProcessor.register(VallEConfig, VallEProcessor, exist_ok=True)
 
@@ -72,6 +82,7 @@ __all__ = [
     "VallEModel",
     "VallEPreTrainedModel",
     "VallEProcessor",
+    "VallESpeechRecognitionPipeline",
     "VallETextToAudioPipeline",
     "VocosConfig",
     "VocosModel",

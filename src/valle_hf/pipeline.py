@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 from transformers.pipelines import PIPELINE_REGISTRY
+from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 from transformers.pipelines.text_to_audio import TextToAudioPipeline
 
 from .errors import VallETypeError, VallEValueError
 from .generation import setting_names
 from .processing import VallEProcessor
 
-__all__ = ["VallETextToAudioPipeline", "check_pipeline_call", "register_pipeline"]
+__all__ = ["VallESpeechRecognitionPipeline", "VallETextToAudioPipeline", "check_pipeline_call", "register_pipeline"]
 
 # The keyword arguments of the pipeline's call that transformers passes on as dicts of keyword arguments.
 _KEYWORD_DICTS = ("forward_params", "generate_kwargs", "processor_kwargs")
@@ -148,10 +149,82 @@ class VallETextToAudioPipeline(TextToAudioPipeline):
         return super().postprocess(audio)
 
 
+# What transformers' speech-recognition pipeline offers that VALL-E's STT has not: it transcribes one utterance whole.
+_NOT_FOR_STT = ("chunk_length_s", "stride_length_s", "return_timestamps", "return_language", "decoder_kwargs")
+
+
+class VallESpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
+    """transformers' `AutomaticSpeechRecognitionPipeline`; for a VALL-E model, its STT task: each input is transcribed
+    to phonemes (IPA) by `generate(task="stt")` with the model's generation config (not the pipeline's Whisper
+    defaults, five beams), giving `{"text": ...}`.
+
+    An input is a file path, an array at the feature extractor's sampling rate (24 kHz), or a dict with "raw" or
+    "array" and its "sampling_rate" (as the `datasets` library gives), read and resampled by valle-hf's own audio
+    functions (no ffmpeg, no torchaudio). Chunking, timestamps and `batch_size` > 1 are refused in one line: for a
+    batch, `model.generate(**processor(audio=[...]), task="stt")`. For every other model it is transformers' pipeline
+    unchanged."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._is_valle():
+            self._generation_defaults = {}
+            if self.processor is None:  # a model instance given with its tokenizer and feature extractor
+                self.processor = VallEProcessor(self.tokenizer, self.feature_extractor)
+
+    def _is_valle(self) -> bool:
+        return self.model.config.model_type == "valle"
+
+    def __call__(self, inputs, **kwargs):
+        if self._is_valle() and (kwargs.get("batch_size") or self._batch_size or 1) > 1:
+            raise VallEValueError("the speech-recognition pipeline transcribes one input at a time for VALL-E: drop "
+                                  "batch_size, or for a batch call model.generate(**processor(audio=[...]), "
+                                  "task='stt')")
+        return super().__call__(inputs, **kwargs)
+
+    def _sanitize_parameters(self, **kwargs):
+        if not self._is_valle():
+            return super()._sanitize_parameters(**kwargs)
+        given = [name for name in _NOT_FOR_STT if kwargs.get(name)]
+        if given:
+            raise VallEValueError(f"{', '.join(given)}: VALL-E's speech to text transcribes a whole utterance, without "
+                                  "chunks or timestamps: drop it")
+        kwargs.pop("ignore_warning", None)
+        settings = kwargs.pop("generate_kwargs", None) or {}
+        return {}, {**settings, **kwargs}, {}
+
+    def preprocess(self, inputs, **kwargs):
+        if not self._is_valle():
+            yield from super().preprocess(inputs, **kwargs)
+            return
+        audio, rate = inputs, None
+        if isinstance(inputs, Mapping):
+            if "sampling_rate" not in inputs or not ({"raw", "array"} & inputs.keys()):
+                raise VallEValueError("a dict given to the speech-recognition pipeline needs the audio under 'raw' or "
+                                      "'array' and its 'sampling_rate'")
+            audio, rate = inputs.get("raw", inputs.get("array")), inputs["sampling_rate"]
+        elif isinstance(inputs, (np.ndarray, torch.Tensor)):
+            rate = self.feature_extractor.sampling_rate  # transformers' convention for a bare array
+        yield {**self.processor(audio=audio, sampling_rate=rate), "is_last": True}
+
+    def _forward(self, model_inputs, **generate_kwargs):
+        if not self._is_valle():
+            return super()._forward(model_inputs, **generate_kwargs)
+        is_last = model_inputs.pop("is_last")
+        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        return {"is_last": is_last, "tokens": self.model.generate(**model_inputs, task="stt", **generate_kwargs)}
+
+    def postprocess(self, model_outputs, **kwargs):
+        if not self._is_valle():
+            return super().postprocess(model_outputs, **kwargs)
+        return {"text": self.processor.decode(model_outputs[0]["tokens"][0])}
+
+
 def register_pipeline() -> None:
-    """Make `VallETextToAudioPipeline` the class of the "text-to-audio" task (and its alias "text-to-speech"), keeping
-    the task's model classes and default. Other models get the same pipeline as before, as the class changes nothing
-    for them."""
-    task = PIPELINE_REGISTRY.supported_tasks["text-to-audio"]
-    if task["impl"] is not VallETextToAudioPipeline:
-        PIPELINE_REGISTRY.supported_tasks["text-to-audio"] = {**task, "impl": VallETextToAudioPipeline}
+    """Make `VallETextToAudioPipeline` the class of the "text-to-audio" task (and its alias "text-to-speech"), and
+    `VallESpeechRecognitionPipeline` that of "automatic-speech-recognition", keeping each task's model classes and
+    default. Other models get the same pipelines as before, as the classes change nothing for them."""
+    for name, impl in (("text-to-audio", VallETextToAudioPipeline),
+                       ("automatic-speech-recognition", VallESpeechRecognitionPipeline)):
+        task = PIPELINE_REGISTRY.supported_tasks[name]
+        if task["impl"] is not impl:
+            PIPELINE_REGISTRY.supported_tasks[name] = {**task, "impl": impl}
