@@ -1,4 +1,5 @@
-"""`pipeline("text-to-speech")` for VALL-E: transformers' text-to-audio pipeline with its call checked first.
+"""`pipeline("text-to-speech")` and `pipeline("automatic-speech-recognition")` for VALL-E: transformers' pipelines
+with their calls checked first.
 
 transformers' `TextToAudioPipeline` indexes, merges and decodes what it is given before the model sees any of it, so
 an empty batch, `forward_params` that is not a dict, or `output_audio=False` (which leaves it codes where it expects
@@ -8,7 +9,11 @@ argument, for VALL-E models. Its batching splits `generate`'s output into the ba
 together, and one seed serves every text of a batch; and a VALL-E pipeline built with a tokenizer but no processor
 (a model instance needs `tokenizer=`) phonemises its texts all the same. For every other model it is transformers'
 pipeline unchanged.
-Importing the package makes it the "text-to-audio" (alias "text-to-speech") task's class.
+
+`VallESpeechRecognitionPipeline` runs VALL-E's STT task in `pipeline("automatic-speech-recognition")`, whose own
+steps (ffmpeg, torchaudio, a CTC or encoder-decoder model, Whisper's five beams) do not fit it. Importing the
+package makes them the classes of the "text-to-audio" (alias "text-to-speech") and "automatic-speech-recognition"
+tasks.
 """
 
 from __future__ import annotations
