@@ -47,6 +47,10 @@ decoder = AutoModel.from_pretrained(directory, trust_remote_code=True)
 same = all(torch.equal(mine, its) for mine, its in zip(decoder.state_dict().values(),
                                                        tts.model.model.state_dict().values(), strict=True))
 print("@decoder:", type(decoder).__name__, same)
+asr = pipeline("automatic-speech-recognition", model=directory, trust_remote_code=True)
+transcript = asr(prompt, temperature=0.0, max_new_tokens=6, min_new_tokens=6)["text"]
+ids = tts.model.generate(**tts.processor(audio=prompt), task="stt", temperature=0.0, max_new_tokens=6, min_new_tokens=6)
+print("@asr:", type(asr).__module__, type(asr).__name__, transcript == tts.processor.decode(ids[0]), bool(transcript))
 takes = tts(["Hello there.", "Another, longer text."], batch_size=2, processor_kwargs={"prompt_audio": prompt},
             generate_kwargs={"num_return_sequences": 2, "max_new_tokens": 4, "min_new_tokens": 4, "seeds": 5})
 print("@takes:", [len(item["audio"]) for item in takes], takes[0]["audio"][0].shape != takes[1]["audio"][0].shape
@@ -77,7 +81,7 @@ def test_a_converted_directory_carries_its_code(converted_dir):
     assert not {"training.py", "conversion.py", "loading.py", "cli.py"} & files  # training (peft) is not model code
     # transformers' pipeline() builds the pipeline that config.json names, from the code saved beside it
     assert {task["impl"].split(".")[0] + ".py" for task in config["custom_pipelines"].values()} <= files
-    assert set(config["custom_pipelines"]) == {"text-to-speech", "text-to-audio"}
+    assert set(config["custom_pipelines"]) == {"text-to-speech", "text-to-audio", "automatic-speech-recognition"}
 
 
 @pytest.mark.subprocess
@@ -95,6 +99,9 @@ def test_trust_remote_code_speaks_without_valle_hf(tmp_path, converted_dir, prom
         "pipeline VallETextToAudioPipeline")
     assert printed["takes"] == "[2, 2] True"
     assert printed["decoder"] == "VallEModel True"  # AutoModel: the decoder alone, with the saved weights
+    # VALL-E's speech recognition, from the directory: what generate(task="stt") transcribes
+    assert printed["asr"].startswith("transformers_modules") and printed["asr"].endswith(
+        "pipeline VallESpeechRecognitionPipeline True True")
 
 
 def test_the_decoder_alone_is_saved_with_its_code(tmp_path):

@@ -32,10 +32,14 @@ DEFAULT_CODEC = "facebook/encodec_24khz"
 # Level 0..7 codes of the original's "silence" frame (`vall_e/emb/qnt.py:get_silence`).
 SILENCE_CODES = (62, 424, 786, 673, 622, 986, 570, 948)
 # transformers' `pipeline()` takes a config's `custom_pipelines` before its own task classes. Saved with the model's
-# code, they make the remote-code text-to-speech pipeline VALL-E's (`valle_hf.pipeline`); where the package itself is
-# imported, the pipeline it registers serves and these are not read.
-CUSTOM_PIPELINES = {task: {"impl": "pipeline.VallETextToAudioPipeline", "pt": ["AutoModelForTextToWaveform"]}
-                    for task in ("text-to-speech", "text-to-audio")}
+# code, they make the remote-code text-to-speech and speech-recognition pipelines VALL-E's (`valle_hf.pipeline`);
+# where the package itself is imported, the pipelines it registers serve and these are not read.
+CUSTOM_PIPELINES = {
+    **{task: {"impl": "pipeline.VallETextToAudioPipeline", "pt": ["AutoModelForTextToWaveform"]}
+       for task in ("text-to-speech", "text-to-audio")},
+    "automatic-speech-recognition": {"impl": "pipeline.VallESpeechRecognitionPipeline",
+                                     "pt": ["AutoModelForSpeechSeq2Seq"]},
+}
 _REMOTE_CODE = not __name__.startswith("valle_hf.")
 
 

@@ -225,13 +225,15 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, with the generation config checked first (`SettingError`): transformers
         checks it after writing config.json and the code, so a bad setting left a folder without weights. With the
-        model's code saved (`register_for_auto_class`), the `auto_map` names `VallEModel` for `AutoModel` too:
-        transformers names only the saved class, so `AutoModel` with `trust_remote_code=True` refused the folder."""
+        model's code saved (`register_for_auto_class`), the `auto_map` names `VallEModel` for `AutoModel` too, and
+        this class for `AutoModelForSpeechSeq2Seq` (what the speech-recognition pipeline loads): transformers names only
+        the saved class, so `AutoModel` with `trust_remote_code=True` refused the folder."""
         self.generation_config.validate()
         if self._auto_class is not None:  # VallEModel is defined in the module file saved for this class
             module = type(self).__module__.rsplit(".", 1)[-1]
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}),
-                                    "AutoModel": f"{module}.{VallEModel.__name__}"}
+                                    "AutoModel": f"{module}.{VallEModel.__name__}",
+                                    "AutoModelForSpeechSeq2Seq": f"{module}.{type(self).__name__}"}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _freeze_audio_models(self) -> None:
