@@ -110,7 +110,15 @@ def _for_batch(settings: Mapping[str, Any], rows: int, name: str) -> Mapping[str
     return {**settings, "seeds": list(seeds) * rows}
 
 
-class VallETextToAudioPipeline(TextToAudioPipeline):
+class _VallEPipeline:
+    """What both of VALL-E's pipelines ask before each step: whether their model is VALL-E's (every other model gets
+    transformers' pipeline unchanged)."""
+
+    def _is_valle(self) -> bool:
+        return self.model.config.model_type == "valle"
+
+
+class VallETextToAudioPipeline(_VallEPipeline, TextToAudioPipeline):
     """transformers' `TextToAudioPipeline`; for a VALL-E model, the call is checked first (`check_pipeline_call`),
     and each text of a batch gets what it gets alone: its `num_return_sequences` takes as one item, and the same
     `seeds` (one seed, given once for every batch). Given a model instance with `tokenizer=` but no `processor=`, it
@@ -129,9 +137,6 @@ class VallETextToAudioPipeline(TextToAudioPipeline):
         check_one_streamed_call(text_inputs, kwargs.get("batch_size", self._batch_size), kwargs)
         with setting_names():  # a warning about the settings once per call, not once per batch of texts
             return super().__call__(text_inputs, **kwargs)
-
-    def _is_valle(self) -> bool:
-        return self.model.config.model_type == "valle"
 
     def _forward(self, model_inputs, **kwargs):
         if not self._is_valle():
@@ -158,7 +163,7 @@ class VallETextToAudioPipeline(TextToAudioPipeline):
 _NOT_FOR_STT = ("chunk_length_s", "stride_length_s", "return_timestamps", "return_language", "decoder_kwargs")
 
 
-class VallESpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
+class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionPipeline):
     """transformers' `AutomaticSpeechRecognitionPipeline`; for a VALL-E model, its STT task: each input is transcribed
     to phonemes (IPA) by `generate(task="stt")` with the model's generation config (not the pipeline's Whisper
     defaults, five beams), giving `{"text": ...}`.
@@ -175,9 +180,6 @@ class VallESpeechRecognitionPipeline(AutomaticSpeechRecognitionPipeline):
             self._generation_defaults = {}
             if self.processor is None:  # a model instance given with its tokenizer and feature extractor
                 self.processor = VallEProcessor(self.tokenizer, self.feature_extractor)
-
-    def _is_valle(self) -> bool:
-        return self.model.config.model_type == "valle"
 
     def __call__(self, inputs, **kwargs):
         if self._is_valle() and (kwargs.get("batch_size") or self._batch_size or 1) > 1:
