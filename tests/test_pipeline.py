@@ -268,8 +268,28 @@ def test_the_speech_recognition_pipeline_transcribes_each_input_as_generate_does
     assert all(call["task"] == "stt" and "num_beams" not in call and call["max_new_tokens"] == 8 for call in calls)
 
 
+def test_a_batch_size_transcribes_that_many_inputs_in_one_generate_call(asr, prompt_wav, monkeypatch):
+    """batch_size=2 over three inputs: two generate calls (two rows, then one), each transcript as generate gives it
+    in that batch, though they differ in what they say and in length."""
+    import soundfile
+
+    audio, rate = soundfile.read(prompt_wav, dtype="float32")
+    sources = [audio, audio[::-1], audio[: len(audio) // 3]]
+    settings = {"temperature": 0.0, "max_new_tokens": 8}
+    expected = []
+    for batch in (sources[:2], sources[2:]):
+        ids = asr.model.generate(**asr.processor(audio=batch, sampling_rate=rate), task="stt", **settings)
+        expected += asr.processor.batch_decode(ids)
+    assert len(set(expected)) == 3
+    rows = []
+    generate = asr.model.generate
+    monkeypatch.setattr(asr.model, "generate", lambda **kwargs: rows.append(len(kwargs["audio"])) or generate(**kwargs))
+    inputs = [{"array": source, "sampling_rate": rate} for source in sources]
+    assert asr(inputs, batch_size=2, generate_kwargs=settings) == [{"text": text} for text in expected]
+    assert rows == [2, 1]
+
+
 @pytest.mark.parametrize(("call", "message"), [
-    (dict(batch_size=2), "transcribes one input at a time for VALL-E"),
     (dict(chunk_length_s=10), "chunk_length_s: VALL-E's speech to text transcribes a whole utterance"),
     (dict(return_timestamps=True), "return_timestamps: VALL-E's speech to text"),
 ])

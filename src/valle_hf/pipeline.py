@@ -170,9 +170,9 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
 
     An input is a file path, an array at the feature extractor's sampling rate (24 kHz), or a dict with "raw" or
     "array" and its "sampling_rate" (as the `datasets` library gives), read and resampled by valle-hf's own audio
-    functions (no ffmpeg, no torchaudio). Chunking, timestamps and `batch_size` > 1 are refused in one line: for a
-    batch, `model.generate(**processor(audio=[...]), task="stt")`. For every other model it is transformers' pipeline
-    unchanged."""
+    functions (no ffmpeg, no torchaudio). With `batch_size` > 1, that many inputs share one `generate` call (each
+    transcript as `model.generate(**processor(audio=[...]), task="stt")` gives it for the batch). Chunking and
+    timestamps are refused in one line. For every other model it is transformers' pipeline unchanged."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -180,13 +180,6 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
             self._generation_defaults = {}
             if self.processor is None:  # a model instance given with its tokenizer and feature extractor
                 self.processor = VallEProcessor(self.tokenizer, self.feature_extractor)
-
-    def __call__(self, inputs, **kwargs):
-        if self._is_valle() and (kwargs.get("batch_size") or self._batch_size or 1) > 1:
-            raise VallEValueError("the speech-recognition pipeline transcribes one input at a time for VALL-E: drop "
-                                  "batch_size, or for a batch call model.generate(**processor(audio=[...]), "
-                                  "task='stt')")
-        return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
         if not self._is_valle():
@@ -211,14 +204,18 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
             audio, rate = inputs.get("raw", inputs.get("array")), inputs["sampling_rate"]
         elif isinstance(inputs, (np.ndarray, torch.Tensor)):
             rate = self.feature_extractor.sampling_rate  # transformers' convention for a bare array
-        yield {**self.processor(audio=audio, sampling_rate=rate), "is_last": True}
+        prepared = self.processor(audio=audio, sampling_rate=rate)
+        # One row's waveforms, the item transformers' batching lists (`pad_collate_fn` keeps non-tensors as lists)
+        yield {"audio": prepared["audio"][0], "sampling_rate": prepared["sampling_rate"], "is_last": True}
 
     def _forward(self, model_inputs, **generate_kwargs):
         if not self._is_valle():
             return super()._forward(model_inputs, **generate_kwargs)
-        is_last = model_inputs.pop("is_last")
+        is_last, audio = model_inputs.pop("is_last"), model_inputs.pop("audio")
+        rows = audio if isinstance(is_last, list) else [audio]  # a batch of inputs (batch_size > 1), or one input
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
-        return {"is_last": is_last, "tokens": self.model.generate(**model_inputs, task="stt", **generate_kwargs)}
+        tokens = self.model.generate(audio=rows, **model_inputs, task="stt", **generate_kwargs)
+        return {"is_last": is_last, "tokens": tokens}
 
     def postprocess(self, model_outputs, **kwargs):
         if not self._is_valle():
