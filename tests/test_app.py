@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import soundfile
@@ -411,6 +412,17 @@ def test_the_precision_line_is_printed_as_the_cli_prints_it(capsys, monkeypatch)
     assert app.main(["--model", "tiny-random"]) == 0
     err = capsys.readouterr().err
     assert any(line.startswith("precision: AR ") for line in err.splitlines()) and "[transformers] precision" not in err
+
+
+def test_the_page_names_the_model_at_its_revision(tiny, monkeypatch):
+    monkeypatch.setattr(app, "_check_free", lambda *args: None)
+    loaded = SimpleNamespace(describe=lambda: "precision: as loaded")
+    monkeypatch.setattr(app, "load_model", lambda args: (*tiny, loaded))
+    pages = []
+    monkeypatch.setattr(app, "_launch", lambda page, *args: pages.append(page))
+    assert app.main(["--model", "someone/valle", "--revision", "v1"]) == 0
+    texts = [block.value for block in pages[0].blocks.values() if isinstance(block, webui.gr.Markdown)]
+    assert any("Model: `someone/valle` at revision `v1`" in text for text in texts)
 
 
 def test_a_warning_names_an_upload_as_uploaded(tiny, tmp_path, prompt_wav, monkeypatch):

@@ -58,10 +58,11 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def build_demo(model=None, processor=None, model_name: str | None = None):
+def build_demo(model=None, processor=None, model_name: str | None = None, revision: str | None = None):
     """The demo page (a `gradio.Blocks`, queue set up) for a loaded model and processor; without them, for the
     released model (downloaded and converted on first use). For a Hugging Face Space: `build_demo().launch()`.
-    `model_name` (what `--model` said) names the model on the page.
+    `model_name` (what `--model` said) and `revision` (`--revision`: its branch, tag or commit) name the model on the
+    page.
 
     The audio also plays while it is generated when ffmpeg is installed (Gradio encodes that stream with it);
     without ffmpeg it plays when complete.
@@ -74,14 +75,15 @@ def build_demo(model=None, processor=None, model_name: str | None = None):
     if not stream:
         logger.warning("ffmpeg not found: the page plays the audio once complete (install ffmpeg to hear it while "
                        "it is generated)")
-    return webui.build_page(model, processor, _describe(model_name or "a model given in Python"), stream=stream)
+    described = _describe(model_name or "a model given in Python", revision)
+    return webui.build_page(model, processor, described, stream=stream)
 
 
-def _describe(model_name: str) -> str:
+def _describe(model_name: str, revision: str | None = None) -> str:
     """How the page names the model (Markdown)."""
     if model_name == TINY_RANDOM:
         return f"`{TINY_RANDOM}`, an installation check: it makes noise, not speech"
-    return f"`{model_name}`"
+    return f"`{model_name}`" + (f" at revision `{revision}`" if revision else "")
 
 
 def _port(port: int | None) -> int:
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     check_device(args)
     model, processor, precision = load_model(args)
     print(precision.describe(), file=sys.stderr)  # as the CLI prints it (the logger put "[transformers]" before it)
-    _launch(build_demo(model, processor, args.model or RELEASED_NAME), args.host, port)
+    _launch(build_demo(model, processor, args.model or RELEASED_NAME, args.revision), args.host, port)
     return 0
 
 
