@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -141,14 +143,14 @@ def test_the_reference_is_never_an_output_whatever_the_spelling(tmp_path, monkey
 
 
 def _failing_write(fail_after: int):
-    """A soundfile.write that writes `fail_after` bytes of the file, then fails as a full disk does."""
+    """A Path.write_bytes that writes `fail_after` bytes of the file, then fails as a full disk does."""
 
-    def write(file, data, samplerate, **kwargs):
-        with open(file, "wb") as handle:
-            handle.write(b"RIFF" + b"\0" * (fail_after - 4))
-        raise soundfile.LibsndfileError(0, prefix="Error writing: ")
+    def write_bytes(path, data):
+        with open(path, "wb") as handle:
+            handle.write(bytes(data[:fail_after]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    return write
+    return write_bytes
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
@@ -158,8 +160,9 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial_one(tmp_pa
     out = tmp_path / "speech.wav"
     audio.save_audio(out, _tone(0.2, 24000))
     before = out.read_bytes()
-    monkeypatch.setattr(audio.soundfile, "write", _failing_write(1000))
-    with pytest.raises(OutputError, match="could not write .*speech.wav.*it was left unchanged"):
+    monkeypatch.setattr(Path, "write_bytes", _failing_write(1000))
+    with pytest.raises(OutputError, match=r"could not write .*speech.wav \(No space left on device\); it was left "
+                                          "unchanged"):
         audio.save_audio(out, _tone(2.0, 24000))
     assert out.read_bytes() == before and [path.name for path in tmp_path.iterdir()] == ["speech.wav"]
     with pytest.raises(OutputError, match="it was not created"):
@@ -211,6 +214,16 @@ def test_a_stream_that_wrote_nothing_or_a_nan_chunk_leaves_no_file(tmp_path):
     assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]
 
 
+def test_a_rate_the_format_does_not_take_is_said_in_libsndfile_words_and_nothing_written(tmp_path):
+    from valle_hf.audio import save_audio
+    from valle_hf.errors import OutputError
+
+    with pytest.raises(OutputError, match=r"could not write \S*speech.flac \(flac does not support this sample "
+                                          r"rate.\); it was not created$"):
+        save_audio(tmp_path / "speech.flac", _tone(0.1, 24000), 700_000)
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_file_size_limit_keeps_the_previous_file(tmp_path):
     """The kernel refuses the write past RLIMIT_FSIZE (Python ignores SIGXFSZ), as a full disk would."""
     import resource
@@ -224,7 +237,7 @@ def test_a_file_size_limit_keeps_the_previous_file(tmp_path):
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) * 4, hard))
     try:
-        with pytest.raises(OutputError, match="could not write"):
+        with pytest.raises(OutputError, match=r"could not write .*speech.wav \(File too large\)"):
             save_audio(out, _tone(3.0, 24000))  # 30 times the first file
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
@@ -250,20 +263,27 @@ def test_a_directory_is_not_an_audio_file(tmp_path):
         load_audio(tmp_path)
 
 
-def test_a_stream_that_fills_the_disk_ends_with_an_output_error_and_leaves_no_file(tmp_path):
+@pytest.mark.parametrize(("free", "reason"), [
+    (10**12, "File too large: the file-size limit (ulimit -f) is 65536 bytes"),
+    (4096, "No space left on device"),  # libsndfile says "System error." for both: the file system is asked
+])
+def test_a_stream_that_fills_the_disk_ends_with_an_output_error_and_leaves_no_file(tmp_path, monkeypatch, free,
+                                                                                   reason):
     """The kernel refuses the write past RLIMIT_FSIZE, as a full disk would."""
     import resource
 
+    from valle_hf import audio
     from valle_hf.errors import OutputError
     from valle_hf.streaming import AudioChunk, AudioFileStreamer
 
     out = tmp_path / "speech.wav"
     out.write_bytes(b"previous")
     streamer = AudioFileStreamer(out, 24000)
+    monkeypatch.setattr(audio.shutil, "disk_usage", lambda path: SimpleNamespace(free=free))
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
     try:
-        with pytest.raises(OutputError, match="could not write .*speech.wav.*it was left as it was"):
+        with pytest.raises(OutputError, match=re.escape(f"speech.wav ({reason}); it was left as it was")):
             for index in range(100):  # 100 chunks of 4800 float32 samples: far past 64 KiB
                 streamer.put(AudioChunk(0, torch.full((4800,), 0.1), torch.zeros(15, 8, dtype=torch.long), 15 * index,
                                         final=False))

@@ -8,7 +8,9 @@ complete.
 from __future__ import annotations
 
 import errno
+import io
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,8 +30,16 @@ except ImportError:
 
 AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
 
+# What a failed write raises: the system's OSError, or soundfile's (older soundfile: RuntimeError).
+WRITE_ERRORS = (OSError, soundfile.LibsndfileError, RuntimeError)
+# libsndfile's code for "a system call failed" (SF_ERR_SYSTEM): its words are "System error.", without the errno.
+_SYSTEM_ERROR = 2
+# Free space below which a failed write is put down to a full disk.
+_FULL_DISK_BYTES = 1 << 20
+
 __all__ = [
     "AudioSource",
+    "WRITE_ERRORS",
     "check_file_rate",
     "check_output_path",
     "check_samples",
@@ -41,6 +51,7 @@ __all__ = [
     "reference_sources",
     "save_audio",
     "waveform_samples",
+    "write_failure",
 ]
 
 
@@ -202,19 +213,49 @@ def save_audio(
     Samples are clipped to [-1, 1]. Raises `VallEValueError` for a path that cannot be written (`check_output_path`:
     a directory, a missing folder, ...), samples no file should hold (`waveform_samples`) and a sampling rate that is
     not a positive integer a file header holds; `OutputError` when the write fails (disk full, file-size limit, ...),
-    with `path` as it was.
+    with the system's reason and `path` as it was.
     """
     out = check_output_path(path)
     container, subtype = output_format(out)
     data = waveform_samples(waveform, out)
     check_file_rate(sampling_rate)
+    encoded = io.BytesIO()  # encoded in memory, so that the system's own error reaches us (libsndfile keeps it)
     try:
+        soundfile.write(encoded, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
         with written_whole(out) as temporary:
-            soundfile.write(temporary, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
-    except (OSError, soundfile.LibsndfileError, RuntimeError) as error:
+            temporary.write_bytes(encoded.getbuffer())
+    except WRITE_ERRORS as error:  # a rate the format does not take, a full disk, ...
         kept = "left unchanged" if out.exists() else "not created"
-        raise OutputError(f"could not write {out} ({one_line(error)}); it was {kept}") from None
+        raise OutputError(f"could not write {out} ({write_failure(error, out)}); it was {kept}") from None
     return out
+
+
+def write_failure(error: BaseException, path: Path) -> str:
+    """Why writing `path` (a file being written, or about to be) failed, in the system's words (`OSError.strerror`).
+    libsndfile says only "System error." for a failed system call, so for that the file system is asked: under 1 MiB
+    free is a full disk; a file at the file-size limit (`ulimit -f`) is too large. Otherwise libsndfile's words, or
+    the error's."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if not isinstance(error, soundfile.LibsndfileError):
+        return one_line(error)
+    if error.code == _SYSTEM_ERROR:
+        if shutil.disk_usage(path.parent).free < _FULL_DISK_BYTES:
+            return os.strerror(errno.ENOSPC)
+        limit = _file_size_limit()
+        if limit is not None and path.exists() and path.stat().st_size + _FULL_DISK_BYTES >= limit:
+            return f"{os.strerror(errno.EFBIG)}: the file-size limit (ulimit -f) is {limit} bytes"
+    return one_line(error.error_string.removeprefix("Error : "))  # without soundfile's "Error opening <file>: "
+
+
+def _file_size_limit() -> int | None:
+    """The file-size limit (bytes) of this process, None without one (or without `resource`: not on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
 
 
 def reference_sources(sources: Any) -> list[AudioSource]:

@@ -27,10 +27,18 @@ import soundfile
 import torch
 from transformers import StoppingCriteria
 
-from .audio import check_file_rate, check_output_path, check_samples, empty_audio_error, output_format
+from .audio import (
+    WRITE_ERRORS,
+    check_file_rate,
+    check_output_path,
+    check_samples,
+    empty_audio_error,
+    output_format,
+    write_failure,
+)
 from .cache import PreallocatedDynamicCache
 from .configuration import MAX_SETTING_SECONDS, is_seconds
-from .errors import OutputError, VallEValueError, one_line
+from .errors import OutputError, VallEValueError
 from .files import temporary_file_beside
 from .layout import pad, segment_position_ids, tts_sequence
 
@@ -64,7 +72,6 @@ class AudioChunk:
 
 
 # What writing the partial file or renaming it raises where the disk or the folder refuses it.
-_WRITE_ERRORS = (OSError, soundfile.LibsndfileError, RuntimeError)
 
 # A streamed chunk's length: by default (a chunk every 0.5 s of level-0 codes, ~38 frames), and as error messages
 # state its range.
@@ -214,10 +221,10 @@ class AudioFileStreamer(AudioStreamer):
         try:  # the folder may refuse the partial file itself (a name too long for it, a read-only file system)
             self.partial = temporary_file_beside(self.path)
             self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
-        except _WRITE_ERRORS as error:
+        except WRITE_ERRORS as error:
             if self.partial is not None:
                 self.partial.unlink(missing_ok=True)
-            raise OutputError(f"could not write {self.path} ({one_line(error)})") from None
+            raise OutputError(f"could not write {self.path} ({write_failure(error, self.path)})") from None
         self._next_row, self._waiting = 0, {}
         self.seconds = 0.0
         self._outcome: str | None = None  # "committed" or "aborted", once it is
@@ -242,8 +249,9 @@ class AudioFileStreamer(AudioStreamer):
         try:
             self._file.write(audio)
             self._file.flush()
-        except _WRITE_ERRORS as error:
-            raise OutputError(f"could not write {self.path} ({one_line(error)}); it was left as it was") from None
+        except WRITE_ERRORS as error:
+            raise OutputError(f"could not write {self.path} ({write_failure(error, self.partial)}); it was left as "
+                              "it was") from None
 
     def fail(self, error: BaseException) -> None:
         """The call failed, its rows cut short: the partial file is removed (`abort`), and `commit` refused."""
@@ -267,9 +275,10 @@ class AudioFileStreamer(AudioStreamer):
         try:
             self.end()
             os.replace(self.partial, self.path)
-        except _WRITE_ERRORS as error:
+        except WRITE_ERRORS as error:
             self.abort()
-            raise OutputError(f"could not write {self.path} ({one_line(error)}); it was left as it was") from None
+            raise OutputError(f"could not write {self.path} ({write_failure(error, self.partial)}); it was left as "
+                              "it was") from None
         self._outcome = "committed"
         return self.path
 
@@ -278,7 +287,7 @@ class AudioFileStreamer(AudioStreamer):
         After `commit` it changes nothing."""
         try:
             self.end()
-        except _WRITE_ERRORS:
+        except WRITE_ERRORS:
             pass  # the file is removed below, whatever state closing left it in
         finally:
             self.partial.unlink(missing_ok=True)
