@@ -85,6 +85,20 @@ def test_unified_position_ids_count_the_real_tokens():
         assert (positions[row][~mask[row].bool()] == 1).all()
 
 
+@pytest.mark.parametrize("unified", [False, True])
+def test_a_response_fed_in_pieces_gets_the_positions_of_the_whole_sequence(unified):
+    from valle_hf.layout import response_position_ids
+
+    config = tiny_config(unified_position_ids=unified)
+    for prompt_frames in (None, 0, 3):
+        prefix = tts_sequence(config, torch.tensor([1, 5, 6, 2]), 2, prompt_frames, response_frames=0)
+        whole = segment_position_ids(tts_sequence(config, torch.tensor([1, 5, 6, 2]), 2, prompt_frames,
+                                                  response_frames=7)[None], config)[0]
+        for start, count in ((0, 7), (0, 3), (3, 4), (6, 1)):
+            expected = whole[len(prefix) + start: len(prefix) + start + count]
+            assert torch.equal(response_position_ids(config, len(prefix), start, count), expected)
+
+
 def test_sequences_and_positions_match_the_fixtures_recorded_ones(fixtures, fixture_model):
     """Every forward case of the fixture set: our layout of its inputs has the original's length and position ids."""
     cases = [case for case in forward_cases(fixtures) if "position_ids" in case["tensors"]]

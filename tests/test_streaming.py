@@ -90,10 +90,14 @@ def _snr(reference, other):
     return 10 * torch.log10(reference.pow(2).sum() / (reference - other).pow(2).sum().clamp_min(1e-30)).item()
 
 
-@pytest.mark.parametrize("backend", ["vocos", "encodec"])
+@pytest.mark.parametrize(("backend", "unified"), [("vocos", False), ("encodec", False), ("encodec", True)],
+                         ids=["vocos", "encodec", "encodec-unified-positions"])
 @pytest.mark.parametrize("rows", [1, 3])
 @pytest.mark.parametrize("with_prompt", [True, False], ids=["prompt", "no-prompt"])
-def test_streamed_codes_equal_generate_and_audio_is_within_30_db(fixture_model, case, backend, rows, with_prompt):
+def test_streamed_codes_equal_generate_and_audio_is_within_30_db(fixture_model, case, backend, unified, rows,
+                                                                 with_prompt, monkeypatch):
+    """Also with `unified_position_ids` (the chunks' positions then count on from the prefix)."""
+    monkeypatch.setattr(fixture_model.config, "unified_position_ids", unified)
     text, prompt, steps = case
     settings = {**PLAIN_SETTINGS, "temperature": 0.0, "max_new_tokens": steps, "audio_backend": backend,
                 "return_dict_in_generate": True}

@@ -62,6 +62,16 @@ def stt_sequence(config: VallEConfig, audio_frames: int, text_ids: torch.LongTen
     return _join(config, segments)
 
 
+def response_position_ids(config: VallEConfig, prefix_length: int, start: int, count: int,
+                          device: torch.device | None = None) -> torch.LongTensor:
+    """Position ids `[count]` of response frames `start .. start + count - 1` of a TTS sequence whose tokens before
+    the response (``text SEP [level] SEP prompt SEP``) number `prefix_length`, as `segment_position_ids` gives them
+    over the whole sequence: the response restarts at 0, or with `unified_position_ids` counts on from the prefix.
+    For a sequence fed in pieces (the streamed NAR)."""
+    first = start + (prefix_length if config.unified_position_ids else 0)
+    return torch.arange(first, first + count, device=device)
+
+
 def pad(sequences: list[torch.Tensor], pad_value: int, side: str = "left") -> tuple[torch.Tensor, torch.LongTensor]:
     """Stack 1-D sequences (or [T, n] code tensors) padded on `side`, with a 0/1 mask of the real entries."""
     if side not in ("left", "right"):

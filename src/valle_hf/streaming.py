@@ -40,7 +40,7 @@ from .cache import PreallocatedDynamicCache
 from .configuration import MAX_SETTING_SECONDS, is_seconds
 from .errors import OutputError, VallEValueError
 from .files import temporary_file_beside
-from .layout import pad, segment_position_ids, tts_sequence
+from .layout import pad, response_position_ids, segment_position_ids, tts_sequence
 
 __all__ = [
     "CHUNK_SECONDS_RULE",
@@ -382,8 +382,9 @@ class StreamingTTS:
 
     def _nar_chunk(self, level: int, chunk: list[torch.LongTensor]) -> list[torch.LongTensor]:
         """Level `level` of each row's new frames `[n_i, level]` (levels 0..level-1), through the level's cache."""
-        cache, prefix_mask = self._level_cache(level)
+        cache, seen = self._level_cache(level)  # the attention mask of the prefix and the chunks before
         done = [len(codes) for codes in self.codes]  # frames each row already has in the cache
+        prefix_lengths = [tokens - frames for tokens, frames in zip(seen.sum(dim=1).tolist(), done, strict=True)]
         width = max(len(rows) for rows in chunk)
         model_config = self.model.config
         ids = torch.full((len(chunk), width), model_config.pad_token_id, device=self.model.device)
@@ -392,9 +393,10 @@ class StreamingTTS:
         for row, rows in enumerate(chunk):
             ids[row, : len(rows)] = model_config.audio_frame_token_id
             valid[row, : len(rows)] = 1
-            positions[row, : len(rows)] = torch.arange(done[row], done[row] + len(rows), device=self.model.device)
+            positions[row, : len(rows)] = response_position_ids(model_config, prefix_lengths[row], done[row],
+                                                                len(rows), self.model.device)
         codes = pad([rows if len(rows) else rows.new_zeros(0, level) for rows in chunk], 0, side="right")[0]
-        mask = torch.cat([prefix_mask, valid], dim=1)
+        mask = torch.cat([seen, valid], dim=1)
         logits = self.model(
             input_ids=ids, attention_mask=mask, position_ids=positions, audio_codes=codes, level=level, task="tts",
             cache=cache, use_cache=True, early_exit=self.skip,
