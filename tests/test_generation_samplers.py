@@ -445,6 +445,17 @@ def test_greedy_ignores_the_sampling_only_settings(case):
     assert _tokens(out) == expected[0]
 
 
+def test_a_temperature_given_alone_samples_where_the_config_decodes_greedily(case, monkeypatch):
+    """A config saved greedy (do_sample False) and `generate(temperature=1.0)`: transformers would keep do_sample
+    and decode greedily whatever the seed, without a word; as in the original, the temperature says to sample."""
+    model, text, prompt = case
+    monkeypatch.setattr(model.generation_config, "do_sample", False)
+    greedy = _tokens(_generate(model, [text], [prompt], max_new_tokens=STOP_STEP, temperature=0.0))
+    takes = [_tokens(_generate(model, [text], [prompt], max_new_tokens=STOP_STEP, temperature=1.0, seeds=[seed]))
+             for seed in (1, 2)]
+    assert takes[0] != takes[1] and greedy not in takes
+
+
 # ---------------------------------------------------------------------------------------------- NAR sampling
 def test_nar_temperature_samples_each_level_from_the_tempered_distribution(tiny_model, case):
     """`nar_temperature` reaches the NAR: 0 is the argmax, > 0 samples (seeded), and the temperature shapes the

@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .configuration import DEFAULT_CODEC, SETTING_RULES, SettingError, check_settings, check_settings_fit
+from .configuration import (
+    DEFAULT_CODEC,
+    SETTING_RULES,
+    SettingError,
+    check_settings,
+    check_settings_fit,
+    decoding_by_temperature,
+)
 from .errors import ArgumentParser, UsageError, entry_point, one_line
 from .seeding import sentence_seeds
 from .streaming import CHUNK_SECONDS_RULE, DEFAULT_CHUNK_SECONDS, AudioFileStreamer, chunk_seconds_allowed
@@ -369,9 +376,7 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
         own_range = flag in FLAG_RULES and error.rule == SETTING_RULES[error.setting][0]
         rule = FLAG_RULES[flag] if own_range else error.rule
         raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {rule}") from None
-    if "temperature" in kwargs:
-        kwargs["do_sample"] = kwargs["temperature"] > 0
-    return kwargs
+    return decoding_by_temperature(kwargs)
 
 
 def check_streaming(args) -> None:

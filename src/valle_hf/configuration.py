@@ -411,6 +411,16 @@ class SettingError(VallEValueError):
 _MAX_SETTING = 3.4e38
 
 
+def decoding_by_temperature(settings: dict) -> dict:
+    """`settings` with the `do_sample` that a `temperature` given without it says, as in the original: > 0 samples,
+    0 decodes greedily. transformers keeps `do_sample` (False by default) and ignores such a temperature, so a
+    temperature given to a config or call that decodes greedily would change nothing, without a word."""
+    temperature = settings.get("temperature")
+    if settings.get("do_sample") is None and _is_number(temperature):
+        return {**settings, "do_sample": temperature > 0}
+    return settings
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= _MAX_SETTING
 
@@ -674,12 +684,7 @@ class VallEGenerationConfig(GenerationConfig):
     def __init__(self, **kwargs):
         for name, default in VALLE_GENERATION_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
-        temperature = kwargs.get("temperature")
-        if kwargs.get("do_sample") is None and _is_number(temperature):
-            # As in the original, a temperature says which decoding: > 0 samples (transformers warned that a
-            # temperature without do_sample "may be ignored", and generate then sampled with it all the same).
-            kwargs["do_sample"] = temperature > 0
-        super().__init__(**kwargs)
+        super().__init__(**decoding_by_temperature(kwargs))
 
     @classmethod
     def from_model_config(cls, model_config: VallEConfig) -> VallEGenerationConfig:

@@ -33,6 +33,7 @@ from .configuration import (
     VALLE_GENERATION_DEFAULTS,
     VallEGenerationConfig,
     check_settings_fit,
+    decoding_by_temperature,
     inert_settings,
 )
 from .cpu_kernels import use_cpu_kernels
@@ -635,7 +636,8 @@ class VallEGenerationMixin(GenerationMixin):
         # A VALL-E setting given as None is not set, where None is no value of its own (max_levels None is "all")
         unset = {name for name, default in VALLE_GENERATION_DEFAULTS.items() if default is not None
                  and name in kwargs and kwargs[name] is None}
-        model_kwargs = config.update(**{name: value for name, value in kwargs.items() if name not in unset})
+        settings = decoding_by_temperature(kwargs)  # a temperature passed alone samples even where config is greedy
+        model_kwargs = config.update(**{name: value for name, value in settings.items() if name not in unset})
         for name, default in VALLE_GENERATION_DEFAULTS.items():  # a config that holds None: the default
             if getattr(config, name) is None and default is not None:
                 setattr(config, name, default)
