@@ -271,7 +271,9 @@ def train(argv: list[str] | None = None) -> Path:
     if args.lora:
         model = add_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout)
         model.print_trainable_parameters()
-    trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator)
+    # the collator as a callback too: draws keyed on the epoch, so --resume trains on the draws of an uninterrupted run
+    trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
+                           callbacks=[collator])
     trainer.train(resume_from_checkpoint=last_checkpoint(args.output) if args.resume else None)
 
     final = args.output / "final"

@@ -132,6 +132,30 @@ def test_items_have_text_codes_and_a_prompt_from_the_same_speaker(tmp_path):
     assert stt["task"] == "stt" and "prompt_codes" not in stt
 
 
+def test_prompts_are_keyed_on_the_epoch_and_the_index_once_an_epoch_is_set(tmp_path):
+    """With an epoch set (the collator's Trainer callback sets it), an item's prompt depends on (seed, epoch, index)
+    only: not on the order items are read in or on the DataLoader workers (persistent ones see a new epoch too), so
+    a resumed run reads the prompts of the run it continues; a new epoch draws anew."""
+    write_dataset(tmp_path, {"a": [80, 90, 100, 95], "b": [70, 85, 75]})
+    dataset = VallEDataset(tmp_path, prompt_duration=(0.2, 0.6), seed=4)
+    assert dataset.epoch is None
+
+    def prompts(source, order):
+        return [source[index]["prompt_codes"].tolist() for index in order]
+
+    dataset.set_epoch(2)
+    expected = prompts(dataset, range(len(dataset)))
+    assert prompts(dataset, reversed(range(len(dataset)))) == expected[::-1]
+    fresh = VallEDataset(tmp_path, prompt_duration=(0.2, 0.6), seed=4)
+    fresh.set_epoch(2)
+    assert prompts(fresh, [3, 1]) == [expected[3], expected[1]]  # a resumed run reads only the items left
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2, persistent_workers=True)
+    for epoch in (2, 3):
+        dataset.set_epoch(epoch)
+        assert [item["prompt_codes"].tolist() for item in loader] == prompts(dataset, range(len(dataset)))
+    assert prompts(dataset, range(len(dataset))) != expected  # epoch 3 drew anew
+
+
 def test_duration_range_filters_and_an_empty_folder_is_refused(tmp_path):
     """The utterances outside the range were left out in silence: a run trained on fewer than it was given."""
     from conftest import logged_warnings

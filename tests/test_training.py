@@ -265,6 +265,51 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
         VallEDataCollator(config, padding_side="middle")
 
 
+def test_collator_draws_per_item_and_epoch_whatever_the_batches_and_workers(tiny_model):
+    """Once an epoch is set, an item's task and level depend on (seed, epoch, its text and codes) only: not on its
+    batch, its place in it or the DataLoader workers (persistent ones see a new epoch too); a new epoch draws anew,
+    copies in one batch draw apart, and the draws keep the original's distribution."""
+    from valle_hf.errors import VallEValueError
+
+    config = tiny_model.config
+    generator = torch.Generator().manual_seed(2)
+    items = [random_item(generator, 3, 2) for _ in range(12)]
+    collator = VallEDataCollator(config, seed=3, tasks=("tts", "stt"))
+    assert collator.epoch is None
+
+    def draws(batch):
+        return list(zip(batch["level"].tolist(), batch["task"].tolist(), strict=True))
+
+    collator.set_epoch(4)
+    whole = draws(collator(items))
+    assert draws(collator(items[::-1])) == whole[::-1]
+    assert draws(collator(items[:5])) + draws(collator(items[5:])) == whole
+    assert draws(VallEDataCollator(config, seed=3, tasks=("tts", "stt"))(items)) != whole  # no epoch: the stream
+    loader = torch.utils.data.DataLoader(items, batch_size=5, collate_fn=collator, num_workers=2,
+                                         persistent_workers=True)
+    for epoch in (4, 5):
+        collator.set_epoch(epoch)
+        expected = draws(collator(items))
+        assert [pair for batch in loader for pair in draws(batch)] == expected
+    assert expected != whole  # epoch 5 drew anew
+    assert len(set(draws(collator([items[0]] * 8)))) > 1  # copies in one batch draw apart
+
+    many = [random_item(generator, 2, 1) for _ in range(3_000)]
+    collator = VallEDataCollator(config, seed=3, tasks=("tts", "stt"))
+    collator.set_epoch(0)
+    batches = [collator(many[start:start + 500]) for start in range(0, len(many), 500)]
+    levels = torch.cat([batch["level"][batch["task"] == 0] for batch in batches])
+    tasks = torch.cat([batch["task"] for batch in batches])
+    frequencies = torch.bincount(levels, minlength=8).float() / len(levels)
+    assert (frequencies - torch.tensor([(8 - k) / 36 for k in range(8)])).abs().max() < 0.04
+    assert abs(tasks.float().mean() - 0.5) < 0.04
+    for wrong in (-1, 1.0, True):
+        with pytest.raises(VallEValueError, match="epoch must be a non-negative integer"):
+            collator.set_epoch(wrong)
+    collator.set_epoch(None)
+    assert collator.epoch is None
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("audio_codes", lambda item: item["audio_codes"].index_fill(0, torch.tensor([1]), 1024),
      r"audio_codes must lie in 0\.\.1023, got"),
@@ -399,6 +444,52 @@ def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
     torch.testing.assert_close(logits[finite], expected[finite], rtol=1e-5, atol=1e-5)
     assert not torch.equal(reloaded.model.backbone.layers[0].self_attn.q_proj.weight,
                            before["model.backbone.layers.0.self_attn.q_proj.weight"])
+
+
+# ---------------------------------------------------------------------------------------------------- resuming
+
+
+def trained_draws(output: Path, data: Path, workers: int, resume: str | None = None, persistent: bool = False):
+    """Train a tiny model on `write_tiny_dataset`'s 4 utterances for 3 epochs of 2 steps (VallEDataset prompts, the
+    collator's levels and tasks, a checkpoint every 3 steps); returns each step's batch and (step, loss, grad norm)."""
+    from transformers import Trainer, TrainingArguments
+
+    from valle_hf.dataset import VallEDataset
+
+    batches = []
+
+    class Recording(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            batches.append({key: value.tolist() for key, value in inputs.items()})
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    model = reactive_model()
+    collator = VallEDataCollator(model.config, seed=5, tasks=("tts", "stt"))
+    arguments = TrainingArguments(output_dir=str(output), num_train_epochs=3, per_device_train_batch_size=2,
+                                  save_steps=3, logging_steps=1, report_to="none", use_cpu=True, seed=5,
+                                  dataloader_num_workers=workers, dataloader_persistent_workers=persistent)
+    trainer = Recording(model=model, args=arguments, train_dataset=VallEDataset(data, (0.2, 0.5), seed=5),
+                        data_collator=collator, callbacks=[collator])
+    trainer.train(resume_from_checkpoint=resume)
+    logged = [(entry["step"], entry["loss"], entry["grad_norm"]) for entry in trainer.state.log_history
+              if "loss" in entry]
+    return batches, logged
+
+
+@pytest.mark.parametrize("workers, persistent", [(0, False), (2, False), (2, True)],
+                         ids=["in-process", "workers", "persistent-workers"])
+def test_resume_from_checkpoint_sees_the_draws_of_an_uninterrupted_run(tmp_path, workers, persistent):
+    """The collator's levels and tasks and VallEDataset's prompts started again from the seed on resume (the Trainer
+    skips the consumed batches without collating them), so the resumed steps trained on other draws than the run
+    they continue: here a checkpoint mid-epoch 1, resumed through epoch 2, must see the same batches, losses and
+    gradient norms."""
+    write_tiny_dataset(tmp_path / "data")
+    batches, logged = trained_draws(tmp_path / "whole", tmp_path / "data", workers, persistent=persistent)
+    assert len(batches) == len(logged) == 6
+    resumed, resumed_logged = trained_draws(tmp_path / "whole", tmp_path / "data", workers,
+                                            str(tmp_path / "whole" / "checkpoint-3"), persistent)
+    assert resumed == batches[3:]
+    assert resumed_logged == logged  # the checkpoint's log of steps 1-3, then the resumed steps 4-6
 
 
 # ---------------------------------------------------------------------------------------------------- scripts

@@ -29,7 +29,7 @@ from .errors import OutputError, VallEFileNotFoundError, VallEValueError, get_lo
 from .files import written_whole
 from .manifest import append_jsonl, numbered_jsonl, repair_jsonl
 from .tokenization import tokenizer_fingerprint
-from .training import check_text_ids
+from .training import check_text_ids, read_shared_epoch, set_shared_epoch, shared_epoch
 
 logger = get_logger(__name__)
 
@@ -202,6 +202,14 @@ class VallEDataset(torch.utils.data.Dataset):
     utterance (none within `duration_range` included), when a record cannot be read (`check_record`, naming its
     manifest line: found here, not in the middle of training), or for a `prompt_duration` that gives no prompt
     (`check_prompt_duration`). `rvq_levels`: the RVQ levels every utterance holds (those training can reach).
+
+    Prompt draws are reproducible (the same `seed`, the same prompts). Once an epoch is set (`set_epoch`: accelerate
+    calls it in a fresh single-process run, and `VallEDataCollator` passed to the Trainer as a callback in every
+    run, resumed ones and several processes included), item `index`'s prompt comes from a generator seeded with
+    (`seed`, epoch, `index`), whatever the order, the DataLoader workers or the processes: a run resumed with
+    `resume_from_checkpoint` sees the prompts of the run it continues. While none is set, prompts come from one
+    seeded stream per process and DataLoader worker. Give the Trainer's evaluation set its own instance: accelerate
+    sets an evaluation set's epoch to 0 at each evaluation, which would change the training prompts' key.
     """
 
     def __init__(
@@ -233,6 +241,7 @@ class VallEDataset(torch.utils.data.Dataset):
         self.task = task
         self.seed = seed
         self._rngs: dict = {}
+        self._epoch = shared_epoch()  # shared memory: DataLoader workers see set_epoch's value
         self.by_speaker: dict[str, list[int]] = {}
         for index, record in enumerate(self.records):
             self.by_speaker.setdefault(record.get("speaker", ""), []).append(index)
@@ -253,8 +262,22 @@ class VallEDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _rng(self) -> random.Random:
-        """A seeded generator per process / DataLoader worker (workers get their own, reproducible, seeds)."""
+    @property
+    def epoch(self) -> int | None:
+        """The epoch the prompt draws are keyed on (`set_epoch`); None: they come from the per-process stream."""
+        return read_shared_epoch(self._epoch)
+
+    def set_epoch(self, epoch: int | None) -> None:
+        """Key each item's prompt on (`seed`, `epoch`, its index) from now on; None goes back to the stream. DataLoader
+        workers, persistent ones included, see the new value."""
+        set_shared_epoch(self._epoch, epoch)
+
+    def _rng(self, index: int) -> random.Random:
+        """Item `index`'s prompt generator: keyed on (seed, epoch, index) once an epoch is set, else the seeded stream
+        of this process / DataLoader worker (workers get their own, reproducible, seeds)."""
+        epoch = self.epoch
+        if epoch is not None:
+            return random.Random(f"valle-hf prompt {self.seed} {epoch} {index}")  # seeded through SHA-512: stable
         info = torch.utils.data.get_worker_info()
         key = None if info is None else info.seed
         if key not in self._rngs:
@@ -286,6 +309,6 @@ class VallEDataset(torch.utils.data.Dataset):
         if self.task is not None:
             item["task"] = self.task
         if self.task != "stt":
-            item["prompt_codes"] = self.sample_prompt(index, self._rng())
+            item["prompt_codes"] = self.sample_prompt(index, self._rng(index))
         return item
 

@@ -14,16 +14,22 @@ its training branch; the loss itself is `valle_hf.loss`):
 
 `VallEForConditionalGeneration.forward(..., labels=...)` computes this loss in one backbone pass for a batch that
 mixes levels and tasks; `VallEDataCollator` builds such batches from (phoneme ids, prompt codes, codes, task) items.
+Passed to the Trainer as a callback too, it keys each item's draws on the epoch, so that `resume_from_checkpoint`
+trains on the draws an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import numbers
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from transformers import TrainerCallback
 
 from .configuration import TASKS, VallEConfig
 from .errors import VallEValueError
@@ -186,8 +192,35 @@ def _rank() -> int:
     return 0
 
 
+def shared_epoch() -> torch.Tensor:
+    """An epoch number (-1: none set) in shared memory: DataLoader workers, persistent ones included, read the value
+    that the main process sets, where a plain attribute would stay at its value when the workers started."""
+    return torch.full((), -1, dtype=torch.long).share_memory_()
+
+
+def set_shared_epoch(epoch_tensor: torch.Tensor, epoch: int | None) -> None:
+    """Set a `shared_epoch` tensor: a non-negative integer, or None to unset it (`VallEValueError` otherwise)."""
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0):
+        raise VallEValueError(f"epoch must be a non-negative integer or None, got {epoch!r}")
+    epoch_tensor.fill_(-1 if epoch is None else int(epoch))
+
+
+def read_shared_epoch(epoch_tensor: torch.Tensor) -> int | None:
+    """The epoch a `shared_epoch` tensor holds; None when none is set."""
+    epoch = int(epoch_tensor)
+    return None if epoch < 0 else epoch
+
+
+def _content_digest(input_ids: torch.LongTensor, audio_codes: torch.LongTensor) -> bytes:
+    """What identifies an item for its draws: its text ids and its codes (shapes and values)."""
+    digest = hashlib.blake2b(f"{tuple(input_ids.shape)} {tuple(audio_codes.shape)}".encode(), digest_size=16)
+    for tensor in (input_ids, audio_codes):
+        digest.update(tensor.cpu().contiguous().numpy().tobytes())
+    return digest.digest()
+
+
 @dataclass
-class VallEDataCollator:
+class VallEDataCollator(TrainerCallback):
     """Turns items into a padded training batch for `VallEForConditionalGeneration.forward(**batch)`.
 
     An item is a dict with `input_ids` (phoneme ids with BOS/EOS, as the processor gives them), `audio_codes`
@@ -204,9 +237,25 @@ class VallEDataCollator:
     placeholder of a row reads frame i whatever the padding side of the ids). `padding_side` is "right" (the
     original's) or "left"; neither changes any item's loss.
 
-    Draws come from a seeded `torch.Generator`, so runs reproduce. Inside DataLoader workers the seed is combined
-    with the worker's own seed (different per worker and per epoch, reproducible under the Trainer's seed), and with
-    the process rank under torch.distributed.
+    Draws are reproducible (the same `seed`, the same draws), and keyed in one of two ways:
+
+    * **Per item and epoch**, once an epoch is set (`set_epoch`): each item's task and level come from a generator
+      seeded with (`seed`, epoch, the item's `input_ids` and `audio_codes`, how many items of the same text and codes
+      come before it in the batch). An item's draws then depend on nothing else: not on the order of the items, the
+      batch size, the DataLoader workers or the number of processes; a new epoch draws anew. Pass the collator to
+      the Trainer as a callback too (`Trainer(..., data_collator=collator, callbacks=[collator])`): it sets the
+      Trainer's epoch at the start of each epoch (and on the training set, when it has `set_epoch`, as
+      `VallEDataset` has), so a run resumed with `resume_from_checkpoint` trains on the very draws of the run it
+      continues (the Trainer skips the batches already trained without collating them, so a stream of draws would
+      start again from its seed). Items that are copies of each other (the same text and codes) in different
+      batches of one epoch get the same draws.
+    * **As a stream**, while no epoch is set (a collator used on its own, or a Trainer without the callback): one
+      seeded `torch.Generator` per process and DataLoader worker, its seed combined with the worker's own seed
+      (different per worker and per epoch, reproducible under the Trainer's seed) and with the process rank under
+      torch.distributed. A resumed run then draws other levels and tasks than the run it continues.
+
+    Evaluation batches draw the same way (keyed on the training epoch, or from the stream): give an evaluation set's
+    items their `level` (and `prompt_codes`) to compare checkpoints on the same draws.
     """
 
     config: VallEConfig
@@ -214,6 +263,8 @@ class VallEDataCollator:
     seed: int = 0
     tasks: Sequence[str] = ("tts",)
     _generators: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _epoch: torch.Tensor = field(default_factory=shared_epoch, init=False, repr=False, compare=False)
+    _next_epoch: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.padding_side not in ("left", "right"):
@@ -226,8 +277,41 @@ class VallEDataCollator:
                                   "exported without one): it cannot learn to transcribe; train tts only, or start "
                                   "from a checkpoint with the STT head, such as the released ar+nar-llama-8")
 
+    @property
+    def epoch(self) -> int | None:
+        """The epoch the draws are keyed on (`set_epoch`); None: draws come from the per-process stream."""
+        return read_shared_epoch(self._epoch)
+
+    def set_epoch(self, epoch: int | None) -> None:
+        """Key each item's draws on `epoch` from now on (see the class docstring); None goes back to the stream.
+
+        The Trainer calls it through the callback (`on_epoch_begin`); a loop of your own calls it at the start of
+        each epoch. DataLoader workers, persistent ones included, see the new value."""
+        set_shared_epoch(self._epoch, epoch)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        """TrainerCallback: a resumed run continues the epoch its checkpoint was saved in."""
+        self._next_epoch = math.floor(state.epoch or 0)
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        """TrainerCallback: key the draws on the Trainer's epoch, here and in the training set (its `set_epoch`, which
+        accelerate leaves uncalled on a resumed run and under several processes). The Trainer calls it before the
+        epoch's DataLoader iterator (and so its workers) starts."""
+        epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
+        self.set_epoch(epoch)
+        dataset = getattr(train_dataloader, "dataset", None)
+        if callable(getattr(dataset, "set_epoch", None)):
+            dataset.set_epoch(epoch)
+
+    def _item_generator(self, content: bytes, occurrence: int) -> torch.Generator:
+        """The generator of one item's draws in the current epoch: seeded with (`seed`, epoch, `content`: the item's
+        `_content_digest`, `occurrence`: how many items of the same content come before it in the batch)."""
+        key = f"{self.seed} {self.epoch} {occurrence} ".encode() + content
+        seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+        return torch.Generator().manual_seed(seed % 2**63)
+
     def generator(self) -> torch.Generator:
-        """The seeded generator of this process and DataLoader worker."""
+        """The seeded stream generator of this process and DataLoader worker (used while no epoch is set)."""
         info = torch.utils.data.get_worker_info()
         key = (_rank(), None if info is None else info.seed)
         if key not in self._generators:
@@ -235,19 +319,30 @@ class VallEDataCollator:
             self._generators[key] = torch.Generator().manual_seed(seed % 2**63)
         return self._generators[key]
 
-    def item_sequence(self, item: dict, generator: torch.Generator) -> TrainingSequence:
-        """Task, level (drawn or given, then capped) and the training sequence of one item."""
+    def item_sequence(self, item: dict, generator: torch.Generator | None = None,
+                      seen: Counter | None = None) -> TrainingSequence:
+        """Task, level (drawn or given, then capped) and the training sequence of one item.
+
+        The draws come from `generator`, or, when it is None, from the item's own, keyed on the epoch (see the class
+        docstring); `seen` counts the items of each text and codes met before in the batch (updated here), so that
+        copies in one batch draw apart."""
         if not isinstance(item, Mapping):
             raise VallEValueError(f"an item is a dict (input_ids, audio_codes, ...), got {type(item).__name__}")
         missing = [key for key in ("input_ids", "audio_codes") if item.get(key) is None]
         if missing:
             raise VallEValueError(f"the item has no {' or '.join(missing)}: every item needs input_ids (phoneme ids) "
                                   "and audio_codes ([frames, levels])")
+        vocab = self.config.audio_vocab_size
+        codes = _checked_ids(item["audio_codes"], "audio_codes", 2, vocab)
+        if generator is None:
+            text = _checked_ids(item["input_ids"], "input_ids", 1, self.config.text_vocab_size)
+            seen = Counter() if seen is None else seen
+            content = _content_digest(text, codes)
+            generator = self._item_generator(content, seen[content])
+            seen[content] += 1
         task = item.get("task")
         if task is None:
             task = self.tasks[int(torch.randint(len(self.tasks), (1,), generator=generator))]
-        vocab = self.config.audio_vocab_size
-        codes = _checked_ids(item["audio_codes"], "audio_codes", 2, vocab)
         prompt = item.get("prompt_codes") if task == "tts" else None
         prompt = None if prompt is None else _checked_ids(prompt, "prompt_codes", 2, vocab)
         level = item.get("level")
@@ -262,11 +357,11 @@ class VallEDataCollator:
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         if not items:
             raise VallEValueError("the collator got a batch of 0 items")
-        generator = self.generator()
-        sequences = []
+        generator = self.generator() if self.epoch is None else None  # None: each item its own
+        sequences, seen = [], Counter()
         for index, item in enumerate(items):
             try:
-                sequences.append(self.item_sequence(item, generator))
+                sequences.append(self.item_sequence(item, generator, seen))
             except VallEValueError as error:
                 name = f" ({item['id']})" if isinstance(item, Mapping) and "id" in item else ""
                 raise VallEValueError(f"item {index}{name} of the batch: {error}") from None
