@@ -79,7 +79,7 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
     except SafetensorError as error:
         raise CheckpointError(f"the EnCodec weights in {name_or_path} are damaged ({one_line(error)}): download them "
                               "again") from None
-    _check_loaded(codec, info, name_or_path)
+    _check_loaded(info, name_or_path)
     _check_layout(codec)
     return codec.eval()
 
@@ -88,7 +88,7 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
 _TRAINING_BUFFERS = (".inited", ".cluster_size", ".embed_avg")
 
 
-def _check_loaded(codec: EncodecModel, info: dict, name_or_path) -> None:
+def _check_loaded(info: dict, name_or_path) -> None:
     """Refuse (`CheckpointError`) a folder that is not an EnCodec checkpoint (another model's, Vocos'): transformers
     loads one with the default config and starts every weight it lacks at random, and the codes would be noise."""
     missing = sorted(key for key in [*info["missing_keys"], *(key for key, *_ in info["mismatched_keys"])]

@@ -883,8 +883,6 @@ class VallEGenerationMixin(GenerationMixin):
                 raise VallEValueError("input_prompt_prefix starts the response from the voice prompt, but none was "
                                       "given: give one, or turn input_prompt_prefix off")
             return [prompt[:, 0] for prompt in prompts]
-        if config.prefix_silence < 0:
-            raise VallEValueError(f"prefix_silence must be >= 0 seconds, got {config.prefix_silence}")
         frames = self.config.seconds_to_frames(config.prefix_silence)
         return [torch.full((frames,), self.config.silence_codes[0], device=self.device) for _ in texts]
 

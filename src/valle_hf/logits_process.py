@@ -3,7 +3,8 @@
 The original (e-c-k-e-r/vall-e ``samplers.py`` / ``Base.sample``) samples by hand with Python loops and
 shared mutable state.  Here every sampler is a :class:`transformers.LogitsProcessor`, so that the stock
 ``generate`` loop (greedy or multinomial) drives decoding, and every processor is vectorised over the
-batch: no host syncs, no Python loops over rows or vocabulary, per-row state kept as tensors.
+batch: no Python loops over rows or vocabulary, per-row state kept as tensors, and no host syncs but DRY's one
+per step.
 
 Convention shared by all processors (set by how the model lays out ``input_ids``):
 

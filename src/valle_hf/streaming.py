@@ -71,10 +71,8 @@ class AudioChunk:
     final: bool
 
 
-# What writing the partial file or renaming it raises where the disk or the folder refuses it.
-
-# A streamed chunk's length: by default (a chunk every 0.5 s of level-0 codes, ~38 frames), and as error messages
-# state its range.
+# A streamed chunk's length: by default (a chunk every 0.5 s of level-0 codes: 37 frames at 75 per second), and as
+# error messages state its range.
 DEFAULT_CHUNK_SECONDS = 0.5
 CHUNK_SECONDS_RULE = f"a number of seconds in (0, {MAX_SETTING_SECONDS}]"
 
