@@ -134,9 +134,10 @@ def test_what_cannot_be_streamed_is_refused_in_one_line(fixture_model, case):
     text, prompt, _ = case
     inputs = dict(input_ids=text[None], prompt_codes=prompt[None], max_new_tokens=4)
     for settings, message in (
-        (dict(num_beams=2), "beam search cannot be streamed"),
-        (dict(refine_on_stop=True), "refine_on_stop cannot be streamed"),
-        (dict(num_return_sequences=2, do_sample=True), "num_return_sequences > 1 cannot be streamed"),
+        (dict(num_beams=2), "num_beams=2 cannot be streamed: beam search reorders its beams until the end"),
+        (dict(refine_on_stop=True), "refine_on_stop=True cannot be streamed: it re-predicts the whole output"),
+        (dict(num_return_sequences=2, do_sample=True), "num_return_sequences=2 cannot be streamed: a stream follows "
+                                                       "one sequence per row"),
     ):
         recorder = Recorder(0.1)
         with pytest.raises(ValueError, match=f"^{message}") as error:

@@ -29,7 +29,13 @@ from .configuration import (
 )
 from .errors import ArgumentParser, UsageError, entry_point, one_line
 from .seeding import sentence_seeds
-from .streaming import CHUNK_SECONDS_RULE, DEFAULT_CHUNK_SECONDS, AudioFileStreamer, chunk_seconds_allowed
+from .streaming import (
+    CHUNK_SECONDS_RULE,
+    DEFAULT_CHUNK_SECONDS,
+    AudioFileStreamer,
+    chunk_seconds_allowed,
+    not_streamable,
+)
 from .vocos import DEFAULT_VOCODER
 
 
@@ -385,14 +391,11 @@ def check_streaming(args) -> None:
     flags."""
     if args.stream_chunk is not None and not chunk_seconds_allowed(args.stream_chunk):
         raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be {CHUNK_SECONDS_RULE}")
-    if not args.stream:
-        return
-    if args.beam_width is not None and args.beam_width > 1:
-        raise UsageError(f"--stream cannot run with --beam-width {args.beam_width}: beam search reorders its beams "
-                         "until the end (drop one of the two)")
-    if args.refine_on_stop:
-        raise UsageError("--stream cannot run with --refine-on-stop: it re-predicts the whole output at the end (drop "
-                         "one of the two)")
+    refused = not_streamable({"num_beams": args.beam_width, "refine_on_stop": args.refine_on_stop})
+    if args.stream and refused:
+        name, reason = refused
+        flag = f"--beam-width {args.beam_width}" if name == "num_beams" else "--refine-on-stop"
+        raise UsageError(f"--stream cannot run with {flag}: {reason} (drop one of the two)")
 
 
 def check_ignored_flags(args) -> None:

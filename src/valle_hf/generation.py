@@ -45,7 +45,7 @@ from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors, temperature_processor
 from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, multinomial_per_row, seeded
-from .streaming import AudioStreamer, StopRequested, StreamingTTS
+from .streaming import AudioStreamer, StopRequested, StreamingTTS, not_streamable
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin", "row_names", "setting_names"]
 
@@ -819,13 +819,11 @@ class VallEGenerationMixin(GenerationMixin):
     def _generate_streamed(self, streamer, texts, prompts, prefixes, ar_ids, ar_mask, max_levels, skip, config,
                            kwargs) -> VallEGenerateOutput:
         """The AR with a `StreamingTTS` as transformers' streamer: NAR and decoding chunk by chunk as codes arrive."""
-        if config.num_beams and config.num_beams > 1:
-            raise VallEValueError("beam search cannot be streamed: its beams are reordered until the end (use "
-                                  "num_beams=1, or no audio_streamer)")
-        if config.refine_on_stop:
-            raise VallEValueError("refine_on_stop cannot be streamed: it re-predicts the whole output at the end")
-        if (config.num_return_sequences or 1) > 1:
-            raise VallEValueError("num_return_sequences > 1 cannot be streamed: give one sequence per row")
+        refused = not_streamable(config.to_dict())
+        if refused:
+            name, reason = refused
+            raise VallEValueError(f"{name}={getattr(config, name)} cannot be streamed: {reason} (drop it, or the "
+                                  "audio_streamer)")
         steps = self._length_limit(config, ar_ids.shape[1])[0]  # max_new_tokens may be None (max_length applies)
         capacity = max(len(prefix) for prefix in prefixes) + (steps or 0)  # the cache grows past it if need be
         if isinstance(streamer, AudioStreamer):  # its consumer may ask the call to end early (`stop_requested`)

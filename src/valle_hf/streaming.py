@@ -19,8 +19,10 @@ import math
 import os
 import queue
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -52,6 +54,7 @@ __all__ = [
     "StopRequested",
     "chunk_seconds_allowed",
     "decoder_context",
+    "not_streamable",
 ]
 
 
@@ -75,6 +78,22 @@ class AudioChunk:
 # error messages state its range.
 DEFAULT_CHUNK_SECONDS = 0.5
 CHUNK_SECONDS_RULE = f"a number of seconds in (0, {MAX_SETTING_SECONDS}]"
+
+
+# What a stream cannot follow, as (setting, whether a value sets it, why): each changes the output after the AR's end.
+_NOT_STREAMABLE = (
+    ("num_beams", lambda value: (value or 1) > 1, "beam search reorders its beams until the end"),
+    ("refine_on_stop", bool, "it re-predicts the whole output at the end"),
+    ("num_return_sequences", lambda value: (value or 1) > 1, "a stream follows one sequence per row"),
+)
+
+
+def not_streamable(settings: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first of `settings` (generate's names) that a stream cannot follow, and why; None when all can be."""
+    for name, is_set, reason in _NOT_STREAMABLE:
+        if is_set(settings.get(name)):
+            return name, reason
+    return None
 
 
 def chunk_seconds_allowed(value) -> bool:

@@ -44,7 +44,13 @@ from .errors import UsageError, VallEError, get_logger, one_line, out_of_memory
 from .generation import setting_names
 from .phonemes import MODEL_LANGUAGES, check_text
 from .seeding import sentence_seeds
-from .streaming import CHUNK_SECONDS_RULE, DEFAULT_CHUNK_SECONDS, AudioChunk, AudioIteratorStreamer
+from .streaming import (
+    CHUNK_SECONDS_RULE,
+    DEFAULT_CHUNK_SECONDS,
+    AudioChunk,
+    AudioIteratorStreamer,
+    not_streamable,
+)
 
 __all__ = ["build_page", "sampler_controls"]
 
@@ -268,11 +274,6 @@ def wav_bytes(audio: torch.Tensor, sampling_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def _streams(kwargs: dict) -> bool:
-    """Whether these settings can be streamed: beam search and refine-on-stop need the whole output first."""
-    return (kwargs.get("num_beams") or 1) == 1 and not kwargs.get("refine_on_stop")
-
-
 def _reference_paths(files: list[str] | None, recording: str | None) -> list[str]:
     return [*(files or ()), *([recording] if recording else ())]
 
@@ -335,7 +336,8 @@ class Demo:
                                    sampling_rate=self.processor.feature_extractor.sampling_rate,
                                    language_switch=language_switch)
             stream = self.outputs.get("stream")
-            streamer = AudioIteratorStreamer(stream_chunk) if stream is not None and _streams(kwargs) else None
+            streams = stream is not None and not not_streamable(kwargs)  # else the audio plays once complete
+            streamer = AudioIteratorStreamer(stream_chunk) if streams else None
             started = time.perf_counter()
             generation = self._start(progress, kwargs, streamer, **batch.to(self.model.device),
                                      seeds=sentence_seeds(seed, len(inputs["sentences"])))
