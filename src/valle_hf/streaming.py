@@ -51,6 +51,7 @@ __all__ = [
     "AudioFileStreamer",
     "AudioIteratorStreamer",
     "AudioStreamer",
+    "RowOrder",
     "StopRequested",
     "chunk_seconds_allowed",
     "decoder_context",
@@ -217,6 +218,28 @@ class AudioIteratorStreamer(AudioStreamer):
         return chunk
 
 
+class RowOrder:
+    """The chunks of a batch's rows, which stream side by side, put one row after the other: `add` returns the
+    chunks that can now follow those it returned before (row 0's as they come; row 1's, held until then, once row 0's
+    final chunk came; ...)."""
+
+    def __init__(self):
+        self._waiting: dict[int, list[AudioChunk]] = {}
+        self._row = 0  # the row being played
+
+    def add(self, chunk: AudioChunk) -> list[AudioChunk]:
+        self._waiting.setdefault(chunk.row, []).append(chunk)
+        ready = []
+        while self._row in self._waiting:
+            pieces = self._waiting.pop(self._row)
+            ready += pieces
+            if not pieces or not pieces[-1].final:
+                self._waiting[self._row] = []
+                break
+            self._row += 1
+        return ready
+
+
 class AudioFileStreamer(AudioStreamer):
     """Writes the rows' audio, one row after the other, into a file that grows as chunks arrive (`partial`, beside
     `path`, flushed after every chunk so that players can follow it); `commit` renames the complete file to `path`,
@@ -242,23 +265,15 @@ class AudioFileStreamer(AudioStreamer):
             if self.partial is not None:
                 self.partial.unlink(missing_ok=True)
             raise OutputError(f"could not write {self.path} ({write_failure(error, self.path)})") from None
-        self._next_row, self._waiting = 0, {}
+        self._order = RowOrder()
         self.seconds = 0.0
         self._outcome: str | None = None  # "committed" or "aborted", once it is
 
     def put(self, chunk: AudioChunk) -> None:
-        self._waiting.setdefault(chunk.row, []).append(chunk)
-        while self._next_row in self._waiting:  # rows in order: a later row waits for the earlier ones to end
-            chunks = self._waiting[self._next_row]
-            for piece in chunks:
-                audio = check_samples(piece.audio.detach().float().cpu().numpy(), self.path)
-                self._write(np.clip(audio, -1.0, 1.0))
-                self.seconds += len(audio) / self._file.samplerate
-            if not chunks or not chunks[-1].final:
-                self._waiting[self._next_row] = []
-                break
-            del self._waiting[self._next_row]
-            self._next_row += 1
+        for piece in self._order.add(chunk):  # rows in order: a later row waits for the earlier ones to end
+            audio = check_samples(piece.audio.detach().float().cpu().numpy(), self.path)
+            self._write(np.clip(audio, -1.0, 1.0))
+            self.seconds += len(audio) / self._file.samplerate
 
     def _write(self, audio: np.ndarray) -> None:
         """Append and flush; a failed write (disk full, file-size limit) raises `OutputError`, the output path kept

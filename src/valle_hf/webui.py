@@ -49,6 +49,7 @@ from .streaming import (
     DEFAULT_CHUNK_SECONDS,
     AudioChunk,
     AudioIteratorStreamer,
+    RowOrder,
     not_streamable,
 )
 
@@ -239,17 +240,9 @@ class Generation(threading.Thread):
 def in_row_order(chunks: Iterable[AudioChunk]) -> Iterator[torch.Tensor]:
     """The audio of a batch's rows, one row after the other, each piece as soon as it can be played in that order
     (the rows of a batch stream side by side)."""
-    waiting: dict[int, list[AudioChunk]] = {}
-    row = 0
+    order = RowOrder()
     for chunk in chunks:
-        waiting.setdefault(chunk.row, []).append(chunk)
-        while row in waiting:
-            pieces = waiting.pop(row)
-            yield from (piece.audio for piece in pieces if piece.audio is not None and piece.audio.numel())
-            if not pieces or not pieces[-1].final:
-                waiting[row] = []
-                break
-            row += 1
+        yield from (piece.audio for piece in order.add(chunk) if piece.audio is not None and piece.audio.numel())
 
 
 # Seconds between two empty updates while a run that does not stream goes on (see `while_running`).
