@@ -163,6 +163,12 @@ def _same_audio(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
     )
 
 
+def _ar_fields(output) -> dict:
+    """The fields of transformers' generate output that `VallEGenerateOutput` passes on as they are."""
+    return dict(sequences=output.sequences, scores=output.scores, logits=output.logits,
+                attentions=output.attentions, hidden_states=output.hidden_states)
+
+
 def _cut_at_stop(tokens: torch.LongTensor, stop: int, vocab: int) -> tuple[list[torch.LongTensor], torch.BoolTensor]:
     """Each row up to (excluding) its first stop token, or its first padding (an id >= `vocab`: the row was ended by
     a stopping criterion); returns the rows and whether each emitted its stop token."""
@@ -792,12 +798,11 @@ class VallEGenerationMixin(GenerationMixin):
             texts, nar_prefixes = _repeat_rows(texts, copies), _repeat_rows(nar_prefixes, copies)
             prompts = None if prompts is None else prompts.repeat(copies)
             ar_mask = ar_mask.repeat_interleave(copies, dim=0)
-        generated, stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id,
-                                          self.config.head_size(0))
+        generated, stopped = self._response(output, ar_ids.shape[1], self.config.stop_token_id,
+                                            self.config.head_size(0), config)
         if config.refine_on_stop:
             generated = self._refine(output.sequences, ar_mask, generated, self.config.stop_token_id, task="tts",
                                      prompt_codes=None if prompts is None else prompts.codes)
-        self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
         level0 = [torch.cat([prefix, tokens]) for prefix, tokens in zip(nar_prefixes, generated, strict=True)]
         with self.nar_precision(config, keep_casts=False):
             codes, nar_exit_layers = self._generate_nar(texts, prompts, level0, max_levels, config.nar_temperature,
@@ -808,9 +813,8 @@ class VallEGenerationMixin(GenerationMixin):
         audio = self._decode(rows, config.audio_backend) if config.output_audio else None
         _warn_if_unspoken(lengths, audio)
         return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
-            hidden_states=output.hidden_states,
-            codes=pad(rows, 0, side="right")[0] if rows else None, lengths=lengths, audio=audio, stopped=stopped,
+            **_ar_fields(output), codes=pad(rows, 0, side="right")[0] if rows else None, lengths=lengths, audio=audio,
+            stopped=stopped,
             exit_layers=exit_layers, nar_exit_layers=nar_exit_layers,
             sequences_scores=getattr(output, "sequences_scores", None),
             beam_indices=getattr(output, "beam_indices", None),
@@ -839,16 +843,12 @@ class VallEGenerationMixin(GenerationMixin):
                 task="tts", level=0, generation_config=config, streamer=driver, **kwargs,
             )
             rows, audio = driver.finish()
-        stopped = _cut_at_stop(output.sequences[:, ar_ids.shape[1]:], self.config.stop_token_id,
-                               self.config.head_size(0))[1]
-        self._warn_if_cut(stopped, output.sequences.shape[1] - ar_ids.shape[1], ar_ids.shape[1], config)
+        stopped = self._response(output, ar_ids.shape[1], self.config.stop_token_id, self.config.head_size(0),
+                                 config)[1]
         lengths = torch.tensor([len(row) for row in rows], device=self.device)
         _warn_if_unspoken(lengths, audio)
-        return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
-            hidden_states=output.hidden_states, codes=pad(rows, 0, side="right")[0], lengths=lengths, audio=audio,
-            stopped=stopped, exit_layers=exit_layers,
-        )
+        return VallEGenerateOutput(**_ar_fields(output), codes=pad(rows, 0, side="right")[0], lengths=lengths,
+                                   audio=audio, stopped=stopped, exit_layers=exit_layers)
 
     @staticmethod
     def _prompt_frames(prompts: _Prompts | None, row: int, as_prefix: bool) -> int | None:
@@ -884,20 +884,20 @@ class VallEGenerationMixin(GenerationMixin):
         frames = self.config.seconds_to_frames(config.prefix_silence)
         return [torch.full((frames,), self.config.silence_codes[0], device=self.device) for _ in texts]
 
-    def _warn_if_cut(self, stopped: torch.BoolTensor, steps: int, input_length: int, config) -> None:
-        """Warn when the run ended on its length limit with rows that never emitted their stop token.
-
-        A run that a stopping criterion, `max_time` or the stop tokens ended is not cut off, whatever its rows did.
-        """
-        if bool(stopped.all()):
-            return
+    def _response(self, output, input_length: int, stop: int, vocab: int, config
+                  ) -> tuple[list[torch.LongTensor], torch.BoolTensor]:
+        """The AR's response of each row, up to its stop token (`_cut_at_stop`: ids `[T_i]`), and whether it
+        stopped; warns when the run ended on its length limit with rows that never emitted their stop token (a run
+        that a stopping criterion, `max_time` or the stop tokens ended is not cut off, whatever its rows did)."""
+        generated, stopped = _cut_at_stop(output.sequences[:, input_length:], stop, vocab)
+        steps = output.sequences.shape[1] - input_length
         limit, setting = self._length_limit(config, input_length)
-        if limit is not None and steps < limit:
-            return
-        rows = (~stopped).nonzero().flatten().tolist()
-        logger.warning(f"{_named_rows(rows, len(stopped))} reached the length limit ({setting}: {steps} steps) without "
-                       "a stop token; the output may be cut off (raise max_new_tokens, the --max-ar-steps of "
-                       "`python -m valle_hf`)")
+        if not bool(stopped.all()) and (limit is None or steps >= limit):
+            rows = (~stopped).nonzero().flatten().tolist()
+            logger.warning(f"{_named_rows(rows, len(stopped))} reached the length limit ({setting}: {steps} steps) "
+                           "without a stop token; the output may be cut off (raise max_new_tokens, the "
+                           "--max-ar-steps of `python -m valle_hf`)")
+        return generated, stopped
 
     def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
         """The AR's step limit as transformers applies it, and the setting that made it: `max_new_tokens`, else
@@ -1024,13 +1024,9 @@ class VallEGenerationMixin(GenerationMixin):
             _layer_skip(config), input_ids=ids, attention_mask=mask, audio_codes=audio_batch, task="stt", level=0,
             generation_config=config, **kwargs,
         )
-        text_ids, stopped = _cut_at_stop(output.sequences[:, ids.shape[1]:], stop, self.config.text_vocab_size)
+        text_ids, stopped = self._response(output, ids.shape[1], stop, self.config.text_vocab_size, config)
         if config.refine_on_stop:
             copies = output.sequences.shape[0] // len(rows)
             text_ids = self._refine(output.sequences, mask.repeat_interleave(copies, dim=0), text_ids, stop,
                                     task="stt", audio_codes=audio_batch.repeat_interleave(copies, dim=0))
-        self._warn_if_cut(stopped, output.sequences.shape[1] - ids.shape[1], ids.shape[1], config)
-        return VallEGenerateOutput(
-            sequences=output.sequences, scores=output.scores, logits=output.logits, attentions=output.attentions,
-            hidden_states=output.hidden_states, text_ids=text_ids, stopped=stopped, exit_layers=exit_layers,
-        )
+        return VallEGenerateOutput(**_ar_fields(output), text_ids=text_ids, stopped=stopped, exit_layers=exit_layers)
