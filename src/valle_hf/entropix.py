@@ -44,7 +44,7 @@ from transformers import LogitsProcessor
 
 from .errors import VallEValueError
 from .layer_skip import entropy_and_varentropy
-from .seeding import AR_STAGE, active_generators, multinomial_per_row
+from .seeding import AR_STAGE, draw
 
 __all__ = ["AttentionProbe", "EntropixLogitsWarper", "entropix_metrics", "note_layers_run", "probing_attention",
            "record_attention", "start_pass"]
@@ -249,12 +249,6 @@ class EntropixLogitsWarper(LogitsProcessor):
     @staticmethod
     def _most_likely_draw(log_probs: torch.Tensor) -> torch.LongTensor:
         """The most likely of `ADAPTIVE_DRAWS` independent draws per row (from the row's own stream when seeded)."""
-        probs = log_probs.exp()
-        generators = active_generators()
-        if generators is None:
-            draws = torch.multinomial(probs, ADAPTIVE_DRAWS, replacement=True)
-        else:
-            draws = multinomial_per_row(probs, generators.for_stage(AR_STAGE, probs.shape[0]),
-                                        num_samples=ADAPTIVE_DRAWS, replacement=True)
+        draws = draw(log_probs.exp(), AR_STAGE, num_samples=ADAPTIVE_DRAWS, replacement=True)
         best = log_probs.gather(1, draws).argmax(dim=1, keepdim=True)
         return draws.gather(1, best)[:, 0]

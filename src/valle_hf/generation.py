@@ -44,7 +44,7 @@ from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors, temperature_processor
-from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, multinomial_per_row, seeded
+from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, draw, multinomial_per_row, seeded
 from .streaming import AudioStreamer, StopRequested, StreamingTTS, not_streamable
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin", "row_names", "setting_names"]
@@ -987,12 +987,7 @@ class VallEGenerationMixin(GenerationMixin):
             return logits.argmax(dim=-1)
         processor = temperature_processor(temperature, min_temperature)
         scores = logits.float() if processor is None else processor(None, logits.float())
-        probs = torch.softmax(scores, dim=-1)
-        generators = active_generators()
-        if generators is None:
-            return torch.multinomial(probs, 1).squeeze(-1)
-        sizes = frames_per_row.tolist() if torch.is_tensor(frames_per_row) else frames_per_row
-        return multinomial_per_row(probs, generators.for_stage(level, len(sizes)), sizes).squeeze(-1)
+        return draw(torch.softmax(scores, dim=-1), level, frames_per_row).squeeze(-1)
 
     def _decode(self, rows: list[torch.LongTensor], backend: str | None) -> list[torch.Tensor]:
         """Waveforms of code rows `[T_i, levels]` with `backend` ("vocos", "encodec"; None: the model's own)."""

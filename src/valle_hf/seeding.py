@@ -31,8 +31,8 @@ from transformers import LogitsProcessor
 
 from .errors import VallEValueError
 
-__all__ = ["AR_STAGE", "RowGenerators", "SeededRowSampler", "active_generators", "multinomial_per_row", "seeded",
-           "sentence_seeds"]
+__all__ = ["AR_STAGE", "RowGenerators", "SeededRowSampler", "active_generators", "draw", "multinomial_per_row",
+           "seeded", "sentence_seeds"]
 
 AR_STAGE = 0  # stage l >= 1 is the NAR's level l
 
@@ -101,6 +101,18 @@ def seeded(generators: RowGenerators | None) -> Iterator[None]:
 def active_generators() -> RowGenerators | None:
     """The generators of the running `generate` call, or None when it has no seeds."""
     return _ACTIVE.get()
+
+
+def draw(probs: torch.Tensor, stage: int, sizes: Sequence[int] | torch.Tensor | None = None, num_samples: int = 1,
+         replacement: bool = False) -> torch.LongTensor:
+    """`torch.multinomial` of `probs` `[N, V]` for `stage`: from each block's own stream (`sizes`: rows per block,
+    default one row each; see `multinomial_per_row`) when the running call is seeded (`active_generators`; only then
+    is a tensor of sizes read on the host), else from torch's global generator. Returns `[N, num_samples]` indices."""
+    generators = active_generators()
+    if generators is None:
+        return torch.multinomial(probs, num_samples, replacement)
+    sizes = [1] * len(probs) if sizes is None else sizes.tolist() if torch.is_tensor(sizes) else list(sizes)
+    return multinomial_per_row(probs, generators.for_stage(stage, len(sizes)), sizes, num_samples, replacement)
 
 
 def multinomial_per_row(probs: torch.Tensor, generators: Sequence[torch.Generator], sizes: Sequence[int] | None = None,
