@@ -289,6 +289,25 @@ def test_a_batch_size_transcribes_that_many_inputs_in_one_generate_call(asr, pro
     assert rows == [2, 1]
 
 
+@pytest.mark.parametrize("settings", [dict(num_beams=2, num_return_sequences=2, temperature=0.0),
+                                      dict(do_sample=True, temperature=1.0, num_return_sequences=2, seeds=[5])],
+                         ids=["beams", "seeded-takes"])
+def test_a_batch_of_inputs_gives_each_its_own_first_sequence_and_the_one_seed(asr, prompt_wav, settings):
+    """With num_return_sequences, transformers split a batch's rows as one per input: the second input got the first
+    one's second take; one seed serves every input of a batch, as it does for inputs one by one."""
+    import soundfile
+
+    audio, rate = soundfile.read(prompt_wav, dtype="float32")
+    sources = [audio, audio[::-1]]
+    batch = asr.processor(audio=sources, sampling_rate=rate)
+    seeds = {"seeds": settings["seeds"] * 2} if "seeds" in settings else {}
+    ids = asr.model.generate(**batch, task="stt", max_new_tokens=8, **{**settings, **seeds})
+    expected = asr.processor.batch_decode(ids[::2])  # each input's first sequence
+    assert expected[0] != expected[1] and asr.processor.decode(ids[1]) != expected[1]
+    inputs = [{"array": source, "sampling_rate": rate} for source in sources]
+    assert asr(inputs, batch_size=2, max_new_tokens=8, **settings) == [{"text": text} for text in expected]
+
+
 @pytest.mark.parametrize(("call", "message"), [
     (dict(chunk_length_s=10), "chunk_length_s: VALL-E's speech to text transcribes a whole utterance"),
     (dict(return_timestamps=True), "return_timestamps: VALL-E's speech to text"),
@@ -301,6 +320,24 @@ def test_what_the_speech_recognition_pipeline_cannot_do_for_vall_e_is_refused_in
         asr(str(prompt_wav), **call)
     with pytest.raises(VallEValueError, match="needs the audio under 'raw' or 'array' and its 'sampling_rate'"):
         asr({"array": np.zeros(2400, dtype=np.float32)})
+
+
+@pytest.mark.parametrize(("inputs", "call", "message"), [
+    ([], {}, "got an empty list of inputs"),
+    ("speech.wav", dict(generate_kwargs=[1]), "generate_kwargs must be a dict of keyword arguments, got list"),
+    ("speech.wav", dict(generate_kwargs={"task": "tts"}), "task: the speech-recognition pipeline sets the task"),
+    ("speech.wav", dict(return_dict_in_generate=True), "return_dict_in_generate: the speech-recognition pipeline"),
+    ("speech.wav", dict(batch_size=2, seeds=[1, 2]), "has 2 seeds: .* give one seed"),
+])
+def test_a_speech_recognition_call_the_pipeline_cannot_run_is_refused_in_one_line(asr, prompt_wav, inputs, call,
+                                                                                  message):
+    """An empty list, settings not in a dict and generate's arguments the pipeline sets itself ended in transformers'
+    IndexError or TypeError."""
+    from valle_hf.errors import VallEError
+
+    inputs = str(prompt_wav) if inputs == "speech.wav" else inputs
+    with pytest.raises(VallEError, match=message):
+        asr([inputs, inputs] if call.get("batch_size") else inputs, **call)
 
 
 def test_other_models_get_transformers_speech_recognition_unchanged(asr, monkeypatch):

@@ -105,8 +105,8 @@ def _for_batch(settings: Mapping[str, Any], rows: int, name: str) -> Mapping[str
         return settings  # none, or not a list: generate refuses it in one line
     if len(seeds) != 1:
         raise VallEValueError(f"{name} has {len(seeds)} seeds: the pipeline gives the same settings to each batch of "
-                              "texts, so give one seed (every text gets it), or call model.generate with one seed per "
-                              "row")
+                              "inputs, so give one seed (every input gets it), or call model.generate with one seed "
+                              "per row")
     return {**settings, "seeds": list(seeds) * rows}
 
 
@@ -161,6 +161,9 @@ class VallETextToAudioPipeline(_VallEPipeline, TextToAudioPipeline):
 
 # What transformers' speech-recognition pipeline offers that VALL-E's STT has not: it transcribes one utterance whole.
 _NOT_FOR_STT = ("chunk_length_s", "stride_length_s", "return_timestamps", "return_language", "decoder_kwargs")
+# generate's arguments that the speech-recognition pipeline gives itself.
+_SET_BY_STT_PIPELINE = ("task", "audio", "audio_codes", "audio_attention_mask", "input_ids", "sampling_rate",
+                        "return_dict_in_generate", "output_audio")
 
 
 class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionPipeline):
@@ -171,8 +174,11 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
     An input is a file path, an array at the feature extractor's sampling rate (24 kHz), or a dict with "raw" or
     "array" and its "sampling_rate" (as the `datasets` library gives), read and resampled by valle-hf's own audio
     functions (no ffmpeg, no torchaudio). With `batch_size` > 1, that many inputs share one `generate` call (each
-    transcript as `model.generate(**processor(audio=[...]), task="stt")` gives it for the batch). Chunking and
-    timestamps are refused in one line. For every other model it is transformers' pipeline unchanged."""
+    transcript as `model.generate(**processor(audio=[...]), task="stt")` gives it for the batch); one seed serves
+    every input, as it does for inputs run one by one; with `num_return_sequences` > 1 each input gets its first
+    sequence (the best beam). Chunking, timestamps, an empty list and settings the pipeline sets itself (the task,
+    the audio, the output's form) are refused in one line. For every other model it is transformers' pipeline
+    unchanged."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -180,6 +186,12 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
             self._generation_defaults = {}
             if self.processor is None:  # a model instance given with its tokenizer and feature extractor
                 self.processor = VallEProcessor(self.tokenizer, self.feature_extractor)
+
+    def __call__(self, inputs, **kwargs):
+        if self._is_valle() and isinstance(inputs, (list, tuple)) and not inputs:
+            raise VallEValueError("the speech-recognition pipeline got an empty list of inputs: give a path, an array "
+                                  "or a dict of audio, or a non-empty list of them")
+        return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
         if not self._is_valle():
@@ -190,7 +202,16 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
                                   "chunks or timestamps: drop it")
         kwargs.pop("ignore_warning", None)
         settings = kwargs.pop("generate_kwargs", None) or {}
-        return {}, {**settings, **kwargs}, {}
+        if not isinstance(settings, Mapping):
+            raise VallETypeError(f"generate_kwargs must be a dict of keyword arguments, got {type(settings).__name__} "
+                                 f"({settings!r:.60}): e.g. generate_kwargs={{'temperature': 0.0}}")
+        settings = {**settings, **kwargs}
+        own = sorted(set(settings) & set(_SET_BY_STT_PIPELINE))
+        if own:
+            raise VallEValueError(f"{', '.join(own)}: the speech-recognition pipeline sets the task and the audio and "
+                                  "returns text: drop it (model.generate(**processor(audio=...), task='stt') gives "
+                                  "the ids and scores)")
+        return {}, settings, {}
 
     def preprocess(self, inputs, **kwargs):
         if not self._is_valle():
@@ -214,8 +235,9 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
         is_last, audio = model_inputs.pop("is_last"), model_inputs.pop("audio")
         rows = audio if isinstance(is_last, list) else [audio]  # a batch of inputs (batch_size > 1), or one input
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        generate_kwargs = _for_batch(generate_kwargs, len(rows), "the speech-recognition pipeline's settings")
         tokens = self.model.generate(audio=rows, **model_inputs, task="stt", **generate_kwargs)
-        return {"is_last": is_last, "tokens": tokens}
+        return {"is_last": is_last, "tokens": tokens[:: len(tokens) // len(rows)]}  # each input's first sequence
 
     def postprocess(self, model_outputs, **kwargs):
         if not self._is_valle():
