@@ -402,3 +402,35 @@ def test_a_symbolic_link_to_nothing_is_refused_as_an_output_folder(tmp_path):
         with pytest.raises(UsageError, match=f"--output {tmp_path / name} is a symbolic link to .*, which does not "
                                              r"exist \(or leads back to itself\): give a folder"):
             check_output_folder(tmp_path / name, "--output")
+
+
+def test_a_read_only_output_file_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Its folder takes new files, but the file itself cannot be replaced by a user who may not write it."""
+    from valle_hf.audio import check_output_path
+    from valle_hf.errors import VallEValueError
+
+    out = tmp_path / "speech.wav"
+    out.write_bytes(b"previous")
+    access = os.access  # the tests may run as root, who may write anywhere: the file is read-only for os.access
+    monkeypatch.setattr(os, "access",
+                        lambda path, mode: not (Path(path) == out and mode & os.W_OK) and access(path, mode))
+    with pytest.raises(VallEValueError, match=r"cannot write the output file .*speech.wav \(Permission denied\)"):
+        check_output_path(out)
+    assert out.read_bytes() == b"previous"
+
+
+def test_a_folder_that_keeps_what_is_made_in_it_is_named_with_the_file_left_there(tmp_path, monkeypatch):
+    """An append-only folder takes the test file but refuses to remove it: said, naming the file left behind."""
+    from valle_hf.files import why_not_writable
+
+    unlink = Path.unlink
+
+    def refuse(path, missing_ok=False):
+        if path.name.endswith(".part"):
+            raise PermissionError(1, "Operation not permitted")
+        return unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    problem = why_not_writable(tmp_path / "speech.wav")
+    assert problem is not None and re.fullmatch(
+        r"Operation not permitted \(removing the test file \.speech\.wav\..+\.part, which is left there\)", problem)

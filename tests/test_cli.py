@@ -297,6 +297,28 @@ def test_every_flag_is_checked_before_any_model_loads(tmp_path, prompt_wav, caps
     assert lines[0].startswith(f"error: {flag} ") and "is not allowed" in lines[0] and rule in lines[0]
 
 
+def test_a_float32_nar_of_a_16bit_model_runs_where_the_cpu_widens_its_products(monkeypatch):
+    """On a CPU slow at 16-bit products a bfloat16 model's NAR multiplies in float32: --nar-dtype float32 is what
+    runs there, not refused (it is refused on CPUs with fast 16-bit products: test_bad_input_gives_one_line...)."""
+    from valle_hf.cli import check_device
+
+    monkeypatch.setattr("valle_hf.hardware.cpu_multiplies_fast", lambda dtype: dtype == torch.float32)
+    for flags in (["--dtype", "bfloat16"], ["--quantize", "int8"]):
+        args = build_parser().parse_args(["Hi.", "ref.wav", "o.wav", "--device", "cpu", "--nar-dtype", "float32",
+                                          *flags])
+        assert check_device(args) == "cpu"
+
+
+def test_stt_takes_a_blank_text_as_none():
+    """TEXT is not read with --task stt: a blank one (a quoted space) is as good as ''."""
+    from valle_hf.cli import check_ignored_flags
+
+    for text in ("", " ", "\t"):
+        check_ignored_flags(build_parser().parse_args([text, "ref.wav", "--task", "stt"]))
+    with pytest.raises(UsageError, match="give '' as TEXT"):
+        check_ignored_flags(build_parser().parse_args(["Hi.", "ref.wav", "--task", "stt"]))
+
+
 def test_a_flag_refused_beside_another_names_that_rule_not_its_own_range():
     """--beam-width 2 with entropix said "it must be an integer >= 0 (0 or 1: no beam search)", which 2 is."""
     args = build_parser().parse_args(["Hi.", "--no-prompt", "o.wav", "--entropix-sampling", "--beam-width", "2"])

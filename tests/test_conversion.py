@@ -380,6 +380,16 @@ def test_an_output_directory_that_cannot_be_replaced_is_refused_before_convertin
     assert sorted(path.name for path in tmp_path.iterdir()) == ([] if "name" in case else [out.name])
 
 
+def test_an_output_directory_name_longer_than_the_file_system_takes_is_refused_in_one_line(tmp_path):
+    """Asking whether such a name is a symbolic link raised OSError (File name too long): a traceback."""
+    from valle_hf.conversion import check_output_dir
+    from valle_hf.errors import UsageError
+
+    out = tmp_path / ("d" * (os.pathconf(tmp_path, "PC_NAME_MAX") + 1))
+    with pytest.raises(UsageError, match=r"^cannot write --output-dir .* \(File name too long\): choose another path$"):
+        check_output_dir(out)
+
+
 @pytest.mark.parametrize(("existing", "overwrite"), [("empty", []), ("converted", ["--overwrite"])])
 def test_an_existing_output_directory_in_a_folder_that_cannot_be_written_is_refused_first(
     tmp_path, fixtures, converted_dir, capsys, monkeypatch, existing, overwrite

@@ -249,6 +249,34 @@ def test_16bit_and_int8_weights_multiply_in_float32_outside_decoding_steps_on_a_
     assert len(float32_products.calls) == (2 if kind == "float16" else 1)
 
 
+def test_a_widened_int8_weight_is_its_exact_float32_value(float32_products):
+    """The float32 product of int8 weights multiplies int8 rows times their float32 scales, exactly: scaling them in
+    bfloat16 (as torchao's dequantize does) rounds every weight, which the output's tolerance alone would not see."""
+    linear = _int8_linear(128)
+    exact = nn.Linear(128, 48).requires_grad_(False)
+    with torch.no_grad():
+        exact.weight.copy_(linear.weight.qdata.float() * linear.weight.scale.float().reshape(-1, 1))
+        exact.bias.copy_(linear.bias.float())
+        x = torch.randn(20, 128, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+        widened = cpu_kernels.CPULinearForward(linear)(x)
+        assert float32_products.calls == [(20, False, torch.float32)]
+        assert torch.equal(widened, cpu_kernels.CPULinearForward(exact)(x.float()).to(torch.bfloat16))
+
+
+def test_int8_weights_with_an_activation_pre_scale_keep_torchaos_product(int8_calls, float32_products):
+    """torchao multiplies the activations by a weight's `act_pre_scale` (AWQ, SmoothQuant) before its int8 product:
+    neither the int8 kernel nor the widened product applies it, so such a weight keeps torchao's product."""
+    linear = _int8_linear(128)
+    linear.weight.act_pre_scale = torch.full((128,), 2.0, dtype=torch.bfloat16)
+    forward = cpu_kernels.CPULinearForward(linear)
+    x = torch.randn(3, 1, 128, dtype=torch.bfloat16)
+    with torch.no_grad():
+        for step in (False, True):
+            with cpu_kernels.decoding_step(step):
+                assert torch.equal(forward(x), torch.nn.functional.linear(x, linear.weight, linear.bias))
+    assert not int8_calls and not float32_products.calls
+
+
 def test_widened_products_leave_no_gradient_out_and_follow_a_changed_weight(float32_products):
     """oneDNN's product has no gradient: a trainable weight or bias behind a frozen input (a layer trained after
     frozen ones) keeps the module's own product. A weight cast in place, or replaced, is checked again."""

@@ -252,3 +252,22 @@ def test_torchao_import_messages_stay_out_of_a_cpu_users_terminal():
     with hardware.quiet_torchao_import():
         assert logger.level == (logging.ERROR if not torch.cuda.is_available() else before)
     assert logger.level == before
+
+
+def test_products_are_widened_on_the_cpu_only(monkeypatch):
+    """A GPU multiplies 16-bit matrices itself: on CUDA a bfloat16 model's NAR runs in bfloat16, however slow the
+    CPU is at them."""
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: dtype == torch.float32)
+    assert hardware.widened_to_float32(torch.bfloat16, CPU)
+    assert not hardware.widened_to_float32(torch.bfloat16, torch.device("cuda"))
+    assert choose_precision(torch.device("cuda"), "bfloat16").nar == "bfloat16"
+
+
+def test_int8_with_a_float32_nar_is_measured_against_the_dtype_auto_chooses(monkeypatch):
+    """A float32 NAR makes auto float32 only without int8: int8 weights run with bfloat16 activations whatever was
+    chosen, so auto measures float32 against bfloat16 first, then int8 against the winner."""
+    asked = _measured(monkeypatch, {"float32": 2.0, "bfloat16": 1.0, "int8": 0.5})
+    precision = choose_precision(CPU, quantize="int8", nar_dtype="float32")
+    assert asked == [["float32", "bfloat16"], ["bfloat16", "int8"]]
+    assert precision.quantize == "int8" and "needs a float32 model" not in precision.describe()
+

@@ -419,3 +419,45 @@ def test_a_revision_that_is_no_name_is_refused(revision):
                       (VallEValueError, f"--revision {revision!r} .* is no branch, tag or commit name"))
     with pytest.raises(error, match=message):
         load_model_and_processor("someone/valle", revision=revision)
+
+
+def test_a_revision_with_a_yaml_names_the_yaml(tmp_path):
+    """--yaml picks an original checkpoint, which has no revision: the refusal names it, not the released model."""
+    from valle_hf.errors import VallEValueError
+
+    yaml_file = tmp_path / "config.yaml"
+    with pytest.raises(VallEValueError, match=f"--revision v1 .*, and {yaml_file} is not one: drop --revision"):
+        load_model_and_processor(None, config_yaml=str(yaml_file), revision="v1")
+
+
+def test_a_hub_model_with_a_tokenizer_file_loads_at_the_revision(tmp_path, monkeypatch, converted_dir):
+    """--tokenizer replaces the processor's download, not the model's: the model is still fetched at --revision (the
+    repository has v1 only)."""
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    repos = {"someone/valle": {path.name: path for path in converted_dir.iterdir() if path.is_file()}}
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with served_hub(monkeypatch, repos, {"someone/valle": {"v1"}}) as hub:
+        model, _ = load_model_and_processor("someone/valle", tokenizer=str(converted_dir / "tokenizer.json"),
+                                            revision="v1")
+    assert model.config.model_type == "valle"
+    assert {path.split("/")[4] for _, path, _ in hub.file_requests()} == {"v1"}
+
+
+def test_a_download_that_fails_after_its_check_names_the_revision(monkeypatch):
+    """The check passed (the Hub answered), then the download itself failed: the error names the file where it was
+    asked for, at its revision."""
+    import huggingface_hub
+
+    from valle_hf import hub
+    from valle_hf.errors import ModelNotFoundError
+
+    def cut(*args, **kwargs):
+        raise OSError("connection reset by peer")
+
+    monkeypatch.setattr(hub, "check_reachable", lambda *args, **kwargs: False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", cut)
+    with pytest.raises(ModelNotFoundError, match=r"could not download the vocoder \(someone/decoders/vocos/config.yaml "
+                                                 r"at revision v1: OSError: connection reset by peer\); offline"):
+        hub.hub_file("someone/decoders", "config.yaml", "the vocoder", "offline", revision="v1", subfolder="vocos")

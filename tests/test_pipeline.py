@@ -88,6 +88,11 @@ def test_a_batch_gives_each_text_its_own_takes_and_what_it_gets_alone(tts, promp
                    for take, same in zip(one["audio"], other["audio"], strict=True))
     with pytest.raises(ValueError, match="seeds must be a list with one integer >= 0 per row"):
         tts(texts, batch_size=2, forward_params={**settings, "seeds": "5"})
+    # the seed given in generate_kwargs serves every text of a batch as well
+    unseeded = {name: value for name, value in settings.items() if name != "seeds"}
+    again = tts(texts, batch_size=2, forward_params=unseeded, generate_kwargs={"seeds": [5]})
+    assert all(np.array_equal(take, same) for one, other in zip(batched, again, strict=True)
+               for take, same in zip(one["audio"], other["audio"], strict=True))
     # a tuple of texts is one item of several rows to transformers: every row's takes, in order, as before
     takes = tts(tuple(texts), forward_params=settings)["audio"]
     assert len(takes) == 2 * len(texts)
@@ -136,14 +141,15 @@ def test_an_array_prompt_needs_its_sampling_rate(tts, prompt_wav):
     assert result["audio"].shape == (8 * 320,)
 
 
-@pytest.mark.parametrize("where", ["forward_params", "processor_kwargs"])
-def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, where):
+@pytest.mark.parametrize("where, kind", [("forward_params", "numpy"), ("processor_kwargs", "numpy"),
+                                         ("forward_params", "tensor")])
+def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, where, kind):
     """generate cannot tell a [2, samples] array given with two texts from two voices and refuses it; the pipeline's
     prompt is one voice for every text, so a batch of two texts takes it as one stereo voice."""
     import soundfile
 
     mono, rate = soundfile.read(prompt_wav, dtype="float32")
-    stereo = np.stack([mono, mono])
+    stereo = np.stack([mono, mono]) if kind == "numpy" else torch.from_numpy(np.stack([mono, mono]))
     settings = {where: {"prompt_audio": stereo, "sampling_rate": rate}, "generate_kwargs": GENERATE}
     batched = tts([*TEXTS, "Third."], batch_size=2, **settings)
     alone = [tts(text, forward_params={"prompt_audio": mono, "sampling_rate": rate}, generate_kwargs=GENERATE)
@@ -153,6 +159,11 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
 
 @pytest.mark.parametrize("call, error, message", [
     (lambda tts, prompt: tts([]), ValueError, "empty list of texts"),
+    (lambda tts, prompt: tts(()), ValueError, "empty list of texts"),
+    (lambda tts, prompt: tts(["Hi.", "Yo."], batch_size=2, forward_params={"seeds": []}), ValueError,
+     "forward_params has 0 seeds: .*give one seed"),
+    (lambda tts, prompt: tts(["Hi.", "Yo."], batch_size=2, forward_params={"seeds": True}), ValueError,
+     "seeds must be a list with one integer >= 0 per row"),  # a bool is no seed, though Python counts it an int
     (lambda tts, prompt: tts("Hi.", forward_params="voice.wav"), TypeError,
      r"forward_params must be a dict of keyword arguments, got str \('voice.wav'\)"),
     (lambda tts, prompt: tts("Hi.", generate_kwargs=[("max_new_tokens", 3)]), TypeError,
@@ -202,6 +213,27 @@ def test_a_streamer_follows_the_texts_of_one_generate_call_only(tts, prompt_wav)
     tts(TEXTS[0], forward_params={**settings, "audio_streamer": one})
     assert list(one)
     assert len(tts(TEXTS, forward_params={**settings, "audio_streamer": None})) == 2  # no streamer: any batching
+
+
+def test_a_streamer_is_checked_in_every_setting_and_with_the_pipelines_own_batch_size(converted_dir, tts,
+                                                                                     prompt_wav):
+    """A streamer in generate_kwargs, or with texts from an iterator, is refused like one in forward_params; a tuple
+    of texts (one item to transformers) and a pipeline made with batch_size=len(texts) make one call: streamed."""
+    from valle_hf.streaming import AudioIteratorStreamer
+
+    texts = [*TEXTS, "Third."]
+    settings = {**GENERATE, "prompt_audio": str(prompt_wav)}
+    with pytest.raises(ValueError, match=r"makes one per batch of texts \(3 texts, batch_size=1\)"):
+        tts(texts, forward_params={"prompt_audio": str(prompt_wav)},
+            generate_kwargs={**GENERATE, "audio_streamer": AudioIteratorStreamer(chunk_seconds=0.1)})
+    with pytest.raises(ValueError, match=r"makes one per batch of texts \(texts from an iterator, batch_size=3\)"):
+        tts((text for text in texts), batch_size=3,
+            forward_params={**settings, "audio_streamer": AudioIteratorStreamer(0.1)})
+    for pipe, inputs in ((tts, tuple(texts)),
+                         (pipeline("text-to-speech", model=str(converted_dir), batch_size=len(texts)), texts)):
+        streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=60)
+        pipe(inputs, forward_params={**settings, "audio_streamer": streamer})
+        assert sorted({chunk.row for chunk in streamer}) == [0, 1, 2]
 
 
 def test_other_models_get_transformers_pipeline_unchanged(tts, monkeypatch):
@@ -311,6 +343,9 @@ def test_a_batch_of_inputs_gives_each_its_own_first_sequence_and_the_one_seed(as
 @pytest.mark.parametrize(("call", "message"), [
     (dict(chunk_length_s=10), "chunk_length_s: VALL-E's speech to text transcribes a whole utterance"),
     (dict(return_timestamps=True), "return_timestamps: VALL-E's speech to text"),
+    (dict(stride_length_s=1.0), "stride_length_s: VALL-E's speech to text"),
+    (dict(return_language=True), "return_language: VALL-E's speech to text"),
+    (dict(decoder_kwargs={"beam_width": 4}), "decoder_kwargs: VALL-E's speech to text"),
 ])
 def test_what_the_speech_recognition_pipeline_cannot_do_for_vall_e_is_refused_in_one_line(asr, prompt_wav, call,
                                                                                          message):
@@ -318,8 +353,23 @@ def test_what_the_speech_recognition_pipeline_cannot_do_for_vall_e_is_refused_in
 
     with pytest.raises(VallEValueError, match=message):
         asr(str(prompt_wav), **call)
-    with pytest.raises(VallEValueError, match="needs the audio under 'raw' or 'array' and its 'sampling_rate'"):
-        asr({"array": np.zeros(2400, dtype=np.float32)})
+    for no_audio_or_no_rate in ({"array": np.zeros(2400, dtype=np.float32)}, {"sampling_rate": 16000, "path": "x.wav"}):
+        with pytest.raises(VallEValueError, match="needs the audio under 'raw' or 'array' and its 'sampling_rate'"):
+            asr(no_audio_or_no_rate)
+
+
+def test_the_speech_recognition_pipelines_own_settings_reach_generate(converted_dir, prompt_wav, monkeypatch):
+    """Generation settings and batch_size given when the pipeline is made apply to each call, as transformers'
+    pipelines do; transformers' own ignore_warning is taken, not passed on."""
+    asr = pipeline("automatic-speech-recognition", model=str(converted_dir), batch_size=2, **GENERATE)
+    expected = _transcribed(asr, str(prompt_wav))
+    calls = []
+    generate = asr.model.generate
+    monkeypatch.setattr(asr.model, "generate", lambda **kwargs: calls.append(kwargs) or generate(**kwargs))
+    assert asr(str(prompt_wav)) == asr(str(prompt_wav), ignore_warning=True) == {"text": expected}
+    assert asr([str(prompt_wav)] * 2) == [{"text": expected}] * 2
+    assert [len(call["audio"]) for call in calls] == [1, 1, 2]  # the two inputs in one call
+    assert all(call["max_new_tokens"] == 8 and call["temperature"] == 0.0 for call in calls)
 
 
 @pytest.mark.parametrize(("inputs", "call", "message"), [
