@@ -270,4 +270,3 @@ def test_int8_with_a_float32_nar_is_measured_against_the_dtype_auto_chooses(monk
     precision = choose_precision(CPU, quantize="int8", nar_dtype="float32")
     assert asked == [["float32", "bfloat16"], ["bfloat16", "int8"]]
     assert precision.quantize == "int8" and "needs a float32 model" not in precision.describe()
-
