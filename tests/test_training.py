@@ -303,7 +303,7 @@ def test_collator_draws_per_item_and_epoch_whatever_the_batches_and_workers(tiny
     frequencies = torch.bincount(levels, minlength=8).float() / len(levels)
     assert (frequencies - torch.tensor([(8 - k) / 36 for k in range(8)])).abs().max() < 0.04
     assert abs(tasks.float().mean() - 0.5) < 0.04
-    for wrong in (-1, 1.0, True):
+    for wrong in (-1, 1.0, True, 2**63):
         with pytest.raises(VallEValueError, match="epoch must be a non-negative integer"):
             collator.set_epoch(wrong)
     collator.set_epoch(None)
@@ -449,9 +449,11 @@ def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
 # ---------------------------------------------------------------------------------------------------- resuming
 
 
-def trained_draws(output: Path, data: Path, workers: int, resume: str | None = None, persistent: bool = False):
+def trained_draws(output: Path, data: Path, workers: int, resume: str | None = None, persistent: bool = False,
+                  subset: bool = False):
     """Train a tiny model on `write_tiny_dataset`'s 4 utterances for 3 epochs of 2 steps (VallEDataset prompts, the
-    collator's levels and tasks, a checkpoint every 3 steps); returns each step's batch and (step, loss, grad norm)."""
+    collator's levels and tasks, a checkpoint every 3 steps), the dataset within a `Subset` (as `random_split` gives)
+    with `subset`; returns each step's batch and (step, loss, grad norm)."""
     from transformers import Trainer, TrainingArguments
 
     from valle_hf.dataset import VallEDataset
@@ -468,26 +470,30 @@ def trained_draws(output: Path, data: Path, workers: int, resume: str | None = N
     arguments = TrainingArguments(output_dir=str(output), num_train_epochs=3, per_device_train_batch_size=2,
                                   save_steps=3, logging_steps=1, report_to="none", use_cpu=True, seed=5,
                                   dataloader_num_workers=workers, dataloader_persistent_workers=persistent)
-    trainer = Recording(model=model, args=arguments, train_dataset=VallEDataset(data, (0.2, 0.5), seed=5),
-                        data_collator=collator, callbacks=[collator])
+    dataset = VallEDataset(data, (0.2, 0.5), seed=5)
+    dataset = torch.utils.data.Subset(dataset, [3, 0, 1, 2]) if subset else dataset
+    trainer = Recording(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
+                        callbacks=[collator])
     trainer.train(resume_from_checkpoint=resume)
     logged = [(entry["step"], entry["loss"], entry["grad_norm"]) for entry in trainer.state.log_history
               if "loss" in entry]
     return batches, logged
 
 
-@pytest.mark.parametrize("workers, persistent", [(0, False), (2, False), (2, True)],
-                         ids=["in-process", "workers", "persistent-workers"])
-def test_resume_from_checkpoint_sees_the_draws_of_an_uninterrupted_run(tmp_path, workers, persistent):
+@pytest.mark.parametrize("workers, persistent, subset", [(0, False, False), (2, False, False), (2, True, False),
+                                                          (0, False, True)],
+                         ids=["in-process", "workers", "persistent-workers", "subset"])
+def test_resume_from_checkpoint_sees_the_draws_of_an_uninterrupted_run(tmp_path, workers, persistent, subset):
     """The collator's levels and tasks and VallEDataset's prompts started again from the seed on resume (the Trainer
     skips the consumed batches without collating them), so the resumed steps trained on other draws than the run
     they continue: here a checkpoint mid-epoch 1, resumed through epoch 2, must see the same batches, losses and
     gradient norms."""
     write_tiny_dataset(tmp_path / "data")
-    batches, logged = trained_draws(tmp_path / "whole", tmp_path / "data", workers, persistent=persistent)
+    batches, logged = trained_draws(tmp_path / "whole", tmp_path / "data", workers, persistent=persistent,
+                                    subset=subset)
     assert len(batches) == len(logged) == 6
     resumed, resumed_logged = trained_draws(tmp_path / "whole", tmp_path / "data", workers,
-                                            str(tmp_path / "whole" / "checkpoint-3"), persistent)
+                                            str(tmp_path / "whole" / "checkpoint-3"), persistent, subset)
     assert resumed == batches[3:]
     assert resumed_logged == logged  # the checkpoint's log of steps 1-3, then the resumed steps 4-6
 

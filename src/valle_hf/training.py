@@ -200,8 +200,9 @@ def shared_epoch() -> torch.Tensor:
 
 def set_shared_epoch(epoch_tensor: torch.Tensor, epoch: int | None) -> None:
     """Set a `shared_epoch` tensor: a non-negative integer, or None to unset it (`VallEValueError` otherwise)."""
-    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 0):
-        raise VallEValueError(f"epoch must be a non-negative integer or None, got {epoch!r}")
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral)
+                              or not 0 <= epoch < 2**63):
+        raise VallEValueError(f"epoch must be a non-negative integer (below 2**63) or None, got {epoch!r}")
     epoch_tensor.fill_(-1 if epoch is None else int(epoch))
 
 
@@ -209,6 +210,15 @@ def read_shared_epoch(epoch_tensor: torch.Tensor) -> int | None:
     """The epoch a `shared_epoch` tensor holds; None when none is set."""
     epoch = int(epoch_tensor)
     return None if epoch < 0 else epoch
+
+
+def _datasets_within(dataset) -> list:
+    """`dataset` and the datasets it wraps (`Subset`, as `random_split` gives, and `ConcatDataset`), to the bottom."""
+    if isinstance(dataset, torch.utils.data.Subset):
+        return [dataset, *_datasets_within(dataset.dataset)]
+    if isinstance(dataset, torch.utils.data.ConcatDataset):
+        return [dataset, *(inner for part in dataset.datasets for inner in _datasets_within(part))]
+    return [] if dataset is None else [dataset]
 
 
 def _content_digest(input_ids: torch.LongTensor, audio_codes: torch.LongTensor) -> bytes:
@@ -295,13 +305,14 @@ class VallEDataCollator(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
         """TrainerCallback: key the draws on the Trainer's epoch, here and in the training set (its `set_epoch`, which
-        accelerate leaves uncalled on a resumed run and under several processes). The Trainer calls it before the
+        accelerate leaves uncalled on a resumed run and under several processes; also within a `Subset` or
+        `ConcatDataset`). The Trainer calls it before the
         epoch's DataLoader iterator (and so its workers) starts."""
         epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
         self.set_epoch(epoch)
-        dataset = getattr(train_dataloader, "dataset", None)
-        if callable(getattr(dataset, "set_epoch", None)):
-            dataset.set_epoch(epoch)
+        for dataset in _datasets_within(getattr(train_dataloader, "dataset", None)):
+            if callable(getattr(dataset, "set_epoch", None)):
+                dataset.set_epoch(epoch)
 
     def _item_generator(self, content: bytes, occurrence: int) -> torch.Generator:
         """The generator of one item's draws in the current epoch: seeded with (`seed`, epoch, `content`: the item's
