@@ -434,3 +434,17 @@ def test_a_folder_that_keeps_what_is_made_in_it_is_named_with_the_file_left_ther
     problem = why_not_writable(tmp_path / "speech.wav")
     assert problem is not None and re.fullmatch(
         r"Operation not permitted \(removing the test file \.speech\.wav\..+\.part, which is left there\)", problem)
+
+
+def test_a_rate_an_encoder_would_crash_on_is_refused_before_it_runs(tmp_path):
+    """libvorbis takes the whole process down (a segfault) above 200 kHz, where other encoders refuse in words."""
+    from valle_hf.audio import save_audio
+    from valle_hf.errors import VallEValueError
+    from valle_hf.streaming import AudioFileStreamer
+
+    with pytest.raises(VallEValueError, match="an OGG file's sampling rate must be a positive integer .* up to 200000"):
+        save_audio(tmp_path / "speech.ogg", _tone(0.1, 24000), 200_001)
+    with pytest.raises(VallEValueError, match="an OGG file's sampling rate"):
+        AudioFileStreamer(tmp_path / "speech.ogg", 300_000)
+    assert not list(tmp_path.iterdir())
+    assert load_audio(save_audio(tmp_path / "speech.ogg", _tone(0.1, 200_000), 200_000))[1] == 200_000

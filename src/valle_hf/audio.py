@@ -86,6 +86,9 @@ def _read_failure(error: Exception) -> str:
 # tensor); the container's own default for the rest (FLAC 16-bit, Ogg Vorbis, MP3).
 _OUTPUT_SUBTYPES = {"WAV": "FLOAT"}
 _OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
+# The highest rate (Hz) of a format whose encoder takes down the whole process above it (libvorbis: a segfault),
+# where other formats' encoders refuse a rate they cannot take with an error.
+_MAX_FORMAT_RATE = {"OGG": 200_000}
 
 
 def output_format(path: str | os.PathLike) -> tuple[str, str]:
@@ -195,11 +198,14 @@ def waveform_samples(waveform: torch.Tensor | np.ndarray, path: str | os.PathLik
 MAX_FILE_RATE = 2**31 - 1
 
 
-def check_file_rate(sampling_rate: Any) -> None:
-    """Refuse (`VallEValueError`) a sampling rate that is not a positive integer (Hz) a file's header holds."""
+def check_file_rate(sampling_rate: Any, container: str | None = None) -> None:
+    """Refuse (`VallEValueError`) a sampling rate that is not a positive integer (Hz) a file's header holds, or, given
+    the soundfile `container` (`output_format`), one above what its encoder survives."""
+    limit = min(MAX_FILE_RATE, _MAX_FORMAT_RATE.get(container, MAX_FILE_RATE))
     if (isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer))
-            or not 0 < sampling_rate <= MAX_FILE_RATE):
-        raise VallEValueError(f"the sampling rate must be a positive integer (Hz) up to {MAX_FILE_RATE}, got "
+            or not 0 < sampling_rate <= limit):
+        kind = f"an {container} file's " if limit < MAX_FILE_RATE else "the "
+        raise VallEValueError(f"{kind}sampling rate must be a positive integer (Hz) up to {limit}, got "
                               f"{sampling_rate!r}")
 
 
@@ -218,7 +224,7 @@ def save_audio(
     out = check_output_path(path)
     container, subtype = output_format(out)
     data = waveform_samples(waveform, out)
-    check_file_rate(sampling_rate)
+    check_file_rate(sampling_rate, container)
     encoded = io.BytesIO()  # encoded in memory, so that the system's own error reaches us (libsndfile keeps it)
     try:
         soundfile.write(encoded, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)

@@ -254,9 +254,9 @@ class AudioFileStreamer(AudioStreamer):
 
     def __init__(self, path: str | os.PathLike, sampling_rate: int, chunk_seconds: float = DEFAULT_CHUNK_SECONDS):
         super().__init__(chunk_seconds)
-        check_file_rate(sampling_rate)
         self.path, self.sampling_rate = check_output_path(path), sampling_rate  # `generate` refuses another rate
         container, subtype = output_format(self.path)
+        check_file_rate(sampling_rate, container)
         self.partial: Path | None = None
         try:  # the folder may refuse the partial file itself (a name too long for it, a read-only file system)
             self.partial = temporary_file_beside(self.path)
