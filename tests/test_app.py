@@ -343,6 +343,17 @@ def test_an_emptied_field_means_its_default_for_the_stream_chunk_too(tiny, monke
     assert chunks == [DEFAULT_CHUNK_SECONDS]
 
 
+def test_a_model_whose_own_settings_cannot_be_streamed_speaks_unstreamed(tiny, monkeypatch):
+    """A model whose generation config searches beams: every Speak failed, telling the page's user to drop an
+    audio_streamer; it plays the speech once complete instead."""
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
+    monkeypatch.setattr(tiny[0].generation_config, "num_beams", 2)
+    monkeypatch.setattr(webui, "save_audio", lambda path, waveform, rate: None)
+    updates = [update for update in demo.speak(TEXT, random_voice=True, max_ar_steps=4) if update != webui.gr.skip()]
+    assert len(updates) == 1 and "stream" not in updates[0] and set(updates[0]) == set(demo.outputs) - {"stream"}
+
+
 def test_without_ffmpeg_the_speech_plays_once_complete(tiny, monkeypatch):
     monkeypatch.setattr(app.shutil, "which", lambda name: None)
     page = app.build_demo(*tiny, "tiny-random")

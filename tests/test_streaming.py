@@ -304,6 +304,29 @@ def test_cli_stream_writes_the_same_speech_and_leaves_no_partial_file(tmp_path, 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["plain.wav", "streamed.wav"]
 
 
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("num_beams", 2, "num_beams=2 (its generation config): beam search reorders its beams until the end; give "
+                     "--beam-width 1 or drop --stream"),
+    ("refine_on_stop", True, "refine_on_stop=True (its generation config): it re-predicts the whole output at the "
+                             "end; drop --stream"),
+])
+def test_cli_stream_refuses_a_model_whose_own_settings_cannot_be_streamed(tmp_path, converted_dir, prompt_wav, capsys,
+                                                                           setting, value, message):
+    """The flags were checked, the model's generation config was not: generate refused it after loading, naming its
+    audio_streamer argument, which a CLI user never gave."""
+    import json
+    import shutil
+
+    model = shutil.copytree(converted_dir, tmp_path / "model")
+    config = json.loads((model / "generation_config.json").read_text())
+    (model / "generation_config.json").write_text(json.dumps({**config, setting: value}))
+    out = tmp_path / "speech.wav"
+    status = main(["Hi.", str(prompt_wav), str(out), "--model", str(model), "--stream", "--max-ar-steps", "4"])
+    err = capsys.readouterr().err
+    assert status == 1 and f"error: --stream cannot follow {model}'s {message}" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".speech.wav*"))
+
+
 def test_a_failed_stream_leaves_the_previous_output_and_no_partial_file(tmp_path, converted_dir, prompt_wav,
                                                                         monkeypatch, capsys):
     from valle_hf import streaming

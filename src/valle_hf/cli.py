@@ -398,6 +398,18 @@ def check_streaming(args) -> None:
         raise UsageError(f"--stream cannot run with {flag}: {reason} (drop one of the two)")
 
 
+def _check_model_streams(args, model, kwargs: dict) -> None:
+    """Refuse (`UsageError`) --stream where the model's own generation config sets what a stream cannot follow
+    (`check_streaming` sees only the flags)."""
+    refused = not_streamable({**model.generation_config.to_dict(), **kwargs})
+    if refused:
+        name, reason = refused
+        fix = "give --beam-width 1 or drop --stream" if name == "num_beams" else "drop --stream"
+        model_name = args.model or "the released model"
+        raise UsageError(f"--stream cannot follow {model_name}'s {name}={getattr(model.generation_config, name)} (its "
+                         f"generation config): {reason}; {fix}")
+
+
 def check_ignored_flags(args) -> None:
     """Flags that would be ignored, refused before any model loads (`UsageError`): --stream-chunk without --stream;
     with --task stt, a TEXT, --stream, --no-prompt and the settings of `TTS_ONLY_SETTINGS`. --language must still be a
@@ -533,6 +545,7 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
     steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
     streamer = None
     if args.stream:
+        _check_model_streams(args, model, kwargs)
         chunk_seconds = DEFAULT_CHUNK_SECONDS if args.stream_chunk is None else args.stream_chunk
         streamer = AudioFileStreamer(inputs["out"], model.config.sampling_rate, chunk_seconds)
         print(f"streaming into {streamer.partial}", file=sys.stderr)

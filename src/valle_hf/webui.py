@@ -329,7 +329,8 @@ class Demo:
                                    sampling_rate=self.processor.feature_extractor.sampling_rate,
                                    language_switch=language_switch)
             stream = self.outputs.get("stream")
-            streams = stream is not None and not not_streamable(kwargs)  # else the audio plays once complete
+            settings = {**self.model.generation_config.to_dict(), **kwargs}
+            streams = stream is not None and not not_streamable(settings)  # else the audio plays once complete
             streamer = AudioIteratorStreamer(stream_chunk) if streams else None
             started = time.perf_counter()
             generation = self._start(progress, kwargs, streamer, **batch.to(self.model.device),
