@@ -255,9 +255,14 @@ def test_each_control_states_the_range_its_flag_takes(tiny):
     assert FLAG_RULES and set(FLAG_RULES) <= set(controls)
 
 
+@pytest.mark.parametrize("greedy", [False, True], ids=["sampling-config", "greedy-config"])
 @pytest.mark.parametrize("task", ["tts", "stt"])
-def test_every_cli_flag_has_a_control_whose_default_changes_nothing(tiny, task, prompt_wav):
+def test_every_cli_flag_has_a_control_whose_default_changes_nothing(tiny, task, prompt_wav, greedy, monkeypatch):
+    """Also for a config that decodes greedily with a temperature set: its temperature control showed that
+    temperature, which the page then passed as a setting when changed and back, and the run sampled."""
     model, processor = tiny
+    if greedy:
+        monkeypatch.setattr(model.generation_config, "do_sample", False)
     controls = webui.sampler_controls(model.generation_config, model.config, task)
     expected = {flag for flag, setting in FLAG_SETTINGS.items() if task == "tts" or setting not in TTS_ONLY_SETTINGS}
     assert set(controls) == expected
@@ -266,9 +271,12 @@ def test_every_cli_flag_has_a_control_whose_default_changes_nothing(tiny, task, 
     # Each value is the generation config's; where the config says None, the value None stands for.
     none_means = {"audio_backend": model.config.audio_backend, "max_levels": model.config.num_rvq_levels - 1,
                   "min_p": 0.0, "num_beams": 1}
+    if greedy:
+        none_means["temperature"] = 0.0  # greedy decoding, as the original's temperature 0 says
     for setting, value in kwargs.items():
         default = getattr(model.generation_config, setting)
-        assert value == (none_means[setting] if default is None else default), setting
+        expected = none_means[setting] if default is None or setting == "temperature" and greedy else default
+        assert value == expected, setting
     # The same run as with the model's own settings (the AR steps cut short, the same seed).
     kwargs["max_new_tokens"] = 12
     if task == "tts":

@@ -130,6 +130,8 @@ def sampler_controls(generation_config, model_config, task: str = "tts") -> dict
         if task == "stt" and setting in TTS_ONLY_SETTINGS:
             continue
         value = getattr(generation_config, setting)
+        if setting == "temperature" and generation_config.do_sample is False:
+            value = 0.0  # a config that decodes greedily ignores its temperature: the control says greedy
         if value is None and setting in NONE_MEANS:
             value = NONE_MEANS[setting](model_config)
         # The flag's own range where it differs from its setting's (--beam-width 0 is off); max_new_tokens has none
