@@ -691,3 +691,11 @@ def test_a_control_without_its_switch_is_warned_about_but_not_one_left_at_its_de
     list(demo.speak("Hi there.", random_voice=True, **{**controls, "dry_base": 2.0}))
     assert [message for message in shown if "has no effect" in message] == [
         "--dry-base has no effect without --dry-multiplier > 0: set --dry-multiplier, or drop --dry-base"]
+
+
+def test_a_revision_without_a_model_is_refused_not_shown():
+    """build_demo(revision=...) loaded the released model as it is and said on the page it ran at that revision."""
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match="picks a version of a Hub id, and the released model is not one"):
+        app.build_demo(revision="v1")

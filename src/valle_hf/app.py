@@ -62,14 +62,14 @@ def build_demo(model=None, processor=None, model_name: str | None = None, revisi
     """The demo page (a `gradio.Blocks`, queue set up) for a loaded model and processor; without them, for the
     released model (downloaded and converted on first use). For a Hugging Face Space: `build_demo().launch()`.
     `model_name` (what `--model` said) and `revision` (`--revision`: its branch, tag or commit) name the model on the
-    page.
+    page; a revision without a model is refused (`VallEValueError`), as the released model has none to pick.
 
     The audio also plays while it is generated when ffmpeg is installed (Gradio encodes that stream with it);
     without ffmpeg it plays when complete.
     """
     webui = _webui()
     if model is None:
-        model, processor = load_model_and_processor(None)
+        model, processor = load_model_and_processor(None, revision=revision)
         model_name = model_name or RELEASED_NAME
     stream = shutil.which("ffmpeg") is not None
     if not stream:
