@@ -67,7 +67,7 @@ def test_reference_syntaxes(tmp_path):
     assert reference_sources("a.wav; b.wav") == ["a.wav", "b.wav"]
     assert [type(part) for part in reference_sources([tmp_path, [tone, "c.wav"]])] == [type(tmp_path), np.ndarray, str]
     assert reference_paths(["a.wav;b.wav", tone]) == ["a.wav", "b.wav"]
-    with pytest.raises(TypeError, match="prompt audio must be"):
+    with pytest.raises(TypeError, match="^audio must be a path"):
         reference_sources(3)
 
 

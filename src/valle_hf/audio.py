@@ -273,7 +273,7 @@ def reference_sources(sources: Any) -> list[AudioSource]:
     if isinstance(sources, (list, tuple)):
         return [item for source in sources for item in reference_sources(source)]
     raise VallETypeError(
-        f"prompt audio must be a path, a ';'-joined string of paths, an array or a list, got {type(sources).__name__}"
+        f"audio must be a path, a ';'-joined string of paths, an array or a list, got {type(sources).__name__}"
     )
 
 
