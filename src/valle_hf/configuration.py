@@ -66,7 +66,9 @@ class VallEConfig(PretrainedConfig):
 
     Sub-configs: `codec_config` (EnCodec 24 kHz, which encodes prompts; its sampling rate and hop length are the
     model's), `vocoder_config` (the original's Vocos decoder, or None), and `audio_backend` ("vocos" or "encodec")
-    chooses the decoder. `text_head` is False for a checkpoint exported without the STT head.
+    chooses the decoder. `text_head` is False for a checkpoint exported without the STT head. `num_tasks`,
+    `num_languages` and `num_tones` record the sizes of the original's task, language and tone tables, which TTS and
+    STT never read (the conversion drops them); `version` is the original's model version (5 and up are supported).
     """
 
     model_type = "valle"
