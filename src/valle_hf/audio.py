@@ -218,8 +218,8 @@ def save_audio(
     interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
     Samples are clipped to [-1, 1]. Raises `VallEValueError` for a path that cannot be written (`check_output_path`:
     a directory, a missing folder, ...), samples no file should hold (`waveform_samples`) and a sampling rate that is
-    not a positive integer a file header holds; `OutputError` when the write fails (disk full, file-size limit, ...),
-    with the system's reason and `path` as it was.
+    not a positive integer a file header holds (`check_file_rate`); `OutputError` when the write fails (a rate the
+    format does not take, disk full, file-size limit, ...), with the reason and `path` as it was.
     """
     out = check_output_path(path)
     container, subtype = output_format(out)

@@ -81,7 +81,7 @@ DEFAULT_CHUNK_SECONDS = 0.5
 CHUNK_SECONDS_RULE = f"a number of seconds in (0, {MAX_SETTING_SECONDS}]"
 
 
-# What a stream cannot follow, as (setting, whether a value sets it, why): each changes the output after the AR's end.
+# What a stream cannot follow, as (setting, whether a value sets it, why).
 _NOT_STREAMABLE = (
     ("num_beams", lambda value: (value or 1) > 1, "beam search reorders its beams until the end"),
     ("refine_on_stop", bool, "it re-predicts the whole output at the end"),
