@@ -209,7 +209,8 @@ def test_save_audio_writes_each_waveform_whole(processor, tmp_path):
 
 
 def test_save_audio_checks_every_waveform_before_writing_any(processor, tmp_path):
-    from valle_hf.errors import VallETypeError
+    """Every waveform, path and rate: a rate the second file's format does not take left the first file written."""
+    from valle_hf.errors import OutputError, VallETypeError
 
     tone = _tone(0.25, 24000)
     nan = tone.copy()
@@ -224,10 +225,14 @@ def test_save_audio_checks_every_waveform_before_writing_any(processor, tmp_path
          "output_audio=False\\): generate without output_audio=False for audio, or decode the codes with "
          "model.vocoder.decode\\(codes\\)"),
         ((None, tmp_path / "a.wav"), VallETypeError, "a waveform .* or a list of them, got None"),
+        (([tone, tone], [tmp_path / "a.wav", tmp_path / "b.ogg"], 300_000), ValueError,
+         "an OGG file's sampling rate must be .* up to 200000"),
+        (([tone, tone], [tmp_path / "a.wav", tmp_path / "b.mp3"], 7000), OutputError,
+         r"b.mp3 \(MPEG-1/2/2.5 only supports sample rates of .*\); it was not created"),  # found by encoding it
     ]
-    for (audio, paths), error, message in cases:
+    for (audio, paths, *rate), error, message in cases:
         with pytest.raises(error, match=message):
-            processor.save_audio(audio, paths)
+            processor.save_audio(audio, paths, *rate)
     assert not list(tmp_path.iterdir())
 
 

@@ -45,12 +45,14 @@ __all__ = [
     "check_samples",
     "check_sentences_spoken",
     "empty_audio_error",
+    "encoded_audio",
     "load_audio",
     "output_format",
     "reference_paths",
     "reference_sources",
     "save_audio",
     "waveform_samples",
+    "write_encoded",
     "write_failure",
 ]
 
@@ -221,19 +223,40 @@ def save_audio(
     not a positive integer a file header holds (`check_file_rate`); `OutputError` when the write fails (a rate the
     format does not take, disk full, file-size limit, ...), with the reason and `path` as it was.
     """
+    return write_encoded(*encoded_audio(path, waveform, sampling_rate))
+
+
+def encoded_audio(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray,
+                  sampling_rate: int = SAMPLING_RATE) -> tuple[Path, bytes]:
+    """`save_audio`'s first half: `path` checked and the bytes of its file, `waveform` encoded in memory in the format
+    of its extension, so that a batch of files can all be encoded before any is written (and so that a failed write
+    is the system's own error: libsndfile keeps it). Raises as `save_audio` does, before writing."""
     out = check_output_path(path)
     container, subtype = output_format(out)
     data = waveform_samples(waveform, out)
     check_file_rate(sampling_rate, container)
-    encoded = io.BytesIO()  # encoded in memory, so that the system's own error reaches us (libsndfile keeps it)
+    encoded = io.BytesIO()
     try:
         soundfile.write(encoded, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
+    except WRITE_ERRORS as error:  # a rate the format does not take
+        raise _output_error(out, error) from None
+    return out, encoded.getvalue()
+
+
+def write_encoded(out: Path, encoded: bytes) -> Path:
+    """`save_audio`'s second half: `encoded` (`encoded_audio`) written to `out` whole or not at all; returns `out`.
+    Raises `OutputError` when the write fails (disk full, file-size limit, ...), with `out` as it was."""
+    try:
         with written_whole(out) as temporary:
-            temporary.write_bytes(encoded.getbuffer())
-    except WRITE_ERRORS as error:  # a rate the format does not take, a full disk, ...
-        kept = "left unchanged" if out.exists() else "not created"
-        raise OutputError(f"could not write {out} ({write_failure(error, out)}); it was {kept}") from None
+            temporary.write_bytes(encoded)
+    except OSError as error:
+        raise _output_error(out, error) from None
     return out
+
+
+def _output_error(out: Path, error: BaseException) -> OutputError:
+    kept = "left unchanged" if out.exists() else "not created"
+    return OutputError(f"could not write {out} ({write_failure(error, out)}); it was {kept}")
 
 
 def write_failure(error: BaseException, path: Path) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
-from .audio import save_audio, waveform_samples
+from .audio import encoded_audio, write_encoded
 from .errors import CheckpointError, VallETypeError, VallEValueError
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .phonemes import phonemize
@@ -238,9 +238,11 @@ class VallEProcessor(ProcessorMixin):
 
         `audio`: one 1-D float waveform (tensor or array) or a list of them, as `generate` returns; `saving_path`:
         one path, or one per waveform. `sampling_rate` defaults to the feature extractor's (24 kHz, the model's).
-        Every waveform is checked before any file is written (`valle_hf.audio.waveform_samples`). Returns the paths
-        written. Raises `VallETypeError` for audio that is no waveform or list, `VallEValueError` when the counts
-        differ, two waveforms share a path, or a waveform is refused.
+        Every file is checked and encoded before any is written (`valle_hf.audio.encoded_audio`: a path, a waveform or
+        a rate refused writes none). Returns the paths written. Raises `VallETypeError` for audio that is no waveform
+        or list, `VallEValueError` when the counts differ, two waveforms share a path, or a path, waveform or rate is
+        refused, and `OutputError` for a rate the format does not take or a failed write (the files before it are
+        written).
         """
         if isinstance(audio, (torch.Tensor, np.ndarray)):
             waveforms = [audio]
@@ -255,6 +257,6 @@ class VallEProcessor(ProcessorMixin):
         if len({os.path.realpath(path) for path in paths}) != len(paths):
             raise VallEValueError("save_audio got the same path for two waveforms: the second would replace the first; "
                                   "give one path per waveform")
-        samples = [waveform_samples(waveform, path) for waveform, path in zip(waveforms, paths, strict=True)]
         rate = sampling_rate if sampling_rate is not None else self.feature_extractor.sampling_rate
-        return [save_audio(path, data, rate) for data, path in zip(samples, paths, strict=True)]
+        files = [encoded_audio(path, waveform, rate) for waveform, path in zip(waveforms, paths, strict=True)]
+        return [write_encoded(out, encoded) for out, encoded in files]
