@@ -16,6 +16,7 @@ import math
 import pytest
 import torch
 from conftest import PLAIN_SETTINGS, dry_penalty_by_definition, stop_at
+from transformers import GenerationConfig
 
 from valle_hf.layout import pad, tts_sequence
 from valle_hf.logits_process import MIN_P_MIN_TOKENS_TO_KEEP, build_sampler_processors
@@ -453,6 +454,12 @@ def test_a_temperature_given_alone_samples_where_the_config_decodes_greedily(cas
     greedy = _tokens(_generate(model, [text], [prompt], max_new_tokens=STOP_STEP, temperature=0.0))
     takes = [_tokens(_generate(model, [text], [prompt], max_new_tokens=STOP_STEP, temperature=1.0, seeds=[seed]))
              for seed in (1, 2)]
+    assert takes[0] != takes[1] and greedy not in takes
+    passed = GenerationConfig(temperature=1.0)  # transformers' own: its do_sample stays None
+    ids, codes = text[None], prompt[None]
+    takes = [_tokens(model.generate(input_ids=ids, prompt_codes=codes, generation_config=passed, seeds=[seed],
+                                    max_new_tokens=STOP_STEP, max_levels=0, output_audio=False,
+                                    return_dict_in_generate=True)) for seed in (1, 2)]
     assert takes[0] != takes[1] and greedy not in takes
 
 

@@ -656,10 +656,11 @@ class VallEGenerationMixin(GenerationMixin):
     def _completed(self, generation_config: GenerationConfig) -> VallEGenerationConfig:
         """A `generation_config` the caller passed, with what it leaves unset taken from the model's, as transformers
         does: its fields that are None, and the VALL-E settings it lacks (a plain `GenerationConfig`) or leaves at
-        their defaults (so a setting passed at its default value must be a keyword argument of `generate`)."""
+        their defaults (so a setting passed at its default value must be a keyword argument of `generate`). Its
+        temperature without a `do_sample` of its own says which decoding runs (`decoding_by_temperature`)."""
         passed = {name: value for name, value in generation_config.to_dict().items() if value is not None
                   and not (name in VALLE_GENERATION_DEFAULTS and value == VALLE_GENERATION_DEFAULTS[name])}
-        return VallEGenerationConfig.from_dict({**self.generation_config.to_dict(), **passed})
+        return VallEGenerationConfig.from_dict({**self.generation_config.to_dict(), **decoding_by_temperature(passed)})
 
     def _moved(self, tensor: torch.Tensor | None, name: str) -> torch.Tensor | None:
         """An input tensor on the model's device (None stays None); raises `VallETypeError` for anything else, such
