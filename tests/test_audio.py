@@ -67,7 +67,7 @@ def test_reference_syntaxes(tmp_path):
     assert reference_sources("a.wav; b.wav") == ["a.wav", "b.wav"]
     assert [type(part) for part in reference_sources([tmp_path, [tone, "c.wav"]])] == [type(tmp_path), np.ndarray, str]
     assert reference_paths(["a.wav;b.wav", tone]) == ["a.wav", "b.wav"]
-    with pytest.raises(TypeError, match="^audio must be a path"):
+    with pytest.raises(TypeError, match="^prompt_audio must be a path"):
         reference_sources(3)
 
 
@@ -448,3 +448,16 @@ def test_a_rate_an_encoder_would_crash_on_is_refused_before_it_runs(tmp_path):
         AudioFileStreamer(tmp_path / "speech.ogg", 300_000)
     assert not list(tmp_path.iterdir())
     assert load_audio(save_audio(tmp_path / "speech.ogg", _tone(0.1, 200_000), 200_000))[1] == 200_000
+
+
+def test_a_file_far_below_a_small_size_limit_is_not_said_to_be_too_large(tmp_path, monkeypatch):
+    """Under a file-size limit below 1 MiB, every "System error." was put down to the limit, an empty file's too."""
+    from valle_hf import audio
+
+    monkeypatch.setattr(audio, "_file_size_limit", lambda: 512 * 1024)
+    monkeypatch.setattr(audio.shutil, "disk_usage", lambda path: SimpleNamespace(free=10**12))
+    partial = tmp_path / "speech.wav"
+    partial.write_bytes(b"")
+    assert audio.write_failure(soundfile.LibsndfileError(2), partial) == "System error."
+    partial.write_bytes(b"\0" * (500 * 1024))
+    assert audio.write_failure(soundfile.LibsndfileError(2), partial).startswith("File too large")

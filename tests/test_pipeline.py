@@ -369,6 +369,9 @@ def test_the_speech_recognition_pipelines_own_settings_reach_generate(converted_
     assert asr(str(prompt_wav)) == asr(str(prompt_wav), ignore_warning=True) == {"text": expected}
     assert asr([str(prompt_wav)] * 2) == [{"text": expected}] * 2
     assert [len(call["audio"]) for call in calls] == [1, 1, 2]  # the two inputs in one call
+    monkeypatch.setattr(asr.model.generation_config, "return_dict_in_generate", True)  # the model's: still text
+    assert asr(str(prompt_wav)) == {"text": expected}
+    calls.pop()
     assert all(call["max_new_tokens"] == 8 and call["temperature"] == 0.0 for call in calls)
 
 

@@ -287,3 +287,13 @@ def test_batch_decode_passes_skip_special_tokens_to_each_row(processor):
 def test_stt_audio_with_a_prompt_is_refused_in_words(processor):
     with pytest.raises(ValueError, match="^`prompt_audio` is for text-to-speech; speech-to-text takes `audio` only$"):
         processor(audio=_tone(0.5, 24000), prompt_audio=_tone(0.5, 24000), sampling_rate=24000)
+
+
+def test_a_source_of_another_type_is_named_by_its_argument(processor):
+    """A prompt of the wrong type was called "prompt audio" also when it was the audio to transcribe."""
+    from valle_hf.errors import VallETypeError
+
+    with pytest.raises(VallETypeError, match="^prompt_audio must be a path, .* got int"):
+        processor("Hi.", prompt_audio=3)
+    with pytest.raises(VallETypeError, match="^audio must be a path, .* got int"):
+        processor(audio=3)

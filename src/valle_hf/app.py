@@ -75,7 +75,7 @@ def build_demo(model=None, processor=None, model_name: str | None = None, revisi
     if not stream:
         logger.warning("ffmpeg not found: the page plays the audio once complete (install ffmpeg to hear it while "
                        "it is generated)")
-    described = _describe(model_name or "a model given in Python", revision)
+    described = _describe(model_name, revision) if model_name else "a model given in Python"
     return webui.build_page(model, processor, described, stream=stream)
 
 

@@ -36,6 +36,9 @@ WRITE_ERRORS = (OSError, soundfile.LibsndfileError, RuntimeError)
 _SYSTEM_ERROR = 2
 # Free space below which a failed write is put down to a full disk.
 _FULL_DISK_BYTES = 1 << 20
+# How far short of the file-size limit a file whose write failed may be for the limit to be the reason (at most half
+# the limit): the write that failed would have crossed it.
+_LAST_WRITE_BYTES = 1 << 20
 
 __all__ = [
     "AudioSource",
@@ -272,7 +275,7 @@ def write_failure(error: BaseException, path: Path) -> str:
         if shutil.disk_usage(path.parent).free < _FULL_DISK_BYTES:
             return os.strerror(errno.ENOSPC)
         limit = _file_size_limit()
-        if limit is not None and path.exists() and path.stat().st_size + _FULL_DISK_BYTES >= limit:
+        if limit is not None and path.exists() and path.stat().st_size >= limit - min(_LAST_WRITE_BYTES, limit // 2):
             return f"{os.strerror(errno.EFBIG)}: the file-size limit (ulimit -f) is {limit} bytes"
     return one_line(error.error_string.removeprefix("Error : "))  # without soundfile's "Error opening <file>: "
 
@@ -287,16 +290,17 @@ def _file_size_limit() -> int | None:
     return None if limit == resource.RLIM_INFINITY else limit
 
 
-def reference_sources(sources: Any) -> list[AudioSource]:
-    """Flatten the original's prompt syntaxes: "a.wav;b.wav", [path, path, ...], an array, or a mix in a list."""
+def reference_sources(sources: Any, name: str = "prompt_audio") -> list[AudioSource]:
+    """Flatten the original's prompt syntaxes: "a.wav;b.wav", [path, path, ...], an array, or a mix in a list.
+    Raises `VallETypeError` for anything else, naming the argument as `name`."""
     if isinstance(sources, str):
         return [part for part in (piece.strip() for piece in sources.split(";")) if part]
     if isinstance(sources, (os.PathLike, np.ndarray, torch.Tensor)):
         return [sources]
     if isinstance(sources, (list, tuple)):
-        return [item for source in sources for item in reference_sources(source)]
+        return [item for source in sources for item in reference_sources(source, name)]
     raise VallETypeError(
-        f"audio must be a path, a ';'-joined string of paths, an array or a list, got {type(sources).__name__}"
+        f"{name} must be a path, a ';'-joined string of paths, an array or a list, got {type(sources).__name__}"
     )
 
 

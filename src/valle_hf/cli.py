@@ -401,7 +401,7 @@ def check_streaming(args) -> None:
 def _check_model_streams(args, model, kwargs: dict) -> None:
     """Refuse (`UsageError`) --stream where the model's own generation config sets what a stream cannot follow
     (`check_streaming` sees only the flags)."""
-    refused = not_streamable({**model.generation_config.to_dict(), **kwargs})
+    refused = not_streamable(kwargs, model)
     if refused:
         name, reason = refused
         fix = "give --beam-width 1 or drop --stream" if name == "num_beams" else "drop --stream"

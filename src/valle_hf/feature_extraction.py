@@ -162,7 +162,7 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         `load` itself returned, given back at the rate it returned it at (the processor's output, passed on to
         `generate`), is taken as it is: it was checked, and warned about, once.
         """
-        parts = reference_sources(sources)
+        parts = reference_sources(sources, "audio" if to_transcribe else "prompt_audio")
         if not parts:  # "no voice prompt" is None, never an empty string (usually an unset shell variable)
             what, fix = (("no audio to transcribe", "give the audio file to transcribe") if to_transcribe else
                          ("no reference audio", "give an audio file (for a random voice: prompt_audio=None, or "

@@ -89,10 +89,10 @@ def check_one_streamed_call(text_inputs: Any, batch_size: int | None, kwargs: Ma
 
 
 def _for_batch(settings: Mapping[str, Any], rows: int, name: str) -> Mapping[str, Any]:
-    """`settings` fitted to a batch of `rows` texts, as the pipeline gives the same settings to every batch: a voice
-    prompt is one voice for every text (an array in a list of one, which `generate` cannot take for one per text), and
-    one seed serves each text (as it does for texts run one by one); more seeds are refused, as the pipeline
-    cannot tell which batch a text falls in."""
+    """`settings` fitted to a batch of `rows` inputs (texts, or audio to transcribe), as a pipeline gives the same
+    settings to every batch: a voice prompt is one voice for every text (an array in a list of one, which `generate`
+    cannot take for one per text), and one seed serves each input (as it does for inputs run one by one); more seeds
+    are refused, as the pipeline cannot tell which batch an input falls in."""
     prompt = settings.get("prompt_audio")
     if isinstance(prompt, (torch.Tensor, np.ndarray)):
         settings = {**settings, "prompt_audio": [prompt]}
@@ -236,7 +236,8 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
         rows = audio if isinstance(is_last, list) else [audio]  # a batch of inputs (batch_size > 1), or one input
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
         generate_kwargs = _for_batch(generate_kwargs, len(rows), "the speech-recognition pipeline's settings")
-        tokens = self.model.generate(audio=rows, **model_inputs, task="stt", **generate_kwargs)
+        tokens = self.model.generate(audio=rows, **model_inputs, task="stt", return_dict_in_generate=False,
+                                     **generate_kwargs)  # the ids, whatever the model's config says
         return {"is_last": is_last, "tokens": tokens[:: len(tokens) // len(rows)]}  # each input's first sequence
 
     def postprocess(self, model_outputs, **kwargs):

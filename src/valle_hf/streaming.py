@@ -89,8 +89,11 @@ _NOT_STREAMABLE = (
 )
 
 
-def not_streamable(settings: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The first of `settings` (generate's names) that a stream cannot follow, and why; None when all can be."""
+def not_streamable(settings: Mapping[str, Any], model=None) -> tuple[str, str] | None:
+    """The first of `settings` (generate's names; with `model`, over its generation config, as `generate` merges
+    them) that a stream cannot follow, and why; None when all can be."""
+    if model is not None:
+        settings = {**model.generation_config.to_dict(), **settings}
     for name, is_set, reason in _NOT_STREAMABLE:
         if is_set(settings.get(name)):
             return name, reason

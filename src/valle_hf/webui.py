@@ -331,8 +331,7 @@ class Demo:
                                    sampling_rate=self.processor.feature_extractor.sampling_rate,
                                    language_switch=language_switch)
             stream = self.outputs.get("stream")
-            settings = {**self.model.generation_config.to_dict(), **kwargs}
-            streams = stream is not None and not not_streamable(settings)  # else the audio plays once complete
+            streams = stream is not None and not not_streamable(kwargs, self.model)  # else played once complete
             streamer = AudioIteratorStreamer(stream_chunk) if streams else None
             started = time.perf_counter()
             generation = self._start(progress, kwargs, streamer, **batch.to(self.model.device),
