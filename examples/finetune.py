@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -167,16 +168,37 @@ def check_options(args: argparse.Namespace) -> None:
     if (args.output / "final").exists() and not args.resume:
         raise UsageError(f"--output {args.output} already holds a trained model ({args.output / 'final'}): choose "
                          "another --output, or --resume to continue its run")
-    if args.resume and last_checkpoint(args.output) is None:  # a preempted job's first launch: start, and say so
+    if not args.resume:
+        return
+    saved = checkpoints(args.output)
+    complete = [path for path, whole in saved if whole]
+    incomplete = [path for path, whole in saved[saved.index((complete[-1], True)) + 1 if complete else 0:]]
+    if incomplete:
+        kept = f"resuming from {complete[-1].name}" if complete else "starting a new run"
+        print(f"warning: --resume: {', '.join(path.name for path in incomplete)} in --output {args.output} "
+              f"{'is' if len(incomplete) == 1 else 'are'} incomplete (the run stopped while saving): {kept}",
+              file=sys.stderr)
+    elif not complete:  # a preempted job's first launch: start, and say so
         print(f"warning: --resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
               "--save-steps): starting a new run", file=sys.stderr)
 
 
-def last_checkpoint(output: Path) -> str | None:
-    """The latest checkpoint-N folder a run saved in `output`, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
+def checkpoints(output: Path) -> list[tuple[Path, bool]]:
+    """The checkpoint-N folders a run saved in `output`, in step order, each with whether it is complete (the
+    Trainer writes trainer_state.json last, after the weights and the optimiser: a run stopped while saving leaves a
+    folder without it)."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-    return get_last_checkpoint(str(output)) if output.is_dir() else None
+    pattern = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
+    found = sorted((int(match.group(1)), path) for path in (output.iterdir() if output.is_dir() else ())
+                   if path.is_dir() and (match := pattern.fullmatch(path.name)))
+    return [(path, (path / "trainer_state.json").is_file()) for _, path in found]
+
+
+def last_checkpoint(output: Path) -> str | None:
+    """The latest complete checkpoint-N folder a run saved in `output` (`checkpoints`), or None."""
+    complete = [path for path, whole in checkpoints(output) if whole]
+    return str(complete[-1]) if complete else None
 
 
 def check_report_to(report_to: str) -> None:

@@ -587,6 +587,14 @@ def test_finetune_resume_and_stt_only_without_a_prompt(tmp_path, monkeypatch, ca
     finetune.train(list(map(str, argv)))
     assert started == [{"resume_from_checkpoint": None}]
     assert "warning: --resume: --output" in capsys.readouterr().err
+    # a run stopped while saving checkpoint-100 (no trainer_state.json, written last): the complete one before it
+    for step in (9, 12, 100):
+        (tmp_path / "out" / f"checkpoint-{step}").mkdir(parents=True)
+    for step in (9, 12):
+        (tmp_path / "out" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    finetune.train(list(map(str, argv)))
+    assert started[-1] == {"resume_from_checkpoint": str(tmp_path / "out" / "checkpoint-12")}
+    assert ("warning: --resume: checkpoint-100 in --output " in capsys.readouterr().err)
 
 
 def test_finetune_final_folder_holds_the_processor_and_its_code(tmp_path, monkeypatch):
