@@ -326,7 +326,8 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
 
     _, first = run({"kept": "Hello there.", "edited": "Good morning."})
     report, second = run({"kept": "Hello there.", "edited": "Good evening to all of you."})
-    assert "wrote 1 row(s)" in report and "(1 done before, 1 edited since they were spoken, spoken again)" in report
+    assert "wrote 1 row(s)" in report and "(1 done before, 1 spoken again: their cells, the model or its settings " \
+                                          "changed since)" in report
     np.testing.assert_array_equal(first["kept"], second["kept"])
     assert first["edited"].shape != second["edited"].shape or not np.allclose(first["edited"], second["edited"])
     report, third = run({"kept": "Hello there.", "edited": "Good evening to all of you."})
@@ -342,6 +343,13 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     status, err = synthesize_main([tmp_path / "m.jsonl", tmp_path / "out", *FLAGS])
     assert status == 0 and "wrote 0 row(s)" in err and "(2 done before)" in err, err
+    # Another flag, or the same rows by another model: spoken again (the first run's WAVs were kept without a word)
+    for other in (["--ar-temp", "0.7"], ["--ar-temp", "0.7", "--model", str(tmp_path / "other-model")]):
+        if "--model" in other:
+            for part in valle_hf.loading.load_model_and_processor("tiny-random"):
+                part.save_pretrained(tmp_path / "other-model")
+        status, err = synthesize_main([tmp_path / "m.jsonl", tmp_path / "out", *FLAGS, *other])
+        assert status == 0 and "wrote 2 row(s)" in err and "(0 done before, 2 spoken again" in err, err
 
 
 def test_a_done_row_edited_into_one_that_cannot_be_spoken_fails_and_an_older_record_is_taken_as_unedited(tmp_path):

@@ -18,10 +18,10 @@ Under ``accelerate launch`` the batches are dealt out to the processes, each on 
 own files; the main process joins the records at the end.
 
 OUT_DIR holds ``<id>.wav`` (each written under a temporary name and renamed when complete), ``done.jsonl`` (one
-record per finished row: id, path, frames, seconds, stopped, seed, line, cells), ``failed.jsonl`` (the rows of the
-last run that could not be spoken: line, id, error) and, while a run is going, ``parts/`` (each process's records). A
-re-run skips the rows in done.jsonl whose WAV exists and whose cells are unedited, so a crash or a kill loses at most
-the batches in flight. Exit status:
+record per finished row: id, path, frames, seconds, stopped, seed, line, cells, run), ``failed.jsonl`` (the rows of
+the last run that could not be spoken: line, id, error) and, while a run is going, ``parts/`` (each process's
+records). A re-run skips the rows in done.jsonl whose WAV exists and whose cells, model, settings and language are
+those of this run, so a crash or a kill loses at most the batches in flight. Exit status:
 0 when every row is done, 3 when some rows failed (all in failed.jsonl), 1 (one ``error:`` line) for a usage or set-up
 mistake, 130 after Ctrl-C, 143 after a SIGTERM. Under a launcher (accelerate launch, torchrun) each process exits 0
 after a run that ended, failures or not, since the launcher would report any other status as a crash: read
@@ -96,7 +96,8 @@ PROCESS_GROUP_TIMEOUT = timedelta(days=7)
 @dataclass
 class Job:
     """One manifest row, checked and ready to speak: its sentences, resolved prompt files, seed and `generate`
-    settings (`settings_key` names them, for grouping), and `cells`, a digest of the row's cells (`row_digest`)."""
+    settings (`settings_key` names them, for grouping), `cells`, a digest of the row's cells (`row_digest`), and
+    `run`, a digest of what the run adds to them: the model, the settings and the language (`run_digest`)."""
 
     id: str
     lines: str
@@ -106,6 +107,7 @@ class Job:
     seed: int
     settings: dict
     cells: str
+    run: str = ""
 
     @property
     def settings_key(self) -> str:
@@ -191,7 +193,7 @@ def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
 
 
 def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, language: str, seed: int,
-         seen: dict[str, tuple[str, str]]) -> Job:
+         seen: dict[str, tuple[str, str]], model_name: str | None = None) -> Job:
     """A row as a `Job`; raises the package's errors for a row that cannot be spoken. `seen`: the lines of the ids
     read so far (this row's is added)."""
     if row.error:
@@ -219,7 +221,9 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
         value = parse_flag(flag, values.get(flag))
         if value is not None:
             setattr(row_flags, flag, value)
-    return Job(row_id, row.lines, sentences, language, prompt, seed, generation_kwargs(row_flags), row_digest(row))
+    settings = generation_kwargs(row_flags)
+    return Job(row_id, row.lines, sentences, language, prompt, seed, settings, row_digest(row),
+               run_digest(model_name, settings, language))
 
 
 def row_digest(row: Row) -> str:
@@ -232,10 +236,20 @@ def row_digest(row: Row) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _unedited(record: dict, digest: str) -> bool:
-    """Whether a done.jsonl record was spoken from the cells of `digest` (a record written before records kept
-    their digest counts as unedited)."""
-    return record.get("cells", digest) == digest
+def run_digest(model_name: str | None, settings: dict, language: str) -> str:
+    """A digest of what a run adds to a row's cells: the model's name (a folder resolved; the release: None), the
+    `generate` settings (the command's flags, then the row's) and the language. done.jsonl keeps it, so that a re-run
+    with another model or other flags speaks the rows again, where it kept the first run's WAVs without a word."""
+    if model_name is not None and Path(model_name).exists():
+        model_name = str(Path(model_name).resolve())
+    text = json.dumps([model_name, settings, language], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _unedited(record: dict, digest: str, run: str | None = None) -> bool:
+    """Whether a done.jsonl record was spoken from the cells of `digest` and, given, the run of `run` (a record
+    written before records kept a digest counts as unedited)."""
+    return record.get("cells", digest) == digest and (run is None or record.get("run", run) == run)
 
 
 def _check_columns(table, manifest: Path) -> None:
@@ -297,9 +311,10 @@ def _check_run_settings(language: str, seed, batch_size) -> None:
 
 
 def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argparse.Namespace, language: str = "en",
-                   seed: int | None = None, batch_size: int = 8, layout: str = "auto") -> SynthesisPlan:
-    """Read and check every row of `manifest` and plan the batches of those `out` does not hold yet; no model is
-    needed, and nothing is written.
+                   seed: int | None = None, batch_size: int = 8, layout: str = "auto",
+                   model_name: str | None = None) -> SynthesisPlan:
+    """Read and check every row of `manifest` and plan the batches of those `out` does not hold yet (as they would be
+    spoken now: by `model_name`, with these flags); no model is needed, and nothing is written.
 
     `flags`: the CLI's sampler flags (a namespace with every `FLAG_SETTINGS` name, None for not given) that rows
     override. Raises `UsageError` for a manifest that cannot be used at all (missing, unreadable, without an id, text
@@ -319,7 +334,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     jobs, failures, seen, done, edited, seed_used, voices = [], [], {}, 0, 0, False, {}
     for row in table.rows:
         try:
-            job = _job(row, manifest.parent, out, flags, language, seed, seen)
+            job = _job(row, manifest.parent, out, flags, language, seed, seen, model_name)
         except VallEError as error:
             if _done_before(row, done_records, seen):
                 done += 1
@@ -328,7 +343,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
             continue
         for file in job.prompt:
             voices.setdefault(file, job.lines)
-        if job.id in done_records and _unedited(done_records[job.id], job.cells):
+        if job.id in done_records and _unedited(done_records[job.id], job.cells, job.run):
             done += 1
         else:
             edited += job.id in done_records
@@ -591,7 +606,7 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
                 seconds = row.audio.numel() / rate
                 out.record_done({"id": row.job.id, "path": path.name, "frames": row.frames,
                                  "seconds": round(seconds, 4), "stopped": row.stopped, "seed": row.job.seed,
-                                 "line": row.job.lines, "cells": row.job.cells})
+                                 "line": row.job.lines, "cells": row.job.cells, "run": row.job.run})
                 report.rows += 1
                 report.audio_seconds += seconds
             for job, error in failed:
@@ -626,7 +641,8 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
     generation_kwargs(namespace, model.config)  # the flags' ranges, checked before any row
     out = OutputFolder(out_dir)
     out.check()
-    plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout)
+    plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout,
+                          model_name=getattr(model, "name_or_path", None) or None)
     out.prepare()
     report = run_synthesis(plan.batches, model, processor, out, language_switch, progress, batch_size=batch_size)
     out.fold_done()
@@ -728,7 +744,8 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
     lines.append(f"{'all':>9} {rows:>6} {audio:>9.1f} {wall:>8.1f} {audio / wall if wall else 0.0:>10.2f}")
     if rows:  # a run with nothing to speak (all done before, or every row failed) has no throughput to show
         print("\n".join(lines), file=sys.stderr)
-    edited = f", {plan.edited} edited since they were spoken, spoken again" if plan.edited else ""
+    edited = (f", {plan.edited} spoken again: their cells, the model or its settings changed since"
+              if plan.edited else "")
     print(f"wrote {rows} row(s) into {out} ({plan.done} done before{edited}); {len(failures)} failed"
           + (f" (listed in {out / FAILED})" if failures else ""), file=sys.stderr)
     if not seed_given and plan.seed_used and rows:
@@ -752,8 +769,9 @@ def _synthesize(args) -> int:
     OutputFolder(args.out_dir).check()
     state = _process_state(args)
     out = OutputFolder(args.out_dir, state.process_index)
+    model_name = None if args.model is None else f"{args.model}@{args.revision}" if args.revision else args.model
     plan = _on_main(state, lambda: plan_synthesis(args.manifest, out, flags, args.language, args.seed,  # one plan,
-                                                  args.batch_size, args.manifest_format))  # the same rows everywhere
+                                                  args.batch_size, args.manifest_format, model_name))  # everywhere
     mine = plan.batches[state.process_index:: state.num_processes]
     precision = _run_precision(state, args)
     model, processor, precision = load_model(args, precision) if mine else (None, None, precision)
