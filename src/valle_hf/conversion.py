@@ -515,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
                         "'tiny-random'")
     parser.add_argument("--vocoder", default=DEFAULT_VOCODER, help="Vocos decoder: Hub id or local directory in the "
                         "Vocos layout (config.yaml + pytorch_model.bin), 'tiny-random', or 'none'")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="the dtype the model's weights are saved in [float32]")
     args = parser.parse_args(argv)
     check_output_dir(args.output_dir, args.overwrite,
                      [args.checkpoint, args.config, args.tokenizer, args.codec, args.vocoder])
