@@ -235,7 +235,7 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
         is_last, audio = model_inputs.pop("is_last"), model_inputs.pop("audio")
         rows = audio if isinstance(is_last, list) else [audio]  # a batch of inputs (batch_size > 1), or one input
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
-        generate_kwargs = _for_batch(generate_kwargs, len(rows), "the speech-recognition pipeline's settings")
+        generate_kwargs = _for_batch(generate_kwargs, len(rows), "generate_kwargs")
         tokens = self.model.generate(audio=rows, **model_inputs, task="stt", return_dict_in_generate=False,
                                      **generate_kwargs)  # the ids, whatever the model's config says
         return {"is_last": is_last, "tokens": tokens[:: len(tokens) // len(rows)]}  # each input's first sequence
