@@ -237,11 +237,10 @@ def row_digest(row: Row) -> str:
 
 
 def run_digest(model_name: str | None, settings: dict, language: str) -> str:
-    """A digest of what a run adds to a row's cells: the model's name (a folder resolved; the release: None), the
-    `generate` settings (the command's flags, then the row's) and the language. done.jsonl keeps it, so that a re-run
-    with another model or other flags speaks the rows again, where it kept the first run's WAVs without a word."""
-    if model_name is not None and Path(model_name).exists():
-        model_name = str(Path(model_name).resolve())
+    """A digest of what a run adds to a row's cells: the model's name (`plan_synthesis` resolves a folder; the
+    release: None), the `generate` settings (the command's flags, then the row's) and the language. done.jsonl keeps
+    it, so that a re-run with another model or other flags speaks the rows again, where it kept the first run's WAVs
+    without a word."""
     text = json.dumps([model_name, settings, language], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
@@ -323,6 +322,8 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     """
     manifest = Path(manifest)
     _check_run_settings(language, seed, batch_size)
+    if model_name is not None and Path(model_name).exists():  # once, not per row: one folder, one name
+        model_name = str(Path(model_name).resolve())
     try:
         table = read_table(manifest, layout)
     except VallEError as error:

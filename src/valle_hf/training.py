@@ -306,8 +306,7 @@ class VallEDataCollator(TrainerCallback):
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
         """TrainerCallback: key the draws on the Trainer's epoch, here and in the training set (its `set_epoch`, which
         accelerate leaves uncalled on a resumed run and under several processes; also within a `Subset` or
-        `ConcatDataset`). The Trainer calls it before the
-        epoch's DataLoader iterator (and so its workers) starts."""
+        `ConcatDataset`). The Trainer calls it before the epoch's DataLoader iterator (and so its workers) starts."""
         epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
         self.set_epoch(epoch)
         for dataset in _datasets_within(getattr(train_dataloader, "dataset", None)):
