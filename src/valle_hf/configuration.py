@@ -11,6 +11,7 @@ import copy
 import math
 from collections.abc import Iterable
 
+import numpy as np
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 from transformers.activations import ACT2FN
 
@@ -413,6 +414,16 @@ class SettingError(VallEValueError):
 _MAX_SETTING = 3.4e38
 
 
+def python_values(settings: dict) -> dict:
+    """`settings` with numpy scalars (a temperature from `np.linspace`, say), also inside lists, as the Python numbers
+    they hold: the rules read Python numbers, and a generation config saves them as JSON."""
+    def plain(value):
+        if isinstance(value, np.generic):
+            return value.item()
+        return type(value)(plain(item) for item in value) if isinstance(value, (list, tuple)) else value
+    return {name: plain(value) for name, value in settings.items()}
+
+
 def decoding_by_temperature(settings: dict) -> dict:
     """`settings` with the `do_sample` that a `temperature` given without it says, as in the original: > 0 samples,
     0 decodes greedily. transformers keeps `do_sample` (False by default) and ignores such a temperature, so a
@@ -512,7 +523,8 @@ def check_settings(settings: dict) -> None:
     """
     for name, value in settings.items():
         if value is not None and name in SETTING_RULES and not SETTING_RULES[name][1](value):
-            raise SettingError(name, value, SETTING_RULES[name][0])
+            numpy = " (a Python value: numpy's are not, convert with .item())" if isinstance(value, np.generic) else ""
+            raise SettingError(name, value, SETTING_RULES[name][0] + numpy)
     for name, floor_name in _TEMPERATURE_FLOORS:
         temperature, floor = settings.get(name) or 0, settings.get(floor_name, -1)
         if temperature > 0 and floor is not None and floor > temperature:
@@ -684,6 +696,7 @@ class VallEGenerationConfig(GenerationConfig):
     """
 
     def __init__(self, **kwargs):
+        kwargs = python_values(kwargs)
         for name, default in VALLE_GENERATION_DEFAULTS.items():
             setattr(self, name, kwargs.pop(name, default))
         super().__init__(**decoding_by_temperature(kwargs))

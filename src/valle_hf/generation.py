@@ -35,6 +35,7 @@ from .configuration import (
     check_settings_fit,
     decoding_by_temperature,
     inert_settings,
+    python_values,
 )
 from .cpu_kernels import use_cpu_kernels
 from .entropix import probing_attention
@@ -642,7 +643,7 @@ class VallEGenerationMixin(GenerationMixin):
         # A VALL-E setting given as None is not set, where None is no value of its own (max_levels None is "all")
         unset = {name for name, default in VALLE_GENERATION_DEFAULTS.items() if default is not None
                  and name in kwargs and kwargs[name] is None}
-        settings = decoding_by_temperature(kwargs)  # a temperature passed alone samples even where config is greedy
+        settings = decoding_by_temperature(python_values(kwargs))  # a temperature alone samples even where greedy
         model_kwargs = config.update(**{name: value for name, value in settings.items() if name not in unset})
         for name, default in VALLE_GENERATION_DEFAULTS.items():  # a config that holds None: the default
             if getattr(config, name) is None and default is not None:
