@@ -732,6 +732,7 @@ def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_
     with logged_warnings() as logged:
         out = _greedy(tiny_model, **inputs, max_new_tokens=8)
     assert not out.stopped.any() and "row(s) [0] reached the length limit (max_new_tokens=8" in logged.out
+    assert "(raise max_new_tokens)" in logged.out and "--" not in logged.out, logged.out  # the API's words
     input_length = out.sequences.shape[1] - 8
     unset = copy.deepcopy(tiny_model)
     unset.generation_config.max_new_tokens = None

@@ -333,6 +333,12 @@ def setting_names(names: Mapping[str, str] | None = None) -> Iterator[None]:
         _SETTING_NAMES.reset(token)
 
 
+def _setting_name(setting: str) -> str:
+    """`setting` as the interface of the calls in progress names it (`setting_names`)."""
+    naming = _SETTING_NAMES.get()
+    return setting if naming is None else naming.names.get(setting, setting)
+
+
 def _given_settings(config: VallEGenerationConfig, kwargs: dict) -> set[str]:
     """The settings a call asks for: those passed as keyword arguments, and those whose value is not their default
     (set in a passed config, or in the model's own); one merely at its default in the model's config asks for
@@ -347,7 +353,7 @@ def _warn_if_inert(config: VallEGenerationConfig, given: set[str]) -> None:
     original accepted them without a word, and the caller would believe them applied."""
     naming = _SETTING_NAMES.get() or _SettingNames({}, set())
     for setting, switch, condition in inert_settings(config, given):
-        name, switch_name = (naming.names.get(key, key) for key in (setting, switch))
+        name, switch_name = _setting_name(setting), _setting_name(switch)
         # a command line's on/off flag is on by being given
         needed = switch_name if condition == "=True" and switch_name.startswith("--") else f"{switch_name}{condition}"
         message = f"{name} has no effect without {needed}: set {switch_name}, or drop {name}"
@@ -896,9 +902,9 @@ class VallEGenerationMixin(GenerationMixin):
         limit, setting = self._length_limit(config, input_length)
         if not bool(stopped.all()) and (limit is None or steps >= limit):
             rows = (~stopped).nonzero().flatten().tolist()
+            name = _setting_name("max_new_tokens")  # in the caller's words: the CLI's --max-ar-steps, say
             logger.warning(f"{_named_rows(rows, len(stopped))} reached the length limit ({setting}: {steps} steps) "
-                           "without a stop token; the output may be cut off (raise max_new_tokens, the "
-                           "--max-ar-steps of `python -m valle_hf`)")
+                           f"without a stop token; the output may be cut off (raise {name})")
         return generated, stopped
 
     def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
@@ -907,7 +913,7 @@ class VallEGenerationMixin(GenerationMixin):
         defaults = self.generation_config
         max_new_tokens = config.max_new_tokens if config.max_new_tokens is not None else defaults.max_new_tokens
         if max_new_tokens is not None:
-            return max_new_tokens, f"max_new_tokens={max_new_tokens}"
+            return max_new_tokens, f"{_setting_name('max_new_tokens')}={max_new_tokens}"
         max_length = config.max_length if config.max_length is not None else defaults.max_length
         if max_length is not None:
             return max_length - input_length, f"max_length={max_length}"
