@@ -322,6 +322,7 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
         status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS])
         assert status == 0, err
         assert ("audio s/s" in err) == ("wrote 0 row(s)" not in err), err  # a throughput table of what was spoken
+        assert ("precision:" in err) == ("wrote 0 row(s)" not in err), err  # and the precision it was spoken in
         return next(line for line in err.splitlines() if line.startswith("wrote ")), wavs(tmp_path / "out")
 
     _, first = run({"kept": "Hello there.", "edited": "Good morning."})

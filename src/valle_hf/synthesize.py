@@ -774,7 +774,8 @@ def _synthesize(args) -> int:
     plan = _on_main(state, lambda: plan_synthesis(args.manifest, out, flags, args.language, args.seed,  # one plan,
                                                   args.batch_size, args.manifest_format, model_name))  # everywhere
     mine = plan.batches[state.process_index:: state.num_processes]
-    precision = _run_precision(state, args)
+    # with nothing to speak (all done before), nothing to choose: --dtype auto measures, and the model is not loaded
+    precision = _run_precision(state, args) if plan.batches else None
     model, processor, precision = load_model(args, precision) if mine else (None, None, precision)
     if model is not None:
         generation_kwargs(flags, model.config)  # the flags against this model's RVQ levels and layers
@@ -792,7 +793,8 @@ def _synthesize(args) -> int:
         out.fold_done()
         failures = out.write_failures(plan.failures)
         _print_report(reports, wall, plan, failures, args.out_dir, args.seed is not None)
-        print(precision.describe(), file=sys.stderr)  # once it ran, so that a failed run still says one line only
+        if precision is not None:  # once it ran, so that a failed run still says one line only
+            print(precision.describe(), file=sys.stderr)
     some_failed = plan.failures or any(report.failed for report in reports)
     return _exit_status(bool(some_failed), state.num_processes)
 
