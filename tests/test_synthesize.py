@@ -714,3 +714,42 @@ def test_a_flag_without_its_switch_is_warned_about_once_for_the_whole_run(tmp_pa
     inert = [line for line in logged.out.splitlines() if "has no effect" in line]
     assert inert == ["--layer-skip-exit-layer has no effect without --layer-skip: set --layer-skip, or drop "
                      "--layer-skip-exit-layer"]
+
+
+def test_the_model_is_named_as_loaded_in_the_command_and_the_api(tmp_path, prompt_wav, monkeypatch):
+    """A re-run with another --vocoder or --codec for the release, or another --yaml or --tokenizer for a checkpoint,
+    kept the first run's WAVs (the release was named None whatever its decoders); and the command named the release
+    None where the API named it by its folder, so the API spoke again what the command had spoken."""
+    from valle_hf.cli import model_identity
+    from valle_hf.configuration import DEFAULT_CODEC
+
+    monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+    def named(*argv) -> str:
+        return model_identity(synthesis.build_parser().parse_args(["m.csv", "out", *argv]))
+
+    release = named()
+    assert named("--codec", DEFAULT_CODEC) == release  # the release's own codec, said
+    assert len({release, named("--vocoder", "none"), named("--vocoder", "tiny-random"), named("--codec", "a/b")}) == 4
+    (tmp_path / "folder").mkdir()
+    assert named("--model", "folder") == named("--model", str(tmp_path / "folder")) == named("--model", "./folder/")
+    assert named("--model", "org/repo", "--revision", "v2") != named("--model", "org/repo")
+    (tmp_path / "fp32.sft").write_bytes(b"")
+    (tmp_path / "config.yaml").write_text("")
+    assert len({named("--model", "fp32.sft"), named("--model", "fp32.sft", "--yaml", "config.yaml"),
+                named("--model", "fp32.sft", "--tokenizer", "config.yaml"),
+                named("--model", "fp32.sft", "--vocoder", "none")}) == 4
+    # The release as converted into the cache: rows the command spoke are done for the API's release model
+    for part in valle_hf.loading.load_model_and_processor("tiny-random"):
+        part.save_pretrained(tmp_path / "cache" / valle_hf.loading.released_folder_name())
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    (tmp_path / "m.csv").write_text("id,text,prompt\nalpha,Hello.,voice.wav\n", encoding="utf-8")
+    released_flags = FLAGS[:FLAGS.index("--model")] + FLAGS[FLAGS.index("--model") + 2:]
+    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *released_flags])
+    assert status == 0 and "wrote 1 row(s)" in err, err
+    monkeypatch.chdir(tmp_path / "cache")  # the API's model loaded from that folder, named as written: relative
+    model, processor = valle_hf.loading.load_model_and_processor(valle_hf.loading.released_folder_name())
+    plan, report = synthesis.synthesize(tmp_path / "m.csv", tmp_path / "out", model, processor, seed=7,
+                                        max_ar_steps=12, nar_dtype="float32", progress=False)
+    assert (plan.done, plan.edited, report.rows) == (1, 0, 0)

@@ -143,6 +143,36 @@ def _check_converting_flags(args) -> None:
                          f"drop {flags}")
 
 
+def _vocoder(args) -> str | None:
+    """The Vocos decoder --vocoder names for a conversion (None: EnCodec's own decoder)."""
+    vocoder = args.vocoder or DEFAULT_VOCODER
+    return None if vocoder == "none" else vocoder
+
+
+def model_identity(args) -> str:
+    """The model `load_model` loads for `add_model_arguments`' options, named for a record of what spoke: the folder it
+    loads from, resolved (the release: its cached conversion for --codec and --vocoder, the folder that
+    `loading.released_model_directory` makes and the Python API's model is named by), else its Hub id at --revision,
+    or tiny-random; then the files and decoders a checkpoint is converted with (--yaml, --tokenizer, --codec,
+    --vocoder), which change what it speaks."""
+    from .hub import default_cache_dir
+    from .loading import released_folder_name
+
+    if args.model is None and args.yaml is None:
+        folder = default_cache_dir() / released_folder_name(args.codec or DEFAULT_CODEC, _vocoder(args))
+        return str(folder.resolve())
+    name = resolved_name(args.model or "the checkpoint of --yaml") + (f"@{args.revision}" if args.revision else "")
+    converted = {flag: resolved_name(value) for flag in ("yaml", "tokenizer", "codec", "vocoder")
+                 if (value := getattr(args, flag)) is not None}
+    return f"{name} converted with {converted}" if converted else name
+
+
+def resolved_name(name: str) -> str:
+    """`name` (a model, tokenizer or decoder) as a path resolved where it is one, so that each file or folder has one
+    name however it is written; a Hub id or tiny-random as it is."""
+    return str(Path(name).resolve()) if Path(name).exists() else name
+
+
 def load_model(args, precision=None):
     """The model and processor that `add_model_arguments`' options name, on their device, in `precision` (default:
     `model_precision(args)`), and that precision as the model runs it (`loaded_precision`). Raises `UsageError` for a
@@ -155,11 +185,9 @@ def load_model(args, precision=None):
     _check_converting_flags(args)
     check_revision(args.model, args.revision, args.yaml)
     precision = precision or model_precision(args)
-    vocoder = args.vocoder or DEFAULT_VOCODER
     model, processor = load_model_and_processor(
         args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec or DEFAULT_CODEC,
-        vocoder=None if vocoder == "none" else vocoder, dtype=precision.dtype, quantize=precision.quantize,
-        revision=args.revision,
+        vocoder=_vocoder(args), dtype=precision.dtype, quantize=precision.quantize, revision=args.revision,
     )
     model.to(device)
     _set_attention(model, args.attention)

@@ -53,8 +53,10 @@ from .cli import (
     check_device,
     generation_kwargs,
     load_model,
+    model_identity,
     model_precision,
     parse_flag,
+    resolved_name,
     run_seed,
     seed_value,
 )
@@ -237,10 +239,10 @@ def row_digest(row: Row) -> str:
 
 
 def run_digest(model_name: str | None, settings: dict, language: str) -> str:
-    """A digest of what a run adds to a row's cells: the model's name (`plan_synthesis` resolves a folder; the
-    release: None), the `generate` settings (the command's flags, then the row's) and the language. done.jsonl keeps
-    it, so that a re-run with another model or other flags speaks the rows again, where it kept the first run's WAVs
-    without a word."""
+    """A digest of what a run adds to a row's cells: the model's name (the command's `cli.model_identity`, the API's
+    resolved `name_or_path`), the `generate` settings (the command's flags, then the row's) and the language.
+    done.jsonl keeps it, so that a re-run with another model or other flags speaks the rows again, where it kept the
+    first run's WAVs without a word."""
     text = json.dumps([model_name, settings, language], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
@@ -313,7 +315,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
                    seed: int | None = None, batch_size: int = 8, layout: str = "auto",
                    model_name: str | None = None) -> SynthesisPlan:
     """Read and check every row of `manifest` and plan the batches of those `out` does not hold yet (as they would be
-    spoken now: by `model_name`, with these flags); no model is needed, and nothing is written.
+    spoken now: by the model `model_name` names, with these flags); no model is needed, and nothing is written.
 
     `flags`: the CLI's sampler flags (a namespace with every `FLAG_SETTINGS` name, None for not given) that rows
     override. Raises `UsageError` for a manifest that cannot be used at all (missing, unreadable, without an id, text
@@ -322,8 +324,6 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     """
     manifest = Path(manifest)
     _check_run_settings(language, seed, batch_size)
-    if model_name is not None and Path(model_name).exists():  # once, not per row: one folder, one name
-        model_name = str(Path(model_name).resolve())
     try:
         table = read_table(manifest, layout)
     except VallEError as error:
@@ -642,8 +642,9 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
     generation_kwargs(namespace, model.config)  # the flags' ranges, checked before any row
     out = OutputFolder(out_dir)
     out.check()
+    name = getattr(model, "name_or_path", None)  # a model built in memory has none
     plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout,
-                          model_name=getattr(model, "name_or_path", None) or None)
+                          model_name=resolved_name(name) if name else None)
     out.prepare()
     report = run_synthesis(plan.batches, model, processor, out, language_switch, progress, batch_size=batch_size)
     out.fold_done()
@@ -770,9 +771,9 @@ def _synthesize(args) -> int:
     OutputFolder(args.out_dir).check()
     state = _process_state(args)
     out = OutputFolder(args.out_dir, state.process_index)
-    model_name = None if args.model is None else f"{args.model}@{args.revision}" if args.revision else args.model
     plan = _on_main(state, lambda: plan_synthesis(args.manifest, out, flags, args.language, args.seed,  # one plan,
-                                                  args.batch_size, args.manifest_format, model_name))  # everywhere
+                                                  args.batch_size, args.manifest_format,  # everywhere
+                                                  model_identity(args)))
     mine = plan.batches[state.process_index:: state.num_processes]
     # with nothing to speak (all done before), nothing to choose: --dtype auto measures, and the model is not loaded
     precision = _run_precision(state, args) if plan.batches else None
