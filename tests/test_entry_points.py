@@ -539,6 +539,20 @@ def test_a_long_message_is_cut_between_words_never_inside_an_address():
     assert one_line(error, len(whole)) == whole and one_line(OSError("x" * 50), 10) == "x" * 10 + " …"
 
 
+@pytest.mark.parametrize("dtype, integer", [
+    (torch.bool, False), (torch.float16, False), (torch.bfloat16, False), (torch.float32, False),
+    (torch.float64, False), (torch.complex64, False), (torch.complex128, False), (torch.int8, True),
+    (torch.int16, True), (torch.int32, True), (torch.int64, True), (torch.uint8, True),
+])
+def test_an_integer_tensor_is_one_of_an_integer_dtype(dtype, integer):
+    """The one rule by which ids, codes, levels and lengths are refused for their dtype (it was written out at each
+    of nine checks): a bool or a float would be cast to an id, a complex one too (or crash the cast)."""
+    from valle_hf.errors import is_integer_tensor
+
+    for shape in ((), (0,), (2, 3)):
+        assert is_integer_tensor(torch.zeros(shape, dtype=dtype)) is integer, (dtype, shape)
+
+
 @pytest.mark.subprocess
 def test_sigterm_ends_a_streamed_run_like_ctrl_c(tmp_path, prompt_wav):
     """`kill`, `timeout` and job schedulers send SIGTERM: the process died at once, in silence, and left the growing

@@ -11,6 +11,8 @@ caught wholesale at the top.
 Each type also derives from the built-in exception a Python caller would expect (``ValueError`` for a bad value,
 ``OSError`` for a missing file or model, ``ImportError`` for a missing optional package), so ``except ValueError``
 keeps working.
+
+`is_integer_tensor` is the one rule by which ids, codes, levels and lengths are refused for their dtype.
 """
 
 from __future__ import annotations
@@ -160,6 +162,15 @@ def out_of_memory(error: BaseException) -> bool:
 
     # torch.cuda.OutOfMemoryError: the name since torch 1.13 (torch.OutOfMemoryError, the same class, since 2.5)
     return isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)) or "can't allocate memory" in str(error)
+
+
+def is_integer_tensor(tensor) -> bool:
+    """Whether a tensor holds integers (any signed or unsigned integer dtype): not floating point, not complex, not
+    bool. Ids, codes, levels and lengths are refused for their dtype by this one rule, never cast (2.7 or True would
+    be read as 2 or 1)."""
+    import torch  # loaded already: `tensor` is one of its tensors
+
+    return not (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool)
 
 
 def missing_dependency(package: str, purpose: str) -> MissingDependencyError:
