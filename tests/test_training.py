@@ -339,6 +339,9 @@ def test_collator_draws_per_item_and_epoch_whatever_the_batches_and_workers(tiny
     ("level", lambda item: 2.0, r"level must be an integer in 0\.\.7, got 2.0"),
     ("level", lambda item: torch.tensor(True), r"level must be an integer in 0\.\.7, got tensor\(True\)"),
     ("level", lambda item: torch.tensor(2.0), r"level must be an integer in 0\.\.7, got tensor\(2\.\)"),
+    # int() read a complex level: 1+0j ran level 1, 1+2j crashed with a RuntimeError
+    ("level", lambda item: torch.tensor(1 + 0j), r"level must be an integer in 0\.\.7, got tensor\(1\.\+0\.j\)"),
+    ("level", lambda item: torch.tensor(1 + 2j), r"level must be an integer in 0\.\.7, got tensor\(1\.\+2\.j\)"),
 ])
 def test_the_collator_refuses_what_it_cannot_train_on_naming_the_item(tiny_model, key, value, message):
     from valle_hf.errors import VallEValueError

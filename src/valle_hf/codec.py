@@ -20,7 +20,14 @@ from safetensors import SafetensorError
 from transformers import EncodecConfig, EncodecModel
 
 from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE, DEFAULT_CODEC
-from .errors import CheckpointError, ModelNotFoundError, VallEValueError, one_line, without_load_report
+from .errors import (
+    CheckpointError,
+    ModelNotFoundError,
+    VallEValueError,
+    is_integer_tensor,
+    one_line,
+    without_load_report,
+)
 from .hub import check_reachable
 from .vocos import frame_lengths
 
@@ -196,7 +203,7 @@ def _check_codes(codec: EncodecModel, codes: torch.Tensor, expected_dims: int, l
     codes = torch.as_tensor(codes)
     if codes.ndim != expected_dims:
         raise VallEValueError(f"codes must have shape {layout}, got {codes.ndim} dims (shape {tuple(codes.shape)})")
-    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+    if not is_integer_tensor(codes):
         raise VallEValueError(f"codes must be an integer tensor, got dtype {codes.dtype}")
     levels, most = codes.shape[-1], len(codec.quantizer.layers)
     if not 1 <= levels <= most:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .configuration import TASKS, VallEConfig
-from .errors import VallEValueError
+from .errors import VallEValueError, is_integer_tensor
 
 __all__ = ["Pass", "SegmentEmbedding", "VallEAudioEmbedding", "VallEEmbeddings", "frames_at_placeholders",
            "level_argument", "passes_of"]
@@ -49,7 +49,7 @@ def level_argument(level):
     if isinstance(level, (list, tuple, np.ndarray)):
         level = torch.as_tensor(level)
     if torch.is_tensor(level):
-        integer = not (level.is_floating_point() or level.is_complex() or level.dtype == torch.bool)
+        integer = is_integer_tensor(level)
     else:
         integer = isinstance(level, numbers.Integral) and not isinstance(level, bool)
     if not integer:

@@ -39,7 +39,7 @@ from .configuration import (
 )
 from .cpu_kernels import use_cpu_kernels
 from .entropix import probing_attention
-from .errors import VallETypeError, VallEValueError, get_logger
+from .errors import VallETypeError, VallEValueError, get_logger, is_integer_tensor
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
 from .hardware import nar_autocast_dtype
 from .layer_skip import LayerSkip
@@ -86,7 +86,7 @@ def _rows(tensor: torch.Tensor, mask: torch.Tensor | None, name: str, dims: int)
 
     Raises `VallEValueError` for float or bool values (never cast silently), a wrong shape and a batch of 0 rows.
     """
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+    if not is_integer_tensor(tensor):
         raise VallEValueError(f"{name} must be integer ids, got dtype {tensor.dtype}")
     if tensor.dim() == dims - 1:
         tensor = tensor.unsqueeze(0)

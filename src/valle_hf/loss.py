@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import VallEValueError
+from .errors import VallEValueError, is_integer_tensor
 
 IGNORE_INDEX = -100
 
@@ -71,7 +71,7 @@ def _checked_labels(labels: torch.Tensor, logits_shape: torch.Size) -> torch.Lon
         shape = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
         raise VallEValueError(f"labels must have the shape of input_ids, {tuple(logits_shape[:2])}, got {shape} "
                               "(VallEDataCollator builds them)")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+    if not is_integer_tensor(labels):
         raise VallEValueError(f"labels must be integer ids, got dtype {labels.dtype}")
     labels = labels.long()
     wrong = (labels != IGNORE_INDEX) & ((labels < 0) | (labels >= logits_shape[-1]))

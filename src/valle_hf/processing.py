@@ -14,7 +14,7 @@ import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from .audio import encoded_audio, write_encoded
-from .errors import CheckpointError, VallETypeError, VallEValueError
+from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .phonemes import phonemize
 from .tokenization import (
@@ -112,7 +112,7 @@ class VallEProcessor(ProcessorMixin):
         ids = torch.as_tensor(token_ids)
         if ids.ndim > 1:
             raise VallEValueError(f"decode takes one sequence of ids, got shape {tuple(ids.shape)}: use batch_decode")
-        if ids.numel() and (ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool):
+        if ids.numel() and not is_integer_tensor(ids):
             raise VallEValueError(f"decode takes integer phoneme ids, got dtype {ids.dtype}")
         ids = ids.reshape(-1).tolist()
         vocab_size = len(self.tokenizer)

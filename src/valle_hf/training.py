@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from .configuration import TASKS, VallEConfig
-from .errors import VallEValueError
+from .errors import VallEValueError, is_integer_tensor
 from .layout import pad, stt_sequence, tts_sequence
 from .loss import IGNORE_INDEX
 
@@ -94,7 +94,7 @@ def _checked_ids(value, name: str, dims: int, high: int) -> torch.LongTensor:
     """An item's ids or codes as int64, checked: an integer dtype (floats and bools are refused, never cast), `dims`
     dimensions, at least one entry along the first (a token or frame), and every value in 0..high-1."""
     tensor = torch.as_tensor(value)
-    if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+    if not is_integer_tensor(tensor):
         raise VallEValueError(f"{name} must be integer ids, got dtype {tensor.dtype}")
     if tensor.dim() != dims:
         layout = "[tokens]" if dims == 1 else "[frames, levels]"
@@ -381,7 +381,7 @@ class VallEDataCollator(TrainerCallback):
 def _is_level(value, num_levels: int) -> bool:
     """An integer (Python, numpy or a one-element integer tensor; never a bool or a float) in 0..num_levels-1."""
     if torch.is_tensor(value):
-        if value.numel() != 1 or value.is_floating_point() or value.dtype == torch.bool:
+        if value.numel() != 1 or not is_integer_tensor(value):
             return False
         value = int(value)
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value < num_levels

@@ -35,7 +35,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .errors import CheckpointError, VallEFileNotFoundError, VallEValueError
+from .errors import CheckpointError, VallEFileNotFoundError, VallEValueError, is_integer_tensor
 from .hub import hub_file
 
 __all__ = [
@@ -96,7 +96,7 @@ def frame_lengths(lengths, batch_size: int, num_frames: int) -> list[int]:
         values = torch.as_tensor(lengths)
     except (TypeError, ValueError, RuntimeError):  # what torch.as_tensor raises for what holds no numbers (a str)
         raise refusal from None
-    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool or values.shape != (batch_size,):
+    if not is_integer_tensor(values) or values.shape != (batch_size,):
         raise refusal
     if ((values < 0) | (values > num_frames)).any():
         raise refusal
@@ -452,7 +452,7 @@ class VocosModel(PreTrainedModel):
         float frame mask `[batch, frames]`."""
         if not isinstance(audio_codes, torch.Tensor):
             raise VallEValueError(f"audio_codes must be a torch.Tensor, got {type(audio_codes).__name__}")
-        if audio_codes.is_floating_point() or audio_codes.is_complex() or audio_codes.dtype == torch.bool:
+        if not is_integer_tensor(audio_codes):
             raise VallEValueError(f"audio_codes must hold integer codes, got dtype {audio_codes.dtype}")
         if audio_codes.dim() != 3:
             raise VallEValueError(f"audio_codes must be [batch, frames, levels], got shape {tuple(audio_codes.shape)}")
@@ -523,7 +523,7 @@ class VocosModel(PreTrainedModel):
         if bandwidth_id is None:
             bandwidth_id = self.bandwidth_id_for_levels(num_levels)
         ids = torch.as_tensor(bandwidth_id, device=self.device)
-        wrong_type = ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool
+        wrong_type = not is_integer_tensor(ids)
         if wrong_type or ids.dim() > 1 or ids.numel() not in (1, batch_size):
             raise VallEValueError(
                 f"bandwidth_id must be an int or an integer tensor of 1 or {batch_size} (batch) values, got "
