@@ -17,7 +17,7 @@ from transformers.activations import ACT2FN
 
 from .errors import VallEValueError
 from .hardware import NAR_DTYPES
-from .vocos import VocosConfig
+from .vocos import ENCODEC_CODEBOOK_SIZE, VocosConfig
 
 SUPPORTED_CAPABILITIES = ("ar", "nar")
 AUDIO_BACKENDS = ("vocos", "encodec")
@@ -27,7 +27,7 @@ TASKS = ("tts", "stt")
 # RVQ level; the released model reads 8 levels (6 kbps).
 CODEC_SAMPLING_RATE = 24000
 CODEC_HOP_LENGTH = 320
-CODEC_CODEBOOK_SIZE = 1024
+CODEC_CODEBOOK_SIZE = ENCODEC_CODEBOOK_SIZE  # vocos.py's: it cannot import this module (which imports it)
 # Its weights on the Hub.
 DEFAULT_CODEC = "facebook/encodec_24khz"
 # Level 0..7 codes of the original's "silence" frame (`vall_e/emb/qnt.py:get_silence`).

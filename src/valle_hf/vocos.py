@@ -59,7 +59,7 @@ KERNEL_SIZE = 7
 MAX_MAGNITUDE = 1e2
 # The EnCodec models Vocos' EncodecFeatures knows; only the 24 kHz one has a released Vocos decoder.
 ENCODEC_SAMPLING_RATES = {"encodec_24khz": 24000}
-# Codes per EnCodec RVQ level; a Vocos config.yaml does not state it.
+# Codes per EnCodec RVQ level; a Vocos config.yaml does not state it. (configuration.CODEC_CODEBOOK_SIZE is this one.)
 ENCODEC_CODEBOOK_SIZE = 1024
 ORIGINAL_CLASSES = {
     "feature_extractor": "vocos.feature_extractors.EncodecFeatures",
