@@ -24,13 +24,12 @@ from .errors import (
     get_logger,
     one_line,
 )
-from .loading import TINY_RANDOM, load_model_and_processor
+from .loading import RELEASED_FOLDER, TINY_RANDOM, load_model_and_processor
 
 __all__ = ["build_demo", "build_parser", "main"]
 
 logger = get_logger(__name__)
 
-RELEASED_NAME = "ar+nar-llama-8"
 MAX_PORT = 65535
 
 
@@ -70,7 +69,7 @@ def build_demo(model=None, processor=None, model_name: str | None = None, revisi
     webui = _webui()
     if model is None:
         model, processor = load_model_and_processor(None, revision=revision)
-        model_name = model_name or RELEASED_NAME
+        model_name = model_name or RELEASED_FOLDER
     stream = shutil.which("ffmpeg") is not None
     if not stream:
         logger.warning("ffmpeg not found: the page plays the audio once complete (install ffmpeg to hear it while "
@@ -157,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     check_device(args)
     model, processor, precision = load_model(args)
     print(precision.describe(), file=sys.stderr)  # as the CLI prints it (the logger put "[transformers]" before it)
-    _launch(build_demo(model, processor, args.model or RELEASED_NAME, args.revision), args.host, port)
+    _launch(build_demo(model, processor, args.model or RELEASED_FOLDER, args.revision), args.host, port)
     return 0
 
 
