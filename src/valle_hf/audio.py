@@ -46,7 +46,7 @@ __all__ = [
     "check_file_rate",
     "check_output_path",
     "check_samples",
-    "check_sentences_spoken",
+    "joined_sentences",
     "empty_audio_error",
     "encoded_audio",
     "load_audio",
@@ -166,14 +166,16 @@ def empty_audio_error(path: str | os.PathLike) -> VallEValueError:
                            "the model stopped at its first step: try another seed)")
 
 
-def check_sentences_spoken(waveforms: Sequence[torch.Tensor], sentences: Sequence[str]) -> None:
-    """Refuse (`VallEValueError`) the waveforms of a text's sentences when one of them is empty: the model stopped at
-    its first step there, and joined with the others that sentence would be missing from the audio unnoticed."""
+def joined_sentences(waveforms: Sequence[torch.Tensor], sentences: Sequence[str]) -> torch.Tensor:
+    """The waveforms of a text's sentences joined into one (float32, on the CPU: `[sum of samples]`). Raises
+    `VallEValueError` when one of them is empty: the model stopped at its first step there, and joined with the others
+    that sentence would be missing from the audio unnoticed."""
     empty = [index for index, waveform in enumerate(waveforms) if waveform.numel() == 0]
     if empty:
         named = ", ".join(f"{index + 1} ({sentences[index]!r:.40})" for index in empty)
         raise VallEValueError(f"sentence {named} of {len(sentences)} came out empty (the model stopped at its first "
                               "step), so nothing was written: try another seed")
+    return torch.cat([waveform.float().cpu() for waveform in waveforms])
 
 
 def waveform_samples(waveform: torch.Tensor | np.ndarray, path: str | os.PathLike) -> np.ndarray:

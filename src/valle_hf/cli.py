@@ -564,7 +564,7 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
     sentence i draws from seed + i (`valle_hf.seeding.sentence_seeds`)."""
     from tqdm import tqdm
 
-    from .audio import check_sentences_spoken, save_audio
+    from .audio import joined_sentences, save_audio
     from .generation import setting_names
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language,
@@ -582,12 +582,11 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
             audio = model.generate(**batch.to(model.device), audio_streamer=streamer,
                                    seeds=sentence_seeds(seed, len(inputs["sentences"])),
                                    stopping_criteria=StoppingCriteriaList([StepProgress(bar)]), **kwargs)
-        check_sentences_spoken(audio, inputs["sentences"])
+        waveform = joined_sentences(audio, inputs["sentences"])
     except BaseException:
         if streamer is not None:
             streamer.abort()
         raise
-    waveform = torch.cat([piece.float().cpu() for piece in audio])
     if streamer is not None:
         streamer.commit()
     else:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from .audio import check_sentences_spoken, reference_sources, save_audio
+from .audio import joined_sentences, reference_sources, save_audio
 from .cli import (
     FLAG_NAMES,
     FLAG_SETTINGS,
@@ -527,11 +527,9 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache, languag
         audio, lengths, stopped = zip(*out[start:start + len(sentences)], strict=True)
         start += len(sentences)
         try:
-            check_sentences_spoken(list(audio), job.sentences)
+            spoken.append(Spoken(job, joined_sentences(audio, job.sentences), int(sum(lengths)), all(stopped)))
         except VallEValueError as error:
             failed.append((job, one_line(error)))
-            continue
-        spoken.append(Spoken(job, torch.cat([row.float().cpu() for row in audio]), int(sum(lengths)), all(stopped)))
     return spoken, failed
 
 

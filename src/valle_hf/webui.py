@@ -27,7 +27,7 @@ import soundfile
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .audio import check_sentences_spoken, save_audio
+from .audio import joined_sentences, save_audio
 from .cli import (
     FLAG_NAMES,
     FLAG_RULES,
@@ -341,9 +341,7 @@ class Demo:
                     yield from while_running(generation)
                 for audio in in_row_order(streamer or ()):
                     yield {stream: wav_bytes(audio, self.sampling_rate)}
-                rows = generation.result()
-                check_sentences_spoken(rows, inputs["sentences"])
-                waveform = torch.cat([row.float().cpu() for row in rows])
+                waveform = joined_sentences(generation.result(), inputs["sentences"])
             elapsed = time.perf_counter() - started
             save_audio(inputs["out"], waveform, self.sampling_rate)
             # The temporary folder is removed when Gradio resumes this generator, after it copied the file.
