@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from pathlib import Path
 
 import pytest
 import soundfile
@@ -342,6 +343,39 @@ def test_a_failed_stream_leaves_the_previous_output_and_no_partial_file(tmp_path
         main(["Hello.", str(prompt_wav), str(out), "--model", str(converted_dir), "--max-ar-steps", "20",
               "--stream", "--stream-chunk", "0.05"])
     assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]
+
+
+@pytest.mark.parametrize("moment", ["opening", "announcing"])
+def test_ctrl_c_as_the_stream_file_appears_leaves_no_partial_file(tmp_path, converted_dir, prompt_wav, monkeypatch,
+                                                                  moment):
+    """A SIGTERM sent as soon as the partial file appeared (a job scheduler's, a test's) left it behind: the file was
+    made before the CLI's clean-up began, and the streamer's own only caught write errors."""
+    import builtins
+
+    from valle_hf import streaming
+
+    if moment == "opening":  # inside the streamer's constructor, the partial file made, the audio file not yet open
+        opened = streaming.soundfile.SoundFile
+
+        def interrupted(file, mode="r", *args, **kwargs):
+            if mode == "w":
+                assert Path(file).exists()  # the partial file
+                raise KeyboardInterrupt
+            return opened(file, mode, *args, **kwargs)
+
+        monkeypatch.setattr(streaming.soundfile, "SoundFile", interrupted)
+    else:  # the CLI's "streaming into" line, the streamer made
+        say = builtins.print
+
+        def interrupted(*args, **kwargs):
+            if "streaming into" in str(args[0]):
+                raise KeyboardInterrupt
+            say(*args, **kwargs)
+
+        monkeypatch.setattr(builtins, "print", interrupted)
+    status = main(["Hello.", str(prompt_wav), str(tmp_path / "speech.wav"), "--model", str(converted_dir),
+                   "--max-ar-steps", "4", "--stream"])
+    assert status == 130 and list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_call_removes_its_file_streams_partial_file(fixture_model, case, tmp_path):

@@ -574,10 +574,11 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
     streamer = None
     if args.stream:
         _check_model_streams(args, model, kwargs)
-        chunk_seconds = DEFAULT_CHUNK_SECONDS if args.stream_chunk is None else args.stream_chunk
-        streamer = AudioFileStreamer(inputs["out"], model.config.sampling_rate, chunk_seconds)
-        print(f"streaming into {streamer.partial}", file=sys.stderr)
-    try:
+    try:  # the stream's partial file is made in here, so that Ctrl-C or a SIGTERM right after removes it too
+        if args.stream:
+            chunk_seconds = DEFAULT_CHUNK_SECONDS if args.stream_chunk is None else args.stream_chunk
+            streamer = AudioFileStreamer(inputs["out"], model.config.sampling_rate, chunk_seconds)
+            print(f"streaming into {streamer.partial}", file=sys.stderr)
         with tqdm(total=steps, desc="AR", unit="step", disable=None) as bar, setting_names(FLAG_NAMES):
             audio = model.generate(**batch.to(model.device), audio_streamer=streamer,
                                    seeds=sentence_seeds(seed, len(inputs["sentences"])),

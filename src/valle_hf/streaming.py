@@ -264,10 +264,12 @@ class AudioFileStreamer(AudioStreamer):
         try:  # the folder may refuse the partial file itself (a name too long for it, a read-only file system)
             self.partial = temporary_file_beside(self.path)
             self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
-        except WRITE_ERRORS as error:
+        except BaseException as error:  # also Ctrl-C: the caller has no streamer yet to abort
             if self.partial is not None:
                 self.partial.unlink(missing_ok=True)
-            raise OutputError(f"could not write {self.path} ({write_failure(error, self.path)})") from None
+            if isinstance(error, WRITE_ERRORS):
+                raise OutputError(f"could not write {self.path} ({write_failure(error, self.path)})") from None
+            raise
         self._order = RowOrder()
         self.seconds = 0.0
         self._outcome: str | None = None  # "committed" or "aborted", once it is
