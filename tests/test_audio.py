@@ -237,7 +237,8 @@ def test_a_file_size_limit_keeps_the_previous_file(tmp_path):
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) * 4, hard))
     try:
-        with pytest.raises(OutputError, match=r"could not write .*speech.wav \(File too large\)"):
+        with pytest.raises(OutputError, match=rf"could not write .*speech.wav \(File too large: the file-size limit "
+                                              rf"\(ulimit -f\) is {len(before) * 4} bytes\)"):
             save_audio(out, _tone(3.0, 24000))  # 30 times the first file
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
@@ -454,7 +455,7 @@ def test_a_file_far_below_a_small_size_limit_is_not_said_to_be_too_large(tmp_pat
     """Under a file-size limit below 1 MiB, every "System error." was put down to the limit, an empty file's too."""
     from valle_hf import audio
 
-    monkeypatch.setattr(audio, "_file_size_limit", lambda: 512 * 1024)
+    monkeypatch.setattr(audio, "file_size_limit", lambda: 512 * 1024)
     monkeypatch.setattr(audio.shutil, "disk_usage", lambda path: SimpleNamespace(free=10**12))
     partial = tmp_path / "speech.wav"
     partial.write_bytes(b"")

@@ -608,3 +608,25 @@ def test_help_states_the_description_once(script, capsys):
         module.main(["--help"])
     text = capsys.readouterr().out
     assert text.count(module.__doc__.split("\n\n")[0].strip().splitlines()[0]) == 1, text
+
+
+@pytest.mark.subprocess
+def test_a_file_size_limit_that_refuses_the_espeak_copy_is_one_error_line(tmp_path, prompt_wav):
+    """phonemizer copies the espeak-ng library into a temporary folder for each backend: under a file-size limit
+    below the library's size (`ulimit -f`) that copy failed with a traceback ("File too large")."""
+    import resource
+
+    import espeakng_loader
+
+    limit = os.path.getsize(espeakng_loader.get_library_path()) // 2
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), TMPDIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "valle_hf", "Hello.", str(prompt_wav), str(tmp_path / "out.wav"), "--model",
+         "tiny-random"], env=env, capture_output=True, text=True, timeout=240,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: the espeak-ng library phonemizer runs could not be loaded (File too large: the file-size limit "
+        f"(ulimit -f) is {limit} bytes): phonemizer copies it into the temporary folder {tmp_path}, so free space "
+        "there, raise the file-size limit, or point TMPDIR at a folder that can take it"), result.stderr
+    assert not (tmp_path / "out.wav").exists()

@@ -21,7 +21,7 @@ import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
 from .errors import OutputError, VallEFileNotFoundError, VallETypeError, VallEValueError, missing_dependency, one_line
-from .files import path_errors, why_not_writable, written_whole
+from .files import file_size_limit, path_errors, system_reason, why_not_writable, written_whole
 
 try:
     import soundfile
@@ -270,26 +270,16 @@ def write_failure(error: BaseException, path: Path) -> str:
     free is a full disk; a file at the file-size limit (`ulimit -f`) is too large. Otherwise libsndfile's words, or
     the error's."""
     if isinstance(error, OSError) and error.strerror:
-        return error.strerror
+        return system_reason(error)
     if not isinstance(error, soundfile.LibsndfileError):
         return one_line(error)
     if error.code == _SYSTEM_ERROR:
         if shutil.disk_usage(path.parent).free < _FULL_DISK_BYTES:
             return os.strerror(errno.ENOSPC)
-        limit = _file_size_limit()
+        limit = file_size_limit()
         if limit is not None and path.exists() and path.stat().st_size >= limit - min(_LAST_WRITE_BYTES, limit // 2):
-            return f"{os.strerror(errno.EFBIG)}: the file-size limit (ulimit -f) is {limit} bytes"
+            return system_reason(OSError(errno.EFBIG, os.strerror(errno.EFBIG)))
     return one_line(error.error_string.removeprefix("Error : "))  # without soundfile's "Error opening <file>: "
-
-
-def _file_size_limit() -> int | None:
-    """The file-size limit (bytes) of this process, None without one (or without `resource`: not on Windows)."""
-    try:
-        import resource
-    except ImportError:
-        return None
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    return None if limit == resource.RLIM_INFINITY else limit
 
 
 def reference_sources(sources: Any, name: str = "prompt_audio") -> list[AudioSource]:

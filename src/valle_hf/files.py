@@ -20,9 +20,11 @@ from .errors import UsageError
 
 __all__ = [
     "check_output_folder",
+    "file_size_limit",
     "path_errors",
     "leftovers_beside",
     "plain_file_modes",
+    "system_reason",
     "temporary_file_beside",
     "temporary_folder_beside",
     "why_not_writable",
@@ -132,3 +134,19 @@ def check_output_folder(folder: str | os.PathLike, name: str) -> Path:
     if problem:
         raise UsageError(f"cannot write {name} {folder}: {existing} cannot take a file ({problem})")
     return folder
+
+
+def file_size_limit() -> int | None:
+    """The file-size limit (bytes) of this process, None without one (or without `resource`: not on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
+def system_reason(error: OSError) -> str:
+    """Why a system call failed, in the system's words (`strerror`), with the limit that a "File too large" met."""
+    limit = file_size_limit() if error.errno == errno.EFBIG else None
+    return error.strerror + (f": the file-size limit (ulimit -f) is {limit} bytes" if limit is not None else "")

@@ -13,12 +13,15 @@ unknown languages and a missing pykakasi, and `split_sentences` for long texts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
+import tempfile
 import unicodedata
 
-from .errors import MissingDependencyError, VallETypeError, VallEValueError, get_logger, missing_dependency
+from .errors import MissingDependencyError, OutputError, VallETypeError, VallEValueError, get_logger, missing_dependency
+from .files import system_reason
 
 # The released model's language ids, in order ({"en": 0, "ja": 1, "de": 2, "fr": 3} in the original).
 MODEL_LANGUAGES = ("en", "ja", "de", "fr")
@@ -97,22 +100,37 @@ def _use_bundled_espeak() -> None:
     EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
 
 
+@contextlib.contextmanager
+def _loading_espeak():
+    """Say why the espeak-ng library could not be loaded: phonemizer copies it (~650 KB) into a temporary folder for
+    each backend, which a full disk or a small file-size limit refuses (the copy's traceback said only "File too
+    large")."""
+    _use_bundled_espeak()
+    try:
+        yield
+    except OSError as error:
+        raise OutputError(
+            f"the espeak-ng library phonemizer runs could not be loaded ({system_reason(error)}): phonemizer copies it "
+            f"into the temporary folder {tempfile.gettempdir()}, so free space there, raise the file-size limit, or "
+            "point TMPDIR at a folder that can take it") from None
+
+
 @functools.cache
 def _espeak_languages() -> frozenset[str]:
-    _use_bundled_espeak()
-    from phonemizer.backend import EspeakBackend
+    with _loading_espeak():
+        from phonemizer.backend import EspeakBackend
 
-    return frozenset(EspeakBackend.supported_languages())
+        return frozenset(EspeakBackend.supported_languages())
 
 
 @functools.cache
 def _espeak_backend(voice: str, language_switch: str = "keep"):
     """One espeak backend per voice and marker choice, built with the original's flags."""
-    _use_bundled_espeak()
-    from phonemizer.backend import EspeakBackend
+    with _loading_espeak():
+        from phonemizer.backend import EspeakBackend
 
-    return EspeakBackend(voice, preserve_punctuation=True, with_stress=True,
-                         language_switch=LANGUAGE_SWITCH[language_switch])
+        return EspeakBackend(voice, preserve_punctuation=True, with_stress=True,
+                             language_switch=LANGUAGE_SWITCH[language_switch])
 
 
 def language_code(language):
