@@ -70,8 +70,9 @@ def _same_filter(actual: torch.Tensor, expected: torch.Tensor) -> None:
 
 
 def test_response_mask_is_contiguous_tail():
-    ids = torch.tensor([[9, 1, 9, 2, 3], [9, 9, 9, 9, 9], [0, 1, 2, 3, 4]])
-    expected = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    # a negative id is prefix too: nothing before it is history
+    ids = torch.tensor([[9, 1, 9, 2, 3], [9, 9, 9, 9, 9], [0, 1, 2, 3, 4], [2, 1, -1, 3, 4]])
+    expected = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 1, 1]], dtype=torch.bool)
     assert torch.equal(response_mask(ids, 5), expected)
 
 
@@ -216,6 +217,8 @@ def test_stop_length_penalty_sign_aware_and_per_row():
     assert torch.all(longer[:2, stop] > scores[:2, stop])  # factor < 0 makes stopping likelier
     with pytest.raises(ValueError):
         StopTokenLengthPenaltyLogitsProcessor(0.5, 1024)(ids, scores)
+    with pytest.raises(ValueError, match="outside the scores width"):  # one past the last column
+        StopTokenLengthPenaltyLogitsProcessor(0.5, vocab)(ids, scores)
     # a strongly negative factor: (L + 1) ** factor underflows to 0; the stop logit stays finite (1e6 times larger)
     extreme = StopTokenLengthPenaltyLogitsProcessor(-1000.0, stop)(ids, scores.clone())
     assert torch.isfinite(extreme).all() and torch.isfinite(torch.softmax(extreme, dim=-1)).all()
@@ -265,6 +268,22 @@ def test_dynamic_temperature_bounds_and_validation():
     assert 0.5 < applied[0] < 0.6 and 1.9 < applied[1] < 2.0  # near T_min and near T respectively
     with pytest.raises(ValueError):
         DynamicTemperatureLogitsWarper(0.5, 1.0)
+    with pytest.raises(ValueError):
+        DynamicTemperatureLogitsWarper(1.0, -0.5)
+    # T_min = 0 with a steep sigmoid: a confident row's T_dyn reaches 0 in float32, and is floored, not divided by
+    steep = DynamicTemperatureLogitsWarper(1.0, 0.0, k=100.0)(torch.zeros(2, 1, dtype=torch.long), scores.clone())
+    assert torch.isfinite(steep).all()
+    assert torch.equal(steep.argmax(-1), scores.argmax(-1))
+
+
+def test_a_minimum_temperature_of_zero_is_dynamic_temperature():
+    """``min_temperature`` 0 is a minimum like any other (dynamic temperature down to 0); only a negative one is off."""
+    from valle_hf.logits_process import temperature_processor
+
+    zero = temperature_processor(0.8, 0.0)
+    assert isinstance(zero, DynamicTemperatureLogitsWarper) and zero.min_temperature == 0.0
+    assert _kinds(build_sampler_processors(temperature=0.8, min_temperature=0.0)) == [DynamicTemperatureLogitsWarper]
+    assert isinstance(temperature_processor(0.8, -1.0), TemperatureLogitsWarper)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -499,6 +518,64 @@ def test_mirostat_keeps_every_token_when_the_top_is_flat():
     logits[0, terms + 20 :] = -1.0  # the top 120 tokens tie, the rest are less likely but possible
     out = MirostatLogitsWarper(1.0, 0.1, zipf_terms=terms)(_ids(torch.arange(0), vocab), logits.clone())
     assert torch.equal(out, logits)
+
+
+def _mirostat_k_by_definition(log_probs: list[float], tau: float, terms: int) -> int:
+    """Mirostat's k from its definition, in float64: the least-squares Zipf exponent of the top ``terms + 1``
+    probabilities, then ``round((eps * 2**mu / (1 - n**-eps)) ** (1/s)) + 1`` with ``mu = 2 tau``, ``n = V`` (the
+    ``eps -> 0`` limit ``1 / ln n`` at ``s = 1``)."""
+    top = sorted(log_probs, reverse=True)[: terms + 1]
+    pairs = [(top[i] - top[i + 1], math.log((i + 2) / (i + 1))) for i in range(len(top) - 1)]
+    s = sum(a * b for a, b in pairs) / sum(b * b for _, b in pairs)
+    eps, n = s - 1.0, len(log_probs)
+    ratio = 1.0 / math.log(n) if abs(eps) < 1e-6 else eps / (1.0 - n**-eps)
+    raw = (ratio * 2.0 ** (2.0 * tau)) ** (1.0 / s)
+    assert abs(raw - math.floor(raw) - 0.5) > 0.1  # far from a rounding tie, so float32 rounds alike
+    return min(max(round(raw) + 1, 1), n)
+
+
+@pytest.mark.parametrize("exponent, tau", [(1.0, 2.0), (1.5, 2.5), (2.0, 3.0)])
+def test_mirostat_keeps_the_top_k_its_zipf_estimate_gives(exponent, tau):
+    """The first step keeps exactly the k of mirostat's formula (s = 1 takes the formula's limit)."""
+    vocab, terms = 40, 100
+    logits = _zipf_logits(1, vocab, exponent, seed=7)
+    log_probs = logits.double().log_softmax(-1)[0].tolist()
+    expected = _mirostat_k_by_definition(log_probs, tau, terms)
+    assert 1 < expected < vocab
+    out = MirostatLogitsWarper(tau, 0.1, zipf_terms=terms)(_ids(torch.arange(0), vocab), logits.clone())
+    kept = torch.isfinite(out[0])
+    assert int(kept.sum()) == expected
+    assert torch.equal(kept, logits[0] >= logits[0].topk(expected).values[-1])  # the most likely ones
+
+
+def test_mirostat_continues_only_when_the_history_grew_by_one_token():
+    vocab, tau = 30, 2.0
+    logits = _zipf_logits(1, vocab, 1.3, seed=8)
+    unlikely = int(logits[0].argmin())  # surprise far above tau: mu moves down
+    warper = MirostatLogitsWarper(tau, 0.5)
+    ids = _ids(torch.arange(0), vocab)
+    warper(ids, logits.clone())
+    ids = torch.cat([ids, torch.tensor([[unlikely]])], dim=1)
+    warper(ids, logits.clone())
+    assert warper.mu.item() < 2 * tau
+    warper(ids, logits.clone())  # the same history again: a new sequence, not a step
+    assert warper.mu.item() == 2 * tau
+    warper(torch.cat([ids, torch.tensor([[unlikely, unlikely]])], dim=1), logits.clone())  # two tokens on
+    assert warper.mu.item() == 2 * tau
+
+
+def test_mirostat_keeps_mu_after_a_token_its_distribution_called_impossible():
+    vocab, tau = 30, 2.0
+    logits = _zipf_logits(2, vocab, 1.3, seed=9)
+    logits[:, 0] = -math.inf  # token 0 filtered away before mirostat (e.g. the padding of a finished row)
+    warper = MirostatLogitsWarper(tau, 0.5)
+    ids = vocab + torch.zeros(2, 3, dtype=torch.long)
+    warper(ids, logits.clone())
+    likely = int(logits[1].argmax())
+    out = warper(torch.cat([ids, torch.tensor([[0], [likely]])], dim=1), logits.clone())
+    assert warper.mu[0].item() == 2 * tau  # kept: no surprise to learn from
+    assert math.isfinite(warper.mu[1].item()) and warper.mu[1].item() != 2 * tau
+    assert int(torch.isfinite(out[0]).sum()) > 1
 
 
 def test_mirostat_rows_independent_and_robust():
