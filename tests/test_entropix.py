@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from valle_hf.configuration import SettingError
-from valle_hf.entropix import AttentionProbe, EntropixLogitsWarper, entropix_metrics, probing_attention
+from valle_hf.entropix import (
+    AttentionProbe,
+    EntropixLogitsWarper,
+    entropix_metrics,
+    probing_attention,
+    record_attention,
+)
 from valle_hf.errors import VallEValueError
 from valle_hf.layout import pad, tts_sequence
 from valle_hf.logits_process import build_sampler_processors
@@ -65,6 +71,29 @@ def test_the_probe_records_the_attention_the_model_computes(tiny_model):
     assert padding.any() and bool(torch.isinf(recorded[0][padding.nonzero()[:, 0], :, padding.nonzero()[:, 1]]).all())
 
 
+def test_the_probe_adds_an_additive_mask_and_uses_the_layers_scaling():
+    """Scores of the last query position: q . k times the layer's own scaling, each query head against its key-value
+    head (grouped heads), plus an additive mask's last row."""
+    generator = torch.Generator().manual_seed(0)
+    batch, heads, kv_heads, length, keys, dim = 2, 4, 2, 3, 5, 8
+    query = torch.randn(batch, heads, length, dim, generator=generator)
+    key = torch.randn(batch, kv_heads, keys, dim, generator=generator)
+    mask = torch.zeros(batch, 1, length, keys + 1)  # wider than the keys, as a static cache's mask can be
+    mask[0, 0, -1, 1] = mask[1, 0, -1, 3] = -1e4
+    mask[:, 0, 0, 0] = -1e4  # an earlier query row: not read
+    module = torch.nn.Module()
+    module.layer_idx = 1
+    with probing_attention() as probe:
+        record_attention(module, query, key, mask, scaling=0.25)
+    expected = torch.empty(batch, heads, keys)
+    for head in range(heads):
+        kv = head // (heads // kv_heads)
+        expected[:, head] = torch.einsum("bd,bkd->bk", query[:, head, -1], key[:, kv]) * 0.25
+    expected += mask[:, :, -1, :keys]
+    assert list(probe.scores) == [1]
+    torch.testing.assert_close(probe.scores[1], expected)
+
+
 def test_the_probe_gives_each_row_the_last_layer_it_ran():
     probe = AttentionProbe()
     probe.scores = {layer: torch.full((2, 1, 3), float(layer)) for layer in range(4)}
@@ -91,6 +120,12 @@ def test_the_metrics_in_bits_over_a_rows_own_keys():
     assert alone["agreement"].item() > 0.1
     for name, value in alone.items():
         torch.testing.assert_close(with_padding[name], value)
+    # heads of 2 and 1 bits: their mean, and their variance as the original's torch.var (n - 1: one head has none)
+    scores = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, -math.inf, -math.inf]]])
+    metrics = entropix_metrics(logits, scores)
+    assert metrics["attention_entropy"].item() == pytest.approx(1.5)
+    assert metrics["attention_varentropy"].item() == pytest.approx(0.5)
+    assert entropix_metrics(logits, scores[:, :1])["attention_varentropy"].item() == 0.0
 
 
 @pytest.mark.parametrize("logits, branch", [
@@ -99,6 +134,7 @@ def test_the_metrics_in_bits_over_a_rows_own_keys():
     ([4.6] + [0.0] * 99, 2),  # spread: one token of p = 0.5, the rest over 99 others (4.3 bits, 11 bits²)
     ([6.0] * 4 + [0.0] * 996, 3),  # lost: high entropy and varentropy
     ([2.0, 1.0, 0.0, 0.0], 4),  # otherwise
+    ([0.0] * 16, 4),  # uniform over 16 (4 bits, no varentropy): not above the high entropy, so otherwise
 ])
 def test_the_branch_follows_entropy_and_varentropy(logits, branch):
     logits = torch.tensor([logits])
@@ -125,6 +161,27 @@ def test_each_branch_scales_the_settings_as_the_original_and_clamps_them():
     assert [top_p, min_p] == pytest.approx([0.5 * 1.05, 0.01], rel=1e-6)  # min-p 0.01 * (1 - 0.5), clamped to 0.01
 
 
+def test_each_branch_scales_by_its_own_metrics():
+    """Distinct metric values, so that a branch reading the wrong one shows: the module docstring's table."""
+    metrics = {"entropy": 0.4, "varentropy": 0.2, "attention_entropy": 0.6, "attention_varentropy": 0.3,
+               "agreement": 0.25, "interaction": 0.8}
+    total, attention = 0.4 + 0.2, 0.6 + 0.3
+
+    def settings(branch, **changed):
+        warper = EntropixLogitsWarper(temperature=0.5, top_k=20, top_p=0.9, min_p=0.02)
+        values = {name: torch.tensor([value]) for name, value in {**metrics, **changed}.items()}
+        return [value.item() for value in warper._settings(torch.tensor([branch]), values, vocab=1024)]
+
+    assert settings(1) == pytest.approx([0.5 * (1.3 + 0.2 * 0.6), 20, 0.9, 0.02], rel=1e-6)
+    assert settings(2) == pytest.approx([0.5 * (1.2 + 0.3 * 0.8), math.floor(20 * (1 + 0.5 * 0.75)), 0.9, 0.02],
+                                        rel=1e-6)
+    assert settings(3) == pytest.approx([0.5 * (2.0 + 0.5 * 0.3), 20, 0.9 - 0.2 * 0.6, 0.02], rel=1e-6)
+    assert settings(3, attention_entropy=3.0)[2] == pytest.approx(0.5)  # top-p at least 0.5 in this branch
+    adaptive = [0.5 * (1 + 0.3 * total + 0.2 * attention - 0.2 * 0.25), round(20 * (1 + 0.3 * 0.8 - 0.2 * 0.25)),
+                0.9 * (1 + 0.1 * 0.3), 0.01]
+    assert settings(4) == pytest.approx(adaptive, rel=1e-6)
+
+
 def test_the_filters_keep_the_most_likely_tokens():
     """min-p filters (the original dropped its mask) and top-p keeps the most likely tokens (the original's ascending
     order dropped them)."""
@@ -139,6 +196,9 @@ def test_the_filters_keep_the_most_likely_tokens():
     assert kept() == [0, 1, 2, 3]
     assert kept(top_p=0.85) == [0, 1] and kept(top_p=0.1) == [0]
     assert kept(min_p=0.1) == [0, 1, 2] and kept(top_k=1) == [0]
+    # the kept tokens are renormalised under the branch's temperature
+    cold = EntropixLogitsWarper._filtered(logits, one * 0.5, torch.tensor([4]), one, one * 0.0)
+    torch.testing.assert_close(cold, (logits / 0.5).log_softmax(-1))
 
 
 def test_the_adaptive_branch_takes_the_most_likely_of_five_draws():
@@ -150,14 +210,21 @@ def test_the_adaptive_branch_takes_the_most_likely_of_five_draws():
 
 def test_the_warper_chooses_per_row_and_leaves_one_token_where_it_decides():
     warper = EntropixLogitsWarper(temperature=1.0)
-    scores = torch.tensor([[20.0] + [0.0] * 99, [0.0] * 100])  # confident; unsure
+    adaptive = [5.0, 4.0, 3.0] + [-math.inf] * 97  # 1.2 bits, 0.9 bits²: neither confident nor spread nor lost
+    scores = torch.tensor([[20.0] + [0.0] * 99, [0.0] * 100, adaptive])  # confident; unsure; adaptive
     with probing_attention() as probe:
-        probe.scores = {0: torch.zeros(2, 2, 5)}
+        probe.scores = {0: torch.zeros(3, 2, 5)}
         out = warper(None, scores)
     assert torch.isfinite(out[0]).nonzero().flatten().tolist() == [0]
     torch.testing.assert_close(out[1], torch.full((100,), -math.log(100)))  # tempered uniform, nothing filtered
+    assert int(torch.isfinite(out[2]).sum()) == 1 and int(out[2].argmax()) in (0, 1, 2)  # the chosen draw alone
     with pytest.raises(VallEValueError, match="entropix=True"):
         warper(None, scores)
+    with probing_attention() as probe, pytest.raises(VallEValueError, match="1 rows for 3 rows"):
+        probe.scores = {0: torch.zeros(1, 2, 5)}
+        warper(None, scores)
+    with pytest.raises(VallEValueError, match="temperature > 0"):
+        EntropixLogitsWarper(temperature=0.0)
 
 
 def test_penalties_apply_before_entropix_and_greedy_stays_greedy():
