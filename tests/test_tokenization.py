@@ -83,14 +83,15 @@ def test_load_phoneme_tokenizer_missing_file(tmp_path):
         load_phoneme_tokenizer(tmp_path / "nothere.json")
 
 
+@pytest.mark.parametrize("bad", ["string", "bool"])
 @pytest.mark.parametrize("where", ["tokenizer", "symmap"])
-def test_ids_that_are_not_integers_are_refused_naming_the_symbol(tmp_path, where):
+def test_ids_that_are_not_integers_are_refused_naming_the_symbol(tmp_path, where, bad):
     """tokenizer.json and a checkpoint's symmap map symbols to integer ids: comparing the two failed with a TypeError
-    when one held a string id."""
+    when one held a string id. A boolean (an int to Python) is no id either."""
     data = json.loads(TOKENIZER_FILE.read_text(encoding="utf-8"))
     vocab = data["model"]["vocab"]
     symbol = sorted(vocab, key=vocab.get)[-1]
-    wrong = {**vocab, symbol: str(vocab[symbol])}
+    wrong = {**vocab, symbol: str(vocab[symbol]) if bad == "string" else True}
     expected = re.escape(f"maps {symbol!r} to {wrong[symbol]!r}, not a symbol to an integer id")
     if where == "symmap":
         with pytest.raises(CheckpointError, match=f"fp32.sft's userdata.symmap {expected}"):
@@ -103,6 +104,26 @@ def test_ids_that_are_not_integers_are_refused_naming_the_symbol(tmp_path, where
         check_symmap(file, vocab, "fp32.sft")
     with pytest.raises(CheckpointError, match=expected):
         load_phoneme_tokenizer(file)
+
+
+def test_a_tokenizer_json_without_a_vocabulary_is_refused(tmp_path):
+    """An empty model.vocab would read every text as <unk>: refused as not a tokenizer.json."""
+    data = json.loads(TOKENIZER_FILE.read_text(encoding="utf-8"))
+    data["model"]["vocab"], data["model"]["merges"] = {}, []
+    file = tmp_path / "tokenizer.json"
+    file.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="no model.vocab"):
+        load_phoneme_tokenizer(file)
+
+
+def test_the_tokenizer_itself_pads_on_the_right_with_unk():
+    """Called directly (not through `tokenize_phonemes`), the tokenizer still pads after the text with id 0."""
+    tokenizer = load_phoneme_tokenizer()
+    short, long = tokenizer(["a", "ab ab"], padding=True)["input_ids"]
+    mask = tokenizer(["a", "ab ab"], padding=True)["attention_mask"][0]
+    assert len(short) == len(long) > 3
+    assert short[:3] == [tokenizer.bos_token_id, tokenizer("a")["input_ids"][1], tokenizer.eos_token_id]
+    assert short[3:] == [0] * (len(long) - 3) and mask == [1, 1, 1] + [0] * (len(long) - 3)
 
 
 def test_a_converted_models_tokenizer_matches_the_checkpoint_it_came_from(fixtures, converted_dir, tmp_path):
