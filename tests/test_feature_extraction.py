@@ -43,8 +43,9 @@ def test_an_array_without_a_rate_is_refused_in_one_line(extractor, processor):
         with pytest.raises(VallEValueError, match="sampling_rate") as raised:
             call()
         assert "\n" not in str(raised.value)
-    with pytest.raises(VallEValueError, match="positive integer"):
-        extractor.waveform(_tone(0.1, 16000), 0)
+    for rate in (0, True):  # a bool is no rate, though Python counts True as 1
+        with pytest.raises(VallEValueError, match="positive integer"):
+            extractor.waveform(_tone(0.1, 16000), rate)
 
 
 def test_pcm_types_channels_and_tensors(extractor):
@@ -52,6 +53,12 @@ def test_pcm_types_channels_and_tensors(extractor):
     as_int16 = (tone * 32768).astype(np.int16)
     torch.testing.assert_close(extractor.waveform(as_int16, RATE), torch.from_numpy(tone), atol=1e-4, rtol=0)
     assert float(extractor.waveform(np.full(10, 128, dtype=np.uint8), RATE).abs().max()) == 0.0
+    # integer PCM spans [-1, 1): the most negative sample is exactly -1, by the type's range
+    extremes = np.array([-32768, -16384, 0, 16384, 32767], dtype=np.int16)
+    torch.testing.assert_close(extractor.waveform(extremes, RATE),
+                               torch.tensor([-1.0, -0.5, 0.0, 0.5, 32767 / 32768]), atol=0, rtol=0)
+    with pytest.raises(ValueError, match=r"outside \[-1, 1\] \(peak 1.2\)"):
+        extractor.waveform(np.array([0.0, 1.2, -0.3], dtype=np.float32), RATE)
     stereo = torch.stack([torch.from_numpy(tone), torch.zeros(len(tone))])  # [channels, samples]
     torch.testing.assert_close(extractor.waveform(stereo, RATE), torch.from_numpy(tone) / 2)
     torch.testing.assert_close(extractor.waveform(stereo.T.numpy(), RATE), torch.from_numpy(tone) / 2)

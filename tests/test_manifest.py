@@ -11,7 +11,7 @@ import re
 import pytest
 
 from valle_hf.errors import OutputError, VallEValueError
-from valle_hf.manifest import append_jsonl, read_jsonl, read_table, repair_jsonl, write_jsonl
+from valle_hf.manifest import append_jsonl, numbered_jsonl, read_jsonl, read_table, repair_jsonl, write_jsonl
 
 ROWS = [  # a line separator and a form feed inside a text split no line (str.splitlines would split there)
     {"id": "a", "text": 'She said "hi",\u2028then\x0cleft.', "prompt": "a.wav"},
@@ -163,3 +163,16 @@ def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path, name, conten
     path.write_text(content, encoding="utf-8-sig")
     table = read_table(path)
     assert table.columns == ["id", "text"] and table.rows[0].values == {"id": "a", "text": "Hi."}
+
+
+def test_a_tsv_or_jsonl_name_in_capitals_picks_its_layout(tmp_path):
+    tsv = read_table(write(tmp_path / "M.TSV", "id\ttext\na\tOne, two.\n"))
+    assert [row.values for row in tsv.rows] == [{"id": "a", "text": "One, two."}]
+    jsonl = read_table(write(tmp_path / "M.JSONL", '{"id": "a", "text": "One, two."}\n'))
+    assert [row.values for row in jsonl.rows] == [{"id": "a", "text": "One, two."}]
+
+
+def test_jsonl_records_are_objects_numbered_by_their_line(tmp_path):
+    path = write(tmp_path / "done.jsonl", '{"id": "a"}\n[1, 2]\n"text"\n{"id": "b"}\n{"id": "c", "te\n')
+    assert numbered_jsonl(path) == [(1, {"id": "a"}), (4, {"id": "b"})]
+    assert read_jsonl(path) == [{"id": "a"}, {"id": "b"}]

@@ -138,6 +138,19 @@ def test_a_pass_outside_the_models_levels_and_tasks_is_refused(tiny_model):
             tiny_model(**kwargs)
     assert tiny_model(input_ids=ids, level=levels - 1).logits.shape[-1] == tiny_model.config.audio_vocab_size
 
+
+def test_per_row_levels_or_codes_for_another_batch_size_are_refused():
+    """One level or task per row, and codes with one row per sequence: a batch of 2 given 3 of them is refused."""
+    from valle_hf.embeddings import frames_at_placeholders, passes_of
+
+    with pytest.raises(VallEValueError, match=r"one value per row \(2\), got 3 and 2"):
+        passes_of(torch.tensor([0, 1, 0]), "tts", batch_size=2, num_levels=8)
+    with pytest.raises(VallEValueError, match=r"one value per row \(2\), got 2 and 3"):
+        passes_of(torch.tensor([0, 1]), ["tts", "tts", "stt"], batch_size=2, num_levels=8)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    with pytest.raises(VallEValueError, match=r"prompt_codes must have shape \[batch=2, frames, levels\]"):
+        frames_at_placeholders(mask, torch.zeros(3, 4, 8, dtype=torch.long), "prompt_codes")
+
 # ---------------------------------------------------------------------------------------------------- reactive models
 # The tiny test models must react to every input, or no test can see an input being dropped, trimmed or swapped: the
 # default init (N(0, 0.02)) moved level-0 logits by 0.002 against a spread of 0.11 when the whole prompt was replaced.

@@ -170,6 +170,7 @@ def test_decomposed_and_full_width_text_reads_as_its_composed_ascii_form():
     for text, language in (("Grüße aus Köln, café.", "de"), ("Ça va, garçon?", "fr")):
         decomposed = unicodedata.normalize("NFD", text)
         assert decomposed != text
+        assert phonemes.normalize_text(decomposed) == text  # composed (NFC), what espeak reads correctly
         assert phonemize(decomposed, language) == phonemize(text, language)
     assert phonemize("Ｈｅｌｌｏ ｗｏｒｌｄ．") == HELLO_IPA  # U+FF01..FF5E → ASCII
     assert phonemes.normalize_text("ＡＢＣ！１２３") == "ABC!123"
