@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -461,3 +462,16 @@ def test_a_download_that_fails_after_its_check_names_the_revision(monkeypatch):
     with pytest.raises(ModelNotFoundError, match=r"could not download the vocoder \(someone/decoders/vocos/config.yaml "
                                                  r"at revision v1: OSError: connection reset by peer\); offline"):
         hub.hub_file("someone/decoders", "config.yaml", "the vocoder", "offline", revision="v1", subfolder="vocos")
+
+
+@pytest.mark.parametrize("kind", ["codec", "model"])
+def test_a_name_that_is_no_folder_and_no_hub_id_is_one_clear_error(tmp_path, kind):
+    """A missing folder given as --codec (or a model name with spaces) reached huggingface_hub's repo-id validation:
+    a traceback (HFValidationError) from every entry point."""
+    from valle_hf.codec import load_codec
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.loading import load_model
+
+    name = {"codec": str(tmp_path / "nope"), "model": "a b/c d"}[kind]
+    with pytest.raises(ModelNotFoundError, match=f"{re.escape(name)} is no folder here, and no Hub id"):
+        load_codec(name) if kind == "codec" else load_model(name)

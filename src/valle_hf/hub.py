@@ -76,7 +76,15 @@ def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_
     minute, for each optional file the cache lacks (adapter_config.json).
     """
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:  # a path that does not exist, say: no repository to look for
+        raise ModelNotFoundError(f"{what} cannot be found: {repo_id} is no folder here, and no Hub id (a name or "
+                                 "namespace/name of letters, digits, '-', '_' and '.'); give the path of a folder that "
+                                 "exists, or a Hub id") from None
     path = _in_repo(filename, subfolder)
     cached = isinstance(try_to_load_from_cache(repo_id, path, cache_dir=cache_dir, revision=revision), str)
     if constants.HF_HUB_OFFLINE:
