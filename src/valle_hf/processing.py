@@ -42,6 +42,26 @@ def _name_special_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
             setattr(tokenizer, name, token)
 
 
+# What `__call__` returns as given, not as tensors: waveforms of different lengths, a rate and a length in seconds
+_NOT_TENSORS = ("prompt_audio", "audio", "sampling_rate", "input_prompt_length")
+
+
+def _check_request(text: Any, prompt_audio: Any, audio: Any, return_tensors: str | None, padding: bool | str) -> None:
+    """Refuse unknown output options, and a call that asks for neither task or mixes them: TTS reads `text` (and
+    `prompt_audio`), STT reads `audio`."""
+    check_return_tensors(return_tensors)
+    if padding not in (True, False, "longest", "do_not_pad"):
+        raise VallEValueError(f"padding must be True, False, 'longest' or 'do_not_pad', got {padding!r}")
+    if text is None and audio is None:
+        raise VallEValueError("give `text` (text-to-speech, with optional `prompt_audio`) or `audio` "
+                              "(speech-to-text)")
+    if text is not None and audio is not None:
+        raise VallEValueError("`text` (TTS) and `audio` (STT) are exclusive; a TTS voice prompt goes in "
+                              "`prompt_audio`")
+    if audio is not None and prompt_audio is not None:
+        raise VallEValueError("`prompt_audio` is for text-to-speech; speech-to-text takes `audio` only")
+
+
 class VallEProcessor(ProcessorMixin):
     """Turns text into phoneme ids and prompt / STT audio into 24 kHz waveforms, and STT ids back into IPA.
 
@@ -175,26 +195,25 @@ class VallEProcessor(ProcessorMixin):
             return self(**{**arguments, **processor_kwargs}, **kwargs)
         if kwargs:
             raise VallETypeError(f"VallEProcessor got unexpected arguments: {', '.join(sorted(kwargs))}")
-        check_return_tensors(return_tensors)
-        if padding not in (True, False, "longest", "do_not_pad"):
-            raise VallEValueError(f"padding must be True, False, 'longest' or 'do_not_pad', got {padding!r}")
-        if text is None and audio is None:
-            raise VallEValueError("give `text` (text-to-speech, with optional `prompt_audio`) or `audio` "
-                                  "(speech-to-text)")
-        if text is not None and audio is not None:
-            raise VallEValueError("`text` (TTS) and `audio` (STT) are exclusive; a TTS voice prompt goes in "
-                                  "`prompt_audio`")
-        skip = ["prompt_audio", "audio", "sampling_rate", "input_prompt_length"]
+        _check_request(text, prompt_audio, audio, return_tensors, padding)
         if audio is not None:
-            if prompt_audio is not None:
-                raise VallEValueError("`prompt_audio` is for text-to-speech; speech-to-text takes `audio` only")
-            rows = audio if isinstance(audio, (list, tuple)) else [audio]
-            if not rows:
-                raise VallEValueError("audio is an empty list")
-            waveforms = [self.feature_extractor.load(source, sampling_rate, to_transcribe=True) for source in rows]
-            data = {"audio": waveforms, "sampling_rate": self.feature_extractor.sampling_rate}
-            return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip)
+            data = self._audio_to_transcribe(audio, sampling_rate)
+        else:
+            data = self._phoneme_ids(text, language, language_switch, padding, return_tensors)
+            data.update(self._voice_prompt(prompt_audio, input_prompt_length, len(data["input_ids"]), sampling_rate))
+        return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=list(_NOT_TENSORS))
 
+    def _audio_to_transcribe(self, audio: Any, sampling_rate: int | None) -> dict[str, Any]:
+        """STT: `audio` (one source or a list, one per row) as one list of whole waveforms per row, at 24 kHz."""
+        rows = audio if isinstance(audio, (list, tuple)) else [audio]
+        if not rows:
+            raise VallEValueError("audio is an empty list")
+        waveforms = [self.feature_extractor.load(source, sampling_rate, to_transcribe=True) for source in rows]
+        return {"audio": waveforms, "sampling_rate": self.feature_extractor.sampling_rate}
+
+    def _phoneme_ids(self, text: str | Sequence[str], language: str | Sequence[str], language_switch: str,
+                     padding: bool | str, return_tensors: str | None) -> dict[str, Any]:
+        """TTS: `input_ids` and `attention_mask` of each text (one row each, as lists), phonemised in its language."""
         if not isinstance(text, (str, list, tuple)) or not all(isinstance(item, str) for item in text):
             raise VallETypeError(f"text must be a str or a list of str, got {text!r:.80}")
         texts = [text] if isinstance(text, str) else list(text)
@@ -208,13 +227,19 @@ class VallEProcessor(ProcessorMixin):
         phonemes = [phonemize(item, lang, language_switch) for item, lang in zip(texts, languages, strict=True)]
         encoded = tokenize_phonemes(self.tokenizer, phonemes, padding)
         check_stackable([len(ids) for ids in encoded["input_ids"]], padding, return_tensors, "texts", "phoneme ids")
-        data = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def _voice_prompt(self, prompt_audio: Any, input_prompt_length: float | None, num_rows: int,
+                      sampling_rate: int | None) -> dict[str, Any]:
+        """TTS: the prompt's waveforms per row and their rate (none without a prompt), and `input_prompt_length`
+        passed through untouched for `generate`, which applies it to the prompt's codes."""
+        data = {}
         if prompt_audio is not None:
-            data["prompt_audio"] = self._prompts_per_row(prompt_audio, len(texts), sampling_rate)
+            data["prompt_audio"] = self._prompts_per_row(prompt_audio, num_rows, sampling_rate)
             data["sampling_rate"] = self.feature_extractor.sampling_rate
         if input_prompt_length is not None:
             data["input_prompt_length"] = input_prompt_length
-        return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=skip)
+        return data
 
     def _prompts_per_row(self, prompt_audio: Any, num_rows: int, sampling_rate: int | None) -> list[list[torch.Tensor]]:
         """One prompt (broadcast: loaded once, the same list for every row) or a list of exactly one prompt per row."""
