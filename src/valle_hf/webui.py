@@ -380,73 +380,94 @@ def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blo
     at a time on the one model. `stream`: also play the audio while it is generated (Gradio encodes that stream with
     ffmpeg)."""
     demo = Demo(model, processor)
-    outputs = demo.outputs
     # Every hour, Gradio removes the uploaded and generated files older than an hour: a demo left running for days
     # does not fill its disk.
     with gr.Blocks(title=f"VALL-E: {model_name}", delete_cache=(3600, 3600)) as page:
         gr.Markdown(f"{INTRO}\nModel: {model_name}")
         with gr.Tab("Text to speech"):
-            with gr.Row():
-                with gr.Column():
-                    text = gr.Textbox(label="Text", lines=4, placeholder="The birch canoe slid on the smooth planks.",
-                                      elem_id="tts-text")
-                    references = gr.File(label="Reference voice (one or more audio files)", file_count="multiple",
-                                         file_types=["audio"], elem_id="tts-references")
-                    recording = gr.Audio(label="... or record one", sources=["microphone"], type="filepath")
-                    with gr.Row():
-                        language = gr.Dropdown(["auto", *MODEL_LANGUAGES], value="en", label="Language",
-                                               allow_custom_value=True, info="or an espeak-ng code; IPA passes through")
-                        # no precision, as for the integer controls: `_seed` refuses 2.5, which Gradio would round
-                        seed = gr.Number(-1, label="Seed", info="-1: a random seed")
-                    with gr.Row():
-                        random_voice = gr.Checkbox(False, label="Random voice (no reference: --no-prompt)",
-                                                   elem_id="tts-random-voice")
-                        language_switch = gr.Dropdown(["keep", "remove"], value="keep",
-                                                      label="Language-switch markers (--language-switch)",
-                                                      info="espeak's (en)...(fr) around a word in another language")
-                    with gr.Row():
-                        button = gr.Button("Speak", variant="primary", elem_id="tts-button")
-                        stop_speaking = gr.Button("Stop", variant="stop", elem_id="tts-stop")
-                with gr.Column():
-                    if stream:
-                        outputs["stream"] = gr.Audio(label="Speech, as it is generated", streaming=True, autoplay=True,
-                                                     interactive=False, elem_id="tts-stream")
-                    outputs["audio"] = gr.Audio(label="Speech (WAV)", type="filepath", interactive=False,
-                                                buttons=["download"], elem_id="tts-audio")
-                    with gr.Row():
-                        outputs["seed"] = gr.Number(label="Seed used", precision=0, interactive=False,
-                                                    elem_id="tts-seed")
-                        outputs["duration"] = gr.Number(label="Duration (s)", precision=2, interactive=False,
-                                                        elem_id="tts-duration")
-                        outputs["elapsed"] = gr.Number(label="Time taken (s)", precision=2, interactive=False,
-                                                       elem_id="tts-elapsed")
-            with gr.Accordion("Sampler settings", open=False):
-                tts_settings = _grid(sampler_controls(model.generation_config, model.config, "tts"))
-                stream_chunk = gr.Number(DEFAULT_CHUNK_SECONDS, label="stream chunk (--stream-chunk)",
-                                         info=f"seconds of codes per streamed chunk; allowed: {CHUNK_SECONDS_RULE}")
-            speaking = button.click(demo.speak, inputs_kwargs=dict(text=text, references=references,
-                                                                  recording=recording, language=language, seed=seed,
-                                                                  stream_chunk=stream_chunk, random_voice=random_voice,
-                                                                  language_switch=language_switch, **tts_settings),
-                                    outputs=list(outputs.values()), api_name="tts", concurrency_id="model",
-                                    concurrency_limit=1)
-            # Gradio closes a cancelled run's generator, which ends the generation and lets the model go
-            stop_speaking.click(None, cancels=[speaking], api_visibility="private")
+            _tts_tab(demo, stream)
         with gr.Tab("Speech to text"):
-            with gr.Row():
-                with gr.Column():
-                    speech = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath",
-                                      elem_id="stt-audio")
-                    with gr.Row():
-                        transcribe = gr.Button("Transcribe", variant="primary", elem_id="stt-button")
-                        stop_transcribing = gr.Button("Stop", variant="stop", elem_id="stt-stop")
-                ipa = gr.Textbox(label="IPA", lines=4, interactive=False, elem_id="stt-ipa")
-            with gr.Accordion("Sampler settings", open=False):
-                stt_settings = _grid(sampler_controls(model.generation_config, model.config, "stt"))
-            transcribing = transcribe.click(demo.transcribe, inputs_kwargs=dict(audio=speech, **stt_settings),
-                                            outputs=ipa, api_name="stt", concurrency_id="model", concurrency_limit=1)
-            stop_transcribing.click(None, cancels=[transcribing], api_visibility="private")
+            _stt_tab(demo)
     return page.queue(default_concurrency_limit=1)
+
+
+def _tts_tab(demo: Demo, stream: bool) -> None:
+    """The text-to-speech tab: text, reference voice and options beside the speech (`_tts_outputs`), the sampler
+    settings below; Speak runs `demo.speak` (the API's /tts)."""
+    with gr.Row():
+        with gr.Column():
+            text = gr.Textbox(label="Text", lines=4, placeholder="The birch canoe slid on the smooth planks.",
+                              elem_id="tts-text")
+            references = gr.File(label="Reference voice (one or more audio files)", file_count="multiple",
+                                 file_types=["audio"], elem_id="tts-references")
+            recording = gr.Audio(label="... or record one", sources=["microphone"], type="filepath")
+            with gr.Row():
+                language = gr.Dropdown(["auto", *MODEL_LANGUAGES], value="en", label="Language",
+                                       allow_custom_value=True, info="or an espeak-ng code; IPA passes through")
+                # no precision, as for the integer controls: `_seed` refuses 2.5, which Gradio would round
+                seed = gr.Number(-1, label="Seed", info="-1: a random seed")
+            with gr.Row():
+                random_voice = gr.Checkbox(False, label="Random voice (no reference: --no-prompt)",
+                                           elem_id="tts-random-voice")
+                language_switch = gr.Dropdown(["keep", "remove"], value="keep",
+                                              label="Language-switch markers (--language-switch)",
+                                              info="espeak's (en)...(fr) around a word in another language")
+            button, stop = _run_buttons("tts", "Speak")
+        with gr.Column():
+            _tts_outputs(demo.outputs, stream)
+    with gr.Accordion("Sampler settings", open=False):
+        settings = _grid(sampler_controls(demo.model.generation_config, demo.model.config, "tts"))
+        stream_chunk = gr.Number(DEFAULT_CHUNK_SECONDS, label="stream chunk (--stream-chunk)",
+                                 info=f"seconds of codes per streamed chunk; allowed: {CHUNK_SECONDS_RULE}")
+    _run_on_click(button, stop, demo.speak, "tts", list(demo.outputs.values()),
+                  inputs=dict(text=text, references=references, recording=recording, language=language, seed=seed,
+                              stream_chunk=stream_chunk, random_voice=random_voice, language_switch=language_switch,
+                              **settings))
+
+
+def _tts_outputs(outputs: dict[str, gr.components.Component], stream: bool) -> None:
+    """The speech as it is generated (only when `stream`), the whole WAV, and the run's seed, duration and time taken,
+    placed here and put in `outputs` under the names `Demo.speak` yields to."""
+    if stream:
+        outputs["stream"] = gr.Audio(label="Speech, as it is generated", streaming=True, autoplay=True,
+                                     interactive=False, elem_id="tts-stream")
+    outputs["audio"] = gr.Audio(label="Speech (WAV)", type="filepath", interactive=False,
+                                buttons=["download"], elem_id="tts-audio")
+    with gr.Row():
+        outputs["seed"] = gr.Number(label="Seed used", precision=0, interactive=False, elem_id="tts-seed")
+        outputs["duration"] = gr.Number(label="Duration (s)", precision=2, interactive=False, elem_id="tts-duration")
+        outputs["elapsed"] = gr.Number(label="Time taken (s)", precision=2, interactive=False, elem_id="tts-elapsed")
+
+
+def _stt_tab(demo: Demo) -> None:
+    """The speech-to-text tab: the speech beside its IPA, the sampler settings below; Transcribe runs
+    `demo.transcribe` (the API's /stt)."""
+    with gr.Row():
+        with gr.Column():
+            speech = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath", elem_id="stt-audio")
+            button, stop = _run_buttons("stt", "Transcribe")
+        ipa = gr.Textbox(label="IPA", lines=4, interactive=False, elem_id="stt-ipa")
+    with gr.Accordion("Sampler settings", open=False):
+        settings = _grid(sampler_controls(demo.model.generation_config, demo.model.config, "stt"))
+    _run_on_click(button, stop, demo.transcribe, "stt", ipa, inputs=dict(audio=speech, **settings))
+
+
+def _run_buttons(task: str, label: str) -> tuple[gr.Button, gr.Button]:
+    """A tab's run button, named `label`, and its Stop button, side by side (elem_ids `{task}-button`, `{task}-stop`,
+    which the browser tests find them by)."""
+    with gr.Row():
+        run = gr.Button(label, variant="primary", elem_id=f"{task}-button")
+        stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop")
+    return run, stop
+
+
+def _run_on_click(run: gr.Button, stop: gr.Button, action, api_name: str, outputs, inputs: dict) -> None:
+    """`run` calls `action` with `inputs` by parameter name (the API's /`api_name`), in the model's one queue slot;
+    `stop` cancels that run."""
+    running = run.click(action, inputs_kwargs=inputs, outputs=outputs, api_name=api_name, concurrency_id="model",
+                        concurrency_limit=1)
+    # Gradio closes a cancelled run's generator, which ends the generation and lets the model go
+    stop.click(None, cancels=[running], api_visibility="private")
 
 
 def _grid(controls: dict[str, gr.components.Component], columns: int = 3) -> dict[str, gr.components.Component]:
