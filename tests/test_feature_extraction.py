@@ -48,6 +48,20 @@ def test_an_array_without_a_rate_is_refused_in_one_line(extractor, processor):
             extractor.waveform(_tone(0.1, 16000), rate)
 
 
+def test_a_rate_below_any_speech_recording_is_refused_before_resampling(extractor, tmp_path):
+    """A file whose header said 1 Hz was resampled to 24 kHz whole: gigabytes of samples, and the CLI was killed for
+    memory without a word."""
+    from valle_hf.feature_extraction import MIN_SAMPLING_RATE
+
+    tone = _tone(0.5, MIN_SAMPLING_RATE)
+    assert len(extractor.waveform(tone, MIN_SAMPLING_RATE)) == RATE // 2  # the lowest rate taken
+    with pytest.raises(VallEValueError, match=f"audio array is at {MIN_SAMPLING_RATE - 1} Hz, and no recording"):
+        extractor.waveform(tone, MIN_SAMPLING_RATE - 1)
+    soundfile.write(tmp_path / "damaged.wav", tone, 1)
+    with pytest.raises(VallEValueError, match=r"damaged.wav is at 1 Hz.*give its true rate"):
+        extractor.load(str(tmp_path / "damaged.wav"))
+
+
 def test_pcm_types_channels_and_tensors(extractor):
     tone = _tone(0.1, RATE, 0.5)
     as_int16 = (tone * 32768).astype(np.int16)

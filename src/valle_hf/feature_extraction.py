@@ -91,6 +91,10 @@ def check_prompt_for_texts(prompt: Any, texts: int) -> None:
                               "the stereo file's path")
 
 
+# The lowest rate of audio taken in (Hz): below it, no speech can be heard (its Nyquist frequency is under 2 kHz).
+MIN_SAMPLING_RATE = 4000
+
+
 class VallEFeatureExtractor(SequenceFeatureExtractor):
     """Audio → mono float32 waveforms at `sampling_rate` (24 kHz, the codec's): the processor's audio half.
 
@@ -126,6 +130,10 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                                   f"{self.sampling_rate} Hz and resamples other rates), or give a file path")
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
             raise VallEValueError(f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}")
+        if sampling_rate < MIN_SAMPLING_RATE:  # resampled to 24 kHz, a 1 Hz header made gigabytes of samples
+            raise VallEValueError(f"{what} is at {sampling_rate} Hz, and no recording of speech is below "
+                                  f"{MIN_SAMPLING_RATE} Hz (telephone audio is 8000 Hz): give its true rate (a file "
+                                  "that says so has a damaged header: save it again at its rate)")
         if isinstance(array, torch.Tensor):
             array = array.detach().cpu()
             array = (array.float() if array.dtype in (torch.float16, torch.bfloat16) else array).numpy()
