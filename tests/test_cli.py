@@ -828,3 +828,26 @@ def test_a_flag_without_its_switch_is_warned_about_by_its_flag(cli):
     inert = [line for log in (logged, transcribing) for line in log.out.splitlines() if "has no effect" in line]
     assert inert == ["--dry-base has no effect without --dry-multiplier > 0: set --dry-multiplier, or drop --dry-base",
                      "--top-k has no effect without --ar-temp > 0: set --ar-temp, or drop --top-k"]
+
+
+def test_a_text_starting_with_a_dash_follows_the_end_of_options(tmp_path, prompt_wav, monkeypatch, capsys):
+    """`--` was dropped by the intermixed parse, so a text (or file) starting with '-' could not be given at all."""
+    import valle_hf.cli
+
+    parsed = []
+
+    def stop(args):  # the parsed arguments, before anything is read
+        parsed.append((args.text, args.references, args.out_path, args.model, args.seed))
+        raise UsageError("parsed")
+
+    monkeypatch.setattr(valle_hf.cli, "prepare_inputs", stop)
+    out = str(tmp_path / "o.wav")
+    assert main(["--", "-Hello.", str(prompt_wav), out]) == 1
+    assert main(["--model", "tiny-random", "--", "-Hello.", str(prompt_wav), out]) == 1
+    assert main(["Hi.", str(prompt_wav), "--seed", "1", out]) == 1  # positionals around options, without `--`
+    assert parsed == [("-Hello.", str(prompt_wav), out, None, None),
+                      ("-Hello.", str(prompt_wav), out, "tiny-random", None), ("Hi.", str(prompt_wav), out, None, 1)]
+    capsys.readouterr()
+    assert main(["-Hello.", str(prompt_wav), out]) == 1  # without `--`: the way to give it
+    assert "unrecognized arguments: -Hello.: a text or file that starts with '-' goes after `--`, the options " \
+           "before it" in capsys.readouterr().err

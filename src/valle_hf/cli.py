@@ -609,13 +609,20 @@ def run_stt(args, model, processor, inputs: dict, seed: int) -> None:
 @entry_point()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0; 1 with one `error:` line on stderr for a user's mistake)."""
+    given = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
+    parser = build_parser()
     try:
-        args = build_parser().parse_intermixed_args(argv)  # `TEXT REF --seed 1 OUT` too: positionals around options
+        # `TEXT REF --seed 1 OUT` too: positionals around options; but the intermixed parse drops `--`, after which a
+        # text or a file may start with '-' (`--model M -- -voice.wav`)
+        args = parser.parse_args(given) if "--" in given else parser.parse_intermixed_args(given)
     except UsageError as error:
-        given = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
         if "references" in str(error) and ("stt" in given or "--task=stt" in given):  # the audio was read as TEXT
             raise UsageError(f"{error}; with --task stt, give '' as TEXT: python -m valle_hf '' speech.wav --task "
                              "stt") from None
+        if str(error).startswith("unrecognized arguments: -"):
+            unrecognized = str(error).split(" (see ")[0]
+            raise UsageError(f"{unrecognized}: a text or file that starts with '-' goes after `--`, the options "
+                             "before it: python -m valle_hf [options] -- TEXT REFERENCES OUT") from None
         raise
     check_device(args)
     generation_kwargs(args)
