@@ -227,7 +227,7 @@ def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_pa
         (dict(text=TEXT, random_voice=True, ar_temp=-1),
          "--ar-temp -1 is not allowed: it must be 0 \\(greedy\\) or a finite number >= 1e-06"),
         (dict(text=TEXT, random_voice=True, dry_sequence_breakers="1,x"),
-         "--dry-sequence-breakers: expected comma-separated token ids"),
+         "--dry-sequence-breakers '1,x': expected comma-separated token ids"),
         (dict(text=TEXT, references=[handle_file(bad_audio)]), "could not read audio file"),
         (dict(text=TEXT), "no reference voice: upload or record"),  # a random voice is a choice, not a forgotten upload
         (dict(text=TEXT, references=[handle_file(prompt_wav)], random_voice=True),
@@ -253,6 +253,16 @@ def test_each_control_states_the_range_its_flag_takes(tiny):
         rule = FLAG_RULES.get(flag) or SETTING_RULES.get(FLAG_SETTINGS[flag], (None,))[0]
         assert rule is None or control.info.endswith(f"allowed: {rule}"), (flag, control.info)
     assert FLAG_RULES and set(FLAG_RULES) <= set(controls)
+
+
+def test_text_the_page_is_given_for_a_setting_is_read_as_the_cli_reads_it():
+    """The page's API takes any JSON: text for a number control failed with int()'s bare ValueError."""
+    from valle_hf.errors import UsageError
+
+    with pytest.raises(UsageError, match="--top-k 'abc': expected an integer"):
+        webui._arguments("tts", {"top_k": "abc"})
+    args = webui._arguments("tts", {"top_k": "5.0", "ar_temp": "0.5", "dry_sequence_breakers": "1, 2"})
+    assert (args.top_k, args.ar_temp, args.dry_sequence_breakers) == (5, 0.5, [1, 2])
 
 
 @pytest.mark.parametrize("greedy", [False, True], ids=["sampling-config", "greedy-config"])

@@ -191,7 +191,7 @@ _FLAG_VALUES = {"min_ar_temp": 0.25, "ar_temp": 0.75, "min_nar_temp": 0.25, "bea
 def _flag_value(action, index: int):
     """A value for a flag that is not its default and that its setting's rule accepts: a choice, a number of the
     flag's type, or the switch itself."""
-    from valle_hf.cli import FLAG_SETTINGS
+    from valle_hf.cli import FLAG_SETTINGS, whole_number
     from valle_hf.configuration import SETTING_RULES
 
     if action.dest in _FLAG_VALUES:
@@ -200,9 +200,9 @@ def _flag_value(action, index: int):
         return list(action.choices)[-1]
     if action.nargs == 0:
         return True
-    candidates = [3 + index, 2, 1] if action.type is int else [1.25 + index / 8, 0.25 + index / 16, 0.5]
+    candidates = [3 + index, 2, 1] if action.type is whole_number else [1.25 + index / 8, 0.25 + index / 16, 0.5]
     rule = SETTING_RULES.get(FLAG_SETTINGS[action.dest], (None, lambda value: True))[1]
-    return next(action.type(value) for value in candidates if rule(action.type(value)))
+    return next(action.type(str(value)) for value in candidates if rule(action.type(str(value))))
 
 
 def test_generation_kwargs_map_every_sampler_flag():
@@ -851,3 +851,21 @@ def test_a_text_starting_with_a_dash_follows_the_end_of_options(tmp_path, prompt
     assert main(["-Hello.", str(prompt_wav), out]) == 1  # without `--`: the way to give it
     assert "unrecognized arguments: -Hello.: a text or file that starts with '-' goes after `--`, the options " \
            "before it" in capsys.readouterr().err
+
+
+def test_integer_flags_take_whole_numbers_written_as_decimals_and_token_ids_lose_none(tmp_path, prompt_wav):
+    """A manifest cell or a flag of 5.0 steps was refused where a seed of 3.0 was taken; "1,,2" as token ids lost
+    its empty place without a word."""
+    from valle_hf.cli import parse_flag
+
+    parser = build_parser()
+    args = parser.parse_args(["Hi.", str(prompt_wav), "--max-ar-steps", "5.0", "--top-k", "2e1",
+                              "--layer-skip-exit-layer", "-1.0"])
+    assert (args.max_ar_steps, args.top_k, args.layer_skip_exit_layer) == (5, 20, -1)
+    assert all(type(value) is int for value in (args.max_ar_steps, args.top_k, args.layer_skip_exit_layer))
+    with pytest.raises(UsageError, match="--top-k: expected an integer, got '2.5'"):
+        parser.parse_args(["Hi.", str(prompt_wav), "--top-k", "2.5"])
+    assert parse_flag("max_ar_steps", 5.0) == 5 and parse_flag("dry_sequence_breakers", "1, 2") == [1, 2]
+    for text in ("1,,2", "1,2,"):
+        with pytest.raises(UsageError, match="expected comma-separated token ids"):
+            parse_flag("dry_sequence_breakers", text)

@@ -394,16 +394,19 @@ def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
 
 
 def test_whole_number_seeds_written_as_decimals_are_those_integers(tmp_path):
-    """JSON writers and spreadsheets store an integer column with missing cells as floats (3.0): it was refused."""
+    """JSON writers and spreadsheets store an integer column with missing cells as floats (3.0): it was refused, and
+    still was for the integer sampler flags (max_ar_steps 5.0) after seeds took it."""
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
-    lines = ['{"id": "float", "text": "Fine.", "prompt": "voice.wav", "seed": 3.0}',
-             '{"id": "text", "text": "Fine.", "prompt": "voice.wav", "seed": "1e3"}',
+    lines = ['{"id": "float", "text": "Fine.", "prompt": "voice.wav", "seed": 3.0, "max_ar_steps": 5.0}',
+             '{"id": "text", "text": "Fine.", "prompt": "voice.wav", "seed": "1e3", "top_k": "2e1"}',
              '{"id": "zero", "text": "Fine.", "prompt": "voice.wav", "seed": "0e999999999"}',
              '{"id": "half", "text": "Fine.", "prompt": "voice.wav", "seed": 3.5}']
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
-    assert {job.id: job.seed for batch in plan.batches for job in batch} == {"float": 3, "text": 1000, "zero": 0}
+    jobs = {job.id: job for batch in plan.batches for job in batch}
+    assert {row_id: job.seed for row_id, job in jobs.items()} == {"float": 3, "text": 1000, "zero": 0}
+    assert jobs["float"].settings["max_new_tokens"] == 5 and jobs["text"].settings["top_k"] == 20
     assert [(failure["id"], failure["error"]) for failure in plan.failures] == [
         ("half", "seed: expected an integer >= 0, got '3.5'")]
 

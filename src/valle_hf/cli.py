@@ -39,24 +39,38 @@ from .streaming import (
 from .vocos import DEFAULT_VOCODER
 
 
-def seed_value(text: str) -> int:
-    """A seed: an integer >= 0 (argparse type). A whole number written with a decimal point or an exponent (3.0, 1e3)
-    is that integer: spreadsheets and JSON writers store integer columns that way."""
+def whole_number(text: str) -> int:
+    """An integer (argparse type). A whole number written with a decimal point or an exponent (3.0, 1e3) is that
+    integer: spreadsheets and JSON writers store integer columns that way."""
     try:
         number = Decimal(text.strip())
     except InvalidOperation:
-        number = Decimal(-1)
+        number = Decimal("NaN")
     # the digit limit keeps int() from building a huge number out of a short "1e999999999"
-    whole = number.is_finite() and number >= 0 and number == number.to_integral_value()
+    whole = number.is_finite() and number == number.to_integral_value()
     if not whole or (number and number.adjusted() > 4000):
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
     return int(number)
 
 
-def _token_ids(text: str) -> list[int]:
-    """A comma-separated list of token ids, e.g. "1,2,3" (argparse type)."""
+def seed_value(text: str) -> int:
+    """A seed: an integer >= 0 (argparse type), written as `whole_number` takes it."""
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        seed = whole_number(text)
+    except argparse.ArgumentTypeError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return seed
+
+
+def _token_ids(text: str) -> list[int]:
+    """A comma-separated list of token ids, e.g. "1,2,3" (argparse type); "" is none. An empty place ("1,,2") is
+    refused: a lost id, most likely."""
+    if not text.strip():
+        return []
+    try:
+        return [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated token ids such as 12,40, got {text!r}") from None
 
@@ -240,8 +254,8 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
         help="decoder of the codes (default: the model's; vocos for converted original checkpoints, as the original)")
     # Sampler flags default to None: the model's generation_config.json decides (for a converted original
     # checkpoint, the original CLI's tuned values, given in brackets).
-    add("--max-ar-steps", type=int, default=None, help="AR step limit [900 = 12 s]")
-    add("--max-nar-levels", type=int, default=None, help="NAR levels to fill, 0 = level 0 only [7]")
+    add("--max-ar-steps", type=whole_number, default=None, help="AR step limit [900 = 12 s]")
+    add("--max-nar-levels", type=whole_number, default=None, help="NAR levels to fill, 0 = level 0 only [7]")
     add("--ar-temp", type=float, default=None, help="AR temperature; 0 = greedy [0.5]")
     add("--nar-temp", type=float, default=None, help="NAR temperature; 0 = greedy [0.0]")
     add("--nar-dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"],
@@ -255,9 +269,9 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
         help="start the AR response with the prompt itself")
     add("--prefix-silence", type=float, default=None, help="seconds of silence the AR response starts from [0.0]")
     add("--top-p", type=float, default=None, help="[1.0 = off]")
-    add("--top-k", type=int, default=None, help="[0 = off]")
+    add("--top-k", type=whole_number, default=None, help="[0 = off]")
     add("--min-p", type=float, default=None, help="[0.0 = off]")
-    add("--min-p-keep", type=int, default=None, help="tokens min-p always keeps (the original kept 32) [1]")
+    add("--min-p-keep", type=whole_number, default=None, help="tokens min-p always keeps (the original kept 32) [1]")
     add("--repetition-penalty", type=float, default=None, help="[1.5]")
     add("--repetition-penalty-decay", type=float, default=None,
         help="fades the penalty with distance: 1 + (penalty - 1) / d**decay [0.0]")
@@ -267,18 +281,18 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     add("--repetition-penalty-decay-mode", default=None, choices=["nearer", "original"],
         help="original: the original's penalty * d**decay, which penalises older occurrences more [nearer]")
     add("--length-penalty", type=float, default=None, help="penalty on the stop token by current length [0.0]")
-    add("--beam-width", type=int, default=None, help="beam search width (real beam search); 0/1 = off [0]")
+    add("--beam-width", type=whole_number, default=None, help="beam search width (real beam search); 0/1 = off [0]")
     add("--mirostat-tau", type=float, default=None, help="[0.0 = off]")
     add("--mirostat-eta", type=float, default=None, help="[0.1]")
     add("--entropix-sampling", action="store_true", default=None,
         help="entropix: each AR step adapts temperature, top-k, top-p and min-p to the model's entropy and attention")
     add("--dry-multiplier", type=float, default=None, help="[0.0 = off]")
     add("--dry-base", type=float, default=None, help="[1.75]")
-    add("--dry-allowed-length", type=int, default=None, help="[2]")
+    add("--dry-allowed-length", type=whole_number, default=None, help="[2]")
     add("--dry-sequence-breakers", type=_token_ids, default=None,
         help="comma-separated token ids that end a DRY match (audio codes for TTS, phoneme ids for STT) [none]")
     add("--layer-skip", action="store_true", default=None, help="early exit by entropy/varentropy (lossy, faster)")
-    add("--layer-skip-exit-layer", type=int, default=None,
+    add("--layer-skip-exit-layer", type=whole_number, default=None,
         help="the last layer that runs, a 0-based index; -1 = all [-1]")
     add("--layer-skip-entropy-threshold", type=float, default=None, help="[0.1]")
     add("--layer-skip-varentropy-threshold", type=float, default=None, help="[0.1]")
@@ -350,7 +364,7 @@ def flag_actions() -> dict[str, argparse.Action]:
 
 
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
-_EXPECTED = {int: "an integer", float: "a number", _token_ids: "comma-separated token ids such as 12,40"}
+_EXPECTED = {whole_number: "an integer", float: "a number", _token_ids: "comma-separated token ids such as 12,40"}
 
 
 def parse_flag(flag: str, value):

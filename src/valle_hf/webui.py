@@ -36,8 +36,10 @@ from .cli import (
     check_streaming,
     flag_actions,
     generation_kwargs,
+    parse_flag,
     prepare_inputs,
     run_seed,
+    whole_number,
 )
 from .configuration import SETTING_RULES
 from .errors import UsageError, VallEError, get_logger, one_line, out_of_memory
@@ -150,7 +152,7 @@ def _control(action: argparse.Action, value, rule: str | None, elem_id: str) -> 
         return gr.Checkbox(value=bool(value), **common)
     if action.choices:
         return gr.Dropdown(choices=list(action.choices), value=value, **common)
-    if action.type in (int, float):
+    if action.type in (whole_number, float):
         # No precision, also for an integer: Gradio would round 3.7 to 4 without a word, before the flag's own check
         # could refuse it as the CLI does
         return gr.Number(value=value, **common)
@@ -159,14 +161,10 @@ def _control(action: argparse.Action, value, rule: str | None, elem_id: str) -> 
 
 def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
     """What the CLI's parser would have made of these control values (flags without a control are not given)."""
-    actions = flag_actions()
     values = dict.fromkeys(FLAG_SETTINGS)
     for flag, value in flags.items():
-        if isinstance(value, str) and actions[flag].type is not None:  # a text field: parse it as the CLI does
-            try:
-                value = actions[flag].type(value)
-            except argparse.ArgumentTypeError as error:
-                raise UsageError(f"{actions[flag].option_strings[0]}: {error}") from None
+        if isinstance(value, str):  # a text field (or text the page's API was given for a number), as the CLI reads it
+            value = parse_flag(flag, value) if value.strip() or flag != "dry_sequence_breakers" else []  # emptied: none
         values[flag] = value
     return argparse.Namespace(task=task, out_path_option=None, **inputs, **values)
 
