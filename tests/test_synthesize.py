@@ -756,3 +756,22 @@ def test_the_model_is_named_as_loaded_in_the_command_and_the_api(tmp_path, promp
     plan, report = synthesis.synthesize(tmp_path / "m.csv", tmp_path / "out", model, processor, seed=7,
                                         max_ar_steps=12, nar_dtype="float32", progress=False)
     assert (plan.done, plan.edited, report.rows) == (1, 0, 0)
+
+
+def test_a_rows_setting_the_model_cannot_take_is_named_as_its_cell(tmp_path, prompt_wav, cached_loading):
+    """A cell of more NAR levels than the model has failed its row as generate's `max_levels=12 ... None (all)`: a
+    keyword and a value that no manifest cell has."""
+    model, processor = valle_hf.loading.load_model_and_processor("tiny-random")
+    too_many = model.config.num_rvq_levels + 4
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    (tmp_path / "m.csv").write_text(f"id,text,prompt,max_nar_levels\nok,Hello.,voice.wav,\nmany,Hello.,voice.wav,"
+                                    f"{too_many}\n", encoding="utf-8")
+    plan, report = synthesis.synthesize(tmp_path / "m.csv", tmp_path / "out", model, processor, seed=1,
+                                        max_ar_steps=4, progress=False)
+    assert report.rows == 1
+    failures = {record["id"]: record["error"] for record in records(tmp_path / "out" / "failed.jsonl")}
+    assert list(failures) == ["many"]
+    assert failures["many"] == (f"max_nar_levels {too_many} is not allowed: it must be an integer "
+                                f"0..{model.config.num_rvq_levels - 1} (or unset: all levels): this model has "
+                                f"{model.config.num_rvq_levels} RVQ levels"), failures
+    assert "max_levels" not in failures["many"], failures

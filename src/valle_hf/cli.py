@@ -419,12 +419,18 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
         if model_config is not None:
             check_settings_fit(kwargs, model_config)
     except SettingError as error:
-        flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
-        value = getattr(args, flag)
-        own_range = flag in FLAG_RULES and error.rule == SETTING_RULES[error.setting][0]
-        rule = FLAG_RULES[flag] if own_range else error.rule
-        raise UsageError(f"--{flag.replace('_', '-')} {value} is not allowed: it must be {rule}") from None
+        raise flag_refusal(error, args) from None
     return decoding_by_temperature(kwargs)
+
+
+def flag_refusal(error: SettingError, flags: argparse.Namespace, cell: bool = False) -> UsageError:
+    """`error` (a setting refused) in the words of the sampler flag that set it, with the flag's value in `flags`:
+    ``--max-nar-levels 9 is not allowed ...`` (`cell`: ``max_nar_levels 9``, as a manifest's column names it)."""
+    flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
+    own_range = flag in FLAG_RULES and error.rule == SETTING_RULES[error.setting][0]
+    rule = FLAG_RULES[flag] if own_range else error.rule
+    name = flag if cell else f"--{flag.replace('_', '-')}"
+    return UsageError(f"{name} {getattr(flags, flag)} is not allowed: it must be {rule}")
 
 
 def check_streaming(args) -> None:

@@ -593,8 +593,8 @@ def check_settings_fit(settings: dict, config) -> None:
                            f"has positions for {config.max_position_embeddings} frames ({seconds:g} s)")
     levels, exit_layer = settings.get("max_levels"), settings.get("layer_skip_exit_layer")
     if levels is not None and levels > config.num_rvq_levels - 1:
-        raise SettingError("max_levels", levels, f"None (all) or an integer 0..{config.num_rvq_levels - 1}: this "
-                           f"model has {config.num_rvq_levels} RVQ levels")
+        raise SettingError("max_levels", levels, f"an integer 0..{config.num_rvq_levels - 1} (or unset: all "
+                           f"levels): this model has {config.num_rvq_levels} RVQ levels")
     if exit_layer is not None and exit_layer >= config.num_hidden_layers:
         raise SettingError("layer_skip_exit_layer", exit_layer, f"-1 (all layers) or a layer index "
                            f"0..{config.num_hidden_layers - 1}: this model has {config.num_hidden_layers} layers")

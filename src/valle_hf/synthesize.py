@@ -51,6 +51,7 @@ from .cli import (
     add_model_arguments,
     add_sampler_arguments,
     check_device,
+    flag_refusal,
     generation_kwargs,
     load_model,
     model_identity,
@@ -60,6 +61,7 @@ from .cli import (
     run_seed,
     seed_value,
 )
+from .configuration import SettingError
 from .errors import (
     ArgumentParser,
     MissingDependencyError,
@@ -488,6 +490,15 @@ def _inputs(job: Job, processor, prompts: PromptCache, language_switch: str) -> 
     return texts, prompts(job.prompt)
 
 
+def _as_cells(error: VallEError, settings: dict) -> VallEError:
+    """A setting of the rows refused by the model (their cells were checked before it loaded, the command's flags
+    against it) in the words of the manifest's column (``max_nar_levels 12``, not generate's ``max_levels=12``)."""
+    if not isinstance(error, SettingError) or error.setting not in settings:
+        return error
+    return flag_refusal(error, argparse.Namespace(**{flag: settings.get(setting)
+                                                     for flag, setting in FLAG_SETTINGS.items()}), cell=True)
+
+
 def _row_names(ready: list) -> list[str]:
     """What `generate`'s warnings call each row of a batch: its manifest id, and the sentence for a row of several."""
     return [f"id {job.id!r}" + (f" (sentence {k + 1} of {len(sentences)})" if len(sentences) > 1 else "")
@@ -521,7 +532,8 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache, languag
     except MissingDependencyError:
         raise
     except VallEError as error:  # the settings the rows share: every row of the batch fails alike
-        return [], failed + [(job, one_line(error)) for job, _, _ in ready]
+        message = one_line(_as_cells(error, jobs[0].settings))
+        return [], failed + [(job, message) for job, _, _ in ready]
     spoken, start = [], 0
     for job, sentences, _ in ready:
         audio, lengths, stopped = zip(*out[start:start + len(sentences)], strict=True)
