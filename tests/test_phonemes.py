@@ -207,9 +207,11 @@ def test_kanji_without_pykakasi_is_found_before_espeak_runs(monkeypatch):
 @pytest.mark.parametrize("text", ["こんにちは", "I had 寿司 today."])
 def test_chinese_or_japanese_characters_in_a_latin_script_language_are_refused(text, language):
     # espeak-ng would read each character as the words "Chinese letter" / "Japanese letter"
-    with pytest.raises(ValueError, match=r"Chinese or Japanese characters .*'ja'"):
+    with pytest.raises(ValueError, match=r"Chinese or Japanese characters .*'ja'") as refused:
         phonemize(text, language)
     assert phonemize("Hello world.", language)  # Latin text in the same language still reads
+    quoted = [word for word in text.split() if not word.isascii()]  # the words they are in, as written
+    assert f"characters ({' '.join(quoted)})" in str(refused.value)
 
 
 @pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb"])
@@ -220,8 +222,10 @@ def test_chinese_or_japanese_characters_in_a_latin_script_language_are_refused(t
 def test_letters_the_voice_spells_out_by_name_are_refused(text, language):
     # espeak-ng's voice would say "Cyrillic pe, Cyrillic er, ..." for each letter, "Lao letter e81" or nothing at all
     # (Cherokee)
-    with pytest.raises(ValueError, match=r"letters of another alphabet .*spells out one by one"):
+    with pytest.raises(ValueError, match=r"letters of another alphabet .*spells out one by one") as refused:
         phonemize(text, language)
+    quoted = [word for word in text.split() if not word.isascii()]  # the words they are in, as written
+    assert f"alphabet ({' '.join(quoted)})" in str(refused.value)  # the distinct letters run together read as a word
 
 
 @pytest.mark.parametrize("text, language", [("The ratio is π.", "en"), ("नमस्ते", "en"), ("Γειά", "de"),

@@ -195,18 +195,25 @@ def _check_script(text: str, language: str) -> None:
     them out by name or leave them out."""
     if language.split("-")[0].lower() not in _SPELLS_OTHER_SCRIPTS:
         return
-    found = "".join(dict.fromkeys(_KANA.findall(text) + _HAN.findall(text)))
+    found = _words_with(text, lambda char: bool(_KANA.match(char) or _HAN.match(char)))
     if found:
-        raise VallEValueError(f"the text has Chinese or Japanese characters ({found[:10]}), which espeak-ng's "
+        raise VallEValueError(f"the text has Chinese or Japanese characters ({found}), which espeak-ng's "
                               f"{language!r} voice reads aloud as \"Chinese letter\" or \"Japanese letter\", one per "
                               "character: for Japanese text give the language 'ja' (or 'auto'), otherwise write those "
                               "words in Latin letters")
-    spelled = "".join(dict.fromkeys(char for char in text if char.isalpha()
-                                    and unicodedata.name(char, "").split(" ")[0] in _SPELLED_SCRIPTS))
+    spelled = _words_with(text, lambda char: char.isalpha()
+                          and unicodedata.name(char, "").split(" ")[0] in _SPELLED_SCRIPTS)
     if spelled:
-        raise VallEValueError(f"the text has letters of another alphabet ({spelled[:10]}), which espeak-ng's "
+        raise VallEValueError(f"the text has letters of another alphabet ({spelled}), which espeak-ng's "
                               f"{language!r} voice spells out one by one, by name (\"Cyrillic pe\", \"Arabic mim\"), "
                               "or leaves out: write those words in Latin letters, or give their IPA")
+
+
+def _words_with(text: str, wanted) -> str:
+    """The first words of `text` (up to 3, each cut at 12 characters) with a character that is `wanted`, as a message
+    quotes them: "привет мир", where the distinct letters run together read as a word that is not there."""
+    words = [word for word in text.split() if any(wanted(char) for char in word)]
+    return " ".join(word if len(word) <= 12 else word[:12] + "…" for word in words[:3])
 
 
 @functools.cache
