@@ -869,3 +869,11 @@ def test_integer_flags_take_whole_numbers_written_as_decimals_and_token_ids_lose
     for text in ("1,,2", "1,2,"):
         with pytest.raises(UsageError, match="expected comma-separated token ids"):
             parse_flag("dry_sequence_breakers", text)
+
+
+@pytest.mark.parametrize("option", ["--model", "--tokenizer", "--yaml", "--codec", "--vocoder"])
+def test_an_empty_model_option_is_refused_by_name(tmp_path, prompt_wav, capsys, option):
+    """An unset shell variable: --model "" was read as the current folder ("is a directory but not a converted
+    model"), --tokenizer "" and --codec "" as no option at all."""
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", option, ""], capsys)
+    assert status == 1 and f"error: argument {option}: is empty (an unset shell variable?)" in err, err

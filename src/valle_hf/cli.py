@@ -75,20 +75,29 @@ def _token_ids(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated token ids such as 12,40, got {text!r}") from None
 
 
+def named(text: str) -> str:
+    """A name or path (argparse type): not empty. An empty one is most often an unset shell variable, and would be
+    read as the current folder, or as no option at all."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?): give a name or path, or leave the "
+                                         "option out")
+    return text
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model options every command shares (the CLI, the web demo, corpus synthesis): which model, and where and
     in which precision it runs; `load_model(args)` loads what they say."""
     add = parser.add_argument
-    add("--model", default=None, help="converted directory, Hub id, original fp32.sft/.pth, or 'tiny-random' "
+    add("--model", type=named, help="converted directory, Hub id, original fp32.sft/.pth, or 'tiny-random' "
         "(default: the released ar+nar-llama-8, downloaded and converted once)")
     add("--revision", default=None, help="with a Hub id as --model: the branch, tag or commit to load [main]")
-    add("--tokenizer", default=None, help="a phoneme tokenizer.json for the model (default: the model's own; for an "
+    add("--tokenizer", type=named, help="a phoneme tokenizer.json for the model (default: the model's own; for an "
         "original checkpoint, the released model's, shipped with valle-hf)")
-    add("--yaml", default=None, help="the original's config.yaml: without --model, loads the checkpoint it names "
+    add("--yaml", type=named, help="the original's config.yaml: without --model, loads the checkpoint it names "
         "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
         "config")
-    add("--codec", default=None, help=f"EnCodec weights used when converting a checkpoint [{DEFAULT_CODEC}]")
-    add("--vocoder", default=None, help="Vocos decoder used when converting a checkpoint (Hub id, directory, "
+    add("--codec", type=named, help=f"EnCodec weights used when converting a checkpoint [{DEFAULT_CODEC}]")
+    add("--vocoder", type=named, help="Vocos decoder used when converting a checkpoint (Hub id, directory, "
         f"'tiny-random' or 'none') [{DEFAULT_VOCODER}]")
     add("--device", default=None, help="cuda when available, else cpu")
     add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
