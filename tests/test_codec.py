@@ -189,6 +189,21 @@ def test_load_codec_reads_a_saved_codec_and_checks_its_layout(codec, tmp_path):
         load_codec(str(tmp_path / "wrong"))
 
 
+@pytest.mark.parametrize(("setting", "message"), [
+    (dict(codebook_size=CODEBOOK_SIZE // 2), f"codebook_size={CODEBOOK_SIZE // 2}; VALL-E needs the EnCodec 24 kHz"),
+    (dict(audio_channels=2), "codec expects 2 audio channels; VALL-E needs a mono codec"),
+])
+def test_a_codec_of_another_codebook_size_or_channel_count_is_refused(tmp_path, setting, message):
+    """VALL-E's audio vocabulary is one id per code of a 1024-code book, and its prompts are mono: a codec at 24 kHz
+    and hop 320 with another book or channel count encodes codes the model cannot read."""
+    from valle_hf.errors import CheckpointError
+
+    config = EncodecConfig(num_filters=4, hidden_size=16, num_lstm_layers=1, **setting)
+    EncodecModel(config).save_pretrained(tmp_path / "other")
+    with pytest.raises(CheckpointError, match=message):
+        load_codec(str(tmp_path / "other"))
+
+
 def test_a_folder_that_is_not_an_encodec_checkpoint_is_refused_not_loaded_at_random(codec, tmp_path,
                                                                                      vocos_checkpoint_dir):
     """transformers loads any folder with EnCodec's default config and starts the weights it lacks at random."""
