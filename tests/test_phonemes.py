@@ -108,6 +108,8 @@ def test_unknown_language_is_a_one_line_error_listing_the_supported_ones():
     with pytest.raises(ValueError, match="unknown language"):
         phonemize(HELLO_IPA, "klingon")  # checked even when the text needs no phonemiser
     assert phonemize("Hola", "es")  # any espeak-ng language code works
+    with pytest.raises(ValueError, match="unknown language 'xx'"):  # sentencex splits any code by its default rules
+        split_sentences("Hello there. Bye.", "xx")
 
 
 @pytest.mark.parametrize(("written", "code"), [("EN", "en"), ("en_GB", "en-gb"), (" En-Gb ", "en-gb"), ("FR", "fr")])
@@ -132,6 +134,36 @@ def test_emoji_are_left_out_with_a_warning_and_other_symbols_read(text, spoken, 
         phonemes = phonemize(text, "en")
     assert phonemes == phonemize(spoken, "en")
     assert (f"emoji ({emoji})" in logged.out) if emoji else "emoji" not in logged.out, logged.out
+
+
+class _RecordingEspeak:
+    """Stands in for phonemizer's EspeakBackend: records the texts given to espeak-ng and answers `output`."""
+
+    def __init__(self, output: str):
+        self.output, self.read = output, []
+
+    def phonemize(self, texts, strip):
+        self.read.extend(texts)
+        return [self.output for _ in texts]
+
+
+def test_a_keycap_reaches_espeak_as_its_digit_alone(monkeypatch):
+    """A keycap emoji is a digit, U+FE0F (emoji presentation) and U+20E3 (combining keycap); espeak-ng gets the digit
+    without the two marks, with or without the presentation selector."""
+    espeak = _RecordingEspeak(HELLO_IPA)
+    monkeypatch.setattr(phonemes, "_espeak_backend", lambda voice, language_switch="keep": espeak)
+    assert phonemize("Press 1\ufe0f\u20e3 or 2\u20e3 now.", "en") == HELLO_IPA
+    assert espeak.read == ["Press 1 or 2 now."]
+
+
+@pytest.mark.parametrize("output", ["", "  ", "\n"])
+def test_espeak_output_without_phonemes_is_refused(monkeypatch, output):
+    """Text of letters espeak-ng cannot read gives no phonemes: an empty prompt would be synthesised as noise."""
+    from valle_hf.errors import VallEValueError
+
+    monkeypatch.setattr(phonemes, "_espeak_backend", lambda voice, language_switch="keep": _RecordingEspeak(output))
+    with pytest.raises(VallEValueError, match=r"^espeak-ng \(en-us\) produced no phonemes for 'Hello\.'"):
+        phonemize("Hello.", "en")
 
 
 def test_split_sentences():
