@@ -118,6 +118,32 @@ def test_references_stay_whole_and_separate(extractor, tmp_path):
         extractor.load(" ; ")
 
 
+def test_a_loaded_waveform_given_back_at_another_rate_is_resampled(extractor):
+    """`load` takes a waveform it returned as it is only at the rate it returned it at (the model's); given with
+    another rate, it is an array recorded at that rate, resampled like any other."""
+    (loaded,) = extractor.load(_tone(0.5, RATE), RATE)
+    assert extractor.load(loaded, RATE)[0] is loaded  # checked once, not again
+    for rate in (RATE // 2, 2 * RATE):
+        (again,) = extractor.load(loaded, rate)
+        assert abs(again.numel() - round(loaded.numel() * RATE / rate)) <= 1
+
+
+def test_a_silent_training_utterance_is_refused_where_a_prompt_is_warned_about(extractor):
+    """`refuse_silence` (a training utterance): trained on, a silent recording would teach its transcript as
+    silence."""
+    from conftest import logged_warnings
+
+    from valle_hf.feature_extraction import SILENT_PEAK
+
+    silent, quiet = (torch.from_numpy(_tone(1.0, RATE, level)) for level in (SILENT_PEAK / 2, 2 * SILENT_PEAK))
+    with pytest.raises(VallEValueError, match=r"^utt\.wav is silent \(peak .*, below -80 dBFS\): no speech to learn"):
+        extractor.check_reference(silent, "utt.wav", refuse_silence=True)
+    with logged_warnings() as logged:
+        assert extractor.check_reference(silent, "utt.wav") is silent
+    assert "utt.wav is silent" in logged.out
+    assert extractor.check_reference(quiet, "utt.wav", refuse_silence=True) is quiet
+
+
 def test_call_pads_a_batch_as_transformers_feature_extractors_do(extractor):
     batch = extractor([_tone(1.0, 16000), _tone(0.5, 16000)], sampling_rate=16000, return_tensors="pt")
     assert batch["input_values"].shape == (2, RATE) and batch["padding_mask"].shape == (2, RATE)

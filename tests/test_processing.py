@@ -97,8 +97,9 @@ def test_processor_call_options_and_errors(processor):
         processor(["Hello", " "])
     # rows of different lengths do not stack without padding (transformers failed with a bare, multi-line error)
     for return_tensors in ("pt", "np"):
-        with pytest.raises(VallEValueError, match="texts of different lengths .* pass padding=True"):
-            processor(["Hello", "Hello world."], padding=False, return_tensors=return_tensors)
+        for padding in (False, "do_not_pad"):  # transformers' name for False
+            with pytest.raises(VallEValueError, match="texts of different lengths .* pass padding=True"):
+                processor(["Hello", "Hello world."], padding=padding, return_tensors=return_tensors)
     assert processor(["Hello", "Hello"], padding=False)["input_ids"].shape[0] == 2
     listed = processor(["Hello", "Hello world."], padding=False, return_tensors=None)["input_ids"]
     assert len({len(ids) for ids in listed}) == 2  # as lists, each row keeps its length
@@ -136,6 +137,8 @@ def test_a_two_channel_array_for_two_texts_is_refused_as_ambiguous(processor):
             processor(texts, prompt_audio=array, sampling_rate=24000)
     stereo = processor("Hello.", prompt_audio=pair, sampling_rate=24000)["prompt_audio"]  # one text: one voice
     assert [[w.numel() for w in row] for row in stereo] == [[12000]]
+    three = processor([*texts, "Again."], prompt_audio=pair, sampling_rate=24000)["prompt_audio"]  # 2 voices for 3?
+    assert len(three) == 3 and all(torch.equal(row[0], stereo[0][0]) for row in three)  # no: one stereo voice
     two_voices = processor(texts, prompt_audio=list(pair), sampling_rate=24000)["prompt_audio"]
     assert not torch.equal(two_voices[0][0], two_voices[1][0])
     one_voice = processor(texts, prompt_audio=pair.mean(0), sampling_rate=24000)["prompt_audio"]
