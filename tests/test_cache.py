@@ -69,11 +69,12 @@ def test_a_huge_step_limit_allocates_a_bounded_headroom_and_still_grows():
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("chunks", [[4, 1], [1]])  # after a prefill and a step, or after one position
 @pytest.mark.parametrize("selected", [[0, 2], [2, 0, 1]])  # fewer rows, or as many in another order
-def test_beam_reorder_and_batch_selection_match_the_stock_cache(selected):
+def test_beam_reorder_and_batch_selection_match_the_stock_cache(selected, chunks):
     stock, prealloc = _pair(capacity=32)
-    _fill(stock, [4, 1])
-    _fill(prealloc, [4, 1])
+    _fill(stock, chunks)
+    _fill(prealloc, chunks)
     order = torch.tensor([2, 2, 0])
     stock.reorder_cache(order)
     prealloc.reorder_cache(order)

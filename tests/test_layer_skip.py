@@ -43,6 +43,28 @@ def test_entropy_and_varentropy_in_bits():
     assert torch.allclose(varentropy, variance.reshape(1), atol=1e-5)
 
 
+@pytest.mark.parametrize("at", ["entropy", "varentropy"])
+@torch.no_grad()
+def test_a_row_whose_metrics_equal_the_thresholds_exits(at):
+    """"At or below the thresholds": a row exits where a metric equals its threshold, and not where the threshold is
+    the next float32 below it. The head and norm are identities, so the layer's output is the logits."""
+    from valle_hf.layer_skip import EarlyExit, LayerSkip
+
+    logits = torch.tensor([[[math.log(3.0), 0.0, -1.0]]])  # [batch 1, 1 scored position, vocab 3]
+    entropy, varentropy = (float(metric) for metric in entropy_and_varentropy(logits[0, -1:]))
+    assert entropy > 0 and varentropy > 0  # setup: neither threshold is met by a zero
+    for below, exits in ((False, True), (True, False)):
+        thresholds = {"entropy": entropy, "varentropy": varentropy}
+        if below:  # the next float32 below: the metrics are float32, and so is a threshold compared with them
+            thresholds[at] = float(torch.tensor(thresholds[at]).nextafter(torch.tensor(-math.inf)))
+        settings = LayerSkip(entropy_threshold=thresholds["entropy"], varentropy_threshold=thresholds["varentropy"],
+                             min_layers=1)
+        state = EarlyExit(settings, torch.nn.Identity(), torch.nn.Identity(), torch.ones(1, 1, dtype=torch.bool),
+                          num_layers=2)
+        state.update(0, torch.zeros_like(logits), logits)
+        assert state.done.tolist() == [exits] and state.layers_run.tolist() == [1 if exits else 2], (at, below)
+
+
 def test_a_threshold_that_never_fires_equals_plain_generation(fixture_model, inputs):
     plain = fixture_model.generate(**inputs)
     skipped = fixture_model.generate(**inputs, layer_skip=True, layer_skip_entropy_threshold=0.0)

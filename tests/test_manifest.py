@@ -135,6 +135,24 @@ def test_a_jsonl_line_cut_by_a_crash_is_repaired_before_the_next_append(tmp_path
     assert [json.loads(line)["id"] for line in lines] == ["r0", "r1"] + (["r2"] if cut == "no_newline" else []) + ["r3"]
 
 
+@pytest.mark.parametrize("last", ["[1, 2]", '"text"', "12"])
+def test_a_last_line_of_json_that_is_no_object_is_cut_off_not_completed(tmp_path, last):
+    """Only an object is a whole record: a number may be cut short ("12" of "123"), and a list or a string is no
+    record at all, so the next append must not land after it."""
+    path = tmp_path / "done.jsonl"
+    path.write_bytes(b'{"id": "r0"}\n' + last.encode())
+    repair_jsonl(path)
+    assert path.read_bytes() == b'{"id": "r0"}\n'
+
+
+def test_an_explicit_layout_is_read_whatever_the_name_and_first_line_say(tmp_path):
+    """A tab-separated file named .txt, or a "|" in a CSV header: "auto" would guess csv and ljspeech."""
+    tsv = read_table(write(tmp_path / "m.txt", "id\ttext\na\tOne, two.\n"), layout="tsv")
+    assert tsv.layout == "tsv" and [row.values for row in tsv.rows] == [{"id": "a", "text": "One, two."}]
+    csv_ = read_table(write(tmp_path / "m.txt", "id,te|xt\na,One.\n"), layout="csv")
+    assert csv_.layout == "csv" and [row.values for row in csv_.rows] == [{"id": "a", "te|xt": "One."}]
+
+
 def test_written_files_get_the_mode_of_a_plain_open(tmp_path):
     """Outputs are written under a temporary name (private to its owner) and renamed: they must still get the mode
     the umask gives, or a shared output folder would hold files only their writer can read."""

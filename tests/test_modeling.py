@@ -108,6 +108,19 @@ def test_tiny_random_model_builds_and_runs(tiny_model):
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("level", [0, 1])
+@torch.no_grad()
+def test_every_text_id_is_embedded_from_the_text_table(tiny_model, level):
+    """Text id t is the unified id `text_token_offset + t` for t in 0..text_vocab_size - 1 (the separator follows):
+    its embedding is row t of the text table, at the AR level and at a NAR level."""
+    config, embeddings = tiny_model.config, tiny_model.model.embeddings
+    text = torch.tensor([0, 1, config.text_vocab_size - 1])
+    ids = torch.cat([config.text_token_offset + text, torch.tensor([config.separator_token_id])])[None]
+    embeds = embeddings.embed_pass(ids, level, "tts", None, None)[0]
+    assert torch.equal(embeds[:3], embeddings.text.weight[text])
+    assert torch.equal(embeds[3], embeddings.separator)
+
+
 def test_forward_rejects_bad_arguments(tiny_model):
     ids = tts_sequence(tiny_model.config, torch.tensor([1, 2]), 0, 3, torch.zeros(0, dtype=torch.long))[None]
     with pytest.raises(ValueError, match="task"):
