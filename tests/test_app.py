@@ -530,7 +530,8 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     (dict(stream_chunk=0), r"--stream-chunk 0 is not allowed: it must be a number of seconds in \(0, 3600\]"),
     (dict(stream_chunk=-1, beam_width=2), "--stream-chunk -1 is not allowed"),  # checked, though it won't stream
     # the controls' names, not the settings' (max_levels=8), also for the rules of this model (tiny-random's 8 levels)
-    (dict(max_nar_levels=8), "--max-nar-levels 8 is not allowed: it must be an integer 0..7 \\(or unset: all levels\\)"),
+    (dict(max_nar_levels=8), "--max-nar-levels 8 is not allowed: it must be an integer 0..7 \\(or unset: all "
+                             "levels\\)"),
     (dict(layer_skip=True, layer_skip_exit_layer=9), "--layer-skip-exit-layer 9 is not allowed"),
     (dict(dry_sequence_breakers="99999999999999999999"), "--dry-sequence-breakers .* is not allowed"),  # was "Error"
 ])

@@ -150,6 +150,9 @@ def test_call_pads_a_batch_as_transformers_feature_extractors_do(extractor):
     assert batch["padding_mask"][1].sum() == RATE // 2 and (batch["input_values"][1, RATE // 2:] == 0).all()
     unpadded = extractor(_tone(1.0, RATE), sampling_rate=RATE, padding=False)
     assert len(unpadded["input_values"]) == 1 and "padding_mask" not in unpadded
+    # transformers' "do_not_pad" is no padding, though a non-empty string is truthy (it padded)
+    ragged = extractor([_tone(1.0, RATE), _tone(0.5, RATE)], sampling_rate=RATE, padding="do_not_pad")
+    assert [len(row) for row in ragged["input_values"]] == [RATE, RATE // 2] and "padding_mask" not in ragged
 
 
 @pytest.mark.parametrize(("call", "message"), [

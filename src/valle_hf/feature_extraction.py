@@ -69,11 +69,17 @@ def check_return_tensors(return_tensors: Any) -> None:
         raise VallEValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
 
 
+def pads(padding: Any) -> bool:
+    """Whether a `padding` argument asks for padding, as transformers reads it: True or "longest" (the longest row's
+    length), not False or "do_not_pad" (a non-empty string, so truthy)."""
+    return bool(padding) and padding != "do_not_pad"
+
+
 def check_stackable(lengths: list[int], padding: Any, return_tensors: str | None, what: str, unit: str) -> None:
     """Refuse (`VallEValueError`, naming `what`) rows of different `lengths` (in `unit`) as tensors without
     padding: they cannot be stacked, and transformers' `BatchFeature` fails with a bare multi-line ValueError (or,
     for "np", silently makes an array of objects)."""
-    if return_tensors is None or (padding and padding != "do_not_pad") or len(set(lengths)) < 2:
+    if return_tensors is None or pads(padding) or len(set(lengths)) < 2:
         return
     raise VallEValueError(f"{what} of different lengths ({min(lengths)} to {max(lengths)} {unit}) cannot be "
                           f"returned as one {return_tensors!r} tensor without padding: pass padding=True, or "
@@ -210,7 +216,7 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                            "voice, as speech to transcribe a transcript of noise; check the recording")
         return waveform
 
-    def __call__(self, raw_audio: Any, sampling_rate: int | None = None, padding: bool = True,
+    def __call__(self, raw_audio: Any, sampling_rate: int | None = None, padding: bool | str = True,
                  return_tensors: str | None = None) -> BatchFeature:
         """A batch of arrays (one array, or a list of them) at `sampling_rate` → `input_values`: one 1-D waveform at
         `self.sampling_rate` per array; with `padding`, right-padded with zeros to `[batch, samples]` beside a
@@ -227,7 +233,7 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         waveforms = [self.waveform(array, sampling_rate).numpy() for array in arrays]
         check_stackable([len(waveform) for waveform in waveforms], padding, return_tensors, "audio arrays", "samples")
         features = BatchFeature({"input_values": waveforms})
-        if padding:
+        if pads(padding):
             features = self.pad(features, padding=True, return_attention_mask=True)
             features["padding_mask"] = features.pop("attention_mask")
         return features.convert_to_tensors(return_tensors) if return_tensors else features
