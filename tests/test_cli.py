@@ -849,8 +849,12 @@ def test_a_text_starting_with_a_dash_follows_the_end_of_options(tmp_path, prompt
                       ("-Hello.", str(prompt_wav), out, "tiny-random", None), ("Hi.", str(prompt_wav), out, None, 1)]
     capsys.readouterr()
     assert main(["-Hello.", str(prompt_wav), out]) == 1  # without `--`: the way to give it
-    assert "unrecognized arguments: -Hello.: a text or file that starts with '-' goes after `--`, the options " \
+    assert "unrecognized arguments: -Hello.: a text or file that starts with '-' goes after `--`, the options go " \
            "before it" in capsys.readouterr().err
+    assert main(["Hi.", str(prompt_wav), "--seed", "1", "--", "-o.wav"]) == 1  # positionals on both sides of `--`
+    assert "with `--`, the options go before it and TEXT REFERENCES OUT after it" in capsys.readouterr().err
+    assert main(["Hi.", str(prompt_wav), out, "--modle", "x"]) == 1  # a misspelt option is no text
+    assert "`--`" not in capsys.readouterr().err
 
 
 def test_integer_flags_take_whole_numbers_written_as_decimals_and_token_ids_lose_none(tmp_path, prompt_wav):

@@ -1091,6 +1091,10 @@ def test_numpy_scalar_settings_work_as_the_python_numbers_they_hold(tiny_model, 
     config = VallEGenerationConfig(temperature=np.float32(0.7), top_k=np.int64(3))
     assert config.do_sample is True and type(config.temperature) is float and type(config.top_k) is int
     config.save_pretrained(tmp_path)
-    config.top_p = np.float32(2.0)
-    with pytest.raises(VallEValueError, match=r"top_p=np.float32\(2.0\).*convert with .item\(\)"):
+    config.top_p = np.float32(0.5)
+    with pytest.raises(VallEValueError, match=r"top_p=np.float32\(0.5\).*convert with .item\(\)"):
+        config.validate()
+    config.top_p = np.float32(2.0)  # out of range: numpy is not what is wrong with it
+    with pytest.raises(VallEValueError, match=r"top_p=np.float32\(2.0\) is not allowed: it must be a number in "
+                                              r"\(0, 1\] \(1 = off\)$"):
         config.validate()

@@ -279,3 +279,23 @@ def test_a_missing_runtime_dependency_is_named_in_one_line(monkeypatch, module, 
     monkeypatch.delenv("PHONEMIZER_ESPEAK_LIBRARY", raising=False)
     with pytest.raises(MissingDependencyError, match=f"pip install {package}$"):
         phonemes._use_bundled_espeak.__wrapped__()  # past the per-process cache
+
+
+def test_an_espeak_library_that_cannot_be_loaded_is_one_error_saying_why(monkeypatch):
+    """ctypes' OSError for a library it cannot load (a noexec temporary folder) has no strerror: the wrapper that
+    names the reason failed on it with a TypeError, and its advice spoke of disk space."""
+    from phonemizer import backend
+
+    from valle_hf.errors import OutputError
+
+    def unloadable(*args, **kwargs):
+        raise OSError("/tmp/tmpx/libespeak-ng.so: failed to map segment from shared object")
+
+    monkeypatch.setattr(backend, "EspeakBackend", unloadable)
+    phonemes._espeak_backend.cache_clear()
+    try:
+        with pytest.raises(OutputError, match=r"could not be loaded \(/tmp/tmpx/libespeak-ng.so: failed to map "
+                                              r"segment from shared object\): .*where libraries can be loaded"):
+            phonemes._espeak_backend("en-us")
+    finally:
+        phonemes._espeak_backend.cache_clear()

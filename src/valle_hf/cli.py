@@ -648,10 +648,13 @@ def main(argv: list[str] | None = None) -> int:
         if "references" in str(error) and ("stt" in given or "--task=stt" in given):  # the audio was read as TEXT
             raise UsageError(f"{error}; with --task stt, give '' as TEXT: python -m valle_hf '' speech.wav --task "
                              "stt") from None
-        if str(error).startswith("unrecognized arguments: -"):
-            unrecognized = str(error).split(" (see ")[0]
-            raise UsageError(f"{unrecognized}: a text or file that starts with '-' goes after `--`, the options "
-                             "before it: python -m valle_hf [options] -- TEXT REFERENCES OUT") from None
+        unrecognized = str(error).split(" (see ")[0]
+        first = unrecognized.removeprefix("unrecognized arguments: ").split(" ")[0]
+        if unrecognized.startswith("unrecognized arguments: ") and (
+                "--" in given or (first.startswith("-") and not first.startswith("--"))):  # not a misspelt option
+            how = "with `--`," if "--" in given else "a text or file that starts with '-' goes after `--`,"
+            raise UsageError(f"{unrecognized}: {how} the options go before it and TEXT REFERENCES OUT after it: "
+                             "python -m valle_hf [options] -- TEXT REFERENCES OUT") from None
         raise
     check_device(args)
     generation_kwargs(args)

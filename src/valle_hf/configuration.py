@@ -523,7 +523,8 @@ def check_settings(settings: dict) -> None:
     """
     for name, value in settings.items():
         if value is not None and name in SETTING_RULES and not SETTING_RULES[name][1](value):
-            numpy = " (a Python value: numpy's are not, convert with .item())" if isinstance(value, np.generic) else ""
+            numpy = (" (a Python value: numpy's are not, convert with .item())"
+                     if isinstance(value, np.generic) and SETTING_RULES[name][1](value.item()) else "")
             raise SettingError(name, value, SETTING_RULES[name][0] + numpy)
     for name, floor_name in _TEMPERATURE_FLOORS:
         temperature, floor = settings.get(name) or 0, settings.get(floor_name, -1)

@@ -126,7 +126,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         """One array (1-D, or 2-D channels x samples either way round; float or integer PCM) recorded at
         `sampling_rate` Hz → a 1-D float32 tensor at `self.sampling_rate`.
 
-        Raises `VallEValueError` for an array without a sampling rate, an empty array, a given array with more than 2
+        Raises `VallEValueError` for an array without a sampling rate or at one below `MIN_SAMPLING_RATE`, an empty
+        array, a given array with more than 2
         channels (most likely a batch of waveforms, which would be averaged into one), non-finite samples, or float
         samples outside [-1, 1] (almost always integer PCM stored as floats, which EnCodec would read as clipped
         noise; a file's samples are taken as the file holds them).
@@ -219,7 +220,7 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
     def __call__(self, raw_audio: Any, sampling_rate: int | None = None, padding: bool | str = True,
                  return_tensors: str | None = None) -> BatchFeature:
         """A batch of arrays (one array, or a list of them) at `sampling_rate` → `input_values`: one 1-D waveform at
-        `self.sampling_rate` per array; with `padding`, right-padded with zeros to `[batch, samples]` beside a
+        `self.sampling_rate` per array; with `padding` (True or "longest"; not False or "do_not_pad"), right-padded with zeros to `[batch, samples]` beside a
         `padding_mask` (1 = audio). Raises `VallEValueError` without a `sampling_rate`, for no array at all, a path
         (files go to `load`), a `return_tensors` other than "pt", "np" or None, and arrays of different lengths
         returned as tensors without padding."""

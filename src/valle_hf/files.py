@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, one_line
 
 __all__ = [
     "check_output_folder",
@@ -99,7 +99,7 @@ def why_not_writable(path: Path) -> str | None:
     try:
         made = temporary_file_beside(path)
     except OSError as error:
-        return error.strerror or str(error)
+        return system_reason(error)
     try:
         made.unlink()
     except OSError as error:  # an append-only folder: what is made there stays
@@ -147,6 +147,8 @@ def file_size_limit() -> int | None:
 
 
 def system_reason(error: OSError) -> str:
-    """Why a system call failed, in the system's words (`strerror`), with the limit that a "File too large" met."""
+    """Why a system call failed, in the system's words (`strerror`, else the error's own: ctypes' failed loads have
+    none), with the limit that a "File too large" met."""
     limit = file_size_limit() if error.errno == errno.EFBIG else None
-    return error.strerror + (f": the file-size limit (ulimit -f) is {limit} bytes" if limit is not None else "")
+    reason = error.strerror or one_line(error)
+    return reason + (f": the file-size limit (ulimit -f) is {limit} bytes" if limit is not None else "")

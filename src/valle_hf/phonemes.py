@@ -14,6 +14,7 @@ unknown languages and a missing pykakasi, and `split_sentences` for long texts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import re
@@ -100,6 +101,10 @@ def _use_bundled_espeak() -> None:
     EspeakWrapper.set_data_path(espeakng_loader.get_data_path())
 
 
+# The errors of a copy that found no room: a full disk, a full quota, the file-size limit.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 @contextlib.contextmanager
 def _loading_espeak():
     """Say why the espeak-ng library could not be loaded: phonemizer copies it (~650 KB) into a temporary folder for
@@ -109,10 +114,10 @@ def _loading_espeak():
     try:
         yield
     except OSError as error:
-        raise OutputError(
-            f"the espeak-ng library phonemizer runs could not be loaded ({system_reason(error)}): phonemizer copies it "
-            f"into the temporary folder {tempfile.gettempdir()}, so free space there, raise the file-size limit, or "
-            "point TMPDIR at a folder that can take it") from None
+        fix = ("free space there, raise the file-size limit, or point TMPDIR at a folder that can take it"
+               if error.errno in _NO_ROOM else "point TMPDIR at a folder where libraries can be loaded (not noexec)")
+        raise OutputError(f"the espeak-ng library phonemizer runs could not be loaded ({system_reason(error)}): "
+                          f"phonemizer copies it into the temporary folder {tempfile.gettempdir()}, so {fix}") from None
 
 
 @functools.cache

@@ -326,6 +326,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     """
     manifest = Path(manifest)
     _check_run_settings(language, seed, batch_size)
+    model_name = None if model_name is None else resolved_name(model_name)  # once, not per row: one folder, one name
     try:
         table = read_table(manifest, layout)
     except VallEError as error:
@@ -652,9 +653,8 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
     generation_kwargs(namespace, model.config)  # the flags' ranges, checked before any row
     out = OutputFolder(out_dir)
     out.check()
-    name = getattr(model, "name_or_path", None)  # a model built in memory has none
     plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout,
-                          model_name=resolved_name(name) if name else None)
+                          model_name=getattr(model, "name_or_path", None) or None)  # one built in memory has none
     out.prepare()
     report = run_synthesis(plan.batches, model, processor, out, language_switch, progress, batch_size=batch_size)
     out.fold_done()

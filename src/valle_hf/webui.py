@@ -163,9 +163,10 @@ def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
     """What the CLI's parser would have made of these control values (flags without a control are not given)."""
     values = dict.fromkeys(FLAG_SETTINGS)
     for flag, value in flags.items():
-        if isinstance(value, str):  # a text field (or text the page's API was given for a number), as the CLI reads it
-            value = parse_flag(flag, value) if value.strip() or flag != "dry_sequence_breakers" else []  # emptied: none
-        values[flag] = value
+        # as the CLI reads it (also text or 5.0 the page's API was given for an integer); an emptied number is the
+        # default, an emptied list of token ids is none
+        empty_list = flag == "dry_sequence_breakers" and isinstance(value, str) and not value.strip()
+        values[flag] = [] if empty_list else parse_flag(flag, value)
     return argparse.Namespace(task=task, out_path_option=None, **inputs, **values)
 
 
