@@ -127,10 +127,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         `sampling_rate` Hz → a 1-D float32 tensor at `self.sampling_rate`.
 
         Raises `VallEValueError` for an array without a sampling rate or at one below `MIN_SAMPLING_RATE`, an empty
-        array, a given array with more than 2
-        channels (most likely a batch of waveforms, which would be averaged into one), non-finite samples, or float
-        samples outside [-1, 1] (almost always integer PCM stored as floats, which EnCodec would read as clipped
-        noise; a file's samples are taken as the file holds them).
+        array, a given array with more than 2 channels (most likely a batch of waveforms, which would be averaged into
+        one), non-finite samples, or float samples outside [-1, 1] (almost always integer PCM stored as floats, which
+        EnCodec would read as clipped noise; a file's samples are taken as the file holds them).
         """
         if sampling_rate is None:
             raise VallEValueError(f"{what} has no sampling_rate: pass sampling_rate=<its rate in Hz> (the model reads "
@@ -220,10 +219,10 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
     def __call__(self, raw_audio: Any, sampling_rate: int | None = None, padding: bool | str = True,
                  return_tensors: str | None = None) -> BatchFeature:
         """A batch of arrays (one array, or a list of them) at `sampling_rate` → `input_values`: one 1-D waveform at
-        `self.sampling_rate` per array; with `padding` (True or "longest"; not False or "do_not_pad"), right-padded with zeros to `[batch, samples]` beside a
-        `padding_mask` (1 = audio). Raises `VallEValueError` without a `sampling_rate`, for no array at all, a path
-        (files go to `load`), a `return_tensors` other than "pt", "np" or None, and arrays of different lengths
-        returned as tensors without padding."""
+        `self.sampling_rate` per array; with `padding` (True or "longest"; not False or "do_not_pad"), right-padded
+        with zeros to `[batch, samples]` beside a `padding_mask` (1 = audio). Raises `VallEValueError` without a
+        `sampling_rate`, for no array at all, a path (files go to `load`), a `return_tensors` other than "pt", "np" or
+        None, and arrays of different lengths returned as tensors without padding."""
         check_return_tensors(return_tensors)
         arrays = raw_audio if isinstance(raw_audio, (list, tuple)) else [raw_audio]
         if not arrays:
