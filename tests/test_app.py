@@ -454,8 +454,10 @@ def test_the_page_names_the_model_at_its_revision(tiny, monkeypatch):
     pages = []
     monkeypatch.setattr(app, "_launch", lambda page, *args: pages.append(page))
     assert app.main(["--model", "someone/valle", "--revision", "v1"]) == 0
-    texts = [block.value for block in pages[0].blocks.values() if isinstance(block, webui.gr.Markdown)]
-    assert any("Model: `someone/valle` at revision `v1`" in text for text in texts)
+    assert app.main(["--yaml", "runs/config.yaml"]) == 0  # the checkpoint the yaml names, not the release
+    texts = [[block.value for block in page.blocks.values() if isinstance(block, webui.gr.Markdown)] for page in pages]
+    assert any("Model: `someone/valle` at revision `v1`" in text for text in texts[0])
+    assert any("Model: `the checkpoint runs/config.yaml names`" in text for text in texts[1]), texts[1]
 
 
 def test_a_warning_names_an_upload_as_uploaded(tiny, tmp_path, prompt_wav, monkeypatch):

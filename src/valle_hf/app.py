@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     check_device(args)
     model, processor, precision = load_model(args)
     print(precision.describe(), file=sys.stderr)  # as the CLI prints it (the logger put "[transformers]" before it)
-    _launch(build_demo(model, processor, args.model or RELEASED_FOLDER, args.revision), args.host, port)
+    name = args.model or (f"the checkpoint {args.yaml} names" if args.yaml else RELEASED_FOLDER)  # as load_model
+    _launch(build_demo(model, processor, name, args.revision), args.host, port)
     return 0
 
 
