@@ -161,12 +161,13 @@ def _control(action: argparse.Action, value, rule: str | None, elem_id: str) -> 
 
 def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
     """What the CLI's parser would have made of these control values (flags without a control are not given)."""
-    values = dict.fromkeys(FLAG_SETTINGS)
+    values, actions = dict.fromkeys(FLAG_SETTINGS), flag_actions()
     for flag, value in flags.items():
-        # as the CLI reads it (also text or 5.0 the page's API was given for an integer); an emptied number is the
-        # default, an emptied list of token ids is none
-        empty_list = flag == "dry_sequence_breakers" and isinstance(value, str) and not value.strip()
-        values[flag] = [] if empty_list else parse_flag(flag, value)
+        if flag == "dry_sequence_breakers" and isinstance(value, str) and not value.strip():
+            value = []  # an emptied list of token ids is none (an emptied number is the default)
+        elif isinstance(value, str) or (isinstance(value, float) and actions[flag].type is whole_number):
+            value = parse_flag(flag, value)  # text, or a number field's 5.0 for an integer: as the CLI reads it
+        values[flag] = value
     return argparse.Namespace(task=task, out_path_option=None, **inputs, **values)
 
 
