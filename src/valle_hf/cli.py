@@ -428,18 +428,18 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
         if model_config is not None:
             check_settings_fit(kwargs, model_config)
     except SettingError as error:
-        raise flag_refusal(error, args) from None
+        raise flag_refusal(error) from None
     return decoding_by_temperature(kwargs)
 
 
-def flag_refusal(error: SettingError, flags: argparse.Namespace, cell: bool = False) -> UsageError:
-    """`error` (a setting refused) in the words of the sampler flag that set it, with the flag's value in `flags`:
+def flag_refusal(error: SettingError, cell: bool = False) -> UsageError:
+    """`error` (a setting refused, with the value the flag gave it) in the words of the sampler flag that set it:
     ``--max-nar-levels 9 is not allowed ...`` (`cell`: ``max_nar_levels 9``, as a manifest's column names it)."""
     flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
     own_range = flag in FLAG_RULES and error.rule == SETTING_RULES[error.setting][0]
     rule = FLAG_RULES[flag] if own_range else error.rule
     name = flag if cell else f"--{flag.replace('_', '-')}"
-    return UsageError(f"{name} {getattr(flags, flag)} is not allowed: it must be {rule}")
+    return UsageError(f"{name} {error.value} is not allowed: it must be {rule}")
 
 
 def check_streaming(args) -> None:
@@ -601,10 +601,9 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
     kwargs = generation_kwargs(args, model.config)
     steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
     streamer = None
-    if args.stream:
-        _check_model_streams(args, model, kwargs)
     try:  # the stream's partial file is made in here, so that Ctrl-C or a SIGTERM right after removes it too
         if args.stream:
+            _check_model_streams(args, model, kwargs)
             chunk_seconds = DEFAULT_CHUNK_SECONDS if args.stream_chunk is None else args.stream_chunk
             streamer = AudioFileStreamer(inputs["out"], model.config.sampling_rate, chunk_seconds)
             print(f"streaming into {streamer.partial}", file=sys.stderr)

@@ -496,8 +496,7 @@ def _as_cells(error: VallEError, settings: dict) -> VallEError:
     against it) in the words of the manifest's column (``max_nar_levels 12``, not generate's ``max_levels=12``)."""
     if not isinstance(error, SettingError) or error.setting not in settings:
         return error
-    return flag_refusal(error, argparse.Namespace(**{flag: settings.get(setting)
-                                                     for flag, setting in FLAG_SETTINGS.items()}), cell=True)
+    return flag_refusal(error, cell=True)
 
 
 def _row_names(ready: list) -> list[str]:
