@@ -33,6 +33,38 @@ def test_a_file_is_read_as_it_is_channels_first_with_its_rate(tmp_path):
     np.testing.assert_allclose(data[0], left, atol=1e-4)
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+def test_a_wav_cut_short_is_read_as_what_it_holds_with_a_warning_naming_both_lengths(tmp_path, subtype):
+    from conftest import logged_warnings
+
+    whole, cut = tmp_path / "whole.wav", tmp_path / "cut.wav"
+    soundfile.write(whole, _tone(1.0, 16000), 16000, subtype=subtype)
+    cut.write_bytes(whole.read_bytes()[:-(whole.stat().st_size // 4)])  # the last quarter of the bytes lost
+    with logged_warnings() as logged:
+        data, rate = load_audio(whole)
+    assert logged.out == ""
+    held = soundfile.info(cut).frames
+    with logged_warnings() as logged:
+        data, rate = load_audio(cut)
+    assert data.shape[1] == held and 0 < held < 16000
+    assert f"cut.wav is cut short: its header says 1.00 s of audio, the file holds {held / rate:.2f} s" in logged.out
+
+
+def test_a_wav_whose_header_leaves_its_length_unknown_is_read_without_a_warning(tmp_path):
+    """A WAV written to a pipe cannot go back to write its length: ffmpeg leaves the largest size there."""
+    from conftest import logged_warnings
+
+    path = tmp_path / "piped.wav"
+    soundfile.write(path, _tone(0.5, 16000), 16000, subtype="PCM_16")
+    header = bytearray(path.read_bytes())
+    data_size = header.index(b"data") + 4
+    header[4:8] = header[data_size:data_size + 4] = (0xFFFFFFFF).to_bytes(4, "little")
+    path.write_bytes(bytes(header))
+    with logged_warnings() as logged:
+        data, _ = load_audio(path)
+    assert logged.out == "" and data.shape[1] == 8000
+
+
 def test_audio_errors(tmp_path):
     missing = tmp_path / "missing.wav"
     with pytest.raises(FileNotFoundError, match="missing.wav"):

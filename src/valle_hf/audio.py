@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -20,13 +21,23 @@ import numpy as np
 import torch
 
 from .configuration import CODEC_SAMPLING_RATE as SAMPLING_RATE
-from .errors import OutputError, VallEFileNotFoundError, VallETypeError, VallEValueError, missing_dependency, one_line
+from .errors import (
+    OutputError,
+    VallEFileNotFoundError,
+    VallETypeError,
+    VallEValueError,
+    get_logger,
+    missing_dependency,
+    one_line,
+)
 from .files import file_size_limit, path_errors, system_reason, why_not_writable, written_whole
 
 try:
     import soundfile
 except ImportError:
     raise missing_dependency("soundfile", "to read and write audio files") from None
+
+logger = get_logger(__name__)
 
 AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
 
@@ -76,7 +87,26 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         raise VallEValueError(f"could not read audio file {path}: {_read_failure(error)}; give a WAV, FLAC, OGG or "
                               "MP3 file (convert other formats first, e.g. ffmpeg -i voice.m4a voice.wav)") from None
+    _warn_if_cut_short(path, len(data), rate)
     return data.T, rate
+
+
+# A WAV data chunk size at or above this is a writer's "length unknown" (ffmpeg writing to a pipe leaves 0xFFFFFFFF).
+_UNKNOWN_WAV_SIZE = 0x7FFFFFFF
+
+
+def _warn_if_cut_short(path: Path, frames: int, rate: int) -> None:
+    """libsndfile reads a WAV whose data chunk runs past the end of the file (a copy that stopped early) as the
+    samples it holds, and says so only in its log: pass that on, so that a prompt cut short is not taken silently."""
+    log = soundfile.info(str(path), verbose=True).extra_info
+    found = re.search(r"^data : (\d+) \(should be (\d+)\)", log, re.MULTILINE)
+    if found is None or frames == 0:
+        return
+    declared, held = int(found[1]), int(found[2])
+    if held < declared < _UNKNOWN_WAV_SIZE:
+        logger.warning(f"{path} is cut short: its header says {frames * declared / held / rate:.2f} s of audio, the "
+                       f"file holds {frames / rate:.2f} s (a copy that stopped early?); the {frames / rate:.2f} s it "
+                       "holds are used")
 
 
 def _read_failure(error: Exception) -> str:
