@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pickle
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -104,18 +106,23 @@ class _RunsCode:
         return (Path.touch, (self.marker,))
 
 
-@pytest.mark.parametrize("damage", ["code", "truncated"])
+@pytest.mark.parametrize("damage", ["code", "plain pickle", "truncated"])
 def test_a_pth_that_would_run_code_or_is_damaged_is_refused_saying_which(tmp_path, fixtures, capsys, damage):
     """A pickle that runs code must never be loaded (weights_only=True); the error said 'cannot be read safely' for a
-    merely truncated file too, and passed on torch's advice to load with weights_only=False."""
+    merely truncated file too, and passed on torch's advice to load with weights_only=False. A plain pickle (not
+    torch's format) is refused by the same reader, without torch's warning about its protocol before the error."""
     tensors, original = original_tensors(fixtures)
     marker, path = tmp_path / "code-ran", tmp_path / "fp32.pth"
     torch.save({"module": tensors, "config": original, "stats": _RunsCode(marker)}, path)
+    if damage == "plain pickle":
+        path.write_bytes(pickle.dumps({"module": tensors, "config": original}, protocol=4))
     if damage == "truncated":
         torch.save({"module": tensors, "config": original}, path)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    expected = "holds objects other than tensors" if damage == "code" else "is not a readable .pth checkpoint"
-    assert_refused(path, expected, capsys)
+    expected = "is not a readable .pth checkpoint" if damage == "truncated" else "holds objects other than tensors"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning printed before the error line fails the test
+        assert_refused(path, expected, capsys)
     assert not marker.exists()
     with pytest.raises(CheckpointError) as refused:
         load_original_checkpoint(path)

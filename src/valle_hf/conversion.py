@@ -40,6 +40,7 @@ from .errors import (
 from .files import (
     check_output_folder,
     leftovers_beside,
+    load_tensors,
     path_errors,
     plain_file_modes,
     temporary_folder_beside,
@@ -98,11 +99,12 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
             raise CheckpointError(f"{path}: its metadata is not valid JSON ({error})") from None
     elif path.suffix in (".pth", ".pt"):
         try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:  # torch's weights-only unpickler met an object that only code could build
-            raise CheckpointError(f"{path} holds objects other than tensors and plain data, and reading them could "
-                                  "run any code, so it is refused; export the checkpoint as .sft (python -m "
-                                  "vall_e.export writes fp32.sft), or download it again if it is damaged") from None
+            payload = load_tensors(path)
+        except pickle.UnpicklingError:  # torch's weights-only unpickler met what only code could build
+            raise CheckpointError(f"{path} holds objects other than tensors and plain data (or is a pickle that "
+                                  "torch.save did not write), and reading it could run any code, so it is refused; "
+                                  "export the checkpoint as .sft (python -m vall_e.export writes fp32.sft), or "
+                                  "download it again if it is damaged") from None
         except Exception as error:  # a truncated or foreign file: torch raises what its reader met
             raise CheckpointError(f"{path} is not a readable .pth checkpoint ({one_line(error, 200)}); download it "
                                   "again") from None

@@ -4,6 +4,8 @@ when complete, so that a reader (or a crash) never sees half of it.
 `tempfile` makes its files and folders private to their owner (modes 0600 and 0700). An output is not a secret: it
 gets the mode a plain `open()` or `mkdir()` would give it under the process's umask, so that a shared output folder
 or model folder stays readable by the people it is shared with.
+
+Pickled checkpoints are read here too, without running code (`load_tensors`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import functools
 import glob
 import os
 import tempfile
+import warnings
 from pathlib import Path
+
+import torch
 
 from .errors import UsageError, one_line
 
@@ -23,6 +28,7 @@ __all__ = [
     "file_size_limit",
     "path_errors",
     "leftovers_beside",
+    "load_tensors",
     "plain_file_modes",
     "system_reason",
     "temporary_file_beside",
@@ -144,6 +150,15 @@ def file_size_limit() -> int | None:
         return None
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     return None if limit == resource.RLIM_INFINITY else limit
+
+
+def load_tensors(path: Path) -> object:
+    """`torch.load(path, weights_only=True)` onto the CPU: tensors and plain data, never an object whose unpickling
+    could run code (that raises `pickle.UnpicklingError`). A plain pickle (not torch's zip format) is read without
+    torch's warning about its protocol: what the weights-only reader cannot read, it refuses with its own error."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def system_reason(error: OSError) -> str:

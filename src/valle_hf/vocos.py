@@ -36,6 +36,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .errors import CheckpointError, VallEFileNotFoundError, VallEValueError, is_integer_tensor
+from .files import load_tensors
 from .hub import hub_file
 
 __all__ = [
@@ -639,7 +640,7 @@ def _resolve_files(name_or_path: str | Path, hub_kwargs: dict) -> tuple[Path, Pa
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The checkpoint's dict of tensors; OSError/ValueError naming `path` when it is not one."""
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        state_dict = load_tensors(path)
     except Exception as error:  # torch.load raises pickle, zip, EOF or runtime errors for a corrupt file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckpointError(
