@@ -49,7 +49,7 @@ from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
 from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
 from valle_hf.files import check_output_folder
-from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor
+from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor, no_progress_bars
 from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import saved_tokenizer
 from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
@@ -320,7 +320,8 @@ def model_and_processor(name: str, data: Path) -> tuple:
     processor = model_processor(name) if local else None
     if processor is not None:
         check_tokenizer(data, processor.tokenizer, name)
-    model = load_model(name, choices=CONVERTED_CHOICES)
+    with no_progress_bars():  # a refusal after loading (a --lora-rank past the model) stays the one line on stderr
+        model = load_model(name, choices=CONVERTED_CHOICES)
     if not local:
         processor = model_processor(name)
         check_tokenizer(data, processor.tokenizer, name)

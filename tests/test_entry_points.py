@@ -428,6 +428,8 @@ FINETUNE_CASES = {
     "lora_dropout_past_one": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--lora",
                                "--lora-dropout", "2"], "--lora-dropout 2.0 is not allowed: it must be a number in "
                                                        "[0, 1)"),
+    "lora_rank_past_the_model": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--lora",
+                                  "--lora-rank", "100000"], "LoRA rank 100000 is above"),
     "prompt_min_past_max": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--prompt-duration",
                              "5", "1"], "--prompt-duration 5.0 1.0: expected MIN MAX seconds"),
     "output_is_a_file": (["--model", "{model}", "--data", "{data}", "--output", "{data}/manifest.jsonl"],

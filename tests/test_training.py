@@ -6,6 +6,7 @@ import json
 import math
 import re
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,11 @@ from conftest import (
 
 from valle_hf.conversion import key_map
 from valle_hf.dataset import MANIFEST, append_manifest, save_utterance
+from valle_hf.errors import VallEValueError
 from valle_hf.loss import IGNORE_INDEX, shift_targets
 from valle_hf.modeling import VallEForConditionalGeneration
 from valle_hf.training import (
+    LORA_TARGET_MODULES,
     VallEDataCollator,
     add_lora,
     build_training_sequence,
@@ -408,6 +411,22 @@ def test_overfit_one_utterance_then_generate_reproduces_it():
 
 
 # ---------------------------------------------------------------------------------------------------- LoRA
+
+
+def test_a_lora_rank_above_the_smallest_adapted_layer_is_refused_and_no_deprecation_warning_is_printed():
+    """A rank past a layer's smaller size cannot raise the update's rank: the extra adapter weights add nothing (a
+    typo such as --lora-rank 100000 trained 134 M parameters on a 1 M model). peft's call of a deprecated transformers
+    method printed a FutureWarning the user could do nothing about."""
+    model = reactive_model()
+    smallest = min(min(weight.shape) for name, weight in model.state_dict().items()
+                   if re.search(rf"backbone\.layers\.\d+\.\w+\.({'|'.join(LORA_TARGET_MODULES)})\.weight$", name))
+    with pytest.raises(VallEValueError, match=f"LoRA rank {smallest + 1} is above {smallest}, the smallest size of the "
+                                              f"layers it adapts.*give a rank of at most {smallest}$"):
+        add_lora(model, rank=smallest + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adapted = add_lora(model, rank=smallest)
+    assert adapted.peft_config["default"].r == smallest
 
 
 def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):

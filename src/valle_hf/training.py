@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
+import re
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -443,11 +445,22 @@ def add_lora(model, rank: int = 128, alpha: float = 128.0, dropout: float = 0.1)
     peft's LoRA is the original's `LoRALinear`: y = x W^T + b + dropout(x) A^T B^T * alpha / rank, with A
     kaiming-uniform and B zero at the start. Defaults are the original's (rank = alpha = 128, dropout 0.1).
     `merge_and_unload()` on the result gives back a plain `VallEForConditionalGeneration` with merged weights.
+
+    Raises `VallEValueError` for a rank above the smallest size (input or output) of the layers it adapts: a
+    rank-r update of such a layer can be no more than full rank, so the rest would be parameters that add nothing.
     """
     from peft import LoraConfig, get_peft_model
 
+    smallest = min(min(module.in_features, module.out_features) for name, module in model.named_modules()
+                   if re.fullmatch(LORA_TARGET_PATTERN, name))
+    if rank > smallest:
+        raise VallEValueError(f"LoRA rank {rank} is above {smallest}, the smallest size of the layers it adapts: an "
+                              f"adapter of that rank trains parameters that add nothing; give a rank of at most "
+                              f"{smallest}")
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGET_PATTERN, bias="none")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft asks transformers a question it deprecated: nothing for our user to do
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 __all__ = [
