@@ -47,7 +47,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
-from valle_hf.errors import ArgumentParser, UsageError, entry_point, one_line
+from valle_hf.errors import ArgumentParser, UsageError, entry_point, named, named_path, one_line
 from valle_hf.files import check_output_folder
 from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor, no_progress_bars
 from valle_hf.processing import VallEProcessor
@@ -77,9 +77,9 @@ def task_list(text: str) -> tuple[str, ...]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="examples/finetune.py", description=__doc__.split("\n\n")[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--model", required=True, help="converted VALL-E model folder or hub id")
-    parser.add_argument("--data", required=True, type=Path, help="folder made by scripts/prepare_dataset.py")
-    parser.add_argument("--output", required=True, type=Path, help="output folder (checkpoints, final model)")
+    parser.add_argument("--model", type=named, required=True, help="converted VALL-E model folder or hub id")
+    parser.add_argument("--data", type=named_path, required=True, help="folder made by scripts/prepare_dataset.py")
+    parser.add_argument("--output", type=named_path, required=True, help="output folder (checkpoints, final model)")
     lora = parser.add_argument_group("LoRA (the original's targets: q/v/o/gate/up/down projections)")
     lora.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of every weight")
     lora.add_argument("--lora-rank", type=int, default=128, help="LoRA rank (original default 128)")

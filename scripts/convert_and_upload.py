@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 from valle_hf.configuration import DEFAULT_CODEC
-from valle_hf.errors import ArgumentParser, VallEValueError, entry_point, one_line
+from valle_hf.errors import ArgumentParser, VallEValueError, entry_point, named, one_line
 from valle_hf.hub import hub_errors
 from valle_hf.vocos import DEFAULT_VOCODER
 
@@ -225,26 +225,32 @@ def build_parser() -> ArgumentParser:
                     "model card to a Hub repository in one commit.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="original fp32.sft / .safetensors / .pth to convert")
-    source.add_argument("--model-dir", help="directory written by python -m valle_hf.convert (or save_pretrained)")
+    source.add_argument("--checkpoint", type=named, help="original fp32.sft / .safetensors / .pth to convert")
+    source.add_argument("--model-dir", type=named,
+                        help="directory written by python -m valle_hf.convert (or save_pretrained)")
     source.add_argument("--released", action="store_true", help="the released ar+nar-llama-8 of ecker/vall-e")
-    parser.add_argument("--repo-id", required=True, help="target repository, 'user/name' (or 'name' in your namespace)")
-    parser.add_argument("--tokenizer", help="the original's tokenizer.json (default with --checkpoint: the released "
+    parser.add_argument("--repo-id", type=named,
+                        required=True, help="target repository, 'user/name' (or 'name' in your namespace)")
+    parser.add_argument("--tokenizer", type=named,
+                        help="the original's tokenizer.json (default with --checkpoint: the released "
                         "model's, shipped with valle-hf)")
-    parser.add_argument("--config", help="the original's config.yaml (default: the checkpoint's embedded config)")
-    parser.add_argument("--codec", default=None,
+    parser.add_argument("--config", type=named,
+                        help="the original's config.yaml (default: the checkpoint's embedded config)")
+    parser.add_argument("--codec", type=named, default=None,
                         help=f"EnCodec weights attached when converting: Hub id, local directory, or 'tiny-random' "
                         f"(default: {DEFAULT_CODEC}); with --model-dir, the card's name for the directory's codec "
                         "where its config.json does not record it")
-    parser.add_argument("--vocoder", default=DEFAULT_VOCODER,
+    parser.add_argument("--vocoder", type=named, default=DEFAULT_VOCODER,
                         help="Vocos decoder saved with the model (Hub id, directory, 'tiny-random' or 'none')")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--card", default=str(DEFAULT_CARD), help="model card template (default: %(default)s)")
-    parser.add_argument("--base-model", default="ecker/vall-e", help="Hub repository of the original weights")
+    parser.add_argument("--card", type=named,
+                        default=str(DEFAULT_CARD), help="model card template (default: %(default)s)")
+    parser.add_argument("--base-model", type=named,
+                        default="ecker/vall-e", help="Hub repository of the original weights")
     parser.add_argument("--source", help="how the card names the converted checkpoint (default: its file name)")
     parser.add_argument("--install-command", default=DEFAULT_INSTALL, help="install line shown in the card")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--token", default=None, help="Hub token (default: the stored login or HF_TOKEN)")
+    parser.add_argument("--token", type=named, default=None, help="Hub token (default: the stored login or HF_TOKEN)")
     parser.add_argument("--commit-message", default="Upload VALL-E (converted with valle-hf)")
     return parser
 

@@ -74,6 +74,8 @@ from valle_hf.errors import (
     VallEError,
     VallEValueError,
     entry_point,
+    named,
+    named_path,
     one_line,
 )
 from valle_hf.files import check_output_folder
@@ -334,23 +336,24 @@ def prepared_from(record: dict | None, entry: Entry, language: str) -> bool:
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="scripts/prepare_dataset.py", description=__doc__.split("\n\n")[0],
                             epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_dir", type=Path, help="folder with the audio (and transcripts)")
-    parser.add_argument("output_dir", type=Path, help="where the prepared set goes (created; resumed if present)")
-    parser.add_argument("--metadata", type=Path, help="metadata file instead of transcript files (see above)")
+    parser.add_argument("data_dir", type=named_path, help="folder with the audio (and transcripts)")
+    parser.add_argument("output_dir", type=named_path, help="where the prepared set goes (created; resumed if present)")
+    parser.add_argument("--metadata", type=named_path, help="metadata file instead of transcript files (see above)")
     parser.add_argument("--metadata-format", choices=METADATA_FORMATS, default="auto",
                         help="layout of --metadata (see above) [auto]")
-    parser.add_argument("--tokenizer", type=Path, required=True,
+    parser.add_argument("--tokenizer", type=named_path, required=True,
                         help="the model's tokenizer.json, or a converted model folder that has one")
-    parser.add_argument("--codec", default=None,
+    parser.add_argument("--codec", type=named, default=None,
                         help="EnCodec 24 kHz: a Hub id or folder, a converted VALL-E model folder (its codec), or "
                         f"'tiny-random' (a random test codec) [the codec of the model folder given as --tokenizer, "
                         f"else {DEFAULT_CODEC}]")
-    parser.add_argument("--language", default="en", help="espeak-ng language of the transcripts (default en)")
+    parser.add_argument("--language", type=named,
+                        default="en", help="espeak-ng language of the transcripts (default en)")
     parser.add_argument("--language-switch", choices=("keep", "remove"), default="keep",
                         help="espeak's '(en)...(fr)' markers for words in another language: keep, as the released "
                         "model was trained, or remove (mixed-language transcripts) [keep]")
     parser.add_argument("--bandwidth", type=float, default=6.0, help="codec bandwidth in kbps (6.0 = 8 levels)")
-    parser.add_argument("--device", default="cpu", help="device for the codec (cpu, cuda, ...)")
+    parser.add_argument("--device", type=named, default="cpu", help="device for the codec (cpu, cuda, ...)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

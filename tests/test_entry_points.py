@@ -206,6 +206,7 @@ SYNTHESIS_CASES = {
                                  "has no id, text, prompt column"),
     "manifest_with_an_unknown_column": (["{ws}/unknown.csv", "{ws}/corpus"], "unknown column(s) ar_tmp"),
     "output_is_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt"], "is a file"),
+    "output_empty": (["{ws}/corpus.csv", ""], "argument out_dir: is empty"),  # an unset variable: wrote into .
     "output_under_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt/out"], "notes.txt, which is a file: give a folder"),
     "flag_out_of_range": (["{ws}/corpus.csv", "{ws}/corpus", "--ar-temp", "nan"], "not allowed"),
     "batch_size_zero": (["{ws}/corpus.csv", "{ws}/corpus", "--batch-size", "0"], "--batch-size (batch_size="),
@@ -244,6 +245,8 @@ def test_synthesis_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
 
 CONVERTER_CASES = {
     "missing_checkpoint": (["--checkpoint", "{ws}/nope.sft"], "checkpoint not found"),
+    "empty_checkpoint": (["--checkpoint", ""], "argument --checkpoint: is empty"),  # was read as the folder '.'
+    "empty_codec": (["--checkpoint", "{fx}", "--codec", ""], "argument --codec: is empty"),
     "checkpoint_is_a_folder": (["--checkpoint", "{dmg}/folder.sft"], "is a directory"),
     "truncated": (["--checkpoint", "{dmg}/truncated.sft"], "not a readable safetensors checkpoint"),
     "empty": (["--checkpoint", "{dmg}/empty.sft"], "not a readable safetensors checkpoint"),
@@ -353,6 +356,7 @@ def finetune():
 
 DATASET_CASES = {
     "missing_data": (["{ws}/nope", "{ws}/prepared"], "is not a folder"),
+    "empty_output": (["{ws}", ""], "argument output_dir: is empty"),
     "missing_metadata": (["{ws}", "{ws}/prepared", "--metadata", "{ws}/nope.csv"], "metadata file"),
     "unknown_language": (["{ws}", "{ws}/prepared", "--language", "xx-nope"], "unknown language"),
     "wav_as_tokenizer": (["{ws}", "{ws}/prepared", "--tokenizer", "{ws}/ref.wav"], "is not a tokenizer.json"),
@@ -410,6 +414,7 @@ FINETUNE_CASES = {
     "no_data_given": (["--model", "{model}", "--output", "{ws}/run"], "the following arguments are required: --data"),
     "no_model_given": (["--data", "{data}", "--output", "{ws}/run"], "the following arguments are required: --model"),
     "missing_data": (["--model", "{model}", "--data", "{ws}/nope", "--output", "{ws}/run"], "not found"),
+    "empty_output": (["--model", "{model}", "--data", "{data}", "--output", ""], "argument --output: is empty"),
     "empty_data": (["--model", "{model}", "--data", "{empty}", "--output", "{ws}/run"], "no usable utterances"),
     "no_utterance_in_range": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--duration-range",
                                "100", "200"], "none is left to train; widen the duration range"),
@@ -463,6 +468,7 @@ def upload_script():
 
 UPLOAD_CASES = {
     "no_source": (["--repo-id", "me/x"], "one of the arguments --checkpoint --model-dir --released is required"),
+    "empty_model_dir": (["--model-dir", "", "--repo-id", "me/x"], "argument --model-dir: is empty"),
     "not_a_model_folder": (["--model-dir", "{empty}", "--repo-id", "me/x"], "not a converted model directory"),
     "damaged_model": (["--model-dir", "{damaged}", "--tokenizer", "{tokenizer}", "--repo-id", "me/x"],
                       "model.safetensors is damaged"),

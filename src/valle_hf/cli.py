@@ -27,7 +27,7 @@ from .configuration import (
     check_settings_fit,
     decoding_by_temperature,
 )
-from .errors import ArgumentParser, UsageError, entry_point, one_line
+from .errors import ArgumentParser, UsageError, entry_point, named, one_line
 from .seeding import sentence_seeds
 from .streaming import (
     CHUNK_SECONDS_RULE,
@@ -73,15 +73,6 @@ def _token_ids(text: str) -> list[int]:
         return [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated token ids such as 12,40, got {text!r}") from None
-
-
-def named(text: str) -> str:
-    """A name or path (argparse type): not empty. An empty one is most often an unset shell variable, and would be
-    read as the current folder, or as no option at all."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("is empty (an unset shell variable?): give a name or path, or leave the "
-                                         "option out")
-    return text
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

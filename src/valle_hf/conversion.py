@@ -35,6 +35,7 @@ from .errors import (
     VallEValueError,
     entry_point,
     get_logger,
+    named,
     one_line,
 )
 from .files import (
@@ -506,16 +507,19 @@ def main(argv: list[str] | None = None) -> int:
         description="Convert an original e-c-k-e-r/vall-e checkpoint (fp32.sft or .pth) to a from_pretrained "
         "directory.",
     )
-    parser.add_argument("--checkpoint", required=True, help="original fp32.sft / .safetensors / .pth file")
-    parser.add_argument("--output-dir", required=True, help="directory to write")
+    parser.add_argument("--checkpoint", type=named, required=True, help="original fp32.sft / .safetensors / .pth file")
+    parser.add_argument("--output-dir", type=named, required=True, help="directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace the converted model already in "
                         "--output-dir (a folder of anything else is never replaced)")
-    parser.add_argument("--config", default=None, help="original config.yaml (default: the checkpoint's own config)")
-    parser.add_argument("--tokenizer", default=None,
+    parser.add_argument("--config", type=named,
+                        default=None, help="original config.yaml (default: the checkpoint's own config)")
+    parser.add_argument("--tokenizer", type=named, default=None,
                         help="original tokenizer.json (default: the released model's, shipped with valle-hf)")
-    parser.add_argument("--codec", default=DEFAULT_CODEC, help="EnCodec weights: Hub id, local directory, or "
+    parser.add_argument("--codec", type=named,
+                        default=DEFAULT_CODEC, help="EnCodec weights: Hub id, local directory, or "
                         "'tiny-random'")
-    parser.add_argument("--vocoder", default=DEFAULT_VOCODER, help="Vocos decoder: Hub id or local directory in the "
+    parser.add_argument("--vocoder", type=named,
+                        default=DEFAULT_VOCODER, help="Vocos decoder: Hub id or local directory in the "
                         "Vocos layout (config.yaml + pytorch_model.bin), 'tiny-random', or 'none'")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="the dtype the model's weights are saved in [float32]")

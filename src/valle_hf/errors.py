@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from transformers.utils import logging as transformers_logging
 
@@ -92,6 +93,19 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def named(text: str) -> str:
+    """A name or path (argparse type): not empty. An empty one is most often an unset shell variable, and would be
+    read as the current folder, or as no option at all."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?): give a name or path")
+    return text
+
+
+def named_path(text: str) -> Path:
+    """A path (argparse type) that is not empty (`named`)."""
+    return Path(named(text))
 
 
 class Terminated(KeyboardInterrupt):

@@ -71,6 +71,7 @@ from .errors import (
     VallEValueError,
     entry_point,
     get_logger,
+    named_path,
     one_line,
     out_of_memory,
 )
@@ -667,8 +668,9 @@ def build_parser() -> ArgumentParser:
                             epilog="Rows of MANIFEST: id, text, prompt (an audio path), and optionally language, seed "
                             "and the sampler flags below by name (ar_temp, ...), which override the command line's.")
     add = parser.add_argument
-    add("manifest", type=Path, help="CSV, TSV or JSONL of rows: id, text, prompt [, language, seed, sampler flags]")
-    add("out_dir", type=Path, help="where the WAVs, done.jsonl and failed.jsonl go (created; a re-run resumes)")
+    add("manifest", type=named_path,
+        help="CSV, TSV or JSONL of rows: id, text, prompt [, language, seed, sampler flags]")
+    add("out_dir", type=named_path, help="where the WAVs, done.jsonl and failed.jsonl go (created; a re-run resumes)")
     add("--manifest-format", choices=[layout for layout in LAYOUTS if layout != "ljspeech"], default="auto",
         help="layout of MANIFEST: auto (by extension: .jsonl, .tsv, else CSV), csv, tsv, jsonl [auto]")
     add("--batch-size", type=int, default=8,
