@@ -380,17 +380,20 @@ def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
              '{"id": "object", "text": {"x": 1}, "prompt": "voice.wav"}',
              '{"id": "flag", "text": "Fine.", "prompt": "voice.wav", "language": true}',
              '{"id": "twice", "text": "Fine.", "prompt": "voice.wav", "seed": 1, "seed": 2}',
-             '{"id": ["a"], "text": "Fine.", "prompt": "voice.wav"}']  # stopped the whole plan
+             '{"id": ["a"], "text": "Fine.", "prompt": "voice.wav"}',  # stopped the whole plan
+             '{"id": "numbers", "text": "Fine.", "prompt": ["voice.wav", 5, null]}',  # was named prompt_audio
+             '{"id": "files", "text": "Fine.", "prompt": ["voice.wav", "voice.wav"]}']
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
-    assert [job.id for batch in plan.batches for job in batch] == ["ok"]
+    assert [job.id for batch in plan.batches for job in batch] == ["ok", "files"]
     errors = {failure["line"]: failure["error"] for failure in plan.failures}
     assert 'text: expected text, got the JSON ["a", "b"]' in errors["2"]
     assert 'text: expected text, got the JSON {"x": 1}' in errors["3"]
     assert "language: expected text, got the JSON true" in errors["4"]
     assert "the key seed appears twice" in errors["5"]
     assert 'id: expected text, got the JSON ["a"]' in errors["6"]
+    assert "prompt: expected text or a list of texts, got the JSON 5 in its list: list the voice's audio" in errors["7"]
 
 
 def test_whole_number_seeds_written_as_decimals_are_those_integers(tmp_path):

@@ -179,6 +179,10 @@ def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
     """The row's reference files (';'-joined, or a JSON list), relative to the manifest's folder, each checked to
     exist and not to be the row's output; resolved, so that one file has one name in the prompt cache."""
     value = values.get("prompt")
+    if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+        other = next(item for item in value if not isinstance(item, str))
+        raise VallEValueError(f"prompt: expected text or a list of texts, got the JSON {json.dumps(other)[:60]} in "
+                              'its list: list the voice\'s audio files by name, e.g. ["a.wav", "b.wav"]')
     sources = reference_sources(value if isinstance(value, list) else _text(values, "prompt"))
     if not sources:
         raise VallEValueError("no prompt: give the voice's audio file in the prompt column")
