@@ -372,12 +372,20 @@ def find_entries(args) -> list[Entry]:
     if not entries:
         raise VallEValueError(f"no audio files found in {args.data_dir} or its subfolders "
                               f"({', '.join(sorted(AUDIO_EXTENSIONS))}): give the folder that holds them")
-    seen = set()
+    seen: dict[str, Entry] = {}
     for entry in entries:
-        if entry.id in seen and not entry.error:
-            entry.error = f"duplicate utterance id {entry.id!r} (same name with another extension?)"
-        seen.add(entry.id)
+        first = seen.setdefault(entry.id, entry)
+        if first is not entry and not entry.error:
+            entry.error = f"duplicate utterance id {entry.id!r}: {_duplicate_of(first, entry)}"
     return entries
+
+
+def _duplicate_of(first: Entry, entry: Entry) -> str:
+    """Why `entry` has the id of the `first` entry: the metadata names its file twice, or two audio files differ only
+    by their extension (an id is the file's path without it)."""
+    if entry.audio == first.audio:
+        return f"line {first.line} names {entry.audio.name} too"
+    return f"{first.audio.name} has it too (the same name with another extension): keep one of them"
 
 
 def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) -> list[dict]:

@@ -4,6 +4,7 @@ nothing (a manifest line cut by a crash, settings that must not change), and one
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -327,6 +328,19 @@ def failures(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "failed.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
+def test_a_metadata_file_naming_an_audio_file_twice_reports_the_line_that_named_it_first(prepare, capsys, tmp_path):
+    """The hint was "same name with another extension?" for two lines naming one file."""
+    data = tmp_path / "data"
+    for name in ("a", "b"):
+        write_wav(data / f"{name}.wav")
+    (data / "meta.csv").write_text(f"file,text\na.wav,{IPA}\nb.wav,{IPA}\na.wav,{IPA} again\n", encoding="utf-8")
+    status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv")
+    assert status == 0 and sorted(record["id"] for record in read_manifest(tmp_path / "out")) == ["a", "b"]
+    failed = failures(tmp_path / "out")
+    assert [(record["line"], record["id"]) for record in failed] == [("4", "a")]
+    assert failed[0]["error"] == "duplicate utterance id 'a': line 2 names a.wav too"
+
+
 def test_a_resume_reports_a_duplicate_again_and_counts_what_the_manifest_holds(prepare, capsys, tmp_path,
                                                                                monkeypatch):
     """A resume dropped a duplicate id (u0.wav beside u0.flac) from failed.jsonl, its id being done, and counted it
@@ -335,7 +349,9 @@ def test_a_resume_reports_a_duplicate_again_and_counts_what_the_manifest_holds(p
     write_wav(data / "u0.flac")  # the same name, another extension
     assert run(prepare, capsys, data, output)[0] == 0
     failed = failures(output)
-    assert len(failed) == 1 and "duplicate utterance id 'u0'" in failed[0]["error"]
+    assert len(failed) == 1 and re.search(r"duplicate utterance id 'u0': u0\.(wav|flac) has it too \(the same name "
+                                          r"with another extension\): keep one of them", failed[0]["error"])
+    assert Path(failed[0]["audio"]).name not in failed[0]["error"]  # the other file is named, not itself
     monkeypatch.setattr(prepare, "load_codec_model", None)  # nothing left to encode: a call would fail
     status, out, _ = run(prepare, capsys, data, output)
     assert status == 0 and failures(output) == failed
