@@ -725,8 +725,10 @@ def test_a_flag_without_its_switch_is_warned_about_once_for_the_whole_run(tmp_pa
 def test_the_model_is_named_as_loaded_in_the_command_and_the_api(tmp_path, prompt_wav, monkeypatch):
     """A re-run with another --vocoder or --codec for the release, or another --yaml or --tokenizer for a checkpoint,
     kept the first run's WAVs (the release was named None whatever its decoders); and the command named the release
-    None where the API named it by its folder, so the API spoke again what the command had spoken."""
-    from valle_hf.cli import model_identity
+    None where the API named it by its folder, so the API spoke again what the command had spoken. The release was
+    then named by its cache's path (a moved cache spoke every row again), and --yaml alone apart from the same
+    checkpoint given with --model."""
+    from valle_hf.cli import model_identity, resolved_name
     from valle_hf.configuration import DEFAULT_CODEC
 
     monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path / "cache"))
@@ -736,6 +738,7 @@ def test_the_model_is_named_as_loaded_in_the_command_and_the_api(tmp_path, promp
         return model_identity(synthesis.build_parser().parse_args(["m.csv", "out", *argv]))
 
     release = named()
+    first_run = resolved_name(release)  # as plan_synthesis names it, before the release is converted into the cache
     assert named("--codec", DEFAULT_CODEC) == release  # the release's own codec, said
     assert len({release, named("--vocoder", "none"), named("--vocoder", "tiny-random"), named("--codec", "a/b")}) == 4
     (tmp_path / "folder").mkdir()
@@ -746,9 +749,16 @@ def test_the_model_is_named_as_loaded_in_the_command_and_the_api(tmp_path, promp
     assert len({named("--model", "fp32.sft"), named("--model", "fp32.sft", "--yaml", "config.yaml"),
                 named("--model", "fp32.sft", "--tokenizer", "config.yaml"),
                 named("--model", "fp32.sft", "--vocoder", "none")}) == 4
+    (tmp_path / "named.yaml").write_text("models:\n- name: ar+nar\n")  # the original's ckpt/ar+nar-llama-8/fp32.sft
+    checkpoint = tmp_path / "ckpt" / "ar+nar-llama-8" / "fp32.sft"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")
+    assert named("--yaml", "named.yaml") == named("--model", str(checkpoint), "--yaml", "named.yaml")
+    assert named("--yaml", "named.yaml") != named("--model", "fp32.sft", "--yaml", "named.yaml")
     # The release as converted into the cache: rows the command spoke are done for the API's release model
     for part in valle_hf.loading.load_model_and_processor("tiny-random"):
         part.save_pretrained(tmp_path / "cache" / valle_hf.loading.released_folder_name())
+    assert resolved_name(named()) == first_run
     shutil.copy(prompt_wav, tmp_path / "voice.wav")
     (tmp_path / "m.csv").write_text("id,text,prompt\nalpha,Hello.,voice.wav\n", encoding="utf-8")
     released_flags = FLAGS[:FLAGS.index("--model")] + FLAGS[FLAGS.index("--model") + 2:]
@@ -759,6 +769,11 @@ def test_the_model_is_named_as_loaded_in_the_command_and_the_api(tmp_path, promp
     plan, report = synthesis.synthesize(tmp_path / "m.csv", tmp_path / "out", model, processor, seed=7,
                                         max_ar_steps=12, nar_dtype="float32", progress=False)
     assert (plan.done, plan.edited, report.rows) == (1, 0, 0)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cache").rename(tmp_path / "moved")  # another user's cache, or one moved to a larger disk
+    monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path / "moved"))
+    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *released_flags])
+    assert status == 0 and "wrote 0 row(s) into" in err and "(1 done before)" in err, err
 
 
 def test_a_rows_setting_the_model_cannot_take_is_named_as_its_cell(tmp_path, prompt_wav, cached_loading):

@@ -164,27 +164,38 @@ def _vocoder(args) -> str | None:
 
 
 def model_identity(args) -> str:
-    """The model `load_model` loads for `add_model_arguments`' options, named for a record of what spoke: the folder it
-    loads from, resolved (the release: its cached conversion for --codec and --vocoder, the folder that
-    `loading.released_model_directory` makes and the Python API's model is named by), else its Hub id at --revision,
-    or tiny-random; then the files and decoders a checkpoint is converted with (--yaml, --tokenizer, --codec,
-    --vocoder), which change what it speaks."""
-    from .hub import default_cache_dir
+    """The model `load_model` loads for `add_model_arguments`' options, named for a record of what spoke
+    (`resolved_name`): the folder or file it loads from (the release: its cached conversion for --codec and
+    --vocoder, the folder that `loading.released_model_directory` makes and the Python API's model is named by; --yaml
+    alone: the checkpoint it names), else its Hub id at --revision, or tiny-random; then the files and decoders a
+    checkpoint is converted with (--yaml, --tokenizer, --codec, --vocoder), which change what it speaks. Raises
+    `VallEFileNotFoundError` where --yaml alone names no checkpoint."""
+    from .conversion import checkpoint_of_yaml
     from .loading import released_folder_name
 
     if args.model is None and args.yaml is None:
-        folder = default_cache_dir() / released_folder_name(args.codec or DEFAULT_CODEC, _vocoder(args))
-        return str(folder.resolve())
-    name = resolved_name(args.model or "the checkpoint of --yaml") + (f"@{args.revision}" if args.revision else "")
+        return f"{CACHE_NAME}/{released_folder_name(args.codec or DEFAULT_CODEC, _vocoder(args))}"  # made or not
+    model = args.model if args.model is not None else checkpoint_of_yaml(args.yaml)
+    name = resolved_name(model) + (f"@{args.revision}" if args.revision else "")
     converted = {flag: resolved_name(value) for flag in ("yaml", "tokenizer", "codec", "vocoder")
                  if (value := getattr(args, flag)) is not None}
     return f"{name} converted with {converted}" if converted else name
 
 
-def resolved_name(name: str) -> str:
+CACHE_NAME = "<valle-hf cache>"  # how `resolved_name` names the package's cache folder, wherever it is
+
+
+def resolved_name(name: str | Path) -> str:
     """`name` (a model, tokenizer or decoder) as a path resolved where it is one, so that each file or folder has one
-    name however it is written; a Hub id or tiny-random as it is."""
-    return str(Path(name).resolve()) if Path(name).exists() else name
+    name however it is written; one in the package's cache (`VALLE_HF_CACHE`: the released model's conversions) by
+    its place there, so that a moved cache or another user's names it alike; a Hub id or tiny-random as it is."""
+    from .hub import default_cache_dir
+
+    path = Path(name)
+    if not path.exists():
+        return str(name)
+    path, cache = path.resolve(), default_cache_dir().resolve()
+    return f"{CACHE_NAME}/{path.relative_to(cache).as_posix()}" if path.is_relative_to(cache) else str(path)
 
 
 def load_model(args, precision=None):
