@@ -258,8 +258,9 @@ def prepare_one(
     # the row's own language, as detected for "auto": what the phonemes are read in
     language = resolve_language(entry.text, entry.language or language)
     extractor = VallEFeatureExtractor()
-    waveform = extractor.check_reference(extractor.waveform(*load_audio(entry.audio), what=str(entry.audio)),
-                                         str(entry.audio), refuse_silence=True)  # a voice prompt's, refusing silence
+    samples, rate = load_audio(entry.audio, whole=True)  # a cut-off copy is refused: its transcript says the whole
+    waveform = extractor.check_reference(extractor.waveform(samples, rate, what=str(entry.audio)), str(entry.audio),
+                                         refuse_silence=True)  # a voice prompt's, refusing silence
     phonemes = phonemize(entry.text, language, language_switch)
     ids, unknown = phoneme_ids(tokenizer, phonemes)
     if unknown:  # all trained as the one <unk> id, which says nothing of how they sound

@@ -309,6 +309,20 @@ def test_a_silent_recording_is_reported_not_prepared(prepare, capsys, tmp_path):
     assert "random voice" not in logged.out  # the voice prompt's warning does not apply to a training utterance
 
 
+def test_a_recording_cut_short_is_reported_not_prepared(prepare, capsys, tmp_path):
+    """A WAV copy that stopped early was prepared as the part it holds, and trained as the speech of the whole
+    transcript."""
+    data = folder_of_utterances(tmp_path / "data", 2)
+    whole = (data / "u1.wav").read_bytes()
+    (data / "u1.wav").write_bytes(whole[:len(whole) * 2 // 3])
+    status, _, _ = run(prepare, capsys, data, tmp_path / "out")
+    assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
+    failed = failures(tmp_path / "out")
+    assert [record["id"] for record in failed] == ["u1"]
+    assert "u1.wav is cut short: its header says" in failed[0]["error"]
+    assert failed[0]["error"].endswith("(a copy that stopped early?): copy the file again")
+
+
 def test_a_model_folder_without_weights_as_tokenizer_names_the_codec_flags(prepare, capsys, tmp_path):
     import shutil
 

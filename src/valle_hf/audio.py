@@ -71,9 +71,11 @@ __all__ = [
 ]
 
 
-def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+def load_audio(path: str | os.PathLike, whole: bool = False) -> tuple[np.ndarray, int]:
     """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...): its samples as float32 in [-1, 1],
-    `[channels, samples]`, and its sampling rate in Hz.
+    `[channels, samples]`, and its sampling rate in Hz. A WAV cut short (its header promises more than the file
+    holds) is read as what it holds, with a warning, or refused with `whole=True` (a training utterance, whose
+    transcript says the whole).
 
     Raises `VallEFileNotFoundError` for a missing file or a directory and `VallEValueError` for an unreadable one.
     """
@@ -87,7 +89,11 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
         raise VallEValueError(f"could not read audio file {path}: {_read_failure(error)}; give a WAV, FLAC, OGG or "
                               "MP3 file (convert other formats first, e.g. ffmpeg -i voice.m4a voice.wav)") from None
-    _warn_if_cut_short(path, len(data), rate)
+    cut = _cut_short(path, len(data), rate)
+    if cut and whole:
+        raise VallEValueError(f"{cut}: copy the file again")
+    if cut:
+        logger.warning(f"{cut}; the {len(data) / rate:.2f} s it holds are used")
     return data.T, rate
 
 
@@ -95,18 +101,18 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 _UNKNOWN_WAV_SIZE = 0x7FFFFFFF
 
 
-def _warn_if_cut_short(path: Path, frames: int, rate: int) -> None:
-    """libsndfile reads a WAV whose data chunk runs past the end of the file (a copy that stopped early) as the
-    samples it holds, and says so only in its log: pass that on, so that a prompt cut short is not taken silently."""
+def _cut_short(path: Path, frames: int, rate: int) -> str | None:
+    """What is missing from a WAV whose data chunk runs past the end of the file (a copy that stopped early), which
+    libsndfile reads as the samples it holds and says so only in its log; None for a whole file."""
     log = soundfile.info(str(path), verbose=True).extra_info
     found = re.search(r"^data : (\d+) \(should be (\d+)\)", log, re.MULTILINE)
     if found is None or frames == 0:
-        return
+        return None
     declared, held = int(found[1]), int(found[2])
-    if held < declared < _UNKNOWN_WAV_SIZE:
-        logger.warning(f"{path} is cut short: its header says {frames * declared / held / rate:.2f} s of audio, the "
-                       f"file holds {frames / rate:.2f} s (a copy that stopped early?); the {frames / rate:.2f} s it "
-                       "holds are used")
+    if not held < declared < _UNKNOWN_WAV_SIZE:
+        return None
+    return (f"{path} is cut short: its header says {frames * declared / held / rate:.2f} s of audio, the file holds "
+            f"{frames / rate:.2f} s (a copy that stopped early?)")
 
 
 def _read_failure(error: Exception) -> str:
