@@ -475,3 +475,24 @@ def test_a_name_that_is_no_folder_and_no_hub_id_is_one_clear_error(tmp_path, kin
     name = {"codec": str(tmp_path / "nope"), "model": "a b/c d"}[kind]
     with pytest.raises(ModelNotFoundError, match=f"{re.escape(name)} is no folder here, and no Hub id"):
         load_codec(name) if kind == "codec" else load_model(name)
+
+
+def test_a_hub_file_is_asked_for_once_while_the_hub_fails_and_a_name_that_is_no_hub_id_not_at_all(
+        tmp_path, monkeypatch, vocos_checkpoint_dir):
+    """The download alone retries a failing Hub with growing pauses (half a minute) before it gives up, and raises a
+    bare HFValidationError for a name that is no repository id: the check before it asks once, and names both."""
+    from conftest import served_hub
+
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.hub import hub_file
+
+    files = {path.name: path for path in vocos_checkpoint_dir.iterdir()}
+    with served_hub(monkeypatch, {"someone/vocos": files}) as hub:
+        assert hub_file("someone/vocos", "config.yaml", "the vocoder", "offline", cache_dir=tmp_path / "a").is_file()
+        hub.outage, asked = True, len(hub.requests)
+        with pytest.raises(ModelNotFoundError, match=r"^could not download the vocoder \(someone/vocos/config.yaml: "):
+            hub_file("someone/vocos", "config.yaml", "the vocoder", "offline", cache_dir=tmp_path / "b")
+        assert len(hub.requests) - asked == 1
+        with pytest.raises(ModelNotFoundError, match="the vocoder cannot be found: a b/c d is no folder here"):
+            hub_file("a b/c d", "config.yaml", "the vocoder", "offline", cache_dir=tmp_path / "c")
+        assert len(hub.requests) - asked == 1
