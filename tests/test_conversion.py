@@ -417,18 +417,24 @@ def test_an_existing_output_directory_in_a_folder_that_cannot_be_written_is_refu
     assert err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("output", ["folder", "checkpoint"])
+@pytest.mark.parametrize("output", ["folder", "checkpoint", "folder_of_the_config"])
 def test_an_output_directory_that_holds_an_input_is_refused_even_with_overwrite(tmp_path, fixtures, capsys, output):
     folder = tmp_path / "models"
     folder.mkdir()
     checkpoint = folder / "fp32.sft"
     shutil.copyfile(fixtures.checkpoint, checkpoint)
     out = folder if output == "folder" else checkpoint
-    assert main(["--checkpoint", str(checkpoint), "--output-dir", str(out), "--overwrite", "--codec", "tiny-random",
-                 "--vocoder", "tiny-random"]) == 1
+    read = [checkpoint]
+    if output == "folder_of_the_config":  # the checkpoint elsewhere, the --config in the output directory
+        out = tmp_path / "configs"
+        out.mkdir()
+        read = [fixtures.checkpoint, write_yaml(out / "config.yaml", original_tensors(fixtures)[1])]
+    argv = ["--checkpoint", str(read[0]), "--output-dir", str(out), "--overwrite", "--codec", "tiny-random",
+            "--vocoder", "tiny-random"]
+    assert main(argv if len(read) == 1 else [*argv, "--config", str(read[1])]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: --output-dir {out} is or holds {checkpoint}") and err.count("\n") == 1, err
-    assert checkpoint.read_bytes() == fixtures.checkpoint.read_bytes()
+    assert err.startswith(f"error: --output-dir {out} is or holds {read[-1]}") and err.count("\n") == 1, err
+    assert checkpoint.read_bytes() == fixtures.checkpoint.read_bytes() and read[-1].is_file()
 
 
 def test_unknown_format_and_missing_file(tmp_path):
@@ -477,18 +483,37 @@ def test_command_line_writes_a_loadable_directory(tmp_path, fixtures, fixture_mo
     assert torch.equal(model.state_dict()[key], fixture_model.state_dict()[key])
 
 
+def test_command_line_dtype_and_vocoder_none_reach_the_saved_model(tmp_path, fixtures, fixture_model):
+    """--dtype is the dtype the decoder's weights are saved in (the codec stays float32), and --vocoder none saves a
+    model that decodes with EnCodec ("none" was looked up as a Hub repository)."""
+    out = tmp_path / "converted"
+    assert main(["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(out), "--codec", "tiny-random",
+                 "--vocoder", "none", "--dtype", "bfloat16"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["audio_backend"] == "encodec" and config.get("vocoder_config") is None
+    key = "model.embeddings.separator"
+    with safe_open(str(out / "model.safetensors"), "pt") as handle:
+        assert not any(name.startswith("vocoder.") for name in handle.keys())
+        saved = handle.get_tensor(key)
+        codec = [handle.get_tensor(name) for name in handle.keys() if name.startswith("codec_model.")]
+        assert codec and all(tensor.dtype == torch.float32 for tensor in codec if tensor.is_floating_point())
+        assert saved.dtype == torch.bfloat16
+    assert torch.equal(saved, fixture_model.state_dict()[key].bfloat16())
+
+
 def test_command_line_reports_errors_in_one_line(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "missing.sft"), "--output-dir", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "missing.sft" in err and "\n" not in err
 
 
-def test_nan_weights_are_refused_naming_the_tensor(tmp_path, fixtures):
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_nan_weights_are_refused_naming_the_tensor(tmp_path, fixtures, value):
     tensors, original = original_tensors(fixtures)
     tensors = dict(tensors)
     name = sorted(key for key in tensors if key.startswith("model.layers."))[0]
     tensors[name] = tensors[name].clone()
-    tensors[name].view(-1)[0] = float("nan")
+    tensors[name].view(-1)[0] = value
     with pytest.raises(CheckpointError, match=f"{name!r} holds NaN or infinite values"):
         convert(write_sft(tmp_path / "nan.sft", tensors, original, packaged_vocab()))
 
@@ -551,3 +576,114 @@ def test_the_staging_folders_of_an_output_named_like_a_pattern_are_found(tmp_pat
     left = temporary_folder_beside(output)
     temporary_folder_beside(tmp_path / "model1")  # another output's
     assert leftovers_beside(output) == [left]
+
+
+def assert_same_decoder(model, expected):
+    """`model` has `expected`'s decoder weights (the codec and vocoder are the random test ones, and embed_tokens is
+    the backbone's unused table)."""
+    state = model.state_dict()
+    for key, value in expected.state_dict().items():
+        if not key.startswith(("codec_model.", "vocoder.")) and "embed_tokens" not in key:
+            assert torch.equal(state[key], value), key
+
+
+def test_backbone_keys_spelt_retnet_convert_to_the_same_model(tmp_path, fixtures, fixture_model):
+    """Exports whose backbone is named `retnet.` (as the original's older ones) are read as `model.`."""
+    original = load_original_checkpoint(fixtures.checkpoint)
+    renamed = {re.sub(r"^model\.", "retnet.", key): value for key, value in original.tensors.items()}
+    assert renamed.keys() != original.tensors.keys()
+    assert_same_decoder(convert(write_sft(tmp_path / "retnet.sft", renamed, original.config, original.symmap)),
+                        fixture_model)
+
+
+def test_metadata_other_than_config_and_userdata_is_not_read(tmp_path, fixtures, fixture_model):
+    """A safetensors writer may add entries of its own that are no JSON ({"format": "pt"}): the original reads only
+    its config and userdata."""
+    original = load_original_checkpoint(fixtures.checkpoint)
+    path = tmp_path / "fp32.sft"
+    metadata = {"config": json.dumps(original.config), "format": "pt"}
+    if original.symmap is not None:
+        metadata["userdata"] = json.dumps({"symmap": original.symmap})
+    save_file(original.tensors, str(path), metadata=metadata)
+    assert load_original_checkpoint(path).config == original.config
+    assert_same_decoder(convert(path), fixture_model)
+
+
+def test_a_yaml_of_several_models_describes_the_one_it_trains(tmp_path):
+    from valle_hf.conversion import original_config_from_yaml
+
+    path = tmp_path / "config.yaml"
+    models = [{"name": "ar"}, {"name": "ar+nar", "training": True}, {"name": "nar", "training": True}]
+    path.write_text(yaml.safe_dump({"models": models}), encoding="utf-8")
+    assert original_config_from_yaml(path)["name"] == "ar+nar"
+    path.write_text(yaml.safe_dump({"models": [{**model, "training": False} for model in models]}), encoding="utf-8")
+    assert original_config_from_yaml(path)["name"] == "ar"  # none trains: the first
+
+
+@pytest.mark.parametrize(("model", "folder"), [
+    ({}, "ar+nar-llama-8"),
+    ({"name": "nar", "resp_levels": 4}, "nar-llama-4"),
+    ({"size": "half"}, "ar+nar-half-llama-8"),
+    ({"size": "full"}, "ar+nar-llama-8"),
+    ({"size": {"dim": 64, "heads": 4, "layers": 2}}, "ar+nar-llama-8"),
+    ({"experts": 1}, "ar+nar-llama-8"),
+    ({"experts": 4, "arch_type": "mixtral"}, "ar+nar-4xmixtral-8"),
+    ({"arch_type": "a/b"}, "ar+nar-a-b-8"),
+])
+def test_a_yaml_names_its_checkpoints_folder_as_the_originals_full_name(tmp_path, model, folder):
+    """`Model.full_name`: the name, a size preset other than full, the architecture (with the expert count when more
+    than one) and the RVQ levels."""
+    yaml_file = write_yaml(tmp_path / "config.yaml", model)
+    with pytest.raises(FileNotFoundError, match=re.escape(f"no checkpoint at {tmp_path / 'ckpt' / folder}/fp32.sft")):
+        checkpoint_of_yaml(yaml_file)
+    (tmp_path / "ckpt" / folder).mkdir(parents=True)
+    for suffix in (".pth", ".pt", ".safetensors", ".sft"):  # each found before those written earlier
+        (tmp_path / "ckpt" / folder / f"fp32{suffix}").touch()
+        assert checkpoint_of_yaml(yaml_file) == tmp_path / "ckpt" / folder / f"fp32{suffix}"
+
+
+@pytest.mark.parametrize(("size", "expected"), [(0.5, (512, 8, 12)), (2, (2048, 32, 12)), ("quarter", (256, 4, 12))])
+def test_a_size_given_as_a_scale_scales_the_full_models_width_and_heads(fixtures, size, expected):
+    """The original's `Model.dim`, `heads` and `layers` for a size that is a number: 1024 and 16 scaled, 12 layers."""
+    from valle_hf.conversion import config_from_original
+
+    _, original = original_tensors(fixtures)
+    config = config_from_original(with_setting(original, "size", size))
+    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == expected
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("experimental.interleave", True), ("experimental.hf", True), ("experimental.layerskip", True),
+    ("experimental.causal_size", 2), ("experimental.audio_embedding_mode", "exclusive"), ("experts", 2),
+    ("arch_type", "retnet"),
+])
+def test_settings_of_a_model_this_package_does_not_build_are_refused_naming_them(fixtures, name, value):
+    from valle_hf.conversion import config_from_original
+
+    _, original = original_tensors(fixtures)
+    key = name.rpartition(".")[2]
+    expected = {"experts": "with 2 experts", "arch_type": "unsupported architecture 'retnet'",
+                "causal_size": "causal_size / audio_embedding_mode", "audio_embedding_mode":
+                "causal_size / audio_embedding_mode"}.get(key, f"unsupported experimental setting {key}=True")
+    with pytest.raises(CheckpointError, match=re.escape(expected)):
+        config_from_original(with_setting(original, name, value))
+    config_from_original(original)  # the fixture's own settings are taken
+
+
+@pytest.mark.parametrize(("name", "attribute", "default"), [
+    ("experimental.unified_position_ids", "unified_position_ids", True), ("tasks", "num_tasks", 8),
+    ("langs", "num_languages", 1), ("tones", "num_tones", 1), ("version", "version", 5),
+    ("resp_levels", "num_rvq_levels", 8),
+])
+def test_a_setting_the_config_leaves_out_takes_the_originals_default(fixtures, name, attribute, default):
+    """The defaults of the original's `Model` dataclass, which a config written by hand may rely on."""
+    from valle_hf.conversion import config_from_original
+
+    _, original = original_tensors(fixtures)
+    config = copy.deepcopy(original)
+    *sections, key = name.split(".")
+    settings = config
+    for section in sections:
+        settings = settings[section]
+    settings.pop(key, None)
+    assert getattr(config_from_original(config), attribute) == default
