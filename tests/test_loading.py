@@ -394,6 +394,10 @@ def _edited_copy(source: Path, target: Path, name: str, edit) -> Path:
     ("generation_config.json", lambda g: {**g, "max_new_tokens": "10"}, "max_new_tokens='10' is not allowed"),
     ("generation_config.json", lambda g: {**g, "cache_implementation": "nope"}, "Invalid `cache_implementation`"),
     ("generation_config.json", lambda g: {**g, "pad_token_id": "x"}, "generation_config.json cannot be read"),
+    # transformers' reader calls a method of the setting: an AttributeError
+    ("generation_config.json", lambda g: {**g, "watermarking_config": 5}, "generation_config.json cannot be read"),
+    # the processor's own files: read after the model, by transformers' loaders (a JSONDecodeError, a ValueError)
+    ("tokenizer_config.json", "{not json", "could not load the processor of .* \\(Expecting property name"),
 ])
 def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(converted_dir, tmp_path, name, edit,
                                                                              message):
@@ -470,3 +474,55 @@ def test_dtype_is_a_torch_dtype_or_its_name_or_auto(converted_dir):
             load_model_and_processor("tiny-random", dtype=wrong)
         with pytest.raises(VallEValueError, match="^dtype must be one of"):
             load_model(str(converted_dir), dtype=wrong)
+
+
+def test_a_quantization_other_than_int8_is_refused_not_ignored():
+    """Any other `quantize` loaded the model with its float weights without a word."""
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match="^quantize must be 'int8' \\(or None\\), got 'int4'$"):
+        load_model_and_processor("tiny-random", quantize="int4")
+
+
+def test_a_temporary_round_trip_leaves_the_progress_bars_as_they_were():
+    """Bars a user turned off stay off after an int8 load of a model built in memory (they were turned on)."""
+    from transformers.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    from valle_hf.loading import no_progress_bars
+
+    enabled = is_progress_bar_enabled()
+    try:
+        for before in (True, False):
+            enable_progress_bar() if before else disable_progress_bar()
+            with no_progress_bars():
+                assert not is_progress_bar_enabled()
+            assert is_progress_bar_enabled() == before
+    finally:
+        enable_progress_bar() if enabled else disable_progress_bar()
+
+
+def test_dtype_none_loads_float32_whatever_the_checkpoint_holds_and_auto_keeps_the_checkpoints(tmp_path):
+    """None means float32, as the default does; only "auto" takes the dtype a directory was saved in."""
+    from valle_hf.loading import load_model
+
+    load_model_and_processor("tiny-random", dtype=torch.bfloat16)[0].save_pretrained(tmp_path)
+    assert load_model(str(tmp_path), dtype="auto").dtype == torch.bfloat16
+    assert load_model(str(tmp_path), dtype=None).dtype == torch.float32
+
+
+def test_tiny_random_weights_have_the_scales_reactive_init_gives_them(tiny_random):
+    """Embeddings and separator ~ N(0, 1), backbone linears ~ N(0, 1/fan_in), heads ~ N(0, 4/hidden) without bias,
+    RMSNorm weights ~ 1 + 0.1 N(0, 1): the heads' larger scale spreads the logits over a few units."""
+    model = tiny_random[0]
+
+    def near(value, expected, tolerance=0.05):
+        return abs(value.item() - expected) <= tolerance * expected
+
+    for head in model.classifiers:
+        assert near(head.weight.std(), 2 / head.in_features ** 0.5) and not head.bias.any()
+    linears = [module for module in model.model.backbone.modules() if isinstance(module, torch.nn.Linear)]
+    assert linears and all(near(linear.weight.std(), 1 / linear.in_features ** 0.5) for linear in linears)
+    assert near(model.model.embeddings.text.weight.std(), 1.0)
+    assert near(model.model.embeddings.separator.std(), 1.0, tolerance=0.3)  # one vector: few samples
+    norms = torch.cat([param.flatten() for name, param in model.model.backbone.named_parameters() if "norm" in name])
+    assert near(norms.mean(), 1.0) and near(norms.std(), 0.1, tolerance=0.2)
