@@ -831,7 +831,8 @@ def test_a_flag_without_its_switch_is_warned_about_by_its_flag(cli):
 
 
 def test_a_text_starting_with_a_dash_follows_the_end_of_options(tmp_path, prompt_wav, monkeypatch, capsys):
-    """`--` was dropped by the intermixed parse, so a text (or file) starting with '-' could not be given at all."""
+    """`--` was dropped by the intermixed parse, so a text (or file) starting with '-' could not be given at all; then
+    positionals on both sides of it were refused."""
     import valle_hf.cli
 
     parsed = []
@@ -845,16 +846,21 @@ def test_a_text_starting_with_a_dash_follows_the_end_of_options(tmp_path, prompt
     assert main(["--", "-Hello.", str(prompt_wav), out]) == 1
     assert main(["--model", "tiny-random", "--", "-Hello.", str(prompt_wav), out]) == 1
     assert main(["Hi.", str(prompt_wav), "--seed", "1", out]) == 1  # positionals around options, without `--`
+    assert main(["Hi.", "--seed", "1", str(prompt_wav), "--model", "m", "--", "-o.wav"]) == 1  # on both sides of it
+    assert main(["--seed", "1", "--", "1", str(prompt_wav)]) == 1  # a text that is an option's value too
     assert parsed == [("-Hello.", str(prompt_wav), out, None, None),
-                      ("-Hello.", str(prompt_wav), out, "tiny-random", None), ("Hi.", str(prompt_wav), out, None, 1)]
+                      ("-Hello.", str(prompt_wav), out, "tiny-random", None), ("Hi.", str(prompt_wav), out, None, 1),
+                      ("Hi.", str(prompt_wav), "-o.wav", "m", 1), ("1", str(prompt_wav), None, None, 1)]
     capsys.readouterr()
     assert main(["-Hello.", str(prompt_wav), out]) == 1  # without `--`: the way to give it
     assert "unrecognized arguments: -Hello.: a text or file that starts with '-' goes after `--`, the options go " \
            "before it" in capsys.readouterr().err
-    assert main(["Hi.", str(prompt_wav), "--seed", "1", "--", "-o.wav"]) == 1  # positionals on both sides of `--`
-    assert "with `--`, the options go before it and TEXT REFERENCES OUT after it" in capsys.readouterr().err
-    assert main(["Hi.", str(prompt_wav), out, "--modle", "x"]) == 1  # a misspelt option is no text
-    assert "`--`" not in capsys.readouterr().err
+    assert main(["Hi.", str(prompt_wav), out, "--seed", "1", "--", "extra"]) == 1  # a word too many
+    assert "unrecognized arguments: extra: with `--`, the options go before it" in capsys.readouterr().err
+    for misspelt in (["Hi.", str(prompt_wav), out, "--modle", "x"], ["Hi.", "--modle", "x", "--", str(prompt_wav)]):
+        assert main(misspelt) == 1  # a misspelt option is no text
+        err = capsys.readouterr().err
+        assert "unrecognized arguments: --modle" in err and "`--`" not in err, err
 
 
 def test_integer_flags_take_whole_numbers_written_as_decimals_and_token_ids_lose_none(tmp_path, prompt_wav):

@@ -227,16 +227,19 @@ def load_model(args, precision=None):
     return model, processor, loaded
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI's arguments: the original's positional text, references and output path, and its flags."""
+def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
+    """The CLI's arguments: the original's positional text, references and output path (without them with
+    `positionals=False`), and its flags."""
     parser = ArgumentParser(
         prog="python -m valle_hf",
         description="VALL-E text-to-speech (and --task stt speech-to-text) with the original project's flags.",
     )
-    parser.add_argument("text", help="text to speak ('' for --task stt)")
-    parser.add_argument("references", help="reference audio: a voice prompt (TTS) or the speech to transcribe (STT); "
-                        "join several files with ';'. An empty one is refused: use --no-prompt for a random voice")
-    parser.add_argument("out_path", nargs="?", default=None, help="output WAV file (TTS)")
+    if positionals:
+        parser.add_argument("text", help="text to speak ('' for --task stt)")
+        parser.add_argument("references", help="reference audio: a voice prompt (TTS) or the speech to transcribe "
+                            "(STT); join several files with ';'. An empty one is refused: use --no-prompt for a random "
+                            "voice")
+        parser.add_argument("out_path", nargs="?", default=None, help="output WAV file (TTS)")
     parser.add_argument("--out-path", dest="out_path_option", default=None, help="same as OUT_PATH")
     add = parser.add_argument
     add_model_arguments(parser)
@@ -636,23 +639,36 @@ def run_stt(args, model, processor, inputs: dict, seed: int) -> None:
     print(processor.decode(text_ids[0].cpu()))
 
 
+def parse_command_line(given: list[str]) -> argparse.Namespace:
+    """The CLI's arguments, with positionals around options (`TEXT REF --seed 1 OUT`) and after `--`, where a text or
+    a file may start with '-' (`TEXT --seed 1 -- -voice.wav OUT`). argparse's intermixed parse drops `--`, so with
+    one the options before it are parsed alone and the words among them join those after it as positionals."""
+    if "--" not in given:
+        return build_parser().parse_intermixed_args(given)
+    split = given.index("--")
+    parser = build_parser(positionals=False)
+    options, words = parser.parse_known_args(given[:split])
+    unknown = [word for word in words if word.startswith("-")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    positionals = build_parser().parse_args(["--", *words, *given[split + 1:]])
+    return argparse.Namespace(**{**vars(positionals), **vars(options)})
+
+
 @entry_point()
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0; 1 with one `error:` line on stderr for a user's mistake)."""
     given = [str(arg) for arg in (sys.argv[1:] if argv is None else argv)]
-    parser = build_parser()
     try:
-        # `TEXT REF --seed 1 OUT` too: positionals around options; but the intermixed parse drops `--`, after which a
-        # text or a file may start with '-' (`--model M -- -voice.wav`)
-        args = parser.parse_args(given) if "--" in given else parser.parse_intermixed_args(given)
+        args = parse_command_line(given)
     except UsageError as error:
         if "references" in str(error) and ("stt" in given or "--task=stt" in given):  # the audio was read as TEXT
             raise UsageError(f"{error}; with --task stt, give '' as TEXT: python -m valle_hf '' speech.wav --task "
                              "stt") from None
         unrecognized = str(error).split(" (see ")[0]
         first = unrecognized.removeprefix("unrecognized arguments: ").split(" ")[0]
-        if unrecognized.startswith("unrecognized arguments: ") and (
-                "--" in given or (first.startswith("-") and not first.startswith("--"))):  # not a misspelt option
+        if unrecognized.startswith("unrecognized arguments: ") and not first.startswith("--") and (
+                "--" in given or first.startswith("-")):  # not a misspelt option
             how = "with `--`," if "--" in given else "a text or file that starts with '-' goes after `--`,"
             raise UsageError(f"{unrecognized}: {how} the options go before it and TEXT REFERENCES OUT after it: "
                              "python -m valle_hf [options] -- TEXT REFERENCES OUT") from None
