@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import tiny_config
 from transformers import EncodecConfig, LlamaConfig
 
-from valle_hf.configuration import VallEConfig, VallEGenerationConfig
+from valle_hf.configuration import CODEC_CODEBOOK_SIZE, VallEConfig, VallEGenerationConfig
 from valle_hf.vocos import VocosConfig
 
 
@@ -23,6 +25,7 @@ from valle_hf.vocos import VocosConfig
         (dict(codec_config=dict(sampling_rate=16000)), "codec_config"),  # VALL-E reads EnCodec 24 kHz codes
         (dict(codec_config=dict(codebook_size=512)), "codec_config"),  # one code per audio vocabulary entry
         (dict(num_rvq_levels=1, silence_codes=[0]), "num_rvq_levels"),
+        (dict(num_rvq_levels=2, silence_codes=[0, 0]), "num_rvq_levels"),  # the last level below 3 accepted
         (dict(version=4), "version"),
         (dict(capabilities=["ar", "nar", "len"]), "capabilities"),
         (dict(capabilities=["nar"]), "capabilities"),
@@ -42,7 +45,9 @@ from valle_hf.vocos import VocosConfig
         (dict(max_position_embeddings=0), "max_position_embeddings"),
         (dict(num_tasks=0), "num_tasks"),
         (dict(attention_dropout=2.0), "attention_dropout"),
+        (dict(attention_dropout=1.0), "attention_dropout"),  # every attention weight dropped: [0, 1) is open at 1
         (dict(silence_codes=[5000] * 8), "silence_codes"),
+        (dict(silence_codes=[CODEC_CODEBOOK_SIZE] * 8), "silence_codes"),  # the stop token's id, one past the codes
         (dict(capabilities=["ar"]), "capabilities"),  # the NAR levels ran all the same
     ],
 )
@@ -93,6 +98,21 @@ def test_head_sizes_match_the_classifiers(text_head):
     assert [config.head_size(level) for level in range(config.num_heads)] == expected
     model = reactive_model(config)
     assert [head.out_features for head in model.classifiers] == expected
+
+
+def test_a_config_saved_with_the_fields_now_read_from_its_codec_loads_with_the_codecs_values(tmp_path):
+    """frame_rate, sampling_rate and codec_bandwidth are read from codec_config: a config.json that still holds them
+    (as earlier versions saved them) must load, not fail on setting a property, and the codec's values win."""
+    config = tiny_config()
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    stale = dict(frame_rate=2 * config.frame_rate, sampling_rate=config.sampling_rate // 2,
+                 codec_bandwidth=config.codec_bandwidth / 2)
+    (tmp_path / "config.json").write_text(json.dumps({**saved, **stale}))
+    loaded = VallEConfig.from_pretrained(tmp_path)
+    assert (loaded.frame_rate, loaded.sampling_rate, loaded.codec_bandwidth) == (
+        config.frame_rate, config.sampling_rate, config.codec_bandwidth)
+    assert not set(stale) & set(loaded.to_dict())
 
 
 def test_sub_configs_round_trip_through_save_and_load(tmp_path):
@@ -169,6 +189,30 @@ def test_a_dry_sequence_breaker_past_every_head_is_refused_by_name():
     for breakers in ([classes], [0, 2**70]):
         with pytest.raises(SettingError, match=rf"dry_sequence_breakers=.* token ids 0\.\.{classes - 1}"):
             check_settings_fit({"dry_sequence_breakers": breakers}, config)
+
+
+def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings():
+    """check_settings_fit's bounds are inclusive of the model's last RVQ level, last layer and last position, and
+    refuse the next one naming the setting."""
+    from valle_hf.configuration import SettingError, check_settings_fit
+
+    config = tiny_config()
+    limits = {"max_levels": config.num_rvq_levels - 1, "layer_skip_exit_layer": config.num_hidden_layers - 1,
+              "max_new_tokens": config.max_position_embeddings}
+    check_settings_fit(limits, config)
+    for name, value in limits.items():
+        with pytest.raises(SettingError, match=rf"^{name}={value + 1} is not allowed: it must be "):
+            check_settings_fit({name: value + 1}, config)
+
+
+def test_a_dynamic_temperature_floor_of_zero_fights_entropix_and_is_refused():
+    """min_temperature 0 is a floor (only < 0 is off), so entropix, which sets each step's temperature, refuses it."""
+    from valle_hf.configuration import SettingError, check_settings
+
+    check_settings({"entropix": True, "temperature": 1.0, "min_temperature": -1.0})
+    with pytest.raises(SettingError, match=r"^min_temperature=0\.0 is not allowed: it must be < 0 \(off\) with "
+                                           "entropix"):
+        check_settings({"entropix": True, "temperature": 1.0, "min_temperature": 0.0})
 
 
 # Each setting that needs a switch: the settings that leave it without effect, and the same with its switch on.
