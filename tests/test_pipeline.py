@@ -133,6 +133,18 @@ def test_input_prompt_length_in_processor_kwargs_applies_to_a_prompt_in_forward_
     assert seen == [int(0.5 * frame_rate)]
 
 
+def test_a_list_of_one_prompt_is_that_one_voice(tts, prompt_wav):
+    """Only a list of several prompts is refused (one voice per text): a list of one is the voice itself."""
+    seen, handle = prompt_frames_seen(tts.model)
+    try:
+        listed = tts(TEXTS[0], forward_params={"prompt_audio": [str(prompt_wav)]}, generate_kwargs=GENERATE)
+        alone = tts(TEXTS[0], forward_params={"prompt_audio": str(prompt_wav)}, generate_kwargs=GENERATE)
+    finally:
+        handle.remove()
+    assert len(seen) == 2 and seen[0] == seen[1] > 0
+    np.testing.assert_allclose(listed["audio"], alone["audio"], atol=1e-5, rtol=0)
+
+
 def test_an_array_prompt_needs_its_sampling_rate(tts, prompt_wav):
     samples = np.zeros(16000, dtype=np.float32)
     with pytest.raises(ValueError, match="sampling_rate"):
@@ -168,6 +180,8 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
      r"forward_params must be a dict of keyword arguments, got str \('voice.wav'\)"),
     (lambda tts, prompt: tts("Hi.", generate_kwargs=[("max_new_tokens", 3)]), TypeError,
      r"generate_kwargs must be a dict .*: e.g. generate_kwargs=\{'temperature': 0.5\}$"),  # the voice goes elsewhere
+    (lambda tts, prompt: tts("Hi.", processor_kwargs=[("prompt_audio", prompt)]), TypeError,
+     r"processor_kwargs must be a dict of keyword arguments, got list .*: e.g. processor_kwargs=\{'prompt_audio'"),
     (lambda tts, prompt: tts("Hi.", forward_params={"prompt_audio": prompt}, generate_kwargs={"output_audio": False}),
      ValueError, "generate_kwargs has output_audio=False, but the text-to-speech pipeline returns audio"),
     (lambda tts, prompt: tts("Hi.", forward_params={"output_audio": False}), ValueError, "forward_params has output"),
@@ -182,6 +196,8 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
     (lambda tts, prompt: tts("Hi.", processor_kwargs={"prompt_audio": prompt, "input_prompt_length": 1.0},
                              generate_kwargs={"input_prompt_length": 2.0}),
      ValueError, "input_prompt_length given in both processor_kwargs and generate_kwargs: give each once"),
+    (lambda tts, prompt: tts("Hi.", processor_kwargs={"prompt_audio": prompt}, forward_params={"prompt_audio": prompt}),
+     ValueError, "prompt_audio given in both processor_kwargs and forward_params: give each once"),
 ])
 def test_calls_the_pipeline_cannot_run_are_refused_in_one_line(tts, prompt_wav, call, error, message):
     from valle_hf.errors import VallEError
@@ -375,11 +391,24 @@ def test_the_speech_recognition_pipelines_own_settings_reach_generate(converted_
     assert all(call["max_new_tokens"] == 8 and call["temperature"] == 0.0 for call in calls)
 
 
+def test_a_setting_given_both_directly_and_in_generate_kwargs_reaches_generate_as_given_directly(asr, prompt_wav,
+                                                                                               monkeypatch):
+    """The speech-recognition pipeline takes generate's settings directly or in generate_kwargs; given in both, the
+    direct one is what generate gets."""
+    calls = []
+    generate = asr.model.generate
+    monkeypatch.setattr(asr.model, "generate", lambda **kwargs: calls.append(kwargs) or generate(**kwargs))
+    asr(str(prompt_wav), generate_kwargs={"temperature": 0.0, "max_new_tokens": 2}, max_new_tokens=3)
+    assert [(call["max_new_tokens"], call["temperature"]) for call in calls] == [(3, 0.0)]
+
+
 @pytest.mark.parametrize(("inputs", "call", "message"), [
     ([], {}, "got an empty list of inputs"),
     ("speech.wav", dict(generate_kwargs=[1]), "generate_kwargs must be a dict of keyword arguments, got list"),
     ("speech.wav", dict(generate_kwargs={"task": "tts"}), "task: the speech-recognition pipeline sets the task"),
     ("speech.wav", dict(return_dict_in_generate=True), "return_dict_in_generate: the speech-recognition pipeline"),
+    ("speech.wav", dict(audio_codes=torch.zeros(1, 4, 8, dtype=torch.long)),
+     "audio_codes: the speech-recognition pipeline sets the task and the audio"),
     ("speech.wav", dict(batch_size=2, seeds=[1, 2]), "has 2 seeds: .* give one seed"),
 ])
 def test_a_speech_recognition_call_the_pipeline_cannot_run_is_refused_in_one_line(asr, prompt_wav, inputs, call,
