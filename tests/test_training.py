@@ -264,6 +264,8 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
     assert len(set(first["level"].tolist())) > 2
     capped = VallEDataCollator(config)([{**items[0], "audio_codes": items[0]["audio_codes"][:, :3], "level": 6}])
     assert capped["level"].tolist() == [2]  # capped to the levels present, as the original does
+    by_prompt = VallEDataCollator(config)([{**items[0], "prompt_codes": items[0]["prompt_codes"][:, :3], "level": 6}])
+    assert by_prompt["level"].tolist() == [2]  # the prompt's levels cap it too
     with pytest.raises(ValueError, match="padding_side"):
         VallEDataCollator(config, padding_side="middle")
 
@@ -338,6 +340,7 @@ def test_collator_draws_per_item_and_epoch_whatever_the_batches_and_workers(tiny
     ("audio_codes", lambda item: torch.tensor(5), r"audio_codes must have shape \[frames, levels\], got \(\)"),
     ("prompt_codes", lambda item: torch.tensor(5), r"prompt_codes must have shape \[frames, levels\], got \(\)"),
     ("level", lambda item: 9, r"level must be an integer in 0\.\.7, got 9"),
+    ("level", lambda item: 8, r"level must be an integer in 0\.\.7, got 8"),  # one past the model's last level
     ("level", lambda item: True, r"level must be an integer in 0\.\.7, got True"),
     ("level", lambda item: 2.0, r"level must be an integer in 0\.\.7, got 2.0"),
     ("level", lambda item: torch.tensor(True), r"level must be an integer in 0\.\.7, got tensor\(True\)"),
@@ -383,6 +386,25 @@ def test_stt_audio_with_fewer_levels_than_the_model_reads_is_refused(tiny_model)
         with pytest.raises(VallEValueError, match=rf"STT audio needs {config.stt_levels}\+ code levels, got {few}$"):
             VallEDataCollator(config)([{**item, "audio_codes": item["audio_codes"][:, :few]}])
     assert VallEDataCollator(config)([item])["task"].tolist() == [1]
+    exactly = {**item, "audio_codes": item["audio_codes"][:, :config.stt_levels]}  # all it reads, and no more
+    assert VallEDataCollator(config)([exactly])["task"].tolist() == [1]
+
+
+def test_build_training_sequence_refuses_a_level_its_codes_or_its_task_do_not_have(tiny_model):
+    """Called directly (the collator caps its levels), a level past the codes' last one failed inside torch's
+    indexing; an STT item given another level than 0 (its only level) is refused, not silently taken as level 0."""
+    from valle_hf.errors import VallEValueError
+
+    config = tiny_model.config
+    item = random_item(torch.Generator().manual_seed(5), 4, 6, 3)
+    text, codes, prompt = item["input_ids"], item["audio_codes"], item["prompt_codes"]
+    assert build_training_sequence(config, text, codes[:, :3], 2, "tts", prompt).level == 2
+    for levels in (3, config.num_rvq_levels):
+        with pytest.raises(VallEValueError, match=rf"^level {levels} needs codes with more than {levels} levels"):
+            build_training_sequence(config, text, codes[:, :levels], levels, "tts", prompt)
+    assert build_training_sequence(config, text, codes, 0, "stt").task == "stt"
+    with pytest.raises(VallEValueError, match="^STT items are always level 0, got level 2$"):
+        build_training_sequence(config, text, codes, 2, "stt")
 
 
 # ---------------------------------------------------------------------------------------------------- overfit
@@ -466,6 +488,17 @@ def test_lora_trains_only_adapters_and_merges_to_a_plain_checkpoint(tmp_path):
     torch.testing.assert_close(logits[finite], expected[finite], rtol=1e-5, atol=1e-5)
     assert not torch.equal(reloaded.model.backbone.layers[0].self_attn.q_proj.weight,
                            before["model.backbone.layers.0.self_attn.q_proj.weight"])
+
+
+def test_lora_takes_the_rank_alpha_and_dropout_it_is_given():
+    """add_lora's own arguments, not peft's or the original's defaults: the adapters' width (rank), their scale
+    (alpha / rank) and the dropout on their input."""
+    adapted = add_lora(reactive_model(), rank=2, alpha=6.0, dropout=0.25)
+    layers = adapted.get_base_model().model.backbone.layers
+    for projection in (layers[0].self_attn.q_proj, layers[-1].mlp.down_proj):
+        assert projection.lora_A["default"].out_features == projection.lora_B["default"].in_features == 2
+        assert projection.scaling["default"] == 6.0 / 2
+        assert projection.lora_dropout["default"].p == 0.25
 
 
 # ---------------------------------------------------------------------------------------------------- resuming
