@@ -145,11 +145,13 @@ def random_item(generator, text_length, frames, prompt_frames=None, **extra):
 
 
 def test_padding_never_changes_an_item_loss(tiny_model):
-    """AR, NAR (with and without prompt) and STT items of different lengths: batched = alone, either padding side."""
+    """AR, NAR (with and without prompt) and STT items of different lengths: batched = alone, either padding side.
+    The short AR item, padded on the left, must keep its first target unscored (the padding row before it would
+    predict it)."""
     generator = torch.Generator().manual_seed(0)
     items = [random_item(generator, 7, 9, 4, level=0), random_item(generator, 3, 5, 6, level=3),
              random_item(generator, 5, 11, task="stt"), random_item(generator, 4, 6, None, level=7),
-             random_item(generator, 6, 4, 3, level=1)]
+             random_item(generator, 6, 4, 3, level=1), random_item(generator, 2, 3, 2, level=0)]
     collator = VallEDataCollator(tiny_model.config)
     with torch.no_grad():
         alone = torch.stack([tiny_model(**collator([item])).loss for item in items])
@@ -177,12 +179,29 @@ def test_the_loss_averages_the_items_it_scores_and_refuses_labels_it_cannot_read
         assert torch.equal(tiny_model(**{**batch, "labels": batch["labels"].int()}).loss, both.loss)
     assert float(nothing.loss) == 0.0
     labels = batch["labels"]
+    width = both.logits.shape[-1]  # the widest head's classes: the first id past them is refused too
     for wrong, message in ((labels[:, :-2], r"labels must have the shape of input_ids, \(2, \d+\), got \(2, \d+\)"),
                            (labels.float(), "labels must be integer ids, got dtype torch.float32"),
                            (labels.masked_fill(labels >= 0, 5022), r"labels must be ids in 0\.\.\d+ or -100 .*5022"),
+                           (labels.masked_fill(labels >= 0, width), rf"labels must be ids in 0\.\.{width - 1} or "
+                                                                    rf"-100 \(not scored\), got {width}$"),
                            (labels.masked_fill(labels >= 0, -3), "got -3")):
         with pytest.raises(VallEValueError, match=message):
             tiny_model(**{**batch, "labels": wrong})
+
+
+def test_the_loss_of_half_precision_logits_is_computed_in_float32():
+    """The original's cross-entropy runs in float32 under autocast: bfloat16 logits (a bf16 fine-tune) score as their
+    float32 values do, not rounded to bfloat16 on the way."""
+    from valle_hf.loss import valle_loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = (4 * torch.randn(2, 6, 11, generator=generator)).bfloat16()
+    labels = torch.randint(0, 11, (2, 6), generator=generator)
+    shift = torch.tensor([True, False])
+    half, full = valle_loss(logits, labels, shift), valle_loss(logits.float(), labels, shift)
+    for ours, reference in zip(half[:3], full[:3], strict=True):
+        assert ours.dtype == torch.float32 and torch.equal(ours, reference)
 
 
 def test_per_row_levels_given_as_a_list_or_array_score_as_a_tensor_and_non_integers_are_refused(tiny_model):
