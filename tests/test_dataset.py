@@ -77,6 +77,10 @@ def test_utterances_round_trip_as_int16_files_written_atomically(tmp_path):
     loaded = load_utterance(tmp_path, {"file": file})
     assert loaded["input_ids"].dtype == loaded["audio_codes"].dtype == torch.long
     assert torch.equal(loaded["input_ids"], text) and torch.equal(loaded["audio_codes"], codes)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / file), framework="pt") as handle:  # on disk: int16, half of int32's bytes
+        assert {key: handle.get_slice(key).get_dtype() for key in handle.keys()} == {"text_ids": "I16", "codes": "I16"}
 
 
 def test_manifest_keeps_whole_lines_whose_files_exist(tmp_path):
@@ -145,6 +149,7 @@ def test_prompts_are_keyed_on_the_epoch_and_the_index_once_an_epoch_is_set(tmp_p
 
     dataset.set_epoch(2)
     expected = prompts(dataset, range(len(dataset)))
+    assert len({len(prompt) for prompt in expected}) > 1  # each item draws its own length, not the epoch's one
     assert prompts(dataset, reversed(range(len(dataset)))) == expected[::-1]
     fresh = VallEDataset(tmp_path, prompt_duration=(0.2, 0.6), seed=4)
     fresh.set_epoch(2)
@@ -168,6 +173,8 @@ def test_duration_range_filters_and_an_empty_folder_is_refused(tmp_path):
     with logged_warnings() as logged:
         VallEDataset(tmp_path, duration_range=(0.0, 5.0))
     assert "left out" not in logged.out
+    bounds = VallEDataset(tmp_path, duration_range=(2.0, 5.0))  # both ends of the range are in it
+    assert [record["frames"] for record in bounds.records] == [2 * FRAME_RATE, 5 * FRAME_RATE]
     with pytest.raises(ValueError, match="3 of the 3 utterance.* none is left to train; widen the duration range"):
         VallEDataset(tmp_path, duration_range=(10.0, 20.0))
     (tmp_path / "empty").mkdir()
@@ -219,7 +226,22 @@ def no_codes(root: Path, record: dict) -> str:
     return f"holds {{'text_ids': [2]}} where its record needs text_ids [n] and codes [{record['frames']}, levels]"
 
 
-DAMAGES = {damage.__name__: damage for damage in (no_frames, frames_as_text, other_frames, cut_short, no_codes)}
+def zero_frames(root: Path, record: dict) -> str:
+    rewrite_record(root, record["id"], frames=0)
+    return "'frames' 0, where a record has its number of codec frames"
+
+
+def text_as_a_matrix(root: Path, record: dict) -> str:
+    from safetensors.torch import load_file, save_file
+
+    path = root / record["file"]
+    tensors = load_file(str(path))
+    save_file({**tensors, "text_ids": tensors["text_ids"][None].clone()}, str(path))
+    return f"where its record needs text_ids [n] and codes [{record['frames']}, levels]"
+
+
+DAMAGES = {damage.__name__: damage for damage in (no_frames, frames_as_text, other_frames, cut_short, no_codes,
+                                                  zero_frames, text_as_a_matrix)}
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
@@ -237,6 +259,29 @@ def test_a_record_training_cannot_read_is_refused_by_its_line_when_the_dataset_i
         VallEDataset(tmp_path)
     message = str(refused.value)
     assert message.startswith(expected[0]) and expected[1] in message and expected[2] in message, message
+
+
+def test_the_rvq_levels_of_a_folder_are_those_every_utterance_holds(tmp_path):
+    """Training can reach only the levels every utterance has: one utterance of fewer levels sets them."""
+    from safetensors.torch import load_file, save_file
+
+    records = write_dataset(tmp_path, {"a": [20, 21], "b": [22]})
+    assert VallEDataset(tmp_path).rvq_levels == LEVELS
+    path = tmp_path / records["b/u0"]["file"]
+    tensors = load_file(str(path))
+    save_file({**tensors, "codes": tensors["codes"][:, :3].clone()}, str(path))
+    assert VallEDataset(tmp_path).rvq_levels == 3
+
+
+def test_each_dataloader_worker_draws_prompts_from_a_stream_of_its_own(tmp_path):
+    """Without an epoch, prompts come from one seeded stream per worker: workers seeded alike drew the same lengths
+    for their first items."""
+    write_dataset(tmp_path, {"a": [80, 90, 100, 95, 85, 88]})
+    dataset = VallEDataset(tmp_path, prompt_duration=(0.2, 0.6), seed=4)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=2,
+                                         generator=torch.Generator().manual_seed(0))
+    lengths = [len(item["prompt_codes"]) for item in loader]  # workers take items in turn: 0, 2, 4 and 1, 3, 5
+    assert lengths[0::2] != lengths[1::2]
 
 
 def test_an_utterance_file_that_cannot_be_read_is_named(tmp_path):
