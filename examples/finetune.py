@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -47,8 +49,8 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
-from valle_hf.errors import ArgumentParser, UsageError, entry_point, named, named_path, one_line
-from valle_hf.files import check_output_folder
+from valle_hf.errors import ArgumentParser, OutputError, UsageError, entry_point, named, named_path, one_line
+from valle_hf.files import check_output_folder, refused_write
 from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor, no_progress_bars
 from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import saved_tokenizer
@@ -296,18 +298,37 @@ def train(argv: list[str] | None = None) -> Path:
     # the collator as a callback too: draws keyed on the epoch, so --resume trains on the draws of an uninterrupted run
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                            callbacks=[collator])
-    trainer.train(resume_from_checkpoint=last_checkpoint(args.output) if args.resume else None)
+    try:
+        trainer.train(resume_from_checkpoint=last_checkpoint(args.output) if args.resume else None)
+        return save_final(trainer, processor, args)
+    except Exception as error:  # the file system refusing a save: safetensors and torch raise their own errors
+        reason = refused_write(error)
+        if reason is None:
+            raise
+        raise OutputError(f"could not save in {args.output} ({reason}): free some space (or raise the limit), then "
+                          "run the same command with --resume to continue from the last checkpoint saved whole"
+                          ) from None
 
-    final = args.output / "final"
+
+def save_final(trainer, processor, args) -> Path:
+    """Write OUTPUT/final whole: the model (a LoRA merged into it) and its processor go to final.partial/, renamed to
+    final/ once complete, so that a save cut short leaves no final/ that a next run would take for a trained model."""
+    final, partial = args.output / "final", args.output / "final.partial"
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        shutil.rmtree(partial, ignore_errors=True)  # a save cut short before
     if args.lora:
         adapted = trainer.accelerator.unwrap_model(trainer.model)
-        if trainer.is_world_process_zero():
+        if main_process:
             adapted.save_pretrained(str(args.output / "adapter"))
-            adapted.merge_and_unload().save_pretrained(str(final))  # a plain VallEForConditionalGeneration
+            adapted.merge_and_unload().save_pretrained(str(partial))  # a plain VallEForConditionalGeneration
     else:
-        trainer.save_model(str(final))
-    if trainer.is_world_process_zero() and processor is not None:
-        processor.save_pretrained(str(final))
+        trainer.save_model(str(partial))
+    if main_process:
+        if processor is not None:
+            processor.save_pretrained(str(partial))
+        shutil.rmtree(final, ignore_errors=True)  # the run --resume continued: its new final/ is complete
+        os.replace(partial, final)
     trainer.accelerator.wait_for_everyone()
     return final
 

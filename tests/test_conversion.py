@@ -687,3 +687,21 @@ def test_a_setting_the_config_leaves_out_takes_the_originals_default(fixtures, n
         settings = settings[section]
     settings.pop(key, None)
     assert getattr(config_from_original(config), attribute) == default
+
+
+def test_a_conversion_the_file_system_refuses_is_one_line_and_leaves_nothing(tmp_path, fixtures, capsys):
+    """safetensors raises its own error (no OSError) for a full disk or the file-size limit: it was a traceback."""
+    import resource
+
+    out = tmp_path / "converted"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fixtures.checkpoint.stat().st_size // 2, hard))
+    try:
+        status = main(["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(out), "--codec", "tiny-random",
+                       "--vocoder", "tiny-random"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith(f"error: could not write {out} (") and err.count("\n") == 1, err
+    assert "the file-size limit, ulimit -f, is" in err
+    assert list(tmp_path.iterdir()) == []

@@ -607,6 +607,30 @@ def test_finetune_example_runs_end_to_end(tmp_path, lora):
         assert torch.equal(trained.model.embeddings.text.weight, original.model.embeddings.text.weight)
 
 
+@pytest.mark.parametrize("save_steps", ["1", "0"], ids=["checkpoint", "final"])
+def test_finetune_whose_save_the_file_system_refuses_says_so_in_one_line(tmp_path, capsys, save_steps):
+    """safetensors raises its own error (no OSError) for a full disk or the file-size limit: it was a traceback, and a
+    final/ cut short was left, which the next run took for a trained model."""
+    import resource
+
+    reactive_model().save_pretrained(tmp_path / "model")
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output", tmp_path / "out", "--max-steps",
+            "1", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--save-steps", save_steps,
+            "--prompt-duration", "0.2", "0.5"]
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, ((tmp_path / "model" / "model.safetensors").stat().st_size // 2, hard))
+    try:
+        status = finetune.main(list(map(str, argv)))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    err = capsys.readouterr().err
+    assert status == 1 and f"error: could not save in {tmp_path / 'out'} (" in err and "Traceback" not in err, err
+    assert "then run the same command with --resume" in err
+    assert not (tmp_path / "out" / "final").exists()
+
+
 def test_finetune_trains_in_two_cpu_processes(tmp_path):
     """Under a launcher on CPUs the processes were refused ("several processes need GPUs"), though transformers' Trainer
     joins them (gloo) since the script trains with use_cpu. Joined, they share the epoch: a step takes a batch from
@@ -655,7 +679,7 @@ def test_finetune_resume_and_stt_only_without_a_prompt(tmp_path, monkeypatch, ca
     finetune = load_script(REPO / "examples" / "finetune.py")
     started = []
     monkeypatch.setattr(finetune.VallETrainer, "train", lambda self, **kwargs: started.append(kwargs))
-    monkeypatch.setattr(finetune.VallETrainer, "save_model", lambda self, path: None)
+    monkeypatch.setattr(finetune.VallETrainer, "save_model", lambda self, path: Path(path).mkdir())
     argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output", tmp_path / "out", "--resume",
             "--tasks", "stt", "--prompt-duration", "0", "0"]
     finetune.train(list(map(str, argv)))

@@ -44,9 +44,11 @@ from .files import (
     load_tensors,
     path_errors,
     plain_file_modes,
+    refused_write,
     temporary_folder_beside,
     why_not_writable,
 )
+from .loading import no_progress_bars
 from .tokenization import check_symmap, packaged_tokenizer_file
 from .vocos import DEFAULT_VOCODER
 
@@ -480,16 +482,20 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
     staging = temporary_folder_beside(output_dir)
     previous = staging.with_name(staging.name + ".previous")  # the replaced output, kept until the new one is in place
     try:
-        model.save_pretrained(staging)
-        processor.save_pretrained(staging)
+        with no_progress_bars():  # one save, all or nothing: a bar per file would say nothing more
+            model.save_pretrained(staging)
+            processor.save_pretrained(staging)
         plain_file_modes(staging)
         if output_dir.exists():
             os.replace(output_dir, previous)
         os.replace(staging, output_dir)
-    except OSError as error:  # disk full, a file-size limit, permissions
+    except Exception as error:  # disk full, a file-size limit, permissions; safetensors raises its own for those
         if previous.exists():
             os.replace(previous, output_dir)
-        raise OutputError(f"could not write {output_dir} ({one_line(error, 200)}); it was left as it was") from None
+        reason = one_line(error, 200) if isinstance(error, OSError) else refused_write(error)
+        if reason is None:
+            raise
+        raise OutputError(f"could not write {output_dir} ({reason}); it was left as it was") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         if previous.is_dir():

@@ -29,6 +29,7 @@ __all__ = [
     "path_errors",
     "leftovers_beside",
     "load_tensors",
+    "refused_write",
     "plain_file_modes",
     "system_reason",
     "temporary_file_beside",
@@ -159,6 +160,24 @@ def load_tensors(path: Path) -> object:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# What the file system says when it refuses a write: no space, the file-size limit (ulimit -f), a quota, read-only.
+_WRITE_REFUSALS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+
+
+def refused_write(error: BaseException) -> str | None:
+    """Why a save failed when the file system refused its write (see `_WRITE_REFUSALS`), else None (a bug keeps its
+    traceback). Besides an OSError, it reads the two errors libraries raise for one: safetensors' "I/O error" (not an
+    OSError) and torch.save's "file write failed" (a RuntimeError), which carry only the system's words."""
+    if isinstance(error, OSError):
+        return system_reason(error) if error.errno in _WRITE_REFUSALS else None
+    words = str(error)
+    if (type(error).__name__ == "SafetensorError" and "I/O error" in words) or (
+            isinstance(error, RuntimeError) and "file write failed" in words):
+        limit = file_size_limit()
+        return one_line(error, 200) + (f" (the file-size limit, ulimit -f, is {limit} bytes)" if limit else "")
+    return None
 
 
 def system_reason(error: OSError) -> str:
