@@ -328,7 +328,8 @@ def test_an_existing_output_directory_is_refused_and_kept_even_with_overwrite(tm
         (out / name).write_text(text)
     argv = converter_argv(fixtures, out)
     assert main(argv) == 1
-    assert "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" not in err, err  # it would refuse this folder: no such advice
     assert main([*argv, "--overwrite"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: --overwrite replaces only a converted model, and {out} is not one"), err
@@ -336,12 +337,14 @@ def test_an_existing_output_directory_is_refused_and_kept_even_with_overwrite(tm
     assert {path.name: path.read_text() for path in out.iterdir()} == files
 
 
-def test_overwrite_replaces_a_converted_model(tmp_path, fixtures):
+def test_overwrite_replaces_a_converted_model(tmp_path, fixtures, capsys):
     out = tmp_path / "converted"
     out.mkdir()  # an empty folder is written into without --overwrite
     argv = converter_argv(fixtures, out)
     assert main(argv) == 0
     (out / "notes.txt").write_text("old")
+    assert main(argv) == 1  # a converted model: --overwrite is the way to replace it
+    assert "choose another --output-dir, or pass --overwrite to replace the model it holds" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
     assert (out / "config.json").is_file() and not (out / "notes.txt").exists()
 

@@ -449,8 +449,9 @@ def _check_output_dir(output_dir: Path, overwrite: bool, inputs) -> Path:
     if not output_dir.exists() or not any(output_dir.iterdir()):
         return output_dir
     if not overwrite:
+        replace = ", or pass --overwrite to replace the model it holds" if is_converted_model(output_dir) else ""
         raise VallEError(f"{output_dir} already exists and is a directory that is not empty: choose another "
-                         "--output-dir, or pass --overwrite to replace it")
+                         f"--output-dir{replace}")
     if not is_converted_model(output_dir):
         raise VallEError(f"--overwrite replaces only a converted model, and {output_dir} is not one (no config.json "
                          f"of a {VallEConfig.model_type} model), so everything in it is kept: choose another "
