@@ -77,6 +77,15 @@ def test_audio_errors(tmp_path):
     assert "give a WAV, FLAC, OGG or MP3 file (convert other formats first" in str(raised.value)  # how to fix it
 
 
+def test_a_pipe_given_as_audio_is_named_as_such_not_missing(tmp_path):
+    import os
+
+    pipe = tmp_path / "voice.wav"
+    os.mkfifo(pipe)  # reading it would wait for a writer forever
+    with pytest.raises(ValueError, match="voice.wav is not a regular file \\(a pipe or a device\\)"):
+        load_audio(pipe)
+
+
 def test_a_file_that_is_not_the_audio_its_name_says_is_not_reported_missing(tmp_path):
     """libsndfile says an MP3 it cannot decode "does not exist"; the file is there, its content is the problem."""
     fake = tmp_path / "fake.mp3"

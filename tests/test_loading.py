@@ -476,6 +476,15 @@ def test_dtype_is_a_torch_dtype_or_its_name_or_auto(converted_dir):
             load_model(str(converted_dir), dtype=wrong)
 
 
+def test_an_empty_model_name_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    from valle_hf.errors import VallEValueError
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("", " "):
+        with pytest.raises(VallEValueError, match="^the model's name is empty \\(an unset variable\\?\\)"):
+            load_model_and_processor(name)
+
+
 def test_a_quantization_other_than_int8_is_refused_not_ignored():
     """Any other `quantize` loaded the model with its float weights without a word."""
     from valle_hf.errors import VallEValueError

@@ -793,3 +793,14 @@ def test_a_rows_setting_the_model_cannot_take_is_named_as_its_cell(tmp_path, pro
                                 f"0..{model.config.num_rvq_levels - 1} (or unset: all levels): this model has "
                                 f"{model.config.num_rvq_levels} RVQ levels"), failures
     assert "max_levels" not in failures["many"], failures
+
+
+def test_a_prompt_that_is_a_pipe_is_named_as_such_not_missing(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "voice.wav")
+    (tmp_path / "m.csv").write_text("id,text,prompt\npiped,Hello.,voice.wav\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert [failure["error"] for failure in plan.failures] == [
+        f"prompt {tmp_path / 'voice.wav'} is not a regular file (a pipe or a device): give an audio file"]

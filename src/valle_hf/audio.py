@@ -82,6 +82,8 @@ def load_audio(path: str | os.PathLike, whole: bool = False) -> tuple[np.ndarray
     path = Path(path)
     if path.is_dir():
         raise VallEFileNotFoundError(f"{path} is a directory, not an audio file: give the file itself")
+    if path.exists() and not path.is_file():
+        raise VallEValueError(f"{path} is not a regular file (a pipe or a device): give the audio file itself")
     if not path.is_file():
         raise VallEFileNotFoundError(f"audio file not found: {path}: check its name and folder")
     try:

@@ -222,6 +222,9 @@ def load_model_and_processor(
     """
     if quantize not in (None, "int8"):
         raise VallEValueError(f"quantize must be 'int8' (or None), got {quantize!r}")
+    if isinstance(name, str) and not name.strip():  # read as the current folder; None is the released model
+        raise VallEValueError("the model's name is empty (an unset variable?): give a folder, a Hub id, an original "
+                              "checkpoint, 'tiny-random', or None for the released model")
     check_revision(name, revision, config_yaml)
     dtype = model_dtype(dtype)
     from .conversion import checkpoint_of_yaml, convert_checkpoint

@@ -192,6 +192,8 @@ def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
     for file in files:
         if file.is_dir():
             raise VallEValueError(f"prompt {file} is a folder: give an audio file")
+        if file.exists() and not file.is_file():
+            raise VallEValueError(f"prompt {file} is not a regular file (a pipe or a device): give an audio file")
         if not file.is_file():
             raise VallEFileNotFoundError(f"prompt file not found: {file} (a relative path is read from the "
                                          "manifest's folder): check the prompt column")
