@@ -225,8 +225,8 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
     expected = {
         "3": "id 'ok' is also the id of line 2", "4": "not a plain file name", "5": "not a plain file name",
         "6": "unknown language 'xx-nope'", "7": "seed: expected an integer >= 0, got '-3'",
-        "8": "--ar-temp 'hot': expected a number", "9": "--ar-temp nan is not allowed",
-        "10": "--top-k '2.5': expected an integer", "11": "no prompt: give the voice's audio file",
+        "8": "ar_temp 'hot': expected a number", "9": "ar_temp nan is not allowed: it must be",
+        "10": "top_k '2.5': expected an integer", "11": "no prompt: give the voice's audio file",
         "12": "line 12: 8 columns where the header has 7", "13": f"at most {synthesis.MAX_ID_BYTES} bytes",
         "14": "is a folder: give an audio file", "15": "has no letter or digit: nothing to speak",
         "16": "the prompt holds a NUL character", "17": "line 17: 2 columns where the header has 7",
@@ -235,6 +235,31 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
     assert all(expected[line] in error for line, (_, error) in errors.items()), errors
     assert errors["8"][0] == "temp"  # each failure names its row's id too
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rows_bad_setting_is_named_as_its_column_and_the_commands_flags_as_flags(tmp_path):
+    """A cell's value was named as the command line's flag (``--ar-temp nan``), which the command did not give; a JSON
+    value of the wrong kind said "expected text" of a column that takes a number."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    rows = [{"id": "steps", "max_ar_steps": 0}, {"id": "temp", "ar_temp": "nan"}, {"id": "seed", "seed": True},
+            {"id": "flag", "ar_temp": True}, {"id": "list", "max_ar_steps": [300]},
+            {"id": "object", "top_k": {"k": 5}}, {"id": "floor", "ar_temp": 0.5}, {"id": "ok", "ar_temp": 0.9},
+            {"id": "breakers", "dry_sequence_breakers": [1, 2]}]
+    lines = [json.dumps({"text": "Fine.", "prompt": "voice.wav", **row}) for row in rows]
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **{**dict.fromkeys(FLAG_SETTINGS), "min_ar_temp": 0.8})
+    plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert sorted(job.id for batch in plan.batches for job in batch) == ["breakers", "ok"], plan.failures
+    errors = {failure["id"]: failure["error"] for failure in plan.failures}
+    assert errors["steps"].startswith("max_ar_steps 0 is not allowed: it must be "), errors
+    assert errors["temp"].startswith("ar_temp nan is not allowed: it must be "), errors
+    assert errors["seed"] == "seed: expected an integer >= 0, got the JSON true"
+    assert errors["flag"] == "ar_temp: expected a number, got the JSON true"
+    assert errors["list"] == "max_ar_steps: expected an integer, got the JSON [300]"
+    assert errors["object"] == 'top_k: expected an integer, got the JSON {"k": 5}'
+    # the command's --min-ar-temp 0.8 is above this row's ar_temp: the flag the command gave keeps its name
+    assert errors["floor"].startswith("--min-ar-temp 0.8 is not allowed: it must be at most"), errors
+    assert not any("--" in error for row_id, error in errors.items() if row_id != "floor"), errors
 
 
 def test_ids_naming_one_file_where_names_ignore_case_or_unicode_form_are_refused(tmp_path):

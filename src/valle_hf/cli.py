@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import random
 import sys
 from decimal import Decimal, InvalidOperation
@@ -381,35 +382,40 @@ _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 _EXPECTED = {whole_number: "an integer", float: "a number", _token_ids: "comma-separated token ids such as 12,40"}
 
 
-def parse_flag(flag: str, value):
+def parse_flag(flag: str, value, cell: bool = False):
     """A sampler flag's value as the CLI would parse it, from text (a table's cell, a text field) or a JSON value:
     None (or an empty cell) for not given; for an on/off flag a bool, or true/false/yes/no/1/0.
 
     Raises `UsageError` naming the flag (`flag`: its destination name, e.g. "ar_temp") for an unknown flag or a value
-    it cannot take; ranges are `generation_kwargs`'s to check.
+    it cannot take; ranges are `generation_kwargs`'s to check. `cell`: the value is a manifest's cell, named as its
+    column (``ar_temp 'hot'``, not ``--ar-temp 'hot'``), and a JSON value of the wrong kind (true, a list, an object)
+    as JSON.
     """
     action = flag_actions().get(flag)
     if action is None:
         raise UsageError(f"unknown sampler setting {flag!r}: use one of {', '.join(FLAG_SETTINGS)}")
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value).strip()
+    listed = isinstance(value, (list, tuple))
+    text = ",".join(map(str, value)) if listed else str(value).strip()
     if action.nargs == 0:
-        if isinstance(value, bool) or text.lower() in _TRUE + _FALSE:
+        if isinstance(value, bool) or (not listed and text.lower() in _TRUE + _FALSE):
             return value if isinstance(value, bool) else text.lower() in _TRUE
         expected = "true or false"
     elif action.choices:
-        if text in action.choices:
+        if not listed and text in action.choices:
             return text
         expected = " or ".join(action.choices)
     else:
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, dict)) and (not listed or action.type is _token_ids):
             try:
                 return action.type(text)
             except (argparse.ArgumentTypeError, ValueError):
                 pass
         expected = _EXPECTED[action.type]
-    raise UsageError(f"{action.option_strings[0]} {value!r}: expected {expected}")
+    if cell and isinstance(value, (bool, dict, list)):
+        raise UsageError(f"{flag}: expected {expected}, got the JSON {json.dumps(value)[:60]}")
+    raise UsageError(f"{flag if cell else action.option_strings[0]} {value!r}: expected {expected}")
 
 
 # A flag's range where it differs from its setting's: the original's 0 beams means off. It replaces that range only,
@@ -417,12 +423,13 @@ def parse_flag(flag: str, value):
 FLAG_RULES = {"beam_width": "an integer >= 0 (0 or 1: no beam search)"}
 
 
-def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
+def generation_kwargs(args: argparse.Namespace, model_config=None, cells=()) -> dict:
     """The sampler flags the user gave, as `generate` keyword arguments; the rest come from the generation config.
 
     Raises `UsageError`, naming the flag and its allowed range, for a value outside it: checked with the rules
     `generate` applies, before any model loads, and with `model_config` (the loaded model's `VallEConfig`) also
-    against the model's RVQ levels and layers.
+    against the model's RVQ levels and layers. `cells`: the flags (by name, e.g. "ar_temp") a manifest's row set,
+    named as its columns (`flag_refusal`'s `cell`).
     """
     given = {flag: getattr(args, flag) for flag in FLAG_SETTINGS}
     kwargs = {FLAG_SETTINGS[flag]: value for flag, value in given.items() if value is not None}
@@ -433,7 +440,7 @@ def generation_kwargs(args: argparse.Namespace, model_config=None) -> dict:
         if model_config is not None:
             check_settings_fit(kwargs, model_config)
     except SettingError as error:
-        raise flag_refusal(error) from None
+        raise flag_refusal(error, cell=any(FLAG_SETTINGS[flag] == error.setting for flag in cells)) from None
     return decoding_by_temperature(kwargs)
 
 

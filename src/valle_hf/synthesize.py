@@ -133,11 +133,12 @@ class SynthesisPlan:
     edited: int = 0
 
 
-def _text(values: dict, column: str) -> str:
-    """A cell as text; a JSONL value that is no text or number (a list, an object, true) is refused."""
+def _text(values: dict, column: str, expected: str = "text") -> str:
+    """A cell as text; a JSONL value that is no text or number (a list, an object, true) is refused, saying what the
+    column takes (`expected`)."""
     value = values.get(column)
     if isinstance(value, (dict, list, bool)):
-        raise VallEValueError(f"{column}: expected text, got the JSON {json.dumps(value)[:60]}")
+        raise VallEValueError(f"{column}: expected {expected}, got the JSON {json.dumps(value)[:60]}")
     return "" if value is None else str(value).strip()
 
 
@@ -222,17 +223,18 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
         raise VallEValueError(f"the row's output {out.wav(row_id)} is a folder: move it away, or give the row "
                               "another id")
     prompt = _prompt_files(values, folder, out.wav(row_id))
-    if _text(values, "seed"):
+    if _text(values, "seed", "an integer >= 0"):
         try:
             seed = seed_value(_text(values, "seed"))
         except argparse.ArgumentTypeError as error:
             raise VallEValueError(f"seed: {error}") from None
-    row_flags = argparse.Namespace(**vars(flags))
+    row_flags, cells = argparse.Namespace(**vars(flags)), set()
     for flag in FLAG_SETTINGS:
-        value = parse_flag(flag, values.get(flag))
+        value = parse_flag(flag, values.get(flag), cell=True)  # named as the manifest's column, not the flag
         if value is not None:
             setattr(row_flags, flag, value)
-    settings = generation_kwargs(row_flags)
+            cells.add(flag)
+    settings = generation_kwargs(row_flags, cells=cells)
     return Job(row_id, row.lines, sentences, language, prompt, seed, settings, row_digest(row),
                run_digest(model_name, settings, language))
 
