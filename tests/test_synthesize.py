@@ -496,7 +496,7 @@ def test_the_run_seed_is_printed_only_when_a_row_takes_it(tmp_path, prompt_wav, 
 
 
 def test_a_row_whose_audio_is_empty_or_nan_is_reported_and_the_run_goes_on(tmp_path, prompt_wav, cached_loading,
-                                                                            monkeypatch):
+                                                                            monkeypatch, capsys):
     from valle_hf.modeling import VallEForConditionalGeneration
 
     generate = VallEForConditionalGeneration.generate
@@ -522,6 +522,9 @@ def test_a_row_whose_audio_is_empty_or_nan_is_reported_and_the_run_goes_on(tmp_p
     assert "sentence 1 ('Hello.') of 1 came out empty" in failed["r0"] and "NaN" in failed["r1"]
     assert "sentence 2 ('Two.') of 2 came out empty" in failed["r2"]
     assert sorted(wavs(tmp_path / "out")) == ["r3"]
+    # no row is printed on its own (these were, on stdout, and the plan's failures were not): the summary counts them
+    assert capsys.readouterr().out == ""
+    assert "(r0)" not in err and f"3 failed (listed in {tmp_path / 'out' / 'failed.jsonl'})" in err, err
 
 
 @pytest.mark.parametrize("error", [

@@ -10,10 +10,11 @@ sentences, sentence i draws from seed S + i (`valle_hf.seeding`), and every draw
 so batching changes nothing. A row without a seed takes `--seed` (a random one when not given, printed at the end).
 
 How it runs: a row that cannot be spoken (missing prompt file, empty text, unknown language, a bad setting, a
-duplicate id) is reported with its line number and the run goes on. The rows left are grouped by their settings,
-sorted by length and cut into batches of at most `--batch-size` sentences (whole rows), so a batch wastes little
-padding; each batch is one `generate` call (AR, NAR, decoding), a longer row a batch of its own spoken in calls of
-`--batch-size` sentences. A voice prompt is encoded once per process and kept.
+duplicate id) is reported in failed.jsonl with its line number, and the run goes on (the summary at the end counts
+them). The rows left are grouped by their settings, sorted by length and cut into batches of at most `--batch-size`
+sentences (whole rows), so a batch wastes little padding; each batch is one `generate` call (AR, NAR, decoding), a
+longer row a batch of its own spoken in calls of `--batch-size` sentences. A voice prompt is encoded once per process
+and kept.
 Under ``accelerate launch`` the batches are dealt out to the processes, each on its own device, each writing its
 own files; the main process joins the records at the end.
 
@@ -602,10 +603,11 @@ class ProcessReport:
 def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder, language_switch: str = "keep",
                   progress: bool | None = None, process: int = 0, batch_size: int | None = None) -> ProcessReport:
     """Speak `batches` into `out`: each row's WAV, then its record in this process's part of done.jsonl (a row is done
-    only once both are written); failures go to its part of failed.jsonl. `progress`: a progress bar of rows and
-    seconds of audio (None: when stderr is a terminal). `batch_size`: the most sentences of one `generate` call (a
-    batch of one longer row is spoken in several; None: one call per batch). A setting that does nothing without its
-    switch is warned about once for the whole run, named by its flag."""
+    only once both are written); failures go to its part of failed.jsonl (none is printed: the command's summary
+    counts them). `progress`: a progress bar of rows and seconds of audio (None: when stderr is a terminal).
+    `batch_size`: the most sentences of one `generate` call (a batch of one longer row is spoken in several; None: one
+    call per batch). A setting that does nothing without its switch is warned about once for the whole run, named by
+    its flag."""
     from tqdm.auto import tqdm
 
     report, started = ProcessReport(process), time.perf_counter()
@@ -629,9 +631,8 @@ def run_synthesis(batches: list[list[Job]], model, processor, out: OutputFolder,
                                  "line": row.job.lines, "cells": row.job.cells, "run": row.job.run})
                 report.rows += 1
                 report.audio_seconds += seconds
-            for job, error in failed:
+            for job, error in failed:  # listed in failed.jsonl, counted at the end, as the plan's failures are
                 out.record_failure(job, error)
-                bar.write(f"line {job.lines} ({job.id}): {error}")
             report.failed += len(failed)
             bar.update(len(batch))
             bar.set_postfix_str(f"{report.audio_seconds:.1f} s of audio")
