@@ -47,6 +47,9 @@ def test_a_line_that_cannot_be_read_as_the_header_says_is_reported_by_its_number
     assert "lines 2-6" in errors["2-6"] and "a quote is unbalanced" in errors["2-6"]  # it swallows the lines after it
     table = read_table(write(tmp_path / "m.csv", 'id,text\na,"two\nlines"\nb,x\n'))
     assert "a quoted cell holds a line break" in table.rows[0].error and table.rows[1].error is None
+    table = read_table(write(tmp_path / "m.csv", 'id,text\na,"fine ""quoted"" text"\nb,"never closed'))
+    assert table.rows[0].error is None  # a quote written twice inside a quoted cell is no open quote
+    assert table.rows[1].error == "line 3: the file ends inside a quoted cell (a quote is unbalanced); fix the quoting"
     for name, header in (("m.csv", "id,text,text"), ("m.tsv", "id\ttext\ttext")):
         with pytest.raises(VallEValueError, match="names the column 'text' twice"):
             read_table(write(tmp_path / name, header + "\n" + header.replace("id", "a") + "\n"))

@@ -229,7 +229,7 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "10": "top_k '2.5': expected an integer", "11": "no prompt: give the voice's audio file",
         "12": "line 12: 8 columns where the header has 7", "13": f"at most {synthesis.MAX_ID_BYTES} bytes",
         "14": "is a folder: give an audio file", "15": "has no letter or digit: nothing to speak",
-        "16": "the prompt holds a NUL character", "17": "line 17: 2 columns where the header has 7",
+        "16": "the prompt holds a NUL character", "17": "line 17: the file ends inside a quoted cell",
     }
     assert sorted(errors, key=int) == sorted(expected, key=int)
     assert all(expected[line] in error for line, (_, error) in errors.items()), errors

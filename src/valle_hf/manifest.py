@@ -100,7 +100,19 @@ def _records(content: str, layout: str) -> list[Record]:
             last = reader.line_num
             if any(cell.strip() for cell in cells):
                 records.append(Record(str(first) if first == last else f"{first}-{last}", cells))
+    if records and _open_quote(content, records[-1].lines):  # csv reads the end of the file as the end of the quote
+        lines = records[-1].lines
+        records[-1].error = (f"line{'s' if '-' in lines else ''} {lines}: the file ends inside a quoted cell (a quote "
+                             "is unbalanced); fix the quoting")
     return records
+
+
+def _open_quote(content: str, lines: str) -> bool:
+    """Whether the record on `lines` ("3" or "3-5") leaves a quote open: an odd count of quote characters (a quote
+    inside a quoted cell is written twice)."""
+    first, _, last = lines.partition("-")
+    text = "\n".join(_lines(content)[int(first) - 1:int(last or first)])
+    return text.count('"') % 2 == 1
 
 
 @contextlib.contextmanager
@@ -147,9 +159,12 @@ def _json_record(lines: str, line: str) -> Record:
 
 
 def _row(record: Record, header: list[str]) -> Row:
-    """A delimited record read against the header: a record over several lines (an unbalanced quote) or with another
-    number of cells (an unquoted comma in the text, a missing column) is kept with its error."""
-    row = Row(record.lines, dict(zip(header, record.cells, strict=False)))
+    """A delimited record read against the header: a record over several lines (an unbalanced quote), the last one
+    left inside a quote, or one with another number of cells (an unquoted comma in the text, a missing column) is
+    kept with its error."""
+    row = Row(record.lines, dict(zip(header, record.cells, strict=False)), record.error)
+    if record.error:  # the file ended inside a quote
+        return row
     if "-" in record.lines:
         row.error = (f"{row.where} are one record: a quoted cell holds a line break (a text must be on one line), "
                      "or a quote is unbalanced; fix the quoting")
