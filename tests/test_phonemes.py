@@ -136,6 +136,23 @@ def test_emoji_are_left_out_with_a_warning_and_other_symbols_read(text, spoken, 
     assert (f"emoji ({emoji})" in logged.out) if emoji else "emoji" not in logged.out, logged.out
 
 
+def test_the_emoji_of_a_texts_sentences_are_named_in_one_warning(processor):
+    """A text is phonemised sentence by sentence: its emoji were warned about once per sentence."""
+    from conftest import logged_warnings
+
+    from valle_hf.phonemes import phonemize_all
+
+    texts = ["Hello 😀 there.", "And 😀 again 👍 now."]
+    alone = [phonemize(text, "en") for text in texts]
+    with logged_warnings() as logged:
+        phonemes = phonemize_all(texts, ["en", "en"])
+    assert phonemes == alone
+    assert logged.out.count("emoji") == 1 and "emoji (😀👍) are left out" in logged.out, logged.out
+    with logged_warnings() as logged:
+        processor(text=texts)  # the sentences the CLI, the page and synthesis give it
+    assert logged.out.count("emoji") == 1, logged.out
+
+
 class _RecordingEspeak:
     """Stands in for phonemizer's EspeakBackend: records the texts given to espeak-ng and answers `output`."""
 

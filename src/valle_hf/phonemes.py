@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Sequence
 
 from .errors import MissingDependencyError, OutputError, VallETypeError, VallEValueError, get_logger, missing_dependency
 from .files import system_reason
@@ -43,6 +44,7 @@ __all__ = [
     "looks_like_ipa",
     "normalize_text",
     "phonemize",
+    "phonemize_all",
     "resolve_language",
     "split_sentences",
 ]
@@ -255,14 +257,11 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def _without_emoji(text: str) -> str:
-    """`text` without its emoji, with a warning naming them: espeak-ng reads an emoji's name aloud ("grinning face",
-    "thumbs medium"), which the speech should not say. Symbols outside the emoji blocks (°, %, ©) are read as
-    words and kept."""
-    found = _EMOJI.findall(text)
-    if found:
-        logger.warning(f"the text's emoji ({''.join(dict.fromkeys(found))[:20]}) are left out: espeak-ng would read "
-                       "their names aloud; write in words what they should say")
+def _without_emoji(text: str, found: list[str]) -> str:
+    """`text` without its emoji, each added to `found` (for one warning naming them): espeak-ng reads an emoji's name
+    aloud ("grinning face", "thumbs medium"), which the speech should not say. Symbols outside the emoji blocks (°,
+    %, ©) are read as words and kept."""
+    found.extend(_EMOJI.findall(text))
     return " ".join(_EMOJI_MARKS.sub("", _EMOJI.sub(" ", text)).split())
 
 
@@ -316,13 +315,29 @@ def phonemize(text: str, language: str = "en", language_switch: str = "keep") ->
     in English, German or French text (`resolve_language`); `MissingDependencyError` for Japanese kanji without
     pykakasi.
     """
+    return phonemize_all([text], [language], language_switch)[0]
+
+
+def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switch: str = "keep") -> list[str]:
+    """`phonemize` for each text in its language, the emoji of them all named in one warning (the sentences of one
+    text are one text to its reader)."""
+    emoji: list[str] = []
+    phonemes = [_phonemized(text, language, language_switch, emoji)
+                for text, language in zip(texts, languages, strict=True)]
+    if emoji:
+        logger.warning(f"the text's emoji ({''.join(dict.fromkeys(emoji))[:20]}) are left out: espeak-ng would read "
+                       "their names aloud; write in words what they should say")
+    return phonemes
+
+
+def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]) -> str:
     check_text(text)
     if language_switch not in LANGUAGE_SWITCH:
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = _without_emoji(normalize_text(text))
+    text = _without_emoji(normalize_text(text), emoji)
     if language == "ja":
         text = _to_hiragana(text)
     voice = _check_language(language)

@@ -16,7 +16,7 @@ from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 from .audio import encoded_audio, write_encoded
 from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
-from .phonemes import phonemize
+from .phonemes import phonemize, phonemize_all
 from .tokenization import (
     BOS_TOKEN,
     EOS_TOKEN,
@@ -224,7 +224,7 @@ class VallEProcessor(ProcessorMixin):
             raise VallETypeError(f"language must be a language code (str) or a list of them, got {language!r:.80}")
         if len(languages) != len(texts):
             raise VallEValueError(f"got {len(languages)} languages for {len(texts)} texts: give one, or one per text")
-        phonemes = [phonemize(item, lang, language_switch) for item, lang in zip(texts, languages, strict=True)]
+        phonemes = phonemize_all(texts, languages, language_switch)
         encoded = tokenize_phonemes(self.tokenizer, phonemes, padding)
         check_stackable([len(ids) for ids in encoded["input_ids"]], padding, return_tensors, "texts", "phoneme ids")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
