@@ -229,8 +229,8 @@ def build_parser() -> ArgumentParser:
     source.add_argument("--model-dir", type=named,
                         help="directory written by python -m valle_hf.convert (or save_pretrained)")
     source.add_argument("--released", action="store_true", help="the released ar+nar-llama-8 of ecker/vall-e")
-    parser.add_argument("--repo-id", type=named,
-                        required=True, help="target repository, 'user/name' (or 'name' in your namespace)")
+    parser.add_argument("--repo-id", type=named, required=True,
+                        help="target repository, 'user/name' (or 'name' in your namespace)")
     parser.add_argument("--tokenizer", type=named,
                         help="the original's tokenizer.json (default with --checkpoint: the released "
                         "model's, shipped with valle-hf)")
@@ -243,10 +243,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--vocoder", type=named, default=DEFAULT_VOCODER,
                         help="Vocos decoder saved with the model (Hub id, directory, 'tiny-random' or 'none')")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--card", type=named,
-                        default=str(DEFAULT_CARD), help="model card template (default: %(default)s)")
-    parser.add_argument("--base-model", type=named,
-                        default="ecker/vall-e", help="Hub repository of the original weights")
+    parser.add_argument("--card", type=named, default=str(DEFAULT_CARD),
+                        help="model card template (default: %(default)s)")
+    parser.add_argument("--base-model", type=named, default="ecker/vall-e",
+                        help="Hub repository of the original weights")
     parser.add_argument("--source", help="how the card names the converted checkpoint (default: its file name)")
     parser.add_argument("--install-command", default=DEFAULT_INSTALL, help="install line shown in the card")
     parser.add_argument("--private", action="store_true", help="create the repository as private")

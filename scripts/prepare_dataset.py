@@ -348,8 +348,8 @@ def build_parser() -> ArgumentParser:
                         help="EnCodec 24 kHz: a Hub id or folder, a converted VALL-E model folder (its codec), or "
                         f"'tiny-random' (a random test codec) [the codec of the model folder given as --tokenizer, "
                         f"else {DEFAULT_CODEC}]")
-    parser.add_argument("--language", type=named,
-                        default="en", help="espeak-ng language of the transcripts (default en)")
+    parser.add_argument("--language", type=named, default="en",
+                        help="espeak-ng language of the transcripts (default en)")
     parser.add_argument("--language-switch", choices=("keep", "remove"), default="keep",
                         help="espeak's '(en)...(fr)' markers for words in another language: keep, as the released "
                         "model was trained, or remove (mixed-language transcripts) [keep]")

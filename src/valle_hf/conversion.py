@@ -518,16 +518,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=named, required=True, help="directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace the converted model already in "
                         "--output-dir (a folder of anything else is never replaced)")
-    parser.add_argument("--config", type=named,
-                        default=None, help="original config.yaml (default: the checkpoint's own config)")
+    parser.add_argument("--config", type=named, default=None,
+                        help="original config.yaml (default: the checkpoint's own config)")
     parser.add_argument("--tokenizer", type=named, default=None,
                         help="original tokenizer.json (default: the released model's, shipped with valle-hf)")
-    parser.add_argument("--codec", type=named,
-                        default=DEFAULT_CODEC, help="EnCodec weights: Hub id, local directory, or "
-                        "'tiny-random'")
-    parser.add_argument("--vocoder", type=named,
-                        default=DEFAULT_VOCODER, help="Vocos decoder: Hub id or local directory in the "
-                        "Vocos layout (config.yaml + pytorch_model.bin), 'tiny-random', or 'none'")
+    parser.add_argument("--codec", type=named, default=DEFAULT_CODEC,
+                        help="EnCodec weights: Hub id, local directory, or 'tiny-random'")
+    parser.add_argument("--vocoder", type=named, default=DEFAULT_VOCODER,
+                        help="Vocos decoder: Hub id or local directory in the Vocos layout (config.yaml + "
+                        "pytorch_model.bin), 'tiny-random', or 'none'")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="the dtype the model's weights are saved in [float32]")
     args = parser.parse_args(argv)

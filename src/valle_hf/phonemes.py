@@ -331,6 +331,7 @@ def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switc
 
 
 def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]) -> str:
+    """`phonemize` of one text, its emoji added to `emoji` for the caller's one warning."""
     check_text(text)
     if language_switch not in LANGUAGE_SWITCH:
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
