@@ -706,5 +706,5 @@ def test_a_conversion_the_file_system_refuses_is_one_line_and_leaves_nothing(tmp
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     err = capsys.readouterr().err
     assert status == 1 and err.startswith(f"error: could not write {out} (") and err.count("\n") == 1, err
-    assert "the file-size limit, ulimit -f, is" in err
+    assert "File too large: the file-size limit (ulimit -f) is" in err
     assert list(tmp_path.iterdir()) == []

@@ -151,6 +151,9 @@ def test_the_emoji_of_a_texts_sentences_are_named_in_one_warning(processor):
     with logged_warnings() as logged:
         processor(text=texts)  # the sentences the CLI, the page and synthesis give it
     assert logged.out.count("emoji") == 1, logged.out
+    with logged_warnings() as logged:
+        assert processor.phonemize(texts) == alone
+    assert logged.out.count("emoji") == 1, logged.out
 
 
 class _RecordingEspeak:

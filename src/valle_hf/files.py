@@ -15,6 +15,7 @@ import errno
 import functools
 import glob
 import os
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -167,17 +168,17 @@ _WRITE_REFUSALS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 
 
 def refused_write(error: BaseException) -> str | None:
-    """Why a save failed when the file system refused its write (see `_WRITE_REFUSALS`), else None (a bug keeps its
-    traceback). Besides an OSError, it reads the two errors libraries raise for one: safetensors' "I/O error" (not an
-    OSError) and torch.save's "file write failed" (a RuntimeError), which carry only the system's words."""
+    """Why a save failed when the file system refused its write (see `_WRITE_REFUSALS`), in `system_reason`'s words,
+    else None (a bug keeps its traceback). Besides an OSError, it reads the two errors libraries raise for one:
+    safetensors' "I/O error: ... (os error N)" (not an OSError: its number is read back) and torch.save's "file write
+    failed" (a RuntimeError without the system's number, given in its own words)."""
+    words = str(error)
+    found = re.search(r"I/O error: .*\(os error (\d+)\)", words) if type(error).__name__ == "SafetensorError" else None
+    if found:
+        error = OSError(int(found[1]), os.strerror(int(found[1])))
     if isinstance(error, OSError):
         return system_reason(error) if error.errno in _WRITE_REFUSALS else None
-    words = str(error)
-    if (type(error).__name__ == "SafetensorError" and "I/O error" in words) or (
-            isinstance(error, RuntimeError) and "file write failed" in words):
-        limit = file_size_limit()
-        return one_line(error, 200) + (f" (the file-size limit, ulimit -f, is {limit} bytes)" if limit else "")
-    return None
+    return one_line(error, 200) if isinstance(error, RuntimeError) and "file write failed" in words else None
 
 
 def system_reason(error: OSError) -> str:

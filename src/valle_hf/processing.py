@@ -117,10 +117,10 @@ class VallEProcessor(ProcessorMixin):
 
     # ------------------------------------------------------------------ text
     def phonemize(self, text: str | Sequence[str], language: str = "en") -> str | list[str]:
-        """`phonemize` for one text or a list of texts."""
+        """`phonemize` for one text or a list of texts (`phonemize_all`: their emoji named in one warning)."""
         if isinstance(text, str):
             return phonemize(text, language)
-        return [phonemize(item, language) for item in text]
+        return phonemize_all(list(text), [language] * len(text))
 
     def decode(self, token_ids: Any, skip_special_tokens: bool = True, **kwargs) -> str:
         """Phoneme ids (one sequence) → IPA string, deterministically, by the original STT's rule (`ids_to_phonemes`).
