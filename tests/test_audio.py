@@ -503,3 +503,70 @@ def test_a_file_far_below_a_small_size_limit_is_not_said_to_be_too_large(tmp_pat
     assert audio.write_failure(soundfile.LibsndfileError(2), partial) == "System error."
     partial.write_bytes(b"\0" * (500 * 1024))
     assert audio.write_failure(soundfile.LibsndfileError(2), partial).startswith("File too large")
+
+
+def test_an_output_path_that_is_a_symbolic_link_is_written_through_the_link_stays(tmp_path):
+    """`open()` writes through a link; the rename that makes a file whole replaced the link by a file instead, so a
+    link into a shared folder (or a file kept elsewhere) was cut. Links to a file made, not yet made, and one that
+    leads back to itself (refused); the temporary file goes beside the target, in its folder."""
+    from valle_hf.audio import check_output_path, save_audio
+    from valle_hf.errors import VallEValueError
+    from valle_hf.streaming import AudioChunk, AudioFileStreamer
+
+    elsewhere, here = tmp_path / "elsewhere", tmp_path / "here"
+    elsewhere.mkdir(), here.mkdir()
+    tone = _tone(0.05, 24000)
+    for name, made in (("made.wav", True), ("not-yet.wav", False)):
+        target = elsewhere / name
+        if made:
+            target.write_bytes(b"previous")
+        (here / name).symlink_to(target)
+        assert save_audio(here / name, tone) == here / name
+        assert (here / name).is_symlink() and soundfile.info(target).frames == len(tone)
+    streamed = here / "streamed.wav"
+    streamed.symlink_to(elsewhere / "streamed.wav")
+    streamer = AudioFileStreamer(streamed, 24000)
+    assert streamer.partial.parent == elsewhere
+    streamer.put(AudioChunk(0, torch.from_numpy(tone), torch.zeros(1, 8, dtype=torch.long), 0, final=True))
+    streamer.commit()
+    assert streamed.is_symlink() and soundfile.info(elsewhere / "streamed.wav").frames == len(tone)
+    assert sorted(path.name for path in here.iterdir()) == ["made.wav", "not-yet.wav", "streamed.wav"]
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["made.wav", "not-yet.wav", "streamed.wav"]
+
+    (here / "loop.wav").symlink_to(here / "loop.wav")
+    (here / "nowhere.wav").symlink_to(tmp_path / "missing" / "x.wav")
+    with pytest.raises(VallEValueError, match=r"the output path .*loop.wav is a symbolic link that leads back to "
+                                              r"itself: remove it or choose another path"):
+        check_output_path(here / "loop.wav")
+    with pytest.raises(VallEValueError, match=r"cannot write the output file .*nowhere.wav: its folder .*missing does "
+                                              r"not exist: create it first"):
+        check_output_path(here / "nowhere.wav")
+
+
+def test_an_output_path_that_is_a_pipe_gets_the_whole_file_and_stays_a_pipe(tmp_path):
+    """A player reading a FIFO named as the output got nothing: the finished file was renamed over the pipe. Now the
+    complete file's bytes are written into it, by `save_audio` and by a file stream's commit."""
+    import threading
+
+    from valle_hf.audio import save_audio
+
+    tone = _tone(0.05, 24000)
+    save_audio(tmp_path / "plain.wav", tone)
+    pipe = tmp_path / "player.wav"
+    os.mkfifo(pipe)
+    for write in (lambda: save_audio(pipe, tone), lambda: _stream_into(pipe, tone)):
+        received = []
+        reader = threading.Thread(target=lambda into=received: into.append(pipe.read_bytes()), daemon=True)
+        reader.start()
+        write()
+        reader.join(timeout=60)
+        assert received == [(tmp_path / "plain.wav").read_bytes()]
+        assert pipe.is_fifo() and sorted(path.name for path in tmp_path.iterdir()) == ["plain.wav", "player.wav"]
+
+
+def _stream_into(path: Path, audio: np.ndarray) -> None:
+    from valle_hf.streaming import AudioChunk, AudioFileStreamer
+
+    streamer = AudioFileStreamer(path, 24000)
+    streamer.put(AudioChunk(0, torch.from_numpy(audio), torch.zeros(1, 8, dtype=torch.long), 0, final=True))
+    streamer.commit()

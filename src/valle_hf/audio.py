@@ -30,7 +30,7 @@ from .errors import (
     missing_dependency,
     one_line,
 )
-from .files import file_size_limit, path_errors, system_reason, why_not_writable, written_whole
+from .files import file_size_limit, path_errors, system_reason, why_not_writable, write_target, written_whole
 
 try:
     import soundfile
@@ -156,7 +156,8 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
     (`output_format`), a missing parent directory or one where the file cannot be made (`why_not_writable`: read-only,
     a name too long), a read-only file, and a path that is one of the `inputs`, given in any syntax
     `reference_sources` reads ("a.wav;b.wav" included): the same file, whatever the spelling or link, as the reference
-    audio would be overwritten. Raises `VallEValueError`.
+    audio would be overwritten. A symbolic link is written through (`write_target`: its target's folder is checked),
+    and refused where it leads back to itself. Raises `VallEValueError`.
     """
     out = Path(path)
     try:  # bytes of another encoding on the command line: soundfile cannot name such a file
@@ -169,12 +170,16 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
             raise VallEValueError(f"the output path {out} is a directory: give a file name such as "
                                   f"{out / 'speech.wav'}")
         output_format(out)
-        if not out.parent.is_dir():
-            problem = ("is a file, not a folder: choose another path" if out.parent.exists()
+        target = write_target(out)
+        if target.is_symlink():
+            raise VallEValueError(f"the output path {out} is a symbolic link that leads back to itself: remove it or "
+                                  "choose another path")
+        if not target.parent.is_dir():
+            problem = ("is a file, not a folder: choose another path" if target.parent.exists()
                        else "does not exist: create it first")
-            raise VallEValueError(f"cannot write the output file {out}: its folder {out.parent} {problem}")
-        problem = why_not_writable(out) or (os.strerror(errno.EACCES) if out.exists() and not os.access(out, os.W_OK)
-                                            else None)
+            raise VallEValueError(f"cannot write the output file {out}: its folder {target.parent} {problem}")
+        problem = why_not_writable(target) or (os.strerror(errno.EACCES)
+                                               if target.exists() and not os.access(target, os.W_OK) else None)
     if problem:
         raise VallEValueError(f"cannot write the output file {out} ({problem}): choose another path")
     if inputs is None:

@@ -1,6 +1,9 @@
 """Files written whole: each output is made under a temporary name beside its destination and renamed into place
 when complete, so that a reader (or a crash) never sees half of it.
 
+A destination is written where `open()` would write it: through a symbolic link (the link stays a link, its target
+gets the file), and into a pipe or device (a FIFO a player reads) by writing the complete file's bytes to it.
+
 `tempfile` makes its files and folders private to their owner (modes 0600 and 0700). An output is not a secret: it
 gets the mode a plain `open()` or `mkdir()` would give it under the process's umask, so that a shared output folder
 or model folder stays readable by the people it is shared with.
@@ -16,6 +19,7 @@ import functools
 import glob
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -32,10 +36,12 @@ __all__ = [
     "load_tensors",
     "refused_write",
     "plain_file_modes",
+    "put_in_place",
     "system_reason",
     "temporary_file_beside",
     "temporary_folder_beside",
     "why_not_writable",
+    "write_target",
     "written_whole",
 ]
 
@@ -61,15 +67,35 @@ def temporary_file_beside(path: Path) -> Path:
     return Path(temporary)
 
 
+def write_target(path: Path) -> Path:
+    """The file a write to `path` lands in, as `open(path, "w")` would find it: where a symbolic link at `path` leads
+    (followed to its end, even to a file not made yet), else `path`. Temporary files go beside it, so that renaming
+    one onto it stays within one file system and leaves the link a link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def put_in_place(temporary: Path, target: Path) -> None:
+    """Make the complete `temporary` file the content of `target` (`write_target`): renamed onto it, or, where
+    `target` is a pipe or a device (no file to replace), its bytes written to it, as `open(target, "wb")` would (a
+    FIFO's writer waits for its reader) and `temporary` removed. Raises `OSError`."""
+    if target.exists() and not target.is_file():
+        with open(temporary, "rb") as source, open(target, "wb") as destination:
+            shutil.copyfileobj(source, destination)
+        temporary.unlink()
+    else:
+        os.replace(temporary, target)
+
+
 @contextlib.contextmanager
 def written_whole(path: Path):
-    """Yields a temporary file beside `path` (`temporary_file_beside`) for the block to write; when the block ends
-    without an exception it replaces `path`, otherwise it is removed and `path` is left as it was. Raises `OSError`
-    where the folder cannot take it."""
-    temporary = temporary_file_beside(path)
+    """Yields a temporary file beside `path`'s `write_target` (`temporary_file_beside`) for the block to write; when
+    the block ends without an exception it takes that target's place (`put_in_place`), otherwise it is removed and
+    `path` is left as it was. Raises `OSError` where the folder cannot take it."""
+    target = write_target(path)
+    temporary = temporary_file_beside(target)
     try:
         yield temporary
-        os.replace(temporary, path)
+        put_in_place(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -41,7 +41,7 @@ from .audio import (
 from .cache import PreallocatedDynamicCache
 from .configuration import MAX_SETTING_SECONDS, is_seconds
 from .errors import OutputError, VallEValueError
-from .files import temporary_file_beside
+from .files import put_in_place, temporary_file_beside, write_target
 from .layout import pad, response_position_ids, segment_position_ids, tts_sequence
 
 __all__ = [
@@ -245,11 +245,11 @@ class RowOrder:
 
 class AudioFileStreamer(AudioStreamer):
     """Writes the rows' audio, one row after the other, into a file that grows as chunks arrive (`partial`, beside
-    `path`, flushed after every chunk so that players can follow it); `commit` renames the complete file to `path`,
-    `abort` removes it, so `path` is only ever replaced by a whole file; a `generate` call that fails removes it too
-    (`fail`). The format follows `path`'s extension. It serves one `generate` call, which must return audio. Raises
-    `VallEValueError` for a path or a rate no file takes (`check_output_path`, `check_file_rate`), `OutputError` when
-    the file cannot be made.
+    `path`'s `write_target`, flushed after every chunk so that players can follow it); `commit` puts the complete file
+    in `path`'s place (`put_in_place`: renamed, or written into a pipe), `abort` removes it, so `path` is only ever
+    replaced by a whole file; a `generate` call that fails removes it too (`fail`). The format follows `path`'s
+    extension. It serves one `generate` call, which must return audio. Raises `VallEValueError` for a path or a rate
+    no file takes (`check_output_path`, `check_file_rate`), `OutputError` when the file cannot be made.
     """
 
     single_use = True
@@ -262,7 +262,7 @@ class AudioFileStreamer(AudioStreamer):
         check_file_rate(sampling_rate, container)
         self.partial: Path | None = None
         try:  # the folder may refuse the partial file itself (a name too long for it, a read-only file system)
-            self.partial = temporary_file_beside(self.path)
+            self.partial = temporary_file_beside(write_target(self.path))
             self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
         except BaseException as error:  # also Ctrl-C: the caller has no streamer yet to abort
             if self.partial is not None:
@@ -311,7 +311,7 @@ class AudioFileStreamer(AudioStreamer):
             raise empty_audio_error(self.path)
         try:
             self.end()
-            os.replace(self.partial, self.path)
+            put_in_place(self.partial, write_target(self.path))
         except WRITE_ERRORS as error:
             self.abort()
             raise OutputError(f"could not write {self.path} ({write_failure(error, self.partial)}); it was left as "
