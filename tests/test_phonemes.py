@@ -280,6 +280,60 @@ def test_letters_the_voice_spells_out_by_name_are_refused(text, language):
     assert f"alphabet ({' '.join(quoted)})" in str(refused.value)  # the distinct letters run together read as a word
 
 
+@pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb"])
+def test_latin_letters_the_voice_has_no_reading_for_are_read_without_their_marks_with_one_warning(language):
+    """espeak-ng's English, German and French voices said "letter 1 e c 7" for a lone "ệ" and dropped it inside a word
+    ("người" was read "ngi"): Vietnamese, Romanian or pinyin names in such text were read wrong without a word. Their
+    base letters are read instead, named once for all the sentences of a text."""
+    from conftest import logged_warnings
+
+    from valle_hf.phonemes import phonemize_all
+
+    texts = ["Xin chào, người Việt Nam.", "Timișoara, Mǎ, ﬁne ệ."]
+    bases = ["Xin chào, nguoi Viet Nam.", "Timisoara, Ma, fine e."]
+    with logged_warnings() as logged:
+        assert phonemize_all(texts, [language] * 2) == [phonemize(text, language) for text in bases]
+    assert logged.out.count("are read as") == 1, logged.out
+    assert f"letters ư ờ ệ ș ǎ ﬁ are read as u o e s a fi: espeak-ng's '{language}' voice has no reading" in logged.out
+    with logged_warnings() as logged:
+        phonemize("Łódź, naïve Ægir, Đà Nẵng", language)  # Latin-1 and Latin Extended-A letters are read as written
+    assert "ẵ are read as a:" in logged.out and "Ł" not in logged.out and "Đ" not in logged.out, logged.out
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb"])
+def test_the_latin_letters_judged_unread_are_those_the_voice_says_as_code_points(language):
+    """The table of letters the voices read (`_unread_latin`) against espeak-ng itself: every Latin letter of the
+    Basic Multilingual Plane (the IPA block aside: text with those is IPA) alone, which the voice reads as its code
+    point ("letter 1 e c 7", in the voice's word for letter) or not at all, exactly when it is judged unread. The
+    English voices spell the ligatures out, yet they are read as their letters ("ﬁ" as "fi") in every voice."""
+    from valle_hf.phonemes import _check_language, _espeak_backend, _unread_latin
+
+    word = {"en": "letter", "de": "Buchstabe", "fr": "lettre"}[language.split("-")[0]]
+    backend = _espeak_backend(_check_language(language), "keep")
+
+    def unstressed(phonemes: str) -> str:
+        return phonemes.replace("ˈ", "").replace("ˌ", "")
+
+    letter = unstressed(backend.phonemize([word], strip=True)[0])
+    latin = [char for char in map(chr, range(0xC0, 0x10000)) if unicodedata.name(char, "").startswith("LATIN ")
+             and char.isalpha() and not looks_like_ipa(char)]
+    said = backend.phonemize(latin, strip=True)
+    unread = {char for char, phonemes in zip(latin, said, strict=True)
+              if letter in unstressed(phonemes) or not phonemes.strip()}
+    wrong = [char for char in latin if _unread_latin(char) != (char in unread)
+             and not unicodedata.name(char).startswith("LATIN SMALL LIGATURE")]
+    assert len(unread) > 100 and not wrong, "".join(wrong)
+
+
+@pytest.mark.parametrize("text", ["Pay ƒ 5.", "Kadıköy", "ǝ"])
+def test_latin_letters_without_a_reading_or_a_base_letter_are_refused_but_in_ipa(text):
+    from valle_hf.phonemes import resolve_language
+
+    with pytest.raises(ValueError, match=r"Latin letters \(.+\) that espeak-ng's 'en' voice has no reading for"):
+        resolve_language(text, "en")  # before any model loads
+    assert phonemize("ɐ ə ʃ", "en") == "ɐ ə ʃ"  # IPA letters are Latin letters too
+
+
 @pytest.mark.parametrize("text, language", [("The ratio is π.", "en"), ("नमस्ते", "en"), ("Γειά", "de"),
                                             ("привет", "ru"), ("naïve café Ægir", "en")])
 def test_letters_a_voice_reads_are_spoken(text, language):

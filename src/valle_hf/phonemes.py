@@ -7,8 +7,10 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text
 that is already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, the
-language-switch markers as an option, clear errors for text with nothing to speak (empty, or punctuation alone),
-unknown languages and a missing pykakasi, and `split_sentences` for long texts.
+language-switch markers as an option, Latin letters the English, German and French voices cannot read ("ệ", "ư",
+"ș": Vietnamese or Romanian names) read without their marks, with a warning, clear errors for text with nothing to
+speak (empty, or punctuation alone), for letters those voices would spell out or say as code points, unknown
+languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -194,13 +196,19 @@ _SPELLED_SCRIPTS = ("CYRILLIC", "ARABIC", "HEBREW", "THAI", "ETHIOPIC", "SYRIAC"
                     "BALINESE", "SUNDANESE", "CHAM", "TAI")
 
 
+def _reads_latin_only(language: str) -> bool:
+    """Whether `language` is read by one of `_SPELLS_OTHER_SCRIPTS`' voices (their regional ones too)."""
+    return language.split("-")[0].lower() in _SPELLS_OTHER_SCRIPTS
+
+
 def _check_script(text: str, language: str) -> None:
     """Refuse (`VallEValueError`) kana or Han characters in English, German or French text: espeak-ng's voices for
     these read each one as the words "Chinese letter" or "Japanese letter", so the speech would say those instead
     (text in "en", the default, is the usual case: Japanese given without a language). Their regional voices
     ("en-us", "en-gb", "fr-fr") read them alike. Letters of `_SPELLED_SCRIPTS` are refused too: those voices spell
-    them out by name or leave them out."""
-    if language.split("-")[0].lower() not in _SPELLS_OTHER_SCRIPTS:
+    them out by name or leave them out; and so are Latin letters they have no reading for (`_unread_latin`) and no
+    base letter to read instead (`_latin_base`: "ƒ", "ı"), but in text that is already IPA."""
+    if not _reads_latin_only(language):
         return
     found = _words_with(text, lambda char: bool(_KANA.match(char) or _HAN.match(char)))
     if found:
@@ -214,6 +222,42 @@ def _check_script(text: str, language: str) -> None:
         raise VallEValueError(f"the text has letters of another alphabet ({spelled}), which espeak-ng's "
                               f"{language!r} voice spells out one by one, by name (\"Cyrillic pe\", \"Arabic mim\"), "
                               "or leaves out: write those words in Latin letters, or give their IPA")
+    unread = "" if looks_like_ipa(text) else _words_with(normalize_text(text), lambda char: _unread_latin(char)
+                                                         and not _latin_base(char))
+    if unread:
+        raise VallEValueError(f"the text has Latin letters ({unread}) that espeak-ng's {language!r} voice has no "
+                              "reading for (it says a code point, \"letter 1 b 0\" for ư, or leaves them out): "
+                              "write those words with other letters, or give their IPA")
+
+
+# The Latin letters espeak-ng's English, German and French voices read: Latin-1 and Latin Extended-A but for ı ŉ ſ, and
+# these few of later blocks (capitals of African alphabets and of IPA letters, the capital sharp s, subscripts). Any
+# other one they read as its code point when it stands alone ("ư" is "letter 1 b 0") and leave out inside a word
+# ("người" is read "ngi"), and so are the ligatures "ﬁ", "ﬂ" (which the English voices spell out: "ﬁ" is "f i").
+_READ_LATER_LATIN = frozenset("ƁƆƉƊƏƐƓƗƜƝƟƦƩƮƲƷɄɅẞ" "ⱢⱤⱮⱯⱰ" "ꞍꞪꞫꞭꞮꞰꞱꞲ" "ₐₑₒₓₔₕₖₗₘₙₚₛₜ")
+
+
+def _unread_latin(char: str) -> bool:
+    """Whether `char` is a Latin letter those voices have no reading for (see `_READ_LATER_LATIN`)."""
+    if char < "\u0180":
+        return char in "ıŉſ"
+    return char not in _READ_LATER_LATIN and unicodedata.name(char, "").startswith("LATIN ")
+
+
+def _latin_base(char: str) -> str:
+    """The letters `char` is made of without its marks (NFKD: "ệ" → "e", "ư" → "u", "ș" → "s", "ǆ" → "dž", "ſ" → "s"),
+    where those voices read them all; else ""."""
+    base = "".join(part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part))
+    return base if base != char and all(part.isalpha() and not _unread_latin(part) for part in base) else ""
+
+
+def _without_unread_marks(text: str, folded: list[str]) -> str:
+    """`text` with the Latin letters English, German and French voices have no reading for (`_unread_latin`) written
+    as their base letters (`_latin_base`: "Việt Nam" → "Viet Nam", as such a reader says it; "ﬁne" → "fine"), each
+    added to `folded` for one warning naming them. `_check_script` refused those without a base first."""
+    letters = [_latin_base(char) if _unread_latin(char) else char for char in text]
+    folded.extend(char for char, letter in zip(text, letters, strict=True) if letter != char)
+    return "".join(letters)
 
 
 def _words_with(text: str, wanted) -> str:
@@ -319,19 +363,28 @@ def phonemize(text: str, language: str = "en", language_switch: str = "keep") ->
 
 
 def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switch: str = "keep") -> list[str]:
-    """`phonemize` for each text in its language, the emoji of them all named in one warning (the sentences of one
-    text are one text to its reader)."""
+    """`phonemize` for each text in its language, the emoji of them all named in one warning, and the letters read
+    without their marks in another (the sentences of one text are one text to its reader)."""
     emoji: list[str] = []
-    phonemes = [_phonemized(text, language, language_switch, emoji)
+    folded: dict[str, list[str]] = {}  # language → letters read without their marks
+    phonemes = [_phonemized(text, language, language_switch, emoji, folded)
                 for text, language in zip(texts, languages, strict=True)]
     if emoji:
         logger.warning(f"the text's emoji ({''.join(dict.fromkeys(emoji))[:20]}) are left out: espeak-ng would read "
                        "their names aloud; write in words what they should say")
+    for language, letters in folded.items():
+        letters = "".join(dict.fromkeys(letters))[:20]
+        if letters:
+            logger.warning(f"the text's letters {' '.join(letters)} are read as {' '.join(map(_latin_base, letters))}: "
+                           f"espeak-ng's {language!r} voice has no reading for them; for text in another language, "
+                           "give that language")
     return phonemes
 
 
-def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]) -> str:
-    """`phonemize` of one text, its emoji added to `emoji` for the caller's one warning."""
+def _phonemized(text: str, language: str, language_switch: str, emoji: list[str],
+                folded: dict[str, list[str]]) -> str:
+    """`phonemize` of one text, its emoji added to `emoji` and the letters read without their marks to `folded`
+    (under the language), for the caller's warnings."""
     check_text(text)
     if language_switch not in LANGUAGE_SWITCH:
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
@@ -341,6 +394,8 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     text = _without_emoji(normalize_text(text), emoji)
     if language == "ja":
         text = _to_hiragana(text)
+    elif _reads_latin_only(language):
+        text = _without_unread_marks(text, folded.setdefault(language, []))
     voice = _check_language(language)
     phonemes = _espeak_backend(voice, language_switch).phonemize([text], strip=True)
     if not phonemes or not phonemes[0].strip():
