@@ -531,6 +531,8 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     (dict(seed=float("inf")), "Seed must be a whole number"),
     (dict(seed=2.5), "Seed must be a whole number"),
     (dict(seed="7"), "Seed must be a number, got '7'"),
+    (dict(seed=-5), r"Seed must be a whole number from 0 to \d+ \(or -1 for a random one\), got -5"),  # was random
+    (dict(seed=-1.5), "Seed must be a whole number"),
     (dict(stream_chunk=0), r"--stream-chunk 0 is not allowed: it must be a number of seconds in \(0, 3600\]"),
     (dict(stream_chunk=-1, beam_width=2), "--stream-chunk -1 is not allowed"),  # checked, though it won't stream
     # the controls' names, not the settings' (max_levels=8), also for the rules of this model (tiny-random's 8 levels)

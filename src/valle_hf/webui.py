@@ -176,18 +176,17 @@ MAX_PAGE_SEED = 2**53 - 1
 
 
 def _seed(seed: float | None) -> int:
-    """The seed of a run: `seed`, or a random one when it is empty or negative (a number field in the browser cannot
-    stay empty). Sentence i draws from seed + i, as with the CLI's --seed, so a run here repeats on the command
-    line with `--stream --stream-chunk` of the page's chunk (a bfloat16 NAR, as "auto" picks on some CPUs, rounds
-    by the chunk's shape, so only a float32 NAR gives the same codes unstreamed). Raises `UsageError` for a seed that
-    is not a whole number the page can show back."""
+    """The seed of a run: `seed`, or a random one when it is empty or -1 (a number field in the browser cannot stay
+    empty; another negative number is a typo, refused). Sentence i draws from seed + i, as with the CLI's --seed, so
+    a run here repeats on the command line with `--stream --stream-chunk` of the page's chunk (a bfloat16 NAR, as
+    "auto" picks on some CPUs, rounds by the chunk's shape, so only a float32 NAR gives the same codes unstreamed).
+    Raises `UsageError` for a seed that is not -1 or a whole number the page can show back."""
     if not isinstance(seed, (int, float, type(None))) or isinstance(seed, bool):  # the page's API takes any JSON
         raise UsageError(f"Seed must be a number, got {seed!r}")
-    if seed is None or seed < 0:
+    if seed is None or seed == -1:
         return run_seed(None)
-    if not float(seed).is_integer() or seed > MAX_PAGE_SEED:
-        raise UsageError(f"Seed must be a whole number from 0 to {MAX_PAGE_SEED} (or negative for a random one), "
-                         f"got {seed}")
+    if not float(seed).is_integer() or not 0 <= seed <= MAX_PAGE_SEED:
+        raise UsageError(f"Seed must be a whole number from 0 to {MAX_PAGE_SEED} (or -1 for a random one), got {seed}")
     return int(seed)
 
 
