@@ -32,6 +32,7 @@ that is already IPA passes through) and tokenised with the model's ``tokenizer.j
 and encoded at 6 kbps (8 levels) by the codec of the model folder given as ``--tokenizer`` (the codes its model
 reads), or by ``--codec``. See `valle_hf.dataset` for the output layout; `valle_hf.dataset.VallEDataset` reads it.
 
+OUTPUT_DIR is a folder of its own: DATA_DIR itself is refused, and so is a --metadata file the run would overwrite.
 The run is resumable: utterances already in OUTPUT_DIR's manifest are skipped (unless their transcript, speaker or
 language was edited since: those are prepared again), so an interrupted run (even one killed in the middle of a
 write) can simply be started again, with the same settings: a resume with another codec, bandwidth, tokenizer,
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,6 +361,19 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def check_apart(args) -> None:
+    """Refuse (`UsageError`) an OUTPUT_DIR that is DATA_DIR (the prepared set would be written among the recordings)
+    and a --metadata file the run would overwrite (OUTPUT_DIR's manifest, failures or settings)."""
+    if os.path.realpath(args.output_dir) == os.path.realpath(args.data_dir):
+        raise UsageError(f"OUTPUT_DIR {args.output_dir} is DATA_DIR: the prepared set would be written among the "
+                         f"recordings; give a folder of its own (such as {args.output_dir / 'prepared'})")
+    written = {os.path.realpath(args.output_dir / name): name for name in (MANIFEST, FAILED_FILE, PREPARE_CONFIG)}
+    name = written.get(os.path.realpath(args.metadata)) if args.metadata is not None else None
+    if name:
+        raise UsageError(f"--metadata {args.metadata} is the {name} this run writes in OUTPUT_DIR, which would "
+                         "overwrite it: move it, or give another OUTPUT_DIR")
+
+
 def find_entries(args) -> list[Entry]:
     """Every input utterance, with an error on those that cannot be prepared (duplicates included)."""
     if not args.data_dir.is_dir():
@@ -418,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.codec = codec_name(args)  # resolved first: a resume checks it against the first run's
     check_output_folder(args.output_dir, "OUTPUT_DIR")
+    check_apart(args)
     resolve_language("", args.language)  # an unknown language would fail every line: refuse it once, up front
     usable_device(args.device)
     entries = find_entries(args)

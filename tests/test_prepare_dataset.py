@@ -506,3 +506,31 @@ def test_a_resume_with_the_language_code_spelled_otherwise_is_the_same_setting(p
     assert run(prepare, capsys, data, output, "--language", "EN")[0] == 0
     status, out, err = run(prepare, capsys, data, output, "--language", "en")
     assert status == 0 and "0 new utterance(s), 1 already done" in out, err
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot", "link"])
+def test_an_output_folder_that_is_the_data_folder_is_refused_first(prepare, capsys, tmp_path, spelling):
+    """The prepared set (utterances/, manifest.jsonl, failed.jsonl) was written among the recordings."""
+    data = folder_of_utterances(tmp_path / "data", 1)
+    (tmp_path / "link").symlink_to(data)
+    output = {"same": data, "dot": data / "." / "sub" / "..", "link": tmp_path / "link"}[spelling]
+    status, _, err = run(prepare, capsys, data, output)
+    assert status == 1
+    assert err.strip() == f"error: OUTPUT_DIR {output} is DATA_DIR: the prepared set would be written among the " \
+                          f"recordings; give a folder of its own (such as {output / 'prepared'})"
+    assert sorted(path.name for path in data.iterdir()) == ["u0.txt", "u0.wav"]
+    assert run(prepare, capsys, data, data / "prepared")[0] == 0  # a folder inside it is its own
+
+
+@pytest.mark.parametrize("name", [MANIFEST, "failed.jsonl", PREPARE_CONFIG])
+def test_metadata_the_run_would_overwrite_is_refused_first(prepare, capsys, tmp_path, name):
+    data = write_wav(tmp_path / "data" / "u0.wav").parent
+    output = tmp_path / "out"
+    output.mkdir()
+    metadata = output / name
+    metadata.write_text(json.dumps({"audio": "u0.wav", "text": IPA}) + "\n", encoding="utf-8")
+    status, _, err = run(prepare, capsys, data, output, "--metadata", metadata, "--metadata-format", "jsonl")
+    assert status == 1
+    assert err.strip() == f"error: --metadata {metadata} is the {name} this run writes in OUTPUT_DIR, which would " \
+                          "overwrite it: move it, or give another OUTPUT_DIR"
+    assert metadata.read_text(encoding="utf-8") == json.dumps({"audio": "u0.wav", "text": IPA}) + "\n"
