@@ -327,6 +327,23 @@ def test_a_flag_refused_beside_another_names_that_rule_not_its_own_range():
 
 
 @pytest.mark.parametrize("flags, message", [
+    (["--input-prompt-length", "nan"], "--input-prompt-length nan is not allowed: it must be a number of seconds in "
+                                       "[0, 3600] (0 = the whole prompt)"),
+    (["--max-nar-levels", "-2"], "--max-nar-levels -2 is not allowed: it must be an integer >= 0 (0 = level 0 only; "
+                                 "unset: all levels)"),
+    (["--dry-sequence-breakers", "3,-1"], "--dry-sequence-breakers 3,-1 is not allowed: it must be comma-separated "
+                                          "token ids (integers >= 0)"),
+])
+def test_a_flag_refused_is_named_with_its_own_words_not_the_apis(flags, message):
+    """A flag takes one value: its range said "None or ..., or a list of them (one per row)", and a list of ids was
+    quoted as the Python list "[3, -1]"."""
+    args = build_parser().parse_args(["Hi.", "--no-prompt", "o.wav", *flags])
+    with pytest.raises(UsageError) as refused:
+        generation_kwargs(args)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("flags, message", [
     (["--stream-chunk", "0"], "--stream-chunk 0.0 is not allowed: it must be a number of seconds in (0, 3600]"),
     (["--stream-chunk", "1e308"], "--stream-chunk 1e+308 is not allowed"),
     (["--stream-chunk", "nan"], "--stream-chunk nan is not allowed"),

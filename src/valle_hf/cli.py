@@ -22,6 +22,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .configuration import (
     DEFAULT_CODEC,
+    MAX_SETTING_SECONDS,
     SETTING_RULES,
     SettingError,
     check_settings,
@@ -418,9 +419,15 @@ def parse_flag(flag: str, value, cell: bool = False):
     raise UsageError(f"{flag if cell else action.option_strings[0]} {value!r}: expected {expected}")
 
 
-# A flag's range where it differs from its setting's: the original's 0 beams means off. It replaces that range only,
-# never a rule that ties the setting to another (beams with entropix or mirostat).
-FLAG_RULES = {"beam_width": "an integer >= 0 (0 or 1: no beam search)"}
+# A flag's range where it differs from its setting's: the original's 0 beams means off, and a flag takes one value
+# where `generate` also takes None or one per row. It replaces that range only, never a rule that ties the setting to
+# another (beams with entropix or mirostat) or to the model (its levels, its heads).
+FLAG_RULES = {
+    "beam_width": "an integer >= 0 (0 or 1: no beam search)",
+    "max_nar_levels": "an integer >= 0 (0 = level 0 only; unset: all levels)",
+    "input_prompt_length": f"a number of seconds in [0, {MAX_SETTING_SECONDS}] (0 = the whole prompt)",
+    "dry_sequence_breakers": "comma-separated token ids (integers >= 0)",
+}
 
 
 def generation_kwargs(args: argparse.Namespace, model_config=None, cells=()) -> dict:
@@ -451,7 +458,8 @@ def flag_refusal(error: SettingError, cell: bool = False) -> UsageError:
     own_range = flag in FLAG_RULES and error.rule == SETTING_RULES[error.setting][0]
     rule = FLAG_RULES[flag] if own_range else error.rule
     name = flag if cell else f"--{flag.replace('_', '-')}"
-    return UsageError(f"{name} {error.value} is not allowed: it must be {rule}")
+    value = ",".join(map(str, error.value)) if isinstance(error.value, list) and not cell else error.value
+    return UsageError(f"{name} {value} is not allowed: it must be {rule}")
 
 
 def check_streaming(args) -> None:
