@@ -76,9 +76,11 @@ def test_empty_text_is_an_error(text):
         phonemize(text)
 
 
-@pytest.mark.parametrize("text", ["...", " !? ", "\u2014", "« »"])
+@pytest.mark.parametrize("text", ["...", " !? ", "\u2014", "« »", "😀👍", "❤️!"])
 def test_text_without_a_letter_or_digit_is_refused_as_nothing_to_speak(text):
-    with pytest.raises(ValueError, match="has no letter or digit: nothing to speak"):
+    """Emoji alone were called punctuation."""
+    unspoken = "emoji and punctuation are" if text in ("😀👍", "❤️!") else "punctuation alone is"
+    with pytest.raises(ValueError, match=f"has no letter or digit: nothing to speak \\({unspoken} not spoken\\)"):
         phonemize(text)
     assert phonemize(f"{text} 7") and phonemize(f"ʃ{text}")  # one digit or one (IPA) letter is enough
 

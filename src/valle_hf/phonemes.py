@@ -341,8 +341,9 @@ def check_text(text: str) -> str:
         raise VallEValueError("empty text: nothing to speak; give the words to speak")
     check_unicode(text)
     if not _has_words(text):
-        raise VallEValueError(f"the text {text.strip()!r:.40} has no letter or digit: nothing to speak (punctuation "
-                              "alone is not spoken); give it words")
+        unspoken = "emoji and punctuation are" if _EMOJI.search(text) else "punctuation alone is"
+        raise VallEValueError(f"the text {text.strip()!r:.40} has no letter or digit: nothing to speak ({unspoken} "
+                              "not spoken); give it words")
     return text
 
 
