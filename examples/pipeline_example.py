@@ -24,7 +24,7 @@ import torch
 from transformers import pipeline
 
 from valle_hf.audio import check_output_path, save_audio
-from valle_hf.cli import usable_device
+from valle_hf.cli import count_value, seconds_value, seed_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import TINY_RANDOM, load_model_and_processor, released_model_directory
 
@@ -38,12 +38,12 @@ def build_parser() -> ArgumentParser:
                         "name-1.wav, ...)")
     parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
     parser.add_argument("--language", default="en", help="espeak language of the text (en, fr, de, ja, auto, ...)")
-    parser.add_argument("--input-prompt-length", type=float, default=None,
+    parser.add_argument("--input-prompt-length", type=seconds_value, default=None,
                         help="seconds of the prompt used, 0 = all (default: the model's, 3 s for the release)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="AR temperature; 0 = greedy (default: the model's, 0.5 for the release)")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="AR steps (75 per second of speech)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=count_value, default=None, help="AR steps (75 per second of speech)")
+    parser.add_argument("--seed", type=seed_value, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser
 

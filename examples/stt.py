@@ -14,7 +14,7 @@ import sys
 import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes)
-from valle_hf.cli import usable_device
+from valle_hf.cli import count_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
 
@@ -24,7 +24,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio", nargs="+", help="audio files to transcribe (any sample rate, mono or stereo)")
     parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="phoneme tokens at most per file")
+    parser.add_argument("--max-new-tokens", type=count_value, default=None, help="phoneme tokens at most per file")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser
 

@@ -15,7 +15,7 @@ import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes; needed before from_pretrained / pipeline)
 from valle_hf.audio import check_output_path, save_audio
-from valle_hf.cli import seed_value, usable_device
+from valle_hf.cli import count_value, seconds_value, seed_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
 from valle_hf.phonemes import check_text, split_sentences
@@ -47,8 +47,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
     parser.add_argument("--preset", default="original", choices=sorted(PRESETS))
     parser.add_argument("--language", default="en")
-    parser.add_argument("--input-prompt-length", type=float, default=3.0, help="seconds of the prompt used")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="AR steps (75 per second of speech)")
+    parser.add_argument("--input-prompt-length", type=seconds_value, default=3.0,
+                        help="seconds of the prompt used (0: all of it)")
+    parser.add_argument("--max-new-tokens", type=count_value, default=None, help="AR steps (75 per second of speech)")
     parser.add_argument("--seed", type=seed_value, default=0, help="sentence i draws from seed + i (an integer >= 0)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return parser

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import random
 import sys
 from decimal import Decimal, InvalidOperation
@@ -28,6 +29,7 @@ from .configuration import (
     check_settings,
     check_settings_fit,
     decoding_by_temperature,
+    is_seconds,
 )
 from .errors import ArgumentParser, UsageError, entry_point, named, one_line
 from .seeding import sentence_seeds
@@ -64,6 +66,25 @@ def seed_value(text: str) -> int:
     if seed < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return seed
+
+
+def count_value(text: str) -> int:
+    """A count of steps or tokens: an integer >= 1 (argparse type), written as `whole_number` takes it."""
+    count = whole_number(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return count
+
+
+def seconds_value(text: str) -> float:
+    """A prompt length: seconds in [0, `MAX_SETTING_SECONDS`] (argparse type), 0 meaning the whole prompt."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not is_seconds(seconds):
+        raise argparse.ArgumentTypeError(f"expected seconds in [0, {MAX_SETTING_SECONDS}] (0: all), got {text!r}")
+    return seconds
 
 
 def _token_ids(text: str) -> list[int]:
