@@ -77,6 +77,13 @@ def test_audio_errors(tmp_path):
     assert "give a WAV, FLAC, OGG or MP3 file (convert other formats first" in str(raised.value)  # how to fix it
 
 
+def test_an_empty_audio_file_is_named_as_empty_not_of_an_unknown_format(tmp_path):
+    (tmp_path / "voice.wav").touch()
+    with pytest.raises(ValueError, match=r"audio file .*voice.wav is empty \(0 bytes\): a copy or a recording that "
+                                         r"failed\? give the file with the audio"):
+        load_audio(tmp_path / "voice.wav")
+
+
 def test_a_pipe_given_as_audio_is_named_as_such_not_missing(tmp_path):
     import os
 

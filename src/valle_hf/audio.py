@@ -86,6 +86,9 @@ def load_audio(path: str | os.PathLike, whole: bool = False) -> tuple[np.ndarray
         raise VallEValueError(f"{path} is not a regular file (a pipe or a device): give the audio file itself")
     if not path.is_file():
         raise VallEFileNotFoundError(f"audio file not found: {path}: check its name and folder")
+    if path.stat().st_size == 0:  # libsndfile says "Format not recognised"
+        raise VallEValueError(f"audio file {path} is empty (0 bytes): a copy or a recording that failed? give the "
+                              "file with the audio")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
