@@ -623,6 +623,20 @@ def test_a_yaml_of_several_models_describes_the_one_it_trains(tmp_path):
     assert original_config_from_yaml(path)["name"] == "ar"  # none trains: the first
 
 
+@pytest.mark.parametrize(("content", "message"), [
+    ({"models": []}, "its `models:` list is empty: add the model's entry"),  # was "no `models:` list"
+    ({"models": None}, "no `models:` list"), ({"models": ["ar+nar"]}, "no `models:` list"), ({}, "no `models:` list"),
+])
+def test_a_yaml_without_a_model_says_what_is_missing(tmp_path, content, message):
+    from valle_hf.conversion import original_config_from_yaml
+    from valle_hf.errors import CheckpointError
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(content), encoding="utf-8")
+    with pytest.raises(CheckpointError, match=f"config.yaml: {re.escape(message)}"):
+        original_config_from_yaml(path)
+
+
 @pytest.mark.parametrize(("model", "folder"), [
     ({}, "ar+nar-llama-8"),
     ({"name": "nar", "resp_levels": 4}, "nar-llama-4"),

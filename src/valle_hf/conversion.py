@@ -148,7 +148,10 @@ def original_config_from_yaml(path: str | Path) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{path} is not valid YAML ({one_line(error, 300)})") from None
     models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, list) or not models or not all(isinstance(model, dict) for model in models):
+    if isinstance(models, list) and not models:
+        raise CheckpointError(f"{path}: its `models:` list is empty: add the model's entry (name, size, resp_levels, "
+                              "...), as the original's config.yaml has it")
+    if not isinstance(models, list) or not all(isinstance(model, dict) for model in models):
         raise CheckpointError(f"{path}: no `models:` list (the original's config.yaml has one)")
     return next((model for model in models if model.get("training")), models[0])
 
