@@ -186,7 +186,7 @@ def test_cli_refuses_kanji_without_pykakasi_before_loading_a_model(language, wor
     monkeypatch.setattr(phonemes, "_kakasi", lambda: None)
     argv = ["今日は晴れ。", workspace / "ref.wav", workspace / "new.wav", "--language", language, "--model",
             workspace / "no-model"]  # the model would fail too: the text is checked first
-    check_refused(main, argv, workspace, capsys, "pip install 'valle-hf[ja]'")
+    check_refused(main, argv, workspace, capsys, "pip install -e \".[ja]\" in valle-hf's folder")
 
 
 def test_cli_refuses_japanese_text_read_as_english_before_loading_a_model(workspace, capsys):

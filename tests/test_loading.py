@@ -493,6 +493,17 @@ def test_a_quantization_other_than_int8_is_refused_not_ignored():
         load_model_and_processor("tiny-random", quantize="int4")
 
 
+def test_int8_without_torchao_names_the_install_the_readme_gives(monkeypatch):
+    from valle_hf.errors import MissingDependencyError
+    from valle_hf.loading import int8_quantization_config
+
+    monkeypatch.setitem(sys.modules, "torchao.quantization", None)  # as where torchao is not installed
+    with pytest.raises(MissingDependencyError, match=r'^int8 weights need torchao: pip install -e "\.\[int8\]" in '
+                                                     r"valle-hf's folder \(or pip install torchao\)$"):
+        int8_quantization_config()
+    assert 'pip install -e ".[int8]"' in (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+
+
 def test_a_temporary_round_trip_leaves_the_progress_bars_as_they_were():
     """Bars a user turned off stay off after an int8 load of a model built in memory (they were turned on)."""
     from transformers.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled

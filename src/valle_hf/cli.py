@@ -119,7 +119,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "matrix hardware and its AR streams at least 10%% faster in it (measured once per machine); the choice is "
         "printed")
     add("--quantize", default=None, choices=["int8"], help="int8 decoder weights (torchao through transformers' "
-        "TorchAoConfig; pip install 'valle-hf[int8]'), applied where they make the AR faster on this machine")
+        "TorchAoConfig; pip install -e '.[int8]'), applied where they make the AR faster on this machine")
     add("--onednn", action="store_true", help="CPU, float32: run the decoder's linears through oneDNN on prepacked "
         "weights (faster batches; a second copy of those weights in memory)")
     add("--attention", default="auto", choices=ATTENTION_IMPLEMENTATIONS,

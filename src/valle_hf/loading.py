@@ -303,8 +303,8 @@ def int8_quantization_config():
         with quiet_torchao_import():
             from torchao.quantization import Int8WeightOnlyConfig
     except ImportError:
-        raise MissingDependencyError("int8 weights need torchao: pip install 'valle-hf[int8]' (or pip install "
-                                     "torchao)") from None
+        raise MissingDependencyError("int8 weights need torchao: pip install -e \".[int8]\" in valle-hf's folder "
+                                     "(or pip install torchao)") from None
     from transformers import TorchAoConfig
 
     keep = ["model.embeddings", "classifiers", "codec_model", "vocoder"]

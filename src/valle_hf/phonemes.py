@@ -176,8 +176,8 @@ def resolve_language(text: str, language: str) -> str:
     _check_script(text, resolved)
     if resolved == "ja" and _HAN.search(text) and _kakasi() is None:
         raise MissingDependencyError(
-            "Japanese text with kanji needs pykakasi to convert it to hiragana first: pip install 'valle-hf[ja]' "
-            "(or pip install pykakasi), or pass kana or IPA"
+            "Japanese text with kanji needs pykakasi to convert it to hiragana first: pip install -e \".[ja]\" in "
+            "valle-hf's folder (or pip install pykakasi), or pass kana or IPA"
         )
     return resolved
 
