@@ -226,7 +226,7 @@ def _check_script(text: str, language: str) -> None:
                                                          and not _latin_base(char))
     if unread:
         raise VallEValueError(f"the text has Latin letters ({unread}) that espeak-ng's {language!r} voice has no "
-                              "reading for (it says a code point, \"letter 1 b 0\" for ư, or leaves them out): "
+                              "reading for (it says a code point, \"letter 1 9 2\" for ƒ, or leaves them out): "
                               "write those words with other letters, or give their IPA")
 
 
