@@ -455,6 +455,19 @@ def test_dry_non_continuing_calls_recompute(window):
     check(ids[:, :11], recomputed=False)
 
 
+def test_dry_recomputes_a_history_read_with_another_vocabulary():
+    """A larger vocabulary makes a prefix id a response token, so the same history holds a longer response: the next
+    call recomputes the match lengths rather than extend those of the call that read only the tail after that id."""
+    params = dict(multiplier=1.0, base=2.0, allowed_length=1)
+    ids = torch.tensor([[1, 2, 1, 2, 5, 1, 2, 1]])
+    processor = DRYLogitsProcessor(**params)
+    processor(ids, torch.zeros(1, 5))  # 5 is a prefix id: the response is [1, 2, 1]
+    grown = torch.cat([ids, torch.tensor([[2]])], dim=1)
+    expected = DRYLogitsProcessor(**params)(grown, torch.zeros(1, 6))  # the whole row is the response
+    assert expected[0, 5] == -8.0  # [1, 2, 1, 2] then 5: a match of 4
+    assert torch.equal(processor(grown, torch.zeros(1, 6)), expected)
+
+
 # ----------------------------------------------------------------------------------------------------
 # mirostat
 
@@ -520,14 +533,14 @@ def test_mirostat_keeps_every_token_when_the_top_is_flat():
     assert torch.equal(out, logits)
 
 
-def _mirostat_k_by_definition(log_probs: list[float], tau: float, terms: int) -> int:
+def _mirostat_k_by_definition(log_probs: list[float], tau: float, terms: int, n: int | None = None) -> int:
     """Mirostat's k from its definition, in float64: the least-squares Zipf exponent of the top ``terms + 1``
     probabilities, then ``round((eps * 2**mu / (1 - n**-eps)) ** (1/s)) + 1`` with ``mu = 2 tau``, ``n = V`` (the
     ``eps -> 0`` limit ``1 / ln n`` at ``s = 1``)."""
     top = sorted(log_probs, reverse=True)[: terms + 1]
     pairs = [(top[i] - top[i + 1], math.log((i + 2) / (i + 1))) for i in range(len(top) - 1)]
     s = sum(a * b for a, b in pairs) / sum(b * b for _, b in pairs)
-    eps, n = s - 1.0, len(log_probs)
+    eps, n = s - 1.0, n or len(log_probs)
     ratio = 1.0 / math.log(n) if abs(eps) < 1e-6 else eps / (1.0 - n**-eps)
     raw = (ratio * 2.0 ** (2.0 * tau)) ** (1.0 / s)
     assert abs(raw - math.floor(raw) - 0.5) > 0.1  # far from a rounding tie, so float32 rounds alike
@@ -546,6 +559,19 @@ def test_mirostat_keeps_the_top_k_its_zipf_estimate_gives(exponent, tau):
     kept = torch.isfinite(out[0])
     assert int(kept.sum()) == expected
     assert torch.equal(kept, logits[0] >= logits[0].topk(expected).values[-1])  # the most likely ones
+
+
+def test_mirostat_fits_its_zipf_exponent_to_the_possible_tokens_only():
+    """Tokens an earlier filter made impossible (top-k before mirostat) are no terms of the Zipf fit, in its
+    numerator or its denominator: k is that of the possible tokens alone, with n still the scores' width."""
+    vocab, terms, tau, possible = 60, 100, 1.0, 6  # few possible tokens: the impossible ones would weigh most
+    logits = _zipf_logits(1, vocab, 1.5, seed=7)
+    logits[0, logits[0].argsort()[: vocab - possible]] = -math.inf
+    log_probs = logits.double().log_softmax(-1)[0]
+    expected = _mirostat_k_by_definition(log_probs[torch.isfinite(log_probs)].tolist(), tau, terms, n=vocab)
+    assert 1 < expected < possible
+    out = MirostatLogitsWarper(tau, 0.1, zipf_terms=terms)(_ids(torch.arange(0), vocab), logits.clone())
+    assert int(torch.isfinite(out[0]).sum()) == expected
 
 
 def test_mirostat_continues_only_when_the_history_grew_by_one_token():
@@ -644,6 +670,8 @@ def test_builder_order_and_omission():
     greedy = build_sampler_processors(**{**settings, "temperature": 0.0, "min_temperature": -1.0})
     assert _kinds(greedy) == penalties + [MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper]
     assert len(build_sampler_processors()) == 0
+    # entropix samples: greedy decoding leaves it out as it does the temperature (it would draw the token instead)
+    assert _kinds(build_sampler_processors(temperature=0.0, entropix=True, top_k=5)) == [TopKLogitsWarper]
 
 
 @pytest.mark.parametrize(
