@@ -409,6 +409,7 @@ def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(t
     for config in (GenerationConfig(max_new_tokens=4), VallEGenerationConfig(max_new_tokens=4)):
         out = model.generate(**inputs, generation_config=config)
         assert torch.equal(out.sequences, expected.sequences) and torch.equal(out.codes, expected.codes)
+        assert out.audio is None  # the model's output_audio=False, not the passed config's default True
     # what the passed config does set wins, return_dict_in_generate included
     out = model.generate(**inputs, generation_config=VallEGenerationConfig(max_new_tokens=4, max_levels=1))
     assert out.codes.shape[-1] == 2
@@ -950,6 +951,24 @@ def test_text_ids_from_the_vocab_size_up_are_refused(tiny_model):
         with pytest.raises(ValueError, match=f"^input_ids must be phoneme ids in 0..{size - 1}$"):
             _greedy(tiny_model, input_ids=torch.tensor([[1, top - 1, top]]), max_new_tokens=2)
     _greedy(tiny_model, input_ids=torch.tensor([[1, size - 1]]), max_new_tokens=2)  # the last id is a phoneme
+
+
+def test_ids_and_codes_outside_their_vocabularies_are_refused(tiny_model):
+    """A text id below 0, and a code below 0 or from the codebook size up (the stop token's id), in a voice prompt or
+    in audio to transcribe, are refused naming the range: read as embeddings they would index past their table."""
+    config = tiny_model.config
+    size, levels = config.audio_vocab_size, config.num_rvq_levels
+    with pytest.raises(ValueError, match=f"^input_ids must be phoneme ids in 0..{config.text_vocab_size - 1}$"):
+        _greedy(tiny_model, input_ids=torch.tensor([[1, -1, 2]]), max_new_tokens=2)
+    for code in (-1, size, size + 1):
+        codes = torch.full((1, 4, levels), size - 1)
+        codes[0, 2, levels - 1] = code
+        with pytest.raises(ValueError, match=f"^prompt_codes must be EnCodec codes in 0..{size - 1}$"):
+            _greedy(tiny_model, input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=codes, max_new_tokens=2)
+        with pytest.raises(ValueError, match=f"^audio_codes must be EnCodec codes in 0..{size - 1}$"):
+            _greedy(tiny_model, audio_codes=codes, task="stt", max_new_tokens=2)
+    _greedy(tiny_model, input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.full((1, 4, levels), size - 1),
+            max_new_tokens=2)  # the last code is a code
 
 
 def test_one_unbatched_row_is_a_batch_of_one(tiny_model):

@@ -623,6 +623,28 @@ def test_refine_on_stop_batch_equals_rows_alone(case):
         assert _tokens(batch, row) == _tokens(_generate(model, [t], [p], **settings))
 
 
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_refine_on_stop_of_several_returned_sequences_equals_rows_alone(case, task):
+    """With num_return_sequences each take is refined over its own row's sequence and left padding (the rows' masks
+    repeated as the takes are: row by row)."""
+    model, text, prompt = case
+    settings = dict(temperature=0.0, num_beams=2, num_return_sequences=2, length_penalty=0.0, refine_on_stop=True,
+                    max_new_tokens=12, return_dict_in_generate=True, **PENALTIES)
+    if task == "stt":
+        audios = [prompt, prompt[10:50]]
+        codes, mask = pad(audios, 0, side="right")
+        batch = model.generate(audio_codes=codes, audio_attention_mask=mask, task="stt", **settings).text_ids
+        rows = [model.generate(audio_codes=audio[None], task="stt", **settings).text_ids for audio in audios]
+        takes = [[ids.tolist() for ids in row] for row in rows]
+        assert [ids.tolist() for ids in batch] == takes[0] + takes[1]
+        return
+    texts, prompts = [text, text[3:15]], [prompt, prompt[10:50]]
+    batch = _generate(model, texts, prompts, **settings)
+    for row, (t, p) in enumerate(zip(texts, prompts, strict=True)):
+        alone = _generate(model, [t], [p], **settings)
+        assert [_tokens(batch, 2 * row + take) for take in range(2)] == [_tokens(alone, take) for take in range(2)]
+
+
 def test_sampler_settings_cover_every_sampler_of_the_builder():
     """Every keyword of `build_sampler_processors` (bar the stop id `generate` fills in) has a check above."""
     import inspect
