@@ -413,11 +413,12 @@ def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(con
 
 def test_a_saved_generation_config_flagged_as_derived_keeps_its_settings(converted_dir, tmp_path):
     """transformers flags a GenerationConfig made by from_model_config, also once a user set its samplers and saved
-    it: only one that sets none stands for a missing file."""
+    it: only one that sets none stands for a missing file (a temperature without a max_new_tokens is kept)."""
     import json
 
     edited = _edited_copy(converted_dir, tmp_path / "model", "generation_config.json",
-                          lambda g: {**g, "_from_model_config": True, "temperature": 0.8})
+                          lambda g: {**{key: value for key, value in g.items() if key != "max_new_tokens"},
+                                     "_from_model_config": True, "temperature": 0.8})
     model, _ = load_model_and_processor(str(edited))
     assert model.generation_config.temperature == 0.8
     assert json.loads((edited / "generation_config.json").read_text())["temperature"] == 0.8
