@@ -672,6 +672,9 @@ def test_builder_order_and_omission():
     assert len(build_sampler_processors()) == 0
     # entropix samples: greedy decoding leaves it out as it does the temperature (it would draw the token instead)
     assert _kinds(build_sampler_processors(temperature=0.0, entropix=True, top_k=5)) == [TopKLogitsWarper]
+    # when sampling, it adapts the settings it is given, each as itself
+    entropix = build_sampler_processors(temperature=0.8, entropix=True, top_k=40, top_p=0.9, min_p=0.05)
+    assert [(p.temperature, p.top_k, p.top_p, p.min_p) for p in entropix] == [(0.8, 40, 0.9, 0.05)]
 
 
 @pytest.mark.parametrize(
