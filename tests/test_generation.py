@@ -971,6 +971,27 @@ def test_ids_and_codes_outside_their_vocabularies_are_refused(tiny_model):
             max_new_tokens=2)  # the last code is a code
 
 
+def test_codes_returned_without_a_dict_are_each_rows_own_frames(tiny_model):
+    """`output_audio=False` without `return_dict_in_generate` returns each row's codes cut to its length, not the
+    batch's right-padded tensor row (rows that stopped at different steps)."""
+    from valle_hf.layout import pad
+
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():  # sampled rows stop after a few steps, each at its own (as tests/test_seeding.py's model)
+        model.classifiers[0].bias[model.config.stop_token_id] += 6.5
+    texts, prompts = _batch_inputs(model.config)
+    ids, mask = pad(texts, 0, side="right")
+    codes, codes_mask = pad(prompts, 0, side="right")
+    inputs = dict(input_ids=ids, attention_mask=mask, prompt_codes=codes, prompt_attention_mask=codes_mask,
+                  **PLAIN_SETTINGS, max_new_tokens=30, max_levels=1, output_audio=False, seeds=[5, 6, 7])
+    out = model.generate(**inputs, return_dict_in_generate=True)
+    assert len(set(out.lengths.tolist())) > 1
+    rows = model.generate(**inputs)
+    assert len(rows) == len(texts)
+    assert all(torch.equal(row, padded[:length]) for row, padded, length in zip(rows, out.codes, out.lengths,
+                                                                                  strict=True))
+
+
 def test_one_unbatched_row_is_a_batch_of_one(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     kwargs = dict(max_new_tokens=5, min_new_tokens=5)
