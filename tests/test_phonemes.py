@@ -213,9 +213,19 @@ def test_split_sentences():
     ("en", "Dr. Smith went home. He was tired.", ["Dr. Smith went home.", "He was tired."]),
     ("en-gb", "Mr. and Mrs. Jones left at 3 p.m. today. Bye.", ["Mr. and Mrs. Jones left at 3 p.m. today.", "Bye."]),
     ("de", "Herr Dr. Müller kam z. B. am 3. Mai. Er blieb.", ["Herr Dr. Müller kam z. B. am 3. Mai.", "Er blieb."]),
+    # a regional code splits by its language's rules (sentencex's default rules end a sentence at each "Sra.")
+    ("es-419", "La Sra. Pérez vive en la Avda. Colón, pág. 5. Se fue.",
+     ["La Sra. Pérez vive en la Avda. Colón, pág. 5.", "Se fue."]),
 ])
 def test_split_sentences_keeps_abbreviations(language, text, sentences):
     assert split_sentences(text, language) == sentences
+
+
+def test_auto_splits_each_line_by_its_own_script():
+    """"auto" picks the rules per line: an English line of a text with Japanese in it keeps its "Mr." (sentencex's
+    Japanese rules end a sentence there)."""
+    assert split_sentences("I am Mr. X. You are Y.\n今日は。元気？", "auto") == [
+        "I am Mr. X.", "You are Y.", "今日は。", "元気？"]
 
 
 def test_decomposed_and_full_width_text_reads_as_its_composed_ascii_form():
@@ -228,6 +238,7 @@ def test_decomposed_and_full_width_text_reads_as_its_composed_ascii_form():
         assert phonemize(decomposed, language) == phonemize(text, language)
     assert phonemize("Ｈｅｌｌｏ ｗｏｒｌｄ．") == HELLO_IPA  # U+FF01..FF5E → ASCII
     assert phonemes.normalize_text("ＡＢＣ！１２３") == "ABC!123"
+    assert phonemes.normalize_text("\uff01\uff5e") == "!~"  # the block's first and last forms
 
 
 def test_ipa_and_its_modifier_letters_are_never_normalised():
@@ -336,11 +347,20 @@ def test_latin_letters_without_a_reading_or_a_base_letter_are_refused_but_in_ipa
     assert phonemize("ɐ ə ʃ", "en") == "ɐ ə ʃ"  # IPA letters are Latin letters too
 
 
+def test_the_words_of_another_alphabet_are_quoted_three_at_most_each_cut_after_12_characters():
+    """The message quotes the first 3 words with such letters, a word of up to 12 characters whole."""
+    twelve = "здравствуйте"
+    assert len(twelve) == 12
+    with pytest.raises(ValueError, match=f"alphabet \\(привет {twelve} {twelve}…\\)"):
+        phonemize(f"Say привет {twelve} {twelve}, мир.", "en")
+
+
 @pytest.mark.parametrize("text, language", [("The ratio is π.", "en"), ("नमस्ते", "en"), ("Γειά", "de"),
-                                            ("привет", "ru"), ("naïve café Ægir", "en")])
+                                            ("привет", "ru"), ("naïve café Ægir", "en"), ("Hello\u060c world.", "en")])
 def test_letters_a_voice_reads_are_spoken(text, language):
     """A Greek letter alone is read as its name, and where espeak-ng switches to a voice that reads the script (or the
-    language is the script's own, or the letters are Latin), nothing is refused."""
+    language is the script's own, or the letters are Latin), nothing is refused; nor is a script's punctuation mark,
+    no letter (the Arabic comma U+060C, which espeak-ng passes over)."""
     assert phonemize(text, language)
 
 
@@ -355,6 +375,23 @@ def test_a_missing_runtime_dependency_is_named_in_one_line(monkeypatch, module, 
     monkeypatch.delenv("PHONEMIZER_ESPEAK_LIBRARY", raising=False)
     with pytest.raises(MissingDependencyError, match=f"pip install {package}$"):
         phonemes._use_bundled_espeak.__wrapped__()  # past the per-process cache
+
+
+def test_the_espeak_library_the_user_names_is_kept(monkeypatch):
+    """`PHONEMIZER_ESPEAK_LIBRARY` (the module's docstring) is the user's choice of library: the bundled one is set only
+    without it."""
+    import espeakng_loader
+    from phonemizer.backend.espeak.wrapper import EspeakWrapper
+
+    chosen = []
+    monkeypatch.setattr(EspeakWrapper, "set_library", lambda path: chosen.append(("library", path)))
+    monkeypatch.setattr(EspeakWrapper, "set_data_path", lambda path: chosen.append(("data", path)))
+    monkeypatch.setenv("PHONEMIZER_ESPEAK_LIBRARY", "/opt/espeak/libespeak-ng.so")
+    phonemes._use_bundled_espeak.__wrapped__()  # past the per-process cache
+    assert chosen == []
+    monkeypatch.delenv("PHONEMIZER_ESPEAK_LIBRARY")
+    phonemes._use_bundled_espeak.__wrapped__()
+    assert chosen == [("library", espeakng_loader.get_library_path()), ("data", espeakng_loader.get_data_path())]
 
 
 def test_an_espeak_library_that_cannot_be_loaded_is_one_error_saying_why(monkeypatch):
