@@ -34,6 +34,7 @@ def test_tokenizer_round_trip_with_the_reference_file(processor):
     assert processor.decode(HELLO_IDS, skip_special_tokens=False) == f"<bos>{HELLO_IPA}</eos>"
     assert processor.batch_decode(torch.tensor([HELLO_IDS, HELLO_IDS])) == [HELLO_IPA, HELLO_IPA]
     assert ids_to_phonemes(["h", "əl", "ˈoʊ", " ", "w"]) == "həlˈoʊ w"
+    assert ids_to_phonemes(["a", " ", " ", "b"]) == "a b"  # the original's rule: "   " then " ", two spaces read one
     with pytest.raises(ValueError, match="0..255"):
         processor.decode([1, 300])
     with pytest.raises(ValueError, match="integer phoneme ids, got dtype torch.float32"):
@@ -114,6 +115,25 @@ def test_a_tokenizer_json_without_a_vocabulary_is_refused(tmp_path):
     file.write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(CheckpointError, match="no model.vocab"):
         load_phoneme_tokenizer(file)
+
+
+def test_a_tokenizer_json_that_is_not_utf8_is_refused(tmp_path):
+    file = tmp_path / "tokenizer.json"
+    file.write_bytes(b'{"model": "\xff\xfe"}')
+    with pytest.raises(CheckpointError, match=r"is not a tokenizer.json \(not JSON text: UnicodeDecodeError\)"):
+        load_phoneme_tokenizer(file)
+
+
+def test_a_symmap_that_differs_in_several_symbols_is_refused_naming_the_one_of_the_lowest_id():
+    """"the first difference": by id, whichever of the two files holds the lower one."""
+    vocab = json.loads(TOKENIZER_FILE.read_text(encoding="utf-8"))["model"]["vocab"]
+    by_id = sorted(vocab, key=vocab.get)
+    # two symbols whose names sort the other way round from their ids: sorted by name, the other would be named
+    first = next(symbol for symbol in by_id[10:] if symbol > by_id[-3])
+    assert vocab[first] < vocab[by_id[-3]]
+    symmap = {**vocab, first: vocab[first] + 1, by_id[-3]: vocab[by_id[-3]] + 1}
+    with pytest.raises(CheckpointError, match=f"symbol {re.escape(repr(first))} has id {vocab[first]} in the "):
+        check_symmap(TOKENIZER_FILE, symmap, "fp32.sft")
 
 
 def test_the_tokenizer_itself_pads_on_the_right_with_unk():
@@ -198,3 +218,41 @@ def test_dealiasing_keeps_a_normalizer_the_file_had_and_adds_the_aliases_after_i
     assert tokenizer.encode("ÄBa").ids == [1, 2, 1]  # lowercased, then "ä" read as "a"
     assert tokenizer.encode("äb").ids == Tokenizer.from_str(json.dumps(data)).encode("ab").ids
     assert tokenizer.get_vocab() == {"<unk>": 0, "a": 1, "b": 2}
+
+
+def _bpe(vocab: dict[str, int], merges: list[str], model_type: str = "BPE") -> dict:
+    """A tokenizer.json of `vocab` and `merges`, nothing else set."""
+    return {"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+            "pre_tokenizer": None, "post_processor": None, "decoder": None,
+            "model": {"type": model_type, "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                      "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "vocab": vocab,
+                      "merges": merges}}
+
+
+def test_dealiasing_keeps_the_ids_of_entries_no_merge_reaches(tmp_path):
+    """A multi-character alias no merge makes ("bc", an alias of "a") is no normalizer: text "bc" stays b, c; and an
+    entry that holds an aliased character ("äb") keeps its own id, beside the entry it would fold to ("ab")."""
+    from valle_hf.tokenization import dealias_tokenizer_json
+
+    vocab = {"<unk>": 0, "a": 1, "ä": 1, "bc": 1, "b": 2, "c": 3, "äb": 4, "ab": 5}
+    data = _bpe(vocab, [])
+    rewritten = dealias_tokenizer_json(data, vocab)
+    tokenizer, original = Tokenizer.from_str(json.dumps(rewritten)), Tokenizer.from_str(json.dumps(data))
+    for text in ("bc", "äbc", "cab"):
+        assert tokenizer.encode(text).ids == original.encode(text).ids, text
+    del vocab["bc"]  # (check_symmap cannot tell which id a multi-character alias the rewrite dropped had)
+    file = tmp_path / "tokenizer.json"
+    file.write_text(json.dumps(dealias_tokenizer_json(_bpe(vocab, []), vocab), ensure_ascii=False), encoding="utf-8")
+    check_symmap(file, vocab, "fp32.sft")  # the original vocab, aliases and all, is the rewritten one's
+
+
+@pytest.mark.parametrize(("model_type", "merges", "message"), [
+    ("WordLevel", [], "aliased vocab entries but is not a BPE model"),
+    ("BPE", ["ä b"], "merge 'ä' \\+ 'b' cannot be written without aliases"),  # its canonical pair "a b" makes "ab"
+])
+def test_a_tokenizer_that_cannot_be_written_without_aliases_is_refused(model_type, merges, message):
+    from valle_hf.tokenization import dealias_tokenizer_json
+
+    vocab = {"<unk>": 0, "a": 1, "ä": 1, "b": 2, "äb": 3}
+    with pytest.raises(CheckpointError, match=message):
+        dealias_tokenizer_json(_bpe(vocab, merges, model_type), vocab)
