@@ -254,6 +254,7 @@ def test_a_directory_without_tokenizer_config_json_pads_and_decodes_as_a_whole_o
     assert {key: value.tolist() for key, value in processor(texts).items()} == {
         key: value.tolist() for key, value in expected.items()}
     assert [processor.decode(ids) for ids in expected["input_ids"]] == texts
+    assert processor.tokenizer.special_tokens_map == whole.tokenizer.special_tokens_map  # <unk>, <bos>, </eos> named
 
 
 def test_an_original_checkpoint_is_converted_on_the_fly(fixtures, fixture_model):

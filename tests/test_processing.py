@@ -90,6 +90,16 @@ def test_processor_call_options_and_errors(processor):
         processor()
     with pytest.raises(ValueError, match="2 languages for 1 texts"):
         processor("Hello", language=["en", "de"])
+    with pytest.raises(ValueError, match="1 languages for 2 texts: give one, or one per text"):
+        processor(["Hello", "There"], language=["en"])
+    with pytest.raises(ValueError, match="^text is an empty list$"):
+        processor([])
+    with pytest.raises(ValueError, match="^audio is an empty list$"):
+        processor(audio=[], sampling_rate=24000)
+    with pytest.raises(ValueError, match="list of 0 prompts for 2 texts"):
+        processor(["Hello", "There"], prompt_audio=[])
+    longest = processor(["Hello", "Hello world."], padding="longest")  # transformers' name for True
+    assert torch.equal(longest["input_ids"], processor(["Hello", "Hello world."])["input_ids"])
     for language in (None, 3, ["en", None]):
         with pytest.raises(TypeError, match="language must be a language code"):
             processor(["Hello", "There"], language=language)
@@ -113,6 +123,8 @@ def test_processor_prompt_audio_broadcast_and_per_row(processor, tmp_path):
     assert isinstance(prompts, list) and len(prompts) == 2 and prompts[0] is prompts[1]  # loaded once
     assert [[w.numel() for w in row] for row in prompts] == [[24000], [24000]]  # whole: generate trims the codes
     assert prompts[0][0].dtype == torch.float32 and broadcast["input_prompt_length"] == 0.5  # passed through
+    # as given, not as tensors, whatever return_tensors says
+    assert type(broadcast["input_prompt_length"]) is float and type(broadcast["sampling_rate"]) is int
     per_row = processor(["Hello.", "World."], prompt_audio=[path, np.ones(800, dtype=np.float32)], sampling_rate=8000)
     assert [[w.numel() for w in row] for row in per_row["prompt_audio"]] == [[24000], [2400]]  # the array resampled
     assert per_row["sampling_rate"] == broadcast["sampling_rate"] == 24000  # what generate reads them at
@@ -278,6 +290,26 @@ def test_a_folder_without_the_tokenizer_is_refused_saying_how_to_fill_it(process
 def test_a_chat_template_given_is_kept(processor):
     template = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
     assert VallEProcessor(processor.tokenizer, chat_template=template).chat_template == template
+
+
+def test_decode_refuses_what_is_not_one_sequence_of_the_vocabularys_ids(processor):
+    vocab_size = len(processor.tokenizer)
+    assert isinstance(processor.decode([1, vocab_size - 1, 2]), str)  # the last id decodes
+    with pytest.raises(ValueError, match=f"phoneme ids must lie in 0..{vocab_size - 1}, got 1..{vocab_size}"):
+        processor.decode([1, vocab_size])
+    with pytest.raises(ValueError, match=r"decode takes one sequence of ids, got shape \(2, 10\): use batch_decode"):
+        processor.decode(torch.tensor([HELLO_IDS, HELLO_IDS]))
+    with pytest.raises(TypeError, match=r"decode got unexpected arguments: \['clean_up_tokenization_spaces'\]"):
+        processor.decode(HELLO_IDS, clean_up_tokenization_spaces=True)
+
+
+def test_phonemize_reads_one_text_or_a_list_in_the_language_given(processor):
+    from valle_hf.phonemes import phonemize
+
+    french = phonemize("Bonjour le monde.", "fr")
+    assert french != phonemize("Bonjour le monde.", "en")
+    assert processor.phonemize("Bonjour le monde.", "fr") == french
+    assert processor.phonemize(["Bonjour le monde.", "Bonjour le monde."], "fr") == [french, french]
 
 
 def test_batch_decode_passes_skip_special_tokens_to_each_row(processor):
