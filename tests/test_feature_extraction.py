@@ -36,6 +36,14 @@ def test_an_array_is_resampled_from_its_own_rate(extractor):
     assert torch.equal(extractor.waveform(native, RATE), torch.from_numpy(native))  # the model's rate: untouched
 
 
+def test_resampling_keeps_what_is_under_the_models_nyquist_frequency_and_removes_what_is_over_it(extractor):
+    """soxr's high-quality filter: from 48 kHz, an 11 kHz tone comes out whole, a 13 kHz one (over 12 kHz) is filtered
+    out, not folded back to 11 kHz as a low-quality resampler does."""
+    kept, removed = (extractor.waveform(_tone(1.0, 48000, 0.5, frequency), 48000)[500:-500].abs().max()
+                     for frequency in (11000.0, 13000.0))
+    assert abs(float(kept) - 0.5) < 0.005 and float(removed) < 1e-4
+
+
 def test_an_array_without_a_rate_is_refused_in_one_line(extractor, processor):
     for call in (lambda: extractor.waveform(_tone(0.1, 16000), None), lambda: extractor(_tone(0.1, 16000)),
                  lambda: extractor.load(torch.zeros(100)), lambda: processor("Hi.", prompt_audio=_tone(0.1, 16000)),
@@ -71,12 +79,28 @@ def test_pcm_types_channels_and_tensors(extractor):
     extremes = np.array([-32768, -16384, 0, 16384, 32767], dtype=np.int16)
     torch.testing.assert_close(extractor.waveform(extremes, RATE),
                                torch.tensor([-1.0, -0.5, 0.0, 0.5, 32767 / 32768]), atol=0, rtol=0)
+    for dtype in (np.int8, np.int32):  # every width of signed PCM, by its own range
+        info = np.iinfo(dtype)
+        extremes = np.array([info.min, info.min // 2, 0, -(info.min // 2), info.max], dtype=dtype)
+        torch.testing.assert_close(extractor.waveform(extremes, RATE), torch.tensor(
+            [-1.0, -0.5, 0.0, 0.5, info.max / -info.min]), atol=0, rtol=0)
+    unsigned = np.array([0, 64, 128, 192, 255], dtype=np.uint8)  # centred on 128, by 128
+    torch.testing.assert_close(extractor.waveform(unsigned, RATE),
+                               torch.tensor([-1.0, -0.5, 0.0, 0.5, 127 / 128]), atol=0, rtol=0)
     with pytest.raises(ValueError, match=r"outside \[-1, 1\] \(peak 1.2\)"):
         extractor.waveform(np.array([0.0, 1.2, -0.3], dtype=np.float32), RATE)
     stereo = torch.stack([torch.from_numpy(tone), torch.zeros(len(tone))])  # [channels, samples]
     torch.testing.assert_close(extractor.waveform(stereo, RATE), torch.from_numpy(tone) / 2)
     torch.testing.assert_close(extractor.waveform(stereo.T.numpy(), RATE), torch.from_numpy(tone) / 2)
     torch.testing.assert_close(extractor.waveform(stereo.half(), RATE), torch.from_numpy(tone) / 2, atol=1e-3, rtol=0)
+    torch.testing.assert_close(extractor.waveform(stereo.bfloat16(), RATE), torch.from_numpy(tone) / 2, atol=1e-2,
+                               rtol=0)
+    # leading axes of one are no channels ([1, 1, samples]: a batch of one, of one channel); more axes are refused
+    torch.testing.assert_close(extractor.waveform(tone[None, None], RATE), torch.from_numpy(tone), atol=0, rtol=0)
+    with pytest.raises(ValueError, match=r"audio must be 1-D or 2-D \(channels x samples\), got shape \(2, 1, 2400\)"):
+        extractor.waveform(np.stack([tone[None], tone[None]]), RATE)
+    with pytest.raises(ValueError, match="NaN or infinite samples"):
+        extractor.waveform(np.array([0.0, np.inf, 0.0], dtype=np.float32), RATE)
     with pytest.raises(ValueError, match="is empty .*: give a recording"):
         extractor.waveform(np.zeros(0, dtype=np.float32), RATE)
     with pytest.raises(ValueError, match="NaN .*: give a clean recording"):
@@ -102,6 +126,9 @@ def test_files_carry_their_own_rate_and_channels_are_averaged(extractor, tmp_pat
     soundfile.write(empty, np.zeros(0, dtype=np.float32), RATE)
     with pytest.raises(ValueError, match="is empty"):
         extractor.load(empty)
+    loud = tmp_path / "loud.wav"  # a float file's samples past 1 are taken as the file holds them
+    soundfile.write(loud, 3 * _tone(0.5, RATE, 0.5), RATE, subtype="FLOAT")
+    assert abs(float(extractor.load(loud)[0].abs().max()) - 1.5) < 1e-3
 
 
 def test_references_stay_whole_and_separate(extractor, tmp_path):
