@@ -253,3 +253,63 @@ def test_tiny_codec_is_as_small_as_documented(codec):
     """`tiny_random_codec`'s docstring: a 0.17 M-parameter EnCodec (what keeps the tests fast)."""
     documented = float(tiny_random_codec.__doc__.split(" M-parameter")[0].split()[-1])
     assert round(sum(p.numel() for p in codec.parameters()) / 1e6, 2) == documented
+
+
+def test_a_codec_with_a_weight_of_another_shape_is_refused_and_one_without_the_kmeans_state_loads(codec, tmp_path):
+    """A weight of another shape counts as missing (transformers starts it at random); EnCodec's k-means training
+    buffers (`inited`, `cluster_size`, `embed_avg`), which encoding never reads, may be left out."""
+    from safetensors.torch import load_file
+
+    from valle_hf.errors import CheckpointError
+
+    codec.save_pretrained(tmp_path / "codec")
+    weights = load_file(tmp_path / "codec" / "model.safetensors")
+    lean = {key: value for key, value in weights.items() if not key.endswith((".inited", ".cluster_size",
+                                                                               ".embed_avg"))}
+    assert len(lean) < len(weights)
+    save_file(lean, tmp_path / "codec" / "model.safetensors", metadata={"format": "pt"})
+    waveform = _speechlike(3200)
+    assert torch.equal(encode(load_codec(str(tmp_path / "codec")), waveform), encode(codec, waveform))
+    key = "encoder.layers.0.conv.bias"
+    save_file({**weights, key: torch.zeros(weights[key].numel() + 1)}, tmp_path / "codec" / "model.safetensors",
+              metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=rf"not an EnCodec checkpoint \(1 of its weights missing, e.g. {key}\)"):
+        load_codec(str(tmp_path / "codec"))
+
+
+def test_damaged_codec_weights_are_refused_in_one_line(codec, tmp_path):
+    from valle_hf.errors import CheckpointError
+
+    codec.save_pretrained(tmp_path / "codec")
+    weights = tmp_path / "codec" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a download cut short
+    with pytest.raises(CheckpointError, match=r"^the EnCodec weights in .* are damaged \(.*\): download them again$"):
+        load_codec(str(tmp_path / "codec"))
+
+
+def test_tiny_codec_leaves_the_global_rng_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    tiny_random_codec(seed=5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_no_frames_decode_to_no_samples(codec):
+    assert decode(codec, torch.zeros(0, NUM_LEVELS, dtype=torch.long)).shape == (0,)
+    assert [w.shape for w in decode_batch(codec, torch.zeros(2, 4, NUM_LEVELS, dtype=torch.long), lengths=[0, 0])] \
+        == [(0,), (0,)]
+
+
+def test_a_codec_in_bfloat16_encodes_and_codes_of_any_integer_type_decode(codec):
+    """The waveform takes the codec's dtype; codes stored as int16 (a prepared data set's) decode as int64 ones."""
+    import copy
+
+    waveform = _speechlike(3200)
+    half = copy.deepcopy(codec).to(torch.bfloat16)
+    codes = encode(half, waveform)
+    assert codes.shape == (10, NUM_LEVELS) and codes.dtype == torch.long
+    codes = encode(codec, waveform)
+    for dtype in (torch.int16, torch.int32):
+        assert torch.equal(decode(codec, codes.to(dtype)), decode(codec, codes))
+        assert torch.equal(decode_batch(codec, codes[None].to(dtype))[0], decode_batch(codec, codes[None])[0])
