@@ -263,7 +263,7 @@ def test_kanji_without_pykakasi_is_found_before_espeak_runs(monkeypatch):
     monkeypatch.setattr(phonemes, "_kakasi", lambda: None)
     for language in ("ja", "auto"):
         with pytest.raises(MissingDependencyError, match=r"^Japanese text with kanji needs pykakasi to convert it "
-                                                         r"to hiragana first: .*valle-hf\[ja\]"):
+                                                         r'to hiragana first: pip install -e "\.\[ja\]"'):
             phonemes.resolve_language("今日は", language)
     assert phonemes.resolve_language("こんにちは", "auto") == "ja"  # kana need no pykakasi
 
