@@ -133,6 +133,36 @@ def test_every_supported_format_is_written_whole(tmp_path, extension):
     assert [path.name for path in tmp_path.iterdir()] == [out.name]
 
 
+@pytest.mark.parametrize("name, container, subtype", [("speech.WAV", "WAV", "FLOAT"), ("Speech.Flac", "FLAC", None)])
+def test_an_output_extension_is_read_in_any_case(tmp_path, name, container, subtype):
+    """Cameras and Windows tools write SPEECH.WAV: the extension names the format whatever its case."""
+    from valle_hf.audio import check_output_path, save_audio
+
+    assert check_output_path(tmp_path / name) == tmp_path / name
+    info = soundfile.info(save_audio(tmp_path / name, _tone(0.1, 24000)))
+    assert info.format == container and info.subtype == (subtype or soundfile.default_subtype(container))
+
+
+def test_samples_beyond_one_are_clipped_when_saved(tmp_path):
+    """A float WAV holds any value, and players wrap or distort what lies beyond full scale: `save_audio` clips to
+    [-1, 1], as the file streamer does."""
+    from valle_hf.audio import save_audio
+
+    samples = np.array([0.5, 1.5, -2.0, -0.25, 1.0], dtype=np.float32)
+    written = soundfile.read(save_audio(tmp_path / "speech.wav", samples), dtype="float32")[0]
+    np.testing.assert_array_equal(written, np.clip(samples, -1.0, 1.0))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_16bit_waveform_is_saved_as_its_float32_values(tmp_path, dtype):
+    """A waveform a 16-bit model or a user's cast gives: numpy has no bfloat16, and soundfile writes no float16."""
+    from valle_hf.audio import save_audio
+
+    waveform = torch.from_numpy(_tone(0.1, 24000)).to(dtype)
+    written = soundfile.read(save_audio(tmp_path / "speech.wav", waveform), dtype="float32")[0]
+    np.testing.assert_array_equal(written, waveform.float().numpy())
+
+
 @pytest.mark.parametrize("name", ["o.txt", "out", "speech.wav.part"])
 def test_an_unsupported_output_is_refused_naming_the_supported_ones(tmp_path, name):
     from valle_hf.audio import check_output_path
@@ -229,6 +259,9 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial_one(tmp_pa
                                                 "2147483647, got 0"),
         (np.full(8, 0.1, dtype=np.float32), 10**10, "got 10000000000"),  # OverflowError in soundfile
         (np.full(8, 0.1, dtype=np.float32), 24000.5, "got 24000.5"),
+        (np.full(8, 0.1, dtype=np.float32), True, "got True"),  # a bool is no rate, though Python counts it as 1
+        (np.full((1, 8), 0.1, dtype=np.float32), 24000, "save_audio writes one mono waveform (1-D), got shape (1, 8)"),
+        (np.full((8, 2), 0.1, dtype=np.float32), 24000, "got shape (8, 2)"),  # soundfile's frames by channels
     ],
 )
 def test_audio_no_file_can_hold_is_refused_and_nothing_written(tmp_path, waveform, rate, expected):
