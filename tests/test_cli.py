@@ -901,6 +901,7 @@ def test_integer_flags_take_whole_numbers_written_as_decimals_and_token_ids_lose
 @pytest.mark.parametrize("option", ["--model", "--tokenizer", "--yaml", "--codec", "--vocoder"])
 def test_an_empty_model_option_is_refused_by_name(tmp_path, prompt_wav, capsys, option):
     """An unset shell variable: --model "" was read as the current folder ("is a directory but not a converted
-    model"), --tokenizer "" and --codec "" as no option at all."""
-    status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", option, ""], capsys)
-    assert status == 1 and f"error: argument {option}: is empty (an unset shell variable?)" in err, err
+    model"), --tokenizer "" and --codec "" as no option at all; a blank one (" ") is as empty."""
+    for value in ("", " \t"):
+        status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", option, value], capsys)
+        assert status == 1 and f"error: argument {option}: is empty (an unset shell variable?)" in err, err

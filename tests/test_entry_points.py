@@ -547,6 +547,74 @@ def test_a_long_message_is_cut_between_words_never_inside_an_address():
     assert one_line(error, len(whole)) == whole and one_line(OSError("x" * 50), 10) == "x" * 10 + " …"
 
 
+def test_a_cut_keeps_a_word_that_ends_at_the_limit_and_no_separator_before_the_ellipsis():
+    """A message is cut at the last space within `limit` + 1 characters (a word that fills the limit is whole), and
+    ends on a word, not on the comma or bracket before the cut; one without words is named by its type."""
+    from valle_hf.errors import one_line
+
+    assert one_line(OSError("abc def ghi"), 7) == "abc def …"  # "def" ends at the limit
+    assert one_line(OSError("abc def ghi"), 6) == "abc …"
+    assert one_line(OSError("read a.wav, b.wav"), 12) == "read a.wav …"
+    assert one_line(OSError("could not load: the file is gone"), 16) == "could not load …"
+    assert one_line(RuntimeError(" \n ")) == "RuntimeError" and one_line(MemoryError()) == "MemoryError"
+
+
+def test_running_out_of_memory_in_python_is_one_line_too(capsys):
+    """Python's own MemoryError (a list or a numpy array too large) is the same mistake as torch's failed allocation:
+    one line and status 1, not a traceback."""
+    from valle_hf.errors import entry_point
+
+    @entry_point()
+    def main() -> int:
+        raise MemoryError
+
+    assert main() == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory (MemoryError): ask for less") and err.count("\n") == 1, err
+
+
+def test_the_load_report_is_hidden_within_the_block_only():
+    """The filter that hides transformers' LOAD REPORT table is removed when the block ends, an error included: left
+    in place, every later load's report (of models the package does not check itself) was hidden too."""
+    import logging
+
+    from valle_hf.errors import without_load_report
+
+    report = logging.getLogger("transformers.modeling_utils")
+    before = list(report.filters)
+    with without_load_report():
+        assert len(report.filters) == len(before) + 1
+    assert report.filters == before
+    with pytest.raises(RuntimeError, match="failed"), without_load_report():
+        raise RuntimeError("failed")
+    assert report.filters == before
+
+
+def test_each_error_type_is_the_builtin_exception_a_caller_expects():
+    """`except ValueError`, `except OSError`, `except ImportError` keep working around the package's calls."""
+    from valle_hf import errors
+
+    expected = {errors.VallEValueError: ValueError, errors.VallETypeError: TypeError,
+                errors.CheckpointError: ValueError, errors.ModelNotFoundError: OSError,
+                errors.VallEFileNotFoundError: FileNotFoundError, errors.OutputError: OSError,
+                errors.UsageError: ValueError, errors.MissingDependencyError: ImportError}
+    for error_type, builtin in expected.items():
+        assert issubclass(error_type, errors.VallEError) and issubclass(error_type, builtin), error_type
+
+
+def test_a_message_of_several_lines_is_printed_as_one(capsys):
+    """A package error that quotes another library's words (a YAML parser's, a tokenizer's) may hold newlines: the
+    entry point prints it on one line all the same."""
+    from valle_hf.errors import VallEValueError, entry_point
+
+    @entry_point()
+    def main() -> int:
+        raise VallEValueError("config.yaml is not valid YAML:\n  line 2, column 3\n  expected ','")
+
+    assert main() == 1
+    assert capsys.readouterr().err == "error: config.yaml is not valid YAML: line 2, column 3 expected ','\n"
+
+
 @pytest.mark.parametrize("dtype, integer", [
     (torch.bool, False), (torch.float16, False), (torch.bfloat16, False), (torch.float32, False),
     (torch.float64, False), (torch.complex64, False), (torch.complex128, False), (torch.int8, True),
