@@ -108,6 +108,24 @@ def test_tiny_random_model_builds_and_runs(tiny_model):
     assert torch.isfinite(logits).all()
 
 
+def test_a_new_model_starts_from_the_originals_initialisation():
+    """The original's segment tables and separator are unit-normal (torch's default for an embedding), the rest is
+    Llama's init (normal at `initializer_range`): a model trained from scratch starts where the original's did."""
+    from conftest import tiny_config
+
+    config = tiny_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VallEForConditionalGeneration(config)
+    embeddings = model.model.embeddings
+    tables = [embeddings.text, embeddings.level, *embeddings.prompt.levels, *embeddings.response.levels]
+    for table in tables:
+        assert 0.7 < float(table.weight.std()) < 1.3, table
+    assert 0.5 < float(embeddings.separator.std()) < 1.5
+    for head in model.classifiers:
+        assert float(head.weight.std()) < 3 * config.initializer_range
+
+
 @pytest.mark.parametrize("level", [0, 1])
 @torch.no_grad()
 def test_every_text_id_is_embedded_from_the_text_table(tiny_model, level):
@@ -129,6 +147,8 @@ def test_forward_rejects_bad_arguments(tiny_model):
         tiny_model(input_ids=ids, level=9)
     with pytest.raises(ValueError, match="placeholders"):
         tiny_model(input_ids=ids, prompt_codes=torch.zeros(1, 2, 8, dtype=torch.long))
+    with pytest.raises(VallEValueError, match="labels need the logits of every position: do not pass logits_to_keep"):
+        tiny_model(input_ids=ids, labels=torch.full_like(ids, -100), logits_to_keep=1)
 
 
 
@@ -310,6 +330,28 @@ def test_a_batch_mixing_passes_gives_each_row_the_logits_it_has_alone(tiny_model
     for row, sequence in enumerate(sequences):
         alone = tiny_model(**collate_sequences(config, [sequence])).logits[0]
         torch.testing.assert_close(logits[row, : alone.shape[0], : alone.shape[1]], alone, msg=f"row {row}")
+
+@torch.no_grad()
+def test_per_row_passes_give_the_widest_heads_width_and_minus_inf_beyond_a_rows_own(tiny_model):
+    """Per-row levels and tasks (a training batch) give every batch the width of the widest head, so predictions
+    concatenate across batches, one pass or several; each row's logits beyond its own head are -inf, which neither
+    its softmax nor its cross-entropy sees."""
+    from valle_hf.training import build_training_sequence, collate_sequences
+
+    config = tiny_model.config
+    widest = max(head.out_features for head in tiny_model.classifiers)
+    codes = torch.randint(0, config.audio_vocab_size, (6, config.num_rvq_levels), generator=torch.Generator())
+    text = torch.tensor([config.text_bos_token_id, 5, 6, config.text_eos_token_id])
+    for passes in ([(1, "tts"), (1, "tts")], [(1, "tts"), (0, "stt")]):
+        batch = collate_sequences(config, [build_training_sequence(config, text, codes, level, task)
+                                           for level, task in passes])
+        logits = tiny_model(**batch).logits
+        assert logits.shape[-1] == widest
+        for row, (level, task) in enumerate(passes):
+            own = tiny_model.classifiers[tiny_model.head_index(level, task)].out_features
+            assert torch.isfinite(logits[row, :, :own]).all()
+            assert (logits[row, :, own:] == float("-inf")).all()
+
 
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
 def test_attention_implementation_is_the_backbones_and_the_codec_keeps_its_own(converted_dir, fixtures,

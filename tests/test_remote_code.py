@@ -82,6 +82,9 @@ def test_a_converted_directory_carries_its_code(converted_dir):
     # transformers' pipeline() builds the pipeline that config.json names, from the code saved beside it
     assert {task["impl"].split(".")[0] + ".py" for task in config["custom_pipelines"].values()} <= files
     assert set(config["custom_pipelines"]) == {"text-to-speech", "text-to-audio", "automatic-speech-recognition"}
+    # AutoModel loads the decoder alone, and the speech-recognition pipeline loads AutoModelForSpeechSeq2Seq
+    assert config["auto_map"]["AutoModel"].endswith(".VallEModel")
+    assert config["auto_map"]["AutoModelForSpeechSeq2Seq"].endswith(".VallEForConditionalGeneration")
 
 
 @pytest.mark.subprocess

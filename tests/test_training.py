@@ -244,6 +244,26 @@ def test_trainer_with_default_arguments_trains_and_predicts(tmp_path, converted_
     assert item_losses.shape == (len(items),) and np.isfinite(prediction.metrics["test_loss"])
 
 
+def test_gradient_accumulation_averages_the_models_own_loss_over_its_micro_batches(tmp_path):
+    """The model's loss is a mean of per-item means: the Trainer must not hand it `num_items_in_batch` (for a sum over
+    tokens it does not compute) and must divide each micro-batch's loss by the accumulation steps itself, or the
+    step's loss (and gradient) is their sum."""
+    from transformers import Trainer, TrainingArguments
+
+    model = reactive_model()
+    generator = torch.Generator().manual_seed(0)
+    items = [random_item(generator, 5, 7, 4, level=0), random_item(generator, 4, 6, 3, level=3)]
+    collator = VallEDataCollator(model.config)
+    expected = sum(float(model(**collator([item])).loss) for item in items) / len(items)
+    received = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: received.append(set(kwargs)), with_kwargs=True)
+    arguments = TrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=1,
+                                  gradient_accumulation_steps=2, save_strategy="no", report_to="none")
+    result = Trainer(model=model, args=arguments, train_dataset=items, data_collator=collator).train()
+    assert len(received) == 2 and not any("num_items_in_batch" in names for names in received)
+    assert result.training_loss == pytest.approx(expected, rel=1e-4)
+
+
 @pytest.mark.parametrize("setting", ["label_smoothing_factor", "compute_loss_func"])
 def test_a_trainer_loss_other_than_the_models_is_refused(tmp_path, setting):
     """The Trainer takes the labels away for label smoothing or a compute_loss_func and scores the logits itself,
@@ -268,6 +288,7 @@ def test_a_trainer_loss_other_than_the_models_is_refused(tmp_path, setting):
     model.eval()
     with torch.no_grad():  # outside training, a training batch's logits stay available for inspection
         assert torch.isfinite(model(**batch).logits).all()
+    assert torch.isfinite(model(**batch).logits).all()  # with gradients too (a saliency map of an evaluation)
 
 
 def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
