@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -684,6 +685,9 @@ def test_out_path_flag_names_the_output(cli, capsys):
                          capsys)
     assert status == 0, err
     assert soundfile.read(out)[1] == 24000
+    status, _, err = run(["Hi.", cli.prompt_wav, out, "--out-path", out, "--model", "tiny-random", "--max-ar-steps",
+                          3], capsys)
+    assert status == 0, err  # the same file as OUT_PATH and --out-path is one output
     status, _, err = run(["Hi.", cli.prompt_wav, "--model", "tiny-random"], capsys)
     assert status == 1 and "no output path" in err
 
@@ -811,8 +815,9 @@ def test_no_prompt_flag_speaks_in_a_random_voice(cli, capsys):
     status, _, err = run(["Hi.", "", cli.tmp_path / "o.wav", "--model", "tiny-random"], capsys)
     assert status == 1 and "no reference audio given" in err and "--no-prompt" in err
     assert not (cli.tmp_path / "o.wav").exists()
-    status, _, err = run(["Hi.", cli.prompt_wav, out, "--no-prompt", "--model", "tiny-random"], capsys)
-    assert status == 1 and "--no-prompt" in err
+    for given in ([out], ["--out-path", out]):  # a reference and an output path, however the path is given
+        status, _, err = run(["Hi.", cli.prompt_wav, *given, "--no-prompt", "--model", "tiny-random"], capsys)
+        assert status == 1 and "--no-prompt speaks without a voice prompt, but a reference was given" in err, err
 
 
 def test_references_joined_with_a_semicolon_are_one_voice_for_every_sentence(cli, capsys):
@@ -892,10 +897,29 @@ def test_integer_flags_take_whole_numbers_written_as_decimals_and_token_ids_lose
     assert all(type(value) is int for value in (args.max_ar_steps, args.top_k, args.layer_skip_exit_layer))
     with pytest.raises(UsageError, match="--top-k: expected an integer, got '2.5'"):
         parser.parse_args(["Hi.", str(prompt_wav), "--top-k", "2.5"])
+    for huge in ("1e4001", "1E+999999999"):  # int() would build a number of that many digits (a gigabyte for the last)
+        with pytest.raises(UsageError, match=f"--seed: expected an integer >= 0, got '{re.escape(huge)}'"):
+            parser.parse_args(["Hi.", str(prompt_wav), "--seed", huge])
+    assert parser.parse_args(["Hi.", str(prompt_wav), "--seed", "1e4000"]).seed == 10**4000
     assert parse_flag("max_ar_steps", 5.0) == 5 and parse_flag("dry_sequence_breakers", "1, 2") == [1, 2]
+    for none in ("", " "):  # no breakers, as the default
+        assert parser.parse_args(["Hi.", str(prompt_wav), "--dry-sequence-breakers", none]).dry_sequence_breakers == []
     for text in ("1,,2", "1,2,"):
         with pytest.raises(UsageError, match="expected comma-separated token ids"):
             parse_flag("dry_sequence_breakers", text)
+
+
+def test_an_on_off_setting_reads_true_or_false_in_any_case_and_nothing_else():
+    """A manifest's cell or a web form writes on/off settings as True, YES, Off or 1 (spreadsheets capitalise)."""
+    from valle_hf.cli import parse_flag
+
+    for text in ("true", "True", "YES", "on", "1", " On "):
+        assert parse_flag("layer_skip", text) is True, text
+    for text in ("false", "FALSE", "No", "off", "0"):
+        assert parse_flag("refine_on_stop", text) is False, text
+    assert parse_flag("entropix_sampling", True) is True and parse_flag("entropix_sampling", "") is None
+    with pytest.raises(UsageError, match="--layer-skip 'maybe': expected true or false"):
+        parse_flag("layer_skip", "maybe")
 
 
 @pytest.mark.parametrize("option", ["--model", "--tokenizer", "--yaml", "--codec", "--vocoder"])
