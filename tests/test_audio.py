@@ -604,6 +604,19 @@ def test_an_output_path_that_is_a_pipe_gets_the_whole_file_and_stays_a_pipe(tmp_
         assert pipe.is_fifo() and sorted(path.name for path in tmp_path.iterdir()) == ["plain.wav", "player.wav"]
 
 
+def test_a_stream_interrupted_while_it_is_put_in_place_leaves_no_partial_file(tmp_path, monkeypatch):
+    """Ctrl-C while the commit waits for a pipe's reader left the complete partial file beside the pipe."""
+    from valle_hf import streaming
+
+    def interrupted(temporary, target):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(streaming, "put_in_place", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _stream_into(tmp_path / "speech.wav", _tone(0.05, 24000))
+    assert not list(tmp_path.iterdir())
+
+
 def _stream_into(path: Path, audio: np.ndarray) -> None:
     from valle_hf.streaming import AudioChunk, AudioFileStreamer
 

@@ -316,6 +316,9 @@ class AudioFileStreamer(AudioStreamer):
             self.abort()
             raise OutputError(f"could not write {self.path} ({write_failure(error, self.partial)}); it was left as "
                               "it was") from None
+        except BaseException:  # Ctrl-C, such as while a pipe's reader is awaited
+            self.abort()
+            raise
         self._outcome = "committed"
         return self.path
 
