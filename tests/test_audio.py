@@ -600,8 +600,46 @@ def test_an_output_path_that_is_a_pipe_gets_the_whole_file_and_stays_a_pipe(tmp_
         reader.start()
         write()
         reader.join(timeout=60)
-        assert received == [(tmp_path / "plain.wav").read_bytes()]
+        assert len(received) == 1 and _same_wav(received[0], tmp_path / "plain.wav")
         assert pipe.is_fifo() and sorted(path.name for path in tmp_path.iterdir()) == ["plain.wav", "player.wav"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc/self/fd")
+def test_a_link_to_a_pipe_or_a_device_is_written_into_as_open_would(tmp_path, monkeypatch):
+    """A link to /dev/stdout piped to a player was refused ("No such file or directory": the link's end is the
+    pipe's /proc name, "pipe:[N]", no path to make a file beside), and a link to a device had the temporary file made
+    in /dev. Here the pipe is this process's own, through /proc/self/fd as /dev/stdout is; the temporary files go to
+    the system's temporary folder."""
+    import tempfile
+
+    from valle_hf.audio import check_output_path, save_audio
+
+    tone = _tone(0.05, 24000)  # a WAV well within a pipe's buffer: written before anything reads it
+    save_audio(tmp_path / "plain.wav", tone)
+    devices, links = tmp_path / "dev", tmp_path / "links"
+    devices.mkdir(), links.mkdir()
+    os.mkfifo(devices / "player.wav")
+    for write in (save_audio, _stream_into):
+        read, written = os.pipe()
+        try:
+            (links / "stdout.wav").symlink_to(f"/proc/self/fd/{written}")
+            write(links / "stdout.wav", tone)
+            os.close(written)
+            with os.fdopen(read, "rb") as pipe:
+                assert _same_wav(pipe.read(), tmp_path / "plain.wav")
+        finally:
+            (links / "stdout.wav").unlink()
+    from valle_hf.streaming import AudioFileStreamer
+
+    (links / "player.wav").symlink_to(devices / "player.wav")
+    streamer = AudioFileStreamer(links / "player.wav", 24000)
+    assert streamer.partial.parent == Path(tempfile.gettempdir())
+    streamer.abort()
+    assert sorted(path.name for path in devices.iterdir()) == ["player.wav"]
+    assert sorted(path.name for path in links.iterdir()) == ["player.wav"]
+    access = os.access  # a folder of devices takes no file from a user (/dev), who may still write a device in it
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != devices and access(path, mode))
+    assert check_output_path(devices / "player.wav") == devices / "player.wav"
 
 
 def test_a_stream_interrupted_while_it_is_put_in_place_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -615,6 +653,14 @@ def test_a_stream_interrupted_while_it_is_put_in_place_leaves_no_partial_file(tm
     with pytest.raises(KeyboardInterrupt):
         _stream_into(tmp_path / "speech.wav", _tone(0.05, 24000))
     assert not list(tmp_path.iterdir())
+
+
+def _same_wav(data: bytes, path: Path) -> bool:
+    """Whether `data` is the WAV file at `path` but for the time its PEAK chunk records (libsndfile's float WAVs)."""
+    import io
+
+    written, expected = soundfile.read(io.BytesIO(data)), soundfile.read(path)
+    return len(data) == path.stat().st_size and written[1] == expected[1] and np.array_equal(written[0], expected[0])
 
 
 def _stream_into(path: Path, audio: np.ndarray) -> None:

@@ -174,7 +174,7 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
                                   f"{out / 'speech.wav'}")
         output_format(out)
         target = write_target(out)
-        if target.is_symlink():
+        if target.is_symlink() and not target.exists():
             raise VallEValueError(f"the output path {out} is a symbolic link that leads back to itself: remove it or "
                                   "choose another path")
         if not target.parent.is_dir():

@@ -31,6 +31,7 @@ from .errors import UsageError, one_line
 __all__ = [
     "check_output_folder",
     "file_size_limit",
+    "is_special",
     "path_errors",
     "leftovers_beside",
     "load_tensors",
@@ -60,25 +61,35 @@ def _hidden_prefix(path: Path) -> str:
 
 def temporary_file_beside(path: Path) -> Path:
     """A new empty file beside `path` (`.<name>.<random>.part`), with the mode `open(..., "w")` would give; for the
-    caller to fill and rename onto `path`. Raises `OSError` where the folder cannot take it."""
-    handle, temporary = tempfile.mkstemp(prefix=_hidden_prefix(path), suffix=".part", dir=path.parent)
+    caller to fill and rename onto `path` (`put_in_place`). Where `path` is a pipe or a device (`is_special`), it is
+    made in the system's temporary folder instead: it is copied into `path`, never renamed, and a device's folder
+    (/dev) is no place for it. Raises `OSError` where the folder cannot take it."""
+    folder = None if is_special(path) else path.parent
+    handle, temporary = tempfile.mkstemp(prefix=_hidden_prefix(path), suffix=".part", dir=folder)
     os.close(handle)
     os.chmod(temporary, 0o666 & ~_umask())
     return Path(temporary)
 
 
+def is_special(path: Path) -> bool:
+    """Whether `path` is (or links to) a pipe, a device or a socket: what `open()` writes into, with no file to
+    replace."""
+    return path.exists() and not path.is_file() and not path.is_dir()
+
+
 def write_target(path: Path) -> Path:
     """The file a write to `path` lands in, as `open(path, "w")` would find it: where a symbolic link at `path` leads
-    (followed to its end, even to a file not made yet), else `path`. Temporary files go beside it, so that renaming
-    one onto it stays within one file system and leaves the link a link."""
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    (followed to its end, even to a file not made yet), else `path`; the link itself where it leads to a pipe or a
+    device (`/dev/stdout`'s end is no path). Temporary files go beside it, so that renaming one onto it stays within
+    one file system and leaves the link a link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() and not is_special(path) else path
 
 
 def put_in_place(temporary: Path, target: Path) -> None:
     """Make the complete `temporary` file the content of `target` (`write_target`): renamed onto it, or, where
-    `target` is a pipe or a device (no file to replace), its bytes written to it, as `open(target, "wb")` would (a
-    FIFO's writer waits for its reader) and `temporary` removed. Raises `OSError`."""
-    if target.exists() and not target.is_file():
+    `target` is a pipe or a device (`is_special`: no file to replace), its bytes written to it, as
+    `open(target, "wb")` would (a FIFO's writer waits for its reader) and `temporary` removed. Raises `OSError`."""
+    if is_special(target):
         with open(temporary, "rb") as source, open(target, "wb") as destination:
             shutil.copyfileobj(source, destination)
         temporary.unlink()
@@ -127,7 +138,10 @@ def why_not_writable(path: Path) -> str | None:
     """Why the temporary file an output at `path` is first written to (`temporary_file_beside`) cannot be made now,
     in the system's words ("Permission denied", "Read-only file system", "File name too long", "No space left on
     device"), or None where it can. Permissions alone do not say it: root passes every permission test, yet cannot
-    make a file in /sys, /proc or a read-only mount; so that file is made, and removed."""
+    make a file in /sys, /proc or a read-only mount; so that file is made, and removed. A pipe or a device
+    (`is_special`) is written into, so it is asked whether it may be."""
+    if is_special(path):
+        return None if os.access(path, os.W_OK) else os.strerror(errno.EACCES)
     if not os.access(path.parent, os.W_OK | os.X_OK):
         return os.strerror(errno.EACCES)
     try:
