@@ -302,12 +302,13 @@ def test_latin_letters_the_voice_has_no_reading_for_are_read_without_their_marks
 
     from valle_hf.phonemes import phonemize_all
 
-    texts = ["Xin chào, người Việt Nam.", "Timișoara, Mǎ, ﬁne ệ."]
-    bases = ["Xin chào, nguoi Viet Nam.", "Timisoara, Ma, fine e."]
+    texts = ["Xin chào, người Việt Nam.", "Timișoara, Mǎ, ﬁne ệ, 𝐀pple."]
+    bases = ["Xin chào, nguoi Viet Nam.", "Timisoara, Ma, fine e, Apple."]
     with logged_warnings() as logged:
         assert phonemize_all(texts, [language] * 2) == [phonemize(text, language) for text in bases]
     assert logged.out.count("are read as") == 1, logged.out
-    assert f"letters ư ờ ệ ș ǎ ﬁ are read as u o e s a fi: espeak-ng's '{language}' voice has no reading" in logged.out
+    assert f"letters ư ờ ệ ș ǎ ﬁ 𝐀 are read as u o e s a fi A: espeak-ng's '{language}' voice has no reading" \
+        in logged.out
     with logged_warnings() as logged:
         phonemize("Łódź, naïve Ægir, Đà Nẵng", language)  # Latin-1 and Latin Extended-A letters are read as written
     assert "ẵ are read as a:" in logged.out and "Ł" not in logged.out and "Đ" not in logged.out, logged.out
@@ -315,10 +316,11 @@ def test_latin_letters_the_voice_has_no_reading_for_are_read_without_their_marks
 
 @pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb"])
 def test_the_latin_letters_judged_unread_are_those_the_voice_says_as_code_points(language):
-    """The table of letters the voices read (`_unread_latin`) against espeak-ng itself: every Latin letter of the
-    Basic Multilingual Plane (the IPA block aside: text with those is IPA) alone, which the voice reads as its code
-    point ("letter 1 e c 7", in the voice's word for letter) or not at all, exactly when it is judged unread. The
-    English voices spell the ligatures out, yet they are read as their letters ("ﬁ" as "fi") in every voice."""
+    """The table of letters the voices read (`_unread_latin`) against espeak-ng itself: every Latin letter below
+    U+20000, by its name or its NFKD form ("ℓ", "ᵃ", "𝐀"; the IPA letters aside: text with those is IPA), alone, which
+    the voice reads as its code point ("letter 1 e c 7", in the voice's word for letter) or not at all, exactly when it
+    is judged unread. The English voices spell the ligatures out and name "ℹ", yet these are read as their letters
+    ("ﬁ" as "fi") in every voice."""
     from valle_hf.phonemes import _check_language, _espeak_backend, _unread_latin
 
     word = {"en": "letter", "de": "Buchstabe", "fr": "lettre"}[language.split("-")[0]]
@@ -328,17 +330,24 @@ def test_the_latin_letters_judged_unread_are_those_the_voice_says_as_code_points
         return phonemes.replace("ˈ", "").replace("ˌ", "")
 
     letter = unstressed(backend.phonemize([word], strip=True)[0])
-    latin = [char for char in map(chr, range(0xC0, 0x10000)) if unicodedata.name(char, "").startswith("LATIN ")
-             and char.isalpha() and not looks_like_ipa(char)]
+    def named_latin(char: str) -> bool:
+        return unicodedata.name(char, "").startswith("LATIN ")
+
+    def latin(char: str) -> bool:
+        parts = [part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part)]
+        return named_latin(char) or (parts != [char] and all(map(named_latin, parts)))
+
+    latin = [char for char in map(chr, range(0xC0, 0x20000)) if char.isalpha() and latin(char)
+             and not looks_like_ipa(char) and not 0xFF00 <= ord(char) <= 0xFFEF]  # full-width forms are mapped
     said = backend.phonemize(latin, strip=True)
     unread = {char for char, phonemes in zip(latin, said, strict=True)
               if letter in unstressed(phonemes) or not phonemes.strip()}
     wrong = [char for char in latin if _unread_latin(char) != (char in unread)
-             and not unicodedata.name(char).startswith("LATIN SMALL LIGATURE")]
+             and not (unicodedata.name(char).startswith("LATIN SMALL LIGATURE") or char == "ℹ")]
     assert len(unread) > 100 and not wrong, "".join(wrong)
 
 
-@pytest.mark.parametrize("text", ["Pay ƒ 5.", "Kadıköy", "ǝ"])
+@pytest.mark.parametrize("text", ["Pay ƒ 5.", "Kadıköy", "ǝ", "ŉ"])
 def test_latin_letters_without_a_reading_or_a_base_letter_are_refused_but_in_ipa(text):
     from valle_hf.phonemes import resolve_language
 

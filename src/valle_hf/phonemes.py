@@ -231,24 +231,34 @@ def _check_script(text: str, language: str) -> None:
 
 
 # The Latin letters espeak-ng's English, German and French voices read: Latin-1 and Latin Extended-A but for ı ŉ ſ, and
-# these few of later blocks (capitals of African alphabets and of IPA letters, the capital sharp s, subscripts). Any
-# other one they read as its code point when it stands alone ("ư" is "letter 1 b 0") and leave out inside a word
-# ("người" is read "ngi"), and so are the ligatures "ﬁ", "ﬂ" (which the English voices spell out: "ﬁ" is "f i").
-_READ_LATER_LATIN = frozenset("ƁƆƉƊƏƐƓƗƜƝƟƦƩƮƲƷɄɅẞ" "ⱢⱤⱮⱯⱰ" "ꞍꞪꞫꞭꞮꞰꞱꞲ" "ₐₑₒₓₔₕₖₗₘₙₚₛₜ")
+# these few of later blocks (capitals of African alphabets and of IPA letters, the capital sharp s, subscripts and
+# superscripts, the Kelvin and Ångström signs). Any other one they read as its code point when it stands alone ("ư" is
+# "letter 1 b 0") and leave out inside a word ("người" is read "ngi"): letters with marks, the ligatures "ﬁ", "ﬂ"
+# (which the English voices spell out: "ﬁ" is "f i"), and the Latin letters of other blocks ("ℓ", "ℌ", "ᵃ", "𝐀").
+_READ_LATER_LATIN = frozenset("ƁƆƉƊƏƐƓƗƜƝƟƦƩƮƲƷɄɅẞ" "ⱢⱤⱮⱯⱰ" "ꞍꞪꞫꞭꞮꞰꞱꞲ" "ₐₑₒₓₔₕₖₗₘₙₚₛₜ" "ʱʳʴʵʶʸˡˢˣⁱⁿ" "\u212a\u212b")
+
+
+def _is_latin_letter(char: str) -> bool:
+    """Whether `char` is a Latin letter: named so, or a form of Latin letters ("ℓ", "ᵃ", "𝐀", "ﬁ": by NFKD)."""
+    if unicodedata.name(char, "").startswith("LATIN "):
+        return True
+    parts = unicodedata.normalize("NFKD", char)
+    return char.isalpha() and parts != char and all(unicodedata.name(part, "").startswith("LATIN ")
+                                                    for part in parts if not unicodedata.combining(part))
 
 
 def _unread_latin(char: str) -> bool:
     """Whether `char` is a Latin letter those voices have no reading for (see `_READ_LATER_LATIN`)."""
     if char < "\u0180":
         return char in "ıŉſ"
-    return char not in _READ_LATER_LATIN and unicodedata.name(char, "").startswith("LATIN ")
+    return char not in _READ_LATER_LATIN and _is_latin_letter(char)
 
 
 def _latin_base(char: str) -> str:
-    """The letters `char` is made of without its marks (NFKD: "ệ" → "e", "ư" → "u", "ș" → "s", "ǆ" → "dž", "ſ" → "s"),
-    where those voices read them all; else ""."""
+    """The Latin letters `char` is made of without its marks (NFKD: "ệ" → "e", "ư" → "u", "ș" → "s", "ǆ" → "dž",
+    "ℓ" → "l"), where those voices read them all; else ""."""
     base = "".join(part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part))
-    return base if base != char and all(part.isalpha() and not _unread_latin(part) for part in base) else ""
+    return base if base != char and all(_is_latin_letter(part) and not _unread_latin(part) for part in base) else ""
 
 
 def _without_unread_marks(text: str, folded: list[str]) -> str:
