@@ -378,6 +378,9 @@ def find_entries(args) -> list[Entry]:
     """Every input utterance, with an error on those that cannot be prepared (duplicates included)."""
     if not args.data_dir.is_dir():
         raise UsageError(f"{args.data_dir} is not a folder: give the folder with the audio")
+    if args.metadata is not None and args.metadata.is_dir():
+        raise UsageError(f"--metadata {args.metadata} is a folder: give the metadata file in it (a .csv, .tsv or "
+                         ".jsonl), or drop --metadata to read the transcript files beside the audio")
     if args.metadata is not None and not args.metadata.is_file():
         raise UsageError(f"--metadata {args.metadata}: metadata file not found; check the path, or drop --metadata to "
                          "read the transcript files beside the audio")

@@ -522,6 +522,14 @@ def test_an_output_folder_that_is_the_data_folder_is_refused_first(prepare, caps
     assert run(prepare, capsys, data, data / "prepared")[0] == 0  # a folder inside it is its own
 
 
+def test_a_metadata_folder_is_named_as_a_folder_not_missing(prepare, capsys, tmp_path):
+    data = folder_of_utterances(tmp_path / "data", 1)
+    status, _, err = run(prepare, capsys, data, tmp_path / "out", "--metadata", data)
+    assert status == 1 and err.strip() == f"error: --metadata {data} is a folder: give the metadata file in it (a " \
+                                          ".csv, .tsv or .jsonl), or drop --metadata to read the transcript files " \
+                                          "beside the audio"
+
+
 @pytest.mark.parametrize("name", [MANIFEST, "failed.jsonl", PREPARE_CONFIG])
 def test_metadata_the_run_would_overwrite_is_refused_first(prepare, capsys, tmp_path, name):
     data = write_wav(tmp_path / "data" / "u0.wav").parent
