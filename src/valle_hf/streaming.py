@@ -260,9 +260,10 @@ class AudioFileStreamer(AudioStreamer):
         self.path, self.sampling_rate = check_output_path(path), sampling_rate  # `generate` refuses another rate
         container, subtype = output_format(self.path)
         check_file_rate(sampling_rate, container)
+        self.target = write_target(self.path)  # the partial file is made beside it, to be renamed onto it
         self.partial: Path | None = None
         try:  # the folder may refuse the partial file itself (a name too long for it, a read-only file system)
-            self.partial = temporary_file_beside(write_target(self.path))
+            self.partial = temporary_file_beside(self.target)
             self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
         except BaseException as error:  # also Ctrl-C: the caller has no streamer yet to abort
             if self.partial is not None:
@@ -311,7 +312,7 @@ class AudioFileStreamer(AudioStreamer):
             raise empty_audio_error(self.path)
         try:
             self.end()
-            put_in_place(self.partial, write_target(self.path))
+            put_in_place(self.partial, self.target)
         except WRITE_ERRORS as error:
             self.abort()
             raise OutputError(f"could not write {self.path} ({write_failure(error, self.partial)}); it was left as "
