@@ -47,6 +47,7 @@ from .files import (
     refused_write,
     temporary_folder_beside,
     why_not_writable,
+    write_target,
 )
 from .loading import no_progress_bars
 from .tokenization import check_symmap, packaged_tokenizer_file
@@ -424,13 +425,11 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
     where `output_dir` is a symbolic link, the folder it points to (the link is kept, pointing to the new model)."""
     output_dir = Path(output_dir)
     with path_errors(f"--output-dir {output_dir}"):
-        if output_dir.is_symlink():
-            try:
-                output_dir = output_dir.resolve()
-            except RuntimeError:  # Python < 3.13 says so for a loop; later ones raise OSError
-                raise UsageError(f"--output-dir {output_dir} is a symbolic link that leads back to itself: give a "
-                                 "folder") from None
-        return _check_output_dir(output_dir, overwrite, inputs)
+        target = write_target(output_dir)
+        if target.is_symlink() and not target.exists():
+            raise UsageError(f"--output-dir {output_dir} is a symbolic link that leads back to itself: give a "
+                             "folder")
+        return _check_output_dir(target, overwrite, inputs)
 
 
 def _check_output_dir(output_dir: Path, overwrite: bool, inputs) -> Path:
