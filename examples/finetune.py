@@ -49,7 +49,17 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
-from valle_hf.errors import ArgumentParser, OutputError, UsageError, entry_point, named, named_path, one_line
+from valle_hf.errors import (
+    ArgumentParser,
+    OutputError,
+    UsageError,
+    as_typed,
+    entry_point,
+    named,
+    named_path,
+    one_line,
+    value_refused,
+)
 from valle_hf.files import check_output_folder, refused_write
 from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor, no_progress_bars
 from valle_hf.processing import VallEProcessor
@@ -155,11 +165,12 @@ def check_options(args: argparse.Namespace) -> None:
     for name, (rule, allowed) in RANGES.items():
         value = getattr(args, name)
         if not (math.isfinite(value) and allowed(value)):
-            raise UsageError(f"--{name.replace('_', '-')} {value} is not allowed: it must be {rule}")
+            raise value_refused(f"--{name.replace('_', '-')}", value, rule)
     for name in ("prompt_duration", "duration_range"):
         low, high = getattr(args, name)
         if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-            raise UsageError(f"--{name.replace('_', '-')} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX")
+            given = f"--{name.replace('_', '-')} {as_typed(low)} {as_typed(high)}"
+            raise UsageError(f"{given}: expected MIN MAX seconds, 0 <= MIN <= MAX")
     if "tts" in args.tasks:  # MAX 0 passed, then failed at the first TTS item; STT items read no prompt
         check_prompt_duration(args.prompt_duration, "--prompt-duration")
     if args.model == "tiny-random":

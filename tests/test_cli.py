@@ -334,10 +334,12 @@ def test_a_flag_refused_beside_another_names_that_rule_not_its_own_range():
                                  "unset: all levels)"),
     (["--dry-sequence-breakers", "3,-1"], "--dry-sequence-breakers 3,-1 is not allowed: it must be comma-separated "
                                           "token ids (integers >= 0)"),
+    (["--ar-temp", "-1"], "--ar-temp -1 is not allowed: it must be 0 (greedy) or a finite number >= 1e-06"),
+    (["--top-p", "1.5"], "--top-p 1.5 is not allowed: it must be a number in (0, 1] (1 = off)"),
 ])
 def test_a_flag_refused_is_named_with_its_own_words_not_the_apis(flags, message):
-    """A flag takes one value: its range said "None or ..., or a list of them (one per row)", and a list of ids was
-    quoted as the Python list "[3, -1]"."""
+    """A flag takes one value: its range said "None or ..., or a list of them (one per row)", a list of ids was
+    quoted as the Python list "[3, -1]", and a whole number given to a float flag as argparse read it ("-1.0")."""
     args = build_parser().parse_args(["Hi.", "--no-prompt", "o.wav", *flags])
     with pytest.raises(UsageError) as refused:
         generation_kwargs(args)
@@ -345,7 +347,7 @@ def test_a_flag_refused_is_named_with_its_own_words_not_the_apis(flags, message)
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--stream-chunk", "0"], "--stream-chunk 0.0 is not allowed: it must be a number of seconds in (0, 3600]"),
+    (["--stream-chunk", "0"], "--stream-chunk 0 is not allowed: it must be a number of seconds in (0, 3600]"),
     (["--stream-chunk", "1e308"], "--stream-chunk 1e+308 is not allowed"),
     (["--stream-chunk", "nan"], "--stream-chunk nan is not allowed"),
     (["--beam-width", "2"], "--stream cannot run with --beam-width 2"),

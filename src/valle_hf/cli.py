@@ -31,7 +31,7 @@ from .configuration import (
     decoding_by_temperature,
     is_seconds,
 )
-from .errors import ArgumentParser, UsageError, entry_point, named, one_line
+from .errors import ArgumentParser, UsageError, as_typed, entry_point, named, one_line, value_refused
 from .seeding import sentence_seeds
 from .streaming import (
     CHUNK_SECONDS_RULE,
@@ -478,9 +478,7 @@ def flag_refusal(error: SettingError, cell: bool = False) -> UsageError:
     flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
     own_range = flag in FLAG_RULES and error.rule == SETTING_RULES[error.setting][0]
     rule = FLAG_RULES[flag] if own_range else error.rule
-    name = flag if cell else f"--{flag.replace('_', '-')}"
-    value = ",".join(map(str, error.value)) if isinstance(error.value, list) and not cell else error.value
-    return UsageError(f"{name} {value} is not allowed: it must be {rule}")
+    return value_refused(flag if cell else f"--{flag.replace('_', '-')}", error.value, rule)
 
 
 def check_streaming(args) -> None:
@@ -488,7 +486,7 @@ def check_streaming(args) -> None:
     that changes the output after the AR's end (beam search, --refine-on-stop). Raises `UsageError` naming the
     flags."""
     if args.stream_chunk is not None and not chunk_seconds_allowed(args.stream_chunk):
-        raise UsageError(f"--stream-chunk {args.stream_chunk} is not allowed: it must be {CHUNK_SECONDS_RULE}")
+        raise value_refused("--stream-chunk", args.stream_chunk, CHUNK_SECONDS_RULE)
     refused = not_streamable({"num_beams": args.beam_width, "refine_on_stop": args.refine_on_stop})
     if args.stream and refused:
         name, reason = refused
@@ -516,8 +514,8 @@ def check_ignored_flags(args) -> None:
 
     if args.task != "stt":
         if args.stream_chunk is not None and not args.stream:
-            raise UsageError(f"--stream-chunk {args.stream_chunk} sets the chunks of --stream, which was not given: "
-                             "add --stream, or drop --stream-chunk")
+            raise UsageError(f"--stream-chunk {as_typed(args.stream_chunk)} sets the chunks of --stream, which was not "
+                             "given: add --stream, or drop --stream-chunk")
         return
     if args.stream:
         raise UsageError("--stream writes speech as it is generated; --task stt prints a transcript: drop --stream")

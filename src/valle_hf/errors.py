@@ -63,6 +63,22 @@ class UsageError(VallEValueError):
     """A command line that cannot be parsed (a missing argument, an unknown flag, a malformed value)."""
 
 
+def as_typed(value) -> str:
+    """A flag's value as the user most likely typed it: a whole float without its ".0" (argparse reads "-1" given to
+    a float flag as -1.0), a list of values comma-separated ("3,-1"), anything else as `str` writes it."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(as_typed, value))
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def value_refused(name: str, value, rule: str) -> UsageError:
+    """The refusal of a value a flag or column (`name`, as the user wrote it) gave: ``--top-p 2 is not allowed: it
+    must be RULE``, the value `as_typed`."""
+    return UsageError(f"{name} {as_typed(value)} is not allowed: it must be {rule}")
+
+
 class MissingDependencyError(VallEError, ImportError):
     """A package is needed for what was asked; the message names the ``pip install`` that adds it."""
 
