@@ -187,7 +187,7 @@ def test_a_dry_sequence_breaker_past_every_head_is_refused_by_name():
     classes = max(config.head_size(level) for level in range(config.num_heads))
     check_settings_fit({"dry_sequence_breakers": [0, classes - 1]}, config)
     for breakers in ([classes], [0, 2**70]):
-        with pytest.raises(SettingError, match=rf"dry_sequence_breakers=.* token ids 0\.\.{classes - 1}"):
+        with pytest.raises(SettingError, match=rf"dry_sequence_breakers=.* token ids in 0\.\.{classes - 1}"):
             check_settings_fit({"dry_sequence_breakers": breakers}, config)
 
 

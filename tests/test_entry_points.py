@@ -164,6 +164,10 @@ CLI_CASES = {
                                      "--layer-skip", "--layer-skip-exit-layer", "99"], "--layer-skip-exit-layer 99"),
     "nar_levels_beyond_the_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "tiny-random", "--seed", "0",
                                      "--max-nar-levels", "99"], "--max-nar-levels 99 is not allowed"),
+    # the model's rule in the flag's words: ids, not "a list" (a flag takes them comma-separated)
+    "breakers_beyond_the_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "tiny-random", "--seed", "0",
+                                   "--dry-sequence-breakers", "2,99999"],
+                                  "--dry-sequence-breakers 2,99999 is not allowed: it must be token ids in 0.."),
     "zero_ar_steps": (["{ws}/ref.wav", "{ws}/new.wav", "--max-ar-steps", "0"], "--max-ar-steps 0 is not allowed"),
     "unknown_device": (["{ws}/ref.wav", "{ws}/new.wav", "--device", "tpu"], "--device tpu: not a device"),
 }

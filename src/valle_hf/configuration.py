@@ -603,7 +603,7 @@ def check_settings_fit(settings: dict, config) -> None:
     classes = max(config.head_size(level) for level in range(config.num_heads))
     breakers = settings.get("dry_sequence_breakers") or ()
     if any(token >= classes for token in breakers):
-        raise SettingError("dry_sequence_breakers", breakers, f"a list of token ids 0..{classes - 1}: this model's "
+        raise SettingError("dry_sequence_breakers", breakers, f"token ids in 0..{classes - 1}: this model's "
                            f"largest head has {classes} classes")
 
 
