@@ -24,7 +24,7 @@ import torch
 from transformers import pipeline
 
 from valle_hf.audio import check_output_path, save_audio
-from valle_hf.cli import count_value, seconds_value, seed_value, usable_device
+from valle_hf.cli import check_flags_fit, count_value, seconds_value, seed_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import TINY_RANDOM, load_model_and_processor, released_model_directory
 
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         generate_kwargs["input_prompt_length"] = args.input_prompt_length
     if args.max_new_tokens is not None:
         generate_kwargs["max_new_tokens"] = args.max_new_tokens
+    check_flags_fit(generate_kwargs, tts.model.config)  # the model's limits, in the flags' words
     # The model encodes the whole reference with its codec, then loops or trims the codes to input_prompt_length.
     results = tts(args.text, forward_params={"prompt_audio": args.prompt}, generate_kwargs=generate_kwargs,
                   processor_kwargs={"language": args.language})

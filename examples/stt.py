@@ -14,7 +14,7 @@ import sys
 import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes)
-from valle_hf.cli import count_value, usable_device
+from valle_hf.cli import check_flags_fit, count_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
 
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     device = usable_device(args.device)
     model, processor = load_model_and_processor(args.model)
     model.to(device)
+    if args.max_new_tokens is not None:
+        check_flags_fit({"max_new_tokens": args.max_new_tokens}, model.config)  # refused in the flag's words
     for path, ipa in zip(args.audio, transcribe(model, processor, args.audio, args.max_new_tokens), strict=True):
         print(f"{path}\t{ipa}")
     return 0

@@ -15,7 +15,7 @@ import torch
 
 import valle_hf  # noqa: F401  (registers the model with the Auto classes; needed before from_pretrained / pipeline)
 from valle_hf.audio import check_output_path, save_audio
-from valle_hf.cli import count_value, seconds_value, seed_value, usable_device
+from valle_hf.cli import check_flags_fit, count_value, seconds_value, seed_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import load_model_and_processor
 from valle_hf.phonemes import check_text, split_sentences
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = dict(PRESETS[args.preset])
     if args.max_new_tokens is not None:
         settings["max_new_tokens"] = args.max_new_tokens
+    check_flags_fit(settings, model.config)  # the model's limits, in the flags' words (generate would name them too)
     # One seed per row: each sentence's draws are its own, whatever else is in the batch.
     out = model.generate(**inputs, seeds=sentence_seeds(args.seed, len(sentences)), return_dict_in_generate=True,
                          **settings)

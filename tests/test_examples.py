@@ -127,6 +127,12 @@ def test_pipeline_example_with_a_directory(tmp_path, converted_dir, prompt_wav):
     ("stt", ["{prompt}", "--max-new-tokens", "0"], "argument --max-new-tokens: expected an integer >= 1, got '0'"),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--max-new-tokens", "0"], "argument --max-new-tokens: "
                                                                                       "expected an integer >= 1"),
+    # the model's limit, known once it loads, named by the flag (was max_new_tokens=..., the API's word)
+    ("tts", ["Hello.", "{prompt}", "{ws}/o.wav", "--max-new-tokens", "999999"],
+     "--max-new-tokens 999999 is not allowed: it must be an integer in [1, "),
+    ("stt", ["{prompt}", "--max-new-tokens", "999999"], "--max-new-tokens 999999 is not allowed: it must be "),
+    ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--max-new-tokens", "999999"],
+     "--max-new-tokens 999999 is not allowed: it must be "),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--input-prompt-length", "-1"],
      "argument --input-prompt-length: expected seconds in [0, 3600] (0: all), got '-1'"),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--seed", "-1"],

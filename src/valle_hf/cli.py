@@ -87,6 +87,16 @@ def seconds_value(text: str) -> float:
     return seconds
 
 
+def check_flags_fit(settings: dict, model_config) -> None:
+    """`settings` (`generate` keyword arguments, each set by the flag of its own name: max_new_tokens by
+    --max-new-tokens, as in examples/) against the loaded model's limits (`check_settings_fit`), known only once it
+    loads. Raises `UsageError` naming the flag."""
+    try:
+        check_settings_fit(settings, model_config)
+    except SettingError as error:
+        raise value_refused(f"--{error.setting.replace('_', '-')}", error.value, error.rule) from None
+
+
 def _token_ids(text: str) -> list[int]:
     """A comma-separated list of token ids, e.g. "1,2,3" (argparse type); "" is none. An empty place ("1,,2") is
     refused: a lost id, most likely."""
