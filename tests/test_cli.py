@@ -230,7 +230,7 @@ def test_generation_kwargs_map_every_sampler_flag():
     assert generation_kwargs(build_parser().parse_args(argv[:3])) == {}
     off = generation_kwargs(build_parser().parse_args([*argv[:3], "--beam-width", "0", "--ar-temp", "0"]))
     assert off == {"num_beams": 1, "temperature": 0.0, "do_sample": False}
-    for flag, value in (("--nar-temp", "nan"), ("--prefix-silence", "-1.0"), ("--input-prompt-length", "-3.0")):
+    for flag, value in (("--nar-temp", "nan"), ("--prefix-silence", "-1.5"), ("--input-prompt-length", "-3")):
         with pytest.raises(UsageError, match=f"{flag} {value} is not allowed"):  # a TTS flag out of range, with STT
             generation_kwargs(build_parser().parse_args([*argv[:3], "--task", "stt", flag, value]))
 

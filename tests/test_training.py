@@ -814,7 +814,7 @@ def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path
         expected = text_without_eos(data, first)
     elif case == "prompt_duration_zero":
         prompt_duration = ["0", "0"]
-        expected = "--prompt-duration 0.0 0.0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"
+        expected = "--prompt-duration 0 0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"
     elif case == "stt_without_text_head":
         expected = "tasks ['tts', 'stt'] include 'stt', but the model has no text head"
     elif case == "stt_audio_with_too_few_levels":

@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
-from .errors import OutputError, VallEFileNotFoundError, VallEValueError, get_logger, one_line
+from .errors import OutputError, VallEFileNotFoundError, VallEValueError, as_typed, get_logger, one_line
 from .files import written_whole
 from .manifest import append_jsonl, numbered_jsonl, repair_jsonl
 from .tokenization import tokenizer_fingerprint
@@ -185,8 +185,8 @@ def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str
         return
     low, high = prompt_duration
     if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high and high * FRAME_RATE >= 1):
-        raise VallEValueError(f"{name} {low} {high}: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one "
-                              f"codec frame (1/{FRAME_RATE} s): a TTS item needs a voice prompt")
+        raise VallEValueError(f"{name} {as_typed(low)} {as_typed(high)}: expected MIN MAX seconds, 0 <= MIN <= MAX, "
+                              f"MAX at least one codec frame (1/{FRAME_RATE} s): a TTS item needs a voice prompt")
 
 
 class VallEDataset(torch.utils.data.Dataset):
