@@ -7,10 +7,10 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text
 that is already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, the
-language-switch markers as an option, Latin letters the English, German and French voices cannot read ("ệ", "ư",
-"ș": Vietnamese or Romanian names) read without their marks, with a warning, clear errors for text with nothing to
-speak (empty, or punctuation alone), for letters those voices would spell out or say as code points, unknown
-languages and a missing pykakasi, and `split_sentences` for long texts.
+language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or
+Romanian names) read without their marks, with a warning, clear errors for text with nothing to speak (empty, or
+punctuation alone), for letters a voice would spell out or say as code points, unknown languages and a missing
+pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -206,8 +206,9 @@ def _check_script(text: str, language: str) -> None:
     these read each one as the words "Chinese letter" or "Japanese letter", so the speech would say those instead
     (text in "en", the default, is the usual case: Japanese given without a language). Their regional voices
     ("en-us", "en-gb", "fr-fr") read them alike. Letters of `_SPELLED_SCRIPTS` are refused too: those voices spell
-    them out by name or leave them out; and so are Latin letters they have no reading for (`_unread_latin`) and no
-    base letter to read instead (`_latin_base`: "ƒ", "ı"), but in text that is already IPA."""
+    them out by name or leave them out. In every language, so are Latin letters its voice has no reading for and no
+    base letter to read instead (`_check_latin`)."""
+    _check_latin(text, language)
     if not _reads_latin_only(language):
         return
     found = _words_with(text, lambda char: bool(_KANA.match(char) or _HAN.match(char)))
@@ -222,11 +223,17 @@ def _check_script(text: str, language: str) -> None:
         raise VallEValueError(f"the text has letters of another alphabet ({spelled}), which espeak-ng's "
                               f"{language!r} voice spells out one by one, by name (\"Cyrillic pe\", \"Arabic mim\"), "
                               "or leaves out: write those words in Latin letters, or give their IPA")
-    unread = "" if looks_like_ipa(text) else _words_with(normalize_text(text), lambda char: _unread_latin(char)
-                                                         and not _latin_base(char))
+
+
+def _check_latin(text: str, language: str) -> None:
+    """Refuse (`VallEValueError`) Latin letters the language's voice has no reading for (`_unread_latin`) and no base
+    letter to read instead (`_latin_base`: "ƒ", "ı" in English), but in text that is already IPA."""
+    unread = "" if looks_like_ipa(text) else _words_with(
+        normalize_text(text), lambda char: _unread_latin(char, language) and not _latin_base(char, language))
     if unread:
         raise VallEValueError(f"the text has Latin letters ({unread}) that espeak-ng's {language!r} voice has no "
-                              "reading for (it says a code point, \"letter 1 9 2\" for ƒ, or leaves them out): "
+                              "reading for (it says a code point, as \"letter 1 9 2\" for ƒ in English, or leaves them "
+                              "out): "
                               "write those words with other letters, or give their IPA")
 
 
@@ -247,25 +254,58 @@ def _is_latin_letter(char: str) -> bool:
                                                     for part in parts if not unicodedata.combining(part))
 
 
-def _unread_latin(char: str) -> bool:
-    """Whether `char` is a Latin letter those voices have no reading for (see `_READ_LATER_LATIN`)."""
-    if char < "\u0180":
-        return char in "ıŉſ"
-    return char not in _READ_LATER_LATIN and _is_latin_letter(char)
+def _unread_latin(char: str, language: str) -> bool:
+    """Whether `char` is a Latin letter the voice of `language` has no reading for: by `_READ_LATER_LATIN` for the
+    English, German and French voices, by asking the voice itself (`_said_as_code_point`) for any other ("ệ" is read
+    in Vietnamese, "ı" in Turkish, "ș" in Italian)."""
+    if _reads_latin_only(language):
+        if char < "\u0180":
+            return char in "ıŉſ"
+        return char not in _READ_LATER_LATIN and _is_latin_letter(char)
+    return char >= "\u00c0" and _is_latin_letter(char) and _said_as_code_point(char, _check_language(language))
 
 
-def _latin_base(char: str) -> str:
+# Two letters every voice tried says as code points, whose code points start with different digits (U+1D00, U+2C65):
+# what their readings share is the voice's word for "letter" alone.
+_CODE_POINT_PROBES = ("ᴀ", "ⱥ")
+
+
+def _unstressed(phonemes: str) -> str:
+    return "".join(char for char in phonemes if char not in "ˈˌ ")
+
+
+@functools.cache
+def _code_point_word(voice: str) -> str:
+    """The voice's word for "letter" as it says a code point ("lˌɛɾɚ" in en-us, "sˈimbolo" in es), unstressed; ""
+    where it says no such word (a voice that reads one of the probes)."""
+    readings = _espeak_backend(voice).phonemize(list(_CODE_POINT_PROBES), strip=True)
+    word = os.path.commonprefix([_unstressed(reading) for reading in readings])
+    return word if len(word) >= 2 else ""
+
+
+@functools.cache
+def _said_as_code_point(char: str, voice: str) -> bool:
+    """Whether espeak-ng's `voice` says `char` alone as a code point ("símbolo 1 e c 7" for "ệ" in es) or not at all,
+    as it does a letter it has no reading for (inside a word, it leaves such a letter out). A letter it hands to
+    another voice ("(en)…(ru)": the Cyrillic, Greek and Indic voices do so with Latin text) is left to that one."""
+    reading = _unstressed(_espeak_backend(voice).phonemize([char], strip=True)[0])
+    word = _code_point_word(voice)
+    return not reading or bool(word) and reading.startswith(word)
+
+
+def _latin_base(char: str, language: str) -> str:
     """The Latin letters `char` is made of without its marks (NFKD: "ệ" → "e", "ư" → "u", "ș" → "s", "ǆ" → "dž",
-    "ℓ" → "l"), where those voices read them all; else ""."""
+    "ℓ" → "l"), where the voice of `language` reads them all; else ""."""
     base = "".join(part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part))
-    return base if base != char and all(_is_latin_letter(part) and not _unread_latin(part) for part in base) else ""
+    return base if base != char and all(_is_latin_letter(part) and not _unread_latin(part, language)
+                                        for part in base) else ""
 
 
-def _without_unread_marks(text: str, folded: list[str]) -> str:
-    """`text` with the Latin letters English, German and French voices have no reading for (`_unread_latin`) written
-    as their base letters (`_latin_base`: "Việt Nam" → "Viet Nam", as such a reader says it; "ﬁne" → "fine"), each
-    added to `folded` for one warning naming them. `_check_script` refused those without a base first."""
-    letters = [_latin_base(char) if _unread_latin(char) else char for char in text]
+def _without_unread_marks(text: str, language: str, folded: list[str]) -> str:
+    """`text` with the Latin letters the voice of `language` has no reading for (`_unread_latin`) written as their
+    base letters (`_latin_base`: "Việt Nam" → "Viet Nam" in English, as such a reader says it; "ﬁne" → "fine"), each
+    added to `folded` for one warning naming them. `_check_latin` refused those without a base first."""
+    letters = [_latin_base(char, language) if _unread_latin(char, language) else char for char in text]
     folded.extend(char for char, letter in zip(text, letters, strict=True) if letter != char)
     return "".join(letters)
 
@@ -386,7 +426,8 @@ def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switc
     for language, letters in folded.items():
         letters = "".join(dict.fromkeys(letters))[:20]
         if letters:
-            logger.warning(f"the text's letters {' '.join(letters)} are read as {' '.join(map(_latin_base, letters))}: "
+            bases = " ".join(_latin_base(letter, language) for letter in letters)
+            logger.warning(f"the text's letters {' '.join(letters)} are read as {bases}: "
                            f"espeak-ng's {language!r} voice has no reading for them; for text in another language, "
                            "give that language")
     return phonemes
@@ -405,8 +446,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     text = _without_emoji(normalize_text(text), emoji)
     if language == "ja":
         text = _to_hiragana(text)
-    elif _reads_latin_only(language):
-        text = _without_unread_marks(text, folded.setdefault(language, []))
+    text = _without_unread_marks(text, language, folded.setdefault(language, []))
     voice = _check_language(language)
     phonemes = _espeak_backend(voice, language_switch).phonemize([text], strip=True)
     if not phonemes or not phonemes[0].strip():
