@@ -655,6 +655,21 @@ def test_a_stream_interrupted_while_it_is_put_in_place_leaves_no_partial_file(tm
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("step", ["SoundFile", "RowOrder"])
+def test_a_stream_interrupted_while_it_is_made_leaves_no_partial_file(tmp_path, monkeypatch, step):
+    """Ctrl-C while the streamer is made, the partial file opened (or a step after it, which left it: the caller had
+    no streamer yet to abort), leaves nothing."""
+    from valle_hf import streaming
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(streaming.soundfile if step == "SoundFile" else streaming, step, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        streaming.AudioFileStreamer(tmp_path / "speech.wav", 24000)
+    assert not list(tmp_path.iterdir())
+
+
 def _same_wav(data: bytes, path: Path) -> bool:
     """Whether `data` is the WAV file at `path` but for the time its PEAK chunk records (libsndfile's float WAVs)."""
     import io

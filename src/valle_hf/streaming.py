@@ -261,8 +261,12 @@ class AudioFileStreamer(AudioStreamer):
         container, subtype = output_format(self.path)
         check_file_rate(sampling_rate, container)
         self.target = write_target(self.path)  # the partial file is made beside it, to be renamed onto it
+        self._order = RowOrder()
+        self.seconds = 0.0
+        self._outcome: str | None = None  # "committed" or "aborted", once it is
         self.partial: Path | None = None
-        try:  # the folder may refuse the partial file itself (a name too long for it, a read-only file system)
+        try:  # the last step, so that a Ctrl-C after it returns leaves the caller a streamer to abort. The folder may
+            # refuse the partial file itself (a name too long for it, a read-only file system)
             self.partial = temporary_file_beside(self.target)
             self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
         except BaseException as error:  # also Ctrl-C: the caller has no streamer yet to abort
@@ -271,9 +275,6 @@ class AudioFileStreamer(AudioStreamer):
             if isinstance(error, WRITE_ERRORS):
                 raise OutputError(f"could not write {self.path} ({write_failure(error, self.path)})") from None
             raise
-        self._order = RowOrder()
-        self.seconds = 0.0
-        self._outcome: str | None = None  # "committed" or "aborted", once it is
 
     def put(self, chunk: AudioChunk) -> None:
         for piece in self._order.add(chunk):  # rows in order: a later row waits for the earlier ones to end
