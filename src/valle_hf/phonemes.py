@@ -165,8 +165,9 @@ def _check_language(language: str) -> str:
 def resolve_language(text: str, language: str) -> str:
     """The language `text` is read in: `language` itself, or `detect_language(text)` for "auto"; validated.
 
-    Everything `phonemize` needs is checked here, without running espeak, so that a command can check its text before
-    loading a model: the language exists, it can read the text's script (`_check_script`), and Japanese text with
+    Everything `phonemize` needs is checked here, so that a command can check its text before loading a model (espeak
+    runs only to ask a voice other than en, de, fr about a letter): the language exists, it can read the text's script
+    (`_check_script`), and Japanese text with
     kanji has pykakasi (the `ja` extra). Raises `VallEValueError` for an unknown language or a script it cannot read
     and `MissingDependencyError` for kanji without pykakasi.
     """
@@ -233,8 +234,7 @@ def _check_latin(text: str, language: str) -> None:
     if unread:
         raise VallEValueError(f"the text has Latin letters ({unread}) that espeak-ng's {language!r} voice has no "
                               "reading for (it says a code point, as \"letter 1 9 2\" for ƒ in English, or leaves them "
-                              "out): "
-                              "write those words with other letters, or give their IPA")
+                              "out): write those words with other letters, or give their IPA")
 
 
 # The Latin letters espeak-ng's English, German and French voices read: Latin-1 and Latin Extended-A but for ı ŉ ſ, and
