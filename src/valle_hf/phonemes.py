@@ -167,9 +167,8 @@ def resolve_language(text: str, language: str) -> str:
 
     Everything `phonemize` needs is checked here, so that a command can check its text before loading a model (espeak
     runs only to ask a voice other than en, de, fr about a letter): the language exists, it can read the text's script
-    (`_check_script`), and Japanese text with
-    kanji has pykakasi (the `ja` extra). Raises `VallEValueError` for an unknown language or a script it cannot read
-    and `MissingDependencyError` for kanji without pykakasi.
+    (`_check_script`), and Japanese text with kanji has pykakasi (the `ja` extra). Raises `VallEValueError` for an
+    unknown language or a script it cannot read and `MissingDependencyError` for kanji without pykakasi.
     """
     language = language_code(language)
     resolved = detect_language(text) if language == "auto" else language
