@@ -429,6 +429,22 @@ def test_a_file_stream_writes_the_rows_one_after_the_other_clipped_to_one(tmp_pa
     assert torch.equal(written, expected)
 
 
+def test_a_file_stream_whose_last_chunk_is_empty_is_still_committed_whole(tmp_path):
+    """A row's final chunk is often empty (the row stopped right after a chunk was sent): the seconds written count
+    every chunk, so the stream is not taken for an empty one, and the file holds all of them."""
+    from valle_hf.streaming import AudioChunk, AudioFileStreamer
+
+    out, rate = tmp_path / "speech.wav", 24000
+    codes = torch.zeros(1, 8, dtype=torch.long)
+    pieces = [torch.full((160,), 0.25), torch.full((80,), -0.5), torch.zeros(0)]
+    streamer = AudioFileStreamer(out, rate)
+    for index, audio in enumerate(pieces):
+        streamer.put(AudioChunk(0, audio, codes, index, final=index == len(pieces) - 1))
+    assert streamer.seconds == sum(len(audio) for audio in pieces) / rate
+    streamer.commit()
+    assert torch.equal(torch.from_numpy(soundfile.read(out, dtype="float32")[0]), torch.cat(pieces))
+
+
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, a folder where no file can be made")
 def test_a_folder_that_takes_no_files_is_refused_before_any_work_whatever_its_permissions_say(monkeypatch):
     """Root passes every permission test, yet cannot make a file in /proc or /sys: such an output was found only when
