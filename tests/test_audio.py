@@ -411,6 +411,26 @@ def test_a_file_stream_is_committed_once_and_a_refused_partial_file_or_rename_le
     assert sorted(path.name for path in tmp_path.iterdir()) == ["blocked.wav", "speech.wav"]
 
 
+def test_aborting_a_stream_whose_file_fails_to_close_still_removes_it_and_raises_nothing(tmp_path, monkeypatch):
+    """Closing writes the header, which a full disk refuses; the abort that follows a failed write must still remove
+    the partial file, and not raise over the error that led to it."""
+    from valle_hf.streaming import AudioChunk, AudioFileStreamer
+
+    out = tmp_path / "speech.wav"
+    out.write_bytes(b"previous")
+    streamer = AudioFileStreamer(out, 24000)
+    streamer.put(AudioChunk(0, torch.full((320,), 0.1), torch.zeros(1, 8, dtype=torch.long), 0, final=True))
+    close = streamer._file.close
+
+    def full_disk():
+        close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(streamer._file, "close", full_disk)
+    streamer.abort()
+    assert out.read_bytes() == b"previous" and sorted(path.name for path in tmp_path.iterdir()) == ["speech.wav"]
+
+
 def test_a_file_stream_writes_the_rows_one_after_the_other_clipped_to_one(tmp_path):
     """Chunks of a batch arrive interleaved (row by row at each NAR round); the file holds row 0's speech, then row
     1's, whatever the arrival order, and clips samples to [-1, 1] as `save_audio` does."""
