@@ -13,7 +13,7 @@ from conftest import PLAIN_SETTINGS
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from valle_hf.cli import main
-from valle_hf.streaming import AudioFileStreamer, AudioIteratorStreamer, AudioStreamer, decoder_context
+from valle_hf.streaming import AudioFileStreamer, AudioIteratorStreamer, AudioStreamer, decoder_context, not_streamable
 
 
 class Recorder(AudioStreamer):
@@ -493,3 +493,12 @@ def test_a_silence_prefix_conditions_the_streamed_nar_and_is_left_out_of_its_out
     assert torch.equal(streamed.codes, expected.codes) and int(streamed.lengths[0]) == length
     assert torch.equal(torch.cat([chunk.codes for chunk in recorder.chunks]), expected.codes[0, :length])
     assert torch.cat([chunk.audio for chunk in recorder.chunks]).shape == expected.audio[0].shape
+
+
+def test_a_setting_given_to_the_call_overrides_the_models_own_when_checked_for_streaming(fixture_model, monkeypatch):
+    """`generate` lets a call's setting win over the model's generation config, so the stream check must too: a
+    model saved with beam search streams with `num_beams=1` (the CLI's `--beam-width 1`, which its refusal advises)."""
+    monkeypatch.setattr(fixture_model.generation_config, "num_beams", 2)
+    assert not_streamable({}, fixture_model) == ("num_beams", "beam search reorders its beams until the end")
+    assert not_streamable({"num_beams": 1}, fixture_model) is None
+
