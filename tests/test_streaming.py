@@ -502,3 +502,20 @@ def test_a_setting_given_to_the_call_overrides_the_models_own_when_checked_for_s
     assert not_streamable({}, fixture_model) == ("num_beams", "beam search reorders its beams until the end")
     assert not_streamable({"num_beams": 1}, fixture_model) is None
 
+
+def test_a_row_that_stopped_does_not_hold_back_the_chunks_of_the_others(fixture_model, case):
+    """A round is due when any row has `chunk_seconds` of new frames: one that stopped at its first step has none to
+    add, and the rows still speaking get their chunks at the same steps as alone."""
+    text, prompt, steps = case
+    frames = 3
+    inputs = _inputs(text, prompt, 2, with_prompt=True)
+    counter = StepCounter()
+    recorder = Recorder(chunk_seconds=frames / fixture_model.config.frame_rate, steps=counter)
+    limits = RowLimits(_ar_length(fixture_model, inputs), [steps, 1])
+    fixture_model.generate(**inputs, **{**PLAIN_SETTINGS, "temperature": 0.0}, min_new_tokens=steps,
+                           max_new_tokens=steps, output_audio=False, audio_streamer=recorder,
+                           stopping_criteria=StoppingCriteriaList([counter, limits]))
+    arrivals = [arrival for arrival, chunk in zip(recorder.arrivals, recorder.chunks, strict=True)
+                if chunk.row == 0 and not chunk.final]
+    assert len(arrivals) >= 2 and arrivals == [frames * (index + 1) for index in range(len(arrivals))]
+
