@@ -519,3 +519,16 @@ def test_a_row_that_stopped_does_not_hold_back_the_chunks_of_the_others(fixture_
                 if chunk.row == 0 and not chunk.final]
     assert len(arrivals) >= 2 and arrivals == [frames * (index + 1) for index in range(len(arrivals))]
 
+
+def test_a_call_that_asks_for_vocos_from_an_encodec_model_waits_for_vocos_context(fixture_model, case, monkeypatch):
+    """Vocos chunks equal the plain audio only with Vocos' context: a call asking for Vocos from a model that
+    defaults to EnCodec waited for EnCodec's shorter look-ahead."""
+    text, prompt, steps = case
+    monkeypatch.setattr(fixture_model.config, "audio_backend", "encodec")
+    settings = {**PLAIN_SETTINGS, "input_ids": text[None], "prompt_codes": prompt[None], "temperature": 0.0,
+                "max_new_tokens": steps, "audio_backend": "vocos", "return_dict_in_generate": True}
+    expected = fixture_model.generate(**settings)
+    recorder = Recorder(chunk_seconds=4 / fixture_model.config.frame_rate)
+    fixture_model.generate(**settings, audio_streamer=recorder)
+    audio = torch.cat([chunk.audio for chunk in recorder.chunks])
+    assert torch.allclose(audio, expected.audio[0], atol=1e-5)
