@@ -467,14 +467,17 @@ def test_vocos_context_covers_exactly_what_a_frame_of_audio_depends_on(fixture_m
 
 
 def test_without_audio_each_chunk_holds_chunk_seconds_of_frames_as_soon_as_the_ar_made_them(fixture_model, case):
-    """With no decoder look-ahead to wait for, a chunk is sent at the AR step that completes its `chunk_seconds`."""
+    """With no decoder look-ahead to wait for, a chunk is sent at the AR step that completes its `chunk_seconds`; the
+    chunks and the call's output hold no audio, as a plain call's output does not."""
     text, prompt, steps = case
     frames = 3
     counter = StepCounter()
     recorder = Recorder(chunk_seconds=frames / fixture_model.config.frame_rate, steps=counter)
-    fixture_model.generate(input_ids=text[None], prompt_codes=prompt[None], **{**PLAIN_SETTINGS, "temperature": 0.0},
-                           min_new_tokens=steps, max_new_tokens=steps, output_audio=False, audio_streamer=recorder,
-                           stopping_criteria=StoppingCriteriaList([counter]))
+    output = fixture_model.generate(input_ids=text[None], prompt_codes=prompt[None],
+                                    **{**PLAIN_SETTINGS, "temperature": 0.0}, min_new_tokens=steps,
+                                    max_new_tokens=steps, output_audio=False, audio_streamer=recorder,
+                                    stopping_criteria=StoppingCriteriaList([counter]), return_dict_in_generate=True)
+    assert output.audio is None and all(chunk.audio is None for chunk in recorder.chunks)
     *chunks, last = recorder.chunks
     assert len(chunks) >= 2 and last.final and len(last.codes) <= frames
     assert [len(chunk.codes) for chunk in chunks] == [frames] * len(chunks)
