@@ -318,6 +318,19 @@ def test_config_refuses_other_padding():
         VocosConfig(padding="center")
 
 
+def test_config_refuses_an_stft_that_cannot_give_hop_samples_per_frame_and_no_bandwidths():
+    """A window no longer than the hop, or one that exceeds it by an odd number, cannot be trimmed to `hop_length`
+    samples a frame; without bandwidths AdaLayerNorm has no table to look up."""
+    hop = VocosConfig().hop_length
+    for n_fft in (hop, hop - 2, 3 * hop + 1):
+        with pytest.raises(ValueError, match=f"n_fft={n_fft}, hop_length={hop}: n_fft must be even and exceed"):
+            VocosConfig(n_fft=n_fft, hop_length=hop)
+    with pytest.raises(ValueError, match=f"n_fft={4 * hop}, hop_length={hop + 1}: n_fft must be even"):
+        VocosConfig(n_fft=4 * hop, hop_length=hop + 1)
+    with pytest.raises(ValueError, match="bandwidths is empty"):
+        VocosConfig(bandwidths=[])
+
+
 def test_init_weights():
     config = VocosConfig(input_channels=8, hidden_size=16, intermediate_size=24, num_layers=3, num_codebooks=2)
     model = VocosModel(config)
