@@ -507,3 +507,18 @@ def test_config_from_original_yaml_has_exactly_the_config_attributes(vocos_fixtu
     """Every value read from the yaml lands on a VocosConfig attribute: nothing is saved under another name."""
     config = VocosConfig.from_original_yaml(vocos_fixtures.root / "config.yaml")
     assert set(config.to_dict()) == set(VocosConfig().to_dict())
+
+
+def test_config_yaml_whose_head_and_backbone_widths_or_bandwidth_tables_disagree_is_refused(vocos_fixtures, tmp_path):
+    """A checkpoint built from such a yaml cannot load; said in the yaml's words rather than as a shape mismatch."""
+    def wider_head(config):
+        config["head"]["init_args"]["dim"] += 1
+
+    def one_more_table(config):
+        config["backbone"]["init_args"]["adanorm_num_embeddings"] += 1
+
+    dim = yaml.safe_load((vocos_fixtures.root / "config.yaml").read_text())["backbone"]["init_args"]["dim"]
+    with pytest.raises(CheckpointError, match=f"head dim {dim + 1} differs from backbone dim {dim}"):
+        VocosConfig.from_original_yaml(_yaml_with(vocos_fixtures, tmp_path, wider_head))
+    with pytest.raises(CheckpointError, match="adanorm_num_embeddings is .*, expected one per bandwidth"):
+        VocosConfig.from_original_yaml(_yaml_with(vocos_fixtures, tmp_path, one_more_table))
