@@ -522,3 +522,16 @@ def test_config_yaml_whose_head_and_backbone_widths_or_bandwidth_tables_disagree
         VocosConfig.from_original_yaml(_yaml_with(vocos_fixtures, tmp_path, wider_head))
     with pytest.raises(CheckpointError, match="adanorm_num_embeddings is .*, expected one per bandwidth"):
         VocosConfig.from_original_yaml(_yaml_with(vocos_fixtures, tmp_path, one_more_table))
+
+
+def test_features_of_padded_frames_are_zero_and_real_ones_as_unpadded(tiny_model):
+    """`codes_to_features` returns zero on padded frames, as documented (they may hold any code)."""
+    lengths = [5, 2]
+    codes = random_codes(tiny_model, len(lengths), max(lengths), levels=3)
+    mask = torch.arange(max(lengths)) < torch.tensor(lengths)[:, None]
+    with torch.no_grad():
+        features = tiny_model.codes_to_features(codes, attention_mask=mask)
+        plain = tiny_model.codes_to_features(codes)
+    for row, length in enumerate(lengths):
+        assert torch.equal(features[row, :, :length], plain[row, :, :length])
+        assert not features[row, :, length:].any()
