@@ -535,3 +535,10 @@ def test_features_of_padded_frames_are_zero_and_real_ones_as_unpadded(tiny_model
     for row, length in enumerate(lengths):
         assert torch.equal(features[row, :, :length], plain[row, :, :length])
         assert not features[row, :, length:].any()
+
+
+def test_bandwidth_ids_of_more_than_one_dimension_are_refused(tiny_model):
+    """One id per row is a 1-D tensor; a `[batch, 1]` one was flattened in silence."""
+    codes = random_codes(tiny_model, 2, 3, 2)
+    with pytest.raises(ValueError, match=r"bandwidth_id must be .* shape \(2, 1\)"):
+        tiny_model(codes, bandwidth_id=torch.zeros(2, 1, dtype=torch.long))
