@@ -542,3 +542,10 @@ def test_bandwidth_ids_of_more_than_one_dimension_are_refused(tiny_model):
     codes = random_codes(tiny_model, 2, 3, 2)
     with pytest.raises(ValueError, match=r"bandwidth_id must be .* shape \(2, 1\)"):
         tiny_model(codes, bandwidth_id=torch.zeros(2, 1, dtype=torch.long))
+
+
+def test_a_missing_relative_directory_is_not_looked_up_on_the_hub(tmp_path, monkeypatch, hub_unreachable):
+    """`./vocos` names a folder, never a Hub repo: a missing one is said to be missing, not a download that failed."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="./vocos is not a directory holding config.yaml"):
+        load_original_vocos("./vocos")
