@@ -549,3 +549,10 @@ def test_a_missing_relative_directory_is_not_looked_up_on_the_hub(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="./vocos is not a directory holding config.yaml"):
         load_original_vocos("./vocos")
+
+
+def test_tiny_random_vocos_leaves_the_global_random_state_alone():
+    """A test or a seeded run that makes the test decoder would otherwise draw other random numbers after it."""
+    state = torch.random.get_rng_state()
+    tiny_random_vocos(seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
