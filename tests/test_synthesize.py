@@ -217,10 +217,15 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         'quote,"Unbalanced,voice.wav,,,,',
     ]
     lines.insert(-1, "nul,A NUL in the voice's name.,voi\0ce.wav,,,,")  # stopped the plan of every row
+    # a Windows path separator and a control character are no file name either; the limit counts UTF-8 bytes, and
+    # an id of exactly that many is a file name
+    longest, wide = "y" * synthesis.MAX_ID_BYTES, "\u00e9" * (synthesis.MAX_ID_BYTES // 2 + 1)
+    lines[-1:-1] = ["back\\slash,Bad id.,voice.wav,,,,", "tab\tid,Bad id.,voice.wav,,,,",
+                    f"{wide},Long in bytes.,voice.wav,,,,", f"{longest},Fine too.,voice.wav,,,,"]
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
-    assert [job.id for batch in plan.batches for job in batch] == ["ok"]
+    assert sorted(job.id for batch in plan.batches for job in batch) == ["ok", longest]
     errors = {failure["line"]: (failure["id"], failure["error"]) for failure in plan.failures}
     expected = {
         "3": "id 'ok' is also the id of line 2", "4": "not a plain file name", "5": "not a plain file name",
@@ -229,7 +234,8 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "10": "top_k '2.5': expected an integer", "11": "no prompt: give the voice's audio file",
         "12": "line 12: 8 columns where the header has 7", "13": f"at most {synthesis.MAX_ID_BYTES} bytes",
         "14": "is a folder: give an audio file", "15": "has no letter or digit: nothing to speak",
-        "16": "the prompt holds a NUL character", "17": "line 17: the file ends inside a quoted cell",
+        "16": "the prompt holds a NUL character", "17": "not a plain file name", "18": "not a plain file name",
+        "19": f"at most {synthesis.MAX_ID_BYTES} bytes", "21": "line 21: the file ends inside a quoted cell",
     }
     assert sorted(errors, key=int) == sorted(expected, key=int)
     assert all(expected[line] in error for line, (_, error) in errors.items()), errors
@@ -418,6 +424,7 @@ def test_jsonl_values_that_are_not_text_are_refused_by_line(tmp_path):
     assert "language: expected text, got the JSON true" in errors["4"]
     assert "the key seed appears twice" in errors["5"]
     assert 'id: expected text, got the JSON ["a"]' in errors["6"]
+    assert [failure["id"] for failure in plan.failures if failure["line"] == "6"] == [["a"]]  # as written, not null
     assert "prompt: expected text or a list of texts, got the JSON 5 in its list: list the voice's audio" in errors["7"]
 
 
