@@ -384,6 +384,37 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
         assert status == 0 and "wrote 2 row(s)" in err and "(0 done before, 2 spoken again" in err, err
 
 
+def test_a_done_row_is_spoken_again_under_another_language_but_not_for_its_columns_reordered(tmp_path):
+    """The run's --language speaks a row without one (its cells unchanged); the order of the columns speaks none."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    manifest, out = tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out")
+    manifest.write_text("id,text,prompt\nrow,Hello.,voice.wav\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    job = synthesis.plan_synthesis(manifest, out, flags, language="en").batches[0][0]
+    out.root.mkdir()
+    (out.root / "row.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    record = {"id": "row", "path": "row.wav", "cells": job.cells, "run": job.run}
+    (out.root / synthesis.DONE).write_text(json.dumps(record) + "\n", encoding="utf-8")
+    manifest.write_text("prompt,text,id\nvoice.wav,Hello.,row\n", encoding="utf-8")
+    plan = synthesis.plan_synthesis(manifest, out, flags, language="en")
+    assert (plan.done, plan.edited, plan.batches) == (1, 0, [])
+    plan = synthesis.plan_synthesis(manifest, out, flags, language="de")
+    assert (plan.done, plan.edited, [[job.id for job in batch] for batch in plan.batches]) == (0, 1, [["row"]])
+
+
+def test_cells_with_spaces_around_them_are_read_as_their_values(tmp_path):
+    """A spreadsheet's padded cells: the id named the file ' spaced .wav', the language was unknown."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    (tmp_path / "m.csv").write_text("id,text,prompt,language,seed\n spaced , Hello. , voice.wav , fr , 3 \n",
+                                    encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert not plan.failures, plan.failures
+    job = plan.batches[0][0]
+    assert (job.id, job.sentences, job.language, job.seed) == ("spaced", ["Hello."], "fr", 3)
+    assert job.prompt == (str((tmp_path / "voice.wav").resolve()),)
+
+
 def test_a_done_row_edited_into_one_that_cannot_be_spoken_fails_and_an_older_record_is_taken_as_unedited(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -444,6 +475,11 @@ def test_whole_number_seeds_written_as_decimals_are_those_integers(tmp_path):
     assert jobs["float"].settings["max_new_tokens"] == 5 and jobs["text"].settings["top_k"] == 20
     assert [(failure["id"], failure["error"]) for failure in plan.failures] == [
         ("half", "seed: expected an integer >= 0, got '3.5'")]
+    # the run's seed may be 0 too, for the rows without one
+    lines = ['{"id": "unseeded", "text": "Fine.", "prompt": "voice.wav"}']
+    (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags, seed=0)
+    assert plan.seed == 0 and [job.seed for batch in plan.batches for job in batch] == [0]
 
 
 def test_a_column_named_twice_in_a_pipe_separated_header_is_refused(tmp_path):
