@@ -304,7 +304,7 @@ def test_folders_in_the_places_of_a_rows_wav_or_of_the_records_are_found_before_
         out.check()
 
 
-def test_a_row_whose_wav_would_replace_any_rows_voice_is_reported_and_the_voice_kept(tmp_path):
+def test_a_row_whose_wav_would_replace_any_rows_voice_is_reported_and_the_voice_kept(tmp_path, monkeypatch):
     for name in ("voice.wav", "other.wav"):
         (tmp_path / name).write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
     lines = ["id,text,prompt", "voice,Its WAV is the next row's voice.,other.wav", "next,Spoken.,voice.wav",
@@ -324,6 +324,10 @@ def test_a_row_whose_wav_would_replace_any_rows_voice_is_reported_and_the_voice_
     assert plan.done == 1 and not plan.batches
     assert [(failure["line"], "is the prompt of line 3" in failure["error"]) for failure in plan.failures] == [
         ("2", True)]
+    # OUT_DIR named relative to the working folder: its WAVs are still the voices they would replace
+    monkeypatch.chdir(tmp_path)
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder("."), flags)
+    assert plan.done == 1 and not plan.batches and [failure["line"] for failure in plan.failures] == ["2"]
 
 
 def test_a_finished_row_whose_voice_moved_away_is_done_not_failed(tmp_path):
@@ -502,6 +506,7 @@ def test_a_jsonl_manifest_without_one_json_line_says_why(tmp_path):
 @pytest.mark.parametrize(("argument", "message"), [
     ({"seed": -1}, "seed= in Python) must be an integer >= 0"), ({"seed": "abc"}, "must be an integer >= 0"),
     ({"batch_size": "4"}, "batch_size= in Python) must be an integer >= 1"),
+    ({"batch_size": True}, "batch_size= in Python) must be an integer >= 1, got True"),
     ({"language": "xx-nope"}, "unknown language"),
     ({"ar_temp": "hot"}, "--ar-temp hot is not allowed"), ({"max_nar_levels": 99}, "--max-nar-levels 99"),
     ({"language_switch": "drop"}, "language_switch must be one of keep, remove"),
@@ -521,6 +526,7 @@ def test_the_python_api_speaks_a_manifest_with_flags_by_name(corpus, tmp_path, r
     plan, report = synthesis.synthesize(corpus, tmp_path / "out", model, processor, seed=7, max_ar_steps=12,
                                         nar_dtype="float32", batch_size=16, progress=False)
     assert report.rows == 10 and report.failed == 0 and len(plan.failures) == 2 and report.audio_seconds > 0
+    assert [record["id"] for record in records(tmp_path / "out" / "failed.jsonl")] == list(BAD)  # the plan's too
     assert_same_wavs(wavs(tmp_path / "out"), wavs(reference))
     with pytest.raises(UsageError, match="unknown sampler flag"):
         synthesis.synthesize(corpus, tmp_path / "out", model, processor, temperature=0.5)
@@ -530,10 +536,12 @@ def test_the_run_seed_is_printed_only_when_a_row_takes_it(tmp_path, prompt_wav, 
     shutil.copy(prompt_wav, tmp_path / "voice.wav")
     flags = list(FLAGS)
     del flags[flags.index("--seed"): flags.index("--seed") + 2]  # no run seed given: a random one
-    for name, seeds, printed in (("own", ("1", "2"), False), ("mixed", ("1", ""), True)):
+    # a --seed given is not printed back: the command already says it
+    for name, seeds, given, printed in (("own", ("1", "2"), False, False), ("mixed", ("1", ""), False, True),
+                                        ("given", ("1", ""), True, False)):
         rows = [f"{name}{index},Hello.,voice.wav,{seed}" for index, seed in enumerate(seeds)]
         (tmp_path / f"{name}.csv").write_text("\n".join(["id,text,prompt,seed", *rows]) + "\n", encoding="utf-8")
-        status, err = synthesize_main([tmp_path / f"{name}.csv", tmp_path / name, *flags])
+        status, err = synthesize_main([tmp_path / f"{name}.csv", tmp_path / name, *(FLAGS if given else flags)])
         assert status == 0 and ("seed: " in err) == printed, err
         assert err.strip().splitlines()[-1] == "precision: AR float32, NAR float32 (--dtype float32)"  # what ran
 
@@ -778,6 +786,90 @@ def test_a_row_is_recorded_as_stopped_only_when_every_sentence_of_it_stopped(pro
     spoken, failed = synthesis.speak_batch(Scripted(), processor, jobs, lambda files: torch.zeros(5, 8).long())
     assert not failed
     assert [(row.job.id, row.frames, row.stopped) for row in spoken] == [("two", 5, False), ("one", 4, True)]
+
+
+def test_preparing_removes_what_a_killed_run_left_and_drops_its_failures(tmp_path):
+    """A killed run's partial files are removed; its failures are dropped, so that those rows are tried again."""
+    out = synthesis.OutputFolder(tmp_path / "out")
+    out.parts.mkdir(parents=True)
+    left = [out.root / ".row.wav.x1.part", out.root / f".{synthesis.DONE}.x2.part",
+            out.root / f".{synthesis.FAILED}.x3.part"]
+    for path in left:
+        path.write_bytes(b"RIFF")
+    out.record_failure(_job("row", "2", ["Hi."]), "spoken wrong")
+    out.prepare()
+    assert [path for path in left if path.exists()] == []
+    assert out.write_failures([]) == []
+
+
+def test_a_missing_package_ends_the_run_instead_of_failing_each_row(processor):
+    """Every row would fail alike, each with the same pip install: the batch raises it once."""
+    from types import SimpleNamespace
+
+    from valle_hf.errors import MissingDependencyError
+
+    def missing(*args, **kwargs):
+        raise MissingDependencyError("pip install the-codec")
+
+    jobs = [_job("one", "2", ["One here."])]
+    model = SimpleNamespace(device=torch.device("cpu"), generate=missing)
+    with pytest.raises(MissingDependencyError):  # when generating
+        synthesis.speak_batch(model, processor, jobs, lambda files: torch.zeros(5, 8).long())
+    with pytest.raises(MissingDependencyError):  # when reading the voice
+        synthesis.speak_batch(model, processor, jobs, missing)
+
+
+def _scripted_model(calls: list):
+    """A model whose `generate` records how each call's rows are named in warnings and says every row stopped."""
+    from types import SimpleNamespace
+
+    from valle_hf import generation
+
+    def generate(input_ids, **kwargs):
+        rows = len(input_ids)
+        calls.append(generation._named_rows(list(range(rows)), rows))
+        return SimpleNamespace(audio=[torch.full((320,), 0.1)] * rows, lengths=torch.ones(rows, dtype=torch.long),
+                               stopped=torch.ones(rows, dtype=torch.bool))
+
+    return SimpleNamespace(device=torch.device("cpu"), generate=generate)
+
+
+def test_each_call_of_a_long_row_names_its_own_sentences_in_warnings(processor):
+    """A row spoken in several calls named every call's rows by position: the names were the whole row's."""
+    calls = []
+    jobs = [_job("long", "2", ["One here.", "Two here."])]
+    synthesis.speak_batch(_scripted_model(calls), processor, jobs, lambda files: torch.zeros(5, 8).long(),
+                          max_sentences=1)
+    assert calls == ["row(s) id 'long' (sentence 1 of 2)", "row(s) id 'long' (sentence 2 of 2)"]
+
+
+def test_out_of_memory_names_the_calls_size_for_a_row_longer_than_the_batch(processor):
+    """A row of three sentences spoken in calls of two ran out of memory at two: lowering --batch-size helps."""
+    from types import SimpleNamespace
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    model = SimpleNamespace(device=torch.device("cpu"), generate=out_of_memory)
+    jobs = [_job("long", "2", ["One here.", "Two here.", "Three here."])]
+    with pytest.raises(synthesis.VallEValueError, match=r"speaking a batch of 2 sentence\(s\)"):
+        synthesis._speak_in_memory(model, processor, jobs, lambda files: torch.zeros(5, 8).long(), "keep", 2)
+
+
+def test_a_row_whose_wav_cannot_be_written_keeps_no_record_over_its_old_wav(tmp_path, monkeypatch):
+    """A row is done only once its WAV is written: a record written first would take an edited row's old WAV, still
+    there, for its new audio at the next run."""
+    from types import SimpleNamespace
+
+    out = synthesis.OutputFolder(tmp_path / "out")
+    out.prepare()
+    out.wav("row").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())  # spoken before the row's edit
+    job = _job("row", "2", ["Hello."])
+    nan = synthesis.Spoken(job, torch.full((320,), float("nan")), 1, True)
+    monkeypatch.setattr(synthesis, "_speak_in_memory", lambda *args: ([nan], []))
+    model = SimpleNamespace(config=SimpleNamespace(sampling_rate=24000))
+    report = synthesis.run_synthesis([[job]], model, None, out, progress=False)
+    assert (report.rows, report.failed) == (0, 1) and out.done_records() == {}
 
 
 def test_a_flag_without_its_switch_is_warned_about_once_for_the_whole_run(tmp_path, prompt_wav, cached_loading):
