@@ -13,7 +13,7 @@ from conftest import PLAIN_SETTINGS
 
 from valle_hf.errors import VallEValueError
 from valle_hf.layout import pad
-from valle_hf.seeding import RowGenerators, sentence_seeds
+from valle_hf.seeding import AR_STAGE, RowGenerators, sentence_seeds
 
 SEEDS = [5, 6, 7]
 SAMPLED = {
@@ -80,6 +80,21 @@ def test_a_seeded_row_gives_what_it_gives_alone(stopping_model, rows, setting):
     assert all(torch.equal(a, b) for a, b in zip(other[2 * copies:], outputs(batch)[2 * copies:], strict=True))
     assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(other[middle], outputs(batch)[middle],
                                                                              strict=True))
+
+
+def test_seeded_beam_sampling_is_transformers_beam_sampling_drawn_from_the_rows_stream(stopping_model, rows):
+    """A seeded row's beam sampling draws its candidates over all beams from its AR stream, exactly as transformers'
+    own beam sampling draws them from the global generator: seeded with the stream's seed, an unseeded run of the row
+    gives the same beams. (A per-beam seeded draw before it, one token proposed by each beam, gave other beams while
+    a row still gave what it gives alone.)"""
+    texts, prompts = rows
+    settings = dict(temperature=1.0, num_beams=2, nar_temperature=0.0)  # a greedy NAR draws nothing
+    for text, prompt, seed in zip(texts, prompts, SEEDS, strict=True):
+        seeded = tts(stopping_model, [text], [prompt], [seed], **settings)
+        torch.manual_seed(RowGenerators([seed], "cpu").for_stage(AR_STAGE, 1)[0].initial_seed())
+        drawn = tts(stopping_model, [text], [prompt], None, **settings)
+        assert torch.equal(seeded.sequences, drawn.sequences), seed
+        assert torch.equal(seeded.codes, drawn.codes), seed
 
 
 def test_seeds_do_not_read_the_global_generator_and_keep_the_scores_drawn_from(stopping_model, rows):
