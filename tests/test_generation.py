@@ -460,6 +460,15 @@ def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):
         explicit = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=expected[None], max_new_tokens=4,
                            input_prompt_length=0)
         assert torch.equal(trimmed.codes, explicit.codes)
+    # one length per row (a pipeline batch lists each item's own): each row's prompt gets its own
+    seconds = [30 / frame_rate, 8 / frame_rate]
+    expected = [torch.cat([prompt, prompt[:10]]), prompt[:8]]
+    batch = _greedy(tiny_model, input_ids=torch.stack([texts[0], texts[0]]), prompt_codes=prompt[None].repeat(2, 1, 1),
+                    max_new_tokens=4, input_prompt_length=seconds)
+    for row, codes in enumerate(expected):
+        alone = _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=codes[None], max_new_tokens=4,
+                        input_prompt_length=0)
+        assert torch.equal(batch.codes[row, : batch.lengths[row]], alone.codes[0, : alone.lengths[0]]), row
     with pytest.raises(ValueError, match="input_prompt_length"):
         _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompt[None], max_new_tokens=2,
                 input_prompt_length=-1.0)
