@@ -265,6 +265,24 @@ def test_audio_output_and_levels(tiny_model):
     assert not torch.equal(all_levels[0], out.audio[0])  # the decoder hears the levels it is given
 
 
+def test_each_rows_audio_is_decoded_from_its_own_frames(tiny_model):
+    """A batch of rows of different lengths: each row's audio is that of its own frames, not of the padded batch's
+    (with the padding frames decoded, every row came out as long as the longest)."""
+    from valle_hf.layout import pad
+
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():  # sampled rows then stop after a few steps, each at its own
+        model.classifiers[0].bias[model.config.stop_token_id] += 6.5
+    texts, prompts = _batch_inputs(model.config)
+    (ids, mask), (codes, codes_mask) = pad(texts, 0, side="right"), pad(prompts, 0, side="right")
+    out = model.generate(input_ids=ids, attention_mask=mask, prompt_codes=codes, prompt_attention_mask=codes_mask,
+                         **PLAIN_SETTINGS, max_new_tokens=20, max_levels=1, seeds=[5, 6, 7],
+                         return_dict_in_generate=True)
+    assert len(set(out.lengths.tolist())) > 1, out.lengths
+    hop = model.config.sampling_rate // model.config.frame_rate
+    assert [waveform.numel() for waveform in out.audio] == [int(frames) * hop for frames in out.lengths]
+
+
 def _forward_inputs(model, **kwargs):
     """The keyword arguments of every forward pass of `_greedy(model, **kwargs)`, and its output."""
     calls, handle = _record_forward_kwargs(model)
