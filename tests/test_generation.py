@@ -1115,6 +1115,8 @@ def test_a_setting_without_its_switch_warns_once_and_with_it_does_not(tiny_model
         "dry_base has no effect without dry_multiplier > 0: set dry_multiplier, or drop dry_base",
         "layer_skip_exit_layer has no effect without layer_skip=True: set layer_skip, or drop layer_skip_exit_layer"]
     assert _inert_warnings(tiny_model, dry_base=2.0, dry_multiplier=0.5, layer_skip_exit_layer=0, layer_skip=True) == []
+    # a setting given as None is not set (a caller passing every flag, unset ones as None), so it asks for nothing
+    assert _inert_warnings(tiny_model, dry_base=None, layer_skip_exit_layer=None) == []
 
 
 def test_a_setting_at_its_default_in_the_models_config_is_not_warned_about_but_one_passed_in_a_config_is(tiny_model):
