@@ -383,6 +383,11 @@ def test_shipped_generation_config(tiny_model):
               prompt_attention_mask=torch.zeros(1, 4, dtype=torch.long)), "prompt_codes: a row has no frames"),
         (dict(audio_codes=torch.zeros(1, 0, 8, dtype=torch.long), task="stt"), "audio_codes: a row has no frames"),
         (dict(audio_codes=torch.zeros(0, 3, 8, dtype=torch.long), task="stt"), "audio_codes is an empty batch"),
+        # a mask of another shape than its input (an IndexError from the row selection, before)
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), attention_mask=torch.ones(1, 4, dtype=torch.long)),
+         r"the mask of input_ids must have shape \(1, 3\), got \(1, 4\)"),
+        (dict(input_ids=torch.tensor([[1, 5, 2]]), prompt_codes=torch.zeros(1, 4, 8, dtype=torch.long),
+              prompt_attention_mask=torch.ones(1, 5, dtype=torch.long)), "the mask of prompt_codes must have shape"),
     ],
 )
 def test_bad_inputs_give_clear_errors(tiny_model, kwargs, message):
