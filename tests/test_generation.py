@@ -495,6 +495,11 @@ def test_input_prompt_length_loops_or_cuts_the_prompt_codes(tiny_model):
     with pytest.raises(ValueError, match="input_prompt_length"):
         _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompt[None], max_new_tokens=2,
                 input_prompt_length=-1.0)
+    # `prompt_rows` is public (the synthesizer reads a voice's prompt through it) and checks a length given to it
+    # directly, which no settings check has seen
+    for seconds in (-1.0, 0.1 / frame_rate):
+        with pytest.raises(ValueError, match=f"input_prompt_length must be at least one frame .*got {seconds}"):
+            tiny_model.prompt_rows(prompt[None], None, None, 1, seconds)
 
 
 def _prompt_codes_seen(model, **kwargs):
