@@ -132,6 +132,16 @@ def test_seeds_are_checked(tiny_model, rows, seeds, message):
         tts(tiny_model, texts, prompts, seeds, max_new_tokens=2)
 
 
+@pytest.mark.parametrize("seeds", [[1], [1, 2]])
+def test_stt_seeds_are_checked(tiny_model, rows, seeds):
+    """A transcription needs one seed per row too (one seed for every row was taken, its copies drawing in turn)."""
+    _, audios = rows
+    codes, mask = pad(audios, 0, side="right")
+    with pytest.raises(VallEValueError, match=f"got {len(seeds)} seeds for {len(audios)} rows"):
+        tiny_model.generate(audio_codes=codes, audio_attention_mask=mask, task="stt", temperature=1.0,
+                            max_new_tokens=2, seeds=seeds)
+
+
 def test_seeds_may_be_a_list_a_tensor_or_a_numpy_array(tiny_model, rows):
     """numpy arrays were refused as "not a list" where tensors were taken."""
     texts, prompts = rows
