@@ -777,6 +777,12 @@ def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_
     with logged_warnings() as logged:
         _greedy(unset, **{**inputs, "min_new_tokens": 5}, max_length=input_length + 5)
     assert f"(max_length={input_length + 5}: 5 steps)" in logged.out  # the limit that applied, not max_new_tokens=None
+    # max_new_tokens=None in a call is unset: transformers takes the model's, and so does the warning
+    own = copy.deepcopy(tiny_model)
+    own.generation_config.max_new_tokens = 6
+    with logged_warnings() as logged:
+        out = _greedy(own, **{**inputs, "min_new_tokens": 6}, max_new_tokens=None)
+    assert out.sequences.shape[1] == input_length + 6 and "(max_new_tokens=6: 6 steps)" in logged.out, logged.out
     with logged_warnings() as logged:
         cut = _greedy(tiny_model, **inputs, max_new_tokens=8,
                       stopping_criteria=StoppingCriteriaList([_StopAfter(input_length, 3)]))
