@@ -455,9 +455,25 @@ def test_the_page_names_the_model_at_its_revision(tiny, monkeypatch):
     monkeypatch.setattr(app, "_launch", lambda page, *args: pages.append(page))
     assert app.main(["--model", "someone/valle", "--revision", "v1"]) == 0
     assert app.main(["--yaml", "runs/config.yaml"]) == 0  # the checkpoint the yaml names, not the release
-    texts = [[block.value for block in page.blocks.values() if isinstance(block, webui.gr.Markdown)] for page in pages]
-    assert any("Model: `someone/valle` at revision `v1`" in text for text in texts[0])
-    assert any("Model: `the checkpoint runs/config.yaml names`" in text for text in texts[1]), texts[1]
+    assert app.main(["--model", "tiny-random"]) == 0
+    assert [_model_line(page) for page in pages] == [
+        "Model: `someone/valle` at revision `v1`",
+        "Model: `the checkpoint runs/config.yaml names`",  # no revision given: none named
+        "Model: `tiny-random`, an installation check: it makes noise, not speech"]
+
+
+def _model_line(page) -> str:
+    """The line of the page's Markdown that names its model."""
+    texts = [block.value for block in page.blocks.values() if isinstance(block, webui.gr.Markdown)]
+    return next(line for text in texts for line in text.splitlines() if line.startswith("Model: "))
+
+
+def test_the_page_without_a_model_names_the_released_one(tiny, monkeypatch):
+    """build_demo() (a Space's page) loads the released model; the page must not call it "a model given in Python"."""
+    from valle_hf.loading import RELEASED_FOLDER
+
+    monkeypatch.setattr(app, "load_model_and_processor", lambda model, revision=None: tiny)
+    assert _model_line(app.build_demo()) == f"Model: `{RELEASED_FOLDER}`"
 
 
 def test_a_warning_names_an_upload_as_uploaded(tiny, tmp_path, prompt_wav, monkeypatch):
