@@ -439,6 +439,19 @@ def test_an_upload_path_with_the_separators_of_windows_is_named_as_uploaded(tmp_
         assert webui._as_uploaded(message) == "could not read voice.wav: not audio"
 
 
+def test_without_gradio_the_command_says_so_before_the_model_loads(capsys, monkeypatch):
+    """A missing gradio must not cost a download first (minutes for the released model)."""
+    import valle_hf
+
+    monkeypatch.setattr(app, "_check_free", lambda *args: None)
+    monkeypatch.setattr(app, "load_model", lambda *args: pytest.fail("the model loaded before gradio was looked for"))
+    monkeypatch.delattr(valle_hf, "webui")
+    monkeypatch.setitem(sys.modules, "valle_hf.webui", None)  # what an import of it meets without gradio
+    assert app.main(["--model", "tiny-random"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the web demo needs gradio"), err
+
+
 def test_the_precision_line_is_printed_as_the_cli_prints_it(capsys, monkeypatch):
     monkeypatch.setattr(app, "_check_free", lambda *args: None)
     monkeypatch.setattr(app, "_launch", lambda *args: None)
@@ -663,6 +676,60 @@ def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys, monkeyp
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
+def test_a_port_is_one_of_1_to_65535_from_either_source(monkeypatch):
+    """Port 0 asks the system for any free port, one the user would not know to open; 65535 is a port."""
+    from valle_hf.errors import UsageError
+
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    assert (app._port(1), app._port(app.MAX_PORT)) == (1, app.MAX_PORT)
+    with pytest.raises(UsageError, match="^--port 0 is not a port: give one in 1..65535"):
+        app._port(0)
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "0")
+    with pytest.raises(UsageError, match="^GRADIO_SERVER_PORT=0 is not a port"):
+        app._port(None)
+    assert app._port(app.MAX_PORT) == app.MAX_PORT  # --port wins over the variable
+
+
+def test_the_command_serves_on_the_address_it_checked(tiny, monkeypatch):
+    """The host and port checked free are those handed to Gradio (without --port, 7860: Gradio given none would
+    serve on the next free port after one in use)."""
+    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+    checked, served = [], []
+    monkeypatch.setattr(app, "_check_free", lambda host, port: checked.append((host, port)))
+    loaded = SimpleNamespace(describe=lambda: "precision: as loaded")
+    monkeypatch.setattr(app, "load_model", lambda args: (*tiny, loaded))
+    monkeypatch.setattr(app, "_launch", lambda page, host, port: served.append((host, port)))
+    assert app.main(["--model", "tiny-random"]) == 0
+    assert app.main(["--model", "tiny-random", "--host", "0.0.0.0", "--port", "8123"]) == 0
+    assert served == checked == [(None, 7860), ("0.0.0.0", 8123)]
+
+
+def test_the_page_is_served_until_it_stops_then_closed_and_a_failed_launch_is_one_error(monkeypatch):
+    """Gradio's launch fails with an OSError where the address went in use after the check: one `error:` line."""
+    class Page:
+        def __init__(self, polls: int, error: OSError | None = None):
+            self.polls, self.error, self.closed = polls, error, False
+
+        def launch(self, server_name, server_port, prevent_thread_lock):
+            if self.error:
+                raise self.error
+
+        @property
+        def is_running(self):
+            self.polls -= 1
+            return self.polls >= 0
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr(app.time, "sleep", lambda seconds: None)
+    page = Page(polls=3)
+    app._launch(page, None, 8123)
+    assert page.polls == -1 and page.closed  # asked until it stopped running
+    with pytest.raises(app.ServerError, match=r"^cannot serve on 127.0.0.1:8123 \(\[Errno 98\] Address already in"):
+        app._launch(Page(polls=0, error=OSError(98, "Address already in use")), None, 8123)
+
+
 def test_the_page_is_served_on_one_port_only(monkeypatch):
     """Without --port, $GRADIO_SERVER_PORT or 7860, never Gradio's search for the next free port after one in use."""
     class Page:
@@ -706,6 +773,7 @@ def test_the_address_checked_is_the_one_served(capsys, monkeypatch):
     assert app.main(["--model", "tiny-random", "--port", "8123"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot serve on 192.0.2.1:8123"), err
+    assert app._serving_host("127.0.0.1") == "127.0.0.1"  # --host wins over the variable, as in Gradio
     with socket.socket(socket.AF_INET6) as probe:
         try:
             probe.bind(("::1", 0))
