@@ -335,6 +335,17 @@ def test_rows_are_played_in_order_as_soon_as_they_can_be():
     assert played == [(2, [0.0] * 3), (4, [1.0] * 2), (4, [1.0]), (5, [2.0] * 4)]
 
 
+def test_a_streamed_piece_is_16_bit_wav_clipped_to_full_scale():
+    """Gradio plays a piece's bytes as they are (a float array it would normalise piece by piece): 16-bit WAV at the
+    given rate, a sample past full scale at full scale."""
+    rate = 8000
+    piece = webui.wav_bytes(torch.tensor([2.0, -2.0, 0.5]), rate)
+    info = soundfile.info(io.BytesIO(piece))
+    assert (info.format, info.subtype, info.samplerate) == ("WAV", "PCM_16", rate)
+    samples, _ = soundfile.read(io.BytesIO(piece), dtype="float32")
+    assert samples.tolist() == pytest.approx([1.0, -1.0, 0.5], abs=1 / 2**15)
+
+
 def test_the_speech_streams_before_it_ends_and_the_stream_is_the_whole_speech(tiny, monkeypatch):
     demo = webui.Demo(*tiny)
     demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
@@ -347,6 +358,8 @@ def test_the_speech_streams_before_it_ends_and_the_stream_is_the_whole_speech(ti
     assert steps == [(step, 40) for step in range(1, 41)]  # the page's progress bar, step by step
     assert len(updates) > 3 and all(set(update) == {"stream"} for update in updates[:-1])
     assert updates[-1]["seed"] == 3 and updates[-1]["duration"] == len(saved[0]) / 24000
+    rate = tiny[0].config.sampling_rate  # each piece plays at the model's rate
+    assert {soundfile.info(io.BytesIO(update["stream"])).samplerate for update in updates[:-1]} == {rate}
     streamed = torch.cat([torch.from_numpy(soundfile.read(io.BytesIO(update["stream"]), dtype="float32")[0])
                           for update in updates[:-1]])
     torch.testing.assert_close(streamed, saved[0].clamp(-1, 1), atol=1 / 2**15, rtol=0)  # 16-bit WAV pieces
@@ -417,6 +430,29 @@ def test_the_runs_warnings_are_shown_on_the_page(tiny, prompt_wav, monkeypatch):
     assert len(shown) == 2, shown  # in the page's words: its control is --max-ar-steps, and it runs no command
     assert all("length limit (--max-ar-steps=" in message and message.endswith("cut off (raise --max-ar-steps)")
                for message in shown), shown
+
+
+def test_a_runs_warning_is_shown_once_and_its_info_lines_not_at_all(monkeypatch):
+    """A warning said again (by each row of a batch, say) is one notice; with transformers' verbosity at info, the
+    package's info lines stay in the server's log; and nothing is left collecting after the run."""
+    import transformers
+
+    from valle_hf.errors import get_logger
+
+    shown = []
+    monkeypatch.setattr(webui.gr, "Warning", shown.append)
+    package, logger = get_logger("valle_hf"), get_logger("valle_hf.generation")
+    handlers, verbosity = list(package.handlers), transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_info()
+    try:
+        with webui.warnings_on_page():
+            logger.info("an info line")
+            logger.warning("row 1 reached the length limit")
+            logger.warning("row 1 reached the length limit")
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    assert shown == ["row 1 reached the length limit"]
+    assert package.handlers == handlers
 
 
 def test_an_upload_is_named_as_uploaded_not_by_its_path_on_the_server(tiny, tmp_path, monkeypatch):
@@ -518,9 +554,39 @@ def test_a_run_out_of_memory_is_a_message(tiny, monkeypatch):
     monkeypatch.setattr(model, "generate", allocate)
     with pytest.raises(webui.gr.Error, match=r"out of memory for this run \(.*136000000000 bytes.*\): ask for less"):
         list(demo.speak(TEXT, random_voice=True))
+
+    def exhaust(**kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(model, "generate", exhaust)  # Python's own MemoryError too
+    with pytest.raises(webui.gr.Error, match=r"out of memory for this run \(MemoryError\): ask for less") as raised:
+        list(demo.speak(TEXT, random_voice=True))
+    assert not raised.value.print_exception  # the user's to lower: no traceback in the server's log
     monkeypatch.setattr(model, "generate", lambda **kwargs: 1 / 0)
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback (in the server's log)
         list(demo.speak(TEXT, random_voice=True))
+
+
+def test_a_streamed_run_that_fails_before_its_first_piece_is_a_message_not_a_wait(tiny, monkeypatch):
+    """The page reads the streamed pieces until the run ends the stream: a run that failed first must end it too."""
+    def allocate(**kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
+    monkeypatch.setattr(demo.model, "generate", allocate)
+    shown = []
+
+    def speak():
+        try:
+            list(demo.speak(TEXT, random_voice=True))
+        except webui.gr.Error as error:
+            shown.append(str(error))
+
+    run = threading.Thread(target=speak, daemon=True)  # a run left waiting must not keep pytest from ending
+    run.start()
+    run.join(30)
+    assert len(shown) == 1 and "out of memory for this run" in shown[0], shown
 
 
 def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, monkeypatch):
@@ -554,12 +620,14 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
 
 @pytest.mark.parametrize("inputs, message", [
     (dict(text=None), "text must be a str, got NoneType"),
+    (dict(text="  ", random_voice=False), "empty text: nothing to speak"),  # the text first, then the voice
     (dict(language=None), "language must be a str, got NoneType"),
     (dict(seed=1e300), r"Seed must be a whole number from 0 to \d+"),  # ran, then the page could not show it
     (dict(seed=float("nan")), "Seed must be a whole number"),
     (dict(seed=float("inf")), "Seed must be a whole number"),
     (dict(seed=2.5), "Seed must be a whole number"),
     (dict(seed="7"), "Seed must be a number, got '7'"),
+    (dict(seed=True), "Seed must be a number, got True"),  # JSON's true is not seed 1
     (dict(seed=-5), r"Seed must be a whole number from 0 to \d+ \(or -1 for a random one\), got -5"),  # was random
     (dict(seed=-1.5), "Seed must be a whole number"),
     (dict(stream_chunk=0), r"--stream-chunk 0 is not allowed: it must be a number of seconds in \(0, 3600\]"),
@@ -574,9 +642,9 @@ def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs
     """The page's API takes any JSON: a null text or language, a seed the page's number field cannot hold."""
     demo = webui.Demo(*tiny)
     demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
-    with pytest.raises(webui.gr.Error, match=message):
+    with pytest.raises(webui.gr.Error, match=message) as raised:
         list(demo.speak(**{"text": "Hello there.", "random_voice": True, "max_ar_steps": 3, **inputs}))
-
+    assert not raised.value.print_exception  # a user's mistake: no traceback in the server's log either
 
 
 def test_a_fraction_in_a_whole_number_field_is_refused_not_rounded(tiny):
