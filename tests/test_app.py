@@ -252,6 +252,8 @@ def test_each_control_states_the_range_its_flag_takes(tiny):
     for flag, control in controls.items():
         rule = FLAG_RULES.get(flag) or SETTING_RULES.get(FLAG_SETTINGS[flag], (None,))[0]
         assert rule is None or control.info.endswith(f"allowed: {rule}"), (flag, control.info)
+        # the help's bracketed default is the released model's; the control shows this model's
+        assert "[" not in control.info.partition("allowed: ")[0], (flag, control.info)
     assert FLAG_RULES and set(FLAG_RULES) <= set(controls)
 
 
@@ -315,6 +317,28 @@ def test_both_tabs_queue_for_the_one_model_and_each_stop_button_cancels_its_tab_
                    if any(page.blocks[block_id].elem_id == f"{tab}-stop" for block_id, _ in event.targets)]
         assert [run_of[tab]] in cancels, (tab, cancels)
         assert clicked[f"{tab}-button"].api_name == tab
+
+
+def test_every_input_of_a_run_comes_from_a_control_of_its_tab(tiny):
+    """A form field left out of the wiring runs with its default whatever the user set there: each parameter of
+    `speak` and `transcribe`, and each sampler control, is a placed control of the page."""
+    import inspect
+
+    model, _ = tiny
+    page = webui.build_page(*tiny, "`tiny-random`")
+    events = {event.api_name: event for event in page.fns.values() if event.fn is not None}
+    wired = {}
+    for tab, action in (("tts", webui.Demo.speak), ("stt", webui.Demo.transcribe)):
+        event = events[tab]
+        names = event.input_keyword_names
+        wired[tab] = dict(zip(names, event.inputs[len(event.inputs) - len(names):], strict=True))
+        parameters = set(inspect.signature(action).parameters) - {"self", "progress", "flags"}
+        assert set(names) == parameters | set(webui.sampler_controls(model.generation_config, model.config, tab))
+        assert all(component._id in page.blocks for component in wired[tab].values()), tab  # placed on the page
+    # Uploads reach the run as paths, several reference files at once
+    assert wired["tts"]["references"].file_count == "multiple"
+    assert wired["tts"]["recording"].type == wired["stt"]["audio"].type == "filepath"
+    assert page.delete_cache == (3600, 3600)  # uploads and outputs older than an hour removed every hour
 
 
 def _chunk(row: int, start: int, length: int, final: bool) -> AudioChunk:
@@ -606,6 +630,25 @@ def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, mo
         list(demo.speak("Hi there. And a second one.", random_voice=True, max_ar_steps=10))
 
 
+def test_a_recording_is_a_reference_voice_as_an_upload_is(tiny, prompt_wav):
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    processor, prompts = demo.processor, []
+
+    class Recording:
+        feature_extractor = processor.feature_extractor
+
+        def __call__(self, *args, **kwargs):
+            prompts.append(kwargs["prompt_audio"])
+            return processor(*args, **kwargs)
+
+    demo.processor = Recording()
+    list(demo.speak(TEXT, recording=str(prompt_wav), seed=1, max_ar_steps=2))
+    list(demo.speak(TEXT, references=[str(prompt_wav)], seed=1, max_ar_steps=2))
+    recorded, uploaded = ([waveform for voice in prompt for waveform in voice] for prompt in prompts)  # [[waveforms]]
+    assert recorded and all(torch.equal(*pair) for pair in zip(recorded, uploaded, strict=True))
+
+
 def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     """The message spoke of an empty path or an unset variable, the CLI's mistakes, on the STT tab too."""
     demo = webui.Demo(*tiny)
@@ -645,6 +688,13 @@ def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs
     with pytest.raises(webui.gr.Error, match=message) as raised:
         list(demo.speak(**{"text": "Hello there.", "random_voice": True, "max_ar_steps": 3, **inputs}))
     assert not raised.value.print_exception  # a user's mistake: no traceback in the server's log either
+
+
+def test_a_seed_is_any_whole_number_the_page_can_show():
+    """The page's number field hands over a float: 7.0 is the CLI's --seed 7, an int."""
+    seeds = [webui._seed(seed) for seed in (0.0, 7.0, float(webui.MAX_PAGE_SEED))]
+    assert seeds == [0, 7, webui.MAX_PAGE_SEED] and {type(seed) for seed in seeds} == {int}
+
 
 
 def test_a_fraction_in_a_whole_number_field_is_refused_not_rounded(tiny):
@@ -851,16 +901,24 @@ def test_the_address_checked_is_the_one_served(capsys, monkeypatch):
     app._check_free("[::1]", port)
 
 
-def test_a_control_without_its_switch_is_warned_about_but_not_one_left_at_its_default(tiny, monkeypatch):
+@pytest.mark.parametrize("tab", ["tts", "stt"])
+def test_a_control_without_its_switch_is_warned_about_but_not_one_left_at_its_default(tiny, prompt_wav, monkeypatch,
+                                                                                      tab):
     """The page sends every control: left alone, --dry-base (1.75) without --dry-multiplier is no choice of the user."""
     shown = []
     monkeypatch.setattr(webui.gr, "Warning", shown.append)
     demo = webui.Demo(*tiny)
     demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
-    controls = dict(demo.control_defaults["tts"], max_ar_steps=3)
-    list(demo.speak("Hi there.", random_voice=True, **controls))
+    controls = dict(demo.control_defaults[tab], max_ar_steps=3)
+
+    def run(**controls):
+        updates = demo.transcribe(str(prompt_wav), **controls) if tab == "stt" else demo.speak(
+            "Hi there.", random_voice=True, **controls)
+        list(updates)
+
+    run(**controls)
     assert not [message for message in shown if "has no effect" in message], shown
-    list(demo.speak("Hi there.", random_voice=True, **{**controls, "dry_base": 2.0}))
+    run(**{**controls, "dry_base": 2.0})
     assert [message for message in shown if "has no effect" in message] == [
         "--dry-base has no effect without --dry-multiplier > 0: set --dry-multiplier, or drop --dry-base"]
 
