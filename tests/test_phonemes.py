@@ -368,6 +368,17 @@ def test_each_voice_reads_the_latin_letters_it_has_no_reading_for_by_their_base_
     assert "are read as" not in logged.out, logged.out
 
 
+@pytest.mark.parametrize("language", ["sw", "ko", "eu", "haw"])
+def test_a_code_point_is_told_from_a_reading_where_the_voice_says_one_and_two_alike_at_first(language):
+    """Swahili says 1 and 2 "moja", "mbili": the "m" they share was taken for part of the voice's word for letter, so
+    "ﬁ", said "letə ef bi sifuri moja" (U+FB01), passed as a letter the voice reads and was spoken as its code point."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        assert phonemize("ﬁsi", language) == phonemize("fisi", language)
+    assert f"letters ﬁ are read as fi: espeak-ng's '{language}' voice has no reading" in logged.out, logged.out
+
+
 @pytest.mark.parametrize("text", ["Pay ƒ 5.", "Kadıköy", "ǝ", "ŉ"])
 def test_latin_letters_without_a_reading_or_a_base_letter_are_refused_but_in_ipa(text):
     from valle_hf.phonemes import resolve_language

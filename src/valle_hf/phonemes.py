@@ -264,9 +264,11 @@ def _unread_latin(char: str, language: str) -> bool:
     return char >= "\u00c0" and _is_latin_letter(char) and _said_as_code_point(char, _check_language(language))
 
 
-# Two letters every voice tried says as code points, whose code points start with different digits (U+1D00, U+2C65):
-# what their readings share is the voice's word for "letter" alone.
-_CODE_POINT_PROBES = ("ᴀ", "ⱥ")
+# Three letters every voice tried says as code points, whose code points start with different digits (U+1D00, U+2C65,
+# U+FB00): what their readings share is the voice's word for "letter" alone. Two were not enough: where the words for
+# 1 and 2 begin alike (Swahili "moja", "mbili"; Korean, Basque, Hawaiian, Cantonese), the shared part was taken for the
+# word, and a code point read from another digit ("ﬁ", "f b 0 1") passed as a reading.
+_CODE_POINT_PROBES = ("ᴀ", "ⱥ", "ﬀ")
 
 
 def _unstressed(phonemes: str) -> str:
