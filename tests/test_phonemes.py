@@ -269,9 +269,10 @@ def test_kanji_without_pykakasi_is_found_before_espeak_runs(monkeypatch):
 
 
 @pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb", "fr-fr"])  # espeak's regional voices read alike
-@pytest.mark.parametrize("text", ["こんにちは", "I had 寿司 today."])
+@pytest.mark.parametrize("text", ["こんにちは", "I had 寿司 today.", "ﾊﾟﾝ"])
 def test_chinese_or_japanese_characters_in_a_latin_script_language_are_refused(text, language):
-    # espeak-ng would read each character as the words "Chinese letter" / "Japanese letter"
+    # espeak-ng would read each character as the words "Chinese letter" / "Japanese letter". The half-width sound
+    # marks (ﾟ, ﾞ: alphabetic, all combining mark in NFKD) were taken for Latin letters and refused as those
     with pytest.raises(ValueError, match=r"Chinese or Japanese characters .*'ja'") as refused:
         phonemize(text, language)
     assert phonemize("Hello world.", language)  # Latin text in the same language still reads

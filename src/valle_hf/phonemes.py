@@ -248,9 +248,10 @@ def _is_latin_letter(char: str) -> bool:
     """Whether `char` is a Latin letter: named so, or a form of Latin letters ("ℓ", "ᵃ", "𝐀", "ﬁ": by NFKD)."""
     if unicodedata.name(char, "").startswith("LATIN "):
         return True
-    parts = unicodedata.normalize("NFKD", char)
-    return char.isalpha() and parts != char and all(unicodedata.name(part, "").startswith("LATIN ")
-                                                    for part in parts if not unicodedata.combining(part))
+    parts = [part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part)]
+    # a letter of marks alone (the half-width kana sound marks "ﾞ", "ﾟ") is none
+    return char.isalpha() and parts not in ([], [char]) and all(unicodedata.name(part, "").startswith("LATIN ")
+                                                                for part in parts)
 
 
 def _unread_latin(char: str, language: str) -> bool:
