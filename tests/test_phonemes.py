@@ -380,6 +380,21 @@ def test_a_code_point_is_told_from_a_reading_where_the_voice_says_one_and_two_al
     assert f"letters ﬁ are read as fi: espeak-ng's '{language}' voice has no reading" in logged.out, logged.out
 
 
+@pytest.mark.parametrize("language", ["ru", "el", "hi"])
+def test_a_letter_the_voice_hands_to_english_is_judged_as_the_english_voice_reads_it(language):
+    """The Cyrillic, Greek and Indic voices hand Latin letters to the English one, which says "ǎ" or "ƒ" alone as its
+    code point ("(en)letə ..."): the switch marker hid that, and the letter was spoken so."""
+    from conftest import logged_warnings
+
+    from valle_hf.phonemes import resolve_language
+
+    with logged_warnings() as logged:
+        assert phonemize("Mǎ ǎ", language) == phonemize("Ma a", language)
+    assert f"letters ǎ are read as a: espeak-ng's '{language}' voice has no reading" in logged.out, logged.out
+    with pytest.raises(ValueError, match=rf"Latin letters \(ƒ\) that espeak-ng's '{language}' voice has no reading"):
+        resolve_language("Pay ƒ 5.", language)
+
+
 @pytest.mark.parametrize("text", ["Pay ƒ 5.", "Kadıköy", "ǝ", "ŉ"])
 def test_latin_letters_without_a_reading_or_a_base_letter_are_refused_but_in_ipa(text):
     from valle_hf.phonemes import resolve_language

@@ -288,9 +288,14 @@ def _code_point_word(voice: str) -> str:
 @functools.cache
 def _said_as_code_point(char: str, voice: str) -> bool:
     """Whether espeak-ng's `voice` says `char` alone as a code point ("símbolo 1 e c 7" for "ệ" in es) or not at all,
-    as it does a letter it has no reading for (inside a word, it leaves such a letter out). A letter it hands to
-    another voice ("(en)…(ru)": the Cyrillic, Greek and Indic voices do so with Latin text) is left to that one."""
-    reading = _unstressed(_espeak_backend(voice).phonemize([char], strip=True)[0])
+    as it does a letter it has no reading for (inside a word, it leaves such a letter out). A letter it hands to the
+    English, German or French voice ("(en)…(ru)": the Cyrillic, Greek and Indic voices do so with Latin text) is
+    judged as that one reads it: the English voice says "ǎ" alone as its code point too."""
+    said = _espeak_backend(voice).phonemize([char], strip=True)[0]
+    switched = re.match(r"\(([a-z-]+)\)", said)
+    if switched and _reads_latin_only(switched.group(1)):
+        return _unread_latin(char, switched.group(1))
+    reading = _unstressed(said)
     word = _code_point_word(voice)
     return not reading or bool(word) and reading.startswith(word)
 
