@@ -395,6 +395,15 @@ def test_a_letter_the_voice_hands_to_english_is_judged_as_the_english_voice_read
         resolve_language("Pay ƒ 5.", language)
 
 
+def test_a_letter_made_of_letters_the_voice_reads_keeps_their_marks():
+    """"ǅ" is the letters "Dž" (NFKC), which the Croatian voice reads (/dʒ/): all marks stripped, it was "Dz" (/dʑ/)."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        assert phonemize("ǅemal", "hr") == phonemize("Džemal", "hr")
+    assert "letters ǅ are read as Dž: espeak-ng's 'hr' voice" in logged.out, logged.out
+
+
 @pytest.mark.parametrize("text", ["Pay ƒ 5.", "Kadıköy", "ǝ", "ŉ"])
 def test_latin_letters_without_a_reading_or_a_base_letter_are_refused_but_in_ipa(text):
     from valle_hf.phonemes import resolve_language

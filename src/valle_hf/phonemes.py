@@ -301,11 +301,14 @@ def _said_as_code_point(char: str, voice: str) -> bool:
 
 
 def _latin_base(char: str, language: str) -> str:
-    """The Latin letters `char` is made of without its marks (NFKD: "ệ" → "e", "ư" → "u", "ș" → "s", "ǆ" → "dž",
-    "ℓ" → "l"), where the voice of `language` reads them all; else ""."""
-    base = "".join(part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part))
-    return base if base != char and all(_is_latin_letter(part) and not _unread_latin(part, language)
-                                        for part in base) else ""
+    """The Latin letters `char` is made of (NFKC: "ǆ" → "dž", "ﬁ" → "fi", "ℓ" → "l"), else those without their marks
+    (NFKD: "ệ" → "e", "ư" → "u", "ș" → "s", "ǆ" → "dz" where "ž" is not read), where the voice of `language` reads
+    them all; else ""."""
+    for base in (unicodedata.normalize("NFKC", char),
+                 "".join(part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part))):
+        if base != char and all(_is_latin_letter(part) and not _unread_latin(part, language) for part in base):
+            return base
+    return ""
 
 
 def _without_unread_marks(text: str, language: str, folded: list[str]) -> str:
