@@ -336,6 +336,8 @@ def test_a_flag_refused_beside_another_names_that_rule_not_its_own_range():
                                           "token ids (integers >= 0)"),
     (["--ar-temp", "-1"], "--ar-temp -1 is not allowed: it must be 0 (greedy) or a finite number >= 1e-06"),
     (["--top-p", "1.5"], "--top-p 1.5 is not allowed: it must be a number in (0, 1] (1 = off)"),
+    (["--top-p", "1e15"], "--top-p 1000000000000000 is not allowed: it must be a number in (0, 1] (1 = off)"),
+    (["--top-p", "1e16"], "--top-p 1e+16 is not allowed: it must be a number in (0, 1] (1 = off)"),
 ])
 def test_a_flag_refused_is_named_with_its_own_words_not_the_apis(flags, message):
     """A flag takes one value: its range said "None or ..., or a list of them (one per row)", a list of ids was

@@ -68,7 +68,7 @@ def as_typed(value) -> str:
     a float flag as -1.0), a list of values comma-separated ("3,-1"), anything else as `str` writes it."""
     if isinstance(value, (list, tuple)):
         return ",".join(map(as_typed, value))
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:  # from 1e16 on, str writes 1e+16
         return str(int(value))
     return str(value)
 
