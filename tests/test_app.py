@@ -630,21 +630,29 @@ def test_a_sentence_that_came_out_empty_is_a_message_not_missing_speech(tiny, mo
         list(demo.speak("Hi there. And a second one.", random_voice=True, max_ar_steps=10))
 
 
-def test_a_recording_is_a_reference_voice_as_an_upload_is(tiny, prompt_wav):
-    demo = webui.Demo(*tiny)
-    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
-    processor, prompts = demo.processor, []
+def _processor_calls(demo) -> list[tuple[dict, dict]]:
+    """The keyword arguments and the batch of each call the page makes to its processor, from now on."""
+    processor, calls = demo.processor, []
 
     class Recording:
         feature_extractor = processor.feature_extractor
 
         def __call__(self, *args, **kwargs):
-            prompts.append(kwargs["prompt_audio"])
-            return processor(*args, **kwargs)
+            batch = processor(*args, **kwargs)
+            calls.append((kwargs, batch))
+            return batch
 
     demo.processor = Recording()
+    return calls
+
+
+def test_a_recording_is_a_reference_voice_as_an_upload_is(tiny, prompt_wav):
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    calls = _processor_calls(demo)
     list(demo.speak(TEXT, recording=str(prompt_wav), seed=1, max_ar_steps=2))
     list(demo.speak(TEXT, references=[str(prompt_wav)], seed=1, max_ar_steps=2))
+    prompts = [kwargs["prompt_audio"] for kwargs, _ in calls]
     recorded, uploaded = ([waveform for voice in prompt for waveform in voice] for prompt in prompts)  # [[waveforms]]
     assert recorded and all(torch.equal(*pair) for pair in zip(recorded, uploaded, strict=True))
 
@@ -717,20 +725,11 @@ def test_the_language_switch_control_reaches_the_phonemes(tiny):
     """espeak marks the English word in French text with (en)...(fr); "remove" drops the markers."""
     demo = webui.Demo(*tiny)
     demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
-    processor, seen = demo.processor, []
-
-    class Recording:
-        feature_extractor = processor.feature_extractor
-
-        def __call__(self, *args, **kwargs):
-            batch = processor(*args, **kwargs)
-            seen.append(batch["input_ids"])
-            return batch
-
-    demo.processor = Recording()
+    calls = _processor_calls(demo)
     for switch in ("keep", "remove"):
         list(demo.speak("J'aime le football.", language="fr", language_switch=switch, random_voice=True,
                         max_ar_steps=2))
+    seen = [batch["input_ids"] for _, batch in calls]
     assert seen[0].shape != seen[1].shape or not torch.equal(seen[0], seen[1])
 
 

@@ -406,13 +406,17 @@ def test_a_done_row_is_spoken_again_under_another_language_but_not_for_its_colum
     assert (plan.done, plan.edited, [[job.id for job in batch] for batch in plan.batches]) == (0, 1, [["row"]])
 
 
+def _plan_without_flags(tmp_path, manifest: str):
+    """The plan of `manifest` (CSV text, its prompts "voice.wav": the example prompt) with no flag given."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    (tmp_path / "m.csv").write_text(manifest, encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    return synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+
+
 def test_a_text_its_language_cannot_read_fails_in_the_plan(tmp_path):
     """Han characters in English text: found only when the row was spoken, after the model had loaded."""
-    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
-    (tmp_path / "m.csv").write_text("id,text,prompt\nok,Hello.,voice.wav\nhan,Hello \u4e16\u754c.,voice.wav\n",
-                                    encoding="utf-8")
-    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
-    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    plan = _plan_without_flags(tmp_path, "id,text,prompt\nok,Hello.,voice.wav\nhan,Hello \u4e16\u754c.,voice.wav\n")
     assert [job.id for batch in plan.batches for job in batch] == ["ok"]
     assert [(failure["id"], "Chinese or Japanese characters" in failure["error"]) for failure in plan.failures] == [
         ("han", True)]
@@ -420,11 +424,7 @@ def test_a_text_its_language_cannot_read_fails_in_the_plan(tmp_path):
 
 def test_cells_with_spaces_around_them_are_read_as_their_values(tmp_path):
     """A spreadsheet's padded cells: the id named the file ' spaced .wav', the language was unknown."""
-    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
-    (tmp_path / "m.csv").write_text("id,text,prompt,language,seed\n spaced , Hello. , voice.wav , fr , 3 \n",
-                                    encoding="utf-8")
-    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
-    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    plan = _plan_without_flags(tmp_path, "id,text,prompt,language,seed\n spaced , Hello. , voice.wav , fr , 3 \n")
     assert not plan.failures, plan.failures
     job = plan.batches[0][0]
     assert (job.id, job.sentences, job.language, job.seed) == ("spaced", ["Hello."], "fr", 3)
