@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     _webui()  # before the model loads: a missing gradio should not cost a download first
     check_device(args)
     model, processor, precision = load_model(args)
-    print(precision.describe(), file=sys.stderr)  # as the CLI prints it (the logger put "[transformers]" before it)
+    print(precision.describe(), file=sys.stderr)  # as the CLI prints it: a line of output, not a warning
     name = args.model or (f"the checkpoint {args.yaml} names" if args.yaml else RELEASED_FOLDER)  # as load_model
     _launch(build_demo(model, processor, name, args.revision), args.host, port)
     return 0

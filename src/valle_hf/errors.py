@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import functools
 import logging
+import os
 import re
 import signal
 import sys
@@ -150,6 +151,30 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+class _CommandFormat(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"
+
+
+@contextlib.contextmanager
+def _command_log_format():
+    """A command's warnings as `warning: <message>`, as its errors read, instead of `[transformers] <message>`: this
+    package's loggers write through transformers' handler (`get_logger`), and a warning about the command (its flags,
+    its output) read as transformers' own. TRANSFORMERS_VERBOSITY=detail keeps its format (file, line and time)."""
+    if os.environ.get("TRANSFORMERS_VERBOSITY") == "detail":
+        yield
+        return
+    handlers = transformers_logging.get_logger().handlers  # the library root's: transformers' and this package's
+    formats = [handler.formatter for handler in handlers]
+    for handler in handlers:
+        handler.setFormatter(_CommandFormat())
+    try:
+        yield
+    finally:
+        for handler, kept in zip(handlers, formats, strict=True):
+            handler.setFormatter(kept)
+
+
 def entry_point(interrupted: str = "interrupted") -> Callable:
     """Decorator for an entry point's `main(argv) -> int`: the one error path of every command.
 
@@ -157,14 +182,14 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
     setting too large for the machine, see `out_of_memory`); Ctrl-C prints `interrupted` (one
     line, which may say what was kept and how to resume) and returns 130, the shell's status for SIGINT; a SIGTERM
     (`Terminated`) prints the same line and returns 143, the shell's status for SIGTERM. Any other exception is a bug
-    and propagates with its traceback.
+    and propagates with its traceback. Warnings print as ``warning: <message>`` while it runs.
     """
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             try:
-                with _sigterm_unwinds():
+                with _sigterm_unwinds(), _command_log_format():
                     return main(*args, **kwargs)
             except VallEError as error:
                 print(f"error: {one_line(error)}", file=sys.stderr)
