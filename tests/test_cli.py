@@ -166,6 +166,22 @@ def test_running_out_of_memory_is_one_line_and_any_other_failure_keeps_its_trace
 
 
 @pytest.mark.subprocess
+def test_beams_the_free_memory_cannot_hold_are_refused_before_their_first_step(tmp_path, converted_dir, prompt_wav,
+                                                                               capsys, monkeypatch):
+    """--beam-width 1000000 on the tiny model grew its inputs and cache to 22 GB, and the kernel killed the process
+    (status 137, no line): Linux's allocator promises memory, so torch's own refusal never came."""
+    from valle_hf import generation
+
+    monkeypatch.setattr(generation, "free_memory", lambda device: 0)
+    out = tmp_path / "speech.wav"
+    status, _, err = run(["Hello.", prompt_wav, out, "--model", converted_dir, "--beam-width", "2"], capsys)
+    last = err.strip().splitlines()[-1]
+    assert status == 1 and re.fullmatch(r"error: 1 row\(s\) x 2 \(--beam-width 2\) need .* GB for the keys and "
+                                        r"values of their \d+ input positions alone, and cpu has 0 GB free: lower "
+                                        r"--beam-width, or give fewer or shorter texts at once", last), err
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
 def test_module_entry_point_runs_the_embedded_model(tmp_path, prompt_wav):
     out = tmp_path / "noise.wav"
     result = subprocess.run(

@@ -80,6 +80,10 @@ def value_refused(name: str, value, rule: str) -> UsageError:
     return UsageError(f"{name} {as_typed(value)} is not allowed: it must be {rule}")
 
 
+class VallEMemoryError(VallEError, MemoryError):
+    """A run would need more memory than its device has free; the message names the settings that ask for it."""
+
+
 class MissingDependencyError(VallEError, ImportError):
     """A package is needed for what was asked; the message names the ``pip install`` that adds it."""
 

@@ -39,9 +39,9 @@ from .configuration import (
 )
 from .cpu_kernels import use_cpu_kernels
 from .entropix import probing_attention
-from .errors import VallETypeError, VallEValueError, get_logger, is_integer_tensor
+from .errors import VallEMemoryError, VallETypeError, VallEValueError, get_logger, is_integer_tensor
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
-from .hardware import nar_autocast_dtype
+from .hardware import free_memory, nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors, temperature_processor
@@ -399,12 +399,32 @@ def _ar_generate(model, **generate_kwargs):
     tokens were drawn from, not the one-token distributions `SeededRowSampler` handed on. With entropix sampling,
     the attention it reads is recorded meanwhile."""
     config = generate_kwargs["generation_config"]
+    _check_first_step_memory(model, generate_kwargs["input_ids"], config)
     with probing_attention(bool(config.entropix) and config.is_sampling):
         output = GenerationMixin.generate(model, **generate_kwargs)
     generators = active_generators()
     if generators is not None and generators.drawn_from is not None and output.scores is not None:
         output.scores = tuple(generators.drawn_from[: len(output.scores)])
     return output
+
+
+def _check_first_step_memory(model, input_ids: torch.LongTensor, config: VallEGenerationConfig) -> None:
+    """Refuse (`VallEMemoryError`) a call whose first step alone needs more memory than the device has free: the keys
+    and values of the whole input `[B, L]` in every layer, for each row it expands to (beams, or takes per row).
+    On Linux the allocator does not refuse such a run (memory is promised, then found missing as it is filled), and
+    the kernel kills the process without a word, or another process of the machine."""
+    expand = max(config.num_beams or 1, config.num_return_sequences or 1)
+    rows, positions = input_ids.shape[0] * expand, input_ids.shape[1]
+    per_position = 2 * model.config.num_hidden_layers * model.config.hidden_size * model.dtype.itemsize
+    needed, free = rows * positions * per_position, free_memory(model.device)
+    if free is None or needed <= free:
+        return
+    setting = "num_beams" if (config.num_beams or 1) >= expand else "num_return_sequences"
+    name = _setting_name(setting)
+    rows_of = f"{input_ids.shape[0]} row(s) x {expand} ({name} {expand})" if expand > 1 else f"{rows} row(s)"
+    raise VallEMemoryError(f"{rows_of} need {needed / 1e9:.3g} GB for the keys and values of their {positions} input "
+                           f"positions alone, and {model.device} has {free / 1e9:.3g} GB free: "
+                           f"{f'lower {name}, or ' if expand > 1 else ''}give fewer or shorter texts at once")
 
 
 def _layer_skip(config: VallEGenerationConfig) -> LayerSkip | None:

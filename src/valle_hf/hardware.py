@@ -63,6 +63,20 @@ def _cpu_fast_16bit() -> frozenset[torch.dtype]:
     return frozenset(dtype for dtype, has in fast.items() if has)
 
 
+def free_memory(device: torch.device) -> int | None:
+    """Bytes `device` can still give to new tensors: on the CPU what the system can hand out without swapping
+    (psutil's `available`), on CUDA the GPU's free memory plus what PyTorch holds cached but unused; None for
+    other devices."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type == "cpu":
+        import psutil
+
+        return psutil.virtual_memory().available
+    return None
+
+
 def widened_to_float32(dtype: torch.dtype, device: torch.device) -> bool:
     """Whether a model of 16-bit `dtype` (or int8 weights with `dtype` activations) on `device` multiplies its passes
     over many rows (the prefill, the NAR) in float32: on a CPU without fast products of that dtype, through oneDNN
