@@ -241,6 +241,17 @@ def test_decomposed_and_full_width_text_reads_as_its_composed_ascii_form():
     assert phonemes.normalize_text("\uff01\uff5e") == "!~"  # the block's first and last forms
 
 
+def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_for():
+    """espeak-ng said "Chapter Ⅻ." as "Chapter letter 2 1 6 b.", left "℃" out ("It is 5.") and read "㎏" as "Chinese
+    symbol": each now reads as the letters it stands for."""
+    for text, plain, language in (("Chapter Ⅻ.", "Chapter XII.", "en"), ("Henry ⅷ.", "Henry viii.", "en"),
+                                  ("It is 5 ℃.", "It is 5 °C.", "en"), ("Il fait 5 ℉.", "Il fait 5 °F.", "fr"),
+                                  ("It weighs 5 ㎏.", "It weighs 5 kg.", "en")):
+        assert phonemize(text, language) == phonemize(plain, language), text
+    assert phonemes.normalize_text("ⅠⅯ ㏄ ㏿") == "IM cc gal"  # the blocks' first and last forms
+    assert phonemes.normalize_text("㎍ ㍻") == "㎍ ㍻"  # μg, 平成: not ASCII, left to the script checks
+
+
 def test_ipa_and_its_modifier_letters_are_never_normalised():
     # NFKC would turn ʲ into j and ᵝ into β: symbols the tokenizer has ids for. IPA passes through untouched.
     for ipa in ("mʲˈɛsta", "ˈaᵝa", "ɡˈuːtn̩", "t͡ʃˈiː", "ˈbo\u0303"):  # o + combining tilde, not NFC's "õ"

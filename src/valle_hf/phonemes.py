@@ -348,16 +348,25 @@ def _to_hiragana(text: str) -> str:
 
 # Full-width ASCII forms (U+FF01..U+FF5E, e.g. "Ｈｅｌｌｏ！") → ASCII: espeak spells them out letter by letter.
 _FULL_WIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+# Roman numerals, degree signs and squared units (U+2160..217F, U+2103, U+2109, U+3371..33DF, U+33FF) → what they
+# stand for ("Ⅻ" → "XII", "℃" → "°C", "㎏" → "kg": their NFKC forms made of ASCII and "°"): espeak-ng says the
+# numerals' code points ("letter 2 1 6 b"), leaves the degree signs out and reads the units as "Chinese symbol".
+_COMPATIBILITY_FORMS = {
+    code: form for code, form in ((code, unicodedata.normalize("NFKC", chr(code))) for code in
+                                  (*range(0x2160, 0x2180), 0x2103, 0x2109, *range(0x3371, 0x33E0), 0x33FF))
+    if all(char.isascii() or char == "°" for char in form)
+}
 
 
 def normalize_text(text: str) -> str:
-    """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms mapped to ASCII, and
-    runs of whitespace (newlines included) as one space.
+    """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms mapped to ASCII, Roman
+    numerals, degree signs and squared units to what they stand for (`_COMPATIBILITY_FORMS`), and runs of whitespace
+    (newlines included) as one space.
 
     NFC, because espeak reads a decomposed "ü" (u + U+0308) as a plain "u". Never NFKC: it would also rewrite
     symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
     """
-    text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII)
+    text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII).translate(_COMPATIBILITY_FORMS)
     return " ".join(text.split())
 
 
