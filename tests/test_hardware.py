@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -270,3 +271,14 @@ def test_int8_with_a_float32_nar_is_measured_against_the_dtype_auto_chooses(monk
     precision = choose_precision(CPU, quantize="int8", nar_dtype="float32")
     assert asked == [["float32", "bfloat16"], ["bfloat16", "int8"]]
     assert precision.quantize == "int8" and "needs a float32 model" not in precision.describe()
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").is_file(), reason="MemAvailable is Linux's")
+def test_free_memory_is_what_the_cpu_can_still_give_and_unknown_for_a_device_without_data():
+    """generate refuses a first step larger than this; without it Linux promised the memory and then killed the
+    process."""
+    import os
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < hardware.free_memory(torch.device("cpu")) <= physical
+    assert hardware.free_memory(torch.device("meta")) is None

@@ -64,17 +64,21 @@ def _cpu_fast_16bit() -> frozenset[torch.dtype]:
 
 
 def free_memory(device: torch.device) -> int | None:
-    """Bytes `device` can still give to new tensors: on the CPU what the system can hand out without swapping
-    (psutil's `available`), on CUDA the GPU's free memory plus what PyTorch holds cached but unused; None for
-    other devices."""
+    """Bytes `device` can still give to new tensors: on CUDA the GPU's free memory plus what PyTorch holds cached but
+    unused; on a Linux CPU what the kernel can hand out without swapping (MemAvailable), read from /proc/meminfo so
+    that a model's remote code needs no package for it; None where it is not known (other devices, other systems)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    if device.type == "cpu":
-        import psutil
-
-        return psutil.virtual_memory().available
-    return None
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo if ":" in line)
+    except OSError:  # not Linux
+        return None
+    available = fields.get("MemAvailable", "").split()
+    return int(available[0]) * 1024 if available else None
 
 
 def widened_to_float32(dtype: torch.dtype, device: torch.device) -> bool:
