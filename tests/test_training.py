@@ -162,6 +162,32 @@ def test_padding_never_changes_an_item_loss(tiny_model):
             assert abs(float(output.loss) - float(alone.mean())) <= LOSS_TOLERANCE, side
 
 
+def test_labels_of_a_pass_over_a_cached_prefix_score_as_in_one_pass(tiny_model):
+    """A pass over the last positions, its prefix in the cache: `attention_mask` covers prefix and pass, labels the
+    pass alone, and a left-padded row's tokens are scored as in one pass over the whole sequence (the mask's padding
+    is in the prefix, not in the pass)."""
+    from valle_hf.layout import segment_position_ids
+
+    generator = torch.Generator().manual_seed(0)
+    items = [random_item(generator, 7, 9, 4, level=0), random_item(generator, 2, 3, 2, level=0)]
+    batch = VallEDataCollator(tiny_model.config, padding_side="left")(items)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    # from the first column where every row holds response tokens (audio codes and the stop token): no placeholder
+    # in the pass reads the prompt codes
+    response = ids <= tiny_model.config.stop_token_id
+    start = int(max(row.nonzero()[0] for row in response))
+    assert bool(response[:, start:].all()) and bool((mask[:, :start] == 0).any())
+    with torch.no_grad():
+        whole = tiny_model(**batch)
+        prefix = tiny_model(**{**batch, "input_ids": ids[:, :start], "attention_mask": mask[:, :start],
+                               "labels": None}, use_cache=True)
+        tail = tiny_model(input_ids=ids[:, start:], attention_mask=mask, cache=prefix.past_key_values,
+                          position_ids=segment_position_ids(ids, tiny_model.config)[:, start:], level=batch["level"],
+                          labels=batch["labels"][:, start:])
+    assert bool((tail.token_losses > 0).any(dim=1).all())
+    torch.testing.assert_close(tail.token_losses, whole.token_losses[:, start:], rtol=1e-4, atol=1e-4)
+
+
 def test_the_loss_averages_the_items_it_scores_and_refuses_labels_it_cannot_read(tiny_model):
     """A row whose labels are all -100 has no loss: it counted as 0 and halved a batch of two. Labels of another
     shape, dtype or range failed inside torch's cross-entropy."""
