@@ -159,6 +159,7 @@ def test_each_branch_scales_the_settings_as_the_original_and_clamps_them():
     temperature, top_k, top_p, min_p = _settings(4, temperature=0.5, top_k=100, top_p=0.5)
     assert temperature == pytest.approx(0.5 * (1 + 0.3 + 0.2 - 0.1)) and top_k == round(100 * (1 + 0.15 - 0.1))
     assert [top_p, min_p] == pytest.approx([0.5 * 1.05, 0.01], rel=1e-6)  # min-p 0.01 * (1 - 0.5), clamped to 0.01
+    assert _settings(4, top_p=1.0)[2] == 1.0  # 1.05, kept in [0.1, 1]
 
 
 def test_each_branch_scales_by_its_own_metrics():
