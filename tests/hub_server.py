@@ -105,5 +105,7 @@ class LocalHub:
     def _error(handler: BaseHTTPRequestHandler, status: int, code: str) -> None:
         handler.send_response(status)
         handler.send_header("X-Error-Code", code)
+        if code == "EntryNotFound":  # as the Hub does: huggingface_hub then records the file as missing in the cache
+            handler.send_header("X-Repo-Commit", COMMIT)
         handler.send_header("Content-Length", "0")
         handler.end_headers()

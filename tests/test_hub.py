@@ -499,3 +499,24 @@ def test_a_hub_file_is_asked_for_once_while_the_hub_fails_and_a_name_that_is_no_
         with pytest.raises(ModelNotFoundError, match="the vocoder cannot be found: a b/c d is no folder here"):
             hub_file("a b/c d", "config.yaml", "the vocoder", "offline", cache_dir=tmp_path / "c")
         assert len(hub.requests) - asked == 1
+
+
+def test_a_file_the_cache_knows_the_hub_lacks_is_not_taken_as_cached_while_the_hub_fails(
+        tmp_path, monkeypatch, vocos_checkpoint_dir):
+    """The cache also records the files a download found missing: such a file is no cached file, and while the Hub
+    fails the check refuses it at once, rather than leave the download to retry the failing Hub."""
+    import huggingface_hub
+    from conftest import served_hub
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.hub import hub_file
+
+    files = {path.name: path for path in vocos_checkpoint_dir.iterdir()}
+    with served_hub(monkeypatch, {"someone/vocos": files}) as hub:
+        with pytest.raises(EntryNotFoundError):  # recorded in the cache as missing
+            huggingface_hub.hf_hub_download("someone/vocos", "extra.yaml", cache_dir=tmp_path)
+        hub.outage, asked = True, len(hub.requests)
+        with pytest.raises(ModelNotFoundError, match=r"^could not download the vocoder \(someone/vocos/extra.yaml: "):
+            hub_file("someone/vocos", "extra.yaml", "the vocoder", "offline", cache_dir=tmp_path)
+        assert len(hub.requests) - asked == 1
