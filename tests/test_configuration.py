@@ -49,6 +49,8 @@ from valle_hf.vocos import VocosConfig
         (dict(silence_codes=[5000] * 8), "silence_codes"),
         (dict(silence_codes=[CODEC_CODEBOOK_SIZE] * 8), "silence_codes"),  # the stop token's id, one past the codes
         (dict(capabilities=["ar"]), "capabilities"),  # the NAR levels ran all the same
+        (dict(text_vocab_size=4, text_bos_token_id=4), "text_bos_token_id"),  # one past the last phoneme id
+        (dict(text_vocab_size=4, text_eos_token_id=4), "text_eos_token_id"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_field(overrides, field):
@@ -192,17 +194,23 @@ def test_a_dry_sequence_breaker_past_every_head_is_refused_by_name():
 
 
 def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings():
-    """check_settings_fit's bounds are inclusive of the model's last RVQ level, last layer and last position, and
-    refuse the next one naming the setting."""
+    """check_settings_fit's bounds are inclusive of the model's last RVQ level, last layer and last position (in
+    frames, or in seconds for the prompt and the silence prefix), and refuse the next one naming the setting; a list
+    of prompt lengths (one per row) is read item by item."""
     from valle_hf.configuration import SettingError, check_settings_fit
 
     config = tiny_config()
+    seconds = config.max_position_embeddings / config.frame_rate
     limits = {"max_levels": config.num_rvq_levels - 1, "layer_skip_exit_layer": config.num_hidden_layers - 1,
-              "max_new_tokens": config.max_position_embeddings}
+              "max_new_tokens": config.max_position_embeddings, "prefix_silence": seconds,
+              "input_prompt_length": seconds}
     check_settings_fit(limits, config)
     for name, value in limits.items():
         with pytest.raises(SettingError, match=rf"^{name}={value + 1} is not allowed: it must be "):
             check_settings_fit({name: value + 1}, config)
+    check_settings_fit({"input_prompt_length": [None, seconds]}, config)
+    with pytest.raises(SettingError, match=r"^input_prompt_length=.* is not allowed: it must be "):
+        check_settings_fit({"input_prompt_length": [None, seconds + 1]}, config)
 
 
 def test_a_dynamic_temperature_floor_of_zero_fights_entropix_and_is_refused():
@@ -269,3 +277,13 @@ def test_a_setting_at_its_off_value_is_never_inert(setting, off):
 
     greedy = VallEGenerationConfig(temperature=0.0, **{setting: off})
     assert inert_settings(greedy, {setting}) == []
+
+
+@pytest.mark.parametrize("temperature, floor", [("temperature", "min_temperature"),
+                                                ("nar_temperature", "nar_min_temperature")])
+def test_a_dynamic_temperature_floor_may_reach_its_temperature_and_no_further(temperature, floor):
+    from valle_hf.configuration import SettingError, check_settings
+
+    check_settings({temperature: 0.5, floor: 0.5})
+    with pytest.raises(SettingError, match=rf"^{floor}=0\.6 is not allowed: it must be at most {temperature} \(0\.5\)"):
+        check_settings({temperature: 0.5, floor: 0.6})
