@@ -167,6 +167,21 @@ def test_length_and_temperature_settings_take_their_whole_range_and_nothing_past
     check_settings({"mirostat_tau": 3.4e38, "stop_length_penalty": -3.4e38})
 
 
+@pytest.mark.parametrize(("settings", "most"), [
+    ({"do_sample": True, "temperature": 0.0}, 1), ({"do_sample": False, "temperature": 1.0}, 1), ({}, 1),
+    ({"num_beams": 3}, 3), ({"do_sample": True}, None), ({"do_sample": True, "temperature": 0.5}, None),
+])
+def test_takes_per_row_are_those_the_decoding_gives(settings, most):
+    """Temperature 0 is greedy decoding here, `do_sample=True` or not: one take per row; beam search gives its beams,
+    sampling any number."""
+    from valle_hf.configuration import SettingError, check_settings
+
+    check_settings({**settings, "num_return_sequences": most or 64})
+    if most is not None:
+        with pytest.raises(SettingError, match=f"num_return_sequences={most + 1} is not allowed"):
+            check_settings({**settings, "num_return_sequences": most + 1})
+
+
 @pytest.mark.parametrize(("temperature", "sampling"), [(0.8, True), (0.0, False)])
 def test_a_temperature_without_do_sample_says_which_decoding(temperature, sampling):
     """transformers warned that temperature=0.8 without do_sample "may be ignored", while generate sampled with it."""
