@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 from transformers.utils import logging as transformers_logging
@@ -66,11 +67,15 @@ class UsageError(VallEValueError):
 
 def as_typed(value) -> str:
     """A flag's value as the user most likely typed it: a whole float without its ".0" (argparse reads "-1" given to
-    a float flag as -1.0), a list of values comma-separated ("3,-1"), anything else as `str` writes it."""
+    a float flag as -1.0), a huge integer in the shorter of its digits and its exponent form, as a float is written
+    from 1e16 on (an integer flag reads "1e400" as 1 and 400 zeros), a list of values comma-separated ("3,-1"),
+    anything else as `str` writes it."""
     if isinstance(value, (list, tuple)):
         return ",".join(map(as_typed, value))
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:  # from 1e16 on, str writes 1e+16
         return str(int(value))
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**16:
+        return min(str(value), f"{Decimal(value).normalize():e}", key=len)
     return str(value)
 
 
