@@ -133,6 +133,8 @@ def test_pipeline_example_with_a_directory(tmp_path, converted_dir, prompt_wav):
     ("stt", ["{prompt}", "--max-new-tokens", "999999"], "--max-new-tokens 999999 is not allowed: it must be "),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--max-new-tokens", "999999"],
      "--max-new-tokens 999999 is not allowed: it must be "),
+    ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--temperature", "-1"],
+     "--temperature -1 is not allowed: it must be 0 (greedy) or a finite number"),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--input-prompt-length", "-1"],
      "argument --input-prompt-length: expected seconds in [0, 3600] (0: all), got '-1'"),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--seed", "-1"],

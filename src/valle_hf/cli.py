@@ -89,9 +89,10 @@ def seconds_value(text: str) -> float:
 
 def check_flags_fit(settings: dict, model_config) -> None:
     """`settings` (`generate` keyword arguments, each set by the flag of its own name: max_new_tokens by
-    --max-new-tokens, as in examples/) against the loaded model's limits (`check_settings_fit`), known only once it
-    loads. Raises `UsageError` naming the flag."""
+    --max-new-tokens, as in examples/) against their ranges (`check_settings`) and the loaded model's limits
+    (`check_settings_fit`). Raises `UsageError` naming the flag."""
     try:
+        check_settings(settings)
         check_settings_fit(settings, model_config)
     except SettingError as error:
         raise value_refused(f"--{error.setting.replace('_', '-')}", error.value, error.rule) from None
