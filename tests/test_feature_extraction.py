@@ -171,6 +171,25 @@ def test_a_silent_training_utterance_is_refused_where_a_prompt_is_warned_about(e
     assert extractor.check_reference(quiet, "utt.wav", refuse_silence=True) is quiet
 
 
+def test_a_reference_past_full_scale_is_warned_about(extractor, tmp_path):
+    """A float WAV holds any value: one written without scaling (16-bit values as they are) was encoded as it stood,
+    distorted, without a word. A full-scale recording resampled (its peaks overshoot a little) is no such file."""
+    from conftest import logged_warnings
+
+    from valle_hf.feature_extraction import LOUDEST_PEAK
+
+    loud, full = tmp_path / "loud.wav", tmp_path / "full.wav"
+    soundfile.write(loud, _tone(1.0, RATE, 2 * LOUDEST_PEAK), RATE, subtype="FLOAT")
+    soundfile.write(full, np.sign(_tone(1.0, 16000, 1.0, 1000.0)), 16000, subtype="PCM_16")  # clipped, resampled
+    for path, warned in ((loud, True), (full, False)):
+        with logged_warnings() as logged:
+            extractor.load(path)
+        assert (f"{path} goes past full scale (peak {2 * LOUDEST_PEAK:.3g};" in logged.out) == warned, logged.out
+    with logged_warnings() as logged:
+        extractor.check_reference(torch.from_numpy(_tone(1.0, RATE, LOUDEST_PEAK)), "utt.wav", refuse_silence=True)
+    assert "past full scale" not in logged.out
+
+
 def test_call_pads_a_batch_as_transformers_feature_extractors_do(extractor):
     batch = extractor([_tone(1.0, 16000), _tone(0.5, 16000)], sampling_rate=16000, return_tensors="pt")
     assert batch["input_values"].shape == (2, RATE) and batch["padding_mask"].shape == (2, RATE)

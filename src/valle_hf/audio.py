@@ -72,10 +72,10 @@ __all__ = [
 
 
 def load_audio(path: str | os.PathLike, whole: bool = False) -> tuple[np.ndarray, int]:
-    """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...): its samples as float32 in [-1, 1],
-    `[channels, samples]`, and its sampling rate in Hz. A WAV cut short (its header promises more than the file
-    holds) is read as what it holds, with a warning, or refused with `whole=True` (a training utterance, whose
-    transcript says the whole).
+    """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...): its samples as float32 (integer formats scaled to
+    [-1, 1], float ones as stored), `[channels, samples]`, and its sampling rate in Hz. A WAV cut short (its header
+    promises more than the file holds) is read as what it holds, with a warning, or refused with `whole=True` (a
+    training utterance, whose transcript says the whole).
 
     Raises `VallEFileNotFoundError` for a missing file or a directory and `VallEValueError` for an unreadable one.
     """

@@ -33,6 +33,9 @@ logger = get_logger(__name__)
 
 # A reference quieter than this everywhere (-80 dBFS) is silence: a failed recording, or the wrong channel or file.
 SILENT_PEAK = 1e-4
+# A reference louder than this somewhere (twice full scale, +6 dBFS) holds samples no recording has: a float file
+# written without scaling (16-bit values as they are, up to 32767). A full-scale recording resampled overshoots less.
+LOUDEST_PEAK = 2.0
 # The waveforms `VallEFeatureExtractor.load` returned and that are still alive, by id: given back to `load` (by
 # `generate`, from the processor's output), they are not checked again. A file's float samples may go past ±1,
 # which the check of an array refuses.
@@ -199,7 +202,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
     def check_reference(self, waveform: torch.Tensor, what: str, refuse_silence: bool = False) -> torch.Tensor:
         """`waveform` (1-D, at `sampling_rate`) as a voice prompt, STT input or training utterance: refused
         (`VallEValueError`, naming `what`) when shorter than one codec frame; when silent, warned about, or refused
-        with `refuse_silence` (a training utterance: trained on, it would teach its transcript as silence)."""
+        with `refuse_silence` (a training utterance: trained on, it would teach its transcript as silence); when past
+        full scale (`LOUDEST_PEAK`), warned about: EnCodec is made for samples in [-1, 1]."""
         frame = CODEC_HOP_LENGTH  # samples, at the codec's rate (the only one this extractor has)
         if len(waveform) < frame:
             milliseconds = 1000 * len(waveform) / self.sampling_rate
@@ -214,6 +218,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
             # the same check serves a voice prompt and speech to transcribe: the warning names what each gets
             logger.warning(f"{what} is silent (peak {peak:.1e}, below -80 dBFS): as a voice prompt it gives a random "
                            "voice, as speech to transcribe a transcript of noise; check the recording")
+        if peak > LOUDEST_PEAK:
+            logger.warning(f"{what} goes past full scale (peak {peak:.3g}; recordings stay within -1 and 1), so "
+                           "EnCodec hears it distorted: a float file written without scaling? scale it to [-1, 1]")
         return waveform
 
     def __call__(self, raw_audio: Any, sampling_rate: int | None = None, padding: bool | str = True,
