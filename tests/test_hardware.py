@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from valle_hf import hardware
+from valle_hf.errors import VallEValueError
 from valle_hf.hardware import choose_precision
 
 CPU = torch.device("cpu")
@@ -89,6 +90,15 @@ def test_int8_is_applied_only_where_it_streams_faster(monkeypatch, int8_ms, appl
     assert ("AR int8 weights, bfloat16 activations" in precision.describe()) == applied
 
 
+def test_a_kind_is_chosen_at_exactly_its_margin_and_int8_not_at_a_tie(monkeypatch):
+    """bfloat16 is chosen where it streams at least `_AUTO_MARGIN` times as fast as float32 (the margin itself
+    included: a time divided by 1 is exact); int8 only where it is faster, not as fast."""
+    _measured(monkeypatch, {"float32": hardware._AUTO_MARGIN, "bfloat16": 1.0, "int8": 1.0})
+    precision = choose_precision(CPU, quantize="int8")
+    assert precision.dtype == torch.bfloat16 and precision.quantize is None
+    assert "int8 streams slower here, not applied" in precision.describe()
+
+
 def test_int8_runs_with_bfloat16_activations_on_the_cpu_and_says_what_it_runs_with(monkeypatch):
     _measured(monkeypatch, {"float16": 2.0, "int8": 1.0})
     on_cpu = choose_precision(CPU, "float16", quantize="int8")  # float16 activations are slow there
@@ -135,6 +145,14 @@ def test_a_float32_nar_makes_auto_float32_and_the_line_names_each_nar(monkeypatc
     assert precision.describe() == "precision: AR float32, NAR float32 (nar_dtype='float32' needs a float32 model)"
     assert choose_precision(CPU, "float32", nar_dtype="float16").nar == "float16 (autocast; nar_dtype='float16')"
     assert choose_precision(CPU, "bfloat16", nar_dtype="float32").nar == "bfloat16"  # an explicit dtype is kept
+
+
+@pytest.mark.parametrize("model_dtype", [torch.float32, torch.bfloat16])
+def test_an_unknown_nar_dtype_is_refused_by_name(model_dtype):
+    """A direct call gets what generate's settings check gives: the values allowed, not an AttributeError of torch or,
+    for a 16-bit model, a warning only."""
+    with pytest.raises(VallEValueError, match=r"nar_dtype must be one of \('auto', .*\), got 'half'"):
+        hardware.nar_autocast_dtype("half", CPU, model_dtype)
 
 
 def test_a_nar_dtype_a_16bit_model_cannot_run_in_is_named_in_a_warning(monkeypatch):
@@ -204,8 +222,21 @@ def test_measurements_are_made_once_per_machine_and_kept(monkeypatch, tmp_path):
     assert len(made) == 7 * rounds
 
 
+def test_only_the_kinds_not_yet_measured_are_measured(monkeypatch, tmp_path):
+    """int8 asked for after --dtype auto measured float32 and bfloat16: int8 alone is measured, the others read."""
+    monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path))
+    made = []
+    monkeypatch.setattr(hardware, "decoder_layer_step_ms", lambda hidden, intermediate, kind, device, rows: made.append(
+        kind) or float(len(made)))
+    first = hardware._measured_step_ms(["float32", "bfloat16"], CPU, 64, 128)
+    made.clear()
+    both = hardware._measured_step_ms(["bfloat16", "int8"], CPU, 64, 128)
+    assert made == ["int8"] * hardware._ROUNDS and both["bfloat16"] == first["bfloat16"]
+
+
 @pytest.mark.parametrize("kept", [[], None, 3, "a string", [1.0], {"float32": "fast", "bfloat16": None},
-                                  {"float32": 0, "bfloat16": -1.0}, {"float32": True, "bfloat16": float("nan")}])
+                                  {"float32": 0, "bfloat16": -1.0}, {"float32": True, "bfloat16": float("nan")},
+                                  {"float32": float("inf")}])
 def test_a_damaged_measurements_file_only_means_measuring_again(monkeypatch, tmp_path, kept):
     monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path))
     monkeypatch.setattr(hardware, "decoder_layer_step_ms", lambda hidden, intermediate, kind, device, rows: len(kind))
