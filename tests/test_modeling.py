@@ -332,6 +332,24 @@ def test_a_batch_mixing_passes_gives_each_row_the_logits_it_has_alone(tiny_model
         torch.testing.assert_close(logits[row, : alone.shape[0], : alone.shape[1]], alone, msg=f"row {row}")
 
 @torch.no_grad()
+def test_a_level_given_as_a_0_dim_tensor_is_that_level_for_every_row(tiny_model):
+    """`level=torch.tensor(k)` is the int k: one pass over every row of the batch, with that level's head."""
+    from valle_hf.training import build_training_sequence, collate_sequences
+
+    config = tiny_model.config
+    generator = torch.Generator().manual_seed(5)
+    text = torch.tensor([config.text_bos_token_id, 5, 6, config.text_eos_token_id])
+    level = config.num_rvq_levels - 1
+    sequences = [build_training_sequence(config, text, torch.randint(0, config.audio_vocab_size, (frames, level + 1),
+                                                                     generator=generator), level)
+                 for frames in (4, 6)]
+    batch = collate_sequences(config, sequences)
+    batch = {name: value for name, value in batch.items() if name not in ("level", "task")}
+    expected = tiny_model(**batch, level=level).logits
+    torch.testing.assert_close(tiny_model(**batch, level=torch.tensor(level)).logits, expected, rtol=0, atol=0)
+
+
+@torch.no_grad()
 def test_per_row_passes_give_the_widest_heads_width_and_minus_inf_beyond_a_rows_own(tiny_model):
     """Per-row levels and tasks (a training batch) give every batch the width of the widest head, so predictions
     concatenate across batches, one pass or several; each row's logits beyond its own head are -inf, which neither
