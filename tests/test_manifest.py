@@ -41,12 +41,27 @@ def test_every_layout_reads_the_same_rows_with_their_line_numbers(tmp_path, name
     assert all(row.error is None for row in table.rows)
 
 
+@pytest.mark.parametrize("name, content, layout", [
+    ("m.csv", " id , text \na,Hi.\n", "csv"),
+    ("m.tsv", " id\t text \na\tHi.\n", "tsv"),
+    ("m.txt", "\n\nid | text\na|Hi.\n", "ljspeech"),  # "auto" looks at the first line with content
+])
+def test_a_header_is_read_without_the_spaces_around_its_names_and_past_blank_lines(tmp_path, name, content, layout):
+    table = read_table(write(tmp_path / name, content))
+    assert table.layout == layout and table.columns == ["id", "text"]
+    assert [(row.lines, row.values, row.error) for row in table.rows] == [
+        (str(content.count("\n")), {"id": "a", "text": "Hi."}, None)]
+
+
 def test_a_line_that_cannot_be_read_as_the_header_says_is_reported_by_its_number(tmp_path):
     table = read_table(write(tmp_path / "m.csv", 'id,text\na,"unbalanced\nb,x\nc\nd,x,extra\ne,fine\n'))
     errors = {row.lines: row.error for row in table.rows}
-    assert "lines 2-6" in errors["2-6"] and "a quote is unbalanced" in errors["2-6"]  # it swallows the lines after it
-    table = read_table(write(tmp_path / "m.csv", 'id,text\na,"two\nlines"\nb,x\n'))
-    assert "a quoted cell holds a line break" in table.rows[0].error and table.rows[1].error is None
+    # it swallows the lines after it, up to the end of the file, which is what the error says
+    assert errors["2-6"] == "lines 2-6: the file ends inside a quoted cell (a quote is unbalanced); fix the quoting"
+    for content in ('id,text\na,"two\nlines"\nb,x\n', 'id,text\na,"two\nlines"'):  # closed, last or not
+        table = read_table(write(tmp_path / "m.csv", content))
+        assert table.rows[0].error.startswith("lines 2-3 are one record: a quoted cell holds a line break")
+        assert all(row.error is None for row in table.rows[1:])
     table = read_table(write(tmp_path / "m.csv", 'id,text\na,"fine ""quoted"" text"\nb,"never closed'))
     assert table.rows[0].error is None  # a quote written twice inside a quoted cell is no open quote
     assert table.rows[1].error == "line 3: the file ends inside a quoted cell (a quote is unbalanced); fix the quoting"
