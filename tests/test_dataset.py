@@ -332,6 +332,9 @@ def test_prompt_samples_cap_the_pieces_and_a_lone_utterance_prompts_itself(tmp_p
         assert len(found) == 2 and sum(length for _, length in found) < int(2.0 * FRAME_RATE)  # ran out of samples
         if index == solo:  # the speaker's only utterance: the target itself
             assert {tag for tag, _ in found} == {records["solo/u0"]["tag"]}
+    unsampled = VallEDataset(tmp_path, prompt_duration=(2.0, 2.0), prompt_max_samples=0)  # still one utterance
+    for index in range(len(unsampled)):
+        assert len(pieces(unsampled.sample_prompt(index, random.Random(index)))) == 1
     whole = VallEDataset(tmp_path, prompt_duration=None)  # no length drawn: one whole other utterance
     for index, record in enumerate(whole.records):
         ((tag, length),) = pieces(whole.sample_prompt(index, random.Random(0)))
@@ -423,6 +426,8 @@ def test_a_folder_prepared_with_another_tokenizer_is_refused_for_a_model(tmp_pat
 
     tokenizer = load_phoneme_tokenizer(tokenizer_file)
     check_tokenizer(tmp_path, tokenizer, "model")  # a folder that records no tokenizer: taken as it is
+    (tmp_path / PREPARE_CONFIG).write_text(json.dumps({"language": "en"}))
+    check_tokenizer(tmp_path, tokenizer, "model")  # nor one whose settings do not name it
     (tmp_path / PREPARE_CONFIG).write_text(json.dumps({"tokenizer_sha256": tokenizer_fingerprint(tokenizer)}))
     check_tokenizer(tmp_path, tokenizer, "model")
     other = load_phoneme_tokenizer(tokenizer_file)

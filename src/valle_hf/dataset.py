@@ -192,16 +192,16 @@ def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str
 class VallEDataset(torch.utils.data.Dataset):
     """Items for `VallEDataCollator` from a prepared folder: `input_ids`, `audio_codes` and a voice `prompt_codes`.
 
-    The prompt is sampled as the original does (`vall_e/data.py:sample_prompts`): a target length drawn uniformly
-    from `prompt_duration` seconds, then up to `prompt_max_samples` random utterances of the same speaker other than
-    the target (the target itself when it is the speaker's only one), each cut to its first frames, joined and cut
-    to the target length. The original's "most similar utterance" preference needs similarity metadata that is not
-    prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it, with a warning that
-    counts them (the original's default is (1, 12)); `task` fixes every item's task (else the collator draws it).
-    Raises `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable
-    utterance (none within `duration_range` included), when a record cannot be read (`check_record`, naming its
-    manifest line: found here, not in the middle of training), or for a `prompt_duration` that gives no prompt
-    (`check_prompt_duration`). `rvq_levels`: the RVQ levels every utterance holds (those training can reach).
+    The prompt is sampled as the original does (`vall_e/data.py:sample_prompts`): a target length drawn uniformly from
+    `prompt_duration` seconds, then up to `prompt_max_samples` (at least one) random utterances of the same speaker
+    other than the target (the target itself when it is the speaker's only one), each cut to its first frames, joined
+    and cut to the target length. The original's "most similar utterance" preference needs similarity metadata that is
+    not prepared here, so picks are uniform. `duration_range` (seconds) drops utterances outside it, with a warning that
+    counts them (the original's default is (1, 12)); `task` fixes every item's task (else the collator draws it). Raises
+    `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable utterance (none
+    within `duration_range` included), when a record cannot be read (`check_record`, naming its manifest line: found
+    here, not in the middle of training), or for a `prompt_duration` that gives no prompt (`check_prompt_duration`).
+    `rvq_levels`: the RVQ levels every utterance holds (those training can reach).
 
     Prompt draws are reproducible (the same `seed`, the same prompts). Once an epoch is set (`set_epoch`: accelerate
     calls it in a fresh single-process run, and `VallEDataCollator` passed to the Trainer as a callback in every
