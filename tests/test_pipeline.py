@@ -407,6 +407,7 @@ def test_a_setting_given_both_directly_and_in_generate_kwargs_reaches_generate_a
     ("speech.wav", dict(generate_kwargs=[1]), "generate_kwargs must be a dict of keyword arguments, got list"),
     ("speech.wav", dict(generate_kwargs={"task": "tts"}), "task: the speech-recognition pipeline sets the task"),
     ("speech.wav", dict(return_dict_in_generate=True), "return_dict_in_generate: the speech-recognition pipeline"),
+    ("speech.wav", dict(sampling_rate=16000), "sampling_rate: the speech-recognition pipeline sets"),
     ("speech.wav", dict(audio_codes=torch.zeros(1, 4, 8, dtype=torch.long)),
      "audio_codes: the speech-recognition pipeline sets the task and the audio"),
     ("speech.wav", dict(batch_size=2, seeds=[1, 2]), "has 2 seeds: .* give one seed"),
