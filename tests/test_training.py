@@ -382,6 +382,48 @@ def test_collator_draws_per_item_and_epoch_whatever_the_batches_and_workers(tiny
     assert collator.epoch is None
 
 
+def test_stream_draws_differ_between_the_processes_of_a_distributed_run(tiny_model, monkeypatch):
+    """Without an epoch, each process draws from its own stream: the same seed in every process would give the
+    items of rank 1 the draws of rank 0's, in step."""
+    from valle_hf import training
+
+    generator = torch.Generator().manual_seed(2)
+    items = [random_item(generator, 3, 2) for _ in range(12)]
+    draws = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(training, "_rank", lambda rank=rank: rank)
+        batch = VallEDataCollator(tiny_model.config, seed=3, tasks=("tts", "stt"))(items)
+        draws[rank] = list(zip(batch["level"].tolist(), batch["task"].tolist(), strict=True))
+    assert draws[0] != draws[1]
+
+
+def test_the_epoch_reaches_every_dataset_within_a_concatenation(tmp_path, tiny_model):
+    """`on_epoch_begin` keys the prompts of each VallEDataset a ConcatDataset (of Subsets) holds."""
+    from types import SimpleNamespace
+
+    from valle_hf.dataset import VallEDataset
+
+    write_tiny_dataset(tmp_path)
+    parts = [VallEDataset(tmp_path), VallEDataset(tmp_path)]
+    joined = torch.utils.data.ConcatDataset([parts[0], torch.utils.data.Subset(parts[1], [1, 0])])
+    collator = VallEDataCollator(tiny_model.config)
+    collator.on_epoch_begin(None, SimpleNamespace(), None, train_dataloader=torch.utils.data.DataLoader(joined))
+    assert [part.epoch for part in parts] == [0, 0] and collator.epoch == 0
+
+
+def test_codes_with_fewer_levels_than_the_batch_keep_their_levels_in_place(tiny_model):
+    """A batch of items with fewer levels (an STT item's audio, data prepared with fewer) beside full ones: the
+    missing levels are filled after a row's own, which stay where the embedding reads them."""
+    config = tiny_model.config
+    generator = torch.Generator().manual_seed(4)
+    text = torch.tensor([config.text_bos_token_id, 5, 6, config.text_eos_token_id])
+    few, full = (torch.randint(0, config.audio_vocab_size, (frames, levels), generator=generator)
+                 for frames, levels in ((5, 2), (4, config.num_rvq_levels)))
+    batch = collate_sequences(config, [build_training_sequence(config, text, codes, 1) for codes in (few, full)])
+    assert torch.equal(batch["audio_codes"][0, : len(few), : few.shape[1]], few)
+    assert torch.equal(batch["audio_codes"][1, : len(full)], full)
+
+
 @pytest.mark.parametrize("key, value, message", [
     ("audio_codes", lambda item: item["audio_codes"].index_fill(0, torch.tensor([1]), 1024),
      r"audio_codes must lie in 0\.\.1023, got"),
@@ -399,6 +441,8 @@ def test_collator_draws_per_item_and_epoch_whatever_the_batches_and_workers(tiny
     ("input_ids", lambda item: item["input_ids"][1:], "input_ids must be one text's phoneme ids from"),
     ("input_ids", lambda item: item["input_ids"][:-1], "input_ids must be one text's phoneme ids from"),
     ("input_ids", lambda item: item["input_ids"].repeat(2), "input_ids must be one text's phoneme ids from"),
+    ("input_ids", lambda item: torch.cat([item["input_ids"][:2], item["input_ids"][:1], item["input_ids"][2:]]),
+     "input_ids must be one text's phoneme ids from"),  # a <bos> inside, but no </eos> inside
     ("input_ids", lambda item: item["input_ids"].float(), "input_ids must be integer ids, got dtype torch.float32"),
     ("input_ids", lambda item: item["input_ids"].bool(), "input_ids must be integer ids, got dtype torch.bool"),
     ("prompt_codes", lambda item: item["prompt_codes"][:0], "prompt_codes is empty"),
