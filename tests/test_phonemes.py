@@ -252,6 +252,14 @@ def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_f
     assert phonemes.normalize_text("㎍ ㍻") == "㎍ ㍻"  # μg, 平成: not ASCII, left to the script checks
 
 
+def test_japanese_kana_touching_latin_letters_read_as_with_a_space_between():
+    """espeak-ng's Japanese voice read kana next to a Latin letter one by one, a voiced one as "Japanese letter":
+    "5㎏です" (now "5kgです") came out as "go kg te Japanese letter su", where it had left the unit out."""
+    for text, spaced in (("5㎏です", "5 kg です"), ("ごkgです", "ご kg です"),
+                         ("カタカナcaféテスト", "カタカナ café テスト")):
+        assert phonemize(text, "ja") == phonemize(spaced, "ja"), text
+
+
 def test_ipa_and_its_modifier_letters_are_never_normalised():
     # NFKC would turn ʲ into j and ᵝ into β: symbols the tokenizer has ids for. IPA passes through untouched.
     for ipa in ("mʲˈɛsta", "ˈaᵝa", "ɡˈuːtn̩", "t͡ʃˈiː", "ˈbo\u0303"):  # o + combining tilde, not NFC's "õ"

@@ -58,6 +58,10 @@ logger = get_logger(__name__)
 _IPA_ONLY = re.compile("[\u0250-\u02af\u02b0\u02b2\u02b7\u02c8\u02cc\u02d0\u02d1\u02de\u1d5d\u1d7b]")
 _KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Where a Latin letter touches kana, in either order: espeak-ng's Japanese voice reads the kana there one by one and
+# a voiced one as "Japanese letter" ("5kgです" as "go kg te Japanese letter su"), unless a space parts them.
+_LATIN = "[A-Za-z\u00c0-\u024f\u1e00-\u1eff]"  # Basic Latin, Latin-1, Extended-A and -B, Extended Additional
+_LATIN_KANA = re.compile(f"(?<={_LATIN})(?={_KANA.pattern})|(?<={_KANA.pattern})(?={_LATIN})")
 # Emoji and pictographs (the blocks of misc technical symbols, misc symbols, dingbats, arrows and symbols, and the
 # pictographs from U+1F000 on), each with what joins or modifies it: variation selectors, skin tones, a keycap,
 # zero-width joiners to the next one. The music signs ♭ ♮ ♯ (U+266D-266F) are no emoji but words: "F♯" is "F sharp".
@@ -464,7 +468,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
         return text.strip()
     text = _without_emoji(normalize_text(text), emoji)
     if language == "ja":
-        text = _to_hiragana(text)
+        text = _LATIN_KANA.sub(" ", _to_hiragana(text))
     text = _without_unread_marks(text, language, folded.setdefault(language, []))
     voice = _check_language(language)
     phonemes = _espeak_backend(voice, language_switch).phonemize([text], strip=True)
