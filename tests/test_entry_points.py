@@ -737,3 +737,24 @@ def test_a_command_warns_in_the_form_it_errs(verbosity):
     else:
         expected = ["warning: the length limit was reached", "[transformers] after the command"]
         assert result.stderr.splitlines() == expected
+
+
+def test_a_handler_added_or_removed_by_the_command_leaves_its_status_alone():
+    """A command that adds a handler to transformers' logger (`transformers.logging.add_handler`, as its Trainer's
+    module does on SageMaker) or removes one ended in a ValueError of `zip` after it had finished, its status lost;
+    the one added keeps its own format, and the ones there before get theirs back."""
+    import logging
+
+    from transformers.utils import logging as transformers_logging
+
+    from valle_hf.errors import entry_point
+
+    added, root = logging.StreamHandler(), transformers_logging.get_logger()
+    before = [(handler, handler.formatter) for handler in root.handlers]
+    try:
+        assert entry_point()(lambda: transformers_logging.add_handler(added) or 3)() == 3
+        assert added.formatter is None
+        assert entry_point()(lambda: transformers_logging.remove_handler(added) or 4)() == 4
+    finally:
+        root.removeHandler(added)
+    assert [(handler, handler.formatter) for handler in root.handlers] == before

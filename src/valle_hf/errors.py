@@ -173,7 +173,9 @@ def _command_log_format():
     if os.environ.get("TRANSFORMERS_VERBOSITY") == "detail":
         yield
         return
-    handlers = transformers_logging.get_logger().handlers  # the library root's: transformers' and this package's
+    # The library root's handlers (transformers' and this package's) as they are now: one added meanwhile (by
+    # transformers.logging.add_handler) keeps its own format, one removed gets its own back.
+    handlers = list(transformers_logging.get_logger().handlers)
     formats = [handler.formatter for handler in handlers]
     for handler in handlers:
         handler.setFormatter(_CommandFormat())
