@@ -313,3 +313,32 @@ def test_free_memory_is_what_the_cpu_can_still_give_and_unknown_for_a_device_wit
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert 0 < hardware.free_memory(torch.device("cpu")) <= physical
     assert hardware.free_memory(torch.device("meta")) is None
+
+
+MIB = 2**20
+
+
+@pytest.mark.parametrize("limit_file, usage_file, stat_file, cache_names", [  # the kernel's names, v2 then v1
+    ("memory.max", "memory.current", "memory.stat", ("active_file", "inactive_file")),
+    ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+     ("total_active_file", "total_inactive_file")),
+])
+def test_free_memory_on_the_cpu_is_at_most_what_the_memory_cgroup_leaves(monkeypatch, tmp_path, limit_file,
+                                                                         usage_file, stat_file, cache_names):
+    """In a container with a memory limit (docker run --memory) MemAvailable is the host's: the beams of
+    `--beam-width 1000000` passed the check and the cgroup's OOM killer ended the CLI (status 137, no line). The
+    limit less the usage is what is left, the page cache counted free as the kernel drops it first."""
+    monkeypatch.setattr(hardware, "_CGROUP_ROOT", tmp_path)
+    (tmp_path / "memory").mkdir()
+    (tmp_path / limit_file).write_text(f"{64 * MIB}\n")
+    (tmp_path / usage_file).write_text(f"{48 * MIB}\n")
+    (tmp_path / stat_file).write_text(f"anon {40 * MIB}\n{cache_names[0]} {MIB}\n{cache_names[1]} {2 * MIB}\n")
+    assert hardware._cgroup_headroom() == (64 - 48 + 1 + 2) * MIB
+    if Path("/proc/meminfo").is_file():
+        assert hardware.free_memory(CPU) <= (64 - 48 + 1 + 2) * MIB
+    (tmp_path / usage_file).write_text(f"{80 * MIB}\n")  # past the limit, reclaiming: nothing left
+    assert hardware._cgroup_headroom() == 0
+    (tmp_path / limit_file).write_text("max\n")  # cgroup v2's "no limit"
+    assert hardware._cgroup_headroom() is None
+    (tmp_path / limit_file).unlink()  # no memory cgroup here
+    assert hardware._cgroup_headroom() is None

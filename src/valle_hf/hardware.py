@@ -63,22 +63,59 @@ def _cpu_fast_16bit() -> frozenset[torch.dtype]:
     return frozenset(dtype for dtype, has in fast.items() if has)
 
 
+# The memory cgroup the process sees at its mount (in a container: the container's own), cgroup v2 or v1, each with
+# its files for the limit, the usage and the statistics, and the statistics' names for reclaimable page cache.
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_CGROUP_FILES = (("memory.max", "memory.current", "memory.stat", ("active_file", "inactive_file")),
+                 ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes", "memory/memory.stat",
+                  ("total_active_file", "total_inactive_file")))
+
+
 def free_memory(device: torch.device) -> int | None:
     """Bytes `device` can still give to new tensors: on CUDA the GPU's free memory plus what PyTorch holds cached but
     unused; on a Linux CPU what the kernel can hand out without swapping (MemAvailable), read from /proc/meminfo so
-    that a model's remote code needs no package for it; None where it is not known (other devices, other systems)."""
+    that a model's remote code needs no package for it, or less where the process's memory cgroup (`docker run
+    --memory`, a Kubernetes limit) leaves less (`_cgroup_headroom`); None where it is not known (other devices, other
+    systems)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if device.type != "cpu":
         return None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo if ":" in line)
-    except OSError:  # not Linux
-        return None
+    fields = _fields(Path("/proc/meminfo"), ":")
     available = fields.get("MemAvailable", "").split()
-    return int(available[0]) * 1024 if available else None
+    if not available:  # not Linux
+        return None
+    headroom = _cgroup_headroom()
+    return int(available[0]) * 1024 if headroom is None else min(int(available[0]) * 1024, headroom)
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes the process's memory cgroup takes before its limit, where the kernel's OOM killer ends the process as it
+    would on a full machine (MemAvailable is the host's and does not show the limit): the limit less the usage, the
+    page cache counted free (the kernel drops it first). None without a limit, or where no cgroup file reads. A limit
+    set on a parent cgroup only (a systemd slice's MemoryMax outside a container) is not seen."""
+    for limit_file, usage_file, stat_file, cache_names in _CGROUP_FILES:
+        try:
+            limit = (_CGROUP_ROOT / limit_file).read_text(encoding="ascii").strip()
+            usage = int((_CGROUP_ROOT / usage_file).read_text(encoding="ascii"))
+        except (OSError, ValueError):  # no such cgroup version here, or unreadable
+            continue
+        if not limit.isdigit():  # "max": no limit
+            return None
+        stat = _fields(_CGROUP_ROOT / stat_file, " ")
+        cache = sum(int(stat.get(name, "0")) for name in cache_names)
+        return max(int(limit) - usage + cache, 0)
+    return None
+
+
+def _fields(path: Path, separator: str) -> dict[str, str]:
+    """A kernel statistics file's lines "name<separator>value" as a dict; empty where it cannot be read."""
+    try:
+        with open(path, encoding="ascii") as lines:
+            return dict(line.split(separator, 1) for line in lines if separator in line)
+    except OSError:
+        return {}
 
 
 def widened_to_float32(dtype: torch.dtype, device: torch.device) -> bool:
