@@ -739,22 +739,34 @@ def test_a_command_warns_in_the_form_it_errs(verbosity):
         assert result.stderr.splitlines() == expected
 
 
-def test_a_handler_added_or_removed_by_the_command_leaves_its_status_alone():
-    """A command that adds a handler to transformers' logger (`transformers.logging.add_handler`, as its Trainer's
-    module does on SageMaker) or removes one ended in a ValueError of `zip` after it had finished, its status lost;
-    the one added keeps its own format, and the ones there before get theirs back."""
+def test_a_callers_log_handlers_keep_their_format_through_a_command():
+    """Only transformers' own handler takes the command's format: a caller's handler on transformers' logger read
+    `warning: ...` inside a command (the tests' log capture too). A command that adds a handler there
+    (`transformers.logging.add_handler`, as its Trainer's module does on SageMaker) or removes one ended in a
+    ValueError after it had finished, its status lost; a command inside another, or beside it in another thread (one
+    that ends after it), leaves the format to the outer or the first one."""
+    import io
     import logging
 
     from transformers.utils import logging as transformers_logging
 
-    from valle_hf.errors import entry_point
+    from valle_hf.errors import _command_log_format, entry_point, get_logger
 
-    added, root = logging.StreamHandler(), transformers_logging.get_logger()
+    mine, added, root = logging.StreamHandler(io.StringIO()), logging.StreamHandler(), transformers_logging.get_logger()
+    mine.setFormatter(logging.Formatter("mine: %(message)s"))
     before = [(handler, handler.formatter) for handler in root.handlers]
+    root.addHandler(mine)
     try:
+        inner = entry_point()(lambda: get_logger("valle_hf.command").warning("inner") or 0)
+        assert entry_point()(lambda: inner() or get_logger("valle_hf.command").warning("outer") or 2)() == 2
+        assert mine.stream.getvalue().splitlines() == ["mine: inner", "mine: outer"]
         assert entry_point()(lambda: transformers_logging.add_handler(added) or 3)() == 3
         assert added.formatter is None
         assert entry_point()(lambda: transformers_logging.remove_handler(added) or 4)() == 4
     finally:
         root.removeHandler(added)
+        root.removeHandler(mine)
+    assert [(handler, handler.formatter) for handler in root.handlers] == before
+    first, beside = _command_log_format(), _command_log_format()  # two threads' commands, the first ending first
+    first.__enter__(), beside.__enter__(), first.__exit__(None, None, None), beside.__exit__(None, None, None)
     assert [(handler, handler.formatter) for handler in root.handlers] == before

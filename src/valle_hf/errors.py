@@ -169,21 +169,21 @@ class _CommandFormat(logging.Formatter):
 def _command_log_format():
     """A command's warnings as `warning: <message>`, as its errors read, instead of `[transformers] <message>`: this
     package's loggers write through transformers' handler (`get_logger`), and a warning about the command (its flags,
-    its output) read as transformers' own. TRANSFORMERS_VERBOSITY=detail keeps its format (file, line and time)."""
-    if os.environ.get("TRANSFORMERS_VERBOSITY") == "detail":
+    its output) read as transformers' own. Only that handler changes: a caller's own handlers keep their format, and so
+    does TRANSFORMERS_VERBOSITY=detail's (file, line and time). A command run inside another (or beside it, in
+    another thread) leaves the format to the outer one, which puts it back."""
+    root = transformers_logging.get_logger()  # sets transformers' handler up first
+    handler = getattr(transformers_logging, "_default_handler", None)  # transformers' own, unnamed in its API
+    if (os.environ.get("TRANSFORMERS_VERBOSITY") == "detail" or handler not in root.handlers
+            or isinstance(handler.formatter, _CommandFormat)):
         yield
         return
-    # The library root's handlers (transformers' and this package's) as they are now: one added meanwhile (by
-    # transformers.logging.add_handler) keeps its own format, one removed gets its own back.
-    handlers = list(transformers_logging.get_logger().handlers)
-    formats = [handler.formatter for handler in handlers]
-    for handler in handlers:
-        handler.setFormatter(_CommandFormat())
+    kept = handler.formatter
+    handler.setFormatter(_CommandFormat())
     try:
         yield
     finally:
-        for handler, kept in zip(handlers, formats, strict=True):
-            handler.setFormatter(kept)
+        handler.setFormatter(kept)
 
 
 def entry_point(interrupted: str = "interrupted") -> Callable:
