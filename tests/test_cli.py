@@ -176,7 +176,7 @@ def test_beams_the_free_memory_cannot_hold_are_refused_before_their_first_step(t
     out = tmp_path / "speech.wav"
     status, _, err = run(["Hello.", prompt_wav, out, "--model", converted_dir, "--beam-width", "2"], capsys)
     last = err.strip().splitlines()[-1]
-    assert status == 1 and re.fullmatch(r"error: 1 row\(s\) x 2 \(--beam-width 2\) need .* GB for the keys and "
+    assert status == 1 and re.fullmatch(r"error: 1 row\(s\) x 2 \(--beam-width=2\) need .* GB for the keys and "
                                         r"values of their \d+ input positions alone, and cpu has 0 GB free: lower "
                                         r"--beam-width, or give fewer or shorter texts at once", last), err
     assert not out.exists() and not list(tmp_path.iterdir())

@@ -421,7 +421,7 @@ def _check_first_step_memory(model, input_ids: torch.LongTensor, config: VallEGe
         return
     setting = "num_beams" if (config.num_beams or 1) >= expand else "num_return_sequences"
     name = _setting_name(setting)
-    rows_of = f"{input_ids.shape[0]} row(s) x {expand} ({name} {expand})" if expand > 1 else f"{rows} row(s)"
+    rows_of = f"{input_ids.shape[0]} row(s) x {expand} ({name}={expand})" if expand > 1 else f"{rows} row(s)"
     raise VallEMemoryError(f"{rows_of} need {needed / 1e9:.3g} GB for the keys and values of their {positions} input "
                            f"positions alone, and {model.device} has {free / 1e9:.3g} GB free: "
                            f"{f'lower {name}, or ' if expand > 1 else ''}give fewer or shorter texts at once")
