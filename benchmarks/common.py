@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from valle_hf.errors import OutputError, UsageError, value_refused
+from valle_hf.errors import OutputError, UsageError, option_name, value_refused
 from valle_hf.files import written_whole
 
 FRAME_RATE = 75  # EnCodec 24 kHz frames per second: one AR step per frame
@@ -86,7 +86,7 @@ def require(args, rules: dict) -> None:
     for name, (allowed, rule) in rules.items():
         value = getattr(args, name)
         if value is not None and not allowed(value):
-            raise value_refused(f"--{name.replace('_', '-')}", value, rule)
+            raise value_refused(option_name(name), value, rule)
 
 
 def option_list(args, name: str, item, rule: str) -> list:
@@ -98,7 +98,7 @@ def option_list(args, name: str, item, rule: str) -> list:
     except ValueError:
         values = []
     if not values:
-        raise value_refused(f"--{name.replace('_', '-')}", text, rule)
+        raise value_refused(option_name(name), text, rule)
     return values
 
 

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from valle_hf.errors import option_name
+
 from .common import (
     COUNT,
     FRAME_RATE,
@@ -95,7 +97,7 @@ def in_subprocess(args, variant: str) -> dict:
         command = [sys.executable, "-m", "benchmarks.end_to_end", "--threads", str(torch.get_num_threads()),
                    "--e2e-child", f"{variant}:{path}"]
         for name in FORWARDED:
-            command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+            command += [option_name(name), str(getattr(args, name))]
         # A fresh package cache: choose_precision measures this machine now, and the user's cache stays untouched.
         env = {**os.environ, "VALLE_HF_CACHE": os.path.join(folder, "cache")}
         log(f"end to end ({variant}) in a fresh process")

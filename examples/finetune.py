@@ -58,6 +58,7 @@ from valle_hf.errors import (
     named,
     named_path,
     one_line,
+    option_name,
     value_refused,
 )
 from valle_hf.files import check_output_folder, refused_write
@@ -165,11 +166,11 @@ def check_options(args: argparse.Namespace) -> None:
     for name, (rule, allowed) in RANGES.items():
         value = getattr(args, name)
         if not (math.isfinite(value) and allowed(value)):
-            raise value_refused(f"--{name.replace('_', '-')}", value, rule)
+            raise value_refused(option_name(name), value, rule)
     for name in ("prompt_duration", "duration_range"):
         low, high = getattr(args, name)
         if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-            given = f"--{name.replace('_', '-')} {as_typed(low)} {as_typed(high)}"
+            given = f"{option_name(name)} {as_typed(low)} {as_typed(high)}"
             raise UsageError(f"{given}: expected MIN MAX seconds, 0 <= MIN <= MAX")
     if "tts" in args.tasks:  # MAX 0 passed, then failed at the first TTS item; STT items read no prompt
         check_prompt_duration(args.prompt_duration, "--prompt-duration")

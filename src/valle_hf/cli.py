@@ -31,7 +31,7 @@ from .configuration import (
     decoding_by_temperature,
     is_seconds,
 )
-from .errors import ArgumentParser, UsageError, as_typed, entry_point, named, one_line, value_refused
+from .errors import ArgumentParser, UsageError, as_typed, entry_point, named, one_line, option_name, value_refused
 from .seeding import sentence_seeds
 from .streaming import (
     CHUNK_SECONDS_RULE,
@@ -95,7 +95,7 @@ def check_flags_fit(settings: dict, model_config) -> None:
         check_settings(settings)
         check_settings_fit(settings, model_config)
     except SettingError as error:
-        raise value_refused(f"--{error.setting.replace('_', '-')}", error.value, error.rule) from None
+        raise value_refused(option_name(error.setting), error.value, error.rule) from None
 
 
 def _token_ids(text: str) -> list[int]:
@@ -399,7 +399,7 @@ FLAG_SETTINGS = {
     "audio_backend": "audio_backend",
 }
 # Each setting as the CLI's warnings name it: by its flag (`valle_hf.generation.setting_names`).
-FLAG_NAMES = {setting: f"--{flag.replace('_', '-')}" for flag, setting in FLAG_SETTINGS.items()}
+FLAG_NAMES = {setting: option_name(flag) for flag, setting in FLAG_SETTINGS.items()}
 # Settings that only mean something for text-to-speech.
 TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "nar_min_temperature", "nar_dtype", "input_prompt_length",
                      "input_prompt_prefix", "prefix_silence", "audio_backend")
@@ -489,7 +489,7 @@ def flag_refusal(error: SettingError, cell: bool = False) -> UsageError:
     flag = next(flag for flag, setting in FLAG_SETTINGS.items() if setting == error.setting)
     own_range = flag in FLAG_RULES and error.rule == SETTING_RULES[error.setting][0]
     rule = FLAG_RULES[flag] if own_range else error.rule
-    return value_refused(flag if cell else f"--{flag.replace('_', '-')}", error.value, rule)
+    return value_refused(flag if cell else option_name(flag), error.value, rule)
 
 
 def check_streaming(args) -> None:
@@ -532,7 +532,7 @@ def check_ignored_flags(args) -> None:
         raise UsageError("--stream writes speech as it is generated; --task stt prints a transcript: drop --stream")
     if args.no_prompt:
         raise UsageError("--no-prompt is for text-to-speech; --task stt transcribes REFERENCES: drop --no-prompt")
-    unused = [f"--{flag.replace('_', '-')}" for flag, setting in FLAG_SETTINGS.items()
+    unused = [option_name(flag) for flag, setting in FLAG_SETTINGS.items()
               if setting in TTS_ONLY_SETTINGS and getattr(args, flag) is not None]
     unused += ["--stream-chunk"] if args.stream_chunk is not None else []
     if unused:

@@ -79,6 +79,11 @@ def as_typed(value) -> str:
     return str(value)
 
 
+def option_name(dest: str) -> str:
+    """The command-line option of an argparse `dest` (or a setting of the same name): "top_p" → "--top-p"."""
+    return f"--{dest.replace('_', '-')}"
+
+
 def value_refused(name: str, value, rule: str) -> UsageError:
     """The refusal of a value a flag or column (`name`, as the user wrote it) gave: ``--top-p 2 is not allowed: it
     must be RULE``, the value `as_typed`."""

@@ -248,14 +248,19 @@ def _check_latin(text: str, language: str) -> None:
 _READ_LATER_LATIN = frozenset("ƁƆƉƊƏƐƓƗƜƝƟƦƩƮƲƷɄɅẞ" "ⱢⱤⱮⱯⱰ" "ꞍꞪꞫꞭꞮꞰꞱꞲ" "ₐₑₒₓₔₕₖₗₘₙₚₛₜ" "ʱʳʴʵʶʸˡˢˣⁱⁿ" "\u212a\u212b")
 
 
+def _without_marks(char: str) -> str:
+    """What `char` is made of, its combining marks left out (NFKD: "ệ" → "e", "ǆ" → "dz", "ﬁ" → "fi")."""
+    return "".join(part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part))
+
+
 def _is_latin_letter(char: str) -> bool:
     """Whether `char` is a Latin letter: named so, or a form of Latin letters ("ℓ", "ᵃ", "𝐀", "ﬁ": by NFKD)."""
     if unicodedata.name(char, "").startswith("LATIN "):
         return True
-    parts = [part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part)]
+    parts = _without_marks(char)
     # a letter of marks alone (the half-width kana sound marks "ﾞ", "ﾟ") is none
-    return char.isalpha() and parts not in ([], [char]) and all(unicodedata.name(part, "").startswith("LATIN ")
-                                                                for part in parts)
+    return char.isalpha() and parts not in ("", char) and all(unicodedata.name(part, "").startswith("LATIN ")
+                                                              for part in parts)
 
 
 def _unread_latin(char: str, language: str) -> bool:
@@ -308,8 +313,7 @@ def _latin_base(char: str, language: str) -> str:
     """The Latin letters `char` is made of (NFKC: "ǆ" → "dž", "ﬁ" → "fi", "ℓ" → "l"), else those without their marks
     (NFKD: "ệ" → "e", "ư" → "u", "ș" → "s", "ǆ" → "dz" where "ž" is not read), where the voice of `language` reads
     them all; else ""."""
-    for base in (unicodedata.normalize("NFKC", char),
-                 "".join(part for part in unicodedata.normalize("NFKD", char) if not unicodedata.combining(part))):
+    for base in (unicodedata.normalize("NFKC", char), _without_marks(char)):
         if base != char and all(_is_latin_letter(part) and not _unread_latin(part, language) for part in base):
             return base
     return ""
