@@ -9,6 +9,7 @@ from conftest import tiny_config
 from transformers import EncodecConfig, LlamaConfig
 
 from valle_hf.configuration import CODEC_CODEBOOK_SIZE, VallEConfig, VallEGenerationConfig
+from valle_hf.errors import VallEValueError
 from valle_hf.vocos import VocosConfig
 
 
@@ -165,6 +166,18 @@ def test_length_and_temperature_settings_take_their_whole_range_and_nothing_past
         with pytest.raises(SettingError, match=name):  # 1e39 overflowed the samplers' float32
             check_settings({name: value})
     check_settings({"mirostat_tau": 3.4e38, "stop_length_penalty": -3.4e38})
+
+
+@pytest.mark.parametrize("digits", [17, 5000])
+def test_a_huge_integer_setting_is_refused_in_its_exponent_form(digits):
+    """An integer of over 4,300 digits has no repr (Python refuses to write it): the refusal must still name it,
+    rather than fail with Python's own error while writing its message."""
+    from valle_hf.configuration import SettingError, VallEConfig, check_settings
+
+    with pytest.raises(SettingError, match=rf"^dry_allowed_length=1e\+{digits - 1} is not allowed: it must be "):
+        check_settings({"dry_allowed_length": 10 ** (digits - 1)})
+    with pytest.raises(VallEValueError, match=rf"hidden_size must be a positive integer, got -1e\+{digits - 1}$"):
+        VallEConfig(hidden_size=-(10 ** (digits - 1)))
 
 
 @pytest.mark.parametrize(("settings", "most"), [

@@ -182,6 +182,8 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
      r"generate_kwargs must be a dict .*: e.g. generate_kwargs=\{'temperature': 0.5\}$"),  # the voice goes elsewhere
     (lambda tts, prompt: tts("Hi.", processor_kwargs=[("prompt_audio", prompt)]), TypeError,
      r"processor_kwargs must be a dict of keyword arguments, got list .*: e.g. processor_kwargs=\{'prompt_audio'"),
+    (lambda tts, prompt: tts("Hi.", generate_kwargs=10**5000), TypeError,  # no repr: Python writes 4,300 digits at most
+     r"generate_kwargs must be a dict of keyword arguments, got int \(1e\+5000\)"),
     (lambda tts, prompt: tts("Hi.", forward_params={"prompt_audio": prompt}, generate_kwargs={"output_audio": False}),
      ValueError, "generate_kwargs has output_audio=False, but the text-to-speech pipeline returns audio"),
     (lambda tts, prompt: tts("Hi.", forward_params={"output_audio": False}), ValueError, "forward_params has output"),

@@ -15,7 +15,7 @@ import numpy as np
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 from transformers.activations import ACT2FN
 
-from .errors import VallEValueError
+from .errors import VallEValueError, shown
 from .hardware import NAR_DTYPES
 from .vocos import ENCODEC_CODEBOOK_SIZE, VocosConfig
 
@@ -307,7 +307,7 @@ class VallEConfig(PretrainedConfig):
                      "num_languages", "num_tones", "version"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise VallEValueError(f"VallEConfig.{name} must be a positive integer, got {value!r}")
+                raise VallEValueError(f"VallEConfig.{name} must be a positive integer, got {shown(value)}")
         if self.hidden_size % self.num_attention_heads:
             raise VallEValueError(
                 f"VallEConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -365,7 +365,7 @@ class VallEConfig(PretrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < self.text_vocab_size:
                 raise VallEValueError(f"VallEConfig.{name} must be a phoneme id in 0..{self.text_vocab_size - 1}, "
-                                      f"got {value!r}")
+                                      f"got {shown(value)}")
 
 
 # The original's sampler settings that transformers has no field for (or names differently), with the values that
@@ -407,7 +407,7 @@ class SettingError(VallEValueError):
 
     def __init__(self, setting: str, value, rule: str):
         self.setting, self.value, self.rule = setting, value, rule
-        super().__init__(f"{setting}={value!r} is not allowed: it must be {rule}")
+        super().__init__(f"{setting}={shown(value)} is not allowed: it must be {rule}")
 
 
 # The largest magnitude a setting may have: the samplers compute in float32 (1e39 overflowed there).

@@ -75,8 +75,18 @@ def as_typed(value) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:  # from 1e16 on, str writes 1e+16
         return str(int(value))
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**16:
-        return min(str(value), f"{Decimal(value).normalize():e}", key=len)
+        exponent = f"{Decimal(value).normalize():e}"
+        try:
+            return min(str(value), exponent, key=len)
+        except ValueError:  # more digits than Python writes (4,300 by default, `sys.set_int_max_str_digits`)
+            return exponent
     return str(value)
+
+
+def shown(value) -> str:
+    """A value given in Python as an API error message shows it: its `repr`, an integer as `as_typed` writes it (no
+    repr exists for one of over 4,300 digits: Python refuses to write it)."""
+    return as_typed(value) if isinstance(value, int) and not isinstance(value, bool) else repr(value)
 
 
 def option_name(dest: str) -> str:

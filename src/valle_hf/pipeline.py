@@ -27,7 +27,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 from transformers.pipelines.text_to_audio import TextToAudioPipeline
 
-from .errors import VallETypeError, VallEValueError
+from .errors import VallETypeError, VallEValueError, shown
 from .generation import setting_names
 from .processing import VallEProcessor
 
@@ -53,7 +53,7 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
         if value is not None and not isinstance(value, Mapping):
             example = "{'temperature': 0.5}" if name == "generate_kwargs" else "{'prompt_audio': 'voice.wav'}"
             raise VallETypeError(f"{name} must be a dict of keyword arguments, got {type(value).__name__} "
-                                 f"({value!r:.60}): e.g. {name}={example}")
+                                 f"({shown(value):.60}): e.g. {name}={example}")
     for name in ("processor_kwargs", *_SETTINGS):
         prompts = (kwargs.get(name) or {}).get("prompt_audio")
         if isinstance(prompts, (list, tuple)) and len(prompts) > 1:
