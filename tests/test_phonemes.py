@@ -246,10 +246,14 @@ def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_f
     symbol": each now reads as the letters it stands for."""
     for text, plain, language in (("Chapter Ⅻ.", "Chapter XII.", "en"), ("Henry ⅷ.", "Henry viii.", "en"),
                                   ("It is 5 ℃.", "It is 5 °C.", "en"), ("Il fait 5 ℉.", "Il fait 5 °F.", "fr"),
-                                  ("It weighs 5 ㎏.", "It weighs 5 kg.", "en")):
+                                  ("It weighs 5 ㎏.", "It weighs 5 kg.", "en"),
+                                  ("It is 5 ㎛ wide.", "It is 5 \N{MICRO SIGN}m wide.", "en"),
+                                  ("It goes 5 ㎧.", "It goes 5 m/s.", "en"), ("It is 5 ㏀.", "It is 5 k\N{OHM SIGN}.", "en")):
         assert phonemize(text, language) == phonemize(plain, language), text
+    assert "Chinese" not in phonemize("5 ㎛, 5 ㎨, 5 ㏁.", "en")  # what espeak-ng says of a symbol it cannot read
+    assert phonemize("5 ㎛.", "en") != phonemize("5 \N{GREEK SMALL LETTER MU}m.", "en")  # "micro", not "mew"
     assert phonemes.normalize_text("ⅠⅯ ㏄ ㏿") == "IM cc gal"  # the blocks' first and last forms
-    assert phonemes.normalize_text("㎍ ㍻") == "㎍ ㍻"  # μg, 平成: not ASCII, left to the script checks
+    assert phonemes.normalize_text("㍻ ㍿") == "㍻ ㍿"  # 平成, 株式会社: kanji, left to the script checks
 
 
 def test_japanese_kana_touching_latin_letters_read_as_with_a_space_between():

@@ -357,12 +357,14 @@ def _to_hiragana(text: str) -> str:
 # Full-width ASCII forms (U+FF01..U+FF5E, e.g. "Ｈｅｌｌｏ！") → ASCII: espeak spells them out letter by letter.
 _FULL_WIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 # Roman numerals, degree signs and squared units (U+2160..217F, U+2103, U+2109, U+3371..33DF, U+33FF) → what they
-# stand for ("Ⅻ" → "XII", "℃" → "°C", "㎏" → "kg": their NFKC forms made of ASCII and "°"): espeak-ng says the
-# numerals' code points ("letter 2 1 6 b"), leaves the degree signs out and reads the units as "Chinese symbol".
+# stand for ("Ⅻ" → "XII", "℃" → "°C", "㎏" → "kg", "㎧" → "m/s", "㎛" → "µm": their NFKC forms, with the micro sign
+# for the Greek mu and "/" for the division slash, where made of ASCII and "°µΩ"): espeak-ng says the numerals' code
+# points ("letter 2 1 6 b"), leaves the degree signs out and reads the units as "Chinese symbol"; it reads the micro
+# sign "micro", the Greek mu "mew". The era names and "㍿" (kanji) are left to espeak.
 _COMPATIBILITY_FORMS = {
-    code: form for code, form in ((code, unicodedata.normalize("NFKC", chr(code))) for code in
-                                  (*range(0x2160, 0x2180), 0x2103, 0x2109, *range(0x3371, 0x33E0), 0x33FF))
-    if all(char.isascii() or char == "°" for char in form)
+    code: form for code, form in ((code, unicodedata.normalize("NFKC", chr(code)).translate({0x3BC: "µ", 0x2215: "/"}))
+                                  for code in (*range(0x2160, 0x2180), 0x2103, 0x2109, *range(0x3371, 0x33E0), 0x33FF))
+    if all(char.isascii() or char in "°µΩ" for char in form)
 }
 
 
