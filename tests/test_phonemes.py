@@ -327,15 +327,24 @@ def test_latin_letters_the_voice_has_no_reading_for_are_read_without_their_marks
     from valle_hf.phonemes import phonemize_all
 
     texts = ["Xin chào, người Việt Nam.", "Timișoara, Mǎ, ﬁne ệ, 𝐀pple."]
-    bases = ["Xin chào, nguoi Viet Nam.", "Timisoara, Ma, fine e, Apple."]
+    bases = ["Xin chào, nguòi Viêt Nam.", "Timisoara, Ma, fine ê, Apple."]  # the marks read kept: "ờ" → "ò"
     with logged_warnings() as logged:
         assert phonemize_all(texts, [language] * 2) == [phonemize(text, language) for text in bases]
     assert logged.out.count("are read as") == 1, logged.out
-    assert f"letters ư ờ ệ ș ǎ ﬁ 𝐀 are read as u o e s a fi A: espeak-ng's '{language}' voice has no reading" \
+    assert f"letters ư ờ ệ ș ǎ ﬁ 𝐀 are read as u ò ê s a fi A: espeak-ng's '{language}' voice has no reading" \
         in logged.out
     with logged_warnings() as logged:
         phonemize("Łódź, naïve Ægir, Đà Nẵng", language)  # Latin-1 and Latin Extended-A letters are read as written
-    assert "ẵ are read as a:" in logged.out and "Ł" not in logged.out and "Đ" not in logged.out, logged.out
+    assert "ẵ are read as ă:" in logged.out and "Ł" not in logged.out and "Đ" not in logged.out, logged.out
+
+
+def test_a_letter_of_several_marks_keeps_those_the_voice_reads():
+    """Spanish reads "ü" but not "ǘ" (pinyin's ü with a tone mark): its reading keeps the diaeresis, where leaving
+    every mark out read "u"."""
+    from valle_hf.phonemes import _unread_latin
+
+    assert _unread_latin("ǘ", "es") and not _unread_latin("ü", "es")
+    assert phonemize("pingǘino", "es") == phonemize("pingüino", "es") != phonemize("pinguino", "es")
 
 
 @pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb", "es", "tr"])

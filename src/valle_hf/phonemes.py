@@ -18,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import itertools
 import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from .errors import MissingDependencyError, OutputError, VallETypeError, VallEValueError, get_logger, missing_dependency
 from .files import system_reason
@@ -309,11 +310,22 @@ def _said_as_code_point(char: str, voice: str) -> bool:
     return not reading or bool(word) and reading.startswith(word)
 
 
+def _latin_bases(char: str) -> Iterator[str]:
+    """The forms of `char` in plain letters, closest first: its NFKC form ("ǆ" → "dž", "ﬁ" → "fi", "ℓ" → "l"), then
+    its NFKD form with fewer and fewer of its marks ("ǘ" → "ü", "ú", then "u"; "ǆ" → "dz")."""
+    yield unicodedata.normalize("NFKC", char)
+    parts = unicodedata.normalize("NFKD", char)
+    marks = [index for index, part in enumerate(parts) if unicodedata.combining(part)]
+    for kept in range(len(marks) - 1, -1, -1):
+        for marks_kept in itertools.combinations(marks, kept):
+            yield unicodedata.normalize("NFC", "".join(part for index, part in enumerate(parts)
+                                                       if index not in marks or index in marks_kept))
+
+
 def _latin_base(char: str, language: str) -> str:
-    """The Latin letters `char` is made of (NFKC: "ǆ" → "dž", "ﬁ" → "fi", "ℓ" → "l"), else those without their marks
-    (NFKD: "ệ" → "e", "ư" → "u", "ș" → "s", "ǆ" → "dz" where "ž" is not read), where the voice of `language` reads
-    them all; else ""."""
-    for base in (unicodedata.normalize("NFKC", char), _without_marks(char)):
+    """The closest form of `char` (`_latin_bases`) whose Latin letters the voice of `language` all reads: "ệ" → "ê"
+    in French, "ǘ" → "ü" in Spanish, "ư" → "u", "ș" → "s" in English; else ""."""
+    for base in _latin_bases(char):
         if base != char and all(_is_latin_letter(part) and not _unread_latin(part, language) for part in base):
             return base
     return ""
