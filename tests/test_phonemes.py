@@ -248,7 +248,7 @@ def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_f
                                   ("It is 5 ℃.", "It is 5 °C.", "en"), ("Il fait 5 ℉.", "Il fait 5 °F.", "fr"),
                                   ("It weighs 5 ㎏.", "It weighs 5 kg.", "en"),
                                   ("It is 5 ㎛ wide.", "It is 5 \N{MICRO SIGN}m wide.", "en"),
-                                  ("It goes 5 ㎧.", "It goes 5 m/s.", "en"), ("It is 5 ㏀.", "It is 5 k\N{OHM SIGN}.", "en")):
+                                  ("It goes 5 ㎧.", "It goes 5 m/s.", "en"), ("It is 5 ㏀.", "It is 5 kΩ.", "en")):
         assert phonemize(text, language) == phonemize(plain, language), text
     assert "Chinese" not in phonemize("5 ㎛, 5 ㎨, 5 ㏁.", "en")  # what espeak-ng says of a symbol it cannot read
     assert phonemize("5 ㎛.", "en") != phonemize("5 \N{GREEK SMALL LETTER MU}m.", "en")  # "micro", not "mew"
@@ -327,15 +327,19 @@ def test_latin_letters_the_voice_has_no_reading_for_are_read_without_their_marks
     from valle_hf.phonemes import phonemize_all
 
     texts = ["Xin chào, người Việt Nam.", "Timișoara, Mǎ, ﬁne ệ, 𝐀pple."]
-    bases = ["Xin chào, nguòi Viêt Nam.", "Timisoara, Ma, fine ê, Apple."]  # the marks read kept: "ờ" → "ò"
+    english = language.startswith("en")  # English spelling has no marks; the others keep those read: "ờ" → "ò"
+    bases = ["Xin chào, nguoi Viet Nam.", "Timisoara, Ma, fine e, Apple."] if english else \
+        ["Xin chào, nguòi Viêt Nam.", "Timisoara, Ma, fine ê, Apple."]
     with logged_warnings() as logged:
         assert phonemize_all(texts, [language] * 2) == [phonemize(text, language) for text in bases]
     assert logged.out.count("are read as") == 1, logged.out
-    assert f"letters ư ờ ệ ș ǎ ﬁ 𝐀 are read as u ò ê s a fi A: espeak-ng's '{language}' voice has no reading" \
+    read_as = "u o e s a fi A" if english else "u ò ê s a fi A"
+    assert f"letters ư ờ ệ ș ǎ ﬁ 𝐀 are read as {read_as}: espeak-ng's '{language}' voice has no reading" \
         in logged.out
     with logged_warnings() as logged:
         phonemize("Łódź, naïve Ægir, Đà Nẵng", language)  # Latin-1 and Latin Extended-A letters are read as written
-    assert "ẵ are read as ă:" in logged.out and "Ł" not in logged.out and "Đ" not in logged.out, logged.out
+    assert f"ẵ are read as {'a' if english else 'ă'}:" in logged.out, logged.out
+    assert "Ł" not in logged.out and "Đ" not in logged.out, logged.out
 
 
 def test_a_letter_of_several_marks_keeps_those_the_voice_reads():

@@ -310,13 +310,14 @@ def _said_as_code_point(char: str, voice: str) -> bool:
     return not reading or bool(word) and reading.startswith(word)
 
 
-def _latin_bases(char: str) -> Iterator[str]:
+def _latin_bases(char: str, keep_marks: bool) -> Iterator[str]:
     """The forms of `char` in plain letters, closest first: its NFKC form ("ǆ" → "dž", "ﬁ" → "fi", "ℓ" → "l"), then
-    its NFKD form with fewer and fewer of its marks ("ǘ" → "ü", "ú", then "u"; "ǆ" → "dz")."""
+    its NFKD form with fewer and fewer of its marks ("ǘ" → "ü", "ú", then "u"; "ǆ" → "dz"), or with none unless
+    `keep_marks`."""
     yield unicodedata.normalize("NFKC", char)
     parts = unicodedata.normalize("NFKD", char)
     marks = [index for index, part in enumerate(parts) if unicodedata.combining(part)]
-    for kept in range(len(marks) - 1, -1, -1):
+    for kept in range(len(marks) - 1 if keep_marks else 0, -1, -1):
         for marks_kept in itertools.combinations(marks, kept):
             yield unicodedata.normalize("NFC", "".join(part for index, part in enumerate(parts)
                                                        if index not in marks or index in marks_kept))
@@ -324,8 +325,9 @@ def _latin_bases(char: str) -> Iterator[str]:
 
 def _latin_base(char: str, language: str) -> str:
     """The closest form of `char` (`_latin_bases`) whose Latin letters the voice of `language` all reads: "ệ" → "ê"
-    in French, "ǘ" → "ü" in Spanish, "ư" → "u", "ș" → "s" in English; else ""."""
-    for base in _latin_bases(char):
+    in French, "ǘ" → "ü" in Spanish, "ư" → "u", "ș" → "s"; in English, whose spelling has no marks, the letters
+    without any ("ệ" → "e": its voice reads "ê" as in "crêpe"); else ""."""
+    for base in _latin_bases(char, keep_marks=language.split("-")[0].lower() != "en"):
         if base != char and all(_is_latin_letter(part) and not _unread_latin(part, language) for part in base):
             return base
     return ""
