@@ -5,6 +5,7 @@ rows share its batch and however long they run; and seeds are checked."""
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from conftest import PLAIN_SETTINGS
 
 from valle_hf.errors import VallEValueError
 from valle_hf.layout import pad
-from valle_hf.seeding import AR_STAGE, RowGenerators, sentence_seeds
+from valle_hf.seeding import AR_STAGE, RowGenerators, multinomial_per_row, sentence_seeds
 
 SEEDS = [5, 6, 7]
 SAMPLED = {
@@ -174,3 +175,19 @@ def test_each_row_and_stage_draws_from_a_stream_of_its_own_that_continues_across
     first, again = (tuple(torch.randint(2**62, (4,), generator=generators.for_stage(0, len(seeds))[0]).tolist())
                     for _ in range(2))
     assert first == draws[(0, 0)] and again != first
+
+
+@pytest.mark.parametrize("rows", [2, 4])
+def test_a_stage_asked_for_rows_that_are_no_copies_of_the_seeded_rows_is_refused(rows):
+    """Fewer rows than seeds divided by zero copies, more but no multiple read past the streams: bare errors."""
+    with pytest.raises(VallEValueError, match=f"{rows} rows are no copies of the {len(SEEDS)} seeded rows"):
+        RowGenerators(SEEDS, "cpu").for_stage(AR_STAGE, rows)
+
+
+@pytest.mark.parametrize("sizes", [[1, 1], [2, 2]])
+def test_blocks_that_do_not_cover_the_rows_exactly_are_refused(sizes):
+    """One generator per block, and the blocks must add up to the rows: torch's split said only that sizes differ."""
+    probs = torch.full((3, 4), 0.25)
+    generators = [torch.Generator().manual_seed(seed) for seed in range(len(sizes))]
+    with pytest.raises(VallEValueError, match=re.escape(f"2 generators for blocks {sizes} of 3 rows")):
+        multinomial_per_row(probs, generators, sizes)
