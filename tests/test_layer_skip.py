@@ -153,6 +153,21 @@ def _rows_metrics(model, batch: dict, scored: torch.BoolTensor) -> torch.Tensor:
     return torch.stack([torch.where(scored, entropy, 0.0).sum(1) / scored.sum(1) for entropy in seen], dim=1)
 
 
+
+@torch.no_grad()
+def test_a_row_with_nothing_to_sample_exits_at_the_first_check_and_holds_no_row_back():
+    """A NAR row of no frames (its AR stopped at once) beside a row that has some: its metric is 0 over no
+    positions, not 0/0 (NaN, never within a threshold), so it exits at the first check and the batch skips the layers
+    after once the other row exits too. The head and norm are identities, so the layer's output is the logits."""
+    from valle_hf.layer_skip import EarlyExit, LayerSkip
+
+    confident, uncertain = [0.0, -1e4, -1e4], [0.0, 0.0, 0.0]
+    logits = torch.tensor([[confident], [uncertain]])  # [batch 2, 1 position, vocab 3]
+    scored = torch.tensor([[True], [False]])  # the second row samples nothing
+    state = EarlyExit(LayerSkip(min_layers=1), torch.nn.Identity(), torch.nn.Identity(), scored, num_layers=3)
+    state.update(0, torch.zeros_like(logits), logits)
+    assert state.done.tolist() == [True, True] and state.layers_run.tolist() == [1, 1] and state.skips(1)
+
 @pytest.mark.parametrize("level", [0, 1])
 @torch.no_grad()
 def test_each_row_exits_after_the_first_checked_layer_whose_metric_is_within_the_threshold(level):
