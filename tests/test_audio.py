@@ -619,13 +619,17 @@ def test_an_output_path_that_is_a_symbolic_link_is_written_through_the_link_stay
         check_output_path(here / "nowhere.wav")
 
 
-def test_an_output_path_that_is_a_pipe_gets_the_whole_file_and_stays_a_pipe(tmp_path):
+def test_an_output_path_that_is_a_pipe_gets_the_whole_file_and_stays_a_pipe(tmp_path, tmp_path_factory, monkeypatch):
     """A player reading a FIFO named as the output got nothing: the finished file was renamed over the pipe. Now the
-    complete file's bytes are written into it, by `save_audio` and by a file stream's commit."""
+    complete file's bytes are written into it, by `save_audio` and by a file stream's commit, and the temporary file
+    they were first written to (in the system's temporary folder) is gone."""
+    import tempfile
     import threading
 
     from valle_hf.audio import save_audio
 
+    system_temporary = tmp_path_factory.mktemp("system-temporary")
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temporary))
     tone = _tone(0.05, 24000)
     save_audio(tmp_path / "plain.wav", tone)
     pipe = tmp_path / "player.wav"
@@ -638,6 +642,7 @@ def test_an_output_path_that_is_a_pipe_gets_the_whole_file_and_stays_a_pipe(tmp_
         reader.join(timeout=60)
         assert len(received) == 1 and _same_wav(received[0], tmp_path / "plain.wav")
         assert pipe.is_fifo() and sorted(path.name for path in tmp_path.iterdir()) == ["plain.wav", "player.wav"]
+        assert list(system_temporary.iterdir()) == []
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc/self/fd")
