@@ -302,13 +302,15 @@ def test_no_frames_decode_to_no_samples(codec):
 
 
 def test_a_codec_in_bfloat16_encodes_and_codes_of_any_integer_type_decode(codec):
-    """The waveform takes the codec's dtype; codes stored as int16 (a prepared data set's) decode as int64 ones."""
+    """The waveform takes the codec's dtype and the audio comes back in float32 (numpy and soundfile have no
+    bfloat16); codes stored as int16 (a prepared data set's) decode as int64 ones."""
     import copy
 
     waveform = _speechlike(3200)
     half = copy.deepcopy(codec).to(torch.bfloat16)
     codes = encode(half, waveform)
     assert codes.shape == (10, NUM_LEVELS) and codes.dtype == torch.long
+    assert decode(half, codes).dtype == decode_batch(half, codes[None])[0].dtype == torch.float32
     codes = encode(codec, waveform)
     for dtype in (torch.int16, torch.int32):
         assert torch.equal(decode(codec, codes.to(dtype)), decode(codec, codes))
