@@ -50,6 +50,27 @@ def test_a_wav_cut_short_is_read_as_what_it_holds_with_a_warning_naming_both_len
     assert f"cut.wav is cut short: its header says 1.00 s of audio, the file holds {held / rate:.2f} s" in logged.out
 
 
+@pytest.mark.parametrize("kept", [0, 1])
+def test_a_wav_cut_before_its_first_whole_sample_is_named_as_cut_short(tmp_path, kept):
+    """A copy that stopped within a sample of its header was read as empty audio without a word, even for a training
+    utterance (`whole=True`): the header's length was worked out from the samples held, and there were none."""
+    from conftest import logged_warnings
+
+    from valle_hf.errors import VallEValueError
+
+    whole, cut = tmp_path / "whole.wav", tmp_path / "cut.wav"
+    soundfile.write(whole, _tone(1.0, 16000), 16000, subtype="PCM_16")
+    content = whole.read_bytes()
+    samples_start = content.index(b"data") + 8  # the chunk's name and size, then its samples
+    cut.write_bytes(content[:samples_start + kept])
+    said = (f"cut.wav is cut short: its header says {len(content) - samples_start} bytes of audio, the file holds "
+            "0.00 s")
+    with pytest.raises(VallEValueError, match=re.escape(said)):
+        load_audio(cut, whole=True)
+    with logged_warnings() as logged:
+        data, rate = load_audio(cut)
+    assert data.shape == (1, 0) and rate == 16000 and said in logged.out
+
 def test_a_wav_whose_header_leaves_its_length_unknown_is_read_without_a_warning(tmp_path):
     """A WAV written to a pipe cannot go back to write its length: ffmpeg leaves the largest size there."""
     from conftest import logged_warnings

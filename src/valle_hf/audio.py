@@ -111,13 +111,16 @@ def _cut_short(path: Path, frames: int, rate: int) -> str | None:
     libsndfile reads as the samples it holds and says so only in its log; None for a whole file."""
     log = soundfile.info(str(path), verbose=True).extra_info
     found = re.search(r"^data : (\d+) \(should be (\d+)\)", log, re.MULTILINE)
-    if found is None or frames == 0:
+    if found is None:
         return None
     declared, held = int(found[1]), int(found[2])
     if not held < declared < _UNKNOWN_WAV_SIZE:
         return None
-    return (f"{path} is cut short: its header says {frames * declared / held / rate:.2f} s of audio, the file holds "
-            f"{frames / rate:.2f} s (a copy that stopped early?)")
+    # The header's seconds are the frames held scaled by its bytes over those held (whatever the sample format); a
+    # file cut before its first whole frame has none to scale, so its header is quoted in bytes.
+    header = f"{frames * declared / held / rate:.2f} s" if frames else f"{declared} bytes"
+    return (f"{path} is cut short: its header says {header} of audio, the file holds {frames / rate:.2f} s (a copy "
+            "that stopped early?)")
 
 
 def _read_failure(error: Exception) -> str:
