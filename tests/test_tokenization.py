@@ -246,6 +246,17 @@ def test_dealiasing_keeps_the_ids_of_entries_no_merge_reaches(tmp_path):
     check_symmap(file, vocab, "fp32.sft")  # the original vocab, aliases and all, is the rewritten one's
 
 
+def test_a_normalizer_of_one_replace_rule_folds_its_alias_for_the_symmap_check(tmp_path):
+    """A normalizer that is one `Replace` rule, not a `Sequence` of them (tokenizers reads either): the checkpoint's
+    symmap entry for the symbol it folds has the id that symbol is read as, as through a `Sequence`."""
+    vocab = {"<unk>": 0, "a": 1, "b": 2}
+    data = _bpe(vocab, [])
+    data["normalizer"] = {"type": "Replace", "pattern": {"String": "ä"}, "content": "a"}
+    file = tmp_path / "tokenizer.json"
+    file.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    assert Tokenizer.from_file(str(file)).encode("ä").ids == [vocab["a"]]  # setup: the file reads "ä" as "a"
+    check_symmap(file, {**vocab, "ä": vocab["a"]}, "fp32.sft")
+
 @pytest.mark.parametrize(("model_type", "merges", "message"), [
     ("WordLevel", [], "aliased vocab entries but is not a BPE model"),
     ("BPE", ["ä b"], "merge 'ä' \\+ 'b' cannot be written without aliases"),  # its canonical pair "a b" makes "ab"
