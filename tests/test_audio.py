@@ -746,3 +746,12 @@ def _stream_into(path: Path, audio: np.ndarray) -> None:
     streamer = AudioFileStreamer(path, 24000)
     streamer.put(AudioChunk(0, torch.from_numpy(audio), torch.zeros(1, 8, dtype=torch.long), 0, final=True))
     streamer.commit()
+
+
+def test_sentences_of_bfloat16_audio_are_joined_into_one_float32_waveform():
+    """A text's sentences come back as one float32 waveform, in their order, whatever dtype the vocoder gave."""
+    from valle_hf.audio import joined_sentences
+
+    sentences = [torch.tensor([0.25, -0.5], dtype=torch.bfloat16), torch.tensor([0.125], dtype=torch.bfloat16)]
+    joined = joined_sentences(sentences, ["First.", "Second."])
+    assert joined.dtype == torch.float32 and joined.tolist() == [0.25, -0.5, 0.125]
