@@ -620,6 +620,31 @@ def test_a_batch_out_of_memory_ends_the_run_in_one_line_keeping_the_rows_written
     assert [path.name for path in (tmp_path / "out").glob("*.wav")] == ["short.wav"]
 
 
+def test_beams_the_free_memory_cannot_hold_end_the_run_in_one_line_keeping_the_rows_written(tmp_path, prompt_wav,
+                                                                                         cached_loading, monkeypatch):
+    """A --beam-width that `generate` refused before its first step failed every row alike, each in failed.jsonl
+    (exit 3): every batch asked for the same memory."""
+    from valle_hf import generation
+
+    calls = []
+
+    def free_for_the_first_call_only(device):
+        calls.append(device)
+        return None if len(calls) == 1 else 0  # None: not known, so the first call runs
+
+    monkeypatch.setattr(generation, "free_memory", free_for_the_first_call_only)
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    rows = ["short,Hi.,voice.wav", "long,The first sentence. And the second one.,voice.wav"]  # shortest first
+    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt", *rows]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    status, err = synthesize_main([tmp_path / "m.csv", out, *FLAGS, "--batch-size", "1", "--beam-width", "2"])
+    assert status == 1 and len(calls) == 2, err
+    assert re.fullmatch(r"error: 1 row\(s\) x 2 \(--beam-width=2\) need .* GB .*: lower --beam-width, or give fewer "
+                        r"or shorter texts at once \(a lower --batch-size\); the rows written so far are kept; run the "
+                        r"same command again to resume", err.strip().splitlines()[-1]), err
+    assert [path.name for path in out.glob("*.wav")] == ["short.wav"] and not (out / "failed.jsonl").exists()
+
+
 @pytest.mark.parametrize("launcher", ["ACCELERATE_MIXED_PRECISION", "TORCHELASTIC_RUN_ID"])
 def test_a_run_with_failed_rows_ends_with_0_under_a_launcher_of_one_process(launcher, tmp_path, monkeypatch):
     """`accelerate launch --cpu` starts one process: its status 3 became accelerate's CalledProcessError traceback

@@ -69,6 +69,7 @@ from .errors import (
     UsageError,
     VallEError,
     VallEFileNotFoundError,
+    VallEMemoryError,
     VallEValueError,
     entry_point,
     get_logger,
@@ -91,6 +92,7 @@ logger = get_logger(__name__)
 COLUMNS = ("id", "text", "prompt", "language", "seed")
 DONE, FAILED, PARTS = "done.jsonl", "failed.jsonl", "parts"
 SOME_ROWS_FAILED = 3  # exit status
+RESUME = "the rows written so far are kept; run the same command again to resume"
 # An id is a file name: `<id>.wav`, written as `.<id>.wav.<random>.part`, must stay within file systems' 255 bytes.
 MAX_ID_BYTES = 200
 # A process that finished its batches waits for the others at the end; batches are dealt out evenly, but a long corpus
@@ -539,8 +541,8 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache, languag
     try:
         out = [result for start in range(0, len(rows), step)
                for result in _generate(model, rows[start:start + step], names[start:start + step], jobs[0].settings)]
-    except MissingDependencyError:
-        raise
+    except (MissingDependencyError, VallEMemoryError):
+        raise  # the environment, or a call the device cannot hold: every batch of its size would fail alike
     except VallEError as error:  # the settings the rows share: every row of the batch fails alike
         message = one_line(_as_cells(error, jobs[0].settings))
         return [], failed + [(job, message) for job, _, _ in ready]
@@ -571,17 +573,20 @@ def _generate(model, rows: list[tuple], names: list[str], settings: dict) -> lis
 def _speak_in_memory(model, processor, jobs: list[Job], prompts: PromptCache, language_switch: str,
                      batch_size: int | None) -> tuple[list[Spoken], list[tuple[Job, str]]]:
     """`speak_batch`, where running out of the device's memory ends the run in one line: the batch size is the
-    user's setting to lower, not a bug (and every later batch of that size would run out alike)."""
+    user's setting to lower, not a bug (and every later batch of that size would run out alike). So does `generate`'s
+    refusal of a call its device cannot hold (`VallEMemoryError`), which names the setting to lower."""
     try:
         return speak_batch(model, processor, jobs, prompts, language_switch, batch_size)
+    except VallEMemoryError as error:
+        raise VallEMemoryError(f"{one_line(error)} (a lower --batch-size); {RESUME}") from None
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
         if not out_of_memory(error):
             raise
         sentences = sum(len(job.sentences) for job in jobs)
         sentences = min(sentences, batch_size or sentences)  # a long row's batch runs in calls of batch_size
         raise VallEValueError(f"out of memory on {model.device} speaking a batch of {sentences} sentence(s) "
-                              f"({one_line(error, 100)}): lower --batch-size, or split the longest texts; the rows "
-                              "written so far are kept, run the same command again to resume") from None
+                              f"({one_line(error, 100)}): lower --batch-size, or split the longest texts; {RESUME}"
+                              ) from None
 
 
 @dataclass
@@ -774,7 +779,7 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
         print(f"seed: {plan.seed} (--seed {plan.seed} repeats the rows without a seed)", file=sys.stderr)
 
 
-@entry_point(interrupted="interrupted: the rows written so far are kept; run the same command again to resume")
+@entry_point(interrupted=f"interrupted: {RESUME}")
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (see the module docstring)."""
     args = build_parser().parse_args(argv)
