@@ -22,7 +22,7 @@ from conftest import REPO, accelerate_launch, logged_warnings, subprocess_enviro
 
 import valle_hf.loading
 from valle_hf import synthesize as synthesis
-from valle_hf.cli import FLAG_SETTINGS
+from valle_hf.cli import FLAG_SETTINGS, count_value
 from valle_hf.cli import main as cli_main
 from valle_hf.errors import UsageError
 from valle_hf.modeling import VallEForConditionalGeneration
@@ -513,6 +513,22 @@ def test_a_jsonl_manifest_without_one_json_line_says_why(tmp_path):
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     with pytest.raises(UsageError, match=r"no line can be read \(line 1: not JSON .*write one JSON object per line"):
         synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "2.5", "nan", "1e3", "2.0"])
+def test_the_batch_size_is_read_as_a_count(value, tmp_path):
+    """--batch-size was argparse's int: 1e3 and 2.0 were refused ("invalid int value") where the count flags read
+    whole numbers so written, and 0 was refused after parsing, in words of its own."""
+    parser = synthesis.build_parser()
+    argv = [str(tmp_path / "m.csv"), str(tmp_path / "out"), f"--batch-size={value}"]
+    try:
+        count = count_value(value)
+    except synthesis.argparse.ArgumentTypeError as error:
+        with pytest.raises(UsageError) as refused:
+            parser.parse_args(argv)
+        assert str(refused.value) == f"argument --batch-size: {error} (see {parser.prog} --help)"
+    else:
+        assert parser.parse_args(argv).batch_size == count
 
 
 @pytest.mark.parametrize(("argument", "message"), [

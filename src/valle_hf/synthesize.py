@@ -52,6 +52,7 @@ from .cli import (
     add_model_arguments,
     add_sampler_arguments,
     check_device,
+    count_value,
     flag_refusal,
     generation_kwargs,
     load_model,
@@ -687,7 +688,7 @@ def build_parser() -> ArgumentParser:
     add("out_dir", type=named_path, help="where the WAVs, done.jsonl and failed.jsonl go (created; a re-run resumes)")
     add("--manifest-format", choices=[layout for layout in LAYOUTS if layout != "ljspeech"], default="auto",
         help="layout of MANIFEST: auto (by extension: .jsonl, .tsv, else CSV), csv, tsv, jsonl [auto]")
-    add("--batch-size", type=int, default=8,
+    add("--batch-size", type=count_value, default=8,
         help="sentences per generate call (a longer row is spoken alone, in several calls) [8]")
     add("--language", default="en", help="language of rows without one: espeak code or 'auto' [en]")
     add("--language-switch", default="keep", choices=["keep", "remove"],
