@@ -644,6 +644,30 @@ def test_device_dtype_and_onednn_flags_reach_the_model(cli, capsys):
         assert status == 1 and "CUDA is not available" in err
 
 
+@pytest.mark.parametrize("kind", ["mps", "xpu", "hpu", "privateuseone"])
+def test_a_device_torch_knows_but_this_machine_lacks_is_one_line(kind, tmp_path, prompt_wav, capsys):
+    """--device mps or xpu on a machine without one passed the check, and moving the model there ended with its
+    backend's traceback (RuntimeError, AssertionError, ModuleNotFoundError), after the model had loaded."""
+    backend = getattr(torch, kind, None)
+    if backend is not None and backend.is_available():
+        pytest.skip(f"this machine has {kind}")
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", "--model", "tiny-random", "--device", kind], capsys)
+    assert status == 1 and err.strip() == f"error: --device {kind}: {kind.upper()} is not available here: use " \
+                                          "--device cpu", err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_gpu_index_beyond_the_machines_gpus_is_one_line(tmp_path, prompt_wav, capsys):
+    """--device cuda:N, N the number of GPUs, passed the check and failed in torch ("invalid device ordinal")."""
+    count = torch.cuda.device_count()
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", "--model", "tiny-random", "--device",
+                          f"cuda:{count}"], capsys)
+    assert status == 1 and err.strip() == (f"error: --device cuda:{count}: this machine has {count} cuda device(s): "
+                                           f"use cuda:0 to cuda:{count - 1}"), err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("flags", [["--dtype", "bfloat16"], ["--quantize", "int8"]], ids=["bfloat16", "int8"])
 def test_a_float32_nar_of_a_16bit_model_runs_where_the_cpu_multiplies_16bit_matrices_in_float32(cli, capsys,
                                                                                                  monkeypatch, flags):

@@ -549,14 +549,30 @@ def usable_device(device: str | None) -> str:
     CPU). Raises `UsageError` naming the flag."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        kind = torch.device(device).type
+        chosen = torch.device(device)
     except RuntimeError:
         raise UsageError(f"--device {device}: not a device torch knows; use cpu, cuda or cuda:N") from None
-    if kind == "meta":
+    if chosen.type == "meta":
         raise UsageError(f"--device {device}: a device without data, nothing can run on it; use cpu, cuda or cuda:N")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device} requested but CUDA is not available: use --device cpu")
+    missing = _missing_device(chosen)
+    if missing:
+        raise UsageError(f"--device {device}: {missing}")
     return device
+
+
+def _missing_device(device: torch.device) -> str | None:
+    """Why this machine has no `device` (a device torch knows by name), or None where it has. torch.cuda, torch.mps,
+    torch.xpu or a plug-in's module (torch.npu) says whether its devices are here: moving a model to one that is not
+    fails with that backend's own error (a RuntimeError, an AssertionError, a ModuleNotFoundError)."""
+    if device.type == "cpu":
+        return None
+    backend = getattr(torch, device.type, None)
+    if not callable(getattr(backend, "is_available", None)) or not backend.is_available():
+        return f"{device.type.upper()} is not available here: use --device cpu"
+    count = backend.device_count() if callable(getattr(backend, "device_count", None)) else None
+    if device.index is not None and count is not None and device.index >= count:
+        return f"this machine has {count} {device.type} device(s): use {device.type}:0 to {device.type}:{count - 1}"
+    return None
 
 
 def check_device(args) -> str:
