@@ -326,6 +326,14 @@ def test_a_float32_nar_of_a_16bit_model_runs_where_the_cpu_widens_its_products(m
         assert check_device(args) == "cpu"
 
 
+def test_onednn_runs_on_the_cpu_named_with_its_index():
+    """--device cpu:0 --onednn was refused: "--onednn needs the CPU" (the device was compared as the text "cpu")."""
+    from valle_hf.cli import check_device
+
+    args = build_parser().parse_args(["Hi.", "ref.wav", "o.wav", "--device", "cpu:0", "--onednn"])
+    assert check_device(args) == "cpu:0"
+
+
 def test_stt_takes_a_blank_text_as_none():
     """TEXT is not read with --task stt: a blank one (a quoted space) is as good as ''."""
     from valle_hf.cli import check_ignored_flags

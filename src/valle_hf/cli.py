@@ -581,7 +581,7 @@ def check_device(args) -> str:
     from .hardware import widened_to_float32
 
     device = usable_device(args.device)
-    if args.onednn and (device != "cpu" or args.dtype not in ("auto", "float32") or args.quantize):
+    if args.onednn and (torch.device(device).type != "cpu" or args.dtype not in ("auto", "float32") or args.quantize):
         raise UsageError("--onednn needs the CPU and float32 (drop --onednn, or use --device cpu --dtype float32 "
                          "without --quantize)")
     narrow = "bfloat16" if args.quantize else args.dtype  # int8 weights run with bfloat16 activations
