@@ -784,6 +784,11 @@ def test_command_line_mistakes_end_with_one_error_line(tmp_path, capsys, monkeyp
         (["--port", "-5"], None, "--port -5 is not a port"),
         ([], "70000", "GRADIO_SERVER_PORT=70000 is not a port"),
         (["--port", "8000"], "abc", "GRADIO_SERVER_PORT='abc' is not a port number"),  # gradio reads it on import
+        # a name the resolver's idna codec refuses ended with its UnicodeError's traceback
+        (["--host", "..", "--port", str(_free_port())], None, "cannot serve on ..:"),
+        (["--host", "a" * 64, "--port", str(_free_port())], None, "(encoding with 'idna' codec failed"),
+        (["--host", "", "--model", str(tmp_path / "missing")], None, "argument --host: is empty"),  # it served on
+        # 127.0.0.1: an empty one is most often an unset shell variable
     ]:
         if environment is not None:
             monkeypatch.setenv("GRADIO_SERVER_PORT", environment)

@@ -22,6 +22,7 @@ from .errors import (
     VallEError,
     entry_point,
     get_logger,
+    named,
     one_line,
 )
 from .loading import RELEASED_FOLDER, TINY_RANDOM, load_model_and_processor
@@ -52,7 +53,7 @@ def build_parser() -> ArgumentParser:
                             "(with a voice prompt, streamed as it is generated) and speech-to-text.")
     add_model_arguments(parser)
     add = parser.add_argument
-    add("--host", default=None, help="address to serve on [127.0.0.1, or $GRADIO_SERVER_NAME]")
+    add("--host", type=named, default=None, help="address to serve on [127.0.0.1, or $GRADIO_SERVER_NAME]")
     add("--port", type=int, default=None, help="port to serve on [7860, or $GRADIO_SERVER_PORT]")
     return parser
 
@@ -122,7 +123,7 @@ def _check_free(host: str | None, port: int) -> None:
                 if family == socket.AF_INET6:
                     probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 probe.bind(address)
-    except OSError as error:
+    except (OSError, UnicodeError) as error:  # UnicodeError: a name the idna codec refuses ("..", a 64-letter label)
         raise _cannot_serve(host, port, error) from None
 
 
@@ -140,7 +141,7 @@ def _launch(page, host: str | None, port: int) -> None:
         page.close()
 
 
-def _cannot_serve(host: str | None, port: int, error: OSError) -> ServerError:
+def _cannot_serve(host: str | None, port: int, error: OSError | UnicodeError) -> ServerError:
     return ServerError(f"cannot serve on {_serving_host(host)}:{port} ({one_line(error)}): choose another --port or "
                        "--host")
 
