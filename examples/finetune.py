@@ -47,6 +47,7 @@ import torch
 from accelerate import PartialState
 from transformers import Trainer, TrainingArguments, set_seed
 
+from valle_hf.cli import whole_number
 from valle_hf.configuration import TASKS
 from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
 from valle_hf.errors import (
@@ -95,16 +96,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=named_path, required=True, help="output folder (checkpoints, final model)")
     lora = parser.add_argument_group("LoRA (the original's targets: q/v/o/gate/up/down projections)")
     lora.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of every weight")
-    lora.add_argument("--lora-rank", type=int, default=128, help="LoRA rank (original default 128)")
+    lora.add_argument("--lora-rank", type=whole_number, default=128, help="LoRA rank (original default 128)")
     lora.add_argument("--lora-alpha", type=float, default=128.0, help="LoRA alpha (original default 128)")
     lora.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the LoRA input (original 0.1)")
     train = parser.add_argument_group("training (defaults: the original's)")
     train.add_argument("--tasks", type=task_list, default=("tts",),
                        help="comma-separated tasks drawn per item: tts, stt (e.g. tts,stt)")
-    train.add_argument("--max-steps", type=int, default=-1, help="optimiser steps (-1: run --epochs)")
+    train.add_argument("--max-steps", type=whole_number, default=-1, help="optimiser steps (-1: run --epochs)")
     train.add_argument("--epochs", type=float, default=1.0)
-    train.add_argument("--batch-size", type=int, default=8, help="items per device and micro-batch")
-    train.add_argument("--gradient-accumulation-steps", type=int, default=32)
+    train.add_argument("--batch-size", type=whole_number, default=8, help="items per device and micro-batch")
+    train.add_argument("--gradient-accumulation-steps", type=whole_number, default=32)
     train.add_argument("--learning-rate", type=float, default=3.25e-4)
     train.add_argument("--weight-decay", type=float, default=0.01)
     train.add_argument("--adam-beta1", type=float, default=0.9)
@@ -112,21 +113,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--adam-epsilon", type=float, default=1e-7)
     train.add_argument("--max-grad-norm", type=float, default=10.0)
     train.add_argument("--lr-scheduler", default="constant", help="transformers scheduler name (original: constant)")
-    train.add_argument("--warmup-steps", type=int, default=0)
+    train.add_argument("--warmup-steps", type=whole_number, default=0)
     train.add_argument("--attention-dropout", type=float, default=0.1)
     train.add_argument("--prompt-duration", type=float, nargs=2, default=(3.0, 6.0), metavar=("MIN", "MAX"),
                        help="prompt length drawn per item, seconds")
     train.add_argument("--duration-range", type=float, nargs=2, default=(1.0, 12.0), metavar=("MIN", "MAX"),
                        help="utterances outside this duration (seconds) are not used")
     train.add_argument("--padding-side", choices=("right", "left"), default="right")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=whole_number, default=0)
     train.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 master weights)")
     train.add_argument("--fp16", action="store_true", help="float16 autocast with loss scaling")
     train.add_argument("--gradient-checkpointing", action="store_true")
-    train.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes")
-    train.add_argument("--logging-steps", type=int, default=10)
-    train.add_argument("--save-steps", type=int, default=250, help="checkpoint every N steps (0: only at the end)")
-    train.add_argument("--save-total-limit", type=int, default=2)
+    train.add_argument("--num-workers", type=whole_number, default=0, help="DataLoader worker processes")
+    train.add_argument("--logging-steps", type=whole_number, default=10)
+    train.add_argument("--save-steps", type=whole_number, default=250,
+                       help="checkpoint every N steps (0: only at the end)")
+    train.add_argument("--save-total-limit", type=whole_number, default=2)
     train.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --output")
     train.add_argument("--report-to", default="none",
                        help="tensorboard, wandb, ... (comma-separated; installed ones only) (default: none)")

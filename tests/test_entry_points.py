@@ -9,8 +9,10 @@ converter also runs as a process with the Hub unreachable. The benchmarks' runne
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,6 +27,7 @@ import torch
 from conftest import REPO, load_script, tiny_config
 
 from valle_hf import phonemes
+from valle_hf.errors import UsageError
 
 # Files an entry point may leave after a failure, because it documents them as its report.
 REPORTS = {"failed.jsonl"}
@@ -463,6 +466,22 @@ def test_finetune_script_refuses_bad_input_in_one_line(case, workspace, finetune
     arguments, expected = FINETUNE_CASES[case]
     argv = [argument.format(ws=workspace, **training_inputs) for argument in arguments]
     check_refused(finetune.main, argv, workspace, capsys, expected)
+
+
+@pytest.mark.parametrize("value", ["1e3", "2.0", "2.5", "abc"])
+def test_finetune_reads_integers_as_the_other_commands_do(value, finetune):
+    """--max-steps 1e3 and --batch-size 2.0 were refused ("invalid int value") where the other commands read whole
+    numbers so written (spreadsheets and config files write them that way); a fraction is still refused."""
+    from valle_hf.cli import whole_number
+
+    argv = ["--model", "m", "--data", "d", "--output", "o", f"--batch-size={value}"]
+    try:
+        expected = whole_number(value)
+    except argparse.ArgumentTypeError as error:
+        with pytest.raises(UsageError, match=re.escape(f"argument --batch-size: {error}")):
+            finetune.parse_args(argv)
+    else:
+        assert finetune.parse_args(argv).batch_size == expected
 
 
 @pytest.fixture(scope="module")
