@@ -531,6 +531,17 @@ def test_the_batch_size_is_read_as_a_count(value, tmp_path):
         assert parser.parse_args(argv).batch_size == count
 
 
+@pytest.mark.parametrize("command", ["synthesize", "cli"])
+def test_an_empty_language_is_refused_as_an_empty_name(command, tmp_path):
+    """--language "" (an unset variable) was taken for a language: "--language : unknown language ''"."""
+    from valle_hf import cli
+
+    module, argv = (synthesis, [tmp_path / "m.csv", tmp_path / "out"]) if command == "synthesize" else (
+        cli, ["Hi.", tmp_path / "ref.wav", tmp_path / "o.wav"])
+    with pytest.raises(UsageError, match=r"^argument --language: is empty \(an unset shell variable\?\)"):
+        module.build_parser().parse_args([*map(str, argv), "--language", ""])
+
+
 @pytest.mark.parametrize(("argument", "message"), [
     ({"seed": -1}, "seed= in Python) must be an integer >= 0"), ({"seed": "abc"}, "must be an integer >= 0"),
     ({"batch_size": "4"}, "batch_size= in Python) must be an integer >= 1"),

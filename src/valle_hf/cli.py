@@ -279,7 +279,7 @@ def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
     add_model_arguments(parser)
     add("--no-prompt", action="store_true", help="speak in a random voice, without a voice prompt (REFERENCES must "
         "then be '')")
-    add("--language", default="en", help="espeak language code (en, fr, de, ja, ...) or 'auto'")
+    add("--language", type=named, default="en", help="espeak language code (en, fr, de, ja, ...) or 'auto'")
     add("--language-switch", default="keep", choices=["keep", "remove"],
         help="espeak's markers for words read in another language, '(en)...(fr)': keep (as the model was trained) "
         "or remove (for mixed-language text) [keep]")

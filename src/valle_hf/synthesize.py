@@ -74,6 +74,7 @@ from .errors import (
     VallEValueError,
     entry_point,
     get_logger,
+    named,
     named_path,
     one_line,
     out_of_memory,
@@ -690,7 +691,7 @@ def build_parser() -> ArgumentParser:
         help="layout of MANIFEST: auto (by extension: .jsonl, .tsv, else CSV), csv, tsv, jsonl [auto]")
     add("--batch-size", type=count_value, default=8,
         help="sentences per generate call (a longer row is spoken alone, in several calls) [8]")
-    add("--language", default="en", help="language of rows without one: espeak code or 'auto' [en]")
+    add("--language", type=named, default="en", help="language of rows without one: espeak code or 'auto' [en]")
     add("--language-switch", default="keep", choices=["keep", "remove"],
         help="espeak's markers for words read in another language: keep (as the model was trained) or remove [keep]")
     add("--seed", type=seed_value, default=None, help="seed of rows without one, an integer >= 0: sentence i of a row "
