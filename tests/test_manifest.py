@@ -110,6 +110,12 @@ def test_files_that_are_no_table_are_refused_in_one_line(tmp_path):
         read_table(tmp_path / "binary.csv")
     with pytest.raises(FileNotFoundError, match="not found"):
         read_table(tmp_path / "missing.csv")
+    # a folder and a pipe (a shell's <(...)) were "not found (or not a file)"
+    with pytest.raises(VallEValueError, match="is a folder: give the table file in it"):
+        read_table(tmp_path)
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(VallEValueError, match=r"is not a regular file \(a pipe or a device\): save the table"):
+        read_table(tmp_path / "pipe.csv")
 
 
 def test_a_table_that_cannot_be_read_is_refused_in_one_line(tmp_path, monkeypatch):

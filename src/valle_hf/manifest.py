@@ -177,14 +177,19 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     """Read a table of inputs in `layout` (see the module docstring); the first record of a delimited layout is its
     header. Every record comes back, as a row or as a row with its error, so that none is lost silently.
 
-    Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a file that cannot be read or is not
-    UTF-8 text, an unknown layout, a file without any record, or a header (CSV, TSV) that names a column twice.
+    Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a folder, a pipe, a file that cannot be
+    read or is not UTF-8 text, an unknown layout, a file without any record, or a header (CSV, TSV) that names a
+    column twice.
     """
     path = Path(path)
     if layout not in LAYOUTS:
         raise VallEValueError(f"unknown table layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    if path.is_dir():
+        raise VallEValueError(f"{path} is a folder: give the table file in it")
+    if path.exists() and not path.is_file():  # a pipe blocks until written to, and is read once only
+        raise VallEValueError(f"{path} is not a regular file (a pipe or a device): save the table to a file")
     if not path.is_file():
-        raise VallEFileNotFoundError(f"{path} not found (or not a file): check the path")
+        raise VallEFileNotFoundError(f"{path} not found: check the path")
     try:
         content = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
