@@ -5,6 +5,7 @@ processes; a run killed with SIGKILL and resumed ends with every row done once a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import shutil
@@ -670,6 +671,37 @@ def test_beams_the_free_memory_cannot_hold_end_the_run_in_one_line_keeping_the_r
                         r"or shorter texts at once \(a lower --batch-size\); the rows written so far are kept; run the "
                         r"same command again to resume", err.strip().splitlines()[-1]), err
     assert [path.name for path in out.glob("*.wav")] == ["short.wav"] and not (out / "failed.jsonl").exists()
+
+
+def test_beams_a_rows_cell_asks_for_beyond_the_free_memory_fail_that_row_in_the_columns_words(tmp_path, prompt_wav,
+                                                                                             cached_loading,
+                                                                                             monkeypatch):
+    """A beam_width cell the memory cannot hold ended the whole run, naming a --beam-width flag never given (and
+    every later run alike, at that row): only its row fails, the others are spoken."""
+    from valle_hf import generation
+
+    batches, speak = [], synthesis.speak_batch  # no memory free for a batch with beams
+    monkeypatch.setattr(synthesis, "speak_batch", lambda model, processor, jobs, *args: batches.append(jobs[0]) or
+                        speak(model, processor, jobs, *args))
+    monkeypatch.setattr(generation, "free_memory", lambda device: 0 if batches[-1].settings.get("num_beams") else None)
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    rows = ["plain,Hi.,voice.wav,", "wide,Hello.,voice.wav,3", "plain2,Yo.,voice.wav,"]
+    (tmp_path / "m.csv").write_text("\n".join(["id,text,prompt,beam_width", *rows]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    status, err = synthesize_main([tmp_path / "m.csv", out, *FLAGS])
+    assert status == synthesis.SOME_ROWS_FAILED, err
+    assert sorted(path.stem for path in out.glob("*.wav")) == ["plain", "plain2"]
+    [failure] = records(out / "failed.jsonl")
+    assert failure["id"] == "wide" and "x 3 (beam_width=3)" in failure["error"] and "lower beam_width" in \
+        failure["error"] and "--beam-width" not in failure["error"], failure
+
+
+def test_rows_whose_cells_give_a_setting_are_batched_apart_from_rows_the_flags_give_it():
+    """A batch's messages name a setting by the manifest's column or by the flag: rows that differ in that (and only
+    in that) never share a batch."""
+    flagged = synthesis.Job("a", "2", ["Hi."], "en", (), 0, {"num_beams": 3}, "", "")
+    cell = dataclasses.replace(flagged, id="b", cell_settings=frozenset({"beam_width"}))
+    assert synthesis._batches([flagged, cell], 8) == [[flagged], [cell]]
 
 
 @pytest.mark.parametrize("launcher", ["ACCELERATE_MIXED_PRECISION", "TORCHELASTIC_RUN_ID"])

@@ -101,7 +101,12 @@ def value_refused(name: str, value, rule: str) -> UsageError:
 
 
 class VallEMemoryError(VallEError, MemoryError):
-    """A run would need more memory than its device has free; the message names the settings that ask for it."""
+    """A run would need more memory than its device has free; the message names the settings that ask for it, and
+    `setting` the one to lower (None: the inputs, fewer or shorter texts)."""
+
+    def __init__(self, message: str, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
 
 
 class MissingDependencyError(VallEError, ImportError):

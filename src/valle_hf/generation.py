@@ -325,8 +325,11 @@ _SETTING_NAMES: ContextVar[_SettingNames | None] = ContextVar("valle_hf_setting_
 def setting_names(names: Mapping[str, str] | None = None) -> Iterator[None]:
     """Name the settings in the warnings of the `generate` calls made inside this context as the caller's interface
     does (``{"temperature": "--ar-temp"}``; a setting not in `names` keeps its own name), and give each such warning
-    once for the whole context, however many calls it makes (a corpus spoken batch by batch)."""
-    token = _SETTING_NAMES.set(_SettingNames(dict(names or {}), set()))
+    once for the whole context, however many calls it makes (a corpus spoken batch by batch). Inside another such
+    context, `names` add to the outer one's (a corpus row's cells name their settings by the manifest's columns), and
+    a warning is given once for both."""
+    outer = _SETTING_NAMES.get() or _SettingNames({}, set())
+    token = _SETTING_NAMES.set(_SettingNames({**outer.names, **dict(names or {})}, outer.warned))
     try:
         yield
     finally:
@@ -424,7 +427,8 @@ def _check_first_step_memory(model, input_ids: torch.LongTensor, config: VallEGe
     rows_of = f"{input_ids.shape[0]} row(s) x {expand} ({name}={expand})" if expand > 1 else f"{rows} row(s)"
     raise VallEMemoryError(f"{rows_of} need {needed / 1e9:.3g} GB for the keys and values of their {positions} input "
                            f"positions alone, and {model.device} has {free / 1e9:.3g} GB free: "
-                           f"{f'lower {name}, or ' if expand > 1 else ''}give fewer or shorter texts at once")
+                           f"{f'lower {name}, or ' if expand > 1 else ''}give fewer or shorter texts at once",
+                           setting if expand > 1 else None)
 
 
 def _layer_skip(config: VallEGenerationConfig) -> LayerSkip | None:

@@ -106,8 +106,9 @@ PROCESS_GROUP_TIMEOUT = timedelta(days=7)
 @dataclass
 class Job:
     """One manifest row, checked and ready to speak: its sentences, resolved prompt files, seed and `generate`
-    settings (`settings_key` names them, for grouping), `cells`, a digest of the row's cells (`row_digest`), and
-    `run`, a digest of what the run adds to them: the model, the settings and the language (`run_digest`)."""
+    settings (`settings_key` names them, for grouping), `cells`, a digest of the row's cells (`row_digest`), `run`, a
+    digest of what the run adds to them: the model, the settings and the language (`run_digest`), and
+    `cell_settings`, the settings its cells gave (by flag name, "beam_width"), which messages name as its columns."""
 
     id: str
     lines: str
@@ -118,10 +119,12 @@ class Job:
     settings: dict
     cells: str
     run: str = ""
+    cell_settings: frozenset[str] = frozenset()
 
     @property
     def settings_key(self) -> str:
-        return json.dumps(self.settings, sort_keys=True)
+        """The settings, and which of them the row's cells gave: a batch's messages name them alike."""
+        return json.dumps([self.settings, sorted(self.cell_settings)], sort_keys=True)
 
 
 @dataclass
@@ -241,7 +244,7 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
             cells.add(flag)
     settings = generation_kwargs(row_flags, cells=cells)
     return Job(row_id, row.lines, sentences, language, prompt, seed, settings, row_digest(row),
-               run_digest(model_name, settings, language))
+               run_digest(model_name, settings, language), frozenset(cells))
 
 
 def row_digest(row: Row) -> str:
@@ -542,9 +545,13 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache, languag
     names, step = _row_names(ready), max_sentences or len(rows)
     try:
         out = [result for start in range(0, len(rows), step)
-               for result in _generate(model, rows[start:start + step], names[start:start + step], jobs[0].settings)]
-    except (MissingDependencyError, VallEMemoryError):
-        raise  # the environment, or a call the device cannot hold: every batch of its size would fail alike
+               for result in _generate(model, rows[start:start + step], names[start:start + step], jobs[0])]
+    except VallEMemoryError as error:  # a call the device cannot hold
+        if error.setting not in {FLAG_SETTINGS[flag] for flag in jobs[0].cell_settings}:
+            raise  # the command's flags or the batch's size: every batch of its size would fail alike
+        return [], failed + [(job, one_line(error)) for job, _, _ in ready]  # these rows' cells ask for too much
+    except MissingDependencyError:
+        raise
     except VallEError as error:  # the settings the rows share: every row of the batch fails alike
         message = one_line(_as_cells(error, jobs[0].settings))
         return [], failed + [(job, message) for job, _, _ in ready]
@@ -559,16 +566,17 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache, languag
     return spoken, failed
 
 
-def _generate(model, rows: list[tuple], names: list[str], settings: dict) -> list[tuple[torch.Tensor, int, bool]]:
-    """One `generate` call for `rows` (a sentence's phoneme ids, its prompt codes `[frames, 8]` and its seed, each),
-    named in warnings by `names`; each row's audio, frame count and whether it emitted its stop token."""
+def _generate(model, rows: list[tuple], names: list[str], job: Job) -> list[tuple[torch.Tensor, int, bool]]:
+    """One `generate` call for `rows` (a sentence's phoneme ids, its prompt codes `[frames, 8]` and its seed, each)
+    with `job`'s settings (those of the batch), named in warnings by `names`; each row's audio, frame count and
+    whether it emitted its stop token."""
     texts, prompt_rows, seeds = zip(*rows, strict=True)
     input_ids, attention_mask = (tensor.to(model.device) for tensor in pad(list(texts), 0, side="right"))
     prompt_codes, prompt_mask = (tensor.to(model.device) for tensor in pad(list(prompt_rows), 0, side="right"))
-    with row_names(names):
+    with row_names(names), setting_names({FLAG_SETTINGS[flag]: flag for flag in job.cell_settings}):
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
                              prompt_attention_mask=prompt_mask, seeds=list(seeds), return_dict_in_generate=True,
-                             **settings)
+                             **job.settings)
     return [(out.audio[row], int(out.lengths[row]), bool(out.stopped[row])) for row in range(len(seeds))]
 
 
