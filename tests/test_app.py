@@ -657,6 +657,17 @@ def test_a_recording_is_a_reference_voice_as_an_upload_is(tiny, prompt_wav):
     assert recorded and all(torch.equal(*pair) for pair in zip(recorded, uploaded, strict=True))
 
 
+def test_one_reference_path_given_in_python_is_one_voice_not_its_characters(tiny, prompt_wav):
+    """`speak(references="voice.wav")` read each character of the path as a file ("audio file not found: e")."""
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    calls = _processor_calls(demo)
+    for references in (str(prompt_wav), prompt_wav, [str(prompt_wav)]):
+        list(demo.speak(TEXT, references=references, seed=1, max_ar_steps=2))
+    one, as_path, listed = ([waveform for voice in kwargs["prompt_audio"] for waveform in voice] for kwargs, _ in calls)
+    assert len(listed) == 1 and all(torch.equal(listed[0], *given) for given in (one, as_path))
+
+
 def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     """The message spoke of an empty path or an unset variable, the CLI's mistakes, on the STT tab too."""
     demo = webui.Demo(*tiny)
@@ -688,6 +699,13 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
                              "levels\\)"),
     (dict(layer_skip=True, layer_skip_exit_layer=9), "--layer-skip-exit-layer 9 is not allowed"),
     (dict(dry_sequence_breakers="99999999999999999999"), "--dry-sequence-breakers .* is not allowed"),  # was "Error"
+    # a list, an object or true for a number was named as a number out of range ("--ar-temp 1 is not allowed")
+    (dict(ar_temp=[1]), r"--ar-temp \[1\]: expected a number"),
+    (dict(top_k={}), r"--top-k \{\}: expected an integer"),
+    (dict(stream_chunk="0.5"), "Stream chunk must be a number, got '0.5'"),
+    (dict(stream_chunk=[1]), r"Stream chunk must be a number, got \[1\]"),
+    (dict(random_voice="false"), "Random voice must be true or false, got 'false'"),  # was read as ticked
+    (dict(ar_temperature=0.5), "unknown sampler setting 'ar_temperature'"),  # was ignored without a word
 ])
 def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs, message):
     """The page's API takes any JSON: a null text or language, a seed the page's number field cannot hold."""

@@ -12,6 +12,7 @@ import argparse
 import contextvars
 import io
 import logging
+import os
 import re
 import tempfile
 import threading
@@ -161,12 +162,14 @@ def _control(action: argparse.Action, value, rule: str | None, elem_id: str) -> 
 
 def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
     """What the CLI's parser would have made of these control values (flags without a control are not given)."""
-    values, actions = dict.fromkeys(FLAG_SETTINGS), flag_actions()
+    values = dict.fromkeys(FLAG_SETTINGS)
     for flag, value in flags.items():
         if flag == "dry_sequence_breakers" and isinstance(value, str) and not value.strip():
             value = []  # an emptied list of token ids is none (an emptied number is the default)
-        elif isinstance(value, str) or (isinstance(value, float) and actions[flag].type is whole_number):
-            value = parse_flag(flag, value)  # text, or a number field's 5.0 for an integer: as the CLI reads it
+        else:
+            # as the CLI reads it: text, a number field's 5.0 for an integer; and what the page's API may send that a
+            # control would not (a list or true for a number, an unknown name) is refused naming the flag
+            value = parse_flag(flag, value)
         values[flag] = value
     return argparse.Namespace(task=task, out_path_option=None, **inputs, **values)
 
@@ -175,14 +178,27 @@ def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
 MAX_PAGE_SEED = 2**53 - 1
 
 
+def _check_number(label: str, value) -> None:
+    """Refuse (`UsageError`) a value of a number field that is not a number or None: the page's API takes any JSON
+    (a string, a list, true), which a range check would name as if it were a number."""
+    if not isinstance(value, (int, float, type(None))) or isinstance(value, bool):
+        raise UsageError(f"{label} must be a number, got {value!r}")
+
+
+def _check_switch(label: str, value) -> None:
+    """Refuse (`UsageError`) a checkbox's value that is not true or false: the page's API takes any JSON, and the
+    string "false" would be read as ticked."""
+    if not isinstance(value, bool):
+        raise UsageError(f"{label} must be true or false, got {value!r}")
+
+
 def _seed(seed: float | None) -> int:
     """The seed of a run: `seed`, or a random one when it is empty or -1 (a number field in the browser cannot stay
     empty; another negative number is a typo, refused). Sentence i draws from seed + i, as with the CLI's --seed, so
     a run here repeats on the command line with `--stream --stream-chunk` of the page's chunk (a bfloat16 NAR, as
     "auto" picks on some CPUs, rounds by the chunk's shape, so only a float32 NAR gives the same codes unstreamed).
     Raises `UsageError` for a seed that is not -1 or a whole number the page can show back."""
-    if not isinstance(seed, (int, float, type(None))) or isinstance(seed, bool):  # the page's API takes any JSON
-        raise UsageError(f"Seed must be a number, got {seed!r}")
+    _check_number("Seed", seed)
     if seed is None or seed == -1:
         return run_seed(None)
     if not float(seed).is_integer() or not 0 <= seed <= MAX_PAGE_SEED:
@@ -268,7 +284,11 @@ def wav_bytes(audio: torch.Tensor, sampling_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def _reference_paths(files: list[str] | None, recording: str | None) -> list[str]:
+def _reference_paths(files: list[str] | str | None, recording: str | None) -> list[str]:
+    """The reference voice's files: the uploads (a list, or one path as a caller in Python gives it) and the
+    recording."""
+    if isinstance(files, (str, os.PathLike)):
+        files = [files] if str(files) else []
     return [*(files or ()), *([recording] if recording else ())]
 
 
@@ -302,7 +322,7 @@ class Demo:
         generation.start()
         return generation
 
-    def speak(self, text: str, references: list[str] | None = None, recording: str | None = None,
+    def speak(self, text: str, references: list[str] | str | None = None, recording: str | None = None,
               language: str = "en", seed: float | None = None, stream_chunk: float = DEFAULT_CHUNK_SECONDS,
               random_voice: bool = False, language_switch: str = "keep", progress=gr.Progress(), **flags):  # noqa: B008 (Gradio's way to ask for a bar)
         """Text-to-speech: yields the audio as it is generated (streamed output; updates that change nothing before
@@ -311,6 +331,8 @@ class Demo:
         yield gr.skip()  # at once: Gradio can cancel a run (Stop, a page left) only once it has had its first update
         with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page(), warnings_on_page():
             references = _reference_paths(references, recording)
+            _check_switch("Random voice", random_voice)
+            _check_number("Stream chunk", stream_chunk)
             # in the page's words (the CLI's messages speak of an empty path, an unset variable, --no-prompt)
             if check_text(text) and not references and not random_voice:
                 raise UsageError("no reference voice: upload or record a few seconds of speech, or tick Random voice")
