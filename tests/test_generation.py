@@ -985,6 +985,24 @@ def test_transformers_settings_that_cannot_work_on_valle_are_refused_in_one_line
     _greedy(tiny_model, **inputs, **{name: off[name] for name in setting})
 
 
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_a_misspelt_keyword_is_refused_as_a_type_error_naming_the_closest_setting(tiny_model, task):
+    """`generate(temprature=0.5)` failed inside transformers' loop, after the prompt was encoded, with a bare
+    ValueError about "model_kwargs"; a keyword given as None is not set, as for any setting."""
+    from valle_hf.errors import VallETypeError
+
+    texts, codes = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=codes[0][None]) if task == "tts" else dict(
+        audio_codes=codes[0][None])
+    message = r"^generate got unexpected keyword argument\(s\) temprature \(did you mean temperature\?\), colour: not a"
+    with pytest.raises(VallETypeError, match=message) as raised:
+        _greedy(tiny_model, task=task, **inputs, max_new_tokens=2, temprature=0.5, colour="blue")
+    assert isinstance(raised.value, TypeError) and "\n" not in str(raised.value)
+    # transformers' own arguments of generate and the model's inputs are no typos
+    _greedy(tiny_model, task=task, **inputs, max_new_tokens=2, temprature=None, use_cache=True,
+            stopping_criteria=StoppingCriteriaList())
+
+
 # --- mutation-run survivors (tests/MUTATION.md) ----------------------------------------------------------------
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import difflib
+import inspect
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -682,7 +684,30 @@ class VallEGenerationMixin(GenerationMixin):
         _warn_if_inert(config, _given_settings(config, kwargs))
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
+        self._refuse_unknown_arguments(model_kwargs, config)
         return config, model_kwargs, configured_dict
+
+    def _refuse_unknown_arguments(self, model_kwargs: dict, config: VallEGenerationConfig) -> None:
+        """Refuse (`VallETypeError`, with the closest setting's name) a keyword argument that is no setting, no model
+        input and none of transformers' `generate` arguments: a typo such as `temprature`. transformers' own check
+        (`_validate_model_kwargs`, the rule used here, one name at a time) came after the voice prompt was encoded,
+        as a bare ValueError."""
+        own = inspect.signature(GenerationMixin.generate).parameters  # stopping_criteria, streamer, ...
+
+        def unknown(name: str) -> bool:
+            try:
+                self._validate_model_kwargs({name: model_kwargs[name]})
+            except ValueError:
+                return True
+            return False
+
+        names = [name for name in model_kwargs if name not in own and unknown(name)]
+        if names:
+            known = [*config.to_dict(), *inspect.signature(self.generate).parameters, *own]
+            hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
+                     else name for name in names]
+            raise VallETypeError(f"generate got unexpected keyword argument(s) {', '.join(hints)}: not a setting of "
+                                 "GenerationConfig or VallEGenerationConfig, nor an input of the model; check the name")
 
     def _completed(self, generation_config: GenerationConfig) -> VallEGenerationConfig:
         """A `generation_config` the caller passed, with what it leaves unset taken from the model's, as transformers
