@@ -740,6 +740,10 @@ BAD_SETTINGS = [
     ("layer_skip_varentropy_threshold", math.nan), ("nar_temperature", -1.0), ("top_p", 0.0), ("top_k", -3),
     ("min_p_keep", 0), ("dry_allowed_length", 0), ("prefix_silence", math.inf), ("input_prompt_length", -2.0),
     ("repetition_penalty_mode", "sometimes"), ("sampler_order", "random"), ("nar_dtype", "int4"),
+    # transformers' own fields, which it takes unchecked: a string failed deep in its loop (beam search's
+    # length_penalty at the first finished beam), NaN or a negative count passed without a word
+    ("length_penalty", "1"), ("length_penalty", math.nan), ("min_new_tokens", "5"), ("min_new_tokens", -1),
+    ("max_time", "5"), ("no_repeat_ngram_size", "2"), ("max_length", "5"), ("min_length", -3),
 ]
 
 

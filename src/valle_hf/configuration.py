@@ -507,6 +507,15 @@ SETTING_RULES = {
     "max_new_tokens": ("an integer >= 1 (AR steps; 75 steps = 1 s)", lambda v: _is_int(v) and v >= 1),
     "num_return_sequences": ("an integer >= 1 (takes per input row)", lambda v: _is_int(v) and v >= 1),
     "do_sample": ("True or False", lambda v: isinstance(v, bool)),
+    # transformers' own fields that it takes unchecked: a string or a list failed deep in its loop, NaN passed
+    "length_penalty": ("a finite number (beam search divides a beam's score by its length to this power)",
+                       _is_number),
+    "min_new_tokens": ("an integer >= 0 (AR steps before the stop token may come)", lambda v: _is_int(v) and v >= 0),
+    "max_length": ("an integer >= 1 (input and AR steps; max_new_tokens takes precedence)",
+                   lambda v: _is_int(v) and v >= 1),
+    "min_length": ("an integer >= 0 (input and AR steps)", lambda v: _is_int(v) and v >= 0),
+    "max_time": ("a number of seconds > 0", lambda v: _is_number(v) and v > 0),
+    "no_repeat_ngram_size": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
 }
 
 
