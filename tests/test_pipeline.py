@@ -200,6 +200,14 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
      ValueError, "input_prompt_length given in both processor_kwargs and generate_kwargs: give each once"),
     (lambda tts, prompt: tts("Hi.", processor_kwargs={"prompt_audio": prompt}, forward_params={"prompt_audio": prompt}),
      ValueError, "prompt_audio given in both processor_kwargs and forward_params: give each once"),
+    # transformers' TypeError named its _sanitize_parameters, and not where a setting goes
+    (lambda tts, prompt: tts("Hi.", processor_kwargs={"prompt_audio": prompt}, temperature=0.5), TypeError,
+     r"pipeline got unexpected keyword argument\(s\) temperature: give generation settings in generate_kwargs"),
+    # torch's sampler refused these deep in the run, "2" as "batch_size=2"
+    (lambda tts, prompt: tts(["Hi.", "Yo."], batch_size="2", processor_kwargs={"prompt_audio": prompt}), ValueError,
+     "batch_size must be an integer >= 1 \\(inputs per generate call\\), got '2'"),
+    (lambda tts, prompt: tts(["Hi.", "Yo."], batch_size=0, processor_kwargs={"prompt_audio": prompt}), ValueError,
+     "batch_size must be an integer >= 1"),
 ])
 def test_calls_the_pipeline_cannot_run_are_refused_in_one_line(tts, prompt_wav, call, error, message):
     from valle_hf.errors import VallEError
@@ -413,6 +421,7 @@ def test_a_setting_given_both_directly_and_in_generate_kwargs_reaches_generate_a
     ("speech.wav", dict(audio_codes=torch.zeros(1, 4, 8, dtype=torch.long)),
      "audio_codes: the speech-recognition pipeline sets the task and the audio"),
     ("speech.wav", dict(batch_size=2, seeds=[1, 2]), "has 2 seeds: .* give one seed"),
+    ("speech.wav", dict(batch_size="2"), "batch_size must be an integer >= 1 \\(inputs per generate call\\), got '2'"),
 ])
 def test_a_speech_recognition_call_the_pipeline_cannot_run_is_refused_in_one_line(asr, prompt_wav, inputs, call,
                                                                                   message):

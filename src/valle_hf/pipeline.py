@@ -37,17 +37,35 @@ __all__ = ["VallESpeechRecognitionPipeline", "VallETextToAudioPipeline", "check_
 _KEYWORD_DICTS = ("forward_params", "generate_kwargs", "processor_kwargs")
 # The ones that reach `generate`.
 _SETTINGS = ("forward_params", "generate_kwargs")
+# The other keyword arguments of the text-to-speech pipeline's call (transformers' `Pipeline.__call__`).
+_TTS_CALL_ARGUMENTS = ("preprocess_params", "batch_size", "num_workers")
+
+
+def check_batch_size(batch_size: Any) -> None:
+    """Refuse (`VallEValueError`) a pipeline's `batch_size` that is not None or an integer >= 1: torch's sampler
+    refused 0 deep in the run, and "2" as "batch_size=2", which reads as allowed."""
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+                                   or batch_size < 1):
+        raise VallEValueError(f"batch_size must be an integer >= 1 (inputs per generate call), got {batch_size!r}")
 
 
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
-    list of texts, a list of prompts (one per text: the pipeline gives each text the same settings),
-    `output_audio=False`, another task than TTS or an argument given both to the processor and to `generate`, and
-    `VallETypeError` for a keyword dict that is not a dict. The texts themselves are checked by the processor
+    list of texts, a `batch_size` that is no integer >= 1, a list of prompts (one per text: the pipeline gives each
+    text the same settings), `output_audio=False`, another task than TTS or an argument given both to the processor
+    and to `generate`, and `VallETypeError` for a keyword dict that is not a dict or a keyword argument the call does
+    not take (a setting outside `generate_kwargs`). The texts themselves are checked by the processor
     (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
                               "list of str")
+    unknown = sorted(set(kwargs) - {*_KEYWORD_DICTS, *_TTS_CALL_ARGUMENTS})
+    if unknown:  # transformers' TypeError named its _sanitize_parameters, and not where the argument belongs
+        raise VallETypeError(f"the text-to-speech pipeline got unexpected keyword argument(s) {', '.join(unknown)}: "
+                             "give generation settings in generate_kwargs (generate_kwargs={'temperature': 0.5}) and "
+                             "the processor's arguments in processor_kwargs (processor_kwargs={'language': 'en', "
+                             "'prompt_audio': 'voice.wav'})")
+    check_batch_size(kwargs.get("batch_size"))
     for name in _KEYWORD_DICTS:
         value = kwargs.get(name)
         if value is not None and not isinstance(value, Mapping):
@@ -191,6 +209,8 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
         if self._is_valle() and isinstance(inputs, (list, tuple)) and not inputs:
             raise VallEValueError("the speech-recognition pipeline got an empty list of inputs: give a path, an array "
                                   "or a dict of audio, or a non-empty list of them")
+        if self._is_valle():
+            check_batch_size(kwargs.get("batch_size"))
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
