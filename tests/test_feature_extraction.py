@@ -70,6 +70,19 @@ def test_a_rate_below_any_speech_recording_is_refused_before_resampling(extracto
         extractor.load(str(tmp_path / "damaged.wav"))
 
 
+def test_a_rate_above_any_recording_is_refused_before_resampling(extractor):
+    """sampling_rate=10**7 (a typo) was resampled to a few samples and refused as "shorter than one codec frame";
+    10**30 never came back from the resampler."""
+    from valle_hf.feature_extraction import MAX_SAMPLING_RATE
+
+    tone = _tone(0.01, MAX_SAMPLING_RATE)
+    assert len(extractor.waveform(tone, MAX_SAMPLING_RATE)) == RATE // 100  # the highest rate taken
+    for rate in (MAX_SAMPLING_RATE + 1, 10**30):
+        with pytest.raises(VallEValueError, match=f"audio array is at {rate} Hz, and no recording .* or above "
+                                                  f"{MAX_SAMPLING_RATE} Hz: give its true rate"):
+            extractor.waveform(tone, rate)
+
+
 def test_pcm_types_channels_and_tensors(extractor):
     tone = _tone(0.1, RATE, 0.5)
     as_int16 = (tone * 32768).astype(np.int16)

@@ -102,6 +102,9 @@ def check_prompt_for_texts(prompt: Any, texts: int) -> None:
 
 # The lowest rate of audio taken in (Hz): below it, no speech can be heard (its Nyquist frequency is under 2 kHz).
 MIN_SAMPLING_RATE = 4000
+# The highest (Hz): twice DXD's 352.8 kHz, above any recording's; a larger one is a typo or a damaged header, which
+# resampling would shrink to nothing (or, at 1e30 Hz, never finish).
+MAX_SAMPLING_RATE = 768000
 
 
 class VallEFeatureExtractor(SequenceFeatureExtractor):
@@ -129,7 +132,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         """One array (1-D, or 2-D channels x samples either way round; float or integer PCM) recorded at
         `sampling_rate` Hz → a 1-D float32 tensor at `self.sampling_rate`.
 
-        Raises `VallEValueError` for an array without a sampling rate or at one below `MIN_SAMPLING_RATE`, an empty
+        Raises `VallEValueError` for an array without a sampling rate or at one outside `MIN_SAMPLING_RATE` ..
+        `MAX_SAMPLING_RATE`, an empty
         array, a given array with more than 2 channels (most likely a batch of waveforms, which would be averaged into
         one), non-finite samples, or float samples outside [-1, 1] (almost always integer PCM stored as floats, which
         EnCodec would read as clipped noise; a file's samples are taken as the file holds them).
@@ -139,10 +143,11 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                                   f"{self.sampling_rate} Hz and resamples other rates), or give a file path")
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
             raise VallEValueError(f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}")
-        if sampling_rate < MIN_SAMPLING_RATE:  # resampled to 24 kHz, a 1 Hz header made gigabytes of samples
+        if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:  # a 1 Hz header made gigabytes of samples
             raise VallEValueError(f"{what} is at {sampling_rate} Hz, and no recording of speech is below "
-                                  f"{MIN_SAMPLING_RATE} Hz (telephone audio is 8000 Hz): give its true rate (a file "
-                                  "that says so has a damaged header: save it again at its rate)")
+                                  f"{MIN_SAMPLING_RATE} Hz (telephone audio is 8000 Hz) or above {MAX_SAMPLING_RATE} "
+                                  "Hz: give its true rate (a file that says so has a damaged header: save it again at "
+                                  "its rate)")
         if isinstance(array, torch.Tensor):
             array = array.detach().cpu()
             array = (array.float() if array.dtype in (torch.float16, torch.bfloat16) else array).numpy()
