@@ -12,7 +12,7 @@ from conftest import HELLO_IDS, HELLO_IPA
 from tokenizers import Tokenizer
 from transformers import BatchFeature, PreTrainedTokenizerFast
 
-from valle_hf.errors import VallEValueError
+from valle_hf.errors import VallETypeError, VallEValueError
 from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import packaged_tokenizer_file
 
@@ -301,6 +301,17 @@ def test_decode_refuses_what_is_not_one_sequence_of_the_vocabularys_ids(processo
         processor.decode(torch.tensor([HELLO_IDS, HELLO_IDS]))
     with pytest.raises(TypeError, match=r"decode got unexpected arguments: \['clean_up_tokenization_spaces'\]"):
         processor.decode(HELLO_IDS, clean_up_tokenization_spaces=True)
+    # a text or None ended in torch's "new(): invalid data type 'str'" or "Could not infer dtype of NoneType"
+    for given in (HELLO_IPA, None):
+        with pytest.raises(VallETypeError, match=r"^decode takes phoneme ids \(a tensor or a list of integers\), got "):
+            processor.decode(given)
+
+
+def test_batch_decode_refuses_one_sequence_whose_ids_it_would_decode_one_by_one(processor):
+    for one in (torch.tensor(HELLO_IDS), HELLO_IDS):
+        with pytest.raises(VallEValueError, match=r"^batch_decode takes a batch of sequences .*: use decode$"):
+            processor.batch_decode(one)
+    assert processor.batch_decode([HELLO_IDS]) == [processor.decode(HELLO_IDS)]
 
 
 def test_phonemize_reads_one_text_or_a_list_in_the_language_given(processor):

@@ -129,7 +129,11 @@ class VallEProcessor(ProcessorMixin):
         """
         if kwargs:
             raise VallETypeError(f"VallEProcessor.decode got unexpected arguments: {sorted(kwargs)}")
-        ids = torch.as_tensor(token_ids)
+        try:
+            ids = torch.as_tensor(token_ids)
+        except (TypeError, RuntimeError, ValueError):  # torch's "new(): invalid data type 'str'", for a text
+            raise VallETypeError(f"decode takes phoneme ids (a tensor or a list of integers), got "
+                                 f"{type(token_ids).__name__} ({token_ids!r:.60})") from None
         if ids.ndim > 1:
             raise VallEValueError(f"decode takes one sequence of ids, got shape {tuple(ids.shape)}: use batch_decode")
         if ids.numel() and not is_integer_tensor(ids):
@@ -145,7 +149,12 @@ class VallEProcessor(ProcessorMixin):
         return ids_to_phonemes(self.tokenizer.convert_ids_to_tokens(ids))
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = True, **kwargs) -> list[str]:
-        """`decode` for each row of a 2-D tensor or list of sequences."""
+        """`decode` for each row of a 2-D tensor or list of sequences. Raises `VallEValueError` for one sequence (a
+        1-D tensor or a list of integers), whose ids would each be decoded as a text of their own."""
+        if (torch.is_tensor(sequences) and sequences.ndim < 2) or any(
+                isinstance(row, (int, np.integer)) for row in sequences):
+            raise VallEValueError("batch_decode takes a batch of sequences ([batch, length]), got one sequence: use "
+                                  "decode")
         return [self.decode(row, skip_special_tokens=skip_special_tokens, **kwargs) for row in sequences]
 
     # ------------------------------------------------------------------ call
