@@ -14,7 +14,7 @@ import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from .audio import encoded_audio, write_encoded
-from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor
+from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor, shown
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .phonemes import phonemize, phonemize_all
 from .tokenization import (
@@ -133,7 +133,7 @@ class VallEProcessor(ProcessorMixin):
             ids = torch.as_tensor(token_ids)
         except (TypeError, RuntimeError, ValueError):  # torch's "new(): invalid data type 'str'", for a text
             raise VallETypeError(f"decode takes phoneme ids (a tensor or a list of integers), got "
-                                 f"{type(token_ids).__name__} ({token_ids!r:.60})") from None
+                                 f"{type(token_ids).__name__} ({shown(token_ids):.60})") from None
         if ids.ndim > 1:
             raise VallEValueError(f"decode takes one sequence of ids, got shape {tuple(ids.shape)}: use batch_decode")
         if ids.numel() and not is_integer_tensor(ids):
