@@ -175,13 +175,19 @@ def _header_entry(root: Path, metadata: Path, row: Row, columns: tuple[str | Non
     audio = root / path
     if path and not audio.exists() and (root / "clips" / path).exists():  # Common Voice keeps its audio in clips/
         audio = root / "clips" / path
-    entry = Entry(safe_id(Path(path).with_suffix("").as_posix() if path else f"line{row.lines}"), audio,
+    entry = Entry(safe_id(_without_suffix(path) if path else f"line{row.lines}"), audio,
                   speaker or "default", text=text, line=row.lines, language=language or None)
     if row.error or refused:
         entry.error = f"{metadata.name} {row.error or refused}"
     elif not path:
         entry.error = f"{metadata.name} {row.where}: no audio path"
     return entry
+
+
+def _without_suffix(path: str) -> str:
+    """A metadata row's audio path without its extension (its utterance id); a path with no name ('.', '/') has none
+    to remove, and is reported by its row when its audio is read."""
+    return (Path(path).with_suffix("") if Path(path).name else Path(path)).as_posix()
 
 
 def _cells(row: Row, columns: tuple[str | None, ...]) -> tuple[list[str], str | None]:

@@ -542,3 +542,16 @@ def test_metadata_the_run_would_overwrite_is_refused_first(prepare, capsys, tmp_
     assert err.strip() == f"error: --metadata {metadata} is the {name} this run writes in OUTPUT_DIR, which would " \
                           "overwrite it: move it, or give another OUTPUT_DIR"
     assert metadata.read_text(encoding="utf-8") == json.dumps({"audio": "u0.wav", "text": IPA}) + "\n"
+
+
+@pytest.mark.parametrize("path", [".", "/"])
+def test_an_audio_path_with_no_file_name_is_reported_by_its_line(prepare, capsys, tmp_path, path):
+    """A metadata row naming a folder with no name ('.', '/') as its audio was a ValueError traceback (an id is the
+    path without its extension, and pathlib has no extension to remove from a path without a name)."""
+    data = tmp_path / "data"
+    write_wav(data / "a.wav")
+    (data / "meta.csv").write_text(f"file,text\n{path},{IPA}\na.wav,{IPA}\n", encoding="utf-8")
+    status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv")
+    assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["a"]
+    failed = failures(tmp_path / "out")
+    assert [record["line"] for record in failed] == ["2"] and "is a directory, not an audio file" in failed[0]["error"]
