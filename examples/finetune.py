@@ -66,7 +66,7 @@ from valle_hf.files import check_output_folder, refused_write
 from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor, no_progress_bars
 from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import saved_tokenizer
-from valle_hf.training import VallEDataCollator, add_lora, set_attention_dropout
+from valle_hf.training import StopOnNonFiniteWeights, VallEDataCollator, add_lora, set_attention_dropout
 
 # transformers 5.24 renamed `gradient_checkpointing` to `activation_checkpointing` (the old name warns).
 CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
@@ -272,6 +272,7 @@ def _training_arguments(args: argparse.Namespace) -> TrainingArguments:
         save_steps=max(args.save_steps, 1),
         save_total_limit=args.save_total_limit,
         seed=args.seed,
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (StopOnNonFiniteWeights then stops the run)
         report_to=args.report_to,
         # Each batch reads only its items' heads and embedding tables: the others have no gradient in that step.
         ddp_find_unused_parameters=True,
@@ -311,7 +312,7 @@ def train(argv: list[str] | None = None) -> Path:
         model.print_trainable_parameters()
     # the collator as a callback too: draws keyed on the epoch, so --resume trains on the draws of an uninterrupted run
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
-                           callbacks=[collator])
+                           callbacks=[collator, StopOnNonFiniteWeights()])
     try:
         trainer.train(resume_from_checkpoint=last_checkpoint(args.output) if args.resume else None)
         return save_final(trainer, processor, args)

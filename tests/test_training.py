@@ -902,3 +902,18 @@ def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path
     err = capsys.readouterr().err  # after the model's loading bar, when it loads: one error line
     assert err.splitlines()[-1].startswith(f"error: {expected}") and err.count("error:") == 1, err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_finetune_whose_weights_diverge_fails_instead_of_saving_them(tmp_path, capsys):
+    """A learning rate far too high made the weights NaN: the Trainer logged the NaN losses as 0 and the script said
+    "saved to .../final", exit status 0, for a model that could no longer speak."""
+    reactive_model().save_pretrained(tmp_path / "model")
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output", tmp_path / "out", "--max-steps",
+            "2", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--save-steps", "0", "--logging-steps", "1",
+            "--learning-rate", "1e30", "--prompt-duration", "0.2", "0.5"]
+    assert finetune.main(list(map(str, argv))) == 1
+    err = capsys.readouterr().err
+    assert "error: training diverged: at step " in err and err.count("error:") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "out" / "final").exists()

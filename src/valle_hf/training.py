@@ -420,6 +420,28 @@ def _widen(codes: torch.LongTensor, width: int) -> torch.LongTensor:
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
+class StopOnNonFiniteWeights(TrainerCallback):
+    """TrainerCallback: stop a diverged run. At each log (every `logging_steps`, and the one that ends training) it
+    raises `VallEValueError` when a trainable weight is no longer a number (NaN or inf), so that the run fails
+    instead of saving such weights as a trained model; the Trainer would log that run's NaN losses as finite numbers
+    (`logging_nan_inf_filter`) and its end as a success.
+
+    `Trainer(..., callbacks=[collator, StopOnNonFiniteWeights()])`."""
+
+    def on_log(self, args, state, control, model=None, **kwargs):
+        if model is None:
+            return
+        trainable = [(name, weight) for name, weight in model.named_parameters() if weight.requires_grad]
+        finite = torch.stack([weight.detach().isfinite().all() for _, weight in trainable]) if trainable else None
+        if finite is not None and not finite.all():
+            name = trainable[int((~finite).nonzero()[0])][0]
+            raise VallEValueError(f"training diverged: at step {state.global_step} the weights ({name}, ...) are no "
+                                  f"longer numbers (NaN or inf), so nothing is saved as trained; lower the learning "
+                                  f"rate ({args.learning_rate:g}) and start again (checkpoints saved since the last "
+                                  "finite loss hold the diverged weights)")
+
+
+
 def set_attention_dropout(model, probability: float) -> None:
     """Attention-probability dropout of the backbone (the original trains with 0.1; the config default is 0).
 
@@ -466,6 +488,7 @@ def add_lora(model, rank: int = 128, alpha: float = 128.0, dropout: float = 0.1)
 __all__ = [
     "TrainingSequence",
     "LORA_TARGET_MODULES",
+    "StopOnNonFiniteWeights",
     "VallEDataCollator",
     "add_lora",
     "build_training_sequence",
