@@ -32,11 +32,13 @@ training starts (a model that cannot be had fails at once, without download retr
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 # valle_hf first: it imports transformers without torchao's import-time messages for CUDA
@@ -45,6 +47,7 @@ import valle_hf  # noqa: F401
 # isort: split
 import torch
 from accelerate import PartialState
+from safetensors import SafetensorError, safe_open
 from transformers import Trainer, TrainingArguments, set_seed
 
 from valle_hf.cli import whole_number
@@ -184,9 +187,12 @@ def check_options(args: argparse.Namespace) -> None:
     if (args.output / "final").exists() and not args.resume:
         raise UsageError(f"--output {args.output} already holds a trained model ({args.output / 'final'}): choose "
                          "another --output, or --resume to continue its run")
+    saved = checkpoints(args.output)
+    if saved and not args.resume:  # a new run would save over them, and rotate the rest away
+        raise UsageError(f"--output {args.output} already holds checkpoints of a run ({saved[-1][0].name}, ...): "
+                         "--resume to continue it, or choose another --output")
     if not args.resume:
         return
-    saved = checkpoints(args.output)
     complete = [path for path, whole in saved if whole]
     incomplete = [path for path, whole in saved[saved.index((complete[-1], True)) + 1 if complete else 0:]]
     if incomplete:
@@ -194,6 +200,8 @@ def check_options(args: argparse.Namespace) -> None:
         print(f"warning: --resume: {', '.join(path.name for path in incomplete)} in --output {args.output} "
               f"{'is' if len(incomplete) == 1 else 'are'} incomplete (the run stopped while saving): {kept}",
               file=sys.stderr)
+    if complete:
+        check_checkpoint(complete[-1])
     elif not complete:  # a preempted job's first launch: start, and say so
         print(f"warning: --resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
               "--save-steps): starting a new run", file=sys.stderr)
@@ -209,6 +217,31 @@ def checkpoints(output: Path) -> list[tuple[Path, bool]]:
     found = sorted((int(match.group(1)), path) for path in (output.iterdir() if output.is_dir() else ())
                    if path.is_dir() and (match := pattern.fullmatch(path.name)))
     return [(path, (path / "trainer_state.json").is_file()) for _, path in found]
+
+
+def check_checkpoint(path: Path) -> None:
+    """Refuse (`UsageError`, naming the file) a checkpoint --resume cannot load, before the model loads: a
+    trainer_state.json that is no JSON object, a safetensors file whose header cannot be read, or a torch file (the
+    optimiser's, ...) cut short (no zip directory at its end). Reads headers only."""
+    for file in [path / "trainer_state.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.pt")),
+                 *sorted(path.glob("*.pth"))]:
+        try:
+            _read_header(file)
+        except (ValueError, OSError, SafetensorError, zipfile.BadZipFile) as error:
+            raise UsageError(f"--resume: {file} is damaged ({one_line(error)}): delete {path.name} to resume from the "
+                             "checkpoint before it, or start again in another --output") from None
+
+
+def _read_header(file: Path) -> None:
+    """Read what says whether `file` (a checkpoint's JSON, safetensors or torch zip file) is whole; raise if not."""
+    if file.suffix == ".json":
+        if not isinstance(json.loads(file.read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+    elif file.suffix == ".safetensors":
+        with safe_open(str(file), framework="pt"):
+            pass
+    else:
+        zipfile.ZipFile(file).close()
 
 
 def last_checkpoint(output: Path) -> str | None:

@@ -917,3 +917,36 @@ def test_finetune_whose_weights_diverge_fails_instead_of_saving_them(tmp_path, c
     err = capsys.readouterr().err
     assert "error: training diverged: at step " in err and err.count("error:") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "out" / "final").exists()
+
+
+@pytest.mark.parametrize("case", ["checkpoint_without_resume", "damaged_weights", "damaged_optimizer", "damaged_state"])
+def test_finetune_refuses_checkpoints_it_would_overwrite_or_could_not_resume_from(tmp_path, monkeypatch, capsys, case):
+    """An --output holding an earlier run's checkpoints, without --resume, was trained over: its checkpoint-N were
+    overwritten and the rest rotated away. A checkpoint cut short (weights, optimiser, or trainer_state.json that is
+    no JSON) was a SafetensorError or JSONDecodeError traceback from inside the Trainer."""
+    model = tmp_path / "model"
+    reactive_model().save_pretrained(model)
+    write_tiny_dataset(tmp_path / "data")
+    checkpoint = tmp_path / "out" / "checkpoint-1"
+    checkpoint.mkdir(parents=True)
+    weights = (model / "model.safetensors").read_bytes()
+    damaged = {"damaged_weights": "model.safetensors", "damaged_optimizer": "optimizer.pt",
+               "damaged_state": "trainer_state.json"}.get(case)
+    (checkpoint / "model.safetensors").write_bytes(weights)
+    torch.save({"state": {}}, checkpoint / "optimizer.pt")
+    (checkpoint / "trainer_state.json").write_text("{}", encoding="utf-8")
+    if damaged:
+        (checkpoint / damaged).write_bytes((checkpoint / damaged).read_bytes()[:-2])
+        expected = (f"--resume: {checkpoint / damaged} is damaged (")
+    else:
+        expected = f"--output {tmp_path / 'out'} already holds checkpoints of a run (checkpoint-1, ...): --resume"
+    before = {path: path.read_bytes() for path in checkpoint.iterdir()}
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    monkeypatch.setattr(finetune.VallETrainer, "train", None)  # training must not start: a call would fail
+    argv = ["--model", model, "--data", tmp_path / "data", "--output", tmp_path / "out", "--prompt-duration", "0.2",
+            "0.5", *([] if case == "checkpoint_without_resume" else ["--resume"])]
+    capsys.readouterr()
+    assert finetune.main(list(map(str, argv))) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {expected}") and err.count("\n") == 1, err
+    assert {path: path.read_bytes() for path in checkpoint.iterdir()} == before
