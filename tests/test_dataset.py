@@ -261,6 +261,20 @@ def test_a_record_training_cannot_read_is_refused_by_its_line_when_the_dataset_i
     assert message.startswith(expected[0]) and expected[1] in message and expected[2] in message, message
 
 
+@pytest.mark.parametrize(("key", "value"), [("id", 7), ("file", 5), ("speaker", ["a"])])
+def test_a_record_whose_id_file_or_speaker_is_no_text_is_refused_by_its_line(tmp_path, key, value):
+    """A manifest edited by hand: a number as the file was a TypeError from `Path / int`, a number as the id one from
+    sorting the records, a list as the speaker 'unhashable type: list'."""
+    from valle_hf.errors import VallEValueError
+
+    records = write_dataset(tmp_path, {"a": [20, 21], "b": [22]})
+    index = 1
+    rewrite_record(tmp_path, list(records.values())[index]["id"], **{key: value})
+    with pytest.raises(VallEValueError, match=re.escape(f"{tmp_path / MANIFEST} line {index + 1}: '{key}' is "
+                                                        f"{json.dumps(value)}, not text")):
+        VallEDataset(tmp_path)
+
+
 def test_the_rvq_levels_of_a_folder_are_those_every_utterance_holds(tmp_path):
     """Training can reach only the levels every utterance has: one utterance of fewer levels sets them."""
     from safetensors.torch import load_file, save_file

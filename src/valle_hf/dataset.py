@@ -100,11 +100,22 @@ def _manifest_records(root: str | os.PathLike) -> tuple[list[tuple[int, dict]], 
     """`numbered_manifest`'s records, and the ids (text) of the manifest's utterances whose file is gone: one read."""
     records, listed = {}, set()
     for number, record in numbered_jsonl(Path(root) / MANIFEST):
+        _check_fields(root, number, record)
         if isinstance(record.get("id"), str):
             listed.add(record["id"])
         if "id" in record and (Path(root) / record.get("file", "")).is_file():
             records[record["id"]] = (number, record)  # a re-done utterance replaces its earlier line
     return list(records.values()), sorted(listed - set(records))
+
+
+def _check_fields(root: str | os.PathLike, line: int, record: dict) -> None:
+    """Refuse (`VallEValueError` naming the manifest's line) a record whose id, file or speaker is not text (a
+    manifest edited by hand): each would otherwise fail as a TypeError where it is read."""
+    for key in ("id", "file", "speaker"):
+        if key in record and not isinstance(record[key], str):
+            raise VallEValueError(f"{Path(root) / MANIFEST} line {line}: '{key}' is {json.dumps(record[key])[:60]}, "
+                                  "not text: write it as a JSON string, or delete the line and run "
+                                  f"scripts/prepare_dataset.py into {root} again")
 
 
 def _prepare_again(root: str | os.PathLike, path: Path) -> str:
