@@ -202,7 +202,7 @@ def check_options(args: argparse.Namespace) -> None:
               file=sys.stderr)
     if complete:
         check_checkpoint(complete[-1])
-    elif not complete:  # a preempted job's first launch: start, and say so
+    else:  # a preempted job's first launch: start, and say so
         print(f"warning: --resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
               "--save-steps): starting a new run", file=sys.stderr)
 

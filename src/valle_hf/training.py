@@ -441,7 +441,6 @@ class StopOnNonFiniteWeights(TrainerCallback):
                                   "finite loss hold the diverged weights)")
 
 
-
 def set_attention_dropout(model, probability: float) -> None:
     """Attention-probability dropout of the backbone (the original trains with 0.1; the config default is 0).
 
