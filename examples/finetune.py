@@ -145,7 +145,7 @@ RANGES = {
     "max_steps": ("-1 (run --epochs) or an integer >= 1", lambda v: v == -1 or v >= 1),
     "batch_size": ("an integer >= 1", lambda v: v >= 1),
     "gradient_accumulation_steps": ("an integer >= 1", lambda v: v >= 1),
-    "learning_rate": ("a number >= 0", lambda v: v >= 0),
+    "learning_rate": ("a number > 0", lambda v: v > 0),  # 0 trains nothing, then says it saved a model
     "weight_decay": ("a number >= 0", lambda v: v >= 0),
     "adam_beta1": ("a number in [0, 1)", lambda v: 0 <= v < 1),
     "adam_beta2": ("a number in [0, 1)", lambda v: 0 <= v < 1),

@@ -432,7 +432,9 @@ FINETUNE_CASES = {
     "unknown_task": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--tasks", "tts,asr"],
                      "expected comma-separated tasks among tts, stt"),
     "learning_rate_nan": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--learning-rate", "nan"],
-                          "--learning-rate nan is not allowed: it must be a number >= 0"),
+                          "--learning-rate nan is not allowed: it must be a number > 0"),
+    "learning_rate_zero": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--learning-rate", "0"],
+                           "--learning-rate 0 is not allowed: it must be a number > 0"),  # trained nothing, "saved"
     "no_epochs": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--epochs", "-1"],
                   "--epochs -1 is not allowed: it must be a number > 0"),
     "zero_batch": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--batch-size", "0"],
