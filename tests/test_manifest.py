@@ -9,6 +9,7 @@ import os
 import re
 
 import pytest
+from conftest import logged_warnings
 
 from valle_hf.errors import OutputError, VallEValueError
 from valle_hf.manifest import append_jsonl, numbered_jsonl, read_jsonl, read_table, repair_jsonl, write_jsonl
@@ -215,6 +216,14 @@ def test_a_tsv_or_jsonl_name_in_capitals_picks_its_layout(tmp_path):
 
 
 def test_jsonl_records_are_objects_numbered_by_their_line(tmp_path):
-    path = write(tmp_path / "done.jsonl", '{"id": "a"}\n[1, 2]\n"text"\n{"id": "b"}\n{"id": "c", "te\n')
-    assert numbered_jsonl(path) == [(1, {"id": "a"}), (4, {"id": "b"})]
+    """Lines that hold no record are left out, with a warning naming them (what they held is lost to the reader),
+    except a last line a crash cut short (no newline), which its writer writes again."""
+    path = write(tmp_path / "done.jsonl", '{"id": "a"}\n[1, 2]\n"text"\n\n{"id": "b"}\n{"id": "c", "te\n')
+    with logged_warnings() as logged:
+        assert numbered_jsonl(path) == [(1, {"id": "a"}), (5, {"id": "b"})]
+    assert f"{path}: line(s) 2, 3, 6 hold no JSON object" in logged.out, logged.out
     assert read_jsonl(path) == [{"id": "a"}, {"id": "b"}]
+    cut = write(tmp_path / "cut.jsonl", '{"id": "a"}\n{"id": "b", "te')
+    with logged_warnings() as logged:
+        assert read_jsonl(cut) == [{"id": "a"}]
+    assert logged.out == "", logged.out

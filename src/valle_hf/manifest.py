@@ -23,13 +23,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OutputError, VallEFileNotFoundError, VallEValueError, one_line
+from .errors import OutputError, VallEFileNotFoundError, VallEValueError, get_logger, one_line
 from .files import written_whole
 
 __all__ = ["LAYOUTS", "Record", "Row", "Table", "append_jsonl", "numbered_jsonl", "read_jsonl", "read_table",
            "repair_jsonl", "table_layout", "write_jsonl"]
 
 LAYOUTS = ("auto", "ljspeech", "tsv", "csv", "jsonl")
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -262,18 +263,27 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 
 def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
     """`read_jsonl`'s records, each with the number of its line (so that a record found unusable later can be
-    named by it)."""
+    named by it). Other lines than a last one cut by a crash (no newline) that hold no record (a file edited by hand)
+    are left out with a warning naming them: what they held is lost to the reader."""
     path = Path(path)
     if not path.is_file():
         return []
-    records = []
-    for number, line in enumerate(_lines(path.read_text(encoding="utf-8", errors="replace")), start=1):
+    content = path.read_text(encoding="utf-8", errors="replace")
+    records, broken = [], []
+    for number, line in enumerate(_lines(content), start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue
+            record = None
         if isinstance(record, dict):
             records.append((number, record))
+        elif line.strip():
+            broken.append(number)
+    if broken and not content.endswith("\n") and broken[-1] == content.count("\n") + 1:
+        broken.pop()  # the record an append cut short: written again when its work is done again
+    if broken:
+        logger.warning(f"{path}: line(s) {', '.join(map(str, broken[:10]))}{', ...' if len(broken) > 10 else ''} "
+                       "hold no JSON object (the file was edited?): left out")
     return records
 
 
