@@ -151,6 +151,19 @@ def test_forward_rejects_bad_arguments(tiny_model):
         tiny_model(input_ids=ids, labels=torch.full_like(ids, -100), logits_to_keep=1)
 
 
+@torch.no_grad()
+def test_position_ids_are_required_where_the_ids_alone_cannot_give_them(tiny_model):
+    """The segment positions are read from the whole sequence: the new ids of a filled cache, or embeddings, would
+    restart them at 0 in silence, and the step would see itself at the start of its segment."""
+    from valle_hf.cache import CACHE_FIELD
+
+    ids = tts_sequence(tiny_model.config, torch.tensor([1, 2]), 0, 3, torch.zeros(0, dtype=torch.long))[None]
+    cache = getattr(tiny_model(input_ids=ids[:, :-1], use_cache=True), CACHE_FIELD)
+    with pytest.raises(VallEValueError, match="position_ids are required with inputs_embeds or a non-empty cache"):
+        tiny_model(input_ids=ids[:, -1:], cache=cache, use_cache=True)
+    with pytest.raises(VallEValueError, match="position_ids are required"):
+        tiny_model(inputs_embeds=torch.zeros(1, ids.shape[1], tiny_model.config.hidden_size))
+
 
 def test_a_pass_outside_the_models_levels_and_tasks_is_refused(tiny_model):
     """The first level past the model's last, a NAR level for STT, and task indices outside `TASKS` (a negative one
