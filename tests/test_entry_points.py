@@ -701,6 +701,27 @@ def test_a_program_that_handles_sigterm_itself_keeps_its_handler_during_an_entry
     assert main() == 143 and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # unwound, and set back
 
 
+def test_an_entry_point_called_from_another_thread_runs_and_errs_in_one_line(capsys):
+    """Signal handlers can be set in the main thread only: an entry point called from a worker thread (a notebook's, a
+    server's) must run without its SIGTERM handling, not fail with Python's "signal only works in main thread"."""
+    import threading
+
+    from valle_hf.errors import UsageError, entry_point
+
+    @entry_point()
+    def main(fail: bool) -> int:
+        if fail:
+            raise UsageError("a mistake")
+        return 0
+
+    statuses = []
+    worker = threading.Thread(target=lambda: statuses.extend([main(False), main(True)]))
+    worker.start()
+    worker.join()
+    assert statuses == [0, 1] and capsys.readouterr().err == "error: a mistake\n"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
 @pytest.mark.parametrize("script", ["scripts/prepare_dataset.py", "examples/finetune.py"])
 def test_help_states_the_description_once(script, capsys):
     """The epilog was the whole docstring, so --help printed its first paragraph twice."""
