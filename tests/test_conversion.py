@@ -669,6 +669,17 @@ def test_a_size_given_as_a_scale_scales_the_full_models_width_and_heads(fixtures
     assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == expected
 
 
+@pytest.mark.parametrize(("size", "expected"), [({"dim": 64}, (64, 16, 12)), ({"heads": 4, "layers": 2}, (1024, 4, 2))])
+def test_a_size_mapping_takes_the_full_models_value_for_what_it_leaves_out(fixtures, size, expected):
+    """The original reads no size mapping at all (every one builds the full model: 1024 wide, 16 heads, 12 layers);
+    what a mapping gives is honoured here, and what it leaves out is the full model's."""
+    from valle_hf.conversion import config_from_original
+
+    _, original = original_tensors(fixtures)
+    config = config_from_original(with_setting(original, "size", size))
+    assert (config.hidden_size, config.num_attention_heads, config.num_hidden_layers) == expected
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("experimental.interleave", True), ("experimental.hf", True), ("experimental.layerskip", True),
     ("experimental.causal_size", 2), ("experimental.audio_embedding_mode", "exclusive"), ("experts", 2),
