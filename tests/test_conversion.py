@@ -311,11 +311,14 @@ def converter_argv(fixtures, out) -> list[str]:
             "--vocoder", "tiny-random"]
 
 
-# Folders that are no converted model: a user's files, another model, a config.json that is not JSON.
+# Folders that are no converted model: a user's files, another model, a config.json that is not JSON, not a JSON
+# object, or not text.
 NOT_CONVERTED = {
-    "notes": {"thesis.txt": "keep me"},
-    "another_model": {"config.json": '{"model_type": "bert"}', "model.safetensors": "weights"},
-    "broken_config": {"config.json": "{"},
+    "notes": {"thesis.txt": b"keep me"},
+    "another_model": {"config.json": b'{"model_type": "bert"}', "model.safetensors": b"weights"},
+    "broken_config": {"config.json": b"{"},
+    "config_a_list": {"config.json": b"[]"},
+    "config_not_utf8": {"config.json": b"\xff\xfe{}"},
 }
 
 
@@ -325,7 +328,7 @@ def test_an_existing_output_directory_is_refused_and_kept_even_with_overwrite(tm
     out.mkdir()
     files = NOT_CONVERTED[contents]
     for name, text in files.items():
-        (out / name).write_text(text)
+        (out / name).write_bytes(text)
     argv = converter_argv(fixtures, out)
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -334,7 +337,7 @@ def test_an_existing_output_directory_is_refused_and_kept_even_with_overwrite(tm
     err = capsys.readouterr().err
     assert err.startswith(f"error: --overwrite replaces only a converted model, and {out} is not one"), err
     assert err.count("\n") == 1, err
-    assert {path.name: path.read_text() for path in out.iterdir()} == files
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == files
 
 
 def test_overwrite_replaces_a_converted_model(tmp_path, fixtures, capsys):
