@@ -354,6 +354,58 @@ def test_a_model_that_does_not_exist_names_the_offline_choices(name):
     assert isinstance(raised.value, OSError)
 
 
+def _loader(name: str):
+    """A loader of the package by its name ("VallEProcessor.from_pretrained", "load_model"): parametrized tests keep
+    their ids readable, and import nothing at collection."""
+    import valle_hf
+    from valle_hf import loading
+
+    owner, _, method = name.rpartition(".")
+    return getattr(getattr(valle_hf, owner), method) if owner else getattr(loading, name)
+
+
+FROM_PRETRAINED = ["VallEForConditionalGeneration.from_pretrained", "VallEModel.from_pretrained",
+                   "VallEProcessor.from_pretrained"]
+
+
+@pytest.mark.parametrize("name", ["/no/such/dir", "./missing", "../missing", "~/missing", "a/b/c"])
+@pytest.mark.parametrize("loader", FROM_PRETRAINED)
+def test_from_pretrained_names_a_local_path_that_does_not_exist(name, loader, hub_unreachable):
+    """transformers read such a path as a Hub id of the wrong form ("Repo id must be in the form ...")."""
+    from valle_hf.errors import ModelNotFoundError
+
+    what = "processor" if "Processor" in loader else "model"
+    with pytest.raises(ModelNotFoundError, match=f"^the {what} {name} cannot be found: {name} is no folder here"):
+        _loader(loader)(name)
+
+
+# None is the released model to load_model_and_processor
+@pytest.mark.parametrize("loader, name", [(loader, name) for loader in [*FROM_PRETRAINED, "load_model"]
+                                          for name in (None, 5, b"folder")]
+                         + [("load_model_and_processor", 5), ("load_model_and_processor", b"folder")])
+def test_a_name_that_is_no_str_or_path_is_refused_at_once(loader, name, hub_unreachable):
+    """transformers asked the Hub for None or 5, retrying for half a minute, then raised an OSError; load_model
+    failed inside pathlib."""
+    from valle_hf.errors import VallETypeError
+
+    what = "processor" if "Processor" in loader else "model"
+    with pytest.raises(VallETypeError, match=f"^the {what}'s name must be a folder's path or a Hub id, as a str or "
+                       f"os.PathLike, got {type(name).__name__}$"):
+        _loader(loader)(name)
+
+
+def test_from_pretrained_takes_a_path_object_and_none_with_a_state_dict(converted_dir, fixture_model):
+    """None is transformers' "no files" for weights given in memory; a Path is a folder's name as a str is."""
+    from valle_hf import VallEForConditionalGeneration, VallEProcessor
+
+    from_memory = VallEForConditionalGeneration.from_pretrained(None, config=fixture_model.config,
+                                                                state_dict=fixture_model.state_dict())
+    assert torch.equal(from_memory.classifiers[0].weight, fixture_model.classifiers[0].weight)
+    assert VallEProcessor.from_pretrained(converted_dir).tokenizer is not None
+    model = load_model_and_processor(converted_dir)[0]
+    assert torch.equal(model.classifiers[0].weight, fixture_model.classifiers[0].weight)
+
+
 def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch):
     import huggingface_hub.constants
 

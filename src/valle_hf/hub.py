@@ -14,7 +14,7 @@ import importlib
 import os
 from pathlib import Path
 
-from .errors import ModelNotFoundError, one_line
+from .errors import ModelNotFoundError, VallETypeError, one_line
 
 
 def default_cache_dir() -> Path:
@@ -65,6 +65,41 @@ def _where(repo_id: str, path: str, revision: str | None) -> str:
     return f"{repo_id}/{path}" + (f" at revision {revision}" if revision else "")
 
 
+def model_name(name, what: str) -> str:
+    """`name`, a folder's path or a Hub id given as a str or an `os.PathLike`, as a str. Raises `VallETypeError` for
+    any other type (`what`: "the model", say): transformers asked the Hub for a None or a number, retrying for half a
+    minute."""
+    path = os.fspath(name) if isinstance(name, os.PathLike) else name
+    if not isinstance(path, str):
+        raise VallETypeError(f"{what}'s name must be a folder's path or a Hub id, as a str or os.PathLike, got "
+                             f"{type(name).__name__}")
+    return path
+
+
+def check_hub_id(repo_id: str, what: str) -> None:
+    """Raise `ModelNotFoundError` (`what`: what was wanted, named in it) for a `repo_id` that is no Hub id by
+    huggingface_hub's rule: a path that does not exist, say ("/no/such/folder", "./model", "~/model", "a/b/c"), which
+    transformers reported as a repository name of the wrong form."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise ModelNotFoundError(f"{what} cannot be found: {repo_id} is no folder here, and no Hub id (a name or "
+                                 "namespace/name of letters, digits, '-', '_' and '.'); give the path of a folder that "
+                                 "exists, or a Hub id") from None
+
+
+def check_model_name(name, what: str) -> str:
+    """`name` as `from_pretrained` may read it (`model_name`): an existing path or a Hub id; one that is neither
+    raises `ModelNotFoundError` naming it (`check_hub_id`) before transformers is asked."""
+    name = model_name(name, what)
+    if not os.path.exists(name):
+        check_hub_id(name, f"{what} {name}")
+    return name
+
+
 def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_dir=None, revision=None,
                     subfolder=None, token=None, **download_kwargs) -> bool:
     """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` (in `subfolder`, at `revision`) is cached (in
@@ -76,15 +111,8 @@ def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_
     minute, for each optional file the cache lacks (adapter_config.json).
     """
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
 
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:  # a path that does not exist, say: no repository to look for
-        raise ModelNotFoundError(f"{what} cannot be found: {repo_id} is no folder here, and no Hub id (a name or "
-                                 "namespace/name of letters, digits, '-', '_' and '.'); give the path of a folder that "
-                                 "exists, or a Hub id") from None
+    check_hub_id(repo_id, what)
     path = _in_repo(filename, subfolder)
     cached = isinstance(try_to_load_from_cache(repo_id, path, cache_dir=cache_dir, revision=revision), str)
     if constants.HF_HUB_OFFLINE:

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .files import check_output_folder
 from .hardware import quiet_torchao_import
-from .hub import check_reachable, default_cache_dir, hub_file
+from .hub import check_reachable, default_cache_dir, hub_file, model_name
 from .tokenization import TOKENIZER_FILE, saved_tokenizer, tokenizer_fingerprint
 from .vocos import DEFAULT_VOCODER
 
@@ -222,6 +222,8 @@ def load_model_and_processor(
     """
     if quantize not in (None, "int8"):
         raise VallEValueError(f"quantize must be 'int8' (or None), got {quantize!r}")
+    if name is not None:
+        name = model_name(name, "the model")
     if isinstance(name, str) and not name.strip():  # read as the current folder; None is the released model
         raise VallEValueError("the model's name is empty (an unset variable?): give a folder, a Hub id, an original "
                               "checkpoint, 'tiny-random', or None for the released model")
@@ -357,8 +359,8 @@ CONVERTED_CHOICES = ("give a converted model's directory (python -m valle_hf.con
 
 def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None,
                choices: str = OFFLINE_CHOICES, revision: str | None = None):
-    """A converted model (`from_pretrained` directory, or Hub id at `revision`) in eval mode, or a one-line error at
-    once.
+    """A converted model (`from_pretrained` directory, or Hub id at `revision`; a str or os.PathLike) in eval mode, or
+    a one-line error at once.
 
     A name that is neither an existing path nor a Hub id, and a Hub id that cannot be reached, fail before any
     download is retried (`ModelNotFoundError`, naming `choices`: the CLI's by default, `CONVERTED_CHOICES` for the
@@ -368,6 +370,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
     from .modeling import VallEForConditionalGeneration
 
     dtype = model_dtype(dtype)
+    name = model_name(name, "the model")
     path = Path(name)
     if not path.exists() and (name.startswith((".", "/")) or name.count("/") != 1):
         raise ModelNotFoundError(f"model not found: {name}; {choices}")

@@ -31,6 +31,7 @@ from .embeddings import SegmentEmbedding, VallEEmbeddings, level_argument, passe
 from .entropix import note_layers_run, start_pass
 from .errors import VallEValueError
 from .generation import VallEGenerationMixin
+from .hub import check_model_name
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
 from .layout import segment_position_ids
 from .loss import valle_loss
@@ -68,6 +69,16 @@ class VallEPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _can_compile_fullgraph = True
     output_modalities = ("audio",)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, with the name checked first (`check_model_name`): a path that does not
+        exist raises `ModelNotFoundError` naming it (transformers said the repository name had the wrong form), a
+        name that is no str or os.PathLike `VallETypeError` (transformers asked the Hub for it for half a minute).
+        None stays transformers' "no files", for weights given as `state_dict` (with `config`)."""
+        if pretrained_model_name_or_path is not None or kwargs.get("state_dict") is None:
+            pretrained_model_name_or_path = check_model_name(pretrained_model_name_or_path, "the model")
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False) -> None:
         """Switch the backbone's attention implementation; as in `VallEConfig`, a plain string leaves the codec and
@@ -210,9 +221,9 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader puts
-        every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set. In a 16-bit model the
-        float32 codec owns its memory (it mapped the checkpoint file)."""
+        """`VallEPreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader
+        puts every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set. In a 16-bit model
+        the float32 codec owns its memory (it mapped the checkpoint file)."""
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         if model.codec_model.dtype != model.dtype:

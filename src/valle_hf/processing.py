@@ -16,6 +16,7 @@ from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 from .audio import encoded_audio, write_encoded
 from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor, shown
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
+from .hub import check_model_name
 from .phonemes import phonemize, phonemize_all
 from .tokenization import (
     BOS_TOKEN,
@@ -92,7 +93,10 @@ class VallEProcessor(ProcessorMixin):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> VallEProcessor:
         """`ProcessorMixin.from_pretrained`. Raises `CheckpointError` for a local folder (or its `subfolder`) without
         the tokenizer, saying how to get one there: transformers said it "couldn't instantiate the backend tokenizer"
-        (a Trainer's checkpoint folder holds the processor only when the Trainer was given it)."""
+        (a Trainer's checkpoint folder holds the processor only when the Trainer was given it). A name that is no
+        existing path nor Hub id, or no str or os.PathLike, is refused as `from_pretrained` of the model refuses it
+        (`check_model_name`)."""
+        pretrained_model_name_or_path = check_model_name(pretrained_model_name_or_path, "the processor")
         folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
         if folder.is_dir() and not (folder / TOKENIZER_FILE).is_file():
             raise CheckpointError(f"{folder} has no {TOKENIZER_FILE}, so it holds no processor: save one there "
