@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import PLAIN_SETTINGS, logged_warnings, original_generate_kwargs, reactive_model, tiny_config
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, MaxLengthCriteria, StoppingCriteria, StoppingCriteriaList
 from transformers.utils import logging as transformers_logging
 
 from valle_hf.cache import CACHE_KWARG
@@ -1001,6 +1001,56 @@ def test_a_misspelt_keyword_is_refused_as_a_type_error_naming_the_closest_settin
     # transformers' own arguments of generate and the model's inputs are no typos
     _greedy(tiny_model, task=task, **inputs, max_new_tokens=2, temprature=None, use_cache=True,
             stopping_criteria=StoppingCriteriaList())
+
+
+class _RecordingStreamer:
+    """A streamer as transformers' loop calls one (put and end), that keeps what it was given."""
+
+    def __init__(self):
+        self.put_calls, self.ended = 0, False
+
+    def put(self, value):
+        self.put_calls += 1
+
+    def end(self):
+        self.ended = True
+
+
+@pytest.mark.parametrize("argument, value, got", [
+    ("streamer", "x", "str"),
+    ("streamer", _RecordingStreamer, "the class _RecordingStreamer"),
+    ("stopping_criteria", "x", "str"),
+    ("stopping_criteria", MaxLengthCriteria(5), "MaxLengthCriteria"),
+    ("stopping_criteria", [MaxLengthCriteria], "a list holding the class MaxLengthCriteria"),
+    ("logits_processor", ["x"], "a list holding str"),
+    ("logits_processor", LogitsProcessorList([None]), "a list holding NoneType"),
+])
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_generation_hooks_that_cannot_be_called_are_refused_by_name(tiny_model, task, argument, value, got):
+    """A string, a class or a bare criterion failed deep inside transformers' loop (AttributeError, TypeError), after
+    the voice prompt was encoded; instances, lists of them and plain callables are taken, and called."""
+    from valle_hf.errors import VallETypeError
+
+    texts, codes = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=codes[0][None]) if task == "tts" else dict(
+        audio_codes=codes[0][None])
+    with pytest.raises(VallETypeError, match=rf"^{argument} must be .*, got {got}$"):
+        _greedy(tiny_model, task=task, **inputs, max_new_tokens=2, **{argument: value})
+    streamer, seen = _RecordingStreamer(), []
+    _greedy(tiny_model, task=task, **inputs, max_new_tokens=2, streamer=streamer,
+            stopping_criteria=[lambda ids, scores, **kwargs: torch.zeros(len(ids), dtype=torch.bool)],
+            logits_processor=LogitsProcessorList([lambda ids, scores: seen.append(len(ids)) or scores]))
+    assert streamer.put_calls and streamer.ended and seen
+
+
+def test_a_forced_end_token_past_every_head_is_refused_before_generating(tiny_model):
+    """forced_eos_token_id=99999 failed inside transformers' processor with an IndexError."""
+    from valle_hf.configuration import SettingError
+
+    texts, codes = _batch_inputs(tiny_model.config)
+    with pytest.raises(SettingError, match=r"^forced_eos_token_id=99999 is not allowed: it must be token ids in 0\.\."):
+        _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=codes[0][None], max_new_tokens=2,
+                forced_eos_token_id=99999)
 
 
 # --- mutation-run survivors (tests/MUTATION.md) ----------------------------------------------------------------

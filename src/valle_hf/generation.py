@@ -245,6 +245,40 @@ def _check_inputs_of(task: str, **inputs) -> None:
             raise VallEValueError(f"{pair[0]} and {pair[1]} given together: give one of them")
 
 
+def _kind_of(value) -> str:
+    """A value's type as an error names it: "the class X" for a class given where an instance belongs."""
+    return f"the class {value.__name__}" if isinstance(value, type) else type(value).__name__
+
+
+def _is_streamer(streamer) -> bool:
+    """Whether `streamer` is an instance (not a class) with callable `put` and `end`, what a generation loop calls."""
+    return not isinstance(streamer, type) and all(callable(getattr(streamer, name, None)) for name in ("put", "end"))
+
+
+# transformers' `generate` arguments that hold lists of objects its loop calls, and the class of those objects.
+_CALLED_LISTS = {"stopping_criteria": "StoppingCriteria", "logits_processor": "LogitsProcessor"}
+
+
+def _check_called_arguments(model_kwargs: dict) -> None:
+    """Refuse (`VallETypeError`, naming the argument) a `streamer`, `stopping_criteria` or `logits_processor` that
+    transformers' loop cannot call: a string, a class or a bare criterion failed deep inside it as an AttributeError
+    or a TypeError, after the voice prompt had been encoded."""
+    streamer = model_kwargs.get("streamer")
+    if streamer is not None and not _is_streamer(streamer):
+        raise VallETypeError(f"streamer must be an instance with put and end methods (a transformers BaseStreamer such "
+                             f"as TextStreamer), got {_kind_of(streamer)}")
+    for name, kind in _CALLED_LISTS.items():
+        hooks = model_kwargs.get(name)
+        if hooks is None:
+            continue
+        rule = f"a {kind}List or a list of {kind} instances (or callables of input_ids and scores)"
+        if not isinstance(hooks, (list, tuple)):
+            raise VallETypeError(f"{name} must be {rule}, got {_kind_of(hooks)}")
+        wrong = [hook for hook in hooks if isinstance(hook, type) or not callable(hook)]
+        if wrong:
+            raise VallETypeError(f"{name} must be {rule}, got a list holding {_kind_of(wrong[0])}")
+
+
 @contextlib.contextmanager
 def _ends(streamer: AudioStreamer | None):
     """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends, and before it an
@@ -252,11 +286,9 @@ def _ends(streamer: AudioStreamer | None):
     ever for a call that failed before its first chunk, nor take a cut stream for a whole one. Raises `VallETypeError`
     for a streamer without `put` and `end` (or a class, not an instance), and what its `start_call` raises (a
     streamer that already served a call)."""
-    if streamer is not None and (isinstance(streamer, type) or not all(callable(getattr(streamer, name, None))
-                                                                         for name in ("put", "end"))):
-        name = streamer.__name__ if isinstance(streamer, type) else type(streamer).__name__
+    if streamer is not None and not _is_streamer(streamer):
         raise VallETypeError(f"audio_streamer must be a valle_hf.streaming.AudioStreamer instance (put and end), got "
-                             f"{'the class ' if isinstance(streamer, type) else ''}{name}")
+                             f"{_kind_of(streamer)}")
     if isinstance(streamer, AudioStreamer):  # transformers-style streamers have put and end only
         streamer.start_call()
     try:
@@ -685,6 +717,7 @@ class VallEGenerationMixin(GenerationMixin):
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
         self._refuse_unknown_arguments(model_kwargs, config)
+        _check_called_arguments(model_kwargs)
         return config, model_kwargs, configured_dict
 
     def _refuse_unknown_arguments(self, model_kwargs: dict, config: VallEGenerationConfig) -> None:
