@@ -221,6 +221,31 @@ def test_a_dry_sequence_breaker_past_every_head_is_refused_by_name():
             check_settings_fit({"dry_sequence_breakers": breakers}, config)
 
 
+@pytest.mark.parametrize("tokens", [lambda classes: classes, lambda classes: [0, classes], lambda classes: 2**70])
+def test_a_forced_end_token_past_every_head_is_refused_by_name(tokens):
+    """transformers' ForcedEOSTokenLogitsProcessor indexed the scores with it: an IndexError, deep in the loop."""
+    from valle_hf.configuration import SettingError, check_settings_fit
+
+    config = tiny_config()
+    classes = max(config.head_size(level) for level in range(config.num_heads))
+    check_settings_fit({"forced_eos_token_id": classes - 1}, config)
+    check_settings_fit({"forced_eos_token_id": [0, classes - 1]}, config)
+    with pytest.raises(SettingError, match=rf"^forced_eos_token_id=.* token ids in 0\.\.{classes - 1}: "):
+        check_settings_fit({"forced_eos_token_id": tokens(classes)}, config)
+
+
+@pytest.mark.parametrize("value", [-1, [], [0, -1], True, "2", 2.0])
+def test_a_forced_end_token_that_is_no_token_id_is_refused(value):
+    """-1 indexed the scores from their end (forcing another token, silently); [] left every score at -inf."""
+    from valle_hf.configuration import SettingError, VallEGenerationConfig, check_settings
+
+    with pytest.raises(SettingError, match=r"forced_eos_token_id=.* it must be a token id \(an integer >= 0\) or a "
+                       "non-empty list of them$"):
+        check_settings({"forced_eos_token_id": value})
+    with pytest.raises(SettingError):
+        VallEGenerationConfig(forced_eos_token_id=value)
+
+
 def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings():
     """check_settings_fit's bounds are inclusive of the model's last RVQ level, last layer and last position (in
     frames, or in seconds for the prompt and the silence prefix), and refuse the next one naming the setting; a list

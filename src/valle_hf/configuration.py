@@ -442,6 +442,10 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_token_id(value) -> bool:
+    return _is_int(value) and value >= 0
+
+
 def _is_temperature(value) -> bool:
     """0 (greedy) or at least `MIN_TEMPERATURE`: logits divided by less overflow float32, and sampling fails."""
     return _is_number(value) and (value == 0 or value >= MIN_TEMPERATURE)
@@ -480,7 +484,7 @@ SETTING_RULES = {
     "dry_allowed_length": (f"an integer in [1, {MAX_DRY_ALLOWED_LENGTH}]",
                            lambda v: _is_int(v) and 1 <= v <= MAX_DRY_ALLOWED_LENGTH),
     "dry_sequence_breakers": ("a list of token ids (integers >= 0)",
-                              lambda v: isinstance(v, (list, tuple)) and all(_is_int(t) and t >= 0 for t in v)),
+                              lambda v: isinstance(v, (list, tuple)) and all(map(_is_token_id, v))),
     "mirostat_tau": ("a finite number >= 0 (0 = off)", lambda v: _is_number(v) and v >= 0),
     "mirostat_eta": ("a finite number >= 0", lambda v: _is_number(v) and v >= 0),
     "entropix": ("True or False", lambda v: isinstance(v, bool)),
@@ -516,6 +520,9 @@ SETTING_RULES = {
     "min_length": ("an integer >= 0 (input and AR steps)", lambda v: _is_int(v) and v >= 0),
     "max_time": ("a number of seconds > 0", lambda v: _is_number(v) and v > 0),
     "no_repeat_ngram_size": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
+    "forced_eos_token_id": ("a token id (an integer >= 0) or a non-empty list of them",
+                            lambda v: _is_token_id(v) or (isinstance(v, (list, tuple)) and len(v) > 0
+                                                          and all(map(_is_token_id, v)))),
 }
 
 
@@ -588,7 +595,7 @@ def check_settings_fit(settings: dict, config) -> None:
     layer past its last layer, a prompt, silence prefix or `max_new_tokens` longer than its positions
     (`max_position_embeddings` frames: 300 s for the released model; longer ones asked for attention masks of many
     GB; positions restart in every segment, so the limit is on each, not on the whole sequence), a DRY sequence
-    breaker that is no class of any of its heads. Raises
+    breaker or forced end token (`forced_eos_token_id`) that is no class of any of its heads. Raises
     `SettingError`, as `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
@@ -608,12 +615,14 @@ def check_settings_fit(settings: dict, config) -> None:
     if exit_layer is not None and exit_layer >= config.num_hidden_layers:
         raise SettingError("layer_skip_exit_layer", exit_layer, f"-1 (all layers) or a layer index "
                            f"0..{config.num_hidden_layers - 1}: this model has {config.num_hidden_layers} layers")
-    # An id past every head is no token of this model (and one past int64 failed deep in the sampler, unexplained)
+    # An id past every head is no token of this model: one past int64 failed deep in the sampler, unexplained, and
+    # a forced end token past them in transformers' processor, as an IndexError
     classes = max(config.head_size(level) for level in range(config.num_heads))
-    breakers = settings.get("dry_sequence_breakers") or ()
-    if any(token >= classes for token in breakers):
-        raise SettingError("dry_sequence_breakers", breakers, f"token ids in 0..{classes - 1}: this model's "
-                           f"largest head has {classes} classes")
+    for name in ("dry_sequence_breakers", "forced_eos_token_id"):
+        ids = settings.get(name)
+        if any(token >= classes for token in ([ids] if _is_int(ids) else ids or ())):
+            raise SettingError(name, ids, f"token ids in 0..{classes - 1}: this model's largest head has {classes} "
+                               "classes")
 
 
 def _greedy(config) -> bool:
