@@ -216,7 +216,8 @@ SYNTHESIS_CASES = {
     "output_empty": (["{ws}/corpus.csv", ""], "argument out_dir: is empty"),  # an unset variable: wrote into .
     "output_under_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt/out"], "notes.txt, which is a file: give a folder"),
     "flag_out_of_range": (["{ws}/corpus.csv", "{ws}/corpus", "--ar-temp", "nan"], "not allowed"),
-    "batch_size_zero": (["{ws}/corpus.csv", "{ws}/corpus", "--batch-size", "0"], "--batch-size (batch_size="),
+    "batch_size_zero": (["{ws}/corpus.csv", "{ws}/corpus", "--batch-size", "0"],
+                        "argument --batch-size: expected an integer >= 1, got '0'"),
     "zero_ar_steps": (["{ws}/corpus.csv", "{ws}/corpus", "--max-ar-steps", "0"], "--max-ar-steps 0 is not allowed"),
     "nar_levels_beyond_the_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "tiny-random",
                                      "--max-nar-levels", "99"], "--max-nar-levels 99 is not allowed"),

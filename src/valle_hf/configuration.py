@@ -518,7 +518,7 @@ SETTING_RULES = {
     "max_length": ("an integer >= 1 (input and AR steps; max_new_tokens takes precedence)",
                    lambda v: _is_int(v) and v >= 1),
     "min_length": ("an integer >= 0 (input and AR steps)", lambda v: _is_int(v) and v >= 0),
-    "max_time": ("a number of seconds > 0", lambda v: _is_number(v) and v > 0),
+    "max_time": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),  # 0: the first step only
     "no_repeat_ngram_size": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
     "forced_eos_token_id": ("a token id (an integer >= 0) or a non-empty list of them",
                             lambda v: _is_token_id(v) or (isinstance(v, (list, tuple)) and len(v) > 0
