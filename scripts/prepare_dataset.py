@@ -313,6 +313,8 @@ def check_resume(output: Path, settings: dict) -> None:
         existing = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as error:
         raise VallEValueError(f"{path} is unreadable ({one_line(error)}): use a new output folder") from None
+    if not isinstance(existing, dict):  # edited by hand: no settings to compare
+        raise VallEValueError(f"{path} holds no JSON object of settings: use a new output folder")
     if isinstance(existing.get("codec"), str):  # a folder recorded by a relative name, before names were absolute
         existing["codec"] = recorded_codec(existing["codec"])
     clashes = [key for key in settings if existing.get(key) != settings[key]]

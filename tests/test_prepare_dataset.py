@@ -167,6 +167,20 @@ def test_a_resume_with_other_settings_is_refused_and_changes_nothing(prepare, ca
     assert snapshot(output) == before
 
 
+@pytest.mark.parametrize("settings", ["[]", '"en"', "{"])
+def test_a_resume_whose_settings_file_was_edited_into_no_settings_is_one_error_line(prepare, capsys, tmp_path,
+                                                                                    settings):
+    """A prepare_config.json edited into a JSON list or string was an AttributeError traceback ('list' object has no
+    attribute 'get'); broken JSON was already named."""
+    data, output = folder_of_utterances(tmp_path / "audio", 1), tmp_path / "prepared"
+    assert run(prepare, capsys, data, output)[0] == 0
+    (output / PREPARE_CONFIG).write_text(settings, encoding="utf-8")
+    before = snapshot(output)
+    status, _, err = run(prepare, capsys, data, output)
+    assert status == 1 and err.count("\n") == 1 and err.startswith(f"error: {output / PREPARE_CONFIG} "), err
+    assert snapshot(output) == before
+
+
 def test_a_resume_names_the_same_codec_folder_from_another_working_folder(prepare, capsys, tmp_path, monkeypatch):
     """The codec folder was recorded as given: the same command with absolute paths (a job script), or from another
     folder, was refused as another codec."""
