@@ -240,8 +240,17 @@ def text_as_a_matrix(root: Path, record: dict) -> str:
     return f"where its record needs text_ids [n] and codes [{record['frames']}, levels]"
 
 
+def float_codes(root: Path, record: dict) -> str:
+    from safetensors.torch import load_file, save_file
+
+    path = root / record["file"]
+    tensors = load_file(str(path))
+    save_file({**tensors, "codes": tensors["codes"].float() + 0.5}, str(path))  # written by other means
+    return "holds {'codes': 'F32'} where ids and codes are integers"
+
+
 DAMAGES = {damage.__name__: damage for damage in (no_frames, frames_as_text, other_frames, cut_short, no_codes,
-                                                  zero_frames, text_as_a_matrix)}
+                                                  zero_frames, text_as_a_matrix, float_codes)}
 
 
 @pytest.mark.parametrize("damage", DAMAGES)

@@ -128,7 +128,8 @@ def _prepare_again(root: str | os.PathLike, path: Path) -> str:
 def check_record(root: str | os.PathLike, line: int, record: dict) -> int:
     """Refuse (`VallEValueError` naming the manifest's line and how to redo the utterance) a record that training
     could not read: no number of frames, or a file that is cut short (a copy that stopped, ...) or does not hold
-    `text_ids` `[n]` and `codes` `[frames, levels]`. Only the file's header is read. Returns its RVQ levels."""
+    `text_ids` `[n]` and `codes` `[frames, levels]` of integers. Only the file's header is read. Returns its RVQ
+    levels."""
     where, path = f"{Path(root) / MANIFEST} line {line} ({record['id']})", Path(root) / record["file"]
     frames = record.get("frames")
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
@@ -137,13 +138,19 @@ def check_record(root: str | os.PathLike, line: int, record: dict) -> int:
                               f"{_prepare_again(root, path)}")
     try:
         with safe_open(str(path), framework="pt") as handle:
-            shapes = {key: handle.get_slice(key).get_shape() for key in handle.keys()}
+            slices = {key: handle.get_slice(key) for key in handle.keys()}
+            shapes = {key: piece.get_shape() for key, piece in slices.items()}
+            dtypes = {key: piece.get_dtype() for key, piece in slices.items()}
     except (SafetensorError, OSError) as error:
         raise VallEValueError(f"{where}: {path} is damaged ({one_line(error)}); {_prepare_again(root, path)}") from None
     text, codes = shapes.get("text_ids", []), shapes.get("codes", [])
     if len(text) != 1 or len(codes) != 2 or codes[0] != frames:
         raise VallEValueError(f"{where}: {path} holds {shapes or 'no tensors'} where its record needs text_ids [n] "
                               f"and codes [{frames}, levels]; {_prepare_again(root, path)}")
+    floating = {key: dtypes[key] for key in ("text_ids", "codes") if not dtypes[key].startswith(("I", "U"))}
+    if floating:  # read as int64 for training, their fractions would be cut off without a word
+        raise VallEValueError(f"{where}: {path} holds {floating} where ids and codes are integers; "
+                              f"{_prepare_again(root, path)}")
     return codes[1]
 
 
