@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import tiny_config
 from transformers import EncodecConfig, LlamaConfig
 
@@ -232,6 +233,20 @@ def test_a_forced_end_token_past_every_head_is_refused_by_name(tokens):
     check_settings_fit({"forced_eos_token_id": [0, classes - 1]}, config)
     with pytest.raises(SettingError, match=rf"^forced_eos_token_id=.* token ids in 0\.\.{classes - 1}: "):
         check_settings_fit({"forced_eos_token_id": tokens(classes)}, config)
+
+
+def test_speech_to_texts_forced_end_token_is_one_of_its_text_heads_classes(tiny_model):
+    """Speech to text reads the text head, narrower than the audio heads: an id between the two was accepted, then
+    an IndexError in transformers' processor."""
+    from valle_hf.configuration import SettingError, check_settings_fit
+
+    config = tiny_model.config
+    check_settings_fit({"forced_eos_token_id": config.text_vocab_size - 1}, config, "stt")
+    check_settings_fit({"forced_eos_token_id": config.text_vocab_size}, config, "tts")
+    with pytest.raises(SettingError, match=rf"^forced_eos_token_id={config.text_vocab_size} .* token ids in "
+                                           rf"0\.\.{config.text_vocab_size - 1}: this model's text head"):
+        tiny_model.generate(audio_codes=torch.zeros(1, 5, config.num_rvq_levels, dtype=torch.long), task="stt",
+                            max_new_tokens=2, forced_eos_token_id=config.text_vocab_size)
 
 
 @pytest.mark.parametrize("value", [-1, [], [0, -1], True, "2", 2.0])

@@ -590,13 +590,13 @@ def _check_entropix_alone(settings: dict) -> None:
             raise SettingError(name, settings[name], rule)
 
 
-def check_settings_fit(settings: dict, config) -> None:
+def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     """Refuse settings beyond what the model (`VallEConfig`) has: NAR levels past its last RVQ level, an early-exit
     layer past its last layer, a prompt, silence prefix or `max_new_tokens` longer than its positions
     (`max_position_embeddings` frames: 300 s for the released model; longer ones asked for attention masks of many
     GB; positions restart in every segment, so the limit is on each, not on the whole sequence), a DRY sequence
-    breaker or forced end token (`forced_eos_token_id`) that is no class of any of its heads. Raises
-    `SettingError`, as `check_settings` does."""
+    breaker or forced end token (`forced_eos_token_id`) that is no class of any of its heads (with `task` "stt",
+    of its text head, which the AR of speech to text reads). Raises `SettingError`, as `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
         values = settings.get(name)
@@ -617,12 +617,13 @@ def check_settings_fit(settings: dict, config) -> None:
                            f"0..{config.num_hidden_layers - 1}: this model has {config.num_hidden_layers} layers")
     # An id past every head is no token of this model: one past int64 failed deep in the sampler, unexplained, and
     # a forced end token past them in transformers' processor, as an IndexError
-    classes = max(config.head_size(level) for level in range(config.num_heads))
+    stt = task == "stt" and config.text_head
+    classes = config.text_vocab_size if stt else max(config.head_size(level) for level in range(config.num_heads))
     for name in ("dry_sequence_breakers", "forced_eos_token_id"):
         ids = settings.get(name)
         if any(token >= classes for token in ([ids] if _is_int(ids) else ids or ())):
-            raise SettingError(name, ids, f"token ids in 0..{classes - 1}: this model's largest head has {classes} "
-                               "classes")
+            raise SettingError(name, ids, f"token ids in 0..{classes - 1}: this model's "
+                               f"{'text' if stt else 'largest'} head has {classes} classes")
 
 
 def _greedy(config) -> bool:

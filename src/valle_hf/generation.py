@@ -649,7 +649,7 @@ class VallEGenerationMixin(GenerationMixin):
             _check_inputs_of(task, input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
                              prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
                              audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
-            config, model_kwargs, configured_dict = self._merge_settings(generation_config, kwargs)
+            config, model_kwargs, configured_dict = self._merge_settings(generation_config, kwargs, task)
             if return_dict_in_generate is None:  # as transformers: the keyword, else the config's
                 return_dict_in_generate = configured_dict
             _warn_if_dropping_out(self)
@@ -692,10 +692,10 @@ class VallEGenerationMixin(GenerationMixin):
                                   "sampling_rate=model.config.sampling_rate")
 
     # ------------------------------------------------------------------ inputs
-    def _merge_settings(self, generation_config, kwargs) -> tuple[VallEGenerationConfig, dict, bool]:
-        """This call's settings: a copy of `generation_config` (default: the model's; `_completed`) updated with the
-        keyword arguments it knows; returns it, the other keyword arguments (model inputs for the AR loop) and the
-        config's `return_dict_in_generate` (the copy always returns a dict internally)."""
+    def _merge_settings(self, generation_config, kwargs, task: str) -> tuple[VallEGenerationConfig, dict, bool]:
+        """This call's settings for `task`: a copy of `generation_config` (default: the model's; `_completed`) updated
+        with the keyword arguments it knows; returns it, the other keyword arguments (model inputs for the AR loop)
+        and the config's `return_dict_in_generate` (the copy always returns a dict internally)."""
         if generation_config is not None and not isinstance(generation_config, GenerationConfig):
             raise VallETypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}"
                                  ": give settings as keyword arguments of generate, or build one with "
@@ -712,7 +712,7 @@ class VallEGenerationMixin(GenerationMixin):
         for name, default in VALLE_GENERATION_DEFAULTS.items():  # a config that holds None: the default
             if getattr(config, name) is None and default is not None:
                 setattr(config, name, default)
-        check_settings_fit(config.to_dict(), self.config)
+        check_settings_fit(config.to_dict(), self.config, task)
         _warn_if_inert(config, _given_settings(config, kwargs))
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
