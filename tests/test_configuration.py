@@ -235,6 +235,20 @@ def test_a_forced_end_token_past_every_head_is_refused_by_name(tokens):
         check_settings_fit({"forced_eos_token_id": tokens(classes)}, config)
 
 
+@pytest.mark.parametrize("name", ["suppress_tokens", "begin_suppress_tokens"])
+def test_a_token_to_suppress_past_every_head_is_refused_by_name(tiny_model, name):
+    """transformers' processors compare the scores' columns with the ids: one past every head suppressed nothing,
+    without a word."""
+    from valle_hf.configuration import SettingError, check_settings_fit
+
+    config = tiny_model.config
+    classes = max(config.head_size(level) for level in range(config.num_heads))
+    check_settings_fit({name: [0, classes - 1]}, config)
+    with pytest.raises(SettingError, match=rf"^{name}=\[{classes}\] is not allowed: it must be token ids in "
+                                           rf"0\.\.{classes - 1}"):
+        tiny_model.generate(input_ids=torch.tensor([[1, 5, 2]]), max_new_tokens=2, **{name: [classes]})
+
+
 def test_speech_to_texts_forced_end_token_is_one_of_its_text_heads_classes(tiny_model):
     """Speech to text reads the text head, narrower than the audio heads: an id between the two was accepted, then
     an IndexError in transformers' processor."""

@@ -743,7 +743,8 @@ BAD_SETTINGS = [
     # transformers' own fields, which it takes unchecked: a string failed deep in its loop (beam search's
     # length_penalty at the first finished beam), NaN or a negative count passed without a word
     ("length_penalty", "1"), ("length_penalty", math.nan), ("min_new_tokens", "5"), ("min_new_tokens", -1),
-    ("max_time", "5"), ("max_time", -1.0), ("no_repeat_ngram_size", "2"), ("max_length", "5"), ("min_length", -3),
+    ("max_time", "5"), ("max_time", -1.0), ("no_repeat_ngram_size", "2"), ("suppress_tokens", [-1]),
+    ("begin_suppress_tokens", "5"), ("max_length", "5"), ("min_length", -3),
 ]
 
 

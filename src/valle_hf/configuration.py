@@ -520,6 +520,10 @@ SETTING_RULES = {
     "min_length": ("an integer >= 0 (input and AR steps)", lambda v: _is_int(v) and v >= 0),
     "max_time": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),  # 0: the first step only
     "no_repeat_ngram_size": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
+    "suppress_tokens": ("a list of token ids (integers >= 0)",
+                        lambda v: isinstance(v, (list, tuple)) and all(map(_is_token_id, v))),
+    "begin_suppress_tokens": ("a list of token ids (integers >= 0)",
+                              lambda v: isinstance(v, (list, tuple)) and all(map(_is_token_id, v))),
     "forced_eos_token_id": ("a token id (an integer >= 0) or a non-empty list of them",
                             lambda v: _is_token_id(v) or (isinstance(v, (list, tuple)) and len(v) > 0
                                                           and all(map(_is_token_id, v)))),
@@ -595,7 +599,8 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     layer past its last layer, a prompt, silence prefix or `max_new_tokens` longer than its positions
     (`max_position_embeddings` frames: 300 s for the released model; longer ones asked for attention masks of many
     GB; positions restart in every segment, so the limit is on each, not on the whole sequence), a DRY sequence
-    breaker or forced end token (`forced_eos_token_id`) that is no class of any of its heads (with `task` "stt",
+    breaker, forced end token (`forced_eos_token_id`) or token to suppress (`suppress_tokens`,
+    `begin_suppress_tokens`) that is no class of any of its heads (with `task` "stt",
     of its text head, which the AR of speech to text reads). Raises `SettingError`, as `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
@@ -615,11 +620,11 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     if exit_layer is not None and exit_layer >= config.num_hidden_layers:
         raise SettingError("layer_skip_exit_layer", exit_layer, f"-1 (all layers) or a layer index "
                            f"0..{config.num_hidden_layers - 1}: this model has {config.num_hidden_layers} layers")
-    # An id past every head is no token of this model: one past int64 failed deep in the sampler, unexplained, and
-    # a forced end token past them in transformers' processor, as an IndexError
+    # An id past every head is no token of this model: one past int64 failed deep in the sampler, unexplained, a
+    # forced end token past them in transformers' processor, as an IndexError, and one to suppress was ignored
     stt = task == "stt" and config.text_head
     classes = config.text_vocab_size if stt else max(config.head_size(level) for level in range(config.num_heads))
-    for name in ("dry_sequence_breakers", "forced_eos_token_id"):
+    for name in ("dry_sequence_breakers", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens"):
         ids = settings.get(name)
         if any(token >= classes for token in ([ids] if _is_int(ids) else ids or ())):
             raise SettingError(name, ids, f"token ids in 0..{classes - 1}: this model's "
