@@ -147,9 +147,9 @@ def check_record(root: str | os.PathLike, line: int, record: dict) -> int:
     if len(text) != 1 or len(codes) != 2 or codes[0] != frames:
         raise VallEValueError(f"{where}: {path} holds {shapes or 'no tensors'} where its record needs text_ids [n] "
                               f"and codes [{frames}, levels]; {_prepare_again(root, path)}")
-    floating = {key: dtypes[key] for key in ("text_ids", "codes") if not dtypes[key].startswith(("I", "U"))}
-    if floating:  # read as int64 for training, their fractions would be cut off without a word
-        raise VallEValueError(f"{where}: {path} holds {floating} where ids and codes are integers; "
+    not_integer = {key: dtypes[key] for key in ("text_ids", "codes") if not dtypes[key].startswith(("I", "U"))}
+    if not_integer:  # read as int64 for training: fractions would be cut off without a word
+        raise VallEValueError(f"{where}: {path} holds {not_integer} where ids and codes are integers; "
                               f"{_prepare_again(root, path)}")
     return codes[1]
 
