@@ -446,6 +446,13 @@ def _is_token_id(value) -> bool:
     return _is_int(value) and value >= 0
 
 
+def _is_token_ids(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(map(_is_token_id, value))
+
+
+_TOKEN_IDS = ("a list of token ids (integers >= 0)", _is_token_ids)
+
+
 def _is_temperature(value) -> bool:
     """0 (greedy) or at least `MIN_TEMPERATURE`: logits divided by less overflow float32, and sampling fails."""
     return _is_number(value) and (value == 0 or value >= MIN_TEMPERATURE)
@@ -483,8 +490,7 @@ SETTING_RULES = {
     "dry_base": ("a finite number >= 1", lambda v: _is_number(v) and v >= 1),
     "dry_allowed_length": (f"an integer in [1, {MAX_DRY_ALLOWED_LENGTH}]",
                            lambda v: _is_int(v) and 1 <= v <= MAX_DRY_ALLOWED_LENGTH),
-    "dry_sequence_breakers": ("a list of token ids (integers >= 0)",
-                              lambda v: isinstance(v, (list, tuple)) and all(map(_is_token_id, v))),
+    "dry_sequence_breakers": _TOKEN_IDS,
     "mirostat_tau": ("a finite number >= 0 (0 = off)", lambda v: _is_number(v) and v >= 0),
     "mirostat_eta": ("a finite number >= 0", lambda v: _is_number(v) and v >= 0),
     "entropix": ("True or False", lambda v: isinstance(v, bool)),
@@ -520,13 +526,10 @@ SETTING_RULES = {
     "min_length": ("an integer >= 0 (input and AR steps)", lambda v: _is_int(v) and v >= 0),
     "max_time": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),  # 0: the first step only
     "no_repeat_ngram_size": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
-    "suppress_tokens": ("a list of token ids (integers >= 0)",
-                        lambda v: isinstance(v, (list, tuple)) and all(map(_is_token_id, v))),
-    "begin_suppress_tokens": ("a list of token ids (integers >= 0)",
-                              lambda v: isinstance(v, (list, tuple)) and all(map(_is_token_id, v))),
+    "suppress_tokens": _TOKEN_IDS,
+    "begin_suppress_tokens": _TOKEN_IDS,
     "forced_eos_token_id": ("a token id (an integer >= 0) or a non-empty list of them",
-                            lambda v: _is_token_id(v) or (isinstance(v, (list, tuple)) and len(v) > 0
-                                                          and all(map(_is_token_id, v)))),
+                            lambda v: _is_token_id(v) or (_is_token_ids(v) and len(v) > 0)),
 }
 
 

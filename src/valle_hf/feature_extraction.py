@@ -133,10 +133,10 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         `sampling_rate` Hz → a 1-D float32 tensor at `self.sampling_rate`.
 
         Raises `VallEValueError` for an array without a sampling rate or at one outside `MIN_SAMPLING_RATE` ..
-        `MAX_SAMPLING_RATE`, an empty
-        array, a given array with more than 2 channels (most likely a batch of waveforms, which would be averaged into
-        one), non-finite samples, or float samples outside [-1, 1] (almost always integer PCM stored as floats, which
-        EnCodec would read as clipped noise; a file's samples are taken as the file holds them).
+        `MAX_SAMPLING_RATE`, an empty array, a given array with more than 2 channels (most likely a batch of
+        waveforms, which would be averaged into one), non-finite samples, or float samples outside [-1, 1] (almost
+        always integer PCM stored as floats, which EnCodec would read as clipped noise; a file's samples are taken as
+        the file holds them).
         """
         if sampling_rate is None:
             raise VallEValueError(f"{what} has no sampling_rate: pass sampling_rate=<its rate in Hz> (the model reads "

@@ -269,8 +269,8 @@ def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
     if not path.is_file():
         return []
     content = path.read_text(encoding="utf-8", errors="replace")
-    records, broken = [], []
-    for number, line in enumerate(_lines(content), start=1):
+    lines, records, broken = _lines(content), [], []
+    for number, line in enumerate(lines, start=1):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -279,7 +279,7 @@ def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
             records.append((number, record))
         elif line.strip():
             broken.append(number)
-    if broken and not content.endswith("\n") and broken[-1] == content.count("\n") + 1:
+    if broken and not content.endswith("\n") and broken[-1] == len(lines):
         broken.pop()  # the record an append cut short: written again when its work is done again
     if broken:
         logger.warning(f"{path}: line(s) {', '.join(map(str, broken[:10]))}{', ...' if len(broken) > 10 else ''} "

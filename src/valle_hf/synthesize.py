@@ -122,6 +122,11 @@ class Job:
     cell_settings: frozenset[str] = frozenset()
 
     @property
+    def cell_names(self) -> dict[str, str]:
+        """The `generate` settings the row's cells gave, each with its column's name: {"num_beams": "beam_width"}."""
+        return {FLAG_SETTINGS[flag]: flag for flag in self.cell_settings}
+
+    @property
     def settings_key(self) -> str:
         """The settings, and which of them the row's cells gave: a batch's messages name them alike."""
         return json.dumps([self.settings, sorted(self.cell_settings)], sort_keys=True)
@@ -547,7 +552,7 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache, languag
         out = [result for start in range(0, len(rows), step)
                for result in _generate(model, rows[start:start + step], names[start:start + step], jobs[0])]
     except VallEMemoryError as error:  # a call the device cannot hold
-        if error.setting not in {FLAG_SETTINGS[flag] for flag in jobs[0].cell_settings}:
+        if error.setting not in jobs[0].cell_names:
             raise  # the command's flags or the batch's size: every batch of its size would fail alike
         return [], failed + [(job, one_line(error)) for job, _, _ in ready]  # these rows' cells ask for too much
     except MissingDependencyError:
@@ -573,7 +578,7 @@ def _generate(model, rows: list[tuple], names: list[str], job: Job) -> list[tupl
     texts, prompt_rows, seeds = zip(*rows, strict=True)
     input_ids, attention_mask = (tensor.to(model.device) for tensor in pad(list(texts), 0, side="right"))
     prompt_codes, prompt_mask = (tensor.to(model.device) for tensor in pad(list(prompt_rows), 0, side="right"))
-    with row_names(names), setting_names({FLAG_SETTINGS[flag]: flag for flag in job.cell_settings}):
+    with row_names(names), setting_names(job.cell_names):
         out = model.generate(input_ids=input_ids, attention_mask=attention_mask, prompt_codes=prompt_codes,
                              prompt_attention_mask=prompt_mask, seeds=list(seeds), return_dict_in_generate=True,
                              **job.settings)

@@ -432,8 +432,10 @@ class StopOnNonFiniteWeights(TrainerCallback):
         if model is None:
             return
         trainable = [(name, weight) for name, weight in model.named_parameters() if weight.requires_grad]
-        finite = torch.stack([weight.detach().isfinite().all() for _, weight in trainable]) if trainable else None
-        if finite is not None and not finite.all():
+        if not trainable:
+            return
+        finite = torch.stack([weight.detach().isfinite().all() for _, weight in trainable])  # one sync, not one each
+        if not finite.all():
             name = trainable[int((~finite).nonzero()[0])][0]
             raise VallEValueError(f"training diverged: at step {state.global_step} the weights ({name}, ...) are no "
                                   f"longer numbers (NaN or inf), so nothing is saved as trained; lower the learning "
