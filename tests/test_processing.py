@@ -305,6 +305,8 @@ def test_decode_refuses_what_is_not_one_sequence_of_the_vocabularys_ids(processo
     for given in (HELLO_IPA, None):
         with pytest.raises(VallETypeError, match=r"^decode takes phoneme ids \(a tensor or a list of integers\), got "):
             processor.decode(given)
+    with pytest.raises(VallETypeError, match=r"got int \(1e\+5000\)$"):  # no repr: past Python's 4,300 digits
+        processor.decode(10**5000)
 
 
 def test_batch_decode_refuses_one_sequence_whose_ids_it_would_decode_one_by_one(processor):
