@@ -471,6 +471,18 @@ def test_finetune_script_refuses_bad_input_in_one_line(case, workspace, finetune
     check_refused(finetune.main, argv, workspace, capsys, expected)
 
 
+def test_finetune_refuses_more_workers_than_cpus(workspace, training_inputs, capsys, monkeypatch):
+    """--num-workers past the CPUs the run may use ran each step ~30x slower under torch's warning; refused, read
+    against the process's CPU affinity (here made one CPU)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    script = load_script(REPO / "examples" / "finetune.py")
+    argv = ["--model", training_inputs["model"], "--data", training_inputs["data"], "--output", workspace / "run",
+            "--num-workers", "2", "--max-steps", "1", "--save-steps", "0"]  # planted fault: a one-step run
+    check_refused(script.main, argv, workspace, capsys, "--num-workers 2 is not allowed: it must be an integer from "
+                                                         "0 to 1 (the CPUs this run may use)")
+
+
 @pytest.mark.parametrize("value", ["1e3", "2.0", "2.5", "abc"])
 def test_finetune_reads_integers_as_the_other_commands_do(value, finetune):
     """--max-steps 1e3 and --batch-size 2.0 were refused ("invalid int value") where the other commands read whole
