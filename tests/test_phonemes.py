@@ -253,7 +253,54 @@ def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_f
     assert "Chinese" not in phonemize("5 ㎛, 5 ㎨, 5 ㏁.", "en")  # what espeak-ng says of a symbol it cannot read
     assert phonemize("5 ㎛.", "en") != phonemize("5 \N{GREEK SMALL LETTER MU}m.", "en")  # "micro", not "mew"
     assert phonemes.normalize_text("ⅠⅯ ㏄ ㏿") == "IM cc gal"  # the blocks' first and last forms
+    assert phonemes.normalize_text("㎡ ㎨") == "m² m/s²"  # powers as superscripts, for `_SYMBOL_WORDS` to read
     assert phonemes.normalize_text("㍻ ㍿") == "㍻ ㍿"  # 平成, 株式会社: kanji, left to the script checks
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("It is 5 ㎡.", "It is 5 m squared.", "en"), ("Il fait 5 ㎡.", "Il fait 5 m carré.", "fr"),
+    ("x² + y³", "x squared + y cubed", "en"), ("(a+b)²", "(a+b) squared", "en"), ("5 m³", "5 m cube", "fr"),
+    ("x²", "x hoch zwei", "de"), ("5 ㎥", "5 m al cubo", "es"), ("² see below", "2 see below", "en"),
+    ("x²y", "x squared y", "en"),
+])
+def test_a_power_reads_as_one(text, words, language):
+    """espeak-ng read "m²" and "㎡" (then "m2") as "m two", French "㎡" as "m deux": "²" and "³" after a letter, digit
+    or bracket are powers, read as the language says them; elsewhere (a footnote's mark) as their digit."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("5‰ off.", "5 per mille off.", "en"), ("1 ‱", "1 per ten thousand", "en"), ("ℵ zero", "aleph zero", "en"),
+    ("Brand℠ ok", "Brand service mark ok", "en"), ("℅Bob", "care of Bob", "en"), ("5 ‰", "5 pour mille", "fr"),
+    ("№ 5", "numéro 5", "fr"), ("ℵ", "aleph", "fr"), ("5 ‰", "5 Promille", "de"), ("ℵ", "Aleph", "de"),
+    ("5 ‰", "5 por mil", "es"), ("№ 5", "número 5", "es"),
+])
+def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(text, words, language):
+    """espeak-ng left "‰", "‱", "℠", "℅" out ("5 ‰ off" was read "5 off"; "№" in French and Spanish) and said "ℵ"
+    as its code point ("letter 2 1 3 5")."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        assert phonemize(text, language) == phonemize(words, language)
+    assert "left out" not in logged.out, logged.out
+
+
+@pytest.mark.parametrize(("text", "spoken", "symbols", "language"), [
+    ("Goethe † 1832.", "Goethe 1832.", "†", "de"), ("5′ 3″ tall", "5 3 tall", "′ ″", "en"), ("5 × 2", "5 2", "×", "es"),
+    ("5 ℵ ok", "5 ok", "ℵ", "it"), ("⅛ cup", "cup", "⅛", "en"), ("5 × 2", "5 × 2", "", "en"),
+    ("5 ‰", "5 ‰", "", "it"),
+])
+def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, spoken, symbols, language):
+    """A symbol espeak-ng left out was lost without a word, and one it said as a code point ("ℵ" in Italian) was
+    spoken as one: each is left out, named in a warning. Those the voice reads ("×" in English) are read."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        assert phonemize(text, language) == phonemize(spoken, language)
+    if symbols:
+        assert f"symbols {symbols} are left out: espeak-ng's {language!r} voice" in logged.out, logged.out
+    else:
+        assert "left out" not in logged.out, logged.out
 
 
 def test_japanese_kana_touching_latin_letters_read_as_with_a_space_between():

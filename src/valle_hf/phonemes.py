@@ -5,12 +5,12 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 "fr" as "fr-fr", Japanese converted to hiragana first. The espeak-ng library and voice data come from the
 `espeakng_loader` wheel, so no system espeak is needed (set `PHONEMIZER_ESPEAK_LIBRARY` to use another library).
 
-Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text
-that is already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, the
-language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or
-Romanian names) read without their marks, with a warning, clear errors for text with nothing to speak (empty, or
-punctuation alone), for letters a voice would spell out or say as code points, unknown languages and a missing
-pykakasi, and `split_sentences` for long texts.
+Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
+already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
+out or says as a code point read as words ("5 ‰", "m²") or left out with a warning, the language-switch markers as an
+option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their
+marks, with a warning, clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice
+would spell out or say as code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -374,10 +374,13 @@ _FULL_WIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 # stand for ("Ⅻ" → "XII", "℃" → "°C", "㎏" → "kg", "㎧" → "m/s", "㎛" → "µm": their NFKC forms, with the micro sign
 # for the Greek mu and "/" for the division slash, where made of ASCII and "°µΩ"): espeak-ng says the numerals' code
 # points ("letter 2 1 6 b"), leaves the degree signs out and reads the units as "Chinese symbol"; it reads the micro
-# sign "micro", the Greek mu "mew". The era names and "㍿" (kanji) are left to espeak.
+# sign "micro", the Greek mu "mew". A unit's power stays the superscript it stands for ("㎡" → "m²", "㎨" →
+# "m/s²"), which `_SYMBOL_WORDS` reads as a power: NFKC's "m2" is read "m two". The era names and "㍿" (kanji) are left
+# to espeak.
 _COMPATIBILITY_FORMS = {
-    code: form for code, form in ((code, unicodedata.normalize("NFKC", chr(code)).translate({0x3BC: "µ", 0x2215: "/"}))
-                                  for code in (*range(0x2160, 0x2180), 0x2103, 0x2109, *range(0x3371, 0x33E0), 0x33FF))
+    code: re.sub("(?<=[a-z])[23]$", lambda power: power.group().translate(str.maketrans("23", "²³")), form)
+    for code, form in ((code, unicodedata.normalize("NFKC", chr(code)).translate({0x3BC: "µ", 0x2215: "/"}))
+                       for code in (*range(0x2160, 0x2180), 0x2103, 0x2109, *range(0x3371, 0x33E0), 0x33FF))
     if all(char.isascii() or char in "°µΩ" for char in form)
 }
 
@@ -400,6 +403,65 @@ def _without_emoji(text: str, found: list[str]) -> str:
     %, ©) are read as words and kept."""
     found.extend(_EMOJI.findall(text))
     return " ".join(_EMOJI_MARKS.sub("", _EMOJI.sub(" ", text)).split())
+
+
+# Symbols espeak-ng leaves out ("5 ‰" is read "5") or says as a code point ("ℵ" as "letter 2 1 3 5"), as the words a
+# reader says for them, by language (an espeak code's first part). "²" and "³" after a letter, digit or bracket are
+# powers ("m²", "x³", "(a+b)²"), which espeak-ng reads as the digits ("m two"; French "m puissance deux"); elsewhere
+# (a footnote's mark) they are left to it. Any other symbol a voice leaves out or says as a code point is left out
+# with a warning (`_without_unread_symbols`).
+_SYMBOL_WORDS = {
+    "en": {"‰": "per mille", "‱": "per ten thousand", "ℵ": "aleph", "℠": "service mark", "℅": "care of",
+           "²": "squared", "³": "cubed"},
+    "fr": {"‰": "pour mille", "‱": "pour dix mille", "ℵ": "aleph", "℠": "marque de service", "℅": "aux bons soins de",
+           "№": "numéro", "²": "carré", "³": "cube"},
+    "de": {"‰": "Promille", "‱": "pro zehntausend", "ℵ": "Aleph", "℠": "Dienstleistungsmarke", "℅": "zu Händen von",
+           "²": "hoch zwei", "³": "hoch drei"},
+    "es": {"‰": "por mil", "‱": "por diez mil", "ℵ": "álef", "℠": "marca de servicio", "℅": "a la atención de",
+           "№": "número", "²": "al cuadrado", "³": "al cubo"},
+}
+_POWERS = "²³"
+_SYMBOL_WORD_PATTERNS = {language: re.compile(f"[{''.join(words)}]") for language, words in _SYMBOL_WORDS.items()}
+# Marks of punctuation and letters that stand for words, which some voice leaves out or says as a code point: with
+# the symbols and number forms (Unicode categories Sm, Sc, So, No: "×", "€", "©", "⅛"), what `_without_unread_symbols`
+# asks the voice about.
+_WORD_MARKS = "†‡‰‱′″‴§¶ℵℶℷℸ"
+
+
+def _spaced(match: re.Match, word: str) -> str:
+    """`word` in place of `match`, parted by a space from what it follows ("5‰" → "5 per mille", "(a+b)²" → "(a+b)
+    squared") and from a letter or digit after it."""
+    text, start, end = match.string, match.start(), match.end()
+    before = " " if start and not text[start - 1].isspace() else ""
+    after = " " if end < len(text) and text[end].isalnum() else ""
+    return f"{before}{word}{after}"
+
+
+def _symbols_as_words(text: str, language: str) -> str:
+    """`text` with the symbols of `_SYMBOL_WORDS` written as the words `language` reads them ("5 ㎡" → "5 m squared" in
+    English, "5 m carré" in French); as it is in a language the table has none for."""
+    code = language.split("-")[0]
+    if code not in _SYMBOL_WORDS:
+        return text
+
+    def word(match: re.Match) -> str:
+        symbol = match.group()
+        if symbol in _POWERS and not re.match(r"[^\W_]|[)\]]", text[match.start() - 1:match.start()]):
+            return symbol  # not a power: a footnote's mark, or a superscript alone
+        return _spaced(match, _SYMBOL_WORDS[code][symbol])
+
+    return _SYMBOL_WORD_PATTERNS[code].sub(word, text)
+
+
+def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
+    """`text` without the symbols the voice of `language` leaves out or says as a code point (`_said_as_code_point`:
+    "†", "′" in every voice tried, "×" in Spanish), each added to `left_out` for one warning naming them: the speech
+    would skip them without a word, or say "letter 2 1 3 5"."""
+    unread = {char for char in set(text) if not char.isascii() and (
+        unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS)
+        and _said_as_code_point(char, _check_language(language))}
+    left_out.extend(char for char in text if char in unread)
+    return " ".join("".join(" " if char in unread else char for char in text).split())
 
 
 def check_unicode(text: str) -> str:
@@ -443,29 +505,36 @@ def check_text(text: str) -> str:
 def phonemize(text: str, language: str = "en", language_switch: str = "keep") -> str:
     """Text → IPA phonemes with espeak-ng (punctuation kept, stress marked), as the original model was trained.
 
-    `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or
-    any espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned exactly as it is, only
-    stripped of surrounding whitespace; other text is normalised first (`normalize_text`; the original split lines
-    before phonemising, use `split_sentences` for long texts). `language_switch`: "keep" (default) writes espeak's
-    markers for words it reads in another language, "(en)fˈʊtbɔːl(fr)", as the released model was trained; "remove"
-    drops the markers and keeps those words' phonemes, which suits mixed-language text. Raises `VallEValueError`
-    for text with nothing to speak (`check_text`), an unknown language or `language_switch`, kana or Han characters
-    in English, German or French text (`resolve_language`); `MissingDependencyError` for Japanese kanji without
-    pykakasi.
+    `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or any
+    espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned exactly as it is, only stripped
+    of surrounding whitespace; other text is normalised first (`normalize_text`; the original split lines before
+    phonemising, use `split_sentences` for long texts), and symbols the voice would leave out or say as a code point are
+    read as the language's words for them ("5 ‰", "m²": `_SYMBOL_WORDS`) or left out with a warning. `language_switch`:
+    "keep" (default) writes espeak's markers for words it reads in another language, "(en)fˈʊtbɔːl(fr)", as the released
+    model was trained; "remove" drops the markers and keeps those words' phonemes, which suits mixed-language text.
+    Raises `VallEValueError` for text with nothing to speak (`check_text`), an unknown language or `language_switch`,
+    kana or Han characters in English, German or French text (`resolve_language`); `MissingDependencyError` for Japanese
+    kanji without pykakasi.
     """
     return phonemize_all([text], [language], language_switch)[0]
 
 
 def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switch: str = "keep") -> list[str]:
-    """`phonemize` for each text in its language, the emoji of them all named in one warning, and the letters read
-    without their marks in another (the sentences of one text are one text to its reader)."""
+    """`phonemize` for each text in its language, the emoji of them all named in one warning, the symbols no voice
+    reads in another, and the letters read without their marks in a third (the sentences of one text are one text to
+    its reader)."""
     emoji: list[str] = []
+    symbols: dict[str, list[str]] = {}  # language → symbols its voice does not read
     folded: dict[str, list[str]] = {}  # language → letters read without their marks
-    phonemes = [_phonemized(text, language, language_switch, emoji, folded)
+    phonemes = [_phonemized(text, language, language_switch, emoji, symbols, folded)
                 for text, language in zip(texts, languages, strict=True)]
     if emoji:
         logger.warning(f"the text's emoji ({''.join(dict.fromkeys(emoji))[:20]}) are left out: espeak-ng would read "
                        "their names aloud; write in words what they should say")
+    for language, unread in symbols.items():
+        if unread:
+            logger.warning(f"the text's symbols {' '.join(dict.fromkeys(unread))} are left out: espeak-ng's "
+                           f"{language!r} voice has no reading for them; write in words what they should say")
     for language, letters in folded.items():
         letters = "".join(dict.fromkeys(letters))[:20]
         if letters:
@@ -476,17 +545,18 @@ def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switc
     return phonemes
 
 
-def _phonemized(text: str, language: str, language_switch: str, emoji: list[str],
+def _phonemized(text: str, language: str, language_switch: str, emoji: list[str], symbols: dict[str, list[str]],
                 folded: dict[str, list[str]]) -> str:
-    """`phonemize` of one text, its emoji added to `emoji` and the letters read without their marks to `folded`
-    (under the language), for the caller's warnings."""
+    """`phonemize` of one text, its emoji added to `emoji`, the symbols left out to `symbols` and the letters read
+    without their marks to `folded` (these two under the language), for the caller's warnings."""
     check_text(text)
     if language_switch not in LANGUAGE_SWITCH:
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = _without_emoji(normalize_text(text), emoji)
+    text = _symbols_as_words(_without_emoji(normalize_text(text), emoji), language)
+    text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
         text = _LATIN_KANA.sub(" ", _to_hiragana(text))
     text = _without_unread_marks(text, language, folded.setdefault(language, []))
