@@ -303,6 +303,17 @@ def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, sp
         assert "left out" not in logged.out, logged.out
 
 
+@pytest.mark.parametrize(("text", "plain", "language"), [
+    ("hel\u200dlo world", "hello world", "en"), ("hel\u2060lo world", "hello world", "en"),
+    ("hel\ufefflo world", "hello world", "de"), ("5\u00a0000 euros", "5000 euros", "en"),
+    ("1\u202f234\u202f567 km", "1234567 km", "en"), ("2\u2009500 m", "2500 m", "en"),
+])
+def test_joiners_are_unseen_and_thousands_parted_by_a_no_break_space_one_number(text, plain, language):
+    """espeak-ng parted a word at a zero-width joiner or word joiner ("hel lo"), and the English voice read
+    "5 000" written with a no-break space as "five zero zero zero"."""
+    assert phonemize(text, language) == phonemize(plain, language)
+
+
 def test_japanese_kana_touching_latin_letters_read_as_with_a_space_between():
     """espeak-ng's Japanese voice read kana next to a Latin letter one by one, a voiced one as "Japanese letter":
     "5㎏です" (now "5kgです") came out as "go kg te Japanese letter su", where it had left the unit out."""

@@ -69,8 +69,10 @@ _LATIN_KANA = re.compile(f"(?<={_LATIN})(?={_KANA.pattern})|(?<={_KANA.pattern})
 _PICTOGRAPH = "\u2300-\u23ff\u2600-\u266c\u2670-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
 _MODIFIERS = "\ufe0e\ufe0f\u20e3\U0001f3fb-\U0001f3ff"
 _EMOJI = re.compile(f"[{_PICTOGRAPH}][{_MODIFIERS}]*(?:\u200d[{_PICTOGRAPH}][{_MODIFIERS}]*)*")
-# What is left of a keycap emoji ("1" + U+FE0F + U+20E3) once read as its digit: nothing to see or say.
-_EMOJI_MARKS = re.compile("[\ufe0e\ufe0f\u20e3]")
+# What is left of a keycap emoji ("1" + U+FE0F + U+20E3) once read as its digit, and the joiners (zero-width, word
+# joiner, zero-width no-break space) outside an emoji: nothing to see or say, but espeak-ng parted a word at a joiner
+# ("hel" + U+200D + "lo" was read "hel lo").
+_EMOJI_MARKS = re.compile("[\ufe0e\ufe0f\u20e3\u200d\u2060\ufeff]")
 
 
 def looks_like_ipa(text: str) -> bool:
@@ -385,15 +387,22 @@ _COMPATIBILITY_FORMS = {
 }
 
 
+# A no-break, narrow no-break, figure or thin space between digits and a group of three, as French, German and SI
+# write thousands ("5 000"): espeak-ng's English voices read the groups apart ("five zero zero zero"), the others as
+# one number, which it is.
+_DIGIT_GROUP_SPACE = re.compile(r"(?<=\d)[\u00a0\u2007\u2009\u202f](?=\d{3}(?!\d))")
+
+
 def normalize_text(text: str) -> str:
     """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms mapped to ASCII, Roman
-    numerals, degree signs and squared units to what they stand for (`_COMPATIBILITY_FORMS`), and runs of whitespace
-    (newlines included) as one space.
+    numerals, degree signs and squared units to what they stand for (`_COMPATIBILITY_FORMS`), thousands parted by a
+    no-break space as one number (`_DIGIT_GROUP_SPACE`), and runs of whitespace (newlines included) as one space.
 
     NFC, because espeak reads a decomposed "ü" (u + U+0308) as a plain "u". Never NFKC: it would also rewrite
     symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
     """
     text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII).translate(_COMPATIBILITY_FORMS)
+    text = _DIGIT_GROUP_SPACE.sub("", text)
     return " ".join(text.split())
 
 
