@@ -288,7 +288,7 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
 @pytest.mark.parametrize(("text", "spoken", "symbols", "language"), [
     ("Goethe † 1832.", "Goethe 1832.", "†", "de"), ("5′ 3″ tall", "5 3 tall", "′ ″", "en"), ("5 × 2", "5 2", "×", "es"),
     ("5 ℵ ok", "5 ok", "ℵ", "it"), ("⅛ cup", "cup", "⅛", "en"), ("5 × 2", "5 × 2", "", "en"),
-    ("5 ‰", "5 ‰", "", "it"),
+    ("5 ‰", "5 ‰", "", "it"), ("3⁄16 inch", "3 16 inch", "⁄", "en"),  # a fraction with no vulgar form ("1⁄2" is "½")
 ])
 def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, spoken, symbols, language):
     """A symbol espeak-ng left out was lost without a word, and one it said as a code point ("ℵ" in Italian) was
@@ -311,6 +311,15 @@ def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, sp
 def test_joiners_are_unseen_and_thousands_parted_by_a_no_break_space_one_number(text, plain, language):
     """espeak-ng parted a word at a zero-width joiner or word joiner ("hel lo"), and the English voice read
     "5 000" written with a no-break space as "five zero zero zero"."""
+    assert phonemize(text, language) == phonemize(plain, language)
+
+
+@pytest.mark.parametrize(("text", "plain", "language"), [
+    ("1⁄2 cup", "½ cup", "en"), ("3⁄4 Liter", "¾ Liter", "de"), ("Step ① and ⑳, ⑴.", "Step 1 and 20, (1).", "en"),
+    ("Étape ⑩.", "Étape 10.", "fr"),
+])
+def test_slashed_fractions_and_circled_numbers_read_as_what_they_stand_for(text, plain, language):
+    """espeak-ng read "1⁄2" (the fraction slash) as "one two" and left circled numbers out."""
     assert phonemize(text, language) == phonemize(plain, language)
 
 

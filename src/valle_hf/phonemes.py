@@ -372,17 +372,19 @@ def _to_hiragana(text: str) -> str:
 
 # Full-width ASCII forms (U+FF01..U+FF5E, e.g. "Ｈｅｌｌｏ！") → ASCII: espeak spells them out letter by letter.
 _FULL_WIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
-# Roman numerals, degree signs and squared units (U+2160..217F, U+2103, U+2109, U+3371..33DF, U+33FF) → what they
-# stand for ("Ⅻ" → "XII", "℃" → "°C", "㎏" → "kg", "㎧" → "m/s", "㎛" → "µm": their NFKC forms, with the micro sign
-# for the Greek mu and "/" for the division slash, where made of ASCII and "°µΩ"): espeak-ng says the numerals' code
-# points ("letter 2 1 6 b"), leaves the degree signs out and reads the units as "Chinese symbol"; it reads the micro
-# sign "micro", the Greek mu "mew". A unit's power stays the superscript it stands for ("㎡" → "m²", "㎨" →
-# "m/s²"), which `_SYMBOL_WORDS` reads as a power: NFKC's "m2" is read "m two". The era names and "㍿" (kanji) are left
-# to espeak.
+# Roman numerals, degree signs, squared units and enclosed numbers and letters (U+2160..217F, U+2103, U+2109,
+# U+3371..33DF, U+33FF, U+2460..24EA) → what they stand for ("Ⅻ" → "XII", "℃" → "°C", "㎏" → "kg", "㎧" → "m/s",
+# "㎛" → "µm", "①" → "1", "⑴" → "(1)", "Ⓐ" → "A": their NFKC forms, with the micro sign for the Greek mu and "/" for
+# the division slash, where made of ASCII and "°µΩ"): espeak-ng says the numerals' code points ("letter 2 1 6 b"),
+# leaves the degree signs and enclosed numbers out and reads the units as "Chinese symbol"; it reads the micro sign
+# "micro", the Greek mu "mew". A unit's power stays the superscript it stands for ("㎡" → "m²", "㎨" → "m/s²"),
+# which `_SYMBOL_WORDS` reads as a power: NFKC's "m2" is read "m two". The era names and "㍿" (kanji) are left to
+# espeak.
 _COMPATIBILITY_FORMS = {
     code: re.sub("(?<=[a-z])[23]$", lambda power: power.group().translate(str.maketrans("23", "²³")), form)
     for code, form in ((code, unicodedata.normalize("NFKC", chr(code)).translate({0x3BC: "µ", 0x2215: "/"}))
-                       for code in (*range(0x2160, 0x2180), 0x2103, 0x2109, *range(0x3371, 0x33E0), 0x33FF))
+                       for code in (*range(0x2160, 0x2180), 0x2103, 0x2109, *range(0x3371, 0x33E0), 0x33FF,
+                                    *range(0x2460, 0x24EB)))
     if all(char.isascii() or char in "°µΩ" for char in form)
 }
 
@@ -391,18 +393,25 @@ _COMPATIBILITY_FORMS = {
 # write thousands ("5 000"): espeak-ng's English voices read the groups apart ("five zero zero zero"), the others as
 # one number, which it is.
 _DIGIT_GROUP_SPACE = re.compile(r"(?<=\d)[\u00a0\u2007\u2009\u202f](?=\d{3}(?!\d))")
+# A fraction written with the fraction slash ("1⁄2", as some editors set "1/2") as its vulgar fraction ("½"), which
+# espeak-ng reads "a half"; it read "1⁄2" as "one two".
+_VULGAR_FRACTIONS = {unicodedata.normalize("NFKC", chr(code)): chr(code)
+                     for code in (0xBC, 0xBD, 0xBE, *range(0x2150, 0x215F), 0x2189)}
+_SLASHED_FRACTION = re.compile(r"(?<!\d)\d+\u2044\d+(?!\d)")
 
 
 def normalize_text(text: str) -> str:
     """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms mapped to ASCII, Roman
-    numerals, degree signs and squared units to what they stand for (`_COMPATIBILITY_FORMS`), thousands parted by a
-    no-break space as one number (`_DIGIT_GROUP_SPACE`), and runs of whitespace (newlines included) as one space.
+    numerals, degree signs, squared units and circled numbers to what they stand for (`_COMPATIBILITY_FORMS`),
+    thousands parted by a no-break space as one number (`_DIGIT_GROUP_SPACE`), "1⁄2" as "½" (`_SLASHED_FRACTION`), and
+    runs of whitespace (newlines included) as one space.
 
     NFC, because espeak reads a decomposed "ü" (u + U+0308) as a plain "u". Never NFKC: it would also rewrite
     symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
     """
     text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII).translate(_COMPATIBILITY_FORMS)
     text = _DIGIT_GROUP_SPACE.sub("", text)
+    text = _SLASHED_FRACTION.sub(lambda fraction: _VULGAR_FRACTIONS.get(fraction.group(), fraction.group()), text)
     return " ".join(text.split())
 
 
