@@ -424,22 +424,31 @@ def _without_emoji(text: str, found: list[str]) -> str:
 
 
 # Symbols espeak-ng leaves out ("5 ‰" is read "5") or says as a code point ("ℵ" as "letter 2 1 3 5"), as the words a
-# reader says for them, by language (an espeak code's first part). "²" and "³" after a letter, digit or bracket are
+# reader says for them, by language (an espeak code's first part); with the French and Spanish readings of those their
+# voices hand to the English one ("≠" was "(en)not equal to(fr)"). "²" and "³" after a letter, digit or bracket are
 # powers ("m²", "x³", "(a+b)²"), which espeak-ng reads as the digits ("m two"; French "m puissance deux"); elsewhere
 # (a footnote's mark) they are left to it. Any other symbol a voice leaves out or says as a code point is left out
-# with a warning (`_without_unread_symbols`).
+# with a warning (`_without_unread_symbols`). Japanese has no words for currency signs here: they come before the
+# amount ("¥500") but are said after it.
 _SYMBOL_WORDS = {
     "en": {"‰": "per mille", "‱": "per ten thousand", "ℵ": "aleph", "℠": "service mark", "℅": "care of",
            "²": "squared", "³": "cubed"},
     "fr": {"‰": "pour mille", "‱": "pour dix mille", "ℵ": "aleph", "℠": "marque de service", "℅": "aux bons soins de",
-           "№": "numéro", "²": "carré", "³": "cube"},
+           "№": "numéro", "²": "carré", "³": "cube", "=": "égale", "≠": "différent de", "≈": "environ",
+           "≤": "inférieur ou égal à", "≥": "supérieur ou égal à", "∞": "infini", "₹": "roupies"},
     "de": {"‰": "Promille", "‱": "pro zehntausend", "ℵ": "Aleph", "℠": "Dienstleistungsmarke", "℅": "zu Händen von",
-           "²": "hoch zwei", "³": "hoch drei"},
+           "²": "hoch zwei", "³": "hoch drei", "©": "Copyright", "®": "eingetragene Marke"},
     "es": {"‰": "por mil", "‱": "por diez mil", "ℵ": "álef", "℠": "marca de servicio", "℅": "a la atención de",
-           "№": "número", "²": "al cuadrado", "³": "al cubo"},
+           "№": "número", "²": "al cuadrado", "³": "al cubo", "×": "por", "÷": "entre", "±": "más o menos",
+           "≠": "distinto de", "≈": "aproximadamente", "≤": "menor o igual que", "≥": "mayor o igual que",
+           "∞": "infinito", "©": "copyright", "®": "marca registrada", "™": "marca comercial", "¥": "yenes",
+           "¢": "centavos", "₹": "rupias", "½": "un medio", "¾": "tres cuartos"},
+    "ja": {"‰": "パーミル", "ℵ": "アレフ", "²": "じじょう", "³": "さんじょう", "×": "かける", "÷": "わる",
+           "∞": "むげんだい"},
 }
 _POWERS = "²³"
-_SYMBOL_WORD_PATTERNS = {language: re.compile(f"[{''.join(words)}]") for language, words in _SYMBOL_WORDS.items()}
+_SYMBOL_WORD_PATTERNS = {language: re.compile(f"[{re.escape(''.join(words))}]")
+                         for language, words in _SYMBOL_WORDS.items()}
 # Marks of punctuation and letters that stand for words, which some voice leaves out or says as a code point: with
 # the symbols and number forms (Unicode categories Sm, Sc, So, No: "×", "€", "©", "⅛"), what `_without_unread_symbols`
 # asks the voice about.
