@@ -261,11 +261,17 @@ def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_f
     ("It is 5 ㎡.", "It is 5 m squared.", "en"), ("Il fait 5 ㎡.", "Il fait 5 m carré.", "fr"),
     ("x² + y³", "x squared + y cubed", "en"), ("(a+b)²", "(a+b) squared", "en"), ("5 m³", "5 m cube", "fr"),
     ("x²", "x hoch zwei", "de"), ("5 ㎥", "5 m al cubo", "es"), ("² see below", "2 see below", "en"),
-    ("x²y", "x squared y", "en"),
+    ("x²y", "x squared y", "en"), ("6×10²³", "6×10 to the power of 23", "en"),
+    ("10⁻³ m", "10 to the power of minus 3 m", "en"),
+    ("x⁴ + (a)⁵", "x to the power of 4 + (a) to the power of 5", "en"), ("word¹ here", "word 1 here", "en"),
+    ("10⁻³", "10 puissance moins 3", "fr"), ("10⁶ Zellen", "10 hoch 6 Zellen", "de"), ("x⁴", "x elevado a 4", "es"),
+    ("5 ㎡", "5 m じじょう", "ja"),
 ])
 def test_a_power_reads_as_one(text, words, language):
-    """espeak-ng read "m²" and "㎡" (then "m2") as "m two", French "㎡" as "m deux": "²" and "³" after a letter, digit
-    or bracket are powers, read as the language says them; elsewhere (a footnote's mark) as their digit."""
+    """espeak-ng read "m²" and "㎡" (then "m2") as "m two", French "㎡" as "m deux", "10²³" as "ten squared cubed" and
+    "10⁻³" as "ten three": a superscript after a digit, a bracket or a letter standing alone is a power, and "²" or
+    "³" after any letter too ("m²"), read as the language says them; after a word ("word¹", a footnote's mark) or
+    alone, as their digits."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

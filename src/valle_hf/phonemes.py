@@ -5,12 +5,13 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 "fr" as "fr-fr", Japanese converted to hiragana first. The espeak-ng library and voice data come from the
 `espeakng_loader` wheel, so no system espeak is needed (set `PHONEMIZER_ESPEAK_LIBRARY` to use another library).
 
-Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
-already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
-out or says as a code point read as words ("5 ‰", "m²") or left out with a warning, the language-switch markers as an
-option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their
-marks, with a warning, clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice
-would spell out or say as code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
+Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that
+is already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice
+leaves out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, the language-switch
+markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read
+without their marks, with a warning, clear errors for text with nothing to speak (empty, or punctuation alone), for
+letters a voice would spell out or say as code points, unknown languages and a missing pykakasi, and `split_sentences`
+for long texts.
 """
 
 from __future__ import annotations
@@ -378,7 +379,7 @@ _FULL_WIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 # the division slash, where made of ASCII and "°µΩ"): espeak-ng says the numerals' code points ("letter 2 1 6 b"),
 # leaves the degree signs and enclosed numbers out and reads the units as "Chinese symbol"; it reads the micro sign
 # "micro", the Greek mu "mew". A unit's power stays the superscript it stands for ("㎡" → "m²", "㎨" → "m/s²"),
-# which `_SYMBOL_WORDS` reads as a power: NFKC's "m2" is read "m two". The era names and "㍿" (kanji) are left to
+# which `_POWER_WORDS` reads as a power: NFKC's "m2" is read "m two". The era names and "㍿" (kanji) are left to
 # espeak.
 _COMPATIBILITY_FORMS = {
     code: re.sub("(?<=[a-z])[23]$", lambda power: power.group().translate(str.maketrans("23", "²³")), form)
@@ -425,28 +426,23 @@ def _without_emoji(text: str, found: list[str]) -> str:
 
 # Symbols espeak-ng leaves out ("5 ‰" is read "5") or says as a code point ("ℵ" as "letter 2 1 3 5"), as the words a
 # reader says for them, by language (an espeak code's first part); with the French and Spanish readings of those their
-# voices hand to the English one ("≠" was "(en)not equal to(fr)"). "²" and "³" after a letter, digit or bracket are
-# powers ("m²", "x³", "(a+b)²"), which espeak-ng reads as the digits ("m two"; French "m puissance deux"); elsewhere
-# (a footnote's mark) they are left to it. Any other symbol a voice leaves out or says as a code point is left out
-# with a warning (`_without_unread_symbols`). Japanese has no words for currency signs here: they come before the
-# amount ("¥500") but are said after it.
+# voices hand to the English one ("≠" was "(en)not equal to(fr)"). Any other symbol a voice leaves out or says as a
+# code point is left out with a warning (`_without_unread_symbols`). Japanese has no words for currency signs here:
+# they come before the amount ("¥500") but are said after it.
 _SYMBOL_WORDS = {
-    "en": {"‰": "per mille", "‱": "per ten thousand", "ℵ": "aleph", "℠": "service mark", "℅": "care of",
-           "²": "squared", "³": "cubed"},
+    "en": {"‰": "per mille", "‱": "per ten thousand", "ℵ": "aleph", "℠": "service mark", "℅": "care of"},
     "fr": {"‰": "pour mille", "‱": "pour dix mille", "ℵ": "aleph", "℠": "marque de service", "℅": "aux bons soins de",
-           "№": "numéro", "²": "carré", "³": "cube", "=": "égale", "≠": "différent de", "≈": "environ",
+           "№": "numéro", "=": "égale", "≠": "différent de", "≈": "environ",
            "≤": "inférieur ou égal à", "≥": "supérieur ou égal à", "∞": "infini", "₹": "roupies"},
     "de": {"‰": "Promille", "‱": "pro zehntausend", "ℵ": "Aleph", "℠": "Dienstleistungsmarke", "℅": "zu Händen von",
-           "²": "hoch zwei", "³": "hoch drei", "©": "Copyright", "®": "eingetragene Marke"},
+           "©": "Copyright", "®": "eingetragene Marke"},
     "es": {"‰": "por mil", "‱": "por diez mil", "ℵ": "álef", "℠": "marca de servicio", "℅": "a la atención de",
-           "№": "número", "²": "al cuadrado", "³": "al cubo", "×": "por", "÷": "entre", "±": "más o menos",
+           "№": "número", "×": "por", "÷": "entre", "±": "más o menos",
            "≠": "distinto de", "≈": "aproximadamente", "≤": "menor o igual que", "≥": "mayor o igual que",
            "∞": "infinito", "©": "copyright", "®": "marca registrada", "™": "marca comercial", "¥": "yenes",
            "¢": "centavos", "₹": "rupias", "½": "un medio", "¾": "tres cuartos"},
-    "ja": {"‰": "パーミル", "ℵ": "アレフ", "²": "じじょう", "³": "さんじょう", "×": "かける", "÷": "わる",
-           "∞": "むげんだい"},
+    "ja": {"‰": "パーミル", "ℵ": "アレフ", "×": "かける", "÷": "わる", "∞": "むげんだい"},
 }
-_POWERS = "²³"
 _SYMBOL_WORD_PATTERNS = {language: re.compile(f"[{re.escape(''.join(words))}]")
                          for language, words in _SYMBOL_WORDS.items()}
 # Marks of punctuation and letters that stand for words, which some voice leaves out or says as a code point: with
@@ -471,13 +467,46 @@ def _symbols_as_words(text: str, language: str) -> str:
     if code not in _SYMBOL_WORDS:
         return text
 
-    def word(match: re.Match) -> str:
-        symbol = match.group()
-        if symbol in _POWERS and not re.match(r"[^\W_]|[)\]]", text[match.start() - 1:match.start()]):
-            return symbol  # not a power: a footnote's mark, or a superscript alone
-        return _spaced(match, _SYMBOL_WORDS[code][symbol])
+    return _SYMBOL_WORD_PATTERNS[code].sub(lambda match: _spaced(match, _SYMBOL_WORDS[code][match.group()]), text)
 
-    return _SYMBOL_WORD_PATTERNS[code].sub(word, text)
+
+# Powers written in superscript ("m²", "10⁻³", "x⁴"), which espeak-ng reads as bare digits ("m two", "ten three": the
+# minus left out; French "m puissance deux"): each language's words for squared, cubed, "to the power of" and minus
+# (None: those powers are left to espeak-ng). "²" or "³" alone after a letter, digit or bracket (a unit, "mc²") is
+# squared or cubed; another power is read so only after a digit, a bracket or a letter standing alone ("10⁶",
+# "(a+b)⁴", "x⁴"): after a word it marks a footnote ("word¹"), as "²" does at the start of a note; both are left to
+# espeak-ng.
+_POWER_WORDS = {
+    "en": ("squared", "cubed", "to the power of", "minus"),
+    "fr": ("carré", "cube", "puissance", "moins"),
+    "de": ("hoch zwei", "hoch drei", "hoch", "minus"),
+    "es": ("al cuadrado", "al cubo", "elevado a", "menos"),
+    "ja": ("じじょう", "さんじょう", None, None),
+}
+_POWER = re.compile("[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+")
+_FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+
+
+def _powers_as_words(text: str, language: str) -> str:
+    """`text` with its powers (`_POWER_WORDS`) as the words `language` says them ("10⁻³" → "10 to the power of minus
+    3", "5 ㎡" → "5 m squared", "5 m carré" in French); as it is in a language the table has none for."""
+    words = _POWER_WORDS.get(language.split("-")[0])
+    if words is None:
+        return text
+    squared, cubed, to_the_power_of, minus = words
+
+    def said(match: re.Match) -> str:
+        power, start = match.group(), match.start()
+        base = text[start - 1] if start else ""
+        if power in ("²", "³") and (base.isalnum() or base in (")", "]")):
+            return _spaced(match, squared if power == "²" else cubed)
+        lone_letter = base.isalpha() and not text[start - 2:start - 1].isalpha()
+        if to_the_power_of and (base.isdigit() or base in (")", "]") or lone_letter):
+            sign = f"{minus} " if power.startswith("⁻") else ""
+            return _spaced(match, f"{to_the_power_of} {sign}{power.lstrip('⁺⁻').translate(_FROM_SUPERSCRIPT)}")
+        return power
+
+    return _POWER.sub(said, text)
 
 
 def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
@@ -532,16 +561,16 @@ def check_text(text: str) -> str:
 def phonemize(text: str, language: str = "en", language_switch: str = "keep") -> str:
     """Text → IPA phonemes with espeak-ng (punctuation kept, stress marked), as the original model was trained.
 
-    `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or any
-    espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned exactly as it is, only stripped
-    of surrounding whitespace; other text is normalised first (`normalize_text`; the original split lines before
-    phonemising, use `split_sentences` for long texts), and symbols the voice would leave out or say as a code point are
-    read as the language's words for them ("5 ‰", "m²": `_SYMBOL_WORDS`) or left out with a warning. `language_switch`:
-    "keep" (default) writes espeak's markers for words it reads in another language, "(en)fˈʊtbɔːl(fr)", as the released
-    model was trained; "remove" drops the markers and keeps those words' phonemes, which suits mixed-language text.
-    Raises `VallEValueError` for text with nothing to speak (`check_text`), an unknown language or `language_switch`,
-    kana or Han characters in English, German or French text (`resolve_language`); `MissingDependencyError` for Japanese
-    kanji without pykakasi.
+    `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or
+    any espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned exactly as it is, only
+    stripped of surrounding whitespace; other text is normalised first (`normalize_text`; the original split lines
+    before phonemising, use `split_sentences` for long texts), and symbols the voice would leave out or say as a code
+    point are read as the language's words for them ("5 ‰", "m²": `_SYMBOL_WORDS`, `_POWER_WORDS`) or left out with a
+    warning. `language_switch`: "keep" (default) writes espeak's markers for words it reads in another language,
+    "(en)fˈʊtbɔːl(fr)", as the released model was trained; "remove" drops the markers and keeps those words' phonemes,
+    which suits mixed-language text. Raises `VallEValueError` for text with nothing to speak (`check_text`), an
+    unknown language or `language_switch`, kana or Han characters in English, German or French text
+    (`resolve_language`); `MissingDependencyError` for Japanese kanji without pykakasi.
     """
     return phonemize_all([text], [language], language_switch)[0]
 
@@ -582,7 +611,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = _symbols_as_words(_without_emoji(normalize_text(text), emoji), language)
+    text = _symbols_as_words(_powers_as_words(_without_emoji(normalize_text(text), emoji), language), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
         text = _LATIN_KANA.sub(" ", _to_hiragana(text))
