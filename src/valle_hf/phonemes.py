@@ -432,15 +432,15 @@ def _without_emoji(text: str, found: list[str]) -> str:
 _SYMBOL_WORDS = {
     "en": {"‰": "per mille", "‱": "per ten thousand", "ℵ": "aleph", "℠": "service mark", "℅": "care of"},
     "fr": {"‰": "pour mille", "‱": "pour dix mille", "ℵ": "aleph", "℠": "marque de service", "℅": "aux bons soins de",
-           "№": "numéro", "=": "égale", "≠": "différent de", "≈": "environ",
-           "≤": "inférieur ou égal à", "≥": "supérieur ou égal à", "∞": "infini", "₹": "roupies"},
+           "№": "numéro", "=": "égale", "≠": "différent de", "≈": "environ", "≤": "inférieur ou égal à",
+           "≥": "supérieur ou égal à", "∞": "infini", "₹": "roupies"},
     "de": {"‰": "Promille", "‱": "pro zehntausend", "ℵ": "Aleph", "℠": "Dienstleistungsmarke", "℅": "zu Händen von",
            "©": "Copyright", "®": "eingetragene Marke"},
     "es": {"‰": "por mil", "‱": "por diez mil", "ℵ": "álef", "℠": "marca de servicio", "℅": "a la atención de",
-           "№": "número", "×": "por", "÷": "entre", "±": "más o menos",
-           "≠": "distinto de", "≈": "aproximadamente", "≤": "menor o igual que", "≥": "mayor o igual que",
-           "∞": "infinito", "©": "copyright", "®": "marca registrada", "™": "marca comercial", "¥": "yenes",
-           "¢": "centavos", "₹": "rupias", "½": "un medio", "¾": "tres cuartos"},
+           "№": "número", "×": "por", "÷": "entre", "±": "más o menos", "≠": "distinto de", "≈": "aproximadamente",
+           "≤": "menor o igual que", "≥": "mayor o igual que", "∞": "infinito", "©": "copyright",
+           "®": "marca registrada", "™": "marca comercial", "¥": "yenes", "¢": "centavos", "₹": "rupias",
+           "½": "un medio", "¾": "tres cuartos"},
     "ja": {"‰": "パーミル", "ℵ": "アレフ", "×": "かける", "÷": "わる", "∞": "むげんだい"},
 }
 _SYMBOL_WORD_PATTERNS = {language: re.compile(f"[{re.escape(''.join(words))}]")
@@ -461,12 +461,11 @@ def _spaced(match: re.Match, word: str) -> str:
 
 
 def _symbols_as_words(text: str, language: str) -> str:
-    """`text` with the symbols of `_SYMBOL_WORDS` written as the words `language` reads them ("5 ㎡" → "5 m squared" in
-    English, "5 m carré" in French); as it is in a language the table has none for."""
+    """`text` with the symbols of `_SYMBOL_WORDS` written as the words `language` reads them ("5‰" → "5 per mille" in
+    English, "5 pour mille" in French); as it is in a language the table has none for."""
     code = language.split("-")[0]
     if code not in _SYMBOL_WORDS:
         return text
-
     return _SYMBOL_WORD_PATTERNS[code].sub(lambda match: _spaced(match, _SYMBOL_WORDS[code][match.group()]), text)
 
 
@@ -511,8 +510,8 @@ def _powers_as_words(text: str, language: str) -> str:
 
 def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
     """`text` without the symbols the voice of `language` leaves out or says as a code point (`_said_as_code_point`:
-    "†", "′" in every voice tried, "×" in Spanish), each added to `left_out` for one warning naming them: the speech
-    would skip them without a word, or say "letter 2 1 3 5"."""
+    "†", "′" in every voice tried, "→" in French and Spanish), each added to `left_out` for one warning naming them:
+    the speech would skip them without a word, or say "letter 2 1 3 5"."""
     unread = {char for char in set(text) if not char.isascii() and (
         unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS)
         and _said_as_code_point(char, _check_language(language))}
