@@ -314,6 +314,17 @@ def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, sp
         assert "left out" not in logged.out, logged.out
 
 
+@pytest.mark.parametrize(("text", "language"), [("⅛", "en"), ("ℵ", "it"), ("† ⅛.", "de")])
+def test_a_text_of_symbols_no_voice_reads_is_refused_naming_it(text, language):
+    """With its symbols left out such a text had nothing left, and espeak-ng's empty reading was refused as "no
+    phonemes for ''"."""
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=f"^the text '{re.escape(text)}' has no word espeak-ng's '{language}' "
+                                              "voice reads, only symbols it has no reading for"):
+        phonemize(text, language)
+
+
 @pytest.mark.parametrize(("text", "plain", "language"), [
     ("hel\u200dlo world", "hello world", "en"), ("hel\u2060lo world", "hello world", "en"),
     ("hel\ufefflo world", "hello world", "de"), ("5\u00a0000 euros", "5000 euros", "en"),

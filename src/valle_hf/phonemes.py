@@ -511,12 +511,17 @@ def _powers_as_words(text: str, language: str) -> str:
 def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
     """`text` without the symbols the voice of `language` leaves out or says as a code point (`_said_as_code_point`:
     "†", "′" in every voice tried, "→" in French and Spanish), each added to `left_out` for one warning naming them:
-    the speech would skip them without a word, or say "letter 2 1 3 5"."""
+    the speech would skip them without a word, or say "letter 2 1 3 5". Raises `VallEValueError` where they were all
+    the text's words ("⅛" alone): nothing would be left to speak."""
     unread = {char for char in set(text) if not char.isascii() and (
         unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS)
         and _said_as_code_point(char, _check_language(language))}
+    kept = " ".join("".join(" " if char in unread else char for char in text).split())
+    if not _has_words(kept):
+        raise VallEValueError(f"the text {text!r:.40} has no word espeak-ng's {language!r} voice reads, only "
+                              "symbols it has no reading for: write in words what they should say")
     left_out.extend(char for char in text if char in unread)
-    return " ".join("".join(" " if char in unread else char for char in text).split())
+    return kept
 
 
 def check_unicode(text: str) -> str:
