@@ -125,6 +125,7 @@ def test_a_language_code_in_any_case_or_with_an_underscore_is_that_code(written,
 @pytest.mark.parametrize(("text", "spoken", "emoji"), [
     ("Hello 😀 there.", "Hello there.", "😀"), ("I ❤️ you.", "I you.", "❤️"), ("Hi 👍🏽 ok.", "Hi ok.", "👍🏽"),
     ("A family 👨\u200d👩\u200d👧 here.", "A family here.", "👨\u200d👩\u200d👧"), ("Press 1️⃣ now.", "Press 1 now.", ""),
+    ("Well 😀!", "Well!", "😀"),
     ("It is 25°C, © me.", "It is 25°C, © me.", ""), ("Play it in F♯, not B♭.", "Play it in F♯, not B♭.", ""),
 ])
 def test_emoji_are_left_out_with_a_warning_and_other_symbols_read(text, spoken, emoji):
@@ -300,6 +301,7 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
     ("Goethe † 1832.", "Goethe 1832.", "†", "de"), ("5′ 3″ tall", "5 3 tall", "′ ″", "en"), ("a → b", "a b", "→", "es"),
     ("5 ℵ ok", "5 ok", "ℵ", "it"), ("⅛ cup", "cup", "⅛", "en"), ("5 × 2", "5 × 2", "", "en"),
     ("5 ‰", "5 ‰", "", "it"), ("3⁄16 inch", "3 16 inch", "⁄", "en"),  # a fraction with no vulgar form ("1⁄2" is "½")
+    ("See note †.", "See note.", "†", "en"),
 ])
 def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, spoken, symbols, language):
     """A symbol espeak-ng left out was lost without a word, and one it said as a code point ("ℵ" in Italian) was

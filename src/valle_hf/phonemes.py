@@ -421,7 +421,14 @@ def _without_emoji(text: str, found: list[str]) -> str:
     aloud ("grinning face", "thumbs medium"), which the speech should not say. Symbols outside the emoji blocks (°,
     %, ©) are read as words and kept."""
     found.extend(_EMOJI.findall(text))
-    return " ".join(_EMOJI_MARKS.sub("", _EMOJI.sub(" ", text)).split())
+    return _left_out(_EMOJI_MARKS.sub("", text), _EMOJI.pattern)
+
+
+def _left_out(text: str, pattern: str) -> str:
+    """`text` without what `pattern` matches: with the space before it where a closing mark follows ("note †." →
+    "note.", since espeak-ng writes the space it is given: "nˈoʊt ."), a space elsewhere (no words run together)."""
+    text = re.sub(rf"\s*(?:{pattern})+(?=[.,;:!?)\]}}»”’\"'])", "", text)
+    return " ".join(re.sub(pattern, " ", text).split())
 
 
 # Symbols espeak-ng leaves out ("5 ‰" is read "5") or says as a code point ("ℵ" as "letter 2 1 3 5"), as the words a
@@ -516,7 +523,7 @@ def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> st
     unread = {char for char in set(text) if not char.isascii() and (
         unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS)
         and _said_as_code_point(char, _check_language(language))}
-    kept = " ".join("".join(" " if char in unread else char for char in text).split())
+    kept = _left_out(text, f"[{re.escape(''.join(unread))}]") if unread else text
     if not _has_words(kept):
         raise VallEValueError(f"the text {text!r:.40} has no word espeak-ng's {language!r} voice reads, only "
                               "symbols it has no reading for: write in words what they should say")
