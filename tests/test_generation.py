@@ -1048,6 +1048,24 @@ def test_generation_hooks_that_cannot_be_called_are_refused_by_name(tiny_model, 
     assert streamer.put_calls and streamer.ended and seen
 
 
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_an_audio_streamer_given_as_streamer_is_refused_naming_audio_streamer(tiny_model, task, tmp_path):
+    """`streamer=` is transformers' token streamer: an AudioIteratorStreamer there was handed token ids without a
+    word (its reader then found tensors where chunks belong), an AudioFileStreamer failed with an AttributeError."""
+    from valle_hf.errors import VallETypeError
+    from valle_hf.streaming import AudioFileStreamer, AudioIteratorStreamer
+
+    texts, codes = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=codes[0][None]) if task == "tts" else dict(
+        audio_codes=codes[0][None])
+    file_streamer = AudioFileStreamer(tmp_path / "out.wav", tiny_model.config.sampling_rate)
+    for streamer in (AudioIteratorStreamer(), file_streamer):
+        name = type(streamer).__name__
+        with pytest.raises(VallETypeError, match=rf"^streamer= .* but {name} streams audio: pass it as audio_streamer"):
+            _greedy(tiny_model, task=task, **inputs, max_new_tokens=2, streamer=streamer)
+    file_streamer.abort()
+
+
 def test_a_forced_end_token_past_every_head_is_refused_before_generating(tiny_model):
     """forced_eos_token_id=99999 failed inside transformers' processor with an IndexError."""
     from valle_hf.configuration import SettingError

@@ -262,11 +262,16 @@ _CALLED_LISTS = {"stopping_criteria": "StoppingCriteria", "logits_processor": "L
 def _check_called_arguments(model_kwargs: dict) -> None:
     """Refuse (`VallETypeError`, naming the argument) a `streamer`, `stopping_criteria` or `logits_processor` that
     transformers' loop cannot call: a string, a class or a bare criterion failed deep inside it as an AttributeError
-    or a TypeError, after the voice prompt had been encoded."""
+    or a TypeError, after the voice prompt had been encoded. An `AudioStreamer` given as `streamer` is refused too:
+    it was handed token ids without a word (its reader found tensors where chunks belong; a file streamer failed with
+    an AttributeError)."""
     streamer = model_kwargs.get("streamer")
     if streamer is not None and not _is_streamer(streamer):
         raise VallETypeError(f"streamer must be an instance with put and end methods (a transformers BaseStreamer such "
                              f"as TextStreamer), got {_kind_of(streamer)}")
+    if isinstance(streamer, AudioStreamer):  # it would be handed token ids where its reader expects audio chunks
+        raise VallETypeError(f"streamer= receives the AR's token ids, but {type(streamer).__name__} streams audio: "
+                             "pass it as audio_streamer= instead")
     for name, kind in _CALLED_LISTS.items():
         hooks = model_kwargs.get(name)
         if hooks is None:
