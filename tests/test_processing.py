@@ -78,6 +78,16 @@ def test_each_row_is_phonemised_in_its_own_language(processor):
     assert mixed[1] == processor(texts[1], language="de")["input_ids"][0].tolist()
 
 
+def test_a_misspelt_processor_argument_is_refused_naming_the_one_it_misspells(processor):
+    """`langauge=` or `processor_kwargs={"langauge": ...}` (the pipeline's route) was named without its fix."""
+    for arguments in ({"langauge": "fr"}, {"processor_kwargs": {"langauge": "fr"}}):
+        with pytest.raises(TypeError, match=r"unexpected .*: langauge \(did you mean language\?\); it takes text, "
+                                            r"prompt_audio, audio, language, "):
+            processor("Hello", **arguments)
+    with pytest.raises(TypeError, match=r"arguments: bogus; it takes text,"):  # nothing close: no guess
+        processor("Hello", bogus=1)
+
+
 def test_processor_call_options_and_errors(processor):
     listed = processor("Hello world.", return_tensors=None, language="auto")
     assert listed["input_ids"] == [HELLO_IDS]

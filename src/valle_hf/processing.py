@@ -4,6 +4,8 @@ the processor only prepares what `generate` reads."""
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,6 +63,17 @@ def _check_request(text: Any, prompt_audio: Any, audio: Any, return_tensors: str
                               "`prompt_audio`")
     if audio is not None and prompt_audio is not None:
         raise VallEValueError("`prompt_audio` is for text-to-speech; speech-to-text takes `audio` only")
+
+
+def _unexpected(names: list[str]) -> str:
+    """The names a processor call does not take, each with the argument it most likely misspells, and those it
+    takes (its signature's, less `processor_kwargs` and `**kwargs`, which only carry them): a typo such as `langauge`
+    names its fix."""
+    takes = [name for name in inspect.signature(VallEProcessor.__call__).parameters
+             if name not in ("self", "processor_kwargs", "kwargs")]
+    hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, takes, 1)) else name
+             for name in names]
+    return f"{', '.join(hints)}; it takes {', '.join(takes)}"
 
 
 class VallEProcessor(ProcessorMixin):
@@ -204,10 +217,10 @@ class VallEProcessor(ProcessorMixin):
                              return_tensors=return_tensors, padding=padding, sampling_rate=sampling_rate)
             unknown = sorted(set(processor_kwargs) - set(arguments))
             if unknown:
-                raise VallETypeError(f"VallEProcessor got unexpected processor_kwargs: {', '.join(unknown)}")
+                raise VallETypeError(f"VallEProcessor got unexpected processor_kwargs: {_unexpected(unknown)}")
             return self(**{**arguments, **processor_kwargs}, **kwargs)
         if kwargs:
-            raise VallETypeError(f"VallEProcessor got unexpected arguments: {', '.join(sorted(kwargs))}")
+            raise VallETypeError(f"VallEProcessor got unexpected arguments: {_unexpected(sorted(kwargs))}")
         _check_request(text, prompt_audio, audio, return_tensors, padding)
         if audio is not None:
             data = self._audio_to_transcribe(audio, sampling_rate)
