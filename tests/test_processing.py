@@ -234,8 +234,10 @@ def test_save_audio_writes_each_waveform_whole(processor, tmp_path):
 
 
 def test_save_audio_checks_every_waveform_before_writing_any(processor, tmp_path):
-    """Every waveform, path and rate: a rate the second file's format does not take left the first file written."""
+    """Every waveform, path and rate: a rate the second file's format does not take left the first file written;
+    generate's whole output, given for its .audio, was shown as the start of its repr."""
     from valle_hf.errors import OutputError, VallETypeError
+    from valle_hf.generation import VallEGenerateOutput
 
     tone = _tone(0.25, 24000)
     nan = tone.copy()
@@ -250,6 +252,8 @@ def test_save_audio_checks_every_waveform_before_writing_any(processor, tmp_path
          "output_audio=False\\): generate without output_audio=False for audio, or decode the codes with "
          "model.vocoder.decode\\(codes\\)"),
         ((None, tmp_path / "a.wav"), VallETypeError, "a waveform .* or a list of them, got None"),
+        ((VallEGenerateOutput(sequences=None, audio=[tone]), tmp_path / "a.wav"), VallETypeError,
+         "^save_audio takes waveforms, got VallEGenerateOutput, which holds them: pass its .audio$"),
         (([tone, tone], [tmp_path / "a.wav", tmp_path / "b.ogg"], 300_000), ValueError,
          "an OGG file's sampling rate must be .* up to 200000"),
         (([tone, tone], [tmp_path / "a.wav", tmp_path / "b.mp3"], 7000), OutputError,

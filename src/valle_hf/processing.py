@@ -299,6 +299,9 @@ class VallEProcessor(ProcessorMixin):
             waveforms = [audio]
         elif isinstance(audio, (list, tuple)) and all(isinstance(item, (torch.Tensor, np.ndarray)) for item in audio):
             waveforms = list(audio)
+        elif getattr(audio, "audio", None) is not None:  # generate's whole output (return_dict_in_generate=True)
+            raise VallETypeError(f"save_audio takes waveforms, got {type(audio).__name__}, which holds them: pass its "
+                                 ".audio")
         else:
             raise VallETypeError(f"save_audio takes a waveform (tensor or array) or a list of them, got {audio!r:.60}")
         paths = [saving_path] if isinstance(saving_path, (str, os.PathLike)) else list(saving_path)
