@@ -449,6 +449,10 @@ def test_codes_with_fewer_levels_than_the_batch_keep_their_levels_in_place(tiny_
     ("audio_codes", lambda item: None, "the item has no audio_codes: every item needs input_ids"),
     ("input_ids", lambda item: None, "the item has no input_ids"),
     ("audio_codes", lambda item: torch.tensor(5), r"audio_codes must have shape \[frames, levels\], got \(\)"),
+    # [levels, frames], as an encoder gives them: trained on the first levels of a few "frames", without a word
+    ("audio_codes", lambda item: torch.zeros(8, 40, dtype=torch.long),
+     r"audio_codes has shape \(8, 40\): 40 levels per frame, more than the codec's 32; codes are \[frames, levels\]"),
+    ("prompt_codes", lambda item: torch.zeros(8, 40, dtype=torch.long), r"prompt_codes has shape \(8, 40\): 40 levels"),
     ("prompt_codes", lambda item: torch.tensor(5), r"prompt_codes must have shape \[frames, levels\], got \(\)"),
     ("level", lambda item: 9, r"level must be an integer in 0\.\.7, got 9"),
     ("level", lambda item: 8, r"level must be an integer in 0\.\.7, got 8"),  # one past the model's last level

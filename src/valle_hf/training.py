@@ -109,6 +109,18 @@ def _checked_ids(value, name: str, dims: int, high: int) -> torch.LongTensor:
     return tensor.long()
 
 
+def _checked_codes(config: VallEConfig, value, name: str) -> torch.LongTensor:
+    """An item's codes, checked as `_checked_ids` does, and refused with more levels per frame than the codec makes:
+    a `[levels, frames]` tensor (an encoder's own layout) read as `[frames, levels]` trained on a few "frames" of
+    the first levels, without a word. Levels past the model's and up to the codec's are kept, as the original does."""
+    codes = _checked_ids(value, name, 2, config.audio_vocab_size)
+    most = config.codec_config.num_quantizers
+    if codes.shape[1] > most:
+        raise VallEValueError(f"{name} has shape {tuple(codes.shape)}: {codes.shape[1]} levels per frame, more than "
+                              f"the codec's {most}; codes are [frames, levels] (a [levels, frames] tensor needs .T)")
+    return codes
+
+
 def _checked_text(config: VallEConfig, input_ids: torch.LongTensor) -> torch.LongTensor:
     """One text's ids from BOS to EOS, neither inside: a row of a padded batch (ids after EOS) or ids without BOS/EOS
     would train every item on targets the model never meets (an STT model that never learns to stop, or to stop
@@ -344,8 +356,7 @@ class VallEDataCollator(TrainerCallback):
         if missing:
             raise VallEValueError(f"the item has no {' or '.join(missing)}: every item needs input_ids (phoneme ids) "
                                   "and audio_codes ([frames, levels])")
-        vocab = self.config.audio_vocab_size
-        codes = _checked_ids(item["audio_codes"], "audio_codes", 2, vocab)
+        codes = _checked_codes(self.config, item["audio_codes"], "audio_codes")
         if generator is None:
             text = _checked_ids(item["input_ids"], "input_ids", 1, self.config.text_vocab_size)
             seen = Counter() if seen is None else seen
@@ -356,7 +367,7 @@ class VallEDataCollator(TrainerCallback):
         if task is None:
             task = self.tasks[int(torch.randint(len(self.tasks), (1,), generator=generator))]
         prompt = item.get("prompt_codes") if task == "tts" else None
-        prompt = None if prompt is None else _checked_ids(prompt, "prompt_codes", 2, vocab)
+        prompt = None if prompt is None else _checked_codes(self.config, prompt, "prompt_codes")
         level = item.get("level")
         if level is not None and not _is_level(level, self.config.num_rvq_levels):
             raise VallEValueError(f"level must be an integer in 0..{self.config.num_rvq_levels - 1}, got {level!r}")
