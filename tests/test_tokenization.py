@@ -80,8 +80,12 @@ def test_aliased_ids_decode_deterministically_with_unchanged_ids(processor):
 
 
 def test_load_phoneme_tokenizer_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nothere.json"):
-        load_phoneme_tokenizer(tmp_path / "nothere.json")
+    """A misspelt model folder (scripts/prepare_dataset.py --tokenizer MODEL_DIR) was told to give a tokenizer.json
+    only, though a folder is what it meant."""
+    for missing in (tmp_path / "nothere.json", tmp_path / "valle-ar-nar-lama-8"):
+        with pytest.raises(FileNotFoundError, match=rf"^tokenizer file not found: .*{missing.name} \(give the "
+                                                    r"original's tokenizer.json, or a converted model's folder"):
+            load_phoneme_tokenizer(missing)
 
 
 @pytest.mark.parametrize("bad", ["string", "bool"])

@@ -67,7 +67,8 @@ def ids_to_phonemes(tokens: Sequence[str]) -> str:
 def _read_tokenizer_json(tokenizer_file: str | os.PathLike) -> dict[str, Any]:
     path = Path(tokenizer_file)
     if not path.is_file():
-        raise VallEFileNotFoundError(f"tokenizer file not found: {path} (give the original's tokenizer.json)")
+        raise VallEFileNotFoundError(f"tokenizer file not found: {path} (give the original's tokenizer.json, or a "
+                                     "converted model's folder, which holds one)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
