@@ -13,7 +13,14 @@ from conftest import PLAIN_SETTINGS
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from valle_hf.cli import main
-from valle_hf.streaming import AudioFileStreamer, AudioIteratorStreamer, AudioStreamer, decoder_context, not_streamable
+from valle_hf.streaming import (
+    AudioChunk,
+    AudioFileStreamer,
+    AudioIteratorStreamer,
+    AudioStreamer,
+    decoder_context,
+    not_streamable,
+)
 
 
 class Recorder(AudioStreamer):
@@ -278,6 +285,31 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
         with pytest.raises(ValueError, match=message):
             AudioFileStreamer(path, rate)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.wav"]  # no partial file left behind
+
+
+def test_a_file_streamer_dropped_unsettled_removes_its_partial_file(fixture_model, tmp_path):
+    """A streamer made, or used, then dropped without commit or abort left its hidden partial file beside the output
+    for good; it is removed, with a warning saying commit was not called. A settled one says nothing."""
+    import gc
+
+    from conftest import logged_warnings
+
+    rate = fixture_model.config.sampling_rate
+    chunk = AudioChunk(row=0, audio=torch.zeros(rate // 10), codes=torch.zeros(1, 1, dtype=torch.long), start_frame=0,
+                       final=True)
+    with logged_warnings() as logged:
+        AudioFileStreamer(tmp_path / "dropped.wav", rate).put(chunk)
+        gc.collect()
+    assert list(tmp_path.iterdir()) == []
+    assert f"the stream into {tmp_path / 'dropped.wav'} was neither committed nor aborted" in logged.out, logged.out
+    with logged_warnings() as logged:
+        settled = AudioFileStreamer(tmp_path / "kept.wav", rate)
+        settled.put(chunk)
+        settled.commit()
+        AudioFileStreamer(tmp_path / "aborted.wav", rate).abort()
+        del settled
+        gc.collect()
+    assert [path.name for path in tmp_path.iterdir()] == ["kept.wav"] and "neither" not in logged.out, logged.out
 
 
 def test_iterator_streamer_yields_the_chunks_of_a_generate_in_a_thread(fixture_model, case):

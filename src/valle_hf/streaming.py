@@ -19,6 +19,7 @@ import math
 import os
 import queue
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from .audio import (
 )
 from .cache import PreallocatedDynamicCache
 from .configuration import MAX_SETTING_SECONDS, is_seconds
-from .errors import OutputError, VallEValueError
+from .errors import OutputError, VallEValueError, get_logger
 from .files import put_in_place, temporary_file_beside, write_target
 from .layout import pad, response_position_ids, segment_position_ids, tts_sequence
 
@@ -57,6 +58,8 @@ __all__ = [
     "decoder_context",
     "not_streamable",
 ]
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -269,6 +272,8 @@ class AudioFileStreamer(AudioStreamer):
             # refuse the partial file itself (a name too long for it, a read-only file system)
             self.partial = temporary_file_beside(self.target)
             self._file = soundfile.SoundFile(self.partial, "w", sampling_rate, 1, subtype, format=container)
+            # a streamer dropped neither committed nor aborted (or at exit) would leave its hidden partial file
+            self._left_behind = weakref.finalize(self, _remove_left_behind, self._file, self.partial, self.path)
         except BaseException as error:  # also Ctrl-C: the caller has no streamer yet to abort
             if self.partial is not None:
                 self.partial.unlink(missing_ok=True)
@@ -322,6 +327,7 @@ class AudioFileStreamer(AudioStreamer):
             self.abort()
             raise
         self._outcome = "committed"
+        self._left_behind.detach()
         return self.path
 
     def abort(self) -> None:
@@ -334,6 +340,19 @@ class AudioFileStreamer(AudioStreamer):
         finally:
             self.partial.unlink(missing_ok=True)
             self._outcome = self._outcome or "aborted"
+            self._left_behind.detach()
+
+
+def _remove_left_behind(file: soundfile.SoundFile, partial: Path, path: Path) -> None:
+    """The partial file of an `AudioFileStreamer` collected (or alive at exit) neither committed nor aborted, removed
+    with a warning: it was left beside the output, hidden, for good."""
+    try:
+        file.close()
+    except WRITE_ERRORS:
+        pass  # removed below, whatever state closing left it in
+    partial.unlink(missing_ok=True)
+    logger.warning(f"the stream into {path} was neither committed nor aborted: its partial file is removed (call "
+                   "commit() after the generate call it served, or abort())")
 
 
 def decoder_context(model, backend: str) -> tuple[int, int]:
