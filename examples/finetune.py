@@ -206,6 +206,10 @@ def check_options(args: argparse.Namespace) -> None:
               file=sys.stderr)
     if complete:
         check_checkpoint(complete[-1])
+    elif (args.output / "final").exists():  # a new run from --model would replace the trained model
+        raise UsageError(f"--resume: --output {args.output} holds a trained model (final/) but no checkpoint to "
+                         "continue its run from (--save-steps 0 keeps none): train it further with --model "
+                         f"{args.output / 'final'} and another --output")
     else:  # a preempted job's first launch: start, and say so
         print(f"warning: --resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
               "--save-steps): starting a new run", file=sys.stderr)
@@ -350,8 +354,11 @@ def train(argv: list[str] | None = None) -> Path:
     # the collator as a callback too: draws keyed on the epoch, so --resume trains on the draws of an uninterrupted run
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                            callbacks=[collator, StopOnNonFiniteWeights()])
+    resumed = last_checkpoint(args.output) if args.resume else None
+    if resumed and (args.output / "final").is_dir() and _ended(trainer, resumed, args.output):
+        return args.output / "final"
     try:
-        trainer.train(resume_from_checkpoint=last_checkpoint(args.output) if args.resume else None)
+        trainer.train(resume_from_checkpoint=resumed)
         return save_final(trainer, processor, args)
     except Exception as error:  # the file system refusing a save: safetensors and torch raise their own errors
         reason = refused_write(error)
@@ -360,6 +367,17 @@ def train(argv: list[str] | None = None) -> Path:
         raise OutputError(f"could not save in {args.output} ({reason}): free some space (or raise the limit), then "
                           "run the same command with --resume to continue from the last checkpoint saved whole"
                           ) from None
+
+
+def _ended(trainer, resumed: str, output: Path) -> bool:
+    """Whether the checkpoint --resume would continue from is at the run's last step (said in a warning): the Trainer
+    trained one step past it (when that step ends mid-epoch) and saved final/ over the trained model."""
+    step = json.loads((Path(resumed) / "trainer_state.json").read_text(encoding="utf-8")).get("global_step", 0)
+    if step < trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]:
+        return False
+    print(f"warning: --resume: the run in --output {output} had already ended (step {step}): nothing more was "
+          "trained (final/ holds its model); raise --max-steps or --epochs to train further", file=sys.stderr)
+    return True
 
 
 def save_final(trainer, processor, args) -> Path:

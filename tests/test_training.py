@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -789,6 +790,30 @@ def test_finetune_resume_and_stt_only_without_a_prompt(tmp_path, monkeypatch, ca
     finetune.train(list(map(str, argv)))
     assert started[-1] == {"resume_from_checkpoint": str(tmp_path / "out" / "checkpoint-12")}
     assert ("warning: --resume: checkpoint-100 in --output " in capsys.readouterr().err)
+
+
+def test_finetune_resume_of_an_ended_run_keeps_its_model(tmp_path, capsys):
+    """--resume of a run that had ended trained a step past its --max-steps (the Trainer resumes mid-epoch without
+    checking the step count first) and saved final/ over the trained model without a word; of a run that kept no
+    checkpoint (--save-steps 0) it trained a new run from --model over the trained final/."""
+    reactive_model().save_pretrained(tmp_path / "model")
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    out = tmp_path / "out"
+    argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output", out, "--max-steps", "1",
+            "--save-steps", "1", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--prompt-duration",
+            "0.2", "0.5"]
+    assert finetune.main(list(map(str, argv))) == 0
+    saved = {path.name: path.stat().st_mtime_ns for path in (out / "final").iterdir()}
+    capsys.readouterr()
+    assert finetune.main(list(map(str, [*argv, "--resume"]))) == 0
+    assert f"warning: --resume: the run in --output {out} had already ended (step 1)" in capsys.readouterr().err
+    assert {path.name: path.stat().st_mtime_ns for path in (out / "final").iterdir()} == saved
+    shutil.rmtree(out / "checkpoint-1")
+    assert finetune.main(list(map(str, [*argv, "--resume"]))) == 1
+    assert capsys.readouterr().err.startswith(f"error: --resume: --output {out} holds a trained model (final/) but "
+                                              "no checkpoint to continue its run from")
+    assert {path.name: path.stat().st_mtime_ns for path in (out / "final").iterdir()} == saved
 
 
 def test_finetune_final_folder_holds_the_processor_and_its_code(tmp_path, monkeypatch):
