@@ -263,16 +263,61 @@ def test_speech_to_texts_forced_end_token_is_one_of_its_text_heads_classes(tiny_
                             max_new_tokens=2, forced_eos_token_id=config.text_vocab_size)
 
 
+@pytest.mark.parametrize("name", ["forced_eos_token_id", "eos_token_id"])
 @pytest.mark.parametrize("value", [-1, [], [0, -1], True, "2", 2.0])
-def test_a_forced_end_token_that_is_no_token_id_is_refused(value):
-    """-1 indexed the scores from their end (forcing another token, silently); [] left every score at -inf."""
+def test_an_end_token_that_is_no_token_id_is_refused(value, name):
+    """A forced end token of -1 indexed the scores from their end (forcing another token, silently); [] left every
+    score at -inf. transformers read an eos_token_id of -1 as "never stop" (a warning, then a run to the length
+    limit), 2.0 and True as the ids 2 and 1, and [] failed in the sampler chain as an IndexError."""
     from valle_hf.configuration import SettingError, VallEGenerationConfig, check_settings
 
-    with pytest.raises(SettingError, match=r"forced_eos_token_id=.* it must be a token id \(an integer >= 0\) or a "
+    with pytest.raises(SettingError, match=rf"{name}=.* it must be a token id \(an integer >= 0\) or a "
                        "non-empty list of them$"):
-        check_settings({"forced_eos_token_id": value})
+        check_settings({name: value})
     with pytest.raises(SettingError):
-        VallEGenerationConfig(forced_eos_token_id=value)
+        VallEGenerationConfig(**{name: value})
+
+
+def test_an_end_token_past_the_heads_is_refused_and_speech_to_text_reads_its_own(tiny_model):
+    """An eos_token_id past every head's classes never comes: the run went on to its length limit. Speech to text
+    ends on its text head's end token whatever eos_token_id says, so the model's own (an audio head's stop token, past
+    the text head) does not stop it."""
+    from valle_hf.configuration import SettingError, check_settings_fit
+
+    config = tiny_model.config
+    classes = max(config.head_size(level) for level in range(config.num_heads))
+    check_settings_fit({"eos_token_id": [config.stop_token_id, classes - 1]}, config)
+    check_settings_fit({"eos_token_id": config.stop_token_id}, config, "stt")
+    with pytest.raises(SettingError, match=rf"^eos_token_id={classes} is not allowed: it must be token ids in "
+                                           rf"0\.\.{classes - 1}: this model's largest head"):
+        tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),
+                            max_new_tokens=2, eos_token_id=classes)
+
+
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_a_pad_token_is_the_end_token_or_past_the_heads_classes(tiny_model, task):
+    """transformers fills the rows that end early with pad_token_id, and the response is read up to its first id
+    past the head's classes: a pad of 0 (a tokenizer's) made such a row's rest audio code 0, silently, and -1 failed
+    in the model's embedding."""
+    from valle_hf.configuration import SettingError, check_settings, check_settings_fit
+
+    config = tiny_model.config
+    stt = task == "stt"
+    classes = config.text_vocab_size if stt else config.head_size(0)
+    stop = config.text_eos_token_id if stt else config.stop_token_id
+    for pad in (stop, classes, config.pad_token_id, None):
+        check_settings_fit({"pad_token_id": pad}, config, task)
+    last = classes - 2 if stop == classes - 1 else classes - 1  # the last class other than the end token
+    for pad in (0, last, config.pad_token_id + 1):
+        with pytest.raises(SettingError, match=rf"^pad_token_id={pad} is not allowed: it must be {stop} \(the end "
+                                               rf"token\) or an id in {classes}\.\.{config.pad_token_id}, "):
+            check_settings_fit({"pad_token_id": pad}, config, task)
+    for pad in (-1, 1.5, True, [config.pad_token_id]):
+        with pytest.raises(SettingError, match=r"^pad_token_id=.* it must be a token id \(an integer >= 0\)$"):
+            check_settings({"pad_token_id": pad})
+    with pytest.raises(SettingError, match="^pad_token_id=0 is not allowed"):
+        tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),
+                            max_new_tokens=2, pad_token_id=0)
 
 
 def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings():

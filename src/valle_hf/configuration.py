@@ -451,6 +451,10 @@ def _is_token_ids(value) -> bool:
 
 
 _TOKEN_IDS = ("a list of token ids (integers >= 0)", _is_token_ids)
+# The end tokens of a run: transformers reads floats and bools as ids (2.0 as 2, True as 1), a negative id as "never
+# stop", and a list with none indexed an empty tensor
+_END_TOKENS = ("a token id (an integer >= 0) or a non-empty list of them",
+               lambda v: _is_token_id(v) or (_is_token_ids(v) and len(v) > 0))
 
 
 def _is_temperature(value) -> bool:
@@ -528,8 +532,9 @@ SETTING_RULES = {
     "no_repeat_ngram_size": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
     "suppress_tokens": _TOKEN_IDS,
     "begin_suppress_tokens": _TOKEN_IDS,
-    "forced_eos_token_id": ("a token id (an integer >= 0) or a non-empty list of them",
-                            lambda v: _is_token_id(v) or (_is_token_ids(v) and len(v) > 0)),
+    "forced_eos_token_id": _END_TOKENS,
+    "eos_token_id": _END_TOKENS,
+    "pad_token_id": ("a token id (an integer >= 0)", _is_token_id),
 }
 
 
@@ -602,9 +607,11 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     layer past its last layer, a prompt, silence prefix or `max_new_tokens` longer than its positions
     (`max_position_embeddings` frames: 300 s for the released model; longer ones asked for attention masks of many
     GB; positions restart in every segment, so the limit is on each, not on the whole sequence), a DRY sequence
-    breaker, forced end token (`forced_eos_token_id`) or token to suppress (`suppress_tokens`,
+    breaker, end token (`eos_token_id`, `forced_eos_token_id`) or token to suppress (`suppress_tokens`,
     `begin_suppress_tokens`) that is no class of any of its heads (with `task` "stt",
-    of its text head, which the AR of speech to text reads). Raises `SettingError`, as `check_settings` does."""
+    of its text head, which the AR of speech to text reads; it ends on that head's own end token, whatever
+    `eos_token_id` says), a `pad_token_id` that is one (`_check_pad_fits`). Raises `SettingError`, as
+    `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
         values = settings.get(name)
@@ -627,11 +634,27 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     # forced end token past them in transformers' processor, as an IndexError, and one to suppress was ignored
     stt = task == "stt" and config.text_head
     classes = config.text_vocab_size if stt else max(config.head_size(level) for level in range(config.num_heads))
-    for name in ("dry_sequence_breakers", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens"):
+    # speech to text ends on its text head's end token, whatever eos_token_id says
+    for name in ("dry_sequence_breakers", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens",
+                 *(() if stt else ("eos_token_id",))):
         ids = settings.get(name)
         if any(token >= classes for token in ([ids] if _is_int(ids) else ids or ())):
             raise SettingError(name, ids, f"token ids in 0..{classes - 1}: this model's "
                                f"{'text' if stt else 'largest'} head has {classes} classes")
+    _check_pad_fits(settings.get("pad_token_id"), config, stt, classes)
+
+
+def _check_pad_fits(pad: int | None, config, stt: bool, classes: int) -> None:
+    """Refuse a `pad_token_id` that is a class of the head the AR reads (`classes` of them), other than its end
+    token: transformers fills the rows that end early with it, and the response is read up to its first id past the
+    classes, so a class would be read as tokens (an audio code, silently; a negative id failed in the model's
+    embedding). Ids past the model's own pad are no ids of its input space."""
+    stop = config.text_eos_token_id if stt else config.stop_token_id
+    if pad is not None and pad != stop and not classes <= pad <= config.pad_token_id:
+        raise SettingError("pad_token_id", pad, f"{stop} (the end token) or an id in {classes}..{config.pad_token_id}"
+                           f", past the {'text' if stt else 'audio'} head's classes (this model's own is "
+                           f"{config.pad_token_id}): rows that end early are filled with it, and a class would be "
+                           "read as a token")
 
 
 def _greedy(config) -> bool:
