@@ -320,6 +320,22 @@ def test_a_pad_token_is_the_end_token_or_past_the_heads_classes(tiny_model, task
                             max_new_tokens=2, pad_token_id=0)
 
 
+def test_a_least_length_above_the_most_in_force_is_refused(tiny_model):
+    """min_new_tokens above max_new_tokens ran to max_new_tokens after a warning that named max_length; max_length
+    (and so min_length against it) is in force only without max_new_tokens, as in transformers."""
+    from valle_hf.configuration import SettingError, check_settings
+
+    check_settings({"min_new_tokens": 4, "max_new_tokens": 4, "min_length": 9, "max_length": 8})
+    check_settings({"min_length": 8, "max_length": 8})
+    with pytest.raises(SettingError, match=r"^min_length=9 is not allowed: it must be at most max_length \(8\)"):
+        check_settings({"min_length": 9, "max_length": 8})
+    most = tiny_model.generation_config.max_new_tokens  # the model's own, in force when a call gives none
+    with pytest.raises(SettingError, match=rf"^min_new_tokens={most + 1} is not allowed: it must be at most "
+                                           rf"max_new_tokens \({most}\)"):
+        tiny_model.generate(input_ids=torch.tensor([[tiny_model.config.text_bos_token_id, 5,
+                                                     tiny_model.config.text_eos_token_id]]), min_new_tokens=most + 1)
+
+
 def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings():
     """check_settings_fit's bounds are inclusive of the model's last RVQ level, last layer and last position (in
     frames, or in seconds for the prompt and the silence prefix), and refuse the next one naming the setting; a list

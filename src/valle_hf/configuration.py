@@ -558,6 +558,7 @@ def check_settings(settings: dict) -> None:
         temperature, floor = settings.get(name) or 0, settings.get(floor_name, -1)
         if temperature > 0 and floor is not None and floor > temperature:
             raise SettingError(floor_name, floor, f"at most {name} ({temperature}), or < 0 for off")
+    _check_lengths(settings)
     decay = settings.get("repetition_penalty_decay") or 0
     if decay < 0 and settings.get("repetition_penalty_decay_mode", "nearer") != "original":
         raise SettingError("repetition_penalty_decay", decay,
@@ -571,6 +572,16 @@ def check_settings(settings: dict) -> None:
     if settings.get("entropix"):
         _check_entropix_alone(settings)
     _check_takes(settings)
+
+
+def _check_lengths(settings: dict) -> None:
+    """Refuse a least length above the most in force: transformers only warned (naming max_length where
+    max_new_tokens was given), then ran to the most, the least unmet."""
+    least, most = "min_new_tokens", "max_new_tokens"
+    if settings.get(most) is None:  # max_length is in force only without max_new_tokens, as in transformers
+        least, most = "min_length", "max_length"
+    if settings.get(least) is not None and settings.get(most) is not None and settings[least] > settings[most]:
+        raise SettingError(least, settings[least], f"at most {most} ({settings[most]}), which ends the run first")
 
 
 def _check_takes(settings: dict) -> None:
