@@ -336,6 +336,22 @@ def test_a_least_length_above_the_most_in_force_is_refused(tiny_model):
                                                      tiny_model.config.text_eos_token_id]]), min_new_tokens=most + 1)
 
 
+@pytest.mark.parametrize(("name", "works", "refused"), [
+    ("typical_p", [1e-9, 1.0], [0, 1.5]),  # 0 failed deep in transformers' processor; 1.5 was ignored, silently
+    ("top_h", [1e-9, 1.0], [0, 1.5]),  # both failed deep in transformers' processor
+    ("epsilon_cutoff", [0, 0.999], [1.0, -0.1]),  # ignored outside (0, 1), silently
+    ("eta_cutoff", [0, 0.999], [1.0, -0.1]),
+])
+def test_transformers_own_samplers_take_their_range_and_nothing_past_it(name, works, refused):
+    from valle_hf.configuration import SettingError, check_settings
+
+    for value in works:
+        check_settings({name: value})
+    for value in refused:
+        with pytest.raises(SettingError, match=rf"^{name}={value} is not allowed: it must be a number in "):
+            check_settings({name: value})
+
+
 def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings():
     """check_settings_fit's bounds are inclusive of the model's last RVQ level, last layer and last position (in
     frames, or in seconds for the prompt and the silence prefix), and refuse the next one naming the setting; a list

@@ -476,12 +476,18 @@ MAX_SETTING_SECONDS = 3600
 # The longest repeat DRY may be told to allow, in tokens (a longer one allocates its match table for nothing).
 MAX_DRY_ALLOWED_LENGTH = 65536
 
+# A share of the probability mass that nucleus-like samplers keep
+_MASS = ("a number in (0, 1] (1 = off)", lambda v: _is_number(v) and 0 < v <= 1)
+# A probability below which a token is dropped: transformers applies one strictly between 0 and 1, ignores any other
+# without a word
+_CUTOFF = ("a number in [0, 1) (0 = off)", lambda v: _is_number(v) and 0 <= v < 1)
+
 # Every setting `check_settings` knows: (the rule, as the error message states it; the test).
 SETTING_RULES = {
     "temperature": (f"0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}", _is_temperature),
     "min_temperature": ("a finite number (< 0 = off)", _is_number),
     "top_k": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
-    "top_p": ("a number in (0, 1] (1 = off)", lambda v: _is_number(v) and 0 < v <= 1),
+    "top_p": _MASS,
     "min_p": ("a number in [0, 1] (0 = off)", lambda v: _is_number(v) and 0 <= v <= 1),
     "min_p_keep": ("an integer >= 1 (the original kept 32)", lambda v: _is_int(v) and v >= 1),
     "repetition_penalty": ("a finite number >= 1 (1 = off)", lambda v: _is_number(v) and v >= 1),
@@ -530,6 +536,11 @@ SETTING_RULES = {
     "min_length": ("an integer >= 0 (input and AR steps)", lambda v: _is_int(v) and v >= 0),
     "max_time": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),  # 0: the first step only
     "no_repeat_ngram_size": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
+    "typical_p": _MASS,  # transformers' own samplers: 0 failed as their ValueError, deep in the loop
+    "top_h": ("a number in (0, 1] (the share of the distribution's entropy kept)",
+              lambda v: _is_number(v) and 0 < v <= 1),
+    "epsilon_cutoff": _CUTOFF,
+    "eta_cutoff": _CUTOFF,
     "suppress_tokens": _TOKEN_IDS,
     "begin_suppress_tokens": _TOKEN_IDS,
     "forced_eos_token_id": _END_TOKENS,
