@@ -9,7 +9,7 @@ import torch
 from conftest import tiny_config
 from transformers import DynamicCache
 
-from valle_hf.cache import PreallocatedDynamicCache
+from valle_hf.cache import CACHE_KWARG, PreallocatedDynamicCache
 
 
 def _states(batch, length, seed):
@@ -103,3 +103,55 @@ def test_reset_and_crop_keep_working():
         keys, values = prealloc.update(*states, 0)
         assert keys.dtype == values.dtype == dtype
         assert torch.equal(keys, states[0]) and torch.equal(values, states[1])
+
+
+def _one_text(model) -> torch.LongTensor:
+    return torch.tensor([[model.config.text_bos_token_id, 5, model.config.text_eos_token_id]])
+
+
+def test_a_cache_choice_is_one_transformers_builds_named_in_its_refusal(tiny_model):
+    """An unknown cache_implementation was transformers' ValueError from inside generate, after the prompt had been
+    encoded; each of its choices but the offloaded ones (an accelerator's) decodes here."""
+    from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATIONS
+
+    from valle_hf.configuration import SettingError, check_settings
+
+    with pytest.raises(SettingError, match=r"^cache_implementation='x' is not allowed: it must be None") as refusal:
+        tiny_model.generate(input_ids=_one_text(tiny_model), max_new_tokens=2, cache_implementation="x")
+    assert all(choice in str(refusal.value) for choice in ALL_CACHE_IMPLEMENTATIONS)
+    for choice in ALL_CACHE_IMPLEMENTATIONS:
+        check_settings({"cache_implementation": choice})
+
+
+@pytest.mark.parametrize("choice", ["offloaded", "offloaded_static"])
+def test_an_offloaded_cache_for_a_model_on_the_cpu_is_refused_by_name(tiny_model, choice):
+    """Offloading moves the cache out of an accelerator's memory: on the CPU it failed in torch ("Torch not compiled
+    with CUDA enabled"), an AssertionError from inside transformers."""
+    from valle_hf.configuration import SettingError
+
+    with pytest.raises(SettingError, match=rf"^cache_implementation='{choice}' is not allowed: it must be one that is "
+                                           "not offloaded for a model on the CPU"):
+        tiny_model.generate(input_ids=_one_text(tiny_model), max_new_tokens=2, cache_implementation=choice)
+
+
+@pytest.mark.parametrize("name", sorted({CACHE_KWARG, "past_key_values"}))  # the old name is still taken
+@pytest.mark.parametrize("cache", ["x", DynamicCache])
+def test_a_cache_argument_that_is_no_cache_is_refused_by_name(tiny_model, name, cache):
+    """A string or a class failed deep in transformers ("'str' object has no attribute '_is_user_defined'")."""
+    from valle_hf.errors import VallETypeError
+
+    with pytest.raises(VallETypeError, match=rf"^{name} must be a transformers Cache \(such as DynamicCache\(\)\), "
+                                             "got (str|the class DynamicCache)"):
+        tiny_model.generate(input_ids=_one_text(tiny_model), max_new_tokens=2, **{name: cache})
+
+
+def test_a_quantized_cache_without_its_backend_names_the_package_to_install(tiny_model):
+    """transformers' ImportError came from inside generate, a traceback in the CLI's and a pipeline's output."""
+    from transformers.utils import is_optimum_quanto_available
+
+    from valle_hf.errors import MissingDependencyError
+
+    if is_optimum_quanto_available():
+        pytest.skip("optimum-quanto is installed: the quantized cache's backend is there")
+    with pytest.raises(MissingDependencyError, match="pip install optimum-quanto"):
+        tiny_model.generate(input_ids=_one_text(tiny_model), max_new_tokens=2, cache_implementation="quantized")

@@ -445,7 +445,8 @@ def _edited_copy(source: Path, target: Path, name: str, edit) -> Path:
     ("generation_config.json", "[]", "generation_config.json cannot be read \\(a JSON list"),
     ("generation_config.json", "{not json", "generation_config.json cannot be read \\(Expecting property name"),
     ("generation_config.json", lambda g: {**g, "max_new_tokens": "10"}, "max_new_tokens='10' is not allowed"),
-    ("generation_config.json", lambda g: {**g, "cache_implementation": "nope"}, "Invalid `cache_implementation`"),
+    ("generation_config.json", lambda g: {**g, "cache_implementation": "nope"},
+     "cache_implementation='nope' is not allowed: it must be None"),
     ("generation_config.json", lambda g: {**g, "pad_token_id": "x"}, "generation_config.json cannot be read"),
     # transformers' reader calls a method of the setting: an AttributeError
     ("generation_config.json", lambda g: {**g, "watermarking_config": 5}, "generation_config.json cannot be read"),

@@ -102,7 +102,7 @@ def test_a_batch_gives_each_text_its_own_takes_and_what_it_gets_alone(tts, promp
 
 @pytest.mark.parametrize("setting, value", [("temperature", math.nan), ("repetition_penalty", 0.0), ("num_beams", -1),
                                             ("layer_skip_entropy_threshold", -1.0), ("nar_temperature", -1.0),
-                                            ("pad_token_id", 0)])
+                                            ("pad_token_id", 0), ("cache_implementation", "x")])
 def test_the_pipeline_checks_every_setting(converted_dir, prompt_wav, setting, value):
     tts = pipeline("text-to-speech", model=str(converted_dir))
     with pytest.raises(ValueError, match=f"{setting}=.* is not allowed: it must be "):

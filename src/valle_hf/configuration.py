@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 from transformers.activations import ACT2FN
+from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATIONS
 
 from .errors import VallEValueError, shown
 from .hardware import NAR_DTYPES
@@ -473,6 +474,8 @@ MIN_TEMPERATURE = 1e-6
 # The most seconds of audio a length setting may ask for (prefix silence, a prompt's length): far beyond any model's
 # positions, and still memory a machine has.
 MAX_SETTING_SECONDS = 3600
+# The KV caches transformers can build ("paged", continuous batching's, it accepts beside its list).
+CACHE_IMPLEMENTATIONS = (*ALL_CACHE_IMPLEMENTATIONS, "paged")
 # The longest repeat DRY may be told to allow, in tokens (a longer one allocates its match table for nothing).
 MAX_DRY_ALLOWED_LENGTH = 65536
 
@@ -527,6 +530,8 @@ SETTING_RULES = {
     "max_new_tokens": ("an integer >= 1 (AR steps; 75 steps = 1 s)", lambda v: _is_int(v) and v >= 1),
     "num_return_sequences": ("an integer >= 1 (takes per input row)", lambda v: _is_int(v) and v >= 1),
     "do_sample": ("True or False", lambda v: isinstance(v, bool)),
+    "cache_implementation": (f"None (the default: a dynamic cache) or one of {', '.join(CACHE_IMPLEMENTATIONS)}",
+                             lambda v: v in CACHE_IMPLEMENTATIONS),
     # transformers' own fields that it takes unchecked: a string or a list failed deep in its loop, NaN passed
     "length_penalty": ("a finite number (beam search divides a beam's score by its length to this power)",
                        _is_number),

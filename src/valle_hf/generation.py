@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache, GenerationConfig, GenerationMixin, MaxLengthCriteria, StoppingCriteriaList
+from transformers import Cache, DynamicCache, GenerationConfig, GenerationMixin, MaxLengthCriteria, StoppingCriteriaList
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
@@ -33,6 +33,7 @@ from .codec import decode_batch, encode
 from .configuration import (
     INERT_WITHOUT,
     VALLE_GENERATION_DEFAULTS,
+    SettingError,
     VallEGenerationConfig,
     check_settings_fit,
     decoding_by_temperature,
@@ -41,7 +42,15 @@ from .configuration import (
 )
 from .cpu_kernels import use_cpu_kernels
 from .entropix import probing_attention
-from .errors import VallEMemoryError, VallETypeError, VallEValueError, get_logger, is_integer_tensor
+from .errors import (
+    MissingDependencyError,
+    VallEMemoryError,
+    VallETypeError,
+    VallEValueError,
+    get_logger,
+    is_integer_tensor,
+    one_line,
+)
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
 from .hardware import free_memory, nar_autocast_dtype
 from .layer_skip import LayerSkip
@@ -551,8 +560,11 @@ class VallEGenerationMixin(GenerationMixin):
                                       max_cache_length):
         """transformers' cache choice, except that its default `DynamicCache` becomes a `PreallocatedDynamicCache`
         with room for the whole generation (`max_cache_length`: the final sequence length)."""
-        super()._prepare_cache_for_generation(generation_config, model_kwargs, generation_mode, batch_size,
-                                              max_cache_length)
+        try:
+            super()._prepare_cache_for_generation(generation_config, model_kwargs, generation_mode, batch_size,
+                                                  max_cache_length)
+        except ImportError as error:  # a quantized cache's backend: transformers' message names its pip install
+            raise MissingDependencyError(one_line(error)) from None
         cache = model_kwargs.get(CACHE_KWARG)
         chosen = generation_config.cache_implementation is not None or getattr(cache, "_is_user_defined", False)
         if type(cache) is DynamicCache and not chosen:
@@ -721,9 +733,23 @@ class VallEGenerationMixin(GenerationMixin):
         _warn_if_inert(config, _given_settings(config, kwargs))
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
+        self._check_cache(config, model_kwargs)
         self._refuse_unknown_arguments(model_kwargs, config)
         _check_called_arguments(model_kwargs)
         return config, model_kwargs, configured_dict
+
+    def _check_cache(self, config: VallEGenerationConfig, model_kwargs: dict) -> None:
+        """Refuse a KV cache the AR cannot decode with, before any work: a cache argument that is no transformers
+        `Cache` (an AttributeError deep in transformers), or an offloaded `cache_implementation` for a model on the
+        CPU (offloading moves the cache out of an accelerator's memory: torch's "not compiled with CUDA")."""
+        for name in (CACHE_KWARG, "past_key_values"):  # transformers 5.24 still takes the old name
+            cache = model_kwargs.get(name)
+            if cache is not None and not isinstance(cache, Cache):
+                raise VallETypeError(f"{name} must be a transformers Cache (such as DynamicCache()), got "
+                                     f"{_kind_of(cache)}: or leave it out, and choose one with cache_implementation")
+        if (config.cache_implementation or "").startswith("offloaded") and self.device.type == "cpu":
+            raise SettingError("cache_implementation", config.cache_implementation, "one that is not offloaded "
+                               "for a model on the CPU: offloading moves the KV cache out of an accelerator's memory")
 
     def _refuse_unknown_arguments(self, model_kwargs: dict, config: VallEGenerationConfig) -> None:
         """Refuse (`VallETypeError`, with the closest setting's name) a keyword argument that is no setting, no model
