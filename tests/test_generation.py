@@ -1249,28 +1249,31 @@ def test_setting_names_name_the_settings_as_the_caller_does_once_per_context(tin
     assert len(_inert_warnings(tiny_model, temperature=0.0, top_k=5)) == 1  # each call again outside the context
 
 
-def test_numpy_scalar_settings_work_as_the_python_numbers_they_hold(tiny_model, tmp_path):
-    """A temperature from `np.linspace` was refused as out of range ("must be ... >= 1e-06"), and a config holding
-    one could not be saved (numpy scalars are not JSON)."""
+@pytest.mark.parametrize(("floating", "integer"), [(np.float32, np.int64), (torch.tensor, torch.tensor)],
+                         ids=["numpy", "torch"])
+def test_numpy_and_torch_scalar_settings_work_as_the_python_numbers_they_hold(tiny_model, tmp_path, floating,
+                                                                             integer):
+    """A temperature from `np.linspace` (or a 0-d tensor) was refused as out of range ("must be ... >= 1e-06"), and
+    a config holding one could not be saved (numpy scalars are not JSON)."""
     from valle_hf.configuration import VallEGenerationConfig
     from valle_hf.errors import VallEValueError
 
     texts, prompts = _batch_inputs(tiny_model.config)
-    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=8, output_audio=False,
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], output_audio=False,
                   return_dict_in_generate=True, seeds=[5])
-    python = tiny_model.generate(**inputs, temperature=float(np.float32(0.7)), top_k=3, nar_temperature=0.5,
-                                 dry_multiplier=0.5, dry_sequence_breakers=[1])
-    numpy = tiny_model.generate(**inputs, temperature=np.float32(0.7), top_k=np.int64(3),
-                                nar_temperature=np.float64(0.5), dry_multiplier=np.float16(0.5),
-                                dry_sequence_breakers=[np.int64(1)])
-    assert torch.equal(python.codes, numpy.codes)
-    config = VallEGenerationConfig(temperature=np.float32(0.7), top_k=np.int64(3))
+    python = tiny_model.generate(**inputs, max_new_tokens=8, temperature=float(np.float32(0.7)), top_k=3,
+                                 nar_temperature=0.5, dry_multiplier=0.5, dry_sequence_breakers=[1])
+    scalars = tiny_model.generate(**inputs, max_new_tokens=integer(8), temperature=floating(0.7), top_k=integer(3),
+                                  nar_temperature=floating(0.5), dry_multiplier=floating(0.5),
+                                  dry_sequence_breakers=[integer(1)])
+    assert torch.equal(python.codes, scalars.codes)
+    config = VallEGenerationConfig(temperature=floating(0.7), top_k=integer(3))
     assert config.do_sample is True and type(config.temperature) is float and type(config.top_k) is int
     config.save_pretrained(tmp_path)
-    config.top_p = np.float32(0.5)
-    with pytest.raises(VallEValueError, match=r"top_p=np.float32\(0.5\).*convert with .item\(\)"):
+    config.top_p = floating(0.5)
+    with pytest.raises(VallEValueError, match=rf"top_p={re.escape(repr(config.top_p))}.*convert with .item\(\)"):
         config.validate()
-    config.top_p = np.float32(2.0)  # out of range: numpy is not what is wrong with it
-    with pytest.raises(VallEValueError, match=r"top_p=np.float32\(2.0\) is not allowed: it must be a number in "
-                                              r"\(0, 1\] \(1 = off\)$"):
+    config.top_p = floating(2.0)  # out of range: the scalar's type is not what is wrong with it
+    with pytest.raises(VallEValueError, match=rf"top_p={re.escape(repr(config.top_p))} is not allowed: it must be a "
+                                              r"number in \(0, 1\] \(1 = off\)$"):
         config.validate()

@@ -11,7 +11,6 @@ import copy
 import math
 from collections.abc import Iterable
 
-import numpy as np
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 from transformers.activations import ACT2FN
 from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATIONS
@@ -415,11 +414,18 @@ class SettingError(VallEValueError):
 _MAX_SETTING = 3.4e38
 
 
+def _is_array_scalar(value) -> bool:
+    """Whether `value` is a numpy or torch scalar (0-d: `np.float32(0.5)`, `torch.tensor(0.5)`), which `.item()`
+    makes the Python value it holds."""
+    return getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None))
+
+
 def python_values(settings: dict) -> dict:
-    """`settings` with numpy scalars (a temperature from `np.linspace`, say), also inside lists, as the Python numbers
-    they hold: the rules read Python numbers, and a generation config saves them as JSON."""
+    """`settings` with numpy and torch scalars (a temperature from `np.linspace` or `torch.linspace`, say), also
+    inside lists, as the Python numbers they hold: the rules read Python numbers, and a generation config saves them
+    as JSON."""
     def plain(value):
-        if isinstance(value, np.generic):
+        if _is_array_scalar(value):
             return value.item()
         return type(value)(plain(item) for item in value) if isinstance(value, (list, tuple)) else value
     return {name: plain(value) for name, value in settings.items()}
@@ -567,9 +573,9 @@ def check_settings(settings: dict) -> None:
     """
     for name, value in settings.items():
         if value is not None and name in SETTING_RULES and not SETTING_RULES[name][1](value):
-            numpy = (" (a Python value: numpy's are not, convert with .item())"
-                     if isinstance(value, np.generic) and SETTING_RULES[name][1](value.item()) else "")
-            raise SettingError(name, value, SETTING_RULES[name][0] + numpy)
+            array = (" (a Python value: numpy's and torch's are not, convert with .item())"
+                     if _is_array_scalar(value) and SETTING_RULES[name][1](value.item()) else "")
+            raise SettingError(name, value, SETTING_RULES[name][0] + array)
     for name, floor_name in _TEMPERATURE_FLOORS:
         temperature, floor = settings.get(name) or 0, settings.get(floor_name, -1)
         if temperature > 0 and floor is not None and floor > temperature:
