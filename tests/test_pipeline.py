@@ -183,6 +183,9 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
      r"generate_kwargs must be a dict .*: e.g. generate_kwargs=\{'temperature': 0.5\}$"),  # the voice goes elsewhere
     (lambda tts, prompt: tts("Hi.", processor_kwargs=[("prompt_audio", prompt)]), TypeError,
      r"processor_kwargs must be a dict of keyword arguments, got list .*: e.g. processor_kwargs=\{'prompt_audio'"),
+    # transformers' pipeline read a dict as a GenerationConfig: an AttributeError before generate was called
+    (lambda tts, prompt: tts("Hi.", generate_kwargs={"generation_config": {"temperature": 0.0}}), TypeError,
+     "generation_config must be a GenerationConfig, got dict: give settings as keyword arguments of generate"),
     (lambda tts, prompt: tts("Hi.", generate_kwargs=10**5000), TypeError,  # no repr: Python writes 4,300 digits at most
      r"generate_kwargs must be a dict of keyword arguments, got int \(1e\+5000\)"),
     (lambda tts, prompt: tts("Hi.", forward_params={"prompt_audio": prompt}, generate_kwargs={"output_audio": False}),
@@ -423,6 +426,8 @@ def test_a_setting_given_both_directly_and_in_generate_kwargs_reaches_generate_a
      "audio_codes: the speech-recognition pipeline sets the task and the audio"),
     ("speech.wav", dict(batch_size=2, seeds=[1, 2]), "has 2 seeds: .* give one seed"),
     ("speech.wav", dict(batch_size="2"), "batch_size must be an integer >= 1 \\(inputs per generate call\\), got '2'"),
+    ("speech.wav", dict(generate_kwargs={"generation_config": {"temperature": 0.0}}),
+     "generation_config must be a GenerationConfig, got dict"),
 ])
 def test_a_speech_recognition_call_the_pipeline_cannot_run_is_refused_in_one_line(asr, prompt_wav, inputs, call,
                                                                                   message):

@@ -331,6 +331,15 @@ def _refuse_unsupported(config: VallEGenerationConfig, model_kwargs: dict) -> No
             raise VallEValueError(f"VALL-E does not support {name} ({why}): drop the setting")
 
 
+def check_generation_config(generation_config) -> None:
+    """Refuse (`VallETypeError`) a `generation_config` that is neither None nor a `GenerationConfig`: a dict of
+    settings, say, which transformers' pipelines read as one (an AttributeError, before `generate` was called)."""
+    if generation_config is not None and not isinstance(generation_config, GenerationConfig):
+        raise VallETypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}: "
+                             "give settings as keyword arguments of generate, or build one with "
+                             "copy.deepcopy(model.generation_config)")
+
+
 def _check_seeded_rows(rows: int) -> None:
     """Refuse a seeded call without one seed per input row."""
     generators = active_generators()
@@ -713,10 +722,7 @@ class VallEGenerationMixin(GenerationMixin):
         """This call's settings for `task`: a copy of `generation_config` (default: the model's; `_completed`) updated
         with the keyword arguments it knows; returns it, the other keyword arguments (model inputs for the AR loop)
         and the config's `return_dict_in_generate` (the copy always returns a dict internally)."""
-        if generation_config is not None and not isinstance(generation_config, GenerationConfig):
-            raise VallETypeError(f"generation_config must be a GenerationConfig, got {type(generation_config).__name__}"
-                                 ": give settings as keyword arguments of generate, or build one with "
-                                 "copy.deepcopy(model.generation_config)")
+        check_generation_config(generation_config)
         config = copy.deepcopy(self.generation_config if generation_config is None
                                else self._completed(generation_config))
         configured_dict = bool(config.return_dict_in_generate)

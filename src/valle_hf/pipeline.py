@@ -28,7 +28,7 @@ from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechR
 from transformers.pipelines.text_to_audio import TextToAudioPipeline
 
 from .errors import VallETypeError, VallEValueError, shown
-from .generation import setting_names
+from .generation import check_generation_config, setting_names
 from .processing import VallEProcessor
 
 __all__ = ["VallESpeechRecognitionPipeline", "VallETextToAudioPipeline", "check_pipeline_call", "register_pipeline"]
@@ -53,9 +53,9 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
     list of texts, a `batch_size` that is no integer >= 1, a list of prompts (one per text: the pipeline gives each
     text the same settings), `output_audio=False`, another task than TTS or an argument given both to the processor
-    and to `generate`, and `VallETypeError` for a keyword dict that is not a dict or a keyword argument the call does
-    not take (a setting outside `generate_kwargs`). The texts themselves are checked by the processor
-    (`VallEProcessor.__call__`)."""
+    and to `generate`, and `VallETypeError` for a keyword dict that is not a dict, a keyword argument the call does
+    not take (a setting outside `generate_kwargs`) or a `generation_config` that is no `GenerationConfig`. The texts
+    themselves are checked by the processor (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
                               "list of str")
@@ -82,6 +82,7 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                 "prompt_audio=[...]))")
     processed = kwargs.get("processor_kwargs") or {}
     for name in _SETTINGS:
+        check_generation_config((kwargs.get(name) or {}).get("generation_config"))
         twice = sorted(set(processed) & set(kwargs.get(name) or {}))
         if twice:  # the processor passes them on to generate, which would get them twice
             raise VallEValueError(f"{', '.join(twice)} given in both processor_kwargs and {name}: give each once")
@@ -226,6 +227,7 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
             raise VallETypeError(f"generate_kwargs must be a dict of keyword arguments, got {type(settings).__name__} "
                                  f"({settings!r:.60}): e.g. generate_kwargs={{'temperature': 0.0}}")
         settings = {**settings, **kwargs}
+        check_generation_config(settings.get("generation_config"))
         own = sorted(set(settings) & set(_SET_BY_STT_PIPELINE))
         if own:
             raise VallEValueError(f"{', '.join(own)}: the speech-recognition pipeline sets the task and the audio and "
