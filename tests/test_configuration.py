@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -350,6 +351,22 @@ def test_transformers_own_samplers_take_their_range_and_nothing_past_it(name, wo
     for value in refused:
         with pytest.raises(SettingError, match=rf"^{name}={value} is not allowed: it must be a number in "):
             check_settings({name: value})
+
+
+def test_an_exponential_length_penalty_is_a_start_step_and_a_factor(tiny_model):
+    """A string failed deep in transformers' processor as a TypeError ("can only concatenate str"); NaN passed."""
+    from valle_hf.configuration import SettingError, check_settings
+
+    for value in ((0, 1.5), [3, 0.9]):  # as given, and as generation_config.json saves it
+        check_settings({"exponential_decay_length_penalty": value})
+    for value in ((-1, 1.5), (1, math.nan), (1.5, 2.0), (1, 2.0, 3)):
+        with pytest.raises(SettingError, match=r"^exponential_decay_length_penalty=.* is not allowed: it must be a "
+                                               r"pair \(the AR step it starts at, an integer >= 0; "):
+            check_settings({"exponential_decay_length_penalty": value})
+    with pytest.raises(SettingError, match="^exponential_decay_length_penalty='x' is not allowed"):
+        tiny_model.generate(input_ids=torch.tensor([[tiny_model.config.text_bos_token_id,
+                                                     tiny_model.config.text_eos_token_id]]),
+                            max_new_tokens=2, exponential_decay_length_penalty="x")
 
 
 def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings():

@@ -547,6 +547,10 @@ SETTING_RULES = {
     "min_length": ("an integer >= 0 (input and AR steps)", lambda v: _is_int(v) and v >= 0),
     "max_time": ("a number of seconds >= 0", lambda v: _is_number(v) and v >= 0),  # 0: the first step only
     "no_repeat_ngram_size": ("an integer >= 0 (0 = off)", lambda v: _is_int(v) and v >= 0),
+    "exponential_decay_length_penalty": ("a pair (the AR step it starts at, an integer >= 0; the factor the end "
+                                         "token's score grows by at each step after it, a finite number)",
+                                         lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and _is_int(v[0])
+                                         and v[0] >= 0 and _is_number(v[1])),
     "typical_p": _MASS,  # transformers' own samplers: 0 failed as their ValueError, deep in the loop
     "top_h": ("a number in (0, 1] (the share of the distribution's entropy kept)",
               lambda v: _is_number(v) and 0 < v <= 1),
