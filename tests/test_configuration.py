@@ -281,14 +281,20 @@ def test_an_end_token_that_is_no_token_id_is_refused(value, name):
 
 def test_an_end_token_past_the_heads_is_refused_and_speech_to_text_reads_its_own(tiny_model):
     """An eos_token_id past every head's classes never comes: the run went on to its length limit. Speech to text
-    ends on its text head's end token whatever eos_token_id says, so the model's own (an audio head's stop token, past
-    the text head) does not stop it."""
+    ends on its text head's end token, so the model's own (an audio head's stop token, past the text head) does not
+    stop it, and one given to it is refused."""
     from valle_hf.configuration import SettingError, check_settings_fit
 
     config = tiny_model.config
     classes = max(config.head_size(level) for level in range(config.num_heads))
     check_settings_fit({"eos_token_id": [config.stop_token_id, classes - 1]}, config)
     check_settings_fit({"eos_token_id": config.stop_token_id}, config, "stt")
+    audio = torch.zeros(1, 5, config.num_rvq_levels, dtype=torch.long)
+    tiny_model.generate(audio_codes=audio, task="stt", max_new_tokens=2, eos_token_id=config.text_eos_token_id)
+    with pytest.raises(SettingError, match=rf"^eos_token_id=\[{config.text_eos_token_id}, 0\] is not allowed: it must "
+                                           rf"be left out \(or {config.text_eos_token_id}\) with task='stt'"):
+        tiny_model.generate(audio_codes=audio, task="stt", max_new_tokens=2,
+                            eos_token_id=[config.text_eos_token_id, 0])  # was ignored, without a word
     with pytest.raises(SettingError, match=rf"^eos_token_id={classes} is not allowed: it must be token ids in "
                                            rf"0\.\.{classes - 1}: this model's largest head"):
         tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),

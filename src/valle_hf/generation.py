@@ -736,6 +736,10 @@ class VallEGenerationMixin(GenerationMixin):
             if getattr(config, name) is None and default is not None:
                 setattr(config, name, default)
         check_settings_fit(config.to_dict(), self.config, task)
+        stop = self.config.text_eos_token_id
+        if task == "stt" and kwargs.get("eos_token_id") not in (None, stop):  # `_generate_stt` sets its own
+            raise SettingError("eos_token_id", kwargs["eos_token_id"], f"left out (or {stop}) with task='stt', which "
+                               "ends on its text head's end token")
         _warn_if_inert(config, _given_settings(config, kwargs))
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
