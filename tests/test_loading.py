@@ -465,6 +465,22 @@ def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(con
     assert "\n" not in str(raised.value) and "LOAD REPORT" not in logged.out  # one line, not after its table
 
 
+def test_a_misspelt_setting_in_generation_config_json_is_warned_about_by_name(converted_dir, tmp_path):
+    """transformers keeps any name of generation_config.json as an attribute, which generate never reads: a
+    misspelt setting was ignored without a word."""
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    with logged_warnings() as logged:
+        VallEForConditionalGeneration.from_pretrained(converted_dir)
+    assert "generation_config.json" not in logged.out, logged.out  # the names it saves itself are all read
+    edited = _edited_copy(converted_dir, tmp_path / "edited", "generation_config.json",
+                          lambda g: {**g, "temprature": g["temperature"]})
+    with logged_warnings() as logged:
+        VallEForConditionalGeneration.from_pretrained(edited)
+    assert ("generation_config.json has setting(s) temprature (did you mean temperature?) that no generation reads"
+            in logged.out), logged.out
+
+
 def test_a_saved_generation_config_flagged_as_derived_keeps_its_settings(converted_dir, tmp_path):
     """transformers flags a GenerationConfig made by from_model_config, also once a user set its samplers and saved
     it: only one that sets none stands for a missing file (a temperature without a max_new_tokens is kept)."""

@@ -20,7 +20,7 @@ import contextlib
 import copy
 import difflib
 import inspect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -340,6 +340,14 @@ def check_generation_config(generation_config) -> None:
                              "copy.deepcopy(model.generation_config)")
 
 
+def _with_hints(names: Sequence[str], known: Iterable[str]) -> str:
+    """`names` (of settings or arguments no one takes), comma-separated, each with the closest of `known` where one
+    is close: "temprature (did you mean temperature?)"."""
+    known = list(known)
+    return ", ".join(f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
+                     else name for name in names)
+
+
 def _check_seeded_rows(rows: int) -> None:
     """Refuse a seeded call without one seed per input row."""
     generators = active_generators()
@@ -524,7 +532,13 @@ class VallEGenerationMixin(GenerationMixin):
                         "config (VallEGenerationConfig.tuned)")
             self.generation_config = VallEGenerationConfig.tuned(self.config)
         elif not isinstance(self.generation_config, VallEGenerationConfig):
-            self.generation_config = VallEGenerationConfig.from_dict(self.generation_config.to_dict())
+            saved = self.generation_config.to_dict()
+            known = VallEGenerationConfig().to_dict()
+            unknown = [name for name in saved if name not in known]
+            if unknown:  # transformers keeps any name as an attribute, which generate never reads
+                logger.warning(f"generation_config.json has setting(s) {_with_hints(unknown, known)} that no "
+                               "generation reads: they are ignored; check the names")
+            self.generation_config = VallEGenerationConfig.from_dict(saved)
 
     def _prepare_generation_config(self, generation_config: GenerationConfig | None, **kwargs):
         """transformers' merge (model config < `generation_config` < keyword arguments), as a `VallEGenerationConfig`;
@@ -778,10 +792,9 @@ class VallEGenerationMixin(GenerationMixin):
         names = [name for name in model_kwargs if name not in own and unknown(name)]
         if names:
             known = [*config.to_dict(), *inspect.signature(self.generate).parameters, *own]
-            hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
-                     else name for name in names]
-            raise VallETypeError(f"generate got unexpected keyword argument(s) {', '.join(hints)}: not a setting of "
-                                 "GenerationConfig or VallEGenerationConfig, nor an input of the model; check the name")
+            raise VallETypeError(f"generate got unexpected keyword argument(s) {_with_hints(names, known)}: not a "
+                                 "setting of GenerationConfig or VallEGenerationConfig, nor an input of the model; "
+                                 "check the name")
 
     def _completed(self, generation_config: GenerationConfig) -> VallEGenerationConfig:
         """A `generation_config` the caller passed, with what it leaves unset taken from the model's, as transformers
