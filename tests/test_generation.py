@@ -419,6 +419,23 @@ def test_a_generation_config_that_is_not_one_is_refused_naming_what_to_give(tiny
         tiny_model.generate(input_ids=torch.tensor([[1, 5, 2]]), generation_config={"temperature": 0.0})
 
 
+def test_a_misspelt_setting_of_a_passed_generation_config_is_warned_about_by_name(tiny_model):
+    """GenerationConfig(temprature=0.0) keeps the name as an attribute that generate never reads: the model's own
+    temperature sampled, without a word."""
+    from transformers import GenerationConfig
+
+    inputs = dict(input_ids=torch.tensor([[tiny_model.config.text_bos_token_id, tiny_model.config.text_eos_token_id]]),
+                  max_new_tokens=1, max_levels=0, output_audio=False)
+    with logged_warnings() as logged:
+        tiny_model.generate(**inputs, generation_config=GenerationConfig(temperature=0.0))
+        tiny_model.generate(**inputs, generation_config=copy.deepcopy(tiny_model.generation_config))
+    assert "generation_config" not in logged.out, logged.out
+    with logged_warnings() as logged:
+        tiny_model.generate(**inputs, generation_config=GenerationConfig(temprature=0.0))
+    assert ("the generation_config passed to generate has setting(s) temprature (did you mean temperature?) that no "
+            "generation reads: they are ignored") in logged.out, logged.out
+
+
 def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(tiny_model):
     """As transformers: a plain GenerationConfig, or a VallEGenerationConfig with settings at their defaults, runs
     with the model's own settings for those (the VALL-E stages once ran with the defaults while transformers' AR

@@ -348,6 +348,16 @@ def _with_hints(names: Sequence[str], known: Iterable[str]) -> str:
                      else name for name in names)
 
 
+def _warn_if_unread(settings: Mapping, source: str) -> None:
+    """Warn about the names in `settings` (of `source`) that no generation reads: transformers keeps any name given
+    to a `GenerationConfig` as an attribute, so a misspelt setting was ignored without a word."""
+    known = VallEGenerationConfig().to_dict()
+    unknown = [name for name in settings if name not in known]
+    if unknown:
+        logger.warning(f"{source} has setting(s) {_with_hints(unknown, known)} that no generation reads: they are "
+                       "ignored; check the names")
+
+
 def _check_seeded_rows(rows: int) -> None:
     """Refuse a seeded call without one seed per input row."""
     generators = active_generators()
@@ -533,11 +543,7 @@ class VallEGenerationMixin(GenerationMixin):
             self.generation_config = VallEGenerationConfig.tuned(self.config)
         elif not isinstance(self.generation_config, VallEGenerationConfig):
             saved = self.generation_config.to_dict()
-            known = VallEGenerationConfig().to_dict()
-            unknown = [name for name in saved if name not in known]
-            if unknown:  # transformers keeps any name as an attribute, which generate never reads
-                logger.warning(f"generation_config.json has setting(s) {_with_hints(unknown, known)} that no "
-                               "generation reads: they are ignored; check the names")
+            _warn_if_unread(saved, "generation_config.json")
             self.generation_config = VallEGenerationConfig.from_dict(saved)
 
     def _prepare_generation_config(self, generation_config: GenerationConfig | None, **kwargs):
@@ -801,6 +807,7 @@ class VallEGenerationMixin(GenerationMixin):
         does: its fields that are None, and the VALL-E settings it lacks (a plain `GenerationConfig`) or leaves at
         their defaults (so a setting passed at its default value must be a keyword argument of `generate`). Its
         temperature without a `do_sample` of its own says which decoding runs (`decoding_by_temperature`)."""
+        _warn_if_unread(generation_config.to_dict(), "the generation_config passed to generate")
         passed = {name: value for name, value in generation_config.to_dict().items() if value is not None
                   and not (name in VALLE_GENERATION_DEFAULTS and value == VALLE_GENERATION_DEFAULTS[name])}
         return VallEGenerationConfig.from_dict({**self.generation_config.to_dict(), **decoding_by_temperature(passed)})
