@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import functools
 import logging
 import os
@@ -26,7 +27,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -126,6 +127,14 @@ def one_line(error: BaseException, limit: int | None = None) -> str:
     head = text[:limit + 1]
     head = head.rsplit(" ", 1)[0] if " " in head else text[:limit]
     return head.rstrip(" ,;:(") + " …"
+
+
+def with_hints(names: Sequence[str], known: Iterable[str]) -> str:
+    """`names` (of settings or arguments no one takes), comma-separated, each with the closest of `known` where one
+    is close: "temprature (did you mean temperature?)"."""
+    known = list(known)
+    return ", ".join(f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
+                     else name for name in names)
 
 
 class ArgumentParser(argparse.ArgumentParser):

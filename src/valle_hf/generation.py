@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import inspect
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -50,6 +49,7 @@ from .errors import (
     get_logger,
     is_integer_tensor,
     one_line,
+    with_hints,
 )
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
 from .hardware import free_memory, nar_autocast_dtype
@@ -340,21 +340,13 @@ def check_generation_config(generation_config) -> None:
                              "copy.deepcopy(model.generation_config)")
 
 
-def _with_hints(names: Sequence[str], known: Iterable[str]) -> str:
-    """`names` (of settings or arguments no one takes), comma-separated, each with the closest of `known` where one
-    is close: "temprature (did you mean temperature?)"."""
-    known = list(known)
-    return ", ".join(f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
-                     else name for name in names)
-
-
 def _warn_if_unread(settings: Mapping, source: str) -> None:
     """Warn about the names in `settings` (of `source`) that no generation reads: transformers keeps any name given
     to a `GenerationConfig` as an attribute, so a misspelt setting was ignored without a word."""
     known = VallEGenerationConfig().to_dict()
     unknown = [name for name in settings if name not in known]
     if unknown:
-        logger.warning(f"{source} has setting(s) {_with_hints(unknown, known)} that no generation reads: they are "
+        logger.warning(f"{source} has setting(s) {with_hints(unknown, known)} that no generation reads: they are "
                        "ignored; check the names")
 
 
@@ -798,7 +790,7 @@ class VallEGenerationMixin(GenerationMixin):
         names = [name for name in model_kwargs if name not in own and unknown(name)]
         if names:
             known = [*config.to_dict(), *inspect.signature(self.generate).parameters, *own]
-            raise VallETypeError(f"generate got unexpected keyword argument(s) {_with_hints(names, known)}: not a "
+            raise VallETypeError(f"generate got unexpected keyword argument(s) {with_hints(names, known)}: not a "
                                  "setting of GenerationConfig or VallEGenerationConfig, nor an input of the model; "
                                  "check the name")
 

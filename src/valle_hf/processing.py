@@ -4,7 +4,6 @@ the processor only prepares what `generate` reads."""
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from .audio import encoded_audio, write_encoded
-from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor, shown
+from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .hub import check_model_name
 from .phonemes import phonemize, phonemize_all
@@ -71,9 +70,7 @@ def _unexpected(names: list[str]) -> str:
     names its fix."""
     takes = [name for name in inspect.signature(VallEProcessor.__call__).parameters
              if name not in ("self", "processor_kwargs", "kwargs")]
-    hints = [f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, takes, 1)) else name
-             for name in names]
-    return f"{', '.join(hints)}; it takes {', '.join(takes)}"
+    return f"{with_hints(names, takes)}; it takes {', '.join(takes)}"
 
 
 class VallEProcessor(ProcessorMixin):
