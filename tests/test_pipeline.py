@@ -154,6 +154,17 @@ def test_an_array_prompt_needs_its_sampling_rate(tts, prompt_wav):
     assert result["audio"].shape == (8 * 320,)
 
 
+@pytest.mark.parametrize("where", ["forward_params", "processor_kwargs"])
+def test_a_prompt_given_as_a_list_of_numbers_is_that_waveform(tts, prompt_wav, where):
+    """A waveform held as a Python list was refused as "a list of 48000 prompts" (one per sample)."""
+    import soundfile
+
+    mono, rate = soundfile.read(prompt_wav, dtype="float32")
+    listed = tts(TEXTS[0], **{where: {"prompt_audio": mono.tolist(), "sampling_rate": rate}}, generate_kwargs=GENERATE)
+    alone = tts(TEXTS[0], **{where: {"prompt_audio": mono, "sampling_rate": rate}}, generate_kwargs=GENERATE)
+    np.testing.assert_array_equal(listed["audio"], alone["audio"])
+
+
 @pytest.mark.parametrize("where, kind", [("forward_params", "numpy"), ("processor_kwargs", "numpy"),
                                          ("forward_params", "tensor")])
 def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, where, kind):

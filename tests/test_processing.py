@@ -359,3 +359,21 @@ def test_a_source_of_another_type_is_named_by_its_argument(processor):
         processor("Hi.", prompt_audio=3)
     with pytest.raises(VallETypeError, match="^audio must be a path, .* got int"):
         processor(audio=3)
+
+
+def test_a_waveform_given_as_a_list_of_numbers_is_that_waveform(processor):
+    """A waveform held as a Python list was read as a list of sources, one per sample: refused as "a list of 16000
+    prompts for 1 texts", or, to transcribe, as a float that is no audio."""
+    voice = _tone(0.5, 16000)
+    as_array = processor("Hello.", prompt_audio=voice, sampling_rate=16000)["prompt_audio"][0]
+    for texts in (["Hello."], ["Hello.", "World."]):  # broadcast to every text
+        rows = processor(texts, prompt_audio=voice.tolist(), sampling_rate=16000)["prompt_audio"]
+        assert len(rows) == len(texts) and all(len(row) == 1 and torch.equal(row[0], as_array[0]) for row in rows)
+    per_row = processor(["Hello.", "World."], prompt_audio=[voice.tolist(), voice[::-1].tolist()],
+                        sampling_rate=16000)["prompt_audio"]  # a list of them: one voice per text
+    assert [len(row) for row in per_row] == [1, 1] and torch.equal(per_row[0][0], as_array[0])
+    assert not torch.equal(per_row[1][0], as_array[0])
+    heard = processor(audio=voice.tolist(), sampling_rate=16000)["audio"]
+    assert len(heard) == 1 and len(heard[0]) == 1 and torch.equal(heard[0][0], as_array[0])
+    features = processor.feature_extractor(voice.tolist(), sampling_rate=16000, return_tensors="pt")
+    assert torch.equal(features["input_values"], as_array[0][None])

@@ -54,6 +54,7 @@ _LAST_WRITE_BYTES = 1 << 20
 __all__ = [
     "AudioSource",
     "WRITE_ERRORS",
+    "as_samples",
     "check_file_rate",
     "check_output_path",
     "check_samples",
@@ -331,18 +332,28 @@ def write_failure(error: BaseException, path: Path) -> str:
     return one_line(error.error_string.removeprefix("Error : "))  # without soundfile's "Error opening <file>: "
 
 
+def as_samples(value: Any) -> Any:
+    """`value` as a numpy array when it is a non-empty list or tuple of numbers (a waveform as Python numbers, which
+    can be nothing else: a list of sources holds paths or arrays); anything else as it is. Checked first where a list
+    means one source per row, which read a waveform's samples each as a row."""
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool) for item in value):
+        return np.asarray(value)
+    return value
+
+
 def reference_sources(sources: Any, name: str = "prompt_audio") -> list[AudioSource]:
-    """Flatten the original's prompt syntaxes: "a.wav;b.wav", [path, path, ...], an array, or a mix in a list.
-    Raises `VallETypeError` for anything else, naming the argument as `name`."""
+    """Flatten the original's prompt syntaxes: "a.wav;b.wav", [path, path, ...], an array (or a list of numbers,
+    `as_samples`), or a mix in a list. Raises `VallETypeError` for anything else, naming the argument as `name`."""
+    sources = as_samples(sources)
     if isinstance(sources, str):
         return [part for part in (piece.strip() for piece in sources.split(";")) if part]
     if isinstance(sources, (os.PathLike, np.ndarray, torch.Tensor)):
         return [sources]
     if isinstance(sources, (list, tuple)):
         return [item for source in sources for item in reference_sources(source, name)]
-    raise VallETypeError(
-        f"{name} must be a path, a ';'-joined string of paths, an array or a list, got {type(sources).__name__}"
-    )
+    raise VallETypeError(f"{name} must be a path, a ';'-joined string of paths, an array or a list, got "
+                         f"{type(sources).__name__}")
 
 
 def reference_paths(sources: Any) -> list[str | os.PathLike]:

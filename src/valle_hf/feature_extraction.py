@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-from .audio import load_audio, reference_sources
+from .audio import as_samples, load_audio, reference_sources
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
 from .errors import VallEValueError, get_logger, missing_dependency
 
@@ -236,6 +236,7 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         `sampling_rate`, for no array at all, a path (files go to `load`), a `return_tensors` other than "pt", "np" or
         None, and arrays of different lengths returned as tensors without padding."""
         check_return_tensors(return_tensors)
+        raw_audio = as_samples(raw_audio)  # one waveform as a list of numbers, as transformers' extractors take it
         arrays = raw_audio if isinstance(raw_audio, (list, tuple)) else [raw_audio]
         if not arrays:
             raise VallEValueError("the feature extractor got an empty list: give an audio array or a list of them")

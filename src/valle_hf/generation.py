@@ -27,6 +27,7 @@ import torch
 from transformers import Cache, DynamicCache, GenerationConfig, GenerationMixin, MaxLengthCriteria, StoppingCriteriaList
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
+from .audio import as_samples
 from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import (
@@ -835,6 +836,7 @@ class VallEGenerationMixin(GenerationMixin):
         `sampling_rate`, paths at their own."""
         if references is None:
             return None
+        references = as_samples(references)  # a list of samples is no list of rows
         rows = list(references) if isinstance(references, (list, tuple)) else [references]
         extractor = VallEFeatureExtractor(sampling_rate=self.config.sampling_rate)
         rates = _per_row(sampling_rate, len(rows), "sampling_rate")

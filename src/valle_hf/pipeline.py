@@ -27,6 +27,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.automatic_speech_recognition import AutomaticSpeechRecognitionPipeline
 from transformers.pipelines.text_to_audio import TextToAudioPipeline
 
+from .audio import as_samples
 from .errors import VallETypeError, VallEValueError, shown
 from .generation import check_generation_config, setting_names
 from .processing import VallEProcessor
@@ -73,7 +74,7 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
             raise VallETypeError(f"{name} must be a dict of keyword arguments, got {type(value).__name__} "
                                  f"({shown(value):.60}): e.g. {name}={example}")
     for name in ("processor_kwargs", *_SETTINGS):
-        prompts = (kwargs.get(name) or {}).get("prompt_audio")
+        prompts = as_samples((kwargs.get(name) or {}).get("prompt_audio"))
         if isinstance(prompts, (list, tuple)) and len(prompts) > 1:
             raise VallEValueError(
                 f"{name} has a list of {len(prompts)} prompts, but the pipeline gives every text the same settings: "

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
-from .audio import encoded_audio, write_encoded
+from .audio import as_samples, encoded_audio, write_encoded
 from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .hub import check_model_name
@@ -219,6 +219,7 @@ class VallEProcessor(ProcessorMixin):
         if kwargs:
             raise VallETypeError(f"VallEProcessor got unexpected arguments: {_unexpected(sorted(kwargs))}")
         _check_request(text, prompt_audio, audio, return_tensors, padding)
+        prompt_audio, audio = as_samples(prompt_audio), as_samples(audio)  # a list of samples is no list of rows
         if audio is not None:
             data = self._audio_to_transcribe(audio, sampling_rate)
         else:
