@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -377,3 +378,19 @@ def test_a_waveform_given_as_a_list_of_numbers_is_that_waveform(processor):
     assert len(heard) == 1 and len(heard[0]) == 1 and torch.equal(heard[0][0], as_array[0])
     features = processor.feature_extractor(voice.tolist(), sampling_rate=16000, return_tensors="pt")
     assert torch.equal(features["input_values"], as_array[0][None])
+
+
+@pytest.mark.parametrize(("source", "fix"), [
+    ({"array": np.zeros(16000, np.float32), "sampling_rate": 16000},
+     r"got dict: give its samples and rate, {name}=item\['array'\], sampling_rate=item\['sampling_rate'\]"),
+    (b"RIFF....WAVE", r"got bytes: give the file's path, or its samples and rate: .*soundfile.read\(io.BytesIO"),
+    (io.BytesIO(b"RIFF....WAVE"), r"got BytesIO: give the file's path, or its samples and rate"),
+    (0.25, r"got float: a waveform's samples one by one\? give the waveform as one array"),
+])
+def test_audio_held_in_another_form_is_refused_saying_how_to_give_it(processor, source, fix):
+    """A `datasets` item, a file's bytes or an open file, which a notebook holds audio in, were refused as "got dict"
+    (or bytes, BytesIO) without a word of how to give them."""
+    with pytest.raises(VallETypeError, match="^prompt_audio must be a path, .*" + fix.format(name="prompt_audio")):
+        processor("Hi.", prompt_audio=source, sampling_rate=16000)
+    with pytest.raises(VallETypeError, match="^audio must be a path, .*" + fix.format(name="audio")):
+        processor(audio=source, sampling_rate=16000)

@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +344,8 @@ def as_samples(value: Any) -> Any:
 
 def reference_sources(sources: Any, name: str = "prompt_audio") -> list[AudioSource]:
     """Flatten the original's prompt syntaxes: "a.wav;b.wav", [path, path, ...], an array (or a list of numbers,
-    `as_samples`), or a mix in a list. Raises `VallETypeError` for anything else, naming the argument as `name`."""
+    `as_samples`), or a mix in a list. Raises `VallETypeError` for anything else, naming the argument as `name` and,
+    for what a notebook holds audio in (a dict, bytes, an open file, a number), how to give it."""
     sources = as_samples(sources)
     if isinstance(sources, str):
         return [part for part in (piece.strip() for piece in sources.split(";")) if part]
@@ -353,7 +354,20 @@ def reference_sources(sources: Any, name: str = "prompt_audio") -> list[AudioSou
     if isinstance(sources, (list, tuple)):
         return [item for source in sources for item in reference_sources(source, name)]
     raise VallETypeError(f"{name} must be a path, a ';'-joined string of paths, an array or a list, got "
-                         f"{type(sources).__name__}")
+                         f"{type(sources).__name__}{_source_hint(sources, name)}")
+
+
+def _source_hint(source: Any, name: str) -> str:
+    """How to give, as `name`, audio held in `source` (of a type `reference_sources` refuses); "" for other types."""
+    if isinstance(source, Mapping):  # a `datasets` audio column's item
+        return (f": give its samples and rate, {name}=item['array'], sampling_rate=item['sampling_rate'] (the "
+                "speech-recognition pipeline takes the dict itself)")
+    if isinstance(source, (bytes, bytearray, io.IOBase)):
+        return (": give the file's path, or its samples and rate: array, sampling_rate = soundfile.read(file) "
+                "(bytes: soundfile.read(io.BytesIO(data)))")
+    if isinstance(source, (int, float, np.number)) and not isinstance(source, bool):
+        return ": a waveform's samples one by one? give the waveform as one array (or one list of numbers)"
+    return ""
 
 
 def reference_paths(sources: Any) -> list[str | os.PathLike]:
