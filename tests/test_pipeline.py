@@ -399,6 +399,21 @@ def test_what_the_speech_recognition_pipeline_cannot_do_for_vall_e_is_refused_in
             asr(no_audio_or_no_rate)
 
 
+def test_a_dict_with_its_audio_or_rate_as_none_is_refused_naming_that_key(asr):
+    """A `datasets` dict whose rate was None was told to "pass sampling_rate=", which this pipeline refuses; one
+    whose audio was None, to "give `text` or `audio`"."""
+    from valle_hf.errors import VallEValueError
+
+    samples = np.zeros(2400, dtype=np.float32)
+    for given, named in (({"array": samples, "sampling_rate": None}, "sampling_rate"),
+                         ({"array": None, "sampling_rate": 16000}, "array"),
+                         ({"raw": None, "sampling_rate": 16000}, "raw"),
+                         ({"raw": None, "sampling_rate": None}, "raw and sampling_rate")):
+        with pytest.raises(VallEValueError, match=f"^the dict given to the speech-recognition pipeline has {named} "
+                                                  "None: give the audio's samples and the rate"):
+            asr(given)
+
+
 def test_the_speech_recognition_pipelines_own_settings_reach_generate(converted_dir, prompt_wav, monkeypatch):
     """Generation settings and batch_size given when the pipeline is made apply to each call, as transformers'
     pipelines do; transformers' own ignore_warning is taken, not passed on."""

@@ -208,11 +208,12 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
                 self.processor = VallEProcessor(self.tokenizer, self.feature_extractor)
 
     def __call__(self, inputs, **kwargs):
-        if self._is_valle() and isinstance(inputs, (list, tuple)) and not inputs:
+        if not self._is_valle():
+            return super().__call__(inputs, **kwargs)
+        if isinstance(inputs, (list, tuple)) and not inputs:
             raise VallEValueError("the speech-recognition pipeline got an empty list of inputs: give a path, an array "
                                   "or a dict of audio, or a non-empty list of them")
-        if self._is_valle():
-            check_batch_size(kwargs.get("batch_size"))
+        check_batch_size(kwargs.get("batch_size"))
         return super().__call__(inputs, **kwargs)
 
     def _sanitize_parameters(self, **kwargs):
@@ -246,6 +247,11 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
                 raise VallEValueError("a dict given to the speech-recognition pipeline needs the audio under 'raw' or "
                                       "'array' and its 'sampling_rate'")
             audio, rate = inputs.get("raw", inputs.get("array")), inputs["sampling_rate"]
+            empty = [key for key, value in (("raw" if "raw" in inputs else "array", audio), ("sampling_rate", rate))
+                     if value is None]
+            if empty:  # the processor's words for None ask for arguments this pipeline does not take
+                raise VallEValueError(f"the dict given to the speech-recognition pipeline has {' and '.join(empty)} "
+                                      "None: give the audio's samples and the rate (Hz) they were recorded at")
         elif isinstance(inputs, (np.ndarray, torch.Tensor)):
             rate = self.feature_extractor.sampling_rate  # transformers' convention for a bare array
         prepared = self.processor(audio=audio, sampling_rate=rate)
