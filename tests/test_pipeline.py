@@ -414,6 +414,17 @@ def test_a_dict_with_its_audio_or_rate_as_none_is_refused_naming_that_key(asr):
             asr(given)
 
 
+def test_a_waveform_given_as_a_list_of_numbers_is_one_input(asr, prompt_wav):
+    """A list of numbers was taken as a batch of inputs, each number refused as no audio."""
+    import soundfile
+
+    samples, rate = soundfile.read(prompt_wav, dtype="float32")
+    assert rate == asr.feature_extractor.sampling_rate  # a bare waveform is at the model's rate
+    assert asr(samples.tolist(), generate_kwargs=GENERATE) == asr(samples, generate_kwargs=GENERATE)
+    raw = {"raw": samples.tolist(), "sampling_rate": rate}
+    assert asr(raw, generate_kwargs=GENERATE) == asr(samples, generate_kwargs=GENERATE)
+
+
 def test_the_speech_recognition_pipelines_own_settings_reach_generate(converted_dir, prompt_wav, monkeypatch):
     """Generation settings and batch_size given when the pipeline is made apply to each call, as transformers'
     pipelines do; transformers' own ignore_warning is taken, not passed on."""

@@ -191,14 +191,14 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
     to phonemes (IPA) by `generate(task="stt")` with the model's generation config (not the pipeline's Whisper
     defaults, five beams), giving `{"text": ...}`.
 
-    An input is a file path, an array at the feature extractor's sampling rate (24 kHz), or a dict with "raw" or
-    "array" and its "sampling_rate" (as the `datasets` library gives), read and resampled by valle-hf's own audio
-    functions (no ffmpeg, no torchaudio). With `batch_size` > 1, that many inputs share one `generate` call (each
-    transcript as `model.generate(**processor(audio=[...]), task="stt")` gives it for the batch); one seed serves
-    every input, as it does for inputs run one by one; with `num_return_sequences` > 1 each input gets its first
-    sequence (the best beam). Chunking, timestamps, an empty list and settings the pipeline sets itself (the task,
-    the audio, the output's form) are refused in one line. For every other model it is transformers' pipeline
-    unchanged."""
+    An input is a file path, an array (or a list of numbers) at the feature extractor's sampling rate (24 kHz), or a
+    dict with "raw" or "array" and its "sampling_rate" (as the `datasets` library gives), read and resampled by
+    valle-hf's own audio functions (no ffmpeg, no torchaudio). With `batch_size` > 1, that many inputs share one
+    `generate` call (each transcript as `model.generate(**processor(audio=[...]), task="stt")` gives it for the
+    batch); one seed serves every input, as it does for inputs run one by one; with `num_return_sequences` > 1 each
+    input gets its first sequence (the best beam). Chunking, timestamps, an empty list and settings the pipeline sets
+    itself (the task, the audio, the output's form) are refused in one line. For every other model it is
+    transformers' pipeline unchanged."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -210,6 +210,7 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
     def __call__(self, inputs, **kwargs):
         if not self._is_valle():
             return super().__call__(inputs, **kwargs)
+        inputs = as_samples(inputs)  # one waveform (at 24 kHz, as an array), not a batch of numbers
         if isinstance(inputs, (list, tuple)) and not inputs:
             raise VallEValueError("the speech-recognition pipeline got an empty list of inputs: give a path, an array "
                                   "or a dict of audio, or a non-empty list of them")
