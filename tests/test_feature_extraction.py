@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import soundfile
@@ -9,7 +11,7 @@ import torch
 from transformers import AutoFeatureExtractor
 
 import valle_hf  # noqa: F401  (registers the Auto classes)
-from valle_hf.errors import VallEValueError
+from valle_hf.errors import VallETypeError, VallEValueError
 from valle_hf.feature_extraction import VallEFeatureExtractor
 
 RATE = 24000
@@ -230,6 +232,19 @@ def test_call_refuses_a_batch_it_cannot_make_in_one_line(extractor, call, messag
     same = extractor([_tone(0.1, RATE)] * 2, sampling_rate=RATE, padding=False, return_tensors="pt")
     assert same["input_values"].shape == (2, RATE // 10)  # rows of one length stack without padding
 
+
+
+@pytest.mark.parametrize(("audio", "message"), [
+    ({"array": _tone(0.1, RATE), "sampling_rate": RATE},
+     r"^the feature extractor takes audio arrays, got dict: give its samples and rate, raw_audio=item\['array'\]"),
+    ([_tone(0.1, RATE), b"RIFF....WAVE"], r"^the feature extractor takes audio arrays, got bytes: give the file"),
+    (io.BytesIO(b"RIFF....WAVE"), r"^the feature extractor takes audio arrays, got BytesIO: give the file's path"),
+])
+def test_call_refuses_audio_held_in_another_form_saying_how_to_give_it(extractor, audio, message):
+    """A `datasets` dict, a file's bytes or an open file was refused as an "unsupported audio sample type" object or
+    |S12, which it is not."""
+    with pytest.raises(VallETypeError, match=message):
+        extractor(audio, sampling_rate=RATE)
 
 def test_save_and_load_with_the_auto_class(extractor, tmp_path):
     extractor.save_pretrained(tmp_path)

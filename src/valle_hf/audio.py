@@ -66,6 +66,7 @@ __all__ = [
     "reference_paths",
     "reference_sources",
     "save_audio",
+    "source_hint",
     "waveform_samples",
     "write_encoded",
     "write_failure",
@@ -354,11 +355,12 @@ def reference_sources(sources: Any, name: str = "prompt_audio") -> list[AudioSou
     if isinstance(sources, (list, tuple)):
         return [item for source in sources for item in reference_sources(source, name)]
     raise VallETypeError(f"{name} must be a path, a ';'-joined string of paths, an array or a list, got "
-                         f"{type(sources).__name__}{_source_hint(sources, name)}")
+                         f"{type(sources).__name__}{source_hint(sources, name)}")
 
 
-def _source_hint(source: Any, name: str) -> str:
-    """How to give, as `name`, audio held in `source` (of a type `reference_sources` refuses); "" for other types."""
+def source_hint(source: Any, name: str) -> str:
+    """How to give, as `name`, audio held in `source` (a dict, bytes, an open file, a number: no audio source), as
+    the end of the message refusing it; "" for other types."""
     if isinstance(source, Mapping):  # a `datasets` audio column's item
         return (f": give its samples and rate, {name}=item['array'], sampling_rate=item['sampling_rate'] (the "
                 "speech-recognition pipeline takes the dict itself)")

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-from .audio import as_samples, load_audio, reference_sources
+from .audio import as_samples, load_audio, reference_sources, source_hint
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
-from .errors import VallEValueError, get_logger, missing_dependency
+from .errors import VallETypeError, VallEValueError, get_logger, missing_dependency
 
 try:
     import soxr
@@ -243,6 +243,10 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         if any(isinstance(array, (str, os.PathLike)) for array in arrays):
             raise VallEValueError("the feature extractor takes audio arrays, not paths: read files with "
                                   "VallEFeatureExtractor.load(path), or give them to the processor")
+        odd = next((array for array in arrays if source_hint(array, "raw_audio")), None)
+        if odd is not None:  # numpy would make it an array of objects or bytes, refused for its dtype
+            raise VallETypeError(f"the feature extractor takes audio arrays, got {type(odd).__name__}"
+                                 f"{source_hint(odd, 'raw_audio')}")
         waveforms = [self.waveform(array, sampling_rate).numpy() for array in arrays]
         check_stackable([len(waveform) for waveform in waveforms], padding, return_tensors, "audio arrays", "samples")
         features = BatchFeature({"input_values": waveforms})
