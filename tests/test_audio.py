@@ -366,6 +366,15 @@ def test_a_directory_is_not_an_audio_file(tmp_path):
         load_audio(tmp_path)
 
 
+@pytest.mark.parametrize("url", ["https://example.com/voice.wav", "s3://bucket/voice.flac"])
+def test_a_url_is_refused_saying_to_download_it(url):
+    """A URL (transformers' speech-recognition pipeline downloads one) was "not found" with its "//" made "/"."""
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=f"^{re.escape(url)} is a URL, and audio is read from files only"):
+        load_audio(url)
+
+
 @pytest.mark.parametrize(("free", "reason"), [
     (10**12, "File too large: the file-size limit (ulimit -f) is 65536 bytes"),
     (4096, "No space left on device"),  # libsndfile says "System error." for both: the file system is asked

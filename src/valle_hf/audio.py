@@ -73,14 +73,22 @@ __all__ = [
 ]
 
 
+# A URL's scheme and "://" (RFC 3986): no file name starts so.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def load_audio(path: str | os.PathLike, whole: bool = False) -> tuple[np.ndarray, int]:
     """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...): its samples as float32 (integer formats scaled to
     [-1, 1], float ones as stored), `[channels, samples]`, and its sampling rate in Hz. A WAV cut short (its header
     promises more than the file holds) is read as what it holds, with a warning, or refused with `whole=True` (a
     training utterance, whose transcript says the whole).
 
-    Raises `VallEFileNotFoundError` for a missing file or a directory and `VallEValueError` for an unreadable one.
+    Raises `VallEFileNotFoundError` for a missing file or a directory and `VallEValueError` for an unreadable one or a
+    URL.
     """
+    if re.match(_URL, str(path)):  # transformers' speech-recognition pipeline downloads one; Path("a://b") is "a:/b"
+        raise VallEValueError(f"{path} is a URL, and audio is read from files only: download it first and give the "
+                              "file's path")
     path = Path(path)
     if path.is_dir():
         raise VallEFileNotFoundError(f"{path} is a directory, not an audio file: give the file itself")
