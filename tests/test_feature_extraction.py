@@ -102,8 +102,11 @@ def test_pcm_types_channels_and_tensors(extractor):
     unsigned = np.array([0, 64, 128, 192, 255], dtype=np.uint8)  # centred on 128, by 128
     torch.testing.assert_close(extractor.waveform(unsigned, RATE),
                                torch.tensor([-1.0, -0.5, 0.0, 0.5, 127 / 128]), atol=0, rtol=0)
-    with pytest.raises(ValueError, match=r"outside \[-1, 1\] \(peak 1.2\)"):
-        extractor.waveform(np.array([0.0, 1.2, -0.3], dtype=np.float32), RATE)
+    # a little past full scale, as a full-scale recording resampled is (and a float file may be): read as it is
+    overshoot = np.array([0.0, 1.2, -0.3], dtype=np.float32)
+    torch.testing.assert_close(extractor.waveform(overshoot, RATE), torch.from_numpy(overshoot), atol=0, rtol=0)
+    with pytest.raises(ValueError, match=r"far outside \[-1, 1\] \(peak 2.5\)"):  # int16 values as floats
+        extractor.waveform(np.array([0.0, 2.5, -0.3], dtype=np.float32), RATE)
     stereo = torch.stack([torch.from_numpy(tone), torch.zeros(len(tone))])  # [channels, samples]
     torch.testing.assert_close(extractor.waveform(stereo, RATE), torch.from_numpy(tone) / 2)
     torch.testing.assert_close(extractor.waveform(stereo.T.numpy(), RATE), torch.from_numpy(tone) / 2)

@@ -37,8 +37,8 @@ SILENT_PEAK = 1e-4
 # written without scaling (16-bit values as they are, up to 32767). A full-scale recording resampled overshoots less.
 LOUDEST_PEAK = 2.0
 # The waveforms `VallEFeatureExtractor.load` returned and that are still alive, by id: given back to `load` (by
-# `generate`, from the processor's output), they are not checked again. A file's float samples may go past ±1,
-# which the check of an array refuses.
+# `generate`, from the processor's output), they are not checked again. A file's float samples may go past twice
+# full scale, which the check of an array refuses.
 _LOADED: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
 
 
@@ -134,9 +134,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
 
         Raises `VallEValueError` for an array without a sampling rate or at one outside `MIN_SAMPLING_RATE` ..
         `MAX_SAMPLING_RATE`, an empty array, a given array with more than 2 channels (most likely a batch of
-        waveforms, which would be averaged into one), non-finite samples, or float samples outside [-1, 1] (almost
-        always integer PCM stored as floats, which EnCodec would read as clipped noise; a file's samples are taken as
-        the file holds them).
+        waveforms, which would be averaged into one), non-finite samples, or float samples past twice full scale
+        (`LOUDEST_PEAK`: integer PCM stored as floats, which EnCodec would read as clipped noise; a full-scale
+        recording resampled, as `librosa.load` gives it, overshoots ±1 a little, and is read as a file's samples are).
         """
         if sampling_rate is None:
             raise VallEValueError(f"{what} has no sampling_rate: pass sampling_rate=<its rate in Hz> (the model reads "
@@ -163,9 +163,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         if not np.isfinite(samples).all():
             raise VallEValueError(f"{what} contains NaN or infinite samples, which no voice has (a damaged "
                                   "recording, or a computation that failed): give a clean recording")
-        if what == "audio array" and np.abs(floats).max() > 1.0:
-            raise VallEValueError(f"the audio array has samples outside [-1, 1] (peak {np.abs(floats).max():.4g}): "
-                                  "scale float audio to [-1, 1], or pass integer PCM with its integer dtype (e.g. "
+        if what == "audio array" and np.abs(floats).max() > LOUDEST_PEAK:  # a little past ±1 is a file's too
+            raise VallEValueError(f"the audio array has samples far outside [-1, 1] (peak {np.abs(floats).max():.4g}):"
+                                  " scale float audio to [-1, 1], or pass integer PCM with its integer dtype (e.g. "
                                   "int16)")
         if sampling_rate != self.sampling_rate:
             samples = soxr.resample(samples, int(sampling_rate), self.sampling_rate, quality="HQ")
