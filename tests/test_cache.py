@@ -145,6 +145,17 @@ def test_a_cache_argument_that_is_no_cache_is_refused_by_name(tiny_model, name, 
         tiny_model.generate(input_ids=_one_text(tiny_model), max_new_tokens=2, **{name: cache})
 
 
+def test_a_cache_that_holds_an_earlier_calls_keys_is_refused(tiny_model):
+    """A cache given to a second call still held the first call's keys: the AR attended to them as if they preceded
+    its input and decoded other codes, without a word."""
+    cache = DynamicCache()
+    tiny_model.generate(input_ids=_one_text(tiny_model), max_new_tokens=2, **{CACHE_KWARG: cache})
+    held = cache.get_seq_length()
+    with pytest.raises(ValueError, match=rf"^{CACHE_KWARG} already holds {held} positions \(of an earlier call\): a "
+                                         "call starts from its own text and prompt, so give each call a new Cache"):
+        tiny_model.generate(input_ids=_one_text(tiny_model), max_new_tokens=2, **{CACHE_KWARG: cache})
+
+
 def test_a_quantized_cache_without_its_backend_names_the_package_to_install(tiny_model):
     """transformers' ImportError came from inside generate, a traceback in the CLI's and a pipeline's output."""
     from transformers.utils import is_optimum_quanto_available

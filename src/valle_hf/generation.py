@@ -763,13 +763,18 @@ class VallEGenerationMixin(GenerationMixin):
 
     def _check_cache(self, config: VallEGenerationConfig, model_kwargs: dict) -> None:
         """Refuse a KV cache the AR cannot decode with, before any work: a cache argument that is no transformers
-        `Cache` (an AttributeError deep in transformers), or an offloaded `cache_implementation` for a model on the
-        CPU (offloading moves the cache out of an accelerator's memory: torch's "not compiled with CUDA")."""
+        `Cache` (an AttributeError deep in transformers) or that holds an earlier call's keys (the AR attended to them
+        as if they preceded its input, and decoded other codes without a word), or an offloaded
+        `cache_implementation` for a model on the CPU (offloading moves the cache out of an accelerator's memory:
+        torch's "not compiled with CUDA")."""
         for name in (CACHE_KWARG, "past_key_values"):  # transformers 5.24 still takes the old name
             cache = model_kwargs.get(name)
             if cache is not None and not isinstance(cache, Cache):
                 raise VallETypeError(f"{name} must be a transformers Cache (such as DynamicCache()), got "
                                      f"{_kind_of(cache)}: or leave it out, and choose one with cache_implementation")
+            if cache is not None and cache.get_seq_length() > 0:
+                raise VallEValueError(f"{name} already holds {cache.get_seq_length()} positions (of an earlier call): "
+                                      "a call starts from its own text and prompt, so give each call a new Cache")
         if (config.cache_implementation or "").startswith("offloaded") and self.device.type == "cpu":
             raise SettingError("cache_implementation", config.cache_implementation, "one that is not offloaded "
                                "for a model on the CPU: offloading moves the KV cache out of an accelerator's memory")
