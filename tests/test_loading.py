@@ -447,7 +447,10 @@ def _edited_copy(source: Path, target: Path, name: str, edit) -> Path:
     ("generation_config.json", lambda g: {**g, "max_new_tokens": "10"}, "max_new_tokens='10' is not allowed"),
     ("generation_config.json", lambda g: {**g, "cache_implementation": "nope"},
      "cache_implementation='nope' is not allowed: it must be None"),
-    ("generation_config.json", lambda g: {**g, "pad_token_id": "x"}, "generation_config.json cannot be read"),
+    ("generation_config.json", lambda g: {**g, "pad_token_id": "x"}, "generation_config.json: pad_token_id='x'"),
+    # a setting the model cannot generate with: refused at generate, as if passed there (the CLI named a flag)
+    ("generation_config.json", lambda g: {**g, "pad_token_id": 0}, "generation_config.json: pad_token_id=0 is not "
+     "allowed: .*; fix or remove pad_token_id there"),
     # transformers' reader calls a method of the setting: an AttributeError
     ("generation_config.json", lambda g: {**g, "watermarking_config": 5}, "generation_config.json cannot be read"),
     # the processor's own files: read after the model, by transformers' loaders (a JSONDecodeError, a ValueError)
@@ -463,6 +466,46 @@ def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(con
     with pytest.raises(CheckpointError, match=message) as raised, logged_warnings() as logged:
         load_model_and_processor(str(edited))
     assert "\n" not in str(raised.value) and "LOAD REPORT" not in logged.out  # one line, not after its table
+
+
+# A hand-edited file of a saved model, and how from_pretrained names it: transformers replaced a generation_config.json
+# that is not JSON by defaults without a word, failed with a bare TypeError on one that is no object, and took a setting
+# out of range or one the model cannot generate with, which generate refused later without naming the file.
+_EDITED_FILES = [
+    ("generation_config.json", "", " cannot be read \\(Expecting value"),
+    ("generation_config.json", "\ufeff{}", " cannot be read \\(Unexpected UTF-8 BOM"),
+    ("generation_config.json", "[]", " cannot be read \\(a JSON list"),
+    ("generation_config.json", lambda g: {**g, "temperature": -1}, ": temperature=-1 is not allowed"),
+    ("generation_config.json", lambda g: {**g, "pad_token_id": 0}, ": pad_token_id=0 is not allowed"),
+    ("generation_config.json", lambda g: {**g, "max_new_tokens": 10**9}, ": max_new_tokens=1000000000 is not allowed: "
+     "it must be an integer in \\[1, \\d+\\]: this model has positions"),
+    ("config.json", "[]", " cannot be read \\(a JSON list"),
+    ("config.json", lambda c: {**c, "num_hidden_layers": -1},
+     " cannot be read \\(VallEConfig.num_hidden_layers must be a positive integer, got -1"),
+]
+
+
+@pytest.mark.parametrize("name, edit, message", _EDITED_FILES)
+def test_from_pretrained_refuses_an_edited_file_naming_it(converted_dir, tmp_path, name, edit, message):
+    import re
+
+    from valle_hf.errors import CheckpointError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    edited = _edited_copy(converted_dir, tmp_path / "edited", name, edit)
+    with pytest.raises(CheckpointError, match=re.escape(str(edited / name)) + message):
+        VallEForConditionalGeneration.from_pretrained(edited)
+
+
+def test_a_pipeline_refuses_an_edited_generation_config_json_naming_it(converted_dir, tmp_path):
+    """The pipeline reads config.json itself and passes it to from_pretrained: generation_config.json is still read,
+    and its settings must fit that config. (transformers wraps the model's error in its own, with the traceback.)"""
+    from transformers import pipeline
+
+    edited = _edited_copy(converted_dir, tmp_path / "edited", "generation_config.json",
+                          lambda g: {**g, "pad_token_id": 0})
+    with pytest.raises(ValueError, match="generation_config.json: pad_token_id=0 is not allowed"):
+        pipeline("text-to-speech", model=str(edited))
 
 
 def test_a_misspelt_setting_in_generation_config_json_is_warned_about_by_name(converted_dir, tmp_path):

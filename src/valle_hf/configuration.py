@@ -8,14 +8,16 @@ original CLI (`VallEGenerationConfig`).
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 from transformers.activations import ACT2FN
 from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATIONS
 
-from .errors import VallEValueError, shown
+from .errors import CheckpointError, VallEValueError, one_line, shown
 from .hardware import NAR_DTYPES
 from .vocos import ENCODEC_CODEBOOK_SIZE, VocosConfig
 
@@ -826,3 +828,34 @@ class VallEGenerationConfig(GenerationConfig):
         for name in VALLE_SAMPLER_FIELDS:
             setattr(other, name, None)
         return other
+
+
+def check_config_files(folder: Path, config=None) -> None:
+    """Read a model directory's config.json and generation_config.json before transformers does: its readers fail
+    with a bare TypeError on a file that is not a JSON object or on a generation setting of the wrong type, replace a
+    generation_config.json that is not JSON by defaults without a word, and take a generation setting the model cannot
+    generate with (a pad token that is an audio code, more steps than its positions), which `generate` refused
+    without naming the file. `config`: the one `from_pretrained` was given instead of config.json (a pipeline passes
+    the one it read), which is then not read; the settings must fit it when it is a `VallEConfig`. Raises
+    `CheckpointError` naming the file."""
+    names = ("generation_config.json",) if config is not None else ("config.json", "generation_config.json")
+    for file in (folder / name for name in names):
+        if not file.is_file():
+            continue  # generation_config.json is optional: the tuned settings stand in for it
+        try:
+            settings = json.loads(file.read_text(encoding="utf-8"))
+            if not isinstance(settings, dict):
+                raise VallEValueError(f"a JSON {type(settings).__name__}, not an object of settings")
+            if file.name == "config.json":
+                config = VallEConfig.from_dict(settings)  # every field's type and range
+            else:
+                VallEGenerationConfig.from_dict(settings)  # every setting's type and range
+                if isinstance(config, VallEConfig):  # None: transformers will say config.json is missing
+                    check_settings_fit(settings, config)
+        except SettingError as error:  # a setting edited by hand: the rest of the file is fine
+            raise CheckpointError(f"{file}: {error}; fix or remove {error.setting} there (remove the file for the "
+                                  "tuned settings)") from None
+        # transformers' GenerationConfig raises these for settings of the wrong type or value
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            raise CheckpointError(f"{file} cannot be read ({one_line(error, 200)}): fix it, convert the model again, "
+                                  "or download it again") from None

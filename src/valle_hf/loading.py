@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from transformers.utils import logging as hf_logging
 
-from .configuration import DEFAULT_CODEC
+from .configuration import DEFAULT_CODEC, check_config_files
 from .errors import (
     CheckpointError,
     MissingDependencyError,
@@ -383,7 +382,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
         raise CheckpointError(f"{name} is a directory but not a converted model (no config.json): convert an "
                               "original checkpoint into it with python -m valle_hf.convert")
     if path.is_dir():
-        _check_config_files(path)
+        check_config_files(path)
     cache_only = not path.exists() and check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}",
                                                        revision=revision)
     try:
@@ -402,27 +401,6 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
                               "again") from None
     _check_weights_fit(name, info)
     return model.eval()
-
-
-def _check_config_files(folder: Path) -> None:
-    """Read a model directory's config.json and generation_config.json before transformers does: its readers fail
-    with a bare TypeError on a file that is not a JSON object or on a generation setting of the wrong type, and
-    replace a generation_config.json that is not JSON by defaults without a word. Raises `CheckpointError`."""
-    from .configuration import VallEGenerationConfig
-
-    for file in (folder / "config.json", folder / "generation_config.json"):
-        if not file.is_file():
-            continue  # generation_config.json is optional: the tuned settings stand in for it
-        try:
-            settings = json.loads(file.read_text(encoding="utf-8"))
-            if not isinstance(settings, dict):
-                raise VallEValueError(f"a JSON {type(settings).__name__}, not an object of settings")
-            if file.name == "generation_config.json":
-                VallEGenerationConfig.from_dict(settings)  # every setting's type and range
-        # transformers' GenerationConfig raises these for settings of the wrong type or value
-        except (OSError, ValueError, TypeError, AttributeError) as error:
-            raise CheckpointError(f"{file} cannot be read ({one_line(error, 200)}): convert the model again, or "
-                                  "download it again") from None
 
 
 def _check_weights_fit(name: str, info: dict) -> None:

@@ -15,6 +15,7 @@ Attention is causal for all three passes (the NAR included), exactly as the rele
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 from transformers.utils.generic import can_return_tuple
 
 from .cache import CACHE_FIELD, CACHE_KWARG
-from .configuration import VallEConfig, VallEGenerationConfig
+from .configuration import VallEConfig, VallEGenerationConfig, check_config_files
 from .cpu_kernels import backbone_attention, decoding_step
 from .embeddings import SegmentEmbedding, VallEEmbeddings, level_argument, passes_of
 from .entropix import note_layers_run, start_pass
@@ -75,9 +76,15 @@ class VallEPreTrainedModel(PreTrainedModel):
         """`PreTrainedModel.from_pretrained`, with the name checked first (`check_model_name`): a path that does not
         exist raises `ModelNotFoundError` naming it (transformers said the repository name had the wrong form), a
         name that is no str or os.PathLike `VallETypeError` (transformers asked the Hub for it for half a minute).
-        None stays transformers' "no files", for weights given as `state_dict` (with `config`)."""
+        None stays transformers' "no files", for weights given as `state_dict` (with `config`). A directory's
+        config.json (unless `config` is given) and generation_config.json are read first (`check_config_files`): a
+        file that is not a JSON object, or a setting out of range or that the model cannot generate with, raises
+        `CheckpointError` naming the file."""
         if pretrained_model_name_or_path is not None or kwargs.get("state_dict") is None:
             pretrained_model_name_or_path = check_model_name(pretrained_model_name_or_path, "the model")
+        folder = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else None
+        if folder is not None and folder.is_dir():
+            check_config_files(folder, kwargs.get("config"))
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False) -> None:
