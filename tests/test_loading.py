@@ -466,6 +466,7 @@ def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(con
     with pytest.raises(CheckpointError, match=message) as raised, logged_warnings() as logged:
         load_model_and_processor(str(edited))
     assert "\n" not in str(raised.value) and "LOAD REPORT" not in logged.out  # one line, not after its table
+    assert " cannot be loaded (" not in str(raised.value)  # from_pretrained's refusal as it is, not wrapped in another
 
 
 # A hand-edited file of a saved model, and how from_pretrained names it: transformers replaced a generation_config.json
@@ -495,6 +496,36 @@ def test_from_pretrained_refuses_an_edited_file_naming_it(converted_dir, tmp_pat
     edited = _edited_copy(converted_dir, tmp_path / "edited", name, edit)
     with pytest.raises(CheckpointError, match=re.escape(str(edited / name)) + message):
         VallEForConditionalGeneration.from_pretrained(edited)
+
+
+@pytest.mark.parametrize("edit, found", [
+    (lambda c: {**c, "num_hidden_layers": c["num_hidden_layers"] + 1}, r"\d+ missing"),
+    (lambda c: {**c, "num_hidden_layers": c["num_hidden_layers"] - 1}, r"\d+ unused"),
+    (lambda c: {**c, "text_vocab_size": c["text_vocab_size"] + 1}, r"\d+ of another shape"),
+])
+def test_from_pretrained_refuses_weights_that_config_json_does_not_fit(converted_dir, tmp_path, edit, found):
+    """transformers started such weights at random (or left them out) under its LOAD REPORT table, and raised a
+    RuntimeError pointing at that table for those of another shape; asked for with ignore_mismatched_sizes, they
+    load as in transformers."""
+    from valle_hf.errors import CheckpointError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    model, info = VallEForConditionalGeneration.from_pretrained(converted_dir, output_loading_info=True)
+    assert not any(info[key] for key in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    edited = _edited_copy(converted_dir, tmp_path / "edited", "config.json", edit)
+    with pytest.raises(CheckpointError, match=f"{edited}: its config.json does not fit its weights \\({found}"), \
+            logged_warnings() as logged:
+        VallEForConditionalGeneration.from_pretrained(edited)
+    assert "LOAD REPORT" not in logged.out
+
+
+def test_from_pretrained_with_ignore_mismatched_sizes_starts_such_weights_at_random(converted_dir, tmp_path):
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    edited = _edited_copy(converted_dir, tmp_path / "edited", "config.json",
+                          lambda c: {**c, "text_vocab_size": c["text_vocab_size"] + 1})
+    model = VallEForConditionalGeneration.from_pretrained(edited, ignore_mismatched_sizes=True)
+    assert model.classifiers[-1].out_features == model.config.text_vocab_size
 
 
 def test_a_pipeline_refuses_an_edited_generation_config_json_naming_it(converted_dir, tmp_path):

@@ -30,7 +30,7 @@ from .configuration import VallEConfig, VallEGenerationConfig, check_config_file
 from .cpu_kernels import backbone_attention, decoding_step
 from .embeddings import SegmentEmbedding, VallEEmbeddings, level_argument, passes_of
 from .entropix import note_layers_run, start_pass
-from .errors import VallEValueError
+from .errors import CheckpointError, VallEValueError, without_load_report
 from .generation import VallEGenerationMixin
 from .hub import check_model_name
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
@@ -230,9 +230,20 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     def from_pretrained(cls, *args, **kwargs):
         """`VallEPreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader
         puts every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set. In a 16-bit model
-        the float32 codec owns its memory (it mapped the checkpoint file)."""
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
+        the float32 codec owns its memory (it mapped the checkpoint file). Weights that config.json does not fit
+        (missing, unused, of another shape) raise `CheckpointError`, unless `ignore_mismatched_sizes=True` asks for
+        those of another shape to start at random: transformers started them at random under its LOAD REPORT table,
+        or raised a RuntimeError pointing at it."""
+        if kwargs.get("ignore_mismatched_sizes"):  # the caller's choice, as in transformers
+            loaded = super().from_pretrained(*args, **kwargs)
+            model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
+        else:
+            wants_info = kwargs.pop("output_loading_info", False)
+            with without_load_report():  # `_check_weights_fit` says what it would report, in one line
+                model, info = super().from_pretrained(*args, output_loading_info=True, ignore_mismatched_sizes=True,
+                                                      **kwargs)
+            _check_weights_fit(args[0] if args else kwargs.get("pretrained_model_name_or_path"), info)
+            loaded = (model, info) if wants_info else model
         if model.codec_model.dtype != model.dtype:
             # The codec kept in float32 (`_keep_in_fp32_modules_strict`) is read from the checkpoint file without a
             # copy, and so kept the whole file mapped (1 GB resident for the released model): it gets its own copy.
@@ -405,3 +416,16 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             attentions=outputs.attentions,
             **{CACHE_FIELD: getattr(outputs, CACHE_FIELD, None)},
         )
+
+
+def _check_weights_fit(name, info: dict) -> None:
+    """Refuse (`CheckpointError`) a model whose config.json and weights disagree: transformers starts a missing
+    weight, or one of another shape, at random, and the model would speak noise."""
+    found = {label: info[key] for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unused"),
+                                                  ("mismatched_keys", "of another shape")) if info[key]}
+    if found:
+        counts = ", ".join(f"{len(keys)} {label}" for label, keys in found.items())
+        example = sorted(next(iter(found.values())))[0]  # sets and lists: the first by name
+        raise CheckpointError(f"{name}: its config.json does not fit its weights ({counts}, e.g. "
+                              f"{example[0] if isinstance(example, tuple) else example}): the config was edited or "
+                              "the files come from different models; convert it again, or download it again")
