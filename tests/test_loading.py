@@ -483,6 +483,10 @@ _EDITED_FILES = [
     ("config.json", "[]", " cannot be read \\(a JSON list"),
     ("config.json", lambda c: {**c, "num_hidden_layers": -1},
      " cannot be read \\(VallEConfig.num_hidden_layers must be a positive integer, got -1"),
+    # transformers looked the name up in torch: an AttributeError
+    ("config.json", lambda c: {**c, "dtype": "float8"}, " cannot be read \\(VallEConfig.dtype 'float8' is no floating"),
+    ("config.json", lambda c: {**{k: v for k, v in c.items() if k != "dtype"}, "torch_dtype": "float8"},
+     " cannot be read \\(VallEConfig.dtype 'float8' is no floating"),
 ]
 
 

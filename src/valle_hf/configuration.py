@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+import torch
 from transformers import EncodecConfig, GenerationConfig, LlamaConfig, PretrainedConfig
 from transformers.activations import ACT2FN
 from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATIONS
@@ -147,6 +148,7 @@ class VallEConfig(PretrainedConfig):
         for derived in ("frame_rate", "sampling_rate", "codec_bandwidth"):  # read from codec_config now
             kwargs.pop(derived, None)
         self.validate()  # before the token ids below are computed from these fields
+        _check_weights_dtype(kwargs.get("dtype") or kwargs.get("torch_dtype"))
         self.head_dim = hidden_size // num_attention_heads
         kwargs.setdefault("pad_token_id", self.prompt_frame_token_id + 2)
         kwargs.setdefault("eos_token_id", self.stop_token_id)
@@ -368,6 +370,14 @@ class VallEConfig(PretrainedConfig):
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < self.text_vocab_size:
                 raise VallEValueError(f"VallEConfig.{name} must be a phoneme id in 0..{self.text_vocab_size - 1}, "
                                       f"got {shown(value)}")
+
+
+def _check_weights_dtype(dtype) -> None:
+    """Refuse a config's `dtype` (the weights' as saved, by name) that is no floating torch dtype: transformers looked
+    the name up in torch (an AttributeError for "float8"), and refused an integer one at load without naming it."""
+    if isinstance(dtype, str) and not getattr(getattr(torch, dtype, None), "is_floating_point", False):
+        raise VallEValueError(f"VallEConfig.dtype {dtype!r} is no floating-point torch dtype: the weights' dtype as "
+                              "saved, such as 'float32', 'bfloat16' or 'float16'")
 
 
 # The original's sampler settings that transformers has no field for (or names differently), with the values that
