@@ -347,7 +347,7 @@ def test_a_file_size_limit_keeps_the_previous_file(tmp_path):
     assert out.read_bytes() == before and [path.name for path in tmp_path.iterdir()] == ["speech.wav"]
 
 
-def test_arrays_outside_minus_one_to_one_are_refused():
+def test_arrays_far_outside_minus_one_to_one_are_refused():
     from valle_hf.errors import VallEValueError
     from valle_hf.feature_extraction import VallEFeatureExtractor
 
@@ -355,7 +355,7 @@ def test_arrays_outside_minus_one_to_one_are_refused():
     with pytest.raises(VallEValueError, match=r"outside \[-1, 1\] \(peak 1.638e\+04\)"):
         extractor.waveform(tone * 32768, 24000)  # int16 PCM values stored as floats
     with pytest.raises(VallEValueError, match="outside"):
-        extractor.load([torch.from_numpy(tone) * 3], sampling_rate=24000)
+        extractor.load([torch.from_numpy(tone) * 5], sampling_rate=24000)  # past twice full scale
     assert extractor.waveform((tone * 32767).astype(np.int16), 24000).abs().max() <= 1  # integer PCM is scaled
 
 
