@@ -474,7 +474,8 @@ def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(con
 # out of range or one the model cannot generate with, which generate refused later without naming the file.
 _EDITED_FILES = [
     ("generation_config.json", "", " cannot be read \\(Expecting value"),
-    ("generation_config.json", "\ufeff{}", " cannot be read \\(Unexpected UTF-8 BOM"),
+    ("generation_config.json", "\ufeff{}", " cannot be read \\(it starts with a byte-order mark, which "
+     "transformers' reader refuses: save it as UTF-8 without one"),
     ("generation_config.json", "[]", " cannot be read \\(a JSON list"),
     ("generation_config.json", lambda g: {**g, "temperature": -1}, ": temperature=-1 is not allowed"),
     ("generation_config.json", lambda g: {**g, "pad_token_id": 0}, ": pad_token_id=0 is not allowed"),

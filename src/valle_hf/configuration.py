@@ -853,7 +853,11 @@ def check_config_files(folder: Path, config=None) -> None:
         if not file.is_file():
             continue  # generation_config.json is optional: the tuned settings stand in for it
         try:
-            settings = json.loads(file.read_text(encoding="utf-8"))
+            text = file.read_text(encoding="utf-8")
+            if text.startswith("\ufeff"):  # an editor's byte-order mark: json's error names the wrong fix
+                raise VallEValueError("it starts with a byte-order mark, which transformers' reader refuses: save it "
+                                      "as UTF-8 without one")
+            settings = json.loads(text)
             if not isinstance(settings, dict):
                 raise VallEValueError(f"a JSON {type(settings).__name__}, not an object of settings")
             if file.name == "config.json":
