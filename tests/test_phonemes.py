@@ -297,6 +297,34 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
     assert "left out" not in logged.out, logged.out
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("It costs $5.", "It costs 5 dollars.", "en"), ("It costs $5.50 today.", "It costs 5 dollars 50 today.", "en"),
+    ("£20 and €3", "20 pounds and 3 euros", "en"), ("$1 or ¥500", "one dollar or 500 yen", "en"),
+    ("-$1,234.05 ok", "minus 1234 dollars 5 ok", "en"), ("5 $ or 1 €", "5 dollars or one euro", "en"),
+    ("$ 5 million", "5 million dollars", "en"), ("US$5", "US 5 dollars", "en"), ("(₹100)", "(100 rupees)", "en"),
+    ("Il coûte $5,50 ou -5 €.", "Il coûte 5 dollars 50 ou moins 5 euros.", "fr"), ("£1", "une livre", "fr"),
+    ("5,50 €", "5 euros 50", "fr"), ("Es kostet 1.234,56 €.", "Es kostet 1234 Euro 56.", "de"),
+    ("€1 und $5 Millionen", "ein Euro und 5 Millionen Dollar", "de"), ("$5 y 5€", "5 dólares y 5 euros", "es"),
+    ("-£1,50", "menos una libra 50", "es"), ("₹2", "2 rupias", "es"),
+])
+def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language):
+    """espeak-ng read a sign before its amount first ("$5" as "dollar five"), "$5.50 today." as "dollar five.", the
+    rest lost, "-$5" and "-5 €" without the minus in French and Spanish, and "5 €" as "cinco euro", "1 €" as "one
+    euros"."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("$HOME is set", "en"), ("Version 1.2.3$", "en"), ("$1.5 million", "en"), ("$0.125", "en"), ("5 Mio. €", "de"),
+    ("¥500", "ja"), ("$5", "it"),
+])
+def test_what_is_no_amount_of_money_here_is_left_to_espeak(text, language):
+    """A sign without an amount, a decimal point before one digit or three ("$1.5 million" is no "one dollar 50"), a
+    scale the table has no word for, and a language it has no words for are read by espeak-ng as they are."""
+    voice = phonemes._check_language(language)
+    assert phonemize(text, language) == phonemes._espeak_backend(voice).phonemize([text], strip=True)[0]
+
+
 @pytest.mark.parametrize(("text", "spoken", "symbols", "language"), [
     ("Goethe † 1832.", "Goethe 1832.", "†", "de"), ("5′ 3″ tall", "5 3 tall", "′ ″", "en"), ("a → b", "a b", "→", "es"),
     ("5 ℵ ok", "5 ok", "ℵ", "it"), ("⅛ cup", "cup", "⅛", "en"), ("5 × 2", "5 × 2", "", "en"),

@@ -5,13 +5,13 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 "fr" as "fr-fr", Japanese converted to hiragana first. The espeak-ng library and voice data come from the
 `espeakng_loader` wheel, so no system espeak is needed (set `PHONEMIZER_ESPEAK_LIBRARY` to use another library).
 
-Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that
-is already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice
-leaves out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, the language-switch
-markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read
-without their marks, with a warning, clear errors for text with nothing to speak (empty, or punctuation alone), for
-letters a voice would spell out or say as code points, unknown languages and a missing pykakasi, and `split_sentences`
-for long texts.
+Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
+already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
+out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
+order the language says them ("$5.50" as "5 dollars 50"), the language-switch markers as an option, Latin letters a
+voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their marks, with a warning,
+clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice would spell out or say as
+code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -515,6 +515,50 @@ def _powers_as_words(text: str, language: str) -> str:
     return _POWER.sub(said, text)
 
 
+# Currency signs, as the words each language says after the amount they are written before ("$5" is "five dollars";
+# espeak-ng read "dollar five", dropped a minus in French and Spanish, and read "$5.50 today." as "dollar five.",
+# losing the rest) or after ("5 €": "cinco euro" in Spanish, "5 $" "five dollar" in English): for one unit, the words
+# with the amount ("ein Dollar", "una libra"), for several, the word after it.
+_CURRENCY_WORDS = {
+    "en": {"$": ("one dollar", "dollars"), "€": ("one euro", "euros"), "£": ("one pound", "pounds"),
+           "¥": ("one yen", "yen"), "₹": ("one rupee", "rupees")},
+    "fr": {"$": ("un dollar", "dollars"), "€": ("un euro", "euros"), "£": ("une livre", "livres"),
+           "¥": ("un yen", "yens"), "₹": ("une roupie", "roupies")},
+    "de": {"$": ("ein Dollar", "Dollar"), "€": ("ein Euro", "Euro"), "£": ("ein Pfund", "Pfund"),
+           "¥": ("ein Yen", "Yen"), "₹": ("eine Rupie", "Rupien")},
+    "es": {"$": ("un dólar", "dólares"), "€": ("un euro", "euros"), "£": ("una libra", "libras"),
+           "¥": ("un yen", "yenes"), "₹": ("una rupia", "rupias")},
+}
+# An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). A separator before
+# three digits parts thousands (but after a lone 0) and one before two the cents, whichever the language writes
+# ("1.234,56 €" is "1,234.56 €"); one before one digit is a decimal point ("$1.5 million"), left to espeak-ng.
+_AMOUNT = r"(?<![\d.,])(?P<units>[1-9]\d{0,2}(?:[.,]\d{3})+|\d+)(?:[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)"
+_SCALE = r"(?: (?P<scale>(?i:thousand|tausend|mille?|\w*ill(?:ion|ón|iard)\w*)\b))?"  # said before the sign's word
+_SIGN = "[$€£¥₹]"
+_CURRENCY = re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{_AMOUNT}"
+                       rf"(?(before){_SCALE}| ?(?P<after>{_SIGN}))")
+
+
+def _currency_as_words(text: str, language: str) -> str:
+    """`text` with its amounts of money (`_CURRENCY`) as the words `language` says them: "-$1,234.05" → "minus 1234
+    dollars 5" in English, "$5 million" → "5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre" in
+    French; as it is in a language the table has none for."""
+    code = language.split("-")[0]
+    if code not in _CURRENCY_WORDS:
+        return text
+
+    def said(match: re.Match) -> str:
+        units, cents = re.sub("[.,]", "", match["units"]), int(match["cents"] or 0)
+        scale = f" {match['scale']}" if match["scale"] else ""
+        one, several = _CURRENCY_WORDS[code][match["before"] or match["after"]]
+        words = one if units == "1" and not scale else f"{units}{scale} {several}"
+        minus = f"{_POWER_WORDS[code][3]} " if match["minus"] else ""  # the language's "minus", as powers say it
+        glued = " " if match.start() and match.string[match.start() - 1].isalnum() else ""  # "US$5"
+        return f"{glued}{minus}{words}" + (f" {cents}" if cents else "")
+
+    return _CURRENCY.sub(said, text)
+
+
 def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
     """`text` without the symbols the voice of `language` leaves out or says as a code point (`_said_as_code_point`:
     "†", "′" in every voice tried, "→" in French and Spanish), each added to `left_out` for one warning naming them:
@@ -571,16 +615,15 @@ def check_text(text: str) -> str:
 
 def phonemize(text: str, language: str = "en", language_switch: str = "keep") -> str:
     """Text → IPA phonemes with espeak-ng (punctuation kept, stress marked), as the original model was trained.
-
-    `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or
-    any espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned exactly as it is, only
-    stripped of surrounding whitespace; other text is normalised first (`normalize_text`; the original split lines
-    before phonemising, use `split_sentences` for long texts), and symbols the voice would leave out or say as a code
-    point are read as the language's words for them ("5 ‰", "m²": `_SYMBOL_WORDS`, `_POWER_WORDS`) or left out with a
-    warning. `language_switch`: "keep" (default) writes espeak's markers for words it reads in another language,
-    "(en)fˈʊtbɔːl(fr)", as the released model was trained; "remove" drops the markers and keeps those words' phonemes,
-    which suits mixed-language text. Raises `VallEValueError` for text with nothing to speak (`check_text`), an
-    unknown language or `language_switch`, kana or Han characters in English, German or French text
+     `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or any
+    espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned exactly as it is, only stripped
+    of surrounding whitespace; other text is normalised first (`normalize_text`; the original split lines before
+    phonemising, use `split_sentences` for long texts), and symbols the voice would leave out or say as a code point are
+    read as the language's words for them ("5 ‰", "m²", "$5": `_SYMBOL_WORDS`, `_POWER_WORDS`, `_CURRENCY_WORDS`) or
+    left out with a warning. `language_switch`: "keep" (default) writes espeak's markers for words it reads in another
+    language, "(en)fˈʊtbɔːl(fr)", as the released model was trained; "remove" drops the markers and keeps those words'
+    phonemes, which suits mixed-language text. Raises `VallEValueError` for text with nothing to speak (`check_text`),
+    an unknown language or `language_switch`, kana or Han characters in English, German or French text
     (`resolve_language`); `MissingDependencyError` for Japanese kanji without pykakasi.
     """
     return phonemize_all([text], [language], language_switch)[0]
@@ -622,7 +665,8 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = _symbols_as_words(_powers_as_words(_without_emoji(normalize_text(text), emoji), language), language)
+    text = _without_emoji(normalize_text(text), emoji)
+    text = _symbols_as_words(_powers_as_words(_currency_as_words(text, language), language), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
         text = _LATIN_KANA.sub(" ", _to_hiragana(text))
