@@ -553,8 +553,7 @@ def _currency_as_words(text: str, language: str) -> str:
         one, several = _CURRENCY_WORDS[code][match["before"] or match["after"]]
         words = one if units == "1" and not scale else f"{units}{scale} {several}"
         minus = f"{_POWER_WORDS[code][3]} " if match["minus"] else ""  # the language's "minus", as powers say it
-        glued = " " if match.start() and match.string[match.start() - 1].isalnum() else ""  # "US$5"
-        return f"{glued}{minus}{words}" + (f" {cents}" if cents else "")
+        return f"{minus}{words}" + (f" {cents}" if cents else "")
 
     return _CURRENCY.sub(said, text)
 
