@@ -614,7 +614,8 @@ def check_text(text: str) -> str:
 
 def phonemize(text: str, language: str = "en", language_switch: str = "keep") -> str:
     """Text → IPA phonemes with espeak-ng (punctuation kept, stress marked), as the original model was trained.
-     `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or any
+
+    `language`: "auto" (see `detect_language`), one of `MODEL_LANGUAGES` ("en" is read as en-us, "fr" as fr-fr), or any
     espeak-ng language code. Text that is already IPA (see `looks_like_ipa`) is returned exactly as it is, only stripped
     of surrounding whitespace; other text is normalised first (`normalize_text`; the original split lines before
     phonemising, use `split_sentences` for long texts), and symbols the voice would leave out or say as a code point are
