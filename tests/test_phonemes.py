@@ -633,3 +633,11 @@ def test_an_espeak_library_that_cannot_be_loaded_is_one_error_saying_why(monkeyp
             phonemes._espeak_backend("en-us")
     finally:
         phonemes._espeak_backend.cache_clear()
+
+
+@pytest.mark.parametrize(("text", "language"), [("It was 2.5 degrees.", "en"), ("Pi is 3.14 or so.", "de"),
+                                                ("Version 1.2.3 is out.", "es"), ("Il fait 2.5 degrés.", "fr")])
+def test_a_decimal_point_before_the_final_mark_keeps_the_words_after_it(text, language):
+    """phonemizer split a line at the first "." to restore its final one, the decimal point: "It was 2.5 degrees."
+    came back as "It was two.", the rest lost (the original's reading too)."""
+    assert phonemize(text, language) == phonemize(text[:-1], language) + text[-1]

@@ -8,7 +8,8 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
-order the language says them ("$5.50" as "5 dollars 50"), the language-switch markers as an option, Latin letters a
+order the language says them ("$5.50" as "5 dollars 50"), a line with a decimal number kept whole (`_split_at_marks`:
+phonemizer cut "It was 2.5 degrees." at the decimal point), the language-switch markers as an option, Latin letters a
 voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their marks, with a warning,
 clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice would spell out or say as
 code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
@@ -142,12 +143,34 @@ def _espeak_languages() -> frozenset[str]:
 
 @functools.cache
 def _espeak_backend(voice: str, language_switch: str = "keep"):
-    """One espeak backend per voice and marker choice, built with the original's flags."""
+    """One espeak backend per voice and marker choice, built with the original's flags, its punctuation split where
+    the marks are (`_split_at_marks`)."""
     with _loading_espeak():
         from phonemizer.backend import EspeakBackend
 
-        return EspeakBackend(voice, preserve_punctuation=True, with_stress=True,
-                             language_switch=LANGUAGE_SWITCH[language_switch])
+        backend = EspeakBackend(voice, preserve_punctuation=True, with_stress=True,
+                                language_switch=LANGUAGE_SWITCH[language_switch])
+    backend._punctuator._preserve_line = functools.partial(_split_at_marks, backend._punctuator._marks_re)
+    return backend
+
+
+def _split_at_marks(marks_re: re.Pattern, line: str, num: int) -> tuple[list[str], list]:
+    """phonemizer's `Punctuation._preserve_line`, splitting `line` where its marks were found: phonemizer's own split
+    at the first occurrence of each mark's text, so a final "." cut "It was 2.5 degrees." at the decimal point, and
+    "It was two." came back, the rest lost (as in the original). Returns the chunks between marks and the marks, each
+    at the beginning (B), inside (I) or at the end (E) of the line, or the whole line (A)."""
+    from phonemizer.punctuation import _MarkIndex
+
+    matches = list(marks_re.finditer(line))
+    if len(matches) == 1 and matches[0].group() == line:
+        return [], [_MarkIndex(num, line, "A")]
+    chunks, marks, start = [], [], 0
+    for match in matches:
+        position = "B" if match.start() == 0 else "E" if match.end() == len(line) else "I"
+        marks.append(_MarkIndex(num, match.group(), position))
+        chunks.append(line[start:match.start()])
+        start = match.end()
+    return [*chunks, line[start:]], marks
 
 
 def language_code(language):
