@@ -61,6 +61,17 @@ def _in_repo(filename: str, subfolder: str | None) -> str:
     return f"{subfolder}/{filename}" if subfolder else filename
 
 
+def cached_hub_file(repo_id: str, filename: str, cache_dir=None, revision=None,
+                    subfolder=None) -> tuple[str, Path | None]:
+    """`filename`'s path in `repo_id` (in `subfolder`), and its copy in the cache (`cache_dir`, or the default) at
+    `revision`, or None where none is cached (or the cache knows the Hub lacks it). Nothing is downloaded."""
+    from huggingface_hub import try_to_load_from_cache
+
+    path = _in_repo(filename, subfolder)
+    cached = try_to_load_from_cache(repo_id, path, cache_dir=cache_dir, revision=revision)
+    return path, Path(cached) if isinstance(cached, str) else None
+
+
 def _where(repo_id: str, path: str, revision: str | None) -> str:
     return f"{repo_id}/{path}" + (f" at revision {revision}" if revision else "")
 
@@ -110,11 +121,11 @@ def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_
     the cache only (`local_files_only=True`), as transformers would ask the Hub again, retrying for half a
     minute, for each optional file the cache lacks (adapter_config.json).
     """
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 
     check_hub_id(repo_id, what)
-    path = _in_repo(filename, subfolder)
-    cached = isinstance(try_to_load_from_cache(repo_id, path, cache_dir=cache_dir, revision=revision), str)
+    path, cached_copy = cached_hub_file(repo_id, filename, cache_dir, revision, subfolder)
+    cached = cached_copy is not None
     if constants.HF_HUB_OFFLINE:
         if not cached:
             raise _download_error(what, _where(repo_id, path, revision), None, instead)
