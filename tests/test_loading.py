@@ -503,6 +503,31 @@ def test_from_pretrained_refuses_an_edited_file_naming_it(converted_dir, tmp_pat
         VallEForConditionalGeneration.from_pretrained(edited)
 
 
+@pytest.mark.parametrize("edit, message", [(edit, message) for name, edit, message in _EDITED_FILES
+                                           if name == "generation_config.json"])
+def test_from_pretrained_refuses_an_edited_hub_generation_config_json_naming_it(converted_dir, tmp_path, monkeypatch,
+                                                                                edit, message):
+    """A Hub model's generation_config.json is refused as a folder's is, naming the repository, online and from the
+    cache offline (read where transformers fetched it, at the revision it was given)."""
+    import re
+
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    from valle_hf.errors import CheckpointError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    edited = _edited_copy(converted_dir, tmp_path / "edited", "generation_config.json", edit)
+    repos = {"someone/edited": {path.name: path for path in edited.iterdir() if path.is_file()}}
+    refusal = re.escape("someone/edited: generation_config.json") + message
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with served_hub(monkeypatch, repos, {"someone/edited": {"v1"}}), pytest.raises(CheckpointError, match=refusal):
+        VallEForConditionalGeneration.from_pretrained("someone/edited", revision="v1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match=refusal):
+        VallEForConditionalGeneration.from_pretrained("someone/edited", revision="v1")
+
+
 @pytest.mark.parametrize("edit, found", [
     (lambda c: {**c, "num_hidden_layers": c["num_hidden_layers"] + 1}, r"\d+ missing"),
     (lambda c: {**c, "num_hidden_layers": c["num_hidden_layers"] - 1}, r"\d+ unused"),

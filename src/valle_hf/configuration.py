@@ -20,6 +20,7 @@ from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATION
 
 from .errors import CheckpointError, VallEValueError, one_line, shown
 from .hardware import NAR_DTYPES
+from .hub import cached_hub_file
 from .vocos import ENCODEC_CODEBOOK_SIZE, VocosConfig
 
 SUPPORTED_CAPABILITIES = ("ar", "nar")
@@ -850,26 +851,43 @@ def check_config_files(folder: Path, config=None) -> None:
     `CheckpointError` naming the file."""
     names = ("generation_config.json",) if config is not None else ("config.json", "generation_config.json")
     for file in (folder / name for name in names):
-        if not file.is_file():
-            continue  # generation_config.json is optional: the tuned settings stand in for it
-        try:
-            text = file.read_text(encoding="utf-8")
-            if text.startswith("\ufeff"):  # an editor's byte-order mark: json's error names the wrong fix
-                raise VallEValueError("it starts with a byte-order mark, which transformers' reader refuses: save it "
-                                      "as UTF-8 without one")
-            settings = json.loads(text)
-            if not isinstance(settings, dict):
-                raise VallEValueError(f"a JSON {type(settings).__name__}, not an object of settings")
-            if file.name == "config.json":
-                config = VallEConfig.from_dict(settings)  # every field's type and range
-            else:
-                VallEGenerationConfig.from_dict(settings)  # every setting's type and range
-                if isinstance(config, VallEConfig):  # None: transformers will say config.json is missing
-                    check_settings_fit(settings, config)
-        except SettingError as error:  # a setting edited by hand: the rest of the file is fine
-            raise CheckpointError(f"{file}: {error}; fix or remove {error.setting} there (remove the file for the "
-                                  "tuned settings)") from None
-        # transformers' GenerationConfig raises these for settings of the wrong type or value
-        except (OSError, ValueError, TypeError, AttributeError) as error:
-            raise CheckpointError(f"{file} cannot be read ({one_line(error, 200)}): fix it, convert the model again, "
-                                  "or download it again") from None
+        if file.is_file():  # generation_config.json is optional: the tuned settings stand in for it
+            config = _check_config_file(file, str(file), config)
+
+
+def check_hub_generation_config(repo_id: str, config, cache_dir=None, revision=None, subfolder=None,
+                                **download_kwargs) -> None:
+    """`check_config_files` for the generation_config.json of Hub model `repo_id` (in `subfolder`, at `revision`), as
+    transformers fetched it into the cache (`cache_dir`, or the default): nothing is downloaded, and a file not cached
+    (none on the Hub) is none to check. Other download keyword arguments are taken and ignored, so that a caller passes
+    its own on. Raises `CheckpointError` naming the repository and the file."""
+    path, cached = cached_hub_file(repo_id, "generation_config.json", cache_dir, revision, subfolder)
+    if cached is not None:
+        _check_config_file(cached, f"{repo_id}: {path}", config)
+
+
+def _check_config_file(file: Path, label: str, config):
+    """Read config.json or generation_config.json (`file`, called `label` in errors), as `check_config_files` says;
+    returns the config read from config.json, or `config` as given for generation_config.json."""
+    try:
+        text = file.read_text(encoding="utf-8")
+        if text.startswith("\ufeff"):  # an editor's byte-order mark: json's error names the wrong fix
+            raise VallEValueError("it starts with a byte-order mark, which transformers' reader refuses: save it "
+                                  "as UTF-8 without one")
+        settings = json.loads(text)
+        if not isinstance(settings, dict):
+            raise VallEValueError(f"a JSON {type(settings).__name__}, not an object of settings")
+        if file.name == "config.json":
+            config = VallEConfig.from_dict(settings)  # every field's type and range
+        else:
+            VallEGenerationConfig.from_dict(settings)  # every setting's type and range
+            if isinstance(config, VallEConfig):  # None: transformers will say config.json is missing
+                check_settings_fit(settings, config)
+    except SettingError as error:  # a setting edited by hand: the rest of the file is fine
+        raise CheckpointError(f"{label}: {error}; fix or remove {error.setting} there (remove the file for the "
+                              "tuned settings)") from None
+    # transformers' GenerationConfig raises these for settings of the wrong type or value
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        raise CheckpointError(f"{label} cannot be read ({one_line(error, 200)}): fix it, convert the model again, "
+                              "or download it again") from None
+    return config
