@@ -641,3 +641,16 @@ def test_a_decimal_point_before_the_final_mark_keeps_the_words_after_it(text, la
     """phonemizer split a line at the first "." to restore its final one, the decimal point: "It was 2.5 degrees."
     came back as "It was two.", the rest lost (the original's reading too)."""
     assert phonemize(text, language) == phonemize(text[:-1], language) + text[-1]
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("Il fait -5 degrés.", "Il fait moins 5 degrés.", "fr"), ("Hace −3 grados.", "Hace menos 3 grados.", "es"),
+    ("x = -2.5", "x = minus 2.5", "en"), ("x = -5", "x = minus 5", "de"),
+])
+def test_the_minus_of_a_negative_number_is_said(text, words, language):
+    """espeak-ng's French and Spanish voices left a number's minus out ("-5 degrés" was "cinq degrés"), and its English
+    and German ones after "="; a dash between numbers or after a letter or a decimal mark is no minus."""
+    from valle_hf.phonemes import _minus_as_word
+
+    assert phonemize(text, language) == phonemize(words, language)
+    assert _minus_as_word("pages 5-7, A-5, 1.-2", language) == "pages 5-7, A-5, 1.-2"

@@ -581,6 +581,20 @@ def _currency_as_words(text: str, language: str) -> str:
     return _CURRENCY.sub(said, text)
 
 
+# A minus sign before a number, after no letter, digit or decimal mark ("-5 degrés", "x = −2"; not "5-3" or "A-5"):
+# espeak-ng's French and Spanish voices left it out ("cinq degrés"), and its English and German ones after "=".
+_NEGATIVE = re.compile(r"(?<![\w.,])[-−](?=\d)")
+
+
+def _minus_as_word(text: str, language: str) -> str:
+    """`text` with the minus of its negative numbers (`_NEGATIVE`) as the word `language` says (`_POWER_WORDS`'s:
+    "moins 5 degrés"); as it is in a language the table has none for."""
+    words = _POWER_WORDS.get(language.split("-")[0])
+    if words is None or words[3] is None:
+        return text
+    return _NEGATIVE.sub(f"{words[3]} ", text)
+
+
 def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
     """`text` without the symbols the voice of `language` leaves out or says as a code point (`_said_as_code_point`:
     "†", "′" in every voice tried, "→" in French and Spanish), each added to `left_out` for one warning naming them:
@@ -689,7 +703,8 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     if looks_like_ipa(text):
         return text.strip()
     text = _without_emoji(normalize_text(text), emoji)
-    text = _symbols_as_words(_powers_as_words(_currency_as_words(text, language), language), language)
+    text = _minus_as_word(_currency_as_words(text, language), language)
+    text = _symbols_as_words(_powers_as_words(text, language), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
         text = _LATIN_KANA.sub(" ", _to_hiragana(text))
