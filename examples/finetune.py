@@ -375,8 +375,9 @@ def _ended(trainer, resumed: str, output: Path) -> bool:
     step = json.loads((Path(resumed) / "trainer_state.json").read_text(encoding="utf-8")).get("global_step", 0)
     if step < trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]:
         return False
-    print(f"warning: --resume: the run in --output {output} had already ended (step {step}): nothing more was "
-          "trained (final/ holds its model); raise --max-steps or --epochs to train further", file=sys.stderr)
+    if PartialState().is_main_process:  # one line for the run, not one per process
+        print(f"warning: --resume: the run in --output {output} had already ended (step {step}): nothing more was "
+              "trained (final/ holds its model); raise --max-steps or --epochs to train further", file=sys.stderr)
     return True
 
 
