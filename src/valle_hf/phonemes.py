@@ -490,13 +490,20 @@ def _spaced(match: re.Match, word: str) -> str:
     return f"{before}{word}{after}"
 
 
+def _for_language(table: dict, language: str):
+    """`table`'s entry for `language` (an espeak-ng code, as `resolve_language` gives it) by the code's first part
+    ("en" for "en-gb"), or None where it has none."""
+    return table.get(language.split("-")[0])
+
+
 def _symbols_as_words(text: str, language: str) -> str:
     """`text` with the symbols of `_SYMBOL_WORDS` written as the words `language` reads them ("5‰" → "5 per mille" in
     English, "5 pour mille" in French); as it is in a language the table has none for."""
-    code = language.split("-")[0]
-    if code not in _SYMBOL_WORDS:
+    words = _for_language(_SYMBOL_WORDS, language)
+    if words is None:
         return text
-    return _SYMBOL_WORD_PATTERNS[code].sub(lambda match: _spaced(match, _SYMBOL_WORDS[code][match.group()]), text)
+    pattern = _for_language(_SYMBOL_WORD_PATTERNS, language)
+    return pattern.sub(lambda match: _spaced(match, words[match.group()]), text)
 
 
 # Powers written in superscript ("m²", "10⁻³", "x⁴"), which espeak-ng reads as bare digits ("m two", "ten three": the
@@ -519,7 +526,7 @@ _FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 def _powers_as_words(text: str, language: str) -> str:
     """`text` with its powers (`_POWER_WORDS`) as the words `language` says them ("10⁻³" → "10 to the power of minus
     3", "5 ㎡" → "5 m squared", "5 m carré" in French); as it is in a language the table has none for."""
-    words = _POWER_WORDS.get(language.split("-")[0])
+    words = _for_language(_POWER_WORDS, language)
     if words is None:
         return text
     squared, cubed, to_the_power_of, minus = words
@@ -566,16 +573,17 @@ def _currency_as_words(text: str, language: str) -> str:
     """`text` with its amounts of money (`_CURRENCY`) as the words `language` says them: "-$1,234.05" → "minus 1234
     dollars 5" in English, "$5 million" → "5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre" in
     French; as it is in a language the table has none for."""
-    code = language.split("-")[0]
-    if code not in _CURRENCY_WORDS:
+    currencies = _for_language(_CURRENCY_WORDS, language)
+    if currencies is None:
         return text
 
     def said(match: re.Match) -> str:
         units, cents = re.sub("[.,]", "", match["units"]), int(match["cents"] or 0)
         scale = f" {match['scale']}" if match["scale"] else ""
-        one, several = _CURRENCY_WORDS[code][match["before"] or match["after"]]
+        one, several = currencies[match["before"] or match["after"]]
         words = one if units == "1" and not scale else f"{units}{scale} {several}"
-        minus = f"{_POWER_WORDS[code][3]} " if match["minus"] else ""  # the language's "minus", as powers say it
+        # the language's "minus", as powers say it
+        minus = f"{_for_language(_POWER_WORDS, language)[3]} " if match["minus"] else ""
         return f"{minus}{words}" + (f" {cents}" if cents else "")
 
     return _CURRENCY.sub(said, text)
@@ -589,7 +597,7 @@ _NEGATIVE = re.compile(r"(?<![\w.,])[-−](?=\d)")
 def _minus_as_word(text: str, language: str) -> str:
     """`text` with the minus of its negative numbers (`_NEGATIVE`) as the word `language` says (`_POWER_WORDS`'s:
     "moins 5 degrés"); as it is in a language the table has none for."""
-    words = _POWER_WORDS.get(language.split("-")[0])
+    words = _for_language(_POWER_WORDS, language)
     if words is None or words[3] is None:
         return text
     return _NEGATIVE.sub(f"{words[3]} ", text)
@@ -600,9 +608,10 @@ def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> st
     "†", "′" in every voice tried, "→" in French and Spanish), each added to `left_out` for one warning naming them:
     the speech would skip them without a word, or say "letter 2 1 3 5". Raises `VallEValueError` where they were all
     the text's words ("⅛" alone): nothing would be left to speak."""
+    voice = _check_language(language)
     unread = {char for char in set(text) if not char.isascii() and (
         unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS)
-        and _said_as_code_point(char, _check_language(language))}
+        and _said_as_code_point(char, voice)}
     kept = _left_out(text, f"[{re.escape(''.join(unread))}]") if unread else text
     if not _has_words(kept):
         raise VallEValueError(f"the text {text!r:.40} has no word espeak-ng's {language!r} voice reads, only "
