@@ -814,8 +814,9 @@ class VallEGenerationMixin(GenerationMixin):
         does: its fields that are None, and the VALL-E settings it lacks (a plain `GenerationConfig`) or leaves at
         their defaults (so a setting passed at its default value must be a keyword argument of `generate`). Its
         temperature without a `do_sample` of its own says which decoding runs (`decoding_by_temperature`)."""
-        _warn_if_unread(generation_config.to_dict(), "the generation_config passed to generate")
-        passed = {name: value for name, value in generation_config.to_dict().items() if value is not None
+        given = generation_config.to_dict()
+        _warn_if_unread(given, "the generation_config passed to generate")
+        passed = {name: value for name, value in given.items() if value is not None
                   and not (name in VALLE_GENERATION_DEFAULTS and value == VALLE_GENERATION_DEFAULTS[name])}
         return VallEGenerationConfig.from_dict({**self.generation_config.to_dict(), **decoding_by_temperature(passed)})
 
