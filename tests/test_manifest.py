@@ -227,3 +227,17 @@ def test_jsonl_records_are_objects_numbered_by_their_line(tmp_path):
     with logged_warnings() as logged:
         assert read_jsonl(cut) == [{"id": "a"}]
     assert logged.out == "", logged.out
+
+
+@pytest.mark.parametrize("delimiter, header", [
+    (";", ["id", "text", "prompt"]), ("\t", ["id", "text", "prompt"]), (",", ["id", "text", "prompt;\tvoice"])])
+def test_a_csv_whose_header_has_no_comma_is_split_at_its_semicolons_or_tabs(tmp_path, delimiter, header):
+    # what a spreadsheet saves as "CSV" where the comma is the decimal mark: ';' between cells, quotes as in CSV
+    lines = [header, ["a", f'She said "hi"{delimiter} then 2,5 more.', "a.wav"], ["b", "Plain.", "b.wav"]]
+    path = tmp_path / "m.csv"
+    with path.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file, delimiter=delimiter).writerows(lines)
+    table = read_table(path)
+    assert table.layout == "csv" and table.columns == lines[0]
+    assert [row.values for row in table.rows] == [dict(zip(lines[0], line, strict=True)) for line in lines[1:]]
+    assert all(row.error is None for row in table.rows)

@@ -7,7 +7,8 @@ Layouts (`read_table`; "auto" picks `jsonl` for a .jsonl file, `tsv` for a .tsv 
 has a ``|``, `csv` otherwise):
 
 * ``csv``: comma-separated with a header and CSV quoting; a record quoted over several lines keeps their numbers
-  ("3-5") and is reported, as an unbalanced quote is the usual cause.
+  ("3-5") and is reported, as an unbalanced quote is the usual cause. A header without a comma but with a semicolon
+  (what spreadsheets write where the comma is the decimal mark) or a tab makes that the delimiter.
 * ``tsv``: tab-separated with a header, no quoting (Common Voice's files, whose text holds quotes).
 * ``ljspeech``: ``|``-separated, no quoting; the header may be missing (LJSpeech's ``metadata.csv``).
 * ``jsonl``: one JSON object per line; the columns are its keys.
@@ -84,9 +85,16 @@ def _lines(content: str) -> list[str]:
     return content.split("\n")
 
 
-def _records(content: str, layout: str) -> list[Record]:
+def _csv_delimiter(header: str) -> str:
+    """A CSV file's delimiter, read from its `header` line: a comma, or where the header holds none, a semicolon or a
+    tab."""
+    return next((mark for mark in (",", ";", "\t") if mark in header), ",")
+
+
+def _records(content: str, layout: str, first_line: str) -> list[Record]:
     """The file's records, blank lines left out. `ljspeech` and `tsv` split each line on its delimiter, quotes
-    included; `csv` uses CSV quoting; `jsonl` decodes each line."""
+    included; `csv` uses CSV quoting, with the delimiter its header (`first_line`) shows; `jsonl` decodes each
+    line."""
     if layout == "jsonl":
         return [_json_record(str(number), line) for number, line in enumerate(_lines(content), start=1)
                 if line.strip()]
@@ -94,7 +102,7 @@ def _records(content: str, layout: str) -> list[Record]:
         delimiter = "|" if layout == "ljspeech" else "\t"
         return [Record(str(number), line.split(delimiter)) for number, line in enumerate(_lines(content), start=1)
                 if line.strip()]
-    records, reader, last = [], csv.reader(io.StringIO(content)), 0
+    records, reader, last = [], csv.reader(io.StringIO(content), delimiter=_csv_delimiter(first_line)), 0
     with _field_size_limit(len(content) + 1):
         for cells in reader:
             first = last + 1
@@ -199,7 +207,7 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
         raise VallEValueError(f"could not read {path} ({one_line(error)}): check that it is readable") from None
     first_line = next((line for line in _lines(content) if line.strip()), "")
     layout = table_layout(path, first_line, layout)
-    records = _records(content, layout)
+    records = _records(content, layout, first_line)
     if not records:
         raise VallEValueError(f"{path} has no records (no line with content): write one record per line")
     if layout == "jsonl":
