@@ -85,6 +85,15 @@ def test_text_without_a_letter_or_digit_is_refused_as_nothing_to_speak(text):
     assert phonemize(f"{text} 7") and phonemize(f"ʃ{text}")  # one digit or one (IPA) letter is enough
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("∞", "infinity", "en"), ("∞", "infini", "fr"), ("‰", "per mille", "en"), ("© ∞!", "copyright infinity!", "en"),
+])
+def test_a_text_of_symbols_a_voice_reads_is_spoken(text, words, language):
+    """"∞" alone was refused as having no letter or digit, before its symbol was read as a word."""
+    assert phonemes.check_text(text) == text
+    assert phonemize(text, language) == phonemize(words, language)
+
+
 def test_text_that_was_not_utf8_is_refused_naming_where():
     from valle_hf.errors import VallEValueError
 

@@ -638,14 +638,17 @@ def check_unicode(text: str) -> str:
 
 
 def _has_words(text: str) -> bool:
-    """Whether `text` holds a letter or digit (of any script): punctuation alone has nothing to speak."""
-    return any(char.isalnum() for char in text)
+    """Whether `text` holds a letter or digit (of any script) or a symbol or mark that stands for a word ("∞" alone is
+    "infinity", "‰" "per mille"; `_without_unread_symbols` leaves out those a voice does not read), emoji aside:
+    punctuation alone has nothing to speak."""
+    return any(char.isalnum() or unicodedata.category(char) in ("Sm", "Sc", "So") or char in _WORD_MARKS
+               for char in _EMOJI.sub("", text))
 
 
 def check_text(text: str) -> str:
-    """`text`, refused (`VallEValueError`) where it holds nothing to speak: empty or only whitespace, no letter or
-    digit at all (punctuation alone, "...", would be spoken as noise), or not UTF-8 (`check_unicode`); and
-    (`VallETypeError`) where it is not a str."""
+    """`text`, refused (`VallEValueError`) where it holds nothing to speak: empty or only whitespace, no letter, digit
+    or symbol for a word at all (`_has_words`: punctuation alone, "...", would be spoken as noise), or not UTF-8
+    (`check_unicode`); and (`VallETypeError`) where it is not a str."""
     if not isinstance(text, str):
         raise VallETypeError(f"text must be a str, got {type(text).__name__}")
     if not text.strip():
