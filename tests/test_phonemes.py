@@ -384,6 +384,19 @@ def test_slashed_fractions_and_circled_numbers_read_as_what_they_stand_for(text,
     assert phonemize(text, language) == phonemize(plain, language)
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("2½ cups", "2 and ½ cups", "en"), ("2 ¾", "2 and ¾", "en-gb"), ("2 1⁄2 cups", "2 and ½ cups", "en"),
+    ("2¼ kilos", "2 et ¼ kilos", "fr"), ("2½", "2 y un medio", "es"),
+])
+def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(text, words, language):
+    """espeak-ng read "2½" as "two a half", French "deux un demi", Spanish "dos un medio"; a fraction alone or after
+    a comma is no part of a number."""
+    from valle_hf.phonemes import _mixed_numbers_as_words
+
+    assert phonemize(text, language) == phonemize(words, language)
+    assert _mixed_numbers_as_words("½ cup, 5, ½", language) == "½ cup, 5, ½"
+
+
 def test_japanese_kana_touching_latin_letters_read_as_with_a_space_between():
     """espeak-ng's Japanese voice read kana next to a Latin letter one by one, a voiced one as "Japanese letter":
     "5㎏です" (now "5kgです") came out as "go kg te Japanese letter su", where it had left the unit out."""

@@ -506,6 +506,20 @@ def _symbols_as_words(text: str, language: str) -> str:
     return pattern.sub(lambda match: _spaced(match, words[match.group()]), text)
 
 
+# A whole number and its vulgar fraction ("2½", "2 ½"), which espeak-ng read without the word between them ("two a
+# half", French "deux un demi", Spanish "dos un medio"): that word, by language. German says them as one number
+# ("zwei ein halb", zweieinhalb), with none.
+_FRACTION_AND = {"en": "and", "fr": "et", "es": "y"}
+_MIXED_NUMBER = re.compile(f"(?<=\\d) ?(?=[{''.join(_VULGAR_FRACTIONS.values())}])")
+
+
+def _mixed_numbers_as_words(text: str, language: str) -> str:
+    """`text` with the word `language` says between a whole number and its fraction (`_FRACTION_AND`: "2½" → "2 and
+    ½"); as it is in a language the table has none for."""
+    word = _for_language(_FRACTION_AND, language)
+    return text if word is None else _MIXED_NUMBER.sub(f" {word} ", text)
+
+
 # Powers written in superscript ("m²", "10⁻³", "x⁴"), which espeak-ng reads as bare digits ("m two", "ten three": the
 # minus left out; French "m puissance deux"): each language's words for squared, cubed, "to the power of" and minus
 # (None: those powers are left to espeak-ng). "²" or "³" alone after a letter, digit or bracket (a unit, "mc²") is
@@ -716,6 +730,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
         return text.strip()
     text = _without_emoji(normalize_text(text), emoji)
     text = _minus_as_word(_currency_as_words(text, language), language)
+    text = _mixed_numbers_as_words(text, language)
     text = _symbols_as_words(_powers_as_words(text, language), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
