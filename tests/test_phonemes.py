@@ -309,17 +309,18 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
 @pytest.mark.parametrize(("text", "words", "language"), [
     ("It costs $5.", "It costs 5 dollars.", "en"), ("It costs $5.50 today.", "It costs 5 dollars 50 today.", "en"),
     ("£20 and €3", "20 pounds and 3 euros", "en"), ("$1 or ¥500", "one dollar or 500 yen", "en"),
-    ("-$1,234.05 ok", "minus 1234 dollars 5 ok", "en"), ("5 $ or 1 €", "5 dollars or one euro", "en"),
+    ("-$1,234.05 ok", "minus 1234 dollars 05 ok", "en"), ("5 $ or 1 €", "5 dollars or one euro", "en"),
     ("$ 5 million", "5 million dollars", "en"), ("US$5", "US 5 dollars", "en"), ("(₹100)", "(100 rupees)", "en"),
     ("Il coûte $5,50 ou -5 €.", "Il coûte 5 dollars 50 ou moins 5 euros.", "fr"), ("£1", "une livre", "fr"),
     ("5,50 €", "5 euros 50", "fr"), ("Es kostet 1.234,56 €.", "Es kostet 1234 Euro 56.", "de"),
     ("€1 und $5 Millionen", "ein Euro und 5 Millionen Dollar", "de"), ("$5 y 5€", "5 dólares y 5 euros", "es"),
-    ("-£1,50", "menos una libra 50", "es"), ("₹2", "2 rupias", "es"),
+    ("-£1,50", "menos una libra 50", "es"), ("₹2", "2 rupias", "es"), ("$5.00", "5 dollars", "en"),
+    ("5,05 €", "5 Euro 05", "de"),
 ])
 def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language):
     """espeak-ng read a sign before its amount first ("$5" as "dollar five"), "$5.50 today." as "dollar five.", the
     rest lost, "-$5" and "-5 €" without the minus in French and Spanish, and "5 €" as "cinco euro", "1 €" as "one
-    euros"."""
+    euros"; "$5.05" was "five dollars five", the cents' zero lost."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

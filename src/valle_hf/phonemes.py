@@ -585,20 +585,21 @@ _CURRENCY = re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{_A
 
 def _currency_as_words(text: str, language: str) -> str:
     """`text` with its amounts of money (`_CURRENCY`) as the words `language` says them: "-$1,234.05" → "minus 1234
-    dollars 5" in English, "$5 million" → "5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre" in
+    dollars 05" in English, "$5 million" → "5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre" in
     French; as it is in a language the table has none for."""
     currencies = _for_language(_CURRENCY_WORDS, language)
     if currencies is None:
         return text
 
     def said(match: re.Match) -> str:
-        units, cents = re.sub("[.,]", "", match["units"]), int(match["cents"] or 0)
+        # the cents as written, "$5.05" as "5 dollars 05" ("zero five"): "5 dollars 5" did not say they were cents
+        units, cents = re.sub("[.,]", "", match["units"]), match["cents"] or "00"
         scale = f" {match['scale']}" if match["scale"] else ""
         one, several = currencies[match["before"] or match["after"]]
         words = one if units == "1" and not scale else f"{units}{scale} {several}"
         # the language's "minus", as powers say it
         minus = f"{_for_language(_POWER_WORDS, language)[3]} " if match["minus"] else ""
-        return f"{minus}{words}" + (f" {cents}" if cents else "")
+        return f"{minus}{words}" + (f" {cents}" if int(cents) else "")
 
     return _CURRENCY.sub(said, text)
 
