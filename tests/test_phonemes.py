@@ -315,22 +315,24 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
     ("5,50 €", "5 euros 50", "fr"), ("Es kostet 1.234,56 €.", "Es kostet 1234 Euro 56.", "de"),
     ("€1 und $5 Millionen", "ein Euro und 5 Millionen Dollar", "de"), ("$5 y 5€", "5 dólares y 5 euros", "es"),
     ("-£1,50", "menos una libra 50", "es"), ("₹2", "2 rupias", "es"), ("$5.00", "5 dollars", "en"),
-    ("5,05 €", "5 Euro 05", "de"),
+    ("5,05 €", "5 Euro 05", "de"), ("$1.5 million", "1.5 million dollars", "en"),
+    ("€ 2.75 billion today.", "2.75 billion euros today.", "en"),
 ])
 def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language):
     """espeak-ng read a sign before its amount first ("$5" as "dollar five"), "$5.50 today." as "dollar five.", the
     rest lost, "-$5" and "-5 €" without the minus in French and Spanish, and "5 €" as "cinco euro", "1 €" as "one
-    euros"; "$5.05" was "five dollars five", the cents' zero lost."""
+    euros"; "$5.05" was "five dollars five", the cents' zero lost, and "$1.5 million" "dollar one point five
+    million"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
 @pytest.mark.parametrize(("text", "language"), [
-    ("$HOME is set", "en"), ("Version 1.2.3$", "en"), ("$1.5 million", "en"), ("$0.125", "en"), ("5 Mio. €", "de"),
+    ("$HOME is set", "en"), ("Version 1.2.3$", "en"), ("$1.5", "en"), ("$0.125", "en"), ("5 Mio. €", "de"),
     ("¥500", "ja"), ("$5", "it"),
 ])
 def test_what_is_no_amount_of_money_here_is_left_to_espeak(text, language):
-    """A sign without an amount, a decimal point before one digit or three ("$1.5 million" is no "one dollar 50"), a
-    scale the table has no word for, and a language it has no words for are read by espeak-ng as they are."""
+    """A sign without an amount, a decimal number of no scale ("$1.5" is no "one dollar 5"), a scale the table has no
+    word for, and a language it has no words for are read by espeak-ng as they are."""
     voice = phonemes._check_language(language)
     assert phonemize(text, language) == phonemes._espeak_backend(voice).phonemize([text], strip=True)[0]
 

@@ -575,9 +575,12 @@ _CURRENCY_WORDS = {
 }
 # An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). A separator before
 # three digits parts thousands (but after a lone 0) and one before two the cents, whichever the language writes
-# ("1.234,56 €" is "1,234.56 €"); one before one digit is a decimal point ("$1.5 million"), left to espeak-ng.
-_AMOUNT = r"(?<![\d.,])(?P<units>[1-9]\d{0,2}(?:[.,]\d{3})+|\d+)(?:[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)"
-_SCALE = r"(?: (?P<scale>(?i:thousand|tausend|mille?|\w*ill(?:ion|ón|iard)\w*)\b))?"  # said before the sign's word
+# ("1.234,56 €" is "1,234.56 €"); before a scale word, any digits after one are decimals ("$1.5 million", "$1.50
+# million": espeak-ng read "dollar one point five million"); other decimals ("$0.125") are left to espeak-ng.
+_SCALE_WORD = r"(?i:thousand|tausend|mille?|\w*ill(?:ion|ón|iard)\w*)\b"
+_AMOUNT = (r"(?<![\d.,])(?P<units>[1-9]\d{0,2}(?:[.,]\d{3})+|\d+)"
+           rf"(?:(?P<decimals>[.,]\d+)(?= {_SCALE_WORD})|[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)")
+_SCALE = rf"(?: (?P<scale>{_SCALE_WORD}))?"  # said before the sign's word
 _SIGN = "[$€£¥₹]"
 _CURRENCY = re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{_AMOUNT}"
                        rf"(?(before){_SCALE}| ?(?P<after>{_SIGN}))")
@@ -585,7 +588,7 @@ _CURRENCY = re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{_A
 
 def _currency_as_words(text: str, language: str) -> str:
     """`text` with its amounts of money (`_CURRENCY`) as the words `language` says them: "-$1,234.05" → "minus 1234
-    dollars 05" in English, "$5 million" → "5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre" in
+    dollars 05" in English, "$1.5 million" → "1.5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre" in
     French; as it is in a language the table has none for."""
     currencies = _for_language(_CURRENCY_WORDS, language)
     if currencies is None:
@@ -593,7 +596,7 @@ def _currency_as_words(text: str, language: str) -> str:
 
     def said(match: re.Match) -> str:
         # the cents as written, "$5.05" as "5 dollars 05" ("zero five"): "5 dollars 5" did not say they were cents
-        units, cents = re.sub("[.,]", "", match["units"]), match["cents"] or "00"
+        units, cents = re.sub("[.,]", "", match["units"]) + (match["decimals"] or ""), match["cents"] or "00"
         scale = f" {match['scale']}" if match["scale"] else ""
         one, several = currencies[match["before"] or match["after"]]
         words = one if units == "1" and not scale else f"{units}{scale} {several}"
