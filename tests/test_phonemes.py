@@ -316,13 +316,17 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
     ("€1 und $5 Millionen", "ein Euro und 5 Millionen Dollar", "de"), ("$5 y 5€", "5 dólares y 5 euros", "es"),
     ("-£1,50", "menos una libra 50", "es"), ("₹2", "2 rupias", "es"), ("$5.00", "5 dollars", "en"),
     ("5,05 €", "5 Euro 05", "de"), ("$1.5 million", "1.5 million dollars", "en"),
-    ("€ 2.75 billion today.", "2.75 billion euros today.", "en"),
+    ("€ 2.75 billion today.", "2.75 billion euros today.", "en"), ("5 millions $", "5 millions de dollars", "fr"),
+    ("-1,5 million €", "moins 1,5 million d'euros", "fr"), ("$5 millones", "5 millones de dólares", "es"),
+    ("5 mil millones €", "5 mil millones de euros", "es"), ("$5 mil", "5 mil dólares", "es"),
+    ("2 Milliarden €", "2 Milliarden Euro", "de"),
 ])
 def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language):
     """espeak-ng read a sign before its amount first ("$5" as "dollar five"), "$5.50 today." as "dollar five.", the
     rest lost, "-$5" and "-5 €" without the minus in French and Spanish, and "5 €" as "cinco euro", "1 €" as "one
-    euros"; "$5.05" was "five dollars five", the cents' zero lost, and "$1.5 million" "dollar one point five
-    million"."""
+    euros"; "$5.05" was "five dollars five", the cents' zero lost, "$1.5 million" "dollar one point five million",
+    "$5 millones" "cinco dólares millones", and a scale before a sign after the amount ("5 millions $") was left to
+    espeak-ng, which said no "de"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

@@ -577,19 +577,33 @@ _CURRENCY_WORDS = {
 # three digits parts thousands (but after a lone 0) and one before two the cents, whichever the language writes
 # ("1.234,56 €" is "1,234.56 €"); before a scale word, any digits after one are decimals ("$1.5 million", "$1.50
 # million": espeak-ng read "dollar one point five million"); other decimals ("$0.125") are left to espeak-ng.
-_SCALE_WORD = r"(?i:thousand|tausend|mille?|\w*ill(?:ion|ón|iard)\w*)\b"
+_MILLIONS = r"(?i:\w*ill(?:i?on|ón|i?ard)\w*)"  # "million", "millones", "Milliarden", "millardo": nouns
+_SCALE_WORD = rf"(?:(?i:thousand|tausend|mille|mil)|{_MILLIONS})\b"
 _AMOUNT = (r"(?<![\d.,])(?P<units>[1-9]\d{0,2}(?:[.,]\d{3})+|\d+)"
            rf"(?:(?P<decimals>[.,]\d+)(?= {_SCALE_WORD})|[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)")
-_SCALE = rf"(?: (?P<scale>{_SCALE_WORD}))?"  # said before the sign's word
+# A scale of one word or more ("mil millones"), said before the sign's word: "$5 million", "5 millions $".
+_SCALE = rf"(?: (?P<scale>{_SCALE_WORD}(?: {_SCALE_WORD})*))?"
 _SIGN = "[$€£¥₹]"
-_CURRENCY = re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{_AMOUNT}"
-                       rf"(?(before){_SCALE}| ?(?P<after>{_SIGN}))")
+_CURRENCY = re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{_AMOUNT}{_SCALE}"
+                       rf"(?(before)| ?(?P<after>{_SIGN}))")
+# The word French and Spanish say between a scale that is a noun and the currency's ("cinq millions de dollars",
+# "cinco millones de dólares"; not after "mille", "mil"), before a consonant and before a vowel ("d'euros").
+_SCALE_OF = {"fr": ("de ", "d'"), "es": ("de ", "de ")}
+_SCALE_NOUN = re.compile(rf"{_MILLIONS}$")
+
+
+def _scale_of(scale: str | None, currency: str, language: str) -> str:
+    """The word `language` says between `scale` and `currency`, its word for the money (`_SCALE_OF`), or ""."""
+    of = _for_language(_SCALE_OF, language)
+    if of is None or not scale or not _SCALE_NOUN.search(scale):
+        return ""
+    return of[1] if currency[0] in "aeiou" else of[0]
 
 
 def _currency_as_words(text: str, language: str) -> str:
     """`text` with its amounts of money (`_CURRENCY`) as the words `language` says them: "-$1,234.05" → "minus 1234
-    dollars 05" in English, "$1.5 million" → "1.5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre" in
-    French; as it is in a language the table has none for."""
+    dollars 05" in English, "$1.5 million" → "1.5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre",
+    "5 millions €" → "5 millions d'euros" in French; as it is in a language the table has none for."""
     currencies = _for_language(_CURRENCY_WORDS, language)
     if currencies is None:
         return text
@@ -599,7 +613,8 @@ def _currency_as_words(text: str, language: str) -> str:
         units, cents = re.sub("[.,]", "", match["units"]) + (match["decimals"] or ""), match["cents"] or "00"
         scale = f" {match['scale']}" if match["scale"] else ""
         one, several = currencies[match["before"] or match["after"]]
-        words = one if units == "1" and not scale else f"{units}{scale} {several}"
+        of = _scale_of(match["scale"], several, language)
+        words = one if units == "1" and not scale else f"{units}{scale} {of}{several}"
         # the language's "minus", as powers say it
         minus = f"{_for_language(_POWER_WORDS, language)[3]} " if match["minus"] else ""
         return f"{minus}{words}" + (f" {cents}" if int(cents) else "")
