@@ -674,11 +674,11 @@ def test_a_decimal_point_before_the_final_mark_keeps_the_words_after_it(text, la
 
 @pytest.mark.parametrize(("text", "words", "language"), [
     ("Il fait -5 degrés.", "Il fait moins 5 degrés.", "fr"), ("Hace −3 grados.", "Hace menos 3 grados.", "es"),
-    ("x = -2.5", "x = minus 2.5", "en"), ("x = -5", "x = minus 5", "de"),
+    ("x = -2.5", "x = minus 2.5", "en"), ("x = -5", "x = minus 5", "de"), ("-5 ど", "マイナス 5 ど", "ja"),
 ])
 def test_the_minus_of_a_negative_number_is_said(text, words, language):
-    """espeak-ng's French and Spanish voices left a number's minus out ("-5 degrés" was "cinq degrés"), and its English
-    and German ones after "="; a dash between numbers or after a letter or a decimal mark is no minus."""
+    """espeak-ng's French, Spanish and Japanese voices left a number's minus out ("-5 degrés" was "cinq degrés"), and
+    its English and German ones after "="; a dash between numbers or after a letter or a decimal mark is no minus."""
     from valle_hf.phonemes import _minus_as_word
 
     assert phonemize(text, language) == phonemize(words, language)

@@ -531,7 +531,7 @@ _POWER_WORDS = {
     "fr": ("carré", "cube", "puissance", "moins"),
     "de": ("hoch zwei", "hoch drei", "hoch", "minus"),
     "es": ("al cuadrado", "al cubo", "elevado a", "menos"),
-    "ja": ("じじょう", "さんじょう", None, None),
+    "ja": ("じじょう", "さんじょう", None, "マイナス"),
 }
 _POWER = re.compile("[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+")
 _FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
@@ -623,7 +623,8 @@ def _currency_as_words(text: str, language: str) -> str:
 
 
 # A minus sign before a number, after no letter, digit or decimal mark ("-5 degrés", "x = −2"; not "5-3" or "A-5"):
-# espeak-ng's French and Spanish voices left it out ("cinq degrés"), and its English and German ones after "=".
+# espeak-ng's French, Spanish and Japanese voices left it out ("cinq degrés"), and its English and German ones after
+# "=".
 _NEGATIVE = re.compile(r"(?<![\w.,])[-−](?=\d)")
 
 
