@@ -457,8 +457,7 @@ def _left_out(text: str, pattern: str) -> str:
 # Symbols espeak-ng leaves out ("5 ‰" is read "5") or says as a code point ("ℵ" as "letter 2 1 3 5"), as the words a
 # reader says for them, by language (an espeak code's first part); with the French and Spanish readings of those their
 # voices hand to the English one ("≠" was "(en)not equal to(fr)"). Any other symbol a voice leaves out or says as a
-# code point is left out with a warning (`_without_unread_symbols`). Japanese has no words for currency signs here:
-# they come before the amount ("¥500") but are said after it.
+# code point is left out with a warning (`_without_unread_symbols`).
 _SYMBOL_WORDS = {
     "en": {"‰": "per mille", "‱": "per ten thousand", "ℵ": "aleph", "℠": "service mark", "℅": "care of"},
     "fr": {"‰": "pour mille", "‱": "pour dix mille", "ℵ": "aleph", "℠": "marque de service", "℅": "aux bons soins de",
@@ -572,6 +571,9 @@ _CURRENCY_WORDS = {
            "¥": ("ein Yen", "Yen"), "₹": ("eine Rupie", "Rupien")},
     "es": {"$": ("un dólar", "dólares"), "€": ("un euro", "euros"), "£": ("una libra", "libras"),
            "¥": ("un yen", "yenes"), "₹": ("una rupia", "rupias")},
+    # in kana, which needs no pykakasi; espeak-ng left "¥" out ("¥500" was "gohyaku") and reads a lone "1" "itsi"
+    "ja": {"$": ("いちドル", "ドル"), "€": ("いちユーロ", "ユーロ"), "£": ("いちポンド", "ポンド"),
+           "¥": ("いちえん", "えん"), "₹": ("いちルピー", "ルピー")},
 }
 # An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). A separator before
 # three digits parts thousands (but after a lone 0) and one before two the cents, whichever the language writes
