@@ -578,7 +578,8 @@ _CURRENCY_WORDS = {
 # An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). A separator before
 # three digits parts thousands (but after a lone 0) and one before two the cents, whichever the language writes
 # ("1.234,56 €" is "1,234.56 €"); before a scale word, any digits after one are decimals ("$1.5 million", "$1.50
-# million": espeak-ng read "dollar one point five million"); other decimals ("$0.125") are left to espeak-ng.
+# million": espeak-ng read "dollar one point five million"); other decimals ("$0.125") are left to espeak-ng. A year
+# before a sign ("2020 € prices") reads as an amount: only the meaning tells it from one ("1500 € for the flat").
 _MILLIONS = r"(?i:\w*ill(?:i?on|ón|i?ard)\w*)"  # "million", "millones", "Milliarden", "millardo": nouns
 _SCALE_WORD = rf"(?:(?i:thousand|tausend|mille|mil)|{_MILLIONS})\b"
 _AMOUNT = (r"(?<![\d.,])(?P<units>[1-9]\d{0,2}(?:[.,]\d{3})+|\d+)"
