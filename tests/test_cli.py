@@ -70,7 +70,7 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
         ("punctuation_only_text", "has no letter or digit: nothing to speak"),
         ("unknown_language", "language"),
         ("unwritable_output", "cannot write"),
-        ("missing_model", "tiny-random"),
+        ("missing_model", "or --model tiny-random"),  # its flags: the Python call's choices are calls
         ("onednn_in_bfloat16", "--onednn needs the cpu and float32"),
         ("float32_nar_of_a_bfloat16_model", "--nar-dtype float32 cannot run with bfloat16"),
         ("float32_nar_of_int8_weights", "--nar-dtype float32 cannot run with int8 weights"),

@@ -345,12 +345,14 @@ def test_a_16bit_model_keeps_no_mapping_of_its_checkpoint_file(tmp_path):
 
 @pytest.mark.parametrize("name", ["no-such-model", "./missing", "/no/such/dir", "a/b/c"])
 def test_a_model_that_does_not_exist_names_the_offline_choices(name):
+    """In Python the choices are calls: they named the command line's --model to a caller who has none."""
     from valle_hf.errors import ModelNotFoundError
-    from valle_hf.loading import OFFLINE_CHOICES
+    from valle_hf.loading import PYTHON_CHOICES
 
     with pytest.raises(ModelNotFoundError, match="model not found") as raised:
         load_model_and_processor(name)
-    assert name in str(raised.value) and OFFLINE_CHOICES in str(raised.value) and "\n" not in str(raised.value)
+    assert name in str(raised.value) and PYTHON_CHOICES in str(raised.value) and "\n" not in str(raised.value)
+    assert "--model" not in str(raised.value)
     assert isinstance(raised.value, OSError)
 
 
@@ -410,7 +412,7 @@ def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
     from valle_hf.errors import CheckpointError, ModelNotFoundError
-    from valle_hf.loading import OFFLINE_CHOICES
+    from valle_hf.loading import PYTHON_CHOICES
 
     with pytest.raises(FileNotFoundError, match="missing.sft"):
         load_model_and_processor(str(tmp_path / "missing.sft"))
@@ -422,7 +424,7 @@ def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(ModelNotFoundError, match=r"^the model someone/not-cached \(someone/not-cached/config\.json\) "
                        "is not in the Hugging Face cache, and HF_HUB_OFFLINE is set") as raised:
         load_model_and_processor("someone/not-cached")
-    assert OFFLINE_CHOICES in str(raised.value) and "\n" not in str(raised.value)
+    assert PYTHON_CHOICES in str(raised.value) and "\n" not in str(raised.value)
 
 
 def _edited_copy(source: Path, target: Path, name: str, edit) -> Path:

@@ -237,7 +237,7 @@ def load_model(args, precision=None):
     `model_precision(args)`), and that precision as the model runs it (`loaded_precision`). Raises `UsageError` for a
     device or precision that cannot run here (checked before anything loads)."""
     from .hardware import loaded_precision
-    from .loading import check_revision, load_model_and_processor
+    from .loading import OFFLINE_CHOICES, check_revision, load_model_and_processor
 
     device = check_device(args)
     _refuse_amp(args)
@@ -247,6 +247,7 @@ def load_model(args, precision=None):
     model, processor = load_model_and_processor(
         args.model, tokenizer=args.tokenizer, config_yaml=args.yaml, codec=args.codec or DEFAULT_CODEC,
         vocoder=_vocoder(args), dtype=precision.dtype, quantize=precision.quantize, revision=args.revision,
+        choices=OFFLINE_CHOICES,
     )
     model.to(device)
     _set_attention(model, args.attention)

@@ -55,10 +55,16 @@ _TINY_SPECIALS = ("<unk>", "<bos>", "</eos>", "<mask>")
 _TINY_VOCAB = _TINY_SPECIALS + tuple(dict.fromkeys(_TINY_SYMBOLS))
 
 
-OFFLINE_CHOICES = (
-    "use --model DIR (a converted directory), --model path/to/fp32.sft (an original checkpoint, converted on the fly)"
-    ", or --model tiny-random (an installation check that makes noise)"
-)
+def offline_choices(spelling: str) -> str:
+    """The models that load without the Hub, each written as `spelling` (a format string for one model's name) says
+    the caller gives one: "--model {}" on the command line, a call in Python."""
+    return (f"use {spelling.format('DIR')} (a converted directory), {spelling.format('path/to/fp32.sft')} (an original "
+            f"checkpoint, converted on the fly), or {spelling.format(TINY_RANDOM)} (an installation check that makes "
+            "noise)")
+
+
+OFFLINE_CHOICES = offline_choices("--model {}")  # the command line's
+PYTHON_CHOICES = offline_choices('load_model_and_processor("{}")')
 
 
 def tiny_random_processor():
@@ -141,7 +147,7 @@ def released_folder_name(codec: str | None = DEFAULT_CODEC, vocoder: str | None 
 
 
 def released_model_directory(cache_dir: str | Path | None = None, codec: str = DEFAULT_CODEC,
-                             vocoder: str = DEFAULT_VOCODER) -> Path:
+                             vocoder: str = DEFAULT_VOCODER, choices: str = PYTHON_CHOICES) -> Path:
     """The converted directory of the released ar+nar-llama-8, made on first use and kept under `cache_dir`.
 
     The first call downloads `models/ckpt/ar+nar-llama-8/fp32.sft` from the `ecker/vall-e` Hub repository, and the
@@ -150,26 +156,26 @@ def released_model_directory(cache_dir: str | Path | None = None, codec: str = D
     later calls only return its path. Another `codec` or `vocoder` gets a directory of its own beside it
     (`released_folder_name`). For APIs that take a path, like
     `pipeline("text-to-speech", model=str(released_model_directory()))`. Raises `ModelNotFoundError`, naming the
-    offline choices, when a download fails.
+    offline `choices` (`offline_choices`: the command line passes its flags'), when a download fails.
     """
     from .conversion import convert_checkpoint
 
     target = (Path(cache_dir) if cache_dir else default_cache_dir()) / released_folder_name(codec, vocoder)
     if (target / "config.json").is_file():
         return target
-    _check_cache_folder(target)
-    checkpoint = hub_file(RELEASED_REPO, RELEASED_CHECKPOINT, "the released model", f"offline: {OFFLINE_CHOICES}")
+    _check_cache_folder(target, choices)
+    checkpoint = hub_file(RELEASED_REPO, RELEASED_CHECKPOINT, "the released model", f"offline: {choices}")
     model, processor = convert_checkpoint(checkpoint, codec=codec, vocoder=vocoder)
     return _save_released(model, processor, target)
 
 
-def _check_cache_folder(target: Path) -> None:
+def _check_cache_folder(target: Path, choices: str) -> None:
     """Refuse, before a download of hundreds of megabytes and its conversion, a cache where the converted directory
     cannot be saved, saying how to move the cache (the save's own error named an --output-dir no one gave)."""
     try:
         check_output_folder(target, "the converted model's cache folder")
     except UsageError as error:
-        raise UsageError(f"{error}; set VALLE_HF_CACHE to a folder you can write, or {OFFLINE_CHOICES}") from None
+        raise UsageError(f"{error}; set VALLE_HF_CACHE to a folder you can write, or {choices}") from None
 
 
 def _save_released(model, processor, target: Path) -> Path:
@@ -201,6 +207,7 @@ def load_model_and_processor(
     cache_dir: str | Path | None = None,
     quantize: str | None = None,
     revision: str | None = None,
+    choices: str = PYTHON_CHOICES,
 ):
     """Resolve `name` to `(model, processor)`.
 
@@ -217,6 +224,8 @@ def load_model_and_processor(
     (`int8_quantization_config`; needs torchao, the `valle-hf[int8]` extra); a model built in memory (tiny-random,
     an original checkpoint) is saved to a temporary directory and loaded from there to get them.
     `revision`: the branch, tag or commit of a Hub id to load (default: main); refused with any other `name`.
+    `choices`: what a `ModelNotFoundError` offers instead (`offline_choices`), in this call's arguments by default;
+    the command line passes `OFFLINE_CHOICES`, in its flags.
     """
     if quantize not in (None, "int8"):
         raise VallEValueError(f"quantize must be 'int8' (or None), got {quantize!r}")
@@ -241,7 +250,7 @@ def load_model_and_processor(
                                   "own: drop it")
         return _quantized(tiny_random_model(), dtype, quantize), tiny_random_processor()
     if name is None:
-        name = str(released_model_directory(cache_dir, codec, vocoder))
+        name = str(released_model_directory(cache_dir, codec, vocoder, choices))
     path = Path(name)
     if path.suffix in ORIGINAL_SUFFIXES:
         model, processor = convert_checkpoint(path, config_yaml, tokenizer=tokenizer, codec=codec, vocoder=vocoder)
@@ -249,11 +258,11 @@ def load_model_and_processor(
     if tokenizer:
         processor = VallEProcessor.from_tokenizer_file(tokenizer)
         check_own_tokenizer(path, processor.tokenizer, tokenizer)
-        return load_model(name, dtype=dtype, quantize=quantize, revision=revision), processor
+        return load_model(name, dtype=dtype, quantize=quantize, revision=revision, choices=choices), processor
     if path.is_dir() and (path / "config.json").is_file() and not (path / TOKENIZER_FILE).is_file():
         raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer "
                               "(tokenizer= in Python), or convert the checkpoint again (python -m valle_hf.convert)")
-    model = load_model(name, dtype=dtype, quantize=quantize, revision=revision)
+    model = load_model(name, dtype=dtype, quantize=quantize, revision=revision, choices=choices)
     return model, load_processor(name, revision=revision)
 
 
