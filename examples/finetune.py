@@ -355,10 +355,14 @@ def train(argv: list[str] | None = None) -> Path:
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                            callbacks=[collator, StopOnNonFiniteWeights()])
     resumed = last_checkpoint(args.output) if args.resume else None
-    if resumed and (args.output / "final").is_dir() and _ended(trainer, resumed, args.output):
+    ended = resumed is not None and _ended(trainer, resumed, args.output)
+    if ended and (args.output / "final").is_dir():
         return args.output / "final"
     try:
-        trainer.train(resume_from_checkpoint=resumed)
+        if ended:  # its final/ was never saved (a run stopped while saving it): saved now from the last checkpoint
+            trainer._load_from_checkpoint(resumed)
+        else:
+            trainer.train(resume_from_checkpoint=resumed)
         return save_final(trainer, processor, args)
     except Exception as error:  # the file system refusing a save: safetensors and torch raise their own errors
         reason = refused_write(error)
@@ -371,13 +375,15 @@ def train(argv: list[str] | None = None) -> Path:
 
 def _ended(trainer, resumed: str, output: Path) -> bool:
     """Whether the checkpoint --resume would continue from is at the run's last step (said in a warning): the Trainer
-    trained one step past it (when that step ends mid-epoch) and saved final/ over the trained model."""
+    trained one step past it (when that step ends mid-epoch) and saved final/ over the trained model, or where
+    final/ was missing, saved that step's model as the run's."""
     step = json.loads((Path(resumed) / "trainer_state.json").read_text(encoding="utf-8")).get("global_step", 0)
     if step < trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]:
         return False
+    kept = "final/ holds its model" if (output / "final").is_dir() else f"final/ is saved from {Path(resumed).name}"
     if PartialState().is_main_process:  # one line for the run, not one per process
         print(f"warning: --resume: the run in --output {output} had already ended (step {step}): nothing more was "
-              "trained (final/ holds its model); raise --max-steps or --epochs to train further", file=sys.stderr)
+              f"trained ({kept}); raise --max-steps or --epochs to train further", file=sys.stderr)
     return True
 
 

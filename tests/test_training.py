@@ -816,6 +816,31 @@ def test_finetune_resume_of_an_ended_run_keeps_its_model(tmp_path, capsys):
     assert {path.name: path.stat().st_mtime_ns for path in (out / "final").iterdir()} == saved
 
 
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_finetune_resume_of_an_ended_run_without_final_saves_the_last_checkpoint(tmp_path, capsys, lora):
+    """--resume of a run that had ended but has no final/ (stopped while saving it) trained a step past its
+    --max-steps, as with final/ there: it now trains nothing, says so, and saves final/ from its last checkpoint."""
+    from safetensors.torch import load_file
+
+    reactive_model().save_pretrained(tmp_path / "model")
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    out = tmp_path / "out"
+    argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output", out, "--max-steps", "1",
+            "--save-steps", "1", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--prompt-duration",
+            "0.2", "0.5", *(["--lora", "--lora-rank", "2"] if lora else [])]
+    assert finetune.main(list(map(str, argv))) == 0
+    trained = load_file(out / "final" / "model.safetensors")
+    shutil.rmtree(out / "final")
+    capsys.readouterr()
+    assert finetune.main(list(map(str, [*argv, "--resume"]))) == 0
+    assert (f"warning: --resume: the run in --output {out} had already ended (step 1): nothing more was trained "
+            "(final/ is saved from checkpoint-1)") in capsys.readouterr().err
+    assert sorted(path.name for path in out.glob("checkpoint-*")) == ["checkpoint-1"]
+    saved = load_file(out / "final" / "model.safetensors")
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[key], trained[key]) for key in trained)
+
+
 def test_finetune_final_folder_holds_the_processor_and_its_code(tmp_path, monkeypatch):
     """final/ had the tokenizer's files but not the processor's code (processing.py and what it imports), so
     `AutoProcessor.from_pretrained(final, trust_remote_code=True)` failed where valle-hf is not installed."""
