@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 from pathlib import Path
@@ -96,6 +97,64 @@ def test_audio_errors(tmp_path):
         load_audio(junk)
     assert "\n" not in str(raised.value)
     assert "give a WAV, FLAC, OGG or MP3 file (convert other formats first" in str(raised.value)  # how to fix it
+
+
+@pytest.mark.parametrize("form", ["bytes", "bytearray", "BytesIO", "open file"])
+def test_an_audio_files_content_is_read_as_its_path_is(form):
+    """transformers' speech-recognition pipeline reads a file's bytes, and a notebook holds audio as bytes or an open
+    file: both were refused. The same samples come back, and a file object is left where it stood, so that it serves
+    every call it is given to (a pipeline's batches)."""
+    content = EXAMPLE_PROMPT.read_bytes()
+    with open(EXAMPLE_PROMPT, "rb") as opened:
+        source = {"bytes": content, "bytearray": bytearray(content), "BytesIO": io.BytesIO(content),
+                  "open file": opened}[form]
+        for _ in range(2):
+            data, rate = load_audio(source)
+            expected, expected_rate = load_audio(EXAMPLE_PROMPT)
+            assert rate == expected_rate and np.array_equal(data, expected)
+        assert not isinstance(source, io.IOBase) or source.tell() == 0
+
+
+def test_a_wav_cut_short_given_as_bytes_is_named_by_what_was_given(tmp_path):
+    from conftest import logged_warnings
+
+    whole = tmp_path / "whole.wav"
+    soundfile.write(whole, _tone(1.0, 16000), 16000, subtype="PCM_16")
+    content = whole.read_bytes()
+    with logged_warnings() as logged:
+        data, rate = load_audio(content[:-(len(content) // 4)])
+    held = soundfile.info(io.BytesIO(content[:-(len(content) // 4)])).frames
+    assert data.shape[1] == held and 0 < held < rate
+    assert f"the audio bytes given is cut short: its header says 1.00 s of audio, the file holds {held / rate:.2f} s" \
+        in logged.out
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda path: b"this is not audio", "VallEValueError",
+     "could not read the audio bytes given: Format not recognised; give a WAV, FLAC, OGG or MP3 file"),
+    (lambda path: io.BytesIO(b""), "VallEValueError", "the audio BytesIO given holds no bytes"),
+    (lambda path: open(path, encoding="latin-1"), "VallETypeError", "the open file {path} is open as text, and "
+     "audio is bytes: open it with open(path, 'rb')"),
+    (lambda path: open(path, "ab"), "VallEValueError", "the open file {path} is not open for reading"),
+])
+def test_content_that_is_no_audio_is_refused_naming_what_was_given(tmp_path, make, error, message):
+    """Undecodable bytes, no bytes, a file open as text (its read gives a str) or for writing only."""
+    from valle_hf import errors
+
+    path = tmp_path / "voice.wav"
+    path.write_bytes(EXAMPLE_PROMPT.read_bytes())
+    source = make(path)
+    try:
+        with pytest.raises(getattr(errors, error), match="^" + re.escape(message.format(path=path))) as raised:
+            load_audio(source)
+    finally:
+        if isinstance(source, io.IOBase):
+            source.close()
+    assert "\n" not in str(raised.value) and "object at 0x" not in str(raised.value)
+    closed = open(path, "rb")
+    closed.close()
+    with pytest.raises(errors.VallEValueError, match=f"^the open file {re.escape(str(path))} is closed"):
+        load_audio(closed)
 
 
 def test_an_empty_audio_file_is_named_as_empty_not_of_an_unknown_format(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -423,6 +424,27 @@ def test_a_waveform_given_as_a_list_of_numbers_is_one_input(asr, prompt_wav):
     assert asr(samples.tolist(), generate_kwargs=GENERATE) == asr(samples, generate_kwargs=GENERATE)
     raw = {"raw": samples.tolist(), "sampling_rate": rate}
     assert asr(raw, generate_kwargs=GENERATE) == asr(samples, generate_kwargs=GENERATE)
+
+
+def test_an_audio_files_bytes_or_open_file_is_an_input_as_its_path_is(asr, prompt_wav):
+    """transformers' speech-recognition pipeline reads a file's bytes; VALL-E's refused them, and an open file."""
+    from valle_hf.errors import VallEValueError
+
+    expected = asr(str(prompt_wav), generate_kwargs=GENERATE)
+    with open(prompt_wav, "rb") as opened:
+        for source in (prompt_wav.read_bytes(), io.BytesIO(prompt_wav.read_bytes()), opened):
+            assert asr(source, generate_kwargs=GENERATE) == expected
+    with pytest.raises(VallEValueError, match="^could not read the audio bytes given: "):
+        asr(b"RIFF....WAVE")
+
+
+def test_a_prompt_given_as_an_open_file_serves_every_batch(tts, prompt_wav):
+    """A file object is read from where it stood and left there: each batch of texts (a processor call each) reads
+    the same voice."""
+    alone = tts(TEXTS[1], processor_kwargs={"prompt_audio": str(prompt_wav)}, generate_kwargs=GENERATE)
+    with open(prompt_wav, "rb") as opened:
+        spoken = tts(TEXTS, processor_kwargs={"prompt_audio": opened}, batch_size=1, generate_kwargs=GENERATE)
+    np.testing.assert_allclose(spoken[1]["audio"], alone["audio"], atol=1e-5, rtol=0)
 
 
 def test_the_speech_recognition_pipelines_own_settings_reach_generate(converted_dir, prompt_wav, monkeypatch):

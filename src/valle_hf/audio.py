@@ -39,7 +39,7 @@ except ImportError:
 
 logger = get_logger(__name__)
 
-AudioSource = str | os.PathLike | np.ndarray | torch.Tensor
+AudioSource = str | os.PathLike | bytes | io.IOBase | np.ndarray | torch.Tensor
 
 # What a failed write raises: the system's OSError, or soundfile's (older soundfile: RuntimeError).
 WRITE_ERRORS = (OSError, soundfile.LibsndfileError, RuntimeError)
@@ -54,7 +54,9 @@ _LAST_WRITE_BYTES = 1 << 20
 __all__ = [
     "AudioSource",
     "WRITE_ERRORS",
+    "ENCODED_AUDIO",
     "as_samples",
+    "audio_name",
     "check_file_rate",
     "check_output_path",
     "check_samples",
@@ -77,15 +79,41 @@ __all__ = [
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def load_audio(path: str | os.PathLike, whole: bool = False) -> tuple[np.ndarray, int]:
-    """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...): its samples as float32 (integer formats scaled to
-    [-1, 1], float ones as stored), `[channels, samples]`, and its sampling rate in Hz. A WAV cut short (its header
-    promises more than the file holds) is read as what it holds, with a warning, or refused with `whole=True` (a
-    training utterance, whose transcript says the whole).
+# An audio file's content given instead of its path: its bytes, or an open binary file (`open(path, "rb")`,
+# `io.BytesIO`), as transformers' speech-recognition pipeline takes them.
+ENCODED_AUDIO = (bytes, bytearray, memoryview, io.IOBase)
 
-    Raises `VallEFileNotFoundError` for a missing file or a directory and `VallEValueError` for an unreadable one or a
-    URL.
+
+def load_audio(source: str | os.PathLike | bytes | io.IOBase, whole: bool = False) -> tuple[np.ndarray, int]:
+    """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...), given as its path or its content
+    (`ENCODED_AUDIO`: bytes, or an open binary file, read from where it stands and left there when it can seek): its
+    samples as float32 (integer formats scaled to [-1, 1], float ones as stored), `[channels, samples]`, and its
+    sampling rate in Hz. A WAV cut short (its header promises more than the file holds) is read as what it holds, with
+    a warning, or refused with `whole=True` (a training utterance, whose transcript says the whole).
+
+    Raises `VallEFileNotFoundError` for a missing file or a directory, `VallEValueError` for an unreadable one, a URL
+    or content that is no audio, and `VallETypeError` for a file open as text.
     """
+    encoded = isinstance(source, ENCODED_AUDIO)
+    file = _content(source) if encoded else str(_audio_file(source))
+    name = audio_name(source) if encoded else file
+    what = name if encoded else f"audio file {name}"
+    try:
+        data, rate = soundfile.read(_readable(file), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
+        raise VallEValueError(f"could not read {what}: {_read_failure(error)}; give a WAV, FLAC, OGG or MP3 file "
+                              "(convert other formats first, e.g. ffmpeg -i voice.m4a voice.wav)") from None
+    cut = _cut_short(file, name, len(data), rate)
+    if cut and whole:
+        raise VallEValueError(f"{cut}: copy the file again")
+    if cut:
+        logger.warning(f"{cut}; the {len(data) / rate:.2f} s it holds are used")
+    return data.T, rate
+
+
+def _audio_file(path: str | os.PathLike) -> Path:
+    """`path` as the audio file to read, refused where there is none: a URL, a directory, a pipe or a device, a
+    missing file, an empty one."""
     if re.match(_URL, str(path)):  # transformers' speech-recognition pipeline downloads one; Path("a://b") is "a:/b"
         raise VallEValueError(f"{path} is a URL, and audio is read from files only: download it first and give the "
                               "file's path")
@@ -99,27 +127,55 @@ def load_audio(path: str | os.PathLike, whole: bool = False) -> tuple[np.ndarray
     if path.stat().st_size == 0:  # libsndfile says "Format not recognised"
         raise VallEValueError(f"audio file {path} is empty (0 bytes): a copy or a recording that failed? give the "
                               "file with the audio")
-    try:
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as error:
-        raise VallEValueError(f"could not read audio file {path}: {_read_failure(error)}; give a WAV, FLAC, OGG or "
-                              "MP3 file (convert other formats first, e.g. ffmpeg -i voice.m4a voice.wav)") from None
-    cut = _cut_short(path, len(data), rate)
-    if cut and whole:
-        raise VallEValueError(f"{cut}: copy the file again")
-    if cut:
-        logger.warning(f"{cut}; the {len(data) / rate:.2f} s it holds are used")
-    return data.T, rate
+    return path
+
+
+def audio_name(source: Any) -> str:
+    """How messages name an audio source: a path as it is; a file's content (`ENCODED_AUDIO`) by its file's name,
+    or else by its type ("the audio bytes given")."""
+    if not isinstance(source, ENCODED_AUDIO):
+        return str(source)
+    name = getattr(source, "name", None)
+    return f"the open file {name}" if isinstance(name, str) else f"the audio {type(source).__name__} given"
+
+
+def _content(source: bytes | bytearray | memoryview | io.IOBase) -> bytes:
+    """The bytes of an audio file given as its content (`ENCODED_AUDIO`); a file that can seek is left where it stood,
+    so that the same file object serves every call it is given to. Raises `VallETypeError` for a file open as text and
+    `VallEValueError` for a closed or unreadable one, or no bytes."""
+    if isinstance(source, io.IOBase):
+        if isinstance(source, io.TextIOBase):
+            raise VallETypeError(f"{audio_name(source)} is open as text, and audio is bytes: open it with "
+                                 "open(path, 'rb'), or give its path")
+        if source.closed or not source.readable():
+            raise VallEValueError(f"{audio_name(source)} is {'closed' if source.closed else 'not open for reading'}: "
+                                  "give its path, or a file open for reading with open(path, 'rb')")
+        start = source.tell() if source.seekable() else None
+        content = source.read()
+        if start is not None:
+            source.seek(start)
+    else:
+        content = bytes(source)
+    if not content:
+        raise VallEValueError(f"{audio_name(source)} holds no bytes (an empty file, or one read to its end already): "
+                              "give the audio file's content")
+    return content
+
+
+def _readable(file: str | bytes) -> str | io.BytesIO:
+    """What soundfile reads `file` (a path, or an audio file's bytes) from; each call gets a reader of its own."""
+    return io.BytesIO(file) if isinstance(file, bytes) else file
 
 
 # A WAV data chunk size at or above this is a writer's "length unknown" (ffmpeg writing to a pipe leaves 0xFFFFFFFF).
 _UNKNOWN_WAV_SIZE = 0x7FFFFFFF
 
 
-def _cut_short(path: Path, frames: int, rate: int) -> str | None:
-    """What is missing from a WAV whose data chunk runs past the end of the file (a copy that stopped early), which
-    libsndfile reads as the samples it holds and says so only in its log; None for a whole file."""
-    log = soundfile.info(str(path), verbose=True).extra_info
+def _cut_short(file: str | bytes, name: str, frames: int, rate: int) -> str | None:
+    """What is missing from a WAV (`file`: a path or a file's bytes, called `name`) whose data chunk runs past the end
+    of the file (a copy that stopped early), which libsndfile reads as the samples it holds and says so only in its
+    log; None for a whole file."""
+    log = soundfile.info(_readable(file), verbose=True).extra_info
     found = re.search(r"^data : (\d+) \(should be (\d+)\)", log, re.MULTILINE)
     if found is None:
         return None
@@ -129,16 +185,19 @@ def _cut_short(path: Path, frames: int, rate: int) -> str | None:
     # The header's seconds are the frames held scaled by its bytes over those held (whatever the sample format); a
     # file cut before its first whole frame has none to scale, so its header is quoted in bytes.
     header = f"{frames * declared / held / rate:.2f} s" if frames else f"{declared} bytes"
-    return (f"{path} is cut short: its header says {header} of audio, the file holds {frames / rate:.2f} s (a copy "
+    return (f"{name} is cut short: its header says {header} of audio, the file holds {frames / rate:.2f} s (a copy "
             "that stopped early?)")
 
 
 def _read_failure(error: Exception) -> str:
-    """Why soundfile could not read a file that exists. libsndfile reports an MP3 it cannot decode as "File does not
-    exist or is not a regular file", which misleads: the file was found, its content is what it cannot read."""
-    if "does not exist" in str(error):
+    """Why soundfile could not read a file that exists, in libsndfile's words without soundfile's "Error opening
+    <file>: " (the file is named already; an in-memory file's name is an object's address). libsndfile reports an
+    MP3 it cannot decode as "File does not exist or is not a regular file", which misleads: the file was found, its
+    content is what it cannot read."""
+    words = error.error_string if isinstance(error, soundfile.LibsndfileError) else str(error)
+    if "does not exist" in words:
         return "its content is not audio libsndfile can decode (a damaged file, or not the format its name says)"
-    return one_line(error)
+    return one_line(words.removeprefix("Error : ").rstrip("."))
 
 
 # The sample format written per container: 32-bit float WAV, as the original writes (torchaudio.save of a float
@@ -200,7 +259,7 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
         raise VallEValueError(f"cannot write the output file {out} ({problem}): choose another path")
     if inputs is None:
         inputs = ()
-    elif not isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor, list, tuple)):
+    elif not isinstance(inputs, (str, os.PathLike, np.ndarray, torch.Tensor, *ENCODED_AUDIO, list, tuple)):
         inputs = list(inputs)  # any other iterable of them (a set, a generator)
     for source in reference_paths(inputs):
         if out.exists() and Path(source).exists() and os.path.samefile(out, source):
@@ -353,28 +412,26 @@ def as_samples(value: Any) -> Any:
 
 def reference_sources(sources: Any, name: str = "prompt_audio") -> list[AudioSource]:
     """Flatten the original's prompt syntaxes: "a.wav;b.wav", [path, path, ...], an array (or a list of numbers,
-    `as_samples`), or a mix in a list. Raises `VallETypeError` for anything else, naming the argument as `name` and,
-    for what a notebook holds audio in (a dict, bytes, an open file, a number), how to give it."""
+    `as_samples`), an audio file's content (`ENCODED_AUDIO`: bytes or an open binary file), or a mix in a list. Raises
+    `VallETypeError` for anything else, naming the argument as `name` and, for what a notebook holds audio in (a
+    dict, a number), how to give it."""
     sources = as_samples(sources)
     if isinstance(sources, str):
         return [part for part in (piece.strip() for piece in sources.split(";")) if part]
-    if isinstance(sources, (os.PathLike, np.ndarray, torch.Tensor)):
+    if isinstance(sources, (os.PathLike, np.ndarray, torch.Tensor, *ENCODED_AUDIO)):
         return [sources]
     if isinstance(sources, (list, tuple)):
         return [item for source in sources for item in reference_sources(source, name)]
-    raise VallETypeError(f"{name} must be a path, a ';'-joined string of paths, an array or a list, got "
-                         f"{type(sources).__name__}{source_hint(sources, name)}")
+    raise VallETypeError(f"{name} must be a path, a ';'-joined string of paths, an array, an audio file's bytes or "
+                         f"open file, or a list, got {type(sources).__name__}{source_hint(sources, name)}")
 
 
 def source_hint(source: Any, name: str) -> str:
-    """How to give, as `name`, audio held in `source` (a dict, bytes, an open file, a number: no audio source), as
-    the end of the message refusing it; "" for other types."""
+    """How to give, as `name`, audio held in `source` (a dict, a number: no audio source), as the end of the message
+    refusing it; "" for other types."""
     if isinstance(source, Mapping):  # a `datasets` audio column's item
         return (f": give its samples and rate, {name}=item['array'], sampling_rate=item['sampling_rate'] (the "
                 "speech-recognition pipeline takes the dict itself)")
-    if isinstance(source, (bytes, bytearray, io.IOBase)):
-        return (": give the file's path, or its samples and rate: array, sampling_rate = soundfile.read(file) "
-                "(bytes: soundfile.read(io.BytesIO(data)))")
     if isinstance(source, (int, float, np.number)) and not isinstance(source, bool):
         return ": a waveform's samples one by one? give the waveform as one array (or one list of numbers)"
     return ""

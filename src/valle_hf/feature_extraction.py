@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, SequenceFeatureExtractor
 
-from .audio import as_samples, load_audio, reference_sources, source_hint
+from .audio import ENCODED_AUDIO, as_samples, audio_name, load_audio, reference_sources, source_hint
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
 from .errors import VallETypeError, VallEValueError, get_logger, missing_dependency
 
@@ -176,13 +176,14 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         """The references of one voice prompt (or, `to_transcribe`, one speech-to-text input): a list of whole 1-D
         float32 waveforms.
 
-        `sources`: a path, a ';'-joined string of paths (the original CLI's syntax), an array at `sampling_rate`, or
-        a list of those. Each reference stays whole and separate: the model encodes each one on its own, joins the
-        codes and only then loops or trims them to `input_prompt_length`, as the original does, so nothing is cut
-        here. Raises `VallEValueError` for no reference at all, for one shorter than a codec frame (it holds no
-        voice; and as `waveform`), FileNotFoundError for a missing file; warns about a silent one. A waveform that
-        `load` itself returned, given back at the rate it returned it at (the processor's output, passed on to
-        `generate`), is taken as it is: it was checked, and warned about, once.
+        `sources`: a path, a ';'-joined string of paths (the original CLI's syntax), an audio file's content (bytes or
+        an open binary file, `valle_hf.audio.load_audio`), an array at `sampling_rate`, or a list of those. Each
+        reference stays whole and separate: the model encodes each one on its own, joins the codes and only then loops
+        or trims them to `input_prompt_length`, as the original does, so nothing is cut here. Raises `VallEValueError`
+        for no reference at all, for one shorter than a codec frame (it holds no voice; and as `waveform`),
+        FileNotFoundError for a missing file; warns about a silent one. A waveform that `load` itself returned, given
+        back at the rate it returned it at (the processor's output, passed on to `generate`), is taken as it is: it
+        was checked, and warned about, once.
         """
         parts = reference_sources(sources, "audio" if to_transcribe else "prompt_audio")
         if not parts:  # "no voice prompt" is None, never an empty string (usually an unset shell variable)
@@ -197,8 +198,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         """One reference (a path, or an array at `sampling_rate`) as a checked waveform at `self.sampling_rate`."""
         if _LOADED.get(id(part)) is part and sampling_rate == self.sampling_rate:
             return part
-        if isinstance(part, (str, os.PathLike)):
-            waveform = self.check_reference(self.waveform(*load_audio(part), what=str(part)), str(part))
+        if isinstance(part, (str, os.PathLike, *ENCODED_AUDIO)):
+            waveform = self.check_reference(self.waveform(*load_audio(part), what=audio_name(part)), audio_name(part))
         else:
             waveform = self.check_reference(self.waveform(part, sampling_rate), "the audio array")
         _LOADED[id(waveform)] = waveform
@@ -240,9 +241,9 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         arrays = raw_audio if isinstance(raw_audio, (list, tuple)) else [raw_audio]
         if not arrays:
             raise VallEValueError("the feature extractor got an empty list: give an audio array or a list of them")
-        if any(isinstance(array, (str, os.PathLike)) for array in arrays):
-            raise VallEValueError("the feature extractor takes audio arrays, not paths: read files with "
-                                  "VallEFeatureExtractor.load(path), or give them to the processor")
+        if any(isinstance(array, (str, os.PathLike, *ENCODED_AUDIO)) for array in arrays):
+            raise VallEValueError("the feature extractor takes audio arrays, not files (paths, bytes or open files): "
+                                  "read them with VallEFeatureExtractor.load(file), or give them to the processor")
         odd = next((array for array in arrays if source_hint(array, "raw_audio")), None)
         if odd is not None:  # numpy would make it an array of objects or bytes, refused for its dtype
             raise VallETypeError(f"the feature extractor takes audio arrays, got {type(odd).__name__}"

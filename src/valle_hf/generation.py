@@ -661,10 +661,10 @@ class VallEGenerationMixin(GenerationMixin):
         r"""Text-to-speech (default) or speech-to-text.
 
         TTS: `input_ids` (or transformers' `inputs`) `[B, L]` phoneme ids with BOS/EOS (any padding side, given
-        `attention_mask`: padded rows without their mask are refused, as are padded codes without theirs), and a
-        voice prompt as `prompt_codes` `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for
-        every row, or one per row; a prompt is a path, a ';'-joined string of paths, a waveform or a list of those: see
-        `VallEFeatureExtractor.load`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or `audio`, with
+        `attention_mask`: padded rows without their mask are refused, as are padded codes without theirs), and a voice
+        prompt as `prompt_codes` `[B, Tp, 8]` (+ `prompt_attention_mask`) or `prompt_audio` (one prompt for every row,
+        or one per row; a prompt is a path, a ';'-joined string of paths, a file's bytes, a waveform or a list of those:
+        see `VallEFeatureExtractor.load`). STT: `audio_codes` `[B, T, 8]` (+ `audio_attention_mask`) or `audio`, with
         `task="stt"`. `sampling_rate` is the rate (Hz) of waveforms in `prompt_audio` / `audio`, required with them
         (the processor's output carries it); one value, or one per row as a pipeline batch lists it.
 

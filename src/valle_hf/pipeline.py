@@ -191,7 +191,8 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
     to phonemes (IPA) by `generate(task="stt")` with the model's generation config (not the pipeline's Whisper
     defaults, five beams), giving `{"text": ...}`.
 
-    An input is a file path, an array (or a list of numbers) at the feature extractor's sampling rate (24 kHz), or a
+    An input is a file path, an audio file's bytes or open binary file, an array (or a list of numbers) at the
+    feature extractor's sampling rate (24 kHz), or a
     dict with "raw" or "array" and its "sampling_rate" (as the `datasets` library gives), read and resampled by
     valle-hf's own audio functions (no ffmpeg, no torchaudio). With `batch_size` > 1, that many inputs share one
     `generate` call (each transcript as `model.generate(**processor(audio=[...]), task="stt")` gives it for the
