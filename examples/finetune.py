@@ -66,6 +66,7 @@ from valle_hf.errors import (
     value_refused,
 )
 from valle_hf.files import check_output_folder, refused_write
+from valle_hf.hub import model_name
 from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor, no_progress_bars
 from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import saved_tokenizer
@@ -414,6 +415,7 @@ def model_and_processor(name: str, data: Path) -> tuple:
     """The model and its processor (`model_processor`), refusing (`check_tokenizer`) data whose phoneme ids come from
     another tokenizer: a folder's before its model loads, a Hub model's once the model's loading has fetched it (a
     model that cannot be had fails there, in one line)."""
+    name = model_name(name, "--model")  # a folder's "~" read as the home folder, as every loader reads it
     local = Path(name).is_dir()
     processor = model_processor(name) if local else None
     if processor is not None:

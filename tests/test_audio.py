@@ -157,6 +157,24 @@ def test_content_that_is_no_audio_is_refused_naming_what_was_given(tmp_path, mak
         load_audio(closed)
 
 
+def test_a_tilde_in_an_audio_path_is_the_home_folder(tmp_path, monkeypatch):
+    """No shell expands "~" in Python or in quotes: "~/voice.wav" was looked for in a folder named "~" here, and an
+    output "~/voice.wav" was not known to be the reference itself."""
+    from valle_hf.audio import check_output_path
+    from valle_hf.errors import VallEValueError
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "voice.wav").write_bytes(EXAMPLE_PROMPT.read_bytes())
+    data, rate = load_audio("~/voice.wav")
+    expected, expected_rate = load_audio(EXAMPLE_PROMPT)
+    assert rate == expected_rate and np.array_equal(data, expected)
+    assert reference_sources("~/voice.wav; ~/other.wav") == [str(tmp_path / "voice.wav"), str(tmp_path / "other.wav")]
+    assert reference_sources(Path("~/voice.wav")) == [tmp_path / "voice.wav"]
+    assert check_output_path("~/out.wav") == tmp_path / "out.wav"
+    with pytest.raises(VallEValueError, match="is also an input"):
+        check_output_path(tmp_path / "voice.wav", "~/voice.wav")
+
+
 def test_an_empty_audio_file_is_named_as_empty_not_of_an_unknown_format(tmp_path):
     (tmp_path / "voice.wav").touch()
     with pytest.raises(ValueError, match=r"audio file .*voice.wav is empty \(0 bytes\): a copy or a recording that "

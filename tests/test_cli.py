@@ -61,6 +61,19 @@ def test_original_checkpoint_is_converted_on_the_fly(tmp_path, fixtures, tokeniz
     assert out.is_file()
 
 
+def test_a_tilde_in_a_quoted_path_is_the_home_folder(tmp_path, converted_dir, prompt_wav, capsys, monkeypatch):
+    """A shell expands "~" only unquoted and not after "=": --out-path=~/out.wav reached the CLI as it is, and was
+    written into a folder named "~" (or refused as missing), as were the reference and --model."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "voice.wav").write_bytes(prompt_wav.read_bytes())
+    (tmp_path / "model").symlink_to(converted_dir)
+    status, _, err = run(["Hi.", "~/voice.wav", "--out-path=~/out.wav", "--model=~/model", "--max-ar-steps", 3,
+                          "--seed", 0], capsys)
+    assert status == 0 and (tmp_path / "out.wav").is_file(), err
+    assert not (tmp_path / "~").exists()
+
+
 @pytest.mark.parametrize(
     "case, expected",
     [

@@ -489,6 +489,18 @@ def test_command_line_writes_a_loadable_directory(tmp_path, fixtures, fixture_mo
     assert torch.equal(model.state_dict()[key], fixture_model.state_dict()[key])
 
 
+def test_command_line_reads_a_tilde_in_its_paths_as_the_home_folder(tmp_path, fixtures, tokenizer_file, monkeypatch):
+    """--checkpoint=~/... and --output-dir=~/... reach the converter as they are (no shell expands "~" after "="): the
+    checkpoint was not found, and an output folder named "~" was made."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(fixtures.checkpoint, tmp_path / fixtures.checkpoint.name)
+    shutil.copy(tokenizer_file, tmp_path / "tokenizer.json")
+    assert main([f"--checkpoint=~/{fixtures.checkpoint.name}", "--output-dir=~/converted", "--codec", "tiny-random",
+                 "--vocoder", "tiny-random", "--tokenizer=~/tokenizer.json"]) == 0
+    assert (tmp_path / "converted" / "config.json").is_file() and not (tmp_path / "~").exists()
+
+
 def test_command_line_dtype_and_vocoder_none_reach_the_saved_model(tmp_path, fixtures, fixture_model):
     """--dtype is the dtype the decoder's weights are saved in (the codec stays float32), and --vocoder none saves a
     model that decodes with EnCodec ("none" was looked up as a Hub repository)."""

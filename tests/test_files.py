@@ -99,3 +99,9 @@ def test_no_file_size_limit_is_none_not_a_number(monkeypatch):
     assert files.file_size_limit() is None
     monkeypatch.setattr(resource, "getrlimit", lambda which: (4096, resource.RLIM_INFINITY))
     assert files.file_size_limit() == 4096
+
+
+def test_an_output_folder_under_the_home_folder_is_named_by_its_tilde(tmp_path, monkeypatch):
+    """A "~" no shell expanded (in Python, or in quotes) was a folder named "~" in the current one."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert files.check_output_folder("~/runs", "--output") == tmp_path / "runs"

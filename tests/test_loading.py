@@ -4,6 +4,7 @@ embedded tiny-random model, directories, original checkpoints, and one-line erro
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -159,6 +160,8 @@ def test_a_cache_that_cannot_be_written_is_refused_before_downloading(tmp_path, 
         released_model_directory(tmp_path)
     shutil.copytree(converted_dir, tmp_path / RELEASED_FOLDER)
     assert released_model_directory(tmp_path) == tmp_path / RELEASED_FOLDER
+    monkeypatch.setenv("HOME", str(tmp_path))  # a "~" no shell expanded: the home folder, not a folder named "~"
+    assert released_model_directory("~") == tmp_path / RELEASED_FOLDER
 
 
 @pytest.mark.subprocess
@@ -376,9 +379,18 @@ def test_from_pretrained_names_a_local_path_that_does_not_exist(name, loader, hu
     """transformers read such a path as a Hub id of the wrong form ("Repo id must be in the form ...")."""
     from valle_hf.errors import ModelNotFoundError
 
-    what = "processor" if "Processor" in loader else "model"
-    with pytest.raises(ModelNotFoundError, match=f"^the {what} {name} cannot be found: {name} is no folder here"):
+    what, looked = "processor" if "Processor" in loader else "model", re.escape(os.path.expanduser(name))
+    with pytest.raises(ModelNotFoundError, match=f"^the {what} {looked} cannot be found: {looked} is no folder here"):
         _loader(loader)(name)
+
+
+@pytest.mark.parametrize("loader", [*FROM_PRETRAINED, "load_model", "load_model_and_processor"])
+def test_a_models_folder_under_the_home_folder_is_found_by_its_tilde(converted_dir, tmp_path, monkeypatch, loader):
+    """A "~" in a Python string (or in quotes on a command line) is no shell's to expand: "~/model" was looked for in
+    a folder named "~" here."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "model").symlink_to(converted_dir)
+    assert _loader(loader)("~/model") is not None
 
 
 # None is the released model to load_model_and_processor

@@ -816,6 +816,15 @@ def test_finetune_resume_of_an_ended_run_keeps_its_model(tmp_path, capsys):
     assert {path.name: path.stat().st_mtime_ns for path in (out / "final").iterdir()} == saved
 
 
+def test_finetune_reads_a_tilde_in_its_paths_as_the_home_folder(tmp_path, monkeypatch):
+    """--data=~/data and --output=~/runs reach the script as they are (no shell expands "~" after "="): the data was
+    not found, and checkpoints went to a folder named "~"."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    args = finetune.parse_args(["--model=~/model", "--data=~/data", "--output=~/runs"])
+    assert (args.data, args.output) == (tmp_path / "data", tmp_path / "runs")
+
+
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 def test_finetune_resume_of_an_ended_run_without_final_saves_the_last_checkpoint(tmp_path, capsys, lora):
     """--resume of a run that had ended but has no final/ (stopped while saving it) trained a step past its

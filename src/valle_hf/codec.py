@@ -28,7 +28,7 @@ from .errors import (
     one_line,
     without_load_report,
 )
-from .hub import check_reachable
+from .hub import check_reachable, model_name
 from .vocos import frame_lengths
 
 # The bandwidth of the 8 RVQ levels the released model reads (0.75 kbps per level).
@@ -73,6 +73,7 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
     """
     instead = ("VALL-E needs it to encode voice prompts: give --codec DIR (a local copy of facebook/encodec_24khz) or "
                "--codec tiny-random (a test codec that makes noise)")
+    name_or_path = model_name(name_or_path, "the EnCodec codec")  # a folder's "~" read as the home folder
     if not Path(name_or_path).is_dir() and check_reachable(str(name_or_path), "config.json", "the EnCodec codec",
                                                            instead, **from_pretrained_kwargs):
         from_pretrained_kwargs = {**from_pretrained_kwargs, "local_files_only": True}

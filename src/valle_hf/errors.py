@@ -159,8 +159,9 @@ def named(text: str) -> str:
 
 
 def named_path(text: str) -> Path:
-    """A path (argparse type) that is not empty (`named`)."""
-    return Path(named(text))
+    """A path (argparse type) that is not empty (`named`), its "~" read as the home folder: a shell does not expand
+    one in quotes or after "=" ("--output=~/runs")."""
+    return Path(os.path.expanduser(named(text)))
 
 
 class Terminated(KeyboardInterrupt):

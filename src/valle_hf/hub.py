@@ -77,14 +77,15 @@ def _where(repo_id: str, path: str, revision: str | None) -> str:
 
 
 def model_name(name, what: str) -> str:
-    """`name`, a folder's path or a Hub id given as a str or an `os.PathLike`, as a str. Raises `VallETypeError` for
+    """`name`, a folder's path (a leading "~" read as the home folder) or a Hub id given as a str or an `os.PathLike`,
+    as a str. Raises `VallETypeError` for
     any other type (`what`: "the model", say): transformers asked the Hub for a None or a number, retrying for half a
     minute."""
     path = os.fspath(name) if isinstance(name, os.PathLike) else name
     if not isinstance(path, str):
         raise VallETypeError(f"{what}'s name must be a folder's path or a Hub id, as a str or os.PathLike, got "
                              f"{type(name).__name__}")
-    return path
+    return os.path.expanduser(path)  # a folder's "~" (no Hub id has one), which no shell expanded in quotes or Python
 
 
 def check_hub_id(repo_id: str, what: str) -> None:

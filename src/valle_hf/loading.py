@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -160,7 +161,8 @@ def released_model_directory(cache_dir: str | Path | None = None, codec: str = D
     """
     from .conversion import convert_checkpoint
 
-    target = (Path(cache_dir) if cache_dir else default_cache_dir()) / released_folder_name(codec, vocoder)
+    target = (Path(os.path.expanduser(cache_dir)) if cache_dir else default_cache_dir()) / released_folder_name(
+        codec, vocoder)
     if (target / "config.json").is_file():
         return target
     _check_cache_folder(target, choices)
