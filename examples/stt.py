@@ -16,7 +16,7 @@ import torch
 import valle_hf  # noqa: F401  (registers the model with the Auto classes)
 from valle_hf.cli import check_flags_fit, count_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
-from valle_hf.loading import load_model_and_processor
+from valle_hf.loading import OFFLINE_CHOICES, load_model_and_processor
 
 
 def build_parser() -> ArgumentParser:
@@ -42,7 +42,7 @@ def transcribe(model, processor, audio: list, max_new_tokens: int | None = None,
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = usable_device(args.device)
-    model, processor = load_model_and_processor(args.model)
+    model, processor = load_model_and_processor(args.model, choices=OFFLINE_CHOICES)  # its flag, --model, named
     model.to(device)
     if args.max_new_tokens is not None:
         check_flags_fit({"max_new_tokens": args.max_new_tokens}, model.config)  # refused in the flag's words

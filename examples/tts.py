@@ -17,7 +17,7 @@ import valle_hf  # noqa: F401  (registers the model with the Auto classes; neede
 from valle_hf.audio import check_output_path, save_audio
 from valle_hf.cli import check_flags_fit, count_value, seconds_value, seed_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
-from valle_hf.loading import load_model_and_processor
+from valle_hf.loading import OFFLINE_CHOICES, load_model_and_processor
 from valle_hf.phonemes import check_text, split_sentences
 from valle_hf.seeding import sentence_seeds
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     device = usable_device(args.device)
 
     # Or: VallEForConditionalGeneration.from_pretrained(dir_or_repo) and VallEProcessor.from_pretrained(dir_or_repo).
-    model, processor = load_model_and_processor(args.model)
+    model, processor = load_model_and_processor(args.model, choices=OFFLINE_CHOICES)  # its flag, --model, named
     model.to(device)
 
     # Text -> IPA (espeak-ng) -> phoneme ids; the prompt is loaded, resampled to 24 kHz and cut/looped to 3 s.

@@ -154,3 +154,14 @@ def test_examples_end_a_mistake_with_one_error_line_and_status_1(tmp_path, promp
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message.format(**fill) in err and err.count("\n") == 1, err
     assert not [path for path in tmp_path.iterdir()], "nothing is written"
+
+
+@pytest.mark.parametrize("name, argv", [("tts", ["Hello.", "{prompt}", "{ws}/o.wav"]), ("stt", ["{prompt}"])])
+def test_the_command_line_examples_name_their_flag_for_a_model_not_found(tmp_path, prompt_wav, capsys, name, argv):
+    """load_model_and_processor names its own arguments to a Python caller; these scripts take --model."""
+    from valle_hf.loading import OFFLINE_CHOICES
+
+    fill = {"ws": str(tmp_path), "prompt": str(prompt_wav)}
+    assert example(name).main([arg.format(**fill) for arg in argv] + ["--model", "tiny-randm"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: model not found: tiny-randm; {OFFLINE_CHOICES}\n"
