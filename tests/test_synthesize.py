@@ -559,12 +559,15 @@ def test_the_python_api_refuses_bad_run_settings_before_any_row(corpus, tmp_path
     assert not (tmp_path / "out").exists()
 
 
-def test_the_python_api_speaks_a_manifest_with_flags_by_name(corpus, tmp_path, reference):
+def test_the_python_api_speaks_a_manifest_with_flags_by_name(corpus, tmp_path, reference, monkeypatch):
+    """Its paths given from the home folder, "~/...", as no shell expands them in Python."""
     from valle_hf.loading import load_model_and_processor
 
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "corpus").symlink_to(corpus.parent)
     model, processor = load_model_and_processor("tiny-random")
-    plan, report = synthesis.synthesize(corpus, tmp_path / "out", model, processor, seed=7, max_ar_steps=12,
-                                        nar_dtype="float32", batch_size=16, progress=False)
+    plan, report = synthesis.synthesize(f"~/corpus/{corpus.name}", "~/out", model, processor, seed=7,
+                                        max_ar_steps=12, nar_dtype="float32", batch_size=16, progress=False)
     assert report.rows == 10 and report.failed == 0 and len(plan.failures) == 2 and report.audio_seconds > 0
     assert [record["id"] for record in records(tmp_path / "out" / "failed.jsonl")] == list(BAD)  # the plan's too
     assert_same_wavs(wavs(tmp_path / "out"), wavs(reference))
