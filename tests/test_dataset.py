@@ -113,6 +113,14 @@ def test_utterances_whose_files_are_gone_are_named_in_a_warning_when_training_re
 # ---------------------------------------------------------------------------------------------------- items
 
 
+def test_a_data_set_under_the_home_folder_is_found_by_its_tilde(tmp_path, monkeypatch):
+    """A "~" in Python is no shell's to expand: "~/data" was looked for in a folder named "~"."""
+    records = write_dataset(tmp_path / "data", {"a": [80, 90]})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    dataset = VallEDataset("~/data", prompt_duration=(0.2, 0.6))
+    assert dataset.root == tmp_path / "data" and len(dataset) == len(records)
+
+
 def test_items_have_text_codes_and_a_prompt_from_the_same_speaker(tmp_path):
     records = write_dataset(tmp_path, {"a": [80, 90, 100], "b": [70, 85]})
     dataset = VallEDataset(tmp_path, prompt_duration=(0.2, 0.6))
