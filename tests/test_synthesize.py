@@ -564,6 +564,7 @@ def test_the_python_api_speaks_a_manifest_with_flags_by_name(corpus, tmp_path, r
     from valle_hf.loading import load_model_and_processor
 
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # where a "~" read as a folder's name would write
     (tmp_path / "corpus").symlink_to(corpus.parent)
     model, processor = load_model_and_processor("tiny-random")
     plan, report = synthesis.synthesize(f"~/corpus/{corpus.name}", "~/out", model, processor, seed=7,

@@ -117,7 +117,7 @@ def _audio_file(path: str | os.PathLike) -> Path:
     if re.match(_URL, str(path)):  # transformers' speech-recognition pipeline downloads one; Path("a://b") is "a:/b"
         raise VallEValueError(f"{path} is a URL, and audio is read from files only: download it first and give the "
                               "file's path")
-    path = Path(os.path.expanduser(path))  # "~/voice.wav" quoted, or given in Python: no shell expanded it
+    path = Path(path).expanduser()
     if path.is_dir():
         raise VallEFileNotFoundError(f"{path} is a directory, not an audio file: give the file itself")
     if path.exists() and not path.is_file():
@@ -234,7 +234,7 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
     audio would be overwritten. A symbolic link is written through (`write_target`: its target's folder is checked),
     and refused where it leads back to itself. Raises `VallEValueError`.
     """
-    out = Path(os.path.expanduser(path))  # "~/out.wav" quoted, or given in Python: no shell expanded it
+    out = Path(path).expanduser()
     try:  # bytes of another encoding on the command line: soundfile cannot name such a file
         str(out).encode(sys.getfilesystemencoding())
     except UnicodeEncodeError:
@@ -419,7 +419,7 @@ def reference_sources(sources: Any, name: str = "prompt_audio") -> list[AudioSou
     if isinstance(sources, str):  # each path's "~" read as the home folder, as a shell reads an unquoted one
         return [os.path.expanduser(part) for part in (piece.strip() for piece in sources.split(";")) if part]
     if isinstance(sources, os.PathLike):
-        return [Path(os.path.expanduser(sources))]
+        return [Path(sources).expanduser()]
     if isinstance(sources, (np.ndarray, torch.Tensor, *ENCODED_AUDIO)):
         return [sources]
     if isinstance(sources, (list, tuple)):

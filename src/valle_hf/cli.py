@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import random
 import sys
 from decimal import Decimal, InvalidOperation
@@ -226,7 +225,7 @@ def resolved_name(name: str | Path) -> str:
     its place there, so that a moved cache or another user's names it alike; a Hub id or tiny-random as it is."""
     from .hub import default_cache_dir
 
-    path = Path(os.path.expanduser(name))
+    path = Path(name).expanduser()
     if not path.exists():
         return str(name)
     path, cache = path.resolve(), default_cache_dir().resolve()

@@ -81,7 +81,7 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     `userdata.symmap` (the tokenizer vocabulary it was trained with; None when absent). Raises
     `VallEFileNotFoundError` for a missing file and `CheckpointError` for anything that is not such a checkpoint.
     """
-    path = Path(os.path.expanduser(path))  # "~" in quotes or in Python: no shell expanded it
+    path = Path(path).expanduser()
     if path.is_dir():
         raise VallEFileNotFoundError(f"{path} is a directory, not a checkpoint file: give the file itself (e.g. "
                                      f"{path / 'fp32.sft'})")
@@ -141,7 +141,7 @@ def _mapping(value, name: str, path: Path) -> dict:
 
 def original_config_from_yaml(path: str | Path) -> dict:
     """The `models:` entry the original would build from a YAML config (the training one, else the first)."""
-    path = Path(os.path.expanduser(path))
+    path = Path(path).expanduser()
     if not path.is_file():
         raise VallEFileNotFoundError(f"config file not found: {path}: check the path of the original's config.yaml")
     try:
@@ -173,7 +173,7 @@ def checkpoint_of_yaml(path: str | Path) -> Path:
     experts, arch = _setting(model, "experts", "count", 1, path), str(model.get("arch_type", "llama")).replace("/", "-")
     name.append(f"{experts}x{arch}" if experts > 1 else arch)
     name.append(str(_setting(model, "resp_levels", "count", 8, path)))
-    folder = Path(os.path.expanduser(path)).parent / "ckpt" / "-".join(name)  # beside the YAML, "~" read
+    folder = Path(path).expanduser().parent / "ckpt" / "-".join(name)  # beside the YAML
     for suffix in (".sft", ".safetensors", ".pt", ".pth"):
         if (folder / f"fp32{suffix}").is_file():
             return folder / f"fp32{suffix}"
@@ -423,7 +423,7 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False, inputs=())
     that is or holds any of the paths in `inputs` (the files the conversion reads: replacing it would delete them;
     names that are no file or folder here, a Hub id or 'tiny-random', are not paths). Returns the directory to write:
     where `output_dir` is a symbolic link, the folder it points to (the link is kept, pointing to the new model)."""
-    output_dir = Path(os.path.expanduser(output_dir))
+    output_dir = Path(output_dir).expanduser()
     with path_errors(f"--output-dir {output_dir}"):
         target = write_target(output_dir)
         if target.is_symlink() and not target.exists():

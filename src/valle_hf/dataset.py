@@ -239,7 +239,7 @@ class VallEDataset(torch.utils.data.Dataset):
         task: str | None = None,
         seed: int = 0,
     ):
-        self.root = Path(os.path.expanduser(root))  # "~" in Python: no shell expanded it
+        self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise VallEFileNotFoundError(f"prepared data set not found: {self.root} is not a folder (make one with "
                                          "scripts/prepare_dataset.py)")

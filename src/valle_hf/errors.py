@@ -161,7 +161,7 @@ def named(text: str) -> str:
 def named_path(text: str) -> Path:
     """A path (argparse type) that is not empty (`named`), its "~" read as the home folder: a shell does not expand
     one in quotes or after "=" ("--output=~/runs")."""
-    return Path(os.path.expanduser(named(text)))
+    return Path(named(text)).expanduser()
 
 
 class Terminated(KeyboardInterrupt):

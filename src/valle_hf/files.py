@@ -169,7 +169,7 @@ def check_output_folder(folder: str | os.PathLike, name: str) -> Path:
     """`folder` as a Path, refused (`UsageError`) before any work where it cannot be made or written: it or a folder
     above it is a file, it is a symbolic link to nothing, or the nearest one that exists cannot take a file
     (`why_not_writable`). `name` is how messages call it ("--output", "the output folder")."""
-    folder = Path(os.path.expanduser(folder))  # "~/runs" quoted, or given in Python: no shell expanded it
+    folder = Path(folder).expanduser()
     with path_errors(f"{name} {folder}"):
         if folder.is_symlink() and not folder.exists():
             raise UsageError(f"{name} {folder} is a symbolic link to {os.readlink(folder)}, which does not exist (or "

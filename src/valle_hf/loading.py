@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -161,7 +160,7 @@ def released_model_directory(cache_dir: str | Path | None = None, codec: str = D
     """
     from .conversion import convert_checkpoint
 
-    target = (Path(os.path.expanduser(cache_dir)) if cache_dir else default_cache_dir()) / released_folder_name(
+    target = (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / released_folder_name(
         codec, vocoder)
     if (target / "config.json").is_file():
         return target

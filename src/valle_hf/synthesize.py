@@ -346,7 +346,7 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     or prompt column, with an unknown column), a `batch_size` < 1, a bad `seed` or an unknown `language`; a row that
     cannot be spoken is a failure of the plan, with its line.
     """
-    manifest = Path(os.path.expanduser(manifest))  # "~" in Python or in quotes: no shell expanded it
+    manifest = Path(manifest).expanduser()
     _check_run_settings(language, seed, batch_size)
     model_name = None if model_name is None else resolved_name(model_name)  # once, not per row: one folder, one name
     try:
@@ -414,7 +414,7 @@ class OutputFolder:
     """
 
     def __init__(self, root: str | os.PathLike, rank: int = 0):
-        self.root, self.rank = Path(os.path.expanduser(root)), rank
+        self.root, self.rank = Path(root).expanduser(), rank
         self.parts = self.root / PARTS
 
     def wav(self, row_id: str) -> Path:

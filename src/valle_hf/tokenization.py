@@ -65,7 +65,7 @@ def ids_to_phonemes(tokens: Sequence[str]) -> str:
 
 
 def _read_tokenizer_json(tokenizer_file: str | os.PathLike) -> dict[str, Any]:
-    path = Path(os.path.expanduser(tokenizer_file))  # "~" in quotes or in Python: no shell expanded it
+    path = Path(tokenizer_file).expanduser()
     if not path.is_file():
         raise VallEFileNotFoundError(f"tokenizer file not found: {path} (give the original's tokenizer.json, or a "
                                      "converted model's folder, which holds one)")
@@ -200,7 +200,7 @@ def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> P
     `dealias_tokenizer_json`). Raises `VallEFileNotFoundError` for a missing file and `CheckpointError` for a file
     that is not a tokenizer.
     """
-    path = packaged_tokenizer_file() if tokenizer_file is None else Path(os.path.expanduser(tokenizer_file))
+    path = packaged_tokenizer_file() if tokenizer_file is None else Path(tokenizer_file).expanduser()
     if path.is_dir():
         path = path / TOKENIZER_FILE
     _read_tokenizer_json(path)
