@@ -16,6 +16,7 @@ import soundfile
 import torch
 from conftest import logged_warnings
 from hub_server import LocalHub
+from transformers import LlamaConfig
 
 from valle_hf.loading import RELEASED_CHECKPOINT, RELEASED_REPO, load_model_and_processor
 
@@ -502,6 +503,12 @@ _EDITED_FILES = [
     ("config.json", lambda c: {**c, "dtype": "float8"}, " cannot be read \\(VallEConfig.dtype 'float8' is no floating"),
     ("config.json", lambda c: {**{k: v for k, v in c.items() if k != "dtype"}, "torch_dtype": "float8"},
      " cannot be read \\(VallEConfig.dtype 'float8' is no floating"),
+    # another model's config, or none of any model: transformers loaded both (the first with a warning)
+    ("config.json", lambda c: {k: v for k, v in c.items() if k != "model_type"}, " has no model_type, and a VALL-E "
+     "model's is 'valle': it is no converted VALL-E model; convert an original VALL-E checkpoint with python -m "
+     "valle_hf.convert"),
+    ("config.json", lambda c: {**c, "model_type": "llama"}, " has model_type 'llama', and a VALL-E model's is 'valle'"),
+    ("config.json", lambda c: LlamaConfig().to_dict(), " has model_type 'llama', and a VALL-E model's is 'valle'"),
 ]
 
 
@@ -513,7 +520,7 @@ def test_from_pretrained_refuses_an_edited_file_naming_it(converted_dir, tmp_pat
     from valle_hf.modeling import VallEForConditionalGeneration
 
     edited = _edited_copy(converted_dir, tmp_path / "edited", name, edit)
-    with pytest.raises(CheckpointError, match=re.escape(str(edited / name)) + message):
+    with pytest.raises(CheckpointError, match="^" + re.escape(str(edited / name)) + message):
         VallEForConditionalGeneration.from_pretrained(edited)
 
 

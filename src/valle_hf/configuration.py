@@ -878,11 +878,14 @@ def _check_config_file(file: Path, label: str, config):
         if not isinstance(settings, dict):
             raise VallEValueError(f"a JSON {type(settings).__name__}, not an object of settings")
         if file.name == "config.json":
+            _check_model_type(settings, label)  # first: another model's fields would be refused with the wrong fix
             config = VallEConfig.from_dict(settings)  # every field's type and range
         else:
             VallEGenerationConfig.from_dict(settings)  # every setting's type and range
             if isinstance(config, VallEConfig):  # None: transformers will say config.json is missing
                 check_settings_fit(settings, config)
+    except CheckpointError:  # the file's own refusal, with its fix
+        raise
     except SettingError as error:  # a setting edited by hand: the rest of the file is fine
         raise CheckpointError(f"{label}: {error}; fix or remove {error.setting} there (remove the file for the "
                               "tuned settings)") from None
@@ -891,3 +894,15 @@ def _check_config_file(file: Path, label: str, config):
         raise CheckpointError(f"{label} cannot be read ({one_line(error, 200)}): fix it, convert the model again, "
                               "or download it again") from None
     return config
+
+
+def _check_model_type(settings: dict, label: str) -> None:
+    """Refuse (`CheckpointError`) the config.json `settings` (the file called `label`) of another model than VALL-E:
+    transformers loads a config of another model type (a plain Llama checkpoint's) with a warning, and one without a
+    model_type without a word."""
+    if settings.get("model_type") != VallEConfig.model_type:
+        found = f"model_type {shown(settings['model_type'])}" if "model_type" in settings else "no model_type"
+        raise CheckpointError(f"{label} has {found}, and a VALL-E model's is {VallEConfig.model_type!r}: it is no "
+                              "converted VALL-E model; convert an original VALL-E checkpoint with python -m "
+                              "valle_hf.convert --checkpoint CHECKPOINT --output-dir DIR (see the README), and load "
+                              "that folder")
