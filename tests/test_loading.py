@@ -371,7 +371,7 @@ def _loader(name: str):
 
 
 FROM_PRETRAINED = ["VallEForConditionalGeneration.from_pretrained", "VallEModel.from_pretrained",
-                   "VallEProcessor.from_pretrained"]
+                   "VallEProcessor.from_pretrained", "VallEConfig.from_pretrained"]
 
 
 @pytest.mark.parametrize("name", ["/no/such/dir", "./missing", "../missing", "~/missing", "a/b/c"])
@@ -484,6 +484,13 @@ def test_a_directory_whose_files_were_edited_is_refused_not_loaded_at_random(con
     assert " cannot be loaded (" not in str(raised.value)  # from_pretrained's refusal as it is, not wrapped in another
 
 
+def _llama_config(config: dict) -> dict:
+    """The config.json of a plain Llama checkpoint of the sizes of VALL-E model `config` (a small one: transformers
+    would build it)."""
+    sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+    return LlamaConfig(**{name: config[name] for name in sizes}, vocab_size=config["text_vocab_size"]).to_dict()
+
+
 # A hand-edited file of a saved model, and how from_pretrained names it: transformers replaced a generation_config.json
 # that is not JSON by defaults without a word, failed with a bare TypeError on one that is no object, and took a setting
 # out of range or one the model cannot generate with, which generate refused later without naming the file.
@@ -497,6 +504,9 @@ _EDITED_FILES = [
     ("generation_config.json", lambda g: {**g, "max_new_tokens": 10**9}, ": max_new_tokens=1000000000 is not allowed: "
      "it must be an integer in \\[1, \\d+\\]: this model has positions"),
     ("config.json", "[]", " cannot be read \\(a JSON list"),
+    # transformers' reader: "It looks like the config file at '...' is not a valid JSON file."
+    ("config.json", "", " cannot be read \\(Expecting value"),
+    ("config.json", "\ufeff{}", " cannot be read \\(it starts with a byte-order mark"),
     ("config.json", lambda c: {**c, "num_hidden_layers": -1},
      " cannot be read \\(VallEConfig.num_hidden_layers must be a positive integer, got -1"),
     # transformers looked the name up in torch: an AttributeError
@@ -508,7 +518,7 @@ _EDITED_FILES = [
      "model's is 'valle': it is no converted VALL-E model; convert an original VALL-E checkpoint with python -m "
      "valle_hf.convert"),
     ("config.json", lambda c: {**c, "model_type": "llama"}, " has model_type 'llama', and a VALL-E model's is 'valle'"),
-    ("config.json", lambda c: LlamaConfig().to_dict(), " has model_type 'llama', and a VALL-E model's is 'valle'"),
+    ("config.json", _llama_config, " has model_type 'llama', and a VALL-E model's is 'valle'"),
 ]
 
 
@@ -524,12 +534,13 @@ def test_from_pretrained_refuses_an_edited_file_naming_it(converted_dir, tmp_pat
         VallEForConditionalGeneration.from_pretrained(edited)
 
 
-@pytest.mark.parametrize("edit, message", [(edit, message) for name, edit, message in _EDITED_FILES
-                                           if name == "generation_config.json"])
-def test_from_pretrained_refuses_an_edited_hub_generation_config_json_naming_it(converted_dir, tmp_path, monkeypatch,
-                                                                                edit, message):
-    """A Hub model's generation_config.json is refused as a folder's is, naming the repository, online and from the
-    cache offline (read where transformers fetched it, at the revision it was given)."""
+@pytest.mark.parametrize("name, edit, message", _EDITED_FILES)
+def test_from_pretrained_refuses_an_edited_hub_file_naming_it(converted_dir, tmp_path, monkeypatch, name, edit,
+                                                              message):
+    """A Hub model's config.json and generation_config.json are refused as a folder's are, naming the repository and
+    the revision, online and from the cache offline (read where transformers fetched them, at the revision given);
+    config.json before any weights are fetched. (transformers' reader failed on a config.json that is no JSON object
+    with its own message or a bare error, and took one of another model type.)"""
     import re
 
     from conftest import served_hub
@@ -538,15 +549,33 @@ def test_from_pretrained_refuses_an_edited_hub_generation_config_json_naming_it(
     from valle_hf.errors import CheckpointError
     from valle_hf.modeling import VallEForConditionalGeneration
 
-    edited = _edited_copy(converted_dir, tmp_path / "edited", "generation_config.json", edit)
+    edited = _edited_copy(converted_dir, tmp_path / "edited", name, edit)
     repos = {"someone/edited": {path.name: path for path in edited.iterdir() if path.is_file()}}
-    refusal = re.escape("someone/edited: generation_config.json") + message
+    refusal = "^" + re.escape(f"someone/edited/{name} at revision v1") + message
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     with served_hub(monkeypatch, repos, {"someone/edited": {"v1"}}), pytest.raises(CheckpointError, match=refusal):
         VallEForConditionalGeneration.from_pretrained("someone/edited", revision="v1")
+    if name == "config.json":  # refused before the weights were fetched
+        assert not list((tmp_path / "cache").rglob("model.safetensors"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match=refusal):
         VallEForConditionalGeneration.from_pretrained("someone/edited", revision="v1")
+
+
+@pytest.mark.parametrize("revision", [None, "main"])
+def test_a_hub_files_refusal_names_no_revision_on_the_default_branch(converted_dir, tmp_path, monkeypatch, revision):
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    from valle_hf.errors import CheckpointError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    edited = _edited_copy(converted_dir, tmp_path / "edited", "config.json", "[]")
+    repos = {"someone/edited": {path.name: path for path in edited.iterdir() if path.is_file()}}
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with served_hub(monkeypatch, repos), pytest.raises(CheckpointError, match="^someone/edited/config.json cannot be "
+                                                       "read"):
+        VallEForConditionalGeneration.from_pretrained("someone/edited", revision=revision)
 
 
 @pytest.mark.parametrize("edit, found", [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from transformers.generation.configuration_utils import ALL_CACHE_IMPLEMENTATION
 
 from .errors import CheckpointError, VallEValueError, one_line, shown
 from .hardware import NAR_DTYPES
-from .hub import cached_hub_file
+from .hub import cached_hub_file, check_model_name, hub_location
 from .vocos import ENCODEC_CODEBOOK_SIZE, VocosConfig
 
 SUPPORTED_CAPABILITIES = ("ar", "nar")
@@ -158,6 +159,20 @@ class VallEConfig(PretrainedConfig):
         super().__init__(**kwargs)
         if _REMOTE_CODE and custom_pipelines:
             self.custom_pipelines = custom_pipelines
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
+        """`PretrainedConfig.get_config_dict`, with a Hub model's config.json checked where transformers fetched it
+        (`check_hub_config_file`): its reader fails with a bare error on a file that is not a JSON object and takes a
+        config of another model type, or of none. (A folder's is checked before its model is loaded,
+        `check_config_files`.) Raises `CheckpointError` naming the repository, and `ModelNotFoundError` for a name
+        that is neither a path nor a Hub id (`check_model_name`)."""
+        name = check_model_name(pretrained_model_name_or_path, "the model")
+        try:
+            return super().get_config_dict(name, **kwargs)
+        finally:  # also when transformers' reader failed: the check says what is wrong with the file
+            if not os.path.exists(name):
+                check_hub_config_file(name, "config.json", **kwargs)
 
     def to_dict(self) -> dict:
         """`PretrainedConfig.to_dict`, with `CUSTOM_PIPELINES` when the model's code is saved with it."""
@@ -855,15 +870,16 @@ def check_config_files(folder: Path, config=None) -> None:
             config = _check_config_file(file, str(file), config)
 
 
-def check_hub_generation_config(repo_id: str, config, cache_dir=None, revision=None, subfolder=None,
-                                **download_kwargs) -> None:
-    """`check_config_files` for the generation_config.json of Hub model `repo_id` (in `subfolder`, at `revision`), as
-    transformers fetched it into the cache (`cache_dir`, or the default): nothing is downloaded, and a file not cached
-    (none on the Hub) is none to check. Other download keyword arguments are taken and ignored, so that a caller passes
-    its own on. Raises `CheckpointError` naming the repository and the file."""
-    path, cached = cached_hub_file(repo_id, "generation_config.json", cache_dir, revision, subfolder)
+def check_hub_config_file(repo_id: str, filename: str, config=None, cache_dir=None, revision=None, subfolder=None,
+                          **download_kwargs) -> None:
+    """`check_config_files` for `filename` (config.json, or generation_config.json whose settings must fit `config`)
+    of Hub model `repo_id` (in `subfolder`, at `revision`), as transformers fetched it into the cache (`cache_dir`, or
+    the default): nothing is downloaded, and a file not cached (none on the Hub) is none to check. Other download
+    keyword arguments are taken and ignored, so that a caller passes its own on. Raises `CheckpointError` naming the
+    repository, the file and the revision (unless the default branch)."""
+    path, cached = cached_hub_file(repo_id, filename, cache_dir, revision, subfolder)
     if cached is not None:
-        _check_config_file(cached, f"{repo_id}: {path}", config)
+        _check_config_file(cached, hub_location(repo_id, path, revision), config)
 
 
 def _check_config_file(file: Path, label: str, config):

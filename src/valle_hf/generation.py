@@ -36,7 +36,7 @@ from .configuration import (
     VALLE_GENERATION_DEFAULTS,
     SettingError,
     VallEGenerationConfig,
-    check_hub_generation_config,
+    check_hub_config_file,
     check_settings_fit,
     decoding_by_temperature,
     inert_settings,
@@ -529,14 +529,14 @@ class VallEGenerationMixin(GenerationMixin):
         that file transformers derives one from `config.json`, which holds no VALL-E setting (every sampler None, its
         own 20-token max_length): the tuned settings (`VallEGenerationConfig.tuned`) stand in for it, as in a model
         built from its config. (A saved file can carry transformers' `_from_model_config` flag too: one that sets a
-        sampler is kept.) A Hub model's file is checked as a folder's is (`check_hub_generation_config`)."""
+        sampler is kept.) A Hub model's file is checked as a folder's is (`check_hub_config_file`)."""
         name = pretrained_model_name_or_path
         try:
             super().adjust_generation_fn(generation_config, from_auto_class, from_pipeline, name, *args, **kwargs)
         finally:  # transformers' own reader fails with a bare TypeError on a file that is no JSON object
             # a folder's file was checked before loading; a Hub model's is at hand only now, in the cache
             if generation_config is None and name is not None and not os.path.isdir(name):
-                check_hub_generation_config(os.fspath(name), self.config, **kwargs)
+                check_hub_config_file(os.fspath(name), "generation_config.json", self.config, **kwargs)
         derived = self.generation_config
         unset = derived.max_new_tokens is None and derived.temperature is None  # config.json holds no sampler
         if getattr(derived, "_from_model_config", False) and unset:

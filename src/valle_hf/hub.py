@@ -72,8 +72,10 @@ def cached_hub_file(repo_id: str, filename: str, cache_dir=None, revision=None,
     return path, Path(cached) if isinstance(cached, str) else None
 
 
-def _where(repo_id: str, path: str, revision: str | None) -> str:
-    return f"{repo_id}/{path}" + (f" at revision {revision}" if revision else "")
+def hub_location(repo_id: str, path: str, revision: str | None) -> str:
+    """A file of a Hub repository as messages name it: "repo/path", and "at revision R" unless R is the default
+    branch (transformers resolves a revision not given to "main")."""
+    return f"{repo_id}/{path}" + (f" at revision {revision}" if revision and revision != "main" else "")
 
 
 def model_name(name, what: str) -> str:
@@ -129,14 +131,14 @@ def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_
     cached = cached_copy is not None
     if constants.HF_HUB_OFFLINE:
         if not cached:
-            raise _download_error(what, _where(repo_id, path, revision), None, instead)
+            raise _download_error(what, hub_location(repo_id, path, revision), None, instead)
         return False  # transformers reads the cache only, as it should
     try:
         # the file that will be downloaded: another revision's or folder's answer would say nothing about it
         get_hf_file_metadata(hf_hub_url(repo_id, path, revision=revision), token=token, retry_on_errors=False)
     except hub_errors() as error:
         if not cached:
-            raise _download_error(what, _where(repo_id, path, revision), error, instead) from None
+            raise _download_error(what, hub_location(repo_id, path, revision), error, instead) from None
         return True
     return False
 
@@ -154,5 +156,6 @@ def hub_file(repo_id: str, filename: str, what: str, instead: str, **download_kw
     try:
         return Path(hf_hub_download(repo_id, filename, **download_kwargs))
     except hub_errors() as error:  # a failure during the download itself
-        where = _where(repo_id, _in_repo(filename, download_kwargs.get("subfolder")), download_kwargs.get("revision"))
+        path = _in_repo(filename, download_kwargs.get("subfolder"))
+        where = hub_location(repo_id, path, download_kwargs.get("revision"))
         raise _download_error(what, where, error, instead) from None

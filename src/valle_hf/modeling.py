@@ -79,8 +79,8 @@ class VallEPreTrainedModel(PreTrainedModel):
         None stays transformers' "no files", for weights given as `state_dict` (with `config`). A directory's
         config.json (unless `config` is given) and generation_config.json are read first (`check_config_files`): a
         file that is not a JSON object, or a setting out of range or that the model cannot generate with, raises
-        `CheckpointError` naming the file; a Hub model's generation_config.json, once fetched, the same naming the
-        repository (`adjust_generation_fn`)."""
+        `CheckpointError` naming the file; a Hub model's config.json and generation_config.json, once fetched, the
+        same naming the repository (`VallEConfig.get_config_dict`, `adjust_generation_fn`)."""
         if pretrained_model_name_or_path is not None or kwargs.get("state_dict") is None:
             pretrained_model_name_or_path = check_model_name(pretrained_model_name_or_path, "the model")
         folder = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else None
