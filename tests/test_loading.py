@@ -608,15 +608,28 @@ def test_from_pretrained_with_ignore_mismatched_sizes_starts_such_weights_at_ran
     assert model.classifiers[-1].out_features == model.config.text_vocab_size
 
 
-def test_a_pipeline_refuses_an_edited_generation_config_json_naming_it(converted_dir, tmp_path):
+@pytest.mark.parametrize("task", ["text-to-speech", "automatic-speech-recognition"])
+@pytest.mark.parametrize("name, edit, message", [
+    ("generation_config.json", lambda g: {**g, "pad_token_id": 0}, ": pad_token_id=0 is not allowed"),
+    ("generation_config.json", "[]", " cannot be read \\(a JSON list"),
+    ("config.json", lambda c: {**c, "num_hidden_layers": -1}, " cannot be read \\(VallEConfig.num_hidden_layers"),
+])
+def test_a_pipeline_refuses_an_edited_config_file_in_one_line_naming_it(converted_dir, tmp_path, task, name, edit,
+                                                                        message):
     """The pipeline reads config.json itself and passes it to from_pretrained: generation_config.json is still read,
-    and its settings must fit that config. (transformers wraps the model's error in its own, with the traceback.)"""
+    and its settings must fit that config. transformers wrapped the model's refusal in its "Could not load model ...
+    with any of the following classes" message, with a traceback for each class, and its own reading of config.json
+    refused a field without naming the file."""
+    import re
+
     from transformers import pipeline
 
-    edited = _edited_copy(converted_dir, tmp_path / "edited", "generation_config.json",
-                          lambda g: {**g, "pad_token_id": 0})
-    with pytest.raises(ValueError, match="generation_config.json: pad_token_id=0 is not allowed"):
-        pipeline("text-to-speech", model=str(edited))
+    from valle_hf.errors import CheckpointError
+
+    edited = _edited_copy(converted_dir, tmp_path / "edited", name, edit)
+    with pytest.raises(CheckpointError, match="^" + re.escape(str(edited / name)) + message) as raised:
+        pipeline(task, model=str(edited))
+    assert "\n" not in str(raised.value)
 
 
 def test_a_misspelt_setting_in_generation_config_json_is_warned_about_by_name(converted_dir, tmp_path):

@@ -174,6 +174,17 @@ class VallEConfig(PretrainedConfig):
             if not os.path.exists(name):
                 check_hub_config_file(name, "config.json", **kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """`PretrainedConfig.from_dict`. Read by `AutoConfig` from a folder (`name_or_path`), as transformers'
+        `pipeline()` reads a model's before it tries the task's model classes, the folder's files are checked first
+        (`check_config_files`, raising `CheckpointError` naming the file): the pipeline wrapped the model's refusal of
+        them in a message of many lines, with tracebacks, and reported a field out of range without the file."""
+        folder = kwargs.get("name_or_path")
+        if folder is not None and os.path.isdir(folder):
+            check_config_files(Path(folder))
+        return super().from_dict(config_dict, **kwargs)
+
     def to_dict(self) -> dict:
         """`PretrainedConfig.to_dict`, with `CUSTOM_PIPELINES` when the model's code is saved with it."""
         output = super().to_dict()
