@@ -419,6 +419,10 @@ def _tts_tab(demo: Demo, stream: bool) -> None:
         with gr.Column():
             text = gr.Textbox(label="Text", lines=4, placeholder="The birch canoe slid on the smooth planks.",
                               elem_id="tts-text")
+            # The run gets what the page's API sent, as sent: Gradio's Textbox makes any JSON a str, so a list of
+            # texts was spoken as "['Hi.', 'Bye.']" without a word, where the run's `check_text` refuses a non-str.
+            # (The page itself always sends a str; a subclass would make Gradio write a .pyi into the package.)
+            text.preprocess = lambda payload: payload
             references = gr.File(label="Reference voice (one or more audio files)", file_count="multiple",
                                  file_types=["audio"], elem_id="tts-references")
             recording = gr.Audio(label="... or record one", sources=["microphone"], type="filepath")
