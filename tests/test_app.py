@@ -229,7 +229,10 @@ def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_pa
         (dict(text=TEXT, random_voice=True, dry_sequence_breakers="1,x"),
          "--dry-sequence-breakers '1,x': expected comma-separated token ids"),
         (dict(text=TEXT, references=[handle_file(bad_audio)]), "could not read audio file"),
-        (dict(text=["Hi.", "Bye."], random_voice=True), "text must be a str, got list"),  # was spoken as "['Hi.', ..."
+        (dict(text=["Hi.", "Bye."], random_voice=True), "text must be a str, got list"),
+        # against the model's own temperature: named as the control, not as the setting ("min_temperature=...")
+        (dict(text=TEXT, random_voice=True, min_ar_temp=1e9),
+         r"^--min-ar-temp 1000000000 is not allowed: it must be at most temperature \("),  # was spoken as "['Hi.', ..."
         (dict(text=TEXT), "no reference voice: upload or record"),  # a random voice is a choice, not a forgotten upload
         (dict(text=TEXT, references=[handle_file(prompt_wav)], random_voice=True),
          "Random voice speaks without a reference"),

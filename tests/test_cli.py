@@ -327,6 +327,27 @@ def test_every_flag_is_checked_before_any_model_loads(tmp_path, prompt_wav, caps
     assert lines[0].startswith(f"error: {flag} ") and "is not allowed" in lines[0] and rule in lines[0]
 
 
+@pytest.mark.parametrize("task", ["tts", "stt"])
+def test_a_flag_refused_against_the_models_own_setting_is_named_as_the_flag(tmp_path, prompt_wav, capsys, task):
+    """--min-ar-temp above the model's own AR temperature (no --ar-temp given) was refused by `generate` in the
+    setting's words, "min_temperature=1000000000.0 is not allowed", where --min-nar-temp named its flag."""
+    given = ["Hi.", prompt_wav, tmp_path / "o.wav"] if task == "tts" else ["", prompt_wav]
+    status, _, err = run([*given, "--task", task, "--min-ar-temp", "1e9", "--model", "tiny-random"], capsys)
+    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert status == 1 and lines and lines[0].startswith(
+        "error: --min-ar-temp 1000000000 is not allowed: it must be at most temperature ("), err
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_models_own_setting_that_no_flag_sets_is_refused_in_its_own_name():
+    """A generation config's least length above the --max-ar-steps given: no flag to name, so the setting's."""
+    from valle_hf.configuration import SettingError, VallEGenerationConfig
+
+    args = build_parser().parse_args(["Hi.", "--no-prompt", "o.wav", "--max-ar-steps", "10"])
+    with pytest.raises(SettingError, match=r"^min_new_tokens=50 is not allowed: it must be at most max_new_tokens"):
+        generation_kwargs(args, generation_config=VallEGenerationConfig(min_new_tokens=50))
+
+
 def test_a_float32_nar_of_a_16bit_model_runs_where_the_cpu_widens_its_products(monkeypatch):
     """On a CPU slow at 16-bit products a bfloat16 model's NAR multiplies in float32: --nar-dtype float32 is what
     runs there, not refused (it is refused on CPUs with fast 16-bit products: test_bad_input_gives_one_line...)."""
