@@ -460,6 +460,23 @@ def test_the_runs_warnings_are_shown_on_the_page(tiny, prompt_wav, monkeypatch):
                for message in shown), shown
 
 
+def test_a_long_texts_warning_names_a_few_of_its_sentences_not_all(tiny, monkeypatch):
+    """Each sentence is a row: a text of thousands of sentences cut off by the step limit showed a notice listing
+    every row, 29,000 characters of "[0, 1, 2, ...]"."""
+    from valle_hf.generation import MAX_NAMED_ROWS
+
+    shown = []
+    monkeypatch.setattr(webui.gr, "Warning", shown.append)
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    sentences = MAX_NAMED_ROWS + 5
+    list(demo.speak(" ".join(f"Sentence {number}." for number in range(sentences)), random_voice=True, ar_temp=0,
+                    max_ar_steps=2))
+    cut = [message for message in shown if "reached the length limit" in message]
+    listed = ", ".join(str(row) for row in range(MAX_NAMED_ROWS - 1))
+    assert len(cut) == 1 and cut[0].startswith(f"row(s) [{listed}, … (5 more), {sentences - 1}] reached"), shown
+
+
 def test_a_runs_warning_is_shown_once_and_its_info_lines_not_at_all(monkeypatch):
     """A warning said again (by each row of a batch, say) is one notice; with transformers' verbosity at info, the
     package's info lines stay in the server's log; and nothing is left collecting after the run."""

@@ -374,12 +374,20 @@ def row_names(names: Sequence[str]) -> Iterator[None]:
         _ROW_NAMES.reset(token)
 
 
+# The most rows a warning names one by one: a long text's thousands of sentences, each a row, made one warning of
+# 29,000 characters (a notice filling the web page, a line of the CLI's).
+MAX_NAMED_ROWS = 10
+
+
 def _named_rows(rows: list[int], total: int) -> str:
-    """`rows` (output positions) as a warning names them: by the names `row_names` gave, else by position."""
+    """`rows` (output positions) as a warning names them: by the names `row_names` gave, else by position; beyond
+    `MAX_NAMED_ROWS`, the first ones, how many more, and the last."""
     names = _ROW_NAMES.get()
-    if names is None or len(names) != total:
-        return f"row(s) {rows}"
-    return "row(s) " + ", ".join(names[row] for row in rows)
+    named = names is not None and len(names) == total
+    shown = [names[row] if named else str(row) for row in rows]
+    if len(shown) > MAX_NAMED_ROWS:
+        shown = [*shown[:MAX_NAMED_ROWS - 1], f"… ({len(shown) - MAX_NAMED_ROWS} more)", shown[-1]]
+    return "row(s) " + (", ".join(shown) if named else f"[{', '.join(shown)}]")
 
 
 @dataclass
