@@ -341,11 +341,14 @@ def test_a_flag_refused_against_the_models_own_setting_is_named_as_the_flag(tmp_
 
 def test_a_models_own_setting_that_no_flag_sets_is_refused_in_its_own_name():
     """A generation config's least length above the --max-ar-steps given: no flag to name, so the setting's."""
-    from valle_hf.configuration import SettingError, VallEGenerationConfig
+    from types import SimpleNamespace
+
+    from valle_hf.configuration import SettingError, VallEConfig, VallEGenerationConfig
 
     args = build_parser().parse_args(["Hi.", "--no-prompt", "o.wav", "--max-ar-steps", "10"])
+    model = SimpleNamespace(config=VallEConfig(), generation_config=VallEGenerationConfig(min_new_tokens=50))
     with pytest.raises(SettingError, match=r"^min_new_tokens=50 is not allowed: it must be at most max_new_tokens"):
-        generation_kwargs(args, generation_config=VallEGenerationConfig(min_new_tokens=50))
+        generation_kwargs(args, model)
 
 
 def test_a_float32_nar_of_a_16bit_model_runs_where_the_cpu_widens_its_products(monkeypatch):

@@ -463,14 +463,14 @@ FLAG_RULES = {
 }
 
 
-def generation_kwargs(args: argparse.Namespace, model_config=None, cells=(), generation_config=None) -> dict:
+def generation_kwargs(args: argparse.Namespace, model=None, cells=()) -> dict:
     """The sampler flags the user gave, as `generate` keyword arguments; the rest come from the generation config.
 
     Raises `UsageError`, naming the flag and its allowed range, for a value outside it: checked with the rules
-    `generate` applies, before any model loads, and with `model_config` (the loaded model's `VallEConfig`) also
-    against the model's RVQ levels and layers, and with `generation_config` (its generation config) also against
-    the settings the flags leave to it (--min-ar-temp above the model's own AR temperature). `cells`: the flags (by
-    name, e.g. "ar_temp") a manifest's row set, named as its columns (`flag_refusal`'s `cell`).
+    `generate` applies, before any model loads, and with `model` (once loaded) also against its RVQ levels and layers
+    and against the generation settings the flags leave to it (--min-ar-temp above the model's own AR temperature).
+    `cells`: the flags (by name, e.g. "ar_temp") a manifest's row set, named as its columns (`flag_refusal`'s
+    `cell`).
     """
     given = {flag: getattr(args, flag) for flag in FLAG_SETTINGS}
     kwargs = {FLAG_SETTINGS[flag]: value for flag, value in given.items() if value is not None}
@@ -478,10 +478,10 @@ def generation_kwargs(args: argparse.Namespace, model_config=None, cells=(), gen
         kwargs["num_beams"] = 1  # the original's 0 means off
     try:  # every flag given, even one the task does not use: a value out of range is a mistake either way
         check_settings(kwargs)
-        if model_config is not None:
-            check_settings_fit(kwargs, model_config)
-        if generation_config is not None:  # as `generate` checks them, where it would name the setting, not the flag
-            check_settings({**{name: getattr(generation_config, name, None) for name in SETTING_RULES}, **kwargs})
+        if model is not None:  # as `generate` checks them, where it would name the setting, not the flag
+            check_settings_fit(kwargs, model.config)
+            check_settings({**{name: getattr(model.generation_config, name, None) for name in SETTING_RULES},
+                            **kwargs})
     except SettingError as error:
         if error.setting not in FLAG_SETTINGS.values():  # the model's own setting, which no flag sets
             raise
@@ -670,7 +670,7 @@ def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
 
     batch = processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=args.language,
                       sampling_rate=processor.feature_extractor.sampling_rate, language_switch=args.language_switch)
-    kwargs = generation_kwargs(args, model.config, generation_config=model.generation_config)
+    kwargs = generation_kwargs(args, model)
     steps = kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
     streamer = None
     try:  # the stream's partial file is made in here, so that Ctrl-C or a SIGTERM right after removes it too
@@ -700,7 +700,7 @@ def run_stt(args, model, processor, inputs: dict, seed: int) -> None:
     from .generation import setting_names
 
     batch = processor(audio=[inputs["audio"]], sampling_rate=processor.feature_extractor.sampling_rate)
-    kwargs = generation_kwargs(args, model.config, generation_config=model.generation_config)
+    kwargs = generation_kwargs(args, model)
     with setting_names(FLAG_NAMES):
         text_ids = model.generate(**batch.to(model.device), task="stt", seeds=[seed], **kwargs)
     print(processor.decode(text_ids[0].cpu()))

@@ -679,7 +679,7 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
         raise UsageError(f"unknown sampler flag(s) {', '.join(unknown)}: use the CLI's names "
                          f"({', '.join(FLAG_SETTINGS)})")
     namespace = argparse.Namespace(task="tts", **{flag: flags.get(flag) for flag in FLAG_SETTINGS})
-    generation_kwargs(namespace, model.config, generation_config=model.generation_config)  # before any row
+    generation_kwargs(namespace, model)  # before any row
     out = OutputFolder(out_dir)
     out.check()
     plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout,
@@ -819,7 +819,7 @@ def _synthesize(args) -> int:
     precision = _run_precision(state, args) if plan.batches else None
     model, processor, precision = load_model(args, precision) if mine else (None, None, precision)
     if model is not None:
-        generation_kwargs(flags, model.config, generation_config=model.generation_config)  # against this model
+        generation_kwargs(flags, model)  # against this model
     if state.is_main_process:  # nothing is written before the model is loaded
         out.prepare()
     state.wait_for_everyone()

@@ -346,7 +346,7 @@ class Demo:
                               out_path=str(Path(folder) / "speech.wav"), stream_chunk=stream_chunk, stream=False)
             check_streaming(args)  # --stream-chunk's range, in the CLI's words, also for a run that will not stream
             inputs = prepare_inputs(args)
-            kwargs = generation_kwargs(args, self.model.config, generation_config=self.model.generation_config)
+            kwargs = generation_kwargs(args, self.model)
             seed = _seed(seed)
             batch = self.processor(inputs["sentences"], prompt_audio=inputs["prompt"], language=language,
                                    sampling_rate=self.processor.feature_extractor.sampling_rate,
@@ -378,7 +378,7 @@ class Demo:
                 raise UsageError("no speech to transcribe: upload or record it")
             args = _arguments("stt", self._changed("stt", flags), references=[audio], out_path=None)
             inputs = prepare_inputs(args)
-            kwargs = generation_kwargs(args, self.model.config, generation_config=self.model.generation_config)
+            kwargs = generation_kwargs(args, self.model)
             batch = self.processor(audio=[inputs["audio"]],
                                    sampling_rate=self.processor.feature_extractor.sampling_rate).to(self.model.device)
             generation = self._start(progress, kwargs, **batch, task="stt")
