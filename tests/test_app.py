@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 import soundfile
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from valle_hf.streaming import DEFAULT_CHUNK_SECONDS, AudioChunk
 
@@ -972,3 +973,43 @@ def test_a_revision_without_a_model_is_refused_not_shown():
 
     with pytest.raises(VallEValueError, match="picks a version of a Hub id, and the released model is not one"):
         app.build_demo(revision="v1")
+
+
+class _StopAtTheFirstStep(StoppingCriteria):
+    """Cancels the run (as Stop does) at its first AR step, and ends the AR there."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.stop.set()
+        return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+@pytest.mark.parametrize("backend", ["vocos", "encodec"])
+@pytest.mark.parametrize("cancelled", ["at the AR", "at the last NAR level"])
+def test_a_cancelled_run_ends_before_its_nar_levels_and_its_audio_decoding(tiny, prompt_wav, backend, cancelled):
+    """Only the AR steps read the run's stop (a stopping criterion): the NAR levels and the audio decoding after it,
+    most of a long text's time, ran to their end after a Stop (a minute for 2,000 sentences)."""
+    model, processor = tiny
+    stop, heads = threading.Event(), []
+    last = model.classifiers[model.config.num_rvq_levels - 1]
+    watches = [*(head.register_forward_pre_hook(lambda module, args: heads.append(stop.is_set()))
+                 for head in model.classifiers),
+               model.vocoder.register_forward_pre_hook(lambda *_: pytest.fail("vocoder ran")),
+               model.codec_model.decoder.register_forward_pre_hook(lambda *_: pytest.fail("codec decoder ran"))]
+    if cancelled == "at the last NAR level":
+        watches.append(last.register_forward_hook(lambda *_: stop.set()))
+    criteria = StoppingCriteriaList([_StopAtTheFirstStep(stop)] if cancelled == "at the AR" else [])
+    try:
+        inputs = processor(TEXT, prompt_audio=str(prompt_wav))
+        generation = webui.Generation(model, None, stop, **inputs, audio_backend=backend, max_new_tokens=4,
+                                      stopping_criteria=criteria)
+        generation.start()
+        with pytest.raises(webui.RunCancelled):
+            generation.result()
+    finally:
+        for watch in watches:
+            watch.remove()
+    assert True not in heads  # no head ran after the stop: AR steps, NAR levels
+    assert not any(module._forward_pre_hooks for module in generation._checkpoints())  # the run's checks removed

@@ -219,12 +219,18 @@ class StepProgress(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
+class RunCancelled(Exception):
+    """Ends a run's forward passes once it was cancelled (`Generation.close`)."""
+
+
 class Generation(threading.Thread):
     """`model.generate(**kwargs)` in a thread of its own, so that the page can play a streamer's audio meanwhile.
 
     The thread runs in a copy of the caller's context (where Gradio keeps the request's progress bar). `result()`
     waits for the end and returns what `generate` returned, or raises what it raised; `close()` ends the run early
-    through `stop`, which the run's stopping criteria read at every AR step.
+    through `stop`, which the run's stopping criteria read at every AR step, and which every decoder layer and
+    each audio decoder check before they run (raising `RunCancelled`): no stopping criterion reaches the NAR levels
+    and the audio decoding after the AR, which took most of a long text's time (a Stop waited a minute for them).
     """
 
     def __init__(self, model, streamer: AudioIteratorStreamer | None, stop: threading.Event, **kwargs):
@@ -234,13 +240,26 @@ class Generation(threading.Thread):
         self.output, self.error = None, None
 
     def run(self) -> None:
+        # first of the modules' hooks: a cancelled run runs none of them (a profiler's, say)
+        hooks = [module.register_forward_pre_hook(self._check_stop, prepend=True) for module in self._checkpoints()]
         try:
             self.output = self.context.run(self.model.generate, audio_streamer=self.streamer, **self.kwargs)
         except BaseException as error:  # handed to the caller by result()
             self.error = error
         finally:
+            for hook in hooks:
+                hook.remove()
             if self.streamer is not None:
                 self.streamer.end()  # also when generate failed before it started streaming
+
+    def _checkpoints(self) -> list[torch.nn.Module]:
+        """The modules whose every call first checks `stop`: the backbone's decoder layers, the audio decoders."""
+        decoders = [self.model.codec_model.decoder, self.model.vocoder]
+        return [*self.model.model.backbone.layers, *(decoder for decoder in decoders if decoder is not None)]
+
+    def _check_stop(self, module, args) -> None:
+        if self.stop.is_set():
+            raise RunCancelled("the run was cancelled")
 
     def result(self):
         self.join()
