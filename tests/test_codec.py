@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -11,6 +12,7 @@ from safetensors.torch import save_file
 from transformers import EncodecConfig, EncodecModel
 
 from valle_hf.codec import (
+    DecoderStream,
     decode,
     decode_batch,
     encode,
@@ -123,6 +125,38 @@ def test_decode_batch_of_rows_too_short_to_reflect_equals_each_row_alone(codec):
     for row, length in enumerate(lengths):
         torch.testing.assert_close(waveforms[row], decode(codec, codes[row, :length]), atol=1e-6, rtol=1e-5,
                                    msg=f"row {row} ({length} frames)")
+
+
+@pytest.fixture(scope="module")
+def codec_whose_codes_count() -> EncodecModel:
+    """The tiny codec with unit-normal codebooks. `tiny_random_codec`'s, taken from its random encoder's nearly
+    constant output, barely move its audio (a frame's codes changed move it by ~1e-6 of its peak, float rounding's
+    size), so a decoder that reads the wrong frames would pass a float-precision check there."""
+    codec = tiny_random_codec()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in codec.quantizer.layers:
+            layer.codebook.embed.copy_(torch.randn(layer.codebook.embed.shape, generator=generator))
+    return codec
+
+
+@pytest.mark.parametrize("piece", [1, 3, None], ids=["frame-by-frame", "3-frames", "whole-row"])
+def test_a_decoder_stream_gives_each_rows_audio_to_float_precision_whatever_its_pieces(codec_whose_codes_count, piece):
+    """Each row of a batch whose rows end at different frames, streamed piece by piece (its first piece holding its
+    `lead` frames), decodes as in the batch: the LSTM's state carried from piece to piece, the layers around it given
+    the frames before each piece that they read. A row shorter than the lead (and the contexts) is one piece."""
+    codec = codec_whose_codes_count
+    stream = DecoderStream(codec)
+    lead, context = stream.lead, stream.embedding_frames + stream.lstm_frames
+    lengths = [3 * (lead + context), 2 * lead + 1, lead - 1]
+    generator = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, CODEBOOK_SIZE, (len(lengths), max(lengths), NUM_LEVELS), generator=generator)
+    for row, (length, expected) in enumerate(zip(lengths, decode_batch(codec, codes, lengths), strict=True)):
+        stream, size = DecoderStream(codec), piece or length
+        bounds = [0, *range(max(size, lead), length, size), length]
+        audio = torch.cat([stream(codes[row, start:end]) for start, end in itertools.pairwise(bounds)])
+        assert audio.shape == expected.shape
+        assert (audio - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 def test_encode_batch_matches_single_encodes_but_the_last_frame(codec):

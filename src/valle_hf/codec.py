@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from transformers import EncodecConfig, EncodecModel
+from transformers.models.encodec.modeling_encodec import EncodecConv1d, EncodecConvTranspose1d
 
 from .configuration import CODEC_CODEBOOK_SIZE, CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE, DEFAULT_CODEC
 from .errors import (
@@ -36,6 +37,7 @@ BANDWIDTH = 6.0
 
 __all__ = [
     "BANDWIDTH",
+    "DecoderStream",
     "decode",
     "decode_batch",
     "encode",
@@ -273,3 +275,72 @@ def _reflect_frames(codec: EncodecModel) -> int:
     reflected the padding frames after it: its first samples differed from the row decoded alone."""
     first = codec.decoder.layers[0]
     return int(first.padding_total) + 1 if codec.config.pad_mode == "reflect" else 0
+
+
+class DecoderStream:
+    """Decodes one row's codes piece by piece, as they come, into the samples `decode` gives for the whole row (equal
+    to float rounding), keeping the decoder's state between pieces. For the causal 24 kHz codec (`use_causal_conv`,
+    weight norm), the one whose layout `load_codec` admits.
+
+    The decoder is a causal convolution at the frame rate, a one-way LSTM (plus its input), then causal convolutions
+    and transposed convolutions up to the sample rate. A piece of frames runs the quantizer per frame; the first
+    convolution over the piece with the `padding_total` embedding frames before it (its receptive field); transformers'
+    LSTM module from the (h, c) state the previous piece left, which carries the whole past; and the layers after it
+    over the piece with the LSTM frames before it that they read (`_frames_reached`), keeping the piece's samples.
+
+    No sample waits for later frames (a causal transposed convolution's output at sample n reads inputs up to n //
+    stride only), but at a row's start: the first convolution pads it by reflecting the row's frames 1..padding_total,
+    so a row's first piece must hold `lead` frames (`_reflect_frames`), or be the whole row.
+    """
+
+    def __init__(self, codec: EncodecModel):
+        self.codec = codec
+        self.first, self.lstm, *self.upsampling = codec.decoder.layers
+        self.lead = _reflect_frames(codec)
+        self.embedding_frames = int(self.first.padding_total)
+        self.lstm_frames = _frames_reached(self.upsampling)
+        self.embeddings = self.hidden = self.state = None  # the frames before the next piece that it reads
+
+    @torch.no_grad()
+    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+        """The next piece's codes `[n, levels]` (values 0..codebook_size - 1) as a 1-D float32 waveform of n * hop
+        samples on the codec's device. Raises `VallEValueError` for codes `decode` refuses."""
+        codes = _check_codes(self.codec, codes, 2, "[T, n_levels]")
+        _check_code_range(codes, self.codec.config.codebook_size)
+        frames, (device, _) = codes.shape[0], _codec_device_dtype(self.codec)
+        if frames == 0:
+            return torch.zeros(0, device=device, dtype=torch.float32)
+        embeddings = self.codec.quantizer.decode(codes.to(device=device, dtype=torch.long).T[:, None])  # [1, D, n]
+        self.embeddings = _with_context(self.embeddings, embeddings, self.embedding_frames)
+        hidden = self.first(self.embeddings)[..., -frames:].permute(2, 0, 1)  # [n, 1, C], the LSTM's layout
+        output, self.state = self.lstm.lstm(hidden, self.state)
+        self.hidden = _with_context(self.hidden, (output + hidden).permute(1, 2, 0), self.lstm_frames)
+        audio = self.hidden
+        for layer in self.upsampling:
+            audio = layer(audio)
+        return audio[0, 0, -frames * self.codec.config.hop_length:].float()
+
+
+def _with_context(before: torch.Tensor | None, new: torch.Tensor, context: int) -> torch.Tensor:
+    """`new` `[1, channels, n]` after the last `context` frames of `before` (None at a row's start)."""
+    if before is None:
+        return new
+    return torch.cat([before[..., max(before.shape[-1] - context, 0):], new], dim=-1)
+
+
+def _frames_reached(layers) -> int:
+    """How many frames before its own a sample out of `layers` (the decoder's layers after its LSTM) reads, at most.
+
+    Walking back from the output, `reach` counts the samples before its own that a sample reads at the rate of the
+    layer walked through: a stride-1 causal convolution reads `padding_total` samples back (a residual block's
+    convolutions, in series, add up; its kernel-1 shortcut reads none); a causal transposed convolution's output
+    sample m reads inputs (m - kernel + 1) / stride .. m // stride, so a reach R behind it is (R + kernel - 1) //
+    stride input samples. 2 frames for the 24 kHz codec.
+    """
+    reach = 0
+    for layer in reversed(layers):
+        if isinstance(layer, EncodecConvTranspose1d):
+            reach = (reach + layer.conv.kernel_size[0] - 1) // layer.conv.stride[0]
+        else:
+            reach += sum(int(conv.padding_total) for conv in layer.modules() if isinstance(conv, EncodecConv1d))
+    return reach
