@@ -6,11 +6,12 @@ as the AR emits them and, every `streamer.chunk_seconds` of them, runs each NAR 
 KV cache per level that holds that level's prefix (text, level token, prompt), computed once. The codes are then
 exactly those of a non-streamed run (greedy), whatever the chunk size.
 
-The decoders are not causal (Vocos has convolutions on both sides and an overlap-add ISTFT; EnCodec's decoder has an
-LSTM and transposed convolutions), so each chunk of audio is decoded from a window with `left` frames of context
-before it and `right` frames after it, and only the settled part is sent: a chunk's audio waits for `right` further
-frames (`decoder_context`). Vocos' window covers its whole receptive field, so its chunks equal the non-streamed
-audio to float precision; EnCodec's LSTM state is approximated by its left context.
+Vocos is not causal (convolutions on both sides, an overlap-add ISTFT), so each chunk of its audio is decoded from a
+window with `left` frames of context before it and `right` frames after it, covering its receptive field, and only
+the settled part is sent: a chunk's audio waits for `right` further frames (`decoder_context`). EnCodec's decoder is
+causal, with a one-way LSTM: each row's `codec.DecoderStream` carries its state from chunk to chunk, and a chunk's
+audio is sent at once, but for a row's first, which waits for the frames its first convolution reflects into its
+left padding (`DecoderStream.lead`). Both give the non-streamed audio to float precision.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .audio import (
     write_failure,
 )
 from .cache import PreallocatedDynamicCache
+from .codec import DecoderStream
 from .configuration import MAX_SETTING_SECONDS, is_seconds
 from .errors import OutputError, VallEValueError, get_logger
 from .files import put_in_place, temporary_file_beside, write_target
@@ -356,17 +358,18 @@ def _remove_left_behind(file: soundfile.SoundFile, partial: Path, path: Path) ->
 
 
 def decoder_context(model, backend: str) -> tuple[int, int]:
-    """Frames of context `(left, right)` a decoded chunk needs so that its audio is settled.
+    """Frames of context `(left, right)` a decoded chunk needs so that its audio is settled (exactly).
 
     Vocos: its receptive field, `(num_layers + 1) * 3` frames for the kernel-7 convolutions, plus 2 frames for the
-    overlap-add of 4-hop windows (exact). EnCodec: 2 frames to the right for its transposed convolutions, 2 s of
-    left context for its LSTM (an approximation). The right context is the latency streaming adds after each chunk.
+    overlap-add of 4-hop windows. EnCodec: `(0, 0)`, no window: its decoder is causal and `codec.DecoderStream`
+    carries its state (only a row's first chunk waits, for `DecoderStream.lead` frames). The right context is the
+    latency streaming adds after each chunk.
     """
     if backend == "vocos":
         config = model.vocoder.config
         frames = (config.num_layers + 1) * 3 + math.ceil(config.n_fft / config.hop_length / 2)
         return frames, frames
-    return 2 * model.config.frame_rate, 2
+    return 0, 0
 
 
 class StreamingTTS:
@@ -386,6 +389,8 @@ class StreamingTTS:
         self.chunk_frames = max(model.config.seconds_to_frames(streamer.chunk_seconds), 1)
         self.backend = config.audio_backend or model.config.audio_backend
         self.left, self.right = decoder_context(model, self.backend) if config.output_audio else (0, 0)
+        self.streams = ([DecoderStream(model.codec_model) for _ in texts]
+                        if config.output_audio and self.backend == "encodec" else None)
         self.prefix_lengths = [len(prefix) for prefix in prefixes]
         self.frames = [prefix.tolist() for prefix in prefixes]  # level-0 codes per row, prefix included
         self.stopped = [False] * len(texts)
@@ -492,19 +497,31 @@ class StreamingTTS:
             return
         codes = self.codes[row][self.prefix_lengths[row]:]
         final = self.stopped[row] and len(self.codes[row]) == len(self.frames[row])
-        settled = len(codes) if final else max(len(codes) - self.right, 0)
+        settled = len(codes) if final else self._settled(row, len(codes))
         start = self.sent[row]
         if settled <= start and not final:
             return
         audio = None
         if self.config.output_audio and settled > start:
-            first = max(start - self.left, 0)
-            last = len(codes) if final else min(settled + self.right, len(codes))
-            window = self.model._decode([codes[first:last]], self.config.audio_backend)[0]
-            hop = self.model.config.hop_length
-            audio = window[(start - first) * hop: (settled - first) * hop]
+            audio = self._decode(row, codes, start, settled, final)
             self.audio[row].append(audio)
         elif self.config.output_audio:
             audio = torch.zeros(0, device=self.model.device)
         self.streamer.put(AudioChunk(row, audio, codes[start:settled], start, final))
         self.sent[row], self.finished[row] = settled, final
+
+    def _settled(self, row: int, frames: int) -> int:
+        """How many of a row's `frames` output frames (it goes on) no later frame changes the audio of."""
+        if self.streams is not None:
+            return frames if frames >= self.streams[row].lead else 0
+        return max(frames - self.right, 0)
+
+    def _decode(self, row: int, codes: torch.LongTensor, start: int, settled: int, final: bool) -> torch.Tensor:
+        """The audio of the row's output frames `start:settled` of `codes`."""
+        if self.streams is not None:
+            return self.streams[row](codes[start:settled])
+        first = max(start - self.left, 0)
+        last = len(codes) if final else min(settled + self.right, len(codes))
+        window = self.model._decode([codes[first:last]], self.config.audio_backend)[0]
+        hop = self.model.config.hop_length
+        return window[(start - first) * hop: (settled - first) * hop]
