@@ -400,3 +400,19 @@ def test_attention_implementation_is_the_backbones_and_the_codec_keeps_its_own(c
     model.set_attn_implementation(other)  # switching at run time follows the same rule
     assert model.model.backbone.config._attn_implementation == backbone_attention(other)
     assert model.codec_model.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("model_class", ["VallEForConditionalGeneration", "VallEModel"])
+def test_resize_token_embeddings_keeps_the_phoneme_table_or_refuses_another_size(tiny_model, model_class):
+    model = tiny_model if model_class == "VallEForConditionalGeneration" else tiny_model.model
+    table = model.get_input_embeddings()
+    before = table.weight.clone()
+    size = tiny_model.config.text_vocab_size
+    # The phoneme ids' place among the unified ids is fixed by the checkpoint: a new row could never be read.
+    for arguments in ({"new_num_tokens": size + 8}, {"new_num_tokens": size - 1}, {"pad_to_multiple_of": size + 1}):
+        with pytest.raises(VallEValueError, match=rf"^resize_token_embeddings cannot resize .* from {size} to"):
+            model.resize_token_embeddings(**arguments)
+    assert model.resize_token_embeddings() is table  # as transformers: no size asks for the table
+    assert model.resize_token_embeddings(size - 1, pad_to_multiple_of=size) is table  # rounded up to its size
+    assert model.get_input_embeddings() is table and torch.equal(table.weight, before)
+    assert "vocab_size" not in tiny_model.config.to_diff_dict()

@@ -128,6 +128,23 @@ class VallEPreTrainedModel(PreTrainedModel):
         """`to(torch.bfloat16)`: the codec and the rotary frequencies stay float32 (see `to`)."""
         return self.to(torch.bfloat16)
 
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """The phoneme table (`get_input_embeddings`), unchanged: `PreTrainedModel.resize_token_embeddings` where the
+        size stays `config.text_vocab_size`. Raises `VallEValueError` for another size: the phoneme ids' place among
+        the unified ids, the STT head and the tokenizer are all sized by the checkpoint, so transformers' resize gave
+        a table whose new rows no id reaches, and a saved folder that did not load."""
+        embeddings = self.get_input_embeddings()
+        size = embeddings.num_embeddings
+        wanted = size if new_num_tokens is None else new_num_tokens
+        if pad_to_multiple_of:
+            wanted = -(-wanted // pad_to_multiple_of) * pad_to_multiple_of  # up, as transformers rounds it
+        if wanted != size:
+            raise VallEValueError(f"resize_token_embeddings cannot resize VALL-E's phoneme table from {size} to "
+                                  f"{wanted} ids: the phoneme vocabulary is fixed by the checkpoint (its layout of "
+                                  "ids, STT head and tokenizer); map new symbols to existing phonemes instead")
+        return embeddings
+
     def _init_weights(self, module: nn.Module) -> None:
         """The original's initialisation: unit-normal segment embeddings and separator, Llama's init elsewhere."""
         if isinstance(module, SegmentEmbedding):
