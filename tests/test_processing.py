@@ -408,3 +408,21 @@ def test_audio_held_in_another_form_is_refused_saying_how_to_give_it(processor, 
         processor("Hi.", prompt_audio=source, sampling_rate=16000)
     with pytest.raises(VallETypeError, match="^audio must be a path, .*" + fix.format(name="audio")):
         processor(audio=source, sampling_rate=16000)
+
+
+def test_return_attention_mask_as_transformers_processors_take_it(processor):
+    texts = ["Hello", "Hello world."]
+    padded = processor(texts)
+    for asked in (True, None):
+        inputs = processor(texts, return_attention_mask=asked)
+        assert torch.equal(inputs["attention_mask"], padded["attention_mask"])
+    # processor_kwargs (as the pipeline passes them) carry it too
+    assert "attention_mask" in processor(texts, processor_kwargs={"return_attention_mask": True})
+    unmasked = processor(texts, return_attention_mask=False)
+    assert "attention_mask" not in unmasked and torch.equal(unmasked["input_ids"], padded["input_ids"])
+    assert "attention_mask" not in processor(texts, processor_kwargs={"return_attention_mask": False})
+    stt = processor(audio=_tone(0.5, 24000), sampling_rate=24000, return_attention_mask=True)
+    assert set(stt) == {"audio", "sampling_rate"}  # whole waveforms: nothing to mask
+    for wrong in (1, "yes"):
+        with pytest.raises(VallEValueError, match=r"^return_attention_mask must be True, False or None, got "):
+            processor(texts, return_attention_mask=wrong)

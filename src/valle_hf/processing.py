@@ -48,12 +48,15 @@ def _name_special_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
 _NOT_TENSORS = ("prompt_audio", "audio", "sampling_rate", "input_prompt_length")
 
 
-def _check_request(text: Any, prompt_audio: Any, audio: Any, return_tensors: str | None, padding: bool | str) -> None:
+def _check_request(text: Any, prompt_audio: Any, audio: Any, return_tensors: str | None, padding: bool | str,
+                   return_attention_mask: bool | None) -> None:
     """Refuse unknown output options, and a call that asks for neither task or mixes them: TTS reads `text` (and
     `prompt_audio`), STT reads `audio`."""
     check_return_tensors(return_tensors)
     if padding not in (True, False, "longest", "do_not_pad"):
         raise VallEValueError(f"padding must be True, False, 'longest' or 'do_not_pad', got {padding!r}")
+    if return_attention_mask is not None and not isinstance(return_attention_mask, bool):
+        raise VallEValueError(f"return_attention_mask must be True, False or None, got {return_attention_mask!r}")
     if text is None and audio is None:
         raise VallEValueError("give `text` (text-to-speech, with optional `prompt_audio`) or `audio` "
                               "(speech-to-text)")
@@ -183,6 +186,7 @@ class VallEProcessor(ProcessorMixin):
         return_tensors: str | None = "pt",
         padding: bool | str = True,
         sampling_rate: int | None = None,
+        return_attention_mask: bool | None = None,
         processor_kwargs: dict[str, Any] | None = None,
         **kwargs,
     ) -> BatchFeature:
@@ -202,8 +206,10 @@ class VallEProcessor(ProcessorMixin):
         STT: `audio` is one source or a list with one source per row; it comes back as `audio`, one list of whole
         waveforms per row (the original's silent loop/cut to exactly 5 s is not done).
         `sampling_rate` is the rate (Hz) of array inputs: required with arrays (refused without, as a wrong guess
-        changes the voice silently), resampled when it is not 24 kHz; files carry their own. `processor_kwargs`: a
-        dict of these arguments, merged in.
+        changes the voice silently), resampled when it is not 24 kHz; files carry their own.
+        `return_attention_mask`: False leaves the TTS `attention_mask` out (`generate` then refuses padded rows, as it
+        cannot tell their padding); True or None returns it. STT's waveforms come whole, with no mask either way.
+        `processor_kwargs`: a dict of these arguments, merged in.
         Works as the text-to-speech pipeline calls it, `processor(list_of_texts, processor_kwargs=..., return_tensors=
         "pt")` (transformers passes the pipeline's `processor_kwargs` as one dict), so `tts(text, processor_kwargs=
         {"language": "fr", "prompt_audio": path, "input_prompt_length": 3.0})` works.
@@ -211,19 +217,22 @@ class VallEProcessor(ProcessorMixin):
         if processor_kwargs:
             arguments = dict(text=text, prompt_audio=prompt_audio, audio=audio, language=language,
                              language_switch=language_switch, input_prompt_length=input_prompt_length,
-                             return_tensors=return_tensors, padding=padding, sampling_rate=sampling_rate)
+                             return_tensors=return_tensors, padding=padding, sampling_rate=sampling_rate,
+                             return_attention_mask=return_attention_mask)
             unknown = sorted(set(processor_kwargs) - set(arguments))
             if unknown:
                 raise VallETypeError(f"VallEProcessor got unexpected processor_kwargs: {_unexpected(unknown)}")
             return self(**{**arguments, **processor_kwargs}, **kwargs)
         if kwargs:
             raise VallETypeError(f"VallEProcessor got unexpected arguments: {_unexpected(sorted(kwargs))}")
-        _check_request(text, prompt_audio, audio, return_tensors, padding)
+        _check_request(text, prompt_audio, audio, return_tensors, padding, return_attention_mask)
         prompt_audio, audio = as_samples(prompt_audio), as_samples(audio)  # a list of samples is no list of rows
         if audio is not None:
             data = self._audio_to_transcribe(audio, sampling_rate)
         else:
             data = self._phoneme_ids(text, language, language_switch, padding, return_tensors)
+            if return_attention_mask is False:
+                del data["attention_mask"]
             data.update(self._voice_prompt(prompt_audio, input_prompt_length, len(data["input_ids"]), sampling_rate))
         return BatchFeature(data, tensor_type=return_tensors, skip_tensor_conversion=list(_NOT_TENSORS))
 
