@@ -426,3 +426,18 @@ def test_return_attention_mask_as_transformers_processors_take_it(processor):
     for wrong in (1, "yes"):
         with pytest.raises(VallEValueError, match=r"^return_attention_mask must be True, False or None, got "):
             processor(texts, return_attention_mask=wrong)
+
+
+def test_decoding_an_stt_outputs_sequences_or_the_output_names_its_text_ids(processor, tiny_model):
+    codes = torch.randint(0, tiny_model.config.audio_vocab_size, (1, 30, 8), generator=torch.Generator().manual_seed(0))
+    out = tiny_model.generate(audio_codes=codes, task="stt", temperature=0.0, max_new_tokens=4,
+                              return_dict_in_generate=True)
+    text = processor.batch_decode(out.text_ids)
+    assert text == processor.batch_decode(tiny_model.generate(audio_codes=codes, task="stt", temperature=0.0,
+                                                               max_new_tokens=4))
+    # transformers' habit reads the AR's whole sequence, whose audio positions are no phoneme ids
+    with pytest.raises(VallEValueError, match=r"^phoneme ids must lie in .*: .* the `text_ids` of its output"):
+        processor.batch_decode(out.sequences)
+    with pytest.raises(VallETypeError, match=r"^batch_decode takes phoneme ids .*, got a VallEGenerateOutput: .* "
+                                             r"the `text_ids` of its output"):
+        processor.batch_decode(out)

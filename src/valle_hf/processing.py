@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
+from transformers.utils import ModelOutput
 
 from .audio import as_samples, encoded_audio, write_encoded
 from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
@@ -43,6 +44,11 @@ def _name_special_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
         if getattr(tokenizer, name) is None and token in vocab:
             setattr(tokenizer, name, token)
 
+
+# Where a speech-to-text result's phoneme ids are: transformers' habit, `batch_decode(out.sequences)`, reads the AR's
+# whole sequence, whose audio positions are no phoneme ids.
+_STT_IDS = ("STT's phoneme ids are what generate(task='stt') returns, or the `text_ids` of its output with "
+            "return_dict_in_generate=True (its `sequences` is the model's whole sequence, audio positions included)")
 
 # What `__call__` returns as given, not as tensors: waveforms of different lengths, a rate and a length in seconds
 _NOT_TENSORS = ("prompt_audio", "audio", "sampling_rate", "input_prompt_length")
@@ -158,7 +164,8 @@ class VallEProcessor(ProcessorMixin):
         ids = ids.reshape(-1).tolist()
         vocab_size = len(self.tokenizer)
         if any(not 0 <= index < vocab_size for index in ids):
-            raise VallEValueError(f"phoneme ids must lie in 0..{vocab_size - 1}, got {min(ids)}..{max(ids)}")
+            raise VallEValueError(f"phoneme ids must lie in 0..{vocab_size - 1}, got {min(ids)}..{max(ids)}: "
+                                  f"{_STT_IDS}")
         if skip_special_tokens:  # every token the vocabulary marks special: `<mask>` has no name among them
             special = set(self.tokenizer.all_special_ids) | {
                 index for index, token in self.tokenizer.added_tokens_decoder.items() if token.special}
@@ -167,7 +174,11 @@ class VallEProcessor(ProcessorMixin):
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = True, **kwargs) -> list[str]:
         """`decode` for each row of a 2-D tensor or list of sequences. Raises `VallEValueError` for one sequence (a
-        1-D tensor or a list of integers), whose ids would each be decoded as a text of their own."""
+        1-D tensor or a list of integers), whose ids would each be decoded as a text of their own, and
+        `VallETypeError` for a `generate` output object, naming where its phoneme ids are."""
+        if isinstance(sequences, ModelOutput):
+            raise VallETypeError(f"batch_decode takes phoneme ids ([batch, length]), got a "
+                                 f"{type(sequences).__name__}: {_STT_IDS}")
         if (torch.is_tensor(sequences) and sequences.ndim < 2) or any(
                 isinstance(row, (int, np.integer)) for row in sequences):
             raise VallEValueError("batch_decode takes a batch of sequences ([batch, length]), got one sequence: use "
