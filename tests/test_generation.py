@@ -436,6 +436,29 @@ def test_a_misspelt_setting_of_a_passed_generation_config_is_warned_about_by_nam
             "generation reads: they are ignored") in logged.out, logged.out
 
 
+def test_a_plain_generation_config_assigned_to_the_model_generates_as_it_does_saved_and_loaded(tiny_model, tmp_path):
+    """`model.generation_config = GenerationConfig(...)`, as for any transformers model, was an AttributeError (no
+    min_temperature): its VALL-E settings take their defaults, as in the saved and loaded model; the object assigned
+    stays the model's, so an edit made to it afterwards counts."""
+    from transformers import GenerationConfig
+
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    model = copy.deepcopy(tiny_model)
+    assigned = GenerationConfig(do_sample=False, max_new_tokens=4)
+    model.generation_config = assigned
+    texts, prompts = _batch_inputs(model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], output_audio=False,
+                  return_dict_in_generate=True)
+    out = model.generate(**inputs)
+    model.save_pretrained(tmp_path)
+    loaded = VallEForConditionalGeneration.from_pretrained(tmp_path)
+    assert torch.equal(out.codes, loaded.generate(**inputs).codes)
+    assert out.lengths.tolist() == [4] and model.generation_config is assigned  # this model never stops by itself
+    assigned.max_new_tokens = 2
+    assert model.generate(**inputs).lengths.tolist() == [2]
+
+
 def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(tiny_model):
     """As transformers: a plain GenerationConfig, or a VallEGenerationConfig with settings at their defaults, runs
     with the model's own settings for those (the VALL-E stages once ran with the defaults while transformers' AR

@@ -753,8 +753,7 @@ class VallEGenerationMixin(GenerationMixin):
         with the keyword arguments it knows; returns it, the other keyword arguments (model inputs for the AR loop)
         and the config's `return_dict_in_generate` (the copy always returns a dict internally)."""
         check_generation_config(generation_config)
-        config = copy.deepcopy(self.generation_config if generation_config is None
-                               else self._completed(generation_config))
+        config = self._own_settings() if generation_config is None else self._completed(generation_config)
         configured_dict = bool(config.return_dict_in_generate)
         config.return_dict_in_generate = True  # internally always; the caller's choice decides the return form
         # A VALL-E setting given as None is not set, where None is no value of its own (max_levels None is "all")
@@ -816,6 +815,16 @@ class VallEGenerationMixin(GenerationMixin):
             raise VallETypeError(f"generate got unexpected keyword argument(s) {with_hints(names, known)}: not a "
                                  "setting of GenerationConfig or VallEGenerationConfig, nor an input of the model; "
                                  "check the name")
+
+    def _own_settings(self) -> VallEGenerationConfig:
+        """A copy of the model's generation config, as a `VallEGenerationConfig`. One assigned as a plain
+        `GenerationConfig` (`model.generation_config = GenerationConfig(...)`, as for any transformers model; it was
+        an AttributeError here) has no VALL-E setting: each takes its default, as when that model is saved and loaded
+        again. The assigned object itself is left as it is, so later edits to it still count."""
+        own = self.generation_config
+        if isinstance(own, VallEGenerationConfig):
+            return copy.deepcopy(own)
+        return VallEGenerationConfig.from_dict(own.to_dict())
 
     def _completed(self, generation_config: GenerationConfig) -> VallEGenerationConfig:
         """A `generation_config` the caller passed, with what it leaves unset taken from the model's, as transformers
