@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import PLAIN_SETTINGS, logged_warnings, original_generate_kwargs, reactive_model, tiny_config
+from conftest import PLAIN_SETTINGS, logged_warnings, original_generate_kwargs, reactive_model, stop_at, tiny_config
 from transformers import LogitsProcessorList, MaxLengthCriteria, StoppingCriteria, StoppingCriteriaList
 from transformers.utils import logging as transformers_logging
 
@@ -457,6 +457,21 @@ def test_a_plain_generation_config_assigned_to_the_model_generates_as_it_does_sa
     assert out.lengths.tolist() == [4] and model.generation_config is assigned  # this model never stops by itself
     assigned.max_new_tokens = 2
     assert model.generate(**inputs).lengths.tolist() == [2]
+
+
+def test_a_generation_config_without_special_tokens_stops_at_the_ars_stop_token(tiny_model):
+    """A plain GenerationConfig has no eos_token_id: the AR ran to max_new_tokens past its stop token."""
+    from transformers import GenerationConfig
+
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None])
+    stopping = stop_at(tiny_model, 2, **inputs)
+    expected = _greedy(stopping, **inputs, max_new_tokens=6)
+    assert expected.lengths.tolist() == [2] and expected.stopped.tolist() == [True]
+    stopping.generation_config = GenerationConfig(max_new_tokens=6)
+    for config in (None, GenerationConfig(max_new_tokens=6)):
+        out = _greedy(stopping, **inputs, generation_config=config)
+        assert out.sequences.shape == expected.sequences.shape and torch.equal(out.codes, expected.codes)
 
 
 def test_a_passed_generation_config_takes_what_it_leaves_unset_from_the_models(tiny_model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 
@@ -512,3 +513,15 @@ def test_other_models_get_transformers_speech_recognition_unchanged(asr, monkeyp
     asr._forward({"is_last": True})
     asr.postprocess([])
     assert calls == ["_sanitize_parameters", "preprocess", "_forward", "postprocess"]
+
+
+def test_a_model_whose_generation_config_leaves_its_pad_unset_speaks_as_generate_does(tiny_model, processor):
+    """transformers' pipeline filled a pad that the model's generation config leaves unset (a plain GenerationConfig
+    assigned to it) with the phoneme tokenizer's: id 0, an audio code to the AR, refused."""
+    from transformers import GenerationConfig
+
+    model = copy.deepcopy(tiny_model)
+    model.generation_config = GenerationConfig(do_sample=False, max_new_tokens=8)
+    expected = model.generate(**processor("Hello."))[0]
+    tts = pipeline("text-to-speech", model=model, tokenizer=processor.tokenizer, processor=processor)
+    np.testing.assert_array_equal(tts("Hello.")["audio"], expected.numpy())

@@ -764,6 +764,8 @@ class VallEGenerationMixin(GenerationMixin):
         for name, default in VALLE_GENERATION_DEFAULTS.items():  # a config that holds None: the default
             if getattr(config, name) is None and default is not None:
                 setattr(config, name, default)
+        if config.eos_token_id is None:  # unset (a plain GenerationConfig): the AR's stop token, as converted
+            config.eos_token_id = self.config.eos_token_id
         check_settings_fit(config.to_dict(), self.config, task)
         stop = self.config.text_eos_token_id
         if task == "stt" and kwargs.get("eos_token_id") not in (None, stop):  # `_generate_stt` sets its own

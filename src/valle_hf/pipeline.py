@@ -146,6 +146,10 @@ class VallETextToAudioPipeline(_VallEPipeline, TextToAudioPipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self._is_valle():
+            # The model's generation config, not the pipeline's defaults, where it leaves a setting unset: their pad
+            # is the phoneme tokenizer's (id 0, an audio code to the AR: refused), their 256 new tokens 3.4 s of speech.
+            self._generation_defaults = {}
         if self._is_valle() and self.processor is None:
             # The phoneme tokenizer alone would read the text's letters as phonemes, and the model would speak them.
             self.processor = VallEProcessor(self.tokenizer)
