@@ -792,18 +792,24 @@ def test_finetune_resume_and_stt_only_without_a_prompt(tmp_path, monkeypatch, ca
     assert ("warning: --resume: checkpoint-100 in --output " in capsys.readouterr().err)
 
 
-def test_finetune_resume_of_an_ended_run_keeps_its_model(tmp_path, capsys):
-    """--resume of a run that had ended trained a step past its --max-steps (the Trainer resumes mid-epoch without
-    checking the step count first) and saved final/ over the trained model without a word; of a run that kept no
-    checkpoint (--save-steps 0) it trained a new run from --model over the trained final/."""
+def _ended_run(tmp_path, *options):
+    """The fine-tuning script, and the arguments and --output of a run of one step, saved as a checkpoint, that ran."""
     reactive_model().save_pretrained(tmp_path / "model")
     write_tiny_dataset(tmp_path / "data")
     finetune = load_script(REPO / "examples" / "finetune.py")
     out = tmp_path / "out"
     argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output", out, "--max-steps", "1",
             "--save-steps", "1", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--prompt-duration",
-            "0.2", "0.5"]
+            "0.2", "0.5", *options]
     assert finetune.main(list(map(str, argv))) == 0
+    return finetune, argv, out
+
+
+def test_finetune_resume_of_an_ended_run_keeps_its_model(tmp_path, capsys):
+    """--resume of a run that had ended trained a step past its --max-steps (the Trainer resumes mid-epoch without
+    checking the step count first) and saved final/ over the trained model without a word; of a run that kept no
+    checkpoint (--save-steps 0) it trained a new run from --model over the trained final/."""
+    finetune, argv, out = _ended_run(tmp_path)
     saved = {path.name: path.stat().st_mtime_ns for path in (out / "final").iterdir()}
     capsys.readouterr()
     assert finetune.main(list(map(str, [*argv, "--resume"]))) == 0
@@ -831,14 +837,7 @@ def test_finetune_resume_of_an_ended_run_without_final_saves_the_last_checkpoint
     --max-steps, as with final/ there: it now trains nothing, says so, and saves final/ from its last checkpoint."""
     from safetensors.torch import load_file
 
-    reactive_model().save_pretrained(tmp_path / "model")
-    write_tiny_dataset(tmp_path / "data")
-    finetune = load_script(REPO / "examples" / "finetune.py")
-    out = tmp_path / "out"
-    argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--output", out, "--max-steps", "1",
-            "--save-steps", "1", "--batch-size", "2", "--gradient-accumulation-steps", "1", "--prompt-duration",
-            "0.2", "0.5", *(["--lora", "--lora-rank", "2"] if lora else [])]
-    assert finetune.main(list(map(str, argv))) == 0
+    finetune, argv, out = _ended_run(tmp_path, *(["--lora", "--lora-rank", "2"] if lora else []))
     trained = load_file(out / "final" / "model.safetensors")
     shutil.rmtree(out / "final")
     capsys.readouterr()
