@@ -599,6 +599,31 @@ def test_from_pretrained_refuses_weights_that_config_json_does_not_fit(converted
     assert "LOAD REPORT" not in logged.out
 
 
+def test_from_pretrained_names_the_keyword_that_does_not_fit_the_weights_not_the_file(converted_dir, tmp_path):
+    """transformers sets every keyword of from_pretrained that names a config field on the config it reads: a size
+    given so (`num_hidden_layers=1`) was refused as an edited config.json, and was also warned about as a setting of
+    generation_config.json. A keyword that changes no weight (output_attentions) does not hide an edited file."""
+    from valle_hf.configuration import VallEConfig
+    from valle_hf.errors import CheckpointError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    layers = VallEConfig.from_pretrained(converted_dir).num_hidden_layers
+    with pytest.raises(CheckpointError, match=f"{converted_dir}: its config.json with num_hidden_layers={layers - 1} "
+                       f"given to from_pretrained does not fit its weights \\(.*\\): drop num_hidden_layers="
+                       f"{layers - 1}$"), logged_warnings() as logged:
+        VallEForConditionalGeneration.from_pretrained(converted_dir, num_hidden_layers=layers - 1,
+                                                      output_attentions=True)
+    assert "generation_config.json" not in logged.out
+    config = VallEConfig.from_pretrained(converted_dir, num_hidden_layers=layers - 1)
+    with pytest.raises(CheckpointError, match="the config passed to from_pretrained does not fit its weights"):
+        VallEForConditionalGeneration.from_pretrained(converted_dir, config=config)
+    edited = _edited_copy(converted_dir, tmp_path / "edited", "config.json",
+                          lambda c: {**c, "num_hidden_layers": layers + 1})
+    with pytest.raises(CheckpointError, match=f"{edited}: its config.json does not fit its weights .*: the config was "
+                       "edited"):
+        VallEForConditionalGeneration.from_pretrained(edited, output_attentions=True)
+
+
 def test_from_pretrained_with_ignore_mismatched_sizes_starts_such_weights_at_random(converted_dir, tmp_path):
     from valle_hf.modeling import VallEForConditionalGeneration
 

@@ -552,7 +552,10 @@ class VallEGenerationMixin(GenerationMixin):
                         "config (VallEGenerationConfig.tuned)")
             self.generation_config = VallEGenerationConfig.tuned(self.config)
         elif not isinstance(self.generation_config, VallEGenerationConfig):
-            saved = self.generation_config.to_dict()
+            # transformers sets every keyword of from_pretrained on the config it reads (num_hidden_layers=1): those
+            # that are no generation setting were the model config's
+            config_only = kwargs.keys() - VallEGenerationConfig().to_dict().keys()
+            saved = {key: value for key, value in self.generation_config.to_dict().items() if key not in config_only}
             _warn_if_unread(saved, "generation_config.json")
             self.generation_config = VallEGenerationConfig.from_dict(saved)
 

@@ -260,7 +260,8 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
             with without_load_report():  # `_check_weights_fit` says what it would report, in one line
                 model, info = super().from_pretrained(*args, output_loading_info=True, ignore_mismatched_sizes=True,
                                                       **kwargs)
-            _check_weights_fit(args[0] if args else kwargs.get("pretrained_model_name_or_path"), info)
+            name = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            _check_weights_fit(name, info, lambda: _config_source(cls, name, kwargs, model.config))
             loaded = (model, info) if wants_info else model
         if model.codec_model.dtype != model.dtype:
             # The codec kept in float32 (`_keep_in_fp32_modules_strict`) is read from the checkpoint file without a
@@ -436,14 +437,38 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         )
 
 
-def _check_weights_fit(name, info: dict) -> None:
-    """Refuse (`CheckpointError`) a model whose config.json and weights disagree: transformers starts a missing
-    weight, or one of another shape, at random, and the model would speak noise."""
+def _config_source(model_class, name, kwargs: dict, config) -> tuple[str, str] | None:
+    """What replaced model `name`'s config.json in a `model_class.from_pretrained(name, **kwargs)` call, and how to
+    undo it, for `_check_weights_fit`: a `config=` given whole, or keywords that change the weights' names or shapes
+    (`num_hidden_layers=1`: transformers sets every keyword that names a field on the loaded config). None when the
+    file is to blame."""
+    if kwargs.get("config") is not None:
+        return "the config passed to from_pretrained", "pass none, or one of the model's own sizes"
+    fields = config.to_dict().keys() - {"dtype"}  # dtype is the loader's own argument too
+    loader_kwargs = {key: value for key, value in kwargs.items() if key not in fields}
+    saved = type(config).get_config_dict(name, **loader_kwargs)[0]
+
+    def weight_shapes(**changes) -> dict:
+        with torch.device("meta"):  # no memory: only names and shapes are read
+            return {key: value.shape for key, value in model_class(type(config).from_dict({**saved, **changes}))
+                    .state_dict().items()}
+
+    saved_shapes = weight_shapes()
+    given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items()
+                      if key in fields and weight_shapes(**{key: value}) != saved_shapes)
+    return (f"its config.json with {given} given to from_pretrained", f"drop {given}") if given else None
+
+
+def _check_weights_fit(name, info: dict, source=lambda: None) -> None:
+    """Refuse (`CheckpointError`) a model whose config and weights disagree: transformers starts a missing weight, or
+    one of another shape, at random, and the model would speak noise. `source()` (`_config_source`, read only then)
+    names a config the caller changed, and its fix."""
     found = {label: info[key] for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unused"),
                                                   ("mismatched_keys", "of another shape")) if info[key]}
     if found:
         counts = ", ".join(f"{len(keys)} {label}" for label, keys in found.items())
         example = sorted(next(iter(found.values())))[0]  # sets and lists: the first by name
-        raise CheckpointError(f"{name}: its config.json does not fit its weights ({counts}, e.g. "
-                              f"{example[0] if isinstance(example, tuple) else example}): the config was edited or "
-                              "the files come from different models; convert it again, or download it again")
+        config, fix = source() or ("its config.json", "the config was edited or the files come from different "
+                                                    "models; convert it again, or download it again")
+        raise CheckpointError(f"{name}: {config} does not fit its weights ({counts}, e.g. "
+                              f"{example[0] if isinstance(example, tuple) else example}): {fix}")
