@@ -266,7 +266,9 @@ def test_load_codec_with_the_hub_unreachable_names_the_codec_and_the_choices(hub
     from valle_hf.errors import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match=r"^could not download the EnCodec codec \(nobody/no-codec/config\.json"
-                       r": .*\); VALL-E needs it to encode voice prompts: give --codec DIR"):
+                       r": .*\); VALL-E needs it to encode voice prompts: give a local copy of "
+                       r"facebook/encodec_24khz, or tiny-random \(a test codec that makes noise\), as --codec on the "
+                       r"command line or codec= in Python$"):
         load_codec("nobody/no-codec")
 
 

@@ -330,7 +330,8 @@ def test_converter_offline_names_the_codec_choices_at_once(tmp_path, fixtures):
                             timeout=300)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "EnCodec" in lines[0] and "--codec DIR" in lines[0] and "--codec tiny-random" in lines[0]
+    assert "EnCodec" in lines[0] and "local copy of facebook/encodec_24khz, or tiny-random" in lines[0]
+    assert "as --codec on the command line" in lines[0]
     assert [path.name for path in tmp_path.iterdir() if path.name != "hf"] == []  # no output, no staging folder
 
 

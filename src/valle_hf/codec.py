@@ -25,6 +25,7 @@ from .errors import (
     CheckpointError,
     ModelNotFoundError,
     VallEValueError,
+    either_caller,
     is_integer_tensor,
     one_line,
     without_load_report,
@@ -70,11 +71,11 @@ def _check_layout(codec: EncodecModel) -> None:
 def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> EncodecModel:
     """Load the EnCodec model (by default the 24 kHz one VALL-E uses) in eval mode and check its frame layout.
 
-    Raises `ModelNotFoundError` (at once, naming `--codec DIR` and `--codec tiny-random`) when it cannot be had, and
+    Raises `ModelNotFoundError` (at once, naming a local copy and tiny-random as the choices) when it cannot be had, and
     `CheckpointError` for damaged weights or a codec of another layout.
     """
-    instead = ("VALL-E needs it to encode voice prompts: give --codec DIR (a local copy of facebook/encodec_24khz) or "
-               "--codec tiny-random (a test codec that makes noise)")
+    instead = (f"VALL-E needs it to encode voice prompts: give a local copy of {DEFAULT_CODEC}, or tiny-random (a test "
+               f"codec that makes noise), {either_caller('codec')}")
     name_or_path = model_name(name_or_path, "the EnCodec codec")  # a folder's "~" read as the home folder
     if not Path(name_or_path).is_dir() and check_reachable(str(name_or_path), "config.json", "the EnCodec codec",
                                                            instead, **from_pretrained_kwargs):
@@ -105,7 +106,8 @@ def _check_loaded(info: dict, name_or_path) -> None:
                      if not key.endswith(_TRAINING_BUFFERS))
     if missing:
         raise CheckpointError(f"{name_or_path} is not an EnCodec checkpoint ({len(missing)} of its weights missing, "
-                              f"e.g. {missing[0]}): give --codec a copy of {DEFAULT_CODEC}, or tiny-random")
+                              f"e.g. {missing[0]}): give a copy of {DEFAULT_CODEC}, or tiny-random, "
+                              f"{either_caller('codec')}")
 
 
 def tiny_random_codec(seed: int = 0) -> EncodecModel:

@@ -381,7 +381,8 @@ def convert_checkpoint(
         config_dict, source = original_config_from_yaml(config_yaml), str(config_yaml)
     if not config_dict:
         raise CheckpointError(f"{checkpoint}: no embedded config; give the original config.yaml it was trained "
-                              "with (--config of python -m valle_hf.convert, --yaml of python -m valle_hf)")
+                              "with (--config of python -m valle_hf.convert, --yaml of python -m valle_hf, "
+                              "config_yaml= in Python)")
     levels = _setting(config_dict, "resp_levels", "count", 8, source)
     text_head = f"classifiers.proj.{levels}.weight" in original.tensors
     codec_model = tiny_random_codec() if codec == "tiny-random" else load_codec(codec)

@@ -95,6 +95,12 @@ def option_name(dest: str) -> str:
     return f"--{dest.replace('_', '-')}"
 
 
+def either_caller(argument: str) -> str:
+    """How both kinds of caller give `argument` (a converter's "codec"), for a message that can reach either: the
+    command line's flag and the Python call's keyword."""
+    return f"as {option_name(argument)} on the command line or {argument}= in Python"
+
+
 def value_refused(name: str, value, rule: str) -> UsageError:
     """The refusal of a value a flag or column (`name`, as the user wrote it) gave: ``--top-p 2 is not allowed: it
     must be RULE``, the value `as_typed`."""

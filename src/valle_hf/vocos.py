@@ -35,7 +35,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .errors import CheckpointError, VallEFileNotFoundError, VallEValueError, is_integer_tensor
+from .errors import CheckpointError, VallEFileNotFoundError, VallEValueError, either_caller, is_integer_tensor
 from .files import load_tensors
 from .hub import hub_file
 
@@ -631,8 +631,8 @@ def _resolve_files(name_or_path: str | Path, hub_kwargs: dict) -> tuple[Path, Pa
     # Hub repo ids never start like a path; a missing local directory should not turn into a Hub lookup.
     if local.exists() or str(name_or_path).startswith(("/", ".", "~")):
         raise VallEFileNotFoundError(f"{name_or_path} is not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
-    instead = ("give --vocoder DIR (a local copy of charactr/vocos-encodec-24khz), --vocoder tiny-random (a test "
-               "decoder that makes noise) or --vocoder none (decode with EnCodec)")
+    instead = (f"give a local copy of {DEFAULT_VOCODER}, tiny-random (a test decoder that makes noise) or none (decode "
+               f"with EnCodec; None in Python), {either_caller('vocoder')}")
     return tuple(hub_file(str(name_or_path), name, "the Vocos decoder", instead, **hub_kwargs)
                  for name in (CONFIG_NAME, WEIGHTS_NAME))
 
