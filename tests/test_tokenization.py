@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -14,7 +15,6 @@ from valle_hf.errors import CheckpointError
 from valle_hf.phonemes import phonemize
 from valle_hf.tokenization import (
     check_symmap,
-    ids_to_phonemes,
     load_phoneme_tokenizer,
     packaged_tokenizer_file,
     saved_tokenizer,
@@ -33,13 +33,46 @@ def test_tokenizer_round_trip_with_the_reference_file(processor):
     assert processor.decode(torch.tensor(HELLO_IDS[1:-1])) == HELLO_IPA
     assert processor.decode(HELLO_IDS, skip_special_tokens=False) == f"<bos>{HELLO_IPA}</eos>"
     assert processor.batch_decode(torch.tensor([HELLO_IDS, HELLO_IDS])) == [HELLO_IPA, HELLO_IPA]
-    assert ids_to_phonemes(["h", "əl", "ˈoʊ", " ", "w"]) == "həlˈoʊ w"
-    assert ids_to_phonemes(["a", " ", " ", "b"]) == "a b"  # the original's rule: "   " then " ", two spaces read one
+    assert processor.decode(tokenizer.convert_tokens_to_ids(["h", "əl", "ˈoʊ", " ", "w"])) == "həlˈoʊ w"
+    # the original's rule: "   " then " ", so two spaces read one
+    assert processor.decode(tokenizer.convert_tokens_to_ids(["a", " ", " ", "b"])) == "a b"
     with pytest.raises(ValueError, match="0..255"):
         processor.decode([1, 300])
     with pytest.raises(ValueError, match="integer phoneme ids, got dtype torch.float32"):
         processor.decode([1.5, 2.7])  # read as no ids at all: ''
     assert processor.decode([]) == "" and processor.batch_decode([[], HELLO_IDS]) == ["", HELLO_IPA]
+
+
+def _original_stt_join(tokens: list[str]) -> str:
+    """The original's STT decoding (e-c-k-e-r/vall-e `vall_e/inference.py`), as it is written there."""
+    return " ".join(tokens).replace("   ", "_").replace(" ", "").replace("_", " ")
+
+
+def test_every_decoder_joins_phonemes_as_the_originals_stt_does(processor, tmp_path):
+    """The tokenizers library's default decoder put a space between every two tokens: `AutoTokenizer`'s decode of a
+    saved model's tokenizer printed "h əl ˈoʊ   w ˈɜː ld ." where the processor printed "həlˈoʊ wˈɜːld.". Runs of
+    space tokens, and spaces at either end, are where joining tokens differs from the original's rule."""
+    from transformers import AutoTokenizer
+
+    from valle_hf.processing import VallEProcessor
+
+    processor.save_pretrained(tmp_path / "new")
+    saved = AutoTokenizer.from_pretrained(tmp_path / "new")
+    shutil.copytree(tmp_path / "new", tmp_path / "old")  # saved before the decoder was: tokenizers' default one
+    data = json.loads((tmp_path / "old" / "tokenizer.json").read_text())
+    (tmp_path / "old" / "tokenizer.json").write_text(json.dumps({**data, "decoder": None}))
+    processor = VallEProcessor.from_pretrained(tmp_path / "old")
+    space = processor.tokenizer.convert_tokens_to_ids(" ")
+    generator = torch.Generator().manual_seed(0)
+    phonemes = torch.arange(4, len(processor.tokenizer))  # past the special tokens
+    for _ in range(200):
+        ids = phonemes[torch.randint(len(phonemes), (int(torch.randint(0, 12, (), generator=generator)),),
+                                     generator=generator)]
+        ids = torch.where(torch.rand(len(ids), generator=generator) < 0.4, space, ids).tolist()
+        expected = _original_stt_join(processor.tokenizer.convert_ids_to_tokens(ids))
+        assert processor.decode(ids) == expected == saved.decode(ids), processor.tokenizer.convert_ids_to_tokens(ids)
+    for tokenizer in saved, load_phoneme_tokenizer():
+        assert tokenizer.decode(HELLO_IDS, skip_special_tokens=True) == HELLO_IPA
 
 
 @pytest.mark.parametrize("which", ["released", "tiny-random"])

@@ -26,9 +26,9 @@ from .tokenization import (
     TOKENIZER_FILE,
     UNK_TOKEN,
     dealias_tokenizer,
-    ids_to_phonemes,
     load_phoneme_tokenizer,
     tokenize_phonemes,
+    use_phoneme_decoder,
 )
 
 __all__ = ["VallEProcessor"]
@@ -96,6 +96,7 @@ class VallEProcessor(ProcessorMixin):
         straight from the original (aliased) `tokenizer.json` has its backend swapped in place for the alias-free
         equivalent (same ids), and a missing pad token becomes `<unk>` (id 0)."""
         dealias_tokenizer(tokenizer)
+        use_phoneme_decoder(tokenizer)
         _name_special_tokens(tokenizer)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token
@@ -146,7 +147,8 @@ class VallEProcessor(ProcessorMixin):
         return phonemize_all(list(text), [language] * len(text))
 
     def decode(self, token_ids: Any, skip_special_tokens: bool = True, **kwargs) -> str:
-        """Phoneme ids (one sequence) → IPA string, deterministically, by the original STT's rule (`ids_to_phonemes`).
+        """Phoneme ids (one sequence) → IPA string, deterministically, by the original STT's rule
+        (`use_phoneme_decoder`).
 
         Special ids (`<unk>`, `<bos>`, `</eos>`, `<mask>`) are left out unless `skip_special_tokens=False`.
         """
@@ -170,7 +172,7 @@ class VallEProcessor(ProcessorMixin):
             special = set(self.tokenizer.all_special_ids) | {
                 index for index, token in self.tokenizer.added_tokens_decoder.items() if token.special}
             ids = [index for index in ids if index not in special]
-        return ids_to_phonemes(self.tokenizer.convert_ids_to_tokens(ids))
+        return self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = True, **kwargs) -> list[str]:
         """`decode` for each row of a 2-D tensor or list of sequences. Raises `VallEValueError` for one sequence (a

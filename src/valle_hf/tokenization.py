@@ -33,13 +33,13 @@ __all__ = [
     "UNK_TOKEN",
     "check_symmap",
     "dealias_tokenizer",
-    "ids_to_phonemes",
     "load_phoneme_tokenizer",
     "packaged_tokenizer_file",
     "phoneme_ids",
     "saved_tokenizer",
     "tokenize_phonemes",
     "tokenizer_fingerprint",
+    "use_phoneme_decoder",
 ]
 
 
@@ -55,13 +55,26 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     return hashlib.sha256(vocab).hexdigest()
 
 
-def ids_to_phonemes(tokens: Sequence[str]) -> str:
-    """Join token strings into IPA as the original STT does: join with spaces, then "   "→"_", " "→"", "_"→" ".
+# Marks the join's separators until the first is dropped: no phoneme token holds it.
+_SEPARATOR = "\x01"
 
-    A real space token becomes "sep space sep", three spaces, so word spaces survive the removal of the separators
-    (e-c-k-e-r/vall-e `vall_e/inference.py`, STT branch).
-    """
-    return " ".join(tokens).replace("   ", "_").replace(" ", "").replace("_", " ")
+
+def use_phoneme_decoder(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Give a fast tokenizer's backend the decoder that joins phoneme tokens into IPA as the original's STT does
+    (e-c-k-e-r/vall-e `vall_e/inference.py`, STT branch): join the tokens with spaces, then "   "→"_", " "→"", "_"→" ".
+    A space token becomes "sep space sep", three spaces, so word spaces survive the removal of the separators (and two
+    space tokens in a row read as one). The tokenizers library's default put a space between every two tokens; saved in
+    tokenizer.json, the decoder serves `AutoTokenizer` too. In place; a tokenizer without a backend is left as it is."""
+    from tokenizers import Regex, decoders
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return
+    backend.decoder = decoders.Sequence([
+        decoders.Replace(Regex("^"), _SEPARATOR), decoders.Fuse(), decoders.Strip(_SEPARATOR, 1, 0),  # the join
+        decoders.Replace(_SEPARATOR, " "), decoders.Replace("   ", "_"), decoders.Replace(" ", ""),
+        decoders.Replace("_", " "),
+    ])
 
 
 def _read_tokenizer_json(tokenizer_file: str | os.PathLike) -> dict[str, Any]:
@@ -218,6 +231,7 @@ def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> P
         reason = one_line(error, 200)
         raise CheckpointError(f"{path} could not be read as a tokenizer ({reason})") from None
     dealias_tokenizer(tokenizer)
+    use_phoneme_decoder(tokenizer)
     return tokenizer
 
 
