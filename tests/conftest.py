@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import socket
@@ -62,6 +63,19 @@ def accelerate_launch(processes: int) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
             "--main_process_port", str(port)]
+
+
+class Upload:
+    """A web framework's upload of an audio file (Werkzeug's FileStorage, Django's UploadedFile): it reads like a
+    binary file and has the file's name, but is no io.IOBase. Like FileStorage, it passes every file method on to the
+    stream it holds, `content` (bytes, or a str for a text upload)."""
+
+    def __init__(self, name: str, content: bytes | str):
+        self.name = name
+        self._stream = io.BytesIO(content) if isinstance(content, bytes) else io.StringIO(content)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import Upload
 
 from valle_hf.audio import load_audio, reference_paths, reference_sources
 
@@ -99,20 +100,36 @@ def test_audio_errors(tmp_path):
     assert "give a WAV, FLAC, OGG or MP3 file (convert other formats first" in str(raised.value)  # how to fix it
 
 
-@pytest.mark.parametrize("form", ["bytes", "bytearray", "BytesIO", "open file"])
+@pytest.mark.parametrize("form", ["bytes", "bytearray", "BytesIO", "open file", "upload"])
 def test_an_audio_files_content_is_read_as_its_path_is(form):
     """transformers' speech-recognition pipeline reads a file's bytes, and a notebook holds audio as bytes or an open
-    file: both were refused. The same samples come back, and a file object is left where it stood, so that it serves
-    every call it is given to (a pipeline's batches)."""
+    file: both were refused, and a web framework's upload (no io.IOBase) still was. The same samples come back, and a
+    file object is left where it stood, so that it serves every call it is given to (a pipeline's batches)."""
     content = EXAMPLE_PROMPT.read_bytes()
     with open(EXAMPLE_PROMPT, "rb") as opened:
         source = {"bytes": content, "bytearray": bytearray(content), "BytesIO": io.BytesIO(content),
-                  "open file": opened}[form]
+                  "open file": opened, "upload": Upload("voice.wav", content)}[form]
         for _ in range(2):
             data, rate = load_audio(source)
             expected, expected_rate = load_audio(EXAMPLE_PROMPT)
             assert rate == expected_rate and np.array_equal(data, expected)
-        assert not isinstance(source, io.IOBase) or source.tell() == 0
+        assert isinstance(source, (bytes, bytearray)) or source.tell() == 0
+
+
+def test_a_stream_that_cannot_seek_is_read_once():
+    """A file-like that reads and says where it stands but cannot seek (a socket's, a pipe's): read to its end, and
+    then holds no bytes."""
+    from valle_hf.errors import VallEValueError
+
+    class Stream:
+        def __init__(self, content: bytes):
+            stream = io.BytesIO(content)
+            self.read, self.tell = stream.read, stream.tell
+
+    stream = Stream(EXAMPLE_PROMPT.read_bytes())
+    assert np.array_equal(load_audio(stream)[0], load_audio(EXAMPLE_PROMPT)[0])
+    with pytest.raises(VallEValueError, match="^the audio Stream given holds no bytes"):
+        load_audio(stream)
 
 
 def test_a_wav_cut_short_given_as_bytes_is_named_by_what_was_given(tmp_path):
@@ -135,7 +152,12 @@ def test_a_wav_cut_short_given_as_bytes_is_named_by_what_was_given(tmp_path):
     (lambda path: io.BytesIO(b""), "VallEValueError", "the audio BytesIO given holds no bytes"),
     (lambda path: open(path, encoding="latin-1"), "VallETypeError", "the open file {path} is open as text, and "
      "audio is bytes: open it with open(path, 'rb')"),
+    (lambda path: open(path, encoding="utf-8"), "VallETypeError", "the open file {path} is open as text"),
     (lambda path: open(path, "ab"), "VallEValueError", "the open file {path} is not open for reading"),
+    (lambda path: Upload("voice.txt", "RIFF"), "VallETypeError", "the open file voice.txt is open as text, and audio "
+     "is bytes"),
+    (lambda path: SimpleNamespace(read=lambda: [1, 2]), "VallETypeError", "read() of the audio SimpleNamespace "
+     "given gave a list, not the file's bytes"),
 ])
 def test_content_that_is_no_audio_is_refused_naming_what_was_given(tmp_path, make, error, message):
     """Undecodable bytes, no bytes, a file open as text (its read gives a str) or for writing only."""

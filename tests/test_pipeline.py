@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import Upload
 from transformers import pipeline
 
 import valle_hf  # noqa: F401  (registers the Auto classes)
@@ -433,18 +434,21 @@ def test_an_audio_files_bytes_or_open_file_is_an_input_as_its_path_is(asr, promp
 
     expected = asr(str(prompt_wav), generate_kwargs=GENERATE)
     with open(prompt_wav, "rb") as opened:
-        for source in (prompt_wav.read_bytes(), io.BytesIO(prompt_wav.read_bytes()), opened):
+        for source in (prompt_wav.read_bytes(), io.BytesIO(prompt_wav.read_bytes()), opened,
+                       Upload(prompt_wav.name, prompt_wav.read_bytes())):
             assert asr(source, generate_kwargs=GENERATE) == expected
     with pytest.raises(VallEValueError, match="^could not read the audio bytes given: "):
         asr(b"RIFF....WAVE")
 
 
-def test_a_prompt_given_as_an_open_file_serves_every_batch(tts, prompt_wav):
-    """A file object is read from where it stood and left there: each batch of texts (a processor call each) reads
-    the same voice."""
+@pytest.mark.parametrize("form", ["open file", "upload"])
+def test_a_prompt_given_as_an_open_file_serves_every_batch(tts, prompt_wav, form):
+    """A file object (or a web framework's upload, no io.IOBase) is read from where it stood and left there: each
+    batch of texts (a processor call each) reads the same voice."""
     alone = tts(TEXTS[1], processor_kwargs={"prompt_audio": str(prompt_wav)}, generate_kwargs=GENERATE)
     with open(prompt_wav, "rb") as opened:
-        spoken = tts(TEXTS, processor_kwargs={"prompt_audio": opened}, batch_size=1, generate_kwargs=GENERATE)
+        prompt = opened if form == "open file" else Upload(prompt_wav.name, prompt_wav.read_bytes())
+        spoken = tts(TEXTS, processor_kwargs={"prompt_audio": prompt}, batch_size=1, generate_kwargs=GENERATE)
     np.testing.assert_allclose(spoken[1]["audio"], alone["audio"], atol=1e-5, rtol=0)
 
 

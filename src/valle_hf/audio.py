@@ -39,7 +39,18 @@ except ImportError:
 
 logger = get_logger(__name__)
 
-AudioSource = str | os.PathLike | bytes | io.IOBase | np.ndarray | torch.Tensor
+
+class _HasRead(type):
+    def __instancecheck__(cls, instance) -> bool:
+        return callable(getattr(instance, "read", None))
+
+
+class FileLike(metaclass=_HasRead):
+    """What is read as an open file: any object with a `read()` method, `isinstance(upload, FileLike)`. Web
+    frameworks' uploads (Django's UploadedFile, Werkzeug's FileStorage) read like files but are no `io.IOBase`."""
+
+
+AudioSource = str | os.PathLike | bytes | FileLike | np.ndarray | torch.Tensor
 
 # What a failed write raises: the system's OSError, or soundfile's (older soundfile: RuntimeError).
 WRITE_ERRORS = (OSError, soundfile.LibsndfileError, RuntimeError)
@@ -55,6 +66,7 @@ __all__ = [
     "AudioSource",
     "WRITE_ERRORS",
     "ENCODED_AUDIO",
+    "FileLike",
     "as_samples",
     "audio_name",
     "check_file_rate",
@@ -80,11 +92,11 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 # An audio file's content given instead of its path: its bytes, or an open binary file (`open(path, "rb")`,
-# `io.BytesIO`), as transformers' speech-recognition pipeline takes them.
-ENCODED_AUDIO = (bytes, bytearray, memoryview, io.IOBase)
+# `io.BytesIO`, an upload), as transformers' speech-recognition pipeline takes them.
+ENCODED_AUDIO = (bytes, bytearray, memoryview, FileLike)
 
 
-def load_audio(source: str | os.PathLike | bytes | io.IOBase, whole: bool = False) -> tuple[np.ndarray, int]:
+def load_audio(source: str | os.PathLike | bytes | FileLike, whole: bool = False) -> tuple[np.ndarray, int]:
     """Read an audio file soundfile reads (WAV, FLAC, OGG, MP3, ...), given as its path or its content
     (`ENCODED_AUDIO`: bytes, or an open binary file, read from where it stands and left there when it can seek): its
     samples as float32 (integer formats scaled to [-1, 1], float ones as stored), `[channels, samples]`, and its
@@ -139,27 +151,54 @@ def audio_name(source: Any) -> str:
     return f"the open file {name}" if isinstance(name, str) else f"the audio {type(source).__name__} given"
 
 
-def _content(source: bytes | bytearray | memoryview | io.IOBase) -> bytes:
+def _content(source: bytes | bytearray | memoryview | FileLike) -> bytes:
     """The bytes of an audio file given as its content (`ENCODED_AUDIO`); a file that can seek is left where it stood,
-    so that the same file object serves every call it is given to. Raises `VallETypeError` for a file open as text and
-    `VallEValueError` for a closed or unreadable one, or no bytes."""
-    if isinstance(source, io.IOBase):
-        if isinstance(source, io.TextIOBase):
-            raise VallETypeError(f"{audio_name(source)} is open as text, and audio is bytes: open it with "
-                                 "open(path, 'rb'), or give its path")
-        if source.closed or not source.readable():
-            raise VallEValueError(f"{audio_name(source)} is {'closed' if source.closed else 'not open for reading'}: "
-                                  "give its path, or a file open for reading with open(path, 'rb')")
-        start = source.tell() if source.seekable() else None
-        content = source.read()
-        if start is not None:
-            source.seek(start)
-    else:
+    so that the same file object serves every call it is given to. Raises `VallETypeError` for a file open as text (or
+    whose read gives no bytes) and `VallEValueError` for a closed or unreadable one, or no bytes."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
         content = bytes(source)
+    else:
+        content = _read_file(source)
     if not content:
         raise VallEValueError(f"{audio_name(source)} holds no bytes (an empty file, or one read to its end already): "
                               "give the audio file's content")
     return content
+
+
+def _read_file(file: FileLike) -> bytes:
+    """All that `file` holds from where it stands, leaving it there when it can seek."""
+    closed = getattr(file, "closed", False) is True
+    if closed or not getattr(file, "readable", lambda: True)():
+        raise VallEValueError(f"{audio_name(file)} is {'closed' if closed else 'not open for reading'}: give its path, "
+                              "or a file open for reading with open(path, 'rb')")
+    if isinstance(file, io.TextIOBase):  # refused before its read decodes audio as text
+        raise _open_as_text(file)
+    start = _position(file)
+    content = file.read()
+    if start is not None:
+        file.seek(start)
+    if isinstance(content, str):
+        raise _open_as_text(file)
+    if not isinstance(content, (bytes, bytearray)):
+        raise VallETypeError(f"read() of {audio_name(file)} gave a {type(content).__name__}, not the file's bytes: "
+                             "give its path, or a file open with open(path, 'rb')")
+    return bytes(content)
+
+
+def _open_as_text(file: FileLike) -> VallETypeError:
+    return VallETypeError(f"{audio_name(file)} is open as text, and audio is bytes: open it with open(path, 'rb'), or "
+                          "give its path")
+
+
+def _position(file: FileLike) -> int | None:
+    """Where `file` stands, if it can go back there (`seek`): None for a stream."""
+    seekable = getattr(file, "seekable", None)
+    if (callable(seekable) and not seekable()) or not callable(getattr(file, "seek", None)):
+        return None
+    try:
+        return file.tell()
+    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+        return None
 
 
 def _readable(file: str | bytes) -> str | io.BytesIO:
