@@ -534,6 +534,36 @@ def test_from_pretrained_refuses_an_edited_file_naming_it(converted_dir, tmp_pat
         VallEForConditionalGeneration.from_pretrained(edited)
 
 
+@pytest.mark.parametrize("name, edit, message", [
+    ("config.json", _llama_config, " has model_type 'llama', and a VALL-E model's is 'valle'"),
+    ("generation_config.json", lambda g: {**g, "temperature": -1}, ": temperature=-1 is not allowed"),
+])
+def test_from_pretrained_refuses_an_edited_file_in_a_subfolder_naming_it(converted_dir, tmp_path, name, edit, message):
+    """subfolder= reads the files there, and they are checked as a folder's: another model's config.json was loaded
+    (with transformers' warning), a setting out of range refused without naming the file."""
+    import re
+
+    from valle_hf.errors import CheckpointError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    edited = _edited_copy(converted_dir, tmp_path / "parent" / "model", name, edit)
+    with pytest.raises(CheckpointError, match="^" + re.escape(str(edited / name)) + message):
+        VallEForConditionalGeneration.from_pretrained(edited.parent, subfolder="model")
+
+
+def test_a_config_alone_refuses_another_models_config_json(converted_dir, tmp_path):
+    """VallEConfig.from_pretrained(folder) checks the folder's config.json as a model's load does: a Llama
+    checkpoint's made a VallEConfig, with transformers' warning only. (AutoConfig gives that model's own config.)"""
+    import re
+
+    from valle_hf.configuration import VallEConfig
+    from valle_hf.errors import CheckpointError
+
+    edited = _edited_copy(converted_dir, tmp_path / "edited", "config.json", _llama_config)
+    with pytest.raises(CheckpointError, match="^" + re.escape(str(edited / "config.json")) + " has model_type 'llama'"):
+        VallEConfig.from_pretrained(edited)
+
+
 @pytest.mark.parametrize("name, edit, message", _EDITED_FILES)
 def test_from_pretrained_refuses_an_edited_hub_file_naming_it(converted_dir, tmp_path, monkeypatch, name, edit,
                                                               message):

@@ -163,15 +163,18 @@ class VallEConfig(PretrainedConfig):
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
         """`PretrainedConfig.get_config_dict`, with a Hub model's config.json checked where transformers fetched it
-        (`check_hub_config_file`): its reader fails with a bare error on a file that is not a JSON object and takes a
-        config of another model type, or of none. (A folder's is checked before its model is loaded,
-        `check_config_files`.) Raises `CheckpointError` naming the repository, and `ModelNotFoundError` for a name
-        that is neither a path nor a Hub id (`check_model_name`)."""
+        (`check_hub_config_file`), and a folder's (in `subfolder`) where it lies: its reader fails with a bare error on
+        a file that is not a JSON object and takes a config of another model type, or of none. Raises `CheckpointError`
+        naming the file or the repository, and `ModelNotFoundError` for a name that is neither a path nor a Hub id
+        (`check_model_name`)."""
         name = check_model_name(pretrained_model_name_or_path, "the model")
         try:
             return super().get_config_dict(name, **kwargs)
         finally:  # also when transformers' reader failed: the check says what is wrong with the file
-            if not os.path.exists(name):
+            folder = Path(name) / (kwargs.get("subfolder") or "")
+            if folder.is_dir() and (folder / "config.json").is_file():  # a folder's, read by a config alone too
+                _check_config_file(folder / "config.json", str(folder / "config.json"), None)
+            elif not os.path.exists(name):
                 check_hub_config_file(name, "config.json", **kwargs)
 
     @classmethod

@@ -76,14 +76,15 @@ class VallEPreTrainedModel(PreTrainedModel):
         """`PreTrainedModel.from_pretrained`, with the name checked first (`check_model_name`): a path that does not
         exist raises `ModelNotFoundError` naming it (transformers said the repository name had the wrong form), a
         name that is no str or os.PathLike `VallETypeError` (transformers asked the Hub for it for half a minute).
-        None stays transformers' "no files", for weights given as `state_dict` (with `config`). A directory's
-        config.json (unless `config` is given) and generation_config.json are read first (`check_config_files`): a
-        file that is not a JSON object, or a setting out of range or that the model cannot generate with, raises
-        `CheckpointError` naming the file; a Hub model's config.json and generation_config.json, once fetched, the
-        same naming the repository (`VallEConfig.get_config_dict`, `adjust_generation_fn`)."""
+        None stays transformers' "no files", for weights given as `state_dict` (with `config`). A directory's (or its
+        `subfolder`'s) config.json (unless `config` is given) and generation_config.json are read first
+        (`check_config_files`): a file that is not a JSON object, or a setting out of range or that the model cannot
+        generate with, raises `CheckpointError` naming the file; a Hub model's config.json and generation_config.json,
+        once fetched, the same naming the repository (`VallEConfig.get_config_dict`, `adjust_generation_fn`)."""
         if pretrained_model_name_or_path is not None or kwargs.get("state_dict") is None:
             pretrained_model_name_or_path = check_model_name(pretrained_model_name_or_path, "the model")
-        folder = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else None
+        folder = (Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "")
+                  if pretrained_model_name_or_path is not None else None)
         if folder is not None and folder.is_dir():
             check_config_files(folder, kwargs.get("config"))
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
