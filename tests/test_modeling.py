@@ -3,6 +3,8 @@ input."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from conftest import case_inputs, forward_cases
@@ -416,3 +418,14 @@ def test_resize_token_embeddings_keeps_the_phoneme_table_or_refuses_another_size
     assert model.resize_token_embeddings(size - 1, pad_to_multiple_of=size) is table  # rounded up to its size
     assert model.get_input_embeddings() is table and torch.equal(table.weight, before)
     assert "vocab_size" not in tiny_model.config.to_diff_dict()
+
+
+@pytest.mark.parametrize("arguments", [{"new_num_tokens": True}, {"new_num_tokens": 0}, {"pad_to_multiple_of": "8"},
+                                       {"pad_to_multiple_of": -8}])
+def test_resize_token_embeddings_refuses_a_size_or_multiple_that_is_no_positive_integer(tiny_model, arguments):
+    """A string multiple failed with a bare TypeError (transformers' own check skipped), True was "resized to True
+    ids", and a negative multiple rounded back to the table's size."""
+    (name, value), = arguments.items()
+    with pytest.raises(VallEValueError, match=rf"^resize_token_embeddings: {name} must be a positive integer or None, "
+                                              rf"got {re.escape(repr(value))}$"):
+        tiny_model.resize_token_embeddings(**arguments)

@@ -30,7 +30,7 @@ from .configuration import VallEConfig, VallEGenerationConfig, check_config_file
 from .cpu_kernels import backbone_attention, decoding_step
 from .embeddings import SegmentEmbedding, VallEEmbeddings, level_argument, passes_of
 from .entropix import note_layers_run, start_pass
-from .errors import CheckpointError, VallEValueError, without_load_report
+from .errors import CheckpointError, VallEValueError, shown, without_load_report
 from .generation import VallEGenerationMixin
 from .hub import check_model_name
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
@@ -134,7 +134,12 @@ class VallEPreTrainedModel(PreTrainedModel):
         """The phoneme table (`get_input_embeddings`), unchanged: `PreTrainedModel.resize_token_embeddings` where the
         size stays `config.text_vocab_size`. Raises `VallEValueError` for another size: the phoneme ids' place among
         the unified ids, the STT head and the tokenizer are all sized by the checkpoint, so transformers' resize gave
-        a table whose new rows no id reaches, and a saved folder that did not load."""
+        a table whose new rows no id reaches, and a saved folder that did not load; and for a size or a multiple that
+        is not a positive integer (or None)."""
+        for name, value in (("new_num_tokens", new_num_tokens), ("pad_to_multiple_of", pad_to_multiple_of)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise VallEValueError(f"resize_token_embeddings: {name} must be a positive integer or None, got "
+                                      f"{shown(value)}")
         embeddings = self.get_input_embeddings()
         size = embeddings.num_embeddings
         wanted = size if new_num_tokens is None else new_num_tokens
