@@ -438,6 +438,8 @@ def test_decoding_an_stt_outputs_sequences_or_the_output_names_its_text_ids(proc
     # transformers' habit reads the AR's whole sequence, whose audio positions are no phoneme ids
     with pytest.raises(VallEValueError, match=r"^phoneme ids must lie in .*: .* the `text_ids` of its output"):
         processor.batch_decode(out.sequences)
-    with pytest.raises(VallETypeError, match=r"^batch_decode takes phoneme ids .*, got a VallEGenerateOutput: .* "
-                                             r"the `text_ids` of its output"):
-        processor.batch_decode(out)
+    for method, given in ((processor.batch_decode, out), (processor.decode, out), (processor.batch_decode, dict(out))):
+        # the output object, or a dict of it: decode named only its type, batch_decode a dict's first key as a text
+        with pytest.raises(VallETypeError, match=rf"^{method.__name__} takes phoneme ids .*, got a "
+                                                 rf"{type(given).__name__}: .* the `text_ids` of its output"):
+            method(given)

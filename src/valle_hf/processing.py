@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
-from transformers.utils import ModelOutput
 
 from .audio import as_samples, encoded_audio, write_encoded
 from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
@@ -49,6 +48,13 @@ def _name_special_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
 # whole sequence, whose audio positions are no phoneme ids.
 _STT_IDS = ("STT's phoneme ids are what generate(task='stt') returns, or the `text_ids` of its output with "
             "return_dict_in_generate=True (its `sequences` is the model's whole sequence, audio positions included)")
+
+def _check_not_an_output(ids: Any, method: str, shape: str) -> None:
+    """Refuse (`VallETypeError`) a `generate` output object (or a dict of one) given to `method` for its phoneme ids
+    (`shape`), naming where they are: iterated, it gave its field names as texts."""
+    if isinstance(ids, Mapping):
+        raise VallETypeError(f"{method} takes phoneme ids ({shape}), got a {type(ids).__name__}: {_STT_IDS}")
+
 
 # What `__call__` returns as given, not as tensors: waveforms of different lengths, a rate and a length in seconds
 _NOT_TENSORS = ("prompt_audio", "audio", "sampling_rate", "input_prompt_length")
@@ -150,10 +156,13 @@ class VallEProcessor(ProcessorMixin):
         """Phoneme ids (one sequence) → IPA string, deterministically, by the original STT's rule
         (`use_phoneme_decoder`).
 
-        Special ids (`<unk>`, `<bos>`, `</eos>`, `<mask>`) are left out unless `skip_special_tokens=False`.
+        Special ids (`<unk>`, `<bos>`, `</eos>`, `<mask>`) are left out unless `skip_special_tokens=False`. Raises
+        `VallETypeError` for what holds no ids (a text; a `generate` output object, naming where its ids are) and
+        `VallEValueError` for ids out of the vocabulary or not one sequence.
         """
         if kwargs:
             raise VallETypeError(f"VallEProcessor.decode got unexpected arguments: {sorted(kwargs)}")
+        _check_not_an_output(token_ids, "decode", "a tensor or a list of integers")
         try:
             ids = torch.as_tensor(token_ids)
         except (TypeError, RuntimeError, ValueError):  # torch's "new(): invalid data type 'str'", for a text
@@ -177,10 +186,8 @@ class VallEProcessor(ProcessorMixin):
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = True, **kwargs) -> list[str]:
         """`decode` for each row of a 2-D tensor or list of sequences. Raises `VallEValueError` for one sequence (a
         1-D tensor or a list of integers), whose ids would each be decoded as a text of their own, and
-        `VallETypeError` for a `generate` output object, naming where its phoneme ids are."""
-        if isinstance(sequences, ModelOutput):
-            raise VallETypeError(f"batch_decode takes phoneme ids ([batch, length]), got a "
-                                 f"{type(sequences).__name__}: {_STT_IDS}")
+        `VallETypeError` for a `generate` output object (or a dict of one), naming where its phoneme ids are."""
+        _check_not_an_output(sequences, "batch_decode", "[batch, length]")
         if (torch.is_tensor(sequences) and sequences.ndim < 2) or any(
                 isinstance(row, (int, np.integer)) for row in sequences):
             raise VallEValueError("batch_decode takes a batch of sequences ([batch, length]), got one sequence: use "
