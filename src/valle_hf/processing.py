@@ -49,6 +49,7 @@ def _name_special_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
 _STT_IDS = ("STT's phoneme ids are what generate(task='stt') returns, or the `text_ids` of its output with "
             "return_dict_in_generate=True (its `sequences` is the model's whole sequence, audio positions included)")
 
+
 def _check_not_an_output(ids: Any, method: str, shape: str) -> None:
     """Refuse (`VallETypeError`) a `generate` output object (or a dict of one) given to `method` for its phoneme ids
     (`shape`), naming where they are: iterated, it gave its field names as texts."""
