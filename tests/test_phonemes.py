@@ -320,14 +320,19 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
     ("-1,5 million €", "moins 1,5 million d'euros", "fr"), ("$5 millones", "5 millones de dólares", "es"),
     ("5 mil millones €", "5 mil millones de euros", "es"), ("$5 mil", "5 mil dólares", "es"),
     ("2 Milliarden €", "2 Milliarden Euro", "de"), ("¥500です", "500 えんです", "ja"),
-    ("-¥1", "マイナス いちえん", "ja"),
+    ("-¥1", "マイナス いちえん", "ja"), ("$1.234 million", "1.234 million dollars", "en"),
+    ("$1,234 million", "1234 million dollars", "en"), ("1,234 Millionen €", "1,234 Millionen Euro", "de"),
+    ("1.234 Millionen €", "1234 Millionen Euro", "de"), ("$1.5 Millionen", "1,5 Millionen Dollar", "de"),
+    ("1.234 millones €", "1234 millones de euros", "es"),
 ])
 def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language):
     """espeak-ng read a sign before its amount first ("$5" as "dollar five"), "$5.50 today." as "dollar five.", the
     rest lost, "-$5" and "-5 €" without the minus in French and Spanish, and "5 €" as "cinco euro", "1 €" as "one
     euros"; "$5.05" was "five dollars five", the cents' zero lost, "$1.5 million" "dollar one point five million",
     "$5 millones" "cinco dólares millones", Japanese "¥500" "gohyaku" (the yen left out), and a scale before a sign
-    after the amount ("5 millions $") was left to espeak-ng, which said no "de"."""
+    after the amount ("5 millions $") was left to espeak-ng, which said no "de". Three digits after the language's
+    decimal mark before a scale word are decimals ("$1.234 million" was "1234 million dollars", German "1,234
+    Millionen €" "1234 Millionen"), read with its word ("$1.5 Millionen" was "eins Punkt fünf")."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

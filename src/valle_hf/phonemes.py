@@ -578,17 +578,29 @@ _CURRENCY_WORDS = {
 # An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). A separator before
 # three digits parts thousands (but after a lone 0) and one before two the cents, whichever the language writes
 # ("1.234,56 €" is "1,234.56 €"); before a scale word, any digits after one are decimals ("$1.5 million", "$1.50
-# million": espeak-ng read "dollar one point five million"); other decimals ("$0.125") are left to espeak-ng. A year
-# before a sign ("2020 € prices") reads as an amount: only the meaning tells it from one ("1500 € for the flat").
+# million": espeak-ng read "dollar one point five million"), and so are three after the language's decimal mark
+# (`_DECIMAL_MARK`: "$1.234 million" in English, "1,234 Millionen €" in German; they were read as thousands, "1234
+# million"); other decimals ("$0.125") are left to espeak-ng. A year before a sign ("2020 € prices") reads as an
+# amount: only the meaning tells it from one ("1500 € for the flat").
 _MILLIONS = r"(?i:\w*ill(?:i?on|ón|i?ard)\w*)"  # "million", "millones", "Milliarden", "millardo": nouns
 _SCALE_WORD = rf"(?:(?i:thousand|tausend|mille|mil)|{_MILLIONS})\b"
-_AMOUNT = (r"(?<![\d.,])(?P<units>[1-9]\d{0,2}(?:[.,]\d{3})+|\d+)"
-           rf"(?:(?P<decimals>[.,]\d+)(?= {_SCALE_WORD})|[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)")
 # A scale of one word or more ("mil millones"), said before the sign's word: "$5 million", "5 millions $".
 _SCALE = rf"(?: (?P<scale>{_SCALE_WORD}(?: {_SCALE_WORD})*))?"
 _SIGN = "[$€£¥₹]"
-_CURRENCY = re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{_AMOUNT}{_SCALE}"
-                       rf"(?(before)| ?(?P<after>{_SIGN}))")
+# The mark each language of `_CURRENCY_WORDS` writes before decimals, which espeak-ng reads as its word ("point",
+# "Komma"; it read "1.5 Millionen" as "eins Punkt fünf Millionen").
+_DECIMAL_MARK = {"en": ".", "ja": ".", "fr": ",", "de": ",", "es": ","}
+
+
+@functools.cache
+def _currency_pattern(decimal_mark: str) -> re.Pattern:
+    """Amounts of money as the comment above says, in a language that writes `decimal_mark` before decimals: three
+    digits after that mark and before a scale word are decimals, no thousands group."""
+    group = rf"(?!{re.escape(decimal_mark)}\d+ {_SCALE_WORD})[.,]\d{{3}}"
+    amount = (rf"(?<![\d.,])(?P<units>[1-9]\d{{0,2}}(?:{group})+|\d+)"
+              rf"(?:(?P<decimals>[.,]\d+)(?= {_SCALE_WORD})|[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)")
+    return re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{amount}{_SCALE}"
+                      rf"(?(before)| ?(?P<after>{_SIGN}))")
 # The word French and Spanish say between a scale that is a noun and the currency's ("cinq millions de dollars",
 # "cinco millones de dólares"; not after "mille", "mil"), before a consonant and before a vowel ("d'euros").
 _SCALE_OF = {"fr": ("de ", "d'"), "es": ("de ", "de ")}
@@ -604,16 +616,18 @@ def _scale_of(scale: str | None, currency: str, language: str) -> str:
 
 
 def _currency_as_words(text: str, language: str) -> str:
-    """`text` with its amounts of money (`_CURRENCY`) as the words `language` says them: "-$1,234.05" → "minus 1234
-    dollars 05" in English, "$1.5 million" → "1.5 million dollars", "5 €" → "5 euros" in Spanish, "£1" → "une livre",
-    "5 millions €" → "5 millions d'euros" in French; as it is in a language the table has none for."""
+    """`text` with its amounts of money (`_currency_pattern`) as the words `language` says them: "-$1,234.05" →
+    "minus 1234 dollars 05" in English, "$1.5 million" → "1.5 million dollars", "5 €" → "5 euros" in Spanish, "£1" →
+    "une livre", "5 millions €" → "5 millions d'euros" in French; as it is in a language the table has none for."""
     currencies = _for_language(_CURRENCY_WORDS, language)
     if currencies is None:
         return text
+    mark = _for_language(_DECIMAL_MARK, language)
 
     def said(match: re.Match) -> str:
         # the cents as written, "$5.05" as "5 dollars 05" ("zero five"): "5 dollars 5" did not say they were cents
-        units, cents = re.sub("[.,]", "", match["units"]) + (match["decimals"] or ""), match["cents"] or "00"
+        decimals = mark + match["decimals"][1:] if match["decimals"] else ""
+        units, cents = re.sub("[.,]", "", match["units"]) + decimals, match["cents"] or "00"
         scale = f" {match['scale']}" if match["scale"] else ""
         one, several = currencies[match["before"] or match["after"]]
         of = _scale_of(match["scale"], several, language)
@@ -622,7 +636,7 @@ def _currency_as_words(text: str, language: str) -> str:
         minus = f"{_for_language(_POWER_WORDS, language)[3]} " if match["minus"] else ""
         return f"{minus}{words}" + (f" {cents}" if int(cents) else "")
 
-    return _CURRENCY.sub(said, text)
+    return _currency_pattern(mark).sub(said, text)
 
 
 # A minus sign before a number, after no letter, digit or decimal mark ("-5 degrés", "x = −2"; not "5-3" or "A-5"):
