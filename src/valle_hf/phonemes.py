@@ -575,6 +575,24 @@ _CURRENCY_WORDS = {
     "ja": {"$": ("いちドル", "ドル"), "€": ("いちユーロ", "ユーロ"), "£": ("いちポンド", "ポンド"),
            "¥": ("いちえん", "えん"), "₹": ("いちルピー", "ルピー")},
 }
+# The cents' word for the currencies whose cents Japanese says with one ("$5.05" is "5 ドル 5 セント"; read as the
+# digits, "5 ドル 05" was "go doru rei go"): for one cent (a lone "1" is "itsi") and for several. Other languages say
+# the cents as written, after the currency's word.
+_CENT_WORDS = {"ja": {"$": ("いちセント", "セント"), "€": ("いちセント", "セント"), "£": ("いちペニー", "ペンス")}}
+
+
+def _cents_said(cents: str, sign: str, language: str) -> str:
+    """The cents `cents` (two digits) of an amount in `sign`'s currency as `language` says them after its word:
+    "05" as "05" in English ("zero five": "5" did not say they were cents), "5 セント" in Japanese
+    (`_CENT_WORDS`); "" for none ("00")."""
+    words = (_for_language(_CENT_WORDS, language) or {}).get(sign)
+    if not int(cents):
+        return ""
+    if words is None:
+        return f" {cents}"
+    return f" {words[0]}" if int(cents) == 1 else f" {int(cents)} {words[1]}"
+
+
 # An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). A separator before
 # three digits parts thousands (but after a lone 0) and one before two the cents, whichever the language writes
 # ("1.234,56 €" is "1,234.56 €"); before a scale word, any digits after one are decimals ("$1.5 million", "$1.50
@@ -625,16 +643,16 @@ def _currency_as_words(text: str, language: str) -> str:
     mark = _for_language(_DECIMAL_MARK, language)
 
     def said(match: re.Match) -> str:
-        # the cents as written, "$5.05" as "5 dollars 05" ("zero five"): "5 dollars 5" did not say they were cents
         decimals = mark + match["decimals"][1:] if match["decimals"] else ""
         units, cents = re.sub("[.,]", "", match["units"]) + decimals, match["cents"] or "00"
         scale = f" {match['scale']}" if match["scale"] else ""
-        one, several = currencies[match["before"] or match["after"]]
+        sign = match["before"] or match["after"]
+        one, several = currencies[sign]
         of = _scale_of(match["scale"], several, language)
         words = one if units == "1" and not scale else f"{units}{scale} {of}{several}"
         # the language's "minus", as powers say it
         minus = f"{_for_language(_POWER_WORDS, language)[3]} " if match["minus"] else ""
-        return f"{minus}{words}" + (f" {cents}" if int(cents) else "")
+        return f"{minus}{words}{_cents_said(cents, sign, language)}"
 
     return _currency_pattern(mark).sub(said, text)
 
