@@ -401,11 +401,13 @@ def test_slashed_fractions_and_circled_numbers_read_as_what_they_stand_for(text,
 
 @pytest.mark.parametrize(("text", "words", "language"), [
     ("2½ cups", "2 and ½ cups", "en"), ("2 ¾", "2 and ¾", "en-gb"), ("2 1⁄2 cups", "2 and ½ cups", "en"),
-    ("2¼ kilos", "2 et ¼ kilos", "fr"), ("2½", "2 y un medio", "es"),
+    ("2¼ kilos", "2 et ¼ kilos", "fr"), ("2½", "2 y medio", "es"), ("2½ kilos", "2 et demi kilos", "fr"),
+    ("2 et ½", "2 et demi", "fr"), ("2 y ½", "2 y medio", "es"), ("2 y ¾", "2 y tres cuartos", "es"),
 ])
 def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(text, words, language):
-    """espeak-ng read "2½" as "two a half", French "deux un demi", Spanish "dos un medio"; a fraction alone or after
-    a comma is no part of a number."""
+    """espeak-ng read "2½" as "two a half", French "deux un demi", Spanish "dos un medio", and "2 et ½" as "deux et un
+    demi" (a half after the word is "deux et demi", "dos y medio"); a fraction alone or after a comma is no part of a
+    number."""
     from valle_hf.phonemes import _mixed_numbers_as_words
 
     assert phonemize(text, language) == phonemize(words, language)

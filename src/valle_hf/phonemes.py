@@ -505,18 +505,24 @@ def _symbols_as_words(text: str, language: str) -> str:
     return pattern.sub(lambda match: _spaced(match, words[match.group()]), text)
 
 
-# A whole number and its vulgar fraction ("2½", "2 ½"), which espeak-ng read without the word between them ("two a
-# half", French "deux un demi", Spanish "dos un medio"): that word, by language. German says them as one number
-# ("zwei ein halb", zweieinhalb), with none.
-_FRACTION_AND = {"en": "and", "fr": "et", "es": "y"}
-_MIXED_NUMBER = re.compile(f"(?<=\\d) ?(?=[{''.join(_VULGAR_FRACTIONS.values())}])")
+# A whole number and its vulgar fraction ("2½", "2 ½", or with the word between them written: "2 et ½"), which
+# espeak-ng read without that word ("two a half", French "deux un demi", Spanish "dos un medio"): the word, by
+# language, and the fractions said otherwise after it (a half is "deux et demi", "dos y medio": "et un demi" was
+# read). German says them as one number ("zwei ein halb", zweieinhalb), with none.
+_FRACTION_AND = {"en": ("and", {}), "fr": ("et", {"½": "demi"}), "es": ("y", {"½": "medio"})}
+_FRACTION = f"(?P<fraction>[{''.join(_VULGAR_FRACTIONS.values())}])"
 
 
 def _mixed_numbers_as_words(text: str, language: str) -> str:
-    """`text` with the word `language` says between a whole number and its fraction (`_FRACTION_AND`: "2½" → "2 and
-    ½"); as it is in a language the table has none for."""
-    word = _for_language(_FRACTION_AND, language)
-    return text if word is None else _MIXED_NUMBER.sub(f" {word} ", text)
+    """`text` with the word `language` says between a whole number and its fraction and the fraction as said after it
+    (`_FRACTION_AND`: "2½" → "2 and ½", "2 ½" → "2 et demi" in French); as it is in a language the table has none
+    for."""
+    words = _for_language(_FRACTION_AND, language)
+    if words is None:
+        return text
+    word, after_word = words
+    return re.sub(rf"(?<=\d)(?: {word}\b)? ?{_FRACTION}",
+                  lambda match: f" {word} {after_word.get(match['fraction'], match['fraction'])}", text)
 
 
 # Powers written in superscript ("m²", "10⁻³", "x⁴"), which espeak-ng reads as bare digits ("m two", "ten three": the
