@@ -414,6 +414,24 @@ def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(tex
     assert _mixed_numbers_as_words("½ cup, 5, ½", language) == "½ cup, 5, ½"
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("5–10 minutes", "5 to 10 minutes", "en"), ("$5–$10", "5 dollars to 10 dollars", "en"),
+    ("5 – 10 Minuten", "5 bis 10 Minuten", "de"), ("5–10 minutes", "5 à 10 minutes", "fr"),
+    ("5–10 minutos", "5 a 10 minutos", "es"), ("5〜10ふん", "5 から 10ふん", "ja"),
+    ("5～10ふん", "5 から 10ふん", "ja"), ("5–10ふん", "5 から 10ふん", "ja"),
+])
+def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
+    """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
+    as "go tilde juu"."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+def test_a_hyphen_between_numbers_is_left_to_espeak():
+    """A hyphen also joins phone numbers and scores: no range."""
+    text = "Call 555-1234, pages 5-10."
+    assert phonemize(text, "en") == phonemes._espeak_backend("en-us").phonemize([text], strip=True)[0]
+
+
 def test_japanese_kana_touching_latin_letters_read_as_with_a_space_between():
     """espeak-ng's Japanese voice read kana next to a Latin letter one by one, a voiced one as "Japanese letter":
     "5㎏です" (now "5kgです") came out as "go kg te Japanese letter su", where it had left the unit out."""

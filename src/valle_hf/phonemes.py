@@ -663,6 +663,20 @@ def _currency_as_words(text: str, language: str) -> str:
     return _currency_pattern(mark).sub(said, text)
 
 
+# A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
+# which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
+# word each language says there. A hyphen ("5-10") is left to espeak-ng: it also joins phone numbers and scores.
+_RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
+_RANGE = re.compile(rf"(?<=\d) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)")
+
+
+def _ranges_as_words(text: str, language: str) -> str:
+    """`text` with the dash of its ranges (`_RANGE`) as the word `language` says (`_RANGE_WORDS`: "5–10" → "5 to
+    10"); as it is in a language the table has none for."""
+    word = _for_language(_RANGE_WORDS, language)
+    return text if word is None else _RANGE.sub(f" {word} ", text)
+
+
 # A minus sign before a number, after no letter, digit or decimal mark ("-5 degrés", "x = −2"; not "5-3" or "A-5"):
 # espeak-ng's French, Spanish and Japanese voices left it out ("cinq degrés"), and its English and German ones after
 # "=".
@@ -790,7 +804,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     if looks_like_ipa(text):
         return text.strip()
     text = _without_emoji(normalize_text(text), emoji)
-    text = _minus_as_word(_currency_as_words(text, language), language)
+    text = _minus_as_word(_currency_as_words(_ranges_as_words(text, language), language), language)
     text = _mixed_numbers_as_words(text, language)
     text = _symbols_as_words(_powers_as_words(text, language), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
