@@ -293,12 +293,12 @@ def test_a_power_reads_as_one(text, words, language):
     ("a ≠ b", "a différent de b", "fr"), ("a ≤ b", "a inférieur ou égal à b", "fr"),
     ("© Müller", "Copyright Müller", "de"), ("5 × 2", "5 por 2", "es"), ("5 ± 2", "5 más o menos 2", "es"),
     ("Marca™", "Marca marca comercial", "es"), ("¾ kilo", "tres cuartos kilo", "es"), ("5‰", "5 パーミル", "ja"),
-    ("5×2", "5 かける 2", "ja"),
+    ("5×2", "5 かける 2", "ja"), ("25℃です", "25 ど です", "ja"), ("25 °C", "25 ど", "ja"), ("90°", "90 ど", "ja"),
 ])
 def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(text, words, language):
     """espeak-ng left "‰", "‱", "℠", "℅" out ("5 ‰ off" was read "5 off"; "№", "=", "×", "©" and more in French, German,
-    Spanish or Japanese), said "ℵ" (and "™" in Spanish) as its code point ("letter 2 1 3 5"), and handed "≠", "±" to
-    the English voice in French and Spanish."""
+    Spanish or Japanese: "25℃" was "nijuugo (en)C"), said "ℵ" (and "™" in Spanish) as its code point ("letter 2 1 3
+    5"), and handed "≠", "±" to the English voice in French and Spanish."""
     from conftest import logged_warnings
 
     with logged_warnings() as logged:

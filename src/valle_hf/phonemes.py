@@ -470,9 +470,10 @@ _SYMBOL_WORDS = {
            "≤": "menor o igual que", "≥": "mayor o igual que", "∞": "infinito", "©": "copyright",
            "®": "marca registrada", "™": "marca comercial", "¥": "yenes", "¢": "centavos", "₹": "rupias",
            "½": "un medio", "¾": "tres cuartos"},
-    "ja": {"‰": "パーミル", "ℵ": "アレフ", "×": "かける", "÷": "わる", "∞": "むげんだい"},
+    # degrees and degrees Celsius are "ど" ("25℃", now "25°C", was "nijuugo (en)C", the "°" left out); "°C" first
+    "ja": {"‰": "パーミル", "ℵ": "アレフ", "×": "かける", "÷": "わる", "∞": "むげんだい", "°C": "ど", "°": "ど"},
 }
-_SYMBOL_WORD_PATTERNS = {language: re.compile(f"[{re.escape(''.join(words))}]")
+_SYMBOL_WORD_PATTERNS = {language: re.compile("|".join(map(re.escape, words)))  # the first that matches: "°C", "°"
                          for language, words in _SYMBOL_WORDS.items()}
 # Marks of punctuation and letters that stand for words, which some voice leaves out or says as a code point: with
 # the symbols and number forms (Unicode categories Sm, Sc, So, No: "×", "€", "©", "⅛"), what `_without_unread_symbols`
