@@ -432,6 +432,22 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     assert phonemize(text, "en") == phonemes._espeak_backend("en-us").phonemize([text], strip=True)[0]
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("le 21e siècle", "le 21ème siècle", "fr"), ("le 2ᵉ étage", "le 2ème étage", "fr"),
+    ("el 2.º piso, la 3.ª vez", "el 2º piso, la 3ª vez", "es"),
+])
+def test_short_ordinals_read_as_ordinals(text, words, language):
+    """espeak-ng read French "21e" as "vingt et un e" and Spanish "2.º" as "dos punto o"."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 kg", "es"), ("2e", "en")])
+def test_what_is_no_short_ordinal_is_left_to_espeak(text, language):
+    """"1er" (premier) is read right, and "1e" is no "unième"; a decimal point before a digit is no ordinal's."""
+    voice = phonemes._check_language(language)
+    assert phonemize(text, language) == phonemes._espeak_backend(voice).phonemize([text], strip=True)[0]
+
+
 def test_japanese_kana_touching_latin_letters_read_as_with_a_space_between():
     """espeak-ng's Japanese voice read kana next to a Latin letter one by one, a voiced one as "Japanese letter":
     "5㎏です" (now "5kgです") came out as "go kg te Japanese letter su", where it had left the unit out."""

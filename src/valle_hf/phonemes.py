@@ -664,6 +664,19 @@ def _currency_as_words(text: str, language: str) -> str:
     return _currency_pattern(mark).sub(said, text)
 
 
+# Ordinal numbers as a language writes them short that espeak-ng misreads, and how it reads them: French "21e",
+# "2ᵉ" ("vingt et un e", "deux e") as "21ème" (the first is "1er", "1re": read right), Spanish "2.º", "2.ª" ("dos
+# punto o") as "2º", "2ª".
+_ORDINALS = {"fr": (re.compile(r"(?<=\d)(?<!\b1)[eᵉ]\b"), "ème"), "es": (re.compile(r"(?<=\d)\.(?=[ºª])"), "")}
+
+
+def _ordinals_as_read(text: str, language: str) -> str:
+    """`text` with its short ordinals (`_ORDINALS`) as espeak-ng reads them in `language` ("le 21e siècle" → "le
+    21ème siècle"); as it is in a language the table has none for."""
+    ordinal = _for_language(_ORDINALS, language)
+    return text if ordinal is None else ordinal[0].sub(ordinal[1], text)
+
+
 # A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A hyphen ("5-10") is left to espeak-ng: it also joins phone numbers and scores.
@@ -806,7 +819,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
         return text.strip()
     text = _without_emoji(normalize_text(text), emoji)
     text = _minus_as_word(_currency_as_words(_ranges_as_words(text, language), language), language)
-    text = _mixed_numbers_as_words(text, language)
+    text = _ordinals_as_read(_mixed_numbers_as_words(text, language), language)
     text = _symbols_as_words(_powers_as_words(text, language), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
