@@ -8,11 +8,12 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
-order the language says them ("$5.50" as "5 dollars 50"), a line with a decimal number kept whole (`_split_at_marks`:
-phonemizer cut "It was 2.5 degrees." at the decimal point), the language-switch markers as an option, Latin letters a
-voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their marks, with a warning,
-clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice would spell out or say as
-code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
+order the language says them ("$5.50" as "5 dollars 50"), ranges ("5–10") and short ordinals ("21e") read, a line with a
+decimal number kept whole (`_split_at_marks`: phonemizer cut "It was 2.5 degrees." at the decimal point), the
+language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or
+Romanian names) read without their marks, with a warning, clear errors for text with nothing to speak (empty, or
+punctuation alone), for letters a voice would spell out or say as code points, unknown languages and a missing
+pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
