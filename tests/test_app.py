@@ -1015,3 +1015,33 @@ def test_a_cancelled_run_ends_before_its_nar_levels_and_its_audio_decoding(tiny,
             watch.remove()
     assert True not in heads  # no head ran after the stop: AR steps, NAR levels
     assert not any(module._forward_pre_hooks for module in generation._checkpoints())  # the run's checks removed
+
+
+class _CancelAndRunAnother(StoppingCriteria):
+    """Cancels its own run at its first AR step and, while that run's checks are still on the model, runs another
+    on the same model to its end (as a run started while a stopped one winds down would)."""
+
+    def __init__(self, stop: threading.Event, **other):
+        self.stop, self.other, self.others = stop, other, []
+
+    def __call__(self, input_ids, scores, **kwargs):
+        self.stop.set()
+        other = webui.Generation(stop=threading.Event(), **self.other)
+        other.start()
+        other.join()
+        self.others.append(other)
+        return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def test_cancelling_a_run_leaves_another_run_on_the_same_model_going(tiny, prompt_wav):
+    """The checks a run adds are on the shared model's modules: a cancelled run's checks raised `RunCancelled` in
+    every run that reached them, the one that was not cancelled too."""
+    model, processor = tiny
+    other = dict(model=model, streamer=None, **processor(TEXT, prompt_audio=str(prompt_wav)), max_new_tokens=4)
+    stop = threading.Event()
+    cancel = _CancelAndRunAnother(stop, **other)
+    cancelled = webui.Generation(stop=stop, stopping_criteria=StoppingCriteriaList([cancel]), **other)
+    cancelled.start()
+    with pytest.raises(webui.RunCancelled):
+        cancelled.result()
+    assert len(cancel.others) == 1 and cancel.others[0].error is None and cancel.others[0].output is not None

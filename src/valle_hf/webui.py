@@ -258,7 +258,8 @@ class Generation(threading.Thread):
         return [*self.model.model.backbone.layers, *(decoder for decoder in decoders if decoder is not None)]
 
     def _check_stop(self, module, args) -> None:
-        if self.stop.is_set():
+        # The hooks are on the shared model: another run's calls (one started while this one winds down) pass them
+        if self.stop.is_set() and threading.current_thread() is self:
             raise RunCancelled("the run was cancelled")
 
     def result(self):
