@@ -25,7 +25,7 @@ import soundfile
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from valle_hf.streaming import DEFAULT_CHUNK_SECONDS, AudioChunk
+from valle_hf.streaming import DEFAULT_CHUNK_SECONDS, AudioChunk, AudioIteratorStreamer
 
 
 def _missing(reason: str):
@@ -999,7 +999,8 @@ def test_a_cancelled_run_ends_before_its_nar_levels_and_its_audio_decoding(tiny,
     watches = [*(head.register_forward_pre_hook(lambda module, args: heads.append(stop.is_set()))
                  for head in model.classifiers),
                model.vocoder.register_forward_pre_hook(lambda *_: pytest.fail("vocoder ran")),
-               model.codec_model.decoder.register_forward_pre_hook(lambda *_: pytest.fail("codec decoder ran"))]
+               model.codec_model.decoder.layers[0].register_forward_pre_hook(
+                   lambda *_: pytest.fail("codec decoder ran"))]
     if cancelled == "at the last NAR level":
         watches.append(last.register_forward_hook(lambda *_: stop.set()))
     criteria = StoppingCriteriaList([_StopAtTheFirstStep(stop)] if cancelled == "at the AR" else [])
@@ -1015,6 +1016,27 @@ def test_a_cancelled_run_ends_before_its_nar_levels_and_its_audio_decoding(tiny,
             watch.remove()
     assert True not in heads  # no head ran after the stop: AR steps, NAR levels
     assert not any(module._forward_pre_hooks for module in generation._checkpoints())  # the run's checks removed
+
+
+def test_a_cancelled_streamed_run_ends_within_its_encodec_decoding(tiny, prompt_wav):
+    """A streamed run decodes EnCodec audio through `codec.DecoderStream`, which calls the decoder's layers, never
+    the decoder itself: a Stop during a chunk's decoding waited for every row's (a long text's final chunks, one row
+    after the other, after the AR's last step)."""
+    model, processor = tiny
+    layers, stop, after = model.codec_model.decoder.layers, threading.Event(), []
+    watches = [layers[0].register_forward_pre_hook(lambda *_: stop.set()),  # cancelled as the decoding starts
+               layers[-1].register_forward_pre_hook(lambda *_: after.append(stop.is_set()))]
+    try:
+        inputs = processor(TEXT, prompt_audio=str(prompt_wav))
+        generation = webui.Generation(model, AudioIteratorStreamer(), stop, **inputs, audio_backend="encodec",
+                                      max_new_tokens=4)
+        generation.start()
+        with pytest.raises(webui.RunCancelled):
+            generation.result()
+    finally:
+        for watch in watches:
+            watch.remove()
+    assert True not in after  # the decoder's last layer did not run after the stop
 
 
 class _CancelAndRunAnother(StoppingCriteria):

@@ -228,9 +228,10 @@ class Generation(threading.Thread):
 
     The thread runs in a copy of the caller's context (where Gradio keeps the request's progress bar). `result()`
     waits for the end and returns what `generate` returned, or raises what it raised; `close()` ends the run early
-    through `stop`, which the run's stopping criteria read at every AR step, and which every decoder layer and
-    each audio decoder check before they run (raising `RunCancelled`): no stopping criterion reaches the NAR levels
-    and the audio decoding after the AR, which took most of a long text's time (a Stop waited a minute for them).
+    through `stop`, which the run's stopping criteria read at every AR step, and which every decoder layer and the
+    audio decoders check before they run, in this run's thread (raising `RunCancelled`): no stopping criterion
+    reaches the NAR levels and the audio decoding after the AR, which took most of a long text's time (a Stop waited a
+    minute for them).
     """
 
     def __init__(self, model, streamer: AudioIteratorStreamer | None, stop: threading.Event, **kwargs):
@@ -253,9 +254,10 @@ class Generation(threading.Thread):
                 self.streamer.end()  # also when generate failed before it started streaming
 
     def _checkpoints(self) -> list[torch.nn.Module]:
-        """The modules whose every call first checks `stop`: the backbone's decoder layers, the audio decoders."""
-        decoders = [self.model.codec_model.decoder, self.model.vocoder]
-        return [*self.model.model.backbone.layers, *(decoder for decoder in decoders if decoder is not None)]
+        """The modules whose every call first checks `stop`: the backbone's decoder layers, the EnCodec decoder's
+        layers (a stream's `codec.DecoderStream` calls them, never the decoder itself), the Vocos decoder."""
+        vocoder = [self.model.vocoder] if self.model.vocoder is not None else []
+        return [*self.model.model.backbone.layers, *self.model.codec_model.decoder.layers, *vocoder]
 
     def _check_stop(self, module, args) -> None:
         # The hooks are on the shared model: another run's calls (one started while this one winds down) pass them
