@@ -572,3 +572,16 @@ def test_a_call_that_asks_for_vocos_from_an_encodec_model_waits_for_vocos_contex
     fixture_model.generate(**settings, audio_streamer=recorder)
     audio = torch.cat([chunk.audio for chunk in recorder.chunks])
     assert torch.allclose(audio, expected.audio[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["plain", "streamed"])
+def test_vocos_audio_from_a_model_without_vocos_is_refused_before_any_step(tiny_model, streamed):
+    """A streamed call failed with an AttributeError ('NoneType' object has no attribute 'config'), a plain call
+    refused only after its whole AR and NAR had run."""
+    steps, config = StepCounter(), tiny_model.config
+    streamer = {"audio_streamer": Recorder(0.1)} if streamed else {}
+    with pytest.raises(ValueError, match="^audio_backend='vocos' is not allowed: .*without the Vocos decoder"):
+        tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),
+                            max_new_tokens=4, audio_backend="vocos", stopping_criteria=StoppingCriteriaList([steps]),
+                            **streamer)
+    assert tiny_model.vocoder is None and steps.count == 0

@@ -689,8 +689,8 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     breaker, end token (`eos_token_id`, `forced_eos_token_id`) or token to suppress (`suppress_tokens`,
     `begin_suppress_tokens`) that is no class of any of its heads (with `task` "stt",
     of its text head, which the AR of speech to text reads; it ends on that head's own end token, whatever
-    `eos_token_id` says), a `pad_token_id` that is one (`_check_pad_fits`). Raises `SettingError`, as
-    `check_settings` does."""
+    `eos_token_id` says), a `pad_token_id` that is one (`_check_pad_fits`), Vocos audio without a Vocos decoder.
+    Raises `SettingError`, as `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
         values = settings.get(name)
@@ -721,6 +721,9 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
             raise SettingError(name, ids, f"token ids in 0..{classes - 1}: this model's "
                                f"{'text' if stt else 'largest'} head has {classes} classes")
     _check_pad_fits(settings.get("pad_token_id"), config, stt, classes)
+    if settings.get("audio_backend") == "vocos" and config.vocoder_config is None:  # before any step, streamed too
+        raise SettingError("audio_backend", "vocos", "'encodec' or None: this model was converted without the Vocos "
+                           "decoder")
 
 
 def _check_pad_fits(pad: int | None, config, stt: bool, classes: int) -> None:

@@ -1174,9 +1174,6 @@ class VallEGenerationMixin(GenerationMixin):
     def _decode(self, rows: list[torch.LongTensor], backend: str | None) -> list[torch.Tensor]:
         """Waveforms of code rows `[T_i, levels]` with `backend` ("vocos", "encodec"; None: the model's own)."""
         backend = backend or self.config.audio_backend
-        if backend == "vocos" and self.vocoder is None:
-            raise VallEValueError("audio_backend='vocos' needs a model converted with the Vocos decoder; this one has "
-                                  "none: use audio_backend='encodec'")
         if backend not in ("vocos", "encodec"):
             raise VallEValueError(f"audio_backend must be 'vocos' or 'encodec', got {backend!r}")
         if not rows:
