@@ -154,9 +154,20 @@ def test_a_decoder_stream_gives_each_rows_audio_to_float_precision_whatever_its_
     for row, (length, expected) in enumerate(zip(lengths, decode_batch(codec, codes, lengths), strict=True)):
         stream, size = DecoderStream(codec), piece or length
         bounds = [0, *range(max(size, lead), length, size), length]
-        audio = torch.cat([stream(codes[row, start:end]) for start, end in itertools.pairwise(bounds)])
+        audio = torch.cat([stream(codes[row, start:end], last=end == length)
+                           for start, end in itertools.pairwise(bounds)])
         assert audio.shape == expected.shape
         assert (audio - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_a_decoder_stream_refuses_a_first_piece_shorter_than_its_lead(codec_whose_codes_count):
+    """Its audio would differ from the row's (1.2 % of peak at the 24 kHz codec's size), without a word: the first
+    convolution reflects frames the piece does not hold."""
+    stream = DecoderStream(codec_whose_codes_count)
+    codes = torch.zeros(stream.lead - 1, NUM_LEVELS, dtype=torch.long)
+    with pytest.raises(ValueError, match=f"^a row's first piece needs {stream.lead} frames .*, got {stream.lead - 1}"):
+        stream(codes)
+    assert stream(codes, last=True).shape == (len(codes) * HOP_LENGTH,)
 
 
 def test_encode_batch_matches_single_encodes_but_the_last_frame(codec):

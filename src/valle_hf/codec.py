@@ -292,7 +292,7 @@ class DecoderStream:
 
     No sample waits for later frames (a causal transposed convolution's output at sample n reads inputs up to n //
     stride only), but at a row's start: the first convolution pads it by reflecting the row's frames 1..padding_total,
-    so a row's first piece must hold `lead` frames (`_reflect_frames`), or be the whole row.
+    so a row's first piece must hold `lead` frames (`_reflect_frames`), or be the whole row (`last=True`).
     """
 
     def __init__(self, codec: EncodecModel):
@@ -304,14 +304,20 @@ class DecoderStream:
         self.embeddings = self.hidden = self.state = None  # the frames before the next piece that it reads
 
     @torch.no_grad()
-    def __call__(self, codes: torch.Tensor) -> torch.Tensor:
+    def __call__(self, codes: torch.Tensor, last: bool = False) -> torch.Tensor:
         """The next piece's codes `[n, levels]` (values 0..codebook_size - 1) as a 1-D float32 waveform of n * hop
-        samples on the codec's device. Raises `VallEValueError` for codes `decode` refuses."""
+        samples on the codec's device; `last`: the row ends with this piece. Raises `VallEValueError` for codes
+        `decode` refuses, and for a row's first piece of fewer than `lead` frames that is not its last (its audio
+        would differ from the row's)."""
         codes = _check_codes(self.codec, codes, 2, "[T, n_levels]")
         _check_code_range(codes, self.codec.config.codebook_size)
         frames, (device, _) = codes.shape[0], _codec_device_dtype(self.codec)
         if frames == 0:
             return torch.zeros(0, device=device, dtype=torch.float32)
+        if self.embeddings is None and frames < self.lead and not last:
+            raise VallEValueError(f"a row's first piece needs {self.lead} frames (DecoderStream.lead), got {frames}: "
+                                  "hold its first frames until there are that many, or pass last=True for a row that "
+                                  "ends there")
         embeddings = self.codec.quantizer.decode(codes.to(device=device, dtype=torch.long).T[:, None])  # [1, D, n]
         self.embeddings = _with_context(self.embeddings, embeddings, self.embedding_frames)
         hidden = self.first(self.embeddings)[..., -frames:].permute(2, 0, 1)  # [n, 1, C], the LSTM's layout

@@ -519,7 +519,7 @@ class StreamingTTS:
     def _decode(self, row: int, codes: torch.LongTensor, start: int, settled: int, final: bool) -> torch.Tensor:
         """The audio of the row's output frames `start:settled` of `codes`."""
         if self.streams is not None:
-            return self.streams[row](codes[start:settled])
+            return self.streams[row](codes[start:settled], last=final)
         first = max(start - self.left, 0)
         last = len(codes) if final else min(settled + self.right, len(codes))
         window = self.model._decode([codes[first:last]], self.config.audio_backend)[0]
