@@ -433,6 +433,28 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
+    ("at 3:45pm", "at 3 45pm", "en"), ("3:45 PM", "3 45 PM", "en"), ("15:45", "15 45", "en"),
+    ("10:05", "10 oh 5", "en"), ("3:00", "3 o'clock", "en"), ("um 15:45 Uhr", "um 15 Uhr 45", "de"),
+    ("15.45 Uhr", "15 Uhr 45", "de"), ("1:05 Uhr", "ein Uhr 5", "de"), ("15h45", "15 heures 45", "fr"),
+    ("15:45", "15 heures 45", "fr"), ("1h30", "une heure 30", "fr"), ("à 15 h", "à 15 heures", "fr"),
+    ("15:45", "15 45", "es"), ("1:30", "una 30", "es"), ("15:05", "15 y 5", "es"), ("15:00", "15 en punto", "es"),
+])
+def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
+    """espeak-ng read "3:45pm" as "three: forty five p m", the colon a pause, French "15h45" as "quinze ache
+    quarante-cinq" and German "15.45 Uhr" as "fünfzehn Punkt fünfundvierzig Uhr"."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize(("text", "language"), [("3:2, 1:2.5, 10:30:15, 24:10", "en"), ("Halbzeit 14:12", "de"),
+                                                ("15 hommes", "fr"), ("16:9", "es")])
+def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
+    """A ratio has no two-digit minutes, a clock's hours are under 24, and a German score is written as a time: only
+    one followed by "Uhr" is a time there."""
+    voice = phonemes._check_language(language)
+    assert phonemize(text, language) == phonemes._espeak_backend(voice).phonemize([text], strip=True)[0]
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
     ("le 21e siècle", "le 21ème siècle", "fr"), ("le 2ᵉ étage", "le 2ème étage", "fr"),
     ("el 2.º piso, la 3.ª vez", "el 2º piso, la 3ª vez", "es"),
 ])

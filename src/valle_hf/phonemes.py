@@ -8,12 +8,12 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
-order the language says them ("$5.50" as "5 dollars 50"), ranges ("5–10") and short ordinals ("21e") read, a line with a
-decimal number kept whole (`_split_at_marks`: phonemizer cut "It was 2.5 degrees." at the decimal point), the
-language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or
-Romanian names) read without their marks, with a warning, clear errors for text with nothing to speak (empty, or
-punctuation alone), for letters a voice would spell out or say as code points, unknown languages and a missing
-pykakasi, and `split_sentences` for long texts.
+order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), ranges ("5–10") and short
+ordinals ("21e") read, a line with a decimal number kept whole (`_split_at_marks`: phonemizer cut "It was 2.5 degrees."
+at the decimal point), the language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in
+English: Vietnamese or Romanian names) read without their marks, with a warning, clear errors for text with nothing to
+speak (empty, or punctuation alone), for letters a voice would spell out or say as code points, unknown languages and a
+missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -692,6 +692,43 @@ def _ranges_as_words(text: str, language: str) -> str:
     return text if word is None else _RANGE.sub(f" {word} ", text)
 
 
+# A time of day: an hour of 0 to 23 and minutes of two digits ("3:45pm", "15:45"; a ratio "3:2" or "1:2.5" is none),
+# which espeak-ng read with the colon kept as a pause ("three: forty five"), French "15h45" as "quinze ache
+# quarante-cinq", German "15.45 Uhr" as "fünfzehn Punkt ...". German writes a score as a time ("14:12"), so only one
+# followed by "Uhr" is one there; French writes "15h45", "15 h" too.
+_HOUR = r"(?<![\d:.,])(?P<hour>[01]?\d|2[0-3])"
+_MINUTES = r"(?P<minutes>[0-5]\d)(?![\d:]|[.,]\d)"
+# By language: the time's pattern, the hour said when it is 1 and otherwise, what follows the hour alone (minutes
+# "00") and what comes before minutes under ten, between the hour's words and the minutes ("15:05" is "fifteen oh
+# five", "quince y cinco").
+_TIMES = {
+    "en": (re.compile(rf"{_HOUR}:{_MINUTES}"), "1", "{hour}", " o'clock", " oh "),
+    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), "ein Uhr", "{hour} Uhr", "", " "),
+    "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?P<minutes>[0-5]\d)?(?![\w:]|[.,]\d)"),
+           "une heure", "{hour} heures", "", " "),
+    "es": (re.compile(rf"{_HOUR}:{_MINUTES}"), "una", "{hour}", " en punto", " y "),
+}
+
+
+def _times_as_words(text: str, language: str) -> str:
+    """`text` with its times of day (`_TIMES`) as the words `language` says them ("3:45pm" → "3 45pm", "15:05" → "15
+    oh 5" in English, "15:45 Uhr" → "15 Uhr 45", "15h45" → "15 heures 45"); as it is in a language the table has none
+    for."""
+    time = _for_language(_TIMES, language)
+    if time is None:
+        return text
+    pattern, one, several, on_the_hour, before_one_digit = time
+
+    def said(match: re.Match) -> str:
+        hour = one if match["hour"].lstrip("0") == "1" else several.format(hour=match["hour"])
+        minutes = match["minutes"] or "00"
+        if minutes == "00":
+            return f"{hour}{on_the_hour}"
+        return f"{hour}{before_one_digit}{minutes[1]}" if minutes[0] == "0" else f"{hour} {minutes}"
+
+    return pattern.sub(said, text)
+
+
 # A minus sign before a number, after no letter, digit or decimal mark ("-5 degrés", "x = −2"; not "5-3" or "A-5"):
 # espeak-ng's French, Spanish and Japanese voices left it out ("cinq degrés"), and its English and German ones after
 # "=".
@@ -819,7 +856,8 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     if looks_like_ipa(text):
         return text.strip()
     text = _without_emoji(normalize_text(text), emoji)
-    text = _minus_as_word(_currency_as_words(_ranges_as_words(text, language), language), language)
+    text = _ranges_as_words(_times_as_words(text, language), language)
+    text = _minus_as_word(_currency_as_words(text, language), language)
     text = _ordinals_as_read(_mixed_numbers_as_words(text, language), language)
     text = _symbols_as_words(_powers_as_words(text, language), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
