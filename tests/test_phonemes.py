@@ -433,6 +433,33 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
+    ("5 km, 100kg, 2 mL", "5 kilometers, 100 kilograms, 2 milliliters", "en"), ("1 km", "one kilometer", "en"),
+    ("25 °C, 1 °C, -1 °C", "25 degrees Celsius, one degree Celsius, minus one degree Celsius", "en"),
+    ("1.5 l at 50 km/h", "1.5 liters at 50 kilometers per hour", "en"),
+    ("5 cm and 5 mm", "5 centimeters and 5 millimeters", "en-gb"),
+    ("1 kg, 1,5 l, 25 °C", "ein Kilogramm, 1,5 Liter, 25 Grad Celsius", "de"),
+    ("50 km/h", "50 Kilometer pro Stunde", "de"),
+    ("1 km, 100 kg, 77 °F", "un kilómetro, 100 kilogramos, 77 grados Fahrenheit", "es"),
+    ("5 m, 5 g, 50 km/h, 1 °C", "5 mètres, 5 grammes, 50 kilomètres par heure, un degré Celsius", "fr"),
+    ("5 m², 10⁻³ m", "5 meters squared, 10 to the power of minus 3 meters", "en"), ("5 m³", "5 Meter hoch drei", "de"),
+    ("5km, 1 kg, 5kgです", "5 キロメートル, いちキログラム, 5 キログラムです", "ja"),
+])
+def test_a_unit_after_a_number_is_said_as_its_words(text, words, language):
+    """espeak-ng spelled units out ("5 km" was "five K M", "25 °C" "twenty five degrees C", Spanish "100 kg" "cien
+    kilogramo"), in French "5 m" as "cinq M", in Japanese in English letters."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr", "es", "ja"])
+def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
+    """A unit inside a word or before another is no unit of the table, nor a letter without a number before it."""
+    from valle_hf.phonemes import _units_as_words
+
+    text = "5 kms, 5 m/s, km 5, H2 g"
+    assert _units_as_words(text, language) == text
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
     ("at 3:45pm", "at 3 45pm", "en"), ("3:45 PM", "3 45 PM", "en"), ("15:45", "15 45", "en"),
     ("10:05", "10 oh 5", "en"), ("3:00", "3 o'clock", "en"), ("um 15:45 Uhr", "um 15 Uhr 45", "de"),
     ("15.45 Uhr", "15 Uhr 45", "de"), ("1:05 Uhr", "ein Uhr 5", "de"), ("15h45", "15 heures 45", "fr"),
@@ -463,7 +490,7 @@ def test_short_ordinals_read_as_ordinals(text, words, language):
     assert phonemize(text, language) == phonemize(words, language)
 
 
-@pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 kg", "es"), ("2e", "en")])
+@pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 veces", "es"), ("2e", "en")])
 def test_what_is_no_short_ordinal_is_left_to_espeak(text, language):
     """"1er" (premier) is read right, and "1e" is no "unième"; a decimal point before a digit is no ordinal's."""
     voice = phonemes._check_language(language)
@@ -472,8 +499,8 @@ def test_what_is_no_short_ordinal_is_left_to_espeak(text, language):
 
 def test_japanese_kana_touching_latin_letters_read_as_with_a_space_between():
     """espeak-ng's Japanese voice read kana next to a Latin letter one by one, a voiced one as "Japanese letter":
-    "5㎏です" (now "5kgです") came out as "go kg te Japanese letter su", where it had left the unit out."""
-    for text, spaced in (("5㎏です", "5 kg です"), ("ごkgです", "ご kg です"),
+    "ごkgです" came out as "go kg te Japanese letter su" ("5㎏です" too, now read "5 キログラムです")."""
+    for text, spaced in (("ごkgです", "ご kg です"), ("ABCです", "ABC です"),
                          ("カタカナcaféテスト", "カタカナ café テスト")):
         assert phonemize(text, "ja") == phonemize(spaced, "ja"), text
 

@@ -8,12 +8,12 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
-order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), ranges ("5–10") and short
-ordinals ("21e") read, a line with a decimal number kept whole (`_split_at_marks`: phonemizer cut "It was 2.5 degrees."
-at the decimal point), the language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in
-English: Vietnamese or Romanian names) read without their marks, with a warning, clear errors for text with nothing to
-speak (empty, or punctuation alone), for letters a voice would spell out or say as code points, unknown languages and a
-missing pykakasi, and `split_sentences` for long texts.
+order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), units after a number ("5
+km"), ranges ("5–10") and short ordinals ("21e") read, a line with a decimal number kept whole (`_split_at_marks`:
+phonemizer cut "It was 2.5 degrees." at the decimal point), the language-switch markers as an option, Latin letters a
+voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their marks, with a warning,
+clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice would spell out or say as
+code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -744,6 +744,65 @@ def _minus_as_word(text: str, language: str) -> str:
     return _NEGATIVE.sub(f"{words[3]} ", text)
 
 
+# Units of measure after a number ("5 km", "100kg", "25 °C"), which espeak-ng's English, German and Spanish voices
+# spelled out ("five K M", "twenty five degrees C"; "cien kilogramo" in Spanish), its French one "5 m", "5 g", "50 km/h"
+# ("cinq kilomètres ache"), its Japanese one in English letters: the words for one unit, with the number ("one
+# kilometer", "ein Kilometer", "un kilomètre"), and for any other amount, after it; with its power said after it ("5
+# m²" is "5 meters squared"). A unit inside a word ("5 kms", "5 mph"; kana may follow: "5kgです") or before another
+# ("5 m/s") is left to espeak-ng; "L" is a liter too.
+_UNIT_WORDS = {
+    "en": {"km/h": ("one kilometer per hour", "kilometers per hour"), "km": ("one kilometer", "kilometers"),
+           "m": ("one meter", "meters"), "cm": ("one centimeter", "centimeters"),
+           "mm": ("one millimeter", "millimeters"), "kg": ("one kilogram", "kilograms"), "g": ("one gram", "grams"),
+           "mg": ("one milligram", "milligrams"), "l": ("one liter", "liters"), "ml": ("one milliliter", "milliliters"),
+           "°C": ("one degree Celsius", "degrees Celsius"), "°F": ("one degree Fahrenheit", "degrees Fahrenheit")},
+    "de": {"km/h": ("ein Kilometer pro Stunde", "Kilometer pro Stunde"), "km": ("ein Kilometer", "Kilometer"),
+           "m": ("ein Meter", "Meter"), "cm": ("ein Zentimeter", "Zentimeter"),
+           "mm": ("ein Millimeter", "Millimeter"), "kg": ("ein Kilogramm", "Kilogramm"), "g": ("ein Gramm", "Gramm"),
+           "mg": ("ein Milligramm", "Milligramm"), "l": ("ein Liter", "Liter"), "ml": ("ein Milliliter", "Milliliter"),
+           "°C": ("ein Grad Celsius", "Grad Celsius"), "°F": ("ein Grad Fahrenheit", "Grad Fahrenheit")},
+    "fr": {"km/h": ("un kilomètre par heure", "kilomètres par heure"), "km": ("un kilomètre", "kilomètres"),
+           "m": ("un mètre", "mètres"), "cm": ("un centimètre", "centimètres"),
+           "mm": ("un millimètre", "millimètres"), "kg": ("un kilogramme", "kilogrammes"),
+           "g": ("un gramme", "grammes"), "mg": ("un milligramme", "milligrammes"), "l": ("un litre", "litres"),
+           "ml": ("un millilitre", "millilitres"), "°C": ("un degré Celsius", "degrés Celsius"),
+           "°F": ("un degré Fahrenheit", "degrés Fahrenheit")},
+    "es": {"km/h": ("un kilómetro por hora", "kilómetros por hora"), "km": ("un kilómetro", "kilómetros"),
+           "m": ("un metro", "metros"), "cm": ("un centímetro", "centímetros"),
+           "mm": ("un milímetro", "milímetros"), "kg": ("un kilogramo", "kilogramos"), "g": ("un gramo", "gramos"),
+           "mg": ("un miligramo", "miligramos"), "l": ("un litro", "litros"), "ml": ("un mililitro", "mililitros"),
+           "°C": ("un grado Celsius", "grados Celsius"), "°F": ("un grado Fahrenheit", "grados Fahrenheit")},
+    # a lone "1" is "itsi" (`_CURRENCY_WORDS`); degrees are symbols' words ("ど"); "km/h" is said with "じそく"
+    # before the number, which is left to espeak-ng
+    "ja": {"km": ("いちキロメートル", "キロメートル"), "m": ("いちメートル", "メートル"),
+           "cm": ("いちセンチメートル", "センチメートル"), "mm": ("いちミリメートル", "ミリメートル"),
+           "kg": ("いちキログラム", "キログラム"), "g": ("いちグラム", "グラム"),
+           "mg": ("いちミリグラム", "ミリグラム"), "l": ("いちリットル", "リットル"),
+           "ml": ("いちミリリットル", "ミリリットル")},
+}
+# The units of every language's table (the English one has them all)
+_UNIT = re.compile(rf"(?<![\d.,])(?<!{_LATIN})(?P<number>\d+(?:[.,]\d+)*) ?"
+                   rf"(?P<unit>{'|'.join(map(re.escape, _UNIT_WORDS['en']))}|m?L)"
+                   rf"(?!{_LATIN}|[\d/])")
+
+
+def _units_as_words(text: str, language: str) -> str:
+    """`text` with the units of measure after its numbers (`_UNIT_WORDS`) as the words `language` says them ("5 km"
+    → "5 kilometers", "1 °C" → "one degree Celsius" in English, "1 kg" → "ein Kilogramm" in German); as it is in a
+    language the table has none for."""
+    units = _for_language(_UNIT_WORDS, language)
+    if units is None:
+        return text
+
+    def said(match: re.Match) -> str:
+        words = units.get(match["unit"].replace("L", "l"))
+        if words is None:
+            return match.group()
+        return words[0] if match["number"] == "1" else f"{match['number']} {words[1]}"
+
+    return _UNIT.sub(said, text)
+
+
 def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
     """`text` without the symbols the voice of `language` leaves out or says as a code point (`_said_as_code_point`:
     "†", "′" in every voice tried, "→" in French and Spanish), each added to `left_out` for one warning naming them:
@@ -859,7 +918,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     text = _ranges_as_words(_times_as_words(text, language), language)
     text = _minus_as_word(_currency_as_words(text, language), language)
     text = _ordinals_as_read(_mixed_numbers_as_words(text, language), language)
-    text = _symbols_as_words(_powers_as_words(text, language), language)
+    text = _symbols_as_words(_units_as_words(_powers_as_words(text, language), language), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
         text = _LATIN_KANA.sub(" ", _to_hiragana(text))
