@@ -433,6 +433,26 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
+    ("the 1990s", "the nineteen nineties", "en"), ("the '90s", "the nineties", "en"),
+    ("the 1990’s, his 20s", "the nineteen nineties, his twenties", "en-gb"), ("the 2020s", "the twenty twenties", "en"),
+    ("the 1900s", "the nineteen hundreds", "en"),
+])
+def test_a_decade_is_said_as_one(text, words, language):
+    """espeak-ng read "1990s" as "nineteen hundred ninety z", "'90s" as "ninety z" and "1990's" as "nineteen hundred
+    ninety"."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+def test_what_is_no_decade_is_left_to_espeak():
+    """A decimal number of seconds is no decade; the "2000s" and the "1910s" have no "hundreds" or "tens" to say."""
+    from valle_hf.phonemes import _decades_as_words
+
+    text = "5.90s, x90s, the 2000s, the '00s, the 1910s, 990s, 1990se"
+    assert _decades_as_words(text, "en") == text
+    assert _decades_as_words("the 1990s", "de") == "the 1990s"
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
     ("5 km, 100kg, 2 mL", "5 kilometers, 100 kilograms, 2 milliliters", "en"), ("1 km", "one kilometer", "en"),
     ("25 °C, 1 °C, -1 °C", "25 degrees Celsius, one degree Celsius, minus one degree Celsius", "en"),
     ("1.5 l at 50 km/h", "1.5 liters at 50 kilometers per hour", "en"),

@@ -8,12 +8,12 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
-order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), units after a number ("5
-km"), ranges ("5–10") and short ordinals ("21e") read, a line with a decimal number kept whole (`_split_at_marks`:
-phonemizer cut "It was 2.5 degrees." at the decimal point), the language-switch markers as an option, Latin letters a
-voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their marks, with a warning,
-clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice would spell out or say as
-code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
+order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), decades ("1990s"), units
+after a number ("5 km"), ranges ("5–10") and short ordinals ("21e") read, a line with a decimal number kept whole
+(`_split_at_marks`: phonemizer cut "It was 2.5 degrees." at the decimal point), the language-switch markers as an
+option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their
+marks, with a warning, clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice
+would spell out or say as code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -729,6 +729,30 @@ def _times_as_words(text: str, language: str) -> str:
     return pattern.sub(said, text)
 
 
+# Decades ("the 1990s", "'90s", "the 1990's"), which espeak-ng's English voices read "nineteen hundred ninety z" (with
+# an apostrophe, the "s" left out): the words for a decade, after its century ("19 nineties", "20 twenties"), and a
+# century's hundreds ("1900s" is "19 hundreds"; "2000s", the tens "10s" and "1910s" are left to espeak-ng).
+_DECADE_WORDS = {"en": {"0": "hundreds", "2": "twenties", "3": "thirties", "4": "forties", "5": "fifties",
+                        "6": "sixties", "7": "seventies", "8": "eighties", "9": "nineties"}}
+_DECADE = re.compile(r"(?<![\w.,'’])(?:(?P<century>1\d|20)|['’])?(?P<tens>[02-9])0['’]?s\b")
+
+
+def _decades_as_words(text: str, language: str) -> str:
+    """`text` with its decades (`_DECADE_WORDS`) as the words `language` says them ("the 1990s" → "the 19 nineties",
+    "'90s" → "nineties"); as it is in a language the table has none for."""
+    words = _for_language(_DECADE_WORDS, language)
+    if words is None:
+        return text
+
+    def said(match: re.Match) -> str:
+        century = match["century"] or ""
+        if match["tens"] == "0" and century in ("", "20"):  # "'00s", "2000s": no "hundreds"
+            return match.group()
+        return f"{century} {words[match['tens']]}".lstrip()
+
+    return _DECADE.sub(said, text)
+
+
 # A minus sign before a number, after no letter, digit or decimal mark ("-5 degrés", "x = −2"; not "5-3" or "A-5"):
 # espeak-ng's French, Spanish and Japanese voices left it out ("cinq degrés"), and its English and German ones after
 # "=".
@@ -915,7 +939,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     if looks_like_ipa(text):
         return text.strip()
     text = _without_emoji(normalize_text(text), emoji)
-    text = _ranges_as_words(_times_as_words(text, language), language)
+    text = _ranges_as_words(_times_as_words(_decades_as_words(text, language), language), language)
     text = _minus_as_word(_currency_as_words(text, language), language)
     text = _ordinals_as_read(_mixed_numbers_as_words(text, language), language)
     text = _symbols_as_words(_units_as_words(_powers_as_words(text, language), language), language)
