@@ -143,6 +143,8 @@ CLI_CASES = {
                                           "0.5"], "--prefix-silence 0.5 is not allowed: it must be 0 with "
                                                   "input_prompt_prefix"),
     "unknown_flag": (["{ws}/ref.wav", "{ws}/new.wav", "--bogus"], "unrecognized arguments"),
+    "misspelt_flag": (["{ws}/ref.wav", "{ws}/new.wav", "--ar-temperature=0.500000"],
+                      "unrecognized arguments: --ar-temperature=0.500000 (did you mean --ar-temp?)"),
     "cuda_missing": (["{ws}/ref.wav", "{ws}/new.wav", "--device", "cuda"], "CUDA is not available"),
     "missing_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{ws}/no-model"], "model not found"),
     "model_folder_not_converted": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/not_a_model"],
@@ -228,6 +230,8 @@ SYNTHESIS_CASES = {
     "negative_seed": (["{ws}/corpus.csv", "{ws}/corpus", "--seed", "-1"], "expected an integer >= 0"),
     "unknown_language": (["{ws}/corpus.csv", "{ws}/corpus", "--language", "xx-nope"], "unknown language"),
     "unknown_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--bogus"], "unrecognized arguments"),
+    "misspelt_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--batchsize", "4"],
+                      "unrecognized arguments: --batchsize (did you mean --batch-size?) 4"),
     "cuda_missing": (["{ws}/corpus.csv", "{ws}/corpus", "--device", "cuda"], "CUDA is not available"),
     "missing_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "{ws}/no-model"], "model not found"),
 }
@@ -273,6 +277,8 @@ CONVERTER_CASES = {
     "output_is_a_folder_with_files": (["--checkpoint", "{fx}", "--output-dir", "{ws}"], "already exists"),
     "no_checkpoint_given": (["--output-dir", "{ws}/converted"], "the following arguments are required"),
     "unknown_dtype": (["--checkpoint", "{fx}", "--dtype", "float8"], "invalid choice"),
+    "misspelt_flag": (["--checkpoint", "{fx}", "--overwite"], "unrecognized arguments: --overwite (did you mean "
+                                                              "--overwrite?)"),
 }
 
 

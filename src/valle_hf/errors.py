@@ -135,12 +135,18 @@ def one_line(error: BaseException, limit: int | None = None) -> str:
     return head.rstrip(" ,;:(") + " …"
 
 
+def hinted(name: str, known: Iterable[str], shown: str | None = None) -> str:
+    """`shown` (`name` by default), with the closest of `known` to `name` where one is close:
+    "temprature (did you mean temperature?)"."""
+    shown = name if shown is None else shown
+    close = difflib.get_close_matches(name, list(known), 1)
+    return f"{shown} (did you mean {close[0]}?)" if close else shown
+
+
 def with_hints(names: Sequence[str], known: Iterable[str]) -> str:
-    """`names` (of settings or arguments no one takes), comma-separated, each with the closest of `known` where one
-    is close: "temprature (did you mean temperature?)"."""
+    """`names` (of settings or arguments no one takes), comma-separated, each `hinted` with the closest of `known`."""
     known = list(known)
-    return ", ".join(f"{name} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, 1))
-                     else name for name in names)
+    return ", ".join(hinted(name, known) for name in names)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -153,7 +159,18 @@ class ArgumentParser(argparse.ArgumentParser):
         self._negative_number_matcher = _NEGATIVE_NUMBER  # argparse's own matches -1 and -0.5 only
 
     def error(self, message: str):
-        raise UsageError(f"{message} (see {self.prog} --help)")
+        raise UsageError(f"{self._hinted(message)} (see {self.prog} --help)")
+
+    def _hinted(self, message: str) -> str:
+        """argparse's message, a misspelt option in it named with the option it likely means ("--lora-rnk (did you
+        mean --lora-rank?)"): abbreviations are taken, but a word too many or a letter left out was named alone."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return message
+        options = [option for option in self._option_string_actions if option.startswith("--")]
+        words = message.removeprefix(prefix).split(" ")
+        return prefix + " ".join(hinted(word.split("=")[0], options, word) if word.startswith("--") else word
+                                 for word in words)
 
 
 def named(text: str) -> str:
