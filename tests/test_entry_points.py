@@ -213,7 +213,11 @@ SYNTHESIS_CASES = {
     "manifest_not_utf8": (["{ws}/ref.wav", "{ws}/corpus", "--manifest-format", "csv"], "is not UTF-8 text"),
     "manifest_without_columns": (["{ws}/notes.txt", "{ws}/corpus", "--manifest-format", "csv"],
                                  "has no id, text, prompt column"),
-    "manifest_with_an_unknown_column": (["{ws}/unknown.csv", "{ws}/corpus"], "unknown column(s) ar_tmp"),
+    "manifest_with_an_unknown_column": (["{ws}/unknown.csv", "{ws}/corpus"],
+                                        "unknown column(s) ar_tmp (did you mean ar_temp?)"),
+    "manifest_with_a_misspelt_column": (["{ws}/misspelt.csv", "{ws}/corpus"],
+                                        "has no prompt column: a manifest needs id, text and prompt (rename its "
+                                        "column promt (did you mean prompt?))"),
     "output_is_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt"], "is a file"),
     "output_empty": (["{ws}/corpus.csv", ""], "argument out_dir: is empty"),  # an unset variable: wrote into .
     "output_under_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt/out"], "notes.txt, which is a file: give a folder"),
@@ -226,7 +230,7 @@ SYNTHESIS_CASES = {
     "column_twice": (["{ws}/twice.csv", "{ws}/corpus"], "names the column 'text' twice"),
     "header_only": (["{ws}/header.csv", "{ws}/corpus"], "has a header but no rows"),  # was a run of 0 rows
     "unknown_key_in_a_jsonl_line": (["{ws}/unknown.jsonl", "{ws}/corpus"],
-                                     "unknown column(s) ar_tmp (first on line 2)"),
+                                     "unknown column(s) ar_tmp (did you mean ar_temp?) (first on line 2)"),
     "negative_seed": (["{ws}/corpus.csv", "{ws}/corpus", "--seed", "-1"], "expected an integer >= 0"),
     "unknown_language": (["{ws}/corpus.csv", "{ws}/corpus", "--language", "xx-nope"], "unknown language"),
     "unknown_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--bogus"], "unrecognized arguments"),
@@ -246,6 +250,7 @@ def test_synthesis_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
     (workspace / "unknown.jsonl").write_text('{"id": "r1", "text": "Hi.", "prompt": "ref.wav"}\n'
                                              '{"id": "r2", "text": "Hi.", "prompt": "ref.wav", "ar_tmp": 0.5}\n',
                                              encoding="utf-8")
+    (workspace / "misspelt.csv").write_text("id,text,promt\nr1,Hello there.,ref.wav\n", encoding="utf-8")
     (workspace / "twice.csv").write_text("id,text,prompt,text\nr1,Hello.,ref.wav,Bye.\n", encoding="utf-8")
     (workspace / "header.csv").write_text("id,text,prompt\n", encoding="utf-8")
     arguments, expected = SYNTHESIS_CASES[case]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import hashlib
 import json
 import os
@@ -74,10 +75,12 @@ from .errors import (
     VallEValueError,
     entry_point,
     get_logger,
+    hinted,
     named,
     named_path,
     one_line,
     out_of_memory,
+    with_hints,
 )
 from .files import check_output_folder
 from .generation import row_names, setting_names
@@ -288,15 +291,17 @@ def _check_columns(table, manifest: Path) -> None:
     if repeated is not None:  # the reader lets it pass where a header is optional ('|'-separated): the last one won
         raise UsageError(f"{manifest}: the header names the column {repeated!r} twice; keep one")
     missing = [column for column in ("id", "text", "prompt") if column not in columns]
-    if missing:
-        raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt (is "
-                         "it in another layout? name it .csv, .tsv or .jsonl, or give --manifest-format)")
     unknown = [column for column in columns if column not in COLUMNS and column not in FLAG_SETTINGS]
+    if missing:
+        misspelt = [column for column in unknown if difflib.get_close_matches(column, missing, 1)]
+        how = (f"rename its column {with_hints(misspelt, missing)}" if misspelt else "is it in another layout? name "
+               "it .csv, .tsv or .jsonl, or give --manifest-format")
+        raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt ({how})")
     if unknown:
         where = "" if table.layout != "jsonl" else next(
             f" (first on {row.where})" for row in table.rows if set(unknown) & set(row.values))
-        named = ", ".join(column or "'' (a column without a name: a separator at the start or end of the header?)"
-                          for column in unknown)
+        named = ", ".join(hinted(column, [*COLUMNS, *FLAG_SETTINGS]) if column else "'' (a column without a name: a "
+                          "separator at the start or end of the header?)" for column in unknown)
         raise UsageError(f"{manifest}: unknown column(s) {named}{where}: the columns are "
                          f"{', '.join(COLUMNS)} and the CLI's sampler flags by name ({', '.join(FLAG_SETTINGS)})")
 
