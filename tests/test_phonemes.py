@@ -481,7 +481,8 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
 
 @pytest.mark.parametrize(("text", "words", "language"), [
     ("at 3:45pm", "at 3 45pm", "en"), ("3:45 PM", "3 45 PM", "en"), ("15:45", "15 45", "en"),
-    ("10:05", "10 oh 5", "en"), ("3:00", "3 o'clock", "en"), ("um 15:45 Uhr", "um 15 Uhr 45", "de"),
+    ("10:05", "10 oh 5", "en"), ("3:00", "3 o'clock", "en"), ("at 3:00pm, 9:00 a.m.", "at 3pm, 9 a.m.", "en"),
+    ("um 15:45 Uhr", "um 15 Uhr 45", "de"),
     ("15.45 Uhr", "15 Uhr 45", "de"), ("1:05 Uhr", "ein Uhr 5", "de"), ("15h45", "15 heures 45", "fr"),
     ("15:45", "15 heures 45", "fr"), ("1h30", "une heure 30", "fr"), ("à 15 h", "à 15 heures", "fr"),
     ("15:45", "15 45", "es"), ("1:30", "una 30", "es"), ("15:05", "15 y 5", "es"), ("15:00", "15 en punto", "es"),

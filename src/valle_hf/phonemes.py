@@ -698,11 +698,14 @@ def _ranges_as_words(text: str, language: str) -> str:
 # followed by "Uhr" is one there; French writes "15h45", "15 h" too.
 _HOUR = r"(?<![\d:.,])(?P<hour>[01]?\d|2[0-3])"
 _MINUTES = r"(?P<minutes>[0-5]\d)(?![\d:]|[.,]\d)"
+# An English time's "am" or "pm", after which the hour alone is said without "o'clock" ("3:00pm" is "3pm"; "3
+# o'clockpm" was read).
+_MERIDIEM = r"(?=(?P<meridiem> ?(?i:[ap]\.?m)\b)|)"
 # By language: the time's pattern, the hour said when it is 1 and otherwise, what follows the hour alone (minutes
 # "00") and what comes before minutes under ten, between the hour's words and the minutes ("15:05" is "fifteen oh
 # five", "quince y cinco").
 _TIMES = {
-    "en": (re.compile(rf"{_HOUR}:{_MINUTES}"), "1", "{hour}", " o'clock", " oh "),
+    "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), "1", "{hour}", " o'clock", " oh "),
     "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), "ein Uhr", "{hour} Uhr", "", " "),
     "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?P<minutes>[0-5]\d)?(?![\w:]|[.,]\d)"),
            "une heure", "{hour} heures", "", " "),
@@ -723,7 +726,7 @@ def _times_as_words(text: str, language: str) -> str:
         hour = one if match["hour"].lstrip("0") == "1" else several.format(hour=match["hour"])
         minutes = match["minutes"] or "00"
         if minutes == "00":
-            return f"{hour}{on_the_hour}"
+            return hour if match.groupdict().get("meridiem") else f"{hour}{on_the_hour}"
         return f"{hour}{before_one_digit}{minutes[1]}" if minutes[0] == "0" else f"{hour} {minutes}"
 
     return pattern.sub(said, text)
