@@ -419,6 +419,8 @@ def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(tex
     ("5 – 10 Minuten", "5 bis 10 Minuten", "de"), ("5–10 minutes", "5 à 10 minutes", "fr"),
     ("5–10 minutos", "5 a 10 minutos", "es"), ("5〜10ふん", "5 から 10ふん", "ja"),
     ("5～10ふん", "5 から 10ふん", "ja"), ("5–10ふん", "5 から 10ふん", "ja"),
+    ("9:00–17:00", "9 o'clock to 17 o'clock", "en"), ("9am–5pm", "9am to 5pm", "en"),
+    ("15h–17h", "15 heures à 17 heures", "fr"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
