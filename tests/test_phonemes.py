@@ -474,10 +474,11 @@ def test_a_unit_after_a_number_is_said_as_its_words(text, words, language):
 
 @pytest.mark.parametrize("language", ["en", "de", "fr", "es", "ja"])
 def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
-    """A unit inside a word or before another is no unit of the table, nor a letter without a number before it."""
+    """A unit inside a word or before another is no unit of the table, nor a letter without a number before it, nor
+    one after an amount of money ("$1.5m" is millions)."""
     from valle_hf.phonemes import _units_as_words
 
-    text = "5 kms, 5 m/s, km 5, H2 g"
+    text = "5 kms, 5 m/s, km 5, H2 g, $1.5m, € 2 m"
     assert _units_as_words(text, language) == text
 
 

@@ -778,7 +778,8 @@ def _minus_as_word(text: str, language: str) -> str:
 # ("cinq kilomètres ache"), its Japanese one in English letters: the words for one unit, with the number ("one
 # kilometer", "ein Kilometer", "un kilomètre"), and for any other amount, after it; with its power said after it ("5
 # m²" is "5 meters squared"). A unit inside a word ("5 kms", "5 mph"; kana may follow: "5kgです") or before another
-# ("5 m/s") is left to espeak-ng; "L" is a liter too.
+# ("5 m/s") is left to espeak-ng, and so is a letter after an amount of money ("$1.5m" is no "$1.5 meters"); "L" is a
+# liter too.
 _UNIT_WORDS = {
     "en": {"km/h": ("one kilometer per hour", "kilometers per hour"), "km": ("one kilometer", "kilometers"),
            "m": ("one meter", "meters"), "cm": ("one centimeter", "centimeters"),
@@ -810,7 +811,7 @@ _UNIT_WORDS = {
            "ml": ("いちミリリットル", "ミリリットル")},
 }
 # The units of every language's table (the English one has them all)
-_UNIT = re.compile(rf"(?<![\d.,])(?<!{_LATIN})(?P<number>\d+(?:[.,]\d+)*) ?"
+_UNIT = re.compile(rf"(?<![\d.,])(?<!{_LATIN})(?<!{_SIGN})(?<!{_SIGN} )(?P<number>\d+(?:[.,]\d+)*) ?"
                    rf"(?P<unit>{'|'.join(map(re.escape, _UNIT_WORDS['en']))}|m?L)"
                    rf"(?!{_LATIN}|[\d/])")
 
