@@ -449,7 +449,7 @@ def test_what_is_no_decade_is_left_to_espeak():
     """A decimal number of seconds is no decade; the "2000s" and the "1910s" have no "hundreds" or "tens" to say."""
     from valle_hf.phonemes import _decades_as_words
 
-    text = "5.90s, x90s, the 2000s, the '00s, the 1910s, 990s, 1990se"
+    text = "5.90s, x90s, the 2000s, the '00s, the 1910s, 990s, 1990se, 5m 30s"
     assert _decades_as_words(text, "en") == text
     assert _decades_as_words("the 1990s", "de") == "the 1990s"
 
@@ -475,10 +475,10 @@ def test_a_unit_after_a_number_is_said_as_its_words(text, words, language):
 @pytest.mark.parametrize("language", ["en", "de", "fr", "es", "ja"])
 def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     """A unit inside a word or before another is no unit of the table, nor a letter without a number before it, nor
-    one after an amount of money ("$1.5m" is millions)."""
+    one after an amount of money ("$1.5m" is millions), nor a duration's minutes."""
     from valle_hf.phonemes import _units_as_words
 
-    text = "5 kms, 5 m/s, km 5, H2 g, $1.5m, € 2 m"
+    text = "5 kms, 5 m/s, km 5, H2 g, $1.5m, € 2 m, 1h 30m, 5m 30s"
     assert _units_as_words(text, language) == text
 
 

@@ -736,10 +736,11 @@ def _times_as_words(text: str, language: str) -> str:
 
 # Decades ("the 1990s", "'90s", "the 1990's"), which espeak-ng's English voices read "nineteen hundred ninety z" (with
 # an apostrophe, the "s" left out): the words for a decade, after its century ("19 nineties", "20 twenties"), and a
-# century's hundreds ("1900s" is "19 hundreds"; "2000s", the tens "10s" and "1910s" are left to espeak-ng).
+# century's hundreds ("1900s" is "19 hundreds"; "2000s", the tens "10s", "1910s" and a duration's seconds after its
+# minutes, "5m 30s", are left to espeak-ng).
 _DECADE_WORDS = {"en": {"0": "hundreds", "2": "twenties", "3": "thirties", "4": "forties", "5": "fifties",
                         "6": "sixties", "7": "seventies", "8": "eighties", "9": "nineties"}}
-_DECADE = re.compile(r"(?<![\w.,'’])(?:(?P<century>1\d|20)|['’])?(?P<tens>[02-9])0['’]?s\b")
+_DECADE = re.compile(r"(?<![\w.,'’])(?<!\dm )(?:(?P<century>1\d|20)|['’])?(?P<tens>[02-9])0['’]?s\b")
 
 
 def _decades_as_words(text: str, language: str) -> str:
@@ -778,8 +779,8 @@ def _minus_as_word(text: str, language: str) -> str:
 # ("cinq kilomètres ache"), its Japanese one in English letters: the words for one unit, with the number ("one
 # kilometer", "ein Kilometer", "un kilomètre"), and for any other amount, after it; with its power said after it ("5
 # m²" is "5 meters squared"). A unit inside a word ("5 kms", "5 mph"; kana may follow: "5kgです") or before another
-# ("5 m/s") is left to espeak-ng, and so is a letter after an amount of money ("$1.5m" is no "$1.5 meters"); "L" is a
-# liter too.
+# ("5 m/s") is left to espeak-ng, and so is a letter after an amount of money ("$1.5m" is no "$1.5 meters") and a
+# duration's minutes ("1h 30m", "5m 30s" are no meters); "L" is a liter too.
 _UNIT_WORDS = {
     "en": {"km/h": ("one kilometer per hour", "kilometers per hour"), "km": ("one kilometer", "kilometers"),
            "m": ("one meter", "meters"), "cm": ("one centimeter", "centimeters"),
@@ -811,9 +812,9 @@ _UNIT_WORDS = {
            "ml": ("いちミリリットル", "ミリリットル")},
 }
 # The units of every language's table (the English one has them all)
-_UNIT = re.compile(rf"(?<![\d.,])(?<!{_LATIN})(?<!{_SIGN})(?<!{_SIGN} )(?P<number>\d+(?:[.,]\d+)*) ?"
+_UNIT = re.compile(rf"(?<![\d.,])(?<!{_LATIN})(?<!{_SIGN})(?<!{_SIGN} )(?<!\dh )(?P<number>\d+(?:[.,]\d+)*) ?"
                    rf"(?P<unit>{'|'.join(map(re.escape, _UNIT_WORDS['en']))}|m?L)"
-                   rf"(?!{_LATIN}|[\d/])")
+                   rf"(?!{_LATIN}|[\d/]| \d+s\b)")
 
 
 def _units_as_words(text: str, language: str) -> str:
