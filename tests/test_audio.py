@@ -146,6 +146,15 @@ def test_a_wav_cut_short_given_as_bytes_is_named_by_what_was_given(tmp_path):
         in logged.out
 
 
+class AsyncUpload:
+    """An ASGI framework's upload (Starlette's, FastAPI's UploadFile): its read is a coroutine function."""
+
+    filename = "voice.wav"
+
+    async def read(self, size: int = -1) -> bytes:
+        return EXAMPLE_PROMPT.read_bytes()
+
+
 @pytest.mark.parametrize("make, error, message", [
     (lambda path: b"this is not audio", "VallEValueError",
      "could not read the audio bytes given: Format not recognised; give a WAV, FLAC, OGG or MP3 file"),
@@ -158,9 +167,12 @@ def test_a_wav_cut_short_given_as_bytes_is_named_by_what_was_given(tmp_path):
      "is bytes"),
     (lambda path: SimpleNamespace(read=lambda: [1, 2]), "VallETypeError", "read() of the audio SimpleNamespace "
      "given gave a list, not the file's bytes"),
+    (lambda path: AsyncUpload(), "VallETypeError", "the audio AsyncUpload given reads with an async read(): give its "
+     "bytes, await upload.read(), or its file, upload.file"),
 ])
 def test_content_that_is_no_audio_is_refused_naming_what_was_given(tmp_path, make, error, message):
-    """Undecodable bytes, no bytes, a file open as text (its read gives a str) or for writing only."""
+    """Undecodable bytes, no bytes, a file open as text (its read gives a str) or for writing only, an upload read by
+    awaiting (FastAPI's UploadFile: a coroutine was read, never awaited)."""
     from valle_hf import errors
 
     path = tmp_path / "voice.wav"

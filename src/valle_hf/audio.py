@@ -8,6 +8,7 @@ complete.
 from __future__ import annotations
 
 import errno
+import inspect
 import io
 import os
 import re
@@ -154,7 +155,7 @@ def audio_name(source: Any) -> str:
 def _content(source: bytes | bytearray | memoryview | FileLike) -> bytes:
     """The bytes of an audio file given as its content (`ENCODED_AUDIO`); a file that can seek is left where it stood,
     so that the same file object serves every call it is given to. Raises `VallETypeError` for a file open as text (or
-    whose read gives no bytes) and `VallEValueError` for a closed or unreadable one, or no bytes."""
+    whose read gives no bytes, or is async) and `VallEValueError` for a closed or unreadable one, or no bytes."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         content = bytes(source)
     else:
@@ -173,6 +174,9 @@ def _read_file(file: FileLike) -> bytes:
                               "or a file open for reading with open(path, 'rb')")
     if isinstance(file, io.TextIOBase):  # refused before its read decodes audio as text
         raise _open_as_text(file)
+    if inspect.iscoroutinefunction(file.read):  # an ASGI framework's upload (FastAPI's UploadFile), read by awaiting
+        raise VallETypeError(f"{audio_name(file)} reads with an async read(): give its bytes, await upload.read(), or "
+                             "its file, upload.file")
     start = _position(file)
     content = file.read()
     if start is not None:
