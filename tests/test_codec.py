@@ -170,6 +170,17 @@ def test_a_decoder_stream_refuses_a_first_piece_shorter_than_its_lead(codec_whos
     assert stream(codes, last=True).shape == (len(codes) * HOP_LENGTH,)
 
 
+def test_a_decoder_stream_refuses_a_piece_after_its_rows_last(codec_whose_codes_count):
+    """A piece after the one given last=True went on from a row decoded as ended (a short one without its lead), its
+    audio differing from the whole row's without a word."""
+    stream = DecoderStream(codec_whose_codes_count)
+    codes = torch.zeros(stream.lead - 1, NUM_LEVELS, dtype=torch.long)
+    stream(codes, last=True)
+    with pytest.raises(ValueError, match="^this DecoderStream's row ended with the piece given last=True: decode the "
+                       "next row with a new DecoderStream$"):
+        stream(codes)
+
+
 def test_encode_batch_matches_single_encodes_but_the_last_frame(codec):
     waveforms = [_speechlike(24000, seed=3), _speechlike(9000, seed=4)]
     batched = encode_batch(codec, waveforms)

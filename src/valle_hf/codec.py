@@ -302,13 +302,17 @@ class DecoderStream:
         self.embedding_frames = int(self.first.padding_total)
         self.lstm_frames = _frames_reached(self.upsampling)
         self.embeddings = self.hidden = self.state = None  # the frames before the next piece that it reads
+        self.ended = False  # a piece given last=True ended the row
 
     @torch.no_grad()
     def __call__(self, codes: torch.Tensor, last: bool = False) -> torch.Tensor:
         """The next piece's codes `[n, levels]` (values 0..codebook_size - 1) as a 1-D float32 waveform of n * hop
         samples on the codec's device; `last`: the row ends with this piece. Raises `VallEValueError` for codes
-        `decode` refuses, and for a row's first piece of fewer than `lead` frames that is not its last (its audio
-        would differ from the row's)."""
+        `decode` refuses, for a row's first piece of fewer than `lead` frames that is not its last (its audio would
+        differ from the row's), and for a piece after the last."""
+        if self.ended:  # its audio would go on from a row decoded as ended, a short one without its lead
+            raise VallEValueError("this DecoderStream's row ended with the piece given last=True: decode the next row "
+                                  "with a new DecoderStream")
         codes = _check_codes(self.codec, codes, 2, "[T, n_levels]")
         _check_code_range(codes, self.codec.config.codebook_size)
         frames, (device, _) = codes.shape[0], _codec_device_dtype(self.codec)
@@ -326,6 +330,7 @@ class DecoderStream:
         audio = self.hidden
         for layer in self.upsampling:
             audio = layer(audio)
+        self.ended = bool(last)
         return audio[0, 0, -frames * self.codec.config.hop_length:].float()
 
 
