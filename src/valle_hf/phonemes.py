@@ -697,7 +697,8 @@ def _ranges_as_words(text: str, language: str) -> str:
 # A time of day: an hour of 0 to 23 and minutes of two digits ("3:45pm", "15:45"; a ratio "3:2" or "1:2.5" is none),
 # which espeak-ng read with the colon kept as a pause ("three: forty five"), French "15h45" as "quinze ache
 # quarante-cinq", German "15.45 Uhr" as "fünfzehn Punkt ...". German writes a score as a time ("14:12"), so only one
-# followed by "Uhr" is one there; French writes "15h45", "15 h" too.
+# followed by "Uhr" is one there; French writes "15h45", "15 h" too. Spanish may write "h" or "horas" after a time
+# ("13:00 h"), which the words say already ("13 en punto h" read "hache", "13 en punto horas").
 _HOUR = r"(?<![\d:.,])(?P<hour>[01]?\d|2[0-3])"
 _MINUTES = r"(?P<minutes>[0-5]\d)(?![\d:]|[.,]\d)"
 # An English time's "am" or "pm", after which the hour alone is said without "o'clock" ("3:00pm" is "3pm"; "3
@@ -711,7 +712,7 @@ _TIMES = {
     "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), "ein Uhr", "{hour} Uhr", "", " "),
     "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?P<minutes>[0-5]\d)?(?![\w:]|[.,]\d)"),
            "une heure", "{hour} heures", "", " "),
-    "es": (re.compile(rf"{_HOUR}:{_MINUTES}"), "una", "{hour}", " en punto", " y "),
+    "es": (re.compile(rf"{_HOUR}:{_MINUTES}(?: ?h\b| horas\b)?"), "una", "{hour}", " en punto", " y "),
 }
 
 
