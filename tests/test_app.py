@@ -988,12 +988,28 @@ class _StopAtTheFirstStep(StoppingCriteria):
         return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
+def _cancelled_run(tiny, prompt_wav, stop, watches, streamer, **settings) -> webui.Generation:
+    """A run of the page's on TEXT, 4 AR steps at most, that `stop` cancels: it ends in `RunCancelled`. The hooks of
+    `watches` are removed after it."""
+    model, processor = tiny
+    try:
+        inputs = processor(TEXT, prompt_audio=str(prompt_wav))
+        generation = webui.Generation(model, streamer, stop, **inputs, max_new_tokens=4, **settings)
+        generation.start()
+        with pytest.raises(webui.RunCancelled):
+            generation.result()
+    finally:
+        for watch in watches:
+            watch.remove()
+    return generation
+
+
 @pytest.mark.parametrize("backend", ["vocos", "encodec"])
 @pytest.mark.parametrize("cancelled", ["at the AR", "at the last NAR level"])
 def test_a_cancelled_run_ends_before_its_nar_levels_and_its_audio_decoding(tiny, prompt_wav, backend, cancelled):
     """Only the AR steps read the run's stop (a stopping criterion): the NAR levels and the audio decoding after it,
     most of a long text's time, ran to their end after a Stop (a minute for 2,000 sentences)."""
-    model, processor = tiny
+    model = tiny[0]
     stop, heads = threading.Event(), []
     last = model.classifiers[model.config.num_rvq_levels - 1]
     watches = [*(head.register_forward_pre_hook(lambda module, args: heads.append(stop.is_set()))
@@ -1004,16 +1020,8 @@ def test_a_cancelled_run_ends_before_its_nar_levels_and_its_audio_decoding(tiny,
     if cancelled == "at the last NAR level":
         watches.append(last.register_forward_hook(lambda *_: stop.set()))
     criteria = StoppingCriteriaList([_StopAtTheFirstStep(stop)] if cancelled == "at the AR" else [])
-    try:
-        inputs = processor(TEXT, prompt_audio=str(prompt_wav))
-        generation = webui.Generation(model, None, stop, **inputs, audio_backend=backend, max_new_tokens=4,
-                                      stopping_criteria=criteria)
-        generation.start()
-        with pytest.raises(webui.RunCancelled):
-            generation.result()
-    finally:
-        for watch in watches:
-            watch.remove()
+    generation = _cancelled_run(tiny, prompt_wav, stop, watches, None, audio_backend=backend,
+                                stopping_criteria=criteria)
     assert True not in heads  # no head ran after the stop: AR steps, NAR levels
     assert not any(module._forward_pre_hooks for module in generation._checkpoints())  # the run's checks removed
 
@@ -1022,20 +1030,10 @@ def test_a_cancelled_streamed_run_ends_within_its_encodec_decoding(tiny, prompt_
     """A streamed run decodes EnCodec audio through `codec.DecoderStream`, which calls the decoder's layers, never
     the decoder itself: a Stop during a chunk's decoding waited for every row's (a long text's final chunks, one row
     after the other, after the AR's last step)."""
-    model, processor = tiny
-    layers, stop, after = model.codec_model.decoder.layers, threading.Event(), []
+    layers, stop, after = tiny[0].codec_model.decoder.layers, threading.Event(), []
     watches = [layers[0].register_forward_pre_hook(lambda *_: stop.set()),  # cancelled as the decoding starts
                layers[-1].register_forward_pre_hook(lambda *_: after.append(stop.is_set()))]
-    try:
-        inputs = processor(TEXT, prompt_audio=str(prompt_wav))
-        generation = webui.Generation(model, AudioIteratorStreamer(), stop, **inputs, audio_backend="encodec",
-                                      max_new_tokens=4)
-        generation.start()
-        with pytest.raises(webui.RunCancelled):
-            generation.result()
-    finally:
-        for watch in watches:
-            watch.remove()
+    _cancelled_run(tiny, prompt_wav, stop, watches, AudioIteratorStreamer(), audio_backend="encodec")
     assert True not in after  # the decoder's last layer did not run after the stop
 
 
