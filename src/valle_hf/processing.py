@@ -24,10 +24,9 @@ from .tokenization import (
     EOS_TOKEN,
     TOKENIZER_FILE,
     UNK_TOKEN,
-    dealias_tokenizer,
     load_phoneme_tokenizer,
+    prepare_backend,
     tokenize_phonemes,
-    use_phoneme_decoder,
 )
 
 __all__ = ["VallEProcessor"]
@@ -101,9 +100,9 @@ class VallEProcessor(ProcessorMixin):
                  chat_template: str | None = None):
         """Wrap a phoneme tokenizer and a feature extractor (default: 24 kHz, the codec's rate). A fast tokenizer read
         straight from the original (aliased) `tokenizer.json` has its backend swapped in place for the alias-free
-        equivalent (same ids), and a missing pad token becomes `<unk>` (id 0)."""
-        dealias_tokenizer(tokenizer)
-        use_phoneme_decoder(tokenizer)
+        equivalent (same ids), which decodes as the original's STT (`prepare_backend`), and a missing pad token
+        becomes `<unk>` (id 0)."""
+        prepare_backend(tokenizer)
         _name_special_tokens(tokenizer)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.unk_token

@@ -36,6 +36,7 @@ __all__ = [
     "load_phoneme_tokenizer",
     "packaged_tokenizer_file",
     "phoneme_ids",
+    "prepare_backend",
     "saved_tokenizer",
     "tokenize_phonemes",
     "tokenizer_fingerprint",
@@ -75,6 +76,13 @@ def use_phoneme_decoder(tokenizer: PreTrainedTokenizerBase) -> None:
         decoders.Replace(_SEPARATOR, " "), decoders.Replace("   ", "_"), decoders.Replace(" ", ""),
         decoders.Replace("_", " "),
     ])
+
+
+def prepare_backend(tokenizer: PreTrainedTokenizerBase) -> None:
+    """A phoneme tokenizer's backend as this package reads it, in place: alias-free (`dealias_tokenizer`), decoding
+    as the original's STT (`use_phoneme_decoder`)."""
+    dealias_tokenizer(tokenizer)
+    use_phoneme_decoder(tokenizer)
 
 
 def _read_tokenizer_json(tokenizer_file: str | os.PathLike) -> dict[str, Any]:
@@ -230,8 +238,7 @@ def load_phoneme_tokenizer(tokenizer_file: str | os.PathLike | None = None) -> P
     except Exception as error:  # the tokenizers library raises a bare Exception for a malformed file
         reason = one_line(error, 200)
         raise CheckpointError(f"{path} could not be read as a tokenizer ({reason})") from None
-    dealias_tokenizer(tokenizer)
-    use_phoneme_decoder(tokenizer)
+    prepare_backend(tokenizer)
     return tokenizer
 
 
