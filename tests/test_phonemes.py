@@ -438,18 +438,21 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     ("the 1990s", "the nineteen nineties", "en"), ("the '90s", "the nineties", "en"),
     ("the 1990’s, his 20s", "the nineteen nineties, his twenties", "en-gb"), ("the 2020s", "the twenty twenties", "en"),
     ("the 1900s", "the nineteen hundreds", "en"),
+    ("the 2000s, the 1910s", "the two thousands, the nineteen tens", "en"),
+    ("1000s of fans in the 2010s, the '10s", "thousands of fans in the twenty tens, the tens", "en"),
 ])
 def test_a_decade_is_said_as_one(text, words, language):
     """espeak-ng read "1990s" as "nineteen hundred ninety z", "'90s" as "ninety z" and "1990's" as "nineteen hundred
-    ninety"."""
+    ninety", "2000s" as "two thousand z", "1910s" as "nineteen hundred ten z"; "1000s" was "ten hundreds"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
 def test_what_is_no_decade_is_left_to_espeak():
-    """A decimal number of seconds is no decade; the "2000s" and the "1910s" have no "hundreds" or "tens" to say."""
+    """A decimal number of seconds is no decade, nor a duration's seconds after its minutes; the "'00s" have no
+    "hundreds" to say."""
     from valle_hf.phonemes import _decades_as_words
 
-    text = "5.90s, x90s, the 2000s, the '00s, the 1910s, 990s, 1990se, 5m 30s"
+    text = "5.90s, x90s, the '00s, 990s, 1990se, 5m 30s"
     assert _decades_as_words(text, "en") == text
     assert _decades_as_words("the 1990s", "de") == "the 1990s"
 
