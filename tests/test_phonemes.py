@@ -421,17 +421,24 @@ def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(tex
     ("5～10ふん", "5 から 10ふん", "ja"), ("5–10ふん", "5 から 10ふん", "ja"),
     ("9:00–17:00", "9 o'clock to 17 o'clock", "en"), ("9am–5pm", "9am to 5pm", "en"),
     ("15h–17h", "15 heures à 17 heures", "fr"),
+    ("$5–10, $5-10 million", "5 to 10 dollars, 5 to 10 million dollars", "en"),
+    ("€5–10, 5-10 €", "5 to 10 euros, 5 to 10 euros", "en"),
+    ("$5-10", "5 bis 10 Dollar", "de"), ("1.000–2.000 €", "1000 bis 2000 Euro", "de"), ("€5–10", "5 à 10 euros", "fr"),
+    ("$5 - 10", "5 a 10 dólares", "es"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
-    as "go tilde juu"."""
+    as "go tilde juu". A range of money was read with the currency's word after its first end ("$5–10" as "five
+    dollars to ten", "$5-10" "five dollars ten")."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
 def test_a_hyphen_between_numbers_is_left_to_espeak():
-    """A hyphen also joins phone numbers and scores: no range."""
+    """A hyphen also joins phone numbers and scores: no range, but between two amounts of money, and not where more
+    numbers are joined so."""
     text = "Call 555-1234, pages 5-10."
     assert phonemize(text, "en") == phonemes._espeak_backend("en-us").phonemize([text], strip=True)[0]
+    assert phonemes._ranges_as_words("1-5-10 €, 5-10-15 $", "en") == "1-5-10 €, 5-10-15 $"
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

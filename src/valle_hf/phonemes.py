@@ -681,17 +681,33 @@ def _ordinals_as_read(text: str, language: str) -> str:
 # A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A range of times reads before they do ("9:00–17:00", once "9 o'clock–17 o'clock",
-# lost its dash's digits) and may end in "h" or "am" ("15h–17h", "9am–5pm"). A hyphen ("5-10") is left to espeak-ng:
-# it also joins phone numbers and scores.
+# lost its dash's digits) and may end in "h" or "am" ("15h–17h", "9am–5pm"). A hyphen ("5-10") is left to espeak-ng,
+# but in a range of money (`_MONEY_RANGE`): it also joins phone numbers and scores.
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 _RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)")
+# A range of whole amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), which was read with the
+# currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten"): its sign goes after the
+# range, where the amount's word is said ("5–10 $" is "5 to 10 dollars"), its thousands' separators left out as an
+# amount's are. A hyphen is a range's dash here too.
+_WHOLE_AMOUNT = r"\d+(?:[.,]\d{3})*"
+_MONEY_RANGE = re.compile(rf"(?:(?P<before>{_SIGN}) ?)?(?<![\d.,–-])(?P<low>{_WHOLE_AMOUNT}) ?[-–〜~] ?"
+                          rf"(?P<high>{_WHOLE_AMOUNT})(?![.,]?\d|[-–]\d){_SCALE}(?(before)| ?(?P<after>{_SIGN}))")
 
 
 def _ranges_as_words(text: str, language: str) -> str:
     """`text` with the dash of its ranges (`_RANGE`) as the word `language` says (`_RANGE_WORDS`: "5–10" → "5 to
-    10"); as it is in a language the table has none for."""
+    10"), the sign of a range of money after it ("$5–10" → "5 to 10 $", `_MONEY_RANGE`); as it is in a language the
+    table has none for."""
     word = _for_language(_RANGE_WORDS, language)
-    return text if word is None else _RANGE.sub(f" {word} ", text)
+    if word is None:
+        return text
+
+    def money(match: re.Match) -> str:
+        low, high = (re.sub("[.,]", "", match[end]) for end in ("low", "high"))
+        scale = f" {match['scale']}" if match["scale"] else ""
+        return f"{low}–{high}{scale} {match['before'] or match['after']}"
+
+    return _RANGE.sub(f" {word} ", _MONEY_RANGE.sub(money, text))
 
 
 # A time of day: an hour of 0 to 23 and minutes of two digits ("3:45pm", "15:45"; a ratio "3:2" or "1:2.5" is none),
