@@ -687,8 +687,8 @@ _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 _RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)")
 # A range of whole amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten"): its sign goes after the
-# range, where the amount's word is said ("5–10 $" is "5 to 10 dollars"), its thousands' separators left out as an
-# amount's are. A hyphen is a range's dash here too.
+# range, where the amount's word is said ("5–10 $" is "5 to 10 dollars"). A hyphen is a range's dash here too, but
+# where more numbers are joined so ("$5-10-15").
 _WHOLE_AMOUNT = r"\d+(?:[.,]\d{3})*"
 _MONEY_RANGE = re.compile(rf"(?:(?P<before>{_SIGN}) ?)?(?<![\d.,–-])(?P<low>{_WHOLE_AMOUNT}) ?[-–〜~] ?"
                           rf"(?P<high>{_WHOLE_AMOUNT})(?![.,]?\d|[-–]\d){_SCALE}(?(before)| ?(?P<after>{_SIGN}))")
@@ -703,9 +703,8 @@ def _ranges_as_words(text: str, language: str) -> str:
         return text
 
     def money(match: re.Match) -> str:
-        low, high = (re.sub("[.,]", "", match[end]) for end in ("low", "high"))
         scale = f" {match['scale']}" if match["scale"] else ""
-        return f"{low}–{high}{scale} {match['before'] or match['after']}"
+        return f"{match['low']}–{match['high']}{scale} {match['before'] or match['after']}"
 
     return _RANGE.sub(f" {word} ", _MONEY_RANGE.sub(money, text))
 
