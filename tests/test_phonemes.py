@@ -419,7 +419,7 @@ def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(tex
     ("5 – 10 Minuten", "5 bis 10 Minuten", "de"), ("5–10 minutes", "5 à 10 minutes", "fr"),
     ("5–10 minutos", "5 a 10 minutos", "es"), ("5〜10ふん", "5 から 10ふん", "ja"),
     ("5～10ふん", "5 から 10ふん", "ja"), ("5–10ふん", "5 から 10ふん", "ja"),
-    ("9:00–17:00", "9 o'clock to 17 o'clock", "en"), ("9am–5pm", "9am to 5pm", "en"),
+    ("9:00–17:00", "9 o'clock to 17 hundred", "en"), ("9am–5pm", "9am to 5pm", "en"),
     ("15h–17h", "15 heures à 17 heures", "fr"),
     ("$5–10, $5-10 million", "5 to 10 dollars, 5 to 10 million dollars", "en"),
     ("€5–10, 5-10 €", "5 to 10 euros, 5 to 10 euros", "en"),
@@ -500,10 +500,13 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     ("15:45", "15 heures 45", "fr"), ("1h30", "une heure 30", "fr"), ("à 15 h", "à 15 heures", "fr"),
     ("15:45", "15 45", "es"), ("1:30", "una 30", "es"), ("15:05", "15 y 5", "es"), ("15:00", "15 en punto", "es"),
     ("a las 13:00 h, 20:30h, 9:00 horas.", "a las 13 en punto, 20 30, 9 en punto.", "es"),
+    ("at 15:00, 00:00 and 09:05", "at fifteen hundred, zero hundred and nine oh five", "en"),
+    ("09h05", "9 heures 5", "fr"), ("um 09:05 Uhr", "um 9 Uhr 5", "de"), ("09:05", "9 y 5", "es"),
 ])
 def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
     """espeak-ng read "3:45pm" as "three: forty five p m", the colon a pause, French "15h45" as "quinze ache
-    quarante-cinq" and German "15.45 Uhr" as "fünfzehn Punkt fünfundvierzig Uhr"."""
+    quarante-cinq" and German "15.45 Uhr" as "fünfzehn Punkt fünfundvierzig Uhr"; an hour's leading zero as "zero"
+    ("09:05" "zero nine oh five"), and an English 24-hour clock's hour alone was said "fifteen o'clock"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

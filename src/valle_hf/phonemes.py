@@ -720,31 +720,35 @@ _MINUTES = r"(?P<minutes>[0-5]\d)(?![\d:]|[.,]\d)"
 # o'clockpm" was read).
 _MERIDIEM = r"(?=(?P<meridiem> ?(?i:[ap]\.?m)\b)|)"
 # By language: the time's pattern, the hour said when it is 1 and otherwise, what follows the hour alone (minutes
-# "00") and what comes before minutes under ten, between the hour's words and the minutes ("15:05" is "fifteen oh
-# five", "quince y cinco").
+# "00") on a 12-hour clock and on a 24-hour one (an hour of 0 or 13 to 23: "15:00" is "fifteen hundred", "fifteen
+# o'clock" was read), and what comes before minutes under ten, between the hour's words and the minutes ("15:05" is
+# "fifteen oh five", "quince y cinco"). The hour's leading zero is not said ("09:05" was "zero nine oh five").
 _TIMES = {
-    "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), "1", "{hour}", " o'clock", " oh "),
-    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), "ein Uhr", "{hour} Uhr", "", " "),
+    "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), "1", "{hour}", (" o'clock", " hundred"), " oh "),
+    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), "ein Uhr", "{hour} Uhr", ("", ""), " "),
     "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?P<minutes>[0-5]\d)?(?![\w:]|[.,]\d)"),
-           "une heure", "{hour} heures", "", " "),
-    "es": (re.compile(rf"{_HOUR}:{_MINUTES}(?: ?h\b| horas\b)?"), "una", "{hour}", " en punto", " y "),
+           "une heure", "{hour} heures", ("", ""), " "),
+    "es": (re.compile(rf"{_HOUR}:{_MINUTES}(?: ?h\b| horas\b)?"), "una", "{hour}", (" en punto", " en punto"),
+           " y "),
 }
 
 
 def _times_as_words(text: str, language: str) -> str:
-    """`text` with its times of day (`_TIMES`) as the words `language` says them ("3:45pm" → "3 45pm", "15:05" → "15
-    oh 5" in English, "15:45 Uhr" → "15 Uhr 45", "15h45" → "15 heures 45"); as it is in a language the table has none
-    for."""
+    """`text` with its times of day (`_TIMES`) as the words `language` says them ("3:45pm" → "3 45pm", "09:05" → "9
+    oh 5", "15:00" → "15 hundred" in English, "15:45 Uhr" → "15 Uhr 45", "15h45" → "15 heures 45"); as it is in a
+    language the table has none for."""
     time = _for_language(_TIMES, language)
     if time is None:
         return text
     pattern, one, several, on_the_hour, before_one_digit = time
 
     def said(match: re.Match) -> str:
-        hour = one if match["hour"].lstrip("0") == "1" else several.format(hour=match["hour"])
+        number = int(match["hour"])
+        hour = one if number == 1 else several.format(hour=number)
         minutes = match["minutes"] or "00"
         if minutes == "00":
-            return hour if match.groupdict().get("meridiem") else f"{hour}{on_the_hour}"
+            twenty_four_hour = number == 0 or number > 12
+            return hour if match.groupdict().get("meridiem") else f"{hour}{on_the_hour[twenty_four_hour]}"
         return f"{hour}{before_one_digit}{minutes[1]}" if minutes[0] == "0" else f"{hour} {minutes}"
 
     return pattern.sub(said, text)
