@@ -500,7 +500,7 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     ("15:45", "15 heures 45", "fr"), ("1h30", "une heure 30", "fr"), ("à 15 h", "à 15 heures", "fr"),
     ("15:45", "15 45", "es"), ("1:30", "una 30", "es"), ("15:05", "15 y 5", "es"), ("15:00", "15 en punto", "es"),
     ("a las 13:00 h, 20:30h, 9:00 horas.", "a las 13 en punto, 20 30, 9 en punto.", "es"),
-    ("at 15:00, 00:00 and 09:05", "at fifteen hundred, zero hundred and nine oh five", "en"),
+    ("at 15:00, 00:00, 09:05, 12:00", "at fifteen hundred, zero hundred, nine oh five, twelve o'clock", "en"),
     ("09h05", "9 heures 5", "fr"), ("um 09:05 Uhr", "um 9 Uhr 5", "de"), ("09:05", "9 y 5", "es"),
 ])
 def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
