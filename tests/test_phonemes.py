@@ -465,6 +465,30 @@ def test_what_is_no_decade_is_left_to_espeak():
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
+    ("on 12/25/2026, or 2026-01-01.", "on December 25th, 2026, or January 1st, 2026.", "en"),
+    ("3/22/2026, 03/23/2024, 5/11/2026", "March 22nd, 2026, March 23rd, 2024, May 11th, 2026", "en"),
+    ("le 25/12/2026, le 2026-05-01", "le 25 décembre 2026, le 1er mai 2026", "fr"),
+    ("el 25/12/2026 y el 2026-01-05", "el 25 de diciembre de 2026 y el 5 de enero de 2026", "es"),
+])
+def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
+    """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
+    hyphens as dashes or minuses, Spanish "25/12/2026" as "veinticinco barra doce barra ..."."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("25/12/2026, 2026-02-30, 2/29/2026, 1/2/3/2026, 12/25/20261, 2026-12-25-1", "en"), ("12/25/2026", "fr"),
+    ("12/25/2026", "es"), ("2026-12-25, 25.12.2026", "de"), ("2026-12-25", "it"),
+])
+def test_what_is_no_date_is_left_to_espeak(text, language):
+    """A day and month in the other order than the language's, a day the month has not, numbers joined to more, and
+    a language the table has no words for (German, whose day needs a case ending) are no date to read."""
+    from valle_hf.phonemes import _dates_as_words
+
+    assert _dates_as_words(text, language) == text
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
     ("5 km, 100kg, 2 mL", "5 kilometers, 100 kilograms, 2 milliliters", "en"), ("1 km", "one kilometer", "en"),
     ("25 °C, 1 °C, -1 °C", "25 degrees Celsius, one degree Celsius, minus one degree Celsius", "en"),
     ("1.5 l at 50 km/h", "1.5 liters at 50 kilometers per hour", "en"),

@@ -8,17 +8,19 @@ espeak's language-switch markers such as `(en)…(fr)` kept, surrounding whitesp
 Improvements over the original, each documented where it is implemented: `language="auto"`, pass-through of text that is
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
-order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), decades ("1990s"), units
-after a number ("5 km"), ranges ("5–10") and short ordinals ("21e") read, a line with a decimal number kept whole
-(`_split_at_marks`: phonemizer cut "It was 2.5 degrees." at the decimal point), the language-switch markers as an
-option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their
-marks, with a warning, clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice
-would spell out or say as code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
+order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), dates in numbers
+("2026-12-25", "12/25/2026") with the month's name, decades ("1990s"), units after a number ("5 km"), ranges ("5–10")
+and short ordinals ("21e") read, a line with a decimal number kept whole (`_split_at_marks`: phonemizer cut "It was 2.5
+degrees." at the decimal point), the language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư",
+"ș" in English: Vietnamese or Romanian names) read without their marks, with a warning, clear errors for text with
+nothing to speak (empty, or punctuation alone), for letters a voice would spell out or say as code points, unknown
+languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import functools
 import itertools
@@ -783,6 +785,55 @@ def _decades_as_words(text: str, language: str) -> str:
     return _DECADE.sub(said, text)
 
 
+def _date_pattern(order: str) -> re.Pattern:
+    """A date of day, month and year in numbers, in `order` ("{year}-{month}-{day}"), no part of a longer number."""
+    parts = {"year": r"(?P<year>\d{4})", "month": r"(?P<month>\d\d?)", "day": r"(?P<day>\d\d?)"}
+    return re.compile(rf"(?<![\d/.,-]){order.format(**parts)}(?![\d/]|[.,-]\d)")
+
+
+# Dates written in numbers, ISO "2026-12-25" and each language's own order ("12/25/2026" in English, "25/12/2026" in
+# French and Spanish), which espeak-ng read as numbers and marks ("twelve slash twenty five slash two thousand twenty
+# six", "veinticinco barra doce ..."): by language, the date's words, with the month's name and the day as said in a
+# date (before its suffix: "25th", French "1er"; "1th" was read "firth"), and the year read as any number. Numbers
+# that make no date ("25/12/2026" in English: the other order is not guessed at; "2026-02-30") are left as they are.
+# German says the day as an ordinal with a case ending ("am fünfundzwanzigsten"), which espeak-ng does not read (it
+# says "25." as "fünfundzwanzig"), and Japanese its days' own words: both are left to espeak-ng.
+_ISO_DATE = _date_pattern("{year}-{month}-{day}")
+_DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{year}")
+# By language: its date's order, the date's words, the months' names, and the day as said in a date: its suffix and
+# those said otherwise
+_DATE_WORDS = {
+    "en": (_date_pattern("{month}/{day}/{year}"), "{month} {day}, {year}",
+           "January February March April May June July August September October November December".split(),
+           "th", {"1": "1st", "2": "2nd", "3": "3rd", "21": "21st", "22": "22nd", "23": "23rd", "31": "31st"}),
+    "fr": (_DAY_MONTH_YEAR, "{day} {month} {year}",
+           "janvier février mars avril mai juin juillet août septembre octobre novembre décembre".split(),
+           "", {"1": "1er"}),
+    "es": (_DAY_MONTH_YEAR, "{day} de {month} de {year}",
+           "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre".split(), "", {}),
+}
+
+
+def _dates_as_words(text: str, language: str) -> str:
+    """`text` with its dates in numbers (ISO and the language's own order) as the words `language` says them
+    (`_DATE_WORDS`: "2026-12-25" → "December 25th, 2026" in English, "25/12/2026" → "25 décembre 2026" in French);
+    as it is in a language the table has none for."""
+    words = _for_language(_DATE_WORDS, language)
+    if words is None:
+        return text
+    order, template, months, suffix, days = words
+
+    def said(match: re.Match) -> str:
+        try:
+            date = datetime.date(int(match["year"]), int(match["month"]), int(match["day"]))
+        except ValueError:  # no such day: not a date
+            return match.group()
+        day = days.get(str(date.day), f"{date.day}{suffix}")
+        return template.format(day=day, month=months[date.month - 1], year=match["year"])
+
+    return order.sub(said, _ISO_DATE.sub(said, text))
+
+
 # A minus sign before a number, after no letter, digit or decimal mark ("-5 degrés", "x = −2"; not "5-3" or "A-5"):
 # espeak-ng's French, Spanish and Japanese voices left it out ("cinq degrés"), and its English and German ones after
 # "=".
@@ -969,7 +1020,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = _without_emoji(normalize_text(text), emoji)
+    text = _dates_as_words(_without_emoji(normalize_text(text), emoji), language)
     text = _times_as_words(_ranges_as_words(_decades_as_words(text, language), language), language)
     text = _minus_as_word(_currency_as_words(text, language), language)
     text = _ordinals_as_read(_mixed_numbers_as_words(text, language), language)
