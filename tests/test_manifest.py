@@ -241,3 +241,22 @@ def test_a_csv_whose_header_has_no_comma_is_split_at_its_semicolons_or_tabs(tmp_
     assert table.layout == "csv" and table.columns == lines[0]
     assert [row.values for row in table.rows] == [dict(zip(lines[0], line, strict=True)) for line in lines[1:]]
     assert all(row.error is None for row in table.rows)
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t"], ids=["comma", "tab"])
+def test_a_quote_csv_cannot_read_as_written_is_reported_and_one_inside_a_cell_is_text(tmp_path, delimiter):
+    """csv dropped the quotes of a quoted cell with text after it ('"Hi," she said.' read as 'Hi, she said.', no
+    error), which a tab-separated .csv whose quotes are text meets at once; and a quote inside a cell on the last line
+    was reported as the file ending inside a quote. The tab-separated file's error offers the tsv layout."""
+    header, *rows = [["id", "text"], ["a", '"Hi," she said.'], ["b", 'He said "hi'], ["c", '6" tall']]
+    path = write(tmp_path / "m.csv", "\n".join(delimiter.join(line) for line in [header, *rows]))  # no last newline
+    first, *rest = read_table(path).rows
+    assert first.lines == "2" and first.error.startswith("line 2: a quoted cell goes on after its closing quote")
+    assert ("rename the file .tsv or give the tsv format" in first.error) == (delimiter == "\t")
+    assert [(row.values, row.error) for row in rest] == [(dict(zip(header, line, strict=True)), None)
+                                                         for line in rows[1:]]
+    if delimiter == "\t":  # the fix offered reads every row as written
+        assert [row.values for row in read_table(path, "tsv").rows] == [dict(zip(header, line, strict=True))
+                                                                     for line in rows]
+    with pytest.raises(VallEValueError, match="^" + re.escape(f"{path}: the header, line 1: a quoted cell goes on")):
+        read_table(write(path, f'"id" x{delimiter}text\na{delimiter}b\n'))

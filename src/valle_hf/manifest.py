@@ -7,8 +7,10 @@ Layouts (`read_table`; "auto" picks `jsonl` for a .jsonl file, `tsv` for a .tsv 
 has a ``|``, `csv` otherwise):
 
 * ``csv``: comma-separated with a header and CSV quoting; a record quoted over several lines keeps their numbers
-  ("3-5") and is reported, as an unbalanced quote is the usual cause. A header without a comma but with a semicolon
-  (what spreadsheets write where the comma is the decimal mark) or a tab makes that the delimiter.
+  ("3-5") and is reported, as an unbalanced quote is the usual cause, and so is a quoted cell with text after its
+  closing quote (csv would drop the quotes and keep the rest). A quote inside a cell that does not start with one is
+  text. A header without a comma but with a semicolon (what spreadsheets write where the comma is the decimal mark)
+  or a tab makes that the delimiter.
 * ``tsv``: tab-separated with a header, no quoting (Common Voice's files, whose text holds quotes).
 * ``ljspeech``: ``|``-separated, no quoting; the header may be missing (LJSpeech's ``metadata.csv``).
 * ``jsonl``: one JSON object per line; the columns are its keys.
@@ -93,8 +95,8 @@ def _csv_delimiter(header: str) -> str:
 
 def _records(content: str, layout: str, first_line: str) -> list[Record]:
     """The file's records, blank lines left out. `ljspeech` and `tsv` split each line on its delimiter, quotes
-    included; `csv` uses CSV quoting, with the delimiter its header (`first_line`) shows; `jsonl` decodes each
-    line."""
+    included; `csv` uses CSV quoting (`_csv_records`), with the delimiter its header (`first_line`) shows; `jsonl`
+    decodes each line."""
     if layout == "jsonl":
         return [_json_record(str(number), line) for number, line in enumerate(_lines(content), start=1)
                 if line.strip()]
@@ -102,26 +104,45 @@ def _records(content: str, layout: str, first_line: str) -> list[Record]:
         delimiter = "|" if layout == "ljspeech" else "\t"
         return [Record(str(number), line.split(delimiter)) for number, line in enumerate(_lines(content), start=1)
                 if line.strip()]
-    records, reader, last = [], csv.reader(io.StringIO(content), delimiter=_csv_delimiter(first_line)), 0
+    return _csv_records(content, _csv_delimiter(first_line))
+
+
+def _csv_records(content: str, delimiter: str) -> list[Record]:
+    """The records of a CSV file, each numbered by its lines ("3", or "3-5" when quoted over several), with an error
+    (`_quoting_error`) where its quoting cannot be read as written. csv reads in strict mode: by default it dropped the
+    quotes of a quoted cell followed by text and kept the rest ('a,"Hi," she said' read as 'Hi, she said'), and read
+    the end of the file as the end of a quote left open."""
+    records, reader, last = [], csv.reader(io.StringIO(content), delimiter=delimiter, strict=True), 0
     with _field_size_limit(len(content) + 1):
-        for cells in reader:
-            first = last + 1
+        while True:
+            first, refusal = last + 1, None
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return records
+            except csv.Error as error:  # the reader goes on at the next line
+                cells, refusal = [], str(error)
             last = reader.line_num
-            if any(cell.strip() for cell in cells):
-                records.append(Record(str(first) if first == last else f"{first}-{last}", cells))
-    if records and _open_quote(content, records[-1].lines):  # csv reads the end of the file as the end of the quote
-        lines = records[-1].lines
-        records[-1].error = (f"line{'s' if '-' in lines else ''} {lines}: the file ends inside a quoted cell (a quote "
-                             "is unbalanced); fix the quoting")
-    return records
+            lines = str(first) if first == last else f"{first}-{last}"
+            if refusal or first != last:
+                records.append(Record(lines, cells, _quoting_error(lines, refusal, delimiter)))
+            elif any(cell.strip() for cell in cells):
+                records.append(Record(lines, cells))
 
 
-def _open_quote(content: str, lines: str) -> bool:
-    """Whether the record on `lines` ("3" or "3-5") leaves a quote open: an odd count of quote characters (a quote
-    inside a quoted cell is written twice)."""
-    first, _, last = lines.partition("-")
-    text = "\n".join(_lines(content)[int(first) - 1:int(last or first)])
-    return text.count('"') % 2 == 1
+def _quoting_error(lines: str, refusal: str | None, delimiter: str) -> str:
+    """The error of the CSV record on `lines` ("3" or "3-5") that csv refused (`refusal`, its message) or read over
+    several lines (None), with the fix; a tab-separated file named .csv is often one whose quotes are text (Common
+    Voice's), read as such in the tsv layout."""
+    fix = "fix the quoting" + ("; or, if its quotes are text, rename the file .tsv or give the tsv format, which "
+                               "reads no quoting" if delimiter == "\t" else "")
+    where = f"line{'s' if '-' in lines else ''} {lines}"
+    if refusal == "unexpected end of data":
+        return f"{where}: the file ends inside a quoted cell (a quote is unbalanced); {fix}"
+    if refusal is not None:  # csv's message holds the delimiter itself, a tab among them
+        return f"{where}: a quoted cell goes on after its closing quote (text after it, before the next cell); {fix}"
+    return (f"{where} are one record: a quoted cell holds a line break (a text must be on one line), or a quote is "
+            f"unbalanced; {fix}")
 
 
 @contextlib.contextmanager
@@ -168,16 +189,12 @@ def _json_record(lines: str, line: str) -> Record:
 
 
 def _row(record: Record, header: list[str]) -> Row:
-    """A delimited record read against the header: a record over several lines (an unbalanced quote), the last one
-    left inside a quote, or one with another number of cells (an unquoted comma in the text, a missing column) is
-    kept with its error."""
+    """A delimited record read against the header: one its reader refused (a quote, `_csv_records`), or one with
+    another number of cells (an unquoted comma in the text, a missing column), is kept with its error."""
     row = Row(record.lines, dict(zip(header, record.cells, strict=False)), record.error)
-    if record.error:  # the file ended inside a quote
+    if record.error:
         return row
-    if "-" in record.lines:
-        row.error = (f"{row.where} are one record: a quoted cell holds a line break (a text must be on one line), "
-                     "or a quote is unbalanced; fix the quoting")
-    elif len(record.cells) != len(header):
+    if len(record.cells) != len(header):
         row.error = f"{row.where}: {len(record.cells)} columns where the header has {len(header)}"
     return row
 
@@ -188,7 +205,7 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
 
     Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a folder, a pipe, a file that cannot be
     read or is not UTF-8 text, an unknown layout, a file without any record, or a header (CSV, TSV) that names a
-    column twice.
+    column twice or whose quoting cannot be read.
     """
     path = Path(path)
     if layout not in LAYOUTS:
@@ -214,6 +231,8 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
         columns = list(dict.fromkeys(key for record in records if record.cells for key in record.cells))
         rows = [Row(record.lines, record.cells or {}, record.error) for record in records]
         return Table(layout, columns, rows, records)
+    if records[0].error:  # a header csv cannot read gives no columns to read the rows by
+        raise VallEValueError(f"{path}: the header, {records[0].error}")
     header = [column.strip() for column in records[0].cells]
     if layout != "ljspeech":  # LJSpeech's first line may be a row, with its text twice or an empty last column
         _check_header(path, records[0].lines, header)
