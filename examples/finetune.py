@@ -32,7 +32,6 @@ training starts (a model that cannot be had fails at once, without download retr
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import re
@@ -48,7 +47,10 @@ import valle_hf  # noqa: F401
 import torch
 from accelerate import PartialState
 from safetensors import SafetensorError, safe_open
-from transformers import Trainer, TrainingArguments, set_seed
+from safetensors.torch import load_file
+from transformers import Trainer, TrainerState, TrainingArguments, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import SAFE_WEIGHTS_NAME
 
 from valle_hf.cli import whole_number
 from valle_hf.configuration import TASKS
@@ -220,8 +222,6 @@ def checkpoints(output: Path) -> list[tuple[Path, bool]]:
     """The checkpoint-N folders a run saved in `output`, in step order, each with whether it is complete (the
     Trainer writes trainer_state.json last, after the weights and the optimiser: a run stopped while saving leaves a
     folder without it)."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
     pattern = re.compile(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)")
     found = sorted((int(match.group(1)), path) for path in (output.iterdir() if output.is_dir() else ())
                    if path.is_dir() and (match := pattern.fullmatch(path.name)))
@@ -230,22 +230,21 @@ def checkpoints(output: Path) -> list[tuple[Path, bool]]:
 
 def check_checkpoint(path: Path) -> None:
     """Refuse (`UsageError`, naming the file) a checkpoint --resume cannot load, before the model loads: a
-    trainer_state.json that is no JSON object, a safetensors file whose header cannot be read, or a torch file (the
-    optimiser's, ...) cut short (no zip directory at its end). Reads headers only."""
+    trainer_state.json that is no JSON object of the Trainer's fields, a safetensors file whose header cannot be
+    read, or a torch file (the optimiser's, ...) cut short (no zip directory at its end). Reads headers only."""
     for file in [path / "trainer_state.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.pt")),
                  *sorted(path.glob("*.pth"))]:
         try:
             _read_header(file)
-        except (ValueError, OSError, SafetensorError, zipfile.BadZipFile) as error:
+        except (ValueError, TypeError, OSError, SafetensorError, zipfile.BadZipFile) as error:
             raise UsageError(f"--resume: {file} is damaged ({one_line(error)}): delete {path.name} to resume from the "
                              "checkpoint before it, or start again in another --output") from None
 
 
 def _read_header(file: Path) -> None:
     """Read what says whether `file` (a checkpoint's JSON, safetensors or torch zip file) is whole; raise if not."""
-    if file.suffix == ".json":
-        if not isinstance(json.loads(file.read_text(encoding="utf-8")), dict):
-            raise ValueError("not a JSON object")
+    if file.suffix == ".json":  # as the Trainer reads it: a TypeError for fields it does not know, or no object
+        TrainerState.load_from_json(str(file))
     elif file.suffix == ".safetensors":
         with safe_open(str(file), framework="pt"):
             pass
@@ -361,7 +360,7 @@ def train(argv: list[str] | None = None) -> Path:
         return args.output / "final"
     try:
         if ended:  # its final/ was never saved (a run stopped while saving it): saved now from the last checkpoint
-            trainer._load_from_checkpoint(resumed)
+            load_checkpoint_weights(trainer.model, resumed, args.lora)
         else:
             trainer.train(resume_from_checkpoint=resumed)
         return save_final(trainer, processor, args)
@@ -378,14 +377,33 @@ def _ended(trainer, resumed: str, output: Path) -> bool:
     """Whether the checkpoint --resume would continue from is at the run's last step (said in a warning): the Trainer
     trained one step past it (when that step ends mid-epoch) and saved final/ over the trained model, or where
     final/ was missing, saved that step's model as the run's."""
-    step = json.loads((Path(resumed) / "trainer_state.json").read_text(encoding="utf-8")).get("global_step", 0)
-    if step < trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]:
+    step = TrainerState.load_from_json(str(Path(resumed) / "trainer_state.json")).global_step
+    if step < run_steps(trainer):
         return False
     kept = "final/ holds its model" if (output / "final").is_dir() else f"final/ is saved from {Path(resumed).name}"
     if PartialState().is_main_process:  # one line for the run, not one per process
         print(f"warning: --resume: the run in --output {output} had already ended (step {step}): nothing more was "
               f"trained ({kept}); raise --max-steps or --epochs to train further", file=sys.stderr)
     return True
+
+
+def run_steps(trainer) -> int:
+    """The optimiser steps of the Trainer's run: its max_steps when given (which the Trainer takes over the epochs),
+    else the Trainer's own count for its epochs of its data loader (built for that alone: its length is the
+    Trainer's, sharded across the processes)."""
+    if trainer.args.max_steps > 0:
+        return trainer.args.max_steps
+    return trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
+
+
+def load_checkpoint_weights(model, checkpoint: str, lora: bool) -> None:
+    """Load into `model` (the Trainer's, as built for the run) the weights the Trainer saved in `checkpoint`: with
+    `lora`, `model` is a peft model and the checkpoint holds its adapter, which peft loads; else every weight of the
+    model, from its safetensors file (the Trainer saves a VALL-E model whole in one), all of them or an error."""
+    if lora:
+        model.load_adapter(checkpoint, adapter_name=model.active_adapter, is_trainable=True)
+    else:
+        model.load_state_dict(load_file(Path(checkpoint) / SAFE_WEIGHTS_NAME))
 
 
 def save_final(trainer, processor, args) -> Path:

@@ -822,6 +822,29 @@ def test_finetune_resume_of_an_ended_run_keeps_its_model(tmp_path, capsys):
     assert {path.name: path.stat().st_mtime_ns for path in (out / "final").iterdir()} == saved
 
 
+@pytest.mark.parametrize("length", [("--max-steps", "1"), ("--max-steps", "-1", "--epochs", "1")],
+                         ids=["max_steps", "epochs"])
+def test_finetune_resume_trains_on_where_the_run_is_longer_now(tmp_path, monkeypatch, capsys, length):
+    """A run's end is this run's length (--max-steps, or the Trainer's count for --epochs), not the one its checkpoint
+    was saved for: raised, the run trains on. Learning that --max-steps has been reached builds no data loader."""
+    from transformers import TrainerState
+
+    finetune, argv, out = _ended_run(tmp_path, *length)
+    last = finetune.last_checkpoint(out)
+    steps = TrainerState.load_from_json(str(Path(last) / "trainer_state.json")).global_step
+    with monkeypatch.context() as patched:
+        if "--epochs" not in length:  # the length is --max-steps: a data loader built would fail
+            patched.setattr(finetune.VallETrainer, "get_train_dataloader", None)
+        capsys.readouterr()
+        assert finetune.main(list(map(str, [*argv, "--resume"]))) == 0
+    assert f"had already ended (step {steps})" in capsys.readouterr().err
+    longer = ("--epochs", "2") if "--epochs" in length else ("--max-steps", str(2 * steps))
+    assert finetune.main(list(map(str, [*argv, *longer, "--resume"]))) == 0
+    assert "had already ended" not in capsys.readouterr().err
+    state = TrainerState.load_from_json(str(Path(finetune.last_checkpoint(out)) / "trainer_state.json"))
+    assert state.global_step == 2 * steps
+
+
 def test_finetune_reads_a_tilde_in_its_paths_as_the_home_folder(tmp_path, monkeypatch):
     """--data=~/data and --output=~/runs reach the script as they are (no shell expands "~" after "="): the data was
     not found, and checkpoints went to a folder named "~"."""
@@ -981,11 +1004,13 @@ def test_finetune_whose_weights_diverge_fails_instead_of_saving_them(tmp_path, c
     assert not (tmp_path / "out" / "final").exists()
 
 
-@pytest.mark.parametrize("case", ["checkpoint_without_resume", "damaged_weights", "damaged_optimizer", "damaged_state"])
+@pytest.mark.parametrize("case", ["checkpoint_without_resume", "damaged_weights", "damaged_optimizer", "damaged_state",
+                                  "foreign_state"])
 def test_finetune_refuses_checkpoints_it_would_overwrite_or_could_not_resume_from(tmp_path, monkeypatch, capsys, case):
     """An --output holding an earlier run's checkpoints, without --resume, was trained over: its checkpoint-N were
     overwritten and the rest rotated away. A checkpoint cut short (weights, optimiser, or trainer_state.json that is
-    no JSON) was a SafetensorError or JSONDecodeError traceback from inside the Trainer."""
+    no JSON) was a SafetensorError or JSONDecodeError traceback from inside the Trainer, and a trainer_state.json with
+    a field the Trainer does not know a TypeError."""
     model = tmp_path / "model"
     reactive_model().save_pretrained(model)
     write_tiny_dataset(tmp_path / "data")
@@ -993,12 +1018,15 @@ def test_finetune_refuses_checkpoints_it_would_overwrite_or_could_not_resume_fro
     checkpoint.mkdir(parents=True)
     weights = (model / "model.safetensors").read_bytes()
     damaged = {"damaged_weights": "model.safetensors", "damaged_optimizer": "optimizer.pt",
-               "damaged_state": "trainer_state.json"}.get(case)
+               "damaged_state": "trainer_state.json", "foreign_state": "trainer_state.json"}.get(case)
     (checkpoint / "model.safetensors").write_bytes(weights)
     torch.save({"state": {}}, checkpoint / "optimizer.pt")
     (checkpoint / "trainer_state.json").write_text("{}", encoding="utf-8")
-    if damaged:
+    if case == "foreign_state":
+        (checkpoint / damaged).write_text('{"no_such_field": 1}', encoding="utf-8")
+    elif damaged:
         (checkpoint / damaged).write_bytes((checkpoint / damaged).read_bytes()[:-2])
+    if damaged:
         expected = (f"--resume: {checkpoint / damaged} is damaged (")
     else:
         expected = f"--output {tmp_path / 'out'} already holds checkpoints of a run (checkpoint-1, ...): --resume"
