@@ -529,3 +529,26 @@ def test_a_model_whose_generation_config_leaves_its_pad_unset_speaks_as_generate
     expected = model.generate(**processor("Hello."))[0]
     tts = pipeline("text-to-speech", model=model, tokenizer=processor.tokenizer, processor=processor)
     np.testing.assert_array_equal(tts("Hello.")["audio"], expected.numpy())
+
+
+def test_a_hub_models_config_field_out_of_range_is_refused_naming_its_file(converted_dir, tmp_path, monkeypatch):
+    """pipeline() reads a Hub model's config.json with AutoConfig first: a field out of range was refused as a bare
+    "VallEConfig.hidden_size must be ..." that named neither the model nor the file (from_pretrained names both)."""
+    import json
+    import re
+    import shutil
+
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    from valle_hf.errors import CheckpointError
+
+    edited = tmp_path / "edited"
+    shutil.copytree(converted_dir, edited)
+    config = json.loads((edited / "config.json").read_text(encoding="utf-8"))
+    (edited / "config.json").write_text(json.dumps({**config, "hidden_size": -1}), encoding="utf-8")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    repos = {"someone/edited": {path.name: path for path in edited.iterdir() if path.is_file()}}
+    refusal = "^" + re.escape("someone/edited/config.json cannot be read (VallEConfig.hidden_size must be")
+    with served_hub(monkeypatch, repos), pytest.raises(CheckpointError, match=refusal):
+        pipeline("text-to-speech", model="someone/edited")

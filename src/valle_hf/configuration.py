@@ -182,11 +182,19 @@ class VallEConfig(PretrainedConfig):
         """`PretrainedConfig.from_dict`. Read by `AutoConfig` from a folder (`name_or_path`), as transformers'
         `pipeline()` reads a model's before it tries the task's model classes, the folder's files are checked first
         (`check_config_files`, raising `CheckpointError` naming the file): the pipeline wrapped the model's refusal of
-        them in a message of many lines, with tracebacks, and reported a field out of range without the file."""
+        them in a message of many lines, with tracebacks, and reported a field out of range without the file. Read
+        from a Hub model's config.json, a field out of range raises `CheckpointError` naming it (AutoConfig does not
+        say which revision it read)."""
         folder = kwargs.get("name_or_path")
         if folder is not None and os.path.isdir(folder):
             check_config_files(Path(folder))
-        return super().from_dict(config_dict, **kwargs)
+        try:
+            return super().from_dict(config_dict, **kwargs)
+        except VallEValueError as error:  # a field out of range, in a Hub model's config.json that AutoConfig read
+            if not folder or os.path.exists(folder):
+                raise
+            raise CheckpointError(f"{folder}/config.json cannot be read ({one_line(error, 200)}): fix it, convert "
+                                  "the model again, or download it again") from None
 
     def to_dict(self) -> dict:
         """`PretrainedConfig.to_dict`, with `CUSTOM_PIPELINES` when the model's code is saved with it."""
