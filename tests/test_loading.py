@@ -564,6 +564,32 @@ def test_a_config_alone_refuses_another_models_config_json(converted_dir, tmp_pa
         VallEConfig.from_pretrained(edited)
 
 
+def test_a_folder_or_repository_without_config_json_is_refused_naming_the_file(converted_dir, tmp_path,
+                                                                               monkeypatch):
+    """transformers reads a config.json that is not there as no settings: VallEConfig.from_pretrained gave the
+    default config (no model's), and a model's load blamed "its config.json" for not fitting its weights."""
+    import re
+
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    from valle_hf.configuration import VallEConfig
+    from valle_hf.errors import CheckpointError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    without = shutil.copytree(converted_dir, tmp_path / "parent" / "model")
+    (without / "config.json").unlink()
+    for load in (VallEConfig.from_pretrained, VallEForConditionalGeneration.from_pretrained,
+                 lambda folder: VallEConfig.from_pretrained(folder.parent, subfolder="model")):
+        with pytest.raises(CheckpointError, match="^" + re.escape(str(without / "config.json")) + " not found"):
+            load(without)
+    repos = {"someone/without": {path.name: path for path in without.iterdir() if path.is_file()}}
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    with served_hub(monkeypatch, repos, {"someone/without": {"v1"}}), pytest.raises(
+            CheckpointError, match="^" + re.escape("someone/without/config.json at revision v1 not found")):
+        VallEConfig.from_pretrained("someone/without", revision="v1")
+
+
 @pytest.mark.parametrize("name, edit, message", _EDITED_FILES)
 def test_from_pretrained_refuses_an_edited_hub_file_naming_it(converted_dir, tmp_path, monkeypatch, name, edit,
                                                               message):

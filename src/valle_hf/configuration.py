@@ -166,16 +166,22 @@ class VallEConfig(PretrainedConfig):
         (`check_hub_config_file`), and a folder's (in `subfolder`) where it lies: its reader fails with a bare error on
         a file that is not a JSON object and takes a config of another model type, or of none. Raises `CheckpointError`
         naming the file or the repository, and `ModelNotFoundError` for a name that is neither a path nor a Hub id
-        (`check_model_name`)."""
+        (`check_model_name`); `CheckpointError` too for a folder or repository without config.json."""
         name = check_model_name(pretrained_model_name_or_path, "the model")
+        folder = Path(name) / (kwargs.get("subfolder") or "")
         try:
-            return super().get_config_dict(name, **kwargs)
+            settings, unused = super().get_config_dict(name, **kwargs)
         finally:  # also when transformers' reader failed: the check says what is wrong with the file
-            folder = Path(name) / (kwargs.get("subfolder") or "")
             if folder.is_dir() and (folder / "config.json").is_file():  # a folder's, read by a config alone too
                 _check_config_file(folder / "config.json", str(folder / "config.json"), None)
             elif not os.path.exists(name):
                 check_hub_config_file(name, "config.json", **kwargs)
+        if not settings:  # transformers reads a missing config.json as no settings: VallEConfig's defaults, no model's
+            where = (str(folder / "config.json") if os.path.exists(name) else hub_location(
+                name, (Path(kwargs.get("subfolder") or "") / "config.json").as_posix(), kwargs.get("revision")))
+            raise CheckpointError(f"{where} not found: it is no converted VALL-E model; give a folder (or Hub "
+                                  "repository) that save_pretrained or python -m valle_hf.convert wrote")
+        return settings, unused
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
