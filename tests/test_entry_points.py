@@ -284,6 +284,10 @@ CONVERTER_CASES = {
     "unknown_dtype": (["--checkpoint", "{fx}", "--dtype", "float8"], "invalid choice"),
     "misspelt_flag": (["--checkpoint", "{fx}", "--overwite"], "unrecognized arguments: --overwite (did you mean "
                                                               "--overwrite?)"),
+    # argparse reports a missing required option before the options it did not recognize ("--check": an abbreviation)
+    "misspelt_required_flag": (["--check", "{fx}", "--output_dir", "{ws}/converted"],
+                               "the following arguments are required: --output-dir; unrecognized arguments: "
+                               "--output_dir (did you mean --output-dir?) (see"),
 }
 
 
@@ -564,7 +568,8 @@ def test_prompt_script_refuses_bad_input_in_one_line(case, workspace, capsys):
     (["--minimum", "-1", "list"], "argument --minimum: expected an integer >= 0, got '-1'"),
     (["run", "--max-children", "x"], "argument --max-children: expected an integer >= 1, got 'x'"),
     (["bogus"], "invalid choice: 'bogus'"),
-], ids=["no_sample", "negative_minimum", "no_children", "unknown_command"])
+    (["run", "--max-childen=2"], "unrecognized arguments: --max-childen=2 (did you mean --max-children?)"),
+], ids=["no_sample", "negative_minimum", "no_children", "unknown_command", "misspelt_subcommand_flag"])
 def test_mutation_script_refuses_bad_input_in_one_line(argv, expected, workspace, capsys):
     """argparse's status 2 and usage for a mistyped command; a negative --minimum failed in random.sample."""
     script = load_script(REPO / "scripts" / "mutation_sample.py")

@@ -158,19 +158,42 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = _NEGATIVE_NUMBER  # argparse's own matches -1 and -0.5 only
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)  # for `error`: what argparse did not recognize
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str):
         raise UsageError(f"{self._hinted(message)} (see {self.prog} --help)")
 
     def _hinted(self, message: str) -> str:
         """argparse's message, a misspelt option in it named with the option it likely means ("--lora-rnk (did you
-        mean --lora-rank?)"): abbreviations are taken, but a word too many or a letter left out was named alone."""
+        mean --lora-rank?)"): abbreviations are taken, but a word too many or a letter left out was named alone. An
+        error argparse reports before the options it did not recognize (a required argument missing: the misspelt
+        "--output_dir"; a positional given the misspelt option's value) names them after it."""
         prefix = "unrecognized arguments: "
-        if not message.startswith(prefix):
-            return message
+        options = self._long_options()
+        if message.startswith(prefix):
+            return prefix + " ".join(_option_hinted(word, options) for word in message.removeprefix(prefix).split(" "))
+        given = getattr(self, "_given", [])
+        given = given[:given.index("--")] if "--" in given else given  # after it, words are positionals
+        unknown = [word for word in given if word.startswith("--") and not any(
+            option.startswith(word.split("=")[0]) for option in options)]  # an abbreviation is an option
+        return f"{message}; {prefix}{' '.join(_option_hinted(word, options) for word in unknown)}" if unknown \
+            else message
+
+    def _long_options(self) -> list[str]:
+        """The "--" options of this parser and of its subcommands' parsers, whose unrecognized arguments this one
+        reports."""
         options = [option for option in self._option_string_actions if option.startswith("--")]
-        words = message.removeprefix(prefix).split(" ")
-        return prefix + " ".join(hinted(word.split("=")[0], options, word) if word.startswith("--") else word
-                                 for word in words)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                options += [option for parser in action.choices.values() for option in parser._long_options()]
+        return options
+
+
+def _option_hinted(word: str, options: list[str]) -> str:
+    """A word of the command line as given, `hinted` with the option it likely means if it is one ("--x=1")."""
+    return hinted(word.split("=")[0], options, word) if word.startswith("--") else word
 
 
 def named(text: str) -> str:
