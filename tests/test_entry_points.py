@@ -218,6 +218,11 @@ SYNTHESIS_CASES = {
     "manifest_with_a_misspelt_column": (["{ws}/misspelt.csv", "{ws}/corpus"],
                                         "has no prompt column: a manifest needs id, text and prompt (rename its "
                                         "column promt (did you mean prompt?))"),
+    # "extra" is close to "text" too, but "txt" is closer: one column is named for each missing one
+    "manifest_with_a_misspelt_column_beside_another": (["{ws}/misspelt_beside.csv", "{ws}/corpus"],
+                                                       "(rename its column txt (did you mean text?))"),
+    "manifest_with_a_column_in_capitals": (["{ws}/capitals.csv", "{ws}/corpus"],
+                                           "(rename its column ID (did you mean id?))"),
     "output_is_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt"], "is a file"),
     "output_empty": (["{ws}/corpus.csv", ""], "argument out_dir: is empty"),  # an unset variable: wrote into .
     "output_under_a_file": (["{ws}/corpus.csv", "{ws}/notes.txt/out"], "notes.txt, which is a file: give a folder"),
@@ -251,6 +256,8 @@ def test_synthesis_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
                                              '{"id": "r2", "text": "Hi.", "prompt": "ref.wav", "ar_tmp": 0.5}\n',
                                              encoding="utf-8")
     (workspace / "misspelt.csv").write_text("id,text,promt\nr1,Hello there.,ref.wav\n", encoding="utf-8")
+    (workspace / "misspelt_beside.csv").write_text("id,txt,prompt,extra\nr1,Hello.,ref.wav,x\n", encoding="utf-8")
+    (workspace / "capitals.csv").write_text("ID,text,prompt\nr1,Hello.,ref.wav\n", encoding="utf-8")
     (workspace / "twice.csv").write_text("id,text,prompt,text\nr1,Hello.,ref.wav,Bye.\n", encoding="utf-8")
     (workspace / "header.csv").write_text("id,text,prompt\n", encoding="utf-8")
     arguments, expected = SYNTHESIS_CASES[case]

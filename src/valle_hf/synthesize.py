@@ -80,7 +80,6 @@ from .errors import (
     named_path,
     one_line,
     out_of_memory,
-    with_hints,
 )
 from .files import check_output_folder
 from .generation import row_names, setting_names
@@ -293,9 +292,9 @@ def _check_columns(table, manifest: Path) -> None:
     missing = [column for column in ("id", "text", "prompt") if column not in columns]
     unknown = [column for column in columns if column not in COLUMNS and column not in FLAG_SETTINGS]
     if missing:
-        misspelt = [column for column in unknown if difflib.get_close_matches(column, missing, 1)]
-        how = (f"rename its column {with_hints(misspelt, missing)}" if misspelt else "is it in another layout? name "
-               "it .csv, .tsv or .jsonl, or give --manifest-format")
+        renames = _likely_renames(missing, unknown)
+        how = (f"rename its column {', '.join(renames)}" if renames else "is it in another layout? name it .csv, .tsv "
+               "or .jsonl, or give --manifest-format")
         raise UsageError(f"{manifest} has no {', '.join(missing)} column: a manifest needs id, text and prompt ({how})")
     if unknown:
         where = "" if table.layout != "jsonl" else next(
@@ -304,6 +303,14 @@ def _check_columns(table, manifest: Path) -> None:
                           "separator at the start or end of the header?)" for column in unknown)
         raise UsageError(f"{manifest}: unknown column(s) {named}{where}: the columns are "
                          f"{', '.join(COLUMNS)} and the CLI's sampler flags by name ({', '.join(FLAG_SETTINGS)})")
+
+
+def _likely_renames(missing: list[str], unknown: list[str]) -> list[str]:
+    """For each missing column, the unknown one closest to it, in any case ("txt (did you mean text?)", "ID (did you
+    mean id?)"): a column close to a missing one but not the closest ("extra" beside "txt") is no misspelling of it."""
+    lowered = {column.lower(): column for column in unknown}
+    return [f"{lowered[close[0]]} (did you mean {column}?)" for column in missing
+            if (close := difflib.get_close_matches(column, list(lowered), 1))]
 
 
 def _batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
