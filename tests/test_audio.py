@@ -169,10 +169,13 @@ class AsyncUpload:
      "given gave a list, not the file's bytes"),
     (lambda path: AsyncUpload(), "VallETypeError", "the audio AsyncUpload given reads with an async read(): give its "
      "bytes, await upload.read(), or its file, upload.file"),
+    (lambda path: SimpleNamespace(read=lambda size: b"RIFF"), "VallETypeError", "read() of the audio SimpleNamespace "
+     "given needs arguments, so it is no open file"),
 ])
 def test_content_that_is_no_audio_is_refused_naming_what_was_given(tmp_path, make, error, message):
     """Undecodable bytes, no bytes, a file open as text (its read gives a str) or for writing only, an upload read by
-    awaiting (FastAPI's UploadFile: a coroutine was read, never awaited)."""
+    awaiting (FastAPI's UploadFile: a coroutine was read, never awaited), a read() that needs an argument (a bare
+    TypeError from inside the reader)."""
     from valle_hf import errors
 
     path = tmp_path / "voice.wav"

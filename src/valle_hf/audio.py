@@ -177,6 +177,9 @@ def _read_file(file: FileLike) -> bytes:
     if inspect.iscoroutinefunction(file.read):  # an ASGI framework's upload (FastAPI's UploadFile), read by awaiting
         raise VallETypeError(f"{audio_name(file)} reads with an async read(): give its bytes, await upload.read(), or "
                              "its file, upload.file")
+    if not _takes_no_arguments(file.read):  # a file's read() reads all it holds
+        raise VallETypeError(f"read() of {audio_name(file)} needs arguments, so it is no open file: give its path, "
+                             "its bytes, or a file open with open(path, 'rb')")
     start = _position(file)
     content = file.read()
     if start is not None:
@@ -187,6 +190,16 @@ def _read_file(file: FileLike) -> bytes:
         raise VallETypeError(f"read() of {audio_name(file)} gave a {type(content).__name__}, not the file's bytes: "
                              "give its path, or a file open with open(path, 'rb')")
     return bytes(content)
+
+
+def _takes_no_arguments(function) -> bool:
+    try:
+        inspect.signature(function).bind()
+    except TypeError:
+        return False
+    except ValueError:  # a built-in without a signature to read: taken at its word, as a file's
+        pass
+    return True
 
 
 def _open_as_text(file: FileLike) -> VallETypeError:
