@@ -680,6 +680,21 @@ def test_from_pretrained_names_the_keyword_that_does_not_fit_the_weights_not_the
         VallEForConditionalGeneration.from_pretrained(edited, output_attentions=True)
 
 
+def test_from_pretrained_refuses_a_head_count_keyword(converted_dir):
+    """The weights' shapes do not show the head count (q_proj is hidden_size square whatever it is): another count
+    loaded without a word and the model spoke noise; one that does not divide hidden_size failed inside transformers'
+    LlamaConfig."""
+    from valle_hf.configuration import VallEConfig
+    from valle_hf.errors import VallEValueError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    heads = VallEConfig.from_pretrained(converted_dir).num_attention_heads
+    for wrong in (heads // 2, heads - 1):
+        with pytest.raises(VallEValueError, match=f"^from_pretrained got num_attention_heads={wrong}: a model's head "
+                           "count is its config.json's .*: drop it$"):
+            VallEForConditionalGeneration.from_pretrained(converted_dir, num_attention_heads=wrong)
+
+
 def test_from_pretrained_with_ignore_mismatched_sizes_starts_such_weights_at_random(converted_dir, tmp_path):
     from valle_hf.modeling import VallEForConditionalGeneration
 

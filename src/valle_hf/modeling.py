@@ -80,7 +80,12 @@ class VallEPreTrainedModel(PreTrainedModel):
         `subfolder`'s) config.json (unless `config` is given) and generation_config.json are read first
         (`check_config_files`): a file that is not a JSON object, or a setting out of range or that the model cannot
         generate with, raises `CheckpointError` naming the file; a Hub model's config.json and generation_config.json,
-        once fetched, the same naming the repository (`VallEConfig.get_config_dict`, `adjust_generation_fn`)."""
+        once fetched, the same naming the repository (`VallEConfig.get_config_dict`, `adjust_generation_fn`). Raises
+        `VallEValueError` for a `num_attention_heads` keyword."""
+        if "num_attention_heads" in kwargs:  # no weight's shape shows it: any count dividing hidden_size loaded
+            raise VallEValueError(f"from_pretrained got num_attention_heads={shown(kwargs['num_attention_heads'])}: "
+                                  "a model's head count is its config.json's (its weights fit any count that divides "
+                                  "hidden_size, and another one makes the model speak noise): drop it")
         if pretrained_model_name_or_path is not None or kwargs.get("state_dict") is None:
             pretrained_model_name_or_path = check_model_name(pretrained_model_name_or_path, "the model")
         folder = (Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "")
