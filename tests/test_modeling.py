@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from conftest import case_inputs, forward_cases
@@ -416,6 +417,7 @@ def test_resize_token_embeddings_keeps_the_phoneme_table_or_refuses_another_size
             model.resize_token_embeddings(**arguments)
     assert model.resize_token_embeddings() is table  # as transformers: no size asks for the table
     assert model.resize_token_embeddings(size - 1, pad_to_multiple_of=size) is table  # rounded up to its size
+    assert model.resize_token_embeddings(np.int64(size), pad_to_multiple_of=np.int64(size)) is table  # a NumPy size
     assert model.get_input_embeddings() is table and torch.equal(table.weight, before)
     assert "vocab_size" not in tiny_model.config.to_diff_dict()
 

@@ -15,6 +15,7 @@ Attention is causal for all three passes (the NAR included), exactly as the rele
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral  # NumPy's integers too
 from pathlib import Path
 
 import torch
@@ -142,7 +143,7 @@ class VallEPreTrainedModel(PreTrainedModel):
         a table whose new rows no id reaches, and a saved folder that did not load; and for a size or a multiple that
         is not a positive integer (or None)."""
         for name, value in (("new_num_tokens", new_num_tokens), ("pad_to_multiple_of", pad_to_multiple_of)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            if value is not None and (not isinstance(value, Integral) or isinstance(value, bool) or value < 1):
                 raise VallEValueError(f"resize_token_embeddings: {name} must be a positive integer or None, got "
                                       f"{shown(value)}")
         embeddings = self.get_input_embeddings()
