@@ -170,12 +170,13 @@ def test_a_decoder_stream_refuses_a_first_piece_shorter_than_its_lead(codec_whos
     assert stream(codes, last=True).shape == (len(codes) * HOP_LENGTH,)
 
 
-def test_a_decoder_stream_refuses_a_piece_after_its_rows_last(codec_whose_codes_count):
+@pytest.mark.parametrize("last_frames", [lambda lead: lead - 1, lambda lead: 0], ids=["short", "empty"])
+def test_a_decoder_stream_refuses_a_piece_after_its_rows_last(codec_whose_codes_count, last_frames):
     """A piece after the one given last=True went on from a row decoded as ended (a short one without its lead), its
-    audio differing from the whole row's without a word."""
+    audio differing from the whole row's without a word; after an empty last piece, it went on as if none ended."""
     stream = DecoderStream(codec_whose_codes_count)
-    codes = torch.zeros(stream.lead - 1, NUM_LEVELS, dtype=torch.long)
-    stream(codes, last=True)
+    codes = torch.zeros(stream.lead, NUM_LEVELS, dtype=torch.long)  # a piece the stream takes but for the row's end
+    stream(codes[:last_frames(stream.lead)], last=True)
     with pytest.raises(ValueError, match="^this DecoderStream's row ended with the piece given last=True: decode the "
                        "next row with a new DecoderStream$"):
         stream(codes)

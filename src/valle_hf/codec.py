@@ -315,6 +315,7 @@ class DecoderStream:
                                   "with a new DecoderStream")
         codes = _check_codes(self.codec, codes, 2, "[T, n_levels]")
         _check_code_range(codes, self.codec.config.codebook_size)
+        self.ended = bool(last)  # an empty last piece ends the row too
         frames, (device, _) = codes.shape[0], _codec_device_dtype(self.codec)
         if frames == 0:
             return torch.zeros(0, device=device, dtype=torch.float32)
@@ -330,7 +331,6 @@ class DecoderStream:
         audio = self.hidden
         for layer in self.upsampling:
             audio = layer(audio)
-        self.ended = bool(last)
         return audio[0, 0, -frames * self.codec.config.hop_length:].float()
 
 
