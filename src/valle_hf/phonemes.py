@@ -682,9 +682,10 @@ def _ordinals_as_read(text: str, language: str) -> str:
 
 # A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
-# word each language says there. A range of times reads before they do ("9:00–17:00", once "9 o'clock–17 o'clock",
-# lost its dash's digits) and may end in "h" or "am" ("15h–17h", "9am–5pm"). A hyphen ("5-10") is left to espeak-ng,
-# but in a range of money (`_MONEY_RANGE`): it also joins phone numbers and scores.
+# word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
+# o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits) and
+# may end in "h" or "am" ("15h–17h", "9am–5pm"). A hyphen ("5-10") is left to espeak-ng, but in a range of money
+# (`_MONEY_RANGE`): it also joins phone numbers and scores.
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 _RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)")
 # A range of whole amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), which was read with the
@@ -1020,8 +1021,8 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = _dates_as_words(_without_emoji(normalize_text(text), emoji), language)
-    text = _times_as_words(_ranges_as_words(_decades_as_words(text, language), language), language)
+    text = _ranges_as_words(_decades_as_words(_without_emoji(normalize_text(text), emoji), language), language)
+    text = _times_as_words(_dates_as_words(text, language), language)
     text = _minus_as_word(_currency_as_words(text, language), language)
     text = _ordinals_as_read(_mixed_numbers_as_words(text, language), language)
     text = _symbols_as_words(_units_as_words(_powers_as_words(text, language), language), language)
