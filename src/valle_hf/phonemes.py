@@ -685,9 +685,13 @@ def _ordinals_as_read(text: str, language: str) -> str:
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
 # o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits) and
 # may end in "h" or "am" ("15h–17h", "9am–5pm"). A hyphen ("5-10") is left to espeak-ng, but in a range of money
-# (`_MONEY_RANGE`): it also joins phone numbers and scores.
+# (`_MONEY_RANGE`) and between two amounts that each have their sign ("$5-$10", "5€-10€", read "five dollars ten
+# dollars", "five euros minus ten euros"; spaced alike on both sides, so "5€ -10€" keeps its minus): it also joins
+# phone numbers and scores.
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
-_RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)")
+_RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)"
+                    rf"|(?<=\d)(?:-| - )(?={_SIGN} ?\d)"
+                    rf"|(?:(?<=\d{_SIGN})|(?<=\d {_SIGN}))(?:-| - )(?=\d[\d.,]* ?{_SIGN})")
 # A range of whole amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten"): its sign goes after the
 # range, where the amount's word is said ("5–10 $" is "5 to 10 dollars"). A hyphen is a range's dash here too, but
