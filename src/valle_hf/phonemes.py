@@ -692,13 +692,15 @@ _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 _RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)"
                     rf"|(?<=\d)(?:-| - )(?={_SIGN} ?\d)"
                     rf"|(?:(?<=\d{_SIGN})|(?<=\d {_SIGN}))(?:-| - )(?=\d[\d.,]* ?{_SIGN})")
-# A range of whole amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), which was read with the
-# currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten"): its sign goes after the
-# range, where the amount's word is said ("5–10 $" is "5 to 10 dollars"). A hyphen is a range's dash here too, but
-# where more numbers are joined so ("$5-10-15").
+# A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
+# before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
+# currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
+# point five to two million"): its sign goes after the range, where the amount's word is said ("5–10 $" is "5 to 10
+# dollars"). A hyphen is a range's dash here too, but where more numbers are joined so ("$5-10-15").
 _WHOLE_AMOUNT = r"\d+(?:[.,]\d{3})*"
-_MONEY_RANGE = re.compile(rf"(?:(?P<before>{_SIGN}) ?)?(?<![\d.,–-])(?P<low>{_WHOLE_AMOUNT}) ?[-–〜~] ?"
-                          rf"(?P<high>{_WHOLE_AMOUNT})(?![.,]?\d|[-–]\d){_SCALE}(?(before)| ?(?P<after>{_SIGN}))")
+_MONEY_RANGE = re.compile(rf"(?:(?P<before>{_SIGN}) ?)?(?<![\d.,–-])(?P<low>{_WHOLE_AMOUNT}(?P<low_decimals>[.,]\d+)?)"
+                          rf" ?[-–〜~] ?(?P<high>{_WHOLE_AMOUNT}(?P<high_decimals>[.,]\d+)?)(?![.,]?\d|[-–]\d)"
+                          rf"{_SCALE}(?(before)| ?(?P<after>{_SIGN}))")
 
 
 def _ranges_as_words(text: str, language: str) -> str:
@@ -710,6 +712,8 @@ def _ranges_as_words(text: str, language: str) -> str:
         return text
 
     def money(match: re.Match) -> str:
+        if not match["scale"] and (match["low_decimals"] or match["high_decimals"]):  # cents: no range of amounts
+            return match.group()
         scale = f" {match['scale']}" if match["scale"] else ""
         return f"{match['low']}–{match['high']}{scale} {match['before'] or match['after']}"
 
