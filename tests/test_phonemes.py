@@ -447,6 +447,8 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     assert phonemes._ranges_as_words("1-5-10 €, $5-10-15", "en") == "1-5-10 €, $5-10-15"
     assert phonemes._ranges_as_words("5€ -10€, 5 -$10", "en") == "5€ -10€, 5 -$10"  # a minus: spaced on one side
     assert phonemes._ranges_as_words("$5.50-10", "en") == "$5.50-10"  # cents: no range of amounts
+    # a scale written as a letter keeps its end whole: "5 to 10 dollarsk" was read
+    assert phonemes._ranges_as_words("$5–10k, £1-2bn", "en") == "$5 to 10k, £1-2bn"
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

@@ -696,11 +696,12 @@ _RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~]
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
 # point five to two million"): its sign goes after the range, where the amount's word is said ("5–10 $" is "5 to 10
-# dollars"). A hyphen is a range's dash here too, but where more numbers are joined so ("$5-10-15").
+# dollars"). A hyphen is a range's dash here too, but where more numbers are joined so ("$5-10-15"); an end written
+# with a letter ("$5–10k", "£1-2bn") is left whole ("5 to 10 dollarsk" was read).
 _WHOLE_AMOUNT = r"\d+(?:[.,]\d{3})*"
 _MONEY_RANGE = re.compile(rf"(?:(?P<before>{_SIGN}) ?)?(?<![\d.,–-])(?P<low>{_WHOLE_AMOUNT}(?P<low_decimals>[.,]\d+)?)"
-                          rf" ?[-–〜~] ?(?P<high>{_WHOLE_AMOUNT}(?P<high_decimals>[.,]\d+)?)(?![.,]?\d|[-–]\d)"
-                          rf"{_SCALE}(?(before)| ?(?P<after>{_SIGN}))")
+                          rf" ?[-–〜~] ?(?P<high>{_WHOLE_AMOUNT}(?P<high_decimals>[.,]\d+)?)"
+                          rf"(?![.,]?\d|[-–]\d|[A-Za-z]){_SCALE}(?(before)| ?(?P<after>{_SIGN}))")
 
 
 def _ranges_as_words(text: str, language: str) -> str:
