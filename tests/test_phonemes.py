@@ -481,11 +481,13 @@ def test_what_is_no_decade_is_left_to_espeak():
     ("el 25/12/2026 y el 2026-01-05", "el 25 de diciembre de 2026 y el 5 de enero de 2026", "es"),
     ("12/25/2026–12/31/2026, 2026-12-25–2026-12-31", "December 25th, 2026 to December 31st, 2026, December 25th, "
      "2026 to December 31st, 2026", "en"),
+    ("2026-12-25T15:00", "December 25th, 2026 fifteen hundred", "en"),
 ])
 def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
     hyphens as dashes or minuses, Spanish "25/12/2026" as "veinticinco barra doce barra ..."; a range of dates in
-    English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it)."""
+    English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it), and ISO's
+    "T" before a time was read as the letter."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

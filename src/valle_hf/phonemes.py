@@ -795,10 +795,11 @@ def _decades_as_words(text: str, language: str) -> str:
     return _DECADE.sub(said, text)
 
 
-def _date_pattern(order: str) -> re.Pattern:
-    """A date of day, month and year in numbers, in `order` ("{year}-{month}-{day}"), no part of a longer number."""
+def _date_pattern(order: str, then: str = "") -> re.Pattern:
+    """A date of day, month and year in numbers, in `order` ("{year}-{month}-{day}"), no part of a longer number,
+    and what may follow it, `then`."""
     parts = {"year": r"(?P<year>\d{4})", "month": r"(?P<month>\d\d?)", "day": r"(?P<day>\d\d?)"}
-    return re.compile(rf"(?<![\d/.,-]){order.format(**parts)}(?![\d/]|[.,-]\d)")
+    return re.compile(rf"(?<![\d/.,-]){order.format(**parts)}(?![\d/]|[.,-]\d){then}")
 
 
 # Dates written in numbers, ISO "2026-12-25" and each language's own order ("12/25/2026" in English, "25/12/2026" in
@@ -808,7 +809,8 @@ def _date_pattern(order: str) -> re.Pattern:
 # that make no date ("25/12/2026" in English: the other order is not guessed at; "2026-02-30") are left as they are.
 # German says the day as an ordinal with a case ending ("am fünfundzwanzigsten"), which espeak-ng does not read (it
 # says "25." as "fünfundzwanzig"), and Japanese its days' own words: both are left to espeak-ng.
-_ISO_DATE = _date_pattern("{year}-{month}-{day}")
+# ISO's "T" before a time of day ("2026-12-25T15:00", whose "T" was read as the letter), read as a space
+_ISO_DATE = _date_pattern("{year}-{month}-{day}", r"(?P<clock>T(?=\d\d:\d\d))?")
 _DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{year}")
 # By language: its date's order, the date's words, the months' names, and the day as said in a date: its suffix and
 # those said otherwise
@@ -839,7 +841,8 @@ def _dates_as_words(text: str, language: str) -> str:
         except ValueError:  # no such day: not a date
             return match.group()
         day = days.get(str(date.day), f"{date.day}{suffix}")
-        return template.format(day=day, month=months[date.month - 1], year=match["year"])
+        clock = " " if match.groupdict().get("clock") else ""
+        return template.format(day=day, month=months[date.month - 1], year=match["year"]) + clock
 
     return order.sub(said, _ISO_DATE.sub(said, text))
 
