@@ -482,18 +482,22 @@ def test_what_is_no_decade_is_left_to_espeak():
     ("12/25/2026–12/31/2026, 2026-12-25–2026-12-31", "December 25th, 2026 to December 31st, 2026, December 25th, "
      "2026 to December 31st, 2026", "en"),
     ("2026-12-25T15:00", "December 25th, 2026 fifteen hundred", "en"),
+    ("12/11/2026, 25/12/2026", "12th November 2026, 25th December 2026", "en-gb"),
+    ("12/11/2026", "12th November 2026", "en-gb-x-rp"),
 ])
 def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
     hyphens as dashes or minuses, Spanish "25/12/2026" as "veinticinco barra doce barra ..."; a range of dates in
     English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it), and ISO's
-    "T" before a time was read as the letter."""
+    "T" before a time was read as the letter; British "12/11/2026" (the 12th of November) was read in the US order,
+    "December 11th"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
 @pytest.mark.parametrize(("text", "language"), [
     ("25/12/2026, 2026-02-30, 2/29/2026, 1/2/3/2026, 12/25/20261, 2026-12-25-1, 1-2026-12-25", "en"),
-    ("12/25/2026", "fr"), ("12/25/2026", "es"), ("2026-12-25, 25.12.2026", "de"), ("2026-12-25", "it"),
+    ("12/25/2026", "fr"), ("12/25/2026", "es"), ("12/25/2026", "en-gb"), ("2026-12-25, 25.12.2026", "de"),
+    ("2026-12-25", "it"),
 ])
 def test_what_is_no_date_is_left_to_espeak(text, language):
     """A day and month in the other order than the language's, a day the month has not, numbers joined to more, and

@@ -813,11 +813,14 @@ def _date_pattern(order: str, then: str = "") -> re.Pattern:
 _ISO_DATE = _date_pattern("{year}-{month}-{day}", r"(?P<clock>T(?=\d\d:\d\d))?")
 _DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{year}")
 # By language: its date's order, the date's words, the months' names, and the day as said in a date: its suffix and
-# those said otherwise
+# those said otherwise. English outside the US ("en-gb", "en-029") writes the day first, as French does: its
+# "12/11/2026" is the 12th of November, which the US order read "December 11th".
+_ENGLISH_MONTHS = "January February March April May June July August September October November December".split()
+_ENGLISH_DAYS = {"1": "1st", "2": "2nd", "3": "3rd", "21": "21st", "22": "22nd", "23": "23rd", "31": "31st"}
+_BRITISH_DATE = (_DAY_MONTH_YEAR, "{day} {month} {year}", _ENGLISH_MONTHS, "th", _ENGLISH_DAYS)
 _DATE_WORDS = {
-    "en": (_date_pattern("{month}/{day}/{year}"), "{month} {day}, {year}",
-           "January February March April May June July August September October November December".split(),
-           "th", {"1": "1st", "2": "2nd", "3": "3rd", "21": "21st", "22": "22nd", "23": "23rd", "31": "31st"}),
+    "en": (_date_pattern("{month}/{day}/{year}"), "{month} {day}, {year}", _ENGLISH_MONTHS, "th", _ENGLISH_DAYS),
+    "en-gb": _BRITISH_DATE, "en-029": _BRITISH_DATE,
     "fr": (_DAY_MONTH_YEAR, "{day} {month} {year}",
            "janvier février mars avril mai juin juillet août septembre octobre novembre décembre".split(),
            "", {"1": "1er"}),
@@ -828,9 +831,12 @@ _DATE_WORDS = {
 
 def _dates_as_words(text: str, language: str) -> str:
     """`text` with its dates in numbers (ISO and the language's own order) as the words `language` says them
-    (`_DATE_WORDS`: "2026-12-25" → "December 25th, 2026" in English, "25/12/2026" → "25 décembre 2026" in French);
-    as it is in a language the table has none for."""
-    words = _for_language(_DATE_WORDS, language)
+    (`_DATE_WORDS`, by the longest leading part of the code it has: "2026-12-25" → "December 25th, 2026" in English,
+    "25/12/2026" → "25th December 2026" in "en-gb-x-rp", "25 décembre 2026" in French); as it is in a language the
+    table has none for."""
+    parts = language.split("-")
+    variants = ("-".join(parts[:end]) for end in range(len(parts), 0, -1))  # "en-gb-x-rp", ..., "en-gb", "en"
+    words = next((_DATE_WORDS[variant] for variant in variants if variant in _DATE_WORDS), None)
     if words is None:
         return text
     order, template, months, suffix, days = words
