@@ -494,9 +494,11 @@ def _spaced(match: re.Match, word: str) -> str:
 
 
 def _for_language(table: dict, language: str):
-    """`table`'s entry for `language` (an espeak-ng code, as `resolve_language` gives it) by the code's first part
-    ("en" for "en-gb"), or None where it has none."""
-    return table.get(language.split("-")[0])
+    """`table`'s entry for `language` (an espeak-ng code, as `resolve_language` gives it) by the longest leading part
+    of the code it has ("en-gb-x-rp", then "en-gb", then "en"), or None where it has none."""
+    parts = language.split("-")
+    variants = ("-".join(parts[:end]) for end in range(len(parts), 0, -1))
+    return next((table[variant] for variant in variants if variant in table), None)
 
 
 def _symbols_as_words(text: str, language: str) -> str:
@@ -834,9 +836,7 @@ def _dates_as_words(text: str, language: str) -> str:
     (`_DATE_WORDS`, by the longest leading part of the code it has: "2026-12-25" → "December 25th, 2026" in English,
     "25/12/2026" → "25th December 2026" in "en-gb-x-rp", "25 décembre 2026" in French); as it is in a language the
     table has none for."""
-    parts = language.split("-")
-    variants = ("-".join(parts[:end]) for end in range(len(parts), 0, -1))  # "en-gb-x-rp", ..., "en-gb", "en"
-    words = next((_DATE_WORDS[variant] for variant in variants if variant in _DATE_WORDS), None)
+    words = _for_language(_DATE_WORDS, language)
     if words is None:
         return text
     order, template, months, suffix, days = words
