@@ -50,7 +50,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-from transformers.utils import SAFE_WEIGHTS_NAME
+from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_NAME
 
 from valle_hf.cli import whole_number
 from valle_hf.configuration import TASKS
@@ -237,8 +237,13 @@ def check_checkpoint(path: Path) -> None:
         try:
             _read_header(file)
         except (ValueError, TypeError, OSError, SafetensorError, zipfile.BadZipFile) as error:
-            raise UsageError(f"--resume: {file} is damaged ({one_line(error)}): delete {path.name} to resume from the "
-                             "checkpoint before it, or start again in another --output") from None
+            raise unusable(path, f"{file.name} is damaged ({one_line(error)})") from None
+
+
+def unusable(checkpoint: Path, what: str) -> UsageError:
+    """The refusal of a checkpoint --resume cannot load because of `what` is wrong with one of its files."""
+    return UsageError(f"--resume: {checkpoint}/{what}: delete {checkpoint.name} to resume from the checkpoint before "
+                      "it, or start again in another --output")
 
 
 def _read_header(file: Path) -> None:
@@ -250,6 +255,81 @@ def _read_header(file: Path) -> None:
             pass
     else:
         zipfile.ZipFile(file).close()
+
+
+# What a run's checkpoint holds, by --lora: its weights file, and the words that say what they are.
+SAVED = {False: (SAFE_WEIGHTS_NAME, "a whole model's weights (a run without --lora)"),
+         True: (ADAPTER_SAFE_WEIGHTS_NAME, "a LoRA adapter (a run with --lora)")}
+
+
+def check_fits(model, checkpoint: Path, args: argparse.Namespace) -> None:
+    """Refuse (`UsageError`) a `checkpoint` that `model`, built for this run from --model (a peft model with --lora),
+    cannot continue from: weights of the other kind (a LoRA run resumed without --lora, or the reverse), of other names
+    or shapes (another model's size, layers or levels, another --lora-rank), or a LoRA adapter of another
+    --lora-alpha. The Trainer failed on them with a traceback, or loaded the names that matched and trained on. Reads
+    the safetensors header and the adapter's config, no weights."""
+    file = SAVED[args.lora][0]
+    ours = f"--model {args.model} {'with' if args.lora else 'without'} --lora"
+    if not (checkpoint / file).is_file():
+        other_file, other = SAVED[not args.lora]
+        if not (checkpoint / other_file).is_file():
+            raise unusable(checkpoint, f"{file} is missing (a run stopped while saving, or the file was deleted)")
+        raise not_fitting(checkpoint, other, ours)
+    differs = first_difference(saved_shapes(checkpoint / file), model_shapes(model, args.lora))
+    if differs:
+        raise not_fitting(checkpoint, f"weights of other names or shapes ({differs})", ours)
+    if args.lora:
+        check_lora_alpha(model, checkpoint)
+
+
+def not_fitting(checkpoint: Path, held: str, ours: str) -> UsageError:
+    """The refusal of a `checkpoint` that holds `held`, which this run (`ours`, its options) cannot continue from."""
+    return UsageError(f"--resume: {checkpoint} holds {held}, which {ours} does not fit: resume with the --model (and "
+                      "--lora options) the run started with, or start again in another --output")
+
+
+def saved_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's name and shape in a safetensors `file`, read from its header."""
+    with safe_open(str(file), framework="pt") as weights:
+        return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+
+
+def model_shapes(model, lora: bool) -> dict[str, tuple[int, ...]]:
+    """Each weight's name and shape as the Trainer saves `model`: its adapter's alone with `lora` (named as peft saves
+    them), else all of them."""
+    from peft import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model) if lora else model.state_dict()
+    return {name: tuple(tensor.shape) for name, tensor in state.items()}
+
+
+def first_difference(saved: dict, built: dict) -> str | None:
+    """The first weight (by name) where `saved` (a checkpoint's) and `built` (--model's) differ, said in words; None
+    when every name and shape is the same."""
+    for name in sorted(saved.keys() | built.keys()):
+        if name not in built:
+            return f"{name} is not in --model"
+        if name not in saved:
+            return f"--model's {name} is not there"
+        if saved[name] != built[name]:
+            return f"{name} is {list(saved[name])} there and {list(built[name])} in --model"
+    return None
+
+
+def check_lora_alpha(model, checkpoint: Path) -> None:
+    """Refuse a LoRA `checkpoint` saved with another --lora-alpha than `model`'s adapter: peft loads an adapter's
+    weights into the one it has, keeping its scale, so the run would continue from other outputs than it saved."""
+    from peft import LoraConfig
+    from peft.utils import CONFIG_NAME
+
+    try:
+        saved = LoraConfig.from_pretrained(str(checkpoint)).lora_alpha
+    except (ValueError, TypeError, OSError) as error:
+        raise unusable(checkpoint, f"{CONFIG_NAME} cannot be read ({one_line(error)})") from None
+    alpha = model.peft_config[model.active_adapter].lora_alpha
+    if saved != alpha:
+        raise not_fitting(checkpoint, f"a LoRA adapter of --lora-alpha {as_typed(saved)}",
+                          f"--lora-alpha {as_typed(alpha)}")
 
 
 def last_checkpoint(output: Path) -> str | None:
@@ -351,10 +431,12 @@ def train(argv: list[str] | None = None) -> Path:
     if args.lora:
         model = add_lora(model, args.lora_rank, args.lora_alpha, args.lora_dropout)
         model.print_trainable_parameters()
+    resumed = last_checkpoint(args.output) if args.resume else None
+    if resumed is not None:
+        check_fits(model, Path(resumed), args)
     # the collator as a callback too: draws keyed on the epoch, so --resume trains on the draws of an uninterrupted run
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                            callbacks=[collator, StopOnNonFiniteWeights()])
-    resumed = last_checkpoint(args.output) if args.resume else None
     ended = resumed is not None and _ended(trainer, resumed, args.output)
     if ended and (args.output / "final").is_dir():
         return args.output / "final"

@@ -786,6 +786,7 @@ def test_finetune_resume_and_stt_only_without_a_prompt(tmp_path, monkeypatch, ca
     for step in (9, 12, 100):
         (tmp_path / "out" / f"checkpoint-{step}").mkdir(parents=True)
     for step in (9, 12):
+        shutil.copy(tmp_path / "model" / "model.safetensors", tmp_path / "out" / f"checkpoint-{step}")
         (tmp_path / "out" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
     finetune.train(list(map(str, argv)))
     assert started[-1] == {"resume_from_checkpoint": str(tmp_path / "out" / "checkpoint-12")}
@@ -870,6 +871,40 @@ def test_finetune_resume_of_an_ended_run_without_final_saves_the_last_checkpoint
     assert sorted(path.name for path in out.glob("checkpoint-*")) == ["checkpoint-1"]
     saved = load_file(out / "final" / "model.safetensors")
     assert saved.keys() == trained.keys() and all(torch.equal(saved[key], trained[key]) for key in trained)
+
+
+LORA = ("--lora", "--lora-rank", "2", "--lora-alpha", "8")
+# case: the run's options, those of its --resume (--model "other": a model of another size), what the error says
+RESUMED_WITH_OTHER_OPTIONS = {
+    "other_size": ((), ("--model", "other"), "weights of other names or shapes (", "without --lora"),
+    "more_layers": ((), ("--model", "deeper"), "weights of other names or shapes (--model's ", "without --lora"),
+    "lora_resumed_without": (LORA, (), "a LoRA adapter (a run with --lora)", "without --lora"),
+    "full_resumed_with_lora": ((), LORA, "a whole model's weights (a run without --lora)", "with --lora"),
+    "other_lora_rank": (LORA, (*LORA, "--lora-rank", "4"), "weights of other names or shapes (", "with --lora"),
+    "other_lora_alpha": (LORA, (*LORA, "--lora-alpha", "16"), "a LoRA adapter of --lora-alpha 8", "--lora-alpha 16"),
+}
+
+
+@pytest.mark.parametrize("case", RESUMED_WITH_OTHER_OPTIONS)
+def test_finetune_refuses_to_resume_with_a_model_or_lora_the_checkpoint_does_not_fit(tmp_path, capsys, case):
+    """--resume with another --model (another size, more layers) or other LoRA options than the run started with was a
+    RuntimeError (size mismatch) or ValueError traceback from the Trainer or load_state_dict, or loaded what matched
+    and trained on (a deeper model, another --lora-alpha): now one line, before any step and with nothing written."""
+    options, resumed_options, held, ours = RESUMED_WITH_OTHER_OPTIONS[case]
+    config = tiny_config()
+    reactive_model(tiny_config(hidden_size=2 * config.hidden_size)).save_pretrained(tmp_path / "other")
+    reactive_model(tiny_config(num_hidden_layers=config.num_hidden_layers + 1)).save_pretrained(tmp_path / "deeper")
+    finetune, argv, out = _ended_run(tmp_path, *options)
+    resumed_options = [tmp_path / value if value in ("other", "deeper") else value for value in resumed_options]
+    argv = [*argv[:len(argv) - len(options)], *resumed_options, "--max-steps", "2", "--resume"]
+    before = {path: path.stat().st_mtime_ns for path in out.rglob("*")}
+    capsys.readouterr()
+    assert finetune.main(list(map(str, argv))) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume: {out / 'checkpoint-1'} holds {held}") and err.count("\n") == 1, err
+    assert err.endswith(f"{ours} does not fit: resume with the --model (and --lora options) the run started with, or "
+                        "start again in another --output\n"), err
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("*")} == before
 
 
 def test_finetune_final_folder_holds_the_processor_and_its_code(tmp_path, monkeypatch):
@@ -1005,12 +1040,13 @@ def test_finetune_whose_weights_diverge_fails_instead_of_saving_them(tmp_path, c
 
 
 @pytest.mark.parametrize("case", ["checkpoint_without_resume", "damaged_weights", "damaged_optimizer", "damaged_state",
-                                  "foreign_state"])
+                                  "foreign_state", "missing_weights"])
 def test_finetune_refuses_checkpoints_it_would_overwrite_or_could_not_resume_from(tmp_path, monkeypatch, capsys, case):
     """An --output holding an earlier run's checkpoints, without --resume, was trained over: its checkpoint-N were
     overwritten and the rest rotated away. A checkpoint cut short (weights, optimiser, or trainer_state.json that is
     no JSON) was a SafetensorError or JSONDecodeError traceback from inside the Trainer, and a trainer_state.json with
-    a field the Trainer does not know a TypeError."""
+    a field the Trainer does not know a TypeError; one without its weights a ValueError ("Can't find a checkpoint
+    index")."""
     model = tmp_path / "model"
     reactive_model().save_pretrained(model)
     write_tiny_dataset(tmp_path / "data")
@@ -1022,11 +1058,15 @@ def test_finetune_refuses_checkpoints_it_would_overwrite_or_could_not_resume_fro
     (checkpoint / "model.safetensors").write_bytes(weights)
     torch.save({"state": {}}, checkpoint / "optimizer.pt")
     (checkpoint / "trainer_state.json").write_text("{}", encoding="utf-8")
-    if case == "foreign_state":
+    if case == "missing_weights":
+        (checkpoint / "model.safetensors").unlink()
+    elif case == "foreign_state":
         (checkpoint / damaged).write_text('{"no_such_field": 1}', encoding="utf-8")
     elif damaged:
         (checkpoint / damaged).write_bytes((checkpoint / damaged).read_bytes()[:-2])
-    if damaged:
+    if case == "missing_weights":
+        expected = f"--resume: {checkpoint / 'model.safetensors'} is missing ("
+    elif damaged:
         expected = (f"--resume: {checkpoint / damaged} is damaged (")
     else:
         expected = f"--output {tmp_path / 'out'} already holds checkpoints of a run (checkpoint-1, ...): --resume"
