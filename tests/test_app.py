@@ -242,6 +242,22 @@ def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_pa
             client.predict(**kwargs, api_name="/tts")
 
 
+@pytest.mark.subprocess
+def test_a_path_sent_as_text_for_a_file_is_refused_naming_handle_file(server, prompt_wav):
+    """gradio_client sends a plain path as text, which the server cannot read: Gradio's check of the payload answered
+    "The upstream Gradio app has raised an exception", with a traceback in the server's log."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    client = Client(server, verbose=False)
+    path = str(prompt_wav)
+    for parameter, kwargs in [("references", dict(text=TEXT, references=[path], api_name="/tts")),
+                              ("recording", dict(text=TEXT, recording=path, api_name="/tts")),
+                              ("audio", dict(audio=path, api_name="/stt"))]:
+        with pytest.raises(AppError, match=f"^{parameter}: expected an uploaded file, got .*handle_file"):
+            client.predict(**kwargs)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return load_model_and_processor("tiny-random")

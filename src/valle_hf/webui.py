@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import re
+import reprlib
 import tempfile
 import threading
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 import gradio as gr
 import gradio.utils as gradio_utils
 import numpy as np
+import pydantic
 import soundfile
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -511,10 +513,31 @@ def _run_buttons(task: str, label: str) -> tuple[gr.Button, gr.Button]:
 def _run_on_click(run: gr.Button, stop: gr.Button, action, api_name: str, outputs, inputs: dict) -> None:
     """`run` calls `action` with `inputs` by parameter name (the API's /`api_name`), in the model's one queue slot;
     `stop` cancels that run."""
+    for parameter, component in inputs.items():
+        if isinstance(component, (gr.File, gr.Audio)):
+            _uploads_only(component, parameter)
     running = run.click(action, inputs_kwargs=inputs, outputs=outputs, api_name=api_name, concurrency_id="model",
                         concurrency_limit=1)
     # Gradio closes a cancelled run's generator, which ends the generation and lets the model go
     stop.click(None, cancels=[running], api_visibility="private")
+
+
+def _uploads_only(component: gr.File | gr.Audio, parameter: str) -> None:
+    """Make the API's `parameter`, `component`'s file(s), refuse what is not an upload with a message naming
+    gradio_client's `handle_file`. gradio_client sends a plain path as text, which the server cannot read (it names a
+    file of the caller's machine); Gradio's own check of the payload, before the run, refused it as a bare "Error"
+    with a traceback in the server's log."""
+    expected = component.data_model
+
+    def model_validate(cls, payload, **kwargs):
+        try:
+            return expected.model_validate(payload, **kwargs)
+        except pydantic.ValidationError:
+            raise gr.Error(f"{parameter}: expected an uploaded file, got {reprlib.repr(payload)}: send a file with "
+                           "gradio_client's handle_file(path), not its path as text", print_exception=False) from None
+
+    # the same name: the API's description of the parameter stays Gradio's own
+    component.data_model = type(expected.__name__, (expected,), {"model_validate": classmethod(model_validate)})
 
 
 def _grid(controls: dict[str, gr.components.Component], columns: int = 3) -> dict[str, gr.components.Component]:
