@@ -258,6 +258,20 @@ def test_a_path_sent_as_text_for_a_file_is_refused_naming_handle_file(server, pr
             client.predict(**kwargs)
 
 
+def test_an_upload_that_is_not_audio_sent_through_the_api_is_named_without_a_traceback(tiny, tmp_path):
+    """The browser refuses a text file for the reference voice before it is sent; the API passed it to Gradio's own
+    check, which refused it as "Invalid file type" naming no input, with a traceback in the server's log."""
+    page = webui.build_page(*tiny, "`tiny-random`")
+    events = {event.api_name: event for event in page.fns.values() if event.fn is not None}
+    wired = dict(zip(events["tts"].input_keyword_names, events["tts"].inputs, strict=True))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a voice")
+    payload = wired["references"].data_model.model_validate([{"path": str(notes)}])
+    with pytest.raises(webui.gr.Error) as raised:
+        wired["references"].preprocess(payload)
+    assert raised.value.message.startswith("references: Invalid file type") and not raised.value.print_exception
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return load_model_and_processor("tiny-random")

@@ -526,8 +526,9 @@ def _uploads_only(component: gr.File | gr.Audio, parameter: str) -> None:
     """Make the API's `parameter`, `component`'s file(s), refuse what is not an upload with a message naming
     gradio_client's `handle_file`. gradio_client sends a plain path as text, which the server cannot read (it names a
     file of the caller's machine); Gradio's own check of the payload, before the run, refused it as a bare "Error"
-    with a traceback in the server's log."""
-    expected = component.data_model
+    with a traceback in the server's log. Gradio's own refusal of an upload (a text file for an audio input, which the
+    browser refuses before it is sent but the API does not) names the parameter too, without that traceback."""
+    expected, preprocess = component.data_model, component.preprocess
 
     def model_validate(cls, payload, **kwargs):
         try:
@@ -538,6 +539,14 @@ def _uploads_only(component: gr.File | gr.Audio, parameter: str) -> None:
 
     # the same name: the API's description of the parameter stays Gradio's own
     component.data_model = type(expected.__name__, (expected,), {"model_validate": classmethod(model_validate)})
+
+    def quiet_preprocess(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error as error:
+            raise gr.Error(f"{parameter}: {error.message}", print_exception=False) from None
+
+    component.preprocess = quiet_preprocess
 
 
 def _grid(controls: dict[str, gr.components.Component], columns: int = 3) -> dict[str, gr.components.Component]:
