@@ -351,7 +351,7 @@ def test_what_is_no_amount_of_money_here_is_left_to_espeak(text, language):
 
 @pytest.mark.parametrize(("text", "spoken", "symbols", "language"), [
     ("Goethe † 1832.", "Goethe 1832.", "†", "de"), ("5′ 3″ tall", "5 3 tall", "′ ″", "en"), ("a → b", "a b", "→", "es"),
-    ("5 ℵ ok", "5 ok", "ℵ", "it"), ("⅛ cup", "cup", "⅛", "en"), ("5 × 2", "5 × 2", "", "en"),
+    ("5 ℵ ok", "5 ok", "ℵ", "it"), ("↉ cup", "cup", "↉", "en"), ("5 × 2", "5 × 2", "", "en"),
     ("5 ‰", "5 ‰", "", "it"), ("3⁄16 inch", "3 16 inch", "⁄", "en"),  # a fraction with no vulgar form ("1⁄2" is "½")
     ("See note †.", "See note.", "†", "en"),
 ])
@@ -368,7 +368,7 @@ def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, sp
         assert "left out" not in logged.out, logged.out
 
 
-@pytest.mark.parametrize(("text", "language"), [("⅛", "en"), ("ℵ", "it"), ("† ⅛.", "de")])
+@pytest.mark.parametrize(("text", "language"), [("↉", "en"), ("ℵ", "it"), ("† ↉.", "de")])
 def test_a_text_of_symbols_no_voice_reads_is_refused_naming_it(text, language):
     """With its symbols left out such a text had nothing left, and espeak-ng's empty reading was refused as "no
     phonemes for ''"."""
@@ -412,6 +412,33 @@ def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(tex
 
     assert phonemize(text, language) == phonemize(words, language)
     assert _mixed_numbers_as_words("½ cup, 5, ½", language) == "½ cup, 5, ½"
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("1/2, 3/4 cup, 2/3", "one half, three quarters cup, two thirds", "en"),
+    ("1/4 mile, 5/8, ⅝, ⅕", "one quarter mile, five eighths, five eighths, one fifth", "en"),
+    ("1 1/2 cups, 2¼, 1 ¾", "one and a half cups, two and a quarter, one and three quarters", "en-gb"),
+    ("1/2 kg, ½ kg, 2½ kg", "one half kilograms, one half kilograms, two and a half kilograms", "en"),
+    ("1/2, 3/4, ⅛", "ein halb, drei Viertel, ein Achtel", "de"),
+    ("1/2, 3/4, ⅓, 2/3, 2 1/4", "un demi, trois quarts, un tiers, deux tiers, deux et un quart", "fr"),
+    ("1/2, 3/4, ⅓, 1 1/2", "un medio, tres cuartos, un tercio, uno y medio", "es"),
+])
+def test_a_fraction_is_said_as_one(text, words, language):
+    """espeak-ng read "1/2" as "one slash two", left out "⅝" and "⅕" (refused alone: nothing to read), and French and
+    Spanish handed "⅓" to the English voice; "1 1/2" was "one one slash two"."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr", "es", "ja", "it"])
+def test_what_is_no_fraction_is_left_to_espeak(language):
+    """A date's or a longer run's slashes, a numerator not below its denominator, a fraction with no vulgar form, a
+    path, a word's or a decimal number's digits are no fraction; in a language the table has no words for, neither is
+    "1/2"."""
+    from valle_hf.phonemes import _fractions_as_words
+
+    text = "12/25/2026, 1/2/3, 24/7, 9/11, 3/10, 0/3, a/b, A1/2, 1/2.5, 1/2x"
+    assert _fractions_as_words(text, language) == text
+    assert _fractions_as_words("1/2", "ja") == "1/2"
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

@@ -427,6 +427,11 @@ _VULGAR_FRACTIONS = {unicodedata.normalize("NFKC", chr(code)): chr(code)
 _SLASHED_FRACTION = re.compile(r"(?<!\d)\d+\u2044\d+(?!\d)")
 
 
+def _as_vulgar(fraction: re.Match) -> str:
+    """The vulgar fraction `fraction` ("1⁄2", "1/2") writes ("½"), or `fraction` as it is where it has none."""
+    return _VULGAR_FRACTIONS.get(fraction.group().replace("/", "\u2044"), fraction.group())
+
+
 def normalize_text(text: str) -> str:
     """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms mapped to ASCII, Roman
     numerals, degree signs, squared units and circled numbers to what they stand for (`_COMPATIBILITY_FORMS`),
@@ -438,7 +443,7 @@ def normalize_text(text: str) -> str:
     """
     text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII).translate(_COMPATIBILITY_FORMS)
     text = _DIGIT_GROUP_SPACE.sub("", text)
-    text = _SLASHED_FRACTION.sub(lambda fraction: _VULGAR_FRACTIONS.get(fraction.group(), fraction.group()), text)
+    text = _SLASHED_FRACTION.sub(_as_vulgar, text)
     return " ".join(text.split())
 
 
@@ -471,8 +476,7 @@ _SYMBOL_WORDS = {
     "es": {"‰": "por mil", "‱": "por diez mil", "ℵ": "álef", "℠": "marca de servicio", "℅": "a la atención de",
            "№": "número", "×": "por", "÷": "entre", "±": "más o menos", "≠": "distinto de", "≈": "aproximadamente",
            "≤": "menor o igual que", "≥": "mayor o igual que", "∞": "infinito", "©": "copyright",
-           "®": "marca registrada", "™": "marca comercial", "¥": "yenes", "¢": "centavos", "₹": "rupias",
-           "½": "un medio", "¾": "tres cuartos"},
+           "®": "marca registrada", "™": "marca comercial", "¥": "yenes", "¢": "centavos", "₹": "rupias"},
     # degrees and degrees Celsius are "ど" ("25℃", now "25°C", was "nijuugo (en)C", the "°" left out); "°C" first
     "ja": {"‰": "パーミル", "ℵ": "アレフ", "×": "かける", "÷": "わる", "∞": "むげんだい", "°C": "ど", "°": "ど"},
 }
@@ -515,7 +519,8 @@ def _symbols_as_words(text: str, language: str) -> str:
 # espeak-ng read without that word ("two a half", French "deux un demi", Spanish "dos un medio"): the word, by
 # language, and the fractions said otherwise after it (a half is "deux et demi", "dos y medio": "et un demi" was
 # read). German says them as one number ("zwei ein halb", zweieinhalb), with none.
-_FRACTION_AND = {"en": ("and", {}), "fr": ("et", {"½": "demi"}), "es": ("y", {"½": "medio"})}
+_FRACTION_AND = {"en": ("and", {"½": "a half", "¼": "a quarter"}), "fr": ("et", {"½": "demi"}),
+                 "es": ("y", {"½": "medio"})}
 _FRACTION = f"(?P<fraction>[{''.join(_VULGAR_FRACTIONS.values())}])"
 
 
@@ -529,6 +534,50 @@ def _mixed_numbers_as_words(text: str, language: str) -> str:
     word, after_word = words
     return re.sub(rf"(?<=\d)(?: {word}\b)? ?{_FRACTION}",
                   lambda match: f" {word} {after_word.get(match['fraction'], match['fraction'])}", text)
+
+
+# Vulgar fractions, which espeak-ng left out in every voice but "½", "⅓", "⅔", "¼" and "¾" ("⅝" alone was refused as
+# nothing to read; French and Spanish handed "⅓", "⅔" to the English voice, Spanish "¼" too): by language, the word
+# for a numerator of one, the plural's ending (not added to a name that has it: French "tiers") and the names of the
+# denominators 2 to 10. A numerator above one is said as its number ("5 eighths", "3 Viertel").
+_FRACTION_NAMES = {
+    "en": ("one", "s", "half third quarter fifth sixth seventh eighth ninth tenth"),
+    "de": ("ein", "", "halb Drittel Viertel Fünftel Sechstel Siebtel Achtel Neuntel Zehntel"),
+    "fr": ("un", "s", "demi tiers quart cinquième sixième septième huitième neuvième dixième"),
+    "es": ("un", "s", "medio tercio cuarto quinto sexto séptimo octavo noveno décimo"),
+}
+
+
+def _fraction_words(one: str, plural: str, names: str) -> dict[str, str]:
+    """Each vulgar fraction with a numerator ("↉" has none) → its words, from an entry of `_FRACTION_NAMES`."""
+    denominators = dict(zip(range(2, 11), names.split(), strict=True))
+    words = {}
+    for form, fraction in _VULGAR_FRACTIONS.items():
+        numerator, denominator = map(int, form.split("\u2044"))
+        name = denominators[denominator]
+        if numerator:
+            words[fraction] = f"{one} {name}" if numerator == 1 else f"{numerator} {name.removesuffix(plural)}{plural}"
+    return words
+
+
+_FRACTION_WORDS = {language: _fraction_words(*names) for language, names in _FRACTION_NAMES.items()}
+_SAID_FRACTION = re.compile(f"[{''.join(_FRACTION_WORDS['en'])}]")
+# A fraction written with a slash that has a vulgar form ("1/2", "3/4 cup"), which espeak-ng read "one slash two":
+# as that form, in a language `_FRACTION_WORDS` has. No part of a date or of more slashes ("12/25/2026", "1/2/3") nor
+# of a word or a decimal number ("A1/2", "1/2.5"); "24/7", "9/11" and "3/10" have no vulgar form and are left to
+# espeak-ng.
+_SLASH_FRACTION = re.compile(r"(?<![\w.,/])[1-9]\d*/\d+(?![\w/]|[.,]\d)")
+
+
+def _fractions_as_words(text: str, language: str) -> str:
+    """`text` with its fractions ("⅝", "5/8"; a whole number's, `_mixed_numbers_as_words`) as the words `language`
+    says them (`_FRACTION_WORDS`: "5/8" → "5 eighths", "1 1/2" → "1 and a half", "3/4" → "3 Viertel" in German, "1/2"
+    → "un demi" in French); in a language the table has none for, only a whole number's."""
+    words = _for_language(_FRACTION_WORDS, language)
+    if words is None:
+        return _mixed_numbers_as_words(text, language)
+    text = _mixed_numbers_as_words(_SLASH_FRACTION.sub(_as_vulgar, text), language)
+    return _SAID_FRACTION.sub(lambda fraction: _spaced(fraction, words[fraction.group()]), text)
 
 
 # Powers written in superscript ("m²", "10⁻³", "x⁴"), which espeak-ng reads as bare digits ("m two", "ten three": the
@@ -905,8 +954,10 @@ _UNIT_WORDS = {
            "mg": ("いちミリグラム", "ミリグラム"), "l": ("いちリットル", "リットル"),
            "ml": ("いちミリリットル", "ミリリットル")},
 }
-# The units of every language's table (the English one has them all)
-_UNIT = re.compile(rf"(?<![\d.,])(?<!{_LATIN})(?<!{_SIGN})(?<!{_SIGN} )(?<!\dh )(?P<number>\d+(?:[.,]\d+)*) ?"
+# The units of every language's table (the English one has them all), after a number, a fraction ("½ kg", "2½ kg":
+# "K G" was read) or both
+_UNIT = re.compile(rf"(?<![\d.,])(?<!{_LATIN})(?<!{_SIGN})(?<!{_SIGN} )(?<!\dh )"
+                   rf"(?P<number>\d+(?:[.,]\d+)*(?: ?{_SAID_FRACTION.pattern})?|{_SAID_FRACTION.pattern}) ?"
                    rf"(?P<unit>{'|'.join(map(re.escape, _UNIT_WORDS['en']))}|m?L)"
                    rf"(?!{_LATIN}|[\d/]| \d+s\b)")
 
@@ -1042,8 +1093,9 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     text = _ranges_as_words(_decades_as_words(_without_emoji(normalize_text(text), emoji), language), language)
     text = _times_as_words(_dates_as_words(text, language), language)
     text = _minus_as_word(_currency_as_words(text, language), language)
-    text = _ordinals_as_read(_mixed_numbers_as_words(text, language), language)
-    text = _symbols_as_words(_units_as_words(_powers_as_words(text, language), language), language)
+    text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
+                                               language), language)
+    text = _symbols_as_words(text, language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
         text = _LATIN_KANA.sub(" ", _to_hiragana(text))
