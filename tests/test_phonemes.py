@@ -338,8 +338,32 @@ def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language)
     assert phonemize(text, language) == phonemize(words, language)
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("$10k, $5m, £1bn, $10K", "10 thousand dollars, 5 million dollars, 1 billion pounds, 10 thousand dollars", "en"),
+    ("€2.5M and $3B, $1tn.", "2.5 million euros and 3 billion dollars, 1 trillion dollars.", "en"),
+    ("$1.234bn, 5k $", "1.234 billion dollars, 5 thousand dollars", "en"),
+    ("5 Mio. €, 1 Mio €, 5 Mrd. €", "5 Millionen Euro, 1 Million Euro, 5 Milliarden Euro", "de"),
+    ("Es kostet €1,5 Mio.", "Es kostet 1,5 Millionen Euro.", "de"),
+    ("5 M€, 1 M€, 5 Md€, 5 k€", "5 millions d'euros, 1 million d'euros, 5 milliards d'euros, 5 mille euros", "fr"),
+    ("5 M€", "5 millones de euros", "es"),
+])
+def test_a_scale_written_short_after_an_amount_of_money_is_said_as_its_word(text, words, language):
+    """espeak-ng read "$10k" as "ten dollarsk", "£1bn" as "one poundbn", "€2.5M" as "euros two point five M", German
+    "5 Mrd. €" as "fünf M R D. Euro", French "5 M€" as "cinq M euros"."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+def test_a_letter_after_an_amount_that_is_no_short_scale_is_left_to_espeak():
+    """In English a short scale is glued to its amount and no word follows it: "$5 m", "$5 T-shirts", "$10km" are no
+    millions or trillions; nor is "5k" without a sign."""
+    from valle_hf.phonemes import _currency_as_words
+
+    text = "$5 m, $5 T-shirts, $10km, 5k"
+    assert _currency_as_words(text, "en") == "5 dollars m, 5 dollars T-shirts, 10 dollarskm, 5k"
+
+
 @pytest.mark.parametrize(("text", "language"), [
-    ("$HOME is set", "en"), ("Version 1.2.3$", "en"), ("$1.5", "en"), ("$0.125", "en"), ("5 Mio. €", "de"),
+    ("$HOME is set", "en"), ("Version 1.2.3$", "en"), ("$1.5", "en"), ("$0.125", "en"), ("5 mill. €", "es"),
     ("$5", "it"),
 ])
 def test_what_is_no_amount_of_money_here_is_left_to_espeak(text, language):

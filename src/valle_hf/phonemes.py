@@ -669,17 +669,45 @@ _SIGN = "[$€£¥₹]"
 # The mark each language of `_CURRENCY_WORDS` writes before decimals, which espeak-ng reads as its word ("point",
 # "Komma"; it read "1.5 Millionen" as "eins Punkt fünf Millionen").
 _DECIMAL_MARK = {"en": ".", "ja": ".", "fr": ",", "de": ",", "es": ","}
+# A scale written short after an amount ("$10k", "£1bn", "€2.5M", German "5 Mio. €", French "5 M€"), which espeak-ng
+# read as letters glued to the currency's word ("ten dollarsk", "one poundbn") or spelled ("fünf M R D Euro"): by
+# language, the space it may have before it (in English none: "$5 m" is no scale) and its words, each abbreviation's
+# noun for one and for several ("1 Mio. €" is "1 Million Euro"). No word may follow it ("$5 T-shirts"); a period
+# after it is its own where a sign follows ("5 Mio. €"), the sentence's otherwise ("€5 Mio."). "5k" without a sign is
+# left to espeak-ng.
+_SCALE_SHORT = {
+    "en": ("", {"k K": ("thousand", "thousand"), "m M mn": ("million", "million"), "b B bn": ("billion", "billion"),
+                "T tn": ("trillion", "trillion")}),
+    "de": (" ?", {"Tsd": ("Tausend", "Tausend"), "Mio": ("Million", "Millionen"), "Mrd": ("Milliarde", "Milliarden")}),
+    "fr": (" ?", {"k": ("mille", "mille"), "M": ("million", "millions"), "Md Mds Mrd": ("milliard", "milliards")}),
+    "es": (" ?", {"M": ("millón", "millones")}),
+}
+_SCALE_NOUNS = {language: {short: nouns for shorts, nouns in table.items() for short in shorts.split()}
+                for language, (_, table) in _SCALE_SHORT.items()}
 
 
 @functools.cache
-def _currency_pattern(decimal_mark: str) -> re.Pattern:
-    """Amounts of money as the comment above says, in a language that writes `decimal_mark` before decimals: three
-    digits after that mark and before a scale word are decimals, no thousands group."""
-    group = rf"(?!{re.escape(decimal_mark)}\d+ {_SCALE_WORD})[.,]\d{{3}}"
+def _currency_pattern(decimal_mark: str, short_scale: str) -> re.Pattern:
+    """Amounts of money as the comment above says, in a language that writes `decimal_mark` before decimals and a
+    short scale as `short_scale` matches it (a regular expression; "(?!)" for none): three digits after that mark and
+    before a scale are decimals, no thousands group."""
+    scale_ahead = rf"(?: {_SCALE_WORD}|{short_scale})"
+    group = rf"(?!{re.escape(decimal_mark)}\d+{scale_ahead})[.,]\d{{3}}"
     amount = (rf"(?<![\d.,])(?P<units>[1-9]\d{{0,2}}(?:{group})+|\d+)"
-              rf"(?:(?P<decimals>[.,]\d+)(?= {_SCALE_WORD})|[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)")
+              rf"(?:(?P<decimals>[.,]\d+)(?={scale_ahead})|[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)")
     return re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{amount}{_SCALE}"
-                      rf"(?(before)| ?(?P<after>{_SIGN}))")
+                      rf"(?(scale)|(?P<short>{short_scale})?)(?(before)| ?(?P<after>{_SIGN}))")
+
+
+def _short_scale_pattern(language: str) -> str:
+    """What `_currency_pattern` matches as a short scale in `language` (`_SCALE_SHORT`), with its space and period;
+    "(?!)", nothing, in a language the table has none for."""
+    short = _for_language(_SCALE_SHORT, language)
+    if short is None:
+        return "(?!)"
+    space, table = short
+    abbreviations = "|".join(sorted(_for_language(_SCALE_NOUNS, language), key=len, reverse=True))
+    return rf"{space}(?:{abbreviations})(?!\w|-\w)(?:\.(?= ?{_SIGN}))?"
 # The word French and Spanish say between a scale that is a noun and the currency's ("cinq millions de dollars",
 # "cinco millones de dólares"; not after "mille", "mil"), before a consonant and before a vowel ("d'euros").
 _SCALE_OF = {"fr": ("de ", "d'"), "es": ("de ", "de ")}
@@ -706,16 +734,17 @@ def _currency_as_words(text: str, language: str) -> str:
     def said(match: re.Match) -> str:
         decimals = mark + match["decimals"][1:] if match["decimals"] else ""
         units, cents = re.sub("[.,]", "", match["units"]) + decimals, match["cents"] or "00"
-        scale = f" {match['scale']}" if match["scale"] else ""
+        short = match["short"] and _for_language(_SCALE_NOUNS, language)[match["short"].strip(" .")][units != "1"]
+        scale = match["scale"] or short
         sign = match["before"] or match["after"]
         one, several = currencies[sign]
-        of = _scale_of(match["scale"], several, language)
-        words = one if units == "1" and not scale else f"{units}{scale} {of}{several}"
+        of = _scale_of(scale, several, language)
+        words = one if units == "1" and not scale else f"{units}{f' {scale}' if scale else ''} {of}{several}"
         # the language's "minus", as powers say it
         minus = f"{_for_language(_POWER_WORDS, language)[3]} " if match["minus"] else ""
         return f"{minus}{words}{_cents_said(cents, sign, language)}"
 
-    return _currency_pattern(mark).sub(said, text)
+    return _currency_pattern(mark, _short_scale_pattern(language)).sub(said, text)
 
 
 # Ordinal numbers as a language writes them short that espeak-ng misreads, and how it reads them: French "21e",
