@@ -342,6 +342,7 @@ def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language)
     ("$10k, $5m, £1bn, $10K", "10 thousand dollars, 5 million dollars, 1 billion pounds, 10 thousand dollars", "en"),
     ("€2.5M and $3B, $1tn.", "2.5 million euros and 3 billion dollars, 1 trillion dollars.", "en"),
     ("$1.234bn, 5k $", "1.234 billion dollars, 5 thousand dollars", "en"),
+    ("$5m-$10m", "5 million dollars-10 million dollars", "en"),
     ("5 Mio. €, 1 Mio €, 5 Mrd. €", "5 Millionen Euro, 1 Million Euro, 5 Milliarden Euro", "de"),
     ("Es kostet €1,5 Mio.", "Es kostet 1,5 Millionen Euro.", "de"),
     ("5 M€, 1 M€, 5 Md€, 5 k€", "5 millions d'euros, 1 million d'euros, 5 milliards d'euros, 5 mille euros", "fr"),
