@@ -481,13 +481,15 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     ("5€-10€, 5 € - 10 €", "5 euros à 10 euros, 5 euros à 10 euros", "fr"),
     ("$1.5-2 million, €2–2.5 billion", "1.5 to 2 million dollars, 2 to 2.5 billion euros", "en"),
     ("1,5-2 Millionen €", "1,5 bis 2 Millionen Euro", "de"),
+    ("$5–10k, £1-2bn, €1.5–2.5M", "5 to 10 thousand dollars, 1 to 2 billion pounds, 1.5 to 2.5 million euros", "en"),
+    ("5–10 Mio. €", "5 bis 10 Millionen Euro", "de"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
     as "go tilde juu". A range of money was read with the currency's word after its first end ("$5–10" as "five
     dollars to ten", "$5-10" "five dollars ten"), and a hyphen between two amounts with their signs as nothing or a
     minus ("$5-$10" "five dollars ten dollars", "5€-10€" "cinq euros moins dix euros"); "$1.5–2 million" was "dollar one
-    point five to two million"."""
+    point five to two million", and "$5–10k" "five dollars to ten K"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -499,8 +501,8 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     assert phonemes._ranges_as_words("1-5-10 €, $5-10-15", "en") == "1-5-10 €, $5-10-15"
     assert phonemes._ranges_as_words("5€ -10€, 5 -$10", "en") == "5€ -10€, 5 -$10"  # a minus: spaced on one side
     assert phonemes._ranges_as_words("$5.50-10", "en") == "$5.50-10"  # cents: no range of amounts
-    # a scale written as a letter keeps its end whole: "5 to 10 dollarsk" was read
-    assert phonemes._ranges_as_words("$5–10k, £1-2bn", "en") == "$5 to 10k, £1-2bn"
+    # an end written with a letter that is no scale is left whole
+    assert phonemes._ranges_as_words("$5–10x, £1-2kg", "en") == "$5 to 10x, £1-2kg"
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

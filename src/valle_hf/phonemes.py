@@ -776,29 +776,38 @@ _RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~]
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
 # point five to two million"): its sign goes after the range, where the amount's word is said ("5–10 $" is "5 to 10
-# dollars"). A hyphen is a range's dash here too, but where more numbers are joined so ("$5-10-15"); an end written
-# with a letter ("$5–10k", "£1-2bn") is left whole ("5 to 10 dollarsk" was read).
+# dollars"). A hyphen is a range's dash here too, but where more numbers are joined so ("$5-10-15"). A scale written
+# short ("$5–10k", "£1-2bn", `_SCALE_SHORT`) goes with it ("5 to 10 dollarsk" was read); an end written with another
+# letter is left whole.
 _WHOLE_AMOUNT = r"\d+(?:[.,]\d{3})*"
-_MONEY_RANGE = re.compile(rf"(?:(?P<before>{_SIGN}) ?)?(?<![\d.,–-])(?P<low>{_WHOLE_AMOUNT}(?P<low_decimals>[.,]\d+)?)"
-                          rf" ?[-–〜~] ?(?P<high>{_WHOLE_AMOUNT}(?P<high_decimals>[.,]\d+)?)"
-                          rf"(?![.,]?\d|[-–]\d|[A-Za-z]){_SCALE}(?(before)| ?(?P<after>{_SIGN}))")
+
+
+@functools.cache
+def _money_range_pattern(short_scale: str) -> re.Pattern:
+    """Ranges of money as the comment above says, in a language that writes a short scale as `short_scale` matches
+    it (`_short_scale_pattern`)."""
+    return re.compile(rf"(?:(?P<before>{_SIGN}) ?)?(?<![\d.,–-])(?P<low>{_WHOLE_AMOUNT}(?P<low_decimals>[.,]\d+)?)"
+                      rf" ?[-–〜~] ?(?P<high>{_WHOLE_AMOUNT}(?P<high_decimals>[.,]\d+)?)"
+                      rf"(?:(?P<short>{short_scale})|(?![.,]?\d|[-–]\d|[A-Za-z]){_SCALE})"
+                      rf"(?(before)| ?(?P<after>{_SIGN}))")
 
 
 def _ranges_as_words(text: str, language: str) -> str:
     """`text` with the dash of its ranges (`_RANGE`) as the word `language` says (`_RANGE_WORDS`: "5–10" → "5 to
-    10"), the sign of a range of money after it ("$5–10" → "5 to 10 $", `_MONEY_RANGE`); as it is in a language the
-    table has none for."""
+    10"), the sign of a range of money after it ("$5–10" → "5 to 10 $", "$5–10k" → "5 to 10k $",
+    `_money_range_pattern`); as it is in a language the table has none for."""
     word = _for_language(_RANGE_WORDS, language)
     if word is None:
         return text
 
     def money(match: re.Match) -> str:
-        if not match["scale"] and (match["low_decimals"] or match["high_decimals"]):  # cents: no range of amounts
+        scaled = match["scale"] or match["short"]
+        if not scaled and (match["low_decimals"] or match["high_decimals"]):  # cents: no range of amounts
             return match.group()
-        scale = f" {match['scale']}" if match["scale"] else ""
+        scale = f" {match['scale']}" if match["scale"] else match["short"] or ""
         return f"{match['low']}–{match['high']}{scale} {match['before'] or match['after']}"
 
-    return _RANGE.sub(f" {word} ", _MONEY_RANGE.sub(money, text))
+    return _RANGE.sub(f" {word} ", _money_range_pattern(_short_scale_pattern(language)).sub(money, text))
 
 
 # A time of day: an hour of 0 to 23 and minutes of two digits ("3:45pm", "15:45"; a ratio "3:2" or "1:2.5" is none),
