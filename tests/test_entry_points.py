@@ -795,7 +795,8 @@ def test_a_file_size_limit_that_refuses_the_espeak_copy_is_one_error_line(tmp_pa
 WARNS = """
 from valle_hf.errors import entry_point, get_logger
 logger = get_logger("valle_hf.command")
-main = entry_point()(lambda: logger.warning("the length limit was reached") or 0)
+main = entry_point()(lambda: logger.warning("the length limit was reached") or logger.warning("Warning: the Trainer's "
+                                                                                          "own") or 0)
 main()
 logger.warning("after the command")
 """
@@ -805,16 +806,18 @@ logger.warning("after the command")
 @pytest.mark.parametrize("verbosity", ["", "detail"])
 def test_a_command_warns_in_the_form_it_errs(verbosity):
     """Inside a command, warnings read `warning: <message>` as its `error:` lines do, not `[transformers] <message>`
-    (the package logs through transformers' handler); the handler's own format comes back after it, and
-    TRANSFORMERS_VERBOSITY=detail (file, line and time) is left alone."""
+    (the package logs through transformers' handler), a library's message that names its level ("Warning: ...", the
+    Trainer's) without doubling it; the handler's own format comes back after it, and TRANSFORMERS_VERBOSITY=detail
+    (file, line and time) is left alone."""
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), TRANSFORMERS_VERBOSITY=verbosity)
     result = subprocess.run([sys.executable, "-c", WARNS], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     if verbosity == "detail":  # which logs transformers' debug lines too
         warned = [line for line in result.stderr.splitlines() if line.startswith("WARNING ")]
-        assert len(warned) == 2 and all(line.startswith("WARNING [transformers.valle_hf.command:") for line in warned)
+        assert len(warned) == 3 and all(line.startswith("WARNING [transformers.valle_hf.command:") for line in warned)
     else:
-        expected = ["warning: the length limit was reached", "[transformers] after the command"]
+        expected = ["warning: the length limit was reached", "warning: the Trainer's own", "[transformers] after the "
+                    "command"]
         assert result.stderr.splitlines() == expected
 
 

@@ -238,7 +238,13 @@ def _sigterm_unwinds():
 
 class _CommandFormat(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {super().format(record)}"
+        level = record.levelname.lower()
+        message = super().format(record)
+        # a library's message that names its level itself ("Warning: The following arguments do not match", the
+        # Trainer's) would read "warning: Warning: ..."
+        if message[:len(level) + 1].lower() == f"{level}:":
+            message = message[len(level) + 1:].lstrip()
+        return f"{level}: {message}"
 
 
 @contextlib.contextmanager
