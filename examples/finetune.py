@@ -49,6 +49,7 @@ from accelerate import PartialState
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
+from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_NAME
 
@@ -438,6 +439,8 @@ def train(argv: list[str] | None = None) -> Path:
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                            callbacks=[collator, StopOnNonFiniteWeights()])
     ended = resumed is not None and _ended(trainer, resumed, args.output)
+    if resumed is not None and not ended and trainer.is_world_process_zero():  # one line for the run
+        warn_fresh_optimizer(Path(resumed))
     if ended and (args.output / "final").is_dir():
         return args.output / "final"
     try:
@@ -467,6 +470,16 @@ def _ended(trainer, resumed: str, output: Path) -> bool:
         print(f"warning: --resume: the run in --output {output} had already ended (step {step}): nothing more was "
               f"trained ({kept}); raise --max-steps or --epochs to train further", file=sys.stderr)
     return True
+
+
+def warn_fresh_optimizer(checkpoint: Path) -> None:
+    """Say that the run continues from `checkpoint` with a new optimiser where its optimizer.pt or scheduler.pt was
+    deleted (to save space): the Trainer then loads neither, in silence."""
+    missing = [name for name in (OPTIMIZER_NAME, SCHEDULER_NAME) if not (checkpoint / name).is_file()]
+    if missing:
+        print(f"warning: --resume: {checkpoint} has no {' or '.join(missing)}: training continues from its weights "
+              "with a new optimiser (AdamW's moments start again from zero, and the learning-rate schedule from its "
+              "first step)", file=sys.stderr)
 
 
 def run_steps(trainer) -> int:

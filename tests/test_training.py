@@ -827,21 +827,29 @@ def test_finetune_resume_of_an_ended_run_keeps_its_model(tmp_path, capsys):
                          ids=["max_steps", "epochs"])
 def test_finetune_resume_trains_on_where_the_run_is_longer_now(tmp_path, monkeypatch, capsys, length):
     """A run's end is this run's length (--max-steps, or the Trainer's count for --epochs), not the one its checkpoint
-    was saved for: raised, the run trains on. Learning that --max-steps has been reached builds no data loader."""
+    was saved for: raised, the run trains on. Learning that --max-steps has been reached builds no data loader. A
+    checkpoint whose optimizer.pt or scheduler.pt was deleted (to save space) resumed with a new AdamW in silence: a
+    run that trains on says so; an ended one needs neither."""
     from transformers import TrainerState
 
     finetune, argv, out = _ended_run(tmp_path, *length)
     last = finetune.last_checkpoint(out)
     steps = TrainerState.load_from_json(str(Path(last) / "trainer_state.json")).global_step
+    deleted = "scheduler.pt" if "--epochs" in length else "optimizer.pt"
+    (Path(last) / deleted).unlink()
     with monkeypatch.context() as patched:
         if "--epochs" not in length:  # the length is --max-steps: a data loader built would fail
             patched.setattr(finetune.VallETrainer, "get_train_dataloader", None)
         capsys.readouterr()
         assert finetune.main(list(map(str, [*argv, "--resume"]))) == 0
-    assert f"had already ended (step {steps})" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"had already ended (step {steps})" in err and " has no " not in err, err
     longer = ("--epochs", "2") if "--epochs" in length else ("--max-steps", str(2 * steps))
     assert finetune.main(list(map(str, [*argv, *longer, "--resume"]))) == 0
-    assert "had already ended" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "had already ended" not in err
+    assert f"warning: --resume: {last} has no {deleted}: training continues from its weights with a new optimiser" \
+        in err, err
     state = TrainerState.load_from_json(str(Path(finetune.last_checkpoint(out)) / "trainer_state.json"))
     assert state.global_step == 2 * steps
 
