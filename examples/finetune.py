@@ -45,7 +45,6 @@ import valle_hf  # noqa: F401
 
 # isort: split
 import torch
-from accelerate import PartialState
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from transformers import Trainer, TrainerState, TrainingArguments, set_seed
@@ -62,6 +61,7 @@ from valle_hf.errors import (
     UsageError,
     as_typed,
     entry_point,
+    is_main_process,
     named,
     named_path,
     one_line,
@@ -172,6 +172,12 @@ RANGES = {
 }
 
 
+def warn(message: str) -> None:
+    """Print ``warning: <message>`` on stderr, once for a run of several processes (from the main one)."""
+    if is_main_process():
+        print(f"warning: {message}", file=sys.stderr)
+
+
 def check_options(args: argparse.Namespace) -> None:
     """Refuse, before anything loads, an option out of its range (`RANGES`), a duration pair with MIN > MAX, a
     --prompt-duration that gives no prompt, an --output that is a file, and one that already holds a trained model
@@ -205,9 +211,8 @@ def check_options(args: argparse.Namespace) -> None:
     incomplete = [path for path, whole in saved[saved.index((complete[-1], True)) + 1 if complete else 0:]]
     if incomplete:
         kept = f"resuming from {complete[-1].name}" if complete else "starting a new run"
-        print(f"warning: --resume: {', '.join(path.name for path in incomplete)} in --output {args.output} "
-              f"{'is' if len(incomplete) == 1 else 'are'} incomplete (the run stopped while saving): {kept}",
-              file=sys.stderr)
+        warn(f"--resume: {', '.join(path.name for path in incomplete)} in --output {args.output} "
+             f"{'is' if len(incomplete) == 1 else 'are'} incomplete (the run stopped while saving): {kept}")
     if complete:
         check_checkpoint(complete[-1])
     elif (args.output / "final").exists():  # a new run from --model would replace the trained model
@@ -215,8 +220,8 @@ def check_options(args: argparse.Namespace) -> None:
                          "continue its run from (--save-steps 0 keeps none): train it further with --model "
                          f"{args.output / 'final'} and another --output")
     else:  # a preempted job's first launch: start, and say so
-        print(f"warning: --resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
-              "--save-steps): starting a new run", file=sys.stderr)
+        warn(f"--resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
+             "--save-steps): starting a new run")
 
 
 def checkpoints(output: Path) -> list[tuple[Path, bool]]:
@@ -419,9 +424,9 @@ def train(argv: list[str] | None = None) -> Path:
     model, processor = model_and_processor(args.model, args.data)
     dataset.check_texts(model.config)
     if dataset.rvq_levels < model.config.num_rvq_levels:  # the collator caps levels to those present: no error later
-        print(f"warning: {args.data} holds {dataset.rvq_levels} RVQ levels and the model reads "
-              f"{model.config.num_rvq_levels}: its NAR levels {dataset.rvq_levels}..{model.config.num_rvq_levels - 1}"
-              " are not trained (prepare the data with --bandwidth 6 for 8 levels)", file=sys.stderr)
+        warn(f"{args.data} holds {dataset.rvq_levels} RVQ levels and the model reads {model.config.num_rvq_levels}: "
+             f"its NAR levels {dataset.rvq_levels}..{model.config.num_rvq_levels - 1} are not trained (prepare the "
+             "data with --bandwidth 6 for 8 levels)")
     if "stt" in tasks and dataset.rvq_levels < model.config.stt_levels:  # refused by the first STT item, mid-run
         raise UsageError(f"--tasks {','.join(tasks)}: STT reads {model.config.stt_levels} RVQ levels of its audio and "
                          f"{args.data} holds {dataset.rvq_levels}: prepare the data with --bandwidth 6 (8 levels), or "
@@ -439,7 +444,7 @@ def train(argv: list[str] | None = None) -> Path:
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                            callbacks=[collator, StopOnNonFiniteWeights()])
     ended = resumed is not None and _ended(trainer, resumed, args.output)
-    if resumed is not None and not ended and trainer.is_world_process_zero():  # one line for the run
+    if resumed is not None and not ended:
         warn_fresh_optimizer(Path(resumed))
     if ended and (args.output / "final").is_dir():
         return args.output / "final"
@@ -466,9 +471,8 @@ def _ended(trainer, resumed: str, output: Path) -> bool:
     if step < run_steps(trainer):
         return False
     kept = "final/ holds its model" if (output / "final").is_dir() else f"final/ is saved from {Path(resumed).name}"
-    if PartialState().is_main_process:  # one line for the run, not one per process
-        print(f"warning: --resume: the run in --output {output} had already ended (step {step}): nothing more was "
-              f"trained ({kept}); raise --max-steps or --epochs to train further", file=sys.stderr)
+    warn(f"--resume: the run in --output {output} had already ended (step {step}): nothing more was trained "
+         f"({kept}); raise --max-steps or --epochs to train further")
     return True
 
 
@@ -477,9 +481,8 @@ def warn_fresh_optimizer(checkpoint: Path) -> None:
     deleted (to save space): the Trainer then loads neither, in silence."""
     missing = [name for name in (OPTIMIZER_NAME, SCHEDULER_NAME) if not (checkpoint / name).is_file()]
     if missing:
-        print(f"warning: --resume: {checkpoint} has no {' or '.join(missing)}: training continues from its weights "
-              "with a new optimiser (AdamW's moments start again from zero, and the learning-rate schedule from its "
-              "first step)", file=sys.stderr)
+        warn(f"--resume: {checkpoint} has no {' or '.join(missing)}: training continues from its weights with a new "
+             "optimiser (AdamW's moments start again from zero, and the learning-rate schedule from its first step)")
 
 
 def run_steps(trainer) -> int:
@@ -555,7 +558,7 @@ def model_processor(model: str) -> VallEProcessor | None:
 def main(argv: list[str] | None = None) -> int:
     """`python examples/finetune.py`: returns the exit status (see the module docstring)."""
     final = train(argv)
-    if PartialState().is_main_process:  # one line for the run, not one per process
+    if is_main_process():  # one line for the run, not one per process
         print(f"saved to {final}")
     return 0
 

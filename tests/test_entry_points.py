@@ -27,7 +27,7 @@ import torch
 from conftest import REPO, load_script, tiny_config
 
 from valle_hf import phonemes
-from valle_hf.errors import UsageError
+from valle_hf.errors import UsageError, entry_point
 
 # Files an entry point may leave after a failure, because it documents them as its report.
 REPORTS = {"failed.jsonl"}
@@ -852,3 +852,22 @@ def test_a_callers_log_handlers_keep_their_format_through_a_command():
     first, beside = _command_log_format(), _command_log_format()  # two threads' commands, the first ending first
     first.__enter__(), beside.__enter__(), first.__exit__(None, None, None), beside.__exit__(None, None, None)
     assert [(handler, handler.formatter) for handler in root.handlers] == before
+
+
+def test_a_process_other_than_the_main_one_leaves_the_ctrl_c_line_to_it_and_says_its_own_error(monkeypatch, capsys):
+    """Under a launcher Ctrl-C (or the launcher's stop) reaches every process, and each printed "interrupted": the
+    main process alone says it now. An error is said by the process that found it (it may be its own data's)."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+
+    def refused():
+        raise UsageError("--seed -1 is not allowed")
+
+    def stopped():
+        raise KeyboardInterrupt
+
+    assert entry_point()(refused)() == 1 and entry_point()(stopped)() == 130
+    assert capsys.readouterr().err == "error: --seed -1 is not allowed\n"
+    monkeypatch.setenv("RANK", "0")
+    assert entry_point()(stopped)() == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -749,6 +749,17 @@ def test_finetune_trains_in_two_cpu_processes(tmp_path):
     assert not torch.equal(trained.state_dict()[name], reactive_model().state_dict()[name])
 
 
+def test_finetune_warns_once_for_a_run_of_several_processes(monkeypatch, capsys):
+    """Under a launcher each process printed each of finetune's warnings (before any process group is joined, too):
+    the main process alone says them."""
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        finetune.warn("--resume: starting a new run")
+    assert capsys.readouterr().err == "warning: --resume: starting a new run\n"
+
+
 def test_finetune_warns_when_the_data_has_fewer_levels_than_the_model(tmp_path, monkeypatch, capsys):
     """The collator caps the NAR levels to those the data holds: levels past them were never trained, silently."""
     model = reactive_model()

@@ -275,7 +275,9 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
     setting too large for the machine, see `out_of_memory`); Ctrl-C prints `interrupted` (one
     line, which may say what was kept and how to resume) and returns 130, the shell's status for SIGINT; a SIGTERM
     (`Terminated`) prints the same line and returns 143, the shell's status for SIGTERM. Any other exception is a bug
-    and propagates with its traceback. Warnings print as ``warning: <message>`` while it runs.
+    and propagates with its traceback. Warnings print as ``warning: <message>`` while it runs. In a run of several
+    processes (a launcher's), the main process alone prints the Ctrl-C line (every process is stopped); each prints
+    its own error, as a mistake one process finds may be its own (its share of the data).
     """
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
@@ -288,7 +290,8 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
                 print(f"error: {one_line(error)}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt as interrupt:
-                print(interrupted, file=sys.stderr)
+                if is_main_process():  # a launcher or the terminal stops every process: the main one says so
+                    print(interrupted, file=sys.stderr)
                 return 143 if isinstance(interrupt, Terminated) else 130
             except (MemoryError, RuntimeError) as error:
                 if not out_of_memory(error):
@@ -300,6 +303,15 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
         return run
 
     return decorate
+
+
+def is_main_process() -> bool:
+    """Whether this process is the main one of its run (rank 0, as its launcher set it: torchrun, accelerate launch,
+    mpirun), or was started alone: the one that says what is said once for the run. Read from the launcher's
+    variables, it holds before any process group is joined."""
+    from accelerate.utils import get_cpu_distributed_information  # every launcher's variables, as accelerate reads them
+
+    return get_cpu_distributed_information().rank == 0
 
 
 def out_of_memory(error: BaseException) -> bool:
