@@ -1,8 +1,9 @@
 """The runner: `python -m benchmarks [--quick] [--only floors,ar,...] [--json PATH] [--device cpu|cuda] [--threads N]`.
 
 Prints the machine, then each module's report as it finishes, then the targets (MET / MISSED, every ratio measured
-within this one run). A module that fails is reported as failed; the others still run, and the run ends with status
-1. An option no run can use ends it before anything is built: one `error:` line, status 1.
+within this one run). A module that fails, or a measurement in a module's table that fails, is reported as failed;
+the others still run, and the run ends with status 1. An option no run can use ends it before anything is built: one
+`error:` line, status 1.
 """
 
 from __future__ import annotations
@@ -97,10 +98,21 @@ def main(argv=None, only: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, output, "--json")
         log(f"wrote {args.json}")
-    failed = [name for name, result in output["results"].items() if "error" in result]
+    results = output["results"]
+    failed = [name for name, result in results.items() if "error" in result]
     if failed:
         print(f"error: module(s) {', '.join(failed)} failed (their tracebacks are above)", file=sys.stderr)
-    return 1 if failed else 0
+    partly = [name for name, result in results.items() if name not in failed and _failed_rows(result)]
+    if partly:
+        print(f"error: some measurements of module(s) {', '.join(partly)} failed (their FAILED lines are above)",
+              file=sys.stderr)
+    return 1 if failed or partly else 0
+
+
+def _failed_rows(result: dict) -> bool:
+    """Whether a module that ran reported a failed configuration in one of its tables (a row with an "error")."""
+    return any(isinstance(row, dict) and "error" in row
+               for rows in result.values() if isinstance(rows, list) for row in rows)
 
 
 def run_all(args, modules, device) -> dict:

@@ -2,8 +2,8 @@
 
 Every run goes through `model.generate` (transformers' decoding loop, processors, stopping criteria, cache) with the
 stop token suppressed (`min_new_tokens`), so the step count is fixed; the gaps between the steps' logits-processor
-calls are the cached steps. The prompt's KV cache is computed once per batch size and copied into each run's cache
-(the first generated position is still computed by `generate`); the prefill is timed end to end instead.
+calls are the cached steps. Each run starts from an empty cache, as a user's call does (`generate` refuses a cache
+that holds positions), so each pays its prefill; `--budget-s` counts from the first step, not the prefill's.
 
 Variants: `float32` (what `generate` runs by default: oneDNN's inner product on the plain weights, the preallocated
 cache), `float32-prepacked` (the `--onednn` opt-in), `bfloat16`, `int8` (decoder weights int8 through transformers'
@@ -68,7 +68,8 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group(NAME)
     group.add_argument("--steps", type=int, default=None, help="AR steps per run [150; quick 12]")
     group.add_argument("--budget-s", type=float, default=None,
-                       help="wall-clock cap per row (generate's max_time): slow rows measure fewer steps [20; quick 6]")
+                       help="cap on a row's decoding time (from its runs' first steps, the prefills left out): slow "
+                            "rows measure fewer steps [20; quick 6]")
     group.add_argument("--ar-rounds", type=int, default=None,
                        help="rounds per row, each between two floor measurements; --steps and --budget-s are shared "
                             "among them [5; quick 2]")
@@ -118,13 +119,12 @@ def variants(args) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- prompt state
 @dataclass
 class PromptState:
-    """A batch's inputs and the KV of its first `length - 1` positions (computed once in float32), after `start_s`
-    seconds of (silence) response; `cache(kind, dtype)` hands each run a fresh cache holding that KV."""
+    """A batch's inputs, after `start_s` seconds of (silence) response; `cache(kind, dtype)` hands each run an empty
+    cache of that kind (None: the one `generate` chooses by default)."""
 
     text: torch.Tensor
     prompt: torch.Tensor
     start_s: float
-    kv: list
     length: int
     capacity: int
     static: dict = field(default_factory=dict)
@@ -132,53 +132,56 @@ class PromptState:
     def cache(self, kind: str, config, dtype: torch.dtype):
         from transformers import DynamicCache, StaticCache
 
-        from valle_hf.cache import PreallocatedDynamicCache
-
+        if kind == "prealloc":
+            return None
         if kind == "dynamic":
-            cache = DynamicCache(config=config)
-        elif kind == "prealloc":
-            cache = PreallocatedDynamicCache(config.backbone_config(), self.capacity)
-        else:  # one static cache per dtype: a compiled step would be traced again for every new cache
-            cache = self.static.get(dtype)
-            if cache is None:
-                cache = self.static[dtype] = StaticCache(config=config, max_cache_len=self.capacity)
-            cache.reset()
-        for layer, (keys, values) in enumerate(self.kv):
-            cache.update(keys.to(dtype), values.to(dtype), layer)
+            return DynamicCache(config=config)
+        cache = self.static.get(dtype)  # one per dtype: a compiled step would be traced again for every new cache
+        if cache is None:
+            cache = self.static[dtype] = StaticCache(config=config, max_cache_len=self.capacity)
+        cache.reset()
         return cache
 
 
 def prompt_state(model, batch: int, start_s: float, args, device: torch.device) -> PromptState:
-    """The KV of the AR input minus its last position, from one forward pass; `start_s` seconds of silence frames
-    as the response prefix, exactly what `generate(prefix_silence=start_s)` builds: the state after that much audio."""
-    from transformers import DynamicCache
-
+    """The inputs of a batch's runs; `start_s` seconds of silence frames as the response prefix, exactly what
+    `generate(prefix_silence=start_s)` builds: the state after that much audio."""
     from valle_hf.layout import tts_sequence
 
     config = model.config
     text, prompt = make_inputs(config, batch, args, device)
     silence = torch.full((config.seconds_to_frames(start_s),), config.silence_codes[0], device=device)
-    ids = torch.stack([tts_sequence(config, row, 0, prompt.shape[1], silence) for row in text])
-    cache = DynamicCache(config=config)
-    started = time.perf_counter()
-    with torch.no_grad():
-        model(input_ids=ids[:, :-1], prompt_codes=prompt, cache=cache, use_cache=True, level=0, task="tts")
-    log(f"KV of {ids.shape[1] - 1} positions at batch {batch}: {time.perf_counter() - started:.1f} s")
+    length = tts_sequence(config, text[0], 0, prompt.shape[1], silence).shape[0]
     # Static caches are sized as a generate() call of --seconds sizes them: a static step reads every slot.
-    capacity = ids.shape[1] + max(args.steps, round(args.seconds * FRAME_RATE)) + 1
-    return PromptState(text, prompt, start_s, [(layer.keys, layer.values) for layer in cache.layers], ids.shape[1],
-                       capacity)
+    capacity = length + max(args.steps, round(args.seconds * FRAME_RATE)) + 1
+    return PromptState(text, prompt, start_s, length, capacity)
+
+
+class StepBudget:
+    """A stopping criterion: the call ends once `seconds` passed since its first step (`timer`'s first timestamp),
+    so that the prefill, which grows with the batch and the prompt, does not eat the steps' budget."""
+
+    def __init__(self, timer: StepTimer, seconds: float | None):
+        self.timer, self.seconds = timer, seconds
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        times = self.timer.times
+        done = self.seconds is not None and bool(times) and time.perf_counter() - times[0] > self.seconds
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
 # ---------------------------------------------------------------------------------------------------- runs
-def ar_run(model, text, prompt, steps: int, args, device: torch.device, **extra) -> dict:
-    """One generate() call of `steps` AR steps (stop suppressed), level 0 only; the step times."""
+def ar_run(model, text, prompt, steps: int, args, device: torch.device, budget_s: float | None = None,
+           **extra) -> dict:
+    """One generate() call of `steps` AR steps (stop suppressed; fewer where `budget_s` seconds of steps run out),
+    level 0 only; the step times."""
     timer = StepTimer(device)
     synchronize(device)
     start = time.perf_counter()
     with quiet(), torch.no_grad():
         model.generate(input_ids=text, prompt_codes=prompt, max_new_tokens=steps, min_new_tokens=steps, max_levels=0,
-                       output_audio=False, logits_processor=[timer], **sampler_kwargs(args.sampler), **extra)
+                       output_audio=False, logits_processor=[timer], stopping_criteria=[StepBudget(timer, budget_s)],
+                       **sampler_kwargs(args.sampler), **extra)
     synchronize(device)
     return {"steps_ms": timer.steps_ms(), "wall_s": time.perf_counter() - start}
 
@@ -223,7 +226,7 @@ def measure(model, variant: str, state: PromptState, args, device, cache: str = 
         extra["compile_config"] = compile_config(args, device)
 
     def one_run(steps, budget):
-        return ar_run(model, state.text, state.prompt, steps, args, device, max_time=budget,
+        return ar_run(model, state.text, state.prompt, steps, args, device, budget,
                       cache=state.cache(cache, model.config, model.dtype), **extra)
 
     rounds = max(1, args.ar_rounds)

@@ -1,6 +1,7 @@
 """The benchmark runner (`python -m benchmarks`, and each module alone) as an entry point: an option no run can use
 ends it before any model is built, in one `error:` line with status 1, and leaves no file behind; a module that
-fails makes the run end with status 1. Nothing here measures anything: the released-size model is never built.
+fails makes the run end with status 1. The released-size model is never built: the AR module runs once on the tiny
+model, so that a change of the library's API that breaks its measurements fails here.
 """
 
 from __future__ import annotations
@@ -79,6 +80,49 @@ def test_a_module_that_fails_ends_the_run_with_status_1(runner, tmp_path, capsys
     assert out.count("FAILED: RuntimeError") == 2
     assert (tmp_path / "results.json").read_text().count('"error"') == 2
     assert [path.name for path in tmp_path.iterdir()] == ["results.json"]
+
+
+@pytest.fixture
+def tiny_runner(monkeypatch):
+    """`benchmarks.__main__`, with the tiny random model in place of the released-size one."""
+    monkeypatch.syspath_prepend(str(REPO))
+    import benchmarks.__main__ as runner
+    from benchmarks import common
+    from valle_hf.loading import tiny_random_model
+
+    monkeypatch.setattr(common, "build_model", lambda device, seed: tiny_random_model(seed).to(device))
+    return runner
+
+
+AR_SHORT_RUN = ["--quick", "--only", "ar", "--ar-variants", "float32,bfloat16", "--batch-sizes", "1,2", "--steps",
+                "3", "--ar-rounds", "1", "--floor-repeats", "1", "--no-baseline"]
+
+
+def test_the_ar_module_measures_every_variant_through_generate(tiny_runner, capsys):
+    """generate came to refuse the prefilled caches the module handed it: every AR row failed, and the run still
+    ended with status 0."""
+    status = tiny_runner.main(AR_SHORT_RUN)
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    rows = [line.split() for line in out.splitlines() if line.startswith(("  float32 ", "  bfloat16 "))]
+    assert sorted((row[0], row[1]) for row in rows) == [("bfloat16", "1"), ("bfloat16", "2"), ("float32", "1"),
+                                                         ("float32", "2")], out
+    assert "FAILED" not in out
+
+
+def test_a_measurement_that_fails_ends_the_run_with_status_1(tiny_runner, monkeypatch, capsys):
+    from benchmarks import ar_steps
+
+    def failing_run(*args, **kwargs):
+        raise RuntimeError("no step")
+
+    monkeypatch.setattr(ar_steps, "ar_run", failing_run)
+    status = tiny_runner.main(AR_SHORT_RUN)
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert out.count("FAILED: RuntimeError: no step") == 4, out
+    assert err.strip().splitlines()[-1] == ("error: some measurements of module(s) ar failed (their FAILED lines are "
+                                            "above)")
 
 
 def test_help_shows_only_defaults_that_exist(runner, capsys):
