@@ -241,6 +241,11 @@ SYNTHESIS_CASES = {
     "unknown_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--bogus"], "unrecognized arguments"),
     "misspelt_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--batchsize", "4"],
                       "unrecognized arguments: --batchsize (did you mean --batch-size?) 4"),
+    # argparse read the start of an option as the option: this was --manifest-format, refused as a layout
+    "positional_given_as_an_option": (["--manifest={ws}/corpus.csv", "{ws}/corpus"],
+                                      "(did you mean --manifest-format?)"),
+    "option_cut_short": (["{ws}/corpus.csv", "{ws}/corpus", "--batch", "4"],
+                         "unrecognized arguments: --batch (did you mean --batch-size?) 4"),
     "cuda_missing": (["{ws}/corpus.csv", "{ws}/corpus", "--device", "cuda"], "CUDA is not available"),
     "missing_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "{ws}/no-model"], "model not found"),
 }
@@ -291,10 +296,11 @@ CONVERTER_CASES = {
     "unknown_dtype": (["--checkpoint", "{fx}", "--dtype", "float8"], "invalid choice"),
     "misspelt_flag": (["--checkpoint", "{fx}", "--overwite"], "unrecognized arguments: --overwite (did you mean "
                                                               "--overwrite?)"),
-    # argparse reports a missing required option before the options it did not recognize ("--check": an abbreviation)
+    # argparse reports a missing required option before the options it did not recognize; the start of an option
+    # ("--check") is not the option
     "misspelt_required_flag": (["--check", "{fx}", "--output_dir", "{ws}/converted"],
-                               "the following arguments are required: --output-dir; unrecognized arguments: "
-                               "--output_dir (did you mean --output-dir?) (see"),
+                               "the following arguments are required: --checkpoint, --output-dir; unrecognized "
+                               "arguments: --check (did you mean --checkpoint?) "),
 }
 
 

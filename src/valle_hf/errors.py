@@ -150,11 +150,14 @@ def with_hints(names: Sequence[str], known: Iterable[str]) -> str:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other; and a
+    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other; a
     negative number in scientific notation ("--min-ar-temp -1e-3") is read as a value, as "-0.001" is, not as an
-    option."""
+    option; and an option is spelt out: argparse took the start of one as the option ("--manifest=x.csv" of the
+    positional MANIFEST was read as --manifest-format, and refused as a layout), and an abbreviation that works
+    today breaks when a later option shares its start."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = _NEGATIVE_NUMBER  # argparse's own matches -1 and -0.5 only
 
@@ -167,7 +170,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def _hinted(self, message: str) -> str:
         """argparse's message, a misspelt option in it named with the option it likely means ("--lora-rnk (did you
-        mean --lora-rank?)"): abbreviations are taken, but a word too many or a letter left out was named alone. An
+        mean --lora-rank?)"): a word too many, a letter left out or the start of an option was named alone. An
         error argparse reports before the options it did not recognize (a required argument missing: the misspelt
         "--output_dir"; a positional given the misspelt option's value) names them after it."""
         prefix = "unrecognized arguments: "
@@ -176,8 +179,7 @@ class ArgumentParser(argparse.ArgumentParser):
             return prefix + " ".join(_option_hinted(word, options) for word in message.removeprefix(prefix).split(" "))
         given = getattr(self, "_given", [])
         given = given[:given.index("--")] if "--" in given else given  # after it, words are positionals
-        unknown = [word for word in given if word.startswith("--") and not any(
-            option.startswith(word.split("=")[0]) for option in options)]  # an abbreviation is an option
+        unknown = [word for word in given if word.startswith("--") and word.split("=")[0] not in options]
         return f"{message}; {prefix}{' '.join(_option_hinted(word, options) for word in unknown)}" if unknown \
             else message
 
