@@ -671,13 +671,41 @@ def test_from_pretrained_names_the_keyword_that_does_not_fit_the_weights_not_the
                                                       output_attentions=True)
     assert "generation_config.json" not in logged.out
     config = VallEConfig.from_pretrained(converted_dir, num_hidden_layers=layers - 1)
-    with pytest.raises(CheckpointError, match="the config passed to from_pretrained does not fit its weights"):
+    with pytest.raises(CheckpointError, match=f"the config passed to from_pretrained \\(with num_hidden_layers="
+                       f"{layers - 1}\\) does not fit its weights .*: drop num_hidden_layers={layers - 1}$"):
         VallEForConditionalGeneration.from_pretrained(converted_dir, config=config)
     edited = _edited_copy(converted_dir, tmp_path / "edited", "config.json",
                           lambda c: {**c, "num_hidden_layers": layers + 1})
     with pytest.raises(CheckpointError, match=f"{edited}: its config.json does not fit its weights .*: the config was "
                        "edited"):
         VallEForConditionalGeneration.from_pretrained(edited, output_attentions=True)
+
+
+@pytest.mark.parametrize("loader", ["VallEModel", "AutoModel"])
+def test_the_base_model_loads_from_a_whole_models_folder_and_refuses_a_keyword_that_does_not_fit(converted_dir,
+                                                                                                  loader):
+    """The base model (AutoModel's class) loaded other sizes under transformers' LOAD REPORT table (or raised the
+    RuntimeError pointing at it), and from a whole model's folder listed every weight of the heads, the codec and the
+    vocoder in that table as unexpected. AutoModel passes the keyword on inside the config it gives the class."""
+    from transformers import AutoModel
+
+    from valle_hf.configuration import VallEConfig
+    from valle_hf.errors import CheckpointError
+    from valle_hf.modeling import VallEForConditionalGeneration, VallEModel
+
+    load = {"VallEModel": VallEModel, "AutoModel": AutoModel}[loader].from_pretrained
+    with logged_warnings() as logged:
+        model, info = load(converted_dir, output_loading_info=True)
+    assert type(model) is VallEModel and not any(info[key] for key in ("missing_keys", "unexpected_keys",
+                                                                         "mismatched_keys"))
+    assert "LOAD REPORT" not in logged.out
+    whole = VallEForConditionalGeneration.from_pretrained(converted_dir).model.state_dict()
+    assert all(torch.equal(tensor, whole[key]) for key, tensor in model.state_dict().items())
+    layers = VallEConfig.from_pretrained(converted_dir).num_hidden_layers
+    with pytest.raises(CheckpointError, match=f"^{converted_dir}: .*num_hidden_layers={layers - 1}.* does not fit "
+                       f"its weights \\(.*\\): drop num_hidden_layers={layers - 1}$"), logged_warnings() as logged:
+        load(converted_dir, num_hidden_layers=layers - 1)
+    assert "LOAD REPORT" not in logged.out
 
 
 def test_from_pretrained_refuses_a_head_count_keyword(converted_dir):

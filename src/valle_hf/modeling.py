@@ -82,7 +82,10 @@ class VallEPreTrainedModel(PreTrainedModel):
         (`check_config_files`): a file that is not a JSON object, or a setting out of range or that the model cannot
         generate with, raises `CheckpointError` naming the file; a Hub model's config.json and generation_config.json,
         once fetched, the same naming the repository (`VallEConfig.get_config_dict`, `adjust_generation_fn`). Raises
-        `VallEValueError` for a `num_attention_heads` keyword."""
+        `VallEValueError` for a `num_attention_heads` keyword. Weights that config.json does not fit (missing, unused,
+        of another shape) raise `CheckpointError`, unless `ignore_mismatched_sizes=True` asks for those of another
+        shape to start at random: transformers started them at random under its LOAD REPORT table, or raised a
+        RuntimeError pointing at it."""
         if "num_attention_heads" in kwargs:  # no weight's shape shows it: any count dividing hidden_size loaded
             raise VallEValueError(f"from_pretrained got num_attention_heads={shown(kwargs['num_attention_heads'])}: "
                                   "a model's head count is its config.json's (its weights fit any count that divides "
@@ -93,7 +96,15 @@ class VallEPreTrainedModel(PreTrainedModel):
                   if pretrained_model_name_or_path is not None else None)
         if folder is not None and folder.is_dir():
             check_config_files(folder, kwargs.get("config"))
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if kwargs.get("ignore_mismatched_sizes"):  # the caller's choice, as in transformers
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        wants_info = kwargs.pop("output_loading_info", False)
+        with without_load_report():  # `_check_weights_fit` says what it would report, in one line
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
+                                                  ignore_mismatched_sizes=True, **kwargs)
+        _check_weights_fit(pretrained_model_name_or_path, info,
+                           lambda: _config_source(cls, pretrained_model_name_or_path, kwargs, model.config))
+        return (model, info) if wants_info else model
 
     def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False) -> None:
         """Switch the backbone's attention implementation; as in `VallEConfig`, a plain string leaves the codec and
@@ -182,6 +193,9 @@ class VallEBackbone(LlamaModel):
 class VallEModel(VallEPreTrainedModel):
     """Segment embeddings and the Llama backbone; returns the backbone's (normed) hidden states."""
 
+    # loaded from a whole model's folder (AutoModel), the parts around the base model are not its weights
+    _keys_to_ignore_on_load_unexpected = [r"^(classifiers|codec_model|vocoder)\."]
+
     def __init__(self, config: VallEConfig):
         super().__init__(config)
         self.embeddings = VallEEmbeddings(config)
@@ -260,21 +274,9 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     def from_pretrained(cls, *args, **kwargs):
         """`VallEPreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader
         puts every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set. In a 16-bit model
-        the float32 codec owns its memory (it mapped the checkpoint file). Weights that config.json does not fit
-        (missing, unused, of another shape) raise `CheckpointError`, unless `ignore_mismatched_sizes=True` asks for
-        those of another shape to start at random: transformers started them at random under its LOAD REPORT table,
-        or raised a RuntimeError pointing at it."""
-        if kwargs.get("ignore_mismatched_sizes"):  # the caller's choice, as in transformers
-            loaded = super().from_pretrained(*args, **kwargs)
-            model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
-        else:
-            wants_info = kwargs.pop("output_loading_info", False)
-            with without_load_report():  # `_check_weights_fit` says what it would report, in one line
-                model, info = super().from_pretrained(*args, output_loading_info=True, ignore_mismatched_sizes=True,
-                                                      **kwargs)
-            name = args[0] if args else kwargs.get("pretrained_model_name_or_path")
-            _check_weights_fit(name, info, lambda: _config_source(cls, name, kwargs, model.config))
-            loaded = (model, info) if wants_info else model
+        the float32 codec owns its memory (it mapped the checkpoint file)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         if model.codec_model.dtype != model.dtype:
             # The codec kept in float32 (`_keep_in_fp32_modules_strict`) is read from the checkpoint file without a
             # copy, and so kept the whole file mapped (1 GB resident for the released model): it gets its own copy.
@@ -452,12 +454,10 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
 def _config_source(model_class, name, kwargs: dict, config) -> tuple[str, str] | None:
     """What replaced model `name`'s config.json in a `model_class.from_pretrained(name, **kwargs)` call, and how to
     undo it, for `_check_weights_fit`: a `config=` given whole, or keywords that change the weights' names or shapes
-    (`num_hidden_layers=1`: transformers sets every keyword that names a field on the loaded config). None when the
-    file is to blame."""
-    if kwargs.get("config") is not None:
-        return "the config passed to from_pretrained", "pass none, or one of the model's own sizes"
+    (`num_hidden_layers=1`: transformers sets every keyword that names a field on the loaded config; `AutoModel`
+    sets them on the config it passes). None when the file is to blame."""
     fields = config.to_dict().keys() - {"dtype"}  # dtype is the loader's own argument too
-    loader_kwargs = {key: value for key, value in kwargs.items() if key not in fields}
+    loader_kwargs = {key: value for key, value in kwargs.items() if key not in fields and key != "config"}
     saved = type(config).get_config_dict(name, **loader_kwargs)[0]
 
     def weight_shapes(**changes) -> dict:
@@ -466,8 +466,14 @@ def _config_source(model_class, name, kwargs: dict, config) -> tuple[str, str] |
                     .state_dict().items()}
 
     saved_shapes = weight_shapes()
-    given = ", ".join(f"{key}={value!r}" for key, value in kwargs.items()
-                      if key in fields and weight_shapes(**{key: value}) != saved_shapes)
+    passed = kwargs.get("config") is not None
+    changes = {key: value for key, value in (config.to_dict() if passed else kwargs).items()
+               if key in fields and (key not in saved or saved[key] != value)}
+    given = ", ".join(f"{key}={value!r}" for key, value in changes.items()
+                      if weight_shapes(**{key: value}) != saved_shapes)
+    if passed:
+        return (f"the config passed to from_pretrained{f' (with {given})' if given else ''}",
+                f"drop {given}" if given else "pass none, or one of the model's own sizes")
     return (f"its config.json with {given} given to from_pretrained", f"drop {given}") if given else None
 
 
