@@ -110,6 +110,17 @@ def test_the_ar_module_measures_every_variant_through_generate(tiny_runner, caps
     assert "FAILED" not in out
 
 
+def test_every_other_module_runs_on_the_tiny_model(tiny_runner, fixtures, capsys):
+    """The end-to-end module is left out: it measures in fresh processes, which build the released-size model."""
+    status = tiny_runner.main(["--quick", "--only", "floors,nar,streaming,host,quality", "--fixtures",
+                               str(fixtures.root)])
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    assert "FAILED" not in out
+    for section in ("-- floors:", "-- NAR", "-- streaming:", "-- per-step host work", "-- quality"):
+        assert f"\n{section}" in out, f"no {section} section"
+
+
 def test_a_measurement_that_fails_ends_the_run_with_status_1(tiny_runner, monkeypatch, capsys):
     from benchmarks import ar_steps
 
