@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -329,6 +330,34 @@ def test_iterator_streamer_yields_the_chunks_of_a_generate_in_a_thread(fixture_m
     chunks = list(streamer)
     thread.join()
     assert chunks[-1].final and torch.equal(torch.cat([chunk.audio for chunk in chunks]), results[0].audio[0])
+
+
+def _sent(row: int, final: bool = False) -> AudioChunk:
+    return AudioChunk(row, torch.zeros(2), torch.zeros(2, 1, dtype=torch.long), 0, final)
+
+
+def test_ready_takes_every_chunk_sent_at_once_and_leaves_the_end_to_the_iteration():
+    """A consumer that pays for every step (a page's update) takes with one chunk all those that came meanwhile, and
+    must never wait for one more; the end, or a failure, among them still ends the iteration after them."""
+    streamer = AudioIteratorStreamer(timeout=1)
+    started = time.perf_counter()
+    assert streamer.ready() == [] and time.perf_counter() - started < 0.5  # none sent yet: no wait for one
+    chunks = [_sent(0), _sent(1), _sent(0, final=True)]
+    for chunk in chunks:
+        streamer.put(chunk)
+    assert streamer.ready() == chunks and streamer.ready() == []  # each read once, in order
+    streamer.put(chunks[0])
+    streamer.end()
+    assert streamer.ready() == [chunks[0]] and streamer.ready() == []
+    assert list(streamer) == []  # the end, still there, ends the iteration (a lost one would time out)
+
+    failed = AudioIteratorStreamer(timeout=1)
+    failed.put(chunks[0])
+    failed.fail(StepFailure("cut short"))
+    failed.end()
+    assert failed.ready() == [chunks[0]]
+    with pytest.raises(StepFailure, match="cut short"):  # the chunks before the failure, then the failure
+        next(failed)
 
 
 def test_cli_stream_writes_the_same_speech_and_leaves_no_partial_file(tmp_path, converted_dir, prompt_wav, capsys):

@@ -176,7 +176,8 @@ class AudioIteratorStreamer(AudioStreamer):
     `timeout` (seconds) bounds each wait for the next chunk (None: wait as long as it takes; past it, `TimeoutError`);
     the iteration ends when `generate` ends. When `generate` fails, the iteration raises its exception (as
     `Future.result` does) once the chunks sent before the failure are read: a cut stream never looks complete.
-    `stop()` ends the call early (leaving the loop alone leaves it running to its end). It serves one `generate` call.
+    `stop()` ends the call early (leaving the loop alone leaves it running to its end). `ready()` takes every chunk
+    already sent, without waiting. It serves one `generate` call.
     """
 
     single_use = True
@@ -224,6 +225,22 @@ class AudioIteratorStreamer(AudioStreamer):
                 raise self._error
             raise StopIteration
         return chunk
+
+    def ready(self) -> list[AudioChunk]:
+        """Every chunk sent and not read yet, in order, at once: an empty list when none is, never a wait. A consumer
+        whose every step costs time (a page's update) takes with one chunk those that came meanwhile. The end, and a
+        failure, stay for the iteration: after these chunks, its next step ends it or raises the failure, as it would
+        have (raised from here, a `StopIteration` would end a consumer that is a generator in a `RuntimeError`)."""
+        chunks = []
+        while True:
+            try:
+                chunk = self._queue.get_nowait()
+            except queue.Empty:
+                return chunks
+            if chunk is self._end:
+                self._queue.put(chunk)  # nothing follows the end: queued again, it is still the next item
+                return chunks
+            chunks.append(chunk)
 
 
 class RowOrder:
