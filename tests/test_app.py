@@ -376,22 +376,32 @@ def test_every_input_of_a_run_comes_from_a_control_of_its_tab(tiny):
     assert page.delete_cache == (3600, 3600)  # uploads and outputs older than an hour removed every hour
 
 
+def _samples(row: int, start: int, end: int) -> torch.Tensor:
+    """Samples `start:end` of a made-up row's speech, each telling its row and place."""
+    return row / 10 + torch.arange(start, end) / 100
+
+
 def _chunk(row: int, start: int, length: int, final: bool) -> AudioChunk:
-    return AudioChunk(row, torch.full((length,), float(row)), torch.zeros(length, 8, dtype=torch.long), start, final)
+    return AudioChunk(row, _samples(row, start, start + length), torch.zeros(length, 8, dtype=torch.long), start,
+                      final)
 
 
-def test_rows_are_played_in_order_as_soon_as_they_can_be():
-    chunks = [_chunk(1, 0, 2, False), _chunk(0, 0, 3, False), _chunk(1, 2, 1, True), _chunk(0, 3, 0, True),
-              _chunk(2, 0, 4, True)]
-    consumed = []
-
-    def arriving():
-        for index, chunk in enumerate(chunks):
-            consumed.append(index)
-            yield chunk
-
-    played = [(len(consumed), audio.tolist()) for audio in webui.in_row_order(arriving())]
-    assert played == [(2, [0.0] * 3), (4, [1.0] * 2), (4, [1.0]), (5, [2.0] * 4)]
+def test_rows_are_played_in_order_as_soon_as_they_can_be_what_is_ready_in_one_piece():
+    """Each piece is one update of the page, which costs Gradio tens of milliseconds: a long text's pieces, one per
+    chunk, fell ever further behind the generation. What is ready together is one piece, the rows one after the
+    other, and a piece goes at once, without waiting for a chunk still to come (the streamer's timeout ends a wait)."""
+    streamer = AudioIteratorStreamer(timeout=1)
+    played = webui.in_row_order(streamer)
+    for chunk in (_chunk(1, 0, 2, False), _chunk(0, 0, 2, False), _chunk(0, 2, 1, False)):
+        streamer.put(chunk)
+    assert next(played).tolist() == _samples(0, 0, 3).tolist()  # row 1's waits for row 0's end
+    for chunk in (_chunk(1, 2, 1, True), _chunk(0, 3, 0, True)):
+        streamer.put(chunk)
+    assert next(played).tolist() == _samples(1, 0, 3).tolist()  # row 1's two chunks, in one piece
+    streamer.put(_chunk(2, 0, 4, True))
+    streamer.end()
+    assert next(played).tolist() == _samples(2, 0, 4).tolist()
+    assert list(played) == []
 
 
 def test_a_streamed_piece_is_16_bit_wav_clipped_to_full_scale():
@@ -422,6 +432,69 @@ def test_the_speech_streams_before_it_ends_and_the_stream_is_the_whole_speech(ti
     streamed = torch.cat([torch.from_numpy(soundfile.read(io.BytesIO(update["stream"]), dtype="float32")[0])
                           for update in updates[:-1]])
     torch.testing.assert_close(streamed, saved[0].clamp(-1, 1), atol=1 / 2**15, rtol=0)  # 16-bit WAV pieces
+
+
+class _HeldToTheEnd(AudioIteratorStreamer):
+    """Sends a run's chunks all at once, at its end, as a page that fell behind finds them."""
+
+    def __init__(self, chunk_seconds: float):
+        super().__init__(chunk_seconds, timeout=60)
+        self.chunks: list[AudioChunk] = []
+        self.sent = 0
+
+    def put(self, chunk: AudioChunk) -> None:
+        self.chunks.append(chunk)
+
+    def end(self) -> None:
+        for chunk in self.chunks[self.sent:]:
+            super().put(chunk)
+        self.sent = len(self.chunks)  # the run's thread ends it again, after generate did
+        super().end()
+
+
+def _keeping(streamers: list, make):
+    """A stand-in for the page's `AudioIteratorStreamer(chunk_seconds)`: `make`'s streamer, kept in `streamers`."""
+    def made(chunk_seconds: float) -> AudioIteratorStreamer:
+        streamers.append(make(chunk_seconds))
+        return streamers[-1]
+    return made
+
+
+def test_the_pieces_ready_together_are_one_update_of_the_whole_speech(tiny, monkeypatch):
+    """An update per chunk cost the page tens of milliseconds each: with all of them ready, one update plays them."""
+    streamers = []
+    monkeypatch.setattr(webui, "AudioIteratorStreamer", _keeping(streamers, _HeldToTheEnd))
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
+    saved = []
+    monkeypatch.setattr(webui, "save_audio", lambda path, waveform, rate: saved.append(waveform))
+    updates = [update for update in demo.speak("Hi there. And a second sentence.", seed=3, stream_chunk=0.1,
+                                               random_voice=True, ar_temp=0, max_ar_steps=40)
+               if update != webui.gr.skip()]
+    assert len(streamers[0].chunks) > 3 and len(updates) == 2 and set(updates[0]) == {"stream"}
+    streamed = torch.from_numpy(soundfile.read(io.BytesIO(updates[0]["stream"]), dtype="float32")[0])
+    torch.testing.assert_close(streamed, saved[0].clamp(-1, 1), atol=1 / 2**15, rtol=0)  # a 16-bit WAV piece
+
+
+def test_a_piece_goes_to_the_page_without_waiting_for_the_next(tiny, monkeypatch):
+    """The page sends what is ready in one update, but never waits for more to come: the speech would start later.
+    Here the run sends one piece, then nothing (the streamer's timeout ends a wait), then another."""
+    streamers = []
+    monkeypatch.setattr(webui, "AudioIteratorStreamer",
+                        _keeping(streamers, lambda seconds: AudioIteratorStreamer(seconds, timeout=1)))
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
+    # the run, fed by hand: its first piece is sent as it starts
+    monkeypatch.setattr(demo, "_start", lambda progress, kwargs, streamer, **inputs: (
+        streamer.put(_chunk(0, 0, 3, False)), SimpleNamespace(close=lambda: None))[1])
+    updates = demo.speak(TEXT, random_voice=True)
+    assert next(updates) == webui.gr.skip()
+    for start, length in ((0, 3), (3, 2)):
+        if start:
+            streamers[0].put(_chunk(0, start, length, False))
+        piece = soundfile.read(io.BytesIO(next(updates)["stream"]), dtype="float32")[0]
+        assert piece.tolist() == pytest.approx(_samples(0, start, start + length).tolist(), abs=1 / 2**15)
+    updates.close()
 
 
 def test_an_emptied_field_means_its_default_for_the_stream_chunk_too(tiny, monkeypatch):

@@ -18,7 +18,7 @@ import reprlib
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -52,7 +52,6 @@ from .seeding import sentence_seeds
 from .streaming import (
     CHUNK_SECONDS_RULE,
     DEFAULT_CHUNK_SECONDS,
-    AudioChunk,
     AudioIteratorStreamer,
     RowOrder,
     not_streamable,
@@ -278,12 +277,17 @@ class Generation(threading.Thread):
         self.join()
 
 
-def in_row_order(chunks: Iterable[AudioChunk]) -> Iterator[torch.Tensor]:
-    """The audio of a batch's rows, one row after the other, each piece as soon as it can be played in that order
-    (the rows of a batch stream side by side)."""
+def in_row_order(streamer: AudioIteratorStreamer) -> Iterator[torch.Tensor]:
+    """The audio of a batch's rows, one row after the other (the rows of a batch stream side by side), as soon as it
+    can be played in that order: each time a chunk comes, all the audio that is ready then, in one piece. Each piece
+    is one update of the page, which costs it tens of milliseconds: a long text's chunks, one update each, fell ever
+    further behind the generation. The first chunk ready still goes at once, with only those that came meanwhile."""
     order = RowOrder()
-    for chunk in chunks:
-        yield from (piece.audio for piece in order.add(chunk) if piece.audio is not None and piece.audio.numel())
+    for chunk in streamer:
+        audio = [piece.audio for arrived in (chunk, *streamer.ready()) for piece in order.add(arrived)
+                 if piece.audio is not None and piece.audio.numel()]
+        if audio:
+            yield torch.cat(audio)
 
 
 # Seconds between two empty updates while a run that does not stream goes on (see `while_running`).
@@ -384,8 +388,9 @@ class Demo:
             with closing(generation):  # also when the page was left: end the run early, and wait for it to let go
                 if streamer is None:
                     yield from while_running(generation)
-                for audio in in_row_order(streamer or ()):
-                    yield {stream: wav_bytes(audio, self.sampling_rate)}
+                else:
+                    for audio in in_row_order(streamer):
+                        yield {stream: wav_bytes(audio, self.sampling_rate)}
                 waveform = joined_sentences(generation.result(), inputs["sentences"])
             elapsed = time.perf_counter() - started
             save_audio(inputs["out"], waveform, self.sampling_rate)
