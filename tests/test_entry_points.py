@@ -145,6 +145,14 @@ CLI_CASES = {
     "unknown_flag": (["{ws}/ref.wav", "{ws}/new.wav", "--bogus"], "unrecognized arguments"),
     "misspelt_flag": (["{ws}/ref.wav", "{ws}/new.wav", "--ar-temperature=0.500000"],
                       "unrecognized arguments: --ar-temperature=0.500000 (did you mean --ar-temp?)"),
+    "abbreviated_flag": (["{ws}/ref.wav", "{ws}/new.wav", "--ar-te=0.5"],  # argparse took it for --ar-temp
+                         "unrecognized arguments: --ar-te=0.5 (did you mean --ar-temp?)"),
+    "positional_given_as_an_option": (["{ws}/ref.wav", "--references", "{ws}/new.wav"],
+                                      "--references (references is a positional argument: give its value alone, "
+                                      "without --references)"),
+    # OUT_PATH is a positional too, and --out-path its option
+    "misspelt_output_flag": (["{ws}/ref.wav", "--out_path", "{ws}/new.wav"],
+                             "unrecognized arguments: --out_path (did you mean --out-path?)"),
     "cuda_missing": (["{ws}/ref.wav", "{ws}/new.wav", "--device", "cuda"], "CUDA is not available"),
     "missing_model": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{ws}/no-model"], "model not found"),
     "model_folder_not_converted": (["{ws}/ref.wav", "{ws}/new.wav", "--model", "{dmg}/not_a_model"],
@@ -241,10 +249,11 @@ SYNTHESIS_CASES = {
     "unknown_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--bogus"], "unrecognized arguments"),
     "misspelt_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--batchsize", "4"],
                       "unrecognized arguments: --batchsize (did you mean --batch-size?) 4"),
-    # argparse read the start of an option as the option: this was --manifest-format, refused as a layout
-    "positional_given_as_an_option": (["--manifest={ws}/corpus.csv", "{ws}/corpus"],
-                                      "(did you mean --manifest-format?)"),
-    "option_cut_short": (["{ws}/corpus.csv", "{ws}/corpus", "--batch", "4"],
+    # argparse took an abbreviation for the option it starts: x.csv was refused as a --manifest-format
+    "manifest_given_as_an_option": (["--manifest=x.csv", "{ws}/corpus"], "the following arguments are required: "
+                                    "out_dir; unrecognized arguments: --manifest=x.csv (manifest is a positional "
+                                    "argument: give its value alone, without --manifest) (see"),
+    "abbreviated_flag": (["{ws}/corpus.csv", "{ws}/corpus", "--batch", "4"],
                          "unrecognized arguments: --batch (did you mean --batch-size?) 4"),
     "cuda_missing": (["{ws}/corpus.csv", "{ws}/corpus", "--device", "cuda"], "CUDA is not available"),
     "missing_model": (["{ws}/corpus.csv", "{ws}/corpus", "--model", "{ws}/no-model"], "model not found"),
@@ -296,11 +305,12 @@ CONVERTER_CASES = {
     "unknown_dtype": (["--checkpoint", "{fx}", "--dtype", "float8"], "invalid choice"),
     "misspelt_flag": (["--checkpoint", "{fx}", "--overwite"], "unrecognized arguments: --overwite (did you mean "
                                                               "--overwrite?)"),
-    # argparse reports a missing required option before the options it did not recognize; the start of an option
-    # ("--check") is not the option
+    # argparse reports a missing required option before the options it did not recognize; an abbreviation ("--check",
+    # which argparse took for --checkpoint) is one of them
     "misspelt_required_flag": (["--check", "{fx}", "--output_dir", "{ws}/converted"],
                                "the following arguments are required: --checkpoint, --output-dir; unrecognized "
-                               "arguments: --check (did you mean --checkpoint?) "),
+                               "arguments: --check (did you mean --checkpoint?) --output_dir (did you mean "
+                               "--output-dir?) (see"),
 }
 
 

@@ -410,12 +410,17 @@ def test_a_name_that_is_no_str_or_path_is_refused_at_once(loader, name, hub_unre
 
 
 def test_from_pretrained_takes_a_path_object_and_none_with_a_state_dict(converted_dir, fixture_model):
-    """None is transformers' "no files" for weights given in memory; a Path is a folder's name as a str is."""
+    """None is transformers' "no files" for weights given in memory; a Path is a folder's name as a str is. Weights
+    in memory that the config does not fit are refused as a folder's are."""
     from valle_hf import VallEForConditionalGeneration, VallEProcessor
+    from valle_hf.errors import CheckpointError
 
     from_memory = VallEForConditionalGeneration.from_pretrained(None, config=fixture_model.config,
                                                                 state_dict=fixture_model.state_dict())
     assert torch.equal(from_memory.classifiers[0].weight, fixture_model.classifiers[0].weight)
+    other = type(fixture_model.config).from_dict({**fixture_model.config.to_dict(), "text_vocab_size": 7})
+    with pytest.raises(CheckpointError, match="^None: the config passed to from_pretrained does not fit its weights"):
+        VallEForConditionalGeneration.from_pretrained(None, config=other, state_dict=fixture_model.state_dict())
     assert VallEProcessor.from_pretrained(converted_dir).tokenizer is not None
     model = load_model_and_processor(converted_dir)[0]
     assert torch.equal(model.classifiers[0].weight, fixture_model.classifiers[0].weight)

@@ -150,15 +150,13 @@ def with_hints(names: Sequence[str], known: Iterable[str]) -> str:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other; a
-    negative number in scientific notation ("--min-ar-temp -1e-3") is read as a value, as "-0.001" is, not as an
-    option; and an option is spelt out: argparse took the start of one as the option ("--manifest=x.csv" of the
-    positional MANIFEST was read as --manifest-format, and refused as a layout), and an abbreviation that works
-    today breaks when a later option shares its start."""
+    """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other; an
+    option is named in full: argparse took an abbreviation for the option it starts ("--manifest=x.csv", given for the
+    MANIFEST file, was --manifest-format's value, refused as a layout); and a negative number in scientific notation
+    ("--min-ar-temp -1e-3") is read as a value, as "-0.001" is, not as an option."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, allow_abbrev=False, **kwargs)  # subcommands' parsers are of this class too
         self._negative_number_matcher = _NEGATIVE_NUMBER  # argparse's own matches -1 and -0.5 only
 
     def parse_known_args(self, args=None, namespace=None):
@@ -170,18 +168,21 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def _hinted(self, message: str) -> str:
         """argparse's message, a misspelt option in it named with the option it likely means ("--lora-rnk (did you
-        mean --lora-rank?)"): a word too many, a letter left out or the start of an option was named alone. An
-        error argparse reports before the options it did not recognize (a required argument missing: the misspelt
-        "--output_dir"; a positional given the misspelt option's value) names them after it."""
+        mean --lora-rank?)"), or a positional argument given as an option ("--manifest") said to go without its
+        name: a word too many or a letter left out was named alone. An error argparse reports before the options it
+        did not recognize (a required argument missing: the misspelt "--output_dir"; a positional given the misspelt
+        option's value) names them after it."""
         prefix = "unrecognized arguments: "
         options = self._long_options()
+        positionals = {action.dest for action in self._actions if not action.option_strings}
         if message.startswith(prefix):
-            return prefix + " ".join(_option_hinted(word, options) for word in message.removeprefix(prefix).split(" "))
+            return prefix + " ".join(_option_hinted(word, options, positionals)
+                                     for word in message.removeprefix(prefix).split(" "))
         given = getattr(self, "_given", [])
         given = given[:given.index("--")] if "--" in given else given  # after it, words are positionals
         unknown = [word for word in given if word.startswith("--") and word.split("=")[0] not in options]
-        return f"{message}; {prefix}{' '.join(_option_hinted(word, options) for word in unknown)}" if unknown \
-            else message
+        return f"{message}; {prefix}{' '.join(_option_hinted(word, options, positionals) for word in unknown)}" \
+            if unknown else message
 
     def _long_options(self) -> list[str]:
         """The "--" options of this parser and of its subcommands' parsers, whose unrecognized arguments this one
@@ -193,9 +194,15 @@ class ArgumentParser(argparse.ArgumentParser):
         return options
 
 
-def _option_hinted(word: str, options: list[str]) -> str:
-    """A word of the command line as given, `hinted` with the option it likely means if it is one ("--x=1")."""
-    return hinted(word.split("=")[0], options, word) if word.startswith("--") else word
+def _option_hinted(word: str, options: list[str], positionals: set[str]) -> str:
+    """A word of the command line as given, `hinted` with the option it likely means if it is one ("--x=1"), or, if
+    it names one of `positionals` (argparse's dests), with how that one is given."""
+    if not word.startswith("--"):
+        return word
+    name = word.split("=")[0]
+    if name[2:].replace("-", "_") in positionals and name.replace("_", "-") not in options:  # --out_path: --out-path
+        return f"{word} ({name[2:]} is a positional argument: give its value alone, without {name})"
+    return hinted(name, options, word)
 
 
 def named(text: str) -> str:

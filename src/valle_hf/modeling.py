@@ -456,6 +456,8 @@ def _config_source(model_class, name, kwargs: dict, config) -> tuple[str, str] |
     undo it, for `_check_weights_fit`: a `config=` given whole, or keywords that change the weights' names or shapes
     (`num_hidden_layers=1`: transformers sets every keyword that names a field on the loaded config; `AutoModel`
     sets them on the config it passes). None when the file is to blame."""
+    if name is None:  # weights given as a state_dict, with a config: no config.json to compare it with
+        return "the config passed to from_pretrained", "pass none, or one of the model's own sizes"
     fields = config.to_dict().keys() - {"dtype"}  # dtype is the loader's own argument too
     loader_kwargs = {key: value for key, value in kwargs.items() if key not in fields and key != "config"}
     saved = type(config).get_config_dict(name, **loader_kwargs)[0]
