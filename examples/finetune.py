@@ -178,10 +178,11 @@ def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
 
-def check_options(args: argparse.Namespace) -> None:
+def check_options(args: argparse.Namespace) -> dict[str, dict[str, tuple[int, ...]]]:
     """Refuse, before anything loads, an option out of its range (`RANGES`), a duration pair with MIN > MAX, a
     --prompt-duration that gives no prompt, an --output that is a file, and one that already holds a trained model
-    (final/) unless --resume continues its run. Raises `UsageError` (or `VallEValueError`) naming the option."""
+    (final/) unless --resume continues its run. Raises `UsageError` (or `VallEValueError`) naming the option. Returns
+    the weights' shapes of the checkpoint --resume continues from, by file (`check_checkpoint`; none without one)."""
     for name, (rule, allowed) in RANGES.items():
         value = getattr(args, name)
         if not (math.isfinite(value) and allowed(value)):
@@ -206,7 +207,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--output {args.output} already holds checkpoints of a run ({saved[-1][0].name}, ...): "
                          "--resume to continue it, or choose another --output")
     if not args.resume:
-        return
+        return {}
     complete = [path for path, whole in saved if whole]
     incomplete = [path for path, whole in saved[saved.index((complete[-1], True)) + 1 if complete else 0:]]
     if incomplete:
@@ -214,14 +215,14 @@ def check_options(args: argparse.Namespace) -> None:
         warn(f"--resume: {', '.join(path.name for path in incomplete)} in --output {args.output} "
              f"{'is' if len(incomplete) == 1 else 'are'} incomplete (the run stopped while saving): {kept}")
     if complete:
-        check_checkpoint(complete[-1])
-    elif (args.output / "final").exists():  # a new run from --model would replace the trained model
+        return check_checkpoint(complete[-1])
+    if (args.output / "final").exists():  # a new run from --model would replace the trained model
         raise UsageError(f"--resume: --output {args.output} holds a trained model (final/) but no checkpoint to "
                          "continue its run from (--save-steps 0 keeps none): train it further with --model "
                          f"{args.output / 'final'} and another --output")
-    else:  # a preempted job's first launch: start, and say so
-        warn(f"--resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
-             "--save-steps): starting a new run")
+    warn(f"--resume: --output {args.output} holds no checkpoint yet (checkpoint-N folders, saved every "
+         "--save-steps): starting a new run")  # a preempted job's first launch: start, and say so
+    return {}
 
 
 def checkpoints(output: Path) -> list[tuple[Path, bool]]:
@@ -234,16 +235,21 @@ def checkpoints(output: Path) -> list[tuple[Path, bool]]:
     return [(path, (path / "trainer_state.json").is_file()) for _, path in found]
 
 
-def check_checkpoint(path: Path) -> None:
+def check_checkpoint(path: Path) -> dict[str, dict[str, tuple[int, ...]]]:
     """Refuse (`UsageError`, naming the file) a checkpoint --resume cannot load, before the model loads: a
     trainer_state.json that is no JSON object of the Trainer's fields, a safetensors file whose header cannot be
-    read, or a torch file (the optimiser's, ...) cut short (no zip directory at its end). Reads headers only."""
+    read, or a torch file (the optimiser's, ...) cut short (no zip directory at its end). Reads headers only; returns
+    each safetensors file's weights' shapes (`saved_shapes`), by its name, for `check_fits`."""
+    shapes = {}
     for file in [path / "trainer_state.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.pt")),
                  *sorted(path.glob("*.pth"))]:
         try:
-            _read_header(file)
+            header = _read_header(file)
         except (ValueError, TypeError, OSError, SafetensorError, zipfile.BadZipFile) as error:
             raise unusable(path, f"{file.name} is damaged ({one_line(error)})") from None
+        if header is not None:
+            shapes[file.name] = header
+    return shapes
 
 
 def unusable(checkpoint: Path, what: str) -> UsageError:
@@ -252,15 +258,16 @@ def unusable(checkpoint: Path, what: str) -> UsageError:
                       "it, or start again in another --output")
 
 
-def _read_header(file: Path) -> None:
-    """Read what says whether `file` (a checkpoint's JSON, safetensors or torch zip file) is whole; raise if not."""
+def _read_header(file: Path) -> dict[str, tuple[int, ...]] | None:
+    """Read what says whether `file` (a checkpoint's JSON, safetensors or torch zip file) is whole; raise if not.
+    Returns a safetensors file's weights' shapes (`saved_shapes`), None for the others."""
+    if file.suffix == ".safetensors":
+        return saved_shapes(file)
     if file.suffix == ".json":  # as the Trainer reads it: a TypeError for fields it does not know, or no object
         TrainerState.load_from_json(str(file))
-    elif file.suffix == ".safetensors":
-        with safe_open(str(file), framework="pt"):
-            pass
     else:
         zipfile.ZipFile(file).close()
+    return None
 
 
 # What a run's checkpoint holds, by --lora: its weights file, and the words that say what they are.
@@ -268,20 +275,22 @@ SAVED = {False: (SAFE_WEIGHTS_NAME, "a whole model's weights (a run without --lo
          True: (ADAPTER_SAFE_WEIGHTS_NAME, "a LoRA adapter (a run with --lora)")}
 
 
-def check_fits(model, checkpoint: Path, args: argparse.Namespace) -> None:
+def check_fits(model, checkpoint: Path, shapes: dict[str, dict[str, tuple[int, ...]]],
+               args: argparse.Namespace) -> None:
     """Refuse (`UsageError`) a `checkpoint` that `model`, built for this run from --model (a peft model with --lora),
     cannot continue from: weights of the other kind (a LoRA run resumed without --lora, or the reverse), of other names
     or shapes (another model's size, layers or levels, another --lora-rank), or a LoRA adapter of another
-    --lora-alpha. The Trainer failed on them with a traceback, or loaded the names that matched and trained on. Reads
-    the safetensors header and the adapter's config, no weights."""
+    --lora-alpha. The Trainer failed on them with a traceback, or loaded the names that matched and trained on.
+    `shapes` are its safetensors files' (`check_checkpoint`, which read their headers); reads the adapter's config,
+    no weights."""
     file = SAVED[args.lora][0]
     ours = f"--model {args.model} {'with' if args.lora else 'without'} --lora"
-    if not (checkpoint / file).is_file():
+    if file not in shapes:
         other_file, other = SAVED[not args.lora]
-        if not (checkpoint / other_file).is_file():
+        if other_file not in shapes:
             raise unusable(checkpoint, f"{file} is missing (a run stopped while saving, or the file was deleted)")
         raise not_fitting(checkpoint, other, ours)
-    differs = first_difference(saved_shapes(checkpoint / file), model_shapes(model, args.lora))
+    differs = first_difference(shapes[file], model_shapes(model, args.lora))
     if differs:
         raise not_fitting(checkpoint, f"weights of other names or shapes ({differs})", ours)
     if args.lora:
@@ -414,7 +423,7 @@ def train(argv: list[str] | None = None) -> Path:
     under `main`).
     """
     args = parse_args(argv)
-    check_options(args)
+    resumed_shapes = check_options(args)
     tasks = args.tasks
     set_seed(args.seed)
 
@@ -439,7 +448,7 @@ def train(argv: list[str] | None = None) -> Path:
         model.print_trainable_parameters()
     resumed = last_checkpoint(args.output) if args.resume else None
     if resumed is not None:
-        check_fits(model, Path(resumed), args)
+        check_fits(model, Path(resumed), resumed_shapes, args)
     # the collator as a callback too: draws keyed on the epoch, so --resume trains on the draws of an uninterrupted run
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
                            callbacks=[collator, StopOnNonFiniteWeights()])
