@@ -47,7 +47,7 @@ import valle_hf  # noqa: F401
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-from transformers import Trainer, TrainerState, TrainingArguments, set_seed
+from transformers import SchedulerType, Trainer, TrainerState, TrainingArguments, set_seed
 from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_NAME
@@ -95,6 +95,15 @@ def task_list(text: str) -> tuple[str, ...]:
     return tasks
 
 
+def scheduler_name(text: str) -> str:
+    """--lr-scheduler: one of transformers' scheduler names (argparse type). Checked here, since TrainingArguments'
+    own refusal does not name the option."""
+    names = [scheduler.value for scheduler in SchedulerType]
+    if text not in names:
+        raise argparse.ArgumentTypeError(f"expected one of transformers' schedulers ({', '.join(names)}), got {text!r}")
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="examples/finetune.py", description=__doc__.split("\n\n")[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -119,7 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--adam-beta2", type=float, default=0.96)
     train.add_argument("--adam-epsilon", type=float, default=1e-7)
     train.add_argument("--max-grad-norm", type=float, default=10.0)
-    train.add_argument("--lr-scheduler", default="constant", help="transformers scheduler name (original: constant)")
+    train.add_argument("--lr-scheduler", type=scheduler_name, default="constant",
+                       help="transformers scheduler name (original: constant)")
     train.add_argument("--warmup-steps", type=whole_number, default=0)
     train.add_argument("--attention-dropout", type=float, default=0.1)
     train.add_argument("--prompt-duration", type=float, nargs=2, default=(3.0, 6.0), metavar=("MIN", "MAX"),

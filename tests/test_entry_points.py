@@ -494,6 +494,8 @@ FINETUNE_CASES = {
                           "--model tiny-random is an installation check built in memory"),
     "data_of_another_tokenizer": (["--model", "{tokenized_model}", "--data", "{foreign}", "--output", "{ws}/run"],
                                   "was prepared with another phoneme tokenizer than"),
+    "unknown_scheduler": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--lr-scheduler",
+                           "cosin"], "argument --lr-scheduler: expected one of transformers' schedulers"),
     "unknown_report_to": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--report-to", "bogus"],
                           "--report-to bogus: not a reporting integration transformers knows"),
     "report_to_not_installed": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--report-to",
