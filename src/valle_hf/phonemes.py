@@ -760,31 +760,17 @@ def _ordinals_as_read(text: str, language: str) -> str:
     return text if ordinal is None else ordinal[0].sub(ordinal[1], text)
 
 
-# One of a scale noun, which espeak-ng read as the number ("1 Million" "eins Million", "1 millón" "uno millón", also
-# where an amount of money was written "1 Mio. €"): the noun takes the article's form, feminine in German ("eine
-# Million"), masculine in Spanish ("un millón"). French "1 million" is read "un million" already.
-_ONE_BEFORE_SCALE = {"de": (re.compile(r"(?<![\d.,])1 (?=(?:Million|Milliarde|Billion|Billiarde)\b)"), "eine "),
-                     "es": (re.compile(r"(?<![\d.,])1 (?=(?:millón|billón)\b)"), "un ")}
-
-
-def _one_before_scale_as_read(text: str, language: str) -> str:
-    """`text` with a "1" before a scale noun as `language` says it (`_ONE_BEFORE_SCALE`: "1 Million" → "eine
-    Million"); as it is in a language the table has none for."""
-    one = _for_language(_ONE_BEFORE_SCALE, language)
-    return text if one is None else one[0].sub(one[1], text)
-
-
 # A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
 # o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits) and
 # may end in "h" or "am" ("15h–17h", "9am–5pm"). A hyphen ("5-10") is left to espeak-ng, but in a range of money
 # (`_MONEY_RANGE`) and between two amounts that each have their sign ("$5-$10", "5€-10€", read "five dollars ten
-# dollars", "five euros minus ten euros"; "$5m-$10m", its short scale glued on; spaced alike on both sides, so "5€
-# -10€" keeps its minus): it also joins phone numbers and scores.
+# dollars", "five euros minus ten euros"; spaced alike on both sides, so "5€ -10€" keeps its minus): it also joins
+# phone numbers and scores.
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 _RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)"
-                    rf"|(?:(?<=\d)|(?<=\d[kmbtKMBT])|(?<=\d[bt]n))(?:-| - | ?[–〜~] ?)(?={_SIGN} ?\d)"
+                    rf"|(?<=\d)(?:-| - )(?={_SIGN} ?\d)"
                     rf"|(?:(?<=\d{_SIGN})|(?<=\d {_SIGN}))(?:-| - )(?=\d[\d.,]* ?{_SIGN})")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
@@ -1144,7 +1130,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
         return text.strip()
     text = _ranges_as_words(_decades_as_words(_without_emoji(normalize_text(text), emoji), language), language)
     text = _times_as_words(_dates_as_words(text, language), language)
-    text = _one_before_scale_as_read(_minus_as_word(_currency_as_words(text, language), language), language)
+    text = _minus_as_word(_currency_as_words(text, language), language)
     text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
                                                language), language)
     text = _symbols_as_words(text, language)
