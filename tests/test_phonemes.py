@@ -342,7 +342,6 @@ def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language)
     ("$10k, $5m, £1bn, $10K", "10 thousand dollars, 5 million dollars, 1 billion pounds, 10 thousand dollars", "en"),
     ("€2.5M and $3B, $1tn.", "2.5 million euros and 3 billion dollars, 1 trillion dollars.", "en"),
     ("$1.234bn, 5k $", "1.234 billion dollars, 5 thousand dollars", "en"),
-    ("$5m-$10m", "5 million dollars-10 million dollars", "en"),
     ("5 Mio. €, 1 Mio €, 5 Mrd. €", "5 Millionen Euro, 1 Million Euro, 5 Milliarden Euro", "de"),
     ("Es kostet €1,5 Mio.", "Es kostet 1,5 Millionen Euro.", "de"),
     ("5 M€, 1 M€, 5 Md€, 5 k€", "5 millions d'euros, 1 million d'euros, 5 milliards d'euros, 5 mille euros", "fr"),
@@ -483,13 +482,19 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     ("1,5-2 Millionen €", "1,5 bis 2 Millionen Euro", "de"),
     ("$5–10k, £1-2bn, €1.5–2.5M", "5 to 10 thousand dollars, 1 to 2 billion pounds, 1.5 to 2.5 million euros", "en"),
     ("5–10 Mio. €", "5 bis 10 Millionen Euro", "de"),
+    ("$5m-$10m, $5m – $10m", "5 million dollars to 10 million dollars, 5 million dollars to 10 million dollars", "en"),
+    ("$5 million-$10 million, 5€–10€", "5 million dollars to 10 million dollars, 5 euros to 10 euros", "en"),
+    ("5 Mio. € - 10 Mio. €", "5 Millionen Euro bis 10 Millionen Euro", "de"),
+    ("5 M€-10 M€", "5 millions d'euros à 10 millions d'euros", "fr"),
+    ("5 M€–10 M€", "5 millones de euros a 10 millones de euros", "es"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
     as "go tilde juu". A range of money was read with the currency's word after its first end ("$5–10" as "five
     dollars to ten", "$5-10" "five dollars ten"), and a hyphen between two amounts with their signs as nothing or a
-    minus ("$5-$10" "five dollars ten dollars", "5€-10€" "cinq euros moins dix euros"); "$1.5–2 million" was "dollar one
-    point five to two million", and "$5–10k" "five dollars to ten K"."""
+    minus ("$5-$10" "five dollars ten dollars", "5€-10€" "cinq euros moins dix euros"), also where the first had its
+    scale or its sign after it ("$5m-$10m", "5€–10€"; "5 M€-10 M€" was "cinq millions d'euros moins dix ..."); "$1.5–2
+    million" was "dollar one point five to two million", and "$5–10k" "five dollars to ten K"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

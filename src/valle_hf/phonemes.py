@@ -765,13 +765,21 @@ def _ordinals_as_read(text: str, language: str) -> str:
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
 # o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits) and
 # may end in "h" or "am" ("15h–17h", "9am–5pm"). A hyphen ("5-10") is left to espeak-ng, but in a range of money
-# (`_MONEY_RANGE`) and between two amounts that each have their sign ("$5-$10", "5€-10€", read "five dollars ten
+# (`_money_range_pattern`) and between two amounts that each have their sign ("$5-$10", "5€-10€", read "five dollars ten
 # dollars", "five euros minus ten euros"; spaced alike on both sides, so "5€ -10€" keeps its minus): it also joins
-# phone numbers and scores.
+# phone numbers and scores. Such amounts may have their scale, written short or not ("$5m-$10m", "5 M€–10 M€", once
+# "five million dollars ten million dollars" and "cinq millions d'euros moins dix ...").
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
-_RANGE = re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)"
-                    rf"|(?<=\d)(?:-| - )(?={_SIGN} ?\d)"
-                    rf"|(?:(?<=\d{_SIGN})|(?<=\d {_SIGN}))(?:-| - )(?=\d[\d.,]* ?{_SIGN})")
+
+
+@functools.cache
+def _range_pattern(short_scale: str) -> re.Pattern:
+    """Ranges as the comment above says, in a language that writes a short scale as `short_scale` matches it
+    (`_short_scale_pattern`); what ends the first amount before the dash, its scale and its sign, is "low_end"."""
+    scale = rf"(?:{short_scale}|(?: {_SCALE_WORD})+)?"
+    return re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)"
+                      rf"|(?<=\d)(?P<low_end>{scale}(?P<sign> ?{_SIGN})?)(?:-| - | ?[–〜~] ?)"
+                      rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
@@ -793,7 +801,7 @@ def _money_range_pattern(short_scale: str) -> re.Pattern:
 
 
 def _ranges_as_words(text: str, language: str) -> str:
-    """`text` with the dash of its ranges (`_RANGE`) as the word `language` says (`_RANGE_WORDS`: "5–10" → "5 to
+    """`text` with the dash of its ranges (`_range_pattern`) as the word `language` says (`_RANGE_WORDS`: "5–10" → "5 to
     10"), the sign of a range of money after it ("$5–10" → "5 to 10 $", "$5–10k" → "5 to 10k $",
     `_money_range_pattern`); as it is in a language the table has none for."""
     word = _for_language(_RANGE_WORDS, language)
@@ -807,7 +815,9 @@ def _ranges_as_words(text: str, language: str) -> str:
         scale = f" {match['scale']}" if match["scale"] else match["short"] or ""
         return f"{match['low']}–{match['high']}{scale} {match['before'] or match['after']}"
 
-    return _RANGE.sub(f" {word} ", _money_range_pattern(_short_scale_pattern(language)).sub(money, text))
+    short_scale = _short_scale_pattern(language)
+    text = _money_range_pattern(short_scale).sub(money, text)
+    return _range_pattern(short_scale).sub(lambda match: f"{match['low_end'] or ''} {word} ", text)
 
 
 # A time of day: an hour of 0 to 23 and minutes of two digits ("3:45pm", "15:45"; a ratio "3:2" or "1:2.5" is none),
