@@ -342,14 +342,17 @@ def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language)
     ("$10k, $5m, £1bn, $10K", "10 thousand dollars, 5 million dollars, 1 billion pounds, 10 thousand dollars", "en"),
     ("€2.5M and $3B, $1tn.", "2.5 million euros and 3 billion dollars, 1 trillion dollars.", "en"),
     ("$1.234bn, 5k $", "1.234 billion dollars, 5 thousand dollars", "en"),
-    ("5 Mio. €, 1 Mio €, 5 Mrd. €", "5 Millionen Euro, 1 Million Euro, 5 Milliarden Euro", "de"),
+    ("5 Mio. €, 1 Mio €, 5 Mrd. €", "5 Millionen Euro, eine Million Euro, 5 Milliarden Euro", "de"),
     ("Es kostet €1,5 Mio.", "Es kostet 1,5 Millionen Euro.", "de"),
-    ("5 M€, 1 M€, 5 Md€, 5 k€", "5 millions d'euros, 1 million d'euros, 5 milliards d'euros, 5 mille euros", "fr"),
+    ("5 M€, 1 M€, 5 Md€, 5 k€", "5 millions d'euros, un million d'euros, 5 milliards d'euros, 5 mille euros", "fr"),
     ("5 M€", "5 millones de euros", "es"),
+    ("1 Million €, 1 Mrd. € und 1 Tsd. €", "eine Million Euro, eine Milliarde Euro und ein Tausend Euro", "de"),
+    ("1 M€, $1 mil", "un millón de euros, mil dólares", "es"), ("1 k€", "mille euros", "fr"),
 ])
 def test_a_scale_written_short_after_an_amount_of_money_is_said_as_its_word(text, words, language):
     """espeak-ng read "$10k" as "ten dollarsk", "£1bn" as "one poundbn", "€2.5M" as "euros two point five M", German
-    "5 Mrd. €" as "fünf M R D. Euro", French "5 M€" as "cinq M euros"."""
+    "5 Mrd. €" as "fünf M R D. Euro", French "5 M€" as "cinq M euros"; one before a scale as a number alone ("eins
+    Million Euro", "uno millón", "un mille euros")."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

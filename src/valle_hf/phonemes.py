@@ -714,6 +714,18 @@ _SCALE_OF = {"fr": ("de ", "d'"), "es": ("de ", "de ")}
 _SCALE_NOUN = re.compile(rf"{_MILLIONS}$")
 
 
+# The word for one before a thousand and before a scale that is a noun, by language: "1 Mio. €" is "eine Million
+# Euro", "1 mil €" "mil euros", "1 k€" "mille euros" (espeak-ng read "eins Million", "uno mil", "un mille").
+_ONE_BEFORE_SCALE = {"de": ("ein", "eine"), "fr": ("", "un"), "es": ("", "un")}
+
+
+def _one_before(scale: str, language: str) -> str:
+    """How `language` says an amount of one before `scale` (`_ONE_BEFORE_SCALE`): "1" in a language the table has no
+    words for."""
+    words = _for_language(_ONE_BEFORE_SCALE, language)
+    return "1" if words is None else words[bool(re.match(_MILLIONS, scale))]
+
+
 def _scale_of(scale: str | None, currency: str, language: str) -> str:
     """The word `language` says between `scale` and `currency`, its word for the money (`_SCALE_OF`), or ""."""
     of = _for_language(_SCALE_OF, language)
@@ -739,7 +751,11 @@ def _currency_as_words(text: str, language: str) -> str:
         sign = match["before"] or match["after"]
         one, several = currencies[sign]
         of = _scale_of(scale, several, language)
-        words = one if units == "1" and not scale else f"{units}{f' {scale}' if scale else ''} {of}{several}"
+        if units == "1" and not scale:
+            words = one
+        else:
+            amount = _one_before(scale, language) if units == "1" else units
+            words = " ".join(part for part in (amount, scale, f"{of}{several}") if part)
         # the language's "minus", as powers say it
         minus = f"{_for_language(_POWER_WORDS, language)[3]} " if match["minus"] else ""
         return f"{minus}{words}{_cents_said(cents, sign, language)}"
