@@ -607,19 +607,25 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     ("a las 13:00 h, 20:30h, 9:00 horas.", "a las 13 en punto, 20 30, 9 en punto.", "es"),
     ("at 15:00, 00:00, 09:05, 12:00", "at fifteen hundred, zero hundred, nine oh five, twelve o'clock", "en"),
     ("09h05", "9 heures 5", "fr"), ("um 09:05 Uhr", "um 9 Uhr 5", "de"), ("09:05", "9 y 5", "es"),
+    ("15:00:30, 9:05:07, 12:00:01", "fifteen hundred and thirty seconds, nine oh five and seven seconds, twelve "
+     "o'clock and one second", "en"), ("3:45:10pm, 9:05:00", "3 45pm and 10 seconds, 9 oh 5", "en"),
+    ("um 9:05:07 Uhr, 1:00:01 Uhr", "um 9 Uhr 5 und 7 Sekunden, ein Uhr und eine Sekunde", "de"),
+    ("15:00:30, 9:05:07", "15 heures et 30 secondes, 9 heures 5 et 7 secondes", "fr"),
+    ("15:00:30, 9:05:07 h", "15 en punto y 30 segundos, 9 y 5 y 7 segundos", "es"),
 ])
 def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
     """espeak-ng read "3:45pm" as "three: forty five p m", the colon a pause, French "15h45" as "quinze ache
     quarante-cinq" and German "15.45 Uhr" as "fünfzehn Punkt fünfundvierzig Uhr"; an hour's leading zero as "zero"
-    ("09:05" "zero nine oh five"), and an English 24-hour clock's hour alone was said "fifteen o'clock"."""
+    ("09:05" "zero nine oh five"), and an English 24-hour clock's hour alone was said "fifteen o'clock". Seconds
+    ("15:00:30", read "fifteen: zero: thirty") are said after the clock's words."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
-@pytest.mark.parametrize(("text", "language"), [("3:2, 1:2.5, 10:30:15, 24:10", "en"), ("Halbzeit 14:12", "de"),
-                                                ("15 hommes", "fr"), ("16:9", "es")])
+@pytest.mark.parametrize(("text", "language"), [("3:2, 1:2.5, 24:10, 10:30:60, 1:02:03:04", "en"),
+                                                ("Halbzeit 14:12", "de"), ("15 hommes", "fr"), ("16:9", "es")])
 def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
-    """A ratio has no two-digit minutes, a clock's hours are under 24, and a German score is written as a time: only
-    one followed by "Uhr" is a time there."""
+    """A ratio has no two-digit minutes, a clock's hours are under 24 and its seconds under 60, a time has no fourth
+    part, and a German score is written as a time: only one followed by "Uhr" is a time there."""
     voice = phonemes._check_language(language)
     assert phonemize(text, language) == phonemes._espeak_backend(voice).phonemize([text], strip=True)[0]
 

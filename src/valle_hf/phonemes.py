@@ -842,41 +842,50 @@ def _ranges_as_words(text: str, language: str) -> str:
 # followed by "Uhr" is one there; French writes "15h45", "15 h" too. Spanish may write "h" or "horas" after a time
 # ("13:00 h"), which the words say already ("13 en punto h" read "hache", "13 en punto horas").
 _HOUR = r"(?<![\d:.,])(?P<hour>[01]?\d|2[0-3])"
-_MINUTES = r"(?P<minutes>[0-5]\d)(?![\d:]|[.,]\d)"
+# Seconds after the minutes ("15:00:30", once read "fifteen: zero: thirty"), said after the clock's words
+_SECONDS = r"(?::(?P<seconds>[0-5]\d))?"
+_MINUTES = rf"(?P<minutes>[0-5]\d){_SECONDS}(?![\d:]|[.,]\d)"
 # An English time's "am" or "pm", after which the hour alone is said without "o'clock" ("3:00pm" is "3pm"; "3
-# o'clockpm" was read).
-_MERIDIEM = r"(?=(?P<meridiem> ?(?i:[ap]\.?m)\b)|)"
+# o'clockpm" was read), and before the seconds ("3:00:10pm" is "3pm and 10 seconds").
+_MERIDIEM = r"(?P<meridiem> ?(?i:[ap]\.?m)\b)?"
 # By language: the time's pattern, the hour said when it is 1 and otherwise, what follows the hour alone (minutes
 # "00") on a 12-hour clock and on a 24-hour one (an hour of 0 or 13 to 23: "15:00" is "fifteen hundred", "fifteen
-# o'clock" was read), and what comes before minutes under ten, between the hour's words and the minutes ("15:05" is
-# "fifteen oh five", "quince y cinco"). The hour's leading zero is not said ("09:05" was "zero nine oh five").
+# o'clock" was read), what comes before minutes under ten, between the hour's words and the minutes ("15:05" is
+# "fifteen oh five", "quince y cinco"), and the seconds' words for one second and several ("9:05:07" is "nine oh five
+# and seven seconds"; none for "00"). The hour's leading zero is not said ("09:05" was "zero nine oh five").
 _TIMES = {
-    "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), "1", "{hour}", (" o'clock", " hundred"), " oh "),
-    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), "ein Uhr", "{hour} Uhr", ("", ""), " "),
-    "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?P<minutes>[0-5]\d)?(?![\w:]|[.,]\d)"),
-           "une heure", "{hour} heures", ("", ""), " "),
+    "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), "1", "{hour}", (" o'clock", " hundred"), " oh ",
+           ("and one second", "and {seconds} seconds")),
+    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), "ein Uhr", "{hour} Uhr", ("", ""), " ",
+           ("und eine Sekunde", "und {seconds} Sekunden")),
+    "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?:(?P<minutes>[0-5]\d){_SECONDS})?(?![\w:]|[.,]\d)"),
+           "une heure", "{hour} heures", ("", ""), " ", ("et une seconde", "et {seconds} secondes")),
     "es": (re.compile(rf"{_HOUR}:{_MINUTES}(?: ?h\b| horas\b)?"), "una", "{hour}", (" en punto", " en punto"),
-           " y "),
+           " y ", ("y un segundo", "y {seconds} segundos")),
 }
 
 
 def _times_as_words(text: str, language: str) -> str:
     """`text` with its times of day (`_TIMES`) as the words `language` says them ("3:45pm" → "3 45pm", "09:05" → "9
-    oh 5", "15:00" → "15 hundred" in English, "15:45 Uhr" → "15 Uhr 45", "15h45" → "15 heures 45"); as it is in a
-    language the table has none for."""
+    oh 5", "15:00" → "15 hundred", "9:05:07" → "9 oh 5 and 7 seconds" in English, "15:45 Uhr" → "15 Uhr 45", "15h45"
+    → "15 heures 45"); as it is in a language the table has none for."""
     time = _for_language(_TIMES, language)
     if time is None:
         return text
-    pattern, one, several, on_the_hour, before_one_digit = time
+    pattern, one, several, on_the_hour, before_one_digit, (one_second, several_seconds) = time
 
     def said(match: re.Match) -> str:
         number = int(match["hour"])
         hour = one if number == 1 else several.format(hour=number)
-        minutes = match["minutes"] or "00"
+        minutes, meridiem = match["minutes"] or "00", match.groupdict().get("meridiem") or ""
         if minutes == "00":
             twenty_four_hour = number == 0 or number > 12
-            return hour if match.groupdict().get("meridiem") else f"{hour}{on_the_hour[twenty_four_hour]}"
-        return f"{hour}{before_one_digit}{minutes[1]}" if minutes[0] == "0" else f"{hour} {minutes}"
+            clock = hour if meridiem else f"{hour}{on_the_hour[twenty_four_hour]}"
+        else:
+            clock = f"{hour}{before_one_digit}{minutes[1]}" if minutes[0] == "0" else f"{hour} {minutes}"
+        seconds = int(match["seconds"] or 0)
+        after = one_second if seconds == 1 else several_seconds.format(seconds=seconds)
+        return f"{clock}{meridiem} {after}" if seconds else f"{clock}{meridiem}"
 
     return pattern.sub(said, text)
 
