@@ -519,10 +519,12 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     ("the 1900s", "the nineteen hundreds", "en"),
     ("the 2000s, the 1910s", "the two thousands, the nineteen tens", "en"),
     ("1000s of fans in the 2010s, the '10s", "thousands of fans in the twenty tens, the tens", "en"),
+    ("$1000s, £1000s", "thousands of dollars, thousands of pounds", "en"),
 ])
 def test_a_decade_is_said_as_one(text, words, language):
     """espeak-ng read "1990s" as "nineteen hundred ninety z", "'90s" as "ninety z" and "1990's" as "nineteen hundred
-    ninety", "2000s" as "two thousand z", "1910s" as "nineteen hundred ten z"; "1000s" was "ten hundreds"."""
+    ninety", "2000s" as "two thousand z", "1910s" as "nineteen hundred ten z"; "1000s" was "ten hundreds", and
+    "$1000s" "dollar thousands"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -531,7 +533,7 @@ def test_what_is_no_decade_is_left_to_espeak():
     "hundreds" to say."""
     from valle_hf.phonemes import _decades_as_words
 
-    text = "5.90s, x90s, the '00s, 990s, 1990se, 5m 30s"
+    text = "5.90s, x90s, the '00s, 990s, 1990se, 5m 30s, $'00s"
     assert _decades_as_words(text, "en") == text
     assert _decades_as_words("the 1990s", "de") == "the 1990s"
 
