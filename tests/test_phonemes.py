@@ -520,11 +520,12 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     ("the 2000s, the 1910s", "the two thousands, the nineteen tens", "en"),
     ("1000s of fans in the 2010s, the '10s", "thousands of fans in the twenty tens, the tens", "en"),
     ("$1000s, £1000s", "thousands of dollars, thousands of pounds", "en"),
+    ("100s of fans, $100s, the 500s", "hundreds of fans, hundreds of dollars, the five hundreds", "en"),
 ])
 def test_a_decade_is_said_as_one(text, words, language):
     """espeak-ng read "1990s" as "nineteen hundred ninety z", "'90s" as "ninety z" and "1990's" as "nineteen hundred
-    ninety", "2000s" as "two thousand z", "1910s" as "nineteen hundred ten z"; "1000s" was "ten hundreds", and
-    "$1000s" "dollar thousands"."""
+    ninety", "2000s" as "two thousand z", "1910s" as "nineteen hundred ten z"; "1000s" was "ten hundreds", "100s"
+    "one hundred z", and "$1000s" "dollar thousands"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

@@ -892,14 +892,16 @@ def _times_as_words(text: str, language: str) -> str:
 
 # Decades ("the 1990s", "'90s", "the 1990's"), which espeak-ng's English voices read "nineteen hundred ninety z" (with
 # an apostrophe, the "s" left out): the words for a decade, after its century ("19 nineties", "19 tens", "20 twenties"),
-# a century's hundreds ("1900s" is "19 hundreds"), and the thousands, said whole ("2000s" is "two thousands", "1000s"
-# "thousands": espeak-ng read "two thousand z", and the century's rule "ten hundreds"); after a currency sign, with
-# the money's word ("$1000s" is "thousands of dollars", once "dollar thousands"). "'00s" and a duration's seconds
-# after its minutes, "5m 30s", are left to espeak-ng.
+# a century's hundreds ("1900s" is "19 hundreds", "500s" "5 hundreds"), and the hundreds and thousands, said whole
+# ("100s" is "hundreds", "2000s" "two thousands", "1000s" "thousands": espeak-ng read "one hundred z", "two thousand
+# z", and the century's rule "ten hundreds"); after a currency sign, with the money's word ("$1000s" is "thousands of
+# dollars", once "dollar thousands"). "'00s" and a duration's seconds after its minutes, "5m 30s", are left to
+# espeak-ng.
 _DECADE_WORDS = {"en": {"0": "hundreds", "1": "tens", "2": "twenties", "3": "thirties", "4": "forties",
                         "5": "fifties", "6": "sixties", "7": "seventies", "8": "eighties", "9": "nineties",
-                        "1000": "thousands", "2000": "two thousands"}}
-_DECADE = re.compile(rf"(?<![\w.,'’])(?<!\dm )(?P<sign>{_SIGN})?(?:(?P<century>1\d|20)|['’])?(?P<tens>\d)0['’]?s\b")
+                        "100": "hundreds", "1000": "thousands", "2000": "two thousands"}}
+_DECADE = re.compile(rf"(?<![\w.,'’])(?<!\dm )(?P<sign>{_SIGN})?(?:(?P<century>1\d|20|[1-9](?=00))|['’])?"
+                     r"(?P<tens>\d)0['’]?s\b")
 
 
 def _decades_as_words(text: str, language: str) -> str:
@@ -914,7 +916,7 @@ def _decades_as_words(text: str, language: str) -> str:
         century, tens, sign = match["century"] or "", match["tens"], match["sign"]
         if tens == "0" and not century:  # "'00s": no "hundreds"
             return match.group()
-        decade = words.get(f"{century}{tens}0") or f"{century} {words[tens]}".lstrip()  # "1000s", "2000s" whole
+        decade = words.get(f"{century}{tens}0") or f"{century} {words[tens]}".lstrip()  # "100s", "1000s", "2000s" whole
         return f"{decade} of {_for_language(_CURRENCY_WORDS, language)[sign][1]}" if sign else decade
 
     return _DECADE.sub(said, text)
