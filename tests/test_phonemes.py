@@ -294,11 +294,13 @@ def test_a_power_reads_as_one(text, words, language):
     ("© Müller", "Copyright Müller", "de"), ("5 × 2", "5 por 2", "es"), ("5 ± 2", "5 más o menos 2", "es"),
     ("Marca™", "Marca marca comercial", "es"), ("¾ kilo", "tres cuartos kilo", "es"), ("5‰", "5 パーミル", "ja"),
     ("5×2", "5 かける 2", "ja"), ("25℃です", "25 ど です", "ja"), ("25 °C", "25 ど", "ja"), ("90°", "90 ど", "ja"),
+    ("(‰) «℅Bob»", "(per mille) «care of Bob»", "en"), ("(№ 5)", "(numéro 5)", "fr"),
 ])
 def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(text, words, language):
     """espeak-ng left "‰", "‱", "℠", "℅" out ("5 ‰ off" was read "5 off"; "№", "=", "×", "©" and more in French, German,
     Spanish or Japanese: "25℃" was "nijuugo (en)C"), said "ℵ" (and "™" in Spanish) as its code point ("letter 2 1 3
-    5"), and handed "≠", "±" to the English voice in French and Spanish."""
+    5"), and handed "≠", "±" to the English voice in French and Spanish. After an opening bracket or quote, a word
+    for a symbol has no space before it ("( per mille)")."""
     from conftest import logged_warnings
 
     with logged_warnings() as logged:
@@ -449,6 +451,7 @@ def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(tex
     ("1/2, 3/4, ⅛", "ein halb, drei Viertel, ein Achtel", "de"),
     ("1/2, 3/4, ⅓, 2/3, 2 1/4", "un demi, trois quarts, un tiers, deux tiers, deux et un quart", "fr"),
     ("1/2, 3/4, ⅓, 1 1/2", "un medio, tres cuartos, un tercio, uno y medio", "es"),
+    ("(1/2 cup), [⅝]", "(one half cup), [five eighths]", "en"), ("(1/2)", "(un demi)", "fr"),
 ])
 def test_a_fraction_is_said_as_one(text, words, language):
     """espeak-ng read "1/2" as "one slash two", left out "⅝" and "⅕" (refused alone: nothing to read), and French and

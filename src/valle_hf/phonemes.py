@@ -490,9 +490,11 @@ _WORD_MARKS = "†‡‰‱′″‴§¶ℵℶℷℸ"
 
 def _spaced(match: re.Match, word: str) -> str:
     """`word` in place of `match`, parted by a space from what it follows ("5‰" → "5 per mille", "(a+b)²" → "(a+b)
-    squared") and from a letter or digit after it."""
+    squared") but an opening bracket or quote ("(½)" is "(one half)": espeak-ng writes the space it is given) and
+    from a letter or digit after it."""
     text, start, end = match.string, match.start(), match.end()
-    before = " " if start and not text[start - 1].isspace() else ""
+    opened = start and unicodedata.category(text[start - 1]) in ("Ps", "Pi")
+    before = " " if start and not text[start - 1].isspace() and not opened else ""
     after = " " if end < len(text) and text[end].isalnum() else ""
     return f"{before}{word}{after}"
 
