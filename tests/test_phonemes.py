@@ -327,6 +327,8 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
     ("1.234 Millionen €", "1234 Millionen Euro", "de"), ("$1.5 Millionen", "1,5 Millionen Dollar", "de"),
     ("1.234 millones €", "1234 millones de euros", "es"), ("$5.05", "5 ドル 5 セント", "ja"),
     ("€1,01", "いちユーロ いちセント", "ja"), ("£2.50", "2 ポンド 50 ペンス", "ja"),
+    ("1\u202f000\u202f000 €, 2000000 $", "1000000 d'euros, 2000000 de dollars", "fr"),
+    ("1.000.000 €, 2.500.000 €", "1000000 de euros, 2500000 euros", "es"),
 ])
 def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language):
     """espeak-ng read a sign before its amount first ("$5" as "dollar five"), "$5.50 today." as "dollar five.", the
@@ -336,7 +338,8 @@ def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language)
     after the amount ("5 millions $") was left to espeak-ng, which said no "de". Three digits after the language's
     decimal mark before a scale word are decimals ("$1.234 million" was "1234 million dollars", German "1,234
     Millionen €" "1234 Millionen"), read with its word ("$1.5 Millionen" was "eins Punkt fünf"). Japanese says the
-    cents' word ("$5.05" was "go doru rei go")."""
+    cents' word ("$5.05" was "go doru rei go"). Whole millions in digits are said as a scale is, with "de" in French
+    and Spanish ("1 000 000 €" was "un million euros")."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

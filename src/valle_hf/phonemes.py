@@ -711,7 +711,8 @@ def _short_scale_pattern(language: str) -> str:
     abbreviations = "|".join(sorted(_for_language(_SCALE_NOUNS, language), key=len, reverse=True))
     return rf"{space}(?:{abbreviations})(?!\w|-\w)(?:\.(?= ?{_SIGN}))?"
 # The word French and Spanish say between a scale that is a noun and the currency's ("cinq millions de dollars",
-# "cinco millones de dólares"; not after "mille", "mil"), before a consonant and before a vowel ("d'euros").
+# "cinco millones de dólares"; not after "mille", "mil"), before a consonant and before a vowel ("d'euros"); whole
+# millions in digits end in such a noun too ("1 000 000 €" is "un million d'euros", once "un million euros").
 _SCALE_OF = {"fr": ("de ", "d'"), "es": ("de ", "de ")}
 _SCALE_NOUN = re.compile(rf"{_MILLIONS}$")
 
@@ -728,10 +729,11 @@ def _one_before(scale: str, language: str) -> str:
     return "1" if words is None else words[bool(re.match(_MILLIONS, scale))]
 
 
-def _scale_of(scale: str | None, currency: str, language: str) -> str:
-    """The word `language` says between `scale` and `currency`, its word for the money (`_SCALE_OF`), or ""."""
+def _scale_of(scale: str | None, units: str, currency: str, language: str) -> str:
+    """The word `language` says between an amount of `units` and `scale` and `currency`, its word for the money
+    (`_SCALE_OF`), or ""."""
     of = _for_language(_SCALE_OF, language)
-    if of is None or not scale or not _SCALE_NOUN.search(scale):
+    if of is None or not (_SCALE_NOUN.search(scale) if scale else units.endswith("000000")):
         return ""
     return of[1] if currency[0] in "aeiou" else of[0]
 
@@ -752,7 +754,7 @@ def _currency_as_words(text: str, language: str) -> str:
         scale = match["scale"] or short
         sign = match["before"] or match["after"]
         one, several = currencies[sign]
-        of = _scale_of(scale, several, language)
+        of = _scale_of(scale, units, several, language)
         if units == "1" and not scale:
             words = one
         else:
