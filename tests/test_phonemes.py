@@ -496,6 +496,8 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     ("5 Mio. € - 10 Mio. €", "5 Millionen Euro bis 10 Millionen Euro", "de"),
     ("5 M€-10 M€", "5 millions d'euros à 10 millions d'euros", "fr"),
     ("5 M€–10 M€", "5 millones de euros a 10 millones de euros", "es"),
+    ("-5 – -10 °C, 5–−2", "minus 5 to minus 10 degrees Celsius, 5 to minus 2", "en"),
+    ("-5 – -10 °C", "moins 5 à moins 10 degrés Celsius", "fr"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
@@ -503,7 +505,8 @@ def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, 
     dollars to ten", "$5-10" "five dollars ten"), and a hyphen between two amounts with their signs as nothing or a
     minus ("$5-$10" "five dollars ten dollars", "5€-10€" "cinq euros moins dix euros"), also where the first had its
     scale or its sign after it ("$5m-$10m", "5€–10€"; "5 M€-10 M€" was "cinq millions d'euros moins dix ..."); "$1.5–2
-    million" was "dollar one point five to two million", and "$5–10k" "five dollars to ten K"."""
+    million" was "dollar one point five to two million", and "$5–10k" "five dollars to ten K"; a range to a negative
+    number ("-5 – -10") had no word between its ends."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

@@ -784,7 +784,8 @@ def _ordinals_as_read(text: str, language: str) -> str:
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
 # o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits) and
-# may end in "h" or "am" ("15h–17h", "9am–5pm"). A hyphen ("5-10") is left to espeak-ng, but in a range of money
+# may end in "h" or "am" ("15h–17h", "9am–5pm"), and its end may be negative ("-5 – -10", once "minus five minus ten"
+# with no word between). A hyphen ("5-10") is left to espeak-ng, but in a range of money
 # (`_money_range_pattern`) and between two amounts that each have their sign ("$5-$10", "5€-10€", read "five dollars ten
 # dollars", "five euros minus ten euros"; spaced alike on both sides, so "5€ -10€" keeps its minus): it also joins
 # phone numbers and scores. Such amounts may have their scale, written short or not ("$5m-$10m", "5 M€–10 M€", once
@@ -797,7 +798,7 @@ def _range_pattern(short_scale: str) -> re.Pattern:
     """Ranges as the comment above says, in a language that writes a short scale as `short_scale` matches it
     (`_short_scale_pattern`); what ends the first amount before the dash, its scale and its sign, is "low_end"."""
     scale = rf"(?:{short_scale}|(?: {_SCALE_WORD})+)?"
-    return re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=(?:{_SIGN} ?)?\d)"
+    return re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=[-−]?(?:{_SIGN} ?)?\d)"
                       rf"|(?<=\d)(?P<low_end>{scale}(?P<sign> ?{_SIGN})?)(?:-| - | ?[–〜~] ?)"
                       rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
