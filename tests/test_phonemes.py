@@ -498,6 +498,8 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     ("5 M€–10 M€", "5 millones de euros a 10 millones de euros", "es"),
     ("-5 – -10 °C, 5–−2", "minus 5 to minus 10 degrees Celsius, 5 to minus 2", "en"),
     ("-5 – -10 °C", "moins 5 à moins 10 degrés Celsius", "fr"),
+    ("5 km–10 km, 5km-10km, 1 L - 2 L", "5 kilometers to 10 kilometers, 5 kilometers to 10 kilometers, one liter to 2 "
+     "liters", "en"), ("5 km – 10 km", "5 Kilometer bis 10 Kilometer", "de"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
@@ -506,7 +508,8 @@ def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, 
     minus ("$5-$10" "five dollars ten dollars", "5€-10€" "cinq euros moins dix euros"), also where the first had its
     scale or its sign after it ("$5m-$10m", "5€–10€"; "5 M€-10 M€" was "cinq millions d'euros moins dix ..."); "$1.5–2
     million" was "dollar one point five to two million", and "$5–10k" "five dollars to ten K"; a range to a negative
-    number ("-5 – -10") had no word between its ends."""
+    number ("-5 – -10") had no word between its ends, nor one of two numbers each with its unit ("5 km–10 km" was
+    "five kilometers ten kilometers")."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -518,6 +521,8 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     assert phonemes._ranges_as_words("1-5-10 €, $5-10-15", "en") == "1-5-10 €, $5-10-15"
     assert phonemes._ranges_as_words("5€ -10€, 5 -$10", "en") == "5€ -10€, 5 -$10"  # a minus: spaced on one side
     assert phonemes._ranges_as_words("$5.50-10", "en") == "$5.50-10"  # cents: no range of amounts
+    # nor between a number with its unit and one without, or with another unit
+    assert phonemes._ranges_as_words("5 km-10, 5 m-10 m/s, 5 km–10 kms", "en") == "5 km-10, 5 m-10 m/s, 5 km–10 kms"
     # an end written with a letter that is no scale is left whole
     assert phonemes._ranges_as_words("$5–10x, £1-2kg", "en") == "$5 to 10x, £1-2kg"
 

@@ -789,18 +789,23 @@ def _ordinals_as_read(text: str, language: str) -> str:
 # (`_money_range_pattern`) and between two amounts that each have their sign ("$5-$10", "5€-10€", read "five dollars ten
 # dollars", "five euros minus ten euros"; spaced alike on both sides, so "5€ -10€" keeps its minus): it also joins
 # phone numbers and scores. Such amounts may have their scale, written short or not ("$5m-$10m", "5 M€–10 M€", once
-# "five million dollars ten million dollars" and "cinq millions d'euros moins dix ...").
+# "five million dollars ten million dollars" and "cinq millions d'euros moins dix ..."), and so does a hyphen between
+# two numbers that each have their unit of measure (`_UNIT_NAMES`: "5km-10km", "5 km–10 km", once "five kilometers
+# ten kilometers").
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 
 
 @functools.cache
 def _range_pattern(short_scale: str) -> re.Pattern:
     """Ranges as the comment above says, in a language that writes a short scale as `short_scale` matches it
-    (`_short_scale_pattern`); what ends the first amount before the dash, its scale and its sign, is "low_end"."""
+    (`_short_scale_pattern`); what ends the first amount before the dash, its scale and its sign, is "low_end", and
+    the first number's unit "unit"."""
     scale = rf"(?:{short_scale}|(?: {_SCALE_WORD})+)?"
     return re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=[-−]?(?:{_SIGN} ?)?\d)"
                       rf"|(?<=\d)(?P<low_end>{scale}(?P<sign> ?{_SIGN})?)(?:-| - | ?[–〜~] ?)"
-                      rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))")
+                      rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))"
+                      rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES})(?:-| - | ?[–〜~] ?)"
+                      rf"(?=[-−]?\d[\d.,]* ?{_UNIT_NAMES}(?![\w/]))")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
@@ -838,7 +843,7 @@ def _ranges_as_words(text: str, language: str) -> str:
 
     short_scale = _short_scale_pattern(language)
     text = _money_range_pattern(short_scale).sub(money, text)
-    return _range_pattern(short_scale).sub(lambda match: f"{match['low_end'] or ''} {word} ", text)
+    return _range_pattern(short_scale).sub(lambda match: f"{match['low_end'] or match['unit'] or ''} {word} ", text)
 
 
 # A time of day: an hour of 0 to 23 and minutes of two digits ("3:45pm", "15:45"; a ratio "3:2" or "1:2.5" is none),
@@ -1037,9 +1042,10 @@ _UNIT_WORDS = {
 }
 # The units of every language's table (the English one has them all), after a number, a fraction ("½ kg", "2½ kg":
 # "K G" was read) or both
+_UNIT_NAMES = rf"(?:{'|'.join(map(re.escape, _UNIT_WORDS['en']))}|m?L)"
 _UNIT = re.compile(rf"(?<![\d.,])(?<!{_LATIN})(?<!{_SIGN})(?<!{_SIGN} )(?<!\dh )"
                    rf"(?P<number>\d+(?:[.,]\d+)*(?: ?{_SAID_FRACTION.pattern})?|{_SAID_FRACTION.pattern}) ?"
-                   rf"(?P<unit>{'|'.join(map(re.escape, _UNIT_WORDS['en']))}|m?L)"
+                   rf"(?P<unit>{_UNIT_NAMES})"
                    rf"(?!{_LATIN}|[\d/]| \d+s\b)")
 
 
