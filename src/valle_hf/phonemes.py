@@ -523,7 +523,8 @@ def _symbols_as_words(text: str, language: str) -> str:
 # read). German says them as one number ("zwei ein halb", zweieinhalb), with none.
 _FRACTION_AND = {"en": ("and", {"½": "a half", "¼": "a quarter"}), "fr": ("et", {"½": "demi"}),
                  "es": ("y", {"½": "medio"})}
-_FRACTION = f"(?P<fraction>[{''.join(_VULGAR_FRACTIONS.values())}])"
+_VULGAR = "".join(_VULGAR_FRACTIONS.values())
+_FRACTION = f"(?P<fraction>[{_VULGAR}])"
 
 
 def _mixed_numbers_as_words(text: str, language: str) -> str:
@@ -784,14 +785,14 @@ def _ordinals_as_read(text: str, language: str) -> str:
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
 # o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits) and
-# may end in "h" or "am" ("15h–17h", "9am–5pm"), and its end may be negative ("-5 – -10", once "minus five minus ten"
-# with no word between). A hyphen ("5-10") is left to espeak-ng, but in a range of money
-# (`_money_range_pattern`) and between two amounts that each have their sign ("$5-$10", "5€-10€", read "five dollars ten
-# dollars", "five euros minus ten euros"; spaced alike on both sides, so "5€ -10€" keeps its minus): it also joins
-# phone numbers and scores. Such amounts may have their scale, written short or not ("$5m-$10m", "5 M€–10 M€", once
-# "five million dollars ten million dollars" and "cinq millions d'euros moins dix ..."), and so does a hyphen between
-# two numbers that each have their unit of measure (`_UNIT_NAMES`: "5km-10km", "5 km–10 km", once "five kilometers
-# ten kilometers").
+# may end in "h" or "am" ("15h–17h", "9am–5pm"); its ends may be fractions ("½–¾ cup", "5½–6", once "one half three
+# quarters") and its second end negative ("-5 – -10", once "minus five minus ten"). A hyphen ("5-10") is left to
+# espeak-ng, but in a range of money (`_money_range_pattern`) and between two amounts that each have their sign
+# ("$5-$10", "5€-10€", read "five dollars ten dollars", "five euros minus ten euros"; spaced alike on both sides, so
+# "5€ -10€" keeps its minus): it also joins phone numbers and scores. Such amounts may have their scale, written short
+# or not ("$5m-$10m", "5 M€–10 M€", once "five million dollars ten million dollars" and "cinq millions d'euros moins
+# dix ..."), and so does a hyphen between two numbers that each have their unit of measure (`_UNIT_NAMES`: "5km-10km",
+# "5 km–10 km", once "five kilometers ten kilometers").
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 
 
@@ -801,7 +802,8 @@ def _range_pattern(short_scale: str) -> re.Pattern:
     (`_short_scale_pattern`); what ends the first amount before the dash, its scale and its sign, is "low_end", and
     the first number's unit "unit"."""
     scale = rf"(?:{short_scale}|(?: {_SCALE_WORD})+)?"
-    return re.compile(rf"(?:(?<=\d)|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?(?=[-−]?(?:{_SIGN} ?)?\d)"
+    return re.compile(rf"(?:(?<=[\d{_VULGAR}])|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?"
+                      rf"(?=[-−]?(?:{_SIGN} ?)?[\d{_VULGAR}])"
                       rf"|(?<=\d)(?P<low_end>{scale}(?P<sign> ?{_SIGN})?)(?:-| - | ?[–〜~] ?)"
                       rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))"
                       rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES})(?:-| - | ?[–〜~] ?)"
