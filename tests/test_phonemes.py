@@ -502,6 +502,7 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
      "liters", "en"), ("5 km – 10 km", "5 Kilometer bis 10 Kilometer", "de"),
     ("½–¾ cup, 5½–6 cups", "one half to three quarters cup, five and a half to six cups", "en"),
     ("½–¾ Liter", "ein halb bis drei Viertel Liter", "de"),
+    ("the 1990s–2000s, the '80s–'90s", "the nineteen nineties to two thousands, the eighties to nineties", "en"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
@@ -510,8 +511,8 @@ def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, 
     minus ("$5-$10" "five dollars ten dollars", "5€-10€" "cinq euros moins dix euros"), also where the first had its
     scale or its sign after it ("$5m-$10m", "5€–10€"; "5 M€-10 M€" was "cinq millions d'euros moins dix ..."); "$1.5–2
     million" was "dollar one point five to two million", and "$5–10k" "five dollars to ten K"; a range to a negative
-    number ("-5 – -10") or between fractions ("½–¾") had no word between its ends, nor one of two numbers each with
-    its unit ("5 km–10 km" was "five kilometers ten kilometers")."""
+    number ("-5 – -10"), between fractions ("½–¾") or decades ("1990s–2000s") had no word between its ends, nor one
+    of two numbers each with its unit ("5 km–10 km" was "five kilometers ten kilometers")."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

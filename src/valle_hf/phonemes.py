@@ -784,7 +784,8 @@ def _ordinals_as_read(text: str, language: str) -> str:
 # A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
-# o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits) and
+# o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits), and
+# so does a range of decades ("the 1990s–2000s", "'80s–'90s": once "nineteen nineties two thousands"); its first end
 # may end in "h" or "am" ("15h–17h", "9am–5pm"); its ends may be fractions ("½–¾ cup", "5½–6", once "one half three
 # quarters") and its second end negative ("-5 – -10", once "minus five minus ten"). A hyphen ("5-10") is left to
 # espeak-ng, but in a range of money (`_money_range_pattern`) and between two amounts that each have their sign
@@ -802,8 +803,8 @@ def _range_pattern(short_scale: str) -> re.Pattern:
     (`_short_scale_pattern`); what ends the first amount before the dash, its scale and its sign, is "low_end", and
     the first number's unit "unit"."""
     scale = rf"(?:{short_scale}|(?: {_SCALE_WORD})+)?"
-    return re.compile(rf"(?:(?<=[\d{_VULGAR}])|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)) ?[–〜~] ?"
-                      rf"(?=[-−]?(?:{_SIGN} ?)?[\d{_VULGAR}])"
+    return re.compile(rf"(?:(?<=[\d{_VULGAR}])|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)|(?<=\d0s)) ?[–〜~] ?"
+                      rf"(?=[-−]?(?:{_SIGN} ?)?['’]?[\d{_VULGAR}])"
                       rf"|(?<=\d)(?P<low_end>{scale}(?P<sign> ?{_SIGN})?)(?:-| - | ?[–〜~] ?)"
                       rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))"
                       rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES})(?:-| - | ?[–〜~] ?)"
@@ -1179,7 +1180,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = _ranges_as_words(_decades_as_words(_without_emoji(normalize_text(text), emoji), language), language)
+    text = _decades_as_words(_ranges_as_words(_without_emoji(normalize_text(text), emoji), language), language)
     text = _times_as_words(_dates_as_words(text, language), language)
     text = _minus_as_word(_currency_as_words(text, language), language)
     text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
