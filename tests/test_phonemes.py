@@ -557,6 +557,29 @@ def test_what_is_no_decade_is_left_to_espeak():
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
+    ("at 192.168.0.1.", "at 192 dot 168 dot 0 dot 1.", "en"),
+    ("IP 10.0.0.255", "IP 10 Punkt 0 Punkt 0 Punkt 255", "de"),
+    ("192.168.0.1", "192 point 168 point 0 point 1", "fr"), ("192.168.0.1", "192 punto 168 punto 0 punto 1", "es"),
+    ("192.168.0.1", "192 ドット 168 ドット 0 ドット 1", "ja"),
+])
+def test_an_ip_address_is_said_with_the_word_for_its_dots(text, words, language):
+    """espeak-ng's German, French and Spanish voices read "192.168.0.1" as a number in thousands with decimals
+    ("hundertzweiundneunzigtausend einhundertachtundsechzig Punkt ..."), its Japanese one without its dots."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr", "es", "ja"])
+def test_what_is_no_ip_address_is_left_to_espeak(language):
+    """Numbers in groups of three, more or fewer than four numbers, one above 255 or with a leading zero make no
+    address; nor does any in a language the table has no word for."""
+    from valle_hf.phonemes import _addresses_as_words
+
+    text = "1.000.000.000, 1.2.3, 1.2.3.4.5, 256.1.1.1, 01.2.3.4"
+    assert _addresses_as_words(text, language) == text
+    assert _addresses_as_words("192.168.0.1", "it") == "192.168.0.1"
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
     ("on 12/25/2026, or 2026-01-01.", "on December 25th, 2026, or January 1st, 2026.", "en"),
     ("3/22/2026, 03/23/2024, 5/11/2026", "March 22nd, 2026, March 23rd, 2024, May 11th, 2026", "en"),
     ("le 25/12/2026, le 2026-05-01", "le 25 décembre 2026, le 1er mai 2026", "fr"),

@@ -9,12 +9,12 @@ Improvements over the original, each documented where it is implemented: `langua
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
 order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), dates in numbers
-("2026-12-25", "12/25/2026") with the month's name, decades ("1990s"), units after a number ("5 km"), ranges ("5–10")
-and short ordinals ("21e") read, a line with a decimal number kept whole (`_split_at_marks`: phonemizer cut "It was 2.5
-degrees." at the decimal point), the language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư",
-"ș" in English: Vietnamese or Romanian names) read without their marks, with a warning, clear errors for text with
-nothing to speak (empty, or punctuation alone), for letters a voice would spell out or say as code points, unknown
-languages and a missing pykakasi, and `split_sentences` for long texts.
+("2026-12-25", "12/25/2026") with the month's name, decades ("1990s"), IP addresses ("192.168.0.1"), units after a
+number ("5 km"), ranges ("5–10") and short ordinals ("21e") read, a line with a decimal number kept whole
+(`_split_at_marks`: phonemizer cut "It was 2.5 degrees." at the decimal point), the language-switch markers as an
+option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their
+marks, with a warning, clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice
+would spell out or say as code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -991,6 +991,24 @@ def _dates_as_words(text: str, language: str) -> str:
     return order.sub(said, _ISO_DATE.sub(said, text))
 
 
+# An IPv4 address ("192.168.0.1"), which espeak-ng's German, French and Spanish voices read as a number in thousands
+# with decimals ("hundertzweiundneunzigtausend einhundertachtundsechzig Punkt null Punkt eins"), its English one as
+# "one hundred ninety two point one six eight point ...", its Japanese one without the dots: its four numbers, with
+# the word for the dot between them. A number in groups of three ("1.000.000.000") is none: "000" is no part of one.
+_DOT_WORDS = {"en": "dot", "de": "Punkt", "fr": "point", "es": "punto", "ja": "ドット"}
+_ADDRESS_PART = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IP_ADDRESS = re.compile(rf"(?<![\d.]){_ADDRESS_PART}(?:\.{_ADDRESS_PART}){{3}}(?!\d|\.\d)")
+
+
+def _addresses_as_words(text: str, language: str) -> str:
+    """`text` with the dots of its IP addresses (`_IP_ADDRESS`) as the word `language` says (`_DOT_WORDS`:
+    "192.168.0.1" → "192 dot 168 dot 0 dot 1"); as it is in a language the table has none for."""
+    word = _for_language(_DOT_WORDS, language)
+    if word is None:
+        return text
+    return _IP_ADDRESS.sub(lambda address: address.group().replace(".", f" {word} "), text)
+
+
 # A minus sign before a number, after no letter, digit or decimal mark ("-5 degrés", "x = −2"; not "5-3" or "A-5"):
 # espeak-ng's French, Spanish and Japanese voices left it out ("cinq degrés"), and its English and German ones after
 # "=".
@@ -1181,7 +1199,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     if looks_like_ipa(text):
         return text.strip()
     text = _decades_as_words(_ranges_as_words(_without_emoji(normalize_text(text), emoji), language), language)
-    text = _times_as_words(_dates_as_words(text, language), language)
+    text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
     text = _minus_as_word(_currency_as_words(text, language), language)
     text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
                                                language), language)
