@@ -557,6 +557,24 @@ def test_what_is_no_decade_is_left_to_espeak():
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
+    ("Call +1 555 123 4567.", "Call +1, 5 5 5, 1 2 3, 4 5 6 7.", "en"),
+    ("+1-555-123-4567", "+1, 5 5 5, 1 2 3, 4 5 6 7", "en"), ("+49 30 1234567", "+49, 3 0, 1 2 3 4 5 6 7", "de"),
+    ("+33 1 23 45 67 89", "+33, 1, 2 3, 4 5, 6 7, 8 9", "fr"), ("+34 912 345 678", "+34, 9 1 2, 3 4 5, 6 7 8", "es"),
+])
+def test_an_international_phone_number_is_read_digit_by_digit_after_its_country_code(text, words, language):
+    """espeak-ng read its groups as numbers: "+49 30 1234567" as "plus neunundvierzig dreißig eine Million ..."."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+def test_what_is_no_international_phone_number_is_left_as_it_is():
+    """A number without its "+", a "+" after a word or a number, and fewer than two groups after the country code."""
+    from valle_hf.phonemes import _phone_numbers_as_read
+
+    text = "555-1234, 5+1 555 123, C++ 11 22, +1 555, +5 points, (555) 123-4567"
+    assert _phone_numbers_as_read(text) == text
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
     ("at 192.168.0.1.", "at 192 dot 168 dot 0 dot 1.", "en"),
     ("IP 10.0.0.255", "IP 10 Punkt 0 Punkt 0 Punkt 255", "de"),
     ("192.168.0.1", "192 point 168 point 0 point 1", "fr"), ("192.168.0.1", "192 punto 168 punto 0 punto 1", "es"),

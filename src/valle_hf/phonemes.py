@@ -9,12 +9,13 @@ Improvements over the original, each documented where it is implemented: `langua
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
 order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), dates in numbers
-("2026-12-25", "12/25/2026") with the month's name, decades ("1990s"), IP addresses ("192.168.0.1"), units after a
-number ("5 km"), ranges ("5–10") and short ordinals ("21e") read, a line with a decimal number kept whole
-(`_split_at_marks`: phonemizer cut "It was 2.5 degrees." at the decimal point), the language-switch markers as an
-option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their
-marks, with a warning, clear errors for text with nothing to speak (empty, or punctuation alone), for letters a voice
-would spell out or say as code points, unknown languages and a missing pykakasi, and `split_sentences` for long texts.
+("2026-12-25", "12/25/2026") with the month's name, decades ("1990s"), IP addresses ("192.168.0.1"), international phone
+numbers ("+1 555 123 4567"), units after a number ("5 km"), ranges ("5–10") and short ordinals ("21e") read, a line with
+a decimal number kept whole (`_split_at_marks`: phonemizer cut "It was 2.5 degrees." at the decimal point), the
+language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or
+Romanian names) read without their marks, with a warning, clear errors for text with nothing to speak (empty, or
+punctuation alone), for letters a voice would spell out or say as code points, unknown languages and a missing pykakasi,
+and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -781,6 +782,24 @@ def _ordinals_as_read(text: str, language: str) -> str:
     return text if ordinal is None else ordinal[0].sub(ordinal[1], text)
 
 
+# An international phone number: a "+", its country code and two groups of digits or more ("+1 555 123 4567",
+# "+49-30-1234567"), which espeak-ng read as numbers ("+49 30 1234567" as "plus forty nine thirty one million two
+# hundred ..."): its country code as a number, the other groups' digits one by one, and a pause (a comma) between
+# groups. Without its "+" ("555-1234") a phone number is not told from other numbers, and is left to espeak-ng.
+_PHONE_NUMBER = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]\d+){2,}(?!\w|[.,]\d)")
+
+
+def _phone_numbers_as_read(text: str) -> str:
+    """`text` with its international phone numbers (`_PHONE_NUMBER`) as read: "+1 555 123 4567" → "+1, 5 5 5, 1 2 3,
+    4 5 6 7"."""
+
+    def read(number: re.Match) -> str:
+        code, *groups = re.split("[ .-]", number.group())
+        return ", ".join([code, *(" ".join(group) for group in groups)])
+
+    return _PHONE_NUMBER.sub(read, text)
+
+
 # A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
@@ -1198,7 +1217,8 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     language = resolve_language(text, language)
     if looks_like_ipa(text):
         return text.strip()
-    text = _decades_as_words(_ranges_as_words(_without_emoji(normalize_text(text), emoji), language), language)
+    text = _phone_numbers_as_read(_without_emoji(normalize_text(text), emoji))
+    text = _decades_as_words(_ranges_as_words(text, language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
     text = _minus_as_word(_currency_as_words(text, language), language)
     text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
