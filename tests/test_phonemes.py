@@ -503,6 +503,8 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     ("½–¾ cup, 5½–6 cups", "one half to three quarters cup, five and a half to six cups", "en"),
     ("½–¾ Liter", "ein halb bis drei Viertel Liter", "de"),
     ("the 1990s–2000s, the '80s–'90s", "the nineteen nineties to two thousands, the eighties to nineties", "en"),
+    ("$5m-10m, $500k–1m", "5 million dollars to 10 million dollars, 500 thousand dollars to one million dollars", "en"),
+    ("5 M-10 M€", "5 millions d'euros à 10 millions d'euros", "fr"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
@@ -512,7 +514,8 @@ def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, 
     scale or its sign after it ("$5m-$10m", "5€–10€"; "5 M€-10 M€" was "cinq millions d'euros moins dix ..."); "$1.5–2
     million" was "dollar one point five to two million", and "$5–10k" "five dollars to ten K"; a range to a negative
     number ("-5 – -10"), between fractions ("½–¾") or decades ("1990s–2000s") had no word between its ends, nor one
-    of two numbers each with its unit ("5 km–10 km" was "five kilometers ten kilometers")."""
+    of two numbers each with its unit ("5 km–10 km" was "five kilometers ten kilometers"); "$5m-10m", each end with
+    its scale, was "five million dollars ten meters"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -524,6 +527,7 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     assert phonemes._ranges_as_words("1-5-10 €, $5-10-15", "en") == "1-5-10 €, $5-10-15"
     assert phonemes._ranges_as_words("5€ -10€, 5 -$10", "en") == "5€ -10€, 5 -$10"  # a minus: spaced on one side
     assert phonemes._ranges_as_words("$5.50-10", "en") == "$5.50-10"  # cents: no range of amounts
+    assert phonemes._ranges_as_words("$5k-10", "en") == "$5k-10"  # one end with its scale, one without
     # nor between a number with its unit and one without, or with another unit
     assert phonemes._ranges_as_words("5 km-10, 5 m-10 m/s, 5 km–10 kms", "en") == "5 km-10, 5 m-10 m/s, 5 km–10 kms"
     # an end written with a letter that is no scale is left whole

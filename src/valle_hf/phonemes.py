@@ -711,7 +711,7 @@ def _short_scale_pattern(language: str) -> str:
         return "(?!)"
     space, table = short
     abbreviations = "|".join(sorted(_for_language(_SCALE_NOUNS, language), key=len, reverse=True))
-    return rf"{space}(?:{abbreviations})(?!\w|-\w)(?:\.(?= ?{_SIGN}))?"
+    return rf"{space}(?:{abbreviations})(?!\w|-[^\W\d])(?:\.(?= ?{_SIGN}))?"
 # The word French and Spanish say between a scale that is a noun and the currency's ("cinq millions de dollars",
 # "cinco millones de dólares"; not after "mille", "mil"), before a consonant and before a vowel ("d'euros"); whole
 # millions in digits end in such a noun too ("1 000 000 €" is "un million d'euros", once "un million euros").
@@ -833,7 +833,8 @@ def _range_pattern(short_scale: str) -> re.Pattern:
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
 # point five to two million"): its sign goes after the range, where the amount's word is said ("5–10 $" is "5 to 10
 # dollars"). A hyphen is a range's dash here too, but where more numbers are joined so ("$5-10-15"). A scale written
-# short ("$5–10k", "£1-2bn", `_SCALE_SHORT`) goes with it ("5 to 10 dollarsk" was read); an end written with another
+# short ("$5–10k", "£1-2bn", `_SCALE_SHORT`) goes with it ("5 to 10 dollarsk" was read), and where both ends have one
+# ("$500k-1m", once "five hundred thousand dollars to ten meters"), each end has the sign; an end written with another
 # letter is left whole.
 _WHOLE_AMOUNT = r"\d+(?:[.,]\d{3})*"
 
@@ -843,7 +844,7 @@ def _money_range_pattern(short_scale: str) -> re.Pattern:
     """Ranges of money as the comment above says, in a language that writes a short scale as `short_scale` matches
     it (`_short_scale_pattern`)."""
     return re.compile(rf"(?:(?P<before>{_SIGN}) ?)?(?<![\d.,–-])(?P<low>{_WHOLE_AMOUNT}(?P<low_decimals>[.,]\d+)?)"
-                      rf" ?[-–〜~] ?(?P<high>{_WHOLE_AMOUNT}(?P<high_decimals>[.,]\d+)?)"
+                      rf"(?P<low_short>{short_scale})? ?[-–〜~] ?(?P<high>{_WHOLE_AMOUNT}(?P<high_decimals>[.,]\d+)?)"
                       rf"(?:(?P<short>{short_scale})|(?![.,]?\d|[-–]\d|[A-Za-z]){_SCALE})"
                       rf"(?(before)| ?(?P<after>{_SIGN}))")
 
@@ -857,6 +858,12 @@ def _ranges_as_words(text: str, language: str) -> str:
         return text
 
     def money(match: re.Match) -> str:
+        if match["low_short"]:  # each end with its scale ("$500k-1m"): each with the sign, "$500k–$1m"
+            if not match["short"]:
+                return match.group()
+            sign = match["before"] or match["after"]
+            ends = f"{match['low']}{match['low_short']}", f"{match['high']}{match['short']}"
+            return "–".join(f"{sign}{end}" if match["before"] else f"{end} {sign}" for end in ends)
         scaled = match["scale"] or match["short"]
         if not scaled and (match["low_decimals"] or match["high_decimals"]):  # cents: no range of amounts
             return match.group()
