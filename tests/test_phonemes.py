@@ -361,6 +361,21 @@ def test_a_scale_written_short_after_an_amount_of_money_is_said_as_its_word(text
     assert phonemize(text, language) == phonemize(words, language)
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("1 Milliarde Menschen, -1 Million, 1 Tausend", "eine Milliarde Menschen, minus eine Million, ein Tausend", "de"),
+    ("1 millón de personas, 1 mil personas", "un millón de personas, mil personas", "es"),
+    ("1 mille personnes", "mille personnes", "fr"),
+])
+def test_one_before_a_scale_noun_is_said_as_in_money(text, words, language):
+    """espeak-ng read "1 Milliarde" as "eins Milliarde", "1 millón" as "uno millón", "1 mille" as "un mille", as it
+    did in amounts of money; a 1 that ends another number, or before another word, keeps its reading."""
+    from valle_hf.phonemes import _one_before_scale_as_read
+
+    assert phonemize(text, language) == phonemize(words, language)
+    for other in ("31 Million", "0,1 Million", "0.1 Million", "1 Millionär", "1 Millionen", "1 Tausender"):
+        assert _one_before_scale_as_read(other, "de") == other
+
+
 def test_a_letter_after_an_amount_that_is_no_short_scale_is_left_to_espeak():
     """In English a short scale is glued to its amount and no word follows it: "$5 m", "$5 T-shirts", "$10km" are no
     millions or trillions; nor is "5k" without a sign."""

@@ -731,6 +731,21 @@ def _one_before(scale: str, language: str) -> str:
     return "1" if words is None else words[bool(re.match(_MILLIONS, scale))]
 
 
+# A "1" before a scale noun in the singular outside an amount of money ("1 Milliarde Menschen", "1 millón de
+# personas"), which espeak-ng read as the number too ("eins Milliarde", "uno millón"): said as in money. A 1 that ends
+# another number ("31", "0,1") is not one.
+_ONE_AND_SCALE = re.compile(r"(?<![\d.,])1 (?P<scale>Million|Milliarde|Billion|Billiarde|Tausend|millón|billón|mil"
+                            r"|mille)\b")
+
+
+def _one_before_scale_as_read(text: str, language: str) -> str:
+    """`text` with its "1" before a scale noun as `language` says it there (`_one_before`: "1 Milliarde" → "eine
+    Milliarde", "1 mil" → "mil"); as it is in a language the table has no words for."""
+    if _for_language(_ONE_BEFORE_SCALE, language) is None:
+        return text
+    return _ONE_AND_SCALE.sub(lambda one: f"{_one_before(one['scale'], language)} {one['scale']}".lstrip(), text)
+
+
 def _scale_of(scale: str | None, units: str, currency: str, language: str) -> str:
     """The word `language` says between an amount of `units` and `scale` and `currency`, its word for the money
     (`_SCALE_OF`), or ""."""
@@ -1227,7 +1242,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     text = _phone_numbers_as_read(_without_emoji(normalize_text(text), emoji))
     text = _decades_as_words(_ranges_as_words(text, language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
-    text = _minus_as_word(_currency_as_words(text, language), language)
+    text = _one_before_scale_as_read(_minus_as_word(_currency_as_words(text, language), language), language)
     text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
                                                language), language)
     text = _symbols_as_words(text, language)
