@@ -213,6 +213,10 @@ def _ljspeech_entry(root: Path, metadata: Path, lines: str, cells: list[str]) ->
                   line=lines)
     if len(cells) < 2:
         entry.error = f"{metadata.name} line {lines}: no '|' between the id and the text"
+    elif not audio.is_file() and cells[1].strip().lower() in TEXT_COLUMNS:  # "id|text": a header LJSpeech has not
+        entry.error = (f"{metadata.name} line {lines}: {'|'.join(cells)!r} looks like a header, which LJSpeech's "
+                       f"metadata has none of: remove the line, or name its audio column ({', '.join(AUDIO_COLUMNS)}) "
+                       "to read it as a header")
     elif len(cells) > 3:  # a '|' inside the text: which part is the transcript cannot be told
         entry.error = (f"{metadata.name} line {lines}: {len(cells)} '|'-separated columns where LJSpeech has 2 or 3 "
                        "(id|text|normalized text)")

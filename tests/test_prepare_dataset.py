@@ -104,6 +104,20 @@ def test_ljspeech_metadata_is_read_with_pipes_and_no_quoting(prepare, capsys, tm
     assert "4 '|'-separated columns where LJSpeech has 2 or 3" in failed[0]["error"]
 
 
+def test_a_header_line_in_ljspeech_metadata_is_reported_as_one(prepare, capsys, tmp_path):
+    """LJSpeech's metadata has no header: "id|text" was reported as a missing audio file, wavs/id.wav."""
+    data = tmp_path / "LJSpeech"
+    (data / "wavs").mkdir(parents=True)
+    write_wav(data / "wavs" / "LJ001-0001.wav")
+    (data / "metadata.csv").write_text(f"id|text\nLJ001-0001|{IPA}\n", encoding="utf-8")
+    run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "metadata.csv")
+    failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
+    assert [record["id"] for record in failed] == ["id"]
+    assert "metadata.csv line 1: 'id|text' looks like a header, which LJSpeech's metadata has none of" in \
+        failed[0]["error"]
+    assert [record["id"] for record in read_manifest(tmp_path / "out")] == ["LJ001-0001"]
+
+
 def test_common_voice_tsv_with_an_unbalanced_quote_keeps_every_row(prepare, capsys, tmp_path):
     data = tmp_path / "cv"
     rows = [("alice", "a.wav", '"Hello, she said and left.'), ("bob", "b.wav", "Next row."), ("bob", "c.wav", "Last.")]
