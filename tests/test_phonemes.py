@@ -534,6 +534,17 @@ def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, 
     assert phonemize(text, language) == phonemize(words, language)
 
 
+def test_three_numbers_or_more_joined_by_dashes_are_no_range():
+    """"1–800–555–1234" was read "one to eight hundred to five hundred fifty five to ..."; a range beside it, or one
+    between dates whose numbers are joined by hyphens, still gets its word."""
+    from valle_hf import phonemes
+
+    text = "Call 1–800–555–1234, 5–10–15 or 1.5 ~ 2.5 ~ 3 $5–10–15 now"
+    assert phonemes._ranges_as_words(text, "en") == text
+    assert phonemes._ranges_as_words("1–800–555–1234 or 5–10 times", "en") == "1–800–555–1234 or 5 to 10 times"
+    assert phonemes._ranges_as_words("2026-12-25–2026-12-31", "de") == "2026-12-25 bis 2026-12-31"
+
+
 def test_a_hyphen_between_numbers_is_left_to_espeak():
     """A hyphen also joins phone numbers and scores: no range, but between two amounts of money, and not where more
     numbers are joined so."""

@@ -864,10 +864,25 @@ def _money_range_pattern(short_scale: str) -> re.Pattern:
                       rf"(?(before)| ?(?P<after>{_SIGN}))")
 
 
+# Three numbers or more joined by en dashes, wave dashes or tildes ("1–800–555–1234", a phone number; "5–10–15") are no
+# range ("one to eight hundred to ..." was read): left to espeak-ng, which reads them one after the other.
+_DASH_RUN = re.compile(r"(?<![\d.,/:-])\d+(?:[.,]\d+)*(?: ?[–〜~] ?\d+(?:[.,]\d+)*){2,}(?![\d/:-]|[.,]\d)")
+
+
+def _outside(pattern: re.Pattern, change, text: str) -> str:
+    """`text` with `change` applied to each of its parts outside `pattern`'s matches, which stay as they are."""
+    parts, last = [], 0
+    for kept in pattern.finditer(text):
+        parts += [change(text[last:kept.start()]), kept.group()]
+        last = kept.end()
+    return "".join([*parts, change(text[last:])])
+
+
 def _ranges_as_words(text: str, language: str) -> str:
     """`text` with the dash of its ranges (`_range_pattern`) as the word `language` says (`_RANGE_WORDS`: "5–10" → "5 to
     10"), the sign of a range of money after it ("$5–10" → "5 to 10 $", "$5–10k" → "5 to 10k $",
-    `_money_range_pattern`); as it is in a language the table has none for."""
+    `_money_range_pattern`), runs of three numbers or more (`_DASH_RUN`) left as they are; as it is in a language the
+    table has none for."""
     word = _for_language(_RANGE_WORDS, language)
     if word is None:
         return text
@@ -885,9 +900,12 @@ def _ranges_as_words(text: str, language: str) -> str:
         scale = f" {match['scale']}" if match["scale"] else match["short"] or ""
         return f"{match['low']}–{match['high']}{scale} {match['before'] or match['after']}"
 
-    short_scale = _short_scale_pattern(language)
-    text = _money_range_pattern(short_scale).sub(money, text)
-    return _range_pattern(short_scale).sub(lambda match: f"{match['low_end'] or match['unit'] or ''} {word} ", text)
+    def ranges(part: str) -> str:
+        short_scale = _short_scale_pattern(language)
+        part = _money_range_pattern(short_scale).sub(money, part)
+        return _range_pattern(short_scale).sub(lambda match: f"{match['low_end'] or match['unit'] or ''} {word} ", part)
+
+    return _outside(_DASH_RUN, ranges, text)
 
 
 # A time of day: an hour of 0 to 23 and minutes of two digits ("3:45pm", "15:45"; a ratio "3:2" or "1:2.5" is none),
