@@ -719,31 +719,26 @@ _SCALE_OF = {"fr": ("de ", "d'"), "es": ("de ", "de ")}
 _SCALE_NOUN = re.compile(rf"{_MILLIONS}$")
 
 
-# The word for one before a thousand and before a scale that is a noun, by language: "1 Mio. €" is "eine Million
-# Euro", "1 mil €" "mil euros", "1 k€" "mille euros" (espeak-ng read "eins Million", "uno mil", "un mille").
+# A "1" before a scale noun in the singular, written ("1 Milliarde Menschen", "1 millón de personas") or said for an
+# amount of money ("1 Mio. €" is "1 Million Euro", "$1 mil" "1 mil dólares", "1 k€" "1 mille euros"), which espeak-ng
+# read as the number ("eins Milliarde", "uno millón", "un mille"): by language, the word for one before a thousand
+# and before a scale that is a noun ("ein Tausend", "eine Million", "mil", "un millón"). A 1 that ends another number
+# ("31", "0,1") is not one. The nouns: the singular ones the short scales are said as, and those only written out.
 _ONE_BEFORE_SCALE = {"de": ("ein", "eine"), "fr": ("", "un"), "es": ("", "un")}
-
-
-def _one_before(scale: str, language: str) -> str:
-    """How `language` says an amount of one before `scale` (`_ONE_BEFORE_SCALE`): "1" in a language the table has no
-    words for."""
-    words = _for_language(_ONE_BEFORE_SCALE, language)
-    return "1" if words is None else words[bool(re.match(_MILLIONS, scale))]
-
-
-# A "1" before a scale noun in the singular outside an amount of money ("1 Milliarde Menschen", "1 millón de
-# personas"), which espeak-ng read as the number too ("eins Milliarde", "uno millón"): said as in money. A 1 that ends
-# another number ("31", "0,1") is not one.
-_ONE_AND_SCALE = re.compile(r"(?<![\d.,])1 (?P<scale>Million|Milliarde|Billion|Billiarde|Tausend|millón|billón|mil"
-                            r"|mille)\b")
+_SAID_SCALES = {nouns[0] for language, (_, table) in _SCALE_SHORT.items() if language in _ONE_BEFORE_SCALE
+                for nouns in table.values()}
+_SINGULAR_SCALES = sorted(_SAID_SCALES | {"Billion", "Billiarde", "billón", "mil"}, key=len, reverse=True)
+_ONE_AND_SCALE = re.compile(rf"(?<![\d.,])1 (?P<scale>{'|'.join(_SINGULAR_SCALES)})\b")
 
 
 def _one_before_scale_as_read(text: str, language: str) -> str:
-    """`text` with its "1" before a scale noun as `language` says it there (`_one_before`: "1 Milliarde" → "eine
-    Milliarde", "1 mil" → "mil"); as it is in a language the table has no words for."""
-    if _for_language(_ONE_BEFORE_SCALE, language) is None:
+    """`text` with its "1" before a scale noun as `language` says it there (`_ONE_BEFORE_SCALE`: "1 Milliarde" →
+    "eine Milliarde", "1 mil" → "mil"); as it is in a language the table has no words for."""
+    words = _for_language(_ONE_BEFORE_SCALE, language)
+    if words is None:
         return text
-    return _ONE_AND_SCALE.sub(lambda one: f"{_one_before(one['scale'], language)} {one['scale']}".lstrip(), text)
+    return _ONE_AND_SCALE.sub(lambda one: f"{words[bool(re.match(_MILLIONS, one['scale']))]} {one['scale']}".lstrip(),
+                              text)
 
 
 def _scale_of(scale: str | None, units: str, currency: str, language: str) -> str:
@@ -772,11 +767,7 @@ def _currency_as_words(text: str, language: str) -> str:
         sign = match["before"] or match["after"]
         one, several = currencies[sign]
         of = _scale_of(scale, units, several, language)
-        if units == "1" and not scale:
-            words = one
-        else:
-            amount = _one_before(scale, language) if units == "1" else units
-            words = " ".join(part for part in (amount, scale, f"{of}{several}") if part)
+        words = one if units == "1" and not scale else f"{units}{f' {scale}' if scale else ''} {of}{several}"
         # the language's "minus", as powers say it
         minus = f"{_for_language(_POWER_WORDS, language)[3]} " if match["minus"] else ""
         return f"{minus}{words}{_cents_said(cents, sign, language)}"
