@@ -891,8 +891,9 @@ def _ranges_as_words(text: str, language: str) -> str:
         scale = f" {match['scale']}" if match["scale"] else match["short"] or ""
         return f"{match['low']}–{match['high']}{scale} {match['before'] or match['after']}"
 
+    short_scale = _short_scale_pattern(language)
+
     def ranges(part: str) -> str:
-        short_scale = _short_scale_pattern(language)
         part = _money_range_pattern(short_scale).sub(money, part)
         return _range_pattern(short_scale).sub(lambda match: f"{match['low_end'] or match['unit'] or ''} {word} ", part)
 
