@@ -899,6 +899,27 @@ def test_leaving_the_page_ends_the_run(tiny, prompt_wav, monkeypatch, run):
     assert len(runs) == 1 and isinstance(runs[0].error, webui.RunCancelled)  # ended by the close, not by its steps
 
 
+def test_a_run_cancelled_after_a_steps_layers_gives_no_result(tiny, prompt_wav, monkeypatch):
+    """A cancel that came after a step's decoder layers had run ended the AR through the stopping criterion, and a
+    speech-to-text run (nothing runs after its AR) returned its cut-short transcription as if it had ended: the test
+    of a page left mid-run failed whenever the cancel fell there."""
+    progress = webui.StepProgress.__call__
+
+    def cancel_at_the_second_step(self, input_ids, scores, **kwargs):
+        if self.done == 1:  # this step's layers have run: only the stopping criterion can see the cancel now
+            self.stop.set()
+        return progress(self, input_ids, scores, **kwargs)
+
+    monkeypatch.setattr(webui.StepProgress, "__call__", cancel_at_the_second_step)
+    runs, generation = [], webui.Generation
+    monkeypatch.setattr(webui, "Generation", type("Recorded", (generation,), {
+        "start": lambda self: (runs.append(self), generation.start(self))}))
+    demo = webui.Demo(*tiny)
+    with pytest.raises(webui.RunCancelled):
+        list(demo.transcribe(str(prompt_wav), ar_temp=0, max_ar_steps=50))
+    assert len(runs) == 1 and runs[0].output is None
+
+
 @pytest.mark.parametrize("tab", ["tts", "stt"])
 def test_a_run_yields_before_it_starts_so_that_it_can_be_cancelled_at_once(tiny, prompt_wav, tab):
     """Gradio registers a run's generator, which Stop (or a page left) closes, only at its first update: a Stop

@@ -221,7 +221,8 @@ class StepProgress(StoppingCriteria):
 
 
 class RunCancelled(Exception):
-    """Ends a run's forward passes once it was cancelled (`Generation.close`)."""
+    """Ends a run once it was cancelled (`Generation.close`): raised by its next forward pass, or by `result()` when
+    the cancel ended the AR steps instead."""
 
 
 class Generation(threading.Thread):
@@ -245,9 +246,16 @@ class Generation(threading.Thread):
         # first of the modules' hooks: a cancelled run runs none of them (a profiler's, say)
         hooks = [module.register_forward_pre_hook(self._check_stop, prepend=True) for module in self._checkpoints()]
         try:
-            self.output = self.context.run(self.model.generate, audio_streamer=self.streamer, **self.kwargs)
+            output = self.context.run(self.model.generate, audio_streamer=self.streamer, **self.kwargs)
         except BaseException as error:  # handed to the caller by result()
             self.error = error
+        else:
+            # A stop that came after a step's layers ran ends the AR through the stopping criterion, and `generate`
+            # returns what it had (a speech-to-text run has nothing after the AR): cut short, not a result.
+            if self.stop.is_set():
+                self.error = RunCancelled("the run was cancelled")
+            else:
+                self.output = output
         finally:
             for hook in hooks:
                 hook.remove()
