@@ -38,9 +38,10 @@ language was edited since: those are prepared again), so an interrupted run (eve
 write) can simply be started again, with the same settings: a resume with another codec, bandwidth, tokenizer,
 language or language-switch choice is refused. A file that cannot be used (unreadable or silent audio, missing or
 empty transcript, phonemes the tokenizer has no id for, ...) is reported and skipped; the run goes on. The failures
-are listed at the end and in OUTPUT_DIR/failed.jsonl. Exit status: 0 if the output has at least one utterance; 1
-with one ``error:`` line otherwise, or for a bad argument (nothing is written then); 130 after Ctrl-C (what was
-prepared is kept).
+are listed at the end and in OUTPUT_DIR/failed.jsonl. Exit status: 0 when every file was prepared (now or before); 3
+when some could not be used (the others are prepared; a script that goes on to train sees that the data is short); 1
+with one ``error:`` line when none could be, or for a bad argument (nothing is written then); 130 after Ctrl-C (what
+was prepared is kept).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from valle_hf.errors import (
 from valle_hf.files import check_output_folder
 from valle_hf.manifest import LAYOUTS, Row, read_table
 from valle_hf.phonemes import language_code
+from valle_hf.synthesize import SOME_ROWS_FAILED
 from valle_hf.tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif"}
@@ -480,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     if not total:
         raise VallEValueError(f"none of the {len(entries)} input(s) could be prepared (listed in "
                               f"{args.output_dir / FAILED_FILE})")
-    return 0
+    return SOME_ROWS_FAILED if failures else 0
 
 
 if __name__ == "__main__":

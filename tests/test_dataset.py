@@ -406,7 +406,8 @@ def write_wav(path: Path, seconds: float, frequency: float) -> None:
 
 
 def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
-    """Folder of WAVs + transcripts, one unreadable WAV and one without transcript: reported, skipped, resumable."""
+    """Folder of WAVs + transcripts, one unreadable WAV and one without transcript: reported, skipped (exit
+    status 3), resumable."""
     prepare = load_script(REPO / "scripts" / "prepare_dataset.py")
     audio = tmp_path / "audio"
     for speaker, text in (("anna", "həlˈoʊ wˈɜːld."), ("ben", "Good morning.")):  # IPA passes, English is phonemised
@@ -419,7 +420,7 @@ def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
     write_wav(audio / "ben" / "untranscribed.wav", 0.3, 300)
     output = tmp_path / "prepared"
     argv = [str(audio), str(output), "--tokenizer", str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]
-    assert prepare.main(argv) == 0
+    assert prepare.main(argv) == prepare.SOME_ROWS_FAILED
     report = capsys.readouterr().out
     assert "prepared 4 new utterance(s)" in report and "could not use 2 file(s)" in report
     assert "broken.wav" in report and "untranscribed.wav" in report
@@ -434,7 +435,7 @@ def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
 
     (audio / "anna" / "u2.wav").write_bytes((audio / "anna" / "u0.wav").read_bytes())  # resume: only the new file
     (audio / "anna" / "u2.txt").write_text("həlˈoʊ.")
-    assert prepare.main(argv) == 0
+    assert prepare.main(argv) == prepare.SOME_ROWS_FAILED
     assert "prepared 1 new utterance(s), 4 already done" in capsys.readouterr().out
 
     dataset = VallEDataset(output, prompt_duration=(0.1, 0.2))
@@ -445,7 +446,7 @@ def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
     (tmp_path / "audio" / "metadata.csv").write_text(
         "file|text|speaker\nanna/u0.wav|həlˈoʊ wˈɜːld.|anna\nben/broken.wav|bɹˈoʊkən|ben\n")
     assert prepare.main([str(audio), str(csv_output), "--metadata", str(audio / "metadata.csv"), "--tokenizer",
-                         str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]) == 0
+                         str(tokenizer_file), "--codec", "tiny-random", "--no-progress"]) == prepare.SOME_ROWS_FAILED
     assert [record["id"] for record in read_manifest(csv_output)] == ["anna/u0"]
     assert "could not use 1 file(s)" in capsys.readouterr().out
 

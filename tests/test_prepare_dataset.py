@@ -147,7 +147,7 @@ def test_every_csv_line_is_prepared_or_reported(prepare, capsys, tmp_path):
     )
     (data / "meta.csv").write_text(csv_text, encoding="utf-8")
     status, out, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv")
-    assert status == 0
+    assert status == prepare.SOME_ROWS_FAILED
     prepared = [record["id"] for record in read_manifest(tmp_path / "out")]
     failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
     assert prepared == ["a"]
@@ -157,7 +157,7 @@ def test_every_csv_line_is_prepared_or_reported(prepare, capsys, tmp_path):
     (data / "meta.csv").write_text(csv_text.replace(f'"{IPA} with a quote that never closes', IPA) + missing,
                                    encoding="utf-8")
     status, out, _ = run(prepare, capsys, data, tmp_path / "out2", "--metadata", data / "meta.csv")
-    assert status == 0
+    assert status == prepare.SOME_ROWS_FAILED
     assert sorted(record["id"] for record in read_manifest(tmp_path / "out2")) == ["a", "b", "c", "e"]
     failed = [json.loads(line) for line in (tmp_path / "out2" / "failed.jsonl").read_text().splitlines()]
     assert [(entry["line"], entry["id"]) for entry in failed] == [("5", "d"), ("7", "gone")]
@@ -301,7 +301,7 @@ def test_records_name_the_audio_by_an_absolute_path_whatever_the_working_folder(
     (tmp_path / "data" / "bad.txt").write_text(IPA, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     status, _, _ = run(prepare, capsys, Path("data"), Path("out"))
-    assert status == 0
+    assert status == prepare.SOME_ROWS_FAILED
     failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
     for record in [*read_manifest(tmp_path / "out"), *failed]:
         assert Path(record["audio"]).is_absolute() and Path(record["audio"]).is_file(), record
@@ -314,7 +314,7 @@ def test_a_clip_shorter_than_a_codec_frame_is_reported_not_prepared(prepare, cap
         soundfile.write(data / f"{name}.wav", np.full(samples, 0.1, dtype=np.float32), rate)
         (data / f"{name}.txt").write_text(IPA, encoding="utf-8")
     status, _, _ = run(prepare, capsys, data, tmp_path / "out")
-    assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
+    assert status == prepare.SOME_ROWS_FAILED and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
     failed = {json.loads(line)["id"]: json.loads(line)["error"]
               for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()}
     assert sorted(failed) == ["high", "one", "short"]
@@ -331,7 +331,7 @@ def test_a_silent_recording_is_reported_not_prepared(prepare, capsys, tmp_path):
         (data / f"{name}.txt").write_text(IPA, encoding="utf-8")
     with logged_warnings() as logged:
         status, _, _ = run(prepare, capsys, data, tmp_path / "out")
-    assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
+    assert status == prepare.SOME_ROWS_FAILED and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
     failed = {record["id"]: record["error"] for record in failures(tmp_path / "out")}
     assert sorted(failed) == ["quiet", "silent"] and all("is silent" in error for error in failed.values())
     assert "random voice" not in logged.out  # the voice prompt's warning does not apply to a training utterance
@@ -344,7 +344,7 @@ def test_a_recording_cut_short_is_reported_not_prepared(prepare, capsys, tmp_pat
     whole = (data / "u1.wav").read_bytes()
     (data / "u1.wav").write_bytes(whole[:len(whole) * 2 // 3])
     status, _, _ = run(prepare, capsys, data, tmp_path / "out")
-    assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
+    assert status == prepare.SOME_ROWS_FAILED and [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
     failed = failures(tmp_path / "out")
     assert [record["id"] for record in failed] == ["u1"]
     assert "u1.wav is cut short: its header says" in failed[0]["error"]
@@ -377,7 +377,8 @@ def test_a_metadata_file_naming_an_audio_file_twice_reports_the_line_that_named_
         write_wav(data / f"{name}.wav")
     (data / "meta.csv").write_text(f"file,text\na.wav,{IPA}\nb.wav,{IPA}\na.wav,{IPA} again\n", encoding="utf-8")
     status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv")
-    assert status == 0 and sorted(record["id"] for record in read_manifest(tmp_path / "out")) == ["a", "b"]
+    assert status == prepare.SOME_ROWS_FAILED
+    assert sorted(record["id"] for record in read_manifest(tmp_path / "out")) == ["a", "b"]
     failed = failures(tmp_path / "out")
     assert [(record["line"], record["id"]) for record in failed] == [("4", "a")]
     assert failed[0]["error"] == "duplicate utterance id 'a': line 2 names a.wav too"
@@ -389,14 +390,14 @@ def test_a_resume_reports_a_duplicate_again_and_counts_what_the_manifest_holds(p
     as done: "N already done" with N - 1 utterances in the manifest. Reporting it needs no codec."""
     data, output = folder_of_utterances(tmp_path / "audio", 3), tmp_path / "prepared"
     write_wav(data / "u0.flac")  # the same name, another extension
-    assert run(prepare, capsys, data, output)[0] == 0
+    assert run(prepare, capsys, data, output)[0] == prepare.SOME_ROWS_FAILED
     failed = failures(output)
     assert len(failed) == 1 and re.search(r"duplicate utterance id 'u0': u0\.(wav|flac) has it too \(the same name "
                                           r"with another extension\): keep one of them", failed[0]["error"])
     assert Path(failed[0]["audio"]).name not in failed[0]["error"]  # the other file is named, not itself
     monkeypatch.setattr(prepare, "load_codec_model", None)  # nothing left to encode: a call would fail
     status, out, _ = run(prepare, capsys, data, output)
-    assert status == 0 and failures(output) == failed
+    assert status == prepare.SOME_ROWS_FAILED and failures(output) == failed
     assert f"prepared 0 new utterance(s), {len(read_manifest(output))} already done" in out
     assert f"could not use {len(failed)} file(s)" in out
 
@@ -412,7 +413,7 @@ def test_a_jsonl_value_that_is_no_text_is_reported_by_its_line_not_spelt_as_pyth
         write_wav(data / (row["audio"] if isinstance(row["audio"], str) else row["audio"][0]))
     (data / "meta.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.jsonl")
-    assert status == 0
+    assert status == prepare.SOME_ROWS_FAILED
 
     def no_text(value) -> bool:
         return isinstance(value, (list, dict, bool))
@@ -441,7 +442,7 @@ def test_a_language_column_reads_each_row_in_its_language_and_reports_an_unknown
     (data / "meta.csv").write_text("audio,text,language\n" + "".join(f"{path},{text},{language}\n"
                                                                       for path, language in rows), encoding="utf-8")
     status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv", "--language", "de")
-    assert status == 0
+    assert status == prepare.SOME_ROWS_FAILED
     records = {record["id"]: record for record in read_manifest(tmp_path / "out")}
     expected = {"a": "en", "b": "fr", "c": "de"}  # a row without one gets --language
     assert {key: record["language"] for key, record in records.items()} == expected
@@ -503,7 +504,7 @@ def test_a_transcript_file_with_a_byte_order_mark_or_not_in_utf8(prepare, capsys
     for name, content in transcripts.items():
         write_wav(data / f"{name}.wav")
         (data / f"{name}.txt").write_bytes(content)
-    assert run(prepare, capsys, data, tmp_path / "out")[0] == 0
+    assert run(prepare, capsys, data, tmp_path / "out")[0] == prepare.SOME_ROWS_FAILED
     assert [record["text"] for record in read_manifest(tmp_path / "out")] == [IPA]
     (failed,) = failures(tmp_path / "out")
     assert failed["id"] == "latin" and failed["error"].endswith("is not UTF-8 text (invalid continuation byte): "
@@ -520,7 +521,7 @@ def test_a_transcript_whose_phonemes_the_tokenizer_cannot_read_is_reported(prepa
     assert unknown and not phoneme_ids(load_phoneme_tokenizer(packaged_tokenizer()), IPA)[1]
     write_wav(data / "mixed.wav")
     (data / "mixed.txt").write_text(text, encoding="utf-8")
-    assert run(prepare, capsys, data, tmp_path / "out")[0] == 0
+    assert run(prepare, capsys, data, tmp_path / "out")[0] == prepare.SOME_ROWS_FAILED
     assert [record["id"] for record in read_manifest(tmp_path / "out")] == ["u0"]
     (failed,) = failures(tmp_path / "out")
     assert failed["id"] == "mixed" and f"no id for ({', '.join(map(repr, unknown))})" in failed["error"]
@@ -580,6 +581,18 @@ def test_an_audio_path_with_no_file_name_is_reported_by_its_line(prepare, capsys
     write_wav(data / "a.wav")
     (data / "meta.csv").write_text(f"file,text\n{path},{IPA}\na.wav,{IPA}\n", encoding="utf-8")
     status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv")
-    assert status == 0 and [record["id"] for record in read_manifest(tmp_path / "out")] == ["a"]
+    assert status == prepare.SOME_ROWS_FAILED and [record["id"] for record in read_manifest(tmp_path / "out")] == ["a"]
     failed = failures(tmp_path / "out")
     assert [record["line"] for record in failed] == ["2"] and "is a directory, not an audio file" in failed[0]["error"]
+
+
+def test_the_exit_status_says_whether_every_file_was_prepared(prepare, capsys, tmp_path):
+    """A run that could not use some files exited 0, as a complete one did: a script that prepared and then trained
+    went on with part of its data, whereas `synthesize` exits 3 for failed rows."""
+    data = folder_of_utterances(tmp_path / "data", 2)
+    transcript = (data / "u1.txt").read_text(encoding="utf-8")
+    (data / "u1.txt").write_text("", encoding="utf-8")
+    status, out, _ = run(prepare, capsys, data, tmp_path / "out")
+    assert status == prepare.SOME_ROWS_FAILED == 3 and "could not use 1 file(s)" in out
+    (data / "u1.txt").write_text(transcript, encoding="utf-8")  # mended: the resume prepares it
+    assert run(prepare, capsys, data, tmp_path / "out")[0] == 0
