@@ -520,6 +520,8 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     ("the 1990s–2000s, the '80s–'90s", "the nineteen nineties to two thousands, the eighties to nineties", "en"),
     ("$5m-10m, $500k–1m", "5 million dollars to 10 million dollars, 500 thousand dollars to one million dollars", "en"),
     ("5 M-10 M€", "5 millions d'euros à 10 millions d'euros", "fr"),
+    ("5 Mio.-10 Mio. €, 5 Mrd.–10 Mrd. €", "5 Millionen Euro bis 10 Millionen Euro, 5 Milliarden Euro bis 10 "
+     "Milliarden Euro", "de"), ("€5 Mio.-€10 Mio.", "5 Millionen Euro bis 10 Millionen Euro.", "de"),
 ])
 def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, language):
     """espeak-ng read "5–10" as "five ten", and in Japanese "5〜10" and "5–10" as "go Japanese letter juu", "5～10"
@@ -530,7 +532,8 @@ def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, 
     million" was "dollar one point five to two million", and "$5–10k" "five dollars to ten K"; a range to a negative
     number ("-5 – -10"), between fractions ("½–¾") or decades ("1990s–2000s") had no word between its ends, nor one
     of two numbers each with its unit ("5 km–10 km" was "five kilometers ten kilometers"); "$5m-10m", each end with
-    its scale, was "five million dollars ten meters"."""
+    its scale, was "five million dollars ten meters"; German "5 Mio.-10 Mio. €", the abbreviation's period before
+    the dash, "fünf Mio minus zehn Millionen Euro"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

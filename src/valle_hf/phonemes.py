@@ -677,8 +677,9 @@ _DECIMAL_MARK = {"en": ".", "ja": ".", "fr": ",", "de": ",", "es": ","}
 # read as letters glued to the currency's word ("ten dollarsk", "one poundbn") or spelled ("fünf M R D Euro"): by
 # language, the space it may have before it (in English none: "$5 m" is no scale) and its words, each abbreviation's
 # noun for one and for several ("1 Mio. €" is "1 Million Euro"). No word may follow it ("$5 T-shirts"); a period
-# after it is its own where a sign follows ("5 Mio. €"), the sentence's otherwise ("€5 Mio."). "5k" without a sign is
-# left to espeak-ng.
+# after it is its own where a sign follows ("5 Mio. €") or a range's dash and the next number ("5 Mio.-10 Mio. €",
+# once read "fünf Mio minus zehn Millionen Euro"), the sentence's otherwise ("€5 Mio."). "5k" without a sign
+# is left to espeak-ng.
 _SCALE_SHORT = {
     "en": ("", {"k K": ("thousand", "thousand"), "m M mn": ("million", "million"), "b B bn": ("billion", "billion"),
                 "T tn": ("trillion", "trillion")}),
@@ -711,7 +712,7 @@ def _short_scale_pattern(language: str) -> str:
         return "(?!)"
     space, table = short
     abbreviations = "|".join(sorted(_for_language(_SCALE_NOUNS, language), key=len, reverse=True))
-    return rf"{space}(?:{abbreviations})(?!\w|-[^\W\d])(?:\.(?= ?{_SIGN}))?"
+    return rf"{space}(?:{abbreviations})(?!\w|-[^\W\d])(?:\.(?= ?{_SIGN}|{_RANGE_DASH}(?:{_SIGN} ?)?\d))?"
 # The word French and Spanish say between a scale that is a noun and the currency's ("cinq millions de dollars",
 # "cinco millones de dólares"; not after "mille", "mil"), before a consonant and before a vowel ("d'euros"); whole
 # millions in digits end in such a noun too ("1 000 000 €" is "un million d'euros", once "un million euros").
@@ -820,6 +821,8 @@ def _phone_numbers_as_read(text: str) -> str:
 # dix ..."), and so does a hyphen between two numbers that each have their unit of measure (`_UNIT_NAMES`: "5km-10km",
 # "5 km–10 km", once "five kilometers ten kilometers").
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
+# The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
+_RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
 
 
 @functools.cache
@@ -830,9 +833,9 @@ def _range_pattern(short_scale: str) -> re.Pattern:
     scale = rf"(?:{short_scale}|(?: {_SCALE_WORD})+)?"
     return re.compile(rf"(?:(?<=[\d{_VULGAR}])|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)|(?<=\d0s)) ?[–〜~] ?"
                       rf"(?=[-−]?(?:{_SIGN} ?)?['’]?[\d{_VULGAR}])"
-                      rf"|(?<=\d)(?P<low_end>{scale}(?P<sign> ?{_SIGN})?)(?:-| - | ?[–〜~] ?)"
+                      rf"|(?<=\d)(?P<low_end>{scale}(?P<sign> ?{_SIGN})?){_RANGE_DASH}"
                       rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))"
-                      rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES})(?:-| - | ?[–〜~] ?)"
+                      rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES}){_RANGE_DASH}"
                       rf"(?=[-−]?\d[\d.,]* ?{_UNIT_NAMES}(?![\w/]))")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
@@ -893,9 +896,13 @@ def _ranges_as_words(text: str, language: str) -> str:
 
     short_scale = _short_scale_pattern(language)
 
+    def dash(match: re.Match) -> str:
+        # a short scale's period ("€5 Mio.–€10 Mio.") is its own only before the dash or a sign: not before the word
+        low_end = (match["low_end"] or "").removesuffix(".")
+        return f"{low_end or match['unit'] or ''} {word} "
+
     def ranges(part: str) -> str:
-        part = _money_range_pattern(short_scale).sub(money, part)
-        return _range_pattern(short_scale).sub(lambda match: f"{match['low_end'] or match['unit'] or ''} {word} ", part)
+        return _range_pattern(short_scale).sub(dash, _money_range_pattern(short_scale).sub(money, part))
 
     return _outside(_DASH_RUN, ranges, text)
 
