@@ -640,24 +640,30 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
     ("2026-12-25T15:00", "December 25th, 2026 fifteen hundred", "en"),
     ("12/11/2026, 25/12/2026", "12th November 2026, 25th December 2026", "en-gb"),
     ("12/11/2026", "12th November 2026", "en-gb-x-rp"),
+    ("on 12/25/26, 1/2/26, 2/29/00", "on December 25th, 26, January 2nd, 26, February 29th, 00", "en"),
+    ("25/12/26", "25th December 26", "en-gb"), ("le 25/12/26", "le 25 décembre 26", "fr"),
+    ("el 25/12/26", "el 25 de diciembre de 26", "es"),
 ])
 def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
     hyphens as dashes or minuses, Spanish "25/12/2026" as "veinticinco barra doce barra ..."; a range of dates in
     English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it), and ISO's
     "T" before a time was read as the letter; British "12/11/2026" (the 12th of November) was read in the US order,
-    "December 11th"."""
+    "December 11th"; a year of two digits ("12/25/26") was read as numbers and slashes too."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
 @pytest.mark.parametrize(("text", "language"), [
     ("25/12/2026, 2026-02-30, 2/29/2026, 1/2/3/2026, 12/25/20261, 2026-12-25-1, 1-2026-12-25", "en"),
-    ("12/25/2026", "fr"), ("12/25/2026", "es"), ("12/25/2026", "en-gb"), ("2026-12-25, 25.12.2026", "de"),
+    ("1/2, 3/4 cup, 3/10, 2/29/25, 13/25/26, 12/25/261, 12/25/2, 26-12-25, 12/25/26/1, 12/25/26.5", "en"),
+    ("12/25/2026, 25/13/26", "fr"), ("12/25/2026", "es"), ("12/25/2026", "en-gb"), ("2026-12-25, 25.12.2026", "de"),
     ("2026-12-25", "it"),
 ])
 def test_what_is_no_date_is_left_to_espeak(text, language):
-    """A day and month in the other order than the language's, a day the month has not, numbers joined to more, and
-    a language the table has no words for (German, whose day needs a case ending) are no date to read."""
+    """A day and month in the other order than the language's, a day the month has not (a year of two digits is
+    one of this century: 2025 had no February 29th), a fraction or a score, numbers joined to more, an ISO date's
+    year of two digits, and a language the table has no words for (German, whose day needs a case ending) are no
+    date to read."""
     from valle_hf.phonemes import _dates_as_words
 
     assert _dates_as_words(text, language) == text

@@ -994,9 +994,10 @@ def _decades_as_words(text: str, language: str) -> str:
 
 
 def _date_pattern(order: str, then: str = "") -> re.Pattern:
-    """A date of day, month and year in numbers, in `order` ("{year}-{month}-{day}"), no part of a longer number,
-    and what may follow it, `then`."""
-    parts = {"year": r"(?P<year>\d{4})", "month": r"(?P<month>\d\d?)", "day": r"(?P<day>\d\d?)"}
+    """A date of day, month and year in numbers, in `order` ("{year}-{month}-{day}"; "{short_year}" for a year of
+    four digits or two), no part of a longer number, and what may follow it, `then`."""
+    parts = {"year": r"(?P<year>\d{4})", "short_year": r"(?P<year>\d{4}|\d\d)", "month": r"(?P<month>\d\d?)",
+             "day": r"(?P<day>\d\d?)"}
     return re.compile(rf"(?<![\d/.,-]){order.format(**parts)}(?![\d/]|[.,-]\d){then}")
 
 
@@ -1005,11 +1006,14 @@ def _date_pattern(order: str, then: str = "") -> re.Pattern:
 # six", "veinticinco barra doce ..."): by language, the date's words, with the month's name and the day as said in a
 # date (before its suffix: "25th", French "1er"; "1th" was read "firth"), and the year read as any number. Numbers
 # that make no date ("25/12/2026" in English: the other order is not guessed at; "2026-02-30") are left as they are.
+# The language's own order may have a year of two digits ("12/25/26"), said as the number it is written ("December
+# 25th, 26": its century is not guessed at), and checked as one of this century ("2/29/25" is no date); a fraction
+# ("3/4") or a score ("3/10") has no third number, and is none.
 # German says the day as an ordinal with a case ending ("am fünfundzwanzigsten"), which espeak-ng does not read (it
 # says "25." as "fünfundzwanzig"), and Japanese its days' own words: both are left to espeak-ng.
 # ISO's "T" before a time of day ("2026-12-25T15:00", whose "T" was read as the letter), read as a space
 _ISO_DATE = _date_pattern("{year}-{month}-{day}", r"(?P<clock>T(?=\d\d:\d\d))?")
-_DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{year}")
+_DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{short_year}")
 # By language: its date's order, the date's words, the months' names, and the day as said in a date: its suffix and
 # those said otherwise. English outside the US ("en-gb", "en-029") writes the day first, as French does: its
 # "12/11/2026" is the 12th of November, which the US order read "December 11th".
@@ -1017,7 +1021,7 @@ _ENGLISH_MONTHS = "January February March April May June July August September O
 _ENGLISH_DAYS = {"1": "1st", "2": "2nd", "3": "3rd", "21": "21st", "22": "22nd", "23": "23rd", "31": "31st"}
 _BRITISH_DATE = (_DAY_MONTH_YEAR, "{day} {month} {year}", _ENGLISH_MONTHS, "th", _ENGLISH_DAYS)
 _DATE_WORDS = {
-    "en": (_date_pattern("{month}/{day}/{year}"), "{month} {day}, {year}", _ENGLISH_MONTHS, "th", _ENGLISH_DAYS),
+    "en": (_date_pattern("{month}/{day}/{short_year}"), "{month} {day}, {year}", _ENGLISH_MONTHS, "th", _ENGLISH_DAYS),
     "en-gb": _BRITISH_DATE, "en-029": _BRITISH_DATE,
     "fr": (_DAY_MONTH_YEAR, "{day} {month} {year}",
            "janvier février mars avril mai juin juillet août septembre octobre novembre décembre".split(),
@@ -1038,8 +1042,9 @@ def _dates_as_words(text: str, language: str) -> str:
     order, template, months, suffix, days = words
 
     def said(match: re.Match) -> str:
+        year = int(match["year"]) + (2000 if len(match["year"]) == 2 else 0)
         try:
-            date = datetime.date(int(match["year"]), int(match["month"]), int(match["day"]))
+            date = datetime.date(year, int(match["month"]), int(match["day"]))
         except ValueError:  # no such day: not a date
             return match.group()
         day = days.get(str(date.day), f"{date.day}{suffix}")
