@@ -643,27 +643,29 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
     ("on 12/25/26, 1/2/26, 2/29/00", "on December 25th, 26, January 2nd, 26, February 29th, 00", "en"),
     ("25/12/26", "25th December 26", "en-gb"), ("le 25/12/26", "le 25 décembre 26", "fr"),
     ("el 25/12/26", "el 25 de diciembre de 26", "es"),
+    ("am 25.12.2026, am 03.10.90, 2026-05-01", "am fünfundzwanzigsten Dezember 2026, am dritten Oktober 90, ersten "
+     "Mai 2026", "de"),
 ])
 def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
     hyphens as dashes or minuses, Spanish "25/12/2026" as "veinticinco barra doce barra ..."; a range of dates in
     English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it), and ISO's
     "T" before a time was read as the letter; British "12/11/2026" (the 12th of November) was read in the US order,
-    "December 11th"; a year of two digits ("12/25/26") was read as numbers and slashes too."""
+    "December 11th"; a year of two digits ("12/25/26") was read as numbers and slashes too, German "25.12.2026" as
+    "fünfundzwanzig Punkt zwölf Punkt ..."."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
 @pytest.mark.parametrize(("text", "language"), [
     ("25/12/2026, 2026-02-30, 2/29/2026, 1/2/3/2026, 12/25/20261, 2026-12-25-1, 1-2026-12-25", "en"),
     ("1/2, 3/4 cup, 3/10, 2/29/25, 13/25/26, 12/25/261, 12/25/2, 26-12-25, 12/25/26/1, 12/25/26.5", "en"),
-    ("12/25/2026, 25/13/26", "fr"), ("12/25/2026", "es"), ("12/25/2026", "en-gb"), ("2026-12-25, 25.12.2026", "de"),
-    ("2026-12-25", "it"),
+    ("12/25/2026, 25/13/26", "fr"), ("12/25/2026", "es"), ("12/25/2026", "en-gb"),
+    ("31.02.2026, 1.2.3, 1.234.567, 25.12.2026.5, 5.25.12.26, 25/12/2026", "de"), ("2026-12-25", "it"),
 ])
 def test_what_is_no_date_is_left_to_espeak(text, language):
     """A day and month in the other order than the language's, a day the month has not (a year of two digits is
     one of this century: 2025 had no February 29th), a fraction or a score, numbers joined to more, an ISO date's
-    year of two digits, and a language the table has no words for (German, whose day needs a case ending) are no
-    date to read."""
+    year of two digits, German thousands and a language the table has no words for are no date to read."""
     from valle_hf.phonemes import _dates_as_words
 
     assert _dates_as_words(text, language) == text
@@ -737,6 +739,25 @@ def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
 def test_short_ordinals_read_as_ordinals(text, words, language):
     """espeak-ng read French "21e" as "vingt et un e" and Spanish "2.º" as "dos punto o"."""
     assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("der 3. Mai, am 3.Oktober 1990", "der dritte Mai, am dritten Oktober 19 hundert 90"),
+    ("Der 1. Januar 1900, oder 7. Mai, bis zum 31. Dezember 2026", "Der erste Januar 19 hundert, oder siebten Mai, bis "
+     "zum einunddreißigsten Dezember 2026"), ("Berlin, 20. Juni 1905", "Berlin, zwanzigsten Juni 19 hundert 5"),
+])
+def test_a_german_day_before_its_month_is_said_as_an_ordinal(text, words):
+    """espeak-ng read "der 3. Mai" as "der drei. Mai", and a year "1990" as "eintausend neunhundertneunzig"; the day
+    ends in "-te" after "der", in "-ten" elsewhere (after "am", "bis zum", on a letter's date line)."""
+    assert phonemize(text, "de") == phonemize(words, "de")
+
+
+def test_what_is_no_german_day_before_its_month_is_left_as_it_is():
+    """A number that is no day of a month, one that ends a decimal number, one before no month's name, and a day in
+    another language."""
+    text = "32. Mai, 0. Mai, 1,5. Mai, 3. Maiglöckchen, 3. Platz"
+    assert phonemes._ordinals_as_read(text, "de") == text
+    assert phonemes._ordinals_as_read("3. Mai", "en") == "3. Mai"
 
 
 @pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 veces", "es"), ("2e", "en")])

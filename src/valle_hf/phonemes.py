@@ -9,13 +9,13 @@ Improvements over the original, each documented where it is implemented: `langua
 already IPA, orthographic text read in Unicode NFC with full-width ASCII forms mapped to ASCII, symbols a voice leaves
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
 order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), dates in numbers
-("2026-12-25", "12/25/2026") with the month's name, decades ("1990s"), IP addresses ("192.168.0.1"), international phone
-numbers ("+1 555 123 4567"), units after a number ("5 km"), ranges ("5–10") and short ordinals ("21e") read, a line with
-a decimal number kept whole (`_split_at_marks`: phonemizer cut "It was 2.5 degrees." at the decimal point), the
-language-switch markers as an option, Latin letters a voice cannot read ("ệ", "ư", "ș" in English: Vietnamese or
-Romanian names) read without their marks, with a warning, clear errors for text with nothing to speak (empty, or
-punctuation alone), for letters a voice would spell out or say as code points, unknown languages and a missing pykakasi,
-and `split_sentences` for long texts.
+("2026-12-25", "12/25/2026") with the month's name, German days before a month ("am 3. Mai"), decades ("1990s"), IP
+addresses ("192.168.0.1"), international phone numbers ("+1 555 123 4567"), units after a number ("5 km"), ranges
+("5–10") and short ordinals ("21e") read, a line with a decimal number kept whole (`_split_at_marks`: phonemizer cut "It
+was 2.5 degrees." at the decimal point), the language-switch markers as an option, Latin letters a voice cannot read
+("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their marks, with a warning, clear errors for text
+with nothing to speak (empty, or punctuation alone), for letters a voice would spell out or say as code points, unknown
+languages and a missing pykakasi, and `split_sentences` for long texts.
 """
 
 from __future__ import annotations
@@ -776,10 +776,34 @@ def _currency_as_words(text: str, language: str) -> str:
     return _currency_pattern(mark, _short_scale_pattern(language)).sub(said, text)
 
 
+# A German day before its month's name ("am 3. Mai", "3.Oktober 1990"; a date in numbers is written so first,
+# `_dates_as_words`), which espeak-ng read as the number ("am drei. Mai"): the day as an ordinal, with the ending
+# "-te" after "der" ("der dritte Mai") and "-ten" elsewhere, as after "am", "vom", "bis zum", "den" and on a letter's
+# date line ("Berlin, 3. Oktober" is "den dritten Oktober"); a year of 1100 to 1999 after it in hundreds, as a year is
+# said ("neunzehnhundertneunzig"; espeak-ng read "eintausend neunhundertneunzig").
+_GERMAN_MONTHS = "Januar Februar März April Mai Juni Juli August September Oktober November Dezember".split()
+_GERMAN_DAYS = ("erst zweit dritt viert fünft sechst siebt acht neunt zehnt elft zwölft dreizehnt vierzehnt fünfzehnt "
+                "sechzehnt siebzehnt achtzehnt neunzehnt zwanzigst einundzwanzigst zweiundzwanzigst "
+                "dreiundzwanzigst vierundzwanzigst fünfundzwanzigst sechsundzwanzigst siebenundzwanzigst "
+                "achtundzwanzigst neunundzwanzigst dreißigst einunddreißigst").split()
+_GERMAN_DAY = re.compile(rf"(?P<nominative>(?<!\w)[Dd]er )?(?<![\d.,])(?P<day>[1-9]|[12]\d|3[01])\. ?"
+                         rf"(?P<month>{'|'.join(_GERMAN_MONTHS)})\b(?: (?P<century>1[1-9])(?P<year>\d\d)\b)?")
+
+
+def _german_day_said(match: re.Match) -> str:
+    """The words of a German day before its month (`_GERMAN_DAY`): "der 3. Mai" → "der dritte Mai", "3. Oktober
+    1990" → "dritten Oktober 19 hundert 90"."""
+    nominative = match["nominative"] or ""
+    day = f"{_GERMAN_DAYS[int(match['day']) - 1]}{'e' if nominative else 'en'}"
+    year = f" {match['century']} hundert {int(match['year']) or ''}".rstrip() if match["century"] else ""
+    return f"{nominative}{day} {match['month']}{year}"
+
+
 # Ordinal numbers as a language writes them short that espeak-ng misreads, and how it reads them: French "21e",
 # "2ᵉ" ("vingt et un e", "deux e") as "21ème" (the first is "1er", "1re": read right), Spanish "2.º", "2.ª" ("dos
-# punto o") as "2º", "2ª".
-_ORDINALS = {"fr": (re.compile(r"(?<=\d)(?<!\b1)[eᵉ]\b"), "ème"), "es": (re.compile(r"(?<=\d)\.(?=[ºª])"), "")}
+# punto o") as "2º", "2ª", German days before their month (`_GERMAN_DAY`) as their words.
+_ORDINALS = {"fr": (re.compile(r"(?<=\d)(?<!\b1)[eᵉ]\b"), "ème"), "es": (re.compile(r"(?<=\d)\.(?=[ºª])"), ""),
+             "de": (_GERMAN_DAY, _german_day_said)}
 
 
 def _ordinals_as_read(text: str, language: str) -> str:
@@ -1009,8 +1033,9 @@ def _date_pattern(order: str, then: str = "") -> re.Pattern:
 # The language's own order may have a year of two digits ("12/25/26"), said as the number it is written ("December
 # 25th, 26": its century is not guessed at), and checked as one of this century ("2/29/25" is no date); a fraction
 # ("3/4") or a score ("3/10") has no third number, and is none.
-# German says the day as an ordinal with a case ending ("am fünfundzwanzigsten"), which espeak-ng does not read (it
-# says "25." as "fünfundzwanzig"), and Japanese its days' own words: both are left to espeak-ng.
+# German's date ("25.12.2026", "am 25.12.26") is written with the month's name ("25. Dezember 2026"), whose day
+# `_ordinals_as_read` says with its case ending ("am fünfundzwanzigsten"). Japanese says its days' own words: left to
+# espeak-ng.
 # ISO's "T" before a time of day ("2026-12-25T15:00", whose "T" was read as the letter), read as a space
 _ISO_DATE = _date_pattern("{year}-{month}-{day}", r"(?P<clock>T(?=\d\d:\d\d))?")
 _DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{short_year}")
@@ -1026,6 +1051,7 @@ _DATE_WORDS = {
     "fr": (_DAY_MONTH_YEAR, "{day} {month} {year}",
            "janvier février mars avril mai juin juillet août septembre octobre novembre décembre".split(),
            "", {"1": "1er"}),
+    "de": (_date_pattern(r"{day}\.{month}\.{short_year}"), "{day} {month} {year}", _GERMAN_MONTHS, ".", {}),
     "es": (_DAY_MONTH_YEAR, "{day} de {month} de {year}",
            "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre".split(), "", {}),
 }
