@@ -599,11 +599,25 @@ def test_an_international_phone_number_is_read_digit_by_digit_after_its_country_
     assert phonemize(text, language) == phonemize(words, language)
 
 
-def test_what_is_no_international_phone_number_is_left_as_it_is():
-    """A number without its "+", a "+" after a word or a number, and fewer than two groups after the country code."""
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("Call (555) 123-4567.", "Call 5 5 5, 1 2 3, 4 5 6 7.", "en"),
+    ("555-123-4567 or 1-800-555-1234", "5 5 5, 1 2 3, 4 5 6 7 or 1, 8 0 0, 5 5 5, 1 2 3 4", "en"),
+    ("555.123.4567, 1 (800) 555-1234", "5 5 5, 1 2 3, 4 5 6 7, 1, 8 0 0, 5 5 5, 1 2 3 4", "en"),
+    ("Ruf (555)123-4567 an", "Ruf 5 5 5, 1 2 3, 4 5 6 7 an", "de"),
+])
+def test_a_north_american_phone_number_is_read_digit_by_digit_in_its_groups(text, words, language):
+    """espeak-ng read "555-123-4567" as "five hundred fifty five dash one hundred twenty three dash four thousand
+    ...", "(555) 123-4567" with its area code as a number in brackets."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+def test_what_is_no_phone_number_is_left_as_it_is():
+    """A "+" after a word or a number, fewer than two groups after the country code; without a "+", a number without
+    its area code, groups of other lengths or joined to more, or spaced, a range, a date and an ISBN."""
     from valle_hf.phonemes import _phone_numbers_as_read
 
-    text = "555-1234, 5+1 555 123, C++ 11 22, +1 555, +5 points, (555) 123-4567"
+    text = ("555-1234, 5+1 555 123, C++ 11 22, +1 555, +5 points, 555-123-45678, 1555-123-4567, 555-123-4567-1, "
+            "12/555-123-4567, 5.555-123-4567, 555 123 4567, 5-10, 2026-12-25, 978-3-16-148410-0, 2-555-123-4567")
     assert _phone_numbers_as_read(text) == text
 
 

@@ -10,7 +10,7 @@ already IPA, orthographic text read in Unicode NFC with full-width ASCII forms m
 out or says as a code point read as words ("5 ‰", "m²", "10⁻³") or left out with a warning, amounts of money read in the
 order the language says them ("$5.50" as "5 dollars 50"), times of day ("3:45pm", "15h45"), dates in numbers
 ("2026-12-25", "12/25/2026") with the month's name, German days before a month ("am 3. Mai"), decades ("1990s"), IP
-addresses ("192.168.0.1"), international phone numbers ("+1 555 123 4567"), units after a number ("5 km"), ranges
+addresses ("192.168.0.1"), phone numbers ("+1 555 123 4567", "(555) 123-4567"), units after a number ("5 km"), ranges
 ("5–10") and short ordinals ("21e") read, a line with a decimal number kept whole (`_split_at_marks`: phonemizer cut "It
 was 2.5 degrees." at the decimal point), the language-switch markers as an option, Latin letters a voice cannot read
 ("ệ", "ư", "ș" in English: Vietnamese or Romanian names) read without their marks, with a warning, clear errors for text
@@ -816,17 +816,20 @@ def _ordinals_as_read(text: str, language: str) -> str:
 # An international phone number: a "+", its country code and two groups of digits or more ("+1 555 123 4567",
 # "+49-30-1234567"), which espeak-ng read as numbers ("+49 30 1234567" as "plus forty nine thirty one million two
 # hundred ..."): its country code as a number, the other groups' digits one by one, and a pause (a comma) between
-# groups. Without its "+" ("555-1234") a phone number is not told from other numbers, and is left to espeak-ng.
-_PHONE_NUMBER = re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]\d+){2,}(?!\w|[.,]\d)")
+# groups. Without its "+", a North American number with its area code ("(555) 123-4567", "555-123-4567", "555.123.4567",
+# "1-800-555-1234"; once read "five hundred fifty five dash one hundred twenty three dash four thousand ...") is read
+# so too, each group's digits; a shorter one ("555-1234") is not told from a score or a range, and is left to espeak-ng.
+_PHONE_NUMBER = re.compile(r"(?<![\w+])(?P<code>\+\d{1,3})(?:[ .-]\d+){2,}(?!\w|[.,]\d)"
+                           r"|(?<![\w+.,/-])(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[.-]\d{4}(?![\w/]|[.,-]\d)")
 
 
 def _phone_numbers_as_read(text: str) -> str:
-    """`text` with its international phone numbers (`_PHONE_NUMBER`) as read: "+1 555 123 4567" → "+1, 5 5 5, 1 2 3,
-    4 5 6 7"."""
+    """`text` with its phone numbers (`_PHONE_NUMBER`) as read: "+1 555 123 4567" → "+1, 5 5 5, 1 2 3, 4 5 6 7",
+    "(555) 123-4567" → "5 5 5, 1 2 3, 4 5 6 7"."""
 
     def read(number: re.Match) -> str:
-        code, *groups = re.split("[ .-]", number.group())
-        return ", ".join([code, *(" ".join(group) for group in groups)])
+        groups = [" ".join(group) for group in re.findall(r"\d+", number.group())]
+        return ", ".join([number["code"], *groups[1:]] if number["code"] else groups)
 
     return _PHONE_NUMBER.sub(read, text)
 
