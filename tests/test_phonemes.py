@@ -727,13 +727,15 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
      "o'clock and one second", "en"), ("3:45:10pm, 9:05:00", "3 45pm and 10 seconds, 9 oh 5", "en"),
     ("um 9:05:07 Uhr, 1:00:01 Uhr", "um 9 Uhr 5 und 7 Sekunden, ein Uhr und eine Sekunde", "de"),
     ("15:00:30, 9:05:07", "15 heures et 30 secondes, 9 heures 5 et 7 secondes", "fr"),
-    ("15:00:30, 9:05:07 h", "15 en punto y 30 segundos, 9 y 5 y 7 segundos", "es"),
+    ("15:00:30, 9:05:07 h", "15 horas y 30 segundos, 9 y 5 y 7 segundos", "es"),
+    ("a la 1:00:01, a las 9:00:10, 15:00:00", "a la una y un segundo, a las 9 y 10 segundos, 15 en punto", "es"),
 ])
 def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
     """espeak-ng read "3:45pm" as "three: forty five p m", the colon a pause, French "15h45" as "quinze ache
     quarante-cinq" and German "15.45 Uhr" as "fünfzehn Punkt fünfundvierzig Uhr"; an hour's leading zero as "zero"
     ("09:05" "zero nine oh five"), and an English 24-hour clock's hour alone was said "fifteen o'clock". Seconds
-    ("15:00:30", read "fifteen: zero: thirty") are said after the clock's words."""
+    ("15:00:30", read "fifteen: zero: thirty") are said after the clock's words; in Spanish an hour's "en punto" is not
+    said before them ("15 en punto y 30 segundos" was said)."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

@@ -949,8 +949,10 @@ _MERIDIEM = r"(?P<meridiem> ?(?i:[ap]\.?m)\b)?"
 # By language: the time's pattern, the hour said when it is 1 and otherwise, what follows the hour alone (minutes
 # "00") on a 12-hour clock and on a 24-hour one (an hour of 0 or 13 to 23: "15:00" is "fifteen hundred", "fifteen
 # o'clock" was read), what comes before minutes under ten, between the hour's words and the minutes ("15:05" is
-# "fifteen oh five", "quince y cinco"), and the seconds' words for one second and several ("9:05:07" is "nine oh five
-# and seven seconds"; none for "00"). The hour's leading zero is not said ("09:05" was "zero nine oh five").
+# "fifteen oh five", "quince y cinco"), the seconds' words for one second and several ("9:05:07" is "nine oh five
+# and seven seconds"; none for "00"), and what follows the hour alone before seconds where that differs: Spanish says
+# no "en punto" before them ("15:00:30" is "quince horas y treinta segundos", "9:00:10" "nueve y diez segundos"; "15
+# en punto y 30 segundos" was said). The hour's leading zero is not said ("09:05" was "zero nine oh five").
 _TIMES = {
     "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), "1", "{hour}", (" o'clock", " hundred"), " oh ",
            ("and one second", "and {seconds} seconds")),
@@ -959,7 +961,7 @@ _TIMES = {
     "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?:(?P<minutes>[0-5]\d){_SECONDS})?(?![\w:]|[.,]\d)"),
            "une heure", "{hour} heures", ("", ""), " ", ("et une seconde", "et {seconds} secondes")),
     "es": (re.compile(rf"{_HOUR}:{_MINUTES}(?: ?h\b| horas\b)?"), "una", "{hour}", (" en punto", " en punto"),
-           " y ", ("y un segundo", "y {seconds} segundos")),
+           " y ", ("y un segundo", "y {seconds} segundos"), ("", " horas")),
 }
 
 
@@ -970,18 +972,19 @@ def _times_as_words(text: str, language: str) -> str:
     time = _for_language(_TIMES, language)
     if time is None:
         return text
-    pattern, one, several, on_the_hour, before_one_digit, (one_second, several_seconds) = time
+    pattern, one, several, on_the_hour, before_one_digit, (one_second, several_seconds), *before_seconds = time
 
     def said(match: re.Match) -> str:
         number = int(match["hour"])
         hour = one if number == 1 else several.format(hour=number)
         minutes, meridiem = match["minutes"] or "00", match.groupdict().get("meridiem") or ""
+        seconds = int(match["seconds"] or 0)
         if minutes == "00":
             twenty_four_hour = number == 0 or number > 12
-            clock = hour if meridiem else f"{hour}{on_the_hour[twenty_four_hour]}"
+            hour_alone = before_seconds[0] if seconds and before_seconds else on_the_hour
+            clock = hour if meridiem else f"{hour}{hour_alone[twenty_four_hour]}"
         else:
             clock = f"{hour}{before_one_digit}{minutes[1]}" if minutes[0] == "0" else f"{hour} {minutes}"
-        seconds = int(match["seconds"] or 0)
         after = one_second if seconds == 1 else several_seconds.format(seconds=seconds)
         return f"{clock}{meridiem} {after}" if seconds else f"{clock}{meridiem}"
 
