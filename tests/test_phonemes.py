@@ -761,10 +761,13 @@ def test_short_ordinals_read_as_ordinals(text, words, language):
     ("der 3. Mai, am 3.Oktober 1990", "der dritte Mai, am dritten Oktober 19 hundert 90"),
     ("Der 1. Januar 1900, oder 7. Mai, bis zum 31. Dezember 2026", "Der erste Januar 19 hundert, oder siebten Mai, bis "
      "zum einunddreißigsten Dezember 2026"), ("Berlin, 20. Juni 1905", "Berlin, zwanzigsten Juni 19 hundert 5"),
+    ("vom 3.–5. Mai, der 3. und 4. Mai, am 1., 2. bis 3. Juni", "vom dritten bis fünften Mai, der dritte und vierte "
+     "Mai, am ersten, zweiten bis dritten Juni"),
 ])
 def test_a_german_day_before_its_month_is_said_as_an_ordinal(text, words):
     """espeak-ng read "der 3. Mai" as "der drei. Mai", and a year "1990" as "eintausend neunhundertneunzig"; the day
-    ends in "-te" after "der", in "-ten" elsewhere (after "am", "bis zum", on a letter's date line)."""
+    ends in "-te" after "der", in "-ten" elsewhere (after "am", "bis zum", on a letter's date line), and so do the
+    days before it that share its month ("vom 3.–5. Mai" was "vom drei. fünf. Mai")."""
     assert phonemize(text, "de") == phonemize(words, "de")
 
 

@@ -779,24 +779,29 @@ def _currency_as_words(text: str, language: str) -> str:
 # A German day before its month's name ("am 3. Mai", "3.Oktober 1990"; a date in numbers is written so first,
 # `_dates_as_words`), which espeak-ng read as the number ("am drei. Mai"): the day as an ordinal, with the ending
 # "-te" after "der" ("der dritte Mai") and "-ten" elsewhere, as after "am", "vom", "bis zum", "den" and on a letter's
-# date line ("Berlin, 3. Oktober" is "den dritten Oktober"); a year of 1100 to 1999 after it in hundreds, as a year is
-# said ("neunzehnhundertneunzig"; espeak-ng read "eintausend neunhundertneunzig").
+# date line ("Berlin, 3. Oktober" is "den dritten Oktober"); so are the days before it that share its month ("vom
+# 3.–5. Mai" is "vom dritten bis fünften Mai", "am 1. und 2. Mai"), the dash between them said "bis"; a year of 1100 to
+# 1999 after it in hundreds, as a year is said ("neunzehnhundertneunzig"; espeak-ng read "eintausend
+# neunhundertneunzig").
 _GERMAN_MONTHS = "Januar Februar März April Mai Juni Juli August September Oktober November Dezember".split()
 _GERMAN_DAYS = ("erst zweit dritt viert fünft sechst siebt acht neunt zehnt elft zwölft dreizehnt vierzehnt fünfzehnt "
                 "sechzehnt siebzehnt achtzehnt neunzehnt zwanzigst einundzwanzigst zweiundzwanzigst "
                 "dreiundzwanzigst vierundzwanzigst fünfundzwanzigst sechsundzwanzigst siebenundzwanzigst "
                 "achtundzwanzigst neunundzwanzigst dreißigst einunddreißigst").split()
-_GERMAN_DAY = re.compile(rf"(?P<nominative>(?<!\w)[Dd]er )?(?<![\d.,])(?P<day>[1-9]|[12]\d|3[01])\. ?"
+_GERMAN_DAY_NUMBER = r"(?:[1-9]|[12]\d|3[01])\."
+_GERMAN_DAY = re.compile(rf"(?P<nominative>(?<!\w)[Dd]er )?(?<![\d.,])"
+                         rf"(?P<days>{_GERMAN_DAY_NUMBER}(?: ?(?:[-–]|bis|und|,) ?{_GERMAN_DAY_NUMBER})*) ?"
                          rf"(?P<month>{'|'.join(_GERMAN_MONTHS)})\b(?: (?P<century>1[1-9])(?P<year>\d\d)\b)?")
 
 
 def _german_day_said(match: re.Match) -> str:
-    """The words of a German day before its month (`_GERMAN_DAY`): "der 3. Mai" → "der dritte Mai", "3. Oktober
-    1990" → "dritten Oktober 19 hundert 90"."""
+    """The words of German days before their month (`_GERMAN_DAY`): "der 3. Mai" → "der dritte Mai", "3.–5. Oktober
+    1990" → "dritten bis fünften Oktober 19 hundert 90"."""
     nominative = match["nominative"] or ""
-    day = f"{_GERMAN_DAYS[int(match['day']) - 1]}{'e' if nominative else 'en'}"
+    ending = "e" if nominative else "en"
+    days = re.sub(r"(\d+)\.", lambda day: f"{_GERMAN_DAYS[int(day[1]) - 1]}{ending}", match["days"])
     year = f" {match['century']} hundert {int(match['year']) or ''}".rstrip() if match["century"] else ""
-    return f"{nominative}{day} {match['month']}{year}"
+    return f"{nominative}{re.sub(' ?[-–] ?', ' bis ', days)} {match['month']}{year}"
 
 
 # Ordinal numbers as a language writes them short that espeak-ng misreads, and how it reads them: French "21e",
