@@ -656,6 +656,8 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
     ("12/11/2026", "12th November 2026", "en-gb-x-rp"),
     ("on 12/25/26, 1/2/26, 2/29/00", "on December 25th, 26, January 2nd, 26, February 29th, 00", "en"),
     ("25/12/26", "25th December 26", "en-gb"), ("le 25/12/26", "le 25 décembre 26", "fr"),
+    ("12/25/05, 12/25/0999", "December 25th, oh 5, December 25th, 0999", "en"),
+    ("25/12/05", "25th December oh 5", "en-gb"), ("le 25/12/05", "le 25 décembre 05", "fr"),
     ("el 25/12/26", "el 25 de diciembre de 26", "es"),
     ("am 25.12.2026, am 03.10.90, 2026-05-01", "am fünfundzwanzigsten Dezember 2026, am dritten Oktober 90, ersten "
      "Mai 2026", "de"),
@@ -665,8 +667,8 @@ def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     hyphens as dashes or minuses, Spanish "25/12/2026" as "veinticinco barra doce barra ..."; a range of dates in
     English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it), and ISO's
     "T" before a time was read as the letter; British "12/11/2026" (the 12th of November) was read in the US order,
-    "December 11th"; a year of two digits ("12/25/26") was read as numbers and slashes too, German "25.12.2026" as
-    "fünfundzwanzig Punkt zwölf Punkt ..."."""
+    "December 11th"; a year of two digits ("12/25/26") was read as numbers and slashes too ("05" "zero five"),
+    German "25.12.2026" as "fünfundzwanzig Punkt zwölf Punkt ..."."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

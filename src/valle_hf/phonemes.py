@@ -1043,7 +1043,10 @@ def _date_pattern(order: str, then: str = "") -> re.Pattern:
 # that make no date ("25/12/2026" in English: the other order is not guessed at; "2026-02-30") are left as they are.
 # The language's own order may have a year of two digits ("12/25/26"), said as the number it is written ("December
 # 25th, 26": its century is not guessed at), and checked as one of this century ("2/29/25" is no date); a fraction
-# ("3/4") or a score ("3/10") has no third number, and is none.
+# ("3/4") or a score ("3/10") has no third number, and is none. English says such a year's leading zero "oh"
+# ("12/25/05" is "December 25th, oh five"; espeak-ng read "zero five"), but in "00"; the other languages say it as
+# espeak-ng reads it.
+_YEAR_ZERO = {"en": "oh "}
 # German's date ("25.12.2026", "am 25.12.26") is written with the month's name ("25. Dezember 2026"), whose day
 # `_ordinals_as_read` says with its case ending ("am fünfundzwanzigsten"). Japanese says its days' own words: left to
 # espeak-ng.
@@ -1077,6 +1080,7 @@ def _dates_as_words(text: str, language: str) -> str:
     if words is None:
         return text
     order, template, months, suffix, days = words
+    zero = _for_language(_YEAR_ZERO, language)
 
     def said(match: re.Match) -> str:
         year = int(match["year"]) + (2000 if len(match["year"]) == 2 else 0)
@@ -1086,7 +1090,8 @@ def _dates_as_words(text: str, language: str) -> str:
             return match.group()
         day = days.get(str(date.day), f"{date.day}{suffix}")
         clock = " " if match.groupdict().get("clock") else ""
-        return template.format(day=day, month=months[date.month - 1], year=match["year"]) + clock
+        said_year = f"{zero}{match['year'][1]}" if zero and re.fullmatch("0[1-9]", match["year"]) else match["year"]
+        return template.format(day=day, month=months[date.month - 1], year=said_year) + clock
 
     return order.sub(said, _ISO_DATE.sub(said, text))
 
