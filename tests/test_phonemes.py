@@ -10,6 +10,7 @@ import pytest
 
 from valle_hf import phonemes
 from valle_hf.phonemes import detect_language, looks_like_ipa, phonemize, split_sentences
+from valle_hf.text_normalization import _ordinals_as_read, _ranges_as_words, normalize_text
 
 HELLO_IPA = "həlˈoʊ wˈɜːld."
 
@@ -244,11 +245,11 @@ def test_decomposed_and_full_width_text_reads_as_its_composed_ascii_form():
     for text, language in (("Grüße aus Köln, café.", "de"), ("Ça va, garçon?", "fr")):
         decomposed = unicodedata.normalize("NFD", text)
         assert decomposed != text
-        assert phonemes.normalize_text(decomposed) == text  # composed (NFC), what espeak reads correctly
+        assert normalize_text(decomposed) == text  # composed (NFC), what espeak reads correctly
         assert phonemize(decomposed, language) == phonemize(text, language)
     assert phonemize("Ｈｅｌｌｏ ｗｏｒｌｄ．") == HELLO_IPA  # U+FF01..FF5E → ASCII
-    assert phonemes.normalize_text("ＡＢＣ！１２３") == "ABC!123"
-    assert phonemes.normalize_text("\uff01\uff5e") == "!~"  # the block's first and last forms
+    assert normalize_text("ＡＢＣ！１２３") == "ABC!123"
+    assert normalize_text("\uff01\uff5e") == "!~"  # the block's first and last forms
 
 
 def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_for():
@@ -262,9 +263,9 @@ def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_f
         assert phonemize(text, language) == phonemize(plain, language), text
     assert "Chinese" not in phonemize("5 ㎛, 5 ㎨, 5 ㏁.", "en")  # what espeak-ng says of a symbol it cannot read
     assert phonemize("5 ㎛.", "en") != phonemize("5 \N{GREEK SMALL LETTER MU}m.", "en")  # "micro", not "mew"
-    assert phonemes.normalize_text("ⅠⅯ ㏄ ㏿") == "IM cc gal"  # the blocks' first and last forms
-    assert phonemes.normalize_text("㎡ ㎨") == "m² m/s²"  # powers as superscripts, for `_SYMBOL_WORDS` to read
-    assert phonemes.normalize_text("㍻ ㍿") == "㍻ ㍿"  # 平成, 株式会社: kanji, left to the script checks
+    assert normalize_text("ⅠⅯ ㏄ ㏿") == "IM cc gal"  # the blocks' first and last forms
+    assert normalize_text("㎡ ㎨") == "m² m/s²"  # powers as superscripts, for `_SYMBOL_WORDS` to read
+    assert normalize_text("㍻ ㍿") == "㍻ ㍿"  # 平成, 株式会社: kanji, left to the script checks
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
@@ -369,7 +370,7 @@ def test_a_scale_written_short_after_an_amount_of_money_is_said_as_its_word(text
 def test_one_before_a_scale_noun_is_said_as_in_money(text, words, language):
     """espeak-ng read "1 Milliarde" as "eins Milliarde", "1 millón" as "uno millón", "1 mille" as "un mille", as it
     did in amounts of money; a 1 that ends another number, or before another word, keeps its reading."""
-    from valle_hf.phonemes import _one_before_scale_as_read
+    from valle_hf.text_normalization import _one_before_scale_as_read
 
     assert phonemize(text, language) == phonemize(words, language)
     for other in ("31 Million", "0,1 Million", "0.1 Million", "1 Millionär", "1 Millionen", "1 Tausender"):
@@ -379,7 +380,7 @@ def test_one_before_a_scale_noun_is_said_as_in_money(text, words, language):
 def test_a_letter_after_an_amount_that_is_no_short_scale_is_left_to_espeak():
     """In English a short scale is glued to its amount and no word follows it: "$5 m", "$5 T-shirts", "$10km" are no
     millions or trillions; nor is "5k" without a sign."""
-    from valle_hf.phonemes import _currency_as_words
+    from valle_hf.text_normalization import _currency_as_words
 
     text = "$5 m, $5 T-shirts, $10km, 5k"
     assert _currency_as_words(text, "en") == "5 dollars m, 5 dollars T-shirts, 10 dollarskm, 5k"
@@ -455,7 +456,7 @@ def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(tex
     """espeak-ng read "2½" as "two a half", French "deux un demi", Spanish "dos un medio", and "2 et ½" as "deux et un
     demi" (a half after the word is "deux et demi", "dos y medio"); a fraction alone or after a comma is no part of a
     number."""
-    from valle_hf.phonemes import _mixed_numbers_as_words
+    from valle_hf.text_normalization import _mixed_numbers_as_words
 
     assert phonemize(text, language) == phonemize(words, language)
     assert _mixed_numbers_as_words("½ cup, 5, ½", language) == "½ cup, 5, ½"
@@ -482,7 +483,7 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     """A date's or a longer run's slashes, a numerator not below its denominator, a fraction with no vulgar form, a
     path, a word's or a decimal number's digits are no fraction; in a language the table has no words for, neither is
     "1/2"."""
-    from valle_hf.phonemes import _fractions_as_words
+    from valle_hf.text_normalization import _fractions_as_words
 
     text = "12/25/2026, 1/2/3, 24/7, 9/11, 3/10, 0/3, a/b, A1/2, 1/2.5, 1/2x"
     assert _fractions_as_words(text, language) == text
@@ -540,12 +541,10 @@ def test_a_range_of_numbers_is_said_with_the_word_between_its_ends(text, words, 
 def test_three_numbers_or_more_joined_by_dashes_are_no_range():
     """"1–800–555–1234" was read "one to eight hundred to five hundred fifty five to ..."; a range beside it, or one
     between dates whose numbers are joined by hyphens, still gets its word."""
-    from valle_hf import phonemes
-
     text = "Call 1–800–555–1234, 5–10–15 or 1.5 ~ 2.5 ~ 3 $5–10–15 now"
-    assert phonemes._ranges_as_words(text, "en") == text
-    assert phonemes._ranges_as_words("1–800–555–1234 or 5–10 times", "en") == "1–800–555–1234 or 5 to 10 times"
-    assert phonemes._ranges_as_words("2026-12-25–2026-12-31", "de") == "2026-12-25 bis 2026-12-31"
+    assert _ranges_as_words(text, "en") == text
+    assert _ranges_as_words("1–800–555–1234 or 5–10 times", "en") == "1–800–555–1234 or 5 to 10 times"
+    assert _ranges_as_words("2026-12-25–2026-12-31", "de") == "2026-12-25 bis 2026-12-31"
 
 
 def test_a_hyphen_between_numbers_is_left_to_espeak():
@@ -553,14 +552,14 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     numbers are joined so."""
     text = "Call 555-1234, pages 5-10."
     assert phonemize(text, "en") == phonemes._espeak_backend("en-us").phonemize([text], strip=True)[0]
-    assert phonemes._ranges_as_words("1-5-10 €, $5-10-15", "en") == "1-5-10 €, $5-10-15"
-    assert phonemes._ranges_as_words("5€ -10€, 5 -$10", "en") == "5€ -10€, 5 -$10"  # a minus: spaced on one side
-    assert phonemes._ranges_as_words("$5.50-10", "en") == "$5.50-10"  # cents: no range of amounts
-    assert phonemes._ranges_as_words("$5k-10", "en") == "$5k-10"  # one end with its scale, one without
+    assert _ranges_as_words("1-5-10 €, $5-10-15", "en") == "1-5-10 €, $5-10-15"
+    assert _ranges_as_words("5€ -10€, 5 -$10", "en") == "5€ -10€, 5 -$10"  # a minus: spaced on one side
+    assert _ranges_as_words("$5.50-10", "en") == "$5.50-10"  # cents: no range of amounts
+    assert _ranges_as_words("$5k-10", "en") == "$5k-10"  # one end with its scale, one without
     # nor between a number with its unit and one without, or with another unit
-    assert phonemes._ranges_as_words("5 km-10, 5 m-10 m/s, 5 km–10 kms", "en") == "5 km-10, 5 m-10 m/s, 5 km–10 kms"
+    assert _ranges_as_words("5 km-10, 5 m-10 m/s, 5 km–10 kms", "en") == "5 km-10, 5 m-10 m/s, 5 km–10 kms"
     # an end written with a letter that is no scale is left whole
-    assert phonemes._ranges_as_words("$5–10x, £1-2kg", "en") == "$5 to 10x, £1-2kg"
+    assert _ranges_as_words("$5–10x, £1-2kg", "en") == "$5 to 10x, £1-2kg"
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
@@ -582,7 +581,7 @@ def test_a_decade_is_said_as_one(text, words, language):
 def test_what_is_no_decade_is_left_to_espeak():
     """A decimal number of seconds is no decade, nor a duration's seconds after its minutes; the "'00s" have no
     "hundreds" to say."""
-    from valle_hf.phonemes import _decades_as_words
+    from valle_hf.text_normalization import _decades_as_words
 
     text = "5.90s, x90s, the '00s, 990s, 1990se, 5m 30s, $'00s"
     assert _decades_as_words(text, "en") == text
@@ -614,7 +613,7 @@ def test_a_north_american_phone_number_is_read_digit_by_digit_in_its_groups(text
 def test_what_is_no_phone_number_is_left_as_it_is():
     """A "+" after a word or a number, fewer than two groups after the country code; without a "+", a number without
     its area code, groups of other lengths or joined to more, or spaced, a range, a date and an ISBN."""
-    from valle_hf.phonemes import _phone_numbers_as_read
+    from valle_hf.text_normalization import _phone_numbers_as_read
 
     text = ("555-1234, 5+1 555 123, C++ 11 22, +1 555, +5 points, 555-123-45678, 1555-123-4567, 555-123-4567-1, "
             "12/555-123-4567, 5.555-123-4567, 555 123 4567, 5-10, 2026-12-25, 978-3-16-148410-0, 2-555-123-4567")
@@ -637,7 +636,7 @@ def test_an_ip_address_is_said_with_the_word_for_its_dots(text, words, language)
 def test_what_is_no_ip_address_is_left_to_espeak(language):
     """Numbers in groups of three, more or fewer than four numbers, one above 255 or with a leading zero make no
     address; nor does any in a language the table has no word for."""
-    from valle_hf.phonemes import _addresses_as_words
+    from valle_hf.text_normalization import _addresses_as_words
 
     text = "1.000.000.000, 1.2.3, 1.2.3.4.5, 256.1.1.1, 01.2.3.4"
     assert _addresses_as_words(text, language) == text
@@ -682,7 +681,7 @@ def test_what_is_no_date_is_left_to_espeak(text, language):
     """A day and month in the other order than the language's, a day the month has not (a year of two digits is
     one of this century: 2025 had no February 29th), a fraction or a score, numbers joined to more, an ISO date's
     year of two digits, German thousands and a language the table has no words for are no date to read."""
-    from valle_hf.phonemes import _dates_as_words
+    from valle_hf.text_normalization import _dates_as_words
 
     assert _dates_as_words(text, language) == text
 
@@ -709,7 +708,7 @@ def test_a_unit_after_a_number_is_said_as_its_words(text, words, language):
 def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     """A unit inside a word or before another is no unit of the table, nor a letter without a number before it, nor
     one after an amount of money ("$1.5m" is millions), nor a duration's minutes."""
-    from valle_hf.phonemes import _units_as_words
+    from valle_hf.text_normalization import _units_as_words
 
     text = "5 kms, 5 m/s, km 5, H2 g, $1.5m, € 2 m, 1h 30m, 5m 30s"
     assert _units_as_words(text, language) == text
@@ -777,8 +776,8 @@ def test_what_is_no_german_day_before_its_month_is_left_as_it_is():
     """A number that is no day of a month, one that ends a decimal number, one before no month's name, and a day in
     another language."""
     text = "32. Mai, 0. Mai, 1,5. Mai, 3. Maiglöckchen, 3. Platz"
-    assert phonemes._ordinals_as_read(text, "de") == text
-    assert phonemes._ordinals_as_read("3. Mai", "en") == "3. Mai"
+    assert _ordinals_as_read(text, "de") == text
+    assert _ordinals_as_read("3. Mai", "en") == "3. Mai"
 
 
 @pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 veces", "es"), ("2e", "en")])
@@ -800,7 +799,7 @@ def test_ipa_and_its_modifier_letters_are_never_normalised():
     # NFKC would turn ʲ into j and ᵝ into β: symbols the tokenizer has ids for. IPA passes through untouched.
     for ipa in ("mʲˈɛsta", "ˈaᵝa", "ɡˈuːtn̩", "t͡ʃˈiː", "ˈbo\u0303"):  # o + combining tilde, not NFC's "õ"
         assert phonemize(ipa) == ipa
-    assert phonemes.normalize_text("mʲ ᵝ") == "mʲ ᵝ"
+    assert normalize_text("mʲ ᵝ") == "mʲ ᵝ"
 
 
 def test_language_switch_markers_are_kept_by_default_and_removable():
@@ -1063,7 +1062,7 @@ def test_a_decimal_point_before_the_final_mark_keeps_the_words_after_it(text, la
 def test_the_minus_of_a_negative_number_is_said(text, words, language):
     """espeak-ng's French, Spanish and Japanese voices left a number's minus out ("-5 degrés" was "cinq degrés"), and
     its English and German ones after "="; a dash between numbers or after a letter or a decimal mark is no minus."""
-    from valle_hf.phonemes import _minus_as_word
+    from valle_hf.text_normalization import _minus_as_word
 
     assert phonemize(text, language) == phonemize(words, language)
     assert _minus_as_word("pages 5-7, A-5, 1.-2", language) == "pages 5-7, A-5, 1.-2"
