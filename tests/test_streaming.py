@@ -498,12 +498,25 @@ def test_rows_that_come_out_unspoken_are_warned_about_when_streamed_too(tiny_mod
     assert "row(s) [0, 1] stopped at their first step: their codes and audio are empty" in logged.out
 
 
+class _HeldAtItsFirstChunk(AudioIteratorStreamer):
+    """Holds the call after its first chunk until the consumer stops it (at most `timeout`): on a busy machine the
+    call could otherwise reach its step limit before the consumer, given no time, got to `stop()`."""
+
+    held = False
+
+    def put(self, chunk: AudioChunk) -> None:
+        super().put(chunk)
+        if not self.held:
+            self.held = True
+            self._stop.wait(self.timeout)
+
+
 def test_a_consumer_that_has_heard_enough_stops_the_call(fixture_model, case):
     """Leaving the loop left generate running to its step limit, holding the model: `stop()` ends it at the next AR
     step, with the speech so far finished and streamed."""
     text, prompt, _ = case
     steps = 200
-    streamer = AudioIteratorStreamer(chunk_seconds=2 / fixture_model.config.frame_rate, timeout=60)
+    streamer = _HeldAtItsFirstChunk(chunk_seconds=2 / fixture_model.config.frame_rate, timeout=60)
     outputs = []
     thread = threading.Thread(target=lambda: outputs.append(fixture_model.generate(
         input_ids=text[None], prompt_codes=prompt[None], temperature=0.0, min_new_tokens=steps, max_new_tokens=steps,
