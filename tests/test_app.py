@@ -415,7 +415,26 @@ def test_a_streamed_piece_is_16_bit_wav_clipped_to_full_scale():
     assert samples.tolist() == pytest.approx([1.0, -1.0, 0.5], abs=1 / 2**15)
 
 
+class _PacedByThePage(AudioIteratorStreamer):
+    """Sends each chunk only once the page asks for the next one, as a page that keeps up finds them: how many pieces
+    the page plays no longer depends on how a busy machine shares its time between the run and the page (a page
+    given none meanwhile finds every chunk ready at once, and rightly plays them as one piece)."""
+
+    def __init__(self, chunk_seconds: float):
+        super().__init__(chunk_seconds, timeout=60)
+        self.asked = threading.Semaphore(0)
+
+    def __next__(self) -> AudioChunk:
+        self.asked.release()
+        return super().__next__()
+
+    def put(self, chunk: AudioChunk) -> None:
+        self.asked.acquire(timeout=60)  # a page that stopped asking must not hold the run for ever
+        super().put(chunk)
+
+
 def test_the_speech_streams_before_it_ends_and_the_stream_is_the_whole_speech(tiny, monkeypatch):
+    monkeypatch.setattr(webui, "AudioIteratorStreamer", _PacedByThePage)
     demo = webui.Demo(*tiny)
     demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
     saved = []
