@@ -179,7 +179,8 @@ def test_the_stop_button_ends_the_run_and_frees_the_model(server, browser):
     _set_number(browser, "#tts-ar-temp", 0)
     _set_number(browser, "#tts-max-ar-steps", 20000)  # below the positions (22,500)
     browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
-    time.sleep(3)  # the run is under way
+    # the run is under way once its steps show (a fixed wait let a slow machine's Stop come before the run started)
+    _wait_for(browser, "document.querySelector('#tts-audio .progress-bar')", timeout=60)
     browser.find_element(By.CSS_SELECTOR, "#tts-stop").click()
     _wait_for(browser, "!document.querySelector('#tts-audio .progress-bar')", timeout=30)  # a run left going keeps it
     _set_number(browser, "#tts-max-ar-steps", 3)
