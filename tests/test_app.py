@@ -114,18 +114,26 @@ def _wait_for(driver, script: str, timeout: float = 120):
         f"return {script};"), message=f"waiting for {script}")
 
 
+def _element(driver, selector: str, by: str = "css selector", timeout: float = 60):
+    """The element `selector` finds (`by`: selenium's `By.CSS_SELECTOR` or another), once the page has it: Gradio
+    mounts each kind of component as its code loads, so the text box on the page does not mean the button is there
+    yet (a busy machine's page had the one, not the other)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
+        expected_conditions.presence_of_element_located((by, selector)), message=f"waiting for {selector}")
+
+
 @pytest.mark.subprocess
 def test_the_page_speaks_in_a_browser(server, browser, tmp_path, prompt_wav):
-    from selenium.webdriver.common.by import By
-
     browser.get(server)
-    _wait_for(browser, "document.querySelector('#tts-text textarea')", timeout=60)
-    browser.find_element(By.CSS_SELECTOR, "#tts-text textarea").send_keys(TEXT)
-    browser.find_element(By.CSS_SELECTOR, "#tts-references input[type=file]").send_keys(str(prompt_wav))
+    _element(browser, "#tts-text textarea").send_keys(TEXT)
+    _element(browser, "#tts-references input[type=file]").send_keys(str(prompt_wav))
     # Uploaded once the file is listed (its name is split in two elements: stem and extension).
     _wait_for(browser, "document.querySelector('#tts-references').innerText.replace(/\\s/g, '')"
                        f".includes('{prompt_wav.name}')")
-    browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
+    _element(browser, "#tts-button").click()
 
     # The streamed speech: an audio element with a source that the browser loaded and can play.
     stream = "document.querySelector('#tts-stream audio')"
@@ -154,10 +162,9 @@ def test_the_page_speaks_in_a_browser(server, browser, tmp_path, prompt_wav):
 
 def _set_number(browser, selector: str, value) -> None:
     """Type `value` into the number field under `selector` (Gradio reads it when the field loses focus)."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    field = browser.find_element(By.CSS_SELECTOR, f"{selector} input")
+    field = _element(browser, f"{selector} input")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", field)
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(str(value), Keys.TAB)
@@ -171,23 +178,21 @@ def test_the_stop_button_ends_the_run_and_frees_the_model(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server)
-    _wait_for(browser, "document.querySelector('#tts-text textarea')", timeout=60)
-    browser.find_element(By.CSS_SELECTOR, "#tts-text textarea").send_keys(TEXT)
-    browser.find_element(By.CSS_SELECTOR, "#tts-random-voice input").click()
-    browser.find_element(By.XPATH, "//button[.//*[contains(text(), 'Sampler settings')]]").click()
-    _wait_for(browser, "document.querySelector('#tts-max-ar-steps input')", timeout=30)
+    _element(browser, "#tts-text textarea").send_keys(TEXT)
+    _element(browser, "#tts-random-voice input").click()
+    _element(browser, "//button[.//*[contains(text(), 'Sampler settings')]]", By.XPATH).click()
     _set_number(browser, "#tts-ar-temp", 0)
     _set_number(browser, "#tts-max-ar-steps", 20000)  # below the positions (22,500)
-    browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
+    _element(browser, "#tts-button").click()
     # the run is under way once its steps show (a fixed wait let a slow machine's Stop come before the run started)
     _wait_for(browser, "document.querySelector('#tts-audio .progress-bar')", timeout=60)
-    browser.find_element(By.CSS_SELECTOR, "#tts-stop").click()
+    _element(browser, "#tts-stop").click()
     _wait_for(browser, "!document.querySelector('#tts-audio .progress-bar')", timeout=30)  # a run left going keeps it
     _set_number(browser, "#tts-max-ar-steps", 3)
     # Gradio drops a click on Speak until the page has heard that the stopped run ended (a moment after its bar
     # went): click until the new run shows its bar. Its speech must come long before 20,000 steps could end.
     for _ in range(5):
-        browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
+        _element(browser, "#tts-button").click()
         with contextlib.suppress(TimeoutException):
             _wait_for(browser, "document.querySelector('#tts-audio .progress-bar, #tts-audio a[download]')", 5)
             break
@@ -199,8 +204,7 @@ def test_empty_text_shows_the_message_not_a_traceback(server, browser):
     from selenium.webdriver.common.by import By
 
     browser.get(server)
-    _wait_for(browser, "document.querySelector('#tts-button')", timeout=60)
-    browser.find_element(By.CSS_SELECTOR, "#tts-button").click()
+    _element(browser, "#tts-button").click()
     _wait_for(browser, "document.body.innerText.includes('empty text: nothing to speak')", timeout=60)
     assert "Traceback" not in browser.find_element(By.TAG_NAME, "body").text
 
