@@ -923,6 +923,29 @@ def test_leaving_the_page_ends_the_run(tiny, prompt_wav, monkeypatch, run):
     assert len(runs) == 1 and isinstance(runs[0].error, webui.RunCancelled)  # ended by the close, not by its steps
 
 
+def test_a_run_left_going_by_a_cancel_ends_before_the_next_one_starts(tiny, monkeypatch):
+    """Gradio frees the model's queue slot at a cancel, but closes the cancelled run's generator only at its next
+    update: the next run started on the model beside the one left going."""
+    runs, alive_at_start, generation = [], [], webui.Generation
+
+    def start(self):
+        alive_at_start.append([run.is_alive() for run in runs])
+        runs.append(self)
+        generation.start(self)
+
+    monkeypatch.setattr(webui, "Generation", type("Recorded", (generation,), {"start": start}))
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    cancelled = demo.speak(TEXT, random_voice=True, ar_temp=0, max_ar_steps=3000)
+    try:
+        next(cancelled), next(cancelled)  # under way; then left as Gradio leaves it, not closed
+        assert runs[0].is_alive()
+        list(demo.speak(TEXT, random_voice=True, max_ar_steps=2))
+        assert alive_at_start == [[], [False]] and isinstance(runs[0].error, webui.RunCancelled)
+    finally:
+        cancelled.close()
+
+
 def test_a_run_cancelled_after_a_steps_layers_gives_no_result(tiny, prompt_wav, monkeypatch):
     """A cancel that came after a step's decoder layers had run ended the AR through the stopping criterion, and a
     speech-to-text run (nothing runs after its AR) returned its cut-short transcription as if it had ended: the test

@@ -340,6 +340,7 @@ class Demo:
                                  for task in ("tts", "stt")}
         # The page's output components by name, set by `build_page`; without "stream", nothing is streamed.
         self.outputs: dict[str, gr.components.Component] = {}
+        self.running: Generation | None = None  # the last run started on the model
 
     def _changed(self, task: str, flags: dict) -> dict:
         """The controls of `task`'s tab that a user changed: one left at its default is not given, as a flag left out
@@ -351,11 +352,17 @@ class Demo:
                **inputs) -> Generation:
         """`generate` started on `inputs` with the sampler settings `kwargs`, its AR steps shown on `progress`."""
         steps = kwargs.get("max_new_tokens", self.model.generation_config.max_new_tokens)
+        # One run on the model at a time: Gradio frees the model's queue slot as soon as it cancels a run (Stop, a
+        # page left), but closes the cancelled run's generator only at its next update (a streamed chunk, seconds
+        # away), so the next run started beside the one it left going.
+        if self.running is not None:
+            self.running.close()
         stop = threading.Event()
         with setting_names(FLAG_NAMES):  # the run's context is copied here: its warnings name the controls' flags
             generation = Generation(self.model, streamer, stop, **inputs, **kwargs,
                                     stopping_criteria=StoppingCriteriaList([StepProgress(progress, steps, stop)]))
         generation.start()
+        self.running = generation
         return generation
 
     def speak(self, text: str, references: list[str] | str | None = None, recording: str | None = None,
