@@ -328,9 +328,12 @@ def test_what_is_no_decade_is_left_to_espeak():
     ("Call +1 555 123 4567.", "Call +1, 5 5 5, 1 2 3, 4 5 6 7.", "en"),
     ("+1-555-123-4567", "+1, 5 5 5, 1 2 3, 4 5 6 7", "en"), ("+49 30 1234567", "+49, 3 0, 1 2 3 4 5 6 7", "de"),
     ("+33 1 23 45 67 89", "+33, 1, 2 3, 4 5, 6 7, 8 9", "fr"), ("+34 912 345 678", "+34, 9 1 2, 3 4 5, 6 7 8", "es"),
+    ("+1 (555) 123-4567, +44 (0)20 7946 0958", "+1, 5 5 5, 1 2 3, 4 5 6 7, +44, 0, 2 0, 7 9 4 6, 0 9 5 8", "en"),
+    ("+49 (30) 1234567", "+49, 3 0, 1 2 3 4 5 6 7", "de"),
 ])
 def test_an_international_phone_number_is_read_digit_by_digit_after_its_country_code(text, words, language):
-    """espeak-ng read its groups as numbers: "+49 30 1234567" as "plus neunundvierzig dreißig eine Million ..."."""
+    """espeak-ng read its groups as numbers: "+49 30 1234567" as "plus neunundvierzig dreißig eine Million ...", and
+    a group in brackets ("+44 (0)20 7946 0958") kept the number whole."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -395,7 +398,7 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
     ("25/12/05", "25th December oh 5", "en-gb"), ("le 25/12/05", "le 25 décembre 05", "fr"),
     ("el 25/12/26", "el 25 de diciembre de 26", "es"),
     ("am 25.12.2026, am 03.10.90, 2026-05-01", "am fünfundzwanzigsten Dezember 2026, am dritten Oktober 90, ersten "
-     "Mai 2026", "de"),
+     "Mai 2026", "de"), ("am 3.5.2026", "am dritten Mai 2026", "de"),
 ])
 def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
@@ -412,11 +415,13 @@ def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     ("1/2, 3/4 cup, 3/10, 2/29/25, 13/25/26, 12/25/261, 12/25/2, 26-12-25, 12/25/26/1, 12/25/26.5", "en"),
     ("12/25/2026, 25/13/26", "fr"), ("12/25/2026", "es"), ("12/25/2026", "en-gb"),
     ("31.02.2026, 1.2.3, 1.234.567, 25.12.2026.5, 5.25.12.26, 25/12/2026", "de"), ("2026-12-25", "it"),
+    ("Python 3.12.10, Version 2.7.18, 3.5.26, 25.5.26", "de"),
 ])
 def test_what_is_no_date_is_left_to_espeak(text, language):
     """A day and month in the other order than the language's, a day the month has not (a year of two digits is
     one of this century: 2025 had no February 29th), a fraction or a score, numbers joined to more, an ISO date's
-    year of two digits, German thousands and a language the table has no words for are no date to read."""
+    year of two digits, German thousands and versions (a year of two digits after a day or month of one) and a
+    language the table has no words for are no date to read."""
     from valle_hf.text_normalization import _dates_as_words
 
     assert _dates_as_words(text, language) == text
@@ -499,11 +504,19 @@ def test_short_ordinals_read_as_ordinals(text, words, language):
      "zum einunddreißigsten Dezember 2026"), ("Berlin, 20. Juni 1905", "Berlin, zwanzigsten Juni 19 hundert 5"),
     ("vom 3.–5. Mai, der 3. und 4. Mai, am 1., 2. bis 3. Juni", "vom dritten bis fünften Mai, der dritte und vierte "
      "Mai, am ersten, zweiten bis dritten Juni"),
+    ("vom 3. bis zum 5. Mai, zwischen dem 3. und dem 5. Mai, der 3. und der 4. Mai", "vom dritten bis zum fünften Mai, "
+     "zwischen dem dritten und dem fünften Mai, der dritte und der vierte Mai"),
+    ("die 3. Mai-Woche, das 1. Mai-Wochenende, den 1. Mai-Feiertag", "die dritte Mai-Woche, das erste Mai-Wochenende, "
+     "den ersten Mai-Feiertag"), ("an der 1. Mai-Kundgebung, In der 3. Mai-Woche, während der 1. Mai-Feiern, der 1. "
+     "Mai-Feiertag", "an der ersten Mai-Kundgebung, In der dritten Mai-Woche, während der ersten Mai-Feiern, der erste "
+     "Mai-Feiertag"),
 ])
 def test_a_german_day_before_its_month_is_said_as_an_ordinal(text, words):
     """espeak-ng read "der 3. Mai" as "der drei. Mai", and a year "1990" as "eintausend neunhundertneunzig"; the day
     ends in "-te" after "der", in "-ten" elsewhere (after "am", "bis zum", on a letter's date line), and so do the
-    days before it that share its month ("vom 3.–5. Mai" was "vom drei. fünf. Mai")."""
+    days before it that share its month ("vom 3.–5. Mai" was "vom drei. fünf. Mai", "vom 3. bis zum 5. Mai" "vom
+    drei. bis zum fünften Mai"); "die" and "das" before a word made with the month take "-te" too ("die 3. Mai-Woche"
+    was "die dritten Mai-Woche"), but "der" after a preposition ("an der 1. Mai-Kundgebung" was "an der erste")."""
     assert phonemize(text, "de") == phonemize(words, "de")
 
 

@@ -399,19 +399,25 @@ def _currency_as_words(text: str, language: str) -> str:
 
 # A German day before its month's name ("am 3. Mai", "3.Oktober 1990"; a date in numbers is written so first,
 # `_dates_as_words`), which espeak-ng read as the number ("am drei. Mai"): the day as an ordinal, with the ending
-# "-te" after "der" ("der dritte Mai") and "-ten" elsewhere, as after "am", "vom", "bis zum", "den" and on a letter's
-# date line ("Berlin, 3. Oktober" is "den dritten Oktober"); so are the days before it that share its month ("vom
-# 3.–5. Mai" is "vom dritten bis fünften Mai", "am 1. und 2. Mai"), the dash between them said "bis"; a year of 1100 to
-# 1999 after it in hundreds, as a year is said ("neunzehnhundertneunzig"; espeak-ng read "eintausend
-# neunhundertneunzig").
+# "-te" after "der" ("der dritte Mai"; "die" and "das" before a word made with the month: "die 3. Mai-Woche" is "die
+# dritte Mai-Woche", once "die dritten") and "-ten" elsewhere, as after "am", "vom", "bis zum", "den", a "der" after a
+# preposition, which is no nominative ("an der 1. Mai-Kundgebung" is "an der ersten", once "an der erste"), and on a
+# letter's date line ("Berlin, 3. Oktober" is "den dritten Oktober"; a heading's number before such a word, "Kapitel 3.
+# Mai-Woche", is not told from a day, and is read as one); so are the days before it that share its month ("vom
+# 3.–5. Mai" is "vom dritten bis fünften Mai", "am 1. und 2. Mai", "vom 3. bis zum 5. Mai", "zwischen dem 3. und dem
+# 5. Mai": once "vom drei. bis zum fünften Mai"), the dash between them said "bis"; a year of 1100 to 1999 after it in
+# hundreds, as a year is said ("neunzehnhundertneunzig"; espeak-ng read "eintausend neunhundertneunzig").
 _GERMAN_MONTHS = "Januar Februar März April Mai Juni Juli August September Oktober November Dezember".split()
 _GERMAN_DAYS = ("erst zweit dritt viert fünft sechst siebt acht neunt zehnt elft zwölft dreizehnt vierzehnt fünfzehnt "
                 "sechzehnt siebzehnt achtzehnt neunzehnt zwanzigst einundzwanzigst zweiundzwanzigst "
                 "dreiundzwanzigst vierundzwanzigst fünfundzwanzigst sechsundzwanzigst siebenundzwanzigst "
                 "achtundzwanzigst neunundzwanzigst dreißigst einunddreißigst").split()
 _GERMAN_DAY_NUMBER = r"(?:[1-9]|[12]\d|3[01])\."
-_GERMAN_DAY = re.compile(rf"(?P<nominative>(?<!\w)[Dd]er )?(?<![\d.,])"
-                         rf"(?P<days>{_GERMAN_DAY_NUMBER}(?: ?(?:[-–]|bis|und|,) ?{_GERMAN_DAY_NUMBER})*) ?"
+_AFTER_NO_PREPOSITION = "".join(rf"(?<!\b(?i:{word}) )"
+                                for word in "an auf aus bei in mit nach seit trotz von vor während wegen zu".split())
+_GERMAN_DAY = re.compile(rf"(?P<nominative>(?<!\w)(?:{_AFTER_NO_PREPOSITION}[Dd]er|[Dd]ie|[Dd]as) )?(?<![\d.,])"
+                         rf"(?P<days>{_GERMAN_DAY_NUMBER}"
+                         rf"(?: ?(?:[-–]|bis(?: zum)?|und(?: de[mnr])?|,) ?{_GERMAN_DAY_NUMBER})*) ?"
                          rf"(?P<month>{'|'.join(_GERMAN_MONTHS)})\b(?: (?P<century>1[1-9])(?P<year>\d\d)\b)?")
 
 
@@ -440,12 +446,14 @@ def _ordinals_as_read(text: str, language: str) -> str:
 
 
 # An international phone number: a "+", its country code and two groups of digits or more ("+1 555 123 4567",
-# "+49-30-1234567"), which espeak-ng read as numbers ("+49 30 1234567" as "plus forty nine thirty one million two
-# hundred ..."): its country code as a number, the other groups' digits one by one, and a pause (a comma) between
-# groups. Without its "+", a North American number with its area code ("(555) 123-4567", "555-123-4567", "555.123.4567",
-# "1-800-555-1234"; once read "five hundred fifty five dash one hundred twenty three dash four thousand ...") is read
-# so too, each group's digits; a shorter one ("555-1234") is not told from a score or a range, and is left to espeak-ng.
-_PHONE_NUMBER = re.compile(r"(?<![\w+])(?P<code>\+\d{1,3})(?:[ .-]\d+){2,}(?!\w|[.,]\d)"
+# "+49-30-1234567"; one may be in brackets: "+1 (555) 123-4567", "+44 (0)20 7946 0958", once "+1 5 5 5, ..." without
+# the pause after the code, and the British one left whole), which espeak-ng read as numbers ("+49 30 1234567" as
+# "plus forty nine thirty one million two hundred ..."): its country code as a number, the other groups' digits one by
+# one, and a pause (a comma) between groups. Without its "+", a North American number with its area code ("(555)
+# 123-4567", "555-123-4567", "555.123.4567", "1-800-555-1234"; once read "five hundred fifty five dash one hundred
+# twenty three dash four thousand ...") is read so too, each group's digits; a shorter one ("555-1234") is not told
+# from a score or a range, and is left to espeak-ng.
+_PHONE_NUMBER = re.compile(r"(?<![\w+])(?P<code>\+\d{1,3})(?:[ .-]?\(\d+\)|(?:[ .-]|(?<=\)))\d+){2,}(?!\w|[.,]\d)"
                            r"|(?<![\w+.,/-])(?:1[ .-])?(?:\(\d{3}\) ?|\d{3}[.-])\d{3}[.-]\d{4}(?![\w/]|[.,-]\d)")
 
 
@@ -664,13 +672,18 @@ def _date_pattern(order: str, then: str = "") -> re.Pattern:
 # that make no date ("25/12/2026" in English: the other order is not guessed at; "2026-02-30") are left as they are.
 # The language's own order may have a year of two digits ("12/25/26"), said as the number it is written ("December
 # 25th, 26": its century is not guessed at), and checked as one of this century ("2/29/25" is no date); a fraction
-# ("3/4") or a score ("3/10") has no third number, and is none. English says such a year's leading zero "oh"
-# ("12/25/05" is "December 25th, oh five"; espeak-ng read "zero five"), but in "00"; the other languages say it as
-# espeak-ng reads it.
+# ("3/4") or a score ("3/10") has no third number, and is none; three numbers that make a date are read as one,
+# whatever they count ("the 5/10/15 rule" is "May 10th, 15": nothing in them tells). English says such a year's
+# leading zero "oh" ("12/25/05" is "December 25th, oh five"; espeak-ng read "zero five"), but in "00"; the other
+# languages say it as espeak-ng reads it.
 _YEAR_ZERO = {"en": "oh "}
 # German's date ("25.12.2026", "am 25.12.26") is written with the month's name ("25. Dezember 2026"), whose day
 # `_ordinals_as_read` says with its case ending ("am fünfundzwanzigsten"). Japanese says its days' own words: left to
 # espeak-ng.
+# German writes a version's number as it writes a date ("Python 3.12.10", "2.7.18", once read "dritten Dezember 10"),
+# mostly with a part of one digit: a year of two digits is one only after a day and a month of two digits
+# ("25.12.26", "03.10.90"). "3.5.26" is left to espeak-ng, and a version "10.12.11" is read as a date.
+_GERMAN_DATE = _date_pattern(r"(?=\d\d\.\d\d\.|\d\d?\.\d\d?\.\d{{4}}){day}\.{month}\.{short_year}")
 # ISO's "T" before a time of day ("2026-12-25T15:00", whose "T" was read as the letter), read as a space
 _ISO_DATE = _date_pattern("{year}-{month}-{day}", r"(?P<clock>T(?=\d\d:\d\d))?")
 _DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{short_year}")
@@ -686,7 +699,7 @@ _DATE_WORDS = {
     "fr": (_DAY_MONTH_YEAR, "{day} {month} {year}",
            "janvier février mars avril mai juin juillet août septembre octobre novembre décembre".split(),
            "", {"1": "1er"}),
-    "de": (_date_pattern(r"{day}\.{month}\.{short_year}"), "{day} {month} {year}", _GERMAN_MONTHS, ".", {}),
+    "de": (_GERMAN_DATE, "{day} {month} {year}", _GERMAN_MONTHS, ".", {}),
     "es": (_DAY_MONTH_YEAR, "{day} de {month} de {year}",
            "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre".split(), "", {}),
 }
