@@ -399,6 +399,9 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
     ("el 25/12/26", "el 25 de diciembre de 26", "es"),
     ("am 25.12.2026, am 03.10.90, 2026-05-01", "am fünfundzwanzigsten Dezember 2026, am dritten Oktober 90, ersten "
      "Mai 2026", "de"), ("am 3.5.2026", "am dritten Mai 2026", "de"),
+    ("Wir kommen am 24.12. um 10 Uhr, vom 24.12. bis 26.12.2026, am 29.02. und ab 1.3.", "Wir kommen am "
+     "vierundzwanzigsten Dezember um 10 Uhr, vom vierundzwanzigsten Dezember bis sechsundzwanzigsten Dezember 2026, am "
+     "neunundzwanzigsten Februar und ab ersten März.", "de"),
 ])
 def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
@@ -406,7 +409,8 @@ def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it), and ISO's
     "T" before a time was read as the letter; British "12/11/2026" (the 12th of November) was read in the US order,
     "December 11th"; a year of two digits ("12/25/26") was read as numbers and slashes too ("05" "zero five"),
-    German "25.12.2026" as "fünfundzwanzig Punkt zwölf Punkt ..."."""
+    German "25.12.2026" as "fünfundzwanzig Punkt zwölf Punkt ...", and "am 24.12." without its year as "am
+    vierundzwanzig Punkt zwölf"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -416,6 +420,7 @@ def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     ("12/25/2026, 25/13/26", "fr"), ("12/25/2026", "es"), ("12/25/2026", "en-gb"),
     ("31.02.2026, 1.2.3, 1.234.567, 25.12.2026.5, 5.25.12.26, 25/12/2026", "de"), ("2026-12-25", "it"),
     ("Python 3.12.10, Version 2.7.18, 3.5.26, 25.5.26", "de"),
+    ("Kapitel 3.2. zeigt, am 31.04. nicht, am 3.12.10", "de"),
 ])
 def test_what_is_no_date_is_left_to_espeak(text, language):
     """A day and month in the other order than the language's, a day the month has not (a year of two digits is

@@ -684,6 +684,13 @@ _YEAR_ZERO = {"en": "oh "}
 # mostly with a part of one digit: a year of two digits is one only after a day and a month of two digits
 # ("25.12.26", "03.10.90"). "3.5.26" is left to espeak-ng, and a version "10.12.11" is read as a date.
 _GERMAN_DATE = _date_pattern(r"(?=\d\d\.\d\d\.|\d\d?\.\d\d?\.\d{{4}}){day}\.{month}\.{short_year}")
+# A German date without its year after a word that brings one in ("am 24.12.", "vom 24.12. bis 26.12.2026", "ab
+# 1.3."; once read "am vierundzwanzig Punkt zwölf"), written with the month's name ("am 24. Dezember", whose day
+# `_ordinals_as_read` says); without such a word, "3.2." is a section's number ("Kapitel 3.2."), left to espeak-ng.
+# Its last period also ends the sentence at the end of the text ("Wir kommen am 24.12.").
+_GERMAN_CUES = "".join(rf"|(?<=\b(?i:{word}) )" for word in "am vom ab seit bis zum den".split())[1:]
+_YEARLESS_DATES = {"de": (re.compile(rf"(?:{_GERMAN_CUES})(?P<day>0?[1-9]|[12]\d|3[01])\.(?P<month>0?[1-9]|1[0-2])\."
+                                     r"(?!\d)"), "{day}. {month}", _GERMAN_MONTHS)}
 # ISO's "T" before a time of day ("2026-12-25T15:00", whose "T" was read as the letter), read as a space
 _ISO_DATE = _date_pattern("{year}-{month}-{day}", r"(?P<clock>T(?=\d\d:\d\d))?")
 _DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{short_year}")
@@ -727,7 +734,24 @@ def _dates_as_words(text: str, language: str) -> str:
         said_year = f"{zero}{match['year'][1]}" if zero and re.fullmatch("0[1-9]", match["year"]) else match["year"]
         return template.format(day=day, month=months[date.month - 1], year=said_year) + clock
 
-    return order.sub(said, _ISO_DATE.sub(said, text))
+    text = order.sub(said, _ISO_DATE.sub(said, text))
+    yearless = _for_language(_YEARLESS_DATES, language)
+    return text if yearless is None else _yearless_dates_as_words(text, *yearless)
+
+
+def _yearless_dates_as_words(text: str, pattern: re.Pattern, template: str, months: list[str]) -> str:
+    """`text` with the dates without a year that `pattern` finds (`_YEARLESS_DATES`) written by `template` with the
+    month's name; a day the month never has ("31.04.") is left as it is."""
+
+    def said(match: re.Match) -> str:
+        try:
+            date = datetime.date(2000, int(match["month"]), int(match["day"]))  # a leap year: "29.02." is a date
+        except ValueError:
+            return match.group()
+        end = "." if match.end() == len(text) else ""
+        return template.format(day=date.day, month=months[date.month - 1]) + end
+
+    return pattern.sub(said, text)
 
 
 # An IPv4 address ("192.168.0.1"), which espeak-ng's German, French and Spanish voices read as a number in thousands
