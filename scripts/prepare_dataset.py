@@ -68,6 +68,7 @@ from valle_hf.dataset import (
     save_utterance,
 )
 from valle_hf.errors import (
+    SOME_ROWS_FAILED,
     ArgumentParser,
     CheckpointError,
     MissingDependencyError,
@@ -84,7 +85,6 @@ from valle_hf.errors import (
 from valle_hf.files import check_output_folder
 from valle_hf.manifest import LAYOUTS, Row, read_table
 from valle_hf.phonemes import language_code
-from valle_hf.synthesize import SOME_ROWS_FAILED
 from valle_hf.tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".mp3", ".opus", ".m4a", ".aiff", ".aif"}

@@ -33,6 +33,9 @@ from pathlib import Path
 
 from transformers.utils import logging as transformers_logging
 
+# The exit status of an entry point that did part of its work: the rows (`synthesize`) or files (prepare_dataset.py)
+# it could not do are listed, the others are done.
+SOME_ROWS_FAILED = 3
 
 class VallEError(Exception):
     """Base class of every error this package raises for a user's input or environment."""

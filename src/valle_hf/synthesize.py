@@ -66,6 +66,7 @@ from .cli import (
 )
 from .configuration import SettingError
 from .errors import (
+    SOME_ROWS_FAILED,
     ArgumentParser,
     MissingDependencyError,
     UsageError,
@@ -95,7 +96,6 @@ logger = get_logger(__name__)
 
 COLUMNS = ("id", "text", "prompt", "language", "seed")
 DONE, FAILED, PARTS = "done.jsonl", "failed.jsonl", "parts"
-SOME_ROWS_FAILED = 3  # exit status
 RESUME = "the rows written so far are kept; run the same command again to resume"
 # An id is a file name: `<id>.wav`, written as `.<id>.wav.<random>.part`, must stay within file systems' 255 bytes.
 MAX_ID_BYTES = 200
