@@ -712,6 +712,14 @@ _DATE_WORDS = {
 }
 
 
+def _calendar_date(match: re.Match, year: int) -> datetime.date | None:
+    """The date of `match`'s "day" and "month" in `year`, or None where the month has no such day: not a date."""
+    try:
+        return datetime.date(year, int(match["month"]), int(match["day"]))
+    except ValueError:
+        return None
+
+
 def _dates_as_words(text: str, language: str) -> str:
     """`text` with its dates in numbers (ISO and the language's own order) as the words `language` says them
     (`_DATE_WORDS`, by the longest leading part of the code it has: "2026-12-25" → "December 25th, 2026" in English,
@@ -724,10 +732,8 @@ def _dates_as_words(text: str, language: str) -> str:
     zero = _for_language(_YEAR_ZERO, language)
 
     def said(match: re.Match) -> str:
-        year = int(match["year"]) + (2000 if len(match["year"]) == 2 else 0)
-        try:
-            date = datetime.date(year, int(match["month"]), int(match["day"]))
-        except ValueError:  # no such day: not a date
+        date = _calendar_date(match, int(match["year"]) + (2000 if len(match["year"]) == 2 else 0))
+        if date is None:
             return match.group()
         day = days.get(str(date.day), f"{date.day}{suffix}")
         clock = " " if match.groupdict().get("clock") else ""
@@ -744,9 +750,8 @@ def _yearless_dates_as_words(text: str, pattern: re.Pattern, template: str, mont
     month's name; a day the month never has ("31.04.") is left as it is."""
 
     def said(match: re.Match) -> str:
-        try:
-            date = datetime.date(2000, int(match["month"]), int(match["day"]))  # a leap year: "29.02." is a date
-        except ValueError:
+        date = _calendar_date(match, 2000)  # a leap year: "29.02." is a date
+        if date is None:
             return match.group()
         end = "." if match.end() == len(text) else ""
         return template.format(day=date.day, month=months[date.month - 1]) + end
