@@ -278,14 +278,22 @@ def test_an_output_extension_is_read_in_any_case(tmp_path, name, container, subt
     assert info.format == container and info.subtype == (subtype or soundfile.default_subtype(container))
 
 
-def test_samples_beyond_one_are_clipped_when_saved(tmp_path):
+def test_samples_beyond_one_are_clipped_when_saved_and_said_so(tmp_path):
     """A float WAV holds any value, and players wrap or distort what lies beyond full scale: `save_audio` clips to
-    [-1, 1], as the file streamer does."""
+    [-1, 1], as the file streamer does, and says how many samples it clipped; audio within full scale is written
+    without a word."""
+    from conftest import logged_warnings
+
     from valle_hf.audio import save_audio
 
     samples = np.array([0.5, 1.5, -2.0, -0.25, 1.0], dtype=np.float32)
-    written = soundfile.read(save_audio(tmp_path / "speech.wav", samples), dtype="float32")[0]
+    with logged_warnings() as logged:
+        written = soundfile.read(save_audio(tmp_path / "speech.wav", samples), dtype="float32")[0]
     np.testing.assert_array_equal(written, np.clip(samples, -1.0, 1.0))
+    assert f"{tmp_path / 'speech.wav'}: 2 sample(s) beyond full scale (peak 2) were clipped" in logged.out
+    with logged_warnings() as logged:
+        save_audio(tmp_path / "within.wav", np.clip(samples, -1.0, 1.0))
+    assert "clipped" not in logged.out
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -577,17 +585,22 @@ def test_aborting_a_stream_whose_file_fails_to_close_still_removes_it_and_raises
 
 def test_a_file_stream_writes_the_rows_one_after_the_other_clipped_to_one(tmp_path):
     """Chunks of a batch arrive interleaved (row by row at each NAR round); the file holds row 0's speech, then row
-    1's, whatever the arrival order, and clips samples to [-1, 1] as `save_audio` does."""
+    1's, whatever the arrival order, and clips samples to [-1, 1] as `save_audio` does, saying so once at commit."""
+    from conftest import logged_warnings
+
     from valle_hf.streaming import AudioChunk, AudioFileStreamer
 
     out, rate = tmp_path / "speech.wav", 24000
     codes = torch.zeros(1, 8, dtype=torch.long)
-    pieces = [(0, torch.full((160,), 0.25), False), (1, torch.full((80,), -0.5), True),
+    pieces = [(0, torch.full((160,), 0.25), False), (1, torch.full((80,), -1.5), True),
               (0, torch.full((40,), 2.0), True)]
     streamer = AudioFileStreamer(out, rate)
     for row, audio, final in pieces:
         streamer.put(AudioChunk(row, audio, codes, 0, final))
-    streamer.commit()
+    with logged_warnings() as logged:
+        streamer.commit()
+    assert logged.out.count("clipped") == 1, logged.out  # once for the whole stream, with every piece's samples
+    assert f"{out}: 120 sample(s) beyond full scale (peak 2) were clipped" in logged.out
     expected = torch.cat([pieces[0][1], pieces[2][1], pieces[1][1]]).clamp(-1.0, 1.0)
     written = torch.from_numpy(soundfile.read(out, dtype="float32")[0])
     assert torch.equal(written, expected)

@@ -73,6 +73,7 @@ __all__ = [
     "check_file_rate",
     "check_output_path",
     "check_samples",
+    "clipped_samples",
     "empty_audio_error",
     "encoded_audio",
     "joined_sentences",
@@ -82,6 +83,7 @@ __all__ = [
     "reference_sources",
     "save_audio",
     "source_hint",
+    "warn_clipped",
     "waveform_samples",
     "write_encoded",
     "write_failure",
@@ -334,6 +336,22 @@ def check_samples(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     return data
 
 
+def clipped_samples(data: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """`data` clipped to [-1, 1], the full scale of every output format (16-bit formats cannot hold more, and players
+    wrap or distort what lies beyond it in a float WAV), with the count of samples that lay beyond it and the peak
+    before the clipping, for `warn_clipped`."""
+    magnitude = np.abs(data)
+    return np.clip(data, -1.0, 1.0), int((magnitude > 1.0).sum()), float(magnitude.max(initial=0.0))
+
+
+def warn_clipped(path: str | os.PathLike, count: int, peak: float) -> None:
+    """Say that `count` samples written to `path` were clipped (`clipped_samples`), if any: the file does not hold
+    the waveform as it was."""
+    if count:
+        logger.warning(f"{path}: {count} sample(s) beyond full scale (peak {peak:.3g}) were clipped to [-1, 1]; to "
+                       "keep them, scale the waveform into [-1, 1] before writing it (waveform / peak)")
+
+
 def empty_audio_error(path: str | os.PathLike) -> VallEValueError:
     """The error for audio of 0 samples meant for `path`: an empty file would look like a result."""
     return VallEValueError(f"{path} was not written: the audio is empty (0 samples; generated audio is empty when "
@@ -397,10 +415,11 @@ def save_audio(
 
     The file is written under a temporary name in the same folder and renamed into place when complete, so an
     interrupted or failed write never leaves a partial file, and an existing file is replaced only by a whole one.
-    Samples are clipped to [-1, 1]. Raises `VallEValueError` for a path that cannot be written (`check_output_path`:
-    a directory, a missing folder, ...), samples no file should hold (`waveform_samples`) and a sampling rate that is
-    not a positive integer a file header holds (`check_file_rate`); `OutputError` when the write fails (a rate the
-    format does not take, disk full, file-size limit, ...), with the reason and `path` as it was.
+    Samples are clipped to [-1, 1], with a warning naming how many were (`clipped_samples`). Raises `VallEValueError`
+    for a path that cannot be written (`check_output_path`: a directory, a missing folder, ...), samples no file
+    should hold (`waveform_samples`) and a sampling rate that is not a positive integer a file header holds
+    (`check_file_rate`); `OutputError` when the write fails (a rate the format does not take, disk full, file-size
+    limit, ...), with the reason and `path` as it was.
     """
     return write_encoded(*encoded_audio(path, waveform, sampling_rate))
 
@@ -414,11 +433,13 @@ def encoded_audio(path: str | os.PathLike, waveform: torch.Tensor | np.ndarray,
     container, subtype = output_format(out)
     data = waveform_samples(waveform, out)
     check_file_rate(sampling_rate, container)
+    data, count, peak = clipped_samples(data)
     encoded = io.BytesIO()
     try:
-        soundfile.write(encoded, np.clip(data, -1.0, 1.0), sampling_rate, format=container, subtype=subtype)
+        soundfile.write(encoded, data, sampling_rate, format=container, subtype=subtype)
     except WRITE_ERRORS as error:  # a rate the format does not take
         raise _output_error(out, error) from None
+    warn_clipped(out, count, peak)
     return out, encoded.getvalue()
 
 

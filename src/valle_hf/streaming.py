@@ -36,8 +36,10 @@ from .audio import (
     check_file_rate,
     check_output_path,
     check_samples,
+    clipped_samples,
     empty_audio_error,
     output_format,
+    warn_clipped,
     write_failure,
 )
 from .cache import PreallocatedDynamicCache
@@ -285,6 +287,7 @@ class AudioFileStreamer(AudioStreamer):
         self.target = write_target(self.path)  # the partial file is made beside it, to be renamed onto it
         self._order = RowOrder()
         self.seconds = 0.0
+        self._clipped, self._peak = 0, 0.0  # the samples clipped to [-1, 1] so far, and their peak: said at commit
         self._outcome: str | None = None  # "committed" or "aborted", once it is
         self.partial: Path | None = None
         try:  # the last step, so that a Ctrl-C after it returns leaves the caller a streamer to abort. The folder may
@@ -302,8 +305,10 @@ class AudioFileStreamer(AudioStreamer):
 
     def put(self, chunk: AudioChunk) -> None:
         for piece in self._order.add(chunk):  # rows in order: a later row waits for the earlier ones to end
-            audio = check_samples(piece.audio.detach().float().cpu().numpy(), self.path)
-            self._write(np.clip(audio, -1.0, 1.0))
+            audio, clipped, peak = clipped_samples(check_samples(piece.audio.detach().float().cpu().numpy(),
+                                                                 self.path))
+            self._clipped, self._peak = self._clipped + clipped, max(self._peak, peak)
+            self._write(audio)
             self.seconds += len(audio) / self._file.samplerate
 
     def _write(self, audio: np.ndarray) -> None:
@@ -347,6 +352,7 @@ class AudioFileStreamer(AudioStreamer):
             raise
         self._outcome = "committed"
         self._left_behind.detach()
+        warn_clipped(self.path, self._clipped, self._peak)
         return self.path
 
     def abort(self) -> None:
