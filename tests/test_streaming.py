@@ -277,8 +277,18 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
     for timeout in (0, -1.0, float("nan"), float("inf"), "5", True):
         with pytest.raises(ValueError, match="timeout must be None"):
             AudioIteratorStreamer(timeout=timeout)
-    with pytest.raises(TimeoutError, match="no audio chunk came within 0.01 s"):
-        next(AudioIteratorStreamer(timeout=0.01))  # nothing generates into it
+    waited = []
+
+    def wait():  # for a chunk that never comes: nothing generates into the streamer
+        try:
+            next(AudioIteratorStreamer(timeout=0.01))
+        except TimeoutError as error:
+            waited.append(str(error))
+
+    waiter = threading.Thread(target=wait, daemon=True)  # a wait past its timeout fails the test, not hangs the suite
+    waiter.start()
+    waiter.join(30)
+    assert waited and "no audio chunk came within 0.01 s" in waited[0], waited
 
     with pytest.raises(TypeError, match="got the class AudioIteratorStreamer"):
         fixture_model.generate(**inputs, audio_streamer=AudioIteratorStreamer)
