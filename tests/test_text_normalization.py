@@ -296,6 +296,9 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     assert _ranges_as_words("5 km-10, 5 m-10 m/s, 5 km–10 kms", "en") == "5 km-10, 5 m-10 m/s, 5 km–10 kms"
     # an end written with a letter that is no scale is left whole
     assert _ranges_as_words("$5–10x, £1-2kg", "en") == "$5 to 10x, £1-2kg"
+    # nor between a date and what is no whole date, an ISBN's or a phone number's groups, or a word's numbers
+    text = "12/24/2026-12, 2026-12-24-1, 978-3-16-148410-0, 555.123.4567-555.123.4568, v1.2.33-1.2.34, 5/10-12/1/26"
+    assert _ranges_as_words(text, "en") == text
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
@@ -389,6 +392,11 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
     ("el 25/12/2026 y el 2026-01-05", "el 25 de diciembre de 2026 y el 5 de enero de 2026", "es"),
     ("12/25/2026–12/31/2026, 2026-12-25–2026-12-31", "December 25th, 2026 to December 31st, 2026, December 25th, "
      "2026 to December 31st, 2026", "en"),
+    ("12/24/2026-12/26/2026, 2026-12-24 - 2026-12-26", "December 24th, 2026 to December 26th, 2026, December 24th, "
+     "2026 to December 26th, 2026", "en"),
+    ("24.12.2026-26.12.2026, 24.12.26 – 26.12.26", "vierundzwanzigsten Dezember 2026 bis sechsundzwanzigsten Dezember "
+     "2026, vierundzwanzigsten Dezember 26 bis sechsundzwanzigsten Dezember 26", "de"),
+    ("2026-12-24-2026-12-26", "24 décembre 2026 à 26 décembre 2026", "fr"),
     ("2026-12-25T15:00", "December 25th, 2026 fifteen hundred", "en"),
     ("12/11/2026, 25/12/2026", "12th November 2026, 25th December 2026", "en-gb"),
     ("12/11/2026", "12th November 2026", "en-gb-x-rp"),
@@ -406,11 +414,11 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
 def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
     hyphens as dashes or minuses, Spanish "25/12/2026" as "veinticinco barra doce barra ..."; a range of dates in
-    English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it), and ISO's
-    "T" before a time was read as the letter; British "12/11/2026" (the 12th of November) was read in the US order,
-    "December 11th"; a year of two digits ("12/25/26") was read as numbers and slashes too ("05" "zero five"),
-    German "25.12.2026" as "fünfundzwanzig Punkt zwölf Punkt ...", and "am 24.12." without its year as "am
-    vierundzwanzig Punkt zwölf"."""
+    English lost its "to" ("December 25th, 2026–December 31st, 2026": the dash had no digits after it), one joined
+    by a hyphen ("12/24/2026-12/26/2026") was no date, and ISO's "T" before a time was read as the letter; British
+    "12/11/2026" (the 12th of November) was read in the US order, "December 11th"; a year of two digits
+    ("12/25/26") was read as numbers and slashes too ("05" "zero five"), German "25.12.2026" as "fünfundzwanzig
+    Punkt zwölf Punkt ...", and "am 24.12." without its year as "am vierundzwanzig Punkt zwölf"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

@@ -480,24 +480,31 @@ def _phone_numbers_as_read(text: str) -> str:
 # "5€ -10€" keeps its minus): it also joins phone numbers and scores. Such amounts may have their scale, written short
 # or not ("$5m-$10m", "5 M€–10 M€", once "five million dollars ten million dollars" and "cinq millions d'euros moins
 # dix ..."), and so does a hyphen between two numbers that each have their unit of measure (`_UNIT_NAMES`: "5km-10km",
-# "5 km–10 km", once "five kilometers ten kilometers").
+# "5 km–10 km", once "five kilometers ten kilometers"), and one between two whole dates (`_DATE_SHAPE`:
+# "12/24/2026-12/26/2026", "24.12.2026-26.12.2026", once no date at all, and "12/24/2026 - 12/26/2026" without its
+# word).
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
+# What a range's end written as a date looks like, in any language's order: three numbers joined by slashes or dots,
+# the last a year of four digits or two ("12/24/2026", "24.12.26"), or ISO's ("2026-12-24"); whether it is a date
+# the language reads is `_dates_as_words`'s to tell, after the range's word parts the two.
+_DATE_SHAPE = r"(?:\d\d?(?:/\d\d?/|\.\d\d?\.)(?:\d{4}|\d\d)|\d{4}-\d\d?-\d\d?)(?![\w/]|[.,]\d)"
 
 
 @functools.cache
 def _range_pattern(short_scale: str) -> re.Pattern:
     """Ranges as the comment above says, in a language that writes a short scale as `short_scale` matches it
-    (`_short_scale_pattern`); what ends the first amount before the dash, its scale and its sign, is "low_end", and
-    the first number's unit "unit"."""
+    (`_short_scale_pattern`); what ends the first amount before the dash, its scale and its sign, is "low_end", the
+    first number's unit "unit", and the first date "date"."""
     scale = rf"(?:{short_scale}|(?: {_SCALE_WORD})+)?"
     return re.compile(rf"(?:(?<=[\d{_VULGAR}])|(?<=\dh)|(?<=\d[ap]m)|(?<=\d[AP]M)|(?<=\d0s)) ?[–〜~] ?"
                       rf"(?=[-−]?(?:{_SIGN} ?)?['’]?[\d{_VULGAR}])"
                       rf"|(?<=\d)(?P<low_end>{scale}(?P<sign> ?{_SIGN})?){_RANGE_DASH}"
                       rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))"
                       rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES}){_RANGE_DASH}"
-                      rf"(?=[-−]?\d[\d.,]* ?{_UNIT_NAMES}(?![\w/]))")
+                      rf"(?=[-−]?\d[\d.,]* ?{_UNIT_NAMES}(?![\w/]))"
+                      rf"|(?<![\w/.,-])(?P<date>{_DATE_SHAPE}){_RANGE_DASH}(?={_DATE_SHAPE})")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
@@ -560,7 +567,7 @@ def _ranges_as_words(text: str, language: str) -> str:
     def dash(match: re.Match) -> str:
         # a short scale's period ("€5 Mio.–€10 Mio.") is its own only before the dash or a sign: not before the word
         low_end = (match["low_end"] or "").removesuffix(".")
-        return f"{low_end or match['unit'] or ''} {word} "
+        return f"{low_end or match['unit'] or match['date'] or ''} {word} "
 
     def ranges(part: str) -> str:
         return _range_pattern(short_scale).sub(dash, _money_range_pattern(short_scale).sub(money, part))
