@@ -406,7 +406,8 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
     ("25/12/05", "25th December oh 5", "en-gb"), ("le 25/12/05", "le 25 décembre 05", "fr"),
     ("el 25/12/26", "el 25 de diciembre de 26", "es"),
     ("am 25.12.2026, am 03.10.90, 2026-05-01", "am fünfundzwanzigsten Dezember 2026, am dritten Oktober 90, ersten "
-     "Mai 2026", "de"), ("am 3.5.2026", "am dritten Mai 2026", "de"),
+     "Mai 2026", "de"), ("Stand 10.12.11, Ev 24.12.26", "Stand zehnten Dezember 11, Ev vierundzwanzigsten Dezember 26",
+                         "de"), ("am 3.5.2026", "am dritten Mai 2026", "de"),
     ("Wir kommen am 24.12. um 10 Uhr, vom 24.12. bis 26.12.2026, am 29.02. und ab 1.3.", "Wir kommen am "
      "vierundzwanzigsten Dezember um 10 Uhr, vom vierundzwanzigsten Dezember bis sechsundzwanzigsten Dezember 2026, am "
      "neunundzwanzigsten Februar und ab ersten März.", "de"),
@@ -428,13 +429,16 @@ def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     ("12/25/2026, 25/13/26", "fr"), ("12/25/2026", "es"), ("12/25/2026", "en-gb"),
     ("31.02.2026, 1.2.3, 1.234.567, 25.12.2026.5, 5.25.12.26, 25/12/2026", "de"), ("2026-12-25", "it"),
     ("Python 3.12.10, Version 2.7.18, 3.5.26, 25.5.26", "de"),
+    ("Version 10.12.11, v10.12.11, Python 10.12.11, RELEASE 24.12.2026, V 10.12.11, build 01.02.03", "de"),
+    ("v12/25/2026, x2026-12-25", "en"),
     ("Kapitel 3.2. zeigt, am 31.04. nicht, am 3.12.10", "de"),
 ])
 def test_what_is_no_date_is_left_to_espeak(text, language):
     """A day and month in the other order than the language's, a day the month has not (a year of two digits is
     one of this century: 2025 had no February 29th), a fraction or a score, numbers joined to more, an ISO date's
-    year of two digits, German thousands and versions (a year of two digits after a day or month of one) and a
-    language the table has no words for are no date to read."""
+    year of two digits, German thousands and versions (a year of two digits after a day or month of one, numbers
+    after a word that brings in a version: "Version 10.12.11" was "zehnten Dezember 11"), numbers glued to a letter
+    and a language the table has no words for are no date to read."""
     from valle_hf.text_normalization import _dates_as_words
 
     assert _dates_as_words(text, language) == text

@@ -666,10 +666,11 @@ def _decades_as_words(text: str, language: str) -> str:
 
 def _date_pattern(order: str, then: str = "") -> re.Pattern:
     """A date of day, month and year in numbers, in `order` ("{year}-{month}-{day}"; "{short_year}" for a year of
-    four digits or two), no part of a longer number, and what may follow it, `then`."""
+    four digits or two), no part of a longer number or of a word ("v10.12.11" is a version), and what may follow
+    it, `then`."""
     parts = {"year": r"(?P<year>\d{4})", "short_year": r"(?P<year>\d{4}|\d\d)", "month": r"(?P<month>\d\d?)",
              "day": r"(?P<day>\d\d?)"}
-    return re.compile(rf"(?<![\d/.,-]){order.format(**parts)}(?![\d/]|[.,-]\d){then}")
+    return re.compile(rf"(?<![\w/.,-]){order.format(**parts)}(?![\d/]|[.,-]\d){then}")
 
 
 # Dates written in numbers, ISO "2026-12-25" and each language's own order ("12/25/2026" in English, "25/12/2026" in
@@ -689,8 +690,12 @@ _YEAR_ZERO = {"en": "oh "}
 # espeak-ng.
 # German writes a version's number as it writes a date ("Python 3.12.10", "2.7.18", once read "dritten Dezember 10"),
 # mostly with a part of one digit: a year of two digits is one only after a day and a month of two digits
-# ("25.12.26", "03.10.90"). "3.5.26" is left to espeak-ng, and a version "10.12.11" is read as a date.
-_GERMAN_DATE = _date_pattern(r"(?=\d\d\.\d\d\.|\d\d?\.\d\d?\.\d{{4}}){day}\.{month}\.{short_year}")
+# ("25.12.26", "03.10.90"). "3.5.26" is left to espeak-ng; so are numbers after a word that brings in a version
+# ("Version 10.12.11", "Python 10.12.11"; a letter glued to them, "v10.12.11", makes no date in any language), which
+# were read "zehnten Dezember 11". Without such a word, "10.12.11" is read as a date.
+_AFTER_NO_VERSION_WORD = "".join(rf"(?<!\b(?i:{word}) )" for word in "v version release build patch python".split())
+_GERMAN_DATE = _date_pattern(_AFTER_NO_VERSION_WORD
+                             + r"(?=\d\d\.\d\d\.|\d\d?\.\d\d?\.\d{{4}}){day}\.{month}\.{short_year}")
 # A German date without its year after a word that brings one in ("am 24.12.", "vom 24.12. bis 26.12.2026", "ab
 # 1.3."; once read "am vierundzwanzig Punkt zwölf"), written with the month's name ("am 24. Dezember", whose day
 # `_ordinals_as_read` says); without such a word, "3.2." is a section's number ("Kapitel 3.2."), left to espeak-ng.
