@@ -445,6 +445,22 @@ def test_what_is_no_date_is_left_to_espeak(text, language):
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
+    ("the 5/10/15/20 rule, 1/2/3/2026", "the 5 10 15 20 rule, 1 2 3 2026", "en"),
+    ("die 5/10/15/20-Regel", "die 5 10 15 20-Regel", "de"), ("1/2/3/4/5", "1 2 3 4 5", "fr"),
+])
+def test_four_numbers_or_more_joined_by_slashes_are_read_one_after_another(text, words, language):
+    """espeak-ng read "the 5/10/15/20 rule" as "the five slash ten slash fifteen slash twenty rule": no date, nor
+    fraction, but a list. Three numbers stay a date where they make one, and are left to espeak-ng otherwise; a run
+    in a path or a word, or with a decimal number, is none."""
+    from valle_hf.text_normalization import _slash_runs_as_read
+
+    assert phonemize(text, language) == phonemize(words, language)
+    assert phonemize("the 5/10/15 rule", "en") == phonemize("the May 10th, 15 rule", "en")
+    text = "5/10/15, 50/30/20, api/1/2/3/4, /1/2/3/4, 1.5/2/3/4, 1/2/3/4.5, 1/2/3/4x, 24/7"
+    assert _slash_runs_as_read(text) == text
+
+
+@pytest.mark.parametrize(("text", "words", "language"), [
     ("5 km, 100kg, 2 mL", "5 kilometers, 100 kilograms, 2 milliliters", "en"), ("1 km", "one kilometer", "en"),
     ("25 °C, 1 °C, -1 °C", "25 degrees Celsius, one degree Celsius, minus one degree Celsius", "en"),
     ("1.5 l at 50 km/h", "1.5 liters at 50 kilometers per hour", "en"),

@@ -26,11 +26,13 @@ LATIN_LETTER = "[A-Za-z\u00c0-\u024f\u1e00-\u1eff]"
 
 def verbalize(text: str, language: str) -> str:
     """`text` (orthographic, after `normalize_text`) with the written forms espeak-ng misreads written as the words
-    `language` (an espeak-ng code, as `phonemes.resolve_language` gives it) says for them: phone numbers, ranges,
+    `language` (an espeak-ng code, as `phonemes.resolve_language` gives it) says for them: phone numbers, runs of
+    numbers joined by slashes, ranges,
     decades, addresses, dates, times, money, minus signs, one before a scale noun, ordinals, powers, units, fractions
     and symbols, in that order: each pass reads what the passes before it left ("5–10 km" is a range of numbers
     before its unit is read, "2026-12-25T15:00" a date before its time)."""
-    text = _decades_as_words(_ranges_as_words(_phone_numbers_as_read(text), language), language)
+    text = _slash_runs_as_read(_phone_numbers_as_read(text))
+    text = _decades_as_words(_ranges_as_words(text, language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
     text = _one_before_scale_as_read(_minus_as_word(_currency_as_words(text, language), language), language)
     text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
@@ -468,6 +470,19 @@ def _phone_numbers_as_read(text: str) -> str:
     return _PHONE_NUMBER.sub(read, text)
 
 
+# Four numbers or more joined by slashes ("the 5/10/15/20 rule", "1/2/3/4"), which espeak-ng read with each slash's
+# word ("five slash ten slash fifteen slash twenty"): the numbers one after another, as a reader says them. No date
+# (`_date_pattern`) or fraction (`_SLASH_FRACTION`) is part of such a run; three numbers are a date where they make
+# one in the language's order (nothing tells "the 5/10/15 rule" from "May 10th, 15"), left to espeak-ng otherwise
+# ("50/30/20", "25/12/2026" in US English: a date in another order is not told from a list).
+_SLASH_RUN = re.compile(r"(?<![\w/.,])\d+(?:/\d+){3,}(?![\w/]|[.,]\d)")
+
+
+def _slash_runs_as_read(text: str) -> str:
+    """`text` with the slashes of its runs of numbers (`_SLASH_RUN`) as spaces: "5/10/15/20" → "5 10 15 20"."""
+    return _SLASH_RUN.sub(lambda run: run.group().replace("/", " "), text)
+
+
 # A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
@@ -681,7 +696,8 @@ def _date_pattern(order: str, then: str = "") -> re.Pattern:
 # The language's own order may have a year of two digits ("12/25/26"), said as the number it is written ("December
 # 25th, 26": its century is not guessed at), and checked as one of this century ("2/29/25" is no date); a fraction
 # ("3/4") or a score ("3/10") has no third number, and is none; three numbers that make a date are read as one,
-# whatever they count ("the 5/10/15 rule" is "May 10th, 15": nothing in them tells). English says such a year's
+# whatever they count ("the 5/10/15 rule" is "May 10th, 15": nothing in them tells), and four or more are none
+# (`_SLASH_RUN`). English says such a year's
 # leading zero "oh" ("12/25/05" is "December 25th, oh five"; espeak-ng read "zero five"), but in "00"; the other
 # languages say it as espeak-ng reads it.
 _YEAR_ZERO = {"en": "oh "}
