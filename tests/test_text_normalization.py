@@ -504,18 +504,24 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     ("15:00:30, 9:05:07", "15 heures et 30 secondes, 9 heures 5 et 7 secondes", "fr"),
     ("15:00:30, 9:05:07 h", "15 horas y 30 segundos, 9 y 5 y 7 segundos", "es"),
     ("a la 1:00:01, a las 9:00:10, 15:00:00", "a la una y un segundo, a las 9 y 10 segundos, 15 en punto", "es"),
+    ("15:30、9:05、4:01、12:47", "15じ 30ぷん、くじ 5ふん、よじ いっぷん、12じ 47ふん", "ja"),
+    ("14:00、19:00、1:00:01、15:00:30", "じゅうよじ、じゅうくじ、いちじ いちびょう、15じ 30びょう", "ja"),
+    ("9:00〜17:00", "くじ から 17じ", "ja"),
 ])
 def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
     """espeak-ng read "3:45pm" as "three: forty five p m", the colon a pause, French "15h45" as "quinze ache
     quarante-cinq" and German "15.45 Uhr" as "fünfzehn Punkt fünfundvierzig Uhr"; an hour's leading zero as "zero"
     ("09:05" "zero nine oh five"), and an English 24-hour clock's hour alone was said "fifteen o'clock". Seconds
     ("15:00:30", read "fifteen: zero: thirty") are said after the clock's words; in Spanish an hour's "en punto" is not
-    said before them ("15 en punto y 30 segundos" was said)."""
+    said before them ("15 en punto y 30 segundos" was said). Japanese "15:30" was "juugo: sanjuu", without the
+    counters "じ" and "ふん" ("ぷん" after some digits), and "4じ", "9じ" are "よじ", "くじ" (espeak-ng read "shi ji",
+    "kyuu ji")."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
 @pytest.mark.parametrize(("text", "language"), [("3:2, 1:2.5, 24:10, 10:30:60, 1:02:03:04", "en"),
-                                                ("Halbzeit 14:12", "de"), ("15 hommes", "fr"), ("16:9", "es")])
+                                                ("Halbzeit 14:12", "de"), ("15 hommes", "fr"), ("16:9", "es"),
+                                                ("3:2、16:9、24:10、1:2.5、10:30:60", "ja")])
 def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
     """A ratio has no two-digit minutes, a clock's hours are under 24 and its seconds under 60, a time has no fourth
     part, and a German score is written as a time: only one followed by "Uhr" is a time there."""

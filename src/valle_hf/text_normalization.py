@@ -602,37 +602,55 @@ _MINUTES = rf"(?P<minutes>[0-5]\d){_SECONDS}(?![\d:]|[.,]\d)"
 # An English time's "am" or "pm", after which the hour alone is said without "o'clock" ("3:00pm" is "3pm"; "3
 # o'clockpm" was read), and before the seconds ("3:00:10pm" is "3pm and 10 seconds").
 _MERIDIEM = r"(?P<meridiem> ?(?i:[ap]\.?m)\b)?"
-# By language: the time's pattern, the hour said when it is 1 and otherwise, what follows the hour alone (minutes
-# "00") on a 12-hour clock and on a 24-hour one (an hour of 0 or 13 to 23: "15:00" is "fifteen hundred", "fifteen
-# o'clock" was read), what comes before minutes under ten, between the hour's words and the minutes ("15:05" is
-# "fifteen oh five", "quince y cinco"), the seconds' words for one second and several ("9:05:07" is "nine oh five
-# and seven seconds"; none for "00"), and what follows the hour alone before seconds where that differs: Spanish says
-# no "en punto" before them ("15:00:30" is "quince horas y treinta segundos", "9:00:10" "nueve y diez segundos"; "15
-# en punto y 30 segundos" was said). The hour's leading zero is not said ("09:05" was "zero nine oh five").
+# By language: the time's pattern, the hours said otherwise than by the next entry ("1:05 Uhr" is "ein Uhr 5";
+# Japanese "4:00" is "よじ", "9:00" "くじ": "4じ", "9じ" were read "shi ji", "kyuu ji"), the hour's
+# words, what follows the hour alone (minutes "00") on a 12-hour clock and on a 24-hour one (an hour of 0 or 13 to 23:
+# "15:00" is "fifteen hundred", "fifteen o'clock" was read), what comes before minutes under ten, between the hour's
+# words and the minutes ("15:05" is "fifteen oh five", "quince y cinco"), the seconds' words for one second and several
+# ("9:05:07" is "nine oh five and seven seconds"; none for "00"), and what follows the hour alone before seconds where
+# that differs: Spanish says no "en punto" before them ("15:00:30" is "quince horas y treinta segundos", "9:00:10"
+# "nueve y diez segundos"; "15 en punto y 30 segundos" was said). The hour's leading zero is not said ("09:05" was "zero
+# nine oh five").
 _TIMES = {
-    "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), "1", "{hour}", (" o'clock", " hundred"), " oh ",
+    "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), {}, "{hour}", (" o'clock", " hundred"), " oh ",
            ("and one second", "and {seconds} seconds")),
-    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), "ein Uhr", "{hour} Uhr", ("", ""), " ",
+    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), {1: "ein Uhr"}, "{hour} Uhr", ("", ""), " ",
            ("und eine Sekunde", "und {seconds} Sekunden")),
     "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?:(?P<minutes>[0-5]\d){_SECONDS})?(?![\w:]|[.,]\d)"),
-           "une heure", "{hour} heures", ("", ""), " ", ("et une seconde", "et {seconds} secondes")),
-    "es": (re.compile(rf"{_HOUR}:{_MINUTES}(?: ?h\b| horas\b)?"), "una", "{hour}", (" en punto", " en punto"),
+           {1: "une heure"}, "{hour} heures", ("", ""), " ", ("et une seconde", "et {seconds} secondes")),
+    "es": (re.compile(rf"{_HOUR}:{_MINUTES}(?: ?h\b| horas\b)?"), {1: "una"}, "{hour}", (" en punto", " en punto"),
            " y ", ("y un segundo", "y {seconds} segundos"), ("", " horas")),
+    # in kana, with the number left to espeak-ng as money's is (`_CURRENCY_WORDS`): a lone "1" is "itsi"
+    "ja": (re.compile(rf"{_HOUR}:{_MINUTES}"), {1: "いちじ", 4: "よじ", 9: "くじ", 14: "じゅうよじ", 19: "じゅうくじ"},
+           "{hour}じ", ("", ""), " ", ("いちびょう", "{seconds}びょう")),
 }
+# Japanese says a time's minutes with their counter ("15:30" is "15じ 30ぷん"; espeak-ng read "juugo: sanjuu", the
+# colon a pause): one minute's words, the counter after the last digits that take "ふん", and after the others.
+_MINUTE_COUNTERS = {"ja": ("いっぷん", "2579", "ふん", "ぷん")}
+
+
+def _minutes_said(minutes: str, language: str) -> str:
+    """The minutes `minutes` (their number, no leading zero) as `language` says them after the hour: as written, or
+    with their counter (`_MINUTE_COUNTERS`: "30" → "30ぷん", "5" → "5ふん", "1" → "いっぷん")."""
+    counters = _for_language(_MINUTE_COUNTERS, language)
+    if counters is None:
+        return minutes
+    one, digits, counter, other_counter = counters
+    return one if minutes == "1" else f"{minutes}{counter if minutes[-1] in digits else other_counter}"
 
 
 def _times_as_words(text: str, language: str) -> str:
     """`text` with its times of day (`_TIMES`) as the words `language` says them ("3:45pm" → "3 45pm", "09:05" → "9
     oh 5", "15:00" → "15 hundred", "9:05:07" → "9 oh 5 and 7 seconds" in English, "15:45 Uhr" → "15 Uhr 45", "15h45"
-    → "15 heures 45"); as it is in a language the table has none for."""
+    → "15 heures 45", "15:30" → "15じ 30ぷん"); as it is in a language the table has none for."""
     time = _for_language(_TIMES, language)
     if time is None:
         return text
-    pattern, one, several, on_the_hour, before_one_digit, (one_second, several_seconds), *before_seconds = time
+    pattern, hours, several, on_the_hour, before_one_digit, (one_second, several_seconds), *before_seconds = time
 
     def said(match: re.Match) -> str:
         number = int(match["hour"])
-        hour = one if number == 1 else several.format(hour=number)
+        hour = hours.get(number, several.format(hour=number))
         minutes, meridiem = match["minutes"] or "00", match.groupdict().get("meridiem") or ""
         seconds = int(match["seconds"] or 0)
         if minutes == "00":
@@ -640,7 +658,8 @@ def _times_as_words(text: str, language: str) -> str:
             hour_alone = before_seconds[0] if seconds and before_seconds else on_the_hour
             clock = hour if meridiem else f"{hour}{hour_alone[twenty_four_hour]}"
         else:
-            clock = f"{hour}{before_one_digit}{minutes[1]}" if minutes[0] == "0" else f"{hour} {minutes}"
+            before = before_one_digit if minutes[0] == "0" else " "
+            clock = f"{hour}{before}{_minutes_said(minutes.removeprefix('0'), language)}"
         after = one_second if seconds == 1 else several_seconds.format(seconds=seconds)
         return f"{clock}{meridiem} {after}" if seconds else f"{clock}{meridiem}"
 
