@@ -207,10 +207,13 @@ def test_a_whole_number_and_its_fraction_are_said_with_the_word_between_them(tex
     ("1/2, 3/4, ⅓, 2/3, 2 1/4", "un demi, trois quarts, un tiers, deux tiers, deux et un quart", "fr"),
     ("1/2, 3/4, ⅓, 1 1/2", "un medio, tres cuartos, un tercio, uno y medio", "es"),
     ("(1/2 cup), [⅝]", "(one half cup), [five eighths]", "en"), ("(1/2)", "(un demi)", "fr"),
+    ("1/2カップ、やく3/4です、⅝", "にぶんのいち カップ、やく よんぶんの3 です、はちぶんの5", "ja"),
+    ("2½、2 1/2", "2 と にぶんのいち、2 と にぶんのいち", "ja"),
 ])
 def test_a_fraction_is_said_as_one(text, words, language):
     """espeak-ng read "1/2" as "one slash two", left out "⅝" and "⅕" (refused alone: nothing to read), and French and
-    Spanish handed "⅓" to the English voice; "1 1/2" was "one one slash two"."""
+    Spanish handed "⅓" to the English voice; "1 1/2" was "one one slash two". Japanese names the denominator first
+    ("3/4" was "san (en)slash(ja) shi"; "½" was left out)."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -221,9 +224,9 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     "1/2"."""
     from valle_hf.text_normalization import _fractions_as_words
 
-    text = "12/25/2026, 1/2/3, 24/7, 9/11, 3/10, 0/3, a/b, A1/2, 1/2.5, 1/2x"
+    text = "12/25/2026, 1/2/3, 24/7, 9/11, 3/10, 0/3, a/b, A1/2, 1/2.5, 1/2x, é1/2, 1/2é, _1/2"
     assert _fractions_as_words(text, language) == text
-    assert _fractions_as_words("1/2", "ja") == "1/2"
+    assert _fractions_as_words("1/2", "it") == "1/2"
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

@@ -146,7 +146,7 @@ def _symbols_as_words(text: str, language: str) -> str:
 # language, and the fractions said otherwise after it (a half is "deux et demi", "dos y medio": "et un demi" was
 # read). German says them as one number ("zwei ein halb", zweieinhalb), with none.
 _FRACTION_AND = {"en": ("and", {"½": "a half", "¼": "a quarter"}), "fr": ("et", {"½": "demi"}),
-                 "es": ("y", {"½": "medio"})}
+                 "es": ("y", {"½": "medio"}), "ja": ("と", {})}
 _VULGAR = "".join(_VULGAR_FRACTIONS.values())
 _FRACTION = f"(?P<fraction>[{_VULGAR}])"
 
@@ -166,24 +166,31 @@ def _mixed_numbers_as_words(text: str, language: str) -> str:
 # Vulgar fractions, which espeak-ng left out in every voice but "½", "⅓", "⅔", "¼" and "¾" ("⅝" alone was refused as
 # nothing to read; French and Spanish handed "⅓", "⅔" to the English voice, Spanish "¼" too): by language, the word
 # for a numerator of one, the plural's ending (not added to a name that has it: French "tiers") and the names of the
-# denominators 2 to 10. A numerator above one is said as its number ("5 eighths", "3 Viertel").
+# denominators 2 to 10; and, where it is not the numerator before the name, the order they are said in: Japanese names
+# the denominator first ("3/4" is "よんぶんの3", its denominators in kana: "4ぶんの" was read "shi bunno"). A
+# numerator above one is said as its number ("5 eighths", "3 Viertel").
 _FRACTION_NAMES = {
     "en": ("one", "s", "half third quarter fifth sixth seventh eighth ninth tenth"),
     "de": ("ein", "", "halb Drittel Viertel Fünftel Sechstel Siebtel Achtel Neuntel Zehntel"),
     "fr": ("un", "s", "demi tiers quart cinquième sixième septième huitième neuvième dixième"),
     "es": ("un", "s", "medio tercio cuarto quinto sexto séptimo octavo noveno décimo"),
+    # a lone "1" is "itsi" (`_CURRENCY_WORDS`)
+    "ja": ("いち", "", "にぶんの さんぶんの よんぶんの ごぶんの ろくぶんの ななぶんの はちぶんの "
+           "きゅうぶんの じゅうぶんの", "{name}{numerator}"),
 }
 
 
-def _fraction_words(one: str, plural: str, names: str) -> dict[str, str]:
+def _fraction_words(one: str, plural: str, names: str, order: str = "{numerator} {name}") -> dict[str, str]:
     """Each vulgar fraction with a numerator ("↉" has none) → its words, from an entry of `_FRACTION_NAMES`."""
     denominators = dict(zip(range(2, 11), names.split(), strict=True))
     words = {}
     for form, fraction in _VULGAR_FRACTIONS.items():
         numerator, denominator = map(int, form.split("\u2044"))
         name = denominators[denominator]
-        if numerator:
-            words[fraction] = f"{one} {name}" if numerator == 1 else f"{numerator} {name.removesuffix(plural)}{plural}"
+        if numerator == 1:
+            words[fraction] = order.format(numerator=one, name=name)
+        elif numerator:
+            words[fraction] = order.format(numerator=numerator, name=f"{name.removesuffix(plural)}{plural}")
     return words
 
 
@@ -191,9 +198,9 @@ _FRACTION_WORDS = {language: _fraction_words(*names) for language, names in _FRA
 _SAID_FRACTION = re.compile(f"[{''.join(_FRACTION_WORDS['en'])}]")
 # A fraction written with a slash that has a vulgar form ("1/2", "3/4 cup"), which espeak-ng read "one slash two":
 # as that form, in a language `_FRACTION_WORDS` has. No part of a date or of more slashes ("12/25/2026", "1/2/3") nor
-# of a word or a decimal number ("A1/2", "1/2.5"); "24/7", "9/11" and "3/10" have no vulgar form and are left to
-# espeak-ng.
-_SLASH_FRACTION = re.compile(r"(?<![\w.,/])[1-9]\d*/\d+(?![\w/]|[.,]\d)")
+# of a word or a decimal number ("A1/2", "1/2.5"; kana may follow or come before, as Japanese writes no space:
+# "1/2カップ"); "24/7", "9/11" and "3/10" have no vulgar form and are left to espeak-ng.
+_SLASH_FRACTION = re.compile(rf"(?<!{LATIN_LETTER})(?<![\d_.,/])[1-9]\d*/\d+(?!{LATIN_LETTER}|[\d_/]|[.,]\d)")
 
 
 def _fractions_as_words(text: str, language: str) -> str:
