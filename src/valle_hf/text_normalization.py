@@ -309,7 +309,8 @@ _DECIMAL_MARK = {"en": ".", "ja": ".", "fr": ",", "de": ",", "es": ","}
 # noun for one and for several ("1 Mio. €" is "1 Million Euro"). No word may follow it ("$5 T-shirts"); a period
 # after it is its own where a sign follows ("5 Mio. €") or a range's dash and the next number ("5 Mio.-10 Mio. €",
 # once read "fünf Mio minus zehn Millionen Euro"), the sentence's otherwise ("€5 Mio."). "5k" without a sign
-# is left to espeak-ng.
+# is left to espeak-ng. Japanese has none: it counts in まん (10⁴) and おく (10⁸), so "$5M" is "500まんドル", "$3bn"
+# "30おくドル": the amount's digits change, which no word put for the abbreviation says.
 _SCALE_SHORT = {
     "en": ("", {"k K": ("thousand", "thousand"), "m M mn": ("million", "million"), "b B bn": ("billion", "billion"),
                 "T tn": ("trillion", "trillion")}),
