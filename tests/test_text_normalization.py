@@ -302,6 +302,7 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     # nor between a date and what is no whole date, an ISBN's or a phone number's groups, or a word's numbers
     text = "12/24/2026-12, 2026-12-24-1, 978-3-16-148410-0, 555.123.4567-555.123.4568, v1.2.33-1.2.34, 5/10-12/1/26"
     assert _ranges_as_words(text, "en") == text
+    assert phonemize("Version 10.12.11-10.12.12", "de") == espeak_alone("Version 10.12.11-10.12.12", "de")
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

@@ -510,8 +510,9 @@ _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
 # What a range's end written as a date looks like, in any language's order: three numbers joined by slashes or dots,
-# the last a year of four digits or two ("12/24/2026", "24.12.26"), or ISO's ("2026-12-24"); whether it is a date
-# the language reads is `_dates_as_words`'s to tell, after the range's word parts the two.
+# the last a year of four digits or two ("12/24/2026", "24.12.26"), or ISO's ("2026-12-24"), after no word that
+# brings in a version (a range of versions, "Version 10.12.11-10.12.12", would read its second end as a date); whether
+# it is a date the language reads is `_dates_as_words`'s to tell, after the range's word parts the two.
 _DATE_SHAPE = r"(?:\d\d?(?:/\d\d?/|\.\d\d?\.)(?:\d{4}|\d\d)|\d{4}-\d\d?-\d\d?)(?![\w/]|[.,]\d)"
 
 
@@ -527,7 +528,7 @@ def _range_pattern(short_scale: str) -> re.Pattern:
                       rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))"
                       rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES}){_RANGE_DASH}"
                       rf"(?=[-−]?\d[\d.,]* ?{_UNIT_NAMES}(?![\w/]))"
-                      rf"|(?<![\w/.,-])(?P<date>{_DATE_SHAPE}){_RANGE_DASH}(?={_DATE_SHAPE})")
+                      rf"|{_AFTER_NO_VERSION_WORD}(?<![\w/.,-])(?P<date>{_DATE_SHAPE}){_RANGE_DASH}(?={_DATE_SHAPE})")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
