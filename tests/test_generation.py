@@ -986,6 +986,17 @@ def test_empty_audio_to_transcribe_is_asked_for_as_such(tiny_model, processor, p
         tiny_model.generate(input_ids=torch.tensor([[1, 5, 2]]), prompt_audio="")
 
 
+@pytest.mark.parametrize("task, name", [("tts", "prompt_audio"), ("stt", "audio")])
+def test_an_empty_list_of_audio_is_refused_naming_its_argument(tiny_model, task, name):
+    """generate(audio=[], task="stt") failed inside the padding with "max() arg is an empty sequence", and
+    prompt_audio=[] was said to give 0 rows of prompt_codes, which the caller never gave."""
+    from valle_hf.errors import VallEValueError
+
+    text = {} if task == "stt" else {"input_ids": torch.tensor([[1, 5, 2]])}
+    with pytest.raises(VallEValueError, match=f"^{name} is an empty list: give one source for every row"):
+        tiny_model.generate(**text, **{name: []}, task=task, sampling_rate=24000, max_new_tokens=2)
+
+
 def test_a_call_without_its_task_input_is_told_what_is_missing_first(tiny_model, prompt_wav):
     """generate(**processor(["hi."]), task="stt") said to drop attention_mask: the mistake is that no audio was
     given (or the task)."""

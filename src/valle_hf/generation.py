@@ -875,6 +875,9 @@ class VallEGenerationMixin(GenerationMixin):
             return None
         references = as_samples(references)  # a list of samples is no list of rows
         rows = list(references) if isinstance(references, (list, tuple)) else [references]
+        if not rows:
+            name = "audio" if to_transcribe else "prompt_audio"
+            raise VallEValueError(f"{name} is an empty list: give one source for every row, or a list of one per row")
         extractor = VallEFeatureExtractor(sampling_rate=self.config.sampling_rate)
         rates = _per_row(sampling_rate, len(rows), "sampling_rate")
         return [extractor.load(row, rate, to_transcribe) for row, rate in zip(rows, rates, strict=True)]
