@@ -997,6 +997,28 @@ def test_an_empty_list_of_audio_is_refused_naming_its_argument(tiny_model, task,
         tiny_model.generate(**text, **{name: []}, task=task, sampling_rate=24000, max_new_tokens=2)
 
 
+@pytest.mark.parametrize("segment", ["text", "voice prompt", "audio to transcribe"])
+def test_a_segment_longer_than_the_models_positions_is_refused(segment):
+    """Positions restart in every segment, and a text, a whole voice prompt (input_prompt_length 0) or an audio to
+    transcribe past the model's last position was spoken as noise without a word; one that fills them runs."""
+    from valle_hf.errors import VallEValueError
+
+    model = reactive_model(tiny_config(max_position_embeddings=240))  # above the default 3 s prompt's 225 frames
+    limit = model.config.max_position_embeddings
+
+    def inputs(length: int) -> dict:
+        codes = torch.full((1, length, model.config.num_rvq_levels), 5)
+        if segment == "audio to transcribe":
+            return dict(audio_codes=codes, task="stt")
+        text, prompt = (length, 4) if segment == "text" else (3, length)
+        return dict(input_ids=torch.full((1, text), 5), prompt_codes=codes[:, :prompt], input_prompt_length=0)
+
+    model.generate(**inputs(limit), max_new_tokens=2, output_audio=False)
+    with pytest.raises(VallEValueError, match=f"^the {segment} of row 0 is {limit + 1} .* long, and this model has "
+                                              f"positions for {limit}: "):
+        model.generate(**inputs(limit + 1), max_new_tokens=2, output_audio=False)
+
+
 def test_a_call_without_its_task_input_is_told_what_is_missing_first(tiny_model, prompt_wav):
     """generate(**processor(["hi."]), task="stt") said to drop attention_mask: the mistake is that no audio was
     given (or the task)."""

@@ -866,6 +866,16 @@ class VallEGenerationMixin(GenerationMixin):
                 raise VallEValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
         return rows
 
+    def _check_positions(self, rows: list[torch.Tensor], what: str, unit: str, fix: str) -> None:
+        """Refuse a row whose segment (text, voice prompt, audio to transcribe) is longer than the model's positions:
+        they restart in every segment, and a position past the model's last was never trained: what it would speak
+        there is out of its range, without a word."""
+        limit = self.config.max_position_embeddings
+        for row, segment in enumerate(rows):
+            if len(segment) > limit:
+                raise VallEValueError(f"{what} of row {row} is {len(segment)} {unit} long, and this model has "
+                                      f"positions for {limit}: {fix}")
+
     def _waveform_rows(self, references, sampling_rate, to_transcribe: bool = False
                        ) -> list[list[torch.Tensor]] | None:
         """`prompt_audio` / `audio` (`to_transcribe`) as each row's whole waveforms at the model's rate
@@ -957,7 +967,10 @@ class VallEGenerationMixin(GenerationMixin):
         max_levels = config.max_levels if config.max_levels is not None else self.config.num_rvq_levels - 1
         texts = self._text_rows(input_ids, attention_mask)
         _check_seeded_rows(len(texts))
+        self._check_positions(texts, "the text", "phoneme ids", "split it into shorter sentences")
         prompt_list = self.prompt_rows(prompt_codes, prompt_mask, prompt_audio, len(texts), config.input_prompt_length)
+        self._check_positions(prompt_list or [], "the voice prompt", "frames",
+                              f"cut it with {_setting_name('input_prompt_length')} (3 s is the original's)")
         prompts = None if prompt_list is None else _Prompts(pad(prompt_list, 0, side="right")[0],
                                                             [len(prompt) for prompt in prompt_list])
         prefixes = self._response_prefixes(texts, prompt_list, config)
@@ -1192,6 +1205,7 @@ class VallEGenerationMixin(GenerationMixin):
         self.head_index(0, "stt")  # refuses a checkpoint without the text head, before any work
         rows = self._code_rows(audio_codes, audio_mask, audio, "audio_codes", None)  # one is given: _check_inputs_of
         _check_seeded_rows(len(rows))
+        self._check_positions(rows, "the audio to transcribe", "frames", "transcribe it in shorter parts")
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
         audio_batch = pad(rows, 0, side="right")[0]
