@@ -278,6 +278,15 @@ def test_negative_numbers_in_scientific_notation_are_values_not_options():
         assert generation_kwargs(args)["min_temperature"] == value
 
 
+@pytest.mark.parametrize("value, shown", [("-inf", "-inf"), ("-Infinity", "-inf"), ("-nan", "nan")])
+def test_a_negative_infinity_is_a_value_refused_by_the_flags_range(tmp_path, prompt_wav, capsys, value, shown):
+    """"--min-ar-temp -inf" was read as an option, and said "expected one argument" of a flag given one."""
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", "--min-ar-temp", value, "--model", "tiny-random"],
+                         capsys)
+    assert status == 1 and err.strip() == (f"error: --min-ar-temp {shown} is not allowed: it must be a finite number "
+                                           "(< 0 = off)"), err
+
+
 def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_path, converted_dir, prompt_wav, capsys):
     """One seed, no sampler settings: the CLI, `pipeline("text-to-speech")` and `generate` all take the model's
     generation config (the original CLI's tuned defaults) and the same prompt rule, so they give the same audio."""

@@ -123,8 +123,9 @@ class MissingDependencyError(VallEError, ImportError):
     """A package is needed for what was asked; the message names the ``pip install`` that adds it."""
 
 
-# A negative number as argparse should read it: digits with an optional fraction and exponent.
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+# A negative number as argparse should read it: digits with an optional fraction and exponent, or an infinity or NaN
+# as `float` reads them ("-inf" was taken for an option, and the flag before it said it expected an argument).
+_NEGATIVE_NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
 
 
 def one_line(error: BaseException, limit: int | None = None) -> str:
@@ -156,7 +157,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, except that its errors are `UsageError`s: one `error:` line and exit status 1, like any other; an
     option is named in full: argparse took an abbreviation for the option it starts ("--manifest=x.csv", given for the
     MANIFEST file, was --manifest-format's value, refused as a layout); and a negative number in scientific notation
-    ("--min-ar-temp -1e-3") is read as a value, as "-0.001" is, not as an option."""
+    ("--min-ar-temp -1e-3") or a negative infinity ("-inf") is read as a value, as "-0.001" is, not as an option."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, allow_abbrev=False, **kwargs)  # subcommands' parsers are of this class too
