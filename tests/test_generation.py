@@ -798,7 +798,8 @@ def test_the_position_limit_is_on_each_segment_not_on_the_whole_sequence(tiny_mo
         tiny_model.generate(**inputs, max_new_tokens=limit + 1)
     short = copy.deepcopy(tiny_model)
     steps = 4
-    short.config.max_position_embeddings = steps  # shorter than the AR sequence, as long as the response
+    short.config.max_position_embeddings = steps  # shorter than the AR sequence, as long as each segment
+    inputs = dict(inputs, input_ids=texts[0][None, :steps], prompt_codes=prompts[0][None, :steps])
     hf_logging.warning_once.cache_clear()  # the reminder is logged once per process
     with logged_warnings() as logged:
         out = _greedy(short, **inputs, max_new_tokens=steps, min_new_tokens=steps)
