@@ -439,6 +439,8 @@ def test_streaming_flags_are_checked_before_any_model_loads(tmp_path, prompt_wav
     (["Hi.", "x.wav", "--ar-temp", "warm"], "invalid float value"),
     (["Hi.", "x.wav", "--task", "asr"], "invalid choice"),
     (["Hi.", "x.wav", "--dry-sequence-breakers", "a,b"], "comma-separated token ids"),
+    # an unset variable: the run went on, on the default device
+    (["Hi.", "x.wav", "--device", ""], "argument --device: is empty (an unset shell variable?)"),
 ])
 def test_argparse_errors_are_one_line_with_status_1(argv, message, capsys):
     status, _, err = run(argv, capsys)

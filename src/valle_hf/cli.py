@@ -124,7 +124,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add("--codec", type=named, help=f"EnCodec weights used when converting a checkpoint [{DEFAULT_CODEC}]")
     add("--vocoder", type=named, help="Vocos decoder used when converting a checkpoint (Hub id, directory, "
         f"'tiny-random' or 'none') [{DEFAULT_VOCODER}]")
-    add("--device", default=None, help="cuda when available, else cpu")
+    add("--device", type=named, default=None, help="cuda when available, else cpu")
     add("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
         help="the model's precision; auto: float16 on CUDA; on the CPU float32, or bfloat16 where the CPU has bfloat16 "
         "matrix hardware and its AR streams at least 10%% faster in it (measured once per machine); the choice is "
