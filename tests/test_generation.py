@@ -1003,6 +1003,7 @@ def test_a_segment_longer_than_the_models_positions_is_refused(segment):
     """Positions restart in every segment, and a text, a whole voice prompt (input_prompt_length 0) or an audio to
     transcribe past the model's last position was spoken as noise without a word; one that fills them runs."""
     from valle_hf.errors import VallEValueError
+    from valle_hf.generation import row_names
 
     model = reactive_model(tiny_config(max_position_embeddings=240))  # above the default 3 s prompt's 225 frames
     limit = model.config.max_position_embeddings
@@ -1015,9 +1016,11 @@ def test_a_segment_longer_than_the_models_positions_is_refused(segment):
         return dict(input_ids=torch.full((1, text), 5), prompt_codes=codes[:, :prompt], input_prompt_length=0)
 
     model.generate(**inputs(limit), max_new_tokens=2, output_audio=False)
-    with pytest.raises(VallEValueError, match=f"^the {segment} of row 0 is {limit + 1} .* long, and this model has "
-                                              f"positions for {limit}: "):
+    with pytest.raises(VallEValueError, match=fr"^the {segment} of row\(s\) \[0\] is {limit + 1} .* long, and this "
+                                              f"model has positions for {limit}: "):
         model.generate(**inputs(limit + 1), max_new_tokens=2, output_audio=False)
+    with row_names(["id 'long'"]), pytest.raises(VallEValueError, match=fr"^the {segment} of row\(s\) id 'long' is"):
+        model.generate(**inputs(limit + 1), max_new_tokens=2, output_audio=False)  # a corpus row, by its id
 
 
 def test_a_call_without_its_task_input_is_told_what_is_missing_first(tiny_model, prompt_wav):

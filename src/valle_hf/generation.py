@@ -873,8 +873,8 @@ class VallEGenerationMixin(GenerationMixin):
         limit = self.config.max_position_embeddings
         for row, segment in enumerate(rows):
             if len(segment) > limit:
-                raise VallEValueError(f"{what} of row {row} is {len(segment)} {unit} long, and this model has "
-                                      f"positions for {limit}: {fix}")
+                raise VallEValueError(f"{what} of {_named_rows([row], len(rows))} is {len(segment)} {unit} long, "
+                                      f"and this model has positions for {limit}: {fix}")
 
     def _waveform_rows(self, references, sampling_rate, to_transcribe: bool = False
                        ) -> list[list[torch.Tensor]] | None:
