@@ -50,6 +50,8 @@ BAD = {"r07": ("8", "prompt file not found"), "r08": ("9", "empty text")}
 FLAGS = ["--model", "tiny-random", "--seed", "7", "--max-ar-steps", "12", "--dtype", "float32", "--nar-dtype",
          "float32", "--no-progress"]
 SUBPROCESS_TIMEOUT = 240
+# A scripted model's answer to `speak_batch`'s check of each row's text and prompt against its positions: they fit.
+FITS = {"check_segments_fit": lambda *args, **kwargs: None}
 _MODELS: dict = {}
 
 
@@ -877,6 +879,7 @@ def test_a_row_is_recorded_as_stopped_only_when_every_sentence_of_it_stopped(pro
 
     class Scripted:
         device = torch.device("cpu")
+        check_segments_fit = FITS["check_segments_fit"]
 
         def generate(self, input_ids, **kwargs):
             return SimpleNamespace(audio=[torch.full((320,), 0.1)] * 3, lengths=torch.tensor([2, 3, 4]),
@@ -912,7 +915,7 @@ def test_a_missing_package_ends_the_run_instead_of_failing_each_row(processor):
         raise MissingDependencyError("pip install the-codec")
 
     jobs = [_job("one", "2", ["One here."])]
-    model = SimpleNamespace(device=torch.device("cpu"), generate=missing)
+    model = SimpleNamespace(device=torch.device("cpu"), generate=missing, **FITS)
     with pytest.raises(MissingDependencyError):  # when generating
         synthesis.speak_batch(model, processor, jobs, lambda files: torch.zeros(5, 8).long())
     with pytest.raises(MissingDependencyError):  # when reading the voice
@@ -931,7 +934,7 @@ def _scripted_model(calls: list):
         return SimpleNamespace(audio=[torch.full((320,), 0.1)] * rows, lengths=torch.ones(rows, dtype=torch.long),
                                stopped=torch.ones(rows, dtype=torch.bool))
 
-    return SimpleNamespace(device=torch.device("cpu"), generate=generate)
+    return SimpleNamespace(device=torch.device("cpu"), generate=generate, **FITS)
 
 
 def test_each_call_of_a_long_row_names_its_own_sentences_in_warnings(processor):
@@ -950,7 +953,7 @@ def test_out_of_memory_names_the_calls_size_for_a_row_longer_than_the_batch(proc
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    model = SimpleNamespace(device=torch.device("cpu"), generate=out_of_memory)
+    model = SimpleNamespace(device=torch.device("cpu"), generate=out_of_memory, **FITS)
     jobs = [_job("long", "2", ["One here.", "Two here.", "Three here."])]
     with pytest.raises(synthesis.VallEValueError, match=r"speaking a batch of 2 sentence\(s\)"):
         synthesis._speak_in_memory(model, processor, jobs, lambda files: torch.zeros(5, 8).long(), "keep", 2)
@@ -1067,3 +1070,24 @@ def test_a_prompt_that_is_a_pipe_is_named_as_such_not_missing(tmp_path):
     plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
     assert [failure["error"] for failure in plan.failures] == [
         f"prompt {tmp_path / 'voice.wav'} is not a regular file (a pipe or a device): give an audio file"]
+
+
+def test_a_prompt_longer_than_the_models_positions_fails_its_row_alone(tmp_path, cached_loading):
+    """generate refuses a whole voice prompt past the model's positions; in a batch's call that failed every row of
+    the batch, and each run again, as the same rows make the same batch."""
+    model, processor = valle_hf.loading.load_model_and_processor("tiny-random")
+    model.config.max_position_embeddings = model.config.seconds_to_frames(3.2)  # a 1 s voice fits, a 4 s one not
+    samples = np.arange(24000 * 4) / 24000
+    for name, seconds in (("short.wav", 1), ("long.wav", 4)):
+        soundfile.write(tmp_path / name, (0.3 * np.sin(2 * np.pi * 220 * samples[:24000 * seconds])).astype(np.float32),
+                        24000)
+    (tmp_path / "m.csv").write_text("id,text,prompt\nok,Hello.,short.wav\nlong,Hello.,long.wav\n", encoding="utf-8")
+    plan, report = synthesis.synthesize(tmp_path / "m.csv", tmp_path / "out", model, processor, seed=1,
+                                        max_ar_steps=4, input_prompt_length=0, progress=False)
+    assert report.rows == 1 and (tmp_path / "out" / "ok.wav").is_file()
+    failures = {record["id"]: record["error"] for record in records(tmp_path / "out" / "failed.jsonl")}
+    assert list(failures) == ["long"] and failures["long"].startswith("the voice prompt of row(s) id 'long' is 300 "
+                                                                      "frames long"), failures
+    plan, report = synthesis.synthesize(tmp_path / "m.csv", tmp_path / "cut", model, processor, seed=1,
+                                        max_ar_steps=4, progress=False)  # the model's 3 s of it fit
+    assert report.rows == 2 and not records(tmp_path / "cut" / "failed.jsonl")

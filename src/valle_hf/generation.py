@@ -866,10 +866,22 @@ class VallEGenerationMixin(GenerationMixin):
                 raise VallEValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
         return rows
 
-    def _check_positions(self, rows: list[torch.Tensor], what: str, unit: str, fix: str) -> None:
-        """Refuse a row whose segment (text, voice prompt, audio to transcribe) is longer than the model's positions:
-        they restart in every segment, and a position past the model's last was never trained: what it would speak
-        there is out of its range, without a word."""
+    def check_segments_fit(self, texts: Sequence[torch.Tensor] = (), prompts: Sequence[torch.Tensor] = (),
+                           audio: Sequence[torch.Tensor] = (), input_prompt_length: float | None = 0) -> None:
+        """Refuse a row whose text (phoneme ids), voice prompt (codes, looped or cut to `input_prompt_length` as
+        `generate` speaks them: None is the generation config's, 0 the codes as they are) or audio to transcribe
+        (codes) is longer than the model's positions: they restart in every segment, and a position past the model's
+        last was never trained, so what it would speak there is out of its range, without a word. Raises
+        `VallEValueError` naming the row as warnings do (`row_names`)."""
+        if input_prompt_length is None:
+            input_prompt_length = self.generation_config.input_prompt_length
+        prompts = [self._loop_or_cut(prompt, input_prompt_length) for prompt in prompts]
+        self._check_positions(texts, "the text", "phoneme ids", "split it into shorter sentences")
+        self._check_positions(prompts, "the voice prompt", "frames",
+                              f"cut it with {_setting_name('input_prompt_length')} (3 s is the original's)")
+        self._check_positions(audio, "the audio to transcribe", "frames", "transcribe it in shorter parts")
+
+    def _check_positions(self, rows: Sequence[torch.Tensor], what: str, unit: str, fix: str) -> None:
         limit = self.config.max_position_embeddings
         for row, segment in enumerate(rows):
             if len(segment) > limit:
@@ -967,10 +979,8 @@ class VallEGenerationMixin(GenerationMixin):
         max_levels = config.max_levels if config.max_levels is not None else self.config.num_rvq_levels - 1
         texts = self._text_rows(input_ids, attention_mask)
         _check_seeded_rows(len(texts))
-        self._check_positions(texts, "the text", "phoneme ids", "split it into shorter sentences")
         prompt_list = self.prompt_rows(prompt_codes, prompt_mask, prompt_audio, len(texts), config.input_prompt_length)
-        self._check_positions(prompt_list or [], "the voice prompt", "frames",
-                              f"cut it with {_setting_name('input_prompt_length')} (3 s is the original's)")
+        self.check_segments_fit(texts, prompt_list or ())  # prompts looped or cut already
         prompts = None if prompt_list is None else _Prompts(pad(prompt_list, 0, side="right")[0],
                                                             [len(prompt) for prompt in prompt_list])
         prefixes = self._response_prefixes(texts, prompt_list, config)
@@ -1205,7 +1215,7 @@ class VallEGenerationMixin(GenerationMixin):
         self.head_index(0, "stt")  # refuses a checkpoint without the text head, before any work
         rows = self._code_rows(audio_codes, audio_mask, audio, "audio_codes", None)  # one is given: _check_inputs_of
         _check_seeded_rows(len(rows))
-        self._check_positions(rows, "the audio to transcribe", "frames", "transcribe it in shorter parts")
+        self.check_segments_fit(audio=rows)
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
         audio_batch = pad(rows, 0, side="right")[0]

@@ -518,11 +518,16 @@ class Spoken:
     stopped: bool
 
 
-def _inputs(job: Job, processor, prompts: PromptCache, language_switch: str) -> tuple[list, torch.Tensor]:
-    """The phoneme ids of each of the job's sentences, and its prompt codes."""
+def _inputs(job: Job, model, processor, prompts: PromptCache, language_switch: str) -> tuple[list, torch.Tensor]:
+    """The phoneme ids of each of the job's sentences, and its prompt codes, refused (`VallEValueError`) where a
+    sentence or the prompt as spoken is longer than the model's positions: refused in the batch's `generate` call,
+    it would fail every row of the batch."""
     batch = processor(job.sentences, language=job.language, language_switch=language_switch)
     texts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
-    return texts, prompts(job.prompt)
+    codes, seconds = prompts(job.prompt), job.settings.get("input_prompt_length")
+    with row_names(_row_names([(job, texts, None)])), setting_names(job.cell_names):
+        model.check_segments_fit(texts, [codes] * len(texts), input_prompt_length=seconds)
+    return texts, codes
 
 
 def _as_cells(error: VallEError, settings: dict) -> VallEError:
@@ -550,7 +555,7 @@ def speak_batch(model, processor, jobs: list[Job], prompts: PromptCache, languag
     ready, failed = [], []
     for job in jobs:
         try:
-            ready.append((job, *_inputs(job, processor, prompts, language_switch)))
+            ready.append((job, *_inputs(job, model, processor, prompts, language_switch)))
         except MissingDependencyError:
             raise  # the environment, not this row: every row would fail alike
         except VallEError as error:
