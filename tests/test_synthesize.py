@@ -1091,3 +1091,17 @@ def test_a_prompt_longer_than_the_models_positions_fails_its_row_alone(tmp_path,
     plan, report = synthesis.synthesize(tmp_path / "m.csv", tmp_path / "cut", model, processor, seed=1,
                                         max_ar_steps=4, progress=False)  # the model's 3 s of it fit
     assert report.rows == 2 and not records(tmp_path / "cut" / "failed.jsonl")
+
+
+def test_a_record_line_edited_into_no_json_is_warned_about_once_per_run(tmp_path, prompt_wav):
+    """The plan read done.jsonl, then the folder's preparation read it again, and each warned of the same lines."""
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    (tmp_path / "m.csv").write_text("id,text,prompt\na,Hello.,voice.wav\n", encoding="utf-8")
+    out = synthesis.OutputFolder(tmp_path / "out")
+    out.root.mkdir()
+    (out.root / "done.jsonl").write_text('{"id": "a", "pa\n{"id": "b"}\n', encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    with logged_warnings() as logged:
+        synthesis.plan_synthesis(tmp_path / "m.csv", out, flags)
+        out.prepare()
+    assert logged.out.count("line(s) 1 hold no JSON object") == 1, logged.out

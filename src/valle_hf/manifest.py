@@ -291,7 +291,8 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
 def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
     """`read_jsonl`'s records, each with the number of its line (so that a record found unusable later can be
     named by it). Other lines than a last one cut by a crash (no newline) that hold no record (a file edited by hand)
-    are left out with a warning naming them: what they held is lost to the reader."""
+    are left out with a warning naming them (once per process for the same lines): what they held is lost to the
+    reader."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -308,9 +309,9 @@ def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
             broken.append(number)
     if broken and not content.endswith("\n") and broken[-1] == len(lines):
         broken.pop()  # the record an append cut short: written again when its work is done again
-    if broken:
-        logger.warning(f"{path}: line(s) {', '.join(map(str, broken[:10]))}{', ...' if len(broken) > 10 else ''} "
-                       "hold no JSON object (the file was edited?): left out")
+    if broken:  # once: a run reads its records more than once (corpus synthesis: to plan, then to fold them)
+        logger.warning_once(f"{path}: line(s) {', '.join(map(str, broken[:10]))}{', ...' if len(broken) > 10 else ''} "
+                            "hold no JSON object (the file was edited?): left out")
     return records
 
 
