@@ -81,6 +81,8 @@ def main(argv=None) -> int:
     if args.out.suffix.lower() != ".wav":
         raise UsageError(f"--out {args.out}: the prompt is a 16-bit PCM WAV file; give a name ending in .wav")
     check_output_folder(args.out.parent, "--out's folder")
+    if args.out.is_dir():  # found before the synthesis, not by the write after it
+        raise UsageError(f"--out {args.out} is a folder: give the WAV file's path")
 
     samples, rate = synthesize(args.text, args.voice)
     audio = samples.astype(np.float32) / 32768.0

@@ -577,6 +577,7 @@ PROMPT_CASES = {
     "nothing_to_speak": (["--text", " ", "--out", "{ws}/new.wav"], "spoke nothing audible"),
     "not_a_wav": (["--out", "{ws}/new.txt"], "give a name ending in .wav"),
     "folder_is_a_file": (["--out", "{ws}/notes.txt/new.wav"], "notes.txt is a file: give a folder"),
+    "out_is_a_folder": (["--out", "{ws}/folder.wav"], "folder.wav is a folder: give the WAV file's path"),
     "unknown_flag": (["--bogus"], "unrecognized arguments: --bogus"),
 }
 
@@ -585,6 +586,7 @@ PROMPT_CASES = {
 def test_prompt_script_refuses_bad_input_in_one_line(case, workspace, capsys):
     script = load_script(REPO / "scripts" / "make_example_prompt.py")
     arguments, expected = PROMPT_CASES[case]
+    (workspace / "folder.wav").mkdir()  # a folder named as the file (the other scripts' workspace has none)
     check_refused(script.main, [argument.format(ws=workspace) for argument in arguments], workspace, capsys, expected)
 
 
