@@ -420,12 +420,16 @@ def test_audio_no_file_can_hold_is_refused_and_nothing_written(tmp_path, wavefor
 
 
 def test_a_stream_that_wrote_nothing_or_a_nan_chunk_leaves_no_file(tmp_path):
+    """A row that stopped at once is empty audio; a stream committed before any call streamed into it says so, not
+    that its audio came out empty."""
     from valle_hf.errors import VallEValueError
     from valle_hf.streaming import AudioChunk, AudioFileStreamer
 
     out = tmp_path / "speech.wav"
     out.write_bytes(b"previous")
     codes = torch.zeros(1, 8, dtype=torch.long)
+    with pytest.raises(VallEValueError, match="speech.wav received no audio: commit it after the generate call"):
+        AudioFileStreamer(out, 24000).commit()
     streamer = AudioFileStreamer(out, 24000)
     streamer.put(AudioChunk(0, torch.zeros(0), codes[:0], 0, final=True))  # a row that stopped at once
     with pytest.raises(VallEValueError, match="speech.wav was not written: the audio is empty"):

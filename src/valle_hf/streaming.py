@@ -286,7 +286,7 @@ class AudioFileStreamer(AudioStreamer):
         check_file_rate(sampling_rate, container)
         self.target = write_target(self.path)  # the partial file is made beside it, to be renamed onto it
         self._order = RowOrder()
-        self.seconds = 0.0
+        self.seconds, self._received = 0.0, False  # whether a chunk came, even an empty one
         self._clipped, self._peak = 0, 0.0  # the samples clipped to [-1, 1] so far, and their peak: said at commit
         self._outcome: str | None = None  # "committed" or "aborted", once it is
         self.partial: Path | None = None
@@ -304,6 +304,7 @@ class AudioFileStreamer(AudioStreamer):
             raise
 
     def put(self, chunk: AudioChunk) -> None:
+        self._received = True
         for piece in self._order.add(chunk):  # rows in order: a later row waits for the earlier ones to end
             audio, clipped, peak = clipped_samples(check_samples(piece.audio.detach().float().cpu().numpy(),
                                                                  self.path))
@@ -337,6 +338,10 @@ class AudioFileStreamer(AudioStreamer):
         if self._outcome is not None:
             raise VallEValueError(f"the stream into {self.path} was already {self._outcome}: commit it once, after "
                                   "the generate call it served (make a new streamer for another call)")
+        if not self._received:  # no call streamed into it: "the audio is empty, try another seed" would mislead
+            self.abort()
+            raise VallEValueError(f"the stream into {self.path} received no audio: commit it after the generate call "
+                                  "it was given to (generate(..., audio_streamer=streamer))")
         if self.seconds == 0:
             self.abort()
             raise empty_audio_error(self.path)
