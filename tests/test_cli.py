@@ -287,6 +287,17 @@ def test_a_negative_infinity_is_a_value_refused_by_the_flags_range(tmp_path, pro
                                            "(< 0 = off)"), err
 
 
+def test_a_value_that_starts_with_a_dash_is_said_to_go_after_an_equals_sign(tmp_path, prompt_wav, capsys):
+    """argparse takes "-1,2" for an option and said only that the flag "expected one argument", though it was given
+    one."""
+    status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", "--dry-sequence-breakers", "-1,2"], capsys)
+    assert status == 1 and "'-1,2' starts with '-' and was taken for an option; give it after '=': " \
+        "--dry-sequence-breakers=-1,2" in err, err
+    for left_out in (["--dry-sequence-breakers"], ["--dry-sequence-breakers", "--seed", "1"]):  # no value given
+        status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", *left_out], capsys)
+        assert status == 1 and "expected one argument (see" in err and "starts with '-'" not in err, err
+
+
 def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_path, converted_dir, prompt_wav, capsys):
     """One seed, no sampler settings: the CLI, `pipeline("text-to-speech")` and `generate` all take the model's
     generation config (the original CLI's tuned defaults) and the same prompt rule, so they give the same audio."""

@@ -184,6 +184,9 @@ class ArgumentParser(argparse.ArgumentParser):
                                      for word in message.removeprefix(prefix).split(" "))
         given = getattr(self, "_given", [])
         given = given[:given.index("--")] if "--" in given else given  # after it, words are positionals
+        dashed = _dashed_value(message, given)
+        if dashed:
+            return dashed
         unknown = [word for word in given if word.startswith("--") and word.split("=")[0] not in options]
         return f"{message}; {prefix}{' '.join(_option_hinted(word, options, positionals) for word in unknown)}" \
             if unknown else message
@@ -196,6 +199,24 @@ class ArgumentParser(argparse.ArgumentParser):
             if isinstance(action, argparse._SubParsersAction):
                 options += [option for parser in action.choices.values() for option in parser._long_options()]
         return options
+
+
+# argparse's message for an option whose value it took for another option.
+_EXPECTED_ONE = re.compile(r"argument (?P<option>--[\w-]+)(?:/-\w)?: expected one argument")
+
+
+def _dashed_value(message: str, given: list[str]) -> str | None:
+    """argparse's "expected one argument", when the word after the option is a value that starts with "-" and a
+    digit ("--dry-sequence-breakers -1,2": argparse takes any such word that is not a number alone for an option),
+    with how to give it; None otherwise (a value left out before the next option)."""
+    match = _EXPECTED_ONE.match(message)
+    option = match and match["option"]
+    if not option or option not in given[:-1]:
+        return None
+    value = given[given.index(option) + 1]
+    if not re.match(r"-[\d.]", value):
+        return None
+    return f"{message}: {value!r} starts with '-' and was taken for an option; give it after '=': {option}={value}"
 
 
 def _option_hinted(word: str, options: list[str], positionals: set[str]) -> str:
