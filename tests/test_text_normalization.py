@@ -415,6 +415,21 @@ def test_what_is_no_ip_address_is_left_to_espeak(language):
     ("Wir kommen am 24.12. um 10 Uhr, vom 24.12. bis 26.12.2026, am 29.02. und ab 1.3.", "Wir kommen am "
      "vierundzwanzigsten Dezember um 10 Uhr, vom vierundzwanzigsten Dezember bis sechsundzwanzigsten Dezember 2026, am "
      "neunundzwanzigsten Februar und ab ersten März.", "de"),
+    ("しめきりは2026-12-25です", "しめきりは2026ねん 12がつ 25にちです", "ja"),
+    ("2026/4/1、2026/7/9、2024/9/14",
+     "2026ねん しがつ ついたち、2026ねん しちがつ ここのか、2020 よねん くがつ じゅうよっか", "ja"),
+    ("2026/1/20、2026/12/19、2026/12/24、2026/12/29、2026/12/17",
+     "2026ねん いちがつ はつか、2026ねん 12がつ じゅうくにち、2026ねん 12がつ にじゅうよっか、"
+     "2026ねん 12がつ にじゅうくにち、2026ねん 12がつ 17にち", "ja"),
+    ("2026/5/2、2026/5/3、2026/5/4、2026/5/5、2026/5/6、2026/5/8、2026/5/10",
+     "2026ねん 5がつ ふつか、2026ねん 5がつ みっか、2026ねん 5がつ よっか、2026ねん 5がつ いつか、"
+     "2026ねん 5がつ むいか、2026ねん 5がつ ようか、2026ねん 5がつ とおか", "ja"),
+    ("2026-07-07", "2026ねん しちがつ なのか", "ja"),
+    ("2026/12/24〜2026/12/26、2026-12-24–2026-12-26",
+     "2026ねん 12がつ にじゅうよっか から 2026ねん 12がつ 26にち、2026ねん 12がつ にじゅうよっか から "
+     "2026ねん 12がつ 26にち", "ja"),
+    ("きかんは2026/12/24-2026/12/26です",
+     "きかんは2026ねん 12がつ にじゅうよっか から 2026ねん 12がつ 26にちです", "ja"),
 ])
 def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     """espeak-ng read "12/25/2026" as "twelve slash twenty five slash two thousand twenty six", "2026-12-25" with its
@@ -423,7 +438,9 @@ def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     by a hyphen ("12/24/2026-12/26/2026") was no date, and ISO's "T" before a time was read as the letter; British
     "12/11/2026" (the 12th of November) was read in the US order, "December 11th"; a year of two digits
     ("12/25/26") was read as numbers and slashes too ("05" "zero five"), German "25.12.2026" as "fünfundzwanzig
-    Punkt zwölf Punkt ...", and "am 24.12." without its year as "am vierundzwanzig Punkt zwölf"."""
+    Punkt zwölf Punkt ...", and "am 24.12." without its year as "am vierundzwanzig Punkt zwölf"; Japanese
+    "2026/12/25" with its slashes ("nisen nijuuroku slash juuni ..."), without the counters "ねん", "がつ", "にち" and
+    the days' own words ("ついたち", "はつか"; "19にち", "24にち" were "juukyuu nichi", "nijuushi nichi")."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -436,13 +453,17 @@ def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     ("Version 10.12.11, v10.12.11, Python 10.12.11, RELEASE 24.12.2026, V 10.12.11, build 01.02.03", "de"),
     ("v12/25/2026, x2026-12-25", "en"),
     ("Kapitel 3.2. zeigt, am 31.04. nicht, am 3.12.10", "de"),
+    ("3/4、2026/13/45、2026/2/29、26/12/25、v2026.12.25、v2026/12/25、x2026-12-25、2026.12.25、03-1234-5678、"
+     "0166-12-3456、978-4-10-109205-8", "ja"),
 ])
 def test_what_is_no_date_is_left_to_espeak(text, language):
     """A day and month in the other order than the language's, a day the month has not (a year of two digits is
     one of this century: 2025 had no February 29th), a fraction or a score, numbers joined to more, an ISO date's
     year of two digits, German thousands and versions (a year of two digits after a day or month of one, numbers
-    after a word that brings in a version: "Version 10.12.11" was "zehnten Dezember 11"), numbers glued to a letter
-    and a language the table has no words for are no date to read."""
+    after a word that brings in a version: "Version 10.12.11" was "zehnten Dezember 11"), numbers glued to a Latin
+    letter ("v2026/12/25"; kana may come before a date), a Japanese date's year of two digits ("26/12/25"), its dotted
+    form (a version's too: "2026.12.25"), phone numbers, ISBNs and a language the table has no words for are no date
+    to read."""
     from valle_hf.text_normalization import _dates_as_words
 
     assert _dates_as_words(text, language) == text

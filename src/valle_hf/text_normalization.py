@@ -509,11 +509,16 @@ def _slash_runs_as_read(text: str) -> str:
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
+# What may not come just before a date: a number's part or a Latin letter ("v10.12.11", a version). Kana and kanji
+# may: Japanese writes no space ("しめきりは2026-12-25です").
+_NOTHING_GLUED_BEFORE_A_DATE = rf"(?<!{LATIN_LETTER})(?<![\d_/.,-])"
 # What a range's end written as a date looks like, in any language's order: three numbers joined by slashes or dots,
-# the last a year of four digits or two ("12/24/2026", "24.12.26"), or ISO's ("2026-12-24"), after no word that
-# brings in a version (a range of versions, "Version 10.12.11-10.12.12", would read its second end as a date); whether
-# it is a date the language reads is `_dates_as_words`'s to tell, after the range's word parts the two.
-_DATE_SHAPE = r"(?:\d\d?(?:/\d\d?/|\.\d\d?\.)(?:\d{4}|\d\d)|\d{4}-\d\d?-\d\d?)(?![\w/]|[.,]\d)"
+# the last a year of four digits or two ("12/24/2026", "24.12.26") or the first ("2026/12/24", Japanese's order), or
+# ISO's ("2026-12-24"), after no word that brings in a version (a range of versions, "Version 10.12.11-10.12.12",
+# would read its second end as a date); whether it is a date the language reads is `_dates_as_words`'s to tell, after
+# the range's word parts the two.
+_DATE_SHAPE = (r"(?:\d\d?(?:/\d\d?/|\.\d\d?\.)(?:\d{4}|\d\d)|\d{4}(?:-\d\d?-|/\d\d?/)\d\d?)"
+               rf"(?!{LATIN_LETTER}|[\d_/]|[.,]\d)")
 
 
 @functools.cache
@@ -528,7 +533,8 @@ def _range_pattern(short_scale: str) -> re.Pattern:
                       rf"(?(sign)(?=\d[\d.,]*{scale} ?{_SIGN})|(?={_SIGN} ?\d))"
                       rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES}){_RANGE_DASH}"
                       rf"(?=[-−]?\d[\d.,]* ?{_UNIT_NAMES}(?![\w/]))"
-                      rf"|{_AFTER_NO_VERSION_WORD}(?<![\w/.,-])(?P<date>{_DATE_SHAPE}){_RANGE_DASH}(?={_DATE_SHAPE})")
+                      rf"|{_AFTER_NO_VERSION_WORD}{_NOTHING_GLUED_BEFORE_A_DATE}(?P<date>{_DATE_SHAPE}){_RANGE_DASH}"
+                      rf"(?={_DATE_SHAPE})")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
@@ -709,11 +715,11 @@ def _decades_as_words(text: str, language: str) -> str:
 
 def _date_pattern(order: str, then: str = "") -> re.Pattern:
     """A date of day, month and year in numbers, in `order` ("{year}-{month}-{day}"; "{short_year}" for a year of
-    four digits or two), no part of a longer number or of a word ("v10.12.11" is a version), and what may follow
-    it, `then`."""
+    four digits or two), no part of a longer number or glued to a Latin letter ("v10.12.11" is a version), and what
+    may follow it, `then`."""
     parts = {"year": r"(?P<year>\d{4})", "short_year": r"(?P<year>\d{4}|\d\d)", "month": r"(?P<month>\d\d?)",
              "day": r"(?P<day>\d\d?)"}
-    return re.compile(rf"(?<![\w/.,-]){order.format(**parts)}(?![\d/]|[.,-]\d){then}")
+    return re.compile(rf"{_NOTHING_GLUED_BEFORE_A_DATE}{order.format(**parts)}(?![\d/]|[.,-]\d){then}")
 
 
 # Dates written in numbers, ISO "2026-12-25" and each language's own order ("12/25/2026" in English, "25/12/2026" in
@@ -725,13 +731,13 @@ def _date_pattern(order: str, then: str = "") -> re.Pattern:
 # 25th, 26": its century is not guessed at), and checked as one of this century ("2/29/25" is no date); a fraction
 # ("3/4") or a score ("3/10") has no third number, and is none; three numbers that make a date are read as one,
 # whatever they count ("the 5/10/15 rule" is "May 10th, 15": nothing in them tells), and four or more are none
-# (`_SLASH_RUN`). English says such a year's
-# leading zero "oh" ("12/25/05" is "December 25th, oh five"; espeak-ng read "zero five"), but in "00"; the other
-# languages say it as espeak-ng reads it.
-_YEAR_ZERO = {"en": "oh "}
+# (`_SLASH_RUN`). A year's digits espeak-ng says otherwise than the language does in a date, and what is written for
+# them: English says a year's leading zero "oh" ("12/25/05" is "December 25th, oh five"; espeak-ng read "zero five"),
+# but in "00"; Japanese says a last 4 "よ" before its counter ("2024ねん" was read "... nijuushi nen"), written after
+# the rest of the year ("2020 よねん"). The other languages say the year as espeak-ng reads it.
+_YEAR_DIGITS = {"en": (re.compile("^0(?=[1-9]$)"), "oh "), "ja": (re.compile("4$"), "0 よ")}
 # German's date ("25.12.2026", "am 25.12.26") is written with the month's name ("25. Dezember 2026"), whose day
-# `_ordinals_as_read` says with its case ending ("am fünfundzwanzigsten"). Japanese says its days' own words: left to
-# espeak-ng.
+# `_ordinals_as_read` says with its case ending ("am fünfundzwanzigsten").
 # German writes a version's number as it writes a date ("Python 3.12.10", "2.7.18", once read "dritten Dezember 10"),
 # mostly with a part of one digit: a year of two digits is one only after a day and a month of two digits
 # ("25.12.26", "03.10.90"). "3.5.26" is left to espeak-ng; so are numbers after a word that brings in a version
@@ -752,7 +758,12 @@ _ISO_DATE = _date_pattern("{year}-{month}-{day}", r"(?P<clock>T(?=\d\d:\d\d))?")
 _DAY_MONTH_YEAR = _date_pattern("{day}/{month}/{short_year}")
 # By language: its date's order, the date's words, the months' names, and the day as said in a date: its suffix and
 # those said otherwise. English outside the US ("en-gb", "en-029") writes the day first, as French does: its
-# "12/11/2026" is the 12th of November, which the US order read "December 11th".
+# "12/11/2026" is the 12th of November, which the US order read "December 11th". Japanese writes the year first, of
+# four digits ("2026/12/25"; "26/12/25" is none), and says each part with its counter ("2026ねん 12がつ 25にち"), in
+# kana where espeak-ng reads the number otherwise: the months 1, 4, 7 and 9 ("4がつ" was "shi gatsu", but "7がつ" and
+# "9がつ" were "sitsi gatsu", "kyuu gatsu", and a lone "1" is "itsi"), the days with their own words ("ついたち",
+# "はつか") and those in 9 ("19にち" was "juukyuu nichi"). The dotted form ("2026.12.25") is left to espeak-ng: it is
+# also a version's number ("certifi 2024.12.14"), and nothing tells them apart.
 _ENGLISH_MONTHS = "January February March April May June July August September October November December".split()
 _ENGLISH_DAYS = {"1": "1st", "2": "2nd", "3": "3rd", "21": "21st", "22": "22nd", "23": "23rd", "31": "31st"}
 _BRITISH_DATE = (_DAY_MONTH_YEAR, "{day} {month} {year}", _ENGLISH_MONTHS, "th", _ENGLISH_DAYS)
@@ -765,6 +776,11 @@ _DATE_WORDS = {
     "de": (_GERMAN_DATE, "{day} {month} {year}", _GERMAN_MONTHS, ".", {}),
     "es": (_DAY_MONTH_YEAR, "{day} de {month} de {year}",
            "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre".split(), "", {}),
+    "ja": (_date_pattern("{year}/{month}/{day}"), "{year}ねん {month} {day}",
+           "いちがつ 2がつ 3がつ しがつ 5がつ 6がつ しちがつ 8がつ くがつ 10がつ 11がつ 12がつ".split(), "にち",
+           {"1": "ついたち", "2": "ふつか", "3": "みっか", "4": "よっか", "5": "いつか", "6": "むいか", "7": "なのか",
+            "8": "ようか", "9": "ここのか", "10": "とおか", "14": "じゅうよっか", "19": "じゅうくにち", "20": "はつか",
+            "24": "にじゅうよっか", "29": "にじゅうくにち"}),
 }
 
 
@@ -785,7 +801,7 @@ def _dates_as_words(text: str, language: str) -> str:
     if words is None:
         return text
     order, template, months, suffix, days = words
-    zero = _for_language(_YEAR_ZERO, language)
+    year_digits = _for_language(_YEAR_DIGITS, language)
 
     def said(match: re.Match) -> str:
         date = _calendar_date(match, int(match["year"]) + (2000 if len(match["year"]) == 2 else 0))
@@ -793,7 +809,7 @@ def _dates_as_words(text: str, language: str) -> str:
             return match.group()
         day = days.get(str(date.day), f"{date.day}{suffix}")
         clock = " " if match.groupdict().get("clock") else ""
-        said_year = f"{zero}{match['year'][1]}" if zero and re.fullmatch("0[1-9]", match["year"]) else match["year"]
+        said_year = year_digits[0].sub(year_digits[1], match["year"]) if year_digits else match["year"]
         return template.format(day=day, month=months[date.month - 1], year=said_year) + clock
 
     text = order.sub(said, _ISO_DATE.sub(said, text))
