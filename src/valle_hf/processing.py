@@ -32,6 +32,12 @@ from .tokenization import (
 __all__ = ["VallEProcessor"]
 
 
+def _saved_before_the_feature_extractor(processor_dict: dict | None) -> bool:
+    """Whether a saved processor's `processor_config.json` (read as `processor_dict`) is one written before the
+    processor had a feature extractor: it names none."""
+    return processor_dict is not None and "feature_extractor" not in processor_dict
+
+
 def _name_special_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
     """Name the phoneme vocabulary's `<unk>`, `<bos>` and `</eos>` where the tokenizer knows none, as
     `load_phoneme_tokenizer` does: one read from a folder or Hub upload with tokenizer.json but no
@@ -133,13 +139,23 @@ class VallEProcessor(ProcessorMixin):
 
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
-        """The tokenizer and the feature extractor as saved. Directories converted before the processor had a feature
-        extractor get the default one: it has no learned state, and its settings are the codec's."""
-        if processor_dict is None or "feature_extractor" in processor_dict:
+        """The tokenizer and the feature extractor as saved (transformers 5.24 and earlier). Directories converted
+        before the processor had a feature extractor get the default one: it has no learned state, and its settings
+        are the codec's."""
+        if not _saved_before_the_feature_extractor(processor_dict):
             return super()._get_arguments_from_pretrained(pretrained_model_name_or_path, processor_dict, **kwargs)
         tokenizer = cls._load_tokenizer_from_pretrained("tokenizer", pretrained_model_name_or_path,
                                                         subfolder=kwargs.pop("subfolder", ""), **kwargs)
         return [tokenizer, VallEFeatureExtractor()]
+
+    @classmethod
+    def _resolve_subprocessors(cls, pretrained_model_name_or_path, processor_dict, **kwargs):
+        """`_get_arguments_from_pretrained` for transformers 5.25 and later, which keep a sub-processor already in
+        `processor_dict` as it is: a directory converted before the feature extractor is given the default one (in
+        the keyword arguments it would also reach the tokenizer's, and be saved in its config)."""
+        if _saved_before_the_feature_extractor(processor_dict):
+            processor_dict = {**processor_dict, "feature_extractor": VallEFeatureExtractor()}
+        return super()._resolve_subprocessors(pretrained_model_name_or_path, processor_dict, **kwargs)
 
     @property
     def model_input_names(self) -> list[str]:
