@@ -359,6 +359,22 @@ def test_a_flag_refused_against_the_models_own_setting_is_named_as_the_flag(tmp_
     assert not (tmp_path / "o.wav").exists()
 
 
+def test_a_silence_prefix_that_leaves_the_models_steps_no_positions_is_named_as_the_flag(tmp_path, prompt_wav, capsys):
+    """The silence prefix shares the response's positions with the model's own max_new_tokens (no --max-ar-steps
+    given): `generate` refused it in the words of the setting it blamed, not the flag."""
+    from valle_hf.loading import load_model_and_processor
+
+    model, _ = load_model_and_processor("tiny-random")
+    config = model.config
+    seconds = (config.max_position_embeddings - model.generation_config.max_new_tokens) / config.frame_rate
+    argv = ["Hi.", prompt_wav, tmp_path / "o.wav", "--model", "tiny-random", "--prefix-silence"]
+    status, _, err = run([*argv, f"{seconds + 1:g}"], capsys)
+    refusal = f"error: --prefix-silence {seconds + 1:g} is not allowed: it must be a number of seconds in [0, " \
+              f"{seconds:g}]"
+    assert status == 1 and err.strip().startswith(f"{refusal} with max_new_tokens="), err
+    assert not (tmp_path / "o.wav").exists()
+
+
 def test_a_models_own_setting_that_no_flag_sets_is_refused_in_its_own_name():
     """A generation config's least length above the --max-ar-steps given: no flag to name, so the setting's."""
     from types import SimpleNamespace

@@ -378,7 +378,8 @@ def test_an_exponential_length_penalty_is_a_start_step_and_a_factor(tiny_model):
 def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings():
     """check_settings_fit's bounds are inclusive of the model's last RVQ level, last layer and last position (in
     frames, or in seconds for the prompt and the silence prefix), and refuse the next one naming the setting; a list
-    of prompt lengths (one per row) is read item by item."""
+    of prompt lengths (one per row) is read item by item. The silence prefix and the steps share the response's
+    positions."""
     from valle_hf.configuration import SettingError, check_settings_fit
 
     config = tiny_config()
@@ -386,13 +387,18 @@ def test_the_models_last_level_layer_and_position_are_the_limits_of_its_settings
     limits = {"max_levels": config.num_rvq_levels - 1, "layer_skip_exit_layer": config.num_hidden_layers - 1,
               "max_new_tokens": config.max_position_embeddings, "prefix_silence": seconds,
               "input_prompt_length": seconds}
-    check_settings_fit(limits, config)
     for name, value in limits.items():
+        check_settings_fit({name: value}, config)
         with pytest.raises(SettingError, match=rf"^{name}={value + 1} is not allowed: it must be "):
             check_settings_fit({name: value + 1}, config)
     check_settings_fit({"input_prompt_length": [None, seconds]}, config)
     with pytest.raises(SettingError, match=r"^input_prompt_length=.* is not allowed: it must be "):
         check_settings_fit({"input_prompt_length": [None, seconds + 1]}, config)
+    shared = {"prefix_silence": 1, "max_new_tokens": config.max_position_embeddings - config.seconds_to_frames(1)}
+    check_settings_fit(shared, config)
+    with pytest.raises(SettingError, match=r"^prefix_silence=1 is not allowed: it must be a number of seconds in "
+                                           r"\[0, .*\] with max_new_tokens=.* \(or fewer steps\): the silence starts "):
+        check_settings_fit({**shared, "max_new_tokens": shared["max_new_tokens"] + 1}, config)
 
 
 def test_a_dynamic_temperature_floor_of_zero_fights_entropix_and_is_refused():

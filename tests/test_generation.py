@@ -1023,6 +1023,34 @@ def test_a_segment_longer_than_the_models_positions_is_refused(segment):
         model.generate(**inputs(limit + 1), max_new_tokens=2, output_audio=False)  # a corpus row, by its id
 
 
+@pytest.mark.parametrize("prefix", ["voice prompt", "silence"])
+def test_the_responses_prefix_and_its_steps_share_its_positions(prefix):
+    """The response starts with the voice prompt (input_prompt_prefix) or prefix_silence, then adds up to
+    max_new_tokens frames in the same segment: a prefix and steps that fit the positions each, but not together,
+    ran past the model's last position without a word."""
+    from valle_hf.configuration import SettingError
+    from valle_hf.errors import VallEValueError
+
+    model = reactive_model(tiny_config(max_position_embeddings=240))
+    limit, frames = model.config.max_position_embeddings, model.config.seconds_to_frames(2)
+    codes = torch.full((1, frames, model.config.num_rvq_levels), 5)
+    inputs = dict(input_ids=torch.full((1, 3), 5), prompt_codes=codes, input_prompt_length=0, output_audio=False)
+    if prefix == "voice prompt":
+        inputs["input_prompt_prefix"] = True
+        error = (VallEValueError, fr"^the voice prompt of row\(s\) \[0\] is {frames} frames long, and this model has "
+                                  fr"positions for {limit} \({frames - 1} of them left for it\): .* or lower "
+                                  f"max_new_tokens: with input_prompt_prefix it starts the response, which may add "
+                                  f"{limit - frames + 1} frames$")
+    else:
+        inputs["prefix_silence"] = 2
+        error = (SettingError, fr"^prefix_silence=2 is not allowed: it must be a number of seconds in "
+                               fr"\[0, {(frames - 1) / model.config.frame_rate:g}\] with max_new_tokens="
+                               f"{limit - frames + 1} ")
+    model.generate(**inputs, max_new_tokens=limit - frames)
+    with pytest.raises(error[0], match=error[1]):
+        model.generate(**inputs, max_new_tokens=limit - frames + 1)
+
+
 def test_a_call_without_its_task_input_is_told_what_is_missing_first(tiny_model, prompt_wav):
     """generate(**processor(["hi."]), task="stt") said to drop attention_mask: the mistake is that no audio was
     given (or the task)."""

@@ -1093,6 +1093,29 @@ def test_a_prompt_longer_than_the_models_positions_fails_its_row_alone(tmp_path,
     assert report.rows == 2 and not records(tmp_path / "cut" / "failed.jsonl")
 
 
+def test_a_prompt_that_starts_the_response_past_the_positions_fails_its_row_alone(tmp_path, cached_loading):
+    """With input_prompt_prefix the voice prompt starts the response, which may add max_ar_steps frames: a row whose
+    prompt and steps together pass the model's positions failed every row of its batch."""
+    model, processor = valle_hf.loading.load_model_and_processor("tiny-random")
+    model.config.max_position_embeddings = model.config.seconds_to_frames(3.2)
+    steps = model.config.max_position_embeddings - model.config.seconds_to_frames(1.5)  # a 1 s voice fits, 2 s not
+    samples = np.arange(24000 * 2) / 24000
+    for name, seconds in (("short.wav", 1), ("long.wav", 2)):
+        soundfile.write(tmp_path / name, (0.3 * np.sin(2 * np.pi * 220 * samples[:24000 * seconds])).astype(np.float32),
+                        24000)
+    (tmp_path / "m.csv").write_text("id,text,prompt\nok,Hello.,short.wav\nlong,Hello.,long.wav\n", encoding="utf-8")
+    plan, report = synthesis.synthesize(tmp_path / "m.csv", tmp_path / "out", model, processor, seed=1,
+                                        max_ar_steps=steps, input_prompt_length=0, input_prompt_prefix=True,
+                                        progress=False)
+    assert report.rows == 1 and (tmp_path / "out" / "ok.wav").is_file()
+    failures = {record["id"]: record["error"] for record in records(tmp_path / "out" / "failed.jsonl")}
+    frames = model.config.seconds_to_frames(2)
+    assert list(failures) == ["long"] and failures["long"].startswith(f"the voice prompt of row(s) id 'long' is "
+                                                                      f"{frames} frames long"), failures
+    assert f"lower --max-ar-steps: with --input-prompt-prefix it starts the response, which may add {steps}" in \
+        failures["long"]
+
+
 def test_a_record_line_edited_into_no_json_is_warned_about_once_per_run(tmp_path, prompt_wav):
     """The plan read done.jsonl, then the folder's preparation read it again, and each warned of the same lines."""
     shutil.copy(prompt_wav, tmp_path / "voice.wav")

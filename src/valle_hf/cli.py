@@ -468,7 +468,8 @@ def generation_kwargs(args: argparse.Namespace, model=None, cells=()) -> dict:
 
     Raises `UsageError`, naming the flag and its allowed range, for a value outside it: checked with the rules
     `generate` applies, before any model loads, and with `model` (once loaded) also against its RVQ levels and layers
-    and against the generation settings the flags leave to it (--min-ar-temp above the model's own AR temperature).
+    and against the generation settings the flags leave to it (--min-ar-temp above the model's own AR temperature,
+    --prefix-silence that leaves its own max_new_tokens no positions).
     `cells`: the flags (by name, e.g. "ar_temp") a manifest's row set, named as its columns (`flag_refusal`'s
     `cell`).
     """
@@ -479,9 +480,9 @@ def generation_kwargs(args: argparse.Namespace, model=None, cells=()) -> dict:
     try:  # every flag given, even one the task does not use: a value out of range is a mistake either way
         check_settings(kwargs)
         if model is not None:  # as `generate` checks them, where it would name the setting, not the flag
-            check_settings_fit(kwargs, model.config)
-            check_settings({**{name: getattr(model.generation_config, name, None) for name in SETTING_RULES},
-                            **kwargs})
+            merged = {**{name: getattr(model.generation_config, name, None) for name in SETTING_RULES}, **kwargs}
+            check_settings_fit(merged, model.config)
+            check_settings(merged)
     except SettingError as error:
         if error.setting not in FLAG_SETTINGS.values():  # the model's own setting, which no flag sets
             raise

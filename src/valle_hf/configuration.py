@@ -699,12 +699,12 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     """Refuse settings beyond what the model (`VallEConfig`) has: NAR levels past its last RVQ level, an early-exit
     layer past its last layer, a prompt, silence prefix or `max_new_tokens` longer than its positions
     (`max_position_embeddings` frames: 300 s for the released model; longer ones asked for attention masks of many
-    GB; positions restart in every segment, so the limit is on each, not on the whole sequence), a DRY sequence
-    breaker, end token (`eos_token_id`, `forced_eos_token_id`) or token to suppress (`suppress_tokens`,
-    `begin_suppress_tokens`) that is no class of any of its heads (with `task` "stt",
-    of its text head, which the AR of speech to text reads; it ends on that head's own end token, whatever
-    `eos_token_id` says), a `pad_token_id` that is one (`_check_pad_fits`), Vocos audio without a Vocos decoder.
-    Raises `SettingError`, as `check_settings` does."""
+    GB; positions restart in every segment, so the limit is on each, not on the whole sequence; the silence prefix
+    and `max_new_tokens` share the response's), a DRY sequence breaker, end token (`eos_token_id`,
+    `forced_eos_token_id`) or token to suppress (`suppress_tokens`, `begin_suppress_tokens`) that is no class of any
+    of its heads (with `task` "stt", of its text head, which the AR of speech to text reads; it ends on that head's
+    own end token, whatever `eos_token_id` says), a `pad_token_id` that is one (`_check_pad_fits`), Vocos audio
+    without a Vocos decoder. Raises `SettingError`, as `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
         values = settings.get(name)
@@ -716,6 +716,12 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     if steps is not None and steps > config.max_position_embeddings:  # the response's positions start at 0
         raise SettingError("max_new_tokens", steps, f"an integer in [1, {config.max_position_embeddings}]: this model "
                            f"has positions for {config.max_position_embeddings} frames ({seconds:g} s)")
+    silence = settings.get("prefix_silence") or 0
+    if steps is not None and config.seconds_to_frames(silence) + steps > config.max_position_embeddings:
+        left = (config.max_position_embeddings - steps) / config.frame_rate
+        raise SettingError("prefix_silence", silence, f"a number of seconds in [0, {left:g}] with max_new_tokens="
+                           f"{steps} (or fewer steps): the silence starts the response, whose positions it shares "
+                           f"with the steps, and this model has positions for {config.max_position_embeddings} frames")
     levels, exit_layer = settings.get("max_levels"), settings.get("layer_skip_exit_layer")
     if levels is not None and levels > config.num_rvq_levels - 1:
         raise SettingError("max_levels", levels, f"an integer 0..{config.num_rvq_levels - 1} (or unset: all "

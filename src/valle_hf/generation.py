@@ -867,26 +867,40 @@ class VallEGenerationMixin(GenerationMixin):
         return rows
 
     def check_segments_fit(self, texts: Sequence[torch.Tensor] = (), prompts: Sequence[torch.Tensor] = (),
-                           audio: Sequence[torch.Tensor] = (), input_prompt_length: float | None = 0) -> None:
-        """Refuse a row whose text (phoneme ids), voice prompt (codes, looped or cut to `input_prompt_length` as
-        `generate` speaks them: None is the generation config's, 0 the codes as they are) or audio to transcribe
-        (codes) is longer than the model's positions: they restart in every segment, and a position past the model's
-        last was never trained, so what it would speak there is out of its range, without a word. Raises
-        `VallEValueError` naming the row as warnings do (`row_names`)."""
-        if input_prompt_length is None:
-            input_prompt_length = self.generation_config.input_prompt_length
-        prompts = [self._loop_or_cut(prompt, input_prompt_length) for prompt in prompts]
+                           audio: Sequence[torch.Tensor] = (), **settings) -> None:
+        """Refuse a row whose text (phoneme ids), voice prompt (codes) or audio to transcribe (codes) is longer than
+        the model's positions: they restart in every segment, and a position past the model's last was never
+        trained, so what it would speak there is out of its range, without a word. Raises `VallEValueError` naming
+        the row as warnings do (`row_names`).
+
+        `settings`: `generate`'s, over the model's generation config. The prompt is looped or cut to
+        `input_prompt_length` as `generate` speaks it (0: the codes as they are). With `input_prompt_prefix` it also
+        starts the response, whose positions it then shares with up to `max_new_tokens` generated frames.
+        """
+        def setting(name: str):
+            value = settings.get(name)
+            return value if value is not None else getattr(self.generation_config, name)
+
+        prompts = [self._loop_or_cut(prompt, setting("input_prompt_length")) for prompt in prompts]
         self._check_positions(texts, "the text", "phoneme ids", "split it into shorter sentences")
-        self._check_positions(prompts, "the voice prompt", "frames",
-                              f"cut it with {_setting_name('input_prompt_length')} (3 s is the original's)")
+        fix = f"cut it with {_setting_name('input_prompt_length')} (3 s is the original's)"
+        limit, steps = self.config.max_position_embeddings, setting("max_new_tokens")
+        if setting("input_prompt_prefix") and steps is not None:
+            limit -= steps
+            fix += f" or lower {_setting_name('max_new_tokens')}: with {_setting_name('input_prompt_prefix')} it " \
+                   f"starts the response, which may add {steps} frames"
+        self._check_positions(prompts, "the voice prompt", "frames", fix, limit)
         self._check_positions(audio, "the audio to transcribe", "frames", "transcribe it in shorter parts")
 
-    def _check_positions(self, rows: Sequence[torch.Tensor], what: str, unit: str, fix: str) -> None:
-        limit = self.config.max_position_embeddings
+    def _check_positions(self, rows: Sequence[torch.Tensor], what: str, unit: str, fix: str,
+                         limit: int | None = None) -> None:
+        positions = self.config.max_position_embeddings
+        limit = positions if limit is None else limit
         for row, segment in enumerate(rows):
             if len(segment) > limit:
+                fits = "" if limit == positions else f" ({limit} of them left for it)"
                 raise VallEValueError(f"{what} of {_named_rows([row], len(rows))} is {len(segment)} {unit} long, "
-                                      f"and this model has positions for {limit}: {fix}")
+                                      f"and this model has positions for {positions}{fits}: {fix}")
 
     def _waveform_rows(self, references, sampling_rate, to_transcribe: bool = False
                        ) -> list[list[torch.Tensor]] | None:
@@ -980,7 +994,8 @@ class VallEGenerationMixin(GenerationMixin):
         texts = self._text_rows(input_ids, attention_mask)
         _check_seeded_rows(len(texts))
         prompt_list = self.prompt_rows(prompt_codes, prompt_mask, prompt_audio, len(texts), config.input_prompt_length)
-        self.check_segments_fit(texts, prompt_list or ())  # prompts looped or cut already
+        self.check_segments_fit(texts, prompt_list or (), input_prompt_length=0,  # prompts looped or cut already
+                                input_prompt_prefix=config.input_prompt_prefix, max_new_tokens=config.max_new_tokens)
         prompts = None if prompt_list is None else _Prompts(pad(prompt_list, 0, side="right")[0],
                                                             [len(prompt) for prompt in prompt_list])
         prefixes = self._response_prefixes(texts, prompt_list, config)

@@ -524,9 +524,9 @@ def _inputs(job: Job, model, processor, prompts: PromptCache, language_switch: s
     it would fail every row of the batch."""
     batch = processor(job.sentences, language=job.language, language_switch=language_switch)
     texts = [ids[mask.bool()] for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)]
-    codes, seconds = prompts(job.prompt), job.settings.get("input_prompt_length")
+    codes = prompts(job.prompt)
     with row_names(_row_names([(job, texts, None)])), setting_names(job.cell_names):
-        model.check_segments_fit(texts, [codes] * len(texts), input_prompt_length=seconds)
+        model.check_segments_fit(texts, [codes] * len(texts), **job.settings)
     return texts, codes
 
 
