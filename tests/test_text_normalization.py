@@ -224,7 +224,7 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     "1/2"."""
     from valle_hf.text_normalization import _fractions_as_words
 
-    text = "12/25/2026, 1/2/3, 24/7, 9/11, 3/10, 0/3, a/b, A1/2, 1/2.5, 1/2x, é1/2, 1/2é, _1/2"
+    text = "12/25/2026, 1/2/3, 24/7, 9/11, 3/10, 0/3, a/b, A1/2, 1/2.5, 1/2x, é1/2, 1/2é, _1/2, α1/2, 1/2я"
     assert _fractions_as_words(text, language) == text
     assert _fractions_as_words("1/2", "it") == "1/2"
 
@@ -300,7 +300,8 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     # an end written with a letter that is no scale is left whole
     assert _ranges_as_words("$5–10x, £1-2kg", "en") == "$5 to 10x, £1-2kg"
     # nor between a date and what is no whole date, an ISBN's or a phone number's groups, or a word's numbers
-    text = "12/24/2026-12, 2026-12-24-1, 978-3-16-148410-0, 555.123.4567-555.123.4568, v1.2.33-1.2.34, 5/10-12/1/26"
+    text = ("12/24/2026-12, 2026-12-24-1, 978-3-16-148410-0, 555.123.4567-555.123.4568, v1.2.33-1.2.34, 5/10-12/1/26, "
+            "δ12/24/2026-12/26/2026, 12/24/2026-12/26/2026δ")
     assert _ranges_as_words(text, "en") == text
     assert phonemize("Version 10.12.11-10.12.12", "de") == espeak_alone("Version 10.12.11-10.12.12", "de")
 
@@ -451,7 +452,7 @@ def test_a_date_in_numbers_is_said_with_its_months_name(text, words, language):
     ("31.02.2026, 1.2.3, 1.234.567, 25.12.2026.5, 5.25.12.26, 25/12/2026", "de"), ("2026-12-25", "it"),
     ("Python 3.12.10, Version 2.7.18, 3.5.26, 25.5.26", "de"),
     ("Version 10.12.11, v10.12.11, Python 10.12.11, RELEASE 24.12.2026, V 10.12.11, build 01.02.03", "de"),
-    ("v12/25/2026, x2026-12-25", "en"),
+    ("v12/25/2026, x2026-12-25, Ωμέγα12/25/2026, Москва2026-12-25", "en"),
     ("Kapitel 3.2. zeigt, am 31.04. nicht, am 3.12.10", "de"),
     ("3/4、2026/13/45、2026/2/29、26/12/25、v2026.12.25、v2026/12/25、x2026-12-25、2026.12.25、03-1234-5678、"
      "0166-12-3456、978-4-10-109205-8", "ja"),
@@ -460,10 +461,10 @@ def test_what_is_no_date_is_left_to_espeak(text, language):
     """A day and month in the other order than the language's, a day the month has not (a year of two digits is
     one of this century: 2025 had no February 29th), a fraction or a score, numbers joined to more, an ISO date's
     year of two digits, German thousands and versions (a year of two digits after a day or month of one, numbers
-    after a word that brings in a version: "Version 10.12.11" was "zehnten Dezember 11"), numbers glued to a Latin
-    letter ("v2026/12/25"; kana may come before a date), a Japanese date's year of two digits ("26/12/25"), its dotted
-    form (a version's too: "2026.12.25"), phone numbers, ISBNs and a language the table has no words for are no date
-    to read."""
+    after a word that brings in a version: "Version 10.12.11" was "zehnten Dezember 11"), numbers glued to a letter
+    of a script written with spaces ("v2026/12/25", "Ωμέγα12/25/2026"; kana may come before a date), a Japanese
+    date's year of two digits ("26/12/25"), its dotted form (a version's too: "2026.12.25"), phone numbers, ISBNs and
+    a language the table has no words for are no date to read."""
     from valle_hf.text_normalization import _dates_as_words
 
     assert _dates_as_words(text, language) == text
@@ -509,7 +510,7 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     one after an amount of money ("$1.5m" is millions), nor a duration's minutes."""
     from valle_hf.text_normalization import _units_as_words
 
-    text = "5 kms, 5 m/s, km 5, H2 g, $1.5m, € 2 m, 1h 30m, 5m 30s"
+    text = "5 kms, 5 m/s, km 5, H2 g, $1.5m, € 2 m, 1h 30m, 5m 30s, δ5 km, 5 kmΩ"
     assert _units_as_words(text, language) == text
 
 

@@ -22,6 +22,10 @@ __all__ = ["normalize_text", "verbalize"]
 
 # A Latin letter: Basic Latin, Latin-1, Extended-A and -B, Extended Additional
 LATIN_LETTER = "[A-Za-z\u00c0-\u024f\u1e00-\u1eff]"
+# A letter of a script that parts its words with spaces (Latin, Greek, Cyrillic, ...), whose letters make a number
+# glued to them part of a word ("v10.12.11", "δ5"): any but kana and kanji, which Japanese writes glued to numbers
+# ("しめきりは2026-12-25です")
+_SPACED_LETTER = "[^\\W\\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]"
 
 
 def verbalize(text: str, language: str) -> str:
@@ -200,7 +204,7 @@ _SAID_FRACTION = re.compile(f"[{''.join(_FRACTION_WORDS['en'])}]")
 # as that form, in a language `_FRACTION_WORDS` has. No part of a date or of more slashes ("12/25/2026", "1/2/3") nor
 # of a word or a decimal number ("A1/2", "1/2.5"; kana may follow or come before, as Japanese writes no space:
 # "1/2カップ"); "24/7", "9/11" and "3/10" have no vulgar form and are left to espeak-ng.
-_SLASH_FRACTION = re.compile(rf"(?<!{LATIN_LETTER})(?<![\d_.,/])[1-9]\d*/\d+(?!{LATIN_LETTER}|[\d_/]|[.,]\d)")
+_SLASH_FRACTION = re.compile(rf"(?<!{_SPACED_LETTER})(?<![\d_.,/])[1-9]\d*/\d+(?!{_SPACED_LETTER}|[\d_/]|[.,]\d)")
 
 
 def _fractions_as_words(text: str, language: str) -> str:
@@ -509,16 +513,16 @@ def _slash_runs_as_read(text: str) -> str:
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
-# What may not come just before a date: a number's part or a Latin letter ("v10.12.11", a version). Kana and kanji
-# may: Japanese writes no space ("しめきりは2026-12-25です").
-_NOTHING_GLUED_BEFORE_A_DATE = rf"(?<!{LATIN_LETTER})(?<![\d_/.,-])"
+# What may not come just before a date: a number's part or a letter ("v10.12.11", a version; "Ωμέγα12/25/2026"). Kana
+# and kanji may: Japanese writes no space ("しめきりは2026-12-25です"; `_SPACED_LETTER`).
+_NOTHING_GLUED_BEFORE_A_DATE = rf"(?<!{_SPACED_LETTER})(?<![\d_/.,-])"
 # What a range's end written as a date looks like, in any language's order: three numbers joined by slashes or dots,
 # the last a year of four digits or two ("12/24/2026", "24.12.26") or the first ("2026/12/24", Japanese's order), or
 # ISO's ("2026-12-24"), after no word that brings in a version (a range of versions, "Version 10.12.11-10.12.12",
 # would read its second end as a date); whether it is a date the language reads is `_dates_as_words`'s to tell, after
 # the range's word parts the two.
 _DATE_SHAPE = (r"(?:\d\d?(?:/\d\d?/|\.\d\d?\.)(?:\d{4}|\d\d)|\d{4}(?:-\d\d?-|/\d\d?/)\d\d?)"
-               rf"(?!{LATIN_LETTER}|[\d_/]|[.,]\d)")
+               rf"(?!{_SPACED_LETTER}|[\d_/]|[.,]\d)")
 
 
 @functools.cache
@@ -715,8 +719,8 @@ def _decades_as_words(text: str, language: str) -> str:
 
 def _date_pattern(order: str, then: str = "") -> re.Pattern:
     """A date of day, month and year in numbers, in `order` ("{year}-{month}-{day}"; "{short_year}" for a year of
-    four digits or two), no part of a longer number or glued to a Latin letter ("v10.12.11" is a version), and what
-    may follow it, `then`."""
+    four digits or two), no part of a longer number or glued to a letter ("v10.12.11" is a version; `_SPACED_LETTER`),
+    and what may follow it, `then`."""
     parts = {"year": r"(?P<year>\d{4})", "short_year": r"(?P<year>\d{4}|\d\d)", "month": r"(?P<month>\d\d?)",
              "day": r"(?P<day>\d\d?)"}
     return re.compile(rf"{_NOTHING_GLUED_BEFORE_A_DATE}{order.format(**parts)}(?![\d/]|[.,-]\d){then}")
@@ -904,10 +908,10 @@ _UNIT_WORDS = {
 # The units of every language's table (the English one has them all), after a number, a fraction ("½ kg", "2½ kg":
 # "K G" was read) or both
 _UNIT_NAMES = rf"(?:{'|'.join(map(re.escape, _UNIT_WORDS['en']))}|m?L)"
-_UNIT = re.compile(rf"(?<![\d.,])(?<!{LATIN_LETTER})(?<!{_SIGN})(?<!{_SIGN} )(?<!\dh )"
+_UNIT = re.compile(rf"(?<![\d.,])(?<!{_SPACED_LETTER})(?<!{_SIGN})(?<!{_SIGN} )(?<!\dh )"
                    rf"(?P<number>\d+(?:[.,]\d+)*(?: ?{_SAID_FRACTION.pattern})?|{_SAID_FRACTION.pattern}) ?"
                    rf"(?P<unit>{_UNIT_NAMES})"
-                   rf"(?!{LATIN_LETTER}|[\d/]| \d+s\b)")
+                   rf"(?!{_SPACED_LETTER}|[\d/]| \d+s\b)")
 
 
 def _units_as_words(text: str, language: str) -> str:
