@@ -746,8 +746,12 @@ _YEAR_DIGITS = {"en": (re.compile("^0(?=[1-9]$)"), "oh "), "ja": (re.compile("4$
 # mostly with a part of one digit: a year of two digits is one only after a day and a month of two digits
 # ("25.12.26", "03.10.90"). "3.5.26" is left to espeak-ng; so are numbers after a word that brings in a version
 # ("Version 10.12.11", "Python 10.12.11"; a letter glued to them, "v10.12.11", makes no date in any language), which
-# were read "zehnten Dezember 11". Without such a word, "10.12.11" is read as a date.
-_AFTER_NO_VERSION_WORD = "".join(rf"(?<!\b(?i:{word}) )" for word in "v version release build patch python".split())
+# were read "zehnten Dezember 11": the words for a version and the names of the runtimes, systems and browsers most
+# often written with one ("Java 10.12.11", "Node.js" by its last word, "js"; "Android", "Firefox"). A product's name is
+# not told from a German noun, both capitalised ("Stand 10.12.11" is a date), so no other word keeps them from one.
+_VERSION_WORDS = ("v version release build patch update firmware kernel python java jdk node js ruby php perl rust "
+                  "kotlin swift android ios macos windows linux chrome firefox").split()
+_AFTER_NO_VERSION_WORD = "".join(rf"(?<!\b(?i:{word}) )" for word in _VERSION_WORDS)
 _GERMAN_DATE = _date_pattern(_AFTER_NO_VERSION_WORD
                              + r"(?=\d\d\.\d\d\.|\d\d?\.\d\d?\.\d{{4}}){day}\.{month}\.{short_year}")
 # A German date without its year after a word that brings one in ("am 24.12.", "vom 24.12. bis 26.12.2026", "ab
