@@ -322,6 +322,28 @@ def test_a_decade_is_said_as_one(text, words, language):
     assert phonemize(text, language) == phonemize(words, language)
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("wait 10s, every 30s, it took 1.5s, Waiting 1s", "wait 10 seconds, every 30 seconds, it took 1.5 seconds, Waiting "
+     "one second", "en"), ("it lasts 0.5s, 10s of people, in her 20s", "it lasts 0.5 seconds, tens of people, in her "
+                           "twenties", "en-gb"),
+])
+def test_a_number_of_seconds_glued_to_its_s_is_said_as_seconds(text, words, language):
+    """espeak-ng read "wait 10s" as "wait ten z" and "1.5s" as "one point five s", and the decades' pass made "wait 10s"
+    "wait tens": a decimal number, or one after a word that takes a duration, is seconds."""
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+def test_what_is_no_number_of_seconds_is_left_as_it_is():
+    """Tens ("10s of people", "within 10s of meters", "in 10s"), decades, a plural number ("two 5s"), a word's digits,
+    another unit and a duration's seconds after its minutes are no seconds here, nor in a language the table has no
+    words for."""
+    from valle_hf.text_normalization import _seconds_as_words
+
+    text = "10s of people, within 10s of meters, in 10s, the 80s, two 5s, x1.5s, 1.5sec, 5m 30.5s, 1h 2.5s"
+    assert _seconds_as_words(text, "en") == text
+    assert _seconds_as_words("wait 10s, 1.5s", "de") == "wait 10s, 1.5s"
+
+
 def test_what_is_no_decade_is_left_to_espeak():
     """A decimal number of seconds is no decade, nor a duration's seconds after its minutes; the "'00s" have no
     "hundreds" to say."""

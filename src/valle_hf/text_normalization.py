@@ -31,12 +31,11 @@ _SPACED_LETTER = "[^\\W\\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\
 def verbalize(text: str, language: str) -> str:
     """`text` (orthographic, after `normalize_text`) with the written forms espeak-ng misreads written as the words
     `language` (an espeak-ng code, as `phonemes.resolve_language` gives it) says for them: phone numbers, runs of
-    numbers joined by slashes, ranges,
-    decades, addresses, dates, times, money, minus signs, one before a scale noun, ordinals, powers, units, fractions
-    and symbols, in that order: each pass reads what the passes before it left ("5–10 km" is a range of numbers
-    before its unit is read, "2026-12-25T15:00" a date before its time)."""
+    numbers joined by slashes, ranges, seconds, decades, addresses, dates, times, money, minus signs, one before a
+    scale noun, ordinals, powers, units, fractions and symbols, in that order: each pass reads what the passes before
+    it left ("5–10 km" is a range of numbers before its unit is read, "2026-12-25T15:00" a date before its time)."""
     text = _slash_runs_as_read(_phone_numbers_as_read(text))
-    text = _decades_as_words(_ranges_as_words(text, language), language)
+    text = _decades_as_words(_seconds_as_words(_ranges_as_words(text, language), language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
     text = _one_before_scale_as_read(_minus_as_word(_currency_as_words(text, language), language), language)
     text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
@@ -683,6 +682,30 @@ def _times_as_words(text: str, language: str) -> str:
         return f"{clock}{meridiem} {after}" if seconds else f"{clock}{meridiem}"
 
     return pattern.sub(said, text)
+
+
+# A number of seconds with its "s" glued to it ("wait 10s", "it took 1.5s"), which the decades' pass read "wait tens"
+# (espeak-ng: "ten z", "one point five s"): its words for one second and several, by language. A decimal number is
+# seconds; a whole one only after a word that takes a duration ("wait", "every", "within", "took", "lasts"): elsewhere
+# "10s" may be tens ("10s of people", "counting in 10s") or a decade ("in her 20s", "80s music"), and a lone "5s" a
+# plural ("two 5s"), left to the decades' pass and to espeak-ng; so is a duration's seconds after its minutes, "1m
+# 30.5s", and tens of a unit, "within 10s of meters".
+_SECOND_WORDS = {"en": ("one second", "seconds")}
+_DURATION_WORDS = "wait waits waited waiting every within take takes took taking last lasts lasted lasting".split()
+_AFTER_DURATION_WORD = "|".join(rf"(?<=\b(?i:{word}) )" for word in _DURATION_WORDS)
+_GLUED_SECONDS = re.compile(rf"(?:{_AFTER_DURATION_WORD}|(?<![\w.,])(?<!\d[mh] )(?=\d+\.\d))"
+                            r"(?P<number>\d+(?:\.\d+)?)s\b(?! of\b)")
+
+
+def _seconds_as_words(text: str, language: str) -> str:
+    """`text` with its numbers of seconds glued to their "s" (`_GLUED_SECONDS`) as the words `language` says
+    (`_SECOND_WORDS`: "wait 10s" → "wait 10 seconds", "1s" → "one second"); as it is in a language the table has none
+    for."""
+    words = _for_language(_SECOND_WORDS, language)
+    if words is None:
+        return text
+    return _GLUED_SECONDS.sub(lambda match: words[0] if match["number"] == "1" else f"{match['number']} {words[1]}",
+                              text)
 
 
 # Decades ("the 1990s", "'90s", "the 1990's"), which espeak-ng's English voices read "nineteen hundred ninety z" (with
