@@ -533,7 +533,7 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     one after an amount of money ("$1.5m" is millions), nor a duration's minutes."""
     from valle_hf.text_normalization import _units_as_words
 
-    text = "5 kms, 5 m/s, km 5, H2 g, $1.5m, € 2 m, 1h 30m, 5m 30s, δ5 km, 5 kmΩ"
+    text = "5 kms, 5 m/s, km 5, H2 g, $1.5m, € 2 m, 1h 30m, 5m 30s, 5m 30.5s, δ5 km, 5 kmΩ"
     assert _units_as_words(text, language) == text
 
 

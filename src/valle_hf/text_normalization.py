@@ -901,7 +901,7 @@ def _minus_as_word(text: str, language: str) -> str:
 # kilometer", "ein Kilometer", "un kilomètre"), and for any other amount, after it; with its power said after it ("5
 # m²" is "5 meters squared"). A unit inside a word ("5 kms", "5 mph"; kana may follow: "5kgです") or before another
 # ("5 m/s") is left to espeak-ng, and so is a letter after an amount of money ("$1.5m" is no "$1.5 meters") and a
-# duration's minutes ("1h 30m", "5m 30s" are no meters); "L" is a liter too.
+# duration's minutes ("1h 30m", "5m 30s", "5m 30.5s" are no meters); "L" is a liter too.
 _UNIT_WORDS = {
     "en": {"km/h": ("one kilometer per hour", "kilometers per hour"), "km": ("one kilometer", "kilometers"),
            "m": ("one meter", "meters"), "cm": ("one centimeter", "centimeters"),
@@ -938,7 +938,7 @@ _UNIT_NAMES = rf"(?:{'|'.join(map(re.escape, _UNIT_WORDS['en']))}|m?L)"
 _UNIT = re.compile(rf"(?<![\d.,])(?<!{_SPACED_LETTER})(?<!{_SIGN})(?<!{_SIGN} )(?<!\dh )"
                    rf"(?P<number>\d+(?:[.,]\d+)*(?: ?{_SAID_FRACTION.pattern})?|{_SAID_FRACTION.pattern}) ?"
                    rf"(?P<unit>{_UNIT_NAMES})"
-                   rf"(?!{_SPACED_LETTER}|[\d/]| \d+s\b)")
+                   rf"(?!{_SPACED_LETTER}|[\d/]| \d+(?:\.\d+)?s\b)")
 
 
 def _units_as_words(text: str, language: str) -> str:
