@@ -704,8 +704,7 @@ def _seconds_as_words(text: str, language: str) -> str:
     words = _for_language(_SECOND_WORDS, language)
     if words is None:
         return text
-    return _GLUED_SECONDS.sub(lambda match: words[0] if match["number"] == "1" else f"{match['number']} {words[1]}",
-                              text)
+    return _GLUED_SECONDS.sub(lambda match: _counted(match["number"], words), text)
 
 
 # Decades ("the 1990s", "'90s", "the 1990's"), which espeak-ng's English voices read "nineteen hundred ninety z" (with
@@ -953,6 +952,11 @@ def _units_as_words(text: str, language: str) -> str:
         words = units.get(match["unit"].replace("L", "l"))
         if words is None:
             return match.group()
-        return words[0] if match["number"] == "1" else f"{match['number']} {words[1]}"
+        return _counted(match["number"], words)
 
     return _UNIT.sub(said, text)
+
+
+def _counted(number: str, words: tuple[str, str]) -> str:
+    """`number` (digits) said with a unit's `words` for one and for several ("one second", "5 seconds")"""
+    return words[0] if number == "1" else f"{number} {words[1]}"
