@@ -971,6 +971,23 @@ def test_inputs_generate_would_ignore_are_refused(tiny_model, prompt_wav, task, 
     _greedy(tiny_model, task=task, **inputs, max_new_tokens=2)
 
 
+@pytest.mark.parametrize("task, name", [("tts", "input_ids"), ("tts", "prompt_codes"), ("tts", "prompt_audio"),
+                                        ("stt", "audio_codes"), ("stt", "audio")])
+def test_an_input_on_the_meta_device_is_refused_naming_it(tiny_model, task, name):
+    """A tensor on the meta device (shapes, no values) failed deep inside the call with torch's "Cannot copy out of
+    meta tensor"; a waveform inside a list of them too."""
+    texts, codes = _batch_inputs(tiny_model.config)
+    real = {"input_ids": texts[0][None], "prompt_codes": codes[0][None], "audio_codes": codes[0][None],
+            "prompt_audio": [torch.zeros(2400)], "audio": [torch.zeros(2400)]}
+    inputs = {key: real[key] for key in ((name,) if task == "stt" else ("input_ids", "prompt_codes"))}
+    if name == "prompt_audio":
+        del inputs["prompt_codes"]
+    inputs[name] = [value.to("meta") for value in real[name]] if name.endswith("audio") else real[name].to("meta")
+    rate = {"sampling_rate": tiny_model.config.sampling_rate} if name.endswith("audio") else {}
+    with pytest.raises(ValueError, match=f"^{name} is on the meta device, which holds shapes but no values"):
+        _greedy(tiny_model, task=task, **inputs, **rate, max_new_tokens=2)
+
+
 @pytest.mark.parametrize("call", ["generate", "processor"])
 def test_empty_audio_to_transcribe_is_asked_for_as_such(tiny_model, processor, prompt_wav, call):
     """Speech to text given an empty path was told "for a random voice: prompt_audio=None", a TTS remedy."""

@@ -244,8 +244,8 @@ def _refuse_missing_input(task: str, given: set[str]) -> None:
 
 def _check_inputs_of(task: str, **inputs) -> None:
     """Refuse a call without its task's required input (`_refuse_missing_input`), inputs `generate` would ignore
-    (another task's: a TTS voice given as `audio`, the STT task's input, instead of `prompt_audio`), or an input
-    given both as codes and as audio. Raises `VallEValueError`."""
+    (another task's: a TTS voice given as `audio`, the STT task's input, instead of `prompt_audio`), an input
+    given both as codes and as audio, or one on the meta device. Raises `VallEValueError`."""
     given = {name for name, value in inputs.items() if value is not None}
     _refuse_missing_input(task, given)
     for name in sorted(given - set(_TASK_INPUTS.get(task, given))):
@@ -255,6 +255,18 @@ def _check_inputs_of(task: str, **inputs) -> None:
     for pair in _ONE_OF:
         if set(pair) <= given:
             raise VallEValueError(f"{pair[0]} and {pair[1]} given together: give one of them")
+    for name in sorted(given):
+        if _on_meta_device(inputs[name]):
+            raise VallEValueError(f"{name} is on the meta device, which holds shapes but no values: give it real data "
+                                  "(a tensor made or loaded on 'cpu' or the model's device)")
+
+
+def _on_meta_device(value) -> bool:
+    """Whether `value`, a tensor or a list of them (one waveform per row), has a tensor on the meta device: torch
+    failed deep inside the call with "Cannot copy out of meta tensor"."""
+    if isinstance(value, (list, tuple)):
+        return any(_on_meta_device(item) for item in value)
+    return torch.is_tensor(value) and value.is_meta
 
 
 def _kind_of(value) -> str:
