@@ -202,6 +202,20 @@ def test_the_filters_keep_the_most_likely_tokens():
     torch.testing.assert_close(cold, (logits / 0.5).log_softmax(-1))
 
 
+def test_the_filters_keep_each_rows_most_likely_tokens_wherever_they_sit():
+    """The filters rank a row's tokens by probability and keep those tokens where they are in the vocabulary: rows
+    whose tokens are shuffled (each its own way) keep the shuffled places of what the sorted row keeps."""
+    logits = torch.tensor([[0.6, 0.3, 0.08, 0.02]]).log()
+    settings = torch.ones(2), torch.tensor([3, 3]), torch.full((2,), 0.85), torch.full((2,), 0.05)
+    in_order = EntropixLogitsWarper._filtered(logits.expand(2, 4), *settings)
+    assert torch.isfinite(in_order).sum(-1).tolist() == [2, 2]  # setup: the filters drop some tokens
+    places = torch.stack([torch.randperm(4, generator=torch.Generator().manual_seed(seed)) for seed in (1, 2)])
+    assert not torch.equal(places[0], places[1]), "setup: the rows are shuffled differently"
+    shuffled = torch.empty(2, 4).scatter(1, places, logits.expand(2, 4))
+    expected = torch.empty(2, 4).scatter(1, places, in_order)
+    torch.testing.assert_close(EntropixLogitsWarper._filtered(shuffled, *settings), expected)
+
+
 def test_the_adaptive_branch_takes_the_most_likely_of_five_draws():
     log_probs = torch.tensor([[0.6, 0.4]]).log().expand(4000, 2)
     torch.manual_seed(0)
@@ -224,8 +238,27 @@ def test_the_warper_chooses_per_row_and_leaves_one_token_where_it_decides():
     with probing_attention() as probe, pytest.raises(VallEValueError, match="1 rows for 3 rows"):
         probe.scores = {0: torch.zeros(1, 2, 5)}
         warper(None, scores)
+    with probing_attention() as probe:  # the scores' own dtype comes back, as transformers' processors keep it
+        probe.scores = {0: torch.zeros(3, 2, 5)}
+        assert warper(None, scores.bfloat16()).dtype == torch.bfloat16
     with pytest.raises(VallEValueError, match="temperature > 0"):
         EntropixLogitsWarper(temperature=0.0)
+
+
+def test_the_warpers_adaptive_rows_take_a_draw_not_the_most_likely_token():
+    """Rows of the adaptive branch each keep the best of their own draws: mostly the most likely token, but not
+    always (the argmax is the confident branch's choice)."""
+    rows = 2000
+    scores = torch.tensor([[5.0, 4.0, 3.0] + [-math.inf] * 97]).expand(rows, 100)  # 1.2 bits, 0.9 bits²
+    warper = EntropixLogitsWarper(temperature=1.0)
+    assert EntropixLogitsWarper._branches(entropix_metrics(scores, torch.zeros(rows, 2, 5))).unique().tolist() == [4]
+    torch.manual_seed(0)
+    with probing_attention() as probe:
+        probe.scores = {0: torch.zeros(rows, 2, 5)}
+        out = warper(None, scores)
+    assert (torch.isfinite(out).sum(-1) == 1).all()
+    chosen = out.argmax(-1)
+    assert 0 < int((chosen != 0).sum()) < rows // 10, chosen.bincount()
 
 
 def test_penalties_apply_before_entropix_and_greedy_stays_greedy():
