@@ -14,7 +14,7 @@ from conftest import PLAIN_SETTINGS
 
 from valle_hf.errors import VallEValueError
 from valle_hf.layout import pad
-from valle_hf.seeding import AR_STAGE, RowGenerators, multinomial_per_row, sentence_seeds
+from valle_hf.seeding import AR_STAGE, RowGenerators, active_generators, multinomial_per_row, seeded, sentence_seeds
 
 SEEDS = [5, 6, 7]
 SAMPLED = {
@@ -191,3 +191,31 @@ def test_blocks_that_do_not_cover_the_rows_exactly_are_refused(sizes):
     generators = [torch.Generator().manual_seed(seed) for seed in range(len(sizes))]
     with pytest.raises(VallEValueError, match=re.escape(f"2 generators for blocks {sizes} of 3 rows")):
         multinomial_per_row(probs, generators, sizes)
+
+
+@pytest.mark.parametrize("replacement", [False, True])
+def test_each_block_draws_what_its_generator_draws_alone(replacement):
+    """A block's draws are `torch.multinomial` of that block with its own generator, with or without replacement as
+    asked (entropix's adaptive branch draws five tokens of fewer), an empty block drawing nothing."""
+    probs = torch.tensor([[0.5, 0.5, 0.0], [0.1, 0.2, 0.7], [0.3, 0.3, 0.4]])
+    sizes, seeds, samples = [1, 0, 2], [3, 4, 5], 2 if not replacement else 5  # the first row has 2 possible tokens
+    drawn = multinomial_per_row(probs, [torch.Generator().manual_seed(seed) for seed in seeds], sizes, samples,
+                                replacement)
+    expected = [torch.multinomial(block, samples, replacement, generator=torch.Generator().manual_seed(seed))
+                for block, seed in zip(probs.split(sizes), seeds, strict=True) if len(block)]
+    assert torch.equal(drawn, torch.cat(expected))
+
+
+def test_the_generators_of_a_call_are_active_inside_it_only():
+    """`seeded` sets the running call's generators and restores what was there before, so nothing after a seeded
+    call (nor after a nested one) draws from its streams."""
+    outer, inner = RowGenerators([1], "cpu"), RowGenerators([2], "cpu")
+    assert active_generators() is None
+    with seeded(outer):
+        with seeded(inner):
+            assert active_generators() is inner
+        assert active_generators() is outer
+        with pytest.raises(RuntimeError, match="boom"), seeded(inner):
+            raise RuntimeError("boom")
+        assert active_generators() is outer
+    assert active_generators() is None
