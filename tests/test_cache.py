@@ -34,6 +34,7 @@ def test_updates_match_the_stock_cache_and_stay_in_one_buffer():
     stock, prealloc = _pair(capacity)
     _fill(stock, [5])
     _fill(prealloc, [5])
+    assert prealloc.layers[0]._key_buffer.shape[-2] == capacity  # what the generation needs, no more headroom
     first = prealloc.layers[0].keys.data_ptr()
     for step in range(1, capacity - 5 + 1):
         expected = stock.update(*_states(3, 1, seed=100 + step), 0)
@@ -103,6 +104,9 @@ def test_reset_and_crop_keep_working():
         keys, values = prealloc.update(*states, 0)
         assert keys.dtype == values.dtype == dtype
         assert torch.equal(keys, states[0]) and torch.equal(values, states[1])
+    prealloc.reset()  # and reused as last, but on another device (the meta device stands in for an accelerator)
+    keys, values = prealloc.update(*(state.to("meta", keys.dtype) for state in _states(1, 2, seed=12)), 0)
+    assert keys.device.type == values.device.type == "meta" and keys.shape == (1, 2, 2, 4)
 
 
 def _one_text(model) -> torch.LongTensor:
