@@ -27,6 +27,8 @@ from valle_hf.vocos import VocosConfig
         (dict(audio_vocab_size=-1), "audio_vocab_size"),
         (dict(codec_config=dict(sampling_rate=16000)), "codec_config"),  # VALL-E reads EnCodec 24 kHz codes
         (dict(codec_config=dict(codebook_size=512)), "codec_config"),  # one code per audio vocabulary entry
+        (dict(codec_config=dict(upsampling_ratios=[8, 5, 4, 4])), "codec_config"),  # 640 samples a frame, not 320
+        (dict(codec_config=dict(audio_channels=2)), "codec_config"),  # stereo codes
         (dict(num_rvq_levels=1, silence_codes=[0]), "num_rvq_levels"),
         (dict(num_rvq_levels=2, silence_codes=[0, 0]), "num_rvq_levels"),  # the last level below 3 accepted
         (dict(version=4), "version"),
@@ -139,6 +141,46 @@ def test_sub_configs_round_trip_through_save_and_load(tmp_path):
     without = VallEConfig(hidden_size=64, num_attention_heads=4)
     assert without.vocoder_config is None and without.audio_backend == "encodec"
     assert isinstance(without.codec_config, EncodecConfig)
+
+
+def test_every_field_round_trips_through_save_and_load(tmp_path):
+    """Every argument of `VallEConfig`, each at a value other than its default, comes back from config.json as given:
+    a field that is not saved, or not read back, would load its default and go unseen where the defaults are used."""
+    import inspect
+
+    from valle_hf.codec import tiny_random_codec
+
+    defaults = {name: parameter.default for name, parameter in inspect.signature(VallEConfig).parameters.items()
+                if parameter.kind is parameter.POSITIONAL_OR_KEYWORD}
+    given = dict(hidden_size=96, num_hidden_layers=3, num_attention_heads=4, intermediate_size=100, hidden_act="silu",
+                 rms_norm_eps=1e-5, rope_theta=500.0, max_position_embeddings=1000, attention_dropout=0.25,
+                 initializer_range=0.05, text_vocab_size=300, num_rvq_levels=4, num_tasks=3, num_languages=2,
+                 num_tones=2, version=6, capabilities=["nar", "ar"], unified_position_ids=True, text_bos_token_id=3,
+                 text_eos_token_id=4, silence_codes=[5, 6, 7, 8], codec_config=tiny_random_codec().config.to_dict(),
+                 vocoder_config=VocosConfig(hidden_size=32, intermediate_size=64, num_layers=2).to_dict(),
+                 audio_backend="encodec", text_head=False)
+    # the codec fixes the audio vocabulary; only these two values are supported
+    kept = {"audio_vocab_size", "audio_embedding_sums", "split_classifiers"}
+    assert set(given) == set(defaults) - kept  # a new field needs a value here
+    assert all(given[name] != defaults[name] for name in given)
+    config = VallEConfig(**given)
+    config.save_pretrained(tmp_path)
+    loaded = VallEConfig.from_pretrained(tmp_path)
+    for name, expected in given.items():
+        values = [getattr(config, name), getattr(loaded, name)]
+        if name.endswith("_config"):
+            values, expected = [value.to_dict() for value in values], values[0].to_dict()
+        assert values == [expected, expected], name
+
+
+@pytest.mark.parametrize("levels", [4, 8])
+def test_the_codec_bandwidth_gives_the_models_rvq_levels(levels):
+    """Voice prompts are encoded at `codec_bandwidth`: EnCodec's quantizer must give one code per RVQ level the model
+    reads at it."""
+    from valle_hf.codec import tiny_random_codec
+
+    config = VallEConfig(num_rvq_levels=levels, silence_codes=[0] * levels)
+    assert tiny_random_codec().quantizer.get_num_quantizers_for_bandwidth(config.codec_bandwidth) == levels
 
 
 def test_backbone_config_is_the_stock_llama_the_original_builds():
