@@ -85,6 +85,19 @@ def test_every_tensor_is_used_or_known_unused(fixtures, fixture_model):
     assert all(value.dtype == torch.float32 for key, value in state.items() if value.is_floating_point())
 
 
+def test_the_model_has_a_place_for_every_module_the_original_reads_and_none_other(fixtures, fixture_model):
+    """The original's tables and heads that some pass reads (recorded beside the fixture checkpoint) are those the
+    conversion maps, one for one: one it never reads (the last prompt tables, the last response table) would give
+    the model a table no pass reaches."""
+    from valle_hf.conversion import key_map
+
+    mapping = key_map(fixture_model.config)
+    modules = {key.rpartition(".")[0] for key in mapping if not key.startswith("model.") and key != "sep"}
+    assert modules == set(fixtures.meta["modules_used"])
+    assert not modules & set(fixtures.meta["modules_never_used"])
+    assert set(mapping.values()) <= set(fixture_model.state_dict())
+
+
 def test_pth_checkpoint_loads_with_weights_only(tmp_path, fixtures, fixture_model):
     tensors, original = original_tensors(fixtures)
     path = tmp_path / "fp32.pth"
