@@ -189,7 +189,8 @@ def test_a_pass_outside_the_models_levels_and_tasks_is_refused(tiny_model):
 
 
 def test_per_row_levels_or_codes_for_another_batch_size_are_refused():
-    """One level or task per row, and codes with one row per sequence: a batch of 2 given 3 of them is refused."""
+    """One level or task per row, and codes with one row per sequence: a batch of 2 given 3 of them is refused, and
+    so are codes without their levels axis (or with one axis too many), which failed inside torch's gather."""
     from valle_hf.embeddings import frames_at_placeholders, passes_of
 
     with pytest.raises(VallEValueError, match=r"one value per row \(2\), got 3 and 2"):
@@ -199,6 +200,9 @@ def test_per_row_levels_or_codes_for_another_batch_size_are_refused():
     mask = torch.tensor([[True, True, False], [True, False, False]])
     with pytest.raises(VallEValueError, match=r"prompt_codes must have shape \[batch=2, frames, levels\]"):
         frames_at_placeholders(mask, torch.zeros(3, 4, 8, dtype=torch.long), "prompt_codes")
+    for codes in (torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 4, 8, 1, dtype=torch.long)):
+        with pytest.raises(VallEValueError, match=r"prompt_codes must have shape \[batch=2, frames, levels\]"):
+            frames_at_placeholders(mask, codes, "prompt_codes")
 
 # ---------------------------------------------------------------------------------------------------- reactive models
 # The tiny test models must react to every input, or no test can see an input being dropped, trimmed or swapped: the
@@ -328,13 +332,15 @@ def test_return_dict_false_gives_the_output_as_a_tuple(tiny_model):
 @torch.no_grad()
 def test_a_batch_mixing_passes_gives_each_row_the_logits_it_has_alone(tiny_model):
     """A training batch of several rows per pass (AR, NAR, STT), each with its own text, codes and prompt: each pass's
-    rows are embedded from their own prompt and audio codes, so every row's logits equal its logits alone."""
+    rows are embedded from their own prompt and audio codes, so every row's logits equal its logits alone. The last
+    NAR level sums more prompt and response levels than levels 0 to 2, so a row embedded at another's level shows."""
     from valle_hf.training import build_training_sequence, collate_sequences
 
     config = tiny_model.config
     generator = torch.Generator().manual_seed(3)
     sequences = []
-    for index, (level, task) in enumerate([(0, "tts"), (2, "tts"), (0, "stt")] * 2):
+    passes = [(0, "tts"), (2, "tts"), (config.num_rvq_levels - 1, "tts"), (0, "stt")]
+    for index, (level, task) in enumerate(passes * 2):
         phonemes = torch.randint(3, config.text_vocab_size, (5 + index,), generator=generator)
         text = torch.cat([torch.tensor([config.text_bos_token_id]), phonemes, torch.tensor([config.text_eos_token_id])])
         codes, prompt = (torch.randint(0, config.audio_vocab_size, (frames + index, config.num_rvq_levels),
