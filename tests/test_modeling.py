@@ -157,13 +157,15 @@ def test_forward_rejects_bad_arguments(tiny_model):
 @torch.no_grad()
 def test_position_ids_are_required_where_the_ids_alone_cannot_give_them(tiny_model):
     """The segment positions are read from the whole sequence: the new ids of a filled cache, or embeddings, would
-    restart them at 0 in silence, and the step would see itself at the start of its segment."""
+    restart them at 0 in silence, and the step would see itself at the start of its segment; a cache of one position
+    is filled too."""
     from valle_hf.cache import CACHE_FIELD
 
     ids = tts_sequence(tiny_model.config, torch.tensor([1, 2]), 0, 3, torch.zeros(0, dtype=torch.long))[None]
-    cache = getattr(tiny_model(input_ids=ids[:, :-1], use_cache=True), CACHE_FIELD)
-    with pytest.raises(VallEValueError, match="position_ids are required with inputs_embeds or a non-empty cache"):
-        tiny_model(input_ids=ids[:, -1:], cache=cache, use_cache=True)
+    for cached in (1, ids.shape[1] - 1):
+        cache = getattr(tiny_model(input_ids=ids[:, :cached], use_cache=True), CACHE_FIELD)
+        with pytest.raises(VallEValueError, match="position_ids are required with inputs_embeds or a non-empty cache"):
+            tiny_model(input_ids=ids[:, cached:], cache=cache, use_cache=True)
     with pytest.raises(VallEValueError, match="position_ids are required"):
         tiny_model(inputs_embeds=torch.zeros(1, ids.shape[1], tiny_model.config.hidden_size))
 
