@@ -260,3 +260,13 @@ def test_a_quote_csv_cannot_read_as_written_is_reported_and_one_inside_a_cell_is
                                                                      for line in rows]
     with pytest.raises(VallEValueError, match="^" + re.escape(f"{path}: the header, line 1: a quoted cell goes on")):
         read_table(write(path, f'"id" x{delimiter}text\na{delimiter}b\n'))
+
+
+@pytest.mark.parametrize("name, delimiter", [("m.csv", ","), ("m.tsv", "\t"), ("m.txt", "|")])
+def test_a_line_of_delimiters_only_is_a_row_of_empty_cells_and_a_blank_line_none(tmp_path, name, delimiter):
+    """A spreadsheet's emptied row (",,") was skipped as a blank line: a row lost without a word."""
+    lines = delimiter.join(["id", "text", "prompt"]), "a", "", " ", delimiter * 2, "b"
+    table = read_table(write(tmp_path / name, "\n".join(lines) + "\n"))
+    assert [(row.lines, row.values) for row in table.rows if row.lines == "5"] == [
+        ("5", {"id": "", "text": "", "prompt": ""})]
+    assert [row.lines for row in table.rows] == ["2", "5", "6"]

@@ -93,6 +93,12 @@ def _csv_delimiter(header: str) -> str:
     return next((mark for mark in (",", ";", "\t") if mark in header), ",")
 
 
+def _blank(cells: list[str]) -> bool:
+    """Whether a delimited line is a blank one (spaces at most): a line of delimiters only (",,,", what spreadsheets
+    write for an emptied row) is a record of empty cells, reported as such rather than lost."""
+    return len(cells) <= 1 and not "".join(cells).strip()
+
+
 def _records(content: str, layout: str, first_line: str) -> list[Record]:
     """The file's records, blank lines left out. `ljspeech` and `tsv` split each line on its delimiter, quotes
     included; `csv` uses CSV quoting (`_csv_records`), with the delimiter its header (`first_line`) shows; `jsonl`
@@ -102,8 +108,8 @@ def _records(content: str, layout: str, first_line: str) -> list[Record]:
                 if line.strip()]
     if layout in ("ljspeech", "tsv"):
         delimiter = "|" if layout == "ljspeech" else "\t"
-        return [Record(str(number), line.split(delimiter)) for number, line in enumerate(_lines(content), start=1)
-                if line.strip()]
+        split = [(str(number), line.split(delimiter)) for number, line in enumerate(_lines(content), start=1)]
+        return [Record(number, cells) for number, cells in split if not _blank(cells)]
     return _csv_records(content, _csv_delimiter(first_line))
 
 
@@ -126,7 +132,7 @@ def _csv_records(content: str, delimiter: str) -> list[Record]:
             lines = str(first) if first == last else f"{first}-{last}"
             if refusal or first != last:
                 records.append(Record(lines, cells, _quoting_error(lines, refusal, delimiter)))
-            elif any(cell.strip() for cell in cells):
+            elif not _blank(cells):
                 records.append(Record(lines, cells))
 
 
