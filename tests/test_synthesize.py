@@ -409,6 +409,31 @@ def test_a_done_row_is_spoken_again_under_another_language_but_not_for_its_colum
     assert (plan.done, plan.edited, [[job.id for job in batch] for batch in plan.batches]) == (0, 1, [["row"]])
 
 
+def test_a_done_record_edited_without_its_id_or_path_is_left_out_with_a_warning(tmp_path):
+    """A hand-edited record ({} or without its path) made an existing WAV count as its row's, or vanished unsaid."""
+    lines = ["id,text,prompt", "bare,Spoken?,voice.wav", "pathless,Spoken?,voice.wav", "whole,Spoken.,voice.wav"]
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("bare", "pathless", "whole"):
+        (out / f"{name}.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    records = [{}, {"id": "pathless"}, {"id": "whole", "path": "whole.wav"}]
+    (out / synthesis.DONE).write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    with logged_warnings() as logged:
+        plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(out), flags)
+    assert plan.done == 1 and not plan.failures
+    assert sorted(job.id for batch in plan.batches for job in batch) == ["bare", "pathless"]
+    assert f"{out / synthesis.DONE}: line(s) 1, 2 name no row's WAV" in logged.out
+
+
+def test_a_row_of_empty_cells_fails_by_its_line(tmp_path):
+    """A spreadsheet's emptied row (",,") was skipped in silence, where a blank line has nothing to lose."""
+    plan = _plan_without_flags(tmp_path, "id,text,prompt\nok,Hello.,voice.wav\n,,\n\n")
+    assert [(failure["line"], "no id" in failure["error"]) for failure in plan.failures] == [("3", True)]
+
+
 def _plan_without_flags(tmp_path, manifest: str):
     """The plan of `manifest` (CSV text, its prompts "voice.wav": the example prompt) with no flag given."""
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())

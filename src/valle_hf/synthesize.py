@@ -86,7 +86,7 @@ from .files import check_output_folder
 from .generation import row_names, setting_names
 from .layout import pad
 from .loading import no_progress_bars
-from .manifest import LAYOUTS, Row, append_jsonl, read_jsonl, read_table, write_jsonl
+from .manifest import LAYOUTS, Row, append_jsonl, numbered_jsonl, read_jsonl, read_table, write_jsonl
 from .phonemes import LANGUAGE_SWITCH, check_text, resolve_language, split_sentences
 from .seeding import sentence_seeds
 
@@ -459,10 +459,23 @@ class OutputFolder:
         WAV exists."""
         records = {}
         for path in [self.root / DONE, *sorted(self.parts.glob("done.*.jsonl"))]:
-            for record in read_jsonl(path):
-                if isinstance(record.get("id"), str) and self.wav(record["id"]).is_file():
+            unusable = []
+            for number, record in numbered_jsonl(path):
+                if not self.names_its_wav(record):
+                    unusable.append(number)
+                elif self.wav(record["id"]).is_file():
                     records[record["id"]] = record
+            if unusable:  # once: a run reads its records more than once (to plan, then to fold them)
+                logger.warning_once(f"{path}: line(s) {', '.join(map(str, unusable[:10]))}"
+                                    f"{', ...' if len(unusable) > 10 else ''} name no row's WAV (an id and its path "
+                                    "<id>.wav; the file was edited?): left out, so those rows are spoken again")
         return records
+
+    def names_its_wav(self, record: dict) -> bool:
+        """Whether a done.jsonl record names its row and WAV as the run wrote it: a record edited by hand without
+        them must not make a WAV that happens to exist count as that row's."""
+        row_id = record.get("id")
+        return isinstance(row_id, str) and record.get("path") == self.wav(row_id).name == f"{row_id}.wav"
 
     def fold_done(self) -> int:
         """Join every record of the finished rows into done.jsonl, written whole; remove the parts. Returns the number
