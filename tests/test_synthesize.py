@@ -434,6 +434,22 @@ def test_a_row_of_empty_cells_fails_by_its_line(tmp_path):
     assert [(failure["line"], "no id" in failure["error"]) for failure in plan.failures] == [("3", True)]
 
 
+def test_a_mistake_in_the_command_line_is_said_by_the_main_process_alone(tmp_path, monkeypatch, capsys):
+    """Under a launcher each of the N processes printed the same `error:` line for one mistyped flag; a mistake a
+    process finds in its own files (its node's OUT_DIR) is still said by that process."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    (tmp_path / "taken").write_text("a file", encoding="utf-8")
+    mistakes = [["m.csv", str(tmp_path / "out"), "--ar-temp", "nan"], ["m.csv", str(tmp_path / "out"), "--bach-size"],
+                ["m.csv", str(tmp_path / "out"), "--language", "xx-nope"]]
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        assert [synthesis.main(argv) for argv in mistakes] == [1, 1, 1]
+        said = capsys.readouterr().err.splitlines()
+        assert len(said) == (0 if rank == "1" else 3), said
+        assert synthesis.main(["m.csv", str(tmp_path / "taken"), "--device", "cpu"]) == 1
+        assert "taken is a file" in capsys.readouterr().err
+
+
 def _plan_without_flags(tmp_path, manifest: str):
     """The plan of `manifest` (CSV text, its prompts "voice.wav": the example prompt) with no flag given."""
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())

@@ -311,7 +311,8 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
     (`Terminated`) prints the same line and returns 143, the shell's status for SIGTERM. Any other exception is a bug
     and propagates with its traceback. Warnings print as ``warning: <message>`` while it runs. In a run of several
     processes (a launcher's), the main process alone prints the Ctrl-C line (every process is stopped); each prints
-    its own error, as a mistake one process finds may be its own (its share of the data).
+    its own error, as a mistake one process finds may be its own (its share of the data), except one that every
+    process finds alike (`found_by_every_process`), which the main process alone prints.
     """
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
@@ -321,7 +322,8 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
                 with _sigterm_unwinds(), _command_log_format():
                     return main(*args, **kwargs)
             except VallEError as error:
-                print(f"error: {one_line(error)}", file=sys.stderr)
+                if not getattr(error, "every_process", False) or is_main_process():
+                    print(f"error: {one_line(error)}", file=sys.stderr)
                 return 1
             except KeyboardInterrupt as interrupt:
                 if is_main_process():  # a launcher or the terminal stops every process: the main one says so
@@ -337,6 +339,18 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
         return run
 
     return decorate
+
+
+@contextlib.contextmanager
+def found_by_every_process():
+    """Mark the package's errors raised inside as ones every process of a run finds alike (its command line's: every
+    process parses the same one), so that the main process alone prints them: a launcher's N processes each printed
+    the same `error:` line. What depends on the process (its device, its files) must stay outside."""
+    try:
+        yield
+    except VallEError as error:
+        error.every_process = True
+        raise
 
 
 def is_main_process() -> bool:

@@ -75,6 +75,7 @@ from .errors import (
     VallEMemoryError,
     VallEValueError,
     entry_point,
+    found_by_every_process,
     get_logger,
     hinted,
     named,
@@ -827,7 +828,8 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
 @entry_point(interrupted=f"interrupted: {RESUME}")
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit status (see the module docstring)."""
-    args = build_parser().parse_args(argv)
+    with found_by_every_process():
+        args = build_parser().parse_args(argv)
     with no_progress_bars() if args.no_progress else contextlib.nullcontext():  # transformers' "Loading weights" too
         return _synthesize(args)
 
@@ -836,8 +838,9 @@ def _synthesize(args) -> int:
     """The command's run, with the parsed arguments; returns the exit status."""
     check_device(args)
     flags = argparse.Namespace(task="tts", **{flag: getattr(args, flag) for flag in FLAG_SETTINGS})
-    generation_kwargs(flags)
-    _check_run_settings(args.language, args.seed, args.batch_size)  # in every process, before any waits for another
+    with found_by_every_process():  # in every process, before any waits for another
+        generation_kwargs(flags)
+        _check_run_settings(args.language, args.seed, args.batch_size)
     OutputFolder(args.out_dir).check()
     state = _process_state(args)
     out = OutputFolder(args.out_dir, state.process_index)
