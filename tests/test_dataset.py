@@ -292,6 +292,19 @@ def test_a_record_whose_id_file_or_speaker_is_no_text_is_refused_by_its_line(tmp
         VallEDataset(tmp_path)
 
 
+@pytest.mark.parametrize("record", [{}, {"file": "utterances/a.safetensors", "frames": 2}])
+def test_a_record_without_an_id_is_refused_by_its_line(tmp_path, record):
+    """A record edited by hand without its id was left out of training (and of the script's resume) without a word."""
+    from valle_hf.errors import VallEValueError
+
+    write_dataset(tmp_path, {"a": [20, 21]})
+    with open(tmp_path / MANIFEST, "a", encoding="utf-8") as manifest:
+        manifest.write(json.dumps(record) + "\n")
+    lines = len((tmp_path / MANIFEST).read_text(encoding="utf-8").splitlines())
+    with pytest.raises(VallEValueError, match=re.escape(f"{tmp_path / MANIFEST} line {lines}: no 'id'")):
+        VallEDataset(tmp_path)
+
+
 def test_the_rvq_levels_of_a_folder_are_those_every_utterance_holds(tmp_path):
     """Training can reach only the levels every utterance has: one utterance of fewer levels sets them."""
     from safetensors.torch import load_file, save_file

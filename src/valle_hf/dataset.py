@@ -103,14 +103,18 @@ def _manifest_records(root: str | os.PathLike) -> tuple[list[tuple[int, dict]], 
         _check_fields(root, number, record)
         if isinstance(record.get("id"), str):
             listed.add(record["id"])
-        if "id" in record and (Path(root) / record.get("file", "")).is_file():
+        if (Path(root) / record.get("file", "")).is_file():
             records[record["id"]] = (number, record)  # a re-done utterance replaces its earlier line
     return list(records.values()), sorted(listed - set(records))
 
 
 def _check_fields(root: str | os.PathLike, line: int, record: dict) -> None:
-    """Refuse (`VallEValueError` naming the manifest's line) a record whose id, file or speaker is not text (a
-    manifest edited by hand): each would otherwise fail as a TypeError where it is read."""
+    """Refuse (`VallEValueError` naming the manifest's line) a record without an id, or whose id, file or speaker is
+    not text (a manifest edited by hand): the first was left out without a word, each other would fail as a
+    TypeError where it is read."""
+    if "id" not in record:
+        raise VallEValueError(f"{Path(root) / MANIFEST} line {line}: no 'id', which names the utterance: delete the "
+                              f"line and run scripts/prepare_dataset.py into {root} again")
     for key in ("id", "file", "speaker"):
         if key in record and not isinstance(record[key], str):
             raise VallEValueError(f"{Path(root) / MANIFEST} line {line}: '{key}' is {json.dumps(record[key])[:60]}, "
