@@ -61,6 +61,7 @@ from valle_hf.errors import (
     UsageError,
     as_typed,
     entry_point,
+    found_by_every_process,
     is_main_process,
     named,
     named_path,
@@ -432,7 +433,8 @@ def train(argv: list[str] | None = None) -> Path:
     The data set, the model and the settings are checked before any training starts (package errors, one line each
     under `main`).
     """
-    args = parse_args(argv)
+    with found_by_every_process():  # every process of a launcher parses the same command line
+        args = parse_args(argv)
     resumed_shapes = check_options(args)
     tasks = args.tasks
     set_seed(args.seed)

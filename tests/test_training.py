@@ -760,6 +760,17 @@ def test_finetune_warns_once_for_a_run_of_several_processes(monkeypatch, capsys)
     assert capsys.readouterr().err == "warning: --resume: starting a new run\n"
 
 
+def test_finetune_says_a_mistyped_option_once_for_a_run_of_several_processes(monkeypatch, capsys):
+    """Under a launcher each process printed the same `error:` line for one mistyped option."""
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        assert finetune.main(["--model", "m", "--data", "d", "--output", "o", "--lora-rnk", "8"]) == 1
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 1 and said[0].startswith("error: ") and "--lora-rank" in said[0], said
+
+
 def test_finetune_warns_when_the_data_has_fewer_levels_than_the_model(tmp_path, monkeypatch, capsys):
     """The collator caps the NAR levels to those the data holds: levels past them were never trained, silently."""
     model = reactive_model()
