@@ -25,7 +25,7 @@ import valle_hf.loading
 from valle_hf import synthesize as synthesis
 from valle_hf.cli import FLAG_SETTINGS, count_value
 from valle_hf.cli import main as cli_main
-from valle_hf.errors import UsageError
+from valle_hf.errors import MissingDependencyError, UsageError
 from valle_hf.modeling import VallEForConditionalGeneration
 
 MANIFEST = """\
@@ -448,6 +448,14 @@ def test_a_mistake_in_the_command_line_is_said_by_the_main_process_alone(tmp_pat
         assert len(said) == (0 if rank == "1" else 3), said
         assert synthesis.main(["m.csv", str(tmp_path / "taken"), "--device", "cpu"]) == 1
         assert "taken is a file" in capsys.readouterr().err
+
+    def missing(*_):  # a package missing on this process's machine only
+        raise MissingDependencyError("espeak-ng is not installed")
+
+    monkeypatch.setattr(synthesis, "resolve_language", missing)
+    monkeypatch.setenv("RANK", "1")
+    assert synthesis.main(["m.csv", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == "error: espeak-ng is not installed\n"
 
 
 def _plan_without_flags(tmp_path, manifest: str):

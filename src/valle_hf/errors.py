@@ -343,12 +343,13 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
 
 @contextlib.contextmanager
 def found_by_every_process():
-    """Mark the package's errors raised inside as ones every process of a run finds alike (its command line's: every
+    """Mark the usage mistakes raised inside as ones every process of a run finds alike (its command line's: every
     process parses the same one), so that the main process alone prints them: a launcher's N processes each printed
-    the same `error:` line. What depends on the process (its device, its files) must stay outside."""
+    the same `error:` line. What depends on the process (its device, its files, a package missing on its node) must
+    stay outside, or not be a `UsageError`."""
     try:
         yield
-    except VallEError as error:
+    except UsageError as error:
         error.every_process = True
         raise
 

@@ -344,6 +344,8 @@ def _check_run_settings(language: str, seed, batch_size) -> None:
                          f"got {seed!r}")
     try:
         resolve_language("", language)
+    except MissingDependencyError:
+        raise  # this machine's (espeak-ng missing), not the command line's
     except VallEError as error:
         raise UsageError(f"--language {language}: {one_line(error)}") from None
 
