@@ -458,6 +458,16 @@ def test_a_mistake_in_the_command_line_is_said_by_the_main_process_alone(tmp_pat
     assert capsys.readouterr().err == "error: espeak-ng is not installed\n"
 
 
+@pytest.mark.parametrize("name, header", [("m.tsv", "id,text,prompt"), ("m.tsv", "id;text;prompt")])
+def test_a_header_another_layout_left_whole_is_said_to_be_in_another_layout(tmp_path, name, header):
+    """A CSV named .tsv was told to "rename its column id,text,prompt (did you mean prompt?)"."""
+    (tmp_path / name).write_text(f"{header}\na,Hi.,voice.wav\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    with pytest.raises(UsageError, match="is it in another layout") as refused:
+        synthesis.plan_synthesis(tmp_path / name, synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert "did you mean" not in str(refused.value)
+
+
 def _plan_without_flags(tmp_path, manifest: str):
     """The plan of `manifest` (CSV text, its prompts "voice.wav": the example prompt) with no flag given."""
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())

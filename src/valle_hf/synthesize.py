@@ -308,8 +308,9 @@ def _check_columns(table, manifest: Path) -> None:
 
 def _likely_renames(missing: list[str], unknown: list[str]) -> list[str]:
     """For each missing column, the unknown one closest to it, in any case ("txt (did you mean text?)", "ID (did you
-    mean id?)"): a column close to a missing one but not the closest ("extra" beside "txt") is no misspelling of it."""
-    lowered = {column.lower(): column for column in unknown}
+    mean id?)"): a column close to a missing one but not the closest ("extra" beside "txt") is no misspelling of it,
+    nor is a header left whole by another layout's separator ("id,text,prompt" read as a TSV's one column)."""
+    lowered = {column.lower(): column for column in unknown if not any(mark in column for mark in ",;\t|")}
     return [f"{lowered[close[0]]} (did you mean {column}?)" for column in missing
             if (close := difflib.get_close_matches(column, list(lowered), 1))]
 
