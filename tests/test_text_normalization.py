@@ -236,6 +236,10 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     ("5～10ふん", "5 から 10ふん", "ja"), ("5–10ふん", "5 から 10ふん", "ja"),
     ("9:00–17:00", "9 o'clock to 17 hundred", "en"), ("9am–5pm", "9am to 5pm", "en"),
     ("15h–17h", "15 heures à 17 heures", "fr"),
+    ("9:00-17:00, 9am - 5pm, 9:30am-5pm", "9 o'clock to 17 hundred, 9am to 5pm, 9 30am to 5pm", "en"),
+    ("9:00-17:00 Uhr, 9:00–17:30 Uhr", "9 Uhr bis 17 Uhr, 9 Uhr bis 17 Uhr 30", "de"),
+    ("9h-17h30, 9 h - 17 h, 9:00-17:00", "9 heures à 17 heures 30, 9 heures à 17 heures, 9 heures à 17 heures", "fr"),
+    ("9:00-17:00", "9 en punto a 17 en punto", "es"), ("9:00-17:00", "くじ から 17じ", "ja"),
     ("$5–10, $5-10 million", "5 to 10 dollars, 5 to 10 million dollars", "en"),
     ("€5–10, 5-10 €", "5 to 10 euros, 5 to 10 euros", "en"),
     ("$5-10", "5 bis 10 Dollar", "de"), ("1.000–2.000 €", "1000 bis 2000 Euro", "de"), ("€5–10", "5 à 10 euros", "fr"),
@@ -304,6 +308,9 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
             "δ12/24/2026-12/26/2026, 12/24/2026-12/26/2026δ")
     assert _ranges_as_words(text, "en") == text
     assert phonemize("Version 10.12.11-10.12.12", "de") == espeak_alone("Version 10.12.11-10.12.12", "de")
+    # nor between a time and what is no time: a number ("9:00-5", a time minus five), a score, a lone hour ("9-5")
+    text = "9:00-5, 9am-5, 9h-5, 3-2, 9-5, 9-5pm, 9:00-5x"
+    assert _ranges_as_words(text, "en") == text
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [
@@ -569,11 +576,13 @@ def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
 
 
 @pytest.mark.parametrize(("text", "language"), [("3:2, 1:2.5, 24:10, 10:30:60, 1:02:03:04", "en"),
-                                                ("Halbzeit 14:12", "de"), ("15 hommes", "fr"), ("16:9", "es"),
+                                                ("Halbzeit 14:12, es stand 14:12 bis 17 Uhr", "de"),
+                                                ("15 hommes", "fr"), ("16:9", "es"),
                                                 ("3:2、16:9、24:10、1:2.5、10:30:60", "ja")])
 def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
     """A ratio has no two-digit minutes, a clock's hours are under 24 and its seconds under 60, a time has no fourth
-    part, and a German score is written as a time: only one followed by "Uhr" is a time there."""
+    part, and a German score is written as a time: only one followed by "Uhr" is a time there, or one before "bis" and
+    such a time (not a lone hour)."""
     assert phonemize(text, language) == espeak_alone(text, language)
 
 

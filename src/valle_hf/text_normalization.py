@@ -508,7 +508,8 @@ def _slash_runs_as_read(text: str) -> str:
 # dix ..."), and so does a hyphen between two numbers that each have their unit of measure (`_UNIT_NAMES`: "5km-10km",
 # "5 km–10 km", once "five kilometers ten kilometers"), and one between two whole dates (`_DATE_SHAPE`:
 # "12/24/2026-12/26/2026", "24.12.2026-26.12.2026", once no date at all, and "12/24/2026 - 12/26/2026" without its
-# word).
+# word), and one between two times of day (`_CLOCK_END`: "9:00-17:00", "9am-5pm", "9h-17h30", once "nine o'clock
+# seventeen hundred", "9 heures-17 heures").
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
@@ -524,6 +525,11 @@ _DATE_SHAPE = (r"(?:\d\d?(?:/\d\d?/|\.\d\d?\.)(?:\d{4}|\d\d)|\d{4}(?:-\d\d?-|/\d
                rf"(?!{_SPACED_LETTER}|[\d_/]|[.,]\d)")
 
 
+# A time of day's end, with its minutes, "am" or "h" ("9:00", "9am", "15h", "15 h"), and such a time's start
+_CLOCK_END = r"(?:(?<=\d:\d\d)|(?<=\d[ap]m)|(?<=\d[AP]M)|(?<=\dh)|(?<=\d h))"
+_CLOCK_AHEAD = r"(?=\d\d?(?::\d\d|[ap]m|[AP]M| ?h(?:\d\d)?)(?!\w))"
+
+
 @functools.cache
 def _range_pattern(short_scale: str) -> re.Pattern:
     """Ranges as the comment above says, in a language that writes a short scale as `short_scale` matches it
@@ -537,7 +543,7 @@ def _range_pattern(short_scale: str) -> re.Pattern:
                       rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES}){_RANGE_DASH}"
                       rf"(?=[-−]?\d[\d.,]* ?{_UNIT_NAMES}(?![\w/]))"
                       rf"|{_AFTER_NO_VERSION_WORD}{_NOTHING_GLUED_BEFORE_A_DATE}(?P<date>{_DATE_SHAPE}){_RANGE_DASH}"
-                      rf"(?={_DATE_SHAPE})")
+                      rf"(?={_DATE_SHAPE})|{_CLOCK_END}{_RANGE_DASH}{_CLOCK_AHEAD}")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
@@ -611,7 +617,8 @@ def _ranges_as_words(text: str, language: str) -> str:
 # A time of day: an hour of 0 to 23 and minutes of two digits ("3:45pm", "15:45"; a ratio "3:2" or "1:2.5" is none),
 # which espeak-ng read with the colon kept as a pause ("three: forty five"), French "15h45" as "quinze ache
 # quarante-cinq", German "15.45 Uhr" as "fünfzehn Punkt ...". German writes a score as a time ("14:12"), so only one
-# followed by "Uhr" is one there; French writes "15h45", "15 h" too. Spanish may write "h" or "horas" after a time
+# followed by "Uhr" is one there, or the first end of a range to such a one ("9:00 bis 17:00 Uhr", once "neun: null
+# null bis siebzehn Uhr"); French writes "15h45", "15 h" too. Spanish may write "h" or "horas" after a time
 # ("13:00 h"), which the words say already ("13 en punto h" read "hache", "13 en punto horas").
 _HOUR = r"(?<![\d:.,])(?P<hour>[01]?\d|2[0-3])"
 # Seconds after the minutes ("15:00:30", once read "fifteen: zero: thirty"), said after the clock's words
@@ -632,7 +639,8 @@ _MERIDIEM = r"(?P<meridiem> ?(?i:[ap]\.?m)\b)?"
 _TIMES = {
     "en": (re.compile(rf"{_HOUR}:{_MINUTES}{_MERIDIEM}"), {}, "{hour}", (" o'clock", " hundred"), " oh ",
            ("and one second", "and {seconds} seconds")),
-    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES} Uhr\b"), {1: "ein Uhr"}, "{hour} Uhr", ("", ""), " ",
+    "de": (re.compile(rf"{_HOUR}[:.]{_MINUTES}(?: Uhr\b|(?= bis [012]?\d[:.][0-5]\d Uhr\b))"), {1: "ein Uhr"},
+           "{hour} Uhr", ("", ""), " ",
            ("und eine Sekunde", "und {seconds} Sekunden")),
     "fr": (re.compile(rf"{_HOUR}(?::(?=\d)| ?h ?)(?:(?P<minutes>[0-5]\d){_SECONDS})?(?![\w:]|[.,]\d)"),
            {1: "une heure"}, "{hour} heures", ("", ""), " ", ("et une seconde", "et {seconds} secondes")),
