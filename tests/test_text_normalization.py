@@ -563,6 +563,9 @@ def test_what_is_no_unit_after_a_number_is_left_to_espeak(language):
     ("15:30、9:05、4:01、12:47", "15じ 30ぷん、くじ 5ふん、よじ いっぷん、12じ 47ふん", "ja"),
     ("14:00、19:00、1:00:01、15:00:30", "じゅうよじ、じゅうくじ、いちじ いちびょう、15じ 30びょう", "ja"),
     ("9:00〜17:00", "くじ から 17じ", "ja"),
+    ("open 18:00-24:00", "open eighteen hundred to twenty four hundred", "en"),
+    ("bis 24:00 Uhr", "bis 24 Uhr", "de"), ("jusqu'à 24:00", "jusqu'à 24 heures", "fr"),
+    ("hasta las 24:00", "hasta las 24 en punto", "es"),
 ])
 def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
     """espeak-ng read "3:45pm" as "three: forty five p m", the colon a pause, French "15h45" as "quinze ache
@@ -575,14 +578,14 @@ def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
     assert phonemize(text, language) == phonemize(words, language)
 
 
-@pytest.mark.parametrize(("text", "language"), [("3:2, 1:2.5, 24:10, 10:30:60, 1:02:03:04", "en"),
+@pytest.mark.parametrize(("text", "language"), [("3:2, 1:2.5, 24:10, 24:00:10, 10:30:60, 1:02:03:04", "en"),
                                                 ("Halbzeit 14:12, es stand 14:12 bis 17 Uhr", "de"),
                                                 ("15 hommes", "fr"), ("16:9", "es"),
                                                 ("3:2、16:9、24:10、1:2.5、10:30:60", "ja")])
 def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
-    """A ratio has no two-digit minutes, a clock's hours are under 24 and its seconds under 60, a time has no fourth
-    part, and a German score is written as a time: only one followed by "Uhr" is a time there, or one before "bis" and
-    such a time (not a lone hour)."""
+    """A ratio has no two-digit minutes, a clock's hours are under 24 (24:00 alone ends the day) and its seconds under
+    60, a time has no fourth part, and a German score is written as a time: only one followed by "Uhr" is a time
+    there, or one before "bis" and such a time (not a lone hour)."""
     assert phonemize(text, language) == espeak_alone(text, language)
 
 

@@ -620,7 +620,9 @@ def _ranges_as_words(text: str, language: str) -> str:
 # followed by "Uhr" is one there, or the first end of a range to such a one ("9:00 bis 17:00 Uhr", once "neun: null
 # null bis siebzehn Uhr"); French writes "15h45", "15 h" too. Spanish may write "h" or "horas" after a time
 # ("13:00 h"), which the words say already ("13 en punto h" read "hache", "13 en punto horas").
-_HOUR = r"(?<![\d:.,])(?P<hour>[01]?\d|2[0-3])"
+# An hour of 24 is the day's end, with no minutes ("open until 24:00", once "twenty four: zero zero"); "24h" is a
+# duration.
+_HOUR = r"(?<![\d:.,])(?P<hour>[01]?\d|2[0-3]|24(?=[:.]00(?![:\d])))"
 # Seconds after the minutes ("15:00:30", once read "fifteen: zero: thirty"), said after the clock's words
 _SECONDS = r"(?::(?P<seconds>[0-5]\d))?"
 _MINUTES = rf"(?P<minutes>[0-5]\d){_SECONDS}(?![\d:]|[.,]\d)"
