@@ -238,6 +238,7 @@ def test_what_is_no_fraction_is_left_to_espeak(language):
     ("15h–17h", "15 heures à 17 heures", "fr"),
     ("9:00-17:00, 9am - 5pm, 9:30am-5pm", "9 o'clock to 17 hundred, 9am to 5pm, 9 30am to 5pm", "en"),
     ("9:00-17:00 Uhr, 9:00–17:30 Uhr", "9 Uhr bis 17 Uhr, 9 Uhr bis 17 Uhr 30", "de"),
+    ("Mo-Fr 9-18 Uhr, 9 - 18.30 Uhr, 9.00-18.00 Uhr", "Mo-Fr 9 bis 18 Uhr, 9 bis 18 Uhr 30, 9 Uhr bis 18 Uhr", "de"),
     ("9h-17h30, 9 h - 17 h, 9:00-17:00", "9 heures à 17 heures 30, 9 heures à 17 heures, 9 heures à 17 heures", "fr"),
     ("9:00-17:00", "9 en punto a 17 en punto", "es"), ("9:00-17:00", "くじ から 17じ", "ja"),
     ("$5–10, $5-10 million", "5 to 10 dollars, 5 to 10 million dollars", "en"),
@@ -311,6 +312,9 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
     # nor between a time and what is no time: a number ("9:00-5", a time minus five), a score, a lone hour ("9-5")
     text = "9:00-5, 9am-5, 9h-5, 3-2, 9-5, 9-5pm, 9:00-5x"
     assert _ranges_as_words(text, "en") == text
+    # nor a phone number's or more numbers' hyphen before a German hour ("0170-12 Uhr", "1-2-3 Uhr")
+    text = "0170-12 Uhr, 1-2-3 Uhr, 10-12-14 Uhr, 9-18 Uhrzeit"
+    assert _ranges_as_words(text, "de") == text
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

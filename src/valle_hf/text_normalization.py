@@ -528,6 +528,10 @@ _DATE_SHAPE = (r"(?:\d\d?(?:/\d\d?/|\.\d\d?\.)(?:\d{4}|\d\d)|\d{4}(?:-\d\d?-|/\d
 # A time of day's end, with its minutes, "am" or "h" ("9:00", "9am", "15h", "15 h"), and such a time's start
 _CLOCK_END = r"(?:(?<=\d:\d\d)|(?<=\d[ap]m)|(?<=\d[AP]M)|(?<=\dh)|(?<=\d h))"
 _CLOCK_AHEAD = r"(?=\d\d?(?::\d\d|[ap]m|[AP]M| ?h(?:\d\d)?)(?!\w))"
+# German marks a range of hours with "Uhr" after its second end alone ("9-18 Uhr", once "neun Strich achtzehn Uhr"):
+# its first end an hour of one or two digits, not the last of numbers joined by hyphens ("1-2-3 Uhr")
+_UHR_END = r"(?<=\d)(?<!\d\d\d)(?<!-\d)(?<!-\d\d)"
+_UHR_AHEAD = r"(?=\d\d?(?:[:.]\d\d)? Uhr\b)"
 
 
 @functools.cache
@@ -543,7 +547,7 @@ def _range_pattern(short_scale: str) -> re.Pattern:
                       rf"|(?<=\d)(?P<unit> ?{_UNIT_NAMES}){_RANGE_DASH}"
                       rf"(?=[-−]?\d[\d.,]* ?{_UNIT_NAMES}(?![\w/]))"
                       rf"|{_AFTER_NO_VERSION_WORD}{_NOTHING_GLUED_BEFORE_A_DATE}(?P<date>{_DATE_SHAPE}){_RANGE_DASH}"
-                      rf"(?={_DATE_SHAPE})|{_CLOCK_END}{_RANGE_DASH}{_CLOCK_AHEAD}")
+                      rf"(?={_DATE_SHAPE})|{_CLOCK_END}{_RANGE_DASH}{_CLOCK_AHEAD}|{_UHR_END}{_RANGE_DASH}{_UHR_AHEAD}")
 # A range of amounts of money with one currency sign ("$5–10", "€5-10 million", "5-10 €"), whole or with decimals
 # before a scale word ("$1.5-2 million"; cents, "$5.50–10", are not spread over the range), which was read with the
 # currency's word after its first end ("five dollars to ten"; "$5-10" "five dollars ten", "$1.5–2 million" "dollar one
