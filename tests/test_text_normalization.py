@@ -291,14 +291,34 @@ def test_three_numbers_or_more_joined_by_dashes_are_no_range():
     assert _ranges_as_words("2026-12-25–2026-12-31", "de") == "2026-12-25 bis 2026-12-31"
 
 
-def test_a_hyphen_between_numbers_is_left_to_espeak():
-    """A hyphen also joins phone numbers and scores: no range, but between two amounts of money, and not where more
-    numbers are joined so."""
-    text = "Call 555-1234, pages 5-10."
-    assert phonemize(text, "en") == espeak_alone(text, "en")
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("pages 5-10, 3-5 days, ages 6-12, 1.5-2 hours, 5-10%",
+     "pages 5 to 10, 3 to 5 days, ages 6 to 12, 1.5 to 2 hours, 5 to 10%", "en"),
+    ("1990-2000, 1990-95, 9-5pm, 9-5 PM", "1990 to 2000, 1990 to 95, 9 to 5pm, 9 to 5 PM", "en"),
+    ("3-5 Tage, 1,5-2 Stunden, 1990-95", "3 bis 5 Tage, 1,5 bis 2 Stunden, 1990 bis 95", "de"),
+    ("3-5 jours", "3 à 5 jours", "fr"), ("3-5 días", "3 a 5 días", "es"), ("3-5にち", "3 から 5にち", "ja"),
+    # a second end no greater than the first is a score
+    ("won 3-2, a 2-2 draw", "won 3 to 2, a 2 to 2 draw", "en"), ("3-2 gewonnen, 0-0", "3 zu 2 gewonnen, 0 zu 0", "de"),
+    ("3-2", "3 à 2", "fr"), ("3-2", "3 a 2", "es"), ("3-2でかった", "3 たい 2でかった", "ja"),
+])
+def test_a_hyphen_between_two_numbers_is_a_range_or_a_score(text, words, language):
+    """espeak-ng read "pages 5-10" as "pages five dash ten", German "3-5 Tage" "drei Strich fünf Tage"."""
+    assert _ranges_as_words(text, language) == words
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+def test_a_hyphen_of_a_phone_number_a_word_or_a_sum_is_left_to_espeak():
+    """A hyphen also joins phone numbers, codes, words and sums, and more numbers than two; and in a language with no
+    range word."""
+    text = ("Call 555-1234, 0170-12, 1-2-3, 5-10-15, 978-3-16, A3-5, 3-5x, δ3-5, 3-5δ, COVID-19, v1-2, 10-3=7, "
+            "5-3 = 2, x = 5-3, x=5-3, 2+5-3, 9-5pmx, 1-2.3.4, 1/2-3, 1-2/3, 12:30-45, 5-10:30")
+    assert _ranges_as_words(text, "en") == text
+    assert phonemize("Call 555-1234, 10-3=7", "en") == espeak_alone("Call 555-1234, 10-3=7", "en")
+    assert _ranges_as_words("3-5 giorni", "it") == "3-5 giorni"
     assert _ranges_as_words("1-5-10 €, $5-10-15", "en") == "1-5-10 €, $5-10-15"
     assert _ranges_as_words("5€ -10€, 5 -$10", "en") == "5€ -10€, 5 -$10"  # a minus: spaced on one side
-    assert _ranges_as_words("$5.50-10", "en") == "$5.50-10"  # cents: no range of amounts
+    # cents: no range of amounts, but of the numbers, as with an en dash
+    assert _ranges_as_words("$5.50-10, $5.50–10", "en") == "$5.50 to 10, $5.50 to 10"
     assert _ranges_as_words("$5k-10", "en") == "$5k-10"  # one end with its scale, one without
     # nor between a number with its unit and one without, or with another unit
     assert _ranges_as_words("5 km-10, 5 m-10 m/s, 5 km–10 kms", "en") == "5 km-10, 5 m-10 m/s, 5 km–10 kms"
@@ -309,11 +329,12 @@ def test_a_hyphen_between_numbers_is_left_to_espeak():
             "δ12/24/2026-12/26/2026, 12/24/2026-12/26/2026δ")
     assert _ranges_as_words(text, "en") == text
     assert phonemize("Version 10.12.11-10.12.12", "de") == espeak_alone("Version 10.12.11-10.12.12", "de")
-    # nor between a time and what is no time: a number ("9:00-5", a time minus five), a score, a lone hour ("9-5")
-    text = "9:00-5, 9am-5, 9h-5, 3-2, 9-5, 9-5pm, 9:00-5x"
+    # nor between a time and what is no time: a number ("9:00-5", a time minus five)
+    text = "9:00-5, 9am-5, 9h-5, 9:00-5x"
     assert _ranges_as_words(text, "en") == text
-    # nor a phone number's or more numbers' hyphen before a German hour ("0170-12 Uhr", "1-2-3 Uhr")
-    text = "0170-12 Uhr, 1-2-3 Uhr, 10-12-14 Uhr, 9-18 Uhrzeit"
+    # nor a phone number's or more numbers' hyphen before a German hour ("0170-12 Uhr", "1-2-3 Uhr"), nor a leading
+    # zero's before a word that is no "Uhr"
+    text = "0170-12 Uhr, 1-2-3 Uhr, 10-12-14 Uhr, 09-18 Uhrzeit"
     assert _ranges_as_words(text, "de") == text
 
 

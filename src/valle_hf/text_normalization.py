@@ -500,10 +500,10 @@ def _slash_runs_as_read(text: str) -> str:
 # o'clock", and "12/25/2026–12/31/2026", once "December 25th, 2026–December 31st, 2026", lost their dash's digits), and
 # so does a range of decades ("the 1990s–2000s", "'80s–'90s": once "nineteen nineties two thousands"); its first end
 # may end in "h" or "am" ("15h–17h", "9am–5pm"); its ends may be fractions ("½–¾ cup", "5½–6", once "one half three
-# quarters") and its second end negative ("-5 – -10", once "minus five minus ten"). A hyphen ("5-10") is left to
-# espeak-ng, but in a range of money (`_money_range_pattern`) and between two amounts that each have their sign
-# ("$5-$10", "5€-10€", read "five dollars ten dollars", "five euros minus ten euros"; spaced alike on both sides, so
-# "5€ -10€" keeps its minus): it also joins phone numbers and scores. Such amounts may have their scale, written short
+# quarters") and its second end negative ("-5 – -10", once "minus five minus ten"). A hyphen is a range's dash
+# between two numbers alone (`_HYPHEN_RANGE`), in a range of money (`_money_range_pattern`) and between two amounts
+# that each have their sign ("$5-$10", "5€-10€", read "five dollars ten dollars", "five euros minus ten euros"; spaced
+# alike on both sides, so "5€ -10€" keeps its minus). Such amounts may have their scale, written short
 # or not ("$5m-$10m", "5 M€–10 M€", once "five million dollars ten million dollars" and "cinq millions d'euros moins
 # dix ..."), and so does a hyphen between two numbers that each have their unit of measure (`_UNIT_NAMES`: "5km-10km",
 # "5 km–10 km", once "five kilometers ten kilometers"), and one between two whole dates (`_DATE_SHAPE`:
@@ -511,6 +511,16 @@ def _slash_runs_as_read(text: str) -> str:
 # word), and one between two times of day (`_CLOCK_END`: "9:00-17:00", "9am-5pm", "9h-17h30", once "nine o'clock
 # seventeen hundred", "9 heures-17 heures").
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
+# A hyphen between two numbers alone ("pages 5-10", "3-5 days", "1990-95", "won 3-2"), which espeak-ng read "five dash
+# ten", is a range, or a score where the second is no greater ("3-2", said "drei zu zwei" in German, "3たい2" in
+# Japanese; but "1990-95", a year's last digits). A hyphen of a phone number ("555-1234", a leading zero: "0170-12"),
+# of more numbers ("1-2-3", "2026-12-25"), of a word ("A3-5", "3-5x", "COVID-19"; kana and kanji may touch it, as
+# `_SPACED_LETTER` says, and "am" or "pm" follow it, "9-5pm"), or of a sum ("10-3=7") is left to espeak-ng.
+_SCORE_WORDS = {"en": "to", "de": "zu", "fr": "à", "es": "a", "ja": "たい"}
+_HYPHEN_END = r"(?:[1-9]\d{0,3}|0)(?:[.,]\d+)?"
+_HYPHEN_RANGE = re.compile(rf"(?<!{_SPACED_LETTER})(?<![\d_.,/:+−=×*÷-])(?<![+=×*÷/] )(?!\d{{3}}-\d{{4}}(?!\d))"
+                           rf"(?P<low>{_HYPHEN_END})-(?P<high>{_HYPHEN_END})"
+                           rf"(?:(?=[ap]m\b|[AP]M\b)|(?!{_SPACED_LETTER}|[\d_/:-]|[.,]\d| ?[=+×*÷/]))")
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
 # What may not come just before a date: a number's part or a letter ("v10.12.11", a version; "Ωμέγα12/25/2026"). Kana
@@ -612,8 +622,15 @@ def _ranges_as_words(text: str, language: str) -> str:
         low_end = (match["low_end"] or "").removesuffix(".")
         return f"{low_end or match['unit'] or match['date'] or ''} {word} "
 
+    def hyphen(match: re.Match) -> str:
+        low, high = (float(end.replace(",", ".")) for end in match.group("low", "high"))
+        abbreviated_year = len(match["low"]) == 4 and len(match["high"]) == 2  # "1990-95"
+        score = high <= low and not abbreviated_year
+        return f"{match['low']} {_SCORE_WORDS[language] if score else word} {match['high']}"
+
     def ranges(part: str) -> str:
-        return _range_pattern(short_scale).sub(dash, _money_range_pattern(short_scale).sub(money, part))
+        part = _range_pattern(short_scale).sub(dash, _money_range_pattern(short_scale).sub(money, part))
+        return _HYPHEN_RANGE.sub(hyphen, part)
 
     return _outside(_DASH_RUN, ranges, text)
 
