@@ -199,11 +199,13 @@ def test_a_jsonl_file_is_written_whole_or_left_as_it_was(tmp_path):
         write_jsonl(tmp_path / "missing" / "failed.jsonl", [])
 
 
+@pytest.mark.parametrize("marks", [1, 2])
 @pytest.mark.parametrize("name, content", [("m.csv", "id,text\na,Hi.\n"), ("m.jsonl", '{"id": "a", "text": "Hi."}\n')])
-def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path, name, content):
-    """Spreadsheets save UTF-8 with a byte order mark: read as a character, the first column would be '\\ufeffid'."""
+def test_a_byte_order_mark_is_no_part_of_the_first_column(tmp_path, name, content, marks):
+    """Spreadsheets save UTF-8 with a byte order mark: read as a character, the first column would be '\\ufeffid'. A
+    tool that adds one to a file that had one leaves two."""
     path = tmp_path / name
-    path.write_text(content, encoding="utf-8-sig")
+    path.write_text("\ufeff" * (marks - 1) + content, encoding="utf-8-sig")
     table = read_table(path)
     assert table.columns == ["id", "text"] and table.rows[0].values == {"id": "a", "text": "Hi."}
 

@@ -458,6 +458,20 @@ def test_a_mistake_in_the_command_line_is_said_by_the_main_process_alone(tmp_pat
     assert capsys.readouterr().err == "error: espeak-ng is not installed\n"
 
 
+@pytest.mark.parametrize("header, named", [
+    ("id,te\u200bxt,prompt", "rename its column 'te\\u200bxt' (did you mean text?)"),
+    ("id,text,prompt,ar_temp\u200b", "unknown column(s) 'ar_temp\\u200b' (did you mean ar_temp?)"),
+])
+def test_a_column_name_with_a_character_one_cannot_see_is_shown_with_its_escapes(tmp_path, header, named):
+    """A zero-width space copied into a header was named unseen: "rename its column te\u200bxt (did you mean text?)"
+    read as a column the file has."""
+    (tmp_path / "m.csv").write_text(f"{header}\na,Hi.,voice.wav,0.5\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    with pytest.raises(UsageError) as refused:
+        synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert named in str(refused.value)
+
+
 @pytest.mark.parametrize("name, header", [("m.tsv", "id,text,prompt"), ("m.tsv", "id;text;prompt")])
 def test_a_header_another_layout_left_whole_is_said_to_be_in_another_layout(tmp_path, name, header):
     """A CSV named .tsv was told to "rename its column id,text,prompt (did you mean prompt?)"."""

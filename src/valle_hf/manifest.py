@@ -223,7 +223,8 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     if not path.is_file():
         raise VallEFileNotFoundError(f"{path} not found: check the path")
     try:
-        content = path.read_text(encoding="utf-8-sig")
+        # a byte order mark is no text; a tool that adds one to a file that had one leaves two
+        content = path.read_text(encoding="utf-8-sig").lstrip("\ufeff")
     except UnicodeDecodeError:
         raise VallEValueError(f"{path} is not UTF-8 text: save it as UTF-8") from None
     except OSError as error:  # no read permission, an I/O error: the user's file, not a bug

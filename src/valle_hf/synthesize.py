@@ -300,8 +300,8 @@ def _check_columns(table, manifest: Path) -> None:
     if unknown:
         where = "" if table.layout != "jsonl" else next(
             f" (first on {row.where})" for row in table.rows if set(unknown) & set(row.values))
-        named = ", ".join(hinted(column, [*COLUMNS, *FLAG_SETTINGS]) if column else "'' (a column without a name: a "
-                          "separator at the start or end of the header?)" for column in unknown)
+        named = ", ".join(hinted(column, [*COLUMNS, *FLAG_SETTINGS], _shown(column)) if column else "'' (a column "
+                          "without a name: a separator at the start or end of the header?)" for column in unknown)
         raise UsageError(f"{manifest}: unknown column(s) {named}{where}: the columns are "
                          f"{', '.join(COLUMNS)} and the CLI's sampler flags by name ({', '.join(FLAG_SETTINGS)})")
 
@@ -311,8 +311,14 @@ def _likely_renames(missing: list[str], unknown: list[str]) -> list[str]:
     mean id?)"): a column close to a missing one but not the closest ("extra" beside "txt") is no misspelling of it,
     nor is a header left whole by another layout's separator ("id,text,prompt" read as a TSV's one column)."""
     lowered = {column.lower(): column for column in unknown if not any(mark in column for mark in ",;\t|")}
-    return [f"{lowered[close[0]]} (did you mean {column}?)" for column in missing
+    return [f"{_shown(lowered[close[0]])} (did you mean {column}?)" for column in missing
             if (close := difflib.get_close_matches(column, list(lowered), 1))]
+
+
+def _shown(column: str) -> str:
+    """`column` as a message names it: quoted, with its escapes, where it holds a character one cannot see
+    ("te\\u200bxt", a zero-width space a copy from a web page left), which would name it as what it is not."""
+    return column if column.isprintable() else repr(column)
 
 
 def _batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
