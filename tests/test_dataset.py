@@ -190,6 +190,9 @@ def test_duration_range_filters_and_an_empty_folder_is_refused(tmp_path):
         VallEDataset(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="missing is not a folder"):
         VallEDataset(tmp_path / "missing")
+    (tmp_path / "empty" / MANIFEST).mkdir()  # it read as no utterances, the folder not named
+    with pytest.raises(ValueError, match=f"empty.{MANIFEST} is a folder, not JSONL records: move it away"):
+        VallEDataset(tmp_path / "empty")
 
 
 def rewrite_record(root: Path, utterance: str, **changes) -> None:

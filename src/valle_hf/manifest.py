@@ -299,11 +299,18 @@ def numbered_jsonl(path: str | os.PathLike) -> list[tuple[int, dict]]:
     """`read_jsonl`'s records, each with the number of its line (so that a record found unusable later can be
     named by it). Other lines than a last one cut by a crash (no newline) that hold no record (a file edited by hand)
     are left out with a warning naming them (once per process for the same lines): what they held is lost to the
-    reader."""
+    reader. A missing file has none; `VallEValueError` for a folder or another file that is no regular one, or a file
+    that cannot be read."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return []
-    content = path.read_text(encoding="utf-8", errors="replace")
+    if not path.is_file():  # a folder of its name would read as no records: as if none were written
+        raise VallEValueError(f"{path} is {'a folder' if path.is_dir() else 'not a regular file'}, not JSONL "
+                              "records: move it away")
+    try:
+        content = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as error:  # no read permission, an I/O error
+        raise VallEValueError(f"could not read {path} ({one_line(error)}): check that it is readable") from None
     lines, records, broken = _lines(content), [], []
     for number, line in enumerate(lines, start=1):
         try:
