@@ -617,9 +617,10 @@ def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
 @pytest.mark.parametrize(("text", "words", "language"), [
     ("le 21e siècle", "le 21ème siècle", "fr"), ("le 2ᵉ étage", "le 2ème étage", "fr"),
     ("el 2.º piso, la 3.ª vez", "el 2º piso, la 3ª vez", "es"),
+    ("Quedó 1.er en la carrera, el 3er piso", "Quedó primer en la carrera, el tercer piso", "es"),
 ])
 def test_short_ordinals_read_as_ordinals(text, words, language):
-    """espeak-ng read French "21e" as "vingt et un e" and Spanish "2.º" as "dos punto o"."""
+    """espeak-ng read French "21e" as "vingt et un e", Spanish "2.º" as "dos punto o" and "1.er" as "uno punto er"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -653,7 +654,8 @@ def test_what_is_no_german_day_before_its_month_is_left_as_it_is():
     assert _ordinals_as_read("3. Mai", "en") == "3. Mai"
 
 
-@pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 veces", "es"), ("2e", "en")])
+@pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 veces", "es"), ("2e", "en"),
+                                              ("11er, 2.er, 1.ero, v1er, 1,3er", "es"), ("1er", "en")])
 def test_what_is_no_short_ordinal_is_left_to_espeak(text, language):
     """"1er" (premier) is read right, and "1e" is no "unième"; a decimal point before a digit is no ordinal's."""
     assert phonemize(text, language) == espeak_alone(text, language)

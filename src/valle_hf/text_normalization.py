@@ -446,8 +446,17 @@ def _german_day_said(match: re.Match) -> str:
 
 # Ordinal numbers as a language writes them short that espeak-ng misreads, and how it reads them: French "21e",
 # "2ᵉ" ("vingt et un e", "deux e") as "21ème" (the first is "1er", "1re": read right), Spanish "2.º", "2.ª" ("dos
-# punto o") as "2º", "2ª", German days before their month (`_GERMAN_DAY`) as their words.
-_ORDINALS = {"fr": (re.compile(r"(?<=\d)(?<!\b1)[eᵉ]\b"), "ème"), "es": (re.compile(r"(?<=\d)\.(?=[ºª])"), ""),
+# punto o") as "2º", "2ª", and the short forms before a masculine noun, "1.er", "3.er" ("uno punto er"), as "primer",
+# "tercer"; German days before their month (`_GERMAN_DAY`) as their words.
+_SPANISH_ORDINAL = re.compile(r"(?<=\d)\.(?=[ºª])|(?<![\w.,])(?P<short>[13])\.?er\b")
+
+
+def _spanish_ordinal_said(match: re.Match) -> str:
+    """A short form's word ("primer", "tercer"); nothing for the period of "2.º", "2.ª"."""
+    return {"1": "primer", "3": "tercer", None: ""}[match["short"]]
+
+
+_ORDINALS = {"fr": (re.compile(r"(?<=\d)(?<!\b1)[eᵉ]\b"), "ème"), "es": (_SPANISH_ORDINAL, _spanish_ordinal_said),
              "de": (_GERMAN_DAY, _german_day_said)}
 
 
