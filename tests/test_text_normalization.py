@@ -365,6 +365,39 @@ def test_a_number_of_seconds_glued_to_its_s_is_said_as_seconds(text, words, lang
     assert phonemize(text, language) == phonemize(words, language)
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("It takes 2h 30min, then 1 h, 45 mins, 2 hrs, 30 sec.",
+     "It takes 2 hours 30 minutes, then one hour, 45 minutes, 2 hours, 30 seconds.", "en"),
+    ("1h 30m, 5m 30s, 1h 2.5s, 1h30m, 24h, 10-15 min",
+     "one hour 30 minutes, 5 minutes 30 seconds, one hour 2.5 seconds, one hour 30 minutes, 24 hours, 10 to 15 minutes",
+     "en"),
+    ("1 hr. 30 m", "one hour 30 minutes", "en"),
+    ("Es dauert 2 Std. 30 Min.", "Es dauert 2 Stunden 30 Minuten.", "de"),
+    ("1 Std. später, 1,5 Std., 30 Min. Dann", "eine Stunde später, 1,5 Stunden, 30 Minuten. Dann", "de"),
+    ("Tarda 1 h 30 min y 30 seg.", "Tarda una hora 30 minutos y 30 segundos.", "es"),
+    ("2 h 30 min, 30 min", "2 heures 30 minutes, 30 minutes", "fr"),
+])
+def test_a_duration_written_short_is_said_in_words(text, words, language):
+    """espeak-ng read "2h 30min" as "two aitch thirty min", German "2 Std. 30 Min." as "zwei S T D. dreißig Min.", the
+    abbreviation's period a sentence's end."""
+    from valle_hf.text_normalization import verbalize
+
+    assert verbalize(text, language) == words
+    assert phonemize(text, language) == phonemize(words, language)
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("5 m, 5m, 10s, 5 s, 5 mph, 5 ms, 5 hours, v2h, 0x1h, x5 min, 5 km/h, 5 min/km, 5m 3h, 5 h 5 h, 2h30, a min of 5, "
+     "-5 min, 5-5 min, 1.2.3 h, 5 minx, 5 hδ, 5 h5", "en"), ("30 min", "ja"), ("30 min", "it"),
+])
+def test_what_is_no_duration_written_short_is_left_as_it_is(text, language):
+    """Meters and seconds alone, other units, a word's letters, units out of order, an hour without its minutes'
+    unit, a word, a number's part before it, and a language with no words for it."""
+    from valle_hf.text_normalization import _durations_as_words
+
+    assert _durations_as_words(text, language) == text
+
+
 def test_what_is_no_number_of_seconds_is_left_as_it_is():
     """Tens ("10s of people", "within 10s of meters", "in 10s"), decades, a plural number ("two 5s"), a word's digits,
     another unit and a duration's seconds after its minutes are no seconds here, nor in a language the table has no

@@ -32,14 +32,15 @@ def verbalize(text: str, language: str) -> str:
     """`text` (orthographic, after `normalize_text`) with the written forms espeak-ng misreads written as the words
     `language` (an espeak-ng code, as `phonemes.resolve_language` gives it) says for them: phone numbers, runs of
     numbers joined by slashes, ranges, seconds, decades, addresses, dates, times, money, minus signs, one before a
-    scale noun, ordinals, powers, units, fractions and symbols, in that order: each pass reads what the passes before
-    it left ("5–10 km" is a range of numbers before its unit is read, "2026-12-25T15:00" a date before its time)."""
+    scale noun, ordinals, powers, durations, units, fractions and symbols, in that order: each pass reads what the
+    passes before it left ("5–10 km" is a range of numbers before its unit is read, "2026-12-25T15:00" a date before
+    its time)."""
     text = _slash_runs_as_read(_phone_numbers_as_read(text))
     text = _decades_as_words(_seconds_as_words(_ranges_as_words(text, language), language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
     text = _one_before_scale_as_read(_minus_as_word(_currency_as_words(text, language), language), language)
-    text = _fractions_as_words(_units_as_words(_powers_as_words(_ordinals_as_read(text, language), language),
-                                               language), language)
+    text = _powers_as_words(_ordinals_as_read(text, language), language)
+    text = _fractions_as_words(_units_as_words(_durations_as_words(text, language), language), language)
     return _symbols_as_words(text, language)
 
 
@@ -735,6 +736,45 @@ _DURATION_WORDS = "wait waits waited waiting every within take takes took taking
 _AFTER_DURATION_WORD = "|".join(rf"(?<=\b(?i:{word}) )" for word in _DURATION_WORDS)
 _GLUED_SECONDS = re.compile(rf"(?:{_AFTER_DURATION_WORD}|(?<![\w.,])(?<!\d[mh] )(?=\d+\.\d))"
                             r"(?P<number>\d+(?:\.\d+)?)s\b(?! of\b)")
+
+
+# A duration written short: hours, minutes and seconds, each a number and its abbreviation ("2h 30min", "1h 30m",
+# "5m 30s", "2 hrs", "45 mins", German "2 Std. 30 Min.", Spanish "30 seg"), which espeak-ng read as letters or cut
+# words ("two aitch thirty min", "zwei S T D. dreißig Min."): the words `language` says for one and for several. "m"
+# and "s" alone are meters and seconds' or decades' (`_units_as_words`, `_seconds_as_words`): they are minutes and
+# seconds only after a larger unit of the same duration. An abbreviation's period goes with it where the sentence goes
+# on ("2 Std. 30 Min. später"); elsewhere it ends the sentence too, and stays. French "15 h" is a time of day
+# (`_times_as_words`, before this pass).
+_DURATION_UNITS = {"h": 0, "hr": 0, "hrs": 0, "Std": 0, "min": 1, "mins": 1, "Min": 1, "m": 1,
+                   "sec": 2, "secs": 2, "seg": 2, "Sek": 2, "s": 2}
+_DURATION_UNIT_NAMES = "hrs?|h|mins?|Min|m|secs?|seg|Sek|Std|s"
+_DURATION_PART = rf"(?P<number>\d+(?:[.,]\d+)?) ?(?P<unit>{_DURATION_UNIT_NAMES})"
+_DURATION = re.compile(rf"(?<![\w.,/:-])(?<!{_SIGN})(?:\d+(?:[.,]\d+)? ?(?:{_DURATION_UNIT_NAMES})\.? ?){{0,2}}"
+                       rf"{_DURATION_PART}(?:\.(?= ?[,;)]| [\da-zäöüß]))?(?!{_SPACED_LETTER}|[\d/])")
+_DURATION_UNIT_WORDS = {
+    "en": (("one hour", "hours"), ("one minute", "minutes"), ("one second", "seconds")),
+    "de": (("eine Stunde", "Stunden"), ("eine Minute", "Minuten"), ("eine Sekunde", "Sekunden")),
+    "fr": (("une heure", "heures"), ("une minute", "minutes"), ("une seconde", "secondes")),
+    "es": (("una hora", "horas"), ("un minuto", "minutos"), ("un segundo", "segundos")),
+}
+
+
+def _durations_as_words(text: str, language: str) -> str:
+    """`text` with its durations written short (`_DURATION`) as the words `language` says (`_DURATION_UNIT_WORDS`:
+    "2h 30min" → "2 hours 30 minutes", German "1 Std." → "eine Stunde"); as it is in a language the table has none
+    for, and where its units do not go from larger to smaller, or one alone is "m" or "s"."""
+    words = _for_language(_DURATION_UNIT_WORDS, language)
+    if words is None:
+        return text
+
+    def said(match: re.Match) -> str:
+        parts = [(part["number"], _DURATION_UNITS[part["unit"]]) for part in re.finditer(_DURATION_PART, match.group())]
+        ranks = [rank for _, rank in parts]
+        if ranks != sorted(set(ranks)) or (len(parts) == 1 and match["unit"] in ("m", "s")):
+            return match.group()
+        return " ".join(_counted(number, words[rank]) for number, rank in parts)
+
+    return _DURATION.sub(said, text)
 
 
 def _seconds_as_words(text: str, language: str) -> str:
