@@ -298,7 +298,8 @@ def test_three_numbers_or_more_joined_by_dashes_are_no_range():
     ("3-5 Tage, 1,5-2 Stunden, 1990-95", "3 bis 5 Tage, 1,5 bis 2 Stunden, 1990 bis 95", "de"),
     ("3-5 jours", "3 à 5 jours", "fr"), ("3-5 días", "3 a 5 días", "es"), ("3-5にち", "3 から 5にち", "ja"),
     # a second end no greater than the first is a score
-    ("won 3-2, a 2-2 draw", "won 3 to 2, a 2 to 2 draw", "en"), ("3-2 gewonnen, 0-0", "3 zu 2 gewonnen, 0 zu 0", "de"),
+    ("won 3-2, a 2-2 draw, a 50-50 chance", "won 3 to 2, a 2 2 draw, a 50 50 chance", "en"),
+    ("3-2 gewonnen, 0-0", "3 zu 2 gewonnen, 0 zu 0", "de"),
     ("3-2", "3 à 2", "fr"), ("3-2", "3 a 2", "es"), ("3-2でかった", "3 たい 2でかった", "ja"),
 ])
 def test_a_hyphen_between_two_numbers_is_a_range_or_a_score(text, words, language):

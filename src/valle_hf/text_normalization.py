@@ -523,10 +523,12 @@ def _slash_runs_as_read(text: str) -> str:
 _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # A hyphen between two numbers alone ("pages 5-10", "3-5 days", "1990-95", "won 3-2"), which espeak-ng read "five dash
 # ten", is a range, or a score where the second is no greater ("3-2", said "drei zu zwei" in German, "3たい2" in
-# Japanese; but "1990-95", a year's last digits). A hyphen of a phone number ("555-1234", a leading zero: "0170-12"),
+# Japanese; but "1990-95", a year's last digits); English says an even one without a word ("50-50" is "fifty fifty",
+# "2-2" "two two"; "fifty to fifty" is none). A hyphen of a phone number ("555-1234", a leading zero: "0170-12"),
 # of more numbers ("1-2-3", "2026-12-25"), of a word ("A3-5", "3-5x", "COVID-19"; kana and kanji may touch it, as
 # `_SPACED_LETTER` says, and "am" or "pm" follow it, "9-5pm"), or of a sum ("10-3=7") is left to espeak-ng.
-_SCORE_WORDS = {"en": "to", "de": "zu", "fr": "à", "es": "a", "ja": "たい"}
+# By language: the word of a score, and of an even one
+_SCORE_WORDS = {"en": ("to", ""), "de": ("zu", "zu"), "fr": ("à", "à"), "es": ("a", "a"), "ja": ("たい", "たい")}
 _HYPHEN_END = r"(?:[1-9]\d{0,3}|0)(?:[.,]\d+)?"
 _HYPHEN_RANGE = re.compile(rf"(?<!{_SPACED_LETTER})(?<![\d_.,/:+−=×*÷-])(?<![+=×*÷/] )(?!\d{{3}}-\d{{4}}(?!\d))"
                            rf"(?P<low>{_HYPHEN_END})-(?P<high>{_HYPHEN_END})"
@@ -635,8 +637,10 @@ def _ranges_as_words(text: str, language: str) -> str:
     def hyphen(match: re.Match) -> str:
         low, high = (float(end.replace(",", ".")) for end in match.group("low", "high"))
         abbreviated_year = len(match["low"]) == 4 and len(match["high"]) == 2  # "1990-95"
-        score = high <= low and not abbreviated_year
-        return f"{match['low']} {_SCORE_WORDS[language] if score else word} {match['high']}"
+        if high > low or abbreviated_year:
+            return f"{match['low']} {word} {match['high']}"
+        score, even = _SCORE_WORDS[language]
+        return " ".join(filter(None, (match["low"], even if high == low else score, match["high"])))
 
     def ranges(part: str) -> str:
         part = _range_pattern(short_scale).sub(dash, _money_range_pattern(short_scale).sub(money, part))
