@@ -688,6 +688,29 @@ def test_what_is_no_german_day_before_its_month_is_left_as_it_is():
     assert _ordinals_as_read("3. Mai", "en") == "3. Mai"
 
 
+@pytest.mark.parametrize(("text", "words"), [
+    ("Zum 3. Mal gewann er den 1. Platz.", "Zum dritten Mal gewann er den ersten Platz."),
+    ("der 1. Platz, die 3. Auflage, das 2. Kind", "der erste Platz, die dritte Auflage, das zweite Kind"),
+    ("im 2. Stock, am 2. Tag, des 3. Jahrhunderts, an der 1. Stelle, beim 31. Versuch, vom 1. Platz",
+     "im zweiten Stock, am zweiten Tag, des dritten Jahrhunderts, an der ersten Stelle, beim einunddreißigsten "
+     "Versuch, vom ersten Platz"), ("Am 3. Mai kam er zum 2. Mal.", "Am dritten Mai kam er zum zweiten Mal."),
+    ("Der 1. FC Köln, die 2. Ölkrise", "Der erste FC Köln, die zweite Ölkrise"),
+])
+def test_a_german_ordinal_after_an_article_is_said_as_one(text, words):
+    """espeak-ng read "zum 3. Mal" as "zum drei. Mal", the period a sentence's end."""
+    assert _ordinals_as_read(text, "de") == words
+    assert phonemize(text, "de") == phonemize(words, "de")
+
+
+def test_what_may_end_a_german_sentence_is_no_ordinal():
+    """A number without an article before it, one before a word that starts a sentence rather than names a thing, one
+    before a word in lower case, one past 31, a decimal number, and one in another language."""
+    text = ("Er wurde 3. Dann ging er. Ich nehme die 3. Sie ist gut. Das ist der 2. Danach kam er. Seite 3. Dann, der "
+            "3. im Rennen, der 35. Platz, den 1,5. Platz, die 0. Klasse, der 3.Platz, Kinder 3. Klasse")
+    assert _ordinals_as_read(text, "de") == text
+    assert _ordinals_as_read("der 1. Platz", "en") == "der 1. Platz"
+
+
 @pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 veces", "es"), ("2e", "en"),
                                               ("11er, 2.er, 1.ero, v1er, 1,3er", "es"), ("1er", "en")])
 def test_what_is_no_short_ordinal_is_left_to_espeak(text, language):

@@ -448,7 +448,8 @@ def _german_day_said(match: re.Match) -> str:
 # Ordinal numbers as a language writes them short that espeak-ng misreads, and how it reads them: French "21e",
 # "2ᵉ" ("vingt et un e", "deux e") as "21ème" (the first is "1er", "1re": read right), Spanish "2.º", "2.ª" ("dos
 # punto o") as "2º", "2ª", and the short forms before a masculine noun, "1.er", "3.er" ("uno punto er"), as "primer",
-# "tercer"; German days before their month (`_GERMAN_DAY`) as their words.
+# "tercer"; German days before their month (`_GERMAN_DAY`) and ordinals after an article (`_GERMAN_ORDINAL`) as
+# their words. A language's entry is a pattern and what replaces its matches, or a function of the text.
 _SPANISH_ORDINAL = re.compile(r"(?<=\d)\.(?=[ºª])|(?<![\w.,])(?P<short>[13])\.?er\b")
 
 
@@ -457,15 +458,45 @@ def _spanish_ordinal_said(match: re.Match) -> str:
     return {"1": "primer", "3": "tercer", None: ""}[match["short"]]
 
 
+# A German ordinal after an article or a preposition joined with one, before a noun ("zum 3. Mal", "der 1. Platz",
+# "im 2. Stock", "des 3. Jahrhunderts", once "zum drei. Mal", the period a sentence's end): its words, with the
+# endings of a day before its month (`_german_day_said`). Without the article, "3." may end a sentence ("Er wurde
+# 3. Dann ..."), and so it may before a word that starts one rather than names a thing ("Ich nehme die 3. Sie ist
+# ..."): left to espeak-ng; so are numbers past 31.
+_SENTENCE_STARTS = ("Ich Du Er Sie Es Wir Ihr Man Der Die Das Den Dem Des Ein Eine Einen Dieser Diese Dieses Aber "
+                    "Und Oder Dann Danach Doch Denn Also Jetzt Heute Hier Da Dort So Nun Auch Noch Nicht Wenn Als "
+                    "Weil Wie Was Wer Wo Warum Bitte Ja Nein").split()
+_GERMAN_ORDINAL = re.compile(rf"(?<!\w)(?:(?P<nominative>(?:{_AFTER_NO_PREPOSITION}[Dd]er|[Dd]ie|[Dd]as) )|"
+                             r"(?P<article>(?:[Dd]e[nmrs]|[Aa]m|[Ii]m|[Zz]um|[Zz]ur|[Vv]om|[Bb]eim) ))"
+                             rf"(?P<number>{_GERMAN_DAY_NUMBER}) (?=[A-ZÄÖÜ])"
+                             rf"(?!(?:{'|'.join(_SENTENCE_STARTS)})\b)")
+
+
+def _german_ordinal_said(match: re.Match) -> str:
+    """The words of a German ordinal (`_GERMAN_ORDINAL`): "zum 3. Mal" → "zum dritten Mal", "der 1. Platz" → "der
+    erste Platz"."""
+    article = match["nominative"] or match["article"]
+    ending = "e" if match["nominative"] else "en"
+    return f"{article}{_GERMAN_DAYS[int(match['number'][:-1]) - 1]}{ending} "
+
+
+def _german_ordinals_said(text: str) -> str:
+    """`text` with its German days before their month (`_GERMAN_DAY`) and its ordinals after an article
+    (`_GERMAN_ORDINAL`) as words."""
+    return _GERMAN_ORDINAL.sub(_german_ordinal_said, _GERMAN_DAY.sub(_german_day_said, text))
+
+
 _ORDINALS = {"fr": (re.compile(r"(?<=\d)(?<!\b1)[eᵉ]\b"), "ème"), "es": (_SPANISH_ORDINAL, _spanish_ordinal_said),
-             "de": (_GERMAN_DAY, _german_day_said)}
+             "de": _german_ordinals_said}
 
 
 def _ordinals_as_read(text: str, language: str) -> str:
     """`text` with its short ordinals (`_ORDINALS`) as espeak-ng reads them in `language` ("le 21e siècle" → "le
-    21ème siècle"); as it is in a language the table has none for."""
+    21ème siècle", "zum 3. Mal" → "zum dritten Mal"); as it is in a language the table has none for."""
     ordinal = _for_language(_ORDINALS, language)
-    return text if ordinal is None else ordinal[0].sub(ordinal[1], text)
+    if ordinal is None:
+        return text
+    return ordinal(text) if callable(ordinal) else ordinal[0].sub(ordinal[1], text)
 
 
 # An international phone number: a "+", its country code and two groups of digits or more ("+1 555 123 4567",
