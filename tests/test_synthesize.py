@@ -840,12 +840,17 @@ def test_a_rerun_skips_finished_rows_and_redoes_a_deleted_one(corpus, reference,
 
 # ---------------------------------------------------------------------------------------------------- real processes
 def test_two_processes_under_accelerate_give_the_same_files(corpus, reference, tmp_path):
-    out = tmp_path / "out"
-    command = [*accelerate_launch(2), "-m", "valle_hf.synthesize", str(corpus), str(out), *FLAGS, "--batch-size", "4",
-               "--device", "cpu"]
+    """Each process also takes the process group down before it exits: one that left while the main one still wrote
+    its report tore the group down at the interpreter's exit, and once aborted there, a crash of the run."""
+    out, run = tmp_path / "out", tmp_path / "run.py"
+    run.write_text("import atexit, sys\nimport torch.distributed\nfrom valle_hf.synthesize import main\n"
+                   "atexit.register(lambda: print('group up at exit:', torch.distributed.is_initialized(), "
+                   "file=sys.stderr))\nsys.exit(main())\n", encoding="utf-8")
+    command = [*accelerate_launch(2), str(run), str(corpus), str(out), *FLAGS, "--batch-size", "4", "--device", "cpu"]
     result = subprocess.run(command, env=subprocess_environment(), capture_output=True, text=True,
                             timeout=SUBPROCESS_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("group up at exit: False") == 2, result.stderr[-3000:]
     table = {line.split()[0]: line.split()[1:] for line in result.stderr.splitlines()
              if line.split()[:1] in (["0"], ["1"], ["all"])}
     assert sorted(table) == ["0", "1", "all"] and int(table["0"][0]) > 0 and int(table["1"][0]) > 0, result.stderr

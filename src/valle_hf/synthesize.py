@@ -879,7 +879,17 @@ def _synthesize(args) -> int:
         if precision is not None:  # once it ran, so that a failed run still says one line only
             print(precision.describe(), file=sys.stderr)
     some_failed = plan.failures or any(report.failed for report in reports)
+    _end_together(state)
     return _exit_status(bool(some_failed), state.num_processes)
+
+
+def _end_together(state) -> None:
+    """Under a launcher, wait for every process, then take the process group down: a process that left while the
+    main one still wrote its report tore the group down at the interpreter's exit, and once aborted there ("terminate
+    called without an active exception"), which the launcher reported as a crash of the run."""
+    if state.num_processes > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
 
 
 def _exit_status(some_failed: bool, processes: int) -> int:
