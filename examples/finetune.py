@@ -544,7 +544,10 @@ def save_final(trainer, processor, args) -> Path:
             processor.save_pretrained(str(partial))
         shutil.rmtree(final, ignore_errors=True)  # the run --resume continued: its new final/ is complete
         os.replace(partial, final)
+    # every process ends together and takes the process group down: one that left first tore it down at the
+    # interpreter's exit, which can abort there (a crash of the run, for the launcher)
     trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return final
 
 

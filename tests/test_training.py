@@ -731,16 +731,24 @@ def test_finetune_whose_save_the_file_system_refuses_says_so_in_one_line(tmp_pat
 def test_finetune_trains_in_two_cpu_processes(tmp_path):
     """Under a launcher on CPUs the processes were refused ("several processes need GPUs"), though transformers' Trainer
     joins them (gloo) since the script trains with use_cpu. Joined, they share the epoch: a step takes a batch from
-    each process; and the main process alone saves and reports."""
+    each process; and the main process alone saves and reports. Each process takes the group down before it exits."""
     reactive_model().save_pretrained(tmp_path / "model")
     write_tiny_dataset(tmp_path / "data")
     items, processes, batch, steps = 4, 2, 1, 2  # write_tiny_dataset's 2 speakers x 2 utterances
-    command = [*accelerate_launch(processes), str(REPO / "examples" / "finetune.py"), "--model", tmp_path / "model",
+    run, script = tmp_path / "run.py", str(REPO / "examples" / "finetune.py")
+    # finetune.py, saying at each process's exit whether its process group is still up
+    run.write_text("import atexit, importlib.util, sys\nimport torch.distributed\n"
+                   f"spec = importlib.util.spec_from_file_location('finetune', {script!r})"
+                   "\nfinetune = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(finetune)\n"
+                   "atexit.register(lambda: print('group up at exit:', torch.distributed.is_initialized(), "
+                   "file=sys.stderr))\nsys.exit(finetune.main())\n", encoding="utf-8")
+    command = [*accelerate_launch(processes), run, "--model", tmp_path / "model",
                "--data", tmp_path / "data", "--output", tmp_path / "out", "--max-steps", steps, "--batch-size", batch,
                "--gradient-accumulation-steps", "1", "--save-steps", steps, "--prompt-duration", "0.2", "0.5"]
     result = subprocess.run(list(map(str, command)), env=subprocess_environment(), capture_output=True, text=True,
                             timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("group up at exit: False") == processes, result.stderr[-3000:]
     assert result.stdout.count("saved to") == 1, result.stdout
     state = json.loads((tmp_path / "out" / f"checkpoint-{steps}" / "trainer_state.json").read_text(encoding="utf-8"))
     assert state["epoch"] == steps * batch * processes / items
