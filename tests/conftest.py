@@ -54,6 +54,12 @@ def subprocess_environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+# The start of a script that says, as each process exits, whether its process group is still up: one whose process
+# left it up could abort in the interpreter's exit. One write of a whole line, which the processes' lines do not cut.
+GROUP_AT_EXIT = ("import atexit, os\nimport torch.distributed\natexit.register(lambda: os.write(2, "
+                 "f'group up at exit: {torch.distributed.is_initialized()}\\n'.encode()))\n")
+
+
 def accelerate_launch(processes: int) -> list[str]:
     """`accelerate launch` of `processes` processes on this machine (on CPUs: torchrun starts them, gloo joins them),
     on a free port, without accelerate's warnings about defaults; the script or `-m module` and its arguments follow."""

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import REPO, accelerate_launch, logged_warnings, subprocess_environment
+from conftest import GROUP_AT_EXIT, REPO, accelerate_launch, logged_warnings, subprocess_environment
 
 import valle_hf.loading
 from valle_hf import synthesize as synthesis
@@ -843,9 +843,8 @@ def test_two_processes_under_accelerate_give_the_same_files(corpus, reference, t
     """Each process also takes the process group down before it exits: one that left while the main one still wrote
     its report tore the group down at the interpreter's exit, and once aborted there, a crash of the run."""
     out, run = tmp_path / "out", tmp_path / "run.py"
-    run.write_text("import atexit, sys\nimport torch.distributed\nfrom valle_hf.synthesize import main\n"
-                   "atexit.register(lambda: print('group up at exit:', torch.distributed.is_initialized(), "
-                   "file=sys.stderr))\nsys.exit(main())\n", encoding="utf-8")
+    run.write_text(f"{GROUP_AT_EXIT}import sys\nfrom valle_hf.synthesize import main\nsys.exit(main())\n",
+                   encoding="utf-8")
     command = [*accelerate_launch(2), str(run), str(corpus), str(out), *FLAGS, "--batch-size", "4", "--device", "cpu"]
     result = subprocess.run(command, env=subprocess_environment(), capture_output=True, text=True,
                             timeout=SUBPROCESS_TIMEOUT)

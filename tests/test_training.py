@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
+    GROUP_AT_EXIT,
     PLAIN_SETTINGS,
     REPO,
     accelerate_launch,
@@ -737,11 +738,10 @@ def test_finetune_trains_in_two_cpu_processes(tmp_path):
     items, processes, batch, steps = 4, 2, 1, 2  # write_tiny_dataset's 2 speakers x 2 utterances
     run, script = tmp_path / "run.py", str(REPO / "examples" / "finetune.py")
     # finetune.py, saying at each process's exit whether its process group is still up
-    run.write_text("import atexit, importlib.util, sys\nimport torch.distributed\n"
+    run.write_text(f"{GROUP_AT_EXIT}import importlib.util, sys\n"
                    f"spec = importlib.util.spec_from_file_location('finetune', {script!r})"
                    "\nfinetune = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(finetune)\n"
-                   "atexit.register(lambda: print('group up at exit:', torch.distributed.is_initialized(), "
-                   "file=sys.stderr))\nsys.exit(finetune.main())\n", encoding="utf-8")
+                   "sys.exit(finetune.main())\n", encoding="utf-8")
     command = [*accelerate_launch(processes), run, "--model", tmp_path / "model",
                "--data", tmp_path / "data", "--output", tmp_path / "out", "--max-steps", steps, "--batch-size", batch,
                "--gradient-accumulation-steps", "1", "--save-steps", steps, "--prompt-duration", "0.2", "0.5"]
