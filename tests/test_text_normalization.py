@@ -651,7 +651,7 @@ def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
 @pytest.mark.parametrize(("text", "words", "language"), [
     ("le 21e siècle", "le 21ème siècle", "fr"), ("le 2ᵉ étage", "le 2ème étage", "fr"),
     ("el 2.º piso, la 3.ª vez", "el 2º piso, la 3ª vez", "es"),
-    ("Quedó 1.er en la carrera, el 3er piso", "Quedó primer en la carrera, el tercer piso", "es"),
+    ("el 1.er piso, el 3er lugar", "el primer piso, el tercer lugar", "es"),
 ])
 def test_short_ordinals_read_as_ordinals(text, words, language):
     """espeak-ng read French "21e" as "vingt et un e", Spanish "2.º" as "dos punto o" and "1.er" as "uno punto er"."""
