@@ -301,6 +301,9 @@ def test_three_numbers_or_more_joined_by_dashes_are_no_range():
     ("won 3-2, a 2-2 draw, a 50-50 chance", "won 3 to 2, a 2 2 draw, a 50 50 chance", "en"),
     ("3-2 gewonnen, 0-0", "3 zu 2 gewonnen, 0 zu 0", "de"),
     ("3-2", "3 à 2", "fr"), ("3-2", "3 a 2", "es"), ("3-2でかった", "3 たい 2でかった", "ja"),
+    # a variant's code reads its language's words ("en-us" was a KeyError, and phonemize failed)
+    ("won 3-2, a 2-2 draw, pages 5-10", "won 3 to 2, a 2 2 draw, pages 5 to 10", "en-us"),
+    ("3-2, 3-5", "3 à 2, 3 à 5", "fr-fr"),
 ])
 def test_a_hyphen_between_two_numbers_is_a_range_or_a_score(text, words, language):
     """espeak-ng read "pages 5-10" as "pages five dash ten", German "3-5 Tage" "drei Strich fünf Tage"."""

@@ -670,7 +670,7 @@ def _ranges_as_words(text: str, language: str) -> str:
         abbreviated_year = len(match["low"]) == 4 and len(match["high"]) == 2  # "1990-95"
         if high > low or abbreviated_year:
             return f"{match['low']} {word} {match['high']}"
-        score, even = _SCORE_WORDS[language]
+        score, even = _for_language(_SCORE_WORDS, language)  # a variant's code ("en-us") as its language's
         return " ".join(filter(None, (match["low"], even if high == low else score, match["high"])))
 
     def ranges(part: str) -> str:
