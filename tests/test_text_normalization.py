@@ -342,6 +342,15 @@ def test_a_hyphen_of_a_phone_number_a_word_or_a_sum_is_left_to_espeak():
     assert _ranges_as_words(text, "de") == text
 
 
+def test_a_hyphen_after_four_digits_before_a_lesser_number_is_a_codes():
+    """No score runs to thousands: "article L. 1234-5" of the French labour code was read "1234 à 5", "case 2023-15"
+    "2023 to 15"; a year's last digits ("1990-95") are still a range's end."""
+    text = "article L. 1234-5 du Code du travail, article 1240-1 du Code civil, 2023-15"
+    assert _ranges_as_words(text, "fr") == text
+    assert _ranges_as_words("case no. 2023-15, SKU 4471-22", "en") == "case no. 2023-15, SKU 4471-22"
+    assert _ranges_as_words("1990-95, 2019-20, 1939-1945", "en") == "1990 to 95, 2019 to 20, 1939 to 1945"
+
+
 @pytest.mark.parametrize(("text", "words", "language"), [
     ("the 1990s", "the nineteen nineties", "en"), ("the '90s", "the nineties", "en"),
     ("the 1990’s, his 20s", "the nineteen nineties, his twenties", "en-gb"), ("the 2020s", "the twenty twenties", "en"),

@@ -555,9 +555,11 @@ _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # A hyphen between two numbers alone ("pages 5-10", "3-5 days", "1990-95", "won 3-2"), which espeak-ng read "five dash
 # ten", is a range, or a score where the second is no greater ("3-2", said "drei zu zwei" in German, "3たい2" in
 # Japanese; but "1990-95", a year's last digits); English says an even one without a word ("50-50" is "fifty fifty",
-# "2-2" "two two"; "fifty to fifty" is none). A hyphen of a phone number ("555-1234", a leading zero: "0170-12"),
-# of more numbers ("1-2-3", "2026-12-25"), of a word ("A3-5", "3-5x", "COVID-19"; kana and kanji may touch it, as
-# `_SPACED_LETTER` says, and "am" or "pm" follow it, "9-5pm"), or of a sum ("10-3=7") is left to espeak-ng.
+# "2-2" "two two"; "fifty to fifty" is none). A number of four digits before a lesser one that is no year's last
+# digits ("article L. 1234-5" of the French labour code, "case 2023-15", once "1234 à 5") is a code's: no score runs to
+# thousands. A hyphen of a phone number ("555-1234", a leading zero: "0170-12"), of more numbers ("1-2-3",
+# "2026-12-25"), of a word ("A3-5", "3-5x", "COVID-19"; kana and kanji may touch it, as `_SPACED_LETTER` says, and "am"
+# or "pm" follow it, "9-5pm"), or of a sum ("10-3=7") is left to espeak-ng.
 # By language: the word of a score, and of an even one
 _SCORE_WORDS = {"en": ("to", ""), "de": ("zu", "zu"), "fr": ("à", "à"), "es": ("a", "a"), "ja": ("たい", "たい")}
 _HYPHEN_END = r"(?:[1-9]\d{0,3}|0)(?:[.,]\d+)?"
@@ -667,9 +669,11 @@ def _ranges_as_words(text: str, language: str) -> str:
 
     def hyphen(match: re.Match) -> str:
         low, high = (float(end.replace(",", ".")) for end in match.group("low", "high"))
-        abbreviated_year = len(match["low"]) == 4 and len(match["high"]) == 2  # "1990-95"
+        abbreviated_year = len(match["low"]) == 4 and len(match["high"]) == 2 and high > low % 100  # "1990-95"
         if high > low or abbreviated_year:
             return f"{match['low']} {word} {match['high']}"
+        if len(match["low"]) == 4 and match["low"].isdigit():  # "L. 1234-5", "2023-15": a code's
+            return match.group()
         score, even = _for_language(_SCORE_WORDS, language)  # a variant's code ("en-us") as its language's
         return " ".join(filter(None, (match["low"], even if high == low else score, match["high"])))
 
