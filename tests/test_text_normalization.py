@@ -342,6 +342,23 @@ def test_a_hyphen_of_a_phone_number_a_word_or_a_sum_is_left_to_espeak():
     assert _ranges_as_words(text, "de") == text
 
 
+@pytest.mark.parametrize(("text", "language"), [
+    ("see Figure 3-2, Fig. 3-4 and Table 4-1", "en"), ("siehe Abb. 3-2, Abbildung 3-4 und Tabelle 4-1", "de"),
+    ("voir la figure 3-2 et le tableau 4-1", "fr"), ("Figure 3-2", "fr"), ("véase la figura 3-2 y la tabla 4-1", "es"),
+    ("図3-2と表4-1をみて", "ja"), ("ぎんざ4丁目6-1", "ja"), ("see Figure 3-2", "en-gb"),
+])
+def test_a_hyphen_of_a_figures_number_is_left_to_espeak(text, language):
+    """A figure's or a table's number with its chapter's ("Figure 3-2") was read "figure three to two", "図3たい2"; so
+    was an address's block and house after "丁目"."""
+    assert _ranges_as_words(text, language) == text
+
+
+def test_a_hyphen_after_a_word_that_is_no_label_is_still_a_range_or_a_score():
+    """The verb "figure", a plural ("Figures 3-5") and "表" after a kanji ("代表", a national team) bring no label."""
+    assert _ranges_as_words("I figure 2-3 hours, Figures 3-5", "en") == "I figure 2 to 3 hours, Figures 3 to 5"
+    assert _ranges_as_words("にほんだいひょう3-1、日本代表3-1", "ja") == "にほんだいひょう3 たい 1、日本代表3 たい 1"
+
+
 def test_a_hyphen_after_four_digits_before_a_lesser_number_is_a_codes():
     """No score runs to thousands: "article L. 1234-5" of the French labour code was read "1234 à 5", "case 2023-15"
     "2023 to 15"; a year's last digits ("1990-95") are still a range's end."""

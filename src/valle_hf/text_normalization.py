@@ -562,6 +562,13 @@ _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # or "pm" follow it, "9-5pm"), or of a sum ("10-3=7") is left to espeak-ng.
 # By language: the word of a score, and of an even one
 _SCORE_WORDS = {"en": ("to", ""), "de": ("zu", "zu"), "fr": ("à", "à"), "es": ("a", "a"), "ja": ("たい", "たい")}
+# A figure's or a table's number written with its chapter's ("see Figure 3-2", "Abb. 3-2", "図3-2", once "figure three
+# to two", "3たい2") is one number's parts, left to espeak-ng ("three dash two"), and so are the block and house of a
+# Japanese address after its district ("銀座4丁目6-1", once "6から1"). The English words are capitalised, as in a
+# label ("I figure 2-3 hours" is a range); "表" is no label after a kanji ("日本代表3-1", the national team).
+_NUMBER_LABELS = {language: re.compile(rf"(?:{words}) ?$") for language, words in {
+    "en": r"\b(?:Figure|Fig\.|Table)", "de": r"\b(?:Abbildung|Abb\.|Tabelle)", "fr": r"\b(?i:figure|fig\.|tableau)",
+    "es": r"\b(?i:figura|fig\.|tabla)", "ja": "図|(?<![\u3400-\u4dbf\u4e00-\u9fff])表|丁目"}.items()}
 _HYPHEN_END = r"(?:[1-9]\d{0,3}|0)(?:[.,]\d+)?"
 _HYPHEN_RANGE = re.compile(rf"(?<!{_SPACED_LETTER})(?<![\d_.,/:+−=×*÷-])(?<![+=×*÷/] )(?!\d{{3}}-\d{{4}}(?!\d))"
                            rf"(?P<low>{_HYPHEN_END})-(?P<high>{_HYPHEN_END})"
@@ -667,7 +674,11 @@ def _ranges_as_words(text: str, language: str) -> str:
         low_end = (match["low_end"] or "").removesuffix(".")
         return f"{low_end or match['unit'] or match['date'] or ''} {word} "
 
+    label = _for_language(_NUMBER_LABELS, language)
+
     def hyphen(match: re.Match) -> str:
+        if label.search(match.string, 0, match.start()):  # "Figure 3-2", "図3-2": a figure's number
+            return match.group()
         low, high = (float(end.replace(",", ".")) for end in match.group("low", "high"))
         abbreviated_year = len(match["low"]) == 4 and len(match["high"]) == 2 and high > low % 100  # "1990-95"
         if high > low or abbreviated_year:
