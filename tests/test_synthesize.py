@@ -25,7 +25,7 @@ import valle_hf.loading
 from valle_hf import synthesize as synthesis
 from valle_hf.cli import FLAG_SETTINGS, count_value
 from valle_hf.cli import main as cli_main
-from valle_hf.errors import MissingDependencyError, UsageError
+from valle_hf.errors import MissingDependencyError, ModelNotFoundError, UsageError, VallEError
 from valle_hf.modeling import VallEForConditionalGeneration
 
 MANIFEST = """\
@@ -894,6 +894,73 @@ def test_a_mistake_the_main_process_finds_ends_every_process_with_one_error_line
         synthesis._on_main(state, plan)
     assert sent == [(None, True)] if main else raised.value.code == 1
     assert capsys.readouterr().err == ""  # the main process's entry point prints the one line
+
+
+@pytest.mark.parametrize(("failing", "index", "raised"), [
+    ({0: "model not found: m"}, 0, "model not found: m"),  # the main process alone: its own error
+    ({0: "model not found: m", 1: "model not found: m"}, 0, "model not found: m"),  # alike: said once
+    ({1: "no such device"}, 0, "process 1: no such device"),  # another process's: named
+    ({0: "model not found: m", 1: "no such device"}, 0, "process 0: model not found: m; process 1: no such device"),
+    ({0: "model not found: m"}, 1, None),  # the others end with status 1 and print nothing
+    ({1: "no such device"}, 1, None),
+])
+def test_a_model_that_fails_to_load_in_any_process_ends_every_process_with_one_error_line(failing, index, raised,
+                                                                                         monkeypatch, capsys):
+    """A process whose model failed to load left the others waiting for it; they printed a lost connection's
+    traceback."""
+    from types import SimpleNamespace
+
+    def load():
+        if index in failing:
+            raise ModelNotFoundError(failing[index])
+        return "loaded"
+
+    every, sent = [(rank, failing.get(rank)) for rank in range(2)], []
+    monkeypatch.setattr(synthesis, "_gather", lambda state, value: sent.append(value) or every)
+    state = SimpleNamespace(is_main_process=index == 0, num_processes=2, process_index=index)
+    with pytest.raises(VallEError if raised else SystemExit) as caught:
+        synthesis._load_together(state, load)
+    assert sent == [every[index]]
+    if raised:
+        assert str(caught.value) == raised
+        assert isinstance(caught.value, ModelNotFoundError) == (failing.get(0) == raised)  # the main one's own
+    else:
+        assert caught.value.code == 1
+    assert capsys.readouterr().err == ""  # the main process's entry point prints the one line
+
+
+def test_a_model_that_loads_in_every_process_is_each_ones(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(synthesis, "_gather", lambda state, value: [(0, None), (1, None)])
+    state = SimpleNamespace(is_main_process=False, num_processes=2, process_index=1)
+    assert synthesis._load_together(state, lambda: "loaded") == "loaded"
+
+
+def test_a_flag_the_model_cannot_take_is_refused_before_any_row(tmp_path, prompt_wav):
+    """Checked against the model once it loads (its RVQ levels, its layers): each batch of rows failed alike."""
+    manifest, out = tmp_path / "m.csv", tmp_path / "out"
+    manifest.write_text(f"id,text,prompt\na,Hello.,{prompt_wav}\n", encoding="utf-8")
+    args = synthesis.build_parser().parse_args([str(manifest), str(out), *FLAGS])
+    levels = synthesis.load_model(args)[0].config.num_rvq_levels
+    status, err = synthesize_main([manifest, out, *FLAGS, "--max-nar-levels", str(levels)])
+    assert status == 1 and f"error: --max-nar-levels {levels} is not allowed" in err, err
+    assert not out.exists()
+
+
+def test_a_model_not_found_under_a_launcher_is_said_once_without_a_traceback(tmp_path, prompt_wav):
+    """One row for two processes: the second has nothing to speak and loads no model, and it printed a lost
+    connection's traceback when the main process failed to load the model."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"id,text,prompt\na,Hello.,{prompt_wav}\n", encoding="utf-8")
+    command = [*accelerate_launch(2), "-m", "valle_hf.synthesize", str(manifest), str(tmp_path / "out"),
+               "--model", str(tmp_path / "absent"), "--device", "cpu", "--no-progress"]
+    result = subprocess.run(command, env=subprocess_environment(), capture_output=True, text=True,
+                            timeout=SUBPROCESS_TIMEOUT)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.count("error: ") == 1 and "error: model not found" in result.stderr, result.stderr[-3000:]
+    assert "[rank" not in result.stderr, result.stderr[-3000:]  # no process's own traceback
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_run_killed_half_way_resumes_with_every_row_done_once(corpus, reference, tmp_path):

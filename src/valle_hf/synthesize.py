@@ -801,6 +801,32 @@ def _on_main(state, work):
     return result
 
 
+def _load_together(state, load):
+    """`load()` in every process, and its result; where it raises the package's error in one process or more (a
+    --model not found, a device it cannot use), every process ends, with one `error:` line for the run: the main
+    process prints it, naming the processes that failed unless it failed alike itself. Before, a process that failed
+    left the others waiting for it, and they printed a lost connection's traceback."""
+    if state.num_processes == 1:
+        return load()
+    result, error = None, None
+    try:
+        result = load()
+    except VallEError as failure:
+        error = failure
+    failed = {}  # an error's message: the processes that raised it
+    for index, message in _gather(state, (state.process_index, error and one_line(error))):
+        if message:
+            failed.setdefault(message, []).append(index)
+    if not failed:
+        return result
+    if not state.is_main_process:
+        raise SystemExit(1)
+    if error is not None and len(failed) == 1:  # every process that failed failed alike, the main one too
+        raise error
+    raise VallEError("; ".join(f"process {', '.join(map(str, indices))}: {message}"
+                               for message, indices in failed.items()))
+
+
 def _run_precision(state, args):
     """The run's precision (`hardware.Precision`), chosen by the main process (with --dtype auto it measures the
     machine) and used by every process: a process choosing for itself could choose another dtype (a busy CPU, its own
@@ -808,12 +834,13 @@ def _run_precision(state, args):
     return _on_main(state, lambda: model_precision(args))
 
 
-def _gather(state, report: ProcessReport) -> list[ProcessReport]:
+def _gather(state, value) -> list:
+    """Every process's `value`, in the order of the processes, on every process."""
     if state.num_processes == 1:
-        return [report]
+        return [value]
     from accelerate.utils import gather_object
 
-    return gather_object([report])
+    return gather_object([value])
 
 
 def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan, failures: list[dict], out: Path,
@@ -859,9 +886,15 @@ def _synthesize(args) -> int:
     mine = plan.batches[state.process_index:: state.num_processes]
     # with nothing to speak (all done before), nothing to choose: --dtype auto measures, and the model is not loaded
     precision = _run_precision(state, args) if plan.batches else None
-    model, processor, precision = load_model(args, precision) if mine else (None, None, precision)
-    if model is not None:
-        generation_kwargs(flags, model)  # against this model
+
+    def load():
+        if not mine:
+            return None, None, precision
+        loaded = load_model(args, precision)
+        generation_kwargs(flags, loaded[0])  # against this model
+        return loaded
+
+    model, processor, precision = _load_together(state, load)
     if state.is_main_process:  # nothing is written before the model is loaded
         out.prepare()
     state.wait_for_everyone()
