@@ -8,7 +8,7 @@ import pytest
 
 from valle_hf import phonemes
 from valle_hf.phonemes import phonemize
-from valle_hf.text_normalization import _ordinals_as_read, _ranges_as_words, normalize_text
+from valle_hf.text_normalization import _ordinals_as_read, _ranges_as_words, normalize_text, verbalize
 
 
 def espeak_alone(text: str, language: str) -> str:
@@ -311,6 +311,25 @@ def test_a_hyphen_between_two_numbers_is_a_range_or_a_score(text, words, languag
     assert phonemize(text, language) == phonemize(words, language)
 
 
+@pytest.mark.parametrize(("text", "words", "language"), [
+    ("It takes 2-3h, a 10-15min break, 2-3hrs.", "It takes 2 to 3 hours, a 10 to 15 minutes break, 2 to 3 hours.",
+     "en"),
+    ("5-10km, 1-2mL, 3-5km/h", "5 to 10 kilometers, 1 to 2 milliliters, 3 to 5 kilometers per hour", "en"),
+    ("5-10kg, 10-15min", "5 bis 10 Kilogramm, 10 bis 15 Minuten", "de"), ("20-30cm", "20 à 30 centimètres", "fr"),
+    ("5-10km", "5 から 10 キロメートル", "ja"),
+])
+def test_a_hyphen_before_a_glued_unit_is_a_range(text, words, language):
+    """A unit of measure or of time glued to a range's second end ("5-10km", "10-15min") kept the hyphen: "five ten
+    kilometers", "ten dash fifteen min"."""
+    assert verbalize(text, language) == words
+
+
+def test_a_hyphen_before_letters_that_are_no_unit_is_no_range():
+    """A word ("2-3x", "A3-5"), a decade's or seconds' "s" ("the 1950-60s"), a unit with more letters."""
+    text = "2-3x, A3-5km, the 1950-60s, wait 5-10s, 5-10kmh, 5-10km2, 5-10hz"
+    assert _ranges_as_words(text, "en") == text
+
+
 def test_a_hyphen_of_a_phone_number_a_word_or_a_sum_is_left_to_espeak():
     """A hyphen also joins phone numbers, codes, words and sums, and more numbers than two; and in a language with no
     range word."""
@@ -326,8 +345,8 @@ def test_a_hyphen_of_a_phone_number_a_word_or_a_sum_is_left_to_espeak():
     assert _ranges_as_words("$5k-10", "en") == "$5k-10"  # one end with its scale, one without
     # nor between a number with its unit and one without, or with another unit
     assert _ranges_as_words("5 km-10, 5 m-10 m/s, 5 km–10 kms", "en") == "5 km-10, 5 m-10 m/s, 5 km–10 kms"
-    # an end written with a letter that is no scale is left whole
-    assert _ranges_as_words("$5–10x, £1-2kg", "en") == "$5 to 10x, £1-2kg"
+    # an end written with a letter that is no scale is left whole (its sign stays before the range)
+    assert _ranges_as_words("$5–10x, £1-2kg", "en") == "$5 to 10x, £1 to 2kg"
     # nor between a date and what is no whole date, an ISBN's or a phone number's groups, or a word's numbers
     text = ("12/24/2026-12, 2026-12-24-1, 978-3-16-148410-0, 555.123.4567-555.123.4568, v1.2.33-1.2.34, 5/10-12/1/26, "
             "δ12/24/2026-12/26/2026, 12/24/2026-12/26/2026δ")

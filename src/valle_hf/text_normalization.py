@@ -542,7 +542,7 @@ def _slash_runs_as_read(text: str) -> str:
 # so does a range of decades ("the 1990s–2000s", "'80s–'90s": once "nineteen nineties two thousands"); its first end
 # may end in "h" or "am" ("15h–17h", "9am–5pm"); its ends may be fractions ("½–¾ cup", "5½–6", once "one half three
 # quarters") and its second end negative ("-5 – -10", once "minus five minus ten"). A hyphen is a range's dash
-# between two numbers alone (`_HYPHEN_RANGE`), in a range of money (`_money_range_pattern`) and between two amounts
+# between two numbers alone (`_hyphen_range`), in a range of money (`_money_range_pattern`) and between two amounts
 # that each have their sign ("$5-$10", "5€-10€", read "five dollars ten dollars", "five euros minus ten euros"; spaced
 # alike on both sides, so "5€ -10€" keeps its minus). Such amounts may have their scale, written short
 # or not ("$5m-$10m", "5 M€–10 M€", once "five million dollars ten million dollars" and "cinq millions d'euros moins
@@ -559,7 +559,9 @@ _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # digits ("article L. 1234-5" of the French labour code, "case 2023-15", once "1234 à 5") is a code's: no score runs to
 # thousands. A hyphen of a phone number ("555-1234", a leading zero: "0170-12"), of more numbers ("1-2-3",
 # "2026-12-25"), of a word ("A3-5", "3-5x", "COVID-19"; kana and kanji may touch it, as `_SPACED_LETTER` says, and "am"
-# or "pm" follow it, "9-5pm"), or of a sum ("10-3=7") is left to espeak-ng.
+# or "pm" follow it, "9-5pm"), or of a sum ("10-3=7") is left to espeak-ng. A unit of measure or of time may follow
+# it glued ("5-10km", "10-15min", "2-3h", once "five ten kilometers", "ten dash fifteen min"), but "s", which may be
+# seconds or a decade's ("the 1950-60s").
 # By language: the word of a score, and of an even one
 _SCORE_WORDS = {"en": ("to", ""), "de": ("zu", "zu"), "fr": ("à", "à"), "es": ("a", "a"), "ja": ("たい", "たい")}
 # A figure's or a table's number written with its chapter's ("see Figure 3-2", "Abb. 3-2", "図3-2", once "figure three
@@ -570,9 +572,16 @@ _NUMBER_LABELS = {language: re.compile(rf"(?:{words}) ?$") for language, words i
     "en": r"\b(?:Figure|Fig\.|Table)", "de": r"\b(?:Abbildung|Abb\.|Tabelle)", "fr": r"\b(?i:figure|fig\.|tableau)",
     "es": r"\b(?i:figura|fig\.|tabla)", "ja": "図|(?<![\u3400-\u4dbf\u4e00-\u9fff])表|丁目"}.items()}
 _HYPHEN_END = r"(?:[1-9]\d{0,3}|0)(?:[.,]\d+)?"
-_HYPHEN_RANGE = re.compile(rf"(?<!{_SPACED_LETTER})(?<![\d_.,/:+−=×*÷-])(?<![+=×*÷/] )(?!\d{{3}}-\d{{4}}(?!\d))"
-                           rf"(?P<low>{_HYPHEN_END})-(?P<high>{_HYPHEN_END})"
-                           rf"(?:(?=[ap]m\b|[AP]M\b)|(?!{_SPACED_LETTER}|[\d_/:-]|[.,]\d| ?[=+×*÷/]))")
+
+
+@functools.cache
+def _hyphen_range() -> re.Pattern:
+    """A hyphen between two numbers alone, as the comment above says; "low" and "high" are its ends."""
+    glued_units = "|".join([*_UNIT_WORDS["en"], *(unit for unit in _DURATION_UNITS if unit != "s")])
+    return re.compile(rf"(?<!{_SPACED_LETTER})(?<![\d_.,/:+−=×*÷-])(?<![+=×*÷/] )(?!\d{{3}}-\d{{4}}(?!\d))"
+                      rf"(?P<low>{_HYPHEN_END})-(?P<high>{_HYPHEN_END})"
+                      rf"(?:(?=[ap]m\b|[AP]M\b|(?:{glued_units}|m?L)(?![\w/]))"
+                      rf"|(?!{_SPACED_LETTER}|[\d_/:-]|[.,]\d| ?[=+×*÷/]))")
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
 # What may not come just before a date: a number's part or a letter ("v10.12.11", a version; "Ωμέγα12/25/2026"). Kana
@@ -690,7 +699,7 @@ def _ranges_as_words(text: str, language: str) -> str:
 
     def ranges(part: str) -> str:
         part = _range_pattern(short_scale).sub(dash, _money_range_pattern(short_scale).sub(money, part))
-        return _HYPHEN_RANGE.sub(hyphen, part)
+        return _hyphen_range().sub(hyphen, part)
 
     return _outside(_DASH_RUN, ranges, text)
 
@@ -797,7 +806,7 @@ _GLUED_SECONDS = re.compile(rf"(?:{_AFTER_DURATION_WORD}|(?<![\w.,])(?<!\d[mh] )
 # (`_times_as_words`, before this pass).
 _DURATION_UNITS = {"h": 0, "hr": 0, "hrs": 0, "Std": 0, "min": 1, "mins": 1, "Min": 1, "m": 1,
                    "sec": 2, "secs": 2, "seg": 2, "Sek": 2, "s": 2}
-_DURATION_UNIT_NAMES = "hrs?|h|mins?|Min|m|secs?|seg|Sek|Std|s"
+_DURATION_UNIT_NAMES = "|".join(_DURATION_UNITS)  # what must follow a unit lets none stop short ("h" of "hrs")
 _DURATION_PART = rf"(?P<number>\d+(?:[.,]\d+)?) ?(?P<unit>{_DURATION_UNIT_NAMES})"
 _DURATION = re.compile(rf"(?<![\w.,/:-])(?<!{_SIGN})(?:\d+(?:[.,]\d+)? ?(?:{_DURATION_UNIT_NAMES})\.? ?){{0,2}}"
                        rf"{_DURATION_PART}(?:\.(?= ?[,;)]| [\da-zäöüß]))?(?!{_SPACED_LETTER}|[\d/])")
