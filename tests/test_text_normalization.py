@@ -407,10 +407,13 @@ def test_a_decade_is_said_as_one(text, words, language):
     ("wait 10s, every 30s, it took 1.5s, Waiting 1s", "wait 10 seconds, every 30 seconds, it took 1.5 seconds, Waiting "
      "one second", "en"), ("it lasts 0.5s, 10s of people, in her 20s", "it lasts 0.5 seconds, tens of people, in her "
                            "twenties", "en-gb"),
+    # a range of them ("wait 5-10s" was "wait five tens")
+    ("wait 5-10s, it took 1.5-2.5s, 2-2.5s", "wait 5 to 10 seconds, it took 1.5 to 2.5 seconds, 2 to 2.5 seconds",
+     "en"),
 ])
 def test_a_number_of_seconds_glued_to_its_s_is_said_as_seconds(text, words, language):
     """espeak-ng read "wait 10s" as "wait ten z" and "1.5s" as "one point five s", and the decades' pass made "wait 10s"
-    "wait tens": a decimal number, or one after a word that takes a duration, is seconds."""
+    "wait tens": a decimal number, or one after a word that takes a duration, is seconds, and so is a range of them."""
     assert phonemize(text, language) == phonemize(words, language)
 
 

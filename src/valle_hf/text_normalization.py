@@ -789,12 +789,13 @@ def _times_as_words(text: str, language: str) -> str:
 # seconds; a whole one only after a word that takes a duration ("wait", "every", "within", "took", "lasts"): elsewhere
 # "10s" may be tens ("10s of people", "counting in 10s") or a decade ("in her 20s", "80s music"), and a lone "5s" a
 # plural ("two 5s"), left to the decades' pass and to espeak-ng; so is a duration's seconds after its minutes, "1m
-# 30.5s", and tens of a unit, "within 10s of meters".
+# 30.5s", and tens of a unit, "within 10s of meters". So is a range of such seconds ("wait 5-10s", once "wait five
+# tens"; "it took 1.5-2.5s"), whose hyphen the ranges' pass left to this one.
 _SECOND_WORDS = {"en": ("one second", "seconds")}
 _DURATION_WORDS = "wait waits waited waiting every within take takes took taking last lasts lasted lasting".split()
 _AFTER_DURATION_WORD = "|".join(rf"(?<=\b(?i:{word}) )" for word in _DURATION_WORDS)
-_GLUED_SECONDS = re.compile(rf"(?:{_AFTER_DURATION_WORD}|(?<![\w.,])(?<!\d[mh] )(?=\d+\.\d))"
-                            r"(?P<number>\d+(?:\.\d+)?)s\b(?! of\b)")
+_GLUED_SECONDS = re.compile(rf"(?:{_AFTER_DURATION_WORD}|(?<![\w.,])(?<!\d[mh] )(?=(?:\d+-)?\d+\.\d))"
+                            r"(?:(?P<low>\d+(?:\.\d+)?)-)?(?P<number>\d+(?:\.\d+)?)s\b(?! of\b)")
 
 
 # A duration written short: hours, minutes and seconds, each a number and its abbreviation ("2h 30min", "1h 30m",
@@ -838,12 +839,18 @@ def _durations_as_words(text: str, language: str) -> str:
 
 def _seconds_as_words(text: str, language: str) -> str:
     """`text` with its numbers of seconds glued to their "s" (`_GLUED_SECONDS`) as the words `language` says
-    (`_SECOND_WORDS`: "wait 10s" → "wait 10 seconds", "1s" → "one second"); as it is in a language the table has none
-    for."""
+    (`_SECOND_WORDS`: "wait 10s" → "wait 10 seconds", "1s" → "one second", "wait 5-10s" → "wait 5 to 10
+    seconds"); as it is in a language the table has none for."""
     words = _for_language(_SECOND_WORDS, language)
     if words is None:
         return text
-    return _GLUED_SECONDS.sub(lambda match: _counted(match["number"], words), text)
+    range_word = _for_language(_RANGE_WORDS, language)
+
+    def said(match: re.Match) -> str:
+        seconds = _counted(match["number"], words)
+        return f"{match['low']} {range_word} {seconds}" if match["low"] else seconds
+
+    return _GLUED_SECONDS.sub(said, text)
 
 
 # Decades ("the 1990s", "'90s", "the 1990's"), which espeak-ng's English voices read "nineteen hundred ninety z" (with
