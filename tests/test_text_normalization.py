@@ -297,6 +297,9 @@ def test_three_numbers_or_more_joined_by_dashes_are_no_range():
     ("1990-2000, 1990-95, 9-5pm, 9-5 PM", "1990 to 2000, 1990 to 95, 9 to 5pm, 9 to 5 PM", "en"),
     ("3-5 Tage, 1,5-2 Stunden, 1990-95", "3 bis 5 Tage, 1,5 bis 2 Stunden, 1990 bis 95", "de"),
     ("3-5 jours", "3 à 5 jours", "fr"), ("3-5 días", "3 a 5 días", "es"), ("3-5にち", "3 から 5にち", "ja"),
+    # before a hyphen and a word ("a 2-3-day trip" kept its first hyphen)
+    ("a 2-3-day trip, 3-5-year-olds", "a 2 to 3-day trip, 3 to 5-year-olds", "en"),
+    ("eine 2-3-tägige Reise", "eine 2 bis 3-tägige Reise", "de"),
     # a second end no greater than the first is a score
     ("won 3-2, a 2-2 draw, a 50-50 chance", "won 3 to 2, a 2 2 draw, a 50 50 chance", "en"),
     ("3-2 gewonnen, 0-0", "3 zu 2 gewonnen, 0 zu 0", "de"),
@@ -334,7 +337,7 @@ def test_a_hyphen_of_a_phone_number_a_word_or_a_sum_is_left_to_espeak():
     """A hyphen also joins phone numbers, codes, words and sums, and more numbers than two; and in a language with no
     range word."""
     text = ("Call 555-1234, 0170-12, 1-2-3, 5-10-15, 978-3-16, A3-5, 3-5x, δ3-5, 3-5δ, COVID-19, v1-2, 10-3=7, "
-            "5-3 = 2, x = 5-3, x=5-3, 2+5-3, 9-5pmx, 1-2.3.4, 1/2-3, 1-2/3, 12:30-45, 5-10:30")
+            "5-3 = 2, x = 5-3, x=5-3, 2+5-3, 9-5pmx, 1-2.3.4, 1/2-3, 1-2/3, 12:30-45, 5-10:30, 1-2-3-go, 1-2-")
     assert _ranges_as_words(text, "en") == text
     assert phonemize("Call 555-1234, 10-3=7", "en") == espeak_alone("Call 555-1234, 10-3=7", "en")
     assert _ranges_as_words("3-5 giorni", "it") == "3-5 giorni"

@@ -561,7 +561,7 @@ _RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "ja": "から"}
 # "2026-12-25"), of a word ("A3-5", "3-5x", "COVID-19"; kana and kanji may touch it, as `_SPACED_LETTER` says, and "am"
 # or "pm" follow it, "9-5pm"), or of a sum ("10-3=7") is left to espeak-ng. A unit of measure or of time may follow
 # it glued ("5-10km", "10-15min", "2-3h", once "five ten kilometers", "ten dash fifteen min"), but "s", which may be
-# seconds or a decade's ("the 1950-60s").
+# seconds or a decade's ("the 1950-60s"); and a hyphen and a word may ("a 2-3-day trip", "3-5-year-olds").
 # By language: the word of a score, and of an even one
 _SCORE_WORDS = {"en": ("to", ""), "de": ("zu", "zu"), "fr": ("à", "à"), "es": ("a", "a"), "ja": ("たい", "たい")}
 # A figure's or a table's number written with its chapter's ("see Figure 3-2", "Abb. 3-2", "図3-2", once "figure three
@@ -581,7 +581,7 @@ def _hyphen_range() -> re.Pattern:
     return re.compile(rf"(?<!{_SPACED_LETTER})(?<![\d_.,/:+−=×*÷-])(?<![+=×*÷/] )(?!\d{{3}}-\d{{4}}(?!\d))"
                       rf"(?P<low>{_HYPHEN_END})-(?P<high>{_HYPHEN_END})"
                       rf"(?:(?=[ap]m\b|[AP]M\b|(?:{glued_units}|m?L)(?![\w/]))"
-                      rf"|(?!{_SPACED_LETTER}|[\d_/:-]|[.,]\d| ?[=+×*÷/]))")
+                      rf"|(?!{_SPACED_LETTER}|[\d_/:]|-(?!{_SPACED_LETTER})|[.,]\d| ?[=+×*÷/]))")
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
 # What may not come just before a date: a number's part or a letter ("v10.12.11", a version; "Ωμέγα12/25/2026"). Kana
