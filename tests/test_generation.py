@@ -1112,9 +1112,14 @@ def test_generate_in_training_mode_with_dropout_warns_to_call_eval():
     assert "training mode" not in without_dropout.out + evaluating.out
 
 
-@pytest.mark.parametrize("setting", [dict(guidance_scale=2.0), dict(encoder_repetition_penalty=1.5),
-                                     dict(encoder_no_repeat_ngram_size=2),
-                                     dict(watermarking_config={"bias": 2.0, "seeding_scheme": "lefthash"})])
+@pytest.mark.parametrize("setting", [
+    dict(guidance_scale=2.0), dict(encoder_repetition_penalty=1.5), dict(encoder_no_repeat_ngram_size=2),
+    dict(watermarking_config={"bias": 2.0, "seeding_scheme": "lefthash"}), dict(stop_strings=["a"]),
+    # transformers' strategies from the Hub: it asked for trust_remote_code=True, which generate refused as unknown
+    dict(penalty_alpha=0.6, top_k=4), dict(num_beam_groups=2, num_beams=4, diversity_penalty=1.0),
+    dict(diversity_penalty=1.0), dict(force_words_ids=[[5]], num_beams=2), dict(constraints=[]),
+    dict(dola_layers="high"), dict(custom_generate="someone/strategy"),
+])
 def test_transformers_settings_that_cannot_work_on_valle_are_refused_in_one_line(tiny_model, setting):
     """They failed deep inside transformers (index out of range, no vocab_size) or with a misleading message."""
     texts, prompts = _batch_inputs(tiny_model.config)
@@ -1123,8 +1128,55 @@ def test_transformers_settings_that_cannot_work_on_valle_are_refused_in_one_line
         _greedy(tiny_model, **inputs, **setting)
     assert "\n" not in str(raised.value)
     off = {"guidance_scale": 1.0, "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0,
-           "watermarking_config": None}
+           "watermarking_config": None, "stop_strings": None, "penalty_alpha": 0.0, "top_k": 4, "num_beams": 2,
+           "num_beam_groups": 1, "diversity_penalty": 0.0, "force_words_ids": None, "constraints": None,
+           "dola_layers": None, "custom_generate": None}
     _greedy(tiny_model, **inputs, **{name: off[name] for name in setting})
+
+
+@pytest.mark.parametrize("name", ["return_dict_in_generate", "use_cache", "renormalize_logits", "output_scores",
+                                  "output_hidden_states"])
+def test_an_on_off_setting_of_transformers_takes_a_bool_only(tiny_model, name):
+    """A string was taken for True: return_dict_in_generate="no" returned the dict output, output_hidden_states="no"
+    failed deep in transformers."""
+    from valle_hf.configuration import SettingError
+
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=2)
+    with pytest.raises(SettingError, match=f"^{name}='no' is not allowed: it must be True or False$"):
+        tiny_model.generate(**inputs, **{"return_dict_in_generate": True, name: "no"})
+    out = tiny_model.generate(**inputs, temperature=0.0, output_audio=False, **{name: False})
+    assert isinstance(out, list) if name == "return_dict_in_generate" else out is not None
+
+
+def test_bad_words_are_refused_where_no_head_has_them(tiny_model):
+    """transformers said "the following tokens were being biased", without the setting's name."""
+    from valle_hf.configuration import SettingError
+
+    texts, prompts = _batch_inputs(tiny_model.config)
+    inputs = dict(input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=2)
+    classes = max(tiny_model.config.head_size(level) for level in range(tiny_model.config.num_heads))
+    with pytest.raises(SettingError, match=rf"^bad_words_ids=\[\[1, {classes}\]\] is not allowed: it must be token "
+                                           rf"ids in 0\.\.{classes - 1}"):
+        _greedy(tiny_model, **inputs, bad_words_ids=[[1, classes]])
+    for value in ("x", [], [[]], [[1, -1]]):
+        with pytest.raises(SettingError, match="^bad_words_ids=.* it must be a non-empty list of non-empty lists"):
+            _greedy(tiny_model, **inputs, bad_words_ids=value)
+    greedy = _greedy(tiny_model, **inputs).sequences[0, -2]
+    banned = _greedy(tiny_model, **inputs, bad_words_ids=[[int(greedy)]]).sequences[0, -2]
+    assert banned != greedy  # the ban applies
+
+
+def test_text_to_speech_settings_given_to_speech_to_text_are_warned_about(tiny_model):
+    """They were ignored without a word."""
+    _, codes = _batch_inputs(tiny_model.config)
+    stt = dict(task="stt", audio_codes=codes[0][None], max_new_tokens=2, temperature=0.0)
+    with logged_warnings() as given:
+        tiny_model.generate(**stt, nar_temperature=0.5, prefix_silence=1.0)
+    assert "nar_temperature, prefix_silence: text-to-speech only; task='stt' ignores them" in given.out
+    with logged_warnings() as plain:
+        tiny_model.generate(**stt, max_levels=None)  # None: not given
+    assert "text-to-speech only" not in plain.out
 
 
 @pytest.mark.parametrize("task", ["tts", "stt"])

@@ -25,6 +25,7 @@ from .configuration import (
     DEFAULT_CODEC,
     MAX_SETTING_SECONDS,
     SETTING_RULES,
+    TTS_ONLY_SETTINGS,
     SettingError,
     check_settings,
     check_settings_fit,
@@ -401,9 +402,6 @@ FLAG_SETTINGS = {
 }
 # Each setting as the CLI's warnings name it: by its flag (`valle_hf.generation.setting_names`).
 FLAG_NAMES = {setting: option_name(flag) for flag, setting in FLAG_SETTINGS.items()}
-# Settings that only mean something for text-to-speech.
-TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "nar_min_temperature", "nar_dtype", "input_prompt_length",
-                     "input_prompt_prefix", "prefix_silence", "audio_backend")
 
 
 @functools.cache

@@ -28,6 +28,10 @@ SUPPORTED_CAPABILITIES = ("ar", "nar")
 AUDIO_BACKENDS = ("vocos", "encodec")
 # The tasks a forward pass runs, in the index order a per-row `task` tensor uses.
 TASKS = ("tts", "stt")
+# Settings that only mean something for text-to-speech: speech to text runs the AR alone, on audio without a prompt,
+# and returns phoneme ids.
+TTS_ONLY_SETTINGS = ("max_levels", "nar_temperature", "nar_min_temperature", "nar_dtype", "input_prompt_length",
+                     "input_prompt_prefix", "prefix_silence", "audio_backend")
 # The codec of every original checkpoint: EnCodec 24 kHz, one frame per 320 samples (75 frames/s), 1024 codes per
 # RVQ level; the released model reads 8 levels (6 kbps).
 CODEC_SAMPLING_RATE = 24000
@@ -547,6 +551,9 @@ _MASS = ("a number in (0, 1] (1 = off)", lambda v: _is_number(v) and 0 < v <= 1)
 # without a word
 _CUTOFF = ("a number in [0, 1) (0 = off)", lambda v: _is_number(v) and 0 <= v < 1)
 
+# A setting that is on or off: a string ("no") or a number was taken for True
+_FLAG = ("True or False", lambda v: isinstance(v, bool))
+
 # Every setting `check_settings` knows: (the rule, as the error message states it; the test).
 SETTING_RULES = {
     "temperature": (f"0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}", _is_temperature),
@@ -568,7 +575,7 @@ SETTING_RULES = {
     "dry_sequence_breakers": _TOKEN_IDS,
     "mirostat_tau": ("a finite number >= 0 (0 = off)", lambda v: _is_number(v) and v >= 0),
     "mirostat_eta": ("a finite number >= 0", lambda v: _is_number(v) and v >= 0),
-    "entropix": ("True or False", lambda v: isinstance(v, bool)),
+    "entropix": _FLAG,
     "sampler_order": ("'original' or 'transformers'", lambda v: v in ("original", "transformers")),
     "nar_temperature": (f"0 (greedy) or a finite number >= {MIN_TEMPERATURE:g}", _is_temperature),
     "nar_min_temperature": ("a finite number (< 0 = off)", _is_number),
@@ -579,19 +586,19 @@ SETTING_RULES = {
                             "a list of them (one per row)",
                             lambda v: all(s is None or is_seconds(s) for s in (v if isinstance(v, (list, tuple))
                                                                                 else [v]))),
-    "input_prompt_prefix": ("True or False", lambda v: isinstance(v, bool)),
-    "refine_on_stop": ("True or False", lambda v: isinstance(v, bool)),
-    "layer_skip": ("True or False", lambda v: isinstance(v, bool)),
+    "input_prompt_prefix": _FLAG,
+    "refine_on_stop": _FLAG,
+    "layer_skip": _FLAG,
     "layer_skip_exit_layer": ("-1 (all layers) or the 0-based index of the last layer to run",
                               lambda v: _is_int(v) and v >= -1),
     "layer_skip_entropy_threshold": ("a finite number of bits >= 0", lambda v: _is_number(v) and v >= 0),
     "layer_skip_varentropy_threshold": ("a finite number of bits >= 0", lambda v: _is_number(v) and v >= 0),
-    "output_audio": ("True or False", lambda v: isinstance(v, bool)),
+    "output_audio": _FLAG,
     "audio_backend": (f"None or one of {AUDIO_BACKENDS}", lambda v: v is None or v in AUDIO_BACKENDS),
     "num_beams": ("an integer >= 1 (1 = no beam search)", lambda v: v is None or (_is_int(v) and v >= 1)),
     "max_new_tokens": ("an integer >= 1 (AR steps; 75 steps = 1 s)", lambda v: _is_int(v) and v >= 1),
     "num_return_sequences": ("an integer >= 1 (takes per input row)", lambda v: _is_int(v) and v >= 1),
-    "do_sample": ("True or False", lambda v: isinstance(v, bool)),
+    "do_sample": _FLAG,
     "cache_implementation": (f"None (the default: a dynamic cache) or one of {', '.join(CACHE_IMPLEMENTATIONS)}",
                              lambda v: v in CACHE_IMPLEMENTATIONS),
     # transformers' own fields that it takes unchecked: a string or a list failed deep in its loop, NaN passed
@@ -614,9 +621,14 @@ SETTING_RULES = {
     "eta_cutoff": _CUTOFF,
     "suppress_tokens": _TOKEN_IDS,
     "begin_suppress_tokens": _TOKEN_IDS,
+    "bad_words_ids": ("a non-empty list of non-empty lists of token ids (each a sequence the AR may not emit)",
+                      lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                      and all(_is_token_ids(ids) and len(ids) > 0 for ids in v)),
     "forced_eos_token_id": _END_TOKENS,
     "eos_token_id": _END_TOKENS,
     "pad_token_id": ("a token id (an integer >= 0)", _is_token_id),
+    **dict.fromkeys(("return_dict_in_generate", "use_cache", "renormalize_logits", "remove_invalid_values",
+                     "output_scores", "output_logits", "output_attentions", "output_hidden_states"), _FLAG),
 }
 
 
@@ -701,10 +713,10 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     (`max_position_embeddings` frames: 300 s for the released model; longer ones asked for attention masks of many
     GB; positions restart in every segment, so the limit is on each, not on the whole sequence; the silence prefix
     and `max_new_tokens` share the response's), a DRY sequence breaker, end token (`eos_token_id`,
-    `forced_eos_token_id`) or token to suppress (`suppress_tokens`, `begin_suppress_tokens`) that is no class of any
-    of its heads (with `task` "stt", of its text head, which the AR of speech to text reads; it ends on that head's
-    own end token, whatever `eos_token_id` says), a `pad_token_id` that is one (`_check_pad_fits`), Vocos audio
-    without a Vocos decoder. Raises `SettingError`, as `check_settings` does."""
+    `forced_eos_token_id`) or token to suppress (`suppress_tokens`, `begin_suppress_tokens`, `bad_words_ids`) that is
+    no class of any of its heads (with `task` "stt", of its text head, which the AR of speech to text reads; it ends
+    on that head's own end token, whatever `eos_token_id` says), a `pad_token_id` that is one (`_check_pad_fits`),
+    Vocos audio without a Vocos decoder. Raises `SettingError`, as `check_settings` does."""
     seconds = config.max_position_embeddings / config.frame_rate
     for name in ("prefix_silence", "input_prompt_length"):
         values = settings.get(name)
@@ -735,10 +747,12 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     classes = config.text_vocab_size if stt else max(config.head_size(level) for level in range(config.num_heads))
     # speech to text ends on its text head's end token, whatever eos_token_id says
     for name in ("dry_sequence_breakers", "forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens",
-                 *(() if stt else ("eos_token_id",))):
-        ids = settings.get(name)
+                 "bad_words_ids", *(() if stt else ("eos_token_id",))):
+        ids = given = settings.get(name)
+        if name == "bad_words_ids" and given:  # sequences of tokens
+            ids = [token for words in given for token in words]
         if any(token >= classes for token in ([ids] if _is_int(ids) else ids or ())):
-            raise SettingError(name, ids, f"token ids in 0..{classes - 1}: this model's "
+            raise SettingError(name, given, f"token ids in 0..{classes - 1}: this model's "
                                f"{'text' if stt else 'largest'} head has {classes} classes")
     _check_pad_fits(settings.get("pad_token_id"), config, stt, classes)
     if settings.get("audio_backend") == "vocos" and config.vocoder_config is None:  # before any step, streamed too

@@ -33,10 +33,12 @@ from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import (
     INERT_WITHOUT,
+    TTS_ONLY_SETTINGS,
     VALLE_GENERATION_DEFAULTS,
     SettingError,
     VallEGenerationConfig,
     check_hub_config_file,
+    check_settings,
     check_settings_fit,
     decoding_by_temperature,
     inert_settings,
@@ -204,6 +206,17 @@ UNSUPPORTED_SETTINGS = {
                                                    "original's penalty)"),
     "encoder_no_repeat_ngram_size": ((None, 0), "it is for encoder-decoder models (no_repeat_ngram_size works)"),
     "watermarking_config": ((None,), "watermarking works on a text vocabulary"),
+    "stop_strings": ((None,), "stop strings are matched in decoded text, and the AR decodes audio codes: its stop "
+                              "token ends a row"),
+    # Decoding strategies that transformers loads from the Hub as remote code (`custom_generate`), which calls the
+    # model without the segment positions and prompt codes its passes need; transformers asked for
+    # trust_remote_code=True, which generate then refused as unknown.
+    "penalty_alpha": ((None, 0, 0.0), "contrastive search is a custom_generate strategy from the Hub"),
+    "num_beam_groups": ((None, 1), "group beam search is a custom_generate strategy from the Hub; num_beams works"),
+    "diversity_penalty": ((None, 0, 0.0), "it is group beam search's, a custom_generate strategy from the Hub"),
+    "constraints": ((None,), "constrained beam search is a custom_generate strategy from the Hub"),
+    "force_words_ids": ((None,), "constrained beam search is a custom_generate strategy from the Hub"),
+    "dola_layers": ((None,), "DoLa decoding is a custom_generate strategy from the Hub"),
 }
 
 
@@ -344,6 +357,9 @@ def _refuse_unsupported(config: VallEGenerationConfig, model_kwargs: dict) -> No
         value = getattr(config, name, None)
         if not any(value is setting or value == setting for setting in off):
             raise VallEValueError(f"VALL-E does not support {name} ({why}): drop the setting")
+    if model_kwargs.get("custom_generate") is not None:
+        raise VallEValueError("VALL-E does not support custom_generate (a decoding loop from the Hub calls the model "
+                              "without the segment positions and prompt codes its passes need): drop the argument")
 
 
 def check_generation_config(generation_config) -> None:
@@ -453,6 +469,17 @@ def _warn_if_inert(config: VallEGenerationConfig, given: set[str]) -> None:
         if message not in naming.warned:
             naming.warned.add(message)
             logger.warning(message)
+
+
+def _warn_if_for_speech(settings: dict) -> None:
+    """Warn, once per call, about the text-to-speech settings (`TTS_ONLY_SETTINGS`) given to speech to text, which
+    ignores them: they were ignored without a word. (The command line refuses them: its flags are given for one run.)"""
+    given = [_setting_name(name) for name in TTS_ONLY_SETTINGS if settings.get(name) is not None]
+    naming = _SETTING_NAMES.get() or _SettingNames({}, set())
+    message = f"{', '.join(given)}: text-to-speech only; task='stt' ignores {'it' if len(given) == 1 else 'them'}"
+    if given and message not in naming.warned:
+        naming.warned.add(message)
+        logger.warning(message)
 
 
 def _warn_if_unspoken(lengths: torch.Tensor, audio: list[torch.Tensor] | None) -> None:
@@ -721,6 +748,7 @@ class VallEGenerationMixin(GenerationMixin):
                              prompt_attention_mask=prompt_attention_mask, prompt_audio=prompt_audio,
                              audio_codes=audio_codes, audio_attention_mask=audio_attention_mask, audio=audio)
             config, model_kwargs, configured_dict = self._merge_settings(generation_config, kwargs, task)
+            check_settings({"return_dict_in_generate": return_dict_in_generate})  # a keyword of its own here
             if return_dict_in_generate is None:  # as transformers: the keyword, else the config's
                 return_dict_in_generate = configured_dict
             _warn_if_dropping_out(self)
@@ -782,6 +810,8 @@ class VallEGenerationMixin(GenerationMixin):
         if config.eos_token_id is None:  # unset (a plain GenerationConfig): the AR's stop token, as converted
             config.eos_token_id = self.config.eos_token_id
         check_settings_fit(config.to_dict(), self.config, task)
+        if task == "stt":
+            _warn_if_for_speech(kwargs)
         stop = self.config.text_eos_token_id
         if task == "stt" and kwargs.get("eos_token_id") not in (None, stop):  # `_generate_stt` sets its own
             raise SettingError("eos_token_id", kwargs["eos_token_id"], f"left out (or {stop}) with task='stt', which "

@@ -35,7 +35,6 @@ from .cli import (
     FLAG_NAMES,
     FLAG_RULES,
     FLAG_SETTINGS,
-    TTS_ONLY_SETTINGS,
     check_streaming,
     flag_actions,
     generation_kwargs,
@@ -44,7 +43,7 @@ from .cli import (
     run_seed,
     whole_number,
 )
-from .configuration import SETTING_RULES
+from .configuration import SETTING_RULES, TTS_ONLY_SETTINGS
 from .errors import UsageError, VallEError, get_logger, one_line, out_of_memory
 from .generation import setting_names
 from .phonemes import MODEL_LANGUAGES, check_text
