@@ -248,6 +248,35 @@ def test_a_call_that_fails_mid_stream_raises_its_error_in_the_consumer_after_the
     assert chunks and not any(chunk.final for chunk in chunks)
 
 
+def test_a_streamer_subclass_without_put_or_its_base_init_is_refused_before_any_step(fixture_model, case):
+    """One without `put` failed with a bare NotImplementedError after the AR and the NAR had run; one made without
+    `AudioStreamer.__init__`, with an AttributeError deep in the chunking."""
+    from valle_hf.errors import VallETypeError
+
+    class WithoutInit(AudioStreamer):
+        def __init__(self):
+            self.chunks = []
+
+        def put(self, chunk):
+            self.chunks.append(chunk)
+
+    class WithoutPut(AudioStreamer):
+        pass
+
+    text, prompt, _ = case
+    inputs = dict(input_ids=text[None], prompt_codes=prompt[None], max_new_tokens=4, temperature=0.0)
+    calls, handle = [], fixture_model.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(VallETypeError, match=r"^WithoutInit was made without AudioStreamer.__init__: call "):
+            fixture_model.generate(**inputs, audio_streamer=WithoutInit())
+        for streamer in (WithoutPut(), AudioStreamer()):
+            with pytest.raises(VallETypeError, match=f"^{type(streamer).__name__} does not implement put"):
+                fixture_model.generate(**inputs, audio_streamer=streamer)
+    finally:
+        handle.remove()
+    assert not calls  # before any step
+
+
 def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_model, case, tmp_path):
     """A second call into an iterator or file streamer would put its chunks after the consumer's end, or into a
     closed file: refused, the first call's chunks kept. A user's streamer may serve several calls."""

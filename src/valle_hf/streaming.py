@@ -45,7 +45,7 @@ from .audio import (
 from .cache import PreallocatedDynamicCache
 from .codec import DecoderStream
 from .configuration import MAX_SETTING_SECONDS, is_seconds
-from .errors import OutputError, VallEValueError, get_logger
+from .errors import OutputError, VallETypeError, VallEValueError, get_logger
 from .files import put_in_place, temporary_file_beside, write_target
 from .layout import pad, response_position_ids, segment_position_ids, tts_sequence
 
@@ -133,7 +133,15 @@ class AudioStreamer:
     def start_call(self) -> None:
         """Called when a `generate` call starts, before any chunk. Raises `VallEValueError` for a `single_use`
         streamer that already served a call: its consumer or file ended with that call, so a second one's chunks
-        would be lost."""
+        would be lost; `VallETypeError` for a subclass without its own `put` or made without `AudioStreamer.__init__`
+        (they failed after the AR and the NAR had run, or deep in the chunking)."""
+        kind = type(self).__name__
+        if type(self).put is AudioStreamer.put:
+            raise VallETypeError(f"{kind} does not implement put(chunk), which receives the audio: implement it, or "
+                                 "use AudioIteratorStreamer or AudioFileStreamer")
+        if not hasattr(self, "chunk_seconds"):
+            raise VallETypeError(f"{kind} was made without AudioStreamer.__init__: call super().__init__() (or "
+                                 "super().__init__(chunk_seconds)) in its __init__")
         if self.single_use and self._started:
             raise VallEValueError(f"this {type(self).__name__} already served a generate call, and ended with it: "
                                   "make a new one for each call (the pipeline makes one call per batch of texts)")
