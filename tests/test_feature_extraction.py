@@ -58,6 +58,15 @@ def test_an_array_without_a_rate_is_refused_in_one_line(extractor, processor):
             extractor.waveform(_tone(0.1, 16000), rate)
 
 
+def test_a_waveform_on_the_meta_device_is_refused_naming_it(extractor, processor):
+    """torch failed with "Cannot copy out of meta tensor" from inside the feature extractor."""
+    meta = torch.empty(2400, device="meta")
+    with pytest.raises(VallEValueError, match="on the meta device, which holds shapes but no values"):
+        extractor.load(meta, 24000)
+    with pytest.raises(VallEValueError, match="on the meta device"):
+        processor("Hi.", prompt_audio=meta, sampling_rate=24000)
+
+
 def test_a_rate_below_any_speech_recording_is_refused_before_resampling(extractor, tmp_path):
     """A file whose header said 1 Hz was resampled to 24 kHz whole: gigabytes of samples, and the CLI was killed for
     memory without a word."""

@@ -14,7 +14,7 @@ from transformers.utils import logging as transformers_logging
 
 from valle_hf.cache import CACHE_KWARG
 from valle_hf.codec import encode
-from valle_hf.layout import tts_sequence
+from valle_hf.layout import pad, tts_sequence
 
 
 def e2e_case(fixtures, name):
@@ -85,7 +85,7 @@ def test_cached_steps_get_the_positions_and_embeddings_of_the_whole_sequence(tin
     """The O(1) cached-step inputs equal what the full sequence gives those columns (left-padded rows of different
     lengths, a silence prefix in the TTS response), and the default cache is the preallocated one."""
     from valle_hf.cache import CACHE_KWARG, PreallocatedDynamicCache
-    from valle_hf.layout import pad, segment_position_ids
+    from valle_hf.layout import segment_position_ids
 
     texts, prompts = _batch_inputs(tiny_model.config)
     codes, codes_mask = pad(prompts, 0, side="right")
@@ -165,10 +165,8 @@ def test_generate_compiles_its_decoding_steps_into_one_graph():
 
 
 def test_tts_batch_equals_items_alone():
-
     model = reactive_model(seed=1)
     texts, prompts = _batch_inputs(model.config)
-    from valle_hf.layout import pad
 
     ids, mask = pad(texts, 0, side="right")
     codes, codes_mask = pad(prompts, 0, side="right")
@@ -181,8 +179,6 @@ def test_tts_batch_equals_items_alone():
 
 
 def test_stt_batch_equals_items_alone():
-    from valle_hf.layout import pad
-
     model = reactive_model(seed=2)
     _, audios = _batch_inputs(model.config, seed=3)
     codes, mask = pad(audios, 0, side="right")
@@ -969,6 +965,17 @@ def test_inputs_generate_would_ignore_are_refused(tiny_model, prompt_wav, task, 
     with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
         _greedy(tiny_model, task=task, **inputs, **{extra: values[extra]}, sampling_rate=24000, max_new_tokens=2)
     _greedy(tiny_model, task=task, **inputs, max_new_tokens=2)
+
+
+@pytest.mark.parametrize("name", ["prompt_codes", "prompt_audio"])
+def test_prompts_for_another_number_of_rows_are_refused_naming_the_argument_given(tiny_model, name):
+    """Voice prompts given as audio were refused naming prompt_codes, which the call had not given."""
+    texts, codes = _batch_inputs(tiny_model.config)
+    ids, mask = pad(texts, 0, side="right")
+    prompts = {"prompt_codes": pad(codes[:2], 0, side="right")[0], "prompt_audio": [torch.zeros(2400)] * 2}[name]
+    rate = {"sampling_rate": tiny_model.config.sampling_rate} if name == "prompt_audio" else {}
+    with pytest.raises(ValueError, match=f"^{name}: got 2 rows for a batch of 3$"):
+        _greedy(tiny_model, input_ids=ids, attention_mask=mask, **{name: prompts}, **rate, max_new_tokens=2)
 
 
 @pytest.mark.parametrize("task, name", [("tts", "input_ids"), ("tts", "prompt_codes"), ("tts", "prompt_audio"),

@@ -213,6 +213,13 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
      ValueError, "processor_kwargs has a list of 2 prompts, but the pipeline gives every text the same settings"),
     (lambda tts, prompt: tts(["Hi.", "Yo."], forward_params={"prompt_audio": [prompt, prompt]}), ValueError,
      "forward_params has a list of 2 prompts"),
+    # the processor sees one text at a time: "got 2 languages for 1 texts"
+    (lambda tts, prompt: tts(["Hi.", "Yo."], batch_size=2, processor_kwargs={"language": ["en", "fr"],
+                                                                            "prompt_audio": prompt}),
+     ValueError, "processor_kwargs has a list of 2 languages, but the pipeline gives every text the same settings"),
+    # the processor's refusal did not say which text
+    (lambda tts, prompt: tts(["Hi.", None], processor_kwargs={"prompt_audio": prompt}), TypeError,
+     "^text 1 of the 2 given to the text-to-speech pipeline is None: give each text as a str$"),
     (lambda tts, prompt: tts("Hi.", processor_kwargs={"prompt_audio": prompt, "input_prompt_length": 1.0},
                              generate_kwargs={"input_prompt_length": 2.0}),
      ValueError, "input_prompt_length given in both processor_kwargs and generate_kwargs: give each once"),

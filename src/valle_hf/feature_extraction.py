@@ -148,6 +148,8 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                                   f"{MIN_SAMPLING_RATE} Hz (telephone audio is 8000 Hz) or above {MAX_SAMPLING_RATE} "
                                   "Hz: give its true rate (a file that says so has a damaged header: save it again at "
                                   "its rate)")
+        if isinstance(array, torch.Tensor) and array.is_meta:  # torch: "Cannot copy out of meta tensor"
+            raise VallEValueError(f"{what} is on the meta device, which holds shapes but no values: give it real data")
         if isinstance(array, torch.Tensor):
             array = array.detach().cpu()
             array = (array.float() if array.dtype in (torch.float16, torch.bfloat16) else array).numpy()

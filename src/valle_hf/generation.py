@@ -974,7 +974,8 @@ class VallEGenerationMixin(GenerationMixin):
         if batch is not None and len(rows) == 1 and batch > 1:
             rows = rows * batch
         if batch is not None and len(rows) != batch:
-            raise VallEValueError(f"{name}: got {len(rows)} rows for a batch of {batch}")
+            given = name if codes is not None else dict(_ONE_OF)[name]  # the argument given: the codes or audio
+            raise VallEValueError(f"{given}: got {len(rows)} rows for a batch of {batch}")
         for row in rows:
             if len(row) == 0:
                 raise VallEValueError(f"{name}: a row has no frames (0 frames, or an all-zero attention mask)")

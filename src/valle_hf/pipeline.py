@@ -52,14 +52,19 @@ def check_batch_size(batch_size: Any) -> None:
 
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
-    list of texts, a `batch_size` that is no integer >= 1, a list of prompts (one per text: the pipeline gives each
-    text the same settings), `output_audio=False`, another task than TTS or an argument given both to the processor
-    and to `generate`, and `VallETypeError` for a keyword dict that is not a dict, a keyword argument the call does
-    not take (a setting outside `generate_kwargs`) or a `generation_config` that is no `GenerationConfig`. The texts
-    themselves are checked by the processor (`VallEProcessor.__call__`)."""
+    list of texts, a `batch_size` that is no integer >= 1, a list of prompts or of languages (one per text: the
+    pipeline gives each text the same settings), `output_audio=False`, another task than TTS or an argument given
+    both to the processor and to `generate`, and `VallETypeError` for a text that is no str, a keyword dict that is
+    not a dict, a keyword argument the call does not take (a setting outside `generate_kwargs`) or a
+    `generation_config` that is no `GenerationConfig`. The texts themselves are checked by the processor
+    (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
                               "list of str")
+    for index, text in enumerate(text_inputs if isinstance(text_inputs, (list, tuple)) else ()):
+        if not isinstance(text, (str, list, tuple)):  # the processor's refusal did not say which text
+            raise VallETypeError(f"text {index} of the {len(text_inputs)} given to the text-to-speech pipeline is "
+                                 f"{shown(text):.60}: give each text as a str")
     unknown = sorted(set(kwargs) - {*_KEYWORD_DICTS, *_TTS_CALL_ARGUMENTS})
     if unknown:  # transformers' TypeError named its _sanitize_parameters, and not where the argument belongs
         raise VallETypeError(f"the text-to-speech pipeline got unexpected keyword argument(s) {', '.join(unknown)}: "
@@ -82,6 +87,11 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                 "a voice per text, call the pipeline once per text, or model.generate(**processor(texts, "
                 "prompt_audio=[...]))")
     processed = kwargs.get("processor_kwargs") or {}
+    languages = processed.get("language")
+    if isinstance(languages, (list, tuple)) and len(languages) > 1:  # the processor sees one text at a time
+        raise VallEValueError(f"processor_kwargs has a list of {len(languages)} languages, but the pipeline gives "
+                              "every text the same settings: give one language; for a language per text, call the "
+                              "pipeline once per language, or model.generate(**processor(texts, language=[...]))")
     for name in _SETTINGS:
         check_generation_config((kwargs.get(name) or {}).get("generation_config"))
         twice = sorted(set(processed) & set(kwargs.get(name) or {}))
