@@ -67,6 +67,17 @@ def test_a_waveform_on_the_meta_device_is_refused_naming_it(extractor, processor
         processor("Hi.", prompt_audio=meta, sampling_rate=24000)
 
 
+def test_samples_of_a_type_no_recording_has_are_refused_saying_what_to_give(extractor):
+    """A Python list of whole numbers was refused as "int64" samples, a type its caller never chose."""
+    with pytest.raises(VallEValueError, match=r"^unsupported audio sample type int64 \(a list of whole numbers is "
+                                              r"read as int64: give floats in \[-1, 1\], or .*dtype=np.int16\)\)"):
+        extractor.waveform([0, 100, -100] * 800, 24000)
+    with pytest.raises(VallEValueError, match="^unsupported audio sample type uint16: use float"):
+        extractor.waveform(np.zeros(2400, dtype=np.uint16), 24000)
+    pcm = extractor.waveform(np.array([0, 16384, -16384] * 800, dtype=np.int16), 24000)
+    assert torch.allclose(pcm[1:3], torch.tensor([0.5, -0.5]))
+
+
 def test_a_rate_below_any_speech_recording_is_refused_before_resampling(extractor, tmp_path):
     """A file whose header said 1 Hz was resampled to 24 kHz whole: gigabytes of samples, and the CLI was killed for
     memory without a word."""

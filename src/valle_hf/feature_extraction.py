@@ -50,7 +50,9 @@ def _pcm_to_float(array: np.ndarray) -> np.ndarray:
         return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
     if np.issubdtype(array.dtype, np.floating):
         return array.astype(np.float32, copy=False)
-    raise VallEValueError(f"unsupported audio sample type {array.dtype}: use float, int8/16/32 or uint8 PCM")
+    whole = (" (a list of whole numbers is read as int64: give floats in [-1, 1], or the PCM samples as an array of "
+             "their type, np.array(samples, dtype=np.int16))" if array.dtype == np.int64 else "")
+    raise VallEValueError(f"unsupported audio sample type {array.dtype}{whole}: use float, int8/16/32 or uint8 PCM")
 
 
 def _to_mono(array: np.ndarray) -> np.ndarray:
