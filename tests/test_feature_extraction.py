@@ -78,6 +78,14 @@ def test_samples_of_a_type_no_recording_has_are_refused_saying_what_to_give(extr
     assert torch.allclose(pcm[1:3], torch.tensor([0.5, -0.5]))
 
 
+def test_a_list_of_rates_is_refused_as_one_rate_per_call(extractor, processor):
+    """generate takes one rate per row, the processor one per call: a list was refused as no "positive integer"."""
+    waveform = _tone(0.1, 16000)
+    with pytest.raises(VallEValueError, match=r"^sampling_rate is a list \(\[24000, 8000\]\), but the processor "
+                                              "takes one rate for the arrays of a call: call it once per rate"):
+        processor(["Hi.", "Yo."], prompt_audio=[waveform, waveform], sampling_rate=[24000, 8000])
+
+
 def test_a_rate_below_any_speech_recording_is_refused_before_resampling(extractor, tmp_path):
     """A file whose header said 1 Hz was resampled to 24 kHz whole: gigabytes of samples, and the CLI was killed for
     memory without a word."""

@@ -20,7 +20,7 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 
 from .audio import ENCODED_AUDIO, as_samples, audio_name, load_audio, reference_sources, source_hint
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
-from .errors import VallETypeError, VallEValueError, get_logger, missing_dependency
+from .errors import VallETypeError, VallEValueError, get_logger, missing_dependency, shown
 
 try:
     import soxr
@@ -143,6 +143,10 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
         if sampling_rate is None:
             raise VallEValueError(f"{what} has no sampling_rate: pass sampling_rate=<its rate in Hz> (the model reads "
                                   f"{self.sampling_rate} Hz and resamples other rates), or give a file path")
+        if isinstance(sampling_rate, (list, tuple)):  # generate takes one per row, the processor one per call
+            raise VallEValueError(f"sampling_rate is a list ({shown(sampling_rate):.60}), but the processor takes one "
+                                  "rate for the arrays of a call: call it once per rate, or give file paths (each "
+                                  "file has its own)")
         if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
             raise VallEValueError(f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}")
         if not MIN_SAMPLING_RATE <= sampling_rate <= MAX_SAMPLING_RATE:  # a 1 Hz header made gigabytes of samples
