@@ -328,9 +328,11 @@ def test_a_hyphen_before_a_glued_unit_is_a_range(text, words, language):
 
 
 def test_a_hyphen_before_letters_that_are_no_unit_is_no_range():
-    """A word ("2-3x", "A3-5"), a decade's or seconds' "s" ("the 1950-60s"), a unit with more letters."""
-    text = "2-3x, A3-5km, the 1950-60s, wait 5-10s, 5-10kmh, 5-10km2, 5-10hz"
+    """A word ("2-3x", "A3-5"), seconds' "s" ("wait 5-10s", read by the seconds' pass), a unit with more letters; and
+    a decade's "s" in a language without decades' words."""
+    text = "2-3x, A3-5km, wait 5-10s, 5-10kmh, 5-10km2, 5-10hz"
     assert _ranges_as_words(text, "en") == text
+    assert _ranges_as_words("die 1950-60s", "de") == "die 1950-60s"
 
 
 def test_a_hyphen_of_a_phone_number_a_word_or_a_sum_is_left_to_espeak():
@@ -398,6 +400,11 @@ def test_a_hyphen_after_four_digits_before_a_lesser_number_is_a_codes():
     ("1000s of fans in the 2010s, the '10s", "thousands of fans in the twenty tens, the tens", "en"),
     ("$1000s, £1000s", "thousands of dollars, thousands of pounds", "en"),
     ("100s of fans, $100s, the 500s", "hundreds of fans, hundreds of dollars, the five hundreds", "en"),
+    # a range of them, with a hyphen or with a first decade without its "s" ("nineteen fifty to sixties")
+    ("the 1950-60s, the 1950–60s, the 1950s-60s", "the nineteen fifties to sixties, the nineteen fifties to sixties, "
+     "the nineteen fifties to sixties", "en"),
+    ("the 1980s-1990s, the '50s-'60s, 1990-2000s", "the nineteen eighties to nineteen nineties, the fifties to "
+     "sixties, nineteen nineties to two thousands", "en"),
 ])
 def test_a_decade_is_said_as_one(text, words, language):
     """espeak-ng read "1990s" as "nineteen hundred ninety z", "'90s" as "ninety z" and "1990's" as "nineteen hundred

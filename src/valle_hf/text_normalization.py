@@ -640,6 +640,11 @@ def _money_range_pattern(short_scale: str) -> re.Pattern:
                       rf"(?(before)| ?(?P<after>{_SIGN}))")
 
 
+# A range of decades with a hyphen, or whose first decade has no "s" ("the 1950s-60s", "the 1950-60s", "the 1950–60s",
+# "'50s-'60s", "1990-2000s"), read "19 fifties-sixties" and "1950 to sixties": each end a decade, as the decades' pass
+# reads them (`_DECADE_WORDS`), in a language that has their words.
+_DECADE_RANGE = re.compile(r"(?<![\w.,'’/:-])(?P<low>1\d\d0|20\d0|['’]\d0)(?:['’]?s)?(?:-|–| – | ?[〜~] ?)"
+                           r"(?P<high>(?:1\d\d0|20\d0|['’]?\d0)['’]?s)\b")
 # Three numbers or more joined by en dashes, wave dashes or tildes ("1–800–555–1234", a phone number; "5–10–15") are no
 # range ("one to eight hundred to ..." was read): left to espeak-ng, which reads them one after the other.
 _DASH_RUN = re.compile(r"(?<![\d.,/:-])\d+(?:[.,]\d+)*(?: ?[–〜~] ?\d+(?:[.,]\d+)*){2,}(?![\d/:-]|[.,]\d)")
@@ -698,6 +703,8 @@ def _ranges_as_words(text: str, language: str) -> str:
         return " ".join(filter(None, (match["low"], even if high == low else score, match["high"])))
 
     def ranges(part: str) -> str:
+        if _for_language(_DECADE_WORDS, language):
+            part = _DECADE_RANGE.sub(lambda match: f"{match['low']}s {word} {match['high']}", part)
         part = _range_pattern(short_scale).sub(dash, _money_range_pattern(short_scale).sub(money, part))
         return _hyphen_range().sub(hyphen, part)
 
