@@ -54,7 +54,7 @@ from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_NAME
 
 from valle_hf.cli import whole_number
 from valle_hf.configuration import TASKS
-from valle_hf.dataset import VallEDataset, check_prompt_duration, check_tokenizer
+from valle_hf.dataset import VallEDataset, check_codec, check_prompt_duration, check_tokenizer
 from valle_hf.errors import (
     ArgumentParser,
     OutputError,
@@ -552,9 +552,10 @@ def save_final(trainer, processor, args) -> Path:
 
 
 def model_and_processor(name: str, data: Path) -> tuple:
-    """The model and its processor (`model_processor`), refusing (`check_tokenizer`) data whose phoneme ids come from
-    another tokenizer: a folder's before its model loads, a Hub model's once the model's loading has fetched it (a
-    model that cannot be had fails there, in one line)."""
+    """The model and its processor (`model_processor`), refusing data whose codes come from another codec
+    (`check_codec`, once the model is loaded) or whose phoneme ids come from another tokenizer (`check_tokenizer`: a
+    folder's before its model loads, a Hub model's once the model's loading has fetched it; a model that cannot be
+    had fails there, in one line)."""
     name = model_name(name, "--model")  # a folder's "~" read as the home folder, as every loader reads it
     local = Path(name).is_dir()
     processor = model_processor(name) if local else None
@@ -562,6 +563,7 @@ def model_and_processor(name: str, data: Path) -> tuple:
         check_tokenizer(data, processor.tokenizer, name)
     with no_progress_bars():  # a refusal after loading (a --lora-rank past the model) stays the one line on stderr
         model = load_model(name, choices=CONVERTED_CHOICES)
+    check_codec(data, model.codec_model, name)
     if not local:
         processor = model_processor(name)
         check_tokenizer(data, processor.tokenizer, name)

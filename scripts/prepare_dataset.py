@@ -57,6 +57,7 @@ import torch
 from tqdm.auto import tqdm
 
 from valle_hf.cli import usable_device
+from valle_hf.codec import codebook_fingerprint
 from valle_hf.configuration import DEFAULT_CODEC
 from valle_hf.conversion import is_converted_model
 from valle_hf.dataset import (
@@ -465,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
     if codec is not None and args.bandwidth not in codec.config.target_bandwidths:
         raise UsageError(f"--bandwidth {args.bandwidth:g} is not one of the codec's: "
                          f"{', '.join(f'{b:g}' for b in codec.config.target_bandwidths)} kbps (6 = VALL-E's 8 levels)")
+    if codec is not None:  # recorded, not compared on a resume: the codec's name is, and fine-tuning checks this
+        settings = {**settings, "codec_codebooks_sha256": codebook_fingerprint(codec)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     repair_manifest(args.output_dir)
     failures = prepare_all(args, pending, tokenizer, codec, settings)

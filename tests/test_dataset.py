@@ -467,6 +467,23 @@ def test_prepare_dataset_script(tmp_path, tokenizer_file, capsys):
     assert "could not use 1 file(s)" in capsys.readouterr().out
 
 
+def test_a_folder_prepared_with_another_codec_is_refused_for_a_model(tmp_path):
+    """Its codes would stand for other sounds: fine-tuning trained on them without a word."""
+    from valle_hf.codec import codebook_fingerprint, tiny_random_codec
+    from valle_hf.dataset import PREPARE_CONFIG, check_codec
+    from valle_hf.errors import VallEValueError
+
+    codec, other = tiny_random_codec(seed=0), tiny_random_codec(seed=7)
+    check_codec(tmp_path, codec, "model")  # a folder that records no codec: taken as it is
+    (tmp_path / PREPARE_CONFIG).write_text(json.dumps({"codec": "tiny-random"}))
+    check_codec(tmp_path, codec, "model")  # nor one prepared before its codebooks were recorded
+    (tmp_path / PREPARE_CONFIG).write_text(json.dumps({"codec_codebooks_sha256": codebook_fingerprint(codec)}))
+    check_codec(tmp_path, tiny_random_codec(seed=0), "model")  # the same codec, made again
+    with pytest.raises(VallEValueError, match="prepared with another codec than model's: its codes would stand for "
+                                              "other sounds; prepare it again with --tokenizer model"):
+        check_codec(tmp_path, other, "model")
+
+
 def test_a_folder_prepared_with_another_tokenizer_is_refused_for_a_model(tmp_path, tokenizer_file):
     from valle_hf.dataset import PREPARE_CONFIG, check_tokenizer
     from valle_hf.errors import VallEValueError

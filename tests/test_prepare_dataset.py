@@ -259,7 +259,7 @@ def test_a_model_folder_as_tokenizer_encodes_with_that_models_codec(prepare, cap
 
     from safetensors.torch import load_file
 
-    from valle_hf.codec import tiny_random_codec
+    from valle_hf.codec import codebook_fingerprint, tiny_random_codec
     from valle_hf.loading import load_model
 
     model_dir = tmp_path / "model"
@@ -280,6 +280,11 @@ def test_a_model_folder_as_tokenizer_encodes_with_that_models_codec(prepare, cap
     tiny = codes(tmp_path / "tiny", "--codec", "tiny-random")
     assert all((a == b).all() for a, b in zip(own, named, strict=True))
     assert not all((a == b).all() for a, b in zip(own, tiny, strict=True))
+    # each folder records its codec's codebooks, which fine-tuning checks against the model's codec
+    recorded = {name: json.loads((tmp_path / name / PREPARE_CONFIG).read_text())["codec_codebooks_sha256"]
+                for name in ("own", "named", "tiny")}
+    assert recorded["own"] == recorded["named"] == codebook_fingerprint(model.codec_model)
+    assert recorded["tiny"] == codebook_fingerprint(tiny_random_codec()) != recorded["own"]
 
 
 @pytest.mark.parametrize("where", ["file", "under_a_file"])

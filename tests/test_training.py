@@ -992,6 +992,25 @@ def test_finetune_refuses_data_of_another_tokenizer_for_a_hub_model(tmp_path, mo
                                       "--prompt-duration", "0.2", "0.5"])))
 
 
+def test_finetune_refuses_data_of_another_codec(tmp_path, monkeypatch):
+    """The data's codes came from another codec than the model's, and it trained on them without a word."""
+    from valle_hf.dataset import PREPARE_CONFIG
+    from valle_hf.errors import VallEValueError
+    from valle_hf.processing import VallEProcessor
+
+    folder = tmp_path / "model"
+    reactive_model().save_pretrained(folder)
+    VallEProcessor.from_tokenizer_file().save_pretrained(folder)
+    write_tiny_dataset(tmp_path / "data")
+    (tmp_path / "data" / PREPARE_CONFIG).write_text(json.dumps({"codec_codebooks_sha256": "0" * 64}))
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    monkeypatch.setattr(finetune.VallETrainer, "train", None)  # training must not start: a call would fail
+    with pytest.raises(VallEValueError, match=f"prepared with another codec than {folder}'s"):
+        finetune.train(list(map(str, ["--model", folder, "--data", tmp_path / "data", "--output", tmp_path / "out",
+                                      "--prompt-duration", "0.2", "0.5"])))
+    assert not (tmp_path / "out").exists()
+
+
 def test_finetune_takes_bf16_without_a_gpu(monkeypatch):
     """transformers refused --bf16 without a GPU unless told to train on the CPU."""
     finetune = load_script(REPO / "examples" / "finetune.py")

@@ -12,6 +12,7 @@ codec's own config.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -108,6 +109,16 @@ def _check_loaded(info: dict, name_or_path) -> None:
         raise CheckpointError(f"{name_or_path} is not an EnCodec checkpoint ({len(missing)} of its weights missing, "
                               f"e.g. {missing[0]}): give a copy of {DEFAULT_CODEC}, or tiny-random, "
                               f"{either_caller('codec')}")
+
+
+def codebook_fingerprint(codec: EncodecModel) -> str:
+    """A codec's identity as its codes see it: the SHA-256 of its RVQ codebooks (float32, level by level), so that
+    two codecs with the same fingerprint quantize to the same codes (a prepared data set records it as
+    `codec_codebooks_sha256`)."""
+    digest = hashlib.sha256()
+    for layer in codec.quantizer.layers:
+        digest.update(layer.codebook.embed.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def tiny_random_codec(seed: int = 0) -> EncodecModel:

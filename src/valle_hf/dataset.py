@@ -53,6 +53,21 @@ def check_tokenizer(root: str | os.PathLike, tokenizer, model: str) -> None:
                               f"for other phonemes; prepare it again with --tokenizer {model}")
 
 
+def check_codec(root: str | os.PathLike, codec, model: str) -> None:
+    """Refuse (`VallEValueError`) to train `model` on the prepared folder `root` when the folder's codes come from
+    another codec than the model's (`codec`, its `EncodecModel`): its codes would stand for other sounds. A folder
+    that records no codec fingerprint (made by other means, or before it was recorded) is taken as it is."""
+    from .codec import codebook_fingerprint
+
+    try:
+        recorded = json.loads((Path(root) / PREPARE_CONFIG).read_text(encoding="utf-8")).get("codec_codebooks_sha256")
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded is not None and recorded != codebook_fingerprint(codec):
+        raise VallEValueError(f"{root} was prepared with another codec than {model}'s: its codes would stand for "
+                              f"other sounds; prepare it again with --tokenizer {model} (its codec)")
+
+
 def utterance_path(root: str | os.PathLike, utterance_id: str) -> Path:
     """The tensors file of utterance `utterance_id` in the prepared folder `root`."""
     return Path(root) / UTTERANCES / f"{utterance_id}.safetensors"
