@@ -443,7 +443,7 @@ def train(argv: list[str] | None = None) -> Path:
                            duration_range=tuple(args.duration_range), task=tasks[0] if len(tasks) == 1 else None,
                            seed=args.seed)
     model, processor = model_and_processor(args.model, args.data)
-    dataset.check_texts(model.config)
+    dataset.check_utterances(model.config)
     if dataset.rvq_levels < model.config.num_rvq_levels:  # the collator caps levels to those present: no error later
         warn(f"{args.data} holds {dataset.rvq_levels} RVQ levels and the model reads {model.config.num_rvq_levels}: "
              f"its NAR levels {dataset.rvq_levels}..{model.config.num_rvq_levels - 1} are not trained (prepare the "

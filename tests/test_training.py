@@ -1043,10 +1043,25 @@ def text_without_eos(root: Path, record: dict) -> str:
     return f"{path} ({record['id']}): input_ids must be one text's phoneme ids from <bos>"
 
 
-@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "text_without_eos", "prompt_duration_zero",
+def codes_out_of_range(root: Path, record: dict) -> str:
+    """An utterance whose codes were edited past EnCodec's codebooks: the first batch holding it refused it as "item 0
+    of the batch", naming neither the file nor the fix, after training had started."""
+    from safetensors.torch import load_file, save_file
+
+    path = root / record["file"]
+    tensors = load_file(str(path))
+    codes = tensors["codes"].clone()
+    codes[0, -1] = tiny_config().audio_vocab_size
+    save_file({**tensors, "codes": codes}, str(path))
+    return f"{path} ({record['id']}): codes must lie in 0..{tiny_config().audio_vocab_size - 1}"
+
+
+@pytest.mark.parametrize("case", ["record_without_frames", "damaged_file", "text_without_eos", "codes_out_of_range",
+                                  "prompt_duration_zero",
                                   "stt_without_text_head", "stt_audio_with_too_few_levels", "original_checkpoint"])
 def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path, monkeypatch, capsys, case):
-    """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks; --prompt-duration 0 0
+    """A record without frames (KeyError) and a file cut short (SafetensorError) were tracebacks, text ids without
+    their EOS or codes past the codebooks were refused mid-run without naming their file; --prompt-duration 0 0
     and --tasks stt on a model without a text head or on data with fewer levels than STT reads failed only at the
     first training step; an original checkpoint as --model was called "not an original checkpoint"."""
     reactive_model(tiny_config(text_head=case != "stt_without_text_head")).save_pretrained(tmp_path / "model")
@@ -1059,6 +1074,8 @@ def test_finetune_refuses_what_would_fail_mid_training_before_it_starts(tmp_path
         expected = damaged_file(data, first)
     elif case == "text_without_eos":
         expected = text_without_eos(data, first)
+    elif case == "codes_out_of_range":
+        expected = codes_out_of_range(data, first)
     elif case == "prompt_duration_zero":
         prompt_duration = ["0", "0"]
         expected = "--prompt-duration 0 0: expected MIN MAX seconds, 0 <= MIN <= MAX, MAX at least one codec frame"

@@ -29,7 +29,7 @@ from .errors import OutputError, VallEFileNotFoundError, VallEValueError, as_typ
 from .files import written_whole
 from .manifest import append_jsonl, numbered_jsonl, repair_jsonl
 from .tokenization import tokenizer_fingerprint
-from .training import check_text_ids, read_shared_epoch, set_shared_epoch, shared_epoch
+from .training import check_codes, check_text_ids, read_shared_epoch, set_shared_epoch, shared_epoch
 
 logger = get_logger(__name__)
 
@@ -283,16 +283,18 @@ class VallEDataset(torch.utils.data.Dataset):
         for index, record in enumerate(self.records):
             self.by_speaker.setdefault(record.get("speaker", ""), []).append(index)
 
-    def check_texts(self, config) -> None:
-        """Refuse (`VallEValueError`, naming the utterance) text ids training would refuse (`check_text_ids`: not of
-        `config`'s text vocabulary, or not one text from BOS to EOS), such as those of a folder written by other
-        means than scripts/prepare_dataset.py: found before training, not by the batch that meets them, whose
-        error could not say which utterance it was. Reads each file's text ids only."""
+    def check_utterances(self, config) -> None:
+        """Refuse (`VallEValueError`, naming the utterance) text ids and codes training would refuse
+        (`check_text_ids`: not of `config`'s text vocabulary, or not one text from BOS to EOS; `check_codes`: not
+        EnCodec codes of its codebooks, or more levels than the codec's), such as those of a folder written by other
+        means than scripts/prepare_dataset.py, or edited since: found before training, not by the batch that meets
+        them, whose error could not say which utterance it was."""
         for record in self.records:
             path = self.root / record["file"]
             try:
                 with safe_open(str(path), framework="pt") as handle:
                     check_text_ids(config, handle.get_tensor("text_ids"))
+                    check_codes(config, handle.get_tensor("codes"), "codes")
             except VallEValueError as error:
                 raise VallEValueError(f"{path} ({record['id']}): {error}; {_prepare_again(self.root, path)}") from None
 

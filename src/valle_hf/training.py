@@ -109,7 +109,7 @@ def _checked_ids(value, name: str, dims: int, high: int) -> torch.LongTensor:
     return tensor.long()
 
 
-def _checked_codes(config: VallEConfig, value, name: str) -> torch.LongTensor:
+def check_codes(config: VallEConfig, value, name: str) -> torch.LongTensor:
     """An item's codes, checked as `_checked_ids` does, and refused with more levels per frame than the codec makes:
     a `[levels, frames]` tensor (an encoder's own layout) read as `[frames, levels]` trained on a few "frames" of
     the first levels, without a word. Levels past the model's and up to the codec's are kept, as the original does."""
@@ -356,7 +356,7 @@ class VallEDataCollator(TrainerCallback):
         if missing:
             raise VallEValueError(f"the item has no {' or '.join(missing)}: every item needs input_ids (phoneme ids) "
                                   "and audio_codes ([frames, levels])")
-        codes = _checked_codes(self.config, item["audio_codes"], "audio_codes")
+        codes = check_codes(self.config, item["audio_codes"], "audio_codes")
         if generator is None:
             text = _checked_ids(item["input_ids"], "input_ids", 1, self.config.text_vocab_size)
             seen = Counter() if seen is None else seen
@@ -367,7 +367,7 @@ class VallEDataCollator(TrainerCallback):
         if task is None:
             task = self.tasks[int(torch.randint(len(self.tasks), (1,), generator=generator))]
         prompt = item.get("prompt_codes") if task == "tts" else None
-        prompt = None if prompt is None else _checked_codes(self.config, prompt, "prompt_codes")
+        prompt = None if prompt is None else check_codes(self.config, prompt, "prompt_codes")
         level = item.get("level")
         if level is not None and not _is_level(level, self.config.num_rvq_levels):
             raise VallEValueError(f"level must be an integer in 0..{self.config.num_rvq_levels - 1}, got {level!r}")
