@@ -550,6 +550,19 @@ def test_nan_weights_are_refused_naming_the_tensor(tmp_path, fixtures, value):
         convert(write_sft(tmp_path / "nan.sft", tensors, original, packaged_vocab()))
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.bool])
+def test_integer_weights_are_refused_naming_the_tensor(tmp_path, fixtures, dtype):
+    """They converted, cut to whole numbers, without a word."""
+    tensors, original = original_tensors(fixtures)
+    tensors = dict(tensors)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].to(dtype)
+    kind = str(dtype).removeprefix("torch.")
+    with pytest.raises(CheckpointError, match=f"{name!r} is {kind}, where weights are floating point: the file is "
+                                              "damaged"):
+        convert(write_sft(tmp_path / "integer.sft", tensors, original, packaged_vocab()))
+
+
 def test_a_failed_save_keeps_the_previous_directory_whole(tmp_path, converted, monkeypatch):
     import os
 

@@ -316,7 +316,8 @@ def convert_state_dict(
 ) -> dict[str, torch.Tensor]:
     """Rename every used tensor, check its shape and values, and fail on missing or unknown keys (naming them).
 
-    A tensor with NaN or infinite values is refused: the model would convert and then generate only code 0.
+    A tensor with NaN or infinite values is refused: the model would convert and then generate only code 0; so is
+    one of integers, whose values the model's floating-point weights would take cut to whole numbers.
     """
     if any("lora_" in key for key in tensors):
         raise CheckpointError("this is a LoRA checkpoint: convert the base model and load the LoRA with peft")
@@ -337,7 +338,11 @@ def convert_state_dict(
                 f"shape mismatch for {original_key!r}: checkpoint {tuple(tensor.shape)}, "
                 f"model expects {tuple(expected_shapes[key])}; {_CONFIG_FIT}"
             )
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        if not tensor.is_floating_point():  # converted as it was: its weights cut to whole numbers, without a word
+            dtype = str(tensor.dtype).removeprefix("torch.")
+            raise CheckpointError(f"the checkpoint's tensor {original_key!r} is {dtype}, where weights are floating "
+                                  "point: the file is damaged; use another checkpoint")
+        if not torch.isfinite(tensor).all():
             raise CheckpointError(f"the checkpoint's tensor {original_key!r} holds NaN or infinite values: the "
                                   "file is damaged or the training diverged; use another checkpoint")
         converted[key] = tensor
