@@ -20,7 +20,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from valle_hf.errors import ArgumentParser, OutputError, UsageError, entry_point, one_line
+from valle_hf.errors import ArgumentParser, OutputError, UsageError, entry_point, named, named_path, one_line
 from valle_hf.files import check_output_folder, written_whole
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -74,9 +74,10 @@ def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 150) -> 
 @entry_point()
 def main(argv=None) -> int:
     parser = ArgumentParser(prog="scripts/make_example_prompt.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "examples" / "prompt.wav")
+    parser.add_argument("--out", type=named_path,
+                        default=Path(__file__).resolve().parents[1] / "examples" / "prompt.wav")
     parser.add_argument("--text", default=TEXT)
-    parser.add_argument("--voice", default="en-us")
+    parser.add_argument("--voice", type=named, default="en-us")
     args = parser.parse_args(argv)
     if args.out.suffix.lower() != ".wav":
         raise UsageError(f"--out {args.out}: the prompt is a 16-bit PCM WAV file; give a name ending in .wav")

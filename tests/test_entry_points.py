@@ -579,6 +579,8 @@ PROMPT_CASES = {
     "folder_is_a_file": (["--out", "{ws}/notes.txt/new.wav"], "notes.txt is a file: give a folder"),
     "out_is_a_folder": (["--out", "{ws}/folder.wav"], "folder.wav is a folder: give the WAV file's path"),
     "unknown_flag": (["--bogus"], "unrecognized arguments: --bogus"),
+    "empty_out": (["--out", ""], "argument --out: is empty"),  # was "--out .: ... give a name ending in .wav"
+    "empty_voice": (["--voice", "", "--out", "{ws}/new.wav"], "argument --voice: is empty"),
 }
 
 
