@@ -37,6 +37,8 @@ MODEL_FILES = ("config.json", "generation_config.json")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "processor_config.json")
 DEFAULT_INSTALL = "pip install valle-hf"
+# What --released can be replaced with when its download fails
+LOCAL_SOURCES = "give the checkpoint with --checkpoint path/to/fp32.sft, or a converted directory with --model-dir DIR"
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _TEMPLATE_NOTE = re.compile(r"<!--\s*TEMPLATE:.*?-->\n*", re.S)
@@ -181,7 +183,8 @@ def gather(args, workdir: Path) -> tuple[Path, dict[str, Path], str]:
         source = f"{checkpoint.parent.name}/{checkpoint.name}" if checkpoint.parent.name else checkpoint.name
         return model_dir, directory_files(model_dir), args.source or source
     if args.released:
-        model_dir = released_model_directory(codec=codec_of(args), vocoder=vocoder)  # "none" too: decode with EnCodec
+        model_dir = released_model_directory(codec=codec_of(args), vocoder=vocoder,  # "none" too: decode with EnCodec
+                                             choices=LOCAL_SOURCES)
         source = f"{RELEASED_REPO}: {RELEASED_CHECKPOINT}"
     else:
         model_dir = Path(args.model_dir)

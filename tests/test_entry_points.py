@@ -572,6 +572,14 @@ def test_upload_script_refuses_bad_input_in_one_line(case, workspace, upload_scr
     check_refused(upload_script.main, argv, workspace, capsys, expected)
 
 
+def test_upload_script_names_its_own_sources_when_the_release_cannot_be_had(workspace, upload_script, capsys,
+                                                                          monkeypatch, hub_unreachable, tmp_path):
+    """It named Python calls (load_model_and_processor("DIR")) as the way out."""
+    monkeypatch.setenv("VALLE_HF_CACHE", str(tmp_path / "cache"))
+    check_refused(upload_script.main, ["--released", "--repo-id", "me/x"], workspace, capsys,
+                  "give the checkpoint with --checkpoint path/to/fp32.sft, or a converted directory with --model-dir")
+
+
 PROMPT_CASES = {
     "unknown_voice": (["--voice", "xx-nope", "--out", "{ws}/new.wav"], "--voice xx-nope: espeak-ng has no such voice"),
     "nothing_to_speak": (["--text", " ", "--out", "{ws}/new.wav"], "spoke nothing audible"),
