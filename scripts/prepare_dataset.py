@@ -40,8 +40,9 @@ language or language-switch choice is refused. A file that cannot be used (unrea
 empty transcript, phonemes the tokenizer has no id for, ...) is reported and skipped; the run goes on. The failures
 are listed at the end and in OUTPUT_DIR/failed.jsonl. Exit status: 0 when every file was prepared (now or before); 3
 when some could not be used (the others are prepared; a script that goes on to train sees that the data is short); 1
-with one ``error:`` line when none could be, or for a bad argument (nothing is written then); 130 after Ctrl-C (what
-was prepared is kept).
+with one ``error:`` line for a bad argument (nothing is written then), or when none could be used (OUTPUT_DIR then
+holds failed.jsonl alone, which the line names: it says why each failed); 130 after Ctrl-C (what was prepared is
+kept).
 """
 
 from __future__ import annotations
