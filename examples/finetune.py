@@ -26,7 +26,8 @@ here. Mixed precision: --bf16 / --fp16 keep float32 master weights under autocas
 Fine-tuning in the original is the same training started from the released weights, with no separate recipe.
 
 Exit status: 0 when trained; 1 with one ``error:`` line for a bad argument, model or data set, found before any
-training starts (a model that cannot be had fails at once, without download retries); 130 after Ctrl-C.
+training starts (a model that cannot be had fails at once, without download retries); 130 after Ctrl-C (the
+checkpoints saved are kept; before the first, an --output folder the run made is removed).
 """
 
 from __future__ import annotations
@@ -436,6 +437,7 @@ def train(argv: list[str] | None = None) -> Path:
     with found_by_every_process():  # every process of a launcher parses the same command line
         args = parse_args(argv)
     resumed_shapes = check_options(args)
+    made = not args.output.exists()  # this run's: removed if an interrupt leaves it empty
     tasks = args.tasks
     set_seed(args.seed)
 
@@ -475,6 +477,12 @@ def train(argv: list[str] | None = None) -> Path:
         else:
             trainer.train(resume_from_checkpoint=resumed)
         return save_final(trainer, processor, args)
+    except KeyboardInterrupt as interrupt:
+        if last_checkpoint(args.output) is None:  # the line said that checkpoints were kept
+            interrupt.said = "interrupted before the first checkpoint: nothing was saved"
+            if made and not any(path.is_file() for path in args.output.rglob("*")):
+                shutil.rmtree(args.output, ignore_errors=True)  # this run's folder, left empty
+        raise
     except Exception as error:  # the file system refusing a save: safetensors and torch raise their own errors
         reason = refused_write(error)
         if reason is None:

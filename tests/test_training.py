@@ -798,6 +798,35 @@ def test_finetune_warns_when_the_data_has_fewer_levels_than_the_model(tmp_path, 
         assert warned == (levels is not None)
 
 
+def test_finetune_interrupted_before_its_first_checkpoint_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    """It said "the checkpoints saved so far are kept in --output" and left the empty folder it had made; a folder
+    the user made is left, and a run with a checkpoint says it is kept."""
+    reactive_model().save_pretrained(tmp_path / "model")
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    saved = []
+
+    def interrupted(self, **kwargs):
+        Path(self.args.output_dir, "runs").mkdir(parents=True, exist_ok=True)  # a logger's, with nothing in it yet
+        for path in saved:  # a whole checkpoint: the Trainer writes its trainer_state.json last
+            path.mkdir(parents=True)
+            (path / "trainer_state.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune.VallETrainer, "train", interrupted)
+    argv = ["--model", tmp_path / "model", "--data", tmp_path / "data", "--prompt-duration", "0.2", "0.5"]
+    assert finetune.main(list(map(str, [*argv, "--output", tmp_path / "out"]))) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "interrupted before the first checkpoint: nothing was saved"
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "mine").mkdir()
+    assert finetune.main(list(map(str, [*argv, "--output", tmp_path / "mine"]))) == 130
+    assert capsys.readouterr().err.splitlines()[-1] == "interrupted before the first checkpoint: nothing was saved"
+    assert (tmp_path / "mine").is_dir()
+    saved.append(tmp_path / "mine" / "checkpoint-1")
+    assert finetune.main(list(map(str, [*argv, "--output", tmp_path / "mine"]))) == 130
+    assert capsys.readouterr().err.splitlines()[-1].startswith("interrupted: the checkpoints saved so far are kept")
+
+
 def test_finetune_resume_and_stt_only_without_a_prompt(tmp_path, monkeypatch, capsys):
     """--resume on a first launch (a preemptible job's) starts a run and says so; STT alone reads no prompt, so
     --prompt-duration 0 0 is no mistake there."""

@@ -306,13 +306,13 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
     """Decorator for an entry point's `main(argv) -> int`: the one error path of every command.
 
     A `VallEError` prints ``error: <message>`` (one line) on stderr and returns 1, as does running out of memory (a
-    setting too large for the machine, see `out_of_memory`); Ctrl-C prints `interrupted` (one
-    line, which may say what was kept and how to resume) and returns 130, the shell's status for SIGINT; a SIGTERM
-    (`Terminated`) prints the same line and returns 143, the shell's status for SIGTERM. Any other exception is a bug
-    and propagates with its traceback. Warnings print as ``warning: <message>`` while it runs. In a run of several
-    processes (a launcher's), the main process alone prints the Ctrl-C line (every process is stopped); each prints
-    its own error, as a mistake one process finds may be its own (its share of the data), except one that every
-    process finds alike (`found_by_every_process`), which the main process alone prints.
+    setting too large for the machine, see `out_of_memory`); Ctrl-C prints `interrupted` (one line, which may say
+    what was kept and how to resume; the interrupt's own `said`, where the run set one) and returns 130, the shell's
+    status for SIGINT; a SIGTERM (`Terminated`) prints the same line and returns 143, the shell's status for SIGTERM.
+    Any other exception is a bug and propagates with its traceback. Warnings print as ``warning: <message>`` while it
+    runs. In a run of several processes (a launcher's), the main process alone prints the Ctrl-C line (every process
+    is stopped); each prints its own error, as a mistake one process finds may be its own (its share of the data),
+    except one that every process finds alike (`found_by_every_process`), which the main process alone prints.
     """
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
@@ -327,7 +327,7 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
                 return 1
             except KeyboardInterrupt as interrupt:
                 if is_main_process():  # a launcher or the terminal stops every process: the main one says so
-                    print(interrupted, file=sys.stderr)
+                    print(getattr(interrupt, "said", interrupted), file=sys.stderr)
                 return 143 if isinstance(interrupt, Terminated) else 130
             except (MemoryError, RuntimeError) as error:
                 if not out_of_memory(error):
