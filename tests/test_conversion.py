@@ -25,6 +25,7 @@ from valle_hf.conversion import (
     load_original_checkpoint,
     main,
 )
+from valle_hf.loading import load_model_and_processor
 
 
 def original_tensors(fixtures):
@@ -107,6 +108,20 @@ def test_pth_checkpoint_loads_with_weights_only(tmp_path, fixtures, fixture_mode
         # the codec and vocoder are random test ones; embed_tokens is the backbone's unused table
         if not key.startswith(("codec_model.", "vocoder.")) and "embed_tokens" not in key:
             assert torch.equal(value, fixture_model.state_dict()[key]), key
+
+
+def test_a_checkpoints_suffix_is_read_in_either_case_and_a_safetensors_pth_is_named_as_one(tmp_path, fixtures,
+                                                                                            fixture_model, capsys):
+    """"FP32.SFT" was an unknown format; a safetensors file named .pth was refused as a pickle that could run code."""
+    shouted = tmp_path / "FP32.SFT"
+    shutil.copy(fixtures.checkpoint, shouted)
+    key = "model.embeddings.text.weight"
+    for model in (convert(shouted), load_model_and_processor(str(shouted), codec="tiny-random",
+                                                             vocoder="tiny-random")[0]):
+        assert torch.equal(model.state_dict()[key], fixture_model.state_dict()[key])
+    misnamed = tmp_path / "fp32.pth"
+    shutil.copy(fixtures.checkpoint, misnamed)
+    assert_refused(misnamed, f"{misnamed} is a safetensors file, not a pickle: rename it to end in .sft", capsys)
 
 
 class _RunsCode:

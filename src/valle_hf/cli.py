@@ -185,7 +185,7 @@ def _check_converting_flags(args) -> None:
     from .loading import ORIGINAL_SUFFIXES
 
     given = [flag for flag, value in (("--codec", args.codec), ("--vocoder", args.vocoder)) if value is not None]
-    if given and args.model is not None and Path(args.model).suffix not in ORIGINAL_SUFFIXES:
+    if given and args.model is not None and Path(args.model).suffix.lower() not in ORIGINAL_SUFFIXES:
         flags = " and ".join(given)
         raise UsageError(f"{flags} {'apply' if len(given) > 1 else 'applies'} when a checkpoint is converted (an "
                          f"original fp32.sft / .pth, or the released model on first use); {args.model} has its own: "

@@ -74,6 +74,14 @@ class OriginalCheckpoint:
     symmap: dict[str, int] | None
 
 
+def _is_safetensors(path: Path) -> bool:
+    """Whether `path` starts as a safetensors file does: the length of its JSON header (8 bytes, little-endian), then
+    the header's opening brace."""
+    with open(path, "rb") as handle:
+        start = handle.read(9)
+    return len(start) == 9 and start[8:] == b"{" and 0 < int.from_bytes(start[:8], "little") <= path.stat().st_size
+
+
 def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     """Read an original `.sft`/`.safetensors` or `.pth`/`.pt` file (`vall_e/utils/io.py:torch_load`).
 
@@ -89,7 +97,8 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
         raise VallEFileNotFoundError(f"checkpoint not found: {path}: check the path of the original fp32.sft (or "
                                      ".pth)")
     metadata: dict = {}
-    if path.suffix in (".sft", ".safetensors"):
+    suffix = path.suffix.lower()  # "FP32.SFT" is a safetensors file too
+    if suffix in (".sft", ".safetensors"):
         try:
             with safe_open(str(path), framework="pt") as handle:
                 metadata = handle.metadata() or {}
@@ -101,7 +110,9 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
             metadata = {key: json.loads(value) for key, value in metadata.items() if key in ("config", "userdata")}
         except json.JSONDecodeError as error:
             raise CheckpointError(f"{path}: its metadata is not valid JSON ({error})") from None
-    elif path.suffix in (".pth", ".pt"):
+    elif suffix in (".pth", ".pt"):
+        if _is_safetensors(path):  # its pickle reader refused it as holding code
+            raise CheckpointError(f"{path} is a safetensors file, not a pickle: rename it to end in .sft")
         try:
             payload = load_tensors(path)
         except pickle.UnpicklingError:  # torch's weights-only unpickler met what only code could build

@@ -242,7 +242,7 @@ def load_model_and_processor(
 
     if config_yaml is not None and name is None:
         name = str(checkpoint_of_yaml(config_yaml))
-    if config_yaml is not None and Path(name).suffix not in ORIGINAL_SUFFIXES:
+    if config_yaml is not None and Path(name).suffix.lower() not in ORIGINAL_SUFFIXES:
         raise VallEValueError(f"--yaml (config_yaml= in Python) applies to original checkpoints, not to {name}: "
                               "drop it, or give the original's fp32.sft as the model")
     if name == TINY_RANDOM:
@@ -253,7 +253,7 @@ def load_model_and_processor(
     if name is None:
         name = str(released_model_directory(cache_dir, codec, vocoder, choices))
     path = Path(name)
-    if path.suffix in ORIGINAL_SUFFIXES:
+    if path.suffix.lower() in ORIGINAL_SUFFIXES:
         model, processor = convert_checkpoint(path, config_yaml, tokenizer=tokenizer, codec=codec, vocoder=vocoder)
         return _quantized(model, dtype, quantize), processor
     if tokenizer:
@@ -382,7 +382,7 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
     path = Path(name)
     if not path.exists() and (name.startswith((".", "/")) or name.count("/") != 1):
         raise ModelNotFoundError(f"model not found: {name}; {choices}")
-    if path.is_file() and path.suffix in ORIGINAL_SUFFIXES:
+    if path.is_file() and path.suffix.lower() in ORIGINAL_SUFFIXES:
         raise CheckpointError(f"{name} is an original checkpoint, and a converted model is needed here: convert it "
                               f"first (python -m valle_hf.convert --checkpoint {name} --output-dir DIR)")
     if path.is_file():
