@@ -193,6 +193,12 @@ def test_beams_the_free_memory_cannot_hold_are_refused_before_their_first_step(t
                                         r"values of their \d+ input positions alone, and cpu has 0 GB free: lower "
                                         r"--beam-width, or give fewer or shorter texts at once", last), err
     assert not out.exists() and not list(tmp_path.iterdir())
+    # a width past any float (1e309, a whole number to the flag) failed while its refusal was written
+    monkeypatch.setattr(generation, "free_memory", lambda device: 10**9)
+    status, _, err = run(["Hello.", prompt_wav, out, "--model", converted_dir, "--beam-width", "1e309"], capsys)
+    assert status == 1 and re.search(r"^error: 1 row\(s\) x 1e\+309 \(--beam-width=1e\+309\) need \d[.\d]*e\+\d+ "
+                                     r"GB .* and cpu has 1 GB free", err.strip().splitlines()[-1]), err
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_module_entry_point_runs_the_embedded_model(tmp_path, prompt_wav):

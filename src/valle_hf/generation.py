@@ -51,6 +51,7 @@ from .errors import (
     VallEMemoryError,
     VallETypeError,
     VallEValueError,
+    as_typed,
     get_logger,
     is_integer_tensor,
     one_line,
@@ -541,11 +542,18 @@ def _check_first_step_memory(model, input_ids: torch.LongTensor, config: VallEGe
         return
     setting = "num_beams" if (config.num_beams or 1) >= expand else "num_return_sequences"
     name = _setting_name(setting)
-    rows_of = f"{input_ids.shape[0]} row(s) x {expand} ({name}={expand})" if expand > 1 else f"{rows} row(s)"
-    raise VallEMemoryError(f"{rows_of} need {needed / 1e9:.3g} GB for the keys and values of their {positions} input "
-                           f"positions alone, and {model.device} has {free / 1e9:.3g} GB free: "
+    rows_of = (f"{input_ids.shape[0]} row(s) x {as_typed(expand)} ({name}={as_typed(expand)})" if expand > 1
+               else f"{rows} row(s)")
+    raise VallEMemoryError(f"{rows_of} need {_gigabytes(needed)} GB for the keys and values of their {positions} "
+                           f"input positions alone, and {model.device} has {_gigabytes(free)} GB free: "
                            f"{f'lower {name}, or ' if expand > 1 else ''}give fewer or shorter texts at once",
                            setting if expand > 1 else None)
+
+
+def _gigabytes(count: int) -> str:
+    """`count` bytes in GB, to three digits, however many (a float cannot hold a count past 1e308: a beam width of
+    1e309 failed while its refusal was written)."""
+    return f"{count / 1e9:.3g}" if count < 1e300 else as_typed(count // 10**9)
 
 
 def _layer_skip(config: VallEGenerationConfig) -> LayerSkip | None:
