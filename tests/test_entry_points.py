@@ -122,6 +122,8 @@ CLI_CASES = {
     "stt_without_a_prompt": (["{ws}/ref.wav", "--task", "stt", "--no-prompt"], "--no-prompt is for text-to-speech"),
     "stt_with_tts_only_settings": (["{ws}/ref.wav", "--task", "stt", "--nar-temp", "0.5", "--audio-backend",
                                     "encodec"], "--audio-backend: text-to-speech only; --task stt would ignore them"),
+    "stt_with_a_language_switch": (["{ws}/ref.wav", "--task", "stt", "--language-switch", "remove"],
+                                   "--language-switch: text-to-speech only; --task stt would ignore it"),
     "stt_in_an_unknown_language": (["{ws}/ref.wav", "--task", "stt", "--language", "xx-nope"], "unknown language"),
     "no_prompt_and_a_reference": (["{ws}/ref.wav", "{ws}/new.wav", "--no-prompt"], "--no-prompt speaks without"),
     "no_prompt_and_the_output_as_reference": (["--no-prompt", "{ws}/new.wav"],

@@ -524,8 +524,8 @@ def _check_model_streams(args, model, kwargs: dict) -> None:
 
 def check_ignored_flags(args) -> None:
     """Flags that would be ignored, refused before any model loads (`UsageError`): --stream-chunk without --stream;
-    with --task stt, a TEXT, --stream, --no-prompt and the settings of `TTS_ONLY_SETTINGS`. --language must still be a
-    language with --task stt (unused, but a code that does not exist is a mistake)."""
+    with --task stt, a TEXT, --stream, --no-prompt, --language-switch and the settings of `TTS_ONLY_SETTINGS`.
+    --language must still be a language with --task stt (unused, but a code that does not exist is a mistake)."""
     from .phonemes import resolve_language
 
     if args.task != "stt":
@@ -540,6 +540,7 @@ def check_ignored_flags(args) -> None:
     unused = [option_name(flag) for flag, setting in FLAG_SETTINGS.items()
               if setting in TTS_ONLY_SETTINGS and getattr(args, flag) is not None]
     unused += ["--stream-chunk"] if args.stream_chunk is not None else []
+    unused += ["--language-switch"] if args.language_switch != build_parser().get_default("language_switch") else []
     if unused:
         them = "it" if len(unused) == 1 else "them"
         raise UsageError(f"{', '.join(unused)}: text-to-speech only; --task stt would ignore {them}: drop {them}")
