@@ -1015,6 +1015,9 @@ def test_a_text_starting_with_a_dash_follows_the_end_of_options(tmp_path, prompt
     assert main(["-Hello.", str(prompt_wav), out]) == 1  # without `--`: the way to give it
     assert "unrecognized arguments: -Hello.: a text or file that starts with '-' goes after `--`, the options go " \
            "before it" in capsys.readouterr().err
+    assert main(["-hello", str(prompt_wav), out]) == 1  # -h and "ello": argparse said "ignored explicit argument"
+    assert "'-hello' was read as the option -h: a text or file that starts with '-' goes after `--`, the options go " \
+           "before it" in capsys.readouterr().err
     assert main(["Hi.", str(prompt_wav), out, "--seed", "1", "--", "extra"]) == 1  # a word too many
     assert "unrecognized arguments: extra: with `--`, the options go before it" in capsys.readouterr().err
     for misspelt in (["Hi.", str(prompt_wav), out, "--modle", "x"], ["Hi.", "--modle", "x", "--", str(prompt_wav)]):

@@ -14,6 +14,7 @@ import functools
 import json
 import math
 import random
+import re
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -732,6 +733,12 @@ def main(argv: list[str] | None = None) -> int:
         if "references" in str(error) and ("stt" in given or "--task=stt" in given):  # the audio was read as TEXT
             raise UsageError(f"{error}; with --task stt, give '' as TEXT: python -m valle_hf '' speech.wav --task "
                              "stt") from None
+        ignored = re.search(r"ignored explicit argument '(.*)'", str(error))  # "-hello": -h and its value "ello"
+        word = ignored and next((word for word in given if re.fullmatch(rf"-\w{re.escape(ignored[1])}", word)), None)
+        if word:
+            raise UsageError(f"{word!r} was read as the option {word[:2]}: a text or file that starts with '-' goes "
+                             "after `--`, the options go before it and TEXT REFERENCES OUT after it: python -m "
+                             "valle_hf [options] -- TEXT REFERENCES OUT") from None
         unrecognized = str(error).split(" (see ")[0]
         first = unrecognized.removeprefix("unrecognized arguments: ").split(" ")[0]
         if unrecognized.startswith("unrecognized arguments: ") and not first.startswith("--") and (
