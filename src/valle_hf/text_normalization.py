@@ -577,10 +577,10 @@ _HYPHEN_END = r"(?:[1-9]\d{0,3}|0)(?:[.,]\d+)?"
 @functools.cache
 def _hyphen_range() -> re.Pattern:
     """A hyphen between two numbers alone, as the comment above says; "low" and "high" are its ends."""
-    glued_units = "|".join([*_UNIT_WORDS["en"], *(unit for unit in _DURATION_UNITS if unit != "s")])
+    durations = "|".join(unit for unit in _DURATION_UNITS if unit != "s")
     return re.compile(rf"(?<!{_SPACED_LETTER})(?<![\d_.,/:+−=×*÷-])(?<![+=×*÷/] )(?!\d{{3}}-\d{{4}}(?!\d))"
                       rf"(?P<low>{_HYPHEN_END})-(?P<high>{_HYPHEN_END})"
-                      rf"(?:(?=[ap]m\b|[AP]M\b|(?:{glued_units}|m?L)(?![\w/]))"
+                      rf"(?:(?=[ap]m\b|[AP]M\b|(?:{_UNIT_NAMES}|{durations})(?![\w/]))"
                       rf"|(?!{_SPACED_LETTER}|[\d_/:]|-(?!{_SPACED_LETTER})|[.,]\d| ?[=+×*÷/]))")
 # The dash between a range's ends: a hyphen unspaced or spaced on both sides ("5 -10" is a minus), the others either way
 _RANGE_DASH = "(?:-| - | ?[–〜~] ?)"
