@@ -770,6 +770,37 @@ def test_a_program_that_handles_sigterm_itself_keeps_its_handler_during_an_entry
     assert main() == 143 and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # unwound, and set back
 
 
+def test_a_second_ctrl_c_does_not_cut_the_clean_up_of_the_first(capsys):
+    """A second Ctrl-C a moment after the first printed a traceback from the middle of the run's clean-up; after the
+    run, Python's own handler is back, and a program's own handler is kept."""
+    from valle_hf.errors import entry_point
+
+    cleaned = []
+
+    @entry_point(interrupted="interrupted")
+    def main() -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the interrupt comes here
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C during the clean-up
+            time.sleep(0.05)
+            cleaned.append(True)
+        return 0
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main() == 130 and cleaned == [True]
+        assert capsys.readouterr().err == "interrupted\n"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        own = []
+        signal.signal(signal.SIGINT, lambda signum, frame: own.append(signum))
+        cleaned.clear()
+        assert main() == 0 and own == [signal.SIGINT, signal.SIGINT] and cleaned == [True]
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_an_entry_point_called_from_another_thread_runs_and_errs_in_one_line(capsys):
     """Signal handlers can be set in the main thread only: an entry point called from a worker thread (a notebook's, a
     server's) must run without its SIGTERM handling, not fail with Python's "signal only works in main thread"."""

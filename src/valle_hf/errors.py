@@ -270,6 +270,28 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _interrupt_once(signum, frame):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run unwinds from now on: nothing may cut its clean-up
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _one_interrupt():
+    """Within the block, Ctrl-C raises KeyboardInterrupt once, and a second one is ignored while the run unwinds (it
+    removes its partial files on the way; a second Ctrl-C a moment after the first printed a traceback from the
+    middle of that clean-up). Python's own handler is set back after the block; a program with a SIGINT handler of
+    its own (a notebook's kernel) keeps it, as does a thread other than the main one (only it can set handlers)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class _CommandFormat(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = record.levelname.lower()
@@ -319,7 +341,7 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             try:
-                with _sigterm_unwinds(), _command_log_format():
+                with _sigterm_unwinds(), _one_interrupt(), _command_log_format():
                     return main(*args, **kwargs)
             except VallEError as error:
                 if not getattr(error, "every_process", False) or is_main_process():
