@@ -86,6 +86,22 @@ def test_a_list_of_rates_is_refused_as_one_rate_per_call(extractor, processor):
         processor(["Hi.", "Yo."], prompt_audio=[waveform, waveform], sampling_rate=[24000, 8000])
 
 
+def test_a_rate_given_with_files_alone_is_warned_about_where_it_is_not_theirs(extractor, tmp_path):
+    """The rate is for arrays: a file is read at its own, and the rate given with it was ignored without a word."""
+    from conftest import logged_warnings
+
+    path = tmp_path / "voice.wav"
+    soundfile.write(path, _tone(0.5, 16000), 16000)
+    with logged_warnings() as other:
+        extractor.load(str(path), 8000)
+    assert f"sampling_rate=8000 is not the rate of {path}, a file, which is read at its own (16000 Hz)" in other.out
+    with logged_warnings() as quiet:
+        extractor.load(str(path), 16000)  # its own rate
+        extractor.load([str(path), _tone(0.5, 8000)], 8000)  # the array's rate, beside a file
+        extractor.load(str(path))
+    assert "is not the rate of" not in quiet.out
+
+
 def test_a_rate_below_any_speech_recording_is_refused_before_resampling(extractor, tmp_path):
     """A file whose header said 1 Hz was resampled to 24 kHz whole: gigabytes of samples, and the CLI was killed for
     memory without a word."""

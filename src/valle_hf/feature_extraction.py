@@ -200,14 +200,22 @@ class VallEFeatureExtractor(SequenceFeatureExtractor):
                                                 "--no-prompt on the command line)"))
             raise VallEValueError(f"{what} given (an empty path, list or ';'-joined string, often an unset "
                                   f"variable): {fix}")
-        return [self._reference(part, sampling_rate) for part in parts]
+        # a rate given with files alone is no file's: each is read at its own, which the caller may not know
+        files = all(isinstance(part, (str, os.PathLike, *ENCODED_AUDIO)) for part in parts)
+        for_files = sampling_rate if files else None
+        return [self._reference(part, sampling_rate, for_files) for part in parts]
 
-    def _reference(self, part: Any, sampling_rate: int | None) -> torch.Tensor:
-        """One reference (a path, or an array at `sampling_rate`) as a checked waveform at `self.sampling_rate`."""
+    def _reference(self, part: Any, sampling_rate: int | None, for_files: int | None = None) -> torch.Tensor:
+        """One reference (a path, or an array at `sampling_rate`) as a checked waveform at `self.sampling_rate`;
+        warns where `for_files`, a rate given with files alone, is not the file's own."""
         if _LOADED.get(id(part)) is part and sampling_rate == self.sampling_rate:
             return part
         if isinstance(part, (str, os.PathLike, *ENCODED_AUDIO)):
-            waveform = self.check_reference(self.waveform(*load_audio(part), what=audio_name(part)), audio_name(part))
+            samples, rate = load_audio(part)
+            if for_files is not None and for_files != rate:
+                logger.warning(f"sampling_rate={for_files} is not the rate of {audio_name(part)}, a file, which is "
+                               f"read at its own ({rate} Hz): the rate is for arrays; drop it")
+            waveform = self.check_reference(self.waveform(samples, rate, what=audio_name(part)), audio_name(part))
         else:
             waveform = self.check_reference(self.waveform(part, sampling_rate), "the audio array")
         _LOADED[id(waveform)] = waveform
