@@ -254,42 +254,35 @@ def _raise_terminated(signum, frame):
     raise Terminated
 
 
-@contextlib.contextmanager
-def _sigterm_unwinds():
-    """Within the block, a SIGTERM raises `Terminated` in the main thread (signal handlers can be set only there)
-    where it would end the process (its default action). A program that handles or ignores SIGTERM itself keeps
-    its own handling, as one set outside Python (`getsignal` gives None) would be lost: it cannot be set back."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL):
-        yield
-        return
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _interrupt_once(signum, frame):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run unwinds from now on: nothing may cut its clean-up
     raise KeyboardInterrupt
 
 
+# The signals an entry point unwinds on: each one's default handling, and the handler set in its place
+_UNWINDING = {signal.SIGTERM: (signal.SIG_DFL, _raise_terminated), signal.SIGINT: (signal.default_int_handler,
+                                                                                   _interrupt_once)}
+
+
 @contextlib.contextmanager
-def _one_interrupt():
-    """Within the block, Ctrl-C raises KeyboardInterrupt once, and a second one is ignored while the run unwinds (it
-    removes its partial files on the way; a second Ctrl-C a moment after the first printed a traceback from the
-    middle of that clean-up). Python's own handler is set back after the block; a program with a SIGINT handler of
-    its own (a notebook's kernel) keeps it, as does a thread other than the main one (only it can set handlers)."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    signal.signal(signal.SIGINT, _interrupt_once)
+def _signals_unwind():
+    """Within the block, in the main thread (signal handlers can be set only there):
+    - a SIGTERM raises `Terminated` where it would end the process (its default action);
+    - Ctrl-C raises KeyboardInterrupt once, and a second one is ignored while the run unwinds. The run removes its
+      partial files on the way, and a second Ctrl-C a moment after the first printed a traceback from the middle of
+      that clean-up.
+    Each default is set back after the block. A signal the program handles or ignores itself keeps its own handling
+    (a notebook kernel's SIGINT handler; a SIGTERM handler set outside Python, which `getsignal` gives as None and
+    which could not be set back)."""
+    ours = [] if threading.current_thread() is not threading.main_thread() else [
+        (signum, default) for signum, (default, _) in _UNWINDING.items() if signal.getsignal(signum) == default]
+    for signum, _ in ours:
+        signal.signal(signum, _UNWINDING[signum][1])
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum, default in ours:
+            signal.signal(signum, default)
 
 
 class _CommandFormat(logging.Formatter):
@@ -341,7 +334,7 @@ def entry_point(interrupted: str = "interrupted") -> Callable:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             try:
-                with _sigterm_unwinds(), _one_interrupt(), _command_log_format():
+                with _signals_unwind(), _command_log_format():
                     return main(*args, **kwargs)
             except VallEError as error:
                 if not getattr(error, "every_process", False) or is_main_process():
