@@ -39,15 +39,20 @@ PREPARE_CONFIG = "prepare_config.json"
 FRAME_RATE = CODEC_SAMPLING_RATE // CODEC_HOP_LENGTH  # codec frames per second
 
 
+def _recorded(root: str | os.PathLike, name: str):
+    """The setting `name` the prepared folder `root` records in its PREPARE_CONFIG; None where it records none (or has
+    no readable one: a folder made by other means)."""
+    try:
+        return json.loads((Path(root) / PREPARE_CONFIG).read_text(encoding="utf-8")).get(name)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def check_tokenizer(root: str | os.PathLike, tokenizer, model: str) -> None:
     """Refuse (`VallEValueError`) to train `model` on the prepared folder `root` when the folder's phoneme ids come
     from another tokenizer than the model's (`tokenizer`): its ids would stand for other phonemes. A folder that
     records no tokenizer (made by other means) is taken as it is."""
-    path = Path(root) / PREPARE_CONFIG
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8")).get("tokenizer_sha256")
-    except (OSError, ValueError, AttributeError):
-        return
+    recorded = _recorded(root, "tokenizer_sha256")
     if recorded is not None and recorded != tokenizer_fingerprint(tokenizer):
         raise VallEValueError(f"{root} was prepared with another phoneme tokenizer than {model}'s: its ids would stand "
                               f"for other phonemes; prepare it again with --tokenizer {model}")
@@ -59,10 +64,7 @@ def check_codec(root: str | os.PathLike, codec, model: str) -> None:
     that records no codec fingerprint (made by other means, or before it was recorded) is taken as it is."""
     from .codec import codebook_fingerprint
 
-    try:
-        recorded = json.loads((Path(root) / PREPARE_CONFIG).read_text(encoding="utf-8")).get("codec_codebooks_sha256")
-    except (OSError, ValueError, AttributeError):
-        return
+    recorded = _recorded(root, "codec_codebooks_sha256")
     if recorded is not None and recorded != codebook_fingerprint(codec):
         raise VallEValueError(f"{root} was prepared with another codec than {model}'s: its codes would stand for "
                               f"other sounds; prepare it again with --tokenizer {model} (its codec)")

@@ -458,29 +458,31 @@ def _given_settings(config: VallEGenerationConfig, kwargs: dict) -> set[str]:
     return differing | {name for name, value in kwargs.items() if value is not None}
 
 
+def _warn_once(message: str) -> None:
+    """Warn `message`, once for the `setting_names` context in progress (once for this call without one)."""
+    naming = _SETTING_NAMES.get()
+    if naming is None or message not in naming.warned:
+        if naming is not None:
+            naming.warned.add(message)
+        logger.warning(message)
+
+
 def _warn_if_inert(config: VallEGenerationConfig, given: set[str]) -> None:
     """Warn, once per setting, about each given setting that does nothing without its switch (`inert_settings`): the
     original accepted them without a word, and the caller would believe them applied."""
-    naming = _SETTING_NAMES.get() or _SettingNames({}, set())
     for setting, switch, condition in inert_settings(config, given):
         name, switch_name = _setting_name(setting), _setting_name(switch)
         # a command line's on/off flag is on by being given
         needed = switch_name if condition == "=True" and switch_name.startswith("--") else f"{switch_name}{condition}"
-        message = f"{name} has no effect without {needed}: set {switch_name}, or drop {name}"
-        if message not in naming.warned:
-            naming.warned.add(message)
-            logger.warning(message)
+        _warn_once(f"{name} has no effect without {needed}: set {switch_name}, or drop {name}")
 
 
 def _warn_if_for_speech(settings: dict) -> None:
     """Warn, once per call, about the text-to-speech settings (`TTS_ONLY_SETTINGS`) given to speech to text, which
     ignores them: they were ignored without a word. (The command line refuses them: its flags are given for one run.)"""
     given = [_setting_name(name) for name in TTS_ONLY_SETTINGS if settings.get(name) is not None]
-    naming = _SETTING_NAMES.get() or _SettingNames({}, set())
-    message = f"{', '.join(given)}: text-to-speech only; task='stt' ignores {'it' if len(given) == 1 else 'them'}"
-    if given and message not in naming.warned:
-        naming.warned.add(message)
-        logger.warning(message)
+    if given:
+        _warn_once(f"{', '.join(given)}: text-to-speech only; task='stt' ignores {'it' if len(given) == 1 else 'them'}")
 
 
 def _warn_if_unspoken(lengths: torch.Tensor, audio: list[torch.Tensor] | None) -> None:

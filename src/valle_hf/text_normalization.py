@@ -688,7 +688,7 @@ def _ranges_as_words(text: str, language: str) -> str:
         low_end = (match["low_end"] or "").removesuffix(".")
         return f"{low_end or match['unit'] or match['date'] or ''} {word} "
 
-    label = _for_language(_NUMBER_LABELS, language)
+    label, decades = _for_language(_NUMBER_LABELS, language), _for_language(_DECADE_WORDS, language)
 
     def hyphen(match: re.Match) -> str:
         if label.search(match.string, 0, match.start()):  # "Figure 3-2", "図3-2": a figure's number
@@ -703,7 +703,7 @@ def _ranges_as_words(text: str, language: str) -> str:
         return " ".join(filter(None, (match["low"], even if high == low else score, match["high"])))
 
     def ranges(part: str) -> str:
-        if _for_language(_DECADE_WORDS, language):
+        if decades:
             part = _DECADE_RANGE.sub(lambda match: f"{match['low']}s {word} {match['high']}", part)
         part = _range_pattern(short_scale).sub(dash, _money_range_pattern(short_scale).sub(money, part))
         return _hyphen_range().sub(hyphen, part)
