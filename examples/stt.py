@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import sys
 
+# valle_hf first: it registers the model with the Auto classes (needed before from_pretrained /
+# pipeline), and while it loads torch and transformers, Ctrl-C ends the command in one line
+import valle_hf  # noqa: F401
+
+# isort: split
 import torch
 
-import valle_hf  # noqa: F401  (registers the model with the Auto classes)
 from valle_hf.cli import check_flags_fit, count_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point
 from valle_hf.loading import OFFLINE_CHOICES, load_model_and_processor

@@ -54,6 +54,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# valle_hf first: while it loads torch and transformers, Ctrl-C ends the command in one line
+import valle_hf  # noqa: F401
+
+# isort: split
 import torch
 from tqdm.auto import tqdm
 

@@ -356,6 +356,43 @@ def test_ctrl_c_while_the_package_loads_ends_a_command_in_one_line(argv0):
         assert "KeyboardInterrupt" in result.stderr and result.returncode != 0
 
 
+# Installed as sitecustomize: a Ctrl-C (SIGINT) arrives as the program first imports torch.
+CTRL_C_AT_TORCH = """
+import builtins, os, signal, time
+real = builtins.__import__
+def interrupted(name, *args, **kwargs):
+    if name == "torch" and not getattr(interrupted, "sent", False):
+        interrupted.sent = True
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(2)
+    return real(name, *args, **kwargs)
+builtins.__import__ = interrupted
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("program", [
+    "scripts/prepare_dataset.py", "scripts/make_example_prompt.py", "examples/tts.py", "examples/stt.py",
+    "examples/finetune.py", "examples/pipeline_example.py", "app.py", "-m benchmarks", "user's program"])
+def test_ctrl_c_while_a_program_of_the_checkout_loads_ends_in_one_line(program, tmp_path):
+    """The scripts, the examples, app.py and the benchmarks import valle_hf before torch, so that a Ctrl-C while they
+    load ends them in one line with status 130; a program of the user's that imports the package gets its own
+    KeyboardInterrupt."""
+    (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_TORCH)
+    if program == "user's program":
+        (tmp_path / "program.py").write_text("import valle_hf\n")
+        argv = [str(tmp_path / "program.py")]
+    else:
+        argv = program.split() if program.startswith("-m") else [str(REPO / program)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO / "src"), str(REPO)]))
+    result = subprocess.run([sys.executable, *argv, "--help"], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=REPO)
+    if program == "user's program":
+        assert "KeyboardInterrupt" in result.stderr and result.returncode != 0, result.stderr
+    else:
+        assert result.returncode == 130 and result.stderr == "interrupted\n", result.stderr
+
+
 @pytest.mark.subprocess
 def test_converter_offline_names_the_codec_choices_at_once(tmp_path, fixtures):
     """The default EnCodec is downloaded from the Hub: with the Hub unreachable, the converter says so in one line,

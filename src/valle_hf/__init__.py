@@ -16,18 +16,33 @@ import threading
 
 
 def _interrupted_while_loading(signum, frame):
-    """Ctrl-C while `python -m valle_hf[.module]` loads torch and transformers (seconds), before its entry point runs:
-    nothing is written yet, so the command ends at once, as every command ends on Ctrl-C (`errors.entry_point`), with
-    one line and the shell's status for SIGINT. (Raised inside the libraries' imports, a KeyboardInterrupt can come
+    """Ctrl-C while a command (`_loading_as_a_command`) loads torch and transformers (seconds), before its entry point
+    runs: nothing is written yet, so the command ends at once, as every command ends on Ctrl-C (`errors.entry_point`),
+    with one line and the shell's status for SIGINT. (Raised inside the libraries' imports, a KeyboardInterrupt can come
     out as another error, with a traceback.)"""
     sys.stderr.write("interrupted\n")
     sys.stderr.flush()
     os._exit(130)
 
 
-# argv[0] is "-m" while `python -m` imports the package; a program or notebook importing it keeps its own Ctrl-C.
-_LOADING_AS_A_COMMAND = (sys.argv[:1] == ["-m"] and threading.current_thread() is threading.main_thread()
-                         and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+def _loading_as_a_command() -> bool:
+    """Whether this import is a command's own: `python -m valle_hf[.module]` (argv[0] is "-m" while the package
+    imports), or a program of this checkout (`python scripts/prepare_dataset.py`, `python examples/tts.py`, `python
+    app.py`, `python -m benchmarks`: its `__main__` file lies beside this package's `src`). A program or notebook of the
+    user's that imports the package keeps its own Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return False
+    if sys.argv[:1] == ["-m"]:
+        return True
+    program = getattr(sys.modules.get("__main__"), "__file__", None)
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    return (program is not None and os.path.isfile(os.path.join(checkout, "pyproject.toml"))
+            and os.path.realpath(program).startswith(checkout + os.sep))
+
+
+_LOADING_AS_A_COMMAND = _loading_as_a_command()
 if _LOADING_AS_A_COMMAND:
     signal.signal(signal.SIGINT, _interrupted_while_loading)
 try:
