@@ -420,6 +420,8 @@ def test_a_decade_is_said_as_one(text, words, language):
     # a range of them ("wait 5-10s" was "wait five tens")
     ("wait 5-10s, it took 1.5-2.5s, 2-2.5s", "wait 5 to 10 seconds, it took 1.5 to 2.5 seconds, 2 to 2.5 seconds",
      "en"),
+    # a range of whole numbers with no duration word before it ("a 3-4s clip" was "three four s", "5-10s" "five tens")
+    ("a 3-4s clip, then 5-10s", "a 3 to 4 seconds clip, then 5 to 10 seconds", "en"),
 ])
 def test_a_number_of_seconds_glued_to_its_s_is_said_as_seconds(text, words, language):
     """espeak-ng read "wait 10s" as "wait ten z" and "1.5s" as "one point five s", and the decades' pass made "wait 10s"
@@ -460,13 +462,33 @@ def test_what_is_no_duration_written_short_is_left_as_it_is(text, language):
     assert _durations_as_words(text, language) == text
 
 
+def test_english_pairs_of_numbers_joined_by_a_slash_are_read_one_after_the_other():
+    """espeak-ng read "24/7" as "twenty four slash seven": "24/7", "9/11", equal numbers and a split of a hundred are
+    two numbers said one after the other."""
+    text, words = ("open 24/7, a 50/50 chance, since 9/11, a 60/40 mix, 20/20 vision, 4/4 time.",
+                   "open 24 7, a 50 50 chance, since 9 11, a 60 40 mix, 20 20 vision, 4 4 time.")
+    assert verbalize(text, "en") == words
+    assert phonemize(text, "en") == phonemize(words, "en")
+
+
+def test_what_is_no_pair_of_numbers_read_one_after_the_other_is_left_as_it_is():
+    """A fraction, a date, a score out of a number, a run of three, a word's or a decimal's part, a pair of a hundred
+    and nothing, and a language the table has none for."""
+    from valle_hf.text_normalization import _slash_pairs_as_read
+
+    text = "1/2, 1/1, 12/25, 3/11, 10/20, 5/100, 24/7/365, x24/7, 24/7.5, 2023/24, 100/0"
+    assert _slash_pairs_as_read(text, "en") == text
+    assert _slash_pairs_as_read("24/7, 50/50", "de") == "24/7, 50/50"
+
+
 def test_what_is_no_number_of_seconds_is_left_as_it_is():
     """Tens ("10s of people", "within 10s of meters", "in 10s"), decades, a plural number ("two 5s"), a word's digits,
     another unit and a duration's seconds after its minutes are no seconds here, nor in a language the table has no
     words for."""
     from valle_hf.text_normalization import _seconds_as_words
 
-    text = "10s of people, within 10s of meters, in 10s, the 80s, two 5s, x1.5s, 1.5sec, 5m 30.5s, 1h 2.5s"
+    text = ("10s of people, within 10s of meters, in 10s, the 80s, two 5s, x1.5s, 1.5sec, 5m 30.5s, 1h 2.5s, in their "
+            "20-30s, the 1950-60s, the 1990-95s")
     assert _seconds_as_words(text, "en") == text
     assert _seconds_as_words("wait 10s, 1.5s", "de") == "wait 10s, 1.5s"
 

@@ -31,11 +31,11 @@ _SPACED_LETTER = "[^\\W\\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\
 def verbalize(text: str, language: str) -> str:
     """`text` (orthographic, after `normalize_text`) with the written forms espeak-ng misreads written as the words
     `language` (an espeak-ng code, as `phonemes.resolve_language` gives it) says for them: phone numbers, runs of
-    numbers joined by slashes, ranges, seconds, decades, addresses, dates, times, money, minus signs, one before a
-    scale noun, ordinals, powers, durations, units, fractions and symbols, in that order: each pass reads what the
-    passes before it left ("5–10 km" is a range of numbers before its unit is read, "2026-12-25T15:00" a date before
-    its time)."""
-    text = _slash_runs_as_read(_phone_numbers_as_read(text))
+    numbers joined by slashes, pairs of them read as two numbers, ranges, seconds, decades, addresses, dates, times,
+    money, minus signs, one before a scale noun, ordinals, powers, durations, units, fractions and symbols, in that
+    order: each pass reads what the passes before it left ("5–10 km" is a range of numbers before its unit is read,
+    "2026-12-25T15:00" a date before its time)."""
+    text = _slash_pairs_as_read(_slash_runs_as_read(_phone_numbers_as_read(text)), language)
     text = _decades_as_words(_seconds_as_words(_ranges_as_words(text, language), language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
     text = _one_before_scale_as_read(_minus_as_word(_currency_as_words(text, language), language), language)
@@ -535,6 +535,30 @@ def _slash_runs_as_read(text: str) -> str:
     return _SLASH_RUN.sub(lambda run: run.group().replace("/", " "), text)
 
 
+# Two numbers joined by a slash that English reads one after the other, which espeak-ng read with the slash's word
+# ("open twenty four slash seven"): "24/7", "9/11", a pair of equal numbers ("50/50", "20/20 vision", "4/4 time") and a
+# split of a hundred ("a 60/40 mix", "the 80/20 rule"). Other pairs may be a date ("12/25"), a score out of a number
+# ("3/11") or a fraction (`_SLASH_FRACTION`), left to the passes after this one and to espeak-ng.
+_SLASH_PAIR = re.compile(r"(?<![\w/.,])(?P<first>[1-9]\d?)/(?P<second>[1-9]\d?)(?![\w/]|[.,]\d)")
+_SLASH_PAIRS_READ = {"en": lambda first, second: (first, second) in ((24, 7), (9, 11)) or first == second > 1
+                     or first + second == 100}
+
+
+def _slash_pairs_as_read(text: str, language: str) -> str:
+    """`text` with the slash of the pairs of numbers `language` reads one after the other (`_SLASH_PAIR`,
+    `_SLASH_PAIRS_READ`: "24/7" → "24 7", "50/50" → "50 50") as a space; as it is in a language the table has none
+    for."""
+    read = _for_language(_SLASH_PAIRS_READ, language)
+    if read is None:
+        return text
+
+    def said(pair: re.Match) -> str:
+        first, second = pair.group("first", "second")
+        return f"{first} {second}" if read(int(first), int(second)) else pair.group()
+
+    return _SLASH_PAIR.sub(said, text)
+
+
 # A range of numbers written with an en dash, a wave dash or a tilde ("5–10 minutes", "$5–$10", Japanese "5〜10ふん"),
 # which espeak-ng read without a word between the ends ("five ten"), in Japanese as "Japanese letter" or "tilde": the
 # word each language says there. A range of times or dates reads before they do ("9:00–17:00", once "9 o'clock–17
@@ -797,11 +821,15 @@ def _times_as_words(text: str, language: str) -> str:
 # "10s" may be tens ("10s of people", "counting in 10s") or a decade ("in her 20s", "80s music"), and a lone "5s" a
 # plural ("two 5s"), left to the decades' pass and to espeak-ng; so is a duration's seconds after its minutes, "1m
 # 30.5s", and tens of a unit, "within 10s of meters". So is a range of such seconds ("wait 5-10s", once "wait five
-# tens"; "it took 1.5-2.5s"), whose hyphen the ranges' pass left to this one.
+# tens"; "it took 1.5-2.5s"), whose hyphen the ranges' pass left to this one; and a range of whole numbers anywhere,
+# but one of two decades ("20-30s") or from a year ("1950-60s"): "a 3-4s clip" was left "three four s", "5-10s"
+# was "five tens".
 _SECOND_WORDS = {"en": ("one second", "seconds")}
 _DURATION_WORDS = "wait waits waited waiting every within take takes took taking last lasts lasted lasting".split()
 _AFTER_DURATION_WORD = "|".join(rf"(?<=\b(?i:{word}) )" for word in _DURATION_WORDS)
-_GLUED_SECONDS = re.compile(rf"(?:{_AFTER_DURATION_WORD}|(?<![\w.,])(?<!\d[mh] )(?=(?:\d+-)?\d+\.\d))"
+_RANGE_OF_SECONDS = r"(?=\d{1,3}-\d+s\b)(?!\d*0-\d*0s)"
+_GLUED_SECONDS = re.compile(rf"(?:{_AFTER_DURATION_WORD}|(?<![\w.,])(?<!\d[mh] )"
+                            rf"(?:(?=(?:\d+-)?\d+\.\d)|{_RANGE_OF_SECONDS}))"
                             r"(?:(?P<low>\d+(?:\.\d+)?)-)?(?P<number>\d+(?:\.\d+)?)s\b(?! of\b)")
 
 
