@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from valle_hf.errors import UsageError
+
 from .common import (
     COUNT,
     FRAME_RATE,
     NOT_NEGATIVE,
+    POSITIONS,
     SECONDS,
     StepTimer,
     Target,
@@ -81,6 +84,7 @@ def add_arguments(parser) -> None:
                        help="also run the float32 and bfloat16 variants with transformers' DynamicCache, StaticCache "
                             "and StaticCache under torch.compile (slow: compiles)")
     group.add_argument("--compile-mode", default=None,
+                       choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
                        help="torch.compile mode of --cache-matrix (default: inductor freezing on the CPU, "
                             "'reduce-overhead' on CUDA)")
     group.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
@@ -96,8 +100,12 @@ def check(args) -> None:
     require(args, {"steps": COUNT, "budget_s": SECONDS, "ar_rounds": COUNT, "baseline_steps": COUNT,
                    "floor_repeats": COUNT, "profile_rows": NOT_NEGATIVE})
     batch_sizes(args)
-    start_seconds(args)
     variants(args)
+    for start_s in start_seconds(args):  # the silence before the steps and the steps share the response's positions
+        if round(start_s * FRAME_RATE) + args.steps > POSITIONS:
+            raise UsageError(f"--ar-start {start_s:g} with --steps {args.steps} is past the model's positions: the "
+                             f"silence before the measured steps and the steps take at most {POSITIONS} frames "
+                             f"({POSITIONS / FRAME_RATE:g} s); give a smaller --ar-start or fewer --steps")
 
 
 def start_seconds(args) -> list[float]:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from valle_hf.configuration import VallEConfig
 from valle_hf.errors import OutputError, UsageError, option_name, value_refused
 from valle_hf.files import written_whole
 
@@ -74,9 +75,14 @@ def fill_defaults(args, defaults: dict) -> None:
 COUNT = (lambda value: value >= 1, "an integer >= 1")
 NOT_NEGATIVE = (lambda value: value >= 0, "an integer >= 0")
 SECONDS = (lambda value: math.isfinite(value) and value > 0, "a finite number of seconds > 0")
-# Speech and prompt lengths: at least one frame (a shorter one would round to no frame at all).
-FRAME_SECONDS = (lambda value: math.isfinite(value) and value >= 1 / FRAME_RATE,
-                 f"a finite number of seconds >= 1/{FRAME_RATE} (one frame)")
+# The released model's positions, which restart in every segment (text, prompt, response): each segment of a run
+# fits them, as `generate` requires (a longer one failed while allocating its inputs or cache, with a traceback).
+POSITIONS = VallEConfig().max_position_embeddings
+POSITION_SECONDS = POSITIONS / FRAME_RATE
+# Speech and prompt lengths: at least one frame (a shorter one would round to no frame at all), at most the positions.
+FRAME_SECONDS = (lambda value: math.isfinite(value) and 1 / FRAME_RATE <= value <= POSITION_SECONDS,
+                 f"a finite number of seconds in [1/{FRAME_RATE} (one frame), {POSITION_SECONDS:g}] (the model's "
+                 f"positions)")
 SHARE = (lambda value: 0 <= value <= 1, "a share of the CPU between 0 and 1")
 
 
@@ -128,7 +134,8 @@ def check(args) -> None:
     """The common options, checked before anything is built (`UsageError` for a value no run can use)."""
     require(args, {"threads": COUNT, "seconds": FRAME_SECONDS, "prompt_seconds": FRAME_SECONDS,
                    "retries": NOT_NEGATIVE, "max_foreign_load": SHARE,
-                   "text_tokens": (lambda value: value >= 3, "an integer >= 3 (BOS, one phoneme, EOS)")})
+                   "text_tokens": (lambda value: 3 <= value <= POSITIONS,
+                                   f"an integer in [3 (BOS, one phoneme, EOS), {POSITIONS}] (the model's positions)")})
     if args.json:
         check_output_file(args.json, "--json")
 

@@ -33,7 +33,8 @@ from valle_hf.errors import ArgumentParser, entry_point
 
 from .common import (
     COUNT,
-    SECONDS,
+    FRAME_SECONDS,
+    POSITIONS,
     ForeignLoad,
     batch_sizes,
     check_output_file,
@@ -77,7 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
-    require(args, {"rows": COUNT, "max_ar_steps": COUNT, "prompt_seconds": SECONDS, "threads": COUNT})
+    steps = (lambda value: 1 <= value <= POSITIONS, f"an integer in [1, {POSITIONS}] (the model's positions)")
+    require(args, {"rows": COUNT, "max_ar_steps": steps, "prompt_seconds": FRAME_SECONDS, "threads": COUNT})
     args.batch_sizes = batch_sizes(args)
     if args.json:
         check_output_file(args.json, "--json")

@@ -13,6 +13,8 @@ import sys
 import pytest
 from conftest import REPO
 
+from valle_hf.errors import UsageError
+
 
 @pytest.fixture
 def runner(monkeypatch):
@@ -46,6 +48,12 @@ REFUSED = {
     "batch_not_a_number": (["--batch-sizes", "1,x", "--only", "ar"], "--batch-sizes 1,x is not allowed"),
     "batch_of_zero_rows": (["--batch-sizes", "0", "--only", "host"], "--batch-sizes 0 is not allowed"),
     "negative_ar_start": (["--ar-start", "0,-5", "--only", "ar"], "--ar-start 0,-5 is not allowed"),
+    # each segment fits the model's positions (a longer one failed allocating its inputs or cache, with a traceback)
+    "speech_past_the_positions": (["--seconds", "1000000", "--only", "nar"], "--seconds 1000000 is not"),
+    "prompt_past_the_positions": (["--prompt-seconds", "1000000", "--only", "ar"], "--prompt-seconds 1000000 is not"),
+    "text_past_the_positions": (["--text-tokens", "1000000", "--only", "floors"], "--text-tokens 1000000 is not"),
+    "ar_start_past_the_positions": (["--ar-start", "0,1e6", "--only", "ar"], "past the model's positions"),
+    "unknown_compile_mode": (["--compile-mode", "fastest", "--only", "ar"], "argument --compile-mode: invalid choice"),
     "unknown_ar_variant": (["--ar-variants", "float64", "--only", "ar"], "--ar-variants float64 is not allowed"),
     "unknown_nar_setting": (["--nar-settings", "fp8", "--only", "nar"], "--nar-settings fp8 is not allowed"),
     "unknown_e2e_variant": (["--e2e-variants", "fast", "--only", "e2e"], "--e2e-variants fast is not allowed"),
@@ -68,6 +76,18 @@ def test_an_option_no_run_can_use_is_refused_before_anything_runs(case, runner, 
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
     assert out == "", "the run started before refusing"
     assert list(tmp_path.iterdir()) == [], "a file was left behind"
+
+
+def test_the_silence_before_the_ar_steps_and_the_steps_fit_the_response_positions_exactly(runner):
+    """`--ar-start` seconds of silence and `--steps` share the response's positions: up to all of them is taken,
+    one step more is refused."""
+    from benchmarks.common import FRAME_RATE, POSITIONS
+
+    start_frames = POSITIONS - 2 * FRAME_RATE
+    start = str(start_frames / FRAME_RATE)
+    runner.parse(["--only", "ar", "--ar-start", start, "--steps", str(POSITIONS - start_frames)])
+    with pytest.raises(UsageError, match="past the model's positions"):
+        runner.parse(["--only", "ar", "--ar-start", start, "--steps", str(POSITIONS - start_frames + 1)])
 
 
 def test_a_module_that_fails_ends_the_run_with_status_1(runner, tmp_path, capsys):
@@ -173,6 +193,8 @@ SYNTHESIS_REFUSED = {
     "no_rows": (["--rows", "0"], "--rows 0 is not allowed"),
     "no_steps": (["--max-ar-steps", "0"], "--max-ar-steps 0 is not allowed"),
     "nan_prompt": (["--prompt-seconds", "nan"], "--prompt-seconds nan is not allowed"),
+    "prompt_past_the_positions": (["--prompt-seconds", "1000000"], "--prompt-seconds 1000000 is not allowed"),
+    "steps_past_the_positions": (["--max-ar-steps", "1000000"], "--max-ar-steps 1000000 is not allowed"),
     "no_threads": (["--threads", "0"], "--threads 0 is not allowed"),
     "unknown_device": (["--device", "tpu"], "--device tpu: not a device"),
     "json_in_a_missing_folder": (["--json", "{tmp}/no/such/synthesis.json"], "cannot write --json"),
