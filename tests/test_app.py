@@ -817,6 +817,23 @@ def test_one_reference_path_given_in_python_is_one_voice_not_its_characters(tiny
     assert len(listed) == 1 and all(torch.equal(listed[0], *given) for given in (one, as_path))
 
 
+def test_an_upload_whose_name_holds_a_semicolon_is_that_file(tiny, prompt_wav, tmp_path):
+    """An upload named "a;b.wav" was split as the command line's "a.wav;b.wav" ("audio file not found: a"), on both
+    tabs."""
+    named = tmp_path / "voice;take 2.wav"
+    shutil.copyfile(prompt_wav, named)
+    demo = webui.Demo(*tiny)
+    demo.outputs = {name: name for name in ("audio", "seed", "duration", "elapsed")}
+    calls = _processor_calls(demo)
+    list(demo.speak(TEXT, references=[str(named)], seed=1, max_ar_steps=2))
+    list(demo.speak(TEXT, recording=str(named), seed=1, max_ar_steps=2))
+    list(demo.speak(TEXT, references=[str(prompt_wav)], seed=1, max_ar_steps=2))
+    uploaded, recorded, original = ([waveform for voice in kwargs["prompt_audio"] for waveform in voice]
+                                    for kwargs, _ in calls)
+    assert len(original) == 1 and all(torch.equal(original[0], *given) for given in (uploaded, recorded))
+    assert list(webui.Demo(*tiny).transcribe(str(named), max_ar_steps=2))[-1]  # a transcription, not "not found"
+
+
 def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     """The message spoke of an empty path or an unset variable, the CLI's mistakes, on the STT tab too."""
     demo = webui.Demo(*tiny)

@@ -319,12 +319,14 @@ def wav_bytes(audio: torch.Tensor, sampling_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def _reference_paths(files: list[str] | str | None, recording: str | None) -> list[str]:
+def _reference_paths(files: list[str] | str | None, recording: str | None) -> list:
     """The reference voice's files: the uploads (a list, or one path as a caller in Python gives it) and the
-    recording."""
+    recording, each path as a `Path`: a name is the file's own, where the command line's string "a.wav;b.wav" names
+    two (an upload named "a;b.wav" was "audio file not found: a"). What is no path is left to the CLI's checks."""
     if isinstance(files, (str, os.PathLike)):
         files = [files] if str(files) else []
-    return [*(files or ()), *([recording] if recording else ())]
+    return [Path(file) if isinstance(file, str) else file
+            for file in (*(files or ()), *([recording] if recording else ()))]
 
 
 class Demo:
@@ -419,7 +421,8 @@ class Demo:
         with errors_on_page(), warnings_on_page():
             if not audio:
                 raise UsageError("no speech to transcribe: upload or record it")
-            args = _arguments("stt", self._changed("stt", flags), references=[audio], out_path=None)
+            args = _arguments("stt", self._changed("stt", flags), references=_reference_paths(audio, None),
+                              out_path=None)
             inputs = prepare_inputs(args)
             kwargs = generation_kwargs(args, self.model)
             batch = self.processor(audio=[inputs["audio"]],
