@@ -250,9 +250,12 @@ def test_a_streamer_follows_the_texts_of_one_generate_call_only(tts, prompt_wav)
     texts = [*TEXTS, "Third."]
     settings = {**GENERATE, "prompt_audio": str(prompt_wav)}
     for batch_size in (None, 2):
-        streamer = AudioIteratorStreamer(chunk_seconds=0.1)
+        streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)
         with pytest.raises(ValueError, match=f"makes one per batch of texts \\(3 texts, batch_size={batch_size or 1}"):
             tts(texts, batch_size=batch_size, forward_params={**settings, "audio_streamer": streamer})
+        # its consumer, in another thread, gets the refusal: it waited for ever for a call that never came
+        with pytest.raises(ValueError, match="makes one per batch of texts"):
+            next(streamer)
     streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=60)
     results = tts(texts, batch_size=len(texts), forward_params={**settings, "audio_streamer": streamer})
     chunks = list(streamer)
@@ -274,9 +277,17 @@ def test_a_streamer_is_checked_in_every_setting_and_with_the_pipelines_own_batch
 
     texts = [*TEXTS, "Third."]
     settings = {**GENERATE, "prompt_audio": str(prompt_wav)}
+    streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)
     with pytest.raises(ValueError, match=r"makes one per batch of texts \(3 texts, batch_size=1\)"):
         tts(texts, forward_params={"prompt_audio": str(prompt_wav)},
-            generate_kwargs={**GENERATE, "audio_streamer": AudioIteratorStreamer(chunk_seconds=0.1)})
+            generate_kwargs={**GENERATE, "audio_streamer": streamer})
+    with pytest.raises(ValueError, match="makes one per batch of texts"):  # its consumer gets the refusal
+        next(streamer)
+    streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)  # refused by the processor, before generate
+    with pytest.raises(ValueError, match="xx-nope"):
+        tts(texts[0], forward_params={**settings, "audio_streamer": streamer}, processor_kwargs={"language": "xx-nope"})
+    with pytest.raises(ValueError, match="xx-nope"):
+        next(streamer)
     with pytest.raises(ValueError, match=r"makes one per batch of texts \(texts from an iterator, batch_size=3\)"):
         tts((text for text in texts), batch_size=3,
             forward_params={**settings, "audio_streamer": AudioIteratorStreamer(0.1)})

@@ -202,6 +202,18 @@ def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_
     with pytest.raises(TypeError, match="audio_streamer must be a valle_hf.streaming.AudioStreamer"):
         fixture_model.generate(**inputs, prompt_codes=prompt[None], temperature=-1.0, audio_streamer=object())
 
+    # given as transformers' streamer=, refused: its consumer gets the refusal too (it waited for ever)
+    streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)
+    with pytest.raises(TypeError, match="pass it as audio_streamer= instead"):
+        fixture_model.generate(**inputs, prompt_codes=prompt[None], streamer=streamer)
+    with pytest.raises(TypeError, match="pass it as audio_streamer= instead"):
+        next(streamer)
+    served = Recorder(0.1)  # a streamer a call took is that call's: a later refusal does not end it again
+    fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=served)
+    served.ended = False
+    served.abandon(ValueError("refused after the call"))
+    assert not served.ended
+
     rate = fixture_model.config.sampling_rate // 2
     file_streamer = AudioFileStreamer(tmp_path / "out.wav", rate)
     with pytest.raises(ValueError, match=f"writes at {rate} Hz but the model's audio is"):
@@ -331,6 +343,27 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
         with pytest.raises(ValueError, match=message):
             AudioFileStreamer(path, rate)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.wav"]  # no partial file left behind
+
+
+def test_a_file_stream_is_not_committed_while_its_call_runs(fixture_model, case, tmp_path):
+    """A commit from another thread while the call streamed put the audio so far in the output's place, cut short,
+    and the call then failed saying the output "was left as it was"."""
+    text, prompt, _ = case
+    config = fixture_model.config
+    streamer, out = AudioFileStreamer(tmp_path / "out.wav", config.sampling_rate, 2 / config.frame_rate), []
+
+    class CommitMidCall(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            if streamer.seconds and not out:
+                with pytest.raises(ValueError, match="is still running: commit after it returns"):
+                    streamer.commit()
+                out.append(sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith(".")))
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    fixture_model.generate(input_ids=text[None], prompt_codes=prompt[None], temperature=0.0, min_new_tokens=20,
+                           max_new_tokens=20, audio_streamer=streamer, stopping_criteria=[CommitMidCall()])
+    assert out == [[]], "the call streamed no audio before its end, or the output appeared mid-call"
+    assert streamer.commit() == tmp_path / "out.wav" and soundfile.info(tmp_path / "out.wav").frames > 0
 
 
 def test_a_file_streamer_dropped_unsettled_removes_its_partial_file(fixture_model, tmp_path):

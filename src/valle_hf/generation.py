@@ -308,8 +308,10 @@ def _check_called_arguments(model_kwargs: dict) -> None:
         raise VallETypeError(f"streamer must be an instance with put and end methods (a transformers BaseStreamer such "
                              f"as TextStreamer), got {_kind_of(streamer)}")
     if isinstance(streamer, AudioStreamer):  # it would be handed token ids where its reader expects audio chunks
-        raise VallETypeError(f"streamer= receives the AR's token ids, but {type(streamer).__name__} streams audio: "
-                             "pass it as audio_streamer= instead")
+        error = VallETypeError(f"streamer= receives the AR's token ids, but {type(streamer).__name__} streams audio: "
+                               "pass it as audio_streamer= instead")
+        streamer.abandon(error)  # its consumer, in another thread, gets the error too
+        raise error
     for name, kind in _CALLED_LISTS.items():
         hooks = model_kwargs.get(name)
         if hooks is None:

@@ -31,6 +31,7 @@ from .audio import as_samples
 from .errors import VallETypeError, VallEValueError, shown
 from .generation import check_generation_config, setting_names
 from .processing import VallEProcessor
+from .streaming import AudioStreamer
 
 __all__ = ["VallESpeechRecognitionPipeline", "VallETextToAudioPipeline", "check_pipeline_call", "register_pipeline"]
 
@@ -167,10 +168,17 @@ class VallETextToAudioPipeline(_VallEPipeline, TextToAudioPipeline):
     def __call__(self, text_inputs, **kwargs):
         if not self._is_valle():
             return super().__call__(text_inputs, **kwargs)
-        check_pipeline_call(text_inputs, kwargs)
-        check_one_streamed_call(text_inputs, kwargs.get("batch_size", self._batch_size), kwargs)
-        with setting_names():  # a warning about the settings once per call, not once per batch of texts
-            return super().__call__(text_inputs, **kwargs)
+        try:
+            check_pipeline_call(text_inputs, kwargs)
+            check_one_streamed_call(text_inputs, kwargs.get("batch_size", self._batch_size), kwargs)
+            with setting_names():  # a warning about the settings once per call, not once per batch of texts
+                return super().__call__(text_inputs, **kwargs)
+        except BaseException as error:  # refused before generate took the streamer: its consumer gets the error
+            for settings in (kwargs.get(name) for name in _SETTINGS):
+                streamer = settings.get("audio_streamer") if isinstance(settings, Mapping) else None
+                if isinstance(streamer, AudioStreamer):
+                    streamer.abandon(error)
+            raise
 
     def _forward(self, model_inputs, **kwargs):
         if not self._is_valle():

@@ -154,6 +154,15 @@ class AudioStreamer:
     def fail(self, error: BaseException) -> None:
         """Called when `generate` raises `error`, before `end`: the rows' streams are cut short."""
 
+    def abandon(self, error: BaseException) -> None:
+        """The call this streamer was given to was refused before a `generate` call took it (by the pipeline's
+        checks, or given as `streamer=`): it gets `error` as from a call that failed (`fail`, then `end`), so that
+        its consumer does not wait for ever, and serves no other call. One that a call took is left to that call."""
+        if not getattr(self, "_started", False):
+            self._started = True
+            self.fail(error)
+            self.end()
+
     def end(self) -> None:
         """Called once when generation ends (also when it fails)."""
 
@@ -297,6 +306,7 @@ class AudioFileStreamer(AudioStreamer):
         self.seconds, self._received = 0.0, False  # whether a chunk came, even an empty one
         self._clipped, self._peak = 0, 0.0  # the samples clipped to [-1, 1] so far, and their peak: said at commit
         self._outcome: str | None = None  # "committed" or "aborted", once it is
+        self._serving = False  # between the start and the end of the generate call it serves
         self.partial: Path | None = None
         try:  # the last step, so that a Ctrl-C after it returns leaves the caller a streamer to abort. The folder may
             # refuse the partial file itself (a name too long for it, a read-only file system)
@@ -310,6 +320,10 @@ class AudioFileStreamer(AudioStreamer):
             if isinstance(error, WRITE_ERRORS):
                 raise OutputError(f"could not write {self.path} ({write_failure(error, self.path)})") from None
             raise
+
+    def start_call(self) -> None:
+        super().start_call()
+        self._serving = True
 
     def put(self, chunk: AudioChunk) -> None:
         self._received = True
@@ -336,13 +350,18 @@ class AudioFileStreamer(AudioStreamer):
         self._outcome = "abandoned when its generate call failed"
 
     def end(self) -> None:
+        self._serving = False
         if not self._file.closed:
             self._file.close()
 
     def commit(self) -> Path:
-        """The complete file, renamed to `path`. Raises `VallEValueError` when no sample was written (an empty file
-        would look like a result) or the stream was already committed or aborted, and `OutputError` when the file
-        cannot be completed or renamed; the partial file is removed and `path` left as it was."""
+        """The complete file, renamed to `path`. Raises `VallEValueError` while the `generate` call it serves runs
+        (the file is not whole yet; nothing changes), when no sample was written (an empty file would look like a
+        result) or the stream was already committed or aborted, and `OutputError` when the file cannot be completed
+        or renamed; the partial file is removed and `path` left as it was."""
+        if self._serving:  # a commit from another thread put the audio so far in path's place, cut short
+            raise VallEValueError(f"the generate call streaming into {self.path} is still running: commit after it "
+                                  "returns (or call stop() on an AudioIteratorStreamer to end a call early)")
         if self._outcome is not None:
             raise VallEValueError(f"the stream into {self.path} was already {self._outcome}: commit it once, after "
                                   "the generate call it served (make a new streamer for another call)")
