@@ -481,6 +481,26 @@ def test_the_collator_refuses_what_it_cannot_train_on_naming_the_item(tiny_model
             VallEDataCollator(tiny_model.config)([good, row])
 
 
+def test_ids_and_codes_of_small_integer_dtypes_collate_as_int64_ones(tiny_model):
+    """A uint8 (or int8) tensor compared with the vocabulary's size wrapped it round ("input_ids must lie in 0..255,
+    got values from 1 to 41"): ids and codes that fit a small dtype are what they are in int64, in the collator and
+    in `generate`."""
+    config = tiny_model.config
+    generator = torch.Generator().manual_seed(6)
+    item = random_item(generator, 4, 6, 3, level=1)
+    item["input_ids"] = item["input_ids"] % min(config.text_vocab_size, 127)  # fits int8 and uint8
+    item["audio_codes"], item["prompt_codes"] = item["audio_codes"] % 127, item["prompt_codes"] % 127
+    expected = VallEDataCollator(config)([item])
+    for dtype in (torch.uint8, torch.int8, torch.int16):
+        small = {**item, **{key: item[key].to(dtype) for key in ("input_ids", "audio_codes", "prompt_codes")}}
+        batch = VallEDataCollator(config)([small])
+        assert all(torch.equal(batch[key], expected[key]) for key in expected), dtype
+        small_codes, codes = (tiny_model.generate(input_ids=given["input_ids"][None],
+                                                  prompt_codes=given["prompt_codes"][None], max_new_tokens=2,
+                                                  output_audio=False, temperature=0.0)[0] for given in (small, item))
+        assert torch.equal(small_codes, codes), dtype
+
+
 def test_stt_for_a_model_without_a_text_head_is_refused_when_the_collator_is_made():
     """It was refused only by the first STT item's forward pass, in the middle of training."""
     from valle_hf.errors import VallEValueError

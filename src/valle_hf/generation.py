@@ -916,7 +916,7 @@ class VallEGenerationMixin(GenerationMixin):
         for row in rows:
             if len(row) == 0:
                 raise VallEValueError("empty text: every row of input_ids needs at least one phoneme id")
-            if row.min() < 0 or row.max() >= self.config.text_vocab_size:
+            if int(row.min()) < 0 or int(row.max()) >= self.config.text_vocab_size:  # ints: uint8 ids overflow
                 raise VallEValueError(f"input_ids must be phoneme ids in 0..{self.config.text_vocab_size - 1}")
         return rows
 
@@ -993,7 +993,7 @@ class VallEGenerationMixin(GenerationMixin):
                 raise VallEValueError(f"{name}: a row has no frames (0 frames, or an all-zero attention mask)")
             if row.shape[-1] != self.config.num_rvq_levels:
                 raise VallEValueError(f"{name} must have {self.config.num_rvq_levels} RVQ levels, got {row.shape[-1]}")
-            if row.numel() and (row.min() < 0 or row.max() >= self.config.audio_vocab_size):
+            if row.numel() and (int(row.min()) < 0 or int(row.max()) >= self.config.audio_vocab_size):
                 raise VallEValueError(f"{name} must be EnCodec codes in 0..{self.config.audio_vocab_size - 1}")
         if codes is not None and mask is None:
             _refuse_unmasked_padding(_codes_are_padded(rows), name, "audio frames",

@@ -103,9 +103,9 @@ def _checked_ids(value, name: str, dims: int, high: int) -> torch.LongTensor:
         raise VallEValueError(f"{name} must have shape {layout}, got {tuple(tensor.shape)}")
     if tensor.numel() == 0:
         raise VallEValueError(f"{name} is empty (shape {tuple(tensor.shape)}): every item needs text and audio")
-    if tensor.min() < 0 or tensor.max() >= high:
-        raise VallEValueError(f"{name} must lie in 0..{high - 1}, got values from {int(tensor.min())} to "
-                              f"{int(tensor.max())}")
+    low_value, high_value = int(tensor.min()), int(tensor.max())  # as ints: `high` overflows a uint8's or int8's
+    if low_value < 0 or high_value >= high:
+        raise VallEValueError(f"{name} must lie in 0..{high - 1}, got values from {low_value} to {high_value}")
     return tensor.long()
 
 
