@@ -277,6 +277,24 @@ def test_an_upload_that_is_not_audio_sent_through_the_api_is_named_without_a_tra
     assert raised.value.message.startswith("references: Invalid file type") and not raised.value.print_exception
 
 
+def test_a_value_outside_a_dropdowns_choices_sent_through_the_api_is_named_without_a_traceback(tiny):
+    """Gradio refused it as "Value: float64 is not in the list of choices", naming none of the API's forty
+    parameters, with a traceback in the server's log; each parameter named once, on both tabs. (The language takes
+    any espeak-ng voice.)"""
+    page = webui.build_page(*tiny, "`tiny-random`")
+    events = {event.api_name: event for event in page.fns.values() if event.fn is not None}
+    dropdowns = [(name, component) for api in ("tts", "stt")
+                 for name, component in zip(events[api].input_keyword_names, events[api].inputs, strict=True)
+                 if isinstance(component, webui.gr.Dropdown) and not component.allow_custom_value]
+    assert {"nar_dtype", "language_switch"} <= {name for name, _ in dropdowns}
+    for name, component in dropdowns:
+        with pytest.raises(webui.gr.Error) as raised:
+            component.preprocess("no such choice")
+        message = raised.value.message
+        assert message.startswith(f"{name}: Value: no such choice is not in the list of choices"), message
+        assert message.count(f"{name}:") == 1 and not raised.value.print_exception
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return load_model_and_processor("tiny-random")

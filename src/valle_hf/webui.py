@@ -538,6 +538,7 @@ def _run_on_click(run: gr.Button, stop: gr.Button, action, api_name: str, output
     for parameter, component in inputs.items():
         if isinstance(component, (gr.File, gr.Audio)):
             _uploads_only(component, parameter)
+        _named_refusals(component, parameter)
     running = run.click(action, inputs_kwargs=inputs, outputs=outputs, api_name=api_name, concurrency_id="model",
                         concurrency_limit=1)
     # Gradio closes a cancelled run's generator, which ends the generation and lets the model go
@@ -548,9 +549,8 @@ def _uploads_only(component: gr.File | gr.Audio, parameter: str) -> None:
     """Make the API's `parameter`, `component`'s file(s), refuse what is not an upload with a message naming
     gradio_client's `handle_file`. gradio_client sends a plain path as text, which the server cannot read (it names a
     file of the caller's machine); Gradio's own check of the payload, before the run, refused it as a bare "Error"
-    with a traceback in the server's log. Gradio's own refusal of an upload (a text file for an audio input, which the
-    browser refuses before it is sent but the API does not) names the parameter too, without that traceback."""
-    expected, preprocess = component.data_model, component.preprocess
+    with a traceback in the server's log."""
+    expected = component.data_model
 
     def model_validate(cls, payload, **kwargs):
         try:
@@ -561,6 +561,14 @@ def _uploads_only(component: gr.File | gr.Audio, parameter: str) -> None:
 
     # the same name: the API's description of the parameter stays Gradio's own
     component.data_model = type(expected.__name__, (expected,), {"model_validate": classmethod(model_validate)})
+
+
+def _named_refusals(component: gr.components.Component, parameter: str) -> None:
+    """Make Gradio's own refusal of the API's `parameter` (a text file for an audio input, which the browser refuses
+    before it is sent but the API does not; a value outside a dropdown's choices) name the parameter, without a
+    traceback in the server's log: "Value: float64 is not in the list of choices" left a caller of the API's forty
+    parameters to guess which."""
+    preprocess = component.preprocess
 
     def quiet_preprocess(payload):
         try:
