@@ -328,69 +328,60 @@ def test_converter_refuses_bad_input_in_one_line_and_writes_nothing(case, worksp
     check_refused(main, [*argv, "--codec", "tiny-random", "--vocoder", "tiny-random"], workspace, capsys, expected)
 
 
-# Runs the package as `python -m valle_hf` does (runpy, argv[0] "-m" while the package imports), with a Ctrl-C
-# (SIGINT) arriving while transformers loads; ARGV0 replaces "-m" to import it as a program would.
-CTRL_C_WHILE_LOADING = """
-import builtins, os, runpy, signal, sys, time
+# Installed as sitecustomize: $SIGNAL_AT ("INT:torch", "TERM:torch", "INT:after") sends that signal once as the
+# program first imports torch (while the package loads), or at its first import after the package loaded (before
+# the entry point takes over).
+SIGNAL_AT = """
+import builtins, os, signal, sys, time
 real = builtins.__import__
-def interrupted(name, *args, **kwargs):
-    if name == "transformers":
-        os.kill(os.getpid(), signal.SIGINT)
+name_of_signal, moment = os.environ["SIGNAL_AT"].split(":")
+def due(name):
+    return name == "torch" if moment == "torch" else hasattr(sys.modules.get("valle_hf"), "__version__")
+def signalling(name, *args, **kwargs):
+    if not getattr(signalling, "sent", False) and due(name):
+        signalling.sent = True
+        os.kill(os.getpid(), getattr(signal, "SIG" + name_of_signal))
         time.sleep(2)
     return real(name, *args, **kwargs)
-builtins.__import__ = interrupted
-sys.argv = [ARGV0, "--help"]
-runpy._run_module_as_main("valle_hf")
+builtins.__import__ = signalling
 """
+COMMANDS = ["-m valle_hf", "-m valle_hf.app", "-m valle_hf.convert", "scripts/prepare_dataset.py",
+            "scripts/make_example_prompt.py", "examples/tts.py", "examples/stt.py", "examples/finetune.py",
+            "examples/pipeline_example.py", "app.py", "-m benchmarks"]
 
 
 @pytest.mark.subprocess
-@pytest.mark.parametrize("argv0", ["-m", "program.py"])
-def test_ctrl_c_while_the_package_loads_ends_a_command_in_one_line(argv0):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-    result = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_LOADING.replace("ARGV0", repr(argv0))], env=env,
-                            capture_output=True, text=True, timeout=120)
-    if argv0 == "-m":
-        assert result.returncode == 130 and result.stderr == "interrupted\n", result.stderr
-    else:  # a program importing the package gets its KeyboardInterrupt
-        assert "KeyboardInterrupt" in result.stderr and result.returncode != 0
-
-
-# Installed as sitecustomize: a Ctrl-C (SIGINT) arrives as the program first imports torch.
-CTRL_C_AT_TORCH = """
-import builtins, os, signal, time
-real = builtins.__import__
-def interrupted(name, *args, **kwargs):
-    if name == "torch" and not getattr(interrupted, "sent", False):
-        interrupted.sent = True
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(2)
-    return real(name, *args, **kwargs)
-builtins.__import__ = interrupted
-"""
-
-
-@pytest.mark.subprocess
-@pytest.mark.parametrize("program", [
-    "scripts/prepare_dataset.py", "scripts/make_example_prompt.py", "examples/tts.py", "examples/stt.py",
-    "examples/finetune.py", "examples/pipeline_example.py", "app.py", "-m benchmarks", "user's program"])
-def test_ctrl_c_while_a_program_of_the_checkout_loads_ends_in_one_line(program, tmp_path):
-    """The scripts, the examples, app.py and the benchmarks import valle_hf before torch, so that a Ctrl-C while they
-    load ends them in one line with status 130; a program of the user's that imports the package gets its own
-    KeyboardInterrupt."""
-    (tmp_path / "sitecustomize.py").write_text(CTRL_C_AT_TORCH)
-    if program == "user's program":
-        (tmp_path / "program.py").write_text("import valle_hf\n")
-        argv = [str(tmp_path / "program.py")]
-    else:
-        argv = program.split() if program.startswith("-m") else [str(REPO / program)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO / "src"), str(REPO)]))
+@pytest.mark.parametrize("program, signal_at", [
+    *((command, "INT:torch") for command in COMMANDS),
+    *((command, "INT:after") for command in ("-m valle_hf", "-m valle_hf.app", "app.py", "examples/tts.py")),
+    ("-m valle_hf", "TERM:torch"), ("-m valle_hf.app", "TERM:after"),
+    ("user's program", "INT:torch"), ("user's module", "INT:torch"), ("user's program", "TERM:torch")])
+def test_ctrl_c_or_sigterm_while_a_command_loads_ends_it_in_one_line(program, signal_at, tmp_path):
+    """The package's commands, scripts, examples, app.py and the benchmarks end in one line with the shell's status
+    when Ctrl-C or SIGTERM comes while they load: while the package loads torch and transformers, and after, until
+    their entry point takes over (the scripts import valle_hf before torch). A traceback came from the libraries'
+    imports or from the command's own modules, a SIGTERM ended in silence. A program or module of the user's that
+    imports the package keeps its own handling."""
+    (tmp_path / "sitecustomize.py").write_text(SIGNAL_AT)
+    (tmp_path / "program.py").write_text("import valle_hf\n")
+    (tmp_path / "usermodule").mkdir()
+    (tmp_path / "usermodule" / "__init__.py").write_text("import valle_hf\n")
+    (tmp_path / "usermodule" / "__main__.py").write_text("")
+    argv = {"user's program": [str(tmp_path / "program.py")], "user's module": ["-m", "usermodule"]}.get(program) or (
+        program.split() if program.startswith("-m") else [str(REPO / program)])
+    env = dict(os.environ, SIGNAL_AT=signal_at, PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO / "src"),
+                                                                             str(REPO)]))
     result = subprocess.run([sys.executable, *argv, "--help"], env=env, capture_output=True, text=True, timeout=120,
                             cwd=REPO)
-    if program == "user's program":
-        assert "KeyboardInterrupt" in result.stderr and result.returncode != 0, result.stderr
+    terminated = signal_at.startswith("TERM")
+    if program.startswith("user's"):
+        assert not result.stderr.startswith("interrupted"), result.stderr
+        if terminated:
+            assert result.returncode == -signal.SIGTERM, result.stderr  # the signal's own default action
+        else:
+            assert "KeyboardInterrupt" in result.stderr and result.returncode != 0, result.stderr
     else:
-        assert result.returncode == 130 and result.stderr == "interrupted\n", result.stderr
+        assert result.returncode == (143 if terminated else 130) and result.stderr == "interrupted\n", result.stderr
 
 
 @pytest.mark.subprocess

@@ -15,26 +15,27 @@ import sys
 import threading
 
 
-def _interrupted_while_loading(signum, frame):
-    """Ctrl-C while a command (`_loading_as_a_command`) loads torch and transformers (seconds), before its entry point
-    runs: nothing is written yet, so the command ends at once, as every command ends on Ctrl-C (`errors.entry_point`),
-    with one line and the shell's status for SIGINT. (Raised inside the libraries' imports, a KeyboardInterrupt can come
-    out as another error, with a traceback.)"""
+def _ended_while_loading(signum, frame):
+    """Ctrl-C or SIGTERM while a command (`_loading_as_a_command`) loads torch, transformers and its own modules
+    (seconds), before its entry point takes over (`errors.entry_point`, which replaces this handler): nothing is
+    written yet, so the command ends at once, as an entry point ends on either, with one line and the shell's status
+    (130, 143). (Raised inside the libraries' imports, a KeyboardInterrupt can come out as another error, with a
+    traceback; a SIGTERM ended the command in silence.)"""
     sys.stderr.write("interrupted\n")
     sys.stderr.flush()
-    os._exit(130)
+    os._exit(128 + signum)
 
 
 def _loading_as_a_command() -> bool:
-    """Whether this import is a command's own: `python -m valle_hf[.module]` (argv[0] is "-m" while the package
-    imports), or a program of this checkout (`python scripts/prepare_dataset.py`, `python examples/tts.py`, `python
-    app.py`, `python -m benchmarks`: its `__main__` file lies beside this package's `src`). A program or notebook of the
-    user's that imports the package keeps its own Ctrl-C."""
+    """Whether this import is a command's own: `python -m valle_hf[.module]`, or a program of this checkout (`python
+    scripts/prepare_dataset.py`, `python examples/tts.py`, `python app.py`, `python -m benchmarks`: its `__main__`
+    file lies beside this package's `src`). A program, module or notebook of the user's that imports the package keeps
+    its own Ctrl-C and SIGTERM."""
     if threading.current_thread() is not threading.main_thread():
         return False
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return False
-    if sys.argv[:1] == ["-m"]:
+    command = getattr(sys, "orig_argv", [])
+    module = command[command.index("-m") + 1] if "-m" in command[:-1] else ""
+    if module == __name__ or module.startswith(f"{__name__}."):
         return True
     program = getattr(sys.modules.get("__main__"), "__file__", None)
     checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -42,32 +43,32 @@ def _loading_as_a_command() -> bool:
             and os.path.realpath(program).startswith(checkout + os.sep))
 
 
-_LOADING_AS_A_COMMAND = _loading_as_a_command()
-if _LOADING_AS_A_COMMAND:
-    signal.signal(signal.SIGINT, _interrupted_while_loading)
-try:
-    from .hardware import quiet_torchao_import
+# Each signal's default handling, which a command's own loading replaces; a handler set before (a program's) is kept.
+_DEFAULT_HANDLING = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+if _loading_as_a_command():
+    for _signum, _default in _DEFAULT_HANDLING.items():
+        if signal.getsignal(_signum) == _default:
+            signal.signal(_signum, _ended_while_loading)
 
-    with quiet_torchao_import():  # transformers imports torchao (the [int8] extra) where it is installed
-        from transformers import (
-            AutoConfig,
-            AutoFeatureExtractor,
-            AutoModel,
-            AutoModelForSpeechSeq2Seq,
-            AutoModelForTextToWaveform,
-            AutoProcessor,
-        )
+from .hardware import quiet_torchao_import  # noqa: E402  (after the handlers: it imports torch)
 
-        from .configuration import VallEConfig, VallEGenerationConfig
-        from .feature_extraction import VallEFeatureExtractor
-        from .generation import VallEGenerateOutput, VallEGenerationMixin
-        from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
-        from .pipeline import VallESpeechRecognitionPipeline, VallETextToAudioPipeline, register_pipeline
-        from .processing import VallEProcessor
-        from .vocos import VocosConfig, VocosModel
-finally:
-    if _LOADING_AS_A_COMMAND:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+with quiet_torchao_import():  # transformers imports torchao (the [int8] extra) where it is installed
+    from transformers import (
+        AutoConfig,
+        AutoFeatureExtractor,
+        AutoModel,
+        AutoModelForSpeechSeq2Seq,
+        AutoModelForTextToWaveform,
+        AutoProcessor,
+    )
+
+    from .configuration import VallEConfig, VallEGenerationConfig
+    from .feature_extraction import VallEFeatureExtractor
+    from .generation import VallEGenerateOutput, VallEGenerationMixin
+    from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
+    from .pipeline import VallESpeechRecognitionPipeline, VallETextToAudioPipeline, register_pipeline
+    from .processing import VallEProcessor
+    from .vocos import VocosConfig, VocosModel
 
 __version__ = "0.1.0"
 

@@ -273,9 +273,12 @@ def _signals_unwind():
       that clean-up.
     Each default is set back after the block. A signal the program handles or ignores itself keeps its own handling
     (a notebook kernel's SIGINT handler; a SIGTERM handler set outside Python, which `getsignal` gives as None and
-    which could not be set back)."""
+    which could not be set back); the package's handler for a command's loading (`valle_hf._ended_while_loading`) is
+    replaced, as a default is."""
+    loading = getattr(sys.modules.get(__package__), "_ended_while_loading", signal.SIG_DFL)
     ours = [] if threading.current_thread() is not threading.main_thread() else [
-        (signum, default) for signum, (default, _) in _UNWINDING.items() if signal.getsignal(signum) == default]
+        (signum, default) for signum, (default, _) in _UNWINDING.items()
+        if signal.getsignal(signum) in (default, loading)]  # never None: a handler set outside Python is kept
     for signum, _ in ours:
         signal.signal(signum, _UNWINDING[signum][1])
     try:
