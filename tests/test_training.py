@@ -20,6 +20,7 @@ from conftest import (
     REPO,
     accelerate_launch,
     load_script,
+    logged_warnings,
     reactive_model,
     subprocess_environment,
     tiny_config,
@@ -1058,6 +1059,78 @@ def test_finetune_refuses_data_of_another_codec(tmp_path, monkeypatch):
         finetune.train(list(map(str, ["--model", folder, "--data", tmp_path / "data", "--output", tmp_path / "out",
                                       "--prompt-duration", "0.2", "0.5"])))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("recorded", ["codec", "tokenizer", "utterance"])
+def test_the_trainer_refuses_a_prepared_folder_the_model_cannot_train_on_before_its_first_step(tmp_path, recorded):
+    """Through the Python API (the Trainer with the collator as its callback), data prepared with another codec or
+    tokenizer than the model's trained without a word, and an utterance out of the model's vocabulary was refused by
+    the batch that met it, mid-run, as "item 0 of the batch"; examples/finetune.py refused them before training."""
+    from transformers import Trainer, TrainingArguments
+
+    from valle_hf.codec import codebook_fingerprint
+    from valle_hf.dataset import PREPARE_CONFIG, VallEDataset
+    from valle_hf.errors import VallEValueError
+    from valle_hf.processing import VallEProcessor
+    from valle_hf.tokenization import tokenizer_fingerprint
+
+    model, processor = reactive_model(), VallEProcessor.from_tokenizer_file()
+    write_tiny_dataset(tmp_path / "data")
+    same = {"codec_codebooks_sha256": codebook_fingerprint(model.codec_model),
+            "tokenizer_sha256": tokenizer_fingerprint(processor.tokenizer)}
+    other = {"codec": {"codec_codebooks_sha256": "0" * 64}, "tokenizer": {"tokenizer_sha256": "0" * 64}}
+    (tmp_path / "data" / PREPARE_CONFIG).write_text(json.dumps({**same, **other.get(recorded, {})}))
+    if recorded == "utterance":
+        generator = torch.Generator().manual_seed(9)
+        codes = random_item(generator, 4, 80)["audio_codes"]
+        ids = torch.tensor([1, model.config.text_vocab_size, 2])  # one past the vocabulary
+        file = save_utterance(tmp_path / "data", "spk9/utt0", ids, codes)
+        append_manifest(tmp_path / "data", {"id": "spk9/utt0", "speaker": "spk9", "frames": 80, "file": file})
+    steps = []
+
+    class Counting(Trainer):
+        def training_step(self, *args, **kwargs):
+            steps.append(1)
+            return super().training_step(*args, **kwargs)
+
+    collator = VallEDataCollator(model.config)
+    arguments = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2,
+                                  report_to="none", use_cpu=True, save_strategy="no")
+    trainer = Counting(model=model, args=arguments, train_dataset=VallEDataset(tmp_path / "data", (0.2, 0.5)),
+                       data_collator=collator, callbacks=[collator], processing_class=processor)
+    message = {"codec": "prepared with another codec", "tokenizer": "prepared with another phoneme tokenizer",
+               "utterance": r"\(spk9/utt0\): input_ids must lie in"}[recorded]
+    with pytest.raises(VallEValueError, match=message):
+        trainer.train()
+    assert steps == []
+    (tmp_path / "data" / PREPARE_CONFIG).write_text(json.dumps(same))
+    if recorded != "utterance":  # the same codec and tokenizer: it trains
+        Counting(model=model, args=arguments, train_dataset=VallEDataset(tmp_path / "data", (0.2, 0.5)),
+                 data_collator=collator, callbacks=[collator], processing_class=processor).train()
+        assert steps == [1]
+
+
+def test_an_evaluation_set_that_is_the_training_sets_own_instance_is_warned_about(tmp_path):
+    """accelerate sets an evaluation set's epoch at each evaluation: the same instance as the training set changed
+    the training prompts' key after it, and a resumed run no longer matched an uninterrupted one, without a word."""
+    from transformers import Trainer, TrainingArguments
+
+    from valle_hf.dataset import VallEDataset
+
+    write_tiny_dataset(tmp_path / "data")
+    model = reactive_model()
+    arguments = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=2, per_device_train_batch_size=2,
+                                  report_to="none", use_cpu=True, save_strategy="no", eval_strategy="steps",
+                                  eval_steps=1)
+    dataset = VallEDataset(tmp_path / "data", (0.2, 0.5))
+    part = torch.utils.data.Subset(dataset, [0, 1])
+    for training, evaluation, warned in ((dataset, VallEDataset(tmp_path / "data", (0.2, 0.5)), False),
+                                         (dataset, dataset, True), (dataset, part, True), (part, dataset, True)):
+        collator = VallEDataCollator(model.config)
+        with logged_warnings() as logged:
+            Trainer(model=model, args=arguments, train_dataset=training, eval_dataset=evaluation,
+                    data_collator=collator, callbacks=[collator]).train()
+        assert logged.out.count("the evaluation set is the training set's own VallEDataset instance") == warned
 
 
 def test_finetune_takes_bf16_without_a_gpu(monkeypatch):

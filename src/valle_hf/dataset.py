@@ -300,6 +300,18 @@ class VallEDataset(torch.utils.data.Dataset):
             except VallEValueError as error:
                 raise VallEValueError(f"{path} ({record['id']}): {error}; {_prepare_again(self.root, path)}") from None
 
+    def check_model(self, model, tokenizer=None) -> None:
+        """Refuse (`VallEValueError`) to train `model` on this folder when its codes come from another codec than
+        the model's (`check_codec`), its phoneme ids from another tokenizer than `tokenizer` (the model's, where
+        given: `check_tokenizer`), or an utterance holds what training would refuse (`check_utterances`). The
+        collator runs it when the Trainer starts (`VallEDataCollator.on_train_begin`), as examples/finetune.py
+        does before training."""
+        name = getattr(model.config, "_name_or_path", "") or "the model"
+        check_codec(self.root, model.codec_model, name)
+        if tokenizer is not None:
+            check_tokenizer(self.root, tokenizer, name)
+        self.check_utterances(model.config)
+
     def __len__(self) -> int:
         return len(self.records)
 

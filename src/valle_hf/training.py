@@ -34,9 +34,11 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from .configuration import TASKS, VallEConfig
-from .errors import VallEValueError, is_integer_tensor
+from .errors import VallEValueError, get_logger, is_integer_tensor
 from .layout import pad, stt_sequence, tts_sequence
 from .loss import IGNORE_INDEX
+
+logger = get_logger(__name__)
 
 # Segment of each target token (the loss fixtures' labels): which part of the sequence a target belongs to.
 SEGMENT_TEXT, SEGMENT_SEP, SEGMENT_LEVEL, SEGMENT_PROMPT, SEGMENT_RESPONSE, SEGMENT_STOP = range(6)
@@ -289,6 +291,7 @@ class VallEDataCollator(TrainerCallback):
     _generators: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     _epoch: torch.Tensor = field(default_factory=shared_epoch, init=False, repr=False, compare=False)
     _next_epoch: int = field(default=0, init=False, repr=False, compare=False)
+    _warned_shared_evaluation: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.padding_side not in ("left", "right"):
@@ -313,9 +316,17 @@ class VallEDataCollator(TrainerCallback):
         each epoch. DataLoader workers, persistent ones included, see the new value."""
         set_shared_epoch(self._epoch, epoch)
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        """TrainerCallback: a resumed run continues the epoch its checkpoint was saved in."""
+    def on_train_begin(self, args, state, control, model=None, processing_class=None, train_dataloader=None,
+                       **kwargs):
+        """TrainerCallback: a resumed run continues the epoch its checkpoint was saved in; a training set that can
+        check itself against the model (`VallEDataset.check_model`: prepared with another codec, or with another
+        tokenizer than the Trainer's `processing_class`) is checked before the first step: the Trainer trained on
+        codes that stand for other sounds without a word."""
         self._next_epoch = math.floor(state.epoch or 0)
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        for dataset in _datasets_within(getattr(train_dataloader, "dataset", None)):
+            if model is not None and hasattr(dataset, "check_model"):
+                dataset.check_model(model, tokenizer)
 
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
         """TrainerCallback: key the draws on the Trainer's epoch, here and in the training set (its `set_epoch`, which
@@ -326,6 +337,21 @@ class VallEDataCollator(TrainerCallback):
         for dataset in _datasets_within(getattr(train_dataloader, "dataset", None)):
             if callable(getattr(dataset, "set_epoch", None)):
                 dataset.set_epoch(epoch)
+
+    def on_evaluate(self, args, state, control, train_dataloader=None, eval_dataloader=None, **kwargs):
+        """TrainerCallback: warn (once) where the evaluation set is a training set's own instance: accelerate sets an
+        evaluation set's epoch at each evaluation, so the training prompts drawn after it are keyed on that, and a
+        resumed run trains on other prompts than an uninterrupted one."""
+        training = {id(dataset) for dataset in _datasets_within(getattr(train_dataloader, "dataset", None))
+                    if callable(getattr(dataset, "set_epoch", None))}
+        shared = [dataset for dataset in _datasets_within(getattr(eval_dataloader, "dataset", None))
+                  if id(dataset) in training]
+        if shared and not self._warned_shared_evaluation:
+            self._warned_shared_evaluation = True
+            logger.warning(f"the evaluation set is the training set's own {type(shared[0]).__name__} instance: each "
+                           "evaluation sets its epoch, so the training prompts drawn after it, and a run resumed from "
+                           "a checkpoint, differ from an uninterrupted run's; give the evaluation set an instance of "
+                           "its own (the same folder and settings)")
 
     def _item_generator(self, content: bytes, occurrence: int) -> torch.Generator:
         """The generator of one item's draws in the current epoch: seeded with (`seed`, epoch, `content`: the item's
