@@ -499,3 +499,28 @@ def test_a_folder_prepared_with_another_tokenizer_is_refused_for_a_model(tmp_pat
     other.add_tokens(["ʘ"])  # one symbol more: another vocabulary
     with pytest.raises(VallEValueError, match="prepared with another phoneme tokenizer than model's"):
         check_tokenizer(tmp_path, other, "model")
+
+
+def test_the_utterances_are_read_once_per_config_they_are_checked_against(tmp_path, monkeypatch):
+    """examples/finetune.py checks them, then the Trainer's callback does (`check_model`): every file was read twice
+    before the first step. A config that differs reads them again, and so does a check that refused."""
+    from valle_hf import dataset as dataset_module
+    from valle_hf.configuration import VallEConfig
+    from valle_hf.errors import VallEValueError
+
+    write_dataset(tmp_path, {"anna": [20, 30], "ben": [25]})
+    dataset = VallEDataset(tmp_path, prompt_duration=(0.1, 0.2))
+    opened, real_open = [], dataset_module.safe_open
+    monkeypatch.setattr(dataset_module, "safe_open", lambda *args, **kwargs: opened.append(1) or real_open(*args,
+                                                                                                           **kwargs))
+    config = VallEConfig()
+    dataset.check_utterances(config)
+    dataset.check_utterances(VallEConfig())  # the same settings, made again
+    assert len(opened) == len(dataset)
+    small = VallEConfig(text_vocab_size=5)
+    for _ in range(2):  # refused each time: a refusal is not remembered as a pass
+        with pytest.raises(VallEValueError, match="input_ids must lie in 0..4"):
+            dataset.check_utterances(small)
+    assert len(opened) == len(dataset) + 2
+    dataset.check_utterances(config)  # the last config checked is the one remembered
+    assert len(opened) == len(dataset) + 2

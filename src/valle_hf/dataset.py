@@ -280,6 +280,7 @@ class VallEDataset(torch.utils.data.Dataset):
         self.task = task
         self.seed = seed
         self._rngs: dict = {}
+        self._utterances_checked_for: str | None = None  # the config (as JSON) every utterance was checked against
         self._epoch = shared_epoch()  # shared memory: DataLoader workers see set_epoch's value
         self.by_speaker: dict[str, list[int]] = {}
         for index, record in enumerate(self.records):
@@ -290,7 +291,11 @@ class VallEDataset(torch.utils.data.Dataset):
         (`check_text_ids`: not of `config`'s text vocabulary, or not one text from BOS to EOS; `check_codes`: not
         EnCodec codes of its codebooks, or more levels than the codec's), such as those of a folder written by other
         means than scripts/prepare_dataset.py, or edited since: found before training, not by the batch that meets
-        them, whose error could not say which utterance it was."""
+        them, whose error could not say which utterance it was. Each file is read once per config (examples/finetune.py
+        checks before the Trainer's callback does)."""
+        checked_for = config.to_json_string(use_diff=False)
+        if checked_for == self._utterances_checked_for:
+            return
         for record in self.records:
             path = self.root / record["file"]
             try:
@@ -299,6 +304,7 @@ class VallEDataset(torch.utils.data.Dataset):
                     check_codes(config, handle.get_tensor("codes"), "codes")
             except VallEValueError as error:
                 raise VallEValueError(f"{path} ({record['id']}): {error}; {_prepare_again(self.root, path)}") from None
+        self._utterances_checked_for = checked_for
 
     def check_model(self, model, tokenizer=None) -> None:
         """Refuse (`VallEValueError`) to train `model` on this folder when its codes come from another codec than
