@@ -332,10 +332,19 @@ def test_collator_draws_reproducible_levels_and_tasks(tiny_model):
     assert set(first["task"].tolist()) == {0, 1}  # both tasks drawn
     assert (first["level"][first["task"] == 1] == 0).all()  # STT is always level 0
     assert len(set(first["level"].tolist())) > 2
-    capped = VallEDataCollator(config)([{**items[0], "audio_codes": items[0]["audio_codes"][:, :3], "level": 6}])
-    assert capped["level"].tolist() == [2]  # capped to the levels present, as the original does
-    by_prompt = VallEDataCollator(config)([{**items[0], "prompt_codes": items[0]["prompt_codes"][:, :3], "level": 6}])
-    assert by_prompt["level"].tolist() == [2]  # the prompt's levels cap it too
+    few = [{**item, "audio_codes": item["audio_codes"][:, :3]} for item in items]
+    few_prompt = [{**item, "prompt_codes": item["prompt_codes"][:, :3]} for item in items]
+    for batch in (few, few_prompt):  # a drawn level is capped to the levels present, as the original does
+        levels = VallEDataCollator(config, seed=7)(batch)["level"]
+        assert levels.max() == 2 and (levels == 2).sum() > 1
+    # a given one is refused: capped, it trained another level than the one asked for
+    with pytest.raises(ValueError, match="level 6 needs audio_codes and prompt_codes with more than 6 levels, got 3 "
+                                         "and"):
+        VallEDataCollator(config)([{**few[0], "level": 6}])
+    with pytest.raises(ValueError, match="level 3 needs audio_codes and prompt_codes with more than 3 levels, got "
+                                         r"\d+ and 3"):
+        VallEDataCollator(config)([{**few_prompt[0], "level": 3}])
+    assert VallEDataCollator(config)([{**few_prompt[0], "level": 2}])["level"].tolist() == [2]
     with pytest.raises(ValueError, match="padding_side"):
         VallEDataCollator(config, padding_side="middle")
 
@@ -440,6 +449,8 @@ def test_codes_with_fewer_levels_than_the_batch_keep_their_levels_in_place(tiny_
     ("input_ids", lambda item: item["input_ids"].index_fill(0, torch.tensor([1]), 9999),
      r"input_ids must lie in 0\.\."),
     ("input_ids", lambda item: item["input_ids"][:0], "input_ids is empty"),
+    # an empty text: the processor refuses it; it trained TTS on nothing to say
+    ("input_ids", lambda item: item["input_ids"][[0, -1]], "input_ids hold no phoneme between <bos> and </eos>"),
     ("input_ids", lambda item: F.pad(item["input_ids"], (0, 3)), "input_ids must be one text's phoneme ids from"),
     ("input_ids", lambda item: item["input_ids"][1:], "input_ids must be one text's phoneme ids from"),
     ("input_ids", lambda item: item["input_ids"][:-1], "input_ids must be one text's phoneme ids from"),
@@ -500,6 +511,39 @@ def test_ids_and_codes_of_small_integer_dtypes_collate_as_int64_ones(tiny_model)
                                                   prompt_codes=given["prompt_codes"][None], max_new_tokens=2,
                                                   output_audio=False, temperature=0.0)[0] for given in (small, item))
         assert torch.equal(small_codes, codes), dtype
+
+
+def test_each_segment_of_an_item_fits_the_models_positions(tiny_model):
+    """A text, prompt or response longer than the model's positions (which restart in each segment) trained on
+    positions `generate` refuses; the AR's response holds its stop token after its frames."""
+    from valle_hf.errors import VallEValueError
+
+    config = tiny_model.config
+    positions = config.max_position_embeddings
+    generator = torch.Generator().manual_seed(8)
+    item = random_item(generator, 4, 6, 3)
+
+    def collated(level, **changes):
+        return VallEDataCollator(config)([{**item, "level": level, **changes}])
+
+    def codes(frames):
+        return torch.randint(0, config.audio_vocab_size, (frames, config.num_rvq_levels), generator=generator)
+
+    def text(tokens):
+        return torch.cat([torch.tensor([1]), torch.randint(3, config.text_vocab_size, (tokens - 2,),
+                                                           generator=generator), torch.tensor([2])])
+
+    for level, frames in ((0, positions - 1), (1, positions)):
+        assert collated(level, audio_codes=codes(frames))["level"].tolist() == [level]
+        with pytest.raises(VallEValueError, match=f"audio_codes is {positions + 1} long, and this model has "
+                                                  f"positions for {positions}"):
+            collated(level, audio_codes=codes(frames + 1))
+    collated(1, prompt_codes=codes(positions))
+    with pytest.raises(VallEValueError, match=f"prompt_codes is {positions + 1} long"):
+        collated(1, prompt_codes=codes(positions + 1))
+    collated(1, input_ids=text(positions))
+    with pytest.raises(VallEValueError, match=f"input_ids is {positions + 1} long"):
+        collated(1, input_ids=text(positions + 1))
 
 
 def test_stt_for_a_model_without_a_text_head_is_refused_when_the_collator_is_made():

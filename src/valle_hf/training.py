@@ -135,7 +135,21 @@ def _checked_text(config: VallEConfig, input_ids: torch.LongTensor) -> torch.Lon
         raise VallEValueError(f"input_ids must be one text's phoneme ids from <bos> ({bos}) to </eos> ({eos}), neither "
                               f"inside, as the processor gives them (a padded batch's row: cut it with its "
                               f"attention_mask), got {shown}")
+    if len(input_ids) == 2:  # what the processor refuses: nothing for TTS to say, nor for STT to transcribe
+        raise VallEValueError(f"input_ids hold no phoneme between <bos> and </eos> (an empty text), got "
+                              f"{input_ids.tolist()}: leave the utterance out")
     return input_ids
+
+
+def _check_positions(config: VallEConfig, **lengths: int | None) -> None:
+    """Refuse (`VallEValueError`) a segment (text, prompt, response: each `name=length`, None for none) longer than
+    the model's positions, which restart in each, as `generate` refuses it: it trained on positions the model has
+    no rotation for in the generation it learns."""
+    for name, length in lengths.items():
+        if length is not None and length > config.max_position_embeddings:
+            raise VallEValueError(f"{name} is {length} long, and this model has positions for "
+                                  f"{config.max_position_embeddings}: cut the utterance, or leave it out (see "
+                                  "VallEDataset's duration_range)")
 
 
 def check_text_ids(config: VallEConfig, input_ids) -> torch.LongTensor:
@@ -161,12 +175,16 @@ def build_training_sequence(
 
     Raises `VallEValueError` for what the model cannot train on: float or bool ids (never cast), empty text, text ids
     that are not one text from BOS to EOS (a padded row), 0 frames, phoneme ids outside the text vocabulary, codes
-    outside EnCodec's 0..1023, an unknown task or a level the codes do not have.
+    outside EnCodec's 0..1023, a segment longer than the model's positions, an unknown task or a level the codes do
+    not have.
     """
     input_ids = check_text_ids(config, input_ids)
     audio_codes = _checked_ids(audio_codes, "audio_codes", 2, config.audio_vocab_size)
     if prompt_codes is not None:
         prompt_codes = _checked_ids(prompt_codes, "prompt_codes", 2, config.audio_vocab_size)
+    # the response's positions hold the AR's stop token after its frames
+    _check_positions(config, input_ids=len(input_ids), prompt_codes=None if prompt_codes is None else len(prompt_codes),
+                     audio_codes=len(audio_codes) + (task == "tts" and level == 0))
     if task == "stt":
         if level != 0:
             raise VallEValueError(f"STT items are always level 0, got level {level}")
@@ -254,7 +272,8 @@ class VallEDataCollator(TrainerCallback):
     ("tts"/"stt"; drawn uniformly from `tasks` when absent, as the original draws from `tasks_list`) and `level`
     (drawn from P(k) = (8 - k)/36 when absent, capped to the levels present, as the original does; always 0 for
     STT). Every key is an argument of the model's `forward`, so the Trainer's default `remove_unused_columns=True`
-    keeps them all. A given level outside the model's 0..num_rvq_levels-1, an empty batch, and any item
+    keeps them all. A given level outside the model's 0..num_rvq_levels-1 or above the levels its codes (and prompt)
+    have, an empty batch, and any item
     `build_training_sequence` refuses raise `VallEValueError` naming the item, so bad data never trains silently;
     `tasks` with "stt" for a model without a text head is refused when the collator is made.
 
@@ -397,10 +416,16 @@ class VallEDataCollator(TrainerCallback):
         level = item.get("level")
         if level is not None and not _is_level(level, self.config.num_rvq_levels):
             raise VallEValueError(f"level must be an integer in 0..{self.config.num_rvq_levels - 1}, got {level!r}")
-        drawn = int(sample_levels(1, generator, self.config.num_rvq_levels)) if level is None else int(level)
-        # The original caps the level to the levels the response and the prompt have; STT is always level 0.
-        caps = [codes.shape[-1] - 1] + ([] if prompt is None else [prompt.shape[-1] - 1])
-        level = 0 if task == "stt" else min(drawn, *caps)
+        # The original caps a drawn level to the levels the response and the prompt have; STT is always level 0. A
+        # level given that they do not have is refused: capped, it trained another level than the one asked for.
+        cap = min([codes.shape[-1] - 1] + ([] if prompt is None else [prompt.shape[-1] - 1]))
+        if level is None:
+            level = min(int(sample_levels(1, generator, self.config.num_rvq_levels)), cap)
+        elif task != "stt" and int(level) > cap:
+            raise VallEValueError(f"level {int(level)} needs audio_codes{'' if prompt is None else ' and prompt_codes'}"
+                                  f" with more than {int(level)} levels, got {codes.shape[-1]}"
+                                  f"{'' if prompt is None else f' and {prompt.shape[-1]}'}")
+        level = 0 if task == "stt" else int(level)
         return build_training_sequence(self.config, item["input_ids"], codes, level, task, prompt)
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
