@@ -55,7 +55,13 @@ from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_NAME
 
 from valle_hf.cli import whole_number
 from valle_hf.configuration import TASKS
-from valle_hf.dataset import VallEDataset, check_codec, check_prompt_duration, check_tokenizer
+from valle_hf.dataset import (
+    VallEDataset,
+    check_codec,
+    check_prompt_duration,
+    check_seconds_range,
+    check_tokenizer,
+)
 from valle_hf.errors import (
     ArgumentParser,
     OutputError,
@@ -200,10 +206,7 @@ def check_options(args: argparse.Namespace) -> dict[str, dict[str, tuple[int, ..
         if not (math.isfinite(value) and allowed(value)):
             raise value_refused(option_name(name), value, rule)
     for name in ("prompt_duration", "duration_range"):
-        low, high = getattr(args, name)
-        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-            given = f"{option_name(name)} {as_typed(low)} {as_typed(high)}"
-            raise UsageError(f"{given}: expected MIN MAX seconds, 0 <= MIN <= MAX")
+        check_seconds_range(getattr(args, name), option_name(name))
     if "tts" in args.tasks:  # MAX 0 passed, then failed at the first TTS item; STT items read no prompt
         check_prompt_duration(args.prompt_duration, "--prompt-duration")
     if args.model == "tiny-random":

@@ -524,3 +524,31 @@ def test_the_utterances_are_read_once_per_config_they_are_checked_against(tmp_pa
     assert len(opened) == len(dataset) + 2
     dataset.check_utterances(config)  # the last config checked is the one remembered
     assert len(opened) == len(dataset) + 2
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(prompt_max_samples=2.5), "prompt_max_samples must be an integer >= 0 .*got 2.5"),
+    (dict(prompt_max_samples=None), "prompt_max_samples must be an integer >= 0 .*got None"),
+    (dict(prompt_max_samples="3"), "prompt_max_samples must be an integer >= 0 .*got '3'"),
+    (dict(prompt_max_samples=True), "prompt_max_samples must be an integer >= 0 .*got True"),
+    (dict(prompt_max_samples=-1), "prompt_max_samples must be an integer >= 0 .*got -1"),
+    (dict(duration_range=5), r"duration_range must be \(MIN, MAX\): two numbers of seconds, got 5"),
+    (dict(duration_range=(1, "12")), r"duration_range must be \(MIN, MAX\): two numbers of seconds"),
+    (dict(duration_range=(1, 5, 12)), r"duration_range must be \(MIN, MAX\)"),
+    (dict(duration_range=(12, 1)), "duration_range 12 1: expected MIN MAX seconds, 0 <= MIN <= MAX"),
+    (dict(duration_range=(math.nan, 12)), "duration_range nan 12: expected MIN MAX seconds"),
+    (dict(prompt_duration=5), r"prompt_duration must be \(MIN, MAX\): two numbers of seconds, got 5"),
+    (dict(prompt_duration=(True, 2)), r"prompt_duration must be \(MIN, MAX\)"),
+    (dict(task="TTS"), r"task must be None \(the collator draws it\) or one of \('tts', 'stt'\), got 'TTS'"),
+])
+def test_the_data_sets_settings_are_refused_when_it_is_made(tmp_path, arguments, message):
+    """prompt_max_samples=2.5 failed at the first item, in the middle of training, with a bare TypeError; a number
+    alone as a range with "cannot unpack non-iterable int object"; (12, 1) said to widen the range; NaN passed; an
+    unknown task waited for the collator's first batch."""
+    from valle_hf.errors import VallEValueError
+
+    write_dataset(tmp_path, {"a": [20 * FRAME_RATE // 10, 30 * FRAME_RATE // 10]})
+    with pytest.raises(VallEValueError, match=message):
+        VallEDataset(tmp_path, **arguments)
+    accepted = VallEDataset(tmp_path, prompt_max_samples=np.int64(2), duration_range=[0, 12], prompt_duration=[1, 2])
+    assert len(accepted) == 2 and accepted[0]["prompt_codes"].shape[0] > 0

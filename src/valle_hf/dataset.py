@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import random
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE
+from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE, TASKS
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, as_typed, get_logger, one_line
 from .files import written_whole
 from .manifest import append_jsonl, numbered_jsonl, repair_jsonl
@@ -216,16 +217,31 @@ def _within_duration(root: Path, records: list[dict], duration_range: tuple[floa
     return kept
 
 
+def check_seconds_range(value, name: str, rule: str = "") -> tuple[float, float]:
+    """`value` as a range of seconds (MIN, MAX): two finite numbers with 0 <= MIN <= MAX. Raises `VallEValueError`
+    naming `name` (an argument's or an option's) for anything else, with `rule` (what more the range needs) after
+    the rule: a number alone or text, refused when the data set is made, not at its first item."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(pair) != 2 or not all(isinstance(end, numbers.Real) and not isinstance(end, bool) for end in pair):
+        raise VallEValueError(f"{name} must be (MIN, MAX): two numbers of seconds, got {value!r}")
+    low, high = pair
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+        raise VallEValueError(f"{name} {as_typed(low)} {as_typed(high)}: expected MIN MAX seconds, 0 <= MIN <= MAX"
+                              f"{rule}")
+    return float(low), float(high)
+
+
 def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str = "prompt_duration") -> None:
-    """Refuse (`VallEValueError` naming `name`) a prompt length range that is not (MIN, MAX) seconds with
-    0 <= MIN <= MAX and MAX at least one codec frame: a prompt is cut to whole frames, and a TTS item without one
-    cannot be trained. None (whole utterances) is allowed."""
+    """Refuse (`VallEValueError` naming `name`) a prompt length range that is not (MIN, MAX) seconds
+    (`check_seconds_range`) with MAX at least one codec frame: a prompt is cut to whole frames, and a TTS item
+    without one cannot be trained. None (whole utterances) is allowed."""
     if prompt_duration is None:
         return
-    low, high = prompt_duration
-    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high and high * FRAME_RATE >= 1):
-        raise VallEValueError(f"{name} {as_typed(low)} {as_typed(high)}: expected MIN MAX seconds, 0 <= MIN <= MAX, "
-                              f"MAX at least one codec frame (1/{FRAME_RATE} s): a TTS item needs a voice prompt")
+    rule = f", MAX at least one codec frame (1/{FRAME_RATE} s): a TTS item needs a voice prompt"
+    low, high = check_seconds_range(prompt_duration, name, rule)
+    if high * FRAME_RATE < 1:
+        raise VallEValueError(f"{name} {as_typed(prompt_duration[0])} {as_typed(prompt_duration[1])}: expected MIN "
+                              f"MAX seconds, 0 <= MIN <= MAX{rule}")
 
 
 class VallEDataset(torch.utils.data.Dataset):
@@ -264,8 +280,16 @@ class VallEDataset(torch.utils.data.Dataset):
         if not self.root.is_dir():
             raise VallEFileNotFoundError(f"prepared data set not found: {self.root} is not a folder (make one with "
                                          "scripts/prepare_dataset.py)")
+        if task not in (None, *TASKS):  # refused by the collator's first batch
+            raise VallEValueError(f"task must be None (the collator draws it) or one of {TASKS}, got {task!r}")
         if task != "stt":  # only TTS items read a prompt
             check_prompt_duration(prompt_duration)
+        if duration_range is not None:
+            duration_range = check_seconds_range(duration_range, "duration_range")
+        if isinstance(prompt_max_samples, bool) or not isinstance(prompt_max_samples, numbers.Integral) or (
+                prompt_max_samples < 0):  # failed at the first item, in the middle of training, as a TypeError
+            raise VallEValueError(f"prompt_max_samples must be an integer >= 0 (0 and 1: one utterance), got "
+                                  f"{prompt_max_samples!r}")
         numbered, missing = _manifest_records(self.root)
         levels = [check_record(self.root, line, record) for line, record in numbered]
         self.rvq_levels = min(levels, default=0)  # what every utterance has: the levels training can reach
