@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -42,6 +43,7 @@ except ImportError:
 
 from valle_hf import app, webui  # noqa: E402
 from valle_hf.cli import FLAG_SETTINGS, TTS_ONLY_SETTINGS, generation_kwargs  # noqa: E402
+from valle_hf.configuration import setting_limits  # noqa: E402
 from valle_hf.loading import load_model_and_processor  # noqa: E402
 from valle_hf.seeding import sentence_seeds  # noqa: E402
 
@@ -307,12 +309,37 @@ def test_each_control_states_the_range_its_flag_takes(tiny):
 
     model, _ = tiny
     controls = webui.sampler_controls(model.generation_config, model.config, "tts")
+    limits = setting_limits(model.config)
     for flag, control in controls.items():
         rule = FLAG_RULES.get(flag) or SETTING_RULES.get(FLAG_SETTINGS[flag], (None,))[0]
-        assert rule is None or control.info.endswith(f"allowed: {rule}"), (flag, control.info)
+        if isinstance(control, (webui.gr.Checkbox, webui.gr.Dropdown)):  # "allowed: True or False" was shown
+            assert "allowed:" not in control.info, (flag, control.info)
+            continue
+        limit = f"; {limits[FLAG_SETTINGS[flag]]}" if FLAG_SETTINGS[flag] in limits else ""
+        assert rule is None or control.info.endswith(f"allowed: {rule}{limit}"), (flag, control.info)
         # the help's bracketed default is the released model's; the control shows this model's
         assert "[" not in control.info.partition("allowed: ")[0], (flag, control.info)
     assert FLAG_RULES and set(FLAG_RULES) <= set(controls)
+    assert {FLAG_SETTINGS[flag] for flag in controls} >= set(limits) - {"max_new_tokens"}  # its flag's rule is none
+
+
+def test_the_limits_the_page_states_are_the_models_own(tiny):
+    """The page said "[0, 3600]" seconds of prompt where the model takes 300 (its positions), "max levels >= 0" where
+    it has 8: each limit stated is the largest value `check_settings_fit` takes for this model."""
+    from valle_hf.configuration import check_settings, check_settings_fit
+    from valle_hf.errors import VallEValueError
+
+    model, _ = tiny
+    for setting, words in setting_limits(model.config).items():
+        largest = float(re.search(r"at most ([\d.]+)", words).group(1))
+        step = 1 if largest.is_integer() and "s for" not in words else 1 / model.config.frame_rate
+        given = int(largest) if step == 1 else largest
+        check_settings({setting: given})
+        check_settings_fit({setting: given}, model.config)
+        with pytest.raises(VallEValueError):
+            past = given + step
+            check_settings({setting: past})
+            check_settings_fit({setting: past}, model.config)
 
 
 def test_text_the_page_is_given_for_a_setting_is_read_as_the_cli_reads_it():

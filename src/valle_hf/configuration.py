@@ -707,6 +707,19 @@ def _check_entropix_alone(settings: dict) -> None:
             raise SettingError(name, settings[name], rule)
 
 
+def setting_limits(config) -> dict[str, str]:
+    """What the model of `config` (`VallEConfig`) narrows settings' ranges to, in words, by setting: past it,
+    `check_settings_fit` refuses them (the web demo says it beside each control's range)."""
+    seconds = config.max_position_embeddings / config.frame_rate
+    return {
+        "prefix_silence": f"at most {seconds:g} s for this model", "input_prompt_length": f"at most {seconds:g} s for "
+        "this model", "max_new_tokens": f"at most {config.max_position_embeddings} for this model",
+        "max_levels": f"at most {config.num_rvq_levels - 1} for this model ({config.num_rvq_levels} RVQ levels)",
+        "layer_skip_exit_layer": f"at most {config.num_hidden_layers - 1} for this model ({config.num_hidden_layers} "
+        "layers)",
+    }
+
+
 def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
     """Refuse settings beyond what the model (`VallEConfig`) has: NAR levels past its last RVQ level, an early-exit
     layer past its last layer, a prompt, silence prefix or `max_new_tokens` longer than its positions

@@ -43,7 +43,7 @@ from .cli import (
     run_seed,
     whole_number,
 )
-from .configuration import SETTING_RULES, TTS_ONLY_SETTINGS
+from .configuration import SETTING_RULES, TTS_ONLY_SETTINGS, setting_limits
 from .errors import UsageError, VallEError, get_logger, one_line, out_of_memory
 from .generation import setting_names
 from .phonemes import MODEL_LANGUAGES, check_text
@@ -124,10 +124,12 @@ def sampler_controls(generation_config, model_config, task: str = "tts") -> dict
     """One control per CLI sampler flag that applies to `task` ("tts" or "stt"), keyed by the flag's name.
 
     The controls are not placed yet (`render()` them where they belong). Each default is the model's generation
-    config's value (so a control left alone changes nothing), and each control states its flag's allowed range
-    (`FLAG_RULES`, else its setting's `SETTING_RULES`).
+    config's value (so a control left alone changes nothing), and each number or text control states its flag's
+    allowed range (`FLAG_RULES`, else its setting's `SETTING_RULES`) and what the model narrows it to
+    (`setting_limits`: "[0, 3600]" seconds of prompt were shown where the released model takes 300); a checkbox or a
+    choice offers only what is allowed.
     """
-    controls = {}
+    controls, limits = {}, setting_limits(model_config)
     for flag, action in flag_actions().items():
         setting = FLAG_SETTINGS[flag]
         if task == "stt" and setting in TTS_ONLY_SETTINGS:
@@ -139,6 +141,8 @@ def sampler_controls(generation_config, model_config, task: str = "tts") -> dict
             value = NONE_MEANS[setting](model_config)
         # The flag's own range where it differs from its setting's (--beam-width 0 is off); max_new_tokens has none
         rule = FLAG_RULES.get(flag) or (SETTING_RULES[setting][0] if setting in SETTING_RULES else None)
+        if rule and setting in limits:
+            rule = f"{rule}; {limits[setting]}"
         controls[flag] = _control(action, value, rule, elem_id=f"{task}-{flag.replace('_', '-')}")
     return controls
 
@@ -147,6 +151,8 @@ def _control(action: argparse.Action, value, rule: str | None, elem_id: str) -> 
     """The control for one flag: a checkbox, a choice, a number or (token ids) a comma-separated text."""
     label = f"{action.dest.replace('_', ' ')} ({action.option_strings[0]})"
     meaning = action.help.split("[")[0].strip()  # the help's bracketed default is the released model's, not this one
+    if action.nargs == 0 or action.choices:  # the control offers only what is allowed ("True or False" was shown)
+        rule = None
     info = "; ".join(part for part in (meaning, rule and f"allowed: {rule}") if part)
     common = dict(label=label, info=info, elem_id=elem_id, render=False)
     if action.nargs == 0:
