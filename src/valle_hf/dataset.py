@@ -219,8 +219,8 @@ def _within_duration(root: Path, records: list[dict], duration_range: tuple[floa
 
 def check_seconds_range(value, name: str, rule: str = "") -> tuple[float, float]:
     """`value` as a range of seconds (MIN, MAX): two finite numbers with 0 <= MIN <= MAX. Raises `VallEValueError`
-    naming `name` (an argument's or an option's) for anything else, with `rule` (what more the range needs) after
-    the rule: a number alone or text, refused when the data set is made, not at its first item."""
+    naming `name` (an argument's or an option's) for anything else, such as a number alone or text (refused when the
+    data set is made, not at its first item); `rule` ends the message where the range needs more."""
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     if len(pair) != 2 or not all(isinstance(end, numbers.Real) and not isinstance(end, bool) for end in pair):
         raise VallEValueError(f"{name} must be (MIN, MAX): two numbers of seconds, got {value!r}")
@@ -238,7 +238,7 @@ def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str
     if prompt_duration is None:
         return
     rule = f", MAX at least one codec frame (1/{FRAME_RATE} s): a TTS item needs a voice prompt"
-    low, high = check_seconds_range(prompt_duration, name, rule)
+    _, high = check_seconds_range(prompt_duration, name, rule)
     if high * FRAME_RATE < 1:
         raise VallEValueError(f"{name} {as_typed(prompt_duration[0])} {as_typed(prompt_duration[1])}: expected MIN "
                               f"MAX seconds, 0 <= MIN <= MAX{rule}")
@@ -255,7 +255,9 @@ class VallEDataset(torch.utils.data.Dataset):
     counts them (the original's default is (1, 12)); `task` fixes every item's task (else the collator draws it). Raises
     `VallEFileNotFoundError` when `root` is not a folder, and `VallEValueError` when it holds no usable utterance (none
     within `duration_range` included), when a record cannot be read (`check_record`, naming its manifest line: found
-    here, not in the middle of training), or for a `prompt_duration` that gives no prompt (`check_prompt_duration`).
+    here, not in the middle of training), for a `prompt_duration` that gives no prompt (`check_prompt_duration`), a
+    range that is not two numbers of seconds, a `prompt_max_samples` that is no count or an unknown `task`.
+    `check_model` refuses a model the folder was not prepared for (the collator's callback runs it as training starts).
     `rvq_levels`: the RVQ levels every utterance holds (those training can reach).
 
     Prompt draws are reproducible (the same `seed`, the same prompts). Once an epoch is set (`set_epoch`: accelerate

@@ -273,9 +273,9 @@ class VallEDataCollator(TrainerCallback):
     (drawn from P(k) = (8 - k)/36 when absent, capped to the levels present, as the original does; always 0 for
     STT). Every key is an argument of the model's `forward`, so the Trainer's default `remove_unused_columns=True`
     keeps them all. A given level outside the model's 0..num_rvq_levels-1 or above the levels its codes (and prompt)
-    have, an empty batch, and any item
-    `build_training_sequence` refuses raise `VallEValueError` naming the item, so bad data never trains silently;
-    `tasks` with "stt" for a model without a text head is refused when the collator is made.
+    have, an empty batch, and any item `build_training_sequence` refuses raise `VallEValueError` naming the item, so
+    bad data never trains silently; `tasks` with "stt" for a model without a text head is refused when the collator
+    is made.
 
     The batch holds `input_ids`, `attention_mask`, `labels`, `level` `[B]`, `task` `[B]` (indices into TASKS, so
     that it travels through accelerate like any tensor), and `prompt_codes` / `audio_codes` (right-padded; the i-th
