@@ -361,9 +361,10 @@ def build_parser() -> ArgumentParser:
                             epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", type=named_path, help="folder with the audio (and transcripts)")
     parser.add_argument("output_dir", type=named_path, help="where the prepared set goes (created; resumed if present)")
-    parser.add_argument("--metadata", type=named_path, help="metadata file instead of transcript files (see above)")
+    parser.add_argument("--metadata", type=named_path,
+                        help="metadata file instead of transcript files (see the layouts below)")
     parser.add_argument("--metadata-format", choices=METADATA_FORMATS, default="auto",
-                        help="layout of --metadata (see above) [auto]")
+                        help="layout of --metadata (see the layouts below) [auto]")
     parser.add_argument("--tokenizer", type=named_path, required=True,
                         help="the model's tokenizer.json, or a converted model folder that has one")
     parser.add_argument("--codec", type=named, default=None,

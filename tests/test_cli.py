@@ -1020,6 +1020,10 @@ def test_a_text_starting_with_a_dash_follows_the_end_of_options(tmp_path, prompt
            "before it" in capsys.readouterr().err
     assert main(["Hi.", str(prompt_wav), out, "--seed", "1", "--", "extra"]) == 1  # a word too many
     assert "unrecognized arguments: extra: with `--`, the options go before it" in capsys.readouterr().err
+    assert main(["Hi.", "--", str(prompt_wav), out, "--model", "tiny-random"]) == 1  # an option after `--`
+    err = capsys.readouterr().err  # "--model (did you mean --model?)" named it again
+    assert "unrecognized arguments: --model (an option after --: give the options before --" in err, err
+    assert "did you mean" not in err
     for misspelt in (["Hi.", str(prompt_wav), out, "--modle", "x"], ["Hi.", "--modle", "x", "--", str(prompt_wav)]):
         assert main(misspelt) == 1  # a misspelt option is no text
         err = capsys.readouterr().err

@@ -179,10 +179,14 @@ class ArgumentParser(argparse.ArgumentParser):
         prefix = "unrecognized arguments: "
         options = self._long_options()
         positionals = {action.dest for action in self._actions if not action.option_strings}
-        if message.startswith(prefix):
-            return prefix + " ".join(_option_hinted(word, options, positionals)
-                                     for word in message.removeprefix(prefix).split(" "))
         given = getattr(self, "_given", [])
+        if message.startswith(prefix):
+            # an option after "--" is a positional argument there: "(did you mean --model?)" named it again
+            after_end = set(given[given.index("--") + 1:]) if "--" in given else set()
+            return prefix + " ".join(
+                f"{word} (an option after --: give the options before --, after which every word is an argument)"
+                if word in after_end and word.split("=")[0] in options else _option_hinted(word, options, positionals)
+                for word in message.removeprefix(prefix).split(" "))
         given = given[:given.index("--")] if "--" in given else given  # after it, words are positionals
         dashed = _dashed_value(message, given)
         if dashed:
