@@ -306,7 +306,7 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     # Sampler flags default to None: the model's generation_config.json decides (for a converted original
     # checkpoint, the original CLI's tuned values, given in brackets).
     add("--max-ar-steps", type=whole_number, default=None, help="AR step limit [900 = 12 s]")
-    add("--max-nar-levels", type=whole_number, default=None, help="NAR levels to fill, 0 = level 0 only [7]")
+    add("--max-nar-levels", type=whole_number, default=None, help="NAR levels to fill, 0 = level 0 only [all: 7]")
     add("--ar-temp", type=float, default=None, help="AR temperature; 0 = greedy [0.5]")
     add("--nar-temp", type=float, default=None, help="NAR temperature; 0 = greedy [0.0]")
     add("--nar-dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"],
