@@ -384,6 +384,28 @@ def test_ctrl_c_or_sigterm_while_a_command_loads_ends_it_in_one_line(program, si
         assert result.returncode == (143 if terminated else 130) and result.stderr == "interrupted\n", result.stderr
 
 
+@pytest.mark.parametrize("program, command", [
+    ("scripts/prepare_dataset.py", True), ("examples/tts.py", True), ("benchmarks/__main__.py", True),
+    ("app.py", True), (".venv/lib/python3.11/site-packages/pytest/__main__.py", False),
+    (".venv/bin/ipython", False), ("my_script.py", False), ("scripts/old/tool.py", False), (None, False)])
+def test_only_the_checkouts_own_programs_count_as_commands(program, command, monkeypatch):
+    """Any program under the checkout counted: pytest, or IPython, installed in a .venv there (as the README sets it
+    up) kept the loading handler for its whole run, and a Ctrl-C ended it with "interrupted", no summary, no
+    teardown."""
+    import types
+
+    import valle_hf
+
+    main = types.ModuleType("__main__")
+    if program is not None:
+        main.__file__ = str(REPO / program)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, str(REPO / program) if program else "-c"])
+    assert valle_hf._loading_as_a_command() is command
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, "-m", "valle_hf.app"])
+    assert valle_hf._loading_as_a_command()  # whatever __main__ is while the package imports
+
+
 @pytest.mark.subprocess
 def test_converter_offline_names_the_codec_choices_at_once(tmp_path, fixtures):
     """The default EnCodec is downloaded from the Hub: with the Hub unreachable, the converter says so in one line,

@@ -26,11 +26,17 @@ def _ended_while_loading(signum, frame):
     os._exit(128 + signum)
 
 
+# The programs of this package's checkout (beside its `src`) that are commands: those in its scripts, examples and
+# benchmarks folders, and its web demo. Other files there are not (pytest or IPython installed in a `.venv` of the
+# checkout, a user's script).
+_CHECKOUT_COMMAND_FOLDERS, _CHECKOUT_COMMAND_FILES = ("scripts", "examples", "benchmarks"), ("app.py",)
+
+
 def _loading_as_a_command() -> bool:
-    """Whether this import is a command's own: `python -m valle_hf[.module]`, or a program of this checkout (`python
-    scripts/prepare_dataset.py`, `python examples/tts.py`, `python app.py`, `python -m benchmarks`: its `__main__`
-    file lies beside this package's `src`). A program, module or notebook of the user's that imports the package keeps
-    its own Ctrl-C and SIGTERM."""
+    """Whether this import is a command's own: `python -m valle_hf[.module]`, or a program of this checkout
+    (`_CHECKOUT_COMMAND_FOLDERS`, `_CHECKOUT_COMMAND_FILES`: `python scripts/prepare_dataset.py`, `python
+    examples/tts.py`, `python app.py`, `python -m benchmarks`). A program, module, test run or notebook of the user's
+    that imports the package keeps its own Ctrl-C and SIGTERM."""
     if threading.current_thread() is not threading.main_thread():
         return False
     command = getattr(sys, "orig_argv", [])
@@ -39,8 +45,12 @@ def _loading_as_a_command() -> bool:
         return True
     program = getattr(sys.modules.get("__main__"), "__file__", None)
     checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-    return (program is not None and os.path.isfile(os.path.join(checkout, "pyproject.toml"))
-            and os.path.realpath(program).startswith(checkout + os.sep))
+    if program is None or not os.path.isfile(os.path.join(checkout, "pyproject.toml")):
+        return False
+    within = os.path.relpath(os.path.realpath(program), checkout).split(os.sep)
+    if len(within) == 1:
+        return within[0] in _CHECKOUT_COMMAND_FILES
+    return len(within) == 2 and within[0] in _CHECKOUT_COMMAND_FOLDERS
 
 
 # Each signal's default handling, which a command's own loading replaces; a handler set before (a program's) is kept.
