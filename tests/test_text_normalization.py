@@ -465,18 +465,18 @@ def test_what_is_no_duration_written_short_is_left_as_it_is(text, language):
 def test_english_pairs_of_numbers_joined_by_a_slash_are_read_one_after_the_other():
     """espeak-ng read "24/7" as "twenty four slash seven": "24/7", "9/11", equal numbers and a split of a hundred are
     two numbers said one after the other."""
-    text, words = ("open 24/7, a 50/50 chance, since 9/11, a 60/40 mix, 20/20 vision, 4/4 time.",
-                   "open 24 7, a 50 50 chance, since 9 11, a 60 40 mix, 20 20 vision, 4 4 time.")
+    text, words = ("open 24/7, a 50/50 chance, since 9/11, a 60/40 mix, 20/20 vision, the 90/10 rule.",
+                   "open 24 7, a 50 50 chance, since 9 11, a 60 40 mix, 20 20 vision, the 90 10 rule.")
     assert verbalize(text, "en") == words
     assert phonemize(text, "en") == phonemize(words, "en")
 
 
 def test_what_is_no_pair_of_numbers_read_one_after_the_other_is_left_as_it_is():
-    """A fraction, a date, a score out of a number, a run of three, a word's or a decimal's part, a pair of a hundred
-    and nothing, and a language the table has none for."""
+    """A fraction, a date, a score out of a number ("3/3", "rated 10/10", "a 1/99 chance"), a run of three, a word's or
+    a decimal's part, a pair of a hundred and nothing, and a language the table has none for."""
     from valle_hf.text_normalization import _slash_pairs_as_read
 
-    text = "1/2, 1/1, 12/25, 3/11, 10/20, 5/100, 24/7/365, x24/7, 24/7.5, 2023/24, 100/0"
+    text = "1/2, 1/1, 12/25, 3/11, 10/20, 5/100, 24/7/365, x24/7, 24/7.5, 2023/24, 100/0, 3/3, 10/10, 5/5, 1/99, 95/5"
     assert _slash_pairs_as_read(text, "en") == text
     assert _slash_pairs_as_read("24/7, 50/50", "de") == "24/7, 50/50"
 

@@ -536,12 +536,13 @@ def _slash_runs_as_read(text: str) -> str:
 
 
 # Two numbers joined by a slash that English reads one after the other, which espeak-ng read with the slash's word
-# ("open twenty four slash seven"): "24/7", "9/11", a pair of equal numbers ("50/50", "20/20 vision", "4/4 time") and a
-# split of a hundred ("a 60/40 mix", "the 80/20 rule"). Other pairs may be a date ("12/25"), a score out of a number
-# ("3/11") or a fraction (`_SLASH_FRACTION`), left to the passes after this one and to espeak-ng.
+# ("open twenty four slash seven"): "24/7", "9/11", a pair of equal numbers from 20 ("50/50", "20/20 vision") and a
+# split of a hundred in two numbers from 10 ("a 60/40 mix", "the 80/20 rule"). Other pairs may be a date ("12/25",
+# "5/5"), a score out of a number ("3/11", "3/3 tests passed", "rated 10/10", "a 1/99 chance") or a fraction
+# (`_SLASH_FRACTION`), left to the passes after this one and to espeak-ng.
 _SLASH_PAIR = re.compile(r"(?<![\w/.,])(?P<first>[1-9]\d?)/(?P<second>[1-9]\d?)(?![\w/]|[.,]\d)")
-_SLASH_PAIRS_READ = {"en": lambda first, second: (first, second) in ((24, 7), (9, 11)) or first == second > 1
-                     or first + second == 100}
+_SLASH_PAIRS_READ = {"en": lambda first, second: (first, second) in ((24, 7), (9, 11)) or first == second >= 20
+                     or first + second == 100 and min(first, second) >= 10}
 
 
 def _slash_pairs_as_read(text: str, language: str) -> str:

@@ -358,19 +358,18 @@ class VallEDataCollator(TrainerCallback):
                 dataset.set_epoch(epoch)
 
     def on_evaluate(self, args, state, control, train_dataloader=None, eval_dataloader=None, **kwargs):
-        """TrainerCallback: warn (once) where the evaluation set is a training set's own instance: accelerate sets an
-        evaluation set's epoch at each evaluation, so the training prompts drawn after it are keyed on that, and a
-        resumed run trains on other prompts than an uninterrupted one."""
-        training = {id(dataset) for dataset in _datasets_within(getattr(train_dataloader, "dataset", None))
-                    if callable(getattr(dataset, "set_epoch", None))}
-        shared = [dataset for dataset in _datasets_within(getattr(eval_dataloader, "dataset", None))
-                  if id(dataset) in training]
-        if shared and not self._warned_shared_evaluation:
+        """TrainerCallback: warn (once) where the evaluation set is a training set's own instance: accelerate sets the
+        epoch of the evaluation set itself (not of a `Subset`'s dataset) at each evaluation, so the training prompts
+        drawn after it are keyed on that, and a resumed run trains on other prompts than an uninterrupted one."""
+        evaluation = getattr(eval_dataloader, "dataset", None)
+        training = _datasets_within(getattr(train_dataloader, "dataset", None))
+        if callable(getattr(evaluation, "set_epoch", None)) and any(evaluation is dataset for dataset in training) \
+                and not self._warned_shared_evaluation:
             self._warned_shared_evaluation = True
-            logger.warning(f"the evaluation set is the training set's own {type(shared[0]).__name__} instance: each "
+            logger.warning(f"the evaluation set is the training set's own {type(evaluation).__name__} instance: each "
                            "evaluation sets its epoch, so the training prompts drawn after it, and a run resumed from "
-                           "a checkpoint, differ from an uninterrupted run's; give the evaluation set an instance of "
-                           "its own (the same folder and settings)")
+                           "a checkpoint, differ from an uninterrupted run's; evaluate on another instance (made "
+                           "again with the same settings), or on a Subset of it")
 
     def _item_generator(self, content: bytes, occurrence: int) -> torch.Generator:
         """The generator of one item's draws in the current epoch: seeded with (`seed`, epoch, `content`: the item's
