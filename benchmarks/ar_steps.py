@@ -101,11 +101,16 @@ def check(args) -> None:
                    "floor_repeats": COUNT, "profile_rows": NOT_NEGATIVE})
     batch_sizes(args)
     variants(args)
-    for start_s in start_seconds(args):  # the silence before the steps and the steps share the response's positions
-        if round(start_s * FRAME_RATE) + args.steps > POSITIONS:
-            raise UsageError(f"--ar-start {start_s:g} with --steps {args.steps} is past the model's positions: the "
+    # the silence before the steps and the steps share the response's positions (its frames counted as generate's
+    # prefix_silence counts them); so do the no-cache baseline's, after --seconds of silence
+    runs = [("--ar-start", start_s, "--steps", args.steps, args.steps) for start_s in start_seconds(args)]
+    if args.baseline:  # its runs take one step more than --baseline-steps
+        runs.append(("--seconds", args.seconds, "--baseline-steps", args.baseline_steps, args.baseline_steps + 1))
+    for start_flag, start_s, steps_flag, given, steps in runs:
+        if int(start_s * FRAME_RATE) + steps > POSITIONS:
+            raise UsageError(f"{start_flag} {start_s:g} with {steps_flag} {given} is past the model's positions: the "
                              f"silence before the measured steps and the steps take at most {POSITIONS} frames "
-                             f"({POSITIONS / FRAME_RATE:g} s); give a smaller --ar-start or fewer --steps")
+                             f"({POSITIONS / FRAME_RATE:g} s); give a smaller {start_flag} or fewer {steps_flag}")
 
 
 def start_seconds(args) -> list[float]:

@@ -88,6 +88,13 @@ def test_the_silence_before_the_ar_steps_and_the_steps_fit_the_response_position
     runner.parse(["--only", "ar", "--ar-start", start, "--steps", str(POSITIONS - start_frames)])
     with pytest.raises(UsageError, match="past the model's positions"):
         runner.parse(["--only", "ar", "--ar-start", start, "--steps", str(POSITIONS - start_frames + 1)])
+    # the no-cache baseline after --seconds of silence takes --baseline-steps and one step more
+    seconds = str(start_frames / FRAME_RATE)
+    runner.parse(["--only", "ar", "--seconds", seconds, "--baseline-steps", str(POSITIONS - start_frames - 1)])
+    runner.parse(["--only", "ar", "--seconds", seconds, "--baseline-steps", str(POSITIONS), "--no-baseline"])
+    with pytest.raises(UsageError, match=f"--seconds {start_frames / FRAME_RATE:g} with --baseline-steps "
+                                         f"{POSITIONS - start_frames} is past the model's positions"):
+        runner.parse(["--only", "ar", "--seconds", seconds, "--baseline-steps", str(POSITIONS - start_frames)])
 
 
 def test_a_module_that_fails_ends_the_run_with_status_1(runner, tmp_path, capsys):

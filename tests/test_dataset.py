@@ -3,6 +3,7 @@ and scripts/prepare_dataset.py, which writes them."""
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import random
@@ -537,6 +538,8 @@ def test_the_utterances_are_read_once_per_config_they_are_checked_against(tmp_pa
     (dict(duration_range=(1, 5, 12)), r"duration_range must be \(MIN, MAX\)"),
     (dict(duration_range=(12, 1)), "duration_range 12 1: expected MIN MAX seconds, 0 <= MIN <= MAX"),
     (dict(duration_range=(math.nan, 12)), "duration_range nan 12: expected MIN MAX seconds"),
+    (dict(duration_range=(0, 10**400)), "duration_range 0 1e[+]400: expected MIN MAX seconds"),  # an OverflowError
+    (dict(duration_range="1 12"), r"duration_range must be \(MIN, MAX\): two numbers of seconds, got '1 12'"),
     (dict(prompt_duration=5), r"prompt_duration must be \(MIN, MAX\): two numbers of seconds, got 5"),
     (dict(prompt_duration=(True, 2)), r"prompt_duration must be \(MIN, MAX\)"),
     (dict(task="TTS"), r"task must be None \(the collator draws it\) or one of \('tts', 'stt'\), got 'TTS'"),
@@ -552,3 +555,5 @@ def test_the_data_sets_settings_are_refused_when_it_is_made(tmp_path, arguments,
         VallEDataset(tmp_path, **arguments)
     accepted = VallEDataset(tmp_path, prompt_max_samples=np.int64(2), duration_range=[0, 12], prompt_duration=[1, 2])
     assert len(accepted) == 2 and accepted[0]["prompt_codes"].shape[0] > 0
+    for pair in (np.array([0.0, 12.0]), collections.UserList([0, 12]), (np.int64(0), np.float32(12))):  # any pair
+        assert len(VallEDataset(tmp_path, duration_range=pair, prompt_duration=pair)) == 2

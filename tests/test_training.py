@@ -1105,7 +1105,7 @@ def test_finetune_refuses_data_of_another_codec(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("recorded", ["codec", "tokenizer", "utterance"])
+@pytest.mark.parametrize("recorded", ["codec", "tokenizer", "utterance", "positions", "prompt"])
 def test_the_trainer_refuses_a_prepared_folder_the_model_cannot_train_on_before_its_first_step(tmp_path, recorded):
     """Through the Python API (the Trainer with the collator as its callback), data prepared with another codec or
     tokenizer than the model's trained without a word, and an utterance out of the model's vocabulary was refused by
@@ -1140,15 +1140,26 @@ def test_the_trainer_refuses_a_prepared_folder_the_model_cannot_train_on_before_
     collator = VallEDataCollator(model.config)
     arguments = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2,
                                   report_to="none", use_cpu=True, save_strategy="no")
-    trainer = Counting(model=model, args=arguments, train_dataset=VallEDataset(tmp_path / "data", (0.2, 0.5)),
+    longest = max(json.loads(line)["frames"] for line in (tmp_path / "data" / MANIFEST).read_text().splitlines())
+    positions = model.config.max_position_embeddings
+    if recorded == "positions":  # the longest utterance, with its stop token, one position past the model's
+        model.config.max_position_embeddings = longest
+    longest_prompt = (positions + 1.5) / model.config.frame_rate if recorded == "prompt" else 0.5
+    trainer = Counting(model=model, args=arguments, train_dataset=VallEDataset(tmp_path / "data", (0.2,
+                                                                                                   longest_prompt)),
                        data_collator=collator, callbacks=[collator], processing_class=processor)
     message = {"codec": "prepared with another codec", "tokenizer": "prepared with another phoneme tokenizer",
-               "utterance": r"\(spk9/utt0\): input_ids must lie in"}[recorded]
+               "utterance": r"\(spk9/utt0\): input_ids must lie in",
+               # named by its utterance, before the first step: not by the batch that meets it ("item 0 of the batch")
+               "positions": rf"\(spk\d/utt\d\): codes is {longest + 1} long, and this model has positions for "
+                            f"{longest}",
+               "prompt": f"prompt_duration is {positions + 1} long"}[recorded]
     with pytest.raises(VallEValueError, match=message):
         trainer.train()
     assert steps == []
     (tmp_path / "data" / PREPARE_CONFIG).write_text(json.dumps(same))
-    if recorded != "utterance":  # the same codec and tokenizer: it trains
+    model.config.max_position_embeddings = positions
+    if recorded not in ("utterance", "prompt"):  # the same codec and tokenizer, the model's positions: it trains
         Counting(model=model, args=arguments, train_dataset=VallEDataset(tmp_path / "data", (0.2, 0.5)),
                  data_collator=collator, callbacks=[collator], processing_class=processor).train()
         assert steps == [1]

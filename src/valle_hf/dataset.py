@@ -19,8 +19,10 @@ import math
 import numbers
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -30,7 +32,7 @@ from .errors import OutputError, VallEFileNotFoundError, VallEValueError, as_typ
 from .files import written_whole
 from .manifest import append_jsonl, numbered_jsonl, repair_jsonl
 from .tokenization import tokenizer_fingerprint
-from .training import check_codes, check_text_ids, read_shared_epoch, set_shared_epoch, shared_epoch
+from .training import check_codes, check_positions, check_text_ids, read_shared_epoch, set_shared_epoch, shared_epoch
 
 logger = get_logger(__name__)
 
@@ -217,17 +219,27 @@ def _within_duration(root: Path, records: list[dict], duration_range: tuple[floa
     return kept
 
 
+def _seconds(number: numbers.Real) -> float:
+    """`number` as a float; an integer past any float as infinity (float() raised an OverflowError)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return math.inf
+
+
 def check_seconds_range(value, name: str, rule: str = "") -> tuple[float, float]:
     """`value` as a range of seconds (MIN, MAX): two finite numbers with 0 <= MIN <= MAX. Raises `VallEValueError`
     naming `name` (an argument's or an option's) for anything else, such as a number alone or text (refused when the
     data set is made, not at its first item); `rule` ends the message where the range needs more."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    if len(pair) != 2 or not all(isinstance(end, numbers.Real) and not isinstance(end, bool) for end in pair):
+    # any sequence: a list, a config library's list, a NumPy pair (text's characters are no numbers)
+    pair = tuple(value) if isinstance(value, (Sequence, np.ndarray)) else (value,)
+    if len(pair) != 2 or not all(isinstance(end, numbers.Real) and not isinstance(end, (bool, np.bool_))
+                                 for end in pair):
         raise VallEValueError(f"{name} must be (MIN, MAX): two numbers of seconds, got {value!r}")
-    low, high = pair
+    low, high = (_seconds(end) for end in pair)
     if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-        raise VallEValueError(f"{name} {as_typed(low)} {as_typed(high)}: expected MIN MAX seconds, 0 <= MIN <= MAX"
-                              f"{rule}")
+        raise VallEValueError(f"{name} {as_typed(pair[0])} {as_typed(pair[1])}: expected MIN MAX seconds, 0 <= MIN <= "
+                              f"MAX{rule}")
     return float(low), float(high)
 
 
@@ -315,10 +327,11 @@ class VallEDataset(torch.utils.data.Dataset):
     def check_utterances(self, config) -> None:
         """Refuse (`VallEValueError`, naming the utterance) text ids and codes training would refuse
         (`check_text_ids`: not of `config`'s text vocabulary, or not one text from BOS to EOS; `check_codes`: not
-        EnCodec codes of its codebooks, or more levels than the codec's), such as those of a folder written by other
-        means than scripts/prepare_dataset.py, or edited since: found before training, not by the batch that meets
-        them, whose error could not say which utterance it was. Each file is read once per config (examples/finetune.py
-        checks before the Trainer's callback does)."""
+        EnCodec codes of its codebooks, or more levels than the codec's; `check_positions`: longer than the model's
+        positions, with the AR's stop token), such as those of a folder written by other means than
+        scripts/prepare_dataset.py, or edited since: found before training, not by the batch that meets them, whose
+        error could not say which utterance it was. Each file is read once per config (examples/finetune.py checks
+        before the Trainer's callback does)."""
         checked_for = config.to_json_string(use_diff=False)
         if checked_for == self._utterances_checked_for:
             return
@@ -326,8 +339,10 @@ class VallEDataset(torch.utils.data.Dataset):
             path = self.root / record["file"]
             try:
                 with safe_open(str(path), framework="pt") as handle:
-                    check_text_ids(config, handle.get_tensor("text_ids"))
-                    check_codes(config, handle.get_tensor("codes"), "codes")
+                    text = check_text_ids(config, handle.get_tensor("text_ids"))
+                    codes = check_codes(config, handle.get_tensor("codes"), "codes")
+                # as the AR's response, with its stop token: found here, not by the step whose batch meets it
+                check_positions(config, text_ids=len(text), codes=len(codes) + 1)
             except VallEValueError as error:
                 raise VallEValueError(f"{path} ({record['id']}): {error}; {_prepare_again(self.root, path)}") from None
         self._utterances_checked_for = checked_for
@@ -335,11 +350,13 @@ class VallEDataset(torch.utils.data.Dataset):
     def check_model(self, model, tokenizer=None) -> None:
         """Refuse (`VallEValueError`) to train `model` on this folder when its codes come from another codec than
         the model's (`check_codec`), its phoneme ids from another tokenizer than `tokenizer` (the model's, where
-        given: `check_tokenizer`), or an utterance holds what training would refuse (`check_utterances`). The
-        collator runs it when the Trainer starts (`VallEDataCollator.on_train_begin`), as examples/finetune.py
-        does before training."""
+        given: `check_tokenizer`), an utterance holds what training would refuse (`check_utterances`), or a prompt
+        would be longer than the model's positions. The collator runs it when the Trainer starts
+        (`VallEDataCollator.on_train_begin`), as examples/finetune.py does before training."""
         name = getattr(model.config, "_name_or_path", "") or "the model"
         check_codec(self.root, model.codec_model, name)
+        if self.prompt_duration is not None and self.task != "stt":  # a prompt that long fails at its first item
+            check_positions(model.config, prompt_duration=int(self.prompt_duration[1] * FRAME_RATE))
         if tokenizer is not None:
             check_tokenizer(self.root, tokenizer, name)
         self.check_utterances(model.config)

@@ -141,7 +141,7 @@ def _checked_text(config: VallEConfig, input_ids: torch.LongTensor) -> torch.Lon
     return input_ids
 
 
-def _check_positions(config: VallEConfig, **lengths: int | None) -> None:
+def check_positions(config: VallEConfig, **lengths: int | None) -> None:
     """Refuse (`VallEValueError`) a segment (text, prompt, response: each `name=length`, None for none) longer than
     the model's positions, which restart in each, as `generate` refuses it: it trained on positions the model has
     no rotation for in the generation it learns."""
@@ -183,7 +183,7 @@ def build_training_sequence(
     if prompt_codes is not None:
         prompt_codes = _checked_ids(prompt_codes, "prompt_codes", 2, config.audio_vocab_size)
     # the response's positions hold the AR's stop token after its frames
-    _check_positions(config, input_ids=len(input_ids), prompt_codes=None if prompt_codes is None else len(prompt_codes),
+    check_positions(config, input_ids=len(input_ids), prompt_codes=None if prompt_codes is None else len(prompt_codes),
                      audio_codes=len(audio_codes) + (task == "tts" and level == 0))
     if task == "stt":
         if level != 0:
