@@ -148,8 +148,8 @@ def check_positions(config: VallEConfig, **lengths: int | None) -> None:
     for name, length in lengths.items():
         if length is not None and length > config.max_position_embeddings:
             raise VallEValueError(f"{name} is {length} long, and this model has positions for "
-                                  f"{config.max_position_embeddings}: cut the utterance, or leave it out (see "
-                                  "VallEDataset's duration_range)")
+                                  f"{config.max_position_embeddings}: give shorter utterances (VallEDataset's "
+                                  "duration_range leaves longer ones out) and prompts (its prompt_duration)")
 
 
 def check_text_ids(config: VallEConfig, input_ids) -> torch.LongTensor:
