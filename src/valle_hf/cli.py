@@ -218,6 +218,9 @@ def model_identity(args) -> str:
     return f"{name} converted with {converted}" if converted else name
 
 
+# --language-switch's default, which --task stt (no text to phonemize) tells from a switch given
+LANGUAGE_SWITCH_DEFAULT = "keep"
+
 CACHE_NAME = "<valle-hf cache>"  # how `resolved_name` names the package's cache folder, wherever it is
 
 
@@ -283,7 +286,7 @@ def build_parser(positionals: bool = True) -> argparse.ArgumentParser:
     add("--no-prompt", action="store_true", help="speak in a random voice, without a voice prompt (REFERENCES must "
         "then be '')")
     add("--language", type=named, default="en", help="espeak language code (en, fr, de, ja, ...) or 'auto'")
-    add("--language-switch", default="keep", choices=["keep", "remove"],
+    add("--language-switch", default=LANGUAGE_SWITCH_DEFAULT, choices=["keep", "remove"],
         help="espeak's markers for words read in another language, '(en)...(fr)': keep (as the model was trained) "
         "or remove (for mixed-language text) [keep]")
     add("--task", default="tts", choices=["tts", "stt"])
@@ -541,7 +544,7 @@ def check_ignored_flags(args) -> None:
     unused = [option_name(flag) for flag, setting in FLAG_SETTINGS.items()
               if setting in TTS_ONLY_SETTINGS and getattr(args, flag) is not None]
     unused += ["--stream-chunk"] if args.stream_chunk is not None else []
-    unused += ["--language-switch"] if args.language_switch != build_parser().get_default("language_switch") else []
+    unused += ["--language-switch"] if args.language_switch != LANGUAGE_SWITCH_DEFAULT else []
     if unused:
         them = "it" if len(unused) == 1 else "them"
         raise UsageError(f"{', '.join(unused)}: text-to-speech only; --task stt would ignore {them}: drop {them}")

@@ -238,9 +238,14 @@ def check_seconds_range(value, name: str, rule: str = "") -> tuple[float, float]
         raise VallEValueError(f"{name} must be (MIN, MAX): two numbers of seconds, got {value!r}")
     low, high = (_seconds(end) for end in pair)
     if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-        raise VallEValueError(f"{name} {as_typed(pair[0])} {as_typed(pair[1])}: expected MIN MAX seconds, 0 <= MIN <= "
-                              f"MAX{rule}")
+        raise _range_refused(name, pair, rule)
     return float(low), float(high)
+
+
+def _range_refused(name: str, pair: tuple, rule: str) -> VallEValueError:
+    """The refusal of the range of seconds `pair`, given as `name`, with what more it needs (`rule`)."""
+    return VallEValueError(f"{name} {as_typed(pair[0])} {as_typed(pair[1])}: expected MIN MAX seconds, 0 <= MIN <= "
+                           f"MAX{rule}")
 
 
 def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str = "prompt_duration") -> None:
@@ -252,8 +257,7 @@ def check_prompt_duration(prompt_duration: tuple[float, float] | None, name: str
     rule = f", MAX at least one codec frame (1/{FRAME_RATE} s): a TTS item needs a voice prompt"
     _, high = check_seconds_range(prompt_duration, name, rule)
     if high * FRAME_RATE < 1:
-        raise VallEValueError(f"{name} {as_typed(prompt_duration[0])} {as_typed(prompt_duration[1])}: expected MIN "
-                              f"MAX seconds, 0 <= MIN <= MAX{rule}")
+        raise _range_refused(name, tuple(prompt_duration), rule)
 
 
 class VallEDataset(torch.utils.data.Dataset):

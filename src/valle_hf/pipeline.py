@@ -106,10 +106,17 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                                   "drop it (model.generate(..., output_audio=False) returns the codes)")
 
 
+def _audio_streamers(kwargs: Mapping[str, Any]) -> list:
+    """The `audio_streamer`s given in the pipeline call's settings (`_SETTINGS`)."""
+    given = (kwargs.get(name) for name in _SETTINGS)
+    return [settings["audio_streamer"] for settings in given
+            if isinstance(settings, Mapping) and settings.get("audio_streamer") is not None]
+
+
 def check_one_streamed_call(text_inputs: Any, batch_size: int | None, kwargs: Mapping[str, Any]) -> None:
     """Refuse (`VallEValueError`) an `audio_streamer` when the pipeline would make several `generate` calls (one per
     batch of texts): a streamer follows one call, so the later texts' audio would be lost."""
-    if all((kwargs.get(name) or {}).get("audio_streamer") is None for name in _SETTINGS):
+    if not _audio_streamers(kwargs):
         return
     if isinstance(text_inputs, (str, tuple)) or isinstance(text_inputs, list) and len(text_inputs) <= (batch_size or 1):
         return  # one text, a tuple of texts (one item), or every text in one batch: one call
@@ -174,8 +181,7 @@ class VallETextToAudioPipeline(_VallEPipeline, TextToAudioPipeline):
             with setting_names():  # a warning about the settings once per call, not once per batch of texts
                 return super().__call__(text_inputs, **kwargs)
         except BaseException as error:  # refused before generate took the streamer: its consumer gets the error
-            for settings in (kwargs.get(name) for name in _SETTINGS):
-                streamer = settings.get("audio_streamer") if isinstance(settings, Mapping) else None
+            for streamer in _audio_streamers(kwargs):
                 if isinstance(streamer, AudioStreamer):
                     streamer.abandon(error)
             raise

@@ -306,7 +306,6 @@ class AudioFileStreamer(AudioStreamer):
         self.seconds, self._received = 0.0, False  # whether a chunk came, even an empty one
         self._clipped, self._peak = 0, 0.0  # the samples clipped to [-1, 1] so far, and their peak: said at commit
         self._outcome: str | None = None  # "committed" or "aborted", once it is
-        self._serving = False  # between the start and the end of the generate call it serves
         self.partial: Path | None = None
         try:  # the last step, so that a Ctrl-C after it returns leaves the caller a streamer to abort. The folder may
             # refuse the partial file itself (a name too long for it, a read-only file system)
@@ -320,10 +319,6 @@ class AudioFileStreamer(AudioStreamer):
             if isinstance(error, WRITE_ERRORS):
                 raise OutputError(f"could not write {self.path} ({write_failure(error, self.path)})") from None
             raise
-
-    def start_call(self) -> None:
-        super().start_call()
-        self._serving = True
 
     def put(self, chunk: AudioChunk) -> None:
         self._received = True
@@ -350,7 +345,6 @@ class AudioFileStreamer(AudioStreamer):
         self._outcome = "abandoned when its generate call failed"
 
     def end(self) -> None:
-        self._serving = False
         if not self._file.closed:
             self._file.close()
 
@@ -359,7 +353,9 @@ class AudioFileStreamer(AudioStreamer):
         (the file is not whole yet; nothing changes), when no sample was written (an empty file would look like a
         result) or the stream was already committed or aborted, and `OutputError` when the file cannot be completed
         or renamed; the partial file is removed and `path` left as it was."""
-        if self._serving:  # a commit from another thread put the audio so far in path's place, cut short
+        # a call started and not ended yet (`end` closes the file): a commit from another thread put the audio so
+        # far in path's place, cut short
+        if self._started and not self._file.closed:
             raise VallEValueError(f"the generate call streaming into {self.path} is still running: commit after it "
                                   "returns (or call stop() on an AudioIteratorStreamer to end a call early)")
         if self._outcome is not None:
