@@ -365,8 +365,8 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
 
     _, first = run({"kept": "Hello there.", "edited": "Good morning."})
     report, second = run({"kept": "Hello there.", "edited": "Good evening to all of you."})
-    assert "wrote 1 row(s)" in report and "(1 done before, 1 spoken again: their cells, the model or its settings " \
-                                          "changed since)" in report
+    assert "wrote 1 row(s)" in report and "(1 done before, 1 spoken again: their cells, the model, its settings " \
+                                          "or the seed changed since)" in report
     np.testing.assert_array_equal(first["kept"], second["kept"])
     assert first["edited"].shape != second["edited"].shape or not np.allclose(first["edited"], second["edited"])
     report, third = run({"kept": "Hello there.", "edited": "Good evening to all of you."})
@@ -382,9 +382,11 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
     (tmp_path / "m.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     status, err = synthesize_main([tmp_path / "m.jsonl", tmp_path / "out", *FLAGS])
     assert status == 0 and "wrote 0 row(s)" in err and "(2 done before)" in err, err
-    # Another flag, or the same rows by another model: spoken again (the first run's WAVs were kept without a word)
-    for other in (["--ar-temp", "0.7"], ["--ar-temp", "0.7", "--model", str(tmp_path / "other-model")]):
-        if "--model" in other:
+    # Another flag, the same rows by another model, or with another language switch: spoken again (the first run's
+    # WAVs were kept without a word)
+    other_model = ["--ar-temp", "0.7", "--model", str(tmp_path / "other-model")]
+    for other in (["--ar-temp", "0.7"], other_model, [*other_model, "--language-switch", "remove"]):
+        if "--model" in other and not (tmp_path / "other-model").exists():
             for part in valle_hf.loading.load_model_and_processor("tiny-random"):
                 part.save_pretrained(tmp_path / "other-model")
         status, err = synthesize_main([tmp_path / "m.jsonl", tmp_path / "out", *FLAGS, *other])
@@ -407,6 +409,32 @@ def test_a_done_row_is_spoken_again_under_another_language_but_not_for_its_colum
     assert (plan.done, plan.edited, plan.batches) == (1, 0, [])
     plan = synthesis.plan_synthesis(manifest, out, flags, language="de")
     assert (plan.done, plan.edited, [[job.id for job in batch] for batch in plan.batches]) == (0, 1, [["row"]])
+
+
+def test_a_done_row_is_spoken_again_under_another_language_switch_or_seed_given_but_not_on_a_plain_resume(tmp_path):
+    """A re-run with --language-switch remove, or with --seed 2 after --seed 1, kept the WAVs spoken otherwise."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    manifest, out = tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out")
+    manifest.write_text("id,text,prompt,seed\nrow,Hello.,voice.wav,\nown,Hello.,voice.wav,7\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    jobs = synthesis.plan_synthesis(manifest, out, flags, seed=1).batches[0]
+    out.root.mkdir()
+    for job in jobs:
+        (out.root / f"{job.id}.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    records = [{"id": job.id, "path": f"{job.id}.wav", "cells": job.cells, "run": job.run, "seed": job.seed}
+               for job in jobs]
+    (out.root / synthesis.DONE).write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+
+    def respoken(**run):
+        plan = synthesis.plan_synthesis(manifest, out, flags, **run)
+        assert plan.done + plan.edited == 2, plan
+        return sorted(job.id for batch in plan.batches for job in batch)
+
+    assert respoken(seed=1) == respoken() == respoken(language_switch="keep") == []
+    assert respoken(seed=2) == ["row"]  # the row with a seed of its own keeps it
+    assert respoken(seed=1, language_switch="remove") == respoken(language_switch="remove") == ["own", "row"]
+    with pytest.raises(synthesis.UsageError, match="language_switch= in Python.*got 'drop'"):
+        synthesis.plan_synthesis(manifest, out, flags, language_switch="drop")
 
 
 def test_a_done_record_edited_without_its_id_or_path_is_left_out_with_a_warning(tmp_path):
@@ -624,7 +652,7 @@ def test_an_empty_language_is_refused_as_an_empty_name(command, tmp_path):
     ({"batch_size": True}, "batch_size= in Python) must be an integer >= 1, got True"),
     ({"language": "xx-nope"}, "unknown language"),
     ({"ar_temp": "hot"}, "--ar-temp hot is not allowed"), ({"max_nar_levels": 99}, "--max-nar-levels 99"),
-    ({"language_switch": "drop"}, "language_switch must be one of keep, remove"),
+    ({"language_switch": "drop"}, "language_switch= in Python) must be one of keep, remove"),
 ])
 def test_the_python_api_refuses_bad_run_settings_before_any_row(corpus, tmp_path, cached_loading, argument,
                                                                  message):

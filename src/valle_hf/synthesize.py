@@ -21,8 +21,9 @@ own files; the main process joins the records at the end.
 OUT_DIR holds ``<id>.wav`` (each written under a temporary name and renamed when complete), ``done.jsonl`` (one
 record per finished row: id, path, frames, seconds, stopped, seed, line, cells, run), ``failed.jsonl`` (the rows of
 the last run that could not be spoken: line, id, error) and, while a run is going, ``parts/`` (each process's
-records). A re-run skips the rows in done.jsonl whose WAV exists and whose cells, model, settings and language are
-those of this run, so a crash or a kill loses at most the batches in flight. Exit status:
+records). A re-run skips the rows in done.jsonl whose WAV exists and whose cells, model, settings, language,
+language switch and (when `--seed` is given) seed are those of this run, so a crash or a kill loses at most the
+batches in flight. Exit status:
 0 when every row is done, 3 when some rows failed (all in failed.jsonl), 1 (one ``error:`` line) for a usage or set-up
 mistake, 130 after Ctrl-C, 143 after a SIGTERM. Under a launcher (accelerate launch, torchrun) each process exits 0
 after a run that ended, failures or not, since the launcher would report any other status as a crash: read
@@ -221,7 +222,7 @@ def _prompt_files(values: dict, folder: Path, output: Path) -> tuple[str, ...]:
 
 
 def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, language: str, seed: int,
-         seen: dict[str, tuple[str, str]], model_name: str | None = None) -> Job:
+         seen: dict[str, tuple[str, str]], model_name: str | None = None, language_switch: str = "keep") -> Job:
     """A row as a `Job`; raises the package's errors for a row that cannot be spoken. `seen`: the lines of the ids
     read so far (this row's is added)."""
     if row.error:
@@ -252,7 +253,7 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
             cells.add(flag)
     settings = generation_kwargs(row_flags, cells=cells)
     return Job(row_id, row.lines, sentences, language, prompt, seed, settings, row_digest(row),
-               run_digest(model_name, settings, language), frozenset(cells))
+               run_digest(model_name, settings, language, language_switch), frozenset(cells))
 
 
 def row_digest(row: Row) -> str:
@@ -265,19 +266,22 @@ def row_digest(row: Row) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def run_digest(model_name: str | None, settings: dict, language: str) -> str:
+def run_digest(model_name: str | None, settings: dict, language: str, language_switch: str = "keep") -> str:
     """A digest of what a run adds to a row's cells: the model's name (the command's `cli.model_identity`, the API's
-    resolved `name_or_path`), the `generate` settings (the command's flags, then the row's) and the language.
-    done.jsonl keeps it, so that a re-run with another model or other flags speaks the rows again, where it kept the
-    first run's WAVs without a word."""
-    text = json.dumps([model_name, settings, language], sort_keys=True, ensure_ascii=False, default=str)
+    resolved `name_or_path`), the `generate` settings (the command's flags, then the row's), the language and the
+    handling of words in other languages (`--language-switch`). done.jsonl keeps it, so that a re-run with another
+    model or other flags speaks the rows again, where it kept the first run's WAVs without a word."""
+    # the default switch adds nothing, so that folders written before it was digested still resume
+    switch = [] if language_switch == "keep" else [language_switch]
+    text = json.dumps([model_name, settings, language, *switch], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _unedited(record: dict, digest: str, run: str | None = None) -> bool:
-    """Whether a done.jsonl record was spoken from the cells of `digest` and, given, the run of `run` (a record
-    written before records kept a digest counts as unedited)."""
-    return record.get("cells", digest) == digest and (run is None or record.get("run", run) == run)
+def _unedited(record: dict, digest: str, run: str | None = None, seed: int | None = None) -> bool:
+    """Whether a done.jsonl record was spoken from the cells of `digest` and, given, the run of `run` and the seed
+    `seed` (a record written before records kept a digest counts as unedited)."""
+    return (record.get("cells", digest) == digest and (run is None or record.get("run", run) == run)
+            and (seed is None or record.get("seed", seed) == seed))
 
 
 def _check_columns(table, manifest: Path) -> None:
@@ -341,9 +345,12 @@ def _batches(jobs: list[Job], batch_size: int) -> list[list[Job]]:
     return batches
 
 
-def _check_run_settings(language: str, seed, batch_size) -> None:
+def _check_run_settings(language: str, seed, batch_size, language_switch: str = "keep") -> None:
     """The run-wide settings every row falls back on (the command's flags, the API's arguments); `UsageError` for a
     value no row could use."""
+    if language_switch not in LANGUAGE_SWITCH:  # else every row would fail alike, each reported on its own
+        raise UsageError(f"--language-switch (language_switch= in Python) must be one of "
+                         f"{', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UsageError(f"--batch-size (batch_size= in Python) must be an integer >= 1, got {batch_size!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
@@ -359,17 +366,18 @@ def _check_run_settings(language: str, seed, batch_size) -> None:
 
 def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argparse.Namespace, language: str = "en",
                    seed: int | None = None, batch_size: int = 8, layout: str = "auto",
-                   model_name: str | None = None) -> SynthesisPlan:
+                   model_name: str | None = None, language_switch: str = "keep") -> SynthesisPlan:
     """Read and check every row of `manifest` and plan the batches of those `out` does not hold yet (as they would be
-    spoken now: by the model `model_name` names, with these flags); no model is needed, and nothing is written.
+    spoken now: by the model `model_name` names, with these flags, `language_switch` and, when given, `seed`); no
+    model is needed, and nothing is written.
 
     `flags`: the CLI's sampler flags (a namespace with every `FLAG_SETTINGS` name, None for not given) that rows
     override. Raises `UsageError` for a manifest that cannot be used at all (missing, unreadable, without an id, text
-    or prompt column, with an unknown column), a `batch_size` < 1, a bad `seed` or an unknown `language`; a row that
-    cannot be spoken is a failure of the plan, with its line.
+    or prompt column, with an unknown column), a `batch_size` < 1, a bad `seed`, an unknown `language` or
+    `language_switch`; a row that cannot be spoken is a failure of the plan, with its line.
     """
     manifest = Path(manifest).expanduser()
-    _check_run_settings(language, seed, batch_size)
+    _check_run_settings(language, seed, batch_size, language_switch)
     model_name = None if model_name is None else resolved_name(model_name)  # once, not per row: one folder, one name
     try:
         table = read_table(manifest, layout)
@@ -378,11 +386,12 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     _check_columns(table, manifest)
     if not table.rows:
         raise UsageError(f"manifest: {manifest} has a header but no rows: nothing to synthesize")
-    seed, done_records = run_seed(seed), out.done_records()
+    # a seed given is one the WAVs must have been spoken with; a random one is none, so that a plain re-run resumes
+    given_seed, seed, done_records = seed, run_seed(seed), out.done_records()
     jobs, failures, seen, done, edited, seed_used, voices = [], [], {}, 0, 0, False, {}
     for row in table.rows:
         try:
-            job = _job(row, manifest.parent, out, flags, language, seed, seen, model_name)
+            job = _job(row, manifest.parent, out, flags, language, seed, seen, model_name, language_switch)
         except VallEError as error:
             if _done_before(row, done_records, seen):
                 done += 1
@@ -391,7 +400,8 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
             continue
         for file in job.prompt:
             voices.setdefault(file, job.lines)
-        if job.id in done_records and _unedited(done_records[job.id], job.cells, job.run):
+        if job.id in done_records and _unedited(done_records[job.id], job.cells, job.run,
+                                                None if given_seed is None else job.seed):
             done += 1
         else:
             edited += job.id in done_records
@@ -712,8 +722,6 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
     of failure are in `out_dir`/failed.jsonl. Raises `UsageError` for an unknown flag, a value outside its range, or
     a manifest that cannot be used at all.
     """
-    if language_switch not in LANGUAGE_SWITCH:  # else every row would fail alike, each reported on its own
-        raise UsageError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     unknown = sorted(set(flags) - set(FLAG_SETTINGS))
     if unknown:
         raise UsageError(f"unknown sampler flag(s) {', '.join(unknown)}: use the CLI's names "
@@ -723,7 +731,8 @@ def synthesize(manifest: str | os.PathLike, out_dir: str | os.PathLike, model, p
     out = OutputFolder(out_dir)
     out.check()
     plan = plan_synthesis(manifest, out, namespace, language, seed, batch_size, layout,
-                          model_name=getattr(model, "name_or_path", None) or None)  # one built in memory has none
+                          model_name=getattr(model, "name_or_path", None) or None,  # one built in memory has none
+                          language_switch=language_switch)
     out.prepare()
     report = run_synthesis(plan.batches, model, processor, out, language_switch, progress, batch_size=batch_size)
     out.fold_done()
@@ -853,7 +862,7 @@ def _print_report(reports: list[ProcessReport], wall: float, plan: SynthesisPlan
     lines.append(f"{'all':>9} {rows:>6} {audio:>9.1f} {wall:>8.1f} {audio / wall if wall else 0.0:>10.2f}")
     if rows:  # a run with nothing to speak (all done before, or every row failed) has no throughput to show
         print("\n".join(lines), file=sys.stderr)
-    edited = (f", {plan.edited} spoken again: their cells, the model or its settings changed since"
+    edited = (f", {plan.edited} spoken again: their cells, the model, its settings or the seed changed since"
               if plan.edited else "")
     print(f"wrote {rows} row(s) into {out} ({plan.done} done before{edited}); {len(failures)} failed"
           + (f" (listed in {out / FAILED})" if failures else ""), file=sys.stderr)
@@ -876,13 +885,13 @@ def _synthesize(args) -> int:
     flags = argparse.Namespace(task="tts", **{flag: getattr(args, flag) for flag in FLAG_SETTINGS})
     with found_by_every_process():  # in every process, before any waits for another
         generation_kwargs(flags)
-        _check_run_settings(args.language, args.seed, args.batch_size)
+        _check_run_settings(args.language, args.seed, args.batch_size, args.language_switch)
     OutputFolder(args.out_dir).check()
     state = _process_state(args)
     out = OutputFolder(args.out_dir, state.process_index)
     plan = _on_main(state, lambda: plan_synthesis(args.manifest, out, flags, args.language, args.seed,  # one plan,
                                                   args.batch_size, args.manifest_format,  # everywhere
-                                                  model_identity(args)))
+                                                  model_identity(args), args.language_switch))
     mine = plan.batches[state.process_index:: state.num_processes]
     # with nothing to speak (all done before), nothing to choose: --dtype auto measures, and the model is not loaded
     precision = _run_precision(state, args) if plan.batches else None
