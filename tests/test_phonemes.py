@@ -341,6 +341,24 @@ def test_letters_the_voice_spells_out_by_name_are_refused(text, language):
     assert f"alphabet ({' '.join(quoted)})" in str(refused.value)  # the distinct letters run together read as a word
 
 
+@pytest.mark.parametrize("language", ["en", "en-gb", "auto"])
+@pytest.mark.parametrize("text", ["Visit Αθήνα today.", "ΑΘΗΝΑ", "Καλημέρα κόσμε", "σκύλος", "ή", "Και", "Ἀθῆναι"])
+def test_greek_words_in_english_are_refused_and_greek_symbols_read(text, language):
+    """espeak-ng's English voices spelt a Greek word out by its letters' names ("alpha theta eta nu alpha"), without a
+    word; the German and French ones switch to the Greek voice, and a Greek letter or two are symbols."""
+    refusal = r"Greek words \(.*spells out letter by letter.*give the language 'el'"
+    with pytest.raises(ValueError, match=refusal) as refused:
+        phonemize(text, language)
+    quoted = [word for word in text.split() if not word.isascii()]
+    assert f"Greek words ({' '.join(quoted)})" in str(refused.value)
+    for other in ("de", "fr", "el"):
+        assert "(el)" in phonemize(text, other) or other == "el"
+    for symbols in ("the ΔG value", "an α-helix", "αβ T cells", "α β γ δ", "π", "θˈɪŋk βχθ"):
+        assert phonemize(symbols, language)
+    with pytest.raises(ValueError, match=r"Greek words \(ὁ\)"):  # a polytonic letter is a word's ("the")
+        phonemize("ὁ", language)
+
+
 @pytest.mark.parametrize("language", ["en", "de", "fr", "en-gb"])
 def test_latin_letters_the_voice_has_no_reading_for_are_read_without_their_marks_with_one_warning(language):
     """espeak-ng's English, German and French voices said "letter 1 e c 7" for a lone "ệ" and dropped it inside a word

@@ -30,6 +30,20 @@ def test_decomposed_and_full_width_text_reads_as_its_composed_ascii_form():
     assert normalize_text("\uff01\uff5e") == "!~"  # the block's first and last forms
 
 
+@pytest.mark.parametrize("language", ["en", "fr", "de", "ja"])
+def test_the_digits_of_every_script_read_as_the_number_they_write(language):
+    """espeak-ng's voices left Arabic-Indic, Devanagari or Thai digits out ("Pay ٣٥ dollars" was "pay dollars", and
+    "٣٥" alone in German no phonemes at all): every script's decimal digits read as the ASCII digits they are."""
+    import unicodedata
+
+    digits = [char for char in map(chr, range(0x80, 0x20000)) if unicodedata.category(char) == "Nd"]
+    assert len(digits) > 500 and normalize_text("".join(digits)) == "".join(
+        str(unicodedata.digit(char)) for char in digits)
+    for text, ascii_text in (("٣٥", "35"), ("५ 7", "5 7"), ("๓", "3"), ("٣٫٥ ١٬٠٠٠", "3.5 1,000"), ("𝟓", "5")):
+        assert phonemize(text, language) == phonemize(ascii_text, language), text
+    assert normalize_text("a٫b ٬") == "a٫b ٬"  # an Arabic separator between no digits is none
+
+
 def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_for():
     """espeak-ng said "Chapter Ⅻ." as "Chapter letter 2 1 6 b.", left "℃" out ("It is 5.") and read "㎏" as "Chinese
     symbol": each now reads as the letters it stands for."""

@@ -226,6 +226,14 @@ _SPELLED_SCRIPTS = ("CYRILLIC", "ARABIC", "HEBREW", "THAI", "ETHIOPIC", "SYRIAC"
                     "BALINESE", "SUNDANESE", "CHAM", "TAI")
 
 
+# A Greek word, which espeak-ng's English voices spell out letter by letter, by name ("Αθήνα" as "alpha theta eta nu
+# alpha"), where the German and French ones switch to the Greek voice: three Greek letters in a row or more, or one
+# with an accent or a diaeresis (which words carry, symbols never: "ή", "ϊ"). A letter or two are symbols read by
+# their names, as they should be ("π", "ΔG", "αβ T cells").
+_GREEK_WORD = re.compile("[\u0370-\u03ff\u1f00-\u1fff]{3,}"
+                         "|[\u0386\u0388-\u0390\u03aa-\u03b0\u03ca-\u03ce\u1f00-\u1fff]")
+
+
 def _reads_latin_only(language: str) -> bool:
     """Whether `language` is read by one of `_SPELLS_OTHER_SCRIPTS`' voices (their regional ones too)."""
     return language.split("-")[0].lower() in _SPELLS_OTHER_SCRIPTS
@@ -236,8 +244,8 @@ def _check_script(text: str, language: str) -> None:
     these read each one as the words "Chinese letter" or "Japanese letter", so the speech would say those instead
     (text in "en", the default, is the usual case: Japanese given without a language). Their regional voices
     ("en-us", "en-gb", "fr-fr") read them alike. Letters of `_SPELLED_SCRIPTS` are refused too: those voices spell
-    them out by name or leave them out. In every language, so are Latin letters its voice has no reading for and no
-    base letter to read instead (`_check_latin`)."""
+    them out by name or leave them out; and so are Greek words (`_GREEK_WORD`) in English. In every language, so
+    are Latin letters its voice has no reading for and no base letter to read instead (`_check_latin`)."""
     _check_latin(text, language)
     if not _reads_latin_only(language):
         return
@@ -253,6 +261,13 @@ def _check_script(text: str, language: str) -> None:
         raise VallEValueError(f"the text has letters of another alphabet ({spelled}), which espeak-ng's "
                               f"{language!r} voice spells out one by one, by name (\"Cyrillic pe\", \"Arabic mim\"), "
                               "or leaves out: write those words in Latin letters, or give their IPA")
+    english = language.split("-")[0] == "en" and not looks_like_ipa(text)  # IPA has θ, β and χ
+    greek = [word for word in text.split() if _GREEK_WORD.search(word)] if english else []
+    if greek:
+        raise VallEValueError(f"the text has Greek words ({_words_with(' '.join(greek), bool)}), which espeak-ng's "
+                              f"{language!r} voice spells out letter by letter, by name (\"alpha theta ...\"): for "
+                              "Greek text give the language 'el', otherwise write those words in Latin letters or "
+                              "give their IPA")
 
 
 def _check_latin(text: str, language: str) -> None:

@@ -46,6 +46,19 @@ def verbalize(text: str, language: str) -> str:
 
 # Full-width ASCII forms (U+FF01..U+FF5E, e.g. "Ｈｅｌｌｏ！") → ASCII: espeak spells them out letter by letter.
 _FULL_WIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+# The digits of other scripts (Arabic-Indic "٣٥", Devanagari "५", Thai "๓", ...: Unicode's decimal digits) as ASCII
+# digits, which every espeak-ng voice reads in its own words: the English, German and French voices left them out ("Pay
+# ٣٥ dollars" was "pay dollars"), and the Arabic decimal and thousands separators as the point and comma they are.
+_OTHER_DIGIT = re.compile(r"(?![0-9])\d")
+_ARABIC_SEPARATORS = re.compile("(?<=\\d)[\u066b\u066c](?=\\d)")
+
+
+def _ascii_digits(text: str) -> str:
+    """`text` with the decimal digits of every script as ASCII digits (`_OTHER_DIGIT`: "٣٫٥" → "3.5")."""
+    text = _OTHER_DIGIT.sub(lambda digit: str(unicodedata.digit(digit.group())), text)
+    return _ARABIC_SEPARATORS.sub(lambda mark: "." if mark.group() == "\u066b" else ",", text)
+
+
 # Roman numerals, degree signs, squared units and enclosed numbers and letters (U+2160..217F, U+2103, U+2109,
 # U+3371..33DF, U+33FF, U+2460..24EA) → what they stand for ("Ⅻ" → "XII", "℃" → "°C", "㎏" → "kg", "㎧" → "m/s",
 # "㎛" → "µm", "①" → "1", "⑴" → "(1)", "Ⓐ" → "A": their NFKC forms, with the micro sign for the Greek mu and "/" for
@@ -80,15 +93,17 @@ def _as_vulgar(fraction: re.Match) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms mapped to ASCII, Roman
-    numerals, degree signs, squared units and circled numbers to what they stand for (`_COMPATIBILITY_FORMS`),
-    thousands parted by a no-break space as one number (`_DIGIT_GROUP_SPACE`), "1⁄2" as "½" (`_SLASHED_FRACTION`), and
-    runs of whitespace (newlines included) as one space.
+    """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms and the digits of every
+    script (`_ascii_digits`) mapped to ASCII, Roman numerals, degree signs, squared units and circled numbers to what
+    they stand for (`_COMPATIBILITY_FORMS`), thousands parted by a no-break space as one number
+    (`_DIGIT_GROUP_SPACE`), "1⁄2" as "½" (`_SLASHED_FRACTION`), and runs of whitespace (newlines included) as one
+    space.
 
     NFC, because espeak reads a decomposed "ü" (u + U+0308) as a plain "u". Never NFKC: it would also rewrite
     symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
     """
     text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII).translate(_COMPATIBILITY_FORMS)
+    text = _ascii_digits(text)
     text = _DIGIT_GROUP_SPACE.sub("", text)
     text = _SLASHED_FRACTION.sub(_as_vulgar, text)
     return " ".join(text.split())
