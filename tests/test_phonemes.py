@@ -227,6 +227,13 @@ def test_split_sentences():
     # a regional code splits by its language's rules (sentencex's default rules end a sentence at each "Sra.")
     ("es-419", "La Sra. Pérez vive en la Avda. Colón, pág. 5. Se fue.",
      ["La Sra. Pérez vive en la Avda. Colón, pág. 5.", "Se fue."]),
+    # French titles sentencex ends a sentence at, "M." then spoken alone
+    ("fr", "M. Dupont est là. Il part.", ["M. Dupont est là.", "Il part."]),
+    ("fr-fr", "Mme. Curie, Mgr. Dupont et MM. Durand. St. Denis.", ["Mme. Curie, Mgr. Dupont et MM. Durand.",
+                                                                    "St. Denis."]),
+    ("fr", "Le Pr. Martin et M.Dupont.\nM.\nIls partent.", ["Le Pr. Martin et M. Dupont.", "M.", "Ils partent."]),
+    ("fr", "Il part à 5 h. Il revient. Voir le ADN-PGM. Fin.", ["Il part à 5 h.", "Il revient.", "Voir le ADN-PGM.",
+                                                                "Fin."]),
 ])
 def test_split_sentences_keeps_abbreviations(language, text, sentences):
     assert split_sentences(text, language) == sentences

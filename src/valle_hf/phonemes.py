@@ -553,14 +553,20 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     return phonemes[0]
 
 
+# Titles before a name that sentencex's segmenter does not know as abbreviations, by language: it ended a sentence
+# after them ("M. Dupont est là." was "M." and "Dupont est là.", the title spoken alone, in a call of its own). A
+# piece that ends with one is joined to the next.
+_TITLES = {"fr": re.compile(r"(?<![\w.])(?:M|MM|Mmes?|Mlles?|Mgr|Dr|Pr|Me|Vve|Ste?)\.$")}
+
+
 def split_sentences(text: str, language: str = "en") -> list[str]:
     """Split long text into sentences for piece-by-piece synthesis; punctuation stays with its sentence.
 
     Every line is split on its own (the original synthesised line by line), by sentencex's rule-based segmenter for
     `language` (an espeak code's first part: "en-gb" → "en"; "auto" goes by the script, see `detect_language`),
-    which knows each language's abbreviations, so "Dr. Smith went home." stays one sentence; it needs no model
-    download. Pieces are stripped; empty ones are dropped and pieces without any letter or digit (a stray "...")
-    are glued to the previous piece, or to the next one at the start of the text.
+    which knows each language's abbreviations, so "Dr. Smith went home." stays one sentence (and `_TITLES` those it
+    does not: "M. Dupont"); it needs no model download. Pieces are stripped; empty ones are dropped and pieces without
+    any letter or digit (a stray "...") are glued to the previous piece, or to the next one at the start of the text.
     """
     from sentencex import segment
 
@@ -571,15 +577,19 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
     leading = ""  # word-less pieces before the first sentence, for the first sentence
     for line in text.splitlines():
         code = (detect_language(line) if language == "auto" else language).split("-")[0]
+        title, titled = _TITLES.get(code), False  # whether the last piece of this line ended with a title
         for piece in segment(code, line):
             piece = piece.strip()
             if not piece:
                 continue
-            if _has_words(piece):
+            if titled:
+                pieces[-1] = f"{pieces[-1]} {piece}"
+            elif _has_words(piece):
                 pieces.append(f"{leading} {piece}".strip())
                 leading = ""
             elif pieces:
                 pieces[-1] = f"{pieces[-1]} {piece}"
             else:
                 leading = f"{leading} {piece}".strip()
+            titled = bool(title and pieces and title.search(pieces[-1]))
     return pieces or ([leading] if leading else [])  # word-less pieces alone: left for `check_text` to refuse
