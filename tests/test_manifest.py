@@ -14,6 +14,7 @@ from conftest import logged_warnings
 from valle_hf.errors import OutputError, VallEValueError
 from valle_hf.manifest import append_jsonl, numbered_jsonl, read_jsonl, read_table, repair_jsonl, write_jsonl
 
+CR_IN_A_CELL = "a cell holds a carriage return (a line break inside a text; a text must be on one line): remove it"
 ROWS = [  # a line separator and a form feed inside a text split no line (str.splitlines would split there)
     {"id": "a", "text": 'She said "hi",\u2028then\x0cleft.', "prompt": "a.wav"},
     {"id": "b", "text": "Plain.", "prompt": "b.wav"},
@@ -40,6 +41,40 @@ def test_every_layout_reads_the_same_rows_with_their_line_numbers(tmp_path, name
     header = 0 if table.layout == "jsonl" else 1
     assert [row.lines for row in table.rows] == [str(1 + header), str(3 + header)]  # a blank line is skipped
     assert all(row.error is None for row in table.rows)
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.tsv", "m.txt", "m.jsonl"])
+@pytest.mark.parametrize("newline", ["\r\n", "\n", "\r"])
+def test_a_carriage_return_in_a_cell_is_reported_on_its_line_and_one_alone_ends_the_lines_of_old_macs(tmp_path, name,
+                                                                                                       newline):
+    """Python's text mode read a lone carriage return as a line break: a text holding one ("Old mac\rbreak.", a
+    spreadsheet's line break inside a cell) was cut into two rows, the second a row made up from the rest, and every
+    later line number was one off. In a file of other line breaks it is the cell's (its record reported, as a quoted
+    line break is); in a file of carriage returns only (classic Mac OS) it ends the lines."""
+    delimiter = {"m.csv": ",", "m.tsv": "\t", "m.txt": "|"}.get(name)
+    rows = [{"id": "a", "text": "One.", "prompt": "a.wav"}, {"id": "b", "text": "Old mac\rbreak.", "prompt": "b.wav"},
+            {"id": "c", "text": "Three.", "prompt": "c.wav"}]
+    if delimiter is None:
+        lines = [json.dumps(row).replace("\\r", "\r") for row in rows]  # a raw one: no JSON
+    else:
+        lines = [delimiter.join(rows[0]), *(delimiter.join(row.values()) for row in rows)]
+    if newline == "\r":  # no carriage return but the line breaks
+        lines = [line.replace("\r", " ") for line in lines]
+    (tmp_path / name).write_bytes(newline.join(lines).encode("utf-8") + newline.encode())
+    table = read_table(tmp_path / name)
+    header = 0 if delimiter is None else 1
+    assert [row.lines for row in table.rows] == [str(line + header) for line in (1, 2, 3)]
+    assert [row.values for row in table.rows][::2] == rows[::2]
+    if newline == "\r":
+        assert table.rows[1].values == {**rows[1], "text": "Old mac break."} and table.rows[1].error is None
+    else:
+        assert table.rows[1].error is not None and table.rows[1].error.startswith(f"line {2 + header}: ")
+        if delimiter is not None:
+            assert "a cell holds a carriage return (a line break inside a text" in table.rows[1].error
+    if name == "m.csv" and newline != "\r":  # quoted, csv reads it as the cell's
+        write(tmp_path / name, newline.join(["id,text", 'a,"Old mac\rbreak."', "b,Two."]))
+        assert [(row.lines, row.error) for row in read_table(tmp_path / name).rows] == [
+            ("2", f"line 2: {CR_IN_A_CELL}"), ("3", None)]
 
 
 @pytest.mark.parametrize("name, content, layout", [
@@ -126,7 +161,7 @@ def test_a_table_that_cannot_be_read_is_refused_in_one_line(tmp_path, monkeypatc
     def refused(self, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(self))
 
-    monkeypatch.setattr(type(path), "read_text", refused)
+    monkeypatch.setattr(type(path), "open", refused)
     with pytest.raises(VallEValueError, match=f"could not read {path} .*Permission denied.*readable"):
         read_table(path)
 

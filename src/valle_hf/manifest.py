@@ -80,11 +80,29 @@ def table_layout(path: str | os.PathLike, first_line: str, requested: str = "aut
     return "ljspeech" if "|" in first_line else "csv"
 
 
+def _newlines(content: str) -> str:
+    """`content`, read without newline translation, with its line breaks as "\n": "\r\n" (Windows), or "\r" in a
+    file that has no other (classic Mac OS). A lone "\r" in a file of other line breaks is no line break but a
+    character in a cell (a spreadsheet's line break inside a cell), left for the reader to report (`_CR_IN_A_CELL`):
+    Python's text mode took it for one, which cut its row in two and shifted every later line number."""
+    return content.replace("\r", "\n") if "\n" not in content else content.replace("\r\n", "\n")
+
+
 def _lines(content: str) -> list[str]:
-    """The lines of text read in Python's text mode (its newlines already "\n"): split there only, since
-    `str.splitlines` also splits at characters that may stand inside a value (U+2028, form feeds, ...), which would
-    cut a JSON line in two and shift every later line number."""
+    """The lines of text whose newlines are "\n" (`_newlines`): split there only, since `str.splitlines` also splits
+    at characters that may stand inside a value ("\r", U+2028, form feeds, ...), which would cut a JSON line in two and
+    shift every later line number."""
     return content.split("\n")
+
+
+# The error of a delimited record with a carriage return in a cell: a line break inside a text, which must be one line
+_CR_IN_A_CELL = "a cell holds a carriage return (a line break inside a text; a text must be on one line): remove it"
+
+
+def _delimited_record(lines: str, cells: list[str]) -> Record:
+    """A record of a delimited layout, with its error where a cell holds a carriage return (`_CR_IN_A_CELL`)."""
+    crossed = any("\r" in cell for cell in cells)
+    return Record(lines, cells, f"line {lines}: {_CR_IN_A_CELL}" if crossed else None)
 
 
 def _csv_delimiter(header: str) -> str:
@@ -109,7 +127,7 @@ def _records(content: str, layout: str, first_line: str) -> list[Record]:
     if layout in ("ljspeech", "tsv"):
         delimiter = "|" if layout == "ljspeech" else "\t"
         split = [(str(number), line.split(delimiter)) for number, line in enumerate(_lines(content), start=1)]
-        return [Record(number, cells) for number, cells in split if not _blank(cells)]
+        return [_delimited_record(number, cells) for number, cells in split if not _blank(cells)]
     return _csv_records(content, _csv_delimiter(first_line))
 
 
@@ -133,7 +151,7 @@ def _csv_records(content: str, delimiter: str) -> list[Record]:
             if refusal or first != last:
                 records.append(Record(lines, cells, _quoting_error(lines, refusal, delimiter)))
             elif not _blank(cells):
-                records.append(Record(lines, cells))
+                records.append(_delimited_record(lines, cells))
 
 
 def _quoting_error(lines: str, refusal: str | None, delimiter: str) -> str:
@@ -145,6 +163,8 @@ def _quoting_error(lines: str, refusal: str | None, delimiter: str) -> str:
     where = f"line{'s' if '-' in lines else ''} {lines}"
     if refusal == "unexpected end of data":
         return f"{where}: the file ends inside a quoted cell (a quote is unbalanced); {fix}"
+    if refusal is not None and refusal.startswith("new-line character seen in unquoted field"):
+        return f"{where}: {_CR_IN_A_CELL}"
     if refusal is not None:  # csv's message holds the delimiter itself, a tab among them
         return f"{where}: a quoted cell goes on after its closing quote (text after it, before the next cell); {fix}"
     return (f"{where} are one record: a quoted cell holds a line break (a text must be on one line), or a quote is "
@@ -224,7 +244,8 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
         raise VallEFileNotFoundError(f"{path} not found: check the path")
     try:
         # a byte order mark is no text; a tool that adds one to a file that had one leaves two
-        content = path.read_text(encoding="utf-8-sig").lstrip("\ufeff")
+        with path.open(encoding="utf-8-sig", newline="") as file:
+            content = _newlines(file.read()).lstrip("\ufeff")
     except UnicodeDecodeError:
         raise VallEValueError(f"{path} is not UTF-8 text: save it as UTF-8") from None
     except OSError as error:  # no read permission, an I/O error: the user's file, not a bug
