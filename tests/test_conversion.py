@@ -608,6 +608,17 @@ def test_a_failed_save_keeps_the_previous_directory_whole(tmp_path, converted, m
         with pytest.raises(OutputError, match="Input/output error.*left as it was"):
             conversion.save_converted(model, processor, out, overwrite=True)
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+    def interrupted(source, target):  # Ctrl-C (a SIGTERM too) between the two moves: both models were deleted
+        replace(source, target)
+        if Path(target).name.endswith(".previous"):
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(conversion.os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            conversion.save_converted(model, processor, out, overwrite=True)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
     assert [path.name for path in tmp_path.iterdir()] == ["converted"]  # no staging directory left
 
 

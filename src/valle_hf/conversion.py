@@ -510,13 +510,13 @@ def save_converted(model, processor, output_dir: str | Path, overwrite: bool = F
             os.replace(output_dir, previous)
         os.replace(staging, output_dir)
     except Exception as error:  # disk full, a file-size limit, permissions; safetensors raises its own for those
-        if previous.exists():
-            os.replace(previous, output_dir)
         reason = one_line(error, 200) if isinstance(error, OSError) else refused_write(error)
         if reason is None:
             raise
         raise OutputError(f"could not write {output_dir} ({reason}); it was left as it was") from None
-    finally:
+    finally:  # a failure, or Ctrl-C, between the two renames: the replaced output goes back in place
+        if previous.exists() and not output_dir.exists():
+            os.replace(previous, output_dir)
         shutil.rmtree(staging, ignore_errors=True)
         if previous.is_dir():
             shutil.rmtree(previous, ignore_errors=True)
