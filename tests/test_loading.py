@@ -247,6 +247,25 @@ def test_a_converted_directory_loads_with_its_processor_or_the_same_tokenizer(co
         load_model_and_processor("tiny-random", tokenizer=str(tokenizer_file))
 
 
+@pytest.mark.parametrize("suffix", [".sft", ".PTH"])
+def test_a_converted_directory_named_like_a_checkpoint_file_loads_as_one(converted_dir, fixture_model, tmp_path,
+                                                                        prompt_wav, capsys, suffix):
+    """The converter writes `--output-dir model.sft`, and its folder was then refused as "a directory, not a checkpoint
+    file" by every command (the suffix picked the route); --codec with it is refused as with any converted folder."""
+    from valle_hf.cli import main
+    from valle_hf.errors import VallEValueError
+
+    named = tmp_path / f"model{suffix}"
+    shutil.copytree(converted_dir, named)
+    model, _ = load_model_and_processor(str(named))
+    assert _same_weights(model, fixture_model)
+    with pytest.raises(VallEValueError, match="applies to original checkpoints"):
+        load_model_and_processor(str(named), config_yaml=str(tmp_path / "config.yaml"))
+    argv = ["Hi.", str(prompt_wav), str(tmp_path / "out.wav"), "--model", str(named), "--codec", "tiny-random"]
+    assert main(argv) == 1
+    assert "--codec applies when a checkpoint is converted" in capsys.readouterr().err
+
+
 def test_a_directory_without_tokenizer_config_json_pads_and_decodes_as_a_whole_one(converted_dir, tmp_path):
     """A folder (or Hub upload) with tokenizer.json but not tokenizer_config.json gave a tokenizer with no special
     tokens: a batch of texts failed with a traceback (no pad token), and decoding printed <bos> and </eos>."""

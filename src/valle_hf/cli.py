@@ -183,10 +183,10 @@ def _refuse_amp(args) -> None:
 def _check_converting_flags(args) -> None:
     """Refuse --codec / --vocoder where no checkpoint is converted (a converted directory, a Hub id, tiny-random): the
     model has its own, and the flags would be ignored without a word."""
-    from .loading import ORIGINAL_SUFFIXES
+    from .loading import names_original_checkpoint
 
     given = [flag for flag, value in (("--codec", args.codec), ("--vocoder", args.vocoder)) if value is not None]
-    if given and args.model is not None and Path(args.model).suffix.lower() not in ORIGINAL_SUFFIXES:
+    if given and args.model is not None and not names_original_checkpoint(args.model):
         flags = " and ".join(given)
         raise UsageError(f"{flags} {'apply' if len(given) > 1 else 'applies'} when a checkpoint is converted (an "
                          f"original fp32.sft / .pth, or the released model on first use); {args.model} has its own: "

@@ -39,6 +39,13 @@ RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
 RELEASED_FOLDER = "ar+nar-llama-8"  # the converted directory in the package cache
 TINY_RANDOM = "tiny-random"
 ORIGINAL_SUFFIXES = (".sft", ".safetensors", ".pth", ".pt")
+
+
+def names_original_checkpoint(name: str) -> bool:
+    """Whether the model `name` names an original checkpoint file, by its suffix: a folder so named ("model.sft", as
+    the converter may write one) is a converted model."""
+    return Path(name).suffix.lower() in ORIGINAL_SUFFIXES and not Path(name).expanduser().is_dir()
+
 # The dtypes a model loads in, by name.
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
@@ -242,7 +249,7 @@ def load_model_and_processor(
 
     if config_yaml is not None and name is None:
         name = str(checkpoint_of_yaml(config_yaml))
-    if config_yaml is not None and Path(name).suffix.lower() not in ORIGINAL_SUFFIXES:
+    if config_yaml is not None and not names_original_checkpoint(name):
         raise VallEValueError(f"--yaml (config_yaml= in Python) applies to original checkpoints, not to {name}: "
                               "drop it, or give the original's fp32.sft as the model")
     if name == TINY_RANDOM:
@@ -253,7 +260,7 @@ def load_model_and_processor(
     if name is None:
         name = str(released_model_directory(cache_dir, codec, vocoder, choices))
     path = Path(name)
-    if path.suffix.lower() in ORIGINAL_SUFFIXES:
+    if names_original_checkpoint(name):
         model, processor = convert_checkpoint(path, config_yaml, tokenizer=tokenizer, codec=codec, vocoder=vocoder)
         return _quantized(model, dtype, quantize), processor
     if tokenizer:
