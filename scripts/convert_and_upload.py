@@ -174,11 +174,11 @@ def gather(args, workdir: Path) -> tuple[Path, dict[str, Path], str]:
     from valle_hf.conversion import convert_checkpoint, save_converted
     from valle_hf.loading import RELEASED_CHECKPOINT, RELEASED_REPO, released_model_directory
 
-    vocoder = None if args.vocoder == "none" else args.vocoder
+    vocoder = None if args.vocoder == "none" else args.vocoder or DEFAULT_VOCODER
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
         model, processor = convert_checkpoint(checkpoint, args.config, tokenizer=args.tokenizer, codec=codec_of(args),
-                                              vocoder=vocoder, dtype=getattr(torch, args.dtype))
+                                              vocoder=vocoder, dtype=getattr(torch, args.dtype or "float32"))
         model_dir = save_converted(model, processor, workdir / "model")
         source = f"{checkpoint.parent.name}/{checkpoint.name}" if checkpoint.parent.name else checkpoint.name
         return model_dir, directory_files(model_dir), args.source or source
@@ -238,14 +238,17 @@ def build_parser() -> ArgumentParser:
                         help="the original's tokenizer.json (default with --checkpoint: the released "
                         "model's, shipped with valle-hf)")
     parser.add_argument("--config", type=named,
-                        help="the original's config.yaml (default: the checkpoint's embedded config)")
+                        help="with --checkpoint: the original's config.yaml (default: the checkpoint's embedded "
+                        "config)")
     parser.add_argument("--codec", type=named, default=None,
                         help=f"EnCodec weights attached when converting: Hub id, local directory, or 'tiny-random' "
                         f"(default: {DEFAULT_CODEC}); with --model-dir, the card's name for the directory's codec "
                         "where its config.json does not record it")
-    parser.add_argument("--vocoder", type=named, default=DEFAULT_VOCODER,
-                        help="Vocos decoder saved with the model (Hub id, directory, 'tiny-random' or 'none')")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--vocoder", type=named, default=None,
+                        help="with --checkpoint or --released: Vocos decoder saved with the model (Hub id, directory, "
+                        f"'tiny-random' or 'none'; default: {DEFAULT_VOCODER})")
+    parser.add_argument("--dtype", default=None, choices=["float32", "float16", "bfloat16"],
+                        help="with --checkpoint: the dtype the weights are saved in [float32]")
     parser.add_argument("--card", type=named, default=str(DEFAULT_CARD),
                         help="model card template (default: %(default)s)")
     parser.add_argument("--base-model", type=named, default="ecker/vall-e",
@@ -256,6 +259,21 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--token", type=named, default=None, help="Hub token (default: the stored login or HF_TOKEN)")
     parser.add_argument("--commit-message", default="Upload VALL-E (converted with valle-hf)")
     return parser
+
+
+def check_source_flags(args) -> None:
+    """Refuse flags the chosen source would ignore without a word: --config and --dtype apply to a --checkpoint's
+    conversion, --vocoder to a conversion (--checkpoint, or --released on first use); a --model-dir holds its own."""
+    ignored = [flag for flag, value, applies in (("--config", args.config, args.checkpoint),
+                                                 ("--dtype", args.dtype, args.checkpoint),
+                                                 ("--vocoder", args.vocoder, not args.model_dir))
+               if value is not None and not applies]
+    if ignored:
+        source = ("--model-dir (its folder holds its own weights and decoder)" if args.model_dir else
+                  "--released (converted as released, in float32, once)")
+        flags = ", ".join(ignored)
+        raise UploadError(f"{flags} {'apply' if len(ignored) > 1 else 'applies'} when a --checkpoint is converted, not "
+                          f"to {source}: drop {flags}")
 
 
 def read_card(path: str) -> str:
@@ -282,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     import valle_hf
 
     args = build_parser().parse_args(argv)
+    check_source_flags(args)
     check_repo_id(args.repo_id)
     template = read_card(args.card)
     with tempfile.TemporaryDirectory() as tmp:

@@ -607,6 +607,13 @@ UPLOAD_CASES = {
     "missing_card": (["--model-dir", "{model}", "--repo-id", "me/x", "--card", "{ws}/no-card.md"],
                      "cannot read the card template"),
     "missing_checkpoint": (["--checkpoint", "{ws}/nope.sft", "--repo-id", "me/x"], "nope.sft"),
+    # each was ignored without a word: the upload had the folder's float32 weights and its decoder
+    "model_dir_dtype": (["--model-dir", "{model}", "--repo-id", "me/x", "--dtype", "float32"],
+                        "--dtype applies when a --checkpoint is converted, not to --model-dir (its folder holds"),
+    "model_dir_decoder_and_config": (["--model-dir", "{model}", "--repo-id", "me/x", "--vocoder", "none", "--config",
+                                      "{ws}/c.yaml"], "--config, --vocoder apply when a --checkpoint is converted"),
+    "released_config": (["--released", "--repo-id", "me/x", "--config", "{ws}/c.yaml"],
+                        "--config applies when a --checkpoint is converted, not to --released (converted as released"),
 }
 
 
