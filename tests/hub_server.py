@@ -26,7 +26,8 @@ class LocalHub:
     """`with LocalHub({"user/repo": {"path/in/repo": local_path}}) as hub:` serves those files at `hub.endpoint`;
     `revisions={"user/repo": {"v1"}}` serves that repository's files at revision v1 only; with `token`, every
     repository is gated: a request without that token gets the Hub's 401 for a gated repository. Setting `outage`
-    makes every request fail with a 503, as during a Hub outage."""
+    makes every request fail with a 503, as during a Hub outage; adding a file's path in its repository to `failing`
+    makes the requests for it fail with a 500."""
 
     def __init__(self, repos: dict[str, dict[str, Path]], revisions: dict[str, set[str]] | None = None,
                  token: str | None = None):
@@ -34,6 +35,7 @@ class LocalHub:
         self.revisions = revisions or {}
         self.token = token
         self.outage = False
+        self.failing: set[str] = set()
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of every request
         hub = self
 
@@ -74,6 +76,8 @@ class LocalHub:
         status = 200 if local else 401 if code in ("RepoNotFound", "GatedRepo") else 404
         if self.outage:
             code, local, status = "", None, 503
+        elif (match := _RESOLVE.match(unquote(handler.path.split("?")[0]))) and match["path"] in self.failing:
+            code, local, status = "", None, 500
         self.requests.append((handler.command, unquote(handler.path), status))
         if local is None:
             return self._error(handler, status, code)

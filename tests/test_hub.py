@@ -387,7 +387,7 @@ def test_a_cached_model_and_codec_load_from_the_cache_at_once_while_the_hub_fail
     from huggingface_hub import constants
 
     from valle_hf.codec import load_codec, tiny_random_codec
-    from valle_hf.loading import load_model
+    from valle_hf.loading import load_model, load_processor
 
     tiny_random_codec().save_pretrained(tmp_path / "encodec")
     repos = {"someone/encodec": {path.name: path for path in (tmp_path / "encodec").iterdir()},
@@ -396,10 +396,43 @@ def test_a_cached_model_and_codec_load_from_the_cache_at_once_while_the_hub_fail
     with served_hub(monkeypatch, repos) as hub:
         load_codec("someone/encodec")  # into the cache
         load_model("someone/valle")
+        load_processor("someone/valle")
         hub.outage = True
         asked = len(hub.requests)
         assert load_codec("someone/encodec").config.hop_length and load_model("someone/valle").config.hop_length
-        assert len(hub.requests) - asked == 2  # each load's one check, then the cache: nothing asked again
+        assert load_processor("someone/valle")("ðə")["input_ids"].numel()
+        assert len(hub.requests) - asked == 3  # each load's one check, then the cache: nothing asked again
+
+
+@pytest.mark.parametrize("failing", ["model.safetensors", "tokenizer.json"])
+def test_a_hub_failing_on_the_weights_or_the_tokenizer_alone_is_named_at_once(tmp_path, monkeypatch, converted_dir,
+                                                                               failing):
+    """A 500 on model.safetensors alone (config.json answered) was retried for half a minute, then reported as a
+    repository without weights, with the offline choices as the fix; the tokenizer's alike. Each is now asked once,
+    and named; a repository without the tokenizer says so, and one without model.safetensors is left to transformers,
+    which reports it (its weights may be named otherwise, or sharded)."""
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.loading import load_model_and_processor
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    files = {path.name: path for path in converted_dir.iterdir() if path.is_file()}
+    repos = {"someone/valle": files, "someone/no-tokenizer": {name: path for name, path in files.items()
+                                                             if name != "tokenizer.json"},
+             "someone/no-weights": {name: path for name, path in files.items() if name != "model.safetensors"}}
+    with served_hub(monkeypatch, repos) as hub:
+        hub.failing.add(failing)
+        with pytest.raises(ModelNotFoundError, match=rf"^could not download the .*someone/valle/{failing}: .*500"):
+            load_model_and_processor("someone/valle")
+        assert [status for _, path, status in hub.file_requests() if path.endswith(failing)] == [500]
+        hub.failing.clear()
+        no_tokenizer = r"^could not download the phoneme tokenizer of someone/no-tokenizer .*tokenizer.json.*tokenizer="
+        with pytest.raises(ModelNotFoundError, match=no_tokenizer):
+            load_model_and_processor("someone/no-tokenizer")
+        with pytest.raises(ModelNotFoundError, match=r"^could not load someone/no-weights \(.*model.safetensors"):
+            load_model_and_processor("someone/no-weights")
 
 
 @pytest.mark.parametrize("name", [None, "tiny-random", "folder"])

@@ -115,10 +115,11 @@ def check_model_name(name, what: str) -> str:
 
 
 def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_dir=None, revision=None,
-                    subfolder=None, token=None, **download_kwargs) -> bool:
+                    subfolder=None, token=None, missing_ok=False, **download_kwargs) -> bool:
     """Raise `ModelNotFoundError` at once unless `filename` of `repo_id` (in `subfolder`, at `revision`) is cached (in
-    `cache_dir`, or the default cache) or the Hub answers for it (with `token`; offline, unless it is cached). Other
-    download keyword arguments are taken and ignored, so that a caller passes its own on.
+    `cache_dir`, or the default cache) or the Hub answers for it (with `token`; offline, unless it is cached); with
+    `missing_ok`, a Hub that answers that the repository has no such file is an answer too, for the caller's loader to
+    report. Other download keyword arguments are taken and ignored, so that a caller passes its own on.
 
     Returns whether the file is cached but the Hub does not give it (no answer, an outage): a load should then read
     the cache only (`local_files_only=True`), as transformers would ask the Hub again, retrying for half a
@@ -137,6 +138,10 @@ def check_reachable(repo_id: str, filename: str, what: str, instead: str, cache_
         # the file that will be downloaded: another revision's or folder's answer would say nothing about it
         get_hf_file_metadata(hf_hub_url(repo_id, path, revision=revision), token=token, retry_on_errors=False)
     except hub_errors() as error:
+        from huggingface_hub.errors import EntryNotFoundError
+
+        if missing_ok and isinstance(error, EntryNotFoundError):
+            return False
         if not cached:
             raise _download_error(what, hub_location(repo_id, path, revision), error, instead) from None
         return True

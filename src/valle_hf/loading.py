@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
+from transformers.utils import SAFE_WEIGHTS_NAME
 from transformers.utils import logging as hf_logging
 
 from .configuration import DEFAULT_CODEC
@@ -293,11 +294,16 @@ def check_revision(name: str | None, revision: str | None, config_yaml: str | No
 
 def load_processor(name: str, revision: str | None = None):
     """The `VallEProcessor` saved with the converted model `name` (a folder, or a Hub id at `revision`). Raises
-    `CheckpointError` when it cannot be read."""
+    `ModelNotFoundError` when a Hub id's tokenizer cannot be had (none there, a failing Hub) and `CheckpointError` when
+    it cannot be read."""
     from .processing import VallEProcessor
 
+    # a Hub id's tokenizer, which transformers reported as no tokenizer backend found, or retried for half a minute
+    cache_only = not Path(name).exists() and check_reachable(
+        name, TOKENIZER_FILE, f"the phoneme tokenizer of {name}", "a converted model holds its phoneme tokenizer: "
+        "give it with --tokenizer (tokenizer= in Python), or upload the converted folder again", revision=revision)
     try:
-        return VallEProcessor.from_pretrained(name, revision=revision)
+        return VallEProcessor.from_pretrained(name, revision=revision, local_files_only=cache_only)
     except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
         raise CheckpointError(f"could not load the processor of {name} ({one_line(error, 200)})") from None
 
@@ -399,6 +405,10 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
                               "original checkpoint into it with python -m valle_hf.convert")
     cache_only = not path.exists() and check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}",
                                                        revision=revision)
+    if not path.exists() and not cache_only:  # its weights too: a Hub failing on them alone was retried for half a
+        # minute, then read as a repository without weights (one with other names, or shards, is for transformers)
+        cache_only = check_reachable(name, SAFE_WEIGHTS_NAME, f"the model {name}", f"offline: {choices}",
+                                     revision=revision, missing_ok=True)
     try:
         options = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
         if cache_only:  # the Hub is out of reach: transformers would retry each file the cache lacks
