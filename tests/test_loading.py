@@ -546,6 +546,28 @@ _EDITED_FILES = [
 ]
 
 
+@pytest.mark.parametrize("mismatched", [False, True])
+def test_from_pretrained_and_the_pipeline_name_weights_cut_short(converted_dir, tmp_path, mismatched):
+    """A model.safetensors cut short (a download or a copy stopped) raised safetensors' own SafetensorError from deep
+    in transformers, naming neither the model nor the fix (the commands wrapped it; the Python API did not)."""
+    from transformers import pipeline
+
+    from valle_hf.errors import DamagedWeightsError
+    from valle_hf.modeling import VallEForConditionalGeneration, VallEModel
+
+    cut = tmp_path / "cut"
+    shutil.copytree(converted_dir, cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    refused = f"^the weights of {re.escape(str(cut))} cannot be read \\(.*\\): the file is damaged or cut short"
+    for model_class in (VallEForConditionalGeneration, VallEModel):
+        with pytest.raises(DamagedWeightsError, match=refused):
+            model_class.from_pretrained(cut, ignore_mismatched_sizes=mismatched)
+    with pytest.raises(DamagedWeightsError, match=refused) as raised:  # not under a traceback per model class
+        pipeline("text-to-speech", model=str(cut))
+    assert "\n" not in str(raised.value)
+
+
 @pytest.mark.parametrize("name, edit, message", _EDITED_FILES)
 def test_from_pretrained_refuses_an_edited_file_naming_it(converted_dir, tmp_path, name, edit, message):
     import re

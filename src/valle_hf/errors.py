@@ -53,6 +53,12 @@ class CheckpointError(VallEValueError):
     """A file is not a checkpoint (or tokenizer) this package can convert or load; the message says why."""
 
 
+class DamagedWeightsError(VallEError):
+    """A model's weights cannot be read (the file is damaged or cut short). No ValueError, as safetensors' own error is
+    none: transformers' `pipeline()` takes a ValueError for "try the next model class", and buried the message under a
+    traceback per class."""
+
+
 class ModelNotFoundError(VallEError, OSError):
     """No model could be loaded; the message says how to get one (including offline)."""
 

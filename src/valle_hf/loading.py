@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from transformers.utils import SAFE_WEIGHTS_NAME
@@ -21,6 +20,7 @@ from transformers.utils import logging as hf_logging
 from .configuration import DEFAULT_CODEC
 from .errors import (
     CheckpointError,
+    DamagedWeightsError,
     MissingDependencyError,
     ModelNotFoundError,
     UsageError,
@@ -414,11 +414,11 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
         if cache_only:  # the Hub is out of reach: transformers would retry each file the cache lacks
             options["local_files_only"] = True
         model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, revision=revision, **options)
-    except CheckpointError:  # from_pretrained's own refusals name the file and the fix
+    except (CheckpointError, DamagedWeightsError):  # from_pretrained's own refusals name the file and the fix
         raise
     except OSError as error:
         raise ModelNotFoundError(f"could not load {name} ({one_line(error, 200)}); {choices}") from None
-    except (SafetensorError, ValueError) as error:  # damaged weights, or a config.json that is not VALL-E's
+    except ValueError as error:  # a config.json that is not VALL-E's
         raise CheckpointError(f"{name} cannot be loaded ({one_line(error, 200)}): convert it again, or download it "
                               "again") from None
     return model.eval()

@@ -14,6 +14,7 @@ Attention is causal for all three passes (the NAR included), exactly as the rele
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from numbers import Integral  # NumPy's integers too
 from pathlib import Path
@@ -31,7 +32,7 @@ from .configuration import VallEConfig, VallEGenerationConfig, check_config_file
 from .cpu_kernels import backbone_attention, decoding_step
 from .embeddings import SegmentEmbedding, VallEEmbeddings, level_argument, passes_of
 from .entropix import note_layers_run, start_pass
-from .errors import CheckpointError, VallEValueError, shown, without_load_report
+from .errors import CheckpointError, DamagedWeightsError, VallEValueError, one_line, shown, without_load_report
 from .generation import VallEGenerationMixin
 from .hub import check_model_name
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
@@ -85,7 +86,8 @@ class VallEPreTrainedModel(PreTrainedModel):
         `VallEValueError` for a `num_attention_heads` keyword. Weights that config.json does not fit (missing, unused,
         of another shape) raise `CheckpointError`, unless `ignore_mismatched_sizes=True` asks for those of another
         shape to start at random: transformers started them at random under its LOAD REPORT table, or raised a
-        RuntimeError pointing at it."""
+        RuntimeError pointing at it. Weights that cannot be read (a file cut short or damaged) raise
+        `DamagedWeightsError` naming the model: safetensors' own error named neither the model nor the fix."""
         if "num_attention_heads" in kwargs:  # no weight's shape shows it: any count dividing hidden_size loaded
             raise VallEValueError(f"from_pretrained got num_attention_heads={shown(kwargs['num_attention_heads'])}: "
                                   "a model's head count is its config.json's (its weights fit any count that divides "
@@ -96,10 +98,13 @@ class VallEPreTrainedModel(PreTrainedModel):
                   if pretrained_model_name_or_path is not None else None)
         if folder is not None and folder.is_dir():
             check_config_files(folder, kwargs.get("config"))
-        if kwargs.get("ignore_mismatched_sizes"):  # the caller's choice, as in transformers
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if kwargs.pop("ignore_mismatched_sizes", False):  # the caller's choice, as in transformers
+            with _readable_weights(pretrained_model_name_or_path):
+                return super().from_pretrained(pretrained_model_name_or_path, *args, ignore_mismatched_sizes=True,
+                                               **kwargs)
         wants_info = kwargs.pop("output_loading_info", False)
-        with without_load_report():  # `_check_weights_fit` says what it would report, in one line
+        with without_load_report(), _readable_weights(pretrained_model_name_or_path):  # `_check_weights_fit` says
+            # what the load report would, in one line
             model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
                                                   ignore_mismatched_sizes=True, **kwargs)
         _check_weights_fit(pretrained_model_name_or_path, info,
@@ -477,6 +482,19 @@ def _config_source(model_class, name, kwargs: dict, config) -> tuple[str, str] |
         return (f"the config passed to from_pretrained{f' (with {given})' if given else ''}",
                 f"drop {given}" if given else "pass none, or one of the model's own sizes")
     return (f"its config.json with {given} given to from_pretrained", f"drop {given}") if given else None
+
+
+@contextlib.contextmanager
+def _readable_weights(name):
+    """Raise `DamagedWeightsError` naming the model `name` for weights safetensors cannot read (a file cut short by a
+    download or a copy, or damaged)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except SafetensorError as error:
+        raise DamagedWeightsError(f"the weights of {name} cannot be read ({one_line(error, 200)}): the file is damaged "
+                                  "or cut short; download or convert the model again") from None
 
 
 def _check_weights_fit(name, info: dict, source=lambda: None) -> None:
