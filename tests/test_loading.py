@@ -445,11 +445,19 @@ def test_from_pretrained_takes_a_path_object_and_none_with_a_state_dict(converte
     assert torch.equal(model.classifiers[0].weight, fixture_model.classifiers[0].weight)
 
 
-def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch):
+def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch, converted_dir):
     import huggingface_hub.constants
 
     from valle_hf.errors import CheckpointError, ModelNotFoundError
     from valle_hf.loading import PYTHON_CHOICES
+
+    # a converted model's weights file: "no embedded config; give the original config.yaml", after a warning
+    weights = converted_dir / "model.safetensors"
+    with logged_warnings() as logged, pytest.raises(CheckpointError, match=rf"^{re.escape(str(weights))} is the "
+                                                    rf"weights file of a converted model.*give its folder, "
+                                                    rf"{re.escape(str(converted_dir))}$"):
+        load_model_and_processor(str(weights))
+    assert not logged.out
 
     with pytest.raises(FileNotFoundError, match="missing.sft"):
         load_model_and_processor(str(tmp_path / "missing.sft"))

@@ -133,6 +133,9 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
     config = _mapping(metadata.get("config"), "config", path)
+    if not config and (path.parent / "config.json").is_file():  # a converted model's weights, beside its config
+        raise CheckpointError(f"{path} is the weights file of a converted model, not an original checkpoint: give its "
+                              f"folder, {path.parent}")
     symmap = _mapping(metadata.get("userdata"), "userdata", path).get("symmap")
     if symmap is not None:
         _mapping(symmap, "userdata.symmap", path)
