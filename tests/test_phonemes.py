@@ -122,6 +122,12 @@ def test_unknown_language_is_a_one_line_error_listing_the_supported_ones():
     assert phonemize("Hola", "es")  # any espeak-ng language code works
     with pytest.raises(ValueError, match="unknown language 'xx'"):  # sentencex splits any code by its default rules
         split_sentences("Hello there. Bye.", "xx")
+    # a code often given for a language espeak-ng names otherwise gets its name, which it takes
+    for given, meant in (("zh", "cmn"), ("zh_CN", "cmn"), ("jp", "ja"), ("gr", "el")):
+        with pytest.raises(ValueError, match=f"unknown language '{given.lower().replace('_', '-')}': espeak-ng's code "
+                                             f"is '{meant}'"):
+            phonemize("Hello", given)
+        assert phonemize("1", meant)
 
 
 @pytest.mark.parametrize(("written", "code"), [("EN", "en"), ("en_GB", "en-gb"), (" En-Gb ", "en-gb"), ("FR", "fr")])

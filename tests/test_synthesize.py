@@ -224,7 +224,8 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
     # an id of exactly that many is a file name
     longest, wide = "y" * synthesis.MAX_ID_BYTES, "\u00e9" * (synthesis.MAX_ID_BYTES // 2 + 1)
     lines[-1:-1] = ["back\\slash,Bad id.,voice.wav,,,,", "tab\tid,Bad id.,voice.wav,,,,",
-                    f"{wide},Long in bytes.,voice.wav,,,,", f"{longest},Fine too.,voice.wav,,,,"]
+                    f"{wide},Long in bytes.,voice.wav,,,,", f"{longest},Fine too.,voice.wav,,,,",
+                    "no\u00a0break,Bad id.,voice.wav,,,,"]  # was refused as holding a control character
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
@@ -238,7 +239,9 @@ def test_the_plan_reports_every_bad_row_by_its_line(tmp_path):
         "12": "line 12: 8 columns where the header has 7", "13": f"at most {synthesis.MAX_ID_BYTES} bytes",
         "14": "is a folder: give an audio file", "15": "has no letter or digit: nothing to speak",
         "16": "the prompt holds a NUL character", "17": "not a plain file name", "18": "not a plain file name",
-        "19": f"at most {synthesis.MAX_ID_BYTES} bytes", "21": "line 21: the file ends inside a quoted cell",
+        "19": f"at most {synthesis.MAX_ID_BYTES} bytes", "22": "line 22: the file ends inside a quoted cell",
+        "21": "id 'no\\xa0break' is not a plain file name (no '/', '\\', leading '.', control characters or invisible "
+              "ones, such as a no-break or zero-width space)",
     }
     assert sorted(errors, key=int) == sorted(expected, key=int)
     assert all(expected[line] in error for line, (_, error) in errors.items()), errors
@@ -274,14 +277,16 @@ def test_a_rows_bad_setting_is_named_as_its_column_and_the_commands_flags_as_fla
 def test_ids_naming_one_file_where_names_ignore_case_or_unicode_form_are_refused(tmp_path):
     """On macOS and Windows the second row's WAV replaced the first's, and both records named it."""
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
-    ids = ["Anna", "anna", "caf\u00e9", "cafe\u0301", "other"]  # é composed, then e + combining accent
+    ids = ["Anna", "anna", "caf\u00e9", "cafe\u0301", "other", "straße", "strasse", "STRAẞE"]  # é composed, then
+    # e + combining accent; "ß" is no "ss" in any file system's case folding, and its capital is "ẞ"
     lines = ["id,text,prompt", *(f"{row_id},Hello.,voice.wav" for row_id in ids)]
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
-    assert sorted(job.id for batch in plan.batches for job in batch) == sorted([ids[0], ids[2], ids[4]])
+    assert sorted(job.id for batch in plan.batches for job in batch) == sorted([*ids[0:5:2], *ids[5:7]])
     errors = {failure["line"]: failure["error"] for failure in plan.failures}
-    assert sorted(errors) == ["3", "5"], errors
+    assert sorted(errors) == ["3", "5", "9"], errors
+    assert "'straße' of line 7 differ only in case" in errors["9"]
     assert "'Anna' of line 2 differ only in case" in errors["3"] and f"{ids[2]!r} of line 4" in errors["5"]
 
 

@@ -178,6 +178,10 @@ def language_code(language):
     return language.strip().lower().replace("_", "-") if isinstance(language, str) else language
 
 
+# Codes often given for a language espeak-ng names otherwise
+_ESPEAK_CODES = {"zh": "'cmn' (Mandarin) or 'yue' (Cantonese)", "jp": "'ja'", "gr": "'el'"}
+
+
 def _check_language(language: str) -> str:
     """Return the espeak-ng voice for a model language or espeak-ng code; reject anything else in one line."""
     if not isinstance(language, str):
@@ -186,9 +190,12 @@ def _check_language(language: str) -> str:
         return _ESPEAK_VOICE.get(language, language)
     if language in _espeak_languages():
         return language
+    meant = _ESPEAK_CODES.get(language.split("-")[0])
     raise VallEValueError(
-        f"unknown language {language!r}: use 'auto', one of the model's languages {', '.join(MODEL_LANGUAGES)}, "
-        f"or an espeak-ng code such as 'en-gb' or 'es' (phonemizer's EspeakBackend.supported_languages())"
+        f"unknown language {language!r}: " + (f"espeak-ng's code is {meant}" if meant else
+                                              f"use 'auto', one of the model's languages {', '.join(MODEL_LANGUAGES)}, "
+                                              "or an espeak-ng code such as 'en-gb' or 'es' (phonemizer's "
+                                              "EspeakBackend.supported_languages())")
     )
 
 

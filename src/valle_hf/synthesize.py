@@ -170,8 +170,9 @@ def _failed_id(values: dict):
 
 def _file_key(row_id: str) -> str:
     """What file systems that ignore case and Unicode forms (macOS's, Windows') read of an id: two ids with one key
-    would write one WAV there, the second row's audio under both rows' records."""
-    return unicodedata.normalize("NFC", row_id).casefold()
+    would write one WAV there, the second row's audio under both rows' records. They fold case one character for one
+    ("Straße" is "straße", never "strasse": `str.casefold` refused "strasse" beside it)."""
+    return "".join(char if len(char.lower()) > 1 else char.lower() for char in unicodedata.normalize("NFC", row_id))
 
 
 def _check_id(row_id: str, seen: dict[str, tuple[str, str]]) -> None:
@@ -183,8 +184,8 @@ def _check_id(row_id: str, seen: dict[str, tuple[str, str]]) -> None:
         raise VallEValueError(f"id {row_id[:40]!r}... is {len(row_id.encode())} bytes long: an id names a file, at "
                               f"most {MAX_ID_BYTES} bytes (UTF-8)")
     if any(char in row_id for char in "/\\\0") or row_id.startswith(".") or not row_id.isprintable():
-        raise VallEValueError(f"id {row_id!r} is not a plain file name (no '/', '\\', leading '.' or control "
-                              "characters)")
+        raise VallEValueError(f"id {row_id!r} is not a plain file name (no '/', '\\', leading '.', control characters "
+                              "or invisible ones, such as a no-break or zero-width space)")
     other, lines = seen.get(_file_key(row_id), (None, None))
     if other == row_id:
         raise VallEValueError(f"id {row_id!r} is also the id of line {lines}: give each row an id of its own")
