@@ -44,6 +44,19 @@ def test_the_digits_of_every_script_read_as_the_number_they_write(language):
     assert normalize_text("a٫b ٬") == "a٫b ٬"  # an Arabic separator between no digits is none
 
 
+def test_a_japanese_decimal_point_is_read_and_its_decimals_one_by_one():
+    """espeak-ng's Japanese voice dropped the point: "3.5メートル" was "san go meetoru" (three five), "3.14" "san ichi
+    yon". Numbers of more points (a date, a version) or after a letter are no decimal numbers, and other languages'
+    voices read the point themselves."""
+    for text, read in (("3.5メートル", "3てん5メートル"), ("3.14", "3てん1 4"), ("0.5です", "0てん5です"),
+                       ("1,234.5", "1,234てん5"), ("3.5〜4.5メートル", "3てん5 から 4てん5メートル")):
+        assert normalize_text(text) == text and verbalize(text, "ja") == read
+        assert phonemize(text, "ja") == phonemize(read, "ja")
+    for text in ("2026.12.04", "1.2.3", "v1.2", "3.", ".5", "3.5,4.5"):
+        assert verbalize(text, "ja") == text
+    assert verbalize("3.14 m", "en") == "3.14 meters"
+
+
 def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_for():
     """espeak-ng said "Chapter Ⅻ." as "Chapter letter 2 1 6 b.", left "℃" out ("It is 5.") and read "㎏" as "Chinese
     symbol": each now reads as the letters it stands for."""
@@ -741,8 +754,9 @@ def test_a_time_of_day_is_said_as_the_language_says_it(text, words, language):
 def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
     """A ratio has no two-digit minutes, a clock's hours are under 24 (24:00 alone ends the day) and its seconds under
     60, a time has no fourth part, and a German score is written as a time: only one followed by "Uhr" is a time
-    there, or one before "bis" and such a time (not a lone hour)."""
-    assert phonemize(text, language) == espeak_alone(text, language)
+    there, or one before "bis" and such a time (not a lone hour). (A Japanese decimal point is read as its word.)"""
+    read = text.replace("2.5", "2てん5") if language == "ja" else text
+    assert phonemize(text, language) == espeak_alone(read, language)
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

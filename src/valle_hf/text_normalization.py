@@ -32,16 +32,34 @@ def verbalize(text: str, language: str) -> str:
     """`text` (orthographic, after `normalize_text`) with the written forms espeak-ng misreads written as the words
     `language` (an espeak-ng code, as `phonemes.resolve_language` gives it) says for them: phone numbers, runs of
     numbers joined by slashes, pairs of them read as two numbers, ranges, seconds, decades, addresses, dates, times,
-    money, minus signs, one before a scale noun, ordinals, powers, durations, units, fractions and symbols, in that
-    order: each pass reads what the passes before it left ("5–10 km" is a range of numbers before its unit is read,
-    "2026-12-25T15:00" a date before its time)."""
+    money, minus signs, one before a scale noun, ordinals, powers, durations, units, fractions, symbols and decimal
+    points, in that order: each pass reads what the passes before it left ("5–10 km" is a range of numbers before its
+    unit is read, "2026-12-25T15:00" a date before its time)."""
     text = _slash_pairs_as_read(_slash_runs_as_read(_phone_numbers_as_read(text)), language)
     text = _decades_as_words(_seconds_as_words(_ranges_as_words(text, language), language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
     text = _one_before_scale_as_read(_minus_as_word(_currency_as_words(text, language), language), language)
     text = _powers_as_words(_ordinals_as_read(text, language), language)
     text = _fractions_as_words(_units_as_words(_durations_as_words(text, language), language), language)
-    return _symbols_as_words(text, language)
+    return _decimal_points_as_words(_symbols_as_words(text, language), language)
+
+
+# A decimal number in a language whose voice drops its point, by language: the point's word, said between the whole
+# part and the decimals read one by one. espeak-ng's Japanese voice read "3.5" as "3 5" (san go; "3.14" san ichi yon),
+# and it is "3てん5" (san ten go). A number of more points (a date, "2026.12.04"; a version, "1.2.3") or after a
+# letter ("v1.2") is none.
+_DECIMAL_POINT_WORDS = {"ja": "てん"}
+_DECIMAL_NUMBER = re.compile(rf"(?<![\d.,])(?<!{_SPACED_LETTER})(?P<whole>\d{{1,3}}(?:,\d{{3}})+|\d+)"
+                             r"\.(?P<decimals>\d+)(?![\d.,]\d|\d)")
+
+
+def _decimal_points_as_words(text: str, language: str) -> str:
+    """`text` with the point of its decimal numbers as the word `language` says (`_DECIMAL_POINT_WORDS`: "3.14" →
+    "3てん1 4"); as it is in a language the table has none for."""
+    word = _for_language(_DECIMAL_POINT_WORDS, language)
+    if word is None:
+        return text
+    return _DECIMAL_NUMBER.sub(lambda number: f"{number['whole']}{word}{' '.join(number['decimals'])}", text)
 
 
 # Full-width ASCII forms (U+FF01..U+FF5E, e.g. "Ｈｅｌｌｏ！") → ASCII: espeak spells them out letter by letter.
