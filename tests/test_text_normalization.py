@@ -82,13 +82,23 @@ def test_roman_numerals_degree_signs_and_squared_units_read_as_what_they_stand_f
     ("x⁴ + (a)⁵", "x to the power of 4 + (a) to the power of 5", "en"), ("word¹ here", "word 1 here", "en"),
     ("10⁻³", "10 puissance moins 3", "fr"), ("10⁶ Zellen", "10 hoch 6 Zellen", "de"), ("x⁴", "x elevado a 4", "es"),
     ("5 ㎡", "5 m じじょう", "ja"),
+    # with a caret, as plain text writes powers: espeak-ng left the caret out ("ten three")
+    ("10^3", "10 cubed", "en"), ("10^-3 m", "10 to the power of minus 3 m", "en"), ("x^2", "x hoch zwei", "de"),
+    ("(a+b)^4 and 2^10", "(a+b) to the power of 4 and 2 to the power of 10", "en"), ("10^−3", "10 puissance moins 3",
+                                                                                    "fr"),
 ])
 def test_a_power_reads_as_one(text, words, language):
     """espeak-ng read "m²" and "㎡" (then "m2") as "m two", French "㎡" as "m deux", "10²³" as "ten squared cubed" and
     "10⁻³" as "ten three": a superscript after a digit, a bracket or a letter standing alone is a power, and "²" or
     "³" after any letter too ("m²"), read as the language says them; after a word ("word¹", a footnote's mark) or
-    alone, as their digits."""
+    alone, as their digits. A caret's power is its superscript's (`test_a_caret_is_...`)."""
     assert phonemize(text, language) == phonemize(words, language)
+
+
+def test_a_caret_is_a_power_only_between_a_base_and_a_whole_number():
+    assert normalize_text("10^3, x^-2, (a)^+4, [b]^−5, 2^10") == "10³, x⁻², (a)⁺⁴, [b]⁻⁵, 2¹⁰"
+    for text in ("a ^ 2", "^2", "10^3.5", "10^3,5", "10^34.5", "x^y"):  # spaced, no base, a decimal, no number
+        assert normalize_text(text) == text
 
 
 @pytest.mark.parametrize(("text", "words", "language"), [

@@ -113,7 +113,8 @@ def _as_vulgar(fraction: re.Match) -> str:
 def normalize_text(text: str) -> str:
     """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms and the digits of every
     script (`_ascii_digits`) mapped to ASCII, Roman numerals, degree signs, squared units and circled numbers to what
-    they stand for (`_COMPATIBILITY_FORMS`), thousands parted by a no-break space as one number
+    they stand for (`_COMPATIBILITY_FORMS`), a power written with a caret as its superscript (`_CARET_POWER`: "10^3" →
+    "10³"), thousands parted by a no-break space as one number
     (`_DIGIT_GROUP_SPACE`), "1⁄2" as "½" (`_SLASHED_FRACTION`), and runs of whitespace (newlines included) as one
     space.
 
@@ -121,7 +122,7 @@ def normalize_text(text: str) -> str:
     symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
     """
     text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII).translate(_COMPATIBILITY_FORMS)
-    text = _ascii_digits(text)
+    text = _CARET_POWER.sub(lambda caret: caret.group()[1:].translate(_TO_SUPERSCRIPT), _ascii_digits(text))
     text = _DIGIT_GROUP_SPACE.sub("", text)
     text = _SLASHED_FRACTION.sub(_as_vulgar, text)
     return " ".join(text.split())
@@ -266,6 +267,10 @@ _POWER_WORDS = {
 }
 _POWER = re.compile("[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+")
 _FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+# A power written with a caret, as plain text writes it ("10^3", "x^2", "10^-3"; espeak-ng left the caret out, "ten
+# three"), is its superscript (`normalize_text`), read as the table above says
+_CARET_POWER = re.compile(r"(?<=[\w)\]])\^(?P<sign>[+\-−]?)(?P<power>\d+)(?![\d.,]\d|\d)")
+_TO_SUPERSCRIPT = str.maketrans("0123456789+-−", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻")
 
 
 def _powers_as_words(text: str, language: str) -> str:
