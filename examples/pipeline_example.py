@@ -6,8 +6,8 @@
 The voice prompt goes in `forward_params={"prompt_audio": ...}`, sampler settings in `generate_kwargs`, processor
 settings (the text's language) in `processor_kwargs`. `import valle_hf` first: it registers the `valle` model type,
 so the pipeline finds the model and its processor (no `trust_remote_code`). `--model`: nothing for the released
-ar+nar-llama-8, a converted directory, a Hub id, or "tiny-random" (which shows the other way in: a model instance
-with its processor).
+ar+nar-llama-8, a converted directory, a Hub id, an original checkpoint (fp32.sft, converted on the fly), or
+"tiny-random" (these two show the other way in: a model instance with its processor).
 """
 
 from __future__ import annotations
@@ -25,8 +25,15 @@ from transformers import pipeline
 
 from valle_hf.audio import check_output_path, save_audio
 from valle_hf.cli import check_flags_fit, count_value, seconds_value, seed_value, usable_device
-from valle_hf.errors import ArgumentParser, entry_point
-from valle_hf.loading import TINY_RANDOM, load_model_and_processor, released_model_directory
+from valle_hf.errors import ArgumentParser, entry_point, named
+from valle_hf.loading import (
+    EXAMPLE_CHOICES,
+    TINY_RANDOM,
+    check_converted_model,
+    load_model_and_processor,
+    names_original_checkpoint,
+    released_model_directory,
+)
 
 
 def build_parser() -> ArgumentParser:
@@ -36,26 +43,31 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("prompt", help="reference audio of the voice to clone")
     parser.add_argument("output", help="audio file to write, .wav, .flac, ... (several texts: name-0.wav, "
                         "name-1.wav, ...)")
-    parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
+    parser.add_argument("--model", type=named, default=None,
+                        help="directory, Hub id, original fp32.sft, 'tiny-random', or nothing for the release")
     parser.add_argument("--language", default="en", help="espeak language of the text (en, fr, de, ja, auto, ...)")
     parser.add_argument("--input-prompt-length", type=seconds_value, default=None,
                         help="seconds of the prompt used, 0 = all (default: the model's, 3 s for the release)")
     parser.add_argument("--temperature", type=float, default=None,
                         help="AR temperature; 0 = greedy (default: the model's, 0.5 for the release)")
     parser.add_argument("--max-new-tokens", type=count_value, default=None, help="AR steps (75 per second of speech)")
-    parser.add_argument("--seed", type=seed_value, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=seed_value, default=0, help="seed of the sampling [0]")
+    parser.add_argument("--device", type=named, default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, cuda, ... (default: cuda when available)")
     return parser
 
 
 def build_pipeline(model_name: str | None, device: str):
-    if model_name == TINY_RANDOM:
+    if model_name == TINY_RANDOM or names_original_checkpoint(model_name or ""):
         # A model instance: give the pipeline its processor and tokenizer too.
-        model, processor = load_model_and_processor(TINY_RANDOM)
+        model, processor = load_model_and_processor(model_name, choices=EXAMPLE_CHOICES)
         return pipeline("text-to-speech", model=model, tokenizer=processor.tokenizer, processor=processor,
                         device=device)
-    # A directory or Hub id: the pipeline loads model and processor (AutoProcessor) by itself.
-    return pipeline("text-to-speech", model=model_name or str(released_model_directory()), device=device)
+    # A directory or Hub id: the pipeline loads model and processor (AutoProcessor) by itself, once the name is
+    # checked (a folder that is no model, an unreachable Hub id: one line, not the loaders' traceback).
+    model_name = model_name or str(released_model_directory(choices=EXAMPLE_CHOICES))
+    check_converted_model(model_name, EXAMPLE_CHOICES)
+    return pipeline("text-to-speech", model=model_name, device=device)
 
 
 def output_paths(output: str, count: int) -> list[str]:

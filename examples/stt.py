@@ -19,8 +19,8 @@ import valle_hf  # noqa: F401
 import torch
 
 from valle_hf.cli import check_flags_fit, count_value, usable_device
-from valle_hf.errors import ArgumentParser, entry_point
-from valle_hf.loading import OFFLINE_CHOICES, load_model_and_processor
+from valle_hf.errors import ArgumentParser, entry_point, named
+from valle_hf.loading import EXAMPLE_CHOICES, load_model_and_processor
 
 
 def build_parser() -> ArgumentParser:
@@ -29,7 +29,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("audio", nargs="+", help="audio files to transcribe (any sample rate, mono or stereo)")
     parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
     parser.add_argument("--max-new-tokens", type=count_value, default=None, help="phoneme tokens at most per file")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=named, default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, cuda, ... (default: cuda when available)")
     return parser
 
 
@@ -46,7 +47,7 @@ def transcribe(model, processor, audio: list, max_new_tokens: int | None = None,
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = usable_device(args.device)
-    model, processor = load_model_and_processor(args.model, choices=OFFLINE_CHOICES)  # its flag, --model, named
+    model, processor = load_model_and_processor(args.model, choices=EXAMPLE_CHOICES)  # its flag, --model, named
     model.to(device)
     if args.max_new_tokens is not None:
         check_flags_fit({"max_new_tokens": args.max_new_tokens}, model.config)  # refused in the flag's words

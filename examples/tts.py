@@ -20,8 +20,8 @@ import torch
 
 from valle_hf.audio import check_output_path, save_audio
 from valle_hf.cli import check_flags_fit, count_value, seconds_value, seed_value, usable_device
-from valle_hf.errors import ArgumentParser, entry_point
-from valle_hf.loading import OFFLINE_CHOICES, load_model_and_processor
+from valle_hf.errors import ArgumentParser, entry_point, named
+from valle_hf.loading import EXAMPLE_CHOICES, load_model_and_processor
 from valle_hf.phonemes import check_text, split_sentences
 from valle_hf.seeding import sentence_seeds
 
@@ -55,7 +55,8 @@ def build_parser() -> ArgumentParser:
                         help="seconds of the prompt used (0: all of it)")
     parser.add_argument("--max-new-tokens", type=count_value, default=None, help="AR steps (75 per second of speech)")
     parser.add_argument("--seed", type=seed_value, default=0, help="sentence i draws from seed + i (an integer >= 0)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", type=named, default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, cuda, ... (default: cuda when available)")
     return parser
 
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     device = usable_device(args.device)
 
     # Or: VallEForConditionalGeneration.from_pretrained(dir_or_repo) and VallEProcessor.from_pretrained(dir_or_repo).
-    model, processor = load_model_and_processor(args.model, choices=OFFLINE_CHOICES)  # its flag, --model, named
+    model, processor = load_model_and_processor(args.model, choices=EXAMPLE_CHOICES)  # its flag, --model, named
     model.to(device)
 
     # Text -> IPA (espeak-ng) -> phoneme ids; the prompt is loaded, resampled to 24 kHz and cut/looped to 3 s.

@@ -124,6 +124,9 @@ def test_pipeline_example_with_a_directory(tmp_path, converted_dir, prompt_wav):
     ("stt", ["{ws}/nope.wav"], "audio file not found"),
     ("stt", ["{prompt}", "--device", "bogus"], "--device bogus: not a device torch knows"),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--device", "meta"], "--device meta: a device without"),
+    *((script, [*argv, "--device", ""], "argument --device: is empty")  # was the default device
+      for script, argv in (("tts", ["Hi.", "{prompt}", "{ws}/o.wav"]), ("stt", ["{prompt}"]),
+                           ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav"]))),
     ("stt", ["{prompt}", "--max-new-tokens", "0"], "argument --max-new-tokens: expected an integer >= 1, got '0'"),
     ("pipeline_example", ["Hi.", "{prompt}", "{ws}/o.wav", "--max-new-tokens", "0"], "argument --max-new-tokens: "
                                                                                       "expected an integer >= 1"),
@@ -156,12 +159,20 @@ def test_examples_end_a_mistake_with_one_error_line_and_status_1(tmp_path, promp
     assert not [path for path in tmp_path.iterdir()], "nothing is written"
 
 
-@pytest.mark.parametrize("name, argv", [("tts", ["Hello.", "{prompt}", "{ws}/o.wav"]), ("stt", ["{prompt}"])])
+@pytest.mark.parametrize("name, argv", [("tts", ["Hello.", "{prompt}", "{ws}/o.wav"]), ("stt", ["{prompt}"]),
+                                        ("pipeline_example", ["Hello.", "{prompt}", "{ws}/o.wav"])])
 def test_the_command_line_examples_name_their_flag_for_a_model_not_found(tmp_path, prompt_wav, capsys, name, argv):
-    """load_model_and_processor names its own arguments to a Python caller; these scripts take --model."""
-    from valle_hf.loading import OFFLINE_CHOICES
+    """load_model_and_processor names its own arguments to a Python caller; these scripts take --model, and have no
+    --codec to convert an original checkpoint offline with. The pipeline's loaders ended a folder that is no model, a
+    file or a name that is none in a traceback, and an empty --model was the released model."""
+    from valle_hf.loading import EXAMPLE_CHOICES
 
     fill = {"ws": str(tmp_path), "prompt": str(prompt_wav)}
-    assert example(name).main([arg.format(**fill) for arg in argv] + ["--model", "tiny-randm"]) == 1
-    err = capsys.readouterr().err
-    assert err == f"error: model not found: tiny-randm; {OFFLINE_CHOICES}\n"
+    (tmp_path / "folder").mkdir()
+    for model, expected in (("tiny-randm", f"model not found: tiny-randm; {EXAMPLE_CHOICES}"),
+                            (str(tmp_path / "folder"), "folder is a directory but not a converted model"),
+                            (str(prompt_wav), f"is a file, not a converted model's directory; {EXAMPLE_CHOICES}"),
+                            ("", "is empty")):
+        assert example(name).main([arg.format(**fill) for arg in argv] + ["--model", model]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err

@@ -1080,6 +1080,7 @@ def test_finetune_refuses_data_of_another_tokenizer_for_a_hub_model(tmp_path, mo
         folder if name == hub_id else name))
     monkeypatch.setattr(finetune.VallEProcessor, "from_pretrained", classmethod(
         lambda cls, name, **kwargs: from_hub(cls, folder if name == hub_id else name, **kwargs)))
+    monkeypatch.setattr("valle_hf.loading.check_reachable", lambda *args, **kwargs: False)  # the Hub answers
     monkeypatch.setattr(finetune.VallETrainer, "train", None)  # training must not start: a call would fail
     with pytest.raises(VallEValueError, match=f"prepared with another phoneme tokenizer than {hub_id}'s"):
         finetune.train(list(map(str, ["--model", hub_id, "--data", tmp_path / "data", "--output", tmp_path / "out",

@@ -72,6 +72,9 @@ def offline_choices(spelling: str) -> str:
 
 
 OFFLINE_CHOICES = offline_choices("--model {}")  # the command line's
+# The examples', which have no --codec for an original checkpoint's conversion
+EXAMPLE_CHOICES = (f"use --model DIR (a converted directory: python -m valle_hf.convert makes one from an original "
+                   f"checkpoint), or --model {TINY_RANDOM} (an installation check that makes noise)")
 PYTHON_CHOICES = offline_choices('load_model_and_processor("{}")')
 
 
@@ -378,20 +381,11 @@ CONVERTED_CHOICES = ("give a converted model's directory (python -m valle_hf.con
                      "checkpoint) or a Hub id")
 
 
-def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None,
-               choices: str = OFFLINE_CHOICES, revision: str | None = None):
-    """A converted model (`from_pretrained` directory, or Hub id at `revision`; a str or os.PathLike) in eval mode, or
-    a one-line error at once.
-
-    A name that is neither an existing path nor a Hub id, and a Hub id that cannot be reached, fail before any
-    download is retried (`ModelNotFoundError`, naming `choices`: the CLI's by default, `CONVERTED_CHOICES` for the
-    commands that take no original checkpoint); a file, a directory that is not a converted model, or one whose files
-    are damaged, raises `CheckpointError`.
-    """
-    from .modeling import VallEForConditionalGeneration
-
-    dtype = model_dtype(dtype)
-    name = model_name(name, "the model")
+def check_converted_model(name: str, choices: str = OFFLINE_CHOICES, revision: str | None = None) -> bool:
+    """Refuse, before any loader retries a download, a `name` that is no converted model: a path that does not exist
+    and no Hub id (`ModelNotFoundError`, naming `choices`), a file or a folder without config.json (`CheckpointError`),
+    a Hub id whose config.json or weights cannot be had (`ModelNotFoundError`). Returns whether the Hub is out of
+    reach but the files are cached: a load should then read the cache only (`local_files_only=True`)."""
     path = Path(name)
     if not path.exists() and (name.startswith((".", "/")) or name.count("/") != 1):
         raise ModelNotFoundError(f"model not found: {name}; {choices}")
@@ -409,6 +403,24 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
         # minute, then read as a repository without weights (one with other names, or shards, is for transformers)
         cache_only = check_reachable(name, SAFE_WEIGHTS_NAME, f"the model {name}", f"offline: {choices}",
                                      revision=revision, missing_ok=True)
+    return cache_only
+
+
+def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None,
+               choices: str = OFFLINE_CHOICES, revision: str | None = None):
+    """A converted model (`from_pretrained` directory, or Hub id at `revision`; a str or os.PathLike) in eval mode, or
+    a one-line error at once.
+
+    A name that is neither an existing path nor a Hub id, and a Hub id that cannot be reached, fail before any
+    download is retried (`ModelNotFoundError`, naming `choices`: the CLI's by default, `CONVERTED_CHOICES` for the
+    commands that take no original checkpoint); a file, a directory that is not a converted model, or one whose files
+    are damaged, raises `CheckpointError` (`check_converted_model`; `DamagedWeightsError` for weights cut short).
+    """
+    from .modeling import VallEForConditionalGeneration
+
+    dtype = model_dtype(dtype)
+    name = model_name(name, "the model")
+    cache_only = check_converted_model(name, choices, revision)
     try:
         options = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
         if cache_only:  # the Hub is out of reach: transformers would retry each file the cache lacks
