@@ -94,10 +94,13 @@ def main(argv=None, only: list[str] | None = None) -> int:
     """Run the benchmarks `argv` asks for; 0, or 1 where a module failed (its traceback is printed above)."""
     args, modules = parse(argv, only)
     device = setup(args)
-    output = run_all(args, modules, device)
-    if args.json:
-        write_json(args.json, output, "--json")
-        log(f"wrote {args.json}")
+    output = {}
+    try:
+        run_all(args, modules, device, output)
+    finally:  # also after Ctrl-C: the modules that finished, without the targets
+        if args.json and output.get("results"):
+            write_json(args.json, output, "--json")
+            log(f"wrote {args.json}")
     results = output["results"]
     failed = [name for name, result in results.items() if "error" in result]
     if failed:
@@ -115,14 +118,16 @@ def _failed_rows(result: dict) -> bool:
                for rows in result.values() if isinstance(rows, list) for row in rows)
 
 
-def run_all(args, modules, device) -> dict:
-    """Each module's run and report, then the targets; every result, as `--json` writes it."""
+def run_all(args, modules, device, output: dict) -> None:
+    """Each module's run and report, then the targets; every result into `output`, as `--json` writes it, each module's
+    as it finishes."""
     machine = machine_info(device)
     print("=" * 100)
     print("valle-hf benchmarks" + (" (--quick: a smoke run, not a measurement)" if args.quick else ""))
     print("\n".join(machine_lines(machine)), flush=True)
     context = Context(args, device)
     results, found = {}, []
+    output.update(machine=machine, args=vars(args), results=results, targets=[])
     for module in modules:
         results[module.NAME] = result = run_module(module, args, context)
         print(f"\n-- {module.TITLE} --")
@@ -135,8 +140,7 @@ def run_all(args, modules, device) -> dict:
     print("\n".join("  " + target.line(args.max_foreign_load) for target in found) or "  (none measured)")
     print(f"load average at the end {'/'.join(f'{x:.2f}' for x in load_average() or [])}")
     print("=" * 100, flush=True)
-    return {"machine": machine, "args": vars(args), "results": results,
-            "targets": [{"met": t.met, "text": t.text, "foreign_load": t.load} for t in found]}
+    output["targets"] = [{"met": t.met, "text": t.text, "foreign_load": t.load} for t in found]
 
 
 if __name__ == "__main__":

@@ -101,6 +101,10 @@ def check(args) -> None:
                    "floor_repeats": COUNT, "profile_rows": NOT_NEGATIVE})
     batch_sizes(args)
     variants(args)
+    if args.steps <= args.ar_rounds:  # a round's steps are timed from its first (the prefill ends there)
+        raise UsageError(f"--steps {args.steps} shared by --ar-rounds {args.ar_rounds} leaves a round one step, and a "
+                         f"round's first step only starts its timing: give --steps above {args.ar_rounds}, or fewer "
+                         "--ar-rounds")
     # the silence before the steps and the steps share the response's positions (its frames counted as generate's
     # prefix_silence counts them); so do the no-cache baseline's, after --seconds of silence
     runs = [("--ar-start", start_s, "--steps", args.steps, args.steps) for start_s in start_seconds(args)]

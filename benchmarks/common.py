@@ -7,6 +7,7 @@ module the precision it asks for.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import json
@@ -42,6 +43,17 @@ def log(message: str) -> None:
     print(f"[{time.perf_counter() - LOG_START:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+def torch_seed(text: str) -> int:
+    """A seed of torch's generators (argparse type): an integer in [0, 2**64 - 1], written as the CLI's --seed is."""
+    from valle_hf.cli import seed_value
+
+    seed = seed_value(text)
+    if seed >= 2**64:  # torch's generators refused it mid-run ("Overflow when unpacking long")
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**64 - 1] (a seed of torch's generators), got "
+                                         f"{text!r}")
+    return seed
+
+
 def add_arguments(parser) -> None:
     """Options every module reads."""
     group = parser.add_argument_group("common")
@@ -49,7 +61,7 @@ def add_arguments(parser) -> None:
     group.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     group.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU (default: torch's)")
     group.add_argument("--json", default=None, help="also write every result to this JSON file")
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--seed", type=torch_seed, default=0, help="seed of the inputs and weights drawn [0]")
     group.add_argument("--seconds", type=float, default=None,
                        help="seconds of speech of the NAR, end-to-end and streaming runs [10; quick 1]")
     group.add_argument("--prompt-seconds", type=float, default=3.0, help="length of the voice prompt")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from valle_hf.errors import UsageError
+from valle_hf.errors import UsageError, one_line
 
 from .common import NAR_LEVELS, Target, log, model_in, quiet
 from .nar import as_generate
@@ -43,10 +43,21 @@ def add_arguments(parser) -> None:
 
 
 def check(args) -> None:
-    """The fixture set exists (`UsageError` naming --fixtures otherwise)."""
-    if not (Path(args.fixtures) / "cases.json").is_file():
+    """The parity fixture set is there: cases.json, a JSON object whose cases name their kind, beside
+    cases.safetensors (`UsageError` naming --fixtures otherwise: another set, the Vocos one, failed mid-run)."""
+    root = Path(args.fixtures)
+    if not (root / "cases.json").is_file():
         raise UsageError(f"--fixtures {args.fixtures}: no fixture set there (no cases.json); give the parity fixture "
                          "set's folder, or set VALLE_FIXTURES")
+    try:
+        [case["kind"] for case in json.loads((root / "cases.json").read_text(encoding="utf-8"))["cases"]]
+    except (OSError, ValueError, LookupError, TypeError) as error:  # no JSON, or another set's cases
+        raise UsageError(f"--fixtures {args.fixtures}: its cases.json is no parity fixture set's "
+                         f"({type(error).__name__}: {one_line(error, 120)}); give the parity fixture set's folder "
+                         "(fixtures/tiny)") from None
+    if not (root / "cases.safetensors").is_file():
+        raise UsageError(f"--fixtures {args.fixtures}: no cases.safetensors beside its cases.json; give the parity "
+                         "fixture set's folder")
 
 
 def load_cases(root: Path) -> tuple[list[dict], dict]:

@@ -7,6 +7,7 @@ model, so that a change of the library's API that breaks its measurements fails 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,8 @@ REFUSED = {
     "too_few_text_tokens": (["--text-tokens", "2", "--only", "floors"], "--text-tokens 2 is not allowed"),
     "no_floor_repeats": (["--floor-repeats", "0", "--only", "floors"], "--floor-repeats 0 is not allowed"),
     "zero_steps": (["--steps", "0", "--only", "ar"], "--steps 0 is not allowed"),
+    # each round timed nothing: "- ms/step over 0 steps", and the run ended with status 0
+    "a_step_per_round": (["--steps", "5", "--ar-rounds", "5", "--only", "ar"], "--steps 5 shared by --ar-rounds 5"),
     "negative_profile_rows": (["--ar-profile", "--profile-rows", "-1", "--only", "ar"], "--profile-rows -1 is not"),
     "batch_not_a_number": (["--batch-sizes", "1,x", "--only", "ar"], "--batch-sizes 1,x is not allowed"),
     "batch_of_zero_rows": (["--batch-sizes", "0", "--only", "host"], "--batch-sizes 0 is not allowed"),
@@ -61,6 +64,8 @@ REFUSED = {
                           "--streaming-precisions int4 is not allowed"),
     "zero_chunk": (["--chunk-seconds", "0", "--only", "streaming"], "--chunk-seconds 0 is not allowed"),
     "no_fixture_set": (["--fixtures", "{tmp}", "--only", "quality"], "no fixture set there"),
+    # torch's generators refused it mid-run: "Overflow when unpacking long"
+    "huge_seed": (["--seed", "1e30", "--only", "floors"], "argument --seed: expected an integer in [0, 2**64 - 1]"),
     "json_in_a_missing_folder": (["--json", "{tmp}/no/such/results.json", "--only", "host"], "cannot write --json"),
     "json_is_a_folder": (["--json", "{tmp}", "--only", "host"], "is a folder: give a file name"),
 }
@@ -76,6 +81,19 @@ def test_an_option_no_run_can_use_is_refused_before_anything_runs(case, runner, 
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
     assert out == "", "the run started before refusing"
     assert list(tmp_path.iterdir()) == [], "a file was left behind"
+
+
+@pytest.mark.parametrize(("cases", "message"), [
+    ('{"cases": [{"name": "codes"}]}', "its cases.json is no parity fixture set's (KeyError: 'kind')"),  # Vocos'
+    ("{not json", "its cases.json is no parity fixture set's (JSONDecodeError"),
+    ('{"cases": []}', "no cases.safetensors beside its cases.json"),
+])
+def test_a_folder_that_holds_no_parity_fixture_set_is_refused_before_the_run(runner, tmp_path, cases, message):
+    """Another fixture set (the Vocos one, an easy mix-up), a cases.json cut short or no tensors failed the quality
+    module mid-run, with a traceback."""
+    (tmp_path / "cases.json").write_text(cases)
+    with pytest.raises(UsageError, match=re.escape(f"--fixtures {tmp_path}: {message}")):
+        runner.parse(["--only", "quality", "--fixtures", str(tmp_path)])
 
 
 def test_the_silence_before_the_ar_steps_and_the_steps_fit_the_response_positions_exactly(runner):
@@ -107,6 +125,22 @@ def test_a_module_that_fails_ends_the_run_with_status_1(runner, tmp_path, capsys
     assert out.count("FAILED: RuntimeError") == 2
     assert (tmp_path / "results.json").read_text().count('"error"') == 2
     assert [path.name for path in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_ctrl_c_keeps_the_results_of_the_modules_that_finished(runner, tmp_path, capsys, monkeypatch):
+    """--json was written only after every module: Ctrl-C in the last one lost the others' results."""
+    import json
+
+    import benchmarks.host_work
+
+    def interrupted(args, context):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(benchmarks.host_work, "run", interrupted)
+    status = runner.main(["--only", "floors,host", "--json", str(tmp_path / "results.json")])
+    assert status == 130, capsys.readouterr()
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert list(results) == ["floors"] and "the released-size model was built" in results["floors"]["error"]
 
 
 @pytest.fixture
