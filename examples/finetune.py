@@ -120,9 +120,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=named_path, required=True, help="output folder (checkpoints, final model)")
     lora = parser.add_argument_group("LoRA (the original's targets: q/v/o/gate/up/down projections)")
     lora.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of every weight")
-    lora.add_argument("--lora-rank", type=whole_number, default=128, help="LoRA rank (original default 128)")
-    lora.add_argument("--lora-alpha", type=float, default=128.0, help="LoRA alpha (original default 128)")
-    lora.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the LoRA input (original 0.1)")
+    lora.add_argument("--lora-rank", type=whole_number, default=None, help="LoRA rank (original default 128)")
+    lora.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (original default 128)")
+    lora.add_argument("--lora-dropout", type=float, default=None, help="dropout on the LoRA input (original 0.1)")
     train = parser.add_argument_group("training (defaults: the original's)")
     train.add_argument("--tasks", type=task_list, default=("tts",),
                        help="comma-separated tasks drawn per item: tts, stt (e.g. tts,stt)")
@@ -138,7 +138,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--max-grad-norm", type=float, default=10.0)
     train.add_argument("--lr-scheduler", type=scheduler_name, default="constant",
                        help="transformers scheduler name (original: constant)")
-    train.add_argument("--warmup-steps", type=whole_number, default=0)
+    train.add_argument("--warmup-steps", type=whole_number, default=0,
+                       help="steps of linear warm-up, for a scheduler that has one (not constant)")
     train.add_argument("--attention-dropout", type=float, default=0.1)
     train.add_argument("--prompt-duration", type=float, nargs=2, default=(3.0, 6.0), metavar=("MIN", "MAX"),
                        help="prompt length drawn per item, seconds")
@@ -162,6 +163,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # The CPUs this process may run on (its affinity, as torch's DataLoader counts them, where the system has one).
 USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+# The LoRA options' defaults (the original's), taken with --lora only
+LORA_DEFAULTS = {"lora_rank": 128, "lora_alpha": 128.0, "lora_dropout": 0.1}
+# transformers' schedulers that have no warm-up: --warmup-steps would be ignored
+SCHEDULERS_WITHOUT_WARMUP = ("constant", "reduce_lr_on_plateau", "greedy")
 
 # Each numeric option's range: out of it the optimiser, the Trainer or the data set would fail mid-run (or train
 # nothing and say it saved a model).
@@ -190,6 +196,22 @@ RANGES = {
 }
 
 
+def check_ignored_options(args: argparse.Namespace) -> None:
+    """Refuse (`UsageError`) what the run would ignore without a word: --lora-rank, --lora-alpha or --lora-dropout
+    without --lora (a full fine-tune ran, with no adapter), --warmup-steps with a scheduler that has none (the
+    learning rate stayed constant); then give the LoRA options their defaults (`LORA_DEFAULTS`)."""
+    given = [option_name(name) for name in LORA_DEFAULTS if getattr(args, name) is not None]
+    if given and not args.lora:
+        raise UsageError(f"{', '.join(given)} {'shape' if len(given) > 1 else 'shapes'} a LoRA adapter, and without "
+                         f"--lora every weight is trained: add --lora, or drop {', '.join(given)}")
+    if args.warmup_steps and args.lr_scheduler in SCHEDULERS_WITHOUT_WARMUP:
+        raise UsageError(f"--warmup-steps {args.warmup_steps} does nothing with --lr-scheduler {args.lr_scheduler}, "
+                         "which has no warm-up: give --lr-scheduler constant_with_warmup (or linear, cosine, ...)")
+    for name, default in LORA_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+
+
 def warn(message: str) -> None:
     """Print ``warning: <message>`` on stderr, once for a run of several processes (from the main one)."""
     if is_main_process():
@@ -200,7 +222,10 @@ def check_options(args: argparse.Namespace) -> dict[str, dict[str, tuple[int, ..
     """Refuse, before anything loads, an option out of its range (`RANGES`), a duration pair with MIN > MAX, a
     --prompt-duration that gives no prompt, an --output that is a file, and one that already holds a trained model
     (final/) unless --resume continues its run. Raises `UsageError` (or `VallEValueError`) naming the option. Returns
-    the weights' shapes of the checkpoint --resume continues from, by file (`check_checkpoint`; none without one)."""
+    the weights' shapes of the checkpoint --resume continues from, by file (`check_checkpoint`; none without one).
+    Options the run would ignore are refused too: a LoRA option without --lora, --warmup-steps with a scheduler
+    that has no warm-up."""
+    check_ignored_options(args)
     for name, (rule, allowed) in RANGES.items():
         value = getattr(args, name)
         if not (math.isfinite(value) and allowed(value)):

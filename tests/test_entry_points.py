@@ -538,6 +538,12 @@ FINETUNE_CASES = {
                                                        "[0, 1)"),
     "lora_rank_past_the_model": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--lora",
                                   "--lora-rank", "100000"], "LoRA rank 100000 is above"),
+    # each ignored without a word: a full fine-tune ran without an adapter; the learning rate stayed constant
+    "lora_options_without_lora": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--lora-rank", "4",
+                                   "--lora-dropout", "0.5"], "--lora-rank, --lora-dropout shape a LoRA adapter, and "
+                                                             "without --lora every weight is trained"),
+    "warmup_without_one": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--warmup-steps", "100"],
+                           "--warmup-steps 100 does nothing with --lr-scheduler constant"),
     "prompt_min_past_max": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--prompt-duration",
                              "5", "1"], "--prompt-duration 5 1: expected MIN MAX seconds"),
     "output_is_a_file": (["--model", "{model}", "--data", "{data}", "--output", "{data}/manifest.jsonl"],
