@@ -239,6 +239,12 @@ def check_options(args: argparse.Namespace) -> dict[str, dict[str, tuple[int, ..
                          "fine-tune: give a converted model's folder (python -m valle_hf.convert)")
     check_report_to(args.report_to)
     check_output_folder(args.output, "--output")
+    for flag, folder in (("--data", args.data), ("--model", Path(args.model).expanduser())):
+        output, inputs = args.output.resolve(), folder.resolve()
+        if folder.is_dir() and output.is_relative_to(inputs):  # the checkpoints and final/ among its own files
+            where = "the folder" if output == inputs else "inside the folder"
+            raise UsageError(f"--output {args.output} is {where} of {flag} {folder}: the run's checkpoints and final/ "
+                             "would be mixed into its files; choose an --output outside it")
     if (args.output / "final").exists() and not args.resume:
         raise UsageError(f"--output {args.output} already holds a trained model ({args.output / 'final'}): choose "
                          "another --output, or --resume to continue its run")

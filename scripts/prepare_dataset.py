@@ -395,6 +395,17 @@ def check_apart(args) -> None:
                          "overwrite it: move it, or give another OUTPUT_DIR")
 
 
+def check_no_recordings_in_output(args, entries: list[Entry]) -> None:
+    """Refuse (`UsageError`) an OUTPUT_DIR inside DATA_DIR that holds recordings to prepare (a speaker's folder): the
+    prepared set would be written among them. A folder of its own inside DATA_DIR holds none."""
+    output = Path(os.path.realpath(args.output_dir))
+    inside = next((entry.audio for entry in entries if Path(os.path.realpath(entry.audio)).is_relative_to(output)),
+                  None)
+    if inside is not None:
+        raise UsageError(f"OUTPUT_DIR {args.output_dir} holds recordings to prepare ({inside}): the prepared set would "
+                         f"be written among them; give a folder of its own (such as {args.data_dir / 'prepared'})")
+
+
 def find_entries(args) -> list[Entry]:
     """Every input utterance, with an error on those that cannot be prepared (duplicates included)."""
     if not args.data_dir.is_dir():
@@ -461,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     resolve_language("", args.language)  # an unknown language would fail every line: refuse it once, up front
     usable_device(args.device)
     entries = find_entries(args)
+    check_no_recordings_in_output(args, entries)
     tokenizer = load_phoneme_tokenizer(args.tokenizer)
     settings = run_settings(args, tokenizer)
     check_resume(args.output_dir, settings)

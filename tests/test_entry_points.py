@@ -542,6 +542,11 @@ FINETUNE_CASES = {
     "lora_options_without_lora": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--lora-rank", "4",
                                    "--lora-dropout", "0.5"], "--lora-rank, --lora-dropout shape a LoRA adapter, and "
                                                              "without --lora every weight is trained"),
+    # the checkpoints and final/ were mixed into the data set's or the model's files
+    "output_is_the_data": (["--model", "{model}", "--data", "{data}", "--output", "{data}"],
+                           "--output {data} is the folder of --data {data}: the run's checkpoints"),
+    "output_inside_the_model": (["--model", "{model}", "--data", "{data}", "--output", "{model}/run"],
+                                "--output {model}/run is inside the folder of --model {model}"),
     "warmup_without_one": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--warmup-steps", "100"],
                            "--warmup-steps 100 does nothing with --lr-scheduler constant"),
     "prompt_min_past_max": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--prompt-duration",
@@ -569,7 +574,7 @@ FINETUNE_CASES = {
 def test_finetune_script_refuses_bad_input_in_one_line(case, workspace, finetune, training_inputs, capsys):
     arguments, expected = FINETUNE_CASES[case]
     argv = [argument.format(ws=workspace, **training_inputs) for argument in arguments]
-    check_refused(finetune.main, argv, workspace, capsys, expected)
+    check_refused(finetune.main, argv, workspace, capsys, expected.format(ws=workspace, **training_inputs))
 
 
 def test_finetune_refuses_more_workers_than_cpus(workspace, training_inputs, capsys, monkeypatch):

@@ -556,6 +556,18 @@ def test_an_output_folder_that_is_the_data_folder_is_refused_first(prepare, caps
     assert run(prepare, capsys, data, data / "prepared")[0] == 0  # a folder inside it is its own
 
 
+def test_an_output_folder_inside_the_data_folder_that_holds_recordings_is_refused(prepare, capsys, tmp_path):
+    """A speaker's folder given as OUTPUT_DIR got the prepared set among its recordings, which its message named as
+    the way out (DATA_DIR/prepared)."""
+    data = tmp_path / "data"
+    folder_of_utterances(data / "spk1", 1)
+    status, _, err = run(prepare, capsys, data, data / "spk1")
+    assert status == 1 and err.strip() == (
+        f"error: OUTPUT_DIR {data / 'spk1'} holds recordings to prepare ({data / 'spk1' / 'u0.wav'}): the prepared set "
+        f"would be written among them; give a folder of its own (such as {data / 'prepared'})"), err
+    assert sorted(path.name for path in (data / "spk1").iterdir()) == ["u0.txt", "u0.wav"]
+
+
 def test_a_metadata_folder_is_named_as_a_folder_not_missing(prepare, capsys, tmp_path):
     data = folder_of_utterances(tmp_path / "data", 1)
     status, _, err = run(prepare, capsys, data, tmp_path / "out", "--metadata", data)
