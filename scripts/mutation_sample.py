@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ast
 import configparser
+import importlib.util
 import os
 import random
 import re
@@ -32,7 +33,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from valle_hf.errors import ArgumentParser, entry_point
+from valle_hf.errors import ArgumentParser, MissingDependencyError, entry_point
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 22  # the issue that asked for the run
@@ -197,6 +198,8 @@ def main(argv=None) -> int:
     run.add_argument("mutants", nargs="*", help="re-run these mutants instead of the sample")
     commands.add_parser("report")
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("mutmut") is None:  # each command reads mutmut's internals
+        raise MissingDependencyError('scripts/mutation_sample.py needs mutmut: pip install -e ".[dev]"')
     return {"list": command_list, "run": command_run, "report": command_report}[args.command](args)
 
 

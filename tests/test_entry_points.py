@@ -678,11 +678,29 @@ def test_prompt_script_refuses_bad_input_in_one_line(case, workspace, capsys):
     (["run", "--max-children", "x"], "argument --max-children: expected an integer >= 1, got 'x'"),
     (["bogus"], "invalid choice: 'bogus'"),
     (["run", "--max-childen=2"], "unrecognized arguments: --max-childen=2 (did you mean --max-children?)"),
-], ids=["no_sample", "negative_minimum", "no_children", "unknown_command", "misspelt_subcommand_flag"])
+    # each was "(did you mean --size?)", the very option given
+    (["list", "--size", "3"], "unrecognized arguments: --size (an option of scripts/mutation_sample.py itself: give it "
+                              "before the subcommand) 3"),
+    (["report", "--max-children", "2"], "--max-children (an option of another subcommand, or of this one given before "
+                                        "it: give it after its subcommand)"),
+], ids=["no_sample", "negative_minimum", "no_children", "unknown_command", "misspelt_subcommand_flag",
+        "main_option_after_the_subcommand", "another_subcommands_option"])
 def test_mutation_script_refuses_bad_input_in_one_line(argv, expected, workspace, capsys):
     """argparse's status 2 and usage for a mistyped command; a negative --minimum failed in random.sample."""
     script = load_script(REPO / "scripts" / "mutation_sample.py")
     check_refused(script.main, argv, workspace, capsys, expected)
+
+
+def test_the_mutation_script_without_mutmut_says_how_to_install_it(workspace, capsys, monkeypatch):
+    """Each command ended in a ModuleNotFoundError's traceback (mutmut is the dev extra, not installed by the test
+    one)."""
+    import importlib.util
+
+    script = load_script(REPO / "scripts" / "mutation_sample.py")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "mutmut" else
+                        find_spec(name, *args))
+    check_refused(script.main, ["list"], workspace, capsys, 'needs mutmut: pip install -e ".[dev]"')
 
 
 def test_a_bug_keeps_its_traceback(workspace, monkeypatch, capsys):

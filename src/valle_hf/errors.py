@@ -191,7 +191,8 @@ class ArgumentParser(argparse.ArgumentParser):
             after_end = set(given[given.index("--") + 1:]) if "--" in given else set()
             return prefix + " ".join(
                 f"{word} (an option after --: give the options before --, after which every word is an argument)"
-                if word in after_end and word.split("=")[0] in options else _option_hinted(word, options, positionals)
+                if word in after_end and word.split("=")[0] in options else self._misplaced(word)
+                if word.split("=")[0] in options else _option_hinted(word, options, positionals)
                 for word in message.removeprefix(prefix).split(" "))
         given = given[:given.index("--")] if "--" in given else given  # after it, words are positionals
         dashed = _dashed_value(message, given)
@@ -200,6 +201,13 @@ class ArgumentParser(argparse.ArgumentParser):
         unknown = [word for word in given if word.startswith("--") and word.split("=")[0] not in options]
         return f"{message}; {prefix}{' '.join(_option_hinted(word, options, positionals) for word in unknown)}" \
             if unknown else message
+
+    def _misplaced(self, word: str) -> str:
+        """A known option that its parser did not take where it was given (with subcommands: "(did you mean
+        --size?)" named the very option given): where it goes."""
+        if word.split("=")[0] in self._option_string_actions:
+            return f"{word} (an option of {self.prog} itself: give it before the subcommand)"
+        return f"{word} (an option of another subcommand, or of this one given before it: give it after its subcommand)"
 
     def _long_options(self) -> list[str]:
         """The "--" options of this parser and of its subcommands' parsers, whose unrecognized arguments this one
