@@ -47,10 +47,11 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("text", help="text to speak (long text: one sentence per batch row is generated at once)")
     parser.add_argument("prompt", help="reference audio of the voice to clone (several files: join with ';')")
-    parser.add_argument("output", help="WAV file to write")
+    parser.add_argument("output", help="audio file to write, by its extension: .wav, .flac, .ogg or .mp3")
     parser.add_argument("--model", default=None, help="directory, Hub id, 'tiny-random', or nothing for the release")
-    parser.add_argument("--preset", default="original", choices=sorted(PRESETS))
-    parser.add_argument("--language", default="en")
+    parser.add_argument("--preset", default="original", choices=sorted(PRESETS),
+                        help="a set of sampler settings (see PRESETS in this file) [original]")
+    parser.add_argument("--language", default="en", help="espeak language of the text (en, fr, de, ja, auto, ...)")
     parser.add_argument("--input-prompt-length", type=seconds_value, default=3.0,
                         help="seconds of the prompt used (0: all of it)")
     parser.add_argument("--max-new-tokens", type=count_value, default=None, help="AR steps (75 per second of speech)")

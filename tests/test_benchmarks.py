@@ -37,6 +37,7 @@ REFUSED = {
     "not_a_number": (["--threads", "x"], "--threads: invalid int value"),
     "unknown_module": (["--only", "floors,bogus"], "--only floors,bogus: unknown module(s) bogus"),
     "unknown_device": (["--device", "tpu"], "--device tpu: not a device"),
+    "empty_device": (["--device", "", "--only", "floors"], "argument --device: is empty"),  # was the default device
     "negative_seconds": (["--seconds", "-1", "--only", "nar"], "--seconds -1 is not allowed"),
     "nan_seconds": (["--seconds", "nan", "--only", "nar"], "--seconds nan is not allowed"),
     "less_than_a_frame": (["--seconds", "0.006", "--only", "nar"], "--seconds 0.006 is not allowed"),
@@ -229,6 +230,7 @@ def test_the_machine_lines_come_without_torchaos_import_messages():
 
 SYNTHESIS_REFUSED = {
     "unknown_flag": (["--bogus"], "unrecognized arguments: --bogus"),
+    "empty_device": (["--device", ""], "argument --device: is empty"),  # was the default run, minutes long
     "batch_not_a_number": (["--batch-sizes", "1,x"], "--batch-sizes 1,x is not allowed"),
     "no_batch": (["--batch-sizes", ","], "--batch-sizes , is not allowed"),
     "no_rows": (["--rows", "0"], "--rows 0 is not allowed"),
