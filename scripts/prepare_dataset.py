@@ -180,7 +180,7 @@ def entries_from_metadata(root: Path, metadata: Path, requested: str = "auto") -
 def _header_entry(root: Path, metadata: Path, row: Row, columns: tuple[str | None, ...]) -> Entry:
     """The entry of one row, read in `columns`: audio, text, speaker and language (None: the table has none)."""
     (path, text, speaker, language), refused = _cells(row, columns)
-    audio = root / path
+    audio = root / path if path else metadata  # a row that names no audio (or cannot be read) is the metadata's
     if path and not audio.exists() and (root / "clips" / path).exists():  # Common Voice keeps its audio in clips/
         audio = root / "clips" / path
     entry = Entry(safe_id(_without_suffix(path) if path else f"line{row.lines}"), audio,
@@ -399,8 +399,8 @@ def check_no_recordings_in_output(args, entries: list[Entry]) -> None:
     """Refuse (`UsageError`) an OUTPUT_DIR inside DATA_DIR that holds recordings to prepare (a speaker's folder): the
     prepared set would be written among them. A folder of its own inside DATA_DIR holds none."""
     output = Path(os.path.realpath(args.output_dir))
-    inside = next((entry.audio for entry in entries if Path(os.path.realpath(entry.audio)).is_relative_to(output)),
-                  None)
+    inside = next((entry.audio for entry in entries
+                   if not entry.error and Path(os.path.realpath(entry.audio)).is_relative_to(output)), None)
     if inside is not None:
         raise UsageError(f"OUTPUT_DIR {args.output_dir} holds recordings to prepare ({inside}): the prepared set would "
                          f"be written among them; give a folder of its own (such as {args.data_dir / 'prepared'})")

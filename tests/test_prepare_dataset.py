@@ -152,6 +152,7 @@ def test_every_csv_line_is_prepared_or_reported(prepare, capsys, tmp_path):
     failed = [json.loads(line) for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()]
     assert prepared == ["a"]
     assert len(failed) == 1 and "lines 3-6" in failed[0]["error"] and "a quote is unbalanced" in failed[0]["error"]
+    assert failed[0]["audio"] == str((data / "meta.csv").absolute())  # the record read no audio: was DATA_DIR
     # without the unbalanced quote, the short row is reported by its line and the others are prepared
     missing = f"gone.wav,{IPA}\n"  # a line whose audio is missing: reported with its line too
     (data / "meta.csv").write_text(csv_text.replace(f'"{IPA} with a quote that never closes', IPA) + missing,
@@ -566,6 +567,11 @@ def test_an_output_folder_inside_the_data_folder_that_holds_recordings_is_refuse
         f"error: OUTPUT_DIR {data / 'spk1'} holds recordings to prepare ({data / 'spk1' / 'u0.wav'}): the prepared set "
         f"would be written among them; give a folder of its own (such as {data / 'prepared'})"), err
     assert sorted(path.name for path in (data / "spk1").iterdir()) == ["u0.txt", "u0.wav"]
+    # a metadata file kept in OUTPUT_DIR is no recording, also where a row of it names no audio (it is reported by it)
+    (data / "out").mkdir()
+    (data / "out" / "meta.csv").write_text(f"file,text\nspk1/u0.wav,{IPA}\n,{IPA}\n", encoding="utf-8")
+    status, _, err = run(prepare, capsys, data, data / "out", "--metadata", data / "out" / "meta.csv")
+    assert status == prepare.SOME_ROWS_FAILED, err
 
 
 def test_a_metadata_folder_is_named_as_a_folder_not_missing(prepare, capsys, tmp_path):
