@@ -65,6 +65,9 @@ def parse(argv=None, only: list[str] | None = None):
     option no run can use, before any model is built."""
     modules = load_modules()
     args = build_parser(modules).parse_args(argv)
+    if only and args.only is not None:  # a module run alone (python -m benchmarks.host_work) ran itself instead
+        raise UsageError(f"--only {args.only}: this command runs {', '.join(only)} alone; run the others with python "
+                         f"-m benchmarks --only {args.only}")
     names = only or [name.strip() for name in (args.only or "").split(",") if name.strip()]
     unknown = set(names) - {module.NAME for module in modules}
     if unknown:

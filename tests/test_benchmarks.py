@@ -218,6 +218,14 @@ def test_a_module_run_alone_refuses_in_one_line():
     assert result.stdout == ""
 
 
+def test_a_module_run_alone_refuses_another_module_asked_for(runner):
+    """`python -m benchmarks.host_work --only floors` ran the host module, the --only given ignored."""
+    with pytest.raises(UsageError, match=r"^--only floors: this command runs host alone; run the others with python "
+                                         r"-m benchmarks --only floors$"):
+        runner.parse(["--only", "floors"], only=["host"])
+    assert [module.NAME for module in runner.parse([], only=["host"])[1]] == ["host"]
+
+
 @pytest.mark.subprocess
 def test_the_machine_lines_come_without_torchaos_import_messages():
     """On a CPU, importing torchao for its version logged that its CUDA kernels' libraries cannot load (and a
