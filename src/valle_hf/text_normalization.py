@@ -35,7 +35,7 @@ def verbalize(text: str, language: str) -> str:
     money, minus signs, one before a scale noun, ordinals, powers, durations, units, fractions, symbols and decimal
     points, in that order: each pass reads what the passes before it left ("5–10 km" is a range of numbers before its
     unit is read, "2026-12-25T15:00" a date before its time)."""
-    text = _slash_pairs_as_read(_slash_runs_as_read(_phone_numbers_as_read(text)), language)
+    text = _slash_pairs_as_read(_slash_runs_as_read(_phone_numbers_as_read(_caret_powers(text, language))), language)
     text = _decades_as_words(_seconds_as_words(_ranges_as_words(text, language), language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
     text = _one_before_scale_as_read(_minus_as_word(_currency_as_words(text, language), language), language)
@@ -113,8 +113,7 @@ def _as_vulgar(fraction: re.Match) -> str:
 def normalize_text(text: str) -> str:
     """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms and the digits of every
     script (`_ascii_digits`) mapped to ASCII, Roman numerals, degree signs, squared units and circled numbers to what
-    they stand for (`_COMPATIBILITY_FORMS`), a power written with a caret as its superscript (`_CARET_POWER`: "10^3" →
-    "10³"), thousands parted by a no-break space as one number
+    they stand for (`_COMPATIBILITY_FORMS`), thousands parted by a no-break space as one number
     (`_DIGIT_GROUP_SPACE`), "1⁄2" as "½" (`_SLASHED_FRACTION`), and runs of whitespace (newlines included) as one
     space.
 
@@ -122,7 +121,7 @@ def normalize_text(text: str) -> str:
     symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
     """
     text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII).translate(_COMPATIBILITY_FORMS)
-    text = _CARET_POWER.sub(lambda caret: caret.group()[1:].translate(_TO_SUPERSCRIPT), _ascii_digits(text))
+    text = _ascii_digits(text)
     text = _DIGIT_GROUP_SPACE.sub("", text)
     text = _SLASHED_FRACTION.sub(_as_vulgar, text)
     return " ".join(text.split())
@@ -268,9 +267,20 @@ _POWER_WORDS = {
 _POWER = re.compile("[⁺⁻]?[⁰¹²³⁴⁵⁶⁷⁸⁹]+")
 _FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 # A power written with a caret, as plain text writes it ("10^3", "x^2", "10^-3"; espeak-ng left the caret out, "ten
-# three"), is its superscript (`normalize_text`), read as the table above says
-_CARET_POWER = re.compile(r"(?<=[\w)\]])\^(?P<sign>[+\-−]?)(?P<power>\d+)(?![\d.,]\d|\d)")
+# three"), is its superscript (`_caret_powers`), read as the table above says: in a language that has the words for
+# any power, after a digit, a bracket or a letter standing alone ("Smith^12" and "2^3^2" are left as written)
+_CARET_POWER = re.compile(r"(?:(?<=[\d)\]])|(?<=(?<![^\W\d_])[^\W\d_]))(?<!\^\d)(?<!\^\d\d)\^(?P<sign>[+\-−]?)"
+                          r"(?P<power>\d+)(?![\d.,]\d|\d|\^)")
 _TO_SUPERSCRIPT = str.maketrans("0123456789+-−", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻")
+
+
+def _caret_powers(text: str, language: str) -> str:
+    """`text` with its powers written with a caret (`_CARET_POWER`) as superscripts ("10^-3" → "10⁻³"), in a language
+    that has words for any power (`_POWER_WORDS`); as it is in any other, whose voice would drop a superscript."""
+    words = _for_language(_POWER_WORDS, language)
+    if words is None or words[2] is None:
+        return text
+    return _CARET_POWER.sub(lambda caret: caret.group()[1:].translate(_TO_SUPERSCRIPT), text)
 
 
 def _powers_as_words(text: str, language: str) -> str:
