@@ -77,6 +77,25 @@ def test_a_carriage_return_in_a_cell_is_reported_on_its_line_and_one_alone_ends_
             ("2", f"line 2: {CR_IN_A_CELL}"), ("3", None)]
 
 
+@pytest.mark.parametrize("name", ["m.csv", "m.tsv", "m.txt"])
+def test_carriage_returns_that_end_lines_are_line_ends_in_every_writers_form(tmp_path, name):
+    """"\r\r\n" (Python's csv writer on Windows in text mode), a last line ended by "\r" alone in a file of "\r\n",
+    and a classic Mac file with a line break ("\n") in a quoted cell were refused whole, or their last row, as cells
+    holding a carriage return, once lone ones were read as the cells' (they had been read)."""
+    delimiter = {"m.csv": ",", "m.tsv": "\t", "m.txt": "|"}[name]
+    lines = [delimiter.join(["id", "text"]), delimiter.join(["a", "One."]), delimiter.join(["b", "Two."])]
+    for ending, last in (("\r\r\n", "\r\r\n"), ("\r\n", "\r"), ("\r\n", "")):
+        (tmp_path / name).write_bytes((ending.join(lines) + last).encode())
+        rows = read_table(tmp_path / name).rows
+        assert [(row.lines, row.values, row.error) for row in rows] == [
+            ("2", {"id": "a", "text": "One."}, None), ("3", {"id": "b", "text": "Two."}, None)], (ending, last)
+    if name == "m.csv":  # Excel's "CSV (Macintosh)": lines end with "\r", a cell's line break is "\n"
+        (tmp_path / name).write_bytes(b'id,text\ra,"One\nmore"\rb,Two.\r')
+        rows = read_table(tmp_path / name).rows
+        assert [row.values["id"] for row in rows] == ["a", "b"] and rows[1].error is None
+        assert "a quoted cell holds a line break" in rows[0].error
+
+
 @pytest.mark.parametrize("name, content, layout", [
     ("m.csv", " id , text \na,Hi.\n", "csv"),
     ("m.tsv", " id\t text \na\tHi.\n", "tsv"),

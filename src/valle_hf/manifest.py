@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,11 +82,14 @@ def table_layout(path: str | os.PathLike, first_line: str, requested: str = "aut
 
 
 def _newlines(content: str) -> str:
-    """`content`, read without newline translation, with its line breaks as "\n": "\r\n" (Windows), or "\r" in a
-    file that has no other (classic Mac OS). A lone "\r" in a file of other line breaks is no line break but a
-    character in a cell (a spreadsheet's line break inside a cell), left for the reader to report (`_CR_IN_A_CELL`):
-    Python's text mode took it for one, which cut its row in two and shifted every later line number."""
-    return content.replace("\r", "\n") if "\n" not in content else content.replace("\r\n", "\n")
+    """`content`, read without newline translation, with its line breaks as "\n": carriage returns before a "\n"
+    ("\r\n", Windows'; "\r\r\n", Python's csv writer on Windows in text mode) or at the end, and, in a file whose lines
+    end with "\r" (classic Mac OS, Excel's "CSV (Macintosh)", where a "\n" is a line break inside a quoted cell),
+    every "\r". Any other "\r" is no line break but a character in a cell (a spreadsheet's line break inside a cell),
+    left for the reader to report (`_CR_IN_A_CELL`): Python's text mode took it for one, which cut its row in two and
+    shifted every later line number."""
+    content = re.sub(r"\r+(?=\n)|\r+\Z", "", content)
+    return content.replace("\r", "\n") if content.count("\r") > content.count("\n") else content
 
 
 def _lines(content: str) -> list[str]:
