@@ -399,6 +399,8 @@ def check_no_recordings_in_output(args, entries: list[Entry]) -> None:
     """Refuse (`UsageError`) an OUTPUT_DIR inside DATA_DIR that holds recordings to prepare (a speaker's folder): the
     prepared set would be written among them. A folder of its own inside DATA_DIR holds none."""
     output = Path(os.path.realpath(args.output_dir))
+    if not output.is_relative_to(os.path.realpath(args.data_dir)):  # DATA_DIR inside it: its own files go beside
+        return
     inside = next((entry.audio for entry in entries
                    if not entry.error and Path(os.path.realpath(entry.audio)).is_relative_to(output)), None)
     if inside is not None:

@@ -366,7 +366,8 @@ def test_greek_words_in_english_are_refused_and_greek_symbols_read(text, languag
     assert f"Greek words ({' '.join(quoted)})" in str(refused.value)
     for other in ("de", "fr", "el"):
         assert "(el)" in phonemize(text, other) or other == "el"
-    for symbols in ("the ΔG value", "an α-helix", "αβ T cells", "α β γ δ", "π", "θˈɪŋk βχθ"):
+    for symbols in ("the ΔG value", "an α-helix", "αβ T cells", "α β γ δ", "π", "θˈɪŋk βχθ", "the αβγ frame",
+                    "The ΔΔΔ mutant", "the Gαβγ trimer", "πππ"):  # refused once, as words
         assert phonemize(symbols, language)
     with pytest.raises(ValueError, match=r"Greek words \(ὁ\)"):  # a polytonic letter is a word's ("the")
         phonemize("ὁ", language)

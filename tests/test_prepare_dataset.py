@@ -572,6 +572,8 @@ def test_an_output_folder_inside_the_data_folder_that_holds_recordings_is_refuse
     (data / "out" / "meta.csv").write_text(f"file,text\nspk1/u0.wav,{IPA}\n,{IPA}\n", encoding="utf-8")
     status, _, err = run(prepare, capsys, data, data / "out", "--metadata", data / "out" / "meta.csv")
     assert status == prepare.SOME_ROWS_FAILED, err
+    # DATA_DIR inside OUTPUT_DIR (corpus/wavs into corpus): the prepared set goes beside the recordings' folder
+    assert run(prepare, capsys, data / "spk1", data)[0] == 0
 
 
 def test_a_metadata_folder_is_named_as_a_folder_not_missing(prepare, capsys, tmp_path):

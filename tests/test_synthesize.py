@@ -277,16 +277,17 @@ def test_a_rows_bad_setting_is_named_as_its_column_and_the_commands_flags_as_fla
 def test_ids_naming_one_file_where_names_ignore_case_or_unicode_form_are_refused(tmp_path):
     """On macOS and Windows the second row's WAV replaced the first's, and both records named it."""
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
-    ids = ["Anna", "anna", "caf\u00e9", "cafe\u0301", "other", "straße", "strasse", "STRAẞE"]  # é composed, then
-    # e + combining accent; "ß" is no "ss" in any file system's case folding, and its capital is "ẞ"
+    ids = ["Anna", "anna", "caf\u00e9", "cafe\u0301", "other", "straße", "strasse", "STRAẞE", "λογος", "ΛΟΓΟΣ"]  # é
+    # composed, then e + combining accent; "ß" is no "ss" in any file system's case folding, its capital is "ẞ", and
+    # a final "ς" is a "σ"
     lines = ["id,text,prompt", *(f"{row_id},Hello.,voice.wav" for row_id in ids)]
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
     plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
-    assert sorted(job.id for batch in plan.batches for job in batch) == sorted([*ids[0:5:2], *ids[5:7]])
+    assert sorted(job.id for batch in plan.batches for job in batch) == sorted([*ids[0:5:2], *ids[5:7], ids[8]])
     errors = {failure["line"]: failure["error"] for failure in plan.failures}
-    assert sorted(errors) == ["3", "5", "9"], errors
-    assert "'straße' of line 7 differ only in case" in errors["9"]
+    assert sorted(errors) == ["11", "3", "5", "9"], errors
+    assert "'straße' of line 7 differ only in case" in errors["9"] and "'λογος' of line 10" in errors["11"]
     assert "'Anna' of line 2 differ only in case" in errors["3"] and f"{ids[2]!r} of line 4" in errors["5"]
 
 

@@ -234,11 +234,12 @@ _SPELLED_SCRIPTS = ("CYRILLIC", "ARABIC", "HEBREW", "THAI", "ETHIOPIC", "SYRIAC"
 
 
 # A Greek word, which espeak-ng's English voices spell out letter by letter, by name ("Αθήνα" as "alpha theta eta nu
-# alpha"), where the German and French ones switch to the Greek voice: three Greek letters in a row or more, or one
-# with an accent or a diaeresis (which words carry, symbols never: "ή", "ϊ"). A letter or two are symbols read by
-# their names, as they should be ("π", "ΔG", "αβ T cells").
-_GREEK_WORD = re.compile("[\u0370-\u03ff\u1f00-\u1fff]{3,}"
-                         "|[\u0386\u0388-\u0390\u03aa-\u03b0\u03ca-\u03ce\u1f00-\u1fff]")
+# alpha"), where the German and French ones switch to the Greek voice: a Greek letter with an accent or a diaeresis
+# (which words carry, symbols never: "ή", "ϊ"), a capital before two small letters or more ("Και"), or four capitals
+# or more ("ΑΘΗΝΑ": capitals carry no accent). Symbols are read by their names, as they should be: a letter or a few
+# ("π", "ΔG", "αβ T cells", "the αβγ frame", "the ΔΔΔ mutant").
+_GREEK_WORD = re.compile("[\u0386\u0388-\u0390\u03aa-\u03b0\u03ca-\u03ce\u1f00-\u1fff]"
+                         "|[\u0391-\u03a9][\u03b1-\u03c9]{2,}|[\u0391-\u03a9]{4,}")
 
 
 def _reads_latin_only(language: str) -> bool:

@@ -171,8 +171,15 @@ def _failed_id(values: dict):
 def _file_key(row_id: str) -> str:
     """What file systems that ignore case and Unicode forms (macOS's, Windows') read of an id: two ids with one key
     would write one WAV there, the second row's audio under both rows' records. They fold case one character for one
-    ("Straße" is "straße", never "strasse": `str.casefold` refused "strasse" beside it)."""
-    return "".join(char if len(char.lower()) > 1 else char.lower() for char in unicodedata.normalize("NFC", row_id))
+    (`_simple_fold`: "ς" is "σ", but "Straße" is "straße", never "strasse": `str.casefold` refused "strasse")."""
+    return "".join(map(_simple_fold, unicodedata.normalize("NFC", row_id)))
+
+
+def _simple_fold(char: str) -> str:
+    """`char` case-folded one character for one (Unicode's simple case folding, as file systems fold names): its
+    full folding where that is one character ("ς" → "σ", "ϐ" → "β"), else its lower case where that is, else itself
+    ("ß" stays "ß", not "ss")."""
+    return next((form for form in (char.casefold(), char.lower()) if len(form) == 1), char)
 
 
 def _check_id(row_id: str, seen: dict[str, tuple[str, str]]) -> None:
