@@ -30,11 +30,12 @@ _SPACED_LETTER = "[^\\W\\d_\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\
 
 def verbalize(text: str, language: str) -> str:
     """`text` (orthographic, after `normalize_text`) with the written forms espeak-ng misreads written as the words
-    `language` (an espeak-ng code, as `phonemes.resolve_language` gives it) says for them: phone numbers, runs of
-    numbers joined by slashes, pairs of them read as two numbers, ranges, seconds, decades, addresses, dates, times,
-    money, minus signs, one before a scale noun, ordinals, powers, durations, units, fractions, symbols and decimal
-    points, in that order: each pass reads what the passes before it left ("5–10 km" is a range of numbers before its
-    unit is read, "2026-12-25T15:00" a date before its time)."""
+    `language` (an espeak-ng code, as `phonemes.resolve_language` gives it) says for them: powers written with a caret
+    (as superscripts, read with the other powers), phone numbers, runs of numbers joined by slashes, pairs of them
+    read as two numbers, ranges, seconds, decades, addresses, dates, times, money, minus signs, one before a scale
+    noun, ordinals, powers, durations, units, fractions, symbols and decimal points, in that order: each pass reads
+    what the passes before it left ("5–10 km" is a range of numbers before its unit is read, "2026-12-25T15:00" a date
+    before its time)."""
     text = _slash_pairs_as_read(_slash_runs_as_read(_phone_numbers_as_read(_caret_powers(text, language))), language)
     text = _decades_as_words(_seconds_as_words(_ranges_as_words(text, language), language), language)
     text = _times_as_words(_dates_as_words(_addresses_as_words(text, language), language), language)
