@@ -58,7 +58,7 @@ from .errors import (
     with_hints,
 )
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts
-from .hardware import free_memory, nar_autocast_dtype
+from .hardware import decoding_attention, free_memory, nar_autocast_dtype
 from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors, temperature_processor
@@ -522,10 +522,10 @@ def _warn_if_dropping_out(model: torch.nn.Module) -> None:
 def _ar_generate(model, **generate_kwargs):
     """`GenerationMixin.generate` for the AR (or STT) stage. A seeded, sampled run returns as its `scores` those its
     tokens were drawn from, not the one-token distributions `SeededRowSampler` handed on. With entropix sampling,
-    the attention it reads is recorded meanwhile."""
+    the attention it reads is recorded meanwhile. cuDNN's attention is off meanwhile (`decoding_attention`)."""
     config = generate_kwargs["generation_config"]
     _check_first_step_memory(model, generate_kwargs["input_ids"], config)
-    with probing_attention(bool(config.entropix) and config.is_sampling):
+    with probing_attention(bool(config.entropix) and config.is_sampling), decoding_attention():
         output = GenerationMixin.generate(model, **generate_kwargs)
     generators = active_generators()
     if generators is not None and generators.drawn_from is not None and output.scores is not None:

@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "Precision",
     "choose_precision",
     "cpu_multiplies_fast",
+    "decoding_attention",
     "widened_to_float32",
     "decoder_layer_step_ms",
     "loaded_precision",
@@ -154,6 +156,40 @@ def _fast_bf16_matmul(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_multiplies_fast(torch.bfloat16)
+
+
+# ------------------------------------------------------------------------------------------------ decoding's attention
+_DECODING = threading.Lock()
+_decoding_calls = 0
+_cudnn_before: bool | None = None
+
+
+@contextlib.contextmanager
+def decoding_attention():
+    """The block's `scaled_dot_product_attention` calls run without cuDNN's backend; the other backends stay as they
+    were. For decoding loops (the AR, STT).
+
+    cuDNN's attention builds an execution plan for each new shape of query and keys, and a cached decoding step's
+    keys grow by one position at every step: each step built a plan per layer, about 3 ms of host time each. On an
+    H200 (torch 2.11) a step of the released model took 42-48 ms in float16 or bfloat16 that way, and 8-9 ms with
+    cuDNN's backend off, which torch does not pick for float32 anyway. No effect on the CPU.
+
+    The switch is process-wide (torch keeps it so): it is turned off by the first of concurrent blocks (threads of a
+    server) and put back as it was by the last.
+    """
+    global _decoding_calls, _cudnn_before
+    with _DECODING:
+        if _decoding_calls == 0:
+            _cudnn_before = torch.backends.cuda.cudnn_sdp_enabled()
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        _decoding_calls += 1
+    try:
+        yield
+    finally:
+        with _DECODING:
+            _decoding_calls -= 1
+            if _decoding_calls == 0:
+                torch.backends.cuda.enable_cudnn_sdp(_cudnn_before)
 
 
 # ------------------------------------------------------------------------------------------------ the AR's precision
