@@ -145,12 +145,14 @@ def test_compiled_forward_matches(fixtures, fixture_model):
     assert torch.equal(expected.codes, compiled.codes)
 
 
-def test_generate_compiles_its_decoding_steps_into_one_graph():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_generate_compiles_its_decoding_steps_into_one_graph(dtype):
     """transformers compiles the cached decoding step (`compile_config` with a static cache); the model's forward
-    must not break that graph (`_can_compile_fullgraph`)."""
+    must not break that graph (`_can_compile_fullgraph`). A 16-bit model's linears broke it (they read a context
+    variable), and on CUDA each layer's rest of the forward was compiled again, past torch's recompile limit."""
     from transformers import CompileConfig
 
-    model = reactive_model(seed=1)
+    model = reactive_model(seed=1).to(dtype)
     generator = torch.Generator().manual_seed(0)
     text = torch.randint(3, model.config.text_vocab_size, (2, 6), generator=generator)
     prompt = torch.randint(0, model.config.audio_vocab_size, (2, 9, model.config.num_rvq_levels), generator=generator)

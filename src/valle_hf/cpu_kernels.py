@@ -227,6 +227,8 @@ class CPULinearForward:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         module = self.module
         weight, bias = module.weight, module.bias
+        if torch.compiler.is_compiling():  # inductor chooses its own kernels; the checks below break its graph
+            return F.linear(x, weight, bias)
         if _applies(x, weight, bias):
             if self.prepack:
                 weight = self._derive(weight, weight.dtype, self._pack)
@@ -269,7 +271,8 @@ def sdpa_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
     multiplied in float32 and the output `[B, L, heads, head_dim]` is rounded back to the query's dtype. While
     entropix samples, it also hands the last position's scores to `valle_hf.entropix.record_attention`."""
     record_attention(module, query, key, attention_mask, kwargs.get("scaling"))
-    if query.dtype in (torch.bfloat16, torch.float16) and _DECODING_STEP.get() and _inference_on_cpu(query):
+    # the context variable last: torch.compile cannot read one (`_inference_on_cpu` is False while it compiles)
+    if query.dtype in (torch.bfloat16, torch.float16) and _inference_on_cpu(query) and _DECODING_STEP.get():
         if attention_mask is not None and attention_mask.is_floating_point():
             attention_mask = attention_mask.float()
         output, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask,
