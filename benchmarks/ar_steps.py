@@ -241,6 +241,8 @@ def measure(model, variant: str, state: PromptState, args, device, cache: str = 
     extra = {"prefix_silence": state.start_s} if state.start_s else {}
     if compiled:
         extra["compile_config"] = compile_config(args, device)
+    else:  # transformers compiles a static-cache call on its own on accelerators
+        extra["disable_compile"] = True
 
     def one_run(steps, budget):
         return ar_run(model, state.text, state.prompt, steps, args, device, budget,

@@ -267,3 +267,24 @@ def test_synthesis_refuses_an_option_it_cannot_use_before_building_the_model(cas
     lines = err.strip().splitlines()
     assert status == 1 and len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
     assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_only_the_cache_matrix_rows_marked_compiled_compile(tiny_runner, monkeypatch, capsys):
+    """On an accelerator transformers compiles every static-cache call on its own: on an H200 the matrix's static row
+    marked not compiled ran compiled (and past torch's recompile limit), and the compiled row after it found its graph
+    built and reported a compile time of 0 s."""
+    from benchmarks import ar_steps
+
+    seen = set()
+
+    def recording_run(model, text, prompt, steps, args, device, budget_s=None, **extra):
+        seen.add((type(extra["cache"]).__name__, extra.get("disable_compile"), "compile_config" in extra))
+        return {"steps_ms": [1.0] * (steps - 1), "wall_s": 0.01}
+
+    monkeypatch.setattr(ar_steps, "ar_run", recording_run)
+    status = tiny_runner.main(["--quick", "--only", "ar", "--ar-variants", "float32", "--batch-sizes", "1",
+                               "--steps", "3", "--ar-rounds", "1", "--floor-repeats", "1", "--no-baseline",
+                               "--cache-matrix"])
+    assert status == 0, capsys.readouterr()
+    assert seen == {("NoneType", True, False), ("DynamicCache", True, False), ("StaticCache", True, False),
+                    ("StaticCache", None, True)}
