@@ -78,7 +78,14 @@ from valle_hf.errors import (
 )
 from valle_hf.files import check_output_folder, refused_write
 from valle_hf.hub import model_name
-from valle_hf.loading import CONVERTED_CHOICES, load_model, load_processor, no_progress_bars
+from valle_hf.loading import (
+    CONVERTED_CHOICES,
+    check_converted_model,
+    check_hub_tokenizer,
+    load_model,
+    load_processor,
+    no_progress_bars,
+)
 from valle_hf.processing import VallEProcessor
 from valle_hf.tokenization import saved_tokenizer
 from valle_hf.training import StopOnNonFiniteWeights, VallEDataCollator, add_lora, set_attention_dropout
@@ -600,6 +607,9 @@ def model_and_processor(name: str, data: Path) -> tuple:
     had fails there, in one line)."""
     name = model_name(name, "--model")  # a folder's "~" read as the home folder, as every loader reads it
     local = Path(name).is_dir()
+    if not local:  # a Hub model without a tokenizer is refused before its weights (gigabytes) are fetched
+        check_converted_model(name, CONVERTED_CHOICES)
+        check_hub_tokenizer(name, instead="fine-tune a downloaded copy of the model (a folder without one is taken)")
     processor = model_processor(name) if local else None
     if processor is not None:
         check_tokenizer(data, processor.tokenizer, name)

@@ -431,6 +431,7 @@ def test_a_hub_failing_on_the_weights_or_the_tokenizer_alone_is_named_at_once(tm
         no_tokenizer = r"^could not download the phoneme tokenizer of someone/no-tokenizer .*tokenizer.json.*tokenizer="
         with pytest.raises(ModelNotFoundError, match=no_tokenizer):
             load_model_and_processor("someone/no-tokenizer")
+        assert not [path for path in hub.downloads() if "no-tokenizer" in path and path.endswith("model.safetensors")]
         with pytest.raises(ModelNotFoundError, match=r"^could not load someone/no-weights \(.*model.safetensors"):
             load_model_and_processor("someone/no-weights")
 

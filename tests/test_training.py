@@ -1087,6 +1087,28 @@ def test_finetune_refuses_data_of_another_tokenizer_for_a_hub_model(tmp_path, mo
                                       "--prompt-duration", "0.2", "0.5"])))
 
 
+def test_finetune_refuses_a_hub_model_without_a_tokenizer_before_fetching_its_weights(tmp_path, monkeypatch,
+                                                                                       converted_dir, capsys):
+    """A Hub model without tokenizer.json was downloaded whole, then refused with "give it with --tokenizer", an
+    option fine-tune does not have."""
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    write_tiny_dataset(tmp_path / "data")
+    finetune = load_script(REPO / "examples" / "finetune.py")
+    files = {path.name: path for path in converted_dir.iterdir() if path.is_file() and path.name != "tokenizer.json"}
+    with served_hub(monkeypatch, {"someone/no-tokenizer": files}) as hub:
+        status = finetune.main(list(map(str, ["--model", "someone/no-tokenizer", "--data", tmp_path / "data",
+                                              "--output", tmp_path / "out", "--prompt-duration", "0.2", "0.5"])))
+        downloaded = hub.downloads()
+    err = capsys.readouterr().err
+    assert status == 1 and err.startswith("error: could not download the phoneme tokenizer of someone/no-tokenizer")
+    assert "fine-tune a downloaded copy" in err and "--tokenizer" not in err and err.count("\n") == 1, err
+    assert not [path for path in downloaded if path.endswith("model.safetensors")]
+    assert not (tmp_path / "out").exists()
+
+
 def test_finetune_refuses_data_of_another_codec(tmp_path, monkeypatch):
     """The data's codes came from another codec than the model's, and it trained on them without a word."""
     from valle_hf.dataset import PREPARE_CONFIG

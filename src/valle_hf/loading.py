@@ -274,6 +274,9 @@ def load_model_and_processor(
     if path.is_dir() and (path / "config.json").is_file() and not (path / TOKENIZER_FILE).is_file():
         raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer "
                               "(tokenizer= in Python), or convert the checkpoint again (python -m valle_hf.convert)")
+    if not path.exists():  # a Hub id: a missing tokenizer is found before the weights (gigabytes) are fetched
+        check_converted_model(name, choices, revision)  # first: a name that is no model is named so
+        check_hub_tokenizer(name, revision)
     model = load_model(name, dtype=dtype, quantize=quantize, revision=revision, choices=choices)
     return model, load_processor(name, revision=revision)
 
@@ -301,14 +304,20 @@ def load_processor(name: str, revision: str | None = None):
     it cannot be read."""
     from .processing import VallEProcessor
 
-    # a Hub id's tokenizer, which transformers reported as no tokenizer backend found, or retried for half a minute
-    cache_only = not Path(name).exists() and check_reachable(
-        name, TOKENIZER_FILE, f"the phoneme tokenizer of {name}", "a converted model holds its phoneme tokenizer: "
-        "give it with --tokenizer (tokenizer= in Python), or upload the converted folder again", revision=revision)
+    cache_only = not Path(name).exists() and check_hub_tokenizer(name, revision)
     try:
         return VallEProcessor.from_pretrained(name, revision=revision, local_files_only=cache_only)
     except (OSError, ValueError) as error:  # transformers' loaders raise these for a missing or unreadable file
         raise CheckpointError(f"could not load the processor of {name} ({one_line(error, 200)})") from None
+
+
+def check_hub_tokenizer(name: str, revision: str | None = None,
+                        instead: str = "give it with --tokenizer (tokenizer= in Python)") -> bool:
+    """Refuse (`ModelNotFoundError`, offering `instead` or an upload of the converted folder) a Hub id whose
+    tokenizer.json cannot be had, which transformers reported as no tokenizer backend found, or retried for half a
+    minute. Returns whether the Hub is out of reach but the file is cached (`check_reachable`)."""
+    return check_reachable(name, TOKENIZER_FILE, f"the phoneme tokenizer of {name}", "a converted model holds its "
+                           f"phoneme tokenizer: {instead}, or upload the converted folder again", revision=revision)
 
 
 def check_own_tokenizer(model_dir: Path, tokenizer, tokenizer_file: str) -> None:
