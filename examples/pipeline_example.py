@@ -30,6 +30,7 @@ from valle_hf.loading import (
     EXAMPLE_CHOICES,
     TINY_RANDOM,
     check_converted_model,
+    check_hub_tokenizer,
     load_model_and_processor,
     names_original_checkpoint,
     released_model_directory,
@@ -58,16 +59,26 @@ def build_parser() -> ArgumentParser:
 
 
 def build_pipeline(model_name: str | None, device: str):
-    if model_name == TINY_RANDOM or names_original_checkpoint(model_name or ""):
-        # A model instance: give the pipeline its processor and tokenizer too.
-        model, processor = load_model_and_processor(model_name, choices=EXAMPLE_CHOICES)
-        return pipeline("text-to-speech", model=model, tokenizer=processor.tokenizer, processor=processor,
-                        device=device)
-    # A directory or Hub id: the pipeline loads model and processor (AutoProcessor) by itself, once the name is
-    # checked (a folder that is no model, an unreachable Hub id: one line, not the loaders' traceback).
-    model_name = model_name or str(released_model_directory(choices=EXAMPLE_CHOICES))
-    check_converted_model(model_name, EXAMPLE_CHOICES)
-    return pipeline("text-to-speech", model=model_name, device=device)
+    if model_name != TINY_RANDOM and not names_original_checkpoint(model_name or ""):
+        model_name = model_name or str(released_model_directory(choices=EXAMPLE_CHOICES))
+        if not cache_only(model_name):
+            # A directory or Hub id: the pipeline loads model and processor (AutoProcessor) by itself.
+            return pipeline("text-to-speech", model=model_name, device=device)
+    # A model instance (tiny-random, an original checkpoint converted in memory, a Hub model's cached files while the
+    # Hub is out of reach): give the pipeline its processor and tokenizer too.
+    model, processor = load_model_and_processor(model_name, choices=EXAMPLE_CHOICES)
+    return pipeline("text-to-speech", model=model, tokenizer=processor.tokenizer, processor=processor, device=device)
+
+
+def cache_only(model_name: str) -> bool:
+    """Check a converted model's name first (a folder that is no model, an unreachable Hub id, a Hub id without its
+    tokenizer: one line, not the loaders' traceback, and before any weights are fetched); whether the Hub is out of
+    reach but the model's files are cached, which the pipeline's loaders would ask the Hub for again and again."""
+    cached = check_converted_model(model_name, EXAMPLE_CHOICES)
+    if Path(model_name).exists():
+        return cached
+    fix = "download the model into a folder, add its tokenizer.json, and give the folder as --model"
+    return check_hub_tokenizer(model_name, instead=fix) or cached
 
 
 def output_paths(output: str, count: int) -> list[str]:

@@ -176,3 +176,31 @@ def test_the_command_line_examples_name_their_flag_for_a_model_not_found(tmp_pat
         assert example(name).main([arg.format(**fill) for arg in argv] + ["--model", model]) == 1
         err = capsys.readouterr().err
         assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
+
+
+def test_pipeline_example_with_a_hub_model_refuses_one_without_a_tokenizer_and_reads_the_cache_in_an_outage(
+        tmp_path, monkeypatch, converted_dir, prompt_wav, capsys):
+    """A Hub model without tokenizer.json ended in transformers' "no tokenizer backend" error after its weights were
+    downloaded; with the Hub out of reach, a model whose files were cached was asked for again, file by file."""
+    from conftest import served_hub
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    files = {path.name: path for path in converted_dir.iterdir() if path.is_file()}
+    repos = {"someone/valle": files,
+             "someone/no-tokenizer": {name: path for name, path in files.items() if name != "tokenizer.json"}}
+    argv = ["Hello there.", str(prompt_wav), str(tmp_path / "speech.wav"), "--temperature", "0",
+            "--max-new-tokens", "3", "--device", "cpu", "--model"]
+    with served_hub(monkeypatch, repos) as hub:
+        assert example("pipeline_example").main([*argv, "someone/no-tokenizer"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: could not download the phoneme tokenizer of someone/no-tokenizer"), err
+        assert "--tokenizer" not in err and err.count("\n") == 1, err
+        assert not [path for path in hub.downloads() if path.endswith("model.safetensors")]
+        assert example("pipeline_example").main([*argv, "someone/valle"]) == 0  # into the cache
+        hub.outage, asked = True, len(hub.requests)
+        assert example("pipeline_example").main([*argv, "someone/valle"]) == 0, capsys.readouterr().err
+        checks = len(hub.requests) - asked
+    (expected,) = _greedy_audio(str(converted_dir), ["Hello there."], prompt_wav, "en", max_new_tokens=3)
+    assert _same_pcm16(soundfile.read(tmp_path / "speech.wav")[0], expected)
+    assert checks <= 6, f"{checks} requests to a Hub out of reach"
