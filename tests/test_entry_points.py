@@ -677,14 +677,18 @@ def test_prompt_script_refuses_bad_input_in_one_line(case, workspace, capsys):
     (["--minimum", "-1", "list"], "argument --minimum: expected an integer >= 0, got '-1'"),
     (["run", "--max-children", "x"], "argument --max-children: expected an integer >= 1, got 'x'"),
     (["bogus"], "invalid choice: 'bogus'"),
+    (["--max-children", "2", "run"], "--max-children 2: --max-children is an option of the run command: give it after "
+                                     "the command (run --max-children 2)"),
+    (["bogus", "--max-children", "2"], "invalid choice: 'bogus'"),
     (["run", "--max-childen=2"], "unrecognized arguments: --max-childen=2 (did you mean --max-children?)"),
     # each was "(did you mean --size?)", the very option given
     (["list", "--size", "3"], "unrecognized arguments: --size (an option of scripts/mutation_sample.py itself: give it "
                               "before the subcommand) 3"),
     (["report", "--max-children", "2"], "--max-children (an option of another subcommand, or of this one given before "
                                         "it: give it after its subcommand)"),
-], ids=["no_sample", "negative_minimum", "no_children", "unknown_command", "misspelt_subcommand_flag",
-        "main_option_after_the_subcommand", "another_subcommands_option"])
+], ids=["no_sample", "negative_minimum", "no_children", "unknown_command", "subcommand_option_before_it",
+        "unknown_command_and_an_option",
+        "misspelt_subcommand_flag", "main_option_after_the_subcommand", "another_subcommands_option"])
 def test_mutation_script_refuses_bad_input_in_one_line(argv, expected, workspace, capsys):
     """argparse's status 2 and usage for a mistyped command; a negative --minimum failed in random.sample."""
     script = load_script(REPO / "scripts" / "mutation_sample.py")

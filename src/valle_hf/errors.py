@@ -195,7 +195,7 @@ class ArgumentParser(argparse.ArgumentParser):
                 if word.split("=")[0] in options else _option_hinted(word, options, positionals)
                 for word in message.removeprefix(prefix).split(" "))
         given = given[:given.index("--")] if "--" in given else given  # after it, words are positionals
-        dashed = _dashed_value(message, given)
+        dashed = _dashed_value(message, given) or self._subcommand_option_first(message, given)
         if dashed:
             return dashed
         unknown = [word for word in given if word.startswith("--") and word.split("=")[0] not in options]
@@ -209,6 +209,23 @@ class ArgumentParser(argparse.ArgumentParser):
             return f"{word} (an option of {self.prog} itself: give it before the subcommand)"
         return f"{word} (an option of another subcommand, or of this one given before it: give it after its subcommand)"
 
+    def _subcommand_option_first(self, message: str, given: list[str]) -> str | None:
+        """argparse's "invalid choice" of a subcommand when the word refused is the value of a subcommand's option
+        given before the subcommand ("--max-children 2 run": "2" was taken for the command); where the option goes.
+        None for any other message."""
+        match = _INVALID_CHOICE.match(message)
+        if not match:
+            return None
+        value = match["value"]
+        commands = {name: parser for action in self._actions if isinstance(action, argparse._SubParsersAction)
+                    for name, parser in action.choices.items()}
+        for option, word in zip(given, given[1:], strict=False):
+            owners = [name for name, parser in commands.items() if option in parser._option_string_actions]
+            if word == value and owners:
+                return (f"{option} {value}: {option} is an option of the {' and '.join(owners)} command: give it after "
+                        f"the command ({owners[0]} {option} {value})")
+        return None
+
     def _long_options(self) -> list[str]:
         """The "--" options of this parser and of its subcommands' parsers, whose unrecognized arguments this one
         reports."""
@@ -218,6 +235,9 @@ class ArgumentParser(argparse.ArgumentParser):
                 options += [option for parser in action.choices.values() for option in parser._long_options()]
         return options
 
+
+# argparse's message for a word that is none of a subcommand's names.
+_INVALID_CHOICE = re.compile(r"argument [\w-]+: invalid choice: '(?P<value>[^']*)'")
 
 # argparse's message for an option whose value it took for another option.
 _EXPECTED_ONE = re.compile(r"argument (?P<option>--[\w-]+)(?:/-\w)?: expected one argument")
