@@ -23,7 +23,7 @@ import valle_hf  # noqa: F401
 import torch
 from transformers import pipeline
 
-from valle_hf.audio import check_output_path, save_audio
+from valle_hf.audio import check_audio_file, check_output_path, reference_paths, save_audio
 from valle_hf.cli import check_flags_fit, count_value, seconds_value, seed_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point, named
 from valle_hf.loading import (
@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = output_paths(args.output, len(args.text))
     for path in paths:  # before any work: a bad path would fail after generating
         check_output_path(path, [args.prompt])
+    for path in reference_paths(args.prompt):  # and a missing prompt before the model loads
+        check_audio_file(path)
     torch.manual_seed(args.seed)
     tts = build_pipeline(args.model, usable_device(args.device))
     # The model's generation_config.json holds the original CLI's tuned settings (AR temperature 0.5, repetition

@@ -18,7 +18,7 @@ import valle_hf  # noqa: F401
 # isort: split
 import torch
 
-from valle_hf.audio import check_output_path, save_audio
+from valle_hf.audio import check_audio_file, check_output_path, reference_paths, save_audio
 from valle_hf.cli import check_flags_fit, count_value, seconds_value, seed_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point, named
 from valle_hf.loading import EXAMPLE_CHOICES, load_model_and_processor
@@ -65,6 +65,8 @@ def build_parser() -> ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_output_path(args.output, [args.prompt])  # before any work: a bad path would fail after generating
+    for path in reference_paths(args.prompt):  # and a missing prompt before the model loads
+        check_audio_file(path)
     device = usable_device(args.device)
 
     # Or: VallEForConditionalGeneration.from_pretrained(dir_or_repo) and VallEProcessor.from_pretrained(dir_or_repo).

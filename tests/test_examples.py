@@ -204,3 +204,22 @@ def test_pipeline_example_with_a_hub_model_refuses_one_without_a_tokenizer_and_r
     (expected,) = _greedy_audio(str(converted_dir), ["Hello there."], prompt_wav, "en", max_new_tokens=3)
     assert _same_pcm16(soundfile.read(tmp_path / "speech.wav")[0], expected)
     assert checks <= 6, f"{checks} requests to a Hub out of reach"
+
+
+@pytest.mark.parametrize("name, argv", [("stt", ["{prompt}", "{ws}/nope.wav"]),
+                                        ("tts", ["Hello.", "{ws}/nope.wav", "{ws}/o.wav"]),
+                                        ("pipeline_example", ["Hello.", "{ws}/nope.wav", "{ws}/o.wav"])])
+def test_the_examples_refuse_a_missing_audio_file_before_loading_the_model(tmp_path, prompt_wav, capsys, monkeypatch,
+                                                                            name, argv):
+    """stt.py found a missing file only after the model had loaded (a minute for the released one)."""
+    script = example(name)
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(script, "load_model_and_processor", no_load)
+    monkeypatch.setattr(script, "pipeline", no_load, raising=False)
+    fill = {"ws": str(tmp_path), "prompt": str(prompt_wav)}
+    assert script.main([arg.format(**fill) for arg in argv] + ["--model", "tiny-random", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "audio file not found" in err and err.count("\n") == 1, err

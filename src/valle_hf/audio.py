@@ -110,7 +110,7 @@ def load_audio(source: str | os.PathLike | bytes | FileLike, whole: bool = False
     or content that is no audio, and `VallETypeError` for a file open as text.
     """
     encoded = isinstance(source, ENCODED_AUDIO)
-    file = _content(source) if encoded else str(_audio_file(source))
+    file = _content(source) if encoded else str(check_audio_file(source))
     name = audio_name(source) if encoded else file
     what = name if encoded else f"audio file {name}"
     try:
@@ -126,9 +126,10 @@ def load_audio(source: str | os.PathLike | bytes | FileLike, whole: bool = False
     return data.T, rate
 
 
-def _audio_file(path: str | os.PathLike) -> Path:
-    """`path` as the audio file to read, refused where there is none: a URL, a directory, a pipe or a device, a
-    missing file, an empty one."""
+def check_audio_file(path: str | os.PathLike) -> Path:
+    """`path` as the audio file to read, refused where there is none (its content is not read: `load_audio` reads
+    it): `VallEValueError` for a URL, a pipe or a device, an empty file; `VallEFileNotFoundError` for a directory or
+    a missing file. A command checks its inputs with it before any model loads."""
     if re.match(_URL, str(path)):  # transformers' speech-recognition pipeline downloads one; Path("a://b") is "a:/b"
         raise VallEValueError(f"{path} is a URL, and audio is read from files only: download it first and give the "
                               "file's path")
