@@ -263,17 +263,21 @@ def build_parser() -> ArgumentParser:
 
 def check_source_flags(args) -> None:
     """Refuse flags the chosen source would ignore without a word: --config and --dtype apply to a --checkpoint's
-    conversion, --vocoder to a conversion (--checkpoint, or --released on first use); a --model-dir holds its own."""
-    ignored = [flag for flag, value, applies in (("--config", args.config, args.checkpoint),
-                                                 ("--dtype", args.dtype, args.checkpoint),
-                                                 ("--vocoder", args.vocoder, not args.model_dir))
-               if value is not None and not applies]
+    conversion (--released is converted in float32, so its --dtype float32 is taken), --vocoder to a conversion
+    (--checkpoint, or --released on first use); a --model-dir holds its own."""
+    conversion = "to a conversion (--checkpoint, or --released)"
+    ignored = [(flag, where) for flag, value, applies, where in (
+        ("--config", args.config, args.checkpoint, "to a --checkpoint's conversion"),
+        ("--dtype", args.dtype, args.checkpoint or (args.released and args.dtype == "float32"),
+         "to a --checkpoint's conversion" if args.model_dir else "to a --checkpoint's conversion; --released is "
+         "converted in float32"),
+        ("--vocoder", args.vocoder, not args.model_dir, conversion)) if value is not None and not applies]
     if ignored:
         source = ("--model-dir (its folder holds its own weights and decoder)" if args.model_dir else
-                  "--released (converted as released, in float32, once)")
-        flags = ", ".join(ignored)
-        raise UploadError(f"{flags} {'apply' if len(ignored) > 1 else 'applies'} when a --checkpoint is converted, not "
-                          f"to {source}: drop {flags}")
+                  "--released (converted as released, once)")
+        flags = ", ".join(flag for flag, _ in ignored)
+        raise UploadError(f"{'; '.join(f'{flag} applies {where}' for flag, where in ignored)}; not to {source}: drop "
+                          f"{flags}")
 
 
 def read_card(path: str) -> str:

@@ -622,11 +622,18 @@ UPLOAD_CASES = {
     "missing_checkpoint": (["--checkpoint", "{ws}/nope.sft", "--repo-id", "me/x"], "nope.sft"),
     # each was ignored without a word: the upload had the folder's float32 weights and its decoder
     "model_dir_dtype": (["--model-dir", "{model}", "--repo-id", "me/x", "--dtype", "float32"],
-                        "--dtype applies when a --checkpoint is converted, not to --model-dir (its folder holds"),
+                        "--dtype applies to a --checkpoint's conversion; not to --model-dir (its folder holds"),
+    # --vocoder was said to apply "when a --checkpoint is converted", though --released takes it too
     "model_dir_decoder_and_config": (["--model-dir", "{model}", "--repo-id", "me/x", "--vocoder", "none", "--config",
-                                      "{ws}/c.yaml"], "--config, --vocoder apply when a --checkpoint is converted"),
+                                      "{ws}/c.yaml"], "--config applies to a --checkpoint's conversion; --vocoder "
+                                                      "applies to a conversion (--checkpoint, or --released); not to "
+                                                      "--model-dir (its folder holds its own weights and decoder): "
+                                                      "drop --config, --vocoder"),
     "released_config": (["--released", "--repo-id", "me/x", "--config", "{ws}/c.yaml"],
-                        "--config applies when a --checkpoint is converted, not to --released (converted as released"),
+                        "--config applies to a --checkpoint's conversion; not to --released (converted as released"),
+    "released_half": (["--released", "--repo-id", "me/x", "--dtype", "float16"],
+                      "--dtype applies to a --checkpoint's conversion; --released is converted in float32; not to "
+                      "--released"),
 }
 
 
@@ -1026,3 +1033,9 @@ def test_a_process_other_than_the_main_one_leaves_the_ctrl_c_line_to_it_and_says
     monkeypatch.setenv("RANK", "0")
     assert entry_point()(stopped)() == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_upload_script_takes_the_released_models_own_dtype(upload_script):
+    """`--released --dtype float32` was refused as a flag --released ignores, though float32 is what it converts in."""
+    args = upload_script.build_parser().parse_args(["--released", "--repo-id", "me/x", "--dtype", "float32"])
+    upload_script.check_source_flags(args)
