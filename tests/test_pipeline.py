@@ -288,6 +288,14 @@ def test_a_streamer_is_checked_in_every_setting_and_with_the_pipelines_own_batch
         tts(texts[0], forward_params={**settings, "audio_streamer": streamer}, processor_kwargs={"language": "xx-nope"})
     with pytest.raises(ValueError, match="xx-nope"):
         next(streamer)
+    # one in each dict: generate_kwargs' was used, and the other's consumer waited for ever
+    streamers = [AudioIteratorStreamer(chunk_seconds=0.1, timeout=30) for _ in range(2)]
+    with pytest.raises(ValueError, match="an audio_streamer in both forward_params and generate_kwargs"):
+        tts(texts[0], forward_params={**settings, "audio_streamer": streamers[0]},
+            generate_kwargs={"audio_streamer": streamers[1]})
+    for streamer in streamers:
+        with pytest.raises(ValueError, match="in both forward_params and generate_kwargs"):
+            next(streamer)
     with pytest.raises(ValueError, match=r"makes one per batch of texts \(texts from an iterator, batch_size=3\)"):
         tts((text for text in texts), batch_size=3,
             forward_params={**settings, "audio_streamer": AudioIteratorStreamer(0.1)})

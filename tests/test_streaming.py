@@ -8,11 +8,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile
 import torch
 from conftest import PLAIN_SETTINGS
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from valle_hf.cli import main
 from valle_hf.codec import DecoderStream
@@ -24,6 +25,7 @@ from valle_hf.streaming import (
     decoder_context,
     not_streamable,
 )
+from valle_hf.tokenization import load_phoneme_tokenizer
 
 
 class Recorder(AudioStreamer):
@@ -201,6 +203,20 @@ def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_
 
     with pytest.raises(TypeError, match="audio_streamer must be a valle_hf.streaming.AudioStreamer"):
         fixture_model.generate(**inputs, prompt_codes=prompt[None], temperature=-1.0, audio_streamer=object())
+    # a transformers streamer has put and end, but receives token ids: it failed after the prompt was encoded, with an
+    # AttributeError (chunk_seconds); refused, and ended so that its reader stops
+    tokens = TextIteratorStreamer(load_phoneme_tokenizer(), timeout=30)
+    with pytest.raises(TypeError, match="AudioStreamer instance .*got TextIteratorStreamer: it receives token ids, so "
+                                        "pass it as streamer="):
+        fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=tokens)
+    assert "".join(tokens) == ""  # ended: no TimeoutError
+    # both at once ended in a TypeError about a private method
+    streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)
+    with pytest.raises(ValueError, match="streamer= and audio_streamer= cannot be given together"):
+        fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=streamer,
+                               streamer=TextIteratorStreamer(load_phoneme_tokenizer()))
+    with pytest.raises(ValueError, match="cannot be given together"):
+        next(streamer)
 
     # given as transformers' streamer=, refused: its consumer gets the refusal too (it waited for ever)
     streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)
@@ -318,6 +334,10 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
     for timeout in (0, -1.0, float("nan"), float("inf"), "5", True):
         with pytest.raises(ValueError, match="timeout must be None"):
             AudioIteratorStreamer(timeout=timeout)
+    # numpy numbers count as the Python numbers they hold, as in generate's settings (np.float32 was refused)
+    numpy_made = AudioIteratorStreamer(chunk_seconds=np.float32(0.5), timeout=np.float32(2))
+    assert (numpy_made.chunk_seconds, numpy_made.timeout) == (0.5, 2.0)
+    assert type(numpy_made.chunk_seconds) is float and type(numpy_made.timeout) is float
     waited = []
 
     def wait():  # for a chunk that never comes: nothing generates into the streamer

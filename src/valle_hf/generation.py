@@ -326,20 +326,25 @@ def _check_called_arguments(model_kwargs: dict) -> None:
 
 @contextlib.contextmanager
 def _ends(streamer: AudioStreamer | None):
-    """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends, and before it an
-    `AudioStreamer`'s `fail(error)` when the block raises: a consumer iterating over the streamer must not wait for
-    ever for a call that failed before its first chunk, nor take a cut stream for a whole one. Raises `VallETypeError`
-    for a streamer without `put` and `end` (or a class, not an instance), and what its `start_call` raises (a
-    streamer that already served a call)."""
-    if streamer is not None and not _is_streamer(streamer):
-        raise VallETypeError(f"audio_streamer must be a valle_hf.streaming.AudioStreamer instance (put and end), got "
-                             f"{_kind_of(streamer)}")
-    if isinstance(streamer, AudioStreamer):  # transformers-style streamers have put and end only
+    """Calls `streamer.end()` (if there is a streamer) once the block ends, however it ends, and before it
+    `streamer.fail(error)` when the block raises: a consumer iterating over the streamer must not wait for ever for a
+    call that failed before its first chunk, nor take a cut stream for a whole one. Raises `VallETypeError` for a
+    streamer that is no `AudioStreamer` instance (a transformers streamer, ended first: it failed after the prompt was
+    encoded, wanting `chunk_seconds`), and what its `start_call` raises (a streamer that already served a call)."""
+    if streamer is not None and not isinstance(streamer, AudioStreamer):
+        tokens = _is_streamer(streamer)  # a transformers streamer: its reader, in another thread, must not wait
+        if tokens:
+            streamer.end()
+        raise VallETypeError("audio_streamer must be a valle_hf.streaming.AudioStreamer instance "
+                             "(AudioIteratorStreamer, AudioFileStreamer, or a subclass with put), got "
+                             f"{_kind_of(streamer)}" + (": it receives token ids, so pass it as streamer=" if tokens
+                                                        else ""))
+    if streamer is not None:
         streamer.start_call()
     try:
         yield
     except BaseException as error:
-        if isinstance(streamer, AudioStreamer):
+        if streamer is not None:
             streamer.fail(error)
         raise
     finally:
@@ -777,7 +782,7 @@ class VallEGenerationMixin(GenerationMixin):
                     return result if return_dict_in_generate else result.text_ids
                 if task != "tts":
                     raise VallEValueError(f"unknown task {task!r}; expected 'tts' or 'stt'")
-                self._check_streamer(audio_streamer, config)
+                self._check_streamer(audio_streamer, config, model_kwargs)
                 result = self._generate_tts(input_ids, attention_mask, prompt_codes, prompt_attention_mask,
                                             prompt_audio, config, model_kwargs, streamer=audio_streamer)
         return self._tts_return(result, return_dict_in_generate)
@@ -790,9 +795,13 @@ class VallEGenerationMixin(GenerationMixin):
             return result.audio
         return [codes[:length] for codes, length in zip(result.codes, result.lengths, strict=True)]
 
-    def _check_streamer(self, streamer: AudioStreamer | None, config) -> None:
+    def _check_streamer(self, streamer: AudioStreamer | None, config, model_kwargs: dict) -> None:
         """A streamer that writes at a rate of its own (`AudioFileStreamer`) must write at the model's, and one that
-        `needs_audio` must get audio."""
+        `needs_audio` must get audio. transformers' `streamer=` cannot come with it: the streamed call hands its AR's
+        codes to the audio streamer (both ended in a TypeError about a private method)."""
+        if streamer is not None and model_kwargs.get("streamer") is not None:
+            raise VallEValueError("streamer= and audio_streamer= cannot be given together: a streamed call hands the "
+                                  "AR's codes to the audio streamer; drop streamer=")
         if getattr(streamer, "needs_audio", False) and not config.output_audio:
             raise VallEValueError(f"the {type(streamer).__name__} writes audio, but output_audio=False makes none: "
                                   "drop output_audio=False")

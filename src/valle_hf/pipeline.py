@@ -115,9 +115,15 @@ def _audio_streamers(kwargs: Mapping[str, Any]) -> list:
 
 def check_one_streamed_call(text_inputs: Any, batch_size: int | None, kwargs: Mapping[str, Any]) -> None:
     """Refuse (`VallEValueError`) an `audio_streamer` when the pipeline would make several `generate` calls (one per
-    batch of texts): a streamer follows one call, so the later texts' audio would be lost."""
-    if not _audio_streamers(kwargs):
+    batch of texts): a streamer follows one call, so the later texts' audio would be lost. Two streamers (one in
+    each of `forward_params` and `generate_kwargs`) are refused too: generate_kwargs' was used, and the other's
+    consumer waited for ever."""
+    streamers = _audio_streamers(kwargs)
+    if not streamers:
         return
+    if len({id(streamer) for streamer in streamers}) > 1:
+        raise VallEValueError("an audio_streamer in both forward_params and generate_kwargs: a call streams to one, "
+                              "give it once")
     if isinstance(text_inputs, (str, tuple)) or isinstance(text_inputs, list) and len(text_inputs) <= (batch_size or 1):
         return  # one text, a tuple of texts (one item), or every text in one batch: one call
     count = f"{len(text_inputs)} texts" if isinstance(text_inputs, list) else "texts from an iterator"

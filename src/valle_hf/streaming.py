@@ -44,7 +44,7 @@ from .audio import (
 )
 from .cache import PreallocatedDynamicCache
 from .codec import DecoderStream
-from .configuration import MAX_SETTING_SECONDS, is_seconds
+from .configuration import MAX_SETTING_SECONDS, is_seconds, python_values
 from .errors import OutputError, VallETypeError, VallEValueError, get_logger
 from .files import put_in_place, temporary_file_beside, write_target
 from .layout import pad, response_position_ids, segment_position_ids, tts_sequence
@@ -125,6 +125,7 @@ class AudioStreamer:
     needs_audio = False
 
     def __init__(self, chunk_seconds: float = DEFAULT_CHUNK_SECONDS):
+        chunk_seconds = python_values({"chunk_seconds": chunk_seconds})["chunk_seconds"]  # np.float32(0.5) is 0.5
         if not chunk_seconds_allowed(chunk_seconds):
             raise VallEValueError(f"chunk_seconds must be {CHUNK_SECONDS_RULE}, got {chunk_seconds!r}")
         self.chunk_seconds = float(chunk_seconds)
@@ -203,6 +204,7 @@ class AudioIteratorStreamer(AudioStreamer):
 
     def __init__(self, chunk_seconds: float = DEFAULT_CHUNK_SECONDS, timeout: float | None = None):
         super().__init__(chunk_seconds)
+        timeout = python_values({"timeout": timeout})["timeout"]
         if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
                                         and 0 < timeout < math.inf):
             raise VallEValueError(f"timeout must be None (wait as long as it takes) or a number of seconds > 0, got "
