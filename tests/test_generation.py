@@ -1508,21 +1508,3 @@ def test_decoding_steps_run_without_cudnn_attention(tiny_model, task):
         assert torch.backends.cuda.cudnn_sdp_enabled()
     finally:
         torch.backends.cuda.enable_cudnn_sdp(before)
-
-
-def test_max_length_given_alone_counts_the_ar_input_and_is_not_overridden_by_the_models_max_new_tokens(tiny_model):
-    """The model's generation config sets max_new_tokens, which transformers let win over a call's max_length: a call
-    asking for a few positions got the model's 150 steps, with a warning about a max_new_tokens it never gave."""
-    text, prompt = _batch_inputs(tiny_model.config)
-    inputs = dict(input_ids=text[0][None], prompt_codes=prompt[0][None], max_levels=0)
-    steps = tiny_model.generation_config.max_new_tokens // 2
-    full = _greedy(tiny_model, **inputs, max_new_tokens=steps, min_new_tokens=steps)
-    input_length = full.sequences.shape[1] - steps
-    for wanted in (1, steps - 1):
-        with logged_warnings() as captured:
-            cut = _greedy(tiny_model, **inputs, max_length=input_length + wanted, min_new_tokens=wanted)
-        assert cut.lengths.tolist() == [wanted] and torch.equal(cut.codes[0], full.codes[0, :wanted])
-        assert "Both `max_new_tokens`" not in captured.out, captured.out
-    with pytest.raises(ValueError, match=f"max_length={input_length} is not allowed: it must be more than the AR's "
-                                         f"input of {input_length} positions"):
-        _greedy(tiny_model, **inputs, max_length=input_length)

@@ -530,34 +530,12 @@ def _ar_generate(model, **generate_kwargs):
     the attention it reads is recorded meanwhile. cuDNN's attention is off meanwhile (`decoding_attention`)."""
     config = generate_kwargs["generation_config"]
     _check_first_step_memory(model, generate_kwargs["input_ids"], config)
-    with probing_attention(bool(config.entropix) and config.is_sampling), decoding_attention(), \
-            _max_length_as_steps(config, generate_kwargs["input_ids"].shape[1]):
+    with probing_attention(bool(config.entropix) and config.is_sampling), decoding_attention():
         output = GenerationMixin.generate(model, **generate_kwargs)
     generators = active_generators()
     if generators is not None and generators.drawn_from is not None and output.scores is not None:
         output.scores = tuple(generators.drawn_from[: len(output.scores)])
     return output
-
-
-@contextlib.contextmanager
-def _max_length_as_steps(config: VallEGenerationConfig, input_length: int):
-    """A `max_length` without `max_new_tokens` (the call's: `_merge_settings`) given to transformers' loop as the
-    steps it leaves after the AR's input of `input_length` positions (phonemes, prompt frames and prefix; STT's audio
-    frames), and put back after the block, for the warnings that name it: transformers fills an unset
-    `max_new_tokens` from the model's config, which then wins. Raises `SettingError` where it leaves no step."""
-    max_length = config.max_length if config.max_new_tokens is None else None
-    if max_length is None:
-        yield
-        return
-    if max_length <= input_length:
-        raise SettingError("max_length", max_length, f"more than the AR's input of {input_length} positions (phonemes, "
-                           "prompt frames, prefix), which it counts: or give max_new_tokens, the steps (75 per second "
-                           "of speech)")
-    config.max_new_tokens, config.max_length = max_length - input_length, None  # both set: transformers warns
-    try:
-        yield
-    finally:
-        config.max_new_tokens, config.max_length = None, max_length
 
 
 def _check_first_step_memory(model, input_ids: torch.LongTensor, config: VallEGenerationConfig) -> None:
@@ -847,8 +825,6 @@ class VallEGenerationMixin(GenerationMixin):
                  and name in kwargs and kwargs[name] is None}
         settings = decoding_by_temperature(python_values(kwargs))  # a temperature alone samples even where greedy
         model_kwargs = config.update(**{name: value for name, value in settings.items() if name not in unset})
-        if settings.get("max_length") is not None and "max_new_tokens" not in settings:
-            config.max_new_tokens = None  # the call's max_length, not the model's max_new_tokens (`_ar_generate`)
         for name, default in VALLE_GENERATION_DEFAULTS.items():  # a config that holds None: the default
             if getattr(config, name) is None and default is not None:
                 setattr(config, name, default)
@@ -1213,11 +1189,13 @@ class VallEGenerationMixin(GenerationMixin):
     def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
         """The AR's step limit as transformers applies it, and the setting that made it: `max_new_tokens`, else
         `max_length` minus the input, where unset (None) values fall back to the model's generation config."""
-        for settings in (config, self.generation_config):  # this call's, then the model's
-            if settings.max_new_tokens is not None:
-                return settings.max_new_tokens, f"{_setting_name('max_new_tokens')}={settings.max_new_tokens}"
-            if settings.max_length is not None:
-                return settings.max_length - input_length, f"max_length={settings.max_length}"
+        defaults = self.generation_config
+        max_new_tokens = config.max_new_tokens if config.max_new_tokens is not None else defaults.max_new_tokens
+        if max_new_tokens is not None:
+            return max_new_tokens, f"{_setting_name('max_new_tokens')}={max_new_tokens}"
+        max_length = config.max_length if config.max_length is not None else defaults.max_length
+        if max_length is not None:
+            return max_length - input_length, f"max_length={max_length}"
         return None, "transformers' default max_length"
 
     def _refine(self, sequences, prefix_mask, generated, stop: int, **pass_inputs) -> list[torch.LongTensor]:
