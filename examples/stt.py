@@ -18,7 +18,7 @@ import valle_hf  # noqa: F401
 # isort: split
 import torch
 
-from valle_hf.audio import check_audio_file
+from valle_hf.audio import check_audio_file, reference_paths
 from valle_hf.cli import check_flags_fit, count_value, usable_device
 from valle_hf.errors import ArgumentParser, entry_point, named
 from valle_hf.loading import EXAMPLE_CHOICES, load_model_and_processor
@@ -47,7 +47,7 @@ def transcribe(model, processor, audio: list, max_new_tokens: int | None = None,
 @entry_point()
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for path in args.audio:  # before the model loads: a missing file is told at once
+    for path in reference_paths(args.audio):  # before the model loads: a missing file is told at once
         check_audio_file(path)
     device = usable_device(args.device)
     model, processor = load_model_and_processor(args.model, choices=EXAMPLE_CHOICES)  # its flag, --model, named

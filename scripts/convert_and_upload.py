@@ -269,8 +269,8 @@ def check_source_flags(args) -> None:
     ignored = [(flag, where) for flag, value, applies, where in (
         ("--config", args.config, args.checkpoint, "to a --checkpoint's conversion"),
         ("--dtype", args.dtype, args.checkpoint or (args.released and args.dtype == "float32"),
-         "to a --checkpoint's conversion" if args.model_dir else "to a --checkpoint's conversion; --released is "
-         "converted in float32"),
+         "to a --checkpoint's conversion" if args.model_dir else "to a --checkpoint's conversion (--released is "
+         "converted in float32)"),
         ("--vocoder", args.vocoder, not args.model_dir, conversion)) if value is not None and not applies]
     if ignored:
         source = ("--model-dir (its folder holds its own weights and decoder)" if args.model_dir else

@@ -632,7 +632,7 @@ UPLOAD_CASES = {
     "released_config": (["--released", "--repo-id", "me/x", "--config", "{ws}/c.yaml"],
                         "--config applies to a --checkpoint's conversion; not to --released (converted as released"),
     "released_half": (["--released", "--repo-id", "me/x", "--dtype", "float16"],
-                      "--dtype applies to a --checkpoint's conversion; --released is converted in float32; not to "
+                      "--dtype applies to a --checkpoint's conversion (--released is converted in float32); not to "
                       "--released"),
 }
 

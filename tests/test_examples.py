@@ -223,3 +223,11 @@ def test_the_examples_refuse_a_missing_audio_file_before_loading_the_model(tmp_p
     assert script.main([arg.format(**fill) for arg in argv] + ["--model", "tiny-random", "--device", "cpu"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "audio file not found" in err and err.count("\n") == 1, err
+
+
+def test_stt_example_transcribes_references_joined_with_a_semicolon(prompt_wav, capsys):
+    """The files given are checked before the model loads, each of a ';'-joined argument (one row of audio, as the
+    processor reads it): the joined argument was looked for as one file."""
+    joined = f"{prompt_wav};{prompt_wav}"
+    assert example("stt").main([joined, "--model", "tiny-random", "--max-new-tokens", "2", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith(f"{joined}\t")

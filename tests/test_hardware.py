@@ -378,3 +378,12 @@ def test_overlapping_decoding_blocks_put_cudnn_attention_back_when_the_last_ends
     assert not torch.backends.cuda.cudnn_sdp_enabled()
     second.__exit__(None, None, None)
     assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def test_decoding_attention_keeps_cudnn_attention_where_it_is_the_only_backend_left(cudnn_attention):
+    """Inside `sdpa_kernel(SDPBackend.CUDNN_ATTENTION)` every other backend is off: turning cuDNN's off too left
+    attention no kernel on CUDA."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION), hardware.decoding_attention():
+        assert torch.backends.cuda.cudnn_sdp_enabled()

@@ -210,13 +210,29 @@ def test_a_call_that_fails_before_its_first_chunk_still_ends_the_stream(fixture_
                                         "pass it as streamer="):
         fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=tokens)
     assert "".join(tokens) == ""  # ended: no TimeoutError
-    # both at once ended in a TypeError about a private method
-    streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)
+    # an audio streamer of its own making that is no AudioStreamer: refused (and ended), not told it gets token ids
+
+    class Duck:
+        chunk_seconds, ended = 0.1, False
+
+        def put(self, chunk):
+            pass
+
+        def end(self):
+            self.ended = True
+
+    duck = Duck()
+    with pytest.raises(TypeError, match=r"AudioStreamer instance .*got Duck$"):
+        fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=duck)
+    assert duck.ended
+    # both at once ended in a TypeError about a private method; both readers get the end
+    streamer, tokens = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30), TextIteratorStreamer(
+        load_phoneme_tokenizer(), timeout=30)
     with pytest.raises(ValueError, match="streamer= and audio_streamer= cannot be given together"):
-        fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=streamer,
-                               streamer=TextIteratorStreamer(load_phoneme_tokenizer()))
+        fixture_model.generate(**inputs, prompt_codes=prompt[None], audio_streamer=streamer, streamer=tokens)
     with pytest.raises(ValueError, match="cannot be given together"):
         next(streamer)
+    assert "".join(tokens) == ""  # ended: no TimeoutError
 
     # given as transformers' streamer=, refused: its consumer gets the refusal too (it waited for ever)
     streamer = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)

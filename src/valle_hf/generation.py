@@ -332,9 +332,9 @@ def _ends(streamer: AudioStreamer | None):
     streamer that is no `AudioStreamer` instance (a transformers streamer, ended first: it failed after the prompt was
     encoded, wanting `chunk_seconds`), and what its `start_call` raises (a streamer that already served a call)."""
     if streamer is not None and not isinstance(streamer, AudioStreamer):
-        tokens = _is_streamer(streamer)  # a transformers streamer: its reader, in another thread, must not wait
-        if tokens:
+        if _is_streamer(streamer):  # its reader, in another thread, must not wait for ever
             streamer.end()
+        tokens = _is_streamer(streamer) and not hasattr(streamer, "chunk_seconds")  # a transformers streamer
         raise VallETypeError("audio_streamer must be a valle_hf.streaming.AudioStreamer instance "
                              "(AudioIteratorStreamer, AudioFileStreamer, or a subclass with put), got "
                              f"{_kind_of(streamer)}" + (": it receives token ids, so pass it as streamer=" if tokens
@@ -800,6 +800,7 @@ class VallEGenerationMixin(GenerationMixin):
         `needs_audio` must get audio. transformers' `streamer=` cannot come with it: the streamed call hands its AR's
         codes to the audio streamer (both ended in a TypeError about a private method)."""
         if streamer is not None and model_kwargs.get("streamer") is not None:
+            model_kwargs["streamer"].end()  # its reader, in another thread, must not wait for ever
             raise VallEValueError("streamer= and audio_streamer= cannot be given together: a streamed call hands the "
                                   "AR's codes to the audio streamer; drop streamer=")
         if getattr(streamer, "needs_audio", False) and not config.output_audio:

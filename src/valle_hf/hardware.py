@@ -172,7 +172,8 @@ def decoding_attention():
     cuDNN's attention builds an execution plan for each new shape of query and keys, and a cached decoding step's
     keys grow by one position at every step: each step built a plan per layer, about 3 ms of host time each. On an
     H200 (torch 2.11) a step of the released model took 42-48 ms in float16 or bfloat16 that way, and 8-9 ms with
-    cuDNN's backend off, which torch does not pick for float32 anyway. No effect on the CPU.
+    cuDNN's backend off, which torch does not pick for float32 anyway. No effect on the CPU, nor where cuDNN's is the
+    only backend left on (`torch.nn.attention.sdpa_kernel`): attention would have none.
 
     The switch is process-wide (torch keeps it so): it is turned off by the first of concurrent blocks (threads of a
     server) and put back as it was by the last.
@@ -181,7 +182,9 @@ def decoding_attention():
     with _DECODING:
         if _decoding_calls == 0:
             _cudnn_before = torch.backends.cuda.cudnn_sdp_enabled()
-            torch.backends.cuda.enable_cudnn_sdp(False)
+            cuda = torch.backends.cuda
+            if cuda.flash_sdp_enabled() or cuda.mem_efficient_sdp_enabled() or cuda.math_sdp_enabled():
+                cuda.enable_cudnn_sdp(False)  # else it is the one backend the caller left on (`sdpa_kernel`)
         _decoding_calls += 1
     try:
         yield
