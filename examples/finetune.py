@@ -80,8 +80,7 @@ from valle_hf.files import check_output_folder, refused_write
 from valle_hf.hub import model_name
 from valle_hf.loading import (
     CONVERTED_CHOICES,
-    check_converted_model,
-    check_hub_tokenizer,
+    check_hub_model,
     load_model,
     load_processor,
     no_progress_bars,
@@ -608,8 +607,8 @@ def model_and_processor(name: str, data: Path) -> tuple:
     name = model_name(name, "--model")  # a folder's "~" read as the home folder, as every loader reads it
     local = Path(name).is_dir()
     if not local:  # a Hub model without a tokenizer is refused before its weights (gigabytes) are fetched
-        check_converted_model(name, CONVERTED_CHOICES)
-        check_hub_tokenizer(name, instead="fine-tune a downloaded copy of the model (a folder without one is taken)")
+        check_hub_model(name, CONVERTED_CHOICES, instead="fine-tune a downloaded copy of the model (a folder without "
+                        "one is taken)")
     processor = model_processor(name) if local else None
     if processor is not None:
         check_tokenizer(data, processor.tokenizer, name)

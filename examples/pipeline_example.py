@@ -30,7 +30,7 @@ from valle_hf.loading import (
     EXAMPLE_CHOICES,
     TINY_RANDOM,
     check_converted_model,
-    check_hub_tokenizer,
+    check_hub_model,
     load_model_and_processor,
     names_original_checkpoint,
     released_model_directory,
@@ -74,11 +74,10 @@ def cache_only(model_name: str) -> bool:
     """Check a converted model's name first (a folder that is no model, an unreachable Hub id, a Hub id without its
     tokenizer: one line, not the loaders' traceback, and before any weights are fetched); whether the Hub is out of
     reach but the model's files are cached, which the pipeline's loaders would ask the Hub for again and again."""
-    cached = check_converted_model(model_name, EXAMPLE_CHOICES)
     if Path(model_name).exists():
-        return cached
+        return check_converted_model(model_name, EXAMPLE_CHOICES)
     fix = "download the model into a folder, add its tokenizer.json, and give the folder as --model"
-    return check_hub_tokenizer(model_name, instead=fix) or cached
+    return check_hub_model(model_name, EXAMPLE_CHOICES, instead=fix)
 
 
 def output_paths(output: str, count: int) -> list[str]:

@@ -275,8 +275,7 @@ def load_model_and_processor(
         raise CheckpointError(f"{name} has no {TOKENIZER_FILE}: give the model's phoneme tokenizer with --tokenizer "
                               "(tokenizer= in Python), or convert the checkpoint again (python -m valle_hf.convert)")
     if not path.exists():  # a Hub id: a missing tokenizer is found before the weights (gigabytes) are fetched
-        check_converted_model(name, choices, revision)  # first: a name that is no model is named so
-        check_hub_tokenizer(name, revision)
+        check_hub_model(name, choices, revision)
     model = load_model(name, dtype=dtype, quantize=quantize, revision=revision, choices=choices)
     return model, load_processor(name, revision=revision)
 
@@ -311,8 +310,20 @@ def load_processor(name: str, revision: str | None = None):
         raise CheckpointError(f"could not load the processor of {name} ({one_line(error, 200)})") from None
 
 
-def check_hub_tokenizer(name: str, revision: str | None = None,
-                        instead: str = "give it with --tokenizer (tokenizer= in Python)") -> bool:
+# What a Hub model without its tokenizer is told to do, where the caller takes a --tokenizer.
+_GIVE_THE_TOKENIZER = "give it with --tokenizer (tokenizer= in Python)"
+
+
+def check_hub_model(name: str, choices: str = OFFLINE_CHOICES, revision: str | None = None,
+                    instead: str = _GIVE_THE_TOKENIZER) -> bool:
+    """Refuse a Hub id that is no converted model (`check_converted_model`, first, so that it is named so) or lacks
+    its tokenizer (`check_hub_tokenizer`, offering `instead`), before its weights (gigabytes) are fetched. Returns
+    whether the Hub is out of reach but the files are cached."""
+    cached = check_converted_model(name, choices, revision)
+    return check_hub_tokenizer(name, revision, instead) or cached
+
+
+def check_hub_tokenizer(name: str, revision: str | None = None, instead: str = _GIVE_THE_TOKENIZER) -> bool:
     """Refuse (`ModelNotFoundError`, offering `instead` or an upload of the converted folder) a Hub id whose
     tokenizer.json cannot be had, which transformers reported as no tokenizer backend found, or retried for half a
     minute. Returns whether the Hub is out of reach but the file is cached (`check_reachable`)."""
