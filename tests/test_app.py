@@ -225,8 +225,8 @@ def test_the_api_returns_a_24khz_wav_and_stt_a_string(server, prompt_wav, tmp_pa
     info = soundfile.info(wav)
     assert (info.format, info.samplerate, info.channels) == ("WAV", 24000, 1)
     assert seed == 7 and info.duration == pytest.approx(duration, abs=0.01)
-    ipa = client.predict(audio=handle_file(prompt_wav), max_ar_steps=20, api_name="/stt")
-    assert isinstance(ipa, str) and ipa
+    ipa, seed = client.predict(audio=handle_file(prompt_wav), seed=7, max_ar_steps=20, api_name="/stt")
+    assert isinstance(ipa, str) and ipa and seed == 7
 
     bad_audio = tmp_path / "bad.wav"
     bad_audio.write_bytes(b"this is not audio")
@@ -925,6 +925,23 @@ def test_what_the_api_may_send_that_the_page_would_not_is_a_message(tiny, inputs
     with pytest.raises(webui.gr.Error, match=message) as raised:
         list(demo.speak(**{"text": "Hello there.", "random_voice": True, "max_ar_steps": 3, **inputs}))
     assert not raised.value.print_exception  # a user's mistake: no traceback in the server's log either
+
+
+def test_the_stt_seed_shown_repeats_the_transcription(tiny, prompt_wav):
+    """The speech-to-text tab sampled from the process's random state, and said no seed: a transcription could not be
+    repeated, on the page or with the CLI's `--task stt --seed`."""
+    demo = webui.Demo(*tiny)
+
+    def transcribe(seed: int) -> tuple[str, int]:
+        return list(demo.transcribe(str(prompt_wav), seed=seed, ar_temp=1.0, max_ar_steps=12))[-1]
+
+    ipa, shown = transcribe(-1)
+    assert transcribe(shown) == (ipa, shown)
+    assert {transcribe(seed)[0] for seed in range(shown + 1, shown + 4)} != {ipa}
+    model, processor = tiny
+    text_ids = model.generate(**processor(audio=[str(prompt_wav)]), task="stt", seeds=[shown], temperature=1.0,
+                              max_new_tokens=12)
+    assert processor.decode(text_ids[0]) == ipa
 
 
 def test_a_seed_is_any_whole_number_the_page_can_show():

@@ -420,9 +420,10 @@ class Demo:
             yield {self.outputs["audio"]: str(inputs["out"]), self.outputs["seed"]: seed,
                    self.outputs["duration"]: waveform.numel() / self.sampling_rate, self.outputs["elapsed"]: elapsed}
 
-    def transcribe(self, audio: str | None = None, progress=gr.Progress(), **flags) -> Iterator:  # noqa: B008
-        """Speech-to-text: yields the IPA transcription of the audio (after updates that change nothing while it
-        runs, see `while_running`)."""
+    def transcribe(self, audio: str | None = None, seed: float | None = None, progress=gr.Progress(),  # noqa: B008
+                   **flags) -> Iterator:
+        """Speech-to-text: yields the IPA transcription of the audio and the seed used (after updates that change
+        nothing while it runs, see `while_running`). The seed is the CLI's `--seed` for `--task stt`."""
         yield gr.skip()  # at once, as in `speak`
         with errors_on_page(), warnings_on_page():
             if not audio:
@@ -433,10 +434,11 @@ class Demo:
             kwargs = generation_kwargs(args, self.model)
             batch = self.processor(audio=[inputs["audio"]],
                                    sampling_rate=self.processor.feature_extractor.sampling_rate).to(self.model.device)
-            generation = self._start(progress, kwargs, **batch, task="stt")
+            seed = _seed(seed)
+            generation = self._start(progress, kwargs, **batch, task="stt", seeds=[seed])
             with closing(generation):  # also when the page was left: end the run early, and wait for it to let go
                 yield from while_running(generation)
-                yield self.processor.decode(generation.result()[0].cpu())
+                yield self.processor.decode(generation.result()[0].cpu()), seed
 
 
 INTRO = """# VALL-E text-to-speech
@@ -522,11 +524,15 @@ def _stt_tab(demo: Demo) -> None:
     with gr.Row():
         with gr.Column():
             speech = gr.Audio(label="Speech", sources=["upload", "microphone"], type="filepath", elem_id="stt-audio")
+            seed = gr.Number(-1, label="Seed", info="-1: a random seed")
             button, stop = _run_buttons("stt", "Transcribe")
-        ipa = gr.Textbox(label="IPA", lines=4, interactive=False, elem_id="stt-ipa")
+        with gr.Column():
+            ipa = gr.Textbox(label="IPA", lines=4, interactive=False, elem_id="stt-ipa")
+            seed_used = gr.Number(label="Seed used", precision=0, interactive=False, elem_id="stt-seed")
     with gr.Accordion("Sampler settings", open=False):
         settings = _grid(sampler_controls(demo.model.generation_config, demo.model.config, "stt"))
-    _run_on_click(button, stop, demo.transcribe, "stt", ipa, inputs=dict(audio=speech, **settings))
+    _run_on_click(button, stop, demo.transcribe, "stt", [ipa, seed_used],
+                  inputs=dict(audio=speech, seed=seed, **settings))
 
 
 def _run_buttons(task: str, label: str) -> tuple[gr.Button, gr.Button]:
