@@ -50,6 +50,20 @@ def test_pipeline_with_a_model_instance_and_a_batch(converted_dir, prompt_wav):
     assert all(result["audio"].shape == (8 * 320,) for result in results)
 
 
+def test_a_folder_saved_without_its_processor_is_refused_saying_how_to_fill_it(fixture_model, tmp_path):
+    """pipeline() on a folder that `model.save_pretrained` alone wrote failed in transformers' tokenizer loader, which
+    spoke of sentencepiece and tiktoken; the pipeline built as the message says then speaks."""
+    from valle_hf.errors import CheckpointError
+
+    fixture_model.save_pretrained(tmp_path)
+    for task in ("text-to-speech", "automatic-speech-recognition"):
+        with pytest.raises(CheckpointError, match="has no tokenizer.json.*processor.save_pretrained.*processor="):
+            pipeline(task, model=str(tmp_path))
+    processor = valle_hf.VallEProcessor.from_tokenizer_file()
+    tts = pipeline("text-to-speech", model=str(tmp_path), tokenizer=processor.tokenizer, processor=processor)
+    assert tts("Hello.", generate_kwargs=GENERATE)["audio"].shape == (GENERATE["max_new_tokens"] * 320,)
+
+
 def test_a_model_instance_with_its_tokenizer_only_phonemises_the_text(converted_dir):
     """transformers needs `tokenizer=` with a model instance, and without `processor=` the pipeline tokenized the
     text's letters as phonemes: the model spoke "h e l l o", silently."""

@@ -70,6 +70,7 @@ with quiet_torchao_import():  # transformers imports torchao (the [int8] extra) 
         AutoModelForSpeechSeq2Seq,
         AutoModelForTextToWaveform,
         AutoProcessor,
+        AutoTokenizer,
     )
 
     from .configuration import VallEConfig, VallEGenerationConfig
@@ -78,6 +79,7 @@ with quiet_torchao_import():  # transformers imports torchao (the [int8] extra) 
     from .modeling import VallEForConditionalGeneration, VallEModel, VallEPreTrainedModel
     from .pipeline import VallESpeechRecognitionPipeline, VallETextToAudioPipeline, register_pipeline
     from .processing import VallEProcessor
+    from .tokenization import PhonemeTokenizerFast
     from .vocos import VocosConfig, VocosModel
 
 __version__ = "0.1.0"
@@ -90,6 +92,8 @@ AutoModelForTextToWaveform.register(VallEConfig, VallEForConditionalGeneration, 
 AutoModelForSpeechSeq2Seq.register(VallEConfig, VallEForConditionalGeneration, exist_ok=True)
 AutoFeatureExtractor.register(VallEConfig, VallEFeatureExtractor, exist_ok=True)
 AutoProcessor.register(VallEConfig, VallEProcessor, exist_ok=True)
+# a folder saved without its processor: the missing tokenizer.json said so, not transformers' backend error
+AutoTokenizer.register(VallEConfig, PhonemeTokenizerFast, exist_ok=True)
 
 VallEConfig.register_for_auto_class()
 VallEModel.register_for_auto_class("AutoModel")

@@ -15,15 +15,15 @@ import torch
 from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 
 from .audio import as_samples, encoded_audio, write_encoded
-from .errors import CheckpointError, VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
+from .errors import VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .hub import check_model_name
 from .phonemes import phonemize, phonemize_all
 from .tokenization import (
     BOS_TOKEN,
     EOS_TOKEN,
-    TOKENIZER_FILE,
     UNK_TOKEN,
+    check_saved_tokenizer,
     load_phoneme_tokenizer,
     prepare_backend,
     tokenize_phonemes,
@@ -129,12 +129,7 @@ class VallEProcessor(ProcessorMixin):
         existing path nor Hub id, or no str or os.PathLike, is refused as `from_pretrained` of the model refuses it
         (`check_model_name`)."""
         pretrained_model_name_or_path = check_model_name(pretrained_model_name_or_path, "the processor")
-        folder = Path(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
-        if folder.is_dir() and not (folder / TOKENIZER_FILE).is_file():
-            raise CheckpointError(f"{folder} has no {TOKENIZER_FILE}, so it holds no processor: save one there "
-                                  "(processor.save_pretrained(folder); a Trainer does with "
-                                  "processing_class=processor), or build one from the original tokenizer "
-                                  "(VallEProcessor.from_tokenizer_file())")
+        check_saved_tokenizer(pretrained_model_name_or_path, kwargs.get("subfolder"))
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod

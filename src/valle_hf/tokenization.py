@@ -31,6 +31,8 @@ __all__ = [
     "BOS_TOKEN",
     "EOS_TOKEN",
     "UNK_TOKEN",
+    "PhonemeTokenizerFast",
+    "check_saved_tokenizer",
     "check_symmap",
     "dealias_tokenizer",
     "load_phoneme_tokenizer",
@@ -247,6 +249,30 @@ def saved_tokenizer(model_dir: str | os.PathLike) -> PreTrainedTokenizerFast | N
     there is none: a Hub id, a folder saved without its processor."""
     file = Path(model_dir) / TOKENIZER_FILE
     return load_phoneme_tokenizer(file) if file.is_file() else None
+
+
+def check_saved_tokenizer(name: str | os.PathLike, subfolder: str | None = None) -> None:
+    """Refuse (`CheckpointError`, saying how to add one) a local model folder (or its `subfolder`) without the
+    phoneme tokenizer's file: transformers said only that it "couldn't instantiate the backend tokenizer", naming
+    sentencepiece and tiktoken. A Hub id, or anything that is no folder, passes (its loader reports it)."""
+    folder = Path(name, subfolder or "")
+    if folder.is_dir() and not (folder / TOKENIZER_FILE).is_file():
+        raise CheckpointError(f"{folder} has no {TOKENIZER_FILE}, so it holds no phoneme tokenizer: save the "
+                              "processor there (processor.save_pretrained(folder); a Trainer does with "
+                              "processing_class=processor), or build one from the released model's tokenizer "
+                              "(VallEProcessor.from_tokenizer_file(); a pipeline takes it as processor=, with its "
+                              ".tokenizer as tokenizer=)")
+
+
+class PhonemeTokenizerFast(PreTrainedTokenizerFast):
+    """What `AutoTokenizer` (and so `pipeline`) loads for a VALL-E model folder that names no tokenizer class, such as
+    one saved without its processor: its `tokenizer.json` as a `PreTrainedTokenizerFast`, or, where the file is
+    missing, the `CheckpointError` of `check_saved_tokenizer`."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> PreTrainedTokenizerFast:
+        check_saved_tokenizer(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        return PreTrainedTokenizerFast.from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
 
 def tokenize_phonemes(tokenizer: PreTrainedTokenizerBase, phonemes: Sequence[str], padding: bool | str = True):
