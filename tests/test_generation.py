@@ -1127,7 +1127,9 @@ def test_generate_in_training_mode_with_dropout_warns_to_call_eval():
     # transformers' strategies from the Hub: it asked for trust_remote_code=True, which generate refused as unknown
     dict(penalty_alpha=0.6, top_k=4), dict(num_beam_groups=2, num_beams=4, diversity_penalty=1.0),
     dict(diversity_penalty=1.0), dict(force_words_ids=[[5]], num_beams=2), dict(constraints=[]),
-    dict(dola_layers="high"), dict(custom_generate="someone/strategy"),
+    dict(dola_layers="high"), dict(custom_generate="someone/strategy"), dict(token_healing=True),
+    # a chunked prefill gave other codes (each chunk read as a whole input)
+    dict(prefill_chunk_size=4),
 ])
 def test_transformers_settings_that_cannot_work_on_valle_are_refused_in_one_line(tiny_model, setting):
     """They failed deep inside transformers (index out of range, no vocab_size) or with a misleading message."""
@@ -1139,7 +1141,7 @@ def test_transformers_settings_that_cannot_work_on_valle_are_refused_in_one_line
     off = {"guidance_scale": 1.0, "encoder_repetition_penalty": 1.0, "encoder_no_repeat_ngram_size": 0,
            "watermarking_config": None, "stop_strings": None, "penalty_alpha": 0.0, "top_k": 4, "num_beams": 2,
            "num_beam_groups": 1, "diversity_penalty": 0.0, "force_words_ids": None, "constraints": None,
-           "dola_layers": None, "custom_generate": None}
+           "dola_layers": None, "custom_generate": None, "token_healing": False, "prefill_chunk_size": None}
     _greedy(tiny_model, **inputs, **{name: off[name] for name in setting})
 
 

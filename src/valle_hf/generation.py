@@ -209,6 +209,12 @@ UNSUPPORTED_SETTINGS = {
     "watermarking_config": ((None,), "watermarking works on a text vocabulary"),
     "stop_strings": ((None,), "stop strings are matched in decoded text, and the AR decodes audio codes: its stop "
                               "token ends a row"),
+    "token_healing": ((None, False), "it re-tokenizes the end of a text prompt, and the AR's input is phoneme ids, "
+                                     "segment tokens and audio codes"),
+    # transformers' chunked prefill runs the input in pieces, each read as if it were the whole input: every code
+    # after it was another one, without a word
+    "prefill_chunk_size": ((None,), "each pass reads the segment positions and prompt codes of its whole input at "
+                                    "once"),
     # Decoding strategies that transformers loads from the Hub as remote code (`custom_generate`), which calls the
     # model without the segment positions and prompt codes its passes need; transformers asked for
     # trust_remote_code=True, which generate then refused as unknown.
