@@ -473,6 +473,7 @@ INERT_CASES = {
     "min_p": (dict(temperature=0.0, min_p=0.1), dict(min_p=0.1)),
     "mirostat_tau": (dict(temperature=0.0, mirostat_tau=3.0), dict(mirostat_tau=3.0)),
     "entropix": (dict(temperature=0.0, entropix=True), dict(entropix=True)),
+    "temperature": (dict(do_sample=False, temperature=0.7), dict(temperature=0.7)),
     "nar_min_temperature": (dict(nar_min_temperature=0.1), dict(nar_min_temperature=0.1, nar_temperature=0.5)),
     "layer_skip_exit_layer": (dict(layer_skip_exit_layer=1), dict(layer_skip_exit_layer=1, layer_skip=True)),
     "layer_skip_entropy_threshold": (dict(layer_skip_entropy_threshold=0.3),

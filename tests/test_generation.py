@@ -1435,6 +1435,21 @@ def test_a_setting_at_its_default_in_the_models_config_is_not_warned_about_but_o
     assert len(_inert_warnings(tiny_model, generation_config=config)) == 1
 
 
+def test_do_sample_false_with_sampler_settings_warns_naming_do_sample(tiny_model):
+    """transformers' do_sample=False decodes greedily; the temperature and top-k given with it were dropped without a
+    word (the sampler fields are VALL-E's to apply, so transformers' own warning never came)."""
+    from transformers import GenerationConfig
+
+    expected = [f"{name} has no effect without do_sample=True: set do_sample, or drop {name}"
+                for name in ("top_k", "temperature")]
+    assert _inert_warnings(tiny_model, do_sample=False, temperature=0.7, top_k=5) == expected
+    config = GenerationConfig(do_sample=False, temperature=0.7, top_k=5)
+    assert _inert_warnings(tiny_model, generation_config=config) == expected[:1]  # a config's temperature: its own
+    assert _inert_warnings(tiny_model, do_sample=False) == []  # the model's temperature is what it turns off
+    assert _inert_warnings(tiny_model, temperature=0.0, top_k=5) == [
+        "top_k has no effect without temperature > 0: set temperature, or drop top_k"]
+
+
 def test_setting_names_name_the_settings_as_the_caller_does_once_per_context(tiny_model):
     from valle_hf.cli import FLAG_NAMES
     from valle_hf.generation import setting_names

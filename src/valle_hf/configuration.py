@@ -786,10 +786,14 @@ def _check_pad_fits(pad: int | None, config, stt: bool, classes: int) -> None:
                            "read as a token")
 
 
-def _greedy(config) -> bool:
-    """Whether the AR decodes greedily by its temperature (0): nothing that shapes the distribution it would sample
-    from is used then."""
+def _greedy_by_temperature(config) -> bool:
     return config.temperature is not None and config.temperature <= 0
+
+
+def _greedy(config) -> bool:
+    """Whether the AR decodes greedily, by its temperature (0, the original's way) or by `do_sample=False`
+    (transformers'): nothing that shapes the distribution it would sample from is used then."""
+    return not config.do_sample or _greedy_by_temperature(config)
 
 
 def _no_dry(config) -> bool:
@@ -825,6 +829,7 @@ INERT_WITHOUT = (
     ("min_p", "temperature", " > 0", lambda c: (c.min_p or 0) > 0 and _greedy(c)),
     ("mirostat_tau", "temperature", " > 0", lambda c: c.mirostat_tau > 0 and _greedy(c)),
     ("entropix", "temperature", " > 0", lambda c: c.entropix and _greedy(c)),
+    ("temperature", "do_sample", "=True", lambda c: not c.do_sample and not _greedy_by_temperature(c)),
     ("nar_min_temperature", "nar_temperature", " > 0", lambda c: c.nar_min_temperature >= 0 and c.nar_temperature <= 0),
     ("layer_skip_exit_layer", "layer_skip", "=True", lambda c: c.layer_skip_exit_layer >= 0 and _no_layer_skip(c)),
     ("layer_skip_entropy_threshold", "layer_skip", "=True", _no_layer_skip),
@@ -837,8 +842,16 @@ def inert_settings(config, given: Iterable[str]) -> list[tuple[str, str, str]]:
     effect (`INERT_WITHOUT`), each as (the setting, the switch it needs, the switch's condition), in the table's
     order."""
     given = set(given)
-    return [(setting, switch, condition) for setting, switch, condition, unused in INERT_WITHOUT
+    return [_switch_as_set(config, setting, switch, condition) for setting, switch, condition, unused in INERT_WITHOUT
             if setting in given and unused(config)]
+
+
+def _switch_as_set(config, setting: str, switch: str, condition: str) -> tuple[str, str, str]:
+    """An `inert_settings` entry naming the switch that is off: a sampler needs a temperature > 0, which is of no use
+    where `do_sample=False` (with a positive temperature) decodes greedily."""
+    if switch == "temperature" and not _greedy_by_temperature(config):
+        return setting, "do_sample", "=True"
+    return setting, switch, condition
 
 
 # The original CLI's tuned settings (`vall_e/__main__.py`), which the released model is meant to be used with.

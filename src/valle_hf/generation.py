@@ -465,9 +465,9 @@ def _setting_name(setting: str) -> str:
 def _given_settings(config: VallEGenerationConfig, kwargs: dict) -> set[str]:
     """The settings a call asks for: those passed as keyword arguments, and those whose value is not their default
     (set in a passed config, or in the model's own); one merely at its default in the model's config asks for
-    nothing."""
+    nothing. The temperature counts only where given: the model's own is what `do_sample=False` turns off."""
     differing = {name for name, *_ in INERT_WITHOUT
-                 if getattr(config, name, None) != VALLE_GENERATION_DEFAULTS.get(name)}
+                 if name != "temperature" and getattr(config, name, None) != VALLE_GENERATION_DEFAULTS.get(name)}
     return differing | {name for name, value in kwargs.items() if value is not None}
 
 
