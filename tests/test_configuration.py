@@ -337,6 +337,15 @@ def test_an_end_token_past_the_heads_is_refused_and_speech_to_text_reads_its_own
                                            rf"be left out \(or {config.text_eos_token_id}\) with task='stt'"):
         tiny_model.generate(audio_codes=audio, task="stt", max_new_tokens=2,
                             eos_token_id=[config.text_eos_token_id, 0])  # was ignored, without a word
+    # another id in the heads ended a TTS row that kept it as an audio code, and was said not to have stopped
+    with pytest.raises(SettingError, match=rf"^eos_token_id={config.stop_token_id - 1} is not allowed: it must be "
+                                           rf"left out \(or {config.stop_token_id}\) with task='tts', whose AR ends "
+                                           "each row on its stop token$"):
+        tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),
+                            max_new_tokens=2, eos_token_id=config.stop_token_id - 1)
+    for stop in (config.stop_token_id, [config.stop_token_id]):
+        tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),
+                            max_new_tokens=2, eos_token_id=stop, output_audio=False)
     with pytest.raises(SettingError, match=rf"^eos_token_id={classes} is not allowed: it must be token ids in "
                                            rf"0\.\.{classes - 1}: this model's largest head"):
         tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),

@@ -822,6 +822,35 @@ def test_a_model_of_fewer_positions_than_the_default_step_limit_generates_with_i
     assert out.codes.shape[0] == 1
 
 
+def test_lengths_that_count_the_input_are_refused_where_a_row_would_get_another_limit_than_alone(tiny_model):
+    """min_length counts the AR's input padded to the batch's longest row: a row's run was longer alone than in a
+    batch, without a word. min_length beyond the input plus max_new_tokens ran to max_new_tokens."""
+    from valle_hf.configuration import SettingError
+
+    texts, prompts = _batch_inputs(tiny_model.config)
+    (ids, mask), (codes, codes_mask) = pad(texts[:2], 0, side="right"), pad(prompts[:2], 0, side="right")
+    batch = dict(input_ids=ids, attention_mask=mask, prompt_codes=codes, prompt_attention_mask=codes_mask)
+    unset = copy.deepcopy(tiny_model)
+    unset.generation_config.max_new_tokens = None
+    for model, setting, instead in ((tiny_model, "min_length", "min_new_tokens"), (unset, "max_length",
+                                                                                    "max_new_tokens")):
+        with pytest.raises(SettingError, match=f"^{setting}=200 is not allowed: it must be left out for rows of other "
+                                               f"input lengths .* give {instead} \\(AR steps\\) instead$"):
+            _greedy(model, **batch, **{setting: 200})
+    _greedy(tiny_model, **batch, max_new_tokens=2, max_length=200)  # max_new_tokens in force, as in transformers
+    alone = _greedy(unset, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_length=200, min_length=150)
+    twice = _greedy(unset, input_ids=texts[0][None].repeat(2, 1), prompt_codes=prompts[0][None].repeat(2, 1, 1),
+                    max_length=200, min_length=150)  # rows of one length: the limits hold for each
+    assert torch.equal(twice.codes[0], alone.codes[0]) and torch.equal(twice.codes[1], alone.codes[0])
+    input_length = alone.sequences.shape[1] - alone.codes.shape[1]
+    with pytest.raises(SettingError, match=f"^min_length={input_length + 9} is not allowed: it must be at most the "
+                                           f"input \\({input_length} tokens\\) plus max_new_tokens \\(8\\)"):
+        _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=8,
+                min_length=input_length + 9)
+    _greedy(tiny_model, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_new_tokens=8,
+            min_length=input_length + 8)
+
+
 def test_the_length_warning_fires_only_when_the_length_limit_ended_the_run(tiny_model):
     texts, prompts = _batch_inputs(tiny_model.config)
     # min_new_tokens keeps the stop token away, so no row ever stops by itself

@@ -402,6 +402,28 @@ def _check_seeded_rows(rows: int) -> None:
         generators.check_rows(rows)
 
 
+def _check_input_lengths(config: VallEGenerationConfig, mask: torch.Tensor) -> None:
+    """Refuse the length settings that count the AR's input too (phonemes, segment tokens and prompt frames, or the
+    STT's audio frames), as transformers' `max_length` and `min_length` do, where they cannot hold: over rows of
+    other input lengths (counted from the batch's padded input, a row's limit would hang on the other rows), and a
+    `min_length` that asks for more steps than `max_new_tokens` allows (transformers ran to the most). `mask`: the
+    AR's attention mask `[B, T]`."""
+    steps = {"max_length": (config.max_length, _setting_name("max_new_tokens")),
+             "min_length": ((config.min_length or 0) or None, _setting_name("min_new_tokens"))}
+    if config.max_new_tokens is not None:  # max_length is in force only without it, as in transformers
+        del steps["max_length"]
+    lengths = mask.sum(dim=1).tolist()
+    for name, (value, instead) in steps.items():
+        if value is not None and len(set(lengths)) > 1:
+            raise SettingError(name, value, f"left out for rows of other input lengths ({min(lengths)} to "
+                               f"{max(lengths)}): it counts each row's input padded to the longest, so a row would "
+                               f"get another limit than alone; give {instead} (AR steps) instead")
+    least = (config.min_length or 0) - mask.shape[1]
+    if config.max_new_tokens is not None and least > config.max_new_tokens:
+        raise SettingError("min_length", config.min_length, f"at most the input ({mask.shape[1]} tokens) plus "
+                           f"{_setting_name('max_new_tokens')} ({config.max_new_tokens}), which ends the run first")
+
+
 _ROW_NAMES: ContextVar[list[str] | None] = ContextVar("valle_hf_row_names", default=None)
 
 
@@ -840,10 +862,7 @@ class VallEGenerationMixin(GenerationMixin):
         check_settings_fit(config.to_dict(), self.config, task)
         if task == "stt":
             _warn_if_for_speech(kwargs)
-        stop = self.config.text_eos_token_id
-        if task == "stt" and kwargs.get("eos_token_id") not in (None, stop):  # `_generate_stt` sets its own
-            raise SettingError("eos_token_id", kwargs["eos_token_id"], f"left out (or {stop}) with task='stt', which "
-                               "ends on its text head's end token")
+        self._check_end_token(config, kwargs, task)
         _warn_if_inert(config, _given_settings(config, kwargs))
         config.do_sample = config.is_sampling
         _refuse_unsupported(config, model_kwargs)
@@ -851,6 +870,19 @@ class VallEGenerationMixin(GenerationMixin):
         self._refuse_unknown_arguments(model_kwargs, config)
         _check_called_arguments(model_kwargs)
         return config, model_kwargs, configured_dict
+
+    def _check_end_token(self, config: VallEGenerationConfig, kwargs: dict, task: str) -> None:
+        """Refuse an `eos_token_id` other than the task's own end token: speech to text ends on its text head's
+        (`_generate_stt` sets it), and the AR's rows end on its stop token, which `_cut_at_stop` cuts them at. Another
+        id ended a TTS row that then kept that audio code and was reported as not stopped."""
+        if task == "stt":
+            stop, given = self.config.text_eos_token_id, kwargs.get("eos_token_id")
+            why = "task='stt', which ends on its text head's end token"
+        else:
+            stop, given = self.config.stop_token_id, config.eos_token_id
+            why = "task='tts', whose AR ends each row on its stop token"
+        if given not in (None, stop, [stop]):
+            raise SettingError("eos_token_id", given, f"left out (or {stop}) with {why}")
 
     def _check_cache(self, config: VallEGenerationConfig, model_kwargs: dict) -> None:
         """Refuse a KV cache the AR cannot decode with, before any work: a cache argument that is no transformers
@@ -1078,6 +1110,7 @@ class VallEGenerationMixin(GenerationMixin):
             for row, (text, prefix) in enumerate(zip(texts, prefixes, strict=True))
         ]
         ar_ids, ar_mask = pad(sequences, self.config.pad_token_id)
+        _check_input_lengths(config, ar_mask)
         skip = _layer_skip(config)
         if streamer is not None:
             return self._generate_streamed(streamer, texts, prompts, nar_prefixes, ar_ids, ar_mask, max_levels, skip,
@@ -1304,6 +1337,7 @@ class VallEGenerationMixin(GenerationMixin):
         self.check_segments_fit(audio=rows)
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
+        _check_input_lengths(config, mask)
         audio_batch = pad(rows, 0, side="right")[0]
         stop = self.config.text_eos_token_id
         config.eos_token_id = stop
