@@ -202,6 +202,23 @@ def test_the_stop_button_ends_the_run_and_frees_the_model(server, browser):
 
 
 @pytest.mark.subprocess
+def test_a_message_is_shown_whole_as_text(server, browser):
+    """The page renders a notice as HTML: "read as <unk> (the model was not trained on these symbols)" showed as
+    "read as ", the tag dropped with the rest."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(server)
+    _element(browser, "#tts-text textarea").send_keys("Hello [there].")
+    _element(browser, "#tts-random-voice input").click()
+    _element(browser, "//button[.//*[contains(text(), 'Sampler settings')]]", By.XPATH).click()
+    _set_number(browser, "#tts-max-ar-steps", 3)
+    _element(browser, "#tts-button").click()
+    shown = "[...document.querySelectorAll('[data-testid=toast-text]')].map(toast => toast.innerText).join('\\n')"
+    toasts = _wait_for(browser, f"{shown}.includes('the phoneme tokenizer has no id for') && {shown}", timeout=90)
+    assert "read as <unk> (the model was not trained on these symbols)" in toasts, toasts
+
+
+@pytest.mark.subprocess
 def test_empty_text_shows_the_message_not_a_traceback(server, browser):
     from selenium.webdriver.common.by import By
 
@@ -949,6 +966,11 @@ def test_a_seed_is_any_whole_number_the_page_can_show():
     seeds = [webui._seed(seed) for seed in (0.0, 7.0, float(webui.MAX_PAGE_SEED))]
     assert seeds == [0, 7, webui.MAX_PAGE_SEED] and {type(seed) for seed in seeds} == {int}
 
+
+
+def test_the_tab_title_names_the_model_without_markdown(tiny):
+    assert webui.build_page(*tiny, "`tiny-random`, an installation check").title == \
+        "VALL-E: tiny-random, an installation check"
 
 
 def test_a_fraction_in_a_whole_number_field_is_refused_not_rounded(tiny):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -210,6 +211,15 @@ def test_length_and_temperature_settings_take_their_whole_range_and_nothing_past
         with pytest.raises(SettingError, match=name):  # 1e39 overflowed the samplers' float32
             check_settings({name: value})
     check_settings({"mirostat_tau": 3.4e38, "stop_length_penalty": -3.4e38})
+    # a finite number past float32 is refused for that, not for being infinite ("a finite number >= 1")
+    bound = re.escape(", at most 3.4e+38 in magnitude (the samplers compute in float32)") + "$"
+    for name, value in [("repetition_penalty", 1e300), ("stop_length_penalty", -1e39), ("mirostat_tau", 10**400)]:
+        with pytest.raises(SettingError, match=bound):
+            check_settings({name: value})
+    for name, value in [("repetition_penalty", 0.5), ("input_prompt_length", 1e308), ("mirostat_tau", -1e39)]:
+        with pytest.raises(SettingError) as raised:  # refused by the rule's own words
+            check_settings({name: value})
+        assert "float32" not in str(raised.value)
 
 
 @pytest.mark.parametrize("digits", [17, 5000])

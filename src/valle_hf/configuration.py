@@ -636,6 +636,19 @@ SETTING_RULES = {
 _TEMPERATURE_FLOORS = (("temperature", "min_temperature"), ("nar_temperature", "nar_min_temperature"))
 
 
+def _why_refused(value, allowed) -> str:
+    """What a value refused by the predicate `allowed` lacks where its rule's words would take it: a Python value (a
+    numpy or torch scalar of an allowed value), or a magnitude that float32 holds (1e300 is a finite number, but not
+    one the samplers can compute with)."""
+    if _is_array_scalar(value) and allowed(value.item()):
+        return " (a Python value: numpy's and torch's are not, convert with .item())"
+    real = isinstance(value, (int, float)) and not isinstance(value, bool)
+    too_large = real and (isinstance(value, int) or math.isfinite(value)) and abs(value) > _MAX_SETTING
+    if too_large and allowed(_MAX_SETTING if value > 0 else -_MAX_SETTING):
+        return f", at most {_MAX_SETTING:g} in magnitude (the samplers compute in float32)"
+    return ""
+
+
 def check_settings(settings: dict) -> None:
     """Refuse any generation setting outside its range (`SETTING_RULES`) or any combination that cannot work.
 
@@ -645,9 +658,8 @@ def check_settings(settings: dict) -> None:
     """
     for name, value in settings.items():
         if value is not None and name in SETTING_RULES and not SETTING_RULES[name][1](value):
-            array = (" (a Python value: numpy's and torch's are not, convert with .item())"
-                     if _is_array_scalar(value) and SETTING_RULES[name][1](value.item()) else "")
-            raise SettingError(name, value, SETTING_RULES[name][0] + array)
+            rule, allowed = SETTING_RULES[name]
+            raise SettingError(name, value, rule + _why_refused(value, allowed))
     for name, floor_name in _TEMPERATURE_FLOORS:
         temperature, floor = settings.get(name) or 0, settings.get(floor_name, -1)
         if temperature > 0 and floor is not None and floor > temperature:

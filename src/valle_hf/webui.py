@@ -66,12 +66,19 @@ def errors_on_page():
     try:
         yield
     except VallEError as error:
-        raise gr.Error(_as_uploaded(one_line(error)), print_exception=False) from None
+        raise gr.Error(_for_page(one_line(error)), print_exception=False) from None
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError (CUDA) is a RuntimeError too
         if not out_of_memory(error):
             raise
         raise gr.Error(f"out of memory for this run ({one_line(error, 200)}): ask for less (a shorter text, a smaller "
                        "beam width, fewer AR steps)", print_exception=False) from None
+
+
+def _for_page(message: str) -> str:
+    """`message` as the page shows it: its uploads named as uploaded (`_as_uploaded`), and its text as text. The page
+    renders a message as HTML, so "read as <unk> (the model was not ...)" ended at "read as ". Only what would start
+    a tag or an entity is escaped: the API hands the message over as it is, where "&gt;=" would stand for ">="."""
+    return _as_uploaded(message).replace("&", "&amp;").replace("<", "&lt;")
 
 
 def _as_uploaded(message: str) -> str:
@@ -107,7 +114,7 @@ def warnings_on_page():
     finally:
         package.removeHandler(collected)
         for message in dict.fromkeys(collected.messages):
-            gr.Warning(_as_uploaded(message))
+            gr.Warning(_for_page(message))
 
 
 # What None means in a generation config, for the settings where a control can show that value instead of a blank
@@ -457,7 +464,8 @@ def build_page(model, processor, model_name: str, stream: bool = True) -> gr.Blo
     demo = Demo(model, processor)
     # Every hour, Gradio removes the uploaded and generated files older than an hour: a demo left running for days
     # does not fill its disk.
-    with gr.Blocks(title=f"VALL-E: {model_name}", delete_cache=(3600, 3600)) as page:
+    # the browser tab's title is plain text: the name without its Markdown code marks
+    with gr.Blocks(title=f"VALL-E: {model_name.replace('`', '')}", delete_cache=(3600, 3600)) as page:
         gr.Markdown(f"{INTRO}\nModel: {model_name}")
         with gr.Tab("Text to speech"):
             _tts_tab(demo, stream)
