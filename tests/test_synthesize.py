@@ -399,6 +399,24 @@ def test_a_row_edited_since_it_was_spoken_is_spoken_again(tmp_path, prompt_wav, 
         assert status == 0 and "wrote 2 row(s)" in err and "(0 done before, 2 spoken again" in err, err
 
 
+def test_a_wav_cut_short_since_its_run_is_spoken_again_with_a_warning(tmp_path, prompt_wav, cached_loading):
+    """A re-run took a done row's WAV as done because it existed: one cut short since (by a copy, a full disk) was
+    kept, without a word. A WAV left whole is kept."""
+    shutil.copy(prompt_wav, tmp_path / "voice.wav")
+    (tmp_path / "m.csv").write_text("id,text,prompt\ncut,Hello there.,voice.wav\nwhole,Good morning.,voice.wav\n",
+                                    encoding="utf-8")
+    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS])
+    assert status == 0, err
+    first = wavs(tmp_path / "out")
+    cut = tmp_path / "out" / "cut.wav"
+    cut.write_bytes(cut.read_bytes()[:-2 * 160])  # 160 16-bit samples fewer, the header as written
+    with logged_warnings() as logged:
+        status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *FLAGS])
+    assert status == 0 and "wrote 1 row(s)" in err and "(1 done before" in err, err
+    assert "the WAV of row(s) 'cut' in" in logged.out and "is not the length its record says" in logged.out
+    assert_same_wavs(first, wavs(tmp_path / "out"))
+
+
 def test_a_done_row_is_spoken_again_under_another_language_but_not_for_its_columns_reordered(tmp_path):
     """The run's --language speaks a row without one (its cells unchanged); the order of the columns speaks none."""
     (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())

@@ -21,9 +21,9 @@ own files; the main process joins the records at the end.
 OUT_DIR holds ``<id>.wav`` (each written under a temporary name and renamed when complete), ``done.jsonl`` (one
 record per finished row: id, path, frames, seconds, stopped, seed, line, cells, run), ``failed.jsonl`` (the rows of
 the last run that could not be spoken: line, id, error) and, while a run is going, ``parts/`` (each process's
-records). A re-run skips the rows in done.jsonl whose WAV exists and whose cells, model, settings, language,
-language switch and (when `--seed` is given) seed are those of this run, so a crash or a kill loses at most the
-batches in flight. Exit status:
+records). A re-run skips the rows in done.jsonl whose WAV is there, as long as its record says, and whose cells,
+model, settings, language, language switch and (when `--seed` is given) seed are those of this run, so a crash or a
+kill loses at most the batches in flight. Exit status:
 0 when every row is done, 3 when some rows failed (all in failed.jsonl), 1 (one ``error:`` line) for a usage or set-up
 mistake, 130 after Ctrl-C, 143 after a SIGTERM. Under a launcher (accelerate launch, torchrun) each process exits 0
 after a run that ended, failures or not, since the launcher would report any other status as a crash: read
@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import soundfile
 import torch
 
 from .audio import joined_sentences, reference_sources, save_audio
@@ -484,20 +485,40 @@ class OutputFolder:
 
     def done_records(self) -> dict[str, dict]:
         """The finished rows, by id: the records of done.jsonl and of every process's part (the latest per id) whose
-        WAV exists."""
-        records = {}
+        WAV is there whole (`holds_its_wav`)."""
+        records, cut = {}, []
         for path in [self.root / DONE, *sorted(self.parts.glob("done.*.jsonl"))]:
             unusable = []
             for number, record in numbered_jsonl(path):
                 if not self.names_its_wav(record):
                     unusable.append(number)
-                elif self.wav(record["id"]).is_file():
+                elif self.wav(record["id"]).is_file() and self.holds_its_wav(record):
                     records[record["id"]] = record
+                elif self.wav(record["id"]).is_file():
+                    cut.append(record["id"])
             if unusable:  # once: a run reads its records more than once (to plan, then to fold them)
                 logger.warning_once(f"{path}: line(s) {', '.join(map(str, unusable[:10]))}"
                                     f"{', ...' if len(unusable) > 10 else ''} name no row's WAV (an id and its path "
                                     "<id>.wav; the file was edited?): left out, so those rows are spoken again")
+        cut = [row_id for row_id in dict.fromkeys(cut) if row_id not in records]
+        if cut:
+            logger.warning_once(f"the WAV of row(s) {', '.join(map(repr, cut[:10]))}{', ...' if len(cut) > 10 else ''} "
+                                f"in {self.root} is not the length its record says (cut short by a copy or a full "
+                                "disk?): spoken again")
         return records
+
+    def holds_its_wav(self, record: dict) -> bool:
+        """Whether the WAV of a done record is there whole: readable, and as long as its record's `seconds` say (a
+        record without them, as long as it is there). A run writes each WAV under a temporary name and renames it
+        once complete; a WAV cut short since (by a copy, a full disk) was taken as done."""
+        seconds = record.get("seconds")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            return True
+        try:
+            info = soundfile.info(str(self.wav(record["id"])))
+        except (RuntimeError, OSError):  # soundfile's LibsndfileError is a RuntimeError
+            return False
+        return abs(info.frames / info.samplerate - seconds) <= 1e-4  # the record's seconds have 4 decimals
 
     def names_its_wav(self, record: dict) -> bool:
         """Whether a done.jsonl record names its row and WAV as the run wrote it: a record edited by hand without
