@@ -331,6 +331,14 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
     with pytest.raises(ValueError, match="AudioIteratorStreamer already served a generate call"):
         fixture_model.generate(**inputs, audio_streamer=iterator)
     assert list(iterator) and iterator._queue.empty()  # the first call's chunks, then its end: nothing after it
+    # read again after that end, it told of the refused call instead of waiting for ever for its chunks
+    read = AudioIteratorStreamer(chunk_seconds=0.1, timeout=30)
+    fixture_model.generate(**inputs, audio_streamer=read)
+    assert list(read) and list(read) == []
+    with pytest.raises(ValueError, match="AudioIteratorStreamer already served a generate call"):
+        fixture_model.generate(**inputs, audio_streamer=read)
+    with pytest.raises(ValueError, match="AudioIteratorStreamer already served a generate call"):
+        next(read)
     file_streamer = AudioFileStreamer(tmp_path / "out.wav", fixture_model.config.sampling_rate, chunk_seconds=0.1)
     fixture_model.generate(**inputs, audio_streamer=file_streamer)
     with pytest.raises(ValueError, match="AudioFileStreamer already served"):
@@ -347,9 +355,13 @@ def test_the_package_streamers_serve_one_call_and_are_checked_when_made(fixture_
 
     fixture_model.generate(**inputs, audio_streamer=Player(0.1))
 
-    for timeout in (0, -1.0, float("nan"), float("inf"), "5", True):
+    # 1e10 and 10**400 s were taken, and the iteration's wait failed in an OverflowError
+    for timeout in (0, -1.0, float("nan"), float("inf"), "5", True, 1e10, 10**400):
         with pytest.raises(ValueError, match="timeout must be None"):
             AudioIteratorStreamer(timeout=timeout)
+    longest = AudioIteratorStreamer(timeout=threading.TIMEOUT_MAX)
+    longest.end()
+    assert list(longest) == []
     # numpy numbers count as the Python numbers they hold, as in generate's settings (np.float32 was refused)
     numpy_made = AudioIteratorStreamer(chunk_seconds=np.float32(0.5), timeout=np.float32(2))
     assert (numpy_made.chunk_seconds, numpy_made.timeout) == (0.5, 2.0)

@@ -1188,6 +1188,36 @@ def test_the_trainer_refuses_a_prepared_folder_the_model_cannot_train_on_before_
         assert steps == [1]
 
 
+def test_a_trainer_given_the_processor_leaves_the_models_token_ids_as_they_are(tmp_path):
+    """transformers' Trainer sets a model's end, pad and start ids to its processing_class tokenizer's at train():
+    the phoneme tokenizer's pad 0 and end 2 are audio codes to the AR, so generate refused to run after training and
+    the saved checkpoint did not load."""
+    from transformers import Trainer, TrainingArguments
+
+    from valle_hf.dataset import VallEDataset
+    from valle_hf.modeling import VallEForConditionalGeneration
+    from valle_hf.processing import VallEProcessor
+
+    model, processor = reactive_model(), VallEProcessor.from_tokenizer_file()
+    write_tiny_dataset(tmp_path / "data")
+    ids = {part: {name: getattr(getattr(model, part), name, None) for name in ("eos_token_id", "pad_token_id")}
+           for part in ("config", "generation_config")}
+    collator = VallEDataCollator(model.config)
+    arguments = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=2,
+                                  report_to="none", use_cpu=True, save_strategy="no")
+    trainer = Trainer(model=model, args=arguments, train_dataset=VallEDataset(tmp_path / "data", (0.2, 0.5)),
+                      data_collator=collator, callbacks=[collator], processing_class=processor)
+    with logged_warnings() as logged:
+        trainer.train()
+    assert "kept the model's own config.eos_token_id, config.pad_token_id" in logged.out
+    assert {part: {name: getattr(getattr(model, part), name, None) for name in ("eos_token_id", "pad_token_id")}
+            for part in ("config", "generation_config")} == ids
+    assert not hasattr(model.config, "bos_token_id") and model.generation_config.bos_token_id is None
+    model.eval().generate(**processor(["Hello."]), max_new_tokens=2, output_audio=False)
+    trainer.save_model(str(tmp_path / "final"))
+    VallEForConditionalGeneration.from_pretrained(tmp_path / "final")
+
+
 def test_an_evaluation_set_that_is_the_training_sets_own_instance_is_warned_about(tmp_path):
     """accelerate sets an evaluation set's epoch at each evaluation: the same instance as the training set changed
     the training prompts' key after it, and a resumed run no longer matched an uninterrupted one, without a word."""

@@ -206,14 +206,25 @@ class AudioIteratorStreamer(AudioStreamer):
         super().__init__(chunk_seconds)
         timeout = python_values({"timeout": timeout})["timeout"]
         if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-                                        and 0 < timeout < math.inf):
-            raise VallEValueError(f"timeout must be None (wait as long as it takes) or a number of seconds > 0, got "
-                                  f"{timeout!r}")
+                                        and 0 < timeout <= threading.TIMEOUT_MAX):  # past it, waits overflow
+            raise VallEValueError(f"timeout must be None (wait as long as it takes) or a number of seconds > 0, at "
+                                  f"most {threading.TIMEOUT_MAX:g}, got {timeout!r}")
         self.timeout = timeout
         self._queue: queue.Queue = queue.Queue()
         self._end = object()
         self._error: BaseException | None = None
         self._stop = threading.Event()
+        self._read_to_end = False  # the iteration met the end of the call
+        self._refused: VallEValueError | None = None  # a second call's refusal, for an iteration after the end
+
+    def start_call(self) -> None:
+        """`AudioStreamer.start_call`; a second call's refusal is also kept for the iteration, which would otherwise
+        wait for ever after the first call's end for chunks that never come."""
+        try:
+            super().start_call()
+        except VallEValueError as error:
+            self._refused = error
+            raise
 
     def stop(self) -> None:
         """End the `generate` call at its next AR step, for a consumer that has heard enough: the speech so far is
@@ -237,11 +248,16 @@ class AudioIteratorStreamer(AudioStreamer):
         return self
 
     def __next__(self) -> AudioChunk:
+        if self._read_to_end:  # its one call has ended: nothing more comes, and a cut stream stays cut
+            if self._refused is not None or self._error is not None:
+                raise self._refused or self._error
+            raise StopIteration
         try:
             chunk = self._queue.get(timeout=self.timeout)
         except queue.Empty:
             raise TimeoutError(f"no audio chunk came within {self.timeout} s (the streamer's timeout)") from None
         if chunk is self._end:
+            self._read_to_end = True
             if self._error is not None:
                 raise self._error
             raise StopIteration

@@ -246,6 +246,36 @@ def read_shared_epoch(epoch_tensor: torch.Tensor) -> int | None:
     return None if epoch < 0 else epoch
 
 
+# The token ids transformers' Trainer sets to its `processing_class` tokenizer's at each `train()`
+# (`align_special_tokens`): a VALL-E model's are audio codes and segment tokens, the tokenizer's phoneme ids (its
+# end token 2 is an audio code to the AR). Generation then refused pad_token_id=0, and the checkpoint did not load.
+_SPECIAL_TOKENS = tuple((part, name) for part in ("config", "generation_config")
+                        for name in ("eos_token_id", "pad_token_id", "bos_token_id"))
+_ABSENT = object()
+
+
+def _special_token_ids(model) -> dict:
+    """The end, pad and start token ids of `model`'s config and generation config (`_ABSENT` where unset)."""
+    return {key: getattr(getattr(model, key[0], None), key[1], _ABSENT) for key in _SPECIAL_TOKENS}
+
+
+def _keep_special_token_ids(model, saved: dict) -> None:
+    """Set back the ids of `saved` (`_special_token_ids`) that differ in `model` now, saying which."""
+    changed = []
+    for (part, name), value in saved.items():
+        holder = getattr(model, part, None)
+        if holder is None or getattr(holder, name, _ABSENT) == value:
+            continue
+        changed.append(f"{part}.{name}")
+        if value is _ABSENT:
+            delattr(holder, name)
+        else:
+            setattr(holder, name, value)
+    if changed:
+        logger.warning(f"kept the model's own {', '.join(changed)}: the Trainer set them to its processing_class's "
+                       "tokenizer's, whose phoneme ids are other tokens to a VALL-E model")
+
+
 def _datasets_within(dataset) -> list:
     """`dataset` and the datasets it wraps (`Subset`, as `random_split` gives, and `ConcatDataset`), to the bottom."""
     if isinstance(dataset, torch.utils.data.Subset):
@@ -293,7 +323,8 @@ class VallEDataCollator(TrainerCallback):
       `VallEDataset` has), so a run resumed with `resume_from_checkpoint` trains on the very draws of the run it
       continues (the Trainer skips the batches already trained without collating them, so a stream of draws would
       start again from its seed). Items that are copies of each other (the same text and codes) in different
-      batches of one epoch get the same draws.
+      batches of one epoch get the same draws. As a callback it also keeps the model's end, pad and start token
+      ids, which the Trainer sets to those of its `processing_class` tokenizer.
     * **As a stream**, while no epoch is set (a collator used on its own, or a Trainer without the callback): one
       seeded `torch.Generator` per process and DataLoader worker, its seed combined with the worker's own seed
       (different per worker and per epoch, reproducible under the Trainer's seed) and with the process rank under
@@ -311,6 +342,7 @@ class VallEDataCollator(TrainerCallback):
     _epoch: torch.Tensor = field(default_factory=shared_epoch, init=False, repr=False, compare=False)
     _next_epoch: int = field(default=0, init=False, repr=False, compare=False)
     _warned_shared_evaluation: bool = field(default=False, init=False, repr=False, compare=False)
+    _special_ids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.padding_side not in ("left", "right"):
@@ -335,12 +367,19 @@ class VallEDataCollator(TrainerCallback):
         each epoch. DataLoader workers, persistent ones included, see the new value."""
         set_shared_epoch(self._epoch, epoch)
 
+    def on_init_end(self, args, state, control, model=None, **kwargs):
+        """TrainerCallback: note the model's end, pad and start token ids, which `on_train_begin` keeps."""
+        self._special_ids = _special_token_ids(model) if model is not None else {}
+
     def on_train_begin(self, args, state, control, model=None, processing_class=None, train_dataloader=None,
                        **kwargs):
-        """TrainerCallback: a resumed run continues the epoch its checkpoint was saved in; a training set that can
-        check itself against the model (`VallEDataset.check_model`: prepared with another codec, or with another
-        tokenizer than the Trainer's `processing_class`) is checked before the first step: the Trainer trained on
-        codes that stand for other sounds without a word."""
+        """TrainerCallback: the model keeps its own end, pad and start token ids (the Trainer set them to its
+        `processing_class` tokenizer's phoneme ids); a resumed run continues the epoch its checkpoint was saved in; a
+        training set that can check itself against the model (`VallEDataset.check_model`: prepared with another
+        codec, or with another tokenizer than the Trainer's `processing_class`) is checked before the first step: the
+        Trainer trained on codes that stand for other sounds without a word."""
+        if model is not None:
+            _keep_special_token_ids(model, self._special_ids)
         self._next_epoch = math.floor(state.epoch or 0)
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         for dataset in _datasets_within(getattr(train_dataloader, "dataset", None)):
