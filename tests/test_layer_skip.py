@@ -109,6 +109,29 @@ def test_exits_at_the_first_allowed_layer_when_every_step_is_confident(fixture_m
     assert torch.equal(out.codes, truncated(fixture_model, first).generate(**inputs).codes)
 
 
+def test_a_call_traces_only_its_own_steps_while_another_runs(fixture_model, inputs):
+    """Each call's trace was a hook on the shared model: a call run meanwhile (in another thread, here within the
+    first call's first step) added its steps to it, or broke its stacking where the batch sizes differ."""
+    settings = dict(inputs, layer_skip=True, layer_skip_entropy_threshold=1e9, layer_skip_varentropy_threshold=1e9)
+    steps = dict(max_new_tokens=5, min_new_tokens=5)
+    alone = fixture_model.generate(**{**settings, **steps}).exit_layers
+    other = {key: value.repeat(2, *(1,) * (value.dim() - 1)) if torch.is_tensor(value) else value
+             for key, value in settings.items()}  # a batch of two
+    meanwhile = []
+
+    def run_another(module, args, kwargs):
+        if not meanwhile:
+            meanwhile.append(None)
+            meanwhile[0] = fixture_model.generate(**{**other, "max_new_tokens": 3, "min_new_tokens": 3}).exit_layers
+
+    handle = fixture_model.register_forward_pre_hook(run_another, with_kwargs=True)
+    try:
+        traced = fixture_model.generate(**{**settings, **steps}).exit_layers
+    finally:
+        handle.remove()
+    assert torch.equal(traced, alone) and meanwhile[0].shape == (2, 3)
+
+
 def test_stt_and_bad_exit_layer(fixture_model, fixtures):
     case = fixtures.cases["stt_e2e_greedy"]
     audio = fixtures.case_tensor(case, "resp")[None]

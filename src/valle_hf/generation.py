@@ -1191,7 +1191,9 @@ class VallEGenerationMixin(GenerationMixin):
         trace = []
 
         def record(module, args, kwargs, output):
-            if kwargs.get("level") == generate_kwargs["level"]:  # a streamed call runs NAR chunks between the steps
+            # this call's steps only: a streamed call runs NAR chunks between them, and another thread's call on the
+            # model (its own LayerSkip) runs through this hook too
+            if kwargs.get("early_exit") is skip and kwargs.get("level") == generate_kwargs["level"]:
                 trace.append(output.exit_layers)
 
         handle = self.register_forward_hook(record, with_kwargs=True)
