@@ -33,6 +33,7 @@ checkpoints saved are kept; before the first, an --output folder the run made is
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
@@ -48,7 +49,7 @@ import valle_hf  # noqa: F401
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
-from transformers import SchedulerType, Trainer, TrainerState, TrainingArguments, set_seed
+from transformers import SchedulerType, Trainer, TrainerCallback, TrainerState, TrainingArguments, set_seed
 from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_NAME
@@ -202,6 +203,61 @@ RANGES = {
 }
 
 
+# The options that shape what a run trains on, and how: each checkpoint records them (`RecordRunOptions`), and
+# --resume continues a run with the same ones only. --max-steps and --epochs may grow (a longer run), the others
+# (workers, logging, saving, reporting) change nothing the run learns, and --lora, --lora-rank and --lora-alpha are
+# checked against the checkpoint's weights and adapter (`check_fits`).
+RUN_OPTIONS = ("lora_dropout", "tasks", "batch_size", "gradient_accumulation_steps",
+               "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
+               "lr_scheduler", "warmup_steps", "attention_dropout", "prompt_duration", "duration_range",
+               "padding_side", "seed", "bf16", "fp16")
+RUN_OPTIONS_FILE = "finetune_options.json"
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """The run's `RUN_OPTIONS`, as JSON writes them (a pair as a list)."""
+    return {name: list(value) if isinstance(value, tuple) else value
+            for name in RUN_OPTIONS if (value := getattr(args, name)) is not None}
+
+
+class RecordRunOptions(TrainerCallback):
+    """Writes the run's options (`run_options`) into each checkpoint it saves, for --resume to compare."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.options = run_options(args)
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            (folder / RUN_OPTIONS_FILE).write_text(json.dumps(self.options, indent=1) + "\n", encoding="utf-8")
+
+
+def check_run_options(args: argparse.Namespace, checkpoint: Path) -> None:
+    """Refuse (`UsageError`) to resume from `checkpoint` with other `RUN_OPTIONS` than its run's: the Trainer took any
+    and trained on, with other draws, rates or adapter than the run it continued. A checkpoint that records none (of
+    an earlier version) is taken."""
+    try:
+        saved = json.loads((checkpoint / RUN_OPTIONS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as error:
+        raise unusable(checkpoint, f"{RUN_OPTIONS_FILE} cannot be read ({one_line(error)})") from None
+    ours = run_options(args)
+    differ = [name for name in RUN_OPTIONS if isinstance(saved, dict) and saved.get(name) != ours.get(name)]
+    if differ:
+        shown = ", ".join(f"{option_name(name)} {as_shown(saved.get(name))}" for name in differ)
+        raise UsageError(f"--resume: {checkpoint.name} in --output {args.output} was saved by a run with {shown}: "
+                         "resume with the options it was started with (only --max-steps and --epochs may grow), or "
+                         "start a new run in another --output")
+
+
+def as_shown(value) -> str:
+    """An option's value as a command line gives it: a flag given or not, a pair as two numbers."""
+    if isinstance(value, bool):
+        return "given" if value else "not given"
+    return " ".join(map(str, value)) if isinstance(value, list) else "unset" if value is None else str(value)
+
+
 def check_ignored_options(args: argparse.Namespace) -> None:
     """Refuse (`UsageError`) what the run would ignore without a word: --lora-rank, --lora-alpha or --lora-dropout
     without --lora (a full fine-tune ran, with no adapter), --warmup-steps with a scheduler that has none (the
@@ -267,6 +323,7 @@ def check_options(args: argparse.Namespace) -> dict[str, dict[str, tuple[int, ..
         warn(f"--resume: {', '.join(path.name for path in incomplete)} in --output {args.output} "
              f"{'is' if len(incomplete) == 1 else 'are'} incomplete (the run stopped while saving): {kept}")
     if complete:
+        check_run_options(args, complete[-1])
         return check_checkpoint(complete[-1])
     if (args.output / "final").exists():  # a new run from --model would replace the trained model
         raise UsageError(f"--resume: --output {args.output} holds a trained model (final/) but no checkpoint to "
@@ -505,7 +562,7 @@ def train(argv: list[str] | None = None) -> Path:
         check_fits(model, Path(resumed), resumed_shapes, args)
     # the collator as a callback too: draws keyed on the epoch, so --resume trains on the draws of an uninterrupted run
     trainer = VallETrainer(model=model, args=arguments, train_dataset=dataset, data_collator=collator,
-                           callbacks=[collator, StopOnNonFiniteWeights()])
+                           callbacks=[collator, StopOnNonFiniteWeights(), RecordRunOptions(args)])
     ended = resumed is not None and _ended(trainer, resumed, args.output)
     if resumed is not None and not ended:
         warn_fresh_optimizer(Path(resumed))

@@ -947,6 +947,23 @@ def test_finetune_resume_of_an_ended_run_keeps_its_model(tmp_path, capsys):
     assert {path.name: path.stat().st_mtime_ns for path in (out / "final").iterdir()} == saved
 
 
+def test_finetune_resume_with_other_training_options_than_the_run_is_refused(tmp_path, capsys):
+    """--resume took another --lora-dropout, --seed, --tasks, --prompt-duration or --learning-rate than the run's and
+    trained on: other draws, rates or adapter than the run it claimed to continue. Each checkpoint records them."""
+    finetune, argv, out = _ended_run(tmp_path, "--lora", "--lora-rank", "4")
+    recorded = json.loads((out / "checkpoint-1" / finetune.RUN_OPTIONS_FILE).read_text())
+    assert recorded["seed"] == 0 and recorded["prompt_duration"] == [0.2, 0.5] and recorded["lora_dropout"] == 0.1
+    capsys.readouterr()
+    for other, shown in [(("--lora-dropout", "0.3"), "--lora-dropout 0.1"), (("--seed", "9"), "--seed 0"),
+                         (("--prompt-duration", "0.3", "0.5"), "--prompt-duration 0.2 0.5")]:
+        assert finetune.main(list(map(str, [*argv, *other, "--resume"]))) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --resume: checkpoint-1 in --output {out} was saved by a run with {shown}: "
+                              "resume with the options it was started with"), err
+    assert finetune.main(list(map(str, [*argv, "--max-steps", "2", "--num-workers", "1", "--resume"]))) == 0
+    assert json.loads((out / "checkpoint-2" / finetune.RUN_OPTIONS_FILE).read_text()) == recorded
+
+
 @pytest.mark.parametrize("length", [("--max-steps", "1"), ("--max-steps", "-1", "--epochs", "1")],
                          ids=["max_steps", "epochs"])
 def test_finetune_resume_trains_on_where_the_run_is_longer_now(tmp_path, monkeypatch, capsys, length):
