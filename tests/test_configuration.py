@@ -353,7 +353,8 @@ def test_an_end_token_past_the_heads_is_refused_and_speech_to_text_reads_its_own
                                            "each row on its stop token$"):
         tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),
                             max_new_tokens=2, eos_token_id=config.stop_token_id - 1)
-    for stop in (config.stop_token_id, [config.stop_token_id]):
+    for stop in (config.stop_token_id, [config.stop_token_id], (config.stop_token_id,), [config.stop_token_id] * 2,
+                 torch.tensor(config.stop_token_id)):
         tiny_model.generate(input_ids=torch.tensor([[config.text_bos_token_id, config.text_eos_token_id]]),
                             max_new_tokens=2, eos_token_id=stop, output_audio=False)
     with pytest.raises(SettingError, match=rf"^eos_token_id={classes} is not allowed: it must be token ids in "

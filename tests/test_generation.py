@@ -838,6 +838,12 @@ def test_lengths_that_count_the_input_are_refused_where_a_row_would_get_another_
                                                f"input lengths .* give {instead} \\(AR steps\\) instead$"):
             _greedy(model, **batch, **{setting: 200})
     _greedy(tiny_model, **batch, max_new_tokens=2, max_length=200)  # max_new_tokens in force, as in transformers
+    _greedy(tiny_model, **batch, max_new_tokens=2, min_length=1)  # within every row's input: no step asked for
+    # speech to text: rows of audio of other lengths
+    audio, audio_mask = pad(prompts[:2], 0, side="right")
+    with pytest.raises(SettingError, match="^min_length=200 is not allowed: it must be left out for rows of other "):
+        tiny_model.generate(audio_codes=audio, audio_attention_mask=audio_mask, task="stt", max_new_tokens=2,
+                            min_length=200)
     alone = _greedy(unset, input_ids=texts[0][None], prompt_codes=prompts[0][None], max_length=200, min_length=150)
     twice = _greedy(unset, input_ids=texts[0][None].repeat(2, 1), prompt_codes=prompts[0][None].repeat(2, 1, 1),
                     max_length=200, min_length=150)  # rows of one length: the limits hold for each
@@ -1477,6 +1483,15 @@ def test_do_sample_false_with_sampler_settings_warns_naming_do_sample(tiny_model
     assert _inert_warnings(tiny_model, do_sample=False) == []  # the model's temperature is what it turns off
     assert _inert_warnings(tiny_model, temperature=0.0, top_k=5) == [
         "top_k has no effect without temperature > 0: set temperature, or drop top_k"]
+    # a command line has no do_sample (a model saved with do_sample=False): its temperature flag turns sampling on
+    from valle_hf.cli import FLAG_NAMES
+    from valle_hf.generation import setting_names
+
+    greedy = copy.deepcopy(tiny_model)
+    greedy.generation_config.do_sample = False
+    with setting_names(FLAG_NAMES):
+        assert _inert_warnings(greedy, top_k=5) == [
+            "--top-k has no effect without --ar-temp > 0: set --ar-temp, or drop --top-k"]
 
 
 def test_setting_names_name_the_settings_as_the_caller_does_once_per_context(tiny_model):

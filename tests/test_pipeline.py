@@ -57,11 +57,16 @@ def test_a_folder_saved_without_its_processor_is_refused_saying_how_to_fill_it(f
 
     fixture_model.save_pretrained(tmp_path)
     for task in ("text-to-speech", "automatic-speech-recognition"):
-        with pytest.raises(CheckpointError, match="has no tokenizer.json.*processor.save_pretrained.*processor="):
+        with pytest.raises(CheckpointError, match="has no tokenizer.json.*processor.save_pretrained.*processor=.*"
+                                                  "feature_extractor as feature_extractor="):
             pipeline(task, model=str(tmp_path))
     processor = valle_hf.VallEProcessor.from_tokenizer_file()
     tts = pipeline("text-to-speech", model=str(tmp_path), tokenizer=processor.tokenizer, processor=processor)
-    assert tts("Hello.", generate_kwargs=GENERATE)["audio"].shape == (GENERATE["max_new_tokens"] * 320,)
+    audio = tts("Hello.", generate_kwargs=GENERATE)["audio"]
+    assert audio.shape == (GENERATE["max_new_tokens"] * 320,)
+    stt = pipeline("automatic-speech-recognition", model=str(tmp_path), tokenizer=processor.tokenizer,
+                   feature_extractor=processor.feature_extractor, processor=processor)
+    assert isinstance(stt({"raw": audio, "sampling_rate": 24000}, generate_kwargs={"max_new_tokens": 2})["text"], str)
 
 
 def test_a_model_instance_with_its_tokenizer_only_phonemises_the_text(converted_dir):

@@ -1233,6 +1233,14 @@ def test_a_trainer_given_the_processor_leaves_the_models_token_ids_as_they_are(t
     model.eval().generate(**processor(["Hello."]), max_new_tokens=2, output_audio=False)
     trainer.save_model(str(tmp_path / "final"))
     VallEForConditionalGeneration.from_pretrained(tmp_path / "final")
+    # a collator added after the Trainer was made (no on_init_end): the ids of the config it was made with
+    later = Trainer(model=model.train(), args=arguments, train_dataset=VallEDataset(tmp_path / "data", (0.2, 0.5)),
+                    data_collator=collator, processing_class=processor)
+    later.add_callback(VallEDataCollator(model.config))
+    later.train()
+    assert {part: {name: getattr(getattr(model, part), name, None) for name in ("eos_token_id", "pad_token_id")}
+            for part in ("config", "generation_config")} == ids
+    assert not hasattr(model.config, "bos_token_id") and model.generation_config.bos_token_id is None
 
 
 def test_an_evaluation_set_that_is_the_training_sets_own_instance_is_warned_about(tmp_path):

@@ -414,7 +414,9 @@ def _check_input_lengths(config: VallEGenerationConfig, mask: torch.Tensor) -> N
         del steps["max_length"]
     lengths = mask.sum(dim=1).tolist()
     for name, (value, instead) in steps.items():
-        if value is not None and len(set(lengths)) > 1:
+        # a min_length within every row's input asks for no step, alone or in the batch
+        limits = value is not None and (name == "max_length" or value > min(lengths))
+        if limits and len(set(lengths)) > 1:
             raise SettingError(name, value, f"left out for rows of other input lengths ({min(lengths)} to "
                                f"{max(lengths)}): it counts each row's input padded to the longest, so a row would "
                                f"get another limit than alone; give {instead} (AR steps) instead")
@@ -506,6 +508,8 @@ def _warn_if_inert(config: VallEGenerationConfig, given: set[str]) -> None:
     """Warn, once per setting, about each given setting that does nothing without its switch (`inert_settings`): the
     original accepted them without a word, and the caller would believe them applied."""
     for setting, switch, condition in inert_settings(config, given):
+        if switch == "do_sample" and _setting_name(switch) == switch and _setting_name("temperature") != "temperature":
+            switch, condition = "temperature", " > 0"  # no do_sample there: a temperature given turns sampling on
         name, switch_name = _setting_name(setting), _setting_name(switch)
         # a command line's on/off flag is on by being given
         needed = switch_name if condition == "=True" and switch_name.startswith("--") else f"{switch_name}{condition}"
@@ -881,7 +885,8 @@ class VallEGenerationMixin(GenerationMixin):
         else:
             stop, given = self.config.stop_token_id, config.eos_token_id
             why = "task='tts', whose AR ends each row on its stop token"
-        if given not in (None, stop, [stop]):
+        ids = given.tolist() if torch.is_tensor(given) else given
+        if ids is not None and set(ids if isinstance(ids, (list, tuple)) else [ids]) != {stop}:
             raise SettingError("eos_token_id", given, f"left out (or {stop}) with {why}")
 
     def _check_cache(self, config: VallEGenerationConfig, model_kwargs: dict) -> None:

@@ -261,7 +261,8 @@ def check_saved_tokenizer(name: str | os.PathLike, subfolder: str | None = None)
                               "processor there (processor.save_pretrained(folder); a Trainer does with "
                               "processing_class=processor), or build one from the released model's tokenizer "
                               "(VallEProcessor.from_tokenizer_file(); a pipeline takes it as processor=, with its "
-                              ".tokenizer as tokenizer=)")
+                              ".tokenizer as tokenizer= and, for speech recognition, its .feature_extractor as "
+                              "feature_extractor=)")
 
 
 class PhonemeTokenizerFast(PreTrainedTokenizerFast):

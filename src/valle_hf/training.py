@@ -259,6 +259,14 @@ def _special_token_ids(model) -> dict:
     return {key: getattr(getattr(model, key[0], None), key[1], _ABSENT) for key in _SPECIAL_TOKENS}
 
 
+def _config_token_ids(config) -> dict:
+    """`_special_token_ids` as a model built from `config` has them: its generation config holds its config's ids
+    (None where the config has none)."""
+    ids = {name: getattr(config, name, _ABSENT) for _, name in _SPECIAL_TOKENS}
+    return {(part, name): None if part == "generation_config" and ids[name] is _ABSENT else ids[name]
+            for part, name in _SPECIAL_TOKENS}
+
+
 def _keep_special_token_ids(model, saved: dict) -> None:
     """Set back the ids of `saved` (`_special_token_ids`) that differ in `model` now, saying which."""
     changed = []
@@ -345,6 +353,8 @@ class VallEDataCollator(TrainerCallback):
     _special_ids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        # the ids to keep, where the Trainer's on_init_end comes too late to read the model's (`add_callback`)
+        self._special_ids = _config_token_ids(self.config)
         if self.padding_side not in ("left", "right"):
             raise VallEValueError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
         unknown = [task for task in self.tasks if task not in TASKS]
@@ -368,8 +378,10 @@ class VallEDataCollator(TrainerCallback):
         set_shared_epoch(self._epoch, epoch)
 
     def on_init_end(self, args, state, control, model=None, **kwargs):
-        """TrainerCallback: note the model's end, pad and start token ids, which `on_train_begin` keeps."""
-        self._special_ids = _special_token_ids(model) if model is not None else {}
+        """TrainerCallback: note the model's end, pad and start token ids, which `on_train_begin` keeps (a collator
+        added later keeps those of the config it was made with)."""
+        if model is not None:
+            self._special_ids = _special_token_ids(model)
 
     def on_train_begin(self, args, state, control, model=None, processing_class=None, train_dataloader=None,
                        **kwargs):

@@ -74,11 +74,16 @@ def errors_on_page():
                        "beam width, fewer AR steps)", print_exception=False) from None
 
 
+# What the page's HTML would read as a tag ("<unk>") or an entity ("&amp;") rather than as text.
+_MARKUP = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?\w+;)")
+
+
 def _for_page(message: str) -> str:
     """`message` as the page shows it: its uploads named as uploaded (`_as_uploaded`), and its text as text. The page
     renders a message as HTML, so "read as <unk> (the model was not ...)" ended at "read as ". Only what would start
-    a tag or an entity is escaped: the API hands the message over as it is, where "&gt;=" would stand for ">="."""
-    return _as_uploaded(message).replace("&", "&amp;").replace("<", "&lt;")
+    a tag or an entity is escaped, since the API hands the same message to its caller: "or < 0 for off" stays as
+    it is."""
+    return _MARKUP.sub(lambda match: "&lt;" if match.group() == "<" else "&amp;", _as_uploaded(message))
 
 
 def _as_uploaded(message: str) -> str:
