@@ -492,10 +492,11 @@ class OutputFolder:
             for number, record in numbered_jsonl(path):
                 if not self.names_its_wav(record):
                     unusable.append(number)
-                elif self.wav(record["id"]).is_file() and self.holds_its_wav(record):
-                    records[record["id"]] = record
                 elif self.wav(record["id"]).is_file():
-                    cut.append(record["id"])
+                    if self.holds_its_wav(record):
+                        records[record["id"]] = record
+                    else:
+                        cut.append(record["id"])
             if unusable:  # once: a run reads its records more than once (to plan, then to fold them)
                 logger.warning_once(f"{path}: line(s) {', '.join(map(str, unusable[:10]))}"
                                     f"{', ...' if len(unusable) > 10 else ''} name no row's WAV (an id and its path "
