@@ -849,21 +849,22 @@ INERT_WITHOUT = (
 )
 
 
-def inert_settings(config, given: Iterable[str]) -> list[tuple[str, str, str]]:
+def inert_settings(config, given: Iterable[str], do_sample: bool = True) -> list[tuple[str, str, str]]:
     """The settings among `given` that `config` (a `VallEGenerationConfig`, its settings checked) leaves without
     effect (`INERT_WITHOUT`), each as (the setting, the switch it needs, the switch's condition), in the table's
-    order."""
+    order. A sampler's switch is its temperature > 0, or `do_sample=True` where `do_sample=False` decodes greedily
+    with a positive temperature; `do_sample=False` here: an interface without do_sample (a command line, where a
+    temperature given turns sampling on) is always told of the temperature."""
     given = set(given)
-    return [_switch_as_set(config, setting, switch, condition) for setting, switch, condition, unused in INERT_WITHOUT
-            if setting in given and unused(config)]
+    return [(setting, *_switch_as_set(config, switch, condition, do_sample))
+            for setting, switch, condition, unused in INERT_WITHOUT if setting in given and unused(config)]
 
 
-def _switch_as_set(config, setting: str, switch: str, condition: str) -> tuple[str, str, str]:
-    """An `inert_settings` entry naming the switch that is off: a sampler needs a temperature > 0, which is of no use
-    where `do_sample=False` (with a positive temperature) decodes greedily."""
-    if switch == "temperature" and not _greedy_by_temperature(config):
-        return setting, "do_sample", "=True"
-    return setting, switch, condition
+def _switch_as_set(config, switch: str, condition: str, do_sample: bool) -> tuple[str, str]:
+    """The switch (and its condition) that is off, as `inert_settings` names it."""
+    if switch == "temperature" and do_sample and not _greedy_by_temperature(config):
+        return "do_sample", "=True"
+    return switch, condition
 
 
 # The original CLI's tuned settings (`vall_e/__main__.py`), which the released model is meant to be used with.

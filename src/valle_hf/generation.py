@@ -507,9 +507,9 @@ def _warn_once(message: str) -> None:
 def _warn_if_inert(config: VallEGenerationConfig, given: set[str]) -> None:
     """Warn, once per setting, about each given setting that does nothing without its switch (`inert_settings`): the
     original accepted them without a word, and the caller would believe them applied."""
-    for setting, switch, condition in inert_settings(config, given):
-        if switch == "do_sample" and _setting_name(switch) == switch and _setting_name("temperature") != "temperature":
-            switch, condition = "temperature", " > 0"  # no do_sample there: a temperature given turns sampling on
+    # an interface that renames the temperature (the CLI's --ar-temp) and has no do_sample of its own
+    do_sample = _setting_name("temperature") == "temperature" or _setting_name("do_sample") != "do_sample"
+    for setting, switch, condition in inert_settings(config, given, do_sample):
         name, switch_name = _setting_name(setting), _setting_name(switch)
         # a command line's on/off flag is on by being given
         needed = switch_name if condition == "=True" and switch_name.startswith("--") else f"{switch_name}{condition}"
