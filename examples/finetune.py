@@ -245,17 +245,20 @@ def check_run_options(args: argparse.Namespace, checkpoint: Path) -> None:
     ours = run_options(args)
     differ = [name for name in RUN_OPTIONS if isinstance(saved, dict) and saved.get(name) != ours.get(name)]
     if differ:
-        shown = ", ".join(f"{option_name(name)} {as_shown(saved.get(name))}" for name in differ)
+        shown = ", ".join(f"{option_name(name)} {as_shown(name, saved.get(name))}" for name in differ)
         raise UsageError(f"--resume: {checkpoint.name} in --output {args.output} was saved by a run with {shown}: "
                          "resume with the options it was started with (only --max-steps and --epochs may grow), or "
                          "start a new run in another --output")
 
 
-def as_shown(value) -> str:
-    """An option's value as a command line gives it: a flag given or not, a pair as two numbers."""
+def as_shown(name: str, value) -> str:
+    """Option `name`'s value as a command line gives it: a flag given or not, a pair (--prompt-duration,
+    --duration-range) as two numbers, anything else as `as_typed` writes it (--tasks comma-separated)."""
+    if value is None:
+        return "unset"
     if isinstance(value, bool):
         return "given" if value else "not given"
-    return " ".join(map(str, value)) if isinstance(value, list) else "unset" if value is None else str(value)
+    return " ".join(map(as_typed, value)) if name in ("prompt_duration", "duration_range") else as_typed(value)
 
 
 def check_ignored_options(args: argparse.Namespace) -> None:

@@ -960,6 +960,11 @@ def test_finetune_resume_with_other_training_options_than_the_run_is_refused(tmp
         err = capsys.readouterr().err
         assert err.startswith(f"error: --resume: checkpoint-1 in --output {out} was saved by a run with {shown}: "
                               "resume with the options it was started with"), err
+    recorded_tasks = out / "checkpoint-1" / finetune.RUN_OPTIONS_FILE
+    recorded_tasks.write_text(json.dumps({**recorded, "tasks": ["tts", "stt"]}))  # as a run of both tasks records them
+    assert finetune.main(list(map(str, [*argv, "--resume"]))) == 1
+    assert "was saved by a run with --tasks tts,stt: " in capsys.readouterr().err  # as the option is written
+    recorded_tasks.write_text(json.dumps(recorded))
     assert finetune.main(list(map(str, [*argv, "--max-steps", "2", "--num-workers", "1", "--resume"]))) == 0
     assert json.loads((out / "checkpoint-2" / finetune.RUN_OPTIONS_FILE).read_text()) == recorded
 
