@@ -408,18 +408,19 @@ def _check_input_lengths(config: VallEGenerationConfig, mask: torch.Tensor) -> N
     other input lengths (counted from the batch's padded input, a row's limit would hang on the other rows), and a
     `min_length` that asks for more steps than `max_new_tokens` allows (transformers ran to the most). `mask`: the
     AR's attention mask `[B, T]`."""
-    steps = {"max_length": (config.max_length, _setting_name("max_new_tokens")),
-             "min_length": ((config.min_length or 0) or None, _setting_name("min_new_tokens"))}
-    if config.max_new_tokens is not None:  # max_length is in force only without it, as in transformers
-        del steps["max_length"]
     lengths = mask.sum(dim=1).tolist()
-    for name, (value, instead) in steps.items():
-        # a min_length within every row's input asks for no step, alone or in the batch
-        limits = value is not None and (name == "max_length" or value > min(lengths))
+    limiting = {  # max_length is in force only without max_new_tokens, as in transformers; a min_length within
+        # every row's input asks for no step, alone or in the batch
+        "max_length": config.max_new_tokens is None and config.max_length is not None,
+        "min_length": (config.min_length or 0) > min(lengths),
+    }
+    for name, limits in limiting.items():
         if limits and len(set(lengths)) > 1:
-            raise SettingError(name, value, f"left out for rows of other input lengths ({min(lengths)} to "
-                               f"{max(lengths)}): it counts each row's input padded to the longest, so a row would "
-                               f"get another limit than alone; give {instead} (AR steps) instead")
+            instead = _setting_name(name.replace("length", "new_tokens"))
+            raise SettingError(name, getattr(config, name), f"left out for rows of other input lengths "
+                               f"({min(lengths)} to {max(lengths)}): it counts each row's input padded to the "
+                               f"longest, so a row would get another limit than alone; give {instead} (AR steps) "
+                               "instead")
     least = (config.min_length or 0) - mask.shape[1]
     if config.max_new_tokens is not None and least > config.max_new_tokens:
         raise SettingError("min_length", config.min_length, f"at most the input ({mask.shape[1]} tokens) plus "
