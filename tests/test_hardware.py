@@ -74,7 +74,7 @@ def test_auto_measures_at_the_batch_size_the_model_will_decode(monkeypatch):
     assert eight.dtype == torch.float32 and asked == [1, 8]
     assert "AR step of 8 rows: float32 4.00 ms, bfloat16 9.00 ms" in eight.describe()
     assert choose_precision(CPU, quantize="int8", rows=8).quantize is None  # int8 loses at 8 rows here
-    args = synthesize.build_parser().parse_args(["manifest.csv", "out", "--batch-size", "8"])
+    args = synthesize.build_parser().parse_args(["manifest.csv", "out", "--batch-size", "8", "--device", "cpu"])
     assert synthesize.model_precision(args).dtype == torch.float32 and asked[-1] == 8
 
 
