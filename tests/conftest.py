@@ -16,8 +16,11 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-# The test models are tiny: one thread avoids intra-op overhead and contention on small shared machines.
+# The test models are tiny: one thread avoids intra-op overhead and contention on small shared machines. The
+# commands the tests start inherit it: with a thread per core in each of them, beside the other test processes, every
+# op of a child waited for a descheduled thread of its own (milliseconds per op of a tiny model).
 torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
 SHARED = REPO.parent / "shared"
 # What the package caches (converted models, precision measurements) goes to a directory of this run, never to the
 # user's own cache.
@@ -50,8 +53,9 @@ def load_script(path: Path):
 
 
 def subprocess_environment() -> dict[str, str]:
-    """The environment of a command the tests start: this checkout's package, one thread per process."""
-    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    """The environment of a command the tests start: this checkout's package (and, as every child of the tests
+    inherits, one thread per process)."""
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "TOKENIZERS_PARALLELISM": "false"}
 
 
 # The start of a script that says, as each process exits, whether its process group is still up: one whose process
