@@ -235,7 +235,28 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
     # the processor sees one text at a time: "got 2 languages for 1 texts"
     (lambda tts, prompt: tts(["Hi.", "Yo."], batch_size=2, processor_kwargs={"language": ["en", "fr"],
                                                                             "prompt_audio": prompt}),
-     ValueError, "processor_kwargs has a list of 2 languages, but the pipeline gives every text the same settings"),
+     ValueError, "processor_kwargs has a list of 2 values of language, but the pipeline gives every text the same "
+                 "settings"),
+    # given to each batch whole: refused after the first batch was generated
+    (lambda tts, prompt: tts(["Hi.", "Yo.", "Hey."], batch_size=2, forward_params={"prompt_audio": prompt},
+                             generate_kwargs={"input_prompt_length": [1.0, 2.0]}),
+     ValueError, "generate_kwargs has a list of 2 values of input_prompt_length, but the pipeline gives every text"),
+    (lambda tts, prompt: tts("Hi.", forward_params={"sampling_rate": np.array([24000, 16000])}),
+     ValueError, "forward_params has a list of 2 values of sampling_rate"),
+    # the processor's own text replaced every text of the call, without a word
+    (lambda tts, prompt: tts("Hello.", processor_kwargs={"text": "Goodbye.", "prompt_audio": prompt}), ValueError,
+     "^processor_kwargs has text: the pipeline gives the processor each text it is called with, as tensors"),
+    (lambda tts, prompt: tts("Hello.", processor_kwargs={"return_tensors": None}), ValueError,
+     "^processor_kwargs has return_tensors: the pipeline gives"),
+    # merged under processor_kwargs, which won where both named a key; its other refusals named its internals
+    (lambda tts, prompt: tts("Hi.", preprocess_params={"language": "fr"}, processor_kwargs={"language": "en"}),
+     TypeError, "^preprocess_params: give the processor's arguments in processor_kwargs"),
+    # generate got them twice: "got multiple values for keyword argument"
+    (lambda tts, prompt: tts("Hi.", processor_kwargs={"prompt_audio": prompt}, forward_params={"sampling_rate": 24000}),
+     ValueError, "^sampling_rate given in forward_params, but the pipeline's processor gives generate that from the "
+                 "texts and processor_kwargs: drop it from forward_params"),
+    (lambda tts, prompt: tts("Hi.", generate_kwargs={"input_ids": torch.tensor([[1, 40, 2]])}), ValueError,
+     "^input_ids given in generate_kwargs, but the pipeline's processor gives generate that"),
     # the processor's refusal did not say which text
     (lambda tts, prompt: tts(["Hi.", None], processor_kwargs={"prompt_audio": prompt}), TypeError,
      "^text 1 of the 2 given to the text-to-speech pipeline is None: give each text as a str$"),
@@ -442,6 +463,8 @@ def test_what_the_speech_recognition_pipeline_cannot_do_for_vall_e_is_refused_in
 
     with pytest.raises(VallEValueError, match=message):
         asr(str(prompt_wav), **call)
+    off = {name: type(value)() for name, value in call.items()}  # False, 0, {}: what a generic caller passes
+    assert asr(str(prompt_wav), **off, **GENERATE) == asr(str(prompt_wav), **GENERATE)
     for no_audio_or_no_rate in ({"array": np.zeros(2400, dtype=np.float32)}, {"sampling_rate": 16000, "path": "x.wav"}):
         with pytest.raises(VallEValueError, match="needs the audio under 'raw' or 'array' and its 'sampling_rate'"):
             asr(no_audio_or_no_rate)

@@ -41,6 +41,10 @@ _KEYWORD_DICTS = ("forward_params", "generate_kwargs", "processor_kwargs")
 _SETTINGS = ("forward_params", "generate_kwargs")
 # The other keyword arguments of the text-to-speech pipeline's call (transformers' `Pipeline.__call__`).
 _TTS_CALL_ARGUMENTS = ("preprocess_params", "batch_size", "num_workers")
+# The processor's arguments that the text-to-speech pipeline gives it itself: each text, as tensors.
+_SET_BY_TTS_PIPELINE = ("text", "audio", "return_tensors", "processor_kwargs")
+# Settings a batch takes one per row, which the pipeline would give each batch whole.
+_PER_ROW_SETTINGS = ("language", "input_prompt_length", "sampling_rate")
 
 
 def check_batch_size(batch_size: Any) -> None:
@@ -53,10 +57,11 @@ def check_batch_size(batch_size: Any) -> None:
 
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
-    list of texts, a `batch_size` that is no integer >= 1, a list of prompts or of languages (one per text: the
-    pipeline gives each text the same settings), `output_audio=False`, another task than TTS or an argument given
-    both to the processor and to `generate`, and `VallETypeError` for a text that is no str, a keyword dict that is
-    not a dict, a keyword argument the call does not take (a setting outside `generate_kwargs`) or a
+    list of texts, a `batch_size` that is no integer >= 1, a list of prompts, languages, prompt lengths or sampling
+    rates (one per text: the pipeline gives each text the same settings), `output_audio=False`, another task than
+    TTS, an argument given both to the processor and to `generate`, or a text (or `return_tensors`) in
+    `processor_kwargs`, and `VallETypeError` for a text that is no str, a keyword dict that is not a dict, a keyword
+    argument the call does not take (a setting outside `generate_kwargs`, `preprocess_params`) or a
     `generation_config` that is no `GenerationConfig`. The texts themselves are checked by the processor
     (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
@@ -72,6 +77,9 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                              "give generation settings in generate_kwargs (generate_kwargs={'temperature': 0.5}) and "
                              "the processor's arguments in processor_kwargs (processor_kwargs={'language': 'en', "
                              "'prompt_audio': 'voice.wav'})")
+    if kwargs.get("preprocess_params"):  # merged under processor_kwargs, which won where both named a key
+        raise VallETypeError("preprocess_params: give the processor's arguments in processor_kwargs "
+                             "(processor_kwargs={'language': 'en', 'prompt_audio': 'voice.wav'})")
     check_batch_size(kwargs.get("batch_size"))
     for name in _KEYWORD_DICTS:
         value = kwargs.get(name)
@@ -88,11 +96,20 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                 "a voice per text, call the pipeline once per text, or model.generate(**processor(texts, "
                 "prompt_audio=[...]))")
     processed = kwargs.get("processor_kwargs") or {}
-    languages = processed.get("language")
-    if isinstance(languages, (list, tuple)) and len(languages) > 1:  # the processor sees one text at a time
-        raise VallEValueError(f"processor_kwargs has a list of {len(languages)} languages, but the pipeline gives "
-                              "every text the same settings: give one language; for a language per text, call the "
-                              "pipeline once per language, or model.generate(**processor(texts, language=[...]))")
+    own = [key for key in _SET_BY_TTS_PIPELINE if key in processed]
+    if own:  # the processor's text replaced every text the pipeline was given
+        raise VallEValueError(f"processor_kwargs has {', '.join(own)}: the pipeline gives the processor each text it "
+                              "is called with, as tensors: drop it (the texts are the pipeline's first argument)")
+    for name in ("processor_kwargs", *_SETTINGS):
+        for key in _PER_ROW_SETTINGS:
+            values = (kwargs.get(name) or {}).get(key)
+            if isinstance(values, (np.ndarray, torch.Tensor)):
+                values = values.tolist()
+            if isinstance(values, (list, tuple)) and len(values) > 1:
+                raise VallEValueError(  # the processor sees one text at a time, generate one batch
+                    f"{name} has a list of {len(values)} values of {key}, but the pipeline gives every text the same "
+                    f"settings: give one; for one per text, call the pipeline once per value, or "
+                    f"model.generate(**processor(texts, ...), {key}=[...]) with one per row")
     for name in _SETTINGS:
         check_generation_config((kwargs.get(name) or {}).get("generation_config"))
         twice = sorted(set(processed) & set(kwargs.get(name) or {}))
@@ -195,6 +212,13 @@ class VallETextToAudioPipeline(_VallEPipeline, TextToAudioPipeline):
     def _forward(self, model_inputs, **kwargs):
         if not self._is_valle():
             return super()._forward(model_inputs, **kwargs)
+        for name in _SETTINGS:
+            twice = sorted(set(model_inputs) & set(kwargs.get(name) or {}))
+            if twice:  # generate would get them twice
+                raise VallEValueError(f"{', '.join(twice)} given in {name}, but the pipeline's processor gives "
+                                      f"generate {'that' if len(twice) == 1 else 'those'} from the texts and "
+                                      f"processor_kwargs: drop it from {name}, or give the processor's arguments in "
+                                      "processor_kwargs")
         rows = model_inputs["input_ids"].shape[0]
         kwargs = {**kwargs, **{name: _for_batch(kwargs.get(name) or {}, rows, name) for name in _SETTINGS}}
         audio = super()._forward(model_inputs, **kwargs).audio
@@ -255,7 +279,7 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
     def _sanitize_parameters(self, **kwargs):
         if not self._is_valle():
             return super()._sanitize_parameters(**kwargs)
-        given = [name for name in _NOT_FOR_STT if kwargs.get(name)]
+        given = [name for name in _NOT_FOR_STT if kwargs.pop(name, None)]  # off (False, 0, None) is what runs
         if given:
             raise VallEValueError(f"{', '.join(given)}: VALL-E's speech to text transcribes a whole utterance, without "
                                   "chunks or timestamps: drop it")
