@@ -577,3 +577,27 @@ def test_a_decimal_point_before_the_final_mark_keeps_the_words_after_it(text, la
     came back as "It was two.", the rest lost (the original's reading too)."""
     assert phonemize(text, language) == phonemize(text[:-1], language) + text[-1]
 
+
+
+@pytest.mark.parametrize("apostrophe", ["\u02bc", "\u02b9", "\u02bb", "\u02bd", "\u02be", "\u02bf"])
+@pytest.mark.parametrize("language, text", [("en", "I don{}t know"), ("fr", "aujourd{}hui"), ("de", "geht{}s")])
+def test_an_apostrophe_written_as_a_modifier_letter_is_read_as_one(apostrophe, language, text):
+    """espeak-ng read "donʼt" (U+02BC, an apostrophe as Ukrainian and some keyboards write it) as "D O N ejective T",
+    and spelled the other modifier letters written for an apostrophe as their code points ("letter 2 b 9")."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        assert phonemize(text.format(apostrophe), language) == phonemize(text.format("'"), language)
+    assert "left out" not in logged.out, logged.out
+
+
+@pytest.mark.parametrize("language", ["en", "fr", "de"])
+def test_a_modifier_letter_the_voice_spells_is_left_out_with_a_warning(language):
+    """A spacing modifier letter ("ˊ", "ˮ") inside a word was spelled out ("letter 2 c a") without a warning; the
+    English voice's word for a code point was not found at all (it reads one of the probes, "ﬀ", as "ff"), so it
+    spelled every symbol it has no reading for."""
+    from conftest import logged_warnings
+
+    with logged_warnings() as logged:
+        assert phonemize("I don\u02cat know \u02ee", language) == phonemize("I don t know", language)
+    assert "the text's symbols ˊ ˮ are left out" in logged.out, logged.out

@@ -336,11 +336,15 @@ def _unstressed(phonemes: str) -> str:
 
 @functools.cache
 def _code_point_word(voice: str) -> str:
-    """The voice's word for "letter" as it says a code point ("lˌɛɾɚ" in en-us, "sˈimbolo" in es), unstressed; ""
-    where it says no such word (a voice that reads one of the probes)."""
-    readings = _espeak_backend(voice).phonemize(list(_CODE_POINT_PROBES), strip=True)
-    word = os.path.commonprefix([_unstressed(reading) for reading in readings])
-    return word if len(word) >= 2 else ""
+    """The voice's word for "letter" as it says a code point ("lɛɾɚ" in en-us, "simbolo" in es), unstressed: the
+    start all the probes' readings share (not only two: Swahili says 1 and 2 "moja", "mbili"), or where a voice reads
+    one probe (en-us says "ﬀ" as "ff"), the start the other two share; "" where it says no such word."""
+    readings = [_unstressed(reading) for reading in _espeak_backend(voice).phonemize(list(_CODE_POINT_PROBES),
+                                                                                    strip=True)]
+    shared = [os.path.commonprefix(readings)]
+    if len(shared[0]) < 3:
+        shared = [os.path.commonprefix(pair) for pair in itertools.combinations(readings, 2)]
+    return next((word for word in shared if len(word) >= 3), "")
 
 
 @functools.cache
@@ -432,9 +436,11 @@ def _left_out(text: str, pattern: str) -> str:
 
 
 # Marks of punctuation and letters that stand for words, which some voice leaves out or says as a code point: with
-# the symbols and number forms (Unicode categories Sm, Sc, So, No: "×", "€", "©", "⅛"), what `_without_unread_symbols`
-# asks the voice about.
+# the symbols and number forms (Unicode categories Sm, Sc, So, No: "×", "€", "©", "⅛") and the spacing modifier
+# letters (`_MODIFIER_LETTERS`: "ˊ", "ˮ", spelled "letter 2 c a" inside a word), what `_without_unread_symbols` asks
+# the voice about.
 _WORD_MARKS = "†‡‰‱′″‴§¶ℵℶℷℸ"
+_MODIFIER_LETTERS = ("\u02b0", "\u02ff")
 
 
 def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
@@ -444,7 +450,8 @@ def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> st
     the text's words ("⅛" alone): nothing would be left to speak."""
     voice = _check_language(language)
     unread = {char for char in set(text) if not char.isascii() and (
-        unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS)
+        unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS
+        or _MODIFIER_LETTERS[0] <= char <= _MODIFIER_LETTERS[1])
         and _said_as_code_point(char, voice)}
     kept = _left_out(text, f"[{re.escape(''.join(unread))}]") if unread else text
     if not _has_words(kept):

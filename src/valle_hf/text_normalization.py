@@ -95,6 +95,13 @@ _COMPATIBILITY_FORMS = {
 }
 
 
+# Modifier letters written for an apostrophe → "'": U+02BC ("donʼt", "aujourdʼhui", as Ukrainian and some keyboards
+# write it), the prime U+02B9 (a soft sign in transliterations), the turned comma U+02BB (the ʻokina) and the half
+# rings and reversed comma of transliterated hamza and ayin (U+02BD..U+02BF). espeak-ng read U+02BC as the word
+# "ejective", spelled the others as their code points ("letter 2 b 9") and said nothing for U+02BB alone.
+_APOSTROPHE_LETTERS = dict.fromkeys((0x2B9, 0x2BB, 0x2BC, 0x2BD, 0x2BE, 0x2BF), "'")
+
+
 # A no-break, narrow no-break, figure or thin space between digits and a group of three, as French, German and SI
 # write thousands ("5 000"): espeak-ng's English voices read the groups apart ("five zero zero zero"), the others as
 # one number, which it is.
@@ -112,8 +119,8 @@ def _as_vulgar(fraction: re.Match) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms and the digits of every
-    script (`_ascii_digits`) mapped to ASCII, Roman numerals, degree signs, squared units and circled numbers to what
+    """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms, apostrophes written as
+    modifier letters (`_APOSTROPHE_LETTERS`) and the digits of every script (`_ascii_digits`) mapped to ASCII, Roman numerals, degree signs, squared units and circled numbers to what
     they stand for (`_COMPATIBILITY_FORMS`), thousands parted by a no-break space as one number
     (`_DIGIT_GROUP_SPACE`), "1⁄2" as "½" (`_SLASHED_FRACTION`), and runs of whitespace (newlines included) as one
     space.
@@ -122,6 +129,7 @@ def normalize_text(text: str) -> str:
     symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
     """
     text = unicodedata.normalize("NFC", text).translate(_FULL_WIDTH_TO_ASCII).translate(_COMPATIBILITY_FORMS)
+    text = text.translate(_APOSTROPHE_LETTERS)
     text = _ascii_digits(text)
     text = _DIGIT_GROUP_SPACE.sub("", text)
     text = _SLASHED_FRACTION.sub(_as_vulgar, text)
