@@ -43,7 +43,9 @@ _LOADED: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDicti
 
 
 def _pcm_to_float(array: np.ndarray) -> np.ndarray:
-    """Integer PCM → float32 in [-1, 1) (unsigned 8-bit is centred on 128); floats pass through as float32."""
+    """Integer PCM → float32 in [-1, 1) (unsigned 8-bit is centred on 128); floats pass through as float32. Either
+    byte order is taken (">i2" from an AIFF file's bytes is 16-bit PCM, though unequal to np.int16)."""
+    array = array.astype(array.dtype.newbyteorder("="), copy=False)
     if array.dtype == np.uint8:
         return (array.astype(np.float32) - 128.0) / 128.0
     if array.dtype in (np.int8, np.int16, np.int32):
