@@ -120,10 +120,10 @@ def _as_vulgar(fraction: re.Match) -> str:
 
 def normalize_text(text: str) -> str:
     """Orthographic text as espeak-ng reads it correctly: Unicode NFC, full-width ASCII forms, apostrophes written as
-    modifier letters (`_APOSTROPHE_LETTERS`) and the digits of every script (`_ascii_digits`) mapped to ASCII, Roman numerals, degree signs, squared units and circled numbers to what
-    they stand for (`_COMPATIBILITY_FORMS`), thousands parted by a no-break space as one number
-    (`_DIGIT_GROUP_SPACE`), "1⁄2" as "½" (`_SLASHED_FRACTION`), and runs of whitespace (newlines included) as one
-    space.
+    modifier letters (`_APOSTROPHE_LETTERS`) and the digits of every script (`_ascii_digits`) mapped to ASCII, Roman
+    numerals, degree signs, squared units and circled numbers to what they stand for (`_COMPATIBILITY_FORMS`),
+    thousands parted by a no-break space as one number (`_DIGIT_GROUP_SPACE`), "1⁄2" as "½" (`_SLASHED_FRACTION`), and
+    runs of whitespace (newlines included) as one space.
 
     NFC, because espeak reads a decomposed "ü" (u + U+0308) as a plain "u". Never NFKC: it would also rewrite
     symbols that are phonemes in their own right (ʲ → j, ᵝ → β), and IPA text is never normalised at all.
