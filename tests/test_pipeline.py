@@ -494,6 +494,8 @@ def test_a_waveform_given_as_a_list_of_numbers_is_one_input(asr, prompt_wav):
     assert asr(samples.tolist(), generate_kwargs=GENERATE) == asr(samples, generate_kwargs=GENERATE)
     raw = {"raw": samples.tolist(), "sampling_rate": rate}
     assert asr(raw, generate_kwargs=GENERATE) == asr(samples, generate_kwargs=GENERATE)
+    # in a list of inputs too: it was "audio array has no sampling_rate", and the sampling_rate asked for is refused
+    assert asr([samples.tolist()], generate_kwargs=GENERATE) == [asr(samples, generate_kwargs=GENERATE)]
 
 
 def test_an_audio_files_bytes_or_open_file_is_an_input_as_its_path_is(asr, prompt_wav):

@@ -270,6 +270,8 @@ class VallESpeechRecognitionPipeline(_VallEPipeline, AutomaticSpeechRecognitionP
         if not self._is_valle():
             return super().__call__(inputs, **kwargs)
         inputs = as_samples(inputs)  # one waveform (at 24 kHz, as an array), not a batch of numbers
+        if isinstance(inputs, (list, tuple)):  # each input given as a list of numbers is one such waveform too
+            inputs = [as_samples(item) for item in inputs]
         if isinstance(inputs, (list, tuple)) and not inputs:
             raise VallEValueError("the speech-recognition pipeline got an empty list of inputs: give a path, an array "
                                   "or a dict of audio, or a non-empty list of them")
