@@ -69,6 +69,7 @@ from valle_hf.dataset import (
     MANIFEST,
     PREPARE_CONFIG,
     append_manifest,
+    drop_from_manifest,
     read_manifest,
     repair_manifest,
     save_utterance,
@@ -88,8 +89,8 @@ from valle_hf.errors import (
     named_path,
     one_line,
 )
-from valle_hf.files import check_output_folder
-from valle_hf.manifest import LAYOUTS, Row, read_table
+from valle_hf.files import check_output_folder, written_whole
+from valle_hf.manifest import LAYOUTS, Row, read_table, write_jsonl
 from valle_hf.phonemes import language_code
 from valle_hf.tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
 
@@ -217,8 +218,9 @@ def _ljspeech_entry(root: Path, metadata: Path, lines: str, cells: list[str]) ->
     utterance = cells[0].strip()
     candidates = (root / "wavs" / f"{utterance}.wav", root / f"{utterance}.wav", root / utterance)
     audio = next((candidate for candidate in candidates if candidate.is_file()), candidates[0])
-    entry = Entry(safe_id(utterance), audio, "default", text=cells[-1].strip() if len(cells) > 1 else "",
-                  line=lines)
+    # the normalized text where the row has it, else the text ("id|text|": an empty third column)
+    text = next((cell.strip() for cell in reversed(cells[1:3]) if cell.strip()), "")
+    entry = Entry(safe_id(utterance), audio, "default", text=text, line=lines)
     if len(cells) < 2:
         entry.error = f"{metadata.name} line {lines}: no '|' between the id and the text"
     elif not audio.is_file() and cells[1].strip().lower() in TEXT_COLUMNS:  # "id|text": a header LJSpeech has not
@@ -383,11 +385,16 @@ def build_parser() -> ArgumentParser:
 
 
 def check_apart(args) -> None:
-    """Refuse (`UsageError`) an OUTPUT_DIR that is DATA_DIR (the prepared set would be written among the recordings)
-    and a --metadata file the run would overwrite (OUTPUT_DIR's manifest, failures or settings)."""
+    """Refuse (`UsageError`) an OUTPUT_DIR that is DATA_DIR (the prepared set would be written among the recordings),
+    a folder where the run writes its failures or settings, and a --metadata file the run would overwrite
+    (OUTPUT_DIR's manifest, failures or settings)."""
     if os.path.realpath(args.output_dir) == os.path.realpath(args.data_dir):
         raise UsageError(f"OUTPUT_DIR {args.output_dir} is DATA_DIR: the prepared set would be written among the "
                          f"recordings; give a folder of its own (such as {args.output_dir / 'prepared'})")
+    for name in (FAILED_FILE, PREPARE_CONFIG):
+        if (args.output_dir / name).is_dir():  # the manifest's reader refuses its own
+            raise UsageError(f"{args.output_dir / name} is a folder where this run writes its {name}: move it away, "
+                             "or give another OUTPUT_DIR")
     written = {os.path.realpath(args.output_dir / name): name for name in (MANIFEST, FAILED_FILE, PREPARE_CONFIG)}
     name = written.get(os.path.realpath(args.metadata)) if args.metadata is not None else None
     if name:
@@ -427,10 +434,23 @@ def find_entries(args) -> list[Entry]:
                               f"({', '.join(sorted(AUDIO_EXTENSIONS))}): give the folder that holds them")
     seen: dict[str, Entry] = {}
     for entry in entries:
+        if not entry.error and not _is_text(str(entry.audio)):
+            entry.error = (f"{_as_text(str(entry.audio))}: the file's name is not UTF-8 text, which the audio "
+                           "reader cannot open: rename it")
         first = seen.setdefault(entry.id, entry)
         if first is not entry and not entry.error:
             entry.error = f"duplicate utterance id {entry.id!r}: {_duplicate_of(first, entry)}"
     return entries
+
+
+def _is_text(name: str) -> bool:
+    """Whether `name` is text: a file name that is not UTF-8 holds what Python makes of its bytes (surrogates)."""
+    return _as_text(name) == name
+
+
+def _as_text(name: str) -> str:
+    """`name` as text to print or write in JSON: the bytes of a name that is not UTF-8 as escapes ("caf\\xe9")."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _duplicate_of(first: Entry, entry: Entry) -> str:
@@ -441,26 +461,40 @@ def _duplicate_of(first: Entry, entry: Entry) -> str:
     return f"{first.audio.name} has it too (the same name with another extension): keep one of them"
 
 
-def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) -> list[dict]:
+def write_settings(output: Path, settings: dict) -> None:
+    """Write the run's settings (`PREPARE_CONFIG`) whole, or leave the file as it was: a file cut short (a full disk)
+    made the folder one that no run could resume. Raises `OutputError`."""
+    try:
+        with written_whole(output / PREPARE_CONFIG) as temporary:
+            temporary.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    except OSError as error:
+        raise OutputError(f"could not write {output / PREPARE_CONFIG} ({one_line(error)})") from None
+
+
+def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) -> tuple[list[dict], set[str]]:
     """Prepare each pending entry into the output folder; returns the failures (metadata line, id, audio, error) of
-    those it could not use. The run's settings are written before its first utterance, so that a resume can be
-    checked."""
-    failures = []
+    those it could not use, and the ids of those among them that were tried (not refused before: a duplicate id). The
+    run's settings are written before its first utterance, so that a resume can be checked."""
+    failures, tried, settings_written = [], set(), False
     progress = tqdm(pending, desc="preparing", unit="file", disable=args.no_progress or None)
     for entry in progress:
         try:
             record, text_ids, codes = prepare_one(entry, tokenizer, codec, args.language, args.language_switch,
                                                   args.bandwidth)
-            (args.output_dir / PREPARE_CONFIG).write_text(json.dumps(settings, indent=2))
+            if not settings_written:
+                write_settings(args.output_dir, settings)
+                settings_written = True
             record["file"] = save_utterance(args.output_dir, entry.id, text_ids, codes)
             append_manifest(args.output_dir, record)
         except (MissingDependencyError, OutputError):
             raise  # the environment, not this file: every other file would fail alike
         except VallEError as error:
             where = {} if entry.line is None else {"line": entry.line}  # the metadata file's, to find the record
-            failures.append({**where, "id": entry.id, "audio": str(entry.audio.absolute()), "error": one_line(error)})
-            progress.write(f"skipped {entry.audio}: {one_line(error)}")
-    return failures
+            audio = _as_text(str(entry.audio.absolute()))
+            failures.append({**where, "id": _as_text(entry.id), "audio": audio, "error": one_line(error)})
+            tried.update(() if entry.error else (entry.id,))
+            progress.write(f"skipped {audio}: {one_line(error)}")
+    return failures, tried
 
 
 @entry_point(interrupted="interrupted: the utterances prepared so far are kept; run the same command again to resume")
@@ -490,10 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = {**settings, "codec_codebooks_sha256": codebook_fingerprint(codec)}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     repair_manifest(args.output_dir)
-    failures = prepare_all(args, pending, tokenizer, codec, settings)
-    with open(args.output_dir / FAILED_FILE, "w", encoding="utf-8") as handle:
-        for failure in failures:
-            handle.write(json.dumps(failure, ensure_ascii=False) + "\n")
+    failures, tried = prepare_all(args, pending, tokenizer, codec, settings)
+    # An utterance edited since it was prepared that now fails is no longer one to train on: its old record goes.
+    drop_from_manifest(args.output_dir, tried & done.keys())
+    write_jsonl(args.output_dir / FAILED_FILE, failures)
 
     total = len(read_manifest(args.output_dir))
     print(f"prepared {len(pending) - len(failures)} new utterance(s), {len(entries) - len(pending)} already done; "

@@ -621,3 +621,73 @@ def test_the_exit_status_says_whether_every_file_was_prepared(prepare, capsys, t
     assert status == prepare.SOME_ROWS_FAILED == 3 and "could not use 1 file(s)" in out
     (data / "u1.txt").write_text(transcript, encoding="utf-8")  # mended: the resume prepares it
     assert run(prepare, capsys, data, tmp_path / "out")[0] == 0
+
+
+def test_an_edited_utterance_that_now_fails_leaves_the_manifest(prepare, capsys, tmp_path):
+    """A transcript emptied since it was prepared was reported as failing, but its old record stayed in the manifest:
+    training went on with the text the user had replaced. A duplicate of a prepared id, refused on every run, keeps
+    the first one's record."""
+    data, output = folder_of_utterances(tmp_path / "data", 3), tmp_path / "out"
+    assert run(prepare, capsys, data, output)[0] == 0
+    (data / "u1.txt").write_text("", encoding="utf-8")
+    write_wav(data / "u2.flac")  # the id u2 twice: refused, as every run refuses it
+    status, out, _ = run(prepare, capsys, data, output)
+    assert status == prepare.SOME_ROWS_FAILED
+    assert sorted(record["id"] for record in read_manifest(output)) == ["u0", "u2"], out
+    assert "; 2 in" in out, out
+
+
+def test_the_settings_file_is_written_whole_or_left_as_it_was(prepare, capsys, tmp_path, monkeypatch):
+    """prepare_config.json was rewritten in place before each utterance: a write the disk refused ended in a
+    traceback and left it cut short, and no run could resume the folder again."""
+    data, output = folder_of_utterances(tmp_path / "data", 2), tmp_path / "out"
+    assert run(prepare, capsys, data, output)[0] == 0
+    before = (output / PREPARE_CONFIG).read_bytes()
+    real_write = Path.write_text
+
+    def full_disk(path, content, *args, **kwargs):
+        real_write(path, content[:10], *args, **kwargs)  # what a full disk leaves
+        if PREPARE_CONFIG in path.name:
+            raise OSError(28, "No space left on device")
+
+    write_wav(data / "u9.wav")
+    (data / "u9.txt").write_text(IPA, encoding="utf-8")
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    status, _, err = run(prepare, capsys, data, output)
+    assert status == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: could not write {output / PREPARE_CONFIG} (No space left on device)"), err
+    monkeypatch.undo()
+    assert (output / PREPARE_CONFIG).read_bytes() == before
+    assert run(prepare, capsys, data, output)[0] == 0  # and the folder resumes
+
+
+@pytest.mark.parametrize("name", ["failed.jsonl", PREPARE_CONFIG])
+def test_a_folder_where_the_run_writes_a_file_is_refused_first(prepare, capsys, tmp_path, name):
+    data, output = folder_of_utterances(tmp_path / "data", 1), tmp_path / "out"
+    (output / name).mkdir(parents=True)
+    status, _, err = run(prepare, capsys, data, output)
+    assert status == 1 and err == (f"error: {output / name} is a folder where this run writes its {name}: move it "
+                                   "away, or give another OUTPUT_DIR\n")
+
+
+def test_an_audio_file_whose_name_is_not_utf8_is_reported_as_such(prepare, capsys, tmp_path):
+    """Its failure was told as an unreadable audio file, then writing failed.jsonl crashed (surrogates in JSON)."""
+    import os
+
+    data, output = folder_of_utterances(tmp_path / "data", 1), tmp_path / "out"
+    write_wav(data / "cafe.wav")  # the audio libraries cannot write such a name either
+    os.rename(data / "cafe.wav", os.fsencode(data) + b"/caf\xe9.wav")
+    (data / os.fsdecode(b"caf\xe9.txt")).write_text(IPA, encoding="utf-8")
+    status, out, _ = run(prepare, capsys, data, output)
+    assert status == prepare.SOME_ROWS_FAILED and [record["id"] for record in read_manifest(output)] == ["u0"]
+    failed = [json.loads(line) for line in (output / "failed.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(failed) == 1 and failed[0]["audio"].endswith("caf\\xe9.wav")
+    assert "the file's name is not UTF-8 text" in failed[0]["error"]
+
+
+def test_an_empty_normalized_column_in_ljspeech_metadata_reads_the_text_column(prepare, capsys, tmp_path):
+    data = tmp_path / "data"
+    write_wav(data / "wavs" / "a.wav")
+    (data / "metadata.csv").write_text(f"a|{IPA}|\n", encoding="utf-8")
+    assert run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "metadata.csv")[0] == 0
+    assert [record["text"] for record in read_manifest(tmp_path / "out")] == [IPA]

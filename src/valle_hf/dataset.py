@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE, TASKS
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, as_typed, get_logger, one_line
 from .files import written_whole
-from .manifest import append_jsonl, numbered_jsonl, repair_jsonl
+from .manifest import append_jsonl, numbered_jsonl, read_jsonl, repair_jsonl, write_jsonl
 from .tokenization import tokenizer_fingerprint
 from .training import check_codes, check_positions, check_text_ids, read_shared_epoch, set_shared_epoch, shared_epoch
 
@@ -98,6 +98,14 @@ def append_manifest(root: str | os.PathLike, record: dict) -> None:
     """Append one utterance's record to the manifest (after its tensors file is complete); `OutputError` when the
     line cannot be written (a partial one is repaired by `repair_manifest` on the next run)."""
     append_jsonl(Path(root) / MANIFEST, record)
+
+
+def drop_from_manifest(root: str | os.PathLike, ids: set[str]) -> None:
+    """Rewrite the manifest whole without the records of `ids` (utterances no longer to train on); `OutputError`
+    when it cannot be written (it is left as it was)."""
+    if ids:
+        path = Path(root) / MANIFEST
+        write_jsonl(path, [record for record in read_jsonl(path) if record.get("id") not in ids])
 
 
 def repair_manifest(root: str | os.PathLike) -> None:
