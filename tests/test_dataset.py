@@ -557,3 +557,21 @@ def test_the_data_sets_settings_are_refused_when_it_is_made(tmp_path, arguments,
     assert len(accepted) == 2 and accepted[0]["prompt_codes"].shape[0] > 0
     for pair in (np.array([0.0, 12.0]), collections.UserList([0, 12]), (np.int64(0), np.float32(12))):  # any pair
         assert len(VallEDataset(tmp_path, duration_range=pair, prompt_duration=pair)) == 2
+
+
+def test_an_utterance_the_file_system_refuses_is_one_output_error(tmp_path):
+    """safetensors raises its own error for a write the file system refuses (not an OSError): a traceback where a
+    full disk or a file-size limit should end the run in one line."""
+    import resource
+
+    from valle_hf.errors import OutputError
+
+    text, codes = torch.tensor([1, 40, 2]), utterance_codes(0, 200, torch.Generator().manual_seed(0))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))  # Python ignores SIGXFSZ: the write fails with EFBIG
+    try:
+        with pytest.raises(OutputError, match=r"^could not write .*one\.safetensors \(File too large"):
+            save_utterance(tmp_path, "one", text, codes)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert not list((tmp_path / "utterances").iterdir())  # no partial file

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from .configuration import CODEC_HOP_LENGTH, CODEC_SAMPLING_RATE, TASKS
 from .errors import OutputError, VallEFileNotFoundError, VallEValueError, as_typed, get_logger, one_line
-from .files import written_whole
+from .files import refused_write, written_whole
 from .manifest import append_jsonl, numbered_jsonl, read_jsonl, repair_jsonl, write_jsonl
 from .tokenization import tokenizer_fingerprint
 from .training import check_codes, check_positions, check_text_ids, read_shared_epoch, set_shared_epoch, shared_epoch
@@ -89,8 +89,11 @@ def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.T
         path.parent.mkdir(parents=True, exist_ok=True)
         with written_whole(path) as temporary:
             save_file(tensors, str(temporary))
-    except OSError as error:
-        raise OutputError(f"could not write {path} ({one_line(error)})") from None
+    except Exception as error:  # disk full, a file-size limit; safetensors raises its own error for those
+        reason = one_line(error) if isinstance(error, OSError) else refused_write(error)
+        if reason is None:
+            raise
+        raise OutputError(f"could not write {path} ({reason})") from None
     return path.relative_to(root).as_posix()
 
 
