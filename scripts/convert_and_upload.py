@@ -70,11 +70,37 @@ def read_json(path: Path) -> dict:
     return data
 
 
+# The weights of a converted directory that are not the VALL-E decoder's: the codec's and the vocoder's.
+_NOT_THE_DECODER = ("codec_model.", "vocoder.")
+# What the card's architecture line reads from config.json.
+_ARCHITECTURE_KEYS = ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_rvq_levels")
+
+
+def check_shards(model_dir: Path) -> None:
+    """Refuse (`UploadError`) a sharded model whose index names a shard that is not in the folder (or names none):
+    the upload would publish a model that cannot load."""
+    index = model_dir / "model.safetensors.index.json"
+    if not index.is_file():
+        return
+    weight_map = read_json(index).get("weight_map")
+    named = sorted(set(weight_map.values())) if isinstance(weight_map, dict) else []
+    missing = [name for name in named if not (model_dir / str(name)).is_file()]
+    if missing or not named:
+        what = f"lacks {missing[0]}, a shard" if missing else "has no shard list in the weight_map"
+        raise UploadError(f"not uploading: {model_dir} {what} {index.name} names: convert again")
+
+
 def describe_weights(model_dir: Path) -> tuple[str, str]:
-    """(architecture line, dtype) of a converted directory, from config.json and the safetensors headers only."""
+    """(architecture line, dtype) of a converted directory, from config.json and the safetensors headers only: the
+    decoder's and its heads' parameters, without the codec and the vocoder."""
     from safetensors import SafetensorError, safe_open
 
     config = read_json(model_dir / "config.json")
+    absent = [key for key in _ARCHITECTURE_KEYS if not isinstance(config.get(key), int)]
+    if absent:
+        raise UploadError(f"not uploading: {model_dir / 'config.json'} has no whole number for {', '.join(absent)}: "
+                          "convert again")
+    check_shards(model_dir)
     shards = sorted(model_dir.glob("model*.safetensors"))
     parameters, dtypes = 0, set()
     for shard in shards:
@@ -84,7 +110,7 @@ def describe_weights(model_dir: Path) -> tuple[str, str]:
             raise UploadError(f"not uploading: {shard} is damaged ({one_line(error)}): convert again") from None
         with handle:
             for key in handle.keys():
-                if key.startswith("codec_model."):
+                if key.startswith(_NOT_THE_DECODER):
                     continue
                 tensor = handle.get_slice(key)
                 count = 1
@@ -97,7 +123,7 @@ def describe_weights(model_dir: Path) -> tuple[str, str]:
     architecture = (
         f"{config['num_hidden_layers']} layers, hidden size {config['hidden_size']}, "
         f"{config['num_attention_heads']} attention heads, {config['num_rvq_levels']} RVQ levels, "
-        f"{parameters / 1e6:.1f} M parameters (without the codec)"
+        f"{parameters / 1e6:.1f} M parameters (without the codec and the vocoder)"
     )
     return architecture, dtype
 

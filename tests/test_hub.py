@@ -555,3 +555,45 @@ def test_a_file_the_cache_knows_the_hub_lacks_is_not_taken_as_cached_while_the_h
         with pytest.raises(ModelNotFoundError, match=r"^could not download the vocoder \(someone/vocos/extra.yaml: "):
             hub_file("someone/vocos", "extra.yaml", "the vocoder", "offline", cache_dir=tmp_path)
         assert len(hub.requests) - asked == 1
+
+
+def test_the_card_counts_the_decoders_parameters_without_the_codec_and_the_vocoder(fake_hub, converted_dir, capsys):
+    """The card's count took in the Vocos vocoder's weights (a third of the fixture model's)."""
+    from valle_hf import VallEForConditionalGeneration
+
+    model = VallEForConditionalGeneration.from_pretrained(converted_dir)
+    decoder = sum(weight.numel() for name, weight in model.state_dict().items()
+                  if not name.startswith(("codec_model.", "vocoder.")))
+    assert sum(weight.numel() for name, weight in model.state_dict().items() if name.startswith("vocoder."))
+    status, _, err = run_script(["--model-dir", converted_dir, "--repo-id", "someone/count"], capsys)
+    assert status == 0, err
+    card = (fake_hub.root / "someone/count" / "README.md").read_text(encoding="utf-8")
+    assert f"{decoder / 1e6:.1f} M parameters (without the codec and the vocoder)" in card
+
+
+def test_a_sharded_model_missing_a_shard_or_a_config_without_its_sizes_is_not_uploaded(fake_hub, converted_dir,
+                                                                                       tmp_path, capsys):
+    """Shards 1, 3 and 4 of 4 were uploaded, an index without shards too; a config.json without num_hidden_layers
+    was a KeyError traceback."""
+    from valle_hf import VallEForConditionalGeneration
+    from valle_hf.processing import VallEProcessor
+
+    sharded = tmp_path / "sharded"
+    VallEForConditionalGeneration.from_pretrained(converted_dir).save_pretrained(sharded, max_shard_size="1MB")
+    VallEProcessor.from_pretrained(converted_dir).save_pretrained(sharded)
+    capsys.readouterr()
+    shards = sorted(sharded.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    shards[1].unlink()
+    status, _, err = run_script(["--model-dir", sharded, "--repo-id", "someone/sharded"], capsys)
+    assert status == 1 and err == (f"error: not uploading: {sharded} lacks {shards[1].name}, a shard "
+                                   "model.safetensors.index.json names: convert again\n"), err
+    config = json.loads((converted_dir / "config.json").read_text())
+    del config["num_hidden_layers"]
+    unsized = tmp_path / "unsized"
+    shutil.copytree(converted_dir, unsized)
+    (unsized / "config.json").write_text(json.dumps(config))
+    status, _, err = run_script(["--model-dir", unsized, "--repo-id", "someone/unsized"], capsys)
+    assert status == 1 and err == (f"error: not uploading: {unsized / 'config.json'} has no whole number for "
+                                   "num_hidden_layers: convert again\n"), err
+    assert fake_hub.commits == []
