@@ -395,12 +395,14 @@ def test_overwrite_through_a_symbolic_link_replaces_the_folder_it_points_to(tmp_
     assert [path.name for path in links.iterdir()] == ["model"] and [path.name for path in disk.iterdir()] == ["model"]
 
 
-@pytest.mark.parametrize("case", ["name_too_long_for_the_staging_folder", "symbolic_link_loop", "mount_point"])
+@pytest.mark.parametrize("case", ["name_too_long_for_the_staging_folder", "symbolic_link_loop", "mount_point",
+                                  "working_folder", "above_the_working_folder"])
 def test_an_output_directory_that_cannot_be_replaced_is_refused_before_converting(tmp_path, fixtures, capsys,
                                                                                 monkeypatch, case):
     """Each was found only after the whole conversion (a traceback for the first two): a name that fits but whose
     staging folder beside it (.NAME.XXXXXXXX) does not; a link to itself; an empty mount point (a Docker volume),
-    which cannot be renamed."""
+    which cannot be renamed; the working folder ("--output-dir ." in an empty one), which cannot be renamed away
+    either ("Device or resource busy") or leaves the shell in a deleted folder."""
     import valle_hf.conversion
 
     monkeypatch.setattr(valle_hf.conversion, "convert_checkpoint", lambda *args, **kwargs: pytest.fail("converted"))
@@ -411,6 +413,12 @@ def test_an_output_directory_that_cannot_be_replaced_is_refused_before_convertin
     elif case == "symbolic_link_loop":
         out.symlink_to(out)
         expected = "symbolic link"
+    elif case.endswith("working_folder"):
+        (out / "inner").mkdir(parents=True)
+        monkeypatch.chdir(out if case == "working_folder" else out / "inner")
+        out = Path("." if case == "working_folder" else "..")
+        expected = (f"--output-dir {out} is the working folder or holds it, which cannot be replaced .*: give a new "
+                    f"folder's name, such as {out / 'model'}")
     else:
         out.mkdir()
         mount_point = os.path.ismount
@@ -419,7 +427,8 @@ def test_an_output_directory_that_cannot_be_replaced_is_refused_before_convertin
     assert main(converter_argv(fixtures, out)) == 1
     err = capsys.readouterr().err
     assert re.match(f"error: .*{expected}", err) and err.count("\n") == 1, err
-    assert sorted(path.name for path in tmp_path.iterdir()) == ([] if "name" in case else [out.name])
+    kept = [] if "name" in case else ["converted"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == kept
 
 
 def test_an_output_directory_name_longer_than_the_file_system_takes_is_refused_in_one_line(tmp_path):

@@ -468,6 +468,10 @@ def _check_output_dir(output_dir: Path, overwrite: bool, inputs) -> Path:
     if os.path.ismount(output_dir):
         raise UsageError(f"--output-dir {output_dir} is a mount point, which cannot be replaced by the directory the "
                          f"model is written to beside it: give a folder inside it, such as {output_dir / 'model'}")
+    if output_dir.exists() and Path.cwd().resolve().is_relative_to(output_dir.resolve()):
+        raise UsageError(f"--output-dir {output_dir} is the working folder or holds it, which cannot be replaced by "
+                         "the directory the model is written to beside it: give a new folder's name, such as "
+                         f"{output_dir / 'model'}")
     if not output_dir.exists() or not any(output_dir.iterdir()):
         return output_dir
     if not overwrite:
