@@ -20,8 +20,18 @@ import numpy as np
 import soundfile
 import soxr
 
-from valle_hf.errors import ArgumentParser, OutputError, UsageError, entry_point, named, named_path, one_line
+from valle_hf.errors import (
+    ArgumentParser,
+    OutputError,
+    UsageError,
+    VallEValueError,
+    entry_point,
+    named,
+    named_path,
+    one_line,
+)
 from valle_hf.files import check_output_folder, written_whole
+from valle_hf.phonemes import check_unicode
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 TARGET_RATE = 24000
@@ -85,6 +95,11 @@ def main(argv=None) -> int:
     if args.out.is_dir():  # found before the synthesis, not by the write after it
         raise UsageError(f"--out {args.out} is a folder: give the WAV file's path")
 
+    for flag, value in (("--text", args.text), ("--voice", args.voice)):
+        try:
+            check_unicode(value)  # espeak reads C strings of UTF-8
+        except VallEValueError as error:
+            raise UsageError(f"{flag}: {error}") from None
     samples, rate = synthesize(args.text, args.voice)
     audio = samples.astype(np.float32) / 32768.0
     loud = np.flatnonzero(np.abs(audio) > 1e-3)  # trim the leading and trailing silence

@@ -157,6 +157,15 @@ def test_a_pth_that_would_run_code_or_is_damaged_is_refused_saying_which(tmp_pat
     assert "weights_only" not in str(refused.value)
 
 
+def test_a_pth_whose_weights_hold_a_key_that_is_no_name_is_refused_in_one_line(tmp_path, fixtures, capsys):
+    """A key that is not text (a dict saved by hand) was a TypeError traceback from the renaming of the keys."""
+    tensors, original = original_tensors(fixtures)
+    path = tmp_path / "fp32.pth"
+    torch.save({"module": {**tensors, 0: torch.zeros(1)}, "config": original}, path)
+    assert_refused(path, "its weights hold a key 0 that is no weight's name (text): export the checkpoint again",
+                   capsys)
+
+
 def test_yaml_config_overrides_metadata(tmp_path, fixtures):
     tensors, original = original_tensors(fixtures)
     yaml_file = fixtures.root / "config.yaml"

@@ -668,6 +668,10 @@ PROMPT_CASES = {
     "unknown_flag": (["--bogus"], "unrecognized arguments: --bogus"),
     "empty_out": (["--out", ""], "argument --out: is empty"),  # was "--out .: ... give a name ending in .wav"
     "empty_voice": (["--voice", "", "--out", "{ws}/new.wav"], "argument --voice: is empty"),
+    # what Python makes of a command-line argument that is not UTF-8: a UnicodeEncodeError traceback
+    "text_not_utf8": (["--text", "caf\udce9", "--out", "{ws}/new.wav"],
+                      "--text: the text is not valid UTF-8 after 'caf'"),
+    "voice_not_utf8": (["--voice", "en\udcff", "--out", "{ws}/new.wav"], "--voice: the text is not valid UTF-8"),
 }
 
 

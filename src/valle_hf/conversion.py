@@ -129,6 +129,10 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
         tensors = _mapping(payload.get("module", payload), "module", path)
     else:
         raise CheckpointError(f"{path}: unknown checkpoint format {path.suffix!r} (expected .sft, .safetensors, .pth)")
+    named = next((key for key in tensors if not isinstance(key, str)), None)
+    if named is not None:  # a dict saved by hand: a weight is named by text
+        raise CheckpointError(f"{path}: its weights hold a key {named!r:.40} that is no weight's name (text): export "
+                              "the checkpoint again")
     tensors = {re.sub(r"^retnet\.", "model.", key): value for key, value in tensors.items() if torch.is_tensor(value)}
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
