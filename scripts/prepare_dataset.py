@@ -385,12 +385,15 @@ def build_parser() -> ArgumentParser:
 
 
 def check_apart(args) -> None:
-    """Refuse (`UsageError`) an OUTPUT_DIR that is DATA_DIR (the prepared set would be written among the recordings),
-    a folder where the run writes its failures or settings, and a --metadata file the run would overwrite
+    """Refuse (`UsageError`) an OUTPUT_DIR that is DATA_DIR (the prepared set would be written among the recordings)
+    or a converted model's folder, a folder where the run writes its failures or settings, and a --metadata file the run would overwrite
     (OUTPUT_DIR's manifest, failures or settings)."""
     if os.path.realpath(args.output_dir) == os.path.realpath(args.data_dir):
         raise UsageError(f"OUTPUT_DIR {args.output_dir} is DATA_DIR: the prepared set would be written among the "
                          f"recordings; give a folder of its own (such as {args.output_dir / 'prepared'})")
+    if is_converted_model(args.output_dir):  # an upload of the model would publish the transcripts and paths too
+        raise UsageError(f"OUTPUT_DIR {args.output_dir} is a converted model's folder: the prepared set would be "
+                         f"written among its files; give a folder of its own (such as {args.output_dir / 'prepared'})")
     for name in (FAILED_FILE, PREPARE_CONFIG):
         if (args.output_dir / name).is_dir():  # the manifest's reader refuses its own
             raise UsageError(f"{args.output_dir / name} is a folder where this run writes its {name}: move it away, "

@@ -691,3 +691,18 @@ def test_an_empty_normalized_column_in_ljspeech_metadata_reads_the_text_column(p
     (data / "metadata.csv").write_text(f"a|{IPA}|\n", encoding="utf-8")
     assert run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "metadata.csv")[0] == 0
     assert [record["text"] for record in read_manifest(tmp_path / "out")] == [IPA]
+
+
+def test_a_converted_models_folder_as_output_is_refused_first(prepare, capsys, tmp_path, converted_dir):
+    """The model folder given as --tokenizer and OUTPUT_DIR both: the prepared set (transcripts, local paths) went in
+    among the model's files, and convert_and_upload.py would publish it with the model."""
+    import shutil
+
+    data, model = folder_of_utterances(tmp_path / "data", 1), tmp_path / "model"
+    shutil.copytree(converted_dir, model)
+    before = sorted(path.name for path in model.iterdir())
+    status, _, err = run(prepare, capsys, data, model)
+    assert status == 1 and err == (f"error: OUTPUT_DIR {model} is a converted model's folder: the prepared set would "
+                                   f"be written among its files; give a folder of its own (such as "
+                                   f"{model / 'prepared'})\n"), err
+    assert sorted(path.name for path in model.iterdir()) == before
