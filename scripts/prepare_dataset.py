@@ -386,8 +386,8 @@ def build_parser() -> ArgumentParser:
 
 def check_apart(args) -> None:
     """Refuse (`UsageError`) an OUTPUT_DIR that is DATA_DIR (the prepared set would be written among the recordings)
-    or a converted model's folder, a folder where the run writes its failures or settings, and a --metadata file the run would overwrite
-    (OUTPUT_DIR's manifest, failures or settings)."""
+    or a converted model's folder, a folder where the run writes its failures or settings, and a --metadata file the
+    run would overwrite (OUTPUT_DIR's manifest, failures or settings)."""
     if os.path.realpath(args.output_dir) == os.path.realpath(args.data_dir):
         raise UsageError(f"OUTPUT_DIR {args.output_dir} is DATA_DIR: the prepared set would be written among the "
                          f"recordings; give a folder of its own (such as {args.output_dir / 'prepared'})")
