@@ -89,7 +89,7 @@ from valle_hf.errors import (
     named_path,
     one_line,
 )
-from valle_hf.files import check_output_folder, written_whole
+from valle_hf.files import check_output_folder, system_reason, written_whole
 from valle_hf.manifest import LAYOUTS, Row, read_table, write_jsonl
 from valle_hf.phonemes import language_code
 from valle_hf.tokenization import load_phoneme_tokenizer, tokenizer_fingerprint
@@ -471,7 +471,7 @@ def write_settings(output: Path, settings: dict) -> None:
         with written_whole(output / PREPARE_CONFIG) as temporary:
             temporary.write_text(json.dumps(settings, indent=2), encoding="utf-8")
     except OSError as error:
-        raise OutputError(f"could not write {output / PREPARE_CONFIG} ({one_line(error)})") from None
+        raise OutputError(f"could not write {output / PREPARE_CONFIG} ({system_reason(error)})") from None
 
 
 def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) -> tuple[list[dict], set[str]]:

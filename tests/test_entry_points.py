@@ -300,7 +300,7 @@ CONVERTER_CASES = {
     "output_is_an_existing_file": (["--checkpoint", "{fx}", "--output-dir", "{ws}/notes.txt", "--overwrite"],
                                    "notes.txt is a file: give a folder"),
     "output_is_the_working_folder": (["--checkpoint", "{fx}", "--output-dir", "."],
-                                     "already exists and is a directory that is not empty"),  # not 'holds tiny-random'
+                                     "is the working folder or holds it"),  # not 'holds tiny-random'
     "output_under_a_file": (["--checkpoint", "{fx}", "--output-dir", "{ws}/notes.txt/converted"],
                             "notes.txt, which is a file: give a folder"),
     "output_is_a_folder_with_files": (["--checkpoint", "{fx}", "--output-dir", "{ws}"], "already exists"),
