@@ -444,12 +444,3 @@ def test_decoding_an_stt_outputs_sequences_or_the_output_names_its_text_ids(proc
                                                  rf"{type(given).__name__}: .* the `text_ids` of its output"):
             method(given)
 
-
-def test_a_text_of_a_batch_with_nothing_to_speak_is_named_by_its_index(processor):
-    """In a batch, "empty text: nothing to speak" did not say which of the texts was empty."""
-    with pytest.raises(VallEValueError, match=r"^text 2 of the 4: empty text: nothing to speak"):
-        processor(["Hello.", "Fine.", "   ", "Bye."])
-    with pytest.raises(VallEValueError, match=r"^text 1 of the 2: the text '\.\.\.' has no letter or digit"):
-        processor(["Hello.", "..."])
-    with pytest.raises(VallEValueError, match=r"^empty text: nothing to speak"):  # one text: no index
-        processor([""])

@@ -527,14 +527,8 @@ def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switc
     emoji: list[str] = []
     symbols: dict[str, list[str]] = {}  # language → symbols its voice does not read
     folded: dict[str, list[str]] = {}  # language → letters read without their marks
-    phonemes = []
-    for index, (text, language) in enumerate(zip(texts, languages, strict=True)):
-        try:
-            phonemes.append(_phonemized(text, language, language_switch, emoji, symbols, folded))
-        except VallEValueError as error:
-            if len(texts) == 1:
-                raise
-            raise VallEValueError(f"text {index} of the {len(texts)}: {error}") from None  # which one, in a batch
+    phonemes = [_phonemized(text, language, language_switch, emoji, symbols, folded)
+                for text, language in zip(texts, languages, strict=True)]
     if emoji:
         logger.warning(f"the text's emoji ({''.join(dict.fromkeys(emoji))[:20]}) are left out: espeak-ng would read "
                        "their names aloud; write in words what they should say")
