@@ -235,22 +235,28 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
     # the processor sees one text at a time: "got 2 languages for 1 texts"
     (lambda tts, prompt: tts(["Hi.", "Yo."], batch_size=2, processor_kwargs={"language": ["en", "fr"],
                                                                             "prompt_audio": prompt}),
-     ValueError, "processor_kwargs has a list of 2 values of language, but the pipeline gives every text the same "
-                 "settings"),
+     ValueError, r"processor_kwargs has a list of 2 values of language, but the pipeline's processor reads one text "
+                 r"at a time: give one; for one per text, model.generate\(\*\*processor\(texts, language=\[...\]\)\)$"),
     # given to each batch whole: refused after the first batch was generated
     (lambda tts, prompt: tts(["Hi.", "Yo.", "Hey."], batch_size=2, forward_params={"prompt_audio": prompt},
                              generate_kwargs={"input_prompt_length": [1.0, 2.0]}),
-     ValueError, "generate_kwargs has a list of 2 values of input_prompt_length, but the pipeline gives every text"),
-    (lambda tts, prompt: tts("Hi.", forward_params={"sampling_rate": np.array([24000, 16000])}),
-     ValueError, "forward_params has a list of 2 values of sampling_rate"),
+     ValueError, r"generate_kwargs has 2 values of input_prompt_length, but the pipeline makes one generate call per "
+                 r"batch of texts \(3 texts, batch_size=2\), each given them all: give one, or every text in one batch"),
+    (lambda tts, prompt: tts(["Hi.", "Yo."], forward_params={"sampling_rate": np.array([24000, 16000])}),
+     ValueError, r"forward_params has 2 values of sampling_rate, .*\(2 texts, batch_size=1\)"),
+    (lambda tts, prompt: tts("Hi.", processor_kwargs={"input_prompt_length": [1.0, 2.0]}), ValueError,
+     "processor_kwargs has a list of 2 values of input_prompt_length, .*: give one; for one per text, give them in "
+     "generate_kwargs, with every text in one batch"),
     # the processor's own text replaced every text of the call, without a word
     (lambda tts, prompt: tts("Hello.", processor_kwargs={"text": "Goodbye.", "prompt_audio": prompt}), ValueError,
-     "^processor_kwargs has text: the pipeline gives the processor each text it is called with, as tensors"),
+     "^processor_kwargs has text: the pipeline gives the processor each text it is called with: drop it"),
     (lambda tts, prompt: tts("Hello.", processor_kwargs={"return_tensors": None}), ValueError,
-     "^processor_kwargs has return_tensors: the pipeline gives"),
-    # merged under processor_kwargs, which won where both named a key; its other refusals named its internals
+     "^processor_kwargs has return_tensors=None: the pipeline gives generate tensors: drop it$"),
+    # transformers passes both to the processor, which took one of them without a word
     (lambda tts, prompt: tts("Hi.", preprocess_params={"language": "fr"}, processor_kwargs={"language": "en"}),
-     TypeError, "^preprocess_params: give the processor's arguments in processor_kwargs"),
+     ValueError, "^language given twice, the last time in processor_kwargs: give each once, in processor_kwargs$"),
+    (lambda tts, prompt: tts("Hi.", preprocess_params=[1]), TypeError,
+     "^preprocess_params must be a dict of keyword arguments, got list"),
     # generate got them twice: "got multiple values for keyword argument"
     (lambda tts, prompt: tts("Hi.", processor_kwargs={"prompt_audio": prompt}, forward_params={"sampling_rate": 24000}),
      ValueError, "^sampling_rate given in forward_params, but the pipeline's processor gives generate that from the "
@@ -280,6 +286,22 @@ def test_calls_the_pipeline_cannot_run_are_refused_in_one_line(tts, prompt_wav, 
     with pytest.raises(error, match=message) as raised:
         call(tts, str(prompt_wav))
     assert isinstance(raised.value, VallEError) and "\n" not in str(raised.value)
+
+
+def test_one_value_per_text_in_one_call_and_the_processors_arguments_in_preprocess_params_are_taken(tts, prompt_wav):
+    """Where every text goes into one generate call, a list with one value per text is generate's own per-row setting;
+    transformers' preprocess_params reach the processor as processor_kwargs do."""
+    settings = {"forward_params": {"prompt_audio": str(prompt_wav)}, "generate_kwargs": GENERATE}
+    lengths = {**settings["generate_kwargs"], "input_prompt_length": [0.5, 2.0]}
+    per_row = tts(["Hi.", "Yo."], batch_size=2, **{**settings, "generate_kwargs": lengths})
+    alone = [tts(text, **{**settings, "generate_kwargs": {**GENERATE, "input_prompt_length": length}})
+             for text, length in (("Hi.", 0.5), ("Yo.", 2.0))]
+    assert all(np.allclose(a["audio"], b["audio"], atol=1e-5) for a, b in zip(per_row, alone, strict=True))
+    french = tts("Bonjour.", preprocess_params={"language": "fr"}, **settings)["audio"]
+    assert np.array_equal(french, tts("Bonjour.", processor_kwargs={"language": "fr"}, **settings)["audio"])
+    assert not np.array_equal(french, tts("Bonjour.", **settings)["audio"])
+    assert np.array_equal(tts("Hi.", processor_kwargs={"return_tensors": "pt"}, **settings)["audio"],
+                          tts("Hi.", **settings)["audio"])
 
 
 def test_a_streamer_follows_the_texts_of_one_generate_call_only(tts, prompt_wav):

@@ -41,10 +41,11 @@ _KEYWORD_DICTS = ("forward_params", "generate_kwargs", "processor_kwargs")
 _SETTINGS = ("forward_params", "generate_kwargs")
 # The other keyword arguments of the text-to-speech pipeline's call (transformers' `Pipeline.__call__`).
 _TTS_CALL_ARGUMENTS = ("preprocess_params", "batch_size", "num_workers")
-# The processor's arguments that the text-to-speech pipeline gives it itself: each text, as tensors.
-_SET_BY_TTS_PIPELINE = ("text", "audio", "return_tensors", "processor_kwargs")
-# Settings a batch takes one per row, which the pipeline would give each batch whole.
-_PER_ROW_SETTINGS = ("language", "input_prompt_length", "sampling_rate")
+# The processor's arguments that the text-to-speech pipeline gives it itself (each text), or that would make the call
+# speech recognition's (audio to transcribe).
+_SET_BY_TTS_PIPELINE = ("text", "audio")
+# generate's settings that take one value per row, which the pipeline gives each of its calls whole.
+_PER_ROW_SETTINGS = ("input_prompt_length", "sampling_rate")
 
 
 def check_batch_size(batch_size: Any) -> None:
@@ -57,12 +58,12 @@ def check_batch_size(batch_size: Any) -> None:
 
 def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse what the text-to-speech pipeline cannot run on a VALL-E model: raises `VallEValueError` for an empty
-    list of texts, a `batch_size` that is no integer >= 1, a list of prompts, languages, prompt lengths or sampling
-    rates (one per text: the pipeline gives each text the same settings), `output_audio=False`, another task than
-    TTS, an argument given both to the processor and to `generate`, or a text (or `return_tensors`) in
-    `processor_kwargs`, and `VallETypeError` for a text that is no str, a keyword dict that is not a dict, a keyword
-    argument the call does not take (a setting outside `generate_kwargs`, `preprocess_params`) or a
-    `generation_config` that is no `GenerationConfig`. The texts themselves are checked by the processor
+    list of texts, a `batch_size` that is no integer >= 1, a list of prompts, or of the processor's languages, prompt
+    lengths or sampling rates (one per text: the processor reads one text at a time), `output_audio=False`, another
+    task than TTS, an argument given both to the processor and to `generate` (or to the processor twice, in
+    `preprocess_params` and `processor_kwargs`), or a text or `return_tensors` other than "pt" for the processor, and
+    `VallETypeError` for a text that is no str, a keyword dict that is not a dict, a keyword argument the call does
+    not take (a setting outside `generate_kwargs`) or a `generation_config` that is no `GenerationConfig`. The texts themselves are checked by the processor
     (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
@@ -77,11 +78,8 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                              "give generation settings in generate_kwargs (generate_kwargs={'temperature': 0.5}) and "
                              "the processor's arguments in processor_kwargs (processor_kwargs={'language': 'en', "
                              "'prompt_audio': 'voice.wav'})")
-    if kwargs.get("preprocess_params"):  # merged under processor_kwargs, which won where both named a key
-        raise VallETypeError("preprocess_params: give the processor's arguments in processor_kwargs "
-                             "(processor_kwargs={'language': 'en', 'prompt_audio': 'voice.wav'})")
     check_batch_size(kwargs.get("batch_size"))
-    for name in _KEYWORD_DICTS:
+    for name in ("preprocess_params", *_KEYWORD_DICTS):
         value = kwargs.get(name)
         if value is not None and not isinstance(value, Mapping):
             example = "{'temperature': 0.5}" if name == "generate_kwargs" else "{'prompt_audio': 'voice.wav'}"
@@ -95,21 +93,20 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
                 "give one voice (several references of one voice: nest them, [[a, b]], or join paths with ';'); for "
                 "a voice per text, call the pipeline once per text, or model.generate(**processor(texts, "
                 "prompt_audio=[...]))")
-    processed = kwargs.get("processor_kwargs") or {}
+    processed = _processor_arguments(kwargs)
     own = [key for key in _SET_BY_TTS_PIPELINE if key in processed]
     if own:  # the processor's text replaced every text the pipeline was given
         raise VallEValueError(f"processor_kwargs has {', '.join(own)}: the pipeline gives the processor each text it "
-                              "is called with, as tensors: drop it (the texts are the pipeline's first argument)")
-    for name in ("processor_kwargs", *_SETTINGS):
-        for key in _PER_ROW_SETTINGS:
-            values = (kwargs.get(name) or {}).get(key)
-            if isinstance(values, (np.ndarray, torch.Tensor)):
-                values = values.tolist()
-            if isinstance(values, (list, tuple)) and len(values) > 1:
-                raise VallEValueError(  # the processor sees one text at a time, generate one batch
-                    f"{name} has a list of {len(values)} values of {key}, but the pipeline gives every text the same "
-                    f"settings: give one; for one per text, call the pipeline once per value, or "
-                    f"model.generate(**processor(texts, ...), {key}=[...]) with one per row")
+                              "is called with: drop it (the texts are the pipeline's first argument)")
+    if processed.get("return_tensors", "pt") != "pt":  # generate takes tensors
+        raise VallEValueError(f"processor_kwargs has return_tensors={processed['return_tensors']!r}: the pipeline "
+                              "gives generate tensors: drop it")
+    for key in ("language", *_PER_ROW_SETTINGS):
+        if _count(processed.get(key)) > 1:  # the processor sees one text at a time
+            fix = (f"model.generate(**processor(texts, {key}=[...]))" if key == "language" else
+                   f"give them in generate_kwargs, with every text in one batch (batch_size=len(texts))")
+            raise VallEValueError(f"processor_kwargs has a list of {_count(processed[key])} values of {key}, but the "
+                                  f"pipeline's processor reads one text at a time: give one; for one per text, {fix}")
     for name in _SETTINGS:
         check_generation_config((kwargs.get(name) or {}).get("generation_config"))
         twice = sorted(set(processed) & set(kwargs.get(name) or {}))
@@ -121,6 +118,54 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
         if (kwargs.get(name) or {}).get("output_audio", True) is False:
             raise VallEValueError(f"{name} has output_audio=False, but the text-to-speech pipeline returns audio: "
                                   "drop it (model.generate(..., output_audio=False) returns the codes)")
+
+
+def _processor_arguments(kwargs: Mapping[str, Any]) -> dict:
+    """The processor's arguments of a pipeline call: `processor_kwargs`, and `preprocess_params` (transformers passes
+    them to the processor too, with a `processor_kwargs` of their own). Raises `VallEValueError` for one given in two of
+    them: the processor took one without a word."""
+    preprocess = dict(kwargs.get("preprocess_params") or {})
+    parts = {"preprocess_params": preprocess, "preprocess_params' processor_kwargs":
+             preprocess.pop("processor_kwargs", None) or {}, "processor_kwargs": kwargs.get("processor_kwargs") or {}}
+    merged: dict = {}
+    for name, arguments in parts.items():
+        if not isinstance(arguments, Mapping):
+            raise VallETypeError(f"{name} must be a dict of keyword arguments, got {type(arguments).__name__}")
+        twice = sorted(set(merged) & set(arguments))
+        if twice:
+            raise VallEValueError(f"{', '.join(twice)} given twice, the last time in {name}: give each once, in "
+                                  "processor_kwargs")
+        merged.update(arguments)
+    return merged
+
+
+def _count(values: Any) -> int:
+    """How many values `values` gives (one per row where it is a list, tuple or array), 1 for a single value."""
+    if isinstance(values, (np.ndarray, torch.Tensor)):
+        values = values.tolist()
+    return len(values) if isinstance(values, (list, tuple)) else 1
+
+
+def _one_call(text_inputs: Any, batch_size: int | None) -> bool:
+    """Whether the pipeline speaks `text_inputs` in one generate call: one text, a tuple of texts (one item), or a
+    list of at most `batch_size` texts."""
+    return isinstance(text_inputs, (str, tuple)) or isinstance(text_inputs, list) and len(text_inputs) <= (
+        batch_size or 1)
+
+
+def check_per_row_settings(text_inputs: Any, batch_size: int | None, kwargs: Mapping[str, Any]) -> None:
+    """Refuse (`VallEValueError`) one value per text of a generate setting (`_PER_ROW_SETTINGS`) where the pipeline
+    makes several generate calls, each given the whole list: it failed after the first batch was generated."""
+    if _one_call(text_inputs, batch_size):
+        return
+    for name in _SETTINGS:
+        for key in _PER_ROW_SETTINGS:
+            count = _count((kwargs.get(name) or {}).get(key))
+            if count > 1:
+                texts = f"{len(text_inputs)} texts" if isinstance(text_inputs, list) else "texts from an iterator"
+                raise VallEValueError(f"{name} has {count} values of {key}, but the pipeline makes one generate call "
+                                      f"per batch of texts ({texts}, batch_size={batch_size or 1}), each given them "
+                                      "all: give one, or every text in one batch (batch_size=len(texts))")
 
 
 def _audio_streamers(kwargs: Mapping[str, Any]) -> list:
@@ -141,8 +186,8 @@ def check_one_streamed_call(text_inputs: Any, batch_size: int | None, kwargs: Ma
     if len({id(streamer) for streamer in streamers}) > 1:
         raise VallEValueError("an audio_streamer in both forward_params and generate_kwargs: a call streams to one, "
                               "give it once")
-    if isinstance(text_inputs, (str, tuple)) or isinstance(text_inputs, list) and len(text_inputs) <= (batch_size or 1):
-        return  # one text, a tuple of texts (one item), or every text in one batch: one call
+    if _one_call(text_inputs, batch_size):
+        return
     count = f"{len(text_inputs)} texts" if isinstance(text_inputs, list) else "texts from an iterator"
     raise VallEValueError(f"an audio_streamer follows one generate call, and the pipeline makes one per batch of "
                           f"texts ({count}, batch_size={batch_size or 1}): give batch_size=len(texts), or stream each "
@@ -200,6 +245,7 @@ class VallETextToAudioPipeline(_VallEPipeline, TextToAudioPipeline):
             return super().__call__(text_inputs, **kwargs)
         try:
             check_pipeline_call(text_inputs, kwargs)
+            check_per_row_settings(text_inputs, kwargs.get("batch_size", self._batch_size), kwargs)
             check_one_streamed_call(text_inputs, kwargs.get("batch_size", self._batch_size), kwargs)
             with setting_names():  # a warning about the settings once per call, not once per batch of texts
                 return super().__call__(text_inputs, **kwargs)
