@@ -63,8 +63,8 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     task than TTS, an argument given both to the processor and to `generate` (or to the processor twice, in
     `preprocess_params` and `processor_kwargs`), or a text or `return_tensors` other than "pt" for the processor, and
     `VallETypeError` for a text that is no str, a keyword dict that is not a dict, a keyword argument the call does
-    not take (a setting outside `generate_kwargs`) or a `generation_config` that is no `GenerationConfig`. The texts themselves are checked by the processor
-    (`VallEProcessor.__call__`)."""
+    not take (a setting outside `generate_kwargs`) or a `generation_config` that is no `GenerationConfig`. The texts
+    themselves are checked by the processor (`VallEProcessor.__call__`)."""
     if isinstance(text_inputs, (list, tuple)) and not text_inputs:
         raise VallEValueError("the text-to-speech pipeline got an empty list of texts: give a str or a non-empty "
                               "list of str")
