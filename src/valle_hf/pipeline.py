@@ -104,7 +104,7 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
     for key in ("language", *_PER_ROW_SETTINGS):
         if _count(processed.get(key)) > 1:  # the processor sees one text at a time
             fix = (f"model.generate(**processor(texts, {key}=[...]))" if key == "language" else
-                   f"give them in generate_kwargs, with every text in one batch (batch_size=len(texts))")
+                   "give them in generate_kwargs, with every text in one batch (batch_size=len(texts))")
             raise VallEValueError(f"processor_kwargs has a list of {_count(processed[key])} values of {key}, but the "
                                   f"pipeline's processor reads one text at a time: give one; for one per text, {fix}")
     for name in _SETTINGS:
