@@ -241,7 +241,8 @@ def test_a_stereo_array_prompt_is_one_voice_for_a_batch_of_two(tts, prompt_wav, 
     (lambda tts, prompt: tts(["Hi.", "Yo.", "Hey."], batch_size=2, forward_params={"prompt_audio": prompt},
                              generate_kwargs={"input_prompt_length": [1.0, 2.0]}),
      ValueError, r"generate_kwargs has 2 values of input_prompt_length, but the pipeline makes one generate call per "
-                 r"batch of texts \(3 texts, batch_size=2\), each given them all: give one, or every text in one batch"),
+                 r"batch of texts \(3 texts, batch_size=2\), each given them all: give one, or every text in one "
+                 r"batch"),
     (lambda tts, prompt: tts(["Hi.", "Yo."], forward_params={"sampling_rate": np.array([24000, 16000])}),
      ValueError, r"forward_params has 2 values of sampling_rate, .*\(2 texts, batch_size=1\)"),
     (lambda tts, prompt: tts("Hi.", processor_kwargs={"input_prompt_length": [1.0, 2.0]}), ValueError,
