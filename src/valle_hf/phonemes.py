@@ -323,10 +323,11 @@ def _unread_latin(char: str, language: str) -> bool:
     return char >= "\u00c0" and _is_latin_letter(char) and _said_as_code_point(char, _check_language(language))
 
 
-# Three letters every voice tried says as code points, whose code points start with different digits (U+1D00, U+2C65,
-# U+FB00): what their readings share is the voice's word for "letter" alone. Two were not enough: where the words for
-# 1 and 2 begin alike (Swahili "moja", "mbili"; Korean, Basque, Hawaiian, Cantonese), the shared part was taken for the
-# word, and a code point read from another digit ("ﬁ", "f b 0 1") passed as a reading.
+# Three letters nearly every voice tried says as code points, whose code points start with different digits (U+1D00,
+# U+2C65, U+FB00): what their readings share is the voice's word for "letter" alone. Two are not enough where a voice
+# says all three: where the words for 1 and 2 begin alike (Swahili "moja", "mbili"; Korean, Basque, Hawaiian,
+# Cantonese), the shared part was taken for the word, and a code point read from another digit ("ﬁ", "f b 0 1") passed
+# as a reading. English reads "ﬀ" as "ff": there the two it spells give the word (`_code_point_word`).
 _CODE_POINT_PROBES = ("ᴀ", "ⱥ", "ﬀ")
 
 
@@ -337,8 +338,9 @@ def _unstressed(phonemes: str) -> str:
 @functools.cache
 def _code_point_word(voice: str) -> str:
     """The voice's word for "letter" as it says a code point ("lɛɾɚ" in en-us, "simbolo" in es), unstressed: the
-    start all the probes' readings share (not only two: Swahili says 1 and 2 "moja", "mbili"), or where a voice reads
-    one probe (en-us says "ﬀ" as "ff"), the start the other two share; "" where it says no such word."""
+    start all the probes' readings share (not only two: Swahili says 1 and 2 "moja", "mbili"), or where they share
+    less than 3 sounds (a voice that reads one probe: en-us says "ﬀ" as "ff"), the one start of 3 or more that two of
+    them share; "" where none do."""
     readings = [_unstressed(reading) for reading in _espeak_backend(voice).phonemize(list(_CODE_POINT_PROBES),
                                                                                     strip=True)]
     shared = [os.path.commonprefix(readings)]
@@ -453,7 +455,10 @@ def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> st
         unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS
         or _MODIFIER_LETTERS[0] <= char <= _MODIFIER_LETTERS[1])
         and _said_as_code_point(char, voice)}
-    kept = _left_out(text, f"[{re.escape(''.join(unread))}]") if unread else text
+    modifiers = "".join(char for char in unread if _MODIFIER_LETTERS[0] <= char <= _MODIFIER_LETTERS[1])
+    # a modifier letter is part of its word ("naˇive"): left out without parting it
+    kept = re.sub(rf"(?<=\w)[{re.escape(modifiers)}]+(?=\w)", "", text) if modifiers else text
+    kept = _left_out(kept, f"[{re.escape(''.join(unread))}]") if unread else kept
     if not _has_words(kept):
         raise VallEValueError(f"the text {text!r:.40} has no word espeak-ng's {language!r} voice reads, only "
                               "symbols it has no reading for: write in words what they should say")
