@@ -4,6 +4,7 @@ nothing (a manifest line cut by a crash, settings that must not change), and one
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -672,8 +673,6 @@ def test_a_folder_where_the_run_writes_a_file_is_refused_first(prepare, capsys, 
 
 def test_an_audio_file_whose_name_is_not_utf8_is_reported_as_such(prepare, capsys, tmp_path):
     """Its failure was told as an unreadable audio file, then writing failed.jsonl crashed (surrogates in JSON)."""
-    import os
-
     data, output = folder_of_utterances(tmp_path / "data", 1), tmp_path / "out"
     write_wav(data / "cafe.wav")  # the audio libraries cannot write such a name either
     os.rename(data / "cafe.wav", os.fsencode(data) + b"/caf\xe9.wav")
@@ -706,3 +705,18 @@ def test_a_converted_models_folder_as_output_is_refused_first(prepare, capsys, t
                                    f"be written among its files; give a folder of its own (such as "
                                    f"{model / 'prepared'})\n"), err
     assert sorted(path.name for path in model.iterdir()) == before
+
+
+def test_an_utterance_whose_id_makes_too_long_a_file_name_is_reported_and_the_others_prepared(prepare, capsys,
+                                                                                               tmp_path):
+    """A name the folder takes but whose utterance file (.safetensors, a longer suffix) it does not stopped the whole
+    run, on every rerun, as a write every file would fail."""
+    data, output = folder_of_utterances(tmp_path / "data", 1), tmp_path / "out"
+    long = "a" * (os.pathconf(tmp_path, "PC_NAME_MAX") - 4)  # long.wav fits, long.safetensors does not
+    write_wav(data / f"{long}.wav")
+    (data / f"{long}.txt").write_text(IPA, encoding="utf-8")
+    status, out, _ = run(prepare, capsys, data, output)
+    assert status == prepare.SOME_ROWS_FAILED and [record["id"] for record in read_manifest(output)] == ["u0"], out
+    failed = [json.loads(line) for line in (output / "failed.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [record["id"] for record in failed] == [long]
+    assert "makes a file name longer than the file system takes: shorten its audio file's name" in failed[0]["error"]

@@ -14,6 +14,7 @@ line that a crash cut short is repaired or cut before the next run appends (`rep
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import numbers
@@ -81,7 +82,8 @@ def utterance_path(root: str | os.PathLike, utterance_id: str) -> Path:
 def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.Tensor, codes: torch.Tensor) -> str:
     """Write one utterance's tensors atomically (temporary file, then rename); returns its path relative to root.
 
-    Raises `OutputError` when the file cannot be written (disk full, ...)."""
+    Raises `OutputError` when the file cannot be written (disk full, ...), and `VallEValueError` where the id makes a
+    file name longer than the file system takes (this utterance's, not every one's)."""
     path = utterance_path(root, utterance_id)
     tensors = {"text_ids": torch.as_tensor(text_ids).to(torch.int16).contiguous(),
                "codes": torch.as_tensor(codes).to(torch.int16).contiguous()}
@@ -90,6 +92,10 @@ def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.T
         with written_whole(path) as temporary:
             save_file(tensors, str(temporary))
     except Exception as error:  # disk full, a file-size limit; safetensors raises its own error for those
+        if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
+            raise VallEValueError(f"utterance id {utterance_id[:40]!r}... ({len(utterance_id)} characters) makes a "
+                                  "file name longer than the file system takes: shorten its audio file's "
+                                  "name") from None
         reason = one_line(error) if isinstance(error, OSError) else refused_write(error)
         if reason is None:
             raise
