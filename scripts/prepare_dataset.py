@@ -495,7 +495,8 @@ def prepare_all(args, pending: list[Entry], tokenizer, codec, settings: dict) ->
             where = {} if entry.line is None else {"line": entry.line}  # the metadata file's, to find the record
             audio = _as_text(str(entry.audio.absolute()))
             failures.append({**where, "id": _as_text(entry.id), "audio": audio, "error": one_line(error)})
-            tried.update(() if entry.error else (entry.id,))
+            if not entry.error:  # refused before its try (a duplicate id): not this id's record to drop
+                tried.add(entry.id)
             progress.write(f"skipped {audio}: {one_line(error)}")
     return failures, tried
 

@@ -91,12 +91,14 @@ def save_utterance(root: str | os.PathLike, utterance_id: str, text_ids: torch.T
         path.parent.mkdir(parents=True, exist_ok=True)
         with written_whole(path) as temporary:
             save_file(tensors, str(temporary))
-    except Exception as error:  # disk full, a file-size limit; safetensors raises its own error for those
-        if isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG:
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:  # this utterance's name, not the disk: the others can be written
             raise VallEValueError(f"utterance id {utterance_id[:40]!r}... ({len(utterance_id)} characters) makes a "
                                   "file name longer than the file system takes: shorten its audio file's "
                                   "name") from None
-        reason = one_line(error) if isinstance(error, OSError) else refused_write(error)
+        raise OutputError(f"could not write {path} ({one_line(error)})") from None
+    except Exception as error:  # safetensors raises its own error for a write the file system refused
+        reason = refused_write(error)
         if reason is None:
             raise
         raise OutputError(f"could not write {path} ({reason})") from None

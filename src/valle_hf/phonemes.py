@@ -439,10 +439,14 @@ def _left_out(text: str, pattern: str) -> str:
 
 # Marks of punctuation and letters that stand for words, which some voice leaves out or says as a code point: with
 # the symbols and number forms (Unicode categories Sm, Sc, So, No: "×", "€", "©", "⅛") and the spacing modifier
-# letters (`_MODIFIER_LETTERS`: "ˊ", "ˮ", spelled "letter 2 c a" inside a word), what `_without_unread_symbols` asks
+# letters (`_is_modifier_letter`: "ˊ", "ˮ", spelled "letter 2 c a" inside a word), what `_without_unread_symbols` asks
 # the voice about.
 _WORD_MARKS = "†‡‰‱′″‴§¶ℵℶℷℸ"
-_MODIFIER_LETTERS = ("\u02b0", "\u02ff")
+
+
+def _is_modifier_letter(char: str) -> bool:
+    """Whether `char` is in Unicode's block of spacing modifier letters (U+02B0..U+02FF)."""
+    return "\u02b0" <= char <= "\u02ff"
 
 
 def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> str:
@@ -453,9 +457,9 @@ def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> st
     voice = _check_language(language)
     unread = {char for char in set(text) if not char.isascii() and (
         unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS
-        or _MODIFIER_LETTERS[0] <= char <= _MODIFIER_LETTERS[1])
+        or _is_modifier_letter(char))
         and _said_as_code_point(char, voice)}
-    modifiers = "".join(char for char in unread if _MODIFIER_LETTERS[0] <= char <= _MODIFIER_LETTERS[1])
+    modifiers = "".join(filter(_is_modifier_letter, unread))
     # a modifier letter is part of its word ("naˇive"): left out without parting it
     kept = re.sub(rf"(?<=\w)[{re.escape(modifiers)}]+(?=\w)", "", text) if modifiers else text
     kept = _left_out(kept, f"[{re.escape(''.join(unread))}]") if unread else kept
