@@ -432,17 +432,25 @@ def find_entries(args) -> list[Entry]:
         entries = entries_from_metadata(args.data_dir, args.metadata, args.metadata_format)
     else:
         entries = entries_from_folder(args.data_dir)
+    if not entries and args.metadata is not None:
+        raise VallEValueError(f"--metadata {args.metadata} has no rows (a header at most): give the metadata file "
+                              "that lists the recordings")
     if not entries:
         raise VallEValueError(f"no audio files found in {args.data_dir} or its subfolders "
                               f"({', '.join(sorted(AUDIO_EXTENSIONS))}): give the folder that holds them")
-    seen: dict[str, Entry] = {}
+    by_id: dict[str, Entry] = {}
+    by_recording: dict[str, Entry] = {}
     for entry in entries:
         if not entry.error and not _is_text(str(entry.audio)):
             entry.error = (f"{_as_text(str(entry.audio))}: the file's name is not UTF-8 text, which the audio "
                            "reader cannot open: rename it")
-        first = seen.setdefault(entry.id, entry)
+        first = by_id.setdefault(entry.id, entry)
         if first is not entry and not entry.error:
             entry.error = f"duplicate utterance id {entry.id!r}: {_duplicate_of(first, entry)}"
+        # two paths to one file ("a.wav" and "/data/a.wav", or a link): one recording would be trained on twice
+        first = entry if entry.error else by_recording.setdefault(os.path.realpath(entry.audio), entry)
+        if first is not entry:
+            entry.error = f"{entry.audio} is {first.audio}, prepared as {first.id!r}: {_same_recording(first)}"
     return entries
 
 
@@ -462,6 +470,13 @@ def _duplicate_of(first: Entry, entry: Entry) -> str:
     if entry.audio == first.audio:
         return f"line {first.line} names {entry.audio.name} too"
     return f"{first.audio.name} has it too (the same name with another extension): keep one of them"
+
+
+def _same_recording(first: Entry) -> str:
+    """How to leave out a second path to the recording of `first`: a second metadata line, or a link in the folder."""
+    if first.line is None:
+        return "a link to it in the folder: remove one"
+    return f"line {first.line} names it too: keep one of the lines"
 
 
 def write_settings(output: Path, settings: dict) -> None:

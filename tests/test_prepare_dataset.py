@@ -391,6 +391,41 @@ def test_a_metadata_file_naming_an_audio_file_twice_reports_the_line_that_named_
     assert failed[0]["error"] == "duplicate utterance id 'a': line 2 names a.wav too"
 
 
+def test_two_paths_to_one_recording_prepare_it_once(prepare, capsys, tmp_path):
+    """A metadata file naming one recording by two paths (relative and absolute), and a link to a recording in a
+    folder, prepared it twice under two ids: one recording trained on twice."""
+    data = tmp_path / "data"
+    for name in ("a", "b"):
+        write_wav(data / f"{name}.wav")
+    (data / "meta.csv").write_text(f"file,text\na.wav,{IPA}\nb.wav,{IPA}\n{data / 'a.wav'},{IPA}\n",
+                                   encoding="utf-8")
+    status, _, _ = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv")
+    assert status == prepare.SOME_ROWS_FAILED
+    assert sorted(record["id"] for record in read_manifest(tmp_path / "out")) == ["a", "b"]
+    failed = failures(tmp_path / "out")
+    assert [record["line"] for record in failed] == ["4"]
+    assert failed[0]["error"].endswith("prepared as 'a': line 2 names it too: keep one of the lines")
+
+    folder = tmp_path / "folder"
+    write_wav(folder / "a.wav")
+    (folder / "a.txt").write_text(IPA, encoding="utf-8")
+    (folder / "b.wav").symlink_to(folder / "a.wav")
+    (folder / "b.txt").write_text(IPA, encoding="utf-8")
+    status, _, _ = run(prepare, capsys, folder, tmp_path / "out2")
+    assert status == prepare.SOME_ROWS_FAILED
+    assert [record["id"] for record in read_manifest(tmp_path / "out2")] == ["a"]
+    assert failures(tmp_path / "out2")[0]["error"].endswith("a link to it in the folder: remove one")
+
+
+def test_a_metadata_file_with_a_header_only_is_named(prepare, capsys, tmp_path):
+    """It was refused as "no audio files found in DATA_DIR", a folder that held them."""
+    data = tmp_path / "data"
+    write_wav(data / "a.wav")
+    (data / "meta.csv").write_text("file,text\n", encoding="utf-8")
+    status, _, err = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv")
+    assert status == 1 and f"--metadata {data / 'meta.csv'} has no rows" in err, err
+
+
 def test_a_resume_reports_a_duplicate_again_and_counts_what_the_manifest_holds(prepare, capsys, tmp_path,
                                                                                monkeypatch):
     """A resume dropped a duplicate id (u0.wav beside u0.flac) from failed.jsonl, its id being done, and counted it
