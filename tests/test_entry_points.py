@@ -96,6 +96,8 @@ def damaged(tmp_path_factory, fixtures, converted_dir) -> Path:
     (root / "empty_weights" / "model.safetensors").write_bytes(b"")
     (root / "not_a_model").mkdir()
     (root / "bad.yaml").write_text("models: [unclosed\n  - {name: x\n")
+    (root / "empty_model.yaml").write_text("models:\n  - {}\n")
+    torch.save({"module": tensors, "config": json.loads(metadata["config"])}, root / "torch_named.sft")
     return root
 
 
@@ -293,6 +295,17 @@ CONVERTER_CASES = {
     "empty": (["--checkpoint", "{dmg}/empty.sft"], "not a readable safetensors checkpoint"),
     "garbage": (["--checkpoint", "{dmg}/garbage.sft"], "not a readable safetensors checkpoint"),
     "pickle": (["--checkpoint", "{dmg}/pickle.pth"], "reading it could run any code, so it is refused"),
+    # was "download it again"
+    "pth_named_sft": (["--checkpoint", "{dmg}/torch_named.sft"], "is a torch .pth file (a zip archive), not "
+                      "safetensors: rename it to end in .pth"),
+    # the folder and its weights file sent the user to each other
+    "converted_model": (["--checkpoint", "{dmg}/no_tokenizer"], "no_tokenizer is a converted model already, not an "
+                        "original checkpoint: load it as it is (from_pretrained("),
+    "converted_weights": (["--checkpoint", "{dmg}/no_tokenizer/model.safetensors"], "not an original checkpoint: its "
+                          "folder"),
+    # was "no embedded config" in the checkpoint
+    "empty_models_entry": (["--checkpoint", "{fx}", "--config", "{dmg}/empty_model.yaml"], "empty_model.yaml: its "
+                           "`models:` entry is empty: give the model's settings"),
     "nan_weights": (["--checkpoint", "{dmg}/nan.sft"], "holds NaN or infinite values"),
     "wav_as_tokenizer": (["--checkpoint", "{fx}", "--tokenizer", "{ws}/ref.wav"], "is not a tokenizer.json"),
     "missing_tokenizer": (["--checkpoint", "{fx}", "--tokenizer", "{ws}/nope.json"], "tokenizer file not found"),

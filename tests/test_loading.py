@@ -454,8 +454,11 @@ def test_unloadable_sources_give_one_line_errors(tmp_path, monkeypatch, converte
     # a converted model's weights file: "no embedded config; give the original config.yaml", after a warning
     weights = converted_dir / "model.safetensors"
     with logged_warnings() as logged, pytest.raises(CheckpointError, match=rf"^{re.escape(str(weights))} is the "
-                                                    rf"weights file of a converted model.*give its folder, "
-                                                    rf"{re.escape(str(converted_dir))}$"):
+                                                    rf"weights file of a converted model.*its folder "
+                                                    rf"{re.escape(str(converted_dir))} is the converted model "
+                                                    rf"\(from_pretrained\({re.escape(repr(str(converted_dir)))}\) in "
+                                                    rf"Python, --model {re.escape(str(converted_dir))} on the "
+                                                    r"command line\)$"):
         load_model_and_processor(str(weights))
     assert not logged.out
 

@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,9 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     `VallEFileNotFoundError` for a missing file and `CheckpointError` for anything that is not such a checkpoint.
     """
     path = Path(path).expanduser()
+    if path.is_dir() and is_converted_model(path):
+        raise CheckpointError(f"{path} is a converted model already, not an original checkpoint: load it as it is "
+                              f"({_how_to_load(path)})")
     if path.is_dir():
         raise VallEFileNotFoundError(f"{path} is a directory, not a checkpoint file: give the file itself (e.g. "
                                      f"{path / 'fp32.sft'})")
@@ -98,6 +102,9 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
                                      ".pth)")
     metadata: dict = {}
     suffix = path.suffix.lower()  # "FP32.SFT" is a safetensors file too
+    if suffix in (".sft", ".safetensors") and zipfile.is_zipfile(path):  # what torch.save writes
+        raise CheckpointError(f"{path} is a torch .pth file (a zip archive), not safetensors: rename it to end in "
+                              ".pth")
     if suffix in (".sft", ".safetensors"):
         try:
             with safe_open(str(path), framework="pt") as handle:
@@ -137,13 +144,18 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
     config = _mapping(metadata.get("config"), "config", path)
-    if not config and (path.parent / "config.json").is_file():  # a converted model's weights, beside its config
-        raise CheckpointError(f"{path} is the weights file of a converted model, not an original checkpoint: give its "
-                              f"folder, {path.parent}")
+    if not config and is_converted_model(path.parent):  # a converted model's weights, beside its config
+        raise CheckpointError(f"{path} is the weights file of a converted model, not an original checkpoint: its "
+                              f"folder {path.parent} is the converted model ({_how_to_load(path.parent)})")
     symmap = _mapping(metadata.get("userdata"), "userdata", path).get("symmap")
     if symmap is not None:
         _mapping(symmap, "userdata.symmap", path)
     return OriginalCheckpoint(path, tensors, config, symmap)
+
+
+def _how_to_load(folder: Path) -> str:
+    """How to use the converted model in `folder`, for one given where an original checkpoint belongs."""
+    return f"from_pretrained({str(folder)!r}) in Python, --model {folder} on the command line"
 
 
 def _mapping(value, name: str, path: Path) -> dict:
@@ -172,7 +184,11 @@ def original_config_from_yaml(path: str | Path) -> dict:
                               "...), as the original's config.yaml has it")
     if not isinstance(models, list) or not all(isinstance(model, dict) for model in models):
         raise CheckpointError(f"{path}: no `models:` list (the original's config.yaml has one)")
-    return next((model for model in models if model.get("training")), models[0])
+    model = next((model for model in models if model.get("training")), models[0])
+    if not model:
+        raise CheckpointError(f"{path}: its `models:` entry is empty: give the model's settings (name, size, "
+                              "resp_levels, ...), as the original's config.yaml has them")
+    return model
 
 
 def checkpoint_of_yaml(path: str | Path) -> Path:
