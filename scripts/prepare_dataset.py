@@ -48,6 +48,7 @@ kept).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -244,21 +245,21 @@ def codec_name(args) -> str:
     return str(args.tokenizer) if is_converted_model(args.tokenizer) else DEFAULT_CODEC
 
 
-def load_codec_model(name: str, device: str):
-    """The EnCodec model `name` names (see `codec_name`), in eval mode on `device`."""
-    from valle_hf.codec import load_codec, tiny_random_codec
-    from valle_hf.loading import CONVERTED_CHOICES, load_model
+def load_codec_model(name: str, device: str, progress: bool = True):
+    """The EnCodec model `name` names (see `codec_name` and `load_codec_of`), in eval mode on `device`; `progress`:
+    transformers' "Loading weights" bar too."""
+    from valle_hf.conversion import load_codec_of
+    from valle_hf.loading import no_progress_bars
 
-    if name == "tiny-random":
-        codec = tiny_random_codec()
-    elif is_converted_model(Path(name)):
-        try:
-            codec = load_model(name, choices=CONVERTED_CHOICES).codec_model
-        except (CheckpointError, ModelNotFoundError) as error:  # named as --codec's folder, which it was given as
-            raise VallEValueError(f"the codec of the model folder {name} cannot be loaded: {one_line(error)}; give "
-                                  "the codec with --codec DIR, or --codec tiny-random (a test codec)") from None
-    else:
-        codec = load_codec(name)
+    try:
+        with contextlib.nullcontext() if progress else no_progress_bars():
+            codec = load_codec_of(name)
+    except (CheckpointError, ModelNotFoundError) as error:
+        if not is_converted_model(Path(name)):
+            raise
+        # a model's folder, given as --tokenizer or --codec: named as the codec's source it was taken for
+        raise VallEValueError(f"the codec of the model folder {name} cannot be loaded: {one_line(error)}; give "
+                              "the codec with --codec DIR, or --codec tiny-random (a test codec)") from None
     return codec.to(device).eval()
 
 
@@ -535,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     # An entry with an error is reported again on every run: a duplicate of a prepared id is not the input that was
     # prepared, and leaving it out would drop it from failed.jsonl and count it as done.
     pending = [entry for entry in entries if entry.error or not prepared_from(done.get(entry.id), entry, args.language)]
-    codec = load_codec_model(args.codec, args.device) if any(not entry.error for entry in pending) else None
+    to_encode = any(not entry.error for entry in pending)
+    codec = load_codec_model(args.codec, args.device, not args.no_progress) if to_encode else None
     if codec is not None and args.bandwidth not in codec.config.target_bandwidths:
         raise UsageError(f"--bandwidth {args.bandwidth:g} is not one of the codec's: "
                          f"{', '.join(f'{b:g}' for b in codec.config.target_bandwidths)} kbps (6 = VALL-E's 8 levels)")

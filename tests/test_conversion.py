@@ -566,6 +566,47 @@ def test_command_line_dtype_and_vocoder_none_reach_the_saved_model(tmp_path, fix
     assert torch.equal(saved, fixture_model.state_dict()[key].bfloat16())
 
 
+def test_a_converted_models_folder_gives_the_codec_and_vocoder_saved_in_it(tmp_path, fixtures, converted_dir):
+    """A converted model is a local copy of its codec and decoder, for converting another checkpoint offline: as
+    --codec or --vocoder it was refused (not an EnCodec checkpoint, not the Vocos layout)."""
+    from valle_hf.codec import tiny_random_codec
+    from valle_hf.vocos import tiny_random_vocos
+
+    source = tmp_path / "source"
+    shutil.copytree(converted_dir, source)
+    model = load_model_and_processor(str(source))[0]
+    model.codec_model.load_state_dict(tiny_random_codec(seed=5).state_dict())  # parts of its own, not tiny-random's
+    model.vocoder.load_state_dict(tiny_random_vocos(seed=5).state_dict())
+    model.save_pretrained(source)
+    out = tmp_path / "converted"
+    assert main(["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(out), "--codec", str(source),
+                 "--vocoder", str(source)]) == 0
+    with safe_open(str(source / "model.safetensors"), "pt") as want, safe_open(str(out / "model.safetensors"),
+                                                                                "pt") as got:
+        parts = [name for name in want.keys() if name.startswith(("codec_model.", "vocoder."))]
+        assert any(name.startswith("vocoder.") for name in parts)
+        assert all(torch.equal(got.get_tensor(name), want.get_tensor(name)) for name in parts)
+
+
+def test_a_converted_model_without_a_decoder_as_vocoder_and_a_file_as_codec_are_refused(tmp_path, fixtures,
+                                                                                         converted_dir, capsys):
+    """The file was looked up in the Hub cache as "<file>/config.json"."""
+    without = tmp_path / "without"
+    assert main(["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(without), "--codec", "tiny-random",
+                 "--vocoder", "none"]) == 0
+    capsys.readouterr()
+    common = ["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(tmp_path / "out")]
+    assert main([*common, "--codec", "tiny-random", "--vocoder", str(without)]) == 1
+    assert capsys.readouterr().err.strip() == (f"error: the converted model {without} holds no Vocos decoder (it was "
+                                                "converted with --vocoder none): give another, or none to decode "
+                                                "with EnCodec")
+    weights = converted_dir / "model.safetensors"
+    assert main([*common, "--codec", str(weights), "--vocoder", "tiny-random"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {weights} is a file: give the EnCodec codec's folder"), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_command_line_reports_errors_in_one_line(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "missing.sft"), "--output-dir", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()

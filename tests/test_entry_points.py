@@ -303,9 +303,9 @@ CONVERTER_CASES = {
                         "original checkpoint: load it as it is (from_pretrained("),
     "converted_weights": (["--checkpoint", "{dmg}/no_tokenizer/model.safetensors"], "not an original checkpoint: its "
                           "folder"),
-    # was "no embedded config" in the checkpoint
-    "empty_models_entry": (["--checkpoint", "{fx}", "--config", "{dmg}/empty_model.yaml"], "empty_model.yaml: its "
-                           "`models:` entry is empty: give the model's settings"),
+    # an empty entry is the original's defaults, not "no embedded config" in the checkpoint
+    "empty_models_entry": (["--checkpoint", "{fx}", "--config", "{dmg}/empty_model.yaml"], "empty_model.yaml "
+                           "describes a model valle-hf cannot run"),
     "nan_weights": (["--checkpoint", "{dmg}/nan.sft"], "holds NaN or infinite values"),
     "wav_as_tokenizer": (["--checkpoint", "{fx}", "--tokenizer", "{ws}/ref.wav"], "is not a tokenizer.json"),
     "missing_tokenizer": (["--checkpoint", "{fx}", "--tokenizer", "{ws}/nope.json"], "tokenizer file not found"),

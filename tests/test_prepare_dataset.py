@@ -270,10 +270,11 @@ def test_a_model_folder_as_tokenizer_encodes_with_that_models_codec(prepare, cap
     model.codec_model.load_state_dict(tiny_random_codec(seed=5).state_dict())  # a codec of its own
     model.save_pretrained(model_dir)
     data = folder_of_utterances(tmp_path / "data", 2)
+    capsys.readouterr()
 
     def codes(output: Path, *codec: str) -> list:
         assert prepare.main([str(data), str(output), "--tokenizer", str(model_dir), *codec, "--no-progress"]) == 0
-        capsys.readouterr()
+        assert "Loading weights" not in capsys.readouterr().err  # transformers' bar, loading the model's codec
         return [load_file(str(output / record["file"]))["codes"] for record in read_manifest(output)]
 
     own = codes(tmp_path / "own")
@@ -356,6 +357,17 @@ def test_a_recording_cut_short_is_reported_not_prepared(prepare, capsys, tmp_pat
     assert [record["id"] for record in failed] == ["u1"]
     assert "u1.wav is cut short: its header says" in failed[0]["error"]
     assert failed[0]["error"].endswith("(a copy that stopped early?): copy the file again")
+
+
+def test_no_progress_quiets_the_codecs_loading_bar(prepare, capsys, tmp_path):
+    """transformers' "Loading weights" bar came with --no-progress."""
+    from valle_hf.codec import tiny_random_codec
+
+    tiny_random_codec().save_pretrained(tmp_path / "codec")
+    data = folder_of_utterances(tmp_path / "data", 1)
+    capsys.readouterr()
+    status, _, err = run(prepare, capsys, data, tmp_path / "out", "--codec", tmp_path / "codec")
+    assert status == 0 and "Loading weights" not in err, err
 
 
 def test_a_model_folder_without_weights_as_tokenizer_names_the_codec_flags(prepare, capsys, tmp_path):

@@ -78,6 +78,9 @@ def load_codec(name_or_path: str = DEFAULT_CODEC, **from_pretrained_kwargs) -> E
     instead = (f"VALL-E needs it to encode voice prompts: give a local copy of {DEFAULT_CODEC}, or tiny-random (a test "
                f"codec that makes noise), {either_caller('codec')}")
     name_or_path = model_name(name_or_path, "the EnCodec codec")  # a folder's "~" read as the home folder
+    if Path(name_or_path).is_file():  # not a Hub id either: the Hub cache was searched for "<file>/config.json"
+        raise CheckpointError(f"{name_or_path} is a file: give the EnCodec codec's folder (config.json and its "
+                              f"weights), a Hub id such as {DEFAULT_CODEC}, or tiny-random")
     if not Path(name_or_path).is_dir() and check_reachable(str(name_or_path), "config.json", "the EnCodec codec",
                                                            instead, **from_pretrained_kwargs):
         from_pretrained_kwargs = {**from_pretrained_kwargs, "local_files_only": True}

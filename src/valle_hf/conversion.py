@@ -184,11 +184,7 @@ def original_config_from_yaml(path: str | Path) -> dict:
                               "...), as the original's config.yaml has it")
     if not isinstance(models, list) or not all(isinstance(model, dict) for model in models):
         raise CheckpointError(f"{path}: no `models:` list (the original's config.yaml has one)")
-    model = next((model for model in models if model.get("training")), models[0])
-    if not model:
-        raise CheckpointError(f"{path}: its `models:` entry is empty: give the model's settings (name, size, "
-                              "resp_levels, ...), as the original's config.yaml has them")
-    return model
+    return next((model for model in models if model.get("training")), models[0])
 
 
 def checkpoint_of_yaml(path: str | Path) -> Path:
@@ -401,10 +397,8 @@ def convert_checkpoint(
     None for none: the model then decodes with EnCodec). A checkpoint without the text head (an export with
     `--split-classifiers`) converts to a model that refuses speech-to-text.
     """
-    from .codec import load_codec, tiny_random_codec
     from .modeling import VallEForConditionalGeneration
     from .processing import VallEProcessor
-    from .vocos import load_original_vocos, tiny_random_vocos
 
     original = load_original_checkpoint(checkpoint)
     tokenizer = packaged_tokenizer_file() if tokenizer is None else Path(tokenizer)
@@ -418,17 +412,15 @@ def convert_checkpoint(
         config_dict, source = original.config, f"the config embedded in {original.path}"
     else:
         config_dict, source = original_config_from_yaml(config_yaml), str(config_yaml)
-    if not config_dict:
+    if config_yaml is None and not config_dict:  # a YAML's empty entry is the original's defaults
         raise CheckpointError(f"{checkpoint}: no embedded config; give the original config.yaml it was trained "
                               "with (--config of python -m valle_hf.convert, --yaml of python -m valle_hf, "
                               "config_yaml= in Python)")
     levels = _setting(config_dict, "resp_levels", "count", 8, source)
     text_head = f"classifiers.proj.{levels}.weight" in original.tensors
-    codec_model = tiny_random_codec() if codec == "tiny-random" else load_codec(codec)
+    codec_model = load_codec_of(codec)
     codec_model.config._name_or_path = codec  # saved in codec_config: the model card names where the codec came from
-    vocoder_model = None
-    if vocoder is not None:
-        vocoder_model = tiny_random_vocos() if vocoder == "tiny-random" else load_original_vocos(vocoder)
+    vocoder_model = None if vocoder is None else load_vocoder_of(vocoder)
     config = config_from_original(
         config_dict, source=source, codec_config=codec_model.config.to_dict(), text_head=text_head,
         vocoder_config=None if vocoder_model is None else vocoder_model.config.to_dict(),
@@ -445,6 +437,44 @@ def convert_checkpoint(
     if missing or unexpected:
         raise RuntimeError(f"internal conversion error: missing {missing[:3]}, unexpected {unexpected[:3]}")
     return model.to(dtype).eval(), processor
+
+
+def load_codec_of(name: str):
+    """The EnCodec model `name` names: "tiny-random" (random test weights), a converted model's folder (the codec
+    saved in it, so that one works offline), or an EnCodec Hub id or folder (`load_codec`). Raises what the loaders
+    raise."""
+    from .codec import load_codec, tiny_random_codec
+
+    if name == "tiny-random":
+        return tiny_random_codec()
+    if is_converted_model(Path(name).expanduser()):
+        return _converted_model(name).codec_model
+    return load_codec(name)
+
+
+def load_vocoder_of(name: str):
+    """The Vocos decoder `name` names: "tiny-random", a converted model's folder (the decoder saved in it; one
+    converted without a decoder is refused, `CheckpointError`), or a Hub id or folder in the Vocos layout
+    (`load_original_vocos`)."""
+    from .vocos import load_original_vocos, tiny_random_vocos
+
+    if name == "tiny-random":
+        return tiny_random_vocos()
+    if not is_converted_model(Path(name).expanduser()):
+        return load_original_vocos(name)
+    vocoder = _converted_model(name).vocoder
+    if vocoder is None:
+        raise CheckpointError(f"the converted model {name} holds no Vocos decoder (it was converted with --vocoder "
+                              "none): give another, or none to decode with EnCodec")
+    return vocoder
+
+
+def _converted_model(folder: str):
+    """The converted model in `folder`, loaded for a part of it: without a bar for the whole model's weights."""
+    from .loading import CONVERTED_CHOICES, load_model
+
+    with no_progress_bars():
+        return load_model(str(Path(folder).expanduser()), choices=CONVERTED_CHOICES)
 
 
 def is_converted_model(folder: Path) -> bool:
@@ -569,10 +599,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", type=named, default=None,
                         help="original tokenizer.json (default: the released model's, shipped with valle-hf)")
     parser.add_argument("--codec", type=named, default=DEFAULT_CODEC,
-                        help="EnCodec weights: Hub id, local directory, or 'tiny-random'")
+                        help="EnCodec weights: Hub id, local directory, a converted model's directory (its "
+                        "codec), or 'tiny-random'")
     parser.add_argument("--vocoder", type=named, default=DEFAULT_VOCODER,
                         help="Vocos decoder: Hub id or local directory in the Vocos layout (config.yaml + "
-                        "pytorch_model.bin), 'tiny-random', or 'none'")
+                        "pytorch_model.bin), a converted model's directory (its decoder), 'tiny-random', or 'none'")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                         help="the dtype the model's weights are saved in [float32]")
     args = parser.parse_args(argv)
