@@ -786,6 +786,28 @@ def test_a_yaml_names_its_checkpoints_folder_as_the_originals_full_name(tmp_path
         assert checkpoint_of_yaml(yaml_file) == tmp_path / "ckpt" / folder / f"fp32{suffix}"
 
 
+@pytest.mark.parametrize("setting", ["size.dim", "size.layers"])
+def test_a_config_of_other_sizes_is_refused_before_a_model_of_its_size_is_built(fixtures, tmp_path, monkeypatch,
+                                                                                  capsys, setting):
+    """A config.yaml of a width or a layer count the checkpoint does not have built a model of that size first, and
+    only then compared the weights: a width of millions ran the machine out of memory, a million layers for minutes."""
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    tensors, original = original_tensors(fixtures)
+    size = original["size"]
+    twice = with_setting(original, setting, 2 * size[setting.split(".")[1]])
+    built, init = [], VallEForConditionalGeneration.__init__
+
+    def recording(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        built.append(next(self.parameters()).device.type)
+
+    monkeypatch.setattr(VallEForConditionalGeneration, "__init__", recording)
+    message = "shape mismatch for" if setting == "size.dim" else "tensor(s) its config calls for"
+    assert_refused(write_sft(tmp_path / "fp32.sft", tensors, twice), message, capsys)
+    assert set(built) <= {"meta"}, built
+
+
 @pytest.mark.parametrize(("size", "expected"), [(0.5, (512, 8, 12)), (2, (2048, 32, 12)), ("quarter", (256, 4, 12))])
 def test_a_size_given_as_a_scale_scales_the_full_models_width_and_heads(fixtures, size, expected):
     """The original's `Model.dim`, `heads` and `layers` for a size that is a number: 1024 and 16 scaled, 12 layers."""

@@ -337,17 +337,26 @@ def unused_keys(config: VallEConfig) -> set[str]:
     return set(ALWAYS_UNUSED) | prompt | response
 
 
+def _state_shapes(config: VallEConfig) -> dict[str, torch.Size]:
+    """The shape of each weight of a model of `config`, from one built on the meta device (no memory for weights)."""
+    from .modeling import VallEForConditionalGeneration
+
+    with torch.device("meta"):
+        return {key: value.shape for key, value in VallEForConditionalGeneration(config).state_dict().items()}
+
+
 # How to fix a checkpoint whose tensors do not fit the config it is converted with.
 _CONFIG_FIT = "give the config.yaml it was trained with, or a checkpoint of the original's ar+nar model"
 
 
-def convert_state_dict(
-    tensors: dict[str, torch.Tensor], config: VallEConfig, expected_shapes: dict[str, torch.Size]
-) -> dict[str, torch.Tensor]:
+def convert_state_dict(tensors: dict[str, torch.Tensor], config: VallEConfig) -> dict[str, torch.Tensor]:
     """Rename every used tensor, check its shape and values, and fail on missing or unknown keys (naming them).
 
-    A tensor with NaN or infinite values is refused: the model would convert and then generate only code 0; so is
-    one of integers, whose values the model's floating-point weights would take cut to whole numbers.
+    The names are checked first, then the shapes, against a model of `config` built on the meta device: a config of
+    other sizes than the checkpoint's is refused before a model of its size is built (a million layers, or a width of
+    millions, ran the machine out of memory). A tensor with NaN or infinite values is refused: the model would convert
+    and then generate only code 0; so is one of integers, whose values the model's floating-point weights would take
+    cut to whole numbers.
     """
     if any("lora_" in key for key in tensors):
         raise CheckpointError("this is a LoRA checkpoint: convert the base model and load the LoRA with peft")
@@ -360,6 +369,7 @@ def convert_state_dict(
     if unknown:
         raise CheckpointError(f"checkpoint has {len(unknown)} tensor(s) its config has no place for, first: "
                               f"{unknown[0]!r}; {_CONFIG_FIT}")
+    expected_shapes = _state_shapes(config)
     converted = {}
     for original_key, key in mapping.items():
         tensor = tensors[original_key]
@@ -425,9 +435,8 @@ def convert_checkpoint(
         config_dict, source=source, codec_config=codec_model.config.to_dict(), text_head=text_head,
         vocoder_config=None if vocoder_model is None else vocoder_model.config.to_dict(),
     )
+    state = convert_state_dict(original.tensors, config)
     model = VallEForConditionalGeneration(config)
-    expected = {key: value.shape for key, value in model.state_dict().items()}
-    state = convert_state_dict(original.tensors, config, expected)
     state.update({f"codec_model.{key}": value for key, value in codec_model.state_dict().items()})
     if vocoder_model is not None:
         state.update({f"vocoder.{key}": value for key, value in vocoder_model.state_dict().items()})
