@@ -698,6 +698,24 @@ def test_a_read_only_output_file_is_refused_before_any_work(tmp_path, monkeypatc
     assert out.read_bytes() == b"previous"
 
 
+def test_a_read_only_mount_is_named_as_one(tmp_path, monkeypatch):
+    """It was "Permission denied", which sends the user to the folder's permissions."""
+    from valle_hf.files import why_not_writable
+
+    statvfs = os.statvfs
+
+    class ReadOnly:  # what os.statvfs says of a read-only mount, which denies writing to root too
+        def __init__(self, path):
+            self.f_flag = statvfs(path).f_flag | (os.ST_RDONLY if Path(path) == tmp_path else 0)
+
+    monkeypatch.setattr(os, "statvfs", ReadOnly)
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and access(path, mode))
+    assert why_not_writable(tmp_path / "speech.wav") == os.strerror(errno.EROFS)
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    assert why_not_writable(tmp_path / "speech.wav") == os.strerror(errno.EACCES)
+
+
 def test_a_folder_that_keeps_what_is_made_in_it_is_named_with_the_file_left_there(tmp_path, monkeypatch):
     """An append-only folder takes the test file but refuses to remove it: said, naming the file left behind."""
     from valle_hf.files import why_not_writable

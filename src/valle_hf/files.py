@@ -142,8 +142,8 @@ def why_not_writable(path: Path) -> str | None:
     (`is_special`) is written into, so it is asked whether it may be."""
     if is_special(path):
         return None if os.access(path, os.W_OK) else os.strerror(errno.EACCES)
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        return os.strerror(errno.EACCES)
+    if not os.access(path.parent, os.W_OK | os.X_OK):  # EROFS too: a read-only mount was "Permission denied"
+        return os.strerror(errno.EROFS if os.statvfs(path.parent).f_flag & os.ST_RDONLY else errno.EACCES)
     try:
         made = temporary_file_beside(path)
     except OSError as error:
