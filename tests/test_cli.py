@@ -340,8 +340,9 @@ def test_cli_pipeline_and_generate_speak_alike_from_the_shipped_defaults(tmp_pat
     ("--repetition-penalty", "0", ">= 1"), ("--beam-width", "-1", "integer >= 0 (0 or 1: no beam search)"),
     ("--layer-skip-entropy-threshold", "nan", "bits >= 0"), ("--layer-skip-varentropy-threshold", "-1", "bits >= 0"),
     ("--nar-temp", "-1", "finite number >= 1e-06"), ("--min-p-keep", "0", "integer >= 1"),
-    ("--top-p", "0", "(0, 1]"), ("--input-prompt-length", "inf", "seconds in [0, 3600]"),
-    ("--input-prompt-length", "1e308", "seconds in [0, 3600]"), ("--prefix-silence", "1e9", "seconds in [0, 3600]"),
+    ("--top-p", "0", "(0, 1]"), ("--input-prompt-length", "inf", "seconds in [1/75, 3600]"),
+    ("--input-prompt-length", "1e308", "seconds in [1/75, 3600]"), ("--prefix-silence", "1e9", "seconds in [0, 3600]"),
+    ("--input-prompt-length", "0.001", "(one frame at least)"),  # was refused by generate, in its words
     ("--ar-temp", "1e-45", "0 (greedy) or a finite number >= 1e-06"), ("--nar-temp", "1e-30", ">= 1e-06"),
     ("--dry-allowed-length", "99999999999", "an integer in [1, 65536]"),
 ])
@@ -363,6 +364,27 @@ def test_a_flag_refused_against_the_models_own_setting_is_named_as_the_flag(tmp_
     assert status == 1 and lines and lines[0].startswith(
         "error: --min-ar-temp 1000000000 is not allowed: it must be at most temperature ("), err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_a_dry_breaker_past_the_text_head_is_named_as_the_flag_for_speech_to_text(prompt_wav, capsys):
+    """Speech to text's AR reads the text head: a breaker past it passed the CLI's check (against every head) and was
+    refused by `generate` as "dry_sequence_breakers=[...] is not allowed"."""
+    from valle_hf.loading import load_model_and_processor
+
+    classes = load_model_and_processor("tiny-random")[0].config.text_vocab_size
+    status, _, err = run(["", prompt_wav, "--task", "stt", "--dry-multiplier", "1", "--dry-sequence-breakers",
+                          str(classes), "--model", "tiny-random"], capsys)
+    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert status == 1 and lines == [f"error: --dry-sequence-breakers {classes} is not allowed: it must be token ids "
+                                     f"in 0..{classes - 1}: this model's text head has {classes} classes"], err
+
+
+def test_a_prompt_prefix_without_a_prompt_is_refused_before_any_model_loads(tmp_path, capsys):
+    """It was refused by `generate`, after the model loaded (a download, for the released one), in its words."""
+    status, _, err = run(["Hi.", "", tmp_path / "o.wav", "--no-prompt", "--input-prompt-prefix", "--model",
+                          tmp_path / "no-such-model"], capsys)
+    assert status == 1 and err.strip() == ("error: --input-prompt-prefix starts the response from the voice prompt, "
+                                           "and --no-prompt gives none: drop one of the two"), err
 
 
 def test_a_silence_prefix_that_leaves_the_models_steps_no_positions_is_named_as_the_flag(tmp_path, prompt_wav, capsys):
@@ -431,8 +453,8 @@ def test_a_flag_refused_beside_another_names_that_rule_not_its_own_range():
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--input-prompt-length", "nan"], "--input-prompt-length nan is not allowed: it must be a number of seconds in "
-                                       "[0, 3600] (0 = the whole prompt)"),
+    (["--input-prompt-length", "nan"], "--input-prompt-length nan is not allowed: it must be 0 (the whole prompt) or "
+                                       "a number of seconds in [1/75, 3600] (one frame at least)"),
     (["--max-nar-levels", "-2"], "--max-nar-levels -2 is not allowed: it must be an integer >= 0 (0 = level 0 only; "
                                  "unset: all levels)"),
     (["--dry-sequence-breakers", "3,-1"], "--dry-sequence-breakers 3,-1 is not allowed: it must be comma-separated "

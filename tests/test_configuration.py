@@ -200,11 +200,15 @@ def test_backbone_config_is_the_stock_llama_the_original_builds():
 
 
 def test_length_and_temperature_settings_take_their_whole_range_and_nothing_past_it():
-    from valle_hf.configuration import SettingError, check_settings
+    """A prompt length shorter than a frame (0.001 s) passed every check before the model loaded: refused by
+    generate, in its own words."""
+    from valle_hf.configuration import FRAME_RATE, SettingError, check_settings
 
-    check_settings({"prefix_silence": 3600, "input_prompt_length": [30.0, None], "temperature": 1e-6,
+    frame = 1 / FRAME_RATE
+    check_settings({"prefix_silence": 3600, "input_prompt_length": [30.0, None, 0, frame], "temperature": 1e-6,
                     "nar_temperature": 0, "dry_allowed_length": 65536})
     for name, value in [("prefix_silence", 3600.5), ("input_prompt_length", 1e308), ("temperature", 9e-7),
+                        ("input_prompt_length", 0.99 * frame), ("input_prompt_length", [None, frame / 2]),
                         ("nar_temperature", 1e-45), ("dry_allowed_length", 65537),
                         ("mirostat_tau", 1e39), ("dry_multiplier", 1e39), ("stop_length_penalty", -1e39),
                         ("num_return_sequences", 0), ("num_return_sequences", -1), ("do_sample", "yes")]:

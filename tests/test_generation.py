@@ -1461,6 +1461,21 @@ def test_a_setting_without_its_switch_warns_once_and_with_it_does_not(tiny_model
     assert _inert_warnings(tiny_model, dry_base=None, layer_skip_exit_layer=None) == []
 
 
+def test_a_prompt_length_without_a_prompt_warns_and_with_one_does_not(tiny_model):
+    """It was ignored without a word (the command line's --no-prompt --input-prompt-length 5)."""
+    texts, prompts = _batch_inputs(tiny_model.config)
+
+    def warnings(**inputs) -> list[str]:
+        with logged_warnings() as logged:
+            tiny_model.generate(input_ids=texts[0][None], max_new_tokens=2, max_levels=0, output_audio=False, **inputs)
+        return [line for line in logged.out.splitlines() if "has no effect without a voice prompt" in line]
+
+    assert warnings(input_prompt_length=2.0) == [
+        "input_prompt_length has no effect without a voice prompt: give one, or drop input_prompt_length"]
+    assert warnings(input_prompt_length=2.0, prompt_codes=prompts[0][None]) == []
+    assert warnings() == []  # the model's own length asks for nothing
+
+
 def test_a_setting_at_its_default_in_the_models_config_is_not_warned_about_but_one_passed_in_a_config_is(tiny_model):
     """The model's generation config carries every setting, at its default: that asks for nothing."""
     assert tiny_model.generation_config.dry_multiplier == 0

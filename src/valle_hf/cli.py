@@ -24,6 +24,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .configuration import (
     DEFAULT_CODEC,
+    FRAME_RATE,
     MAX_SETTING_SECONDS,
     SETTING_RULES,
     TTS_ONLY_SETTINGS,
@@ -460,7 +461,8 @@ def parse_flag(flag: str, value, cell: bool = False):
 FLAG_RULES = {
     "beam_width": "an integer >= 0 (0 or 1: no beam search)",
     "max_nar_levels": "an integer >= 0 (0 = level 0 only; unset: all levels)",
-    "input_prompt_length": f"a number of seconds in [0, {MAX_SETTING_SECONDS}] (0 = the whole prompt)",
+    "input_prompt_length": f"0 (the whole prompt) or a number of seconds in [1/{FRAME_RATE}, {MAX_SETTING_SECONDS}] "
+                           "(one frame at least)",
     "dry_sequence_breakers": "comma-separated token ids (integers >= 0)",
 }
 
@@ -483,7 +485,7 @@ def generation_kwargs(args: argparse.Namespace, model=None, cells=()) -> dict:
         check_settings(kwargs)
         if model is not None:  # as `generate` checks them, where it would name the setting, not the flag
             merged = {**{name: getattr(model.generation_config, name, None) for name in SETTING_RULES}, **kwargs}
-            check_settings_fit(merged, model.config)
+            check_settings_fit(merged, model.config, args.task)  # speech to text's own heads
             check_settings(merged)
     except SettingError as error:
         if error.setting not in FLAG_SETTINGS.values():  # the model's own setting, which no flag sets
@@ -527,12 +529,16 @@ def _check_model_streams(args, model, kwargs: dict) -> None:
 
 
 def check_ignored_flags(args) -> None:
-    """Flags that would be ignored, refused before any model loads (`UsageError`): --stream-chunk without --stream;
+    """Flags that would be ignored, refused before any model loads (`UsageError`): --stream-chunk without --stream,
+    --input-prompt-prefix with --no-prompt;
     with --task stt, a TEXT, --stream, --no-prompt, --language-switch and the settings of `TTS_ONLY_SETTINGS`.
     --language must still be a language with --task stt (unused, but a code that does not exist is a mistake)."""
     from .phonemes import resolve_language
 
     if args.task != "stt":
+        if args.no_prompt and args.input_prompt_prefix:
+            raise UsageError("--input-prompt-prefix starts the response from the voice prompt, and --no-prompt gives "
+                             "none: drop one of the two")
         if args.stream_chunk is not None and not args.stream:
             raise UsageError(f"--stream-chunk {as_typed(args.stream_chunk)} sets the chunks of --stream, which was not "
                              "given: add --stream, or drop --stream-chunk")

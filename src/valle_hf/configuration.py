@@ -535,6 +535,14 @@ def is_seconds(value) -> bool:
     return _is_number(value) and 0 <= value <= MAX_SETTING_SECONDS
 
 
+def is_prompt_length(value) -> bool:
+    """Whether `value` is a voice prompt's length a setting may have: None or 0 (the whole prompt), or seconds
+    (`is_seconds`) that hold at least one codec frame, as the original counts them (int(75 * seconds))."""
+    return value is None or (is_seconds(value) and (value == 0 or int(value * FRAME_RATE) >= 1))
+
+
+# Codec frames per second: every model's, its codec's layout being EnCodec 24 kHz's.
+FRAME_RATE = CODEC_SAMPLING_RATE // CODEC_HOP_LENGTH
 # A temperature below this (but 0) is refused; the dynamic temperature is kept above it too.
 MIN_TEMPERATURE = 1e-6
 # The most seconds of audio a length setting may ask for (prefix silence, a prompt's length): far beyond any model's
@@ -582,10 +590,9 @@ SETTING_RULES = {
     "nar_dtype": ("'auto', 'float32', 'bfloat16' or 'float16'", lambda v: v in NAR_DTYPES),
     "max_levels": ("None or an integer >= 0 (0 = level 0 only)", lambda v: v is None or (_is_int(v) and v >= 0)),
     "prefix_silence": (f"a number of seconds in [0, {MAX_SETTING_SECONDS}]", is_seconds),
-    "input_prompt_length": (f"None or a number of seconds in [0, {MAX_SETTING_SECONDS}] (0 = the whole prompt), or "
-                            "a list of them (one per row)",
-                            lambda v: all(s is None or is_seconds(s) for s in (v if isinstance(v, (list, tuple))
-                                                                                else [v]))),
+    "input_prompt_length": (f"None or 0 (the whole prompt), or a number of seconds in [1/{FRAME_RATE}, "
+                            f"{MAX_SETTING_SECONDS}] (one frame at least), or a list of them (one per row)",
+                            lambda v: all(map(is_prompt_length, v if isinstance(v, (list, tuple)) else [v]))),
     "input_prompt_prefix": _FLAG,
     "refine_on_stop": _FLAG,
     "layer_skip": _FLAG,

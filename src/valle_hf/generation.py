@@ -525,6 +525,14 @@ def _warn_if_for_speech(settings: dict) -> None:
         _warn_once(f"{', '.join(given)}: text-to-speech only; task='stt' ignores {'it' if len(given) == 1 else 'them'}")
 
 
+def _warn_if_for_a_prompt(settings: dict) -> None:
+    """Warn about an `input_prompt_length` given to a call without a voice prompt, which has none to loop or cut: it
+    was ignored without a word."""
+    if settings.get("input_prompt_length") is not None:
+        name = _setting_name("input_prompt_length")
+        _warn_once(f"{name} has no effect without a voice prompt: give one, or drop {name}")
+
+
 def _warn_if_unspoken(lengths: torch.Tensor, audio: list[torch.Tensor] | None) -> None:
     """Warn about rows that came out unspoken, which callers joining or saving the rows would otherwise miss: 0
     frames (the AR stopped at its first step: empty audio) or audio with NaN or infinite samples."""
@@ -802,6 +810,8 @@ class VallEGenerationMixin(GenerationMixin):
             if return_dict_in_generate is None:  # as transformers: the keyword, else the config's
                 return_dict_in_generate = configured_dict
             _warn_if_dropping_out(self)
+            if task == "tts" and prompt_codes is None and prompt_audio is None:
+                _warn_if_for_a_prompt(kwargs)
             if torch.is_tensor(input_ids) and input_ids.dim() == 2:
                 check_prompt_for_texts(prompt_audio, len(input_ids))
             prompt_audio = self._waveform_rows(prompt_audio, sampling_rate)
@@ -1213,8 +1223,9 @@ class VallEGenerationMixin(GenerationMixin):
         """Level-0 frames the AR response starts from: the prompt itself, or `prefix_silence` seconds of silence."""
         if config.input_prompt_prefix:
             if prompts is None:
-                raise VallEValueError("input_prompt_prefix starts the response from the voice prompt, but none was "
-                                      "given: give one, or turn input_prompt_prefix off")
+                name = _setting_name("input_prompt_prefix")
+                raise VallEValueError(f"{name} starts the response from the voice prompt, but none was given: give "
+                                      f"one, or turn {name} off")
             return [prompt[:, 0] for prompt in prompts]
         frames = self.config.seconds_to_frames(config.prefix_silence)
         return [torch.full((frames,), self.config.silence_codes[0], device=self.device) for _ in texts]
