@@ -594,6 +594,8 @@ def test_an_emptied_field_means_its_default_for_the_stream_chunk_too(tiny, monke
     demo.outputs = {name: name for name in ("stream", "audio", "seed", "duration", "elapsed")}
     list(demo.speak(TEXT, random_voice=True, stream_chunk=None, max_ar_steps=2))
     assert chunks == [DEFAULT_CHUNK_SECONDS]
+    list(demo.speak(TEXT, random_voice=True, stream_chunk="0.25", max_ar_steps=2))  # the API's text: its number
+    assert chunks[1:] == [0.25]
 
 
 def test_a_model_whose_own_settings_cannot_be_streamed_speaks_unstreamed(tiny, monkeypatch):
@@ -918,7 +920,8 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     (dict(seed=float("nan")), "Seed must be a whole number"),
     (dict(seed=float("inf")), "Seed must be a whole number"),
     (dict(seed=2.5), "Seed must be a whole number"),
-    (dict(seed="7"), "Seed must be a number, got '7'"),
+    (dict(seed="seven"), "Seed must be a number, got 'seven'"),
+    (dict(seed="2.5"), "Seed must be a whole number"),  # text is read as a number, as the sampler controls' is
     (dict(seed=True), "Seed must be a number, got True"),  # JSON's true is not seed 1
     (dict(seed=-5), r"Seed must be a whole number from 0 to \d+ \(or -1 for a random one\), got -5"),  # was random
     (dict(seed=-1.5), "Seed must be a whole number"),
@@ -932,7 +935,8 @@ def test_a_missing_recording_is_named_in_the_pages_words(tiny, prompt_wav):
     # a list, an object or true for a number was named as a number out of range ("--ar-temp 1 is not allowed")
     (dict(ar_temp=[1]), r"--ar-temp \[1\]: expected a number"),
     (dict(top_k={}), r"--top-k \{\}: expected an integer"),
-    (dict(stream_chunk="0.5"), "Stream chunk must be a number, got '0.5'"),
+    (dict(stream_chunk="half"), "Stream chunk must be a number, got 'half'"),
+    (dict(stream_chunk="0"), r"--stream-chunk 0 is not allowed"),
     (dict(stream_chunk=[1]), r"Stream chunk must be a number, got \[1\]"),
     (dict(random_voice="false"), "Random voice must be true or false, got 'false'"),  # was read as ticked
     (dict(ar_temperature=0.5), "unknown sampler setting 'ar_temperature'"),  # was ignored without a word
@@ -956,6 +960,7 @@ def test_the_stt_seed_shown_repeats_the_transcription(tiny, prompt_wav):
 
     ipa, shown = transcribe(-1)
     assert transcribe(shown) == (ipa, shown)
+    assert transcribe(str(shown)) == (ipa, shown)  # the API's text, read as the sampler controls' text is (was refused)
     assert {transcribe(seed)[0] for seed in range(shown + 1, shown + 4)} != {ipa}
     model, processor = tiny
     text_ids = model.generate(**processor(audio=[str(prompt_wav)]), task="stt", seeds=[shown], temperature=1.0,

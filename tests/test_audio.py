@@ -331,6 +331,8 @@ def test_an_output_folder_or_a_missing_one_is_named_as_such(tmp_path, route):
     (tmp_path / "notes.txt").write_text("")
     with pytest.raises(VallEValueError, match=r"folder is a directory: give a file name such as .*speech\.wav"):
         write(tmp_path / "folder")
+    with pytest.raises(VallEValueError, match=r"new\.wav/ names a folder \(it ends in '/'\)"):
+        write(f"{tmp_path / 'new.wav'}/")
     with pytest.raises(VallEValueError, match=r"its folder .*missing does not exist: create it first"):
         write(tmp_path / "missing" / "o.wav")
     with pytest.raises(VallEValueError, match=r"its folder .*notes\.txt is a file, not a folder: choose another path"):

@@ -138,6 +138,9 @@ CLI_CASES = {
     "output_without_extension": (["{ws}/ref.wav", "{ws}/out"], "must end in one of .wav"),
     "output_folder_missing": (["{ws}/ref.wav", "{ws}/no/such/o.wav"], "cannot write the output file"),
     "output_is_a_folder": (["{ws}/ref.wav", "{ws}/folder"], "is a directory: give a file name"),
+    # a folder not made yet: written as the file new.wav
+    "output_is_a_new_folder": (["{ws}/ref.wav", "{ws}/new.wav/"], "new.wav/ names a folder (it ends in '/'): give a "
+                                                                   "file name such as"),
     "no_output": (["{ws}/ref.wav"], "no output path"),
     "unknown_language": (["{ws}/ref.wav", "{ws}/new.wav", "--language", "xx-nope"], "unknown language"),
     "infinite_prompt_length": (["{ws}/ref.wav", "{ws}/new.wav", "--input-prompt-length", "inf"], "not allowed"),

@@ -248,6 +248,10 @@ def test_save_audio_checks_every_waveform_before_writing_any(processor, tmp_path
          "b.wav was not written: the audio has 1 NaN"),
         (([tone, tone], [tmp_path / "a.wav", tmp_path / "x" / ".." / "a.wav"]), ValueError, "the same path for two"),
         (((tone * 32767).astype(np.int16), tmp_path / "a.wav"), ValueError, "float samples in \\[-1, 1\\], got int16"),
+        # were told to scale integer PCM
+        ((torch.zeros(100, dtype=torch.complex64), tmp_path / "a.wav"), ValueError, "got complex64 values, which are "
+         "no audio samples: give the real-valued waveform"),
+        ((np.zeros(100, dtype=bool), tmp_path / "a.wav"), ValueError, "got bool values, which are no audio samples"),
         ((torch.zeros(9, 8, dtype=torch.long), tmp_path / "a.wav"), ValueError,
          "got int64 values of shape \\(9, 8\\), which look like EnCodec codes \\(generate's output with "
          "output_audio=False\\): generate without output_audio=False for audio, or decode the codes with "

@@ -303,6 +303,9 @@ def check_output_path(path: str | os.PathLike, inputs: Any = ()) -> Path:
         if out.is_dir():
             raise VallEValueError(f"the output path {out} is a directory: give a file name such as "
                                   f"{out / 'speech.wav'}")
+        if isinstance(path, str) and path.endswith(("/", os.sep)):  # a Path drops the slash, and would write a file
+            raise VallEValueError(f"the output path {path} names a folder (it ends in '/'): give a file name such as "
+                                  f"{out / 'speech.wav'}")
         output_format(out)
         target = write_target(out)
         if target.is_symlink() and not target.exists():
@@ -384,9 +387,12 @@ def waveform_samples(waveform: torch.Tensor | np.ndarray, path: str | os.PathLik
                               "like EnCodec codes (generate's output with output_audio=False): generate without "
                               "output_audio=False for audio, or decode the codes with model.vocoder.decode(codes) "
                               "(valle_hf.codec.decode(model.codec_model, codes) for a model without Vocos)")
-    if not np.issubdtype(data.dtype, np.floating):
+    if np.issubdtype(data.dtype, np.integer):
         raise VallEValueError(f"{path}: save_audio writes float samples in [-1, 1], got {data.dtype}: scale integer "
                               "PCM first (int16: divide by 32768)")
+    if not np.issubdtype(data.dtype, np.floating):  # complex (a spectrum), bool, text: no samples at all
+        raise VallEValueError(f"{path}: save_audio writes float samples in [-1, 1], got {data.dtype} values, which "
+                              "are no audio samples: give the real-valued waveform")
     if data.ndim != 1:
         raise VallEValueError(f"save_audio writes one mono waveform (1-D), got shape {data.shape}")
     if data.size == 0:

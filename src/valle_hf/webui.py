@@ -196,11 +196,18 @@ def _arguments(task: str, flags: dict, **inputs) -> argparse.Namespace:
 MAX_PAGE_SEED = 2**53 - 1
 
 
-def _check_number(label: str, value) -> None:
-    """Refuse (`UsageError`) a value of a number field that is not a number or None: the page's API takes any JSON
-    (a string, a list, true), which a range check would name as if it were a number."""
+def _number(label: str, value) -> float | int | None:
+    """A number field's value: a number, None (emptied), or text read as a number, as the sampler controls' text is
+    read (the page's API takes any JSON). Refuses (`UsageError`) anything else (a list, true, text that is no number),
+    which a range check would name as if it were a number."""
+    if isinstance(value, str) and value.strip():
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if not isinstance(value, (int, float, type(None))) or isinstance(value, bool):
         raise UsageError(f"{label} must be a number, got {value!r}")
+    return value
 
 
 def _check_switch(label: str, value) -> None:
@@ -216,7 +223,7 @@ def _seed(seed: float | None) -> int:
     a run here repeats on the command line with `--stream --stream-chunk` of the page's chunk (a bfloat16 NAR, as
     "auto" picks on some CPUs, rounds by the chunk's shape, so only a float32 NAR gives the same codes unstreamed).
     Raises `UsageError` for a seed that is not -1 or a whole number the page can show back."""
-    _check_number("Seed", seed)
+    seed = _number("Seed", seed)
     if seed is None or seed == -1:
         return run_seed(None)
     if not float(seed).is_integer() or not 0 <= seed <= MAX_PAGE_SEED:
@@ -394,7 +401,7 @@ class Demo:
         with tempfile.TemporaryDirectory(prefix="valle_hf_") as folder, errors_on_page(), warnings_on_page():
             references = _reference_paths(references, recording)
             _check_switch("Random voice", random_voice)
-            _check_number("Stream chunk", stream_chunk)
+            stream_chunk = _number("Stream chunk", stream_chunk)
             # in the page's words (the CLI's messages speak of an empty path, an unset variable, --no-prompt)
             if check_text(text) and not references and not random_voice:
                 raise UsageError("no reference voice: upload or record a few seconds of speech, or tick Random voice")
