@@ -33,6 +33,7 @@ checkpoints saved are kept; before the first, an --output folder the run made is
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -57,6 +58,7 @@ from transformers.utils import ADAPTER_SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_NAME
 from valle_hf.cli import whole_number
 from valle_hf.configuration import TASKS
 from valle_hf.dataset import (
+    MANIFEST,
     VallEDataset,
     check_codec,
     check_prompt_duration,
@@ -134,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--tasks", type=task_list, default=("tts",),
                        help="comma-separated tasks drawn per item: tts, stt (e.g. tts,stt)")
     train.add_argument("--max-steps", type=whole_number, default=-1, help="optimiser steps (-1: run --epochs)")
-    train.add_argument("--epochs", type=float, default=1.0)
+    train.add_argument("--epochs", type=float, default=None, help="passes over the data, without --max-steps [1]")
     train.add_argument("--batch-size", type=whole_number, default=8, help="items per device and micro-batch")
     train.add_argument("--gradient-accumulation-steps", type=whole_number, default=32)
     train.add_argument("--learning-rate", type=float, default=3.25e-4)
@@ -212,6 +214,17 @@ RUN_OPTIONS = ("lora_dropout", "tasks", "batch_size", "gradient_accumulation_ste
                "lr_scheduler", "warmup_steps", "attention_dropout", "prompt_duration", "duration_range",
                "padding_side", "seed", "bf16", "fp16")
 RUN_OPTIONS_FILE = "finetune_options.json"
+# Recorded beside them: the data set's identity, its manifest's SHA-256 (a folder moved or copied is the same set; one
+# prepared further, or another, is not).
+DATA_FINGERPRINT = "data_manifest_sha256"
+
+
+def data_fingerprint(data: Path) -> str | None:
+    """The SHA-256 of `data`'s manifest, or None where it cannot be read (the data set's own check says why)."""
+    try:
+        return hashlib.sha256((data / MANIFEST).read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def run_options(args: argparse.Namespace) -> dict:
@@ -224,7 +237,7 @@ class RecordRunOptions(TrainerCallback):
     """Writes the run's options (`run_options`) into each checkpoint it saves, for --resume to compare."""
 
     def __init__(self, args: argparse.Namespace):
-        self.options = run_options(args)
+        self.options = {**run_options(args), DATA_FINGERPRINT: data_fingerprint(args.data)}
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
@@ -233,9 +246,10 @@ class RecordRunOptions(TrainerCallback):
 
 
 def check_run_options(args: argparse.Namespace, checkpoint: Path) -> None:
-    """Refuse (`UsageError`) to resume from `checkpoint` with other `RUN_OPTIONS` than its run's: the Trainer took any
-    and trained on, with other draws, rates or adapter than the run it continued. A checkpoint that records none (of
-    an earlier version) is taken."""
+    """Refuse (`UsageError`) to resume from `checkpoint` with other `RUN_OPTIONS` than its run's, or another data set
+    (`DATA_FINGERPRINT`): the Trainer took any and trained on, with other draws, rates or adapter than the run it
+    continued (on another data set, skipping as many of its batches as the run had trained on). A checkpoint that
+    records none (of an earlier version) is taken."""
     try:
         saved = json.loads((checkpoint / RUN_OPTIONS_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -249,6 +263,11 @@ def check_run_options(args: argparse.Namespace, checkpoint: Path) -> None:
         raise UsageError(f"--resume: {checkpoint.name} in --output {args.output} was saved by a run with {shown}: "
                          "resume with the options it was started with (only --max-steps and --epochs may grow), or "
                          "start a new run in another --output")
+    recorded = saved.get(DATA_FINGERPRINT) if isinstance(saved, dict) else None
+    if recorded is not None and recorded != data_fingerprint(args.data):  # the Trainer skipped the new set's batches
+        raise UsageError(f"--resume: {checkpoint.name} in --output {args.output} was saved by a run on another data "
+                         f"set than --data {args.data} (its manifest differs): resume with the data the run started "
+                         "with, or start a new run in another --output")
 
 
 def as_shown(name: str, value) -> str:
@@ -264,7 +283,9 @@ def as_shown(name: str, value) -> str:
 def check_ignored_options(args: argparse.Namespace) -> None:
     """Refuse (`UsageError`) what the run would ignore without a word: --lora-rank, --lora-alpha or --lora-dropout
     without --lora (a full fine-tune ran, with no adapter), --warmup-steps with a scheduler that has none (the
-    learning rate stayed constant); then give the LoRA options their defaults (`LORA_DEFAULTS`)."""
+    learning rate stayed constant), --epochs with --max-steps; and a warm-up as long as the run (a one-step run
+    trained at learning rate 0 and saved the model unchanged). Then give the LoRA options and --epochs their
+    defaults (`LORA_DEFAULTS`, 1 epoch)."""
     given = [option_name(name) for name in LORA_DEFAULTS if getattr(args, name) is not None]
     if given and not args.lora:
         raise UsageError(f"{', '.join(given)} {'shape' if len(given) > 1 else 'shapes'} a LoRA adapter, and without "
@@ -272,6 +293,14 @@ def check_ignored_options(args: argparse.Namespace) -> None:
     if args.warmup_steps and args.lr_scheduler in SCHEDULERS_WITHOUT_WARMUP:
         raise UsageError(f"--warmup-steps {args.warmup_steps} does nothing with --lr-scheduler {args.lr_scheduler}, "
                          "which has no warm-up: give --lr-scheduler constant_with_warmup (or linear, cosine, ...)")
+    if args.epochs is not None and args.max_steps != -1:  # the Trainer's max_steps wins
+        raise UsageError(f"--epochs {as_typed(args.epochs)} does nothing with --max-steps {args.max_steps}, which "
+                         "sets the run's length: drop one of the two")
+    if args.max_steps != -1 and args.warmup_steps >= args.max_steps > 0:  # a one-step run with any: trained at 0
+        raise UsageError(f"--warmup-steps {args.warmup_steps} is not below --max-steps {args.max_steps}: the learning "
+                         "rate, which starts at 0, would still be rising when the run ends: give fewer warm-up steps "
+                         "or more steps")
+    args.epochs = 1.0 if args.epochs is None else args.epochs
     for name, default in LORA_DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)

@@ -565,6 +565,13 @@ FINETUNE_CASES = {
                                 "--output {model}/run is inside the folder of --model {model}"),
     "warmup_without_one": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--warmup-steps", "100"],
                            "--warmup-steps 100 does nothing with --lr-scheduler constant"),
+    # trained 2 steps, ignoring --epochs; trained its one step at learning rate 0 and saved the model unchanged
+    "epochs_with_max_steps": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--max-steps", "2",
+                               "--epochs", "5"], "--epochs 5 does nothing with --max-steps 2, which sets the run's "
+                                                 "length: drop one of the two"),
+    "warmup_as_long_as_the_run": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--max-steps",
+                                   "1", "--lr-scheduler", "linear", "--warmup-steps", "5"],
+                                  "--warmup-steps 5 is not below --max-steps 1: the learning rate, which starts at 0"),
     "prompt_min_past_max": (["--model", "{model}", "--data", "{data}", "--output", "{ws}/run", "--prompt-duration",
                              "5", "1"], "--prompt-duration 5 1: expected MIN MAX seconds"),
     "output_is_a_file": (["--model", "{model}", "--data", "{data}", "--output", "{data}/manifest.jsonl"],

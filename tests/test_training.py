@@ -969,6 +969,23 @@ def test_finetune_resume_with_other_training_options_than_the_run_is_refused(tmp
     assert json.loads((out / "checkpoint-2" / finetune.RUN_OPTIONS_FILE).read_text()) == recorded
 
 
+def test_finetune_resume_on_another_data_set_is_refused_and_on_the_same_one_moved_is_not(tmp_path, capsys):
+    """--resume with another --data trained on, the Trainer skipping as many of its batches as the run had trained
+    on: items of the new set never trained, without a word."""
+    finetune, argv, out = _ended_run(tmp_path)
+    other = tmp_path / "other"
+    write_tiny_dataset(other, speakers=3)
+    data = argv.index("--data") + 1
+    capsys.readouterr()
+    assert finetune.main(list(map(str, [*argv[:data], other, *argv[data + 1:], "--max-steps", "2", "--resume"]))) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume: checkpoint-1 in --output {out} was saved by a run on another data set "
+                          f"than --data {other} (its manifest differs)"), err
+    moved = tmp_path / "moved"
+    shutil.move(argv[data], moved)
+    assert finetune.main(list(map(str, [*argv[:data], moved, *argv[data + 1:], "--max-steps", "2", "--resume"]))) == 0
+
+
 @pytest.mark.parametrize("length", [("--max-steps", "1"), ("--max-steps", "-1", "--epochs", "1")],
                          ids=["max_steps", "epochs"])
 def test_finetune_resume_trains_on_where_the_run_is_longer_now(tmp_path, monkeypatch, capsys, length):
