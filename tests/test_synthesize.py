@@ -116,6 +116,27 @@ def reference(corpus, tmp_path_factory, cached_loading) -> Path:
     return out
 
 
+@pytest.mark.parametrize(("batch_size", "rows"), [(100000, 5), (3, 3)])
+def test_dtype_auto_measures_the_rows_of_the_runs_widest_call(tmp_path, prompt_wav, monkeypatch, cached_loading,
+                                                              batch_size, rows):
+    """--dtype auto measured --batch-size rows: 100000 for a manifest of two rows ran for minutes."""
+    from valle_hf import hardware
+
+    shutil.copy(prompt_wav, tmp_path / "p.wav")
+    (tmp_path / "m.csv").write_text("id,text,prompt\na,One. Two. Three. Four.,p.wav\nb,Hi.,p.wav\n", encoding="utf-8")
+    measured = []
+
+    def measure(kinds, device, hidden, intermediate, rows):
+        measured.append(rows)
+        return {kind: 1.0 for kind in kinds}
+
+    monkeypatch.setattr(hardware, "cpu_multiplies_fast", lambda dtype: True)
+    monkeypatch.setattr(hardware, "_measured_step_ms", measure)
+    flags = [flag for flag in FLAGS if flag not in ("--dtype", "float32", "--nar-dtype")]
+    status, err = synthesize_main([tmp_path / "m.csv", tmp_path / "out", *flags, "--batch-size", batch_size])
+    assert status == 0 and measured == [rows], err
+
+
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 

@@ -158,15 +158,14 @@ def _set_attention(model, name: str) -> None:
                          "eager") from None
 
 
-def model_precision(args):
+def model_precision(args, rows: int = 1):
     """The precision (`hardware.Precision`) that `add_model_arguments`' options ask for on this machine: measured
-    here with --dtype auto and --quantize, at the rows of --batch-size where the command has one (corpus synthesis).
-    Raises `UsageError` for a device that cannot run here."""
+    here with --dtype auto and --quantize, at `rows` rows per AR step (the most sentences one `generate` call of the
+    run decodes). Raises `UsageError` for a device that cannot run here."""
     from .hardware import choose_precision
 
     precision = choose_precision(torch.device(check_device(args)), "float32" if args.onednn else args.dtype,
-                                 args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto",
-                                 rows=getattr(args, "batch_size", None) or 1)
+                                 args.quantize, nar_dtype=getattr(args, "nar_dtype", None) or "auto", rows=rows)
     if args.onednn and args.dtype == "auto":  # the line named a --dtype float32 no one gave
         return dataclasses.replace(precision, reason="--onednn runs float32")
     return precision

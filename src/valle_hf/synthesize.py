@@ -866,11 +866,13 @@ def _load_together(state, load):
                                for message, indices in failed.items()))
 
 
-def _run_precision(state, args):
+def _run_precision(state, args, batches: list[list[Job]]):
     """The run's precision (`hardware.Precision`), chosen by the main process (with --dtype auto it measures the
-    machine) and used by every process: a process choosing for itself could choose another dtype (a busy CPU, its own
-    thread count) and speak its rows differently."""
-    return _on_main(state, lambda: model_precision(args))
+    machine, at the rows of the run's widest `generate` call: a --batch-size of 100000 measured that many rows for a
+    manifest of two) and used by every process: a process choosing for itself could choose another dtype (a busy CPU,
+    its own thread count) and speak its rows differently."""
+    widest = max(min(sum(len(job.sentences) for job in batch), args.batch_size) for batch in batches)
+    return _on_main(state, lambda: model_precision(args, widest))
 
 
 def _gather(state, value) -> list:
@@ -924,7 +926,7 @@ def _synthesize(args) -> int:
                                                   model_identity(args), args.language_switch))
     mine = plan.batches[state.process_index:: state.num_processes]
     # with nothing to speak (all done before), nothing to choose: --dtype auto measures, and the model is not loaded
-    precision = _run_precision(state, args) if plan.batches else None
+    precision = _run_precision(state, args, plan.batches) if plan.batches else None
 
     def load():
         if not mine:
