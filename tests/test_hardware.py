@@ -61,7 +61,7 @@ def test_without_bfloat16_matrix_hardware_auto_is_float32_unmeasured_and_int8_is
 
 def test_auto_measures_at_the_batch_size_the_model_will_decode(monkeypatch):
     """A kind that streams one row faster may stream eight slower (bfloat16 on an AVX2-only AMD Zen 3: 2.4x slower
-    than float32 at 8 rows); corpus synthesis measures at its --batch-size."""
+    than float32 at 8 rows); corpus synthesis measures at the rows of its widest call."""
     from valle_hf import synthesize
 
     speeds = {1: {"float32": 2.0, "bfloat16": 1.4, "int8": 1.0}, 8: {"float32": 4.0, "bfloat16": 9.0, "int8": 5.0}}
@@ -75,7 +75,7 @@ def test_auto_measures_at_the_batch_size_the_model_will_decode(monkeypatch):
     assert "AR step of 8 rows: float32 4.00 ms, bfloat16 9.00 ms" in eight.describe()
     assert choose_precision(CPU, quantize="int8", rows=8).quantize is None  # int8 loses at 8 rows here
     args = synthesize.build_parser().parse_args(["manifest.csv", "out", "--batch-size", "8", "--device", "cpu"])
-    assert synthesize.model_precision(args).dtype == torch.float32 and asked[-1] == 8
+    assert synthesize.model_precision(args, 8).dtype == torch.float32 and asked[-1] == 8
 
 
 @pytest.mark.parametrize("int8_ms, applied", [(1.0, True), (2.5, False)])

@@ -647,6 +647,27 @@ def test_whole_number_seeds_written_as_decimals_are_those_integers(tmp_path):
     assert plan.seed == 0 and [job.seed for batch in plan.batches for job in batch] == [0]
 
 
+def test_a_semicolon_manifest_reads_decimal_commas_and_a_jsonl_text_on_two_lines_is_refused(tmp_path):
+    """A spreadsheet saves semicolons where the comma is the decimal mark, and writes 0,7 there: every row with a
+    number failed ("expected a number"). A JSON string's line break was spoken, where a CSV cell's is refused."""
+    (tmp_path / "voice.wav").write_bytes((REPO / "examples" / "prompt.wav").read_bytes())
+    (tmp_path / "m.csv").write_text("\ufeffid;text;prompt;ar_temp;top_p;dry_multiplier;dry_sequence_breakers\n"
+                                    "a;Fine.;voice.wav;0,7;1;0,5;1,2\n", encoding="utf-8")
+    flags = synthesis.argparse.Namespace(task="tts", **dict.fromkeys(FLAG_SETTINGS))
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert plan.failures == []
+    settings = plan.batches[0][0].settings
+    read = (settings["temperature"], settings["dry_multiplier"], settings["dry_sequence_breakers"])
+    assert read == (0.7, 0.5, [1, 2])
+    (tmp_path / "m.csv").write_text("id,text,prompt,ar_temp\na,Fine.,voice.wav,\"0,7\"\n", encoding="utf-8")
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert [failure["error"] for failure in plan.failures] == ["ar_temp '0,7': expected a number"]  # commas: a point
+    (tmp_path / "m.jsonl").write_text('{"id": "a", "text": "One.\\nTwo.", "prompt": "voice.wav"}\n', encoding="utf-8")
+    plan = synthesis.plan_synthesis(tmp_path / "m.jsonl", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert [failure["error"] for failure in plan.failures] == [
+        "text holds a line break (a text must be on one line): join its lines, or give each its own row"]
+
+
 def test_a_column_named_twice_in_a_pipe_separated_header_is_refused(tmp_path):
     """'|'-separated files are read with an optional header: the second text column was spoken in silence."""
     (tmp_path / "m.csv").write_text("id|text|prompt|text\nx|Hello.|voice.wav|Bye.\n", encoding="utf-8")
@@ -941,10 +962,11 @@ def test_every_process_runs_in_the_precision_the_main_process_chose(main, monkey
 
     chosen = hardware.Precision(torch.bfloat16, None, "NAR bfloat16", "measured by the main process")
     other = hardware.Precision(torch.float32, None, "NAR float32", "measured by this process")
-    monkeypatch.setattr(synthesis, "model_precision", lambda args: chosen if main else other)
+    monkeypatch.setattr(synthesis, "model_precision", lambda args, rows: chosen if main else other)
     monkeypatch.setattr(synthesis, "_broadcast", lambda state, value: (chosen, False))  # the main process's value
     state = SimpleNamespace(is_main_process=main, num_processes=2, process_index=0 if main else 1)
-    assert synthesis._run_precision(state, None) is chosen
+    job = SimpleNamespace(sentences=["Hi."])
+    assert synthesis._run_precision(state, SimpleNamespace(batch_size=8), [[job]]) is chosen
 
 
 @pytest.mark.parametrize("main", [True, False])

@@ -63,12 +63,14 @@ class Row:
 @dataclass
 class Table:
     """A table as read: its `layout`, its `columns` (the header; for JSONL every key, in order of appearance), its
-    `rows` (every record after the header), and all its `records` (header included, for headerless layouts)."""
+    `rows` (every record after the header), all its `records` (header included, for headerless layouts), and its
+    cells' `delimiter` (None for JSONL; ";" for a CSV saved where the comma is the decimal mark)."""
 
     layout: str
     columns: list[str]
     rows: list[Row] = field(default_factory=list)
     records: list[Record] = field(default_factory=list)
+    delimiter: str | None = None
 
 
 def table_layout(path: str | os.PathLike, first_line: str, requested: str = "auto") -> str:
@@ -268,7 +270,8 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     header = [column.strip() for column in records[0].cells]
     if layout != "ljspeech":  # LJSpeech's first line may be a row, with its text twice or an empty last column
         _check_header(path, records[0].lines, header)
-    return Table(layout, header, [_row(record, header) for record in records[1:]], records)
+    delimiter = {"ljspeech": "|", "tsv": "\t"}.get(layout) or _csv_delimiter(first_line)
+    return Table(layout, header, [_row(record, header) for record in records[1:]], records, delimiter)
 
 
 def _check_header(path: Path, lines: str, header: list[str]) -> None:

@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 import unicodedata
@@ -160,6 +162,16 @@ def _text(values: dict, column: str, expected: str = "text") -> str:
     return "" if value is None else str(value).strip()
 
 
+def _with_decimal_points(row: Row) -> Row:
+    """`row` with its sampler cells' decimal commas ("0,7") as points, the comma being the decimal mark of a
+    semicolon-separated file; token ids ("1,2", a list) stay as they are."""
+    values = {column: (re.sub(r"^(\s*[+-]?\d*),(\d+\s*)$", r"\1.\2", value)
+                       if isinstance(value, str) and column in FLAG_SETTINGS and column != "dry_sequence_breakers"
+                       else value)
+              for column, value in row.values.items()}
+    return dataclasses.replace(row, values=values)
+
+
 def _failed_id(values: dict):
     """A failed row's id in failed.jsonl: as text, or as the manifest wrote it where it is no text (then that is the
     row's error, which reading it as text would raise again)."""
@@ -241,6 +253,9 @@ def _job(row: Row, folder: Path, out: OutputFolder, flags: argparse.Namespace, l
     _check_id(row_id, seen)
     seen[_file_key(row_id)] = (row_id, row.lines)  # taken, even if this row fails below
     text = check_text(_text(values, "text"))
+    if "\n" in text or "\r" in text:  # a JSON string's "\n": refused as a CSV cell's line break is
+        raise VallEValueError("text holds a line break (a text must be on one line): join its lines, or give each "
+                              "its own row")
     language = _text(values, "language") or language
     sentences = split_sentences(text, language)
     for sentence in sentences:
@@ -399,6 +414,8 @@ def plan_synthesis(manifest: str | os.PathLike, out: OutputFolder, flags: argpar
     given_seed, seed, done_records = seed, run_seed(seed), out.done_records()
     jobs, failures, seen, done, edited, seed_used, voices = [], [], {}, 0, 0, False, {}
     for row in table.rows:
+        if table.delimiter == ";":  # saved where the comma is the decimal mark: "0,7" is 0.7
+            row = _with_decimal_points(row)
         try:
             job = _job(row, manifest.parent, out, flags, language, seed, seen, model_name, language_switch)
         except VallEError as error:
