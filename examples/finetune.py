@@ -79,7 +79,7 @@ from valle_hf.errors import (
     option_name,
     value_refused,
 )
-from valle_hf.files import check_output_folder, refused_write
+from valle_hf.files import check_output_folder, plain_file_modes, refused_write
 from valle_hf.hub import model_name
 from valle_hf.loading import (
     CONVERTED_CHOICES,
@@ -679,6 +679,8 @@ def save_final(trainer, processor, args) -> Path:
     if main_process:
         if processor is not None:
             processor.save_pretrained(str(partial))
+        for folder in (partial, args.output / "adapter") if args.lora else (partial,):
+            plain_file_modes(folder)  # safetensors writes owner-only files: others on the machine could not load them
         shutil.rmtree(final, ignore_errors=True)  # the run --resume continued: its new final/ is complete
         os.replace(partial, final)
     # every process ends together and takes the process group down: one that left first tore it down at the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -967,6 +968,17 @@ def test_finetune_resume_with_other_training_options_than_the_run_is_refused(tmp
     recorded_tasks.write_text(json.dumps(recorded))
     assert finetune.main(list(map(str, [*argv, "--max-steps", "2", "--num-workers", "1", "--resume"]))) == 0
     assert json.loads((out / "checkpoint-2" / finetune.RUN_OPTIONS_FILE).read_text()) == recorded
+
+
+def test_finetune_saves_files_others_may_read(tmp_path):
+    """final/model.safetensors and the adapter's weights were owner-only (safetensors' mode), where the umask gives
+    every other file read access: another user of the machine could not load the fine-tuned model."""
+    _, _, out = _ended_run(tmp_path, "--lora", "--lora-rank", "4")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    files = [path for folder in ("final", "adapter") for path in (out / folder).rglob("*") if path.is_file()]
+    assert any(path.name.endswith(".safetensors") for path in files)
+    assert {path.stat().st_mode & 0o777 for path in files} == {0o666 & ~umask}
 
 
 def test_finetune_resume_on_another_data_set_is_refused_and_on_the_same_one_moved_is_not(tmp_path, capsys):
