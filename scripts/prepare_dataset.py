@@ -470,7 +470,8 @@ def _duplicate_of(first: Entry, entry: Entry) -> str:
     by their extension (an id is the file's path without it)."""
     if entry.audio == first.audio:
         return f"line {first.line} names {entry.audio.name} too"
-    return f"{first.audio.name} has it too (the same name with another extension): keep one of them"
+    return (f"{first.audio.name} has it too (the same name with another extension), and is the one prepared: keep "
+            "one of them")
 
 
 def _same_recording(first: Entry) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import os
 import random
 import re
 import wave
@@ -75,6 +76,9 @@ def test_utterances_round_trip_as_int16_files_written_atomically(tmp_path):
     file = save_utterance(tmp_path, "spk/one", text, codes)
     assert file == "utterances/spk/one.safetensors" and (tmp_path / file) == utterance_path(tmp_path, "spk/one")
     assert [path.name for path in (tmp_path / "utterances" / "spk").iterdir()] == ["one.safetensors"]  # no .tmp
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / file).stat().st_mode & 0o777 == 0o666 & ~umask  # was owner-only, safetensors' mode
     loaded = load_utterance(tmp_path, {"file": file})
     assert loaded["input_ids"].dtype == loaded["audio_codes"].dtype == torch.long
     assert torch.equal(loaded["input_ids"], text) and torch.equal(loaded["audio_codes"], codes)

@@ -447,7 +447,8 @@ def test_a_resume_reports_a_duplicate_again_and_counts_what_the_manifest_holds(p
     assert run(prepare, capsys, data, output)[0] == prepare.SOME_ROWS_FAILED
     failed = failures(output)
     assert len(failed) == 1 and re.search(r"duplicate utterance id 'u0': u0\.(wav|flac) has it too \(the same name "
-                                          r"with another extension\): keep one of them", failed[0]["error"])
+                                          r"with another extension\), and is the one prepared: keep one of them",
+                                          failed[0]["error"])
     assert Path(failed[0]["audio"]).name not in failed[0]["error"]  # the other file is named, not itself
     monkeypatch.setattr(prepare, "load_codec_model", None)  # nothing left to encode: a call would fail
     status, out, _ = run(prepare, capsys, data, output)

@@ -106,6 +106,7 @@ def written_whole(path: Path):
     temporary = temporary_file_beside(target)
     try:
         yield temporary
+        os.chmod(temporary, 0o666 & ~_umask())  # a writer that made the file again (safetensors) made it owner-only
         put_in_place(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
