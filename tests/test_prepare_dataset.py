@@ -429,6 +429,16 @@ def test_two_paths_to_one_recording_prepare_it_once(prepare, capsys, tmp_path):
     assert failures(tmp_path / "out2")[0]["error"].endswith("a link to it in the folder: remove one")
 
 
+def test_a_csv_read_as_jsonl_says_that_no_line_is_json(prepare, capsys, tmp_path):
+    """It said "the jsonl layout needs a header naming an audio column ...; it has ''"."""
+    data = tmp_path / "data"
+    write_wav(data / "a.wav")
+    (data / "meta.csv").write_text(f"file,text\na.wav,{IPA}\n", encoding="utf-8")
+    status, _, err = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv",
+                         "--metadata-format", "jsonl")
+    assert status == 1 and "meta.csv: no line can be read (line 1: not JSON" in err, err
+
+
 def test_a_metadata_file_with_a_header_only_is_named(prepare, capsys, tmp_path):
     """It was refused as "no audio files found in DATA_DIR", a folder that held them."""
     data = tmp_path / "data"

@@ -236,8 +236,8 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     header. Every record comes back, as a row or as a row with its error, so that none is lost silently.
 
     Raises `VallEFileNotFoundError` for a missing file, `VallEValueError` for a folder, a pipe, a file that cannot be
-    read or is not UTF-8 text, an unknown layout, a file without any record, or a header (CSV, TSV) that names a
-    column twice or whose quoting cannot be read.
+    read or is not UTF-8 text, an unknown layout, a file without any record, a JSONL file none of whose lines can be
+    read (saying why), or a header (CSV, TSV) that names a column twice or whose quoting cannot be read.
     """
     path = Path(path)
     if layout not in LAYOUTS:
@@ -261,6 +261,9 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     records = _records(content, layout, first_line)
     if not records:
         raise VallEValueError(f"{path} has no records (no line with content): write one record per line")
+    if layout == "jsonl" and all(record.error for record in records):  # no columns to name: say what is wrong
+        raise VallEValueError(f"{path}: no line can be read ({records[0].error}): write one JSON object per line "
+                              '({"column": "value", ...}), or read the file in its own layout (CSV, TSV)')
     if layout == "jsonl":
         columns = list(dict.fromkeys(key for record in records if record.cells for key in record.cells))
         rows = [Row(record.lines, record.cells or {}, record.error) for record in records]

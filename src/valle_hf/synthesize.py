@@ -309,12 +309,9 @@ def _unedited(record: dict, digest: str, run: str | None = None, seed: int | Non
 
 
 def _check_columns(table, manifest: Path) -> None:
-    """Refuse a manifest whose columns cannot be read as meant: a JSONL file none of whose lines can be read (saying
-    why), a column named twice, or one the run would not read (a misspelt setting must not be ignored in silence)."""
+    """Refuse a manifest whose columns cannot be read as meant: a column named twice, or one the run would not read (a
+    misspelt setting must not be ignored in silence)."""
     columns = table.columns
-    if table.layout == "jsonl" and all(row.error for row in table.rows):  # no columns to name: say what is wrong
-        raise UsageError(f"{manifest}: no line can be read ({table.rows[0].error}): write one JSON object per line, "
-                         'as {"id": "a", "text": "Hello.", "prompt": "voice.wav"}')
     repeated = next((column for column in columns if columns.count(column) > 1), None)
     if repeated is not None:  # the reader lets it pass where a header is optional ('|'-separated): the last one won
         raise UsageError(f"{manifest}: the header names the column {repeated!r} twice; keep one")
