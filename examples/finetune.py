@@ -263,8 +263,10 @@ def check_run_options(args: argparse.Namespace, checkpoint: Path) -> None:
         raise UsageError(f"--resume: {checkpoint.name} in --output {args.output} was saved by a run with {shown}: "
                          "resume with the options it was started with (only --max-steps and --epochs may grow), or "
                          "start a new run in another --output")
-    recorded = saved.get(DATA_FINGERPRINT) if isinstance(saved, dict) else None
-    if recorded is not None and recorded != data_fingerprint(args.data):  # the Trainer skipped the new set's batches
+    recorded, ours = saved.get(DATA_FINGERPRINT) if isinstance(saved, dict) else None, data_fingerprint(args.data)
+    # the Trainer skipped as many of the new set's batches as the run had trained on; a --data without a readable
+    # manifest is the data set's own check to report
+    if None not in (recorded, ours) and recorded != ours:
         raise UsageError(f"--resume: {checkpoint.name} in --output {args.output} was saved by a run on another data "
                          f"set than --data {args.data} (its manifest differs): resume with the data the run started "
                          "with, or start a new run in another --output")

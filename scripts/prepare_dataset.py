@@ -113,8 +113,9 @@ def safe_id(name: str) -> str:
 
 @dataclass
 class Entry:
-    """One utterance to prepare: its id (relative path without suffix), audio file, transcript or an error, and (with
-    --metadata) the metadata file's line(s) it comes from and its row's language (None: --language's)."""
+    """One utterance to prepare: its id (relative path without suffix), audio file, transcript or an error, (with
+    --metadata) the metadata file's line(s) it comes from and its row's language (None: --language's), and the id of
+    another entry of the same recording (`find_entries`: refused, and its record of an earlier run dropped)."""
 
     id: str
     audio: Path
@@ -123,6 +124,7 @@ class Entry:
     error: str | None = None
     line: str | None = None
     language: str | None = None
+    recording_of: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- discovery
@@ -452,6 +454,7 @@ def find_entries(args) -> list[Entry]:
         first = entry if entry.error else by_recording.setdefault(os.path.realpath(entry.audio), entry)
         if first is not entry:
             entry.error = f"{entry.audio} is {first.audio}, prepared as {first.id!r}: {_same_recording(first)}"
+            entry.recording_of = first.id
     return entries
 
 
@@ -547,8 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     repair_manifest(args.output_dir)
     failures, tried = prepare_all(args, pending, tokenizer, codec, settings)
-    # An utterance edited since it was prepared that now fails is no longer one to train on: its old record goes.
-    drop_from_manifest(args.output_dir, tried & done.keys())
+    # An utterance edited since it was prepared that now fails is no longer one to train on: its old record goes, and
+    # so does the record of a second path to a recording (an earlier version prepared both).
+    drop_from_manifest(args.output_dir, (tried | {entry.id for entry in entries if entry.recording_of}) & done.keys())
     write_jsonl(args.output_dir / FAILED_FILE, failures)
 
     total = len(read_manifest(args.output_dir))

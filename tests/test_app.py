@@ -595,7 +595,8 @@ def test_an_emptied_field_means_its_default_for_the_stream_chunk_too(tiny, monke
     list(demo.speak(TEXT, random_voice=True, stream_chunk=None, max_ar_steps=2))
     assert chunks == [DEFAULT_CHUNK_SECONDS]
     list(demo.speak(TEXT, random_voice=True, stream_chunk="0.25", max_ar_steps=2))  # the API's text: its number
-    assert chunks[1:] == [0.25]
+    list(demo.speak(TEXT, random_voice=True, stream_chunk=" ", max_ar_steps=2))  # blank text: emptied
+    assert chunks[1:] == [0.25, DEFAULT_CHUNK_SECONDS]
 
 
 def test_a_model_whose_own_settings_cannot_be_streamed_speaks_unstreamed(tiny, monkeypatch):

@@ -586,6 +586,9 @@ def test_a_converted_models_folder_gives_the_codec_and_vocoder_saved_in_it(tmp_p
         parts = [name for name in want.keys() if name.startswith(("codec_model.", "vocoder."))]
         assert any(name.startswith("vocoder.") for name in parts)
         assert all(torch.equal(got.get_tensor(name), want.get_tensor(name)) for name in parts)
+    # the model card names the codec's own source, which the folder records, not the folder
+    recorded = json.loads((source / "config.json").read_text())["codec_config"]["_name_or_path"]
+    assert json.loads((out / "config.json").read_text())["codec_config"]["_name_or_path"] == recorded != str(source)
 
 
 def test_a_converted_model_without_a_decoder_as_vocoder_and_a_file_as_codec_are_refused(tmp_path, fixtures,
@@ -600,6 +603,12 @@ def test_a_converted_model_without_a_decoder_as_vocoder_and_a_file_as_codec_are_
     assert capsys.readouterr().err.strip() == (f"error: the converted model {without} holds no Vocos decoder (it was "
                                                 "converted with --vocoder none): give another, or none to decode "
                                                 "with EnCodec")
+    narrow = tmp_path / "narrow"  # its decoder's weights rounded to bfloat16: copied as float32 without a word
+    assert main(["--checkpoint", str(fixtures.checkpoint), "--output-dir", str(narrow), "--codec", "tiny-random",
+                 "--vocoder", "tiny-random", "--dtype", "bfloat16"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--codec", "tiny-random", "--vocoder", str(narrow)]) == 1
+    assert f"the converted model {narrow} holds its Vocos decoder in bfloat16" in capsys.readouterr().err
     weights = converted_dir / "model.safetensors"
     assert main([*common, "--codec", str(weights), "--vocoder", "tiny-random"]) == 1
     err = capsys.readouterr().err.strip()

@@ -1474,6 +1474,7 @@ def test_a_prompt_length_without_a_prompt_warns_and_with_one_does_not(tiny_model
         "input_prompt_length has no effect without a voice prompt: give one, or drop input_prompt_length"]
     assert warnings(input_prompt_length=2.0, prompt_codes=prompts[0][None]) == []
     assert warnings() == []  # the model's own length asks for nothing
+    assert warnings(input_prompt_length=[None]) == []  # nor a row's unset one
 
 
 def test_a_setting_at_its_default_in_the_models_config_is_not_warned_about_but_one_passed_in_a_config_is(tiny_model):

@@ -427,6 +427,12 @@ def test_two_paths_to_one_recording_prepare_it_once(prepare, capsys, tmp_path):
     assert status == prepare.SOME_ROWS_FAILED
     assert [record["id"] for record in read_manifest(tmp_path / "out2")] == ["a"]
     assert failures(tmp_path / "out2")[0]["error"].endswith("a link to it in the folder: remove one")
+    # a set an earlier version prepared holds both: the second's record goes, not left beside its failure
+    record = {**read_manifest(tmp_path / "out2")[0], "id": "b"}
+    with (tmp_path / "out2" / "manifest.jsonl").open("a", encoding="utf-8") as manifest:
+        manifest.write(json.dumps(record) + "\n")
+    assert run(prepare, capsys, folder, tmp_path / "out2")[0] == prepare.SOME_ROWS_FAILED
+    assert [record["id"] for record in read_manifest(tmp_path / "out2")] == ["a"]
 
 
 def test_a_csv_read_as_jsonl_says_that_no_line_is_json(prepare, capsys, tmp_path):
@@ -437,6 +443,16 @@ def test_a_csv_read_as_jsonl_says_that_no_line_is_json(prepare, capsys, tmp_path
     status, _, err = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.csv",
                          "--metadata-format", "jsonl")
     assert status == 1 and "meta.csv: no line can be read (line 1: not JSON" in err, err
+    # a JSON line with a fault of its own is that line's failure, not a file in another layout
+    write_wav(data / "b.wav")
+    (data / "meta.jsonl").write_text(f'{{"file": "a.wav", "text": "{IPA}", "text": "again"}}\n'
+                                     f'{{"file": "b.wav", "text": "{IPA}"}}\n', encoding="utf-8")
+    status, _, err = run(prepare, capsys, data, tmp_path / "out", "--metadata", data / "meta.jsonl")
+    assert status == prepare.SOME_ROWS_FAILED, err
+    assert "the key text appears twice" in failures(tmp_path / "out")[0]["error"]
+    (data / "meta.jsonl").write_text(f'{{"file": "a.wav", "text": "{IPA}", "text": "again"}}\n', encoding="utf-8")
+    status, _, err = run(prepare, capsys, data, tmp_path / "out2", "--metadata", data / "meta.jsonl")
+    assert status == 1 and err.strip().endswith("no line can be read (line 1: the key text appears twice; keep one)")
 
 
 def test_a_metadata_file_with_a_header_only_is_named(prepare, capsys, tmp_path):

@@ -993,6 +993,9 @@ def test_finetune_resume_on_another_data_set_is_refused_and_on_the_same_one_move
     err = capsys.readouterr().err
     assert err.startswith(f"error: --resume: checkpoint-1 in --output {out} was saved by a run on another data set "
                           f"than --data {other} (its manifest differs)"), err
+    missing = tmp_path / "missing"  # the data set's own check says what is wrong with it, not "another data set"
+    assert finetune.main(list(map(str, [*argv[:data], missing, *argv[data + 1:], "--max-steps", "2", "--resume"]))) == 1
+    assert "another data set" not in capsys.readouterr().err
     moved = tmp_path / "moved"
     shutil.move(argv[data], moved)
     assert finetune.main(list(map(str, [*argv[:data], moved, *argv[data + 1:], "--max-steps", "2", "--resume"]))) == 0

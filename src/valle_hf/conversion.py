@@ -17,7 +17,6 @@ import os
 import pickle
 import re
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +82,12 @@ def _is_safetensors(path: Path) -> bool:
     return len(start) == 9 and start[8:] == b"{" and 0 < int.from_bytes(start[:8], "little") <= path.stat().st_size
 
 
+def _is_zip(path: Path) -> bool:
+    """Whether `path` starts as a zip archive does (a local file header), as torch.save's files do."""
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
 def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
     """Read an original `.sft`/`.safetensors` or `.pth`/`.pt` file (`vall_e/utils/io.py:torch_load`).
 
@@ -102,7 +107,7 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
                                      ".pth)")
     metadata: dict = {}
     suffix = path.suffix.lower()  # "FP32.SFT" is a safetensors file too
-    if suffix in (".sft", ".safetensors") and zipfile.is_zipfile(path):  # what torch.save writes
+    if suffix in (".sft", ".safetensors") and _is_zip(path):  # what torch.save writes
         raise CheckpointError(f"{path} is a torch .pth file (a zip archive), not safetensors: rename it to end in "
                               ".pth")
     if suffix in (".sft", ".safetensors"):
@@ -428,8 +433,7 @@ def convert_checkpoint(
                               "config_yaml= in Python)")
     levels = _setting(config_dict, "resp_levels", "count", 8, source)
     text_head = f"classifiers.proj.{levels}.weight" in original.tensors
-    codec_model = load_codec_of(codec)
-    codec_model.config._name_or_path = codec  # saved in codec_config: the model card names where the codec came from
+    codec_model = load_codec_of(codec)  # its config names where it came from, for the model card
     vocoder_model = None if vocoder is None else load_vocoder_of(vocoder)
     config = config_from_original(
         config_dict, source=source, codec_config=codec_model.config.to_dict(), text_head=text_head,
@@ -455,8 +459,10 @@ def load_codec_of(name: str):
     from .codec import load_codec, tiny_random_codec
 
     if name == "tiny-random":
-        return tiny_random_codec()
-    if is_converted_model(Path(name).expanduser()):
+        codec = tiny_random_codec()
+        codec.config._name_or_path = name
+        return codec
+    if is_converted_model(Path(name).expanduser()):  # the codec's own source, which the folder records
         return _converted_model(name).codec_model
     return load_codec(name)
 
@@ -471,6 +477,10 @@ def load_vocoder_of(name: str):
         return tiny_random_vocos()
     if not is_converted_model(Path(name).expanduser()):
         return load_original_vocos(name)
+    saved = json.loads((Path(name).expanduser() / "config.json").read_text(encoding="utf-8")).get("dtype")
+    if saved not in (None, "float32"):  # converted with --dtype: its decoder's weights are rounded
+        raise CheckpointError(f"the converted model {name} holds its Vocos decoder in {saved}: give a float32 "
+                              f"conversion, or the decoder's own weights ({DEFAULT_VOCODER})")
     vocoder = _converted_model(name).vocoder
     if vocoder is None:
         raise CheckpointError(f"the converted model {name} holds no Vocos decoder (it was converted with --vocoder "

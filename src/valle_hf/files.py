@@ -135,6 +135,14 @@ def plain_file_modes(folder: Path) -> None:
             os.chmod(path, 0o666 & ~_umask())
 
 
+def _read_only_mount(folder: Path) -> bool:
+    """Whether `folder` is on a file system mounted read-only (where the system can say: not on Windows)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):
+        return False
+
+
 def why_not_writable(path: Path) -> str | None:
     """Why the temporary file an output at `path` is first written to (`temporary_file_beside`) cannot be made now,
     in the system's words ("Permission denied", "Read-only file system", "File name too long", "No space left on
@@ -144,7 +152,7 @@ def why_not_writable(path: Path) -> str | None:
     if is_special(path):
         return None if os.access(path, os.W_OK) else os.strerror(errno.EACCES)
     if not os.access(path.parent, os.W_OK | os.X_OK):  # EROFS too: a read-only mount was "Permission denied"
-        return os.strerror(errno.EROFS if os.statvfs(path.parent).f_flag & os.ST_RDONLY else errno.EACCES)
+        return os.strerror(errno.EROFS if _read_only_mount(path.parent) else errno.EACCES)
     try:
         made = temporary_file_beside(path)
     except OSError as error:

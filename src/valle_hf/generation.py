@@ -528,7 +528,8 @@ def _warn_if_for_speech(settings: dict) -> None:
 def _warn_if_for_a_prompt(settings: dict) -> None:
     """Warn about an `input_prompt_length` given to a call without a voice prompt, which has none to loop or cut: it
     was ignored without a word."""
-    if settings.get("input_prompt_length") is not None:
+    seconds = settings.get("input_prompt_length")
+    if any(value is not None for value in (seconds if isinstance(seconds, (list, tuple)) else [seconds])):
         name = _setting_name("input_prompt_length")
         _warn_once(f"{name} has no effect without a voice prompt: give one, or drop {name}")
 

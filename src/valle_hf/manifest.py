@@ -262,8 +262,10 @@ def read_table(path: str | os.PathLike, layout: str = "auto") -> Table:
     if not records:
         raise VallEValueError(f"{path} has no records (no line with content): write one record per line")
     if layout == "jsonl" and all(record.error for record in records):  # no columns to name: say what is wrong
-        raise VallEValueError(f"{path}: no line can be read ({records[0].error}): write one JSON object per line "
-                              '({"column": "value", ...}), or read the file in its own layout (CSV, TSV)')
+        other_layout = all(": not JSON (" in record.error for record in records)
+        fix = (': write one JSON object per line ({"column": "value", ...}), or read the file in its own layout (CSV, '
+               'TSV)') if other_layout else ""
+        raise VallEValueError(f"{path}: no line can be read ({records[0].error}){fix}")
     if layout == "jsonl":
         columns = list(dict.fromkeys(key for record in records if record.cells for key in record.cells))
         rows = [Row(record.lines, record.cells or {}, record.error) for record in records]

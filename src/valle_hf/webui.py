@@ -197,12 +197,12 @@ MAX_PAGE_SEED = 2**53 - 1
 
 
 def _number(label: str, value) -> float | int | None:
-    """A number field's value: a number, None (emptied), or text read as a number, as the sampler controls' text is
-    read (the page's API takes any JSON). Refuses (`UsageError`) anything else (a list, true, text that is no number),
-    which a range check would name as if it were a number."""
-    if isinstance(value, str) and value.strip():
+    """A number field's value: a number, None (emptied, blank text too), or text read as a number, as the sampler
+    controls' text is read (the page's API takes any JSON). Refuses (`UsageError`) anything else (a list, true, text
+    that is no number), which a range check would name as if it were a number."""
+    if isinstance(value, str):
         try:
-            return float(value)
+            return float(value) if value.strip() else None  # emptied: the default, as a sampler control's
         except ValueError:
             pass
     if not isinstance(value, (int, float, type(None))) or isinstance(value, bool):
