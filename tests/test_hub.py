@@ -401,16 +401,19 @@ def test_a_cached_model_and_codec_load_from_the_cache_at_once_while_the_hub_fail
         asked = len(hub.requests)
         assert load_codec("someone/encodec").config.hop_length and load_model("someone/valle").config.hop_length
         assert load_processor("someone/valle")("ðə")["input_ids"].numel()
-        assert len(hub.requests) - asked == 3  # each load's one check, then the cache: nothing asked again
+        # each load's one check (the model's two: its config, its generation settings), then the cache: nothing
+        # asked again
+        assert len(hub.requests) - asked == 4
 
 
-@pytest.mark.parametrize("failing", ["model.safetensors", "tokenizer.json"])
+@pytest.mark.parametrize("failing", ["model.safetensors", "tokenizer.json", "generation_config.json"])
 def test_a_hub_failing_on_the_weights_or_the_tokenizer_alone_is_named_at_once(tmp_path, monkeypatch, converted_dir,
                                                                                failing):
     """A 500 on model.safetensors alone (config.json answered) was retried for half a minute, then reported as a
     repository without weights, with the offline choices as the fix; the tokenizer's alike. Each is now asked once,
     and named; a repository without the tokenizer says so, and one without model.safetensors is left to transformers,
-    which reports it (its weights may be named otherwise, or sharded)."""
+    which reports it (its weights may be named otherwise, or sharded). A failing generation_config.json left the
+    library's sampler defaults in place of the model's tuned ones, without a word; a repository without one loads."""
     from conftest import served_hub
     from huggingface_hub import constants
 
@@ -421,7 +424,8 @@ def test_a_hub_failing_on_the_weights_or_the_tokenizer_alone_is_named_at_once(tm
     files = {path.name: path for path in converted_dir.iterdir() if path.is_file()}
     repos = {"someone/valle": files, "someone/no-tokenizer": {name: path for name, path in files.items()
                                                              if name != "tokenizer.json"},
-             "someone/no-weights": {name: path for name, path in files.items() if name != "model.safetensors"}}
+             "someone/no-weights": {name: path for name, path in files.items() if name != "model.safetensors"},
+             "someone/untuned": {name: path for name, path in files.items() if name != "generation_config.json"}}
     with served_hub(monkeypatch, repos) as hub:
         hub.failing.add(failing)
         with pytest.raises(ModelNotFoundError, match=rf"^could not download the .*someone/valle/{failing}: .*500"):
@@ -434,6 +438,7 @@ def test_a_hub_failing_on_the_weights_or_the_tokenizer_alone_is_named_at_once(tm
         assert not [path for path in hub.downloads() if "no-tokenizer" in path and path.endswith("model.safetensors")]
         with pytest.raises(ModelNotFoundError, match=r"^could not load someone/no-weights \(.*model.safetensors"):
             load_model_and_processor("someone/no-weights")
+        assert load_model_and_processor("someone/untuned")[0].generation_config is not None
 
 
 @pytest.mark.parametrize("name", [None, "tiny-random", "folder"])

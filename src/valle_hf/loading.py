@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
-from transformers.utils import SAFE_WEIGHTS_NAME
+from transformers.utils import GENERATION_CONFIG_NAME, SAFE_WEIGHTS_NAME
 from transformers.utils import logging as hf_logging
 
 from .configuration import DEFAULT_CODEC
@@ -404,7 +404,8 @@ CONVERTED_CHOICES = ("give a converted model's directory (python -m valle_hf.con
 def check_converted_model(name: str, choices: str = OFFLINE_CHOICES, revision: str | None = None) -> bool:
     """Refuse, before any loader retries a download, a `name` that is no converted model: a path that does not exist
     and no Hub id (`ModelNotFoundError`, naming `choices`), a file or a folder without config.json (`CheckpointError`),
-    a Hub id whose config.json or weights cannot be had (`ModelNotFoundError`). Returns whether the Hub is out of
+    a Hub id whose config.json, weights or generation_config.json (where it has one) cannot be had
+    (`ModelNotFoundError`). Returns whether the Hub is out of
     reach but the files are cached: a load should then read the cache only (`local_files_only=True`)."""
     path = Path(name)
     if not path.exists() and (name.startswith((".", "/")) or name.count("/") != 1):
@@ -423,6 +424,9 @@ def check_converted_model(name: str, choices: str = OFFLINE_CHOICES, revision: s
         # minute, then read as a repository without weights (one with other names, or shards, is for transformers)
         cache_only = check_reachable(name, SAFE_WEIGHTS_NAME, f"the model {name}", f"offline: {choices}",
                                      revision=revision, missing_ok=True)
+    if not path.exists():  # its tuned sampler settings: a download that failed left the library's defaults, unsaid
+        cache_only = check_reachable(name, GENERATION_CONFIG_NAME, f"the generation settings of {name}",
+                                     f"offline: {choices}", revision=revision, missing_ok=True) or cache_only
     return cache_only
 
 
