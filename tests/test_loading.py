@@ -923,6 +923,18 @@ def test_int8_without_torchao_names_the_install_the_readme_gives(monkeypatch):
     assert 'pip install -e ".[int8]"' in (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
 
+def test_a_saved_int8_model_without_torchao_names_the_install(tmp_path, monkeypatch):
+    """transformers' import of torchao for the saved quantization config failed with a traceback."""
+    from valle_hf.errors import MissingDependencyError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    load_model_and_processor("tiny-random", quantize="int8")[0].save_pretrained(tmp_path / "int8")
+    for name in [name for name in sys.modules if name.split(".")[0] == "torchao"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as where torchao is not installed
+    with pytest.raises(MissingDependencyError, match=r"^this model's weights are int8, which needs torchao: pip "):
+        VallEForConditionalGeneration.from_pretrained(tmp_path / "int8")
+
+
 def test_a_temporary_round_trip_leaves_the_progress_bars_as_they_were():
     """Bars a user turned off stay off after an int8 load of a model built in memory (they were turned on)."""
     from transformers.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled

@@ -32,7 +32,15 @@ from .configuration import VallEConfig, VallEGenerationConfig, check_config_file
 from .cpu_kernels import backbone_attention, decoding_step
 from .embeddings import SegmentEmbedding, VallEEmbeddings, level_argument, passes_of
 from .entropix import note_layers_run, start_pass
-from .errors import CheckpointError, DamagedWeightsError, VallEValueError, one_line, shown, without_load_report
+from .errors import (
+    CheckpointError,
+    DamagedWeightsError,
+    MissingDependencyError,
+    VallEValueError,
+    one_line,
+    shown,
+    without_load_report,
+)
 from .generation import VallEGenerationMixin
 from .hub import check_model_name
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
@@ -279,8 +287,15 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
     def from_pretrained(cls, *args, **kwargs):
         """`VallEPreTrainedModel.from_pretrained`, with the codec and the vocoder frozen again: transformers' loader
         puts every loaded tensor in a new `nn.Parameter`, trainable, whatever `__init__` had set. In a 16-bit model
-        the float32 codec owns its memory (it mapped the checkpoint file)."""
-        loaded = super().from_pretrained(*args, **kwargs)
+        the float32 codec owns its memory (it mapped the checkpoint file). A model saved with int8 weights needs
+        torchao (`MissingDependencyError`, where transformers' import failed with a traceback)."""
+        try:
+            loaded = super().from_pretrained(*args, **kwargs)
+        except ImportError as error:
+            if (error.name or "").split(".")[0] != "torchao":
+                raise
+            raise MissingDependencyError("this model's weights are int8, which needs torchao: pip install -e "
+                                         "\".[int8]\" in valle-hf's folder (or pip install torchao)") from None
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
         if model.codec_model.dtype != model.dtype:
             # The codec kept in float32 (`_keep_in_fp32_modules_strict`) is read from the checkpoint file without a
