@@ -910,6 +910,8 @@ def test_a_quantization_other_than_int8_is_refused_not_ignored():
 
     with pytest.raises(VallEValueError, match="^quantize must be 'int8' \\(or None\\), got 'int4'$"):
         load_model_and_processor("tiny-random", quantize="int4")
+    with pytest.raises(VallEValueError, match="^int8 weights run with 16- or 32-bit activations, not float64"):
+        load_model_and_processor("tiny-random", dtype="float64", quantize="int8")  # a report transformers hides
 
 
 def test_int8_without_torchao_names_the_install_the_readme_gives(monkeypatch):

@@ -443,6 +443,9 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
     from .modeling import VallEForConditionalGeneration
 
     dtype = model_dtype(dtype)
+    if quantize == "int8" and dtype == torch.float64:  # transformers: "look at the CONVERSION entries of the report"
+        raise VallEValueError("int8 weights run with 16- or 32-bit activations, not float64: give dtype float32, "
+                              "bfloat16 or float16")
     name = model_name(name, "the model")
     cache_only = check_converted_model(name, choices, revision)
     try:
