@@ -44,7 +44,7 @@ def _download_error(what: str, where: str, error: BaseException | None, instead:
     (HF_HUB_OFFLINE), the Hub's words about the connection would mislead, so it says that the file is not cached and
     the variable is set."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import RevisionNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RevisionNotFoundError
 
     if constants.HF_HUB_OFFLINE or error is None:
         return ModelNotFoundError(f"{what} ({where}) is not in the Hugging Face cache, and HF_HUB_OFFLINE is set, so "
@@ -52,6 +52,10 @@ def _download_error(what: str, where: str, error: BaseException | None, instead:
     if isinstance(error, RevisionNotFoundError):  # the repository answered: going offline would not help
         return ModelNotFoundError(f"could not download {what} ({where}): the repository has no branch, tag or commit "
                                   "of that name; give one it has")
+    if isinstance(error, GatedRepoError):  # a token is the fix, which no option of ours takes: the Hub's own login
+        return ModelNotFoundError(f"could not download {what} ({where}): the repository is gated, and this machine's "
+                                  "Hugging Face token (HF_TOKEN, or hf auth login) has no access to it: log in with a "
+                                  "token that has, after accepting its conditions on the Hub")
     return ModelNotFoundError(f"could not download {what} ({where}: {type(error).__name__}: {one_line(error, 240)}); "
                               f"{instead}")
 
