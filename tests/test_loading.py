@@ -925,6 +925,16 @@ def test_int8_without_torchao_names_the_install_the_readme_gives(monkeypatch):
     assert 'pip install -e ".[int8]"' in (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
 
+def test_a_cache_dir_that_would_be_ignored_is_refused(converted_dir, tmp_path):
+    """cache_dir is where the released model is converted: with a Hub id the files went to the Hugging Face cache,
+    without a word (from_pretrained's own cache_dir is another thing)."""
+    from valle_hf.errors import VallEValueError
+
+    for name in ("someone/valle", str(converted_dir), "tiny-random"):
+        with pytest.raises(VallEValueError, match=f"^cache_dir is where the released model is converted .* {name}:"):
+            load_model_and_processor(name, cache_dir=tmp_path)
+
+
 def test_a_saved_int8_model_without_torchao_names_the_install(tmp_path, monkeypatch):
     """transformers' import of torchao for the saved quantization config failed with a traceback."""
     from valle_hf.errors import MissingDependencyError

@@ -235,7 +235,8 @@ def load_model_and_processor(
     `quantize="int8"`: the decoder's linears get int8 weights through transformers' `TorchAoConfig`
     (`int8_quantization_config`; needs torchao, the `valle-hf[int8]` extra); a model built in memory (tiny-random,
     an original checkpoint) is saved to a temporary directory and loaded from there to get them.
-    `revision`: the branch, tag or commit of a Hub id to load (default: main); refused with any other `name`.
+    `revision`: the branch, tag or commit of a Hub id to load (default: main); refused with any other `name`, as
+    `cache_dir` is with any `name` but None.
     `choices`: what a `ModelNotFoundError` offers instead (`offline_choices`), in this call's arguments by default;
     the command line passes `OFFLINE_CHOICES`, in its flags.
     """
@@ -247,6 +248,10 @@ def load_model_and_processor(
         raise VallEValueError("the model's name is empty (an unset variable?): give a folder, a Hub id, an original "
                               "checkpoint, 'tiny-random', or None for the released model")
     check_revision(name, revision, config_yaml)
+    if cache_dir is not None and (name is not None or config_yaml is not None):  # it would be ignored
+        raise VallEValueError(f"cache_dir is where the released model is converted (no model named), not used for "
+                              f"{name or config_yaml}: drop it (a Hub id is kept in the Hugging Face cache: set "
+                              "HF_HOME or HF_HUB_CACHE to move it)")
     dtype = model_dtype(dtype)
     from .conversion import checkpoint_of_yaml, convert_checkpoint
     from .processing import VallEProcessor
