@@ -203,7 +203,9 @@ def test_pipeline_example_with_a_hub_model_refuses_one_without_a_tokenizer_and_r
         checks = len(hub.requests) - asked
     (expected,) = _greedy_audio(str(converted_dir), ["Hello there."], prompt_wav, "en", max_new_tokens=3)
     assert _same_pcm16(soundfile.read(tmp_path / "speech.wav")[0], expected)
-    assert checks <= 6, f"{checks} requests to a Hub out of reach"
+    # one request per file checked (config, generation settings, tokenizer) for each of the example's loads, and no
+    # retry: a retried file alone is five
+    assert checks <= 9, f"{checks} requests to a Hub out of reach"
 
 
 @pytest.mark.parametrize("name, argv", [("stt", ["{prompt}", "{ws}/nope.wav"]),

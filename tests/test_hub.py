@@ -390,6 +390,7 @@ def test_a_cached_model_and_codec_load_from_the_cache_at_once_while_the_hub_fail
 
     from valle_hf.codec import load_codec, tiny_random_codec
     from valle_hf.loading import load_model, load_processor
+    from valle_hf.processing import VallEProcessor
 
     tiny_random_codec().save_pretrained(tmp_path / "encodec")
     repos = {"someone/encodec": {path.name: path for path in (tmp_path / "encodec").iterdir()},
@@ -406,6 +407,9 @@ def test_a_cached_model_and_codec_load_from_the_cache_at_once_while_the_hub_fail
         # each load's one check (the model's two: its config, its generation settings), then the cache: nothing
         # asked again
         assert len(hub.requests) - asked == 4
+        asked = len(hub.requests)  # the processor alone (as a pipeline loads it) retried for over a minute
+        assert VallEProcessor.from_pretrained("someone/valle")("ðə")["input_ids"].numel()
+        assert len(hub.requests) - asked == 1
 
 
 @pytest.mark.parametrize("failing", ["model.safetensors", "tokenizer.json", "generation_config.json"])

@@ -17,11 +17,12 @@ from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 from .audio import as_samples, encoded_audio, write_encoded
 from .errors import VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
-from .hub import check_model_name
+from .hub import check_model_name, check_reachable
 from .phonemes import phonemize, phonemize_all
 from .tokenization import (
     BOS_TOKEN,
     EOS_TOKEN,
+    TOKENIZER_FILE,
     UNK_TOKEN,
     check_saved_tokenizer,
     load_phoneme_tokenizer,
@@ -127,9 +128,15 @@ class VallEProcessor(ProcessorMixin):
         the tokenizer, saying how to get one there: transformers said it "couldn't instantiate the backend tokenizer"
         (a Trainer's checkpoint folder holds the processor only when the Trainer was given it). A name that is no
         existing path nor Hub id, or no str or os.PathLike, is refused as `from_pretrained` of the model refuses it
-        (`check_model_name`)."""
+        (`check_model_name`). A Hub id whose tokenizer cannot be had is refused at once (`ModelNotFoundError`), and
+        one whose Hub is out of reach is read from the cache (transformers retried each file for half a minute)."""
         pretrained_model_name_or_path = check_model_name(pretrained_model_name_or_path, "the processor")
         check_saved_tokenizer(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        name = str(pretrained_model_name_or_path)
+        if not Path(name).exists() and "local_files_only" not in kwargs and check_reachable(
+                name, TOKENIZER_FILE, f"the phoneme tokenizer of {name}", "a converted model holds its phoneme "
+                "tokenizer: try again when the Hub answers, or load a local copy of the model's folder", **kwargs):
+            kwargs["local_files_only"] = True  # cached, the Hub out of reach: transformers retried it for minutes
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
