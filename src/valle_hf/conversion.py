@@ -477,23 +477,24 @@ def load_vocoder_of(name: str):
         return tiny_random_vocos()
     if not is_converted_model(Path(name).expanduser()):
         return load_original_vocos(name)
-    saved = json.loads((Path(name).expanduser() / "config.json").read_text(encoding="utf-8")).get("dtype")
-    if saved not in (None, "float32"):  # converted with --dtype: its decoder's weights are rounded
-        raise CheckpointError(f"the converted model {name} holds its Vocos decoder in {saved}: give a float32 "
-                              f"conversion, or the decoder's own weights ({DEFAULT_VOCODER})")
     vocoder = _converted_model(name).vocoder
     if vocoder is None:
         raise CheckpointError(f"the converted model {name} holds no Vocos decoder (it was converted with --vocoder "
                               "none): give another, or none to decode with EnCodec")
+    if vocoder.dtype != torch.float32:  # converted with --dtype: its decoder's weights are rounded
+        saved = str(vocoder.dtype).removeprefix("torch.")
+        raise CheckpointError(f"the converted model {name} holds its Vocos decoder in {saved}: give a float32 "
+                              f"conversion, or the decoder's own weights ({DEFAULT_VOCODER})")
     return vocoder
 
 
 def _converted_model(folder: str):
-    """The converted model in `folder`, loaded for a part of it: without a bar for the whole model's weights."""
+    """The converted model in `folder`, loaded for a part of it in the dtype it was saved in (the codec is float32
+    in every one): without a bar for the whole model's weights."""
     from .loading import CONVERTED_CHOICES, load_model
 
     with no_progress_bars():
-        return load_model(str(Path(folder).expanduser()), choices=CONVERTED_CHOICES)
+        return load_model(str(Path(folder).expanduser()), dtype="auto", choices=CONVERTED_CHOICES)
 
 
 def is_converted_model(folder: Path) -> bool:

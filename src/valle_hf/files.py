@@ -67,7 +67,7 @@ def temporary_file_beside(path: Path) -> Path:
     folder = None if is_special(path) else path.parent
     handle, temporary = tempfile.mkstemp(prefix=_hidden_prefix(path), suffix=".part", dir=folder)
     os.close(handle)
-    os.chmod(temporary, 0o666 & ~_umask())
+    _give_plain_mode(temporary)
     return Path(temporary)
 
 
@@ -106,7 +106,7 @@ def written_whole(path: Path):
     temporary = temporary_file_beside(target)
     try:
         yield temporary
-        os.chmod(temporary, 0o666 & ~_umask())  # a writer that made the file again (safetensors) made it owner-only
+        _give_plain_mode(temporary)  # a writer that made the file again (safetensors) made it owner-only
         put_in_place(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)
@@ -127,12 +127,17 @@ def leftovers_beside(path: Path) -> list[Path]:
     return sorted(other for other in path.parent.glob(pattern) if other.is_dir())
 
 
+def _give_plain_mode(path: str | Path) -> None:
+    """Give the file `path` the mode `open(..., "w")` would give it (read and write for all, less the umask)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def plain_file_modes(folder: Path) -> None:
     """Give every file under `folder` the mode `open(..., "w")` would give: some writers (the model weights' shards)
     make theirs owner-only."""
     for path in folder.rglob("*"):
         if path.is_file() and not path.is_symlink():
-            os.chmod(path, 0o666 & ~_umask())
+            _give_plain_mode(path)
 
 
 def _read_only_mount(folder: Path) -> bool:

@@ -423,16 +423,16 @@ def check_converted_model(name: str, choices: str = OFFLINE_CHOICES, revision: s
     if path.is_dir() and not (path / "config.json").is_file():
         raise CheckpointError(f"{name} is a directory but not a converted model (no config.json): convert an "
                               "original checkpoint into it with python -m valle_hf.convert")
-    cache_only = not path.exists() and check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}",
-                                                       revision=revision)
-    if not path.exists() and not cache_only:  # its weights too: a Hub failing on them alone was retried for half a
-        # minute, then read as a repository without weights (one with other names, or shards, is for transformers)
+    if path.exists():
+        return False
+    cache_only = check_reachable(name, "config.json", f"the model {name}", f"offline: {choices}", revision=revision)
+    if not cache_only:  # its weights too: a Hub failing on them alone was retried for half a minute, then read as a
+        # repository without weights (one with other names, or shards, is for transformers)
         cache_only = check_reachable(name, SAFE_WEIGHTS_NAME, f"the model {name}", f"offline: {choices}",
                                      revision=revision, missing_ok=True)
-    if not path.exists():  # its tuned sampler settings: a download that failed left the library's defaults, unsaid
-        cache_only = check_reachable(name, GENERATION_CONFIG_NAME, f"the generation settings of {name}",
-                                     f"offline: {choices}", revision=revision, missing_ok=True) or cache_only
-    return cache_only
+    # its tuned sampler settings: a download that failed left the library's defaults, unsaid
+    return check_reachable(name, GENERATION_CONFIG_NAME, f"the generation settings of {name}", f"offline: {choices}",
+                           revision=revision, missing_ok=True) or cache_only
 
 
 def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None,

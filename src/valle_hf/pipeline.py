@@ -153,6 +153,12 @@ def _one_call(text_inputs: Any, batch_size: int | None) -> bool:
         batch_size or 1)
 
 
+def _batches(text_inputs: Any, batch_size: int | None) -> str:
+    """How the pipeline batches `text_inputs` (not one call, `_one_call`), in words: "3 texts, batch_size=1"."""
+    texts = f"{len(text_inputs)} texts" if isinstance(text_inputs, list) else "texts from an iterator"
+    return f"{texts}, batch_size={batch_size or 1}"
+
+
 def check_per_row_settings(text_inputs: Any, batch_size: int | None, kwargs: Mapping[str, Any]) -> None:
     """Refuse (`VallEValueError`) one value per text of a generate setting (`_PER_ROW_SETTINGS`) where the pipeline
     makes several generate calls, each given the whole list: it failed after the first batch was generated."""
@@ -162,9 +168,8 @@ def check_per_row_settings(text_inputs: Any, batch_size: int | None, kwargs: Map
         for key in _PER_ROW_SETTINGS:
             count = _count((kwargs.get(name) or {}).get(key))
             if count > 1:
-                texts = f"{len(text_inputs)} texts" if isinstance(text_inputs, list) else "texts from an iterator"
                 raise VallEValueError(f"{name} has {count} values of {key}, but the pipeline makes one generate call "
-                                      f"per batch of texts ({texts}, batch_size={batch_size or 1}), each given them "
+                                      f"per batch of texts ({_batches(text_inputs, batch_size)}), each given them "
                                       "all: give one, or every text in one batch (batch_size=len(texts))")
 
 
@@ -188,9 +193,8 @@ def check_one_streamed_call(text_inputs: Any, batch_size: int | None, kwargs: Ma
                               "give it once")
     if _one_call(text_inputs, batch_size):
         return
-    count = f"{len(text_inputs)} texts" if isinstance(text_inputs, list) else "texts from an iterator"
     raise VallEValueError(f"an audio_streamer follows one generate call, and the pipeline makes one per batch of "
-                          f"texts ({count}, batch_size={batch_size or 1}): give batch_size=len(texts), or stream each "
+                          f"texts ({_batches(text_inputs, batch_size)}): give batch_size=len(texts), or stream each "
                           "text with a streamer of its own")
 
 
