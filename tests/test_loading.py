@@ -989,3 +989,15 @@ def test_tiny_random_weights_have_the_scales_reactive_init_gives_them(tiny_rando
     assert near(model.model.embeddings.separator.std(), 1.0, tolerance=0.3)  # one vector: few samples
     norms = torch.cat([param.flatten() for name, param in model.model.backbone.named_parameters() if "norm" in name])
     assert near(norms.mean(), 1.0) and near(norms.std(), 0.1, tolerance=0.2)
+
+
+def test_int8_asked_of_a_model_saved_int8_loads_without_a_warning(tmp_path, recwarn):
+    """transformers warned that the model's own quantization config wins over the one given: for the same int8 that
+    is what was asked, and `--quantize int8` printed the raw UserWarning."""
+    from valle_hf.loading import load_model
+
+    load_model_and_processor("tiny-random", quantize="int8")[0].save_pretrained(tmp_path / "int8")
+    recwarn.clear()
+    model = load_model(str(tmp_path / "int8"), dtype=torch.bfloat16, quantize="int8")
+    assert type(model.model.backbone.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
+    assert not [str(warning.message) for warning in recwarn]

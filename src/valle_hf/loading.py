@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -457,7 +458,9 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
         options = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
         if cache_only:  # the Hub is out of reach: transformers would retry each file the cache lacks
             options["local_files_only"] = True
-        model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, revision=revision, **options)
+        with warnings.catch_warnings():  # a model saved int8 keeps its own config: what was asked, said as a warning
+            warnings.filterwarnings("ignore", "You passed `quantization_config`.*already has a `quantization_config`")
+            model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, revision=revision, **options)
     except (CheckpointError, DamagedWeightsError):  # from_pretrained's own refusals name the file and the fix
         raise
     except OSError as error:
