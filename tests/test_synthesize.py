@@ -659,6 +659,11 @@ def test_a_semicolon_manifest_reads_decimal_commas_and_a_jsonl_text_on_two_lines
     settings = plan.batches[0][0].settings
     read = (settings["temperature"], settings["dry_multiplier"], settings["dry_sequence_breakers"])
     assert read == (0.7, 0.5, [1, 2])
+    (tmp_path / "m.csv").write_text("id;text;prompt;top_k;beam_width\na;Fine.;voice.wav;2,0;1\n"
+                                    "b;Fine.;voice.wav;1,5;1\n", encoding="utf-8")  # a count: whole, or as written
+    plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
+    assert [job.settings["top_k"] for batch in plan.batches for job in batch] == [2]
+    assert [failure["error"] for failure in plan.failures] == ["top_k '1,5': expected an integer"]
     (tmp_path / "m.csv").write_text("id,text,prompt,ar_temp\na,Fine.,voice.wav,\"0,7\"\n", encoding="utf-8")
     plan = synthesis.plan_synthesis(tmp_path / "m.csv", synthesis.OutputFolder(tmp_path / "out"), flags)
     assert [failure["error"] for failure in plan.failures] == ["ar_temp '0,7': expected a number"]  # commas: a point

@@ -58,6 +58,7 @@ from .cli import (
     add_sampler_arguments,
     check_device,
     count_value,
+    flag_actions,
     flag_refusal,
     generation_kwargs,
     load_model,
@@ -67,6 +68,7 @@ from .cli import (
     resolved_name,
     run_seed,
     seed_value,
+    whole_number,
 )
 from .configuration import SettingError
 from .errors import (
@@ -163,13 +165,17 @@ def _text(values: dict, column: str, expected: str = "text") -> str:
 
 
 def _with_decimal_points(row: Row) -> Row:
-    """`row` with its sampler cells' decimal commas ("0,7") as points, the comma being the decimal mark of a
-    semicolon-separated file; token ids ("1,2", a list) stay as they are."""
-    values = {column: (re.sub(r"^(\s*[+-]?\d*),(\d+\s*)$", r"\1.\2", value)
-                       if isinstance(value, str) and column in FLAG_SETTINGS and column != "dry_sequence_breakers"
-                       else value)
-              for column, value in row.values.items()}
-    return dataclasses.replace(row, values=values)
+    """`row` with its number cells' decimal commas ("0,7") as points, the comma being the decimal mark of a
+    semicolon-separated file. A count's only where the result is whole ("2,0"), so that a refused one is quoted as
+    written ("1,5"); token ids ("1,2", a list) stay as they are."""
+    def decimal(column: str, value):
+        kind = flag_actions()[column].type if column in FLAG_SETTINGS else None
+        if not isinstance(value, str) or kind not in (float, whole_number):
+            return value
+        pointed = re.sub(r"^(\s*[+-]?\d*),(\d+\s*)$", r"\1.\2", value)
+        return pointed if kind is float or re.fullmatch(r"[^,]*,0+\s*", value) else value
+
+    return dataclasses.replace(row, values={column: decimal(column, value) for column, value in row.values.items()})
 
 
 def _failed_id(values: dict):
