@@ -453,7 +453,7 @@ def find_entries(args) -> list[Entry]:
         # two paths to one file ("a.wav" and "/data/a.wav", or a link): one recording would be trained on twice
         first = entry if entry.error else by_recording.setdefault(os.path.realpath(entry.audio), entry)
         if first is not entry:
-            entry.error = f"{entry.audio} is {first.audio}, prepared as {first.id!r}: {_same_recording(first)}"
+            entry.error = f"{entry.audio} is {first.audio}, the recording of {first.id!r}: {_same_recording(first)}"
             entry.recording_of = first.id
     return entries
 

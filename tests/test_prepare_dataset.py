@@ -416,7 +416,7 @@ def test_two_paths_to_one_recording_prepare_it_once(prepare, capsys, tmp_path):
     assert sorted(record["id"] for record in read_manifest(tmp_path / "out")) == ["a", "b"]
     failed = failures(tmp_path / "out")
     assert [record["line"] for record in failed] == ["4"]
-    assert failed[0]["error"].endswith("prepared as 'a': line 2 names it too: keep one of the lines")
+    assert failed[0]["error"].endswith("the recording of 'a': line 2 names it too: keep one of the lines")
 
     folder = tmp_path / "folder"
     write_wav(folder / "a.wav")
