@@ -645,3 +645,17 @@ def test_a_hub_models_config_field_out_of_range_is_refused_naming_its_file(conve
     refusal = "^" + re.escape("someone/edited/config.json cannot be read (VallEConfig.hidden_size must be")
     with served_hub(monkeypatch, repos), pytest.raises(CheckpointError, match=refusal):
         pipeline("text-to-speech", model="someone/edited")
+
+
+def test_a_text_with_nothing_to_speak_is_refused_by_its_number_before_any_is_spoken(tts):
+    """The pipeline speaks a list one text at a time: "Hello." was spoken in full before "!!" was refused, and the
+    refusal did not say which text."""
+    spoken = []
+    hook = tts.model.register_forward_pre_hook(lambda module, args: spoken.append(1))
+    try:
+        with pytest.raises(valle_hf.errors.VallEValueError,
+                           match=r"^text 1 of the 2 given to the text-to-speech pipeline: the text '!!' has no letter"):
+            tts(["Hello.", "!!"], generate_kwargs=GENERATE)
+    finally:
+        hook.remove()
+    assert not spoken

@@ -448,3 +448,12 @@ def test_decoding_an_stt_outputs_sequences_or_the_output_names_its_text_ids(proc
                                                  rf"{type(given).__name__}: .* the `text_ids` of its output"):
             method(given)
 
+
+
+def test_a_text_with_nothing_to_speak_in_a_list_is_named_by_its_number(processor):
+    from valle_hf.errors import VallEValueError
+
+    with pytest.raises(VallEValueError, match=r"^text 2 of the 3 given: empty text: nothing to speak"):
+        processor(["Hello.", "Hi.", " "])
+    with pytest.raises(VallEValueError, match=r"^empty text: nothing to speak"):  # one text is the text
+        processor([" "])

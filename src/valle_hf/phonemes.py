@@ -44,6 +44,7 @@ __all__ = [
     "LANGUAGE_SWITCH",
     "MODEL_LANGUAGES",
     "check_text",
+    "check_texts",
     "check_unicode",
     "detect_language",
     "language_code",
@@ -509,6 +510,18 @@ def check_text(text: str) -> str:
         raise VallEValueError(f"the text {text.strip()!r:.40} has no letter or digit: nothing to speak ({unspoken} "
                               "not spoken); give it words")
     return text
+
+
+def check_texts(texts: Sequence[str], given_to: str = "") -> None:
+    """`check_text` for each of `texts`, its refusal naming which text where there are several (counting from 0, as
+    Python does), `given_to` whom (" to the text-to-speech pipeline")."""
+    for index, text in enumerate(texts):
+        try:
+            check_text(text)
+        except VallEValueError as error:
+            if len(texts) == 1:
+                raise
+            raise VallEValueError(f"text {index} of the {len(texts)} given{given_to}: {error}") from None
 
 
 def phonemize(text: str, language: str = "en", language_switch: str = "keep") -> str:

@@ -30,6 +30,7 @@ from transformers.pipelines.text_to_audio import TextToAudioPipeline
 from .audio import as_samples
 from .errors import VallETypeError, VallEValueError, shown
 from .generation import check_generation_config, setting_names
+from .phonemes import check_texts
 from .processing import VallEProcessor
 from .streaming import AudioStreamer
 
@@ -72,6 +73,9 @@ def check_pipeline_call(text_inputs: Any, kwargs: Mapping[str, Any]) -> None:
         if not isinstance(text, (str, list, tuple)):  # the processor's refusal did not say which text
             raise VallETypeError(f"text {index} of the {len(text_inputs)} given to the text-to-speech pipeline is "
                                  f"{shown(text):.60}: give each text as a str")
+    if isinstance(text_inputs, (list, tuple)) and all(isinstance(text, str) for text in text_inputs):
+        # each text is a call of its own: a text with nothing to speak was refused after those before it were spoken
+        check_texts(text_inputs, " to the text-to-speech pipeline")
     unknown = sorted(set(kwargs) - {*_KEYWORD_DICTS, *_TTS_CALL_ARGUMENTS})
     if unknown:  # transformers' TypeError named its _sanitize_parameters, and not where the argument belongs
         raise VallETypeError(f"the text-to-speech pipeline got unexpected keyword argument(s) {', '.join(unknown)}: "

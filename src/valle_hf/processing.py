@@ -18,7 +18,7 @@ from .audio import as_samples, encoded_audio, write_encoded
 from .errors import VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .hub import check_model_name, check_reachable
-from .phonemes import phonemize, phonemize_all
+from .phonemes import check_texts, phonemize, phonemize_all
 from .tokenization import (
     BOS_TOKEN,
     EOS_TOKEN,
@@ -295,6 +295,7 @@ class VallEProcessor(ProcessorMixin):
             raise VallETypeError(f"language must be a language code (str) or a list of them, got {language!r:.80}")
         if len(languages) != len(texts):
             raise VallEValueError(f"got {len(languages)} languages for {len(texts)} texts: give one, or one per text")
+        check_texts(texts)
         phonemes = phonemize_all(texts, languages, language_switch)
         encoded = tokenize_phonemes(self.tokenizer, phonemes, padding)
         check_stackable([len(ids) for ids in encoded["input_ids"]], padding, return_tensors, "texts", "phoneme ids")
