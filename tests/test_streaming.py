@@ -748,3 +748,17 @@ def test_vocos_audio_from_a_model_without_vocos_is_refused_before_any_step(tiny_
                             max_new_tokens=4, audio_backend="vocos", stopping_criteria=StoppingCriteriaList([steps]),
                             **streamer)
     assert tiny_model.vocoder is None and steps.count == 0
+
+
+def test_a_file_stream_into_its_own_voice_prompt_is_refused(fixture_model, case, tmp_path, prompt_wav):
+    """generate(prompt_audio=voice.wav, audio_streamer=AudioFileStreamer(voice.wav)) replaced the voice with the
+    speech, without a word, where the CLI and corpus synthesis refuse an output that is the reference."""
+    text, _, _ = case
+    voice = tmp_path / "voice.wav"
+    voice.write_bytes(prompt_wav.read_bytes())
+    streamer = AudioFileStreamer(voice, fixture_model.config.sampling_rate)
+    with pytest.raises(ValueError, match=f"the output path {voice} is also an input .*destroy the reference audio"):
+        fixture_model.generate(input_ids=text[None], prompt_audio=str(voice), temperature=0.0, max_new_tokens=5,
+                               audio_streamer=streamer)
+    assert voice.read_bytes() == prompt_wav.read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["voice.wav"]  # nor a partial file left

@@ -28,7 +28,7 @@ import torch
 from transformers import Cache, DynamicCache, GenerationConfig, GenerationMixin, MaxLengthCriteria, StoppingCriteriaList
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-from .audio import as_samples
+from .audio import as_samples, check_output_path
 from .cache import CACHE_FIELD, CACHE_KWARG, PreallocatedDynamicCache
 from .codec import decode_batch, encode
 from .configuration import (
@@ -63,7 +63,7 @@ from .layer_skip import LayerSkip
 from .layout import pad, segment_position_ids, stt_sequence, tts_sequence
 from .logits_process import sampler_processors, temperature_processor
 from .seeding import AR_STAGE, RowGenerators, SeededRowSampler, active_generators, draw, multinomial_per_row, seeded
-from .streaming import AudioStreamer, StopRequested, StreamingTTS, not_streamable
+from .streaming import AudioFileStreamer, AudioStreamer, StopRequested, StreamingTTS, not_streamable
 
 __all__ = ["VallEGenerateOutput", "VallEGenerationMixin", "row_names", "setting_names"]
 
@@ -815,6 +815,8 @@ class VallEGenerationMixin(GenerationMixin):
                 _warn_if_for_a_prompt(kwargs)
             if torch.is_tensor(input_ids) and input_ids.dim() == 2:
                 check_prompt_for_texts(prompt_audio, len(input_ids))
+            if isinstance(audio_streamer, AudioFileStreamer):  # the CLI's and corpus synthesis's refusal too
+                check_output_path(audio_streamer.path, prompt_audio)
             prompt_audio = self._waveform_rows(prompt_audio, sampling_rate)
             audio = self._waveform_rows(audio, sampling_rate, to_transcribe=True)
             use_cpu_kernels(self)  # the CPU kernels of float32 and int8 linears (see valle_hf.cpu_kernels)
