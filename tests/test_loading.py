@@ -1001,3 +1001,25 @@ def test_int8_asked_of_a_model_saved_int8_loads_without_a_warning(tmp_path, recw
     model = load_model(str(tmp_path / "int8"), dtype=torch.bfloat16, quantize="int8")
     assert type(model.model.backbone.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
     assert not [str(warning.message) for warning in recwarn]
+
+
+def test_from_pretrained_of_a_file_and_save_pretrained_into_one_say_what_to_give(converted_dir, fixtures, tmp_path):
+    """from_pretrained of an original checkpoint (or of a converted model's weights file) failed with transformers'
+    "Repo id must be in the form 'repo_name'"; save_pretrained into a file logged a line and saved nothing, and the
+    processor's raised a bare FileExistsError."""
+    from valle_hf.errors import CheckpointError, UsageError
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(fixtures.checkpoint))} is a file, and from_pretrained "
+                                              r"takes .*\.load_model_and_processor\(path\), which converts it"):
+        VallEForConditionalGeneration.from_pretrained(fixtures.checkpoint)
+    weights = converted_dir / "model.safetensors"
+    with pytest.raises(CheckpointError, match=f"^{weights} is a file of the converted model in {converted_dir}: give "
+                                              "that folder$"):
+        VallEForConditionalGeneration.from_pretrained(str(weights))
+    model, processor = load_model_and_processor("tiny-random")
+    (tmp_path / "afile").write_text("x")
+    for saved in (model, processor):
+        with pytest.raises(UsageError, match=f"^save_directory {tmp_path / 'afile'} is a file: give a folder"):
+            saved.save_pretrained(tmp_path / "afile")
+    assert (tmp_path / "afile").read_text() == "x"

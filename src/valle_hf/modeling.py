@@ -41,6 +41,7 @@ from .errors import (
     shown,
     without_load_report,
 )
+from .files import check_output_folder
 from .generation import VallEGenerationMixin
 from .hub import check_model_name
 from .layer_skip import EarlyExit, LayerSkip, VallEDecoderLayer
@@ -106,6 +107,8 @@ class VallEPreTrainedModel(PreTrainedModel):
                   if pretrained_model_name_or_path is not None else None)
         if folder is not None and folder.is_dir():
             check_config_files(folder, kwargs.get("config"))
+        elif folder is not None and folder.is_file():  # transformers read it as a malformed repository id
+            raise CheckpointError(_not_a_folder(folder))
         if kwargs.pop("ignore_mismatched_sizes", False):  # the caller's choice, as in transformers
             with _readable_weights(pretrained_model_name_or_path):
                 return super().from_pretrained(pretrained_model_name_or_path, *args, ignore_mismatched_sizes=True,
@@ -309,7 +312,10 @@ class VallEForConditionalGeneration(VallEPreTrainedModel, VallEGenerationMixin):
         checks it after writing config.json and the code, so a bad setting left a folder without weights. With the
         model's code saved (`register_for_auto_class`), the `auto_map` names `VallEModel` for `AutoModel` too, and
         this class for `AutoModelForSpeechSeq2Seq` (what the speech-recognition pipeline loads): transformers names only
-        the saved class, so `AutoModel` with `trust_remote_code=True` refused the folder."""
+        the saved class, so `AutoModel` with `trust_remote_code=True` refused the folder. A `save_directory` that
+        cannot be a folder (a file) is refused first (`check_output_folder`, `UsageError`): transformers logged it
+        and returned, nothing saved."""
+        check_output_folder(save_directory, "save_directory")
         self.generation_config.validate()
         if self._auto_class is not None:  # VallEModel is defined in the module file saved for this class
             module = type(self).__module__.rsplit(".", 1)[-1]
@@ -510,6 +516,15 @@ def _readable_weights(name):
     except SafetensorError as error:
         raise DamagedWeightsError(f"the weights of {name} cannot be read ({one_line(error, 200)}): the file is damaged "
                                   "or cut short; download or convert the model again") from None
+
+
+def _not_a_folder(file: Path) -> str:
+    """Why `from_pretrained` cannot take `file`: it takes a converted model's folder or a Hub id."""
+    if (file.parent / "config.json").is_file():
+        return f"{file} is a file of the converted model in {file.parent}: give that folder"
+    return (f"{file} is a file, and from_pretrained takes a converted model's folder or Hub id: an original checkpoint "
+            "loads with valle_hf.loading.load_model_and_processor(path), which converts it, or convert it once "
+            f"(python -m valle_hf.convert --checkpoint {file} --output-dir DIR)")
 
 
 def _check_weights_fit(name, info: dict, source=lambda: None) -> None:

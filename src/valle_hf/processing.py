@@ -17,6 +17,7 @@ from transformers import BatchFeature, PreTrainedTokenizerBase, ProcessorMixin
 from .audio import as_samples, encoded_audio, write_encoded
 from .errors import VallETypeError, VallEValueError, is_integer_tensor, shown, with_hints
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
+from .files import check_output_folder
 from .hub import check_model_name, check_reachable
 from .phonemes import check_texts, phonemize, phonemize_all
 from .tokenization import (
@@ -138,6 +139,12 @@ class VallEProcessor(ProcessorMixin):
                 "tokenizer: try again when the Hub answers, or load a local copy of the model's folder", **kwargs):
             kwargs["local_files_only"] = True  # cached, the Hub out of reach: transformers retried it for minutes
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`ProcessorMixin.save_pretrained`, with `save_directory` checked first (`check_output_folder`,
+        `UsageError`): a file there failed with a bare FileExistsError."""
+        check_output_folder(save_directory, "save_directory")
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
     def _get_arguments_from_pretrained(cls, pretrained_model_name_or_path, processor_dict=None, **kwargs):
