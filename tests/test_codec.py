@@ -225,11 +225,15 @@ def test_decode_batch_rejects_bad_shapes_and_lengths(codec):
 
 @pytest.mark.parametrize(
     "waveform, message",
-    [(torch.zeros(2, 100), "1-D"), (torch.zeros(0), "empty"), (torch.zeros(100, dtype=torch.long), "float")],
+    [(torch.zeros(2, 100), "1-D"), (torch.zeros(0), "empty"), (torch.zeros(100, dtype=torch.long), "float"),
+     (torch.tensor([0.1, float("nan"), 0.2, float("inf")]), r"2 NaN or infinite samples \(the first is sample 1\)")],
 )
 def test_encode_rejects_bad_waveforms(codec, waveform, message):
+    """NaN samples were encoded as codes of silence, without a word."""
     with pytest.raises(ValueError, match=message):
         encode(codec, waveform)
+    with pytest.raises(ValueError, match=message):
+        encode_batch(codec, [torch.zeros(10), waveform])
 
 
 def test_load_codec_reads_a_saved_codec_and_checks_its_layout(codec, tmp_path):

@@ -167,6 +167,10 @@ def _check_waveform(waveform: torch.Tensor, name: str = "waveform") -> torch.Ten
         raise VallEValueError(f"{name} is empty")
     if not waveform.is_floating_point():
         raise VallEValueError(f"{name} must be a float tensor in [-1, 1], got dtype {waveform.dtype}")
+    finite = torch.isfinite(waveform)
+    if not finite.all():  # EnCodec encodes NaN as codes of silence, without a word
+        raise VallEValueError(f"{name} has {int((~finite).sum())} NaN or infinite samples (the first is sample "
+                              f"{int((~finite).nonzero()[0])}): give a waveform of finite samples")
     return waveform
 
 
