@@ -69,6 +69,8 @@ def parse(argv=None, only: list[str] | None = None):
         raise UsageError(f"--only {args.only}: this command runs {', '.join(only)} alone; run the others with python "
                          f"-m benchmarks --only {args.only}")
     names = only or [name.strip() for name in (args.only or "").split(",") if name.strip()]
+    if args.only is not None and not names:  # an unset shell variable ran every module, for an hour
+        raise UsageError(f"--only {args.only!r} names no module: choose from {', '.join(m.NAME for m in modules)}")
     unknown = set(names) - {module.NAME for module in modules}
     if unknown:
         raise UsageError(f"--only {args.only}: unknown module(s) {', '.join(sorted(unknown))}; choose from "

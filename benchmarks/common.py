@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from valle_hf.configuration import VallEConfig
-from valle_hf.errors import OutputError, UsageError, named, option_name, value_refused
+from valle_hf.errors import OutputError, UsageError, named, named_path, option_name, value_refused
 from valle_hf.files import written_whole
 
 FRAME_RATE = 75  # EnCodec 24 kHz frames per second: one AR step per frame
@@ -60,7 +60,7 @@ def add_arguments(parser) -> None:
     group.add_argument("--quick", action="store_true", help="smoke run: short runs that check every module works")
     group.add_argument("--device", type=named, default=None, help="cpu or cuda (default: cuda when available)")
     group.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on the CPU (default: torch's)")
-    group.add_argument("--json", default=None, help="also write every result to this JSON file")
+    group.add_argument("--json", type=named_path, default=None, help="also write every result to this JSON file")
     group.add_argument("--seed", type=torch_seed, default=0, help="seed of the inputs and weights drawn [0]")
     group.add_argument("--seconds", type=float, default=None,
                        help="seconds of speech of the NAR, end-to-end and streaming runs [10; quick 1]")

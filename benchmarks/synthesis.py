@@ -29,7 +29,7 @@ import numpy as np
 import soundfile
 import torch
 
-from valle_hf.errors import ArgumentParser, entry_point, named
+from valle_hf.errors import ArgumentParser, entry_point, named, named_path
 
 from .common import (
     COUNT,
@@ -76,7 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="length of each voice prompt (its input_prompt_length; the CLI's default is 3 s)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--device", type=named, default="cpu", help="cpu, cuda, ... [cpu]")
-    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--json", type=named_path, default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
     steps = (lambda value: 1 <= value <= POSITIONS, f"an integer in [1, {POSITIONS}] (the model's positions)")
     require(args, {"rows": COUNT, "max_ar_steps": steps, "prompt_seconds": FRAME_SECONDS, "threads": COUNT})

@@ -69,6 +69,10 @@ REFUSED = {
     "huge_seed": (["--seed", "1e30", "--only", "floors"], "argument --seed: expected an integer in [0, 2**64 - 1]"),
     "json_in_a_missing_folder": (["--json", "{tmp}/no/such/results.json", "--only", "host"], "cannot write --json"),
     "json_is_a_folder": (["--json", "{tmp}", "--only", "host"], "is a folder: give a file name"),
+    # an unset shell variable: no file was written, without a word, and an empty --only ran every module
+    "empty_json": (["--json", "", "--only", "host"], "argument --json: is empty"),
+    "empty_only": (["--only", ""], "--only '' names no module: choose from floors,"),
+    "only_commas": (["--only", ","], "--only ',' names no module"),
 }
 
 
@@ -249,6 +253,7 @@ SYNTHESIS_REFUSED = {
     "no_threads": (["--threads", "0"], "--threads 0 is not allowed"),
     "unknown_device": (["--device", "tpu"], "--device tpu: not a device"),
     "json_in_a_missing_folder": (["--json", "{tmp}/no/such/synthesis.json"], "cannot write --json"),
+    "empty_json": (["--json", ""], "argument --json: is empty"),
 }
 
 
