@@ -838,6 +838,12 @@ def test_lengths_that_count_the_input_are_refused_where_a_row_would_get_another_
                                                f"input lengths .* give {instead} \\(AR steps\\) instead$"):
             _greedy(model, **batch, **{setting: 200})
     _greedy(tiny_model, **batch, max_new_tokens=2, max_length=200)  # max_new_tokens in force, as in transformers
+    # the model's max_new_tokens stays in force under a max_new_tokens=None (the run's limit): this was refused
+    tiny_model.generation_config.max_new_tokens, kept = 2, tiny_model.generation_config.max_new_tokens
+    try:
+        assert _greedy(tiny_model, **batch, max_new_tokens=None, max_length=200).codes[0].shape[0] <= 2
+    finally:
+        tiny_model.generation_config.max_new_tokens = kept
     _greedy(tiny_model, **batch, max_new_tokens=2, min_length=1)  # within every row's input: no step asked for
     # speech to text: rows of audio of other lengths
     audio, audio_mask = pad(prompts[:2], 0, side="right")

@@ -402,16 +402,16 @@ def _check_seeded_rows(rows: int) -> None:
         generators.check_rows(rows)
 
 
-def _check_input_lengths(config: VallEGenerationConfig, mask: torch.Tensor) -> None:
+def _check_input_lengths(config: VallEGenerationConfig, mask: torch.Tensor, max_new_tokens: int | None) -> None:
     """Refuse the length settings that count the AR's input too (phonemes, segment tokens and prompt frames, or the
     STT's audio frames), as transformers' `max_length` and `min_length` do, where they cannot hold: over rows of
     other input lengths (counted from the batch's padded input, a row's limit would hang on the other rows), and a
     `min_length` that asks for more steps than `max_new_tokens` allows (transformers ran to the most). `mask`: the
-    AR's attention mask `[B, T]`."""
+    AR's attention mask `[B, T]`; `max_new_tokens`: the one in force (`_max_new_tokens`)."""
     lengths = mask.sum(dim=1).tolist()
     limiting = {  # max_length is in force only without max_new_tokens, as in transformers; a min_length within
         # every row's input asks for no step, alone or in the batch
-        "max_length": config.max_new_tokens is None and config.max_length is not None,
+        "max_length": max_new_tokens is None and config.max_length is not None,
         "min_length": (config.min_length or 0) > min(lengths),
     }
     for name, limits in limiting.items():
@@ -422,9 +422,9 @@ def _check_input_lengths(config: VallEGenerationConfig, mask: torch.Tensor) -> N
                                f"longest, so a row would get another limit than alone; give {instead} (AR steps) "
                                "instead")
     least = (config.min_length or 0) - mask.shape[1]
-    if config.max_new_tokens is not None and least > config.max_new_tokens:
+    if max_new_tokens is not None and least > max_new_tokens:
         raise SettingError("min_length", config.min_length, f"at most the input ({mask.shape[1]} tokens) plus "
-                           f"{_setting_name('max_new_tokens')} ({config.max_new_tokens}), which ends the run first")
+                           f"{_setting_name('max_new_tokens')} ({max_new_tokens}), which ends the run first")
 
 
 _ROW_NAMES: ContextVar[list[str] | None] = ContextVar("valle_hf_row_names", default=None)
@@ -1129,7 +1129,7 @@ class VallEGenerationMixin(GenerationMixin):
             for row, (text, prefix) in enumerate(zip(texts, prefixes, strict=True))
         ]
         ar_ids, ar_mask = pad(sequences, self.config.pad_token_id)
-        _check_input_lengths(config, ar_mask)
+        _check_input_lengths(config, ar_mask, self._max_new_tokens(config))
         skip = _layer_skip(config)
         if streamer is not None:
             return self._generate_streamed(streamer, texts, prompts, nar_prefixes, ar_ids, ar_mask, max_levels, skip,
@@ -1248,14 +1248,19 @@ class VallEGenerationMixin(GenerationMixin):
                            f"without a stop token; the output may be cut off (raise {name})")
         return generated, stopped
 
+    def _max_new_tokens(self, config) -> int | None:
+        """The `max_new_tokens` in force: the call's, or where it is None the model's generation config's (so that a
+        `max_new_tokens=None` in the call leaves the model's in force, with transformers' warning that it takes
+        precedence over a `max_length`)."""
+        return config.max_new_tokens if config.max_new_tokens is not None else self.generation_config.max_new_tokens
+
     def _length_limit(self, config, input_length: int) -> tuple[int | None, str]:
         """The AR's step limit as transformers applies it, and the setting that made it: `max_new_tokens`, else
         `max_length` minus the input, where unset (None) values fall back to the model's generation config."""
-        defaults = self.generation_config
-        max_new_tokens = config.max_new_tokens if config.max_new_tokens is not None else defaults.max_new_tokens
+        max_new_tokens = self._max_new_tokens(config)
         if max_new_tokens is not None:
             return max_new_tokens, f"{_setting_name('max_new_tokens')}={max_new_tokens}"
-        max_length = config.max_length if config.max_length is not None else defaults.max_length
+        max_length = config.max_length if config.max_length is not None else self.generation_config.max_length
         if max_length is not None:
             return max_length - input_length, f"max_length={max_length}"
         return None, "transformers' default max_length"
@@ -1359,7 +1364,7 @@ class VallEGenerationMixin(GenerationMixin):
         self.check_segments_fit(audio=rows)
         bos = torch.tensor([self.config.text_bos_token_id], device=self.device)
         ids, mask = pad([stt_sequence(self.config, len(row), bos) for row in rows], self.config.pad_token_id)
-        _check_input_lengths(config, mask)
+        _check_input_lengths(config, mask, self._max_new_tokens(config))
         audio_batch = pad(rows, 0, side="right")[0]
         stop = self.config.text_eos_token_id
         config.eos_token_id = stop
