@@ -257,6 +257,9 @@ def test_auto_splits_each_line_by_its_own_script():
     ("5 ℵ ok", "5 ok", "ℵ", "it"), ("↉ cup", "cup", "↉", "en"), ("5 × 2", "5 × 2", "", "en"),
     ("5 ‰", "5 ‰", "", "it"), ("3⁄16 inch", "3 16 inch", "⁄", "en"),  # a fraction with no vulgar form ("1⁄2" is "½")
     ("See note †.", "See note.", "†", "en"),
+    # ASCII ones too: "x < 5" was "x five", without a word; those read ("+", "=", "~", "$") are kept
+    ("x < 5 | 3 > 2", "x 5 3 2", "< | >", "en"), ("a ^ b", "a b", "^", "de"),
+    ("2 + 2 = 4 ~ $5", "2 + 2 = 4 ~ $5", "", "en"),
 ])
 def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, spoken, symbols, language):
     """A symbol espeak-ng left out was lost without a word, and one it said as a code point ("ℵ" in Italian) was

@@ -456,10 +456,9 @@ def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> st
     the speech would skip them without a word, or say "letter 2 1 3 5". Raises `VallEValueError` where they were all
     the text's words ("⅛" alone): nothing would be left to speak."""
     voice = _check_language(language)
-    unread = {char for char in set(text) if not char.isascii() and (
-        unicodedata.category(char) in ("Sm", "Sc", "So", "No") or char in _WORD_MARKS
-        or _is_modifier_letter(char))
-        and _said_as_code_point(char, voice)}
+    unread = {char for char in set(text) if (unicodedata.category(char) in ("Sm", "Sk", "Sc", "So", "No")
+                                             or char in _WORD_MARKS or _is_modifier_letter(char))
+              and _said_as_code_point(char, voice)}
     modifiers = "".join(filter(_is_modifier_letter, unread))
     # a modifier letter is part of its word ("naˇive"): left out without parting it
     kept = re.sub(rf"(?<=\w)[{re.escape(modifiers)}]+(?=\w)", "", text) if modifiers else text
