@@ -142,6 +142,8 @@ def test_a_language_code_in_any_case_or_with_an_underscore_is_that_code(written,
     ("Hello 😀 there.", "Hello there.", "😀"), ("I ❤️ you.", "I you.", "❤️"), ("Hi 👍🏽 ok.", "Hi ok.", "👍🏽"),
     ("A family 👨\u200d👩\u200d👧 here.", "A family here.", "👨\u200d👩\u200d👧"), ("Press 1️⃣ now.", "Press 1 now.", ""),
     ("Well 😀!", "Well!", "😀"),
+    # characters outside the emoji blocks shown as emoji (U+FE0F), and the geometric shapes: names read aloud
+    ("▶️ Play ↩️ now ‼️", "Play now", "▶️↩️‼️"), ("● First item.", "First item.", "●"),
     ("It is 25°C, © me.", "It is 25°C, © me.", ""), ("Play it in F♯, not B♭.", "Play it in F♯, not B♭.", ""),
 ])
 def test_emoji_are_left_out_with_a_warning_and_other_symbols_read(text, spoken, emoji):

@@ -65,12 +65,15 @@ _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Where a Latin letter touches kana, in either order: espeak-ng's Japanese voice reads the kana there one by one and
 # a voiced one as "Japanese letter" ("5kgです" as "go kg te Japanese letter su"), unless a space parts them.
 _LATIN_KANA = re.compile(f"(?<={LATIN_LETTER})(?={_KANA.pattern})|(?<={_KANA.pattern})(?={LATIN_LETTER})")
-# Emoji and pictographs (the blocks of misc technical symbols, misc symbols, dingbats, arrows and symbols, and the
-# pictographs from U+1F000 on), each with what joins or modifies it: variation selectors, skin tones, a keycap,
-# zero-width joiners to the next one. The music signs ♭ ♮ ♯ (U+266D-266F) are no emoji but words: "F♯" is "F sharp".
-_PICTOGRAPH = "\u2300-\u23ff\u2600-\u266c\u2670-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
+# Emoji and pictographs (the blocks of misc technical symbols, geometric shapes, misc symbols, dingbats, arrows and
+# symbols, and the pictographs from U+1F000 on), and any other character but a keycap's (a digit, # or *) shown as an
+# emoji by the variation selector U+FE0F ("▶️", "‼️", "↩️", "㊗️": espeak-ng read "play button"), each with what joins
+# or modifies it: variation selectors, skin tones, a keycap, zero-width joiners to the next one. The music signs ♭ ♮ ♯
+# (U+266D-266F) are no emoji but words: "F♯" is "F sharp".
+_PICTOGRAPH = "\u2300-\u23ff\u25a0-\u25ff\u2600-\u266c\u2670-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff"
 _MODIFIERS = "\ufe0e\ufe0f\u20e3\U0001f3fb-\U0001f3ff"
-_EMOJI = re.compile(f"[{_PICTOGRAPH}][{_MODIFIERS}]*(?:\u200d[{_PICTOGRAPH}][{_MODIFIERS}]*)*")
+_EMOJI_BASE = f"(?:[{_PICTOGRAPH}]|[^\\s\\d#*\ufe0e\ufe0f]\ufe0f)"
+_EMOJI = re.compile(f"{_EMOJI_BASE}[{_MODIFIERS}]*(?:\u200d{_EMOJI_BASE}[{_MODIFIERS}]*)*")
 # What is left of a keycap emoji ("1" + U+FE0F + U+20E3) once read as its digit, and the joiners (zero-width, word
 # joiner, zero-width no-break space) outside an emoji: nothing to see or say, but espeak-ng parted a word at a joiner
 # ("hel" + U+200D + "lo" was read "hel lo").
@@ -428,7 +431,7 @@ def _without_emoji(text: str, found: list[str]) -> str:
     aloud ("grinning face", "thumbs medium"), which the speech should not say. Symbols outside the emoji blocks (°,
     %, ©) are read as words and kept."""
     found.extend(_EMOJI.findall(text))
-    return _left_out(_EMOJI_MARKS.sub("", text), _EMOJI.pattern)
+    return _EMOJI_MARKS.sub("", _left_out(text, _EMOJI.pattern))  # U+FE0F first: it makes some characters emoji
 
 
 def _left_out(text: str, pattern: str) -> str:
