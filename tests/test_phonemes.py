@@ -223,6 +223,10 @@ def test_split_sentences():
     assert split_sentences("  \n ") == []
     assert split_sentences("line one\nline two") == ["line one", "line two"]  # lines apart, as the original
     assert split_sentences("... Hello there. Bye.") == ["... Hello there.", "Bye."]  # word-less start: to the next
+    # symbols the voice has no reading for are no sentence of their own: "†" alone was refused, the whole text failing
+    assert split_sentences("Hello world. †") == ["Hello world. †"]
+    assert split_sentences("† Guten Tag. Bis bald.", "de") == ["† Guten Tag.", "Bis bald."]
+    assert phonemize(split_sentences("Hello world. †")[0]) == phonemize("Hello world.")
     assert split_sentences("...\n« Hello there. »") == ["... « Hello there. »"]
     assert split_sentences("Hello there.\n...") == ["Hello there. ..."]
     assert split_sentences(" ... !") == ["... !"]

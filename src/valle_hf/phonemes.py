@@ -498,6 +498,18 @@ def _has_words(text: str) -> bool:
                for char in _EMOJI.sub("", text))
 
 
+def _has_spoken_words(text: str, language: str) -> bool:
+    """Whether `text` holds words (`_has_words`) that the voice of `language` reads: a piece of symbols it has none
+    for ("†") would be refused as a sentence of its own."""
+    if not _has_words(text):
+        return False
+    try:
+        _without_unread_symbols(text, language, [])
+    except VallEValueError:
+        return False
+    return True
+
+
 def check_text(text: str) -> str:
     """`text`, refused (`VallEValueError`) where it holds nothing to speak: empty or only whitespace, no letter, digit
     or symbol for a word at all (`_has_words`: punctuation alone, "...", would be spoken as noise), or not UTF-8
@@ -605,7 +617,8 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
     `language` (an espeak code's first part: "en-gb" → "en"; "auto" goes by the script, see `detect_language`),
     which knows each language's abbreviations, so "Dr. Smith went home." stays one sentence (and `_TITLES` those it
     does not: "M. Dupont"); it needs no model download. Pieces are stripped; empty ones are dropped and pieces without
-    any letter or digit (a stray "...") are glued to the previous piece, or to the next one at the start of the text.
+    any word the voice reads (a stray "...", a "†") are glued to the previous piece, or to the next one at the start of
+    the text.
     """
     from sentencex import segment
 
@@ -615,7 +628,8 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
     pieces: list[str] = []
     leading = ""  # word-less pieces before the first sentence, for the first sentence
     for line in text.splitlines():
-        code = (detect_language(line) if language == "auto" else language).split("-")[0]
+        voice = detect_language(line) if language == "auto" else language
+        code = voice.split("-")[0]
         title, titled = _TITLES.get(code), False  # whether the last piece of this line ended with a title
         for piece in segment(code, line):
             piece = piece.strip()
@@ -623,7 +637,7 @@ def split_sentences(text: str, language: str = "en") -> list[str]:
                 continue
             if titled:
                 pieces[-1] = f"{pieces[-1]} {piece}"
-            elif _has_words(piece):
+            elif _has_spoken_words(piece, voice):
                 pieces.append(f"{leading} {piece}".strip())
                 leading = ""
             elif pieces:
