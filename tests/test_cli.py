@@ -1096,3 +1096,19 @@ def test_an_empty_model_option_is_refused_by_name(tmp_path, prompt_wav, capsys, 
     for value in ("", " \t"):
         status, _, err = run(["Hi.", prompt_wav, tmp_path / "o.wav", option, value], capsys)
         assert status == 1 and f"error: argument {option}: is empty (an unset shell variable?)" in err, err
+
+
+def test_a_text_that_names_a_file_is_spoken_with_a_warning(cli, tmp_path, monkeypatch):
+    """`python -m valle_hf story.txt ...` spoke "story dot t x t" without a word."""
+    from conftest import logged_warnings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "story.txt").write_text("Once upon a time.", encoding="utf-8")
+    with logged_warnings() as logged:
+        run = cli(text="story.txt")
+    assert differ(run.kwargs["input_ids"], cli(text="Hello.").kwargs["input_ids"])  # spoken as written
+    assert ("TEXT story.txt is the name of a file here: it is spoken as written, not read; to speak the file's text, "
+            'give it as TEXT ("$(cat story.txt)")') in logged.out, logged.out
+    with logged_warnings() as logged:
+        cli(text="Story.")
+    assert "name of a file" not in logged.out

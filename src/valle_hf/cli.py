@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import random
 import re
 import sys
@@ -34,7 +35,17 @@ from .configuration import (
     decoding_by_temperature,
     is_seconds,
 )
-from .errors import ArgumentParser, UsageError, as_typed, entry_point, named, one_line, option_name, value_refused
+from .errors import (
+    ArgumentParser,
+    UsageError,
+    as_typed,
+    entry_point,
+    get_logger,
+    named,
+    one_line,
+    option_name,
+    value_refused,
+)
 from .seeding import sentence_seeds
 from .streaming import (
     CHUNK_SECONDS_RULE,
@@ -44,6 +55,8 @@ from .streaming import (
     not_streamable,
 )
 from .vocos import DEFAULT_VOCODER
+
+logger = get_logger(__name__)
 
 
 def whole_number(text: str) -> int:
@@ -663,10 +676,20 @@ def prepare_inputs(args) -> dict:
         raise UsageError(f"two output paths, {paths[0]} and --out-path {paths[1]}: give one")
     _check_no_prompt(args)
     out = _check_output(paths[0] if paths else None, args.references)
+    _warn_if_a_file_name(args.text)
     sentences = split_sentences(check_text(args.text), args.language)
     for sentence in sentences:
         resolve_language(sentence, args.language)
     return {"out": out, "sentences": sentences, "prompt": _prompt(args, load)}
+
+
+def _warn_if_a_file_name(text: str) -> None:
+    """TEXT is spoken as written: one that names a file ("story.txt") would be spoken as its name, "story dot t x t",
+    where its user most likely meant the file's text."""
+    name = text.strip()
+    if name and "\n" not in name and len(name) < 4096 and os.path.isfile(os.path.expanduser(name)):
+        logger.warning(f"TEXT {name} is the name of a file here: it is spoken as written, not read; to speak the "
+                       f"file's text, give it as TEXT (\"$(cat {name})\")")
 
 
 def run_tts(args, model, processor, inputs: dict, seed: int) -> None:
