@@ -153,6 +153,11 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
     ("€1,01", "いちユーロ いちセント", "ja"), ("£2.50", "2 ポンド 50 ペンス", "ja"),
     ("1\u202f000\u202f000 €, 2000000 $", "1000000 d'euros, 2000000 de dollars", "fr"),
     ("1.000.000 €, 2.500.000 €", "1000000 de euros, 2500000 euros", "es"),
+    # decimals but the cents' two, by the language's mark: "$2.5" was "dollar two point five", "$3.599" (a gallon)
+    # "three thousand five hundred ninety-nine dollars", German "3,599 €" "dreitausend..."
+    ("It costs $2.5 a share, $0.125 a unit.", "It costs 2.5 dollars a share, 0.125 dollars a unit.", "en"),
+    ("Gas is $3.599 today.", "Gas is 3.599 dollars today.", "en"),
+    ("3,599 € und 3.599 €", "3,599 Euro und 3599 Euro", "de"),
 ])
 def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language):
     """espeak-ng read a sign before its amount first ("$5" as "dollar five"), "$5.50 today." as "dollar five.", the
@@ -210,12 +215,11 @@ def test_a_letter_after_an_amount_that_is_no_short_scale_is_left_to_espeak():
 
 
 @pytest.mark.parametrize(("text", "language"), [
-    ("$HOME is set", "en"), ("Version 1.2.3$", "en"), ("$1.5", "en"), ("$0.125", "en"), ("5 mill. €", "es"),
-    ("$5", "it"),
+    ("$HOME is set", "en"), ("Version 1.2.3$", "en"), ("5 mill. €", "es"), ("$5", "it"),
 ])
 def test_what_is_no_amount_of_money_here_is_left_to_espeak(text, language):
-    """A sign without an amount, a decimal number of no scale ("$1.5" is no "one dollar 5"), a scale the table has no
-    word for, and a language it has no words for are read by espeak-ng as they are."""
+    """A sign without an amount, a scale the table has no word for, and a language it has no words for are read by
+    espeak-ng as they are."""
     assert phonemize(text, language) == espeak_alone(text, language)
 
 

@@ -349,13 +349,14 @@ def _cents_said(cents: str, sign: str, language: str) -> str:
     return f" {words[0]}" if int(cents) == 1 else f" {int(cents)} {words[1]}"
 
 
-# An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). A separator before
-# three digits parts thousands (but after a lone 0) and one before two the cents, whichever the language writes
-# ("1.234,56 €" is "1,234.56 €"); before a scale word, any digits after one are decimals ("$1.5 million", "$1.50
-# million": espeak-ng read "dollar one point five million"), and so are three after the language's decimal mark
-# (`_DECIMAL_MARK`: "$1.234 million" in English, "1,234 Millionen €" in German; they were read as thousands, "1234
-# million"); other decimals ("$0.125") are left to espeak-ng. A year before a sign ("2020 € prices") reads as an
-# amount: only the meaning tells it from one ("1500 € for the flat").
+# An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). The language's
+# thousands mark before three digits parts thousands (but after a lone 0: "1.234,56 €" in German, "$1,234.56" in
+# English), and either mark before two the cents; before a scale word, any digits after either are decimals ("$1.5
+# million", "$1.50 million": espeak-ng read "dollar one point five million"), and so are three after the language's
+# decimal mark (`_DECIMAL_MARK`: "$1.234 million" in English, "1,234 Millionen €" in German; they were read as
+# thousands, "1234 million"); other digits after that mark are decimals too ("$2.5", "$3.599" a gallon: espeak-ng read
+# "dollar two point five", the thousands rule "three thousand five hundred..."). A year before a sign ("2020 €
+# prices") reads as an amount: only the meaning tells it from one ("1500 € for the flat").
 _MILLIONS = r"(?i:\w*ill(?:i?on|ón|i?ard)\w*)"  # "million", "millones", "Milliarden", "millardo": nouns
 _SCALE_WORD = rf"(?:(?i:thousand|tausend|mille|mil)|{_MILLIONS})\b"
 # A scale of one word or more ("mil millones"), said before the sign's word: "$5 million", "5 millions $".
@@ -386,12 +387,14 @@ _SCALE_NOUNS = {language: {short: nouns for shorts, nouns in table.items() for s
 @functools.cache
 def _currency_pattern(decimal_mark: str, short_scale: str) -> re.Pattern:
     """Amounts of money as the comment above says, in a language that writes `decimal_mark` before decimals and a
-    short scale as `short_scale` matches it (a regular expression; "(?!)" for none): three digits after that mark and
-    before a scale are decimals, no thousands group."""
+    short scale as `short_scale` matches it (a regular expression; "(?!)" for none): digits after that mark are
+    decimals (but the cents' two), never a thousands group."""
     scale_ahead = rf"(?: {_SCALE_WORD}|{short_scale})"
-    group = rf"(?!{re.escape(decimal_mark)}\d+{scale_ahead})[.,]\d{{3}}"
+    mark, group_mark = re.escape(decimal_mark), "," if decimal_mark == "." else r"\."
+    group = rf"(?!{mark}\d+{scale_ahead}){group_mark}\d{{3}}"
     amount = (rf"(?<![\d.,])(?P<units>[1-9]\d{{0,2}}(?:{group})+|\d+)"
-              rf"(?:(?P<decimals>[.,]\d+)(?={scale_ahead})|[.,](?P<cents>\d\d))?(?![\d]|[.,]\d)")
+              rf"(?:(?P<decimals>[.,]\d+)(?={scale_ahead})|[.,](?P<cents>\d\d)(?!\d)|(?P<fraction>{mark}\d+))?"
+              rf"(?![\d]|[.,]\d)")
     return re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{amount}{_SCALE}"
                       rf"(?(scale)|(?P<short>{short_scale})?)(?(before)| ?(?P<after>{_SIGN}))")
 
@@ -453,7 +456,7 @@ def _currency_as_words(text: str, language: str) -> str:
     mark = _for_language(_DECIMAL_MARK, language)
 
     def said(match: re.Match) -> str:
-        decimals = mark + match["decimals"][1:] if match["decimals"] else ""
+        decimals = mark + (match["decimals"] or match["fraction"])[1:] if match["decimals"] or match["fraction"] else ""
         units, cents = re.sub("[.,]", "", match["units"]) + decimals, match["cents"] or "00"
         short = match["short"] and _for_language(_SCALE_NOUNS, language)[match["short"].strip(" .")][units != "1"]
         scale = match["scale"] or short
