@@ -610,3 +610,24 @@ def test_a_modifier_letter_the_voice_spells_is_left_out_with_a_warning(language)
     with logged_warnings() as logged:
         assert phonemize("I don\u02cat know \u02ee", language) == phonemize("I dont know", language)
     assert "the text's symbols ˊ ˮ are left out" in logged.out, logged.out
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("The quick brown fox jumps over the lazy dog and runs into the forest.", "en"),
+    ("Los niños están en la casa de sus padres.", "es"), ("Il cane è andato con il suo amico per il pane.", "it"),
+    ("Der Hund hat dort gespielt.", "de"), ("Nous avons mangé des pommes.", "fr"),
+])
+def test_text_read_as_ipa_with_words_of_ordinary_spelling_is_warned_about(text, language):
+    """One IPA letter makes a text IPA: "the schwa ə is common" went to the model as phonemes, its spelled words
+    read letter by letter, without a word. espeak-ng's own IPA passes without the warning."""
+    from conftest import logged_warnings
+
+    ipa = phonemize(text, language)
+    with logged_warnings() as logged:
+        assert phonemize(ipa, language) == ipa
+    assert "ordinary spelling" not in logged.out, logged.out
+    for mixed, words in (("the schwa ə is common", "the schwa common"), ("Hello ðə wɜːld", "Hello")):
+        with logged_warnings() as logged:
+            assert phonemize(mixed, language) == mixed
+        assert (f"the text is read as IPA (it has IPA letters), but holds words in ordinary spelling ({words}): their "
+                "letters are read as phonemes") in logged.out, logged.out

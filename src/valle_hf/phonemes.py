@@ -89,6 +89,22 @@ def looks_like_ipa(text: str) -> bool:
     return _IPA_ONLY.search(text) is not None
 
 
+# Words of ordinary spelling: one with a capital letter (espeak-ng writes none), or of three plain letters or more
+# without a stress mark, which espeak-ng writes too, but seldom ("los", "kon"): half the text's words of them is
+# spelled text
+_SPELLED_WORD = re.compile(r"(?<!\S)(?:\w*[A-Z]\w*|[a-z]{3,})(?=[\s.,;:!?]|$)")
+
+
+def _warn_if_spelled_words(text: str) -> None:
+    """Warn where text passed through as IPA (`looks_like_ipa`: one IPA letter is enough) holds words in ordinary
+    spelling ("the schwa ə is common"): the model would read their letters as phonemes."""
+    spelled = _SPELLED_WORD.findall(text)
+    if any(not word.islower() for word in spelled) or len(spelled) >= max(2, len(text.split()) / 2):
+        logger.warning(f"the text is read as IPA (it has IPA letters), but holds words in ordinary spelling "
+                       f"({' '.join(spelled[:5])}): their letters are read as phonemes; write the whole text in IPA, "
+                       "or the IPA letters in ordinary spelling")
+
+
 def detect_language(text: str) -> str:
     """The "auto" language: "ja" if the text contains kana or Han characters, otherwise "en".
 
@@ -591,6 +607,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     language = resolve_language(text, language)
     if looks_like_ipa(text):
+        _warn_if_spelled_words(text)
         return text.strip()
     text = verbalize(_without_emoji(normalize_text(text), emoji), language)
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
