@@ -1023,3 +1023,21 @@ def test_from_pretrained_of_a_file_and_save_pretrained_into_one_say_what_to_give
         with pytest.raises(UsageError, match=f"^save_directory {tmp_path / 'afile'} is a file: give a folder"):
             saved.save_pretrained(tmp_path / "afile")
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_from_pretrained_of_tiny_random_says_how_it_is_made(hub_unreachable, tmp_path, monkeypatch):
+    """`from_pretrained("tiny-random")` asked the Hub for a repository of that name, and failed with transformers'
+    connection error; a folder of that name is still a folder."""
+    from valle_hf.errors import ModelNotFoundError
+    from valle_hf.modeling import VallEForConditionalGeneration
+    from valle_hf.processing import VallEProcessor
+
+    monkeypatch.chdir(tmp_path)
+    for loader in (VallEForConditionalGeneration, VallEProcessor):
+        with pytest.raises(ModelNotFoundError, match=r"^tiny-random is built in memory, not loaded from a folder or "
+                                                     r"the Hub: valle_hf\.loading\.load_model_and_processor\('tiny-"):
+            loader.from_pretrained("tiny-random")
+    model, processor = load_model_and_processor("tiny-random")
+    model.save_pretrained(tmp_path / "tiny-random")
+    processor.save_pretrained(tmp_path / "tiny-random")
+    assert VallEForConditionalGeneration.from_pretrained("tiny-random").config.hidden_size == model.config.hidden_size

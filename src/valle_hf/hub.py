@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import ModelNotFoundError, VallETypeError, one_line
 
+TINY_RANDOM = "tiny-random"  # the name of the model built in memory to check an installation (`loading`)
 
 def default_cache_dir() -> Path:
     """Where this package keeps what it made from downloads (converted models) and measured on this machine:
@@ -113,6 +114,9 @@ def check_model_name(name, what: str) -> str:
     """`name` as `from_pretrained` may read it (`model_name`): an existing path or a Hub id; one that is neither
     raises `ModelNotFoundError` naming it (`check_hub_id`) before transformers is asked."""
     name = model_name(name, what)
+    if name == TINY_RANDOM and not os.path.exists(name):  # transformers asked the Hub for it
+        raise ModelNotFoundError(f"{TINY_RANDOM} is built in memory, not loaded from a folder or the Hub: "
+                                 f"valle_hf.loading.load_model_and_processor({TINY_RANDOM!r}) makes it")
     if not os.path.exists(name):
         check_hub_id(name, f"{what} {name}")
     return name

@@ -32,14 +32,13 @@ from .errors import (
 )
 from .files import check_output_folder
 from .hardware import quiet_torchao_import
-from .hub import check_reachable, default_cache_dir, hub_file, model_name
+from .hub import TINY_RANDOM, check_reachable, default_cache_dir, hub_file, model_name
 from .tokenization import TOKENIZER_FILE, saved_tokenizer, tokenizer_fingerprint
 from .vocos import DEFAULT_VOCODER
 
 RELEASED_REPO = "ecker/vall-e"
 RELEASED_CHECKPOINT = "models/ckpt/ar+nar-llama-8/fp32.sft"
 RELEASED_FOLDER = "ar+nar-llama-8"  # the converted directory in the package cache
-TINY_RANDOM = "tiny-random"
 ORIGINAL_SUFFIXES = (".sft", ".safetensors", ".pth", ".pt")
 
 
