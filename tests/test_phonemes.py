@@ -631,3 +631,14 @@ def test_text_read_as_ipa_with_words_of_ordinary_spelling_is_warned_about(text, 
             assert phonemize(mixed, language) == mixed
         assert (f"the text is read as IPA (it has IPA letters), but holds words in ordinary spelling ({words}): their "
                 "letters are read as phonemes") in logged.out, logged.out
+
+
+def test_a_run_longer_than_espeak_reads_is_read_in_parts_not_cut():
+    """espeak-ng reads a word only up to its buffer's length and left the rest out without a word: a 60-digit number
+    lost 16 digits, a 250-letter word 80 letters, the end of a run of 100 kana. A real word of 63 letters is whole."""
+    assert phonemize("1" * 60).count(phonemize("1")) == 60
+    assert phonemize("hello" * 50).count("loʊ") == 50
+    assert phonemize(("あいうえおかきくけこさしすせそ" * 5)[:73] + "ねこ", "ja").endswith(phonemize("ねこ", "ja"))
+    word = "Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz"
+    assert " " not in phonemize(word, "de")
+    assert phonemize("12345678901234567890") == phonemize("12,345,678,901,234,567,890")  # 20 digits: a number still

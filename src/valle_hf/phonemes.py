@@ -598,6 +598,24 @@ def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switc
     return phonemes
 
 
+# espeak-ng reads a word only up to its buffer's length, and leaves the rest out without a word (a run of 76 kana
+# lost its end, a 250-letter word its last 80 letters, a 60-digit number its last 16 digits): a longer run is read
+# in parts, kana by 50, other letters by 75 (a real word is shorter), and more than 20 digits (an account number)
+# digit by digit, as they are said (20 make number words still).
+_LONG_RUNS = ((re.compile(r"\d{21,}"), 1), (re.compile(f"(?:{_KANA.pattern}){{51,}}"), 50),
+              (re.compile(r"[^\W\d_]{76,}"), 75))
+
+
+def _within_word_limit(text: str) -> str:
+    """`text` with each run longer than espeak-ng reads (`_LONG_RUNS`) parted by spaces into runs it reads whole."""
+    def parted(run: str, size: int) -> str:
+        return " ".join(run[start:start + size] for start in range(0, len(run), size))
+
+    for pattern, size in _LONG_RUNS:
+        text = pattern.sub(lambda run, size=size: parted(run[0], size), text)
+    return text
+
+
 def _phonemized(text: str, language: str, language_switch: str, emoji: list[str], symbols: dict[str, list[str]],
                 folded: dict[str, list[str]]) -> str:
     """`phonemize` of one text, its emoji added to `emoji`, the symbols left out to `symbols` and the letters read
@@ -613,7 +631,7 @@ def _phonemized(text: str, language: str, language_switch: str, emoji: list[str]
     text = _without_unread_symbols(text, language, symbols.setdefault(language, []))
     if language == "ja":
         text = _LATIN_KANA.sub(" ", _to_hiragana(text))
-    text = _without_unread_marks(text, language, folded.setdefault(language, []))
+    text = _within_word_limit(_without_unread_marks(text, language, folded.setdefault(language, [])))
     voice = _check_language(language)
     phonemes = _espeak_backend(voice, language_switch).phonemize([text], strip=True)
     if not phonemes or not phonemes[0].strip():
