@@ -718,6 +718,8 @@ def test_four_numbers_or_more_joined_by_slashes_are_read_one_after_another(text,
     ("5 m, 5 g, 50 km/h, 1 °C", "5 mètres, 5 grammes, 50 kilomètres par heure, un degré Celsius", "fr"),
     ("5 m², 10⁻³ m", "5 meters squared, 10 to the power of minus 3 meters", "en"), ("5 m³", "5 Meter hoch drei", "de"),
     ("5km, 1 kg, 5kgです", "5 キロメートル, いちキログラム, 5 キログラムです", "ja"),
+    ("6 ft tall, 1 ft, 55 mph, 3 mi, 2 lbs, 8 oz, 10 yd",  # "6 ft" was "six F T"
+     "6 feet tall, one foot, 55 miles per hour, 3 miles, 2 pounds, 8 ounces, 10 yards", "en"),
 ])
 def test_a_unit_after_a_number_is_said_as_its_words(text, words, language):
     """espeak-ng spelled units out ("5 km" was "five K M", "25 °C" "twenty five degrees C", Spanish "100 kg" "cien
@@ -785,9 +787,13 @@ def test_what_is_no_time_of_day_is_left_to_espeak(text, language):
     ("le 21e siècle", "le 21ème siècle", "fr"), ("le 2ᵉ étage", "le 2ème étage", "fr"),
     ("el 2.º piso, la 3.ª vez", "el 2º piso, la 3ª vez", "es"),
     ("el 1.er piso, el 3er lugar", "el primer piso, el tercer lugar", "es"),
+    ("la 1re fois, les 1ères", "la première fois, les premières", "fr"),
+    ("le XIXe siècle, François Ier, la Ve République", "le 19ème siècle, François premier, la 5ème République", "fr"),
+    ("le n° 5, N°12", "le numéro 5, numéro 12", "fr"),
 ])
 def test_short_ordinals_read_as_ordinals(text, words, language):
-    """espeak-ng read French "21e" as "vingt et un e", Spanish "2.º" as "dos punto o" and "1.er" as "uno punto er"."""
+    """espeak-ng read French "21e" as "vingt et un e", "1re" as "un re", "XIXe" as "gziks", "n° 5" as "N cinq";
+    Spanish "2.º" as "dos punto o" and "1.er" as "uno punto er"."""
     assert phonemize(text, language) == phonemize(words, language)
 
 
@@ -845,6 +851,7 @@ def test_what_may_end_a_german_sentence_is_no_ordinal():
 
 
 @pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 veces", "es"), ("2e", "en"),
+                                              ("Le livre. Ce jour. La IIXe.", "fr"),  # "L" and "C" are no numerals here
                                               ("11er, 2.er, 1.ero, v1er, 1,3er", "es"), ("1er", "en")])
 def test_what_is_no_short_ordinal_is_left_to_espeak(text, language):
     """"1er" (premier) is read right, and "1e" is no "unième"; a decimal point before a digit is no ordinal's."""

@@ -506,7 +506,7 @@ def _german_day_said(match: re.Match) -> str:
 
 
 # Ordinal numbers as a language writes them short that espeak-ng misreads, and how it reads them: French "21e",
-# "2ᵉ" ("vingt et un e", "deux e") as "21ème" (the first is "1er", "1re": read right), Spanish "2.º", "2.ª" ("dos
+# "2ᵉ" ("vingt et un e", "deux e") as "21ème" (and see `_french_ordinals_said`), Spanish "2.º", "2.ª" ("dos
 # punto o") as "2º", "2ª", and the short forms before a masculine noun, "1.er", "3.er" ("uno punto er"), as "primer",
 # "tercer"; German days before their month (`_GERMAN_DAY`) and ordinals after an article (`_GERMAN_ORDINAL`) as
 # their words. A language's entry is a pattern and what replaces its matches, or a function of the text.
@@ -546,7 +546,37 @@ def _german_ordinals_said(text: str) -> str:
     return _GERMAN_ORDINAL.sub(_german_ordinal_said, _GERMAN_DAY.sub(_german_day_said, text))
 
 
-_ORDINALS = {"fr": (re.compile(r"(?<=\d)(?<!\b1)[eᵉ]\b"), "ème"), "es": (_SPANISH_ORDINAL, _spanish_ordinal_said),
+# French: "1re", "1ère" ("un re"), and a Roman numeral's ("XIXe siècle" was "gziks siècle", "François Ier" "I E R"),
+# as the ordinal's word or its number; "n°" before a number ("N cinq") as "numéro".
+_FRENCH_FIRST = re.compile(r"(?<![\w.,])(?:1|(?P<roman>I))(?P<ending>ers?|res?|ères?)\b")
+_FRENCH_ROMAN_ORDINAL = re.compile(r"(?<![\w.,])(?P<roman>[IVXLC]{2,7}|[VX])(?:e|ᵉ|ème)\b")  # not "Le", "Ce"
+_FRENCH_NUMBER_SIGN = re.compile(r"(?<!\w)[nN]° ?(?=\d)")
+_ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100}
+
+
+def _roman_value(numeral: str) -> int | None:
+    """The number a Roman numeral of I, V, X, L and C writes ("XIX" → 19), or None where it is none ("IIX")."""
+    values = [_ROMAN_VALUES[letter] for letter in numeral]
+    number = sum(-value if value < after else value for value, after in zip(values, [*values[1:], 0], strict=True))
+    written, rest = "", number
+    for value, letters in ((100, "C"), (90, "XC"), (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"),
+                           (1, "I")):
+        count, rest = divmod(rest, value)
+        written += letters * count
+    return number if written == numeral else None  # its one way of writing
+
+
+def _french_ordinals_said(text: str) -> str:
+    """`text` with its French short ordinals as espeak-ng reads them (see `_FRENCH_FIRST` and the table below)."""
+    text = _FRENCH_NUMBER_SIGN.sub("numéro ", text)
+    text = _FRENCH_FIRST.sub(lambda first: ("premier" if first["ending"].startswith("er") else "première")
+                             + ("s" if first["ending"].endswith("s") else ""), text)
+    text = _FRENCH_ROMAN_ORDINAL.sub(lambda ordinal: f"{number}ème" if (number := _roman_value(ordinal["roman"]))
+                                     else ordinal.group(), text)
+    return re.sub(r"(?<=\d)(?<!\b1)[eᵉ]\b", "ème", text)
+
+
+_ORDINALS = {"fr": _french_ordinals_said, "es": (_SPANISH_ORDINAL, _spanish_ordinal_said),
              "de": _german_ordinals_said}
 
 
@@ -1140,7 +1170,8 @@ def _minus_as_word(text: str, language: str) -> str:
 # spelled out ("five K M", "twenty five degrees C"; "cien kilogramo" in Spanish), its French one "5 m", "5 g", "50 km/h"
 # ("cinq kilomètres ache"), its Japanese one in English letters: the words for one unit, with the number ("one
 # kilometer", "ein Kilometer", "un kilomètre"), and for any other amount, after it; with its power said after it ("5
-# m²" is "5 meters squared"). A unit inside a word ("5 kms", "5 mph"; kana may follow: "5kgです") or before another
+# m²" is "5 meters squared"); English also has the imperial ones ("6 ft" was "six F T"; "in" is left out: "5 in the
+# box"). A unit inside a word ("5 kms"; kana may follow: "5kgです") or before another
 # ("5 m/s") is left to espeak-ng, and so is a letter after an amount of money ("$1.5m" is no "$1.5 meters") and a
 # duration's minutes ("1h 30m", "5m 30s", "5m 30.5s" are no meters); "L" is a liter too.
 _UNIT_WORDS = {
@@ -1148,7 +1179,10 @@ _UNIT_WORDS = {
            "m": ("one meter", "meters"), "cm": ("one centimeter", "centimeters"),
            "mm": ("one millimeter", "millimeters"), "kg": ("one kilogram", "kilograms"), "g": ("one gram", "grams"),
            "mg": ("one milligram", "milligrams"), "l": ("one liter", "liters"), "ml": ("one milliliter", "milliliters"),
-           "°C": ("one degree Celsius", "degrees Celsius"), "°F": ("one degree Fahrenheit", "degrees Fahrenheit")},
+           "°C": ("one degree Celsius", "degrees Celsius"), "°F": ("one degree Fahrenheit", "degrees Fahrenheit"),
+           "mph": ("one mile per hour", "miles per hour"), "mi": ("one mile", "miles"), "ft": ("one foot", "feet"),
+           "yd": ("one yard", "yards"), "lbs": ("one pound", "pounds"), "lb": ("one pound", "pounds"),
+           "oz": ("one ounce", "ounces")},
     "de": {"km/h": ("ein Kilometer pro Stunde", "Kilometer pro Stunde"), "km": ("ein Kilometer", "Kilometer"),
            "m": ("ein Meter", "Meter"), "cm": ("ein Zentimeter", "Zentimeter"),
            "mm": ("ein Millimeter", "Millimeter"), "kg": ("ein Kilogramm", "Kilogramm"), "g": ("ein Gramm", "Gramm"),
