@@ -117,6 +117,7 @@ def test_a_caret_is_a_power_only_between_a_base_and_a_whole_number_in_a_language
     ("a ≠ b", "a différent de b", "fr"), ("a ≤ b", "a inférieur ou égal à b", "fr"),
     ("© Müller", "Copyright Müller", "de"), ("5 × 2", "5 por 2", "es"), ("5 ± 2", "5 más o menos 2", "es"),
     ("Marca™", "Marca marca comercial", "es"), ("¾ kilo", "tres cuartos kilo", "es"), ("5‰", "5 パーミル", "ja"),
+    ("50%です", "50 パーセント です", "ja"),
     ("5×2", "5 かける 2", "ja"), ("25℃です", "25 ど です", "ja"), ("25 °C", "25 ど", "ja"), ("90°", "90 ど", "ja"),
     ("(‰) «℅Bob»", "(per mille) «care of Bob»", "en"), ("(№ 5)", "(numéro 5)", "fr"),
 ])

@@ -151,8 +151,10 @@ _SYMBOL_WORDS = {
            "№": "número", "×": "por", "÷": "entre", "±": "más o menos", "≠": "distinto de", "≈": "aproximadamente",
            "≤": "menor o igual que", "≥": "mayor o igual que", "∞": "infinito", "©": "copyright",
            "®": "marca registrada", "™": "marca comercial", "¥": "yenes", "¢": "centavos", "₹": "rupias"},
-    # degrees and degrees Celsius are "ど" ("25℃", now "25°C", was "nijuugo (en)C", the "°" left out); "°C" first
-    "ja": {"‰": "パーミル", "ℵ": "アレフ", "×": "かける", "÷": "わる", "∞": "むげんだい", "°C": "ど", "°": "ど"},
+    # degrees and degrees Celsius are "ど" ("25℃", now "25°C", was "nijuugo (en)C", the "°" left out); "°C" first;
+    # "%" was the English voice's "percent"
+    "ja": {"‰": "パーミル", "%": "パーセント", "ℵ": "アレフ",
+           "×": "かける", "÷": "わる", "∞": "むげんだい", "°C": "ど", "°": "ど"},
 }
 _SYMBOL_WORD_PATTERNS = {language: re.compile("|".join(map(re.escape, words)))  # the first that matches: "°C", "°"
                          for language, words in _SYMBOL_WORDS.items()}
