@@ -455,6 +455,9 @@ def test_a_hyphen_after_four_digits_before_a_lesser_number_is_a_codes():
      "the nineteen fifties to sixties", "en"),
     ("the 1980s-1990s, the '50s-'60s, 1990-2000s", "the nineteen eighties to nineteen nineties, the fifties to "
      "sixties, nineteen nineties to two thousands", "en"),
+    # German: "eintausend neunhundertneunziger" was read
+    ("die 1990er Jahre, in den 1980ern, die 1900er", "die neunzehn hundert neunziger Jahre, in den neunzehn hundert "
+     "achtzigern, die neunzehn hunderter", "de"),
 ])
 def test_a_decade_is_said_as_one(text, words, language):
     """espeak-ng read "1990s" as "nineteen hundred ninety z", "'90s" as "ninety z" and "1990's" as "nineteen hundred

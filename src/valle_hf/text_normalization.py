@@ -993,12 +993,18 @@ _DECADE_WORDS = {"en": {"0": "hundreds", "1": "tens", "2": "twenties", "3": "thi
                         "100": "hundreds", "1000": "thousands", "2000": "two thousands"}}
 _DECADE = re.compile(rf"(?<![\w.,'’])(?<!\dm )(?P<sign>{_SIGN})?(?:(?P<century>1\d|20|[1-9](?=00))|['’])?"
                      r"(?P<tens>\d)0['’]?s\b")
+# German decades ("die 1990er Jahre", "in den 1980ern"), which espeak-ng read as a number of thousands
+# ("eintausend neunhundertneunziger"): in hundreds, as a year is said ("19 hundert 90er", "19 hunderter")
+_GERMAN_DECADE = re.compile(r"(?<![\w.,])(?P<century>1[1-9])(?P<decade>\d0)(?=er)")
 
 
 def _decades_as_words(text: str, language: str) -> str:
     """`text` with its decades (`_DECADE_WORDS`) as the words `language` says them ("the 1990s" → "the 19 nineties",
-    "'90s" → "nineties", "the 2000s" → "the two thousands", "$1000s" → "thousands of dollars"); as it is in a language
-    the table has none for."""
+    "'90s" → "nineties", "the 2000s" → "the two thousands", "$1000s" → "thousands of dollars"), or German ones
+    (`_GERMAN_DECADE`: "die 1990er" → "die 19 hundert 90er"); as it is in a language the table has none for."""
+    if language.split("-")[0] == "de":
+        return _GERMAN_DECADE.sub(lambda match: f"{match['century']} hundert"
+                                  + (f" {int(match['decade'])}" if int(match["decade"]) else ""), text)
     words = _for_language(_DECADE_WORDS, language)
     if words is None:
         return text
