@@ -6,8 +6,10 @@
 The voice prompt goes in `forward_params={"prompt_audio": ...}`, sampler settings in `generate_kwargs`, processor
 settings (the text's language) in `processor_kwargs`. `import valle_hf` first: it registers the `valle` model type,
 so the pipeline finds the model and its processor (no `trust_remote_code`). `--model`: nothing for the released
-ar+nar-llama-8, a converted directory, a Hub id, an original checkpoint (fp32.sft, converted on the fly), or
-"tiny-random" (these two show the other way in: a model instance with its processor).
+ar+nar-llama-8, a converted directory, a Hub id, an original checkpoint (fp32.sft, converted on the fly with the
+EnCodec and Vocos weights from the Hub; offline, convert it first with `python -m valle_hf.convert`, whose `--codec` and
+`--vocoder` take local copies, and give the folder), or "tiny-random" (these two show the other way in: a model
+instance with its processor).
 """
 
 from __future__ import annotations

@@ -135,8 +135,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add("--tokenizer", type=named, help="a phoneme tokenizer.json for the model (default: the model's own; for an "
         "original checkpoint, the released model's, shipped with valle-hf)")
     add("--yaml", type=named, help="the original's config.yaml: without --model, loads the checkpoint it names "
-        "(<yaml dir>/ckpt/<name>/fp32.sft), as the original does; with --model fp32.sft, that checkpoint with this "
-        "config")
+        "(<yaml dir>/ckpt/<full name>/fp32.sft, the full name as the original writes it: ar+nar-llama-8), as the "
+        "original does; with --model fp32.sft, that checkpoint with this config")
     add("--codec", type=named, help=f"EnCodec weights used when converting a checkpoint [{DEFAULT_CODEC}]")
     add("--vocoder", type=named, help="Vocos decoder used when converting a checkpoint (Hub id, directory, "
         f"'tiny-random' or 'none') [{DEFAULT_VOCODER}]")

@@ -788,8 +788,8 @@ def check_settings_fit(settings: dict, config, task: str | None = None) -> None:
                                f"{'text' if stt else 'largest'} head has {classes} classes")
     _check_pad_fits(settings.get("pad_token_id"), config, stt, classes)
     if settings.get("audio_backend") == "vocos" and config.vocoder_config is None:  # before any step, streamed too
-        raise SettingError("audio_backend", "vocos", "'encodec' or None: this model was converted without the Vocos "
-                           "decoder")
+        raise SettingError("audio_backend", "vocos", "'encodec' (or left unset): this model was converted without "
+                           "the Vocos decoder")
 
 
 def _check_pad_fits(pad: int | None, config, stt: bool, classes: int) -> None:
