@@ -1001,6 +1001,19 @@ def test_int8_asked_of_a_model_saved_int8_loads_without_a_warning(tmp_path, recw
     model = load_model(str(tmp_path / "int8"), dtype=torch.bfloat16, quantize="int8")
     assert type(model.model.backbone.layers[0].mlp.up_proj.weight).__name__ == "Int8Tensor"
     assert not [str(warning.message) for warning in recwarn]
+    # another quantization saved (int8 activations too) is not what was asked: transformers' warning stays
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig
+    from transformers import TorchAoConfig
+
+    from valle_hf.modeling import VallEForConditionalGeneration
+
+    load_model_and_processor("tiny-random")[0].save_pretrained(tmp_path / "plain")
+    VallEForConditionalGeneration.from_pretrained(
+        tmp_path / "plain", quantization_config=TorchAoConfig(Int8DynamicActivationInt8WeightConfig()),
+    ).save_pretrained(tmp_path / "dynamic")
+    recwarn.clear()
+    load_model(str(tmp_path / "dynamic"), dtype=torch.bfloat16, quantize="int8")
+    assert any("already has a `quantization_config`" in str(warning.message) for warning in recwarn)
 
 
 def test_from_pretrained_of_a_file_and_save_pretrained_into_one_say_what_to_give(converted_dir, fixtures, tmp_path):

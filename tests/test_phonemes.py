@@ -266,6 +266,7 @@ def test_auto_splits_each_line_by_its_own_script():
     # ASCII ones too: "x < 5" was "x five", without a word; those read ("+", "=", "~", "$") are kept
     ("x < 5 | 3 > 2", "x 5 3 2", "< | >", "en"), ("a ^ b", "a b", "^", "de"),
     ("2 + 2 = 4 ~ $5", "2 + 2 = 4 ~ $5", "", "en"),
+    ("I don´t know.", "I don't know.", "", "en"), ("Wie geht´s?", "Wie geht's?", "", "de"),  # "´": an apostrophe
 ])
 def test_symbols_a_voice_has_no_reading_for_are_left_out_with_a_warning(text, spoken, symbols, language):
     """A symbol espeak-ng left out was lost without a word, and one it said as a code point ("ℵ" in Italian) was
@@ -615,7 +616,8 @@ def test_a_modifier_letter_the_voice_spells_is_left_out_with_a_warning(language)
 @pytest.mark.parametrize(("text", "language"), [
     ("The quick brown fox jumps over the lazy dog and runs into the forest.", "en"),
     ("Los niños están en la casa de sus padres.", "es"), ("Il cane è andato con il suo amico per il pane.", "it"),
-    ("Der Hund hat dort gespielt.", "de"), ("Nous avons mangé des pommes.", "fr"),
+    ("Der Hund hat dort gespielt.", "de"), ("Nous avons mangé des pommes.", "fr"), ("Non per il pane.", "it"),
+    ("Sin los demás.", "es"),
 ])
 def test_text_read_as_ipa_with_words_of_ordinary_spelling_is_warned_about(text, language):
     """One IPA letter makes a text IPA: "the schwa ə is common" went to the model as phonemes, its spelled words
@@ -625,6 +627,9 @@ def test_text_read_as_ipa_with_words_of_ordinary_spelling_is_warned_about(text, 
     ipa = phonemize(text, language)
     with logged_warnings() as logged:
         assert phonemize(ipa, language) == ipa
+    assert "ordinary spelling" not in logged.out, logged.out
+    with logged_warnings() as logged:
+        phonemize("ɪt wʌz ə big red bus", language)  # IPA written by hand: plain words of IPA's own letters
     assert "ordinary spelling" not in logged.out, logged.out
     for mixed, words in (("the schwa ə is common", "the schwa common"), ("Hello ðə wɜːld", "Hello")):
         with logged_warnings() as logged:
@@ -639,6 +644,7 @@ def test_a_run_longer_than_espeak_reads_is_read_in_parts_not_cut():
     assert phonemize("1" * 60).count(phonemize("1")) == 60
     assert phonemize("hello" * 50).count("loʊ") == 50
     assert phonemize(("あいうえおかきくけこさしすせそ" * 5)[:73] + "ねこ", "ja").endswith(phonemize("ねこ", "ja"))
+    assert " " not in phonemize(("あいうえおかきくけこさしすせそ" * 5)[:70], "ja")  # read whole: not parted
     word = "Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz"
     assert " " not in phonemize(word, "de")
     assert phonemize("12345678901234567890") == phonemize("12,345,678,901,234,567,890")  # 20 digits: a number still

@@ -449,7 +449,6 @@ def test_decoding_an_stt_outputs_sequences_or_the_output_names_its_text_ids(proc
             method(given)
 
 
-
 def test_a_text_with_nothing_to_speak_in_a_list_is_named_by_its_number(processor):
     from valle_hf.errors import VallEValueError
 

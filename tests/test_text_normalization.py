@@ -158,6 +158,9 @@ def test_symbols_a_voice_leaves_out_or_says_as_a_code_point_read_as_their_words(
     # "three thousand five hundred ninety-nine dollars", German "3,599 €" "dreitausend..."
     ("It costs $2.5 a share, $0.125 a unit.", "It costs 2.5 dollars a share, 0.125 dollars a unit.", "en"),
     ("Gas is $3.599 today.", "Gas is 3.599 dollars today.", "en"),
+    # but two groups of three are thousands with either mark
+    ("Cuesta $1,000,000.", "Cuesta 1000000 de dólares.", "es"), ("€1.000.000", "1000000 euros", "en"),
+    ("1,000,000 $", "1000000 Dollar", "de"),
     ("3,599 € und 3.599 €", "3,599 Euro und 3599 Euro", "de"),
 ])
 def test_an_amount_of_money_reads_as_the_language_says_it(text, words, language):
@@ -855,7 +858,7 @@ def test_what_may_end_a_german_sentence_is_no_ordinal():
 
 
 @pytest.mark.parametrize(("text", "language"), [("le 1er mai, 1e fois, 5e3", "fr"), ("2.5 veces", "es"), ("2e", "en"),
-                                              ("Le livre. Ce jour. La IIXe.", "fr"),  # "L" and "C" are no numerals here
+                                              ("Le livre. Ce jour. La IIXe. Ire et colère.", "fr"),  # no numerals
                                               ("11er, 2.er, 1.ero, v1er, 1,3er", "es"), ("1er", "en")])
 def test_what_is_no_short_ordinal_is_left_to_espeak(text, language):
     """"1er" (premier) is read right, and "1e" is no "unième"; a decimal point before a digit is no ordinal's."""

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import re
+import shlex
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -689,7 +690,7 @@ def _warn_if_a_file_name(text: str) -> None:
     name = text.strip()
     if name and "\n" not in name and len(name) < 4096 and os.path.isfile(os.path.expanduser(name)):
         logger.warning(f"TEXT {name} is the name of a file here: it is spoken as written, not read; to speak the "
-                       f"file's text, give it as TEXT (\"$(cat {name})\")")
+                       f"file's text, give it as TEXT (\"$(cat {shlex.quote(name)})\")")
 
 
 def run_tts(args, model, processor, inputs: dict, seed: int) -> None:

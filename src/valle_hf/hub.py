@@ -18,6 +18,7 @@ from .errors import ModelNotFoundError, VallETypeError, one_line
 
 TINY_RANDOM = "tiny-random"  # the name of the model built in memory to check an installation (`loading`)
 
+
 def default_cache_dir() -> Path:
     """Where this package keeps what it made from downloads (converted models) and measured on this machine:
     `$VALLE_HF_CACHE`, else `$HF_HOME/valle_hf` (~/.cache/huggingface/valle_hf)."""

@@ -435,6 +435,15 @@ def check_converted_model(name: str, choices: str = OFFLINE_CHOICES, revision: s
                            revision=revision, missing_ok=True) or cache_only
 
 
+_ALREADY_QUANTIZED = "the model you're loading already has a `quantization_config`"  # transformers' warning
+
+
+def _saved_as_asked(model) -> bool:
+    """Whether `model` was saved with the int8 weights `int8_quantization_config` asks for (weight-only)."""
+    saved = getattr(model.config, "quantization_config", None)
+    return type(getattr(saved, "quant_type", None)).__name__ == "Int8WeightOnlyConfig"
+
+
 def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str | None = None,
                choices: str = OFFLINE_CHOICES, revision: str | None = None):
     """A converted model (`from_pretrained` directory, or Hub id at `revision`; a str or os.PathLike) in eval mode, or
@@ -457,9 +466,11 @@ def load_model(name: str, *, dtype: torch.dtype = torch.float32, quantize: str |
         options = {"quantization_config": int8_quantization_config()} if quantize == "int8" else {}
         if cache_only:  # the Hub is out of reach: transformers would retry each file the cache lacks
             options["local_files_only"] = True
-        with warnings.catch_warnings():  # a model saved int8 keeps its own config: what was asked, said as a warning
-            warnings.filterwarnings("ignore", "You passed `quantization_config`.*already has a `quantization_config`")
+        with warnings.catch_warnings(record=True) as caught:
             model = VallEForConditionalGeneration.from_pretrained(name, dtype=dtype, revision=revision, **options)
+        for warning in caught:  # a model saved with these int8 weights keeps its config: what was asked, warned about
+            if not (_ALREADY_QUANTIZED in str(warning.message) and _saved_as_asked(model)):
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     except (CheckpointError, DamagedWeightsError):  # from_pretrained's own refusals name the file and the fix
         raise
     except OSError as error:

@@ -90,16 +90,19 @@ def looks_like_ipa(text: str) -> bool:
 
 
 # Words of ordinary spelling: one with a capital letter (espeak-ng writes none), or of three plain letters or more
-# without a stress mark, which espeak-ng writes too, but seldom ("los", "kon"): half the text's words of them is
-# spelled text
+# without a stress mark, which espeak-ng and people who write IPA by hand write too ("los", "kon", "big red bus"), but
+# without the letters and digraphs of spelling that IPA writes with a letter of its own ("c", "q", "th", "sh", "ph"):
+# half the text's words of them, one with such letters among them, is spelled text
 _SPELLED_WORD = re.compile(r"(?<!\S)(?:\w*[A-Z]\w*|[a-z]{3,})(?=[\s.,;:!?]|$)")
+_SPELLING = re.compile("c|q|th|sh|ph")
 
 
 def _warn_if_spelled_words(text: str) -> None:
     """Warn where text passed through as IPA (`looks_like_ipa`: one IPA letter is enough) holds words in ordinary
     spelling ("the schwa ə is common"): the model would read their letters as phonemes."""
     spelled = _SPELLED_WORD.findall(text)
-    if any(not word.islower() for word in spelled) or len(spelled) >= max(2, len(text.split()) / 2):
+    if any(not word.islower() for word in spelled) or (len(spelled) >= max(2, len(text.split()) / 2)
+                                                        and any(map(_SPELLING.search, spelled))):
         logger.warning(f"the text is read as IPA (it has IPA letters), but holds words in ordinary spelling "
                        f"({' '.join(spelled[:5])}): their letters are read as phonemes; write the whole text in IPA, "
                        "or the IPA letters in ordinary spelling")
@@ -475,8 +478,9 @@ def _without_unread_symbols(text: str, language: str, left_out: list[str]) -> st
     the speech would skip them without a word, or say "letter 2 1 3 5". Raises `VallEValueError` where they were all
     the text's words ("⅛" alone): nothing would be left to speak."""
     voice = _check_language(language)
-    unread = {char for char in set(text) if (unicodedata.category(char) in ("Sm", "Sk", "Sc", "So", "No")
-                                             or char in _WORD_MARKS or _is_modifier_letter(char))
+    unread = {char for char in set(text) if (unicodedata.category(char) in ("Sm", "Sc", "So", "No")
+                                             or char in _WORD_MARKS or _is_modifier_letter(char)
+                                             or char in "^`")  # not "´", an apostrophe to espeak-ng
               and _said_as_code_point(char, voice)}
     modifiers = "".join(filter(_is_modifier_letter, unread))
     # a modifier letter is part of its word ("naˇive"): left out without parting it
@@ -600,10 +604,11 @@ def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switc
 
 # espeak-ng reads a word only up to its buffer's length, and leaves the rest out without a word (a run of 76 kana
 # lost its end, a 250-letter word its last 80 letters, a 60-digit number its last 16 digits): a longer run is read
-# in parts, kana by 50, other letters by 75 (a real word is shorter), and more than 20 digits (an account number)
-# digit by digit, as they are said (20 make number words still).
-_LONG_RUNS = ((re.compile(r"\d{21,}"), 1), (re.compile(f"(?:{_KANA.pattern}){{51,}}"), 50),
-              (re.compile(r"[^\W\d_]{76,}"), 75))
+# in parts, runs of more than 70 kana (espeak-ng read 72 whole) by 60, of more than 100 other letters (a real word is
+# shorter) by 100, and more than 20 digits (an account number) digit by digit, as they are said (20 make number words
+# still).
+_LONG_RUNS = ((re.compile(r"\d{21,}"), 1), (re.compile(f"(?:{_KANA.pattern}){{71,}}"), 60),
+              (re.compile(r"[^\W\d_]{101,}"), 100))
 
 
 def _within_word_limit(text: str) -> str:

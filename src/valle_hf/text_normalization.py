@@ -353,6 +353,7 @@ def _cents_said(cents: str, sign: str, language: str) -> str:
 
 # An amount with a sign before it ("-$1,234.56", "€ 5", "$5 million") or after it ("5,50 €", "5€"). The language's
 # thousands mark before three digits parts thousands (but after a lone 0: "1.234,56 €" in German, "$1,234.56" in
+# English), and so does either mark before two groups of three or more ("$1,000,000" in Spanish, "€1.000.000" in
 # English), and either mark before two the cents; before a scale word, any digits after either are decimals ("$1.5
 # million", "$1.50 million": espeak-ng read "dollar one point five million"), and so are three after the language's
 # decimal mark (`_DECIMAL_MARK`: "$1.234 million" in English, "1,234 Millionen €" in German; they were read as
@@ -393,8 +394,8 @@ def _currency_pattern(decimal_mark: str, short_scale: str) -> re.Pattern:
     decimals (but the cents' two), never a thousands group."""
     scale_ahead = rf"(?: {_SCALE_WORD}|{short_scale})"
     mark, group_mark = re.escape(decimal_mark), "," if decimal_mark == "." else r"\."
-    group = rf"(?!{mark}\d+{scale_ahead}){group_mark}\d{{3}}"
-    amount = (rf"(?<![\d.,])(?P<units>[1-9]\d{{0,2}}(?:{group})+|\d+)"
+    groups = rf"(?:{group_mark}\d{{3}})+|(?:[.,]\d{{3}}){{2,}}"  # two groups of three are thousands with either mark
+    amount = (rf"(?<![\d.,])(?P<units>[1-9]\d{{0,2}}(?:{groups})|\d+)"
               rf"(?:(?P<decimals>[.,]\d+)(?={scale_ahead})|[.,](?P<cents>\d\d)(?!\d)|(?P<fraction>{mark}\d+))?"
               rf"(?![\d]|[.,]\d)")
     return re.compile(rf"(?P<minus>(?<!\w)[-−])?(?:(?P<before>{_SIGN}) ?)?{amount}{_SCALE}"
@@ -550,7 +551,7 @@ def _german_ordinals_said(text: str) -> str:
 
 # French: "1re", "1ère" ("un re"), and a Roman numeral's ("XIXe siècle" was "gziks siècle", "François Ier" "I E R"),
 # as the ordinal's word or its number; "n°" before a number ("N cinq") as "numéro".
-_FRENCH_FIRST = re.compile(r"(?<![\w.,])(?:1|(?P<roman>I))(?P<ending>ers?|res?|ères?)\b")
+_FRENCH_FIRST = re.compile(r"(?<![\w.,])(?:1|I(?=er))(?P<ending>ers?|res?|ères?)\b")  # "Ire" is a word too
 _FRENCH_ROMAN_ORDINAL = re.compile(r"(?<![\w.,])(?P<roman>[IVXLC]{2,7}|[VX])(?:e|ᵉ|ème)\b")  # not "Le", "Ce"
 _FRENCH_NUMBER_SIGN = re.compile(r"(?<!\w)[nN]° ?(?=\d)")
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100}
