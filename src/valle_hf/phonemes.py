@@ -579,7 +579,8 @@ def phonemize(text: str, language: str = "en", language_switch: str = "keep") ->
 def phonemize_all(texts: Sequence[str], languages: Sequence[str], language_switch: str = "keep") -> list[str]:
     """`phonemize` for each text in its language, the emoji of them all named in one warning, the symbols no voice
     reads in another, and the letters read without their marks in a third (the sentences of one text are one text to
-    its reader)."""
+    its reader). A text with nothing to speak is refused naming which (`check_texts`)."""
+    check_texts(texts)
     emoji: list[str] = []
     symbols: dict[str, list[str]] = {}  # language → symbols its voice does not read
     folded: dict[str, list[str]] = {}  # language → letters read without their marks
@@ -624,8 +625,8 @@ def _within_word_limit(text: str) -> str:
 def _phonemized(text: str, language: str, language_switch: str, emoji: list[str], symbols: dict[str, list[str]],
                 folded: dict[str, list[str]]) -> str:
     """`phonemize` of one text, its emoji added to `emoji`, the symbols left out to `symbols` and the letters read
-    without their marks to `folded` (these two under the language), for the caller's warnings."""
-    check_text(text)
+    without their marks to `folded` (these two under the language), for the caller's warnings. `text` is one
+    `check_texts` passed."""
     if language_switch not in LANGUAGE_SWITCH:
         raise VallEValueError(f"language_switch must be one of {', '.join(LANGUAGE_SWITCH)}, got {language_switch!r}")
     language = resolve_language(text, language)

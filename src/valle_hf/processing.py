@@ -19,7 +19,7 @@ from .errors import VallETypeError, VallEValueError, is_integer_tensor, shown, w
 from .feature_extraction import VallEFeatureExtractor, check_prompt_for_texts, check_return_tensors, check_stackable
 from .files import check_output_folder
 from .hub import check_model_name, check_reachable
-from .phonemes import check_texts, phonemize, phonemize_all
+from .phonemes import phonemize, phonemize_all
 from .tokenization import (
     BOS_TOKEN,
     EOS_TOKEN,
@@ -302,8 +302,7 @@ class VallEProcessor(ProcessorMixin):
             raise VallETypeError(f"language must be a language code (str) or a list of them, got {language!r:.80}")
         if len(languages) != len(texts):
             raise VallEValueError(f"got {len(languages)} languages for {len(texts)} texts: give one, or one per text")
-        check_texts(texts)
-        phonemes = phonemize_all(texts, languages, language_switch)
+        phonemes = phonemize_all(texts, languages, language_switch)  # a text with nothing to speak named by its number
         encoded = tokenize_phonemes(self.tokenizer, phonemes, padding)
         check_stackable([len(ids) for ids in encoded["input_ids"]], padding, return_tensors, "texts", "phoneme ids")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
