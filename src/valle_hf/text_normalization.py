@@ -459,7 +459,8 @@ def _currency_as_words(text: str, language: str) -> str:
     mark = _for_language(_DECIMAL_MARK, language)
 
     def said(match: re.Match) -> str:
-        decimals = mark + (match["decimals"] or match["fraction"])[1:] if match["decimals"] or match["fraction"] else ""
+        digits = match["decimals"] or match["fraction"]  # the mark and the digits after it
+        decimals = mark + digits[1:] if digits else ""
         units, cents = re.sub("[.,]", "", match["units"]) + decimals, match["cents"] or "00"
         short = match["short"] and _for_language(_SCALE_NOUNS, language)[match["short"].strip(" .")][units != "1"]
         scale = match["scale"] or short
@@ -999,16 +1000,10 @@ _DECADE = re.compile(rf"(?<![\w.,'’])(?<!\dm )(?P<sign>{_SIGN})?(?:(?P<century
 _GERMAN_DECADE = re.compile(r"(?<![\w.,])(?P<century>1[1-9])(?P<decade>\d0)(?=er)")
 
 
-def _decades_as_words(text: str, language: str) -> str:
-    """`text` with its decades (`_DECADE_WORDS`) as the words `language` says them ("the 1990s" → "the 19 nineties",
-    "'90s" → "nineties", "the 2000s" → "the two thousands", "$1000s" → "thousands of dollars"), or German ones
-    (`_GERMAN_DECADE`: "die 1990er" → "die 19 hundert 90er"); as it is in a language the table has none for."""
-    if language.split("-")[0] == "de":
-        return _GERMAN_DECADE.sub(lambda match: f"{match['century']} hundert"
-                                  + (f" {int(match['decade'])}" if int(match["decade"]) else ""), text)
+def _english_decades_said(text: str, language: str) -> str:
+    """`text` with its decades (`_DECADE`) as `language`'s words (`_DECADE_WORDS`): "the 1990s" → "the 19 nineties",
+    "'90s" → "nineties", "the 2000s" → "the two thousands", "$1000s" → "thousands of dollars"."""
     words = _for_language(_DECADE_WORDS, language)
-    if words is None:
-        return text
 
     def said(match: re.Match) -> str:
         century, tens, sign = match["century"] or "", match["tens"], match["sign"]
@@ -1018,6 +1013,22 @@ def _decades_as_words(text: str, language: str) -> str:
         return f"{decade} of {_for_language(_CURRENCY_WORDS, language)[sign][1]}" if sign else decade
 
     return _DECADE.sub(said, text)
+
+
+def _german_decades_said(text: str, language: str) -> str:
+    """`text` with its German decades (`_GERMAN_DECADE`) in hundreds: "die 1990er" → "die 19 hundert 90er"."""
+    return _GERMAN_DECADE.sub(lambda match: f"{match['century']} hundert"
+                              + (f" {int(match['decade'])}" if int(match["decade"]) else ""), text)
+
+
+_DECADE_READERS = {"en": _english_decades_said, "de": _german_decades_said}
+
+
+def _decades_as_words(text: str, language: str) -> str:
+    """`text` with its decades as the words `language` says them (`_DECADE_READERS`); as it is in a language the
+    table has none for."""
+    reader = _for_language(_DECADE_READERS, language)
+    return text if reader is None else reader(text, language)
 
 
 def _date_pattern(order: str, then: str = "") -> re.Pattern:
